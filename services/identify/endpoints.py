@@ -1,0 +1,72 @@
+"""identify's HTTP API (thin: translate HTTP into service calls)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Response, status
+
+from services.identify import service
+from services.identify.schemas import (
+    CustomerCreate,
+    CustomerOut,
+    CustomerPage,
+    CustomerPatch,
+    TransactionCreate,
+    TransactionOut,
+    TransactionPage,
+)
+from shared.deps import ReadSession, WriteSession
+from shared.pagination import CursorParam, LimitParam, decode_cursor, page_of
+
+router = APIRouter(prefix="/v1", tags=["identify"])
+
+
+@router.post("/customers", status_code=status.HTTP_201_CREATED, response_model=CustomerOut)
+async def create_customer(body: CustomerCreate, session: WriteSession):
+    """Create a customer; email (case-insensitive) and external_id are unique."""
+    return await service.create_customer(session=session, data=body)
+
+
+@router.get("/customers", response_model=CustomerPage)
+async def list_customers(session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
+    """Customers, oldest first."""
+    key = decode_cursor(cursor, 1)
+    rows = await service.repository.list_customers(session, after_id=key[0] if key else None, limit=limit + 1)
+    items, next_cursor = page_of(rows, limit, lambda c: (c.id,))
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/customers/{customer_id}", response_model=CustomerOut)
+async def get_customer(customer_id: str, session: ReadSession):
+    return await service.get_customer(session=session, customer_id=customer_id)
+
+
+@router.patch("/customers/{customer_id}", response_model=CustomerOut)
+async def patch_customer(customer_id: str, body: CustomerPatch, session: WriteSession):
+    """Change some fields; send null to clear one."""
+    return await service.update_customer(session=session, customer_id=customer_id, patch=body)
+
+
+@router.post(
+    "/transactions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TransactionOut,
+    responses={200: {"description": "A transaction with this external_id was already recorded; it is returned"}},
+)
+async def record_transaction(body: TransactionCreate, session: WriteSession, response: Response):
+    """Record a purchase. Idempotent by `external_id`."""
+    transaction, created = await service.record_transaction(session=session, data=body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return TransactionOut.of(transaction)
+
+
+@router.get("/customers/{customer_id}/transactions", response_model=TransactionPage)
+async def list_transactions(customer_id: str, session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
+    """The customer's transactions, newest first."""
+    key = decode_cursor(cursor, 2)
+    before = (datetime.fromisoformat(key[0]), key[1]) if key else None
+    rows = await service.list_transactions(session=session, customer_id=customer_id, before=before, limit=limit + 1)
+    items, next_cursor = page_of(rows, limit, lambda t: (t.occurred_at.isoformat(), t.id))
+    return {"items": [TransactionOut.of(t) for t in items], "next_cursor": next_cursor}

@@ -1,0 +1,20 @@
+"""identify: customer portfolio analysis — customers and their transactions."""
+
+from __future__ import annotations
+
+from services.identify.endpoints import router
+from services.identify.models import Base, messaging
+from shared.app import ServiceDefinition, create_service_app
+
+DEFINITION = ServiceDefinition(
+    name="identify",
+    description="Customer portfolio analysis: customers, transactions and (soon) their value.",
+    metadata=Base.metadata,
+    messaging=messaging,
+    routers=[router],
+    consumers=[],
+)
+
+
+def create_app(settings=None):
+    return create_service_app(DEFINITION, settings)

@@ -1,0 +1,146 @@
+"""identify's rules for customers and transactions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.identify import repository
+from services.identify.models import Customer, Transaction
+from services.identify.schemas import CustomerCreate, CustomerPatch, TransactionCreate, TransactionOut
+from shared.db import utcnow
+from shared.errors import Conflict, NotFound, field_error
+from shared.ids import uuid7
+from shared.messaging import emit
+
+CUSTOMER_FIELDS = ("email", "external_id", "name", "phone")
+
+
+def _email_key(email: str | None) -> str | None:
+    return email.lower() if email else None
+
+
+async def _refuse_clash(session: AsyncSession, *, email: str | None, external_id: str | None, exclude_id=None) -> None:
+    clash = await repository.find_identity_clash(
+        session, email_key=_email_key(email), external_id=external_id, exclude_id=exclude_id
+    )
+    if clash is None:
+        return
+    if email and clash.email_key == _email_key(email):
+        raise Conflict(f"a customer with email {email!r} already exists: {clash.id}")
+    raise Conflict(f"a customer with external_id {external_id!r} already exists: {clash.id}")
+
+
+async def get_customer(*, session: AsyncSession, customer_id: str) -> Customer:
+    customer = await repository.get_customer(session, customer_id)
+    if customer is None:
+        raise NotFound(f"no customer with id {customer_id}")
+    return customer
+
+
+async def create_customer(*, session: AsyncSession, data: CustomerCreate) -> Customer:
+    await _refuse_clash(session, email=data.email, external_id=data.external_id)
+    if data.referred_by and await repository.get_customer(session, data.referred_by) is None:
+        raise field_error("body.referred_by", f"no customer with id {data.referred_by}")
+    now = utcnow()
+    customer = Customer(
+        id=uuid7(),
+        email=data.email,
+        email_key=_email_key(data.email),
+        external_id=data.external_id,
+        name=data.name,
+        phone=data.phone,
+        referred_by=data.referred_by,
+        purchase_count=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(customer)
+    await session.flush()
+    emit(
+        session,
+        "crm.identify.customer.created",
+        {field: getattr(customer, field) for field in (*CUSTOMER_FIELDS, "id", "referred_by", "created_at")},
+        subject=customer.id,
+    )
+    return customer
+
+
+async def update_customer(*, session: AsyncSession, customer_id: str, patch: CustomerPatch) -> Customer:
+    customer = await get_customer(session=session, customer_id=customer_id)
+    changes = {
+        field: getattr(patch, field)
+        for field in patch.model_fields_set
+        if getattr(patch, field) != getattr(customer, field)
+    }
+    if not changes:
+        return customer
+    email = changes.get("email", customer.email)
+    external_id = changes.get("external_id", customer.external_id)
+    if not email and not external_id:
+        raise field_error("body", "a customer keeps at least one of email and external_id")
+    await _refuse_clash(
+        session,
+        email=changes.get("email"),
+        external_id=changes.get("external_id"),
+        exclude_id=customer.id,
+    )
+    for field, value in changes.items():
+        setattr(customer, field, value)
+    customer.email_key = _email_key(customer.email)
+    customer.updated_at = utcnow()
+    await session.flush()
+    emit(
+        session,
+        "crm.identify.customer.updated",
+        {"id": customer.id, "changes": changes, "updated_at": customer.updated_at},
+        subject=customer.id,
+    )
+    return customer
+
+
+async def record_transaction(*, session: AsyncSession, data: TransactionCreate) -> tuple[Transaction, bool]:
+    """Record a purchase; the same external_id again returns the first one (created=False)."""
+
+    if data.external_id:
+        existing = await repository.transaction_by_external_id(session, data.external_id)
+        if existing is not None:
+            return existing, False
+    if await repository.get_customer(session, data.customer_id) is None:
+        raise field_error("body.customer_id", f"no customer with id {data.customer_id}")
+    transaction = Transaction(
+        id=uuid7(),
+        customer_id=data.customer_id,
+        amount=data.amount,
+        currency=data.currency,
+        occurred_at=data.occurred_at,
+        external_id=data.external_id,
+        recorded_at=utcnow(),
+    )
+    session.add(transaction)
+    purchase_count = await repository.count_purchase(session, data.customer_id)
+    await session.flush()
+    out = TransactionOut.of(transaction)
+    emit(
+        session,
+        "crm.identify.transaction.recorded",
+        {
+            "id": out.id,
+            "customer_id": out.customer_id,
+            "amount": out.amount,
+            "currency": out.currency,
+            "occurred_at": out.occurred_at,
+            "external_id": out.external_id,
+            "purchase_count": purchase_count,
+        },
+        subject=transaction.customer_id,
+    )
+    return transaction, True
+
+
+async def list_transactions(
+    *, session: AsyncSession, customer_id: str, before: tuple[datetime, str] | None, limit: int
+) -> list[Transaction]:
+    await get_customer(session=session, customer_id=customer_id)
+    return await repository.list_transactions(session, customer_id=customer_id, before=before, limit=limit)

@@ -1,0 +1,297 @@
+"""The scaffolding every stage service shares.
+
+`create_service_app()` builds a FastAPI app whose lifespan opens the database,
+connects to NATS in the background, starts the outbox relay and the consumers,
+and whose error handling renders every client error as {"error", "detail"}.
+Health (`/healthz`), readiness (`/readyz`), metrics (`/metrics`) and the
+dead-letter listing (`/v1/ops/dead-letters`) come with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from sqlalchemy import MetaData, select, text
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared import context
+from shared.bus import Bus
+from shared.consumer import ConsumerRunner, ConsumerSpec
+from shared.db import Database
+from shared.deps import ReadSession
+from shared.errors import AppError
+from shared.logs import configure_logging
+from shared.messaging import MessagingTables
+from shared.metrics import Metrics
+from shared.pagination import CursorParam, LimitParam, decode_cursor, page_of
+from shared.relay import OutboxRelay
+from shared.settings import ServiceSettings, service_settings
+
+log = logging.getLogger("valuechain.app")
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    description: str
+    metadata: MetaData
+    messaging: MessagingTables
+    routers: list[APIRouter] = field(default_factory=list)
+    consumers: list[ConsumerSpec] = field(default_factory=list)
+
+
+@dataclass
+class Runtime:
+    """What the lifespan builds and the request handlers use (typed app state)."""
+
+    settings: ServiceSettings
+    db: Database
+    bus: Bus
+    relay: OutboxRelay
+    consumers: list[ConsumerRunner]
+    metrics: Metrics
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+
+# --- errors ------------------------------------------------------------------
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join(str(part) for part in err.get("loc", ())), "message": err.get("msg"), "type": err.get("type")}
+        for err in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_request: Request, exc: AppError):
+        return JSONResponse(exc.body(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError):
+        errors = _field_errors(exc)
+        if any(err["type"] == "json_invalid" for err in errors):
+            return JSONResponse({"error": "malformed_json", "detail": errors}, status_code=400)
+        return JSONResponse({"error": "validation_error", "detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException):
+        names = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 400: "bad_request"}
+        return JSONResponse(
+            {"error": names.get(exc.status_code, "http_error"), "detail": exc.detail},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_request: Request, exc: IntegrityError):
+        # Services check uniqueness first; this catches the race between two writers.
+        return JSONResponse({"error": "conflict", "detail": "the change conflicts with existing data"}, status_code=409)
+
+
+# --- request ids, metrics, access log (pure ASGI: no per-request task hop) -------
+
+
+class RequestContextMiddleware:
+    def __init__(self, app, metrics_getter):
+        self.app = app
+        self.metrics_getter = metrics_getter
+        self.access = logging.getLogger("valuechain.access")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        rid = (headers.get(b"x-request-id") or b"").decode() or context.new_id()
+        cid = (headers.get(b"x-correlation-id") or b"").decode() or rid
+        t1 = context.request_id.set(rid)
+        t2 = context.correlation_id.set(cid)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_ids(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = list(message.get("headers", [])) + [
+                    (b"x-request-id", rid.encode()),
+                    (b"x-correlation-id", cid.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_ids)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            metrics = self.metrics_getter()
+            if metrics is not None and path not in ("/metrics",):
+                metrics.requests.labels(metrics.service, scope["method"], path, str(status)).inc()
+                metrics.latency.labels(metrics.service, scope["method"], path).observe(elapsed)
+            if path not in ("/healthz", "/readyz", "/metrics"):
+                self.access.info(
+                    "request",
+                    extra={"method": scope["method"], "path": scope["path"], "status": status,
+                           "duration_ms": round(elapsed * 1000, 2)},
+                )
+            context.request_id.reset(t1)
+            context.correlation_id.reset(t2)
+
+
+# --- operator endpoints ---------------------------------------------------------
+
+
+class DeadLetterOut(BaseModel):
+    id: int
+    consumer: str
+    event_id: str | None
+    subject: str | None
+    error: str
+    deliveries: int
+    failed_at: datetime
+    body: str
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetterOut]
+    next_cursor: str | None = None
+
+
+def ops_router(messaging: MessagingTables) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+    table = messaging.dead_letters
+
+    @router.get("/v1/ops/dead-letters", response_model=DeadLetterPage)
+    async def list_dead_letters(session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
+        """Events this service's consumers gave up on, newest first."""
+        query = select(table).order_by(table.c.id.desc()).limit(limit + 1)
+        key = decode_cursor(cursor, 1)
+        if key is not None:
+            query = query.where(table.c.id < int(key[0]))
+        rows = (await session.execute(query)).mappings().all()
+        rows, next_cursor = page_of(list(rows), limit, lambda row: (row["id"],))
+        items = [dict(row, body=row["body"].decode("utf-8", "replace")) for row in rows]
+        return {"items": items, "next_cursor": next_cursor}
+
+    return router
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz():
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz(request: Request):
+        runtime: Runtime = request.app.state.runtime
+        checks: dict[str, str] = {}
+        try:
+            async with runtime.db.reader() as session:
+                await asyncio.wait_for(session.execute(text("SELECT 1")), timeout=2)
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["database"] = f"unreachable: {exc.__class__.__name__}"
+        checks["nats"] = "ok" if runtime.bus.is_connected else "disconnected"
+        for runner in runtime.consumers:
+            checks[f"consumer:{runner.name}"] = "stalled" if runner.stalled else "ok"
+        checks["outbox_relay"] = "ok" if runtime.relay.last_error is None else f"retrying: {runtime.relay.last_error}"
+        ready = all(value == "ok" for key, value in checks.items() if key != "outbox_relay")
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+        )
+
+    @router.get("/metrics")
+    async def metrics(request: Request):
+        runtime: Runtime = request.app.state.runtime
+        try:
+            runtime.metrics.outbox_pending.labels(runtime.settings.service).set(await runtime.relay.pending_count())
+        except Exception:  # noqa: BLE001 - metrics must not fail on a busy database
+            pass
+        return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return router
+
+
+# --- the app -----------------------------------------------------------------------
+
+
+async def start_runtime(definition: ServiceDefinition, settings: ServiceSettings) -> Runtime:
+    metrics = Metrics(definition.name)
+    db = Database.connect(settings.database_url, service=definition.name)
+    bus = Bus(settings.nats_url, name=f"valuechain-{definition.name}", stream=settings.stream)
+    relay = OutboxRelay(
+        db, definition.messaging, bus, metrics, batch=settings.outbox_batch, poll_s=settings.outbox_poll_s
+    )
+    for factory in (db.writer, db.reader):
+        factory.kw["info"].update({"messaging": definition.messaging, "notify": relay.notify})
+    consumers = [
+        ConsumerRunner(spec, settings=settings, db=db, bus=bus, metrics=metrics) for spec in definition.consumers
+    ]
+    runtime = Runtime(settings, db, bus, relay, consumers, metrics)
+    runtime.tasks.append(asyncio.create_task(bus.connect(), name="nats-connect"))
+    runtime.tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+    for runner in consumers:
+        runner.start()
+    bus.on_reconnect(_notify_async(relay))
+    return runtime
+
+
+def _notify_async(relay: OutboxRelay):
+    async def callback() -> None:
+        relay.notify()  # catch up on whatever piled up while NATS was away
+
+    return callback
+
+
+async def stop_runtime(runtime: Runtime) -> None:
+    for runner in runtime.consumers:
+        await runner.stop()
+    for task in runtime.tasks:
+        task.cancel()
+    await asyncio.gather(*runtime.tasks, return_exceptions=True)
+    await runtime.bus.close()
+    await runtime.db.dispose()
+
+
+def create_service_app(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or service_settings(definition.name)
+    configure_logging(definition.name, settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.runtime = await start_runtime(definition, settings)
+        try:
+            yield
+        finally:
+            await stop_runtime(app.state.runtime)
+
+    app = FastAPI(
+        title=f"Value Chain CRM — {definition.name}",
+        description=definition.description,
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.runtime = None
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics_getter=lambda: getattr(app.state.runtime, "metrics", None))
+    app.include_router(health_router())
+    app.include_router(ops_router(definition.messaging))
+    for router in definition.routers:
+        app.include_router(router)
+    return app

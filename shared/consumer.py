@@ -1,0 +1,280 @@
+"""Durable pull consumers that apply each event exactly once to the service's state.
+
+A consumer keeps one pull request open on its durable JetStream consumer and
+handles whatever has arrived as one micro-batch: one transaction checks the inbox,
+runs the handlers and records the handled event ids, then the messages are
+acked. A redelivered or duplicated event finds its id in the inbox and is skipped.
+If a batch fails, its events are retried one by one so a poison event cannot hold
+the others back; a failing event is retried with back-off (`nak` with a delay)
+and after `max_deliver` attempts it is parked: a dead-letter row plus an event on
+`crm.dlq.<service>`, both committed together, then the message is terminated.
+
+We drive the pull protocol ourselves rather than through nats-py's `fetch`,
+whose batch fetch waits for a full batch or the whole expiry once the stream is
+idle: that would put seconds between a commit and its effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import orjson
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import context
+from shared.bus import Bus, consumer_config, ensure_consumer, ensure_stream
+from shared.contracts import dlq_subject
+from shared.db import Database, utcnow
+from shared.events import CloudEvent
+from shared.messaging import emit, handled_ids, record_handled, tables_of
+from shared.metrics import Metrics
+from shared.settings import ServiceSettings
+from shared.uow import transaction
+
+log = logging.getLogger("valuechain.consumer")
+
+Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """What a consumer is for and which handler applies each subject."""
+
+    purpose: str
+    handlers: dict[str, Handler]
+    description: str = ""
+
+    def durable(self, service: str) -> str:
+        return f"{service}-{self.purpose}"
+
+
+class ConsumerRunner:
+    def __init__(self, spec: ConsumerSpec, *, settings: ServiceSettings, db: Database, bus: Bus, metrics: Metrics):
+        self.spec = spec
+        self.service = settings.service
+        self.name = spec.durable(settings.service)
+        self.settings = settings
+        self.db = db
+        self.bus = bus
+        self.metrics = metrics
+        self.batch = settings.consumer_batch
+        self.expires_s = settings.consumer_expires_s
+        self.heartbeat = time.monotonic()
+        self.task: asyncio.Task | None = None
+        self._provisioned_generation = -1
+
+    # --- state for readiness -------------------------------------------------
+
+    @property
+    def stalled(self) -> bool:
+        if self.task is None or self.task.done():
+            return True
+        return time.monotonic() - self.heartbeat > 3 * self.expires_s + 5
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run(), name=f"consumer:{self.name}")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping
+                pass
+
+    # --- the pull loop -------------------------------------------------------
+
+    async def provision(self, js: JetStreamContext) -> None:
+        await ensure_stream(js, self.settings.stream)
+        await ensure_consumer(
+            js,
+            self.settings.stream,
+            consumer_config(self.name, sorted(self.spec.handlers), max_ack_pending=self.batch * 4),
+        )
+
+    async def run(self) -> None:
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def enqueue(msg: Msg) -> None:
+            queue.put_nowait(msg)
+
+        await self.bus.connected.wait()
+        nc = self.bus.nc
+        inbox = nc.new_inbox()
+        await nc.subscribe(inbox, cb=enqueue)
+        next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.settings.stream}.{self.name}"
+        request = orjson.dumps({"batch": self.batch, "expires": int(self.expires_s * 1e9)})
+        while True:
+            try:
+                await self.bus.connected.wait()
+                self.heartbeat = time.monotonic()
+                if self._provisioned_generation != self.bus.generation:
+                    await self.provision(self.bus.js)
+                    self._provisioned_generation = self.bus.generation
+                await nc.publish(next_subject, request, reply=inbox)
+                await self._drain_request(queue)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep consuming whatever went wrong
+                log.warning("consumer loop error", extra={"consumer": self.name, "error": repr(exc)})
+                self._provisioned_generation = -1
+                await asyncio.sleep(1.0)
+
+    async def _drain_request(self, queue: asyncio.Queue[Msg]) -> None:
+        """Handle messages until the open pull request is fulfilled or expires."""
+
+        owed = self.batch
+        deadline = time.monotonic() + self.expires_s + 1.0
+        while owed > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                msg = await asyncio.wait_for(queue.get(), timeout=remaining)
+            except asyncio.TimeoutError:
+                return
+            batch: list[Msg] = []
+            request_over = False
+            while True:
+                status = JetStreamContext.is_status_msg(msg)
+                if status is None:
+                    batch.append(msg)
+                elif status != "100":  # 404 no messages, 408 expired, 409 conflicts end the request
+                    request_over = True
+                if len(batch) >= owed or queue.empty():
+                    break
+                msg = queue.get_nowait()
+            if batch:
+                owed -= len(batch)
+                await self.process(batch)
+            self.heartbeat = time.monotonic()
+            if request_over:
+                return
+
+    # --- applying events -----------------------------------------------------
+
+    async def process(self, msgs: list[Msg]) -> None:
+        items: list[tuple[Msg, CloudEvent]] = []
+        for msg in msgs:
+            try:
+                items.append((msg, CloudEvent.from_json(msg.data)))
+            except Exception as exc:  # noqa: BLE001 - not an event at all: park it at once
+                await self._dead_letter(msg, None, f"undecodable event: {exc}", self._deliveries(msg))
+        if not items:
+            return
+        try:
+            await self._apply(items)
+        except Exception:  # noqa: BLE001 - isolate the failing event(s)
+            if len(items) == 1:
+                await self._failed(*items[0], traceback.format_exc(limit=5))
+                return
+            for item in items:
+                try:
+                    await self._apply([item])
+                except Exception:  # noqa: BLE001
+                    await self._failed(*item, traceback.format_exc(limit=5))
+                else:
+                    await item[0].ack()
+            return
+        for msg, _ in items:
+            await msg.ack()
+
+    async def _apply(self, items: list[tuple[Msg, CloudEvent]]) -> None:
+        applied = duplicates = 0
+        async with transaction(self.db.writer) as session:
+            seen = await handled_ids(session, self.name, {event.id for _, event in items})
+            fresh: list[str] = []
+            for _, event in items:
+                if event.id in seen:
+                    duplicates += 1
+                    continue
+                seen.add(event.id)
+                handler = self.spec.handlers.get(event.type)
+                if handler is not None:
+                    tokens = (
+                        context.correlation_id.set(event.correlationid or event.id),
+                        context.causation_id.set(event.id),
+                    )
+                    try:
+                        await handler(session, event)
+                    finally:
+                        context.causation_id.reset(tokens[1])
+                        context.correlation_id.reset(tokens[0])
+                fresh.append(event.id)
+                applied += 1
+            await record_handled(session, self.name, fresh, utcnow())
+        if applied:
+            self.metrics.events_handled.labels(self.service, self.name).inc(applied)
+        if duplicates:
+            self.metrics.events_duplicate.labels(self.service, self.name).inc(duplicates)
+
+    @staticmethod
+    def _deliveries(msg: Msg) -> int:
+        try:
+            return msg.metadata.num_delivered
+        except Exception:  # noqa: BLE001 - not a JetStream message
+            return 1
+
+    async def _failed(self, msg: Msg, event: CloudEvent, error: str) -> None:
+        deliveries = self._deliveries(msg)
+        self.metrics.events_failed.labels(self.service, self.name).inc()
+        if deliveries >= self.settings.consumer_max_deliver:
+            await self._dead_letter(msg, event, error, deliveries)
+            return
+        backoff = self.settings.consumer_backoff_s
+        delay = backoff[min(deliveries - 1, len(backoff) - 1)]
+        log.warning(
+            "event failed, will retry",
+            extra={"consumer": self.name, "event_id": event.id, "deliveries": deliveries, "retry_in_s": delay,
+                   "error": error.strip().splitlines()[-1]},
+        )
+        await msg.nak(delay=delay)
+
+    async def _dead_letter(self, msg: Msg, event: CloudEvent | None, error: str, deliveries: int) -> None:
+        token = context.correlation_id.set(event.correlationid if event else None)
+        try:
+            async with transaction(self.db.writer) as session:
+                await session.execute(
+                    insert(tables_of(session).dead_letters).values(
+                        consumer=self.name,
+                        event_id=event.id if event else None,
+                        subject=msg.subject,
+                        body=msg.data,
+                        error=error,
+                        deliveries=deliveries,
+                        failed_at=utcnow(),
+                    )
+                )
+                if event is not None:
+                    # Never apply it later by accident: an operator replays it on purpose.
+                    await record_handled(session, self.name, [event.id], utcnow())
+                emit(
+                    session,
+                    dlq_subject(self.service),
+                    {
+                        "consumer": self.name,
+                        "event_id": event.id if event else None,
+                        "event_type": event.type if event else None,
+                        "error": error,
+                        "deliveries": deliveries,
+                        "failed_at": utcnow(),
+                        "raw": msg.data.decode("utf-8", "replace"),
+                    },
+                    subject=event.subject if event else None,
+                )
+        finally:
+            context.correlation_id.reset(token)
+        self.metrics.dead_letters.labels(self.service, self.name).inc()
+        log.error(
+            "event dead-lettered",
+            extra={"consumer": self.name, "event_id": event.id if event else None, "deliveries": deliveries},
+        )
+        await msg.term()

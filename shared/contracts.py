@@ -1,0 +1,177 @@
+"""The event catalog: every subject the suite publishes and its payload schema.
+
+Payloads are a public contract for partner systems. Each is versioned through the
+CloudEvents `dataschema` attribute; a payload changes only by adding optional
+fields, and a breaking change gets a new version. `docs/events.md` is generated
+from this module (and from the services' consumer declarations); a test fails
+when it is stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Contract:
+    subject: str
+    producer: str
+    model: type[Payload]
+    description: str
+    version: int = 1
+
+    @property
+    def dataschema(self) -> str:
+        return f"urn:valuechain:event:{self.subject}:v{self.version}"
+
+
+CATALOG: dict[str, Contract] = {}
+
+
+def contract(subject: str, producer: str, description: str, version: int = 1):
+    def register(model: type[Payload]) -> type[Payload]:
+        CATALOG[subject] = Contract(subject, producer, model, description, version)
+        return model
+
+    return register
+
+
+# --- identify ---------------------------------------------------------------
+
+
+@contract("crm.identify.customer.created", "identify", "A customer was created.")
+class CustomerCreated(Payload):
+    id: str
+    email: str | None = None
+    external_id: str | None = None
+    name: str | None = None
+    phone: str | None = None
+    referred_by: str | None = None
+    created_at: datetime
+
+
+@contract("crm.identify.customer.updated", "identify", "Fields of a customer changed; `changes` holds the new values.")
+class CustomerUpdated(Payload):
+    id: str
+    changes: dict[str, str | None]
+    updated_at: datetime
+
+
+@contract(
+    "crm.identify.transaction.recorded",
+    "identify",
+    "A purchase was recorded; `purchase_count` is the customer's number of transactions including this one.",
+)
+class TransactionRecorded(Payload):
+    id: str
+    customer_id: str
+    amount: str
+    currency: str
+    occurred_at: datetime
+    external_id: str | None = None
+    purchase_count: int
+
+
+# --- lifecycle --------------------------------------------------------------
+
+Stage = Literal["prospect", "new", "active", "loyal", "at_risk", "churned", "won_back"]
+
+
+@contract("crm.lifecycle.stage.changed", "lifecycle", "A customer moved from one lifecycle stage to another.")
+class StageChanged(Payload):
+    customer_id: str
+    from_stage: Stage | None
+    to_stage: Stage
+    at: datetime
+    cause_event_id: str
+
+
+# --- engage -----------------------------------------------------------------
+
+
+@contract("crm.engage.interaction.logged", "engage", "A two-way interaction with a customer was logged.")
+class InteractionLogged(Payload):
+    id: str
+    customer_id: str
+    channel: str
+    direction: Literal["inbound", "outbound"]
+    summary: str
+    occurred_at: datetime
+
+
+# --- network ----------------------------------------------------------------
+
+
+@contract("crm.network.stakeholder.created", "network", "A partner, supplier, employee or investor was added.")
+class StakeholderCreated(Payload):
+    id: str
+    kind: Literal["partner", "supplier", "employee", "investor"]
+    name: str
+    email: str | None = None
+    created_at: datetime
+
+
+@contract("crm.network.referral.recorded", "network", "A customer referred another customer.")
+class ReferralRecorded(Payload):
+    id: str
+    referrer_id: str
+    referred_id: str
+    recorded_at: datetime
+
+
+# --- value ------------------------------------------------------------------
+
+
+@contract("crm.value.offer.issued", "value", "An offer was issued to a customer (by a user, or a welcome offer by value itself).")
+class OfferIssued(Payload):
+    id: str
+    customer_id: str
+    kind: str
+    title: str
+    discount_percent: str | None = None
+    expires_at: datetime | None = None
+    issued_at: datetime
+
+
+@contract("crm.value.offer.redeemed", "value", "A customer redeemed an offer.")
+class OfferRedeemed(Payload):
+    id: str
+    customer_id: str
+    kind: str
+    redeemed_at: datetime
+
+
+# --- dead letters -----------------------------------------------------------
+
+
+class DeadLetter(Payload):
+    consumer: str
+    event_id: str | None
+    event_type: str | None
+    error: str
+    deliveries: int
+    failed_at: datetime
+    raw: str
+
+
+DLQ_SUBJECT_PREFIX = "crm.dlq."
+
+
+def dlq_subject(service: str) -> str:
+    return f"{DLQ_SUBJECT_PREFIX}{service}"
+
+
+for _service in ("identify", "engage", "network", "value", "lifecycle"):
+    contract(
+        dlq_subject(_service),
+        _service,
+        f"An event that {_service}'s consumers kept failing on, parked for operators (also listed at {_service}'s /v1/ops/dead-letters).",
+    )(DeadLetter)

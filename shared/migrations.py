@@ -1,0 +1,115 @@
+"""Alembic, once per service: each service has its own history and version table.
+
+`upgrade(service)` brings one service's database to head; `upgrade_all()` does
+every service (the pre-start step of `valuechain run`). Each service's
+`migrations/env.py` calls `run_env()` with its own metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData, pool
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.settings import SERVICES, service_settings
+
+SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+
+
+def version_table(service: str) -> str:
+    return f"{service}_alembic_version"
+
+
+def alembic_config(service: str, url: str | None = None) -> Config:
+    url = url or service_settings(service).database_url
+    config = Config()
+    config.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    # Dated file names keep each history readable in order.
+    config.set_main_option(
+        "file_template", "%%(year)d%%(month).2d%%(day).2d_%%(hour).2d%%(minute).2d_%%(rev)s_%%(slug)s"
+    )
+    config.attributes["service"] = service
+    config.attributes["url"] = url
+    return config
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _in_own_thread(fn, *args) -> None:
+    """Alembic's env runs its own event loop, so never call it from inside one."""
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        fn(*args)
+        return
+    with ThreadPoolExecutor(1) as executor:
+        executor.submit(fn, *args).result()
+
+
+def upgrade(service: str, url: str | None = None, revision: str = "head") -> None:
+    config = alembic_config(service, url)
+    _ensure_sqlite_dir(config.attributes["url"])
+    _in_own_thread(command.upgrade, config, revision)
+
+
+def upgrade_all() -> None:
+    for service in SERVICES:
+        upgrade(service)
+
+
+def run_env(target_metadata: MetaData) -> None:
+    """The body of every service's env.py."""
+
+    from alembic import context
+
+    config = context.config
+    service = config.attributes["service"]
+    url = config.attributes["url"]
+    options = dict(
+        target_metadata=target_metadata,
+        version_table=version_table(service),
+        render_as_batch=url.startswith("sqlite"),
+        compare_type=True,
+    )
+    if context.is_offline_mode():
+        context.configure(url=url, literal_binds=True, **options)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    def do_run(connection) -> None:
+        context.configure(connection=connection, **options)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run_async() -> None:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run)
+            await connection.commit()
+        await engine.dispose()
+
+    asyncio.run(run_async())
+
+
+def make_revision(service: str, message: str) -> None:
+    """Autogenerate a new revision of `service` against a scratch SQLite database at head."""
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        url = f"sqlite+aiosqlite:///{scratch}/{service}.db"
+        upgrade(service, url)
+        config = alembic_config(service, url)
+        _in_own_thread(lambda: command.revision(config, message=message, autogenerate=True))

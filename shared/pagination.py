@@ -1,0 +1,59 @@
+"""Cursor pagination (`limit`, `cursor` → `next_cursor`), as Twenty and HubSpot do.
+
+A cursor is an opaque, URL-safe encoding of the sort key of the last item served.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any, Generic, TypeVar
+
+import orjson
+from fastapi import Query
+from pydantic import BaseModel
+
+from shared.errors import AppError
+
+T = TypeVar("T")
+
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class InvalidCursor(AppError):
+    status_code = 400
+    error = "invalid_cursor"
+
+
+def encode_cursor(*key: Any) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(key), default=str)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
+    if not cursor:
+        return None
+    try:
+        key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except Exception as exc:  # noqa: BLE001
+        raise InvalidCursor("cursor is not one this API issued") from exc
+    if not isinstance(key, list) or len(key) != arity:
+        raise InvalidCursor("cursor is not one this API issued")
+    return key
+
+
+LimitParam = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page")]
+CursorParam = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
+
+
+def page_of(rows: list[T], limit: int, key) -> tuple[list[T], str | None]:
+    """Given up to limit+1 rows, cut to `limit` and build the next cursor from the last row kept."""
+
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, encode_cursor(*key(rows[-1]))
+    return rows, None

