@@ -97,7 +97,12 @@ class ConsumerRunner:
         await ensure_consumer(
             js,
             self.settings.stream,
-            consumer_config(self.name, sorted(self.spec.handlers), max_ack_pending=self.batch * 4),
+            consumer_config(
+                self.name,
+                sorted(self.spec.handlers),
+                max_ack_pending=self.batch * 4,
+                ack_wait_s=self.settings.consumer_ack_wait_s,
+            ),
         )
 
     async def run(self) -> None:

@@ -40,6 +40,7 @@ class ServiceSettings(BaseSettings):
     consumer_batch: int = 500
     consumer_expires_s: float = 5.0
     consumer_max_deliver: int = 5
+    consumer_ack_wait_s: float = 30.0
     consumer_backoff_s: tuple[float, ...] = (0.2, 1.0, 5.0, 15.0)
     outbox_poll_s: float = 0.5
     outbox_batch: int = 500

@@ -132,25 +132,46 @@ class Suite:
     services: dict[str, ServiceHandle] = field(default_factory=dict)
 
     async def start(self, name: str, **overrides) -> ServiceHandle:
+        """Start a stage service from its package, with its migrations applied."""
+
         import importlib
 
         from shared.migrations import upgrade
-        from shared.settings import service_settings
 
+        url = await self._database(name)
+        await asyncio.to_thread(upgrade, name, url)
+        module = importlib.import_module(f"services.{name}.main")
+        return await self._launch(name, module.create_app, url, overrides)
+
+    async def start_definition(self, definition, **overrides) -> ServiceHandle:
+        """Start a service defined by a test (its tables made straight from its metadata)."""
+
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        from shared.app import create_service_app
+
+        url = await self._database(definition.name)
+        engine = create_async_engine(url)
+        async with engine.begin() as conn:
+            await conn.run_sync(definition.metadata.create_all)
+        await engine.dispose()
+        return await self._launch(definition.name, lambda s: create_service_app(definition, s), url, overrides)
+
+    async def _database(self, name: str) -> str:
         url, drop = await make_database_url(name, self.tmp_path)
         self.stack.push_async_callback(drop)
-        await asyncio.to_thread(upgrade, name, url)
-        settings = service_settings(
-            name,
-            database_url=url,
-            nats_url=self.nats.url,
-            consumer_expires_s=overrides.pop("consumer_expires_s", 1.0),
-            consumer_backoff_s=overrides.pop("consumer_backoff_s", (0.05, 0.05, 0.05, 0.05)),
-            outbox_poll_s=overrides.pop("outbox_poll_s", 0.2),
-            **overrides,
-        )
-        module = importlib.import_module(f"services.{name}.main")
-        app = module.create_app(settings)
+        return url
+
+    def settings_for(self, name: str, url: str, overrides: dict):
+        from shared.settings import service_settings
+
+        defaults = dict(consumer_expires_s=1.0, consumer_backoff_s=(0.05, 0.05, 0.05, 0.05), outbox_poll_s=0.2)
+        defaults.update(overrides)
+        return service_settings(name, database_url=url, nats_url=self.nats.url, **defaults)
+
+    async def _launch(self, name: str, factory, url: str, overrides: dict) -> ServiceHandle:
+        settings = self.settings_for(name, url, overrides)
+        app = factory(settings)
         await self.stack.enter_async_context(app.router.lifespan_context(app))
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}")
         await self.stack.enter_async_context(client)

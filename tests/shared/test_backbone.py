@@ -1,0 +1,227 @@
+"""The event backbone against a real nats-server and real databases:
+exactly-once effects under redelivery, dead-lettering, outbox catch-up, NATS restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nats
+import pytest
+from sqlalchemy import func, select
+
+from shared.events import make_event
+from shared.messaging import emit
+from shared.uow import transaction
+from tests.shared import probe
+from tests.support import wait_until
+
+
+async def stream_events(nats_url: str, subject: str = "crm.>") -> list[dict]:
+    """Every event stored in the CRM stream on `subject`, read with an ephemeral consumer."""
+
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info("CRM")
+        sub = await js.pull_subscribe(subject, stream="CRM")
+        events: list[dict] = []
+        if info.state.messages:
+            try:
+                while True:
+                    msgs = await sub.fetch(100, timeout=0.5)
+                    events.extend(json.loads(m.data) for m in msgs)
+                    for m in msgs:
+                        await m.ack()
+            except nats.errors.TimeoutError:
+                pass
+        return events
+    finally:
+        await nc.close()
+
+
+async def publish_raw(nats_url: str, subject: str, body: bytes, msg_id: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().publish(subject, body, headers={"Nats-Msg-Id": msg_id})
+    finally:
+        await nc.close()
+
+
+def created_event(customer_id: str, name: str = "x"):
+    return make_event(
+        service="identify",
+        type="crm.identify.customer.created",
+        data={"id": customer_id, "name": name, "created_at": "2024-01-01T00:00:00Z"},
+        subject=customer_id,
+    )
+
+
+async def test_the_same_event_delivered_twice_is_applied_once(suite):
+    probe_service = await suite.start_definition(probe.DEFINITION)
+    event = created_event("c-1")
+    # Two publishes the broker cannot deduplicate (different Nats-Msg-Id), one event id.
+    await publish_raw(suite.nats.url, event.type, event.to_json(), "first")
+    await publish_raw(suite.nats.url, event.type, event.to_json(), "second")
+    metrics = probe_service.runtime.metrics
+    await wait_until(
+        lambda: metrics.events_duplicate.labels("probe", "probe-apply")._value.get() >= 1, what="duplicate skipped"
+    )
+    assert await probe.applied_count(probe_service, event.id) == 1
+
+
+async def test_a_consumer_that_dies_before_acking_gets_the_event_again_and_applies_it_once(suite):
+    first = await suite.start_definition(probe.DEFINITION, consumer_ack_wait_s=1.0)
+    runner = first.runtime.consumers[0]
+    applied_without_ack = []
+
+    async def apply_then_die(msgs):
+        # The effect and the inbox record commit, then the process "dies": no ack.
+        items = [(m, probe.CloudEvent.from_json(m.data)) for m in msgs]
+        await runner._apply(items)
+        applied_without_ack.extend(items)
+        await asyncio.sleep(3600)  # hangs until killed, never acking
+
+    runner.process = apply_then_die
+    event = created_event("c-2")
+    await publish_raw(suite.nats.url, event.type, event.to_json(), event.id)
+    await wait_until(lambda: applied_without_ack, what="first delivery applied")
+    await runner.stop()  # the process is killed between commit and ack
+    assert runner.stalled  # readiness would report it
+    assert await probe.applied_count(first, event.id) == 1
+
+    # A fresh consumer on the same durable (a restarted process) gets the event
+    # again once the ack wait runs out, finds it in the inbox and skips it.
+    runner.process = type(runner).process.__get__(runner)
+    runner.start()
+    await wait_until(
+        lambda: first.runtime.metrics.events_duplicate.labels("probe", "probe-apply")._value.get() >= 1,
+        timeout=15,
+        what="redelivery skipped as duplicate",
+    )
+    assert await probe.applied_count(first, event.id) == 1
+    nc = await nats.connect(suite.nats.url)
+    info = await nc.jetstream().consumer_info("CRM", "probe-apply")
+    await nc.close()
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def test_a_poison_event_goes_to_the_dead_letter_subject_and_does_not_block_others(suite):
+    probe_service = await suite.start_definition(probe.DEFINITION, consumer_max_deliver=3)
+    poison = created_event("c-poison", name="poison")
+    good = created_event("c-good")
+    await publish_raw(suite.nats.url, poison.type, poison.to_json(), poison.id)
+    await publish_raw(suite.nats.url, good.type, good.to_json(), good.id)
+    await wait_until(lambda: probe.applied_count(probe_service, good.id), what="good event applied")
+
+    response = await wait_until(
+        lambda: _dead_letters(probe_service), timeout=15, what="dead letter listed"
+    )
+    letter = response[0]
+    assert letter["event_id"] == poison.id
+    assert letter["deliveries"] == 3
+    assert letter["consumer"] == "probe-apply"
+    assert "this event always fails" in letter["error"]
+    assert json.loads(letter["body"])["id"] == poison.id
+
+    dlq = await wait_until(lambda: stream_events(suite.nats.url, "crm.dlq.probe"), what="dlq event")
+    assert dlq[0]["type"] == "crm.dlq.probe"
+    assert dlq[0]["data"]["event_id"] == poison.id
+    assert dlq[0]["correlationid"] == poison.correlationid
+    assert await probe.applied_count(probe_service, poison.id) == 0
+
+
+async def test_an_undecodable_message_is_dead_lettered_at_once(suite):
+    probe_service = await suite.start_definition(probe.DEFINITION)
+    await publish_raw(suite.nats.url, "crm.identify.customer.created", b"{not json", "garbage-1")
+    letters = await wait_until(lambda: _dead_letters(probe_service), what="dead letter")
+    assert letters[0]["event_id"] is None
+    assert letters[0]["deliveries"] == 1
+    assert "undecodable" in letters[0]["error"]
+
+
+async def _dead_letters(handle):
+    response = await handle.client.get("/v1/ops/dead-letters")
+    assert response.status_code == 200
+    return response.json()["items"]
+
+
+async def test_a_rolled_back_write_emits_nothing(suite):
+    identify = await suite.start("identify")
+    with pytest.raises(RuntimeError):
+        async with transaction(identify.runtime.db.writer) as session:
+            emit(session, "crm.identify.customer.created", {"id": "ghost", "created_at": "2024-01-01T00:00:00Z"})
+            raise RuntimeError("the write fails after the event was emitted")
+    ok = await identify.client.post("/v1/customers", json={"external_id": "real"})
+    assert ok.status_code == 201
+    clash = await identify.client.post("/v1/customers", json={"external_id": "real"})
+    assert clash.status_code == 409
+    events = await wait_until(lambda: stream_events(suite.nats.url), what="the one event")
+    assert [e["data"]["id"] for e in events] == [ok.json()["id"]]
+    outbox = identify.runtime.relay.outbox
+    async with identify.runtime.db.reader() as session:
+        assert (await session.execute(select(func.count()).select_from(outbox))).scalar_one() == 1
+
+
+async def test_the_outbox_relay_catches_up_after_being_down(suite):
+    identify = await suite.start("identify")
+    relay = identify.runtime.relay
+    relay.paused = True
+    ids = []
+    for n in range(5):
+        response = await identify.client.post("/v1/customers", json={"external_id": f"ext-{n}"})
+        ids.append(response.json()["id"])
+    assert await relay.pending_count() == 5
+    assert await stream_events(suite.nats.url) == []
+    relay.paused = False
+    relay.notify()
+    events = await wait_until(
+        lambda: _n_events(suite.nats.url, 5), what="relay caught up"
+    )
+    assert [e["data"]["id"] for e in events] == ids  # in commit order
+    assert await relay.pending_count() == 0
+
+
+async def _n_events(url, n):
+    events = await stream_events(url)
+    return events if len(events) >= n else None
+
+
+async def test_services_survive_a_nats_restart_and_publish_what_piled_up(suite):
+    identify = await suite.start("identify")
+    probe_service = await suite.start_definition(probe.DEFINITION)
+    before = await identify.client.post("/v1/customers", json={"external_id": "before"})
+    await wait_until(lambda: probe.applied_count(probe_service), what="first event applied")
+
+    suite.nats.stop()
+    await wait_until(lambda: not identify.runtime.bus.is_connected, what="identify sees NATS gone")
+    during = await identify.client.post("/v1/customers", json={"external_id": "during"})
+    assert during.status_code == 201  # writes go on; the event waits in the outbox
+    ready = await identify.client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"]["nats"] == "disconnected"
+
+    suite.nats.start()  # same port, same store
+    await wait_until(lambda: identify.runtime.bus.is_connected, timeout=15, what="identify reconnected")
+    after = await identify.client.post("/v1/customers", json={"external_id": "after"})
+    assert after.status_code == 201
+    await wait_until(lambda: _applied_at_least(probe_service, 3), timeout=20, what="all three applied")
+    assert await probe.applied_count(probe_service) == 3
+    assert (await identify.client.get("/readyz")).status_code == 200
+    assert before.status_code == 201
+
+
+async def _applied_at_least(handle, n):
+    return await probe.applied_count(handle) >= n
+
+
+async def test_the_correlation_id_of_a_request_travels_into_its_event(suite):
+    identify = await suite.start("identify")
+    response = await identify.client.post(
+        "/v1/customers", json={"external_id": "corr"}, headers={"X-Correlation-ID": "corr-123"}
+    )
+    assert response.headers["x-correlation-id"] == "corr-123"
+    events = await wait_until(lambda: stream_events(suite.nats.url), what="event")
+    assert events[0]["correlationid"] == "corr-123"
+    assert events[0]["specversion"] == "1.0"
+    assert events[0]["source"] == "/valuechain/identify"
+    assert events[0]["dataschema"] == "urn:valuechain:event:crm.identify.customer.created:v1"
