@@ -237,8 +237,7 @@ async def start_runtime(definition: ServiceDefinition, settings: ServiceSettings
     relay = OutboxRelay(
         db, definition.messaging, bus, metrics, batch=settings.outbox_batch, poll_s=settings.outbox_poll_s
     )
-    for factory in (db.writer, db.reader):
-        factory.kw["info"].update({"messaging": definition.messaging, "notify": relay.notify})
+    db.info.update({"messaging": definition.messaging, "notify": relay.notify})
     consumers = [
         ConsumerRunner(spec, settings=settings, db=db, bus=bus, metrics=metrics) for spec in definition.consumers
     ]

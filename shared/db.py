@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -62,10 +64,8 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": 30})
-
-    @event.listens_for(engine.sync_engine, "connect")
+def _configure_sqlite(engine: Engine, *, begin: str | None, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         # Take transaction control from the driver so BEGIN is ours to emit.
         dbapi_connection.isolation_level = None
@@ -73,14 +73,100 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if begin is not None:
 
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):
+            conn.exec_driver_sql(begin)
+
+
+def _sqlite_writer(url: str) -> AsyncEngine:
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+    _configure_sqlite(engine.sync_engine, begin="BEGIN IMMEDIATE", busy_timeout_ms=30000)
     return engine
+
+
+def _sqlite_reader(url: str) -> Engine:
+    sync_url = make_url(url).set(drivername="sqlite")
+    # Reads run in autocommit: each statement sees one consistent snapshot (WAL),
+    # and a connection needs no rollback when it goes back to the pool. Code that
+    # needs several statements to agree reads inside a write transaction.
+    engine = create_engine(
+        sync_url,
+        connect_args={"check_same_thread": False},
+        pool_size=5,
+        max_overflow=5,
+        pool_reset_on_return=None,
+    )
+    _configure_sqlite(engine, begin=None, busy_timeout_ms=1000)
+    return engine
+
+
+class InlineSession:
+    """The read-only part of AsyncSession's API over synchronous SQLite, run inline.
+
+    aiosqlite hands every call to a worker thread and back, which capped one-row
+    reads at about 1,000/s on our 2-core machine; a synchronous SQLite read of an
+    indexed row takes tens of microseconds (in WAL mode it never waits for a
+    writer), so running it inline is faster and cheaper than the hop. Writes keep
+    the async engine. Core statements skip the ORM session entirely.
+    """
+
+    def __init__(self, engine: Engine, info: dict):
+        self.engine = engine
+        self.info = info
+        self._connection = None
+        self._session: Session | None = None
+
+    def _conn(self):
+        if self._connection is None:
+            self._connection = self.engine.connect()
+        return self._connection
+
+    @property
+    def sync_session(self) -> Session:
+        if self._session is None:
+            self._session = Session(bind=self._conn(), info=self.info, expire_on_commit=False)
+        return self._session
+
+    async def execute(self, statement, params=None, **kw):
+        if kw or statement._propagate_attrs.get("compile_state_plugin") == "orm":
+            return self.sync_session.execute(statement, params, **kw)
+        return self._conn().execute(statement, params)
+
+    async def get(self, entity, ident, **kw):
+        return self.sync_session.get(entity, ident, **kw)
+
+    async def scalar(self, statement, params=None, **kw):
+        return (await self.execute(statement, params, **kw)).scalar()
+
+    async def scalars(self, statement, params=None, **kw):
+        return (await self.execute(statement, params, **kw)).scalars()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+        if self._connection is not None:
+            self._connection.close()
+        self._session = self._connection = None
+
+    async def __aenter__(self) -> "InlineSession":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+
+class InlineSessionMaker:
+    def __init__(self, engine: Engine, info: dict):
+        self.engine = engine
+        self.kw = {"info": info}
+
+    def __call__(self) -> InlineSession:
+        return InlineSession(self.engine, self.kw["info"])
 
 
 @dataclass
@@ -89,24 +175,23 @@ class Database:
 
     url: str
     writer_engine: AsyncEngine
-    reader_engine: AsyncEngine
     writer: async_sessionmaker[AsyncSession]
-    reader: async_sessionmaker[AsyncSession]
+    reader: async_sessionmaker[AsyncSession] | InlineSessionMaker
+    info: dict
 
     @classmethod
     def connect(cls, url: str, *, service: str) -> "Database":
+        info = {"service": service}
         if is_sqlite(url):
-            writer_engine = _sqlite_engine(url, immediate=True)
-            reader_engine = _sqlite_engine(url, immediate=False)
+            writer_engine = _sqlite_writer(url)
+            reader = InlineSessionMaker(_sqlite_reader(url), info)
         else:
             writer_engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
-            reader_engine = writer_engine
-        info = {"service": service}
+            reader = async_sessionmaker(writer_engine, expire_on_commit=False, info=info)
         writer = async_sessionmaker(writer_engine, expire_on_commit=False, info=info)
-        reader = async_sessionmaker(reader_engine, expire_on_commit=False, info=info)
-        return cls(url, writer_engine, reader_engine, writer, reader)
+        return cls(url, writer_engine, writer, reader, info)
 
     async def dispose(self) -> None:
         await self.writer_engine.dispose()
-        if self.reader_engine is not self.writer_engine:
-            await self.reader_engine.dispose()
+        if isinstance(self.reader, InlineSessionMaker):
+            self.reader.engine.dispose()

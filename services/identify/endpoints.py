@@ -17,6 +17,7 @@ from services.identify.schemas import (
     TransactionPage,
 )
 from shared.deps import ReadSession, WriteSession
+from shared.errors import NotFound
 from shared.pagination import CursorParam, LimitParam, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1", tags=["identify"])
@@ -39,7 +40,10 @@ async def list_customers(session: ReadSession, limit: LimitParam = 50, cursor: C
 
 @router.get("/customers/{customer_id}", response_model=CustomerOut)
 async def get_customer(customer_id: str, session: ReadSession):
-    return await service.get_customer(session=session, customer_id=customer_id)
+    customer = await service.repository.read_customer(session, customer_id)
+    if customer is None:
+        raise NotFound(f"no customer with id {customer_id}")
+    return customer
 
 
 @router.patch("/customers/{customer_id}", response_model=CustomerOut)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import or_, select, tuple_, update
+from sqlalchemy import bindparam, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, Transaction
@@ -12,6 +12,17 @@ from services.identify.models import Customer, Transaction
 
 async def get_customer(session: AsyncSession, customer_id: str) -> Customer | None:
     return await session.get(Customer, customer_id)
+
+
+# Built once: the hot read path skips statement construction and the ORM.
+_READ_CUSTOMER = select(Customer.__table__).where(Customer.__table__.c.id == bindparam("customer_id"))
+
+
+async def read_customer(session: AsyncSession, customer_id: str):
+    """One customer as a row mapping."""
+
+    result = await session.execute(_READ_CUSTOMER, {"customer_id": customer_id})
+    return result.mappings().first()
 
 
 async def find_identity_clash(
