@@ -20,8 +20,9 @@ import asyncio
 import logging
 import time
 import traceback
-from dataclasses import dataclass
-from typing import Awaitable, Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Iterator
 
 import orjson
 from nats.aio.msg import Msg
@@ -42,18 +43,46 @@ from shared.uow import transaction
 log = logging.getLogger("valuechain.consumer")
 
 Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+BatchHandler = Callable[[AsyncSession, list[CloudEvent]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """What a consumer is for and which handler applies each subject."""
+    """What a consumer is for and how it applies the events of its subjects.
+
+    Either `handlers` maps each subject to a per-event handler, or `batch_handler`
+    takes every new event of a micro-batch at once (in stream order) so that it
+    can do its database work in a few statements instead of a few per event;
+    `subjects` then lists what it consumes.
+    """
 
     purpose: str
-    handlers: dict[str, Handler]
+    handlers: dict[str, Handler] = field(default_factory=dict)
     description: str = ""
+    batch_handler: BatchHandler | None = None
+    subjects: tuple[str, ...] = ()
+
+    @property
+    def all_subjects(self) -> list[str]:
+        return sorted(set(self.handlers) | set(self.subjects))
 
     def durable(self, service: str) -> str:
         return f"{service}-{self.purpose}"
+
+
+@contextmanager
+def caused_by(event: CloudEvent) -> Iterator[None]:
+    """Events emitted inside carry `event`'s correlation id and name it as their cause."""
+
+    tokens = (
+        context.correlation_id.set(event.correlationid or event.id),
+        context.causation_id.set(event.id),
+    )
+    try:
+        yield
+    finally:
+        context.causation_id.reset(tokens[1])
+        context.correlation_id.reset(tokens[0])
 
 
 class ConsumerRunner:
@@ -193,29 +222,26 @@ class ConsumerRunner:
             await msg.ack()
 
     async def _apply(self, items: list[tuple[Msg, CloudEvent]]) -> None:
-        applied = duplicates = 0
+        duplicates = 0
         async with transaction(self.db.writer) as session:
             seen = await handled_ids(session, self.name, {event.id for _, event in items})
-            fresh: list[str] = []
+            fresh: list[CloudEvent] = []
             for _, event in items:
                 if event.id in seen:
                     duplicates += 1
                     continue
                 seen.add(event.id)
-                handler = self.spec.handlers.get(event.type)
-                if handler is not None:
-                    tokens = (
-                        context.correlation_id.set(event.correlationid or event.id),
-                        context.causation_id.set(event.id),
-                    )
-                    try:
-                        await handler(session, event)
-                    finally:
-                        context.causation_id.reset(tokens[1])
-                        context.correlation_id.reset(tokens[0])
-                fresh.append(event.id)
-                applied += 1
-            await record_handled(session, self.name, fresh, utcnow())
+                fresh.append(event)
+            if self.spec.batch_handler is not None and fresh:
+                await self.spec.batch_handler(session, fresh)
+            else:
+                for event in fresh:
+                    handler = self.spec.handlers.get(event.type)
+                    if handler is not None:
+                        with caused_by(event):
+                            await handler(session, event)
+            applied = len(fresh)
+            await record_handled(session, self.name, [event.id for event in fresh], utcnow())
         if applied:
             self.metrics.events_handled.labels(self.service, self.name).inc(applied)
         if duplicates:

@@ -34,6 +34,22 @@ async def on_customer_created(session: AsyncSession, event: CloudEvent) -> None:
     await session.execute(insert(applied).values(event_id=event.id, customer_id=event.data["id"]))
 
 
+async def on_customers_created(session: AsyncSession, events: list[CloudEvent]) -> None:
+    if any(event.data.get("name") == "poison" for event in events):
+        raise RuntimeError("this event always fails")
+    await session.execute(insert(applied), [{"event_id": e.id, "customer_id": e.data["id"]} for e in events])
+
+
+BATCH_DEFINITION = ServiceDefinition(
+    name="probe",
+    description="backbone test probe, applying micro-batches at once",
+    metadata=Base.metadata,
+    messaging=messaging,
+    consumers=[
+        ConsumerSpec("apply", batch_handler=on_customers_created, subjects=("crm.identify.customer.created",))
+    ],
+)
+
 DEFINITION = ServiceDefinition(
     name="probe",
     description="backbone test probe",

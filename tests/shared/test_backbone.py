@@ -17,6 +17,12 @@ from tests.shared import probe
 from tests.support import wait_until
 
 
+@pytest.fixture(params=["per-event", "batch"])
+def probe_definition(request):
+    """Every consumer behaviour holds for per-event handlers and for batch handlers."""
+    return probe.DEFINITION if request.param == "per-event" else probe.BATCH_DEFINITION
+
+
 async def stream_events(nats_url: str, subject: str = "crm.>") -> list[dict]:
     """Every event stored in the CRM stream on `subject`, read with an ephemeral consumer."""
 
@@ -57,8 +63,8 @@ def created_event(customer_id: str, name: str = "x"):
     )
 
 
-async def test_the_same_event_delivered_twice_is_applied_once(suite):
-    probe_service = await suite.start_definition(probe.DEFINITION)
+async def test_the_same_event_delivered_twice_is_applied_once(suite, probe_definition):
+    probe_service = await suite.start_definition(probe_definition)
     event = created_event("c-1")
     # Two publishes the broker cannot deduplicate (different Nats-Msg-Id), one event id.
     await publish_raw(suite.nats.url, event.type, event.to_json(), "first")
@@ -70,8 +76,8 @@ async def test_the_same_event_delivered_twice_is_applied_once(suite):
     assert await probe.applied_count(probe_service, event.id) == 1
 
 
-async def test_a_consumer_that_dies_before_acking_gets_the_event_again_and_applies_it_once(suite):
-    first = await suite.start_definition(probe.DEFINITION, consumer_ack_wait_s=1.0)
+async def test_a_consumer_that_dies_before_acking_gets_the_event_again_and_applies_it_once(suite, probe_definition):
+    first = await suite.start_definition(probe_definition, consumer_ack_wait_s=1.0)
     runner = first.runtime.consumers[0]
     applied_without_ack = []
 
@@ -106,8 +112,8 @@ async def test_a_consumer_that_dies_before_acking_gets_the_event_again_and_appli
     assert info.num_ack_pending == 0 and info.num_pending == 0
 
 
-async def test_a_poison_event_goes_to_the_dead_letter_subject_and_does_not_block_others(suite):
-    probe_service = await suite.start_definition(probe.DEFINITION, consumer_max_deliver=3)
+async def test_a_poison_event_goes_to_the_dead_letter_subject_and_does_not_block_others(suite, probe_definition):
+    probe_service = await suite.start_definition(probe_definition, consumer_max_deliver=3)
     poison = created_event("c-poison", name="poison")
     good = created_event("c-good")
     await publish_raw(suite.nats.url, poison.type, poison.to_json(), poison.id)
