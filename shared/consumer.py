@@ -128,7 +128,7 @@ class ConsumerRunner:
             self.settings.stream,
             consumer_config(
                 self.name,
-                sorted(self.spec.handlers),
+                self.spec.all_subjects,
                 max_ack_pending=self.batch * 4,
                 ack_wait_s=self.settings.consumer_ack_wait_s,
             ),

@@ -9,8 +9,10 @@ writers (WAL lets them run alongside).
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine, make_url
@@ -70,10 +72,9 @@ def _configure_sqlite(engine: Engine, *, begin: str | None, busy_timeout_ms: int
         # Take transaction control from the driver so BEGIN is ours to emit.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
 
     if begin is not None:
@@ -81,6 +82,25 @@ def _configure_sqlite(engine: Engine, *, begin: str | None, busy_timeout_ms: int
         @event.listens_for(engine, "begin")
         def _on_begin(conn):
             conn.exec_driver_sql(begin)
+
+
+def _enable_wal(url: str) -> None:
+    """Switch the file to WAL once, before any pooled connection opens.
+
+    WAL is a property of the file. Letting every new connection switch it made a
+    reader and a writer opening together on a fresh file race for the lock
+    ("database is locked").
+    """
+
+    path = make_url(url).database
+    if not path or path == ":memory:":
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, timeout=30)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
 
 
 def _sqlite_writer(url: str) -> AsyncEngine:
@@ -183,6 +203,7 @@ class Database:
     def connect(cls, url: str, *, service: str) -> "Database":
         info = {"service": service}
         if is_sqlite(url):
+            _enable_wal(url)
             writer_engine = _sqlite_writer(url)
             reader = InlineSessionMaker(_sqlite_reader(url), info)
         else:

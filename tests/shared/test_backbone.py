@@ -39,7 +39,7 @@ async def stream_events(nats_url: str, subject: str = "crm.>") -> list[dict]:
                     events.extend(json.loads(m.data) for m in msgs)
                     for m in msgs:
                         await m.ack()
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 pass
         return events
     finally:
@@ -231,3 +231,16 @@ async def test_the_correlation_id_of_a_request_travels_into_its_event(suite):
     assert events[0]["specversion"] == "1.0"
     assert events[0]["source"] == "/valuechain/identify"
     assert events[0]["dataschema"] == "urn:valuechain:event:crm.identify.customer.created:v1"
+
+
+async def test_consumers_are_provisioned_with_exactly_their_subjects(suite, probe_definition):
+    await suite.start_definition(probe_definition)
+    nc = await nats.connect(suite.nats.url)
+    try:
+        info = await nc.jetstream().consumer_info("CRM", "probe-apply")
+    finally:
+        await nc.close()
+    subjects = info.config.filter_subjects or [info.config.filter_subject]
+    assert subjects == ["crm.identify.customer.created"]
+    assert str(getattr(info.config.ack_policy, "value", info.config.ack_policy)) == "explicit"
+    assert info.config.durable_name == "probe-apply"

@@ -1,0 +1,21 @@
+"""engage: interactions with customers and each customer's timeline across the suite."""
+
+from __future__ import annotations
+
+from services.engage.endpoints import router
+from services.engage.handlers import CONSUMERS
+from services.engage.models import Base, messaging
+from shared.app import ServiceDefinition, create_service_app
+
+DEFINITION = ServiceDefinition(
+    name="engage",
+    description="Customer engagement: interactions and the customer timeline built from every event about a customer.",
+    metadata=Base.metadata,
+    messaging=messaging,
+    routers=[router],
+    consumers=CONSUMERS,
+)
+
+
+def create_app(settings=None):
+    return create_service_app(DEFINITION, settings)

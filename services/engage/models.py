@@ -1,0 +1,53 @@
+"""engage's tables: interactions, the customers it knows, the customer timeline (plus the messaging tables)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import UTCDateTime, make_base, utcnow
+from shared.messaging import messaging_tables
+
+Base = make_base()
+messaging = messaging_tables(Base.metadata)
+
+
+class KnownCustomer(Base):
+    """A customer identify announced (`crm.identify.customer.created`): interactions may name it."""
+
+    __tablename__ = "known_customers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Interaction(Base):
+    __tablename__ = "interactions"
+    __table_args__ = (Index("ix_interactions_customer_occurred", "customer_id", "occurred_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
+    channel: Mapped[str] = mapped_column(String(20))
+    direction: Mapped[str] = mapped_column(String(10))
+    summary: Mapped[str] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    logged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TimelineEntry(Base):
+    """One event about one customer, as the timeline shows it (a read model of the stream).
+
+    The key (customer_id, event_id) makes an event appear at most once per customer
+    (a referral appears on two timelines); the index serves the newest-first pages.
+    """
+
+    __tablename__ = "timeline"
+    __table_args__ = (Index("ix_timeline_customer_time", "customer_id", "time", "event_id"),)
+
+    customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    type: Mapped[str] = mapped_column(String(200))
+    time: Mapped[datetime] = mapped_column(UTCDateTime)
+    summary: Mapped[str] = mapped_column(String(300))

@@ -1,0 +1,102 @@
+"""engage's queries: all SQL of the service lives here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, bindparam, exists, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.engage.models import Interaction, KnownCustomer, TimelineEntry
+
+_known = KnownCustomer.__table__
+_interactions = Interaction.__table__
+_timeline = TimelineEntry.__table__
+
+
+def _insert_ignoring(table: Table, keys: list[str]):
+    """INSERT … ON CONFLICT (keys) DO NOTHING, built once per dialect."""
+
+    return {
+        "sqlite": sqlite.insert(table).on_conflict_do_nothing(index_elements=keys),
+        "postgresql": postgresql.insert(table).on_conflict_do_nothing(index_elements=keys),
+    }
+
+
+_ADD_KNOWN = _insert_ignoring(_known, ["id"])
+_ADD_TIMELINE = _insert_ignoring(_timeline, ["customer_id", "event_id"])
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name
+
+
+# --- known customers -------------------------------------------------------------
+
+_IS_KNOWN = select(exists().where(_known.c.id == bindparam("customer_id")))
+
+
+async def is_known(session: AsyncSession, customer_id: str) -> bool:
+    return bool((await session.execute(_IS_KNOWN, {"customer_id": customer_id})).scalar())
+
+
+async def add_known_customer(session: AsyncSession, *, customer_id: str, created_at: datetime) -> None:
+    await session.execute(_ADD_KNOWN[_dialect(session)], {"id": customer_id, "created_at": created_at})
+
+
+# --- interactions ------------------------------------------------------------------
+
+_READ_INTERACTION = select(_interactions).where(_interactions.c.id == bindparam("interaction_id"))
+
+
+async def read_interaction(session: AsyncSession, interaction_id: str):
+    """One interaction as a row mapping."""
+
+    return (await session.execute(_READ_INTERACTION, {"interaction_id": interaction_id})).mappings().first()
+
+
+async def list_interactions(
+    session: AsyncSession, *, customer_id: str, before: tuple[datetime, str] | None, limit: int
+):
+    query = (
+        select(_interactions)
+        .where(_interactions.c.customer_id == customer_id)
+        .order_by(_interactions.c.occurred_at.desc(), _interactions.c.id.desc())
+        .limit(limit)
+    )
+    if before:
+        query = query.where(tuple_(_interactions.c.occurred_at, _interactions.c.id) < before)
+    return list((await session.execute(query)).mappings())
+
+
+# --- the timeline ----------------------------------------------------------------
+
+
+async def add_timeline_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """One statement for all entries of an event; an entry already there is left as it is."""
+
+    if rows:
+        await session.execute(_ADD_TIMELINE[_dialect(session)], rows)
+
+
+async def timeline_page(session: AsyncSession, *, customer_id: str, before: tuple[datetime, str] | None, limit: int):
+    """A customer's timeline entries, newest first, strictly before `before` = (time, event_id)."""
+
+    query = (
+        select(_timeline.c.type, _timeline.c.time, _timeline.c.summary, _timeline.c.event_id)
+        .where(_timeline.c.customer_id == customer_id)
+        .order_by(_timeline.c.time.desc(), _timeline.c.event_id.desc())
+        .limit(limit)
+    )
+    if before:
+        query = query.where(tuple_(_timeline.c.time, _timeline.c.event_id) < before)
+    return list((await session.execute(query)).mappings())
+
+
+_HAS_TIMELINE = select(exists().where(_timeline.c.customer_id == bindparam("customer_id")))
+
+
+async def has_timeline(session: AsyncSession, customer_id: str) -> bool:
+    return bool((await session.execute(_HAS_TIMELINE, {"customer_id": customer_id})).scalar())

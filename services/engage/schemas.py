@@ -1,0 +1,70 @@
+"""engage's request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+Channel = Literal["email", "phone", "sms", "chat", "web", "social", "in_person", "other"]
+Direction = Literal["inbound", "outbound"]
+
+
+def _stripped(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("needs a time zone (e.g. 2024-05-01T10:00:00Z)")
+    return value
+
+
+class Strict(BaseModel):
+    # Nothing the client sends is silently dropped: unknown fields are errors.
+    model_config = ConfigDict(extra="forbid")
+
+
+class InteractionCreate(Strict):
+    customer_id: Annotated[str, Field(min_length=1, max_length=36)]
+    channel: Channel
+    direction: Direction
+    summary: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_stripped)]
+    occurred_at: Annotated[
+        datetime | None, AfterValidator(_aware), Field(description="When it happened; now if left out")
+    ] = None
+
+
+class InteractionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    customer_id: str
+    channel: Channel
+    direction: Direction
+    summary: str
+    occurred_at: datetime
+    logged_at: datetime
+
+
+class InteractionPage(BaseModel):
+    items: list[InteractionOut]
+    next_cursor: str | None = None
+
+
+class TimelineItem(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    type: str = Field(description="The event type (its subject), e.g. crm.identify.transaction.recorded")
+    time: datetime = Field(description="When it happened (the event's business time)")
+    summary: str
+    event_id: str
+
+
+class TimelinePage(BaseModel):
+    items: list[TimelineItem]
+    next_cursor: str | None = None

@@ -1,0 +1,205 @@
+"""engage's rules: interactions, and the customer timeline built from every event about a customer."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.engage import repository
+from services.engage.models import Interaction
+from services.engage.schemas import InteractionCreate
+from shared.contracts import CATALOG
+from shared.db import utcnow
+from shared.errors import NotFound, field_error
+from shared.events import CloudEvent
+from shared.ids import uuid7
+from shared.messaging import emit
+
+# --- interactions ------------------------------------------------------------------
+
+
+async def log_interaction(*, session: AsyncSession, data: InteractionCreate) -> Interaction:
+    """Log an interaction with a customer engage knows (from identify's customer.created)."""
+
+    if not await repository.is_known(session, data.customer_id):
+        raise field_error("body.customer_id", f"no customer with id {data.customer_id}")
+    now = utcnow()
+    interaction = Interaction(
+        id=uuid7(),
+        customer_id=data.customer_id,
+        channel=data.channel,
+        direction=data.direction,
+        summary=data.summary,
+        occurred_at=data.occurred_at or now,
+        logged_at=now,
+    )
+    session.add(interaction)
+    await session.flush()
+    emit(
+        session,
+        "crm.engage.interaction.logged",
+        {
+            "id": interaction.id,
+            "customer_id": interaction.customer_id,
+            "channel": interaction.channel,
+            "direction": interaction.direction,
+            "summary": interaction.summary,
+            "occurred_at": interaction.occurred_at,
+        },
+        subject=interaction.customer_id,
+    )
+    return interaction
+
+
+async def get_interaction(*, session: AsyncSession, interaction_id: str):
+    interaction = await repository.read_interaction(session, interaction_id)
+    if interaction is None:
+        raise NotFound(f"no interaction with id {interaction_id}")
+    return interaction
+
+
+async def list_interactions(*, session: AsyncSession, customer_id: str, before, limit: int):
+    rows = await repository.list_interactions(session, customer_id=customer_id, before=before, limit=limit)
+    if not rows and not await repository.is_known(session, customer_id):
+        raise NotFound(f"no customer with id {customer_id}")
+    return rows
+
+
+# --- known customers ------------------------------------------------------------------
+
+
+async def remember_customer(*, session: AsyncSession, event: CloudEvent) -> None:
+    await repository.add_known_customer(
+        session, customer_id=event.data["id"], created_at=_when(event, "created_at")
+    )
+
+
+# --- the timeline ---------------------------------------------------------------------
+
+SUMMARY_MAX = 300
+QUOTE_MAX = 120
+
+
+def _when(event: CloudEvent, field: str | None) -> datetime:
+    """The event's business time (a payload field), or the CloudEvent time."""
+
+    raw = event.data.get(field) if field else None
+    if raw is None:
+        value = event.time
+    elif isinstance(raw, datetime):
+        value = raw
+    else:
+        value = datetime.fromisoformat(raw)
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _money(amount: str, currency: str) -> str:
+    try:
+        value = abs(Decimal(amount))
+    except InvalidOperation:
+        return f"{amount} {currency}"
+    cents = value.quantize(Decimal("0.01"))
+    return f"{format(cents if cents == value else value, 'f')} {currency}"
+
+
+def _customer_created(data: dict) -> str:
+    who = data.get("name") or data.get("email") or data.get("external_id")
+    return f"Customer created: {who}" if who else "Customer created"
+
+
+def _customer_updated(data: dict) -> str:
+    fields = sorted(data.get("changes") or {})
+    return f"Updated {', '.join(fields)}" if fields else "Customer updated"
+
+
+def _transaction(data: dict) -> str:
+    kind = "Refund" if str(data["amount"]).startswith("-") else "Purchase"
+    return f"{kind} of {_money(str(data['amount']), data['currency'])}"
+
+
+def _stage(data: dict) -> str:
+    if data.get("from_stage"):
+        return f"Stage {data['from_stage']} → {data['to_stage']}"
+    return f"Entered stage {data['to_stage']}"
+
+
+def _interaction(data: dict) -> str:
+    channel = str(data["channel"]).replace("_", " ")
+    return f"{str(data['direction']).capitalize()} {channel}: {_clip(data['summary'], QUOTE_MAX)}"
+
+
+def _offer_issued(data: dict) -> str:
+    off = f" ({data['discount_percent']}% off)" if data.get("discount_percent") else ""
+    return f"Offer issued: {data['title']}{off}"
+
+
+def _offer_redeemed(data: dict) -> str:
+    return f"Offer redeemed: {data['kind']}"
+
+
+# subject -> (payload field holding the customer, payload field holding the time, summary)
+_SINGLE: dict[str, tuple[str, str | None, Callable[[dict], str]]] = {
+    "crm.identify.customer.created": ("id", "created_at", _customer_created),
+    "crm.identify.customer.updated": ("id", "updated_at", _customer_updated),
+    "crm.identify.transaction.recorded": ("customer_id", "occurred_at", _transaction),
+    "crm.lifecycle.stage.changed": ("customer_id", "at", _stage),
+    "crm.engage.interaction.logged": ("customer_id", "occurred_at", _interaction),
+    "crm.value.offer.issued": ("customer_id", "issued_at", _offer_issued),
+    "crm.value.offer.redeemed": ("customer_id", "redeemed_at", _offer_redeemed),
+}
+REFERRAL = "crm.network.referral.recorded"
+
+# Every catalog subject that carries a customer.
+TIMELINE_SUBJECTS: tuple[str, ...] = (*_SINGLE, REFERRAL)
+_unknown = set(TIMELINE_SUBJECTS) - set(CATALOG)
+assert not _unknown, f"timeline subjects missing from the catalog: {_unknown}"
+
+
+def timeline_entries(event: CloudEvent) -> list[dict[str, Any]]:
+    """The timeline rows one event makes: one per customer it is about (a referral: two)."""
+
+    data = event.data
+    if event.type == REFERRAL:
+        time = _when(event, "recorded_at")
+        return [
+            _row(data["referrer_id"], event, time, f"Referred customer {data['referred_id']}"),
+            _row(data["referred_id"], event, time, f"Referred by customer {data['referrer_id']}"),
+        ]
+    customer_field, time_field, summary = _SINGLE[event.type]
+    customer_id = data.get(customer_field) or event.subject
+    if not customer_id:
+        return []
+    return [_row(customer_id, event, _when(event, time_field), summary(data))]
+
+
+def _row(customer_id: str, event: CloudEvent, time: datetime, summary: str) -> dict[str, Any]:
+    return {
+        "customer_id": customer_id,
+        "event_id": event.id,
+        "type": event.type,
+        "time": time,
+        "summary": _clip(summary, SUMMARY_MAX),
+    }
+
+
+async def record_in_timeline(*, session: AsyncSession, event: CloudEvent) -> None:
+    """One INSERT per event, no reads: the handler runs for every event about a customer."""
+
+    await repository.add_timeline_entries(session, timeline_entries(event))
+
+
+async def timeline(*, session: AsyncSession, customer_id: str, before: tuple[datetime, str] | None, limit: int):
+    rows = await repository.timeline_page(session, customer_id=customer_id, before=before, limit=limit)
+    if not rows and not (
+        await repository.is_known(session, customer_id) or await repository.has_timeline(session, customer_id)
+    ):
+        raise NotFound(f"no customer with id {customer_id}")
+    return rows

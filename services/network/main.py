@@ -1,0 +1,21 @@
+"""network: the value network — stakeholders (partners, suppliers, employees, investors) and customer referrals."""
+
+from __future__ import annotations
+
+from services.network.endpoints import router
+from services.network.handlers import CONSUMERS
+from services.network.models import Base, messaging
+from shared.app import ServiceDefinition, create_service_app
+
+DEFINITION = ServiceDefinition(
+    name="network",
+    description="The value network: stakeholders (partners, suppliers, employees, investors) and customer referrals.",
+    metadata=Base.metadata,
+    messaging=messaging,
+    routers=[router],
+    consumers=CONSUMERS,
+)
+
+
+def create_app(settings=None):
+    return create_service_app(DEFINITION, settings)

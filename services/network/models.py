@@ -1,0 +1,48 @@
+"""network's tables: stakeholders, referrals and the customers it knows (plus the messaging tables)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import UTCDateTime, make_base, utcnow
+from shared.messaging import messaging_tables
+
+Base = make_base()
+messaging = messaging_tables(Base.metadata)
+
+
+class Stakeholder(Base):
+    __tablename__ = "stakeholders"
+    __table_args__ = (Index("ix_stakeholders_kind_id", "kind", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    organisation: Mapped[str | None] = mapped_column(String(200))
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class KnownCustomer(Base):
+    """A customer identify announced: network answers 404 for any other."""
+
+    __tablename__ = "known_customers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Referral(Base):
+    """`referrer_id` brought in `referred_id` (a customer is referred at most once)."""
+
+    __tablename__ = "referrals"
+    __table_args__ = (Index("ix_referrals_referrer_id", "referrer_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    referrer_id: Mapped[str] = mapped_column(String(36))
+    referred_id: Mapped[str] = mapped_column(String(36), unique=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)

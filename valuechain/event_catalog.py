@@ -1,0 +1,92 @@
+"""Generate docs/events.md from the code: the contracts in shared/contracts.py and
+the consumers each service declares. `python -m valuechain.event_catalog` writes
+it; tests/test_event_catalog.py fails when the committed file is stale."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+from shared.contracts import CATALOG, DLQ_SUBJECT_PREFIX
+from shared.settings import SERVICES
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "events.md"
+
+HEADER = """# Event catalog
+
+Generated from `shared/contracts.py` and the services' consumer declarations by
+`python -m valuechain.event_catalog`; do not edit by hand (a test fails when this
+file is stale).
+
+Every event is a CloudEvents 1.0 envelope in structured JSON mode, published on
+the JetStream stream `CRM` (subjects `crm.>`) with `Nats-Msg-Id` set to the event
+id. Envelope attributes: `specversion` (`1.0`), `id` (UUID), `source`
+(`/valuechain/<service>`), `type` (equals the subject), `time`, `subject` (the
+customer id where there is one), `datacontenttype` (`application/json`),
+`dataschema` (`urn:valuechain:event:<subject>:v<version>`), `correlationid` (the
+id of the request or event that started the chain), `causationid` (the event
+that caused this one, when a consumer emitted it) and `data` (the payload below).
+
+Payloads change only by adding optional fields; a breaking change gets a new
+version in `dataschema`. Partner systems subscribe with their own durable
+JetStream consumers on these subjects.
+"""
+
+
+def consumers_by_subject() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for service in SERVICES:
+        definition = importlib.import_module(f"services.{service}.main").DEFINITION
+        for spec in definition.consumers:
+            for subject in spec.all_subjects:
+                found.setdefault(subject, []).append(f"`{spec.durable(service)}`")
+    return found
+
+
+def _type_of(prop: dict, defs: dict) -> str:
+    if "$ref" in prop:
+        return _type_of(defs[prop["$ref"].split("/")[-1]], defs)
+    if "anyOf" in prop:
+        return " or ".join(_type_of(option, defs) for option in prop["anyOf"])
+    if "enum" in prop:
+        return " \\| ".join(f"`{value}`" for value in prop["enum"])
+    kind = prop.get("type", "any")
+    if kind == "string" and prop.get("format"):
+        return f"string ({prop['format']})"
+    if kind == "object":
+        return "object"
+    if kind == "array":
+        return f"array of {_type_of(prop.get('items', {}), defs)}"
+    return kind
+
+
+def render() -> str:
+    consumers = consumers_by_subject()
+    lines = [HEADER, "## Subjects\n", "| subject | producer | consumers | version |", "|---|---|---|---|"]
+    for subject, contract in sorted(CATALOG.items()):
+        users = ", ".join(consumers.get(subject, []))
+        if not users:
+            users = "operators, partners" if subject.startswith(DLQ_SUBJECT_PREFIX) else "— (partners)"
+        lines.append(f"| `{subject}` | {contract.producer} | {users} | v{contract.version} |")
+    for subject, contract in sorted(CATALOG.items()):
+        schema = contract.model.model_json_schema()
+        defs = schema.get("$defs", {})
+        required = set(schema.get("required", []))
+        lines += ["", f"## `{subject}`", "", contract.description, ""]
+        lines += ["| field | type | required |", "|---|---|---|"]
+        for name, prop in schema["properties"].items():
+            lines.append(f"| `{name}` | {_type_of(prop, defs)} | {'yes' if name in required else 'no'} |")
+        lines += ["", "<details><summary>JSON Schema</summary>", "", "```json",
+                  json.dumps(schema, indent=2, sort_keys=True), "```", "", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(render())
+    print(f"wrote {DOC}")
+
+
+if __name__ == "__main__":
+    main()
