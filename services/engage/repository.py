@@ -42,8 +42,11 @@ async def is_known(session: AsyncSession, customer_id: str) -> bool:
     return bool((await session.execute(_IS_KNOWN, {"customer_id": customer_id})).scalar())
 
 
-async def add_known_customer(session: AsyncSession, *, customer_id: str, created_at: datetime) -> None:
-    await session.execute(_ADD_KNOWN[_dialect(session)], {"id": customer_id, "created_at": created_at})
+async def add_known_customers(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """One statement for a whole batch of customers; one already known is left as it is."""
+
+    if rows:
+        await session.execute(_ADD_KNOWN[_dialect(session)], rows)
 
 
 # --- interactions ------------------------------------------------------------------
@@ -75,7 +78,7 @@ async def list_interactions(
 
 
 async def add_timeline_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """One statement for all entries of an event; an entry already there is left as it is."""
+    """One statement for all entries of a batch of events; an entry already there is left as it is."""
 
     if rows:
         await session.execute(_ADD_TIMELINE[_dialect(session)], rows)

@@ -71,9 +71,9 @@ async def list_interactions(*, session: AsyncSession, customer_id: str, before, 
 # --- known customers ------------------------------------------------------------------
 
 
-async def remember_customer(*, session: AsyncSession, event: CloudEvent) -> None:
-    await repository.add_known_customer(
-        session, customer_id=event.data["id"], created_at=_when(event, "created_at")
+async def remember_customers(*, session: AsyncSession, events: list[CloudEvent]) -> None:
+    await repository.add_known_customers(
+        session, [{"id": event.data["id"], "created_at": _when(event, "created_at")} for event in events]
     )
 
 
@@ -190,10 +190,10 @@ def _row(customer_id: str, event: CloudEvent, time: datetime, summary: str) -> d
     }
 
 
-async def record_in_timeline(*, session: AsyncSession, event: CloudEvent) -> None:
-    """One INSERT per event, no reads: the handler runs for every event about a customer."""
+async def record_in_timeline(*, session: AsyncSession, events: list[CloudEvent]) -> None:
+    """One INSERT per micro-batch, no reads: this runs for every event about a customer."""
 
-    await repository.add_timeline_entries(session, timeline_entries(event))
+    await repository.add_timeline_entries(session, [row for event in events for row in timeline_entries(event)])
 
 
 async def timeline(*, session: AsyncSession, customer_id: str, before: tuple[datetime, str] | None, limit: int):

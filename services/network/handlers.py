@@ -9,13 +9,14 @@ from shared.consumer import ConsumerSpec
 from shared.events import CloudEvent
 
 
-async def on_customer_created(session: AsyncSession, event: CloudEvent) -> None:
-    await service.customer_created(session=session, event=event)
+async def on_customers_created(session: AsyncSession, events: list[CloudEvent]) -> None:
+    await service.customers_created(session=session, events=events)
 
 
 REFERRALS = ConsumerSpec(
     purpose="referrals",
-    handlers={"crm.identify.customer.created": on_customer_created},
+    batch_handler=on_customers_created,
+    subjects=("crm.identify.customer.created",),
     description=(
         "Remembers every customer identify created and, when it was referred by another, "
         "records the referral and emits crm.network.referral.recorded."

@@ -44,8 +44,11 @@ async def list_stakeholders(session: AsyncSession, *, kind: str | None, after_id
 # --- customers and referrals -------------------------------------------------------------
 
 
-async def add_known_customer(session: AsyncSession, *, customer_id: str, created_at: datetime) -> None:
-    await session.execute(_ADD_KNOWN[session.bind.dialect.name], {"id": customer_id, "created_at": created_at})
+async def add_known_customers(session: AsyncSession, rows: list[dict]) -> None:
+    """One statement for a batch of customers; one already known is left as it is."""
+
+    if rows:
+        await session.execute(_ADD_KNOWN[session.bind.dialect.name], rows)
 
 
 _IS_KNOWN = select(exists().where(_known.c.id == bindparam("customer_id")))

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.network import repository
 from services.network.models import Referral, Stakeholder
 from services.network.schemas import StakeholderCreate
+from shared.consumer import caused_by
 from shared.db import utcnow
 from shared.errors import NotFound
 from shared.events import CloudEvent
@@ -54,8 +55,20 @@ def _aware(raw) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
-async def customer_created(*, session: AsyncSession, event: CloudEvent) -> None:
-    """Remember the customer; when someone referred it, record the referral and announce it.
+async def customers_created(*, session: AsyncSession, events: list[CloudEvent]) -> None:
+    """Remember a batch of customers in one statement; record the referrals among them."""
+
+    await repository.add_known_customers(
+        session, [{"id": event.data["id"], "created_at": _aware(event.data["created_at"])} for event in events]
+    )
+    for event in events:
+        if event.data.get("referred_by"):
+            with caused_by(event):
+                await _record_referral(session=session, event=event)
+
+
+async def _record_referral(*, session: AsyncSession, event: CloudEvent) -> None:
+    """Record who referred the customer and announce it.
 
     `recorded_at` is when network recorded the referral, never before the
     referred customer's `created_at` (so on a timeline the referral follows the
@@ -65,7 +78,6 @@ async def customer_created(*, session: AsyncSession, event: CloudEvent) -> None:
     data = event.data
     customer_id = data["id"]
     created_at = _aware(data["created_at"])
-    await repository.add_known_customer(session, customer_id=customer_id, created_at=created_at)
     referrer_id = data.get("referred_by")
     if not referrer_id or referrer_id == customer_id:
         return
