@@ -216,3 +216,13 @@ class Database:
         await self.writer_engine.dispose()
         if isinstance(self.reader, InlineSessionMaker):
             self.reader.engine.dispose()
+
+
+def insert_ignoring(session, table, index_elements: list[str]):
+    """INSERT … ON CONFLICT (index_elements) DO NOTHING for the session's dialect."""
+
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.bind.dialect.name
+    module = {"sqlite": sqlite, "postgresql": postgresql}[dialect]
+    return module.insert(table).on_conflict_do_nothing(index_elements=index_elements)

@@ -1,0 +1,21 @@
+"""lifecycle: managing the customer lifecycle — stages from prospect onwards."""
+
+from __future__ import annotations
+
+from services.lifecycle.endpoints import router
+from services.lifecycle.handlers import CONSUMERS
+from services.lifecycle.models import Base, messaging
+from shared.app import ServiceDefinition, create_service_app
+
+DEFINITION = ServiceDefinition(
+    name="lifecycle",
+    description="Managing the customer lifecycle: each customer's stage and how it got there.",
+    metadata=Base.metadata,
+    messaging=messaging,
+    routers=[router],
+    consumers=CONSUMERS,
+)
+
+
+def create_app(settings=None):
+    return create_service_app(DEFINITION, settings)

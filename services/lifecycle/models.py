@@ -1,0 +1,36 @@
+"""lifecycle's tables: each customer's stage and the history of its transitions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import UTCDateTime, make_base
+from shared.messaging import messaging_tables
+
+Base = make_base()
+messaging = messaging_tables(Base.metadata)
+
+
+class CustomerStage(Base):
+    __tablename__ = "customer_stages"
+
+    customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    stage: Mapped[str | None] = mapped_column(String(20))
+    # The highest purchase count seen for the customer (events may repeat or reorder).
+    purchase_count: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StageTransition(Base):
+    __tablename__ = "stage_transitions"
+    __table_args__ = (Index("ix_stage_transitions_customer", "customer_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
+    from_stage: Mapped[str | None] = mapped_column(String(20))
+    to_stage: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    event_id: Mapped[str] = mapped_column(String(36))

@@ -1,0 +1,58 @@
+"""lifecycle's queries."""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.lifecycle.models import CustomerStage, StageTransition
+
+_stages = CustomerStage.__table__
+_transitions = StageTransition.__table__
+
+
+async def stages_of(session: AsyncSession, customer_ids: set[str]) -> dict[str, dict]:
+    if not customer_ids:
+        return {}
+    rows = await session.execute(select(_stages).where(_stages.c.customer_id.in_(customer_ids)))
+    return {row.customer_id: dict(row._mapping) for row in rows}
+
+
+async def insert_stages(session: AsyncSession, rows: list[dict]) -> None:
+    if rows:
+        await session.execute(_stages.insert(), rows)
+
+
+_UPDATE_STAGE = (
+    update(_stages)
+    .where(_stages.c.customer_id == bindparam("key"))
+    .values(stage=bindparam("stage"), purchase_count=bindparam("purchase_count"), updated_at=bindparam("updated_at"))
+)
+
+
+async def update_stages(session: AsyncSession, rows: list[dict]) -> None:
+    if rows:
+        await session.execute(
+            _UPDATE_STAGE,
+            [{"key": r["customer_id"], "stage": r["stage"], "purchase_count": r["purchase_count"],
+              "updated_at": r["updated_at"]} for r in rows],
+        )
+
+
+async def insert_transitions(session: AsyncSession, rows: list[dict]) -> None:
+    if rows:
+        await session.execute(_transitions.insert(), rows)
+
+
+_READ_STAGE = select(_stages).where(_stages.c.customer_id == bindparam("customer_id"))
+_READ_HISTORY = (
+    select(_transitions).where(_transitions.c.customer_id == bindparam("customer_id")).order_by(_transitions.c.seq)
+)
+
+
+async def read_lifecycle(session: AsyncSession, customer_id: str):
+    stage = (await session.execute(_READ_STAGE, {"customer_id": customer_id})).mappings().first()
+    if stage is None:
+        return None, []
+    history = (await session.execute(_READ_HISTORY, {"customer_id": customer_id})).mappings().all()
+    return stage, history

@@ -1,0 +1,21 @@
+"""value: developing the value proposition — offers, manual and automatic."""
+
+from __future__ import annotations
+
+from services.value.endpoints import router
+from services.value.handlers import CONSUMERS
+from services.value.models import Base, messaging
+from shared.app import ServiceDefinition, create_service_app
+
+DEFINITION = ServiceDefinition(
+    name="value",
+    description="Developing the value proposition: personalised offers, including the automatic welcome offer.",
+    metadata=Base.metadata,
+    messaging=messaging,
+    routers=[router],
+    consumers=CONSUMERS,
+)
+
+
+def create_app(settings=None):
+    return create_service_app(DEFINITION, settings)

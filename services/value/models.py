@@ -1,0 +1,44 @@
+"""value's tables: the customers it knows and their offers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import Index, Numeric, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import UTCDateTime, make_base
+from shared.messaging import messaging_tables
+
+Base = make_base()
+messaging = messaging_tables(Base.metadata)
+
+
+class KnownCustomer(Base):
+    """A customer identify announced: offers may be issued to it."""
+
+    __tablename__ = "known_customers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Offer(Base):
+    __tablename__ = "offers"
+    __table_args__ = (
+        Index("ix_offers_customer", "customer_id", "id"),
+        # At most one automatic offer of each kind per customer (NULL for manual offers).
+        UniqueConstraint("customer_id", "automatic_kind", name="uq_offers_customer_automatic_kind"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(50))
+    title: Mapped[str] = mapped_column(String(200))
+    discount_percent: Mapped[Decimal | None] = mapped_column(Numeric(5, 2, asdecimal=True))
+    status: Mapped[str] = mapped_column(String(20))  # issued | redeemed
+    automatic_kind: Mapped[str | None] = mapped_column(String(50))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,55 @@
+"""value's request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from shared.db import utcnow
+
+
+def _not_blank(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+def _future(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone (e.g. 2027-01-01T00:00:00Z)")
+    if value <= utcnow():
+        raise ValueError("must be in the future")
+    return value
+
+
+class OfferCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str
+    kind: Annotated[str, Field(min_length=1, max_length=50), AfterValidator(_not_blank)]
+    title: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+    discount_percent: Annotated[Decimal | None, Field(gt=0, le=100, decimal_places=2)] = None
+    expires_at: Annotated[datetime | None, AfterValidator(_future)] = None
+
+
+class OfferOut(BaseModel):
+    id: str
+    customer_id: str
+    kind: str
+    title: str
+    discount_percent: str | None
+    status: Literal["issued", "redeemed", "expired"]
+    issued_at: datetime
+    expires_at: datetime | None
+    redeemed_at: datetime | None
+
+
+class OfferPage(BaseModel):
+    items: list[OfferOut]
+    next_cursor: str | None = None

@@ -1,0 +1,154 @@
+"""value's rules: offers, issued by people or automatically, and their redemption."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.value import repository
+from services.value.schemas import OfferCreate
+from shared.consumer import caused_by
+from shared.db import utcnow
+from shared.errors import Conflict, NotFound, field_error
+from shared.events import CloudEvent
+from shared.ids import uuid7
+from shared.messaging import emit
+
+WELCOME = {
+    "kind": "welcome",
+    "title": "Welcome — 10% off your next purchase",
+    "discount_percent": Decimal("10"),
+    "valid_for": timedelta(days=30),
+}
+
+
+def _decimal_text(value) -> str | None:
+    return None if value is None else format(Decimal(value).normalize(), "f")
+
+
+def present(offer) -> dict:
+    """An offer as the API shows it; an issued offer past its expiry reads as expired."""
+
+    status = offer["status"]
+    if status == "issued" and offer["expires_at"] is not None and offer["expires_at"] <= utcnow():
+        status = "expired"
+    return {
+        "id": offer["id"],
+        "customer_id": offer["customer_id"],
+        "kind": offer["kind"],
+        "title": offer["title"],
+        "discount_percent": _decimal_text(offer["discount_percent"]),
+        "status": status,
+        "issued_at": offer["issued_at"],
+        "expires_at": offer["expires_at"],
+        "redeemed_at": offer["redeemed_at"],
+    }
+
+
+def _issue(session: AsyncSession, row: dict) -> None:
+    emit(
+        session,
+        "crm.value.offer.issued",
+        {
+            "id": row["id"],
+            "customer_id": row["customer_id"],
+            "kind": row["kind"],
+            "title": row["title"],
+            "discount_percent": _decimal_text(row["discount_percent"]),
+            "expires_at": row["expires_at"],
+            "issued_at": row["issued_at"],
+        },
+        subject=row["customer_id"],
+    )
+
+
+async def create_offer(*, session: AsyncSession, data: OfferCreate) -> dict:
+    if not await repository.is_known(session, data.customer_id):
+        raise field_error("body.customer_id", f"no customer with id {data.customer_id}")
+    row = {
+        "id": uuid7(),
+        "customer_id": data.customer_id,
+        "kind": data.kind,
+        "title": data.title,
+        "discount_percent": data.discount_percent,
+        "status": "issued",
+        "automatic_kind": None,
+        "issued_at": utcnow(),
+        "expires_at": data.expires_at,
+        "redeemed_at": None,
+    }
+    await repository.insert_offers(session, [row])
+    _issue(session, row)
+    return present(row)
+
+
+async def get_offer(*, session: AsyncSession, offer_id: str) -> dict:
+    offer = await repository.read_offer(session, offer_id)
+    if offer is None:
+        raise NotFound(f"no offer with id {offer_id}")
+    return present(offer)
+
+
+async def redeem(*, session: AsyncSession, offer_id: str) -> dict:
+    offer = await get_offer(session=session, offer_id=offer_id)
+    if offer["status"] == "redeemed":
+        raise Conflict(f"offer {offer_id} was already redeemed at {offer['redeemed_at'].isoformat()}")
+    if offer["status"] == "expired":
+        raise Conflict(f"offer {offer_id} expired at {offer['expires_at'].isoformat()}")
+    now = utcnow()
+    if not await repository.mark_redeemed(session, offer_id, now):
+        raise Conflict(f"offer {offer_id} was already redeemed")
+    offer.update(status="redeemed", redeemed_at=now)
+    emit(
+        session,
+        "crm.value.offer.redeemed",
+        {"id": offer_id, "customer_id": offer["customer_id"], "kind": offer["kind"], "redeemed_at": now},
+        subject=offer["customer_id"],
+    )
+    return offer
+
+
+async def offers_of(*, session: AsyncSession, customer_id: str, before_id: str | None, limit: int) -> list[dict]:
+    rows = await repository.list_offers(session, customer_id=customer_id, before_id=before_id, limit=limit)
+    if not rows and not await repository.is_known(session, customer_id):
+        raise NotFound(f"no customer with id {customer_id}")
+    return [present(row) for row in rows]
+
+
+async def remember_customers(*, session: AsyncSession, events: list[CloudEvent]) -> None:
+    await repository.add_known_customers(
+        session, [{"id": e.data["id"], "created_at": datetime.fromisoformat(e.data["created_at"])} for e in events]
+    )
+
+
+async def welcome_new_buyers(*, session: AsyncSession, events: list[CloudEvent]) -> None:
+    """A customer who just became a buyer (stage `new`) gets one welcome offer, once."""
+
+    becoming_new = [e for e in events if e.data["to_stage"] == "new"]
+    customers = {e.data["customer_id"] for e in becoming_new}
+    already = await repository.customers_with_automatic(session, customers, WELCOME["kind"])
+    rows = []
+    now = utcnow()
+    for event in becoming_new:
+        customer_id = event.data["customer_id"]
+        if customer_id in already:
+            continue
+        already.add(customer_id)
+        row = {
+            "id": uuid7(),
+            "customer_id": customer_id,
+            "kind": WELCOME["kind"],
+            "title": WELCOME["title"],
+            "discount_percent": WELCOME["discount_percent"],
+            "status": "issued",
+            "automatic_kind": WELCOME["kind"],
+            "issued_at": now,
+            "expires_at": now + WELCOME["valid_for"],
+            "redeemed_at": None,
+        }
+        rows.append(row)
+        with caused_by(event):
+            _issue(session, row)
+    await repository.insert_offers(session, rows)
