@@ -1,0 +1,144 @@
+"""End-to-end event latency through the running suite: a purchase answered 201 by
+the gateway → the customer's stage change committed by lifecycle and announced.
+
+`crm.lifecycle.stage.changed` is relayed from lifecycle's outbox only after the
+stage change committed, so the time from the gateway's 201 to that event
+arriving is an upper bound on "the effect is visible in another service".
+Writes arrive open-loop at a fixed rate (default 200/s), each purchase the first
+of its customer. Baseline in the same run: JetStream alone, publish → consume
+of one message at the same rate. Target (issue 2): p99 under 50 ms at 200 writes/s.
+
+Run: `.venv/bin/python -m bench.latency_bench [--rate 200] [--seconds 15]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import nats
+
+from tests.e2e.harness import RunningSuite
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": ordered[-1], "n": len(ordered)}
+
+
+async def transport_baseline(nats_url: str, rate: float, count: int) -> list[float]:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    async def on_message(msg):
+        latencies.append((time.perf_counter() - sent[msg.data.decode()]) * 1000)
+        if len(latencies) >= count:
+            done.set()
+
+    sub = await nc.subscribe("crm.bench.baseline", cb=on_message)
+    started = time.perf_counter()
+    for i in range(count):
+        await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+        key = str(i)
+        sent[key] = time.perf_counter()
+        await js.publish("crm.bench.baseline", key.encode(), headers={"Nats-Msg-Id": f"baseline-{started}-{i}"})
+    await asyncio.wait_for(done.wait(), timeout=30)
+    await sub.unsubscribe()
+    await nc.close()
+    return latencies
+
+
+async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[list[float], int]:
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=suite.gateway_url, limits=limits, timeout=30,
+                                 headers={"Authorization": f"Bearer {suite.admin_key}"}) as gw:
+        semaphore = asyncio.Semaphore(32)
+
+        async def create(i: int) -> str:
+            async with semaphore:
+                response = await gw.post("/v1/customers", json={"external_id": f"bench-{i}"})
+                response.raise_for_status()
+                return response.json()["id"]
+
+        customers = await asyncio.gather(*(create(i) for i in range(count)))
+        await asyncio.sleep(2)  # let the prospect stage changes drain
+
+        arrived: dict[str, float] = {}
+        nc = await nats.connect(f"nats://127.0.0.1:{suite.ports['nats']}")
+
+        async def on_stage(msg):
+            event = json.loads(msg.data)
+            if event["data"]["to_stage"] == "new":
+                arrived[event["subject"]] = time.perf_counter()
+
+        await nc.subscribe("crm.lifecycle.stage.changed", cb=on_stage)
+        answered: dict[str, float] = {}
+        failures = 0
+
+        async def purchase(customer_id: str) -> None:
+            nonlocal failures
+            response = await gw.post(
+                "/v1/transactions",
+                json={"customer_id": customer_id, "amount": "9.99", "currency": "USD",
+                      "occurred_at": "2026-11-01T10:00:00Z"},
+            )
+            if response.status_code == 201:
+                answered[customer_id] = time.perf_counter()
+            else:
+                failures += 1
+
+        started = time.perf_counter()
+        tasks = []
+        for i, customer_id in enumerate(customers):
+            await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(purchase(customer_id)))
+        await asyncio.gather(*tasks)
+        deadline = time.perf_counter() + 30
+        while len(arrived) < len(answered) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+        await nc.close()
+    latencies = [(arrived[c] - answered[c]) * 1000 for c in answered if c in arrived]
+    return latencies, failures + (len(answered) - len(latencies))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0, help="writes per second")
+    parser.add_argument("--seconds", type=float, default=15.0, help="how long to write")
+    args = parser.parse_args()
+    count = int(args.rate * args.seconds)
+    suite = RunningSuite(Path(tempfile.mkdtemp()) / "var")
+    suite.start()
+    try:
+        import uvloop
+
+        baseline = uvloop.run(transport_baseline(f"nats://127.0.0.1:{suite.ports['nats']}", args.rate, count))
+        latencies, lost = uvloop.run(suite_latency(suite, args.rate, count))
+    finally:
+        suite.stop()
+    rows = [("baseline: JetStream publish → consume", percentiles(baseline), 0),
+            ("gateway 201 → lifecycle stage.changed", percentiles(latencies), lost)]
+    print(f"\nEnd-to-end latency at {args.rate:.0f} writes/s for {args.seconds:.0f} s ({count} writes)\n")
+    print("| path | p50 ms | p90 ms | p99 ms | max ms | measured | lost |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, p, missing in rows:
+        print(f"| {name} | {p['p50']:.1f} | {p['p90']:.1f} | {p['p99']:.1f} | {p['max']:.1f} | {p['n']} | {missing} |")
+    under = sum(1 for value in latencies if value < 50) / max(1, len(latencies))
+    print(f"\n{under:.1%} under 50 ms; median {statistics.median(latencies):.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The admin API key: where it comes from, and the constant-time bearer check.
+
+Every `/v1` route of the gateway needs `Authorization: Bearer <key>`. The key is
+`VALUECHAIN_ADMIN_API_KEY` when that is set; otherwise the content of
+`<var_dir>/admin-api-key`, which is created (mode 0600) on first start.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+ADMIN_KEY_ENV = "VALUECHAIN_ADMIN_API_KEY"
+ADMIN_KEY_FILE = "admin-api-key"
+
+
+def admin_key_path(var_dir: Path) -> Path:
+    return Path(var_dir) / ADMIN_KEY_FILE
+
+
+def load_or_create_admin_key(var_dir: Path) -> tuple[str, bool]:
+    """Return `(key, created_now)`.
+
+    `VALUECHAIN_ADMIN_API_KEY` wins when set. Otherwise the key file is read, or
+    created with a fresh `secrets.token_urlsafe(32)` and mode 0600. Creation is
+    atomic (write a private temp file, then hard-link it into place), so several
+    workers starting at once agree on one key.
+    """
+
+    from_env = os.environ.get(ADMIN_KEY_ENV, "").strip()
+    if from_env:
+        return from_env, False
+
+    path = admin_key_path(var_dir)
+    existing = _read_key(path)
+    if existing is not None:
+        return existing, False
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    tmp = path.with_name(f".{ADMIN_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)  # whatever the umask said
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            # Another process created it between our read and our link: use theirs.
+            theirs = _read_key(path)
+            if theirs is None:
+                raise
+            return theirs, False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return key, True
+
+
+def _read_key(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    key = text.strip()
+    if not key:
+        raise ValueError(f"{path} is empty: delete it to have a new key made, or set {ADMIN_KEY_ENV}")
+    return key
+
+
+class BearerAuth:
+    """Checks an `Authorization` header value against the admin key in constant time."""
+
+    __slots__ = ("_expected",)
+
+    def __init__(self, key: str):
+        if not key:
+            raise ValueError("the admin API key must not be empty")
+        self._expected = key.encode("utf-8")
+
+    def check(self, header: bytes | None) -> bool:
+        if not header:
+            return False
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"bearer":
+            return False
+        return hmac.compare_digest(token.strip(), self._expected)

@@ -1,0 +1,208 @@
+"""The API gateway app: `uvicorn gateway.main:create_app --factory` (or `python -m gateway`).
+
+Layout of one request (details in gateway/proxy.py):
+
+    uvicorn -> GatewayApp.__call__ -> GatewayFront (ids, CORS, auth, route table)
+                                        |-- proxied /v1 route -> service pool (gateway/upstream.py)
+                                        '-- anything else     -> FastAPI (health, readiness,
+                                                                 metrics, OpenAPI, docs, 360)
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.auth import BearerAuth, admin_key_path, load_or_create_admin_key
+from gateway.composition import CustomerNotFound, compose_360
+from gateway.health import readiness
+from gateway.observability import GatewayMetrics, configure_logging
+from gateway.openapi import OpenAPIMerger
+from gateway.proxy import SCOPE_AUTHENTICATED, SCOPE_CORRELATION_ID, SCOPE_REQUEST_ID, GatewayFront
+from gateway.routes import RouteTable
+from gateway.settings import SERVICES, GatewaySettings
+from gateway.upstream import Upstreams
+
+log = logging.getLogger("gateway")
+
+TITLE = "Value Chain CRM API"
+VERSION = "0.1.0"
+
+
+class ORJSONBody(JSONResponse):
+    def render(self, content) -> bytes:
+        return orjson.dumps(content)
+
+
+class MissingPart(BaseModel):
+    part: str
+    service: str
+    reason: str
+
+
+class Customer360(BaseModel):
+    customer: dict | None = Field(description="identify's customer; null when identify could not be reached")
+    lifecycle: dict | None
+    timeline: list = Field(description="The 10 most recent timeline entries (engage)")
+    offers: list
+    referrals: list
+    missing: list[MissingPart] = Field(description="Parts that could not be fetched, and why")
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with HTTP requests entering through the gateway's own front."""
+
+    front: GatewayFront
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            await self.front(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def fastapi_call(self, scope, receive, send) -> None:
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None = None) -> GatewayApp:
+    settings = settings or GatewaySettings()
+    configure_logging(settings.log_level)
+    if admin_key is None:
+        admin_key, created = load_or_create_admin_key(settings.var_dir)
+        if created:
+            log.warning(
+                "created a new admin API key",
+                extra={"fields": {"path": str(admin_key_path(settings.var_dir).resolve())}},
+            )
+
+    table = RouteTable()
+    metrics = GatewayMetrics()
+    merger = OpenAPIMerger(
+        table,
+        cache_s=settings.openapi_cache_s,
+        retry_s=settings.openapi_retry_s,
+        timeout=settings.openapi_timeout_s,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: GatewayApp):
+        upstreams = Upstreams(
+            settings.service_urls(),
+            connect_timeout=settings.connect_timeout_s,
+            max_connections=settings.pool_max_connections,
+            max_idle=settings.pool_max_idle,
+            keepalive_expiry=settings.keepalive_expiry_s,
+            max_response_bytes=settings.max_response_body_bytes,
+        )
+        app.front.upstreams = upstreams
+        log.info("gateway started", extra={"fields": {"services": settings.service_urls(), "port": settings.port}})
+        try:
+            yield
+        finally:
+            app.front.upstreams = None
+            await upstreams.aclose()
+            if app.front.access_log is not None:
+                app.front.access_log.flush()
+
+    app = GatewayApp(
+        title=TITLE,
+        version=VERSION,
+        description="The Value Chain CRM API gateway: one entry point for the five services.",
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=ORJSONBody,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.route_table = table
+    app.front = GatewayFront(
+        settings=settings,
+        auth=BearerAuth(admin_key),
+        table=table,
+        metrics=metrics,
+        fallback=app.fastapi_call,
+    )
+
+    def upstreams_or_503() -> Upstreams:
+        upstreams = app.front.upstreams
+        if upstreams is None:
+            raise StarletteHTTPException(503, "gateway is not started")
+        return upstreams
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        names = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 503: "unavailable"}
+        return ORJSONBody(
+            {"error": names.get(exc.status_code, "http_error"), "detail": exc.detail},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.get("/healthz", tags=["gateway"], summary="Liveness: 200 while the process runs")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["gateway"],
+        summary="Readiness: every service's /readyz is 200 and NATS is reachable",
+        responses={503: {"description": "Something is not ready; `checks` says what"}},
+    )
+    async def readyz():
+        ready, body = await readiness(upstreams_or_503(), list(SERVICES), settings.nats_url, settings.ready_timeout_s)
+        return ORJSONBody(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint():
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    def own_openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+        return app.openapi_schema
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_json():
+        return ORJSONBody(await merger.document(upstreams_or_503(), own_openapi()))
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{TITLE} - docs")
+
+    @app.get(
+        "/v1/customers/{customer_id}/360",
+        tags=["gateway"],
+        summary="Customer 360: customer, lifecycle, recent timeline, offers and referrals in one answer",
+        response_model=Customer360,
+        responses={404: {"description": "No such customer (identify answered 404)"}},
+    )
+    async def customer_360(customer_id: str, request: Request):
+        scope = request.scope
+        if not scope.get(SCOPE_AUTHENTICATED):  # only reachable through the front, which checks the key
+            raise StarletteHTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
+        try:
+            view = await compose_360(
+                upstreams_or_503(),
+                customer_id,
+                request_id=scope.get(SCOPE_REQUEST_ID) or "",
+                correlation_id=scope.get(SCOPE_CORRELATION_ID) or "",
+                timeout=settings.composition_timeout_s,
+                on_upstream_error=metrics.upstream_error,
+            )
+        except CustomerNotFound:
+            return ORJSONBody({"error": "not_found", "detail": f"customer {customer_id} not found"}, status_code=404)
+        return ORJSONBody(view)
+
+    return app

@@ -1,0 +1,281 @@
+"""One OpenAPI document for the whole suite, as the gateway exposes it.
+
+The gateway fetches each service's `/openapi.json` (on the first request for
+the gateway's `/openapi.json`), keeps what it got for `openapi_cache_s`, and
+retries a service whose fetch failed after `openapi_retry_s`. The merged
+document holds:
+
+* the gateway's own operations (health, readiness, the 360 view);
+* every service operation that the route table routes to that service, under
+  the path the gateway exposes (so `/v1/ops/dead-letters` of identify appears
+  as `/v1/ops/identify/dead-letters`), tagged with the service name;
+* for a service that could not be fetched, a stub operation per routed
+  method and path, so clients still see the route exists; the service is
+  listed in `info.x-unavailable-services`;
+* the bearer security scheme, required on every `/v1` operation, and the
+  gateway's own error answers (401, 502, 504).
+
+Component schemas are merged by name; when two services define the same name
+differently, the later one (in SERVICES order) is renamed `<service>__<Name>`
+and its `$ref`s rewritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from gateway.routes import Route, RouteTable
+from gateway.settings import SERVICES
+from gateway.upstream import UpstreamError, Upstreams
+
+log = logging.getLogger("gateway.openapi")
+
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+SECURITY_SCHEME = "bearer"
+
+_ERROR_SCHEMA = {
+    "title": "GatewayError",
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "detail": {}},
+    "required": ["error", "detail"],
+}
+_GATEWAY_RESPONSES = {
+    "401": "Missing or invalid API key",
+    "502": "The service behind this route is unavailable",
+    "504": "The service behind this route timed out",
+}
+
+
+class _Entry:
+    __slots__ = ("doc", "fetched_at", "ok", "error")
+
+    def __init__(self) -> None:
+        self.doc: dict | None = None
+        self.fetched_at = 0.0
+        self.ok = False
+        self.error = "not fetched yet"
+
+
+class OpenAPIMerger:
+    def __init__(
+        self,
+        table: RouteTable,
+        *,
+        cache_s: float = 300.0,
+        retry_s: float = 5.0,
+        timeout: float = 5.0,
+        services: tuple[str, ...] = SERVICES,
+    ):
+        self.table = table
+        self.cache_s = cache_s
+        self.retry_s = retry_s
+        self.timeout = timeout
+        self.services = services
+        self._entries = {service: _Entry() for service in services}
+        self._lock = asyncio.Lock()
+        self._merged: dict | None = None
+        self._merged_key: tuple | None = None
+
+    def _stale(self, entry: _Entry, now: float) -> bool:
+        if entry.fetched_at == 0.0:
+            return True
+        age = now - entry.fetched_at
+        return age > (self.cache_s if entry.ok else self.retry_s)
+
+    async def document(self, upstreams: Upstreams, own: dict) -> dict:
+        """The merged document; `own` is the gateway's own FastAPI-generated one."""
+
+        now = time.monotonic()
+        stale = [service for service, entry in self._entries.items() if self._stale(entry, now)]
+        if stale:
+            async with self._lock:
+                now = time.monotonic()
+                stale = [service for service, entry in self._entries.items() if self._stale(entry, now)]
+                if stale:
+                    await asyncio.gather(*(self._fetch(upstreams, service) for service in stale))
+        key = tuple((service, id(entry.doc), entry.ok) for service, entry in self._entries.items()) + (id(own),)
+        if self._merged is None or self._merged_key != key:
+            self._merged = self.merge(own, {s: e.doc for s, e in self._entries.items() if e.ok})
+            self._merged_key = key
+        return self._merged
+
+    async def _fetch(self, upstreams: Upstreams, service: str) -> None:
+        entry = self._entries[service]
+        try:
+            response = await upstreams[service].request(
+                "GET", b"/openapi.json", b"accept: application/json\r\n", timeout=self.timeout
+            )
+            if response.status != 200:
+                raise ValueError(f"/openapi.json answered {response.status}")
+            doc = orjson.loads(response.body)
+            if not isinstance(doc, dict) or not isinstance(doc.get("paths"), dict):
+                raise ValueError("not an OpenAPI document")
+        except (UpstreamError, ValueError) as exc:  # orjson.JSONDecodeError is a ValueError
+            entry.fetched_at = time.monotonic()
+            if entry.ok and entry.doc is not None:
+                # Keep serving the last good copy; try again after retry_s.
+                entry.fetched_at = time.monotonic() - self.cache_s + self.retry_s
+                log.warning("openapi refresh failed", extra={"fields": {"service": service, "error": str(exc)}})
+                return
+            entry.ok = False
+            entry.error = str(exc)
+            log.warning("openapi fetch failed", extra={"fields": {"service": service, "error": str(exc)}})
+            return
+        entry.doc = doc
+        entry.ok = True
+        entry.error = ""
+        entry.fetched_at = time.monotonic()
+
+    # -- merging (pure) -------------------------------------------------------
+
+    def merge(self, own: dict, service_docs: dict[str, dict]) -> dict:
+        doc = copy.deepcopy(own)
+        paths: dict[str, dict] = doc.setdefault("paths", {})
+        components: dict[str, dict] = doc.setdefault("components", {})
+        components.setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The admin API key: VALUECHAIN_ADMIN_API_KEY or var/admin-api-key.",
+        }
+        components.setdefault("schemas", {})["GatewayError"] = _ERROR_SCHEMA
+
+        # Reverse map for rewritten routes: (service, upstream path) -> gateway route.
+        rewritten = {(route.service, route.upstream): route for route in self.table.routes if route.upstream}
+
+        unavailable = []
+        for service in self.services:
+            service_doc = service_docs.get(service)
+            if service_doc is None:
+                unavailable.append(service)
+                self._add_stubs(paths, service)
+                continue
+            service_doc = self._merge_components(components, service, service_doc)
+            for path, item in service_doc.get("paths", {}).items():
+                if not isinstance(item, dict):
+                    continue
+                for method in HTTP_METHODS:
+                    operation = item.get(method)
+                    if operation is None:
+                        continue
+                    gateway_path = self._exposed_path(service, method.upper(), path, rewritten)
+                    if gateway_path is None:
+                        continue
+                    operation = dict(operation)
+                    operation.setdefault("tags", [service])
+                    if "operationId" in operation:
+                        operation["operationId"] = f"{service}__{operation['operationId']}"
+                    target = paths.setdefault(gateway_path, {})
+                    for shared in ("parameters", "summary", "description"):
+                        if shared in item and shared not in target:
+                            target[shared] = item[shared]
+                    target[method] = operation
+
+        for path, item in paths.items():
+            if not path.startswith("/v1/"):
+                continue
+            for method in HTTP_METHODS:
+                operation = item.get(method)
+                if operation is None:
+                    continue
+                operation["security"] = [{SECURITY_SCHEME: []}]
+                responses = operation.setdefault("responses", {})
+                for code, description in _GATEWAY_RESPONSES.items():
+                    responses.setdefault(
+                        code,
+                        {
+                            "description": description,
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GatewayError"}}},
+                        },
+                    )
+        doc["paths"] = dict(sorted(paths.items()))
+        info = doc.setdefault("info", {})
+        info["x-unavailable-services"] = unavailable
+        return doc
+
+    def _exposed_path(self, service: str, method: str, path: str, rewritten: dict) -> str | None:
+        route = rewritten.get((service, path))
+        if route is not None:
+            return route.pattern if method in route.methods else None
+        match = self.table.match(method, path)
+        route = match.route
+        if route is None or route.service != service or route.upstream is not None:
+            return None
+        return path
+
+    def _add_stubs(self, paths: dict, service: str) -> None:
+        for route in self.table.by_service(service):
+            if route.pattern.endswith(":path}"):
+                continue
+            item = paths.setdefault(route.pattern, {})
+            params = [
+                {"name": segment[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+                for segment in route.pattern.split("/")
+                if segment.startswith("{")
+            ]
+            for method in sorted(route.methods):
+                item.setdefault(
+                    method.lower(),
+                    {
+                        "tags": [service],
+                        "summary": f"{method} {route.pattern} (proxied to {service})",
+                        "description": f"The {service} service's API description could not be fetched; "
+                        "the gateway still routes this operation.",
+                        "operationId": f"{service}__{method.lower()}_{_slug(route.pattern)}",
+                        "parameters": params,
+                        "responses": {"default": {"description": f"The answer of {service}"}},
+                    },
+                )
+
+    def _merge_components(self, components: dict, service: str, service_doc: dict) -> dict:
+        theirs = service_doc.get("components") or {}
+        renames: dict[str, str] = {}
+        for section, items in theirs.items():
+            if section == "securitySchemes" or not isinstance(items, dict):
+                continue
+            ours = components.setdefault(section, {})
+            for name, value in items.items():
+                if name in ours and ours[name] != value:
+                    renames[f"#/components/{section}/{name}"] = f"#/components/{section}/{service}__{name}"
+        if renames:
+            service_doc = _rewrite_refs(service_doc, renames)
+            theirs = service_doc.get("components") or {}
+        for section, items in theirs.items():
+            if section == "securitySchemes" or not isinstance(items, dict):
+                continue
+            ours = components.setdefault(section, {})
+            for name, value in items.items():
+                ref = f"#/components/{section}/{name}"
+                if ref in renames:
+                    name = renames[ref].rsplit("/", 1)[1]
+                ours.setdefault(name, value)
+        return service_doc
+
+
+def _rewrite_refs(node: Any, renames: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str) and value in renames:
+                out[key] = renames[value]
+            else:
+                out[key] = _rewrite_refs(value, renames)
+        return out
+    if isinstance(node, list):
+        return [_rewrite_refs(value, renames) for value in node]
+    return node
+
+
+def _slug(pattern: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in pattern.strip("/"))
+
+
+def routed_operations(table: RouteTable) -> list[tuple[str, str, Route]]:
+    """(METHOD, pattern, route) for every routed operation, for tests and docs."""
+
+    return [(method, route.pattern, route) for route in table.routes for method in sorted(route.methods)]

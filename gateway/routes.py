@@ -1,0 +1,221 @@
+"""The route table: which `/v1` method + path goes to which service.
+
+This is the gateway's allow-list. A request whose path is not in it gets 404,
+a known path with another method gets 405; nothing falls through to a service.
+
+To expose a new operation, add a line to `ROUTES`:
+
+    r("GET POST", "/v1/things", "identify"),
+    r("GET", "/v1/things/{id}", "identify"),
+    r("GET", "/v1/reports/{rest:path}", "value"),   # a whole subtree
+
+Patterns are literal segments and `{name}` placeholders (exactly one non-empty
+path segment); a final `{name:path}` matches one or more remaining segments.
+The path is forwarded unchanged unless `upstream=` gives the service-side path.
+`service=None` marks the gateway's own handlers (served by the FastAPI app).
+Literal segments win over placeholders, as in Starlette.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from gateway.settings import SERVICES
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    methods: frozenset[str]
+    pattern: str
+    service: str | None
+    # Service-side path when it differs from the gateway path (static routes only).
+    upstream: str | None = None
+    # Label for metrics and logs; the pattern unless given.
+    name: str = ""
+    upstream_bytes: bytes | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def local(self) -> bool:
+        return self.service is None
+
+
+def r(methods: str, pattern: str, service: str | None, *, upstream: str | None = None) -> Route:
+    return Route(
+        methods=frozenset(methods.split()),
+        pattern=pattern,
+        service=service,
+        upstream=upstream,
+        name=pattern,
+        upstream_bytes=upstream.encode("ascii") if upstream else None,
+    )
+
+
+ROUTES: tuple[Route, ...] = (
+    # identify: customers, transactions, imports, portfolio, duplicates
+    r("GET POST", "/v1/customers", "identify"),
+    r("GET PATCH", "/v1/customers/{id}", "identify"),
+    r("GET", "/v1/customers/{id}/transactions", "identify"),
+    r("GET", "/v1/customers/{id}/duplicates", "identify"),
+    r("POST", "/v1/customers/{id}/merge", "identify"),
+    r("POST", "/v1/transactions", "identify"),
+    r("POST", "/v1/transactions:batch", "identify"),
+    r("GET POST", "/v1/imports", "identify"),
+    r("GET POST", "/v1/imports/{rest:path}", "identify"),
+    r("GET POST", "/v1/portfolio/{rest:path}", "identify"),
+    # lifecycle
+    r("GET", "/v1/customers/{id}/lifecycle", "lifecycle"),
+    # engage
+    r("GET POST", "/v1/interactions", "engage"),
+    r("GET", "/v1/interactions/{id}", "engage"),
+    r("GET", "/v1/customers/{id}/timeline", "engage"),
+    # network
+    r("GET POST", "/v1/stakeholders", "network"),
+    r("GET", "/v1/stakeholders/{id}", "network"),
+    r("GET", "/v1/customers/{id}/referrals", "network"),
+    # value
+    r("POST", "/v1/offers", "value"),
+    r("GET", "/v1/offers/{id}", "value"),
+    r("POST", "/v1/offers/{id}/redeem", "value"),
+    r("GET", "/v1/customers/{id}/offers", "value"),
+    # the gateway's own: the customer 360 view (gateway/composition.py)
+    r("GET", "/v1/customers/{id}/360", None),
+    # operators: each service's dead letters
+    *(r("GET", f"/v1/ops/{service}/dead-letters", service, upstream="/v1/ops/dead-letters") for service in SERVICES),
+)
+
+
+class _Node:
+    __slots__ = ("static", "param", "tail", "routes")
+
+    def __init__(self) -> None:
+        self.static: dict[str, _Node] = {}
+        self.param: _Node | None = None
+        # Routes ending in `{name:path}` here, and routes ending exactly here: method -> Route.
+        self.tail: dict[str, Route] | None = None
+        self.routes: dict[str, Route] | None = None
+
+
+class Match:
+    """The outcome of a lookup: a route, or 404 (`route is None and not allowed`), or 405."""
+
+    __slots__ = ("route", "allowed")
+
+    def __init__(self, route: Route | None, allowed: frozenset[str] | None = None):
+        self.route = route
+        self.allowed = allowed
+
+
+NOT_FOUND = Match(None)
+
+
+def _param_ok(segment: str) -> bool:
+    # A placeholder takes one real segment: not empty, not a dot segment, and no
+    # percent-encoded slash that the service would decode into a second segment.
+    if not segment or segment == "." or segment == "..":
+        return False
+    if "%" in segment:
+        decoded = unquote(segment)
+        if "/" in decoded or "\\" in decoded or decoded in (".", ".."):
+            return False
+    return True
+
+
+class RouteTable:
+    """A segment trie over `ROUTES`; `match(method, path)` costs a few dict lookups."""
+
+    def __init__(self, routes: tuple[Route, ...] | list[Route] = ROUTES):
+        self.routes = tuple(routes)
+        self._root = _Node()
+        seen: set[tuple[str, tuple[str, ...]]] = set()
+        for route in self.routes:
+            segments = self._segments(route.pattern)
+            shape = tuple("{}" if s.startswith("{") else s for s in segments)
+            for method in route.methods:
+                if (method, shape) in seen:
+                    raise ValueError(f"duplicate route {method} {route.pattern}")
+                seen.add((method, shape))
+            self._insert(route, segments)
+
+    @staticmethod
+    def _segments(pattern: str) -> list[str]:
+        if not pattern.startswith("/"):
+            raise ValueError(f"route pattern must start with '/': {pattern!r}")
+        segments = pattern.split("/")[1:]
+        for i, segment in enumerate(segments):
+            if segment.startswith("{"):
+                if not segment.endswith("}"):
+                    raise ValueError(f"bad placeholder {segment!r} in {pattern!r}")
+                if segment.endswith(":path}") and i != len(segments) - 1:
+                    raise ValueError(f"{{name:path}} must be the last segment in {pattern!r}")
+            elif not segment:
+                raise ValueError(f"empty segment in {pattern!r}")
+        return segments
+
+    def _insert(self, route: Route, segments: list[str]) -> None:
+        if route.upstream is not None and any(s.startswith("{") for s in segments):
+            raise ValueError(f"upstream rewrite needs a static pattern: {route.pattern!r}")
+        node = self._root
+        for i, segment in enumerate(segments):
+            if segment.startswith("{") and segment.endswith(":path}"):
+                if node.tail is None:
+                    node.tail = {}
+                for method in route.methods:
+                    node.tail[method] = route
+                return
+            if segment.startswith("{"):
+                if node.param is None:
+                    node.param = _Node()
+                node = node.param
+            else:
+                node = node.static.setdefault(segment, _Node())
+        if node.routes is None:
+            node.routes = {}
+        for method in route.methods:
+            node.routes[method] = route
+
+    def match(self, method: str, path: str) -> Match:
+        """Look up `path` (the raw, still percent-encoded path, without query)."""
+
+        segments = path.split("/")
+        if segments[0] != "":
+            return NOT_FOUND
+        near: list[dict[str, Route]] = []
+        route = self._find(self._root, segments, 1, method, near)
+        if route is not None:
+            return Match(route)
+        if near:
+            return Match(None, frozenset(near[0]))
+        return NOT_FOUND
+
+    def _find(self, node: _Node, segments: list[str], i: int, method: str, near: list) -> Route | None:
+        # Depth first, literal segments before placeholders before `{name:path}`;
+        # `near` collects the leaves that fit the path but not the method (for 405).
+        if i == len(segments):
+            routes = node.routes
+            if routes is not None:
+                route = routes.get(method)
+                if route is not None:
+                    return route
+                near.append(routes)
+            return None
+        segment = segments[i]
+        child = node.static.get(segment)
+        if child is not None:
+            route = self._find(child, segments, i + 1, method, near)
+            if route is not None:
+                return route
+        if node.param is not None and _param_ok(segment):
+            route = self._find(node.param, segments, i + 1, method, near)
+            if route is not None:
+                return route
+        tail = node.tail
+        if tail is not None and all(_param_ok(s) for s in segments[i:]):
+            route = tail.get(method)
+            if route is not None:
+                return route
+            near.append(tail)
+        return None
+
+    def by_service(self, service: str) -> list[Route]:
+        return [route for route in self.routes if route.service == service]

@@ -1,0 +1,92 @@
+"""Gateway settings, read from `VALUECHAIN_GATEWAY_*` environment variables.
+
+Two suite-wide variables are read without the prefix: `VALUECHAIN_VAR_DIR`
+(where the admin API key file lives) and `VALUECHAIN_NATS_URL` (checked by
+`/readyz`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The services behind the gateway, in the order they are listed in docs and checks.
+SERVICES: tuple[str, ...] = ("identify", "engage", "network", "value", "lifecycle")
+
+DEFAULT_CORS_ORIGINS = ("http://localhost:3000", "http://127.0.0.1:3000")
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VALUECHAIN_GATEWAY_", extra="ignore", populate_by_name=True)
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # uvicorn worker processes when started with `python -m gateway`.
+    workers: int = 1
+
+    identify_url: str = "http://127.0.0.1:8101"
+    engage_url: str = "http://127.0.0.1:8102"
+    network_url: str = "http://127.0.0.1:8103"
+    value_url: str = "http://127.0.0.1:8104"
+    lifecycle_url: str = "http://127.0.0.1:8105"
+
+    # Upstream timeouts, in seconds. A proxied request gets `connect_timeout_s`
+    # to open a connection and `request_timeout_s` in all for the full answer.
+    connect_timeout_s: float = 2.0
+    request_timeout_s: float = 30.0
+    # Each part of the 360 view, each service's /readyz, each service's /openapi.json.
+    composition_timeout_s: float = 3.0
+    ready_timeout_s: float = 2.0
+    openapi_timeout_s: float = 5.0
+    # How long a fetched service OpenAPI document is kept, and how soon a failed
+    # fetch is retried.
+    openapi_cache_s: float = 300.0
+    openapi_retry_s: float = 5.0
+
+    # Connection pool, per service. Idle keep-alive connections are dropped
+    # before uvicorn's default keep-alive timeout (5 s) closes them upstream.
+    pool_max_connections: int = 256
+    pool_max_idle: int = 64
+    keepalive_expiry_s: float = 4.0
+
+    max_request_body_bytes: int = 10 * 1024 * 1024
+    max_response_body_bytes: int = 64 * 1024 * 1024
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
+
+    log_level: str = "INFO"
+    # One JSON line per request on stderr, written in batches every
+    # access_log_flush_s seconds (0: each line at once).
+    access_log: bool = True
+    access_log_flush_s: float = 0.2
+    # Trust X-Forwarded-For/-Proto from these peers (uvicorn's proxy headers);
+    # empty: the gateway is the edge and trusts nobody.
+    forwarded_allow_ips: str = ""
+
+    var_dir: Path = Field(default=Path("var"), validation_alias="VALUECHAIN_VAR_DIR")
+    nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias="VALUECHAIN_NATS_URL")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value):
+        if isinstance(value, str):
+            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("identify_url", "engage_url", "network_url", "value_url", "lifecycle_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    def service_url(self, service: str) -> str:
+        return getattr(self, f"{service}_url")
+
+    def service_urls(self) -> dict[str, str]:
+        return {service: self.service_url(service) for service in SERVICES}

@@ -1,0 +1,461 @@
+"""The gateway's upstream HTTP/1.1 client: one keep-alive connection pool per service.
+
+Why not httpx or aiohttp: measured on the 2-core dev box with wrk in front of a
+plain FastAPI endpoint (docs/benchmarks.md), a bare pure-ASGI proxy on a shared
+aiohttp ClientSession did 3,800-4,050 req/s where the same proxy on this client
+did 5,300-5,450 (nginx: 4,600-4,900), before any gateway logic (auth, routing,
+logs, metrics); httpx is slower still. The cost is the clients' generality
+(per-request objects, tracing hooks, cookie jars, URL objects, multidicts).
+The gateway needs very little of it: requests to a handful of known services,
+bodies that fit in memory, JSON answers. So this module is a small asyncio
+Protocol around httptools' response parser (llhttp, the parser uvicorn uses)
+with:
+
+* per-service pools of keep-alive connections, LIFO reuse, idle connections
+  dropped after `keepalive_expiry` (below uvicorn's 5 s keep-alive timeout) and
+  at most `max_connections` open (callers wait for a free one);
+* one retry on a fresh connection when a reused connection turns out to have
+  been closed by the service before answering anything (the keep-alive race),
+  for idempotent methods or requests carrying an Idempotency-Key;
+* explicit connect and total timeouts (`UpstreamTimeout`); refused or broken
+  connections and protocol errors become `UpstreamUnavailable`;
+* chunked and content-length bodies (llhttp de-chunks), 1xx answers skipped,
+  a cap on the response size.
+
+Bodies are buffered whole in both directions (the services answer with JSON
+pages; nothing here streams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as _ssl
+from collections import deque
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+import httptools
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+class UpstreamError(Exception):
+    """A request to a service got no usable answer."""
+
+    kind = "error"
+
+    def __init__(self, service: str, detail: str = ""):
+        super().__init__(f"{service}: {detail}" if detail else service)
+        self.service = service
+        self.detail = detail
+
+
+class UpstreamUnavailable(UpstreamError):
+    kind = "unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    kind = "timeout"
+
+
+class UpstreamResponse(NamedTuple):
+    status: int
+    # Lower-cased header names, as received.
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class _Closed(Exception):
+    """The connection closed (or broke) before a complete answer."""
+
+    def __init__(self, got_bytes: bool, detail: str):
+        super().__init__(detail)
+        self.got_bytes = got_bytes
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = (
+        "_pool",
+        "_parser",
+        "transport",
+        "_waiter",
+        "_headers",
+        "_body",
+        "_size",
+        "_got_bytes",
+        "_head_request",
+        "closed",
+        "idle_since",
+        "used",
+        "_counted",
+    )
+
+    def __init__(self, pool: ServicePool):
+        self._pool = pool
+        self._parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future | None = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._size = 0
+        self._got_bytes = False
+        self._head_request = False
+        self.closed = False
+        self.idle_since = 0.0
+        self.used = False
+        # Holds one of the pool's connection slots (set once connected).
+        self._counted = False
+
+    # -- asyncio.Protocol -------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._pool._forget(self)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(_Closed(self._got_bytes, str(exc) if exc else "connection closed by the service"))
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None:
+            # Bytes nobody asked for (an idle connection): the stream is no longer in sync.
+            self.close()
+            return
+        self._got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except Exception as exc:  # HttpParserError, HttpParserUpgrade, or ours via a callback
+            cause = exc.__context__
+            if isinstance(cause, _Closed):
+                self._fail(cause)
+            else:
+                self._fail(_Closed(True, f"invalid HTTP response: {exc!r}"))
+
+    # -- httptools callbacks ----------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._body = []
+        self._size = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        if self._head_request:
+            # No body follows an answer to HEAD whatever it announces; the parser
+            # cannot know that, so finish here and do not reuse the connection.
+            self._finish(keep_alive=False)
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > self._pool.max_response_bytes:
+            raise _TooLarge(True, f"response larger than {self._pool.max_response_bytes} bytes")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # an interim answer (103 Early Hints...): the real one follows
+        self._finish(keep_alive=self._parser.should_keep_alive())
+
+    # -- internals ----------------------------------------------------------
+
+    def _finish(self, keep_alive: bool) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        body = self._body
+        payload = body[0] if len(body) == 1 else b"".join(body)
+        waiter.set_result(
+            (UpstreamResponse(self._parser.get_status_code(), self._headers, payload), keep_alive)
+        )
+
+    def _fail(self, exc: Exception) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._pool._forget(self)
+            if self.transport is not None:
+                self.transport.close()
+
+    async def exchange(self, request: bytes, head_request: bool, timeout: float, loop) -> tuple[UpstreamResponse, bool]:
+        waiter = loop.create_future()
+        self._waiter = waiter
+        self._got_bytes = False
+        self._head_request = head_request
+        timer = loop.call_later(timeout, _expire, waiter)
+        try:
+            self.transport.write(request)
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+            self._body = []
+
+
+class _TooLarge(_Closed):
+    pass
+
+
+class _Expired(Exception):
+    pass
+
+
+def _expire(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_exception(_Expired())
+
+
+class ServicePool:
+    """Keep-alive HTTP/1.1 connections to one service."""
+
+    def __init__(
+        self,
+        service: str,
+        base_url: str,
+        *,
+        connect_timeout: float = 2.0,
+        max_connections: int = 256,
+        max_idle: int = 64,
+        keepalive_expiry: float = 4.0,
+        max_response_bytes: int = 64 * 1024 * 1024,
+    ):
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{service}: expected an http(s) URL, got {base_url!r}")
+        self.service = service
+        self.base_url = base_url
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.ssl: _ssl.SSLContext | None = _ssl.create_default_context() if parts.scheme == "https" else None
+        default_port = (parts.scheme == "https" and self.port == 443) or (parts.scheme == "http" and self.port == 80)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.host_header = (host if default_port else f"{host}:{self.port}").encode("idna")
+        self.base_path = parts.path.rstrip("/").encode("ascii")
+        self.connect_timeout = connect_timeout
+        self.max_connections = max_connections
+        self.max_idle = max_idle
+        self.keepalive_expiry = keepalive_expiry
+        self.max_response_bytes = max_response_bytes
+        self._idle: deque[_Connection] = deque()
+        self._open = 0
+        self._waiters: deque[asyncio.Future] = deque()
+        self._closing = False
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    @property
+    def idle_connections(self) -> int:
+        return sum(1 for conn in self._idle if not conn.closed)
+
+    async def request(
+        self,
+        method: str,
+        target: bytes,
+        headers: bytes = b"",
+        body: bytes = b"",
+        *,
+        timeout: float = 30.0,
+        retry_non_idempotent: bool = False,
+    ) -> UpstreamResponse:
+        """Send one request and return the whole answer.
+
+        `target` is the path and query (percent-encoded as sent on the wire),
+        `headers` the pre-rendered header lines (`b"name: value\\r\\n"...`) without
+        Host, Content-Length, Connection. Raises UpstreamUnavailable or
+        UpstreamTimeout.
+        """
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if body or method in ("POST", "PUT", "PATCH"):
+            length = b"content-length: %d\r\n\r\n" % len(body)
+        else:
+            length = b"\r\n"
+        request = b"".join(
+            (method.encode("ascii"), b" ", self.base_path, target, b" HTTP/1.1\r\nhost: ", self.host_header, b"\r\n", headers, length, body)
+        )
+        may_retry = retry_non_idempotent or method in IDEMPOTENT
+        head_request = method == "HEAD"
+        attempt = 0
+        while True:
+            attempt += 1
+            conn = await self._acquire(loop, deadline)
+            reused = conn.used
+            conn.used = True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self._release(conn, False, loop)
+                raise UpstreamTimeout(self.service, "timed out")
+            try:
+                response, keep_alive = await conn.exchange(request, head_request, remaining, loop)
+            except _Expired:
+                conn.close()
+                raise UpstreamTimeout(self.service, "timed out waiting for the response") from None
+            except _TooLarge as exc:
+                conn.close()
+                raise UpstreamUnavailable(self.service, str(exc)) from None
+            except _Closed as exc:
+                conn.close()
+                if reused and not exc.got_bytes and may_retry and attempt == 1:
+                    continue  # the service closed an idle keep-alive connection: try a new one
+                raise UpstreamUnavailable(self.service, str(exc)) from None
+            except BaseException:
+                # Cancelled mid-exchange: the connection's state is unknown.
+                conn.close()
+                raise
+            self._release(conn, keep_alive, loop)
+            return response
+
+    async def _acquire(self, loop, deadline: float) -> _Connection:
+        while True:
+            if self._closing:
+                raise UpstreamUnavailable(self.service, "gateway shutting down")
+            idle = self._idle
+            if idle:
+                now = loop.time()
+                while idle:
+                    conn = idle.pop()
+                    if conn.closed:
+                        continue
+                    if now - conn.idle_since > self.keepalive_expiry:
+                        conn.close()
+                        continue
+                    return conn
+            if self._open < self.max_connections:
+                return await self._connect(loop, deadline)
+            # At the limit: wait for a connection to come back or to close.
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            timer = loop.call_later(max(deadline - loop.time(), 0), _expire, waiter)
+            try:
+                conn = await waiter
+            except _Expired:
+                raise UpstreamTimeout(self.service, "no free connection in time") from None
+            except BaseException:
+                # Cancelled after being handed a connection (or a free slot): pass it on.
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    handed = waiter.result()
+                    if handed is not None:
+                        self._release(handed, True, loop)
+                    else:
+                        self._wake_one()
+                raise
+            finally:
+                timer.cancel()
+                if not waiter.done():
+                    try:
+                        self._waiters.remove(waiter)
+                    except ValueError:
+                        pass
+            if conn is not None:
+                return conn
+
+    async def _connect(self, loop, deadline: float) -> _Connection:
+        self._open += 1
+        conn = None
+        try:
+            timeout = min(self.connect_timeout, max(deadline - loop.time(), 0))
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Connection(self),
+                    self.host,
+                    self.port,
+                    ssl=self.ssl,
+                    server_hostname=self.host if self.ssl else None,
+                ),
+                timeout,
+            )
+        except (TimeoutError, asyncio.TimeoutError):
+            self._slot_freed()
+            raise UpstreamTimeout(self.service, "timed out connecting") from None
+        except OSError as exc:
+            self._slot_freed()
+            raise UpstreamUnavailable(self.service, f"cannot connect: {exc.strerror or exc}") from None
+        except BaseException:
+            self._slot_freed()
+            raise
+        if conn.closed:  # closed again before we got it
+            self._slot_freed()
+            raise UpstreamUnavailable(self.service, "connection closed while opening")
+        conn._counted = True
+        return conn
+
+    def _release(self, conn: _Connection, keep_alive: bool, loop) -> None:
+        if not keep_alive or conn.closed or self._closing:
+            conn.close()
+            return
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if len(self._idle) >= self.max_idle:
+            # Compact out connections that closed while idle before giving up on this one.
+            self._idle = deque(c for c in self._idle if not c.closed)
+            if len(self._idle) >= self.max_idle:
+                conn.close()
+                return
+        conn.idle_since = loop.time()
+        self._idle.append(conn)
+
+    def _forget(self, conn: _Connection) -> None:
+        # Called once per connection when it closes (either side).
+        if conn._counted:
+            conn._counted = False
+            self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        self._open -= 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # go and open a new connection
+                return
+
+    async def aclose(self) -> None:
+        self._closing = True
+        while self._idle:
+            self._idle.pop().close()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(UpstreamUnavailable(self.service, "gateway shutting down"))
+        await asyncio.sleep(0)
+
+
+class Upstreams:
+    """The pools for every service: the one upstream client of a gateway process."""
+
+    def __init__(self, urls: dict[str, str], **pool_options):
+        self.pools: dict[str, ServicePool] = {
+            service: ServicePool(service, url, **pool_options) for service, url in urls.items()
+        }
+
+    def __getitem__(self, service: str) -> ServicePool:
+        return self.pools[service]
+
+    async def aclose(self) -> None:
+        for pool in self.pools.values():
+            await pool.aclose()

@@ -1,0 +1,228 @@
+"""Gateway tests: the real gateway app, served by uvicorn on a loopback port, in
+front of stand-in services (small FastAPI apps, also served by uvicorn on
+loopback ports). Nothing of the gateway is mocked; the stand-ins replace the
+five services so these tests do not depend on their code.
+
+A stand-in echoes what it received (service, method, path, query, headers,
+body) on every route the real service has, and obeys two test knobs in the
+query string: `sleep=<seconds>` and `status=<code>`. `/v1/customers/missing`
+is a 404. Its `/readyz` follows `state.ready`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from gateway.main import create_app
+from gateway.settings import SERVICES, GatewaySettings
+
+API_KEY = "test-admin-key-0123456789"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):  # leave the test runner's signal handlers alone
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve(app, port: int | None = None):
+    """Serve an ASGI app with uvicorn on 127.0.0.1; yields its base URL."""
+
+    port = port or free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on", loop="none"
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if task.done():
+        task.result()
+    assert server.started, "server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+# What each stand-in serves: the real services' routes, plus a few the gateway
+# must not expose (DELETE on a customer, an internal path).
+SERVICE_ROUTES: dict[str, list[tuple[str, str]]] = {
+    "identify": [
+        ("GET", "/v1/customers"),
+        ("POST", "/v1/customers"),
+        ("GET", "/v1/customers/{customer_id}"),
+        ("PATCH", "/v1/customers/{customer_id}"),
+        ("DELETE", "/v1/customers/{customer_id}"),
+        ("GET", "/v1/customers/{customer_id}/transactions"),
+        ("POST", "/v1/transactions"),
+        ("POST", "/v1/transactions:batch"),
+        ("GET", "/v1/imports/{import_id}"),
+        ("GET", "/v1/portfolio/segments"),
+        ("GET", "/v1/internal/secrets"),
+    ],
+    "engage": [
+        ("POST", "/v1/interactions"),
+        ("GET", "/v1/interactions"),
+        ("GET", "/v1/customers/{customer_id}/timeline"),
+    ],
+    "network": [
+        ("POST", "/v1/stakeholders"),
+        ("GET", "/v1/stakeholders"),
+        ("GET", "/v1/stakeholders/{stakeholder_id}"),
+        ("GET", "/v1/customers/{customer_id}/referrals"),
+    ],
+    "value": [
+        ("POST", "/v1/offers"),
+        ("GET", "/v1/offers/{offer_id}"),
+        ("POST", "/v1/offers/{offer_id}/redeem"),
+        ("GET", "/v1/customers/{customer_id}/offers"),
+    ],
+    "lifecycle": [
+        ("GET", "/v1/customers/{customer_id}/lifecycle"),
+    ],
+}
+for _service in SERVICE_ROUTES:
+    SERVICE_ROUTES[_service].append(("GET", "/v1/ops/dead-letters"))
+
+
+@dataclass
+class StandIn:
+    name: str
+    url: str = ""
+    ready: bool = True
+    requests: list[dict] = field(default_factory=list)
+
+
+def stand_in_app(state: StandIn) -> FastAPI:
+    app = FastAPI(title=f"{state.name} stand-in", version="0.0.1")
+
+    async def echo(request: Request) -> Any:
+        body = await request.body()
+        seen = {
+            "service": state.name,
+            "method": request.method,
+            "path": request.url.path,
+            "raw_path": request.scope.get("raw_path", b"").decode("latin-1"),
+            "query": request.url.query,
+            "headers": {k: v for k, v in request.headers.items()},
+            "body": body.decode("utf-8", "replace"),
+        }
+        state.requests.append(seen)
+        params = request.query_params
+        if "sleep" in params:
+            await asyncio.sleep(float(params["sleep"]))
+        if request.path_params.get("customer_id") == "missing":
+            return JSONResponse({"error": "not_found", "detail": "no such customer"}, status_code=404)
+        status = int(params.get("status", 200))
+        headers = {"x-upstream": state.name, "x-request-id": "upstream-must-not-override"}
+        path = request.url.path
+        if path.endswith(("/timeline", "/offers", "/referrals")) and request.method == "GET":
+            # Lists come as cursor pages, as the real services answer them.
+            return JSONResponse({"items": [seen], "next_cursor": None}, status_code=status, headers=headers)
+        return JSONResponse(seen, status_code=status, headers=headers)
+
+    for method, path in SERVICE_ROUTES[state.name]:
+        app.add_api_route(path, echo, methods=[method], name=f"{method.lower()}_{path}")
+
+    @app.get("/readyz")
+    async def readyz():
+        if state.ready:
+            return {"status": "ready", "checks": {"database": "ok"}}
+        return JSONResponse({"status": "not ready", "checks": {"database": "down"}}, status_code=503)
+
+    return app
+
+
+@pytest.fixture(scope="session")
+async def stand_ins():
+    """The five stand-in services, running for the whole session."""
+
+    async with contextlib.AsyncExitStack() as stack:
+        result = {}
+        for name in SERVICES:
+            state = StandIn(name)
+            state.url = await stack.enter_async_context(serve(stand_in_app(state)))
+            result[name] = state
+        yield result
+
+
+@pytest.fixture(scope="session")
+async def nats_stub():
+    """A TCP listener standing in for NATS (the gateway only checks that it accepts)."""
+
+    async def accept(reader, writer):
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"nats://127.0.0.1:{port}"
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.fixture(scope="session")
+def dead_url():
+    """An http URL where nothing listens."""
+
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def gateway_settings(stand_ins: dict[str, StandIn], nats: str, tmp_dir, **overrides) -> GatewaySettings:
+    values: dict[str, Any] = {f"{name}_url": state.url for name, state in stand_ins.items()}
+    values.update(
+        nats_url=nats,
+        var_dir=tmp_dir,
+        access_log_flush_s=0,
+        request_timeout_s=5.0,
+        composition_timeout_s=1.0,
+        ready_timeout_s=1.0,
+        openapi_retry_s=0.0,
+    )
+    values.update(overrides)
+    return GatewaySettings(**values)
+
+
+@pytest.fixture(scope="session")
+async def start_gateway(stand_ins, nats_stub, tmp_path_factory):
+    """Start a gateway with settings overrides; yields an httpx client bound to it."""
+
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(**overrides) -> httpx.AsyncClient:
+            settings = gateway_settings(stand_ins, nats_stub, tmp_path_factory.mktemp("var"), **overrides)
+            app = create_app(settings, admin_key=API_KEY)
+            url = await stack.enter_async_context(serve(app))
+            client = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=10.0))
+            client.gateway_app = app  # type: ignore[attr-defined]
+            return client
+
+        yield start
+
+
+@pytest.fixture(scope="session")
+async def gw(start_gateway):
+    """A gateway in front of all five stand-ins."""
+
+    return await start_gateway()

@@ -1,0 +1,77 @@
+"""The customer 360 view: parallel fetches, degraded answers when a service is down."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tests.gateway.conftest import AUTH, serve
+
+
+async def test_all_parts(gw, stand_ins):
+    response = await gw.get("/v1/customers/c1/360", headers={**AUTH, "X-Correlation-ID": "flow-360"})
+    assert response.status_code == 200, response.text
+    view = response.json()
+    assert view["missing"] == []
+    assert view["customer"]["service"] == "identify"
+    assert view["customer"]["path"] == "/v1/customers/c1"
+    assert view["lifecycle"]["path"] == "/v1/customers/c1/lifecycle"
+    # List parts are unwrapped from the services' cursor pages.
+    assert view["timeline"][0]["path"] == "/v1/customers/c1/timeline"
+    assert view["timeline"][0]["query"] == "limit=10"
+    assert view["offers"][0]["service"] == "value"
+    assert view["referrals"][0]["service"] == "network"
+    # Every part request carries the caller's correlation id and the same request id.
+    for part in ("customer", "lifecycle"):
+        assert view[part]["headers"]["x-correlation-id"] == "flow-360"
+        assert view[part]["headers"]["x-request-id"] == response.headers["x-request-id"]
+    assert response.headers["x-correlation-id"] == "flow-360"
+
+
+async def test_one_service_down_is_named_in_missing(start_gateway, dead_url):
+    client = await start_gateway(network_url=dead_url)
+    response = await client.get("/v1/customers/c1/360", headers=AUTH)
+    assert response.status_code == 200
+    view = response.json()
+    assert view["referrals"] == []
+    assert view["missing"] == [{"part": "referrals", "service": "network", "reason": "network unavailable"}]
+    assert view["customer"]["service"] == "identify"
+    assert view["offers"] and view["timeline"] and view["lifecycle"]
+
+
+async def test_unknown_customer_is_404(gw):
+    response = await gw.get("/v1/customers/missing/360", headers=AUTH)
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+
+
+async def test_identify_down_still_answers_without_the_customer(start_gateway, dead_url):
+    client = await start_gateway(identify_url=dead_url)
+    response = await client.get("/v1/customers/c1/360", headers=AUTH)
+    assert response.status_code == 200
+    view = response.json()
+    assert view["customer"] is None
+    assert {"part": "customer", "service": "identify", "reason": "identify unavailable"} in view["missing"]
+    assert view["offers"][0]["service"] == "value"
+
+
+async def test_slow_service_times_out_into_missing(start_gateway):
+    async def slow(scope, receive, send):
+        if scope["type"] == "http":
+            await asyncio.sleep(2)
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": b"[]"})
+
+    async with serve(slow) as slow_url:
+        client = await start_gateway(composition_timeout_s=0.2, engage_url=slow_url)
+        started = time.monotonic()
+        response = await client.get("/v1/customers/c1/360", headers=AUTH)
+        assert time.monotonic() - started < 1.5
+    assert response.status_code == 200
+    view = response.json()
+    assert view["timeline"] == []
+    assert view["missing"] == [{"part": "timeline", "service": "engage", "reason": "engage timed out"}]
+
+
+async def test_360_needs_the_key(gw):
+    assert (await gw.get("/v1/customers/c1/360")).status_code == 401

@@ -1,0 +1,42 @@
+"""Upstream failures: 502 when a service is down, 504 when it is too slow."""
+
+from __future__ import annotations
+
+import time
+
+from tests.gateway.conftest import AUTH
+
+
+async def test_service_down_is_502(start_gateway, dead_url):
+    client = await start_gateway(value_url=dead_url)
+    response = await client.get("/v1/offers/o1", headers=AUTH)
+    assert response.status_code == 502
+    assert response.json() == {"error": "bad_gateway", "detail": "value unavailable"}
+    assert response.headers["x-request-id"]
+    # Other services are unaffected.
+    assert (await client.get("/v1/customers/c1", headers=AUTH)).status_code == 200
+    metrics = (await client.get("/metrics")).text
+    assert 'gateway_upstream_errors_total{kind="unavailable",service="value"} 1.0' in metrics
+
+
+async def test_slow_service_is_504_within_the_timeout(start_gateway):
+    client = await start_gateway(request_timeout_s=0.3)
+    started = time.monotonic()
+    response = await client.get("/v1/customers/c1?sleep=2", headers=AUTH)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 504
+    assert response.json() == {"error": "gateway_timeout", "detail": "identify timed out"}
+    assert elapsed < 1.5
+    # The connection that timed out is dropped; the next request works.
+    assert (await client.get("/v1/customers/c1", headers=AUTH)).status_code == 200
+
+
+async def test_many_concurrent_requests_share_few_connections(start_gateway, stand_ins):
+    import asyncio
+
+    client = await start_gateway(pool_max_connections=4)
+    responses = await asyncio.gather(*(client.get(f"/v1/customers/c{i}", headers=AUTH) for i in range(40)))
+    assert [r.status_code for r in responses] == [200] * 40
+    assert [r.json()["path"] for r in responses] == [f"/v1/customers/c{i}" for i in range(40)]
+    pool = client.gateway_app.front.upstreams["identify"]
+    assert pool.open_connections <= 4

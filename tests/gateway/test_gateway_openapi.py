@@ -1,0 +1,111 @@
+"""The merged OpenAPI document: every routed operation, nothing else."""
+
+from __future__ import annotations
+
+from gateway.openapi import OpenAPIMerger
+from gateway.routes import RouteTable
+
+
+def operations(doc: dict) -> set[tuple[str, str]]:
+    return {
+        (method.upper(), path)
+        for path, item in doc["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    }
+
+
+async def test_merged_document_has_the_routed_operations(gw):
+    response = await gw.get("/openapi.json")
+    assert response.status_code == 200
+    doc = response.json()
+    ops = operations(doc)
+    expected = {
+        ("GET", "/v1/customers"),
+        ("POST", "/v1/customers"),
+        ("GET", "/v1/customers/{customer_id}"),
+        ("PATCH", "/v1/customers/{customer_id}"),
+        ("GET", "/v1/customers/{customer_id}/transactions"),
+        ("POST", "/v1/transactions"),
+        ("POST", "/v1/transactions:batch"),
+        ("GET", "/v1/imports/{import_id}"),
+        ("GET", "/v1/portfolio/segments"),
+        ("GET", "/v1/customers/{customer_id}/lifecycle"),
+        ("POST", "/v1/interactions"),
+        ("GET", "/v1/interactions"),
+        ("GET", "/v1/customers/{customer_id}/timeline"),
+        ("POST", "/v1/stakeholders"),
+        ("GET", "/v1/stakeholders"),
+        ("GET", "/v1/stakeholders/{stakeholder_id}"),
+        ("GET", "/v1/customers/{customer_id}/referrals"),
+        ("POST", "/v1/offers"),
+        ("GET", "/v1/offers/{offer_id}"),
+        ("POST", "/v1/offers/{offer_id}/redeem"),
+        ("GET", "/v1/customers/{customer_id}/offers"),
+        ("GET", "/v1/customers/{customer_id}/360"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        *{("GET", f"/v1/ops/{s}/dead-letters") for s in ("identify", "engage", "network", "value", "lifecycle")},
+    }
+    assert expected <= ops, expected - ops
+    # Operations the route table does not expose stay hidden.
+    assert ("DELETE", "/v1/customers/{customer_id}") not in ops
+    assert not any("/internal/" in path for _, path in ops)
+    assert ("GET", "/v1/ops/dead-letters") not in ops
+    assert doc["info"]["x-unavailable-services"] == []
+
+    assert doc["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": doc["components"]["securitySchemes"]["bearer"]["description"],
+    }
+    get_customer = doc["paths"]["/v1/customers/{customer_id}"]["get"]
+    assert get_customer["security"] == [{"bearer": []}]
+    assert get_customer["tags"] == ["identify"]
+    assert {"401", "502", "504"} <= set(get_customer["responses"])
+    assert "security" not in doc["paths"]["/healthz"]["get"]
+    # Operation ids stay unique across services.
+    ids = [op["operationId"] for item in doc["paths"].values() for op in item.values() if isinstance(op, dict) and "operationId" in op]
+    assert len(ids) == len(set(ids))
+
+
+async def test_a_service_down_still_gives_a_document(start_gateway, dead_url):
+    client = await start_gateway(value_url=dead_url)
+    doc = (await client.get("/openapi.json")).json()
+    assert doc["info"]["x-unavailable-services"] == ["value"]
+    ops = operations(doc)
+    # value's routes appear as stubs from the route table...
+    assert ("POST", "/v1/offers/{id}/redeem") in ops
+    assert ("GET", "/v1/ops/value/dead-letters") in ops
+    # ...and the others as the services describe them.
+    assert ("GET", "/v1/customers/{customer_id}") in ops
+
+
+async def test_docs_page(gw):
+    response = await gw.get("/docs")
+    assert response.status_code == 200
+    assert "/openapi.json" in response.text
+
+
+def test_conflicting_component_names_are_renamed():
+    merger = OpenAPIMerger(RouteTable(), services=("identify", "value"))
+
+    def doc(path: str, schema: dict) -> dict:
+        return {
+            "paths": {path: {"get": {"operationId": "get_it", "responses": {"200": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Item"}}}}}}}},
+            "components": {"schemas": {"Item": schema}},
+        }
+
+    merged = merger.merge(
+        {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {}},
+        {
+            "identify": doc("/v1/customers/{customer_id}", {"type": "object", "title": "Customer"}),
+            "value": doc("/v1/offers/{offer_id}", {"type": "object", "title": "Offer"}),
+        },
+    )
+    schemas = merged["components"]["schemas"]
+    assert schemas["Item"]["title"] == "Customer"
+    assert schemas["value__Item"]["title"] == "Offer"
+    ref = merged["paths"]["/v1/offers/{offer_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ref == {"$ref": "#/components/schemas/value__Item"}
+    assert merged["paths"]["/v1/offers/{offer_id}"]["get"]["operationId"] == "value__get_it"

@@ -1,0 +1,292 @@
+"""The upstream client (gateway/upstream.py) against raw asyncio HTTP servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from gateway.upstream import ServicePool, UpstreamTimeout, UpstreamUnavailable
+from tests.gateway.conftest import free_port
+
+
+@contextlib.asynccontextmanager
+async def raw_server(handler):
+    """`handler(reader, writer, state)`; yields (url, state) where state counts connections."""
+
+    state = {"connections": 0, "requests": []}
+
+    async def on_connect(reader, writer):
+        state["connections"] += 1
+        try:
+            await handler(reader, writer, state)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", state
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def read_request(reader) -> tuple[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    body = await reader.readexactly(length) if length else b""
+    return head, body
+
+
+def response(body: bytes, status: bytes = b"200 OK", extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 " + status + b"\r\ncontent-length: %d\r\n" % len(body) + extra + b"\r\n" + body
+
+
+async def keep_alive_echo(reader, writer, state):
+    while True:
+        head, body = await read_request(reader)
+        state["requests"].append((head, body))
+        writer.write(response(b"ok:" + body, extra=b"x-n: %d\r\n" % len(state["requests"])))
+        await writer.drain()
+
+
+async def test_keep_alive_reuses_one_connection():
+    async with raw_server(keep_alive_echo) as (url, state):
+        pool = ServicePool("svc", url)
+        for i in range(5):
+            result = await pool.request("POST", b"/x?i=%d" % i, b"content-type: text/plain\r\n", b"b%d" % i)
+            assert result.status == 200
+            assert result.body == b"ok:b%d" % i
+            assert result.header(b"x-n") == str(i + 1).encode()
+        assert state["connections"] == 1
+        head = state["requests"][0][0]
+        assert head.startswith(b"POST /x?i=0 HTTP/1.1\r\nhost: 127.0.0.1:")
+        assert b"content-type: text/plain\r\n" in head
+        await pool.aclose()
+
+
+async def test_base_path_is_prefixed():
+    async with raw_server(keep_alive_echo) as (url, state):
+        pool = ServicePool("svc", url + "/prefix/")
+        await pool.request("GET", b"/v1/a")
+        assert state["requests"][0][0].startswith(b"GET /prefix/v1/a HTTP/1.1")
+        await pool.aclose()
+
+
+async def test_chunked_response_is_joined():
+    async def chunked(reader, writer, state):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        await writer.drain()
+        await read_request(reader)
+        writer.write(response(b"second"))
+        await writer.drain()
+
+    async with raw_server(chunked) as (url, state):
+        pool = ServicePool("svc", url)
+        result = await pool.request("GET", b"/")
+        assert result.body == b"hello world"
+        assert (await pool.request("GET", b"/")).body == b"second"
+        assert state["connections"] == 1
+        await pool.aclose()
+
+
+async def test_connection_close_is_honoured():
+    async def close_each(reader, writer, state):
+        await read_request(reader)
+        writer.write(response(b"bye", extra=b"connection: close\r\n"))
+        await writer.drain()
+
+    async with raw_server(close_each) as (url, state):
+        pool = ServicePool("svc", url)
+        for _ in range(3):
+            assert (await pool.request("GET", b"/")).body == b"bye"
+        assert state["connections"] == 3
+        await pool.aclose()
+
+
+async def once_then_silent_close(reader, writer, state):
+    # Answers one request, then reads the next and drops the connection without a
+    # word, as a server whose keep-alive timeout ran out just then would.
+    await read_request(reader)
+    writer.write(response(b"fine"))
+    await writer.drain()
+    await read_request(reader)
+
+
+async def test_stale_keep_alive_connection_is_retried_for_idempotent_requests():
+    async with raw_server(once_then_silent_close) as (url, state):
+        pool = ServicePool("svc", url)
+        assert (await pool.request("GET", b"/")).body == b"fine"
+        assert (await pool.request("GET", b"/")).body == b"fine"
+        assert state["connections"] == 2
+        await pool.aclose()
+
+
+async def test_non_idempotent_request_is_retried_only_when_allowed():
+    async with raw_server(once_then_silent_close) as (url, state):
+        pool = ServicePool("svc", url)
+        await pool.request("POST", b"/", body=b"1")
+        with pytest.raises(UpstreamUnavailable):
+            await pool.request("POST", b"/", body=b"2")
+        assert state["connections"] == 1
+        await pool.request("POST", b"/", body=b"3")  # a new connection
+        # With an idempotency key the caller allows the retry.
+        result = await pool.request("POST", b"/", body=b"4", retry_non_idempotent=True)
+        assert result.body == b"fine"
+        assert state["connections"] == 3
+        await pool.aclose()
+
+
+async def test_idle_connections_expire():
+    async with raw_server(keep_alive_echo) as (url, state):
+        pool = ServicePool("svc", url, keepalive_expiry=0.05)
+        await pool.request("GET", b"/")
+        await asyncio.sleep(0.1)
+        await pool.request("GET", b"/")
+        assert state["connections"] == 2
+        await pool.aclose()
+
+
+async def test_refused_connection_is_unavailable():
+    pool = ServicePool("svc", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(UpstreamUnavailable) as info:
+        await pool.request("GET", b"/")
+    assert info.value.service == "svc"
+    assert pool.open_connections == 0
+
+
+async def test_slow_answer_times_out():
+    async def slow(reader, writer, state):
+        await read_request(reader)
+        await asyncio.sleep(1)
+
+    async with raw_server(slow) as (url, state):
+        pool = ServicePool("svc", url)
+        with pytest.raises(UpstreamTimeout):
+            await pool.request("GET", b"/", timeout=0.1)
+        assert pool.open_connections == 0
+        await pool.aclose()
+
+
+async def test_garbage_answer_is_unavailable():
+    async def garbage(reader, writer, state):
+        await read_request(reader)
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+
+    async with raw_server(garbage) as (url, state):
+        pool = ServicePool("svc", url)
+        with pytest.raises(UpstreamUnavailable):
+            await pool.request("GET", b"/")
+        await pool.aclose()
+
+
+async def test_response_size_cap():
+    async def big(reader, writer, state):
+        await read_request(reader)
+        writer.write(response(b"x" * 5000))
+        await writer.drain()
+
+    async with raw_server(big) as (url, state):
+        pool = ServicePool("svc", url, max_response_bytes=1000)
+        with pytest.raises(UpstreamUnavailable, match="larger"):
+            await pool.request("GET", b"/")
+        await pool.aclose()
+
+
+async def test_connection_limit_makes_callers_wait():
+    active = 0
+    peak = 0
+
+    async def slowish(reader, writer, state):
+        nonlocal active, peak
+        while True:
+            await read_request(reader)
+            active += 1
+            peak = max(peak, active)
+            await asyncio.sleep(0.02)
+            active -= 1
+            writer.write(response(b"ok"))
+            await writer.drain()
+
+    async with raw_server(slowish) as (url, state):
+        pool = ServicePool("svc", url, max_connections=3)
+        results = await asyncio.gather(*(pool.request("GET", b"/") for _ in range(12)))
+        assert all(r.body == b"ok" for r in results)
+        assert state["connections"] == 3
+        assert peak == 3
+        await pool.aclose()
+
+
+async def test_head_request_does_not_wait_for_a_body():
+    async def head(reader, writer, state):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with raw_server(head) as (url, state):
+        pool = ServicePool("svc", url)
+        result = await pool.request("HEAD", b"/", timeout=0.5)
+        assert result.status == 200 and result.body == b""
+        await pool.aclose()
+
+
+async def test_interim_1xx_answers_are_skipped():
+    async def early_hints(reader, writer, state):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n" + response(b"final"))
+        await writer.drain()
+
+    async with raw_server(early_hints) as (url, state):
+        pool = ServicePool("svc", url)
+        result = await pool.request("GET", b"/")
+        assert (result.status, result.body) == (200, b"final")
+        await pool.aclose()
+
+
+async def test_a_cancelled_waiter_does_not_leak_the_slot():
+    async def slowish(reader, writer, state):
+        while True:
+            await read_request(reader)
+            await asyncio.sleep(0.1)
+            writer.write(response(b"ok"))
+            await writer.drain()
+
+    async with raw_server(slowish) as (url, state):
+        pool = ServicePool("svc", url, max_connections=1)
+        first = asyncio.create_task(pool.request("GET", b"/"))
+        await asyncio.sleep(0.02)
+        waiting = asyncio.create_task(pool.request("GET", b"/"))
+        await asyncio.sleep(0.02)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert (await first).body == b"ok"
+        assert (await pool.request("GET", b"/")).body == b"ok"
+        assert pool.open_connections == 1 and state["connections"] == 1
+        await pool.aclose()
+
+
+async def test_cancelled_request_drops_its_connection():
+    async def slow(reader, writer, state):
+        await read_request(reader)
+        await asyncio.sleep(1)
+
+    async with raw_server(slow) as (url, state):
+        pool = ServicePool("svc", url)
+        task = asyncio.create_task(pool.request("GET", b"/"))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool.open_connections == 0
+        await pool.aclose()
