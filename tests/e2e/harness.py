@@ -1,0 +1,110 @@
+"""The whole suite as `make run` starts it (`valuechain run`), on free loopback ports
+and a temporary data directory, driven through the gateway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from shared.settings import SERVICES
+from tests.support import POSTGRES_URL, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class RunningSuite:
+    def __init__(self, var_dir: Path, database_urls: dict[str, str] | None = None):
+        self.var_dir = var_dir
+        self.ports = {name: free_port() for name in (*SERVICES, "gateway", "nats", "nats_monitor")}
+        self.database_urls = database_urls or {}
+        self.process: subprocess.Popen | None = None
+        self.log_path = var_dir / "suite.log"
+        self.admin_key = "e2e-admin-key-" + os.urandom(8).hex()
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    def service_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            VALUECHAIN_VAR_DIR=str(self.var_dir),
+            VALUECHAIN_NATS_URL=f"nats://127.0.0.1:{self.ports['nats']}",
+            VALUECHAIN_NATS_MONITOR_PORT=str(self.ports["nats_monitor"]),
+            VALUECHAIN_GATEWAY_PORT=str(self.ports["gateway"]),
+            VALUECHAIN_ADMIN_API_KEY=self.admin_key,
+        )
+        for name in SERVICES:
+            env[f"VALUECHAIN_{name.upper()}_PORT"] = str(self.ports[name])
+            env[f"VALUECHAIN_GATEWAY_{name.upper()}_URL"] = self.service_url(name)
+            if name in self.database_urls:
+                env[f"VALUECHAIN_{name.upper()}_DATABASE_URL"] = self.database_urls[name]
+        return env
+
+    def start(self, timeout: float = 90) -> None:
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "valuechain", "run"],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"valuechain run exited with {self.process.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(f"{self.gateway_url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the suite did not become ready:\n{self.tail()}")
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait()
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.gateway_url, headers={"Authorization": f"Bearer {self.admin_key}"}, timeout=10
+        )
+
+
+async def postgres_databases(tag: str) -> tuple[dict[str, str], list]:
+    """One fresh PostgreSQL database per service when CI runs on PostgreSQL; else none (SQLite)."""
+
+    if not POSTGRES_URL:
+        return {}, []
+    from tests.support import make_database_url
+
+    urls, drops = {}, []
+    for name in SERVICES:
+        url, drop = await make_database_url(name, Path("/nonexistent"))
+        urls[name] = url
+        drops.append(drop)
+    return urls, drops

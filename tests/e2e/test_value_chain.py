@@ -1,0 +1,151 @@
+"""End to end: the running suite (`valuechain run`), driven only through the gateway."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+
+import httpx
+import nats
+
+from tests.support import wait_until
+
+
+async def _json_when(client: httpx.AsyncClient, path: str, predicate, what: str, timeout: float = 15):
+    async def check():
+        response = await client.get(path)
+        if response.status_code == 200 and predicate(response.json()):
+            return response.json()
+        return None
+
+    return await wait_until(check, timeout=timeout, interval=0.05, what=what)
+
+
+async def test_the_value_chain_flows_from_a_purchase_to_every_stage(running_suite):
+    async with running_suite.client() as gw:
+        ada = (await gw.post("/v1/customers", json={"email": "ada@example.com", "name": "Ada"})).json()
+        created = await gw.post("/v1/customers", json={"email": "bob@example.com", "referred_by": ada["id"]})
+        assert created.status_code == 201, created.text
+        bob = created.json()
+
+        purchase = await gw.post(
+            "/v1/transactions",
+            json={"customer_id": bob["id"], "amount": "49.90", "currency": "eur",
+                  "occurred_at": "2026-11-01T10:00:00Z", "external_id": "order-1"},
+            headers={"X-Correlation-ID": "tour-1"},
+        )
+        assert purchase.status_code == 201, purchase.text
+        assert purchase.json()["currency"] == "EUR"
+        again = await gw.post(
+            "/v1/transactions",
+            json={"customer_id": bob["id"], "amount": "49.90", "currency": "EUR",
+                  "occurred_at": "2026-11-01T10:00:00Z", "external_id": "order-1"},
+        )
+        assert again.status_code == 200 and again.json()["id"] == purchase.json()["id"]
+
+        lifecycle = await _json_when(gw, f"/v1/customers/{bob['id']}/lifecycle",
+                                     lambda body: body["stage"] == "new", "stage new")
+        assert [(h["from"], h["to"]) for h in lifecycle["history"]] == [(None, "prospect"), ("prospect", "new")]
+
+        offers = await _json_when(gw, f"/v1/customers/{bob['id']}/offers",
+                                  lambda body: len(body["items"]) == 1, "welcome offer")
+        assert offers["items"][0]["kind"] == "welcome"
+
+        referrals = await _json_when(gw, f"/v1/customers/{ada['id']}/referrals",
+                                     lambda body: len(body["items"]) == 1, "referral")
+        assert referrals["items"][0]["referred_id"] == bob["id"]
+
+        interaction = await gw.post(
+            "/v1/interactions",
+            json={"customer_id": bob["id"], "channel": "email", "direction": "inbound",
+                  "summary": "Asked about delivery times"},
+        )
+        assert interaction.status_code == 201, interaction.text
+
+        expected = {"crm.identify.customer.created", "crm.identify.transaction.recorded",
+                    "crm.lifecycle.stage.changed", "crm.value.offer.issued", "crm.engage.interaction.logged",
+                    "crm.network.referral.recorded"}
+        timeline = await _json_when(gw, f"/v1/customers/{bob['id']}/timeline",
+                                    lambda body: expected <= {i["type"] for i in body["items"]}, "timeline")
+        times = [item["time"] for item in timeline["items"]]
+        assert times == sorted(times, reverse=True)
+
+        view = await gw.get(f"/v1/customers/{bob['id']}/360")
+        assert view.status_code == 200, view.text
+        body = view.json()
+        assert body["customer"]["id"] == bob["id"]
+        assert body["lifecycle"]["stage"] == "new"
+        assert body["offers"][0]["kind"] == "welcome"
+        assert body["timeline"] and body["missing"] == []
+
+    # The correlation id of the purchase travelled through three services' events.
+    nc = await nats.connect(f"nats://127.0.0.1:{running_suite.ports['nats']}")
+    try:
+        sub = await nc.jetstream().pull_subscribe("crm.>", stream="CRM")
+        chain = {}
+        for msg in await sub.fetch(200, timeout=2):
+            event = json.loads(msg.data)
+            if event.get("subject") == bob["id"] and event.get("correlationid") == "tour-1":
+                chain[event["type"]] = event
+        assert {"crm.identify.transaction.recorded", "crm.lifecycle.stage.changed",
+                "crm.value.offer.issued"} <= set(chain)
+        assert chain["crm.lifecycle.stage.changed"]["causationid"] == chain["crm.identify.transaction.recorded"]["id"]
+        assert chain["crm.value.offer.issued"]["causationid"] == chain["crm.lifecycle.stage.changed"]["id"]
+    finally:
+        await nc.close()
+
+
+async def test_every_v1_route_needs_the_key_and_errors_are_json(running_suite):
+    async with httpx.AsyncClient(base_url=running_suite.gateway_url) as anonymous:
+        assert (await anonymous.get("/v1/customers")).status_code == 401
+        wrong = await anonymous.get("/v1/customers", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.json()["error"]
+        assert (await anonymous.get("/healthz")).status_code == 200
+        assert (await anonymous.get("/readyz")).status_code == 200
+        assert "gateway_requests" in (await anonymous.get("/metrics")).text
+        spec = (await anonymous.get("/openapi.json")).json()
+        assert "/v1/customers" in spec["paths"] and "/v1/customers/{customer_id}/lifecycle" in str(spec["paths"])
+    async with running_suite.client() as gw:
+        bad = await gw.post("/v1/customers", json={"email": "not-an-email"})
+        assert bad.status_code == 422 and "email" in json.dumps(bad.json()["detail"])
+        malformed = await gw.post("/v1/customers", content=b"{nope", headers={"content-type": "application/json"})
+        assert malformed.status_code == 400 and malformed.json()["error"] == "malformed_json"
+        assert (await gw.get("/v1/customers/does-not-exist")).status_code == 404
+        await gw.post("/v1/customers", json={"external_id": "dup-1"})
+        assert (await gw.post("/v1/customers", json={"external_id": "dup-1"})).status_code == 409
+        assert (await gw.get("/v1/nothing-here")).status_code == 404
+        page = (await gw.get("/v1/customers", params={"limit": 1})).json()
+        assert len(page["items"]) == 1 and page["next_cursor"]
+        after = (await gw.get("/v1/customers", params={"limit": 1, "cursor": page["next_cursor"]})).json()
+        assert after["items"][0]["id"] != page["items"][0]["id"]
+
+
+def _pids_serving(port: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", "--", f"--port {port}"], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+async def test_a_service_that_dies_is_restarted(running_suite):
+    port = running_suite.ports["lifecycle"]
+    pids = _pids_serving(port)
+    assert pids, "lifecycle is not running"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+    async def back_again():
+        new = _pids_serving(port)
+        if not new or set(new) & set(pids):
+            return False
+        try:
+            async with httpx.AsyncClient() as client:
+                return (await client.get(f"{running_suite.service_url('lifecycle')}/readyz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await wait_until(back_again, timeout=30, interval=0.2, what="lifecycle restarted")
+    async with running_suite.client() as gw:
+        customer = (await gw.post("/v1/customers", json={"external_id": "after-restart"})).json()
+        await _json_when(gw, f"/v1/customers/{customer['id']}/lifecycle",
+                         lambda body: body["stage"] == "prospect", "restarted lifecycle consuming")

@@ -1,0 +1,154 @@
+"""docker-compose.yml and deploy/ stay consistent with the service layout.
+
+No Docker engine is needed: the file is parsed and checked structurally.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shared.settings import SERVICE_PORTS, SERVICES
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+INIT_SQL = ROOT / "deploy" / "postgres" / "init-databases.sql"
+APPS = [*SERVICES, "gateway"]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+def env_of(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def depends_of(service: dict) -> dict[str, dict]:
+    depends = service.get("depends_on") or {}
+    if isinstance(depends, list):
+        return {name: {"condition": "service_started"} for name in depends}
+    return depends
+
+
+def test_every_component_is_declared(services):
+    expected = {"nats", "postgres", "migrate", *SERVICES, "gateway"}
+    assert expected <= set(services), f"missing: {sorted(expected - set(services))}"
+    assert set(SERVICES) == {"identify", "engage", "network", "value", "lifecycle"}
+
+
+def test_nats_runs_jetstream_with_a_volume_and_healthcheck(services):
+    nats = services["nats"]
+    assert nats["image"].startswith("nats:2.10")
+    command = nats["command"] if isinstance(nats["command"], list) else nats["command"].split()
+    assert "-js" in command
+    assert command[command.index("-sd") + 1] == "/data"
+    assert "-m" in command
+    assert any(str(volume).endswith(":/data") for volume in nats["volumes"])
+    assert "8222" in " ".join(nats["healthcheck"]["test"])
+
+
+def test_postgres_is_healthchecked_and_runs_the_init_script(services):
+    postgres = services["postgres"]
+    assert postgres["image"].startswith("postgres:15")
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    mounts = [str(volume) for volume in postgres["volumes"]]
+    assert any(
+        m.split(":")[0].lstrip("./") == "deploy/postgres/init-databases.sql"
+        and "/docker-entrypoint-initdb.d/" in m
+        for m in mounts
+    ), mounts
+
+
+def test_init_sql_creates_every_service_database():
+    sql = INIT_SQL.read_text()
+    created = {m.lower() for m in re.findall(r"create\s+database\s+\"?(\w+)\"?", sql, flags=re.I)}
+    assert set(SERVICES) <= created, f"not created: {sorted(set(SERVICES) - created)}"
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_app_has_healthcheck_and_waits_for_healthy_infrastructure(services, name):
+    app = services[name]
+    test = app["healthcheck"]["test"]
+    assert test and test[0] in ("CMD", "CMD-SHELL")
+    assert "/readyz" in " ".join(test)
+    depends = depends_of(app)
+    for infra in ("nats", "postgres"):
+        assert depends.get(infra, {}).get("condition") == "service_healthy", (name, infra, depends)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_uses_its_own_database_and_the_compose_nats(services, service):
+    app = services[service]
+    env = env_of(app)
+    url = env[f"VALUECHAIN_{service.upper()}_DATABASE_URL"]
+    assert url.startswith("postgresql+asyncpg://")
+    assert url.rsplit("/", 1)[1] == service
+    assert "@postgres:5432/" in url
+    assert env["VALUECHAIN_NATS_URL"] == "nats://nats:4222"
+    command = " ".join(app["command"]) if isinstance(app["command"], list) else app["command"]
+    assert f"services.{service}.main:create_app" in command
+    assert "0.0.0.0" in command
+    assert f"--port {SERVICE_PORTS[service]}" in command
+    assert depends_of(app).get("migrate", {}).get("condition") == "service_completed_successfully"
+
+
+def test_no_two_services_share_a_database(services):
+    databases = [env_of(services[s])[f"VALUECHAIN_{s.upper()}_DATABASE_URL"].rsplit("/", 1)[1] for s in SERVICES]
+    assert len(set(databases)) == len(SERVICES)
+
+
+def test_migrate_is_one_shot_over_every_database(services):
+    migrate = services["migrate"]
+    command = " ".join(migrate["command"]) if isinstance(migrate["command"], list) else migrate["command"]
+    assert "valuechain migrate" in command
+    assert migrate.get("restart", "no") == "no"
+    assert depends_of(migrate)["postgres"]["condition"] == "service_healthy"
+    env = env_of(migrate)
+    for service in SERVICES:
+        assert env[f"VALUECHAIN_{service.upper()}_DATABASE_URL"].rsplit("/", 1)[1] == service
+
+
+def test_gateway_routes_to_every_service_and_is_published(services):
+    gateway = services["gateway"]
+    env = env_of(gateway)
+    for service, port in SERVICE_PORTS.items():
+        assert env[f"VALUECHAIN_GATEWAY_{service.upper()}_URL"] == f"http://{service}:{port}"
+    assert "VALUECHAIN_ADMIN_API_KEY" in env
+    assert "${VALUECHAIN_ADMIN_API_KEY" in env["VALUECHAIN_ADMIN_API_KEY"]
+    assert any(str(port).split(":")[-1] == "8000" for port in gateway["ports"])
+    depends = depends_of(gateway)
+    for service in SERVICES:
+        assert depends.get(service, {}).get("condition") == "service_healthy", service
+
+
+def test_all_apps_share_one_image_built_from_deploy_dockerfile(services):
+    builds = {name: services[name].get("build") for name in [*APPS, "migrate"]}
+    images = {services[name].get("image") for name in [*APPS, "migrate"]}
+    assert all(builds.values()), builds
+    normalised = {
+        (b["context"], b.get("dockerfile", "Dockerfile")) if isinstance(b, dict) else (b, "Dockerfile")
+        for b in builds.values()
+    }
+    assert normalised == {(".", "deploy/Dockerfile")}
+    assert len(images) == 1
+
+
+def test_dockerfile_installs_the_lock_then_the_project():
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", dockerfile, flags=re.M)
+    lock = dockerfile.index("pip install -r requirements.lock")
+    project = dockerfile.index("pip install --no-deps .")
+    assert lock < project

