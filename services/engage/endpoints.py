@@ -47,6 +47,7 @@ async def list_interactions(
 
 @router.get("/interactions/{interaction_id}", response_model=InteractionOut)
 async def get_interaction(interaction_id: str, session: ReadSession):
+    """One interaction."""
     return await service.get_interaction(session=session, interaction_id=interaction_id)
 
 

@@ -40,6 +40,7 @@ async def list_customers(session: ReadSession, limit: LimitParam = 50, cursor: C
 
 @router.get("/customers/{customer_id}", response_model=CustomerOut)
 async def get_customer(customer_id: str, session: ReadSession):
+    """One customer."""
     customer = await service.repository.read_customer(session, customer_id)
     if customer is None:
         raise NotFound(f"no customer with id {customer_id}")

@@ -44,6 +44,7 @@ async def list_stakeholders(
 
 @router.get("/stakeholders/{stakeholder_id}", response_model=StakeholderOut)
 async def get_stakeholder(stakeholder_id: str, session: ReadSession):
+    """One stakeholder."""
     return await service.get_stakeholder(session=session, stakeholder_id=stakeholder_id)
 
 

@@ -20,6 +20,7 @@ async def create_offer(body: OfferCreate, session: WriteSession):
 
 @router.get("/offers/{offer_id}", response_model=OfferOut)
 async def get_offer(offer_id: str, session: ReadSession):
+    """One offer; an issued offer past its expiry reads as `expired`."""
     return await service.get_offer(session=session, offer_id=offer_id)
 
 
