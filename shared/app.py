@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -270,6 +271,10 @@ async def stop_runtime(runtime: Runtime) -> None:
 def create_service_app(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or service_settings(definition.name)
     configure_logging(definition.name, settings.log_level)
+    # aiosqlite runs every statement on a worker thread; with CPython's default 5 ms
+    # switch interval a busy event loop can hold the GIL that long before the
+    # worker (and then the loop) get it back, several times per transaction.
+    sys.setswitchinterval(settings.gil_switch_interval_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

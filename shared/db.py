@@ -104,7 +104,11 @@ def _enable_wal(url: str) -> None:
 
 
 def _sqlite_writer(url: str) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    # One writer connection per process: SQLite admits one writer at a time anyway,
+    # and queueing for the pool's connection in asyncio hands it over the moment it
+    # is free, where several connections contending for the file lock wait in
+    # SQLite's busy handler, which sleeps in steps of milliseconds.
+    engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60)
     _configure_sqlite(engine.sync_engine, begin="BEGIN IMMEDIATE", busy_timeout_ms=30000)
     return engine
 

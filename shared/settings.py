@@ -45,6 +45,7 @@ class ServiceSettings(BaseSettings):
     outbox_poll_s: float = 0.5
     outbox_batch: int = 500
     log_level: str = "INFO"
+    gil_switch_interval_s: float = 0.0005
 
 
 def service_settings(service: str, **overrides) -> ServiceSettings:
