@@ -10,6 +10,7 @@ writers (WAL lets them run alongside).
 from __future__ import annotations
 
 import sqlite3
+from functools import lru_cache
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -222,11 +223,15 @@ class Database:
             self.reader.engine.dispose()
 
 
-def insert_ignoring(session, table, index_elements: list[str]):
-    """INSERT … ON CONFLICT (index_elements) DO NOTHING for the session's dialect."""
-
+@lru_cache(maxsize=None)
+def _insert_ignoring(table, index_elements: tuple[str, ...], dialect: str):
     from sqlalchemy.dialects import postgresql, sqlite
 
-    dialect = session.bind.dialect.name
     module = {"sqlite": sqlite, "postgresql": postgresql}[dialect]
-    return module.insert(table).on_conflict_do_nothing(index_elements=index_elements)
+    return module.insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+
+
+def insert_ignoring(session, table, index_elements: list[str]):
+    """INSERT … ON CONFLICT (index_elements) DO NOTHING for the session's dialect (built once)."""
+
+    return _insert_ignoring(table, tuple(index_elements), session.bind.dialect.name)

@@ -5,32 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, exists, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, exists, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engage.models import Interaction, KnownCustomer, TimelineEntry
+from shared.db import insert_ignoring
 
 _known = KnownCustomer.__table__
 _interactions = Interaction.__table__
 _timeline = TimelineEntry.__table__
-
-
-def _insert_ignoring(table: Table, keys: list[str]):
-    """INSERT … ON CONFLICT (keys) DO NOTHING, built once per dialect."""
-
-    return {
-        "sqlite": sqlite.insert(table).on_conflict_do_nothing(index_elements=keys),
-        "postgresql": postgresql.insert(table).on_conflict_do_nothing(index_elements=keys),
-    }
-
-
-_ADD_KNOWN = _insert_ignoring(_known, ["id"])
-_ADD_TIMELINE = _insert_ignoring(_timeline, ["customer_id", "event_id"])
-
-
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name
 
 
 # --- known customers -------------------------------------------------------------
@@ -46,7 +29,7 @@ async def add_known_customers(session: AsyncSession, rows: list[dict[str, Any]])
     """One statement for a whole batch of customers; one already known is left as it is."""
 
     if rows:
-        await session.execute(_ADD_KNOWN[_dialect(session)], rows)
+        await session.execute(insert_ignoring(session, _known, ["id"]), rows)
 
 
 # --- interactions ------------------------------------------------------------------
@@ -81,7 +64,7 @@ async def add_timeline_entries(session: AsyncSession, rows: list[dict[str, Any]]
     """One statement for all entries of a batch of events; an entry already there is left as it is."""
 
     if rows:
-        await session.execute(_ADD_TIMELINE[_dialect(session)], rows)
+        await session.execute(insert_ignoring(session, _timeline, ["customer_id", "event_id"]), rows)
 
 
 async def timeline_page(session: AsyncSession, *, customer_id: str, before: tuple[datetime, str] | None, limit: int):

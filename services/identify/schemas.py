@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+from shared.validation import Email, Strict, Text, stripped
 
-
-def _email(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if not EMAIL.match(value):
-        raise ValueError("not a valid email address")
-    return value
-
-
-def _stripped(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be blank")
-    return value
-
-
-Email = Annotated[str | None, Field(max_length=320), AfterValidator(_email)]
-Text = Annotated[str | None, Field(max_length=200), AfterValidator(_stripped)]
-Phone = Annotated[str | None, Field(max_length=50), AfterValidator(_stripped)]
-
-
-class Strict(BaseModel):
-    # Nothing the client sends is silently dropped: unknown fields are errors.
-    model_config = ConfigDict(extra="forbid")
+Phone = Annotated[str | None, Field(max_length=50), AfterValidator(stripped)]
 
 
 class CustomerCreate(Strict):

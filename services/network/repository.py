@@ -5,20 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import bindparam, exists, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.network.models import KnownCustomer, Referral, Stakeholder
+from shared.db import insert_ignoring
 
 _stakeholders = Stakeholder.__table__
 _known = KnownCustomer.__table__
 _referrals = Referral.__table__
 
-# INSERT … ON CONFLICT (id) DO NOTHING, built once per dialect.
-_ADD_KNOWN = {
-    "sqlite": sqlite.insert(_known).on_conflict_do_nothing(index_elements=["id"]),
-    "postgresql": postgresql.insert(_known).on_conflict_do_nothing(index_elements=["id"]),
-}
 
 
 # --- stakeholders --------------------------------------------------------------------
@@ -48,7 +43,7 @@ async def add_known_customers(session: AsyncSession, rows: list[dict]) -> None:
     """One statement for a batch of customers; one already known is left as it is."""
 
     if rows:
-        await session.execute(_ADD_KNOWN[session.bind.dialect.name], rows)
+        await session.execute(insert_ignoring(session, _known, ["id"]), rows)
 
 
 _IS_KNOWN = select(exists().where(_known.c.id == bindparam("customer_id")))

@@ -2,44 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from shared.validation import Email, Strict, Text, stripped
+
 StakeholderKind = Literal["partner", "supplier", "employee", "investor"]
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def _email(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if not EMAIL.match(value):
-        raise ValueError("not a valid email address")
-    return value
-
-
-def _stripped(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be blank")
-    return value
-
-
-Email = Annotated[str | None, Field(max_length=320), AfterValidator(_email)]
-Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_stripped)]
-Text = Annotated[str | None, Field(max_length=200), AfterValidator(_stripped)]
-Notes = Annotated[str | None, Field(max_length=5000), AfterValidator(_stripped)]
-
-
-class Strict(BaseModel):
-    # Nothing the client sends is silently dropped: unknown fields are errors.
-    model_config = ConfigDict(extra="forbid")
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(stripped)]
+Notes = Annotated[str | None, Field(max_length=5000), AfterValidator(stripped)]
 
 
 class StakeholderCreate(Strict):
