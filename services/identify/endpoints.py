@@ -18,7 +18,7 @@ from services.identify.schemas import (
 )
 from shared.deps import ReadSession, WriteSession
 from shared.errors import NotFound
-from shared.pagination import CursorParam, LimitParam, decode_cursor, page_of
+from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1", tags=["identify"])
 
@@ -71,7 +71,10 @@ async def record_transaction(body: TransactionCreate, session: WriteSession, res
 async def list_transactions(customer_id: str, session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
     """The customer's transactions, newest first."""
     key = decode_cursor(cursor, 2)
-    before = (datetime.fromisoformat(key[0]), key[1]) if key else None
+    try:
+        before = (datetime.fromisoformat(key[0]), str(key[1])) if key else None
+    except (TypeError, ValueError) as exc:
+        raise InvalidCursor("cursor is not one this API issued") from exc
     rows = await service.list_transactions(session=session, customer_id=customer_id, before=before, limit=limit + 1)
     items, next_cursor = page_of(rows, limit, lambda t: (t.occurred_at.isoformat(), t.id))
     return {"items": [TransactionOut.of(t) for t in items], "next_cursor": next_cursor}
