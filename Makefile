@@ -1,27 +1,43 @@
-# Value Chain CRM: developer entry points. Needs only python3 and make.
-PYTHON ?= python3
-VENV   := .venv
-VPY    := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# Value Chain CRM: developer entry points. Needs only python3 (>= 3.11, with venv) and make.
+#
+#   make run       the whole suite (NATS, the five services, the gateway) on this machine
+#   make test      the test suite (SQLite; set VALUECHAIN_TEST_POSTGRES_URL for PostgreSQL)
+#   make migrate   every service's database to the latest schema
+#   make bench     the benchmarks under bench/
+#   make clean     forget all local data (var/)
+#   make lock      re-pin requirements.lock from .venv
+PYTHON      ?= python3
+VENV        := .venv
+VPY         := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+PYTEST_ARGS ?=
 
 .PHONY: venv run test migrate bench clean lock
 
 venv: $(STAMP)
 
-$(VPY):
-	$(PYTHON) -m venv $(VENV)
+# Only when the venv is missing (or has no pip, e.g. an earlier failed attempt).
+$(VENV)/bin/pip:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Python >= 3.11 is needed: run 'make PYTHON=python3.11 ...'" >&2; exit 1; }
+	@echo "$(PYTHON) -m venv $(VENV)"
+	@$(PYTHON) -m venv $(VENV) || \
+	  { echo "'$(PYTHON) -m venv' failed: on Debian/Ubuntu install python3-venv" >&2; exit 1; }
 
-$(STAMP): requirements.lock pyproject.toml | $(VPY)
-	$(VENV)/bin/pip install --upgrade pip
-	$(VENV)/bin/pip install -r requirements.lock
-	$(VENV)/bin/pip install --no-deps -e .
+# Re-installs only when requirements.lock or pyproject.toml changed. `pip check`
+# also fails when pyproject.toml gained a dependency that requirements.lock lacks.
+$(STAMP): requirements.lock pyproject.toml | $(VENV)/bin/pip
+	$(VPY) -m pip install --disable-pip-version-check --upgrade pip
+	$(VPY) -m pip install --disable-pip-version-check -r requirements.lock
+	$(VPY) -m pip install --disable-pip-version-check --no-deps -e .
+	$(VPY) -m pip check
 	touch $(STAMP)
 
 run: venv
 	$(VENV)/bin/valuechain run
 
 test: venv
-	$(VPY) -m pytest -q -p no:cacheprovider
+	$(VPY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 migrate: venv
 	$(VENV)/bin/valuechain migrate
@@ -36,4 +52,4 @@ clean:
 lock:
 	{ echo "# Pinned runtime + test dependencies (pip freeze of .venv, without dev extras such as pyinstrument)."; \
 	  echo "# Regenerate: make lock"; \
-	  $(VENV)/bin/pip freeze --exclude-editable | grep -viE '^(pyinstrument|valuechain-crm)([=@ ]|$$)'; } > requirements.lock
+	  $(VPY) -m pip freeze --exclude-editable | grep -viE '^(pyinstrument|valuechain-crm)([=@ ]|$$)'; } > requirements.lock

