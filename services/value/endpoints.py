@@ -7,7 +7,7 @@ from fastapi import APIRouter, status
 from services.value import service
 from services.value.schemas import OfferCreate, OfferOut, OfferPage
 from shared.deps import ReadSession, WriteSession
-from shared.pagination import CursorParam, LimitParam, decode_cursor, page_of
+from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1", tags=["value"])
 
@@ -34,6 +34,8 @@ async def redeem_offer(offer_id: str, session: WriteSession):
 async def list_offers(customer_id: str, session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
     """The customer's offers, newest first."""
     key = decode_cursor(cursor, 1)
+    if key is not None and not isinstance(key[0], str):
+        raise InvalidCursor("cursor is not one this API issued")
     rows = await service.offers_of(
         session=session, customer_id=customer_id, before_id=key[0] if key else None, limit=limit + 1
     )

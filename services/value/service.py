@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -76,7 +76,7 @@ async def create_offer(*, session: AsyncSession, data: OfferCreate) -> dict:
         "status": "issued",
         "automatic_kind": None,
         "issued_at": utcnow(),
-        "expires_at": data.expires_at,
+        "expires_at": data.expires_at.astimezone(timezone.utc) if data.expires_at else None,
         "redeemed_at": None,
     }
     await repository.insert_offers(session, [row])
@@ -126,6 +126,13 @@ async def remember_customers(*, session: AsyncSession, events: list[CloudEvent])
 async def welcome_new_buyers(*, session: AsyncSession, events: list[CloudEvent]) -> None:
     """A customer who just became a buyer (stage `new`) gets one welcome offer, once."""
 
+    # A stage change proves identify created the customer: if value-customers has
+    # not caught up yet, know the customer now (its creation time approximated by
+    # the change's) so that offers can be issued to it by hand too.
+    first_seen = {}
+    for event in events:
+        first_seen.setdefault(event.data["customer_id"], datetime.fromisoformat(event.data["at"]))
+    await repository.add_known_customers(session, [{"id": cid, "created_at": at} for cid, at in first_seen.items()])
     becoming_new = [e for e in events if e.data["to_stage"] == "new"]
     customers = {e.data["customer_id"] for e in becoming_new}
     already = await repository.customers_with_automatic(session, customers, WELCOME["kind"])

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import nats
+from nats.errors import TimeoutError as NatsTimeout
+from sqlalchemy import select
 
+from services.lifecycle.models import messaging
 from shared.events import make_event
 from tests.support import wait_until
 
@@ -20,59 +24,152 @@ def _purchase(customer_id, n):
             "occurred_at": f"2026-01-0{n}T10:00:00Z", "external_id": f"{customer_id}-{n}"}
 
 
+async def _read_stream(url: str, subject: str, count: int, *, settle: bool = False) -> list[dict]:
+    """The events on `subject` in the CRM stream, polled until there are `count` of them.
+
+    With `settle`, one more pull afterwards proves there is no further event.
+    """
+
+    nc = await nats.connect(url)
+    try:
+        sub = await nc.jetstream().pull_subscribe(subject, stream="CRM")
+        seen: list[dict] = []
+
+        async def pull(want: int) -> bool:
+            try:
+                msgs = await sub.fetch(want, timeout=0.5)
+            except NatsTimeout:
+                return False
+            for msg in msgs:
+                await msg.ack()
+                seen.append(json.loads(msg.data))
+            return True
+
+        await wait_until(lambda: _pulled(pull, seen, count), what=f"{count} events on {subject}")
+        if settle:
+            assert not await pull(10), f"more than {count} events on {subject}: {seen}"
+        return seen
+    finally:
+        await nc.close()
+
+
+async def _pulled(pull, seen, count) -> bool:
+    if len(seen) < count:
+        await pull(count - len(seen))
+    return len(seen) >= count
+
+
+async def _handled(service, event_id: str) -> bool:
+    """The service's consumer recorded `event_id` in its inbox (it was applied)."""
+
+    async with service.runtime.db.reader() as session:
+        rows = await session.execute(select(messaging.inbox.c.event_id).where(messaging.inbox.c.event_id == event_id))
+        return rows.first() is not None
+
+
 async def test_a_customer_moves_from_prospect_to_new_to_active(suite):
     identify = await suite.start("identify")
     lifecycle = await suite.start("lifecycle")
     customer = (await identify.client.post("/v1/customers", json={"email": "x@example.com"})).json()
-    await wait_until(lambda: _stage(lifecycle.client, customer["id"], "prospect"), what="prospect")
+    prospect = await wait_until(lambda: _stage(lifecycle.client, customer["id"], "prospect"), what="prospect")
+    assert prospect["customer_id"] == customer["id"]
+    assert [(h["from"], h["to"]) for h in prospect["history"]] == [(None, "prospect")]
 
     first = await identify.client.post("/v1/transactions", json=_purchase(customer["id"], 1))
     assert first.status_code == 201
     await wait_until(lambda: _stage(lifecycle.client, customer["id"], "new"), what="new")
-    await identify.client.post("/v1/transactions", json=_purchase(customer["id"], 2))
+    second = await identify.client.post("/v1/transactions", json=_purchase(customer["id"], 2))
+    assert second.status_code == 201
     body = await wait_until(lambda: _stage(lifecycle.client, customer["id"], "active"), what="active")
     assert [(h["from"], h["to"]) for h in body["history"]] == [(None, "prospect"), ("prospect", "new"), ("new", "active")]
     assert body["purchase_count"] == 2
-    assert all(h["event_id"] for h in body["history"])
+    ats = [h["at"] for h in body["history"]]
+    assert ats == sorted(ats)
 
-    # A third purchase changes nothing: active stays active, no new transition.
+    # Each transition names the identify event that caused it.
+    created = await _read_stream(suite.nats.url, "crm.identify.customer.created", 1)
+    purchases = await _read_stream(suite.nats.url, "crm.identify.transaction.recorded", 2)
+    assert [h["event_id"] for h in body["history"]] == [created[0]["id"], purchases[0]["id"], purchases[1]["id"]]
+    assert [p["data"]["purchase_count"] for p in purchases] == [1, 2]
+
+    # A third purchase changes nothing: active stays active, no new transition, no new event.
     await identify.client.post("/v1/transactions", json=_purchase(customer["id"], 3))
-    await wait_until(lambda: _count(lifecycle.client, customer["id"], 3), what="third purchase counted")
+    third = (await _read_stream(suite.nats.url, "crm.identify.transaction.recorded", 3))[2]
+    await wait_until(lambda: _handled(lifecycle, third["id"]), what="third purchase applied")
     again = (await lifecycle.client.get(f"/v1/customers/{customer['id']}/lifecycle")).json()
-    assert len(again["history"]) == 3
+    assert again["stage"] == "active" and again["purchase_count"] == 3
+    assert again["history"] == body["history"]
 
-    nc = await nats.connect(suite.nats.url)
-    try:
-        sub = await nc.jetstream().pull_subscribe("crm.lifecycle.stage.changed", stream="CRM")
-        events = [json.loads(m.data) for m in await sub.fetch(10, timeout=2)]
-    finally:
-        await nc.close()
+    await wait_until(lambda: _no_pending(lifecycle), what="lifecycle's outbox published")
+    events = await _read_stream(suite.nats.url, "crm.lifecycle.stage.changed", 3, settle=True)
     assert [(e["data"]["from_stage"], e["data"]["to_stage"]) for e in events] == [
         (None, "prospect"), ("prospect", "new"), ("new", "active")
     ]
     assert [e["data"]["cause_event_id"] for e in events] == [h["event_id"] for h in body["history"]]
-    assert all(e["subject"] == customer["id"] and e["causationid"] == e["data"]["cause_event_id"] for e in events)
+    assert [datetime.fromisoformat(e["data"]["at"]) for e in events] == [
+        datetime.fromisoformat(h["at"]) for h in body["history"]
+    ]
+    for event in events:
+        assert event["source"] == "/valuechain/lifecycle"
+        assert event["subject"] == customer["id"] and event["data"]["customer_id"] == customer["id"]
+        assert event["causationid"] == event["data"]["cause_event_id"]
+        assert event["dataschema"] == "urn:valuechain:event:crm.lifecycle.stage.changed:v1"
 
 
-async def _count(client, customer_id, n):
-    body = (await client.get(f"/v1/customers/{customer_id}/lifecycle")).json()
-    return body["purchase_count"] >= n
+async def _no_pending(service) -> bool:
+    return await service.runtime.relay.pending_count() == 0
+
+
+async def _publish(url: str, event) -> None:
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream().publish(event.type, event.to_json(), headers={"Nats-Msg-Id": event.id})
+    finally:
+        await nc.close()
 
 
 async def test_a_purchase_for_a_customer_lifecycle_never_saw_still_places_it(suite):
     lifecycle = await suite.start("lifecycle")
-    event = make_event(
+    purchase = make_event(
         service="identify",
         type="crm.identify.transaction.recorded",
         data={"id": "t-1", "customer_id": "stranger", "amount": "5", "currency": "EUR",
               "occurred_at": "2026-01-01T00:00:00Z", "purchase_count": 2},
         subject="stranger",
     )
-    nc = await nats.connect(suite.nats.url)
-    await nc.jetstream().publish(event.type, event.to_json(), headers={"Nats-Msg-Id": event.id})
-    await nc.close()
+    await _publish(suite.nats.url, purchase)
     body = await wait_until(lambda: _stage(lifecycle.client, "stranger", "active"), what="placed as active")
-    assert [(h["from"], h["to"]) for h in body["history"]] == [(None, "active")]
+    assert [(h["from"], h["to"], h["event_id"]) for h in body["history"]] == [(None, "active", purchase.id)]
+
+    # The late customer.created and an older purchase never move the customer back.
+    late = [
+        make_event(service="identify", type="crm.identify.customer.created",
+                   data={"id": "stranger", "email": "s@example.com", "created_at": "2025-12-31T00:00:00Z"},
+                   subject="stranger"),
+        make_event(service="identify", type="crm.identify.transaction.recorded",
+                   data={"id": "t-0", "customer_id": "stranger", "amount": "5", "currency": "EUR",
+                         "occurred_at": "2025-12-31T12:00:00Z", "purchase_count": 1},
+                   subject="stranger"),
+    ]
+    for event in late:
+        await _publish(suite.nats.url, event)
+    for event in late:
+        await wait_until(lambda e=event: _handled(lifecycle, e.id), what=f"{event.type} applied")
+    after = (await lifecycle.client.get("/v1/customers/stranger/lifecycle")).json()
+    assert after["stage"] == "active" and after["purchase_count"] == 2
+    assert after["history"] == body["history"]
+
+    # A first purchase of another unknown customer places it at new.
+    newcomer = make_event(
+        service="identify",
+        type="crm.identify.transaction.recorded",
+        data={"id": "t-2", "customer_id": "newcomer", "amount": "5", "currency": "EUR",
+              "occurred_at": "2026-01-01T00:00:00Z", "purchase_count": 1},
+        subject="newcomer",
+    )
+    await _publish(suite.nats.url, newcomer)
+    placed = await wait_until(lambda: _stage(lifecycle.client, "newcomer", "new"), what="placed as new")
+    assert [(h["from"], h["to"], h["event_id"]) for h in placed["history"]] == [(None, "new", newcomer.id)]
 
 
 async def test_an_unknown_customer_is_404(suite):
@@ -80,3 +177,4 @@ async def test_an_unknown_customer_is_404(suite):
     response = await lifecycle.client.get("/v1/customers/nobody/lifecycle")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+    assert "nobody" in response.json()["detail"]
