@@ -35,7 +35,7 @@ from shared.errors import AppError
 from shared.logs import configure_logging
 from shared.messaging import MessagingTables
 from shared.metrics import Metrics
-from shared.pagination import CursorParam, LimitParam, decode_cursor, page_of
+from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings, service_settings
 
@@ -181,7 +181,11 @@ def ops_router(messaging: MessagingTables) -> APIRouter:
         query = select(table).order_by(table.c.id.desc()).limit(limit + 1)
         key = decode_cursor(cursor, 1)
         if key is not None:
-            query = query.where(table.c.id < int(key[0]))
+            try:
+                before = int(key[0])
+            except (TypeError, ValueError) as exc:
+                raise InvalidCursor("cursor is not one this API issued") from exc
+            query = query.where(table.c.id < before)
         rows = (await session.execute(query)).mappings().all()
         rows, next_cursor = page_of(list(rows), limit, lambda row: (row["id"],))
         items = [dict(row, body=row["body"].decode("utf-8", "replace")) for row in rows]
