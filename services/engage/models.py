@@ -8,19 +8,12 @@ from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import UTCDateTime, make_base, utcnow
+from shared.known_customers import KnownCustomers
 from shared.messaging import messaging_tables
 
 Base = make_base()
 messaging = messaging_tables(Base.metadata)
-
-
-class KnownCustomer(Base):
-    """A customer identify announced (`crm.identify.customer.created`): interactions may name it."""
-
-    __tablename__ = "known_customers"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+known_customers = KnownCustomers(Base.metadata)
 
 
 class Interaction(Base):

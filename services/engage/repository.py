@@ -8,28 +8,11 @@ from typing import Any
 from sqlalchemy import bindparam, exists, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.engage.models import Interaction, KnownCustomer, TimelineEntry
+from services.engage.models import Interaction, TimelineEntry
 from shared.db import insert_ignoring
 
-_known = KnownCustomer.__table__
 _interactions = Interaction.__table__
 _timeline = TimelineEntry.__table__
-
-
-# --- known customers -------------------------------------------------------------
-
-_IS_KNOWN = select(exists().where(_known.c.id == bindparam("customer_id")))
-
-
-async def is_known(session: AsyncSession, customer_id: str) -> bool:
-    return bool((await session.execute(_IS_KNOWN, {"customer_id": customer_id})).scalar())
-
-
-async def add_known_customers(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """One statement for a whole batch of customers; one already known is left as it is."""
-
-    if rows:
-        await session.execute(insert_ignoring(session, _known, ["id"]), rows)
 
 
 # --- interactions ------------------------------------------------------------------

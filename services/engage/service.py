@@ -9,7 +9,7 @@ from typing import Any, Callable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engage import repository
-from services.engage.models import Interaction
+from services.engage.models import Interaction, known_customers
 from services.engage.schemas import InteractionCreate
 from shared.contracts import CATALOG
 from shared.db import utcnow
@@ -24,7 +24,7 @@ from shared.messaging import emit
 async def log_interaction(*, session: AsyncSession, data: InteractionCreate) -> Interaction:
     """Log an interaction with a customer engage knows (from identify's customer.created)."""
 
-    if not await repository.is_known(session, data.customer_id):
+    if not await known_customers.contains(session, data.customer_id):
         raise field_error("body.customer_id", f"no customer with id {data.customer_id}")
     now = utcnow()
     interaction = Interaction(
@@ -63,7 +63,7 @@ async def get_interaction(*, session: AsyncSession, interaction_id: str):
 
 async def list_interactions(*, session: AsyncSession, customer_id: str, before, limit: int):
     rows = await repository.list_interactions(session, customer_id=customer_id, before=before, limit=limit)
-    if not rows and not await repository.is_known(session, customer_id):
+    if not rows and not await known_customers.contains(session, customer_id):
         raise NotFound(f"no customer with id {customer_id}")
     return rows
 
@@ -72,9 +72,7 @@ async def list_interactions(*, session: AsyncSession, customer_id: str, before, 
 
 
 async def remember_customers(*, session: AsyncSession, events: list[CloudEvent]) -> None:
-    await repository.add_known_customers(
-        session, [{"id": event.data["id"], "created_at": _when(event, "created_at")} for event in events]
-    )
+    await known_customers.remember_created(session, events)
 
 
 # --- the timeline ---------------------------------------------------------------------
@@ -199,7 +197,7 @@ async def record_in_timeline(*, session: AsyncSession, events: list[CloudEvent])
 async def timeline(*, session: AsyncSession, customer_id: str, before: tuple[datetime, str] | None, limit: int):
     rows = await repository.timeline_page(session, customer_id=customer_id, before=before, limit=limit)
     if not rows and not (
-        await repository.is_known(session, customer_id) or await repository.has_timeline(session, customer_id)
+        await known_customers.contains(session, customer_id) or await repository.has_timeline(session, customer_id)
     ):
         raise NotFound(f"no customer with id {customer_id}")
     return rows

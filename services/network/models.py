@@ -8,10 +8,12 @@ from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import UTCDateTime, make_base, utcnow
+from shared.known_customers import KnownCustomers
 from shared.messaging import messaging_tables
 
 Base = make_base()
 messaging = messaging_tables(Base.metadata)
+known_customers = KnownCustomers(Base.metadata)
 
 
 class Stakeholder(Base):
@@ -25,15 +27,6 @@ class Stakeholder(Base):
     organisation: Mapped[str | None] = mapped_column(String(200))
     notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class KnownCustomer(Base):
-    """A customer identify announced: network answers 404 for any other."""
-
-    __tablename__ = "known_customers"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Referral(Base):

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.network.models import KnownCustomer, Referral, Stakeholder
-from shared.db import insert_ignoring
+from services.network.models import Referral, Stakeholder
 
 _stakeholders = Stakeholder.__table__
-_known = KnownCustomer.__table__
 _referrals = Referral.__table__
 
 
@@ -39,18 +35,8 @@ async def list_stakeholders(session: AsyncSession, *, kind: str | None, after_id
 # --- customers and referrals -------------------------------------------------------------
 
 
-async def add_known_customers(session: AsyncSession, rows: list[dict]) -> None:
-    """One statement for a batch of customers; one already known is left as it is."""
-
-    if rows:
-        await session.execute(insert_ignoring(session, _known, ["id"]), rows)
 
 
-_IS_KNOWN = select(exists().where(_known.c.id == bindparam("customer_id")))
-
-
-async def is_known(session: AsyncSession, customer_id: str) -> bool:
-    return bool((await session.execute(_IS_KNOWN, {"customer_id": customer_id})).scalar())
 
 
 _REFERRAL_OF = select(_referrals).where(_referrals.c.referred_id == bindparam("referred_id"))

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.network import repository
-from services.network.models import Referral, Stakeholder
+from services.network.models import Referral, Stakeholder, known_customers
 from services.network.schemas import StakeholderCreate
 from shared.consumer import caused_by
 from shared.db import utcnow
@@ -58,9 +58,7 @@ def _aware(raw) -> datetime:
 async def customers_created(*, session: AsyncSession, events: list[CloudEvent]) -> None:
     """Remember a batch of customers in one statement; record the referrals among them."""
 
-    await repository.add_known_customers(
-        session, [{"id": event.data["id"], "created_at": _aware(event.data["created_at"])} for event in events]
-    )
+    await known_customers.remember_created(session, events)
     for event in events:
         if event.data.get("referred_by"):
             with caused_by(event):
@@ -105,6 +103,6 @@ async def referrals_by(*, session: AsyncSession, customer_id: str, after_id: str
     """Whom the customer referred, oldest first; 404 for a customer network never heard of."""
 
     rows = await repository.list_referrals(session, referrer_id=customer_id, after_id=after_id, limit=limit)
-    if not rows and not await repository.is_known(session, customer_id):
+    if not rows and not await known_customers.contains(session, customer_id):
         raise NotFound(f"no customer with id {customer_id}")
     return rows

@@ -9,19 +9,12 @@ from sqlalchemy import Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import UTCDateTime, make_base
+from shared.known_customers import KnownCustomers
 from shared.messaging import messaging_tables
 
 Base = make_base()
 messaging = messaging_tables(Base.metadata)
-
-
-class KnownCustomer(Base):
-    """A customer identify announced: offers may be issued to it."""
-
-    __tablename__ = "known_customers"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+known_customers = KnownCustomers(Base.metadata)
 
 
 class Offer(Base):

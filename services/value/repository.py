@@ -4,26 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.value.models import KnownCustomer, Offer
-from shared.db import insert_ignoring
+from services.value.models import Offer
 
-_known = KnownCustomer.__table__
 _offers = Offer.__table__
 
 
-async def add_known_customers(session: AsyncSession, rows: list[dict]) -> None:
-    if rows:
-        await session.execute(insert_ignoring(session, _known, ["id"]), rows)
 
 
-_IS_KNOWN = select(exists().where(_known.c.id == bindparam("customer_id")))
-
-
-async def is_known(session: AsyncSession, customer_id: str) -> bool:
-    return bool((await session.execute(_IS_KNOWN, {"customer_id": customer_id})).scalar())
 
 
 async def insert_offers(session: AsyncSession, rows: list[dict]) -> None:

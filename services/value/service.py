@@ -8,6 +8,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value import repository
+from services.value.models import known_customers
 from services.value.schemas import OfferCreate
 from shared.consumer import caused_by
 from shared.db import utcnow
@@ -65,7 +66,7 @@ def _issue(session: AsyncSession, row: dict) -> None:
 
 
 async def create_offer(*, session: AsyncSession, data: OfferCreate) -> dict:
-    if not await repository.is_known(session, data.customer_id):
+    if not await known_customers.contains(session, data.customer_id):
         raise field_error("body.customer_id", f"no customer with id {data.customer_id}")
     row = {
         "id": uuid7(),
@@ -112,15 +113,13 @@ async def redeem(*, session: AsyncSession, offer_id: str) -> dict:
 
 async def offers_of(*, session: AsyncSession, customer_id: str, before_id: str | None, limit: int) -> list[dict]:
     rows = await repository.list_offers(session, customer_id=customer_id, before_id=before_id, limit=limit)
-    if not rows and not await repository.is_known(session, customer_id):
+    if not rows and not await known_customers.contains(session, customer_id):
         raise NotFound(f"no customer with id {customer_id}")
     return [present(row) for row in rows]
 
 
 async def remember_customers(*, session: AsyncSession, events: list[CloudEvent]) -> None:
-    await repository.add_known_customers(
-        session, [{"id": e.data["id"], "created_at": datetime.fromisoformat(e.data["created_at"])} for e in events]
-    )
+    await known_customers.remember_created(session, events)
 
 
 async def welcome_new_buyers(*, session: AsyncSession, events: list[CloudEvent]) -> None:
@@ -132,7 +131,7 @@ async def welcome_new_buyers(*, session: AsyncSession, events: list[CloudEvent])
     first_seen = {}
     for event in events:
         first_seen.setdefault(event.data["customer_id"], datetime.fromisoformat(event.data["at"]))
-    await repository.add_known_customers(session, [{"id": cid, "created_at": at} for cid, at in first_seen.items()])
+    await known_customers.add(session, [{"id": cid, "created_at": at} for cid, at in first_seen.items()])
     becoming_new = [e for e in events if e.data["to_stage"] == "new"]
     customers = {e.data["customer_id"] for e in becoming_new}
     already = await repository.customers_with_automatic(session, customers, WELCOME["kind"])
