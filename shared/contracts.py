@@ -78,6 +78,41 @@ class TransactionRecorded(Payload):
     occurred_at: datetime
     external_id: str | None = None
     purchase_count: int
+    margin: str | None = None
+    cost: str | None = None
+
+
+@contract(
+    "crm.identify.customer.merged",
+    "identify",
+    "Duplicate customers were merged: `merged_ids` no longer exist on their own; everything "
+    "about them now belongs to `survivor_id`. Every service moves its data to the survivor.",
+)
+class CustomerMerged(Payload):
+    survivor_id: str
+    merged_ids: list[str]
+    merged_at: datetime
+
+
+@contract(
+    "crm.identify.customer.scored",
+    "identify",
+    "A customer was (re-)scored under the current portfolio model: RFM segment, lifetime value, "
+    "probability of being alive and strategically significant kinds.",
+)
+class CustomerScored(Payload):
+    customer_id: str
+    model_version: int | None
+    segment: str | None
+    recency: int | None = None
+    frequency: int | None = None
+    monetary: int | None = None
+    historic_clv: float | None = None
+    predicted_clv: float | None = None
+    probability_alive: float | None = None
+    expected_purchases: float | None = None
+    kinds: list[str]
+    scored_at: datetime
 
 
 # --- lifecycle --------------------------------------------------------------

@@ -1,11 +1,12 @@
-"""identify's tables: customers and their transactions (plus the messaging tables)."""
+"""identify's tables: customers, transactions, their summaries and scores, imports and the
+portfolio model (plus the messaging tables)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Index, Numeric, String
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import UTCDateTime, make_base, utcnow
@@ -25,6 +26,14 @@ class Customer(Base):
     external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
     phone: Mapped[str | None] = mapped_column(String(50))
+    # Match keys for identity resolution (see services/identify/resolution): the
+    # canonical email (gmail dots and +tags folded), the E.164 phone, the folded name.
+    email_match_key: Mapped[str | None] = mapped_column(String(320), index=True)
+    phone_key: Mapped[str | None] = mapped_column(String(32), index=True)
+    name_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    # A merged customer points at its survivor and takes no new data.
+    merged_into: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
+    merged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     referred_by: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
     purchase_count: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -41,4 +50,135 @@ class Transaction(Base):
     currency: Mapped[str] = mapped_column(String(3))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # Optional profit inputs: margin earned on the sale and the cost of serving it.
+    margin: Mapped[Decimal | None] = mapped_column(Numeric(18, 4, asdecimal=True))
+    cost: Mapped[Decimal | None] = mapped_column(Numeric(18, 4, asdecimal=True))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PurchaseDay(Base):
+    """One row per customer and UTC purchase day: the same-day convention of the
+    BG/NBD papers (purchases on one day count once) and the input of calibrated fits."""
+
+    __tablename__ = "purchase_days"
+
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    purchases: Mapped[int] = mapped_column(default=0)
+    spend: Mapped[Decimal] = mapped_column(Numeric(18, 4, asdecimal=True), default=0)
+
+
+class PurchaseSummary(Base):
+    """Each customer's purchases, kept current as transactions arrive so analysis never
+    rescans them. `first_day_spend` lets the spend model use repeat purchases only."""
+
+    __tablename__ = "purchase_summaries"
+
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    first_purchase_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_purchase_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    purchases: Mapped[int] = mapped_column(default=0)
+    purchase_days: Mapped[int] = mapped_column(default=0)
+    total_spend: Mapped[Decimal] = mapped_column(Numeric(18, 4, asdecimal=True), default=0)
+    first_day_spend: Mapped[Decimal] = mapped_column(Numeric(18, 4, asdecimal=True), default=0)
+    total_margin: Mapped[Decimal | None] = mapped_column(Numeric(18, 4, asdecimal=True))
+    total_cost: Mapped[Decimal | None] = mapped_column(Numeric(18, 4, asdecimal=True))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CustomerCosts(Base):
+    """Configurable per-customer costs of acquiring, selling to and serving a customer."""
+
+    __tablename__ = "customer_costs"
+
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    acquisition: Mapped[Decimal] = mapped_column(Numeric(18, 4, asdecimal=True), default=0)
+    selling: Mapped[Decimal] = mapped_column(Numeric(18, 4, asdecimal=True), default=0)
+    service: Mapped[Decimal] = mapped_column(Numeric(18, 4, asdecimal=True), default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ImportJob(Base):
+    __tablename__ = "imports"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # running | done | failed
+    filename: Mapped[str | None] = mapped_column(String(300))
+    file_format: Mapped[str] = mapped_column(String(16))  # csv | ndjson
+    mapping: Mapped[dict] = mapped_column(JSON, default=dict)
+    create_customers: Mapped[bool] = mapped_column(Boolean, default=False)
+    rows_read: Mapped[int] = mapped_column(default=0)
+    recorded: Mapped[int] = mapped_column(default=0)
+    duplicates: Mapped[int] = mapped_column(default=0)
+    rejected: Mapped[int] = mapped_column(default=0)
+    customers_created: Mapped[int] = mapped_column(default=0)
+    failure: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ImportRejection(Base):
+    __tablename__ = "import_rejections"
+
+    import_id: Mapped[str] = mapped_column(ForeignKey("imports.id"), primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[str | None] = mapped_column(Text)
+
+
+class PortfolioModel(Base):
+    """A fitted model version: BG/NBD, Pareto/NBD and Gamma-Gamma parameters."""
+
+    __tablename__ = "portfolio_models"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    time_unit: Mapped[str] = mapped_column(String(8))  # day | week
+    calibration_end: Mapped[date | None] = mapped_column(Date)
+    params: Mapped[dict] = mapped_column(JSON)
+    fitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Refit(Base):
+    __tablename__ = "portfolio_refits"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # queued | running | done | failed
+    time_unit: Mapped[str] = mapped_column(String(8))
+    calibration_end: Mapped[date | None] = mapped_column(Date)
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    customers_scored: Mapped[int] = mapped_column(default=0)
+    failure: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CustomerScore(Base):
+    """A customer's current scores under a model version."""
+
+    __tablename__ = "customer_scores"
+
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    recency: Mapped[int | None] = mapped_column(Integer)
+    frequency: Mapped[int | None] = mapped_column(Integer)
+    monetary: Mapped[int | None] = mapped_column(Integer)
+    segment: Mapped[str | None] = mapped_column(String(40), index=True)
+    historic_clv: Mapped[float | None] = mapped_column(Float)
+    predicted_clv: Mapped[float | None] = mapped_column(Float)
+    expected_purchases: Mapped[float | None] = mapped_column(Float)
+    probability_alive: Mapped[float | None] = mapped_column(Float)
+    kinds: Mapped[list] = mapped_column(JSON, default=list)
+    evidence: Mapped[dict] = mapped_column(JSON, default=dict)
+    scored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReferralSeen(Base):
+    """Referrals as network recorded them (crm.network.referral.recorded): the evidence
+    for benchmark customers, whom others follow."""
+
+    __tablename__ = "referrals_seen"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    referrer_id: Mapped[str] = mapped_column(String(36), index=True)
+    referred_id: Mapped[str] = mapped_column(String(36))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
