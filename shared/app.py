@@ -16,7 +16,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,6 +50,9 @@ class ServiceDefinition:
     messaging: MessagingTables
     routers: list[APIRouter] = field(default_factory=list)
     consumers: list[ConsumerSpec] = field(default_factory=list)
+    # Called with the Runtime once the database is open (e.g. to fail jobs a restart
+    # interrupted, or to start a schedule); they may add tasks to runtime.tasks.
+    on_start: list[Callable[["Runtime"], Awaitable[None]]] = field(default_factory=list)
 
 
 @dataclass
@@ -252,6 +255,8 @@ async def start_runtime(definition: ServiceDefinition, settings: ServiceSettings
     for runner in consumers:
         runner.start()
     bus.on_reconnect(_notify_async(relay))
+    for hook in definition.on_start:
+        await hook(runtime)
     return runtime
 
 
