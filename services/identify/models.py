@@ -182,3 +182,17 @@ class ReferralSeen(Base):
     referrer_id: Mapped[str] = mapped_column(String(36), index=True)
     referred_id: Mapped[str] = mapped_column(String(36))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CustomerKind(Base):
+    """One row per strategically significant kind a customer holds, with its evidence:
+    lists by kind stay indexed queries on PostgreSQL and SQLite alike."""
+
+    __tablename__ = "customer_kinds"
+
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    rank_value: Mapped[float] = mapped_column(Float, default=0.0)
+    evidence: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_customer_kinds_kind_rank", "kind", "rank_value", "customer_id"),)
