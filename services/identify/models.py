@@ -40,6 +40,16 @@ class Customer(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class CustomerNameToken(Base):
+    """One token of a customer's `name_key`: an index from a name token to the customers
+    whose name holds it, so fuzzy name matching compares a small candidate set."""
+
+    __tablename__ = "customer_name_tokens"
+
+    token: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+
+
 class Transaction(Base):
     __tablename__ = "transactions"
     __table_args__ = (Index("ix_transactions_customer_occurred", "customer_id", "occurred_at", "id"),)
