@@ -10,7 +10,7 @@ when it is stale.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -92,6 +92,8 @@ class CustomerMerged(Payload):
     survivor_id: str
     merged_ids: list[str]
     merged_at: datetime
+    # The survivor's purchase count after the merge (its own plus the merged customers').
+    purchase_count: int | None = None
 
 
 @contract(
@@ -113,6 +115,24 @@ class CustomerScored(Payload):
     expected_purchases: float | None = None
     kinds: list[str]
     scored_at: datetime
+
+
+@contract(
+    "crm.identify.model.fitted",
+    "identify",
+    "A refit produced a new portfolio model version and re-scored every customer with it "
+    "(the per-customer scores are read from identify; per-transaction re-scores emit "
+    "crm.identify.customer.scored).",
+)
+class ModelFitted(Payload):
+    version: int
+    time_unit: Literal["day", "week"]
+    calibration_end: date | None = None
+    customers_scored: int
+    fitted_at: datetime
+    bgnbd: dict[str, float]
+    pareto_nbd: dict[str, float]
+    gamma_gamma: dict[str, float]
 
 
 # --- lifecycle --------------------------------------------------------------

@@ -33,4 +33,17 @@ TIMELINE = ConsumerSpec(
     description="Builds each customer's timeline from every event about the customer (a referral goes on both).",
 )
 
-CONSUMERS = [CUSTOMERS, TIMELINE]
+async def on_customer_merged(session: AsyncSession, event: CloudEvent) -> None:
+    await service.follow_merge(session=session, event=event)
+
+
+MERGES = ConsumerSpec(
+    purpose="merges",
+    handlers={"crm.identify.customer.merged": on_customer_merged},
+    description=(
+        "Follows identify's merges: interactions and timeline entries of the merged customers move to the "
+        "survivor, whose timeline records the merge; later events of a merged id go to the survivor."
+    ),
+)
+
+CONSUMERS = [CUSTOMERS, TIMELINE, MERGES]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select, tuple_
+from sqlalchemy import bindparam, delete, exists, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engage.models import Interaction, TimelineEntry
@@ -62,6 +62,20 @@ async def timeline_page(session: AsyncSession, *, customer_id: str, before: tupl
     if before:
         query = query.where(tuple_(_timeline.c.time, _timeline.c.event_id) < before)
     return list((await session.execute(query)).mappings())
+
+
+async def move_to_survivor(session: AsyncSession, *, merged_ids: list[str], survivor_id: str) -> None:
+    """Interactions and timeline entries of merged customers become the survivor's.
+
+    A timeline entry the survivor already has (a referral between the two) is kept once.
+    """
+
+    await session.execute(
+        update(_interactions).where(_interactions.c.customer_id.in_(merged_ids)).values(customer_id=survivor_id)
+    )
+    rows = (await session.execute(select(_timeline).where(_timeline.c.customer_id.in_(merged_ids)))).mappings().all()
+    await add_timeline_entries(session, [{**row, "customer_id": survivor_id} for row in rows])
+    await session.execute(delete(_timeline).where(_timeline.c.customer_id.in_(merged_ids)))
 
 
 _HAS_TIMELINE = select(exists().where(_timeline.c.customer_id == bindparam("customer_id")))

@@ -9,7 +9,7 @@ from typing import Any, Callable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engage import repository
-from services.engage.models import Interaction, known_customers
+from services.engage.models import Interaction, aliases, known_customers
 from services.engage.schemas import InteractionCreate
 from shared.contracts import CATALOG
 from shared.db import utcnow
@@ -24,6 +24,7 @@ from shared.messaging import emit
 async def log_interaction(*, session: AsyncSession, data: InteractionCreate) -> Interaction:
     """Log an interaction with a customer engage knows (from identify's customer.created)."""
 
+    await aliases.refuse_merged(session, data.customer_id)
     if not await known_customers.contains(session, data.customer_id):
         raise field_error("body.customer_id", f"no customer with id {data.customer_id}")
     now = utcnow()
@@ -189,15 +190,38 @@ def _row(customer_id: str, event: CloudEvent, time: datetime, summary: str) -> d
 
 
 async def record_in_timeline(*, session: AsyncSession, events: list[CloudEvent]) -> None:
-    """One INSERT per micro-batch, no reads: this runs for every event about a customer."""
+    """One INSERT per micro-batch and one indexed read: this runs for every event about a customer.
 
-    await repository.add_timeline_entries(session, [row for event in events for row in timeline_entries(event)])
+    An event naming a merged customer (read after the merge) goes on the survivor's timeline.
+    """
+
+    rows = [row for event in events for row in timeline_entries(event)]
+    survivors = await aliases.survivors(session, {row["customer_id"] for row in rows})
+    for row in rows:
+        row["customer_id"] = survivors.get(row["customer_id"], row["customer_id"])
+    await repository.add_timeline_entries(session, rows)
+
+
+MERGED = "crm.identify.customer.merged"
+
+
+async def follow_merge(*, session: AsyncSession, event: CloudEvent) -> None:
+    """The survivor takes the merged customers' interactions and timeline, and the merge goes on it."""
+
+    survivor, merged = await aliases.record(session, event)
+    at = _when(event, "merged_at")
+    await known_customers.add(session, [{"id": survivor, "created_at": at}])
+    await repository.move_to_survivor(session, merged_ids=merged, survivor_id=survivor)
+    summary = f"Merged customer{'s' if len(merged) > 1 else ''} {', '.join(merged)} into this one"
+    await repository.add_timeline_entries(session, [_row(survivor, event, at, summary)])
 
 
 async def timeline(*, session: AsyncSession, customer_id: str, before: tuple[datetime, str] | None, limit: int):
     rows = await repository.timeline_page(session, customer_id=customer_id, before=before, limit=limit)
-    if not rows and not (
+    if rows:
+        return rows
+    if await aliases.survivor_of(session, customer_id) or not (
         await known_customers.contains(session, customer_id) or await repository.has_timeline(session, customer_id)
     ):
-        raise NotFound(f"no customer with id {customer_id}")
+        raise await aliases.not_found(session, customer_id)
     return rows

@@ -20,4 +20,17 @@ STAGES = ConsumerSpec(
     description="Moves each customer through the lifecycle stages as customers are created and buy.",
 )
 
-CONSUMERS = [STAGES]
+async def on_customer_merged(session: AsyncSession, event: CloudEvent) -> None:
+    await service.apply_merge(session=session, event=event)
+
+
+MERGES = ConsumerSpec(
+    purpose="merges",
+    handlers={"crm.identify.customer.merged": on_customer_merged},
+    description=(
+        "Follows identify's merges: the survivor takes the most advanced stage of the group (or the one its "
+        "combined purchases imply) and the merged customers' histories; later events of a merged id go to the survivor."
+    ),
+)
+
+CONSUMERS = [STAGES, MERGES]

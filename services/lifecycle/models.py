@@ -1,4 +1,4 @@
-"""lifecycle's tables: each customer's stage and the history of its transitions."""
+"""lifecycle's tables: each customer's stage, the history of its transitions, merged customer ids."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.customer_aliases import CustomerAliases
 from shared.db import UTCDateTime, make_base
 from shared.messaging import messaging_tables
 
 Base = make_base()
 messaging = messaging_tables(Base.metadata)
+aliases = CustomerAliases(Base.metadata)
 
 
 class CustomerStage(Base):

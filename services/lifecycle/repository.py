@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle.models import CustomerStage, StageTransition
@@ -44,9 +44,21 @@ async def insert_transitions(session: AsyncSession, rows: list[dict]) -> None:
         await session.execute(_transitions.insert(), rows)
 
 
+async def absorb_merged(session: AsyncSession, *, merged_ids: list[str], survivor_id: str) -> None:
+    """The merged customers' transitions join the survivor's history; their stage rows go."""
+
+    await session.execute(
+        update(_transitions).where(_transitions.c.customer_id.in_(merged_ids)).values(customer_id=survivor_id)
+    )
+    await session.execute(delete(_stages).where(_stages.c.customer_id.in_(merged_ids)))
+
+
 _READ_STAGE = select(_stages).where(_stages.c.customer_id == bindparam("customer_id"))
+# In time order: after a merge the history interleaves transitions recorded for several ids.
 _READ_HISTORY = (
-    select(_transitions).where(_transitions.c.customer_id == bindparam("customer_id")).order_by(_transitions.c.seq)
+    select(_transitions)
+    .where(_transitions.c.customer_id == bindparam("customer_id"))
+    .order_by(_transitions.c.at, _transitions.c.seq)
 )
 
 

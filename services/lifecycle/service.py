@@ -4,6 +4,11 @@ Stages only move forward here: prospect (created) → new (first purchase) →
 active (a repeat purchase). A purchase event for a customer lifecycle has not
 seen created yet starts the customer at the stage the purchase implies. The
 stages after active (loyal, at risk, churned, won back) come with later work.
+
+A merge (crm.identify.customer.merged) gives the survivor the most advanced
+stage of the group in RANK order, or the stage its combined purchase count
+implies if that is further; the histories are combined in time order. Events
+that name a merged id afterwards are applied to its survivor.
 """
 
 from __future__ import annotations
@@ -11,24 +16,47 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle import repository
+from services.lifecycle.models import aliases
 from shared.consumer import caused_by
 from shared.db import utcnow
-from shared.errors import NotFound
 from shared.events import CloudEvent
 from shared.messaging import emit
 
 RANK = {None: -1, "prospect": 0, "new": 1, "active": 2}
 
 
+def _stage_for(count: int) -> str:
+    return "prospect" if count <= 0 else "new" if count == 1 else "active"
+
+
 def _target(event: CloudEvent, known_count: int) -> tuple[str, int]:
     if event.type == "crm.identify.customer.created":
         return "prospect", known_count
     count = max(known_count, int(event.data["purchase_count"]))
-    return ("new" if count <= 1 else "active"), count
+    return _stage_for(max(count, 1)), count
+
+
+def _transition(session: AsyncSession, event: CloudEvent, cid: str, from_stage, to_stage: str, at) -> dict:
+    """Announce a stage change (caused by `event`) and return its history row."""
+
+    with caused_by(event):
+        emit(
+            session,
+            "crm.lifecycle.stage.changed",
+            {"customer_id": cid, "from_stage": from_stage, "to_stage": to_stage, "at": at, "cause_event_id": event.id},
+            subject=cid,
+        )
+    return {"customer_id": cid, "from_stage": from_stage, "to_stage": to_stage, "at": at, "event_id": event.id}
 
 
 async def apply_events(*, session: AsyncSession, events: list[CloudEvent]) -> None:
     """Apply a micro-batch in stream order with a constant number of statements."""
+
+    survivors = await aliases.survivors(session, {_subject_of(event) for event in events})
+
+    def _customer_of(event: CloudEvent) -> str:
+        cid = _subject_of(event)
+        return survivors.get(cid, cid)
 
     customer_ids = {_customer_of(event) for event in events}
     existing = await repository.stages_of(session, customer_ids)
@@ -46,17 +74,7 @@ async def apply_events(*, session: AsyncSession, events: list[CloudEvent]) -> No
         current["purchase_count"] = count
         if RANK[target] <= RANK[current["stage"]]:
             continue
-        transitions.append(
-            {"customer_id": cid, "from_stage": current["stage"], "to_stage": target, "at": now, "event_id": event.id}
-        )
-        with caused_by(event):
-            emit(
-                session,
-                "crm.lifecycle.stage.changed",
-                {"customer_id": cid, "from_stage": current["stage"], "to_stage": target, "at": now,
-                 "cause_event_id": event.id},
-                subject=cid,
-            )
+        transitions.append(_transition(session, event, cid, current["stage"], target, now))
         current["stage"] = target
         current["updated_at"] = now
     await repository.insert_stages(session, [state[cid] for cid in new_ids])
@@ -67,14 +85,40 @@ async def apply_events(*, session: AsyncSession, events: list[CloudEvent]) -> No
     await repository.insert_transitions(session, transitions)
 
 
-def _customer_of(event: CloudEvent) -> str:
+def _subject_of(event: CloudEvent) -> str:
     return event.data["id"] if event.type == "crm.identify.customer.created" else event.data["customer_id"]
+
+
+async def apply_merge(*, session: AsyncSession, event: CloudEvent) -> None:
+    """Follow a merge: the survivor takes the most advanced stage and every history."""
+
+    survivor, merged = await aliases.record(session, event)
+    known = await repository.stages_of(session, {survivor, *merged})
+    count = event.data.get("purchase_count")
+    if count is None:  # an older producer: add up what lifecycle saw
+        count = sum(row["purchase_count"] for row in known.values())
+    current = known.get(survivor)
+    from_stage = current["stage"] if current else None
+    target = max((row["stage"] for row in known.values()), key=lambda s: RANK.get(s, -1), default=None)
+    if RANK.get(_stage_for(count), -1) > RANK.get(target, -1):
+        target = _stage_for(count)
+    now = utcnow()
+    count = max(count, current["purchase_count"] if current else 0)
+    row = {"customer_id": survivor, "stage": from_stage, "purchase_count": count, "updated_at": now}
+    await repository.absorb_merged(session, merged_ids=merged, survivor_id=survivor)
+    if RANK.get(target, -1) > RANK.get(from_stage, -1):
+        row["stage"] = target
+        await repository.insert_transitions(session, [_transition(session, event, survivor, from_stage, target, now)])
+    if current is None:
+        await repository.insert_stages(session, [row])
+    else:
+        await repository.update_stages(session, [row])
 
 
 async def lifecycle_of(*, session: AsyncSession, customer_id: str) -> dict:
     stage, history = await repository.read_lifecycle(session, customer_id)
     if stage is None:
-        raise NotFound(f"no customer with id {customer_id}")
+        raise await aliases.not_found(session, customer_id)
     return {
         "customer_id": customer_id,
         "stage": stage["stage"],

@@ -23,4 +23,18 @@ REFERRALS = ConsumerSpec(
     ),
 )
 
-CONSUMERS = [REFERRALS]
+async def on_customer_merged(session: AsyncSession, event: CloudEvent) -> None:
+    await service.follow_merge(session=session, event=event)
+
+
+MERGES = ConsumerSpec(
+    purpose="merges",
+    handlers={"crm.identify.customer.merged": on_customer_merged},
+    description=(
+        "Follows identify's merges: referrals of the merged customers (as referrer or referred) move to the "
+        "survivor, a referral the merge turns into a self-referral is dropped; later events of a merged id go "
+        "to the survivor."
+    ),
+)
+
+CONSUMERS = [REFERRALS, MERGES]

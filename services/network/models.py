@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.customer_aliases import CustomerAliases
 from shared.db import UTCDateTime, make_base, utcnow
 from shared.known_customers import KnownCustomers
 from shared.messaging import messaging_tables
@@ -14,6 +15,7 @@ from shared.messaging import messaging_tables
 Base = make_base()
 messaging = messaging_tables(Base.metadata)
 known_customers = KnownCustomers(Base.metadata)
+aliases = CustomerAliases(Base.metadata)
 
 
 class Stakeholder(Base):

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.network import repository
-from services.network.models import Referral, Stakeholder, known_customers
+from services.network.models import Referral, Stakeholder, aliases, known_customers
 from services.network.schemas import StakeholderCreate
 from shared.consumer import caused_by
 from shared.db import utcnow
@@ -59,13 +59,17 @@ async def customers_created(*, session: AsyncSession, events: list[CloudEvent]) 
     """Remember a batch of customers in one statement; record the referrals among them."""
 
     await known_customers.remember_created(session, events)
-    for event in events:
-        if event.data.get("referred_by"):
-            with caused_by(event):
-                await _record_referral(session=session, event=event)
+    referring = [event for event in events if event.data.get("referred_by")]
+    # A customer created before a merge but read after it: its ids stand for the survivors.
+    survivors = await aliases.survivors(
+        session, {cid for e in referring for cid in (e.data["id"], e.data["referred_by"])}
+    )
+    for event in referring:
+        with caused_by(event):
+            await _record_referral(session=session, event=event, survivors=survivors)
 
 
-async def _record_referral(*, session: AsyncSession, event: CloudEvent) -> None:
+async def _record_referral(*, session: AsyncSession, event: CloudEvent, survivors: dict[str, str]) -> None:
     """Record who referred the customer and announce it.
 
     `recorded_at` is when network recorded the referral, never before the
@@ -74,9 +78,9 @@ async def _record_referral(*, session: AsyncSession, event: CloudEvent) -> None:
     """
 
     data = event.data
-    customer_id = data["id"]
+    customer_id = survivors.get(data["id"], data["id"])
     created_at = _aware(data["created_at"])
-    referrer_id = data.get("referred_by")
+    referrer_id = survivors.get(data["referred_by"], data["referred_by"])
     if not referrer_id or referrer_id == customer_id:
         return
     if await repository.referral_of(session, customer_id) is not None:
@@ -99,10 +103,44 @@ async def _record_referral(*, session: AsyncSession, event: CloudEvent) -> None:
     )
 
 
+async def follow_merge(*, session: AsyncSession, event: CloudEvent) -> None:
+    """Referrals of merged customers become the survivor's.
+
+    A customer is referred at most once: if several of the group were referred, the
+    survivor keeps its own referral, else the earliest recorded one. A referral
+    between members of the group would make the survivor refer itself: it goes.
+    """
+
+    survivor, merged = await aliases.record(session, event)
+    await known_customers.add(session, [{"id": survivor, "created_at": _aware(event.data["merged_at"])}])
+    group = {survivor, *merged}
+    rows = await repository.referrals_touching(session, [survivor, *merged])
+
+    def to_survivor(cid: str) -> str:
+        return survivor if cid in group else cid
+
+    referred = sorted(
+        (r for r in rows if r["referred_id"] in group and to_survivor(r["referrer_id"]) != survivor),
+        key=lambda r: (r["referred_id"] != survivor, r["recorded_at"], r["id"]),
+    )
+    keep = referred[0]["id"] if referred else None
+    dropped, moved = [], []
+    for row in rows:
+        referrer, referred_id = to_survivor(row["referrer_id"]), to_survivor(row["referred_id"])
+        if referrer == referred_id or (row["referred_id"] in group and row["id"] != keep):
+            dropped.append(row["id"])
+        elif (referrer, referred_id) != (row["referrer_id"], row["referred_id"]):
+            moved.append({"key": row["id"], "referrer_id": referrer, "referred_id": referred_id})
+    await repository.delete_referrals(session, dropped)
+    await repository.repoint_referrals(session, moved)
+
+
 async def referrals_by(*, session: AsyncSession, customer_id: str, after_id: str | None, limit: int):
     """Whom the customer referred, oldest first; 404 for a customer network never heard of."""
 
     rows = await repository.list_referrals(session, referrer_id=customer_id, after_id=after_id, limit=limit)
-    if not rows and not await known_customers.contains(session, customer_id):
-        raise NotFound(f"no customer with id {customer_id}")
+    if not rows and (
+        await aliases.survivor_of(session, customer_id) or not await known_customers.contains(session, customer_id)
+    ):
+        raise await aliases.not_found(session, customer_id)
     return rows

@@ -31,4 +31,17 @@ WELCOME = ConsumerSpec(
     description="Issues a welcome offer, once, to each customer whose stage becomes `new` (a first purchase).",
 )
 
-CONSUMERS = [CUSTOMERS, WELCOME]
+async def on_customer_merged(session: AsyncSession, event: CloudEvent) -> None:
+    await service.follow_merge(session=session, event=event)
+
+
+MERGES = ConsumerSpec(
+    purpose="merges",
+    handlers={"crm.identify.customer.merged": on_customer_merged},
+    description=(
+        "Follows identify's merges: offers of the merged customers move to the survivor (which keeps one "
+        "automatic offer of each kind); later events of a merged id go to the survivor."
+    ),
+)
+
+CONSUMERS = [CUSTOMERS, WELCOME, MERGES]

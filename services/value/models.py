@@ -8,6 +8,7 @@ from decimal import Decimal
 from sqlalchemy import Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.customer_aliases import CustomerAliases
 from shared.db import UTCDateTime, make_base
 from shared.known_customers import KnownCustomers
 from shared.messaging import messaging_tables
@@ -15,6 +16,7 @@ from shared.messaging import messaging_tables
 Base = make_base()
 messaging = messaging_tables(Base.metadata)
 known_customers = KnownCustomers(Base.metadata)
+aliases = CustomerAliases(Base.metadata)
 
 
 class Offer(Base):

@@ -16,6 +16,24 @@ _offers = Offer.__table__
 
 
 
+async def automatic_offers_of(session: AsyncSession, customer_ids: list[str]):
+    query = select(_offers.c.id, _offers.c.customer_id, _offers.c.automatic_kind, _offers.c.issued_at).where(
+        _offers.c.customer_id.in_(customer_ids), _offers.c.automatic_kind.is_not(None)
+    )
+    return list((await session.execute(query)).mappings())
+
+
+async def demote_automatic(session: AsyncSession, offer_ids: list[str]) -> None:
+    """These offers stay, but no longer count as the customer's automatic offer of their kind."""
+
+    if offer_ids:
+        await session.execute(update(_offers).where(_offers.c.id.in_(offer_ids)).values(automatic_kind=None))
+
+
+async def move_offers(session: AsyncSession, *, merged_ids: list[str], survivor_id: str) -> None:
+    await session.execute(update(_offers).where(_offers.c.customer_id.in_(merged_ids)).values(customer_id=survivor_id))
+
+
 async def insert_offers(session: AsyncSession, rows: list[dict]) -> None:
     if rows:
         await session.execute(_offers.insert(), rows)

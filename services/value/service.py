@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value import repository
-from services.value.models import known_customers
+from services.value.models import aliases, known_customers
 from services.value.schemas import OfferCreate
 from shared.consumer import caused_by
 from shared.db import utcnow
@@ -66,6 +66,7 @@ def _issue(session: AsyncSession, row: dict) -> None:
 
 
 async def create_offer(*, session: AsyncSession, data: OfferCreate) -> dict:
+    await aliases.refuse_merged(session, data.customer_id)
     if not await known_customers.contains(session, data.customer_id):
         raise field_error("body.customer_id", f"no customer with id {data.customer_id}")
     row = {
@@ -113,8 +114,10 @@ async def redeem(*, session: AsyncSession, offer_id: str) -> dict:
 
 async def offers_of(*, session: AsyncSession, customer_id: str, before_id: str | None, limit: int) -> list[dict]:
     rows = await repository.list_offers(session, customer_id=customer_id, before_id=before_id, limit=limit)
-    if not rows and not await known_customers.contains(session, customer_id):
-        raise NotFound(f"no customer with id {customer_id}")
+    if not rows and (
+        await aliases.survivor_of(session, customer_id) or not await known_customers.contains(session, customer_id)
+    ):
+        raise await aliases.not_found(session, customer_id)
     return [present(row) for row in rows]
 
 
@@ -128,17 +131,23 @@ async def welcome_new_buyers(*, session: AsyncSession, events: list[CloudEvent])
     # A stage change proves identify created the customer: if value-customers has
     # not caught up yet, know the customer now (its creation time approximated by
     # the change's) so that offers can be issued to it by hand too.
+    # A stage change read after a merge of its customer applies to the survivor.
+    survivors = await aliases.survivors(session, {event.data["customer_id"] for event in events})
+
+    def customer_of(event: CloudEvent) -> str:
+        return survivors.get(event.data["customer_id"], event.data["customer_id"])
+
     first_seen = {}
     for event in events:
-        first_seen.setdefault(event.data["customer_id"], datetime.fromisoformat(event.data["at"]))
+        first_seen.setdefault(customer_of(event), datetime.fromisoformat(event.data["at"]))
     await known_customers.add(session, [{"id": cid, "created_at": at} for cid, at in first_seen.items()])
     becoming_new = [e for e in events if e.data["to_stage"] == "new"]
-    customers = {e.data["customer_id"] for e in becoming_new}
+    customers = {customer_of(e) for e in becoming_new}
     already = await repository.customers_with_automatic(session, customers, WELCOME["kind"])
     rows = []
     now = utcnow()
     for event in becoming_new:
-        customer_id = event.data["customer_id"]
+        customer_id = customer_of(event)
         if customer_id in already:
             continue
         already.add(customer_id)
@@ -158,3 +167,26 @@ async def welcome_new_buyers(*, session: AsyncSession, events: list[CloudEvent])
         with caused_by(event):
             _issue(session, row)
     await repository.insert_offers(session, rows)
+
+
+async def follow_merge(*, session: AsyncSession, event: CloudEvent) -> None:
+    """Offers of merged customers become the survivor's.
+
+    The survivor keeps one automatic offer of each kind (its own, else the earliest
+    issued): the others stay as ordinary offers, so no offer a customer holds is lost.
+    """
+
+    survivor, merged = await aliases.record(session, event)
+    await known_customers.add(session, [{"id": survivor, "created_at": datetime.fromisoformat(event.data["merged_at"])}])
+    automatic = sorted(
+        await repository.automatic_offers_of(session, [survivor, *merged]),
+        key=lambda o: (o["customer_id"] != survivor, o["issued_at"], o["id"]),
+    )
+    kept: set[str] = set()
+    demoted = []
+    for offer in automatic:
+        if offer["automatic_kind"] in kept:
+            demoted.append(offer["id"])
+        kept.add(offer["automatic_kind"])
+    await repository.demote_automatic(session, demoted)
+    await repository.move_offers(session, merged_ids=merged, survivor_id=survivor)
