@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 
 from fastapi import APIRouter, Response, status
 
-from services.identify import service
+from services.identify import service, transactions
 from services.identify.schemas import (
+    BatchOut,
     CustomerCreate,
     CustomerOut,
     CustomerPage,
     CustomerPatch,
+    TransactionBatch,
     TransactionCreate,
     TransactionOut,
     TransactionPage,
@@ -61,10 +64,19 @@ async def patch_customer(customer_id: str, body: CustomerPatch, session: WriteSe
 )
 async def record_transaction(body: TransactionCreate, session: WriteSession, response: Response):
     """Record a purchase. Idempotent by `external_id`."""
-    transaction, created = await service.record_transaction(session=session, data=body)
+    transaction, created = await transactions.record_one(session=session, data=body)
     if not created:
         response.status_code = status.HTTP_200_OK
     return TransactionOut.of(transaction)
+
+
+@router.post("/transactions:batch", response_model=BatchOut)
+async def record_transaction_batch(body: TransactionBatch, session: WriteSession):
+    """Record 1 to 1,000 purchases, answered item by item (created, duplicate by
+    `external_id`, or that item's error); a bad item does not stop the others."""
+    items = await transactions.record_batch(session=session, items=body.items)
+    counts = Counter(item["status"] for item in items)
+    return {"items": items, "created": counts["created"], "duplicates": counts["duplicate"], "errors": counts["error"]}
 
 
 @router.get("/customers/{customer_id}/transactions", response_model=TransactionPage)
@@ -75,6 +87,6 @@ async def list_transactions(customer_id: str, session: ReadSession, limit: Limit
         before = (datetime.fromisoformat(key[0]), str(key[1])) if key else None
     except (TypeError, ValueError) as exc:
         raise InvalidCursor("cursor is not one this API issued") from exc
-    rows = await service.list_transactions(session=session, customer_id=customer_id, before=before, limit=limit + 1)
+    rows = await transactions.list_transactions(session=session, customer_id=customer_id, before=before, limit=limit + 1)
     items, next_cursor = page_of(rows, limit, lambda t: (t.occurred_at.isoformat(), t.id))
     return {"items": [TransactionOut.of(t) for t in items], "next_cursor": next_cursor}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, or_, select, tuple_, update
+from sqlalchemy import bindparam, case, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identify.models import Customer, Transaction
+from services.identify.models import Customer, PurchaseDay, PurchaseSummary, Transaction
 
 
 async def get_customer(session: AsyncSession, customer_id: str) -> Customer | None:
@@ -48,23 +48,6 @@ async def list_customers(session: AsyncSession, *, after_id: str | None, limit: 
     return list((await session.execute(query)).scalars())
 
 
-async def transaction_by_external_id(session: AsyncSession, external_id: str) -> Transaction | None:
-    query = select(Transaction).where(Transaction.external_id == external_id)
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def count_purchase(session: AsyncSession, customer_id: str) -> int:
-    """Add one to the customer's purchase count atomically and return the new count."""
-
-    result = await session.execute(
-        update(Customer)
-        .where(Customer.id == customer_id)
-        .values(purchase_count=Customer.purchase_count + 1)
-        .returning(Customer.purchase_count)
-    )
-    return result.scalar_one()
-
-
 async def list_transactions(
     session: AsyncSession, *, customer_id: str, before: tuple[datetime, str] | None, limit: int
 ) -> list[Transaction]:
@@ -77,3 +60,163 @@ async def list_transactions(
     if before:
         query = query.where(tuple_(Transaction.occurred_at, Transaction.id) < before)
     return list((await session.execute(query)).scalars())
+
+
+# --- recording transactions in bulk (services/identify/transactions.py) ------------
+
+# IN lists are cut to this many values: well under every driver's parameter limit.
+IN_CHUNK = 1000
+_transactions = Transaction.__table__
+_customers = Customer.__table__
+_days = PurchaseDay.__table__
+_summaries = PurchaseSummary.__table__
+
+
+def _chunks(values, size: int = IN_CHUNK):
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+async def transactions_by_external_ids(session: AsyncSession, external_ids) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for chunk in _chunks(external_ids):
+        result = await session.execute(select(_transactions).where(_transactions.c.external_id.in_(chunk)))
+        found.update((row["external_id"], dict(row)) for row in result.mappings())
+    return found
+
+
+async def lock_customers(session: AsyncSession, customer_ids) -> dict[str, dict]:
+    """id → {merged_into, purchase_count}, row-locked on PostgreSQL (in id order, so two
+    writers cannot deadlock) so purchase counts and summaries update without races;
+    SQLite's single writer needs no lock."""
+
+    found: dict[str, dict] = {}
+    for chunk in _chunks(sorted(customer_ids)):
+        query = (
+            select(_customers.c.id, _customers.c.merged_into, _customers.c.purchase_count)
+            .where(_customers.c.id.in_(chunk))
+            .order_by(_customers.c.id)
+            .with_for_update()
+        )
+        found.update((row["id"], dict(row)) for row in (await session.execute(query)).mappings())
+    return found
+
+
+async def insert_transactions(session: AsyncSession, rows: list[dict]) -> None:
+    if rows:
+        await session.execute(insert(_transactions), rows)
+
+
+_ADD_PURCHASES = (
+    update(_customers)
+    .where(_customers.c.id == bindparam("customer_id"))
+    .values(purchase_count=_customers.c.purchase_count + bindparam("added"))
+)
+
+
+async def add_purchases(session: AsyncSession, added: dict[str, int]) -> None:
+    if added:
+        rows = [{"customer_id": customer_id, "added": n} for customer_id, n in added.items()]
+        await session.execute(_ADD_PURCHASES, rows)
+
+
+async def transactions_for_summaries(session: AsyncSession, customer_ids) -> list[dict]:
+    """The fields the summaries need, of every transaction of these customers."""
+
+    columns = [_transactions.c[name] for name in ("customer_id", "occurred_at", "amount", "margin", "cost")]
+    rows: list[dict] = []
+    for chunk in _chunks(customer_ids):
+        result = await session.execute(select(*columns).where(_transactions.c.customer_id.in_(chunk)))
+        rows.extend(dict(row) for row in result.mappings())
+    return rows
+
+
+# --- purchase days and summaries (services/identify/summaries.py) ------------------
+
+
+def _upsert(session: AsyncSession, table):
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    module = {"sqlite": sqlite, "postgresql": postgresql}[session.bind.dialect.name]
+    return module.insert(table)
+
+
+def _add_nullable(column, incoming):
+    """Sum of two optional amounts: NULL only while neither side has one."""
+
+    return case(
+        (incoming.is_(None), column),
+        (column.is_(None), incoming),
+        else_=column + incoming,
+    )
+
+
+async def add_purchase_days(session: AsyncSession, rows: list[dict]) -> None:
+    """Merge (customer_id, day, purchases, spend) rows into purchase_days."""
+
+    if not rows:
+        return
+    statement = _upsert(session, _days)
+    statement = statement.on_conflict_do_update(
+        index_elements=["customer_id", "day"],
+        set_={
+            "purchases": _days.c.purchases + statement.excluded.purchases,
+            "spend": _days.c.spend + statement.excluded.spend,
+        },
+    )
+    await session.execute(statement, rows)
+
+
+async def add_to_summaries(session: AsyncSession, rows: list[dict]) -> None:
+    """Merge one row per customer (first/last purchase, purchases, spend, margin, cost of
+    the new transactions) into purchase_summaries, then refresh the two columns that
+    depend on the customer's purchase days (read through their primary key)."""
+
+    if not rows:
+        return
+    statement = _upsert(session, _summaries)
+    new = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=["customer_id"],
+        set_={
+            "first_purchase_at": case(
+                (new.first_purchase_at < _summaries.c.first_purchase_at, new.first_purchase_at),
+                else_=_summaries.c.first_purchase_at,
+            ),
+            "last_purchase_at": case(
+                (new.last_purchase_at > _summaries.c.last_purchase_at, new.last_purchase_at),
+                else_=_summaries.c.last_purchase_at,
+            ),
+            "purchases": _summaries.c.purchases + new.purchases,
+            "total_spend": _summaries.c.total_spend + new.total_spend,
+            "total_margin": _add_nullable(_summaries.c.total_margin, new.total_margin),
+            "total_cost": _add_nullable(_summaries.c.total_cost, new.total_cost),
+            "updated_at": new.updated_at,
+        },
+    )
+    await session.execute(statement, rows)
+    await session.execute(_REFRESH_FROM_DAYS, [{"summary_of": row["customer_id"]} for row in rows])
+
+
+_day = _days.alias("d")
+_REFRESH_FROM_DAYS = (
+    update(_summaries)
+    .where(_summaries.c.customer_id == bindparam("summary_of"))
+    .values(
+        purchase_days=select(func.count())
+        .where(_day.c.customer_id == _summaries.c.customer_id)
+        .scalar_subquery(),
+        first_day_spend=select(_day.c.spend)
+        .where(_day.c.customer_id == _summaries.c.customer_id)
+        .order_by(_day.c.day)
+        .limit(1)
+        .scalar_subquery(),
+    )
+)
+
+
+async def delete_summaries(session: AsyncSession, customer_ids) -> None:
+    for chunk in _chunks(customer_ids):
+        await session.execute(delete(_days).where(_days.c.customer_id.in_(chunk)))
+        await session.execute(delete(_summaries).where(_summaries.c.customer_id.in_(chunk)))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -63,6 +64,18 @@ def _finite(value: Decimal) -> Decimal:
     return value
 
 
+def _finite_or_none(value: Decimal | None) -> Decimal | None:
+    return None if value is None else _finite(value)
+
+
+def decimal_text(value) -> str | None:
+    """A stored amount as the API writes it: plain notation, no trailing zeros."""
+
+    if value is None:
+        return None
+    return format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
+
+
 class TransactionCreate(Strict):
     customer_id: str
     amount: Annotated[Decimal, AfterValidator(_finite)] = Field(
@@ -71,6 +84,12 @@ class TransactionCreate(Strict):
     currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$"), AfterValidator(str.upper)]
     occurred_at: datetime
     external_id: Text = None
+    margin: Annotated[Decimal | None, AfterValidator(_finite_or_none)] = Field(
+        None, description="Optional margin earned on the sale (same currency)"
+    )
+    cost: Annotated[Decimal | None, AfterValidator(_finite_or_none)] = Field(
+        None, description="Optional cost of serving the sale (same currency)"
+    )
 
     @model_validator(mode="after")
     def _aware(self):
@@ -88,21 +107,51 @@ class TransactionOut(BaseModel):
     currency: str
     occurred_at: datetime
     external_id: str | None
+    margin: str | None = None
+    cost: str | None = None
     recorded_at: datetime
 
     @classmethod
     def of(cls, row) -> "TransactionOut":
+        """From an ORM object or a row mapping (the bulk path works on mappings)."""
+        get = row.get if isinstance(row, Mapping) else row.__getattribute__
         return cls(
-            id=row.id,
-            customer_id=row.customer_id,
-            amount=format(row.amount.normalize(), "f") if isinstance(row.amount, Decimal) else str(row.amount),
-            currency=row.currency,
-            occurred_at=row.occurred_at,
-            external_id=row.external_id,
-            recorded_at=row.recorded_at,
+            id=get("id"),
+            customer_id=get("customer_id"),
+            amount=decimal_text(get("amount")),
+            currency=get("currency"),
+            occurred_at=get("occurred_at"),
+            external_id=get("external_id"),
+            margin=decimal_text(get("margin")),
+            cost=decimal_text(get("cost")),
+            recorded_at=get("recorded_at"),
         )
 
 
 class TransactionPage(BaseModel):
     items: list[TransactionOut]
     next_cursor: str | None = None
+
+
+class TransactionBatch(Strict):
+    # Items are validated one by one (a bad item fails alone), so they arrive untyped.
+    items: list[Any] = Field(min_length=1, max_length=1000, description="1 to 1,000 TransactionCreate bodies")
+
+
+class ItemError(BaseModel):
+    error: str
+    detail: Any
+
+
+class BatchItemOut(BaseModel):
+    index: int
+    status: Literal["created", "duplicate", "error"]
+    transaction: TransactionOut | None = None
+    error: ItemError | None = None
+
+
+class BatchOut(BaseModel):
+    items: list[BatchItemOut]
+    created: int
+    duplicates: int
+    errors: int

@@ -1,14 +1,12 @@
-"""identify's rules for customers and transactions."""
+"""identify's rules for customers (transactions: services/identify/transactions.py)."""
 
 from __future__ import annotations
-
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify import repository
-from services.identify.models import Customer, Transaction
-from services.identify.schemas import CustomerCreate, CustomerPatch, TransactionCreate, TransactionOut
+from services.identify.models import Customer
+from services.identify.schemas import CustomerCreate, CustomerPatch
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, field_error
 from shared.ids import uuid7
@@ -98,49 +96,3 @@ async def update_customer(*, session: AsyncSession, customer_id: str, patch: Cus
         subject=customer.id,
     )
     return customer
-
-
-async def record_transaction(*, session: AsyncSession, data: TransactionCreate) -> tuple[Transaction, bool]:
-    """Record a purchase; the same external_id again returns the first one (created=False)."""
-
-    if data.external_id:
-        existing = await repository.transaction_by_external_id(session, data.external_id)
-        if existing is not None:
-            return existing, False
-    if await repository.get_customer(session, data.customer_id) is None:
-        raise field_error("body.customer_id", f"no customer with id {data.customer_id}")
-    transaction = Transaction(
-        id=uuid7(),
-        customer_id=data.customer_id,
-        amount=data.amount,
-        currency=data.currency,
-        occurred_at=data.occurred_at,
-        external_id=data.external_id,
-        recorded_at=utcnow(),
-    )
-    session.add(transaction)
-    purchase_count = await repository.count_purchase(session, data.customer_id)
-    await session.flush()
-    out = TransactionOut.of(transaction)
-    emit(
-        session,
-        "crm.identify.transaction.recorded",
-        {
-            "id": out.id,
-            "customer_id": out.customer_id,
-            "amount": out.amount,
-            "currency": out.currency,
-            "occurred_at": out.occurred_at,
-            "external_id": out.external_id,
-            "purchase_count": purchase_count,
-        },
-        subject=transaction.customer_id,
-    )
-    return transaction, True
-
-
-async def list_transactions(
-    *, session: AsyncSession, customer_id: str, before: tuple[datetime, str] | None, limit: int
-) -> list[Transaction]:
-    await get_customer(session=session, customer_id=customer_id)
-    return await repository.list_transactions(session, customer_id=customer_id, before=before, limit=limit)

@@ -1,0 +1,89 @@
+"""Each customer's purchase summary and purchase days, kept current as transactions arrive.
+
+The new transactions of a write are folded into the tables with set-based upserts
+(one statement per table per write, never a rescan of the customer's transactions):
+first/last purchase move only when the new ones are earlier/later, counts and sums
+add up, and a purchase day is one row per customer and UTC day, so a second purchase
+on the same day adds to that day instead of adding a purchase day (the same-day
+convention of the BG/NBD papers). `first_day_spend` is read back from the earliest
+purchase-day row, so an earlier purchase arriving late moves it too.
+
+`rebuild_summaries` recomputes both tables for some customers from their transactions,
+e.g. after a merge moved transactions to the survivor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import timezone
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.identify import repository
+from shared.db import utcnow
+
+
+def _day_of(occurred_at):
+    if occurred_at.tzinfo is not None:
+        occurred_at = occurred_at.astimezone(timezone.utc)
+    return occurred_at.date()
+
+
+def _add(total: Decimal | None, value: Decimal | None) -> Decimal | None:
+    if value is None:
+        return total
+    return value if total is None else total + value
+
+
+async def add_transactions(session: AsyncSession, rows: Iterable[Mapping]) -> None:
+    """Fold new transactions (mappings with customer_id, occurred_at, amount, margin,
+    cost) into purchase_days and purchase_summaries."""
+
+    days: dict[tuple, dict] = {}
+    customers: dict[str, dict] = {}
+    now = utcnow()
+    for row in rows:
+        customer_id, at, amount = row["customer_id"], row["occurred_at"], row["amount"]
+        key = (customer_id, _day_of(at))
+        day = days.get(key)
+        if day is None:
+            days[key] = {"customer_id": customer_id, "day": key[1], "purchases": 1, "spend": amount}
+        else:
+            day["purchases"] += 1
+            day["spend"] += amount
+        summary = customers.get(customer_id)
+        if summary is None:
+            customers[customer_id] = {
+                "customer_id": customer_id,
+                "first_purchase_at": at,
+                "last_purchase_at": at,
+                "purchases": 1,
+                "purchase_days": 0,  # both refreshed from purchase_days
+                "first_day_spend": 0,
+                "total_spend": amount,
+                "total_margin": row["margin"],
+                "total_cost": row["cost"],
+                "updated_at": now,
+            }
+        else:
+            if at < summary["first_purchase_at"]:
+                summary["first_purchase_at"] = at
+            if at > summary["last_purchase_at"]:
+                summary["last_purchase_at"] = at
+            summary["purchases"] += 1
+            summary["total_spend"] += amount
+            summary["total_margin"] = _add(summary["total_margin"], row["margin"])
+            summary["total_cost"] = _add(summary["total_cost"], row["cost"])
+    # Sorted: concurrent writers on PostgreSQL take the row locks in one order.
+    await repository.add_purchase_days(session, [days[key] for key in sorted(days)])
+    await repository.add_to_summaries(session, [customers[key] for key in sorted(customers)])
+
+
+async def rebuild_summaries(session: AsyncSession, customer_ids: Iterable[str]) -> None:
+    """Recompute purchase_days and purchase_summaries of these customers from their
+    transactions (a customer left with none has no summary)."""
+
+    customer_ids = sorted(set(customer_ids))
+    await repository.delete_summaries(session, customer_ids)
+    await add_transactions(session, await repository.transactions_for_summaries(session, customer_ids))

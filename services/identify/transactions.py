@@ -1,0 +1,185 @@
+"""identify's rules for recording transactions: one path for a single purchase, a batch
+and an import.
+
+`record_transactions` takes many at once and answers item by item: a transaction
+whose `external_id` was recorded before (or earlier in the same call) is a duplicate
+and returns the first one; one for an unknown or merged customer is an error; the
+others are inserted in bulk, counted on their customer, folded into the purchase
+summaries and announced with one `crm.identify.transaction.recorded` event each, all
+in the caller's transaction. Then their customers are re-scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.identify import repository, service, summaries
+from services.identify.portfolio.scoring import rescore_customers
+from services.identify.schemas import TransactionCreate, TransactionOut, decimal_text
+from shared.db import utcnow
+from shared.errors import field_error
+from shared.ids import uuid7
+from shared.messaging import emit
+
+RECORDED = "crm.identify.transaction.recorded"
+
+
+class NewTransaction(Protocol):
+    """What a transaction to record carries (TransactionCreate, or an import's row)."""
+
+    customer_id: str
+    amount: Decimal
+    currency: str
+    occurred_at: datetime
+    external_id: str | None
+    margin: Decimal | None
+    cost: Decimal | None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one item: `transaction` is the stored row (as a mapping) for
+    created and duplicate; `field`/`message` say what is wrong with an error."""
+
+    status: Literal["created", "duplicate", "error"]
+    transaction: dict | None = None
+    field: str | None = None
+    message: str | None = None
+
+
+def _customer_problem(customer_id: str, customer: dict | None) -> str | None:
+    if customer is None:
+        return f"no customer with id {customer_id}"
+    if customer["merged_into"]:
+        return f"customer {customer_id} was merged into {customer['merged_into']}; record it on the survivor"
+    return None
+
+
+async def record_transactions(*, session: AsyncSession, items: Sequence[NewTransaction]) -> list[Outcome]:
+    """Record the items in the session's transaction; one Outcome per item, in order."""
+
+    external_ids = {item.external_id for item in items if item.external_id}
+    earlier = await repository.transactions_by_external_ids(session, external_ids)
+    customers = await repository.lock_customers(session, {item.customer_id for item in items})
+
+    outcomes: list[Outcome] = []
+    rows: list[dict] = []
+    now = utcnow()
+    for item in items:
+        external_id = item.external_id
+        if external_id and external_id in earlier:
+            outcomes.append(Outcome("duplicate", earlier[external_id]))
+            continue
+        problem = _customer_problem(item.customer_id, customers.get(item.customer_id))
+        if problem:
+            outcomes.append(Outcome("error", field="customer_id", message=problem))
+            continue
+        row = {
+            "id": uuid7(),
+            "customer_id": item.customer_id,
+            "amount": item.amount,
+            "currency": item.currency,
+            "occurred_at": item.occurred_at,
+            "external_id": external_id,
+            "margin": item.margin,
+            "cost": item.cost,
+            "recorded_at": now,
+        }
+        rows.append(row)
+        outcomes.append(Outcome("created", row))
+        if external_id:
+            earlier[external_id] = row  # a later item with this id in the same call is a duplicate
+
+    if rows:
+        await repository.insert_transactions(session, rows)
+        added = _announce(session, rows, customers)
+        await repository.add_purchases(session, added)
+        await summaries.add_transactions(session, rows)
+        await rescore_customers(session, sorted(added))
+    return outcomes
+
+
+def _announce(session: AsyncSession, rows: list[dict], customers: dict[str, dict]) -> dict[str, int]:
+    """Emit one event per new transaction; return how many each customer got."""
+
+    added: dict[str, int] = {}
+    for row in rows:
+        customer_id = row["customer_id"]
+        count = added[customer_id] = added.get(customer_id, 0) + 1
+        emit(
+            session,
+            RECORDED,
+            {
+                "id": row["id"],
+                "customer_id": customer_id,
+                "amount": decimal_text(row["amount"]),
+                "currency": row["currency"],
+                "occurred_at": row["occurred_at"],
+                "external_id": row["external_id"],
+                "purchase_count": customers[customer_id]["purchase_count"] + count,
+                "margin": decimal_text(row["margin"]),
+                "cost": decimal_text(row["cost"]),
+            },
+            subject=customer_id,
+        )
+    return added
+
+
+async def list_transactions(
+    *, session: AsyncSession, customer_id: str, before: tuple[datetime, str] | None, limit: int
+) -> list:
+    await service.get_customer(session=session, customer_id=customer_id)
+    return await repository.list_transactions(session, customer_id=customer_id, before=before, limit=limit)
+
+
+def _item_errors(index: int, exc: ValidationError) -> dict:
+    """An item's validation errors shaped like the API's 422 body, fields named from the body."""
+
+    detail = [
+        {
+            "field": ".".join(str(part) for part in ("body", "items", index, *err.get("loc", ()))),
+            "message": err.get("msg"),
+            "type": err.get("type"),
+        }
+        for err in exc.errors()
+    ]
+    return {"error": "validation_error", "detail": detail}
+
+
+async def record_batch(*, session: AsyncSession, items: Sequence) -> list[dict]:
+    """Validate and record a batch item by item: [{index, status, transaction, error}]."""
+
+    answers: list[dict] = [{"index": index, "transaction": None, "error": None} for index in range(len(items))]
+    valid: list[tuple[int, TransactionCreate]] = []
+    for index, raw in enumerate(items):
+        try:
+            valid.append((index, TransactionCreate.model_validate(raw)))
+        except ValidationError as exc:
+            answers[index].update(status="error", error=_item_errors(index, exc))
+    outcomes = await record_transactions(session=session, items=[item for _, item in valid])
+    for (index, _), outcome in zip(valid, outcomes):
+        answer = answers[index]
+        answer["status"] = outcome.status
+        if outcome.status == "error":
+            error = field_error(f"body.items.{index}.{outcome.field}", outcome.message)
+            answer["error"] = error.body()
+        else:
+            answer["transaction"] = TransactionOut.of(outcome.transaction)
+    return answers
+
+
+async def record_one(*, session: AsyncSession, data: TransactionCreate) -> tuple[dict, bool]:
+    """Record one purchase: (the transaction, created); the same external_id again
+    returns the first one with created=False."""
+
+    (outcome,) = await record_transactions(session=session, items=[data])
+    if outcome.status == "error":
+        raise field_error(f"body.{outcome.field}", outcome.message)
+    return outcome.transaction, outcome.status == "created"
