@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.identify.endpoints import router
 from services.identify.models import Base, messaging
+from services.identify.resolution.endpoints import router as resolution_router
 from shared.app import ServiceDefinition, create_service_app
 
 DEFINITION = ServiceDefinition(
@@ -11,7 +12,7 @@ DEFINITION = ServiceDefinition(
     description="Customer portfolio analysis: customers, transactions and (soon) their value.",
     metadata=Base.metadata,
     messaging=messaging,
-    routers=[router],
+    routers=[router, resolution_router],
     consumers=[],
 )
 

@@ -43,8 +43,15 @@ class CustomerOut(BaseModel):
     external_id: str | None
     name: str | None
     phone: str | None
+    phone_e164: str | None = Field(
+        None, validation_alias="phone_key", description="The phone in E.164, null when it is not a valid number"
+    )
     referred_by: str | None
     purchase_count: int
+    merged_into: str | None = Field(
+        None, description="Set when this customer was merged: the survivor that now holds its data"
+    )
+    merged_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
 

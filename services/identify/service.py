@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify import repository
 from services.identify.models import Customer
+from services.identify.resolution.service import refresh_match_keys, refuse_merged
 from services.identify.schemas import CustomerCreate, CustomerPatch
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, field_error
@@ -55,7 +56,7 @@ async def create_customer(*, session: AsyncSession, data: CustomerCreate) -> Cus
         updated_at=now,
     )
     session.add(customer)
-    await session.flush()
+    await refresh_match_keys(session, customer)
     emit(
         session,
         "crm.identify.customer.created",
@@ -67,6 +68,7 @@ async def create_customer(*, session: AsyncSession, data: CustomerCreate) -> Cus
 
 async def update_customer(*, session: AsyncSession, customer_id: str, patch: CustomerPatch) -> Customer:
     customer = await get_customer(session=session, customer_id=customer_id)
+    refuse_merged(customer)
     changes = {
         field: getattr(patch, field)
         for field in patch.model_fields_set
@@ -88,6 +90,7 @@ async def update_customer(*, session: AsyncSession, customer_id: str, patch: Cus
         setattr(customer, field, value)
     customer.email_key = _email_key(customer.email)
     customer.updated_at = utcnow()
+    await refresh_match_keys(session, customer, name_changed="name" in changes)
     await session.flush()
     emit(
         session,
