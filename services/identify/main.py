@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.identify.endpoints import router
+from services.identify.imports import endpoints as imports, service as import_jobs
 from services.identify.models import Base, messaging
 from services.identify.resolution.endpoints import router as resolution_router
 from shared.app import ServiceDefinition, create_service_app
@@ -12,8 +13,9 @@ DEFINITION = ServiceDefinition(
     description="Customer portfolio analysis: customers, transactions and (soon) their value.",
     metadata=Base.metadata,
     messaging=messaging,
-    routers=[router, resolution_router],
+    routers=[router, resolution_router, imports.router],
     consumers=[],
+    on_start=[import_jobs.fail_interrupted_imports],
 )
 
 

@@ -1,0 +1,1 @@
+"""Import jobs: files of transactions recorded in the background (see service.py)."""

@@ -1,0 +1,252 @@
+"""Reading an import file: CSV (any delimiter, or whitespace-separated) or NDJSON, a
+column mapping, and each row turned into a transaction or a reason to reject it.
+
+A row becomes a `TransactionCreate` (the API's own validation, so an imported row
+is held to exactly the rules of `POST /v1/transactions`) whose `customer_id` is
+filled in later from `customer_external_id`. A row without an `external_id` gets
+one derived from its content (see `derived_external_id`), which makes re-running
+the same file record nothing twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import NamedTuple
+
+import orjson
+from pydantic import ValidationError
+
+from services.identify.schemas import TransactionCreate
+
+OUR_COLUMNS = ("customer_external_id", "occurred_at", "amount", "currency", "external_id", "margin", "cost")
+REQUIRED = ("customer_external_id", "occurred_at", "amount")
+FORMATS = ("csv", "ndjson")
+WHITESPACE = "whitespace"
+# A rejected row keeps this much of its text, for the operator to find it.
+RAW_KEPT = 500
+
+
+class OptionsError(ValueError):
+    """The import's options or the file's header do not fit together (a 422 at upload)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass
+class ImportOptions:
+    file_format: str = "csv"
+    # The file's column → ours; columns already named like ours need no entry.
+    mapping: dict[str, str] = field(default_factory=dict)
+    delimiter: str | None = None  # None: guessed from the header line
+    # The names of the columns of a file without a header row.
+    columns: list[str] | None = None
+    date_format: str | None = None  # strptime format; else ISO 8601 or YYYYMMDD
+    currency: str | None = None  # for rows without a currency
+
+
+@dataclass(slots=True)
+class Row:
+    """One data row: `item` to record, or `reason` it was rejected."""
+
+    line: int
+    raw: str
+    customer_external_id: str | None = None
+    item: TransactionCreate | None = None
+    reason: str | None = None
+
+
+class Header(NamedTuple):
+    delimiter: str
+    positions: dict[str, int] | None  # our column → index; None for NDJSON
+    ignored: list[str]  # the file's columns that are neither ours nor mapped
+
+
+def check_mapping(mapping: object) -> dict[str, str]:
+    if not isinstance(mapping, dict):
+        raise OptionsError("mapping", "must be a JSON object renaming the file's columns to ours")
+    targets: dict[str, str] = {}
+    for source, target in mapping.items():
+        if not isinstance(target, str) or target not in OUR_COLUMNS:
+            raise OptionsError(
+                "mapping", f"column {source!r} maps to {target!r}, which is not one of {', '.join(OUR_COLUMNS)}"
+            )
+        if target in targets:
+            raise OptionsError("mapping", f"columns {targets[target]!r} and {source!r} both map to {target!r}")
+        targets[target] = source
+    return dict(mapping)
+
+
+def guess_format(filename: str | None, head: bytes) -> str:
+    name = (filename or "").lower()
+    if name.endswith((".ndjson", ".jsonl")):
+        return "ndjson"
+    if name.endswith((".csv", ".tsv", ".txt")):
+        return "csv"
+    return "ndjson" if head.lstrip().startswith(b"{") else "csv"
+
+
+def _guess_delimiter(line: str) -> str:
+    for candidate in (",", "\t", ";", "|"):
+        if candidate in line:
+            return candidate
+    return WHITESPACE
+
+
+def _split(line: str, delimiter: str) -> list[str]:
+    if delimiter == WHITESPACE:
+        return line.split()
+    return next(csv.reader([line], delimiter=delimiter))
+
+
+def _positions(header: list[str], mapping: dict[str, str]) -> dict[str, int]:
+    """Our column → its index in the file's rows; refuses a header that lacks one we need."""
+
+    names = header
+    for source in mapping:
+        if source not in names:
+            raise OptionsError("mapping", f"the file has no column {source!r}; its columns are {', '.join(names)}")
+    positions = {}
+    for index, name in enumerate(names):
+        ours = mapping.get(name, name if name in OUR_COLUMNS and name not in mapping.values() else None)
+        if ours is not None:
+            positions[ours] = index
+    missing = [column for column in REQUIRED if column not in positions]
+    if missing:
+        raise OptionsError(
+            "mapping",
+            f"no column for {', '.join(missing)}: the file's columns are {', '.join(names)}; "
+            "name them in the header or map them with `mapping`",
+        )
+    return positions
+
+
+def parse_occurred_at(value: object, date_format: str | None) -> datetime:
+    """ISO 8601 date (00:00 UTC) or date-time (UTC when it names no zone), or YYYYMMDD."""
+
+    text = str(value).strip()
+    if date_format:
+        parsed = datetime.strptime(text, date_format)
+    elif len(text) == 8 and text.isdigit():
+        parsed = datetime(int(text[:4]), int(text[4:6]), int(text[6:]))
+    elif len(text) == 10:
+        parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
+    else:
+        parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+class Reader:
+    """Iterates a spooled file's rows; `header()` checks the options against it first."""
+
+    def __init__(self, path: Path, options: ImportOptions):
+        self.path = path
+        self.options = options
+        self._occurrences: dict[str, int] = {}
+
+    # -- the file's shape ------------------------------------------------------
+
+    def _lines(self) -> Iterator[tuple[int, str]]:
+        with open(self.path, encoding="utf-8-sig", newline="") as file:
+            for number, line in enumerate(file, start=1):
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    yield number, line
+
+    def header(self) -> "Header":
+        """How to read the rows; refuses options that do not fit the file's header."""
+
+        options = self.options
+        if options.file_format == "ndjson":
+            return Header("", None, [])
+        first = next(self._lines(), None)
+        if first is None:
+            raise OptionsError("file", "the file has no rows")
+        delimiter = options.delimiter or _guess_delimiter(first[1])
+        names = [name.strip() for name in (options.columns or _split(first[1], delimiter))]
+        positions = _positions(names, options.mapping)
+        used = set(positions.values())
+        return Header(delimiter, positions, [name for index, name in enumerate(names) if index not in used])
+
+    # -- rows ---------------------------------------------------------------------
+
+    def rows(self) -> Iterator[Row]:
+        delimiter, positions, _ = self.header()
+        lines = self._lines()
+        if positions is None:
+            yield from (self._ndjson_row(number, line) for number, line in lines)
+            return
+        if not self.options.columns:
+            next(lines)  # the header row
+        width = max(positions.values()) + 1
+        for number, line in lines:
+            try:
+                cells = _split(line, delimiter)
+            except csv.Error as exc:
+                yield Row(number, line[:RAW_KEPT], reason=f"unreadable CSV row: {exc}")
+                continue
+            if len(cells) < width:
+                yield Row(number, line[:RAW_KEPT], reason=f"expected at least {width} columns, found {len(cells)}")
+                continue
+            yield self._row(number, line, {ours: cells[index] for ours, index in positions.items()})
+
+    def _ndjson_row(self, number: int, line: str) -> Row:
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return Row(number, line[:RAW_KEPT], reason="not a JSON object")
+        if not isinstance(record, dict):
+            return Row(number, line[:RAW_KEPT], reason="not a JSON object")
+        mapping = self.options.mapping
+        values = {mapping.get(key, key): value for key, value in record.items()}
+        return self._row(number, line, {key: value for key, value in values.items() if key in OUR_COLUMNS})
+
+    def _row(self, number: int, line: str, values: dict[str, object]) -> Row:
+        raw = line[:RAW_KEPT]
+        values = {key: value for key, value in values.items() if value is not None and value != ""}
+        missing = [column for column in REQUIRED if column not in values]
+        if missing:
+            return Row(number, raw, reason=f"missing {', '.join(missing)}")
+        customer = str(values.pop("customer_external_id")).strip()
+        if not customer or len(customer) > 200:
+            return Row(number, raw, reason="customer_external_id must be 1 to 200 characters")
+        try:
+            values["occurred_at"] = parse_occurred_at(values["occurred_at"], self.options.date_format)
+        except (ValueError, TypeError):
+            expected = self.options.date_format or "ISO 8601 or YYYYMMDD"
+            return Row(number, raw, reason=f"occurred_at {values['occurred_at']!r} is not a date ({expected})")
+        if "currency" not in values:
+            if not self.options.currency:
+                return Row(number, raw, reason="no currency: add a currency column or give the `currency` default")
+            values["currency"] = self.options.currency
+        for key in ("amount", "margin", "cost"):
+            if key in values and not isinstance(values[key], str):
+                values[key] = str(values[key])  # JSON numbers keep their digits as decimals
+        try:
+            item = TransactionCreate.model_validate({"customer_id": "", **values})
+        except ValidationError as exc:
+            reasons = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in exc.errors())
+            return Row(number, raw, reason=reasons)
+        if item.external_id is None:
+            item.external_id = self.derived_external_id(customer, item)
+        return Row(number, raw, customer, item)
+
+    def derived_external_id(self, customer_external_id: str, item: TransactionCreate) -> str:
+        """`import:` + sha256 of `customer_external_id|occurred_at|amount|n`, where
+        occurred_at is ISO 8601 in UTC, amount has no trailing zeros and n counts the
+        rows of this file with the same three values (1 for the first): identical lines
+        stay distinct purchases, and the same file imported again derives the same ids."""
+
+        key = "|".join(
+            (customer_external_id, item.occurred_at.astimezone(timezone.utc).isoformat(),
+             format(item.amount.normalize(), "f"))
+        )
+        occurrence = self._occurrences[key] = self._occurrences.get(key, 0) + 1
+        return "import:" + hashlib.sha256(f"{key}|{occurrence}".encode()).hexdigest()[:40]

@@ -1,0 +1,85 @@
+"""The import jobs' queries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.identify.models import Customer, ImportJob, ImportRejection
+from services.identify.repository import _chunks
+from shared.db import insert_ignoring
+
+_jobs = ImportJob.__table__
+_rejections = ImportRejection.__table__
+_customers = Customer.__table__
+
+COUNTERS = ("rows_read", "recorded", "duplicates", "rejected", "customers_created")
+
+
+async def add_job(session: AsyncSession, row: dict) -> None:
+    await session.execute(insert(_jobs), row)
+
+
+async def get_job(session: AsyncSession, job_id: str):
+    return (await session.execute(select(_jobs).where(_jobs.c.id == job_id))).mappings().first()
+
+
+async def list_jobs(session: AsyncSession, *, before_id: str | None, limit: int) -> list:
+    query = select(_jobs).order_by(_jobs.c.id.desc()).limit(limit)
+    if before_id:
+        query = query.where(_jobs.c.id < before_id)
+    return list((await session.execute(query)).mappings())
+
+
+async def rejections(session: AsyncSession, job_id: str, *, after_line: int | None, limit: int) -> list:
+    query = (
+        select(_rejections.c.line, _rejections.c.reason, _rejections.c.raw)
+        .where(_rejections.c.import_id == job_id)
+        .order_by(_rejections.c.line)
+        .limit(limit)
+    )
+    if after_line is not None:
+        query = query.where(_rejections.c.line > after_line)
+    return list((await session.execute(query)).mappings())
+
+
+async def add_rejections(session: AsyncSession, rows: list[dict]) -> None:
+    if rows:
+        await session.execute(insert(_rejections), rows)
+
+
+async def add_progress(session: AsyncSession, job_id: str, counts: dict[str, int]) -> None:
+    await session.execute(
+        update(_jobs).where(_jobs.c.id == job_id).values({name: _jobs.c[name] + counts[name] for name in COUNTERS})
+    )
+
+
+async def finish_job(session: AsyncSession, job_id: str, *, status: str, failure: str | None, at: datetime) -> None:
+    await session.execute(
+        update(_jobs).where(_jobs.c.id == job_id).values(status=status, failure=failure, finished_at=at)
+    )
+
+
+async def fail_running_jobs(session: AsyncSession, *, failure: str, at: datetime) -> int:
+    result = await session.execute(
+        update(_jobs).where(_jobs.c.status == "running").values(status="failed", failure=failure, finished_at=at)
+    )
+    return result.rowcount
+
+
+async def customers_by_external_id(session: AsyncSession, external_ids) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for chunk in _chunks(external_ids):
+        query = select(_customers.c.external_id, _customers.c.id).where(_customers.c.external_id.in_(chunk))
+        found.update((row.external_id, row.id) for row in await session.execute(query))
+    return found
+
+
+async def add_customers(session: AsyncSession, rows: list[dict]) -> None:
+    """Insert customers known only by external id; one another writer added meanwhile
+    is skipped (the caller reads the ids back)."""
+
+    if rows:
+        await session.execute(insert_ignoring(session, _customers, ["external_id"]), rows)

@@ -1,0 +1,268 @@
+"""Import jobs: a file of transactions recorded in the background, batch by batch.
+
+The upload is copied to a temporary file by chunks (never held whole in memory),
+checked against its options (format, mapping, header), and a job row is committed
+before the 202. A task of this process then reads the file in batches of
+`BATCH_ROWS` rows; each batch is one database transaction that records its rows
+through `record_transactions` (the path of the API), stores its rejected lines and
+adds to the job's counters, so progress is exact and what a batch did is never half
+done. Jobs live only in the process that runs them: one interrupted by a stop or a
+crash is marked failed (at the stop, or at the next start), and running the import
+again is safe because transactions are idempotent by external id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.identify.imports import parsing, repository
+from services.identify.transactions import record_transactions
+from shared.db import utcnow
+from shared.errors import AppError, InvalidRequest, NotFound, field_error
+from shared.ids import uuid7
+from shared.messaging import emit
+from shared.uow import transaction
+
+log = logging.getLogger("valuechain.identify.imports")
+
+BATCH_ROWS = 2000
+ERRORS_SHOWN = 100  # rejected lines GET /v1/imports/{id} shows; the rest are paged
+UPLOAD_CHUNK = 1 << 20
+INTERRUPTED = "interrupted: the identify service stopped before the import finished; run it again (it is idempotent)"
+
+
+class MalformedJson(AppError):
+    status_code = 400
+    error = "malformed_json"
+
+
+def options_from_form(
+    *, filename: str | None, head: bytes, mapping: str | None, file_format: str | None, delimiter: str | None,
+    columns: str | None, date_format: str | None, currency: str | None,
+) -> parsing.ImportOptions:
+    """The form's options, checked (the header is checked against them later)."""
+
+    options = parsing.ImportOptions()
+    if mapping:
+        try:
+            decoded = orjson.loads(mapping)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedJson([{"field": "mapping", "message": f"not JSON: {exc}", "type": "json_invalid"}]) from exc
+        try:
+            options.mapping = parsing.check_mapping(decoded)
+        except parsing.OptionsError as exc:
+            raise field_error(exc.field, exc.message) from exc
+    if file_format and file_format not in parsing.FORMATS:
+        raise field_error("format", f"must be one of {', '.join(parsing.FORMATS)}")
+    options.file_format = file_format or parsing.guess_format(filename, head)
+    if delimiter:
+        if delimiter in ("\\t", "tab"):
+            delimiter = "\t"
+        if delimiter != parsing.WHITESPACE and len(delimiter) != 1:
+            raise field_error("delimiter", f"one character, `tab` or `{parsing.WHITESPACE}`")
+        options.delimiter = delimiter
+    if columns:
+        options.columns = [name.strip() for name in columns.split(",")]
+    if date_format:
+        if "%" not in date_format:
+            raise field_error("date_format", "a strptime format such as %d/%m/%Y")
+        options.date_format = date_format
+    if currency:
+        if len(currency) != 3 or not currency.isalpha():
+            raise field_error("currency", "a three-letter currency code")
+        options.currency = currency.upper()
+    return options
+
+
+async def spool(upload) -> tuple[Path, bytes]:
+    """Copy an upload to a temporary file by chunks; return it and its first bytes."""
+
+    fd, name = tempfile.mkstemp(prefix="valuechain-import-", suffix=".upload")
+    head = b""
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := await upload.read(UPLOAD_CHUNK):
+                if not head:
+                    head = chunk[:4096]
+                out.write(chunk)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name), head
+
+
+async def start_import(*, runtime, path: Path, filename: str | None, options: parsing.ImportOptions,
+                       create_customers: bool) -> dict:
+    """Check the spooled file's header, commit the job, start its task; the file is the job's now."""
+
+    try:
+        header = parsing.Reader(path, options).header()
+    except parsing.OptionsError as exc:
+        path.unlink(missing_ok=True)
+        raise field_error(exc.field, exc.message) from exc
+    except UnicodeDecodeError as exc:
+        path.unlink(missing_ok=True)
+        raise InvalidRequest([{"field": "file", "message": "the file is not UTF-8 text", "type": "value_error"}]) from exc
+    job_id = uuid7()
+    async with transaction(runtime.db.writer) as session:
+        await repository.add_job(session, {
+            "id": job_id, "status": "running", "filename": (filename or "")[:300] or None,
+            "file_format": options.file_format, "mapping": options.mapping, "create_customers": create_customers,
+            "rows_read": 0, "recorded": 0, "duplicates": 0, "rejected": 0, "customers_created": 0,
+            "created_at": utcnow(),
+        })
+    task = asyncio.create_task(run_import(runtime.db, job_id, path, options, create_customers), name=f"import-{job_id}")
+    runtime.tasks.append(task)  # cancelled (and the job marked failed) when the service stops
+    task.add_done_callback(lambda done: done in runtime.tasks and runtime.tasks.remove(done))
+    return {"id": job_id, "status": "running", "format": options.file_format, "ignored_columns": header.ignored}
+
+
+async def run_import(db, job_id: str, path: Path, options: parsing.ImportOptions, create_customers: bool) -> None:
+    customers: dict[str, str] = {}  # external id → customer id, filled as batches commit
+    try:
+        rows = parsing.Reader(path, options).rows()
+        while batch := list(itertools.islice(rows, BATCH_ROWS)):
+            for attempt in (1, 2):
+                try:
+                    async with transaction(db.writer) as session:
+                        found = await record_batch(session, job_id, batch, customers, create_customers)
+                    break
+                except IntegrityError:
+                    # Another writer recorded one of these external ids (or created one of these
+                    # customers) between our check and our insert: the retry sees it as existing.
+                    if attempt == 2:
+                        raise
+            customers.update(found)
+        await _finish(db, job_id, "done", None)
+    except asyncio.CancelledError:
+        await asyncio.shield(_finish(db, job_id, "failed", INTERRUPTED))
+        raise
+    except Exception as exc:  # noqa: BLE001 - the job reports it; the service carries on
+        log.exception("import failed", extra={"fields": {"import_id": job_id}})
+        await _finish(db, job_id, "failed", f"{exc.__class__.__name__}: {exc}"[:2000])
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def _finish(db, job_id: str, status: str, failure: str | None) -> None:
+    async with transaction(db.writer) as session:
+        await repository.finish_job(session, job_id, status=status, failure=failure, at=utcnow())
+
+
+async def record_batch(
+    session: AsyncSession, job_id: str, batch: list[parsing.Row], customers: dict[str, str], create_customers: bool
+) -> dict[str, str]:
+    """Record one batch of rows and its progress; return the customers it looked up or made."""
+
+    counts = dict.fromkeys(repository.COUNTERS, 0)
+    counts["rows_read"] = len(batch)
+    rejected: list[dict] = []
+
+    def reject(row: parsing.Row, reason: str) -> None:
+        rejected.append({"import_id": job_id, "line": row.line, "reason": reason, "raw": row.raw})
+
+    good = []
+    for row in batch:
+        if row.reason is None:
+            good.append(row)
+        else:
+            reject(row, row.reason)
+    unknown = {row.customer_external_id for row in good} - customers.keys()
+    found = await repository.customers_by_external_id(session, unknown)
+    missing = sorted(unknown - found.keys())
+    if missing and create_customers:
+        created = await _create_customers(session, missing)
+        counts["customers_created"] = len(created)
+        found.update(await repository.customers_by_external_id(session, missing))
+
+    recordable = []
+    for row in good:
+        customer_id = customers.get(row.customer_external_id) or found.get(row.customer_external_id)
+        if customer_id is None:
+            reject(row, f"no customer with external id {row.customer_external_id!r} (send create_customers=true "
+                        "to create customers the file names)")
+        else:
+            row.item.customer_id = customer_id
+            recordable.append(row)
+    outcomes = await record_transactions(session=session, items=[row.item for row in recordable])
+    for row, outcome in zip(recordable, outcomes):
+        if outcome.status == "created":
+            counts["recorded"] += 1
+        elif outcome.status == "duplicate":
+            counts["duplicates"] += 1
+        else:
+            reject(row, outcome.message)
+    counts["rejected"] = len(rejected)
+    await repository.add_rejections(session, rejected)
+    await repository.add_progress(session, job_id, counts)
+    return found
+
+
+async def _create_customers(session: AsyncSession, external_ids: list[str]) -> list[str]:
+    """Create customers known only by external id; return the ids of those this call made."""
+
+    now = utcnow()
+    rows = [
+        {"id": uuid7(), "external_id": external_id, "purchase_count": 0, "created_at": now, "updated_at": now}
+        for external_id in external_ids
+    ]
+    await repository.add_customers(session, rows)
+    stored = await repository.customers_by_external_id(session, external_ids)
+    made = []
+    for row in rows:
+        if stored.get(row["external_id"]) == row["id"]:  # not one another writer made meanwhile
+            made.append(row["id"])
+            emit(
+                session,
+                "crm.identify.customer.created",
+                {"id": row["id"], "external_id": row["external_id"], "created_at": now},
+                subject=row["id"],
+            )
+    return made
+
+
+# --- reading jobs -----------------------------------------------------------------
+
+
+def _job_out(job) -> dict:
+    out = dict(job)
+    out["format"] = out.pop("file_format")
+    return out
+
+
+async def get_import(*, session: AsyncSession, job_id: str) -> dict:
+    job = await repository.get_job(session, job_id)
+    if job is None:
+        raise NotFound(f"no import with id {job_id}")
+    out = _job_out(job)
+    errors = await repository.rejections(session, job_id, after_line=None, limit=ERRORS_SHOWN)
+    out.update(errors=errors, errors_total=job["rejected"], errors_truncated=job["rejected"] > len(errors))
+    return out
+
+
+async def list_imports(*, session: AsyncSession, before_id: str | None, limit: int) -> list[dict]:
+    return [_job_out(job) for job in await repository.list_jobs(session, before_id=before_id, limit=limit)]
+
+
+async def list_rejections(*, session: AsyncSession, job_id: str, after_line: int | None, limit: int) -> list:
+    if await repository.get_job(session, job_id) is None:
+        raise NotFound(f"no import with id {job_id}")
+    return await repository.rejections(session, job_id, after_line=after_line, limit=limit)
+
+
+async def fail_interrupted_imports(runtime) -> None:
+    """Start-up hook: a job still `running` was cut off by a restart (jobs run in-process)."""
+
+    async with transaction(runtime.db.writer) as session:
+        failed = await repository.fail_running_jobs(session, failure=INTERRUPTED, at=utcnow())
+    if failed:
+        log.warning("marked interrupted imports failed", extra={"fields": {"imports": failed}})

@@ -1,0 +1,218 @@
+"""Import jobs: CSV with a mapping, NDJSON, headerless whitespace files, customers
+created or refused, rejected lines with reasons, idempotent re-runs, progress, and the
+errors a client can make."""
+
+from __future__ import annotations
+
+import json
+
+import nats
+
+from services.identify.imports import repository as jobs, service as import_jobs
+from shared.db import utcnow
+from shared.uow import transaction
+from tests.support import wait_until
+
+
+async def upload(client, content: str | bytes, filename: str = "sales.csv", **form):
+    data = {key: (json.dumps(value) if isinstance(value, dict) else str(value).lower() if isinstance(value, bool)
+                  else value) for key, value in form.items()}
+    return await client.post("/v1/imports", files={"file": (filename, content)}, data=data)
+
+
+async def finished(client, import_id: str, seen: list | None = None) -> dict:
+    async def done():
+        state = (await client.get(f"/v1/imports/{import_id}")).json()
+        if seen is not None:
+            seen.append(state)
+        return state if state["status"] != "running" else None
+
+    return await wait_until(done, timeout=60, interval=0.02, what="the import to finish")
+
+
+async def run_import(client, content, filename="sales.csv", **form) -> dict:
+    response = await upload(client, content, filename, **form)
+    assert response.status_code == 202, response.text
+    return await finished(client, response.json()["id"])
+
+
+async def customers_by_external_id(client) -> dict[str, dict]:
+    found, cursor = {}, None
+    while True:
+        page = (await client.get("/v1/customers", params={"limit": 200, **({"cursor": cursor} if cursor else {})})).json()
+        found.update((c["external_id"], c) for c in page["items"])
+        if not (cursor := page["next_cursor"]):
+            return found
+
+
+CSV = """client,when,total,ccy,ref,note
+c-1,2026-01-05,10.00,usd,r-1,first
+c-1,2026-01-05T18:00:00+02:00,5.5,usd,r-2,same day
+c-2,20260107,7,EUR,,yyyymmdd and no ref
+c-2,2026-01-08,7,EUR,r-1,duplicate ref in the file
+c-3,not a date,3,EUR,r-4,bad date
+c-3,2026-01-09,lots,EUR,r-5,bad amount
+,2026-01-09,3,EUR,r-6,no customer
+c-3,2026-01-10,3.25,EUR,r-7,ok
+"""
+MAPPING = {"client": "customer_external_id", "when": "occurred_at", "total": "amount", "ccy": "currency",
+           "ref": "external_id"}
+
+
+async def test_a_csv_with_a_mapping_creates_customers_and_reports_rejected_lines(suite):
+    identify = await suite.start("identify")
+    client = identify.client
+
+    response = await upload(client, CSV, mapping=MAPPING, create_customers=True)
+    assert response.status_code == 202, response.text
+    started = response.json()
+    assert (started["status"], started["format"], started["ignored_columns"]) == ("running", "csv", ["note"])
+    job = await finished(client, started["id"])
+
+    assert job["status"] == "done", job
+    assert (job["rows_read"], job["recorded"], job["duplicates"], job["rejected"]) == (8, 4, 1, 3)
+    assert job["customers_created"] == 3
+    assert job["mapping"] == MAPPING and job["create_customers"] is True and job["filename"] == "sales.csv"
+    reasons = {error["line"]: error["reason"] for error in job["errors"]}
+    assert set(reasons) == {6, 7, 8}
+    assert "occurred_at 'not a date' is not a date" in reasons[6]
+    assert reasons[7].startswith("amount:")
+    assert reasons[8] == "missing customer_external_id"
+    assert job["errors"][0]["raw"] == "c-3,not a date,3,EUR,r-4,bad date"
+    assert (job["errors_total"], job["errors_truncated"]) == (3, False)
+
+    customers = await customers_by_external_id(client)
+    assert {"c-1", "c-2", "c-3"} <= customers.keys()
+    assert customers["c-1"]["purchase_count"] == 2 and customers["c-3"]["purchase_count"] == 1
+    bought = (await client.get(f"/v1/customers/{customers['c-2']['id']}/transactions")).json()["items"]
+    assert [(t["occurred_at"][:10], t["amount"], t["currency"]) for t in bought] == [("2026-01-07", "7", "EUR")]
+    assert bought[0]["external_id"].startswith("import:")
+    mine = (await client.get(f"/v1/customers/{customers['c-1']['id']}/transactions")).json()["items"]
+    assert sorted(t["occurred_at"] for t in mine) == ["2026-01-05T00:00:00Z", "2026-01-05T16:00:00Z"]
+
+    # The created customers were announced like any other.
+    nc = await nats.connect(suite.nats.url)
+    try:
+        sub = await nc.jetstream().pull_subscribe("crm.identify.customer.created", durable="import-probe")
+        created = [json.loads(m.data)["data"]["external_id"] for m in await sub.fetch(3, timeout=5)]
+        assert sorted(created) == ["c-1", "c-2", "c-3"]
+    finally:
+        await nc.close()
+
+    listed = (await client.get("/v1/imports")).json()
+    assert [item["id"] for item in listed["items"]] == [started["id"]]
+    page = (await client.get(f"/v1/imports/{started['id']}/errors", params={"limit": 2})).json()
+    rest = (await client.get(f"/v1/imports/{started['id']}/errors", params={"cursor": page["next_cursor"]})).json()
+    assert [e["line"] for e in page["items"] + rest["items"]] == [6, 7, 8] and rest["next_cursor"] is None
+
+
+async def test_ndjson_without_creating_customers_rejects_unknown_ones(suite):
+    identify = await suite.start("identify")
+    client = identify.client
+    known = (await client.post("/v1/customers", json={"external_id": "known"})).json()
+    lines = [
+        {"who": "known", "occurred_at": "2026-02-01T10:00:00Z", "amount": 12.5, "margin": 4, "cost": "1.25"},
+        {"who": "stranger", "occurred_at": "2026-02-01", "amount": "3"},
+        "[1, 2]",
+        {"who": "known", "occurred_at": "2026-02-02", "amount": "1", "currency": "GBP", "external_id": "n-1"},
+    ]
+    content = "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n{oops\n"
+
+    job = await run_import(client, content, filename="upload.bin", mapping={"who": "customer_external_id"},
+                           currency="eur", create_customers=False)
+    assert job["format"] == "ndjson"  # guessed from the content
+    assert (job["rows_read"], job["recorded"], job["rejected"], job["customers_created"]) == (5, 2, 3, 0)
+    reasons = {error["line"]: error["reason"] for error in job["errors"]}
+    assert "no customer with external id 'stranger'" in reasons[2] and "create_customers=true" in reasons[2]
+    assert reasons[3] == reasons[5] == "not a JSON object"
+    bought = (await client.get(f"/v1/customers/{known['id']}/transactions")).json()["items"]
+    assert sorted((t["amount"], t["currency"], t["margin"], t["cost"]) for t in bought) == [
+        ("1", "GBP", None, None), ("12.5", "EUR", "4", "1.25")]
+
+
+CDNOW_LIKE = """ 00001 0001 19970101  1   11.77
+ 00002 0002 19970112  1   12.00
+ 00002 0002 19970112  1   12.00
+ 00002 0002 19970301  2   20.76
+ 00003 0003 1997-13-01  1   5.00
+"""
+
+
+async def test_rerunning_the_same_file_records_nothing_twice(suite):
+    identify = await suite.start("identify")
+    client = identify.client
+    form = dict(columns="master_id,sample_id,date,cds,dollars", currency="USD", create_customers=True,
+                mapping={"master_id": "customer_external_id", "date": "occurred_at", "dollars": "amount"})
+
+    first = await run_import(client, CDNOW_LIKE, filename="cdnow.txt", **form)
+    # Two identical lines are two purchases (the line's occurrence is part of the derived id).
+    assert (first["rows_read"], first["recorded"], first["duplicates"], first["rejected"]) == (5, 4, 0, 1)
+    assert first["errors"][0]["line"] == 5
+    second = await run_import(client, CDNOW_LIKE, filename="cdnow.txt", **form)
+    assert (second["recorded"], second["duplicates"], second["rejected"], second["customers_created"]) == (0, 4, 1, 0)
+    customers = await customers_by_external_id(client)
+    assert customers["00002"]["purchase_count"] == 3
+
+
+async def test_progress_is_counted_batch_by_batch(suite):
+    identify = await suite.start("identify")
+    client = identify.client
+    rows = import_jobs.BATCH_ROWS * 2 + 500
+    content = "customer_external_id,occurred_at,amount,currency\n" + "".join(
+        f"p-{i % 300},2026-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 50}.5,EUR\n" if i % 1000 != 999
+        else f"p-{i % 300},someday,1,EUR\n"
+        for i in range(rows)
+    )
+    response = await upload(client, content, create_customers=True)
+    assert response.status_code == 202, response.text
+    seen: list[dict] = []
+    job = await finished(client, response.json()["id"], seen)
+    assert job["status"] == "done"
+    assert (job["rows_read"], job["rejected"], job["customers_created"]) == (rows, 4, 300)
+    assert job["recorded"] == rows - 4
+    # Every observation is a committed batch boundary: the counts always add up.
+    for state in seen:
+        assert state["recorded"] + state["duplicates"] + state["rejected"] == state["rows_read"]
+    assert [s["rows_read"] for s in seen] == sorted(s["rows_read"] for s in seen)
+    assert all(s["rows_read"] % import_jobs.BATCH_ROWS == 0 or s["rows_read"] == rows for s in seen)
+
+
+async def test_the_errors_a_client_can_make(suite):
+    identify = await suite.start("identify")
+    client = identify.client
+
+    malformed = await upload(client, CSV, mapping="{not json")
+    assert malformed.status_code == 400 and malformed.json()["error"] == "malformed_json"
+    for form, field in (
+        ({"mapping": ["client"]}, "mapping"),
+        ({"mapping": {"client": "customer"}}, "mapping"),
+        ({"mapping": {"client": "customer_external_id", "who": "customer_external_id"}}, "mapping"),
+        ({"mapping": {"nope": "customer_external_id"}}, "mapping"),
+        ({}, "mapping"),  # the header names none of ours and nothing maps them
+        ({"mapping": MAPPING, "format": "xlsx"}, "format"),
+        ({"mapping": MAPPING, "currency": "euro"}, "currency"),
+        ({"mapping": MAPPING, "delimiter": "::"}, "delimiter"),
+    ):
+        body = form if not isinstance(form.get("mapping"), list) else {"mapping": json.dumps(form["mapping"])}
+        response = await upload(client, CSV, **body)
+        assert response.status_code == 422, (form, response.text)
+        assert response.json()["detail"][0]["field"] == field, (form, response.text)
+    empty = await upload(client, "\n\n", mapping=MAPPING)
+    assert empty.status_code == 422 and empty.json()["detail"][0]["field"] == "file"
+    no_file = await client.post("/v1/imports", data={"mapping": json.dumps(MAPPING)})
+    assert no_file.status_code == 422
+    assert (await client.get("/v1/imports/nope")).status_code == 404
+    assert (await client.get("/v1/imports/nope/errors")).status_code == 404
+    assert (await client.get("/v1/imports")).json()["items"] == []  # nothing was started
+
+
+async def test_a_job_cut_off_by_a_restart_is_marked_failed(suite):
+    identify = await suite.start("identify")
+    async with transaction(identify.runtime.db.writer) as session:
+        await jobs.add_job(session, {
+            "id": "cut-off", "status": "running", "file_format": "csv", "mapping": {}, "create_customers": False,
+            "rows_read": 10, "recorded": 10, "duplicates": 0, "rejected": 0, "customers_created": 0,
+            "created_at": utcnow()})
+    await import_jobs.fail_interrupted_imports(identify.runtime)  # what the next start-up runs
+    job = (await identify.client.get("/v1/imports/cut-off")).json()
+    assert job["status"] == "failed" and "run it again" in job["failure"] and job["finished_at"]
