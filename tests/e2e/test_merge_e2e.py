@@ -1,0 +1,70 @@
+"""End to end: two records of one person found, merged through the gateway, and the
+survivor's 360 view shows everything both had (the running suite, `valuechain run`)."""
+
+from __future__ import annotations
+
+from tests.e2e.test_value_chain import _json_when
+
+
+async def test_a_merge_through_the_gateway_brings_everything_to_the_survivors_360(running_suite):
+    async with running_suite.client() as gw:
+
+        async def create(**body) -> dict:
+            response = await gw.post("/v1/customers", json=body)
+            assert response.status_code == 201, response.text
+            return response.json()
+
+        async def buy(customer_id: str, order: str) -> None:
+            response = await gw.post("/v1/transactions", json={
+                "customer_id": customer_id, "amount": "20.00", "currency": "EUR",
+                "occurred_at": "2026-10-01T10:00:00Z", "external_id": order})
+            assert response.status_code == 201, response.text
+
+        ada = await create(email="ada.lovelace@gmail.com", name="Ada Lovelace", phone="+44 20 7946 0958")
+        twin = await create(email="adalovelace+shop@googlemail.com", name="Ada Lovelase", phone="0044 20 7946 0958")
+        friend = await create(email="friend@example.com", referred_by=twin["id"])
+        await buy(ada["id"], "ada-1")
+        await buy(twin["id"], "twin-1")
+        interaction = await gw.post("/v1/interactions", json={
+            "customer_id": twin["id"], "channel": "chat", "direction": "inbound", "summary": "Where is my parcel?"})
+        assert interaction.status_code == 201, interaction.text
+        for who in (ada, twin):
+            await _json_when(gw, f"/v1/customers/{who['id']}/offers", lambda b: len(b["items"]) == 1, "welcome offer")
+            await _json_when(gw, f"/v1/customers/{who['id']}/lifecycle", lambda b: b["stage"] == "new", "stage new")
+        await _json_when(gw, f"/v1/customers/{twin['id']}/referrals", lambda b: len(b["items"]) == 1, "referral")
+        await _json_when(gw, f"/v1/customers/{twin['id']}/timeline",
+                         lambda b: "crm.engage.interaction.logged" in {i["type"] for i in b["items"]}, "twin timeline")
+
+        duplicates = (await gw.get(f"/v1/customers/{ada['id']}/duplicates")).json()["items"]
+        assert duplicates[0]["customer"]["id"] == twin["id"]
+        assert duplicates[0]["reasons"] == [
+            "same email after normalisation", "same phone (E.164)", "similar name (distance 1)"
+        ]
+
+        merged = await gw.post(f"/v1/customers/{ada['id']}/merge", json={"merge": [twin["id"]]})
+        assert merged.status_code == 200, merged.text
+        assert merged.json()["purchase_count"] == 2
+
+        await _json_when(gw, f"/v1/customers/{ada['id']}/lifecycle", lambda b: b["stage"] == "active", "active")
+        await _json_when(gw, f"/v1/customers/{ada['id']}/offers", lambda b: len(b["items"]) == 2, "offers moved")
+        await _json_when(gw, f"/v1/customers/{ada['id']}/referrals", lambda b: len(b["items"]) == 1, "referral moved")
+        await _json_when(gw, f"/v1/customers/{ada['id']}/timeline",
+                         lambda b: "crm.identify.customer.merged" in {i["type"] for i in b["items"]}, "merge entry")
+
+        view = (await gw.get(f"/v1/customers/{ada['id']}/360")).json()
+        assert view["missing"] == []
+        assert view["customer"]["id"] == ada["id"] and view["customer"]["purchase_count"] == 2
+        assert view["lifecycle"]["stage"] == "active"
+        assert [o["kind"] for o in view["offers"]] == ["welcome", "welcome"]
+        assert [r["referred_id"] for r in view["referrals"]] == [friend["id"]]
+        types = {item["type"] for item in view["timeline"]}
+        assert {"crm.identify.customer.merged", "crm.engage.interaction.logged"} <= types
+        transactions = (await gw.get(f"/v1/customers/{ada['id']}/transactions")).json()["items"]
+        assert sorted(t["external_id"] for t in transactions) == ["ada-1", "twin-1"]
+
+        # The merged record points frontends at the survivor; the other parts of its 360 are empty.
+        old = (await gw.get(f"/v1/customers/{twin['id']}/360")).json()
+        assert old["customer"]["merged_into"] == ada["id"]
+        assert old["lifecycle"] is None and old["offers"] == [] and old["referrals"] == [] and old["timeline"] == []
+        refused = await gw.patch(f"/v1/customers/{twin['id']}", json={"name": "Ada L."})
+        assert refused.status_code == 409 and ada["id"] in refused.json()["detail"]
