@@ -1,0 +1,112 @@
+"""The portfolio HTTP API: refits, the model, segments, Pareto, significant customers, costs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+
+from services.identify.portfolio import repository, service
+from services.identify.portfolio.schemas import (
+    CostsIn,
+    CostsOut,
+    Kind,
+    ModelOut,
+    ParetoOut,
+    RefitAccepted,
+    RefitOut,
+    RefitPage,
+    RefitRequest,
+    SegmentsOut,
+    SignificantPage,
+)
+from shared.deps import ReadSession, WriteSession
+from shared.errors import NotFound, field_error
+from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
+
+router = APIRouter(prefix="/v1", tags=["portfolio"])
+
+
+@router.post("/portfolio/refits", status_code=status.HTTP_202_ACCEPTED, response_model=RefitAccepted)
+async def request_refit(body: RefitRequest, request: Request):
+    """Fit a new model version in the background and re-score every customer with it."""
+    refit = await request.app.state.runtime.refits.request(calibration_end=body.calibration_end, time_unit=body.time_unit)
+    return {"id": refit.id, "status": refit.status}
+
+
+@router.get("/portfolio/refits", response_model=RefitPage)
+async def list_refits(session: ReadSession, limit: LimitParam = 20, cursor: CursorParam = None):
+    """Refits, newest first."""
+    key = decode_cursor(cursor, 1)
+    rows = await repository.list_refits(session, before_id=str(key[0]) if key else None, limit=limit + 1)
+    items, next_cursor = page_of(rows, limit, lambda r: (r.id,))
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/portfolio/refits/{refit_id}", response_model=RefitOut)
+async def get_refit(refit_id: str, session: ReadSession):
+    """One refit's status: queued, running, done (with the model version) or failed (with why)."""
+    refit = await repository.get_refit(session, refit_id)
+    if refit is None:
+        raise NotFound(f"no refit with id {refit_id}")
+    return refit
+
+
+@router.get("/portfolio/model", response_model=ModelOut)
+async def get_model(session: ReadSession):
+    """The current model: BG/NBD, Pareto/NBD and Gamma-Gamma parameters and the scoring thresholds."""
+    return await service.model(session=session)
+
+
+@router.get("/portfolio/segments", response_model=SegmentsOut)
+async def get_segments(session: ReadSession):
+    """RFM segments with their sizes and value (revenue, historic and predicted CLV)."""
+    return await service.segments(session=session)
+
+
+@router.get("/portfolio/pareto", response_model=ParetoOut)
+async def get_pareto(
+    session: ReadSession,
+    top: Annotated[list[float] | None, Query(description="Shares to report, e.g. top=0.2 (repeatable)")] = None,
+):
+    """How concentrated revenue and profit are: top-x% shares, Lorenz curve, Gini."""
+    tops = tuple(top) if top else service.DEFAULT_TOPS
+    for value in tops:
+        if not 0 < value <= 1:
+            raise field_error("query.top", f"each top share must be in (0, 1], got {value}")
+    return await service.pareto(session=session, tops=tops)
+
+
+@router.get("/portfolio/significant", response_model=SignificantPage)
+async def list_significant(
+    session: ReadSession, kind: Kind | None = None, limit: LimitParam = 50, cursor: CursorParam = None
+):
+    """Strategically significant customers with the evidence for each kind, strongest first."""
+    key = decode_cursor(cursor, 3)
+    try:
+        after = (str(key[0]), float(key[1]), str(key[2])) if key else None
+    except (TypeError, ValueError) as exc:
+        raise InvalidCursor("cursor is not one this API issued") from exc
+    rows = await repository.list_kinds(session, kind=kind, after=after, limit=limit + 1)
+    items, next_cursor = page_of(list(rows), limit, lambda r: (r["kind"], r["rank_value"], r["customer_id"]))
+    return {
+        "kind": kind,
+        "items": [{"customer_id": r["customer_id"], "kind": r["kind"], "evidence": r["evidence"]} for r in items],
+        "next_cursor": next_cursor,
+        "note": service.inspiration_note(kind),
+    }
+
+
+@router.get("/customers/{customer_id}/costs", response_model=CostsOut)
+async def get_costs(customer_id: str, session: ReadSession):
+    """The customer's acquisition, selling and service costs (inputs of historic CLV)."""
+    return await service.get_costs(session=session, customer_id=customer_id)
+
+
+@router.put("/customers/{customer_id}/costs", response_model=CostsOut)
+async def put_costs(customer_id: str, body: CostsIn, session: WriteSession):
+    """Set the customer's acquisition, selling and service costs; the customer is re-scored."""
+    return await service.set_costs(
+        session=session, customer_id=customer_id, acquisition=body.acquisition, selling=body.selling,
+        service=body.service,
+    )

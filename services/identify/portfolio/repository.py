@@ -1,0 +1,266 @@
+"""Portfolio queries: customer arrays for the models, scores, kinds, model versions, refits.
+
+Bulk reads use dialect-specific day arithmetic (SQLite `julianday`, PostgreSQL date
+subtraction) so a million rows arrive as plain numbers, without a datetime object each.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.identify.models import CustomerKind, CustomerScore, PortfolioModel, ReferralSeen, Refit
+from shared.db import utcnow
+
+EPOCH = date(1970, 1, 1)
+
+
+def day_number(value: date) -> int:
+    return (value - EPOCH).days
+
+
+def _day(column: str, dialect: str, *, timestamp: bool) -> str:
+    if dialect == "sqlite":
+        return f"CAST(julianday({column}) - 2440587.5 AS INTEGER)"
+    if timestamp:
+        return f"(({column} AT TIME ZONE 'UTC')::date - DATE '1970-01-01')"
+    return f"({column} - DATE '1970-01-01')"
+
+
+@dataclass
+class CustomerArrays:
+    """One entry per (unmerged) customer with purchases, in customer id order."""
+
+    ids: list[str]
+    first_day: np.ndarray
+    last_day: np.ndarray
+    purchases: np.ndarray
+    purchase_days: np.ndarray
+    total_spend: np.ndarray
+    first_day_spend: np.ndarray
+    total_margin: np.ndarray  # NaN where no transaction carried a margin
+    total_cost: np.ndarray
+    customer_costs: np.ndarray  # acquisition + selling + service
+    compounded_spend: np.ndarray  # Σ spend · (1 + rate)^(years before as_of)
+    referrals: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _summary_sql(dialect: str, *, only_ids: bool) -> str:
+    filter_ids = "AND s.customer_id IN :ids" if only_ids else ""
+    days_filter = "WHERE p.customer_id IN :ids" if only_ids else ""
+    day = _day("p.day", dialect, timestamp=False)
+    return f"""
+        SELECT s.customer_id,
+               {_day('s.first_purchase_at', dialect, timestamp=True)},
+               {_day('s.last_purchase_at', dialect, timestamp=True)},
+               s.purchases, s.purchase_days,
+               CAST(s.total_spend AS FLOAT), CAST(s.first_day_spend AS FLOAT),
+               CAST(s.total_margin AS FLOAT), COALESCE(CAST(s.total_cost AS FLOAT), 0),
+               COALESCE(CAST(c.acquisition + c.selling + c.service AS FLOAT), 0),
+               COALESCE(h.compounded, 0), COALESCE(r.referrals, 0)
+        FROM purchase_summaries s
+        JOIN customers cu ON cu.id = s.customer_id AND cu.merged_into IS NULL
+        LEFT JOIN customer_costs c ON c.customer_id = s.customer_id
+        LEFT JOIN (
+            SELECT p.customer_id, SUM(CAST(p.spend AS FLOAT) * exp(:growth * (:as_of - {day}))) AS compounded
+            FROM purchase_days p {days_filter} GROUP BY p.customer_id
+        ) h ON h.customer_id = s.customer_id
+        LEFT JOIN (
+            SELECT referrer_id, COUNT(*) AS referrals FROM referrals_seen GROUP BY referrer_id
+        ) r ON r.referrer_id = s.customer_id
+        WHERE 1 = 1 {filter_ids}
+        ORDER BY s.customer_id
+    """
+
+
+def _arrays(rows: list) -> CustomerArrays:
+    if not rows:
+        empty = np.zeros(0)
+        return CustomerArrays([], *([empty] * 11))
+    ids = [row[0] for row in rows]
+    matrix = np.array([row[1:] for row in rows], dtype=float)  # None → nan (margin)
+    columns = [matrix[:, i] for i in range(matrix.shape[1])]
+    return CustomerArrays(ids, *columns)
+
+
+async def load_customers(
+    session: AsyncSession, *, as_of_day: int, annual_rate: float, customer_ids: list[str] | None = None
+) -> CustomerArrays:
+    """Summaries of every unmerged customer with purchases (or of `customer_ids`)."""
+
+    dialect = session.bind.dialect.name
+    statement = text(_summary_sql(dialect, only_ids=customer_ids is not None))
+    params = {"growth": math.log1p(annual_rate) / 365.0, "as_of": as_of_day}
+    if customer_ids is not None:
+        statement = statement.bindparams(bindparam("ids", expanding=True))
+        params["ids"] = list(customer_ids)
+    rows = (await session.execute(statement, params)).all()
+    return _arrays(rows)
+
+
+async def load_calibration(session: AsyncSession, *, end_day: int) -> dict[str, np.ndarray]:
+    """Per-customer first/last purchase day, purchase days, total and first-day spend,
+    counting only purchase days up to `end_day` (the calibration period)."""
+
+    dialect = session.bind.dialect.name
+    statement = text(f"""
+        WITH agg AS (
+            SELECT p.customer_id, MIN(p.day) AS first_day, MAX(p.day) AS last_day,
+                   COUNT(*) AS days, SUM(CAST(p.spend AS FLOAT)) AS total
+            FROM purchase_days p JOIN customers cu ON cu.id = p.customer_id AND cu.merged_into IS NULL
+            WHERE {_day('p.day', dialect, timestamp=False)} <= :end_day
+            GROUP BY p.customer_id
+        )
+        SELECT {_day('agg.first_day', dialect, timestamp=False)}, {_day('agg.last_day', dialect, timestamp=False)},
+               agg.days, agg.total, CAST(f.spend AS FLOAT)
+        FROM agg JOIN purchase_days f ON f.customer_id = agg.customer_id AND f.day = agg.first_day
+    """)
+    rows = (await session.execute(statement, {"end_day": end_day})).all()
+    matrix = np.array(rows, dtype=float).reshape(-1, 5)
+    keys = ("first_day", "last_day", "purchase_days", "total_spend", "first_day_spend")
+    return {key: matrix[:, i] for i, key in enumerate(keys)}
+
+
+# --- model versions and refits ---------------------------------------------------
+
+
+async def latest_model(session: AsyncSession) -> PortfolioModel | None:
+    query = select(PortfolioModel).order_by(PortfolioModel.version.desc()).limit(1)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def latest_model_version(session: AsyncSession) -> int | None:
+    return (await session.execute(select(func.max(PortfolioModel.version)))).scalar()
+
+
+async def get_refit(session: AsyncSession, refit_id: str) -> Refit | None:
+    return await session.get(Refit, refit_id)
+
+
+async def list_refits(session: AsyncSession, *, before_id: str | None, limit: int) -> list[Refit]:
+    query = select(Refit).order_by(Refit.id.desc()).limit(limit)
+    if before_id:
+        query = query.where(Refit.id < before_id)
+    return list((await session.execute(query)).scalars())
+
+
+async def fail_interrupted_refits(session: AsyncSession) -> int:
+    result = await session.execute(
+        update(Refit)
+        .where(Refit.status.in_(("queued", "running")))
+        .values(status="failed", failure="interrupted by a restart; request a new refit", finished_at=utcnow())
+    )
+    return result.rowcount or 0
+
+
+# --- scores and kinds -------------------------------------------------------------
+
+SCORE_COLUMNS = (
+    "customer_id", "model_version", "recency", "frequency", "monetary", "segment", "historic_clv",
+    "predicted_clv", "expected_purchases", "probability_alive", "kinds", "evidence", "scored_at",
+)
+
+
+def _upsert(session: AsyncSession, table, keys: list[str], columns):
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    module = {"sqlite": sqlite, "postgresql": postgresql}[session.bind.dialect.name]
+    statement = module.insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=keys, set_={c: statement.excluded[c] for c in columns if c not in keys}
+    )
+
+
+async def upsert_scores(session: AsyncSession, rows: list[dict]) -> None:
+    if rows:
+        await session.execute(_upsert(session, CustomerScore.__table__, ["customer_id"], SCORE_COLUMNS), rows)
+
+
+async def replace_kinds(session: AsyncSession, rows: list[dict], *, customer_ids: list[str] | None) -> None:
+    """Swap the kinds of `customer_ids` (of everyone when None) for `rows`."""
+
+    table = CustomerKind.__table__
+    if customer_ids is None:
+        await session.execute(delete(table))
+    else:
+        for start in range(0, len(customer_ids), 500):
+            await session.execute(delete(table).where(table.c.customer_id.in_(customer_ids[start:start + 500])))
+    if rows:
+        await session.execute(table.insert(), rows)
+
+
+async def referred_by(session: AsyncSession, referrer_ids: list[str], limit: int = 10) -> dict[str, list[str]]:
+    table = ReferralSeen.__table__
+    query = (
+        select(table.c.referrer_id, table.c.referred_id)
+        .where(table.c.referrer_id.in_(referrer_ids))
+        .order_by(table.c.recorded_at)
+    )
+    rows = (await session.execute(query)).all()
+    found: dict[str, list[str]] = {}
+    for referrer, referred in rows:
+        bucket = found.setdefault(referrer, [])
+        if len(bucket) < limit:
+            bucket.append(referred)
+    return found
+
+
+# --- portfolio views -------------------------------------------------------------
+
+
+async def segment_totals(session: AsyncSession) -> list:
+    return (await session.execute(text("""
+        SELECT sc.segment, COUNT(*), COALESCE(SUM(CAST(s.total_spend AS FLOAT)), 0),
+               COALESCE(SUM(sc.historic_clv), 0), COALESCE(SUM(sc.predicted_clv), 0)
+        FROM customer_scores sc
+        JOIN purchase_summaries s ON s.customer_id = sc.customer_id
+        GROUP BY sc.segment
+    """))).all()
+
+
+async def revenue_and_net(session: AsyncSession) -> np.ndarray:
+    """Per unmerged customer: revenue, margin (NaN when none given), serving cost, customer costs."""
+
+    rows = (await session.execute(text("""
+        SELECT CAST(s.total_spend AS FLOAT), CAST(s.total_margin AS FLOAT), COALESCE(CAST(s.total_cost AS FLOAT), 0),
+               COALESCE(CAST(c.acquisition + c.selling + c.service AS FLOAT), 0)
+        FROM purchase_summaries s
+        JOIN customers cu ON cu.id = s.customer_id AND cu.merged_into IS NULL
+        LEFT JOIN customer_costs c ON c.customer_id = s.customer_id
+    """))).all()
+    return np.array(rows, dtype=float).reshape(-1, 4)
+
+
+async def list_kinds(session: AsyncSession, *, kind: str | None, after: tuple[str, float, str] | None, limit: int):
+    """Customers holding a kind, strongest evidence first (rank_value descending)."""
+
+    table = CustomerKind.__table__
+    query = select(table).order_by(table.c.kind, table.c.rank_value.desc(), table.c.customer_id).limit(limit)
+    if kind:
+        query = query.where(table.c.kind == kind)
+    if after:
+        after_kind, after_rank, after_id = after
+        query = query.where(
+            (table.c.kind > after_kind)
+            | ((table.c.kind == after_kind) & (table.c.rank_value < after_rank))
+            | ((table.c.kind == after_kind) & (table.c.rank_value == after_rank) & (table.c.customer_id > after_id))
+        )
+    return (await session.execute(query)).mappings().all()
+
+
+async def get_costs(session: AsyncSession, customer_id: str):
+    from services.identify.models import CustomerCosts
+
+    return await session.get(CustomerCosts, customer_id)
+
+
+async def get_score(session: AsyncSession, customer_id: str):
+    return await session.get(CustomerScore, customer_id)

@@ -1,0 +1,156 @@
+"""Portfolio request and response bodies (the contract other teams' frontends use)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.validation import Strict
+
+TimeUnit = Literal["day", "week"]
+Kind = Literal["high_future_value", "benchmark", "inspiration", "cost_absorber"]
+Money = Annotated[Decimal, Field(ge=0, le=Decimal("1e12"), decimal_places=4)]
+
+
+class RefitRequest(Strict):
+    calibration_end: date | None = Field(None, description="Fit on purchases up to this day (inclusive); null = all")
+    time_unit: TimeUnit = "week"
+
+
+class RefitAccepted(BaseModel):
+    id: str
+    status: str
+
+
+class RefitOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    time_unit: TimeUnit
+    calibration_end: date | None
+    model_version: int | None
+    customers_scored: int
+    failure: str | None
+    requested_at: datetime
+    finished_at: datetime | None
+
+
+class RefitPage(BaseModel):
+    items: list[RefitOut]
+    next_cursor: str | None = None
+
+
+class BGNBDOut(BaseModel):
+    r: float
+    alpha: float
+    a: float
+    b: float
+    log_likelihood: float
+
+
+class ParetoNBDOut(BaseModel):
+    r: float
+    alpha: float
+    s: float
+    beta: float
+    log_likelihood: float
+
+
+class GammaGammaOut(BaseModel):
+    p: float
+    q: float
+    gamma: float
+
+
+class ModelOut(BaseModel):
+    version: int
+    time_unit: TimeUnit
+    calibration_end: date | None
+    fitted_at: datetime
+    as_of: date = Field(description="Scores are as of this day: the last day with a purchase at the refit")
+    customers: int = Field(description="Customers the model was fitted on")
+    bgnbd: BGNBDOut
+    pareto_nbd: ParetoNBDOut
+    gamma_gamma: GammaGammaOut
+    discount_rate: float
+    clv_horizon_days: int
+    thresholds: dict[str, float]
+
+
+class SegmentOut(BaseModel):
+    segment: str
+    customers: int
+    revenue: float
+    historic_clv: float
+    predicted_clv: float
+
+
+class SegmentsOut(BaseModel):
+    model_version: int | None
+    customers: int
+    segments: list[SegmentOut]
+
+
+class ShareOut(BaseModel):
+    top: float
+    customers: int
+    revenue_share: float
+    profit_share: float
+
+
+class ParetoOut(BaseModel):
+    customers: int
+    revenue: float
+    profit: float
+    shares: list[ShareOut]
+    gini: float = Field(description="Gini coefficient of revenue per customer")
+    profit_gini: float
+    lorenz: list[tuple[float, float]] = Field(description="[share of customers, share of revenue], smallest first")
+
+
+class SignificantOut(BaseModel):
+    customer_id: str
+    kind: Kind
+    evidence: dict
+
+
+class SignificantPage(BaseModel):
+    kind: Kind | None
+    items: list[SignificantOut]
+    next_cursor: str | None = None
+    note: str | None = None
+
+
+class CostsIn(Strict):
+    acquisition: Money = Decimal(0)
+    selling: Money = Decimal(0)
+    service: Money = Decimal(0)
+
+
+class CostsOut(BaseModel):
+    customer_id: str
+    acquisition: str
+    selling: str
+    service: str
+    updated_at: datetime | None
+
+
+class ScoresOut(BaseModel):
+    """A customer's scores, shown on GET /v1/customers/{id}."""
+
+    model_version: int | None
+    recency: int | None
+    frequency: int | None
+    monetary: int | None
+    segment: str | None
+    historic_clv: float | None
+    predicted_clv: float | None
+    expected_purchases: float | None
+    probability_alive: float | None
+    kinds: list[str]
+    evidence: dict
+    scored_at: datetime

@@ -1,0 +1,285 @@
+"""Scoring customers with a fitted model: RFM, lifetime value, probability alive, kinds.
+
+`score()` is pure numpy over many customers at once (a refit scores a million in one
+call); `rescore_customers()` is the per-transaction path, run inside the write
+transaction that recorded the purchases so the scores and their
+`crm.identify.customer.scored` events commit with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.identify.analysis import (
+    BGNBDParams,
+    GammaGammaParams,
+    bgnbd_expected_purchases,
+    bgnbd_probability_alive,
+    predictive_clv,
+    rfm_segments,
+    score_with_edges,
+)
+from services.identify.portfolio import repository
+from services.identify.portfolio.repository import CustomerArrays
+from services.identify.portfolio.settings import PortfolioSettings, portfolio_settings
+from shared.db import utcnow
+from shared.messaging import emit
+
+KINDS = ("high_future_value", "benchmark", "inspiration", "cost_absorber")
+NO_INSPIRATION_EVIDENCE = (
+    "no evidence: value does not record co-creation (ideas, votes) yet, so no customer is "
+    "named an inspiration rather than guessing"
+)
+UNIT_DAYS = {"day": 1, "week": 7}
+
+
+@dataclass(frozen=True)
+class Model:
+    """A fitted model version as scoring needs it (from portfolio_models.params)."""
+
+    version: int
+    time_unit: str
+    bgnbd: BGNBDParams
+    gamma_gamma: GammaGammaParams
+    rfm_edges: dict[str, list[float]]
+    high_value_threshold: float
+    cost_absorber_purchases: float
+    as_of_day: int
+
+    @property
+    def unit_days(self) -> int:
+        return UNIT_DAYS[self.time_unit]
+
+    @classmethod
+    def from_row(cls, row) -> "Model":
+        params = row.params
+        return cls(
+            version=row.version,
+            time_unit=row.time_unit,
+            bgnbd=BGNBDParams(**params["bgnbd"]),
+            gamma_gamma=GammaGammaParams(**params["gamma_gamma"]),
+            rfm_edges=params["rfm_edges"],
+            high_value_threshold=params["thresholds"]["high_future_value"],
+            cost_absorber_purchases=params["thresholds"]["cost_absorber_purchases"],
+            as_of_day=params["as_of_day"],
+        )
+
+
+@dataclass
+class Scores:
+    recency: np.ndarray
+    frequency: np.ndarray
+    monetary: np.ndarray
+    segment: np.ndarray
+    historic_clv: np.ndarray
+    predicted_clv: np.ndarray
+    expected_purchases: np.ndarray
+    probability_alive: np.ndarray
+    margin_ratio: np.ndarray  # NaN where no margin data
+
+
+def unit_rate(annual_rate: float, unit_days: int) -> float:
+    return (1.0 + annual_rate) ** (unit_days / 365.0) - 1.0
+
+
+def net_revenue(arrays: CustomerArrays, settings: PortfolioSettings) -> np.ndarray:
+    """Revenue net of the cost of goods: the margin where transactions gave one, else
+    revenue × default_margin; minus the transactions' own serving costs."""
+
+    gross = np.where(np.isnan(arrays.total_margin), arrays.total_spend * settings.default_margin, arrays.total_margin)
+    return gross - arrays.total_cost
+
+
+def rfm_inputs(arrays: CustomerArrays, as_of_day: int) -> dict[str, np.ndarray]:
+    return {
+        "recency": as_of_day - arrays.last_day,  # days since the last purchase: lower is better
+        "frequency": arrays.purchase_days,
+        "monetary": arrays.total_spend,
+    }
+
+
+def score(
+    arrays: CustomerArrays, *, bgnbd, gamma_gamma, rfm_edges, unit_days: int, as_of_day: int,
+    settings: PortfolioSettings,
+) -> Scores:
+    x = np.maximum(arrays.purchase_days - 1, 0)
+    t_x = (arrays.last_day - arrays.first_day) / unit_days
+    T = np.maximum((as_of_day - arrays.first_day) / unit_days, t_x)
+    horizon = settings.clv_horizon_days / unit_days
+    mean_spend = np.where(x > 0, (arrays.total_spend - arrays.first_day_spend) / np.maximum(x, 1), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        net = net_revenue(arrays, settings)
+        margin_ratio = np.where(arrays.total_spend > 0, net / arrays.total_spend, np.nan)
+    profit_share = np.where(np.isnan(margin_ratio), settings.default_margin, np.clip(margin_ratio, 0, 1))
+    predicted = predictive_clv(
+        bgnbd, gamma_gamma, x, t_x, T, mean_spend, horizon=horizon,
+        discount_rate=unit_rate(settings.discount_rate, unit_days), margin=profit_share,
+    )
+    # Historic CLV: each purchase day's revenue compounded to as_of, scaled to net,
+    # minus the per-customer costs, compounded from the first purchase.
+    years_since_first = (as_of_day - arrays.first_day) / 365.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        net_share = np.where(arrays.total_spend != 0, net / arrays.total_spend, 0.0)
+    historic = net_share * arrays.compounded_spend - arrays.customer_costs * (1 + settings.discount_rate) ** years_since_first
+    inputs = rfm_inputs(arrays, as_of_day)
+    recency = score_with_edges(inputs["recency"], np.asarray(rfm_edges["recency"]), higher_is_better=False)
+    frequency = score_with_edges(inputs["frequency"], np.asarray(rfm_edges["frequency"]))
+    monetary = score_with_edges(inputs["monetary"], np.asarray(rfm_edges["monetary"]))
+    return Scores(
+        recency=recency,
+        frequency=frequency,
+        monetary=monetary,
+        segment=rfm_segments(recency, frequency, monetary),
+        historic_clv=historic,
+        predicted_clv=predicted,
+        expected_purchases=bgnbd_expected_purchases(bgnbd, horizon, x, t_x, T),
+        probability_alive=bgnbd_probability_alive(bgnbd, x, t_x, T),
+        margin_ratio=margin_ratio,
+    )
+
+
+def kinds_of(
+    arrays: CustomerArrays, scores: Scores, *, high_value_threshold: float, cost_absorber_purchases: float,
+    settings: PortfolioSettings, referred: dict[str, list[str]],
+) -> tuple[list[list[str]], list[dict], list[dict]]:
+    """Each customer's kinds and evidence, plus the customer_kinds rows."""
+
+    high = (scores.predicted_clv >= high_value_threshold) & (scores.predicted_clv > 0)
+    benchmark = arrays.referrals >= settings.benchmark_min_referrals
+    absorber = (
+        (arrays.purchases >= cost_absorber_purchases)
+        & ~np.isnan(scores.margin_ratio)
+        & (scores.margin_ratio <= settings.thin_margin)
+        & ~np.isnan(arrays.total_margin)
+    )
+    kinds: list[list[str]] = [[] for _ in range(len(arrays))]
+    evidence: list[dict] = [{} for _ in range(len(arrays))]
+    rows: list[dict] = []
+
+    def hold(index: int, kind: str, rank: float, proof: dict) -> None:
+        kinds[index].append(kind)
+        evidence[index][kind] = proof
+        rows.append({"customer_id": arrays.ids[index], "kind": kind, "rank_value": float(rank), "evidence": proof})
+
+    for i in np.flatnonzero(high):
+        hold(i, "high_future_value", scores.predicted_clv[i], {
+            "predicted_clv": round(float(scores.predicted_clv[i]), 2),
+            "threshold": round(high_value_threshold, 2),
+            "top_share": settings.high_value_top,
+            "probability_alive": round(float(scores.probability_alive[i]), 4),
+            "expected_purchases": round(float(scores.expected_purchases[i]), 4),
+        })
+    for i in np.flatnonzero(benchmark):
+        hold(i, "benchmark", arrays.referrals[i], {
+            "referrals": int(arrays.referrals[i]),
+            "min_referrals": settings.benchmark_min_referrals,
+            "referred": referred.get(arrays.ids[i], []),
+            "source": "crm.network.referral.recorded",
+        })
+    for i in np.flatnonzero(absorber):
+        hold(i, "cost_absorber", arrays.purchases[i], {
+            "purchases": int(arrays.purchases[i]),
+            "volume_threshold": float(cost_absorber_purchases),
+            "top_share": settings.cost_absorber_top,
+            "margin_ratio": round(float(scores.margin_ratio[i]), 4),
+            "thin_margin": settings.thin_margin,
+        })
+    return kinds, evidence, rows
+
+
+def score_rows(
+    arrays: CustomerArrays, scores: Scores, kinds: list[list[str]], evidence: list[dict], *, version: int,
+    at: datetime,
+) -> list[dict]:
+    def clean(values: np.ndarray, digits: int) -> list[float | None]:
+        return [None if not np.isfinite(v) else round(float(v), digits) for v in values]
+
+    historic, predicted = clean(scores.historic_clv, 4), clean(scores.predicted_clv, 4)
+    expected, alive = clean(scores.expected_purchases, 6), clean(scores.probability_alive, 6)
+    recency, frequency, monetary = (s.astype(int).tolist() for s in (scores.recency, scores.frequency, scores.monetary))
+    segments = scores.segment.tolist()
+    return [
+        {
+            "customer_id": customer_id,
+            "model_version": version,
+            "recency": recency[i],
+            "frequency": frequency[i],
+            "monetary": monetary[i],
+            "segment": segments[i],
+            "historic_clv": historic[i],
+            "predicted_clv": predicted[i],
+            "expected_purchases": expected[i],
+            "probability_alive": alive[i],
+            "kinds": kinds[i],
+            "evidence": evidence[i],
+            "scored_at": at,
+        }
+        for i, customer_id in enumerate(arrays.ids)
+    ]
+
+
+# --- the per-transaction path -------------------------------------------------------
+
+_model_cache: dict[int, Model] = {}
+
+
+async def current_model(session: AsyncSession) -> Model | None:
+    version = await repository.latest_model_version(session)
+    if version is None:
+        return None
+    model = _model_cache.get(version)
+    if model is None:
+        row = await repository.latest_model(session)
+        model = _model_cache.setdefault(row.version, Model.from_row(row))
+    return model
+
+
+async def rescore_customers(session: AsyncSession, customer_ids) -> None:
+    """Re-score these customers with the current model and emit crm.identify.customer.scored.
+
+    Before the first refit there is no model: nothing is scored (the refit scores everyone).
+    """
+
+    customer_ids = sorted(set(customer_ids))
+    if not customer_ids:
+        return
+    model = await current_model(session)
+    if model is None:
+        return
+    settings = portfolio_settings()
+    arrays = await repository.load_customers(
+        session, as_of_day=model.as_of_day, annual_rate=settings.discount_rate, customer_ids=customer_ids
+    )
+    if not len(arrays):
+        return
+    # Scores are as of the model's day, or later when these customers' data is newer;
+    # compounding is multiplicative, so moving the day on rescales the compounded spend.
+    as_of_day = max(model.as_of_day, int(arrays.last_day.max()))
+    arrays.compounded_spend *= (1 + settings.discount_rate) ** ((as_of_day - model.as_of_day) / 365.0)
+    scores = score(
+        arrays, bgnbd=model.bgnbd, gamma_gamma=model.gamma_gamma, rfm_edges=model.rfm_edges,
+        unit_days=model.unit_days, as_of_day=as_of_day, settings=settings,
+    )
+    benchmark_ids = [arrays.ids[i] for i in np.flatnonzero(arrays.referrals >= settings.benchmark_min_referrals)]
+    referred = await repository.referred_by(session, benchmark_ids) if benchmark_ids else {}
+    kinds, evidence, kind_rows = kinds_of(
+        arrays, scores, high_value_threshold=model.high_value_threshold,
+        cost_absorber_purchases=model.cost_absorber_purchases, settings=settings, referred=referred,
+    )
+    rows = score_rows(arrays, scores, kinds, evidence, version=model.version, at=utcnow())
+    await repository.upsert_scores(session, rows)
+    await repository.replace_kinds(session, kind_rows, customer_ids=arrays.ids)
+    for row in rows:
+        emit(session, "crm.identify.customer.scored", scored_payload(row), subject=row["customer_id"])
+
+
+def scored_payload(row: dict) -> dict:
+    keys = (
+        "customer_id", "model_version", "segment", "recency", "frequency", "monetary", "historic_clv",
+        "predicted_clv", "probability_alive", "expected_purchases", "kinds", "scored_at",
+    )
+    return {key: row[key] for key in keys}

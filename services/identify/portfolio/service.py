@@ -1,0 +1,130 @@
+"""Portfolio rules: the views of the whole portfolio and per-customer costs."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.identify.analysis import SEGMENTS, gini, lorenz_points, top_shares
+from services.identify.models import Customer, CustomerCosts
+from services.identify.portfolio import repository
+from services.identify.portfolio.repository import EPOCH
+from services.identify.portfolio.scoring import NO_INSPIRATION_EVIDENCE, rescore_customers
+from services.identify.portfolio.settings import portfolio_settings
+from shared.db import utcnow
+from shared.errors import Conflict, NotFound
+
+DEFAULT_TOPS = (0.01, 0.05, 0.1, 0.2, 0.5)
+
+
+async def model(*, session: AsyncSession) -> dict:
+    row = await repository.latest_model(session)
+    if row is None:
+        raise NotFound("no model fitted yet: POST /v1/portfolio/refits to fit one")
+    params = row.params
+    return {
+        "version": row.version,
+        "time_unit": row.time_unit,
+        "calibration_end": row.calibration_end,
+        "fitted_at": row.fitted_at,
+        "as_of": EPOCH + timedelta(days=params["as_of_day"]),
+        "customers": params["customers"],
+        "bgnbd": params["bgnbd"],
+        "pareto_nbd": params["pareto_nbd"],
+        "gamma_gamma": params["gamma_gamma"],
+        "discount_rate": params["discount_rate"],
+        "clv_horizon_days": params["clv_horizon_days"],
+        "thresholds": params["thresholds"],
+    }
+
+
+async def segments(*, session: AsyncSession) -> dict:
+    totals = {row[0]: row for row in await repository.segment_totals(session)}
+    items = [
+        {
+            "segment": name,
+            "customers": int(totals[name][1]) if name in totals else 0,
+            "revenue": round(float(totals[name][2]), 2) if name in totals else 0.0,
+            "historic_clv": round(float(totals[name][3]), 2) if name in totals else 0.0,
+            "predicted_clv": round(float(totals[name][4]), 2) if name in totals else 0.0,
+        }
+        for name in SEGMENTS
+    ]
+    return {
+        "model_version": await repository.latest_model_version(session),
+        "customers": sum(item["customers"] for item in items),
+        "segments": items,
+    }
+
+
+async def pareto(*, session: AsyncSession, tops: tuple[float, ...] = DEFAULT_TOPS) -> dict:
+    data = await repository.revenue_and_net(session)
+    settings = portfolio_settings()
+    revenue = data[:, 0]
+    gross = np.where(np.isnan(data[:, 1]), revenue * settings.default_margin, data[:, 1])
+    profit = gross - data[:, 2] - data[:, 3]
+    n = len(revenue)
+    revenue_shares = dict(top_shares(revenue, tops)) if n else {top: 0.0 for top in tops}
+    # Profit shares rank customers by profit; with loss-makers the top can hold over 100%.
+    profit_shares = dict(top_shares(profit, tops)) if n else {top: 0.0 for top in tops}
+    return {
+        "customers": n,
+        "revenue": round(float(revenue.sum()), 2),
+        "profit": round(float(profit.sum()), 2),
+        "shares": [
+            {"top": top, "customers": int(np.ceil(top * n)), "revenue_share": round(revenue_shares[top], 6),
+             "profit_share": round(profit_shares[top], 6)}
+            for top in tops
+        ],
+        "gini": round(gini(revenue), 6) if n else 0.0,
+        "profit_gini": round(gini(profit), 6) if n else 0.0,
+        "lorenz": [(round(x, 6), round(y, 6)) for x, y in lorenz_points(revenue)] if n else [(0.0, 0.0), (1.0, 1.0)],
+    }
+
+
+def inspiration_note(kind: str | None) -> str | None:
+    return NO_INSPIRATION_EVIDENCE if kind in (None, "inspiration") else None
+
+
+async def _customer(session: AsyncSession, customer_id: str) -> Customer:
+    customer = await session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound(f"no customer with id {customer_id}")
+    if customer.merged_into:
+        raise Conflict(f"customer {customer_id} was merged into {customer.merged_into}; use that id")
+    return customer
+
+
+def costs_out(customer_id: str, costs: CustomerCosts | None) -> dict:
+    def money(value) -> str:
+        return format(value.normalize(), "f") if value is not None else "0"
+
+    return {
+        "customer_id": customer_id,
+        "acquisition": money(costs.acquisition) if costs else "0",
+        "selling": money(costs.selling) if costs else "0",
+        "service": money(costs.service) if costs else "0",
+        "updated_at": costs.updated_at if costs else None,
+    }
+
+
+async def get_costs(*, session: AsyncSession, customer_id: str) -> dict:
+    await _customer(session, customer_id)
+    return costs_out(customer_id, await repository.get_costs(session, customer_id))
+
+
+async def set_costs(*, session: AsyncSession, customer_id: str, acquisition, selling, service) -> dict:
+    """Set a customer's acquisition, selling and service costs; their scores follow."""
+
+    await _customer(session, customer_id)
+    costs = await repository.get_costs(session, customer_id)
+    if costs is None:
+        costs = CustomerCosts(customer_id=customer_id)
+        session.add(costs)
+    costs.acquisition, costs.selling, costs.service = acquisition, selling, service
+    costs.updated_at = utcnow()
+    await session.flush()
+    await rescore_customers(session, [customer_id])
+    return costs_out(customer_id, costs)

@@ -1,0 +1,250 @@
+"""Portfolio analysis through the identify service: refits, the model, scores, views."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import nats
+import pytest
+
+from tests.support import wait_until
+
+CDNOW_SAMPLE = Path(__file__).resolve().parents[4] / "shared" / "data" / "cdnow" / "CDNOW_sample.txt"
+PUBLISHED = {
+    "bgnbd": {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426},
+    "pareto_nbd": {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669},
+    "gamma_gamma": {"p": 6.25, "q": 3.74, "gamma": 15.44},
+}
+
+
+def same_to_3_significant_digits(value: float, published: float) -> bool:
+    return float(f"{value:.3g}") == float(f"{published:.3g}")
+
+
+async def create_customer(client, **fields) -> str:
+    response = await client.post("/v1/customers", json=fields)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def record(client, items: list[dict]) -> None:
+    for start in range(0, len(items), 1000):
+        response = await client.post("/v1/transactions:batch", json={"items": items[start:start + 1000]})
+        assert response.status_code == 200, response.text[:500]
+        errors = [item for item in response.json()["items"] if item["status"] == "error"]
+        assert not errors, errors[:3]
+
+
+async def refit(client, **body) -> dict:
+    response = await client.post("/v1/portfolio/refits", json=body)
+    assert response.status_code == 202, response.text
+    refit_id = response.json()["id"]
+
+    async def finished():
+        state = (await client.get(f"/v1/portfolio/refits/{refit_id}")).json()
+        return state if state["status"] in ("done", "failed") else None
+
+    return await wait_until(finished, timeout=120, interval=0.1, what="the refit to finish")
+
+
+async def load_cdnow_sample(client) -> dict[str, str]:
+    """The 1/10 CDNOW sample: customers by master id, then their 6,919 transactions."""
+
+    rows = [line.split() for line in CDNOW_SAMPLE.read_text().splitlines() if line.strip()]
+    customers: dict[str, str] = {}
+    for master_id in sorted({row[0] for row in rows}, key=int):
+        customers[master_id] = await create_customer(client, external_id=f"cdnow-{master_id}")
+    occurrences: dict[tuple, int] = defaultdict(int)
+    items = []
+    for master_id, _sample_id, day, _cds, dollars in rows:
+        key = (master_id, day, dollars)
+        occurrences[key] += 1
+        items.append({
+            "customer_id": customers[master_id], "amount": dollars, "currency": "USD",
+            "occurred_at": f"{day[:4]}-{day[4:6]}-{day[6:]}T12:00:00Z",
+            "external_id": f"cdnow-{master_id}-{day}-{dollars}-{occurrences[key]}",
+        })
+    await record(client, items)
+    return customers
+
+
+async def test_a_refit_on_cdnow_reproduces_the_published_parameters_and_scores_everyone(suite):
+    identify = await suite.start("identify")
+    client = identify.client
+    assert (await client.get("/v1/portfolio/model")).status_code == 404
+    customers = await load_cdnow_sample(client)
+
+    done = await refit(client, calibration_end="1997-09-30", time_unit="week")
+    assert done["status"] == "done", done
+    assert done["customers_scored"] == len(customers) == 2357
+    model = (await client.get("/v1/portfolio/model")).json()
+    assert model["version"] == done["model_version"] == 1
+    assert model["time_unit"] == "week" and model["calibration_end"] == "1997-09-30"
+    assert model["as_of"] == "1998-06-30" and model["customers"] == 2357
+    for family, params in PUBLISHED.items():
+        for name, published in params.items():
+            assert same_to_3_significant_digits(model[family][name], published), (family, name, model[family])
+    assert round(model["bgnbd"]["log_likelihood"], 1) == -9582.4
+    assert round(model["pareto_nbd"]["log_likelihood"], 1) == -9595.0
+
+    # Every customer carries scores now, shown on the customer itself.
+    some = (await client.get(f"/v1/customers/{customers['00004']}")).json()
+    scores = some["scores"]
+    assert scores["model_version"] == 1
+    assert all(1 <= scores[key] <= 5 for key in ("recency", "frequency", "monetary"))
+    assert 0 <= scores["probability_alive"] <= 1 and scores["predicted_clv"] >= 0
+    assert scores["segment"]
+
+    segments = (await client.get("/v1/portfolio/segments")).json()
+    assert segments["customers"] == 2357 and segments["model_version"] == 1
+    assert round(sum(s["revenue"] for s in segments["segments"]), 2) == pytest.approx(244091.94, abs=0.05)
+    assert {s["segment"] for s in segments["segments"]} >= {"champions", "lost", "hibernating", "at_risk"}
+
+    pareto = (await client.get("/v1/portfolio/pareto", params=[("top", 0.2), ("top", 1.0)])).json()
+    assert pareto["customers"] == 2357
+    assert pareto["revenue"] == pytest.approx(244091.94, abs=0.05)
+    top20, everyone = pareto["shares"]
+    assert top20["top"] == 0.2 and top20["customers"] == 472
+    assert 0.5 < top20["revenue_share"] < 0.9 and everyone["revenue_share"] == pytest.approx(1.0)
+    assert 0 < pareto["gini"] < 1
+    assert pareto["lorenz"][0] == [0.0, 0.0] and pareto["lorenz"][-1] == [1.0, 1.0]
+
+    high, cursor = [], None
+    while True:
+        params = {"kind": "high_future_value", "limit": 100, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/v1/portfolio/significant", params=params)).json()
+        high += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    # The top 10% by predicted CLV (ties at the cut may add a few).
+    assert 230 <= len(high) <= 250 and len({item["customer_id"] for item in high}) == len(high)
+    values = [item["evidence"]["predicted_clv"] for item in high]
+    assert values == sorted(values, reverse=True)
+    assert all(v >= item["evidence"]["threshold"] for v, item in zip(values, high))
+    inspiration = (await client.get("/v1/portfolio/significant", params={"kind": "inspiration"})).json()
+    assert inspiration["items"] == [] and inspiration["note"].startswith("no evidence")
+
+
+async def small_portfolio(client, count: int = 30) -> list[str]:
+    """`count` customers buying on a few days each, enough for a model to fit."""
+
+    ids = [await create_customer(client, external_id=f"c{i}") for i in range(count)]
+    items = []
+    for i, customer_id in enumerate(ids):
+        for day in range(1, 2 + i % 5):
+            items.append({
+                "customer_id": customer_id, "amount": str(10 + i), "currency": "EUR",
+                "occurred_at": f"2026-0{1 + day}-{10 + i % 15}T10:00:00Z", "margin": f"{(10 + i) * (0.05 if i % 3 else 0.5):.2f}",
+                "external_id": f"t-{i}-{day}",
+            })
+    await record(client, items)
+    return ids
+
+
+async def test_each_recorded_purchase_rescores_its_customer_and_emits_scored(suite):
+    identify = await suite.start("identify")
+    client = identify.client
+    ids = await small_portfolio(client)
+    before = (await client.get(f"/v1/customers/{ids[0]}")).json()
+    assert before["scores"] is None  # no model yet: nothing is scored
+    assert (await refit(client, time_unit="day"))["status"] == "done"
+    scored = (await client.get(f"/v1/customers/{ids[0]}")).json()["scores"]
+    assert scored["frequency"] is not None
+
+    nc = await nats.connect(suite.nats.url)
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe("crm.identify.customer.scored", durable="probe-scored")
+        response = await client.post("/v1/transactions", json={
+            "customer_id": ids[0], "amount": "500", "currency": "EUR", "occurred_at": "2026-06-20T10:00:00Z",
+        })
+        assert response.status_code == 201
+        message = (await sub.fetch(1, timeout=10))[0]
+        event = json.loads(message.data)
+    finally:
+        await nc.close()
+    assert event["subject"] == ids[0] and event["data"]["model_version"] == 1
+    after = (await client.get(f"/v1/customers/{ids[0]}")).json()["scores"]
+    assert after["scored_at"] > scored["scored_at"]
+    assert after["monetary"] >= scored["monetary"] and after["recency"] >= scored["recency"]
+    assert event["data"]["segment"] == after["segment"]
+    assert event["data"]["predicted_clv"] == after["predicted_clv"]
+
+
+async def test_costs_lower_historic_value_and_validate(suite):
+    identify = await suite.start("identify")
+    client = identify.client
+    ids = await small_portfolio(client)
+    await refit(client, time_unit="week")
+    before = (await client.get(f"/v1/customers/{ids[3]}")).json()["scores"]["historic_clv"]
+    assert (await client.get(f"/v1/customers/{ids[3]}/costs")).json()["acquisition"] == "0"
+    response = await client.put(f"/v1/customers/{ids[3]}/costs", json={"acquisition": "25.50", "service": "4"})
+    assert response.status_code == 200, response.text
+    assert response.json()["acquisition"] == "25.5" and response.json()["selling"] == "0"
+    after = (await client.get(f"/v1/customers/{ids[3]}")).json()["scores"]["historic_clv"]
+    assert after < before - 29.5  # 29.50 of costs, compounded from the first purchase
+    bad = await client.put(f"/v1/customers/{ids[3]}/costs", json={"acquisition": "-1"})
+    assert bad.status_code == 422 and "acquisition" in bad.text
+    unknown = await client.put("/v1/customers/nobody/costs", json={"acquisition": "1"})
+    assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
+    extra = await client.put(f"/v1/customers/{ids[3]}/costs", json={"acquisiton": "1"})
+    assert extra.status_code == 422
+
+
+async def test_thin_margin_volume_buyers_are_cost_absorbers(suite):
+    identify = await suite.start("identify")
+    client = identify.client
+    ids = await small_portfolio(client, count=30)
+    await refit(client, time_unit="day")
+    absorbers = (await client.get("/v1/portfolio/significant", params={"kind": "cost_absorber"})).json()
+    assert absorbers["items"], absorbers
+    for item in absorbers["items"]:
+        evidence = item["evidence"]
+        assert evidence["margin_ratio"] <= evidence["thin_margin"]
+        assert evidence["purchases"] >= evidence["volume_threshold"]
+        customer = (await client.get(f"/v1/customers/{item['customer_id']}")).json()
+        assert "cost_absorber" in customer["scores"]["kinds"]
+        assert customer["scores"]["evidence"]["cost_absorber"] == evidence
+
+
+async def test_customers_others_follow_are_benchmarks_from_network_referrals(suite):
+    identify = await suite.start("identify")
+    await suite.start("network")
+    client = identify.client
+    ids = await small_portfolio(client)
+    friends = [await create_customer(client, external_id=f"friend-{i}", referred_by=ids[5]) for i in range(3)]
+
+    async def referrals_seen():
+        async with identify.runtime.db.reader() as session:
+            from sqlalchemy import text
+
+            return (await session.execute(text("SELECT COUNT(*) FROM referrals_seen"))).scalar() == 3
+
+    await wait_until(referrals_seen, timeout=20, what="network's referrals to reach identify")
+    await refit(client, time_unit="week")
+    page = (await client.get("/v1/portfolio/significant", params={"kind": "benchmark"})).json()
+    assert [item["customer_id"] for item in page["items"]] == [ids[5]]
+    evidence = page["items"][0]["evidence"]
+    assert evidence["referrals"] == 3 and sorted(evidence["referred"]) == sorted(friends)
+    assert evidence["source"] == "crm.network.referral.recorded"
+
+
+async def test_refit_errors_are_clear(suite):
+    identify = await suite.start("identify")
+    client = identify.client
+    failed = await refit(client, time_unit="week")
+    assert failed["status"] == "failed" and "no purchases" in failed["failure"]
+    assert (await client.post("/v1/portfolio/refits", json={"time_unit": "month"})).status_code == 422
+    assert (await client.post("/v1/portfolio/refits", json={"calibration_end": "soon"})).status_code == 422
+    missing = await client.get("/v1/portfolio/refits/nope")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert (await client.get("/v1/portfolio/significant", params={"kind": "vip"})).status_code == 422
+    assert (await client.get("/v1/portfolio/pareto", params={"top": 0})).status_code == 422
+    listing = (await client.get("/v1/portfolio/refits")).json()
+    assert [item["id"] for item in listing["items"]] == [failed["id"]]
+    empty = (await client.get("/v1/portfolio/pareto")).json()
+    assert empty["customers"] == 0 and empty["gini"] == 0.0
