@@ -56,6 +56,7 @@ ROUTES: tuple[Route, ...] = (
     r("GET POST", "/v1/customers", "identify"),
     r("GET PATCH", "/v1/customers/{id}", "identify"),
     r("GET", "/v1/customers/{id}/transactions", "identify"),
+    r("GET PUT", "/v1/customers/{id}/costs", "identify"),
     r("GET", "/v1/customers/{id}/duplicates", "identify"),
     r("POST", "/v1/customers/{id}/merge", "identify"),
     r("POST", "/v1/transactions", "identify"),

@@ -6,16 +6,19 @@ from services.identify.endpoints import router
 from services.identify.imports import endpoints as imports, service as import_jobs
 from services.identify.models import Base, messaging
 from services.identify.resolution.endpoints import router as resolution_router
+from services.identify.portfolio import refits
+from services.identify.portfolio.endpoints import router as portfolio_router
+from services.identify.portfolio.handlers import REFERRALS
 from shared.app import ServiceDefinition, create_service_app
 
 DEFINITION = ServiceDefinition(
     name="identify",
-    description="Customer portfolio analysis: customers, transactions and (soon) their value.",
+    description="Customer portfolio analysis: customers, transactions, their value and who matters most.",
     metadata=Base.metadata,
     messaging=messaging,
-    routers=[router, resolution_router, imports.router],
-    consumers=[],
-    on_start=[import_jobs.fail_interrupted_imports],
+    routers=[router, resolution_router, portfolio_router, imports.router],
+    consumers=[REFERRALS],
+    on_start=[refits.start, import_jobs.fail_interrupted_imports],
 )
 
 

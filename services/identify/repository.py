@@ -7,22 +7,34 @@ from datetime import datetime
 from sqlalchemy import bindparam, case, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identify.models import Customer, PurchaseDay, PurchaseSummary, Transaction
+from services.identify.models import Customer, CustomerScore, PurchaseDay, PurchaseSummary, Transaction
 
 
 async def get_customer(session: AsyncSession, customer_id: str) -> Customer | None:
     return await session.get(Customer, customer_id)
 
 
-# Built once: the hot read path skips statement construction and the ORM.
-_READ_CUSTOMER = select(Customer.__table__).where(Customer.__table__.c.id == bindparam("customer_id"))
+# Built once: the hot read path skips statement construction and the ORM. The
+# customer's current scores come along in the same row (an outer join).
+_SCORES = CustomerScore.__table__
+_SCORE_FIELDS = tuple(column.name for column in _SCORES.c if column.name != "customer_id")
+_READ_CUSTOMER = (
+    select(Customer.__table__, *(_SCORES.c[name].label(f"score_{name}") for name in _SCORE_FIELDS))
+    .outerjoin(_SCORES, _SCORES.c.customer_id == Customer.__table__.c.id)
+    .where(Customer.__table__.c.id == bindparam("customer_id"))
+)
 
 
-async def read_customer(session: AsyncSession, customer_id: str):
-    """One customer as a row mapping."""
+async def read_customer(session: AsyncSession, customer_id: str) -> dict | None:
+    """One customer as a dict, with `scores` (None before its first scoring)."""
 
-    result = await session.execute(_READ_CUSTOMER, {"customer_id": customer_id})
-    return result.mappings().first()
+    row = (await session.execute(_READ_CUSTOMER, {"customer_id": customer_id})).mappings().first()
+    if row is None:
+        return None
+    customer = {key: value for key, value in row.items() if not key.startswith("score_")}
+    scored = row["score_scored_at"] is not None
+    customer["scores"] = {name: row[f"score_{name}"] for name in _SCORE_FIELDS} if scored else None
+    return customer
 
 
 async def find_identity_clash(

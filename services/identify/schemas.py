@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from services.identify.portfolio.schemas import ScoresOut
 from shared.validation import Email, Strict, Text, stripped
 
 Phone = Annotated[str | None, Field(max_length=50), AfterValidator(stripped)]
@@ -54,6 +55,10 @@ class CustomerOut(BaseModel):
     merged_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
+    scores: ScoresOut | None = Field(
+        None, description="RFM scores and segment, lifetime value, probability alive and strategically "
+        "significant kinds with their evidence; null until the first refit has scored the customer"
+    )
 
 
 class CustomerPage(BaseModel):
