@@ -1,42 +1,111 @@
-"""What every maximum-likelihood fit here shares: collapsing identical rows and the optimiser."""
+"""What the fits share: collapsing identical rows and the optimiser."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
 
-
-def distinct_rows(*columns) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """The distinct rows of the given columns, how often each occurs, and each input row's distinct row.
-
-    A customer base has far fewer distinct (x, t_x, T) rows than customers (every
-    one-time buyer of the same day is the same row), so likelihoods and expectations
-    are evaluated once per distinct row.
-    """
-    stacked = np.column_stack(as_arrays(*columns))
-    rows, inverse, counts = np.unique(stacked, axis=0, return_inverse=True, return_counts=True)
-    return [rows[:, i] for i in range(rows.shape[1])], counts.astype(np.float64), inverse.reshape(-1)
-
-
-def collapse(*columns) -> tuple[list[np.ndarray], np.ndarray]:
-    """The distinct rows of the given columns and their counts, the weights of a likelihood."""
-    rows, counts, _ = distinct_rows(*columns)
-    return rows, counts
-
-
-def maximise(negative_log_likelihood, start, *, jac: bool) -> tuple[np.ndarray, float]:
-    """Maximise a log-likelihood over log-parameters; returns (parameters, log-likelihood).
-
-    `negative_log_likelihood(log_params)` returns the value (and its gradient if `jac`).
-    L-BFGS-B with tolerances tight enough to reproduce published estimates to well
-    beyond 3 significant digits; a Nelder-Mead polish guards against a stalled line search.
-    """
-    result = minimize(negative_log_likelihood, np.log(start), method="L-BFGS-B", jac=jac,
-                      options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000, "maxcor": 20})
-    if not result.success and not np.isfinite(result.fun):
-        raise ArithmeticError(f"fit did not converge: {result.message}")
-    return np.exp(result.x), -float(result.fun)
+_SCALES = (1.0, 7.0)  # whole days, and days measured in weeks
+_MAX_DIRECT = 10_000_000
 
 
 def as_arrays(*columns) -> list[np.ndarray]:
     return [np.asarray(c, dtype=np.float64) for c in columns]
+
+
+def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values ascending, each value's index among them).
+
+    Summaries are whole days or days / 7; for those, the distinct values come from a
+    bincount of the day numbers, several times faster than sorting. A value counts as
+    k/scale only when it is exactly the float k/scale, so the grouping is the same as
+    grouping the floats themselves.
+    """
+    if values.size and np.isfinite(values).all():
+        for scale in _SCALES:
+            whole = np.round(values * scale)
+            if whole.min() >= 0 and whole.max() < _MAX_DIRECT and np.array_equal(whole / scale, values):
+                whole = whole.astype(np.int64)
+                present = np.bincount(whole) > 0
+                position = np.cumsum(present) - 1
+                return np.flatnonzero(present) / scale, position[whole]
+    levels, codes = np.unique(values, return_inverse=True)
+    return levels, codes.reshape(-1)
+
+
+def _group(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(index of each group's first row, each row's group, group sizes) of equal integer keys."""
+    order = np.argsort(key)
+    ordered = key[order]
+    starts = np.r_[True, ordered[1:] != ordered[:-1]]
+    group = np.empty(len(key), dtype=np.int64)
+    group[order] = np.cumsum(starts) - 1
+    return order[starts], group, np.diff(np.r_[np.flatnonzero(starts), len(key)])
+
+
+@dataclass(frozen=True)
+class Distinct:
+    """The distinct rows of some columns.
+
+    A customer base has far fewer distinct (x, t_x, T) rows than customers (every one-time
+    buyer of the same day is the same row), so likelihoods and expectations are evaluated
+    once per distinct row. Within those rows each column has fewer distinct values still
+    (a few hundred x, one T per acquisition day): `levels[i]` and `codes[i]` let the
+    expensive functions of one column run on its levels only.
+    """
+    columns: list[np.ndarray]  # per column, its value in each distinct row
+    weights: np.ndarray  # how many input rows each distinct row stands for
+    inverse: np.ndarray  # each input row's distinct row
+    levels: list[np.ndarray]  # per column, its distinct values
+    codes: list[np.ndarray]  # per column, each distinct row's index into levels
+
+    def pair(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct (column i, column j) pairs: (values i, values j, each distinct row's pair)."""
+        first, group, _ = _group(self.codes[i] * len(self.levels[j]) + self.codes[j])
+        return self.columns[i][first], self.columns[j][first], group
+
+
+def distinct_rows(*columns) -> Distinct:
+    arrays = as_arrays(*columns)
+    if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
+        raise ValueError("the columns must be one-dimensional and of the same length")
+    levels, codes = zip(*(factorize(a) for a in arrays))
+    if np.prod([float(len(level)) for level in levels]) < 2.0**62:
+        key = codes[0].astype(np.int64)
+        for level, code in zip(levels[1:], codes[1:]):
+            key = key * len(level) + code
+        first, inverse, counts = _group(key)
+    else:  # too many combinations for one integer key
+        _, first, inverse, counts = np.unique(np.column_stack(arrays), axis=0, return_index=True,
+                                              return_inverse=True, return_counts=True)
+        inverse = inverse.reshape(-1)
+    row_codes = [code[first] for code in codes]
+    return Distinct([level[code] for level, code in zip(levels, row_codes)], counts.astype(np.float64),
+                    inverse, list(levels), row_codes)
+
+
+def summaries(x, t_x, T) -> Distinct:
+    """The distinct (x, t_x, T) rows of a customer base, after checking they make sense."""
+    rows = distinct_rows(x, t_x, T)
+    x, t_x, T = rows.columns
+    if not (np.isfinite(T).all() and (x >= 0).all() and (t_x >= 0).all() and (t_x <= T).all()):
+        raise ValueError("summaries need finite x >= 0 and 0 <= t_x <= T")
+    if not (x > 0).any():
+        raise ValueError("fitting needs customers with repeat purchases")
+    return rows
+
+
+def maximise(negative_log_likelihood, start, *, jac: bool) -> np.ndarray:
+    """The parameters maximising a log-likelihood, searched over their logarithms.
+
+    `negative_log_likelihood(log_params)` returns the value (and its gradient if `jac`).
+    L-BFGS-B with tolerances tight enough to reproduce published estimates well beyond
+    3 significant digits.
+    """
+    result = minimize(negative_log_likelihood, np.log(start), method="L-BFGS-B", jac=jac,
+                      options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000, "maxcor": 20})
+    if not np.isfinite(result.fun):
+        raise ArithmeticError(f"fit did not converge: {result.message}")
+    return np.exp(result.x)

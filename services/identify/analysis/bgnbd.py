@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import betaln, digamma, gammaln, hyp2f1
 
-from ._fitting import as_arrays, collapse, maximise
+from ._fitting import Distinct, as_arrays, distinct_rows, maximise, summaries
 
 
 @dataclass(frozen=True)
@@ -20,45 +20,69 @@ class BGNBDParams:
     log_likelihood: float
 
 
-def _terms(r, alpha, a, b, x, t_x, T):
-    """log-likelihood per row and the pieces its gradient needs.
+def _log_likelihood(r, alpha, a, b, x, t_x, T):
+    """Per-row log-likelihood (FHL 2005, eq. 6):
 
     LL = lnΓ(r+x) − lnΓ(r) + r ln α + ln B(a, b+x) − ln B(a, b)
          + ln[(α+T)^−(r+x) + [x>0] a/(b+x−1) (α+t_x)^−(r+x)]
     """
-    repeat = x > 0
-    alive = -(r + x) * np.log(alpha + T)
     with np.errstate(divide="ignore", invalid="ignore"):
-        dropped = np.where(repeat, np.log(a) - np.log(b + x - 1) - (r + x) * np.log(alpha + t_x), -np.inf)
-    mix = np.logaddexp(alive, dropped)
-    ll = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + betaln(a, b + x) - betaln(a, b) + mix
-    return ll, np.exp(alive - mix), np.exp(dropped - mix)
+        dropped = np.where(x > 0, np.log(a) - np.log(b + x - 1) - (r + x) * np.log(alpha + t_x), -np.inf)
+    return (gammaln(r + x) - gammaln(r) + r * np.log(alpha) + betaln(a, b + x) - betaln(a, b)
+            + np.logaddexp(-(r + x) * np.log(alpha + T), dropped))
 
 
-def _negative_log_likelihood(log_params, x, t_x, T, weights):
-    r, alpha, a, b = np.exp(log_params)
-    ll, w_alive, w_dropped = _terms(r, alpha, a, b, x, t_x, T)
-    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - w_alive * np.log(alpha + T) - w_dropped * np.log(alpha + t_x)
-    d_alpha = r / alpha - (r + x) * (w_alive / (alpha + T) + w_dropped / (alpha + t_x))
-    d_a = digamma(a + b) - digamma(a + b + x) + w_dropped / a
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d_b = (digamma(b + x) - digamma(a + b + x) - digamma(b) + digamma(a + b)
-               - np.where(x > 0, w_dropped / (b + x - 1), 0.0))
-    total = weights.sum()
-    gradient = np.array([weights @ d for d in (d_r, d_alpha, d_a, d_b)]) * np.array([r, alpha, a, b])
-    # the mean keeps the objective O(1) whatever the number of customers
-    return -(weights @ ll) / total, -gradient / total
+class _Objective:
+    """The mean negative log-likelihood over the distinct rows and its gradient in log-parameters.
+
+    Terms of x alone run on the distinct x values with their summed weights, logarithms of
+    α + T and α + t_x on the distinct T and t_x values; per row only the mixture remains:
+    ln[e^A + e^D] = A + softplus(z) with A = −(r+x) ln(α+T), z = D − A.
+    """
+
+    def __init__(self, rows: Distinct):
+        self.x = rows.columns[0]
+        (self.xs, self.tx_levels, self.T_levels), (self.x_code, self.tx_code, self.T_code) = rows.levels, rows.codes
+        self.weights = rows.weights / rows.weights.sum()  # the mean keeps the objective O(1)
+        self.weighted_x = self.weights * self.x
+        self.x_weights = np.bincount(self.x_code, weights=self.weights, minlength=len(self.xs))
+        self.repeat = self.xs > 0
+
+    def __call__(self, log_params):
+        r, alpha, a, b = np.exp(log_params)
+        xs, w, wx = self.xs, self.weights, self.x_weights
+        with np.errstate(divide="ignore"):
+            log_odds = np.where(self.repeat, np.log(a) - np.log(np.where(self.repeat, b + xs - 1, 1.0)), -np.inf)
+        per_x = gammaln(r + xs) - gammaln(r) + r * np.log(alpha) + betaln(a, b + xs) - betaln(a, b)
+        log_T = np.log(alpha + self.T_levels)[self.T_code]
+        gap = log_T - np.log(alpha + self.tx_levels)[self.tx_code]  # ln(α+T) − ln(α+t_x) ≥ 0
+        rx = r + self.x
+        z = log_odds[self.x_code] + rx * gap
+        softplus = np.logaddexp(0.0, z)
+        w_dropped = w * np.exp(z - softplus)  # weight × the share of the likelihood from "dropped out at t_x"
+        sum_log_T, sum_x_log_T = w @ log_T, self.weighted_x @ log_T
+        dropped_by_x = np.bincount(self.x_code, weights=w_dropped, minlength=len(xs))
+        inverse_T = 1.0 / (alpha + self.T_levels)
+        inverse_gap = (1.0 / (alpha + self.tx_levels))[self.tx_code] - inverse_T[self.T_code]
+        value = wx @ per_x - r * sum_log_T - sum_x_log_T + w @ softplus
+        d_r = wx @ (digamma(r + xs) - digamma(r) + np.log(alpha)) - sum_log_T + w_dropped @ gap
+        d_alpha = (r / alpha - r * (w @ inverse_T[self.T_code]) - self.weighted_x @ inverse_T[self.T_code]
+                   - (w_dropped * rx) @ inverse_gap)
+        d_a = wx @ (digamma(a + b) - digamma(a + b + xs)) + dropped_by_x.sum() / a
+        d_b = (wx @ (digamma(b + xs) - digamma(a + b + xs) - digamma(b) + digamma(a + b))
+               - dropped_by_x[self.repeat] @ (1.0 / (b + xs[self.repeat] - 1)))
+        return -value, -np.array([d_r * r, d_alpha * alpha, d_a * a, d_b * b])
 
 
 def fit_bgnbd(x, t_x, T) -> BGNBDParams:
     """Maximum-likelihood BG/NBD parameters for repeat purchases x, last purchase t_x and age T."""
-    (x, t_x, T), weights = collapse(x, t_x, T)
-    if weights.sum() == 0 or not (x > 0).any():
-        raise ValueError("BG/NBD needs customers with repeat purchases")
-    rate = (weights @ x) / (weights @ T)  # purchases per time unit, a scale-free start for α
-    start = np.array([1.0, 1.0 / rate, 1.0, 1.0])
-    params, mean_ll = maximise(lambda p: _negative_log_likelihood(p, x, t_x, T, weights), start, jac=True)
-    return BGNBDParams(*map(float, params), log_likelihood=mean_ll * float(weights.sum()))
+    rows = summaries(x, t_x, T)
+    x, _, T = rows.columns
+    rate = (rows.weights @ x) / (rows.weights @ T)  # purchases per time unit: a scale-free start for α
+    objective = _Objective(rows)
+    params = maximise(objective, np.array([1.0, 1.0 / rate, 1.0, 1.0]), jac=True)
+    mean_log_likelihood = -objective(np.log(params))[0]
+    return BGNBDParams(*map(float, params), log_likelihood=float(mean_log_likelihood * rows.weights.sum()))
 
 
 def bgnbd_probability_alive(params: BGNBDParams, x, t_x, T) -> np.ndarray:
@@ -88,3 +112,29 @@ def bgnbd_expected_purchases_new(params: BGNBDParams, t) -> np.ndarray:
     t = np.asarray(t, dtype=np.float64)
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     return (a + b - 1) / (a - 1) * (1.0 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, t / (alpha + t)))
+
+
+_CELLS_PER_CHUNK = 2_000_000  # (x, T) pairs × time steps evaluated at once; bounds memory
+
+
+def bgnbd_discounted_purchases(params: BGNBDParams, x, t_x, T, times, discount) -> np.ndarray:
+    """Σₖ (E[Y(tₖ)] − E[Y(tₖ₋₁)]) · discountₖ per customer, t₀ = 0 < t₁ < ... (`times` holds t₁...).
+
+    E[Y(t)] = C(x) · [1 − G(x, T, t)] · P(alive), so each increment is C · P · (G(tₖ₋₁) − G(tₖ)):
+    the ₂F₁ in G runs once per distinct (x, T) pair and time, not per customer.
+    """
+    x, t_x, T = as_arrays(x, t_x, T)
+    times, discount = as_arrays(times, discount)
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    pairs = distinct_rows(x, T)
+    px, pT = pairs.columns
+    per_pair = np.empty(len(px))
+    chunk = max(1, _CELLS_PER_CHUNK // len(times))
+    for start in range(0, len(px), chunk):  # chunks of pairs, each one array operation
+        rows = slice(start, start + chunk)
+        xs, Ts = px[rows, None], pT[rows, None]
+        horizon = alpha + Ts + times[None, :]
+        g = np.exp((r + xs) * (np.log(alpha + Ts) - np.log(horizon))) * hyp2f1(r + xs, b + xs, a + b + xs - 1, times / horizon)
+        per_pair[rows] = np.diff(g, axis=1, prepend=1.0) @ -discount
+    scale = (a + b + x - 1) / (a - 1) * bgnbd_probability_alive(params, x, t_x, T)
+    return scale * per_pair[pairs.inverse]

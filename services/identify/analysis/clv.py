@@ -7,41 +7,27 @@ import math
 
 import numpy as np
 
-from ._fitting import as_arrays, distinct_rows
-from .bgnbd import BGNBDParams, bgnbd_expected_purchases
+from ._fitting import as_arrays
+from .bgnbd import BGNBDParams, bgnbd_discounted_purchases
 from .gamma_gamma import GammaGammaParams, gamma_gamma_expected_spend
-from .pareto_nbd import ParetoNBDParams, pareto_nbd_expected_purchases
-
-_CELLS_PER_CHUNK = 2_000_000  # distinct rows × time steps evaluated at once; bounds memory
-
-
-def _expected(purchases, t, x, t_x, T):
-    if isinstance(purchases, ParetoNBDParams):
-        return pareto_nbd_expected_purchases(purchases, t, x, t_x, T)
-    return bgnbd_expected_purchases(purchases, t, x, t_x, T)
+from .pareto_nbd import ParetoNBDParams, pareto_nbd_discounted_purchases
 
 
 def discounted_purchases(purchases: BGNBDParams | ParetoNBDParams, x, t_x, T, *, horizon, discount_rate, steps=None):
     """Σₖ (E[purchases by tₖ] − E[purchases by tₖ₋₁]) / (1 + rate)^tₖ over tₖ = k·horizon/steps, k = 1..steps.
 
-    `steps` defaults to one per time unit (52 for a year in weeks). The expectation depends
-    only on (x, t_x, T), so it is evaluated once per distinct row.
+    `steps` defaults to one per time unit (52 for a year in weeks).
     """
     if horizon <= 0:
         raise ValueError("horizon must be positive")
     if discount_rate <= -1:
         raise ValueError("discount_rate must be above -1")
     steps = int(steps) if steps else max(1, math.ceil(horizon))
-    times = np.linspace(0.0, horizon, steps + 1)
-    discount = (1.0 + discount_rate) ** -times[1:]
-    (ux, ut, uT), _, inverse = distinct_rows(x, t_x, T)
-    value = np.empty(len(ux))
-    chunk = max(1, _CELLS_PER_CHUNK // steps)
-    for start in range(0, len(ux), chunk):  # chunks of distinct rows, each evaluated as one array
-        rows = slice(start, start + chunk)
-        cumulative = _expected(purchases, times[None, 1:], ux[rows, None], ut[rows, None], uT[rows, None])
-        value[rows] = np.diff(cumulative, axis=1, prepend=0.0) @ discount
-    return value[inverse]
+    times = np.linspace(0.0, horizon, steps + 1)[1:]
+    discount = (1.0 + discount_rate) ** -times
+    if isinstance(purchases, ParetoNBDParams):
+        return pareto_nbd_discounted_purchases(purchases, x, t_x, T, times, discount)
+    return bgnbd_discounted_purchases(purchases, x, t_x, T, times, discount)
 
 
 def predictive_clv(bgnbd, gamma_gamma: GammaGammaParams, x, t_x, T, mean_spend, *, horizon, discount_rate,

@@ -49,7 +49,7 @@ def fit_gamma_gamma(x, mean_spend) -> GammaGammaParams:
     # method of moments for a Gamma(p, ν) spend with ν ~ Gamma(q, γ): a start close to the optimum
     mean = m.mean()
     start = np.array([max(mean**2 / max(m.var(), 1e-12) * 2.0, 0.5), 3.0, mean])
-    params, _ = maximise(lambda lp: _negative_log_likelihood(lp, x, m), start, jac=True)
+    params = maximise(lambda lp: _negative_log_likelihood(lp, x, m), start, jac=True)
     return GammaGammaParams(*map(float, params))
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammaln, hyp2f1
 
-from ._fitting import as_arrays, collapse, maximise
+from ._fitting import Distinct, as_arrays, maximise, summaries
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,10 @@ def _log_f(r, alpha, s, beta, x, t):
             - (r + x) * np.log(alpha + t) - s * np.log(beta + t))
 
 
-def _log_a0_term(r, alpha, s, beta, x, t_x, T):
-    """ln[s/(r+s+x) · A₀]: the likelihood's share from customers who died in (t_x, T]; −inf when t_x = T."""
-    upper = _log_f(r, alpha, s, beta, x, t_x)
-    lower = _log_f(r, alpha, s, beta, x, T)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_a0 = upper + np.log1p(-np.exp(np.minimum(lower - upper, 0.0)))
+def _log_a0_term(r, alpha, s, beta, x, log_f_tx, log_f_T):
+    """ln[s/(r+s+x) · A₀], A₀ = F(t_x) − F(T): the likelihood's share from customers who died in (t_x, T]."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # −inf when t_x = T
+        log_a0 = log_f_tx + np.log1p(-np.exp(np.minimum(log_f_T - log_f_tx, 0.0)))
     return np.log(s) - np.log(r + s + x) + log_a0
 
 
@@ -48,35 +46,56 @@ def _log_alive_term(r, alpha, s, beta, x, T):
     return -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
 
 
-def _log_likelihood(r, alpha, s, beta, x, t_x, T):
-    """LL = lnΓ(r+x) − lnΓ(r) + r ln α + s ln β + ln[(α+T)^−(r+x) (β+T)^−s + s/(r+s+x) A₀]."""
-    head = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
-    return head + np.logaddexp(_log_alive_term(r, alpha, s, beta, x, T), _log_a0_term(r, alpha, s, beta, x, t_x, T))
+def _log_odds_dead(r, alpha, s, beta, x, t_x, T):
+    log_f_tx, log_f_T = _log_f(r, alpha, s, beta, x, t_x), _log_f(r, alpha, s, beta, x, T)
+    return _log_a0_term(r, alpha, s, beta, x, log_f_tx, log_f_T) - _log_alive_term(r, alpha, s, beta, x, T)
+
+
+class _Objective:
+    """The mean negative log-likelihood over the distinct rows:
+
+    LL = lnΓ(r+x) − lnΓ(r) + r ln α + s ln β + ln[(α+T)^−(r+x) (β+T)^−s + s/(r+s+x) A₀]
+
+    ₂F₁ runs once per distinct (x, t_x) and (x, T) pair, which are far fewer than rows.
+    """
+
+    def __init__(self, rows: Distinct):
+        self.xs = rows.levels[0]
+        self.weights = rows.weights / rows.weights.sum()
+        self.x_weights = np.bincount(rows.codes[0], weights=self.weights, minlength=len(self.xs))
+        self.tx_pairs, self.T_pairs = rows.pair(0, 1), rows.pair(0, 2)
+
+    def __call__(self, log_params):
+        r, alpha, s, beta = np.exp(log_params)
+        head = gammaln(r + self.xs) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+        (x_tx, tx, tx_code), (x_T, T, T_code) = self.tx_pairs, self.T_pairs
+        log_f_tx = _log_f(r, alpha, s, beta, x_tx, tx)[tx_code]
+        # terms of (x, T) alone, once per pair
+        log_f_T = _log_f(r, alpha, s, beta, x_T, T)
+        share = (np.log(s) - np.log(r + s + x_T))[T_code]
+        alive = _log_alive_term(r, alpha, s, beta, x_T, T)[T_code]
+        with np.errstate(divide="ignore", invalid="ignore"):  # A₀ = 0 when t_x = T
+            dead = share + log_f_tx + np.log1p(-np.exp(np.minimum(log_f_T[T_code] - log_f_tx, 0.0)))
+        value = -(self.x_weights @ head + self.weights @ np.logaddexp(alive, dead))
+        return value if np.isfinite(value) else 1e300  # far outside the plausible region
 
 
 def fit_pareto_nbd(x, t_x, T) -> ParetoNBDParams:
     """Maximum-likelihood Pareto/NBD parameters for repeat purchases x, last purchase t_x and age T."""
-    (x, t_x, T), weights = collapse(x, t_x, T)
-    if weights.sum() == 0 or not (x > 0).any():
-        raise ValueError("Pareto/NBD needs customers with repeat purchases")
-    total = weights.sum()
-
-    def negative(log_params):
-        value = -(weights @ _log_likelihood(*np.exp(log_params), x, t_x, T)) / total
-        return value if np.isfinite(value) else 1e300
-
-    rate = (weights @ x) / (weights @ T)
-    start = np.array([1.0, 1.0 / rate, 1.0, np.mean(T)])
-    params, mean_ll = maximise(negative, start, jac=False)
-    return ParetoNBDParams(*map(float, params), log_likelihood=mean_ll * float(total))
+    rows = summaries(x, t_x, T)
+    objective = _Objective(rows)
+    x, _, T = rows.columns
+    rate = (rows.weights @ x) / (rows.weights @ T)
+    start = np.array([1.0, 1.0 / rate, 1.0, float(rows.weights @ T / rows.weights.sum())])
+    params = maximise(objective, start, jac=False)
+    return ParetoNBDParams(*map(float, params), log_likelihood=float(-objective(np.log(params)) * rows.weights.sum()))
 
 
 def pareto_nbd_probability_alive(params: ParetoNBDParams, x, t_x, T) -> np.ndarray:
     """P(alive at T) = 1 / (1 + s/(r+s+x) (α+T)^(r+x) (β+T)^s A₀)."""
     x, t_x, T = as_arrays(x, t_x, T)
     r, alpha, s, beta = params.r, params.alpha, params.s, params.beta
-    log_odds = _log_a0_term(r, alpha, s, beta, x, t_x, T) - _log_alive_term(r, alpha, s, beta, x, T)
-    return 1.0 / (1.0 + np.exp(log_odds))
+    return 1.0 / (1.0 + np.exp(_log_odds_dead(r, alpha, s, beta, x, t_x, T)))
 
 
 def pareto_nbd_expected_purchases(params: ParetoNBDParams, t, x, t_x, T) -> np.ndarray:
@@ -84,7 +103,24 @@ def pareto_nbd_expected_purchases(params: ParetoNBDParams, t, x, t_x, T) -> np.n
     x, t_x, T = as_arrays(x, t_x, T)
     t = np.asarray(t, dtype=np.float64)
     r, alpha, s, beta = params.r, params.alpha, params.s, params.beta
+    return (r + x) * (beta + T) / (alpha + T) * _survival(s, beta, T, t) * pareto_nbd_probability_alive(params, x, t_x, T)
+
+
+def _survival(s, beta, T, t):
+    """[1 − ((β+T)/(β+T+t))^(s−1)]/(s−1), whose limit at s = 1 is ln((β+T+t)/(β+T))."""
     shrink = np.log(beta + T) - np.log(beta + T + t)  # ≤ 0
-    # [1 − e^((s−1)·shrink)]/(s−1), whose limit at s = 1 is −shrink
-    survival = -np.expm1((s - 1) * shrink) / (s - 1) if abs(s - 1) > 1e-12 else -shrink
-    return (r + x) * (beta + T) / (alpha + T) * survival * pareto_nbd_probability_alive(params, x, t_x, T)
+    return -np.expm1((s - 1) * shrink) / (s - 1) if abs(s - 1) > 1e-12 else -shrink
+
+
+def pareto_nbd_discounted_purchases(params: ParetoNBDParams, x, t_x, T, times, discount) -> np.ndarray:
+    """Σₖ (E[Y(tₖ)] − E[Y(tₖ₋₁)]) · discountₖ per customer, t₀ = 0 < t₁ < ... (`times` holds t₁...).
+
+    E[Y(t)] = (r+x)(β+T)/(α+T) · P(alive) · U(T, t), and U depends on T alone.
+    """
+    x, t_x, T = as_arrays(x, t_x, T)
+    times, discount = as_arrays(times, discount)
+    levels, codes = np.unique(T, return_inverse=True)
+    survival = _survival(params.s, params.beta, levels[:, None], times[None, :])
+    per_T = np.diff(survival, axis=1, prepend=0.0) @ discount
+    scale = (params.r + x) * (params.beta + T) / (params.alpha + T) * pareto_nbd_probability_alive(params, x, t_x, T)
+    return scale * per_T[codes.reshape(-1)]

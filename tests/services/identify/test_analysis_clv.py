@@ -7,7 +7,7 @@ import pytest
 
 from services.identify.analysis import (
     BGNBDParams, GammaGammaParams, ParetoNBDParams, bgnbd_expected_purchases, gamma_gamma_expected_spend,
-    historic_clv, predictive_clv,
+    historic_clv, pareto_nbd_expected_purchases, predictive_clv,
 )
 
 # the published CDNOW estimates (weeks)
@@ -21,10 +21,16 @@ T = np.array([38.86, 38.86, 38.86, 38.86, 38.86])
 MEAN_SPEND = np.array([0.0, 22.35, 22.35, 40.0, 11.77])
 
 
-def test_undiscounted_clv_is_expected_purchases_times_expected_spend():
-    clv = predictive_clv(BGNBD, SPEND, X, T_X, T, MEAN_SPEND, horizon=39, discount_rate=0.0)
-    expected = bgnbd_expected_purchases(BGNBD, 39, X, T_X, T) * gamma_gamma_expected_spend(SPEND, X, MEAN_SPEND)
+@pytest.mark.parametrize(("model", "expected_purchases"), [(BGNBD, bgnbd_expected_purchases),
+                                                           (PARETO, pareto_nbd_expected_purchases)])
+def test_undiscounted_clv_is_expected_purchases_times_expected_spend(model, expected_purchases):
+    clv = predictive_clv(model, SPEND, X, T_X, T, MEAN_SPEND, horizon=39, discount_rate=0.0)
+    expected = expected_purchases(model, 39, X, T_X, T) * gamma_gamma_expected_spend(SPEND, X, MEAN_SPEND)
     assert clv == pytest.approx(expected, rel=1e-9)
+
+
+def test_clv_of_the_published_customer():
+    clv = predictive_clv(BGNBD, SPEND, X, T_X, T, MEAN_SPEND, horizon=39, discount_rate=0.0)
     # the published customer: 1.226 purchases expected in weeks 40-78
     assert clv[1] / gamma_gamma_expected_spend(SPEND, [2], [22.35])[0] == pytest.approx(1.226, abs=5e-4)
 
