@@ -44,30 +44,39 @@ class _Objective:
         self.x = rows.columns[0]
         (self.xs, self.tx_levels, self.T_levels), (self.x_code, self.tx_code, self.T_code) = rows.levels, rows.codes
         self.weights = rows.weights / rows.weights.sum()  # the mean keeps the objective O(1)
-        self.weighted_x = self.weights * self.x
         self.x_weights = np.bincount(self.x_code, weights=self.weights, minlength=len(self.xs))
+        # Σ w·f(T) and Σ w·x·f(T) are sums over the distinct T values with these weights
+        self.T_weights = np.bincount(self.T_code, weights=self.weights, minlength=len(self.T_levels))
+        self.T_x_weights = np.bincount(self.T_code, weights=self.weights * self.x, minlength=len(self.T_levels))
         self.repeat = self.xs > 0
+
+    def _rows(self, r, log_odds, log_T, log_tx, inverse_T, inverse_tx):
+        """The sums that need every distinct row (the rest run on distinct values)."""
+        x_code, tx_code, T_code, w = self.x_code, self.tx_code, self.T_code, self.weights
+        gap = log_T[T_code] - log_tx[tx_code]  # ln(α+T) − ln(α+t_x) ≥ 0
+        rx = r + self.x
+        z = log_odds[x_code] + rx * gap
+        # softplus(z) = ln(1 + e^z) and sigmoid(z) from one exponential, stable for any z
+        e = np.exp(-np.abs(z))
+        softplus = np.maximum(z, 0.0) + np.log1p(e)
+        w_dropped = w * np.where(z >= 0, 1.0, e) / (1.0 + e)  # weight × share of the likelihood from "dropped out"
+        inverse_gap = inverse_tx[tx_code] - inverse_T[T_code]
+        return (w @ softplus, w_dropped @ gap, (w_dropped * rx) @ inverse_gap,
+                np.bincount(x_code, weights=w_dropped, minlength=len(self.xs)))
 
     def __call__(self, log_params):
         r, alpha, a, b = np.exp(log_params)
-        xs, w, wx = self.xs, self.weights, self.x_weights
+        xs, wx = self.xs, self.x_weights
         with np.errstate(divide="ignore"):
             log_odds = np.where(self.repeat, np.log(a) - np.log(np.where(self.repeat, b + xs - 1, 1.0)), -np.inf)
         per_x = gammaln(r + xs) - gammaln(r) + r * np.log(alpha) + betaln(a, b + xs) - betaln(a, b)
-        log_T = np.log(alpha + self.T_levels)[self.T_code]
-        gap = log_T - np.log(alpha + self.tx_levels)[self.tx_code]  # ln(α+T) − ln(α+t_x) ≥ 0
-        rx = r + self.x
-        z = log_odds[self.x_code] + rx * gap
-        softplus = np.logaddexp(0.0, z)
-        w_dropped = w * np.exp(z - softplus)  # weight × the share of the likelihood from "dropped out at t_x"
-        sum_log_T, sum_x_log_T = w @ log_T, self.weighted_x @ log_T
-        dropped_by_x = np.bincount(self.x_code, weights=w_dropped, minlength=len(xs))
-        inverse_T = 1.0 / (alpha + self.T_levels)
-        inverse_gap = (1.0 / (alpha + self.tx_levels))[self.tx_code] - inverse_T[self.T_code]
-        value = wx @ per_x - r * sum_log_T - sum_x_log_T + w @ softplus
-        d_r = wx @ (digamma(r + xs) - digamma(r) + np.log(alpha)) - sum_log_T + w_dropped @ gap
-        d_alpha = (r / alpha - r * (w @ inverse_T[self.T_code]) - self.weighted_x @ inverse_T[self.T_code]
-                   - (w_dropped * rx) @ inverse_gap)
+        log_T, inverse_T = np.log(alpha + self.T_levels), 1.0 / (alpha + self.T_levels)
+        log_tx, inverse_tx = np.log(alpha + self.tx_levels), 1.0 / (alpha + self.tx_levels)
+        softplus_sum, gap_sum, alpha_sum, dropped_by_x = self._rows(r, log_odds, log_T, log_tx, inverse_T, inverse_tx)
+        sum_log_T = self.T_weights @ log_T
+        value = wx @ per_x - r * sum_log_T - self.T_x_weights @ log_T + softplus_sum
+        d_r = wx @ (digamma(r + xs) - digamma(r) + np.log(alpha)) - sum_log_T + gap_sum
+        d_alpha = r / alpha - r * (self.T_weights @ inverse_T) - self.T_x_weights @ inverse_T - alpha_sum
         d_a = wx @ (digamma(a + b) - digamma(a + b + xs)) + dropped_by_x.sum() / a
         d_b = (wx @ (digamma(b + xs) - digamma(a + b + xs) - digamma(b) + digamma(a + b))
                - dropped_by_x[self.repeat] @ (1.0 / (b + xs[self.repeat] - 1)))

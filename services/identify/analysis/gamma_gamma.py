@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import digamma, gammaln
 
-from ._fitting import as_arrays, maximise
+from ._fitting import as_arrays, factorize, maximise
 
 
 @dataclass(frozen=True)
@@ -18,22 +18,34 @@ class GammaGammaParams:
     gamma: float
 
 
-def _negative_log_likelihood(log_params, x, m):
-    """Mean over customers of −ln f(m̄ | x; p, q, γ), with its gradient in log-parameters.
+class _Objective:
+    """Mean over customers of −ln f(m̄ | x; p, q, γ), with its gradient in log-parameters:
 
     ln f = lnΓ(px+q) − lnΓ(px) − lnΓ(q) + q ln γ + (px−1) ln m̄ + px ln x − (px+q) ln(x m̄ + γ)
+
+    The Γ functions run on the distinct x values; per customer only ln(x m̄ + γ) remains.
     """
-    p, q, gamma = np.exp(log_params)
-    px = p * x
-    log_total = np.log(x * m + gamma)
-    ll = (gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(gamma)
-          + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * log_total)
-    shared = digamma(px + q)
-    d_p = x * (shared - digamma(px) + np.log(m) + np.log(x) - log_total)
-    d_q = shared - digamma(q) + np.log(gamma) - log_total
-    d_gamma = q / gamma - (px + q) / (x * m + gamma)
-    gradient = np.array([d_p.mean() * p, d_q.mean() * q, d_gamma.mean() * gamma])
-    return -ll.mean(), -gradient
+
+    def __init__(self, x, m):
+        self.xs, codes = factorize(x)
+        self.share = np.bincount(codes, minlength=len(self.xs)) / len(x)  # of customers, per distinct x
+        self.x, self.total = x, x * m
+        self.mean_log_m, self.mean_x_log_m = np.log(m).mean(), (x * np.log(m)).mean()
+
+    def __call__(self, log_params):
+        p, q, gamma = np.exp(log_params)
+        xs, share = self.xs, self.share
+        log_total = np.log(self.total + gamma)
+        inverse_total = 1.0 / (self.total + gamma)
+        mean_log, mean_x_log = log_total.mean(), self.x @ log_total / len(self.x)
+        px = p * xs
+        ll = (share @ (gammaln(px + q) - gammaln(px) + px * np.log(xs)) - gammaln(q) + q * np.log(gamma)
+              + p * self.mean_x_log_m - self.mean_log_m - p * mean_x_log - q * mean_log)
+        shared = digamma(px + q)
+        d_p = share @ (xs * (shared - digamma(px) + np.log(xs))) + self.mean_x_log_m - mean_x_log
+        d_q = share @ shared - digamma(q) + np.log(gamma) - mean_log
+        d_gamma = q / gamma - p * (self.x @ inverse_total) / len(self.x) - q * inverse_total.mean()
+        return -ll, -np.array([d_p * p, d_q * q, d_gamma * gamma])
 
 
 def fit_gamma_gamma(x, mean_spend) -> GammaGammaParams:
@@ -49,7 +61,7 @@ def fit_gamma_gamma(x, mean_spend) -> GammaGammaParams:
     # method of moments for a Gamma(p, ν) spend with ν ~ Gamma(q, γ): a start close to the optimum
     mean = m.mean()
     start = np.array([max(mean**2 / max(m.var(), 1e-12) * 2.0, 0.5), 3.0, mean])
-    params = maximise(lambda lp: _negative_log_likelihood(lp, x, m), start, jac=True)
+    params = maximise(_Objective(x, m), start, jac=True)
     return GammaGammaParams(*map(float, params))
 
 
