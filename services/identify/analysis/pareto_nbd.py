@@ -76,7 +76,8 @@ class _Objective:
         alive = _log_alive_term(r, alpha, s, beta, x_T, T)[T_code]
         with np.errstate(divide="ignore", invalid="ignore"):  # A₀ = 0 when t_x = T
             dead = share + log_f_tx + np.log1p(-np.exp(np.minimum(log_f_T[T_code] - log_f_tx, 0.0)))
-        value = -(self.x_weights @ head + self.weights @ np.logaddexp(alive, dead))
+        with np.errstate(invalid="ignore", over="ignore"):  # the optimiser may probe absurd parameters
+            value = -(self.x_weights @ head + self.weights @ np.logaddexp(alive, dead))
         return value if np.isfinite(value) else 1e300  # far outside the plausible region
 
 
