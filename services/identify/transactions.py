@@ -24,7 +24,7 @@ from services.identify import repository, service, summaries
 from services.identify.portfolio.scoring import rescore_customers
 from services.identify.schemas import TransactionCreate, TransactionOut, decimal_text
 from shared.db import utcnow
-from shared.errors import field_error
+from shared.errors import Conflict, InvalidRequest, field_error
 from shared.ids import uuid7
 from shared.messaging import emit
 
@@ -52,6 +52,8 @@ class Outcome:
     transaction: dict | None = None
     field: str | None = None
     message: str | None = None
+    # The customer was merged: a conflict with the state (409), not a bad field.
+    conflict: bool = False
 
 
 def _customer_problem(customer_id: str, customer: dict | None) -> str | None:
@@ -77,9 +79,10 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
         if external_id and external_id in earlier:
             outcomes.append(Outcome("duplicate", earlier[external_id]))
             continue
-        problem = _customer_problem(item.customer_id, customers.get(item.customer_id))
+        customer = customers.get(item.customer_id)
+        problem = _customer_problem(item.customer_id, customer)
         if problem:
-            outcomes.append(Outcome("error", field="customer_id", message=problem))
+            outcomes.append(Outcome("error", field="customer_id", message=problem, conflict=customer is not None))
             continue
         row = {
             "id": uuid7(),
@@ -181,5 +184,7 @@ async def record_one(*, session: AsyncSession, data: TransactionCreate) -> tuple
 
     (outcome,) = await record_transactions(session=session, items=[data])
     if outcome.status == "error":
-        raise field_error(f"body.{outcome.field}", outcome.message)
+        raise field_error(
+            f"body.{outcome.field}", outcome.message, status=Conflict if outcome.conflict else InvalidRequest
+        )
     return outcome.transaction, outcome.status == "created"
