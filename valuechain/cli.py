@@ -8,8 +8,11 @@ import what they need lazily so `valuechain --help` stays fast. To add a command
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -30,6 +33,121 @@ def _no_args(parser: argparse.ArgumentParser) -> None:
     return None
 
 
+# --- valuechain import transactions FILE ------------------------------------------
+
+DEFAULT_GATEWAY = "http://127.0.0.1:8000"
+
+
+def _args_import(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", choices=["transactions"], help="what the file holds")
+    parser.add_argument("file", type=Path, help="CSV (any delimiter, or whitespace-separated) or NDJSON")
+    mapping = parser.add_mutually_exclusive_group()
+    mapping.add_argument("--mapping", help='JSON object renaming the file\'s columns to ours, e.g. \'{"id": "customer_external_id"}\'')
+    mapping.add_argument("--mapping-file", type=Path, help="the mapping, from a JSON file")
+    parser.add_argument("--create-customers", action="store_true", help="create customers for unknown external ids")
+    parser.add_argument("--format", choices=["csv", "ndjson"], help="default: guessed from the name or content")
+    parser.add_argument("--columns", help="comma-separated column names of a file without a header row")
+    parser.add_argument("--delimiter", help="CSV delimiter: one character, tab or whitespace (default: guessed)")
+    parser.add_argument("--date-format", help="strptime format of the dates (default: ISO 8601 or YYYYMMDD)")
+    parser.add_argument("--currency", help="currency of rows without one, e.g. USD")
+    parser.add_argument("--gateway", default=os.environ.get("VALUECHAIN_GATEWAY_URL", DEFAULT_GATEWAY),
+                        help=f"gateway URL (default: $VALUECHAIN_GATEWAY_URL or {DEFAULT_GATEWAY})")
+    parser.add_argument("--api-key", help="default: $VALUECHAIN_ADMIN_API_KEY, else <var dir>/admin-api-key")
+
+
+def _api_key(given: str | None) -> str:
+    from shared.settings import var_dir
+
+    key = (given or os.environ.get("VALUECHAIN_ADMIN_API_KEY", "")).strip()
+    if key:
+        return key
+    path = var_dir() / "admin-api-key"
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        raise SystemExit(f"no API key: pass --api-key, set VALUECHAIN_ADMIN_API_KEY, or run from where {path} exists")
+
+
+def _count_rows(path: Path) -> int:
+    """Lines in the file, read by chunks: the progress bar's 100%."""
+
+    lines, last = 0, b"\n"
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n")
+
+
+def _progress(job: dict, total: int, started: float) -> str:
+    done = job["rows_read"]
+    share = min(done / total, 1.0) if total else 1.0
+    width = 30
+    bar = "#" * int(share * width) + "." * (width - int(share * width))
+    rate = done / max(time.monotonic() - started, 1e-9)
+    return (f"\r[{bar}] {share:4.0%} {done:,}/{total:,} rows  recorded {job['recorded']:,}  "
+            f"duplicates {job['duplicates']:,}  rejected {job['rejected']:,}  {rate:,.0f} rows/s ")
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    import json
+
+    import httpx
+
+    if not args.file.is_file():
+        print(f"no such file: {args.file}", file=sys.stderr)
+        return 2
+    mapping = args.mapping_file.read_text(encoding="utf-8") if args.mapping_file else args.mapping
+    if mapping:
+        try:
+            json.loads(mapping)
+        except ValueError as exc:
+            print(f"--mapping is not JSON: {exc}", file=sys.stderr)
+            return 2
+    form = {"mapping": mapping, "format": args.format, "columns": args.columns, "delimiter": args.delimiter,
+            "date_format": args.date_format, "currency": args.currency,
+            "create_customers": "true" if args.create_customers else "false"}
+    form = {name: value for name, value in form.items() if value is not None}
+    total = _count_rows(args.file)
+    headers = {"Authorization": f"Bearer {_api_key(args.api_key)}"}
+    started = time.monotonic()
+    try:
+        with httpx.Client(base_url=args.gateway, headers=headers, timeout=httpx.Timeout(30.0, read=300.0)) as client:
+            with open(args.file, "rb") as file:  # httpx sends it by chunks
+                response = client.post("/v1/imports", files={"file": (args.file.name, file)}, data=form)
+            if response.status_code != 202:
+                print(f"the import was refused ({response.status_code}): {response.text}", file=sys.stderr)
+                return 1
+            import_id = response.json()["id"]
+            print(f"import {import_id} started", file=sys.stderr)
+            while True:
+                answer = client.get(f"/v1/imports/{import_id}")
+                if answer.status_code != 200:
+                    print(f"\ncannot read the import ({answer.status_code}): {answer.text}", file=sys.stderr)
+                    return 1
+                job = answer.json()
+                print(_progress(job, total, started), end="", file=sys.stderr, flush=True)
+                if job["status"] != "running":
+                    break
+                time.sleep(0.25)
+    except httpx.HTTPError as exc:
+        print(f"\ncannot reach the gateway at {args.gateway}: {exc}", file=sys.stderr)
+        return 1
+    print(file=sys.stderr)
+    elapsed = time.monotonic() - started
+    print(f"import {import_id}: {job['status']} in {elapsed:.1f} s — {job['rows_read']:,} rows read, "
+          f"{job['recorded']:,} recorded, {job['duplicates']:,} duplicates, {job['rejected']:,} rejected, "
+          f"{job['customers_created']:,} customers created ({job['rows_read'] / max(elapsed, 1e-9):,.0f} rows/s)")
+    for error in job["errors"][:10]:
+        print(f"  line {error['line']}: {error['reason']}")
+    if job["errors_total"] > 10:
+        print(f"  … {job['errors_total'] - 10:,} more: GET /v1/imports/{import_id}/errors")
+    if job["status"] != "done":
+        print(f"the import failed: {job['failure']}", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = [
     (
         "run",
@@ -38,6 +156,12 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
         _cmd_run,
     ),
     ("migrate", "upgrade every service's database to the latest schema", _no_args, _cmd_migrate),
+    (
+        "import",
+        "import a file of transactions through the gateway, with a progress bar (see docs/imports.md)",
+        _args_import,
+        _cmd_import,
+    ),
 ]
 
 

@@ -1,0 +1,191 @@
+"""Bulk import speed: rows/s of an import job (POST /v1/imports until done) into the
+identify service, on SQLite and, where PostgreSQL's binaries are installed, on a
+throwaway PostgreSQL cluster — with PostgreSQL's own `COPY` of the same rows into a
+plain table in the same run as the baseline.
+
+The rows are CDNOW_master.txt (69,659 real transactions, 23,570 customers, created by
+the import) unless `--rows N` asks for N generated ones. Each import runs against a
+fresh database with the real service (its outbox relay publishing to a real
+nats-server meanwhile); the time is from the upload to the job's `done`.
+
+Run: `.venv/bin/python -m bench.import_bench [--rows N] [--repeat 3] [--no-postgres] [--profile]`.
+Target (issue 3): the import at least half as fast as COPY.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import os
+import pstats
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from contextlib import AsyncExitStack, contextmanager
+from pathlib import Path
+
+import tests.support as support
+from tests.support import NatsServer, Suite, free_port, wait_until
+
+CDNOW_MASTER = Path(__file__).resolve().parents[2] / "shared" / "data" / "cdnow" / "CDNOW_master.txt"
+MAPPING = '{"customer_id": "customer_external_id", "date": "occurred_at", "dollar_value": "amount"}'
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_USER = "pgci"  # as in .ci/run: PostgreSQL refuses to run as root
+
+
+def workload(rows: int | None) -> tuple[bytes, int]:
+    """The file to import (CDNOW's layout) and its number of rows."""
+
+    if rows is None:
+        data = CDNOW_MASTER.read_bytes()
+        return data, data.count(b"\n") - 1
+    lines = [" customer_id  date number_of_cds  dollar_value"]
+    for i in range(rows):
+        lines.append(f" {i % (rows // 3 + 1):05d} 1997{1 + i % 12:02d}{1 + i % 28:02d}  1   {5 + i % 97}.{i % 100:02d}")
+    return ("\r\n".join(lines) + "\r\n").encode(), rows
+
+
+async def import_once(data: bytes, rows: int, profile: bool) -> float:
+    """Seconds from the upload to the job's `done`, on a fresh database (SQLite, or
+    PostgreSQL when tests.support.POSTGRES_URL names a server)."""
+
+    with tempfile.TemporaryDirectory() as tmp:
+        nats_server = NatsServer(Path(tmp) / "js")
+        nats_server.start()
+        try:
+            async with AsyncExitStack() as stack:
+                suite = Suite(nats_server, Path(tmp), stack)
+                identify = await suite.start("identify", log_level="WARNING")
+                profiler = cProfile.Profile() if profile else None
+                if profiler:
+                    profiler.enable()
+                started = time.perf_counter()
+                response = await identify.client.post(
+                    "/v1/imports", files={"file": ("CDNOW_master.txt", data)},
+                    data={"mapping": MAPPING, "currency": "USD", "create_customers": "true"},
+                )
+                assert response.status_code == 202, response.text
+                job_id = response.json()["id"]
+
+                async def done():
+                    job = (await identify.client.get(f"/v1/imports/{job_id}")).json()
+                    return job if job["status"] != "running" else None
+
+                job = await wait_until(done, timeout=1800, interval=0.05, what="the import")
+                elapsed = time.perf_counter() - started
+                if profiler:
+                    profiler.disable()
+                    out = io.StringIO()
+                    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(40)
+                    print(out.getvalue())
+                assert job["status"] == "done" and job["recorded"] == rows, job
+                return elapsed
+        finally:
+            nats_server.stop()
+
+
+# --- PostgreSQL ------------------------------------------------------------------------
+
+
+def _as_pg(command: list[str]) -> list[str]:
+    return ["runuser", "-u", PG_USER, "--", *command] if os.getuid() == 0 else command
+
+
+@contextmanager
+def postgres_cluster():
+    """A throwaway cluster like .ci/run's (fsync off); yields a URL, or None without binaries."""
+
+    if not (PG_BIN / "initdb").exists():
+        yield None
+        return
+    if os.getuid() == 0:
+        subprocess.run(["id", "-u", PG_USER], capture_output=True).returncode == 0 or subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER], check=True)
+    root = Path(tempfile.mkdtemp(prefix="valuechain-bench-pg."))
+    root.chmod(0o755)
+    (root / "data").mkdir(mode=0o700)
+    if os.getuid() == 0:
+        shutil.chown(root, PG_USER)
+        shutil.chown(root / "data", PG_USER)
+    user = PG_USER if os.getuid() == 0 else os.environ.get("USER", "postgres")
+    port = free_port()
+    try:
+        subprocess.run(_as_pg([str(PG_BIN / "initdb"), "-D", str(root / "data"), "-A", "trust", "-U", user,
+                               "-E", "UTF8", "--no-sync"]), check=True, capture_output=True, cwd="/")
+        subprocess.run(_as_pg([str(PG_BIN / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "server.log"),
+                               "-w", "-t", "60", "-o",
+                               f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off -c max_connections=200",
+                               "start"]), check=True, capture_output=True, cwd="/")
+        yield f"postgresql+asyncpg://{user}@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(_as_pg([str(PG_BIN / "pg_ctl"), "-D", str(root / "data"), "stop", "-m", "fast", "-w"]),
+                       capture_output=True, cwd="/")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def copy_once(admin_url: str, data: bytes, rows: int) -> float:
+    """Seconds for `COPY … FROM STDIN` of the same rows (as CSV) into a plain typed table."""
+
+    import asyncpg
+
+    csv_rows = "\n".join(",".join(line.split()) for line in data.decode().splitlines()[1:] if line.strip())
+    dsn = admin_url.replace("postgresql+asyncpg", "postgresql")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS copy_baseline")
+        await conn.execute("CREATE TABLE copy_baseline (customer_id text, day date, cds int, dollars numeric(18,4))")
+        started = time.perf_counter()
+        await conn.copy_to_table("copy_baseline", source=io.BytesIO(csv_rows.encode()), format="csv")
+        elapsed = time.perf_counter() - started
+        assert await conn.fetchval("SELECT count(*) FROM copy_baseline") == rows
+        return elapsed
+    finally:
+        await conn.close()
+
+
+def _rates(rows: int, seconds: list[float]) -> tuple[float, str]:
+    rates = [rows / s for s in seconds]
+    return statistics.median(rates), ", ".join(f"{r:,.0f}" for r in rates)
+
+
+async def run(args) -> None:
+    data, rows = workload(args.rows)
+    print(f"rows: {rows:,} ({len(data) / 1e6:.1f} MB), repeats: {args.repeat}, cores: {os.cpu_count()}")
+    table = []
+    sqlite = [await import_once(data, rows, args.profile) for _ in range(args.repeat)]
+    table.append(("import into identify, SQLite", *_rates(rows, sqlite)))
+    if not args.no_postgres:
+        with postgres_cluster() as url:
+            if url is None:
+                print(f"no PostgreSQL binaries under {PG_BIN}: PostgreSQL rows skipped")
+            else:
+                support.POSTGRES_URL = url  # the Suite makes each service a fresh database there
+                copy = [await copy_once(url, data, rows) for _ in range(args.repeat)]
+                table.append(("PostgreSQL COPY into a plain table (baseline)", *_rates(rows, copy)))
+                pg = [await import_once(data, rows, args.profile) for _ in range(args.repeat)]
+                table.append(("import into identify, PostgreSQL", *_rates(rows, pg)))
+    print("\n| what | median rows/s | runs |\n|---|---:|---|")
+    for name, median, runs in table:
+        print(f"| {name} | {median:,.0f} | {runs} |")
+    rates = {name: median for name, median, _ in table}
+    baseline = rates.get("PostgreSQL COPY into a plain table (baseline)")
+    if baseline:
+        for name in ("import into identify, SQLite", "import into identify, PostgreSQL"):
+            print(f"{name}: {rates[name] / baseline:.3f}× COPY (target ≥ 0.5×)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, help="generated rows instead of CDNOW_master.txt")
+    parser.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEATS", "3")))
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of each import")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
