@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from typing import Awaitable, Callable
+
 from sqlalchemy import Column, MetaData, String, Table, bindparam, select, update
 
+from shared.consumer import ConsumerSpec
 from shared.db import UTCDateTime, insert_ignoring
 from shared.errors import Conflict, NotFound
 from shared.events import CloudEvent
@@ -76,3 +79,15 @@ class CustomerAliases:
             raise Conflict(
                 f"customer {customer_id} was merged into {survivor}; use {survivor} instead", error="customer_merged"
             )
+
+
+MERGED = "crm.identify.customer.merged"
+
+
+def merges_consumer(follow: Callable[..., Awaitable[None]], description: str) -> ConsumerSpec:
+    """The `<service>-merges` consumer: `follow(session=, event=)` applies one merge."""
+
+    async def on_customer_merged(session, event: CloudEvent) -> None:
+        await follow(session=session, event=event)
+
+    return ConsumerSpec(purpose="merges", handlers={MERGED: on_customer_merged}, description=description)

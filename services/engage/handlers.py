@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.engage import service
 from services.engage.service import TIMELINE_SUBJECTS
 from shared.consumer import ConsumerSpec
+from shared.customer_aliases import merges_consumer
 from shared.events import CloudEvent
 
 
@@ -33,14 +34,9 @@ TIMELINE = ConsumerSpec(
     description="Builds each customer's timeline from every event about the customer (a referral goes on both).",
 )
 
-async def on_customer_merged(session: AsyncSession, event: CloudEvent) -> None:
-    await service.follow_merge(session=session, event=event)
-
-
-MERGES = ConsumerSpec(
-    purpose="merges",
-    handlers={"crm.identify.customer.merged": on_customer_merged},
-    description=(
+MERGES = merges_consumer(
+    service.follow_merge,
+    (
         "Follows identify's merges: interactions and timeline entries of the merged customers move to the "
         "survivor, whose timeline records the merge; later events of a merged id go to the survivor."
     ),

@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle import service
 from shared.consumer import ConsumerSpec
+from shared.customer_aliases import merges_consumer
 from shared.events import CloudEvent
 
 
@@ -20,14 +21,9 @@ STAGES = ConsumerSpec(
     description="Moves each customer through the lifecycle stages as customers are created and buy.",
 )
 
-async def on_customer_merged(session: AsyncSession, event: CloudEvent) -> None:
-    await service.apply_merge(session=session, event=event)
-
-
-MERGES = ConsumerSpec(
-    purpose="merges",
-    handlers={"crm.identify.customer.merged": on_customer_merged},
-    description=(
+MERGES = merges_consumer(
+    service.apply_merge,
+    (
         "Follows identify's merges: the survivor takes the most advanced stage of the group (or the one its "
         "combined purchases imply) and the merged customers' histories; later events of a merged id go to the survivor."
     ),

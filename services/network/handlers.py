@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.network import service
 from shared.consumer import ConsumerSpec
+from shared.customer_aliases import merges_consumer
 from shared.events import CloudEvent
 
 
@@ -23,14 +24,9 @@ REFERRALS = ConsumerSpec(
     ),
 )
 
-async def on_customer_merged(session: AsyncSession, event: CloudEvent) -> None:
-    await service.follow_merge(session=session, event=event)
-
-
-MERGES = ConsumerSpec(
-    purpose="merges",
-    handlers={"crm.identify.customer.merged": on_customer_merged},
-    description=(
+MERGES = merges_consumer(
+    service.follow_merge,
+    (
         "Follows identify's merges: referrals of the merged customers (as referrer or referred) move to the "
         "survivor, a referral the merge turns into a self-referral is dropped; later events of a merged id go "
         "to the survivor."

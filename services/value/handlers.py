@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value import service
 from shared.consumer import ConsumerSpec
+from shared.customer_aliases import merges_consumer
 from shared.events import CloudEvent
 
 
@@ -31,14 +32,9 @@ WELCOME = ConsumerSpec(
     description="Issues a welcome offer, once, to each customer whose stage becomes `new` (a first purchase).",
 )
 
-async def on_customer_merged(session: AsyncSession, event: CloudEvent) -> None:
-    await service.follow_merge(session=session, event=event)
-
-
-MERGES = ConsumerSpec(
-    purpose="merges",
-    handlers={"crm.identify.customer.merged": on_customer_merged},
-    description=(
+MERGES = merges_consumer(
+    service.follow_merge,
+    (
         "Follows identify's merges: offers of the merged customers move to the survivor (which keeps one "
         "automatic offer of each kind); later events of a merged id go to the survivor."
     ),
