@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer
+from services.identify.portfolio.scoring import rescore_customers
 from services.identify.resolution import normalize, repository
 from services.identify.summaries import rebuild_summaries
 from shared.db import utcnow
@@ -196,6 +197,7 @@ async def merge(*, session: AsyncSession, survivor_id: str, merged_ids: list[str
     await repository.drop_derived_rows(session, ids)
     await repository.add_up_costs(session, from_ids=ids, to_id=survivor.id, now=now)
     await rebuild_summaries(session, [survivor.id, *ids])
+    await rescore_customers(session, [survivor.id])  # its purchases changed: score them under the current model
 
     if changes:
         emit(
