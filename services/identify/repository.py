@@ -210,13 +210,14 @@ async def add_to_summaries(session: AsyncSession, rows: list[dict]) -> None:
         },
     )
     await session.execute(statement, rows)
-    await session.execute(_REFRESH_FROM_DAYS, [{"summary_of": row["customer_id"]} for row in rows])
+    for chunk in _chunks(row["customer_id"] for row in rows):
+        await session.execute(_REFRESH_FROM_DAYS, {"summary_of": chunk})
 
 
 _day = _days.alias("d")
 _REFRESH_FROM_DAYS = (
     update(_summaries)
-    .where(_summaries.c.customer_id == bindparam("summary_of"))
+    .where(_summaries.c.customer_id.in_(bindparam("summary_of", expanding=True)))
     .values(
         purchase_days=select(func.count())
         .where(_day.c.customer_id == _summaries.c.customer_id)

@@ -39,7 +39,9 @@ async def state_of(identify, customer_id: str) -> tuple[dict | None, list[tuple]
             select(PurchaseDay.day, PurchaseDay.purchases, PurchaseDay.spend)
             .where(PurchaseDay.customer_id == customer_id).order_by(PurchaseDay.day)
         )).all()
-    summary = None if summary is None else {k: v for k, v in summary.items() if k != "updated_at"}
+    # Float columns (sums of discounted spend) depend on the order of addition: compared rounded.
+    summary = None if summary is None else {
+        k: round(v, 6) if isinstance(v, float) else v for k, v in summary.items() if k != "updated_at"}
     return summary, [tuple(day) for day in days]
 
 
