@@ -93,6 +93,11 @@ class PurchaseSummary(Base):
     first_day_spend: Mapped[Decimal] = mapped_column(Numeric(18, 4, asdecimal=True), default=0)
     total_margin: Mapped[Decimal | None] = mapped_column(Numeric(18, 4, asdecimal=True))
     total_cost: Mapped[Decimal | None] = mapped_column(Numeric(18, 4, asdecimal=True))
+    # Σ spend · (1 + discount_rate)^((2000-01-01 − purchase day) / 365 days): revenue
+    # compounded to a fixed reference day, so historic CLV at any later day is one
+    # multiplication, with no pass over the purchase days. Recomputed when the rate changes.
+    discounted_spend: Mapped[float] = mapped_column(Float, default=0.0)
+    discount_rate: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -206,6 +206,11 @@ async def add_to_summaries(session: AsyncSession, rows: list[dict]) -> None:
             "total_spend": _summaries.c.total_spend + new.total_spend,
             "total_margin": _add_nullable(_summaries.c.total_margin, new.total_margin),
             "total_cost": _add_nullable(_summaries.c.total_cost, new.total_cost),
+            "discounted_spend": _summaries.c.discounted_spend + new.discounted_spend,
+            # Sums at two rates are no sum at all: mark the row stale for the next refit.
+            "discount_rate": case(
+                (_summaries.c.discount_rate == new.discount_rate, new.discount_rate), else_=None
+            ),
             "updated_at": new.updated_at,
         },
     )

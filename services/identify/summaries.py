@@ -15,13 +15,23 @@ e.g. after a merge moved transactions to the survivor.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import timezone
+from datetime import date, timezone
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify import repository
+from services.identify.portfolio.settings import portfolio_settings
 from shared.db import utcnow
+
+REFERENCE_DAY = date(2000, 1, 1)
+
+
+def discount_factor(day: date, annual_rate: float) -> float:
+    """(1 + rate)^((REFERENCE_DAY − day) / 365): a purchase's revenue compounded to the
+    reference day (see PurchaseSummary.discounted_spend)."""
+
+    return (1.0 + annual_rate) ** ((REFERENCE_DAY - day).days / 365.0)
 
 
 def _day_of(occurred_at):
@@ -43,9 +53,11 @@ async def add_transactions(session: AsyncSession, rows: Iterable[Mapping]) -> No
     days: dict[tuple, dict] = {}
     customers: dict[str, dict] = {}
     now = utcnow()
+    rate = portfolio_settings().discount_rate
     for row in rows:
         customer_id, at, amount = row["customer_id"], row["occurred_at"], row["amount"]
         key = (customer_id, _day_of(at))
+        discounted = float(amount) * discount_factor(key[1], rate)
         day = days.get(key)
         if day is None:
             days[key] = {"customer_id": customer_id, "day": key[1], "purchases": 1, "spend": amount}
@@ -64,6 +76,8 @@ async def add_transactions(session: AsyncSession, rows: Iterable[Mapping]) -> No
                 "total_spend": amount,
                 "total_margin": row["margin"],
                 "total_cost": row["cost"],
+                "discounted_spend": discounted,
+                "discount_rate": rate,
                 "updated_at": now,
             }
         else:
@@ -75,6 +89,7 @@ async def add_transactions(session: AsyncSession, rows: Iterable[Mapping]) -> No
             summary["total_spend"] += amount
             summary["total_margin"] = _add(summary["total_margin"], row["margin"])
             summary["total_cost"] = _add(summary["total_cost"], row["cost"])
+            summary["discounted_spend"] += discounted
     # Sorted: concurrent writers on PostgreSQL take the row locks in one order.
     await repository.add_purchase_days(session, [days[key] for key in sorted(days)])
     await repository.add_to_summaries(session, [customers[key] for key in sorted(customers)])

@@ -59,14 +59,15 @@ async def get_model(session: ReadSession):
 
 
 @router.get("/portfolio/segments", response_model=SegmentsOut)
-async def get_segments(session: ReadSession):
+async def get_segments(request: Request):
     """RFM segments with their sizes and value (revenue, historic and predicted CLV)."""
-    return await service.segments(session=session)
+    async with repository.bulk_reader(request.app.state.runtime.db.url) as session:
+        return await service.segments(session=session)
 
 
 @router.get("/portfolio/pareto", response_model=ParetoOut)
 async def get_pareto(
-    session: ReadSession,
+    request: Request,
     top: Annotated[list[float] | None, Query(description="Shares to report, e.g. top=0.2 (repeatable)")] = None,
 ):
     """How concentrated revenue and profit are: top-x% shares, Lorenz curve, Gini."""
@@ -74,7 +75,8 @@ async def get_pareto(
     for value in tops:
         if not 0 < value <= 1:
             raise field_error("query.top", f"each top share must be in (0, 1], got {value}")
-    return await service.pareto(session=session, tops=tops)
+    async with repository.bulk_reader(request.app.state.runtime.db.url) as session:
+        return await service.pareto(session=session, tops=tops)
 
 
 @router.get("/portfolio/significant", response_model=SignificantPage)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from datetime import date
 
 import numpy as np
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from services.identify.analysis import (
     BGNBDParams,
@@ -37,8 +37,9 @@ from services.identify.portfolio.scoring import (
     kinds_of,
     rfm_inputs,
     score,
-    score_rows,
+    score_columns,
 )
+from services.identify.summaries import rebuild_summaries
 from services.identify.portfolio.settings import PortfolioSettings, portfolio_settings
 from shared.db import utcnow
 from shared.ids import uuid7
@@ -47,14 +48,15 @@ from shared.uow import transaction
 
 log = logging.getLogger("valuechain.identify.refits")
 WRITE_CHUNK = 20_000
+PARALLEL_FROM = 100_000  # customers; below this a process costs more than it saves
 
 
 class NoData(Exception):
     """Nothing to fit: the refit fails with this message."""
 
 
-def fit_models(calibration: dict[str, np.ndarray], *, end_day: int, unit_days: int) -> dict:
-    """BG/NBD, Pareto/NBD and Gamma-Gamma on the calibration summaries."""
+def calibration_summary(calibration: dict[str, np.ndarray], *, end_day: int, unit_days: int):
+    """(x, t_x, T, mean repeat spend) of the calibration customers, or NoData."""
 
     keep = calibration["first_day"] <= end_day
     if keep.sum() < 10:
@@ -65,13 +67,25 @@ def fit_models(calibration: dict[str, np.ndarray], *, end_day: int, unit_days: i
         mean_spend = np.where(x > 0, (data["total_spend"] - data["first_day_spend"]) / np.maximum(x, 1), 0.0)
     if int(((x > 0) & (mean_spend > 0)).sum()) < 2:
         raise NoData("too few repeat buyers with spend to fit the spend model (need at least 2)")
-    return {
-        "bgnbd": asdict(fit_bgnbd(x, t_x, T)),
-        "pareto_nbd": asdict(fit_pareto_nbd(x, t_x, T)),
-        "gamma_gamma": asdict(fit_gamma_gamma(x, mean_spend)),
-        "customers": int(len(x)),
-        "repeat_buyers": int((x > 0).sum()),
-    }
+    return x, t_x, T, mean_spend
+
+
+def fit_pareto_nbd_params(x, t_x, T) -> dict:
+    return asdict(fit_pareto_nbd(x, t_x, T))
+
+
+async def fit_pareto_nbd_beside(x, t_x, T):
+    """Pareto/NBD is the slowest fit and scoring does not need it, so on a large base
+    it runs in a process of its own, on the other core, while the rest goes on."""
+
+    loop = asyncio.get_running_loop()
+    if len(x) < PARALLEL_FROM:
+        return await asyncio.to_thread(fit_pareto_nbd_params, x, t_x, T)
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        return await loop.run_in_executor(pool, fit_pareto_nbd_params, x, t_x, T)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 class RefitRunner:
@@ -123,25 +137,35 @@ class RefitRunner:
             refit = await repository.get_refit(session, refit_id)
         unit_days = UNIT_DAYS[refit.time_unit]
         settings = self.settings
-        # A connection of its own for the bulk reads: SQLite's reader runs inline, which
-        # would stall the event loop for the whole read.
-        engine = create_async_engine(self.db.url, poolclass=NullPool)
-        try:
-            async with engine.connect() as conn:
-                async with AsyncSession(bind=conn) as session:
-                    as_of_day = await _as_of_day(session)
-                    if as_of_day is None:
-                        raise NoData("no purchases recorded yet: nothing to fit")
-                    end_day = day_number(refit.calibration_end) if refit.calibration_end else as_of_day
-                    calibration = await repository.load_calibration(session, end_day=end_day)
-                    arrays = await repository.load_customers(
-                        session, as_of_day=as_of_day, annual_rate=settings.discount_rate
-                    )
-        finally:
-            await engine.dispose()
+        await self._refresh_discounts()
+        async with repository.bulk_reader(self.db.url) as session:
+            as_of_day = await _as_of_day(session)
+            if as_of_day is None:
+                raise NoData("no purchases recorded yet: nothing to fit")
+            arrays = await repository.load_customers(
+                session, as_of_day=as_of_day, annual_rate=settings.discount_rate
+            )
+            if refit.calibration_end:
+                end_day = day_number(refit.calibration_end)
+                calibration = await repository.load_calibration(session, end_day=end_day)
+            else:  # the summaries are the calibration data
+                end_day = as_of_day
+                calibration = {
+                    "first_day": arrays.first_day, "last_day": arrays.last_day,
+                    "purchase_days": arrays.purchase_days, "total_spend": arrays.total_spend,
+                    "first_day_spend": arrays.first_day_spend,
+                }
+
+        x, t_x, T, mean_spend = calibration_summary(calibration, end_day=end_day, unit_days=unit_days)
+        pareto_nbd = asyncio.ensure_future(fit_pareto_nbd_beside(x, t_x, T))
 
         def compute():
-            fitted = fit_models(calibration, end_day=end_day, unit_days=unit_days)
+            fitted = {
+                "bgnbd": asdict(fit_bgnbd(x, t_x, T)),
+                "gamma_gamma": asdict(fit_gamma_gamma(x, mean_spend)),
+                "customers": int(len(x)),
+                "repeat_buyers": int((x > 0).sum()),
+            }
             inputs = rfm_inputs(arrays, as_of_day)
             edges = {key: quintile_edges(values).tolist() for key, values in inputs.items()}
             scores = score(
@@ -153,39 +177,60 @@ class RefitRunner:
                 "high_future_value": float(np.quantile(finite, 1 - settings.high_value_top)) if len(finite) else 0.0,
                 "cost_absorber_purchases": float(np.quantile(arrays.purchases, 1 - settings.cost_absorber_top)),
             }
-            return fitted, edges, scores, thresholds
+            kinds, evidence, kind_rows = kinds_of(
+                arrays, scores, high_value_threshold=thresholds["high_future_value"],
+                cost_absorber_purchases=thresholds["cost_absorber_purchases"], settings=settings, referred=referred,
+            )
+            columns = score_columns(arrays, scores, kinds, evidence, version=version)
+            return fitted, edges, thresholds, kind_rows, columns
 
-        fitted, edges, scores, thresholds = await asyncio.to_thread(compute)
-        async with self.db.reader() as session:
-            benchmark_ids = [arrays.ids[i] for i in np.flatnonzero(arrays.referrals >= settings.benchmark_min_referrals)]
-            referred = await repository.referred_by(session, benchmark_ids) if benchmark_ids else {}
-        kinds, evidence, kind_rows = kinds_of(
-            arrays, scores, high_value_threshold=thresholds["high_future_value"],
-            cost_absorber_purchases=thresholds["cost_absorber_purchases"], settings=settings, referred=referred,
-        )
+        try:
+            async with self.db.reader() as session:
+                benchmark_ids = [arrays.ids[i] for i in np.flatnonzero(arrays.referrals >= settings.benchmark_min_referrals)]
+                referred = await repository.referred_by(session, benchmark_ids) if benchmark_ids else {}
+            version = await self._next_version()
+            at = utcnow()
+            # The numbers and the rows to write are made on a worker thread: the event
+            # loop keeps serving requests meanwhile.
+            fitted, edges, thresholds, kind_rows, columns = await asyncio.to_thread(compute)
+            for start in range(0, len(arrays), WRITE_CHUNK):
+                chunk = {name: values[start:start + WRITE_CHUNK] for name, values in columns.items()}
+                async with transaction(self.db.writer) as session:
+                    await repository.bulk_upsert_scores(session, chunk, at=at)
+            fitted["pareto_nbd"] = await pareto_nbd
+        finally:
+            pareto_nbd.cancel()
         params = {
             **fitted, "rfm_edges": edges, "thresholds": thresholds, "as_of_day": as_of_day,
             "discount_rate": settings.discount_rate, "clv_horizon_days": settings.clv_horizon_days,
         }
+        # The model version, the kinds and the event commit together: until then the
+        # previous model stays current for per-transaction re-scores.
         async with transaction(self.db.writer) as session:
-            version = ((await repository.latest_model_version(session)) or 0) + 1
             session.add(PortfolioModel(
                 version=version, time_unit=refit.time_unit, calibration_end=refit.calibration_end, params=params,
-                fitted_at=utcnow(),
+                fitted_at=at,
             ))
-        at = utcnow()
-        rows = score_rows(arrays, scores, kinds, evidence, version=version, at=at)
-        for start in range(0, len(rows), WRITE_CHUNK):
-            async with transaction(self.db.writer) as session:
-                await repository.upsert_scores(session, rows[start:start + WRITE_CHUNK])
-        async with transaction(self.db.writer) as session:
             await repository.replace_kinds(session, kind_rows, customer_ids=None)
             emit(session, "crm.identify.model.fitted", {
                 "version": version, "time_unit": refit.time_unit, "calibration_end": refit.calibration_end,
-                "customers_scored": len(rows), "fitted_at": at,
+                "customers_scored": len(arrays), "fitted_at": at,
                 **{key: fitted[key] for key in ("bgnbd", "pareto_nbd", "gamma_gamma")},
             })
-        return version, len(rows)
+        return version, len(arrays)
+
+    async def _next_version(self) -> int:
+        async with self.db.reader() as session:
+            return ((await repository.latest_model_version(session)) or 0) + 1
+
+    async def _refresh_discounts(self) -> None:
+        """Recompute the compounded spend of summaries made at another discount rate."""
+
+        async with self.db.reader() as session:
+            stale = await repository.stale_discounts(session, self.settings.discount_rate)
+        for start in range(0, len(stale), 1000):
+            async with transaction(self.db.writer) as session:
+                await rebuild_summaries(session, stale[start:start + 1000])
 
 
 async def _as_of_day(session) -> int | None:

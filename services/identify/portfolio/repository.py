@@ -6,15 +6,19 @@ subtraction) so a million rows arrive as plain numbers, without a datetime objec
 
 from __future__ import annotations
 
-import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
+import orjson
 from sqlalchemy import bindparam, delete, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
 
-from services.identify.models import CustomerKind, CustomerScore, PortfolioModel, ReferralSeen, Refit
+from services.identify.models import CustomerKind, CustomerScore, PortfolioModel, PurchaseSummary, ReferralSeen, Refit
+from services.identify.summaries import REFERENCE_DAY
 from shared.db import utcnow
 
 EPOCH = date(1970, 1, 1)
@@ -22,6 +26,9 @@ EPOCH = date(1970, 1, 1)
 
 def day_number(value: date) -> int:
     return (value - EPOCH).days
+
+
+REFERENCE_DAY_NUMBER = day_number(REFERENCE_DAY)
 
 
 def _day(column: str, dialect: str, *, timestamp: bool) -> str:
@@ -46,7 +53,7 @@ class CustomerArrays:
     total_margin: np.ndarray  # NaN where no transaction carried a margin
     total_cost: np.ndarray
     customer_costs: np.ndarray  # acquisition + selling + service
-    compounded_spend: np.ndarray  # Σ spend · (1 + rate)^(years before as_of)
+    compounded_spend: np.ndarray  # Σ spend · (1 + rate)^(years from purchase to as_of)
     referrals: np.ndarray
 
     def __len__(self) -> int:
@@ -55,8 +62,6 @@ class CustomerArrays:
 
 def _summary_sql(dialect: str, *, only_ids: bool) -> str:
     filter_ids = "AND s.customer_id IN :ids" if only_ids else ""
-    days_filter = "WHERE p.customer_id IN :ids" if only_ids else ""
-    day = _day("p.day", dialect, timestamp=False)
     return f"""
         SELECT s.customer_id,
                {_day('s.first_purchase_at', dialect, timestamp=True)},
@@ -65,14 +70,10 @@ def _summary_sql(dialect: str, *, only_ids: bool) -> str:
                CAST(s.total_spend AS FLOAT), CAST(s.first_day_spend AS FLOAT),
                CAST(s.total_margin AS FLOAT), COALESCE(CAST(s.total_cost AS FLOAT), 0),
                COALESCE(CAST(c.acquisition + c.selling + c.service AS FLOAT), 0),
-               COALESCE(h.compounded, 0), COALESCE(r.referrals, 0)
+               s.discounted_spend, COALESCE(r.referrals, 0)
         FROM purchase_summaries s
         JOIN customers cu ON cu.id = s.customer_id AND cu.merged_into IS NULL
         LEFT JOIN customer_costs c ON c.customer_id = s.customer_id
-        LEFT JOIN (
-            SELECT p.customer_id, SUM(CAST(p.spend AS FLOAT) * exp(:growth * (:as_of - {day}))) AS compounded
-            FROM purchase_days p {days_filter} GROUP BY p.customer_id
-        ) h ON h.customer_id = s.customer_id
         LEFT JOIN (
             SELECT referrer_id, COUNT(*) AS referrals FROM referrals_seen GROUP BY referrer_id
         ) r ON r.referrer_id = s.customer_id
@@ -81,14 +82,51 @@ def _summary_sql(dialect: str, *, only_ids: bool) -> str:
     """
 
 
-def _arrays(rows: list) -> CustomerArrays:
+def _arrays(rows: list, *, as_of_day: int, annual_rate: float) -> CustomerArrays:
     if not rows:
         empty = np.zeros(0)
         return CustomerArrays([], *([empty] * 11))
     ids = [row[0] for row in rows]
-    matrix = np.array([row[1:] for row in rows], dtype=float)  # None → nan (margin)
+    matrix = np.array([tuple(row)[1:] for row in rows], dtype=float)  # None → nan (margin)
     columns = [matrix[:, i] for i in range(matrix.shape[1])]
+    # discounted_spend is compounded to REFERENCE_DAY; carry it on to as_of.
+    columns[9] = columns[9] * (1.0 + annual_rate) ** ((as_of_day - REFERENCE_DAY_NUMBER) / 365.0)
     return CustomerArrays(ids, *columns)
+
+
+@asynccontextmanager
+async def bulk_reader(url: str) -> AsyncIterator[AsyncSession]:
+    """A session on a connection of its own for reads of the whole portfolio. On SQLite
+    the service's reader runs inline on the event loop, which a million-row read would
+    stall for seconds; this one runs on aiosqlite's worker thread."""
+
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection, AsyncSession(bind=connection) as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
+async def fetch_all(session: AsyncSession, sql: str, params: dict) -> list[tuple]:
+    """All rows of a bulk query as plain tuples, straight from the driver.
+
+    SQLAlchemy's Row objects cost about a microsecond each to make and more to turn
+    into numbers; a refit reads a million. Named `:params` only, no expanding lists.
+    """
+
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    if session.bind.dialect.name == "sqlite":
+        cursor = await raw.execute(sql, params)
+        try:
+            return await cursor.fetchall()
+        finally:
+            await cursor.close()
+    names = list(params)
+    for number, name in enumerate(names, start=1):
+        sql = sql.replace(f":{name}", f"${number}")
+    return await raw.fetch(sql, *(params[name] for name in names))
 
 
 async def load_customers(
@@ -97,13 +135,23 @@ async def load_customers(
     """Summaries of every unmerged customer with purchases (or of `customer_ids`)."""
 
     dialect = session.bind.dialect.name
-    statement = text(_summary_sql(dialect, only_ids=customer_ids is not None))
-    params = {"growth": math.log1p(annual_rate) / 365.0, "as_of": as_of_day}
-    if customer_ids is not None:
-        statement = statement.bindparams(bindparam("ids", expanding=True))
-        params["ids"] = list(customer_ids)
-    rows = (await session.execute(statement, params)).all()
-    return _arrays(rows)
+    sql = _summary_sql(dialect, only_ids=customer_ids is not None)
+    if customer_ids is None:
+        rows = await fetch_all(session, sql, {})
+    else:
+        statement = text(sql).bindparams(bindparam("ids", expanding=True))
+        rows = (await session.execute(statement, {"ids": list(customer_ids)})).all()
+    return _arrays(rows, as_of_day=as_of_day, annual_rate=annual_rate)
+
+
+async def stale_discounts(session: AsyncSession, annual_rate: float) -> list[str]:
+    """Customers whose discounted_spend was summed at another rate (or before it existed)."""
+
+    summaries = PurchaseSummary.__table__
+    query = select(summaries.c.customer_id).where(
+        summaries.c.discount_rate.is_(None) | (summaries.c.discount_rate != annual_rate)
+    )
+    return list((await session.execute(query)).scalars())
 
 
 async def load_calibration(session: AsyncSession, *, end_day: int) -> dict[str, np.ndarray]:
@@ -111,7 +159,7 @@ async def load_calibration(session: AsyncSession, *, end_day: int) -> dict[str, 
     counting only purchase days up to `end_day` (the calibration period)."""
 
     dialect = session.bind.dialect.name
-    statement = text(f"""
+    sql = f"""
         WITH agg AS (
             SELECT p.customer_id, MIN(p.day) AS first_day, MAX(p.day) AS last_day,
                    COUNT(*) AS days, SUM(CAST(p.spend AS FLOAT)) AS total
@@ -122,8 +170,8 @@ async def load_calibration(session: AsyncSession, *, end_day: int) -> dict[str, 
         SELECT {_day('agg.first_day', dialect, timestamp=False)}, {_day('agg.last_day', dialect, timestamp=False)},
                agg.days, agg.total, CAST(f.spend AS FLOAT)
         FROM agg JOIN purchase_days f ON f.customer_id = agg.customer_id AND f.day = agg.first_day
-    """)
-    rows = (await session.execute(statement, {"end_day": end_day})).all()
+    """
+    rows = await fetch_all(session, sql, {"end_day": end_day})
     matrix = np.array(rows, dtype=float).reshape(-1, 5)
     keys = ("first_day", "last_day", "purchase_days", "total_spend", "first_day_spend")
     return {key: matrix[:, i] for i, key in enumerate(keys)}
@@ -184,6 +232,38 @@ async def upsert_scores(session: AsyncSession, rows: list[dict]) -> None:
         await session.execute(_upsert(session, CustomerScore.__table__, ["customer_id"], SCORE_COLUMNS), rows)
 
 
+def _bulk_upsert_sql(dialect: str) -> str:
+    placeholders = [f"${n}" for n in range(1, len(SCORE_COLUMNS) + 1)] if dialect != "sqlite" else ["?"] * len(SCORE_COLUMNS)
+    if dialect != "sqlite":  # JSON goes over the wire as text
+        placeholders[SCORE_COLUMNS.index("kinds")] += "::text::json"
+        placeholders[SCORE_COLUMNS.index("evidence")] += "::text::json"
+    updates = ", ".join(f"{column} = excluded.{column}" for column in SCORE_COLUMNS[1:])
+    return (
+        f"INSERT INTO customer_scores ({', '.join(SCORE_COLUMNS)}) VALUES ({', '.join(placeholders)}) "
+        f"ON CONFLICT (customer_id) DO UPDATE SET {updates}"
+    )
+
+
+def _json_text(value) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def bulk_upsert_scores(session: AsyncSession, columns: dict[str, list], *, at) -> None:
+    """The refit's write of every customer's scores: one driver-level executemany of
+    plain tuples (the ORM's per-row work would cost more than the whole fit)."""
+
+    dialect = session.bind.dialect.name
+    encode = _json_text
+    kinds = ["[]" if not value else encode(value) for value in columns["kinds"]]
+    evidence = ["{}" if not value else encode(value) for value in columns["evidence"]]
+    # SQLite stores datetimes as text in SQLAlchemy's format; asyncpg takes datetimes.
+    scored_at = at.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else at
+    values = [columns[name] for name in SCORE_COLUMNS[:-3]]
+    rows = list(zip(*values, kinds, evidence, [scored_at] * len(kinds)))
+    connection = await session.connection()
+    await connection.exec_driver_sql(_bulk_upsert_sql(dialect), rows)
+
+
 async def replace_kinds(session: AsyncSession, rows: list[dict], *, customer_ids: list[str] | None) -> None:
     """Swap the kinds of `customer_ids` (of everyone when None) for `rows`."""
 
@@ -229,13 +309,13 @@ async def segment_totals(session: AsyncSession) -> list:
 async def revenue_and_net(session: AsyncSession) -> np.ndarray:
     """Per unmerged customer: revenue, margin (NaN when none given), serving cost, customer costs."""
 
-    rows = (await session.execute(text("""
+    rows = await fetch_all(session, """
         SELECT CAST(s.total_spend AS FLOAT), CAST(s.total_margin AS FLOAT), COALESCE(CAST(s.total_cost AS FLOAT), 0),
                COALESCE(CAST(c.acquisition + c.selling + c.service AS FLOAT), 0)
         FROM purchase_summaries s
         JOIN customers cu ON cu.id = s.customer_id AND cu.merged_into IS NULL
         LEFT JOIN customer_costs c ON c.customer_id = s.customer_id
-    """))).all()
+    """, {})
     return np.array(rows, dtype=float).reshape(-1, 4)
 
 

@@ -191,35 +191,35 @@ def kinds_of(
     return kinds, evidence, rows
 
 
-def score_rows(
+def score_columns(
     arrays: CustomerArrays, scores: Scores, kinds: list[list[str]], evidence: list[dict], *, version: int,
-    at: datetime,
-) -> list[dict]:
-    def clean(values: np.ndarray, digits: int) -> list[float | None]:
-        return [None if not np.isfinite(v) else round(float(v), digits) for v in values]
+) -> dict[str, list]:
+    """The customer_scores columns as lists (None where a value is not finite)."""
 
-    historic, predicted = clean(scores.historic_clv, 4), clean(scores.predicted_clv, 4)
-    expected, alive = clean(scores.expected_purchases, 6), clean(scores.probability_alive, 6)
-    recency, frequency, monetary = (s.astype(int).tolist() for s in (scores.recency, scores.frequency, scores.monetary))
-    segments = scores.segment.tolist()
-    return [
-        {
-            "customer_id": customer_id,
-            "model_version": version,
-            "recency": recency[i],
-            "frequency": frequency[i],
-            "monetary": monetary[i],
-            "segment": segments[i],
-            "historic_clv": historic[i],
-            "predicted_clv": predicted[i],
-            "expected_purchases": expected[i],
-            "probability_alive": alive[i],
-            "kinds": kinds[i],
-            "evidence": evidence[i],
-            "scored_at": at,
-        }
-        for i, customer_id in enumerate(arrays.ids)
-    ]
+    def clean(values: np.ndarray, digits: int) -> list[float | None]:
+        rounded = np.round(values, digits).astype(object)
+        rounded[~np.isfinite(values)] = None
+        return rounded.tolist()
+
+    return {
+        "customer_id": arrays.ids,
+        "model_version": [version] * len(arrays),
+        "recency": scores.recency.astype(int).tolist(),
+        "frequency": scores.frequency.astype(int).tolist(),
+        "monetary": scores.monetary.astype(int).tolist(),
+        "segment": scores.segment.tolist(),
+        "historic_clv": clean(scores.historic_clv, 4),
+        "predicted_clv": clean(scores.predicted_clv, 4),
+        "expected_purchases": clean(scores.expected_purchases, 6),
+        "probability_alive": clean(scores.probability_alive, 6),
+        "kinds": kinds,
+        "evidence": evidence,
+    }
+
+
+def score_rows(columns: dict[str, list], *, at: datetime) -> list[dict]:
+    names = list(columns)
+    return [dict(zip(names, values), scored_at=at) for values in zip(*columns.values())]
 
 
 # --- the per-transaction path -------------------------------------------------------
@@ -270,7 +270,7 @@ async def rescore_customers(session: AsyncSession, customer_ids) -> None:
         arrays, scores, high_value_threshold=model.high_value_threshold,
         cost_absorber_purchases=model.cost_absorber_purchases, settings=settings, referred=referred,
     )
-    rows = score_rows(arrays, scores, kinds, evidence, version=model.version, at=utcnow())
+    rows = score_rows(score_columns(arrays, scores, kinds, evidence, version=model.version), at=utcnow())
     await repository.upsert_scores(session, rows)
     await repository.replace_kinds(session, kind_rows, customer_ids=arrays.ids)
     for row in rows:
