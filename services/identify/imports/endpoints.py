@@ -63,7 +63,7 @@ async def get_import(import_id: str, session: ReadSession):
 async def list_import_errors(import_id: str, session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
     """Every rejected line with its reason, in line order."""
     key = decode_cursor(cursor, 1)
-    if key is not None and not isinstance(key[0], int):
+    if key is not None and not (isinstance(key[0], int) and 0 <= key[0] < 2**62):
         raise InvalidCursor("cursor is not one this API issued")
     rows = await service.list_rejections(
         session=session, job_id=import_id, after_line=key[0] if key else None, limit=limit + 1

@@ -201,6 +201,11 @@ async def test_the_errors_a_client_can_make(suite):
     assert empty.status_code == 422 and empty.json()["detail"][0]["field"] == "file"
     no_file = await client.post("/v1/imports", data={"mapping": json.dumps(MAPPING)})
     assert no_file.status_code == 422
+    from shared.pagination import encode_cursor
+
+    for forged in (encode_cursor("x"), encode_cursor(2**63), "%%%"):
+        response = await client.get("/v1/imports/nope/errors", params={"cursor": forged})
+        assert response.status_code == 400 and response.json()["error"] == "invalid_cursor", forged
     assert (await client.get("/v1/imports/nope")).status_code == 404
     assert (await client.get("/v1/imports/nope/errors")).status_code == 404
     assert (await client.get("/v1/imports")).json()["items"] == []  # nothing was started
