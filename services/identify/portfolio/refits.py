@@ -34,6 +34,7 @@ from services.identify.portfolio import repository
 from services.identify.portfolio.repository import day_number
 from services.identify.portfolio.scoring import (
     UNIT_DAYS,
+    forget_model,
     kinds_of,
     rfm_inputs,
     score,
@@ -217,6 +218,7 @@ class RefitRunner:
                 "customers_scored": len(arrays), "fitted_at": at,
                 **{key: fitted[key] for key in ("bgnbd", "pareto_nbd", "gamma_gamma")},
             })
+        forget_model(self.db.writer_engine)
         return version, len(arrays)
 
     async def _next_version(self) -> int:

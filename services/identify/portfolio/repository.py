@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
 import orjson
 from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -217,19 +219,18 @@ SCORE_COLUMNS = (
 )
 
 
-def _upsert(session: AsyncSession, table, keys: list[str], columns):
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    module = {"sqlite": sqlite, "postgresql": postgresql}[session.bind.dialect.name]
-    statement = module.insert(table)
+@lru_cache(maxsize=None)
+def _upsert_scores_statement(dialect: str):
+    module = {"sqlite": sqlite, "postgresql": postgresql}[dialect]
+    statement = module.insert(CustomerScore.__table__)
     return statement.on_conflict_do_update(
-        index_elements=keys, set_={c: statement.excluded[c] for c in columns if c not in keys}
+        index_elements=["customer_id"], set_={c: statement.excluded[c] for c in SCORE_COLUMNS[1:]}
     )
 
 
 async def upsert_scores(session: AsyncSession, rows: list[dict]) -> None:
     if rows:
-        await session.execute(_upsert(session, CustomerScore.__table__, ["customer_id"], SCORE_COLUMNS), rows)
+        await session.execute(_upsert_scores_statement(session.bind.dialect.name), rows)
 
 
 def _bulk_upsert_sql(dialect: str) -> str:

@@ -8,6 +8,7 @@ transaction that recorded the purchases so the scores and their
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -224,17 +225,31 @@ def score_rows(columns: dict[str, list], *, at: datetime) -> list[dict]:
 
 # --- the per-transaction path -------------------------------------------------------
 
-_model_cache: dict[int, Model] = {}
+# The current model per database, re-read at most every MODEL_RECHECK_S (a refit in
+# this process replaces it at once): the per-transaction path should not pay a query
+# for a model that changes once a day.
+MODEL_RECHECK_S = 5.0
+_current: dict[str, tuple[float, Model | None]] = {}
+
+
+def _database_key(session: AsyncSession) -> str:
+    return str(session.bind.url)
+
+
+def forget_model(engine) -> None:
+    """Called by a refit once its model is committed."""
+
+    _current.pop(str(engine.url), None)
 
 
 async def current_model(session: AsyncSession) -> Model | None:
-    version = await repository.latest_model_version(session)
-    if version is None:
-        return None
-    model = _model_cache.get(version)
-    if model is None:
-        row = await repository.latest_model(session)
-        model = _model_cache.setdefault(row.version, Model.from_row(row))
+    key = _database_key(session)
+    cached = _current.get(key)
+    if cached is not None and time.monotonic() - cached[0] < MODEL_RECHECK_S:
+        return cached[1]
+    row = await repository.latest_model(session)
+    model = Model.from_row(row) if row is not None else None
+    _current[key] = (time.monotonic(), model)
     return model
 
 
