@@ -9,6 +9,8 @@ from scipy.optimize import minimize
 
 _SCALES = (1.0, 7.0)  # whole days, and days measured in weeks
 _MAX_DIRECT = 10_000_000
+_MAX_STEP = 2.0  # largest Newton step in a log-parameter: a factor e² at most
+_SAMPLE_EVERY, _SAMPLE_MIN_ROWS, _SAMPLE_GTOL = 16, 50_000, 1e-5
 
 
 def as_arrays(*columns) -> list[np.ndarray]:
@@ -75,6 +77,17 @@ class Distinct:
         return self.columns[i][first], self.columns[j][first], group
 
 
+    def sample(self, every: int) -> Distinct:
+        """Every `every`-th distinct row: a cheap, rough version of the data for a starting point.
+
+        The rows are in key order (by x, then t_x, then T), so the sample spreads over all
+        of them. `inverse` stays that of the full rows.
+        """
+        pick = slice(0, None, every)
+        return Distinct([c[pick] for c in self.columns], self.weights[pick], self.inverse, self.levels,
+                        [c[pick] for c in self.codes])
+
+
 def distinct_rows(*columns) -> Distinct:
     arrays = as_arrays(*columns)
     if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
@@ -103,6 +116,62 @@ def summaries(x, t_x, T) -> Distinct:
     if not (x > 0).any():
         raise ValueError("fitting needs customers with repeat purchases")
     return rows
+
+
+def newton_from_sample(objective, rows: Distinct, start, *, every: int = _SAMPLE_EVERY) -> tuple[np.ndarray, float]:
+    """`newton` on all rows, started from a rough fit on a sample of them.
+
+    Far from the optimum Newton needs several steps; taken on 1/`every` of the rows they
+    cost a fraction of one full evaluation, and the full fit then needs only the last
+    few steps of quadratic convergence.
+    """
+    if len(rows.weights) >= _SAMPLE_MIN_ROWS:
+        try:
+            start, _ = newton(objective(rows.sample(every)), start, gtol=_SAMPLE_GTOL)
+        except (ArithmeticError, ValueError):  # a degenerate sample: start from the given point
+            pass
+    return newton(objective(rows), start)
+
+
+def newton(evaluate, start, *, gtol: float = 1e-9, max_iterations: int = 200) -> tuple[np.ndarray, float]:
+    """(The parameters minimising a negative log-likelihood, its minimum), by Newton steps
+    over the parameters' logarithms.
+
+    `evaluate(log_params)` returns the negative log-likelihood, its gradient and Hessian.
+    Where the Hessian is not positive definite (far from the optimum) its eigenvalues are
+    floored, so every step goes downhill; steps are capped and halved until they decrease
+    the objective. Near the optimum Newton converges quadratically: a handful of
+    evaluations instead of L-BFGS's dozens. Stops when every gradient component is
+    below `gtol` (as L-BFGS-B's pgtol) or a step no longer changes the parameters.
+    """
+    theta = np.log(np.asarray(start, dtype=np.float64))
+    value, gradient, hessian = evaluate(theta)
+    if not np.isfinite(value):
+        raise ArithmeticError("the likelihood is not finite at the start")
+    for _ in range(max_iterations):
+        if np.abs(gradient).max() <= gtol:
+            break
+        eigenvalues, vectors = np.linalg.eigh(hessian)
+        floor = max(1e-8, 1e-6 * np.abs(eigenvalues).max())
+        step = -vectors @ ((vectors.T @ gradient) / np.maximum(eigenvalues, floor))
+        step *= min(1.0, _MAX_STEP / np.abs(step).max())
+        for _ in range(60):
+            trial = evaluate(theta + step)
+            # the slack lets rounding noise in the sums pass once the decrease is below it
+            if np.isfinite(trial[0]) and trial[0] <= value + 1e-4 * (gradient @ step) + 1e-14 * abs(value):
+                break
+            step = step / 2
+        else:
+            if np.abs(gradient).max() <= 1e-6:  # as close as the objective's rounding lets us get
+                break
+            raise ArithmeticError("fit did not converge: no step decreases the objective")
+        theta = theta + step
+        value, gradient, hessian = trial
+        if np.abs(step).max() <= 1e-13:
+            break
+    else:
+        raise ArithmeticError("fit did not converge within the iteration limit")
+    return np.exp(theta), value
 
 
 def maximise(negative_log_likelihood, start, *, jac: bool) -> np.ndarray:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import digamma, gammaln
+from scipy.special import digamma, gammaln, polygamma
 
-from ._fitting import as_arrays, factorize, maximise
+from ._fitting import as_arrays, factorize, newton
 
 
 @dataclass(frozen=True)
@@ -19,33 +19,49 @@ class GammaGammaParams:
 
 
 class _Objective:
-    """Mean over customers of −ln f(m̄ | x; p, q, γ), with its gradient in log-parameters:
+    """Mean over customers of −ln f(m̄ | x; p, q, γ), with its gradient and Hessian in log-parameters:
 
     ln f = lnΓ(px+q) − lnΓ(px) − lnΓ(q) + q ln γ + (px−1) ln m̄ + px ln x − (px+q) ln(x m̄ + γ)
 
-    The Γ functions run on the distinct x values; per customer only ln(x m̄ + γ) remains.
+    The Γ functions run on the distinct x values; p and q enter the per-customer terms
+    linearly, so per customer only ln(x m̄ + γ), 1/(x m̄ + γ) and its square remain, all
+    summed with weights 1 and x in one matrix product.
     """
 
     def __init__(self, x, m):
         self.xs, codes = factorize(x)
         self.share = np.bincount(codes, minlength=len(self.xs)) / len(x)  # of customers, per distinct x
-        self.x, self.total = x, x * m
-        self.mean_log_m, self.mean_x_log_m = np.log(m).mean(), (x * np.log(m)).mean()
+        self.total = x * m
+        self.weights = np.column_stack([np.full(len(x), 1.0 / len(x)), x / len(x)])  # means, and means of x·
+        self.mean_log_m, self.mean_x_log_m = np.log(m) @ self.weights
+        self.buffers = np.empty((3, len(x)))  # reused between evaluations: no page faults for fresh arrays
 
     def __call__(self, log_params):
-        p, q, gamma = np.exp(log_params)
+        params = np.exp(log_params)
+        p, q, gamma = params
         xs, share = self.xs, self.share
-        log_total = np.log(self.total + gamma)
-        inverse_total = 1.0 / (self.total + gamma)
-        mean_log, mean_x_log = log_total.mean(), self.x @ log_total / len(self.x)
+        log_total, inverse_total, inverse_squared = self.buffers
+        np.add(self.total, gamma, out=inverse_total)
+        np.log(inverse_total, out=log_total)
+        np.reciprocal(inverse_total, out=inverse_total)
+        np.square(inverse_total, out=inverse_squared)
+        # rows: mean ln(xm̄+γ), mean 1/(xm̄+γ), mean 1/(xm̄+γ)²; columns: plain, times x
+        (mean_log, mean_x_log), (mean_inverse, mean_x_inverse), (mean_squared, mean_x_squared) = self.buffers @ self.weights
         px = p * xs
         ll = (share @ (gammaln(px + q) - gammaln(px) + px * np.log(xs)) - gammaln(q) + q * np.log(gamma)
               + p * self.mean_x_log_m - self.mean_log_m - p * mean_x_log - q * mean_log)
-        shared = digamma(px + q)
-        d_p = share @ (xs * (shared - digamma(px) + np.log(xs))) + self.mean_x_log_m - mean_x_log
-        d_q = share @ shared - digamma(q) + np.log(gamma) - mean_log
-        d_gamma = q / gamma - p * (self.x @ inverse_total) / len(self.x) - q * inverse_total.mean()
-        return -ll, -np.array([d_p * p, d_q * q, d_gamma * gamma])
+        shared, shared1 = digamma(px + q), polygamma(1, px + q)
+        gradient = np.array([share @ (xs * (shared - digamma(px) + np.log(xs))) + self.mean_x_log_m - mean_x_log,
+                             share @ shared - digamma(q) + np.log(gamma) - mean_log,
+                             q / gamma - p * mean_x_inverse - q * mean_inverse])
+        hessian = np.empty((3, 3))
+        hessian[0] = share @ (xs * xs * (shared1 - polygamma(1, px))), share @ (xs * shared1), -mean_x_inverse
+        hessian[1, 1:] = share @ shared1 - polygamma(1, q), 1.0 / gamma - mean_inverse
+        hessian[2, 2] = -q / gamma**2 + p * mean_x_squared + q * mean_squared
+        hessian = np.triu(hessian) + np.triu(hessian, 1).T
+        # natural → log-parameters: ∇θ = p∇, ∇²θ = diag(p) ∇² diag(p) + diag(p∇)
+        gradient = gradient * params
+        return -ll, -gradient, -(hessian * np.outer(params, params) + np.diag(gradient))
 
 
 def fit_gamma_gamma(x, mean_spend) -> GammaGammaParams:
@@ -61,7 +77,7 @@ def fit_gamma_gamma(x, mean_spend) -> GammaGammaParams:
     # method of moments for a Gamma(p, ν) spend with ν ~ Gamma(q, γ): a start close to the optimum
     mean = m.mean()
     start = np.array([max(mean**2 / max(m.var(), 1e-12) * 2.0, 0.5), 3.0, mean])
-    params = maximise(_Objective(x, m), start, jac=True)
+    params, _ = newton(_Objective(x, m), start)
     return GammaGammaParams(*map(float, params))
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaln, hyp2f1
+from scipy.special import digamma, gammaln, hyp2f1, polygamma
 
-from ._fitting import Distinct, as_arrays, maximise, summaries
+from ._fitting import Distinct, as_arrays, newton_from_sample, summaries
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,69 @@ def _log_odds_dead(r, alpha, s, beta, x, t_x, T):
     return _log_a0_term(r, alpha, s, beta, x, log_f_tx, log_f_T) - _log_alive_term(r, alpha, s, beta, x, T)
 
 
+# finite-difference steps in a log-parameter for ln ₂F₁: small for the gradient (central
+# differences, error ~1e-10), larger for the Hessian, where ₂F₁'s own rounding (~1e-12)
+# divided by step² would otherwise dominate; Newton needs the Hessian only roughly
+_STEP, _HESSIAN_STEP = 1e-5, 1e-3
+
+
+def _log_hyp2f1(r, alpha, s, beta, x, t, pfaff: bool):
+    """The ln ₂F₁ part of `_log_f`, in the form chosen by `pfaff` (both are exact; the choice is numerical)."""
+    n = r + s + x
+    if pfaff:
+        return np.log(hyp2f1(1.0, r + x, n + 1, (alpha - beta) / (alpha + t)))
+    return np.log(hyp2f1(n, s + 1, n + 1, (alpha - beta) / (alpha + t)))
+
+
+def _power_terms(r, alpha, s, beta, x, t, kappa):
+    """−(r+x) ln(α+t) − s ln(κ+t), κ = α or β (`kappa` is alpha or beta), with its gradient
+    (rows × 4) and Hessian (rows × 4 × 4) in log-parameters (ln r, ln α, ln s, ln β)."""
+    k = 1 if kappa is alpha else 3
+    log_a, log_k = np.log(alpha + t), np.log(kappa + t)
+    share_a, share_k = alpha / (alpha + t), kappa / (kappa + t)
+    curve_a, curve_k = share_a * t / (alpha + t), share_k * t / (kappa + t)  # ∂ of the shares in ln α, ln κ
+    gradient = np.zeros((len(t), 4))
+    gradient[:, 0], gradient[:, 1], gradient[:, 2] = -r * log_a, -(r + x) * share_a, -s * log_k
+    gradient[:, k] -= s * share_k
+    hessian = np.zeros((len(t), 4, 4))
+    hessian[:, 0, 0], hessian[:, 2, 2] = gradient[:, 0], gradient[:, 2]
+    hessian[:, 0, 1] = hessian[:, 1, 0] = -r * share_a
+    hessian[:, 2, k] = hessian[:, k, 2] = -s * share_k
+    hessian[:, 1, 1] = -(r + x) * curve_a
+    hessian[:, k, k] -= s * curve_k
+    return -(r + x) * log_a - s * log_k, gradient, hessian
+
+
+def _log_f_derivatives(log_params, x, t, pfaff: bool):
+    """`_log_f` at pairs (x, t) with its gradient and Hessian in log-parameters: the power
+    terms analytically, ln ₂F₁ by central (and for mixed terms, forward) differences."""
+    def hyp(shift):
+        r, alpha, s, beta = np.exp(log_params + shift)
+        return _log_hyp2f1(r, alpha, s, beta, x, t, pfaff)
+    at = hyp(0.0)
+    gradient = np.stack([(hyp(e) - hyp(-e)) / (2 * _STEP) for e in _STEP * np.eye(4)], axis=1)
+    step = _HESSIAN_STEP * np.eye(4)
+    up = [hyp(e) for e in step]
+    hessian = np.empty((len(x), 4, 4))
+    for i in range(4):
+        hessian[:, i, i] = (up[i] + hyp(-step[i]) - 2 * at) / _HESSIAN_STEP**2
+        for j in range(i + 1, 4):
+            hessian[:, i, j] = hessian[:, j, i] = (hyp(step[i] + step[j]) - up[i] - up[j] + at) / _HESSIAN_STEP**2
+    r, alpha, s, beta = np.exp(log_params)
+    value, d1, d2 = _power_terms(r, alpha, s, beta, x, t, alpha if not pfaff else beta)
+    return at + value, gradient + d1, hessian + d2
+
+
 class _Objective:
-    """The mean negative log-likelihood over the distinct rows:
+    """The mean negative log-likelihood over the distinct rows, with its gradient and Hessian
+    in log-parameters (ln r, ln α, ln s, ln β):
 
-    LL = lnΓ(r+x) − lnΓ(r) + r ln α + s ln β + ln[(α+T)^−(r+x) (β+T)^−s + s/(r+s+x) A₀]
+    LL = lnΓ(r+x) − lnΓ(r) + r ln α + s ln β + ln[e^A + e^D], A = −(r+x) ln(α+T) − s ln(β+T),
+    D = ln(s/(r+s+x)) + ln[F(t_x) − F(T)] = S + F_x + ln(1 − e^(F_T − F_x)).
 
-    ₂F₁ runs once per distinct (x, t_x) and (x, T) pair, which are far fewer than rows.
+    ₂F₁ runs once per distinct (x, t_x) and (x, T) pair, which are far fewer than rows, and
+    so do the derivatives of A, S, F_x and F_T; the rows combine them by the chain rule
+    (the second-order terms as two weighted Gram matrices).
     """
 
     def __init__(self, rows: Distinct):
@@ -65,31 +122,79 @@ class _Objective:
         self.x_weights = np.bincount(rows.codes[0], weights=self.weights, minlength=len(self.xs))
         self.tx_pairs, self.T_pairs = rows.pair(0, 1), rows.pair(0, 2)
 
+    def _head(self, r, alpha, s, beta):
+        """Σ w·(lnΓ(r+x) − lnΓ(r) + r ln α + s ln β) with its gradient and Hessian in log-parameters."""
+        wx, xs = self.x_weights, self.xs
+        d_r = wx @ digamma(r + xs) - digamma(r) + np.log(alpha)
+        gradient = np.array([r * d_r, r, s * np.log(beta), s])
+        hessian = np.zeros((4, 4))
+        hessian[0, 0] = r * d_r + r * r * (wx @ polygamma(1, r + xs) - polygamma(1, r))
+        hessian[0, 1] = hessian[1, 0] = r
+        hessian[2, 2], hessian[2, 3], hessian[3, 2] = gradient[2], s, s
+        return wx @ gammaln(r + xs) - gammaln(r) + r * np.log(alpha) + s * np.log(beta), gradient, hessian
+
     def __call__(self, log_params):
         r, alpha, s, beta = np.exp(log_params)
-        head = gammaln(r + self.xs) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+        pfaff = alpha < beta
         (x_tx, tx, tx_code), (x_T, T, T_code) = self.tx_pairs, self.T_pairs
-        log_f_tx = _log_f(r, alpha, s, beta, x_tx, tx)[tx_code]
-        # terms of (x, T) alone, once per pair
-        log_f_T = _log_f(r, alpha, s, beta, x_T, T)
-        share = (np.log(s) - np.log(r + s + x_T))[T_code]
-        alive = _log_alive_term(r, alpha, s, beta, x_T, T)[T_code]
-        with np.errstate(divide="ignore", invalid="ignore"):  # A₀ = 0 when t_x = T
-            dead = share + log_f_tx + np.log1p(-np.exp(np.minimum(log_f_T[T_code] - log_f_tx, 0.0)))
-        with np.errstate(invalid="ignore", over="ignore"):  # the optimiser may probe absurd parameters
-            value = -(self.x_weights @ head + self.weights @ np.logaddexp(alive, dead))
-        return value if np.isfinite(value) else 1e300  # far outside the plausible region
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # the optimiser may probe absurd parameters
+            f_x, df_x, d2f_x = _log_f_derivatives(log_params, x_tx, tx, pfaff)
+            f_T, df_T, d2f_T = _log_f_derivatives(log_params, x_T, T, pfaff)
+            alive, d_alive, d2_alive = _power_terms(r, alpha, s, beta, x_T, T, beta)
+            n = r + s + x_T
+            share = np.log(s) - np.log(n)  # S = ln(s/(r+s+x))
+            d_share = np.zeros((len(n), 4))
+            d_share[:, 0], d_share[:, 2] = -r / n, 1 - s / n
+            d2_share = np.zeros((len(n), 4, 4))
+            d2_share[:, 0, 0], d2_share[:, 2, 2] = -r * (n - r) / n**2, -s * (n - s) / n**2
+            d2_share[:, 0, 2] = d2_share[:, 2, 0] = r * s / n**2
+            value, gradient, hessian = self._head(r, alpha, s, beta)
+            w = self.weights
+            # rows: ℓ = ln(e^A + e^D); π = share of "died" in it; ratio = q/(1−q), q = e^(F_T − F_x)
+            fx = f_x[tx_code]
+            one_minus_q = -np.expm1(np.minimum(f_T[T_code] - fx, 0.0))  # 0 when t_x = T: no "died" term
+            A = alive[T_code]
+            D = share[T_code] + fx + np.log(one_minus_q)
+            gap = D - A
+            e = np.exp(-np.abs(gap))
+            value += w @ (np.maximum(A, D) + np.log1p(e))
+            half = 1.0 / (1.0 + e)
+            dead = np.copysign(half - 0.5, gap) + 0.5  # π = sigmoid(D − A)
+            both = e * half * half  # π(1 − π)
+            ratio = np.where(one_minus_q > 0, (1.0 - one_minus_q) / np.where(one_minus_q > 0, one_minus_q, 1.0), 0.0)
+            # first order: ∇ℓ = (1−π)∇A + π[∇S + (1+ratio)∇F_x − ratio ∇F_T]; per pair, Σ w·(those weights)
+            wd = w * dead
+            c_alive = np.bincount(T_code, weights=w - wd, minlength=len(T))
+            c_share = np.bincount(T_code, weights=wd, minlength=len(T))
+            c_fT = -np.bincount(T_code, weights=wd * ratio, minlength=len(T))
+            c_fx = np.bincount(tx_code, weights=wd * (1.0 + ratio), minlength=len(tx))
+            gradient = gradient + c_alive @ d_alive + c_share @ d_share + c_fT @ df_T + c_fx @ df_x
+            hessian = hessian + (np.tensordot(c_alive, d2_alive, 1) + np.tensordot(c_share, d2_share, 1)
+                                 + np.tensordot(c_fT, d2f_T, 1) + np.tensordot(c_fx, d2f_x, 1))
+            # second order: π(1−π)·U Uᵀ, U = ∇A − ∇D, and π·ψ''·V Vᵀ, V = ∇F_T − ∇F_x, ψ'' = −ratio(1+ratio)
+            for chunk in range(0, len(w), _CHUNK):
+                rows = slice(chunk, chunk + _CHUNK)
+                gx, gT = df_x[tx_code[rows]], df_T[T_code[rows]]
+                V = gT - gx
+                U = (d_alive - d_share)[T_code[rows]] - gx - ratio[rows, None] * (gx - gT)
+                hessian += (U * (w[rows] * both[rows])[:, None]).T @ U
+                hessian -= (V * (wd[rows] * ratio[rows] * (1.0 + ratio[rows]))[:, None]).T @ V
+        if not (np.isfinite(value) and np.isfinite(gradient).all() and np.isfinite(hessian).all()):
+            return np.inf, gradient, hessian  # far outside the plausible region: the step is halved
+        return -value, -gradient, -hessian
+
+
+_CHUNK = 65_536  # rows per block in the Hessian's Gram matrices
 
 
 def fit_pareto_nbd(x, t_x, T) -> ParetoNBDParams:
     """Maximum-likelihood Pareto/NBD parameters for repeat purchases x, last purchase t_x and age T."""
     rows = summaries(x, t_x, T)
-    objective = _Objective(rows)
     x, _, T = rows.columns
     rate = (rows.weights @ x) / (rows.weights @ T)
     start = np.array([1.0, 1.0 / rate, 1.0, float(rows.weights @ T / rows.weights.sum())])
-    params = maximise(objective, start, jac=False)
-    return ParetoNBDParams(*map(float, params), log_likelihood=float(-objective(np.log(params)) * rows.weights.sum()))
+    params, mean_loss = newton_from_sample(_Objective, rows, start)
+    return ParetoNBDParams(*map(float, params), log_likelihood=float(-mean_loss * rows.weights.sum()))
 
 
 def pareto_nbd_probability_alive(params: ParetoNBDParams, x, t_x, T) -> np.ndarray:
