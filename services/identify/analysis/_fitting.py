@@ -10,7 +10,7 @@ from scipy.optimize import minimize
 _SCALES = (1.0, 7.0)  # whole days, and days measured in weeks
 _MAX_DIRECT = 10_000_000
 _MAX_STEP = 2.0  # largest Newton step in a log-parameter: a factor e² at most
-_SAMPLE_EVERY, _SAMPLE_MIN_ROWS, _SAMPLE_GTOL = 16, 50_000, 1e-5
+_SAMPLE_EVERY, _SAMPLE_MIN_ROWS, _SAMPLE_GTOL = 16, 50_000, 1e-4
 
 
 def as_arrays(*columns) -> list[np.ndarray]:

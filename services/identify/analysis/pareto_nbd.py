@@ -55,6 +55,7 @@ def _log_odds_dead(r, alpha, s, beta, x, t_x, T):
 # differences, error ~1e-10), larger for the Hessian, where ₂F₁'s own rounding (~1e-12)
 # divided by step² would otherwise dominate; Newton needs the Hessian only roughly
 _STEP, _HESSIAN_STEP = 1e-5, 1e-3
+_REUSE_HESSIAN = 0.01  # largest change of a log-parameter over which that Hessian is reused
 
 
 def _log_hyp2f1(r, alpha, s, beta, x, t, pfaff: bool):
@@ -84,24 +85,25 @@ def _power_terms(r, alpha, s, beta, x, t, kappa):
     return -(r + x) * log_a - s * log_k, gradient, hessian
 
 
-def _log_f_derivatives(log_params, x, t, pfaff: bool):
-    """`_log_f` at pairs (x, t) with its gradient and Hessian in log-parameters: the power
-    terms analytically, ln ₂F₁ by central (and for mixed terms, forward) differences."""
+def _log_f_derivatives(log_params, x, t, pfaff: bool, hyp_hessian=None):
+    """`_log_f` at pairs (x, t) with its gradient and Hessian in log-parameters, and the Hessian
+    of its ln ₂F₁ part: the power terms analytically, ln ₂F₁ by central (and for mixed terms,
+    forward) differences, or its Hessian `hyp_hessian` from a nearby point when given."""
     def hyp(shift):
         r, alpha, s, beta = np.exp(log_params + shift)
         return _log_hyp2f1(r, alpha, s, beta, x, t, pfaff)
     at = hyp(0.0)
     gradient = np.stack([(hyp(e) - hyp(-e)) / (2 * _STEP) for e in _STEP * np.eye(4)], axis=1)
     step = _HESSIAN_STEP * np.eye(4)
-    up = [hyp(e) for e in step]
-    hessian = np.empty((len(x), 4, 4))
-    for i in range(4):
+    up = [hyp(e) for e in step] if hyp_hessian is None else []
+    hessian = np.empty((len(x), 4, 4)) if hyp_hessian is None else hyp_hessian
+    for i in range(len(up)):
         hessian[:, i, i] = (up[i] + hyp(-step[i]) - 2 * at) / _HESSIAN_STEP**2
         for j in range(i + 1, 4):
             hessian[:, i, j] = hessian[:, j, i] = (hyp(step[i] + step[j]) - up[i] - up[j] + at) / _HESSIAN_STEP**2
     r, alpha, s, beta = np.exp(log_params)
     value, d1, d2 = _power_terms(r, alpha, s, beta, x, t, alpha if not pfaff else beta)
-    return at + value, gradient + d1, hessian + d2
+    return at + value, gradient + d1, hessian + d2, hessian
 
 
 class _Objective:
@@ -121,6 +123,24 @@ class _Objective:
         self.weights = rows.weights / rows.weights.sum()
         self.x_weights = np.bincount(rows.codes[0], weights=self.weights, minlength=len(self.xs))
         self.tx_pairs, self.T_pairs = rows.pair(0, 1), rows.pair(0, 2)
+        self.hyp_hessians = None  # (log-parameters, form, per pair set) of the last finite-difference Hessians
+
+    def _pair_terms(self, log_params, pfaff):
+        """`_log_f_derivatives` at the (x, t_x) and (x, T) pairs.
+
+        The Hessian of ln ₂F₁ takes most of the ₂F₁ evaluations (14 of 23); within
+        `_REUSE_HESSIAN` of where it was last computed it is reused. Only Newton's steps
+        depend on it, not the gradient nor so the optimum, and near the optimum Newton
+        steps are that small, so the last steps cost 9 ₂F₁ evaluations per pair.
+        """
+        cached = self.hyp_hessians
+        reuse = (cached is not None and cached[1] == pfaff
+                 and np.abs(log_params - cached[0]).max() <= _REUSE_HESSIAN)
+        terms = [_log_f_derivatives(log_params, x, t, pfaff, cached[2][i] if reuse else None)
+                 for i, (x, t, _) in enumerate((self.tx_pairs, self.T_pairs))]
+        if not reuse:
+            self.hyp_hessians = (log_params, pfaff, [term[3] for term in terms])
+        return [term[:3] for term in terms]
 
     def _head(self, r, alpha, s, beta):
         """Σ w·(lnΓ(r+x) − lnΓ(r) + r ln α + s ln β) with its gradient and Hessian in log-parameters."""
@@ -138,8 +158,7 @@ class _Objective:
         pfaff = alpha < beta
         (x_tx, tx, tx_code), (x_T, T, T_code) = self.tx_pairs, self.T_pairs
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # the optimiser may probe absurd parameters
-            f_x, df_x, d2f_x = _log_f_derivatives(log_params, x_tx, tx, pfaff)
-            f_T, df_T, d2f_T = _log_f_derivatives(log_params, x_T, T, pfaff)
+            (f_x, df_x, d2f_x), (f_T, df_T, d2f_T) = self._pair_terms(log_params, pfaff)
             alive, d_alive, d2_alive = _power_terms(r, alpha, s, beta, x_T, T, beta)
             n = r + s + x_T
             share = np.log(s) - np.log(n)  # S = ln(s/(r+s+x))
