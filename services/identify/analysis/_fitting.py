@@ -1,11 +1,10 @@
-"""What the fits share: collapsing identical rows and the optimiser."""
+"""What the fits share: collapsing identical rows and the Newton optimiser."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 
 _SCALES = (1.0, 7.0)  # whole days, and days measured in weeks
 _MAX_DIRECT = 10_000_000
@@ -172,18 +171,4 @@ def newton(evaluate, start, *, gtol: float = 1e-9, max_iterations: int = 200) ->
     else:
         raise ArithmeticError("fit did not converge within the iteration limit")
     return np.exp(theta), value
-
-
-def maximise(negative_log_likelihood, start, *, jac: bool) -> np.ndarray:
-    """The parameters maximising a log-likelihood, searched over their logarithms.
-
-    `negative_log_likelihood(log_params)` returns the value (and its gradient if `jac`).
-    L-BFGS-B with tolerances tight enough to reproduce published estimates well beyond
-    3 significant digits.
-    """
-    result = minimize(negative_log_likelihood, np.log(start), method="L-BFGS-B", jac=jac,
-                      options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000, "maxcor": 20})
-    if not np.isfinite(result.fun):
-        raise ArithmeticError(f"fit did not converge: {result.message}")
-    return np.exp(result.x)
 
