@@ -28,7 +28,14 @@ N_CUSTOMERS = 5_000  # each gets created + one transaction + a stage change: 15,
 REPEATS = int(__import__("os").environ.get("BENCH_REPEATS", "3"))
 
 
-def workload(n: int) -> list:
+def workload(n: int) -> list[tuple[str, str, bytes]]:
+    """The stream's events as (type, id, JSON body).
+
+    Kept as bytes, not CloudEvent objects: the services run in this process, and
+    15,000 pydantic models held for the whole run made every full garbage
+    collection of the service under test walk them too.
+    """
+
     events = []
     for i in range(n):
         cid = f"00000000-0000-7000-8000-{i:012d}"
@@ -48,7 +55,7 @@ def workload(n: int) -> list:
                                  data={"customer_id": cid, "from_stage": "prospect", "to_stage": "new",
                                        "at": "2024-01-02T00:00:00Z", "cause_event_id": events[n + i].id},
                                  subject=cid))
-    return events
+    return [(event.type, event.id, event.to_json()) for event in events]
 
 
 async def publish(url: str, events) -> None:
@@ -56,8 +63,8 @@ async def publish(url: str, events) -> None:
     js = nc.jetstream()
     await ensure_stream(js, "CRM")
     pending = []
-    for event in events:
-        pending.append(js.publish(event.type, event.to_json(), headers={"Nats-Msg-Id": event.id}))
+    for type_, event_id, body in events:
+        pending.append(js.publish(type_, body, headers={"Nats-Msg-Id": event_id}))
         if len(pending) >= 1000:
             await asyncio.gather(*pending)
             pending = []
@@ -101,7 +108,10 @@ async def measure(definition_or_name, events) -> dict[str, float]:
             metrics = handle.runtime.metrics
             tracked = {}
             for runner in handle.runtime.consumers:
-                wanted = sum(1 for e in events if e.type in set(runner.spec.all_subjects))
+                subjects = set(runner.spec.all_subjects)
+                wanted = sum(1 for type_, _, _ in events if type_ in subjects)
+                if not wanted:  # e.g. a follower of merges: nothing of its kind in this workload
+                    continue
                 tracked[runner.name] = {"counter": metrics.events_handled.labels(handle.name, runner.name),
                                         "wanted": wanted, "t0": None, "v0": 0, "t1": None}
             deadline = time.perf_counter() + 600
@@ -136,7 +146,7 @@ async def run() -> list[tuple[str, float]]:
             )
         finally:
             server.stop()
-        only_created = [e for e in events if e.type == "crm.identify.customer.created"]
+        only_created = [e for e in events if e[0] == "crm.identify.customer.created"]
         for name, rate in (await measure(probe.BATCH_DEFINITION, only_created)).items():
             rows.setdefault(f"baseline: backbone + 1-statement batch handler ({name})", []).append(rate)
         for service in ("lifecycle", "engage", "network", "value"):

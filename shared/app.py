@@ -10,6 +10,7 @@ dead-letter listing (`/v1/ops/dead-letters`) come with it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import time
@@ -316,14 +317,20 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings 
     # switch interval a busy event loop can hold the GIL that long before the
     # worker (and then the loop) get it back, several times per transaction.
     sys.setswitchinterval(settings.gil_switch_interval_s)
+    gc.set_threshold(settings.gc_gen0_threshold, *gc.get_threshold()[1:])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.runtime = await start_runtime(definition, settings)
         app.state.light_reads = fast_reads.install(app)  # at start-up, when every route is there
+        # Modules, schemas, metadata and the app live as long as the process: keep
+        # the collector from walking them again and again (unfrozen at shutdown, so
+        # processes that start many services, like the tests, leak nothing).
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             await stop_runtime(app.state.runtime)
 
     app = FastAPI(

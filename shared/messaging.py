@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
+import orjson
+
 from sqlalchemy import BigInteger, Column, Integer, Index, LargeBinary, MetaData, String, Table, Text, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -81,9 +83,26 @@ def emit(session: AsyncSession, type: str, data: dict[str, Any], *, subject: str
         dataschema=contract.dataschema,
     )
     session.info.setdefault("pending_events", []).append(
-        {"event_id": event.id, "subject": type, "body": event.to_json(), "created_at": event.time}
+        {"event_id": event.id, "subject": type, "body": _encode(event), "created_at": event.time}
     )
     return event
+
+
+_ENVELOPE = tuple(CloudEvent.model_fields)
+
+
+def _encode(event: CloudEvent) -> bytes:
+    """`event.to_json()`, in a third of the time, for an event whose data is JSON-ready.
+
+    emit() makes the data JSON-ready (the contract's JSON dump), so only the
+    envelope needs encoding: orjson writes the UTC time with a "Z" as pydantic does.
+    tests/shared/test_messaging.py holds the two equal.
+    """
+
+    fields = event.__dict__
+    return orjson.dumps(
+        {name: fields[name] for name in _ENVELOPE if fields[name] is not None}, option=orjson.OPT_UTC_Z
+    )
 
 
 async def flush_events(session: AsyncSession) -> int:
