@@ -177,7 +177,7 @@ class CustomerScore(Base):
     recency: Mapped[int | None] = mapped_column(Integer)
     frequency: Mapped[int | None] = mapped_column(Integer)
     monetary: Mapped[int | None] = mapped_column(Integer)
-    segment: Mapped[str | None] = mapped_column(String(40), index=True)
+    segment: Mapped[str | None] = mapped_column(String(40))  # no index: a refit rewrites every row
     historic_clv: Mapped[float | None] = mapped_column(Float)
     predicted_clv: Mapped[float | None] = mapped_column(Float)
     expected_purchases: Mapped[float | None] = mapped_column(Float)

@@ -203,6 +203,7 @@ def bgnbd_expected_purchases_new(params: BGNBDParams, t) -> np.ndarray:
 
 
 _CELLS_PER_CHUNK = 2_000_000  # (x, T) pairs × time steps evaluated at once; bounds memory
+_DISTINCT_FROM = 64  # customers
 
 
 def bgnbd_discounted_purchases(params: BGNBDParams, x, t_x, T, times, discount) -> np.ndarray:
@@ -214,8 +215,11 @@ def bgnbd_discounted_purchases(params: BGNBDParams, x, t_x, T, times, discount) 
     x, t_x, T = as_arrays(x, t_x, T)
     times, discount = as_arrays(times, discount)
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    pairs = distinct_rows(x, T)
-    px, pT = pairs.columns
+    if len(x) <= _DISTINCT_FROM:  # a few customers (a per-purchase re-score): grouping costs more than it saves
+        px, pT, inverse = x, T, slice(None)
+    else:
+        pairs = distinct_rows(x, T)
+        (px, pT), inverse = pairs.columns, pairs.inverse
     per_pair = np.empty(len(px))
     chunk = max(1, _CELLS_PER_CHUNK // len(times))
     for start in range(0, len(px), chunk):  # chunks of pairs, each one array operation
@@ -225,4 +229,4 @@ def bgnbd_discounted_purchases(params: BGNBDParams, x, t_x, T, times, discount) 
         g = np.exp((r + xs) * (np.log(alpha + Ts) - np.log(horizon))) * hyp2f1(r + xs, b + xs, a + b + xs - 1, times / horizon)
         per_pair[rows] = np.diff(g, axis=1, prepend=1.0) @ -discount
     scale = (a + b + x - 1) / (a - 1) * bgnbd_probability_alive(params, x, t_x, T)
-    return scale * per_pair[pairs.inverse]
+    return scale * per_pair[inverse]

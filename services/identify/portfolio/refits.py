@@ -18,7 +18,6 @@ from dataclasses import asdict
 from datetime import date
 
 import numpy as np
-from sqlalchemy import func, select
 
 from services.identify.analysis import (
     BGNBDParams,
@@ -29,7 +28,7 @@ from services.identify.analysis import (
     quintile_edges,
     rfm_summary,
 )
-from services.identify.models import PortfolioModel, PurchaseDay, Refit
+from services.identify.models import PortfolioModel, Refit
 from services.identify.portfolio import repository
 from services.identify.portfolio.repository import day_number
 from services.identify.portfolio.scoring import (
@@ -140,12 +139,11 @@ class RefitRunner:
         settings = self.settings
         await self._refresh_discounts()
         async with repository.bulk_reader(self.db.url) as session:
-            as_of_day = await _as_of_day(session)
-            if as_of_day is None:
+            arrays = await repository.load_customers(session)
+            if not len(arrays):
                 raise NoData("no purchases recorded yet: nothing to fit")
-            arrays = await repository.load_customers(
-                session, as_of_day=as_of_day, annual_rate=settings.discount_rate
-            )
+            as_of_day = int(arrays.last_day.max())  # the last day with a purchase
+            arrays.compound_to(as_of_day, settings.discount_rate)
             if refit.calibration_end:
                 end_day = day_number(refit.calibration_end)
                 calibration = await repository.load_calibration(session, end_day=end_day)
@@ -233,15 +231,6 @@ class RefitRunner:
         for start in range(0, len(stale), 1000):
             async with transaction(self.db.writer) as session:
                 await rebuild_summaries(session, stale[start:start + 1000])
-
-
-async def _as_of_day(session) -> int | None:
-    last = (await session.execute(select(func.max(PurchaseDay.day)))).scalar()
-    if last is None:
-        return None
-    if isinstance(last, str):  # SQLite hands back text through a raw connection
-        last = date.fromisoformat(last)
-    return day_number(last)
 
 
 async def schedule(runner: RefitRunner) -> None:

@@ -55,15 +55,32 @@ class CustomerArrays:
     total_margin: np.ndarray  # NaN where no transaction carried a margin
     total_cost: np.ndarray
     customer_costs: np.ndarray  # acquisition + selling + service
-    compounded_spend: np.ndarray  # Σ spend · (1 + rate)^(years from purchase to as_of)
+    compounded_spend: np.ndarray  # Σ spend · (1 + rate)^(years from purchase to the reference or as_of day)
     referrals: np.ndarray
+    kinds_held: np.ndarray  # rows in customer_kinds now (read only for a few customers)
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def compound_to(self, as_of_day: int, annual_rate: float) -> None:
+        """Carry the spend compounded to the reference day on to `as_of_day` (once)."""
+
+        self.compounded_spend = self.compounded_spend * (1.0 + annual_rate) ** (
+            (as_of_day - REFERENCE_DAY_NUMBER) / 365.0
+        )
+
 
 def _summary_sql(dialect: str, *, only_ids: bool) -> str:
-    filter_ids = "AND s.customer_id IN :ids" if only_ids else ""
+    if only_ids:  # a few customers: indexed lookups, including the kinds they hold now
+        referrals = "(SELECT COUNT(*) FROM referrals_seen r WHERE r.referrer_id = s.customer_id)"
+        held = "(SELECT COUNT(*) FROM customer_kinds k WHERE k.customer_id = s.customer_id)"
+        joins, where = "", "WHERE s.customer_id IN :ids"
+    else:  # everyone: one pass, referrals counted once
+        referrals, held = "COALESCE(r.referrals, 0)", "0"
+        joins = """LEFT JOIN (
+            SELECT referrer_id, COUNT(*) AS referrals FROM referrals_seen GROUP BY referrer_id
+        ) r ON r.referrer_id = s.customer_id"""
+        where = ""
     return f"""
         SELECT s.customer_id,
                {_day('s.first_purchase_at', dialect, timestamp=True)},
@@ -72,27 +89,27 @@ def _summary_sql(dialect: str, *, only_ids: bool) -> str:
                CAST(s.total_spend AS FLOAT), CAST(s.first_day_spend AS FLOAT),
                CAST(s.total_margin AS FLOAT), COALESCE(CAST(s.total_cost AS FLOAT), 0),
                COALESCE(CAST(c.acquisition + c.selling + c.service AS FLOAT), 0),
-               s.discounted_spend, COALESCE(r.referrals, 0)
-        FROM purchase_summaries s
-        JOIN customers cu ON cu.id = s.customer_id AND cu.merged_into IS NULL
+               s.discounted_spend, {referrals}, {held}
+        FROM purchase_summaries s  -- a merged customer has none: its purchases moved to the survivor
         LEFT JOIN customer_costs c ON c.customer_id = s.customer_id
-        LEFT JOIN (
-            SELECT referrer_id, COUNT(*) AS referrals FROM referrals_seen GROUP BY referrer_id
-        ) r ON r.referrer_id = s.customer_id
-        WHERE 1 = 1 {filter_ids}
+        {joins}
+        {where}
         ORDER BY s.customer_id
     """
 
 
-def _arrays(rows: list, *, as_of_day: int, annual_rate: float) -> CustomerArrays:
+@lru_cache(maxsize=None)
+def _customers_statement(dialect: str):
+    return text(_summary_sql(dialect, only_ids=True)).bindparams(bindparam("ids", expanding=True))
+
+
+def _arrays(rows: list) -> CustomerArrays:
     if not rows:
         empty = np.zeros(0)
-        return CustomerArrays([], *([empty] * 11))
+        return CustomerArrays([], *([empty] * 12))
     ids = [row[0] for row in rows]
     matrix = np.array([tuple(row)[1:] for row in rows], dtype=float)  # None → nan (margin)
     columns = [matrix[:, i] for i in range(matrix.shape[1])]
-    # discounted_spend is compounded to REFERENCE_DAY; carry it on to as_of.
-    columns[9] = columns[9] * (1.0 + annual_rate) ** ((as_of_day - REFERENCE_DAY_NUMBER) / 365.0)
     return CustomerArrays(ids, *columns)
 
 
@@ -132,18 +149,17 @@ async def fetch_all(session: AsyncSession, sql: str, params: dict) -> list[tuple
 
 
 async def load_customers(
-    session: AsyncSession, *, as_of_day: int, annual_rate: float, customer_ids: list[str] | None = None
+    session: AsyncSession, *, customer_ids: list[str] | None = None
 ) -> CustomerArrays:
-    """Summaries of every unmerged customer with purchases (or of `customer_ids`)."""
+    """Summaries of every unmerged customer with purchases (or of `customer_ids`), their
+    spend compounded to the reference day (see `CustomerArrays.compound_to`)."""
 
     dialect = session.bind.dialect.name
-    sql = _summary_sql(dialect, only_ids=customer_ids is not None)
     if customer_ids is None:
-        rows = await fetch_all(session, sql, {})
+        rows = await fetch_all(session, _summary_sql(dialect, only_ids=False), {})
     else:
-        statement = text(sql).bindparams(bindparam("ids", expanding=True))
-        rows = (await session.execute(statement, {"ids": list(customer_ids)})).all()
-    return _arrays(rows, as_of_day=as_of_day, annual_rate=annual_rate)
+        rows = (await session.execute(_customers_statement(dialect), {"ids": list(customer_ids)})).all()
+    return _arrays(rows)
 
 
 async def stale_discounts(session: AsyncSession, annual_rate: float) -> list[str]:
@@ -313,8 +329,7 @@ async def revenue_and_net(session: AsyncSession) -> np.ndarray:
     rows = await fetch_all(session, """
         SELECT CAST(s.total_spend AS FLOAT), CAST(s.total_margin AS FLOAT), COALESCE(CAST(s.total_cost AS FLOAT), 0),
                COALESCE(CAST(c.acquisition + c.selling + c.service AS FLOAT), 0)
-        FROM purchase_summaries s
-        JOIN customers cu ON cu.id = s.customer_id AND cu.merged_into IS NULL
+        FROM purchase_summaries s  -- a merged customer has none: its purchases moved to the survivor
         LEFT JOIN customer_costs c ON c.customer_id = s.customer_id
     """, {})
     return np.array(rows, dtype=float).reshape(-1, 4)

@@ -267,14 +267,13 @@ async def rescore_customers(session: AsyncSession, customer_ids) -> None:
         return
     settings = portfolio_settings()
     arrays = await repository.load_customers(
-        session, as_of_day=model.as_of_day, annual_rate=settings.discount_rate, customer_ids=customer_ids
+        session, customer_ids=customer_ids
     )
     if not len(arrays):
         return
-    # Scores are as of the model's day, or later when these customers' data is newer;
-    # compounding is multiplicative, so moving the day on rescales the compounded spend.
+    # Scores are as of the model's day, or later when these customers' data is newer.
     as_of_day = max(model.as_of_day, int(arrays.last_day.max()))
-    arrays.compounded_spend *= (1 + settings.discount_rate) ** ((as_of_day - model.as_of_day) / 365.0)
+    arrays.compound_to(as_of_day, settings.discount_rate)
     scores = score(
         arrays, bgnbd=model.bgnbd, gamma_gamma=model.gamma_gamma, rfm_edges=model.rfm_edges,
         unit_days=model.unit_days, as_of_day=as_of_day, settings=settings,
@@ -287,7 +286,11 @@ async def rescore_customers(session: AsyncSession, customer_ids) -> None:
     )
     rows = score_rows(score_columns(arrays, scores, kinds, evidence, version=model.version), at=utcnow())
     await repository.upsert_scores(session, rows)
-    await repository.replace_kinds(session, kind_rows, customer_ids=arrays.ids)
+    # Most customers hold no kind before or after: skip the delete for them.
+    changing = [arrays.ids[i] for i in np.flatnonzero(arrays.kinds_held > 0)]
+    changing += [row["customer_id"] for row in kind_rows]
+    if changing:
+        await repository.replace_kinds(session, kind_rows, customer_ids=sorted(set(changing)))
     for row in rows:
         emit(session, "crm.identify.customer.scored", scored_payload(row), subject=row["customer_id"])
 
