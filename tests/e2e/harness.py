@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from shared.settings import SERVICES
-from tests.support import POSTGRES_URL, free_port
+from tests.support import POSTGRES_URL, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 class RunningSuite:
     def __init__(self, var_dir: Path, database_urls: dict[str, str] | None = None):
         self.var_dir = var_dir
-        self.ports = {name: free_port() for name in (*SERVICES, "gateway", "nats", "nats_monitor")}
+        names = (*SERVICES, "gateway", "nats", "nats_monitor")
+        self.ports = dict(zip(names, free_ports(len(names))))
         self.database_urls = database_urls or {}
         self.process: subprocess.Popen | None = None
         self.log_path = var_dir / "suite.log"
