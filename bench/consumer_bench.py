@@ -22,7 +22,7 @@ import nats
 from shared.bus import ensure_stream
 from shared.events import make_event
 from tests.shared import probe
-from tests.support import NatsServer, Suite, wait_until
+from tests.support import NatsServer, Suite
 
 N_CUSTOMERS = 5_000  # each gets created + one transaction + a stage change: 15,000 events
 REPEATS = int(__import__("os").environ.get("BENCH_REPEATS", "3"))

@@ -2,8 +2,6 @@ import json
 
 import nats
 
-from tests.support import wait_until
-
 
 async def test_customer_created_event_reaches_jetstream(suite):
     identify = await suite.start("identify")

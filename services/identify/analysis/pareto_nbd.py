@@ -156,7 +156,7 @@ class _Objective:
     def __call__(self, log_params):
         r, alpha, s, beta = np.exp(log_params)
         pfaff = alpha < beta
-        (x_tx, tx, tx_code), (x_T, T, T_code) = self.tx_pairs, self.T_pairs
+        (_, tx, tx_code), (x_T, T, T_code) = self.tx_pairs, self.T_pairs
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # the optimiser may probe absurd parameters
             (f_x, df_x, d2f_x), (f_T, df_T, d2f_T) = self._pair_terms(log_params, pfaff)
             alive, d_alive, d2_alive = _power_terms(r, alpha, s, beta, x_T, T, beta)
