@@ -26,7 +26,7 @@ from services.identify.schemas import TransactionCreate, TransactionOut, decimal
 from shared.db import utcnow
 from shared.errors import Conflict, InvalidRequest, field_error
 from shared.ids import uuid7
-from shared.messaging import emit
+from shared.messaging import emit_many
 
 RECORDED = "crm.identify.transaction.recorded"
 
@@ -110,28 +110,25 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
 
 
 def _announce(session: AsyncSession, rows: list[dict], customers: dict[str, dict]) -> dict[str, int]:
-    """Emit one event per new transaction; return how many each customer got."""
+    """Emit one event per new transaction (in one pass); return how many each customer got."""
 
     added: dict[str, int] = {}
+    payloads = []
     for row in rows:
         customer_id = row["customer_id"]
         count = added[customer_id] = added.get(customer_id, 0) + 1
-        emit(
-            session,
-            RECORDED,
-            {
-                "id": row["id"],
-                "customer_id": customer_id,
-                "amount": decimal_text(row["amount"]),
-                "currency": row["currency"],
-                "occurred_at": row["occurred_at"],
-                "external_id": row["external_id"],
-                "purchase_count": customers[customer_id]["purchase_count"] + count,
-                "margin": decimal_text(row["margin"]),
-                "cost": decimal_text(row["cost"]),
-            },
-            subject=customer_id,
-        )
+        payloads.append({
+            "id": row["id"],
+            "customer_id": customer_id,
+            "amount": decimal_text(row["amount"]),
+            "currency": row["currency"],
+            "occurred_at": row["occurred_at"],
+            "external_id": row["external_id"],
+            "purchase_count": customers[customer_id]["purchase_count"] + count,
+            "margin": decimal_text(row["margin"]),
+            "cost": decimal_text(row["cost"]),
+        })
+    emit_many(session, RECORDED, payloads, [row["customer_id"] for row in rows])
     return added
 
 

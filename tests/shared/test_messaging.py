@@ -5,9 +5,12 @@ from __future__ import annotations
 import gc
 from datetime import datetime, timedelta, timezone
 
+import orjson
+import pytest
+
 from shared import context
 from shared.events import CloudEvent
-from shared.messaging import emit
+from shared.messaging import emit, emit_many
 
 
 class FakeSession:
@@ -46,3 +49,49 @@ def test_the_outbox_body_is_the_events_json_form():
 async def test_a_running_service_keeps_its_start_up_objects_out_of_the_collector(suite):
     await suite.start("lifecycle")
     assert gc.get_freeze_count() > 0
+
+
+def test_emit_many_writes_the_same_outbox_rows_as_emit():
+    at = datetime(2026, 11, 1, 10, 0, 0, 120000, tzinfo=timezone.utc)
+    payloads = [
+        {"id": "t-1", "customer_id": "c-1", "amount": "12.5", "currency": "EUR", "occurred_at": at,
+         "external_id": "x-1", "purchase_count": 3, "margin": None, "cost": "1.25"},
+        # omitted optional fields get the contract's defaults, as model_dump() writes them
+        {"id": "t-2", "customer_id": "c-2", "amount": "-3", "currency": "USD", "purchase_count": 1,
+         "occurred_at": at.astimezone(timezone(timedelta(hours=-5))).replace(microsecond=0)},
+    ]
+    one, many = FakeSession(), FakeSession()
+    token = context.correlation_id.set("corr-9")
+    try:
+        for payload, subject in zip(payloads, ("c-1", None)):
+            emit(one, "crm.identify.transaction.recorded", payload, subject=subject)
+        ids = emit_many(many, "crm.identify.transaction.recorded", payloads, ["c-1", None])
+        created = emit_many(many, "crm.identify.customer.created",
+                            [{"id": "c-3", "external_id": "e-3", "created_at": at}], ["c-3"])
+        emit(one, "crm.identify.customer.created", {"id": "c-3", "external_id": "e-3", "created_at": at},
+             subject="c-3")
+    finally:
+        context.correlation_id.reset(token)
+    expected_rows, rows = one.info["pending_events"], many.info["pending_events"]
+    assert [row["event_id"] for row in rows] == ids + created and len(set(ids)) == 2
+    for expected, row in zip(expected_rows, rows, strict=True):
+        event, made = CloudEvent.from_json(expected["body"]), CloudEvent.from_json(row["body"])
+        # ids and times are each event's own; everything else is the same bytes
+        body = expected["body"].replace(event.id.encode(), made.id.encode()).replace(
+            orjson.dumps(event.time, option=orjson.OPT_UTC_Z)[1:-1],
+            orjson.dumps(made.time, option=orjson.OPT_UTC_Z)[1:-1])
+        assert row["body"] == body
+        assert row["subject"] == expected["subject"] and row["created_at"] == made.time
+        assert made.to_json() == row["body"]
+    assert CloudEvent.from_json(rows[1]["body"]).subject is None
+
+
+def test_emit_many_refuses_payloads_that_do_not_fit_the_contract():
+    session = FakeSession()
+    good = {"id": "c-1", "created_at": datetime(2026, 1, 1, tzinfo=timezone.utc)}
+    with pytest.raises(ValueError):
+        emit_many(session, "crm.identify.customer.created", [good, {**good, "surprise": 1}], ["c-1", "c-1"])
+    with pytest.raises(ValueError):
+        emit_many(session, "crm.identify.customer.created", [good, {"id": "c-2"}], ["c-1", "c-2"])
+    with pytest.raises(ValueError):
+        emit_many(session, "crm.identify.customer.created", [good], [])

@@ -29,7 +29,7 @@ from services.identify.transactions import record_transactions
 from shared.db import utcnow
 from shared.errors import AppError, InvalidRequest, NotFound, field_error
 from shared.ids import uuid7
-from shared.messaging import emit
+from shared.messaging import emit_many
 from shared.uow import transaction
 
 log = logging.getLogger("valuechain.identify.imports")
@@ -217,17 +217,14 @@ async def _create_customers(session: AsyncSession, external_ids: list[str]) -> l
     ]
     await repository.add_customers(session, rows)
     stored = await repository.customers_by_external_id(session, external_ids)
-    made = []
-    for row in rows:
-        if stored.get(row["external_id"]) == row["id"]:  # not one another writer made meanwhile
-            made.append(row["id"])
-            emit(
-                session,
-                "crm.identify.customer.created",
-                {"id": row["id"], "external_id": row["external_id"], "created_at": now},
-                subject=row["id"],
-            )
-    return made
+    made = [row for row in rows if stored.get(row["external_id"]) == row["id"]]  # not one another writer made
+    emit_many(
+        session,
+        "crm.identify.customer.created",
+        [{"id": row["id"], "external_id": row["external_id"], "created_at": now} for row in made],
+        [row["id"] for row in made],
+    )
+    return [row["id"] for row in made]
 
 
 # --- reading jobs -----------------------------------------------------------------
