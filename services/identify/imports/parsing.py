@@ -1,9 +1,11 @@
 """Reading an import file: CSV (any delimiter, or whitespace-separated) or NDJSON, a
 column mapping, and each row turned into a transaction or a reason to reject it.
 
-A row becomes a `TransactionCreate` (the API's own validation, so an imported row
-is held to exactly the rules of `POST /v1/transactions`) whose `customer_id` is
-filled in later from `customer_external_id`. A row without an `external_id` gets
+A row becomes an `ImportedTransaction` held to exactly the rules of
+`POST /v1/transactions`: a row whose fields have the plain shape those rules accept
+as they are (the usual case) is read with plain Python, any other goes through the
+API's own model (`TransactionCreate`), which accepts it or says what is wrong. Its
+`customer_id` is filled in later from `customer_external_id`. A row without an `external_id` gets
 one derived from its content (see `derived_external_id`), which makes re-running
 the same file record nothing twice.
 """
@@ -12,9 +14,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,6 +33,10 @@ FORMATS = ("csv", "ndjson")
 WHITESPACE = "whitespace"
 # A rejected row keeps this much of its text, for the operator to find it.
 RAW_KEPT = 500
+# What TransactionCreate takes as it is: at most 14 digits before the point and 4
+# after it; three ASCII letters.
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,14}(?:\.[0-9]{1,4})?")
+_PLAIN_CURRENCY = re.compile(r"[A-Za-z]{3}")
 
 
 class OptionsError(ValueError):
@@ -53,14 +61,53 @@ class ImportOptions:
 
 
 @dataclass(slots=True)
+class ImportedTransaction:
+    """A row's transaction, valid by TransactionCreate's rules (see transactions.NewTransaction)."""
+
+    customer_id: str
+    amount: Decimal
+    currency: str
+    occurred_at: datetime
+    external_id: str | None = None
+    margin: Decimal | None = None
+    cost: Decimal | None = None
+
+
+@dataclass(slots=True)
 class Row:
     """One data row: `item` to record, or `reason` it was rejected."""
 
     line: int
     raw: str
     customer_external_id: str | None = None
-    item: TransactionCreate | None = None
+    item: ImportedTransaction | None = None
     reason: str | None = None
+
+
+def _plain_decimal(value: object) -> Decimal | None:
+    return Decimal(value) if isinstance(value, str) and _PLAIN_DECIMAL.fullmatch(value) else None
+
+
+def plain_item(values: dict[str, object]) -> ImportedTransaction | None:
+    """The row's transaction when each field has a shape TransactionCreate accepts
+    unchanged (and what it would make of it); None leaves the row to the model.
+    `occurred_at` is already an aware datetime (parse_occurred_at)."""
+
+    amount = _plain_decimal(values["amount"])
+    currency = values["currency"]
+    if amount is None or not (isinstance(currency, str) and _PLAIN_CURRENCY.fullmatch(currency)):
+        return None
+    margin = cost = None
+    if "margin" in values and (margin := _plain_decimal(values["margin"])) is None:
+        return None
+    if "cost" in values and (cost := _plain_decimal(values["cost"])) is None:
+        return None
+    external_id = values.get("external_id")
+    if external_id is not None:
+        if not isinstance(external_id, str) or len(external_id) > 200 or not external_id.strip():
+            return None
+        external_id = external_id.strip()
+    return ImportedTransaction("", amount, currency.upper(), values["occurred_at"], external_id, margin, cost)
 
 
 class Header(NamedTuple):
@@ -229,16 +276,18 @@ class Reader:
         for key in ("amount", "margin", "cost"):
             if key in values and not isinstance(values[key], str):
                 values[key] = str(values[key])  # JSON numbers keep their digits as decimals
-        try:
-            item = TransactionCreate.model_validate({"customer_id": "", **values})
-        except ValidationError as exc:
-            reasons = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in exc.errors())
-            return Row(number, raw, reason=reasons)
+        item = plain_item(values)
+        if item is None:
+            try:
+                item = ImportedTransaction(**TransactionCreate.model_validate({"customer_id": "", **values}).__dict__)
+            except ValidationError as exc:
+                reasons = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in exc.errors())
+                return Row(number, raw, reason=reasons)
         if item.external_id is None:
             item.external_id = self.derived_external_id(customer, item)
         return Row(number, raw, customer, item)
 
-    def derived_external_id(self, customer_external_id: str, item: TransactionCreate) -> str:
+    def derived_external_id(self, customer_external_id: str, item: ImportedTransaction) -> str:
         """`import:` + sha256 of `customer_external_id|occurred_at|amount|n`, where
         occurred_at is ISO 8601 in UTC, amount has no trailing zeros and n counts the
         rows of this file with the same three values (1 for the first): identical lines

@@ -5,10 +5,13 @@ errors a client can make."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
+from datetime import datetime, timezone
 
 import nats
 
-from services.identify.imports import repository as jobs, service as import_jobs
+from services.identify.imports import parsing, repository as jobs, service as import_jobs
+from services.identify.schemas import TransactionCreate
 from shared.db import utcnow
 from shared.uow import transaction
 from tests.support import wait_until
@@ -221,3 +224,35 @@ async def test_a_job_cut_off_by_a_restart_is_marked_failed(suite):
     await import_jobs.fail_interrupted_imports(identify.runtime)  # what the next start-up runs
     job = (await identify.client.get("/v1/imports/cut-off")).json()
     assert job["status"] == "failed" and "run it again" in job["failure"] and job["finished_at"]
+
+
+def test_the_plain_row_reader_makes_what_the_api_model_makes_or_leaves_the_row_to_it():
+    at = datetime(2026, 1, 5, 16, 0, tzinfo=timezone.utc)
+    rows = [
+        {"amount": "12.50", "currency": "eur", "occurred_at": at},
+        {"amount": "-3", "currency": "USD", "occurred_at": at, "external_id": "  r-1 ", "margin": "0.0001",
+         "cost": "99999999999999.9999"},
+        {"amount": "007", "currency": "GbP", "occurred_at": at, "margin": "4"},
+        # shapes the plain reader leaves to the model, which accepts or refuses them
+        {"amount": "1e3", "currency": "EUR", "occurred_at": at},
+        {"amount": " 5 ", "currency": "EUR", "occurred_at": at},
+        {"amount": "1.23456", "currency": "EUR", "occurred_at": at},
+        {"amount": "100000000000000", "currency": "EUR", "occurred_at": at},
+        {"amount": "٣", "currency": "EUR", "occurred_at": at},
+        {"amount": "5", "currency": "EURO", "occurred_at": at},
+        {"amount": "5", "currency": 978, "occurred_at": at},
+        {"amount": "5", "currency": "EUR", "occurred_at": at, "external_id": "   "},
+        {"amount": "5", "currency": "EUR", "occurred_at": at, "external_id": "x" * 201},
+        {"amount": "5", "currency": "EUR", "occurred_at": at, "external_id": 7},
+        {"amount": "5", "currency": "EUR", "occurred_at": at, "cost": "NaN"},
+    ]
+    plain = 0
+    for values in rows:
+        item = parsing.plain_item(values)
+        if item is None:
+            continue
+        plain += 1
+        model = TransactionCreate.model_validate({"customer_id": "", **values})
+        assert asdict(item) == model.model_dump()
+        assert [str(v) for v in asdict(item).values()] == [str(v) for v in model.model_dump().values()]
+    assert plain == 3
