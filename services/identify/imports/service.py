@@ -34,7 +34,7 @@ from shared.uow import transaction
 
 log = logging.getLogger("valuechain.identify.imports")
 
-BATCH_ROWS = 2000
+BATCH_ROWS = 5000
 ERRORS_SHOWN = 100  # rejected lines GET /v1/imports/{id} shows; the rest are paged
 UPLOAD_CHUNK = 1 << 20
 INTERRUPTED = "interrupted: the identify service stopped before the import finished; run it again (it is idempotent)"

@@ -171,8 +171,9 @@ async def test_progress_is_counted_batch_by_batch(suite):
     seen: list[dict] = []
     job = await finished(client, response.json()["id"], seen)
     assert job["status"] == "done"
-    assert (job["rows_read"], job["rejected"], job["customers_created"]) == (rows, 4, 300)
-    assert job["recorded"] == rows - 4
+    undated = rows // 1000  # the rows with i % 1000 == 999
+    assert (job["rows_read"], job["rejected"], job["customers_created"]) == (rows, undated, 300)
+    assert job["recorded"] == rows - undated
     # Every observation is a committed batch boundary: the counts always add up.
     for state in seen:
         assert state["recorded"] + state["duplicates"] + state["rejected"] == state["rows_read"]
