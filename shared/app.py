@@ -300,14 +300,30 @@ def _notify_async(relay: OutboxRelay):
     return callback
 
 
+STOP_STEP_TIMEOUT_S = 10.0
+
+
+async def _bounded(step: str, awaitable) -> None:
+    """Stopping must end: a step that does not finish in time is logged, with the stacks
+    of the tasks still running, and left behind."""
+
+    try:
+        await asyncio.wait_for(awaitable, timeout=STOP_STEP_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        pending = [task for task in asyncio.all_tasks() if not task.done() and task is not asyncio.current_task()]
+        stacks = {task.get_name(): [f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack(limit=8)]
+                  for task in pending}
+        log.error("stopping timed out", extra={"step": step, "tasks": stacks})
+
+
 async def stop_runtime(runtime: Runtime) -> None:
     for runner in runtime.consumers:
-        await runner.stop()
+        await _bounded(f"consumer {runner.name}", runner.stop())
     for task in runtime.tasks:
         task.cancel()
-    await asyncio.gather(*runtime.tasks, return_exceptions=True)
-    await runtime.bus.close()
-    await runtime.db.dispose()
+    await _bounded("background tasks", asyncio.gather(*runtime.tasks, return_exceptions=True))
+    await _bounded("nats", runtime.bus.close())
+    await _bounded("database", runtime.db.dispose())
 
 
 def create_service_app(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> FastAPI:

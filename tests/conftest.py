@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import asyncio
+import io
 from contextlib import AsyncExitStack
 
 import pytest
 
 from tests.support import NatsServer, Suite
+
+# A service that does not stop within this long is a bug: fail the test with every
+# task's stack instead of hanging the whole run.
+TEARDOWN_TIMEOUT_S = 60
 
 
 @pytest.fixture
@@ -15,9 +21,25 @@ def nats_server(tmp_path):
     server.stop()
 
 
+def _task_stacks() -> str:
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        if task is not asyncio.current_task():
+            task.print_stack(file=out)
+    return out.getvalue()
+
+
 @pytest.fixture
 async def suite(nats_server, tmp_path):
     """Start services with `await suite.start("identify")`; all are stopped after the test."""
 
-    async with AsyncExitStack() as stack:
+    stack = AsyncExitStack()
+    async with stack:
         yield Suite(nats_server, tmp_path, stack)
+        closing = asyncio.ensure_future(stack.pop_all().aclose())
+        done, _ = await asyncio.wait({closing}, timeout=TEARDOWN_TIMEOUT_S)
+        if not done:
+            stacks = _task_stacks()
+            closing.cancel()
+            pytest.fail(f"the services did not stop within {TEARDOWN_TIMEOUT_S} s; tasks:\n{stacks}")
+        closing.result()
