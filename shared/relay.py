@@ -89,7 +89,14 @@ class OutboxRelay:
         try:
             for row in rows:
                 acks.append(await js.publish_async(row.subject, row.body, headers={"Nats-Msg-Id": row.event_id}))
-            await asyncio.wait_for(asyncio.gather(*acks), timeout=self.publish_timeout_s)
+            # return_exceptions: a batch cut short (timeout, shutdown) leaves no gather
+            # future holding an exception nobody reads (asyncio logs those as errors).
+            results = await asyncio.wait_for(
+                asyncio.gather(*acks, return_exceptions=True), timeout=self.publish_timeout_s
+            )
+            failed = next((result for result in results if isinstance(result, BaseException)), None)
+            if failed is not None:
+                raise failed
         except BaseException:
             for ack in acks:  # a pending ack holds one of nats-py's in-flight slots
                 ack.cancel()
