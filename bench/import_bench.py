@@ -31,7 +31,7 @@ from pathlib import Path
 import tests.support as support
 from tests.support import NatsServer, Suite, free_port, wait_until
 
-CDNOW_MASTER = Path(__file__).resolve().parents[2] / "shared" / "data" / "cdnow" / "CDNOW_master.txt"
+CDNOW_MASTER = support.cdnow_dir() / "CDNOW_master.txt"
 MAPPING = '{"customer_id": "customer_external_id", "date": "occurred_at", "dollar_value": "amount"}'
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PG_USER = "pgci"  # as in .ci/run: PostgreSQL refuses to run as root

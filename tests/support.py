@@ -208,3 +208,22 @@ async def wait_until(predicate, *, timeout: float = 10.0, interval: float = 0.02
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(interval)
+
+
+def cdnow_dir() -> Path:
+    """The CDNOW data set (the workplace's `shared/data/cdnow`, beside the repository).
+
+    Looked up in VALUECHAIN_CDNOW_DIR, then beside this checkout (`../shared/data`),
+    then at the workplace's own path, so a clone anywhere on the machine finds it.
+    """
+
+    root = Path(__file__).resolve().parents[1]
+    candidates = [os.environ.get("VALUECHAIN_CDNOW_DIR"), root.parent / "shared" / "data" / "cdnow",
+                  "/work/shared/data/cdnow"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "CDNOW_sample.txt").is_file():
+            return Path(candidate)
+    raise FileNotFoundError(
+        "the CDNOW data set was not found; set VALUECHAIN_CDNOW_DIR (looked in: "
+        + ", ".join(str(c) for c in candidates if c) + ")"
+    )

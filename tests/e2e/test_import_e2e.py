@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from tests.e2e.harness import ROOT
-from tests.support import wait_until
+from tests.support import cdnow_dir, wait_until
 
-CDNOW_SAMPLE = ROOT.parent / "shared" / "data" / "cdnow" / "CDNOW_sample.txt"
+CDNOW_SAMPLE = cdnow_dir() / "CDNOW_sample.txt"
 COLUMNS = "master_id,sample_id,date,cds,dollars"
 MAPPING = {"master_id": "customer_external_id", "date": "occurred_at", "dollars": "amount"}
 ROWS, CUSTOMERS = 6919, 2357

@@ -6,11 +6,11 @@ weeks, repeat purchases counted per purchase day (see /work/shared/data/README.m
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.support import cdnow_dir
 
 from services.identify.analysis import (
     WEEK, bgnbd_expected_purchases, bgnbd_expected_purchases_new, bgnbd_probability_alive, fit_bgnbd,
@@ -18,7 +18,7 @@ from services.identify.analysis import (
     pareto_nbd_probability_alive, rfm_summary,
 )
 
-CDNOW = Path(os.environ.get("VALUECHAIN_CDNOW_DIR", Path(__file__).resolve().parents[4] / "shared" / "data" / "cdnow"))
+CDNOW = cdnow_dir()
 CALIBRATION_END = np.datetime64("1997-09-30", "D").astype(np.int64)
 
 BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import nats
 import pytest
 
-from tests.support import wait_until
+from tests.support import cdnow_dir, wait_until
 
-CDNOW_SAMPLE = Path(__file__).resolve().parents[4] / "shared" / "data" / "cdnow" / "CDNOW_sample.txt"
+CDNOW_SAMPLE = cdnow_dir() / "CDNOW_sample.txt"
 PUBLISHED = {
     "bgnbd": {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426},
     "pareto_nbd": {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669},
