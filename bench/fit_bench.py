@@ -32,7 +32,8 @@ import numpy as np
 
 from bench.portfolio_data import generate
 from services.identify.analysis import (
-    WEEK, bgnbd_probability_alive, fit_bgnbd, fit_gamma_gamma, fit_pareto_nbd, predictive_clv, rfm_summary,
+    WEEK, bgnbd_probability_alive, fit_bgnbd, fit_gamma_gamma, fit_pareto_nbd, mean_repeat_spend, predictive_clv,
+    rfm_summary,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\ngenerated {len(base):,} customers, {int(base.transactions.sum()):,} transactions "
           f"in {generation[0]:.1f} s", flush=True)
     x, t_x, T = rfm_summary(base.first_day, base.last_day, base.purchase_days, base.end_day, WEEK)
-    mean_spend = np.divide(base.total_spend - base.first_day_spend, x, out=np.zeros(len(x)), where=x > 0)
+    mean_spend = mean_repeat_spend(base.total_spend, base.first_day_spend, x)
 
     bgnbd, bgnbd_times = timed(lambda: fit_bgnbd(x, t_x, T), args.repeats)
     print(f"ours BG/NBD: {bgnbd}", flush=True)

@@ -10,13 +10,13 @@ from .concentration import gini, lorenz_points, top_shares
 from .gamma_gamma import GammaGammaParams, fit_gamma_gamma, gamma_gamma_expected_spend
 from .pareto_nbd import ParetoNBDParams, fit_pareto_nbd, pareto_nbd_expected_purchases, pareto_nbd_probability_alive
 from .rfm import SEGMENT_TABLE, SEGMENTS, fm_score, quintile_edges, quintile_scores, rfm_segment, rfm_segments, score_with_edges
-from .summary import DAY, WEEK, rfm_summary
+from .summary import DAY, WEEK, mean_repeat_spend, rfm_summary
 
 __all__ = [
     "BGNBDParams", "DAY", "GammaGammaParams", "ParetoNBDParams", "SEGMENTS", "SEGMENT_TABLE", "WEEK",
     "bgnbd_expected_purchases", "bgnbd_expected_purchases_new", "bgnbd_probability_alive", "discounted_purchases",
     "fit_bgnbd", "fit_gamma_gamma", "fit_pareto_nbd", "fm_score", "gamma_gamma_expected_spend", "gini",
-    "historic_clv", "lorenz_points", "pareto_nbd_expected_purchases", "pareto_nbd_probability_alive",
+    "historic_clv", "lorenz_points", "mean_repeat_spend", "pareto_nbd_expected_purchases", "pareto_nbd_probability_alive",
     "predictive_clv", "quintile_edges", "quintile_scores", "rfm_segment", "rfm_segments", "rfm_summary",
     "score_with_edges", "top_shares",
 ]

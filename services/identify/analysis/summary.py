@@ -24,3 +24,13 @@ def rfm_summary(first_day, last_day, purchase_days, end_day, unit_days) -> tuple
     t_x = (np.asarray(last_day, dtype=np.int64) - first) / unit_days
     T = (np.asarray(end_day, dtype=np.int64) - first) / unit_days
     return x, t_x.astype(np.float64), T.astype(np.float64)
+
+
+def mean_repeat_spend(total_spend, first_day_spend, x) -> np.ndarray:
+    """Mean spend per repeat purchase day, (total − first day's spend) / x; 0 where x = 0.
+
+    The first purchase day is left out, as the Gamma-Gamma model is fitted on repeat
+    purchases (Fader & Hardie's note 025)."""
+    x = np.asarray(x, dtype=np.float64)
+    repeat = np.asarray(total_spend, dtype=np.float64) - np.asarray(first_day_spend, dtype=np.float64)
+    return np.divide(repeat, x, out=np.zeros(len(x)), where=x > 0)

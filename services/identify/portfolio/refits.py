@@ -23,6 +23,7 @@ from services.identify.analysis import (
     fit_bgnbd,
     fit_gamma_gamma,
     fit_pareto_nbd,
+    mean_repeat_spend,
     quintile_edges,
     rfm_summary,
 )
@@ -33,12 +34,13 @@ from services.identify.portfolio.scoring import (
     UNIT_DAYS,
     forget_model,
     kinds_of,
+    referred_by_benchmarks,
     rfm_inputs,
     score,
     score_columns,
 )
-from services.identify.summaries import rebuild_summaries
 from services.identify.portfolio.settings import PortfolioSettings, portfolio_settings
+from services.identify.summaries import rebuild_summaries
 from shared.db import utcnow
 from shared.ids import uuid7
 from shared.messaging import emit
@@ -60,8 +62,7 @@ def calibration_summary(calibration: dict[str, np.ndarray], *, end_day: int, uni
         raise NoData(f"too few customers with purchases to fit ({int(keep.sum())}; need at least 10)")
     data = {key: values[keep] for key, values in calibration.items()}
     x, t_x, T = rfm_summary(data["first_day"], data["last_day"], data["purchase_days"], end_day, unit_days)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_spend = np.where(x > 0, (data["total_spend"] - data["first_day_spend"]) / np.maximum(x, 1), 0.0)
+    mean_spend = mean_repeat_spend(data["total_spend"], data["first_day_spend"], x)
     if int(((x > 0) & (mean_spend > 0)).sum()) < 2:
         raise NoData("too few repeat buyers with spend to fit the spend model (need at least 2)")
     return x, t_x, T, mean_spend
@@ -69,14 +70,6 @@ def calibration_summary(calibration: dict[str, np.ndarray], *, end_day: int, uni
 
 def fit_pareto_nbd_params(x, t_x, T) -> dict:
     return asdict(fit_pareto_nbd(x, t_x, T))
-
-
-async def fit_pareto_nbd_beside(x, t_x, T):
-    """Pareto/NBD is the slowest fit and scoring does not need it: it runs on a thread of
-    its own while the rest goes on. (A separate process measured no faster once the fit
-    took ~1.4 s on a million customers.)"""
-
-    return await asyncio.to_thread(fit_pareto_nbd_params, x, t_x, T)
 
 
 class RefitRunner:
@@ -147,9 +140,11 @@ class RefitRunner:
                 }
 
         x, t_x, T, mean_spend = calibration_summary(calibration, end_day=end_day, unit_days=unit_days)
-        pareto_nbd = asyncio.ensure_future(fit_pareto_nbd_beside(x, t_x, T))
+        # Pareto/NBD is the slowest fit and scoring does not need it: it runs on a thread
+        # of its own beside the rest. (A separate process measured no faster.)
+        pareto_nbd = asyncio.ensure_future(asyncio.to_thread(fit_pareto_nbd_params, x, t_x, T))
 
-        def compute():
+        def compute(referred: dict, version: int):
             fitted = {
                 "bgnbd": asdict(fit_bgnbd(x, t_x, T)),
                 "gamma_gamma": asdict(fit_gamma_gamma(x, mean_spend)),
@@ -176,17 +171,16 @@ class RefitRunner:
 
         try:
             async with self.db.reader() as session:
-                benchmark_ids = [arrays.ids[i] for i in np.flatnonzero(arrays.referrals >= settings.benchmark_min_referrals)]
-                referred = await repository.referred_by(session, benchmark_ids) if benchmark_ids else {}
+                referred = await referred_by_benchmarks(session, arrays, settings)
             version = await self._next_version()
             at = utcnow()
             # The numbers and the rows to write are made on a worker thread: the event
             # loop keeps serving requests meanwhile.
-            fitted, edges, thresholds, kind_rows, columns = await asyncio.to_thread(compute)
+            fitted, edges, thresholds, kind_rows, columns = await asyncio.to_thread(compute, referred, version)
             for start in range(0, len(arrays), WRITE_CHUNK):
                 chunk = {name: values[start:start + WRITE_CHUNK] for name, values in columns.items()}
                 async with transaction(self.db.writer) as session:
-                    await repository.bulk_upsert_scores(session, chunk, at=at)
+                    await repository.write_scores(session, chunk, at=at)
             fitted["pareto_nbd"] = await pareto_nbd
         finally:
             pareto_nbd.cancel()

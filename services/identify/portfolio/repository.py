@@ -15,11 +15,10 @@ from datetime import date
 import numpy as np
 import orjson
 from sqlalchemy import bindparam, delete, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from services.identify.models import CustomerKind, CustomerScore, PortfolioModel, PurchaseSummary, ReferralSeen, Refit
+from services.identify.models import CustomerCosts, CustomerKind, PortfolioModel, PurchaseSummary, ReferralSeen, Refit
 from services.identify.summaries import REFERENCE_DAY
 from shared.db import utcnow
 
@@ -236,21 +235,11 @@ SCORE_COLUMNS = (
 
 
 @lru_cache(maxsize=None)
-def _upsert_scores_statement(dialect: str):
-    module = {"sqlite": sqlite, "postgresql": postgresql}[dialect]
-    statement = module.insert(CustomerScore.__table__)
-    return statement.on_conflict_do_update(
-        index_elements=["customer_id"], set_={c: statement.excluded[c] for c in SCORE_COLUMNS[1:]}
-    )
-
-
-async def upsert_scores(session: AsyncSession, rows: list[dict]) -> None:
-    if rows:
-        await session.execute(_upsert_scores_statement(session.bind.dialect.name), rows)
-
-
-def _bulk_upsert_sql(dialect: str) -> str:
-    placeholders = [f"${n}" for n in range(1, len(SCORE_COLUMNS) + 1)] if dialect != "sqlite" else ["?"] * len(SCORE_COLUMNS)
+def _write_scores_sql(dialect: str) -> str:
+    if dialect == "sqlite":
+        placeholders = ["?"] * len(SCORE_COLUMNS)
+    else:
+        placeholders = [f"${n}" for n in range(1, len(SCORE_COLUMNS) + 1)]
     if dialect != "sqlite":  # JSON goes over the wire as text
         placeholders[SCORE_COLUMNS.index("kinds")] += "::text::json"
         placeholders[SCORE_COLUMNS.index("evidence")] += "::text::json"
@@ -265,20 +254,20 @@ def _json_text(value) -> str:
     return orjson.dumps(value).decode()
 
 
-async def bulk_upsert_scores(session: AsyncSession, columns: dict[str, list], *, at) -> None:
-    """The refit's write of every customer's scores: one driver-level executemany of
-    plain tuples (the ORM's per-row work would cost more than the whole fit)."""
+async def write_scores(session: AsyncSession, columns: dict[str, list], *, at) -> None:
+    """Upsert customers' scores (columns as lists, see scoring.score_columns): one
+    driver-level executemany of plain tuples, for one customer or a refit's chunk (the
+    ORM's per-row work would cost more than the whole fit)."""
 
     dialect = session.bind.dialect.name
-    encode = _json_text
-    kinds = ["[]" if not value else encode(value) for value in columns["kinds"]]
-    evidence = ["{}" if not value else encode(value) for value in columns["evidence"]]
+    kinds = ["[]" if not value else _json_text(value) for value in columns["kinds"]]
+    evidence = ["{}" if not value else _json_text(value) for value in columns["evidence"]]
     # SQLite stores datetimes as text in SQLAlchemy's format; asyncpg takes datetimes.
     scored_at = at.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else at
     values = [columns[name] for name in SCORE_COLUMNS[:-3]]
     rows = list(zip(*values, kinds, evidence, [scored_at] * len(kinds)))
     connection = await session.connection()
-    await connection.exec_driver_sql(_bulk_upsert_sql(dialect), rows)
+    await connection.exec_driver_sql(_write_scores_sql(dialect), rows)
 
 
 async def replace_kinds(session: AsyncSession, rows: list[dict], *, customer_ids: list[str] | None) -> None:
@@ -352,11 +341,5 @@ async def list_kinds(session: AsyncSession, *, kind: str | None, after: tuple[st
     return (await session.execute(query)).mappings().all()
 
 
-async def get_costs(session: AsyncSession, customer_id: str):
-    from services.identify.models import CustomerCosts
-
+async def get_costs(session: AsyncSession, customer_id: str) -> CustomerCosts | None:
     return await session.get(CustomerCosts, customer_id)
-
-
-async def get_score(session: AsyncSession, customer_id: str):
-    return await session.get(CustomerScore, customer_id)

@@ -16,12 +16,16 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.analysis import (
+    DAY,
+    WEEK,
     BGNBDParams,
     GammaGammaParams,
     bgnbd_expected_purchases,
+    mean_repeat_spend,
     bgnbd_probability_alive,
     predictive_clv,
     rfm_segments,
+    rfm_summary,
     score_with_edges,
 )
 from services.identify.portfolio import repository
@@ -35,7 +39,7 @@ NO_INSPIRATION_EVIDENCE = (
     "no evidence: value does not record co-creation (ideas, votes) yet, so no customer is "
     "named an inspiration rather than guessing"
 )
-UNIT_DAYS = {"day": 1, "week": 7}
+UNIT_DAYS = {"day": DAY, "week": WEEK}
 
 
 @dataclass(frozen=True)
@@ -87,12 +91,12 @@ def unit_rate(annual_rate: float, unit_days: int) -> float:
     return (1.0 + annual_rate) ** (unit_days / 365.0) - 1.0
 
 
-def net_revenue(arrays: CustomerArrays, settings: PortfolioSettings) -> np.ndarray:
-    """Revenue net of the cost of goods: the margin where transactions gave one, else
-    revenue × default_margin; minus the transactions' own serving costs."""
+def net_revenue(total_spend, total_margin, total_cost, settings: PortfolioSettings) -> np.ndarray:
+    """Revenue net of the cost of goods: the margin where transactions gave one (NaN where
+    none did), else revenue × default_margin; minus the transactions' own serving costs."""
 
-    gross = np.where(np.isnan(arrays.total_margin), arrays.total_spend * settings.default_margin, arrays.total_margin)
-    return gross - arrays.total_cost
+    gross = np.where(np.isnan(total_margin), total_spend * settings.default_margin, total_margin)
+    return gross - total_cost
 
 
 def rfm_inputs(arrays: CustomerArrays, as_of_day: int) -> dict[str, np.ndarray]:
@@ -107,13 +111,12 @@ def score(
     arrays: CustomerArrays, *, bgnbd, gamma_gamma, rfm_edges, unit_days: int, as_of_day: int,
     settings: PortfolioSettings,
 ) -> Scores:
-    x = np.maximum(arrays.purchase_days - 1, 0)
-    t_x = (arrays.last_day - arrays.first_day) / unit_days
-    T = np.maximum((as_of_day - arrays.first_day) / unit_days, t_x)
+    # as_of_day is never before a customer's last purchase, so t_x <= T.
+    x, t_x, T = rfm_summary(arrays.first_day, arrays.last_day, arrays.purchase_days, as_of_day, unit_days)
     horizon = settings.clv_horizon_days / unit_days
-    mean_spend = np.where(x > 0, (arrays.total_spend - arrays.first_day_spend) / np.maximum(x, 1), 0.0)
+    mean_spend = mean_repeat_spend(arrays.total_spend, arrays.first_day_spend, x)
     with np.errstate(invalid="ignore", divide="ignore"):
-        net = net_revenue(arrays, settings)
+        net = net_revenue(arrays.total_spend, arrays.total_margin, arrays.total_cost, settings)
         margin_ratio = np.where(arrays.total_spend > 0, net / arrays.total_spend, np.nan)
     profit_share = np.where(np.isnan(margin_ratio), settings.default_margin, np.clip(margin_ratio, 0, 1))
     predicted = predictive_clv(
@@ -223,6 +226,13 @@ def score_rows(columns: dict[str, list], *, at: datetime) -> list[dict]:
     return [dict(zip(names, values), scored_at=at) for values in zip(*columns.values())]
 
 
+async def referred_by_benchmarks(session: AsyncSession, arrays: CustomerArrays, settings: PortfolioSettings):
+    """Whom each customer with enough referrals for `benchmark` referred (the evidence)."""
+
+    ids = [arrays.ids[i] for i in np.flatnonzero(arrays.referrals >= settings.benchmark_min_referrals)]
+    return await repository.referred_by(session, ids) if ids else {}
+
+
 # --- the per-transaction path -------------------------------------------------------
 
 # The current model per database, re-read at most every MODEL_RECHECK_S (a refit in
@@ -278,20 +288,20 @@ async def rescore_customers(session: AsyncSession, customer_ids) -> None:
         arrays, bgnbd=model.bgnbd, gamma_gamma=model.gamma_gamma, rfm_edges=model.rfm_edges,
         unit_days=model.unit_days, as_of_day=as_of_day, settings=settings,
     )
-    benchmark_ids = [arrays.ids[i] for i in np.flatnonzero(arrays.referrals >= settings.benchmark_min_referrals)]
-    referred = await repository.referred_by(session, benchmark_ids) if benchmark_ids else {}
+    referred = await referred_by_benchmarks(session, arrays, settings)
     kinds, evidence, kind_rows = kinds_of(
         arrays, scores, high_value_threshold=model.high_value_threshold,
         cost_absorber_purchases=model.cost_absorber_purchases, settings=settings, referred=referred,
     )
-    rows = score_rows(score_columns(arrays, scores, kinds, evidence, version=model.version), at=utcnow())
-    await repository.upsert_scores(session, rows)
+    columns = score_columns(arrays, scores, kinds, evidence, version=model.version)
+    at = utcnow()
+    await repository.write_scores(session, columns, at=at)
     # Most customers hold no kind before or after: skip the delete for them.
     changing = [arrays.ids[i] for i in np.flatnonzero(arrays.kinds_held > 0)]
     changing += [row["customer_id"] for row in kind_rows]
     if changing:
         await repository.replace_kinds(session, kind_rows, customer_ids=sorted(set(changing)))
-    for row in rows:
+    for row in score_rows(columns, at=at):
         emit(session, "crm.identify.customer.scored", scored_payload(row), subject=row["customer_id"])
 
 

@@ -11,7 +11,7 @@ from services.identify.analysis import SEGMENTS, gini, lorenz_points, top_shares
 from services.identify.models import Customer, CustomerCosts
 from services.identify.portfolio import repository
 from services.identify.portfolio.repository import EPOCH
-from services.identify.portfolio.scoring import NO_INSPIRATION_EVIDENCE, rescore_customers
+from services.identify.portfolio.scoring import NO_INSPIRATION_EVIDENCE, net_revenue, rescore_customers
 from services.identify.portfolio.settings import portfolio_settings
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound
@@ -41,17 +41,17 @@ async def model(*, session: AsyncSession) -> dict:
 
 
 async def segments(*, session: AsyncSession) -> dict:
-    totals = {row[0]: row for row in await repository.segment_totals(session)}
-    items = [
-        {
+    totals = {row[0]: row[1:] for row in await repository.segment_totals(session)}
+    items = []
+    for name in SEGMENTS:  # every segment, the empty ones too
+        customers, revenue, historic, predicted = totals.get(name, (0, 0.0, 0.0, 0.0))
+        items.append({
             "segment": name,
-            "customers": int(totals[name][1]) if name in totals else 0,
-            "revenue": round(float(totals[name][2]), 2) if name in totals else 0.0,
-            "historic_clv": round(float(totals[name][3]), 2) if name in totals else 0.0,
-            "predicted_clv": round(float(totals[name][4]), 2) if name in totals else 0.0,
-        }
-        for name in SEGMENTS
-    ]
+            "customers": int(customers),
+            "revenue": round(float(revenue), 2),
+            "historic_clv": round(float(historic), 2),
+            "predicted_clv": round(float(predicted), 2),
+        })
     return {
         "model_version": await repository.latest_model_version(session),
         "customers": sum(item["customers"] for item in items),
@@ -63,8 +63,7 @@ async def pareto(*, session: AsyncSession, tops: tuple[float, ...] = DEFAULT_TOP
     data = await repository.revenue_and_net(session)
     settings = portfolio_settings()
     revenue = data[:, 0]
-    gross = np.where(np.isnan(data[:, 1]), revenue * settings.default_margin, data[:, 1])
-    profit = gross - data[:, 2] - data[:, 3]
+    profit = net_revenue(revenue, data[:, 1], data[:, 2], settings) - data[:, 3]
     n = len(revenue)
     revenue_shares = dict(top_shares(revenue, tops)) if n else {top: 0.0 for top in tops}
     # Profit shares rank customers by profit; with loss-makers the top can hold over 100%.
