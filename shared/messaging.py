@@ -8,7 +8,7 @@ the events they handled in the inbox in the same transaction as their effect.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterable
 
 import orjson
@@ -16,10 +16,9 @@ import orjson
 from sqlalchemy import BigInteger, Column, Integer, Index, LargeBinary, MetaData, String, Table, Text, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import context
 from shared.contracts import CATALOG
 from shared.db import UTCDateTime, utcnow
-from shared.events import SPECVERSION, CloudEvent, make_event
+from shared.events import CloudEvent, make_event
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT.
 _Seq = BigInteger().with_variant(Integer(), "sqlite")
@@ -158,28 +157,14 @@ def emit_many(
     required = names - defaults.keys()
     contract.model.model_validate(payloads[0])
     service = session.info["service"]
-    time = datetime.now(timezone.utc)
-    correlation = context.correlation_id.get()
-    causation = context.causation_id.get()
-    envelope = {
-        "specversion": SPECVERSION,
-        "source": f"/valuechain/{service}",
-        "type": type,
-        "time": time,
-        "datacontenttype": "application/json",
-        "dataschema": contract.dataschema,
-    }
     pending = session.info.setdefault("pending_events", [])
     ids = []
-    dumps, option, new_id = orjson.dumps, orjson.OPT_UTC_Z, context.new_id
     for payload, subject in zip(payloads, subjects):
         if not (names.issuperset(payload) and required.issubset(payload)):
             raise ValueError(f"{type}: fields {sorted(payload)} do not fit the contract's {sorted(names)}")
-        event_id = new_id()
-        fields_of = {**envelope, "id": event_id, "subject": subject, "correlationid": correlation or event_id,
-                     "causationid": causation,
-                     "data": {name: payload[name] if name in payload else defaults[name] for name in fields}}
-        body = dumps({name: fields_of[name] for name in _ENVELOPE if fields_of[name] is not None}, option=option)
-        pending.append({"event_id": event_id, "subject": type, "body": body, "created_at": time})
-        ids.append(event_id)
+        data = {name: payload[name] if name in payload else defaults[name] for name in fields}
+        # The envelope is emit()'s own (make_event); only the data skips validation.
+        event = make_event(service=service, type=type, data=data, subject=subject, dataschema=contract.dataschema)
+        pending.append({"event_id": event.id, "subject": type, "body": _encode(event), "created_at": event.time})
+        ids.append(event.id)
     return ids
