@@ -131,7 +131,7 @@ class ModelFitted(Payload):
     customers_scored: int
     fitted_at: datetime
     bgnbd: dict[str, float]
-    pareto_nbd: dict[str, float]
+    pareto_nbd: dict[str, float] | None  # null when its fit found no optimum (scores use BG/NBD)
     gamma_gamma: dict[str, float]
 
 

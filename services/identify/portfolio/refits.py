@@ -72,6 +72,20 @@ def fit_pareto_nbd_params(x, t_x, T) -> dict:
     return asdict(fit_pareto_nbd(x, t_x, T))
 
 
+async def _pareto_nbd_outcome(fit: asyncio.Future) -> tuple[dict | None, str | None]:
+    """(params, None), or (None, why) when the fit found no optimum.
+
+    Pareto/NBD is reported beside BG/NBD, not used for scores; on a small or degenerate
+    base (nobody seems to drop out) its likelihood has no finite maximum and the fit
+    stops without one. That must not cost the refit its BG/NBD scores.
+    """
+    try:
+        return await fit, None
+    except (ArithmeticError, ValueError) as exc:
+        log.warning("Pareto/NBD fit failed; the model has BG/NBD only", extra={"error": str(exc)})
+        return None, str(exc)
+
+
 class RefitRunner:
     """Owns the refit queue of one service process."""
 
@@ -181,12 +195,13 @@ class RefitRunner:
                 chunk = {name: values[start:start + WRITE_CHUNK] for name, values in columns.items()}
                 async with transaction(self.db.writer) as session:
                     await repository.write_scores(session, chunk, at=at)
-            fitted["pareto_nbd"] = await pareto_nbd
+            fitted["pareto_nbd"], pareto_error = await _pareto_nbd_outcome(pareto_nbd)
         finally:
             pareto_nbd.cancel()
         params = {
             **fitted, "rfm_edges": edges, "thresholds": thresholds, "as_of_day": as_of_day,
             "discount_rate": settings.discount_rate, "clv_horizon_days": settings.clv_horizon_days,
+            "pareto_nbd_error": pareto_error,
         }
         # The model version, the kinds and the event commit together: until then the
         # previous model stays current for per-transaction re-scores.

@@ -74,7 +74,10 @@ class ModelOut(BaseModel):
     as_of: date = Field(description="Scores are as of this day: the last day with a purchase at the refit")
     customers: int = Field(description="Customers the model was fitted on")
     bgnbd: BGNBDOut
-    pareto_nbd: ParetoNBDOut
+    pareto_nbd: ParetoNBDOut | None = Field(
+        description="null when the Pareto/NBD fit found no optimum (see pareto_nbd_error); scores use BG/NBD"
+    )
+    pareto_nbd_error: str | None = None
     gamma_gamma: GammaGammaOut
     discount_rate: float
     clv_horizon_days: int

@@ -33,6 +33,7 @@ async def model(*, session: AsyncSession) -> dict:
         "customers": params["customers"],
         "bgnbd": params["bgnbd"],
         "pareto_nbd": params["pareto_nbd"],
+        "pareto_nbd_error": params.get("pareto_nbd_error"),
         "gamma_gamma": params["gamma_gamma"],
         "discount_rate": params["discount_rate"],
         "clv_horizon_days": params["clv_horizon_days"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import nats
@@ -126,6 +127,11 @@ async def test_a_refit_on_cdnow_reproduces_the_published_parameters_and_scores_e
     assert inspiration["items"] == [] and inspiration["note"].startswith("no evidence")
 
 
+# small_portfolio's purchases end in June 2026: a refit calibrated at "today" would
+# fit a different model every day (and Pareto/NBD stops converging as they age).
+SMALL_PORTFOLIO_END = "2026-07-01"
+
+
 async def small_portfolio(client, count: int = 30) -> list[str]:
     """`count` customers buying on a few days each, enough for a model to fit."""
 
@@ -148,7 +154,7 @@ async def test_each_recorded_purchase_rescores_its_customer_and_emits_scored(sui
     ids = await small_portfolio(client)
     before = (await client.get(f"/v1/customers/{ids[0]}")).json()
     assert before["scores"] is None  # no model yet: nothing is scored
-    assert (await refit(client, time_unit="day"))["status"] == "done"
+    assert (await refit(client, calibration_end=SMALL_PORTFOLIO_END, time_unit="day"))["status"] == "done"
     scored = (await client.get(f"/v1/customers/{ids[0]}")).json()["scores"]
     assert scored["frequency"] is not None
 
@@ -176,7 +182,7 @@ async def test_costs_lower_historic_value_and_validate(suite):
     identify = await suite.start("identify")
     client = identify.client
     ids = await small_portfolio(client)
-    await refit(client, time_unit="week")
+    await refit(client, calibration_end=SMALL_PORTFOLIO_END, time_unit="week")
     before = (await client.get(f"/v1/customers/{ids[3]}")).json()["scores"]["historic_clv"]
     assert (await client.get(f"/v1/customers/{ids[3]}/costs")).json()["acquisition"] == "0"
     response = await client.put(f"/v1/customers/{ids[3]}/costs", json={"acquisition": "25.50", "service": "4"})
@@ -196,7 +202,7 @@ async def test_thin_margin_volume_buyers_are_cost_absorbers(suite):
     identify = await suite.start("identify")
     client = identify.client
     await small_portfolio(client, count=30)
-    await refit(client, time_unit="day")
+    await refit(client, calibration_end=SMALL_PORTFOLIO_END, time_unit="day")
     absorbers = (await client.get("/v1/portfolio/significant", params={"kind": "cost_absorber"})).json()
     assert absorbers["items"], absorbers
     for item in absorbers["items"]:
@@ -222,7 +228,7 @@ async def test_customers_others_follow_are_benchmarks_from_network_referrals(sui
             return (await session.execute(text("SELECT COUNT(*) FROM referrals_seen"))).scalar() == 3
 
     await wait_until(referrals_seen, timeout=20, what="network's referrals to reach identify")
-    await refit(client, time_unit="week")
+    await refit(client, calibration_end=SMALL_PORTFOLIO_END, time_unit="week")
     page = (await client.get("/v1/portfolio/significant", params={"kind": "benchmark"})).json()
     assert [item["customer_id"] for item in page["items"]] == [ids[5]]
     evidence = page["items"][0]["evidence"]
@@ -245,3 +251,18 @@ async def test_refit_errors_are_clear(suite):
     assert [item["id"] for item in listing["items"]] == [failed["id"]]
     empty = (await client.get("/v1/portfolio/pareto")).json()
     assert empty["customers"] == 0 and empty["gini"] == 0.0
+
+
+async def test_a_pareto_nbd_fit_without_optimum_leaves_the_refit_its_bgnbd_model():
+    from services.identify.portfolio.refits import _pareto_nbd_outcome
+
+    async def diverging():
+        raise ArithmeticError("fit did not converge: no step decreases the objective")
+
+    assert await _pareto_nbd_outcome(asyncio.ensure_future(diverging())) == (
+        None, "fit did not converge: no step decreases the objective")
+
+    async def fitted():
+        return {"r": 0.55}
+
+    assert await _pareto_nbd_outcome(asyncio.ensure_future(fitted())) == ({"r": 0.55}, None)
