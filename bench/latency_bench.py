@@ -28,6 +28,34 @@ import nats
 from tests.e2e.harness import RunningSuite
 
 
+def process_cpu(root_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of every process under root_pid, by its name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, cmdline)
+    under = {root_pid}
+    for _ in range(4):  # the supervisor's children and theirs
+        under |= {pid for pid, (ppid, _, _) in stats.items() if ppid in under}
+    cpu: dict[str, float] = {}
+    for pid in under & stats.keys():
+        _, seconds, cmdline = stats[pid]
+        args = [a.decode() for a in cmdline if a]
+        name = next((a.split(".")[1] for a in args if a.startswith("services.")), None)
+        if name is None:
+            name = ("gateway" if "gateway" in args else
+                    "nats-server" if any("nats-server" in a for a in args) else "supervisor")
+        cpu[name] = cpu.get(name, 0.0) + seconds
+    return cpu
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
 
@@ -142,6 +170,9 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
             else:
                 failures += 1
 
+        cpu_before = process_cpu(suite.process.pid)
+        print("writing purchases", flush=True)
+        bench_cpu = time.process_time()
         started = time.perf_counter()
         tasks = []
         for i, customer_id in enumerate(customers):
@@ -154,6 +185,12 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
         while len(arrived) < len(answered) and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
         await nc.close()
+        cpu_after = process_cpu(suite.process.pid)
+        cpu_after["load generator"] = time.process_time() - bench_cpu
+        cpu_before["load generator"] = 0.0
+        print("\nCPU per write, ms (write phase and drain):")
+        for name in sorted(cpu_after, key=lambda n: cpu_before.get(n, 0.0) - cpu_after[n]):
+            print(f"  {name:15s} {(cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / max(1, len(answered)):6.2f}")
     latencies = [(arrived[c] - answered[c]) * 1000 for c in answered if c in arrived]
     if os.environ.get("BENCH_LATENCY_BY_SECOND"):  # where in the run the slow ones were
         by_second: dict[int, list[float]] = {}

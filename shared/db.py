@@ -1,10 +1,11 @@
 """Database plumbing shared by every service: engines, declarative bases, sessions.
 
 SQLite (the embedded default) and PostgreSQL (production) run the same code. On
-SQLite, write transactions start with BEGIN IMMEDIATE so that two writers queue on
-the busy timeout instead of failing with a lock-upgrade deadlock; reads use a
-second engine with ordinary deferred transactions so they never queue behind
-writers (WAL lets them run alongside).
+SQLite, write transactions start with BEGIN IMMEDIATE so that two writers queue
+for the lock instead of failing with a lock-upgrade deadlock; the writer runs its
+statements inline (shared/sqlite_inline.py) and waits for the lock in asyncio.
+Reads use a second, synchronous engine in autocommit mode, also inline; they never
+queue behind writers (WAL lets them run alongside).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import DateTime, TypeDecorator
+
+from shared.sqlite_inline import inline_creator
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -109,8 +112,16 @@ def _sqlite_writer(url: str) -> AsyncEngine:
     # and queueing for the pool's connection in asyncio hands it over the moment it
     # is free, where several connections contending for the file lock wait in
     # SQLite's busy handler, which sleeps in steps of milliseconds.
-    engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60)
-    _configure_sqlite(engine.sync_engine, begin="BEGIN IMMEDIATE", busy_timeout_ms=30000)
+    # Its statements run inline on the event loop (see shared/sqlite_inline.py), and
+    # it waits for another connection's write lock in asyncio, never in SQLite.
+    engine = create_async_engine(
+        url,
+        async_creator=inline_creator(make_url(url).database, busy_timeout_s=30.0),
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=60,
+    )
+    _configure_sqlite(engine.sync_engine, begin="BEGIN IMMEDIATE", busy_timeout_ms=0)
     return engine
 
 

@@ -1,0 +1,189 @@
+"""A SQLite connection for SQLAlchemy's aiosqlite dialect that runs statements inline.
+
+aiosqlite runs every call — cursor, execute, fetch, close, commit — on a worker
+thread and hands the result back through the event loop: three or four thread hops
+per statement, each waking the loop and contending for the GIL. A write of one
+purchase in identify made about forty of them. A small SQLite statement takes tens
+of microseconds, less than the hop, so the service's writer runs them inline
+instead, with two precautions:
+
+- **Never wait for the file lock on the event loop.** The connection's busy timeout
+  is 0; a statement refused with SQLITE_BUSY (another connection holds the write
+  lock, e.g. a second process, or a second engine in this one whose holder can only
+  finish if the loop runs) did nothing, so it is retried after an asyncio sleep,
+  with back-off, until `busy_timeout_s`. With `BEGIN IMMEDIATE`, only the BEGIN
+  can be refused: once it holds the lock, the transaction's statements cannot be.
+- **Bulk work goes to a thread.** An executemany of more than `INLINE_MANY` rows
+  (an import batch, a refit's chunk of scores) runs on the default executor, as
+  aiosqlite would, so the loop keeps serving while SQLite works (sqlite3 releases
+  the GIL inside SQLite). The dialect's mutex keeps the connection to one caller.
+
+The objects mimic just what SQLAlchemy's aiosqlite adapter calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from typing import Any, Callable
+
+INLINE_MANY = 200
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # Python < 3.11 has no error codes; the message is stable
+        return "database is locked" in str(exc)
+    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+async def _retrying(call: Callable[[], Any], busy_timeout_s: float, *, offload: bool = False) -> Any:
+    delay = 0.0005
+    deadline = None
+    while True:
+        try:
+            if offload:
+                return await asyncio.get_running_loop().run_in_executor(None, call)
+            return call()
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+            now = time.monotonic()
+            deadline = deadline or now + busy_timeout_s
+            if now >= deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
+class InlineCursor:
+    def __init__(self, connection: "InlineConnection"):
+        self._connection = connection
+        self._cursor = connection._conn.cursor()
+
+    async def __aenter__(self) -> "InlineCursor":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def execute(self, sql: str, parameters: Any = ()) -> "InlineCursor":
+        await _retrying(lambda: self._cursor.execute(sql, parameters), self._connection.busy_timeout_s)
+        return self
+
+    async def executemany(self, sql: str, seq_of_parameters: Any) -> "InlineCursor":
+        if not isinstance(seq_of_parameters, (list, tuple)):
+            seq_of_parameters = list(seq_of_parameters)
+        await _retrying(
+            lambda: self._cursor.executemany(sql, seq_of_parameters),
+            self._connection.busy_timeout_s,
+            offload=len(seq_of_parameters) > INLINE_MANY,
+        )
+        return self
+
+    async def fetchone(self):
+        return self._cursor.fetchone()
+
+    async def fetchmany(self, size: int | None = None):
+        return self._cursor.fetchmany(self._cursor.arraysize if size is None else size)
+
+    async def fetchall(self):
+        return self._cursor.fetchall()
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+    @property
+    def description(self):
+        return self._cursor.description
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self):
+        return self._cursor.lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return self._cursor.arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._cursor.arraysize = value
+
+
+class _Immediate:
+    """Stands in for aiosqlite's request queue: SQLAlchemy's isolation_level setter
+    puts (future, function) on it; the function runs at once."""
+
+    @staticmethod
+    def put_nowait(item) -> None:
+        future, function = item
+        try:
+            future.set_result(function())
+        except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
+            future.set_exception(exc)
+
+
+class InlineConnection:
+    def __init__(self, conn: sqlite3.Connection, busy_timeout_s: float):
+        self._conn = conn
+        self._connection = conn  # the adapter checks it is still open
+        self._tx = _Immediate()
+        self.busy_timeout_s = busy_timeout_s
+
+    def __await__(self):  # `await aiosqlite.connect(...)` yields the connection
+        return self._self().__await__()
+
+    async def _self(self) -> "InlineConnection":
+        return self
+
+    def cursor(self) -> InlineCursor:
+        return InlineCursor(self)
+
+    async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
+        return await self.cursor().execute(sql, parameters)
+
+    async def executemany(self, sql: str, seq_of_parameters: Any) -> InlineCursor:
+        return await self.cursor().executemany(sql, seq_of_parameters)
+
+    async def commit(self) -> None:
+        await _retrying(self._conn.commit, self.busy_timeout_s)
+
+    async def rollback(self) -> None:
+        self._conn.rollback()
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            self._conn.close()
+            self._connection = None
+
+    def stop(self) -> None:
+        if self._connection is not None:
+            self._conn.close()
+            self._connection = None
+
+    async def create_function(self, *args, **kw) -> None:
+        self._conn.create_function(*args, **kw)
+
+    @property
+    def isolation_level(self):
+        return self._conn.isolation_level
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+
+def inline_creator(path: str, *, busy_timeout_s: float = 30.0):
+    """An `async_creator` for create_async_engine: a connection to the file at path."""
+
+    async def connect() -> InlineConnection:
+        # timeout=0: the busy wait happens in _retrying, off the event loop.
+        conn = sqlite3.connect(path, timeout=0, check_same_thread=False, isolation_level=None)
+        return InlineConnection(conn, busy_timeout_s)
+
+    return connect

@@ -1,0 +1,89 @@
+"""The SQLite writer runs statements inline on the event loop (shared/sqlite_inline.py):
+it must wait for another connection's write lock without blocking the loop, hand bulk
+work to a thread, and keep SQLAlchemy's transaction semantics."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import text
+
+from shared.db import Database
+
+
+@pytest.fixture
+async def two_writers(tmp_path):
+    """Two Databases on one file in one event loop, as a test or a CLI beside a service."""
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'inline.db'}"
+    first, second = Database.connect(url, service="a"), Database.connect(url, service="b")
+    async with first.writer() as session, session.begin():
+        await session.execute(text("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)"))
+    yield first, second
+    await first.dispose()
+    await second.dispose()
+
+
+async def test_a_writer_waits_for_another_connections_lock_without_blocking_the_loop(two_writers):
+    first, second = two_writers
+    order: list[str] = []
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.001)
+            ticks += 1
+
+    async def second_write():
+        async with second.writer() as session, session.begin():
+            await session.execute(text("INSERT INTO items (name) VALUES ('second')"))
+        order.append("second committed")
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        async with first.writer() as session, session.begin():
+            await session.execute(text("INSERT INTO items (name) VALUES ('first')"))
+            waiting = asyncio.create_task(second_write())
+            await asyncio.sleep(0.2)  # holding the write lock while the loop runs on
+            assert not waiting.done()
+            ticks_while_held = ticks
+            order.append("first committing")
+        await asyncio.wait_for(waiting, timeout=10)
+    finally:
+        ticking.cancel()
+    # Had the second writer waited inside SQLite, the loop would have stood still and
+    # the first transaction could never have finished.
+    assert ticks_while_held >= 20
+    assert order == ["first committing", "second committed"]
+    async with first.reader() as session:
+        names = (await session.execute(text("SELECT name FROM items ORDER BY id"))).scalars().all()
+    assert names == ["first", "second"]
+
+
+async def test_bulk_writes_run_off_the_loop_and_roll_back_with_the_transaction(two_writers):
+    first, _ = two_writers
+    rows = [{"name": f"row-{i}"} for i in range(5_000)]  # above INLINE_MANY: on a thread
+    async with first.writer() as session, session.begin():
+        await session.execute(text("INSERT INTO items (name) VALUES (:name)"), rows)
+    with pytest.raises(RuntimeError):
+        async with first.writer() as session, session.begin():
+            await session.execute(text("INSERT INTO items (name) VALUES (:name)"), rows)
+            raise RuntimeError("the request failed after its bulk insert")
+    async with first.reader() as session:
+        count = (await session.execute(text("SELECT COUNT(*) FROM items"))).scalar_one()
+    assert count == 5_000
+
+
+async def test_a_statement_error_is_the_drivers_and_leaves_the_writer_usable(two_writers):
+    first, _ = two_writers
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        async with first.writer() as session, session.begin():
+            await session.execute(text("INSERT INTO items (id, name) VALUES (1, 'a'), (1, 'b')"))
+    async with first.writer() as session, session.begin():
+        await session.execute(text("INSERT INTO items (id, name) VALUES (1, 'a')"))
+    async with first.reader() as session:
+        assert (await session.execute(text("SELECT name FROM items"))).scalars().all() == ["a"]
