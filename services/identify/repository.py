@@ -117,6 +117,18 @@ async def lock_customers(session: AsyncSession, customer_ids) -> dict[str, dict]
     return found
 
 
+async def survivors(session: AsyncSession, customer_ids) -> dict[str, str]:
+    """merged id → its survivor, for those of customer_ids that were merged."""
+
+    found: dict[str, str] = {}
+    for chunk in _chunks(sorted(set(customer_ids))):
+        query = select(_customers.c.id, _customers.c.merged_into).where(
+            _customers.c.id.in_(chunk), _customers.c.merged_into.is_not(None)
+        )
+        found.update((row.id, row.merged_into) for row in await session.execute(query))
+    return found
+
+
 async def insert_transactions(session: AsyncSession, rows: list[dict]) -> None:
     if rows:
         await session.execute(insert(_transactions), rows)

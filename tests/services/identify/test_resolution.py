@@ -8,10 +8,13 @@ import pytest
 from alembic import command
 from sqlalchemy import func, insert, select
 
-from services.identify.models import Customer, CustomerNameToken, CustomerScore, PurchaseSummary, Transaction
+from services.identify.models import (
+    Customer, CustomerNameToken, CustomerScore, PurchaseSummary, ReferralSeen, Transaction,
+)
 from services.identify.resolution.normalize import edit_distance, email_match_key, name_key, phone_key
 from shared.migrations import alembic_config, upgrade
-from tests.services.test_lifecycle import _no_pending, _read_stream
+from shared.events import make_event
+from tests.services.test_lifecycle import _handled, _no_pending, _publish, _read_stream
 from tests.support import wait_until
 
 # --- normalisation -------------------------------------------------------------------
@@ -298,3 +301,34 @@ async def test_merge_errors(suite):
     assert [(e["data"]["survivor_id"], e["data"]["merged_ids"]) for e in events] == [
         (b["id"], [a["id"]]), (c["id"], [b["id"]])
     ]
+
+
+async def test_a_referral_announced_before_a_merge_and_read_after_it_counts_for_the_survivor(suite):
+    identify = await suite.start("identify")
+    client = identify.client
+    survivor = await _create(client, email="survivor@example.com")
+    merged = await _create(client, email="merged@example.com")
+    friend = await _create(client, email="friend@example.com")
+    response = await client.post(f"/v1/customers/{survivor['id']}/merge", json={"merge": [merged["id"]]})
+    assert response.status_code == 200, response.text
+
+    # network recorded these before it applied the merge: one names the merged customer
+    # as referrer, the other became a self-referral of the survivor.
+    late = [
+        make_event(service="network", type="crm.network.referral.recorded",
+                   data={"id": "r-late", "referrer_id": merged["id"], "referred_id": friend["id"],
+                         "recorded_at": "2026-01-01T00:00:00Z"}, subject=friend["id"]),
+        make_event(service="network", type="crm.network.referral.recorded",
+                   data={"id": "r-self", "referrer_id": merged["id"], "referred_id": survivor["id"],
+                         "recorded_at": "2026-01-01T00:00:00Z"}, subject=survivor["id"]),
+    ]
+    for event in late:
+        await _publish(suite.nats.url, event)
+
+    async def seen():
+        async with identify.runtime.db.reader() as session:
+            rows = (await session.execute(select(ReferralSeen.id, ReferralSeen.referrer_id, ReferralSeen.referred_id))).all()
+        handled = await _handled(identify, late[-1].id)
+        return [tuple(row) for row in rows] if handled else None
+
+    assert await wait_until(seen, what="the late referrals applied") == [("r-late", survivor["id"], friend["id"])]
