@@ -8,7 +8,9 @@ Writes arrive open-loop at a fixed rate (default 200/s), each purchase the first
 of its customer. Baseline in the same run: JetStream alone, publish → consume
 of one message at the same rate. Target (issue 2): p99 under 50 ms at 200 writes/s.
 
-Run: `.venv/bin/python -m bench.latency_bench [--rate 200] [--seconds 15]`.
+Run: `.venv/bin/python -m bench.latency_bench [--rate 200] [--seconds 15]`; with
+`VALUECHAIN_TEST_POSTGRES_URL=postgresql+asyncpg://…/postgres` each service gets a
+fresh database on that server instead of SQLite.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ from pathlib import Path
 import httpx
 import nats
 
-from tests.e2e.harness import RunningSuite
+from tests.e2e.harness import RunningSuite, postgres_databases
+
+
+def _is_postgres(program: bytes) -> bool:
+    return program.endswith(b"/postgres") or program.startswith(b"postgres:")
 
 
 def process_cpu(root_pid: int) -> dict[str, float]:
@@ -44,13 +50,15 @@ def process_cpu(root_pid: int) -> dict[str, float]:
     under = {root_pid}
     for _ in range(4):  # the supervisor's children and theirs
         under |= {pid for pid, (ppid, _, _) in stats.items() if ppid in under}
+    # PostgreSQL's server processes are not the suite's children, but their work is the suite's.
+    under |= {pid for pid, (_, _, cmdline) in stats.items() if _is_postgres(cmdline[0])}
     cpu: dict[str, float] = {}
     for pid in under & stats.keys():
         _, seconds, cmdline = stats[pid]
         args = [a.decode() for a in cmdline if a]
         name = next((a.split(".")[1] for a in args if a.startswith("services.")), None)
         if name is None:
-            name = ("gateway" if "gateway" in args else
+            name = ("gateway" if "gateway" in args else "postgresql" if _is_postgres(cmdline[0]) else
                     "nats-server" if any("nats-server" in a for a in args) else "supervisor")
         cpu[name] = cpu.get(name, 0.0) + seconds
     return cpu
@@ -210,7 +218,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="how long to write")
     args = parser.parse_args()
     count = int(args.rate * args.seconds)
-    suite = RunningSuite(Path(tempfile.mkdtemp()) / "var")
+    # With VALUECHAIN_TEST_POSTGRES_URL set, each service gets a fresh PostgreSQL database.
+    database_urls, drops = asyncio.run(postgres_databases("latency"))
+    print("databases:", "PostgreSQL" if database_urls else "SQLite")
+    suite = RunningSuite(Path(tempfile.mkdtemp()) / "var", database_urls or None)
     suite.start()
     try:
         import uvloop
@@ -219,6 +230,8 @@ def main() -> None:
         latencies, lost = uvloop.run(suite_latency(suite, args.rate, count))
     finally:
         suite.stop()
+        for drop in drops:
+            asyncio.run(drop())
     rows = [("baseline: JetStream publish → consume", percentiles(baseline), 0),
             ("gateway 201 → lifecycle stage.changed", percentiles(latencies), lost)]
     print(f"\nEnd-to-end latency at {args.rate:.0f} writes/s for {args.seconds:.0f} s ({count} writes)\n")

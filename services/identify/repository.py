@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
 from sqlalchemy import bindparam, case, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -92,10 +93,13 @@ def _chunks(values, size: int = IN_CHUNK):
         yield values[start : start + size]
 
 
+_BY_EXTERNAL_IDS = select(_transactions).where(_transactions.c.external_id.in_(bindparam("ids", expanding=True)))
+
+
 async def transactions_by_external_ids(session: AsyncSession, external_ids) -> dict[str, dict]:
     found: dict[str, dict] = {}
     for chunk in _chunks(external_ids):
-        result = await session.execute(select(_transactions).where(_transactions.c.external_id.in_(chunk)))
+        result = await session.execute(_BY_EXTERNAL_IDS, {"ids": chunk})
         found.update((row["external_id"], dict(row)) for row in result.mappings())
     return found
 
@@ -107,14 +111,17 @@ async def lock_customers(session: AsyncSession, customer_ids) -> dict[str, dict]
 
     found: dict[str, dict] = {}
     for chunk in _chunks(sorted(customer_ids)):
-        query = (
-            select(_customers.c.id, _customers.c.merged_into, _customers.c.purchase_count)
-            .where(_customers.c.id.in_(chunk))
-            .order_by(_customers.c.id)
-            .with_for_update()
-        )
-        found.update((row["id"], dict(row)) for row in (await session.execute(query)).mappings())
+        result = await session.execute(_LOCK_CUSTOMERS, {"ids": chunk})
+        found.update((row["id"], dict(row)) for row in result.mappings())
     return found
+
+
+_LOCK_CUSTOMERS = (
+    select(_customers.c.id, _customers.c.merged_into, _customers.c.purchase_count)
+    .where(_customers.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_customers.c.id)
+    .with_for_update()
+)
 
 
 async def survivors(session: AsyncSession, customer_ids) -> dict[str, str]:
@@ -161,11 +168,10 @@ async def transactions_for_summaries(session: AsyncSession, customer_ids) -> lis
 # --- purchase days and summaries (services/identify/summaries.py) ------------------
 
 
-def _upsert(session: AsyncSession, table):
+def _upsert(dialect: str, table):
     from sqlalchemy.dialects import postgresql, sqlite
 
-    module = {"sqlite": sqlite, "postgresql": postgresql}[session.bind.dialect.name]
-    return module.insert(table)
+    return {"sqlite": sqlite, "postgresql": postgresql}[dialect].insert(table)
 
 
 def _add_nullable(column, incoming):
@@ -178,20 +184,23 @@ def _add_nullable(column, incoming):
     )
 
 
-async def add_purchase_days(session: AsyncSession, rows: list[dict]) -> None:
-    """Merge (customer_id, day, purchases, spend) rows into purchase_days."""
-
-    if not rows:
-        return
-    statement = _upsert(session, _days)
-    statement = statement.on_conflict_do_update(
+@lru_cache(maxsize=None)
+def _add_days_statement(dialect: str):
+    statement = _upsert(dialect, _days)
+    return statement.on_conflict_do_update(
         index_elements=["customer_id", "day"],
         set_={
             "purchases": _days.c.purchases + statement.excluded.purchases,
             "spend": _days.c.spend + statement.excluded.spend,
         },
     )
-    await session.execute(statement, rows)
+
+
+async def add_purchase_days(session: AsyncSession, rows: list[dict]) -> None:
+    """Merge (customer_id, day, purchases, spend) rows into purchase_days."""
+
+    if rows:
+        await session.execute(_add_days_statement(session.bind.dialect.name), rows)
 
 
 async def add_to_summaries(session: AsyncSession, rows: list[dict]) -> None:
@@ -201,9 +210,18 @@ async def add_to_summaries(session: AsyncSession, rows: list[dict]) -> None:
 
     if not rows:
         return
-    statement = _upsert(session, _summaries)
+    await session.execute(_add_summaries_statement(session.bind.dialect.name), rows)
+    for chunk in _chunks(row["customer_id"] for row in rows):
+        await session.execute(_REFRESH_FROM_DAYS, {"summary_of": chunk})
+
+
+# Built once per dialect: constructing an upsert (its `excluded` columns) and its
+# cache key cost more than executing it for the one-purchase writes of the API.
+@lru_cache(maxsize=None)
+def _add_summaries_statement(dialect: str):
+    statement = _upsert(dialect, _summaries)
     new = statement.excluded
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=["customer_id"],
         set_={
             "first_purchase_at": case(
@@ -226,9 +244,6 @@ async def add_to_summaries(session: AsyncSession, rows: list[dict]) -> None:
             "updated_at": new.updated_at,
         },
     )
-    await session.execute(statement, rows)
-    for chunk in _chunks(row["customer_id"] for row in rows):
-        await session.execute(_REFRESH_FROM_DAYS, {"summary_of": chunk})
 
 
 _day = _days.alias("d")
