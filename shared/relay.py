@@ -89,17 +89,23 @@ class OutboxRelay:
         try:
             for row in rows:
                 acks.append(await js.publish_async(row.subject, row.body, headers={"Nats-Msg-Id": row.event_id}))
-            # return_exceptions: a batch cut short (timeout, shutdown) leaves no gather
-            # future holding an exception nobody reads (asyncio logs those as errors).
-            results = await asyncio.wait_for(
-                asyncio.gather(*acks, return_exceptions=True), timeout=self.publish_timeout_s
-            )
-            failed = next((result for result in results if isinstance(result, BaseException)), None)
+            # asyncio.wait, not gather under wait_for: a gather cancelled at shutdown
+            # ends holding a CancelledError nobody reads, which asyncio logged as an
+            # error at every stop.
+            _, unacked = await asyncio.wait(acks, timeout=self.publish_timeout_s)
+            if unacked:
+                raise asyncio.TimeoutError(f"{len(unacked)} of {len(acks)} publishes not acknowledged")
+            if any(ack.cancelled() for ack in acks):  # nats-py gave up on them (closing)
+                raise ConnectionError("publishes were cancelled before their acks arrived")
+            failed = next((ack.exception() for ack in acks if ack.exception() is not None), None)
             if failed is not None:
                 raise failed
         except BaseException:
-            for ack in acks:  # a pending ack holds one of nats-py's in-flight slots
-                ack.cancel()
+            for ack in acks:
+                if ack.done():
+                    ack.cancelled() or ack.exception()  # read, so asyncio does not log it
+                else:
+                    ack.cancel()  # a pending ack holds one of nats-py's in-flight slots
             raise
         async with self.db.writer() as session, session.begin():
             await session.execute(
