@@ -38,13 +38,24 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
+async def _on_thread(call: Callable[[], Any]) -> Any:
+    running = asyncio.get_running_loop().run_in_executor(None, call)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        # The statement runs on in its thread: let it end before the caller's
+        # rollback touches the connection.
+        await asyncio.wait([running])
+        raise
+
+
 async def _retrying(call: Callable[[], Any], busy_timeout_s: float, *, offload: bool = False) -> Any:
     delay = 0.0005
     deadline = None
     while True:
         try:
             if offload:
-                return await asyncio.get_running_loop().run_in_executor(None, call)
+                return await _on_thread(call)
             return call()
         except sqlite3.OperationalError as exc:
             if not _busy(exc):

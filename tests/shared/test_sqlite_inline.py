@@ -87,3 +87,27 @@ async def test_a_statement_error_is_the_drivers_and_leaves_the_writer_usable(two
         await session.execute(text("INSERT INTO items (id, name) VALUES (1, 'a')"))
     async with first.reader() as session:
         assert (await session.execute(text("SELECT name FROM items"))).scalars().all() == ["a"]
+
+
+async def test_a_write_cancelled_during_bulk_work_rolls_back_and_leaves_the_writer_usable(two_writers):
+    first, _ = two_writers
+    rows = [{"name": f"row-{i}"} for i in range(200_000)]
+    started = asyncio.Event()
+
+    async def bulk():
+        async with first.writer() as session, session.begin():
+            await session.execute(text("INSERT INTO items (name) VALUES ('before')"))
+            started.set()
+            await session.execute(text("INSERT INTO items (name) VALUES (:name)"), rows)
+
+    task = asyncio.create_task(bulk())
+    await started.wait()
+    await asyncio.sleep(0.01)  # the executemany is on its thread by now
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with first.writer() as session, session.begin():
+        await session.execute(text("INSERT INTO items (name) VALUES ('after')"))
+    async with first.reader() as session:
+        names = (await session.execute(text("SELECT name FROM items"))).scalars().all()
+    assert names == ["after"]
