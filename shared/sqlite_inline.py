@@ -168,14 +168,21 @@ class InlineConnection:
         self._conn.rollback()
 
     async def close(self) -> None:
-        if self._connection is not None:
-            self._conn.close()
-            self._connection = None
+        self.stop()
 
     def stop(self) -> None:
-        if self._connection is not None:
+        if self._connection is None:
+            return
+        self._connection = None
+        # SQLAlchemy closes a connection it invalidated (a write cancelled mid-way)
+        # without a rollback first; with a cursor still unfinalized, sqlite3's close
+        # only marks the connection a zombie, which would keep the write lock until
+        # the cursor is collected. Roll back first, so the lock goes now.
+        try:
+            if self._conn.in_transaction:
+                self._conn.rollback()
+        finally:
             self._conn.close()
-            self._connection = None
 
     async def create_function(self, *args, **kw) -> None:
         self._conn.create_function(*args, **kw)
