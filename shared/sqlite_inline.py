@@ -14,9 +14,11 @@ instead, with two precautions:
   with back-off, until `busy_timeout_s`. With `BEGIN IMMEDIATE`, only the BEGIN
   can be refused: once it holds the lock, the transaction's statements cannot be.
 - **Bulk work goes to a thread.** An executemany of more than `INLINE_MANY` rows
-  (an import batch, a refit's chunk of scores) runs on the default executor, as
-  aiosqlite would, so the loop keeps serving while SQLite works (sqlite3 releases
-  the GIL inside SQLite). The dialect's mutex keeps the connection to one caller.
+  runs on the default executor, as aiosqlite would, so the loop keeps serving
+  while SQLite works (sqlite3 releases the GIL inside SQLite); so does every
+  statement and commit of a task that called `statements_on_threads()` (imports,
+  refits: their many large statements held the loop up to ~95 ms at a time). The
+  dialect's mutex keeps the connection to one caller.
 
 The objects mimic just what SQLAlchemy's aiosqlite adapter calls.
 """
@@ -26,9 +28,18 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from contextvars import ContextVar
 from typing import Any, Callable
 
 INLINE_MANY = 200
+
+_on_threads: ContextVar[bool] = ContextVar("sqlite_statements_on_threads", default=False)
+
+
+def statements_on_threads() -> None:
+    """From here on, this task's (and its children's) SQLite writes run on threads."""
+
+    _on_threads.set(True)
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -80,7 +91,10 @@ class InlineCursor:
         await self.close()
 
     async def execute(self, sql: str, parameters: Any = ()) -> "InlineCursor":
-        await _retrying(lambda: self._cursor.execute(sql, parameters), self._connection.busy_timeout_s)
+        await _retrying(
+            lambda: self._cursor.execute(sql, parameters), self._connection.busy_timeout_s,
+            offload=_on_threads.get(),
+        )
         return self
 
     async def executemany(self, sql: str, seq_of_parameters: Any) -> "InlineCursor":
@@ -89,7 +103,7 @@ class InlineCursor:
         await _retrying(
             lambda: self._cursor.executemany(sql, seq_of_parameters),
             self._connection.busy_timeout_s,
-            offload=len(seq_of_parameters) > INLINE_MANY,
+            offload=len(seq_of_parameters) > INLINE_MANY or _on_threads.get(),
         )
         return self
 
@@ -100,6 +114,8 @@ class InlineCursor:
         return self._cursor.fetchmany(self._cursor.arraysize if size is None else size)
 
     async def fetchall(self):
+        if _on_threads.get():
+            return await _on_thread(self._cursor.fetchall)
         return self._cursor.fetchall()
 
     async def close(self) -> None:
@@ -162,7 +178,7 @@ class InlineConnection:
         return await self.cursor().executemany(sql, seq_of_parameters)
 
     async def commit(self) -> None:
-        await _retrying(self._conn.commit, self.busy_timeout_s)
+        await _retrying(self._conn.commit, self.busy_timeout_s, offload=_on_threads.get())
 
     async def rollback(self) -> None:
         self._conn.rollback()

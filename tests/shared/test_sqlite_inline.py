@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from shared.db import Database
+from shared.sqlite_inline import statements_on_threads
 
 
 @pytest.fixture
@@ -111,3 +112,41 @@ async def test_a_write_cancelled_during_bulk_work_rolls_back_and_leaves_the_writ
     async with first.reader() as session:
         names = (await session.execute(text("SELECT name FROM items"))).scalars().all()
     assert names == ["after"]
+
+
+SLOW = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT count(*) FROM c"
+
+
+async def _ticks_during_slow_statement(db, *, on_threads: bool) -> int:
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.001)
+            ticks += 1
+
+    async def slow_write():
+        if on_threads:
+            statements_on_threads()
+        async with db.writer() as session, session.begin():
+            assert (await session.execute(text(SLOW))).scalar_one() == 3_000_000
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0.01)
+    try:
+        before = ticks
+        await asyncio.create_task(slow_write())
+        return ticks - before
+    finally:
+        ticking.cancel()
+
+
+async def test_a_bulk_task_runs_its_statements_on_threads_and_others_stay_inline(two_writers):
+    first, _ = two_writers
+    # An API write runs inline: the loop waits for the statement (cheap for small ones).
+    assert await _ticks_during_slow_statement(first, on_threads=False) <= 2
+    # An import or refit task asks for threads: the loop keeps serving meanwhile.
+    assert await _ticks_during_slow_statement(first, on_threads=True) >= 20
+    # The request was the task's own: a later task runs inline again.
+    assert await _ticks_during_slow_statement(first, on_threads=False) <= 2

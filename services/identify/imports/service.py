@@ -30,6 +30,7 @@ from shared.db import utcnow
 from shared.errors import AppError, InvalidRequest, NotFound, field_error
 from shared.ids import uuid7
 from shared.messaging import emit_many
+from shared.sqlite_inline import statements_on_threads
 from shared.uow import transaction
 
 log = logging.getLogger("valuechain.identify.imports")
@@ -127,6 +128,7 @@ async def start_import(*, runtime, path: Path, filename: str | None, options: pa
 
 
 async def run_import(db, job_id: str, path: Path, options: parsing.ImportOptions, create_customers: bool) -> None:
+    statements_on_threads()  # on SQLite: its large statements must not hold up the API
     customers: dict[str, str] = {}  # external id → customer id, filled as batches commit
     try:
         rows = parsing.Reader(path, options).rows()

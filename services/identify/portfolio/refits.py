@@ -44,6 +44,7 @@ from services.identify.summaries import rebuild_summaries
 from shared.db import utcnow
 from shared.ids import uuid7
 from shared.messaging import emit
+from shared.sqlite_inline import statements_on_threads
 from shared.uow import transaction
 
 log = logging.getLogger("valuechain.identify.refits")
@@ -117,6 +118,7 @@ class RefitRunner:
                 setattr(refit, key, value)
 
     async def _run(self, refit_id: str) -> None:
+        statements_on_threads()  # on SQLite: its large statements must not hold up the API
         async with self.lock:
             await self._set(refit_id, status="running")
             try:
