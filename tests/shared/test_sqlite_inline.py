@@ -5,6 +5,7 @@ work to a thread, and keep SQLAlchemy's transaction semantics."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import pytest
 from sqlalchemy import text
@@ -26,34 +27,43 @@ async def two_writers(tmp_path):
     await second.dispose()
 
 
+@asynccontextmanager
+async def loop_ticks():
+    """Counts the event loop's 1 ms ticks while the block runs: a blocked loop makes none."""
+
+    ticks = [0]
+
+    async def tick():
+        while True:
+            await asyncio.sleep(0.001)
+            ticks[0] += 1
+
+    ticking = asyncio.create_task(tick())
+    await asyncio.sleep(0.01)
+    try:
+        yield ticks
+    finally:
+        ticking.cancel()
+
+
 async def test_a_writer_waits_for_another_connections_lock_without_blocking_the_loop(two_writers):
     first, second = two_writers
     order: list[str] = []
-    ticks = 0
-
-    async def ticker():
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.001)
-            ticks += 1
 
     async def second_write():
         async with second.writer() as session, session.begin():
             await session.execute(text("INSERT INTO items (name) VALUES ('second')"))
         order.append("second committed")
 
-    ticking = asyncio.create_task(ticker())
-    try:
+    async with loop_ticks() as ticks:
         async with first.writer() as session, session.begin():
             await session.execute(text("INSERT INTO items (name) VALUES ('first')"))
             waiting = asyncio.create_task(second_write())
             await asyncio.sleep(0.2)  # holding the write lock while the loop runs on
             assert not waiting.done()
-            ticks_while_held = ticks
+            ticks_while_held = ticks[0]
             order.append("first committing")
         await asyncio.wait_for(waiting, timeout=10)
-    finally:
-        ticking.cancel()
     # Had the second writer waited inside SQLite, the loop would have stood still and
     # the first transaction could never have finished.
     assert ticks_while_held >= 20
@@ -118,28 +128,16 @@ SLOW = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x <
 
 
 async def _ticks_during_slow_statement(db, *, on_threads: bool) -> int:
-    ticks = 0
-
-    async def ticker():
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.001)
-            ticks += 1
-
     async def slow_write():
         if on_threads:
             statements_on_threads()
         async with db.writer() as session, session.begin():
             assert (await session.execute(text(SLOW))).scalar_one() == 3_000_000
 
-    ticking = asyncio.create_task(ticker())
-    await asyncio.sleep(0.01)
-    try:
-        before = ticks
+    async with loop_ticks() as ticks:
+        before = ticks[0]
         await asyncio.create_task(slow_write())
-        return ticks - before
-    finally:
-        ticking.cancel()
+        return ticks[0] - before
 
 
 async def test_a_bulk_task_runs_its_statements_on_threads_and_others_stay_inline(two_writers):
