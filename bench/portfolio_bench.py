@@ -97,6 +97,13 @@ def load(path: Path, customers: int, seed: int) -> dict:
             "load_s": time.perf_counter() - started}
 
 
+async def _on_threads(job):
+    from shared.sqlite_inline import statements_on_threads
+
+    statements_on_threads()
+    return await job
+
+
 async def analyse(url: str, repeat: int) -> dict:
     from services.identify.models import messaging
     from services.identify.portfolio import repository, service
@@ -114,7 +121,8 @@ async def analyse(url: str, repeat: int) -> dict:
             refit = await runner.request(calibration_end=None, time_unit="week")
             await asyncio.gather(*runtime.tasks)  # let the queued job finish first
             started = time.perf_counter()
-            _version, scored = await runner.refit(refit.id)
+            # In its own task with its statements on threads, as RefitRunner._run runs it.
+            _version, scored = await asyncio.create_task(_on_threads(runner.refit(refit.id)))
             timings["refit"].append(time.perf_counter() - started)
             async with repository.bulk_reader(url) as session:
                 for name, call in (
