@@ -129,24 +129,35 @@ def postgres_cluster():
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def copy_once(admin_url: str, data: bytes, rows: int) -> float:
-    """Seconds for `COPY … FROM STDIN` of the same rows (as CSV) into a plain typed table."""
+async def _timed_copy(admin_url: str, table: str, create: list[str], csv: bytes, rows: int,
+                      columns: list[str] | None = None) -> float:
+    """Seconds for `COPY table FROM STDIN` of csv into a table made fresh by `create`."""
 
     import asyncpg
 
-    csv_rows = "\n".join(",".join(line.split()) for line in data.decode().splitlines()[1:] if line.strip())
-    dsn = admin_url.replace("postgresql+asyncpg", "postgresql")
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(admin_url.replace("postgresql+asyncpg", "postgresql"))
     try:
-        await conn.execute("DROP TABLE IF EXISTS copy_baseline")
-        await conn.execute("CREATE TABLE copy_baseline (customer_id text, day date, cds int, dollars numeric(18,4))")
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        for statement in create:
+            await conn.execute(statement)
         started = time.perf_counter()
-        await conn.copy_to_table("copy_baseline", source=io.BytesIO(csv_rows.encode()), format="csv")
+        await conn.copy_to_table(table, source=io.BytesIO(csv), format="csv", columns=columns)
         elapsed = time.perf_counter() - started
-        assert await conn.fetchval("SELECT count(*) FROM copy_baseline") == rows
+        assert await conn.fetchval(f"SELECT count(*) FROM {table}") == rows
         return elapsed
     finally:
         await conn.close()
+
+
+async def copy_once(admin_url: str, data: bytes, rows: int) -> float:
+    """Seconds for `COPY … FROM STDIN` of the same rows (as CSV) into a plain typed table."""
+
+    csv_rows = "\n".join(",".join(line.split()) for line in data.decode().splitlines()[1:] if line.strip())
+    return await _timed_copy(
+        admin_url, "copy_baseline",
+        ["CREATE TABLE copy_baseline (customer_id text, day date, cds int, dollars numeric(18,4))"],
+        csv_rows.encode(), rows,
+    )
 
 
 async def copy_like_transactions_once(admin_url: str, data: bytes, rows: int) -> float:
@@ -155,8 +166,6 @@ async def copy_like_transactions_once(admin_url: str, data: bytes, rows: int) ->
     into a table keyed and indexed like identify's `transactions`: what PostgreSQL
     itself needs for the import's main table alone, before any customer, summary or
     event. The rows are made before the clock starts."""
-
-    import asyncpg
 
     from shared.ids import uuid7
 
@@ -168,27 +177,18 @@ async def copy_like_transactions_once(admin_url: str, data: bytes, rows: int) ->
         digest = hashlib.sha256(f"{customer}|{day}|{dollars}|{number}".encode()).hexdigest()
         out.write(f"{uuid7()},c-{customer},{dollars},USD,{day[:4]}-{day[4:6]}-{day[6:]} 00:00:00+00,"
                   f"import:{digest},2026-11-29 00:00:00+00\n")
-    dsn = admin_url.replace("postgresql+asyncpg", "postgresql")
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("DROP TABLE IF EXISTS copy_transactions")
-        await conn.execute(
+    return await _timed_copy(
+        admin_url, "copy_transactions",
+        [
             "CREATE TABLE copy_transactions (id varchar(36) PRIMARY KEY, customer_id varchar(36) NOT NULL, "
             "amount numeric(18,4) NOT NULL, currency varchar(3) NOT NULL, occurred_at timestamptz NOT NULL, "
             "external_id varchar(200) UNIQUE, margin numeric(18,4), cost numeric(18,4), "
-            "recorded_at timestamptz NOT NULL)"
-        )
-        await conn.execute("CREATE INDEX ON copy_transactions (customer_id, occurred_at, id)")
-        started = time.perf_counter()
-        await conn.copy_to_table(
-            "copy_transactions", source=io.BytesIO(out.getvalue().encode()), format="csv",
-            columns=["id", "customer_id", "amount", "currency", "occurred_at", "external_id", "recorded_at"],
-        )
-        elapsed = time.perf_counter() - started
-        assert await conn.fetchval("SELECT count(*) FROM copy_transactions") == rows
-        return elapsed
-    finally:
-        await conn.close()
+            "recorded_at timestamptz NOT NULL)",
+            "CREATE INDEX ON copy_transactions (customer_id, occurred_at, id)",
+        ],
+        out.getvalue().encode(), rows,
+        columns=["id", "customer_id", "amount", "currency", "occurred_at", "external_id", "recorded_at"],
+    )
 
 
 def _rates(rows: int, seconds: list[float]) -> tuple[float, str]:
