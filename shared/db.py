@@ -234,12 +234,17 @@ class Database:
             self.reader.engine.dispose()
 
 
-@lru_cache(maxsize=None)
-def _insert_ignoring(table, index_elements: tuple[str, ...], dialect: str):
+def dialect_insert(table, dialect: str):
+    """The dialect's own INSERT (the one with ON CONFLICT) for `table`."""
+
     from sqlalchemy.dialects import postgresql, sqlite
 
-    module = {"sqlite": sqlite, "postgresql": postgresql}[dialect]
-    return module.insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+    return {"sqlite": sqlite, "postgresql": postgresql}[dialect].insert(table)
+
+
+@lru_cache(maxsize=None)
+def _insert_ignoring(table, index_elements: tuple[str, ...], dialect: str):
+    return dialect_insert(table, dialect).on_conflict_do_nothing(index_elements=list(index_elements))
 
 
 def insert_ignoring(session, table, index_elements: list[str]):

@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, case, delete, func, insert, or_, select, tuple
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, CustomerScore, PurchaseDay, PurchaseSummary, Transaction
+from shared.db import dialect_insert
 
 
 async def get_customer(session: AsyncSession, customer_id: str) -> Customer | None:
@@ -128,12 +129,14 @@ async def survivors(session: AsyncSession, customer_ids) -> dict[str, str]:
     """merged id → its survivor, for those of customer_ids that were merged."""
 
     found: dict[str, str] = {}
-    for chunk in _chunks(sorted(set(customer_ids))):
-        query = select(_customers.c.id, _customers.c.merged_into).where(
-            _customers.c.id.in_(chunk), _customers.c.merged_into.is_not(None)
-        )
-        found.update((row.id, row.merged_into) for row in await session.execute(query))
+    for chunk in _chunks(set(customer_ids)):
+        found.update((row.id, row.merged_into) for row in await session.execute(_SURVIVORS, {"ids": chunk}))
     return found
+
+
+_SURVIVORS = select(_customers.c.id, _customers.c.merged_into).where(
+    _customers.c.id.in_(bindparam("ids", expanding=True)), _customers.c.merged_into.is_not(None)
+)
 
 
 async def insert_transactions(session: AsyncSession, rows: list[dict]) -> None:
@@ -168,12 +171,6 @@ async def transactions_for_summaries(session: AsyncSession, customer_ids) -> lis
 # --- purchase days and summaries (services/identify/summaries.py) ------------------
 
 
-def _upsert(dialect: str, table):
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return {"sqlite": sqlite, "postgresql": postgresql}[dialect].insert(table)
-
-
 def _add_nullable(column, incoming):
     """Sum of two optional amounts: NULL only while neither side has one."""
 
@@ -186,7 +183,7 @@ def _add_nullable(column, incoming):
 
 @lru_cache(maxsize=None)
 def _add_days_statement(dialect: str):
-    statement = _upsert(dialect, _days)
+    statement = dialect_insert(_days, dialect)
     return statement.on_conflict_do_update(
         index_elements=["customer_id", "day"],
         set_={
@@ -219,7 +216,7 @@ async def add_to_summaries(session: AsyncSession, rows: list[dict]) -> None:
 # cache key cost more than executing it for the one-purchase writes of the API.
 @lru_cache(maxsize=None)
 def _add_summaries_statement(dialect: str):
-    statement = _upsert(dialect, _summaries)
+    statement = dialect_insert(_summaries, dialect)
     new = statement.excluded
     return statement.on_conflict_do_update(
         index_elements=["customer_id"],
