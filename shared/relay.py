@@ -97,15 +97,15 @@ class OutboxRelay:
                 raise asyncio.TimeoutError(f"{len(unacked)} of {len(acks)} publishes not acknowledged")
             if any(ack.cancelled() for ack in acks):  # nats-py gave up on them (closing)
                 raise ConnectionError("publishes were cancelled before their acks arrived")
-            failed = next((ack.exception() for ack in acks if ack.exception() is not None), None)
-            if failed is not None:
-                raise failed
+            for ack in acks:
+                if ack.exception() is not None:
+                    raise ack.exception()
         except BaseException:
             for ack in acks:
-                if ack.done():
-                    ack.cancelled() or ack.exception()  # read, so asyncio does not log it
-                else:
+                if not ack.done():
                     ack.cancel()  # a pending ack holds one of nats-py's in-flight slots
+                elif not ack.cancelled():
+                    ack.exception()  # read it, so asyncio does not log it as never retrieved
             raise
         async with self.db.writer() as session, session.begin():
             await session.execute(

@@ -43,10 +43,7 @@ def statements_on_threads() -> None:
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:  # Python < 3.11 has no error codes; the message is stable
-        return "database is locked" in str(exc)
-    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 async def _on_thread(call: Callable[[], Any]) -> Any:
@@ -161,12 +158,6 @@ class InlineConnection:
         self._connection = conn  # the adapter checks it is still open
         self._tx = _Immediate()
         self.busy_timeout_s = busy_timeout_s
-
-    def __await__(self):  # `await aiosqlite.connect(...)` yields the connection
-        return self._self().__await__()
-
-    async def _self(self) -> "InlineConnection":
-        return self
 
     def cursor(self) -> InlineCursor:
         return InlineCursor(self)
