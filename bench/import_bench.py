@@ -9,7 +9,7 @@ the import) unless `--rows N` asks for N generated ones. Each import runs agains
 fresh database with the real service (its outbox relay publishing to a real
 nats-server meanwhile); the time is from the upload to the job's `done`.
 
-Run: `.venv/bin/python -m bench.import_bench [--rows N] [--repeat 3] [--no-postgres] [--profile]`.
+Run: `.venv/bin/python -m bench.import_bench [--rows N] [--repeat 3] [--no-postgres] [--no-sqlite] [--profile]`.
 Target (issue 3): the import at least half as fast as COPY.
 """
 
@@ -200,8 +200,9 @@ async def run(args) -> None:
     data, rows = workload(args.rows)
     print(f"rows: {rows:,} ({len(data) / 1e6:.1f} MB), repeats: {args.repeat}, cores: {os.cpu_count()}")
     table = []
-    sqlite = [await import_once(data, rows, args.profile) for _ in range(args.repeat)]
-    table.append(("import into identify, SQLite", *_rates(rows, sqlite)))
+    if not args.no_sqlite:
+        sqlite = [await import_once(data, rows, args.profile) for _ in range(args.repeat)]
+        table.append(("import into identify, SQLite", *_rates(rows, sqlite)))
     if not args.no_postgres:
         with postgres_cluster() as url:
             if url is None:
@@ -221,7 +222,8 @@ async def run(args) -> None:
     for copy in ("PostgreSQL COPY into a plain table (baseline)", "PostgreSQL COPY into a table keyed like `transactions`"):
         if copy in rates:
             for name in ("import into identify, SQLite", "import into identify, PostgreSQL"):
-                print(f"{name}: {rates[name] / rates[copy]:.3f}× {copy} (target ≥ 0.5×)")
+                if name in rates:
+                    print(f"{name}: {rates[name] / rates[copy]:.3f}× {copy} (target ≥ 0.5×)")
 
 
 def main() -> None:
@@ -229,6 +231,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, help="generated rows instead of CDNOW_master.txt")
     parser.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEATS", "3")))
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of each import")
     asyncio.run(run(parser.parse_args()))
 

@@ -5,12 +5,40 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 
 _lock = threading.Lock()
 _last_ms = -1
 _last_rand = 0
 _RAND_BITS = 74  # 12 bits after the version, 62 after the variant
+_LOW_62 = (1 << 62) - 1
+
+
+def _fresh_rand() -> int:
+    # Top bit left clear so the counter has room before it overflows.
+    return int.from_bytes(os.urandom(10), "big") >> 6 >> 1
+
+
+def _reserve(n: int) -> tuple[int, int]:
+    """The millisecond and the first of n consecutive counter values no other id of
+    this process has, after every id made before."""
+
+    global _last_ms, _last_rand
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            ms, rand = _last_ms, _last_rand + 1
+        else:
+            rand = _fresh_rand()
+        if (rand + n - 1) >> _RAND_BITS:  # counter exhausted: borrow the next millisecond
+            ms, rand = ms + 1, _fresh_rand()
+        _last_ms, _last_rand = ms, rand + n - 1
+    return ms, rand
+
+
+def _text(ms: int, rand: int) -> str:
+    high = (ms & 0xFFFF_FFFF_FFFF) << 16 | 0x7000 | (rand >> 62 & 0xFFF)  # version 7
+    digits = f"{high:016x}{(0b10 << 62) | (rand & _LOW_62):016x}"  # variant 0b10
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def uuid7() -> str:
@@ -21,22 +49,13 @@ def uuid7() -> str:
     keep their order too.
     """
 
-    global _last_ms, _last_rand
-    with _lock:
-        ms = time.time_ns() // 1_000_000
-        if ms <= _last_ms:
-            ms = _last_ms
-            rand = _last_rand + 1
-            if rand >> _RAND_BITS:  # counter exhausted: borrow the next millisecond
-                ms += 1
-                rand = int.from_bytes(os.urandom(10), "big") >> 6 >> 1
-        else:
-            # Top bit left clear so the counter has room before it overflows.
-            rand = int.from_bytes(os.urandom(10), "big") >> 6 >> 1
-        _last_ms, _last_rand = ms, rand
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76  # version
-    value |= (rand >> 62 & 0xFFF) << 64
-    value |= 0b10 << 62  # variant
-    value |= rand & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))
+    return _text(*_reserve(1))
+
+
+def uuid7_many(n: int) -> list[str]:
+    """n uuid7() ids in one call (a bulk write's), in order, for a fraction of the cost."""
+
+    if n <= 0:
+        return []
+    ms, first = _reserve(n)
+    return [_text(ms, rand) for rand in range(first, first + n)]

@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, case, delete, func, insert, or_, select, tuple
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, CustomerScore, PurchaseDay, PurchaseSummary, Transaction
+from shared.bulk import bulk_insert
 from shared.db import dialect_insert
 
 
@@ -139,9 +140,13 @@ _SURVIVORS = select(_customers.c.id, _customers.c.merged_into).where(
 )
 
 
+_TRANSACTION_COLUMNS = ("id", "customer_id", "amount", "currency", "occurred_at", "external_id", "margin", "cost",
+                        "recorded_at")
+
+
 async def insert_transactions(session: AsyncSession, rows: list[dict]) -> None:
-    if rows:
-        await session.execute(insert(_transactions), rows)
+    await bulk_insert(session, _transactions, _TRANSACTION_COLUMNS,
+                      [tuple(row[name] for name in _TRANSACTION_COLUMNS) for row in rows])
 
 
 _ADD_PURCHASES = (

@@ -15,7 +15,7 @@ e.g. after a merge moved transactions to the survivor.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import date, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,10 +54,17 @@ async def add_transactions(session: AsyncSession, rows: Iterable[Mapping]) -> No
     customers: dict[str, dict] = {}
     now = utcnow()
     rate = portfolio_settings().discount_rate
+    # Bulk writes repeat a few times and days many times: each is worked out once.
+    day_of: dict[datetime, date] = {}
+    factor_of: dict[date, float] = {}
     for row in rows:
         customer_id, at, amount = row["customer_id"], row["occurred_at"], row["amount"]
-        key = (customer_id, _day_of(at))
-        discounted = float(amount) * discount_factor(key[1], rate)
+        if (day_ := day_of.get(at)) is None:
+            day_ = day_of[at] = _day_of(at)
+        if (factor := factor_of.get(day_)) is None:
+            factor = factor_of[day_] = discount_factor(day_, rate)
+        key = (customer_id, day_)
+        discounted = float(amount) * factor
         day = days.get(key)
         if day is None:
             days[key] = {"customer_id": customer_id, "day": key[1], "purchases": 1, "spend": amount}

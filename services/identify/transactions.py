@@ -25,7 +25,7 @@ from services.identify.portfolio.scoring import rescore_customers
 from services.identify.schemas import TransactionCreate, TransactionOut, decimal_text
 from shared.db import utcnow
 from shared.errors import Conflict, InvalidRequest, field_error
-from shared.ids import uuid7
+from shared.ids import uuid7_many
 from shared.messaging import emit_many
 
 RECORDED = "crm.identify.transaction.recorded"
@@ -74,6 +74,7 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
     outcomes: list[Outcome] = []
     rows: list[dict] = []
     now = utcnow()
+    new_ids = iter(uuid7_many(len(items)))  # one each, made in one go
     for item in items:
         external_id = item.external_id
         if external_id and external_id in earlier:
@@ -85,7 +86,7 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
             outcomes.append(Outcome("error", field="customer_id", message=problem, conflict=customer is not None))
             continue
         row = {
-            "id": uuid7(),
+            "id": next(new_ids),
             "customer_id": item.customer_id,
             "amount": item.amount,
             "currency": item.currency,

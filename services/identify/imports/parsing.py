@@ -33,6 +33,7 @@ FORMATS = ("csv", "ndjson")
 WHITESPACE = "whitespace"
 # A rejected row keeps this much of its text, for the operator to find it.
 RAW_KEPT = 500
+DATES_CACHED = 100_000
 # What TransactionCreate takes as it is: at most 14 digits before the point and 4
 # after it; three ASCII letters.
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,14}(?:\.[0-9]{1,4})?")
@@ -197,6 +198,19 @@ class Reader:
         self.path = path
         self.options = options
         self._occurrences: dict[str, int] = {}
+        # A file repeats its dates: each distinct one is parsed and written out once.
+        self._dates: dict[str, datetime] = {}
+        self._utc_text: dict[datetime, str] = {}
+
+    def _occurred_at(self, value: object) -> datetime:
+        if not isinstance(value, str):
+            return parse_occurred_at(value, self.options.date_format)
+        parsed = self._dates.get(value)
+        if parsed is None:
+            if len(self._dates) >= DATES_CACHED:  # a file of distinct timestamps: keep memory flat
+                self._dates.clear()
+            parsed = self._dates[value] = parse_occurred_at(value, self.options.date_format)
+        return parsed
 
     # -- the file's shape ------------------------------------------------------
 
@@ -265,7 +279,7 @@ class Reader:
         if not customer or len(customer) > 200:
             return Row(number, raw, reason="customer_external_id must be 1 to 200 characters")
         try:
-            values["occurred_at"] = parse_occurred_at(values["occurred_at"], self.options.date_format)
+            values["occurred_at"] = self._occurred_at(values["occurred_at"])
         except (ValueError, TypeError):
             expected = self.options.date_format or "ISO 8601 or YYYYMMDD"
             return Row(number, raw, reason=f"occurred_at {values['occurred_at']!r} is not a date ({expected})")
@@ -293,9 +307,11 @@ class Reader:
         rows of this file with the same three values (1 for the first): identical lines
         stay distinct purchases, and the same file imported again derives the same ids."""
 
-        key = "|".join(
-            (customer_external_id, item.occurred_at.astimezone(timezone.utc).isoformat(),
-             format(item.amount.normalize(), "f"))
-        )
+        at = item.occurred_at
+        if (at_text := self._utc_text.get(at)) is None:
+            if len(self._utc_text) >= DATES_CACHED:
+                self._utc_text.clear()
+            at_text = self._utc_text[at] = at.astimezone(timezone.utc).isoformat()
+        key = "|".join((customer_external_id, at_text, format(item.amount.normalize(), "f")))
         occurrence = self._occurrences[key] = self._occurrences.get(key, 0) + 1
         return "import:" + hashlib.sha256(f"{key}|{occurrence}".encode()).hexdigest()[:40]

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, ImportJob, ImportRejection
 from services.identify.repository import _chunks
-from shared.db import insert_ignoring
+from shared.bulk import bulk_insert
 
 _jobs = ImportJob.__table__
 _rejections = ImportRejection.__table__
@@ -77,9 +77,11 @@ async def customers_by_external_id(session: AsyncSession, external_ids) -> dict[
     return found
 
 
-async def add_customers(session: AsyncSession, rows: list[dict]) -> None:
-    """Insert customers known only by external id; one another writer added meanwhile
-    is skipped (the caller reads the ids back)."""
+CUSTOMER_COLUMNS = ("id", "external_id", "purchase_count", "created_at", "updated_at")
 
-    if rows:
-        await session.execute(insert_ignoring(session, _customers, ["external_id"]), rows)
+
+async def add_customers(session: AsyncSession, rows: list[tuple]) -> None:
+    """Insert customers known only by external id (tuples of CUSTOMER_COLUMNS). One that
+    another writer added meanwhile is an IntegrityError: the import retries its batch."""
+
+    await bulk_insert(session, _customers, CUSTOMER_COLUMNS, rows)

@@ -28,7 +28,7 @@ from services.identify.imports import parsing, repository
 from services.identify.transactions import record_transactions
 from shared.db import utcnow
 from shared.errors import AppError, InvalidRequest, NotFound, field_error
-from shared.ids import uuid7
+from shared.ids import uuid7, uuid7_many
 from shared.messaging import emit_many
 from shared.sqlite_inline import statements_on_threads
 from shared.uow import transaction
@@ -210,23 +210,19 @@ async def record_batch(
 
 
 async def _create_customers(session: AsyncSession, external_ids: list[str]) -> list[str]:
-    """Create customers known only by external id; return the ids of those this call made."""
+    """Create customers known only by external id; return their ids."""
 
     now = utcnow()
-    rows = [
-        {"id": uuid7(), "external_id": external_id, "purchase_count": 0, "created_at": now, "updated_at": now}
-        for external_id in external_ids
-    ]
-    await repository.add_customers(session, rows)
-    stored = await repository.customers_by_external_id(session, external_ids)
-    made = [row for row in rows if stored.get(row["external_id"]) == row["id"]]  # not one another writer made
+    ids = uuid7_many(len(external_ids))
+    await repository.add_customers(session, [(id_, external_id, 0, now, now)
+                                             for id_, external_id in zip(ids, external_ids)])
     emit_many(
         session,
         "crm.identify.customer.created",
-        [{"id": row["id"], "external_id": row["external_id"], "created_at": now} for row in made],
-        [row["id"] for row in made],
+        [{"id": id_, "external_id": external_id, "created_at": now} for id_, external_id in zip(ids, external_ids)],
+        ids,
     )
-    return [row["id"] for row in made]
+    return ids
 
 
 # --- reading jobs -----------------------------------------------------------------

@@ -1,0 +1,97 @@
+"""bulk_insert stores exactly what session.execute(insert(table), dicts) stores, on the
+real database (SQLite, or PostgreSQL in CI's second run), by COPY and by INSERT."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, Numeric, String, Table, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from shared.bulk import COPY_FROM_ROWS, bulk_insert
+from shared.db import Database, UTCDateTime
+from shared.uow import transaction
+from tests.support import make_database_url
+
+metadata = MetaData()
+COLUMNS = ("id", "at", "amount", "note", "body", "n")
+
+
+def _table(name: str) -> Table:
+    return Table(
+        name, metadata,
+        Column("id", String(36), primary_key=True),
+        Column("at", UTCDateTime, nullable=False),
+        Column("amount", Numeric(18, 4, asdecimal=True)),
+        Column("note", String(50), unique=True),
+        Column("body", LargeBinary, nullable=False),
+        Column("n", Integer, nullable=False),
+    )
+
+
+by_bulk, by_execute = _table("by_bulk"), _table("by_execute")
+
+
+@pytest.fixture
+async def db(tmp_path):
+    url, drop = await make_database_url("bulk", tmp_path)
+    database = Database.connect(url, service="bulk")
+    async with database.writer_engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield database
+    await database.dispose()
+    await drop()
+
+
+def _rows(count: int, start: int = 0) -> list[tuple]:
+    paris = timezone(timedelta(hours=1))
+    base = datetime(2026, 3, 1, 12, 30, 15, 250000, tzinfo=paris)
+    return [
+        (f"id-{start + i:05d}", base + timedelta(days=i % 7), None if i % 5 == 0 else Decimal(f"{i}.{i % 100:02d}"),
+         None if i % 3 else f"note-{start + i}", f"body {i} \x00\xff".encode("latin-1"), i)
+        for i in range(count)
+    ]
+
+
+async def _stored(database: Database, table: Table) -> list[tuple]:
+    async with database.reader() as session:
+        return [tuple(row) for row in await session.execute(select(table).order_by(table.c.id))]
+
+
+async def _raw(database: Database, table: Table) -> list[tuple]:
+    """The values as the database keeps them (SQLite keeps no types of its own)."""
+
+    async with database.writer() as session:
+        conn = await session.connection()
+        return [tuple(row) for row in await conn.exec_driver_sql(f"SELECT * FROM {table.name} ORDER BY id")]
+
+
+@pytest.mark.parametrize("count", [3, COPY_FROM_ROWS + 50])  # INSERT, and COPY on PostgreSQL
+async def test_bulk_insert_stores_what_execute_stores(db, count):
+    rows = _rows(count)
+    async with transaction(db.writer) as session:
+        await bulk_insert(session, by_bulk, COLUMNS, rows)
+        await session.execute(insert(by_execute), [dict(zip(COLUMNS, row)) for row in rows])
+    bulk, executed = await _stored(db, by_bulk), await _stored(db, by_execute)
+    assert len(bulk) == count and bulk == executed
+    assert await _raw(db, by_bulk) == await _raw(db, by_execute)
+    assert bulk[1][1] == rows[1][1] and bulk[1][1].tzinfo is not None  # the same instant, read back in UTC
+
+
+@pytest.mark.parametrize("count", [3, COPY_FROM_ROWS + 50])
+async def test_a_unique_clash_is_an_integrity_error_and_nothing_is_kept(db, count):
+    async with transaction(db.writer) as session:
+        await bulk_insert(session, by_bulk, COLUMNS, _rows(1, start=90_000))
+    clashing = _rows(count) + [("id-99999", datetime.now(timezone.utc), None, "note-90000", b"", 0)]
+    with pytest.raises(IntegrityError):
+        async with transaction(db.writer) as session:
+            await session.execute(insert(by_execute), [dict(zip(COLUMNS, row)) for row in _rows(2)])
+            await bulk_insert(session, by_bulk, COLUMNS, clashing)
+    async with db.reader() as session:
+        assert await session.scalar(select(func.count()).select_from(by_bulk)) == 1
+        assert await session.scalar(select(func.count()).select_from(by_execute)) == 0
+    async with transaction(db.writer) as session:  # the writer is usable afterwards
+        await bulk_insert(session, by_bulk, COLUMNS, _rows(count))
+    assert len(await _stored(db, by_bulk)) == count + 1
