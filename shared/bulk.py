@@ -99,3 +99,31 @@ async def _copy(conn, table: Table, columns: Sequence[str], rows: list[tuple]) -
         )
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise IntegrityError(f"COPY {table.name} ({', '.join(columns)})", None, exc) from exc
+
+
+async def bulk_execute(session: AsyncSession, statement, rows: list[dict]) -> None:
+    """session.execute(statement, rows) for an executemany of many rows (an upsert, an
+    UPDATE by key): compiled once, each row's values converted by the statement's own
+    bind processors straight into driver tuples."""
+
+    if not rows:
+        return
+    conn = await session.connection()
+    sql, names, processors = _compiled(statement, tuple(rows[0]), conn.dialect)
+    values = [tuple(row[name] for name in names) for row in rows]
+    await conn.exec_driver_sql(sql, _driver_values(values, processors))
+
+
+@lru_cache(maxsize=256)
+def _compiled(statement, keys: tuple[str, ...], dialect) -> tuple[str, tuple[str, ...], tuple[tuple[int, Callable], ...]]:
+    """The statement's SQL for the dialect, the row key of each positional parameter,
+    and the (position, processor) of those that need converting."""
+
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    if not compiled.positional:
+        raise ValueError(f"bulk_execute needs a positional paramstyle, not {dialect.paramstyle}")
+    names = tuple(compiled.binds[name].key for name in compiled.positiontup)
+    processors = compiled._bind_processors  # SQLAlchemy's own per-parameter converters
+    return compiled.string, names, tuple(
+        (position, processors[name]) for position, name in enumerate(compiled.positiontup) if name in processors
+    )

@@ -58,4 +58,14 @@ def uuid7_many(n: int) -> list[str]:
     if n <= 0:
         return []
     ms, first = _reserve(n)
-    return [_text(ms, rand) for rand in range(first, first + n)]
+    # The first three groups change only when the counter carries into its top 12
+    # bits, so each id writes out its last 64 bits only.
+    heads: dict[int, str] = {}
+    made = []
+    for rand in range(first, first + n):
+        head = heads.get(rand >> 62)
+        if head is None:
+            head = heads[rand >> 62] = _text(ms, rand)[:19]
+        low = f"{(0b10 << 62) | (rand & _LOW_62):016x}"
+        made.append(f"{head}{low[:4]}-{low[4:]}")
+    return made

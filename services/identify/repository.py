@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, case, delete, func, insert, or_, select, tuple
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, CustomerScore, PurchaseDay, PurchaseSummary, Transaction
-from shared.bulk import bulk_insert
+from shared.bulk import bulk_execute, bulk_insert
 from shared.db import dialect_insert
 
 
@@ -159,7 +159,7 @@ _ADD_PURCHASES = (
 async def add_purchases(session: AsyncSession, added: dict[str, int]) -> None:
     if added:
         rows = [{"customer_id": customer_id, "added": n} for customer_id, n in added.items()]
-        await session.execute(_ADD_PURCHASES, rows)
+        await bulk_execute(session, _ADD_PURCHASES, rows)
 
 
 async def transactions_for_summaries(session: AsyncSession, customer_ids) -> list[dict]:
@@ -202,7 +202,7 @@ async def add_purchase_days(session: AsyncSession, rows: list[dict]) -> None:
     """Merge (customer_id, day, purchases, spend) rows into purchase_days."""
 
     if rows:
-        await session.execute(_add_days_statement(session.bind.dialect.name), rows)
+        await bulk_execute(session, _add_days_statement(session.bind.dialect.name), rows)
 
 
 async def add_to_summaries(session: AsyncSession, rows: list[dict]) -> None:
@@ -212,7 +212,7 @@ async def add_to_summaries(session: AsyncSession, rows: list[dict]) -> None:
 
     if not rows:
         return
-    await session.execute(_add_summaries_statement(session.bind.dialect.name), rows)
+    await bulk_execute(session, _add_summaries_statement(session.bind.dialect.name), rows)
     for chunk in _chunks(row["customer_id"] for row in rows):
         await session.execute(_REFRESH_FROM_DAYS, {"summary_of": chunk})
 

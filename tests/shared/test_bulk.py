@@ -95,3 +95,33 @@ async def test_a_unique_clash_is_an_integrity_error_and_nothing_is_kept(db, coun
     async with transaction(db.writer) as session:  # the writer is usable afterwards
         await bulk_insert(session, by_bulk, COLUMNS, _rows(count))
     assert len(await _stored(db, by_bulk)) == count + 1
+
+
+async def test_bulk_execute_runs_an_upsert_as_execute_runs_it(db):
+    from sqlalchemy import bindparam, update
+
+    from shared.bulk import bulk_execute
+    from shared.db import dialect_insert
+
+    async with transaction(db.writer) as session:
+        await bulk_insert(session, by_bulk, COLUMNS, _rows(4))
+        await bulk_insert(session, by_execute, COLUMNS, _rows(4))
+    dialect = db.writer_engine.dialect.name
+    changes = [dict(zip(COLUMNS, row)) for row in _rows(COPY_FROM_ROWS + 5, start=2)]
+    for row in changes:
+        row["n"] += 1000
+    counts = [{"key": f"id-{i:05d}", "plus": i} for i in range(3)]
+    def execute(session, statement, rows):
+        return session.execute(statement, rows)
+
+    for table, run in ((by_bulk, bulk_execute), (by_execute, execute)):
+        upsert = dialect_insert(table, dialect)
+        upsert = upsert.on_conflict_do_update(index_elements=["id"], set_={"n": table.c.n + upsert.excluded.n,
+                                                                            "at": upsert.excluded.at})
+        add = update(table).where(table.c.id == bindparam("key")).values(n=table.c.n + bindparam("plus"))
+        async with transaction(db.writer) as session:
+            await run(session, upsert, changes)
+            await run(session, add, counts)
+    bulk = await _stored(db, by_bulk)
+    assert bulk == await _stored(db, by_execute) and len(bulk) == COPY_FROM_ROWS + 7
+    assert [row[5] for row in bulk[:4]] == [0, 1 + 1, 2 + 1000 + 2, 3 + 1000 + 1]

@@ -31,3 +31,9 @@ def test_a_run_that_would_overflow_the_counter_moves_to_the_next_millisecond(mon
     made = uuid7_many(10)
     assert [before, *made] == sorted([before, *made]) and len(set(made)) == 10
     assert {uuid.UUID(value).int >> 80 for value in made} == {borrowed}
+
+
+def test_ids_made_many_at_once_are_those_made_one_by_one_even_across_a_carry(monkeypatch):
+    ms, first = 1_764_466_000_000, (1 << 62) - 3  # the counter carries into its top 12 bits
+    monkeypatch.setattr(ids, "_reserve", lambda n: (ms, first))
+    assert uuid7_many(6) == [ids._text(ms, rand) for rand in range(first, first + 6)]
