@@ -12,18 +12,26 @@ Values go through each column's own SQLAlchemy bind processor first (a value tha
 repeats, such as a batch's one `recorded_at`, is converted once), so the stored rows
 are exactly those `session.execute(insert(table), dicts)` stores. A clash with a
 unique key raises SQLAlchemy's `IntegrityError`, as `session.execute` would.
+
+`bulk_execute` does the same for any statement run once per row (an upsert, an
+UPDATE by key). On PostgreSQL that is still a protocol round per row, so
+`bulk_upsert` and `stage` go set-based there instead: the rows are COPied into a
+temporary table shaped like the target's columns (emptied at commit) and one
+statement reads them from it.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
-from sqlalchemy import LargeBinary, Table
+from sqlalchemy import Column, LargeBinary, MetaData, Table, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 COPY_FROM_ROWS = 100  # PostgreSQL: fewer rows than this go as one multi-row INSERT
+_staging = MetaData()
 
 
 async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
@@ -109,21 +117,83 @@ async def bulk_execute(session: AsyncSession, statement, rows: list[dict]) -> No
     if not rows:
         return
     conn = await session.connection()
-    sql, names, processors = _compiled(statement, tuple(rows[0]), conn.dialect)
-    values = [tuple(row[name] for name in names) for row in rows]
+    sql, sources, processors = _compiled(statement, tuple(rows[0]), conn.dialect)
+    if all(key is not None for key, _ in sources):
+        values = [tuple(row[key] for key, _ in sources) for row in rows]
+    else:  # the statement's own constants (a LIMIT) sit between the rows' values
+        values = [tuple(constant if key is None else row[key] for key, constant in sources) for row in rows]
     await conn.exec_driver_sql(sql, _driver_values(values, processors))
 
 
 @lru_cache(maxsize=256)
-def _compiled(statement, keys: tuple[str, ...], dialect) -> tuple[str, tuple[str, ...], tuple[tuple[int, Callable], ...]]:
-    """The statement's SQL for the dialect, the row key of each positional parameter,
-    and the (position, processor) of those that need converting."""
+def _compiled(statement, keys: tuple[str, ...], dialect):
+    """The statement's SQL for the dialect; for each positional parameter, (row key,
+    None) or, for a constant of the statement's own, (None, its value); and the
+    (position, processor) of those that need converting."""
 
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     if not compiled.positional:
         raise ValueError(f"bulk_execute needs a positional paramstyle, not {dialect.paramstyle}")
-    names = tuple(compiled.binds[name].key for name in compiled.positiontup)
+    sources = []
+    for name in compiled.positiontup:
+        bind = compiled.binds[name]
+        sources.append((bind.key, None) if bind.key in keys else (None, bind.effective_value))
     processors = compiled._bind_processors  # SQLAlchemy's own per-parameter converters
-    return compiled.string, names, tuple(
+    return compiled.string, tuple(sources), tuple(
         (position, processors[name]) for position, name in enumerate(compiled.positiontup) if name in processors
     )
+
+
+def stages(session: AsyncSession, rows: list) -> bool:
+    """Whether stage() is the way to write these rows (PostgreSQL, many of them)."""
+
+    return session.bind.dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS
+
+
+async def stage(session: AsyncSession, table: Table, columns: Sequence[str], rows: list[tuple]) -> Table:
+    """COPY rows (tuples in the order of `columns`) into this transaction's temporary
+    table `staged_<table>` (PostgreSQL only) and return it, for a set-based statement."""
+
+    staged = _staged_table(table, tuple(columns))
+    conn = await session.connection()
+    await conn.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged.name} ON COMMIT DELETE ROWS AS "
+        f"SELECT {', '.join(columns)} FROM {table.name} WITH NO DATA"
+    )
+    await conn.exec_driver_sql(f"TRUNCATE {staged.name}")  # rows an earlier statement of this transaction staged
+    await _copy(conn, staged, columns, _driver_values(rows, _processors(table, tuple(columns), conn.dialect)))
+    return staged
+
+
+@lru_cache(maxsize=64)
+def _staged_table(table: Table, columns: tuple[str, ...]) -> Table:
+    name = f"staged_{table.name}_{zlib.crc32(' '.join(columns).encode()):08x}"
+    return Table(name, _staging, *(Column(column, table.c[column].type) for column in columns))
+
+
+async def bulk_upsert(session: AsyncSession, table: Table, columns: Sequence[str], rows: list[dict],
+                      on_conflict: Callable) -> Table | None:
+    """INSERT rows (dicts) into table, each clash resolved as `on_conflict(insert)` says
+    (a function of the dialect's INSERT, for its `excluded`). Returns the staged table
+    when the rows went through one (stage()), else None."""
+
+    if not rows:
+        return None
+    dialect = session.bind.dialect.name
+    if not stages(session, rows):
+        await bulk_execute(session, _upsert(table, tuple(columns), on_conflict, dialect, staged=False), rows)
+        return None
+    staged = await stage(session, table, columns, [tuple(row[name] for name in columns) for row in rows])
+    await session.execute(_upsert(table, tuple(columns), on_conflict, dialect, staged=True))
+    return staged
+
+
+@lru_cache(maxsize=64)
+def _upsert(table: Table, columns: tuple[str, ...], on_conflict: Callable, dialect: str, *, staged: bool):
+    from shared.db import dialect_insert
+
+    statement = dialect_insert(table, dialect)
+    if staged:
+        source = _staged_table(table, columns)
+        statement = statement.from_select(list(columns), select(*(source.c[name] for name in columns)))
+    return on_conflict(statement)

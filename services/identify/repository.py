@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import bindparam, case, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import bindparam, case, delete, func, insert, literal_column, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, CustomerScore, PurchaseDay, PurchaseSummary, Transaction
-from shared.bulk import bulk_execute, bulk_insert
+from shared.bulk import bulk_execute, bulk_insert, bulk_upsert, stage, stages
 from shared.db import dialect_insert
 
 
@@ -157,7 +157,16 @@ _ADD_PURCHASES = (
 
 
 async def add_purchases(session: AsyncSession, added: dict[str, int]) -> None:
-    if added:
+    if not added:
+        return
+    if stages(session, added):  # PostgreSQL: one UPDATE … FROM the staged counts
+        staged = await stage(session, _customers, ("id", "purchase_count"), list(added.items()))
+        await session.execute(
+            update(_customers)
+            .where(_customers.c.id == staged.c.id)
+            .values(purchase_count=_customers.c.purchase_count + staged.c.purchase_count)
+        )
+    else:
         rows = [{"customer_id": customer_id, "added": n} for customer_id, n in added.items()]
         await bulk_execute(session, _ADD_PURCHASES, rows)
 
@@ -186,9 +195,7 @@ def _add_nullable(column, incoming):
     )
 
 
-@lru_cache(maxsize=None)
-def _add_days_statement(dialect: str):
-    statement = dialect_insert(_days, dialect)
+def _on_day_conflict(statement):
     return statement.on_conflict_do_update(
         index_elements=["customer_id", "day"],
         set_={
@@ -198,30 +205,34 @@ def _add_days_statement(dialect: str):
     )
 
 
+_DAY_COLUMNS = ("customer_id", "day", "purchases", "spend")
+
+
 async def add_purchase_days(session: AsyncSession, rows: list[dict]) -> None:
     """Merge (customer_id, day, purchases, spend) rows into purchase_days."""
 
-    if rows:
-        await bulk_execute(session, _add_days_statement(session.bind.dialect.name), rows)
+    await bulk_upsert(session, _days, _DAY_COLUMNS, rows, _on_day_conflict)
+
+
+_SUMMARY_COLUMNS = ("customer_id", "first_purchase_at", "last_purchase_at", "purchases", "purchase_days",
+                    "first_day_spend", "total_spend", "total_margin", "total_cost", "discounted_spend",
+                    "discount_rate", "updated_at")
 
 
 async def add_to_summaries(session: AsyncSession, rows: list[dict]) -> None:
     """Merge one row per customer (first/last purchase, purchases, spend, margin, cost of
-    the new transactions) into purchase_summaries, then refresh the two columns that
-    depend on the customer's purchase days (read through their primary key)."""
+    the new transactions; purchase days and first day's spend as if the summary were
+    new) into purchase_summaries. Call after add_purchase_days: an existing summary
+    reads those two from the customer's purchase days (through their primary key)."""
 
-    if not rows:
-        return
-    await bulk_execute(session, _add_summaries_statement(session.bind.dialect.name), rows)
-    for chunk in _chunks(row["customer_id"] for row in rows):
-        await session.execute(_REFRESH_FROM_DAYS, {"summary_of": chunk})
+    await bulk_upsert(session, _summaries, _SUMMARY_COLUMNS, rows, _on_summary_conflict)
 
 
-# Built once per dialect: constructing an upsert (its `excluded` columns) and its
-# cache key cost more than executing it for the one-purchase writes of the API.
-@lru_cache(maxsize=None)
-def _add_summaries_statement(dialect: str):
-    statement = dialect_insert(_summaries, dialect)
+_day = _days.alias("d")
+_EXCLUDED_CUSTOMER = literal_column("excluded.customer_id")
+
+
+def _on_summary_conflict(statement):
     new = statement.excluded
     return statement.on_conflict_do_update(
         index_elements=["customer_id"],
@@ -244,25 +255,16 @@ def _add_summaries_statement(dialect: str):
                 (_summaries.c.discount_rate == new.discount_rate, new.discount_rate), else_=None
             ),
             "updated_at": new.updated_at,
+            # Read from the customer's purchase days. `excluded` is spelled out: SQLAlchemy
+            # would add its table to the subquery's FROM (nothing to correlate it with).
+            "purchase_days": select(func.count()).where(_day.c.customer_id == _EXCLUDED_CUSTOMER).scalar_subquery(),
+            "first_day_spend": select(_day.c.spend)
+            .where(_day.c.customer_id == _EXCLUDED_CUSTOMER)
+            .order_by(_day.c.day)
+            .limit(1)
+            .scalar_subquery(),
         },
     )
-
-
-_day = _days.alias("d")
-_REFRESH_FROM_DAYS = (
-    update(_summaries)
-    .where(_summaries.c.customer_id.in_(bindparam("summary_of", expanding=True)))
-    .values(
-        purchase_days=select(func.count())
-        .where(_day.c.customer_id == _summaries.c.customer_id)
-        .scalar_subquery(),
-        first_day_spend=select(_day.c.spend)
-        .where(_day.c.customer_id == _summaries.c.customer_id)
-        .order_by(_day.c.day)
-        .limit(1)
-        .scalar_subquery(),
-    )
-)
 
 
 async def delete_summaries(session: AsyncSession, customer_ids) -> None:

@@ -5,8 +5,10 @@ The new transactions of a write are folded into the tables with set-based upsert
 first/last purchase move only when the new ones are earlier/later, counts and sums
 add up, and a purchase day is one row per customer and UTC day, so a second purchase
 on the same day adds to that day instead of adding a purchase day (the same-day
-convention of the BG/NBD papers). `first_day_spend` is read back from the earliest
-purchase-day row, so an earlier purchase arriving late moves it too.
+convention of the BG/NBD papers). A customer's `purchase_days` and `first_day_spend`
+(the spend of the earliest purchase day) come from the write itself when its summary
+is new, and are read back from purchase_days when it exists, so an earlier purchase
+arriving late moves them too.
 
 `rebuild_summaries` recomputes both tables for some customers from their transactions,
 e.g. after a merge moved transactions to the survivor.
@@ -78,7 +80,7 @@ async def add_transactions(session: AsyncSession, rows: Iterable[Mapping]) -> No
                 "first_purchase_at": at,
                 "last_purchase_at": at,
                 "purchases": 1,
-                "purchase_days": 0,  # both refreshed from purchase_days
+                "purchase_days": 0,  # both counted from this write's days below
                 "first_day_spend": 0,
                 "total_spend": amount,
                 "total_margin": row["margin"],
@@ -98,7 +100,13 @@ async def add_transactions(session: AsyncSession, rows: Iterable[Mapping]) -> No
             summary["total_cost"] = _add(summary["total_cost"], row["cost"])
             summary["discounted_spend"] += discounted
     # Sorted: concurrent writers on PostgreSQL take the row locks in one order.
-    await repository.add_purchase_days(session, [days[key] for key in sorted(days)])
+    ordered = [days[key] for key in sorted(days)]
+    for day in ordered:  # each customer's days in order: exact for a customer new to the summaries
+        summary = customers[day["customer_id"]]
+        if not summary["purchase_days"]:
+            summary["first_day_spend"] = day["spend"]
+        summary["purchase_days"] += 1
+    await repository.add_purchase_days(session, ordered)
     await repository.add_to_summaries(session, [customers[key] for key in sorted(customers)])
 
 
