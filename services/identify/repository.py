@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, case, delete, func, insert, literal_column, or
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, CustomerScore, PurchaseDay, PurchaseSummary, Transaction
-from shared.bulk import bulk_execute, bulk_insert, bulk_upsert, stage, stages
+from shared.bulk import IN_CHUNK, bulk_execute, bulk_insert, bulk_upsert, key_chunks, one_of, stage, stages
 from shared.db import dialect_insert
 
 
@@ -81,8 +81,6 @@ async def list_transactions(
 
 # --- recording transactions in bulk (services/identify/transactions.py) ------------
 
-# IN lists are cut to this many values: well under every driver's parameter limit.
-IN_CHUNK = 1000
 _transactions = Transaction.__table__
 _customers = Customer.__table__
 _days = PurchaseDay.__table__
@@ -95,13 +93,16 @@ def _chunks(values, size: int = IN_CHUNK):
         yield values[start : start + size]
 
 
-_BY_EXTERNAL_IDS = select(_transactions).where(_transactions.c.external_id.in_(bindparam("ids", expanding=True)))
+@lru_cache(maxsize=None)
+def _by_external_ids(dialect: str):
+    return select(_transactions).where(one_of(_transactions.c.external_id, dialect))
 
 
 async def transactions_by_external_ids(session: AsyncSession, external_ids) -> dict[str, dict]:
     found: dict[str, dict] = {}
-    for chunk in _chunks(external_ids):
-        result = await session.execute(_BY_EXTERNAL_IDS, {"ids": chunk})
+    dialect = session.bind.dialect.name
+    for chunk in key_chunks(external_ids, dialect):
+        result = await session.execute(_by_external_ids(dialect), {"ids": chunk})
         found.update((row["external_id"], dict(row)) for row in result.mappings())
     return found
 
@@ -112,18 +113,21 @@ async def lock_customers(session: AsyncSession, customer_ids) -> dict[str, dict]
     SQLite's single writer needs no lock."""
 
     found: dict[str, dict] = {}
-    for chunk in _chunks(sorted(customer_ids)):
-        result = await session.execute(_LOCK_CUSTOMERS, {"ids": chunk})
+    dialect = session.bind.dialect.name
+    for chunk in key_chunks(sorted(customer_ids), dialect):
+        result = await session.execute(_lock_customers(dialect), {"ids": chunk})
         found.update((row["id"], dict(row)) for row in result.mappings())
     return found
 
 
-_LOCK_CUSTOMERS = (
-    select(_customers.c.id, _customers.c.merged_into, _customers.c.purchase_count)
-    .where(_customers.c.id.in_(bindparam("ids", expanding=True)))
-    .order_by(_customers.c.id)
-    .with_for_update()
-)
+@lru_cache(maxsize=None)
+def _lock_customers(dialect: str):
+    return (
+        select(_customers.c.id, _customers.c.merged_into, _customers.c.purchase_count)
+        .where(one_of(_customers.c.id, dialect))
+        .order_by(_customers.c.id)
+        .with_for_update()
+    )
 
 
 async def survivors(session: AsyncSession, customer_ids) -> dict[str, str]:

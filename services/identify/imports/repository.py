@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, ImportJob, ImportRejection
-from services.identify.repository import _chunks
-from shared.bulk import bulk_insert
+from shared.bulk import bulk_insert, key_chunks, one_of
 
 _jobs = ImportJob.__table__
 _rejections = ImportRejection.__table__
@@ -71,10 +71,16 @@ async def fail_running_jobs(session: AsyncSession, *, failure: str, at: datetime
 
 async def customers_by_external_id(session: AsyncSession, external_ids) -> dict[str, str]:
     found: dict[str, str] = {}
-    for chunk in _chunks(external_ids):
-        query = select(_customers.c.external_id, _customers.c.id).where(_customers.c.external_id.in_(chunk))
-        found.update((row.external_id, row.id) for row in await session.execute(query))
+    dialect = session.bind.dialect.name
+    for chunk in key_chunks(external_ids, dialect):
+        result = await session.execute(_by_external_id(dialect), {"ids": chunk})
+        found.update((row.external_id, row.id) for row in result)
     return found
+
+
+@lru_cache(maxsize=None)
+def _by_external_id(dialect: str):
+    return select(_customers.c.external_id, _customers.c.id).where(one_of(_customers.c.external_id, dialect))
 
 
 CUSTOMER_COLUMNS = ("id", "external_id", "purchase_count", "created_at", "updated_at")
