@@ -160,33 +160,45 @@ async def copy_once(admin_url: str, data: bytes, rows: int) -> float:
     )
 
 
-async def copy_like_transactions_once(admin_url: str, data: bytes, rows: int) -> float:
+async def copy_like_transactions_once(admin_url: str, data: bytes, rows: int, *, foreign_key: bool = False) -> float:
     """Seconds for `COPY` of the transaction rows the import writes (id, customer,
     amount, currency, time, a derived external id of the import's length, recorded_at)
     into a table keyed and indexed like identify's `transactions`: what PostgreSQL
     itself needs for the import's main table alone, before any customer, summary or
-    event. The rows are made before the clock starts."""
+    event. With `foreign_key`, its customer id also references a table of the
+    customers (filled before the clock starts), as identify's does. The rows are
+    made before the clock starts."""
 
     from shared.ids import uuid7
 
     out = io.StringIO()
+    customers = set()
     for number, line in enumerate(data.decode().splitlines()[1:]):
         if not line.strip():
             continue
         customer, day, _, dollars = line.split()
-        digest = hashlib.sha256(f"{customer}|{day}|{dollars}|{number}".encode()).hexdigest()
+        customers.add(f"c-{customer}")
+        digest = hashlib.sha256(f"{customer}|{day}|{dollars}|{number}".encode()).hexdigest()[:40]
         out.write(f"{uuid7()},c-{customer},{dollars},USD,{day[:4]}-{day[4:6]}-{day[6:]} 00:00:00+00,"
                   f"import:{digest},2026-11-29 00:00:00+00\n")
+    table = "copy_transactions_fk" if foreign_key else "copy_transactions"
+    create = []
+    if foreign_key:
+        create += [
+            "DROP TABLE IF EXISTS copy_customers",
+            "CREATE TABLE copy_customers (id varchar(36) PRIMARY KEY)",
+            "INSERT INTO copy_customers VALUES " + ", ".join(f"('{customer}')" for customer in sorted(customers)),
+        ]
+    references = " REFERENCES copy_customers (id)" if foreign_key else ""
+    create += [
+        f"CREATE TABLE {table} (id varchar(36) PRIMARY KEY, customer_id varchar(36) NOT NULL{references}, "
+        "amount numeric(18,4) NOT NULL, currency varchar(3) NOT NULL, occurred_at timestamptz NOT NULL, "
+        "external_id varchar(200) UNIQUE, margin numeric(18,4), cost numeric(18,4), "
+        "recorded_at timestamptz NOT NULL)",
+        f"CREATE INDEX ON {table} (customer_id, occurred_at, id)",
+    ]
     return await _timed_copy(
-        admin_url, "copy_transactions",
-        [
-            "CREATE TABLE copy_transactions (id varchar(36) PRIMARY KEY, customer_id varchar(36) NOT NULL, "
-            "amount numeric(18,4) NOT NULL, currency varchar(3) NOT NULL, occurred_at timestamptz NOT NULL, "
-            "external_id varchar(200) UNIQUE, margin numeric(18,4), cost numeric(18,4), "
-            "recorded_at timestamptz NOT NULL)",
-            "CREATE INDEX ON copy_transactions (customer_id, occurred_at, id)",
-        ],
-        out.getvalue().encode(), rows,
+        admin_url, table, create, out.getvalue().encode(), rows,
         columns=["id", "customer_id", "amount", "currency", "occurred_at", "external_id", "recorded_at"],
     )
 
@@ -213,6 +225,10 @@ async def run(args) -> None:
                 table.append(("PostgreSQL COPY into a plain table (baseline)", *_rates(rows, copy)))
                 keyed = [await copy_like_transactions_once(url, data, rows) for _ in range(args.repeat)]
                 table.append(("PostgreSQL COPY into a table keyed like `transactions`", *_rates(rows, keyed)))
+                with_fk = [await copy_like_transactions_once(url, data, rows, foreign_key=True)
+                           for _ in range(args.repeat)]
+                table.append(("PostgreSQL COPY into it with `transactions`' foreign key to customers",
+                              *_rates(rows, with_fk)))
                 pg = [await import_once(data, rows, args.profile) for _ in range(args.repeat)]
                 table.append(("import into identify, PostgreSQL", *_rates(rows, pg)))
     print("\n| what | median rows/s | runs |\n|---|---:|---|")
