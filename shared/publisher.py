@@ -1,0 +1,86 @@
+"""Publishing a batch of messages to JetStream, each acknowledged by the stream.
+
+nats-py's `publish_async` makes a future, a done-callback and a JSON-decoded ack
+object per message: about 19 µs of CPU per event on our 2-core machine, more than
+building, storing and reading the event together. This publisher sends each
+message with a reply subject under one wildcard subscription of its own and only
+counts the acks as they arrive (7.7 µs per event in the same measurement; see
+docs/benchmarks.md). Ordering is unchanged: the messages go out in order on one
+connection, so the stream stores them in order.
+
+An ack that is not a JetStream PubAck (an error, or a "no responders" status when
+no stream takes the subject) fails the batch; so do a timeout and a lost
+connection. The caller retries the whole batch with the same `Nats-Msg-Id`s, and
+JetStream's duplicate window drops what it had already stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from shared.bus import Bus
+
+
+class PublishError(Exception):
+    """The stream did not store a message of the batch."""
+
+
+class BatchPublisher:
+    def __init__(self, bus: Bus):
+        self.bus = bus
+        self._nc = None
+        self._prefix = ""
+        self._batch = 0
+        self._waiting: set[str] = set()
+        self._failures: list[str] = []
+        self._acked = asyncio.Event()
+
+    async def publish(self, messages: Sequence[tuple[str, bytes, str]], *, timeout_s: float) -> None:
+        """Publish (subject, body, message id) in order; return once the stream has stored every one."""
+
+        if not messages:
+            return
+        nc = self.bus.nc
+        if nc is None or not nc.is_connected:
+            raise ConnectionError("NATS is not connected")
+        if nc is not self._nc:  # first use, or a new connection object
+            self._prefix = nc.new_inbox() + "."
+            await nc.subscribe(self._prefix + "*", cb=self._on_ack)
+            self._nc = nc
+        self._batch += 1
+        tag = f"{self._prefix}{self._batch}-"  # acks of an earlier, abandoned batch match no token
+        self._waiting = {f"{tag}{n}" for n in range(len(messages))}
+        self._failures = []
+        self._acked.clear()
+        for n, (subject, body, message_id) in enumerate(messages):
+            await nc.publish(subject, body, reply=f"{tag}{n}", headers={"Nats-Msg-Id": message_id})
+        await self._wait(nc, len(messages), timeout_s)
+        if self._failures:
+            raise PublishError(f"{len(self._failures)} of {len(messages)} not stored: {self._failures[0]}")
+
+    async def _wait(self, nc, count: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self._acked.is_set():
+            if not nc.is_connected:  # acks of a dropped connection never come
+                raise ConnectionError(f"NATS connection lost with {len(self._waiting)} of {count} unacknowledged")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise asyncio.TimeoutError(f"{len(self._waiting)} of {count} publishes not acknowledged")
+            try:
+                await asyncio.wait_for(self._acked.wait(), timeout=min(left, 0.25))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _on_ack(self, msg) -> None:
+        if msg.subject not in self._waiting:
+            return  # a late ack of an abandoned batch
+        self._waiting.discard(msg.subject)
+        data = msg.data
+        # A PubAck is {"stream": ..., "seq": ...} (with "duplicate": true when deduplicated).
+        if b'"seq"' not in data or b'"error"' in data:
+            status = (msg.headers or {}).get("Status", "")
+            self._failures.append(f"{status} {data[:300]!r}".strip())
+        if not self._waiting:
+            self._acked.set()
