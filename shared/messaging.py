@@ -1,13 +1,15 @@
 """The outbox, inbox and dead-letter tables every service keeps in its own database.
 
 `emit()` writes an event into the outbox inside the caller's transaction: the state
-change and its event commit together or not at all. Consumers record the ids of
+change and its event commit together or not at all. Runs of events of one type go
+into the outbox as bundles (see BUNDLE_EVENTS). Consumers record the ids of
 the events they handled in the inbox in the same transaction as their effect.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import groupby
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -109,17 +111,49 @@ def _encode(event: CloudEvent) -> bytes:
 
 
 async def flush_events(session: AsyncSession) -> int:
-    """Write the events emitted in this session to the outbox (called just before commit)."""
+    """Write the events emitted in this session to the outbox (called just before
+    commit); returns how many events that was."""
 
-    rows = session.info.pop("pending_events", None)
-    if not rows:
+    events = session.info.pop("pending_events", None)
+    if not events:
         return 0
-    await bulk_insert(session, tables_of(session).outbox, _OUTBOX_COLUMNS,
-                      [(row["event_id"], row["subject"], row["body"], row["created_at"], 0) for row in rows])
-    return len(rows)
+    rows = []
+    for _, run in groupby(events, key=lambda event: event["subject"]):
+        run = list(run)
+        for start in range(0, len(run), BUNDLE_EVENTS):
+            rows.append(_outbox_row(run[start : start + BUNDLE_EVENTS]))
+    await bulk_insert(session, tables_of(session).outbox, _OUTBOX_COLUMNS, rows)
+    return len(events)
 
 
+# An outbox row holds one event, its CloudEvent JSON as `body`, or a bundle of up to
+# BUNDLE_EVENTS events of one type emitted one after another in the same transaction
+# (an import's): `body` is their lines `<event id> <CloudEvent JSON>` joined by
+# newlines, which compact JSON never contains, and `event_id` is the first event's.
+# A bulk write stores and relays a fiftieth of the rows; the relay publishes each
+# event of a bundle on its own, as if they had been rows.
+BUNDLE_EVENTS = 50
 _OUTBOX_COLUMNS = ("event_id", "subject", "body", "created_at", "attempts")
+
+
+def _outbox_row(events: list[dict]) -> tuple:
+    first = events[0]
+    if len(events) == 1:
+        return (first["event_id"], first["subject"], first["body"], first["created_at"], 0)
+    body = b"\n".join(event["event_id"].encode() + b" " + event["body"] for event in events)
+    return (first["event_id"], first["subject"], body, first["created_at"], 0)
+
+
+def outbox_events(event_id: str, body: bytes) -> list[tuple[str, bytes]]:
+    """(event id, CloudEvent JSON) of each event an outbox row holds."""
+
+    if body[:1] == b"{":
+        return [(event_id, body)]
+    events = []
+    for line in body.split(b"\n"):
+        bundled_id, _, event = line.partition(b" ")
+        events.append((bundled_id.decode(), event))
+    return events
 
 
 async def handled_ids(session: AsyncSession, consumer: str, event_ids: Iterable[str]) -> set[str]:

@@ -23,7 +23,7 @@ class Metrics:
         self.outbox_published = Counter(
             "valuechain_outbox_published_total", "Events relayed to JetStream", ["service"], registry=r
         )
-        self.outbox_pending = Gauge("valuechain_outbox_pending", "Events waiting in the outbox", ["service"], registry=r)
+        self.outbox_pending = Gauge("valuechain_outbox_pending", "Outbox rows waiting to be published (an event, or a bundle of up to 50 of one type)", ["service"], registry=r)
         self.events_handled = Counter(
             "valuechain_events_handled_total", "Events applied by a consumer", ["service", "consumer"], registry=r
         )

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 
 from shared.bus import Bus
 from shared.db import Database, utcnow
-from shared.messaging import MessagingTables
+from shared.messaging import MessagingTables, outbox_events
 from shared.metrics import Metrics
 from shared.publisher import BatchPublisher
 
@@ -68,7 +68,7 @@ class OutboxRelay:
                 self._wake.set()
 
     async def publish_pending(self) -> int:
-        """Publish one batch of pending events; returns how many were published."""
+        """Publish the events of one batch of pending outbox rows; returns how many rows."""
 
         if not self.bus.is_connected:
             raise ConnectionError("NATS is not connected")
@@ -84,15 +84,16 @@ class OutboxRelay:
         if not rows:
             self.last_success = time.monotonic()
             return 0
-        await self.publisher.publish([(row.subject, row.body, row.event_id) for row in rows],
-                                     timeout_s=self.publish_timeout_s)
+        messages = [(row.subject, body, event_id)
+                    for row in rows for event_id, body in outbox_events(row.event_id, row.body)]
+        await self.publisher.publish(messages, timeout_s=self.publish_timeout_s)
         async with self.db.writer() as session, session.begin():
             await session.execute(
                 update(self.outbox)
                 .where(self.outbox.c.seq.in_([row.seq for row in rows]))
                 .values(published_at=utcnow(), attempts=self.outbox.c.attempts + 1)
             )
-        self.metrics.outbox_published.labels(self.metrics.service).inc(len(rows))
+        self.metrics.outbox_published.labels(self.metrics.service).inc(len(messages))
         self.last_success = time.monotonic()
         return len(rows)
 

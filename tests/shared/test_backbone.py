@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shared.events import make_event
-from shared.messaging import emit
+from shared.messaging import BUNDLE_EVENTS, emit, emit_many
 from shared.uow import transaction
 from tests.shared import probe
 from tests.support import wait_until
@@ -185,6 +185,31 @@ async def test_the_outbox_relay_catches_up_after_being_down(suite):
         lambda: _n_events(suite.nats.url, 5), what="relay caught up"
     )
     assert [e["data"]["id"] for e in events] == ids  # in commit order
+    assert await relay.pending_count() == 0
+
+
+async def test_runs_of_one_type_travel_bundled_and_are_published_one_by_one_in_order(suite):
+    identify = await suite.start("identify")
+    relay = identify.runtime.relay
+    relay.paused = True
+    at = "2026-01-01T00:00:00Z"
+    async with transaction(identify.runtime.db.writer) as session:
+        emit(session, "crm.identify.customer.created", {"id": "alone", "created_at": at})
+        emit_many(session, "crm.identify.customer.created",
+                  [{"id": f"c-{n}", "created_at": at} for n in range(BUNDLE_EVENTS + 30)],
+                  [f"c-{n}" for n in range(BUNDLE_EVENTS + 30)])
+        emit(session, "crm.identify.customer.updated", {"id": "c-0", "changes": {"name": "Ada"}, "updated_at": at})
+        emit(session, "crm.identify.customer.created", {"id": "last", "created_at": at})
+    # one row: "alone" + the next 49 ran together; then 31 more; then one each
+    assert await relay.pending_count() == 4
+    relay.paused = False
+    relay.notify()
+    count = BUNDLE_EVENTS + 33
+    events = await wait_until(lambda: _n_events(suite.nats.url, count), what="every bundled event published")
+    assert len(events) == count and len({event["id"] for event in events}) == count
+    assert [event["data"]["id"] for event in events] == (
+        ["alone"] + [f"c-{n}" for n in range(BUNDLE_EVENTS + 30)] + ["c-0", "last"])
+    assert [event["type"] for event in events[-2:]] == ["crm.identify.customer.updated", "crm.identify.customer.created"]
     assert await relay.pending_count() == 0
 
 
