@@ -39,12 +39,17 @@ class BatchPublisher:
         self._waiting: set[str] = set()
         self._failures: list[str] = []
         self._acked = asyncio.Event()
+        self._one_batch = asyncio.Lock()  # the ack bookkeeping is of one batch at a time
 
     async def publish(self, messages: Sequence[tuple[str, bytes, str]], *, timeout_s: float) -> None:
         """Publish (subject, body, message id) in order; return once the stream has stored every one."""
 
         if not messages:
             return
+        async with self._one_batch:
+            await self._publish(messages, timeout_s)
+
+    async def _publish(self, messages: Sequence[tuple[str, bytes, str]], timeout_s: float) -> None:
         nc = self.bus.nc
         if nc is None or not nc.is_connected:
             raise ConnectionError("NATS is not connected")
