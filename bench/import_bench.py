@@ -169,47 +169,86 @@ async def copy_once(admin_url: str, data: bytes, rows: int) -> float:
     )
 
 
-async def copy_like_transactions_once(admin_url: str, data: bytes, rows: int, *, foreign_key: bool = False) -> float:
-    """Seconds for `COPY` of the transaction rows the import writes (id, customer,
-    amount, currency, time, a derived external id of the import's length, recorded_at)
-    into a table keyed and indexed like identify's `transactions`: what PostgreSQL
-    itself needs for the import's main table alone, before any customer, summary or
-    event. With `foreign_key`, its customer id also references a table of the
-    customers (filled before the clock starts), as identify's does. The rows are
-    made before the clock starts."""
+def transaction_rows(data: bytes) -> tuple[list[tuple], list[str]]:
+    """The transaction rows the import writes for the file (id, customer, amount,
+    currency, time, a derived external id of the import's length, recorded_at) and
+    the customers they name."""
 
     from shared.ids import uuid7
 
-    out = io.StringIO()
-    customers = set()
+    rows, customers = [], set()
     for number, line in enumerate(data.decode().splitlines()[1:]):
         if not line.strip():
             continue
         customer, day, _, dollars = line.split()
         customers.add(f"c-{customer}")
         digest = hashlib.sha256(f"{customer}|{day}|{dollars}|{number}".encode()).hexdigest()[:40]
-        out.write(f"{uuid7()},c-{customer},{dollars},USD,{day[:4]}-{day[4:6]}-{day[6:]} 00:00:00+00,"
-                  f"import:{digest},2026-11-29 00:00:00+00\n")
+        rows.append((uuid7(), f"c-{customer}", dollars, "USD", f"{day[:4]}-{day[4:6]}-{day[6:]} 00:00:00+00",
+                     f"import:{digest}", "2026-11-29 00:00:00+00"))
+    return rows, sorted(customers)
+
+
+TRANSACTIONS_TABLE = (
+    "CREATE TABLE {table} (id varchar(36) PRIMARY KEY, customer_id varchar(36) NOT NULL{references}, "
+    "amount numeric(18,4) NOT NULL, currency varchar(3) NOT NULL, occurred_at timestamptz NOT NULL, "
+    "external_id varchar(200) UNIQUE, margin numeric(18,4), cost numeric(18,4), recorded_at timestamptz NOT NULL)"
+)
+TRANSACTIONS_INDEX = "CREATE INDEX ix_{table} ON {table} (customer_id, occurred_at, id)"
+TRANSACTION_COLUMNS = ["id", "customer_id", "amount", "currency", "occurred_at", "external_id", "recorded_at"]
+
+
+async def copy_like_transactions_once(admin_url: str, data: bytes, rows: int, *, foreign_key: bool = False) -> float:
+    """Seconds for `COPY` of the transaction rows the import writes into a table keyed
+    and indexed like identify's `transactions`: what PostgreSQL itself needs for the
+    import's main table alone, before any customer, summary or event. With
+    `foreign_key`, its customer id also references a table of the customers (filled
+    before the clock starts), as identify's does. The rows are made before the clock
+    starts."""
+
+    records, customers = transaction_rows(data)
     table = "copy_transactions_fk" if foreign_key else "copy_transactions"
     create = []
     if foreign_key:
         create += [
             "DROP TABLE IF EXISTS copy_customers",
             "CREATE TABLE copy_customers (id varchar(36) PRIMARY KEY)",
-            "INSERT INTO copy_customers VALUES " + ", ".join(f"('{customer}')" for customer in sorted(customers)),
+            "INSERT INTO copy_customers VALUES " + ", ".join(f"('{customer}')" for customer in customers),
         ]
     references = " REFERENCES copy_customers (id)" if foreign_key else ""
-    create += [
-        f"CREATE TABLE {table} (id varchar(36) PRIMARY KEY, customer_id varchar(36) NOT NULL{references}, "
-        "amount numeric(18,4) NOT NULL, currency varchar(3) NOT NULL, occurred_at timestamptz NOT NULL, "
-        "external_id varchar(200) UNIQUE, margin numeric(18,4), cost numeric(18,4), "
-        "recorded_at timestamptz NOT NULL)",
-        f"CREATE INDEX ON {table} (customer_id, occurred_at, id)",
-    ]
-    return await _timed_copy(
-        admin_url, table, create, out.getvalue().encode(), rows,
-        columns=["id", "customer_id", "amount", "currency", "occurred_at", "external_id", "recorded_at"],
-    )
+    create += [TRANSACTIONS_TABLE.format(table=table, references=references), TRANSACTIONS_INDEX.format(table=table)]
+    csv = "".join(",".join(record) + "\n" for record in records)
+    return await _timed_copy(admin_url, table, create, csv.encode(), rows, columns=TRANSACTION_COLUMNS)
+
+
+def sqlite_like_transactions_once(data: bytes, rows: int) -> float:
+    """Seconds for plain `sqlite3` to write the same transaction rows into a table
+    keyed and indexed like `transactions`, in transactions of the import's batch size,
+    on a file like the service's (WAL, synchronous=NORMAL): SQLite's own floor for
+    the import's main table, with no Python work per row. Rows made before the clock."""
+
+    import sqlite3
+
+    from services.identify.imports.service import BATCH_ROWS
+
+    records, _ = transaction_rows(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        connection = sqlite3.connect(Path(tmp) / "floor.db", isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute(TRANSACTIONS_TABLE.format(table="transactions", references=""))
+            connection.execute(TRANSACTIONS_INDEX.format(table="transactions"))
+            insert = f"INSERT INTO transactions ({', '.join(TRANSACTION_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            started = time.perf_counter()
+            for start in range(0, len(records), BATCH_ROWS):
+                connection.execute("BEGIN IMMEDIATE")
+                connection.executemany(insert, records[start : start + BATCH_ROWS])
+                connection.execute("COMMIT")
+            elapsed = time.perf_counter() - started
+            assert connection.execute("SELECT count(*) FROM transactions").fetchone()[0] == rows
+            return elapsed
+        finally:
+            connection.close()
 
 
 def _rates(rows: int, seconds: list[float]) -> tuple[float, str]:
@@ -222,6 +261,8 @@ async def run(args) -> None:
     print(f"rows: {rows:,} ({len(data) / 1e6:.1f} MB), repeats: {args.repeat}, cores: {os.cpu_count()}")
     table = []
     if not args.no_sqlite:
+        floor = [sqlite_like_transactions_once(data, rows) for _ in range(args.repeat)]
+        table.append(("SQLite executemany into a table keyed like `transactions`", *_rates(rows, floor)))
         sqlite = [await import_once(data, rows, args.profile) for _ in range(args.repeat)]
         table.append(("import into identify, SQLite", *_rates(rows, [done for done, _ in sqlite])))
         table.append(("… until its last event was published", *_rates(rows, [last for _, last in sqlite])))
