@@ -26,13 +26,14 @@ import zlib
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
-from sqlalchemy import Column, LargeBinary, MetaData, Table, any_, bindparam, select
+from sqlalchemy import LargeBinary, Table, TableClause, any_, bindparam, select
+from sqlalchemy import column as column_clause
+from sqlalchemy import table as table_clause
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-COPY_FROM_ROWS = 100  # PostgreSQL: fewer rows than this go as one multi-row INSERT
+COPY_FROM_ROWS = 100  # PostgreSQL: fewer rows than this go as an executemany of an INSERT
 IN_CHUNK = 1000  # IN lists are cut to this many values: well under every driver's parameter limit
-_staging = MetaData()
 
 
 async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
@@ -95,7 +96,7 @@ def _driver_values(rows: list[tuple], processors: tuple[tuple[int, Callable], ..
     return list(zip(*columns))
 
 
-async def _copy(conn, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
+async def _copy(conn, table: Table | TableClause, columns: Sequence[str], rows: list[tuple]) -> None:
     import asyncpg
 
     # The session's transaction begins at its first statement; make sure it has, so
@@ -151,29 +152,30 @@ def stages(session: AsyncSession, rows: list) -> bool:
     return session.bind.dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS
 
 
-async def stage(session: AsyncSession, table: Table, columns: Sequence[str], rows: list[tuple]) -> Table:
-    """COPY rows (tuples in the order of `columns`) into this transaction's temporary
-    table `staged_<table>` (PostgreSQL only) and return it, for a set-based statement."""
+async def stage(session: AsyncSession, target: Table, columns: Sequence[str], rows: list[tuple]) -> TableClause:
+    """COPY rows (tuples in the order of `columns`) into a temporary table with those
+    columns of `target` (PostgreSQL only; its rows go at commit) and return it, for a
+    set-based statement."""
 
-    staged = _staged_table(table, tuple(columns))
+    staged = _staged_table(target, tuple(columns))
     conn = await session.connection()
     await conn.exec_driver_sql(
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged.name} ON COMMIT DELETE ROWS AS "
-        f"SELECT {', '.join(columns)} FROM {table.name} WITH NO DATA"
+        f"SELECT {', '.join(columns)} FROM {target.name} WITH NO DATA"
     )
     await conn.exec_driver_sql(f"TRUNCATE {staged.name}")  # rows an earlier statement of this transaction staged
-    await _copy(conn, staged, columns, _driver_values(rows, _processors(table, tuple(columns), conn.dialect)))
+    await _copy(conn, staged, columns, _driver_values(rows, _processors(target, tuple(columns), conn.dialect)))
     return staged
 
 
 @lru_cache(maxsize=64)
-def _staged_table(table: Table, columns: tuple[str, ...]) -> Table:
-    name = f"staged_{table.name}_{zlib.crc32(' '.join(columns).encode()):08x}"
-    return Table(name, _staging, *(Column(column, table.c[column].type) for column in columns))
+def _staged_table(target: Table, columns: tuple[str, ...]) -> TableClause:
+    name = f"staged_{target.name}_{zlib.crc32(' '.join(columns).encode()):08x}"
+    return table_clause(name, *(column_clause(column, target.c[column].type) for column in columns))
 
 
 async def bulk_upsert(session: AsyncSession, table: Table, columns: Sequence[str], rows: list[dict],
-                      on_conflict: Callable) -> Table | None:
+                      on_conflict: Callable) -> TableClause | None:
     """INSERT rows (dicts) into table, each clash resolved as `on_conflict(insert)` says
     (a function of the dialect's INSERT, for its `excluded`). Returns the staged table
     when the rows went through one (stage()), else None."""

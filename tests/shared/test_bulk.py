@@ -125,3 +125,29 @@ async def test_bulk_execute_runs_an_upsert_as_execute_runs_it(db):
     bulk = await _stored(db, by_bulk)
     assert bulk == await _stored(db, by_execute) and len(bulk) == COPY_FROM_ROWS + 7
     assert [row[5] for row in bulk[:4]] == [0, 1 + 1, 2 + 1000 + 2, 3 + 1000 + 1]
+
+
+def _add_n_on_conflict(statement):
+    return statement.on_conflict_do_update(
+        index_elements=["id"], set_={"n": statement.table.c.n + statement.excluded.n, "at": statement.excluded.at}
+    )
+
+
+@pytest.mark.parametrize("count", [3, COPY_FROM_ROWS + 50])  # executemany, and staged on PostgreSQL
+async def test_bulk_upsert_merges_rows_as_an_executed_upsert_does_even_twice_in_a_transaction(db, count):
+    from shared.bulk import bulk_upsert
+    from shared.db import dialect_insert
+
+    async with transaction(db.writer) as session:
+        await bulk_insert(session, by_bulk, COLUMNS, _rows(5))
+        await bulk_insert(session, by_execute, COLUMNS, _rows(5))
+    first = [dict(zip(COLUMNS, row)) for row in _rows(count, start=3)]
+    second = [{**row, "n": 7} for row in first[: count // 2 + 1]]
+    async with transaction(db.writer) as session:
+        for rows in (first, second):  # the second stages into the same temporary table
+            await bulk_upsert(session, by_bulk, COLUMNS, rows, _add_n_on_conflict)
+            upsert = _add_n_on_conflict(dialect_insert(by_execute, db.writer_engine.dialect.name))
+            await session.execute(upsert, rows)
+    bulk = await _stored(db, by_bulk)
+    assert bulk == await _stored(db, by_execute) and len(bulk) == count + 3
+    assert [row[5] for row in bulk[2:5]] == [2, 3 + 0 + 7, 4 + 1 + 7]
