@@ -25,6 +25,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from operator import itemgetter
 
 from sqlalchemy import LargeBinary, Table, TableClause, any_, bindparam, select
 from sqlalchemy import column as column_clause
@@ -121,7 +122,7 @@ async def bulk_execute(session: AsyncSession, statement, rows: list[dict]) -> No
     conn = await session.connection()
     sql, sources, processors = _compiled(statement, tuple(rows[0]), conn.dialect)
     if all(key is not None for key, _ in sources):
-        values = [tuple(row[key] for key, _ in sources) for row in rows]
+        values = list(map(_getter(tuple(key for key, _ in sources)), rows))
     else:  # the statement's own constants (a LIMIT) sit between the rows' values
         values = [tuple(constant if key is None else row[key] for key, constant in sources) for row in rows]
     await conn.exec_driver_sql(sql, _driver_values(values, processors))
@@ -144,6 +145,15 @@ def _compiled(statement, keys: tuple[str, ...], dialect):
     return compiled.string, tuple(sources), tuple(
         (position, processors[name]) for position, name in enumerate(compiled.positiontup) if name in processors
     )
+
+
+def _getter(keys: tuple[str, ...]) -> Callable[[dict], tuple]:
+    """row → the tuple of its values at keys (itemgetter, a tuple even for one key)."""
+
+    if len(keys) == 1:
+        key = keys[0]
+        return lambda row: (row[key],)
+    return itemgetter(*keys)
 
 
 def stages(session: AsyncSession, rows: list) -> bool:
@@ -186,7 +196,7 @@ async def bulk_upsert(session: AsyncSession, table: Table, columns: Sequence[str
     if not stages(session, rows):
         await bulk_execute(session, _upsert(table, tuple(columns), on_conflict, dialect, staged=False), rows)
         return None
-    staged = await stage(session, table, columns, [tuple(row[name] for name in columns) for row in rows])
+    staged = await stage(session, table, columns, list(map(_getter(tuple(columns)), rows)))
     await session.execute(_upsert(table, tuple(columns), on_conflict, dialect, staged=True))
     return staged
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
+from operator import itemgetter
 
 from sqlalchemy import bindparam, case, delete, func, insert, literal_column, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -148,9 +149,11 @@ _TRANSACTION_COLUMNS = ("id", "customer_id", "amount", "currency", "occurred_at"
                         "recorded_at")
 
 
+_transaction_values = itemgetter(*_TRANSACTION_COLUMNS)
+
+
 async def insert_transactions(session: AsyncSession, rows: list[dict]) -> None:
-    await bulk_insert(session, _transactions, _TRANSACTION_COLUMNS,
-                      [tuple(row[name] for name in _TRANSACTION_COLUMNS) for row in rows])
+    await bulk_insert(session, _transactions, _TRANSACTION_COLUMNS, list(map(_transaction_values, rows)))
 
 
 _ADD_PURCHASES = (

@@ -63,9 +63,9 @@ def test_emit_many_writes_the_same_outbox_rows_as_emit():
     one, many = FakeSession(), FakeSession()
     token = context.correlation_id.set("corr-9")
     try:
-        for payload, subject in zip(payloads, ("c-1", None)):
+        for payload, subject in zip(payloads, ('c-"1"\u00e9', None)):
             emit(one, "crm.identify.transaction.recorded", payload, subject=subject)
-        ids = emit_many(many, "crm.identify.transaction.recorded", payloads, ["c-1", None])
+        ids = emit_many(many, "crm.identify.transaction.recorded", payloads, ['c-"1"\u00e9', None])
         created = emit_many(many, "crm.identify.customer.created",
                             [{"id": "c-3", "external_id": "e-3", "created_at": at}], ["c-3"])
         emit(one, "crm.identify.customer.created", {"id": "c-3", "external_id": "e-3", "created_at": at},
@@ -95,3 +95,21 @@ def test_emit_many_refuses_payloads_that_do_not_fit_the_contract():
         emit_many(session, "crm.identify.customer.created", [good, {"id": "c-2"}], ["c-1", "c-2"])
     with pytest.raises(ValueError):
         emit_many(session, "crm.identify.customer.created", [good], [])
+
+
+def test_emit_many_writes_the_causation_and_the_event_id_as_correlation_as_emit_does():
+    at = datetime(2026, 11, 1, 10, 0, 0, tzinfo=timezone.utc)
+    payload = {"id": "c-3", "external_id": "e-3", "created_at": at}
+    one, many = FakeSession(), FakeSession()
+    token = context.causation_id.set("cause-1")  # no correlation id: each event's own id
+    try:
+        emit(one, "crm.identify.customer.created", payload, subject="c-3")
+        (event_id,) = emit_many(many, "crm.identify.customer.created", [payload], ["c-3"])
+    finally:
+        context.causation_id.reset(token)
+    expected, made = CloudEvent.from_json(one.info["pending_events"][0]["body"]), many.info["pending_events"][0]
+    assert CloudEvent.from_json(made["body"]).correlationid == event_id
+    body = one.info["pending_events"][0]["body"].replace(expected.id.encode(), event_id.encode()).replace(
+        orjson.dumps(expected.time, option=orjson.OPT_UTC_Z)[1:-1],
+        orjson.dumps(made["created_at"], option=orjson.OPT_UTC_Z)[1:-1])
+    assert made["body"] == body and b'"causationid":"cause-1"' in body
