@@ -157,6 +157,29 @@ async def test_rerunning_the_same_file_records_nothing_twice(suite):
     assert customers["00002"]["purchase_count"] == 3
 
 
+async def test_two_imports_at_once_naming_the_same_new_customers_create_each_once(suite):
+    identify = await suite.start("identify")
+    client = identify.client
+
+    def sales(prefix: str) -> str:  # 400 purchases of the same 150 new customers, refs of their own
+        return "customer_external_id,occurred_at,amount,currency,external_id\n" + "".join(
+            f"shared-{i % 150},2026-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 40}.25,EUR,{prefix}-{i}\n"
+            for i in range(400)
+        )
+
+    # Both jobs look the customers up before either has created them (on PostgreSQL the
+    # second one's bulk insert then clashes, and its batch is retried).
+    started = [await upload(client, sales(prefix), create_customers=True) for prefix in ("a", "b")]
+    assert all(response.status_code == 202 for response in started), [r.text for r in started]
+    jobs_done = [await finished(client, response.json()["id"]) for response in started]
+    assert [(job["status"], job["recorded"], job["rejected"]) for job in jobs_done] == [("done", 400, 0)] * 2
+    assert sum(job["customers_created"] for job in jobs_done) == 150
+    customers = await customers_by_external_id(client)
+    assert len([key for key in customers if key.startswith("shared-")]) == 150
+    assert {customers[f"shared-{i}"]["purchase_count"] for i in range(150)} == {4, 6}  # 3 or 2 rows a file
+    assert sum(customers[f"shared-{i}"]["purchase_count"] for i in range(150)) == 800
+
+
 async def test_progress_is_counted_batch_by_batch(suite):
     identify = await suite.start("identify")
     client = identify.client
