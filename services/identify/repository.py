@@ -6,12 +6,11 @@ from datetime import datetime
 from functools import lru_cache
 from operator import itemgetter
 
-from sqlalchemy import bindparam, case, delete, func, insert, literal_column, or_, select, tuple_, update
+from sqlalchemy import bindparam, case, delete, func, literal_column, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, CustomerScore, PurchaseDay, PurchaseSummary, Transaction
-from shared.bulk import IN_CHUNK, bulk_execute, bulk_insert, bulk_upsert, key_chunks, one_of, stage, stages
-from shared.db import dialect_insert
+from shared.bulk import bulk_execute, bulk_insert, bulk_upsert, key_chunks, one_of, stage, stages
 
 
 async def get_customer(session: AsyncSession, customer_id: str) -> Customer | None:
@@ -88,12 +87,6 @@ _days = PurchaseDay.__table__
 _summaries = PurchaseSummary.__table__
 
 
-def _chunks(values, size: int = IN_CHUNK):
-    values = list(values)
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 @lru_cache(maxsize=None)
 def _by_external_ids(dialect: str):
     return select(_transactions).where(one_of(_transactions.c.external_id, dialect))
@@ -135,14 +128,18 @@ async def survivors(session: AsyncSession, customer_ids) -> dict[str, str]:
     """merged id → its survivor, for those of customer_ids that were merged."""
 
     found: dict[str, str] = {}
-    for chunk in _chunks(set(customer_ids)):
-        found.update((row.id, row.merged_into) for row in await session.execute(_SURVIVORS, {"ids": chunk}))
+    dialect = session.bind.dialect.name
+    for chunk in key_chunks(set(customer_ids), dialect):
+        result = await session.execute(_survivors(dialect), {"ids": chunk})
+        found.update((row.id, row.merged_into) for row in result)
     return found
 
 
-_SURVIVORS = select(_customers.c.id, _customers.c.merged_into).where(
-    _customers.c.id.in_(bindparam("ids", expanding=True)), _customers.c.merged_into.is_not(None)
-)
+@lru_cache(maxsize=None)
+def _survivors(dialect: str):
+    return select(_customers.c.id, _customers.c.merged_into).where(
+        one_of(_customers.c.id, dialect), _customers.c.merged_into.is_not(None)
+    )
 
 
 _TRANSACTION_COLUMNS = ("id", "customer_id", "amount", "currency", "occurred_at", "external_id", "margin", "cost",
@@ -181,12 +178,18 @@ async def add_purchases(session: AsyncSession, added: dict[str, int]) -> None:
 async def transactions_for_summaries(session: AsyncSession, customer_ids) -> list[dict]:
     """The fields the summaries need, of every transaction of these customers."""
 
-    columns = [_transactions.c[name] for name in ("customer_id", "occurred_at", "amount", "margin", "cost")]
     rows: list[dict] = []
-    for chunk in _chunks(customer_ids):
-        result = await session.execute(select(*columns).where(_transactions.c.customer_id.in_(chunk)))
+    dialect = session.bind.dialect.name
+    for chunk in key_chunks(customer_ids, dialect):
+        result = await session.execute(_summary_inputs(dialect), {"ids": chunk})
         rows.extend(dict(row) for row in result.mappings())
     return rows
+
+
+@lru_cache(maxsize=None)
+def _summary_inputs(dialect: str):
+    columns = [_transactions.c[name] for name in ("customer_id", "occurred_at", "amount", "margin", "cost")]
+    return select(*columns).where(one_of(_transactions.c.customer_id, dialect))
 
 
 # --- purchase days and summaries (services/identify/summaries.py) ------------------
@@ -275,6 +278,12 @@ def _on_summary_conflict(statement):
 
 
 async def delete_summaries(session: AsyncSession, customer_ids) -> None:
-    for chunk in _chunks(customer_ids):
-        await session.execute(delete(_days).where(_days.c.customer_id.in_(chunk)))
-        await session.execute(delete(_summaries).where(_summaries.c.customer_id.in_(chunk)))
+    dialect = session.bind.dialect.name
+    for chunk in key_chunks(customer_ids, dialect):
+        for statement in _summary_deletes(dialect):
+            await session.execute(statement, {"ids": chunk})
+
+
+@lru_cache(maxsize=None)
+def _summary_deletes(dialect: str):
+    return tuple(delete(table).where(one_of(table.c.customer_id, dialect)) for table in (_days, _summaries))
