@@ -33,6 +33,8 @@ from sqlalchemy import table as table_clause
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db import dialect_insert
+
 COPY_FROM_ROWS = 100  # PostgreSQL: fewer rows than this go as an executemany of an INSERT
 IN_CHUNK = 1000  # IN lists are cut to this many values: well under every driver's parameter limit
 
@@ -185,26 +187,23 @@ def _staged_table(target: Table, columns: tuple[str, ...]) -> TableClause:
 
 
 async def bulk_upsert(session: AsyncSession, table: Table, columns: Sequence[str], rows: list[dict],
-                      on_conflict: Callable) -> TableClause | None:
+                      on_conflict: Callable) -> None:
     """INSERT rows (dicts) into table, each clash resolved as `on_conflict(insert)` says
-    (a function of the dialect's INSERT, for its `excluded`). Returns the staged table
-    when the rows went through one (stage()), else None."""
+    (a function of the dialect's INSERT, for its `excluded`): staged (stage()) where
+    stages() says so, else an executemany."""
 
     if not rows:
-        return None
+        return
     dialect = session.bind.dialect.name
-    if not stages(session, rows):
+    if stages(session, rows):
+        await stage(session, table, columns, list(map(_getter(tuple(columns)), rows)))
+        await session.execute(_upsert(table, tuple(columns), on_conflict, dialect, staged=True))
+    else:
         await bulk_execute(session, _upsert(table, tuple(columns), on_conflict, dialect, staged=False), rows)
-        return None
-    staged = await stage(session, table, columns, list(map(_getter(tuple(columns)), rows)))
-    await session.execute(_upsert(table, tuple(columns), on_conflict, dialect, staged=True))
-    return staged
 
 
 @lru_cache(maxsize=64)
 def _upsert(table: Table, columns: tuple[str, ...], on_conflict: Callable, dialect: str, *, staged: bool):
-    from shared.db import dialect_insert
-
     statement = dialect_insert(table, dialect)
     if staged:
         source = _staged_table(table, columns)
