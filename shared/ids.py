@@ -35,9 +35,15 @@ def _reserve(n: int) -> tuple[int, int]:
     return ms, rand
 
 
+def _low_digits(rand: int) -> str:
+    """The id's last 64 bits in hex: the variant (0b10) and the counter's low 62 bits."""
+
+    return f"{(0b10 << 62) | (rand & _LOW_62):016x}"
+
+
 def _text(ms: int, rand: int) -> str:
     high = (ms & 0xFFFF_FFFF_FFFF) << 16 | 0x7000 | (rand >> 62 & 0xFFF)  # version 7
-    digits = f"{high:016x}{(0b10 << 62) | (rand & _LOW_62):016x}"  # variant 0b10
+    digits = f"{high:016x}{_low_digits(rand)}"
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
@@ -66,6 +72,6 @@ def uuid7_many(n: int) -> list[str]:
         head = heads.get(rand >> 62)
         if head is None:
             head = heads[rand >> 62] = _text(ms, rand)[:19]
-        low = f"{(0b10 << 62) | (rand & _LOW_62):016x}"
+        low = _low_digits(rand)
         made.append(f"{head}{low[:4]}-{low[4:]}")
     return made

@@ -9,8 +9,8 @@ the events they handled in the inbox in the same transaction as their effect.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import groupby
 from datetime import datetime, timezone
+from itertools import groupby
 from typing import Any, Iterable
 
 import orjson
@@ -139,8 +139,9 @@ _OUTBOX_COLUMNS = ("event_id", "subject", "body", "created_at", "attempts")
 def _outbox_row(events: list[dict]) -> tuple:
     first = events[0]
     if len(events) == 1:
-        return (first["event_id"], first["subject"], first["body"], first["created_at"], 0)
-    body = b"\n".join(event["event_id"].encode() + b" " + event["body"] for event in events)
+        body = first["body"]
+    else:
+        body = b"\n".join(event["event_id"].encode() + b" " + event["body"] for event in events)
     return (first["event_id"], first["subject"], body, first["created_at"], 0)
 
 
@@ -217,10 +218,11 @@ def emit_many(
         if not (names.issuperset(payload) and required.issubset(payload)):
             raise ValueError(f"{type}: fields {sorted(payload)} do not fit the contract's {sorted(names)}")
         data = {name: payload[name] if name in payload else defaults[name] for name in fields}
+        encoded_id = event_id.encode()
         body = b"".join((
-            start, event_id.encode(), middle,
+            start, encoded_id, middle,
             b"" if subject is None else b',"subject":' + dumps(subject),
-            after_subject, correlated or b'"' + event_id.encode() + b'"', caused,
+            after_subject, correlated or b'"' + encoded_id + b'"', caused,
             b',"data":', dumps(data, option=utc_z), b"}",
         ))
         pending.append({"event_id": event_id, "subject": type, "body": body, "created_at": now})

@@ -3,9 +3,9 @@
 Each event goes out with `Nats-Msg-Id` = its event id, so a publish that timed out
 but was stored is deduplicated by JetStream when the relay retries it. A batch is
 published in order and marked published once the stream acknowledged every event
-of it (shared/publisher.py). The relay
-wakes when a transaction commits events and also polls, so it catches up after a
-crash or a NATS outage without anyone prodding it.
+of it (shared/publisher.py). The relay wakes when a transaction commits events and
+also polls, so it catches up after a crash or a NATS outage without anyone
+prodding it.
 """
 
 from __future__ import annotations
