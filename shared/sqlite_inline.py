@@ -29,6 +29,7 @@ import asyncio
 import sqlite3
 import time
 from contextvars import ContextVar
+from operator import attrgetter
 from typing import Any, Callable
 
 INLINE_MANY = 200
@@ -118,17 +119,10 @@ class InlineCursor:
     async def close(self) -> None:
         self._cursor.close()
 
-    @property
-    def description(self):
-        return self._cursor.description
-
-    @property
-    def rowcount(self) -> int:
-        return self._cursor.rowcount
-
-    @property
-    def lastrowid(self):
-        return self._cursor.lastrowid
+    # What SQLAlchemy reads of a cursor after a statement, straight from sqlite3's.
+    description = property(attrgetter("_cursor.description"))
+    rowcount = property(attrgetter("_cursor.rowcount"))
+    lastrowid = property(attrgetter("_cursor.lastrowid"))
 
     @property
     def arraysize(self) -> int:
