@@ -61,6 +61,17 @@ def test_the_cli_rejects_unknown_and_missing_commands(capsys):
     capsys.readouterr()
 
 
+def test_the_import_progress_bar_counts_the_rows_the_reader_reads(tmp_path):
+    # The reader skips blank lines and a CSV header; CRLF and a last line without
+    # a newline are rows like any other.
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b"customer_external_id,occurred_at,amount\r\nc1,2026-01-01,1\r\n\r\n  \nc2,2026-01-02,2")
+    assert cli._count_rows(path, header=True) == 2
+    assert cli._count_rows(path, header=False) == 3
+    (tmp_path / "empty.csv").write_bytes(b"")
+    assert cli._count_rows(tmp_path / "empty.csv", header=True) == 0
+
+
 def test_python_dash_m_valuechain_is_the_console_script():
     result = subprocess.run(
         [sys.executable, "-m", "valuechain", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60

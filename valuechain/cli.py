@@ -68,15 +68,13 @@ def _api_key(given: str | None) -> str:
         raise SystemExit(f"no API key: pass --api-key, set VALUECHAIN_ADMIN_API_KEY, or run from where {path} exists")
 
 
-def _count_rows(path: Path) -> int:
-    """Lines in the file, read by chunks: the progress bar's 100%."""
+def _count_rows(path: Path, *, header: bool) -> int:
+    """The rows the import will read, for the progress bar's 100%: the non-blank lines
+    (the reader skips blank ones), less the header row when the file has one."""
 
-    lines, last = 0, b"\n"
     with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    return lines + (last != b"\n")
+        lines = sum(1 for line in file if not line.isspace())
+    return max(lines - header, 0)
 
 
 def _progress(job: dict, total: int, started: float) -> str:
@@ -108,7 +106,6 @@ def _cmd_import(args: argparse.Namespace) -> int:
             "date_format": args.date_format, "currency": args.currency,
             "create_customers": "true" if args.create_customers else "false"}
     form = {name: value for name, value in form.items() if value is not None}
-    total = _count_rows(args.file)
     headers = {"Authorization": f"Bearer {_api_key(args.api_key)}"}
     started = time.monotonic()
     try:
@@ -120,6 +117,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
                 return 1
             import_id = response.json()["id"]
             print(f"import {import_id} started", file=sys.stderr)
+            # A CSV file's first line names its columns unless --columns does.
+            total = _count_rows(args.file, header=response.json()["format"] == "csv" and not args.columns)
             while True:
                 answer = client.get(f"/v1/imports/{import_id}")
                 if answer.status_code != 200:
