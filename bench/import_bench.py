@@ -200,15 +200,15 @@ TRANSACTIONS_INDEX = "CREATE INDEX ix_{table} ON {table} (customer_id, occurred_
 TRANSACTION_COLUMNS = ["id", "customer_id", "amount", "currency", "occurred_at", "external_id", "recorded_at"]
 
 
-async def copy_like_transactions_once(admin_url: str, data: bytes, rows: int, *, foreign_key: bool = False) -> float:
+async def copy_like_transactions_once(admin_url: str, records: list[tuple], customers: list[str], *,
+                                      foreign_key: bool = False) -> float:
     """Seconds for `COPY` of the transaction rows the import writes into a table keyed
     and indexed like identify's `transactions`: what PostgreSQL itself needs for the
     import's main table alone, before any customer, summary or event. With
     `foreign_key`, its customer id also references a table of the customers (filled
-    before the clock starts), as identify's does. The rows are made before the clock
-    starts."""
+    before the clock starts), as identify's does. The rows (transaction_rows()) are
+    made before the clock starts."""
 
-    records, customers = transaction_rows(data)
     table = "copy_transactions_fk" if foreign_key else "copy_transactions"
     create = []
     if foreign_key:
@@ -220,20 +220,20 @@ async def copy_like_transactions_once(admin_url: str, data: bytes, rows: int, *,
     references = " REFERENCES copy_customers (id)" if foreign_key else ""
     create += [TRANSACTIONS_TABLE.format(table=table, references=references), TRANSACTIONS_INDEX.format(table=table)]
     csv = "".join(",".join(record) + "\n" for record in records)
-    return await _timed_copy(admin_url, table, create, csv.encode(), rows, columns=TRANSACTION_COLUMNS)
+    return await _timed_copy(admin_url, table, create, csv.encode(), len(records), columns=TRANSACTION_COLUMNS)
 
 
-def sqlite_like_transactions_once(data: bytes, rows: int) -> float:
+def sqlite_like_transactions_once(records: list[tuple]) -> float:
     """Seconds for plain `sqlite3` to write the same transaction rows into a table
     keyed and indexed like `transactions`, in transactions of the import's batch size,
     on a file like the service's (WAL, synchronous=NORMAL): SQLite's own floor for
-    the import's main table, with no Python work per row. Rows made before the clock."""
+    the import's main table, with no Python work per row. The rows (transaction_rows())
+    are made before the clock."""
 
     import sqlite3
 
     from services.identify.imports.service import BATCH_ROWS
 
-    records, _ = transaction_rows(data)
     with tempfile.TemporaryDirectory() as tmp:
         connection = sqlite3.connect(Path(tmp) / "floor.db", isolation_level=None)
         try:
@@ -248,7 +248,7 @@ def sqlite_like_transactions_once(data: bytes, rows: int) -> float:
                 connection.executemany(insert, records[start : start + BATCH_ROWS])
                 connection.execute("COMMIT")
             elapsed = time.perf_counter() - started
-            assert connection.execute("SELECT count(*) FROM transactions").fetchone()[0] == rows
+            assert connection.execute("SELECT count(*) FROM transactions").fetchone()[0] == len(records)
             return elapsed
         finally:
             connection.close()
@@ -269,9 +269,9 @@ async def run(args) -> None:
     data, rows = workload(args.rows)
     print(f"rows: {rows:,} ({len(data) / 1e6:.1f} MB), repeats: {args.repeat}, cores: {os.cpu_count()}")
     table = []
-    records, _ = transaction_rows(data)
+    records, customers = transaction_rows(data)  # for the keyed baselines and the floors
     if not args.no_sqlite:
-        floor = [sqlite_like_transactions_once(data, rows) for _ in range(args.repeat)]
+        floor = [sqlite_like_transactions_once(records) for _ in range(args.repeat)]
         table.append(("SQLite executemany into a table keyed like `transactions`", *_rates(rows, floor)))
         for outbox in (False, True):
             floor = [sqlite_floor_once(records, outbox=outbox) for _ in range(args.repeat)]
@@ -287,9 +287,9 @@ async def run(args) -> None:
                 support.POSTGRES_URL = url  # the Suite makes each service a fresh database there
                 copy = [await copy_once(url, data, rows) for _ in range(args.repeat)]
                 table.append(("PostgreSQL COPY into a plain table (baseline)", *_rates(rows, copy)))
-                keyed = [await copy_like_transactions_once(url, data, rows) for _ in range(args.repeat)]
+                keyed = [await copy_like_transactions_once(url, records, customers) for _ in range(args.repeat)]
                 table.append(("PostgreSQL COPY into a table keyed like `transactions`", *_rates(rows, keyed)))
-                with_fk = [await copy_like_transactions_once(url, data, rows, foreign_key=True)
+                with_fk = [await copy_like_transactions_once(url, records, customers, foreign_key=True)
                            for _ in range(args.repeat)]
                 table.append(("PostgreSQL COPY into it with `transactions`' foreign key to customers",
                               *_rates(rows, with_fk)))
@@ -303,7 +303,8 @@ async def run(args) -> None:
     for name, median, runs in table:
         print(f"| {name} | {median:,.0f} | {runs} |")
     rates = {name: median for name, median, _ in table}
-    for copy in ("PostgreSQL COPY into a plain table (baseline)", "PostgreSQL COPY into a table keyed like `transactions`"):
+    for copy in ("PostgreSQL COPY into a plain table (baseline)",
+                 "PostgreSQL COPY into a table keyed like `transactions`"):
         if copy in rates:
             for name in ("import into identify, SQLite", "import into identify, PostgreSQL",
                          *(FLOOR[outbox].format(database=database)

@@ -35,14 +35,25 @@ _DAYS_UPDATE = ("ON CONFLICT (customer_id, day) DO UPDATE SET purchases = purcha
                 "excluded.purchases, spend = purchase_days.spend + excluded.spend")
 
 
-def _steps(*, new_id: str, now: str, day: str, outbox: bool) -> list[str]:
-    """The statements, in order, for one dialect's id function, clock and date cast.
-    Both dialects read the new rows back into `inserted` (PostgreSQL from RETURNING)."""
+_NEW_TRANSACTIONS = (
+    "INSERT INTO transactions (id, customer_id, amount, currency, occurred_at, external_id, recorded_at) "
+    "SELECT s.id, c.id, s.amount, s.currency, s.occurred_at, s.external_id, {now} "
+    "FROM stage s JOIN customers c ON c.external_id = s.customer_external_id"
+)
 
-    steps = [
+
+def _statements(*, new_id: str, now: str, day: str, json_object: str, body: str, record: list[str],
+                outbox: bool) -> list[str]:
+    """The floor's statements after the staging, in order, in one dialect's words: its
+    id function, clock, date cast, JSON object function and JSON-to-body conversion
+    (`body`, a format of one `{}`). `record` inserts the transactions that are not
+    duplicates and leaves them in a table `inserted`."""
+
+    statements = [
         "INSERT INTO customers (id, external_id, purchase_count, created_at, updated_at) "
         f"SELECT {new_id}, x, 0, {now}, {now} FROM (SELECT DISTINCT customer_external_id AS x FROM stage) s "
         "WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.external_id = s.x)",
+        *record,
         "UPDATE customers SET purchase_count = purchase_count + n.n FROM "
         "(SELECT customer_id, count(*) AS n FROM inserted GROUP BY customer_id) n WHERE customers.id = n.customer_id",
         "INSERT INTO purchase_days (customer_id, day, purchases, spend) "
@@ -54,15 +65,14 @@ def _steps(*, new_id: str, now: str, day: str, outbox: bool) -> list[str]:
         f"{_SUMMARY_UPDATE}",
     ]
     if outbox:
-        steps.append(
+        event = body.format(
+            f"{json_object}('specversion', '1.0', 'type', 'crm.identify.transaction.recorded', "
+            f"'source', 'identify', 'id', {new_id}, 'time', {now}, 'data', "
+            f"{json_object}('customer_id', customer_id, 'amount', amount, 'occurred_at', occurred_at))")
+        statements.append(
             "INSERT INTO outbox (event_id, subject, body, created_at, attempts) "
-            f"SELECT {new_id}, 'crm.identify.transaction.recorded', {{body}}, {now}, 0 FROM inserted")
-    return steps
-
-
-_BODY = ("'specversion', '1.0', 'type', 'crm.identify.transaction.recorded', 'source', 'identify', "
-         "'id', {new_id}, 'time', {now}, 'data', {object}('customer_id', customer_id, 'amount', amount, "
-         "'occurred_at', occurred_at)")
+            f"SELECT {new_id}, 'crm.identify.transaction.recorded', {event}, {now}, 0 FROM inserted")
+    return statements
 
 
 def _records(transaction_rows: list[tuple]) -> list[tuple]:
@@ -86,11 +96,13 @@ async def postgres_floor_once(transaction_rows: list[tuple], *, outbox: bool = F
         upgrade("identify", url)
         records = [(id_, customer, Decimal(amount), currency, datetime.fromisoformat(at), external_id)
                    for id_, customer, amount, currency, at, external_id in _records(transaction_rows)]
-        new_id, now = "gen_random_uuid()::text", "now()"
-        steps = _steps(new_id=new_id, now=now, day="(occurred_at AT TIME ZONE 'UTC')::date", outbox=outbox)
-        if outbox:
-            body = _BODY.format(new_id=new_id, now=now, object="json_build_object")
-            steps[-1] = steps[-1].format(body=f"convert_to(json_build_object({body})::text, 'UTF8')")
+        statements = _statements(
+            new_id="gen_random_uuid()::text", now="now()", day="(occurred_at AT TIME ZONE 'UTC')::date",
+            json_object="json_build_object", body="convert_to({}::text, 'UTF8')", outbox=outbox,
+            record=["CREATE TEMPORARY TABLE inserted ON COMMIT DROP AS WITH new AS ("
+                    f"{_NEW_TRANSACTIONS.format(now='now()')} ON CONFLICT (external_id) DO NOTHING "
+                    "RETURNING customer_id, occurred_at, amount) SELECT * FROM new"],
+        )
         conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
         try:
             started = time.perf_counter()
@@ -99,15 +111,7 @@ async def postgres_floor_once(transaction_rows: list[tuple], *, outbox: bool = F
                     "CREATE TEMPORARY TABLE stage (id text, customer_external_id text, amount numeric, "
                     "currency text, occurred_at timestamptz, external_id text) ON COMMIT DROP")
                 await conn.copy_records_to_table("stage", records=records)
-                await conn.execute(steps[0])
-                await conn.execute(
-                    "CREATE TEMPORARY TABLE inserted ON COMMIT DROP AS WITH new AS ("
-                    "INSERT INTO transactions (id, customer_id, amount, currency, occurred_at, external_id, "
-                    "recorded_at) SELECT s.id, c.id, s.amount, s.currency, s.occurred_at, s.external_id, now() "
-                    "FROM stage s JOIN customers c ON c.external_id = s.customer_external_id "
-                    "ON CONFLICT (external_id) DO NOTHING RETURNING customer_id, occurred_at, amount) "
-                    "SELECT * FROM new")
-                for statement in steps[1:]:
+                for statement in statements:
                     await conn.execute(statement)
             elapsed = time.perf_counter() - started
             assert await conn.fetchval("SELECT count(*) FROM transactions") == len(records)
@@ -123,13 +127,20 @@ async def postgres_floor_once(transaction_rows: list[tuple], *, outbox: bool = F
 
 def sqlite_floor_once(transaction_rows: list[tuple], *, outbox: bool = False) -> float:
     """Seconds for the floor on a fresh SQLite file set up like the service's (WAL,
-    synchronous=NORMAL, foreign keys on), with identify's tables (its migrations) made before the clock."""
+    synchronous=NORMAL, foreign keys on), with identify's tables (its migrations) made
+    before the clock."""
 
     records = _records(transaction_rows)
-    new_id, now = "lower(hex(randomblob(16)))", "strftime('%Y-%m-%d %H:%M:%f', 'now')"
-    steps = _steps(new_id=new_id, now=now, day="substr(occurred_at, 1, 10)", outbox=outbox)
-    if outbox:
-        steps[-1] = steps[-1].format(body=f"json_object({_BODY.format(new_id=new_id, now=now, object='json_object')})")
+    now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    statements = _statements(
+        new_id="lower(hex(randomblob(16)))", now=now, day="substr(occurred_at, 1, 10)",
+        json_object="json_object", body="{}", outbox=outbox,
+        # SQLite has no INSERT in a WITH: insert what is not a duplicate, then read it back.
+        record=[f"{_NEW_TRANSACTIONS.format(now=now)} "
+                "WHERE NOT EXISTS (SELECT 1 FROM transactions t WHERE t.external_id = s.external_id)",
+                "CREATE TEMPORARY TABLE inserted AS SELECT t.customer_id, t.occurred_at, t.amount "
+                "FROM stage s JOIN transactions t ON t.id = s.id"],
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "identify.db"
         upgrade("identify", f"sqlite+aiosqlite:///{path}")
@@ -142,16 +153,7 @@ def sqlite_floor_once(transaction_rows: list[tuple], *, outbox: bool = False) ->
             connection.execute("CREATE TEMPORARY TABLE stage "
                                "(id, customer_external_id, amount, currency, occurred_at, external_id)")
             connection.executemany("INSERT INTO stage VALUES (?, ?, ?, ?, ?, ?)", records)
-            connection.execute(steps[0])
-            # SQLite has no INSERT in a WITH: insert what is not a duplicate, then read it back.
-            connection.execute(
-                "INSERT INTO transactions (id, customer_id, amount, currency, occurred_at, external_id, recorded_at) "
-                f"SELECT s.id, c.id, s.amount, s.currency, s.occurred_at, s.external_id, {now} "
-                "FROM stage s JOIN customers c ON c.external_id = s.customer_external_id "
-                "WHERE NOT EXISTS (SELECT 1 FROM transactions t WHERE t.external_id = s.external_id)")
-            connection.execute("CREATE TEMPORARY TABLE inserted AS SELECT t.customer_id, t.occurred_at, t.amount "
-                               "FROM stage s JOIN transactions t ON t.id = s.id")
-            for statement in steps[1:]:
+            for statement in statements:
                 connection.execute(statement)
             connection.execute("COMMIT")
             elapsed = time.perf_counter() - started
