@@ -115,10 +115,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
             if response.status_code != 202:
                 print(f"the import was refused ({response.status_code}): {response.text}", file=sys.stderr)
                 return 1
-            import_id = response.json()["id"]
+            accepted = response.json()
+            import_id = accepted["id"]
             print(f"import {import_id} started", file=sys.stderr)
             # A CSV file's first line names its columns unless --columns does.
-            total = _count_rows(args.file, header=response.json()["format"] == "csv" and not args.columns)
+            total = _count_rows(args.file, header=accepted["format"] == "csv" and not args.columns)
             while True:
                 answer = client.get(f"/v1/imports/{import_id}")
                 if answer.status_code != 200:

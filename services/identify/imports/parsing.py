@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -191,6 +191,23 @@ def parse_occurred_at(value: object, date_format: str | None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+class _Memo:
+    """make(key), worked out once per distinct key. Holding DATES_CACHED keys, it
+    forgets them all: a file of distinct timestamps keeps memory flat."""
+
+    def __init__(self, make: Callable):
+        self._make = make
+        self._made: dict = {}
+
+    def __call__(self, key):
+        value = self._made.get(key)
+        if value is None:
+            if len(self._made) >= DATES_CACHED:
+                self._made.clear()
+            value = self._made[key] = self._make(key)
+        return value
+
+
 class Reader:
     """Iterates a spooled file's rows; `header()` checks the options against it first."""
 
@@ -199,18 +216,13 @@ class Reader:
         self.options = options
         self._occurrences: dict[str, int] = {}
         # A file repeats its dates: each distinct one is parsed and written out once.
-        self._dates: dict[str, datetime] = {}
-        self._utc_text: dict[datetime, str] = {}
+        self._parsed_date = _Memo(lambda text: parse_occurred_at(text, options.date_format))
+        self._utc_text = _Memo(lambda at: at.astimezone(timezone.utc).isoformat())
 
     def _occurred_at(self, value: object) -> datetime:
-        if not isinstance(value, str):
-            return parse_occurred_at(value, self.options.date_format)
-        parsed = self._dates.get(value)
-        if parsed is None:
-            if len(self._dates) >= DATES_CACHED:  # a file of distinct timestamps: keep memory flat
-                self._dates.clear()
-            parsed = self._dates[value] = parse_occurred_at(value, self.options.date_format)
-        return parsed
+        if isinstance(value, str):
+            return self._parsed_date(value)
+        return parse_occurred_at(value, self.options.date_format)
 
     # -- the file's shape ------------------------------------------------------
 
@@ -307,11 +319,7 @@ class Reader:
         rows of this file with the same three values (1 for the first): identical lines
         stay distinct purchases, and the same file imported again derives the same ids."""
 
-        at = item.occurred_at
-        if (at_text := self._utc_text.get(at)) is None:
-            if len(self._utc_text) >= DATES_CACHED:
-                self._utc_text.clear()
-            at_text = self._utc_text[at] = at.astimezone(timezone.utc).isoformat()
+        at_text = self._utc_text(item.occurred_at)
         key = "|".join((customer_external_id, at_text, format(item.amount.normalize(), "f")))
         occurrence = self._occurrences[key] = self._occurrences.get(key, 0) + 1
         return "import:" + hashlib.sha256(f"{key}|{occurrence}".encode()).hexdigest()[:40]
