@@ -48,6 +48,9 @@ async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str
     dialect = conn.dialect
     rows = _driver_values(rows, _processors(table, tuple(columns), dialect))
     if dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS:
+        # The session's transaction begins at its first statement; make sure it has,
+        # so the COPY is part of it.
+        await conn.exec_driver_sql("SELECT 1")
         await _copy(conn, table, columns, rows)
     else:
         await conn.exec_driver_sql(_insert_sql(table, tuple(columns), dialect), rows)
@@ -100,11 +103,10 @@ def _driver_values(rows: list[tuple], processors: tuple[tuple[int, Callable], ..
 
 
 async def _copy(conn, table: Table | TableClause, columns: Sequence[str], rows: list[tuple]) -> None:
+    """COPY rows into table on conn's driver connection, whose transaction has begun."""
+
     import asyncpg
 
-    # The session's transaction begins at its first statement; make sure it has, so
-    # the COPY is part of it.
-    await conn.exec_driver_sql("SELECT 1")
     raw = await conn.get_raw_connection()
     try:
         await raw.driver_connection.copy_records_to_table(
@@ -176,6 +178,7 @@ async def stage(session: AsyncSession, target: Table, columns: Sequence[str], ro
         f"SELECT {', '.join(columns)} FROM {target.name} WITH NO DATA"
     )
     await conn.exec_driver_sql(f"TRUNCATE {staged.name}")  # rows an earlier statement of this transaction staged
+    # The CREATE above began the transaction if nothing had.
     await _copy(conn, staged, columns, _driver_values(rows, _processors(target, tuple(columns), conn.dialect)))
     return staged
 

@@ -151,3 +151,20 @@ async def test_bulk_upsert_merges_rows_as_an_executed_upsert_does_even_twice_in_
     bulk = await _stored(db, by_bulk)
     assert bulk == await _stored(db, by_execute) and len(bulk) == count + 3
     assert [row[5] for row in bulk[2:5]] == [2, 3 + 0 + 7, 4 + 1 + 7]
+
+
+@pytest.mark.parametrize("count", [3, COPY_FROM_ROWS + 50])
+async def test_a_staged_upsert_that_opens_its_transaction_rolls_back_with_it(db, count):
+    # On PostgreSQL the staging table's CREATE is the transaction's first statement and
+    # the COPY into it must be part of that transaction, as must the upsert.
+    from shared.bulk import bulk_upsert
+
+    rows = [dict(zip(COLUMNS, row)) for row in _rows(count)]
+    with pytest.raises(RuntimeError):
+        async with transaction(db.writer) as session:
+            await bulk_upsert(session, by_bulk, COLUMNS, rows, _add_n_on_conflict)
+            raise RuntimeError("the caller fails after the upsert")
+    assert await _stored(db, by_bulk) == []
+    async with transaction(db.writer) as session:  # staging works again after the rollback
+        await bulk_upsert(session, by_bulk, COLUMNS, rows, _add_n_on_conflict)
+    assert len(await _stored(db, by_bulk)) == count
