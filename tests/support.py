@@ -211,15 +211,10 @@ async def wait_until(predicate, *, timeout: float = 10.0, interval: float = 0.02
 
 
 def cdnow_dir() -> Path:
-    """The CDNOW data set (the workplace's `shared/data/cdnow`, beside the repository).
-
-    Looked up in VALUECHAIN_CDNOW_DIR, then beside this checkout (`../shared/data`),
-    then at the workplace's own path, so a clone anywhere on the machine finds it.
-    """
+    """The CDNOW data set, shipped in `examples/cdnow` (VALUECHAIN_CDNOW_DIR overrides it)."""
 
     root = Path(__file__).resolve().parents[1]
-    candidates = [os.environ.get("VALUECHAIN_CDNOW_DIR"), root.parent / "shared" / "data" / "cdnow",
-                  "/work/shared/data/cdnow"]
+    candidates = [os.environ.get("VALUECHAIN_CDNOW_DIR"), root / "examples" / "cdnow"]
     for candidate in candidates:
         if candidate and (Path(candidate) / "CDNOW_sample.txt").is_file():
             return Path(candidate)

@@ -1,7 +1,7 @@
 """BG/NBD, Pareto/NBD and Gamma-Gamma reproduce the published CDNOW estimates.
 
 Calibration period: weeks 1–39 of CDNOW_sample.txt (1997-01-01 .. 1997-09-30), time in
-weeks, repeat purchases counted per purchase day (see /work/shared/data/README.md).
+weeks, repeat purchases counted per purchase day (see examples/cdnow/README.md).
 """
 
 from __future__ import annotations
