@@ -66,6 +66,7 @@ ROUTES: tuple[Route, ...] = (
     r("GET POST", "/v1/portfolio/{rest:path}", "identify"),
     # lifecycle
     r("GET", "/v1/customers/{id}/lifecycle", "lifecycle"),
+    r("GET", "/v1/lifecycle/customers", "lifecycle"),
     # engage
     r("GET POST", "/v1/interactions", "engage"),
     r("GET", "/v1/interactions/{id}", "engage"),

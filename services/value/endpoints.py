@@ -29,8 +29,9 @@ async def search_offers(
     limit: LimitParam = 50,
     cursor: CursorParam = None,
 ):
-    """Offers across customers, newest first; every filter optional. `expired` is an issued
-    offer past its expiry."""
+    """Offers across customers, newest first, by customer, kind and status (all optional).
+
+    `status` is the offer's as shown: `expired` is an issued offer past its expiry."""
     rows = await service.search_offers(
         session=session, customer_id=customer_id, kind=kind, status=status, before_id=_id_cursor(cursor),
         limit=limit + 1,
