@@ -140,7 +140,9 @@ def _entries(app: FastAPI) -> list[tuple]:
             add(route.path_regex, route.methods, route, route.dependant)
         elif isinstance(route, routing.Route):
             add(route.path_regex, route.methods, route, None)
-        else:  # a mount or a kind of route this does not know: it and what follows go unchecked
+        elif getattr(route, "path_regex", None) is not None:  # a mount: what it serves is its own
+            entries.append((route.path_regex, None, route, ANY))
+        else:  # a kind of route this does not know: it and what follows go unchecked
             entries.append((None, None, route, ANY))
     return entries
 
