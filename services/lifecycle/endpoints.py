@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from services.lifecycle import repository, service
+from services.lifecycle import service
 from services.lifecycle.schemas import CustomerInStagePage, LifecycleOut
 from shared.contracts import Stage
 from shared.deps import ReadSession
@@ -33,6 +33,7 @@ async def customers_in_stage(
     key = decode_cursor(cursor, 1)
     if key is not None and not isinstance(key[0], str):
         raise InvalidCursor("cursor is not one this API issued")
-    rows = await repository.customers_in_stage(session, stage=stage, after_id=key[0] if key else None, limit=limit + 1)
-    items, next_cursor = page_of(list(rows), limit, lambda row: (row["customer_id"],))
+    rows = await service.customers_in_stage(session=session, stage=stage, after_id=key[0] if key else None,
+                                            limit=limit + 1)
+    items, next_cursor = page_of(rows, limit, lambda row: (row["customer_id"],))
     return {"items": items, "next_cursor": next_cursor}
