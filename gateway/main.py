@@ -30,6 +30,7 @@ from gateway.proxy import SCOPE_AUTHENTICATED, SCOPE_CORRELATION_ID, SCOPE_REQUE
 from gateway.routes import RouteTable
 from gateway.settings import SERVICES, GatewaySettings
 from gateway.upstream import Upstreams
+from shared.query_params import UnknownQueryGuard
 
 log = logging.getLogger("gateway")
 
@@ -125,6 +126,10 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.route_table = table
+    # The gateway's own routes (health, readiness, metrics, OpenAPI, docs, 360) refuse unknown
+    # query parameters as the services do. Proxied routes are the services' to check: the
+    # route table knows paths, not parameters, and the service's 422 comes back unchanged.
+    app.add_middleware(UnknownQueryGuard, fastapi_app=app)
     app.front = GatewayFront(
         settings=settings,
         auth=BearerAuth(admin_key),

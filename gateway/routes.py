@@ -59,13 +59,14 @@ ROUTES: tuple[Route, ...] = (
     r("GET PUT", "/v1/customers/{id}/costs", "identify"),
     r("GET", "/v1/customers/{id}/duplicates", "identify"),
     r("POST", "/v1/customers/{id}/merge", "identify"),
-    r("POST", "/v1/transactions", "identify"),
+    r("GET POST", "/v1/transactions", "identify"),
     r("POST", "/v1/transactions:batch", "identify"),
     r("GET POST", "/v1/imports", "identify"),
     r("GET POST", "/v1/imports/{rest:path}", "identify"),
     r("GET POST", "/v1/portfolio/{rest:path}", "identify"),
     # lifecycle
     r("GET", "/v1/customers/{id}/lifecycle", "lifecycle"),
+    r("GET", "/v1/lifecycle/customers", "lifecycle"),
     # engage
     r("GET POST", "/v1/interactions", "engage"),
     r("GET", "/v1/interactions/{id}", "engage"),
@@ -75,7 +76,7 @@ ROUTES: tuple[Route, ...] = (
     r("GET", "/v1/stakeholders/{id}", "network"),
     r("GET", "/v1/customers/{id}/referrals", "network"),
     # value
-    r("POST", "/v1/offers", "value"),
+    r("GET POST", "/v1/offers", "value"),
     r("GET", "/v1/offers/{id}", "value"),
     r("POST", "/v1/offers/{id}/redeem", "value"),
     r("GET", "/v1/customers/{id}/offers", "value"),

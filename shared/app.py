@@ -37,6 +37,7 @@ from shared.logs import configure_logging
 from shared.messaging import MessagingTables
 from shared.metrics import Metrics
 from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
+from shared.query_params import UnknownQueryGuard
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings, service_settings
 
@@ -359,6 +360,7 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings 
     app.state.runtime = None
     app.state.light_reads = None
     install_error_handlers(app)
+    app.add_middleware(UnknownQueryGuard, fastapi_app=app)  # inside the request context: ids, metrics, log
     app.add_middleware(
         RequestContextMiddleware,
         metrics_getter=lambda: getattr(app.state.runtime, "metrics", None),

@@ -8,7 +8,8 @@ light path finds the same route by FastAPI's own rule (first full match, in
 FastAPI's order), calls the endpoint with its validated path parameters and a
 read session, and validates and serializes the result with the route's own
 response field, so the bytes are the same. Anything unusual goes to FastAPI,
-which answers as it always does: a dependency override, an invalid path
+which answers as it always does: a dependency override, a query string (refused
+by shared/query_params.py: these routes take none), an invalid path
 parameter, an endpoint that raises (e.g. NotFound: the read-only endpoint then
 runs again), a result that fails validation, or a route kind this does not know.
 
@@ -145,8 +146,8 @@ def _light_handler(app: FastAPI, context):
     async def light(scope, receive, send) -> bool:
         """Serve the request; False (nothing sent) to let FastAPI serve it instead."""
 
-        if app.dependency_overrides:
-            return False
+        if app.dependency_overrides or scope["query_string"]:
+            return False  # these routes take no query parameters: shared.query_params refuses any
         path_params = scope["path_params"]
         values = {}
         for field in path_fields:

@@ -33,6 +33,11 @@ running gateway serves the full schema at `/openapi.json` and `/docs`.
   409 conflict, 413 body too large, 422 invalid fields (`detail` lists
   `{"field", "message", "type"}`; unknown fields are refused, never dropped),
   502 a service is unavailable, 504 a service timed out.
+- **Query parameters**: each operation takes only those listed below. Any other
+  is 422 (`"field": "query.<name>"`, `"type": "extra_forbidden"`) on every route,
+  `/healthz`, `/metrics`, `/openapi.json` and `/docs` included, and a parameter
+  that is not a list given twice is 422 (`"type": "multiple_values"`): nothing
+  the client sent is ignored. Times (`from`, `to`) need a time zone.
 - **Pagination**: lists take `limit` (1–200, default 50) and `cursor`, and answer
   `{"items": [...], "next_cursor": "..." | null}`; pass `next_cursor` back as
   `cursor` for the next page.
@@ -70,7 +75,11 @@ def _body(operation: dict) -> str:
     return schema.get("$ref", "").rsplit("/", 1)[-1]
 
 
-def operations() -> dict[str, list[tuple[str, str, str, str, str]]]:
+def _query(operation: dict) -> str:
+    return ", ".join(f"`{p['name']}`" for p in operation.get("parameters", ()) if p.get("in") == "query")
+
+
+def operations() -> dict[str, list[tuple[str, str, str, str, str, str]]]:
     found: dict[str, list] = {}
     for service in SERVICES:
         app = importlib.import_module(f"services.{service}.main").create_app(service_settings(service))
@@ -86,7 +95,7 @@ def operations() -> dict[str, list[tuple[str, str, str, str, str]]]:
                     if method.upper() not in route.methods:
                         continue
                     codes = ", ".join(code for code in operation.get("responses", {}) if code.startswith("2"))
-                    rows.append((method.upper(), path, _summary(operation), _body(operation), codes))
+                    rows.append((method.upper(), path, _summary(operation), _body(operation), codes, _query(operation)))
         found[service] = sorted(set(rows), key=lambda row: (row[1], row[0]))
     return found
 
@@ -94,9 +103,10 @@ def operations() -> dict[str, list[tuple[str, str, str, str, str]]]:
 def render() -> str:
     lines = [HEADER]
     for service, rows in operations().items():
-        lines += [f"## {service}", "", "| method | path | request body | success | what it does |", "|---|---|---|---|---|"]
-        for method, path, summary, body, codes in rows:
-            lines.append(f"| {method} | `{path}` | {body and f'`{body}`'} | {codes} | {summary} |")
+        lines += [f"## {service}", "", "| method | path | query | request body | success | what it does |",
+                  "|---|---|---|---|---|---|"]
+        for method, path, summary, body, codes, query in rows:
+            lines.append(f"| {method} | `{path}` | {query} | {body and f'`{body}`'} | {codes} | {summary} |")
         lines.append("")
     lines += ["## gateway", "", "| method | path | what it does |", "|---|---|---|"]
     lines += [f"| {method} | `{path}` | {text} |" for method, path, text in GATEWAY_OWN]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
+from pydantic import AwareDatetime
 
 from services.identify import service, transactions
 from services.identify.schemas import (
@@ -79,14 +81,45 @@ async def record_transaction_batch(body: TransactionBatch, session: WriteSession
     return {"items": items, "created": counts["created"], "duplicates": counts["duplicate"], "errors": counts["error"]}
 
 
+@router.get(
+    "/transactions",
+    response_model=TransactionPage,
+    responses={404: {"description": "`customer_id` names no customer"}},
+)
+async def search_transactions(
+    session: ReadSession,
+    customer_id: Annotated[str | None, Query(description="Only this customer's")] = None,
+    since: Annotated[AwareDatetime | None, Query(alias="from", description="occurred_at at or after (inclusive)")] = None,
+    until: Annotated[AwareDatetime | None, Query(alias="to", description="occurred_at before (exclusive)")] = None,
+    limit: LimitParam = 50,
+    cursor: CursorParam = None,
+):
+    """Transactions across customers, newest first (occurred_at, then id); every filter optional.
+    `from` and `to` need a time zone; `from` after `to` is 422."""
+    rows = await transactions.search_transactions(
+        session=session, customer_id=customer_id, since=since, until=until, before=_time_cursor(cursor),
+        limit=limit + 1,
+    )
+    return _transaction_page(rows, limit)
+
+
 @router.get("/customers/{customer_id}/transactions", response_model=TransactionPage)
 async def list_transactions(customer_id: str, session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
     """The customer's transactions, newest first."""
+    rows = await transactions.list_transactions(
+        session=session, customer_id=customer_id, before=_time_cursor(cursor), limit=limit + 1
+    )
+    return _transaction_page(rows, limit)
+
+
+def _time_cursor(cursor: str | None) -> tuple[datetime, str] | None:
     key = decode_cursor(cursor, 2)
     try:
-        before = (datetime.fromisoformat(key[0]), str(key[1])) if key else None
+        return (datetime.fromisoformat(key[0]), str(key[1])) if key else None
     except (TypeError, ValueError) as exc:
         raise InvalidCursor("cursor is not one this API issued") from exc
-    rows = await transactions.list_transactions(session=session, customer_id=customer_id, before=before, limit=limit + 1)
+
+
+def _transaction_page(rows: list, limit: int) -> dict:
     items, next_cursor = page_of(rows, limit, lambda t: (t.occurred_at.isoformat(), t.id))
     return {"items": [TransactionOut.of(t) for t in items], "next_cursor": next_cursor}

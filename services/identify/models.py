@@ -52,7 +52,11 @@ class CustomerNameToken(Base):
 
 class Transaction(Base):
     __tablename__ = "transactions"
-    __table_args__ = (Index("ix_transactions_customer_occurred", "customer_id", "occurred_at", "id"),)
+    __table_args__ = (
+        Index("ix_transactions_customer_occurred", "customer_id", "occurred_at", "id"),
+        # GET /v1/transactions: everyone's, newest first, over a period (a range scan, no sort).
+        Index("ix_transactions_occurred", "occurred_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))

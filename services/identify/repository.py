@@ -66,14 +66,23 @@ async def list_customers(session: AsyncSession, *, after_id: str | None, limit: 
 
 
 async def list_transactions(
-    session: AsyncSession, *, customer_id: str, before: tuple[datetime, str] | None, limit: int
+    session: AsyncSession,
+    *,
+    customer_id: str | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[Transaction]:
-    query = (
-        select(Transaction)
-        .where(Transaction.customer_id == customer_id)
-        .order_by(Transaction.occurred_at.desc(), Transaction.id.desc())
-        .limit(limit)
-    )
+    """Newest first (occurred_at, id descending): one customer's on (customer_id, occurred_at,
+    id), everyone's on (occurred_at, id); `since` inclusive, `until` exclusive."""
+    query = select(Transaction).order_by(Transaction.occurred_at.desc(), Transaction.id.desc()).limit(limit)
+    if customer_id is not None:
+        query = query.where(Transaction.customer_id == customer_id)
+    if since is not None:
+        query = query.where(Transaction.occurred_at >= since)
+    if until is not None:
+        query = query.where(Transaction.occurred_at < until)
     if before:
         query = query.where(tuple_(Transaction.occurred_at, Transaction.id) < before)
     return list((await session.execute(query)).scalars())

@@ -24,7 +24,7 @@ from services.identify import repository, service, summaries
 from services.identify.portfolio.scoring import rescore_customers
 from services.identify.schemas import TransactionCreate, TransactionOut, decimal_text
 from shared.db import utcnow
-from shared.errors import Conflict, InvalidRequest, field_error
+from shared.errors import Conflict, InvalidRequest, NotFound, field_error
 from shared.ids import uuid7_many
 from shared.messaging import emit_many
 
@@ -138,6 +138,27 @@ async def list_transactions(
 ) -> list:
     await service.get_customer(session=session, customer_id=customer_id)
     return await repository.list_transactions(session, customer_id=customer_id, before=before, limit=limit)
+
+
+async def search_transactions(
+    *,
+    session: AsyncSession,
+    customer_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list:
+    """Transactions across customers, newest first; every filter optional. A customer that
+    does not exist is 404 naming `query.customer_id`, as its own transaction list is 404."""
+
+    if since is not None and until is not None and since > until:
+        raise field_error("query.from", f"from ({since.isoformat()}) is after to ({until.isoformat()})")
+    if customer_id is not None and await repository.get_customer(session, customer_id) is None:
+        raise field_error("query.customer_id", f"no customer with id {customer_id}", status=NotFound)
+    return await repository.list_transactions(
+        session, customer_id=customer_id, before=before, limit=limit, since=since, until=until
+    )
 
 
 def _item_errors(index: int, exc: ValidationError) -> dict:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from services.lifecycle import service
-from services.lifecycle.schemas import LifecycleOut
+from services.lifecycle.schemas import CustomerInStagePage, LifecycleOut
+from shared.contracts import Stage
 from shared.deps import ReadSession
+from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1", tags=["lifecycle"])
 
@@ -15,3 +19,21 @@ router = APIRouter(prefix="/v1", tags=["lifecycle"])
 async def get_lifecycle(customer_id: str, session: ReadSession):
     """The customer's stage and every transition that led there, oldest first."""
     return await service.lifecycle_of(session=session, customer_id=customer_id)
+
+
+@router.get("/lifecycle/customers", response_model=CustomerInStagePage)
+async def customers_in_stage(
+    session: ReadSession,
+    stage: Annotated[Stage | None, Query(description="Only customers in this stage; all customers with a stage if absent")] = None,
+    limit: LimitParam = 50,
+    cursor: CursorParam = None,
+):
+    """The customers in a stage, in customer id order, each with the time it entered the stage.
+    Stage names are the `crm.lifecycle.stage.changed` contract's; another is 422."""
+    key = decode_cursor(cursor, 1)
+    if key is not None and not isinstance(key[0], str):
+        raise InvalidCursor("cursor is not one this API issued")
+    rows = await service.customers_in_stage(session=session, stage=stage, after_id=key[0] if key else None,
+                                            limit=limit + 1)
+    items, next_cursor = page_of(rows, limit, lambda row: (row["customer_id"],))
+    return {"items": items, "next_cursor": next_cursor}

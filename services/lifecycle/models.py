@@ -18,6 +18,8 @@ aliases = CustomerAliases(Base.metadata)
 
 class CustomerStage(Base):
     __tablename__ = "customer_stages"
+    # GET /v1/lifecycle/customers?stage=: the customers in a stage, in id order.
+    __table_args__ = (Index("ix_customer_stages_stage", "stage", "customer_id"),)
 
     customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     stage: Mapped[str | None] = mapped_column(String(20))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle.models import CustomerStage, StageTransition
@@ -68,3 +68,27 @@ async def read_lifecycle(session: AsyncSession, customer_id: str):
         return None, []
     history = (await session.execute(_READ_HISTORY, {"customer_id": customer_id})).mappings().all()
     return stage, history
+
+
+# When each customer entered its stage: its latest transition to it (a merge can bring
+# older transitions to the same stage along), one index probe per customer listed.
+_SINCE = (
+    select(func.max(_transitions.c.at))
+    .where(_transitions.c.customer_id == _stages.c.customer_id, _transitions.c.to_stage == _stages.c.stage)
+    .correlate(_stages)
+    .scalar_subquery()
+)
+
+
+async def customers_in_stage(session: AsyncSession, *, stage: str | None, after_id: str | None, limit: int):
+    """Customers with a stage (only `stage`'s when given), in id order: customer_id, stage, since."""
+
+    query = (
+        select(_stages.c.customer_id, _stages.c.stage, _SINCE.label("since"))
+        .order_by(_stages.c.customer_id)
+        .limit(limit)
+    )
+    query = query.where(_stages.c.stage == stage) if stage is not None else query.where(_stages.c.stage.is_not(None))
+    if after_id is not None:
+        query = query.where(_stages.c.customer_id > after_id)
+    return (await session.execute(query)).mappings().all()

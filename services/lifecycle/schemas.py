@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.contracts import Stage
+
 
 class Transition(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
@@ -21,3 +23,14 @@ class LifecycleOut(BaseModel):
     stage: str | None
     purchase_count: int
     history: list[Transition]
+
+
+class CustomerInStage(BaseModel):
+    customer_id: str
+    stage: Stage
+    since: datetime | None = Field(description="When the customer entered this stage (its latest transition to it)")
+
+
+class CustomerInStagePage(BaseModel):
+    items: list[CustomerInStage]
+    next_cursor: str | None = None

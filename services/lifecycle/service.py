@@ -127,3 +127,9 @@ async def lifecycle_of(*, session: AsyncSession, customer_id: str) -> dict:
             {"from": h["from_stage"], "to": h["to_stage"], "at": h["at"], "event_id": h["event_id"]} for h in history
         ],
     }
+
+
+async def customers_in_stage(*, session: AsyncSession, stage: str | None, after_id: str | None, limit: int) -> list:
+    """Customers in `stage` (every customer with a stage when None), in id order, with since when."""
+
+    return list(await repository.customers_in_stage(session, stage=stage, after_id=after_id, limit=limit))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value.models import Offer
@@ -64,8 +64,30 @@ async def mark_redeemed(session: AsyncSession, offer_id: str, at: datetime) -> b
     return result.rowcount == 1
 
 
-async def list_offers(session: AsyncSession, *, customer_id: str, before_id: str | None, limit: int):
-    query = select(_offers).where(_offers.c.customer_id == customer_id).order_by(_offers.c.id.desc()).limit(limit)
+async def list_offers(
+    session: AsyncSession,
+    *,
+    customer_id: str | None,
+    before_id: str | None,
+    limit: int,
+    kind: str | None = None,
+    status: str | None = None,
+    now: datetime | None = None,
+):
+    """Newest first (ids are time-ordered); `status` as the API shows it: an issued offer
+    past its expiry (at `now`) is `expired`."""
+    query = select(_offers).order_by(_offers.c.id.desc()).limit(limit)
+    if customer_id is not None:
+        query = query.where(_offers.c.customer_id == customer_id)
+    if kind is not None:
+        query = query.where(_offers.c.kind == kind)
+    if status == "redeemed":
+        query = query.where(_offers.c.status == "redeemed")
+    elif status == "expired":
+        query = query.where(_offers.c.status == "issued", _offers.c.expires_at <= now)
+    elif status == "issued":
+        query = query.where(_offers.c.status == "issued",
+                            or_(_offers.c.expires_at.is_(None), _offers.c.expires_at > now))
     if before_id:
         query = query.where(_offers.c.id < before_id)
     return (await session.execute(query)).mappings().all()

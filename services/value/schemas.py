@@ -38,13 +38,16 @@ class OfferCreate(BaseModel):
     expires_at: Annotated[datetime | None, AfterValidator(_future)] = None
 
 
+OfferStatus = Literal["issued", "redeemed", "expired"]
+
+
 class OfferOut(BaseModel):
     id: str
     customer_id: str
     kind: str
     title: str
     discount_percent: str | None
-    status: Literal["issued", "redeemed", "expired"]
+    status: OfferStatus
     issued_at: datetime
     expires_at: datetime | None
     redeemed_at: datetime | None

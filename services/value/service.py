@@ -114,11 +114,32 @@ async def redeem(*, session: AsyncSession, offer_id: str) -> dict:
 
 async def offers_of(*, session: AsyncSession, customer_id: str, before_id: str | None, limit: int) -> list[dict]:
     rows = await repository.list_offers(session, customer_id=customer_id, before_id=before_id, limit=limit)
-    if not rows and (
-        await aliases.survivor_of(session, customer_id) or not await known_customers.contains(session, customer_id)
-    ):
+    if not rows and await _unknown_customer(session, customer_id):
         raise await aliases.not_found(session, customer_id)
     return [present(row) for row in rows]
+
+
+async def search_offers(
+    *, session: AsyncSession, customer_id: str | None, kind: str | None, status: str | None,
+    before_id: str | None, limit: int,
+) -> list[dict]:
+    """Offers across customers, newest first; every filter optional. A customer value does
+    not know (or one merged away) is 404 naming `query.customer_id`, as its own list is."""
+
+    rows = await repository.list_offers(
+        session, customer_id=customer_id, before_id=before_id, limit=limit, kind=kind, status=status, now=utcnow()
+    )
+    if not rows and customer_id is not None and await _unknown_customer(session, customer_id):
+        error = await aliases.not_found(session, customer_id)
+        raise NotFound([{"field": "query.customer_id", "message": error.detail, "type": "value_error"}],
+                       error=error.error)
+    return [present(row) for row in rows]
+
+
+async def _unknown_customer(session: AsyncSession, customer_id: str) -> bool:
+    return bool(await aliases.survivor_of(session, customer_id)) or not await known_customers.contains(
+        session, customer_id
+    )
 
 
 async def remember_customers(*, session: AsyncSession, events: list[CloudEvent]) -> None:

@@ -122,6 +122,22 @@ async def test_every_v1_route_needs_the_key_and_errors_are_json(running_suite):
         assert after["items"][0]["id"] != page["items"][0]["id"]
 
 
+
+async def test_an_unknown_query_parameter_is_the_services_422_through_the_gateway(running_suite):
+    unknown = {"error": "validation_error",
+               "detail": [{"field": "query.colour", "message": "unknown query parameter", "type": "extra_forbidden"}]}
+    async with running_suite.client() as gw:
+        customer = (await gw.post("/v1/customers", json={"external_id": "colour-1"})).json()
+        for path in ("/v1/customers", f"/v1/customers/{customer['id']}", f"/v1/customers/{customer['id']}/lifecycle",
+                     "/v1/interactions", "/v1/stakeholders", f"/v1/customers/{customer['id']}/offers",
+                     "/v1/ops/identify/dead-letters", f"/v1/customers/{customer['id']}/360", "/healthz"):
+            response = await gw.get(path, params={"colour": "red", "customer_id": customer["id"]})
+            assert response.status_code == 422, (path, response.text)
+            assert response.json()["detail"][0] == unknown["detail"][0], path
+        refused = await gw.post("/v1/customers", params={"colour": "red"}, json={"external_id": "colour-2"})
+        assert refused.status_code == 422 and refused.json() == unknown
+
+
 def _pids_serving(port: int) -> list[int]:
     out = subprocess.run(["pgrep", "-f", "--", f"--port {port}"], capture_output=True, text=True).stdout
     return [int(pid) for pid in out.split()]

@@ -191,3 +191,29 @@ def test_duplicate_routes_are_refused():
 def test_rewrites_need_static_patterns():
     with pytest.raises(ValueError):
         RouteTable([r("GET", "/v1/a/{id}", "x", upstream="/v1/b")])
+
+
+async def test_the_gateways_own_routes_refuse_unknown_query_parameters(gw):
+    """Health, readiness, metrics, OpenAPI, docs and the 360 view are the gateway's own routes:
+    it checks their query strings as the services check theirs (shared/query_params.py)."""
+
+    unknown = {"error": "validation_error",
+               "detail": [{"field": "query.colour", "message": "unknown query parameter", "type": "extra_forbidden"}]}
+    for path, headers in (("/healthz", {}), ("/readyz", {}), ("/metrics", {}), ("/openapi.json", {}),
+                          ("/docs", {}), ("/v1/customers/c1/360", AUTH)):
+        response = await gw.get(path, params={"colour": "red"}, headers=headers)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json() == unknown
+        assert response.headers["x-request-id"]
+    assert (await gw.get("/v1/customers/c1/360", headers=AUTH)).status_code == 200
+    # without the key the 360 view is still 401 first: the key is checked before anything else
+    assert (await gw.get("/v1/customers/c1/360", params={"colour": "red"})).status_code == 401
+
+
+async def test_proxied_routes_leave_query_parameters_to_the_service(gw, stand_ins):
+    """The route table knows paths, not parameters: the query string goes to the service
+    unchanged, and what the service answers (its 422 for an unknown one) comes back."""
+
+    response = await gw.get("/v1/customers", params={"colour": "red", "status": "422"}, headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["query"] == "colour=red&status=422"

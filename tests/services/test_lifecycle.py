@@ -178,3 +178,42 @@ async def test_an_unknown_customer_is_404(suite):
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
     assert "nobody" in response.json()["detail"]
+
+
+async def test_customers_are_listed_by_stage(suite):
+    identify = await suite.start("identify")
+    lifecycle = await suite.start("lifecycle")
+    ids = []
+    for n in range(4):
+        ids.append((await identify.client.post("/v1/customers", json={"external_id": f"stage-{n}"})).json()["id"])
+    for n, customer_id in enumerate(ids[:3]):  # 0: one purchase (new); 1, 2: two (active); 3: none
+        for k in range(1, 2 + (n > 0)):
+            assert (await identify.client.post("/v1/transactions", json=_purchase(customer_id, k))).status_code == 201
+    for customer_id, stage in zip(ids, ("new", "active", "active", "prospect")):
+        await wait_until(lambda c=customer_id, s=stage: _stage(lifecycle.client, c, s), what=f"{customer_id} {stage}")
+
+    async def listed(**params):
+        items, cursor = [], None
+        while True:
+            page = await lifecycle.client.get("/v1/lifecycle/customers",
+                                              params={**params, "limit": 1, **({"cursor": cursor} if cursor else {})})
+            assert page.status_code == 200, page.text
+            items += page.json()["items"]
+            if (cursor := page.json()["next_cursor"]) is None:
+                return items
+
+    active = await listed(stage="active")
+    assert [item["customer_id"] for item in active] == sorted(ids[1:3])
+    for item in active:
+        history = (await lifecycle.client.get(f"/v1/customers/{item['customer_id']}/lifecycle")).json()["history"]
+        assert item["stage"] == "active"
+        assert datetime.fromisoformat(item["since"]) == datetime.fromisoformat(history[-1]["at"])
+    assert [item["customer_id"] for item in await listed(stage="prospect")] == [ids[3]]
+    assert await listed(stage="churned") == []  # a stage of the contract nobody is in yet
+    everyone = await listed()
+    assert {item["customer_id"]: item["stage"] for item in everyone} == dict(
+        zip(ids, ("new", "active", "active", "prospect")))
+    assert [item["customer_id"] for item in everyone] == sorted(ids)
+
+    unknown = await lifecycle.client.get("/v1/lifecycle/customers", params={"stage": "lapsed"})
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["field"] == "query.stage"

@@ -278,3 +278,50 @@ async def test_invalid_offers_are_refused_naming_the_field(suite):
         assert response.status_code == 201, response.text
     assert (await value.client.post("/v1/offers", json={**base, "kind": "k" * 50})).status_code == 201
     assert len((await value.client.get(f"/v1/customers/{customer['id']}/offers")).json()["items"]) == 3
+
+
+async def test_offers_are_listed_across_customers_with_filters(suite):
+    identify = await suite.start("identify")
+    value = await suite.start("value")
+    ada = await _customer(identify, value, "ada-offers@example.com")
+    bob = await _customer(identify, value, "bob-offers@example.com")
+
+    async def offer(customer, kind):
+        response = await value.client.post("/v1/offers", json={"customer_id": customer["id"], "kind": kind,
+                                                               "title": f"{kind} for {customer['email']}"})
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    ada_gift, bob_gift, ada_vip, bob_vip = (await offer(ada, "gift"), await offer(bob, "gift"),
+                                            await offer(ada, "vip"), await offer(bob, "vip"))
+    assert (await value.client.post(f"/v1/offers/{bob_gift}/redeem")).status_code == 200
+    async with value.runtime.db.writer() as session, session.begin():
+        await session.execute(update(Offer).where(Offer.id == ada_vip)
+                              .values(expires_at=datetime.now(timezone.utc) - timedelta(days=1)))
+
+    async def ids(**params):
+        seen, cursor = [], None
+        while True:
+            response = await value.client.get("/v1/offers", params={**params, "limit": 1,
+                                                                    **({"cursor": cursor} if cursor else {})})
+            assert response.status_code == 200, response.text
+            seen += [item["id"] for item in response.json()["items"]]
+            if (cursor := response.json()["next_cursor"]) is None:
+                return seen
+
+    assert await ids() == [bob_vip, ada_vip, bob_gift, ada_gift]  # newest first
+    assert await ids(customer_id=ada["id"]) == [ada_vip, ada_gift]
+    assert await ids(kind="gift") == [bob_gift, ada_gift]
+    assert await ids(status="redeemed") == [bob_gift]
+    assert await ids(status="expired") == [ada_vip]
+    assert await ids(status="issued") == [bob_vip, ada_gift]
+    assert await ids(status="issued", kind="vip", customer_id=bob["id"]) == [bob_vip]
+    assert await ids(kind="nothing") == []
+
+    unknown_status = await value.client.get("/v1/offers", params={"status": "lost"})
+    assert unknown_status.status_code == 422 and unknown_status.json()["detail"][0]["field"] == "query.status"
+    nobody = await value.client.get("/v1/offers", params={"customer_id": "no-such-customer"})
+    assert nobody.status_code == 404
+    assert nobody.json()["detail"] == [{"field": "query.customer_id", "message": "no customer with id no-such-customer",
+                                        "type": "value_error"}]
+    assert (await value.client.get("/v1/offers", params={"type": "gift"})).status_code == 422
