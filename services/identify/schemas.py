@@ -16,6 +16,15 @@ Phone = Annotated[str | None, Field(max_length=50), AfterValidator(stripped)]
 
 
 class CustomerCreate(Strict):
+    # `_identified` below, stated in the schema too, so clients and fuzzers see it.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}} for name in ("email", "external_id")
+            ]
+        }
+    )
+
     email: Email = None
     external_id: Text = None
     name: Text = None

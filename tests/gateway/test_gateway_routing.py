@@ -176,7 +176,9 @@ def test_a_method_on_a_less_specific_route_is_found():
 
 
 def test_subtree_routes():
-    table = RouteTable()
+    table = RouteTable([
+        r("GET POST", "/v1/imports/{rest:path}", "identify"), r("GET POST", "/v1/portfolio/{rest:path}", "identify")
+    ])
     assert table.match("POST", "/v1/imports/i1/rows").route.service == "identify"
     assert table.match("GET", "/v1/portfolio/a/b/c").route.service == "identify"
     assert table.match("GET", "/v1/portfolio").route is None
