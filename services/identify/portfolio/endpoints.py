@@ -53,7 +53,9 @@ async def get_refit(refit_id: str, session: ReadSession):
     return refit
 
 
-@router.get("/portfolio/model", response_model=ModelOut)
+@router.get(
+    "/portfolio/model", response_model=ModelOut, responses={404: {"description": "No model fitted yet (`not_found`)"}}
+)
 async def get_model(session: ReadSession):
     """The current model: BG/NBD, Pareto/NBD and Gamma-Gamma parameters and the scoring thresholds."""
     return await service.model(session=session)
