@@ -39,6 +39,16 @@ class CustomerCreate(Strict):
 
 
 class CustomerPatch(Strict):
+    # Not both set to null at once (updates that would leave neither, given what is stored, are 409).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["email", "external_id"],
+                "properties": {"email": {"type": "null"}, "external_id": {"type": "null"}},
+            }
+        }
+    )
+
     email: Email = None
     external_id: Text = None
     name: Text = None
