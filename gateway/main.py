@@ -30,6 +30,7 @@ from gateway.routes import RouteTable
 from gateway.settings import SERVICES, GatewaySettings
 from gateway.upstream import Upstreams
 from shared.docs_ui import install_docs
+from shared.openapi_contract import internal_error
 
 log = logging.getLogger("gateway")
 
@@ -147,6 +148,8 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
             status_code=exc.status_code,
             headers=exc.headers,
         )
+
+    app.add_exception_handler(Exception, internal_error)  # a JSON 500, as the document says
 
     @app.get("/healthz", tags=["gateway"], summary="Liveness: 200 while the process runs")
     async def healthz():

@@ -158,7 +158,7 @@ def exact_openapi(app: FastAPI) -> None:
     app.openapi = openapi
 
 
-async def _internal_error(_request, _exc: Exception):
+async def internal_error(_request, _exc: Exception) -> JSONResponse:
     # Starlette's default is a plain-text "Internal Server Error"; the document promises
     # {"error", "detail"}. The exception still reaches the server's log (Starlette
     # re-raises it once this answer is sent).
@@ -171,5 +171,5 @@ def document_api(app: FastAPI) -> None:
     Call it once every router is included (see `install_docs`)."""
 
     exact_openapi(app)
-    app.add_exception_handler(Exception, _internal_error)
+    app.add_exception_handler(Exception, internal_error)
     install_docs(app)

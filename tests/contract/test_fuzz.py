@@ -16,7 +16,6 @@ response, and a curl command that reproduces it against a running suite.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
@@ -26,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.harness import RunningSuite, postgres_databases
+from tests.e2e.harness import RunningSuite, scratch_suite
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = int(os.environ.get("VALUECHAIN_FUZZ_EXAMPLES", "10"))
@@ -39,14 +38,9 @@ SEED = 20261204
 
 
 @pytest.fixture(scope="module")
-def scratch_suite(tmp_path_factory):
-    urls, drops = asyncio.run(postgres_databases("fuzz"))
-    suite = RunningSuite(tmp_path_factory.mktemp("fuzz") / "var", urls)
-    suite.start()
-    yield suite
-    suite.stop()
-    for drop in drops:
-        asyncio.run(drop())
+def fuzzed_suite(tmp_path_factory):
+    with scratch_suite(tmp_path_factory.mktemp("fuzz") / "var", "fuzz") as suite:
+        yield suite
 
 
 def schemathesis_command(suite: RunningSuite) -> list[str]:
@@ -68,8 +62,8 @@ def schemathesis_command(suite: RunningSuite) -> list[str]:
     ]
 
 
-def test_the_api_does_what_its_openapi_document_says(scratch_suite):
-    suite = scratch_suite
+def test_the_api_does_what_its_openapi_document_says(fuzzed_suite):
+    suite = fuzzed_suite
     # One real customer: positive cases refer to it (see schemathesis_hooks.py).
     created = httpx.post(
         f"{suite.gateway_url}/v1/customers",
