@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -30,6 +29,8 @@ from gateway.proxy import SCOPE_AUTHENTICATED, SCOPE_CORRELATION_ID, SCOPE_REQUE
 from gateway.routes import RouteTable
 from gateway.settings import SERVICES, GatewaySettings
 from gateway.upstream import Upstreams
+from shared.docs_ui import install_docs
+from shared.openapi_contract import internal_error
 from shared.query_params import UnknownQueryGuard
 
 log = logging.getLogger("gateway")
@@ -153,6 +154,8 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
             headers=exc.headers,
         )
 
+    app.add_exception_handler(Exception, internal_error)  # a JSON 500, as the document says
+
     @app.get("/healthz", tags=["gateway"], summary="Liveness: 200 while the process runs")
     async def healthz():
         return {"status": "ok"}
@@ -182,9 +185,8 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
     async def openapi_json():
         return ORJSONBody(await merger.document(upstreams_or_503(), own_openapi()))
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs():
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{TITLE} - docs")
+    # Swagger UI from the swagger-ui-bundle package, no CDN; like /openapi.json, no key needed.
+    install_docs(app, openapi_url="/openapi.json", title=f"{TITLE} - docs")
 
     @app.get(
         "/v1/customers/{customer_id}/360",

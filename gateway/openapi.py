@@ -12,8 +12,10 @@ document holds:
 * for a service that could not be fetched, a stub operation per routed
   method and path, so clients still see the route exists; the service is
   listed in `info.x-unavailable-services`;
-* the bearer security scheme, required on every `/v1` operation, and the
-  gateway's own error answers (401, 502, 504).
+* the bearer security scheme, required on every `/v1` operation, the
+  gateway's own error answers (401, 413, 502, 504), and every operation's
+  error answers as shared/openapi_contract.py writes them (also for the
+  gateway's own operations and the stubs).
 
 Component schemas are merged by name; when two services define the same name
 differently, the later one (in SERVICES order) is renamed `<service>__<Name>`
@@ -33,23 +35,21 @@ import orjson
 from gateway.routes import Route, RouteTable
 from gateway.settings import SERVICES
 from gateway.upstream import UpstreamError, Upstreams
+from shared.openapi_contract import ERROR, REF, document_errors
 
 log = logging.getLogger("gateway.openapi")
+
+ERROR_CONTENT = {"application/json": {"schema": {"$ref": REF + ERROR}}}
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 SECURITY_SCHEME = "bearer"
 
-_ERROR_SCHEMA = {
-    "title": "GatewayError",
-    "type": "object",
-    "properties": {"error": {"type": "string"}, "detail": {}},
-    "required": ["error", "detail"],
-}
 _GATEWAY_RESPONSES = {
-    "401": "Missing or invalid API key",
-    "502": "The service behind this route is unavailable",
-    "504": "The service behind this route timed out",
+    "401": "Missing or invalid API key (`unauthorized`)",
+    "502": "The service behind this route is unavailable (`bad_gateway`)",
+    "504": "The service behind this route timed out (`gateway_timeout`)",
 }
+_TOO_LARGE = "The request body is over the gateway's limit (`payload_too_large`)"
 
 
 class _Entry:
@@ -143,7 +143,6 @@ class OpenAPIMerger:
             "scheme": "bearer",
             "description": "The admin API key: VALUECHAIN_ADMIN_API_KEY or var/admin-api-key.",
         }
-        components.setdefault("schemas", {})["GatewayError"] = _ERROR_SCHEMA
 
         # Reverse map for rewritten routes: (service, upstream path) -> gateway route.
         rewritten = {(route.service, route.upstream): route for route in self.table.routes if route.upstream}
@@ -185,14 +184,14 @@ class OpenAPIMerger:
                     continue
                 operation["security"] = [{SECURITY_SCHEME: []}]
                 responses = operation.setdefault("responses", {})
-                for code, description in _GATEWAY_RESPONSES.items():
-                    responses.setdefault(
-                        code,
-                        {
-                            "description": description,
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GatewayError"}}},
-                        },
-                    )
+                gateway_errors = dict(_GATEWAY_RESPONSES)
+                if "requestBody" in operation:
+                    gateway_errors["413"] = _TOO_LARGE
+                for code, description in gateway_errors.items():
+                    responses.setdefault(code, {"description": description, "content": ERROR_CONTENT})
+        # The services' own error answers, and the same for the gateway's own operations
+        # and for stubs (shared/openapi_contract.py).
+        document_errors(doc, only=lambda path: path.startswith("/v1/"))
         doc["paths"] = dict(sorted(paths.items()))
         info = doc.setdefault("info", {})
         info["x-unavailable-services"] = unavailable

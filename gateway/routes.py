@@ -2,18 +2,23 @@
 
 This is the gateway's allow-list. A request whose path is not in it gets 404,
 a known path with another method gets 405; nothing falls through to a service.
+Each line names exactly the methods the service serves on that path: the 405's
+`Allow` header is made from them, so a method it lists must work (a test holds
+the table and the services' routes equal, method by method).
 
 To expose a new operation, add a line to `ROUTES`:
 
     r("GET POST", "/v1/things", "identify"),
     r("GET", "/v1/things/{id}", "identify"),
-    r("GET", "/v1/reports/{rest:path}", "value"),   # a whole subtree
+    r("GET", "/v1/reports/{rest:path}", "value"),   # a whole subtree (see below)
 
 Patterns are literal segments and `{name}` placeholders (exactly one non-empty
 path segment); a final `{name:path}` matches one or more remaining segments.
 The path is forwarded unchanged unless `upstream=` gives the service-side path.
 `service=None` marks the gateway's own handlers (served by the FastAPI app).
-Literal segments win over placeholders, as in Starlette.
+Literal segments win over placeholders, as in Starlette. A subtree route
+cannot say which methods each path under it takes, so its 405s would advertise
+methods that then fail: ROUTES lists every operation instead.
 """
 
 from __future__ import annotations
@@ -62,8 +67,14 @@ ROUTES: tuple[Route, ...] = (
     r("GET POST", "/v1/transactions", "identify"),
     r("POST", "/v1/transactions:batch", "identify"),
     r("GET POST", "/v1/imports", "identify"),
-    r("GET POST", "/v1/imports/{rest:path}", "identify"),
-    r("GET POST", "/v1/portfolio/{rest:path}", "identify"),
+    r("GET", "/v1/imports/{id}", "identify"),
+    r("GET", "/v1/imports/{id}/errors", "identify"),
+    r("GET POST", "/v1/portfolio/refits", "identify"),
+    r("GET", "/v1/portfolio/refits/{id}", "identify"),
+    r("GET", "/v1/portfolio/model", "identify"),
+    r("GET", "/v1/portfolio/segments", "identify"),
+    r("GET", "/v1/portfolio/pareto", "identify"),
+    r("GET", "/v1/portfolio/significant", "identify"),
     # lifecycle
     r("GET", "/v1/customers/{id}/lifecycle", "lifecycle"),
     r("GET", "/v1/lifecycle/customers", "lifecycle"),

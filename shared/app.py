@@ -36,6 +36,7 @@ from shared.errors import AppError
 from shared.logs import configure_logging
 from shared.messaging import MessagingTables
 from shared.metrics import Metrics
+from shared.openapi_contract import document_api
 from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
 from shared.query_params import UnknownQueryGuard
 from shared.relay import OutboxRelay
@@ -355,6 +356,8 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings 
         description=definition.description,
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served offline by document_api() below
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.runtime = None
@@ -370,4 +373,5 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings 
     app.include_router(ops_router(definition.messaging))
     for router in definition.routers:
         app.include_router(router)
+    document_api(app)
     return app

@@ -6,6 +6,7 @@ A cursor is an opaque, URL-safe encoding of the sort key of the last item served
 from __future__ import annotations
 
 import base64
+import re
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
@@ -25,6 +26,12 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = None
 
 
+# A cursor is unpadded base64url: the rule the OpenAPI document states, checked here too.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"  # empty: the first page
+MAX_CURSOR_LENGTH = 1024
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
 class InvalidCursor(AppError):
     status_code = 400
     error = "invalid_cursor"
@@ -37,6 +44,8 @@ def encode_cursor(*key: Any) -> str:
 def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
     if not cursor:
         return None
+    if len(cursor) > MAX_CURSOR_LENGTH or _CURSOR.match(cursor) is None:
+        raise InvalidCursor("cursor is not one this API issued")
     try:
         key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except Exception as exc:  # noqa: BLE001
@@ -47,7 +56,14 @@ def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
 
 
 LimitParam = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page")]
-CursorParam = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
+CursorParam = Annotated[
+    str | None,
+    Query(
+        description="`next_cursor` of the previous page (opaque; a cursor this API did not issue is 400 `invalid_cursor`)",
+        # Stated in the document, checked by decode_cursor (a 400, as any other cursor it cannot read).
+        json_schema_extra={"pattern": CURSOR_PATTERN, "maxLength": MAX_CURSOR_LENGTH},
+    ),
+]
 
 
 def page_of(rows: list[T], limit: int, key) -> tuple[list[T], str | None]:

@@ -28,11 +28,21 @@ running gateway serves the full schema at `/openapi.json` and `/docs`.
 - **Ids**: send `X-Request-ID` and `X-Correlation-ID` to trace a request; the
   gateway mints them when absent and returns both. The correlation id travels
   into every event the request causes.
-- **Errors**: JSON `{"error": ..., "detail": ...}`. 400 malformed JSON or a bad
-  cursor, 401 missing or wrong key, 404 unknown id or route, 405 wrong method,
-  409 conflict, 413 body too large, 422 invalid fields (`detail` lists
-  `{"field", "message", "type"}`; unknown fields are refused, never dropped),
-  502 a service is unavailable, 504 a service timed out.
+- **Errors**: always JSON, in one of two shapes (schemas `Error` and `FieldErrors`
+  in `/openapi.json`, where each operation lists the ones it can answer):
+  - `{"error": "<code>", "detail": "<sentence>"}` (`Error`): 400 `invalid_cursor`
+    (a cursor this API did not issue), 401 `unauthorized` (missing or wrong key),
+    404 `not_found` (unknown id or route), 405 `method_not_allowed` (the `Allow`
+    header lists the methods that work there), 409 `conflict` or `customer_merged`
+    (a duplicate, a resource in the wrong state, a merged customer: the sentence
+    names the id to use), 413 `payload_too_large`, 500 `internal_error`,
+    502 `bad_gateway` (a service is unavailable), 504 `gateway_timeout`.
+  - `{"error": "<code>", "detail": [{"field", "message", "type"}, ...]}`
+    (`FieldErrors`): 422 `validation_error` and 400 `malformed_json`. `field` names
+    where: `body.<field>` (`body.items.3.amount` in a batch), `query.<name>`,
+    `path.<name>`, a form field's name, or `body` for a rule across fields;
+    `type` is the kind (`missing`, `value_error`, ...). Unknown fields are refused,
+    never dropped.
 - **Query parameters**: each operation takes only those listed below. Any other
   is 422 (`"field": "query.<name>"`, `"type": "extra_forbidden"`) on every route,
   `/healthz`, `/metrics`, `/openapi.json` and `/docs` included, and a parameter
@@ -40,7 +50,8 @@ running gateway serves the full schema at `/openapi.json` and `/docs`.
   the client sent is ignored. Times (`from`, `to`) need a time zone.
 - **Pagination**: lists take `limit` (1–200, default 50) and `cursor`, and answer
   `{"items": [...], "next_cursor": "..." | null}`; pass `next_cursor` back as
-  `cursor` for the next page.
+  `cursor` for the next page. A cursor is opaque unpadded base64url
+  (`^[A-Za-z0-9_-]*$`, at most 1024 characters); any other is 400 `invalid_cursor`.
 """
 
 GATEWAY_OWN = [
@@ -50,7 +61,8 @@ GATEWAY_OWN = [
     ("GET", "/healthz", "Liveness (no key)."),
     ("GET", "/readyz", "200 only when every service and NATS are ready, else 503 naming what is not (no key)."),
     ("GET", "/metrics", "Prometheus metrics of the gateway (no key); each service serves its own."),
-    ("GET", "/openapi.json, /docs", "The merged OpenAPI document and its UI (no key)."),
+    ("GET", "/openapi.json, /docs", "The merged OpenAPI document and its UI, Swagger UI served by the gateway "
+     "itself under `/docs/assets/` (works offline; no key)."),
 ]
 
 

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from shared.validation import NOT_BLANK_SCHEMA, AsText
+
 Channel = Literal["email", "phone", "sms", "chat", "web", "social", "in_person", "other"]
 Direction = Literal["inbound", "outbound"]
 
@@ -33,9 +35,9 @@ class InteractionCreate(Strict):
     customer_id: Annotated[str, Field(min_length=1, max_length=36)]
     channel: Channel
     direction: Direction
-    summary: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_stripped)]
+    summary: Annotated[str, Field(min_length=1, max_length=2000, **NOT_BLANK_SCHEMA), AfterValidator(_stripped)]
     occurred_at: Annotated[
-        datetime | None, AfterValidator(_aware), Field(description="When it happened; now if left out")
+        datetime | None, AsText, AfterValidator(_aware), Field(description="When it happened; now if left out")
     ] = None
 
 

@@ -10,12 +10,21 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from services.identify.portfolio.schemas import ScoresOut
-from shared.validation import Email, Strict, Text, stripped
+from shared.validation import NOT_BLANK_SCHEMA, AsText, Email, Strict, Text, stripped
 
-Phone = Annotated[str | None, Field(max_length=50), AfterValidator(stripped)]
+Phone = Annotated[str | None, Field(max_length=50, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
 
 
 class CustomerCreate(Strict):
+    # `_identified` below, stated in the schema too, so clients and fuzzers see it.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}} for name in ("email", "external_id")
+            ]
+        }
+    )
+
     email: Email = None
     external_id: Text = None
     name: Text = None
@@ -30,6 +39,16 @@ class CustomerCreate(Strict):
 
 
 class CustomerPatch(Strict):
+    # Not both set to null at once (updates that would leave neither, given what is stored, are 409).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["email", "external_id"],
+                "properties": {"email": {"type": "null"}, "external_id": {"type": "null"}},
+            }
+        }
+    )
+
     email: Email = None
     external_id: Text = None
     name: Text = None
@@ -94,7 +113,7 @@ class TransactionCreate(Strict):
         description="Decimal amount as a string or number; negative for a refund"
     )
     currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$"), AfterValidator(str.upper)]
-    occurred_at: datetime
+    occurred_at: Annotated[datetime, AsText]
     external_id: Text = None
     margin: Annotated[Decimal | None, AfterValidator(_finite_or_none)] = Field(
         None, description="Optional margin earned on the sale (same currency)"

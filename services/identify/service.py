@@ -79,7 +79,12 @@ async def update_customer(*, session: AsyncSession, customer_id: str, patch: Cus
     email = changes.get("email", customer.email)
     external_id = changes.get("external_id", customer.external_id)
     if not email and not external_id:
-        raise field_error("body", "a customer keeps at least one of email and external_id")
+        if {"email", "external_id"} <= patch.model_fields_set:  # the body alone breaks it (its schema says so)
+            raise field_error("body", "a customer keeps at least one of email and external_id")
+        # The body is fine; with what the customer has, it would leave neither.
+        raise Conflict(
+            f"a customer keeps at least one of email and external_id; customer {customer.id} would have neither"
+        )
     await _refuse_clash(
         session,
         email=changes.get("email"),

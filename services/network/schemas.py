@@ -7,12 +7,12 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from shared.validation import Email, Strict, Text, stripped
+from shared.validation import NOT_BLANK_SCHEMA, Email, Strict, Text, stripped
 
 StakeholderKind = Literal["partner", "supplier", "employee", "investor"]
 
-Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(stripped)]
-Notes = Annotated[str | None, Field(max_length=5000), AfterValidator(stripped)]
+Name = Annotated[str, Field(min_length=1, max_length=200, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
+Notes = Annotated[str | None, Field(max_length=5000, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
 
 
 class StakeholderCreate(Strict):

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from shared.db import utcnow
+from shared.validation import NOT_BLANK_SCHEMA, AsText
 
 
 def _not_blank(value: str) -> str:
@@ -32,10 +33,10 @@ class OfferCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customer_id: str
-    kind: Annotated[str, Field(min_length=1, max_length=50), AfterValidator(_not_blank)]
-    title: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+    kind: Annotated[str, Field(min_length=1, max_length=50, **NOT_BLANK_SCHEMA), AfterValidator(_not_blank)]
+    title: Annotated[str, Field(min_length=1, max_length=200, **NOT_BLANK_SCHEMA), AfterValidator(_not_blank)]
     discount_percent: Annotated[Decimal | None, Field(gt=0, le=100, decimal_places=2)] = None
-    expires_at: Annotated[datetime | None, AfterValidator(_future)] = None
+    expires_at: Annotated[datetime | None, AsText, AfterValidator(_future)] = None
 
 
 OfferStatus = Literal["issued", "redeemed", "expired"]

@@ -3,11 +3,13 @@ and a temporary data directory, driven through the gateway."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -109,3 +111,19 @@ async def postgres_databases(tag: str) -> tuple[dict[str, str], list]:
         urls[name] = url
         drops.append(drop)
     return urls, drops
+
+
+@contextmanager
+def scratch_suite(var_dir: Path, tag: str):
+    """A RunningSuite on its own fresh data (fresh PostgreSQL databases when CI runs on
+    PostgreSQL), stopped and its databases dropped afterwards."""
+
+    urls, drops = asyncio.run(postgres_databases(tag))
+    suite = RunningSuite(var_dir, urls)
+    try:
+        suite.start()
+        yield suite
+    finally:
+        suite.stop()
+        for drop in drops:
+            asyncio.run(drop())

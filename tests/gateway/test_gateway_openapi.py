@@ -81,10 +81,30 @@ async def test_a_service_down_still_gives_a_document(start_gateway, dead_url):
     assert ("GET", "/v1/customers/{customer_id}") in ops
 
 
-async def test_docs_page(gw):
-    response = await gw.get("/docs")
-    assert response.status_code == 200
-    assert "/openapi.json" in response.text
+async def test_docs_page_works_offline_and_without_a_key(gw):
+    from tests.shared.test_openapi_contract import check_offline_docs
+
+    await check_offline_docs(gw)  # gw sends no key: /docs, its assets and /openapi.json need none
+
+
+async def test_merged_document_states_the_error_answers(gw):
+    doc = (await gw.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    assert "GatewayError" not in schemas and "HTTPValidationError" not in schemas
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            if not path.startswith("/v1/") or method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            responses = operation["responses"]
+            for code in ("401", "500", "502", "504"):
+                assert responses[code]["content"] == error, (method, path, code)
+            assert ("413" in responses) == ("requestBody" in operation), (method, path)
+            assert responses["422"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/FieldErrors"
+            }
+    # The gateway's own operation gets the same treatment as the services'.
+    assert {"401", "404", "409", "422", "500"} <= set(doc["paths"]["/v1/customers/{customer_id}/360"]["get"]["responses"])
 
 
 def test_conflicting_component_names_are_renamed():

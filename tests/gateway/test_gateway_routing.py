@@ -137,6 +137,20 @@ async def test_known_path_with_wrong_method_is_405(gw):
     assert response.headers["allow"] == "GET, PATCH"
 
 
+@pytest.mark.parametrize(
+    "path, allow",
+    [("/v1/imports/i1", "GET"), ("/v1/imports/i1/errors", "GET"), ("/v1/portfolio/refits", "GET, POST"),
+     ("/v1/portfolio/model", "GET"), ("/v1/customers", "GET, POST")],
+)
+async def test_options_is_405_allowing_only_what_the_services_serve(gw, path, allow):
+    # Subtree routes used to allow GET and POST on every path under /v1/imports and
+    # /v1/portfolio, so a 405 advertised methods that then answered 405 again.
+    response = await gw.options(path, headers=AUTH)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
+    assert (await gw.post("/v1/imports/i1", headers=AUTH)).status_code == 405
+
+
 async def test_other_paths_are_json_404(gw):
     response = await gw.get("/nowhere")
     assert response.status_code == 404
@@ -176,7 +190,9 @@ def test_a_method_on_a_less_specific_route_is_found():
 
 
 def test_subtree_routes():
-    table = RouteTable()
+    table = RouteTable([
+        r("GET POST", "/v1/imports/{rest:path}", "identify"), r("GET POST", "/v1/portfolio/{rest:path}", "identify")
+    ])
     assert table.match("POST", "/v1/imports/i1/rows").route.service == "identify"
     assert table.match("GET", "/v1/portfolio/a/b/c").route.service == "identify"
     assert table.match("GET", "/v1/portfolio").route is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
+from pydantic import Field
 
 from services.identify.portfolio import repository, service
 from services.identify.portfolio.schemas import (
@@ -21,7 +22,7 @@ from services.identify.portfolio.schemas import (
     SignificantPage,
 )
 from shared.deps import ReadSession, WriteSession
-from shared.errors import NotFound, field_error
+from shared.errors import NotFound
 from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1", tags=["portfolio"])
@@ -52,7 +53,9 @@ async def get_refit(refit_id: str, session: ReadSession):
     return refit
 
 
-@router.get("/portfolio/model", response_model=ModelOut)
+@router.get(
+    "/portfolio/model", response_model=ModelOut, responses={404: {"description": "No model fitted yet (`not_found`)"}}
+)
 async def get_model(session: ReadSession):
     """The current model: BG/NBD, Pareto/NBD and Gamma-Gamma parameters and the scoring thresholds."""
     return await service.model(session=session)
@@ -68,13 +71,13 @@ async def get_segments(request: Request):
 @router.get("/portfolio/pareto", response_model=ParetoOut)
 async def get_pareto(
     request: Request,
-    top: Annotated[list[float] | None, Query(description="Shares to report, e.g. top=0.2 (repeatable)")] = None,
+    top: Annotated[
+        list[Annotated[float, Field(gt=0, le=1)]] | None,
+        Query(description="Shares to report, each in (0, 1], e.g. top=0.2 (repeatable)"),
+    ] = None,
 ):
     """How concentrated revenue and profit are: top-x% shares, Lorenz curve, Gini."""
     tops = tuple(top) if top else service.DEFAULT_TOPS
-    for value in tops:
-        if not 0 < value <= 1:
-            raise field_error("query.top", f"each top share must be in (0, 1], got {value}")
     async with repository.bulk_reader(request.app.state.runtime.db.url) as session:
         return await service.pareto(session=session, tops=tops)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.validation import Strict
+from shared.validation import AsText, Strict
 
 TimeUnit = Literal["day", "week"]
 Kind = Literal["high_future_value", "benchmark", "inspiration", "cost_absorber"]
@@ -16,7 +16,7 @@ Money = Annotated[Decimal, Field(ge=0, le=Decimal("1e12"), decimal_places=4)]
 
 
 class RefitRequest(Strict):
-    calibration_end: date | None = Field(None, description="Fit on purchases up to this day (inclusive); null = all")
+    calibration_end: Annotated[date | None, AsText] = Field(None, description="Fit on purchases up to this day (inclusive); null = all")
     time_unit: TimeUnit = "week"
 
 

@@ -14,6 +14,7 @@ class MergeRequest(Strict):
     merge: list[str] = Field(
         min_length=1,
         max_length=MAX_MERGE,
+        json_schema_extra={"uniqueItems": True},  # the service refuses an id listed twice
         description=f"Ids of the customers to merge into the customer of the path (the survivor); 1 to {MAX_MERGE}",
     )
 
