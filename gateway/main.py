@@ -26,7 +26,7 @@ from gateway.composition import CustomerNotFound, compose_360
 from gateway.health import readiness
 from gateway.observability import GatewayMetrics, configure_logging
 from gateway.openapi import OpenAPIMerger
-from gateway.proxy import SCOPE_AUTHENTICATED, SCOPE_CORRELATION_ID, SCOPE_REQUEST_ID, GatewayFront
+from gateway.proxy import SCOPE_AUTHENTICATED, SCOPE_CORRELATION_ID, SCOPE_REQUEST_ID, GatewayFront, internal_error_body
 from gateway.routes import RouteTable
 from gateway.settings import SERVICES, GatewaySettings
 from gateway.upstream import Upstreams
@@ -147,6 +147,12 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
             status_code=exc.status_code,
             headers=exc.headers,
         )
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):
+        # Starlette sends this and re-raises; the front logs it (GatewayFront.__call__).
+        request_id = (request.scope.get(SCOPE_REQUEST_ID) or "").encode("latin-1")
+        return Response(internal_error_body(request_id), status_code=500, media_type="application/json")
 
     @app.get("/healthz", tags=["gateway"], summary="Liveness: 200 while the process runs")
     async def healthz():

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Awaitable, Callable
 
+import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -106,6 +107,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": "conflict", "detail": "the change conflicts with existing data"}, status_code=409)
 
 
+def internal_error_body(request_id: str) -> bytes:
+    """What a client gets for an error of ours (the log has the rest)."""
+
+    return orjson.dumps({
+        "error": "internal_error",
+        "detail": f"an unexpected error; it was logged with request id {request_id}",
+    })
+
+
 # --- request ids, metrics, access log (pure ASGI: no per-request task hop) -------
 
 
@@ -149,13 +159,15 @@ class RequestContextMiddleware:
         t2 = context.correlation_id.set(cid)
         scope[SESSIONS_TO_CLOSE] = sessions = []
         status = 500
+        responded = False
         started = time.perf_counter()
         id_headers = [(b"x-request-id", rid.encode()), (b"x-correlation-id", cid.encode())]
 
         async def send_with_ids(message):
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
                 status = message["status"]
+                responded = True
                 message["headers"] = [*message.get("headers", ()), *id_headers]
             await send(message)
 
@@ -168,6 +180,17 @@ class RequestContextMiddleware:
                 served = await handler(scope, receive, send_with_ids)
             if not served:
                 await self.app(scope, receive, send_with_ids)
+        except Exception:
+            # The catch-all: a bug is logged once, with its request id, and the client
+            # gets the suite's JSON error body rather than Starlette's plain text.
+            log.exception("unhandled error", extra={"fields": {"path": scope["path"], "method": scope["method"]}})
+            if responded:
+                raise  # the answer is half sent: only dropping the connection is left
+            status = 500
+            body = internal_error_body(rid)
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *id_headers]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
         finally:
             for session in sessions:
                 await session.close()
