@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from services.identify.portfolio.schemas import ScoresOut
+from services.identify.portfolio.settings import bounded_instant
 from shared.validation import Email, Strict, Text, stripped
 
 Phone = Annotated[str | None, Field(max_length=50), AfterValidator(stripped)]
@@ -94,7 +95,7 @@ class TransactionCreate(Strict):
         description="Decimal amount as a string or number; negative for a refund"
     )
     currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$"), AfterValidator(str.upper)]
-    occurred_at: datetime
+    occurred_at: Annotated[datetime, AfterValidator(bounded_instant)]
     external_id: Text = None
     margin: Annotated[Decimal | None, AfterValidator(_finite_or_none)] = Field(
         None, description="Optional margin earned on the sale (same currency)"

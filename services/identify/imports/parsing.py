@@ -25,6 +25,7 @@ from typing import NamedTuple
 import orjson
 from pydantic import ValidationError
 
+from services.identify.portfolio.settings import bounds_message, date_bounds
 from services.identify.schemas import TransactionCreate
 
 OUR_COLUMNS = ("customer_external_id", "occurred_at", "amount", "currency", "external_id", "margin", "cost")
@@ -218,6 +219,9 @@ class Reader:
         # A file repeats its dates: each distinct one is parsed and written out once.
         self._parsed_date = _Memo(lambda text: parse_occurred_at(text, options.date_format))
         self._utc_text = _Memo(lambda at: at.astimezone(timezone.utc).isoformat())
+        # The dates POST /v1/transactions takes, as of the start of the import.
+        self._floor, self._latest = date_bounds()
+        self._out_of_bounds = bounds_message(self._floor, self._latest)
 
     def _occurred_at(self, value: object) -> datetime:
         if isinstance(value, str):
@@ -291,10 +295,13 @@ class Reader:
         if not customer or len(customer) > 200:
             return Row(number, raw, reason="customer_external_id must be 1 to 200 characters")
         try:
-            values["occurred_at"] = self._occurred_at(values["occurred_at"])
+            at = self._occurred_at(values["occurred_at"])
         except (ValueError, TypeError):
             expected = self.options.date_format or "ISO 8601 or YYYYMMDD"
             return Row(number, raw, reason=f"occurred_at {values['occurred_at']!r} is not a date ({expected})")
+        if not self._floor <= at <= self._latest:
+            return Row(number, raw, reason=f"occurred_at {values['occurred_at']!r} {self._out_of_bounds}")
+        values["occurred_at"] = at
         if "currency" not in values:
             if not self.options.currency:
                 return Row(number, raw, reason="no currency: add a currency column or give the `currency` default")
