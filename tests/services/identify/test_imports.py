@@ -52,7 +52,7 @@ CSV = """client,when,total,ccy,ref,note
 c-1,2026-01-05,10.00,usd,r-1,first
 c-1,2026-01-05T18:00:00+02:00,5.5,usd,r-2,same day
 c-2,20260107,7,EUR,,yyyymmdd and no ref
-c-2,2026-01-08,7,EUR,r-1,duplicate ref in the file
+c-1,2026-01-05T00:00:00Z,10,USD,r-1,line 2 again: a duplicate
 c-3,not a date,3,EUR,r-4,bad date
 c-3,2026-01-09,lots,EUR,r-5,bad amount
 ,2026-01-09,3,EUR,r-6,no customer
@@ -163,7 +163,7 @@ async def test_two_imports_at_once_naming_the_same_new_customers_create_each_onc
 
     def sales(prefix: str) -> str:  # 400 purchases of the same 150 new customers, refs of their own
         return "customer_external_id,occurred_at,amount,currency,external_id\n" + "".join(
-            f"shared-{i % 150},2026-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 40}.25,EUR,{prefix}-{i}\n"
+            f"shared-{i % 150},2025-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 40}.25,EUR,{prefix}-{i}\n"
             for i in range(400)
         )
 
@@ -185,7 +185,7 @@ async def test_progress_is_counted_batch_by_batch(suite):
     client = identify.client
     rows = import_jobs.BATCH_ROWS * 2 + 500
     content = "customer_external_id,occurred_at,amount,currency\n" + "".join(
-        f"p-{i % 300},2026-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 50}.5,EUR\n" if i % 1000 != 999
+        f"p-{i % 300},2025-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 50}.5,EUR\n" if i % 1000 != 999
         else f"p-{i % 300},someday,1,EUR\n"
         for i in range(rows)
     )
