@@ -116,6 +116,15 @@ def internal_error_body(request_id: str) -> bytes:
     })
 
 
+NUL_IN_PATH = orjson.dumps({"error": "not_found", "detail": "no such resource: the path holds a NUL character"})
+
+
+async def _send_json(send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 # --- request ids, metrics, access log (pure ASGI: no per-request task hop) -------
 
 
@@ -172,6 +181,8 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if "\x00" in scope["path"]:  # no id holds one, and PostgreSQL cannot compare text with one
+                return await _send_json(send_with_ids, 404, NUL_IN_PATH)
             light_reads = self.light_reads_getter() if scope["method"] == "GET" else None
             selected = light_reads.select(scope) if light_reads is not None else None
             served = False
@@ -186,11 +197,7 @@ class RequestContextMiddleware:
             log.exception("unhandled error", extra={"fields": {"path": scope["path"], "method": scope["method"]}})
             if responded:
                 raise  # the answer is half sent: only dropping the connection is left
-            status = 500
-            body = internal_error_body(rid)
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *id_headers]
-            await send({"type": "http.response.start", "status": 500, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await _send_json(send_with_ids, 500, internal_error_body(rid))
         finally:
             for session in sessions:
                 await session.close()

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from services.identify.portfolio.schemas import ScoresOut
 from services.identify.portfolio.settings import bounded_instant
-from shared.validation import Email, Strict, Text, stripped
+from shared.validation import Email, Id, Strict, Text, stripped
 
 Phone = Annotated[str | None, Field(max_length=50), AfterValidator(stripped)]
 
@@ -21,7 +21,7 @@ class CustomerCreate(Strict):
     external_id: Text = None
     name: Text = None
     phone: Phone = None
-    referred_by: str | None = None
+    referred_by: Id | None = None
 
     @model_validator(mode="after")
     def _identified(self):
@@ -90,7 +90,7 @@ def decimal_text(value) -> str | None:
 
 
 class TransactionCreate(Strict):
-    customer_id: str
+    customer_id: Id
     amount: Annotated[Decimal, AfterValidator(_finite)] = Field(
         description="Decimal amount as a string or number; negative for a refund"
     )

@@ -7,12 +7,12 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from shared.validation import Email, Strict, Text, stripped
+from shared.validation import Email, Strict, Text, stripped, stripped_text
 
 StakeholderKind = Literal["partner", "supplier", "employee", "investor"]
 
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(stripped)]
-Notes = Annotated[str | None, Field(max_length=5000), AfterValidator(stripped)]
+Notes = Annotated[str | None, Field(max_length=5000), AfterValidator(stripped_text)]  # several lines
 
 
 class StakeholderCreate(Strict):
