@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from services.identify.portfolio.settings import bounds_message, date_bounds
 from services.identify.schemas import TransactionCreate
+from shared.validation import single_line
 
 OUR_COLUMNS = ("customer_external_id", "occurred_at", "amount", "currency", "external_id", "margin", "cost")
 REQUIRED = ("customer_external_id", "occurred_at", "amount")
@@ -116,6 +117,7 @@ class Header(NamedTuple):
     delimiter: str
     positions: dict[str, int] | None  # our column → index; None for NDJSON
     ignored: list[str]  # the file's columns that are neither ours nor mapped
+    width: int = 0  # how many columns every row has (the header's)
 
 
 def check_mapping(mapping: object) -> dict[str, str]:
@@ -192,6 +194,35 @@ def parse_occurred_at(value: object, date_format: str | None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def not_utf8(line: str) -> str | None:
+    """Why a line read with surrogateescape is not UTF-8 text, or None when it is."""
+
+    found = _NOT_UTF8.search(line)
+    if found is None:
+        return None
+    byte = ord(found.group()) - 0xDC00
+    return f"not UTF-8 text: byte 0x{byte:02X} at character {found.start() + 1}; save the file as UTF-8"
+
+
+def _as_text(line: str) -> str:
+    """The line with each byte that is not UTF-8 shown as U+FFFD (it can be stored)."""
+
+    return line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _ids_problem(customer: str, values: dict[str, object]) -> str | None:
+    for name, value in (("customer_external_id", customer), ("external_id", values.get("external_id"))):
+        if isinstance(value, str):
+            try:
+                single_line(value)
+            except ValueError as exc:
+                return f"{name} {exc}"
+    return None
+
+
 class _Memo:
     """make(key), worked out once per distinct key. Holding DATES_CACHED keys, it
     forgets them all: a file of distinct timestamps keeps memory flat."""
@@ -219,6 +250,7 @@ class Reader:
         # A file repeats its dates: each distinct one is parsed and written out once.
         self._parsed_date = _Memo(lambda text: parse_occurred_at(text, options.date_format))
         self._utc_text = _Memo(lambda at: at.astimezone(timezone.utc).isoformat())
+        self._ndjson = options.file_format == "ndjson"
         # The dates POST /v1/transactions takes, as of the start of the import.
         self._floor, self._latest = date_bounds()
         self._out_of_bounds = bounds_message(self._floor, self._latest)
@@ -231,7 +263,9 @@ class Reader:
     # -- the file's shape ------------------------------------------------------
 
     def _lines(self) -> Iterator[tuple[int, str]]:
-        with open(self.path, encoding="utf-8-sig", newline="") as file:
+        # A byte that is not UTF-8 becomes a lone surrogate (U+DC80–U+DCFF), which no
+        # UTF-8 text decodes to: its line is rejected (see not_utf8), not the file.
+        with open(self.path, encoding="utf-8-sig", errors="surrogateescape", newline="") as file:
             for number, line in enumerate(file, start=1):
                 line = line.rstrip("\r\n")
                 if line.strip():
@@ -246,35 +280,42 @@ class Reader:
         first = next(self._lines(), None)
         if first is None:
             raise OptionsError("file", "the file has no rows")
+        if reason := not_utf8(first[1]):
+            raise OptionsError("file", f"line {first[0]}, the header: {reason}")
         delimiter = options.delimiter or _guess_delimiter(first[1])
         names = [name.strip() for name in (options.columns or _split(first[1], delimiter))]
         positions = _positions(names, options.mapping)
         used = set(positions.values())
-        return Header(delimiter, positions, [name for index, name in enumerate(names) if index not in used])
+        ignored = [name for index, name in enumerate(names) if index not in used]
+        return Header(delimiter, positions, ignored, len(names))
 
     # -- rows ---------------------------------------------------------------------
 
     def rows(self) -> Iterator[Row]:
-        delimiter, positions, _ = self.header()
+        delimiter, positions, _, width = self.header()
         lines = self._lines()
         if positions is None:
             yield from (self._ndjson_row(number, line) for number, line in lines)
             return
         if not self.options.columns:
             next(lines)  # the header row
-        width = max(positions.values()) + 1
         for number, line in lines:
+            if not line.isascii() and (reason := not_utf8(line)):
+                yield Row(number, _as_text(line)[:RAW_KEPT], reason=reason)
+                continue
             try:
                 cells = _split(line, delimiter)
             except csv.Error as exc:
                 yield Row(number, line[:RAW_KEPT], reason=f"unreadable CSV row: {exc}")
                 continue
-            if len(cells) < width:
-                yield Row(number, line[:RAW_KEPT], reason=f"expected at least {width} columns, found {len(cells)}")
+            if len(cells) != width:
+                yield Row(number, line[:RAW_KEPT], reason=f"expected {width} columns as in the header, found {len(cells)}")
                 continue
             yield self._row(number, line, {ours: cells[index] for ours, index in positions.items()})
 
     def _ndjson_row(self, number: int, line: str) -> Row:
+        if reason := not_utf8(line):
+            return Row(number, _as_text(line)[:RAW_KEPT], reason=reason)
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -294,6 +335,10 @@ class Reader:
         customer = str(values.pop("customer_external_id")).strip()
         if not customer or len(customer) > 200:
             return Row(number, raw, reason="customer_external_id must be 1 to 200 characters")
+        # A line of printable characters holds no control or bidi character (NDJSON's
+        # may be escaped, \u0000); the rest have their ids checked like the API's.
+        if (self._ndjson or not line.isprintable()) and (reason := _ids_problem(customer, values)):
+            return Row(number, raw, reason=reason)
         try:
             at = self._occurred_at(values["occurred_at"])
         except (ValueError, TypeError):

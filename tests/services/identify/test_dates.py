@@ -93,14 +93,16 @@ async def test_calibration_end_is_bounded_like_occurred_at(suite):
 
 
 async def test_scoring_survives_a_purchase_dated_9999_already_stored(suite):
-    """Stored before the bounds existed (or past them): re-scoring used to raise OverflowError."""
+    """Stored before the bounds existed (or past them): re-scoring used to raise OverflowError.
+    (Not 9999-12-31: asyncpg stores date.max as PostgreSQL's `infinity`, a date no
+    arithmetic takes, and purchase_days keeps the day.)"""
 
     identify = await suite.start("identify")
     client = identify.client
     ids = await small_portfolio(client)
     assert (await refit(client, calibration_end=SMALL_PORTFOLIO_END, time_unit="day"))["status"] == "done"
     far = ImportedTransaction(ids[0], amount=Decimal(5), currency="EUR",
-                              occurred_at=datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc))
+                              occurred_at=datetime(9999, 12, 30, 23, 59, 59, tzinfo=timezone.utc))
     async with transaction(identify.runtime.db.writer) as session:
         (outcome,) = await record_transactions(session=session, items=[far])
     assert outcome.status == "created"
