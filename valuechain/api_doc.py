@@ -32,7 +32,14 @@ running gateway serves the full schema at `/openapi.json` and `/docs`.
   cursor, 401 missing or wrong key, 404 unknown id or route, 405 wrong method,
   409 conflict, 413 body too large, 422 invalid fields (`detail` lists
   `{"field", "message", "type"}`; unknown fields are refused, never dropped),
-  502 a service is unavailable, 504 a service timed out.
+  500 an unexpected error (`internal_error`; the detail names the request id
+  the log has it under), 502 a service is unavailable, 504 a service timed out.
+- **Text**: text fields refuse NUL, other control characters (a multi-line text
+  such as an interaction's summary keeps line feeds and tabs) and bidirectional
+  formatting characters (U+200E, U+200F, U+202A–U+202E, U+2066–U+2069) with 422.
+- **Dates**: a purchase's `occurred_at` and a refit's `calibration_end` lie from
+  1970-01-01T00:00:00Z to now plus one day (both configurable, see
+  docs/operations.md); outside them, 422 stating the bounds.
 - **Pagination**: lists take `limit` (1–200, default 50) and `cursor`, and answer
   `{"items": [...], "next_cursor": "..." | null}`; pass `next_cursor` back as
   `cursor` for the next page.
