@@ -86,7 +86,7 @@ def differences(earlier: dict, item: NewTransaction, survivor: str | None = None
 
 def _conflict(earlier: dict, external_id: str, fields: list[str]) -> Outcome:
     message = (f"external_id {external_id!r} is transaction {earlier['id']}, a different purchase "
-               f"(its {', '.join(fields)} differ); use a new external_id for a new purchase")
+               f"(another {', '.join(fields)}); use a new external_id for a new purchase")
     return Outcome("error", field="external_id", message=message, error=IdempotencyConflict)
 
 

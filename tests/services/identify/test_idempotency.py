@@ -37,7 +37,7 @@ async def test_the_same_purchase_is_a_duplicate_and_any_other_a_conflict_naming_
         assert body["error"] == "idempotency_conflict"
         (error,) = body["detail"]
         assert error["field"] == "body.external_id" and first_id in error["message"]
-    assert "customer_id, amount, currency differ" in body_of_conflict(await client.post(
+    assert "(another customer_id, amount, currency)" in body_of_conflict(await client.post(
         "/v1/transactions", json={**FIRST, "customer_id": ada, "amount": "5000", "currency": "USD"}))
     assert (await client.get(f"/v1/customers/{ada}")).json()["purchase_count"] == 0  # none was lost silently
     # 18 digits, which SQLite keeps as a float: the same amount still.
