@@ -51,6 +51,10 @@ class OptionsError(ValueError):
         self.message = message
 
 
+class OutOfBounds(ValueError):
+    """A date outside the bounds the API holds occurred_at to (see portfolio.settings)."""
+
+
 @dataclass
 class ImportOptions:
     file_format: str = "csv"
@@ -248,17 +252,21 @@ class Reader:
         self.options = options
         self._occurrences: dict[str, int] = {}
         # A file repeats its dates: each distinct one is parsed and written out once.
-        self._parsed_date = _Memo(lambda text: parse_occurred_at(text, options.date_format))
+        self._parsed_date = _Memo(lambda text: self._bounded(parse_occurred_at(text, options.date_format)))
         self._utc_text = _Memo(lambda at: at.astimezone(timezone.utc).isoformat())
-        self._ndjson = options.file_format == "ndjson"
         # The dates POST /v1/transactions takes, as of the start of the import.
         self._floor, self._latest = date_bounds()
         self._out_of_bounds = bounds_message(self._floor, self._latest)
 
     def _occurred_at(self, value: object) -> datetime:
         if isinstance(value, str):
-            return self._parsed_date(value)
-        return parse_occurred_at(value, self.options.date_format)
+            return self._parsed_date(value)  # checked against the bounds once per distinct text
+        return self._bounded(parse_occurred_at(value, self.options.date_format))
+
+    def _bounded(self, at: datetime) -> datetime:
+        if not self._floor <= at <= self._latest:
+            raise OutOfBounds(self._out_of_bounds)
+        return at
 
     # -- the file's shape ------------------------------------------------------
 
@@ -300,7 +308,10 @@ class Reader:
         if not self.options.columns:
             next(lines)  # the header row
         for number, line in lines:
-            if not line.isascii() and (reason := not_utf8(line)):
+            # A printable line (the usual case, one quick test) holds no byte that is not
+            # UTF-8 (see not_utf8), no control and no bidi character.
+            printable = line.isprintable()
+            if not printable and (reason := not_utf8(line)):
                 yield Row(number, _as_text(line)[:RAW_KEPT], reason=reason)
                 continue
             try:
@@ -311,10 +322,10 @@ class Reader:
             if len(cells) != width:
                 yield Row(number, line[:RAW_KEPT], reason=f"expected {width} columns as in the header, found {len(cells)}")
                 continue
-            yield self._row(number, line, {ours: cells[index] for ours, index in positions.items()})
+            yield self._row(number, line, {ours: cells[index] for ours, index in positions.items()}, not printable)
 
     def _ndjson_row(self, number: int, line: str) -> Row:
-        if reason := not_utf8(line):
+        if not line.isprintable() and (reason := not_utf8(line)):
             return Row(number, _as_text(line)[:RAW_KEPT], reason=reason)
         try:
             record = orjson.loads(line)
@@ -324,9 +335,10 @@ class Reader:
             return Row(number, line[:RAW_KEPT], reason="not a JSON object")
         mapping = self.options.mapping
         values = {mapping.get(key, key): value for key, value in record.items()}
-        return self._row(number, line, {key: value for key, value in values.items() if key in OUR_COLUMNS})
+        # JSON escapes (\u0000) hide control characters from the line: always check the ids.
+        return self._row(number, line, {key: value for key, value in values.items() if key in OUR_COLUMNS}, True)
 
-    def _row(self, number: int, line: str, values: dict[str, object]) -> Row:
+    def _row(self, number: int, line: str, values: dict[str, object], check_ids: bool) -> Row:
         raw = line[:RAW_KEPT]
         values = {key: value for key, value in values.items() if value is not None and value != ""}
         missing = [column for column in REQUIRED if column not in values]
@@ -335,18 +347,15 @@ class Reader:
         customer = str(values.pop("customer_external_id")).strip()
         if not customer or len(customer) > 200:
             return Row(number, raw, reason="customer_external_id must be 1 to 200 characters")
-        # A line of printable characters holds no control or bidi character (NDJSON's
-        # may be escaped, \u0000); the rest have their ids checked like the API's.
-        if (self._ndjson or not line.isprintable()) and (reason := _ids_problem(customer, values)):
+        if check_ids and (reason := _ids_problem(customer, values)):
             return Row(number, raw, reason=reason)
         try:
-            at = self._occurred_at(values["occurred_at"])
+            values["occurred_at"] = self._occurred_at(values["occurred_at"])
+        except OutOfBounds as exc:
+            return Row(number, raw, reason=f"occurred_at {values['occurred_at']!r} {exc}")
         except (ValueError, TypeError):
             expected = self.options.date_format or "ISO 8601 or YYYYMMDD"
             return Row(number, raw, reason=f"occurred_at {values['occurred_at']!r} is not a date ({expected})")
-        if not self._floor <= at <= self._latest:
-            return Row(number, raw, reason=f"occurred_at {values['occurred_at']!r} {self._out_of_bounds}")
-        values["occurred_at"] = at
         if "currency" not in values:
             if not self.options.currency:
                 return Row(number, raw, reason="no currency: add a currency column or give the `currency` default")
