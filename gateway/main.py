@@ -25,12 +25,11 @@ from gateway.composition import CustomerNotFound, compose_360
 from gateway.health import readiness
 from gateway.observability import GatewayMetrics, configure_logging
 from gateway.openapi import OpenAPIMerger
-from gateway.proxy import SCOPE_AUTHENTICATED, SCOPE_CORRELATION_ID, SCOPE_REQUEST_ID, GatewayFront
+from gateway.proxy import SCOPE_AUTHENTICATED, SCOPE_CORRELATION_ID, SCOPE_REQUEST_ID, GatewayFront, internal_error_body
 from gateway.routes import RouteTable
 from gateway.settings import SERVICES, GatewaySettings
 from gateway.upstream import Upstreams
 from shared.docs_ui import install_docs
-from shared.openapi_contract import internal_error
 from shared.query_params import UnknownQueryGuard
 
 log = logging.getLogger("gateway")
@@ -154,7 +153,11 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
             headers=exc.headers,
         )
 
-    app.add_exception_handler(Exception, internal_error)  # a JSON 500, as the document says
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):
+        # Starlette sends this and re-raises; the front logs it (GatewayFront.__call__).
+        request_id = (request.scope.get(SCOPE_REQUEST_ID) or "").encode("latin-1")
+        return Response(internal_error_body(request_id), status_code=500, media_type="application/json")
 
     @app.get("/healthz", tags=["gateway"], summary="Liveness: 200 while the process runs")
     async def healthz():

@@ -116,6 +116,11 @@ def _error_body(error: str, detail: Any) -> bytes:
     return orjson.dumps({"error": error, "detail": detail})
 
 
+def internal_error_body(request_id: bytes) -> bytes:
+    detail = f"an unexpected error in the gateway; it was logged with request id {request_id.decode('latin-1')}"
+    return _error_body("internal_error", detail)
+
+
 class _TooLarge(Exception):
     pass
 
@@ -155,8 +160,15 @@ class GatewayFront:
 
     # -- entry point --------------------------------------------------------
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: dict, receive: Callable, server_send: Callable) -> None:
         start = time.perf_counter()
+        responded = False
+
+        async def send(message) -> None:
+            nonlocal responded
+            responded = True
+            await server_send(message)
+
         method: str = scope["method"]
         request_id = correlation_id = authorization = origin = None
         preflight = False
@@ -232,7 +244,10 @@ class GatewayFront:
                 "unhandled error",
                 extra={"fields": {"request_id": request_id.decode("latin-1"), "path": scope.get("path")}},
             )
-            raise
+            if responded:
+                raise  # the answer is (half) sent: only dropping the connection is left
+            # The catch-all: the client gets the suite's JSON error body, never plain text.
+            status = await self._send_json(send, 500, internal_error_body(request_id), extra)
         finally:
             elapsed = time.perf_counter() - start
             self.metrics.observe(route_name, method, status, elapsed)

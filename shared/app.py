@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Awaitable, Callable
 
+import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -108,6 +109,24 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": "conflict", "detail": "the change conflicts with existing data"}, status_code=409)
 
 
+def internal_error_body(request_id: str) -> bytes:
+    """What a client gets for an error of ours (the log has the rest)."""
+
+    return orjson.dumps({
+        "error": "internal_error",
+        "detail": f"an unexpected error; it was logged with request id {request_id}",
+    })
+
+
+NUL_IN_PATH = orjson.dumps({"error": "not_found", "detail": "no such resource: the path holds a NUL character"})
+
+
+async def _send_json(send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 # --- request ids, metrics, access log (pure ASGI: no per-request task hop) -------
 
 
@@ -151,17 +170,21 @@ class RequestContextMiddleware:
         t2 = context.correlation_id.set(cid)
         scope[SESSIONS_TO_CLOSE] = sessions = []
         status = 500
+        responded = False
         started = time.perf_counter()
         id_headers = [(b"x-request-id", rid.encode()), (b"x-correlation-id", cid.encode())]
 
         async def send_with_ids(message):
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
                 status = message["status"]
+                responded = True
                 message["headers"] = [*message.get("headers", ()), *id_headers]
             await send(message)
 
         try:
+            if "\x00" in scope["path"]:  # no id holds one, and PostgreSQL cannot compare text with one
+                return await _send_json(send_with_ids, 404, NUL_IN_PATH)
             light_reads = self.light_reads_getter() if scope["method"] == "GET" else None
             selected = light_reads.select(scope) if light_reads is not None else None
             served = False
@@ -170,6 +193,13 @@ class RequestContextMiddleware:
                 served = await handler(scope, receive, send_with_ids)
             if not served:
                 await self.app(scope, receive, send_with_ids)
+        except Exception:
+            # The catch-all: a bug is logged once, with its request id, and the client
+            # gets the suite's JSON error body rather than Starlette's plain text.
+            log.exception("unhandled error", extra={"fields": {"path": scope["path"], "method": scope["method"]}})
+            if responded:
+                raise  # the answer is half sent: only dropping the connection is left
+            await _send_json(send_with_ids, 500, internal_error_body(rid))
         finally:
             for session in sessions:
                 await session.close()

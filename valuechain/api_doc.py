@@ -35,7 +35,8 @@ running gateway serves the full schema at `/openapi.json` and `/docs`.
     404 `not_found` (unknown id or route), 405 `method_not_allowed` (the `Allow`
     header lists the methods that work there), 409 `conflict` or `customer_merged`
     (a duplicate, a resource in the wrong state, a merged customer: the sentence
-    names the id to use), 413 `payload_too_large`, 500 `internal_error`,
+    names the id to use), 413 `payload_too_large`, 500 `internal_error` (the
+    detail names the request id the log has it under),
     502 `bad_gateway` (a service is unavailable), 504 `gateway_timeout`.
   - `{"error": "<code>", "detail": [{"field", "message", "type"}, ...]}`
     (`FieldErrors`): 422 `validation_error` and 400 `malformed_json`. `field` names
@@ -48,6 +49,12 @@ running gateway serves the full schema at `/openapi.json` and `/docs`.
   `/healthz`, `/metrics`, `/openapi.json` and `/docs` included, and a parameter
   that is not a list given twice is 422 (`"type": "multiple_values"`): nothing
   the client sent is ignored. Times (`from`, `to`) need a time zone.
+- **Text**: text fields refuse NUL, other control characters (a multi-line text
+  such as an interaction's summary keeps line feeds and tabs) and bidirectional
+  formatting characters (U+200E, U+200F, U+202A–U+202E, U+2066–U+2069) with 422.
+- **Dates**: a purchase's `occurred_at` and a refit's `calibration_end` lie from
+  1970-01-01T00:00:00Z to now plus one day (both configurable, see
+  docs/operations.md); outside them, 422 stating the bounds.
 - **Pagination**: lists take `limit` (1–200, default 50) and `cursor`, and answer
   `{"items": [...], "next_cursor": "..." | null}`; pass `next_cursor` back as
   `cursor` for the next page. A cursor is opaque unpadded base64url

@@ -7,17 +7,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from shared.validation import NOT_BLANK_SCHEMA, AsText
+from shared.validation import NOT_BLANK_TEXT_SCHEMA, AsText, Strict, single_line, stripped_text
 
 Channel = Literal["email", "phone", "sms", "chat", "web", "social", "in_person", "other"]
 Direction = Literal["inbound", "outbound"]
-
-
-def _stripped(value: str) -> str:
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be blank")
-    return value
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -26,16 +19,12 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-class Strict(BaseModel):
-    # Nothing the client sends is silently dropped: unknown fields are errors.
-    model_config = ConfigDict(extra="forbid")
-
-
 class InteractionCreate(Strict):
-    customer_id: Annotated[str, Field(min_length=1, max_length=36)]
+    customer_id: Annotated[str, Field(min_length=1, max_length=36), AfterValidator(single_line)]
     channel: Channel
     direction: Direction
-    summary: Annotated[str, Field(min_length=1, max_length=2000, **NOT_BLANK_SCHEMA), AfterValidator(_stripped)]
+    # Several lines may be a summary's: line feeds and tabs are kept.
+    summary: Annotated[str, Field(min_length=1, max_length=2000, **NOT_BLANK_TEXT_SCHEMA), AfterValidator(stripped_text)]
     occurred_at: Annotated[
         datetime | None, AsText, AfterValidator(_aware), Field(description="When it happened; now if left out")
     ] = None

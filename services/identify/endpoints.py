@@ -62,10 +62,17 @@ async def patch_customer(customer_id: str, body: CustomerPatch, session: WriteSe
     "/transactions",
     status_code=status.HTTP_201_CREATED,
     response_model=TransactionOut,
-    responses={200: {"description": "A transaction with this external_id was already recorded; it is returned"}},
+    responses={
+        200: {"description": "The same purchase was already recorded with this external_id; it is returned"},
+        409: {"description": "`idempotency_conflict`: the external_id is another purchase's (the detail names it)"},
+    },
 )
 async def record_transaction(body: TransactionCreate, session: WriteSession, response: Response):
-    """Record a purchase. Idempotent by `external_id`."""
+    """Record a purchase. Idempotent by `external_id` (same purchase: 200; another: 409).
+
+    The same customer, amount, currency and occurred_at under a recorded external_id
+    answers 200 with the first transaction; any difference is 409 `idempotency_conflict`
+    naming it."""
     transaction, created = await transactions.record_one(session=session, data=body)
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -75,7 +82,8 @@ async def record_transaction(body: TransactionCreate, session: WriteSession, res
 @router.post("/transactions:batch", response_model=BatchOut)
 async def record_transaction_batch(body: TransactionBatch, session: WriteSession):
     """Record 1 to 1,000 purchases, answered item by item (created, duplicate by
-    `external_id`, or that item's error); a bad item does not stop the others."""
+    `external_id`, or that item's error, `idempotency_conflict` included); a bad item
+    does not stop the others."""
     items = await transactions.record_batch(session=session, items=body.items)
     counts = Counter(item["status"] for item in items)
     return {"items": items, "created": counts["created"], "duplicates": counts["duplicate"], "errors": counts["error"]}

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from services.identify.portfolio.schemas import ScoresOut
-from shared.validation import NOT_BLANK_SCHEMA, AsText, Email, Strict, Text, stripped
+from services.identify.portfolio.settings import bounded_instant
+from shared.validation import NOT_BLANK_SCHEMA, AsText, Email, Id, Strict, Text, stripped
 
 Phone = Annotated[str | None, Field(max_length=50, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
 
@@ -29,7 +30,7 @@ class CustomerCreate(Strict):
     external_id: Text = None
     name: Text = None
     phone: Phone = None
-    referred_by: str | None = None
+    referred_by: Id | None = None
 
     @model_validator(mode="after")
     def _identified(self):
@@ -108,12 +109,12 @@ def decimal_text(value) -> str | None:
 
 
 class TransactionCreate(Strict):
-    customer_id: str
+    customer_id: Id
     amount: Annotated[Decimal, AfterValidator(_finite)] = Field(
         description="Decimal amount as a string or number; negative for a refund"
     )
     currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$"), AfterValidator(str.upper)]
-    occurred_at: Annotated[datetime, AsText]
+    occurred_at: Annotated[datetime, AsText, AfterValidator(bounded_instant)]
     external_id: Text = None
     margin: Annotated[Decimal | None, AfterValidator(_finite_or_none)] = Field(
         None, description="Optional margin earned on the sale (same currency)"

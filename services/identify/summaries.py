@@ -16,6 +16,7 @@ e.g. after a merge moved transactions to the survivor.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -31,9 +32,13 @@ REFERENCE_DAY = date(2000, 1, 1)
 
 def discount_factor(day: date, annual_rate: float) -> float:
     """(1 + rate)^((REFERENCE_DAY − day) / 365): a purchase's revenue compounded to the
-    reference day (see PurchaseSummary.discounted_spend)."""
+    reference day (see PurchaseSummary.discounted_spend); infinite for a day so far
+    back that the float overflows (scores then hold null, never an OverflowError)."""
 
-    return (1.0 + annual_rate) ** ((REFERENCE_DAY - day).days / 365.0)
+    try:
+        return (1.0 + annual_rate) ** ((REFERENCE_DAY - day).days / 365.0)
+    except OverflowError:
+        return math.inf
 
 
 def _day_of(occurred_at):

@@ -2,8 +2,9 @@
 and an import.
 
 `record_transactions` takes many at once and answers item by item: a transaction
-whose `external_id` was recorded before (or earlier in the same call) is a duplicate
-and returns the first one; one for an unknown or merged customer is an error; the
+whose `external_id` was recorded before (or earlier in the same call) for the same
+purchase (see `differences`) is a duplicate and returns the first one, and for another
+purchase it is an `idempotency_conflict`; one for an unknown or merged customer is an error; the
 others are inserted in bulk, counted on their customer, folded into the purchase
 summaries and announced with one `crm.identify.transaction.recorded` event each, all
 in the caller's transaction. Then their customers are re-scored.
@@ -24,7 +25,7 @@ from services.identify import repository, service, summaries
 from services.identify.portfolio.scoring import rescore_customers
 from services.identify.schemas import TransactionCreate, TransactionOut, decimal_text
 from shared.db import utcnow
-from shared.errors import Conflict, InvalidRequest, NotFound, field_error
+from shared.errors import AppError, Conflict, InvalidRequest, NotFound, field_error
 from shared.ids import uuid7_many
 from shared.messaging import emit_many
 
@@ -54,6 +55,39 @@ class Outcome:
     message: str | None = None
     # The customer was merged: a conflict with the state (409), not a bad field.
     conflict: bool = False
+    # The error's class when it is neither of those (IdempotencyConflict).
+    error: type[AppError] | None = None
+
+
+class IdempotencyConflict(AppError):
+    status_code = 409
+    error = "idempotency_conflict"
+
+
+# What makes two transactions the same purchase: a client retrying may change a margin or
+# a cost (docs/imports.md), but not whom, how much, in what currency or when.
+SAME_PURCHASE = ("customer_id", "amount", "currency", "occurred_at")
+
+
+def differences(earlier: dict, item: NewTransaction, survivor: str | None = None) -> list[str]:
+    """The SAME_PURCHASE fields in which `item` differs from the `earlier` transaction with
+    its external_id: amounts compared as numbers (as far as a float holds them: SQLite
+    stores 18 digits as one), times as instants. `survivor` is the customer the item's
+    customer was merged into, whom the earlier one now belongs to."""
+
+    changed = []
+    for name in SAME_PURCHASE:
+        was, now = earlier[name], getattr(item, name)
+        if was == now or (name == "amount" and float(was) == float(now)) or (name == "customer_id" and was == survivor):
+            continue
+        changed.append(name)
+    return changed
+
+
+def _conflict(earlier: dict, external_id: str, fields: list[str]) -> Outcome:
+    message = (f"external_id {external_id!r} is transaction {earlier['id']}, a different purchase "
+               f"(another {', '.join(fields)}); use a new external_id for a new purchase")
+    return Outcome("error", field="external_id", message=message, error=IdempotencyConflict)
 
 
 def _customer_problem(customer_id: str, customer: dict | None) -> str | None:
@@ -77,10 +111,12 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
     new_ids = iter(uuid7_many(len(items)))  # one each, made in one go
     for item in items:
         external_id = item.external_id
-        if external_id and external_id in earlier:
-            outcomes.append(Outcome("duplicate", earlier[external_id]))
-            continue
         customer = customers.get(item.customer_id)
+        if external_id and external_id in earlier:
+            first = earlier[external_id]
+            changed = differences(first, item, customer and customer["merged_into"])
+            outcomes.append(_conflict(first, external_id, changed) if changed else Outcome("duplicate", first))
+            continue
         problem = _customer_problem(item.customer_id, customer)
         if problem:
             outcomes.append(Outcome("error", field="customer_id", message=problem, conflict=customer is not None))
@@ -190,7 +226,7 @@ async def record_batch(*, session: AsyncSession, items: Sequence) -> list[dict]:
         answer = answers[index]
         answer["status"] = outcome.status
         if outcome.status == "error":
-            error = field_error(f"body.items.{index}.{outcome.field}", outcome.message)
+            error = field_error(f"body.items.{index}.{outcome.field}", outcome.message, outcome.error or InvalidRequest)
             answer["error"] = error.body()
         else:
             answer["transaction"] = TransactionOut.of(outcome.transaction)
@@ -198,12 +234,11 @@ async def record_batch(*, session: AsyncSession, items: Sequence) -> list[dict]:
 
 
 async def record_one(*, session: AsyncSession, data: TransactionCreate) -> tuple[dict, bool]:
-    """Record one purchase: (the transaction, created); the same external_id again
-    returns the first one with created=False."""
+    """Record one purchase: (the transaction, created); the same purchase with its
+    external_id again returns the first one with created=False."""
 
     (outcome,) = await record_transactions(session=session, items=[data])
     if outcome.status == "error":
-        raise field_error(
-            f"body.{outcome.field}", outcome.message, status=Conflict if outcome.conflict else InvalidRequest
-        )
+        status = outcome.error or (Conflict if outcome.conflict else InvalidRequest)
+        raise field_error(f"body.{outcome.field}", outcome.message, status=status)
     return outcome.transaction, outcome.status == "created"

@@ -7,12 +7,12 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from shared.validation import NOT_BLANK_SCHEMA, Email, Strict, Text, stripped
+from shared.validation import NOT_BLANK_SCHEMA, NOT_BLANK_TEXT_SCHEMA, Email, Strict, Text, stripped, stripped_text
 
 StakeholderKind = Literal["partner", "supplier", "employee", "investor"]
 
 Name = Annotated[str, Field(min_length=1, max_length=200, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
-Notes = Annotated[str | None, Field(max_length=5000, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
+Notes = Annotated[str | None, Field(max_length=5000, **NOT_BLANK_TEXT_SCHEMA), AfterValidator(stripped_text)]  # several lines
 
 
 class StakeholderCreate(Strict):

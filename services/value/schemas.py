@@ -6,17 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from shared.db import utcnow
-from shared.validation import NOT_BLANK_SCHEMA, AsText
-
-
-def _not_blank(value: str) -> str:
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be blank")
-    return value
+from shared.validation import NOT_BLANK_SCHEMA, AsText, Id, Strict, stripped
 
 
 def _future(value: datetime | None) -> datetime | None:
@@ -29,12 +22,10 @@ def _future(value: datetime | None) -> datetime | None:
     return value
 
 
-class OfferCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    customer_id: str
-    kind: Annotated[str, Field(min_length=1, max_length=50, **NOT_BLANK_SCHEMA), AfterValidator(_not_blank)]
-    title: Annotated[str, Field(min_length=1, max_length=200, **NOT_BLANK_SCHEMA), AfterValidator(_not_blank)]
+class OfferCreate(Strict):
+    customer_id: Id
+    kind: Annotated[str, Field(min_length=1, max_length=50, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
+    title: Annotated[str, Field(min_length=1, max_length=200, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
     discount_percent: Annotated[Decimal | None, Field(gt=0, le=100, decimal_places=2)] = None
     expires_at: Annotated[datetime | None, AsText, AfterValidator(_future)] = None
 

@@ -40,3 +40,24 @@ async def test_many_concurrent_requests_share_few_connections(start_gateway, sta
     assert [r.json()["path"] for r in responses] == [f"/v1/customers/c{i}" for i in range(40)]
     pool = client.gateway_app.front.upstreams["identify"]
     assert pool.open_connections <= 4
+
+
+async def test_an_unexpected_error_is_a_json_500_on_both_paths(start_gateway, monkeypatch):
+    import gateway.main
+
+    client = await start_gateway()
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    # The proxy path (the front's own code) ...
+    monkeypatch.setattr(client.gateway_app.front.upstreams.pools["identify"], "request", broken)
+    response = await client.get("/v1/customers/c1", headers=AUTH)
+    assert response.status_code == 500
+    body = response.json()
+    assert body["error"] == "internal_error" and response.headers["x-request-id"] in body["detail"]
+    assert "a bug" not in body["detail"]  # the log has the exception, the client only the id
+    # ... and the gateway's own FastAPI routes.
+    monkeypatch.setattr(gateway.main, "compose_360", broken)
+    response = await client.get("/v1/customers/c1/360", headers=AUTH)
+    assert response.status_code == 500 and response.json()["error"] == "internal_error"

@@ -135,9 +135,13 @@ async def test_a_found_row_reads_back_exactly(service):
     assert body == b'{"id":"t-2","name":null,"created_at":"2026-11-02T10:00:00.000005Z"}'
 
 
-async def test_a_response_that_fails_validation_is_still_fastapis_500(service):
-    with pytest.raises(Exception):  # FastAPI raises ResponseValidationError through the ASGI client
-        await fetch(service, "/v1/broken/x", light=True)
+async def test_a_response_that_fails_validation_is_the_same_json_500_on_both_paths(service):
+    # FastAPI raises ResponseValidationError; the services' catch-all answers it.
+    light = await fetch(service, "/v1/broken/x", light=True)
+    heavy = await fetch(service, "/v1/broken/x", light=False)
+    assert light[0] == heavy[0] == 500
+    assert light[2] == heavy[2] == (
+        b'{"error":"internal_error","detail":"an unexpected error; it was logged with request id rid-1"}')
 
 
 async def test_dependency_overrides_turn_the_light_path_off(service):

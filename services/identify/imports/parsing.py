@@ -25,7 +25,9 @@ from typing import NamedTuple
 import orjson
 from pydantic import ValidationError
 
+from services.identify.portfolio.settings import bounds_message, date_bounds
 from services.identify.schemas import TransactionCreate
+from shared.validation import single_line
 
 OUR_COLUMNS = ("customer_external_id", "occurred_at", "amount", "currency", "external_id", "margin", "cost")
 REQUIRED = ("customer_external_id", "occurred_at", "amount")
@@ -47,6 +49,10 @@ class OptionsError(ValueError):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+class OutOfBounds(ValueError):
+    """A date outside the bounds the API holds occurred_at to (see portfolio.settings)."""
 
 
 @dataclass
@@ -115,6 +121,7 @@ class Header(NamedTuple):
     delimiter: str
     positions: dict[str, int] | None  # our column → index; None for NDJSON
     ignored: list[str]  # the file's columns that are neither ours nor mapped
+    width: int = 0  # how many columns every row has (the header's)
 
 
 def check_mapping(mapping: object) -> dict[str, str]:
@@ -191,6 +198,35 @@ def parse_occurred_at(value: object, date_format: str | None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def not_utf8(line: str) -> str | None:
+    """Why a line read with surrogateescape is not UTF-8 text, or None when it is."""
+
+    found = _NOT_UTF8.search(line)
+    if found is None:
+        return None
+    byte = ord(found.group()) - 0xDC00
+    return f"not UTF-8 text: byte 0x{byte:02X} at character {found.start() + 1}; save the file as UTF-8"
+
+
+def _as_text(line: str) -> str:
+    """The line with each byte that is not UTF-8 shown as U+FFFD (it can be stored)."""
+
+    return line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _ids_problem(customer: str, values: dict[str, object]) -> str | None:
+    for name, value in (("customer_external_id", customer), ("external_id", values.get("external_id"))):
+        if isinstance(value, str):
+            try:
+                single_line(value)
+            except ValueError as exc:
+                return f"{name} {exc}"
+    return None
+
+
 class _Memo:
     """make(key), worked out once per distinct key. Holding DATES_CACHED keys, it
     forgets them all: a file of distinct timestamps keeps memory flat."""
@@ -216,18 +252,28 @@ class Reader:
         self.options = options
         self._occurrences: dict[str, int] = {}
         # A file repeats its dates: each distinct one is parsed and written out once.
-        self._parsed_date = _Memo(lambda text: parse_occurred_at(text, options.date_format))
+        self._parsed_date = _Memo(lambda text: self._bounded(parse_occurred_at(text, options.date_format)))
         self._utc_text = _Memo(lambda at: at.astimezone(timezone.utc).isoformat())
+        # The dates POST /v1/transactions takes, as of the start of the import.
+        self._floor, self._latest = date_bounds()
+        self._out_of_bounds = bounds_message(self._floor, self._latest)
 
     def _occurred_at(self, value: object) -> datetime:
         if isinstance(value, str):
-            return self._parsed_date(value)
-        return parse_occurred_at(value, self.options.date_format)
+            return self._parsed_date(value)  # checked against the bounds once per distinct text
+        return self._bounded(parse_occurred_at(value, self.options.date_format))
+
+    def _bounded(self, at: datetime) -> datetime:
+        if not self._floor <= at <= self._latest:
+            raise OutOfBounds(self._out_of_bounds)
+        return at
 
     # -- the file's shape ------------------------------------------------------
 
     def _lines(self) -> Iterator[tuple[int, str]]:
-        with open(self.path, encoding="utf-8-sig", newline="") as file:
+        # A byte that is not UTF-8 becomes a lone surrogate (U+DC80–U+DCFF), which no
+        # UTF-8 text decodes to: its line is rejected (see not_utf8), not the file.
+        with open(self.path, encoding="utf-8-sig", errors="surrogateescape", newline="") as file:
             for number, line in enumerate(file, start=1):
                 line = line.rstrip("\r\n")
                 if line.strip():
@@ -242,35 +288,45 @@ class Reader:
         first = next(self._lines(), None)
         if first is None:
             raise OptionsError("file", "the file has no rows")
+        if reason := not_utf8(first[1]):
+            raise OptionsError("file", f"line {first[0]}, the header: {reason}")
         delimiter = options.delimiter or _guess_delimiter(first[1])
         names = [name.strip() for name in (options.columns or _split(first[1], delimiter))]
         positions = _positions(names, options.mapping)
         used = set(positions.values())
-        return Header(delimiter, positions, [name for index, name in enumerate(names) if index not in used])
+        ignored = [name for index, name in enumerate(names) if index not in used]
+        return Header(delimiter, positions, ignored, len(names))
 
     # -- rows ---------------------------------------------------------------------
 
     def rows(self) -> Iterator[Row]:
-        delimiter, positions, _ = self.header()
+        delimiter, positions, _, width = self.header()
         lines = self._lines()
         if positions is None:
             yield from (self._ndjson_row(number, line) for number, line in lines)
             return
         if not self.options.columns:
             next(lines)  # the header row
-        width = max(positions.values()) + 1
         for number, line in lines:
+            # A printable line (the usual case, one quick test) holds no byte that is not
+            # UTF-8 (see not_utf8), no control and no bidi character.
+            printable = line.isprintable()
+            if not printable and (reason := not_utf8(line)):
+                yield Row(number, _as_text(line)[:RAW_KEPT], reason=reason)
+                continue
             try:
                 cells = _split(line, delimiter)
             except csv.Error as exc:
                 yield Row(number, line[:RAW_KEPT], reason=f"unreadable CSV row: {exc}")
                 continue
-            if len(cells) < width:
-                yield Row(number, line[:RAW_KEPT], reason=f"expected at least {width} columns, found {len(cells)}")
+            if len(cells) != width:
+                yield Row(number, line[:RAW_KEPT], reason=f"expected {width} columns as in the header, found {len(cells)}")
                 continue
-            yield self._row(number, line, {ours: cells[index] for ours, index in positions.items()})
+            yield self._row(number, line, {ours: cells[index] for ours, index in positions.items()}, not printable)
 
     def _ndjson_row(self, number: int, line: str) -> Row:
+        if not line.isprintable() and (reason := not_utf8(line)):
+            return Row(number, _as_text(line)[:RAW_KEPT], reason=reason)
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -279,9 +335,10 @@ class Reader:
             return Row(number, line[:RAW_KEPT], reason="not a JSON object")
         mapping = self.options.mapping
         values = {mapping.get(key, key): value for key, value in record.items()}
-        return self._row(number, line, {key: value for key, value in values.items() if key in OUR_COLUMNS})
+        # JSON escapes (\u0000) hide control characters from the line: always check the ids.
+        return self._row(number, line, {key: value for key, value in values.items() if key in OUR_COLUMNS}, True)
 
-    def _row(self, number: int, line: str, values: dict[str, object]) -> Row:
+    def _row(self, number: int, line: str, values: dict[str, object], check_ids: bool) -> Row:
         raw = line[:RAW_KEPT]
         values = {key: value for key, value in values.items() if value is not None and value != ""}
         missing = [column for column in REQUIRED if column not in values]
@@ -290,8 +347,12 @@ class Reader:
         customer = str(values.pop("customer_external_id")).strip()
         if not customer or len(customer) > 200:
             return Row(number, raw, reason="customer_external_id must be 1 to 200 characters")
+        if check_ids and (reason := _ids_problem(customer, values)):
+            return Row(number, raw, reason=reason)
         try:
             values["occurred_at"] = self._occurred_at(values["occurred_at"])
+        except OutOfBounds as exc:
+            return Row(number, raw, reason=f"occurred_at {values['occurred_at']!r} {exc}")
         except (ValueError, TypeError):
             expected = self.options.date_format or "ISO 8601 or YYYYMMDD"
             return Row(number, raw, reason=f"occurred_at {values['occurred_at']!r} is not a date ({expected})")

@@ -47,6 +47,9 @@ async def rejections(session: AsyncSession, job_id: str, *, after_line: int | No
 
 async def add_rejections(session: AsyncSession, rows: list[dict]) -> None:
     if rows:
+        for row in rows:  # PostgreSQL stores no NUL in text: the operator sees U+FFFD
+            if "\x00" in row["raw"]:
+                row["raw"] = row["raw"].replace("\x00", "\ufffd")
         await session.execute(insert(_rejections), rows)
 
 

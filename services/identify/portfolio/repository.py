@@ -62,11 +62,14 @@ class CustomerArrays:
         return len(self.ids)
 
     def compound_to(self, as_of_day: int, annual_rate: float) -> None:
-        """Carry the spend compounded to the reference day on to `as_of_day` (once)."""
+        """Carry the spend compounded to the reference day on to `as_of_day` (once).
 
-        self.compounded_spend = self.compounded_spend * (1.0 + annual_rate) ** (
-            (as_of_day - REFERENCE_DAY_NUMBER) / 365.0
-        )
+        In numpy, so a day centuries away makes an infinite value (stored as null)
+        rather than Python's OverflowError (a purchase dated 9999 was a 500)."""
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            factor = np.float64(1.0 + annual_rate) ** ((as_of_day - REFERENCE_DAY_NUMBER) / 365.0)
+            self.compounded_spend = self.compounded_spend * factor
 
 
 def _summary_sql(dialect: str, *, only_ids: bool) -> str:

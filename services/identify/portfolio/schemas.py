@@ -6,8 +6,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from services.identify.portfolio.settings import bounded_date
 from shared.validation import AsText, Strict
 
 TimeUnit = Literal["day", "week"]
@@ -16,7 +17,10 @@ Money = Annotated[Decimal, Field(ge=0, le=Decimal("1e12"), decimal_places=4)]
 
 
 class RefitRequest(Strict):
-    calibration_end: Annotated[date | None, AsText] = Field(None, description="Fit on purchases up to this day (inclusive); null = all")
+    calibration_end: Annotated[date | None, AsText, AfterValidator(bounded_date)] = Field(
+        None, description="Fit on purchases up to this day (inclusive); null = all; "
+        "within the date bounds (by default from 1970-01-01 to tomorrow)"
+    )
     time_unit: TimeUnit = "week"
 
 

@@ -126,9 +126,10 @@ def score(
     # Historic CLV: each purchase day's revenue compounded to as_of, scaled to net,
     # minus the per-customer costs, compounded from the first purchase.
     years_since_first = (as_of_day - arrays.first_day) / 365.0
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # A date centuries away (stored before dates were bounded) overflows to inf: null scores.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         net_share = np.where(arrays.total_spend != 0, net / arrays.total_spend, 0.0)
-    historic = net_share * arrays.compounded_spend - arrays.customer_costs * (1 + settings.discount_rate) ** years_since_first
+        historic = net_share * arrays.compounded_spend - arrays.customer_costs * (1 + settings.discount_rate) ** years_since_first
     inputs = rfm_inputs(arrays, as_of_day)
     recency = score_with_edges(inputs["recency"], np.asarray(rfm_edges["recency"]), higher_is_better=False)
     frequency = score_with_edges(inputs["frequency"], np.asarray(rfm_edges["frequency"]))

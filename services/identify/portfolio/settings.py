@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.db import utcnow
 
 
 class PortfolioSettings(BaseSettings):
@@ -24,8 +27,56 @@ class PortfolioSettings(BaseSettings):
     thin_margin: float = Field(0.15, ge=0, le=1)  # … at a margin ratio at most this
     # Background refit: every this many seconds (0 = only on request).
     refit_interval_s: float = Field(86400.0, ge=0)
+    # The dates a client may give (a purchase's occurred_at, a refit's calibration_end):
+    # not before the floor, not after now plus the skew allowed for clocks ahead of
+    # ours. Scores are as of the latest purchase: one purchase dated 2099 made 2099 the
+    # scoring day of every customer.
+    date_floor: datetime = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    date_skew_s: float = Field(86400.0, ge=0, le=30 * 86400)
+
+    @field_validator("date_floor")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 @lru_cache(maxsize=1)
 def portfolio_settings() -> PortfolioSettings:
     return PortfolioSettings()
+
+
+def date_bounds() -> tuple[datetime, datetime]:
+    """(earliest, latest) instant a client may give, latest as of now."""
+
+    settings = portfolio_settings()
+    return settings.date_floor, utcnow() + timedelta(seconds=settings.date_skew_s)
+
+
+def _text(at: datetime) -> str:
+    return at.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def bounds_message(floor: datetime, latest: datetime) -> str:
+    return f"must be from {_text(floor)} to now plus the allowed clock skew ({_text(latest)})"
+
+
+def bounded_instant(value: datetime) -> datetime:
+    """A date-time within date_bounds() (a naive one is left to the model to refuse)."""
+
+    if value.tzinfo is None:
+        return value
+    floor, latest = date_bounds()
+    if not floor <= value <= latest:
+        raise ValueError(bounds_message(floor, latest))
+    return value
+
+
+def bounded_date(value: date | None) -> date | None:
+    """A day within date_bounds(), both read as UTC days."""
+
+    if value is None:
+        return None
+    floor, latest = (at.astimezone(timezone.utc).date() for at in date_bounds())
+    if not floor <= value <= latest:
+        raise ValueError(f"must be a day from {floor} to {latest} (today plus the allowed clock skew)")
+    return value

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from services.identify.schemas import CustomerOut
-from shared.validation import Strict
+from shared.validation import Id, Strict
 
 MAX_MERGE = 50
 
 
 class MergeRequest(Strict):
-    merge: list[str] = Field(
+    merge: list[Id] = Field(
         min_length=1,
         max_length=MAX_MERGE,
         json_schema_extra={"uniqueItems": True},  # the service refuses an id listed twice

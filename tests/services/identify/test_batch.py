@@ -49,8 +49,8 @@ async def test_a_batch_answers_item_by_item(suite):
     items = [
         purchase(ada, 2, external_id="order-1", margin="2.5", cost="1"),  # 0 created
         purchase(bob, 3),  # 1 created (no external id)
-        purchase(bob, 4, external_id="order-1"),  # 2 duplicate of item 0, same batch
-        purchase(ada, 5, external_id="order-0"),  # 3 duplicate of the earlier one
+        purchase(ada, 2, external_id="order-1", margin="9"),  # 2 duplicate of item 0, same batch
+        purchase(ada, 1, external_id="order-0"),  # 3 duplicate of the earlier one
         purchase(ada, 6, amount="12.345678"),  # 4 bad field
         purchase("no-such-customer", 7),  # 5 unknown customer
         purchase(gone, 8),  # 6 merged customer
@@ -69,7 +69,7 @@ async def test_a_batch_answers_item_by_item(suite):
     first = answers[0]["transaction"]
     assert (first["amount"], first["currency"], first["margin"], first["cost"]) == ("10.5", "EUR", "2.5", "1")
     assert answers[2]["transaction"]["id"] == first["id"]
-    assert answers[2]["transaction"]["customer_id"] == ada  # the first one is returned, not item 2
+    assert answers[2]["transaction"]["margin"] == "2.5"  # the first one is returned, not item 2
     assert answers[3]["transaction"]["id"] == earlier.json()["id"]
     for index in (4, 5, 6, 7):
         assert answers[index]["transaction"] is None and answers[index]["error"]["error"] == "validation_error"

@@ -52,7 +52,7 @@ CSV = """client,when,total,ccy,ref,note
 c-1,2026-01-05,10.00,usd,r-1,first
 c-1,2026-01-05T18:00:00+02:00,5.5,usd,r-2,same day
 c-2,20260107,7,EUR,,yyyymmdd and no ref
-c-2,2026-01-08,7,EUR,r-1,duplicate ref in the file
+c-1,2026-01-05T00:00:00Z,10,USD,r-1,line 2 again: a duplicate
 c-3,not a date,3,EUR,r-4,bad date
 c-3,2026-01-09,lots,EUR,r-5,bad amount
 ,2026-01-09,3,EUR,r-6,no customer
@@ -163,7 +163,7 @@ async def test_two_imports_at_once_naming_the_same_new_customers_create_each_onc
 
     def sales(prefix: str) -> str:  # 400 purchases of the same 150 new customers, refs of their own
         return "customer_external_id,occurred_at,amount,currency,external_id\n" + "".join(
-            f"shared-{i % 150},2026-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 40}.25,EUR,{prefix}-{i}\n"
+            f"shared-{i % 150},2025-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 40}.25,EUR,{prefix}-{i}\n"
             for i in range(400)
         )
 
@@ -185,7 +185,7 @@ async def test_progress_is_counted_batch_by_batch(suite):
     client = identify.client
     rows = import_jobs.BATCH_ROWS * 2 + 500
     content = "customer_external_id,occurred_at,amount,currency\n" + "".join(
-        f"p-{i % 300},2026-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 50}.5,EUR\n" if i % 1000 != 999
+        f"p-{i % 300},2025-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 50}.5,EUR\n" if i % 1000 != 999
         else f"p-{i % 300},someday,1,EUR\n"
         for i in range(rows)
     )
@@ -280,3 +280,48 @@ def test_the_plain_row_reader_makes_what_the_api_model_makes_or_leaves_the_row_t
         assert asdict(item) == model.model_dump()
         assert [str(v) for v in asdict(item).values()] == [str(v) for v in model.model_dump().values()]
     assert plain == 3
+
+
+async def test_a_line_that_is_not_utf8_or_not_the_headers_width_is_rejected_alone(suite):
+    identify = await suite.start("identify")
+    client = identify.client
+    content = (b"customer_external_id,occurred_at,amount,currency,external_id\n"
+               b"z\xc3\xb6e,2026-01-05,10,EUR,r-1\n"  # 2 UTF-8 (zoe with an umlaut): fine
+               b"b\xf6b,2026-01-05,10,EUR,r-2\n"  # 3 Latin-1
+               b"amy,2026-01-06,4,EUR,r-3,extra\n"  # 4 a column more than the header
+               b"amy,2026-01-07,4,EUR\n"  # 5 a column fewer
+               b"amy,2026-01-08,4,EUR,r-\xff\xfe5\n"  # 6 bad bytes in the last column
+               b"a\x00y,2026-01-08,4,EUR,r-6\n"  # 7 a NUL in the customer's id
+               b"amy,2026-01-08,4,EUR,r-\xe2\x80\xae7\n"  # 8 a bidi override in the external id
+               b"amy,2026-01-09,4,EUR,r-8\n")  # 9
+    job = await run_import(client, content, create_customers=True)
+    assert job["status"] == "done", job
+    assert (job["rows_read"], job["recorded"], job["rejected"]) == (8, 2, 6)
+    reasons = {error["line"]: error["reason"] for error in job["errors"]}
+    assert set(reasons) == {3, 4, 5, 6, 7, 8}
+    assert reasons[3] == "not UTF-8 text: byte 0xF6 at character 2; save the file as UTF-8"
+    assert reasons[4] == "expected 5 columns as in the header, found 6"
+    assert reasons[5] == "expected 5 columns as in the header, found 4"
+    assert "byte 0xFF at character 24" in reasons[6]
+    assert reasons[7].startswith("customer_external_id must not contain a NUL character")
+    assert reasons[8].startswith("external_id must not contain a bidirectional formatting character")
+    raws = {error["line"]: error["raw"] for error in job["errors"]}
+    assert raws[3] == "b\ufffdb,2026-01-05,10,EUR,r-2" and raws[7] == "a\ufffdy,2026-01-08,4,EUR,r-6"
+    assert {"zöe", "amy"} <= (await customers_by_external_id(client)).keys()
+
+    ndjson = (b'{"customer_external_id": "amy", "occurred_at": "2026-01-10", "amount": "1", "currency": "EUR"}\n'
+              b'{"customer_external_id": "b\xf6b", "occurred_at": "2026-01-10", "amount": "1", "currency": "EUR"}\n'
+              b'{"customer_external_id": "a\\u0000y", "occurred_at": "2026-01-10", "amount": "1", "currency": "EUR"}\n')
+    job = await run_import(client, ndjson, "sales.ndjson", create_customers=True)
+    assert (job["status"], job["recorded"], job["rejected"]) == ("done", 1, 2)
+    reasons = {error["line"]: error["reason"] for error in job["errors"]}
+    assert reasons[2].startswith("not UTF-8 text: byte 0xF6") and "NUL" in reasons[3]
+
+
+async def test_a_header_that_is_not_utf8_is_a_422_at_upload(suite):
+    identify = await suite.start("identify")
+    response = await upload(identify.client, b"customer_external_id,occurred_at,amount,w\xe4hrung\nc,2026-01-01,1,EUR\n")
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["field"] == "file"
+    assert error["message"] == "line 1, the header: not UTF-8 text: byte 0xE4 at character 42; save the file as UTF-8"

@@ -73,12 +73,15 @@ async def test_an_earlier_purchase_arriving_later_moves_the_first_purchase(suite
     assert [(day.isoformat(), n, spend) for day, n, spend in days] == [
         ("2026-03-02", 1, Decimal("7")), ("2026-03-10", 2, Decimal("25.25")), ("2026-03-20", 1, Decimal("3"))]
 
-    # A duplicate changes nothing.
+    # A duplicate changes nothing, nor does another purchase under its external_id (409).
     await record(identify.client, buy(ada, "2026-03-02T09:00:00Z", "7", external_id="dup"))
     before = await state_of(identify, ada)
     response = await identify.client.post(
-        "/v1/transactions", json=buy(ada, "2026-03-01T09:00:00Z", "99", external_id="dup"))
+        "/v1/transactions", json=buy(ada, "2026-03-02T09:00:00Z", "7", external_id="dup", margin="1"))
     assert response.status_code == 200
+    response = await identify.client.post(
+        "/v1/transactions", json=buy(ada, "2026-03-01T09:00:00Z", "99", external_id="dup"))
+    assert response.status_code == 409
     assert await state_of(identify, ada) == before
 
 
