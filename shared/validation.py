@@ -6,6 +6,7 @@ import re
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_extra_types.currency_code import Currency as _Currency
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -38,3 +39,19 @@ class Strict(BaseModel):
     """A request body: nothing the client sends is silently dropped, unknown fields are errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+# ISO 4217 through pydantic-extra-types (backed by pycountry's maintained list), without the
+# codes that are no money to sell in: XXX (no currency), XTS (testing), metals and bond units.
+# Lower case is accepted and normalised to upper case.
+Currency = _Currency
+CURRENCIES: frozenset[str] = frozenset(_Currency.allowed_currencies)
+
+
+def currency_code(value: str) -> str:
+    """A currency code from outside a pydantic model (an import's form option, a file's column)."""
+
+    code = value.strip().upper()
+    if code not in CURRENCIES:
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code (e.g. USD, EUR)")
+    return code

@@ -3,7 +3,8 @@ and an import.
 
 `record_transactions` takes many at once and answers item by item: a transaction
 whose `external_id` was recorded before (or earlier in the same call) is a duplicate
-and returns the first one; one for an unknown or merged customer is an error; the
+and returns the first one; one for an unknown or merged customer, or in a currency with
+no exchange rate for its day (services/identify/money/fx.py), is an error; the
 others are inserted in bulk, counted on their customer, folded into the purchase
 summaries and announced with one `crm.identify.transaction.recorded` event each, all
 in the caller's transaction. Then their customers are re-scored.
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify import repository, service, summaries
+from services.identify.money import fx
 from services.identify.portfolio.scoring import rescore_customers
 from services.identify.schemas import TransactionCreate, TransactionOut, decimal_text
 from shared.db import utcnow
@@ -29,6 +31,7 @@ from shared.ids import uuid7_many
 from shared.messaging import emit_many
 
 RECORDED = "crm.identify.transaction.recorded"
+ZERO = Decimal(0)
 
 
 class NewTransaction(Protocol):
@@ -70,6 +73,7 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
     external_ids = {item.external_id for item in items if item.external_id}
     earlier = await repository.transactions_by_external_ids(session, external_ids)
     customers = await repository.lock_customers(session, {item.customer_id for item in items})
+    rates = await fx.rates_for(session, {item.currency for item in items})
 
     outcomes: list[Outcome] = []
     rows: list[dict] = []
@@ -85,6 +89,15 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
         if problem:
             outcomes.append(Outcome("error", field="customer_id", message=problem, conflict=customer is not None))
             continue
+        rate = rates.rate(item.currency, item.occurred_at)
+        if rate is None:
+            outcomes.append(Outcome("error", field="currency", message=fx.missing_rate(
+                item.currency, item.occurred_at, rates.reporting)))
+            continue
+        reporting_amount = fx.convert(item.amount, rate)
+        if reporting_amount >= fx.MAX_AMOUNT:
+            outcomes.append(Outcome("error", field="amount", message=f"too large in {rates.reporting}"))
+            continue
         row = {
             "id": next(new_ids),
             "customer_id": item.customer_id,
@@ -95,6 +108,12 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
             "margin": item.margin,
             "cost": item.cost,
             "recorded_at": now,
+            "reporting_amount": reporting_amount,
+            "reporting_currency": rates.reporting,
+            "fx_rate": rate,
+            "status": "recorded",
+            "refunded_amount": ZERO,
+            "refunded_reporting_amount": ZERO,
         }
         rows.append(row)
         outcomes.append(Outcome("created", row))
@@ -128,6 +147,8 @@ def _announce(session: AsyncSession, rows: list[dict], customers: dict[str, dict
             "purchase_count": customers[customer_id]["purchase_count"] + count,
             "margin": decimal_text(row["margin"]),
             "cost": decimal_text(row["cost"]),
+            "reporting_amount": decimal_text(row["reporting_amount"]),
+            "reporting_currency": row["reporting_currency"],
         })
     emit_many(session, RECORDED, payloads, [row["customer_id"] for row in rows])
     return added
