@@ -26,6 +26,7 @@ import orjson
 from pydantic import ValidationError
 
 from services.identify.schemas import TransactionCreate
+from shared.validation import CURRENCIES
 
 OUR_COLUMNS = ("customer_external_id", "occurred_at", "amount", "currency", "external_id", "margin", "cost")
 REQUIRED = ("customer_external_id", "occurred_at", "amount")
@@ -37,7 +38,6 @@ DATES_CACHED = 100_000
 # What TransactionCreate takes as it is: at most 14 digits before the point and 4
 # after it; three ASCII letters.
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,14}(?:\.[0-9]{1,4})?")
-_PLAIN_CURRENCY = re.compile(r"[A-Za-z]{3}")
 
 
 class OptionsError(ValueError):
@@ -96,12 +96,12 @@ def plain_item(values: dict[str, object]) -> ImportedTransaction | None:
 
     amount = _plain_decimal(values["amount"])
     currency = values["currency"]
-    if amount is None or not (isinstance(currency, str) and _PLAIN_CURRENCY.fullmatch(currency)):
+    if amount is None or amount < 0 or not (isinstance(currency, str) and currency.upper() in CURRENCIES):
         return None
     margin = cost = None
-    if "margin" in values and (margin := _plain_decimal(values["margin"])) is None:
+    if "margin" in values and ((margin := _plain_decimal(values["margin"])) is None or not 0 <= margin <= amount):
         return None
-    if "cost" in values and (cost := _plain_decimal(values["cost"])) is None:
+    if "cost" in values and ((cost := _plain_decimal(values["cost"])) is None or cost < 0):
         return None
     external_id = values.get("external_id")
     if external_id is not None:

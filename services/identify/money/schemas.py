@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from datetime import date as Day  # the type, where a field is called `date`
 from decimal import Decimal
 from typing import Annotated
 
@@ -35,7 +36,7 @@ def _rate_day(value: date) -> date:
 
 class FxRateIn(Strict):
     currency: Currency = Field(description="ISO 4217 code of the currency converted from (not the reporting currency)")
-    date: Annotated[date, AfterValidator(_rate_day)] = Field(
+    date: Annotated[Day, AfterValidator(_rate_day)] = Field(
         description="First UTC day the rate holds; it holds until the currency's next rate"
     )
     rate: Annotated[Decimal, AfterValidator(_rate)] = Field(
@@ -45,7 +46,7 @@ class FxRateIn(Strict):
 
 class FxRateOut(BaseModel):
     currency: str
-    date: date
+    date: Day
     rate: str
     reporting_currency: str
     updated_at: datetime
