@@ -34,8 +34,9 @@ router = APIRouter(prefix="/v1", tags=["money"])
 async def put_fx_rates(
     body: Annotated[list[FxRateIn], Body(min_length=1, max_length=MAX_RATES)], session: WriteSession
 ):
-    """Load dated exchange rates into the reporting currency (insert, or replace the rate of a
-    currency and day). All or nothing: one invalid item is a 422 naming it, and nothing is stored."""
+    """Load dated exchange rates into the reporting currency, all or nothing (422 naming the bad item).
+
+    A rate of the same currency and day is replaced; one invalid item stores nothing."""
     reporting = fx.reporting_currency()
     errors = [
         {"field": f"body.{index}.currency", "message": f"{reporting} is the reporting currency: it needs no rate",
@@ -92,8 +93,9 @@ def _refund_out(refund, transaction) -> dict:
     responses={200: {"description": "A refund with this external_id was already recorded; it is returned"}},
 )
 async def refund_transaction(transaction_id: str, body: RefundCreate, session: WriteSession, response: Response):
-    """Give back part or all of a purchase: lowers revenue and CLV, not the purchase count.
-    409 if the purchase was voided; 422 if the amount is more than is left unrefunded."""
+    """Refund part or all of a purchase (lowers revenue, not counts); 409 if voided, 422 if more than is left.
+
+    Idempotent by `external_id`: the same key again answers 200 with the first refund."""
     refund, transaction, created = await corrections.refund(session=session, transaction_id=transaction_id, data=body)
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -102,8 +104,7 @@ async def refund_transaction(transaction_id: str, body: RefundCreate, session: W
 
 @router.post("/transactions/{transaction_id}/void", response_model=TransactionOut)
 async def void_transaction(transaction_id: str, body: VoidCreate, session: WriteSession):
-    """Mark a purchase recorded in error: it leaves purchase counts, summaries and scores.
-    Voiding twice is 409."""
+    """Void a purchase recorded in error: out of purchase counts, summaries and scores; twice is 409."""
     return TransactionOut.of(await corrections.void(session=session, transaction_id=transaction_id, reason=body.reason))
 
 
