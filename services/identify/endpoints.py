@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
 
 from fastapi import APIRouter, Response, status
 
@@ -21,7 +20,7 @@ from services.identify.schemas import (
 )
 from shared.deps import ReadSession, WriteSession
 from shared.errors import NotFound
-from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
+from shared.pagination import CursorParam, LimitParam, decode_cursor, decode_time_cursor, page_of
 
 router = APIRouter(prefix="/v1", tags=["identify"])
 
@@ -82,11 +81,7 @@ async def record_transaction_batch(body: TransactionBatch, session: WriteSession
 @router.get("/customers/{customer_id}/transactions", response_model=TransactionPage)
 async def list_transactions(customer_id: str, session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
     """The customer's transactions, newest first."""
-    key = decode_cursor(cursor, 2)
-    try:
-        before = (datetime.fromisoformat(key[0]), str(key[1])) if key else None
-    except (TypeError, ValueError) as exc:
-        raise InvalidCursor("cursor is not one this API issued") from exc
+    before = decode_time_cursor(cursor)
     rows = await transactions.list_transactions(session=session, customer_id=customer_id, before=before, limit=limit + 1)
     items, next_cursor = page_of(rows, limit, lambda t: (t.occurred_at.isoformat(), t.id))
     return {"items": [TransactionOut.of(t) for t in items], "next_cursor": next_cursor}

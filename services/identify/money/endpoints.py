@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response, status
@@ -15,7 +15,6 @@ from services.identify.money.schemas import (
     FxRatePage,
     FxRatesStored,
     RefundCreate,
-    RefundOut,
     RefundPage,
     RefundRecorded,
     VoidCreate,
@@ -24,7 +23,7 @@ from services.identify.schemas import TransactionOut, decimal_text
 from shared.db import utcnow
 from shared.deps import ReadSession, WriteSession
 from shared.errors import InvalidRequest
-from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
+from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, decode_time_cursor, page_of
 from shared.validation import Currency
 
 router = APIRouter(prefix="/v1", tags=["money"])
@@ -111,12 +110,8 @@ async def void_transaction(transaction_id: str, body: VoidCreate, session: Write
 @router.get("/transactions/{transaction_id}/refunds", response_model=RefundPage)
 async def list_refunds(transaction_id: str, session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
     """A purchase's refunds, oldest first."""
-    key = decode_cursor(cursor, 2)
-    try:
-        after = (datetime.fromisoformat(key[0]), str(key[1])) if key else None
-    except (TypeError, ValueError) as exc:
-        raise InvalidCursor("cursor is not one this API issued") from exc
-    transaction, rows = await corrections.refunds(session=session, transaction_id=transaction_id, after=after,
-                                                  limit=limit + 1)
+    transaction, rows = await corrections.refunds(
+        session=session, transaction_id=transaction_id, after=decode_time_cursor(cursor), limit=limit + 1
+    )
     items, next_cursor = page_of(rows, limit, lambda r: (r.occurred_at.isoformat(), r.id))
     return {"items": [_refund_out(row, transaction) for row in items], "next_cursor": next_cursor}

@@ -66,20 +66,6 @@ async def lock_transaction(session: AsyncSession, transaction_id: str) -> Transa
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def refunds_of(session: AsyncSession, transaction_ids: list[str]) -> dict[str, list[Refund]]:
-    found: dict[str, list[Refund]] = {tid: [] for tid in transaction_ids}
-    if not transaction_ids:
-        return found
-    query = (
-        select(Refund)
-        .where(Refund.transaction_id.in_(transaction_ids))
-        .order_by(Refund.transaction_id, Refund.occurred_at, Refund.id)
-    )
-    for refund in (await session.execute(query)).scalars():
-        found[refund.transaction_id].append(refund)
-    return found
-
-
 async def refund_by_external_id(session: AsyncSession, external_id: str) -> Refund | None:
     return (await session.execute(select(Refund).where(Refund.external_id == external_id))).scalar_one_or_none()
 
