@@ -142,9 +142,9 @@ def _survivors(dialect: str):
     )
 
 
+# status and the refunded sums start at their server defaults (recorded, 0, 0).
 _TRANSACTION_COLUMNS = ("id", "customer_id", "amount", "currency", "occurred_at", "external_id", "margin", "cost",
-                        "recorded_at", "reporting_amount", "reporting_currency", "fx_rate", "status", "refunded_amount",
-                        "refunded_reporting_amount")
+                        "recorded_at", "reporting_amount", "reporting_currency", "fx_rate")
 
 
 _transaction_values = itemgetter(*_TRANSACTION_COLUMNS)

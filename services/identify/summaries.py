@@ -30,7 +30,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify import repository
-from services.identify.money.fx import CENT_OF_CENT, convert
+from services.identify.money.fx import CENT_OF_CENT, ONE, convert
 from services.identify.portfolio.settings import portfolio_settings
 from shared.db import utcnow
 
@@ -55,10 +55,12 @@ def revenue(row: Mapping) -> tuple[Decimal, Decimal | None, Decimal | None]:
     """(spend, margin, cost) of a transaction in the reporting currency, net of its refunds."""
 
     spend, rate = row["reporting_amount"], row["fx_rate"]
-    if spend is None:
-        return ZERO, None, None
     margin, cost = row["margin"], row["cost"]
     refunded = row.get("refunded_amount")
+    if rate is ONE and not refunded:  # a new purchase in the reporting currency: as it is
+        return spend, margin, cost
+    if spend is None:
+        return ZERO, None, None
     if refunded:
         spend -= row["refunded_reporting_amount"]
         if margin is not None:

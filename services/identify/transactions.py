@@ -94,7 +94,7 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
             outcomes.append(Outcome("error", field="currency", message=fx.missing_rate(
                 item.currency, item.occurred_at, rates.reporting)))
             continue
-        reporting_amount = fx.convert(item.amount, rate)
+        reporting_amount = item.amount if rate is fx.ONE else fx.convert(item.amount, rate)
         if reporting_amount >= fx.MAX_AMOUNT:
             outcomes.append(Outcome("error", field="amount", message=f"too large in {rates.reporting}"))
             continue
@@ -137,17 +137,19 @@ def _announce(session: AsyncSession, rows: list[dict], customers: dict[str, dict
     for row in rows:
         customer_id = row["customer_id"]
         count = added[customer_id] = added.get(customer_id, 0) + 1
+        amount = decimal_text(row["amount"])
+        reporting_amount = row["reporting_amount"]
         payloads.append({
             "id": row["id"],
             "customer_id": customer_id,
-            "amount": decimal_text(row["amount"]),
+            "amount": amount,
             "currency": row["currency"],
             "occurred_at": row["occurred_at"],
             "external_id": row["external_id"],
             "purchase_count": customers[customer_id]["purchase_count"] + count,
             "margin": decimal_text(row["margin"]),
             "cost": decimal_text(row["cost"]),
-            "reporting_amount": decimal_text(row["reporting_amount"]),
+            "reporting_amount": amount if reporting_amount is row["amount"] else decimal_text(reporting_amount),
             "reporting_currency": row["reporting_currency"],
         })
     emit_many(session, RECORDED, payloads, [row["customer_id"] for row in rows])

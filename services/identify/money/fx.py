@@ -22,6 +22,7 @@ from services.identify.money import repository
 from services.identify.portfolio.settings import portfolio_settings
 
 CENT_OF_CENT = Decimal("0.0001")  # the precision of stored amounts
+ONE = Decimal(1)  # the rate of the reporting currency: amounts stay as they are
 MAX_AMOUNT = Decimal("1e14")  # what an amount column holds
 
 
@@ -48,7 +49,7 @@ class Rates:
         """The rate for a purchase at `at`; None when no rate is dated on or before its day."""
 
         if currency == self.reporting:
-            return Decimal(1)
+            return ONE
         days, rates = self.by_currency.get(currency, ((), ()))
         position = bisect_right(days, utc_day(at))
         return rates[position - 1] if position else None
