@@ -80,6 +80,49 @@ class TransactionRecorded(Payload):
     purchase_count: int
     margin: str | None = None
     cost: str | None = None
+    # The amount in the portfolio's reporting currency: the only amounts a consumer may add
+    # up (amounts in `currency` differ from purchase to purchase). Null from older producers.
+    reporting_amount: str | None = None
+    reporting_currency: str | None = None
+
+
+@contract(
+    "crm.identify.transaction.refunded",
+    "identify",
+    "Money was given back on a purchase: it lowers revenue, CLV, campaign revenue and loyalty points "
+    "(by `reporting_amount`), not purchase counts; `refunded_amount` is the purchase's total refunded so far.",
+)
+class TransactionRefunded(Payload):
+    refund_id: str
+    transaction_id: str
+    customer_id: str
+    amount: str
+    currency: str
+    reporting_amount: str | None = None
+    reporting_currency: str | None = None
+    refunded_amount: str | None = None
+    reason: str
+    occurred_at: datetime
+    external_id: str | None = None
+
+
+@contract(
+    "crm.identify.transaction.voided",
+    "identify",
+    "A purchase was recorded in error: it leaves purchase counts, revenue and scores. `purchase_count` "
+    "is the customer's number of transactions without it; lifecycle stages do not move back.",
+)
+class TransactionVoided(Payload):
+    transaction_id: str
+    customer_id: str
+    amount: str
+    currency: str
+    reporting_amount: str | None = None
+    reporting_currency: str | None = None
+    refunded_amount: str | None = None
+    reason: str
+    voided_at: datetime
+    purchase_count: int
 
 
 @contract(

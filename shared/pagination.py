@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
@@ -53,6 +54,18 @@ def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
     if not isinstance(key, list) or len(key) != arity:
         raise InvalidCursor("cursor is not one this API issued")
     return key
+
+
+def decode_time_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """The (time, id) key of a list ordered by time then id, from its cursor."""
+
+    key = decode_cursor(cursor, 2)
+    if key is None:
+        return None
+    try:
+        return datetime.fromisoformat(key[0]), str(key[1])
+    except (TypeError, ValueError) as exc:
+        raise InvalidCursor("cursor is not one this API issued") from exc
 
 
 LimitParam = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page")]

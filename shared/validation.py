@@ -15,6 +15,7 @@ from typing import Annotated
 
 import email_validator
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_extra_types.currency_code import Currency as _Currency
 
 _BIDI = "\u200e\u200f\u202a-\u202e\u2066-\u2069"
 # One pass of a compiled character class: a few hundred ns for a 200-character name.
@@ -113,3 +114,19 @@ class Strict(BaseModel):
     """A request body: nothing the client sends is silently dropped, unknown fields are errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+# ISO 4217 through pydantic-extra-types (backed by pycountry's maintained list), without the
+# codes that are no money to sell in: XXX (no currency), XTS (testing), metals and bond units.
+# Lower case is accepted and normalised to upper case.
+Currency = _Currency
+CURRENCIES: frozenset[str] = frozenset(_Currency.allowed_currencies)
+
+
+def currency_code(value: str) -> str:
+    """A currency code from outside a pydantic model (an import's form option, a file's column)."""
+
+    code = value.strip().upper()
+    if code not in CURRENCIES:
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code (e.g. USD, EUR)")
+    return code

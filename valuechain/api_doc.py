@@ -59,6 +59,19 @@ running gateway serves the full schema at `/openapi.json` and `/docs`.
   `{"items": [...], "next_cursor": "..." | null}`; pass `next_cursor` back as
   `cursor` for the next page. A cursor is opaque unpadded base64url
   (`^[A-Za-z0-9_-]*$`, at most 1024 characters); any other is 400 `invalid_cursor`.
+- **Money**: amounts are decimal strings (at most 4 decimal places), never negative;
+  a margin is at most its amount; currencies are ISO 4217 codes. Every sum is in the
+  reporting currency (`VALUECHAIN_IDENTIFY_REPORTING_CURRENCY`, USD by default): a
+  transaction answers its `amount`/`currency` and its `reporting_amount`/
+  `reporting_currency`, converted at the rates of `PUT /v1/fx-rates`; one in a
+  currency with no rate for its day is 422 on `currency`. A transaction also shows
+  its `status` (`recorded`, or `voided` with `voided_at` and `void_reason`) and its
+  `refunded_amount`; its refunds are listed at `GET /v1/transactions/{id}/refunds`.
+  A refund is `POST /v1/transactions/{id}/refund` `{amount, reason, occurred_at?,
+  external_id?}` (201, or 200 for a repeated `external_id`; 422 on `amount` when it is
+  more than is left unrefunded; 409 when the purchase was voided); a void is
+  `POST /v1/transactions/{id}/void` `{reason}` (409 when voided already). See
+  docs/portfolio.md for what each does to counts, revenue and scores.
 """
 
 GATEWAY_OWN = [

@@ -120,8 +120,18 @@ def _customer_updated(data: dict) -> str:
 
 
 def _transaction(data: dict) -> str:
+    # Older producers recorded a refund as a negative purchase; refunds now have their own event.
     kind = "Refund" if str(data["amount"]).startswith("-") else "Purchase"
     return f"{kind} of {_money(str(data['amount']), data['currency'])}"
+
+
+def _refund(data: dict) -> str:
+    return f"Refund of {_money(str(data['amount']), data['currency'])}: {_clip(data['reason'], QUOTE_MAX)}"
+
+
+def _void(data: dict) -> str:
+    return (f"Purchase of {_money(str(data['amount']), data['currency'])} voided: "
+            f"{_clip(data['reason'], QUOTE_MAX)}")
 
 
 def _stage(data: dict) -> str:
@@ -149,6 +159,8 @@ _SINGLE: dict[str, tuple[str, str | None, Callable[[dict], str]]] = {
     "crm.identify.customer.created": ("id", "created_at", _customer_created),
     "crm.identify.customer.updated": ("id", "updated_at", _customer_updated),
     "crm.identify.transaction.recorded": ("customer_id", "occurred_at", _transaction),
+    "crm.identify.transaction.refunded": ("customer_id", "occurred_at", _refund),
+    "crm.identify.transaction.voided": ("customer_id", "voided_at", _void),
     "crm.lifecycle.stage.changed": ("customer_id", "at", _stage),
     "crm.engage.interaction.logged": ("customer_id", "occurred_at", _interaction),
     "crm.value.offer.issued": ("customer_id", "issued_at", _offer_issued),

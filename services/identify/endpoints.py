@@ -23,7 +23,7 @@ from services.identify.schemas import (
 )
 from shared.deps import ReadSession, WriteSession
 from shared.errors import NotFound
-from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
+from shared.pagination import CursorParam, LimitParam, decode_cursor, decode_time_cursor, page_of
 
 router = APIRouter(prefix="/v1", tags=["identify"])
 
@@ -105,7 +105,7 @@ async def search_transactions(
     """Transactions across customers, newest first (occurred_at, then id); every filter optional.
     `from` and `to` need a time zone; `from` after `to` is 422."""
     rows = await transactions.search_transactions(
-        session=session, customer_id=customer_id, since=since, until=until, before=_time_cursor(cursor),
+        session=session, customer_id=customer_id, since=since, until=until, before=decode_time_cursor(cursor),
         limit=limit + 1,
     )
     return _transaction_page(rows, limit)
@@ -115,17 +115,9 @@ async def search_transactions(
 async def list_transactions(customer_id: str, session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
     """The customer's transactions, newest first."""
     rows = await transactions.list_transactions(
-        session=session, customer_id=customer_id, before=_time_cursor(cursor), limit=limit + 1
+        session=session, customer_id=customer_id, before=decode_time_cursor(cursor), limit=limit + 1
     )
     return _transaction_page(rows, limit)
-
-
-def _time_cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    key = decode_cursor(cursor, 2)
-    try:
-        return (datetime.fromisoformat(key[0]), str(key[1])) if key else None
-    except (TypeError, ValueError) as exc:
-        raise InvalidCursor("cursor is not one this API issued") from exc
 
 
 def _transaction_page(rows: list, limit: int) -> dict:

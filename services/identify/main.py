@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.identify.endpoints import router
 from services.identify.imports import endpoints as imports, service as import_jobs
 from services.identify.models import Base, messaging
+from services.identify.money.endpoints import router as money_router
 from services.identify.resolution.endpoints import router as resolution_router
 from services.identify.portfolio import refits
 from services.identify.portfolio.endpoints import router as portfolio_router
@@ -16,7 +17,7 @@ DEFINITION = ServiceDefinition(
     description="Customer portfolio analysis: customers, transactions, their value and who matters most.",
     metadata=Base.metadata,
     messaging=messaging,
-    routers=[router, resolution_router, portfolio_router, imports.router],
+    routers=[router, resolution_router, portfolio_router, imports.router, money_router],
     consumers=[REFERRALS],
     on_start=[refits.start, import_jobs.fail_interrupted_imports],
 )

@@ -68,6 +68,50 @@ class Transaction(Base):
     margin: Mapped[Decimal | None] = mapped_column(Numeric(18, 4, asdecimal=True))
     cost: Mapped[Decimal | None] = mapped_column(Numeric(18, 4, asdecimal=True))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The amount in the portfolio's reporting currency, at `fx_rate` (1 unit of `currency` =
+    # fx_rate units of reporting_currency; 1 in the reporting currency). Only these are summed.
+    # NULL for a transaction recorded before rates existed in a currency other than the
+    # reporting one (see migration 5c3e9a1f7b20): it counts as a purchase but adds no revenue.
+    reporting_amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 4, asdecimal=True))
+    reporting_currency: Mapped[str | None] = mapped_column(String(3))
+    fx_rate: Mapped[Decimal | None] = mapped_column(Numeric(24, 10, asdecimal=True))
+    # recorded | voided (recorded in error: out of counts, revenue and scores).
+    status: Mapped[str] = mapped_column(String(16), default="recorded", server_default="recorded")
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    void_reason: Mapped[str | None] = mapped_column(Text)
+    # Sums of the transaction's refunds (transaction_refunds), in its currency and the reporting one.
+    refunded_amount: Mapped[Decimal] = mapped_column(Numeric(18, 4, asdecimal=True), default=0, server_default="0")
+    refunded_reporting_amount: Mapped[Decimal] = mapped_column(
+        Numeric(18, 4, asdecimal=True), default=0, server_default="0"
+    )
+
+
+class Refund(Base):
+    """Money given back on a purchase: lowers its revenue, not the purchase count."""
+
+    __tablename__ = "transaction_refunds"
+    __table_args__ = (Index("ix_transaction_refunds_transaction", "transaction_id", "occurred_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    transaction_id: Mapped[str] = mapped_column(ForeignKey("transactions.id"))
+    amount: Mapped[Decimal] = mapped_column(Numeric(18, 4, asdecimal=True))
+    reporting_amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 4, asdecimal=True))
+    reason: Mapped[str] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FxRate(Base):
+    """1 unit of `currency` = `rate` units of the reporting currency, from `day` until the
+    next rate of that currency."""
+
+    __tablename__ = "fx_rates"
+
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    rate: Mapped[Decimal] = mapped_column(Numeric(24, 10, asdecimal=True))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class PurchaseDay(Base):

@@ -151,8 +151,9 @@ def _survivors(dialect: str):
     )
 
 
+# status and the refunded sums start at their server defaults (recorded, 0, 0).
 _TRANSACTION_COLUMNS = ("id", "customer_id", "amount", "currency", "occurred_at", "external_id", "margin", "cost",
-                        "recorded_at")
+                        "recorded_at", "reporting_amount", "reporting_currency", "fx_rate")
 
 
 _transaction_values = itemgetter(*_TRANSACTION_COLUMNS)
@@ -185,7 +186,7 @@ async def add_purchases(session: AsyncSession, added: dict[str, int]) -> None:
 
 
 async def transactions_for_summaries(session: AsyncSession, customer_ids) -> list[dict]:
-    """The fields the summaries need, of every transaction of these customers."""
+    """The fields the summaries need, of every recorded (not voided) transaction of these customers."""
 
     rows: list[dict] = []
     dialect = session.bind.dialect.name
@@ -197,8 +198,11 @@ async def transactions_for_summaries(session: AsyncSession, customer_ids) -> lis
 
 @lru_cache(maxsize=None)
 def _summary_inputs(dialect: str):
-    columns = [_transactions.c[name] for name in ("customer_id", "occurred_at", "amount", "margin", "cost")]
-    return select(*columns).where(one_of(_transactions.c.customer_id, dialect))
+    names = ("customer_id", "occurred_at", "amount", "margin", "cost", "reporting_amount", "fx_rate", "refunded_amount",
+             "refunded_reporting_amount")
+    columns = [_transactions.c[name] for name in names]
+    # A voided transaction was recorded in error: it is in no count and no sum.
+    return select(*columns).where(one_of(_transactions.c.customer_id, dialect), _transactions.c.status != "voided")
 
 
 # --- purchase days and summaries (services/identify/summaries.py) ------------------

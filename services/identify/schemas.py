@@ -7,11 +7,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from services.identify.portfolio.schemas import ScoresOut
 from services.identify.portfolio.settings import bounded_instant
-from shared.validation import NOT_BLANK_SCHEMA, AsText, Email, Id, Strict, Text, stripped
+from shared.validation import NOT_BLANK_SCHEMA, AsText, Currency, Email, Id, Strict, Text, stripped
 
 Phone = Annotated[str | None, Field(max_length=50, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
 
@@ -108,20 +108,37 @@ def decimal_text(value) -> str | None:
     return format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
 
 
+def _not_negative(value: Decimal | None) -> Decimal | None:
+    if value is not None and value < 0:
+        raise ValueError("must not be negative (a refund is POST /v1/transactions/{id}/refund)")
+    return value
+
+
+Money = Annotated[Decimal, AfterValidator(_finite), AfterValidator(_not_negative)]
+OptionalMoney = Annotated[Decimal | None, AfterValidator(_finite_or_none), AfterValidator(_not_negative)]
+
+
 class TransactionCreate(Strict):
     customer_id: Id
-    amount: Annotated[Decimal, AfterValidator(_finite)] = Field(
-        description="Decimal amount as a string or number; negative for a refund"
+    amount: Money = Field(
+        description="Decimal amount as a string or number, 0 or more; a refund is recorded with "
+        "POST /v1/transactions/{id}/refund"
     )
-    currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$"), AfterValidator(str.upper)]
+    currency: Currency = Field(description="ISO 4217 code (upper or lower case)")
     occurred_at: Annotated[datetime, AsText, AfterValidator(bounded_instant)]
     external_id: Text = None
-    margin: Annotated[Decimal | None, AfterValidator(_finite_or_none)] = Field(
-        None, description="Optional margin earned on the sale (same currency)"
+    margin: OptionalMoney = Field(
+        None, description="Optional margin earned on the sale (same currency), 0 up to the amount"
     )
-    cost: Annotated[Decimal | None, AfterValidator(_finite_or_none)] = Field(
-        None, description="Optional cost of serving the sale (same currency)"
-    )
+    cost: OptionalMoney = Field(None, description="Optional cost of serving the sale (same currency), 0 or more")
+
+    @field_validator("margin")
+    @classmethod
+    def _margin_within_amount(cls, margin: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        amount = info.data.get("amount")
+        if margin is not None and amount is not None and margin > amount:
+            raise ValueError(f"must not be larger than the amount ({decimal_text(amount)})")
+        return margin
 
     @model_validator(mode="after")
     def _aware(self):
@@ -142,6 +159,20 @@ class TransactionOut(BaseModel):
     margin: str | None = None
     cost: str | None = None
     recorded_at: datetime
+    reporting_amount: str | None = Field(
+        None, description="The amount in the reporting currency, the one every sum of money uses "
+        "(null only for a purchase recorded before exchange rates existed, in another currency)"
+    )
+    reporting_currency: str | None = None
+    status: Literal["recorded", "voided"] = Field(
+        "recorded", description="voided: recorded in error (POST /v1/transactions/{id}/void), out of counts and scores"
+    )
+    refunded_amount: str = Field(
+        "0", description="What was refunded of it so far, in its currency; the refunds are listed at "
+        "GET /v1/transactions/{id}/refunds"
+    )
+    voided_at: datetime | None = None
+    void_reason: str | None = None
 
     @classmethod
     def of(cls, row) -> "TransactionOut":
@@ -157,6 +188,12 @@ class TransactionOut(BaseModel):
             margin=decimal_text(get("margin")),
             cost=decimal_text(get("cost")),
             recorded_at=get("recorded_at"),
+            reporting_amount=decimal_text(get("reporting_amount")),
+            reporting_currency=get("reporting_currency"),
+            status=get("status") or "recorded",
+            refunded_amount=decimal_text(get("refunded_amount") or Decimal(0)),
+            voided_at=get("voided_at"),
+            void_reason=get("void_reason"),
         )
 
 

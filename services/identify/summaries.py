@@ -10,6 +10,13 @@ convention of the BG/NBD papers). A customer's `purchase_days` and `first_day_sp
 is new, and are read back from purchase_days when it exists, so an earlier purchase
 arriving late moves them too.
 
+Only money in the reporting currency is summed (services/identify/money/fx.py): a
+transaction's spend is its `reporting_amount` less what was refunded of it, its margin
+and cost are converted at its rate (the margin shrinks with the share refunded), and a
+voided transaction is left out (rebuild_summaries reads only recorded ones). A
+transaction with no reporting amount (recorded in another currency before rates
+existed) counts as a purchase with no revenue.
+
 `rebuild_summaries` recomputes both tables for some customers from their transactions,
 e.g. after a merge moved transactions to the survivor.
 """
@@ -24,10 +31,12 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify import repository
+from services.identify.money.fx import CENT_OF_CENT, ONE, convert
 from services.identify.portfolio.settings import portfolio_settings
 from shared.db import utcnow
 
 REFERENCE_DAY = date(2000, 1, 1)
+ZERO = Decimal(0)
 
 
 def discount_factor(day: date, annual_rate: float) -> float:
@@ -47,6 +56,28 @@ def _day_of(occurred_at):
     return occurred_at.date()
 
 
+def revenue(row: Mapping) -> tuple[Decimal, Decimal | None, Decimal | None]:
+    """(spend, margin, cost) of a transaction in the reporting currency, net of its refunds."""
+
+    spend, rate = row["reporting_amount"], row["fx_rate"]
+    margin, cost = row["margin"], row["cost"]
+    refunded = row.get("refunded_amount")
+    if rate is ONE and not refunded:  # a new purchase in the reporting currency: as it is
+        return spend, margin, cost
+    if spend is None:
+        return ZERO, None, None
+    if refunded:
+        spend -= row["refunded_reporting_amount"]
+        if margin is not None:
+            margin = margin * (row["amount"] - refunded) / row["amount"]
+    if rate != 1:
+        margin = None if margin is None else convert(margin, rate)
+        cost = None if cost is None else convert(cost, rate)
+    elif refunded and margin is not None:
+        margin = margin.quantize(CENT_OF_CENT)
+    return spend, margin, cost
+
+
 def _add(total: Decimal | None, value: Decimal | None) -> Decimal | None:
     if value is None:
         return total
@@ -54,8 +85,9 @@ def _add(total: Decimal | None, value: Decimal | None) -> Decimal | None:
 
 
 async def add_transactions(session: AsyncSession, rows: Iterable[Mapping]) -> None:
-    """Fold new transactions (mappings with customer_id, occurred_at, amount, margin,
-    cost) into purchase_days and purchase_summaries."""
+    """Fold new transactions (mappings with customer_id, occurred_at, amount, margin, cost,
+    reporting_amount, fx_rate and optionally refunded_amount and refunded_reporting_amount)
+    into purchase_days and purchase_summaries."""
 
     days: dict[tuple, dict] = {}
     customers: dict[str, dict] = {}
@@ -65,7 +97,8 @@ async def add_transactions(session: AsyncSession, rows: Iterable[Mapping]) -> No
     day_of: dict[datetime, date] = {}
     factor_of: dict[date, float] = {}
     for row in rows:
-        customer_id, at, amount = row["customer_id"], row["occurred_at"], row["amount"]
+        customer_id, at = row["customer_id"], row["occurred_at"]
+        amount, margin, cost = revenue(row)
         if (day_ := day_of.get(at)) is None:
             day_ = day_of[at] = _day_of(at)
         if (factor := factor_of.get(day_)) is None:
@@ -88,8 +121,8 @@ async def add_transactions(session: AsyncSession, rows: Iterable[Mapping]) -> No
                 "purchase_days": 0,  # both counted from this write's days below
                 "first_day_spend": 0,
                 "total_spend": amount,
-                "total_margin": row["margin"],
-                "total_cost": row["cost"],
+                "total_margin": margin,
+                "total_cost": cost,
                 "discounted_spend": discounted,
                 "discount_rate": rate,
                 "updated_at": now,
@@ -101,8 +134,8 @@ async def add_transactions(session: AsyncSession, rows: Iterable[Mapping]) -> No
                 summary["last_purchase_at"] = at
             summary["purchases"] += 1
             summary["total_spend"] += amount
-            summary["total_margin"] = _add(summary["total_margin"], row["margin"])
-            summary["total_cost"] = _add(summary["total_cost"], row["cost"])
+            summary["total_margin"] = _add(summary["total_margin"], margin)
+            summary["total_cost"] = _add(summary["total_cost"], cost)
             summary["discounted_spend"] += discounted
     # Sorted: concurrent writers on PostgreSQL take the row locks in one order.
     ordered = [days[key] for key in sorted(days)]

@@ -4,7 +4,8 @@ and an import.
 `record_transactions` takes many at once and answers item by item: a transaction
 whose `external_id` was recorded before (or earlier in the same call) for the same
 purchase (see `differences`) is a duplicate and returns the first one, and for another
-purchase it is an `idempotency_conflict`; one for an unknown or merged customer is an error; the
+purchase it is an `idempotency_conflict`; one for an unknown or merged customer, or in a
+currency with no exchange rate for its day (services/identify/money/fx.py), is an error; the
 others are inserted in bulk, counted on their customer, folded into the purchase
 summaries and announced with one `crm.identify.transaction.recorded` event each, all
 in the caller's transaction. Then their customers are re-scored.
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify import repository, service, summaries
+from services.identify.money import fx
 from services.identify.portfolio.scoring import rescore_customers
 from services.identify.schemas import TransactionCreate, TransactionOut, decimal_text
 from shared.db import utcnow
@@ -30,6 +32,7 @@ from shared.ids import uuid7_many
 from shared.messaging import emit_many
 
 RECORDED = "crm.identify.transaction.recorded"
+ZERO = Decimal(0)
 
 
 class NewTransaction(Protocol):
@@ -104,6 +107,7 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
     external_ids = {item.external_id for item in items if item.external_id}
     earlier = await repository.transactions_by_external_ids(session, external_ids)
     customers = await repository.lock_customers(session, {item.customer_id for item in items})
+    rates = await fx.rates_for(session, {item.currency for item in items})
 
     outcomes: list[Outcome] = []
     rows: list[dict] = []
@@ -121,6 +125,15 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
         if problem:
             outcomes.append(Outcome("error", field="customer_id", message=problem, conflict=customer is not None))
             continue
+        rate = rates.rate(item.currency, item.occurred_at)
+        if rate is None:
+            outcomes.append(Outcome("error", field="currency", message=fx.missing_rate(
+                item.currency, item.occurred_at, rates.reporting)))
+            continue
+        reporting_amount = item.amount if rate is fx.ONE else fx.convert(item.amount, rate)
+        if reporting_amount >= fx.MAX_AMOUNT:
+            outcomes.append(Outcome("error", field="amount", message=f"too large in {rates.reporting}"))
+            continue
         row = {
             "id": next(new_ids),
             "customer_id": item.customer_id,
@@ -131,6 +144,12 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
             "margin": item.margin,
             "cost": item.cost,
             "recorded_at": now,
+            "reporting_amount": reporting_amount,
+            "reporting_currency": rates.reporting,
+            "fx_rate": rate,
+            "status": "recorded",
+            "refunded_amount": ZERO,
+            "refunded_reporting_amount": ZERO,
         }
         rows.append(row)
         outcomes.append(Outcome("created", row))
@@ -154,16 +173,20 @@ def _announce(session: AsyncSession, rows: list[dict], customers: dict[str, dict
     for row in rows:
         customer_id = row["customer_id"]
         count = added[customer_id] = added.get(customer_id, 0) + 1
+        amount = decimal_text(row["amount"])
+        reporting_amount = row["reporting_amount"]
         payloads.append({
             "id": row["id"],
             "customer_id": customer_id,
-            "amount": decimal_text(row["amount"]),
+            "amount": amount,
             "currency": row["currency"],
             "occurred_at": row["occurred_at"],
             "external_id": row["external_id"],
             "purchase_count": customers[customer_id]["purchase_count"] + count,
             "margin": decimal_text(row["margin"]),
             "cost": decimal_text(row["cost"]),
+            "reporting_amount": amount if reporting_amount is row["amount"] else decimal_text(reporting_amount),
+            "reporting_currency": row["reporting_currency"],
         })
     emit_many(session, RECORDED, payloads, [row["customer_id"] for row in rows])
     return added

@@ -17,8 +17,9 @@ async def on_customer_events(session: AsyncSession, events: list[CloudEvent]) ->
 STAGES = ConsumerSpec(
     purpose="stages",
     batch_handler=on_customer_events,
-    subjects=("crm.identify.customer.created", "crm.identify.transaction.recorded"),
-    description="Moves each customer through the lifecycle stages as customers are created and buy.",
+    subjects=("crm.identify.customer.created", "crm.identify.transaction.recorded", "crm.identify.transaction.voided"),
+    description="Moves each customer through the lifecycle stages as customers are created and buy; a voided "
+    "purchase lowers the purchase count but never moves a stage back.",
 )
 
 MERGES = merges_consumer(

@@ -5,6 +5,10 @@ active (a repeat purchase). A purchase event for a customer lifecycle has not
 seen created yet starts the customer at the stage the purchase implies. The
 stages after active (loyal, at risk, churned, won back) come with later work.
 
+A voided purchase (crm.identify.transaction.voided, recorded in error) lowers the
+customer's purchase count to the one identify announces, and never moves the stage
+back; a refund changes no count and lifecycle keeps no revenue, so it is not followed.
+
 A merge (crm.identify.customer.merged) gives the survivor the most advanced
 stage of the group in RANK order, or the stage its combined purchase count
 implies if that is further; the histories are combined in time order. Events
@@ -23,6 +27,7 @@ from shared.events import CloudEvent
 from shared.messaging import emit
 
 RANK = {None: -1, "prospect": 0, "new": 1, "active": 2}
+VOIDED = "crm.identify.transaction.voided"
 
 
 def _stage_for(count: int) -> str:
@@ -67,6 +72,12 @@ async def apply_events(*, session: AsyncSession, events: list[CloudEvent]) -> No
     for event in events:
         cid = _customer_of(event)
         current = state.get(cid)
+        if event.type == VOIDED:
+            # A purchase recorded in error leaves the count; the stage stays where it is.
+            if current is not None:
+                current["purchase_count"] = int(event.data["purchase_count"])
+                current["updated_at"] = now
+            continue
         if current is None:
             current = state[cid] = {"customer_id": cid, "stage": None, "purchase_count": 0, "updated_at": now}
             new_ids.add(cid)

@@ -82,7 +82,7 @@ async def test_the_cdnow_sample_imports_with_the_cli_and_flows_on(running_suite)
 async def test_a_multi_megabyte_upload_goes_through_the_gateway(running_suite, tmp_path):
     # 4 MB: a few thousand rows, each with a long column the mapping leaves out.
     rows = ["customer_external_id,occurred_at,amount,currency,note"]
-    rows += [f"big-{i % 50},2026-01-{1 + i % 28:02d},{i % 90}.25,EUR,{'x' * 1000}" for i in range(4000)]
+    rows += [f"big-{i % 50},2026-01-{1 + i % 28:02d},{i % 90}.25,USD,{'x' * 1000}" for i in range(4000)]
     path = Path(tmp_path) / "big.csv"
     path.write_text("\n".join(rows) + "\n")
     assert path.stat().st_size > 4_000_000

@@ -18,7 +18,7 @@ async def test_a_merge_through_the_gateway_brings_everything_to_the_survivors_36
 
         async def buy(customer_id: str, order: str) -> None:
             response = await gw.post("/v1/transactions", json={
-                "customer_id": customer_id, "amount": "20.00", "currency": "EUR",
+                "customer_id": customer_id, "amount": "20.00", "currency": "USD",
                 "occurred_at": "2026-10-01T10:00:00Z", "external_id": order})
             assert response.status_code == 201, response.text
 

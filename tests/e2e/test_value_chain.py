@@ -30,6 +30,8 @@ async def test_the_value_chain_flows_from_a_purchase_to_every_stage(running_suit
         assert created.status_code == 201, created.text
         bob = created.json()
 
+        rate = await gw.put("/v1/fx-rates", json=[{"currency": "EUR", "date": "2026-10-01", "rate": "1.08"}])
+        assert rate.status_code == 200, rate.text
         purchase = await gw.post(
             "/v1/transactions",
             json={"customer_id": bob["id"], "amount": "49.90", "currency": "eur",
@@ -38,6 +40,7 @@ async def test_the_value_chain_flows_from_a_purchase_to_every_stage(running_suit
         )
         assert purchase.status_code == 201, purchase.text
         assert purchase.json()["currency"] == "EUR"
+        assert (purchase.json()["reporting_amount"], purchase.json()["reporting_currency"]) == ("53.892", "USD")
         again = await gw.post(
             "/v1/transactions",
             json={"customer_id": bob["id"], "amount": "49.90", "currency": "EUR",

@@ -382,8 +382,16 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
         "crm.identify.customer.updated": (
             {"id": "c1", "changes": {"phone": "1", "email": "a@b.c"}, "updated_at": at}, "Updated email, phone"),
         "crm.identify.transaction.recorded": (
-            {"id": "t", "customer_id": "c1", "amount": "-3.125", "currency": "EUR", "occurred_at": at,
-             "purchase_count": 2}, "Refund of 3.125 EUR"),
+            {"id": "t", "customer_id": "c1", "amount": "3.125", "currency": "EUR", "occurred_at": at,
+             "purchase_count": 2, "reporting_amount": "3.4375", "reporting_currency": "USD"}, "Purchase of 3.125 EUR"),
+        "crm.identify.transaction.refunded": (
+            {"refund_id": "r", "transaction_id": "t", "customer_id": "c1", "amount": "1.5", "currency": "EUR",
+             "reporting_amount": "1.65", "reporting_currency": "USD", "reason": "Scratched\nlid", "occurred_at": at},
+            "Refund of 1.50 EUR: Scratched lid"),
+        "crm.identify.transaction.voided": (
+            {"transaction_id": "t", "customer_id": "c1", "amount": "3.125", "currency": "EUR",
+             "reason": "entered twice", "voided_at": at, "purchase_count": 1},
+            "Purchase of 3.125 EUR voided: entered twice"),
         "crm.lifecycle.stage.changed": (
             {"customer_id": "c1", "from_stage": None, "to_stage": "prospect", "at": at, "cause_event_id": "e"},
             "Entered stage prospect"),

@@ -217,3 +217,36 @@ async def test_customers_are_listed_by_stage(suite):
 
     unknown = await lifecycle.client.get("/v1/lifecycle/customers", params={"stage": "lapsed"})
     assert unknown.status_code == 422 and unknown.json()["detail"][0]["field"] == "query.stage"
+
+
+async def test_a_voided_purchase_lowers_the_count_and_never_moves_the_stage_back(suite):
+    lifecycle = await suite.start("lifecycle")
+    events = [
+        make_event(service="identify", type="crm.identify.transaction.recorded",
+                   data={"id": f"t-{n}", "customer_id": "c-1", "amount": "5", "currency": "USD",
+                         "occurred_at": "2026-01-01T00:00:00Z", "purchase_count": n,
+                         "reporting_amount": "5", "reporting_currency": "USD"},
+                   subject="c-1")
+        for n in (1, 2)
+    ]
+    voided = make_event(
+        service="identify", type="crm.identify.transaction.voided",
+        data={"transaction_id": "t-2", "customer_id": "c-1", "amount": "5", "currency": "USD",
+              "reporting_amount": "5", "reporting_currency": "USD", "reason": "entered twice",
+              "voided_at": "2026-01-02T00:00:00Z", "purchase_count": 1},
+        subject="c-1",
+    )
+    for event in (*events, voided):
+        await _publish(suite.nats.url, event)
+    await wait_until(lambda: _handled(lifecycle, voided.id), what="void applied")
+    after = (await lifecycle.client.get("/v1/customers/c-1/lifecycle")).json()
+    assert after["stage"] == "active" and after["purchase_count"] == 1
+    assert [h["to"] for h in after["history"]] == ["new", "active"]
+    # A void of a customer lifecycle never saw places nobody.
+    stranger = make_event(
+        service="identify", type="crm.identify.transaction.voided",
+        data={**voided.data, "customer_id": "stranger", "purchase_count": 0}, subject="stranger",
+    )
+    await _publish(suite.nats.url, stranger)
+    await wait_until(lambda: _handled(lifecycle, stranger.id), what="void of a stranger handled")
+    assert (await lifecycle.client.get("/v1/customers/stranger/lifecycle")).status_code == 404

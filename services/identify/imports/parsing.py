@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from services.identify.portfolio.settings import bounds_message, date_bounds
 from services.identify.schemas import TransactionCreate
-from shared.validation import single_line
+from shared.validation import CURRENCIES, single_line
 
 OUR_COLUMNS = ("customer_external_id", "occurred_at", "amount", "currency", "external_id", "margin", "cost")
 REQUIRED = ("customer_external_id", "occurred_at", "amount")
@@ -39,7 +39,6 @@ DATES_CACHED = 100_000
 # What TransactionCreate takes as it is: at most 14 digits before the point and 4
 # after it; three ASCII letters.
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,14}(?:\.[0-9]{1,4})?")
-_PLAIN_CURRENCY = re.compile(r"[A-Za-z]{3}")
 
 
 class OptionsError(ValueError):
@@ -102,12 +101,12 @@ def plain_item(values: dict[str, object]) -> ImportedTransaction | None:
 
     amount = _plain_decimal(values["amount"])
     currency = values["currency"]
-    if amount is None or not (isinstance(currency, str) and _PLAIN_CURRENCY.fullmatch(currency)):
+    if amount is None or amount < 0 or not (isinstance(currency, str) and currency.upper() in CURRENCIES):
         return None
     margin = cost = None
-    if "margin" in values and (margin := _plain_decimal(values["margin"])) is None:
+    if "margin" in values and ((margin := _plain_decimal(values["margin"])) is None or not 0 <= margin <= amount):
         return None
-    if "cost" in values and (cost := _plain_decimal(values["cost"])) is None:
+    if "cost" in values and ((cost := _plain_decimal(values["cost"])) is None or cost < 0):
         return None
     external_id = values.get("external_id")
     if external_id is not None:

@@ -32,6 +32,7 @@ from shared.ids import uuid7, uuid7_many
 from shared.messaging import emit_many
 from shared.sqlite_inline import statements_on_threads
 from shared.uow import transaction
+from shared.validation import currency_code
 
 log = logging.getLogger("valuechain.identify.imports")
 
@@ -78,9 +79,10 @@ def options_from_form(
             raise field_error("date_format", "a strptime format such as %d/%m/%Y")
         options.date_format = date_format
     if currency:
-        if len(currency) != 3 or not currency.isalpha():
-            raise field_error("currency", "a three-letter currency code")
-        options.currency = currency.upper()
+        try:
+            options.currency = currency_code(currency)
+        except ValueError as exc:
+            raise field_error("currency", str(exc)) from exc
     return options
 
 

@@ -9,11 +9,16 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.db import utcnow
+from shared.validation import Currency
 
 
 class PortfolioSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_IDENTIFY_", extra="ignore")
 
+    # The currency every sum of money is in: purchases in other currencies are converted at
+    # the rates loaded with PUT /v1/fx-rates. Change it only before recording transactions
+    # (stored reporting amounts are not re-converted).
+    reporting_currency: Currency = "USD"
     # Time value of money: an annual rate, converted to the model's time unit.
     discount_rate: float = Field(0.10, ge=0, le=1)
     # Predictive CLV looks this many days ahead.

@@ -18,7 +18,7 @@ async def create_customer(client, external_id: str) -> str:
 
 
 def purchase(customer_id: str, day: int = 1, **fields) -> dict:
-    return {"customer_id": customer_id, "amount": "10.50", "currency": "eur",
+    return {"customer_id": customer_id, "amount": "10.50", "currency": "usd",
             "occurred_at": f"2026-03-{day:02d}T10:00:00Z", **fields}
 
 
@@ -67,7 +67,7 @@ async def test_a_batch_answers_item_by_item(suite):
 
     answers = body["items"]
     first = answers[0]["transaction"]
-    assert (first["amount"], first["currency"], first["margin"], first["cost"]) == ("10.5", "EUR", "2.5", "1")
+    assert (first["amount"], first["currency"], first["margin"], first["cost"]) == ("10.5", "USD", "2.5", "1")
     assert answers[2]["transaction"]["id"] == first["id"]
     assert answers[2]["transaction"]["margin"] == "2.5"  # the first one is returned, not item 2
     assert answers[3]["transaction"]["id"] == earlier.json()["id"]

@@ -25,7 +25,7 @@ FAR_FUTURE = "9999-12-31T23:59:59Z"
 
 
 def purchase(customer_id: str, occurred_at: str, **fields) -> dict:
-    return {"customer_id": customer_id, "amount": "10", "currency": "EUR", "occurred_at": occurred_at, **fields}
+    return {"customer_id": customer_id, "amount": "10", "currency": "USD", "occurred_at": occurred_at, **fields}
 
 
 def iso(at: datetime) -> str:
@@ -70,10 +70,10 @@ async def test_an_import_rejects_the_rows_out_of_bounds_with_their_line_and_goes
     identify = await suite.start("identify")
     client = identify.client
     content = ("customer_external_id,occurred_at,amount,currency\n"
-               "a,2026-01-05,10,EUR\n"
-               "b,99991231,10,EUR\n"
-               "c,0001-01-01,10,EUR\n"
-               "d,2026-01-06T10:00:00Z,10,EUR\n")
+               "a,2026-01-05,10,USD\n"
+               "b,99991231,10,USD\n"
+               "c,0001-01-01,10,USD\n"
+               "d,2026-01-06T10:00:00Z,10,USD\n")
     job = await run_import(client, content, create_customers=True)
     assert job["status"] == "done", job
     assert (job["recorded"], job["rejected"]) == (2, 2)
@@ -104,7 +104,7 @@ async def test_scoring_survives_a_purchase_dated_9999_already_stored(suite):
     client = identify.client
     ids = await small_portfolio(client)
     assert (await refit(client, calibration_end=SMALL_PORTFOLIO_END, time_unit="day"))["status"] == "done"
-    far = ImportedTransaction(ids[0], amount=Decimal(5), currency="EUR",
+    far = ImportedTransaction(ids[0], amount=Decimal(5), currency="USD",
                               occurred_at=datetime(9999, 12, 30, 23, 59, 59, tzinfo=timezone.utc))
     async with transaction(identify.runtime.db.writer) as session:
         (outcome,) = await record_transactions(session=session, items=[far])
@@ -127,7 +127,7 @@ def test_the_bounds_are_settings(monkeypatch):
     monkeypatch.setenv("VALUECHAIN_IDENTIFY_DATE_SKEW_S", "0")
     settings.portfolio_settings.cache_clear()
     try:
-        body = {"customer_id": "c", "amount": "1", "currency": "EUR"}
+        body = {"customer_id": "c", "amount": "1", "currency": "USD"}
         for refused in ("1999-12-31T23:59:59Z", iso(utcnow() + timedelta(minutes=1))):
             with pytest.raises(ValueError, match="must be from 2000-01-01T00:00:00Z to now plus"):
                 TransactionCreate.model_validate({**body, "occurred_at": refused})

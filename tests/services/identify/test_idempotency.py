@@ -11,11 +11,17 @@ from tests.services.identify.test_batch import create_customer
 from tests.services.identify.test_imports import run_import
 
 FIRST = {"amount": "49.90", "currency": "EUR", "occurred_at": "2026-03-01T10:00:00Z", "external_id": "order-7"}
+EUR_RATE = [{"currency": "EUR", "date": "2026-01-01", "rate": "1.1"}]  # the reporting currency is USD
+
+
+async def _with_eur_rate(client) -> None:
+    assert (await client.put("/v1/fx-rates", json=EUR_RATE)).status_code == 200
 
 
 async def test_the_same_purchase_is_a_duplicate_and_any_other_a_conflict_naming_the_first(suite):
     identify = await suite.start("identify")
     client = identify.client
+    await _with_eur_rate(client)
     ada, bob = await create_customer(client, "ada"), await create_customer(client, "bob")
     first = await client.post("/v1/transactions", json={"customer_id": bob, **FIRST, "margin": "10"})
     assert first.status_code == 201, first.text
@@ -41,7 +47,7 @@ async def test_the_same_purchase_is_a_duplicate_and_any_other_a_conflict_naming_
         "/v1/transactions", json={**FIRST, "customer_id": ada, "amount": "5000", "currency": "USD"}))
     assert (await client.get(f"/v1/customers/{ada}")).json()["purchase_count"] == 0  # none was lost silently
     # 18 digits, which SQLite keeps as a float: the same amount still.
-    big = {**FIRST, "customer_id": ada, "amount": "99999999999999.9999", "external_id": "big"}
+    big = {**FIRST, "customer_id": ada, "amount": "99999999999999.9999", "currency": "USD", "external_id": "big"}
     assert (await client.post("/v1/transactions", json=big)).status_code == 201
     assert (await client.post("/v1/transactions", json=big)).status_code == 200
     assert (await client.get(f"/v1/customers/{bob}")).json()["purchase_count"] == 1
@@ -61,6 +67,7 @@ def body_of_conflict(response) -> str:
 async def test_a_batch_answers_a_conflict_per_item(suite):
     identify = await suite.start("identify")
     client = identify.client
+    await _with_eur_rate(client)
     ada, bob = await create_customer(client, "ada"), await create_customer(client, "bob")
     first = (await client.post("/v1/transactions", json={"customer_id": bob, **FIRST})).json()
     items = [
@@ -86,6 +93,7 @@ async def test_a_batch_answers_a_conflict_per_item(suite):
 async def test_an_import_rejects_a_conflicting_row_naming_the_transaction_and_counts_duplicates(suite):
     identify = await suite.start("identify")
     client = identify.client
+    await _with_eur_rate(client)
     bob = await create_customer(client, "bob")
     first = (await client.post("/v1/transactions", json={"customer_id": bob, **FIRST})).json()
     content = ("customer_external_id,occurred_at,amount,currency,external_id,margin\n"

@@ -51,12 +51,12 @@ async def customers_by_external_id(client) -> dict[str, dict]:
 CSV = """client,when,total,ccy,ref,note
 c-1,2026-01-05,10.00,usd,r-1,first
 c-1,2026-01-05T18:00:00+02:00,5.5,usd,r-2,same day
-c-2,20260107,7,EUR,,yyyymmdd and no ref
+c-2,20260107,7,USD,,yyyymmdd and no ref
 c-1,2026-01-05T00:00:00Z,10,USD,r-1,line 2 again: a duplicate
-c-3,not a date,3,EUR,r-4,bad date
-c-3,2026-01-09,lots,EUR,r-5,bad amount
-,2026-01-09,3,EUR,r-6,no customer
-c-3,2026-01-10,3.25,EUR,r-7,ok
+c-3,not a date,3,USD,r-4,bad date
+c-3,2026-01-09,lots,USD,r-5,bad amount
+,2026-01-09,3,USD,r-6,no customer
+c-3,2026-01-10,3.25,USD,r-7,ok
 """
 MAPPING = {"client": "customer_external_id", "when": "occurred_at", "total": "amount", "ccy": "currency",
            "ref": "external_id"}
@@ -81,14 +81,14 @@ async def test_a_csv_with_a_mapping_creates_customers_and_reports_rejected_lines
     assert "occurred_at 'not a date' is not a date" in reasons[6]
     assert reasons[7].startswith("amount:")
     assert reasons[8] == "missing customer_external_id"
-    assert job["errors"][0]["raw"] == "c-3,not a date,3,EUR,r-4,bad date"
+    assert job["errors"][0]["raw"] == "c-3,not a date,3,USD,r-4,bad date"
     assert (job["errors_total"], job["errors_truncated"]) == (3, False)
 
     customers = await customers_by_external_id(client)
     assert {"c-1", "c-2", "c-3"} <= customers.keys()
     assert customers["c-1"]["purchase_count"] == 2 and customers["c-3"]["purchase_count"] == 1
     bought = (await client.get(f"/v1/customers/{customers['c-2']['id']}/transactions")).json()["items"]
-    assert [(t["occurred_at"][:10], t["amount"], t["currency"]) for t in bought] == [("2026-01-07", "7", "EUR")]
+    assert [(t["occurred_at"][:10], t["amount"], t["currency"]) for t in bought] == [("2026-01-07", "7", "USD")]
     assert bought[0]["external_id"].startswith("import:")
     mine = (await client.get(f"/v1/customers/{customers['c-1']['id']}/transactions")).json()["items"]
     assert sorted(t["occurred_at"] for t in mine) == ["2026-01-05T00:00:00Z", "2026-01-05T16:00:00Z"]
@@ -121,8 +121,10 @@ async def test_ndjson_without_creating_customers_rejects_unknown_ones(suite):
     ]
     content = "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n{oops\n"
 
+    rate = await client.put("/v1/fx-rates", json=[{"currency": "GBP", "date": "2026-01-01", "rate": "1.25"}])
+    assert rate.status_code == 200, rate.text
     job = await run_import(client, content, filename="upload.bin", mapping={"who": "customer_external_id"},
-                           currency="eur", create_customers=False)
+                           currency="usd", create_customers=False)
     assert job["format"] == "ndjson"  # guessed from the content
     assert (job["rows_read"], job["recorded"], job["rejected"], job["customers_created"]) == (5, 2, 3, 0)
     reasons = {error["line"]: error["reason"] for error in job["errors"]}
@@ -130,7 +132,7 @@ async def test_ndjson_without_creating_customers_rejects_unknown_ones(suite):
     assert reasons[3] == reasons[5] == "not a JSON object"
     bought = (await client.get(f"/v1/customers/{known['id']}/transactions")).json()["items"]
     assert sorted((t["amount"], t["currency"], t["margin"], t["cost"]) for t in bought) == [
-        ("1", "GBP", None, None), ("12.5", "EUR", "4", "1.25")]
+        ("1", "GBP", None, None), ("12.5", "USD", "4", "1.25")]
 
 
 CDNOW_LIKE = """ 00001 0001 19970101  1   11.77
@@ -163,7 +165,7 @@ async def test_two_imports_at_once_naming_the_same_new_customers_create_each_onc
 
     def sales(prefix: str) -> str:  # 400 purchases of the same 150 new customers, refs of their own
         return "customer_external_id,occurred_at,amount,currency,external_id\n" + "".join(
-            f"shared-{i % 150},2025-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 40}.25,EUR,{prefix}-{i}\n"
+            f"shared-{i % 150},2025-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 40}.25,USD,{prefix}-{i}\n"
             for i in range(400)
         )
 
@@ -185,8 +187,8 @@ async def test_progress_is_counted_batch_by_batch(suite):
     client = identify.client
     rows = import_jobs.BATCH_ROWS * 2 + 500
     content = "customer_external_id,occurred_at,amount,currency\n" + "".join(
-        f"p-{i % 300},2025-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 50}.5,EUR\n" if i % 1000 != 999
-        else f"p-{i % 300},someday,1,EUR\n"
+        f"p-{i % 300},2025-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 50}.5,USD\n" if i % 1000 != 999
+        else f"p-{i % 300},someday,1,USD\n"
         for i in range(rows)
     )
     response = await upload(client, content, create_customers=True)
@@ -218,6 +220,8 @@ async def test_the_errors_a_client_can_make(suite):
         ({}, "mapping"),  # the header names none of ours and nothing maps them
         ({"mapping": MAPPING, "format": "xlsx"}, "format"),
         ({"mapping": MAPPING, "currency": "euro"}, "currency"),
+        ({"mapping": MAPPING, "currency": "XXX"}, "currency"),  # ISO 4217's "no currency"
+        ({"mapping": MAPPING, "currency": "zzz"}, "currency"),
         ({"mapping": MAPPING, "delimiter": "::"}, "delimiter"),
     ):
         body = form if not isinstance(form.get("mapping"), list) else {"mapping": json.dumps(form["mapping"])}
@@ -253,22 +257,30 @@ async def test_a_job_cut_off_by_a_restart_is_marked_failed(suite):
 def test_the_plain_row_reader_makes_what_the_api_model_makes_or_leaves_the_row_to_it():
     at = datetime(2026, 1, 5, 16, 0, tzinfo=timezone.utc)
     rows = [
-        {"amount": "12.50", "currency": "eur", "occurred_at": at},
-        {"amount": "-3", "currency": "USD", "occurred_at": at, "external_id": "  r-1 ", "margin": "0.0001",
+        {"amount": "12.50", "currency": "usd", "occurred_at": at},
+        {"amount": "3", "currency": "USD", "occurred_at": at, "external_id": "  r-1 ", "margin": "0.0001",
          "cost": "99999999999999.9999"},
         {"amount": "007", "currency": "GbP", "occurred_at": at, "margin": "4"},
         # shapes the plain reader leaves to the model, which accepts or refuses them
-        {"amount": "1e3", "currency": "EUR", "occurred_at": at},
-        {"amount": " 5 ", "currency": "EUR", "occurred_at": at},
-        {"amount": "1.23456", "currency": "EUR", "occurred_at": at},
-        {"amount": "100000000000000", "currency": "EUR", "occurred_at": at},
-        {"amount": "٣", "currency": "EUR", "occurred_at": at},
+        {"amount": "1e3", "currency": "USD", "occurred_at": at},
+        {"amount": " 5 ", "currency": "USD", "occurred_at": at},
+        {"amount": "1.23456", "currency": "USD", "occurred_at": at},
+        {"amount": "100000000000000", "currency": "USD", "occurred_at": at},
+        {"amount": "٣", "currency": "USD", "occurred_at": at},
         {"amount": "5", "currency": "EURO", "occurred_at": at},
         {"amount": "5", "currency": 978, "occurred_at": at},
-        {"amount": "5", "currency": "EUR", "occurred_at": at, "external_id": "   "},
-        {"amount": "5", "currency": "EUR", "occurred_at": at, "external_id": "x" * 201},
-        {"amount": "5", "currency": "EUR", "occurred_at": at, "external_id": 7},
-        {"amount": "5", "currency": "EUR", "occurred_at": at, "cost": "NaN"},
+        {"amount": "5", "currency": "USD", "occurred_at": at, "external_id": "   "},
+        {"amount": "5", "currency": "USD", "occurred_at": at, "external_id": "x" * 201},
+        {"amount": "5", "currency": "USD", "occurred_at": at, "external_id": 7},
+        {"amount": "5", "currency": "USD", "occurred_at": at, "cost": "NaN"},
+        # money rules: amounts, margins and costs are never negative, a margin is at most the
+        # amount, and a currency is an ISO 4217 one (a refund has its own route)
+        {"amount": "-3", "currency": "USD", "occurred_at": at},
+        {"amount": "3", "currency": "USD", "occurred_at": at, "margin": "-1"},
+        {"amount": "3", "currency": "USD", "occurred_at": at, "margin": "3.01"},
+        {"amount": "3", "currency": "USD", "occurred_at": at, "cost": "-0.01"},
+        {"amount": "3", "currency": "XXX", "occurred_at": at},
+        {"amount": "3", "currency": "ZZZ", "occurred_at": at},
     ]
     plain = 0
     for values in rows:
@@ -286,14 +298,14 @@ async def test_a_line_that_is_not_utf8_or_not_the_headers_width_is_rejected_alon
     identify = await suite.start("identify")
     client = identify.client
     content = (b"customer_external_id,occurred_at,amount,currency,external_id\n"
-               b"z\xc3\xb6e,2026-01-05,10,EUR,r-1\n"  # 2 UTF-8 (zoe with an umlaut): fine
-               b"b\xf6b,2026-01-05,10,EUR,r-2\n"  # 3 Latin-1
-               b"amy,2026-01-06,4,EUR,r-3,extra\n"  # 4 a column more than the header
-               b"amy,2026-01-07,4,EUR\n"  # 5 a column fewer
-               b"amy,2026-01-08,4,EUR,r-\xff\xfe5\n"  # 6 bad bytes in the last column
-               b"a\x00y,2026-01-08,4,EUR,r-6\n"  # 7 a NUL in the customer's id
-               b"amy,2026-01-08,4,EUR,r-\xe2\x80\xae7\n"  # 8 a bidi override in the external id
-               b"amy,2026-01-09,4,EUR,r-8\n")  # 9
+               b"z\xc3\xb6e,2026-01-05,10,USD,r-1\n"  # 2 UTF-8 (zoe with an umlaut): fine
+               b"b\xf6b,2026-01-05,10,USD,r-2\n"  # 3 Latin-1
+               b"amy,2026-01-06,4,USD,r-3,extra\n"  # 4 a column more than the header
+               b"amy,2026-01-07,4,USD\n"  # 5 a column fewer
+               b"amy,2026-01-08,4,USD,r-\xff\xfe5\n"  # 6 bad bytes in the last column
+               b"a\x00y,2026-01-08,4,USD,r-6\n"  # 7 a NUL in the customer's id
+               b"amy,2026-01-08,4,USD,r-\xe2\x80\xae7\n"  # 8 a bidi override in the external id
+               b"amy,2026-01-09,4,USD,r-8\n")  # 9
     job = await run_import(client, content, create_customers=True)
     assert job["status"] == "done", job
     assert (job["rows_read"], job["recorded"], job["rejected"]) == (8, 2, 6)
@@ -306,12 +318,12 @@ async def test_a_line_that_is_not_utf8_or_not_the_headers_width_is_rejected_alon
     assert reasons[7].startswith("customer_external_id must not contain a NUL character")
     assert reasons[8].startswith("external_id must not contain a bidirectional formatting character")
     raws = {error["line"]: error["raw"] for error in job["errors"]}
-    assert raws[3] == "b\ufffdb,2026-01-05,10,EUR,r-2" and raws[7] == "a\ufffdy,2026-01-08,4,EUR,r-6"
+    assert raws[3] == "b\ufffdb,2026-01-05,10,USD,r-2" and raws[7] == "a\ufffdy,2026-01-08,4,USD,r-6"
     assert {"zöe", "amy"} <= (await customers_by_external_id(client)).keys()
 
-    ndjson = (b'{"customer_external_id": "amy", "occurred_at": "2026-01-10", "amount": "1", "currency": "EUR"}\n'
-              b'{"customer_external_id": "b\xf6b", "occurred_at": "2026-01-10", "amount": "1", "currency": "EUR"}\n'
-              b'{"customer_external_id": "a\\u0000y", "occurred_at": "2026-01-10", "amount": "1", "currency": "EUR"}\n')
+    ndjson = (b'{"customer_external_id": "amy", "occurred_at": "2026-01-10", "amount": "1", "currency": "USD"}\n'
+              b'{"customer_external_id": "b\xf6b", "occurred_at": "2026-01-10", "amount": "1", "currency": "USD"}\n'
+              b'{"customer_external_id": "a\\u0000y", "occurred_at": "2026-01-10", "amount": "1", "currency": "USD"}\n')
     job = await run_import(client, ndjson, "sales.ndjson", create_customers=True)
     assert (job["status"], job["recorded"], job["rejected"]) == ("done", 1, 2)
     reasons = {error["line"]: error["reason"] for error in job["errors"]}

@@ -140,7 +140,7 @@ async def small_portfolio(client, count: int = 30) -> list[str]:
     for i, customer_id in enumerate(ids):
         for day in range(1, 2 + i % 5):
             items.append({
-                "customer_id": customer_id, "amount": str(10 + i), "currency": "EUR",
+                "customer_id": customer_id, "amount": str(10 + i), "currency": "USD",
                 "occurred_at": f"2026-0{1 + day}-{10 + i % 15}T10:00:00Z", "margin": f"{(10 + i) * (0.05 if i % 3 else 0.5):.2f}",
                 "external_id": f"t-{i}-{day}",
             })
@@ -163,7 +163,7 @@ async def test_each_recorded_purchase_rescores_its_customer_and_emits_scored(sui
         js = nc.jetstream()
         sub = await js.pull_subscribe("crm.identify.customer.scored", durable="probe-scored")
         response = await client.post("/v1/transactions", json={
-            "customer_id": ids[0], "amount": "500", "currency": "EUR", "occurred_at": "2026-06-20T10:00:00Z",
+            "customer_id": ids[0], "amount": "500", "currency": "USD", "occurred_at": "2026-06-20T10:00:00Z",
         })
         assert response.status_code == 201
         message = (await sub.fetch(1, timeout=10))[0]

@@ -21,13 +21,14 @@ async def create_customer(client, external_id: str) -> str:
     return response.json()["id"]
 
 
-async def record(client, *items: dict) -> None:
+async def record(client, *items: dict) -> list[dict]:
     response = await client.post("/v1/transactions:batch", json={"items": list(items)})
     assert response.status_code == 200 and response.json()["errors"] == 0, response.text
+    return [item["transaction"] for item in response.json()["items"]]
 
 
 def buy(customer_id: str, at: str, amount: str, **fields) -> dict:
-    return {"customer_id": customer_id, "occurred_at": at, "amount": amount, "currency": "EUR", **fields}
+    return {"customer_id": customer_id, "occurred_at": at, "amount": amount, "currency": "USD", **fields}
 
 
 async def state_of(identify, customer_id: str) -> tuple[dict | None, list[tuple]]:
@@ -98,12 +99,18 @@ async def test_a_rebuild_equals_the_incremental_summaries(suite):
             if rng.random() < 0.3:
                 extra["cost"] = f"{rng.randint(0, 300) / 100}"
             at = f"2026-0{rng.randint(1, 3)}-{rng.randint(1, 12):02d}T{rng.randint(0, 23):02d}:00:00Z"
-            purchases.append(buy(customer, at, f"{rng.randint(-500, 9000) / 100}", **extra))
+            purchases.append(buy(customer, at, f"{rng.randint(500, 9000) / 100}", **extra))
     rng.shuffle(purchases)  # arrive in no particular order, in batches of all sizes
+    recorded = []
     while purchases:
         size = rng.randint(1, 12)
-        await record(identify.client, *purchases[:size])
+        recorded += await record(identify.client, *purchases[:size])
         purchases = purchases[size:]
+    # Money given back is a refund of its purchase (amounts are never negative).
+    for bought in rng.sample(recorded, 10):
+        refund = {"amount": str(Decimal(bought["amount"]) / 2), "reason": "returned half"}
+        response = await identify.client.post(f"/v1/transactions/{bought['id']}/refund", json=refund)
+        assert response.status_code == 201, response.text
 
     incremental = [await state_of(identify, customer) for customer in customers]
     async with transaction(identify.runtime.db.writer) as session:

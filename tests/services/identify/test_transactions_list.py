@@ -9,7 +9,7 @@ async def _customer(client, external_id: str) -> str:
 
 async def _buy(client, customer_id: str, occurred_at: str, amount: str = "10") -> str:
     response = await client.post("/v1/transactions", json={
-        "customer_id": customer_id, "amount": amount, "currency": "EUR", "occurred_at": occurred_at})
+        "customer_id": customer_id, "amount": amount, "currency": "USD", "occurred_at": occurred_at})
     assert response.status_code == 201, response.text
     return response.json()["id"]
 
