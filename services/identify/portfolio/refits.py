@@ -105,12 +105,11 @@ class RefitQueued(Conflict):
     error = "refit_queued"
 
     def __init__(self, queued: Refit):
-        super().__init__({
-            "message": f"refit {queued.id} is already queued with other parameters; "
-                       "wait for it to start, then request again",
-            "queued_refit_id": queued.id, "time_unit": queued.time_unit,
-            "calibration_end": queued.calibration_end.isoformat() if queued.calibration_end else None,
-        })
+        asked = f"time_unit={queued.time_unit}, calibration_end={queued.calibration_end or 'null'}"
+        super().__init__(
+            f"refit {queued.id} is already queued ({asked}) and only one refit waits at a time: "
+            "wait for it to start, then request again"
+        )
         self.queued = queued
 
 

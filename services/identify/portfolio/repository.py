@@ -288,6 +288,7 @@ async def write_scores(session: AsyncSession, columns: dict[str, list], *, at) -
 
 
 _PREVIOUS_SQL = "SELECT customer_id, segment, CAST(kinds AS TEXT), predicted_clv FROM customer_scores WHERE "
+_PREVIOUS_BY_ID = text(_PREVIOUS_SQL + "customer_id IN :ids").bindparams(bindparam("ids", expanding=True))
 
 
 async def previous_scores(session: AsyncSession, customer_ids: list[str]) -> list[tuple]:
@@ -296,8 +297,7 @@ async def previous_scores(session: AsyncSession, customer_ids: list[str]) -> lis
 
     rows = []
     for start in range(0, len(customer_ids), 1000):
-        query = text(_PREVIOUS_SQL + "customer_id IN :ids").bindparams(bindparam("ids", expanding=True))
-        rows += (await session.execute(query, {"ids": customer_ids[start:start + 1000]})).all()
+        rows += (await session.execute(_PREVIOUS_BY_ID, {"ids": customer_ids[start:start + 1000]})).all()
     return [tuple(row) for row in rows]
 
 

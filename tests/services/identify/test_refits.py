@@ -42,7 +42,8 @@ async def test_requests_while_a_refit_is_queued_join_it_or_are_refused(suite):
         other = await client.post("/v1/portfolio/refits", json={**body, "time_unit": "week"})
         assert other.status_code == 409, other.text
         assert other.json()["error"] == "refit_queued"
-        assert other.json()["detail"]["queued_refit_id"] == queued_id
+        assert f"refit {queued_id} is already queued (time_unit=day, calibration_end=2026-07-01)" \
+            in other.json()["detail"]
         assert await refit_rows(identify) == [(queued_id, "queued")]
 
     async def finished():
