@@ -350,14 +350,15 @@ def emit_scored(
     kinds_differ = old_kinds != new_kinds
     changed = (old_segment != np.array(columns["segment"], dtype=object)) | (old_bands != bands) | kinds_differ
     payloads, subjects = [], []
+    new_bands, old_bands, old_segment, old_kinds = bands.tolist(), old_bands.tolist(), old_segment.tolist(), old_kinds.tolist()
     for i in np.flatnonzero(changed).tolist():
         was_kinds = None if old_kinds[i] is None else orjson.loads(old_kinds[i])
-        if was_kinds == columns["kinds"][i] and old_segment[i] == columns["segment"][i] and old_bands[i] == bands[i]:
+        if was_kinds == columns["kinds"][i] and old_segment[i] == columns["segment"][i] and old_bands[i] == new_bands[i]:
             continue  # the same kinds written another way
         payloads.append({
             **{key: columns[key][i] for key in _SCORED_COLUMNS},
-            "clv_band": _band(bands[i]), "scored_at": at,
-            "previous_segment": old_segment[i], "previous_kinds": was_kinds, "previous_clv_band": _band(old_bands[i]),
+            "clv_band": _band(new_bands[i]), "scored_at": at, "previous_segment": old_segment[i],
+            "previous_kinds": was_kinds, "previous_clv_band": _band(old_bands[i]),
         })
         subjects.append(ids[i])
     emit_many(session, SCORED, payloads, subjects)
