@@ -3,16 +3,18 @@
 A refit runs as a background task of the service, one at a time (a lock holds the
 next). The queue is bounded: at most one refit runs and one waits. A request while
 one is queued joins it (same parameters) or is refused with 409 `refit_queued`
-(different ones): ten requests make at most two refits, not ten full re-scorings.
-A partial unique index (`uq_portfolio_refits_queued`) holds "one queued" even for
-requests racing in two transactions. Reading a million summaries and writing a million score rows would hold
-SQLite's single writer for seconds, so the bulk read uses a connection of its own
-and the scores are written in chunks, each its own short transaction, letting
-recorded purchases interleave. Each chunk's transaction also reads the chunk's previous
-scores and emits `crm.identify.customer.scored` for the customers whose segment,
-kinds or CLV band changed, so the events commit with the scores they describe.
-A refit interrupted by a restart is marked failed at
-start-up; requesting a new one is always safe.
+(different ones): ten requests make at most two refits, not ten full re-scorings. A
+partial unique index (`uq_portfolio_refits_queued`) holds "one queued" even for
+requests racing in two transactions.
+
+Reading a million summaries and writing a million score rows would hold SQLite's
+single writer for seconds, so the bulk read uses a connection of its own and the
+scores are written in chunks, each its own short transaction, letting recorded
+purchases interleave. Each chunk's transaction also reads the chunk's previous scores
+and emits `crm.identify.customer.scored` for the customers whose segment, kinds or
+CLV band changed, so the events commit with the scores they describe. A refit
+interrupted by a restart is marked failed at start-up; requesting a new one is
+always safe.
 """
 
 from __future__ import annotations

@@ -251,7 +251,7 @@ async def test_a_refit_over_purchases_from_1970_to_now_scores_everyone_with_fini
     early = await create_customer(client, external_id="since-1970")
     await record(client, [
         {"customer_id": early, "amount": "99999", "currency": "EUR", "occurred_at": at, "external_id": f"e-{i}"}
-        for i, at in enumerate(("1970-01-01T00:00:00Z", "1985-06-01T12:00:00Z",
+        for i, at in enumerate(("1970-01-01T12:00:00Z", "1985-06-01T12:00:00Z",
                                 (now - timedelta(minutes=1)).isoformat().replace("+00:00", "Z")))
     ])
     for unit in ("day", "week"):
