@@ -139,11 +139,16 @@ class CustomerMerged(Payload):
     purchase_count: int | None = None
 
 
+ClvBand = Literal["low", "medium", "high", "top"]
+
+
 @contract(
     "crm.identify.customer.scored",
     "identify",
-    "A customer was (re-)scored under the current portfolio model: RFM segment, lifetime value, "
-    "probability of being alive and strategically significant kinds.",
+    "A customer's RFM segment, strategically significant kinds or CLV band changed: by a refit "
+    "(one event per changed customer, bundled, before `crm.identify.model.fitted`) or by a re-score "
+    "after a purchase, costs or a referral. Carries the new scores and, when it was scored before, "
+    "what it was; a customer whose segment, kinds and band stay as they were gets no event.",
 )
 class CustomerScored(Payload):
     customer_id: str
@@ -158,14 +163,20 @@ class CustomerScored(Payload):
     expected_purchases: float | None = None
     kinds: list[str]
     scored_at: datetime
+    # Predicted CLV in fixed bands (VALUECHAIN_IDENTIFY_CLV_BAND_EDGES); null when it has none.
+    clv_band: ClvBand | None = None
+    # The values before this change; null for a customer scored for the first time.
+    previous_segment: str | None = None
+    previous_kinds: list[str] | None = None
+    previous_clv_band: ClvBand | None = None
 
 
 @contract(
     "crm.identify.model.fitted",
     "identify",
-    "A refit produced a new portfolio model version and re-scored every customer with it "
-    "(the per-customer scores are read from identify; per-transaction re-scores emit "
-    "crm.identify.customer.scored).",
+    "A refit produced a new portfolio model version and re-scored every customer with it; "
+    "the customers whose segment, kinds or CLV band changed were emitted before it as "
+    "crm.identify.customer.scored (the other scores are read from identify).",
 )
 class ModelFitted(Payload):
     version: int

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, Numeric, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import UTCDateTime, make_base, utcnow
@@ -213,6 +213,14 @@ class Refit(Base):
     failure: Mapped[str | None] = mapped_column(Text)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # At most one refit waits to run (the queue is bounded); a second queued row is refused.
+    __table_args__ = (
+        Index(
+            "uq_portfolio_refits_queued", "status", unique=True,
+            sqlite_where=text("status = 'queued'"), postgresql_where=text("status = 'queued'"),
+        ),
+    )
 
 
 class CustomerScore(Base):

@@ -179,7 +179,8 @@ def bgnbd_probability_alive(params: BGNBDParams, x, t_x, T) -> np.ndarray:
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     with np.errstate(divide="ignore", invalid="ignore"):
         log_odds = np.log(a) - np.log(b + x - 1) + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
-    return np.where(x > 0, 1.0 / (1.0 + np.exp(np.where(x > 0, log_odds, 0.0))), 1.0)
+    with np.errstate(over="ignore"):  # odds beyond a float's range: P(alive) is 0, as 1 / (1 + inf) gives
+        return np.where(x > 0, 1.0 / (1.0 + np.exp(np.where(x > 0, log_odds, 0.0))), 1.0)
 
 
 def bgnbd_expected_purchases(params: BGNBDParams, t, x, t_x, T) -> np.ndarray:

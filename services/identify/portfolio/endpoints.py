@@ -30,9 +30,16 @@ router = APIRouter(prefix="/v1", tags=["portfolio"])
 
 @router.post("/portfolio/refits", status_code=status.HTTP_202_ACCEPTED, response_model=RefitAccepted)
 async def request_refit(body: RefitRequest, request: Request):
-    """Fit a new model version in the background and re-score every customer with it."""
-    refit = await request.app.state.runtime.refits.request(calibration_end=body.calibration_end, time_unit=body.time_unit)
-    return {"id": refit.id, "status": refit.status}
+    """Fit a new model version in the background and re-score every customer with it.
+
+    At most one refit waits: a request while one is queued joins it (202, `joined`: true,
+    its id) when the parameters are the same, and is refused with 409 `refit_queued`
+    naming the queued refit when they differ.
+    """
+    refit, joined = await request.app.state.runtime.refits.request(
+        calibration_end=body.calibration_end, time_unit=body.time_unit
+    )
+    return {"id": refit.id, "status": refit.status, "joined": joined}
 
 
 @router.get("/portfolio/refits", response_model=RefitPage)

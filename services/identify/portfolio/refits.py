@@ -1,11 +1,20 @@
 """Refits: fit a new model version from the whole portfolio and re-score everyone.
 
-A refit runs as a background task of the service, one at a time (a lock queues the
-rest). Reading a million summaries and writing a million score rows would hold
-SQLite's single writer for seconds, so the bulk read uses a connection of its own
-and the scores are written in chunks, each its own short transaction, letting
-recorded purchases interleave. A refit interrupted by a restart is marked failed at
-start-up; requesting a new one is always safe.
+A refit runs as a background task of the service, one at a time (a lock holds the
+next). The queue is bounded: at most one refit runs and one waits. A request while
+one is queued joins it (same parameters) or is refused with 409 `refit_queued`
+(different ones): ten requests make at most two refits, not ten full re-scorings. A
+partial unique index (`uq_portfolio_refits_queued`) holds "one queued" even for
+requests racing in two transactions.
+
+Reading a million summaries and writing a million score rows would hold SQLite's
+single writer for seconds, so the bulk read uses a connection of its own and the
+scores are written in chunks, each its own short transaction, letting recorded
+purchases interleave. Each chunk's transaction also reads the chunk's previous scores
+and emits `crm.identify.customer.scored` for the customers whose segment, kinds or
+CLV band changed, so the events commit with the scores they describe. A refit
+interrupted by a restart is marked failed at start-up; requesting a new one is
+always safe.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from dataclasses import asdict
 from datetime import date
 
 import numpy as np
+from sqlalchemy.exc import IntegrityError
 
 from services.identify.analysis import (
     BGNBDParams,
@@ -32,6 +42,9 @@ from services.identify.portfolio import repository
 from services.identify.portfolio.repository import day_number
 from services.identify.portfolio.scoring import (
     UNIT_DAYS,
+    Model,
+    clv_band_codes,
+    emit_scored,
     forget_model,
     kinds_of,
     referred_by_benchmarks,
@@ -42,6 +55,7 @@ from services.identify.portfolio.scoring import (
 from services.identify.portfolio.settings import PortfolioSettings, portfolio_settings
 from services.identify.summaries import rebuild_summaries
 from shared.db import utcnow
+from shared.errors import Conflict
 from shared.ids import uuid7
 from shared.messaging import emit
 from shared.sqlite_inline import statements_on_threads
@@ -87,6 +101,20 @@ async def _pareto_nbd_outcome(fit: asyncio.Future) -> tuple[dict | None, str | N
         return None, str(exc)
 
 
+class RefitQueued(Conflict):
+    """A refit with other parameters is already waiting: one queued refit at most."""
+
+    error = "refit_queued"
+
+    def __init__(self, queued: Refit):
+        asked = f"time_unit={queued.time_unit}, calibration_end={queued.calibration_end or 'null'}"
+        super().__init__(
+            f"refit {queued.id} is already queued ({asked}) and only one refit waits at a time: "
+            "wait for it to start, then request again"
+        )
+        self.queued = queued
+
+
 class RefitRunner:
     """Owns the refit queue of one service process."""
 
@@ -99,17 +127,33 @@ class RefitRunner:
     def db(self):
         return self.runtime.db
 
-    async def request(self, *, calibration_end: date | None, time_unit: str) -> Refit:
-        async with transaction(self.db.writer) as session:
-            refit = Refit(
-                id=uuid7(), status="queued", time_unit=time_unit, calibration_end=calibration_end,
-                customers_scored=0, requested_at=utcnow(),
-            )
-            session.add(refit)
+    async def request(self, *, calibration_end: date | None, time_unit: str) -> tuple[Refit, bool]:
+        """(the refit, whether this request joined one already queued).
+
+        Raises RefitQueued when the queued refit has other parameters."""
+
+        for attempt in range(2):
+            try:
+                async with transaction(self.db.writer) as session:
+                    queued = await repository.queued_refit(session)
+                    if queued is not None:
+                        if (queued.time_unit, queued.calibration_end) != (time_unit, calibration_end):
+                            raise RefitQueued(queued)
+                        return queued, True
+                    refit = Refit(
+                        id=uuid7(), status="queued", time_unit=time_unit, calibration_end=calibration_end,
+                        customers_scored=0, requested_at=utcnow(),
+                    )
+                    session.add(refit)
+            except IntegrityError:  # another transaction queued one first: join or refuse that one
+                if attempt:
+                    raise
+                continue
+            break
         task = asyncio.create_task(self._run(refit.id), name=f"refit-{refit.id}")
         self.runtime.tasks.append(task)  # cancelled with the service
         task.add_done_callback(self.runtime.tasks.remove)
-        return refit
+        return refit, False
 
     async def _set(self, refit_id: str, **values) -> None:
         async with transaction(self.db.writer) as session:
@@ -183,27 +227,34 @@ class RefitRunner:
                 cost_absorber_purchases=thresholds["cost_absorber_purchases"], settings=settings, referred=referred,
             )
             columns = score_columns(arrays, scores, kinds, evidence, version=version)
-            return fitted, edges, thresholds, kind_rows, columns
+            bands = clv_band_codes(scores.predicted_clv, settings.clv_band_edges)
+            return fitted, edges, thresholds, kind_rows, columns, bands
 
         try:
             async with self.db.reader() as session:
                 referred = await referred_by_benchmarks(session, arrays, settings)
-            version = await self._next_version()
+            latest = await self._latest_model()
+            version = (latest.version if latest else 0) + 1
+            previous_edges = latest.clv_band_edges if latest else settings.clv_band_edges
             at = utcnow()
             # The numbers and the rows to write are made on a worker thread: the event
             # loop keeps serving requests meanwhile.
-            fitted, edges, thresholds, kind_rows, columns = await asyncio.to_thread(compute, referred, version)
+            fitted, edges, thresholds, kind_rows, columns, bands = await asyncio.to_thread(compute, referred, version)
             for start in range(0, len(arrays), WRITE_CHUNK):
                 chunk = {name: values[start:start + WRITE_CHUNK] for name, values in columns.items()}
+                ids = chunk["customer_id"]
                 async with transaction(self.db.writer) as session:
+                    previous = await repository.previous_scores_between(session, ids[0], ids[-1])
                     await repository.write_scores(session, chunk, at=at)
+                    emit_scored(session, chunk, bands[start:start + WRITE_CHUNK], previous,
+                                previous_edges=previous_edges, at=at)
             fitted["pareto_nbd"], pareto_error = await _pareto_nbd_outcome(pareto_nbd)
         finally:
             pareto_nbd.cancel()
         params = {
             **fitted, "rfm_edges": edges, "thresholds": thresholds, "as_of_day": as_of_day,
             "discount_rate": settings.discount_rate, "clv_horizon_days": settings.clv_horizon_days,
-            "pareto_nbd_error": pareto_error,
+            "pareto_nbd_error": pareto_error, "clv_band_edges": list(settings.clv_band_edges),
         }
         # The model version, the kinds and the event commit together: until then the
         # previous model stays current for per-transaction re-scores.
@@ -221,9 +272,10 @@ class RefitRunner:
         forget_model(self.db.writer_engine)
         return version, len(arrays)
 
-    async def _next_version(self) -> int:
+    async def _latest_model(self) -> Model | None:
         async with self.db.reader() as session:
-            return ((await repository.latest_model_version(session)) or 0) + 1
+            row = await repository.latest_model(session)
+            return Model.from_row(row) if row is not None else None
 
     async def _refresh_discounts(self) -> None:
         """Recompute the compounded spend of summaries made at another discount rate."""
@@ -245,6 +297,8 @@ async def schedule(runner: RefitRunner) -> None:
         await asyncio.sleep(interval)
         try:
             await runner.request(calibration_end=None, time_unit="week")
+        except RefitQueued as queued:  # a requested refit is waiting: the schedule does not add one
+            log.info("scheduled refit skipped: refit %s is queued", queued.queued.id)
         except Exception:  # noqa: BLE001 - a failed request is retried at the next tick
             log.exception("scheduled refit could not be requested")
 

@@ -64,11 +64,13 @@ class CustomerArrays:
     def compound_to(self, as_of_day: int, annual_rate: float) -> None:
         """Carry the spend compounded to the reference day on to `as_of_day` (once).
 
-        In numpy, so a day centuries away makes an infinite value (stored as null)
-        rather than Python's OverflowError (a purchase dated 9999 was a 500)."""
+        In numpy, not Python floats: a purchase dated 9999-12-31 (stored before dates were
+        bounded) made a Python `1.1 ** 8000` raise OverflowError in every re-score; numpy
+        gives inf, which scoring writes as null. Dates from 1970 to tomorrow stay finite.
+        """
 
         with np.errstate(over="ignore", invalid="ignore"):
-            factor = np.float64(1.0 + annual_rate) ** ((as_of_day - REFERENCE_DAY_NUMBER) / 365.0)
+            factor = np.power(1.0 + annual_rate, (as_of_day - REFERENCE_DAY_NUMBER) / 365.0, dtype=np.float64)
             self.compounded_spend = self.compounded_spend * factor
 
 
@@ -220,6 +222,12 @@ async def list_refits(session: AsyncSession, *, before_id: str | None, limit: in
     return list((await session.execute(query)).scalars())
 
 
+async def queued_refit(session: AsyncSession) -> Refit | None:
+    """The refit waiting to run, if any (there is one at most: uq_portfolio_refits_queued)."""
+
+    return (await session.execute(select(Refit).where(Refit.status == "queued"))).scalar_one_or_none()
+
+
 async def fail_interrupted_refits(session: AsyncSession) -> int:
     result = await session.execute(
         update(Refit)
@@ -257,13 +265,19 @@ def _json_text(value) -> str:
     return orjson.dumps(value).decode()
 
 
+def kinds_text(kinds: list[str]) -> str:
+    """A kinds list as customer_scores.kinds holds it (what previous_scores reads back)."""
+
+    return "[]" if not kinds else _json_text(kinds)
+
+
 async def write_scores(session: AsyncSession, columns: dict[str, list], *, at) -> None:
     """Upsert customers' scores (columns as lists, see scoring.score_columns): one
     driver-level executemany of plain tuples, for one customer or a refit's chunk (the
     ORM's per-row work would cost more than the whole fit)."""
 
     dialect = session.bind.dialect.name
-    kinds = ["[]" if not value else _json_text(value) for value in columns["kinds"]]
+    kinds = [kinds_text(value) for value in columns["kinds"]]
     evidence = ["{}" if not value else _json_text(value) for value in columns["evidence"]]
     # SQLite stores datetimes as text in SQLAlchemy's format; asyncpg takes datetimes.
     scored_at = at.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else at
@@ -271,6 +285,28 @@ async def write_scores(session: AsyncSession, columns: dict[str, list], *, at) -
     rows = list(zip(*values, kinds, evidence, [scored_at] * len(kinds)))
     connection = await session.connection()
     await connection.exec_driver_sql(_write_scores_sql(dialect), rows)
+
+
+_PREVIOUS_SQL = "SELECT customer_id, segment, CAST(kinds AS TEXT), predicted_clv FROM customer_scores WHERE "
+_PREVIOUS_BY_ID = text(_PREVIOUS_SQL + "customer_id IN :ids").bindparams(bindparam("ids", expanding=True))
+
+
+async def previous_scores(session: AsyncSession, customer_ids: list[str]) -> list[tuple]:
+    """(customer_id, segment, kinds as JSON text, predicted_clv) of these customers'
+    current scores (none for a customer never scored), to tell what a re-score changed."""
+
+    rows = []
+    for start in range(0, len(customer_ids), 1000):
+        rows += (await session.execute(_PREVIOUS_BY_ID, {"ids": customer_ids[start:start + 1000]})).all()
+    return [tuple(row) for row in rows]
+
+
+async def previous_scores_between(session: AsyncSession, first_id: str, last_id: str) -> list[tuple]:
+    """previous_scores() of a refit's chunk, whose ids are one range in the database's
+    order (load_customers sorts by id): one indexed range read straight from the driver."""
+
+    sql = _PREVIOUS_SQL + "customer_id >= :first AND customer_id <= :last ORDER BY customer_id"
+    return await fetch_all(session, sql, {"first": first_id, "last": last_id})
 
 
 async def replace_kinds(session: AsyncSession, rows: list[dict], *, customer_ids: list[str] | None) -> None:

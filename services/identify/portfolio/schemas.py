@@ -27,6 +27,11 @@ class RefitRequest(Strict):
 class RefitAccepted(BaseModel):
     id: str
     status: str
+    joined: bool = Field(
+        description="true when a refit with the same parameters was already queued: this request joined "
+                    "it and `id` is that refit's (at most one refit waits; 409 `refit_queued` when the "
+                    "queued one has other parameters)"
+    )
 
 
 class RefitOut(BaseModel):

@@ -3,16 +3,19 @@
 `score()` is pure numpy over many customers at once (a refit scores a million in one
 call); `rescore_customers()` is the per-transaction path, run inside the write
 transaction that recorded the purchases so the scores and their
-`crm.identify.customer.scored` events commit with them.
+`crm.identify.customer.scored` events commit with them. Either path emits that event
+only for customers whose segment, kinds or CLV band changed (`emit_scored`): what the
+other services' read models hold.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.analysis import (
@@ -32,7 +35,7 @@ from services.identify.portfolio import repository
 from services.identify.portfolio.repository import CustomerArrays
 from services.identify.portfolio.settings import PortfolioSettings, portfolio_settings
 from shared.db import utcnow
-from shared.messaging import emit
+from shared.messaging import emit_many
 
 KINDS = ("high_future_value", "benchmark", "inspiration", "cost_absorber")
 NO_INSPIRATION_EVIDENCE = (
@@ -40,6 +43,8 @@ NO_INSPIRATION_EVIDENCE = (
     "named an inspiration rather than guessing"
 )
 UNIT_DAYS = {"day": DAY, "week": WEEK}
+CLV_BANDS = ("low", "medium", "high", "top")
+SCORED = "crm.identify.customer.scored"
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,9 @@ class Model:
     high_value_threshold: float
     cost_absorber_purchases: float
     as_of_day: int
+    # The CLV band edges the model's scores were banded with (models fitted before the
+    # bands existed: the current settings').
+    clv_band_edges: tuple[float, ...] = field(default_factory=lambda: portfolio_settings().clv_band_edges)
 
     @property
     def unit_days(self) -> int:
@@ -71,6 +79,7 @@ class Model:
             high_value_threshold=params["thresholds"]["high_future_value"],
             cost_absorber_purchases=params["thresholds"]["cost_absorber_purchases"],
             as_of_day=params["as_of_day"],
+            **({"clv_band_edges": tuple(params["clv_band_edges"])} if "clv_band_edges" in params else {}),
         )
 
 
@@ -127,9 +136,10 @@ def score(
     # minus the per-customer costs, compounded from the first purchase.
     years_since_first = (as_of_day - arrays.first_day) / 365.0
     # A date centuries away (stored before dates were bounded) overflows to inf: null scores.
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # not finite: written as null
         net_share = np.where(arrays.total_spend != 0, net / arrays.total_spend, 0.0)
-        historic = net_share * arrays.compounded_spend - arrays.customer_costs * (1 + settings.discount_rate) ** years_since_first
+        historic = (net_share * arrays.compounded_spend
+                    - arrays.customer_costs * np.power(1 + settings.discount_rate, years_since_first))
     inputs = rfm_inputs(arrays, as_of_day)
     recency = score_with_edges(inputs["recency"], np.asarray(rfm_edges["recency"]), higher_is_better=False)
     frequency = score_with_edges(inputs["frequency"], np.asarray(rfm_edges["frequency"]))
@@ -222,11 +232,6 @@ def score_columns(
     }
 
 
-def score_rows(columns: dict[str, list], *, at: datetime) -> list[dict]:
-    names = list(columns)
-    return [dict(zip(names, values), scored_at=at) for values in zip(*columns.values())]
-
-
 async def referred_by_benchmarks(session: AsyncSession, arrays: CustomerArrays, settings: PortfolioSettings):
     """Whom each customer with enough referrals for `benchmark` referred (the evidence)."""
 
@@ -296,19 +301,72 @@ async def rescore_customers(session: AsyncSession, customer_ids) -> None:
     )
     columns = score_columns(arrays, scores, kinds, evidence, version=model.version)
     at = utcnow()
+    previous = await repository.previous_scores(session, arrays.ids)
     await repository.write_scores(session, columns, at=at)
     # Most customers hold no kind before or after: skip the delete for them.
     changing = [arrays.ids[i] for i in np.flatnonzero(arrays.kinds_held > 0)]
     changing += [row["customer_id"] for row in kind_rows]
     if changing:
         await repository.replace_kinds(session, kind_rows, customer_ids=sorted(set(changing)))
-    for row in score_rows(columns, at=at):
-        emit(session, "crm.identify.customer.scored", scored_payload(row), subject=row["customer_id"])
-
-
-def scored_payload(row: dict) -> dict:
-    keys = (
-        "customer_id", "model_version", "segment", "recency", "frequency", "monetary", "historic_clv",
-        "predicted_clv", "probability_alive", "expected_purchases", "kinds", "scored_at",
+    emit_scored(
+        session, columns, clv_band_codes(scores.predicted_clv, model.clv_band_edges), previous,
+        previous_edges=model.clv_band_edges, at=at,
     )
-    return {key: row[key] for key in keys}
+
+
+def clv_band_codes(predicted_clv, edges) -> np.ndarray:
+    """Each predicted CLV's index in CLV_BANDS (below the first edge: low, from the last
+    on: top); -1 where there is none (null or not finite)."""
+
+    values = np.asarray(predicted_clv, dtype=np.float64)  # None → NaN
+    codes = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right")
+    return np.where(np.isfinite(values), codes, -1)
+
+
+def _band(code) -> str | None:
+    return CLV_BANDS[code] if code >= 0 else None
+
+
+def emit_scored(
+    session: AsyncSession, columns: dict[str, list], bands: np.ndarray, previous: list[tuple], *,
+    previous_edges, at: datetime,
+) -> int:
+    """Emit crm.identify.customer.scored (bundled, emit_many) for the customers of `columns`
+    whose segment, kinds or CLV band differs from their `previous` score row
+    (repository.previous_scores; a customer without one was never scored: it changed).
+    Returns how many were emitted.
+
+    The comparison is array-wide: a refit compares a million customers, and most of
+    them come out as they were.
+    """
+
+    ids = columns["customer_id"]
+    if [row[0] for row in previous] != ids:
+        by_id = {row[0]: row for row in previous}
+        previous = [by_id.get(customer_id) or (customer_id, None, None, None) for customer_id in ids]
+    old_segment = np.array([row[1] for row in previous], dtype=object)
+    old_kinds = np.array([row[2] for row in previous], dtype=object)
+    old_bands = clv_band_codes([row[3] for row in previous], previous_edges)
+    new_kinds = np.array([repository.kinds_text(value) for value in columns["kinds"]], dtype=object)
+    kinds_differ = old_kinds != new_kinds
+    changed = (old_segment != np.array(columns["segment"], dtype=object)) | (old_bands != bands) | kinds_differ
+    payloads, subjects = [], []
+    new_bands, old_bands, old_segment, old_kinds = bands.tolist(), old_bands.tolist(), old_segment.tolist(), old_kinds.tolist()
+    for i in np.flatnonzero(changed).tolist():
+        was_kinds = None if old_kinds[i] is None else orjson.loads(old_kinds[i])
+        if was_kinds == columns["kinds"][i] and old_segment[i] == columns["segment"][i] and old_bands[i] == new_bands[i]:
+            continue  # the same kinds written another way
+        payloads.append({
+            **{key: columns[key][i] for key in _SCORED_COLUMNS},
+            "clv_band": _band(new_bands[i]), "scored_at": at, "previous_segment": old_segment[i],
+            "previous_kinds": was_kinds, "previous_clv_band": _band(old_bands[i]),
+        })
+        subjects.append(ids[i])
+    emit_many(session, SCORED, payloads, subjects)
+    return len(payloads)
+
+
+_SCORED_COLUMNS = (
+    "customer_id", "model_version", "segment", "recency", "frequency", "monetary", "historic_clv",
+    "predicted_clv", "probability_alive", "expected_purchases", "kinds",
+)

@@ -30,6 +30,10 @@ class PortfolioSettings(BaseSettings):
     benchmark_min_referrals: int = Field(2, ge=1)
     cost_absorber_top: float = Field(0.20, gt=0, le=1)  # top share by number of purchases …
     thin_margin: float = Field(0.15, ge=0, le=1)  # … at a margin ratio at most this
+    # CLV bands (low, medium, high, top): predicted CLV below each edge, in the portfolio's
+    # money; fixed amounts rather than quantiles so a band means the same thing from one
+    # model version to the next (docs/portfolio.md). JSON in the environment: [50, 250, 1000].
+    clv_band_edges: tuple[float, float, float] = (50.0, 250.0, 1000.0)
     # Background refit: every this many seconds (0 = only on request).
     refit_interval_s: float = Field(86400.0, ge=0)
     # The dates a client may give (a purchase's occurred_at, a refit's calibration_end):
@@ -43,6 +47,13 @@ class PortfolioSettings(BaseSettings):
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+    @field_validator("clv_band_edges")
+    @classmethod
+    def _increasing(cls, edges: tuple[float, float, float]) -> tuple[float, float, float]:
+        if not all(low < high for low, high in zip(edges, edges[1:])):
+            raise ValueError("clv_band_edges must increase: [low→medium, medium→high, high→top]")
+        return edges
 
 
 @lru_cache(maxsize=1)

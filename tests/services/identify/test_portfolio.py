@@ -7,6 +7,7 @@ import json
 
 import nats
 import pytest
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from tests.support import cdnow_dir, wait_until
 
@@ -161,7 +162,9 @@ async def test_each_recorded_purchase_rescores_its_customer_and_emits_scored(sui
     nc = await nats.connect(suite.nats.url)
     try:
         js = nc.jetstream()
-        sub = await js.pull_subscribe("crm.identify.customer.scored", durable="probe-scored")
+        # Only what comes next: the refit emitted an event for everyone it scored.
+        sub = await js.pull_subscribe("crm.identify.customer.scored", durable="probe-scored",
+                                      config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW))
         response = await client.post("/v1/transactions", json={
             "customer_id": ids[0], "amount": "500", "currency": "USD", "occurred_at": "2026-06-20T10:00:00Z",
         })
