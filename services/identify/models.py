@@ -14,10 +14,16 @@ from shared.messaging import messaging_tables
 
 Base = make_base()
 messaging = messaging_tables(Base.metadata)
+# Schema the models do not describe, made by migrations per database and left out of
+# Alembic's comparison: the substring search index (services/identify/search/repository.py).
+Base.metadata.info["unmanaged_prefixes"] = ("customer_search", "ix_customers_search")
 
 
 class Customer(Base):
     __tablename__ = "customers"
+    # Sorted listings (GET /v1/customers?sort=created_at). The name sort's index and the
+    # substring search index differ by database: see services/identify/search/.
+    __table_args__ = (Index("ix_customers_created", "created_at", "id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     email: Mapped[str | None] = mapped_column(String(320))
@@ -52,7 +58,11 @@ class CustomerNameToken(Base):
 
 class Transaction(Base):
     __tablename__ = "transactions"
-    __table_args__ = (Index("ix_transactions_customer_occurred", "customer_id", "occurred_at", "id"),)
+    __table_args__ = (
+        Index("ix_transactions_customer_occurred", "customer_id", "occurred_at", "id"),
+        # The transactions of a period across customers (GET /v1/transactions/export).
+        Index("ix_transactions_occurred", "occurred_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
@@ -83,6 +93,8 @@ class PurchaseSummary(Base):
     rescans them. `first_day_spend` lets the spend model use repeat purchases only."""
 
     __tablename__ = "purchase_summaries"
+    # Customers listed by last purchase (range filters and sort=last_purchase).
+    __table_args__ = (Index("ix_purchase_summaries_last", "last_purchase_at", "customer_id"),)
 
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
     first_purchase_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -171,13 +183,19 @@ class CustomerScore(Base):
     """A customer's current scores under a model version."""
 
     __tablename__ = "customer_scores"
+    # Customers listed by predicted CLV, overall and within a segment (GET /v1/customers
+    # ?sort=-clv&segment=...). A refit rewrites these two with every row; see docs/benchmarks.md.
+    __table_args__ = (
+        Index("ix_customer_scores_clv", "predicted_clv", "customer_id"),
+        Index("ix_customer_scores_segment_clv", "segment", "predicted_clv", "customer_id"),
+    )
 
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
     model_version: Mapped[int | None] = mapped_column(Integer)
     recency: Mapped[int | None] = mapped_column(Integer)
     frequency: Mapped[int | None] = mapped_column(Integer)
     monetary: Mapped[int | None] = mapped_column(Integer)
-    segment: Mapped[str | None] = mapped_column(String(40))  # no index: a refit rewrites every row
+    segment: Mapped[str | None] = mapped_column(String(40))
     historic_clv: Mapped[float | None] = mapped_column(Float)
     predicted_clv: Mapped[float | None] = mapped_column(Float)
     expected_purchases: Mapped[float | None] = mapped_column(Float)

@@ -1,0 +1,192 @@
+"""Finding customers: GET /v1/customers (filters, substring search, sort, keyset pages)
+and the exports of that list and of a period's transactions.
+
+This router is included before identify's main one: `/v1/customers/export` must be
+matched before `/v1/customers/{customer_id}`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from services.identify.schemas import CustomerPage
+from services.identify.search import export, repository
+from services.identify.search.schemas import (
+    AfterQ,
+    BeforeQ,
+    CustomerFilter,
+    EmailQ,
+    ExternalIdQ,
+    KindQ,
+    MaxClvQ,
+    MinClvQ,
+    PhoneQ,
+    SearchQ,
+    SegmentQ,
+    Sort,
+    SortQ,
+    After,
+    customer_filter,
+    decode_after,
+    encode_after,
+    parse_sort,
+)
+from shared.db import utcnow
+from shared.deps import ReadSession
+from shared.errors import field_error
+from shared.pagination import CursorParam, LimitParam
+
+router = APIRouter(prefix="/v1", tags=["identify"])
+
+FormatQ = Annotated[str, Query(description="csv or ndjson")]
+
+CUSTOMER_COLUMNS = (
+    "id", "email", "external_id", "name", "phone", "phone_e164", "referred_by", "purchase_count", "created_at",
+    "updated_at", "segment", "recency", "frequency", "monetary", "historic_clv", "predicted_clv",
+    "expected_purchases", "probability_alive", "kinds", "model_version", "scored_at", "purchases",
+    "first_purchase_at", "last_purchase_at", "total_spend",
+)
+TRANSACTION_COLUMNS = (
+    "id", "customer_id", "amount", "currency", "occurred_at", "external_id", "margin", "cost", "recorded_at",
+)
+
+
+def _format(value: str) -> str:
+    if value not in export.FORMATS:
+        raise field_error("query.format", f"unknown format {value!r}; one of: {', '.join(export.FORMATS)}")
+    return value
+
+
+def _next_cursor(rows: list[dict], limit: int, sort: Sort) -> str | None:
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    nulls = last["_nulls"]
+    return encode_after(sort, nulls, None if nulls else repository.sort_value(last, sort), last["id"])
+
+
+def _after(row: dict, sort: Sort) -> After:
+    nulls = row["_nulls"]
+    return After(nulls, None if nulls else repository.sort_value(row, sort), row["id"])
+
+
+@router.get("/customers", response_model=CustomerPage)
+async def list_customers(
+    session: ReadSession,
+    limit: LimitParam = 50,
+    cursor: CursorParam = None,
+    email: EmailQ = None,
+    external_id: ExternalIdQ = None,
+    phone: PhoneQ = None,
+    q: SearchQ = None,
+    segment: SegmentQ = None,
+    kind: KindQ = None,
+    min_clv: MinClvQ = None,
+    max_clv: MaxClvQ = None,
+    last_purchase_before: BeforeQ = None,
+    last_purchase_after: AfterQ = None,
+    sort: SortQ = None,
+):
+    """Customers that stand on their own (merged ones are reached through their
+    survivor), filtered (all filters combine) and sorted; oldest first by default."""
+
+    where = customer_filter(
+        email=email, external_id=external_id, phone=phone, q=q, segment=segment, kind=kind, min_clv=min_clv,
+        max_clv=max_clv, last_purchase_before=last_purchase_before, last_purchase_after=last_purchase_after,
+    )
+    order = parse_sort(sort)
+    after = decode_after(cursor, order)
+    rows = await repository.search_customers(session, where=where, sort=order, after=after, limit=limit + 1)
+    return {"items": rows[:limit], "next_cursor": _next_cursor(rows, limit, order)}
+
+
+def _customer_record(row: dict) -> dict:
+    scores = row["scores"] or {}
+    record = {column: row.get(column) for column in CUSTOMER_COLUMNS}
+    record["phone_e164"] = row["phone_key"]
+    for name in ("segment", "recency", "frequency", "monetary", "historic_clv", "predicted_clv",
+                 "expected_purchases", "probability_alive", "kinds", "model_version", "scored_at"):
+        record[name] = scores.get(name)
+    return record
+
+
+@router.get(
+    "/customers/export",
+    response_class=StreamingResponse,
+    responses={200: {"description": "The customers as CSV or NDJSON, one per line, streamed",
+                     "content": {"text/csv": {}, "application/x-ndjson": {}}}},
+)
+async def export_customers(
+    session: ReadSession,
+    format: FormatQ = "csv",
+    email: EmailQ = None,
+    external_id: ExternalIdQ = None,
+    phone: PhoneQ = None,
+    q: SearchQ = None,
+    segment: SegmentQ = None,
+    kind: KindQ = None,
+    min_clv: MinClvQ = None,
+    max_clv: MaxClvQ = None,
+    last_purchase_before: BeforeQ = None,
+    last_purchase_after: AfterQ = None,
+    sort: SortQ = None,
+):
+    """The list GET /v1/customers answers (same filters and sort, no pages), with scores
+    and purchase summary, streamed as CSV or NDJSON."""
+
+    file_format = _format(format)
+    where: CustomerFilter = customer_filter(
+        email=email, external_id=external_id, phone=phone, q=q, segment=segment, kind=kind, min_clv=min_clv,
+        max_clv=max_clv, last_purchase_before=last_purchase_before, last_purchase_after=last_purchase_after,
+    )
+    order = parse_sort(sort)
+
+    async def next_chunk(after):
+        rows = await repository.search_customers(
+            session, where=where, sort=order, after=after, limit=export.CHUNK_ROWS
+        )
+        return [_customer_record(row) for row in rows], (_after(rows[-1], order) if rows else None)
+
+    return StreamingResponse(
+        export.stream_rows(file_format, CUSTOMER_COLUMNS, next_chunk),
+        media_type=export.MEDIA_TYPES[file_format],
+        headers={"Content-Disposition": export.content_disposition("customers", file_format, utcnow())},
+    )
+
+
+@router.get(
+    "/transactions/export",
+    response_class=StreamingResponse,
+    responses={200: {"description": "The period's transactions as CSV or NDJSON, one per line, streamed",
+                     "content": {"text/csv": {}, "application/x-ndjson": {}}}},
+)
+async def export_transactions(
+    session: ReadSession,
+    from_: Annotated[datetime, Query(alias="from", description="Start (inclusive), with a time zone")],
+    to: Annotated[datetime, Query(description="End (exclusive), with a time zone")],
+    format: FormatQ = "csv",
+):
+    """Every customer's transactions with from <= occurred_at < to, oldest first, streamed."""
+
+    file_format = _format(format)
+    for name, value in (("from", from_), ("to", to)):
+        if value.tzinfo is None:
+            raise field_error(f"query.{name}", f"{name} needs a time zone (e.g. 2024-05-01T10:00:00Z)")
+    if to <= from_:
+        raise field_error("query.to", "to must be after from")
+
+    async def next_chunk(after):
+        rows = await repository.transactions_between(
+            session, start=from_, end=to, after=after, limit=export.CHUNK_ROWS
+        )
+        return rows, ((rows[-1]["occurred_at"], rows[-1]["id"]) if rows else None)
+
+    return StreamingResponse(
+        export.stream_rows(file_format, TRANSACTION_COLUMNS, next_chunk),
+        media_type=export.MEDIA_TYPES[file_format],
+        headers={"Content-Disposition": export.content_disposition("transactions", file_format, utcnow())},
+    )
