@@ -33,6 +33,8 @@ class Route:
     upstream: str | None = None
     # Label for metrics and logs; the pattern unless given.
     name: str = ""
+    # The answer is passed on chunk by chunk as it arrives (exports), not buffered whole.
+    stream: bool = False
     upstream_bytes: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -40,13 +42,14 @@ class Route:
         return self.service is None
 
 
-def r(methods: str, pattern: str, service: str | None, *, upstream: str | None = None) -> Route:
+def r(methods: str, pattern: str, service: str | None, *, upstream: str | None = None, stream: bool = False) -> Route:
     return Route(
         methods=frozenset(methods.split()),
         pattern=pattern,
         service=service,
         upstream=upstream,
         name=pattern,
+        stream=stream,
         upstream_bytes=upstream.encode("ascii") if upstream else None,
     )
 
@@ -55,12 +58,14 @@ ROUTES: tuple[Route, ...] = (
     # identify: customers, transactions, imports, portfolio, duplicates
     r("GET POST", "/v1/customers", "identify"),
     r("GET PATCH", "/v1/customers/{id}", "identify"),
+    r("GET", "/v1/customers/export", "identify", stream=True),
     r("GET", "/v1/customers/{id}/transactions", "identify"),
     r("GET PUT", "/v1/customers/{id}/costs", "identify"),
     r("GET", "/v1/customers/{id}/duplicates", "identify"),
     r("POST", "/v1/customers/{id}/merge", "identify"),
     r("POST", "/v1/transactions", "identify"),
     r("POST", "/v1/transactions:batch", "identify"),
+    r("GET", "/v1/transactions/export", "identify", stream=True),
     r("GET POST", "/v1/imports", "identify"),
     r("GET POST", "/v1/imports/{rest:path}", "identify"),
     r("GET POST", "/v1/portfolio/{rest:path}", "identify"),

@@ -91,8 +91,9 @@ async def list_customers(
     last_purchase_after: AfterQ = None,
     sort: SortQ = None,
 ):
-    """Customers that stand on their own (merged ones are reached through their
-    survivor), filtered (all filters combine) and sorted; oldest first by default."""
+    """Find customers: exact filters, substring search `q`, facets and `sort` (oldest first by default).
+
+    Filters combine (AND). Merged customers are left out: they are reached through their survivor."""
 
     where = customer_filter(
         email=email, external_id=external_id, phone=phone, q=q, segment=segment, kind=kind, min_clv=min_clv,
@@ -135,8 +136,10 @@ async def export_customers(
     last_purchase_after: AfterQ = None,
     sort: SortQ = None,
 ):
-    """The list GET /v1/customers answers (same filters and sort, no pages), with scores
-    and purchase summary, streamed as CSV or NDJSON."""
+    """Stream the customers GET /v1/customers finds (same filters and sort, no pages) with scores, as CSV or NDJSON.
+
+    One line per customer with its scores and purchase summary; text cells that start like
+    a formula are neutralised in CSV."""
 
     file_format = _format(format)
     where: CustomerFilter = customer_filter(
@@ -170,7 +173,7 @@ async def export_transactions(
     to: Annotated[datetime, Query(description="End (exclusive), with a time zone")],
     format: FormatQ = "csv",
 ):
-    """Every customer's transactions with from <= occurred_at < to, oldest first, streamed."""
+    """Stream every customer's transactions with from <= occurred_at < to, oldest first, as CSV or NDJSON."""
 
     file_format = _format(format)
     for name, value in (("from", from_), ("to", to)):
