@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from services.identify.schemas import CustomerPage
@@ -74,11 +74,7 @@ def _after(row: dict, sort: Sort) -> After:
     return After(nulls, None if nulls else repository.sort_value(row, sort), row["id"])
 
 
-@router.get("/customers", response_model=CustomerPage)
-async def list_customers(
-    session: ReadSession,
-    limit: LimitParam = 50,
-    cursor: CursorParam = None,
+async def _search(
     email: EmailQ = None,
     external_id: ExternalIdQ = None,
     phone: PhoneQ = None,
@@ -90,16 +86,26 @@ async def list_customers(
     last_purchase_before: BeforeQ = None,
     last_purchase_after: AfterQ = None,
     sort: SortQ = None,
-):
-    """Find customers: exact filters, substring search `q`, facets and `sort` (oldest first by default).
-
-    Filters combine (AND). Merged customers are left out: they are reached through their survivor."""
+) -> tuple[CustomerFilter, Sort]:
+    """The filters and sort of the list and the export, declared and checked once."""
 
     where = customer_filter(
         email=email, external_id=external_id, phone=phone, q=q, segment=segment, kind=kind, min_clv=min_clv,
         max_clv=max_clv, last_purchase_before=last_purchase_before, last_purchase_after=last_purchase_after,
     )
-    order = parse_sort(sort)
+    return where, parse_sort(sort)
+
+
+Search = Annotated[tuple[CustomerFilter, Sort], Depends(_search)]
+
+
+@router.get("/customers", response_model=CustomerPage)
+async def list_customers(session: ReadSession, search: Search, limit: LimitParam = 50, cursor: CursorParam = None):
+    """Find customers: exact filters, substring search `q`, facets and `sort` (oldest first by default).
+
+    Filters combine (AND). Merged customers are left out: they are reached through their survivor."""
+
+    where, order = search
     after = decode_after(cursor, order)
     rows = await repository.search_customers(session, where=where, sort=order, after=after, limit=limit + 1)
     return {"items": rows[:limit], "next_cursor": _next_cursor(rows, limit, order)}
@@ -121,32 +127,14 @@ def _customer_record(row: dict) -> dict:
     responses={200: {"description": "The customers as CSV or NDJSON, one per line, streamed",
                      "content": {"text/csv": {}, "application/x-ndjson": {}}}},
 )
-async def export_customers(
-    session: ReadSession,
-    format: FormatQ = "csv",
-    email: EmailQ = None,
-    external_id: ExternalIdQ = None,
-    phone: PhoneQ = None,
-    q: SearchQ = None,
-    segment: SegmentQ = None,
-    kind: KindQ = None,
-    min_clv: MinClvQ = None,
-    max_clv: MaxClvQ = None,
-    last_purchase_before: BeforeQ = None,
-    last_purchase_after: AfterQ = None,
-    sort: SortQ = None,
-):
+async def export_customers(session: ReadSession, search: Search, format: FormatQ = "csv"):
     """Stream the customers GET /v1/customers finds (same filters and sort, no pages) with scores, as CSV or NDJSON.
 
     One line per customer with its scores and purchase summary; text cells that start like
     a formula are neutralised in CSV."""
 
     file_format = _format(format)
-    where: CustomerFilter = customer_filter(
-        email=email, external_id=external_id, phone=phone, q=q, segment=segment, kind=kind, min_clv=min_clv,
-        max_clv=max_clv, last_purchase_before=last_purchase_before, last_purchase_after=last_purchase_after,
-    )
-    order = parse_sort(sort)
+    where, order = search
 
     async def next_chunk(after):
         rows = await repository.search_customers(
