@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, exists, select, text, tuple_
+from sqlalchemy import Column, Integer, MetaData, String, Table, exists, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, CustomerKind, CustomerScore, PurchaseSummary, Transaction
@@ -77,7 +77,28 @@ def _id_column(key: str):
     return {"clv": _scores.c.customer_id, "last_purchase": _summaries.c.customer_id}.get(key, _customers.c.id)
 
 
-def _conditions(dialect: str, where: CustomerFilter, params: dict) -> tuple[list, bool, bool]:
+# A last-purchase range is read through its index, and the rows then sorted, when few
+# customers fall in it; when more than this many do, SQLite walks the sort's order
+# instead and checks each customer's range with an EXISTS (no statistics tell its
+# planner which is cheaper: for a 30-day window of a million customers, sorted by id,
+# the index took ~800 ms, a join walking the ids ~180 ms (it built a Bloom filter over
+# every summary first), the EXISTS ~1 ms).
+DENSE_RANGE = 4096
+_in_range = _summaries.alias("in_range")
+
+
+async def _dense_range(session, where: CustomerFilter) -> bool:
+    column = _summaries.c.last_purchase_at
+    bounds = []
+    if where.last_purchase_after is not None:
+        bounds.append(column >= where.last_purchase_after)
+    if where.last_purchase_before is not None:
+        bounds.append(column < where.last_purchase_before)
+    probe = select(func.count()).select_from(select(column).where(*bounds).limit(DENSE_RANGE).subquery())
+    return (await session.execute(probe)).scalar() >= DENSE_RANGE
+
+
+def _conditions(dialect: str, where: CustomerFilter, params: dict, *, dense: bool = False) -> tuple[list, bool, bool]:
     """WHERE clauses, and whether scores and summaries must be joined (inner)."""
 
     conditions: list = [_customers.c.merged_into.is_(None)]
@@ -109,18 +130,25 @@ def _conditions(dialect: str, where: CustomerFilter, params: dict) -> tuple[list
         conditions.append(
             exists().where(_kinds.c.customer_id == _customers.c.id, _kinds.c.kind == where.kind)
         )
+    summaries = _in_range if dense else _summaries
+    ranged = []
     if where.last_purchase_after is not None:
-        conditions.append(_summaries.c.last_purchase_at >= where.last_purchase_after)
-        needs_summaries = True
+        ranged.append(summaries.c.last_purchase_at >= where.last_purchase_after)
     if where.last_purchase_before is not None:
-        conditions.append(_summaries.c.last_purchase_at < where.last_purchase_before)
+        ranged.append(summaries.c.last_purchase_at < where.last_purchase_before)
+    if ranged and dense:
+        conditions.append(exists().where(_in_range.c.customer_id == _customers.c.id, *ranged))
+    elif ranged:
+        conditions.extend(ranged)
         needs_summaries = True
     return conditions, needs_scores, needs_summaries
 
 
-def _phase(dialect: str, where: CustomerFilter, sort: Sort, *, nulls: bool, after: After | None, limit: int):
+def _phase(
+    dialect: str, where: CustomerFilter, sort: Sort, *, nulls: bool, after: After | None, limit: int, dense: bool
+):
     params: dict[str, Any] = {}
-    conditions, needs_scores, needs_summaries = _conditions(dialect, where, params)
+    conditions, needs_scores, needs_summaries = _conditions(dialect, where, params, dense=dense)
     value = _sort_column(sort.key)
     row_id = _id_column(sort.key) if not nulls else _customers.c.id
     if sort.key == "clv":
@@ -168,13 +196,15 @@ async def search_customers(
     summary fields, and `_nulls`: whether the row came from the NULLs phase)."""
 
     dialect = _dialect(session)
+    ranged = where.last_purchase_after is not None or where.last_purchase_before is not None
+    dense = dialect == "sqlite" and ranged and sort.key != "last_purchase" and await _dense_range(session, where)
     rows: list[dict] = []
     phases = (False, True) if sort.nullable else (False,)
     for nulls in phases:
         if after is not None and after.nulls and not nulls:
             continue  # the cursor is already past the rows with a value
         position = after if after is not None and after.nulls == nulls else None
-        query, params = _phase(dialect, where, sort, nulls=nulls, after=position, limit=limit - len(rows))
+        query, params = _phase(dialect, where, sort, nulls=nulls, after=position, limit=limit - len(rows), dense=dense)
         result = await session.execute(query, params)
         rows.extend(_customer_row(row, nulls) for row in result.mappings())
         if len(rows) >= limit:

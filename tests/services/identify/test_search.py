@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import insert
 
 from services.identify.models import CustomerKind, CustomerScore
-from services.identify.search import export
+from services.identify.search import export, repository
 from shared.db import utcnow
 from shared.migrations import upgrade
 from tests.services.identify.test_imports import run_import
@@ -211,6 +211,20 @@ async def test_facets_filter_and_combine(suite):
                          q="example.com") == {"a", "c"}
     listed = (await client.get("/v1/customers", params={"email": "a@example.com"})).json()["items"]
     assert listed[0]["scores"]["segment"] == "champions" and listed[0]["scores"]["predicted_clv"] == 500.0
+
+
+async def test_a_dense_last_purchase_range_finds_the_same_customers(suite, monkeypatch):
+    """Past DENSE_RANGE customers in a range, SQLite checks the range per customer
+    (an EXISTS) instead of through its index: the answers must not change."""
+
+    identify = await suite.start("identify")
+    ids = await _scored_portfolio(identify)
+    ranges = ({"last_purchase_after": "2026-03-01T12:00:00Z"}, {"last_purchase_before": "2026-03-01T00:00:00Z"},
+              {"last_purchase_after": "2026-01-01T00:00:00Z", "last_purchase_before": "2026-04-16T00:00:00Z"})
+    sparse = [[await _labels(identify.client, ids, **r, sort=s) for s in ("name", "-clv")] for r in ranges]
+    monkeypatch.setattr(repository, "DENSE_RANGE", 1)
+    dense = [[await _labels(identify.client, ids, **r, sort=s) for s in ("name", "-clv")] for r in ranges]
+    assert dense == sparse and sparse[2][0] == {"c", "d"}
 
 
 @pytest.mark.parametrize("sort, expected", [
