@@ -73,7 +73,8 @@ merged customers are never listed (they are reached through their survivor).
 RFM, historic and predicted CLV, expected purchases, probability alive, kinds, model
 version) and purchase summary (purchases, first and last purchase, total spend).
 `GET /v1/transactions/export?from=&to=&format=` streams the transactions of every
-customer with `from <= occurred_at < to` (instants with a time zone), oldest first.
+customer with `from <= occurred_at < to` (instants with a time zone), customer by
+customer, each customer's oldest first (the order of the index it reads).
 
 Both are streamed as the database is read in pages of 1,000 rows, through the gateway
 too, so memory stays flat however large the export. `Content-Disposition` names the

@@ -58,11 +58,7 @@ class CustomerNameToken(Base):
 
 class Transaction(Base):
     __tablename__ = "transactions"
-    __table_args__ = (
-        Index("ix_transactions_customer_occurred", "customer_id", "occurred_at", "id"),
-        # The transactions of a period across customers (GET /v1/transactions/export).
-        Index("ix_transactions_occurred", "occurred_at", "id"),
-    )
+    __table_args__ = (Index("ix_transactions_customer_occurred", "customer_id", "occurred_at", "id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))

@@ -161,7 +161,7 @@ async def export_transactions(
     to: Annotated[datetime, Query(description="End (exclusive), with a time zone")],
     format: FormatQ = "csv",
 ):
-    """Stream every customer's transactions with from <= occurred_at < to, oldest first, as CSV or NDJSON."""
+    """Stream every customer's transactions with from <= occurred_at < to (by customer, then time), as CSV or NDJSON."""
 
     file_format = _format(format)
     for name, value in (("from", from_), ("to", to)):
@@ -174,7 +174,8 @@ async def export_transactions(
         rows = await repository.transactions_between(
             session, start=from_, end=to, after=after, limit=export.CHUNK_ROWS
         )
-        return rows, ((rows[-1]["occurred_at"], rows[-1]["id"]) if rows else None)
+        last = rows[-1] if rows else None
+        return rows, ((last["customer_id"], last["occurred_at"], last["id"]) if last else None)
 
     return StreamingResponse(
         export.stream_rows(file_format, TRANSACTION_COLUMNS, next_chunk),

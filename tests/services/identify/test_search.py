@@ -347,23 +347,26 @@ async def test_the_transaction_export_streams_a_period(suite, monkeypatch):
     monkeypatch.setattr(export, "CHUNK_ROWS", 2)
     identify = await suite.start("identify")
     client = identify.client
-    customer = (await client.post("/v1/customers", json={"external_id": "buyer"})).json()
+    buyers = [(await client.post("/v1/customers", json={"external_id": f"buyer-{n}"})).json()["id"] for n in (1, 2)]
     for day in range(1, 8):
-        response = await client.post("/v1/transactions", json={
-            "customer_id": customer["id"], "amount": "-3.5" if day == 4 else f"{day}.25", "currency": "EUR",
-            "occurred_at": f"2026-06-0{day}T09:00:00+02:00", "external_id": f"=t{day}"})
-        assert response.status_code == 201, response.text
+        for n, buyer in enumerate(buyers):
+            response = await client.post("/v1/transactions", json={
+                "customer_id": buyer, "amount": "-3.5" if day == 4 else f"{day}.25", "currency": "EUR",
+                "occurred_at": f"2026-06-0{day}T09:00:00+02:00", "external_id": f"={n}t{day}"})
+            assert response.status_code == 201, response.text
     params = {"from": "2026-06-02T07:00:00Z", "to": "2026-06-07T07:00:00Z"}
+    first, second = sorted(range(2), key=lambda n: buyers[n])  # customer by customer, in id order
+    expected = [f"={n}t{day}" for n in (first, second) for day in range(2, 7)]
     response = await client.get("/v1/transactions/export", params={**params, "format": "csv"})
     assert response.status_code == 200, response.text
     assert 'filename="transactions-' in response.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(response.text)))
-    assert [row["external_id"] for row in rows] == ["'=t2", "'=t3", "'=t4", "'=t5", "'=t6"]
+    assert [row["external_id"] for row in rows] == ["'" + external_id for external_id in expected]
     # Numbers are written as numbers: a negative amount is no formula (a text cell would be).
     assert rows[2]["amount"] == "-3.5" and rows[0]["amount"] == "2.25" and rows[0]["currency"] == "EUR"
     response = await client.get("/v1/transactions/export", params={**params, "format": "ndjson"})
     lines = [json.loads(line) for line in response.text.splitlines()]
-    assert [line["external_id"] for line in lines] == ["=t2", "=t3", "=t4", "=t5", "=t6"]
+    assert [line["external_id"] for line in lines] == expected
     assert lines[2]["amount"] == "-3.5"
 
     for bad, field in (({"from": "2026-06-02T07:00:00", "to": params["to"]}, "query.from"),

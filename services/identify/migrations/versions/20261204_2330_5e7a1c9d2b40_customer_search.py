@@ -1,4 +1,4 @@
-"""customer search: substring index, sort and period indexes
+"""customer search: substring index and sort indexes
 
 Revision ID: 5e7a1c9d2b40
 Revises: 143fb039d6d2
@@ -90,8 +90,6 @@ def upgrade() -> None:
         batch_op.create_index('ix_customers_created', ['created_at', 'id'], unique=False)
     with op.batch_alter_table('purchase_summaries', schema=None) as batch_op:
         batch_op.create_index('ix_purchase_summaries_last', ['last_purchase_at', 'customer_id'], unique=False)
-    with op.batch_alter_table('transactions', schema=None) as batch_op:
-        batch_op.create_index('ix_transactions_occurred', ['occurred_at', 'id'], unique=False)
     statements = POSTGRES_UP if op.get_bind().dialect.name == "postgresql" else SQLITE_UP
     for statement in statements:
         op.execute(statement)
@@ -101,8 +99,6 @@ def downgrade() -> None:
     statements = POSTGRES_DOWN if op.get_bind().dialect.name == "postgresql" else SQLITE_DOWN
     for statement in statements:
         op.execute(statement)
-    with op.batch_alter_table('transactions', schema=None) as batch_op:
-        batch_op.drop_index('ix_transactions_occurred')
     with op.batch_alter_table('purchase_summaries', schema=None) as batch_op:
         batch_op.drop_index('ix_purchase_summaries_last')
     with op.batch_alter_table('customers', schema=None) as batch_op:
