@@ -21,7 +21,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, exists, func, select, text, tuple_
+from sqlalchemy import (
+    Column, Integer, MetaData, String, Table, bindparam, exists, func, literal_column, select, text, tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, CustomerKind, CustomerScore, PurchaseSummary, Transaction
@@ -118,7 +120,24 @@ async def _dense_range(session, where: CustomerFilter) -> bool:
     return (await session.execute(probe)).scalar() >= DENSE_RANGE
 
 
-def _conditions(dialect: str, where: CustomerFilter, params: dict, *, dense: bool = False) -> tuple[list, bool, bool]:
+# Likewise for `q` under a sort other than id: past DENSE_MATCHES matches, SQLite walks
+# the sort's index and checks each customer against the matches (read once) instead of
+# looking up and sorting every match ("smith" in a million customers, sorted by CLV
+# within a segment: ~120 ms p50 the first way under load).
+DENSE_MATCHES = 4096
+_FTS_PROBE = text(
+    "SELECT count(*) FROM (SELECT rowid FROM customer_search WHERE customer_search MATCH :fts LIMIT :cap)"
+)
+_UNINDEXED_ID = literal_column("+customers.id")  # SQLite's unary +: not a way into customers
+
+
+async def _dense_matches(session, q: str) -> bool:
+    return (await session.execute(_FTS_PROBE, {"fts": fts_phrase(q), "cap": DENSE_MATCHES})).scalar() >= DENSE_MATCHES
+
+
+def _conditions(
+    dialect: str, where: CustomerFilter, params: dict, *, dense: bool = False, dense_q: bool = False
+) -> tuple[list, bool, bool]:
     """WHERE clauses, and whether scores and summaries must be joined (inner)."""
 
     conditions: list = [_customers.c.merged_into.is_(None)]
@@ -135,7 +154,7 @@ def _conditions(dialect: str, where: CustomerFilter, params: dict, *, dense: boo
             params["pattern"] = like_pattern(where.q)
         else:
             matched = select(_search_rows.c.customer_id).where(_search_rows.c.id.in_(_FTS_MATCH))
-            conditions.append(_customers.c.id.in_(matched))
+            conditions.append((_UNINDEXED_ID if dense_q else _customers.c.id).in_(matched))
             params["fts"] = fts_phrase(where.q)
     if where.segment is not None:
         conditions.append(_scores.c.segment == where.segment)
@@ -165,10 +184,11 @@ def _conditions(dialect: str, where: CustomerFilter, params: dict, *, dense: boo
 
 
 def _phase(
-    dialect: str, where: CustomerFilter, sort: Sort, *, nulls: bool, after: After | None, limit: int, dense: bool
+    dialect: str, where: CustomerFilter, sort: Sort, *, nulls: bool, after: After | None, limit: int, dense: bool,
+    dense_q: bool = False,
 ):
     params: dict[str, Any] = {}
-    conditions, needs_scores, needs_summaries = _conditions(dialect, where, params, dense=dense)
+    conditions, needs_scores, needs_summaries = _conditions(dialect, where, params, dense=dense, dense_q=dense_q)
     value = _sort_column(sort.key)
     row_id = _id_column(sort.key) if not nulls else _customers.c.id
     if sort.key == "clv":
@@ -218,13 +238,16 @@ async def search_customers(
     dialect = _dialect(session)
     ranged = where.last_purchase_after is not None or where.last_purchase_before is not None
     dense = dialect == "sqlite" and ranged and sort.key != "last_purchase" and await _dense_range(session, where)
+    dense_q = dialect == "sqlite" and where.q is not None and sort.key != "id" and await _dense_matches(session, where.q)
     rows: list[dict] = []
     phases = (False, True) if sort.nullable else (False,)
     for nulls in phases:
         if after is not None and after.nulls and not nulls:
             continue  # the cursor is already past the rows with a value
         position = after if after is not None and after.nulls == nulls else None
-        query, params = _phase(dialect, where, sort, nulls=nulls, after=position, limit=limit - len(rows), dense=dense)
+        query, params = _phase(
+            dialect, where, sort, nulls=nulls, after=position, limit=limit - len(rows), dense=dense, dense_q=dense_q
+        )
         result = await session.execute(query, params)
         rows.extend(_customer_row(row, nulls) for row in result.mappings())
         if len(rows) >= limit:

@@ -233,6 +233,20 @@ async def test_a_dense_last_purchase_range_finds_the_same_customers(suite, monke
     assert dense == sparse and sparse[2][0] == {"c", "d"}
 
 
+async def test_a_common_search_term_under_a_sort_finds_the_same_customers_in_the_same_order(suite, monkeypatch):
+    """Past DENSE_MATCHES matches, SQLite walks the sort's index and checks each
+    customer against the matches: the pages must not change."""
+
+    identify = await suite.start("identify")
+    await _scored_portfolio(identify)
+    cases = [dict(q="example.com", sort=s, **extra) for s in ("name", "-clv", "last_purchase", "-created_at")
+             for extra in ({}, {"segment": "champions"})]
+    sparse = [[c["id"] for c in await _all(identify.client, limit=2, **case)] for case in cases]
+    monkeypatch.setattr(repository, "DENSE_MATCHES", 1)
+    dense = [[c["id"] for c in await _all(identify.client, limit=2, **case)] for case in cases]
+    assert dense == sparse and len(sparse[0]) == 5 and len(sparse[1]) == 3
+
+
 @pytest.mark.parametrize("sort, expected", [
     ("name", ["a", "c", "e", "d", "b", "none"]),  # code point order: uppercase first; no name last
     ("-name", ["b", "d", "e", "c", "a", "none"]),
