@@ -81,9 +81,6 @@ POSTGRES_DOWN = ["DROP INDEX ix_customers_search_name", "DROP INDEX ix_customers
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('customer_scores', schema=None) as batch_op:
-        batch_op.create_index('ix_customer_scores_clv', ['predicted_clv', 'customer_id'], unique=False)
-        batch_op.create_index('ix_customer_scores_segment_clv', ['segment', 'predicted_clv', 'customer_id'], unique=False)
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.create_index('ix_customers_created', ['created_at', 'id'], unique=False)
     with op.batch_alter_table('purchase_summaries', schema=None) as batch_op:
@@ -101,6 +98,3 @@ def downgrade() -> None:
         batch_op.drop_index('ix_purchase_summaries_last')
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.drop_index('ix_customers_created')
-    with op.batch_alter_table('customer_scores', schema=None) as batch_op:
-        batch_op.drop_index('ix_customer_scores_segment_clv')
-        batch_op.drop_index('ix_customer_scores_clv')
