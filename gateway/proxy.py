@@ -325,6 +325,8 @@ class GatewayFront:
         query = scope.get("query_string")
         if query:
             target = target + b"?" + query
+        if route.stream:
+            return await self._proxy_stream(send, upstreams.pools[service], method, target, b"".join(lines), extra)
         try:
             response = await upstreams.pools[service].request(
                 method,
@@ -344,6 +346,32 @@ class GatewayFront:
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
         return response.status
+
+    async def _proxy_stream(self, send, pool, method: str, target: bytes, headers: bytes, extra) -> int:
+        """Pass an export on chunk by chunk, with the flow control of the upstream
+        client: the gateway holds a few chunks, never the whole answer. A service that
+        fails after the head is sent can no longer change the status: the error is
+        raised, and the server drops the connection, so the client sees a cut answer
+        (no final chunk) and not a short one that looks complete."""
+
+        try:
+            stream = await pool.stream(method, target, headers, timeout=self.request_timeout)
+        except UpstreamError as exc:
+            return await self._upstream_failed(send, pool.service, exc, extra)
+        try:
+            headers = [item for item in stream.headers if item[0] not in DROP_RESPONSE_HEADERS]
+            headers.extend(extra)
+            await send({"type": "http.response.start", "status": stream.status, "headers": headers})
+            try:
+                async for chunk in stream.chunks():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except UpstreamError as exc:
+                self.metrics.upstream_error(pool.service, exc.kind)
+                raise
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            stream.close()
+        return stream.status
 
     async def _upstream_failed(self, send, service: str, exc: UpstreamError, extra) -> int:
         self.metrics.upstream_error(service, exc.kind)

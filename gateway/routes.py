@@ -38,6 +38,8 @@ class Route:
     upstream: str | None = None
     # Label for metrics and logs; the pattern unless given.
     name: str = ""
+    # The answer is passed on chunk by chunk as it arrives (exports), not buffered whole.
+    stream: bool = False
     upstream_bytes: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -45,13 +47,14 @@ class Route:
         return self.service is None
 
 
-def r(methods: str, pattern: str, service: str | None, *, upstream: str | None = None) -> Route:
+def r(methods: str, pattern: str, service: str | None, *, upstream: str | None = None, stream: bool = False) -> Route:
     return Route(
         methods=frozenset(methods.split()),
         pattern=pattern,
         service=service,
         upstream=upstream,
         name=pattern,
+        stream=stream,
         upstream_bytes=upstream.encode("ascii") if upstream else None,
     )
 
@@ -60,6 +63,7 @@ ROUTES: tuple[Route, ...] = (
     # identify: customers, transactions, imports, portfolio, duplicates
     r("GET POST", "/v1/customers", "identify"),
     r("GET PATCH", "/v1/customers/{id}", "identify"),
+    r("GET", "/v1/customers/export", "identify", stream=True),
     r("GET", "/v1/customers/{id}/transactions", "identify"),
     r("GET PUT", "/v1/customers/{id}/costs", "identify"),
     r("GET", "/v1/customers/{id}/duplicates", "identify"),
@@ -70,6 +74,7 @@ ROUTES: tuple[Route, ...] = (
     r("POST", "/v1/transactions/{id}/void", "identify"),
     r("GET", "/v1/transactions/{id}/refunds", "identify"),
     r("GET PUT", "/v1/fx-rates", "identify"),
+    r("GET", "/v1/transactions/export", "identify", stream=True),
     r("GET POST", "/v1/imports", "identify"),
     r("GET", "/v1/imports/{id}", "identify"),
     r("GET", "/v1/imports/{id}/errors", "identify"),

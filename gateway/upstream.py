@@ -23,7 +23,9 @@ with:
   a cap on the response size.
 
 Bodies are buffered whole in both directions (the services answer with JSON
-pages; nothing here streams).
+pages), except the answers of `ServicePool.stream` (exports): those are handed on
+chunk by chunk as they arrive, reading from the service paused while the caller is
+behind, so a gateway holds a few chunks of an export, never all of it.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class _Connection(asyncio.Protocol):
         "_got_bytes",
         "_head_request",
         "closed",
+        "_stream",
         "idle_since",
         "used",
         "_counted",
@@ -107,6 +110,8 @@ class _Connection(asyncio.Protocol):
         self._got_bytes = False
         self._head_request = False
         self.closed = False
+        # Set while a streamed answer's body is handed on (ServicePool.stream).
+        self._stream: _Stream | None = None
         self.idle_since = 0.0
         self.used = False
         # Holds one of the pool's connection slots (set once connected).
@@ -120,12 +125,15 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._pool._forget(self)
+        closed = _Closed(self._got_bytes, str(exc) if exc else "connection closed by the service")
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_exception(_Closed(self._got_bytes, str(exc) if exc else "connection closed by the service"))
+            waiter.set_exception(closed)
+        if self._stream is not None:
+            self._stream.fail(closed)
 
     def data_received(self, data: bytes) -> None:
-        if self._waiter is None:
+        if self._waiter is None and self._stream is None:
             # Bytes nobody asked for (an idle connection): the stream is no longer in sync.
             self.close()
             return
@@ -154,8 +162,15 @@ class _Connection(asyncio.Protocol):
             # No body follows an answer to HEAD whatever it announces; the parser
             # cannot know that, so finish here and do not reuse the connection.
             self._finish(keep_alive=False)
+        elif self._stream is not None:
+            status = self._parser.get_status_code()
+            if not 100 <= status < 200 or status == 101:
+                self._finish(keep_alive=False)  # the head; the body follows through the stream
 
     def on_body(self, body: bytes) -> None:
+        if self._stream is not None:
+            self._stream.feed(body)
+            return
         self._size += len(body)
         if self._size > self._pool.max_response_bytes:
             raise _TooLarge(True, f"response larger than {self._pool.max_response_bytes} bytes")
@@ -165,6 +180,9 @@ class _Connection(asyncio.Protocol):
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             return  # an interim answer (103 Early Hints...): the real one follows
+        if self._stream is not None:
+            self._stream.end(self._parser.should_keep_alive())
+            return
         self._finish(keep_alive=self._parser.should_keep_alive())
 
     # -- internals ----------------------------------------------------------
@@ -192,6 +210,16 @@ class _Connection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
 
+    async def open_stream(self, request: bytes, head_request: bool, timeout: float, loop) -> tuple[UpstreamResponse, bool]:
+        """Send the request and return the answer's head; its body comes through `_stream`."""
+
+        self._stream = _Stream(self, loop)
+        try:
+            return await self.exchange(request, head_request, timeout, loop)
+        except BaseException:
+            self._stream = None
+            raise
+
     async def exchange(self, request: bytes, head_request: bool, timeout: float, loop) -> tuple[UpstreamResponse, bool]:
         waiter = loop.create_future()
         self._waiter = waiter
@@ -209,6 +237,107 @@ class _Connection(asyncio.Protocol):
 
 class _TooLarge(_Closed):
     pass
+
+
+class _Stream:
+    """A streamed answer's body between the connection and its reader: reading from
+    the service pauses while HIGH_WATER chunks wait, and resumes below LOW_WATER."""
+
+    HIGH_WATER = 16
+    LOW_WATER = 4
+
+    __slots__ = ("_conn", "_loop", "_chunks", "_ready", "_paused", "done", "keep_alive", "error")
+
+    def __init__(self, conn: _Connection, loop):
+        self._conn = conn
+        self._loop = loop
+        self._chunks: deque[bytes] = deque()
+        self._ready: asyncio.Future | None = None
+        self._paused = False
+        self.done = False
+        self.keep_alive = False
+        self.error: Exception | None = None
+
+    def _wake(self) -> None:
+        ready = self._ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+
+    def feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        if len(self._chunks) >= self.HIGH_WATER and not self._paused and self._conn.transport is not None:
+            self._paused = True
+            self._conn.transport.pause_reading()
+        self._wake()
+
+    def end(self, keep_alive: bool) -> None:
+        self.done = True
+        self.keep_alive = keep_alive
+        self._wake()
+
+    def fail(self, exc: Exception) -> None:
+        if not self.done:
+            self.error = exc
+            self._wake()
+
+    async def next(self, timeout: float) -> bytes | None:
+        """The next chunk, or None at the end; _Closed when the connection broke,
+        _Expired when nothing came for `timeout` seconds."""
+
+        chunks = self._chunks
+        while not chunks:
+            if self.error is not None:
+                raise self.error
+            if self.done:
+                return None
+            ready = self._ready = self._loop.create_future()
+            timer = self._loop.call_later(timeout, _expire, ready)
+            try:
+                await ready
+            finally:
+                timer.cancel()
+                self._ready = None
+        chunk = chunks.popleft()
+        if self._paused and len(chunks) < self.LOW_WATER and not self._conn.closed:
+            self._paused = False
+            self._conn.transport.resume_reading()
+        return chunk
+
+
+class UpstreamStream:
+    """A streamed answer: `status` and `headers` at once, then `chunks()`. Call
+    `close()` when done (in a finally): a fully read answer gives its connection
+    back to the pool, anything else closes it."""
+
+    def __init__(self, pool: "ServicePool", conn: _Connection, head: UpstreamResponse, idle_timeout: float):
+        self.status = head.status
+        self.headers = head.headers
+        self._pool = pool
+        self._conn = conn
+        self._idle_timeout = idle_timeout
+        self._finished = False
+
+    async def chunks(self):
+        stream = self._conn._stream
+        while True:
+            try:
+                chunk = await stream.next(self._idle_timeout)
+            except _Expired:
+                raise UpstreamTimeout(self._pool.service, "timed out between chunks of a streamed response") from None
+            except _Closed as exc:
+                raise UpstreamUnavailable(self._pool.service, str(exc)) from None
+            if chunk is None:
+                self._finished = True
+                return
+            yield chunk
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        stream, conn._stream = conn._stream, None
+        keep_alive = self._finished and stream is not None and stream.keep_alive
+        self._pool._release(conn, keep_alive, asyncio.get_running_loop())
 
 
 class _Expired(Exception):
@@ -282,6 +411,20 @@ class ServicePool:
         UpstreamTimeout.
         """
 
+        response, _ = await self._exchange(
+            method, target, headers, body, timeout, retry_non_idempotent, _Connection.exchange
+        )
+        return response
+
+    async def stream(self, method: str, target: bytes, headers: bytes = b"", *, timeout: float = 30.0) -> "UpstreamStream":
+        """Send one request (no body) and return its answer's head, with the body to be
+        read chunk by chunk: `timeout` bounds the wait for the head and for each chunk,
+        not the whole answer (an export of a million rows takes a while)."""
+
+        head, conn = await self._exchange(method, target, headers, b"", timeout, False, _Connection.open_stream)
+        return UpstreamStream(self, conn, head, timeout)
+
+    async def _exchange(self, method, target, headers, body, timeout, retry_non_idempotent, run):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         if body or method in ("POST", "PUT", "PATCH"):
@@ -293,6 +436,7 @@ class ServicePool:
         )
         may_retry = retry_non_idempotent or method in IDEMPOTENT
         head_request = method == "HEAD"
+        streaming = run is _Connection.open_stream
         attempt = 0
         while True:
             attempt += 1
@@ -304,7 +448,7 @@ class ServicePool:
                 self._release(conn, False, loop)
                 raise UpstreamTimeout(self.service, "timed out")
             try:
-                response, keep_alive = await conn.exchange(request, head_request, remaining, loop)
+                response, keep_alive = await run(conn, request, head_request, remaining, loop)
             except _Expired:
                 conn.close()
                 raise UpstreamTimeout(self.service, "timed out waiting for the response") from None
@@ -320,8 +464,9 @@ class ServicePool:
                 # Cancelled mid-exchange: the connection's state is unknown.
                 conn.close()
                 raise
-            self._release(conn, keep_alive, loop)
-            return response
+            if not streaming:
+                self._release(conn, keep_alive, loop)
+            return response, conn
 
     async def _acquire(self, loop, deadline: float) -> _Connection:
         while True:

@@ -76,8 +76,12 @@ def run_env(target_metadata: MetaData) -> None:
     config = context.config
     service = config.attributes["service"]
     url = config.attributes["url"]
+    unmanaged = tuple(target_metadata.info.get("unmanaged_prefixes", ()))
     options = dict(
         target_metadata=target_metadata,
+        # Tables and indexes a migration makes for one database only (FTS5 tables,
+        # trigram indexes): no model describes them, so autogenerate must not drop them.
+        include_name=lambda name, type_, parent: not (name and unmanaged and name.startswith(unmanaged)),
         version_table=version_table(service),
         render_as_batch=url.startswith("sqlite"),
         compare_type=True,

@@ -74,6 +74,53 @@ running gateway serves the full schema at `/openapi.json` and `/docs`.
   docs/portfolio.md for what each does to counts, revenue and scores.
 """
 
+SEARCH = """
+## Finding customers
+
+`GET /v1/customers` takes, besides `limit` and `cursor`, filters that all combine (AND);
+merged customers are never listed (they are reached through their survivor).
+
+- **Exact**: `email` (case-insensitive), `external_id` (exact), `phone` (normalised as
+  identify normalises stored phones, then compared in E.164: `+1 415-555-2671` finds
+  `(415) 555-2671`; a value that is no phone number is 422).
+- **`q`**: case-insensitive substring of the name, email, phone (as given or in E.164)
+  or external id; 3 to 200 characters after trimming (fewer is 422 naming `query.q`).
+  Every character is literal: `50%` finds "50% Off", `a_b` does not find "axb", and
+  quotes or words like `OR` are text. ASCII letters match in any case on both databases;
+  other letters (É, Ñ) fold as SQLite's FTS5 folds them, on PostgreSQL as the database's
+  `LC_CTYPE` does.
+- **Facets**: `segment` (an RFM segment), `kind` (a strategically significant kind),
+  `min_clv` / `max_clv` (the **predicted** CLV of the last refit, inclusive; customers
+  not yet scored have none and are left out), `last_purchase_after` (inclusive) /
+  `last_purchase_before` (exclusive), instants with a time zone.
+- **`sort`**: `name`, `created_at`, `clv` (predicted) or `last_purchase`; a leading `-`
+  descends (`sort=-clv`). Ties are broken by id in the same direction. Customers without
+  a value (no name, not scored, never bought) come last in both directions. Names
+  compare by code point (`Z` before `a`), the same on SQLite and PostgreSQL. Without
+  `sort`, oldest first.
+- **Cursors** hold the sort and the last row's position, so a page never repeats or
+  skips a customer while you page; a cursor issued under another `sort` is 422 naming
+  `query.cursor`. Every invalid value is 422 naming its field.
+
+## Exports
+
+`GET /v1/customers/export?format=csv|ndjson` streams the customers the same filters,
+`q` and `sort` find (no `limit` or `cursor`), one line each, with their scores (segment,
+RFM, historic and predicted CLV, expected purchases, probability alive, kinds, model
+version) and purchase summary (purchases, first and last purchase, total spend).
+`GET /v1/transactions/export?from=&to=&format=` streams the transactions of every
+customer with `from <= occurred_at < to` (instants with a time zone), customer by
+customer, each customer's oldest first (the order of the index it reads).
+
+Both are streamed as the database is read in pages of 1,000 rows, through the gateway
+too, so memory stays flat however large the export. `Content-Disposition` names the
+file (`customers-<UTC time>.csv`). In CSV, a text cell starting with `=`, `+`, `-`,
+`@`, a tab or a carriage return gets a leading `'` so spreadsheets do not run it as a
+formula (OWASP's advice; stored values are unchanged, numbers are written as numbers).
+NDJSON is plain JSON. Kinds are `;`-separated in CSV, a list in NDJSON. An unknown
+`format` is 422.
+"""
+
 GATEWAY_OWN = [
     ("GET", "/v1/customers/{id}/360", "The customer 360: customer, lifecycle, recent timeline, offers and referrals, "
      "fetched in parallel; parts that could not be fetched are named in `missing`."),
@@ -133,7 +180,7 @@ def operations() -> dict[str, list[tuple[str, str, str, str, str, str]]]:
 
 
 def render() -> str:
-    lines = [HEADER]
+    lines = [HEADER, SEARCH]
     for service, rows in operations().items():
         lines += [f"## {service}", "", "| method | path | query | request body | success | what it does |",
                   "|---|---|---|---|---|---|"]

@@ -14,7 +14,6 @@ from services.identify.schemas import (
     BatchOut,
     CustomerCreate,
     CustomerOut,
-    CustomerPage,
     CustomerPatch,
     TransactionBatch,
     TransactionCreate,
@@ -32,15 +31,6 @@ router = APIRouter(prefix="/v1", tags=["identify"])
 async def create_customer(body: CustomerCreate, session: WriteSession):
     """Create a customer; email (case-insensitive) and external_id are unique."""
     return await service.create_customer(session=session, data=body)
-
-
-@router.get("/customers", response_model=CustomerPage)
-async def list_customers(session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
-    """Customers, oldest first."""
-    key = decode_cursor(cursor, 1)
-    rows = await service.repository.list_customers(session, after_id=key[0] if key else None, limit=limit + 1)
-    items, next_cursor = page_of(rows, limit, lambda c: (c.id,))
-    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/customers/{customer_id}", response_model=CustomerOut)

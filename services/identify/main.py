@@ -10,6 +10,7 @@ from services.identify.resolution.endpoints import router as resolution_router
 from services.identify.portfolio import refits
 from services.identify.portfolio.endpoints import router as portfolio_router
 from services.identify.portfolio.handlers import REFERRALS
+from services.identify.search.endpoints import router as search_router
 from shared.app import ServiceDefinition, create_service_app
 
 DEFINITION = ServiceDefinition(
@@ -17,7 +18,8 @@ DEFINITION = ServiceDefinition(
     description="Customer portfolio analysis: customers, transactions, their value and who matters most.",
     metadata=Base.metadata,
     messaging=messaging,
-    routers=[router, resolution_router, portfolio_router, imports.router, money_router],
+    # search first: its /v1/customers/export before the main router's /v1/customers/{customer_id}
+    routers=[search_router, router, resolution_router, portfolio_router, imports.router, money_router],
     consumers=[REFERRALS],
     on_start=[refits.start, import_jobs.fail_interrupted_imports],
 )

@@ -14,10 +14,16 @@ from shared.messaging import messaging_tables
 
 Base = make_base()
 messaging = messaging_tables(Base.metadata)
+# Schema the models do not describe, made by migrations per database and left out of
+# Alembic's comparison: the substring search index (services/identify/search/repository.py).
+Base.metadata.info["unmanaged_prefixes"] = ("customer_search", "ix_customers_search")
 
 
 class Customer(Base):
     __tablename__ = "customers"
+    # Sorted listings (GET /v1/customers?sort=created_at). The name sort's index and the
+    # substring search index differ by database: see services/identify/search/.
+    __table_args__ = (Index("ix_customers_created", "created_at", "id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     email: Mapped[str | None] = mapped_column(String(320))
@@ -131,6 +137,8 @@ class PurchaseSummary(Base):
     rescans them. `first_day_spend` lets the spend model use repeat purchases only."""
 
     __tablename__ = "purchase_summaries"
+    # Customers listed by last purchase (range filters and sort=last_purchase).
+    __table_args__ = (Index("ix_purchase_summaries_last", "last_purchase_at", "customer_id"),)
 
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
     first_purchase_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -233,7 +241,10 @@ class CustomerScore(Base):
     recency: Mapped[int | None] = mapped_column(Integer)
     frequency: Mapped[int | None] = mapped_column(Integer)
     monetary: Mapped[int | None] = mapped_column(Integer)
-    segment: Mapped[str | None] = mapped_column(String(40))  # no index: a refit rewrites every row
+    # No index on segment or CLV: a refit rewrites every row, and (segment, predicted_clv)
+    # and (predicted_clv) indexes made its write of a million scores 13x slower (3.2 s ->
+    # 40.7 s; docs/benchmarks.md), so lists by segment or CLV scan the scores instead.
+    segment: Mapped[str | None] = mapped_column(String(40))
     historic_clv: Mapped[float | None] = mapped_column(Float)
     predicted_clv: Mapped[float | None] = mapped_column(Float)
     expected_purchases: Mapped[float | None] = mapped_column(Float)

@@ -56,15 +56,6 @@ async def find_identity_clash(
     return (await session.execute(query.limit(1))).scalar_one_or_none()
 
 
-async def list_customers(session: AsyncSession, *, after_id: str | None, limit: int) -> list[Customer]:
-    """Customers that stand on their own: merged ones are reached through their survivor."""
-
-    query = select(Customer).where(Customer.merged_into.is_(None)).order_by(Customer.id).limit(limit)
-    if after_id:
-        query = query.where(Customer.id > after_id)
-    return list((await session.execute(query)).scalars())
-
-
 async def list_transactions(
     session: AsyncSession,
     *,

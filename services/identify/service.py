@@ -8,6 +8,7 @@ from services.identify import repository
 from services.identify.models import Customer
 from services.identify.resolution.service import refresh_match_keys, refuse_merged
 from services.identify.schemas import CustomerCreate, CustomerPatch
+from services.identify.search import repository as search
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, field_error
 from shared.ids import uuid7
@@ -56,7 +57,8 @@ async def create_customer(*, session: AsyncSession, data: CustomerCreate) -> Cus
         updated_at=now,
     )
     session.add(customer)
-    await refresh_match_keys(session, customer)
+    await refresh_match_keys(session, customer)  # flushes the new row
+    await search.index_new_customers(session, [customer.id])
     emit(
         session,
         "crm.identify.customer.created",

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.main import create_app
 from gateway.settings import SERVICES, GatewaySettings
@@ -70,6 +70,8 @@ async def serve(app, port: int | None = None):
 # must not expose (DELETE on a customer, an internal path).
 SERVICE_ROUTES: dict[str, list[tuple[str, str]]] = {
     "identify": [
+        ("GET", "/v1/customers/export"),
+        ("GET", "/v1/transactions/export"),
         ("GET", "/v1/customers"),
         ("POST", "/v1/customers"),
         ("GET", "/v1/customers/{customer_id}"),
@@ -107,12 +109,20 @@ for _service in SERVICE_ROUTES:
     SERVICE_ROUTES[_service].append(("GET", "/v1/ops/dead-letters"))
 
 
+# What a stand-in's export streams: a header line, then EXPORT_CHUNKS chunks of lines.
+EXPORT_CHUNKS = 64
+EXPORT_LINE = b"0123456789abcdef" * 63 + b"0123456789abcd\r\n"  # 1 KiB
+EXPORT_CHUNK = EXPORT_LINE * 64
+
+
 @dataclass
 class StandIn:
     name: str
     url: str = ""
     ready: bool = True
     requests: list[dict] = field(default_factory=list)
+    # Set by a test: an export sends its first chunk, then waits for this before the rest.
+    export_gate: asyncio.Event | None = None
 
 
 def stand_in_app(state: StandIn) -> FastAPI:
@@ -143,8 +153,23 @@ def stand_in_app(state: StandIn) -> FastAPI:
             return JSONResponse({"items": [seen], "next_cursor": None}, status_code=status, headers=headers)
         return JSONResponse(seen, status_code=status, headers=headers)
 
+    async def export(request: Request) -> Any:
+        if request.query_params.get("format") == "xlsx":
+            return JSONResponse({"error": "validation_error", "detail": []}, status_code=422)
+
+        async def lines():
+            yield b"id,name\r\n"
+            if state.export_gate is not None:
+                await state.export_gate.wait()
+            for _ in range(EXPORT_CHUNKS):
+                yield EXPORT_CHUNK
+
+        return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
+                                 headers={"content-disposition": 'attachment; filename="export.csv"'})
+
     for method, path in SERVICE_ROUTES[state.name]:
-        app.add_api_route(path, echo, methods=[method], name=f"{method.lower()}_{path}")
+        handler = export if path.endswith("/export") else echo
+        app.add_api_route(path, handler, methods=[method], name=f"{method.lower()}_{path}")
 
     @app.get("/readyz")
     async def readyz():

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 
 from gateway.routes import ROUTES, RouteTable, r
-from tests.gateway.conftest import AUTH
+from tests.gateway.conftest import AUTH, EXPORT_CHUNK, EXPORT_CHUNKS
 
 # (method, gateway path, service, path the service sees)
 ROUTED = [
@@ -180,6 +181,39 @@ def test_literal_segments_win_over_placeholders():
     table = RouteTable()
     assert table.match("GET", "/v1/customers/c1/360").route.service is None
     assert table.match("GET", "/v1/customers/c1").route.service == "identify"
+    export = table.match("GET", "/v1/customers/export").route
+    assert export.pattern == "/v1/customers/export" and export.stream
+    assert table.match("PATCH", "/v1/customers/export").route.pattern == "/v1/customers/{id}"
+
+
+async def test_exports_stream_through_the_gateway_without_being_buffered(gw, stand_ins):
+    """The stand-in sends its first line, then holds the rest until the test has read
+    that line through the gateway: a gateway that buffered answers whole never would."""
+
+    state = stand_ins["identify"]
+    state.export_gate = asyncio.Event()
+    try:
+        for path in ("/v1/customers/export", "/v1/transactions/export"):
+            state.export_gate.clear()
+            async with gw.stream("GET", path, params={"format": "csv"}, headers=AUTH) as response:
+                assert response.status_code == 200
+                assert response.headers["content-type"].startswith("text/csv")
+                assert response.headers["content-disposition"] == 'attachment; filename="export.csv"'
+                assert "content-length" not in response.headers and response.headers["x-request-id"]
+                chunks = response.aiter_raw()
+                # A guard against a hang, not a measurement: the line comes at once or never.
+                first = await asyncio.wait_for(anext(chunks), timeout=30)
+                assert first == b"id,name\r\n" and not state.export_gate.is_set()
+                state.export_gate.set()
+                size = len(first) + sum([len(chunk) async for chunk in chunks])
+            assert size == len(b"id,name\r\n") + EXPORT_CHUNKS * len(EXPORT_CHUNK)
+    finally:
+        state.export_gate = None
+    # An error answer (here a 422) comes through the streaming path too.
+    response = await gw.get("/v1/customers/export", params={"format": "xlsx"}, headers=AUTH)
+    assert response.status_code == 422 and response.json()["error"] == "validation_error"
+    # The connection went back to the pool: the next request is served as usual.
+    assert (await gw.get("/v1/customers", headers=AUTH)).status_code == 200
 
 
 def test_a_method_on_a_less_specific_route_is_found():

@@ -1,0 +1,1 @@
+"""Finding customers: filters, substring search, sorted keyset pages, and exports."""
