@@ -86,14 +86,9 @@ class TransactionRecorded(Payload):
     reporting_currency: str | None = None
 
 
-@contract(
-    "crm.identify.transaction.refunded",
-    "identify",
-    "Money was given back on a purchase: it lowers revenue, CLV, campaign revenue and loyalty points "
-    "(by `reporting_amount`), not purchase counts; `refunded_amount` is the purchase's total refunded so far.",
-)
-class TransactionRefunded(Payload):
-    refund_id: str
+class TransactionCorrection(Payload):
+    """What a refund and a void both say of the purchase they correct (not a contract itself)."""
+
     transaction_id: str
     customer_id: str
     amount: str
@@ -102,6 +97,16 @@ class TransactionRefunded(Payload):
     reporting_currency: str | None = None
     refunded_amount: str | None = None
     reason: str
+
+
+@contract(
+    "crm.identify.transaction.refunded",
+    "identify",
+    "Money was given back on a purchase: it lowers revenue, CLV, campaign revenue and loyalty points "
+    "(by `reporting_amount`), not purchase counts; `refunded_amount` is the purchase's total refunded so far.",
+)
+class TransactionRefunded(TransactionCorrection):
+    refund_id: str
     occurred_at: datetime
     external_id: str | None = None
 
@@ -112,15 +117,7 @@ class TransactionRefunded(Payload):
     "A purchase was recorded in error: it leaves purchase counts, revenue and scores. `purchase_count` "
     "is the customer's number of transactions without it; lifecycle stages do not move back.",
 )
-class TransactionVoided(Payload):
-    transaction_id: str
-    customer_id: str
-    amount: str
-    currency: str
-    reporting_amount: str | None = None
-    reporting_currency: str | None = None
-    refunded_amount: str | None = None
-    reason: str
+class TransactionVoided(TransactionCorrection):
     voided_at: datetime
     purchase_count: int
 

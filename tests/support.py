@@ -9,6 +9,7 @@ names a server (CI's second run).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import httpx
+import nats
 
 POSTGRES_URL = os.environ.get("VALUECHAIN_TEST_POSTGRES_URL")
 
@@ -222,3 +224,17 @@ def cdnow_dir() -> Path:
         "the CDNOW data set was not found; set VALUECHAIN_CDNOW_DIR (looked in: "
         + ", ".join(str(c) for c in candidates if c) + ")"
     )
+
+
+async def events_of(url: str, subject: str, expected: int, durable: str) -> list[dict]:
+    """The first `expected` events on `subject`, read through a durable pull consumer of the test's own."""
+
+    nc = await nats.connect(url)
+    try:
+        sub = await nc.jetstream().pull_subscribe(subject, durable=durable)
+        events = []
+        while len(events) < expected:
+            events += [json.loads(msg.data) for msg in await sub.fetch(expected - len(events), timeout=5)]
+        return events
+    finally:
+        await nc.close()

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 
 from fastapi import APIRouter, Query, status
 
 from services.engage import service
 from services.engage.schemas import InteractionCreate, InteractionOut, InteractionPage, TimelinePage
 from shared.deps import ReadSession, WriteSession
-from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
+from shared.pagination import CursorParam, LimitParam, decode_time_cursor, page_of
 
 router = APIRouter(prefix="/v1", tags=["engage"])
-
-
-def _time_key(cursor: str | None) -> tuple[datetime, str] | None:
-    key = decode_cursor(cursor, 2)
-    if key is None:
-        return None
-    try:
-        return datetime.fromisoformat(key[0]), str(key[1])
-    except (TypeError, ValueError) as exc:
-        raise InvalidCursor("cursor is not one this API issued") from exc
 
 
 @router.post("/interactions", status_code=status.HTTP_201_CREATED, response_model=InteractionOut)
@@ -39,7 +28,7 @@ async def list_interactions(
 ):
     """A customer's interactions, newest first."""
     rows = await service.list_interactions(
-        session=session, customer_id=customer_id, before=_time_key(cursor), limit=limit + 1
+        session=session, customer_id=customer_id, before=decode_time_cursor(cursor), limit=limit + 1
     )
     items, next_cursor = page_of(rows, limit, lambda i: (i["occurred_at"].isoformat(), i["id"]))
     return {"items": items, "next_cursor": next_cursor}
@@ -54,6 +43,6 @@ async def get_interaction(interaction_id: str, session: ReadSession):
 @router.get("/customers/{customer_id}/timeline", response_model=TimelinePage)
 async def customer_timeline(customer_id: str, session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
     """Everything that happened to the customer across the suite, newest first."""
-    rows = await service.timeline(session=session, customer_id=customer_id, before=_time_key(cursor), limit=limit + 1)
+    rows = await service.timeline(session=session, customer_id=customer_id, before=decode_time_cursor(cursor), limit=limit + 1)
     items, next_cursor = page_of(rows, limit, lambda e: (e["time"].isoformat(), e["event_id"]))
     return {"items": items, "next_cursor": next_cursor}

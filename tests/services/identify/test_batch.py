@@ -3,12 +3,10 @@ POST /v1/transactions on the same recording path."""
 
 from __future__ import annotations
 
-import json
-
-import nats
 from sqlalchemy import update
 
 from services.identify.models import Customer
+from tests.support import events_of
 
 
 async def create_customer(client, external_id: str) -> str:
@@ -20,18 +18,6 @@ async def create_customer(client, external_id: str) -> str:
 def purchase(customer_id: str, day: int = 1, **fields) -> dict:
     return {"customer_id": customer_id, "amount": "10.50", "currency": "usd",
             "occurred_at": f"2026-03-{day:02d}T10:00:00Z", **fields}
-
-
-async def recorded_events(url: str, expected: int) -> list[dict]:
-    nc = await nats.connect(url)
-    try:
-        sub = await nc.jetstream().pull_subscribe("crm.identify.transaction.recorded", durable="batch-probe")
-        events = []
-        while len(events) < expected:
-            events += [json.loads(msg.data) for msg in await sub.fetch(expected - len(events), timeout=5)]
-        return events
-    finally:
-        await nc.close()
 
 
 async def test_a_batch_answers_item_by_item(suite):
@@ -87,7 +73,7 @@ async def test_a_batch_answers_item_by_item(suite):
     assert sorted(t["occurred_at"][:10] for t in listed) == ["2026-03-03", "2026-03-09"]
 
     # One event per recorded transaction, each with the customer's count so far.
-    events = await recorded_events(suite.nats.url, 4)
+    events = await events_of(suite.nats.url, "crm.identify.transaction.recorded", 4, "batch-probe")
     by_customer = {}
     for event in events:
         by_customer.setdefault(event["data"]["customer_id"], []).append(event["data"]["purchase_count"])

@@ -4,19 +4,13 @@ a purchase (and what they do to counts, summaries and events)."""
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 
-import nats
 from sqlalchemy import select
 
 from services.identify.models import Customer, PurchaseDay, PurchaseSummary
-
-
-async def create_customer(client, external_id: str) -> str:
-    response = await client.post("/v1/customers", json={"external_id": external_id})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
+from tests.services.identify.test_batch import create_customer
+from tests.support import events_of
 
 
 def buy(customer_id: str, amount: str = "100", currency: str = "USD", at: str = "2026-02-15T10:00:00Z", **fields):
@@ -37,18 +31,6 @@ async def summary_of(identify, customer_id: str) -> dict | None:
             select(PurchaseDay.day, PurchaseDay.purchases, PurchaseDay.spend).where(PurchaseDay.customer_id == customer_id)
         )).all()
     return None if row is None else {**row, "purchase_count": count, "days": [tuple(day) for day in days]}
-
-
-async def events_of(url: str, subject: str, expected: int, durable: str) -> list[dict]:
-    nc = await nats.connect(url)
-    try:
-        sub = await nc.jetstream().pull_subscribe(subject, durable=durable)
-        events = []
-        while len(events) < expected:
-            events += [json.loads(msg.data) for msg in await sub.fetch(expected - len(events), timeout=5)]
-        return events
-    finally:
-        await nc.close()
 
 
 async def test_currencies_are_iso_4217_everywhere_they_enter(suite):
