@@ -29,6 +29,27 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _args_migration(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("service", help="the service whose models changed (identify, engage, network, value, lifecycle)")
+    parser.add_argument("message", help="what the revision changes, e.g. \"tickets\" (it names the file)")
+
+
+def _cmd_migration(args: argparse.Namespace) -> int:
+    from shared.migrations import MigrationError, make_revision
+
+    try:
+        path = make_revision(args.service, args.message)
+    except MigrationError as exc:
+        print(f"migration: {exc}", file=sys.stderr)
+        return 2
+    if path is None:
+        print(f"migration: {args.service}'s models match its migrations: nothing to generate")
+        return 0
+    print(f"migration: wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    print("  read it before committing: autogenerate misses renames and data changes")
+    return 0
+
+
 def _no_args(parser: argparse.ArgumentParser) -> None:
     return None
 
@@ -156,6 +177,12 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
         _cmd_run,
     ),
     ("migrate", "upgrade every service's database to the latest schema", _no_args, _cmd_migrate),
+    (
+        "migration",
+        "autogenerate a dated revision of one service's database from its models (make migration)",
+        _args_migration,
+        _cmd_migration,
+    ),
     (
         "import",
         "import a file of transactions through the gateway, with a progress bar (see docs/imports.md)",
