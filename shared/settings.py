@@ -218,6 +218,15 @@ def service_settings(service: str, **overrides) -> ServiceSettings:
     return settings_class(service)(**overrides)
 
 
+def env_variable(cls: type[BaseSettings], field: str) -> str:
+    """The environment variable `cls` reads `field` from."""
+
+    info = cls.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, str):
+        return info.validation_alias
+    return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+
 # --- handing settings out -----------------------------------------------------------
 
 _current: ContextVar[SuiteSettings | None] = ContextVar("valuechain_settings", default=None)

@@ -23,7 +23,7 @@ from shared.settings import (
     service_settings,
 )
 from tests.shared.test_light_reads import DEFINITION as LIGHT_DEFINITION
-from valuechain.supervisor import SupervisorSettings
+from valuechain.supervisor import Supervisor, SupervisorSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = (SuiteSettings, *SETTINGS_CLASSES.values(), GatewaySettings, SupervisorSettings)
@@ -166,3 +166,19 @@ async def test_background_tasks_get_the_apps_settings(suite):
     assert seen == [handle.runtime.settings] and seen[0].consumer_batch == 123
     # The test's own context was left alone: outside an app, the environment's.
     assert current_settings(IdentifySettings) is not handle.runtime.settings
+
+
+def test_a_bad_value_stops_the_command_naming_the_setting(monkeypatch):
+    monkeypatch.setenv("VALUECHAIN_NATS_MONITOR_PORT", "eighty")
+    with pytest.raises(SystemExit, match=r"^invalid setting: VALUECHAIN_NATS_MONITOR_PORT: Input should be a valid "
+                                         r"integer, unable to parse string as an integer \(got 'eighty'\)$"):
+        Supervisor()
+    monkeypatch.delenv("VALUECHAIN_NATS_MONITOR_PORT")
+    monkeypatch.setenv("VALUECHAIN_LIFECYCLE_PORT", "eighty")
+    with pytest.raises(SystemExit, match=r"^invalid setting: VALUECHAIN_LIFECYCLE_PORT: .*'eighty'"):
+        Supervisor()
+    monkeypatch.delenv("VALUECHAIN_LIFECYCLE_PORT")
+    monkeypatch.setenv("VALUECHAIN_NATS_URL", "nats://elsewhere:4333")
+    monkeypatch.setenv("VALUECHAIN_GATEWAY_IDENTIFY_URL", "identify")
+    with pytest.raises(SystemExit, match=r"^invalid setting: VALUECHAIN_GATEWAY_IDENTIFY_URL: .*'identify'"):
+        Supervisor()

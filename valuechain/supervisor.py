@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError
 
-from shared.settings import GATEWAY_PORT, SuiteSettings, local_url
+from shared.settings import GATEWAY_PORT, SuiteSettings, env_variable, local_url
 
 POLL_S = 0.5
 BACKOFF_START_S = 1.0
@@ -186,14 +186,19 @@ def find_nats_server() -> str | None:
     return shutil.which("nats-server")
 
 
-def settings_or_exit(read):
-    """Settings for the command line: a bad value ends the command with pydantic's
-    message, which names the variable's field and the value."""
+def settings_or_exit(cls, **values):
+    """Settings for the command line: a bad value ends the command with a message naming
+    the variable, what is wrong with it, and the value."""
 
     try:
-        return read()
+        return cls(**values)
     except ValidationError as exc:
-        raise SystemExit(f"invalid VALUECHAIN_* setting: {exc}") from None
+        problems = [
+            f"{env_variable(cls, str(error['loc'][0])) if error['loc'] else cls.__name__}: {error['msg']}"
+            + (f" (got {error['input']!r})" if isinstance(error.get("input"), (str, int, float)) else "")
+            for error in exc.errors()
+        ]
+        raise SystemExit("invalid setting: " + "; ".join(problems)) from None
 
 
 def uvicorn_argv(factory: str, port: int) -> list[str]:
@@ -233,7 +238,7 @@ def get_json(url: str, timeout: float = 2.0) -> tuple[int | None, dict | None]:
 class Supervisor:
     def __init__(self) -> None:
         from gateway.settings import GatewaySettings
-        from shared.settings import SERVICES, service_settings
+        from shared.settings import SERVICES, settings_class
 
         settings = self.settings = settings_or_exit(SupervisorSettings)
         self.services = list(SERVICES)
@@ -244,7 +249,7 @@ class Supervisor:
         self.nats_host, self.nats_port = parts.hostname or "127.0.0.1", parts.port or NATS_DEFAULT_PORT
         self.nats_monitor_port = settings.nats_monitor_port
         self.gateway_port = settings_or_exit(GatewaySettings).port
-        self.ports = {service: settings_or_exit(lambda: service_settings(service)).port for service in self.services}
+        self.ports = {service: settings_or_exit(settings_class(service)).port for service in self.services}
         self.ready_timeout = settings.ready_timeout_s
         self.stopping = False
         self.signals = 0
