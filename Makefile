@@ -3,6 +3,7 @@
 #   make run       the whole suite (NATS, the five services, the gateway) on this machine
 #   make test      the test suite (SQLite; set VALUECHAIN_TEST_POSTGRES_URL for PostgreSQL)
 #   make migrate   every service's database to the latest schema
+#   make migration SERVICE=<name> MESSAGE="..."   a new revision from the service's models
 #   make bench     the benchmarks under bench/
 #   make clean     forget all local data (var/)
 #   make lock      re-pin requirements.lock from .venv
@@ -12,7 +13,7 @@ VPY         := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv run test migrate bench clean lock
+.PHONY: venv run test migrate migration bench clean lock
 
 venv: $(STAMP)
 
@@ -41,6 +42,10 @@ test: venv
 
 migrate: venv
 	$(VENV)/bin/valuechain migrate
+
+# The variables are checked by the command too; quoting keeps a MESSAGE with spaces whole.
+migration: venv
+	$(VENV)/bin/valuechain migration '$(SERVICE)' '$(MESSAGE)'
 
 bench: venv
 	$(VPY) -m bench

@@ -12,6 +12,8 @@ import os
 import secrets
 from pathlib import Path
 
+from shared.settings import SuiteSettings
+
 ADMIN_KEY_ENV = "VALUECHAIN_ADMIN_API_KEY"
 ADMIN_KEY_FILE = "admin-api-key"
 
@@ -20,20 +22,20 @@ def admin_key_path(var_dir: Path) -> Path:
     return Path(var_dir) / ADMIN_KEY_FILE
 
 
-def load_or_create_admin_key(var_dir: Path) -> tuple[str, bool]:
+def load_or_create_admin_key(settings: SuiteSettings) -> tuple[str, bool]:
     """Return `(key, created_now)`.
 
-    `VALUECHAIN_ADMIN_API_KEY` wins when set. Otherwise the key file is read, or
+    `VALUECHAIN_ADMIN_API_KEY` (`settings.admin_api_key`) wins when set. Otherwise
+    the key file in `settings.var_dir` is read, or
     created with a fresh `secrets.token_urlsafe(32)` and mode 0600. Creation is
     atomic (write a private temp file, then hard-link it into place), so several
     workers starting at once agree on one key.
     """
 
-    from_env = os.environ.get(ADMIN_KEY_ENV, "").strip()
-    if from_env:
-        return from_env, False
+    if settings.admin_api_key is not None:
+        return settings.admin_api_key.get_secret_value(), False
 
-    path = admin_key_path(var_dir)
+    path = admin_key_path(settings.var_dir)
     existing = _read_key(path)
     if existing is not None:
         return existing, False

@@ -77,7 +77,7 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
     settings = settings or GatewaySettings()
     configure_logging(settings.log_level)
     if admin_key is None:
-        admin_key, created = load_or_create_admin_key(settings.var_dir)
+        admin_key, created = load_or_create_admin_key(settings)
         if created:
             log.warning(
                 "created a new admin API key",

@@ -1,38 +1,39 @@
 """Gateway settings, read from `VALUECHAIN_GATEWAY_*` environment variables.
 
-Two suite-wide variables are read without the prefix: `VALUECHAIN_VAR_DIR`
-(where the admin API key file lives) and `VALUECHAIN_NATS_URL` (checked by
-`/readyz`).
+The suite-wide ones come from shared.settings.SuiteSettings under their own names:
+`VALUECHAIN_VAR_DIR` (where the admin API key file lives), `VALUECHAIN_NATS_URL`
+(checked by `/readyz`), `VALUECHAIN_ADMIN_API_KEY`. Ports and addresses default to
+the suite's, written once in shared/settings.py.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-# The services behind the gateway, in the order they are listed in docs and checks.
-SERVICES: tuple[str, ...] = ("identify", "engage", "network", "value", "lifecycle")
+from shared.settings import GATEWAY_PORT, SERVICE_PORTS, SERVICES, SuiteSettings, local_url
+
+__all__ = ["SERVICES", "GatewaySettings"]
 
 DEFAULT_CORS_ORIGINS = ("http://localhost:3000", "http://127.0.0.1:3000")
 
 
-class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VALUECHAIN_GATEWAY_", extra="ignore", populate_by_name=True)
+class GatewaySettings(SuiteSettings):
+    model_config = SettingsConfigDict(env_prefix="VALUECHAIN_GATEWAY_")
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = GATEWAY_PORT
     # uvicorn worker processes when started with `python -m gateway`.
     workers: int = 1
 
-    identify_url: str = "http://127.0.0.1:8101"
-    engage_url: str = "http://127.0.0.1:8102"
-    network_url: str = "http://127.0.0.1:8103"
-    value_url: str = "http://127.0.0.1:8104"
-    lifecycle_url: str = "http://127.0.0.1:8105"
+    identify_url: str = local_url(SERVICE_PORTS["identify"])
+    engage_url: str = local_url(SERVICE_PORTS["engage"])
+    network_url: str = local_url(SERVICE_PORTS["network"])
+    value_url: str = local_url(SERVICE_PORTS["value"])
+    lifecycle_url: str = local_url(SERVICE_PORTS["lifecycle"])
 
     # Upstream timeouts, in seconds. A proxied request gets `connect_timeout_s`
     # to open a connection and `request_timeout_s` in all for the full answer.
@@ -66,9 +67,6 @@ class GatewaySettings(BaseSettings):
     # Trust X-Forwarded-For/-Proto from these peers (uvicorn's proxy headers);
     # empty: the gateway is the edge and trusts nobody.
     forwarded_allow_ips: str = ""
-
-    var_dir: Path = Field(default=Path("var"), validation_alias="VALUECHAIN_VAR_DIR")
-    nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias="VALUECHAIN_NATS_URL")
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ dead-letter listing (`/v1/ops/dead-letters`) come with it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import logging
 import sys
@@ -41,7 +42,7 @@ from shared.openapi_contract import document_api
 from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
 from shared.query_params import UnknownQueryGuard
 from shared.relay import OutboxRelay
-from shared.settings import ServiceSettings, service_settings
+from shared.settings import ServiceSettings, SuiteSettings, reset_current, service_settings, set_current
 
 log = logging.getLogger("valuechain.app")
 
@@ -134,11 +135,13 @@ class RequestContextMiddleware:
     """Request and correlation ids, metrics and the access log of every request.
 
     It also closes the request's read sessions once the response is out (see
-    shared.deps), so FastAPI need not run them as generator dependencies.
+    shared.deps), so FastAPI need not run them as generator dependencies. And it makes
+    the app's settings current for the request (shared.settings.current_settings).
     """
 
-    def __init__(self, app, metrics_getter, light_reads_getter=lambda: None):
+    def __init__(self, app, metrics_getter, light_reads_getter=lambda: None, settings: SuiteSettings | None = None):
         self.app = app
+        self.settings = settings
         self.metrics_getter = metrics_getter
         self.light_reads_getter = light_reads_getter
         self.access = logging.getLogger("valuechain.access")
@@ -168,6 +171,7 @@ class RequestContextMiddleware:
         cid = cid or rid
         t1 = context.request_id.set(rid)
         t2 = context.correlation_id.set(cid)
+        t3 = set_current(self.settings) if self.settings is not None else None
         scope[SESSIONS_TO_CLOSE] = sessions = []
         status = 500
         responded = False
@@ -218,6 +222,8 @@ class RequestContextMiddleware:
                                                           "request", (), None, extra=extra))
             context.request_id.reset(t1)
             context.correlation_id.reset(t2)
+            if t3 is not None:
+                reset_current(t3)
 
 
 # --- operator endpoints ---------------------------------------------------------
@@ -369,7 +375,11 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.runtime = await start_runtime(definition, settings)
+        # Started in a context where the settings are current: the relay, the consumers
+        # and whatever the start hooks launch inherit it (requests get it from the middleware).
+        started = contextvars.copy_context()
+        started.run(set_current, settings)
+        app.state.runtime = await asyncio.create_task(start_runtime(definition, settings), context=started)
         app.state.light_reads = fast_reads.install(app)  # at start-up, when every route is there
         # Modules, schemas, metadata and the app live as long as the process: keep
         # the collector from walking them again and again (unfrozen at shutdown, so
@@ -398,6 +408,7 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings 
         RequestContextMiddleware,
         metrics_getter=lambda: getattr(app.state.runtime, "metrics", None),
         light_reads_getter=lambda: app.state.light_reads,
+        settings=settings,
     )
     app.include_router(health_router())
     app.include_router(ops_router(definition.messaging))

@@ -26,14 +26,16 @@ def version_table(service: str) -> str:
     return f"{service}_alembic_version"
 
 
-def alembic_config(service: str, url: str | None = None) -> Config:
+def alembic_config(service: str, url: str | None = None, script_location: Path | None = None) -> Config:
     url = url or service_settings(service).database_url
     config = Config()
-    config.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    config.set_main_option("script_location", str(script_location or SERVICES_DIR / service / "migrations"))
     # Dated file names keep each history readable in order.
     config.set_main_option(
         "file_template", "%%(year)d%%(month).2d%%(day).2d_%%(hour).2d%%(minute).2d_%%(rev)s_%%(slug)s"
     )
+    # The date in the file name is UTC, whatever the machine's zone.
+    config.set_main_option("timezone", "UTC")
     config.attributes["service"] = service
     config.attributes["url"] = url
     return config
@@ -57,8 +59,8 @@ def _in_own_thread(fn, *args) -> None:
         executor.submit(fn, *args).result()
 
 
-def upgrade(service: str, url: str | None = None, revision: str = "head") -> None:
-    config = alembic_config(service, url)
+def upgrade(service: str, url: str | None = None, revision: str = "head", script_location: Path | None = None) -> None:
+    config = alembic_config(service, url, script_location)
     _ensure_sqlite_dir(config.attributes["url"])
     _in_own_thread(command.upgrade, config, revision)
 
@@ -107,13 +109,42 @@ def run_env(target_metadata: MetaData) -> None:
     asyncio.run(run_async())
 
 
-def make_revision(service: str, message: str) -> None:
-    """Autogenerate a new revision of `service` against a scratch SQLite database at head."""
+class MigrationError(ValueError):
+    """A revision that cannot be made as asked (unknown service, no message)."""
+
+
+def make_revision(service: str, message: str, script_location: Path | None = None) -> Path | None:
+    """Autogenerate a dated revision of `service` against its models: `make migration`.
+
+    The history is applied to a scratch SQLite database, then Alembic compares it with
+    the service's metadata. Returns the new file, or None when the models and the
+    history already agree (no empty revision is written). `script_location` points at
+    another copy of the service's migrations (the tests use one).
+    """
 
     import tempfile
 
+    if service not in SERVICES:
+        raise MigrationError(f"unknown service {service!r}: expected one of {', '.join(SERVICES)}")
+    message = (message or "").strip()
+    if not message:
+        raise MigrationError('a migration needs a message: MESSAGE="what it changes"')
+    written: list[Path] = []
+
+    def skip_if_empty(context, revision, directives) -> None:
+        if directives[0].upgrade_ops.is_empty():
+            directives[:] = []
+
+    def generate() -> None:
+        config = alembic_config(service, url, script_location)
+        script = command.revision(
+            config, message=message, autogenerate=True, process_revision_directives=skip_if_empty
+        )
+        if script:
+            written.append(Path(script.path))
+
     with tempfile.TemporaryDirectory() as scratch:
         url = f"sqlite+aiosqlite:///{scratch}/{service}.db"
-        upgrade(service, url)
-        config = alembic_config(service, url)
-        _in_own_thread(lambda: command.revision(config, message=message, autogenerate=True))
+        upgrade(service, url, script_location=script_location)
+        _in_own_thread(generate)
+    return written[0] if written else None

@@ -1,39 +1,95 @@
-"""Per-service settings from environment variables.
+"""Every setting of the suite, as pydantic-settings classes, each default written once.
 
-Every service reads `VALUECHAIN_<SERVICE>_*` for its own knobs and the suite-wide
-`VALUECHAIN_NATS_URL` / `VALUECHAIN_VAR_DIR`. The same code runs on SQLite and
-PostgreSQL: only the database URL changes.
+Environment variables are `VALUECHAIN_*`: the suite-wide ones (`VALUECHAIN_VAR_DIR`,
+`VALUECHAIN_NATS_URL`, `VALUECHAIN_ENVIRONMENT`, `VALUECHAIN_ADMIN_API_KEY`) in
+`SuiteSettings`, each stage service's own under `VALUECHAIN_<SERVICE>_*` (one class per
+service below), the gateway's under `VALUECHAIN_GATEWAY_*` (gateway/settings.py, its
+defaults taken from here) and the `valuechain` command's in valuechain/supervisor.py.
+docs/operations.md lists every one; a test walks these classes to keep that table whole.
+
+Settings are read once, where an app is made (`create_service_app`, the gateway's
+`create_app`, the supervisor), and handed out from there: through the typed `Runtime`,
+and, for code that has no runtime to ask (a pydantic validator bounding a date), through
+`current_settings()`, which the app sets for each request and for its background tasks.
+Nothing caches them for the process, so two apps in one process (the tests) each see
+their own. The same code runs on SQLite and PostgreSQL: only the database URL changes.
 """
 
 from __future__ import annotations
 
-import os
+from contextvars import ContextVar
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import ClassVar, Literal, TypeVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from shared.validation import Currency
 
 SERVICE_PORTS = {"identify": 8101, "engage": 8102, "network": 8103, "value": 8104, "lifecycle": 8105}
 SERVICES = tuple(SERVICE_PORTS)
+GATEWAY_PORT = 8000
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+# Secrets that are examples, not secrets: fine on a laptop, refused outside development
+# (`crm` is the database password docker-compose.yml falls back to).
+PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "change-me", "secret", "password", "crm", "postgres", "admin"})
 
 
-def var_dir() -> Path:
-    return Path(os.environ.get("VALUECHAIN_VAR_DIR", "var")).resolve()
+def local_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
 
 
-def nats_url() -> str:
-    return os.environ.get("VALUECHAIN_NATS_URL", "nats://127.0.0.1:4222")
+class SuiteSettings(BaseSettings):
+    """What every process reads, under the same names whatever its own prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="VALUECHAIN_", extra="ignore", populate_by_name=True)
+
+    # `development` lets placeholder secrets through; anything else refuses them at start.
+    environment: Literal["development", "production"] = Field("development", validation_alias="VALUECHAIN_ENVIRONMENT")
+    var_dir: Path = Field(Path("var"), validation_alias="VALUECHAIN_VAR_DIR")
+    nats_url: str = Field(DEFAULT_NATS_URL, validation_alias="VALUECHAIN_NATS_URL")
+    # No default: without it the gateway makes a key once and keeps it in <var_dir>/admin-api-key.
+    admin_api_key: SecretStr | None = Field(None, validation_alias="VALUECHAIN_ADMIN_API_KEY")
+
+    @field_validator("var_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.resolve()
+
+    @field_validator("admin_api_key", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value):
+        if isinstance(value, str):
+            value = value.strip()
+            return value or None
+        return value
+
+    def secrets(self) -> dict[str, str | None]:
+        """The secrets these settings hold, by variable name (a subclass adds its own)."""
+
+        return {"VALUECHAIN_ADMIN_API_KEY": self.admin_api_key.get_secret_value() if self.admin_api_key else None}
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self):
+        if self.environment != "development":
+            for name, value in self.secrets().items():
+                if value is not None and value.strip().lower() in PLACEHOLDER_SECRETS:
+                    raise ValueError(f"{name} holds the placeholder secret {value!r}: set a real one "
+                                     f"(placeholders are allowed only with VALUECHAIN_ENVIRONMENT=development)")
+        return self
 
 
-class ServiceSettings(BaseSettings):
-    """Settings common to every stage service; `service_settings(name)` binds the prefix."""
+class ServiceSettings(SuiteSettings):
+    """Settings common to every stage service; each service's class binds its prefix."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    service: ClassVar[str] = ""
 
-    service: str
+    # Empty: SQLite in <var_dir>/<service>.db. 0: the service's port in SERVICE_PORTS.
     database_url: str = ""
     port: int = 0
-    nats_url: str = Field(default_factory=nats_url)
     stream: str = "CRM"
     # Consumers: how many events one pull asks for, how long a pull lingers,
     # and how often a failing event is retried before it is dead-lettered.
@@ -52,18 +108,147 @@ class ServiceSettings(BaseSettings):
     # event per event spend a fifth of their time collecting).
     gc_gen0_threshold: int = 10_000
 
+    @model_validator(mode="after")
+    def _local_defaults(self):
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.var_dir / (self.service + '.db')}"
+        if not self.port:
+            self.port = SERVICE_PORTS.get(self.service, 0)
+        return self
 
-def service_settings(service: str, **overrides) -> ServiceSettings:
-    """Read `VALUECHAIN_<SERVICE>_*` into ServiceSettings, filling the defaults."""
+    def secrets(self) -> dict[str, str | None]:
+        password = make_url(self.database_url).password if self.database_url else None
+        return {**super().secrets(), f"VALUECHAIN_{self.service.upper()}_DATABASE_URL (its password)": password}
 
-    cls = type(
+
+class IdentifySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VALUECHAIN_IDENTIFY_")
+    service: ClassVar[str] = "identify"
+
+    # The region a phone number without a country code is read in (ISO 3166 alpha-2).
+    default_region: str = "US"
+    # The currency every sum of money is in: purchases in other currencies are converted at
+    # the rates loaded with PUT /v1/fx-rates. Change it only before recording transactions
+    # (stored reporting amounts are not re-converted).
+    reporting_currency: Currency = "USD"
+    # Time value of money: an annual rate, converted to the model's time unit.
+    discount_rate: float = Field(0.10, ge=0, le=1)
+    # Predictive CLV looks this many days ahead.
+    clv_horizon_days: int = Field(365, ge=1, le=3650)
+    # Share of revenue that is profit when transactions carry no margin (1.0 = value revenue).
+    default_margin: float = Field(1.0, ge=0, le=1)
+    # Strategically significant customers.
+    high_value_top: float = Field(0.10, gt=0, le=1)  # top share of predicted CLV
+    benchmark_min_referrals: int = Field(2, ge=1)
+    cost_absorber_top: float = Field(0.20, gt=0, le=1)  # top share by number of purchases …
+    thin_margin: float = Field(0.15, ge=0, le=1)  # … at a margin ratio at most this
+    # CLV bands (low, medium, high, top): predicted CLV below each edge, in the portfolio's
+    # money; fixed amounts rather than quantiles so a band means the same thing from one
+    # model version to the next (docs/portfolio.md). JSON in the environment: [50, 250, 1000].
+    clv_band_edges: tuple[float, float, float] = (50.0, 250.0, 1000.0)
+    # Background refit: every this many seconds (0 = only on request).
+    refit_interval_s: float = Field(86400.0, ge=0)
+    # The dates a client may give (a purchase's occurred_at, a refit's calibration_end):
+    # not before the floor, not after now plus the skew allowed for clocks ahead of
+    # ours. Scores are as of the latest purchase: one purchase dated 2099 made 2099 the
+    # scoring day of every customer.
+    date_floor: datetime = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    date_skew_s: float = Field(86400.0, ge=0, le=30 * 86400)
+
+    @field_validator("default_region")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("date_floor")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+    @field_validator("clv_band_edges")
+    @classmethod
+    def _increasing(cls, edges: tuple[float, float, float]) -> tuple[float, float, float]:
+        if not all(low < high for low, high in zip(edges, edges[1:])):
+            raise ValueError("clv_band_edges must increase: [low→medium, medium→high, high→top]")
+        return edges
+
+
+class EngageSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VALUECHAIN_ENGAGE_")
+    service: ClassVar[str] = "engage"
+
+
+class NetworkSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VALUECHAIN_NETWORK_")
+    service: ClassVar[str] = "network"
+
+
+class ValueSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VALUECHAIN_VALUE_")
+    service: ClassVar[str] = "value"
+
+
+class LifecycleSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VALUECHAIN_LIFECYCLE_")
+    service: ClassVar[str] = "lifecycle"
+
+
+SETTINGS_CLASSES: dict[str, type[ServiceSettings]] = {
+    cls.service: cls for cls in (IdentifySettings, EngageSettings, NetworkSettings, ValueSettings, LifecycleSettings)
+}
+
+
+def settings_class(service: str) -> type[ServiceSettings]:
+    """The service's class; a service the suite does not know (a test's) gets the common fields."""
+
+    known = SETTINGS_CLASSES.get(service)
+    if known is not None:
+        return known
+    return type(
         f"{service.capitalize()}Settings",
         (ServiceSettings,),
-        {"model_config": SettingsConfigDict(env_prefix=f"VALUECHAIN_{service.upper()}_", extra="ignore")},
+        {"model_config": SettingsConfigDict(env_prefix=f"VALUECHAIN_{service.upper()}_"), "service": service,
+         "__annotations__": {"service": ClassVar[str]}},
     )
-    settings = cls(service=service, **overrides)
-    if not settings.database_url:
-        settings.database_url = f"sqlite+aiosqlite:///{var_dir() / (service + '.db')}"
-    if not settings.port:
-        settings.port = SERVICE_PORTS.get(service, 0)
-    return settings
+
+
+def service_settings(service: str, **overrides) -> ServiceSettings:
+    """Read `VALUECHAIN_<SERVICE>_*` (and the suite-wide variables) into the service's class."""
+
+    return settings_class(service)(**overrides)
+
+
+def env_variable(cls: type[BaseSettings], field: str) -> str:
+    """The environment variable `cls` reads `field` from."""
+
+    info = cls.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, str):
+        return info.validation_alias
+    return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+
+# --- handing settings out -----------------------------------------------------------
+
+_current: ContextVar[SuiteSettings | None] = ContextVar("valuechain_settings", default=None)
+S = TypeVar("S", bound=SuiteSettings)
+
+
+def current_settings(cls: type[S]) -> S:
+    """The running app's settings (set per request and for the app's tasks by shared/app.py).
+
+    Outside an app (a script, a unit test) they are read from the environment, afresh
+    each call: nothing is cached, so a changed environment is seen at once.
+    """
+
+    settings = _current.get()
+    return settings if isinstance(settings, cls) else cls()
+
+
+def set_current(settings: SuiteSettings):
+    """Make `settings` current in this context; returns the token to reset it with."""
+
+    return _current.set(settings)
+
+
+def reset_current(token) -> None:
+    _current.reset(token)

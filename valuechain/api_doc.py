@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from gateway.routes import ROUTES
-from shared.settings import SERVICES, service_settings
+from shared.settings import GATEWAY_PORT, SERVICES, local_url, service_settings
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 
@@ -22,7 +22,7 @@ Generated from the gateway's route table (`gateway/routes.py`) and the services'
 OpenAPI documents by `python -m valuechain.api_doc`; do not edit by hand. The
 running gateway serves the full schema at `/openapi.json` and `/docs`.
 
-- **Base URL**: the gateway, `http://127.0.0.1:8000` by default.
+- **Base URL**: the gateway, `<gateway>` by default.
 - **Auth**: every `/v1` route needs `Authorization: Bearer <key>` (the admin key
   in `var/admin-api-key`, or `VALUECHAIN_ADMIN_API_KEY`); otherwise 401.
 - **Ids**: send `X-Request-ID` and `X-Correlation-ID` to trace a request; the
@@ -72,7 +72,7 @@ running gateway serves the full schema at `/openapi.json` and `/docs`.
   more than is left unrefunded; 409 when the purchase was voided); a void is
   `POST /v1/transactions/{id}/void` `{reason}` (409 when voided already). See
   docs/portfolio.md for what each does to counts, revenue and scores.
-"""
+""".replace("<gateway>", local_url(GATEWAY_PORT))
 
 SEARCH = """
 ## Finding customers

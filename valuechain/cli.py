@@ -8,7 +8,6 @@ import what they need lazily so `valuechain --help` stays fast. To add a command
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,13 +28,33 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _args_migration(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("service", help="the service whose models changed (identify, engage, network, value, lifecycle)")
+    parser.add_argument("message", help="what the revision changes, e.g. \"tickets\" (it names the file)")
+
+
+def _cmd_migration(args: argparse.Namespace) -> int:
+    from shared.migrations import MigrationError, make_revision
+
+    try:
+        path = make_revision(args.service, args.message)
+    except MigrationError as exc:
+        print(f"migration: {exc}", file=sys.stderr)
+        return 2
+    if path is None:
+        print(f"migration: {args.service}'s models match its migrations: nothing to generate")
+        return 0
+    print(f"migration: wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    print("  read it before committing: autogenerate misses renames and data changes")
+    return 0
+
+
 def _no_args(parser: argparse.ArgumentParser) -> None:
     return None
 
 
 # --- valuechain import transactions FILE ------------------------------------------
 
-DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 
 
 def _args_import(parser: argparse.ArgumentParser) -> None:
@@ -50,18 +69,15 @@ def _args_import(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delimiter", help="CSV delimiter: one character, tab or whitespace (default: guessed)")
     parser.add_argument("--date-format", help="strptime format of the dates (default: ISO 8601 or YYYYMMDD)")
     parser.add_argument("--currency", help="currency of rows without one, e.g. USD")
-    parser.add_argument("--gateway", default=os.environ.get("VALUECHAIN_GATEWAY_URL", DEFAULT_GATEWAY),
-                        help=f"gateway URL (default: $VALUECHAIN_GATEWAY_URL or {DEFAULT_GATEWAY})")
+    parser.add_argument("--gateway", help="gateway URL (default: $VALUECHAIN_GATEWAY_URL, else the local suite's gateway)")
     parser.add_argument("--api-key", help="default: $VALUECHAIN_ADMIN_API_KEY, else <var dir>/admin-api-key")
 
 
-def _api_key(given: str | None) -> str:
-    from shared.settings import var_dir
-
-    key = (given or os.environ.get("VALUECHAIN_ADMIN_API_KEY", "")).strip()
+def _api_key(given: str | None, settings) -> str:
+    key = (given or "").strip() or (settings.admin_api_key.get_secret_value() if settings.admin_api_key else "")
     if key:
         return key
-    path = var_dir() / "admin-api-key"
+    path = settings.var_dir / "admin-api-key"
     try:
         return path.read_text(encoding="utf-8").strip()
     except OSError:
@@ -92,6 +108,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
     import httpx
 
+    from valuechain.supervisor import SupervisorSettings, settings_or_exit
+
     if not args.file.is_file():
         print(f"no such file: {args.file}", file=sys.stderr)
         return 2
@@ -106,7 +124,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
             "date_format": args.date_format, "currency": args.currency,
             "create_customers": "true" if args.create_customers else "false"}
     form = {name: value for name, value in form.items() if value is not None}
-    headers = {"Authorization": f"Bearer {_api_key(args.api_key)}"}
+    settings = settings_or_exit(SupervisorSettings)
+    args.gateway = args.gateway or settings.gateway_url
+    headers = {"Authorization": f"Bearer {_api_key(args.api_key, settings)}"}
     started = time.monotonic()
     try:
         with httpx.Client(base_url=args.gateway, headers=headers, timeout=httpx.Timeout(30.0, read=300.0)) as client:
@@ -157,6 +177,12 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
     ),
     ("migrate", "upgrade every service's database to the latest schema", _no_args, _cmd_migrate),
     (
+        "migration",
+        "autogenerate a dated revision of one service's database from its models (make migration)",
+        _args_migration,
+        _cmd_migration,
+    ),
+    (
         "import",
         "import a file of transactions through the gateway, with a progress bar (see docs/imports.md)",
         _args_import,
@@ -169,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="valuechain",
         description="Value Chain CRM: run the suite locally or manage its databases.",
-        epilog="Configuration comes from VALUECHAIN_* environment variables (see README).",
+        epilog="Configuration comes from VALUECHAIN_* environment variables (see docs/operations.md).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -1,10 +1,10 @@
 """`valuechain run`: the whole suite on one machine, under one supervisor.
 
 Start order: a check that no port the suite needs is taken, NATS JetStream (data under
-`<var>/jetstream`, monitoring on VALUECHAIN_NATS_MONITOR_PORT, default 8222), database
-migrations, the admin API key, the five stage services, the gateway; then a wait for
-the gateway's /readyz (VALUECHAIN_READY_TIMEOUT_S, default 60 s; on time-out it names
-what is not ready and keeps running). Then every child is watched:
+`<var>/jetstream`, monitoring on VALUECHAIN_NATS_MONITOR_PORT), database migrations, the
+admin API key, the five stage services, the gateway; then a wait for the gateway's
+/readyz (VALUECHAIN_READY_TIMEOUT_S; on time-out it names what is not ready and keeps
+running). Settings: `SupervisorSettings` below, the services' and the gateway's classes. Then every child is watched:
 one that exits is restarted after a back-off (1 s, doubling up to 30 s, back to 1 s
 once it has stayed up 60 s). SIGINT/SIGTERM stop the gateway first, then the services,
 NATS last; whatever is still alive after 10 s is killed, and the exit code is 0.
@@ -32,17 +32,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pydantic import Field, ValidationError
+
+from shared.settings import GATEWAY_PORT, SuiteSettings, env_variable, local_url
+
 POLL_S = 0.5
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 60.0
-READY_TIMEOUT_S = 60.0
 NATS_START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
-GATEWAY_DEFAULT_PORT = 8000
-NATS_DEFAULT_PORT = 4222
-NATS_MONITOR_DEFAULT_PORT = 8222
+NATS_DEFAULT_PORT = 4222  # a NATS URL without a port means NATS's own default
 LOG_TAIL_LINES = 8
+
+
+class SupervisorSettings(SuiteSettings):
+    """The `valuechain` command's own settings (`VALUECHAIN_*`); the ports of the services
+    and the gateway are theirs, read through their settings classes."""
+
+    # NATS monitoring port of the embedded server.
+    nats_monitor_port: int = 8222
+    # How long `valuechain run` waits for the gateway's /readyz before naming what is not ready.
+    ready_timeout_s: float = 60.0
+    # The gateway `valuechain import` talks to.
+    gateway_url: str = Field(local_url(GATEWAY_PORT), validation_alias="VALUECHAIN_GATEWAY_URL")
 
 
 def say(message: str) -> None:
@@ -173,36 +186,19 @@ def find_nats_server() -> str | None:
     return shutil.which("nats-server")
 
 
-def _port_env(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
+def settings_or_exit(cls, **values):
+    """Settings for the command line: a bad value ends the command with a message naming
+    the variable, what is wrong with it, and the value."""
+
     try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r} is not a port number") from None
-
-
-def _seconds_env(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r} is not a number of seconds") from None
-
-
-def service_port(service: str) -> int:
-    from shared.settings import SERVICE_PORTS
-
-    return _port_env(f"VALUECHAIN_{service.upper()}_PORT", SERVICE_PORTS[service])
-
-
-def nats_address() -> tuple[str, str, int]:
-    url = os.environ.get("VALUECHAIN_NATS_URL", "nats://127.0.0.1:4222")
-    parts = urlsplit(url)
-    return url, parts.hostname or "127.0.0.1", parts.port or NATS_DEFAULT_PORT
+        return cls(**values)
+    except ValidationError as exc:
+        problems = [
+            f"{env_variable(cls, str(error['loc'][0])) if error['loc'] else cls.__name__}: {error['msg']}"
+            + (f" (got {error['input']!r})" if isinstance(error.get("input"), (str, int, float)) else "")
+            for error in exc.errors()
+        ]
+        raise SystemExit("invalid setting: " + "; ".join(problems)) from None
 
 
 def uvicorn_argv(factory: str, port: int) -> list[str]:
@@ -241,16 +237,20 @@ def get_json(url: str, timeout: float = 2.0) -> tuple[int | None, dict | None]:
 
 class Supervisor:
     def __init__(self) -> None:
-        from shared.settings import SERVICES
+        from gateway.settings import GatewaySettings
+        from shared.settings import SERVICES, settings_class
 
+        settings = self.settings = settings_or_exit(SupervisorSettings)
         self.services = list(SERVICES)
-        self.var_dir = Path(os.environ.get("VALUECHAIN_VAR_DIR", "var")).resolve()
+        self.var_dir = settings.var_dir
         self.log_dir = self.var_dir / "log"
-        self.nats_url, self.nats_host, self.nats_port = nats_address()
-        self.nats_monitor_port = _port_env("VALUECHAIN_NATS_MONITOR_PORT", NATS_MONITOR_DEFAULT_PORT)
-        self.gateway_port = _port_env("VALUECHAIN_GATEWAY_PORT", GATEWAY_DEFAULT_PORT)
-        self.ports = {service: service_port(service) for service in self.services}
-        self.ready_timeout = _seconds_env("VALUECHAIN_READY_TIMEOUT_S", READY_TIMEOUT_S)
+        self.nats_url = settings.nats_url
+        parts = urlsplit(self.nats_url)
+        self.nats_host, self.nats_port = parts.hostname or "127.0.0.1", parts.port or NATS_DEFAULT_PORT
+        self.nats_monitor_port = settings.nats_monitor_port
+        self.gateway_port = settings_or_exit(GatewaySettings).port
+        self.ports = {service: settings_or_exit(settings_class(service)).port for service in self.services}
+        self.ready_timeout = settings.ready_timeout_s
         self.stopping = False
         self.signals = 0
         self.nats: Child | None = None
@@ -299,7 +299,7 @@ class Supervisor:
             env.setdefault(f"VALUECHAIN_{service.upper()}_PORT", str(self.ports[service]))
             key = f"VALUECHAIN_GATEWAY_{service.upper()}_URL"
             if not env.get(key):
-                env[key] = f"http://127.0.0.1:{self.ports[service]}"
+                env[key] = local_url(self.ports[service])
         env.setdefault("VALUECHAIN_GATEWAY_PORT", str(self.gateway_port))
         return env
 
@@ -370,7 +370,7 @@ class Supervisor:
     def admin_key(self) -> tuple[str, bool, Path]:
         from gateway.auth import admin_key_path, load_or_create_admin_key
 
-        key, created = load_or_create_admin_key(self.var_dir)
+        key, created = load_or_create_admin_key(self.settings)
         return key, created, admin_key_path(self.var_dir)
 
     def start_apps(self, env: dict[str, str]) -> None:
@@ -450,7 +450,7 @@ class Supervisor:
             f"  logs           {self.log_dir}",
             f"  data           {self.var_dir}",
         ]
-        if os.environ.get("VALUECHAIN_ADMIN_API_KEY", "").strip():
+        if self.settings.admin_api_key is not None:
             where = "taken from VALUECHAIN_ADMIN_API_KEY"
         elif created:
             where = f"just created, stored in {key_path}"

@@ -5,39 +5,40 @@ import stat
 import pytest
 
 from gateway.auth import ADMIN_KEY_ENV, BearerAuth, load_or_create_admin_key
+from shared.settings import SuiteSettings
 from tests.gateway.conftest import API_KEY, AUTH
 
 
 def test_key_is_created_once_with_mode_0600(tmp_path, monkeypatch):
     monkeypatch.delenv(ADMIN_KEY_ENV, raising=False)
     var = tmp_path / "var"
-    key, created = load_or_create_admin_key(var)
+    key, created = load_or_create_admin_key(SuiteSettings(var_dir=var))
     assert created is True
     assert len(key) >= 40
     path = var / "admin-api-key"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text().strip() == key
-    assert load_or_create_admin_key(var) == (key, False)
+    assert load_or_create_admin_key(SuiteSettings(var_dir=var)) == (key, False)
     assert [p.name for p in var.iterdir()] == ["admin-api-key"]  # no temp files left
 
 
 def test_environment_variable_wins(tmp_path, monkeypatch):
     monkeypatch.setenv(ADMIN_KEY_ENV, "from-the-environment")
-    assert load_or_create_admin_key(tmp_path) == ("from-the-environment", False)
+    assert load_or_create_admin_key(SuiteSettings(var_dir=tmp_path)) == ("from-the-environment", False)
     assert not (tmp_path / "admin-api-key").exists()
 
 
 def test_existing_file_is_read(tmp_path, monkeypatch):
     monkeypatch.delenv(ADMIN_KEY_ENV, raising=False)
     (tmp_path / "admin-api-key").write_text("kept-key\n")
-    assert load_or_create_admin_key(tmp_path) == ("kept-key", False)
+    assert load_or_create_admin_key(SuiteSettings(var_dir=tmp_path)) == ("kept-key", False)
 
 
 def test_empty_key_file_is_an_error(tmp_path, monkeypatch):
     monkeypatch.delenv(ADMIN_KEY_ENV, raising=False)
     (tmp_path / "admin-api-key").write_text("\n")
     with pytest.raises(ValueError, match="empty"):
-        load_or_create_admin_key(tmp_path)
+        load_or_create_admin_key(SuiteSettings(var_dir=tmp_path))
 
 
 @pytest.mark.parametrize(

@@ -6,16 +6,12 @@ by exact lookups; see docs/identity-resolution.md for the rules and their limits
 
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
 
 import phonenumbers
 
-# The region a phone number without a country code is read in. identify's
-# settings are the suite-wide ServiceSettings (no per-service fields), so the
-# region is read once from the environment here, like the other VALUECHAIN_IDENTIFY_* knobs.
-DEFAULT_REGION = os.environ.get("VALUECHAIN_IDENTIFY_DEFAULT_REGION", "US").upper()
+from shared.settings import IdentifySettings, current_settings
 
 # Providers known to ignore dots in the local part (and to deliver name+tag@ to name@).
 _DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
@@ -38,15 +34,17 @@ def email_match_key(email: str | None) -> str | None:
     return f"{local}@{domain}"
 
 
-def phone_key(phone: str | None, default_region: str = DEFAULT_REGION) -> str | None:
+def phone_key(phone: str | None, default_region: str | None = None) -> str | None:
     """The number in E.164 (`+14155552671`), or None when it is not a valid number.
 
-    A number without a country code is read in `default_region`; a leading `00`
-    is read as the international prefix `+` (the convention of most countries).
+    A number without a country code is read in `default_region` (by default identify's
+    VALUECHAIN_IDENTIFY_DEFAULT_REGION); a leading `00` is read as the international
+    prefix `+` (the convention of most countries).
     """
 
     if not phone or not phone.strip():
         return None
+    default_region = default_region or current_settings(IdentifySettings).default_region
     text = phone.strip()
     if text.startswith("00"):
         text = "+" + text[2:]

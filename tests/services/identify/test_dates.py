@@ -125,14 +125,10 @@ def test_compounding_overflows_to_infinity_not_to_an_exception():
 def test_the_bounds_are_settings(monkeypatch):
     monkeypatch.setenv("VALUECHAIN_IDENTIFY_DATE_FLOOR", "2000-01-01T00:00:00")  # no zone: UTC
     monkeypatch.setenv("VALUECHAIN_IDENTIFY_DATE_SKEW_S", "0")
-    settings.portfolio_settings.cache_clear()
-    try:
-        body = {"customer_id": "c", "amount": "1", "currency": "USD"}
-        for refused in ("1999-12-31T23:59:59Z", iso(utcnow() + timedelta(minutes=1))):
-            with pytest.raises(ValueError, match="must be from 2000-01-01T00:00:00Z to now plus"):
-                TransactionCreate.model_validate({**body, "occurred_at": refused})
-        TransactionCreate.model_validate({**body, "occurred_at": "2000-01-01T00:00:00Z"})
-        with pytest.raises(ValueError):
-            settings.PortfolioSettings(date_skew_s=31 * 86400)  # a month ahead is no clock skew
-    finally:
-        settings.portfolio_settings.cache_clear()
+    body = {"customer_id": "c", "amount": "1", "currency": "USD"}
+    for refused in ("1999-12-31T23:59:59Z", iso(utcnow() + timedelta(minutes=1))):
+        with pytest.raises(ValueError, match="must be from 2000-01-01T00:00:00Z to now plus"):
+            TransactionCreate.model_validate({**body, "occurred_at": refused})
+    TransactionCreate.model_validate({**body, "occurred_at": "2000-01-01T00:00:00Z"})
+    with pytest.raises(ValueError):
+        settings.PortfolioSettings(date_skew_s=31 * 86400)  # a month ahead is no clock skew
