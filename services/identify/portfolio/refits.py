@@ -12,7 +12,9 @@ single writer for seconds, so the bulk read uses a connection of its own and the
 scores are written in chunks, each its own short transaction, letting recorded
 purchases interleave. Each chunk's transaction also reads the chunk's previous scores
 and emits `crm.identify.customer.scored` for the customers whose segment, kinds or
-CLV band changed, so the events commit with the scores they describe. A refit
+CLV band changed, so the events commit with the scores they describe. The scores' CLV
+indexes are dropped for that write and built again after it, failed or not (see
+repository.RANK_INDEXES: kept row by row they made it ten times slower). A refit
 interrupted by a restart is marked failed at start-up; requesting a new one is
 always safe.
 """
