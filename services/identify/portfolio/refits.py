@@ -291,8 +291,11 @@ class RefitRunner:
         try:
             yield
         finally:
-            async with transaction(self.db.writer) as session:
-                await repository.ensure_rank_indexes(session)
+            # One transaction each: on SQLite a build holds the writer (recorded purchases
+            # wait), ~0.8 s and ~1.0 s for a million scores rather than ~1.8 s at once.
+            for index in repository.RANK_INDEXES:
+                async with transaction(self.db.writer) as session:
+                    await repository.ensure_rank_indexes(session, [index])
 
     async def _latest_model(self) -> Model | None:
         async with self.db.reader() as session:

@@ -308,11 +308,11 @@ async def drop_rank_indexes(session: AsyncSession) -> None:
         await session.execute(DropIndex(index, if_exists=True))
 
 
-async def ensure_rank_indexes(session: AsyncSession) -> None:
-    """Build RANK_INDEXES where missing: after a refit's write, whether it succeeded or
-    not, and at start-up (a process killed mid-refit left them dropped)."""
+async def ensure_rank_indexes(session: AsyncSession, indexes=RANK_INDEXES) -> None:
+    """Build these RANK_INDEXES where missing: after a refit's write, whether it
+    succeeded or not, and at start-up (a process killed mid-refit left them dropped)."""
 
-    for index in RANK_INDEXES:
+    for index in indexes:
         await session.execute(CreateIndex(index, if_not_exists=True))
 
 

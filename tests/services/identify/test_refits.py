@@ -264,12 +264,16 @@ async def test_a_refit_over_purchases_from_1970_to_now_scores_everyone_with_fini
         assert all(value is not None and np.isfinite(value) for row in rows for value in row), rows
 
 
-async def clv_indexes(identify) -> set[str]:
-    """The CLV indexes customer_scores has now (on either database)."""
+async def clv_indexes_on(connection) -> set[str]:
+    """The CLV indexes customer_scores has, as this connection sees it (on either database)."""
 
-    async with identify.runtime.db.writer_engine.connect() as connection:
-        indexes = await connection.run_sync(lambda sync: inspect(sync).get_indexes("customer_scores"))
+    indexes = await connection.run_sync(lambda sync: inspect(sync).get_indexes("customer_scores"))
     return {index["name"] for index in indexes} & {"ix_customer_scores_clv", "ix_customer_scores_segment_clv"}
+
+
+async def clv_indexes(identify) -> set[str]:
+    async with identify.runtime.db.writer_engine.connect() as connection:
+        return await clv_indexes_on(connection)
 
 
 async def test_a_refit_writes_scores_without_the_clv_indexes_and_leaves_them_in_place_even_when_it_fails(
@@ -286,9 +290,7 @@ async def test_a_refit_writes_scores_without_the_clv_indexes_and_leaves_them_in_
     write_scores = repository.write_scores
 
     async def observed(session, columns, *, at):
-        connection = await session.connection()
-        indexes = await connection.run_sync(lambda sync: inspect(sync).get_indexes("customer_scores"))
-        during.append({index["name"] for index in indexes} & both)
+        during.append(await clv_indexes_on(await session.connection()))
         await write_scores(session, columns, at=at)
 
     monkeypatch.setattr(repository, "write_scores", observed)
