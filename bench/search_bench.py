@@ -87,6 +87,10 @@ def _ascii(text: str) -> str:
 def load(path: Path, customers: int, seed: int) -> dict:
     """identify's schema at head, then `customers` generated rows (see the module doc)."""
 
+    from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+    from sqlalchemy.schema import CreateIndex
+
+    from services.identify.portfolio.repository import RANK_INDEXES
     from shared.migrations import upgrade
 
     upgrade("identify", f"sqlite+aiosqlite:///{path}")
@@ -95,6 +99,9 @@ def load(path: Path, customers: int, seed: int) -> dict:
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=OFF")
+    # As a refit writes scores: without the CLV indexes, built once at the end.
+    for index in RANK_INDEXES:
+        db.execute(f"DROP INDEX {index.name}")
     first_ascii = [_ascii(name).lower() for name in FIRST]
     last_ascii = [_ascii(name).lower() for name in LAST]
     created = END - np.timedelta64(3 * 365, "D")
@@ -164,6 +171,8 @@ def load(path: Path, customers: int, seed: int) -> dict:
             [(ids[i], float(clv[i])) for i in range(n) if bought[i] and kinds[i]],
         )
         db.commit()
+    for index in RANK_INDEXES:
+        db.execute(str(CreateIndex(index).compile(dialect=sqlite_dialect())))
     db.execute("ANALYZE")
     db.commit()
     db.close()

@@ -235,15 +235,22 @@ class CustomerScore(Base):
     """A customer's current scores under a model version."""
 
     __tablename__ = "customer_scores"
+    # Customers listed by predicted CLV, overall and within a segment (GET /v1/customers
+    # ?sort=-clv&segment=...). A refit rewrites every row, and keeping these two current
+    # row by row made its write of a million scores 36-41 s instead of ~3.3 s; so on
+    # SQLite a refit drops them before its bulk write and builds them again after
+    # (services/identify/portfolio/refits.py, ~1.7 s; docs/benchmarks.md), and
+    # per-purchase re-scores keep them in between.
+    __table_args__ = (
+        Index("ix_customer_scores_clv", "predicted_clv", "customer_id"),
+        Index("ix_customer_scores_segment_clv", "segment", "predicted_clv", "customer_id"),
+    )
 
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
     model_version: Mapped[int | None] = mapped_column(Integer)
     recency: Mapped[int | None] = mapped_column(Integer)
     frequency: Mapped[int | None] = mapped_column(Integer)
     monetary: Mapped[int | None] = mapped_column(Integer)
-    # No index on segment or CLV: a refit rewrites every row, and (segment, predicted_clv)
-    # and (predicted_clv) indexes made its write of a million scores 13x slower (3.2 s ->
-    # 40.7 s; docs/benchmarks.md), so lists by segment or CLV scan the scores instead.
     segment: Mapped[str | None] = mapped_column(String(40))
     historic_clv: Mapped[float | None] = mapped_column(Float)
     predicted_clv: Mapped[float | None] = mapped_column(Float)

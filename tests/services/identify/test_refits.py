@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import nats
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from services.identify.portfolio.scoring import CLV_BANDS, clv_band_codes
 from services.identify.portfolio.settings import portfolio_settings
@@ -262,3 +262,57 @@ async def test_a_refit_over_purchases_from_1970_to_now_scores_everyone_with_fini
             ))).all()
         assert len(rows) == 31
         assert all(value is not None and np.isfinite(value) for row in rows for value in row), rows
+
+
+async def clv_indexes_on(connection) -> set[str]:
+    """The CLV indexes customer_scores has, as this connection sees it (on either database)."""
+
+    indexes = await connection.run_sync(lambda sync: inspect(sync).get_indexes("customer_scores"))
+    return {index["name"] for index in indexes} & {"ix_customer_scores_clv", "ix_customer_scores_segment_clv"}
+
+
+async def clv_indexes(identify) -> set[str]:
+    async with identify.runtime.db.writer_engine.connect() as connection:
+        return await clv_indexes_on(connection)
+
+
+async def test_a_refit_writes_scores_without_the_clv_indexes_and_leaves_them_in_place_even_when_it_fails(
+    suite, monkeypatch
+):
+    from services.identify.portfolio import refits, repository
+
+    both = {"ix_customer_scores_clv", "ix_customer_scores_segment_clv"}
+    identify = await suite.start("identify")
+    client = identify.client
+    await small_portfolio(client)
+    assert await clv_indexes(identify) == both  # at head
+    during: list[set[str]] = []
+    write_scores = repository.write_scores
+
+    async def observed(session, columns, *, at):
+        during.append(await clv_indexes_on(await session.connection()))
+        await write_scores(session, columns, at=at)
+
+    monkeypatch.setattr(repository, "write_scores", observed)
+    assert (await refit(client, calibration_end=SMALL_PORTFOLIO_END, time_unit="day"))["status"] == "done"
+    assert during == [set()]  # the bulk write ran without them
+    assert await clv_indexes(identify) == both  # and they were built again after it
+
+    async def failing(session, columns, *, at):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(repository, "write_scores", failing)
+    state = await refit(client, calibration_end=SMALL_PORTFOLIO_END, time_unit="day")
+    assert state["status"] == "failed" and state["failure"] == "disk full"
+    assert await clv_indexes(identify) == both
+
+    # A process killed mid-write leaves them dropped: the next start-up builds them.
+    async with transaction(identify.runtime.db.writer) as session:
+        await repository.drop_rank_indexes(session)
+    assert await clv_indexes(identify) == set()
+    await refits.start(identify.runtime)  # what the next start-up runs
+    assert await clv_indexes(identify) == both
+    # And lists sorted by CLV still answer in CLV order.
+    listed = (await client.get("/v1/customers", params={"sort": "-clv", "limit": 50})).json()["items"]
+    clvs = [item["scores"]["predicted_clv"] for item in listed if item["scores"]]
+    assert clvs == sorted(clvs, reverse=True) and len(clvs) == 30
