@@ -160,15 +160,8 @@ class GatewayFront:
 
     # -- entry point --------------------------------------------------------
 
-    async def __call__(self, scope: dict, receive: Callable, server_send: Callable) -> None:
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         start = time.perf_counter()
-        responded = False
-
-        async def send(message) -> None:
-            nonlocal responded
-            responded = True
-            await server_send(message)
-
         method: str = scope["method"]
         request_id = correlation_id = authorization = origin = None
         preflight = False
@@ -239,15 +232,20 @@ class GatewayFront:
                 return
             service = route.service
             status = await self._proxy(scope, receive, send, route, raw_path, extra, request_id, correlation_id)
-        except Exception:
+        except Exception as error:
             self.logger.exception(
                 "unhandled error",
                 extra={"fields": {"request_id": request_id.decode("latin-1"), "path": scope.get("path")}},
             )
-            if responded:
-                raise  # the answer is (half) sent: only dropping the connection is left
             # The catch-all: the client gets the suite's JSON error body, never plain text.
-            status = await self._send_json(send, 500, internal_error_body(request_id), extra)
+            # Not wrapping `send` to learn whether the answer had started saves a closure
+            # and a hop per message on every request: a server refuses a second start
+            # (ASGI), and then the answer is (half) sent and only dropping the connection
+            # is left.
+            try:
+                status = await self._send_json(send, 500, internal_error_body(request_id), extra)
+            except Exception:
+                raise error from None
         finally:
             elapsed = time.perf_counter() - start
             self.metrics.observe(route_name, method, status, elapsed)
