@@ -15,6 +15,7 @@ Rules:
 - a parameter that is not a list (`limit`, `cursor`) given twice is 422 as well
   (`type: "multiple_values"`): FastAPI would use one value and drop the other; list
   parameters (`top=0.2&top=0.5`) repeat freely;
+- a value holding a NUL is 422 (`type: "value_error"`), as a NUL in a body's text is;
 - routes that are not FastAPI endpoints (the `/docs` and `/openapi.json` pages)
   declare nothing, so any parameter is refused there too; only Swagger UI's OAuth2
   redirect page (read by its script, not by the server) and mounts (static files,
@@ -102,6 +103,10 @@ def problems(query_string: bytes, allowed: Accepted) -> list[dict]:
     """The detail entries of a 422 for this query string; [] when it is acceptable."""
 
     params = QueryParams(query_string)
+    # A NUL arrives percent-encoded. PostgreSQL can neither store nor compare text holding
+    # one (a filter such as ?external_id=a%00b was a 500), so it is refused here, once, for
+    # every route's parameters.
+    nul = b"%00" in query_string
     detail = []
     seen: set[str] = set()
     for key in params.keys():
@@ -113,6 +118,9 @@ def problems(query_string: bytes, allowed: Accepted) -> list[dict]:
         elif key not in allowed.lists and len(params.getlist(key)) > 1:
             detail.append({"field": f"query.{key}", "message": "given more than once; this parameter takes one value",
                            "type": "multiple_values"})
+        elif nul and any("\x00" in value for value in params.getlist(key)):
+            detail.append({"field": f"query.{key}", "message": "must not contain a NUL character",
+                           "type": "value_error"})
     return detail
 
 

@@ -48,7 +48,8 @@ running gateway serves the full schema at `/openapi.json` and `/docs`.
   is 422 (`"field": "query.<name>"`, `"type": "extra_forbidden"`) on every route,
   `/healthz`, `/metrics`, `/openapi.json` and `/docs` included, and a parameter
   that is not a list given twice is 422 (`"type": "multiple_values"`): nothing
-  the client sent is ignored. Times (`from`, `to`) need a time zone.
+  the client sent is ignored. A value holding a NUL is 422 too. Times (`from`, `to`) need a
+  time zone.
 - **Text**: text fields refuse NUL, other control characters (a multi-line text
   such as an interaction's summary keeps line feeds and tabs) and bidirectional
   formatting characters (U+200E, U+200F, U+202A–U+202E, U+2066–U+2069) with 422.

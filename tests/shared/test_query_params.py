@@ -102,6 +102,20 @@ async def test_repeated_parameter_that_is_not_a_list_is_refused(suite):
     assert shares.status_code != 422, shares.text
 
 
+async def test_a_nul_in_a_query_value_is_refused_naming_the_parameter(suite):
+    """PostgreSQL cannot compare text holding a NUL: these filters were 500s there."""
+
+    identify = await suite.start("identify")
+    for path, name, value in (("/v1/customers", "external_id", "a\x00b"), ("/v1/customers", "email", "a\x00b@x.com"),
+                              ("/v1/customers", "q", "ab\x00c"), ("/v1/transactions", "customer_id", "a\x00b")):
+        response = await identify.client.get(path, params={name: value})
+        assert response.status_code == 422, (path, name, response.text)
+        assert response.json()["detail"] == [{"field": f"query.{name}", "message": "must not contain a NUL character",
+                                              "type": "value_error"}]
+    # the same values without the NUL are ordinary filters
+    assert (await identify.client.get("/v1/customers", params={"external_id": "ab"})).json()["items"] == []
+
+
 class Filters(BaseModel):
     kind: str | None = None
     tags: list[str] = []
