@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime
 from datetime import date as Day  # the type, where a field is called `date`
 from decimal import Decimal
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from services.identify.portfolio.settings import bounded_date
 from services.identify.schemas import Money, TransactionOut, decimal_text
-from shared.validation import Currency, Strict, Text, stripped
+from shared.validation import AsText, Currency, Strict, Text, stripped
 
-EARLIEST_RATE = date(1970, 1, 1)
 MAX_RATE = Decimal("1e9")
 MAX_RATES = 5000
 
@@ -27,17 +27,11 @@ def _rate(value: Decimal) -> Decimal:
     return value
 
 
-def _rate_day(value: date) -> date:
-    latest = datetime.now(timezone.utc).date() + timedelta(days=1)
-    if not EARLIEST_RATE <= value <= latest:
-        raise ValueError(f"must be from {EARLIEST_RATE.isoformat()} to {latest.isoformat()} (tomorrow, UTC)")
-    return value
-
-
 class FxRateIn(Strict):
     currency: Currency = Field(description="ISO 4217 code of the currency converted from (not the reporting currency)")
-    date: Annotated[Day, AfterValidator(_rate_day)] = Field(
-        description="First UTC day the rate holds; it holds until the currency's next rate"
+    date: Annotated[Day, AsText, AfterValidator(bounded_date)] = Field(
+        description="First UTC day the rate holds; it holds until the currency's next rate; within the date bounds "
+        "(by default from 1970-01-01 to tomorrow)"
     )
     rate: Annotated[Decimal, AfterValidator(_rate)] = Field(
         description="1 unit of `currency` = `rate` units of the reporting currency (positive, up to 10 decimal places)"
@@ -81,7 +75,9 @@ class RefundCreate(Strict):
         description="How much is given back, in the purchase's currency: more than 0 and at most what is left unrefunded"
     )
     reason: Reason = Field(description="Why the money was given back")
-    occurred_at: datetime | None = Field(None, description="When it was given back (default now); not before the purchase")
+    occurred_at: Annotated[datetime | None, AsText] = Field(
+        None, description="When it was given back (default now); not before the purchase"
+    )
     external_id: Text = Field(None, description="Idempotency key: the same key again returns the first refund")
 
 

@@ -99,6 +99,7 @@ async def test_fx_rates_are_loaded_all_or_nothing_and_listed_by_cursor(suite):
         ({"currency": "JPY", "date": "2026-01-01", "rate": "Infinity"}, "body.1.rate"),
         ({"currency": "JPY", "date": "1969-12-31", "rate": "0.0067"}, "body.1.date"),
         ({"currency": "JPY", "date": "9999-12-31", "rate": "0.0067"}, "body.1.date"),
+        ({"currency": "JPY", "date": 20000, "rate": "0.0067"}, "body.1.date"),  # a number is no date
         ({"currency": "USD", "date": "2026-01-01", "rate": "1"}, "body.1.currency"),  # the reporting currency
         ({"currency": "JPY", "date": "2026-01-01", "rate": "1", "source": "ECB"}, "body.1.source"),
     ):
@@ -196,6 +197,7 @@ async def test_a_refund_lowers_revenue_not_the_purchase_count(suite):
         ({"amount": "5"}, 422, "body.reason"),
         ({"amount": "5", "reason": "  "}, 422, "body.reason"),
         ({"amount": "5", "reason": "early", "occurred_at": "2026-02-14T10:00:00Z"}, 422, "body.occurred_at"),
+        ({"amount": "5", "reason": "a number", "occurred_at": 1771200000}, 422, "body.occurred_at"),
         ({"amount": "5", "reason": "other", "external_id": "rf-1"}, 200, None),  # the key's refund, unchanged
     ):
         response = await client.post(url, json=payload)
