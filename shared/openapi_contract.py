@@ -26,7 +26,6 @@ from typing import Any, Callable
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
 
 from shared.docs_ui import install_docs
 
@@ -159,18 +158,11 @@ def exact_openapi(app: FastAPI) -> None:
     app.openapi = openapi
 
 
-async def internal_error(_request, _exc: Exception) -> JSONResponse:
-    # Starlette's default is a plain-text "Internal Server Error"; the document promises
-    # {"error", "detail"}. The exception still reaches the server's log (Starlette
-    # re-raises it once this answer is sent).
-    return JSONResponse({"error": "internal_error", "detail": "an unexpected error; it was logged"}, status_code=500)
-
-
 def document_api(app: FastAPI) -> None:
-    """The exact document, JSON 500s, and the offline `/docs` (shared/docs_ui.py).
+    """The exact document and the offline `/docs` (shared/docs_ui.py). The JSON 500 the
+    document promises is answered by the services' RequestContextMiddleware (shared/app.py).
 
     Call it once every router is included (see `install_docs`)."""
 
     exact_openapi(app)
-    app.add_exception_handler(Exception, internal_error)
     install_docs(app)

@@ -39,6 +39,8 @@ async def test_an_unexpected_error_is_a_logged_json_500_naming_the_request(suite
     assert response.json() == {
         "error": "internal_error", "detail": "an unexpected error; it was logged with request id req-1"}
     assert response.headers["x-request-id"] == "req-1"
+    documented = service.app.openapi()["paths"]["/v1/broken"]["get"]["responses"]["500"]  # as the document says
+    assert documented["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
     logged = [record for record in records.records if record.getMessage() == "unhandled error"]
     assert len(logged) == 1 and "a bug" in str(logged[0].exc_info[1])
     assert (await service.client.get("/healthz")).status_code == 200
