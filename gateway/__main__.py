@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uvicorn
 
-from gateway.observability import uvicorn_log_config
 from gateway.settings import GatewaySettings
+from shared.logs import uvicorn_log_config
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
         server_header=False,
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
-        log_config=uvicorn_log_config(settings.log_level),
+        log_config=uvicorn_log_config("gateway", settings.log_level),
         log_level=settings.log_level.lower(),
     )
 

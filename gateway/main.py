@@ -23,13 +23,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.auth import BearerAuth, admin_key_path, load_or_create_admin_key
 from gateway.composition import CustomerNotFound, compose_360
 from gateway.health import readiness
-from gateway.observability import GatewayMetrics, configure_logging
+from gateway.observability import GatewayMetrics
 from gateway.openapi import OpenAPIMerger
-from gateway.proxy import SCOPE_AUTHENTICATED, SCOPE_CORRELATION_ID, SCOPE_REQUEST_ID, GatewayFront, internal_error_body
+from gateway.proxy import SCOPE_AUTHENTICATED, SCOPE_CORRELATION_ID, SCOPE_REQUEST_ID, GatewayFront
 from gateway.routes import RouteTable
 from gateway.settings import SERVICES, GatewaySettings
 from gateway.upstream import Upstreams
 from shared.docs_ui import install_docs
+from shared.error_handlers import install_error_handlers
+from shared.errors import NotFound, internal_error_body
+from shared.logs import configure_logging
 from shared.query_params import UnknownQueryGuard
 
 log = logging.getLogger("gateway")
@@ -75,7 +78,7 @@ class GatewayApp(FastAPI):
 
 def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None = None) -> GatewayApp:
     settings = settings or GatewaySettings()
-    configure_logging(settings.log_level)
+    configure_logging("gateway", settings.log_level)
     if admin_key is None:
         admin_key, created = load_or_create_admin_key(settings)
         if created:
@@ -144,19 +147,12 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
             raise StarletteHTTPException(503, "gateway is not started")
         return upstreams
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        names = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 503: "unavailable"}
-        return ORJSONBody(
-            {"error": names.get(exc.status_code, "http_error"), "detail": exc.detail},
-            status_code=exc.status_code,
-            headers=exc.headers,
-        )
+    install_error_handlers(app)  # the services' rendering of every error, {"error", "detail"}
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):
         # Starlette sends this and re-raises; the front logs it (GatewayFront.__call__).
-        request_id = (request.scope.get(SCOPE_REQUEST_ID) or "").encode("latin-1")
+        request_id = request.scope.get(SCOPE_REQUEST_ID) or ""
         return Response(internal_error_body(request_id), status_code=500, media_type="application/json")
 
     @app.get("/healthz", tags=["gateway"], summary="Liveness: 200 while the process runs")
@@ -212,7 +208,7 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
                 on_upstream_error=metrics.upstream_error,
             )
         except CustomerNotFound:
-            return ORJSONBody({"error": "not_found", "detail": f"customer {customer_id} not found"}, status_code=404)
+            raise NotFound(f"customer {customer_id} not found") from None
         return ORJSONBody(view)
 
     return app

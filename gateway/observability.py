@@ -1,4 +1,8 @@
-"""Prometheus metrics and JSON log lines for the gateway."""
+"""Prometheus metrics and the request log of the gateway.
+
+Its other log lines are the suite's (shared.logs): the request log writes the same
+JSON line, only faster.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import asyncio
 import logging
 import sys
 import time
-from datetime import datetime, timezone
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from shared.logs import iso_time
 
 ACCESS_LOGGER = "gateway.access"
 
@@ -63,48 +68,17 @@ class GatewayMetrics:
         return generate_latest(self.registry)
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and the record's `fields`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if fields:
-            entry.update(fields)
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
-
-
-def configure_logging(level: str = "INFO") -> None:
-    """Send the `gateway` loggers to stderr as JSON lines (idempotent)."""
-
-    logger = logging.getLogger("gateway")
-    logger.setLevel(level.upper())
-    for handler in logger.handlers:
-        if getattr(handler, "_valuechain_gateway", False):
-            return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    handler._valuechain_gateway = True  # type: ignore[attr-defined]
-    logger.addHandler(handler)
-    logger.propagate = False
-
-
 class AccessLog:
-    """One JSON line per request, same shape as JsonFormatter's, written in batches.
+    """One JSON line per request, the suite's (shared.logs.JsonFormatter's), written in batches.
 
     Going through `logging` (LogRecord, findCaller, the handler lock, one
     write+flush per line) cost ~25 us a request, a sixth of the proxy's whole
     CPU budget; this builds the line with orjson and hands lines to stderr at
     most every `flush_interval` seconds (like nginx's `access_log ... flush=`),
     or at once when `flush_interval` is 0. It honours the level of the
-    `gateway.access` logger (set it above INFO to silence request lines).
+    `gateway.access` logger (set it above INFO to silence request lines). In
+    these lines `service` names the service that answered (null for the gateway's
+    own routes).
     """
 
     def __init__(self, flush_interval: float = 0.2, max_buffer: int = 256 * 1024):
@@ -114,21 +88,13 @@ class AccessLog:
         self._lines: list[bytes] = []
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._second = -1
-        self._prefix = ""
 
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
 
-    def _timestamp(self, now: float) -> str:
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((now - second) * 1000):03d}+00:00"
-
     def write(self, fields: dict) -> None:
-        entry = {"ts": self._timestamp(time.time()), "level": "INFO", "logger": ACCESS_LOGGER, "msg": "request"}
+        entry = {"time": iso_time(time.time()), "level": "INFO", "service": "gateway", "logger": ACCESS_LOGGER,
+                 "message": "request"}
         entry.update(fields)
         line = orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
         self._lines.append(line)
@@ -168,21 +134,3 @@ class AccessLog:
                 stream.flush()
         except (OSError, ValueError):
             pass
-
-
-def uvicorn_log_config(level: str = "INFO") -> dict:
-    """A logging config for uvicorn's own loggers, in the same JSON format."""
-
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"json": {"()": JsonFormatter}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
-        "loggers": {
-            "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
-            "uvicorn.error": {"level": level.upper()},
-            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
-        },
-    }
-
-

@@ -25,16 +25,15 @@ import logging
 import os
 import re
 import time
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 from urllib.parse import quote
-
-import orjson
 
 from gateway.auth import BearerAuth
 from gateway.observability import ACCESS_LOGGER, AccessLog, GatewayMetrics
 from gateway.routes import RouteTable
 from gateway.settings import GatewaySettings
 from gateway.upstream import UpstreamError, Upstreams, UpstreamTimeout
+from shared.errors import error_body, internal_error_body
 
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
 
@@ -112,15 +111,6 @@ def new_id() -> bytes:
     return b"%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
 
 
-def _error_body(error: str, detail: Any) -> bytes:
-    return orjson.dumps({"error": error, "detail": detail})
-
-
-def internal_error_body(request_id: bytes) -> bytes:
-    detail = f"an unexpected error in the gateway; it was logged with request id {request_id.decode('latin-1')}"
-    return _error_body("internal_error", detail)
-
-
 class _TooLarge(Exception):
     pass
 
@@ -155,8 +145,8 @@ class GatewayFront:
         self.access_log = AccessLog(settings.access_log_flush_s) if settings.access_log else None
         self._bad_gateway = {}
         self._timeout = {}
-        self._unauthorized = _error_body("unauthorized", "missing or invalid API key (Authorization: Bearer <key>)")
-        self._not_found = _error_body("not_found", "no such route")
+        self._unauthorized = error_body("unauthorized", "missing or invalid API key (Authorization: Bearer <key>)")
+        self._not_found = error_body("not_found", "no such route")
 
     # -- entry point --------------------------------------------------------
 
@@ -220,7 +210,7 @@ class GatewayFront:
             if route is None:
                 if match.allowed:
                     extra.append((b"allow", ", ".join(sorted(match.allowed)).encode("ascii")))
-                    body = _error_body("method_not_allowed", f"{method} not allowed here; allowed: {', '.join(sorted(match.allowed))}")
+                    body = error_body("method_not_allowed", f"{method} not allowed here; allowed: {', '.join(sorted(match.allowed))}")
                     status = await self._send_json(send, 405, body, extra)
                 else:
                     status = await self._send_json(send, 404, self._not_found, extra)
@@ -243,7 +233,7 @@ class GatewayFront:
             # (ASGI), and then the answer is (half) sent and only dropping the connection
             # is left.
             try:
-                status = await self._send_json(send, 500, internal_error_body(request_id), extra)
+                status = await self._send_json(send, 500, internal_error_body(request_id.decode("latin-1")), extra)
             except Exception:
                 raise error from None
         finally:
@@ -271,7 +261,7 @@ class GatewayFront:
     async def _proxy(self, scope, receive, send, route, raw_path, extra, request_id, correlation_id) -> int:
         upstreams = self.upstreams
         if upstreams is None:
-            body = _error_body("unavailable", "gateway is not started")
+            body = error_body("unavailable", "gateway is not started")
             return await self._send_json(send, 503, body, extra)
         service = route.service
         method = scope["method"]
@@ -314,7 +304,7 @@ class GatewayFront:
             try:
                 body = await self._read_body(receive)
             except _TooLarge:
-                error = _error_body("payload_too_large", f"request body over {self.max_body} bytes")
+                error = error_body("payload_too_large", f"request body over {self.max_body} bytes")
                 return await self._send_json(send, 413, error, extra)
             except _Disconnected:
                 return 499
@@ -376,11 +366,11 @@ class GatewayFront:
         if isinstance(exc, UpstreamTimeout):
             body = self._timeout.get(service)
             if body is None:
-                body = self._timeout[service] = _error_body("gateway_timeout", f"{service} timed out")
+                body = self._timeout[service] = error_body("gateway_timeout", f"{service} timed out")
             return await self._send_json(send, 504, body, extra)
         body = self._bad_gateway.get(service)
         if body is None:
-            body = self._bad_gateway[service] = _error_body("bad_gateway", f"{service} unavailable")
+            body = self._bad_gateway[service] = error_body("bad_gateway", f"{service} unavailable")
         return await self._send_json(send, 502, body, extra)
 
     async def _read_body(self, receive) -> bytes:
@@ -410,7 +400,7 @@ class GatewayFront:
 
     async def _preflight(self, scope, send, origin: bytes, allowed: bool, extra) -> int:
         if not allowed:
-            body = _error_body("cors_origin_not_allowed", f"origin {origin.decode('latin-1')} is not allowed")
+            body = error_body("cors_origin_not_allowed", f"origin {origin.decode('latin-1')} is not allowed")
             return await self._send_json(send, 400, body, extra + [_VARY_ORIGIN])
         requested_headers = b""
         for name, value in scope["headers"]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 
 class AppError(Exception):
     status_code = 400
@@ -40,3 +42,26 @@ def field_error(field: str, message: str, status: type[AppError] = InvalidReques
     """An error about one request field, shaped like FastAPI's validation errors."""
 
     return status([{"field": field, "message": message, "type": "value_error"}])
+
+
+# The `error` of an HTTP error that no AppError raised (a 404 from the router, ...).
+HTTP_ERROR_NAMES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    503: "unavailable",
+}
+
+
+def error_body(error: str, detail: Any) -> bytes:
+    """An error answer as bytes, for the pure-ASGI code that sends it without FastAPI
+    (the services' request middleware, the gateway's front)."""
+
+    return orjson.dumps({"error": error, "detail": detail})
+
+
+def internal_error_body(request_id: str) -> bytes:
+    """What a client gets for an error of ours (the log has the rest)."""
+
+    return error_body("internal_error", f"an unexpected error; it was logged with request id {request_id}")

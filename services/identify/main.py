@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from services.identify.endpoints import router
 from services.identify.imports import endpoints as imports, service as import_jobs
 from services.identify.models import Base, messaging
@@ -11,9 +13,22 @@ from services.identify.portfolio import refits
 from services.identify.portfolio.endpoints import router as portfolio_router
 from services.identify.portfolio.handlers import REFERRALS
 from services.identify.search.endpoints import router as search_router
-from shared.app import ServiceDefinition, create_service_app
+from shared.app import create_service_app
+from shared.runtime import Runtime, ServiceDefinition
 
-DEFINITION = ServiceDefinition(
+
+@dataclass(frozen=True)
+class IdentifyState:
+    """identify's own long-lived objects (Runtime.state), built once the database is open."""
+
+    refits: refits.RefitRunner
+
+    @classmethod
+    def build(cls, runtime: Runtime[IdentifyState]) -> IdentifyState:
+        return cls(refits=refits.RefitRunner(runtime))
+
+
+DEFINITION = ServiceDefinition[IdentifyState](
     name="identify",
     description="Customer portfolio analysis: customers, transactions, their value and who matters most.",
     metadata=Base.metadata,
@@ -21,6 +36,7 @@ DEFINITION = ServiceDefinition(
     # search first: its /v1/customers/export before the main router's /v1/customers/{customer_id}
     routers=[search_router, router, resolution_router, portfolio_router, imports.router, money_router],
     consumers=[REFERRALS],
+    state=IdentifyState.build,
     on_start=[refits.start, import_jobs.fail_interrupted_imports],
 )
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from services.network.endpoints import router
 from services.network.handlers import CONSUMERS
 from services.network.models import Base, messaging
-from shared.app import ServiceDefinition, create_service_app
+from shared.app import create_service_app
+from shared.runtime import ServiceDefinition
 
 DEFINITION = ServiceDefinition(
     name="network",

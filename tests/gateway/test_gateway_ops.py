@@ -154,3 +154,24 @@ async def test_access_log_batches_whole_lines(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert [json.loads(line)["request_id"] for line in lines] == [f"r{i}" for i in range(200)]
     assert all(json.loads(line)["level"] == "INFO" for line in lines)
+
+
+def test_the_gateway_logs_in_the_suites_format(capsys):
+    """The request log's fast lines and every other line (the services' too) share one shape."""
+    import logging
+    import re
+
+    from gateway.observability import AccessLog
+    from shared.logs import JsonFormatter
+
+    AccessLog(flush_interval=0).write({"request_id": "r1", "status": 200})
+    request_line = json.loads(capsys.readouterr().err)
+    record = logging.LogRecord("gateway", logging.WARNING, __file__, 1, "created a new admin API key", None, None)
+    record.fields = {"path": "/var/admin.key"}
+    other_line = json.loads(JsonFormatter("gateway").format(record))
+    head = ["time", "level", "service", "logger", "message"]
+    assert list(request_line)[:5] == head and list(other_line)[:5] == head
+    assert (request_line["level"], request_line["message"]) == ("INFO", "request")
+    assert (other_line["level"], other_line["service"], other_line["path"]) == ("WARNING", "gateway", "/var/admin.key")
+    iso_ms = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")
+    assert iso_ms.fullmatch(request_line["time"]) and iso_ms.fullmatch(other_line["time"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import Column, Integer, String, Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.app import ServiceDefinition
+from shared.runtime import ServiceDefinition
 from shared.consumer import ConsumerSpec
 from shared.contracts import CATALOG, DeadLetter, contract, dlq_subject
 from shared.db import make_base

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from fastapi import Request
 from sqlalchemy import Column, String, Table, bindparam, insert, select
 
-from shared.app import ServiceDefinition
+from shared.runtime import ServiceDefinition
 from shared.db import UTCDateTime, make_base
 from shared.deps import ReadSession, _read_session, open_read_session
 from shared.errors import NotFound

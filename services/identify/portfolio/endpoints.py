@@ -36,7 +36,7 @@ async def request_refit(body: RefitRequest, request: Request):
     its id) when the parameters are the same, and is refused with 409 `refit_queued`
     naming the queued refit when they differ.
     """
-    refit, joined = await request.app.state.runtime.refits.request(
+    refit, joined = await request.app.state.runtime.state.refits.request(
         calibration_end=body.calibration_end, time_unit=body.time_unit
     )
     return {"id": refit.id, "status": refit.status, "joined": joined}

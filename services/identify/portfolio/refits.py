@@ -26,6 +26,7 @@ import logging
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import date
+from typing import Protocol
 
 import numpy as np
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -61,6 +62,7 @@ from shared.db import utcnow
 from shared.errors import Conflict
 from shared.ids import uuid7
 from shared.messaging import emit
+from shared.runtime import Runtime
 from shared.sqlite_inline import statements_on_threads
 from shared.uow import transaction
 
@@ -312,6 +314,13 @@ class RefitRunner:
                 await rebuild_summaries(session, stale[start:start + 1000])
 
 
+class RefitsState(Protocol):
+    """What the refits need of identify's state (Runtime.state): the process's runner."""
+
+    @property
+    def refits(self) -> RefitRunner: ...
+
+
 async def schedule(runner: RefitRunner) -> None:
     """Refit every `refit_interval_s` (0 turns the schedule off), weekly time unit."""
 
@@ -328,12 +337,11 @@ async def schedule(runner: RefitRunner) -> None:
             log.exception("scheduled refit could not be requested")
 
 
-async def start(runtime) -> None:
+async def start(runtime: Runtime[RefitsState]) -> None:
     """identify's start-up hook: fail interrupted refits (and build the CLV indexes one
     left dropped), start the schedule."""
 
     async with transaction(runtime.db.writer) as session:
         await repository.fail_interrupted_refits(session)
         await repository.ensure_rank_indexes(session)  # a refit killed mid-write left them dropped
-    runtime.refits = RefitRunner(runtime)
-    runtime.tasks.append(asyncio.create_task(schedule(runtime.refits), name="refit-schedule"))
+    runtime.tasks.append(asyncio.create_task(schedule(runtime.state.refits), name="refit-schedule"))

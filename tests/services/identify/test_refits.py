@@ -31,7 +31,7 @@ async def test_requests_while_a_refit_is_queued_join_it_or_are_refused(suite):
     await small_portfolio(client)
     body = {"calibration_end": SMALL_PORTFOLIO_END, "time_unit": "day"}
     # Nothing can start while the runner's lock is held: every request meets the queued one.
-    async with identify.runtime.refits.lock:
+    async with identify.runtime.state.refits.lock:
         answers = await asyncio.gather(*(client.post("/v1/portfolio/refits", json=body) for _ in range(10)))
         assert {answer.status_code for answer in answers} == {202}
         bodies = [answer.json() for answer in answers]

@@ -1,0 +1,54 @@
+"""Liveness (`/healthz`), readiness (`/readyz`) and metrics (`/metrics`) of a service.
+
+Readiness names what is not ready: the database, NATS, each consumer (a stalled one
+too); a retrying outbox relay is reported but does not make the service unready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+
+from shared.runtime import Runtime
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        runtime: Runtime[Any] = request.app.state.runtime
+        checks: dict[str, str] = {}
+        try:
+            async with runtime.db.reader() as session:
+                await asyncio.wait_for(session.execute(text("SELECT 1")), timeout=2)
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["database"] = f"unreachable: {exc.__class__.__name__}"
+        checks["nats"] = "ok" if runtime.bus.is_connected else "disconnected"
+        for runner in runtime.consumers:
+            checks[f"consumer:{runner.name}"] = "stalled" if runner.stalled else "ok"
+        checks["outbox_relay"] = "ok" if runtime.relay.last_error is None else f"retrying: {runtime.relay.last_error}"
+        ready = all(value == "ok" for key, value in checks.items() if key != "outbox_relay")
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+        )
+
+    @router.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        runtime: Runtime[Any] = request.app.state.runtime
+        try:
+            runtime.metrics.outbox_pending.labels(runtime.settings.service).set(await runtime.relay.pending_count())
+        except Exception:  # noqa: BLE001 - metrics must not fail on a busy database
+            pass
+        return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return router

@@ -1,0 +1,123 @@
+"""What a service is (`ServiceDefinition`) and what runs while it runs (`Runtime`).
+
+`start_runtime` opens the database, connects to NATS in the background, starts the
+outbox relay and the consumers, builds the service's own state and runs its start
+hooks; `stop_runtime` stops all of it, each step bounded in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from fastapi import APIRouter
+from sqlalchemy import MetaData
+
+from shared.bus import Bus
+from shared.consumer import ConsumerRunner, ConsumerSpec
+from shared.db import Database
+from shared.messaging import MessagingTables
+from shared.metrics import Metrics
+from shared.relay import OutboxRelay
+from shared.settings import ServiceSettings
+
+log = logging.getLogger("valuechain.app")
+
+# Covariant: a start hook that needs only part of a state (a Protocol) takes the whole.
+StateT = TypeVar("StateT", covariant=True)
+
+
+@dataclass
+class Runtime(Generic[StateT]):
+    """What the lifespan builds and the request handlers use (typed app state).
+
+    `state` holds the service's own long-lived objects (identify's refit runner), as
+    its ServiceDefinition's `state` builds them: declared and typed, never attributes
+    attached to the runtime later. None for a service that has none.
+    """
+
+    settings: ServiceSettings
+    db: Database
+    bus: Bus
+    relay: OutboxRelay
+    consumers: list[ConsumerRunner]
+    metrics: Metrics
+    state: StateT
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+@dataclass
+class ServiceDefinition(Generic[StateT]):
+    name: str
+    description: str
+    metadata: MetaData
+    messaging: MessagingTables
+    routers: list[APIRouter] = field(default_factory=list)
+    consumers: list[ConsumerSpec] = field(default_factory=list)
+    # Builds the service's own state (Runtime.state) from the runtime, once the database
+    # is open and before the start hooks run; None: the service keeps no state of its own.
+    state: Callable[[Runtime[Any]], StateT] | None = None
+    # Called with the Runtime once the database is open (e.g. to fail jobs a restart
+    # interrupted, or to start a schedule); they may add tasks to runtime.tasks.
+    on_start: list[Callable[[Runtime[StateT]], Awaitable[None]]] = field(default_factory=list)
+
+
+async def start_runtime(definition: ServiceDefinition[StateT], settings: ServiceSettings) -> Runtime[StateT]:
+    metrics = Metrics(definition.name)
+    db = Database.connect(settings.database_url, service=definition.name)
+    bus = Bus(settings.nats_url, name=f"valuechain-{definition.name}", stream=settings.stream)
+    relay = OutboxRelay(
+        db, definition.messaging, bus, metrics, batch=settings.outbox_batch, poll_s=settings.outbox_poll_s
+    )
+    db.info.update({"messaging": definition.messaging, "notify": relay.notify})
+    consumers = [
+        ConsumerRunner(spec, settings=settings, db=db, bus=bus, metrics=metrics) for spec in definition.consumers
+    ]
+    # The state's builder gets the runtime (its database, its task list) before the state is in it.
+    runtime: Runtime[Any] = Runtime(settings, db, bus, relay, consumers, metrics, state=None)
+    if definition.state is not None:
+        runtime.state = definition.state(runtime)
+    runtime.tasks.append(asyncio.create_task(bus.connect(), name="nats-connect"))
+    runtime.tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+    for runner in consumers:
+        runner.start()
+    bus.on_reconnect(_notify_async(relay))
+    for hook in definition.on_start:
+        await hook(runtime)
+    return runtime
+
+
+def _notify_async(relay: OutboxRelay) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def callback() -> None:
+        relay.notify()  # catch up on whatever piled up while NATS was away
+
+    return callback
+
+
+STOP_STEP_TIMEOUT_S = 10.0
+
+
+async def _bounded(step: str, awaitable: Awaitable[Any]) -> None:
+    """Stopping must end: a step that does not finish in time is logged, with the stacks
+    of the tasks still running, and left behind."""
+
+    try:
+        await asyncio.wait_for(awaitable, timeout=STOP_STEP_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        pending = [task for task in asyncio.all_tasks() if not task.done() and task is not asyncio.current_task()]
+        stacks = {task.get_name(): [f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack(limit=8)]
+                  for task in pending}
+        log.error("stopping timed out", extra={"step": step, "tasks": stacks})
+
+
+async def stop_runtime(runtime: Runtime[Any]) -> None:
+    for runner in runtime.consumers:
+        await _bounded(f"consumer {runner.name}", runner.stop())
+    for task in runtime.tasks:
+        task.cancel()
+    await _bounded("background tasks", asyncio.gather(*runtime.tasks, return_exceptions=True))
+    await _bounded("nats", runtime.bus.close())
+    await _bounded("database", runtime.db.dispose())
