@@ -131,7 +131,8 @@ class SignificantOut(BaseModel):
 
 
 class _OfKind(BaseModel):
-    # A base after Page, so `kind` keeps the first place it always had in the schema and the answer.
+    # Named after Page among SignificantPage's bases, so pydantic puts `kind` first, where the
+    # schema and the answer always had it.
     kind: Kind | None
 
 

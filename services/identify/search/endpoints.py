@@ -67,8 +67,8 @@ def _cursor_key(row: dict, sort: Sort) -> tuple[str, bool, Any, str]:
 
 
 def _after(row: dict, sort: Sort) -> After:
-    nulls = row["_nulls"]
-    return After(nulls, None if nulls else repository.sort_value(row, sort), row["id"])
+    _, nulls, value, row_id = _cursor_key(row, sort)
+    return After(nulls, value, row_id)
 
 
 async def _search(
