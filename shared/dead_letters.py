@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 from sqlalchemy import select
 
 from shared.deps import ReadSession
 from shared.messaging import MessagingTables
-from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
+from shared.pagination import INTEGER, Page, PageParams, page_params
 
 
 class DeadLetterOut(BaseModel):
@@ -25,9 +25,11 @@ class DeadLetterOut(BaseModel):
     body: str
 
 
-class DeadLetterPage(BaseModel):
-    items: list[DeadLetterOut]
-    next_cursor: str | None = None
+class DeadLetterPage(Page[DeadLetterOut]):
+    pass
+
+
+DeadLetterPaging = Annotated[PageParams[tuple[int]], Depends(page_params(INTEGER))]  # by row id
 
 
 def dead_letters_router(messaging: MessagingTables) -> APIRouter:
@@ -35,19 +37,12 @@ def dead_letters_router(messaging: MessagingTables) -> APIRouter:
     table = messaging.dead_letters
 
     @router.get("/v1/ops/dead-letters", response_model=DeadLetterPage)
-    async def list_dead_letters(session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None) -> dict[str, Any]:
+    async def list_dead_letters(session: ReadSession, page: DeadLetterPaging) -> dict[str, Any]:
         """Events this service's consumers gave up on, newest first."""
-        query = select(table).order_by(table.c.id.desc()).limit(limit + 1)
-        key = decode_cursor(cursor, 1)
-        if key is not None:
-            try:
-                before = int(key[0])
-            except (TypeError, ValueError) as exc:
-                raise InvalidCursor("cursor is not one this API issued") from exc
-            query = query.where(table.c.id < before)
+        query = select(table).order_by(table.c.id.desc()).limit(page.fetch)
+        if page.after_value is not None:
+            query = query.where(table.c.id < page.after_value)
         rows = (await session.execute(query)).mappings().all()
-        rows, next_cursor = page_of(list(rows), limit, lambda row: (row["id"],))
-        items = [dict(row, body=row["body"].decode("utf-8", "replace")) for row in rows]
-        return {"items": items, "next_cursor": next_cursor}
+        return page.of(rows, lambda row: (row["id"],), lambda row: dict(row, body=row["body"].decode("utf-8", "replace")))
 
     return router

@@ -2,15 +2,15 @@
 
 FastAPI documents a 422 as its own `HTTPValidationError` (`loc`/`msg`) and no other
 error, while every service answers errors as `{"error", "detail"}` (shared/app.py's
-handlers): 422 with `detail` a list of `{"field", "message", "type"}`, 400 for
-malformed JSON (a field list) or a cursor this API did not issue (a sentence), 404,
-409 and 500 with a sentence. `exact_openapi(app)` replaces FastAPI's document
+handlers): 422 with `detail` a list of `{"field", "message", "type"}` (a cursor this
+API did not issue among them, naming `query.cursor`), 400 for malformed JSON (a field
+list), 404, 409 and 500 with a sentence. `exact_openapi(app)` replaces FastAPI's document
 builder with one that post-processes the generated document once, when it is first
 asked for, so every route, whoever adds it and however, gets the same treatment:
 
 * FastAPI's `HTTPValidationError` / `ValidationError` schemas are replaced by ours;
 * each operation lists the errors it can answer, by what the operation takes
-  (`error_responses`): a body or a cursor can be unreadable (400), a path or a
+  (`error_responses`): a body can be unreadable (400), a path or a
   `*_id` query parameter can name nothing (404) or a merged customer (409), a
   write can conflict (409), any input can be invalid (422), and anything can fail
   (500). An endpoint that answers an error its inputs do not show declares it
@@ -43,7 +43,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "description": "Every error but a field error: `error` is a stable code, `detail` says what happened.",
         "properties": {
-            "error": {"type": "string", "examples": ["not_found", "conflict", "invalid_cursor"]},
+            "error": {"type": "string", "examples": ["not_found", "conflict"]},
             "detail": {"type": "string"},
         },
         "required": ["error", "detail"],
@@ -84,8 +84,7 @@ def _content(*names: str) -> dict:
 
 # status -> (default description, schema names)
 ERRORS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "400": ("Unreadable request: malformed JSON (`malformed_json`, fields named) or a cursor this API did not "
-            "issue (`invalid_cursor`)", (FIELD_ERRORS, ERROR)),
+    "400": ("Unreadable request: malformed JSON (`malformed_json`, fields named)", (FIELD_ERRORS, ERROR)),
     "404": ("Nothing with that id (`not_found`)", (ERROR,)),
     "409": ("The request conflicts with the data: a duplicate, a resource in the wrong state, a merged "
             "customer (`customer_merged`, naming the id to use), or an `external_id` already used for "
@@ -104,7 +103,7 @@ def error_responses(path: str, method: str, operation: dict, item: dict) -> list
         p.get("in") == "path" or (p.get("in") == "query" and p.get("name", "").endswith("_id")) for p in params
     )
     codes = ["422", "500"]
-    if has_body or any(p.get("in") == "query" and p.get("name") == "cursor" for p in params):
+    if has_body:
         codes.append("400")
     if names_a_resource:
         codes.append("404")

@@ -30,9 +30,8 @@ running gateway serves the full schema at `/openapi.json` and `/docs`.
   into every event the request causes.
 - **Errors**: always JSON, in one of two shapes (schemas `Error` and `FieldErrors`
   in `/openapi.json`, where each operation lists the ones it can answer):
-  - `{"error": "<code>", "detail": "<sentence>"}` (`Error`): 400 `invalid_cursor`
-    (a cursor this API did not issue), 401 `unauthorized` (missing or wrong key),
-    404 `not_found` (unknown id or route), 405 `method_not_allowed` (the `Allow`
+  - `{"error": "<code>", "detail": "<sentence>"}` (`Error`): 401 `unauthorized`
+    (missing or wrong key), 404 `not_found` (unknown id or route), 405 `method_not_allowed` (the `Allow`
     header lists the methods that work there), 409 `conflict` or `customer_merged`
     (a duplicate, a resource in the wrong state, a merged customer: the sentence
     names the id to use), 413 `payload_too_large`, 500 `internal_error` (the
@@ -59,7 +58,8 @@ running gateway serves the full schema at `/openapi.json` and `/docs`.
 - **Pagination**: lists take `limit` (1–200, default 50) and `cursor`, and answer
   `{"items": [...], "next_cursor": "..." | null}`; pass `next_cursor` back as
   `cursor` for the next page. A cursor is opaque unpadded base64url
-  (`^[A-Za-z0-9_-]*$`, at most 1024 characters); any other is 400 `invalid_cursor`.
+  (`^[A-Za-z0-9_-]*$`, at most 1024 characters); any other, or one this API did not
+  issue, is 422 naming `query.cursor`, on every list.
 - **Money**: amounts are decimal strings (at most 4 decimal places), never negative;
   a margin is at most its amount; currencies are ISO 4217 codes. Every sum is in the
   reporting currency (`VALUECHAIN_IDENTIFY_REPORTING_CURRENCY`, USD by default): a

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 from services.engage import service
 from services.engage.schemas import InteractionCreate, InteractionOut, InteractionPage, TimelinePage
 from shared.deps import ReadSession, WriteSession
-from shared.pagination import CursorParam, LimitParam, decode_time_cursor, page_of
+from shared.pagination import PagingByTime
 
 router = APIRouter(prefix="/v1", tags=["engage"])
 
@@ -22,16 +22,14 @@ async def log_interaction(body: InteractionCreate, session: WriteSession):
 @router.get("/interactions", response_model=InteractionPage)
 async def list_interactions(
     session: ReadSession,
+    page: PagingByTime,
     customer_id: str = Query(description="Whose interactions"),
-    limit: LimitParam = 50,
-    cursor: CursorParam = None,
 ):
     """A customer's interactions, newest first."""
     rows = await service.list_interactions(
-        session=session, customer_id=customer_id, before=decode_time_cursor(cursor), limit=limit + 1
+        session=session, customer_id=customer_id, before=page.after, limit=page.fetch
     )
-    items, next_cursor = page_of(rows, limit, lambda i: (i["occurred_at"].isoformat(), i["id"]))
-    return {"items": items, "next_cursor": next_cursor}
+    return page.of(rows, lambda i: (i["occurred_at"], i["id"]))
 
 
 @router.get("/interactions/{interaction_id}", response_model=InteractionOut)
@@ -41,8 +39,7 @@ async def get_interaction(interaction_id: str, session: ReadSession):
 
 
 @router.get("/customers/{customer_id}/timeline", response_model=TimelinePage)
-async def customer_timeline(customer_id: str, session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
+async def customer_timeline(customer_id: str, session: ReadSession, page: PagingByTime):
     """Everything that happened to the customer across the suite, newest first."""
-    rows = await service.timeline(session=session, customer_id=customer_id, before=decode_time_cursor(cursor), limit=limit + 1)
-    items, next_cursor = page_of(rows, limit, lambda e: (e["time"].isoformat(), e["event_id"]))
-    return {"items": items, "next_cursor": next_cursor}
+    rows = await service.timeline(session=session, customer_id=customer_id, before=page.after, limit=page.fetch)
+    return page.of(rows, lambda e: (e["time"], e["event_id"]))

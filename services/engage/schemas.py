@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from shared.pagination import Page
 from shared.validation import NOT_BLANK_TEXT_SCHEMA, AsText, Strict, single_line, stripped_text
 
 Channel = Literal["email", "phone", "sms", "chat", "web", "social", "in_person", "other"]
@@ -42,9 +43,8 @@ class InteractionOut(BaseModel):
     logged_at: datetime
 
 
-class InteractionPage(BaseModel):
-    items: list[InteractionOut]
-    next_cursor: str | None = None
+class InteractionPage(Page[InteractionOut]):
+    pass
 
 
 class TimelineItem(BaseModel):
@@ -56,6 +56,5 @@ class TimelineItem(BaseModel):
     event_id: str
 
 
-class TimelinePage(BaseModel):
-    items: list[TimelineItem]
-    next_cursor: str | None = None
+class TimelinePage(Page[TimelineItem]):
+    pass

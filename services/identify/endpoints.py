@@ -22,7 +22,7 @@ from services.identify.schemas import (
 )
 from shared.deps import ReadSession, WriteSession
 from shared.errors import NotFound
-from shared.pagination import CursorParam, LimitParam, decode_cursor, decode_time_cursor, page_of
+from shared.pagination import PagingByTime
 
 router = APIRouter(prefix="/v1", tags=["identify"])
 
@@ -86,30 +86,27 @@ async def record_transaction_batch(body: TransactionBatch, session: WriteSession
 )
 async def search_transactions(
     session: ReadSession,
+    page: PagingByTime,
     customer_id: Annotated[str | None, Query(description="Only this customer's")] = None,
     since: Annotated[AwareDatetime | None, Query(alias="from", description="occurred_at at or after (inclusive)")] = None,
     until: Annotated[AwareDatetime | None, Query(alias="to", description="occurred_at before (exclusive)")] = None,
-    limit: LimitParam = 50,
-    cursor: CursorParam = None,
 ):
     """Transactions across customers, newest first (occurred_at, then id); every filter optional.
     `from` and `to` need a time zone; `from` after `to` is 422."""
     rows = await transactions.search_transactions(
-        session=session, customer_id=customer_id, since=since, until=until, before=decode_time_cursor(cursor),
-        limit=limit + 1,
+        session=session, customer_id=customer_id, since=since, until=until, before=page.after, limit=page.fetch
     )
-    return _transaction_page(rows, limit)
+    return page.of(rows, _by_time, TransactionOut.of)
 
 
 @router.get("/customers/{customer_id}/transactions", response_model=TransactionPage)
-async def list_transactions(customer_id: str, session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
+async def list_transactions(customer_id: str, session: ReadSession, page: PagingByTime):
     """The customer's transactions, newest first."""
     rows = await transactions.list_transactions(
-        session=session, customer_id=customer_id, before=decode_time_cursor(cursor), limit=limit + 1
+        session=session, customer_id=customer_id, before=page.after, limit=page.fetch
     )
-    return _transaction_page(rows, limit)
+    return page.of(rows, _by_time, TransactionOut.of)
 
 
-def _transaction_page(rows: list, limit: int) -> dict:
-    items, next_cursor = page_of(rows, limit, lambda t: (t.occurred_at.isoformat(), t.id))
-    return {"items": [TransactionOut.of(t) for t in items], "next_cursor": next_cursor}
+def _by_time(transaction) -> tuple[datetime, str]:
+    return transaction.occurred_at, transaction.id

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from services.identify.portfolio.schemas import ScoresOut
 from services.identify.portfolio.settings import bounded_instant
+from shared.pagination import Page
 from shared.validation import NOT_BLANK_SCHEMA, AsText, Currency, Email, Id, Strict, Text, stripped
 
 Phone = Annotated[str | None, Field(max_length=50, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
@@ -81,9 +82,8 @@ class CustomerOut(BaseModel):
     )
 
 
-class CustomerPage(BaseModel):
-    items: list[CustomerOut]
-    next_cursor: str | None = None
+class CustomerPage(Page[CustomerOut]):
+    pass
 
 
 def _finite(value: Decimal) -> Decimal:
@@ -197,9 +197,8 @@ class TransactionOut(BaseModel):
         )
 
 
-class TransactionPage(BaseModel):
-    items: list[TransactionOut]
-    next_cursor: str | None = None
+class TransactionPage(Page[TransactionOut]):
+    pass
 
 
 class TransactionBatch(Strict):

@@ -10,7 +10,7 @@ from services.lifecycle import service
 from services.lifecycle.schemas import CustomerInStagePage, LifecycleOut
 from shared.contracts import Stage
 from shared.deps import ReadSession
-from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
+from shared.pagination import PagingById
 
 router = APIRouter(prefix="/v1", tags=["lifecycle"])
 
@@ -24,16 +24,11 @@ async def get_lifecycle(customer_id: str, session: ReadSession):
 @router.get("/lifecycle/customers", response_model=CustomerInStagePage)
 async def customers_in_stage(
     session: ReadSession,
+    page: PagingById,
     stage: Annotated[Stage | None, Query(description="Only customers in this stage; all customers with a stage if absent")] = None,
-    limit: LimitParam = 50,
-    cursor: CursorParam = None,
 ):
     """The customers in a stage, in customer id order, each with the time it entered the stage.
     Stage names are the `crm.lifecycle.stage.changed` contract's; another is 422."""
-    key = decode_cursor(cursor, 1)
-    if key is not None and not isinstance(key[0], str):
-        raise InvalidCursor("cursor is not one this API issued")
-    rows = await service.customers_in_stage(session=session, stage=stage, after_id=key[0] if key else None,
-                                            limit=limit + 1)
-    items, next_cursor = page_of(rows, limit, lambda row: (row["customer_id"],))
-    return {"items": items, "next_cursor": next_cursor}
+    rows = await service.customers_in_stage(session=session, stage=stage, after_id=page.after_value,
+                                            limit=page.fetch)
+    return page.of(rows, lambda row: (row["customer_id"],))

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts import Stage
+from shared.pagination import Page
 
 
 class Transition(BaseModel):
@@ -31,6 +32,5 @@ class CustomerInStage(BaseModel):
     since: datetime | None = Field(description="When the customer entered this stage (its latest transition to it)")
 
 
-class CustomerInStagePage(BaseModel):
-    items: list[CustomerInStage]
-    next_cursor: str | None = None
+class CustomerInStagePage(Page[CustomerInStage]):
+    pass

@@ -13,14 +13,9 @@ from services.network.schemas import (
     StakeholderPage,
 )
 from shared.deps import ReadSession, WriteSession
-from shared.pagination import CursorParam, LimitParam, decode_cursor, page_of
+from shared.pagination import PagingById
 
 router = APIRouter(prefix="/v1", tags=["network"])
-
-
-def _id_key(cursor: str | None) -> str | None:
-    key = decode_cursor(cursor, 1)
-    return str(key[0]) if key else None
 
 
 @router.post("/stakeholders", status_code=status.HTTP_201_CREATED, response_model=StakeholderOut)
@@ -32,14 +27,12 @@ async def create_stakeholder(body: StakeholderCreate, session: WriteSession):
 @router.get("/stakeholders", response_model=StakeholderPage)
 async def list_stakeholders(
     session: ReadSession,
+    page: PagingById,
     kind: StakeholderKind | None = Query(None, description="Only stakeholders of this kind"),
-    limit: LimitParam = 50,
-    cursor: CursorParam = None,
 ):
     """Stakeholders, oldest first."""
-    rows = await service.repository.list_stakeholders(session, kind=kind, after_id=_id_key(cursor), limit=limit + 1)
-    items, next_cursor = page_of(rows, limit, lambda s: (s["id"],))
-    return {"items": items, "next_cursor": next_cursor}
+    rows = await service.repository.list_stakeholders(session, kind=kind, after_id=page.after_value, limit=page.fetch)
+    return page.of(rows, lambda s: (s["id"],))
 
 
 @router.get("/stakeholders/{stakeholder_id}", response_model=StakeholderOut)
@@ -49,12 +42,12 @@ async def get_stakeholder(stakeholder_id: str, session: ReadSession):
 
 
 @router.get("/customers/{customer_id}/referrals", response_model=ReferralPage)
-async def list_referrals(customer_id: str, session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
+async def list_referrals(customer_id: str, session: ReadSession, page: PagingById):
     """The customers this customer referred, oldest first (an empty list when none).
 
     404 when network never heard of the customer (it learns customers from
     `crm.identify.customer.created`, so a brand-new customer may 404 for a moment).
     """
-    rows = await service.referrals_by(session=session, customer_id=customer_id, after_id=_id_key(cursor), limit=limit + 1)
-    items, next_cursor = page_of(rows, limit, lambda r: (r["id"],))
-    return {"items": items, "next_cursor": next_cursor}
+    rows = await service.referrals_by(session=session, customer_id=customer_id, after_id=page.after_value,
+                                      limit=page.fetch)
+    return page.of(rows, lambda r: (r["id"],))

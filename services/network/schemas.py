@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from shared.pagination import Page
 from shared.validation import NOT_BLANK_SCHEMA, NOT_BLANK_TEXT_SCHEMA, Email, Strict, Text, stripped, stripped_text
 
 StakeholderKind = Literal["partner", "supplier", "employee", "investor"]
@@ -35,9 +36,8 @@ class StakeholderOut(BaseModel):
     created_at: datetime
 
 
-class StakeholderPage(BaseModel):
-    items: list[StakeholderOut]
-    next_cursor: str | None = None
+class StakeholderPage(Page[StakeholderOut]):
+    pass
 
 
 class ReferralOut(BaseModel):
@@ -48,6 +48,5 @@ class ReferralOut(BaseModel):
     recorded_at: datetime = Field(description="When network recorded the referral")
 
 
-class ReferralPage(BaseModel):
-    items: list[ReferralOut]
-    next_cursor: str | None = None
+class ReferralPage(Page[ReferralOut]):
+    pass

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field
 
 from shared.db import utcnow
+from shared.pagination import Page
 from shared.validation import NOT_BLANK_SCHEMA, AsText, Id, Strict, stripped
 
 
@@ -45,6 +46,5 @@ class OfferOut(BaseModel):
     redeemed_at: datetime | None
 
 
-class OfferPage(BaseModel):
-    items: list[OfferOut]
-    next_cursor: str | None = None
+class OfferPage(Page[OfferOut]):
+    pass

@@ -8,7 +8,7 @@ say otherwise; for positive cases only, these hooks make them real:
   names no customer, and the service answers 422 naming the field. The fuzz test
   creates one customer first and passes its id in VALUECHAIN_FUZZ_CUSTOMER_ID.
 * `cursor`: opaque, only this API issues one; a generated cursor is refused with
-  400 `invalid_cursor`. It is left out (negative cases still send bad cursors).
+  422 naming `query.cursor`. It is left out (negative cases still send bad cursors).
 """
 
 from __future__ import annotations

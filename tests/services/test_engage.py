@@ -352,8 +352,8 @@ async def test_the_timeline_gathers_every_event_about_a_customer(suite):
     assert unknown.status_code == 404
     assert unknown.json()["error"] == "not_found"
     bad_cursor = await engage.client.get(f"/v1/customers/{ada['id']}/timeline", params={"cursor": "garbage!"})
-    assert bad_cursor.status_code == 400
-    assert bad_cursor.json()["error"] == "invalid_cursor"
+    assert bad_cursor.status_code == 422
+    assert bad_cursor.json()["detail"][0]["field"] == "query.cursor"
     assert (await engage.client.get(f"/v1/customers/{ada['id']}/timeline", params={"limit": 0})).status_code == 422
 
 

@@ -47,5 +47,5 @@ async def test_transactions_page_and_refuse_a_forged_cursor(suite):
         response = await identify.client.get(
             f"/v1/customers/{customer['id']}/transactions", params={"cursor": forged}
         )
-        assert response.status_code == 400, (forged, response.text)
-        assert response.json()["error"] == "invalid_cursor"
+        assert response.status_code == 422, (forged, response.text)
+        assert response.json()["detail"][0]["field"] == "query.cursor"

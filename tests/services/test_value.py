@@ -203,7 +203,8 @@ async def test_offers_are_issued_listed_and_redeemed_once(suite):
     assert titles == ["Two for one", "Offer 2", "Offer 1", "Offer 0"] and pages == 4
     for forged in ("%%%", encode_cursor(1), encode_cursor("a", "b")):
         response = await value.client.get(f"/v1/customers/{customer['id']}/offers", params={"cursor": forged})
-        assert response.status_code == 400 and response.json()["error"] == "invalid_cursor", (forged, response.text)
+        assert response.status_code == 422, (forged, response.text)
+        assert response.json()["detail"][0]["field"] == "query.cursor", (forged, response.text)
 
     redeemed = await value.client.post(f"/v1/offers/{first['id']}/redeem")
     assert redeemed.status_code == 200, redeemed.text

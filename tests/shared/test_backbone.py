@@ -271,11 +271,11 @@ async def test_consumers_are_provisioned_with_exactly_their_subjects(suite, prob
     assert info.config.durable_name == "probe-apply"
 
 
-async def test_a_forged_dead_letter_cursor_is_a_400(suite):
+async def test_a_forged_dead_letter_cursor_is_a_422_naming_cursor(suite):
     from shared.pagination import encode_cursor
 
     probe_service = await suite.start_definition(probe.DEFINITION)
     for forged in (encode_cursor("x"), encode_cursor(None), "%%%"):
         response = await probe_service.client.get("/v1/ops/dead-letters", params={"cursor": forged})
-        assert response.status_code == 400, response.text
-        assert response.json()["error"] == "invalid_cursor"
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["field"] == "query.cursor"

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
 
 from services.identify.imports import service
 from services.identify.imports.schemas import ImportDetail, ImportErrorPage, ImportPage, ImportStarted
 from shared.deps import ReadSession
-from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
+from shared.pagination import INTEGER, PagingById, PageParams, page_params
 
 router = APIRouter(prefix="/v1", tags=["imports"])
 
 OptionalText = Annotated[str | None, Form()]
+RejectionsPaging = Annotated[PageParams[tuple[int]], Depends(page_params(INTEGER))]  # by line number
 
 
 @router.post("/imports", status_code=status.HTTP_202_ACCEPTED, response_model=ImportStarted)
@@ -45,12 +46,10 @@ async def start_import(
 
 
 @router.get("/imports", response_model=ImportPage)
-async def list_imports(session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
+async def list_imports(session: ReadSession, page: PagingById):
     """Import jobs, newest first."""
-    key = decode_cursor(cursor, 1)
-    rows = await service.list_imports(session=session, before_id=str(key[0]) if key else None, limit=limit + 1)
-    items, next_cursor = page_of(rows, limit, lambda job: (job["id"],))
-    return {"items": items, "next_cursor": next_cursor}
+    rows = await service.list_imports(session=session, before_id=page.after_value, limit=page.fetch)
+    return page.of(rows, lambda job: (job["id"],))
 
 
 @router.get("/imports/{import_id}", response_model=ImportDetail)
@@ -60,13 +59,9 @@ async def get_import(import_id: str, session: ReadSession):
 
 
 @router.get("/imports/{import_id}/errors", response_model=ImportErrorPage)
-async def list_import_errors(import_id: str, session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
+async def list_import_errors(import_id: str, session: ReadSession, page: RejectionsPaging):
     """Every rejected line with its reason, in line order."""
-    key = decode_cursor(cursor, 1)
-    if key is not None and not (isinstance(key[0], int) and 0 <= key[0] < 2**62):
-        raise InvalidCursor("cursor is not one this API issued")
     rows = await service.list_rejections(
-        session=session, job_id=import_id, after_line=key[0] if key else None, limit=limit + 1
+        session=session, job_id=import_id, after_line=page.after_value, limit=page.fetch
     )
-    items, next_cursor = page_of(rows, limit, lambda row: (row["line"],))
-    return {"items": items, "next_cursor": next_cursor}
+    return page.of(rows, lambda row: (row["line"],))

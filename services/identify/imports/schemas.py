@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from shared.pagination import Page
+
 
 class ImportStarted(BaseModel):
     id: str
@@ -47,11 +49,9 @@ class ImportDetail(ImportOut):
     errors_truncated: bool = Field(description="true when `errors` is cut: page through /v1/imports/{id}/errors")
 
 
-class ImportPage(BaseModel):
-    items: list[ImportOut]
-    next_cursor: str | None = None
+class ImportPage(Page[ImportOut]):
+    pass
 
 
-class ImportErrorPage(BaseModel):
-    items: list[RejectedLine]
-    next_cursor: str | None = None
+class ImportErrorPage(Page[RejectedLine]):
+    pass

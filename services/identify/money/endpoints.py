@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Response, status
 
 from services.identify.money import corrections, fx, repository
 from services.identify.money.schemas import (
@@ -23,10 +23,13 @@ from services.identify.schemas import TransactionOut, decimal_text
 from shared.db import utcnow
 from shared.deps import ReadSession, WriteSession
 from shared.errors import InvalidRequest
-from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, decode_time_cursor, page_of
+from shared.pagination import DAY, ID, PagingByTime, PageParams, page_params
 from shared.validation import Currency
 
 router = APIRouter(prefix="/v1", tags=["money"])
+
+# Rates by currency, then day (newest first).
+RatePaging = Annotated[PageParams[tuple[str, date]], Depends(page_params(ID, DAY))]
 
 
 @router.put("/fx-rates", response_model=FxRatesStored)
@@ -54,20 +57,13 @@ async def put_fx_rates(
 @router.get("/fx-rates", response_model=FxRatePage)
 async def list_fx_rates(
     session: ReadSession,
+    page: RatePaging,
     currency: Annotated[Currency | None, Query(description="Only this currency's rates")] = None,
-    limit: LimitParam = 50,
-    cursor: CursorParam = None,
 ):
     """Loaded exchange rates, by currency, newest day first."""
-    key = decode_cursor(cursor, 2)
-    try:
-        after = (str(key[0]), date.fromisoformat(key[1])) if key else None
-    except (TypeError, ValueError) as exc:
-        raise InvalidCursor("cursor is not one this API issued") from exc
-    rows = await repository.list_rates(session, currency=currency, after=after, limit=limit + 1)
-    items, next_cursor = page_of(rows, limit, lambda r: (r.currency, r.day.isoformat()))
+    rows = await repository.list_rates(session, currency=currency, after=page.after, limit=page.fetch)
     reporting = fx.reporting_currency()
-    return {"items": [FxRateOut.of(row, reporting) for row in items], "next_cursor": next_cursor}
+    return page.of(rows, lambda r: (r.currency, r.day), lambda row: FxRateOut.of(row, reporting))
 
 
 def _refund_out(refund, transaction) -> dict:
@@ -108,10 +104,9 @@ async def void_transaction(transaction_id: str, body: VoidCreate, session: Write
 
 
 @router.get("/transactions/{transaction_id}/refunds", response_model=RefundPage)
-async def list_refunds(transaction_id: str, session: ReadSession, limit: LimitParam = 50, cursor: CursorParam = None):
+async def list_refunds(transaction_id: str, session: ReadSession, page: PagingByTime):
     """A purchase's refunds, oldest first."""
     transaction, rows = await corrections.refunds(
-        session=session, transaction_id=transaction_id, after=decode_time_cursor(cursor), limit=limit + 1
+        session=session, transaction_id=transaction_id, after=page.after, limit=page.fetch
     )
-    items, next_cursor = page_of(rows, limit, lambda r: (r.occurred_at.isoformat(), r.id))
-    return {"items": [_refund_out(row, transaction) for row in items], "next_cursor": next_cursor}
+    return page.of(rows, lambda r: (r.occurred_at, r.id), lambda row: _refund_out(row, transaction))

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.identify.portfolio.settings import bounded_date
 from services.identify.schemas import Money, TransactionOut, decimal_text
+from shared.pagination import Page
 from shared.validation import AsText, Currency, Strict, Text, stripped
 
 MAX_RATE = Decimal("1e9")
@@ -51,9 +52,8 @@ class FxRateOut(BaseModel):
                    reporting_currency=reporting_currency, updated_at=row.updated_at)
 
 
-class FxRatePage(BaseModel):
-    items: list[FxRateOut]
-    next_cursor: str | None = None
+class FxRatePage(Page[FxRateOut]):
+    pass
 
 
 class FxRatesStored(BaseModel):
@@ -100,9 +100,8 @@ class RefundOut(BaseModel):
     recorded_at: datetime
 
 
-class RefundPage(BaseModel):
-    items: list[RefundOut]
-    next_cursor: str | None = None
+class RefundPage(Page[RefundOut]):
+    pass
 
 
 class RefundRecorded(RefundOut):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import Field
 
 from services.identify.portfolio import repository, service
@@ -23,9 +23,13 @@ from services.identify.portfolio.schemas import (
 )
 from shared.deps import ReadSession, WriteSession
 from shared.errors import NotFound
-from shared.pagination import CursorParam, InvalidCursor, LimitParam, decode_cursor, page_of
+from shared.pagination import ID, NUMBER, PageParams, page_params
 
 router = APIRouter(prefix="/v1", tags=["portfolio"])
+
+RefitPaging = Annotated[PageParams[tuple[str]], Depends(page_params(ID, default_limit=20))]
+# Significant customers by kind, then evidence (strongest first), then customer id.
+SignificantPaging = Annotated[PageParams[tuple[str, float, str]], Depends(page_params(ID, NUMBER, ID))]
 
 
 @router.post("/portfolio/refits", status_code=status.HTTP_202_ACCEPTED, response_model=RefitAccepted)
@@ -43,12 +47,10 @@ async def request_refit(body: RefitRequest, request: Request):
 
 
 @router.get("/portfolio/refits", response_model=RefitPage)
-async def list_refits(session: ReadSession, limit: LimitParam = 20, cursor: CursorParam = None):
+async def list_refits(session: ReadSession, page: RefitPaging):
     """Refits, newest first."""
-    key = decode_cursor(cursor, 1)
-    rows = await repository.list_refits(session, before_id=str(key[0]) if key else None, limit=limit + 1)
-    items, next_cursor = page_of(rows, limit, lambda r: (r.id,))
-    return {"items": items, "next_cursor": next_cursor}
+    rows = await repository.list_refits(session, before_id=page.after_value, limit=page.fetch)
+    return page.of(rows, lambda r: (r.id,))
 
 
 @router.get("/portfolio/refits/{refit_id}", response_model=RefitOut)
@@ -90,23 +92,15 @@ async def get_pareto(
 
 
 @router.get("/portfolio/significant", response_model=SignificantPage)
-async def list_significant(
-    session: ReadSession, kind: Kind | None = None, limit: LimitParam = 50, cursor: CursorParam = None
-):
+async def list_significant(session: ReadSession, page: SignificantPaging, kind: Kind | None = None):
     """Strategically significant customers with the evidence for each kind, strongest first."""
-    key = decode_cursor(cursor, 3)
-    try:
-        after = (str(key[0]), float(key[1]), str(key[2])) if key else None
-    except (TypeError, ValueError) as exc:
-        raise InvalidCursor("cursor is not one this API issued") from exc
-    rows = await repository.list_kinds(session, kind=kind, after=after, limit=limit + 1)
-    items, next_cursor = page_of(list(rows), limit, lambda r: (r["kind"], r["rank_value"], r["customer_id"]))
-    return {
-        "kind": kind,
-        "items": [{"customer_id": r["customer_id"], "kind": r["kind"], "evidence": r["evidence"]} for r in items],
-        "next_cursor": next_cursor,
-        "note": service.inspiration_note(kind),
-    }
+    rows = await repository.list_kinds(session, kind=kind, after=page.after, limit=page.fetch)
+    listed = page.of(
+        rows,
+        lambda r: (r["kind"], r["rank_value"], r["customer_id"]),
+        lambda r: {"customer_id": r["customer_id"], "kind": r["kind"], "evidence": r["evidence"]},
+    )
+    return {"kind": kind, **listed, "note": service.inspiration_note(kind)}
 
 
 @router.get("/customers/{customer_id}/costs", response_model=CostsOut)

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.identify.portfolio.settings import bounded_date
+from shared.pagination import Page
 from shared.validation import AsText, Strict
 
 TimeUnit = Literal["day", "week"]
@@ -48,9 +49,8 @@ class RefitOut(BaseModel):
     finished_at: datetime | None
 
 
-class RefitPage(BaseModel):
-    items: list[RefitOut]
-    next_cursor: str | None = None
+class RefitPage(Page[RefitOut]):
+    pass
 
 
 class BGNBDOut(BaseModel):
@@ -130,10 +130,13 @@ class SignificantOut(BaseModel):
     evidence: dict
 
 
-class SignificantPage(BaseModel):
+class _OfKind(BaseModel):
+    # Named after Page among SignificantPage's bases, so pydantic puts `kind` first, where the
+    # schema and the answer always had it.
     kind: Kind | None
-    items: list[SignificantOut]
-    next_cursor: str | None = None
+
+
+class SignificantPage(Page[SignificantOut], _OfKind):
     note: str | None = None
 
 

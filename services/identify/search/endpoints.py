@@ -8,7 +8,7 @@ matched before `/v1/customers/{customer_id}`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
@@ -19,6 +19,7 @@ from services.identify.search.schemas import (
     AfterQ,
     BeforeQ,
     CustomerFilter,
+    CustomerPaging,
     EmailQ,
     ExternalIdQ,
     KindQ,
@@ -31,14 +32,12 @@ from services.identify.search.schemas import (
     SortQ,
     After,
     customer_filter,
-    decode_after,
-    encode_after,
     parse_sort,
+    position,
 )
 from shared.db import utcnow
 from shared.deps import ReadSession
 from shared.errors import field_error
-from shared.pagination import CursorParam, LimitParam
 
 router = APIRouter(prefix="/v1", tags=["identify"])
 
@@ -62,17 +61,14 @@ def _format(value: str) -> str:
     return value
 
 
-def _next_cursor(rows: list[dict], limit: int, sort: Sort) -> str | None:
-    if len(rows) <= limit:
-        return None
-    last = rows[limit - 1]
-    nulls = last["_nulls"]
-    return encode_after(sort, nulls, None if nulls else repository.sort_value(last, sort), last["id"])
+def _cursor_key(row: dict, sort: Sort) -> tuple[str, bool, Any, str]:
+    nulls = row["_nulls"]
+    return sort.token, nulls, None if nulls else repository.sort_value(row, sort), row["id"]
 
 
 def _after(row: dict, sort: Sort) -> After:
-    nulls = row["_nulls"]
-    return After(nulls, None if nulls else repository.sort_value(row, sort), row["id"])
+    _, nulls, value, row_id = _cursor_key(row, sort)
+    return After(nulls, value, row_id)
 
 
 async def _search(
@@ -101,15 +97,15 @@ Search = Annotated[tuple[CustomerFilter, Sort], Depends(_search)]
 
 
 @router.get("/customers", response_model=CustomerPage)
-async def list_customers(session: ReadSession, search: Search, limit: LimitParam = 50, cursor: CursorParam = None):
+async def list_customers(session: ReadSession, page: CustomerPaging, search: Search):
     """Find customers: exact filters, substring search `q`, facets and `sort` (oldest first by default).
 
     Filters combine (AND). Merged customers are left out: they are reached through their survivor."""
 
     where, order = search
-    after = decode_after(cursor, order)
-    rows = await repository.search_customers(session, where=where, sort=order, after=after, limit=limit + 1)
-    return {"items": rows[:limit], "next_cursor": _next_cursor(rows, limit, order)}
+    after = position(page.after, order)
+    rows = await repository.search_customers(session, where=where, sort=order, after=after, limit=page.fetch)
+    return page.of(rows, lambda row: _cursor_key(row, order))
 
 
 def _customer_record(row: dict) -> dict:

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Depends, Query
 
 from services.identify.analysis.rfm import SEGMENTS
 from services.identify.portfolio.scoring import KINDS
 from services.identify.resolution.normalize import phone_key
 from shared.errors import field_error
-from shared.pagination import InvalidCursor, decode_cursor, encode_cursor
+from shared.pagination import ID, KeyPart, PageParams, invalid_cursor, page_params
 
 MIN_Q = 3
 MAX_Q = 200
@@ -109,30 +109,43 @@ def parse_sort(sort: str | None) -> Sort:
     return Sort(sort.lstrip("-"), sort.startswith("-"))
 
 
-def encode_after(sort: Sort, nulls: bool, value: Any, row_id: str) -> str:
-    if isinstance(value, datetime):
-        value = value.isoformat()
-    return encode_cursor(sort.token, int(nulls), value, row_id)
+def _nulls(value: Any) -> bool:
+    if value not in (0, 1):
+        raise ValueError("not 0 or 1")
+    return bool(value)
 
 
-def decode_after(cursor: str | None, sort: Sort) -> After | None:
-    """The cursor's position; a cursor another sort issued is 422 naming `cursor` (its
-    position means nothing under this sort), a forged one is 400 as elsewhere."""
+def _sort_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
 
-    key = decode_cursor(cursor, 4)
+
+def _as_is(value: Any) -> Any:
+    return value  # read back for the sort it was issued for, by `position`
+
+
+# A page of customers starts after (sort, NULLs phase, sort value, id): the sort is in the
+# cursor so that a cursor of another sort is refused instead of misread.
+CUSTOMER_CURSOR = (ID, KeyPart(int, _nulls), KeyPart(_sort_value, _as_is), ID)
+CustomerPaging = Annotated[PageParams[tuple[str, bool, Any, str]], Depends(page_params(*CUSTOMER_CURSOR))]
+
+
+def position(key: tuple[str, bool, Any, str] | None, sort: Sort) -> After | None:
+    """Where a page starts; a cursor another sort issued is 422 naming `cursor` (its
+    position means nothing under this sort), as a forged one is."""
+
     if key is None:
         return None
     token, nulls, value, row_id = key
     if token != sort.token:
-        raise field_error("query.cursor", f"this cursor was issued for sort={token}; repeat that sort or drop the cursor")
-    if nulls not in (0, 1) or not isinstance(row_id, str) or (nulls and value is not None):
-        raise InvalidCursor("cursor is not one this API issued")
-    if not nulls:
-        try:
-            value = SORT_KEYS[sort.key][1](value)
-        except (TypeError, ValueError) as exc:
-            raise InvalidCursor("cursor is not one this API issued") from exc
-    return After(bool(nulls), value, row_id)
+        raise invalid_cursor(f"this cursor was issued for sort={token}; repeat that sort or drop the cursor")
+    if nulls:
+        if value is not None:
+            raise invalid_cursor()
+        return After(True, None, row_id)
+    try:
+        return After(False, SORT_KEYS[sort.key][1](value), row_id)
+    except (TypeError, ValueError) as exc:
+        raise invalid_cursor() from exc
 
 
 # The query parameters, declared once for the list and the export.

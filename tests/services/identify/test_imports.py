@@ -236,7 +236,7 @@ async def test_the_errors_a_client_can_make(suite):
 
     for forged in (encode_cursor("x"), encode_cursor(2**63), "%%%"):
         response = await client.get("/v1/imports/nope/errors", params={"cursor": forged})
-        assert response.status_code == 400 and response.json()["error"] == "invalid_cursor", forged
+        assert response.status_code == 422 and response.json()["detail"][0]["field"] == "query.cursor", forged
     assert (await client.get("/v1/imports/nope")).status_code == 404
     assert (await client.get("/v1/imports/nope/errors")).status_code == 404
     assert (await client.get("/v1/imports")).json()["items"] == []  # nothing was started

@@ -109,7 +109,7 @@ async def test_fx_rates_are_loaded_all_or_nothing_and_listed_by_cursor(suite):
     assert (await client.get("/v1/fx-rates", params={"currency": "CHF"})).json()["items"] == []  # nothing stored
     assert (await client.put("/v1/fx-rates", json=[])).status_code == 422
     forged = await client.get("/v1/fx-rates", params={"cursor": "bm9wZQ"})
-    assert forged.status_code == 400 and forged.json()["error"] == "invalid_cursor"
+    assert forged.status_code == 422 and forged.json()["detail"][0]["field"] == "query.cursor"
 
 
 async def test_purchases_convert_at_the_latest_rate_of_their_day_or_are_refused(suite):

@@ -76,6 +76,6 @@ async def test_transaction_filters_are_checked(suite):
         {"field": "query.customer_id", "message": "no customer with id no-such-customer", "type": "value_error"}]}
 
     forged = await client.get("/v1/transactions", params={"cursor": "bm9wZQ"})
-    assert forged.status_code == 400 and forged.json()["error"] == "invalid_cursor"
+    assert forged.status_code == 422 and forged.json()["detail"][0]["field"] == "query.cursor"
 
     assert (await client.get("/v1/transactions", params={"customer": "x"})).status_code == 422
