@@ -42,7 +42,7 @@ BATCH = 1000
 
 
 def _backfill(connection) -> None:
-    from services.identify.resolution.normalize import match_keys, name_tokens
+    from services.identify.customers.normalize import match_keys, name_tokens
 
     customers = sa.table(
         "customers", sa.column("id", sa.String), sa.column("email", sa.String), sa.column("phone", sa.String),
