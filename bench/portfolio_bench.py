@@ -42,7 +42,7 @@ import numpy as np
 
 from bench import portfolio_data
 from services.identify.portfolio.repository import REFERENCE_DAY_NUMBER as REFERENCE
-from services.identify.portfolio.settings import portfolio_settings
+from services.identify.settings import portfolio_settings
 
 RATE = portfolio_settings().discount_rate
 

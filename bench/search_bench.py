@@ -136,7 +136,7 @@ def load(path: Path, customers: int, seed: int) -> dict:
             rows,
         )
         ids = [row[0] for row in rows]
-        # The search index, as services/identify/search/repository.py index_new_customers fills it.
+        # The search index, as services/identify/customers/repository.py index_new_customers fills it.
         db.executemany("INSERT INTO customer_search_rows (customer_id) VALUES (?)", [(cid,) for cid in ids])
         db.execute(
             "INSERT INTO customer_search (rowid, name, email, phone, phone_key, external_id) "

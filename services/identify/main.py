@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.identify.endpoints import router
+from services.identify.customers.endpoints import router as customers_router
 from services.identify.imports import endpoints as imports, service as import_jobs
 from services.identify.models import Base, messaging
 from services.identify.money.endpoints import router as money_router
-from services.identify.resolution.endpoints import router as resolution_router
 from services.identify.portfolio import refits
 from services.identify.portfolio.endpoints import router as portfolio_router
 from services.identify.portfolio.handlers import REFERRALS
+from services.identify.resolution.endpoints import router as resolution_router
 from services.identify.search.endpoints import router as search_router
+from services.identify.transactions.endpoints import corrections_router, router as transactions_router
 from shared.app import create_service_app
 from shared.runtime import Runtime, ServiceDefinition
 
@@ -27,14 +28,23 @@ class IdentifyState:
     def build(cls, runtime: Runtime[IdentifyState]) -> IdentifyState:
         return cls(refits=refits.RefitRunner(runtime))
 
-
 DEFINITION = ServiceDefinition[IdentifyState](
     name="identify",
     description="Customer portfolio analysis: customers, transactions, their value and who matters most.",
     metadata=Base.metadata,
     messaging=messaging,
-    # search first: its /v1/customers/export before the main router's /v1/customers/{customer_id}
-    routers=[search_router, router, resolution_router, portfolio_router, imports.router, money_router],
+    # search first: its /v1/customers/export before customers' /v1/customers/{customer_id}.
+    # The order is the API's published order (/openapi.json): refunds and voids after money's rates.
+    routers=[
+        search_router,
+        customers_router,
+        transactions_router,
+        resolution_router,
+        portfolio_router,
+        imports.router,
+        money_router,
+        corrections_router,
+    ],
     consumers=[REFERRALS],
     state=IdentifyState.build,
     on_start=[refits.start, import_jobs.fail_interrupted_imports],

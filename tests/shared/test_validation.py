@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.engage.schemas import InteractionCreate
-from services.identify.schemas import CustomerCreate, CustomerPatch, TransactionCreate
+from services.identify.customers.schemas import CustomerCreate, CustomerPatch
+from services.identify.transactions.schemas import TransactionCreate
 from services.network.schemas import StakeholderCreate
 from services.value.schemas import OfferCreate
 from shared.validation import NOT_IN_A_LINE, NOT_IN_TEXT

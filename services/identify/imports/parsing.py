@@ -25,8 +25,8 @@ from typing import NamedTuple
 import orjson
 from pydantic import ValidationError
 
-from services.identify.portfolio.settings import bounds_message, date_bounds
-from services.identify.schemas import TransactionCreate
+from services.identify.settings import bounds_message, date_bounds
+from services.identify.transactions.schemas import TransactionCreate
 from shared.validation import CURRENCIES, single_line
 
 OUR_COLUMNS = ("customer_external_id", "occurred_at", "amount", "currency", "external_id", "margin", "cost")

@@ -8,8 +8,8 @@ from functools import lru_cache
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.identify.customers import repository as customers
 from services.identify.models import Customer, ImportJob, ImportRejection
-from services.identify.search import repository as search
 from shared.bulk import bulk_insert, key_chunks, one_of
 
 _jobs = ImportJob.__table__
@@ -95,4 +95,4 @@ async def add_customers(session: AsyncSession, rows: list[tuple]) -> None:
     another writer added meanwhile is an IntegrityError: the import retries its batch."""
 
     await bulk_insert(session, _customers, CUSTOMER_COLUMNS, rows)
-    await search.index_new_customers(session, [row[0] for row in rows])
+    await customers.index_new_customers(session, [row[0] for row in rows])

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.imports import parsing, repository
-from services.identify.transactions import record_transactions
+from services.identify.transactions.service import record_transactions
 from shared.db import utcnow
 from shared.errors import AppError, InvalidRequest, NotFound, field_error
 from shared.ids import uuid7, uuid7_many

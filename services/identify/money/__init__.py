@@ -1,2 +1,2 @@
-"""Money: the portfolio's reporting currency and its dated exchange rates, and the refunds
-and voids that correct recorded purchases."""
+"""Money: the portfolio's reporting currency, its dated exchange rates, and amounts as
+the API reads and writes them (refunds and voids correct purchases in transactions/)."""

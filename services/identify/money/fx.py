@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.money import repository
-from services.identify.portfolio.settings import portfolio_settings
+from services.identify.settings import portfolio_settings
 
 CENT_OF_CENT = Decimal("0.0001")  # the precision of stored amounts
 ONE = Decimal(1)  # the rate of the reporting currency: amounts stay as they are

@@ -1,4 +1,4 @@
-"""Bodies of the money API: exchange rates, refunds and voids."""
+"""Bodies of the money API (exchange rates), and amounts as the whole API reads and writes them."""
 
 from __future__ import annotations
 
@@ -7,12 +7,44 @@ from datetime import date as Day  # the type, where a field is called `date`
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from services.identify.portfolio.settings import bounded_date
-from services.identify.schemas import Money, TransactionOut, decimal_text
+from services.identify.settings import bounded_date
 from shared.pagination import Page
-from shared.validation import AsText, Currency, Strict, Text, stripped
+from shared.validation import AsText, Currency, Strict
+
+
+def _finite(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("must be a finite number")
+    if value.as_tuple().exponent < -4:
+        raise ValueError("at most 4 decimal places")
+    if abs(value) >= Decimal("1e14"):
+        raise ValueError("too large")
+    return value
+
+
+def _finite_or_none(value: Decimal | None) -> Decimal | None:
+    return None if value is None else _finite(value)
+
+
+def decimal_text(value) -> str | None:
+    """A stored amount as the API writes it: plain notation, no trailing zeros."""
+
+    if value is None:
+        return None
+    return format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
+
+
+def _not_negative(value: Decimal | None) -> Decimal | None:
+    if value is not None and value < 0:
+        raise ValueError("must not be negative (a refund is POST /v1/transactions/{id}/refund)")
+    return value
+
+
+Money = Annotated[Decimal, AfterValidator(_finite), AfterValidator(_not_negative)]
+OptionalMoney = Annotated[Decimal | None, AfterValidator(_finite_or_none), AfterValidator(_not_negative)]
+
 
 MAX_RATE = Decimal("1e9")
 MAX_RATES = 5000
@@ -59,50 +91,3 @@ class FxRatePage(Page[FxRateOut]):
 class FxRatesStored(BaseModel):
     stored: int = Field(description="Rates inserted or replaced")
     reporting_currency: str
-
-
-def _positive(value: Decimal) -> Decimal:
-    if value <= 0:
-        raise ValueError("must be more than 0")
-    return value
-
-
-Reason = Annotated[str, Field(max_length=500), AfterValidator(stripped)]
-
-
-class RefundCreate(Strict):
-    amount: Annotated[Money, AfterValidator(_positive)] = Field(
-        description="How much is given back, in the purchase's currency: more than 0 and at most what is left unrefunded"
-    )
-    reason: Reason = Field(description="Why the money was given back")
-    occurred_at: Annotated[datetime | None, AsText] = Field(
-        None, description="When it was given back (default now); not before the purchase"
-    )
-    external_id: Text = Field(None, description="Idempotency key: the same key again returns the first refund")
-
-
-class VoidCreate(Strict):
-    reason: Reason = Field(description="Why the purchase was recorded in error")
-
-
-class RefundOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    transaction_id: str
-    amount: str
-    currency: str
-    reporting_amount: str | None
-    reporting_currency: str | None
-    reason: str
-    occurred_at: datetime
-    external_id: str | None
-    recorded_at: datetime
-
-
-class RefundPage(Page[RefundOut]):
-    pass
-
-
-class RefundRecorded(RefundOut):
-    transaction: TransactionOut = Field(description="The purchase after the refund")

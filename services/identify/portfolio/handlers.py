@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identify import repository
+from services.identify.customers import repository
 from services.identify.models import ReferralSeen
 from services.identify.portfolio.scoring import rescore_customers
 from shared.consumer import ConsumerSpec

@@ -56,8 +56,8 @@ from services.identify.portfolio.scoring import (
     score,
     score_columns,
 )
-from services.identify.portfolio.settings import PortfolioSettings, portfolio_settings
-from services.identify.summaries import rebuild_summaries
+from services.identify.settings import PortfolioSettings, portfolio_settings
+from services.identify.portfolio.summaries import rebuild_summaries
 from shared.db import utcnow
 from shared.errors import Conflict
 from shared.ids import uuid7

@@ -14,16 +14,20 @@ from datetime import date
 
 import numpy as np
 import orjson
-from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy import bindparam, case, delete, func, literal_column, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex, DropIndex
 
-from services.identify.models import CustomerCosts, CustomerKind, CustomerScore, PortfolioModel, PurchaseSummary, ReferralSeen, Refit
-from services.identify.summaries import REFERENCE_DAY
+from services.identify.models import (
+    CustomerCosts, CustomerKind, CustomerScore, PortfolioModel, PurchaseDay, PurchaseSummary, ReferralSeen, Refit, Transaction,
+)
+from shared.bulk import bulk_upsert, key_chunks, one_of
 from shared.db import utcnow
 
 EPOCH = date(1970, 1, 1)
+# The day discounted spend is compounded to (see PurchaseSummary.discounted_spend).
+REFERENCE_DAY = date(2000, 1, 1)
 
 
 def day_number(value: date) -> int:
@@ -411,3 +415,127 @@ async def list_kinds(session: AsyncSession, *, kind: str | None, after: tuple[st
 
 async def get_costs(session: AsyncSession, customer_id: str) -> CustomerCosts | None:
     return await session.get(CustomerCosts, customer_id)
+
+
+# --- the summaries' inputs (summaries.py) --------------------------------------------
+
+_transactions = Transaction.__table__
+_days = PurchaseDay.__table__
+_summaries = PurchaseSummary.__table__
+
+
+async def transactions_for_summaries(session: AsyncSession, customer_ids) -> list[dict]:
+    """The fields the summaries need, of every recorded (not voided) transaction of these customers."""
+
+    rows: list[dict] = []
+    dialect = session.bind.dialect.name
+    for chunk in key_chunks(customer_ids, dialect):
+        result = await session.execute(_summary_inputs(dialect), {"ids": chunk})
+        rows.extend(dict(row) for row in result.mappings())
+    return rows
+
+
+@lru_cache(maxsize=None)
+def _summary_inputs(dialect: str):
+    names = ("customer_id", "occurred_at", "amount", "margin", "cost", "reporting_amount", "fx_rate", "refunded_amount",
+             "refunded_reporting_amount")
+    columns = [_transactions.c[name] for name in names]
+    # A voided transaction was recorded in error: it is in no count and no sum.
+    return select(*columns).where(one_of(_transactions.c.customer_id, dialect), _transactions.c.status != "voided")
+
+
+# --- purchase days and summaries (summaries.py) --------------------------------------
+
+
+def _add_nullable(column, incoming):
+    """Sum of two optional amounts: NULL only while neither side has one."""
+
+    return case(
+        (incoming.is_(None), column),
+        (column.is_(None), incoming),
+        else_=column + incoming,
+    )
+
+
+def _on_day_conflict(statement):
+    return statement.on_conflict_do_update(
+        index_elements=["customer_id", "day"],
+        set_={
+            "purchases": _days.c.purchases + statement.excluded.purchases,
+            "spend": _days.c.spend + statement.excluded.spend,
+        },
+    )
+
+
+_DAY_COLUMNS = ("customer_id", "day", "purchases", "spend")
+
+
+async def add_purchase_days(session: AsyncSession, rows: list[dict]) -> None:
+    """Merge (customer_id, day, purchases, spend) rows into purchase_days."""
+
+    await bulk_upsert(session, _days, _DAY_COLUMNS, rows, _on_day_conflict)
+
+
+_SUMMARY_COLUMNS = ("customer_id", "first_purchase_at", "last_purchase_at", "purchases", "purchase_days",
+                    "first_day_spend", "total_spend", "total_margin", "total_cost", "discounted_spend",
+                    "discount_rate", "updated_at")
+
+
+async def add_to_summaries(session: AsyncSession, rows: list[dict]) -> None:
+    """Merge one row per customer (first/last purchase, purchases, spend, margin, cost of
+    the new transactions; purchase days and first day's spend as if the summary were
+    new) into purchase_summaries. Call after add_purchase_days: an existing summary
+    reads those two from the customer's purchase days (through their primary key)."""
+
+    await bulk_upsert(session, _summaries, _SUMMARY_COLUMNS, rows, _on_summary_conflict)
+
+
+_other_day = _days.alias("d")
+_EXCLUDED_CUSTOMER = literal_column("excluded.customer_id")
+
+
+def _on_summary_conflict(statement):
+    new = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=["customer_id"],
+        set_={
+            "first_purchase_at": case(
+                (new.first_purchase_at < _summaries.c.first_purchase_at, new.first_purchase_at),
+                else_=_summaries.c.first_purchase_at,
+            ),
+            "last_purchase_at": case(
+                (new.last_purchase_at > _summaries.c.last_purchase_at, new.last_purchase_at),
+                else_=_summaries.c.last_purchase_at,
+            ),
+            "purchases": _summaries.c.purchases + new.purchases,
+            "total_spend": _summaries.c.total_spend + new.total_spend,
+            "total_margin": _add_nullable(_summaries.c.total_margin, new.total_margin),
+            "total_cost": _add_nullable(_summaries.c.total_cost, new.total_cost),
+            "discounted_spend": _summaries.c.discounted_spend + new.discounted_spend,
+            # Sums at two rates are no sum at all: mark the row stale for the next refit.
+            "discount_rate": case(
+                (_summaries.c.discount_rate == new.discount_rate, new.discount_rate), else_=None
+            ),
+            "updated_at": new.updated_at,
+            # Read from the customer's purchase days. `excluded` is spelled out: SQLAlchemy
+            # would add its table to the subquery's FROM (nothing to correlate it with).
+            "purchase_days": select(func.count()).where(_other_day.c.customer_id == _EXCLUDED_CUSTOMER).scalar_subquery(),
+            "first_day_spend": select(_other_day.c.spend)
+            .where(_other_day.c.customer_id == _EXCLUDED_CUSTOMER)
+            .order_by(_other_day.c.day)
+            .limit(1)
+            .scalar_subquery(),
+        },
+    )
+
+
+async def delete_summaries(session: AsyncSession, customer_ids) -> None:
+    dialect = session.bind.dialect.name
+    for chunk in key_chunks(customer_ids, dialect):
+        for statement in _summary_deletes(dialect):
+            await session.execute(statement, {"ids": chunk})
+
+
+@lru_cache(maxsize=None)
+def _summary_deletes(dialect: str):
+    return tuple(delete(table).where(one_of(table.c.customer_id, dialect)) for table in (_days, _summaries))

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from services.identify.portfolio.settings import bounded_date
+from services.identify.settings import bounded_date
 from shared.pagination import Page
 from shared.validation import AsText, Strict
 
@@ -152,20 +152,3 @@ class CostsOut(BaseModel):
     selling: str
     service: str
     updated_at: datetime | None
-
-
-class ScoresOut(BaseModel):
-    """A customer's scores, shown on GET /v1/customers/{id}."""
-
-    model_version: int | None
-    recency: int | None
-    frequency: int | None
-    monetary: int | None
-    segment: str | None
-    historic_clv: float | None
-    predicted_clv: float | None
-    expected_purchases: float | None
-    probability_alive: float | None
-    kinds: list[str]
-    evidence: dict
-    scored_at: datetime

@@ -33,7 +33,7 @@ from services.identify.analysis import (
 )
 from services.identify.portfolio import repository
 from services.identify.portfolio.repository import CustomerArrays
-from services.identify.portfolio.settings import PortfolioSettings, portfolio_settings
+from services.identify.settings import PortfolioSettings, portfolio_settings
 from shared.db import utcnow
 from shared.messaging import emit_many
 

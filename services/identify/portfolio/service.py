@@ -8,13 +8,14 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.analysis import SEGMENTS, gini, lorenz_points, top_shares
+from services.identify.customers.service import get_customer, refuse_merged
 from services.identify.models import Customer, CustomerCosts
 from services.identify.portfolio import repository
 from services.identify.portfolio.repository import EPOCH
 from services.identify.portfolio.scoring import NO_INSPIRATION_EVIDENCE, net_revenue, rescore_customers
-from services.identify.portfolio.settings import portfolio_settings
+from services.identify.settings import portfolio_settings
 from shared.db import utcnow
-from shared.errors import Conflict, NotFound
+from shared.errors import NotFound
 
 DEFAULT_TOPS = (0.01, 0.05, 0.1, 0.2, 0.5)
 
@@ -89,11 +90,8 @@ def inspiration_note(kind: str | None) -> str | None:
 
 
 async def _customer(session: AsyncSession, customer_id: str) -> Customer:
-    customer = await session.get(Customer, customer_id)
-    if customer is None:
-        raise NotFound(f"no customer with id {customer_id}")
-    if customer.merged_into:
-        raise Conflict(f"customer {customer_id} was merged into {customer.merged_into}; use that id")
+    customer = await get_customer(session=session, customer_id=customer_id)
+    refuse_merged(customer)
     return customer
 
 

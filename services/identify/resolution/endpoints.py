@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from services.identify.customers.schemas import CustomerOut
 from services.identify.resolution import service
 from services.identify.resolution.schemas import DuplicatesOut, MergeRequest
-from services.identify.schemas import CustomerOut
 from shared.deps import ReadSession, WriteSession
 
 router = APIRouter(prefix="/v1", tags=["identify"])

@@ -21,17 +21,6 @@ from services.identify.models import (
 CANDIDATE_LIMIT = 200
 
 
-# --- match keys ---------------------------------------------------------------------
-
-
-async def replace_name_tokens(session: AsyncSession, customer_id: str, tokens: set[str]) -> None:
-    await session.execute(delete(CustomerNameToken).where(CustomerNameToken.customer_id == customer_id))
-    if tokens:
-        await session.execute(
-            CustomerNameToken.__table__.insert(), [{"token": t, "customer_id": customer_id} for t in sorted(tokens)]
-        )
-
-
 def _active_others(customer_id: str):
     return (Customer.id != customer_id, Customer.merged_into.is_(None))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from services.identify.schemas import CustomerOut
+from services.identify.customers.schemas import CustomerOut
 from shared.validation import Id, Strict
 
 MAX_MERGE = 50

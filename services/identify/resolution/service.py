@@ -1,4 +1,5 @@
-"""Identity resolution's rules: match keys, duplicate candidates and their scores, merges.
+"""Identity resolution's rules: duplicate candidates and their scores, merges (the match
+keys they read are kept by services/identify/customers/service.py).
 
 The rules are documented for API users in docs/identity-resolution.md.
 """
@@ -7,37 +8,15 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.identify.customers import normalize
+from services.identify.customers.service import refresh_match_keys, refuse_merged
 from services.identify.models import Customer
 from services.identify.portfolio.scoring import rescore_customers
-from services.identify.resolution import normalize, repository
-from services.identify.summaries import rebuild_summaries
+from services.identify.portfolio.summaries import rebuild_summaries
+from services.identify.resolution import repository
 from shared.db import utcnow
-from shared.errors import Conflict, NotFound, field_error
+from shared.errors import NotFound, field_error
 from shared.messaging import emit
-
-# --- match keys ---------------------------------------------------------------------
-
-
-async def refresh_match_keys(session: AsyncSession, customer: Customer, *, name_changed: bool = True) -> None:
-    """Set the customer's match keys from its fields (and its name tokens when the name changed)."""
-
-    for column, value in normalize.match_keys(email=customer.email, phone=customer.phone, name=customer.name).items():
-        setattr(customer, column, value)
-    if name_changed:
-        await session.flush()
-        await repository.replace_name_tokens(session, customer.id, set(normalize.name_tokens(customer.name)))
-
-
-def refuse_merged(customer: Customer | dict) -> None:
-    """A merged customer takes no new data: 409 naming the survivor to use instead."""
-
-    survivor = customer["merged_into"] if isinstance(customer, dict) else customer.merged_into
-    if survivor:
-        customer_id = customer["id"] if isinstance(customer, dict) else customer.id
-        raise Conflict(
-            f"customer {customer_id} was merged into {survivor}; use {survivor} instead", error="customer_merged"
-        )
-
 
 # --- duplicate candidates -----------------------------------------------------------
 
@@ -126,17 +105,10 @@ async def _group(session: AsyncSession, survivor_id: str, merged_ids: list[str])
     if unknown:
         raise NotFound(f"no customer with id {', '.join(unknown)}")
     survivor = found[survivor_id]
-    if survivor.merged_into:
-        raise Conflict(
-            f"customer {survivor_id} was merged into {survivor.merged_into}; merge into {survivor.merged_into} instead",
-            error="customer_merged",
-        )
+    refuse_merged(survivor)
     merged = [found[cid] for cid in merged_ids]
     for customer in merged:
-        if customer.merged_into:
-            raise Conflict(
-                f"customer {customer.id} was already merged into {customer.merged_into}", error="customer_merged"
-            )
+        refuse_merged(customer)
     merged.sort(key=lambda c: (c.created_at, c.id))
     return survivor, merged
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
-from services.identify.schemas import CustomerPage
+from services.identify.customers.schemas import CustomerPage
 from services.identify.search import export, repository
 from services.identify.search.schemas import (
     AfterQ,

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from services.identify.schemas import decimal_text
+from services.identify.money.schemas import decimal_text
 
 FORMATS = ("csv", "ndjson")
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}

@@ -5,7 +5,7 @@ Substring search (`q`) reads a trigram index, built by migration 5e7a1c9d2b40:
 - SQLite: the FTS5 table `customer_search` (trigram tokenizer, contentless), whose
   rowids `customer_search_rows` maps to customer ids. Triggers on customers carry
   changes and deletes into it; whoever creates customers calls `index_new_customers`
-  (set-based: a per-row trigger cost bulk imports 4x more). `q` is one FTS5 phrase (double quotes doubled), which for trigrams is a
+  (customers/repository.py; set-based: a per-row trigger cost bulk imports 4x more). `q` is one FTS5 phrase (double quotes doubled), which for trigrams is a
   substring match within one column, case-insensitive.
 - PostgreSQL: pg_trgm's GIN index on PG_SEARCH_TEXT (the searched columns joined by
   U+001F, which `q` may not hold, so a match never spans two columns) read by ILIKE,
@@ -21,11 +21,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Column, Integer, MetaData, String, Table, bindparam, exists, func, select, text, tuple_,
-)
+from sqlalchemy import Column, Integer, exists, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.identify.customers.repository import SEARCHED, dialect_of, search_rows
 from services.identify.models import Customer, CustomerKind, CustomerScore, PurchaseSummary, Transaction
 from services.identify.search.schemas import After, CustomerFilter, Sort
 
@@ -35,40 +34,16 @@ _summaries = PurchaseSummary.__table__
 _kinds = CustomerKind.__table__
 _transactions = Transaction.__table__
 
-# SQLite only, made by the migration (no model: create_all must not make a plain table).
-_search_rows = Table(
-    "customer_search_rows", MetaData(), Column("id", Integer, primary_key=True), Column("customer_id", String(36))
-)
 _FTS_MATCH = text("SELECT rowid FROM customer_search WHERE customer_search MATCH :fts").columns(
     Column("rowid", Integer)
 )
 
-SEARCHED = ("name", "email", "phone", "phone_key", "external_id")
 # Must stay the expression of the migration's GIN index, or PostgreSQL will not use it.
 PG_SEARCH_TEXT = " || E'\\x1f' || ".join(f"coalesce(customers.{column}, '')" for column in SEARCHED)
 _PG_MATCH = text(f"({PG_SEARCH_TEXT}) ILIKE :pattern ESCAPE '\\'")
 
 SCORE_FIELDS = tuple(column.name for column in _scores.c if column.name != "customer_id")
 SUMMARY_FIELDS = ("first_purchase_at", "last_purchase_at", "purchases", "total_spend")
-
-
-_INDEX_NEW = text(
-    f"INSERT INTO customer_search (rowid, {', '.join(SEARCHED)}) "
-    f"SELECT r.id, {', '.join('c.' + column for column in SEARCHED)} "
-    "FROM customers c JOIN customer_search_rows r ON r.customer_id = c.id WHERE c.id IN :ids"
-).bindparams(bindparam("ids", expanding=True))
-
-
-async def index_new_customers(session: AsyncSession, customer_ids: list[str]) -> None:
-    """Add customers just inserted (and flushed) to the SQLite search index; PostgreSQL's
-    GIN index keeps itself. Every path that inserts customers must call this."""
-
-    if _dialect(session) != "sqlite" or not customer_ids:
-        return
-    for start in range(0, len(customer_ids), 1000):
-        chunk = customer_ids[start:start + 1000]
-        await session.execute(_search_rows.insert(), [{"customer_id": customer_id} for customer_id in chunk])
-        await session.execute(_INDEX_NEW, {"ids": chunk})
 
 
 def fts_phrase(q: str) -> str:
@@ -156,11 +131,11 @@ def _conditions(
             conditions.append(_PG_MATCH)
             params["pattern"] = like_pattern(where.q)
         elif walked_id is not None:  # each customer of the walk: its search row among the matches?
-            row_of = select(_search_rows.c.id).where(_search_rows.c.customer_id == walked_id).scalar_subquery()
+            row_of = select(search_rows.c.id).where(search_rows.c.customer_id == walked_id).scalar_subquery()
             conditions.append(row_of.in_(_FTS_MATCH))
             params["fts"] = fts_phrase(where.q)
         else:
-            matched = select(_search_rows.c.customer_id).where(_search_rows.c.id.in_(_FTS_MATCH))
+            matched = select(search_rows.c.customer_id).where(search_rows.c.id.in_(_FTS_MATCH))
             conditions.append(_customers.c.id.in_(matched))
             params["fts"] = fts_phrase(where.q)
     if where.segment is not None:
@@ -243,7 +218,7 @@ async def search_customers(
     """Up to `limit` customers as dicts (customer fields, `scores` or None, purchase
     summary fields, and `_nulls`: whether the row came from the NULLs phase)."""
 
-    dialect = _dialect(session)
+    dialect = dialect_of(session)
     ranged = where.last_purchase_after is not None or where.last_purchase_before is not None
     dense = dialect == "sqlite" and ranged and sort.key != "last_purchase" and await _dense_range(session, where)
     dense_q = dialect == "sqlite" and where.q is not None and sort.key != "id" and await _dense_matches(session, where.q)
@@ -261,12 +236,6 @@ async def search_customers(
         if len(rows) >= limit:
             break
     return rows
-
-
-def _dialect(session) -> str:
-    # SQLite reads come through shared.db.InlineSession, which has an engine, no bind.
-    bind = getattr(session, "bind", None) or session.engine
-    return bind.dialect.name
 
 
 def _customer_row(row, nulls: bool) -> dict:

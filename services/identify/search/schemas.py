@@ -12,7 +12,7 @@ from fastapi import Depends, Query
 
 from services.identify.analysis.rfm import SEGMENTS
 from services.identify.portfolio.scoring import KINDS
-from services.identify.resolution.normalize import phone_key
+from services.identify.customers.normalize import phone_key
 from shared.errors import field_error
 from shared.pagination import ID, KeyPart, PageParams, invalid_cursor, page_params
 

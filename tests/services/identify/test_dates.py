@@ -10,12 +10,12 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
+from services.identify import settings
 from services.identify.imports.parsing import ImportedTransaction
-from services.identify.portfolio import settings
 from services.identify.portfolio.repository import CustomerArrays
-from services.identify.schemas import TransactionCreate
-from services.identify.summaries import discount_factor
-from services.identify.transactions import record_transactions
+from services.identify.portfolio.summaries import discount_factor
+from services.identify.transactions.schemas import TransactionCreate
+from services.identify.transactions.service import record_transactions
 from shared.db import utcnow
 from shared.uow import transaction
 from tests.services.identify.test_imports import run_import

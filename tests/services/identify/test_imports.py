@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import nats
 
 from services.identify.imports import parsing, repository as jobs, service as import_jobs
-from services.identify.schemas import TransactionCreate
+from services.identify.transactions.schemas import TransactionCreate
 from shared.db import utcnow
 from shared.uow import transaction
 from tests.support import wait_until

@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy import inspect, text
 
 from services.identify.portfolio.scoring import CLV_BANDS, clv_band_codes
-from services.identify.portfolio.settings import portfolio_settings
+from services.identify.settings import portfolio_settings
 from shared.uow import transaction
 from tests.services.identify.test_portfolio import SMALL_PORTFOLIO_END, create_customer, record, refit, small_portfolio
 from tests.support import wait_until
@@ -201,7 +201,7 @@ def test_scoring_stays_finite_for_any_date_from_1970_to_tomorrow_and_never_overf
     from services.identify.analysis import BGNBDParams, GammaGammaParams
     from services.identify.portfolio.repository import CustomerArrays, day_number
     from services.identify.portfolio.scoring import score, score_columns
-    from services.identify.portfolio.settings import PortfolioSettings
+    from services.identify.settings import PortfolioSettings
 
     tomorrow = day_number(date.today() + timedelta(days=1))
     # First and last purchase days at both ends, a purchase every day since 1970, huge spend.

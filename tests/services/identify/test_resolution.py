@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, select
 from services.identify.models import (
     Customer, CustomerNameToken, CustomerScore, PurchaseSummary, ReferralSeen, Transaction,
 )
-from services.identify.resolution.normalize import edit_distance, email_match_key, name_key, phone_key
+from services.identify.customers.normalize import edit_distance, email_match_key, name_key, phone_key
 from shared.migrations import alembic_config, upgrade
 from shared.events import make_event
 from tests.services.test_lifecycle import _handled, _no_pending, _publish, _read_stream
@@ -251,7 +251,8 @@ async def test_a_merge_follows_the_survivorship_rules_and_emits_one_event(suite)
         "/v1/transactions",
         json={"customer_id": newer["id"], "amount": "1", "currency": "USD", "occurred_at": "2026-02-01T00:00:00Z"},
     )
-    assert bought.status_code == 409 and survivor["id"] in bought.json()["detail"][0]["message"]
+    assert bought.status_code == 409 and bought.json()["error"] == "customer_merged"
+    assert survivor["id"] in bought.json()["detail"]
 
     await wait_until(lambda: _no_pending(identify), what="identify's outbox published")
     (event,) = await _read_stream(suite.nats.url, "crm.identify.customer.merged", 1, settle=True)

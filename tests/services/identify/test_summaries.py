@@ -11,7 +11,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from services.identify.models import PurchaseDay, PurchaseSummary
-from services.identify.summaries import rebuild_summaries
+from services.identify.portfolio.summaries import rebuild_summaries
 from shared.uow import transaction
 
 

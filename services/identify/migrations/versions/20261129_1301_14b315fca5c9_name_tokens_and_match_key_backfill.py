@@ -3,7 +3,7 @@
 Creates the name-token index of identity resolution and fills the match keys
 (email_match_key, phone_key, name_key) and name tokens of the customers that
 existed before them, in batches. The keys come from the service's own
-normalisation (services/identify/resolution/normalize.py), so a later change of
+normalisation (services/identify/customers/normalize.py), so a later change of
 those rules needs a new backfill revision of its own.
 
 Revision ID: 14b315fca5c9
@@ -42,7 +42,7 @@ BATCH = 1000
 
 
 def _backfill(connection) -> None:
-    from services.identify.resolution.normalize import match_keys, name_tokens
+    from services.identify.customers.normalize import match_keys, name_tokens
 
     customers = sa.table(
         "customers", sa.column("id", sa.String), sa.column("email", sa.String), sa.column("phone", sa.String),

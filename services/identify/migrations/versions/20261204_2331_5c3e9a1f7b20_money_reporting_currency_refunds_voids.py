@@ -74,7 +74,7 @@ def upgrade() -> None:
 
 
 def _backfill(connection) -> None:
-    from services.identify.portfolio.settings import PortfolioSettings
+    from services.identify.settings import PortfolioSettings
 
     reporting = PortfolioSettings().reporting_currency
     transactions = sa.table(

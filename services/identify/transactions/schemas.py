@@ -1,4 +1,4 @@
-"""identify's request and response bodies."""
+"""The transactions API's bodies: purchases recorded one by one or in batches, their refunds and voids."""
 
 from __future__ import annotations
 
@@ -9,114 +9,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from services.identify.portfolio.schemas import ScoresOut
-from services.identify.portfolio.settings import bounded_instant
+from services.identify.money.schemas import Money, OptionalMoney, decimal_text
+from services.identify.settings import bounded_instant
 from shared.pagination import Page
-from shared.validation import NOT_BLANK_SCHEMA, AsText, Currency, Email, Id, Strict, Text, stripped
-
-Phone = Annotated[str | None, Field(max_length=50, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
-
-
-class CustomerCreate(Strict):
-    # `_identified` below, stated in the schema too, so clients and fuzzers see it.
-    model_config = ConfigDict(
-        json_schema_extra={
-            "anyOf": [
-                {"required": [name], "properties": {name: {"type": "string"}}} for name in ("email", "external_id")
-            ]
-        }
-    )
-
-    email: Email = None
-    external_id: Text = None
-    name: Text = None
-    phone: Phone = None
-    referred_by: Id | None = None
-
-    @model_validator(mode="after")
-    def _identified(self):
-        if not self.email and not self.external_id:
-            raise ValueError("give at least one of email and external_id")
-        return self
-
-
-class CustomerPatch(Strict):
-    # Not both set to null at once (updates that would leave neither, given what is stored, are 409).
-    model_config = ConfigDict(
-        json_schema_extra={
-            "not": {
-                "required": ["email", "external_id"],
-                "properties": {"email": {"type": "null"}, "external_id": {"type": "null"}},
-            }
-        }
-    )
-
-    email: Email = None
-    external_id: Text = None
-    name: Text = None
-    phone: Phone = None
-
-
-class CustomerOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    email: str | None
-    external_id: str | None
-    name: str | None
-    phone: str | None
-    phone_e164: str | None = Field(
-        None, validation_alias="phone_key", description="The phone in E.164, null when it is not a valid number"
-    )
-    referred_by: str | None
-    purchase_count: int
-    merged_into: str | None = Field(
-        None, description="Set when this customer was merged: the survivor that now holds its data"
-    )
-    merged_at: datetime | None = None
-    created_at: datetime
-    updated_at: datetime
-    scores: ScoresOut | None = Field(
-        None, description="RFM scores and segment, lifetime value, probability alive and strategically "
-        "significant kinds with their evidence; null until the first refit has scored the customer"
-    )
-
-
-class CustomerPage(Page[CustomerOut]):
-    pass
-
-
-def _finite(value: Decimal) -> Decimal:
-    if not value.is_finite():
-        raise ValueError("must be a finite number")
-    if value.as_tuple().exponent < -4:
-        raise ValueError("at most 4 decimal places")
-    if abs(value) >= Decimal("1e14"):
-        raise ValueError("too large")
-    return value
-
-
-def _finite_or_none(value: Decimal | None) -> Decimal | None:
-    return None if value is None else _finite(value)
-
-
-def decimal_text(value) -> str | None:
-    """A stored amount as the API writes it: plain notation, no trailing zeros."""
-
-    if value is None:
-        return None
-    return format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
-
-
-def _not_negative(value: Decimal | None) -> Decimal | None:
-    if value is not None and value < 0:
-        raise ValueError("must not be negative (a refund is POST /v1/transactions/{id}/refund)")
-    return value
-
-
-Money = Annotated[Decimal, AfterValidator(_finite), AfterValidator(_not_negative)]
-OptionalMoney = Annotated[Decimal | None, AfterValidator(_finite_or_none), AfterValidator(_not_negative)]
-
+from shared.validation import AsText, Currency, Id, Strict, Text, stripped
 
 class TransactionCreate(Strict):
     customer_id: Id
@@ -223,3 +119,50 @@ class BatchOut(BaseModel):
     created: int
     duplicates: int
     errors: int
+
+
+def _positive(value: Decimal) -> Decimal:
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
+Reason = Annotated[str, Field(max_length=500), AfterValidator(stripped)]
+
+
+class RefundCreate(Strict):
+    amount: Annotated[Money, AfterValidator(_positive)] = Field(
+        description="How much is given back, in the purchase's currency: more than 0 and at most what is left unrefunded"
+    )
+    reason: Reason = Field(description="Why the money was given back")
+    occurred_at: Annotated[datetime | None, AsText] = Field(
+        None, description="When it was given back (default now); not before the purchase"
+    )
+    external_id: Text = Field(None, description="Idempotency key: the same key again returns the first refund")
+
+
+class VoidCreate(Strict):
+    reason: Reason = Field(description="Why the purchase was recorded in error")
+
+
+class RefundOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    transaction_id: str
+    amount: str
+    currency: str
+    reporting_amount: str | None
+    reporting_currency: str | None
+    reason: str
+    occurred_at: datetime
+    external_id: str | None
+    recorded_at: datetime
+
+
+class RefundPage(Page[RefundOut]):
+    pass
+
+
+class RefundRecorded(RefundOut):
+    transaction: TransactionOut = Field(description="The purchase after the refund")

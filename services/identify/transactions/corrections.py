@@ -20,12 +20,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identify import summaries
 from services.identify.models import Refund, Transaction
-from services.identify.money import fx, repository
-from services.identify.money.schemas import RefundCreate
+from services.identify.money import fx
+from services.identify.money.schemas import decimal_text
+from services.identify.portfolio import summaries
 from services.identify.portfolio.scoring import rescore_customers
-from services.identify.schemas import decimal_text
+from services.identify.transactions import repository
+from services.identify.transactions.schemas import RefundCreate
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, field_error
 from shared.ids import uuid7

@@ -1,20 +1,56 @@
-"""identify's rules for customers (transactions: services/identify/transactions.py)."""
+"""identify's rules for customers: identities, match keys, and the one rule for a merged customer.
+
+A merged customer takes no new data: every write that names one is refused by
+`refuse_merged` with the same error, 409 `customer_merged` naming the survivor to use."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identify import repository
+from services.identify.customers import normalize, repository
+from services.identify.customers.schemas import CustomerCreate, CustomerPatch
 from services.identify.models import Customer
-from services.identify.resolution.service import refresh_match_keys, refuse_merged
-from services.identify.schemas import CustomerCreate, CustomerPatch
-from services.identify.search import repository as search
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, field_error
 from shared.ids import uuid7
 from shared.messaging import emit
 
 CUSTOMER_FIELDS = ("email", "external_id", "name", "phone")
+
+
+class CustomerMerged(Conflict):
+    """The customer was merged: it takes no new data; the detail names the survivor."""
+
+    error = "customer_merged"
+
+
+def merged_error(customer: Customer | dict) -> CustomerMerged | None:
+    """The error a write naming this customer gets when it was merged (None when it was not).
+    Batches answer it item by item; everything else raises it through `refuse_merged`."""
+
+    survivor = customer["merged_into"] if isinstance(customer, dict) else customer.merged_into
+    if not survivor:
+        return None
+    customer_id = customer["id"] if isinstance(customer, dict) else customer.id
+    return CustomerMerged(f"customer {customer_id} was merged into {survivor}; use {survivor} instead")
+
+
+def refuse_merged(customer: Customer | dict) -> None:
+    """A merged customer takes no new data: 409 `customer_merged` naming the survivor to use instead."""
+
+    error = merged_error(customer)
+    if error is not None:
+        raise error
+
+
+async def refresh_match_keys(session: AsyncSession, customer: Customer, *, name_changed: bool = True) -> None:
+    """Set the customer's match keys from its fields (and its name tokens when the name changed)."""
+
+    for column, value in normalize.match_keys(email=customer.email, phone=customer.phone, name=customer.name).items():
+        setattr(customer, column, value)
+    if name_changed:
+        await session.flush()
+        await repository.replace_name_tokens(session, customer.id, set(normalize.name_tokens(customer.name)))
 
 
 def _email_key(email: str | None) -> str | None:
@@ -58,7 +94,7 @@ async def create_customer(*, session: AsyncSession, data: CustomerCreate) -> Cus
     )
     session.add(customer)
     await refresh_match_keys(session, customer)  # flushes the new row
-    await search.index_new_customers(session, [customer.id])
+    await repository.index_new_customers(session, [customer.id])
     emit(
         session,
         "crm.identify.customer.created",

@@ -1,4 +1,4 @@
-"""Where the portfolio code gets identify's settings, and the date bounds they set."""
+"""Where identify's sub-domains get identify's settings, and the date bounds they set."""
 
 from __future__ import annotations
 

@@ -30,12 +30,12 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identify import repository
 from services.identify.money.fx import CENT_OF_CENT, ONE, convert
-from services.identify.portfolio.settings import portfolio_settings
+from services.identify.portfolio import repository
+from services.identify.portfolio.repository import REFERENCE_DAY
+from services.identify.settings import portfolio_settings
 from shared.db import utcnow
 
-REFERENCE_DAY = date(2000, 1, 1)
 ZERO = Decimal(0)
 
 

@@ -4,7 +4,8 @@ and an import.
 `record_transactions` takes many at once and answers item by item: a transaction
 whose `external_id` was recorded before (or earlier in the same call) for the same
 purchase (see `differences`) is a duplicate and returns the first one, and for another
-purchase it is an `idempotency_conflict`; one for an unknown or merged customer, or in a
+purchase it is an `idempotency_conflict`; one for a merged customer is `customer_merged`
+(services/identify/customers/service.py); one for an unknown customer, or in a
 currency with no exchange rate for its day (services/identify/money/fx.py), is an error; the
 others are inserted in bulk, counted on their customer, folded into the purchase
 summaries and announced with one `crm.identify.transaction.recorded` event each, all
@@ -22,12 +23,16 @@ from typing import Literal, Protocol
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identify import repository, service, summaries
+from services.identify.customers import repository as customer_repository
+from services.identify.customers.service import get_customer, merged_error
 from services.identify.money import fx
+from services.identify.money.schemas import decimal_text
+from services.identify.portfolio import summaries
 from services.identify.portfolio.scoring import rescore_customers
-from services.identify.schemas import TransactionCreate, TransactionOut, decimal_text
+from services.identify.transactions import repository
+from services.identify.transactions.schemas import TransactionCreate, TransactionOut
 from shared.db import utcnow
-from shared.errors import AppError, Conflict, InvalidRequest, NotFound, field_error
+from shared.errors import AppError, InvalidRequest, NotFound, field_error
 from shared.ids import uuid7_many
 from shared.messaging import emit_many
 
@@ -56,8 +61,8 @@ class Outcome:
     transaction: dict | None = None
     field: str | None = None
     message: str | None = None
-    # The customer was merged: a conflict with the state (409), not a bad field.
-    conflict: bool = False
+    # The customer was merged: that error itself (409 customer_merged), not a bad field.
+    refused: AppError | None = None
     # The error's class when it is neither of those (IdempotencyConflict).
     error: type[AppError] | None = None
 
@@ -93,14 +98,6 @@ def _conflict(earlier: dict, external_id: str, fields: list[str]) -> Outcome:
     return Outcome("error", field="external_id", message=message, error=IdempotencyConflict)
 
 
-def _customer_problem(customer_id: str, customer: dict | None) -> str | None:
-    if customer is None:
-        return f"no customer with id {customer_id}"
-    if customer["merged_into"]:
-        return f"customer {customer_id} was merged into {customer['merged_into']}; record it on the survivor"
-    return None
-
-
 async def record_transactions(*, session: AsyncSession, items: Sequence[NewTransaction]) -> list[Outcome]:
     """Record the items in the session's transaction; one Outcome per item, in order."""
 
@@ -121,9 +118,12 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
             changed = differences(first, item, customer and customer["merged_into"])
             outcomes.append(_conflict(first, external_id, changed) if changed else Outcome("duplicate", first))
             continue
-        problem = _customer_problem(item.customer_id, customer)
-        if problem:
-            outcomes.append(Outcome("error", field="customer_id", message=problem, conflict=customer is not None))
+        if customer is None:
+            outcomes.append(Outcome("error", field="customer_id", message=f"no customer with id {item.customer_id}"))
+            continue
+        if customer["merged_into"]:
+            refused = merged_error(customer)
+            outcomes.append(Outcome("error", field="customer_id", message=refused.detail, refused=refused))
             continue
         rate = rates.rate(item.currency, item.occurred_at)
         if rate is None:
@@ -195,7 +195,7 @@ def _announce(session: AsyncSession, rows: list[dict], customers: dict[str, dict
 async def list_transactions(
     *, session: AsyncSession, customer_id: str, before: tuple[datetime, str] | None, limit: int
 ) -> list:
-    await service.get_customer(session=session, customer_id=customer_id)
+    await get_customer(session=session, customer_id=customer_id)
     return await repository.list_transactions(session, customer_id=customer_id, before=before, limit=limit)
 
 
@@ -213,7 +213,7 @@ async def search_transactions(
 
     if since is not None and until is not None and since > until:
         raise field_error("query.from", f"from ({since.isoformat()}) is after to ({until.isoformat()})")
-    if customer_id is not None and await repository.get_customer(session, customer_id) is None:
+    if customer_id is not None and await customer_repository.get_customer(session, customer_id) is None:
         raise field_error("query.customer_id", f"no customer with id {customer_id}", status=NotFound)
     return await repository.list_transactions(
         session, customer_id=customer_id, before=before, limit=limit, since=since, until=until
@@ -249,7 +249,9 @@ async def record_batch(*, session: AsyncSession, items: Sequence) -> list[dict]:
         answer = answers[index]
         answer["status"] = outcome.status
         if outcome.status == "error":
-            error = field_error(f"body.items.{index}.{outcome.field}", outcome.message, outcome.error or InvalidRequest)
+            error = outcome.refused or field_error(
+                f"body.items.{index}.{outcome.field}", outcome.message, outcome.error or InvalidRequest
+            )
             answer["error"] = error.body()
         else:
             answer["transaction"] = TransactionOut.of(outcome.transaction)
@@ -262,6 +264,7 @@ async def record_one(*, session: AsyncSession, data: TransactionCreate) -> tuple
 
     (outcome,) = await record_transactions(session=session, items=[data])
     if outcome.status == "error":
-        status = outcome.error or (Conflict if outcome.conflict else InvalidRequest)
-        raise field_error(f"body.{outcome.field}", outcome.message, status=status)
+        if outcome.refused is not None:
+            raise outcome.refused
+        raise field_error(f"body.{outcome.field}", outcome.message, status=outcome.error or InvalidRequest)
     return outcome.transaction, outcome.status == "created"
