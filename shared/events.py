@@ -8,8 +8,9 @@ that caused this one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,6 +41,54 @@ class CloudEvent(BaseModel):
     @classmethod
     def from_json(cls, raw: bytes) -> "CloudEvent":
         return cls.model_validate_json(raw)
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Event(Generic[P]):
+    """An event as a consumer's handler gets it: the envelope's attributes and `data`,
+    the payload parsed once by its contract's reader (shared/contracts.py `Contract.read`).
+
+    `at` is when it happened (the contract's time field, else the envelope's `time`);
+    `customers` names the payload fields naming the customers it is about (the
+    subject first), `other_customers` those naming other customers it mentions.
+    """
+
+    id: str
+    type: str
+    time: datetime
+    at: datetime
+    subject: str | None
+    correlationid: str | None
+    data: P
+    customers: tuple[str, ...] = ()
+    other_customers: tuple[str, ...] = ()
+
+    @property
+    def customer_id(self) -> str | None:
+        """The customer the event is about, if it is about one."""
+
+        return getattr(self.data, self.customers[0]) if self.customers else None
+
+    def customer_ids(self) -> list[str]:
+        """The customers the event is about."""
+
+        return [cid for name in self.customers if (cid := getattr(self.data, name)) is not None]
+
+    def named_ids(self) -> list[str]:
+        """Every customer the payload names."""
+
+        fields = (*self.customers, *self.other_customers)
+        return [cid for name in fields if (cid := getattr(self.data, name)) is not None]
+
+    def for_survivors(self, survivor: dict[str, str]) -> "Event[P]":
+        """This event with each merged customer it names replaced by its survivor."""
+
+        fields = (*self.customers, *self.other_customers)
+        moved = {name: survivor[cid] for name in fields if (cid := getattr(self.data, name)) in survivor}
+        return replace(self, data=self.data.model_copy(update=moved)) if moved else self
 
 
 def make_event(

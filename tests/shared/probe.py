@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.app import ServiceDefinition
 from shared.consumer import ConsumerSpec
-from shared.contracts import CATALOG, DeadLetter, contract, dlq_subject
+from shared.contracts import CATALOG, CustomerCreated, DeadLetter, contract, dlq_subject
 from shared.db import make_base
-from shared.events import CloudEvent
+from shared.events import Event
 from shared.messaging import messaging_tables
 
 Base = make_base()
@@ -28,16 +28,16 @@ if dlq_subject("probe") not in CATALOG:
     contract(dlq_subject("probe"), "probe", "dead letters of the test probe")(DeadLetter)
 
 
-async def on_customer_created(session: AsyncSession, event: CloudEvent) -> None:
-    if event.data.get("name") == "poison":
+async def on_customer_created(session: AsyncSession, event: Event[CustomerCreated]) -> None:
+    if event.data.name == "poison":
         raise RuntimeError("this event always fails")
-    await session.execute(insert(applied).values(event_id=event.id, customer_id=event.data["id"]))
+    await session.execute(insert(applied).values(event_id=event.id, customer_id=event.data.id))
 
 
-async def on_customers_created(session: AsyncSession, events: list[CloudEvent]) -> None:
-    if any(event.data.get("name") == "poison" for event in events):
+async def on_customers_created(session: AsyncSession, events: list[Event[CustomerCreated]]) -> None:
+    if any(event.data.name == "poison" for event in events):
         raise RuntimeError("this event always fails")
-    await session.execute(insert(applied), [{"event_id": e.id, "customer_id": e.data["id"]} for e in events])
+    await session.execute(insert(applied), [{"event_id": e.id, "customer_id": e.data.id} for e in events])
 
 
 BATCH_DEFINITION = ServiceDefinition(
