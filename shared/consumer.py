@@ -218,17 +218,13 @@ class ConsumerRunner:
     async def process(self, msgs: list[Msg]) -> None:
         items: list[tuple[Msg, Event[Any]]] = []
         for msg in msgs:
+            contract = CATALOG.get(msg.subject)  # an event's type is its subject
             try:
-                envelope = CloudEvent.from_json(msg.data)
-            except Exception as exc:  # noqa: BLE001 - not an event at all: park it at once
-                await self._dead_letter(msg, None, f"undecodable event: {exc}", self._deliveries(msg))
-                continue
-            try:
-                items.append((msg, CATALOG[envelope.type].read(envelope)))
-            except KeyError:
-                await self._dead_letter(msg, envelope, f"no contract for {envelope.type}", self._deliveries(msg))
-            except ValidationError as exc:  # no retry can mend it: park it at once
-                await self._dead_letter(msg, envelope, f"invalid {envelope.type} payload: {exc}", self._deliveries(msg))
+                if contract is None:
+                    raise LookupError(msg.subject)
+                items.append((msg, contract.read_json(msg.data)))
+            except (LookupError, ValidationError) as exc:
+                await self._unreadable(msg, exc)
         if not items:
             return
         try:
@@ -247,6 +243,27 @@ class ConsumerRunner:
             return
         for msg, _ in items:
             await msg.ack()
+
+    async def _unreadable(self, msg: Msg, exc: Exception) -> None:
+        """Park at once an event no retry can mend: not an event at all, or a payload
+        really broken (the validation error goes in its dead-letter row)."""
+
+        try:
+            envelope = CloudEvent.from_json(msg.data)
+        except Exception as not_event:  # noqa: BLE001 - not an event at all
+            await self._dead_letter(msg, None, f"undecodable event: {not_event}", self._deliveries(msg))
+            return
+        contract = CATALOG.get(envelope.type)
+        if contract is None:
+            error = f"no contract for {envelope.type}"
+        else:
+            try:
+                contract.read(envelope)
+            except ValidationError as invalid:
+                error = f"invalid {envelope.type} payload: {invalid}"
+            else:
+                error = f"{envelope.type} published on {msg.subject}"
+        await self._dead_letter(msg, envelope, error, self._deliveries(msg))
 
     async def _apply(self, items: list[tuple[Msg, Event[Any]]]) -> None:
         duplicates = 0

@@ -56,9 +56,22 @@ class Contract(Generic[P]):
     other_customers: tuple[str, ...] = ()
     at: str | None = None
     reader: type[P] = field(init=False, repr=False, compare=False)
+    event_model: type[Event[P]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "reader", _tolerant_reader(self.model))
+        reader = _tolerant_reader(self.model)
+        event_model = type(
+            f"{self.model.__name__}Event",
+            (Event[reader],),  # type: ignore[valid-type]
+            {
+                "__module__": self.model.__module__,
+                "customers": self.customers,
+                "other_customers": self.other_customers,
+                "at_field": self.at,
+            },
+        )
+        object.__setattr__(self, "reader", reader)
+        object.__setattr__(self, "event_model", event_model)
 
     @property
     def dataschema(self) -> str:
@@ -71,23 +84,15 @@ class Contract(Generic[P]):
         return callable(getattr(self.model, "timeline_summary", None))
 
     def read(self, event: CloudEvent) -> Event[P]:
-        """The event with its payload parsed by the tolerant reader (a pydantic
+        """`event` with its payload parsed by the tolerant reader (a pydantic
         ValidationError when it is really broken: a required field missing, a wrong type)."""
 
-        data = self.reader.model_validate(event.data)
-        at = getattr(data, self.at) if self.at else None
-        time = _utc(event.time)
-        return Event(
-            id=event.id,
-            type=event.type,
-            time=time,
-            at=at if isinstance(at, datetime) else time,
-            subject=event.subject,
-            correlationid=event.correlationid,
-            data=data,
-            customers=self.customers,
-            other_customers=self.other_customers,
-        )
+        return self.event_model.model_validate(event.model_dump())
+
+    def read_json(self, raw: bytes) -> Event[P]:
+        """An event's JSON parsed in one pass, envelope and payload (consumers use this)."""
+
+        return self.event_model.model_validate_json(raw)
 
 
 CATALOG: dict[str, Contract[Any]] = {}

@@ -8,9 +8,8 @@ that caused this one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,25 +45,29 @@ class CloudEvent(BaseModel):
 P = TypeVar("P", bound=BaseModel)
 
 
-@dataclass(frozen=True, slots=True)
-class Event(Generic[P]):
-    """An event as a consumer's handler gets it: the envelope's attributes and `data`,
-    the payload parsed once by its contract's reader (shared/contracts.py `Contract.read`).
+class Event(CloudEvent, Generic[P]):
+    """An event as a consumer's handler gets it: the envelope, and `data` parsed by its
+    contract's reader, envelope and payload in one pass over the JSON.
 
-    `at` is when it happened (the contract's time field, else the envelope's `time`);
-    `customers` names the payload fields naming the customers it is about (the
-    subject first), `other_customers` those naming other customers it mentions.
+    Each contract makes its own subclass (shared/contracts.py `Contract.event_model`)
+    saying which payload fields name the customers the event is about (the subject
+    first), which name other customers it mentions, and which says when it happened.
     """
 
-    id: str
-    type: str
-    time: datetime
-    at: datetime
-    subject: str | None
-    correlationid: str | None
-    data: P
-    customers: tuple[str, ...] = ()
-    other_customers: tuple[str, ...] = ()
+    data: P  # type: ignore[assignment]
+
+    customers: ClassVar[tuple[str, ...]] = ()
+    other_customers: ClassVar[tuple[str, ...]] = ()
+    at_field: ClassVar[str | None] = None
+
+    @property
+    def at(self) -> datetime:
+        """When it happened: the contract's time field, else the envelope's `time` (aware, UTC)."""
+
+        at = getattr(self.data, self.at_field) if self.at_field else None
+        if at is None:
+            at = self.time
+        return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
 
     @property
     def customer_id(self) -> str | None:
@@ -88,7 +91,7 @@ class Event(Generic[P]):
 
         fields = (*self.customers, *self.other_customers)
         moved = {name: survivor[cid] for name in fields if (cid := getattr(self.data, name)) in survivor}
-        return replace(self, data=self.data.model_copy(update=moved)) if moved else self
+        return self.model_copy(update={"data": self.data.model_copy(update=moved)}) if moved else self
 
 
 def make_event(
