@@ -17,12 +17,6 @@ from tests.shared import probe
 from tests.support import wait_until
 
 
-@pytest.fixture(params=["per-event", "batch"])
-def probe_definition(request):
-    """Every consumer behaviour holds for per-event handlers and for batch handlers."""
-    return probe.DEFINITION if request.param == "per-event" else probe.BATCH_DEFINITION
-
-
 async def stream_events(nats_url: str, subject: str = "crm.>") -> list[dict]:
     """Every event stored in the CRM stream on `subject`, read with an ephemeral consumer."""
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from shared.contracts import CATALOG
 from shared.events import make_event
 from tests.shared import probe
-from tests.shared.test_backbone import _dead_letters, probe_definition, publish_raw  # noqa: F401 - a fixture
+from tests.shared.test_backbone import _dead_letters, publish_raw
 from tests.support import wait_until
 
 
