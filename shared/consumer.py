@@ -68,7 +68,8 @@ class ConsumerSpec:
 
     `survivors` is the service's alias table: with it, handlers see merged
     customers as their survivors (shared/customer_aliases.py `CustomerAliases.consumers`
-    sets it on every consumer of a service).
+    sets it on every consumer of a service but those with `follows_merges=False`:
+    the ones that record ids as announced and leave survivors to a merge step).
     """
 
     purpose: str
@@ -77,6 +78,7 @@ class ConsumerSpec:
     batch_handler: BatchHandler | None = None
     subjects: tuple[str, ...] = ()
     survivors: Survivors | None = None
+    follows_merges: bool = True
 
     def __post_init__(self) -> None:
         unknown = set(self.all_subjects) - set(CATALOG)

@@ -18,9 +18,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Awaitable, Callable, Iterable, Sequence
 
-from sqlalchemy import Column, MetaData, String, Table, bindparam, select, update
+import orjson
+from sqlalchemy import Column, MetaData, String, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.bulk import one_of
 from shared.consumer import ConsumerSpec
 from shared.contracts import CustomerMerged
 from shared.db import UTCDateTime, insert_ignoring
@@ -54,6 +56,14 @@ class CustomerAliases:
             Column("merged_at", UTCDateTime, nullable=False),
         )
         self._survivor_of = select(self.table.c.survivor_id).where(self.table.c.merged_id == bindparam("customer_id"))
+        # Looked up for every micro-batch of every consumer: one parameter for all its ids
+        # (an array on PostgreSQL, a JSON list on SQLite), half the CPU of an IN list of 500.
+        pair = select(self.table.c.merged_id, self.table.c.survivor_id)
+        json_ids = select(func.json_each(bindparam("ids")).table_valued("value").c.value)
+        self._survivors = {
+            "postgresql": pair.where(one_of(self.table.c.merged_id, "postgresql")),
+            "sqlite": pair.where(self.table.c.merged_id.in_(json_ids)),
+        }
 
     def consumers(
         self, specs: Sequence[ConsumerSpec], *, merge_steps: Sequence[MergeStep], merges_description: str
@@ -67,7 +77,8 @@ class CustomerAliases:
                 await step(session, merge)
 
         merges = ConsumerSpec(purpose="merges", handlers={MERGED: on_customer_merged}, description=merges_description)
-        return [replace(spec, survivors=self.survivors) for spec in specs] + [merges]
+        following = [replace(spec, survivors=self.survivors) if spec.follows_merges else spec for spec in specs]
+        return [*following, merges]
 
     async def record(self, session: AsyncSession, event: Event[CustomerMerged]) -> Merge:
         """Remember a merge; ids merged earlier into a now merged customer follow to the new survivor."""
@@ -85,12 +96,14 @@ class CustomerAliases:
     async def survivors(self, session: AsyncSession, customer_ids: Iterable[str]) -> dict[str, str]:
         """{merged id: survivor} for those of `customer_ids` that were merged (one query)."""
 
-        ids = set(customer_ids)
+        ids = list(set(customer_ids))
         if not ids:
             return {}
-        rows = await session.execute(
-            select(self.table.c.merged_id, self.table.c.survivor_id).where(self.table.c.merged_id.in_(ids))
-        )
+        dialect = session.bind.dialect.name
+        if dialect == "postgresql":
+            rows = await session.execute(self._survivors[dialect], {"ids": ids})
+        else:
+            rows = await session.execute(self._survivors["sqlite"], {"ids": orjson.dumps(ids).decode()})
         return {merged: survivor for merged, survivor in rows}
 
     async def survivor_of(self, session, customer_id: str) -> str | None:

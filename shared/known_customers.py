@@ -32,13 +32,18 @@ class KnownCustomers:
 
     def consumer(self, description: str) -> ConsumerSpec:
         """The `<service>-customers` consumer: remembers every customer identify creates,
-        a whole micro-batch in one INSERT."""
+        a whole micro-batch in one INSERT. It keeps the ids as identify announced them, so
+        it needs no survivors (saving a lookup per batch): `follow_merge` knows the survivor."""
 
         async def on_customers_created(session: AsyncSession, events: list[Event[CustomerCreated]]) -> None:
             await self.remember_created(session, events)
 
         return ConsumerSpec(
-            purpose="customers", batch_handler=on_customers_created, subjects=(CREATED,), description=description
+            purpose="customers",
+            batch_handler=on_customers_created,
+            subjects=(CREATED,),
+            description=description,
+            follows_merges=False,
         )
 
     async def add(self, session: AsyncSession, rows: list[dict]) -> None:
