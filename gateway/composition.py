@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 import orjson
@@ -82,7 +82,7 @@ class CustomerNotFound(Exception):
     pass
 
 
-def _as_list(value: Any) -> list | None:
+def _as_list(value: Any) -> list[Any] | None:
     if isinstance(value, list):
         return value
     if isinstance(value, dict):
@@ -100,7 +100,7 @@ async def compose_360(
     request_id: str,
     correlation_id: str,
     timeout: float,
-    on_upstream_error=None,
+    on_upstream_error: Callable[[str, str], None] | None = None,
 ) -> dict[str, Any]:
     """Fetch the parts in parallel; raise CustomerNotFound when identify says 404."""
 

@@ -119,7 +119,7 @@ class ConsumerRunner:
         self.batch = settings.consumer_batch
         self.expires_s = settings.consumer_expires_s
         self.heartbeat = time.monotonic()
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self._provisioned_generation = -1
 
     # --- state for readiness -------------------------------------------------
@@ -164,6 +164,7 @@ class ConsumerRunner:
 
         await self.bus.connected.wait()
         nc = self.bus.nc
+        assert nc is not None  # connected
         inbox = nc.new_inbox()
         await nc.subscribe(inbox, cb=enqueue)
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.settings.stream}.{self.name}"
@@ -173,6 +174,7 @@ class ConsumerRunner:
                 await self.bus.connected.wait()
                 self.heartbeat = time.monotonic()
                 if self._provisioned_generation != self.bus.generation:
+                    assert self.bus.js is not None  # connected
                     await self.provision(self.bus.js)
                     self._provisioned_generation = self.bus.generation
                 await nc.publish(next_subject, request, reply=inbox)

@@ -99,17 +99,18 @@ class CustomerAliases:
         ids = list(set(customer_ids))
         if not ids:
             return {}
-        dialect = session.bind.dialect.name
+        dialect = session.get_bind().dialect.name
         if dialect == "postgresql":
             rows = await session.execute(self._survivors[dialect], {"ids": ids})
         else:
             rows = await session.execute(self._survivors["sqlite"], {"ids": orjson.dumps(ids).decode()})
         return {merged: survivor for merged, survivor in rows}
 
-    async def survivor_of(self, session, customer_id: str) -> str | None:
-        return (await session.execute(self._survivor_of, {"customer_id": customer_id})).scalar()
+    async def survivor_of(self, session: AsyncSession, customer_id: str) -> str | None:
+        survivor: str | None = (await session.execute(self._survivor_of, {"customer_id": customer_id})).scalar()
+        return survivor
 
-    async def not_found(self, session, customer_id: str) -> NotFound:
+    async def not_found(self, session: AsyncSession, customer_id: str) -> NotFound:
         """404 for a customer the service has nothing for, naming the survivor of a merged id."""
 
         survivor = await self.survivor_of(session, customer_id)
@@ -117,7 +118,7 @@ class CustomerAliases:
             return NotFound(f"customer {customer_id} was merged into {survivor}", error="customer_merged")
         return NotFound(f"no customer with id {customer_id}")
 
-    async def refuse_merged(self, session, customer_id: str) -> None:
+    async def refuse_merged(self, session: AsyncSession, customer_id: str) -> None:
         """409 naming the survivor when a request names a merged customer."""
 
         survivor = await self.survivor_of(session, customer_id)

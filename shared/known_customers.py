@@ -8,6 +8,8 @@ asking identify. `consumer` is the `<service>-customers` consumer that fills it;
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Column, MetaData, String, Table, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,7 +48,7 @@ class KnownCustomers:
             follows_merges=False,
         )
 
-    async def add(self, session: AsyncSession, rows: list[dict]) -> None:
+    async def add(self, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
         """One statement for a batch of `{"id", "created_at"}`; a customer already known is left as it is."""
 
         if rows:

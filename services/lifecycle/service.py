@@ -121,7 +121,7 @@ async def follow_merge(session: AsyncSession, merge: Merge) -> None:
     count = max(count, current["purchase_count"] if current else 0)
     row = {"customer_id": survivor, "stage": from_stage, "purchase_count": count, "updated_at": now}
     await repository.absorb_merged(session, merged_ids=merged, survivor_id=survivor)
-    if RANK.get(target, -1) > RANK.get(from_stage, -1):
+    if target is not None and RANK.get(target, -1) > RANK.get(from_stage, -1):
         row["stage"] = target
         await repository.insert_transitions(session, [_transition(session, event, survivor, from_stage, target, now)])
     if current is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -154,7 +154,7 @@ async def welcome_new_buyers(*, session: AsyncSession, events: list[Event[StageC
     # A stage change proves identify created the customer: if value-customers has
     # not caught up yet, know the customer now (its creation time approximated by
     # the change's) so that offers can be issued to it by hand too.
-    first_seen = {}
+    first_seen: dict[str, datetime] = {}
     for event in events:
         first_seen.setdefault(event.data.customer_id, event.at)
     await known_customers.add(session, [{"id": cid, "created_at": at} for cid, at in first_seen.items()])
