@@ -1,17 +1,10 @@
 """The customer 360 view: one answer assembled from all five services.
 
 `GET /v1/customers/{id}/360` asks, in parallel and each with
-`composition_timeout_s`:
-
-=========  =========  ==========================================
-part       service    service path
-=========  =========  ==========================================
-customer   identify   /v1/customers/{id}
-lifecycle  lifecycle  /v1/customers/{id}/lifecycle
-timeline   engage     /v1/customers/{id}/timeline?limit=10
-offers     value      /v1/customers/{id}/offers
-referrals  network    /v1/customers/{id}/referrals
-=========  =========  ==========================================
+`composition_timeout_s`, every part of `PARTS`: one line each (the field of the
+answer, the service, its path, whether it is a list, what the field says). The
+response model `Customer360` is made from the same table, so adding a part is
+adding its line.
 
 Rules:
 
@@ -32,10 +25,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 import orjson
+from pydantic import BaseModel, Field, create_model
 
 from gateway.upstream import UpstreamError, Upstreams, UpstreamTimeout
 
@@ -44,18 +38,41 @@ TIMELINE_LIMIT = 10
 
 @dataclass(frozen=True)
 class Part:
-    name: str
+    name: str  # the field of the answer
     service: str
     path: str  # with `{id}`
     is_list: bool
+    description: str | None = None
 
 
 PARTS: tuple[Part, ...] = (
-    Part("customer", "identify", "/v1/customers/{id}", False),
+    Part("customer", "identify", "/v1/customers/{id}", False,
+         "identify's customer; null when identify could not be reached"),
     Part("lifecycle", "lifecycle", "/v1/customers/{id}/lifecycle", False),
-    Part("timeline", "engage", f"/v1/customers/{{id}}/timeline?limit={TIMELINE_LIMIT}", True),
+    Part("timeline", "engage", f"/v1/customers/{{id}}/timeline?limit={TIMELINE_LIMIT}", True,
+         f"The {TIMELINE_LIMIT} most recent timeline entries (engage)"),
     Part("offers", "value", "/v1/customers/{id}/offers", True),
     Part("referrals", "network", "/v1/customers/{id}/referrals", True),
+)
+
+
+class MissingPart(BaseModel):
+    part: str
+    service: str
+    reason: str
+
+
+def _field(part: Part) -> Any:
+    kind: Any = list if part.is_list else dict | None
+    return (kind, Field(description=part.description)) if part.description else (kind, ...)
+
+
+# The 360 answer: one field per part (empty when the part could not be had), and `missing`.
+Customer360: type[BaseModel] = create_model(
+    "Customer360",
+    __module__=__name__,
+    **{part.name: _field(part) for part in PARTS},
+    missing=(list[MissingPart], Field(description="Parts that could not be fetched, and why")),
 )
 
 _LIST_KEYS = ("items", "data", "results")
@@ -65,7 +82,7 @@ class CustomerNotFound(Exception):
     pass
 
 
-def _as_list(value: Any) -> list | None:
+def _as_list(value: Any) -> list[Any] | None:
     if isinstance(value, list):
         return value
     if isinstance(value, dict):
@@ -83,9 +100,9 @@ async def compose_360(
     request_id: str,
     correlation_id: str,
     timeout: float,
-    on_upstream_error=None,
+    on_upstream_error: Callable[[str, str], None] | None = None,
 ) -> dict[str, Any]:
-    """Fetch the five parts in parallel; raise CustomerNotFound when identify says 404."""
+    """Fetch the parts in parallel; raise CustomerNotFound when identify says 404."""
 
     quoted = quote(customer_id, safe="")
     headers = (

@@ -17,11 +17,10 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.auth import BearerAuth, admin_key_path, load_or_create_admin_key
-from gateway.composition import CustomerNotFound, compose_360
+from gateway.composition import Customer360, CustomerNotFound, compose_360
 from gateway.health import readiness
 from gateway.observability import GatewayMetrics
 from gateway.openapi import OpenAPIMerger
@@ -44,21 +43,6 @@ VERSION = "0.1.0"
 class ORJSONBody(JSONResponse):
     def render(self, content) -> bytes:
         return orjson.dumps(content)
-
-
-class MissingPart(BaseModel):
-    part: str
-    service: str
-    reason: str
-
-
-class Customer360(BaseModel):
-    customer: dict | None = Field(description="identify's customer; null when identify could not be reached")
-    lifecycle: dict | None
-    timeline: list = Field(description="The 10 most recent timeline entries (engage)")
-    offers: list
-    referrals: list
-    missing: list[MissingPart] = Field(description="Parts that could not be fetched, and why")
 
 
 class GatewayApp(FastAPI):

@@ -12,6 +12,14 @@ and after `max_deliver` attempts it is parked: a dead-letter row plus an event o
 We drive the pull protocol ourselves rather than through nats-py's `fetch`,
 whose batch fetch waits for a full batch or the whole expiry once the stream is
 idle: that would put seconds between a commit and its effect.
+
+Handlers get typed events (`shared.events.Event`): each payload is parsed once,
+here, by its contract's tolerant reader (shared/contracts.py). A payload that is
+really broken (a required field missing, a wrong type) can never succeed: it is
+parked at once, the validation error in its dead-letter row, and the batch goes on.
+Before a handler runs, every customer id a payload names (its contract's
+`customers`) that was merged away is replaced by its survivor, looked up in the
+service's one alias table (`ConsumerSpec.survivors`, one query per micro-batch).
 """
 
 from __future__ import annotations
@@ -22,19 +30,20 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterable, Iterator
 
 import orjson
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from pydantic import ValidationError
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import context
 from shared.bus import Bus, consumer_config, ensure_consumer, ensure_stream
-from shared.contracts import dlq_subject
+from shared.contracts import CATALOG, dlq_subject
 from shared.db import Database, utcnow
-from shared.events import CloudEvent
+from shared.events import CloudEvent, Event
 from shared.messaging import emit, handled_ids, record_handled, tables_of
 from shared.metrics import Metrics
 from shared.settings import ServiceSettings
@@ -42,8 +51,10 @@ from shared.uow import transaction
 
 log = logging.getLogger("valuechain.consumer")
 
-Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
-BatchHandler = Callable[[AsyncSession, list[CloudEvent]], Awaitable[None]]
+Handler = Callable[[AsyncSession, Event[Any]], Awaitable[None]]
+BatchHandler = Callable[[AsyncSession, list[Event[Any]]], Awaitable[None]]
+# {merged id: survivor} for those of the ids that were merged: a service's alias table.
+Survivors = Callable[[AsyncSession, Iterable[str]], Awaitable[dict[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,11 @@ class ConsumerSpec:
     takes every new event of a micro-batch at once (in stream order) so that it
     can do its database work in a few statements instead of a few per event;
     `subjects` then lists what it consumes.
+
+    `survivors` is the service's alias table: with it, handlers see merged
+    customers as their survivors (shared/customer_aliases.py `CustomerAliases.consumers`
+    sets it on every consumer of a service but those with `follows_merges=False`:
+    the ones that record ids as announced and leave survivors to a merge step).
     """
 
     purpose: str
@@ -61,6 +77,12 @@ class ConsumerSpec:
     description: str = ""
     batch_handler: BatchHandler | None = None
     subjects: tuple[str, ...] = ()
+    survivors: Survivors | None = None
+    follows_merges: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.all_subjects) - set(CATALOG)
+        assert not unknown, f"consumer {self.purpose}: no contract for {sorted(unknown)}"
 
     @property
     def all_subjects(self) -> list[str]:
@@ -71,7 +93,7 @@ class ConsumerSpec:
 
 
 @contextmanager
-def caused_by(event: CloudEvent) -> Iterator[None]:
+def caused_by(event: CloudEvent | Event[Any]) -> Iterator[None]:
     """Events emitted inside carry `event`'s correlation id and name it as their cause."""
 
     tokens = (
@@ -97,7 +119,7 @@ class ConsumerRunner:
         self.batch = settings.consumer_batch
         self.expires_s = settings.consumer_expires_s
         self.heartbeat = time.monotonic()
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self._provisioned_generation = -1
 
     # --- state for readiness -------------------------------------------------
@@ -142,6 +164,7 @@ class ConsumerRunner:
 
         await self.bus.connected.wait()
         nc = self.bus.nc
+        assert nc is not None  # connected
         inbox = nc.new_inbox()
         await nc.subscribe(inbox, cb=enqueue)
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.settings.stream}.{self.name}"
@@ -151,6 +174,7 @@ class ConsumerRunner:
                 await self.bus.connected.wait()
                 self.heartbeat = time.monotonic()
                 if self._provisioned_generation != self.bus.generation:
+                    assert self.bus.js is not None  # connected
                     await self.provision(self.bus.js)
                     self._provisioned_generation = self.bus.generation
                 await nc.publish(next_subject, request, reply=inbox)
@@ -196,12 +220,15 @@ class ConsumerRunner:
     # --- applying events -----------------------------------------------------
 
     async def process(self, msgs: list[Msg]) -> None:
-        items: list[tuple[Msg, CloudEvent]] = []
+        items: list[tuple[Msg, Event[Any]]] = []
         for msg in msgs:
+            contract = CATALOG.get(msg.subject)  # an event's type is its subject
             try:
-                items.append((msg, CloudEvent.from_json(msg.data)))
-            except Exception as exc:  # noqa: BLE001 - not an event at all: park it at once
-                await self._dead_letter(msg, None, f"undecodable event: {exc}", self._deliveries(msg))
+                if contract is None:
+                    raise LookupError(msg.subject)
+                items.append((msg, contract.read_json(msg.data)))
+            except (LookupError, ValidationError) as exc:
+                await self._unreadable(msg, exc)
         if not items:
             return
         try:
@@ -221,17 +248,40 @@ class ConsumerRunner:
         for msg, _ in items:
             await msg.ack()
 
-    async def _apply(self, items: list[tuple[Msg, CloudEvent]]) -> None:
+    async def _unreadable(self, msg: Msg, exc: Exception) -> None:
+        """Park at once an event no retry can mend: not an event at all, or a payload
+        really broken (the validation error goes in its dead-letter row)."""
+
+        try:
+            envelope = CloudEvent.from_json(msg.data)
+        except Exception as not_event:  # noqa: BLE001 - not an event at all
+            await self._dead_letter(msg, None, f"undecodable event: {not_event}", self._deliveries(msg))
+            return
+        contract = CATALOG.get(envelope.type)
+        if contract is None:
+            error = f"no contract for {envelope.type}"
+        else:
+            try:
+                contract.read(envelope)
+            except ValidationError as invalid:
+                error = f"invalid {envelope.type} payload: {invalid}"
+            else:
+                error = f"{envelope.type} published on {msg.subject}"
+        await self._dead_letter(msg, envelope, error, self._deliveries(msg))
+
+    async def _apply(self, items: list[tuple[Msg, Event[Any]]]) -> None:
         duplicates = 0
         async with transaction(self.db.writer) as session:
             seen = await handled_ids(session, self.name, {event.id for _, event in items})
-            fresh: list[CloudEvent] = []
+            fresh: list[Event[Any]] = []
             for _, event in items:
                 if event.id in seen:
                     duplicates += 1
                     continue
                 seen.add(event.id)
                 fresh.append(event)
+            if self.spec.survivors is not None:
+                fresh = await to_survivors(session, self.spec.survivors, fresh)
             if self.spec.batch_handler is not None and fresh:
                 await self.spec.batch_handler(session, fresh)
             else:
@@ -254,7 +304,7 @@ class ConsumerRunner:
         except Exception:  # noqa: BLE001 - not a JetStream message
             return 1
 
-    async def _failed(self, msg: Msg, event: CloudEvent, error: str) -> None:
+    async def _failed(self, msg: Msg, event: Event[Any], error: str) -> None:
         deliveries = self._deliveries(msg)
         self.metrics.events_failed.labels(self.service, self.name).inc()
         if deliveries >= self.settings.consumer_max_deliver:
@@ -269,7 +319,9 @@ class ConsumerRunner:
         )
         await msg.nak(delay=delay)
 
-    async def _dead_letter(self, msg: Msg, event: CloudEvent | None, error: str, deliveries: int) -> None:
+    async def _dead_letter(
+        self, msg: Msg, event: CloudEvent | Event[Any] | None, error: str, deliveries: int
+    ) -> None:
         token = context.correlation_id.set(event.correlationid if event else None)
         try:
             async with transaction(self.db.writer) as session:
@@ -309,3 +361,11 @@ class ConsumerRunner:
             extra={"consumer": self.name, "event_id": event.id if event else None, "deliveries": deliveries},
         )
         await msg.term()
+
+
+async def to_survivors(session: AsyncSession, survivors: Survivors, events: list[Event[Any]]) -> list[Event[Any]]:
+    """`events` with every merged customer they name replaced by its survivor (one lookup)."""
+
+    named = {cid for event in events for cid in event.named_ids()}
+    survivor = await survivors(session, named) if named else {}
+    return [event.for_survivors(survivor) for event in events] if survivor else events

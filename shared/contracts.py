@@ -5,49 +5,184 @@ CloudEvents `dataschema` attribute; a payload changes only by adding optional
 fields, and a breaking change gets a new version. `docs/events.md` is generated
 from this module (and from the services' consumer declarations); a test fails
 when it is stale.
+
+Besides its schema a contract declares what consumers need to know of it:
+
+* `customers`: the payload fields naming the customers the event is about (its
+  `subject` first), and `other_customers`: fields naming other customers it mentions.
+  The consumer framework (shared/consumer.py) maps a merged id in any of them to its
+  survivor before a handler sees the event; engage's timeline shows it to `customers`.
+* `at`: the payload field holding when it happened (else the envelope's time).
+* a `timeline_summary(customer_id)` method on the payload: the one line engage's
+  customer timeline shows for it. An event without one stays off the timeline.
+
+Consumers read a payload with the contract's tolerant `reader` (`Contract.read`):
+unknown fields are ignored, an enum value it does not know arrives as its text
+(never dead-lettered: the handler skips or records it, shared/decisions.md),
+datetimes arrive aware in UTC and amounts as `Decimal`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Literal
+import types
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Callable, Generic, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema, create_model
+
+from shared.events import CloudEvent, Event
 
 
 class Payload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# A decimal amount, written as a JSON string (its schema stays `string`): read as `Decimal`.
+DecimalText = Annotated[Decimal, WithJsonSchema({"type": "string"})]
+
+P = TypeVar("P", bound=Payload)
+
+
 @dataclass(frozen=True)
-class Contract:
+class Contract(Generic[P]):
     subject: str
     producer: str
-    model: type[Payload]
+    model: type[P]
     description: str
     version: int = 1
+    customers: tuple[str, ...] = ()
+    other_customers: tuple[str, ...] = ()
+    at: str | None = None
+    reader: type[P] = field(init=False, repr=False, compare=False)
+    event_model: type[Event[P]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        reader = _tolerant_reader(self.model)
+        event_model = type(
+            f"{self.model.__name__}Event",
+            (Event[reader],),  # type: ignore[valid-type]
+            {
+                "__module__": self.model.__module__,
+                "customers": self.customers,
+                "other_customers": self.other_customers,
+                "at_field": self.at,
+            },
+        )
+        object.__setattr__(self, "reader", reader)
+        object.__setattr__(self, "event_model", event_model)
 
     @property
     def dataschema(self) -> str:
         return f"urn:valuechain:event:{self.subject}:v{self.version}"
 
+    @property
+    def on_timeline(self) -> bool:
+        """Whether the payload declares the line engage's customer timeline shows for it."""
 
-CATALOG: dict[str, Contract] = {}
+        return callable(getattr(self.model, "timeline_summary", None))
+
+    def read(self, event: CloudEvent) -> Event[P]:
+        """`event` with its payload parsed by the tolerant reader (a pydantic
+        ValidationError when it is really broken: a required field missing, a wrong type)."""
+
+        return self.event_model.model_validate(event.model_dump())
+
+    def read_json(self, raw: bytes) -> Event[P]:
+        """An event's JSON parsed in one pass, envelope and payload (consumers use this)."""
+
+        return self.event_model.model_validate_json(raw)
 
 
-def contract(subject: str, producer: str, description: str, version: int = 1):
-    def register(model: type[Payload]) -> type[Payload]:
-        CATALOG[subject] = Contract(subject, producer, model, description, version)
+CATALOG: dict[str, Contract[Any]] = {}
+
+
+def contract(
+    subject: str,
+    producer: str,
+    description: str,
+    version: int = 1,
+    *,
+    customers: tuple[str, ...] = (),
+    other_customers: tuple[str, ...] = (),
+    at: str | None = None,
+) -> Callable[[type[P]], type[P]]:
+    def register(model: type[P]) -> type[P]:
+        unknown = {name for name in (*customers, *other_customers, at) if name} - set(model.model_fields)
+        assert not unknown, f"{subject}: no such payload fields {unknown}"
+        CATALOG[subject] = Contract(subject, producer, model, description, version, customers, other_customers, at)
         return model
 
     return register
 
 
+# --- reading payloads ---------------------------------------------------------------
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+_UTCDateTime = Annotated[datetime, AfterValidator(_utc)]
+
+
+def _tolerant(annotation: Any) -> Any:
+    """`annotation` as a tolerant reader takes it: an enum (Literal) as any text, a datetime aware in UTC."""
+
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return str
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_tolerant(arg) for arg in get_args(annotation))]
+    if origin is list:
+        return list[_tolerant(get_args(annotation)[0])]  # type: ignore[misc]
+    if annotation is datetime:
+        return _UTCDateTime
+    return annotation
+
+
+def _tolerant_reader(model: type[P]) -> type[P]:
+    """A subclass of `model` (so handlers keep its type) that ignores unknown fields and
+    unknown enum values; producers keep validating against `model` itself."""
+
+    fields: Any = {name: (_tolerant(info.annotation), info) for name, info in model.model_fields.items()}
+    reader = create_model(model.__name__, __base__=model, __module__=model.__module__, **fields)
+    reader.model_config["extra"] = "ignore"
+    reader.model_rebuild(force=True)
+    return reader
+
+
+# --- timeline lines --------------------------------------------------------------------
+
+QUOTE_MAX = 120
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` on one line, at most `limit` characters (an ellipsis marks a cut)."""
+
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def money(amount: Decimal, currency: str) -> str:
+    """An amount without its sign, in cents when that loses nothing."""
+
+    try:
+        value = abs(amount)
+        cents = value.quantize(Decimal("0.01"))
+    except InvalidOperation:
+        return f"{amount} {currency}"
+    return f"{format(cents if cents == value else value, 'f')} {currency}"
+
+
 # --- identify ---------------------------------------------------------------
 
 
-@contract("crm.identify.customer.created", "identify", "A customer was created.")
+@contract(
+    "crm.identify.customer.created", "identify", "A customer was created.",
+    customers=("id",), other_customers=("referred_by",), at="created_at",
+)
 class CustomerCreated(Payload):
     id: str
     email: str | None = None
@@ -57,33 +192,51 @@ class CustomerCreated(Payload):
     referred_by: str | None = None
     created_at: datetime
 
+    def timeline_summary(self, customer_id: str) -> str:
+        who = self.name or self.email or self.external_id
+        return f"Customer created: {who}" if who else "Customer created"
 
-@contract("crm.identify.customer.updated", "identify", "Fields of a customer changed; `changes` holds the new values.")
+
+@contract(
+    "crm.identify.customer.updated", "identify", "Fields of a customer changed; `changes` holds the new values.",
+    customers=("id",), at="updated_at",
+)
 class CustomerUpdated(Payload):
     id: str
     changes: dict[str, str | None]
     updated_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        fields = sorted(self.changes)
+        return f"Updated {', '.join(fields)}" if fields else "Customer updated"
 
 
 @contract(
     "crm.identify.transaction.recorded",
     "identify",
     "A purchase was recorded; `purchase_count` is the customer's number of transactions including this one.",
+    customers=("customer_id",),
+    at="occurred_at",
 )
 class TransactionRecorded(Payload):
     id: str
     customer_id: str
-    amount: str
+    amount: DecimalText
     currency: str
     occurred_at: datetime
     external_id: str | None = None
     purchase_count: int
-    margin: str | None = None
-    cost: str | None = None
+    margin: DecimalText | None = None
+    cost: DecimalText | None = None
     # The amount in the portfolio's reporting currency: the only amounts a consumer may add
     # up (amounts in `currency` differ from purchase to purchase). Null from older producers.
-    reporting_amount: str | None = None
+    reporting_amount: DecimalText | None = None
     reporting_currency: str | None = None
+
+    def timeline_summary(self, customer_id: str) -> str:
+        # Older producers recorded a refund as a negative purchase; refunds now have their own event.
+        kind = "Refund" if self.amount.is_signed() else "Purchase"
+        return f"{kind} of {money(self.amount, self.currency)}"
 
 
 class TransactionCorrection(Payload):
@@ -91,11 +244,11 @@ class TransactionCorrection(Payload):
 
     transaction_id: str
     customer_id: str
-    amount: str
+    amount: DecimalText
     currency: str
-    reporting_amount: str | None = None
+    reporting_amount: DecimalText | None = None
     reporting_currency: str | None = None
-    refunded_amount: str | None = None
+    refunded_amount: DecimalText | None = None
     reason: str
 
 
@@ -104,11 +257,16 @@ class TransactionCorrection(Payload):
     "identify",
     "Money was given back on a purchase: it lowers revenue, CLV, campaign revenue and loyalty points "
     "(by `reporting_amount`), not purchase counts; `refunded_amount` is the purchase's total refunded so far.",
+    customers=("customer_id",),
+    at="occurred_at",
 )
 class TransactionRefunded(TransactionCorrection):
     refund_id: str
     occurred_at: datetime
     external_id: str | None = None
+
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"Refund of {money(self.amount, self.currency)}: {clip(self.reason, QUOTE_MAX)}"
 
 
 @contract(
@@ -116,10 +274,15 @@ class TransactionRefunded(TransactionCorrection):
     "identify",
     "A purchase was recorded in error: it leaves purchase counts, revenue and scores. `purchase_count` "
     "is the customer's number of transactions without it; lifecycle stages do not move back.",
+    customers=("customer_id",),
+    at="voided_at",
 )
 class TransactionVoided(TransactionCorrection):
     voided_at: datetime
     purchase_count: int
+
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"Purchase of {money(self.amount, self.currency)} voided: {clip(self.reason, QUOTE_MAX)}"
 
 
 @contract(
@@ -127,6 +290,7 @@ class TransactionVoided(TransactionCorrection):
     "identify",
     "Duplicate customers were merged: `merged_ids` no longer exist on their own; everything "
     "about them now belongs to `survivor_id`. Every service moves its data to the survivor.",
+    at="merged_at",
 )
 class CustomerMerged(Payload):
     survivor_id: str
@@ -146,6 +310,8 @@ ClvBand = Literal["low", "medium", "high", "top"]
     "(one event per changed customer, bundled, before `crm.identify.model.fitted`) or by a re-score "
     "after a purchase, costs or a referral. Carries the new scores and, when it was scored before, "
     "what it was; a customer whose segment, kinds and band stay as they were gets no event.",
+    customers=("customer_id",),
+    at="scored_at",
 )
 class CustomerScored(Payload):
     customer_id: str
@@ -174,6 +340,7 @@ class CustomerScored(Payload):
     "A refit produced a new portfolio model version and re-scored every customer with it; "
     "the customers whose segment, kinds or CLV band changed were emitted before it as "
     "crm.identify.customer.scored (the other scores are read from identify).",
+    at="fitted_at",
 )
 class ModelFitted(Payload):
     version: int
@@ -191,7 +358,10 @@ class ModelFitted(Payload):
 Stage = Literal["prospect", "new", "active", "loyal", "at_risk", "churned", "won_back"]
 
 
-@contract("crm.lifecycle.stage.changed", "lifecycle", "A customer moved from one lifecycle stage to another.")
+@contract(
+    "crm.lifecycle.stage.changed", "lifecycle", "A customer moved from one lifecycle stage to another.",
+    customers=("customer_id",), at="at",
+)
 class StageChanged(Payload):
     customer_id: str
     from_stage: Stage | None
@@ -199,11 +369,19 @@ class StageChanged(Payload):
     at: datetime
     cause_event_id: str
 
+    def timeline_summary(self, customer_id: str) -> str:
+        if self.from_stage:
+            return f"Stage {self.from_stage} → {self.to_stage}"
+        return f"Entered stage {self.to_stage}"
+
 
 # --- engage -----------------------------------------------------------------
 
 
-@contract("crm.engage.interaction.logged", "engage", "A two-way interaction with a customer was logged.")
+@contract(
+    "crm.engage.interaction.logged", "engage", "A two-way interaction with a customer was logged.",
+    customers=("customer_id",), at="occurred_at",
+)
 class InteractionLogged(Payload):
     id: str
     customer_id: str
@@ -212,11 +390,18 @@ class InteractionLogged(Payload):
     summary: str
     occurred_at: datetime
 
+    def timeline_summary(self, customer_id: str) -> str:
+        channel = self.channel.replace("_", " ")
+        return f"{self.direction.capitalize()} {channel}: {clip(self.summary, QUOTE_MAX)}"
+
 
 # --- network ----------------------------------------------------------------
 
 
-@contract("crm.network.stakeholder.created", "network", "A partner, supplier, employee or investor was added.")
+@contract(
+    "crm.network.stakeholder.created", "network", "A partner, supplier, employee or investor was added.",
+    at="created_at",
+)
 class StakeholderCreated(Payload):
     id: str
     kind: Literal["partner", "supplier", "employee", "investor"]
@@ -225,34 +410,58 @@ class StakeholderCreated(Payload):
     created_at: datetime
 
 
-@contract("crm.network.referral.recorded", "network", "A customer referred another customer.")
+@contract(
+    "crm.network.referral.recorded", "network", "A customer referred another customer.",
+    customers=("referrer_id", "referred_id"), at="recorded_at",
+)
 class ReferralRecorded(Payload):
     id: str
     referrer_id: str
     referred_id: str
     recorded_at: datetime
 
+    def timeline_summary(self, customer_id: str) -> str:
+        """On both customers' timelines, each told from its side."""
+
+        if customer_id == self.referrer_id:
+            return f"Referred customer {self.referred_id}"
+        return f"Referred by customer {self.referrer_id}"
+
 
 # --- value ------------------------------------------------------------------
 
 
-@contract("crm.value.offer.issued", "value", "An offer was issued to a customer (by a user, or a welcome offer by value itself).")
+@contract(
+    "crm.value.offer.issued", "value",
+    "An offer was issued to a customer (by a user, or a welcome offer by value itself).",
+    customers=("customer_id",), at="issued_at",
+)
 class OfferIssued(Payload):
     id: str
     customer_id: str
     kind: str
     title: str
-    discount_percent: str | None = None
+    discount_percent: DecimalText | None = None
     expires_at: datetime | None = None
     issued_at: datetime
 
+    def timeline_summary(self, customer_id: str) -> str:
+        off = f" ({self.discount_percent}% off)" if self.discount_percent is not None else ""
+        return f"Offer issued: {self.title}{off}"
 
-@contract("crm.value.offer.redeemed", "value", "A customer redeemed an offer.")
+
+@contract(
+    "crm.value.offer.redeemed", "value", "A customer redeemed an offer.",
+    customers=("customer_id",), at="redeemed_at",
+)
 class OfferRedeemed(Payload):
     id: str
     customer_id: str
     kind: str
     redeemed_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"Offer redeemed: {self.kind}"
 
 
 # --- dead letters -----------------------------------------------------------
@@ -280,4 +489,5 @@ for _service in ("identify", "engage", "network", "value", "lifecycle"):
         dlq_subject(_service),
         _service,
         f"An event that {_service}'s consumers kept failing on, parked for operators (also listed at {_service}'s /v1/ops/dead-letters).",
+        at="failed_at",
     )(DeadLetter)

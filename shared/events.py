@@ -9,7 +9,7 @@ that caused this one.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,6 +40,58 @@ class CloudEvent(BaseModel):
     @classmethod
     def from_json(cls, raw: bytes) -> "CloudEvent":
         return cls.model_validate_json(raw)
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class Event(CloudEvent, Generic[P]):
+    """An event as a consumer's handler gets it: the envelope, and `data` parsed by its
+    contract's reader, envelope and payload in one pass over the JSON.
+
+    Each contract makes its own subclass (shared/contracts.py `Contract.event_model`)
+    saying which payload fields name the customers the event is about (the subject
+    first), which name other customers it mentions, and which says when it happened.
+    """
+
+    data: P  # type: ignore[assignment]
+
+    customers: ClassVar[tuple[str, ...]] = ()
+    other_customers: ClassVar[tuple[str, ...]] = ()
+    at_field: ClassVar[str | None] = None
+
+    @property
+    def at(self) -> datetime:
+        """When it happened: the contract's time field, else the envelope's `time` (aware, UTC)."""
+
+        at = getattr(self.data, self.at_field) if self.at_field else None
+        if at is None:
+            at = self.time
+        return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+
+    @property
+    def customer_id(self) -> str | None:
+        """The customer the event is about, if it is about one."""
+
+        return getattr(self.data, self.customers[0]) if self.customers else None
+
+    def customer_ids(self) -> list[str]:
+        """The customers the event is about."""
+
+        return [cid for name in self.customers if (cid := getattr(self.data, name)) is not None]
+
+    def named_ids(self) -> list[str]:
+        """Every customer the payload names."""
+
+        fields = (*self.customers, *self.other_customers)
+        return [cid for name in fields if (cid := getattr(self.data, name)) is not None]
+
+    def for_survivors(self, survivor: dict[str, str]) -> "Event[P]":
+        """This event with each merged customer it names replaced by its survivor."""
+
+        fields = (*self.customers, *self.other_customers)
+        moved = {name: survivor[cid] for name in fields if (cid := getattr(self.data, name)) in survivor}
+        return self.model_copy(update={"data": self.data.model_copy(update=moved)}) if moved else self
 
 
 def make_event(

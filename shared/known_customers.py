@@ -2,22 +2,24 @@
 
 engage, network and value each keep this table in their own database, so they
 can refuse a request naming a customer that does not exist (422 or 404) without
-asking identify.
+asking identify. `consumer` is the `<service>-customers` consumer that fills it;
+`follow_merge` is the merge step that knows a merge's survivor.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import Column, MetaData, String, Table, bindparam, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.consumer import ConsumerSpec
+from shared.contracts import CustomerCreated
+from shared.customer_aliases import Merge
 from shared.db import UTCDateTime, insert_ignoring
-from shared.events import CloudEvent
+from shared.events import Event
 
-
-def _aware(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+CREATED = "crm.identify.customer.created"
 
 
 class KnownCustomers:
@@ -30,16 +32,37 @@ class KnownCustomers:
         )
         self._exists = select(exists().where(self.table.c.id == bindparam("customer_id")))
 
-    async def add(self, session, rows: list[dict]) -> None:
+    def consumer(self, description: str) -> ConsumerSpec:
+        """The `<service>-customers` consumer: remembers every customer identify creates,
+        a whole micro-batch in one INSERT. It keeps the ids as identify announced them, so
+        it needs no survivors (saving a lookup per batch): `follow_merge` knows the survivor."""
+
+        async def on_customers_created(session: AsyncSession, events: list[Event[CustomerCreated]]) -> None:
+            await self.remember_created(session, events)
+
+        return ConsumerSpec(
+            purpose="customers",
+            batch_handler=on_customers_created,
+            subjects=(CREATED,),
+            description=description,
+            follows_merges=False,
+        )
+
+    async def add(self, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
         """One statement for a batch of `{"id", "created_at"}`; a customer already known is left as it is."""
 
         if rows:
             await session.execute(insert_ignoring(session, self.table, ["id"]), rows)
 
-    async def remember_created(self, session, events: list[CloudEvent]) -> None:
+    async def remember_created(self, session: AsyncSession, events: list[Event[CustomerCreated]]) -> None:
         """Remember the customers of a batch of `crm.identify.customer.created` events."""
 
-        await self.add(session, [{"id": e.data["id"], "created_at": _aware(e.data["created_at"])} for e in events])
+        await self.add(session, [{"id": e.data.id, "created_at": e.at} for e in events])
 
-    async def contains(self, session, customer_id: str) -> bool:
+    async def follow_merge(self, session: AsyncSession, merge: Merge) -> None:
+        """A merge step: the survivor is a known customer (since the merge, if it was not before)."""
+
+        await self.add(session, [{"id": merge.survivor_id, "created_at": merge.at}])
+
+    async def contains(self, session: AsyncSession, customer_id: str) -> bool:
         return bool((await session.execute(self._exists, {"customer_id": customer_id})).scalar())

@@ -5,12 +5,12 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle import service
+from services.lifecycle.models import aliases
 from shared.consumer import ConsumerSpec
-from shared.customer_aliases import merges_consumer
-from shared.events import CloudEvent
+from shared.events import Event
 
 
-async def on_customer_events(session: AsyncSession, events: list[CloudEvent]) -> None:
+async def on_customer_events(session: AsyncSession, events: list[Event[service.Purchases]]) -> None:
     await service.apply_events(session=session, events=events)
 
 
@@ -22,12 +22,11 @@ STAGES = ConsumerSpec(
     "purchase lowers the purchase count but never moves a stage back.",
 )
 
-MERGES = merges_consumer(
-    service.apply_merge,
-    (
+CONSUMERS = aliases.consumers(
+    [STAGES],
+    merge_steps=[service.follow_merge],
+    merges_description=(
         "Follows identify's merges: the survivor takes the most advanced stage of the group (or the one its "
         "combined purchases imply) and the merged customers' histories; later events of a merged id go to the survivor."
     ),
 )
-
-CONSUMERS = [STAGES, MERGES]

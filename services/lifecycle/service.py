@@ -12,36 +12,40 @@ back; a refund changes no count and lifecycle keeps no revenue, so it is not fol
 A merge (crm.identify.customer.merged) gives the survivor the most advanced
 stage of the group in RANK order, or the stage its combined purchase count
 implies if that is further; the histories are combined in time order. Events
-that name a merged id afterwards are applied to its survivor.
+that name a merged id afterwards reach the handlers naming its survivor (the
+consumer framework maps them, shared/consumer.py).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle import repository
 from services.lifecycle.models import aliases
 from shared.consumer import caused_by
+from shared.contracts import CustomerCreated, TransactionRecorded, TransactionVoided
+from shared.customer_aliases import Merge
 from shared.db import utcnow
-from shared.events import CloudEvent
+from shared.events import Event
 from shared.messaging import emit
 
 RANK = {None: -1, "prospect": 0, "new": 1, "active": 2}
-VOIDED = "crm.identify.transaction.voided"
 
 
 def _stage_for(count: int) -> str:
     return "prospect" if count <= 0 else "new" if count == 1 else "active"
 
 
-def _target(event: CloudEvent, known_count: int) -> tuple[str, int]:
-    if event.type == "crm.identify.customer.created":
+def _target(data: CustomerCreated | TransactionRecorded, known_count: int) -> tuple[str, int]:
+    if isinstance(data, CustomerCreated):
         return "prospect", known_count
-    count = max(known_count, int(event.data["purchase_count"]))
+    count = max(known_count, data.purchase_count)
     return _stage_for(max(count, 1)), count
 
 
-def _transition(session: AsyncSession, event: CloudEvent, cid: str, from_stage, to_stage: str, at) -> dict:
+def _transition(session: AsyncSession, event: Event[Any], cid: str, from_stage, to_stage: str, at) -> dict:
     """Announce a stage change (caused by `event`) and return its history row."""
 
     with caused_by(event):
@@ -54,14 +58,11 @@ def _transition(session: AsyncSession, event: CloudEvent, cid: str, from_stage, 
     return {"customer_id": cid, "from_stage": from_stage, "to_stage": to_stage, "at": at, "event_id": event.id}
 
 
-async def apply_events(*, session: AsyncSession, events: list[CloudEvent]) -> None:
+Purchases = CustomerCreated | TransactionRecorded | TransactionVoided
+
+
+async def apply_events(*, session: AsyncSession, events: list[Event[Purchases]]) -> None:
     """Apply a micro-batch in stream order with a constant number of statements."""
-
-    survivors = await aliases.survivors(session, {_subject_of(event) for event in events})
-
-    def _customer_of(event: CloudEvent) -> str:
-        cid = _subject_of(event)
-        return survivors.get(cid, cid)
 
     customer_ids = {_customer_of(event) for event in events}
     existing = await repository.stages_of(session, customer_ids)
@@ -72,16 +73,17 @@ async def apply_events(*, session: AsyncSession, events: list[CloudEvent]) -> No
     for event in events:
         cid = _customer_of(event)
         current = state.get(cid)
-        if event.type == VOIDED:
+        data = event.data
+        if isinstance(data, TransactionVoided):
             # A purchase recorded in error leaves the count; the stage stays where it is.
             if current is not None:
-                current["purchase_count"] = int(event.data["purchase_count"])
+                current["purchase_count"] = data.purchase_count
                 current["updated_at"] = now
             continue
         if current is None:
             current = state[cid] = {"customer_id": cid, "stage": None, "purchase_count": 0, "updated_at": now}
             new_ids.add(cid)
-        target, count = _target(event, current["purchase_count"])
+        target, count = _target(data, current["purchase_count"])
         current["purchase_count"] = count
         if RANK[target] <= RANK[current["stage"]]:
             continue
@@ -96,16 +98,18 @@ async def apply_events(*, session: AsyncSession, events: list[CloudEvent]) -> No
     await repository.insert_transitions(session, transitions)
 
 
-def _subject_of(event: CloudEvent) -> str:
-    return event.data["id"] if event.type == "crm.identify.customer.created" else event.data["customer_id"]
+def _customer_of(event: Event[Purchases]) -> str:
+    customer_id = event.customer_id
+    assert customer_id is not None  # each of these contracts names its customer
+    return customer_id
 
 
-async def apply_merge(*, session: AsyncSession, event: CloudEvent) -> None:
-    """Follow a merge: the survivor takes the most advanced stage and every history."""
+async def follow_merge(session: AsyncSession, merge: Merge) -> None:
+    """A merge step: the survivor takes the most advanced stage and every history."""
 
-    survivor, merged = await aliases.record(session, event)
+    survivor, merged, event = merge.survivor_id, merge.merged_ids, merge.event
     known = await repository.stages_of(session, {survivor, *merged})
-    count = event.data.get("purchase_count")
+    count = event.data.purchase_count
     if count is None:  # an older producer: add up what lifecycle saw
         count = sum(row["purchase_count"] for row in known.values())
     current = known.get(survivor)
@@ -117,7 +121,7 @@ async def apply_merge(*, session: AsyncSession, event: CloudEvent) -> None:
     count = max(count, current["purchase_count"] if current else 0)
     row = {"customer_id": survivor, "stage": from_stage, "purchase_count": count, "updated_at": now}
     await repository.absorb_merged(session, merged_ids=merged, survivor_id=survivor)
-    if RANK.get(target, -1) > RANK.get(from_stage, -1):
+    if target is not None and RANK.get(target, -1) > RANK.get(from_stage, -1):
         row["stage"] = target
         await repository.insert_transitions(session, [_transition(session, event, survivor, from_stage, target, now)])
     if current is None:

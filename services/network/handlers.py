@@ -5,12 +5,13 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.network import service
+from services.network.models import aliases, known_customers
 from shared.consumer import ConsumerSpec
-from shared.customer_aliases import merges_consumer
-from shared.events import CloudEvent
+from shared.contracts import CustomerCreated
+from shared.events import Event
 
 
-async def on_customers_created(session: AsyncSession, events: list[CloudEvent]) -> None:
+async def on_customers_created(session: AsyncSession, events: list[Event[CustomerCreated]]) -> None:
     await service.customers_created(session=session, events=events)
 
 
@@ -24,13 +25,12 @@ REFERRALS = ConsumerSpec(
     ),
 )
 
-MERGES = merges_consumer(
-    service.follow_merge,
-    (
+CONSUMERS = aliases.consumers(
+    [REFERRALS],
+    merge_steps=[known_customers.follow_merge, service.follow_merge],
+    merges_description=(
         "Follows identify's merges: referrals of the merged customers (as referrer or referred) move to the "
         "survivor, a referral the merge turns into a self-referral is dropped; later events of a merged id go "
         "to the survivor."
     ),
 )
-
-CONSUMERS = [REFERRALS, MERGES]

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.network import repository
 from services.network.models import Referral, Stakeholder, aliases, known_customers
 from services.network.schemas import StakeholderCreate
 from shared.consumer import caused_by
+from shared.contracts import CustomerCreated
+from shared.customer_aliases import Merge
 from shared.db import utcnow
 from shared.errors import NotFound
-from shared.events import CloudEvent
+from shared.events import Event
 from shared.ids import uuid7
 from shared.messaging import emit
 
@@ -50,26 +50,20 @@ async def get_stakeholder(*, session: AsyncSession, stakeholder_id: str):
 # --- customers and referrals -------------------------------------------------------------
 
 
-def _aware(raw) -> datetime:
-    value = raw if isinstance(raw, datetime) else datetime.fromisoformat(raw)
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+async def customers_created(*, session: AsyncSession, events: list[Event[CustomerCreated]]) -> None:
+    """Remember a batch of customers in one statement; record the referrals among them.
 
-
-async def customers_created(*, session: AsyncSession, events: list[CloudEvent]) -> None:
-    """Remember a batch of customers in one statement; record the referrals among them."""
+    A customer created before a merge but read after it arrives naming the survivors.
+    """
 
     await known_customers.remember_created(session, events)
-    referring = [event for event in events if event.data.get("referred_by")]
-    # A customer created before a merge but read after it: its ids stand for the survivors.
-    survivors = await aliases.survivors(
-        session, {cid for e in referring for cid in (e.data["id"], e.data["referred_by"])}
-    )
-    for event in referring:
-        with caused_by(event):
-            await _record_referral(session=session, event=event, survivors=survivors)
+    for event in events:
+        if event.data.referred_by:
+            with caused_by(event):
+                await _record_referral(session=session, event=event)
 
 
-async def _record_referral(*, session: AsyncSession, event: CloudEvent, survivors: dict[str, str]) -> None:
+async def _record_referral(*, session: AsyncSession, event: Event[CustomerCreated]) -> None:
     """Record who referred the customer and announce it.
 
     `recorded_at` is when network recorded the referral, never before the
@@ -77,10 +71,7 @@ async def _record_referral(*, session: AsyncSession, event: CloudEvent, survivor
     customer's creation even when clocks disagree).
     """
 
-    data = event.data
-    customer_id = survivors.get(data["id"], data["id"])
-    created_at = _aware(data["created_at"])
-    referrer_id = survivors.get(data["referred_by"], data["referred_by"])
+    customer_id, created_at, referrer_id = event.data.id, event.at, event.data.referred_by
     if not referrer_id or referrer_id == customer_id:
         return
     if await repository.referral_of(session, customer_id) is not None:
@@ -103,16 +94,15 @@ async def _record_referral(*, session: AsyncSession, event: CloudEvent, survivor
     )
 
 
-async def follow_merge(*, session: AsyncSession, event: CloudEvent) -> None:
-    """Referrals of merged customers become the survivor's.
+async def follow_merge(session: AsyncSession, merge: Merge) -> None:
+    """A merge step: referrals of merged customers become the survivor's.
 
     A customer is referred at most once: if several of the group were referred, the
     survivor keeps its own referral, else the earliest recorded one. A referral
     between members of the group would make the survivor refer itself: it goes.
     """
 
-    survivor, merged = await aliases.record(session, event)
-    await known_customers.add(session, [{"id": survivor, "created_at": _aware(event.data["merged_at"])}])
+    survivor, merged = merge.survivor_id, merge.merged_ids
     group = {survivor, *merged}
     rows = await repository.referrals_touching(session, [survivor, *merged])
 

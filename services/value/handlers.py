@@ -5,25 +5,17 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value import service
+from services.value.models import aliases, known_customers
 from shared.consumer import ConsumerSpec
-from shared.customer_aliases import merges_consumer
-from shared.events import CloudEvent
+from shared.contracts import StageChanged
+from shared.events import Event
 
 
-async def on_customers_created(session: AsyncSession, events: list[CloudEvent]) -> None:
-    await service.remember_customers(session=session, events=events)
-
-
-async def on_stage_changes(session: AsyncSession, events: list[CloudEvent]) -> None:
+async def on_stage_changes(session: AsyncSession, events: list[Event[StageChanged]]) -> None:
     await service.welcome_new_buyers(session=session, events=events)
 
 
-CUSTOMERS = ConsumerSpec(
-    purpose="customers",
-    batch_handler=on_customers_created,
-    subjects=("crm.identify.customer.created",),
-    description="Remembers the customers identify created, so offers can be issued to them.",
-)
+CUSTOMERS = known_customers.consumer("Remembers the customers identify created, so offers can be issued to them.")
 
 WELCOME = ConsumerSpec(
     purpose="welcome",
@@ -32,12 +24,11 @@ WELCOME = ConsumerSpec(
     description="Issues a welcome offer, once, to each customer whose stage becomes `new` (a first purchase).",
 )
 
-MERGES = merges_consumer(
-    service.follow_merge,
-    (
+CONSUMERS = aliases.consumers(
+    [CUSTOMERS, WELCOME],
+    merge_steps=[known_customers.follow_merge, service.follow_merge],
+    merges_description=(
         "Follows identify's merges: offers of the merged customers move to the survivor (which keeps one "
         "automatic offer of each kind); later events of a merged id go to the survivor."
     ),
 )
-
-CONSUMERS = [CUSTOMERS, WELCOME, MERGES]

@@ -11,9 +11,11 @@ from services.value import repository
 from services.value.models import aliases, known_customers
 from services.value.schemas import OfferCreate
 from shared.consumer import caused_by
+from shared.contracts import StageChanged
+from shared.customer_aliases import Merge
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, field_error
-from shared.events import CloudEvent
+from shared.events import Event
 from shared.ids import uuid7
 from shared.messaging import emit
 
@@ -142,33 +144,27 @@ async def _unknown_customer(session: AsyncSession, customer_id: str) -> bool:
     )
 
 
-async def remember_customers(*, session: AsyncSession, events: list[CloudEvent]) -> None:
-    await known_customers.remember_created(session, events)
+async def welcome_new_buyers(*, session: AsyncSession, events: list[Event[StageChanged]]) -> None:
+    """A customer who just became a buyer (stage `new`) gets one welcome offer, once.
 
-
-async def welcome_new_buyers(*, session: AsyncSession, events: list[CloudEvent]) -> None:
-    """A customer who just became a buyer (stage `new`) gets one welcome offer, once."""
+    A stage change read after a merge of its customer arrives naming the survivor;
+    a stage value does not know is no `new`: it gets no offer.
+    """
 
     # A stage change proves identify created the customer: if value-customers has
     # not caught up yet, know the customer now (its creation time approximated by
     # the change's) so that offers can be issued to it by hand too.
-    # A stage change read after a merge of its customer applies to the survivor.
-    survivors = await aliases.survivors(session, {event.data["customer_id"] for event in events})
-
-    def customer_of(event: CloudEvent) -> str:
-        return survivors.get(event.data["customer_id"], event.data["customer_id"])
-
-    first_seen = {}
+    first_seen: dict[str, datetime] = {}
     for event in events:
-        first_seen.setdefault(customer_of(event), datetime.fromisoformat(event.data["at"]))
+        first_seen.setdefault(event.data.customer_id, event.at)
     await known_customers.add(session, [{"id": cid, "created_at": at} for cid, at in first_seen.items()])
-    becoming_new = [e for e in events if e.data["to_stage"] == "new"]
-    customers = {customer_of(e) for e in becoming_new}
+    becoming_new = [e for e in events if e.data.to_stage == "new"]
+    customers = {e.data.customer_id for e in becoming_new}
     already = await repository.customers_with_automatic(session, customers, WELCOME["kind"])
     rows = []
     now = utcnow()
     for event in becoming_new:
-        customer_id = customer_of(event)
+        customer_id = event.data.customer_id
         if customer_id in already:
             continue
         already.add(customer_id)
@@ -190,15 +186,14 @@ async def welcome_new_buyers(*, session: AsyncSession, events: list[CloudEvent])
     await repository.insert_offers(session, rows)
 
 
-async def follow_merge(*, session: AsyncSession, event: CloudEvent) -> None:
-    """Offers of merged customers become the survivor's.
+async def follow_merge(session: AsyncSession, merge: Merge) -> None:
+    """A merge step: offers of merged customers become the survivor's.
 
     The survivor keeps one automatic offer of each kind (its own, else the earliest
     issued): the others stay as ordinary offers, so no offer a customer holds is lost.
     """
 
-    survivor, merged = await aliases.record(session, event)
-    await known_customers.add(session, [{"id": survivor, "created_at": datetime.fromisoformat(event.data["merged_at"])}])
+    survivor, merged = merge.survivor_id, merge.merged_ids
     automatic = sorted(
         await repository.automatic_offers_of(session, [survivor, *merged]),
         key=lambda o: (o["customer_id"] != survivor, o["issued_at"], o["id"]),

@@ -75,3 +75,29 @@ async def test_slow_service_times_out_into_missing(start_gateway):
 
 async def test_360_needs_the_key(gw):
     assert (await gw.get("/v1/customers/c1/360")).status_code == 401
+
+
+async def test_a_part_added_to_the_table_is_fetched_and_named_when_it_fails(start_gateway, dead_url, monkeypatch):
+    from gateway import composition
+
+    monkeypatch.setattr(composition, "PARTS", (
+        *composition.PARTS,
+        composition.Part("welcome_offers", "value", "/v1/customers/{id}/offers?kind=welcome", True),
+        composition.Part("audit", "network", "/v1/customers/{id}/audit", True),
+    ))
+    client = await start_gateway(network_url=dead_url)
+    view = (await client.get("/v1/customers/c1/360", headers=AUTH)).json()
+    assert (view["welcome_offers"][0]["path"], view["welcome_offers"][0]["query"]) == (
+        "/v1/customers/c1/offers", "kind=welcome"
+    )
+    assert view["audit"] == []
+    assert view["missing"] == [
+        {"part": "referrals", "service": "network", "reason": "network unavailable"},
+        {"part": "audit", "service": "network", "reason": "network unavailable"},
+    ]
+
+
+def test_the_360_model_has_one_field_per_part():
+    from gateway.composition import PARTS, Customer360
+
+    assert list(Customer360.model_fields) == [part.name for part in PARTS] + ["missing"]

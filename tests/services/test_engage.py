@@ -407,14 +407,14 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
     assert set(cases) | {"crm.network.referral.recorded"} == set(TIMELINE_SUBJECTS)
     for subject, (data, summary) in cases.items():
         event = catalog_event("x", subject, data, "c1")
-        [entry] = timeline_entries(event)
+        [entry] = timeline_entries(CATALOG[subject].read(event))
         assert entry == {"customer_id": "c1", "event_id": event.id, "type": subject, "time": at, "summary": summary}
 
     referral = catalog_event(
         "network", "crm.network.referral.recorded",
         {"id": "r", "referrer_id": "c1", "referred_id": "c2", "recorded_at": at}, "c1",
     )
-    entries = timeline_entries(referral)
+    entries = timeline_entries(CATALOG[referral.type].read(referral))
     assert [(e["customer_id"], e["summary"], e["time"]) for e in entries] == [
         ("c1", "Referred customer c2", at),
         ("c2", "Referred by customer c1", at),

@@ -9,9 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.runtime import ServiceDefinition
 from shared.consumer import ConsumerSpec
-from shared.contracts import CATALOG, DeadLetter, contract, dlq_subject
+from shared.contracts import CATALOG, CustomerCreated, DeadLetter, ReferralRecorded, contract, dlq_subject
+from shared.customer_aliases import CustomerAliases, Merge
 from shared.db import make_base
-from shared.events import CloudEvent
+from shared.events import CloudEvent, Event
 from shared.messaging import messaging_tables
 
 Base = make_base()
@@ -28,16 +29,16 @@ if dlq_subject("probe") not in CATALOG:
     contract(dlq_subject("probe"), "probe", "dead letters of the test probe")(DeadLetter)
 
 
-async def on_customer_created(session: AsyncSession, event: CloudEvent) -> None:
-    if event.data.get("name") == "poison":
+async def on_customer_created(session: AsyncSession, event: Event[CustomerCreated]) -> None:
+    if event.data.name == "poison":
         raise RuntimeError("this event always fails")
-    await session.execute(insert(applied).values(event_id=event.id, customer_id=event.data["id"]))
+    await session.execute(insert(applied).values(event_id=event.id, customer_id=event.data.id))
 
 
-async def on_customers_created(session: AsyncSession, events: list[CloudEvent]) -> None:
-    if any(event.data.get("name") == "poison" for event in events):
+async def on_customers_created(session: AsyncSession, events: list[Event[CustomerCreated]]) -> None:
+    if any(event.data.name == "poison" for event in events):
         raise RuntimeError("this event always fails")
-    await session.execute(insert(applied), [{"event_id": e.id, "customer_id": e.data["id"]} for e in events])
+    await session.execute(insert(applied), [{"event_id": e.id, "customer_id": e.data.id} for e in events])
 
 
 BATCH_DEFINITION = ServiceDefinition(
@@ -57,6 +58,63 @@ DEFINITION = ServiceDefinition(
     messaging=messaging,
     consumers=[ConsumerSpec("apply", {"crm.identify.customer.created": on_customer_created})],
 )
+
+
+# --- a probe following merges -------------------------------------------------------------
+
+aliases = CustomerAliases(Base.metadata)
+merge_steps_run = Table(
+    "merge_steps_run",
+    Base.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("step", String(20), nullable=False),
+    Column("survivor_id", String(36), nullable=False),
+    Column("merged_ids", String(200), nullable=False),
+)
+referrals_seen = Table(
+    "referrals_seen",
+    Base.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("referrer_id", String(36), nullable=False),
+    Column("referred_id", String(36), nullable=False),
+)
+
+
+def _merge_step(name: str):
+    async def step(session: AsyncSession, merge: Merge) -> None:
+        await session.execute(
+            insert(merge_steps_run).values(
+                step=name, survivor_id=merge.survivor_id, merged_ids=",".join(merge.merged_ids)
+            )
+        )
+
+    return step
+
+
+async def on_referral(session: AsyncSession, event: Event[ReferralRecorded]) -> None:
+    await session.execute(
+        insert(referrals_seen).values(referrer_id=event.data.referrer_id, referred_id=event.data.referred_id)
+    )
+
+
+MERGING_DEFINITION = ServiceDefinition(
+    name="probe",
+    description="backbone test probe following merges with two aggregates",
+    metadata=Base.metadata,
+    messaging=messaging,
+    consumers=aliases.consumers(
+        [ConsumerSpec("apply", {"crm.network.referral.recorded": on_referral})],
+        merge_steps=[_merge_step("first"), _merge_step("second")],
+        merges_description="probe merges",
+    ),
+)
+
+
+def read(raw: bytes) -> Event:
+    """A stored message as the consumer hands it to a handler."""
+
+    envelope = CloudEvent.from_json(raw)
+    return CATALOG[envelope.type].read(envelope)
 
 
 async def applied_count(handle, event_id: str | None = None) -> int:

@@ -17,12 +17,6 @@ from tests.shared import probe
 from tests.support import wait_until
 
 
-@pytest.fixture(params=["per-event", "batch"])
-def probe_definition(request):
-    """Every consumer behaviour holds for per-event handlers and for batch handlers."""
-    return probe.DEFINITION if request.param == "per-event" else probe.BATCH_DEFINITION
-
-
 async def stream_events(nats_url: str, subject: str = "crm.>") -> list[dict]:
     """Every event stored in the CRM stream on `subject`, read with an ephemeral consumer."""
 
@@ -83,7 +77,7 @@ async def test_a_consumer_that_dies_before_acking_gets_the_event_again_and_appli
 
     async def apply_then_die(msgs):
         # The effect and the inbox record commit, then the process "dies": no ack.
-        items = [(m, probe.CloudEvent.from_json(m.data)) for m in msgs]
+        items = [(m, probe.read(m.data)) for m in msgs]
         await runner._apply(items)
         applied_without_ack.extend(items)
         await asyncio.sleep(3600)  # hangs until killed, never acking

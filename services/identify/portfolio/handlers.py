@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.customers import repository
 from services.identify.models import ReferralSeen
 from services.identify.portfolio.scoring import rescore_customers
 from shared.consumer import ConsumerSpec
+from shared.contracts import ReferralRecorded
 from shared.db import insert_ignoring
-from shared.events import CloudEvent
+from shared.events import Event
 
 
-async def on_referrals(session: AsyncSession, events: list[CloudEvent]) -> None:
-    # A referral network announced before a merge may arrive after it: it counts for
-    # the survivor, as network itself (and the merge's repointing) has it.
-    named = {event.data[key] for event in events for key in ("referrer_id", "referred_id")}
-    survivor = await repository.survivors(session, named)
+async def on_referrals(session: AsyncSession, events: list[Event[ReferralRecorded]]) -> None:
+    # A referral network announced before a merge may arrive after it: it arrives naming
+    # the survivors (identify's customers are its alias table), as network itself has it.
     rows = []
     for event in events:
-        referrer = survivor.get(event.data["referrer_id"], event.data["referrer_id"])
-        referred = survivor.get(event.data["referred_id"], event.data["referred_id"])
-        if referrer == referred:
+        referral = event.data
+        if referral.referrer_id == referral.referred_id:
             continue  # the merge made it a self-referral, which the merge drops too
         rows.append({
-            "id": event.data["id"],
-            "referrer_id": referrer,
-            "referred_id": referred,
-            "recorded_at": datetime.fromisoformat(event.data["recorded_at"]),
+            "id": referral.id,
+            "referrer_id": referral.referrer_id,
+            "referred_id": referral.referred_id,
+            "recorded_at": event.at,
         })
     if not rows:
         return
@@ -41,5 +37,6 @@ REFERRALS = ConsumerSpec(
     purpose="referrals",
     batch_handler=on_referrals,
     subjects=("crm.network.referral.recorded",),
+    survivors=repository.survivors,
     description="Keeps the referrals network recorded, the evidence for benchmark customers, and re-scores the referrer.",
 )
