@@ -122,7 +122,7 @@ def wait_http(url: str, timeout: float = 20.0, headers: dict | None = None) -> N
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=1) as response:
                 if response.status == 200:
                     return
-        except Exception as exc:  # noqa: BLE001 - still starting
+        except Exception as exc:  # still starting
             last = exc
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up: {last}")
@@ -175,7 +175,7 @@ def start_upstream(kind: str, port: int, tmp: Path) -> Proc:
          "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "upstream.log", "wb"),
+        stderr=open(tmp / "upstream.log", "wb"),  # noqa: SIM115 - the child holds it; Popen keeps it
     )
     wait_http(f"http://127.0.0.1:{port}/readyz")
     return Proc("upstream", popen)
@@ -200,7 +200,7 @@ def start_gateway(port: int, upstream_port: int, key: str, tmp: Path, workers: i
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "gateway.log", "wb"),  # the JSON request log: written, as in production
+        stderr=open(tmp / "gateway.log", "wb"),  # noqa: SIM115 - the child holds it; Popen keeps it  # the JSON request log: written, as in production
     )
     wait_http(f"http://127.0.0.1:{port}/healthz")
     return Proc("gateway", popen)
@@ -246,7 +246,7 @@ def start_nginx(port: int, upstream_port: int, tmp: Path) -> Proc | None:
     popen = subprocess.Popen(
         [binary, "-p", str(tmp), "-c", str(conf)],
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "nginx.log", "wb"),
+        stderr=open(tmp / "nginx.log", "wb"),  # noqa: SIM115 - the child holds it; Popen keeps it
     )
     wait_http(f"http://127.0.0.1:{port}/readyz")
     return Proc("nginx", popen)

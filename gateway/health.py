@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
-from gateway.upstream import Upstreams, UpstreamTimeout, UpstreamError
+from gateway.upstream import UpstreamError, Upstreams, UpstreamTimeout
 
 NATS_DEFAULT_PORT = 4222
 
@@ -34,7 +34,7 @@ async def check_nats(nats_url: str, timeout: float) -> str:
     for host, port in addresses:
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        except (OSError, asyncio.TimeoutError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             last = f"not ready: {host}:{port} unreachable ({type(exc).__name__})"
             continue
         writer.close()

@@ -53,7 +53,7 @@ _TOO_LARGE = "The request body is over the gateway's limit (`payload_too_large`)
 
 
 class _Entry:
-    __slots__ = ("doc", "fetched_at", "ok", "error")
+    __slots__ = ("doc", "error", "fetched_at", "ok")
 
     def __init__(self) -> None:
         self.doc: dict | None = None

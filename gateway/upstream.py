@@ -83,20 +83,20 @@ class _Closed(Exception):
 
 class _Connection(asyncio.Protocol):
     __slots__ = (
-        "_pool",
-        "_parser",
-        "transport",
-        "_waiter",
-        "_headers",
         "_body",
-        "_size",
+        "_counted",
         "_got_bytes",
         "_head_request",
-        "closed",
+        "_headers",
+        "_parser",
+        "_pool",
+        "_size",
         "_stream",
+        "_waiter",
+        "closed",
         "idle_since",
+        "transport",
         "used",
-        "_counted",
     )
 
     def __init__(self, pool: ServicePool):
@@ -140,7 +140,7 @@ class _Connection(asyncio.Protocol):
         self._got_bytes = True
         try:
             self._parser.feed_data(data)
-        except Exception as exc:  # HttpParserError, HttpParserUpgrade, or ours via a callback
+        except Exception as exc:  # noqa: BLE001 - HttpParserError, HttpParserUpgrade, or ours via a callback
             cause = exc.__context__
             if isinstance(cause, _Closed):
                 self._fail(cause)
@@ -246,7 +246,7 @@ class _Stream:
     HIGH_WATER = 16
     LOW_WATER = 4
 
-    __slots__ = ("_conn", "_loop", "_chunks", "_ready", "_paused", "done", "keep_alive", "error")
+    __slots__ = ("_chunks", "_conn", "_loop", "_paused", "_ready", "done", "error", "keep_alive")
 
     def __init__(self, conn: _Connection, loop):
         self._conn = conn
@@ -309,7 +309,7 @@ class UpstreamStream:
     `close()` when done (in a finally): a fully read answer gives its connection
     back to the pool, anything else closes it."""
 
-    def __init__(self, pool: "ServicePool", conn: _Connection, head: UpstreamResponse, idle_timeout: float):
+    def __init__(self, pool: ServicePool, conn: _Connection, head: UpstreamResponse, idle_timeout: float):
         self.status = head.status
         self.headers = head.headers
         self._pool = pool
@@ -416,7 +416,7 @@ class ServicePool:
         )
         return response
 
-    async def stream(self, method: str, target: bytes, headers: bytes = b"", *, timeout: float = 30.0) -> "UpstreamStream":
+    async def stream(self, method: str, target: bytes, headers: bytes = b"", *, timeout: float = 30.0) -> UpstreamStream:
         """Send one request (no body) and return its answer's head, with the body to be
         read chunk by chunk: `timeout` bounds the wait for the head and for each chunk,
         not the whole answer (an export of a million rows takes a while)."""
@@ -527,7 +527,7 @@ class ServicePool:
                 ),
                 timeout,
             )
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             self._slot_freed()
             raise UpstreamTimeout(self.service, "timed out connecting") from None
         except OSError as exc:

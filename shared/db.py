@@ -11,16 +11,15 @@ queue behind writers (WAL lets them run alongside).
 from __future__ import annotations
 
 import sqlite3
-from functools import lru_cache
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import Session
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from shared.sqlite_inline import inline_creator
@@ -44,7 +43,7 @@ def make_base() -> type[DeclarativeBase]:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -57,12 +56,12 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 
@@ -189,7 +188,7 @@ class InlineSession:
             self._connection.close()
         self._session = self._connection = None
 
-    async def __aenter__(self) -> "InlineSession":
+    async def __aenter__(self) -> InlineSession:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -216,7 +215,7 @@ class Database:
     info: dict
 
     @classmethod
-    def connect(cls, url: str, *, service: str) -> "Database":
+    def connect(cls, url: str, *, service: str) -> Database:
         info = {"service": service}
         if is_sqlite(url):
             _enable_wal(url)
@@ -242,7 +241,7 @@ def dialect_insert(table, dialect: str):
     return {"sqlite": sqlite, "postgresql": postgresql}[dialect].insert(table)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _insert_ignoring(table, index_elements: tuple[str, ...], dialect: str):
     return dialect_insert(table, dialect).on_conflict_do_nothing(index_elements=list(index_elements))
 

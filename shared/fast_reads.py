@@ -88,7 +88,7 @@ def install(app: FastAPI) -> LightRouter | None:
                 entries.append((route.path_regex, route.methods, route.param_convertors, route, None))
             else:
                 entries.append(None)
-    except Exception:  # noqa: BLE001 - FastAPI's internals changed: FastAPI routes everything
+    except Exception:  # FastAPI's internals changed: FastAPI routes everything
         log.warning("light read handlers not installed", exc_info=True)
         return None
     if not any(entry is not None and entry[4] is not None for entry in entries):

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 from shared.bus import Bus
 
-
 YIELD_EVERY = 200  # messages between turns of the event loop (~1.5 ms of publishing)
 
 
@@ -77,10 +76,10 @@ class BatchPublisher:
                 raise ConnectionError(f"NATS connection lost with {len(self._waiting)} of {count} unacknowledged")
             left = deadline - time.monotonic()
             if left <= 0:
-                raise asyncio.TimeoutError(f"{len(self._waiting)} of {count} publishes not acknowledged")
+                raise TimeoutError(f"{len(self._waiting)} of {count} publishes not acknowledged")
             try:
                 await asyncio.wait_for(self._acked.wait(), timeout=min(left, 0.25))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _on_ack(self, msg) -> None:

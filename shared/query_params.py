@@ -109,7 +109,7 @@ def problems(query_string: bytes, allowed: Accepted) -> list[dict]:
     nul = b"%00" in query_string
     detail = []
     seen: set[str] = set()
-    for key in params.keys():
+    for key in params:
         if key in seen:
             continue
         seen.add(key)

@@ -18,7 +18,8 @@ their own. The same code runs on SQLite and PostgreSQL: only the database URL ch
 from __future__ import annotations
 
 from contextvars import ContextVar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
 
@@ -152,7 +153,7 @@ class IdentifySettings(ServiceSettings):
     # not before the floor, not after now plus the skew allowed for clocks ahead of
     # ours. Scores are as of the latest purchase: one purchase dated 2099 made 2099 the
     # scoring day of every customer.
-    date_floor: datetime = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    date_floor: datetime = datetime(1970, 1, 1, tzinfo=UTC)
     date_skew_s: float = Field(86400.0, ge=0, le=30 * 86400)
 
     @field_validator("default_region")
@@ -163,12 +164,12 @@ class IdentifySettings(ServiceSettings):
     @field_validator("date_floor")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
     @field_validator("clv_band_edges")
     @classmethod
     def _increasing(cls, edges: tuple[float, float, float]) -> tuple[float, float, float]:
-        if not all(low < high for low, high in zip(edges, edges[1:])):
+        if not all(low < high for low, high in pairwise(edges)):
             raise ValueError("clv_band_edges must increase: [low→medium, medium→high, high→top]")
         return edges
 

@@ -28,9 +28,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from operator import attrgetter
-from typing import Any, Callable
+from typing import Any
 
 INLINE_MANY = 200
 
@@ -78,24 +79,24 @@ async def _retrying(call: Callable[[], Any], busy_timeout_s: float, *, offload: 
 
 
 class InlineCursor:
-    def __init__(self, connection: "InlineConnection"):
+    def __init__(self, connection: InlineConnection):
         self._connection = connection
         self._cursor = connection._conn.cursor()
 
-    async def __aenter__(self) -> "InlineCursor":
+    async def __aenter__(self) -> InlineCursor:
         return self
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def execute(self, sql: str, parameters: Any = ()) -> "InlineCursor":
+    async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
         await _retrying(
             lambda: self._cursor.execute(sql, parameters), self._connection.busy_timeout_s,
             offload=_on_threads.get(),
         )
         return self
 
-    async def executemany(self, sql: str, seq_of_parameters: Any) -> "InlineCursor":
+    async def executemany(self, sql: str, seq_of_parameters: Any) -> InlineCursor:
         if not isinstance(seq_of_parameters, (list, tuple)):
             seq_of_parameters = list(seq_of_parameters)
         await _retrying(

@@ -85,7 +85,7 @@ def _die_with_parent() -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:  # pragma: no cover - not Linux
+    except Exception:  # noqa: BLE001  # pragma: no cover - not Linux
         pass
 
 
@@ -361,7 +361,7 @@ class Supervisor:
         say("migrating every service's database")
         try:
             upgrade_all()
-        except Exception:
+        except Exception:  # noqa: BLE001 - printed; the supervisor refuses to start
             traceback.print_exc()
             say("migrations failed: not starting the services")
             return False

@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from services.identify.schemas import CustomerPage
 from services.identify.search import export, repository
 from services.identify.search.schemas import (
+    After,
     AfterQ,
     BeforeQ,
     CustomerFilter,
@@ -29,7 +30,6 @@ from services.identify.search.schemas import (
     SegmentQ,
     Sort,
     SortQ,
-    After,
     customer_filter,
     decode_after,
     encode_after,
