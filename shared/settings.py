@@ -17,11 +17,11 @@ their own. The same code runs on SQLite and PostgreSQL: only the database URL ch
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
-from typing import ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,7 +62,7 @@ class SuiteSettings(BaseSettings):
 
     @field_validator("admin_api_key", mode="before")
     @classmethod
-    def _blank_is_none(cls, value):
+    def _blank_is_none(cls, value: object) -> object:
         if isinstance(value, str):
             value = value.strip()
             return value or None
@@ -74,7 +74,7 @@ class SuiteSettings(BaseSettings):
         return {"VALUECHAIN_ADMIN_API_KEY": self.admin_api_key.get_secret_value() if self.admin_api_key else None}
 
     @model_validator(mode="after")
-    def _no_placeholder_secrets(self):
+    def _no_placeholder_secrets(self) -> Self:
         if self.environment != "development":
             for name, value in self.secrets().items():
                 if value is not None and value.strip().lower() in PLACEHOLDER_SECRETS:
@@ -110,7 +110,7 @@ class ServiceSettings(SuiteSettings):
     gc_gen0_threshold: int = 10_000
 
     @model_validator(mode="after")
-    def _local_defaults(self):
+    def _local_defaults(self) -> Self:
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.var_dir / (self.service + '.db')}"
         if not self.port:
@@ -131,7 +131,7 @@ class IdentifySettings(ServiceSettings):
     # The currency every sum of money is in: purchases in other currencies are converted at
     # the rates loaded with PUT /v1/fx-rates. Change it only before recording transactions
     # (stored reporting amounts are not re-converted).
-    reporting_currency: Currency = "USD"
+    reporting_currency: Currency = Field("USD", validate_default=True)  # read as a value from outside is
     # Time value of money: an annual rate, converted to the model's time unit.
     discount_rate: float = Field(0.10, ge=0, le=1)
     # Predictive CLV looks this many days ahead.
@@ -213,7 +213,7 @@ def settings_class(service: str) -> type[ServiceSettings]:
     )
 
 
-def service_settings(service: str, **overrides) -> ServiceSettings:
+def service_settings(service: str, **overrides: Any) -> ServiceSettings:
     """Read `VALUECHAIN_<SERVICE>_*` (and the suite-wide variables) into the service's class."""
 
     return settings_class(service)(**overrides)
@@ -245,11 +245,11 @@ def current_settings(cls: type[S]) -> S:
     return settings if isinstance(settings, cls) else cls()
 
 
-def set_current(settings: SuiteSettings):
+def set_current(settings: SuiteSettings) -> Token[SuiteSettings | None]:
     """Make `settings` current in this context; returns the token to reset it with."""
 
     return _current.set(settings)
 
 
-def reset_current(token) -> None:
+def reset_current(token: Token[SuiteSettings | None]) -> None:
     _current.reset(token)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from operator import attrgetter
 from typing import Any
@@ -86,7 +86,7 @@ class InlineCursor:
     async def __aenter__(self) -> InlineCursor:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
@@ -106,15 +106,16 @@ class InlineCursor:
         )
         return self
 
-    async def fetchone(self):
+    async def fetchone(self) -> Any:
         return self._cursor.fetchone()
 
-    async def fetchmany(self, size: int | None = None):
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
         return self._cursor.fetchmany(self._cursor.arraysize if size is None else size)
 
-    async def fetchall(self):
+    async def fetchall(self) -> list[Any]:
         if _on_threads.get():
-            return await _on_thread(self._cursor.fetchall)
+            rows: list[Any] = await _on_thread(self._cursor.fetchall)
+            return rows
         return self._cursor.fetchall()
 
     async def close(self) -> None:
@@ -139,7 +140,7 @@ class _Immediate:
     puts (future, function) on it; the function runs at once."""
 
     @staticmethod
-    def put_nowait(item) -> None:
+    def put_nowait(item: tuple[asyncio.Future[Any], Callable[[], Any]]) -> None:
         future, function = item
         try:
             future.set_result(function())
@@ -150,7 +151,7 @@ class _Immediate:
 class InlineConnection:
     def __init__(self, conn: sqlite3.Connection, busy_timeout_s: float):
         self._conn = conn
-        self._connection = conn  # the adapter checks it is still open
+        self._connection: sqlite3.Connection | None = conn  # the adapter checks it is still open
         self._tx = _Immediate()
         self.busy_timeout_s = busy_timeout_s
 
@@ -186,11 +187,11 @@ class InlineConnection:
         finally:
             self._conn.close()
 
-    async def create_function(self, *args, **kw) -> None:
+    async def create_function(self, *args: Any, **kw: Any) -> None:
         self._conn.create_function(*args, **kw)
 
     @property
-    def isolation_level(self):
+    def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 
     @property
@@ -198,7 +199,7 @@ class InlineConnection:
         return self._conn.in_transaction
 
 
-def inline_creator(path: str, *, busy_timeout_s: float = 30.0):
+def inline_creator(path: str, *, busy_timeout_s: float = 30.0) -> Callable[[], Awaitable[InlineConnection]]:
     """An `async_creator` for create_async_engine: a connection to the file at path."""
 
     async def connect() -> InlineConnection:
