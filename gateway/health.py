@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.upstream import UpstreamError, Upstreams, UpstreamTimeout
@@ -60,7 +61,7 @@ async def check_service(upstreams: Upstreams, service: str, timeout: float) -> s
     return f"not ready: /readyz answered {response.status}"
 
 
-async def readiness(upstreams: Upstreams, services: list[str], nats_url: str, timeout: float) -> tuple[bool, dict]:
+async def readiness(upstreams: Upstreams, services: list[str], nats_url: str, timeout: float) -> tuple[bool, dict[str, Any]]:
     checks = await asyncio.gather(
         *(check_service(upstreams, service, timeout) for service in services),
         check_nats(nats_url, timeout),
