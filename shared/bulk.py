@@ -34,7 +34,7 @@ from sqlalchemy import table as table_clause
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from shared.db import dialect_insert
+from shared.db import dialect_insert, dialect_name
 
 COPY_FROM_ROWS = 100  # PostgreSQL: fewer rows than this go as an executemany of an INSERT
 IN_CHUNK = 1000  # IN lists are cut to this many values: well under every driver's parameter limit
@@ -170,14 +170,8 @@ def _getter(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], Row]:
 def stages(session: AsyncSession, rows: Sequence[object]) -> bool:
     """Whether stage() is the way to write these rows (PostgreSQL, many of them)."""
 
-    return _dialect(session) == "postgresql" and len(rows) >= COPY_FROM_ROWS
+    return dialect_name(session) == "postgresql" and len(rows) >= COPY_FROM_ROWS
 
-
-def _dialect(session: AsyncSession) -> str:
-    """The name of the dialect of the engine the session is bound to (every session here is)."""
-
-    assert session.bind is not None
-    return session.bind.dialect.name
 
 
 async def stage(session: AsyncSession, target: Table, columns: Sequence[str], rows: list[Row]) -> TableClause:
@@ -211,7 +205,7 @@ async def bulk_upsert(session: AsyncSession, table: Table, columns: Sequence[str
 
     if not rows:
         return
-    dialect = _dialect(session)
+    dialect = dialect_name(session)
     if stages(session, rows):
         await stage(session, table, columns, list(map(_getter(tuple(columns)), rows)))
         await session.execute(_upsert(table, tuple(columns), on_conflict, dialect, staged=True))

@@ -240,6 +240,18 @@ class Database:
             self.reader.engine.dispose()
 
 
+def dialect_name(session: AsyncSession | InlineSession) -> str:
+    """The name of the session's database dialect: "sqlite" or "postgresql".
+
+    A write session is bound to its engine; a SQLite read session (InlineSession)
+    has the engine itself.
+    """
+
+    bind = session.engine if isinstance(session, InlineSession) else session.bind
+    assert bind is not None, "every session here is made by a Database's factories, bound to its engine"
+    return bind.dialect.name
+
+
 def dialect_insert(table: Table, dialect: str) -> SqliteInsert | PostgresInsert:
     """The dialect's own INSERT (the one with ON CONFLICT) for `table`."""
 
@@ -254,7 +266,7 @@ def _insert_ignoring(table: Table, index_elements: tuple[str, ...], dialect: str
     return dialect_insert(table, dialect).on_conflict_do_nothing(index_elements=list(index_elements))
 
 
-def insert_ignoring(session: Any, table: Table, index_elements: list[str]) -> SqliteInsert | PostgresInsert:
+def insert_ignoring(session: AsyncSession, table: Table, index_elements: list[str]) -> SqliteInsert | PostgresInsert:
     """INSERT … ON CONFLICT (index_elements) DO NOTHING for the session's dialect (built once)."""
 
-    return _insert_ignoring(table, tuple(index_elements), session.bind.dialect.name)
+    return _insert_ignoring(table, tuple(index_elements), dialect_name(session))

@@ -22,7 +22,8 @@ def _rate(value: Decimal) -> Decimal:
         raise ValueError("must be a positive number")
     if value >= MAX_RATE:
         raise ValueError(f"must be below {MAX_RATE:f}")
-    if value.as_tuple().exponent < -10:
+    exponent = value.as_tuple().exponent  # an int: the value is finite
+    if isinstance(exponent, int) and exponent < -10:
         raise ValueError("at most 10 decimal places")
     return value
 
