@@ -73,8 +73,8 @@ def load(path: Path, customers: int, seed: int) -> dict:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=OFF")
     # As a refit writes scores: without the CLV indexes, built once at the end.
-    for index in RANK_INDEXES:
-        db.execute(f"DROP INDEX {index.name}")
+    for rank_index in RANK_INDEXES:
+        db.execute(f"DROP INDEX {rank_index.name}")
     first_ascii = [_ascii(name).lower() for name in FIRST]
     last_ascii = [_ascii(name).lower() for name in LAST]
     created = END - np.timedelta64(3 * 365, "D")
@@ -145,8 +145,8 @@ def load(path: Path, customers: int, seed: int) -> dict:
             [(ids[i], float(clv[i])) for i in range(n) if bought[i] and kinds[i]],
         )
         db.commit()
-    for index in RANK_INDEXES:
-        db.execute(str(CreateIndex(index).compile(dialect=sqlite_dialect())))
+    for rank_index in RANK_INDEXES:
+        db.execute(str(CreateIndex(rank_index).compile(dialect=sqlite_dialect())))
     db.execute("ANALYZE")
     db.commit()
     db.close()

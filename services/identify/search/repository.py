@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    FromClause,
     Integer,
     MetaData,
     String,
@@ -225,7 +226,7 @@ def _phase(
         bound = tuple_(*position) if len(position) > 1 else position[0]
         conditions.append(columns < bound if sort.descending else columns > bound)
 
-    source = _customers
+    source: FromClause = _customers
     if needs_scores:
         source = source.join(_scores, _scores.c.customer_id == _customers.c.id)
     else:
