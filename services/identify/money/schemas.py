@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date as Day  # the type, where a field is called `date`
 from datetime import datetime
+from datetime import date as Day  # the type, where a field is called `date`
 from decimal import Decimal
 from typing import Annotated
 
@@ -22,8 +22,7 @@ def _rate(value: Decimal) -> Decimal:
         raise ValueError("must be a positive number")
     if value >= MAX_RATE:
         raise ValueError(f"must be below {MAX_RATE:f}")
-    exponent = value.as_tuple().exponent  # an int: the value is finite
-    if isinstance(exponent, int) and exponent < -10:
+    if value.as_tuple().exponent < -10:
         raise ValueError("at most 10 decimal places")
     return value
 
@@ -47,7 +46,7 @@ class FxRateOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, row, reporting_currency: str) -> FxRateOut:
+    def of(cls, row, reporting_currency: str) -> "FxRateOut":
         return cls(currency=row.currency, date=row.day, rate=decimal_text(row.rate),
                    reporting_currency=reporting_currency, updated_at=row.updated_at)
 
@@ -73,8 +72,7 @@ Reason = Annotated[str, Field(max_length=500), AfterValidator(stripped)]
 
 class RefundCreate(Strict):
     amount: Annotated[Money, AfterValidator(_positive)] = Field(
-        description="How much is given back, in the purchase's currency: more than 0 and at most what is left"
-        " unrefunded"
+        description="How much is given back, in the purchase's currency: more than 0 and at most what is left unrefunded"
     )
     reason: Reason = Field(description="Why the money was given back")
     occurred_at: Annotated[datetime | None, AsText] = Field(

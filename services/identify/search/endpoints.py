@@ -16,7 +16,6 @@ from fastapi.responses import StreamingResponse
 from services.identify.schemas import CustomerPage
 from services.identify.search import export, repository
 from services.identify.search.schemas import (
-    After,
     AfterQ,
     BeforeQ,
     CustomerFilter,
@@ -30,6 +29,7 @@ from services.identify.search.schemas import (
     SegmentQ,
     Sort,
     SortQ,
+    After,
     customer_filter,
     decode_after,
     encode_after,
