@@ -2,6 +2,7 @@
 #
 #   make run       the whole suite (NATS, the five services, the gateway) on this machine
 #   make test      the test suite (SQLite; set VALUECHAIN_TEST_POSTGRES_URL for PostgreSQL)
+#   make lint      ruff (lint and format check) and mypy, as CI runs them
 #   make migrate   every service's database to the latest schema
 #   make migration SERVICE=<name> MESSAGE="..."   a new revision from the service's models
 #   make bench     the benchmarks under bench/
@@ -13,7 +14,7 @@ VPY         := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv run test migrate migration bench clean lock
+.PHONY: venv run test lint migrate migration bench clean lock
 
 venv: $(STAMP)
 
@@ -39,6 +40,14 @@ run: venv
 
 test: venv
 	$(VPY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Every check runs even when an earlier one fails, so one run shows all findings.
+lint: venv
+	@status=0; \
+	echo "ruff check"; $(VENV)/bin/ruff check . || status=1; \
+	echo "ruff format --check"; $(VENV)/bin/ruff format --check . || status=1; \
+	echo "mypy"; $(VENV)/bin/mypy || status=1; \
+	exit $$status
 
 migrate: venv
 	$(VENV)/bin/valuechain migrate

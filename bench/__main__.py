@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = [f"bench.{name}"]
         try:
             importlib.import_module(f"bench.{name}").main()
-        except Exception:  # noqa: BLE001 - report and go on with the others
+        except Exception:  # report and go on with the others
             traceback.print_exc()
             failed.append(name)
         finally:

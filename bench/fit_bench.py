@@ -32,7 +32,13 @@ import numpy as np
 
 from bench.portfolio_data import generate
 from services.identify.analysis import (
-    WEEK, bgnbd_probability_alive, fit_bgnbd, fit_gamma_gamma, fit_pareto_nbd, mean_repeat_spend, predictive_clv,
+    WEEK,
+    bgnbd_probability_alive,
+    fit_bgnbd,
+    fit_gamma_gamma,
+    fit_pareto_nbd,
+    mean_repeat_spend,
+    predictive_clv,
     rfm_summary,
 )
 

@@ -122,7 +122,7 @@ def wait_http(url: str, timeout: float = 20.0, headers: dict | None = None) -> N
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=1) as response:
                 if response.status == 200:
                     return
-        except Exception as exc:  # noqa: BLE001 - still starting
+        except Exception as exc:  # still starting
             last = exc
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up: {last}")
@@ -175,7 +175,7 @@ def start_upstream(kind: str, port: int, tmp: Path) -> Proc:
          "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "upstream.log", "wb"),
+        stderr=open(tmp / "upstream.log", "wb"),  # noqa: SIM115 - the child holds it; Popen keeps it
     )
     wait_http(f"http://127.0.0.1:{port}/readyz")
     return Proc("upstream", popen)
@@ -200,7 +200,7 @@ def start_gateway(port: int, upstream_port: int, key: str, tmp: Path, workers: i
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "gateway.log", "wb"),  # the JSON request log: written, as in production
+        stderr=open(tmp / "gateway.log", "wb"),  # noqa: SIM115 - the child holds it; Popen keeps it  # the JSON request log: written, as in production
     )
     wait_http(f"http://127.0.0.1:{port}/healthz")
     return Proc("gateway", popen)
@@ -246,7 +246,7 @@ def start_nginx(port: int, upstream_port: int, tmp: Path) -> Proc | None:
     popen = subprocess.Popen(
         [binary, "-p", str(tmp), "-c", str(conf)],
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "nginx.log", "wb"),
+        stderr=open(tmp / "nginx.log", "wb"),  # noqa: SIM115 - the child holds it; Popen keeps it
     )
     wait_http(f"http://127.0.0.1:{port}/readyz")
     return Proc("nginx", popen)
@@ -276,22 +276,30 @@ def _to_ms(value: str) -> float:
     return {"us": number / 1000, "ms": number, "s": number * 1000, "m": number * 60000}[unit]
 
 
+def _wrk_value(pattern: str, out: str, flags: int = 0) -> str:
+    """The first group of pattern in wrk's report."""
+    match = re.search(pattern, out, flags)
+    if match is None:
+        raise ValueError(f"no {pattern!r} in wrk's report:\n{out}")
+    return match[1]
+
+
 def run_wrk(url: str, key: str, connections: int, duration: float) -> Run:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
          "-H", f"Authorization: Bearer {key}", url],
         capture_output=True, text=True, check=True,
     ).stdout
-    requests = int(re.search(r"(\d+) requests in", out)[1])
+    requests = int(_wrk_value(r"(\d+) requests in", out))
     errors = 0
     if match := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         errors += int(match[1])
     if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(g) for g in match.groups())
     return Run(
-        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),
-        p50_ms=_to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M)[1]),
-        p99_ms=_to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M)[1]),
+        rps=float(_wrk_value(r"Requests/sec:\s+([\d.]+)", out)),
+        p50_ms=_to_ms(_wrk_value(r"^\s+50%\s+(\S+)", out, re.M)),
+        p99_ms=_to_ms(_wrk_value(r"^\s+99%\s+(\S+)", out, re.M)),
         requests=requests,
         errors=errors,
     )
@@ -381,7 +389,7 @@ def measure(target: Target, load, key: str, connections: int, duration: float, u
     after, ours_after, busy_after = cpu_seconds(pids), cpu_seconds(ours), busy_seconds()
     if before is not None and after is not None and run.requests:
         run.cpu_us_per_request = (after - before) / run.requests * 1e6
-    if None not in (ours_before, ours_after, busy_before, busy_after):
+    if ours_before is not None and ours_after is not None and busy_before is not None and busy_after is not None:
         loadgen = (children_after.children_user + children_after.children_system) - (
             children_before.children_user + children_before.children_system
         )
@@ -434,10 +442,13 @@ def report(targets: list[Target], args, loadgen: str, skipped: list[str]) -> str
     gateway = by_name.get("gateway")
     nginx = by_name.get("nginx")
     upstream = by_name.get("upstream direct")
-    if gateway and upstream:
-        lines.append(f"gateway / upstream direct: {gateway.median('rps') / upstream.median('rps'):.2f}x")
-    if gateway and nginx:
-        ratio = gateway.median("rps") / nginx.median("rps")
+    gateway_rps = gateway.median("rps") if gateway else None
+    upstream_rps = upstream.median("rps") if upstream else None
+    nginx_rps = nginx.median("rps") if nginx else None
+    if gateway_rps is not None and upstream_rps is not None:
+        lines.append(f"gateway / upstream direct: {gateway_rps / upstream_rps:.2f}x")
+    if gateway_rps is not None and nginx_rps is not None:
+        ratio = gateway_rps / nginx_rps
         verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
         lines.append(f"gateway / nginx: {ratio:.2f}x (target >= {TARGET_RATIO}x: {verdict})")
     for note in skipped:

@@ -303,14 +303,14 @@ async def run(args) -> None:
     for name, median, runs in table:
         print(f"| {name} | {median:,.0f} | {runs} |")
     rates = {name: median for name, median, _ in table}
-    for copy in ("PostgreSQL COPY into a plain table (baseline)",
-                 "PostgreSQL COPY into a table keyed like `transactions`"):
-        if copy in rates:
+    for baseline in ("PostgreSQL COPY into a plain table (baseline)",
+                     "PostgreSQL COPY into a table keyed like `transactions`"):
+        if baseline in rates:
             for name in ("import into identify, SQLite", "import into identify, PostgreSQL",
                          *(FLOOR[outbox].format(database=database)
                            for database in ("SQLite", "PostgreSQL") for outbox in (False, True))):
                 if name in rates:
-                    print(f"{name}: {rates[name] / rates[copy]:.3f}× {copy} (target ≥ 0.5×)")
+                    print(f"{name}: {rates[name] / rates[baseline]:.3f}× {baseline} (target ≥ 0.5×)")
 
 
 def main() -> None:

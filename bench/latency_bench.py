@@ -178,6 +178,7 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
             else:
                 failures += 1
 
+        assert suite.process is not None, "started"
         cpu_before = process_cpu(suite.process.pid)
         print("writing purchases", flush=True)
         bench_cpu = time.process_time()

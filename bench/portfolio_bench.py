@@ -167,7 +167,8 @@ async def per_transaction_rescore(db, samples: int = 300) -> dict:
         total = (await session.execute(text("SELECT COUNT(*) FROM purchase_summaries"))).scalar()
     picks = [f"c{i:09d}" for i in rng.integers(0, total, samples)]
     touch = text("UPDATE customers SET updated_at = updated_at WHERE id = :id")
-    with_rescore, without = [], []
+    with_rescore: list[float] = []
+    without: list[float] = []
     for customer_id in picks:
         for bucket, rescore in ((without, False), (with_rescore, True)):
             started = time.perf_counter()

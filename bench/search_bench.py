@@ -38,35 +38,8 @@ import numpy as np
 
 from services.identify.analysis.rfm import SEGMENTS
 
-FIRST = ("James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara Richard Susan "
-         "Joseph Jessica Thomas Sarah Charles Karen Christopher Lisa Daniel Nancy Matthew Betty Anthony Sandra "
-         "Mark Margaret Donald Ashley Steven Kimberly Andrew Emily Paul Donna Joshua Michelle Kenneth Carol Kevin "
-         "Amanda Brian Melissa George Deborah Timothy Stephanie Ronald Rebecca Jason Laura Edward Helen Jeffrey "
-         "Sharon Ryan Cynthia Jacob Kathleen Gary Amy Nicholas Angela Eric Shirley Jonathan Anna Stephen Brenda "
-         "Larry Pamela Justin Emma Scott Nicole Brandon Samantha Benjamin Katherine Samuel Christine Gregory Debra "
-         "Alexander Rachel Frank Carolyn Patrick Janet Raymond Maria Jack Heather Dennis Diane Jerry Julie Tyler "
-         "Joyce Aaron Victoria Jose Kelly Adam Christina Nathan Joan Henry Evelyn Zachary Lauren Douglas Judith "
-         "Peter Olivia Kyle Martha Noah Cheryl Ethan Megan Jeremy Andrea Walter Hannah Christian Jacqueline Keith "
-         "Ann Roger Jean Terry Alice Austin Kathryn Sean Gloria Gerald Teresa Carl Doris Dylan Sara Harold Janice "
-         "Jordan Julia Jesse Marie Bryan Madison Lawrence Grace Arthur Judy Gabriel Theresa Bruce Beverly Logan "
-         "Denise Billy Marilyn Joe Amber Alan Danielle Juan Rose Elijah Brittany Willie Diana Albert Abigail "
-         "Wayne Natalie Randy Lori Mason Tiffany Vincent Alexis Liam Kayla Roy Zoë Bobby Renée Louis Chloé").split()
-LAST = ("Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez Wilson "
-        "Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris Sanchez Clark Ramirez Lewis "
-        "Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams Nelson Baker Hall "
-        "Rivera Campbell Mitchell Carter Roberts Gomez Phillips Evans Turner Diaz Parker Cruz Edwards Collins "
-        "Reyes Stewart Morris Morales Murphy Cook Rogers Gutierrez Ortiz Morgan Cooper Peterson Bailey Reed Kelly "
-        "Howard Ramos Kim Cox Ward Richardson Watson Brooks Chavez Wood James Bennett Gray Mendoza Ruiz Hughes "
-        "Price Alvarez Castillo Sanders Patel Myers Long Ross Foster Jimenez Powell Jenkins Perry Russell Sullivan "
-        "Bell Coleman Butler Henderson Barnes Gonzales Fisher Vasquez Simmons Romero Jordan Patterson Alexander "
-        "Hamilton Graham Reynolds Griffin Wallace Moreno West Cole Hayes Bryant Herrera Gibson Ellis Tran Medina "
-        "Aguilar Stevens Murray Ford Castro Marshall Owens Harrison Fernandez McDonald Woods Washington Kennedy "
-        "Wells Vargas Henry Chen Freeman Webb Tucker Guzman Burns Crawford Olson Simpson Porter Hunter Gordon "
-        "Mendez Silva Shaw Snyder Mason Dixon Muñoz Hunt Hicks Holmes Palmer Wagner Black Robertson Boyd Rose "
-        "Stone Salazar Fox Warren Mills Meyer Rice Schmidt Garza Daniels Ferguson Nichols Stephens Soto Weaver "
-        "Ryan Gardner Payne Grant Dunn Kelley Spencer Hawkins Arnold Pierce Vázquez Hansen Peters Santos Hart "
-        "Bradley Knight Elliott Cunningham Duncan Armstrong Hudson Carroll Lane Riley Andrews Alvarado Ray Delgado "
-        "Berry Perkins Hoffman Johnston Matthews Peña Richards Willis Carpenter Lawrence Sandoval Lovelace").split()
+FIRST = ["James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Charles", "Karen", "Christopher", "Lisa", "Daniel", "Nancy", "Matthew", "Betty", "Anthony", "Sandra", "Mark", "Margaret", "Donald", "Ashley", "Steven", "Kimberly", "Andrew", "Emily", "Paul", "Donna", "Joshua", "Michelle", "Kenneth", "Carol", "Kevin", "Amanda", "Brian", "Melissa", "George", "Deborah", "Timothy", "Stephanie", "Ronald", "Rebecca", "Jason", "Laura", "Edward", "Helen", "Jeffrey", "Sharon", "Ryan", "Cynthia", "Jacob", "Kathleen", "Gary", "Amy", "Nicholas", "Angela", "Eric", "Shirley", "Jonathan", "Anna", "Stephen", "Brenda", "Larry", "Pamela", "Justin", "Emma", "Scott", "Nicole", "Brandon", "Samantha", "Benjamin", "Katherine", "Samuel", "Christine", "Gregory", "Debra", "Alexander", "Rachel", "Frank", "Carolyn", "Patrick", "Janet", "Raymond", "Maria", "Jack", "Heather", "Dennis", "Diane", "Jerry", "Julie", "Tyler", "Joyce", "Aaron", "Victoria", "Jose", "Kelly", "Adam", "Christina", "Nathan", "Joan", "Henry", "Evelyn", "Zachary", "Lauren", "Douglas", "Judith", "Peter", "Olivia", "Kyle", "Martha", "Noah", "Cheryl", "Ethan", "Megan", "Jeremy", "Andrea", "Walter", "Hannah", "Christian", "Jacqueline", "Keith", "Ann", "Roger", "Jean", "Terry", "Alice", "Austin", "Kathryn", "Sean", "Gloria", "Gerald", "Teresa", "Carl", "Doris", "Dylan", "Sara", "Harold", "Janice", "Jordan", "Julia", "Jesse", "Marie", "Bryan", "Madison", "Lawrence", "Grace", "Arthur", "Judy", "Gabriel", "Theresa", "Bruce", "Beverly", "Logan", "Denise", "Billy", "Marilyn", "Joe", "Amber", "Alan", "Danielle", "Juan", "Rose", "Elijah", "Brittany", "Willie", "Diana", "Albert", "Abigail", "Wayne", "Natalie", "Randy", "Lori", "Mason", "Tiffany", "Vincent", "Alexis", "Liam", "Kayla", "Roy", "Zoë", "Bobby", "Renée", "Louis", "Chloé"]
+LAST = ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young", "Allen", "King", "Wright", "Scott", "Torres", "Nguyen", "Hill", "Flores", "Green", "Adams", "Nelson", "Baker", "Hall", "Rivera", "Campbell", "Mitchell", "Carter", "Roberts", "Gomez", "Phillips", "Evans", "Turner", "Diaz", "Parker", "Cruz", "Edwards", "Collins", "Reyes", "Stewart", "Morris", "Morales", "Murphy", "Cook", "Rogers", "Gutierrez", "Ortiz", "Morgan", "Cooper", "Peterson", "Bailey", "Reed", "Kelly", "Howard", "Ramos", "Kim", "Cox", "Ward", "Richardson", "Watson", "Brooks", "Chavez", "Wood", "James", "Bennett", "Gray", "Mendoza", "Ruiz", "Hughes", "Price", "Alvarez", "Castillo", "Sanders", "Patel", "Myers", "Long", "Ross", "Foster", "Jimenez", "Powell", "Jenkins", "Perry", "Russell", "Sullivan", "Bell", "Coleman", "Butler", "Henderson", "Barnes", "Gonzales", "Fisher", "Vasquez", "Simmons", "Romero", "Jordan", "Patterson", "Alexander", "Hamilton", "Graham", "Reynolds", "Griffin", "Wallace", "Moreno", "West", "Cole", "Hayes", "Bryant", "Herrera", "Gibson", "Ellis", "Tran", "Medina", "Aguilar", "Stevens", "Murray", "Ford", "Castro", "Marshall", "Owens", "Harrison", "Fernandez", "McDonald", "Woods", "Washington", "Kennedy", "Wells", "Vargas", "Henry", "Chen", "Freeman", "Webb", "Tucker", "Guzman", "Burns", "Crawford", "Olson", "Simpson", "Porter", "Hunter", "Gordon", "Mendez", "Silva", "Shaw", "Snyder", "Mason", "Dixon", "Muñoz", "Hunt", "Hicks", "Holmes", "Palmer", "Wagner", "Black", "Robertson", "Boyd", "Rose", "Stone", "Salazar", "Fox", "Warren", "Mills", "Meyer", "Rice", "Schmidt", "Garza", "Daniels", "Ferguson", "Nichols", "Stephens", "Soto", "Weaver", "Ryan", "Gardner", "Payne", "Grant", "Dunn", "Kelley", "Spencer", "Hawkins", "Arnold", "Pierce", "Vázquez", "Hansen", "Peters", "Santos", "Hart", "Bradley", "Knight", "Elliott", "Cunningham", "Duncan", "Armstrong", "Hudson", "Carroll", "Lane", "Riley", "Andrews", "Alvarado", "Ray", "Delgado", "Berry", "Perkins", "Hoffman", "Johnston", "Matthews", "Peña", "Richards", "Willis", "Carpenter", "Lawrence", "Sandoval", "Lovelace"]
 DOMAINS = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "icloud.com", "example.com", "proton.me", "aol.com")
 AREAS = (201, 202, 206, 212, 213, 214, 215, 224, 248, 267, 303, 305, 310, 312, 313, 323, 347, 404, 408, 415, 503,
          510, 512, 602, 612, 617, 646, 702, 713, 718, 773, 786, 818, 917, 919, 925, 949, 971)
@@ -100,8 +73,8 @@ def load(path: Path, customers: int, seed: int) -> dict:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=OFF")
     # As a refit writes scores: without the CLV indexes, built once at the end.
-    for index in RANK_INDEXES:
-        db.execute(f"DROP INDEX {index.name}")
+    for rank_index in RANK_INDEXES:
+        db.execute(f"DROP INDEX {rank_index.name}")
     first_ascii = [_ascii(name).lower() for name in FIRST]
     last_ascii = [_ascii(name).lower() for name in LAST]
     created = END - np.timedelta64(3 * 365, "D")
@@ -167,12 +140,13 @@ def load(path: Path, customers: int, seed: int) -> dict:
               '["high_future_value"]' if kinds[i] else "[]") for i in range(n) if bought[i]],
         )
         db.executemany(
-            "INSERT INTO customer_kinds (customer_id, kind, rank_value, evidence) VALUES (?, 'high_future_value', ?, '{}')",
+            "INSERT INTO customer_kinds (customer_id, kind, rank_value, evidence)"
+            " VALUES (?, 'high_future_value', ?, '{}')",
             [(ids[i], float(clv[i])) for i in range(n) if bought[i] and kinds[i]],
         )
         db.commit()
-    for index in RANK_INDEXES:
-        db.execute(str(CreateIndex(index).compile(dialect=sqlite_dialect())))
+    for rank_index in RANK_INDEXES:
+        db.execute(str(CreateIndex(rank_index).compile(dialect=sqlite_dialect())))
     db.execute("ANALYZE")
     db.commit()
     db.close()
@@ -201,7 +175,7 @@ def shapes(rows: list[dict], rng) -> dict[str, list[dict]]:
         return {"last_purchase_after": f"{start}Z", "last_purchase_before": f"{start + np.timedelta64(30, 'D')}Z"}
 
     with_phone = [row for row in rows if row["phone"]]
-    common = [name for name in LAST[:12]]
+    common = list(LAST[:12])
     out = {
         "q rare (part of an email)": [{"q": (r["email"].split("@")[0])[-8:]} for r in rows],
         "q common surname": [{"q": pick(common)} for _ in rows],
@@ -283,7 +257,8 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|")
         for r in results:
             ok = "yes" if r["p99_ms"] < TARGET_P99_MS else "**no**"
-            print(f"| {r['shape']} | {r['n']} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['mean_items']} | {ok} |")
+            cells = (r["shape"], r["n"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["mean_items"], ok)
+            print("| " + " | ".join(str(cell) for cell in cells) + " |")
     finally:
         if scratch is not None:
             scratch.cleanup()

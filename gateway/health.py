@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.upstream import Upstreams, UpstreamTimeout, UpstreamError
+from gateway.upstream import UpstreamError, Upstreams, UpstreamTimeout
 
 NATS_DEFAULT_PORT = 4222
 
@@ -34,7 +35,7 @@ async def check_nats(nats_url: str, timeout: float) -> str:
     for host, port in addresses:
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        except (OSError, asyncio.TimeoutError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             last = f"not ready: {host}:{port} unreachable ({type(exc).__name__})"
             continue
         writer.close()
@@ -60,7 +61,7 @@ async def check_service(upstreams: Upstreams, service: str, timeout: float) -> s
     return f"not ready: /readyz answered {response.status}"
 
 
-async def readiness(upstreams: Upstreams, services: list[str], nats_url: str, timeout: float) -> tuple[bool, dict]:
+async def readiness(upstreams: Upstreams, services: list[str], nats_url: str, timeout: float) -> tuple[bool, dict[str, Any]]:
     checks = await asyncio.gather(
         *(check_service(upstreams, service, timeout) for service in services),
         check_nats(nats_url, timeout),

@@ -53,10 +53,10 @@ _TOO_LARGE = "The request body is over the gateway's limit (`payload_too_large`)
 
 
 class _Entry:
-    __slots__ = ("doc", "fetched_at", "ok", "error")
+    __slots__ = ("doc", "error", "fetched_at", "ok")
 
     def __init__(self) -> None:
-        self.doc: dict | None = None
+        self.doc: dict[str, Any] | None = None
         self.fetched_at = 0.0
         self.ok = False
         self.error = "not fetched yet"
@@ -79,8 +79,8 @@ class OpenAPIMerger:
         self.services = services
         self._entries = {service: _Entry() for service in services}
         self._lock = asyncio.Lock()
-        self._merged: dict | None = None
-        self._merged_key: tuple | None = None
+        self._merged: dict[str, Any] | None = None
+        self._merged_key: tuple[object, ...] | None = None
 
     def _stale(self, entry: _Entry, now: float) -> bool:
         if entry.fetched_at == 0.0:
@@ -88,7 +88,7 @@ class OpenAPIMerger:
         age = now - entry.fetched_at
         return age > (self.cache_s if entry.ok else self.retry_s)
 
-    async def document(self, upstreams: Upstreams, own: dict) -> dict:
+    async def document(self, upstreams: Upstreams, own: dict[str, Any]) -> dict[str, Any]:
         """The merged document; `own` is the gateway's own FastAPI-generated one."""
 
         now = time.monotonic()
@@ -101,7 +101,7 @@ class OpenAPIMerger:
                     await asyncio.gather(*(self._fetch(upstreams, service) for service in stale))
         key = tuple((service, id(entry.doc), entry.ok) for service, entry in self._entries.items()) + (id(own),)
         if self._merged is None or self._merged_key != key:
-            self._merged = self.merge(own, {s: e.doc for s, e in self._entries.items() if e.ok})
+            self._merged = self.merge(own, {s: e.doc for s, e in self._entries.items() if e.ok and e.doc is not None})
             self._merged_key = key
         return self._merged
 
@@ -134,10 +134,10 @@ class OpenAPIMerger:
 
     # -- merging (pure) -------------------------------------------------------
 
-    def merge(self, own: dict, service_docs: dict[str, dict]) -> dict:
+    def merge(self, own: dict[str, Any], service_docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         doc = copy.deepcopy(own)
-        paths: dict[str, dict] = doc.setdefault("paths", {})
-        components: dict[str, dict] = doc.setdefault("components", {})
+        paths: dict[str, dict[str, Any]] = doc.setdefault("paths", {})
+        components: dict[str, dict[str, Any]] = doc.setdefault("components", {})
         components.setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
             "type": "http",
             "scheme": "bearer",
@@ -197,7 +197,9 @@ class OpenAPIMerger:
         info["x-unavailable-services"] = unavailable
         return doc
 
-    def _exposed_path(self, service: str, method: str, path: str, rewritten: dict) -> str | None:
+    def _exposed_path(
+        self, service: str, method: str, path: str, rewritten: dict[tuple[str | None, str], Route]
+    ) -> str | None:
         route = rewritten.get((service, path))
         if route is not None:
             return route.pattern if method in route.methods else None
@@ -207,7 +209,7 @@ class OpenAPIMerger:
             return None
         return path
 
-    def _add_stubs(self, paths: dict, service: str) -> None:
+    def _add_stubs(self, paths: dict[str, Any], service: str) -> None:
         for route in self.table.by_service(service):
             if route.pattern.endswith(":path}"):
                 continue
@@ -231,7 +233,7 @@ class OpenAPIMerger:
                     },
                 )
 
-    def _merge_components(self, components: dict, service: str, service_doc: dict) -> dict:
+    def _merge_components(self, components: dict[str, Any], service: str, service_doc: dict[str, Any]) -> dict[str, Any]:
         theirs = service_doc.get("components") or {}
         renames: dict[str, str] = {}
         for section, items in theirs.items():

@@ -108,7 +108,7 @@ ROUTES: tuple[Route, ...] = (
 
 
 class _Node:
-    __slots__ = ("static", "param", "tail", "routes")
+    __slots__ = ("param", "routes", "static", "tail")
 
     def __init__(self) -> None:
         self.static: dict[str, _Node] = {}
@@ -121,7 +121,7 @@ class _Node:
 class Match:
     """The outcome of a lookup: a route, or 404 (`route is None and not allowed`), or 405."""
 
-    __slots__ = ("route", "allowed")
+    __slots__ = ("allowed", "route")
 
     def __init__(self, route: Route | None, allowed: frozenset[str] | None = None):
         self.route = route
@@ -178,7 +178,7 @@ class RouteTable:
         if route.upstream is not None and any(s.startswith("{") for s in segments):
             raise ValueError(f"upstream rewrite needs a static pattern: {route.pattern!r}")
         node = self._root
-        for i, segment in enumerate(segments):
+        for segment in segments:
             if segment.startswith("{") and segment.endswith(":path}"):
                 if node.tail is None:
                     node.tail = {}
@@ -210,7 +210,7 @@ class RouteTable:
             return Match(None, frozenset(near[0]))
         return NOT_FOUND
 
-    def _find(self, node: _Node, segments: list[str], i: int, method: str, near: list) -> Route | None:
+    def _find(self, node: _Node, segments: list[str], i: int, method: str, near: list[dict[str, Route]]) -> Route | None:
         # Depth first, literal segments before placeholders before `{name:path}`;
         # `near` collects the leaves that fit the path but not the method (for 405).
         if i == len(segments):

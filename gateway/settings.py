@@ -70,7 +70,7 @@ class GatewaySettings(SuiteSettings):
 
     @field_validator("cors_origins", mode="before")
     @classmethod
-    def _split_origins(cls, value):
+    def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
         return value
@@ -84,7 +84,8 @@ class GatewaySettings(SuiteSettings):
         return value.rstrip("/")
 
     def service_url(self, service: str) -> str:
-        return getattr(self, f"{service}_url")
+        url: str = getattr(self, f"{service}_url")
+        return url
 
     def service_urls(self) -> dict[str, str]:
         return {service: self.service_url(service) for service in SERVICES}

@@ -33,7 +33,8 @@ from __future__ import annotations
 import asyncio
 import ssl as _ssl
 from collections import deque
-from typing import NamedTuple
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -83,27 +84,27 @@ class _Closed(Exception):
 
 class _Connection(asyncio.Protocol):
     __slots__ = (
-        "_pool",
-        "_parser",
-        "transport",
-        "_waiter",
-        "_headers",
         "_body",
-        "_size",
+        "_counted",
         "_got_bytes",
         "_head_request",
-        "closed",
+        "_headers",
+        "_parser",
+        "_pool",
+        "_size",
         "_stream",
+        "_waiter",
+        "closed",
         "idle_since",
+        "transport",
         "used",
-        "_counted",
     )
 
     def __init__(self, pool: ServicePool):
         self._pool = pool
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self._waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future[tuple[UpstreamResponse, bool]] | None = None
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._size = 0
@@ -119,8 +120,8 @@ class _Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol -------------------------------------------------
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # a TCP connection's
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -140,7 +141,7 @@ class _Connection(asyncio.Protocol):
         self._got_bytes = True
         try:
             self._parser.feed_data(data)
-        except Exception as exc:  # HttpParserError, HttpParserUpgrade, or ours via a callback
+        except Exception as exc:  # noqa: BLE001 - HttpParserError, HttpParserUpgrade, or ours via a callback
             cause = exc.__context__
             if isinstance(cause, _Closed):
                 self._fail(cause)
@@ -210,7 +211,9 @@ class _Connection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
 
-    async def open_stream(self, request: bytes, head_request: bool, timeout: float, loop) -> tuple[UpstreamResponse, bool]:
+    async def open_stream(
+        self, request: bytes, head_request: bool, timeout: float, loop: asyncio.AbstractEventLoop
+    ) -> tuple[UpstreamResponse, bool]:
         """Send the request and return the answer's head; its body comes through `_stream`."""
 
         self._stream = _Stream(self, loop)
@@ -220,13 +223,16 @@ class _Connection(asyncio.Protocol):
             self._stream = None
             raise
 
-    async def exchange(self, request: bytes, head_request: bool, timeout: float, loop) -> tuple[UpstreamResponse, bool]:
-        waiter = loop.create_future()
+    async def exchange(
+        self, request: bytes, head_request: bool, timeout: float, loop: asyncio.AbstractEventLoop
+    ) -> tuple[UpstreamResponse, bool]:
+        waiter: asyncio.Future[tuple[UpstreamResponse, bool]] = loop.create_future()
         self._waiter = waiter
         self._got_bytes = False
         self._head_request = head_request
         timer = loop.call_later(timeout, _expire, waiter)
         try:
+            assert self.transport is not None, "a pool hands out connected connections only"
             self.transport.write(request)
             return await waiter
         finally:
@@ -246,13 +252,13 @@ class _Stream:
     HIGH_WATER = 16
     LOW_WATER = 4
 
-    __slots__ = ("_conn", "_loop", "_chunks", "_ready", "_paused", "done", "keep_alive", "error")
+    __slots__ = ("_chunks", "_conn", "_loop", "_paused", "_ready", "done", "error", "keep_alive")
 
-    def __init__(self, conn: _Connection, loop):
+    def __init__(self, conn: _Connection, loop: asyncio.AbstractEventLoop):
         self._conn = conn
         self._loop = loop
         self._chunks: deque[bytes] = deque()
-        self._ready: asyncio.Future | None = None
+        self._ready: asyncio.Future[None] | None = None
         self._paused = False
         self.done = False
         self.keep_alive = False
@@ -298,7 +304,7 @@ class _Stream:
                 timer.cancel()
                 self._ready = None
         chunk = chunks.popleft()
-        if self._paused and len(chunks) < self.LOW_WATER and not self._conn.closed:
+        if self._paused and len(chunks) < self.LOW_WATER and not self._conn.closed and self._conn.transport is not None:
             self._paused = False
             self._conn.transport.resume_reading()
         return chunk
@@ -309,15 +315,16 @@ class UpstreamStream:
     `close()` when done (in a finally): a fully read answer gives its connection
     back to the pool, anything else closes it."""
 
-    def __init__(self, pool: "ServicePool", conn: _Connection, head: UpstreamResponse, idle_timeout: float):
+    def __init__(self, pool: ServicePool, conn: _Connection, head: UpstreamResponse, idle_timeout: float):
         self.status = head.status
         self.headers = head.headers
         self._pool = pool
-        self._conn = conn
+        self._conn: _Connection | None = conn
         self._idle_timeout = idle_timeout
         self._finished = False
 
-    async def chunks(self):
+    async def chunks(self) -> AsyncIterator[bytes]:
+        assert self._conn is not None and self._conn._stream is not None, "read before close(), once"
         stream = self._conn._stream
         while True:
             try:
@@ -344,7 +351,7 @@ class _Expired(Exception):
     pass
 
 
-def _expire(waiter: asyncio.Future) -> None:
+def _expire(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():
         waiter.set_exception(_Expired())
 
@@ -382,7 +389,7 @@ class ServicePool:
         self.max_response_bytes = max_response_bytes
         self._idle: deque[_Connection] = deque()
         self._open = 0
-        self._waiters: deque[asyncio.Future] = deque()
+        self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
         self._closing = False
 
     @property
@@ -416,7 +423,7 @@ class ServicePool:
         )
         return response
 
-    async def stream(self, method: str, target: bytes, headers: bytes = b"", *, timeout: float = 30.0) -> "UpstreamStream":
+    async def stream(self, method: str, target: bytes, headers: bytes = b"", *, timeout: float = 30.0) -> UpstreamStream:
         """Send one request (no body) and return its answer's head, with the body to be
         read chunk by chunk: `timeout` bounds the wait for the head and for each chunk,
         not the whole answer (an export of a million rows takes a while)."""
@@ -424,7 +431,18 @@ class ServicePool:
         head, conn = await self._exchange(method, target, headers, b"", timeout, False, _Connection.open_stream)
         return UpstreamStream(self, conn, head, timeout)
 
-    async def _exchange(self, method, target, headers, body, timeout, retry_non_idempotent, run):
+    async def _exchange(
+        self,
+        method: str,
+        target: bytes,
+        headers: bytes,
+        body: bytes,
+        timeout: float,
+        retry_non_idempotent: bool,
+        run: Callable[
+            [_Connection, bytes, bool, float, asyncio.AbstractEventLoop], Awaitable[tuple[UpstreamResponse, bool]]
+        ],
+    ) -> tuple[UpstreamResponse, _Connection]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         if body or method in ("POST", "PUT", "PATCH"):
@@ -468,7 +486,7 @@ class ServicePool:
                 self._release(conn, keep_alive, loop)
             return response, conn
 
-    async def _acquire(self, loop, deadline: float) -> _Connection:
+    async def _acquire(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Connection:
         while True:
             if self._closing:
                 raise UpstreamUnavailable(self.service, "gateway shutting down")
@@ -486,11 +504,11 @@ class ServicePool:
             if self._open < self.max_connections:
                 return await self._connect(loop, deadline)
             # At the limit: wait for a connection to come back or to close.
-            waiter = loop.create_future()
+            waiter: asyncio.Future[_Connection | None] = loop.create_future()
             self._waiters.append(waiter)
             timer = loop.call_later(max(deadline - loop.time(), 0), _expire, waiter)
             try:
-                conn = await waiter
+                handed_over = await waiter  # a connection, or None: a slot to open one in
             except _Expired:
                 raise UpstreamTimeout(self.service, "no free connection in time") from None
             except BaseException:
@@ -509,10 +527,10 @@ class ServicePool:
                         self._waiters.remove(waiter)
                     except ValueError:
                         pass
-            if conn is not None:
-                return conn
+            if handed_over is not None:
+                return handed_over
 
-    async def _connect(self, loop, deadline: float) -> _Connection:
+    async def _connect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Connection:
         self._open += 1
         conn = None
         try:
@@ -527,7 +545,7 @@ class ServicePool:
                 ),
                 timeout,
             )
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             self._slot_freed()
             raise UpstreamTimeout(self.service, "timed out connecting") from None
         except OSError as exc:
@@ -542,7 +560,7 @@ class ServicePool:
         conn._counted = True
         return conn
 
-    def _release(self, conn: _Connection, keep_alive: bool, loop) -> None:
+    def _release(self, conn: _Connection, keep_alive: bool, loop: asyncio.AbstractEventLoop) -> None:
         if not keep_alive or conn.closed or self._closing:
             conn.close()
             return
@@ -593,7 +611,7 @@ class ServicePool:
 class Upstreams:
     """The pools for every service: the one upstream client of a gateway process."""
 
-    def __init__(self, urls: dict[str, str], **pool_options):
+    def __init__(self, urls: dict[str, str], **pool_options: Any):
         self.pools: dict[str, ServicePool] = {
             service: ServicePool(service, url, **pool_options) for service, url in urls.items()
         }

@@ -23,23 +23,27 @@ statement reads them from it.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from operator import itemgetter
+from typing import Any
 
-from sqlalchemy import LargeBinary, Table, TableClause, any_, bindparam, select
+from sqlalchemy import ColumnElement, Dialect, Executable, LargeBinary, Table, TableClause, any_, bindparam, select
 from sqlalchemy import column as column_clause
 from sqlalchemy import table as table_clause
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from shared.db import dialect_insert
+from shared.db import dialect_insert, dialect_name
 
 COPY_FROM_ROWS = 100  # PostgreSQL: fewer rows than this go as an executemany of an INSERT
 IN_CHUNK = 1000  # IN lists are cut to this many values: well under every driver's parameter limit
 
+Row = tuple[Any, ...]
+Processors = tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, bind processor)
 
-async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
+
+async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str], rows: list[Row]) -> None:
     """INSERT rows (tuples in the order of `columns`) into table in the session's transaction."""
 
     if not rows:
@@ -57,7 +61,7 @@ async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str
 
 
 @lru_cache(maxsize=256)
-def _insert_sql(table: Table, columns: tuple[str, ...], dialect) -> str:
+def _insert_sql(table: Table, columns: tuple[str, ...], dialect: Dialect) -> str:
     quote = dialect.identifier_preparer.quote
     if dialect.paramstyle == "qmark":
         marks = ", ".join("?" * len(columns))
@@ -69,7 +73,7 @@ def _insert_sql(table: Table, columns: tuple[str, ...], dialect) -> str:
 
 
 @lru_cache(maxsize=256)
-def _processors(table: Table, columns: tuple[str, ...], dialect) -> tuple[tuple[int, Callable], ...]:
+def _processors(table: Table, columns: tuple[str, ...], dialect: Dialect) -> Processors:
     """(position, bind processor) of the columns whose values need converting; bytes
     are left as they are (every driver takes them, and each is different anyway)."""
 
@@ -84,12 +88,12 @@ def _processors(table: Table, columns: tuple[str, ...], dialect) -> tuple[tuple[
     return tuple(found)
 
 
-def _driver_values(rows: list[tuple], processors: tuple[tuple[int, Callable], ...]) -> list[tuple]:
+def _driver_values(rows: list[Row], processors: Processors) -> list[Row]:
     if not processors:
         return rows
-    columns = list(zip(*rows))
+    columns: list[Sequence[Any]] = list(zip(*rows))
     for position, processor in processors:
-        converted: dict = {}
+        converted: dict[Any, Any] = {}
         values = columns[position]
         try:
             columns[position] = [
@@ -102,21 +106,22 @@ def _driver_values(rows: list[tuple], processors: tuple[tuple[int, Callable], ..
     return list(zip(*columns))
 
 
-async def _copy(conn, table: Table | TableClause, columns: Sequence[str], rows: list[tuple]) -> None:
+async def _copy(conn: AsyncConnection, table: Table | TableClause, columns: Sequence[str], rows: list[Row]) -> None:
     """COPY rows into table on conn's driver connection, whose transaction has begun."""
 
     import asyncpg
 
-    raw = await conn.get_raw_connection()
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None, "a connection checked out of the pool is open"
     try:
-        await raw.driver_connection.copy_records_to_table(
+        await driver.copy_records_to_table(
             table.name, records=rows, columns=list(columns), schema_name=table.schema
         )
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise IntegrityError(f"COPY {table.name} ({', '.join(columns)})", None, exc) from exc
 
 
-async def bulk_execute(session: AsyncSession, statement, rows: list[dict]) -> None:
+async def bulk_execute(session: AsyncSession, statement: Executable, rows: list[dict[str, Any]]) -> None:
     """session.execute(statement, rows) for an executemany of many rows (an upsert, an
     UPDATE by key): compiled once, each row's values converted by the statement's own
     bind processors straight into driver tuples."""
@@ -133,7 +138,9 @@ async def bulk_execute(session: AsyncSession, statement, rows: list[dict]) -> No
 
 
 @lru_cache(maxsize=256)
-def _compiled(statement, keys: tuple[str, ...], dialect):
+def _compiled(
+    statement: Any, keys: tuple[str, ...], dialect: Dialect
+) -> tuple[str, tuple[tuple[Any, Any], ...], Processors]:
     """The statement's SQL for the dialect; for each positional parameter, (row key,
     None) or, for a constant of the statement's own, (None, its value); and the
     (position, processor) of those that need converting."""
@@ -141,7 +148,7 @@ def _compiled(statement, keys: tuple[str, ...], dialect):
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     if not compiled.positional:
         raise ValueError(f"bulk_execute needs a positional paramstyle, not {dialect.paramstyle}")
-    sources = []
+    sources: list[tuple[Any, Any]] = []
     for name in compiled.positiontup:
         bind = compiled.binds[name]
         sources.append((bind.key, None) if bind.key in keys else (None, bind.effective_value))
@@ -151,7 +158,7 @@ def _compiled(statement, keys: tuple[str, ...], dialect):
     )
 
 
-def _getter(keys: tuple[str, ...]) -> Callable[[dict], tuple]:
+def _getter(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], Row]:
     """row → the tuple of its values at keys (itemgetter, a tuple even for one key)."""
 
     if len(keys) == 1:
@@ -160,13 +167,14 @@ def _getter(keys: tuple[str, ...]) -> Callable[[dict], tuple]:
     return itemgetter(*keys)
 
 
-def stages(session: AsyncSession, rows: list) -> bool:
+def stages(session: AsyncSession, rows: Sequence[object]) -> bool:
     """Whether stage() is the way to write these rows (PostgreSQL, many of them)."""
 
-    return session.bind.dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS
+    return dialect_name(session) == "postgresql" and len(rows) >= COPY_FROM_ROWS
 
 
-async def stage(session: AsyncSession, target: Table, columns: Sequence[str], rows: list[tuple]) -> TableClause:
+
+async def stage(session: AsyncSession, target: Table, columns: Sequence[str], rows: list[Row]) -> TableClause:
     """COPY rows (tuples in the order of `columns`) into a temporary table with those
     columns of `target` (PostgreSQL only; its rows go at commit) and return it, for a
     set-based statement."""
@@ -189,15 +197,15 @@ def _staged_table(target: Table, columns: tuple[str, ...]) -> TableClause:
     return table_clause(name, *(column_clause(column, target.c[column].type) for column in columns))
 
 
-async def bulk_upsert(session: AsyncSession, table: Table, columns: Sequence[str], rows: list[dict],
-                      on_conflict: Callable) -> None:
+async def bulk_upsert(session: AsyncSession, table: Table, columns: Sequence[str], rows: list[dict[str, Any]],
+                      on_conflict: Callable[[Any], Executable]) -> None:
     """INSERT rows (dicts) into table, each clash resolved as `on_conflict(insert)` says
     (a function of the dialect's INSERT, for its `excluded`): staged (stage()) where
     stages() says so, else an executemany."""
 
     if not rows:
         return
-    dialect = session.bind.dialect.name
+    dialect = dialect_name(session)
     if stages(session, rows):
         await stage(session, table, columns, list(map(_getter(tuple(columns)), rows)))
         await session.execute(_upsert(table, tuple(columns), on_conflict, dialect, staged=True))
@@ -206,7 +214,9 @@ async def bulk_upsert(session: AsyncSession, table: Table, columns: Sequence[str
 
 
 @lru_cache(maxsize=64)
-def _upsert(table: Table, columns: tuple[str, ...], on_conflict: Callable, dialect: str, *, staged: bool):
+def _upsert(
+    table: Table, columns: tuple[str, ...], on_conflict: Callable[[Any], Executable], dialect: str, *, staged: bool
+) -> Executable:
     statement = dialect_insert(table, dialect)
     if staged:
         source = _staged_table(table, columns)
@@ -214,7 +224,7 @@ def _upsert(table: Table, columns: tuple[str, ...], on_conflict: Callable, diale
     return on_conflict(statement)
 
 
-def one_of(column, dialect: str, name: str = "ids"):
+def one_of(column: ColumnElement[Any], dialect: str, name: str = "ids") -> ColumnElement[bool]:
     """`column` is one of the values of the list parameter `name`: one array parameter
     (`= ANY`) on PostgreSQL, which parses and plans once for any number of values
     where an IN list of a thousand placeholders took milliseconds; an expanding IN
@@ -227,7 +237,7 @@ def one_of(column, dialect: str, name: str = "ids"):
     return column.in_(bindparam(name, expanding=True))
 
 
-def key_chunks(values, dialect: str):
+def key_chunks(values: Iterable[Any], dialect: str) -> Iterator[list[Any]]:
     """The values in lists to pass as one_of()'s parameter: all at once on PostgreSQL."""
 
     values = list(values)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client as NATS
@@ -119,6 +119,7 @@ class Bus:
         delay = 0.2
         while True:
             try:
+                assert self.js is not None, "connected"
                 await ensure_stream(self.js, self.stream)
                 return
             except Exception as exc:  # noqa: BLE001 - JetStream may still be starting
@@ -129,6 +130,7 @@ class Bus:
     async def _reconnected(self) -> None:
         # The server may have come back without our stream (a fresh store).
         try:
+            assert self.js is not None, "reconnected after connecting"
             await ensure_stream(self.js, self.stream)
         except Exception as exc:  # noqa: BLE001 - the consumers re-provision too
             log.warning("stream provisioning after reconnect failed", extra={"error": repr(exc)})

@@ -11,19 +11,23 @@ queue behind writers (WAL lets them run alongside).
 from __future__ import annotations
 
 import sqlite3
-from functools import lru_cache
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Executable, MetaData, Result, ScalarResult, Table, create_engine, event
+from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from shared.sqlite_inline import inline_creator
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
+    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -44,25 +48,25 @@ def make_base() -> type[DeclarativeBase]:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on both SQLite (which keeps no zone) and PostgreSQL."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 
@@ -72,7 +76,7 @@ def is_sqlite(url: str) -> bool:
 
 def _configure_sqlite(engine: Engine, *, begin: str | None, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         # Take transaction control from the driver so BEGIN is ours to emit.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -84,7 +88,7 @@ def _configure_sqlite(engine: Engine, *, begin: str | None, busy_timeout_ms: int
     if begin is not None:
 
         @event.listens_for(engine, "begin")
-        def _on_begin(conn):
+        def _on_begin(conn: Connection) -> None:
             conn.exec_driver_sql(begin)
 
 
@@ -116,7 +120,8 @@ def _sqlite_writer(url: str) -> AsyncEngine:
     # it waits for another connection's write lock in asyncio, never in SQLite.
     engine = create_async_engine(
         url,
-        async_creator=inline_creator(make_url(url).database, busy_timeout_s=30.0),
+        # No database in the URL is an in-memory one, as SQLAlchemy's own sqlite dialect reads it.
+        async_creator=inline_creator(make_url(url).database or ":memory:", busy_timeout_s=30.0),
         pool_size=1,
         max_overflow=0,
         pool_timeout=60,
@@ -151,13 +156,13 @@ class InlineSession:
     the async engine. Core statements skip the ORM session entirely.
     """
 
-    def __init__(self, engine: Engine, info: dict):
+    def __init__(self, engine: Engine, info: dict[str, Any]):
         self.engine = engine
         self.info = info
-        self._connection = None
+        self._connection: Connection | None = None
         self._session: Session | None = None
 
-    def _conn(self):
+    def _conn(self) -> Connection:
         if self._connection is None:
             self._connection = self.engine.connect()
         return self._connection
@@ -168,18 +173,18 @@ class InlineSession:
             self._session = Session(bind=self._conn(), info=self.info, expire_on_commit=False)
         return self._session
 
-    async def execute(self, statement, params=None, **kw):
+    async def execute(self, statement: Executable, params: Any = None, **kw: Any) -> Result[Any]:
         if kw or statement._propagate_attrs.get("compile_state_plugin") == "orm":
             return self.sync_session.execute(statement, params, **kw)
         return self._conn().execute(statement, params)
 
-    async def get(self, entity, ident, **kw):
+    async def get(self, entity: Any, ident: Any, **kw: Any) -> Any:
         return self.sync_session.get(entity, ident, **kw)
 
-    async def scalar(self, statement, params=None, **kw):
+    async def scalar(self, statement: Executable, params: Any = None, **kw: Any) -> Any:
         return (await self.execute(statement, params, **kw)).scalar()
 
-    async def scalars(self, statement, params=None, **kw):
+    async def scalars(self, statement: Executable, params: Any = None, **kw: Any) -> ScalarResult[Any]:
         return (await self.execute(statement, params, **kw)).scalars()
 
     async def close(self) -> None:
@@ -189,15 +194,15 @@ class InlineSession:
             self._connection.close()
         self._session = self._connection = None
 
-    async def __aenter__(self) -> "InlineSession":
+    async def __aenter__(self) -> InlineSession:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
 
 class InlineSessionMaker:
-    def __init__(self, engine: Engine, info: dict):
+    def __init__(self, engine: Engine, info: dict[str, Any]):
         self.engine = engine
         self.kw = {"info": info}
 
@@ -213,11 +218,12 @@ class Database:
     writer_engine: AsyncEngine
     writer: async_sessionmaker[AsyncSession]
     reader: async_sessionmaker[AsyncSession] | InlineSessionMaker
-    info: dict
+    info: dict[str, Any]
 
     @classmethod
-    def connect(cls, url: str, *, service: str) -> "Database":
-        info = {"service": service}
+    def connect(cls, url: str, *, service: str) -> Database:
+        info: dict[str, Any] = {"service": service}
+        reader: async_sessionmaker[AsyncSession] | InlineSessionMaker
         if is_sqlite(url):
             _enable_wal(url)
             writer_engine = _sqlite_writer(url)
@@ -234,20 +240,33 @@ class Database:
             self.reader.engine.dispose()
 
 
-def dialect_insert(table, dialect: str):
+def dialect_name(session: AsyncSession | InlineSession) -> str:
+    """The name of the session's database dialect: "sqlite" or "postgresql".
+
+    A write session is bound to its engine; a SQLite read session (InlineSession)
+    has the engine itself.
+    """
+
+    bind = session.engine if isinstance(session, InlineSession) else session.bind
+    assert bind is not None, "every session here is made by a Database's factories, bound to its engine"
+    return bind.dialect.name
+
+
+def dialect_insert(table: Table, dialect: str) -> SqliteInsert | PostgresInsert:
     """The dialect's own INSERT (the one with ON CONFLICT) for `table`."""
 
     from sqlalchemy.dialects import postgresql, sqlite
 
-    return {"sqlite": sqlite, "postgresql": postgresql}[dialect].insert(table)
+    insert: SqliteInsert | PostgresInsert = {"sqlite": sqlite, "postgresql": postgresql}[dialect].insert(table)
+    return insert
 
 
-@lru_cache(maxsize=None)
-def _insert_ignoring(table, index_elements: tuple[str, ...], dialect: str):
+@cache
+def _insert_ignoring(table: Table, index_elements: tuple[str, ...], dialect: str) -> SqliteInsert | PostgresInsert:
     return dialect_insert(table, dialect).on_conflict_do_nothing(index_elements=list(index_elements))
 
 
-def insert_ignoring(session, table, index_elements: list[str]):
+def insert_ignoring(session: AsyncSession, table: Table, index_elements: list[str]) -> SqliteInsert | PostgresInsert:
     """INSERT … ON CONFLICT (index_elements) DO NOTHING for the session's dialect (built once)."""
 
-    return _insert_ignoring(table, tuple(index_elements), session.bind.dialect.name)
+    return _insert_ignoring(table, tuple(index_elements), dialect_name(session))

@@ -7,10 +7,12 @@ A read session never writes.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Scope
 
 from shared.uow import transaction
 
@@ -23,8 +25,9 @@ async def _write_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def open_read_session(app: Any, scope: dict) -> AsyncSession:
-    session = app.state.runtime.db.reader()
+def open_read_session(app: Any, scope: Scope) -> AsyncSession:
+    # On SQLite an InlineSession, which offers the read part of AsyncSession's API.
+    session: AsyncSession = app.state.runtime.db.reader()
     scope[SESSIONS_TO_CLOSE].append(session)
     return session
 

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute
 from starlette import routing
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from shared.deps import _read_session, open_read_session
 
@@ -35,9 +38,13 @@ log = logging.getLogger("valuechain.app")
 try:  # private to FastAPI: degrade to FastAPI's own handlers if it changes
     from fastapi.routing import _IncludedRouter
 except ImportError:  # pragma: no cover
-    _IncludedRouter = None
+    _IncludedRouter = None  # type: ignore[misc, assignment]
 
 _JSON = b"application/json"
+
+LightHandler = Callable[[Scope, Receive, Send], Awaitable[bool]]
+# (path regex, methods, convertors, route, light handler or None); None = stop: FastAPI routes from here on
+Entry = tuple[Any, set[str] | None, dict[str, Any], routing.BaseRoute, LightHandler | None]
 
 
 class LightRouter:
@@ -49,10 +56,10 @@ class LightRouter:
     does not understand (a mount, a frontend group), FastAPI routes the request.
     """
 
-    def __init__(self, entries: list[tuple]):
-        self.entries = entries  # (path regex, methods, convertors, route, light handler or None) or None = stop
+    def __init__(self, entries: list[Entry | None]):
+        self.entries = entries
 
-    def select(self, scope) -> tuple | None:
+    def select(self, scope: Scope) -> tuple[LightHandler, routing.BaseRoute, dict[str, Any]] | None:
         """(light handler, route, path params) for this request, or None to let FastAPI route it."""
 
         if scope.get("root_path"):
@@ -78,7 +85,7 @@ def install(app: FastAPI) -> LightRouter | None:
 
     if _IncludedRouter is None:
         return None
-    entries: list[tuple | None] = []
+    entries: list[Entry | None] = []
     try:
         for route in app.router.routes:
             if isinstance(route, _IncludedRouter):
@@ -88,7 +95,7 @@ def install(app: FastAPI) -> LightRouter | None:
                 entries.append((route.path_regex, route.methods, route.param_convertors, route, None))
             else:
                 entries.append(None)
-    except Exception:  # noqa: BLE001 - FastAPI's internals changed: FastAPI routes everything
+    except Exception:  # FastAPI's internals changed: FastAPI routes everything
         log.warning("light read handlers not installed", exc_info=True)
         return None
     if not any(entry is not None and entry[4] is not None for entry in entries):
@@ -96,14 +103,14 @@ def install(app: FastAPI) -> LightRouter | None:
     return LightRouter(entries)
 
 
-def _entry(app: FastAPI, context) -> tuple | None:
+def _entry(app: FastAPI, context: Any) -> Entry | None:
     original = getattr(context, "original_route", None)
     if not isinstance(original, APIRoute):
         return None
     return (context.path_regex, context.methods, context.param_convertors, original, _light_handler(app, context))
 
 
-def _session_param(context) -> str | None:
+def _session_param(context: Any) -> str | None:
     """The name of the route's ReadSession parameter, if the route is a simple read."""
 
     dependant = getattr(context, "dependant", None)
@@ -124,10 +131,11 @@ def _session_param(context) -> str | None:
         return None
     if len(dependant.dependencies) != 1 or dependant.dependencies[0].call is not _read_session:
         return None
-    return dependant.dependencies[0].name
+    name: str | None = dependant.dependencies[0].name
+    return name
 
 
-def _light_handler(app: FastAPI, context):
+def _light_handler(app: FastAPI, context: Any) -> LightHandler | None:
     session_param = _session_param(context)
     if session_param is None:
         return None
@@ -143,13 +151,13 @@ def _light_handler(app: FastAPI, context):
         "exclude_none": context.response_model_exclude_none,
     }
 
-    async def light(scope, receive, send) -> bool:
+    async def light(scope: Scope, receive: Receive, send: Send) -> bool:
         """Serve the request; False (nothing sent) to let FastAPI serve it instead."""
 
         if app.dependency_overrides or scope["query_string"]:
             return False  # these routes take no query parameters: shared.query_params refuses any
         path_params = scope["path_params"]
-        values = {}
+        values: dict[str, Any] = {}
         for field in path_fields:
             value, errors = field.validate(path_params.get(field.alias), values, loc=("path", field.alias))
             if errors:

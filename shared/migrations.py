@@ -8,12 +8,15 @@ every service (the pre-start step of `valuechain run`). Each service's
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData, pool
+from alembic.script import Script
+from sqlalchemy import Connection, MetaData, pool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -47,7 +50,7 @@ def _ensure_sqlite_dir(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _in_own_thread(fn, *args) -> None:
+def _in_own_thread(fn: Callable[..., object], *args: object) -> None:
     """Alembic's env runs its own event loop, so never call it from inside one."""
 
     try:
@@ -94,7 +97,7 @@ def run_env(target_metadata: MetaData) -> None:
             context.run_migrations()
         return
 
-    def do_run(connection) -> None:
+    def do_run(connection: Connection) -> None:
         context.configure(connection=connection, **options)
         with context.begin_transaction():
             context.run_migrations()
@@ -131,7 +134,7 @@ def make_revision(service: str, message: str, script_location: Path | None = Non
         raise MigrationError('a migration needs a message: MESSAGE="what it changes"')
     written: list[Path] = []
 
-    def skip_if_empty(context, revision, directives) -> None:
+    def skip_if_empty(context: Any, revision: Any, directives: list[Any]) -> None:
         if directives[0].upgrade_ops.is_empty():
             directives[:] = []
 
@@ -140,7 +143,8 @@ def make_revision(service: str, message: str, script_location: Path | None = Non
         script = command.revision(
             config, message=message, autogenerate=True, process_revision_directives=skip_if_empty
         )
-        if script:
+        if script:  # [] when skip_if_empty dropped it
+            assert isinstance(script, Script), "a list of several only comes of a history with several heads"
             written.append(Path(script.path))
 
     with tempfile.TemporaryDirectory() as scratch:

@@ -22,7 +22,8 @@ suite's one document says the same.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -77,7 +78,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 FASTAPI_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
 
-def _content(*names: str) -> dict:
+def _content(*names: str) -> dict[str, Any]:
     schema = {"$ref": REF + names[0]} if len(names) == 1 else {"anyOf": [{"$ref": REF + n} for n in names]}
     return {"application/json": {"schema": schema}}
 
@@ -94,7 +95,7 @@ ERRORS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def error_responses(path: str, method: str, operation: dict, item: dict) -> list[str]:
+def error_responses(path: str, method: str, operation: dict[str, Any], item: dict[str, Any]) -> list[str]:
     """The error statuses an operation can answer, from what it takes."""
 
     params = [*item.get("parameters", ()), *operation.get("parameters", ())]
@@ -112,7 +113,7 @@ def error_responses(path: str, method: str, operation: dict, item: dict) -> list
     return codes
 
 
-def document_errors(doc: dict, *, only: Callable[[str], bool] = lambda path: True) -> dict:
+def document_errors(doc: dict[str, Any], *, only: Callable[[str], bool] = lambda path: True) -> dict[str, Any]:
     """Put our error schemas and each operation's error answers into `doc` (in place)."""
 
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
@@ -142,7 +143,7 @@ def document_errors(doc: dict, *, only: Callable[[str], bool] = lambda path: Tru
 def exact_openapi(app: FastAPI) -> None:
     """Make `app.openapi()` (and so `/openapi.json`) answer the document `document_errors` fixes."""
 
-    def openapi() -> dict:
+    def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = get_openapi(
                 title=app.title,
@@ -154,7 +155,7 @@ def exact_openapi(app: FastAPI) -> None:
             app.openapi_schema = document_errors(doc, only=lambda path: path.startswith("/v1/"))
         return app.openapi_schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to replace the document
 
 
 def document_api(app: FastAPI) -> None:

@@ -20,8 +20,10 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from shared.bus import Bus
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 
+from shared.bus import Bus
 
 YIELD_EVERY = 200  # messages between turns of the event loop (~1.5 ms of publishing)
 
@@ -33,7 +35,7 @@ class PublishError(Exception):
 class BatchPublisher:
     def __init__(self, bus: Bus):
         self.bus = bus
-        self._nc = None
+        self._nc: Client | None = None
         self._prefix = ""
         self._batch = 0
         self._waiting: set[str] = set()
@@ -70,20 +72,20 @@ class BatchPublisher:
         if self._failures:
             raise PublishError(f"{len(self._failures)} of {len(messages)} not stored: {self._failures[0]}")
 
-    async def _wait(self, nc, count: int, timeout_s: float) -> None:
+    async def _wait(self, nc: Client, count: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while not self._acked.is_set():
             if not nc.is_connected:  # acks of a dropped connection never come
                 raise ConnectionError(f"NATS connection lost with {len(self._waiting)} of {count} unacknowledged")
             left = deadline - time.monotonic()
             if left <= 0:
-                raise asyncio.TimeoutError(f"{len(self._waiting)} of {count} publishes not acknowledged")
+                raise TimeoutError(f"{len(self._waiting)} of {count} publishes not acknowledged")
             try:
                 await asyncio.wait_for(self._acked.wait(), timeout=min(left, 0.25))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
-    async def _on_ack(self, msg) -> None:
+    async def _on_ack(self, msg: Msg) -> None:
         if msg.subject not in self._waiting:
             return  # a late ack of an abandoned batch
         self._waiting.discard(msg.subject)

@@ -31,25 +31,28 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from fastapi import FastAPI
-from fastapi._compat import field_annotation_is_sequence
+from fastapi._compat import ModelField, field_annotation_is_sequence
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette import routing
 from starlette.datastructures import QueryParams
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("valuechain.app")
 
 try:  # private to FastAPI 0.16x: without them every alias is the field's alias
     from fastapi.dependencies.utils import _get_param_aliases, _get_param_model, get_cached_model_fields
 except ImportError:  # pragma: no cover
-    _get_param_aliases = _get_param_model = get_cached_model_fields = None
+    _get_param_aliases = _get_param_model = get_cached_model_fields = None  # type: ignore[assignment]
 
 try:  # private to FastAPI 0.16x: routers included into the app
     from fastapi.routing import _IncludedRouter
 except ImportError:  # pragma: no cover
-    _IncludedRouter = None
+    _IncludedRouter = None  # type: ignore[misc, assignment]
 
 ANY = None  # a route that takes any parameter (a mount, a query model allowing extras)
 
@@ -64,19 +67,22 @@ class Accepted:
 
 NOTHING = Accepted(frozenset(), frozenset())
 
+# (path regex or None: stop checking, methods, route, Accepted or ANY)
+Entry = tuple[Any, set[str] | None, Any, Accepted | None]
 
-def _aliases(field) -> list[str]:
+
+def _aliases(field: ModelField) -> list[str]:
     if _get_param_aliases is None:  # pragma: no cover
         return [field.alias]
     return [request_key for _, request_key in _get_param_aliases(field)]
 
 
-def accepted(dependant) -> Accepted | None:
+def accepted(dependant: Dependant) -> Accepted | None:
     """What a FastAPI dependant accepts in the query string; None for anything."""
 
     names: set[str] = set()
     lists: set[str] = set()
-    stack, seen = [dependant], set()
+    stack, seen = [dependant], set[int]()
     while stack:
         current = stack.pop()
         if id(current) in seen:
@@ -99,7 +105,7 @@ def accepted(dependant) -> Accepted | None:
     return Accepted(frozenset(names), frozenset(lists))
 
 
-def problems(query_string: bytes, allowed: Accepted) -> list[dict]:
+def problems(query_string: bytes, allowed: Accepted) -> list[dict[str, str]]:
     """The detail entries of a 422 for this query string; [] when it is acceptable."""
 
     params = QueryParams(query_string)
@@ -109,7 +115,7 @@ def problems(query_string: bytes, allowed: Accepted) -> list[dict]:
     nul = b"%00" in query_string
     detail = []
     seen: set[str] = set()
-    for key in params.keys():
+    for key in params:
         if key in seen:
             continue
         seen.add(key)
@@ -124,13 +130,13 @@ def problems(query_string: bytes, allowed: Accepted) -> list[dict]:
     return detail
 
 
-def _entries(app: FastAPI) -> list[tuple]:
+def _entries(app: FastAPI) -> list[Entry]:
     """(path regex, methods, route, Accepted or ANY) in FastAPI's order."""
 
     oauth_redirect = getattr(app, "swagger_ui_oauth2_redirect_url", None)
-    entries = []
+    entries: list[Entry] = []
 
-    def add(regex, methods, route, dependant):
+    def add(regex: Any, methods: set[str] | None, route: Any, dependant: Dependant | None) -> None:
         if dependant is not None:
             entries.append((regex, methods, route, accepted(dependant)))
         elif isinstance(route, routing.Route) and route.path != oauth_redirect:
@@ -148,8 +154,8 @@ def _entries(app: FastAPI) -> list[tuple]:
             add(route.path_regex, route.methods, route, route.dependant)
         elif isinstance(route, routing.Route):
             add(route.path_regex, route.methods, route, None)
-        elif getattr(route, "path_regex", None) is not None:  # a mount: what it serves is its own
-            entries.append((route.path_regex, None, route, ANY))
+        elif (regex := getattr(route, "path_regex", None)) is not None:  # a mount: what it serves is its own
+            entries.append((regex, None, route, ANY))
         else:  # a kind of route this does not know: it and what follows go unchecked
             entries.append((None, None, route, ANY))
     return entries
@@ -162,12 +168,12 @@ class UnknownQueryGuard:
     request with a query string, when every route is there.
     """
 
-    def __init__(self, app, fastapi_app: FastAPI):
+    def __init__(self, app: ASGIApp, fastapi_app: FastAPI):
         self.app = app
         self.fastapi_app = fastapi_app
-        self._entries: list[tuple] | None = None
+        self._entries: list[Entry] | None = None
 
-    def _accepted(self, scope) -> Accepted | None:
+    def _accepted(self, scope: Scope) -> Accepted | None:
         if self._entries is None:
             self._entries = _entries(self.fastapi_app)
         path, method = scope["path"], scope["method"]
@@ -183,7 +189,7 @@ class UnknownQueryGuard:
                 return allowed
         return ANY  # no route: FastAPI answers 404 or 405
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["query_string"]:
             allowed = self._accepted(scope)
             if allowed is not ANY:

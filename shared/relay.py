@@ -48,7 +48,7 @@ class OutboxRelay:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             if self.paused:

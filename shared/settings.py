@@ -17,10 +17,11 @@ their own. The same code runs on SQLite and PostgreSQL: only the database URL ch
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-from datetime import datetime, timezone
+from contextvars import ContextVar, Token
+from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
-from typing import ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,7 +62,7 @@ class SuiteSettings(BaseSettings):
 
     @field_validator("admin_api_key", mode="before")
     @classmethod
-    def _blank_is_none(cls, value):
+    def _blank_is_none(cls, value: object) -> object:
         if isinstance(value, str):
             value = value.strip()
             return value or None
@@ -73,7 +74,7 @@ class SuiteSettings(BaseSettings):
         return {"VALUECHAIN_ADMIN_API_KEY": self.admin_api_key.get_secret_value() if self.admin_api_key else None}
 
     @model_validator(mode="after")
-    def _no_placeholder_secrets(self):
+    def _no_placeholder_secrets(self) -> Self:
         if self.environment != "development":
             for name, value in self.secrets().items():
                 if value is not None and value.strip().lower() in PLACEHOLDER_SECRETS:
@@ -109,7 +110,7 @@ class ServiceSettings(SuiteSettings):
     gc_gen0_threshold: int = 10_000
 
     @model_validator(mode="after")
-    def _local_defaults(self):
+    def _local_defaults(self) -> Self:
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.var_dir / (self.service + '.db')}"
         if not self.port:
@@ -130,7 +131,7 @@ class IdentifySettings(ServiceSettings):
     # The currency every sum of money is in: purchases in other currencies are converted at
     # the rates loaded with PUT /v1/fx-rates. Change it only before recording transactions
     # (stored reporting amounts are not re-converted).
-    reporting_currency: Currency = "USD"
+    reporting_currency: Currency = Field("USD", validate_default=True)  # read as a value from outside is
     # Time value of money: an annual rate, converted to the model's time unit.
     discount_rate: float = Field(0.10, ge=0, le=1)
     # Predictive CLV looks this many days ahead.
@@ -152,7 +153,7 @@ class IdentifySettings(ServiceSettings):
     # not before the floor, not after now plus the skew allowed for clocks ahead of
     # ours. Scores are as of the latest purchase: one purchase dated 2099 made 2099 the
     # scoring day of every customer.
-    date_floor: datetime = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    date_floor: datetime = datetime(1970, 1, 1, tzinfo=UTC)
     date_skew_s: float = Field(86400.0, ge=0, le=30 * 86400)
 
     @field_validator("default_region")
@@ -163,12 +164,12 @@ class IdentifySettings(ServiceSettings):
     @field_validator("date_floor")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
     @field_validator("clv_band_edges")
     @classmethod
     def _increasing(cls, edges: tuple[float, float, float]) -> tuple[float, float, float]:
-        if not all(low < high for low, high in zip(edges, edges[1:])):
+        if not all(low < high for low, high in pairwise(edges)):
             raise ValueError("clv_band_edges must increase: [low→medium, medium→high, high→top]")
         return edges
 
@@ -212,7 +213,7 @@ def settings_class(service: str) -> type[ServiceSettings]:
     )
 
 
-def service_settings(service: str, **overrides) -> ServiceSettings:
+def service_settings(service: str, **overrides: Any) -> ServiceSettings:
     """Read `VALUECHAIN_<SERVICE>_*` (and the suite-wide variables) into the service's class."""
 
     return settings_class(service)(**overrides)
@@ -244,11 +245,11 @@ def current_settings(cls: type[S]) -> S:
     return settings if isinstance(settings, cls) else cls()
 
 
-def set_current(settings: SuiteSettings):
+def set_current(settings: SuiteSettings) -> Token[SuiteSettings | None]:
     """Make `settings` current in this context; returns the token to reset it with."""
 
     return _current.set(settings)
 
 
-def reset_current(token) -> None:
+def reset_current(token: Token[SuiteSettings | None]) -> None:
     _current.reset(token)

@@ -28,9 +28,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from operator import attrgetter
-from typing import Any, Callable
+from typing import Any
 
 INLINE_MANY = 200
 
@@ -78,24 +79,24 @@ async def _retrying(call: Callable[[], Any], busy_timeout_s: float, *, offload: 
 
 
 class InlineCursor:
-    def __init__(self, connection: "InlineConnection"):
+    def __init__(self, connection: InlineConnection):
         self._connection = connection
         self._cursor = connection._conn.cursor()
 
-    async def __aenter__(self) -> "InlineCursor":
+    async def __aenter__(self) -> InlineCursor:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def execute(self, sql: str, parameters: Any = ()) -> "InlineCursor":
+    async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
         await _retrying(
             lambda: self._cursor.execute(sql, parameters), self._connection.busy_timeout_s,
             offload=_on_threads.get(),
         )
         return self
 
-    async def executemany(self, sql: str, seq_of_parameters: Any) -> "InlineCursor":
+    async def executemany(self, sql: str, seq_of_parameters: Any) -> InlineCursor:
         if not isinstance(seq_of_parameters, (list, tuple)):
             seq_of_parameters = list(seq_of_parameters)
         await _retrying(
@@ -105,15 +106,16 @@ class InlineCursor:
         )
         return self
 
-    async def fetchone(self):
+    async def fetchone(self) -> Any:
         return self._cursor.fetchone()
 
-    async def fetchmany(self, size: int | None = None):
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
         return self._cursor.fetchmany(self._cursor.arraysize if size is None else size)
 
-    async def fetchall(self):
+    async def fetchall(self) -> list[Any]:
         if _on_threads.get():
-            return await _on_thread(self._cursor.fetchall)
+            rows: list[Any] = await _on_thread(self._cursor.fetchall)
+            return rows
         return self._cursor.fetchall()
 
     async def close(self) -> None:
@@ -138,7 +140,7 @@ class _Immediate:
     puts (future, function) on it; the function runs at once."""
 
     @staticmethod
-    def put_nowait(item) -> None:
+    def put_nowait(item: tuple[asyncio.Future[Any], Callable[[], Any]]) -> None:
         future, function = item
         try:
             future.set_result(function())
@@ -149,7 +151,7 @@ class _Immediate:
 class InlineConnection:
     def __init__(self, conn: sqlite3.Connection, busy_timeout_s: float):
         self._conn = conn
-        self._connection = conn  # the adapter checks it is still open
+        self._connection: sqlite3.Connection | None = conn  # the adapter checks it is still open
         self._tx = _Immediate()
         self.busy_timeout_s = busy_timeout_s
 
@@ -185,11 +187,11 @@ class InlineConnection:
         finally:
             self._conn.close()
 
-    async def create_function(self, *args, **kw) -> None:
+    async def create_function(self, *args: Any, **kw: Any) -> None:
         self._conn.create_function(*args, **kw)
 
     @property
-    def isolation_level(self):
+    def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 
     @property
@@ -197,7 +199,7 @@ class InlineConnection:
         return self._conn.in_transaction
 
 
-def inline_creator(path: str, *, busy_timeout_s: float = 30.0):
+def inline_creator(path: str, *, busy_timeout_s: float = 30.0) -> Callable[[], Awaitable[InlineConnection]]:
     """An `async_creator` for create_async_engine: a connection to the file at path."""
 
     async def connect() -> InlineConnection:

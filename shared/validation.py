@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Annotated
+from typing import Annotated, overload
 
 import email_validator
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -23,7 +23,7 @@ NOT_IN_A_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
 NOT_IN_TEXT = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]")  # a multi-line text: \t and \n allowed
 
 
-def _refused(found: re.Match) -> str:
+def _refused(found: re.Match[str]) -> str:
     char = found.group()
     if char == "\x00":
         what = "a NUL character"
@@ -34,6 +34,10 @@ def _refused(found: re.Match) -> str:
     return f"must not contain {what} (U+{ord(char):04X} at position {found.start()})"
 
 
+@overload
+def single_line(value: str) -> str: ...
+@overload
+def single_line(value: None) -> None: ...
 def single_line(value: str | None) -> str | None:
     """Refuses control and bidirectional formatting characters (a name, an id, an email)."""
 
@@ -81,7 +85,7 @@ def email(value: str | None) -> str | None:
     return value
 
 
-def _not_a_number(value):
+def _not_a_number(value: object) -> object:
     # pydantic reads a number as seconds since 1970 (0 is 1970-01-01): the schema says text.
     if isinstance(value, (int, float)):
         raise ValueError("a date or time as text (e.g. 2024-05-01T10:00:00Z), not a number")

@@ -17,10 +17,11 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import httpx
 import nats
@@ -232,7 +233,7 @@ async def events_of(url: str, subject: str, expected: int, durable: str) -> list
     nc = await nats.connect(url)
     try:
         sub = await nc.jetstream().pull_subscribe(subject, durable=durable)
-        events = []
+        events: list[dict[str, Any]] = []
         while len(events) < expected:
             events += [json.loads(msg.data) for msg in await sub.fetch(expected - len(events), timeout=5)]
         return events

@@ -298,7 +298,7 @@ def test_makefile_has_the_entry_points():
     make = ["make", "--no-print-directory", "-f", "Makefile"]
     result = subprocess.run([*make, "-pRrq", ":"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     targets = set(re.findall(r"^([A-Za-z][\w.-]*):", result.stdout, flags=re.M))
-    assert {"venv", "run", "test", "migrate", "bench", "clean"} <= targets
+    assert {"venv", "run", "test", "lint", "migrate", "bench", "clean"} <= targets
     dry = subprocess.run([*make, "-n", "clean"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert dry.stdout.strip() == "rm -rf var"
 
@@ -310,4 +310,5 @@ def test_ci_script_is_strict_bash_and_parses():
     assert text.startswith("#!/usr/bin/env bash")
     assert "set -euo pipefail" in text
     assert "VALUECHAIN_TEST_POSTGRES_URL=" in text and "trap " in text
+    assert "make lint" in text, "CI runs ruff and mypy before the tests"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0

@@ -80,8 +80,10 @@ def _api_key(given: str | None, settings) -> str:
     path = settings.var_dir / "admin-api-key"
     try:
         return path.read_text(encoding="utf-8").strip()
-    except OSError:
-        raise SystemExit(f"no API key: pass --api-key, set VALUECHAIN_ADMIN_API_KEY, or run from where {path} exists")
+    except OSError as error:
+        raise SystemExit(
+            f"no API key: pass --api-key, set VALUECHAIN_ADMIN_API_KEY, or run from where {path} exists"
+        ) from error
 
 
 def _count_rows(path: Path, *, header: bool) -> int:

@@ -85,7 +85,7 @@ def _die_with_parent() -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:  # pragma: no cover - not Linux
+    except Exception:  # noqa: BLE001  # pragma: no cover - not Linux
         pass
 
 
@@ -125,14 +125,14 @@ class Child:
         return self.proc is not None and self.proc.poll() is None
 
     def terminate(self) -> None:
-        if self.alive():
+        if self.proc is not None and self.alive():
             try:
                 self.proc.terminate()
             except ProcessLookupError:
                 pass
 
     def kill(self) -> None:
-        if self.alive():
+        if self.proc is not None and self.alive():
             try:
                 self.proc.kill()
             except ProcessLookupError:
@@ -347,7 +347,8 @@ class Supervisor:
                 say(f"NATS JetStream is up on port {self.nats_port} (store {store})")
                 return True
             if not self.nats.alive():
-                say(f"nats-server exited with code {self.nats.proc.returncode}; see {self.nats.log_path}")
+                code = self.nats.proc.returncode if self.nats.proc is not None else None
+                say(f"nats-server exited with code {code}; see {self.nats.log_path}")
                 print(log_tail(self.nats.log_path), flush=True)
                 return False
             time.sleep(0.1)
@@ -361,7 +362,7 @@ class Supervisor:
         say("migrating every service's database")
         try:
             upgrade_all()
-        except Exception:
+        except Exception:  # noqa: BLE001 - printed; the supervisor refuses to start
             traceback.print_exc()
             say("migrations failed: not starting the services")
             return False
@@ -478,6 +479,8 @@ class Supervisor:
             say(f"{child.name} did not stop within {STOP_TIMEOUT_S:g}s: killing it")
             child.kill()
         for child in leftovers:
+            if child.proc is None:  # (alive: it has one)
+                continue
             try:
                 child.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:

@@ -136,7 +136,7 @@ def stand_in_app(state: StandIn) -> FastAPI:
             "path": request.url.path,
             "raw_path": request.scope.get("raw_path", b"").decode("latin-1"),
             "query": request.url.query,
-            "headers": {k: v for k, v in request.headers.items()},
+            "headers": dict(request.headers.items()),
             "body": body.decode("utf-8", "replace"),
         }
         state.requests.append(seen)

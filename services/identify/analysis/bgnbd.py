@@ -170,7 +170,8 @@ def fit_bgnbd(x, t_x, T) -> BGNBDParams:
     x, _, T = rows.columns
     rate = (rows.weights @ x) / (rows.weights @ T)  # purchases per time unit: a scale-free start for α
     params, mean_loss = newton_from_sample(_Objective, rows, np.array([1.0, 1.0 / rate, 1.0, 1.0]))
-    return BGNBDParams(*map(float, params), log_likelihood=float(-mean_loss * rows.weights.sum()))
+    r, alpha, a, b = map(float, params)
+    return BGNBDParams(r, alpha, a, b, log_likelihood=float(-mean_loss * rows.weights.sum()))
 
 
 def bgnbd_probability_alive(params: BGNBDParams, x, t_x, T) -> np.ndarray:
@@ -216,6 +217,7 @@ def bgnbd_discounted_purchases(params: BGNBDParams, x, t_x, T, times, discount) 
     x, t_x, T = as_arrays(x, t_x, T)
     times, discount = as_arrays(times, discount)
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    inverse: slice | np.ndarray
     if len(x) <= _DISTINCT_FROM:  # a few customers (a per-purchase re-score): grouping costs more than it saves
         px, pT, inverse = x, T, slice(None)
     else:

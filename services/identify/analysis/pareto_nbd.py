@@ -5,6 +5,7 @@ Hardie, "A Note on Deriving the Pareto/NBD Model and Related Expressions" (2005)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import digamma, gammaln, hyp2f1, polygamma
@@ -123,7 +124,8 @@ class _Objective:
         self.weights = rows.weights / rows.weights.sum()
         self.x_weights = np.bincount(rows.codes[0], weights=self.weights, minlength=len(self.xs))
         self.tx_pairs, self.T_pairs = rows.pair(0, 1), rows.pair(0, 2)
-        self.hyp_hessians = None  # (log-parameters, form, per pair set) of the last finite-difference Hessians
+        # (log-parameters, form, per pair set) of the last finite-difference Hessians
+        self.hyp_hessians: tuple[np.ndarray, bool, list[Any]] | None = None
 
     def _pair_terms(self, log_params, pfaff):
         """`_log_f_derivatives` at the (x, t_x) and (x, T) pairs.
@@ -134,11 +136,11 @@ class _Objective:
         steps are that small, so the last steps cost 9 ₂F₁ evaluations per pair.
         """
         cached = self.hyp_hessians
-        reuse = (cached is not None and cached[1] == pfaff
-                 and np.abs(log_params - cached[0]).max() <= _REUSE_HESSIAN)
-        terms = [_log_f_derivatives(log_params, x, t, pfaff, cached[2][i] if reuse else None)
+        reused = (cached[2] if cached is not None and cached[1] == pfaff
+                  and np.abs(log_params - cached[0]).max() <= _REUSE_HESSIAN else None)
+        terms = [_log_f_derivatives(log_params, x, t, pfaff, reused[i] if reused is not None else None)
                  for i, (x, t, _) in enumerate((self.tx_pairs, self.T_pairs))]
-        if not reuse:
+        if reused is None:
             self.hyp_hessians = (log_params, pfaff, [term[3] for term in terms])
         return [term[:3] for term in terms]
 
@@ -213,7 +215,8 @@ def fit_pareto_nbd(x, t_x, T) -> ParetoNBDParams:
     rate = (rows.weights @ x) / (rows.weights @ T)
     start = np.array([1.0, 1.0 / rate, 1.0, float(rows.weights @ T / rows.weights.sum())])
     params, mean_loss = newton_from_sample(_Objective, rows, start)
-    return ParetoNBDParams(*map(float, params), log_likelihood=float(-mean_loss * rows.weights.sum()))
+    r, alpha, s, beta = map(float, params)
+    return ParetoNBDParams(r, alpha, s, beta, log_likelihood=float(-mean_loss * rows.weights.sum()))
 
 
 def pareto_nbd_probability_alive(params: ParetoNBDParams, x, t_x, T) -> np.ndarray:

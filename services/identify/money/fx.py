@@ -13,7 +13,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,7 +31,7 @@ def reporting_currency() -> str:
 
 
 def utc_day(at: datetime) -> date:
-    return (at.astimezone(timezone.utc) if at.tzinfo is not None else at).date()
+    return (at.astimezone(UTC) if at.tzinfo is not None else at).date()
 
 
 def convert(amount: Decimal, rate: Decimal) -> Decimal:

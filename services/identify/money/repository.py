@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identify.models import FxRate
-from shared.db import dialect_insert
+from services.identify.models import (
+    Customer,
+    CustomerKind,
+    CustomerScore,
+    FxRate,
+    PurchaseSummary,
+    Refund,
+    Transaction,
+)
+from shared.db import dialect_insert, dialect_name
 
 _rates = FxRate.__table__
 
 
-async def rates_of(session: AsyncSession, currencies: list[str]) -> list[tuple[str, date, object]]:
+async def rates_of(session: AsyncSession, currencies: list[str]) -> list[tuple[str, date, Decimal]]:
     """(currency, day, rate) of these currencies, each currency's days ascending."""
 
     if not currencies:
@@ -29,7 +38,7 @@ async def rates_of(session: AsyncSession, currencies: list[str]) -> list[tuple[s
 async def put_rates(session: AsyncSession, rows: list[dict]) -> None:
     """Insert or replace (currency, day) rates."""
 
-    statement = dialect_insert(_rates, session.bind.dialect.name)
+    statement = dialect_insert(_rates, dialect_name(session))
     statement = statement.on_conflict_do_update(
         index_elements=["currency", "day"],
         set_={"rate": statement.excluded.rate, "updated_at": statement.excluded.updated_at},

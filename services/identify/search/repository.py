@@ -21,7 +21,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Integer, exists, func, select, text, tuple_
+from sqlalchemy import (
+    Column,
+    FromClause,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    exists,
+    func,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.customers.repository import SEARCHED, dialect_of, search_rows
@@ -189,7 +202,7 @@ def _phase(
         bound = tuple_(*position) if len(position) > 1 else position[0]
         conditions.append(columns < bound if sort.descending else columns > bound)
 
-    source = _customers
+    source: FromClause = _customers
     if needs_scores:
         source = source.join(_scores, _scores.c.customer_id == _customers.c.id)
     else:

@@ -45,6 +45,7 @@ async def _transaction(session: AsyncSession, transaction_id: str) -> Transactio
 
 
 def _voided(transaction: Transaction, doing: str) -> Conflict:
+    assert transaction.voided_at is not None, "called for a voided transaction"
     return Conflict(
         f"transaction {transaction.id} was voided at {transaction.voided_at.isoformat()}; {doing}",
         error="transaction_voided",
@@ -86,6 +87,7 @@ async def refund(*, session: AsyncSession, transaction_id: str, data: RefundCrea
 
     reporting = None
     if transaction.reporting_amount is not None:
+        assert transaction.fx_rate is not None, "a reporting amount is recorded with its rate"
         # The last of a purchase takes exactly what is left: no rounding residue.
         reporting = (
             transaction.reporting_amount - transaction.refunded_reporting_amount
