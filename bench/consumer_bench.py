@@ -18,8 +18,8 @@ from pathlib import Path
 
 import nats
 
-from shared.bus import ensure_stream
-from shared.events import make_event
+from shared.events.bus import ensure_stream
+from shared.events.envelope import make_event
 from tests.shared import probe
 from tests.support import NatsServer, Suite
 

@@ -177,7 +177,7 @@ def transaction_rows(data: bytes) -> tuple[list[tuple], list[str]]:
     currency, time, a derived external id of the import's length, recorded_at) and
     the customers they name."""
 
-    from shared.ids import uuid7
+    from shared.db.ids import uuid7
 
     rows, customers = [], set()
     for number, line in enumerate(data.decode().splitlines()[1:]):

@@ -23,7 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from shared.migrations import upgrade
+from shared.db.migrations import upgrade
 from tests.support import make_database_url
 
 _SUMMARY_COLUMNS = ("customer_id, first_purchase_at, last_purchase_at, purchases, purchase_days, total_spend, "

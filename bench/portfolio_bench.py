@@ -54,7 +54,7 @@ def _dates(days: np.ndarray) -> list[str]:
 def load(path: Path, customers: int, seed: int) -> dict:
     """Create identify's schema at `path` and load the generated base into it."""
 
-    from shared.migrations import upgrade
+    from shared.db.migrations import upgrade
 
     url = f"sqlite+aiosqlite:///{path}"
     upgrade("identify", url)
@@ -105,7 +105,7 @@ def load(path: Path, customers: int, seed: int) -> dict:
 
 
 async def _on_threads(job):
-    from shared.sqlite_inline import statements_on_threads
+    from shared.db.sqlite_inline import statements_on_threads
 
     statements_on_threads()
     return await job
@@ -115,7 +115,7 @@ async def analyse(url: str, repeat: int) -> dict:
     from services.identify.models import messaging
     from services.identify.portfolio import repository, service
     from services.identify.portfolio.refits import RefitRunner
-    from shared.db import Database
+    from shared.db.database import Database
 
     db = Database.connect(url, service="identify")
     db.info.update({"messaging": messaging})
@@ -160,7 +160,7 @@ async def per_transaction_rescore(db, samples: int = 300) -> dict:
     from sqlalchemy import text
 
     from services.identify.portfolio.scoring import rescore_customers
-    from shared.uow import transaction
+    from shared.db.uow import transaction
 
     rng = np.random.default_rng(7)
     async with db.reader() as session:

@@ -39,7 +39,7 @@ def main() -> None:
     nats_server = NatsServer(tmp / "js")
     nats_server.start()
     env = dict(os.environ, VALUECHAIN_VAR_DIR=str(tmp), VALUECHAIN_NATS_URL=nats_server.url)
-    subprocess.run([sys.executable, "-c", "from shared.migrations import upgrade; upgrade('identify')"],
+    subprocess.run([sys.executable, "-c", "from shared.db.migrations import upgrade; upgrade('identify')"],
                    cwd=ROOT, env=env, check=True)
     bare_port, identify_port = free_port(), free_port()
     processes = [

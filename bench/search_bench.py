@@ -64,7 +64,7 @@ def load(path: Path, customers: int, seed: int) -> dict:
     from sqlalchemy.schema import CreateIndex
 
     from services.identify.portfolio.repository import RANK_INDEXES
-    from shared.migrations import upgrade
+    from shared.db.migrations import upgrade
 
     upgrade("identify", f"sqlite+aiosqlite:///{path}")
     rng = np.random.default_rng(seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from gateway.settings import GatewaySettings
-from shared.logs import uvicorn_log_config
+from shared.observability.logs import uvicorn_log_config
 
 
 def main() -> None:

@@ -28,11 +28,11 @@ from gateway.proxy import SCOPE_AUTHENTICATED, SCOPE_CORRELATION_ID, SCOPE_REQUE
 from gateway.routes import RouteTable
 from gateway.settings import SERVICES, GatewaySettings
 from gateway.upstream import Upstreams
-from shared.docs_ui import install_docs
-from shared.error_handlers import install_error_handlers
-from shared.errors import NotFound, internal_error_body
-from shared.logs import configure_logging
-from shared.query_params import UnknownQueryGuard
+from shared.http.docs_ui import install_docs
+from shared.http.error_handlers import install_error_handlers
+from shared.http.errors import NotFound, internal_error_body
+from shared.http.query_params import UnknownQueryGuard
+from shared.observability.logs import configure_logging
 
 log = logging.getLogger("gateway")
 

@@ -1,6 +1,6 @@
 """Prometheus metrics and the request log of the gateway.
 
-Its other log lines are the suite's (shared.logs): the request log writes the same
+Its other log lines are the suite's (shared.observability.logs): the request log writes the same
 JSON line, only faster.
 """
 
@@ -15,7 +15,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from shared.logs import iso_time
+from shared.observability.logs import iso_time
 
 ACCESS_LOGGER = "gateway.access"
 
@@ -69,7 +69,7 @@ class GatewayMetrics:
 
 
 class AccessLog:
-    """One JSON line per request, the suite's (shared.logs.JsonFormatter's), written in batches.
+    """One JSON line per request, the suite's (shared.observability.logs.JsonFormatter's), written in batches.
 
     Going through `logging` (LogRecord, findCaller, the handler lock, one
     write+flush per line) cost ~25 us a request, a sixth of the proxy's whole

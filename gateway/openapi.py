@@ -14,7 +14,7 @@ document holds:
   listed in `info.x-unavailable-services`;
 * the bearer security scheme, required on every `/v1` operation, the
   gateway's own error answers (401, 413, 502, 504), and every operation's
-  error answers as shared/openapi_contract.py writes them (also for the
+  error answers as shared/http/openapi_contract.py writes them (also for the
   gateway's own operations and the stubs).
 
 Component schemas are merged by name; when two services define the same name
@@ -35,7 +35,7 @@ import orjson
 from gateway.routes import Route, RouteTable
 from gateway.settings import SERVICES
 from gateway.upstream import UpstreamError, Upstreams
-from shared.openapi_contract import ERROR, REF, document_errors
+from shared.http.openapi_contract import ERROR, REF, document_errors
 
 log = logging.getLogger("gateway.openapi")
 
@@ -190,7 +190,7 @@ class OpenAPIMerger:
                 for code, description in gateway_errors.items():
                     responses.setdefault(code, {"description": description, "content": ERROR_CONTENT})
         # The services' own error answers, and the same for the gateway's own operations
-        # and for stubs (shared/openapi_contract.py).
+        # and for stubs (shared/http/openapi_contract.py).
         document_errors(doc, only=lambda path: path.startswith("/v1/"))
         doc["paths"] = dict(sorted(paths.items()))
         info = doc.setdefault("info", {})

@@ -33,7 +33,7 @@ from gateway.observability import ACCESS_LOGGER, AccessLog, GatewayMetrics
 from gateway.routes import RouteTable
 from gateway.settings import GatewaySettings
 from gateway.upstream import UpstreamError, Upstreams, UpstreamTimeout
-from shared.errors import error_body, internal_error_body
+from shared.http.errors import error_body, internal_error_body
 
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
 

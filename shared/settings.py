@@ -27,7 +27,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from shared.validation import Currency
+from shared.http.validation import Currency
 
 SERVICE_PORTS = {"identify": 8101, "engage": 8102, "network": 8103, "value": 8104, "lifecycle": 8105}
 SERVICES = tuple(SERVICE_PORTS)
@@ -235,7 +235,7 @@ S = TypeVar("S", bound=SuiteSettings)
 
 
 def current_settings(cls: type[S]) -> S:
-    """The running app's settings (set per request and for the app's tasks by shared/app.py).
+    """The running app's settings (set per request and for the app's tasks by shared/service/app.py).
 
     Outside an app (a script, a unit test) they are read from the environment, afresh
     each call: nothing is cached, so a changed environment is seen at once.

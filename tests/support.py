@@ -151,7 +151,7 @@ class Suite:
 
         import importlib
 
-        from shared.migrations import upgrade
+        from shared.db.migrations import upgrade
 
         url = await self._database(name)
         await asyncio.to_thread(upgrade, name, url)
@@ -163,7 +163,7 @@ class Suite:
 
         from sqlalchemy.ext.asyncio import create_async_engine
 
-        from shared.app import create_service_app
+        from shared.service.app import create_service_app
 
         url = await self._database(definition.name)
         engine = create_async_engine(url)

@@ -1,6 +1,6 @@
 """docs/events.md is generated from the code; this fails when someone forgot to regenerate it."""
 
-from shared.contracts import CATALOG
+from shared.events.contracts import CATALOG
 from valuechain import event_catalog
 
 

@@ -13,8 +13,8 @@ from sqlalchemy import Column, Integer, String, Table, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.lifecycle.models import Base as LifecycleBase
-from shared import migrations
-from shared.migrations import SERVICES_DIR, MigrationError, alembic_config, make_revision, upgrade
+from shared.db import migrations
+from shared.db.migrations import SERVICES_DIR, MigrationError, alembic_config, make_revision, upgrade
 from shared.settings import SERVICES
 from tests.support import make_database_url
 from valuechain import cli

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.settings import GatewaySettings
-from shared.runtime import ServiceDefinition
+from shared.service.runtime import ServiceDefinition
 from shared.settings import (
     SERVICES,
     SETTINGS_CLASSES,

@@ -21,7 +21,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from shared.migrations import upgrade_all
+    from shared.db.migrations import upgrade_all
 
     upgrade_all()
     print("migrations: every service is at head")
@@ -34,7 +34,7 @@ def _args_migration(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_migration(args: argparse.Namespace) -> int:
-    from shared.migrations import MigrationError, make_revision
+    from shared.db.migrations import MigrationError, make_revision
 
     try:
         path = make_revision(args.service, args.message)

@@ -1,4 +1,4 @@
-"""Generate docs/events.md from the code: the contracts in shared/contracts.py and
+"""Generate docs/events.md from the code: the contracts in shared/events/contracts.py and
 the consumers each service declares. `python -m valuechain.event_catalog` writes
 it; tests/test_event_catalog.py fails when the committed file is stale."""
 
@@ -8,14 +8,14 @@ import importlib
 import json
 from pathlib import Path
 
-from shared.contracts import CATALOG, DLQ_SUBJECT_PREFIX
+from shared.events.contracts import CATALOG, DLQ_SUBJECT_PREFIX
 from shared.settings import SERVICES
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "events.md"
 
 HEADER = """# Event catalog
 
-Generated from `shared/contracts.py` and the services' consumer declarations by
+Generated from `shared/events/contracts.py` and the services' consumer declarations by
 `python -m valuechain.event_catalog`; do not edit by hand (a test fails when this
 file is stale).
 

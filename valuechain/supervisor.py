@@ -357,7 +357,7 @@ class Supervisor:
         return False
 
     def migrate(self) -> bool:
-        from shared.migrations import upgrade_all
+        from shared.db.migrations import upgrade_all
 
         say("migrating every service's database")
         try:

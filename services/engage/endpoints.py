@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-
 from fastapi import APIRouter, Query, status
 
 from services.engage import service
 from services.engage.schemas import InteractionCreate, InteractionOut, InteractionPage, TimelinePage
-from shared.deps import ReadSession, WriteSession
-from shared.pagination import PagingByTime
+from shared.http.deps import ReadSession, WriteSession
+from shared.http.pagination import PagingByTime
 
 router = APIRouter(prefix="/v1", tags=["engage"])
 

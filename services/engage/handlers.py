@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.engage import service
 from services.engage.models import aliases, known_customers
 from services.engage.service import TIMELINE_SUBJECTS
-from shared.consumer import ConsumerSpec
-from shared.events import Event
+from shared.events.consumer import ConsumerSpec
+from shared.events.envelope import Event
 
 
 async def on_events_about_customers(session: AsyncSession, events: list[Event[Any]]) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from services.engage.endpoints import router
 from services.engage.handlers import CONSUMERS
 from services.engage.models import Base, messaging
-from shared.app import create_service_app
-from shared.runtime import ServiceDefinition
+from shared.service.app import create_service_app
+from shared.service.runtime import ServiceDefinition
 
 DEFINITION = ServiceDefinition(
     name="engage",

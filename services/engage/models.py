@@ -7,10 +7,10 @@ from datetime import datetime
 from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.customer_aliases import CustomerAliases
-from shared.db import UTCDateTime, make_base, utcnow
-from shared.known_customers import KnownCustomers
-from shared.messaging import messaging_tables
+from shared.db.database import UTCDateTime, make_base, utcnow
+from shared.events.customer_aliases import CustomerAliases
+from shared.events.known_customers import KnownCustomers
+from shared.events.messaging import messaging_tables
 
 Base = make_base()
 messaging = messaging_tables(Base.metadata)

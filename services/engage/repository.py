@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, delete, exists, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engage.models import Interaction, TimelineEntry
-from shared.db import insert_ignoring
+from shared.db.database import insert_ignoring
 
 _interactions = Interaction.__table__
 _timeline = TimelineEntry.__table__

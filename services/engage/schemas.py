@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from shared.pagination import Page
-from shared.validation import NOT_BLANK_TEXT_SCHEMA, AsText, Strict, single_line, stripped_text
+from shared.http.pagination import Page
+from shared.http.validation import NOT_BLANK_TEXT_SCHEMA, AsText, Strict, single_line, stripped_text
 
 Channel = Literal["email", "phone", "sms", "chat", "web", "social", "in_person", "other"]
 Direction = Literal["inbound", "outbound"]

@@ -10,13 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.engage import repository
 from services.engage.models import Interaction, aliases, known_customers
 from services.engage.schemas import InteractionCreate
-from shared.contracts import CATALOG, clip
-from shared.customer_aliases import Merge
-from shared.db import utcnow
-from shared.errors import NotFound, field_error
-from shared.events import Event
-from shared.ids import uuid7
-from shared.messaging import emit
+from shared.db.database import utcnow
+from shared.db.ids import uuid7
+from shared.events.contracts import CATALOG, clip
+from shared.events.customer_aliases import Merge
+from shared.events.envelope import Event
+from shared.events.messaging import emit
+from shared.http.errors import NotFound, field_error
 
 # --- interactions ------------------------------------------------------------------
 
@@ -73,7 +73,7 @@ async def list_interactions(*, session: AsyncSession, customer_id: str, before, 
 
 SUMMARY_MAX = 300
 
-# Every catalog event whose contract declares its timeline summary (shared/contracts.py).
+# Every catalog event whose contract declares its timeline summary (shared/events/contracts.py).
 TIMELINE_SUBJECTS: tuple[str, ...] = tuple(sorted(s for s, contract in CATALOG.items() if contract.on_timeline))
 
 

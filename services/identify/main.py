@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.identify.customers.endpoints import router as customers_router
-from services.identify.imports import endpoints as imports, service as import_jobs
+from services.identify.imports import endpoints as imports
+from services.identify.imports import service as import_jobs
 from services.identify.models import Base, messaging
 from services.identify.money.endpoints import router as money_router
 from services.identify.portfolio import refits
@@ -13,9 +14,10 @@ from services.identify.portfolio.endpoints import router as portfolio_router
 from services.identify.portfolio.handlers import REFERRALS
 from services.identify.resolution.endpoints import router as resolution_router
 from services.identify.search.endpoints import router as search_router
-from services.identify.transactions.endpoints import corrections_router, router as transactions_router
-from shared.app import create_service_app
-from shared.runtime import Runtime, ServiceDefinition
+from services.identify.transactions.endpoints import corrections_router
+from services.identify.transactions.endpoints import router as transactions_router
+from shared.service.app import create_service_app
+from shared.service.runtime import Runtime, ServiceDefinition
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from decimal import Decimal
 from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, Numeric, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import UTCDateTime, make_base, utcnow
-from shared.messaging import messaging_tables
+from shared.db.database import UTCDateTime, make_base, utcnow
+from shared.events.messaging import messaging_tables
 
 Base = make_base()
 messaging = messaging_tables(Base.metadata)

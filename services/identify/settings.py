@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
-from shared.db import utcnow
+from shared.db.database import utcnow
 from shared.settings import IdentifySettings, current_settings
 
 # The portfolio code's name for identify's settings (shared/settings.py holds them all).

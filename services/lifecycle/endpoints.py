@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query
 
 from services.lifecycle import service
 from services.lifecycle.schemas import CustomerInStagePage, LifecycleOut
-from shared.contracts import Stage
-from shared.deps import ReadSession
-from shared.pagination import PagingById
+from shared.events.contracts import Stage
+from shared.http.deps import ReadSession
+from shared.http.pagination import PagingById
 
 router = APIRouter(prefix="/v1", tags=["lifecycle"])
 

@@ -6,8 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle import service
 from services.lifecycle.models import aliases
-from shared.consumer import ConsumerSpec
-from shared.events import Event
+from shared.events.consumer import ConsumerSpec
+from shared.events.envelope import Event
 
 
 async def on_customer_events(session: AsyncSession, events: list[Event[service.Purchases]]) -> None:

@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.customer_aliases import CustomerAliases
-from shared.db import UTCDateTime, make_base
-from shared.messaging import messaging_tables
+from shared.db.database import UTCDateTime, make_base
+from shared.events.customer_aliases import CustomerAliases
+from shared.events.messaging import messaging_tables
 
 Base = make_base()
 messaging = messaging_tables(Base.metadata)

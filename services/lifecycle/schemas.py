@@ -6,8 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.contracts import Stage
-from shared.pagination import Page
+from shared.events.contracts import Stage
+from shared.http.pagination import Page
 
 
 class Transition(BaseModel):

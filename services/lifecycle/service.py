@@ -13,7 +13,7 @@ A merge (crm.identify.customer.merged) gives the survivor the most advanced
 stage of the group in RANK order, or the stage its combined purchase count
 implies if that is further; the histories are combined in time order. Events
 that name a merged id afterwards reach the handlers naming its survivor (the
-consumer framework maps them, shared/consumer.py).
+consumer framework maps them, shared/events/consumer.py).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle import repository
 from services.lifecycle.models import aliases
-from shared.consumer import caused_by
-from shared.contracts import CustomerCreated, TransactionRecorded, TransactionVoided
-from shared.customer_aliases import Merge
-from shared.db import utcnow
-from shared.events import Event
-from shared.messaging import emit
+from shared.db.database import utcnow
+from shared.events.consumer import caused_by
+from shared.events.contracts import CustomerCreated, TransactionRecorded, TransactionVoided
+from shared.events.customer_aliases import Merge
+from shared.events.envelope import Event
+from shared.events.messaging import emit
 
 RANK = {None: -1, "prospect": 0, "new": 1, "active": 2}
 

@@ -12,8 +12,8 @@ from services.network.schemas import (
     StakeholderOut,
     StakeholderPage,
 )
-from shared.deps import ReadSession, WriteSession
-from shared.pagination import PagingById
+from shared.http.deps import ReadSession, WriteSession
+from shared.http.pagination import PagingById
 
 router = APIRouter(prefix="/v1", tags=["network"])
 

@@ -6,9 +6,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.network import service
 from services.network.models import aliases, known_customers
-from shared.consumer import ConsumerSpec
-from shared.contracts import CustomerCreated
-from shared.events import Event
+from shared.events.consumer import ConsumerSpec
+from shared.events.contracts import CustomerCreated
+from shared.events.envelope import Event
 
 
 async def on_customers_created(session: AsyncSession, events: list[Event[CustomerCreated]]) -> None:

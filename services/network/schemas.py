@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from shared.pagination import Page
-from shared.validation import NOT_BLANK_SCHEMA, NOT_BLANK_TEXT_SCHEMA, Email, Strict, Text, stripped, stripped_text
+from shared.http.pagination import Page
+from shared.http.validation import NOT_BLANK_SCHEMA, NOT_BLANK_TEXT_SCHEMA, Email, Strict, Text, stripped, stripped_text
 
 StakeholderKind = Literal["partner", "supplier", "employee", "investor"]
 

@@ -7,14 +7,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.network import repository
 from services.network.models import Referral, Stakeholder, aliases, known_customers
 from services.network.schemas import StakeholderCreate
-from shared.consumer import caused_by
-from shared.contracts import CustomerCreated
-from shared.customer_aliases import Merge
-from shared.db import utcnow
-from shared.errors import NotFound
-from shared.events import Event
-from shared.ids import uuid7
-from shared.messaging import emit
+from shared.db.database import utcnow
+from shared.db.ids import uuid7
+from shared.events.consumer import caused_by
+from shared.events.contracts import CustomerCreated
+from shared.events.customer_aliases import Merge
+from shared.events.envelope import Event
+from shared.events.messaging import emit
+from shared.http.errors import NotFound
 
 # --- stakeholders --------------------------------------------------------------------
 

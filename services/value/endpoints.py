@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, status
 
 from services.value import service
 from services.value.schemas import OfferCreate, OfferOut, OfferPage, OfferStatus
-from shared.deps import ReadSession, WriteSession
-from shared.pagination import PagingById
+from shared.http.deps import ReadSession, WriteSession
+from shared.http.pagination import PagingById
 
 router = APIRouter(prefix="/v1", tags=["value"])
 

@@ -6,9 +6,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value import service
 from services.value.models import aliases, known_customers
-from shared.consumer import ConsumerSpec
-from shared.contracts import StageChanged
-from shared.events import Event
+from shared.events.consumer import ConsumerSpec
+from shared.events.contracts import StageChanged
+from shared.events.envelope import Event
 
 
 async def on_stage_changes(session: AsyncSession, events: list[Event[StageChanged]]) -> None:

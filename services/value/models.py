@@ -8,10 +8,10 @@ from decimal import Decimal
 from sqlalchemy import Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.customer_aliases import CustomerAliases
-from shared.db import UTCDateTime, make_base
-from shared.known_customers import KnownCustomers
-from shared.messaging import messaging_tables
+from shared.db.database import UTCDateTime, make_base
+from shared.events.customer_aliases import CustomerAliases
+from shared.events.known_customers import KnownCustomers
+from shared.events.messaging import messaging_tables
 
 Base = make_base()
 messaging = messaging_tables(Base.metadata)

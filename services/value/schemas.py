@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from shared.db import utcnow
-from shared.pagination import Page
-from shared.validation import NOT_BLANK_SCHEMA, AsText, Id, Strict, stripped
+from shared.db.database import utcnow
+from shared.http.pagination import Page
+from shared.http.validation import NOT_BLANK_SCHEMA, AsText, Id, Strict, stripped
 
 
 def _future(value: datetime | None) -> datetime | None:

@@ -10,14 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.value import repository
 from services.value.models import aliases, known_customers
 from services.value.schemas import OfferCreate
-from shared.consumer import caused_by
-from shared.contracts import StageChanged
-from shared.customer_aliases import Merge
-from shared.db import utcnow
-from shared.errors import Conflict, NotFound, field_error
-from shared.events import Event
-from shared.ids import uuid7
-from shared.messaging import emit
+from shared.db.database import utcnow
+from shared.db.ids import uuid7
+from shared.events.consumer import caused_by
+from shared.events.contracts import StageChanged
+from shared.events.customer_aliases import Merge
+from shared.events.envelope import Event
+from shared.events.messaging import emit
+from shared.http.errors import Conflict, NotFound, field_error
 
 WELCOME = {
     "kind": "welcome",

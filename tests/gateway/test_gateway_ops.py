@@ -162,7 +162,7 @@ def test_the_gateway_logs_in_the_suites_format(capsys):
     import re
 
     from gateway.observability import AccessLog
-    from shared.logs import JsonFormatter
+    from shared.observability.logs import JsonFormatter
 
     AccessLog(flush_interval=0).write({"request_id": "r1", "status": 200})
     request_line = json.loads(capsys.readouterr().err)

@@ -245,7 +245,7 @@ def test_rewrites_need_static_patterns():
 
 async def test_the_gateways_own_routes_refuse_unknown_query_parameters(gw):
     """Health, readiness, metrics, OpenAPI, docs and the 360 view are the gateway's own routes:
-    it checks their query strings as the services check theirs (shared/query_params.py)."""
+    it checks their query strings as the services check theirs (shared/http/query_params.py)."""
 
     unknown = {"error": "validation_error",
                "detail": [{"field": "query.colour", "message": "unknown query parameter", "type": "extra_forbidden"}]}

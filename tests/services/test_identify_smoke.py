@@ -26,7 +26,7 @@ async def test_customer_created_event_reaches_jetstream(suite):
 
 
 async def test_transactions_page_and_refuse_a_forged_cursor(suite):
-    from shared.pagination import encode_cursor
+    from shared.http.pagination import encode_cursor
 
     identify = await suite.start("identify")
     customer = (await identify.client.post("/v1/customers", json={"external_id": "pager"})).json()

@@ -10,7 +10,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from sqlalchemy import select
 
 from services.lifecycle.models import messaging
-from shared.events import make_event
+from shared.events.envelope import make_event
 from tests.support import wait_until
 
 

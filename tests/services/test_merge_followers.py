@@ -8,7 +8,7 @@ tests/services/test_lifecycle.py does).
 
 from __future__ import annotations
 
-from shared.events import make_event
+from shared.events.envelope import make_event
 from tests.services.test_engage import catalog_event, create_customer, publish, start
 from tests.services.test_lifecycle import _handled, _read_stream
 from tests.support import wait_until

@@ -37,7 +37,7 @@ async def stream_events(nats_url: str, subject: str) -> list[dict]:
 async def start(suite, name: str):
     """Start a service and touch its database once before any event reaches it.
 
-    Works around a race in shared/db.py: the first reader and the first writer
+    Works around a race in shared/db/database.py: the first reader and the first writer
     connection both switch a fresh SQLite file to WAL, and when they do it at the
     same moment one of them fails with "database is locked".
     """

@@ -10,8 +10,8 @@ from nats.errors import TimeoutError as NatsTimeout
 from sqlalchemy import func, select, update
 
 from services.value.models import Offer, messaging
-from shared.events import make_event
-from shared.pagination import encode_cursor
+from shared.events.envelope import make_event
+from shared.http.pagination import encode_cursor
 from tests.support import wait_until
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 from sqlalchemy import Column, Integer, String, Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.runtime import ServiceDefinition
-from shared.consumer import ConsumerSpec
-from shared.contracts import CATALOG, CustomerCreated, DeadLetter, ReferralRecorded, contract, dlq_subject
-from shared.customer_aliases import CustomerAliases, Merge
-from shared.db import make_base
-from shared.events import CloudEvent, Event
-from shared.messaging import messaging_tables
+from shared.db.database import make_base
+from shared.events.consumer import ConsumerSpec
+from shared.events.contracts import CATALOG, CustomerCreated, DeadLetter, ReferralRecorded, contract, dlq_subject
+from shared.events.customer_aliases import CustomerAliases, Merge
+from shared.events.envelope import CloudEvent, Event
+from shared.events.messaging import messaging_tables
+from shared.service.runtime import ServiceDefinition
 
 Base = make_base()
 messaging = messaging_tables(Base.metadata)

@@ -10,9 +10,9 @@ import nats
 import pytest
 from sqlalchemy import func, select
 
-from shared.events import make_event
-from shared.messaging import BUNDLE_EVENTS, emit, emit_many
-from shared.uow import transaction
+from shared.db.uow import transaction
+from shared.events.envelope import make_event
+from shared.events.messaging import BUNDLE_EVENTS, emit, emit_many
 from tests.shared import probe
 from tests.support import wait_until
 
@@ -266,7 +266,7 @@ async def test_consumers_are_provisioned_with_exactly_their_subjects(suite, prob
 
 
 async def test_a_forged_dead_letter_cursor_is_a_422_naming_cursor(suite):
-    from shared.pagination import encode_cursor
+    from shared.http.pagination import encode_cursor
 
     probe_service = await suite.start_definition(probe.DEFINITION)
     for forged in (encode_cursor("x"), encode_cursor(None), "%%%"):

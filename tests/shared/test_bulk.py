@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import Column, Integer, LargeBinary, MetaData, Numeric, String, Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from shared.bulk import COPY_FROM_ROWS, bulk_insert
-from shared.db import Database, UTCDateTime
-from shared.uow import transaction
+from shared.db.bulk import COPY_FROM_ROWS, bulk_insert
+from shared.db.database import Database, UTCDateTime
+from shared.db.uow import transaction
 from tests.support import make_database_url
 
 metadata = MetaData()
@@ -100,8 +100,8 @@ async def test_a_unique_clash_is_an_integrity_error_and_nothing_is_kept(db, coun
 async def test_bulk_execute_runs_an_upsert_as_execute_runs_it(db):
     from sqlalchemy import bindparam, update
 
-    from shared.bulk import bulk_execute
-    from shared.db import dialect_insert
+    from shared.db.bulk import bulk_execute
+    from shared.db.database import dialect_insert
 
     async with transaction(db.writer) as session:
         await bulk_insert(session, by_bulk, COLUMNS, _rows(4))
@@ -135,8 +135,8 @@ def _add_n_on_conflict(statement):
 
 @pytest.mark.parametrize("count", [3, COPY_FROM_ROWS + 50])  # executemany, and staged on PostgreSQL
 async def test_bulk_upsert_merges_rows_as_an_executed_upsert_does_even_twice_in_a_transaction(db, count):
-    from shared.bulk import bulk_upsert
-    from shared.db import dialect_insert
+    from shared.db.bulk import bulk_upsert
+    from shared.db.database import dialect_insert
 
     async with transaction(db.writer) as session:
         await bulk_insert(session, by_bulk, COLUMNS, _rows(5))
@@ -157,7 +157,7 @@ async def test_bulk_upsert_merges_rows_as_an_executed_upsert_does_even_twice_in_
 async def test_a_staged_upsert_that_opens_its_transaction_rolls_back_with_it(db, count):
     # On PostgreSQL the staging table's CREATE is the transaction's first statement and
     # the COPY into it must be part of that transaction, as must the upsert.
-    from shared.bulk import bulk_upsert
+    from shared.db.bulk import bulk_upsert
 
     rows = [dict(zip(COLUMNS, row)) for row in _rows(count)]
     with pytest.raises(RuntimeError):

@@ -2,8 +2,8 @@
 
 import uuid
 
-from shared import ids
-from shared.ids import uuid7, uuid7_many
+from shared.db import ids
+from shared.db.ids import uuid7, uuid7_many
 
 
 def test_ids_made_in_a_row_sort_in_creation_order_and_are_version_7():

@@ -10,16 +10,15 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from fastapi import Request
 from sqlalchemy import Column, String, Table, bindparam, insert, select
 
-from shared.runtime import ServiceDefinition
-from shared.db import UTCDateTime, make_base
-from shared.deps import ReadSession, _read_session, open_read_session
-from shared.errors import NotFound
-from shared.messaging import messaging_tables
+from shared.db.database import UTCDateTime, make_base
+from shared.events.messaging import messaging_tables
+from shared.http.deps import ReadSession, _read_session, open_read_session
+from shared.http.errors import NotFound
+from shared.service.runtime import ServiceDefinition
 
 Base = make_base()
 messaging = messaging_tables(Base.metadata)

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from shared import context
-from shared.events import CloudEvent
-from shared.messaging import emit, emit_many
+from shared.events.envelope import CloudEvent
+from shared.events.messaging import emit, emit_many
+from shared.observability import context
 
 
 class FakeSession:

@@ -1,5 +1,5 @@
-"""Each service's OpenAPI document states the error answers it really gives (shared/openapi_contract.py),
-and its /docs works with no network (shared/docs_ui.py)."""
+"""Each service's OpenAPI document states the error answers it really gives (shared/http/openapi_contract.py),
+and its /docs works with no network (shared/http/docs_ui.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import re
 import pytest
 from fastapi import APIRouter, FastAPI
 from httpx import AsyncClient
-
 from swagger_ui_bundle import swagger_ui_path
 
-from shared.docs_ui import ASSET_FILES, ASSETS
-from shared.openapi_contract import document_api
+from shared.http.docs_ui import ASSET_FILES, ASSETS
+from shared.http.openapi_contract import document_api
 from shared.settings import SERVICES, service_settings
 
 
@@ -83,7 +82,7 @@ def test_rules_the_schema_can_state_are_in_it():
 
 
 def test_cursor_outside_the_pattern_is_refused_as_any_foreign_cursor():
-    from shared.pagination import CURSOR_PATTERN, InvalidCursor, decode_cursor, encode_cursor
+    from shared.http.pagination import CURSOR_PATTERN, InvalidCursor, decode_cursor, encode_cursor
 
     issued = encode_cursor("2026-03-01T00:00:00+00:00", "c1")
     assert re.fullmatch(CURSOR_PATTERN, issued)

@@ -1,4 +1,4 @@
-"""One pagination for every list (shared/pagination.py): each list answers a `Page[T]`, and a
+"""One pagination for every list (shared/http/pagination.py): each list answers a `Page[T]`, and a
 cursor this API did not issue is 422 naming `query.cursor` on every route that takes one."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from fastapi import params
 from fastapi.dependencies.utils import get_flat_params
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from shared.pagination import (
+from shared.http.pagination import (
     DAY,
     ID,
     INSTANT,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.bus import Bus
-from shared.publisher import BatchPublisher, PublishError
+from shared.events.bus import Bus
+from shared.events.publisher import BatchPublisher, PublishError
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import re
-
 from typing import Annotated
 
 import httpx
@@ -13,7 +12,7 @@ from fastapi import Depends, FastAPI, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
-from shared.query_params import UnknownQueryGuard, _entries
+from shared.http.query_params import UnknownQueryGuard, _entries
 from shared.settings import service_settings
 
 SERVICES = ("identify", "engage", "network", "value", "lifecycle")
@@ -76,7 +75,7 @@ async def test_unknown_parameter_is_refused_before_anything_changes(suite):
 
 
 async def test_light_read_path_refuses_any_query_parameter(suite):
-    """GET /v1/customers/{id} is served by shared/fast_reads.py, which skips FastAPI's validation."""
+    """GET /v1/customers/{id} is served by shared/http/fast_reads.py, which skips FastAPI's validation."""
 
     identify = await suite.start("identify")
     assert identify.app.state.light_reads is not None

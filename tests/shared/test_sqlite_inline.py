@@ -1,4 +1,4 @@
-"""The SQLite writer runs statements inline on the event loop (shared/sqlite_inline.py):
+"""The SQLite writer runs statements inline on the event loop (shared/db/sqlite_inline.py):
 it must wait for another connection's write lock without blocking the loop, hand bulk
 work to a thread, and keep SQLAlchemy's transaction semantics."""
 
@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 import pytest
 from sqlalchemy import text
 
-from shared.db import Database
-from shared.sqlite_inline import statements_on_threads
+from shared.db.database import Database
+from shared.db.sqlite_inline import statements_on_threads
 
 
 @pytest.fixture

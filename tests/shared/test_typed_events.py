@@ -10,8 +10,8 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from shared.contracts import CATALOG
-from shared.events import make_event
+from shared.events.contracts import CATALOG
+from shared.events.envelope import make_event
 from tests.shared import probe
 from tests.shared.test_backbone import _dead_letters, publish_raw
 from tests.support import wait_until

@@ -12,7 +12,7 @@ from services.identify.customers.schemas import CustomerCreate, CustomerPatch
 from services.identify.transactions.schemas import TransactionCreate
 from services.network.schemas import StakeholderCreate
 from services.value.schemas import OfferCreate
-from shared.validation import NOT_IN_A_LINE, NOT_IN_TEXT
+from shared.http.validation import NOT_IN_A_LINE, NOT_IN_TEXT
 
 REFUSED = ["\x00", "\x07", "\x1b", "\x7f", "\x85", "\u200e", "\u200f", "\u202a", "\u202e", "\u2066", "\u2069"]
 

@@ -6,8 +6,8 @@ from fastapi import APIRouter, status
 
 from services.identify.customers import repository, service
 from services.identify.customers.schemas import CustomerCreate, CustomerOut, CustomerPatch
-from shared.deps import ReadSession, WriteSession
-from shared.errors import NotFound
+from shared.http.deps import ReadSession, WriteSession
+from shared.http.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["identify"])
 

@@ -8,7 +8,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, dele
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, CustomerNameToken, CustomerScore
-from shared.bulk import key_chunks, one_of
+from shared.db.bulk import key_chunks, one_of
 
 
 async def get_customer(session: AsyncSession, customer_id: str) -> Customer | None:
@@ -90,7 +90,7 @@ async def replace_name_tokens(session: AsyncSession, customer_id: str, tokens: s
 
 
 def dialect_of(session) -> str:
-    # SQLite reads come through shared.db.InlineSession, which has an engine, no bind.
+    # SQLite reads come through shared.db.database.InlineSession, which has an engine, no bind.
     bind = getattr(session, "bind", None) or session.engine
     return bind.dialect.name
 

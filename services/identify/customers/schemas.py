@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from shared.pagination import Page
-from shared.validation import NOT_BLANK_SCHEMA, Email, Id, Strict, Text, stripped
+from shared.http.pagination import Page
+from shared.http.validation import NOT_BLANK_SCHEMA, Email, Id, Strict, Text, stripped
 
 Phone = Annotated[str | None, Field(max_length=50, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
 

@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.identify.customers import normalize, repository
 from services.identify.customers.schemas import CustomerCreate, CustomerPatch
 from services.identify.models import Customer
-from shared.db import utcnow
-from shared.errors import Conflict, NotFound, field_error
-from shared.ids import uuid7
-from shared.messaging import emit
+from shared.db.database import utcnow
+from shared.db.ids import uuid7
+from shared.events.messaging import emit
+from shared.http.errors import Conflict, NotFound, field_error
 
 CUSTOMER_FIELDS = ("email", "external_id", "name", "phone")
 

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
 
 from services.identify.imports import service
 from services.identify.imports.schemas import ImportDetail, ImportErrorPage, ImportPage, ImportStarted
-from shared.deps import ReadSession
-from shared.pagination import INTEGER, PagingById, PageParams, page_params
+from shared.http.deps import ReadSession
+from shared.http.pagination import INTEGER, PageParams, PagingById, page_params
 
 router = APIRouter(prefix="/v1", tags=["imports"])
 

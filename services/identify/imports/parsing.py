@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from services.identify.settings import bounds_message, date_bounds
 from services.identify.transactions.schemas import TransactionCreate
-from shared.validation import CURRENCIES, single_line
+from shared.http.validation import CURRENCIES, single_line
 
 OUR_COLUMNS = ("customer_external_id", "occurred_at", "amount", "currency", "external_id", "margin", "cost")
 REQUIRED = ("customer_external_id", "occurred_at", "amount")

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.customers import repository as customers
 from services.identify.models import Customer, ImportJob, ImportRejection
-from shared.bulk import bulk_insert, key_chunks, one_of
+from shared.db.bulk import bulk_insert, key_chunks, one_of
 
 _jobs = ImportJob.__table__
 _rejections = ImportRejection.__table__

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shared.pagination import Page
+from shared.http.pagination import Page
 
 
 class ImportStarted(BaseModel):

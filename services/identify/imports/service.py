@@ -26,13 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.imports import parsing, repository
 from services.identify.transactions.service import record_transactions
-from shared.db import utcnow
-from shared.errors import AppError, InvalidRequest, NotFound, field_error
-from shared.ids import uuid7, uuid7_many
-from shared.messaging import emit_many
-from shared.sqlite_inline import statements_on_threads
-from shared.uow import transaction
-from shared.validation import currency_code
+from shared.db.database import utcnow
+from shared.db.ids import uuid7, uuid7_many
+from shared.db.sqlite_inline import statements_on_threads
+from shared.db.uow import transaction
+from shared.events.messaging import emit_many
+from shared.http.errors import AppError, InvalidRequest, NotFound, field_error
+from shared.http.validation import currency_code
 
 log = logging.getLogger("valuechain.identify.imports")
 

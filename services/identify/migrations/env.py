@@ -1,4 +1,4 @@
 from services.identify.models import Base
-from shared.migrations import run_env
+from shared.db.migrations import run_env
 
 run_env(Base.metadata)

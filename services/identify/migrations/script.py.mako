@@ -9,7 +9,7 @@ from typing import Sequence, Union
 
 from alembic import op
 import sqlalchemy as sa
-import shared.db
+import shared.db.database
 ${imports if imports else ""}
 
 # revision identifiers, used by Alembic.

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Body, Depends, Query
 
 from services.identify.money import fx, repository
 from services.identify.money.schemas import MAX_RATES, FxRateIn, FxRateOut, FxRatePage, FxRatesStored
-from shared.db import utcnow
-from shared.deps import ReadSession, WriteSession
-from shared.errors import InvalidRequest
-from shared.pagination import DAY, ID, PageParams, page_params
-from shared.validation import Currency
+from shared.db.database import utcnow
+from shared.http.deps import ReadSession, WriteSession
+from shared.http.errors import InvalidRequest
+from shared.http.pagination import DAY, ID, PageParams, page_params
+from shared.http.validation import Currency
 
 router = APIRouter(prefix="/v1", tags=["money"])
 

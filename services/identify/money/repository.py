@@ -17,7 +17,7 @@ from services.identify.models import (
     Refund,
     Transaction,
 )
-from shared.db import dialect_insert, dialect_name
+from shared.db.database import dialect_insert, dialect_name
 
 _rates = FxRate.__table__
 

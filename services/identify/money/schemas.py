@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from datetime import date as Day  # the type, where a field is called `date`
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field
 
 from services.identify.settings import bounded_date
-from shared.pagination import Page
-from shared.validation import AsText, Currency, Strict
+from shared.http.pagination import Page
+from shared.http.validation import AsText, Currency, Strict
 
 
 def _finite(value: Decimal) -> Decimal:

@@ -21,9 +21,9 @@ from services.identify.portfolio.schemas import (
     SegmentsOut,
     SignificantPage,
 )
-from shared.deps import ReadSession, WriteSession
-from shared.errors import NotFound
-from shared.pagination import ID, NUMBER, PageParams, page_params
+from shared.http.deps import ReadSession, WriteSession
+from shared.http.errors import NotFound
+from shared.http.pagination import ID, NUMBER, PageParams, page_params
 
 router = APIRouter(prefix="/v1", tags=["portfolio"])
 

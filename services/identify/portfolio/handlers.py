@@ -7,10 +7,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.identify.customers import repository
 from services.identify.models import ReferralSeen
 from services.identify.portfolio.scoring import rescore_customers
-from shared.consumer import ConsumerSpec
-from shared.contracts import ReferralRecorded
-from shared.db import insert_ignoring
-from shared.events import Event
+from shared.db.database import insert_ignoring
+from shared.events.consumer import ConsumerSpec
+from shared.events.contracts import ReferralRecorded
+from shared.events.envelope import Event
 
 
 async def on_referrals(session: AsyncSession, events: list[Event[ReferralRecorded]]) -> None:

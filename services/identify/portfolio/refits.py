@@ -56,15 +56,15 @@ from services.identify.portfolio.scoring import (
     score,
     score_columns,
 )
-from services.identify.settings import PortfolioSettings, portfolio_settings
 from services.identify.portfolio.summaries import rebuild_summaries
-from shared.db import utcnow
-from shared.errors import Conflict
-from shared.ids import uuid7
-from shared.messaging import emit
-from shared.runtime import Runtime
-from shared.sqlite_inline import statements_on_threads
-from shared.uow import transaction
+from services.identify.settings import PortfolioSettings, portfolio_settings
+from shared.db.database import utcnow
+from shared.db.ids import uuid7
+from shared.db.sqlite_inline import statements_on_threads
+from shared.db.uow import transaction
+from shared.events.messaging import emit
+from shared.http.errors import Conflict
+from shared.service.runtime import Runtime
 
 log = logging.getLogger("valuechain.identify.refits")
 WRITE_CHUNK = 20_000

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import lru_cache
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 import numpy as np
 import orjson
@@ -20,10 +20,18 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from services.identify.models import (
-    CustomerCosts, CustomerKind, CustomerScore, PortfolioModel, PurchaseDay, PurchaseSummary, ReferralSeen, Refit, Transaction,
+    CustomerCosts,
+    CustomerKind,
+    CustomerScore,
+    PortfolioModel,
+    PurchaseDay,
+    PurchaseSummary,
+    ReferralSeen,
+    Refit,
+    Transaction,
 )
-from shared.bulk import bulk_upsert, key_chunks, one_of
-from shared.db import utcnow
+from shared.db.bulk import bulk_upsert, key_chunks, one_of
+from shared.db.database import utcnow
 
 EPOCH = date(1970, 1, 1)
 # The day discounted spend is compounded to (see PurchaseSummary.discounted_spend).

@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.identify.settings import bounded_date
-from shared.pagination import Page
-from shared.validation import AsText, Strict
+from shared.http.pagination import Page
+from shared.http.validation import AsText, Strict
 
 TimeUnit = Literal["day", "week"]
 Kind = Literal["high_future_value", "benchmark", "inspiration", "cost_absorber"]

@@ -24,8 +24,8 @@ from services.identify.analysis import (
     BGNBDParams,
     GammaGammaParams,
     bgnbd_expected_purchases,
-    mean_repeat_spend,
     bgnbd_probability_alive,
+    mean_repeat_spend,
     predictive_clv,
     rfm_segments,
     rfm_summary,
@@ -34,8 +34,8 @@ from services.identify.analysis import (
 from services.identify.portfolio import repository
 from services.identify.portfolio.repository import CustomerArrays
 from services.identify.settings import PortfolioSettings, portfolio_settings
-from shared.db import utcnow
-from shared.messaging import emit_many
+from shared.db.database import utcnow
+from shared.events.messaging import emit_many
 
 KINDS = ("high_future_value", "benchmark", "inspiration", "cost_absorber")
 NO_INSPIRATION_EVIDENCE = (

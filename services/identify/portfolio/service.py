@@ -14,8 +14,8 @@ from services.identify.portfolio import repository
 from services.identify.portfolio.repository import EPOCH
 from services.identify.portfolio.scoring import NO_INSPIRATION_EVIDENCE, net_revenue, rescore_customers
 from services.identify.settings import portfolio_settings
-from shared.db import utcnow
-from shared.errors import NotFound
+from shared.db.database import utcnow
+from shared.http.errors import NotFound
 
 DEFAULT_TOPS = (0.01, 0.05, 0.1, 0.2, 0.5)
 

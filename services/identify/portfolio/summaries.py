@@ -34,7 +34,7 @@ from services.identify.money.fx import CENT_OF_CENT, ONE, convert
 from services.identify.portfolio import repository
 from services.identify.portfolio.repository import REFERENCE_DAY
 from services.identify.settings import portfolio_settings
-from shared.db import utcnow
+from shared.db.database import utcnow
 
 ZERO = Decimal(0)
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from services.identify.customers.schemas import CustomerOut
 from services.identify.resolution import service
 from services.identify.resolution.schemas import DuplicatesOut, MergeRequest
-from shared.deps import ReadSession, WriteSession
+from shared.http.deps import ReadSession, WriteSession
 
 router = APIRouter(prefix="/v1", tags=["identify"])
 

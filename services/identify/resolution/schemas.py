@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from services.identify.customers.schemas import CustomerOut
-from shared.validation import Id, Strict
+from shared.http.validation import Id, Strict
 
 MAX_MERGE = 50
 

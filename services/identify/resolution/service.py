@@ -14,9 +14,9 @@ from services.identify.models import Customer
 from services.identify.portfolio.scoring import rescore_customers
 from services.identify.portfolio.summaries import rebuild_summaries
 from services.identify.resolution import repository
-from shared.db import utcnow
-from shared.errors import NotFound, field_error
-from shared.messaging import emit
+from shared.db.database import utcnow
+from shared.events.messaging import emit
+from shared.http.errors import NotFound, field_error
 
 # --- duplicate candidates -----------------------------------------------------------
 

@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from services.identify.customers.schemas import CustomerPage
 from services.identify.search import export, repository
 from services.identify.search.schemas import (
+    After,
     AfterQ,
     BeforeQ,
     CustomerFilter,
@@ -30,14 +31,13 @@ from services.identify.search.schemas import (
     SegmentQ,
     Sort,
     SortQ,
-    After,
     customer_filter,
     parse_sort,
     position,
 )
-from shared.db import utcnow
-from shared.deps import ReadSession
-from shared.errors import field_error
+from shared.db.database import utcnow
+from shared.http.deps import ReadSession
+from shared.http.errors import field_error
 
 router = APIRouter(prefix="/v1", tags=["identify"])
 

@@ -11,10 +11,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Query
 
 from services.identify.analysis.rfm import SEGMENTS
-from services.identify.portfolio.scoring import KINDS
 from services.identify.customers.normalize import phone_key
-from shared.errors import field_error
-from shared.pagination import ID, KeyPart, PageParams, invalid_cursor, page_params
+from services.identify.portfolio.scoring import KINDS
+from shared.http.errors import field_error
+from shared.http.pagination import ID, KeyPart, PageParams, invalid_cursor, page_params
 
 MIN_Q = 3
 MAX_Q = 200

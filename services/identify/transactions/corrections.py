@@ -27,10 +27,10 @@ from services.identify.portfolio import summaries
 from services.identify.portfolio.scoring import rescore_customers
 from services.identify.transactions import repository
 from services.identify.transactions.schemas import RefundCreate
-from shared.db import utcnow
-from shared.errors import Conflict, NotFound, field_error
-from shared.ids import uuid7
-from shared.messaging import emit
+from shared.db.database import utcnow
+from shared.db.ids import uuid7
+from shared.events.messaging import emit
+from shared.http.errors import Conflict, NotFound, field_error
 
 REFUNDED = "crm.identify.transaction.refunded"
 VOIDED = "crm.identify.transaction.voided"

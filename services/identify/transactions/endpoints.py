@@ -22,8 +22,8 @@ from services.identify.transactions.schemas import (
     TransactionPage,
     VoidCreate,
 )
-from shared.deps import ReadSession, WriteSession
-from shared.pagination import PagingByTime
+from shared.http.deps import ReadSession, WriteSession
+from shared.http.pagination import PagingByTime
 
 router = APIRouter(prefix="/v1", tags=["identify"])
 

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, CustomerKind, CustomerScore, PurchaseSummary, Refund, Transaction
-from shared.bulk import bulk_execute, bulk_insert, key_chunks, one_of, stage, stages
+from shared.db.bulk import bulk_execute, bulk_insert, key_chunks, one_of, stage, stages
 
 
 async def list_transactions(

@@ -11,8 +11,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from services.identify.money.schemas import Money, OptionalMoney, decimal_text
 from services.identify.settings import bounded_instant
-from shared.pagination import Page
-from shared.validation import AsText, Currency, Id, Strict, Text, stripped
+from shared.http.pagination import Page
+from shared.http.validation import AsText, Currency, Id, Strict, Text, stripped
+
 
 class TransactionCreate(Strict):
     customer_id: Id

@@ -31,10 +31,10 @@ from services.identify.portfolio import summaries
 from services.identify.portfolio.scoring import rescore_customers
 from services.identify.transactions import repository
 from services.identify.transactions.schemas import TransactionCreate, TransactionOut
-from shared.db import utcnow
-from shared.errors import AppError, InvalidRequest, NotFound, field_error
-from shared.ids import uuid7_many
-from shared.messaging import emit_many
+from shared.db.database import utcnow
+from shared.db.ids import uuid7_many
+from shared.events.messaging import emit_many
+from shared.http.errors import AppError, InvalidRequest, NotFound, field_error
 
 RECORDED = "crm.identify.transaction.recorded"
 ZERO = Decimal(0)

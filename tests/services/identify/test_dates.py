@@ -16,8 +16,8 @@ from services.identify.portfolio.repository import CustomerArrays
 from services.identify.portfolio.summaries import discount_factor
 from services.identify.transactions.schemas import TransactionCreate
 from services.identify.transactions.service import record_transactions
-from shared.db import utcnow
-from shared.uow import transaction
+from shared.db.database import utcnow
+from shared.db.uow import transaction
 from tests.services.identify.test_imports import run_import
 from tests.services.identify.test_portfolio import SMALL_PORTFOLIO_END, create_customer, refit, small_portfolio
 

@@ -10,10 +10,12 @@ from datetime import datetime, timezone
 
 import nats
 
-from services.identify.imports import parsing, repository as jobs, service as import_jobs
+from services.identify.imports import parsing
+from services.identify.imports import repository as jobs
+from services.identify.imports import service as import_jobs
 from services.identify.transactions.schemas import TransactionCreate
-from shared.db import utcnow
-from shared.uow import transaction
+from shared.db.database import utcnow
+from shared.db.uow import transaction
 from tests.support import wait_until
 
 
@@ -232,7 +234,7 @@ async def test_the_errors_a_client_can_make(suite):
     assert empty.status_code == 422 and empty.json()["detail"][0]["field"] == "file"
     no_file = await client.post("/v1/imports", data={"mapping": json.dumps(MAPPING)})
     assert no_file.status_code == 422
-    from shared.pagination import encode_cursor
+    from shared.http.pagination import encode_cursor
 
     for forged in (encode_cursor("x"), encode_cursor(2**63), "%%%"):
         response = await client.get("/v1/imports/nope/errors", params={"cursor": forged})

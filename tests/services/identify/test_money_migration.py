@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from shared.db import UTCDateTime
-from shared.migrations import upgrade
+from shared.db.database import UTCDateTime
+from shared.db.migrations import upgrade
 
 BEFORE = "5b1e0c7a9d42"
 

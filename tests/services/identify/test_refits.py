@@ -12,7 +12,7 @@ from sqlalchemy import inspect, text
 
 from services.identify.portfolio.scoring import CLV_BANDS, clv_band_codes
 from services.identify.settings import portfolio_settings
-from shared.uow import transaction
+from shared.db.uow import transaction
 from tests.services.identify.test_portfolio import SMALL_PORTFOLIO_END, create_customer, record, refit, small_portfolio
 from tests.support import wait_until
 
@@ -67,7 +67,7 @@ async def test_requests_while_a_refit_is_queued_join_it_or_are_refused(suite):
 async def test_a_refit_left_queued_by_a_stopped_process_is_failed_at_start_up(suite):
     from services.identify.models import Refit
     from services.identify.portfolio import refits
-    from shared.db import utcnow
+    from shared.db.database import utcnow
 
     identify = await suite.start("identify")
     async with transaction(identify.runtime.db.writer) as session:

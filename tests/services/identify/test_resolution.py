@@ -8,12 +8,17 @@ import pytest
 from alembic import command
 from sqlalchemy import func, insert, select
 
-from services.identify.models import (
-    Customer, CustomerNameToken, CustomerScore, PurchaseSummary, ReferralSeen, Transaction,
-)
 from services.identify.customers.normalize import edit_distance, email_match_key, name_key, phone_key
-from shared.migrations import alembic_config, upgrade
-from shared.events import make_event
+from services.identify.models import (
+    Customer,
+    CustomerNameToken,
+    CustomerScore,
+    PurchaseSummary,
+    ReferralSeen,
+    Transaction,
+)
+from shared.db.migrations import alembic_config, upgrade
+from shared.events.envelope import make_event
 from tests.services.test_lifecycle import _handled, _no_pending, _publish, _read_stream
 from tests.support import wait_until
 

@@ -14,8 +14,8 @@ from sqlalchemy import insert, text
 
 from services.identify.models import CustomerKind, CustomerScore
 from services.identify.search import export, repository
-from shared.db import utcnow
-from shared.migrations import upgrade
+from shared.db.database import utcnow
+from shared.db.migrations import upgrade
 from tests.services.identify.test_imports import run_import
 
 # label -> the customer's fields. Names, emails, phones and ids hold what a search must

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from services.identify.models import PurchaseDay, PurchaseSummary
 from services.identify.portfolio.summaries import rebuild_summaries
-from shared.uow import transaction
+from shared.db.uow import transaction
 
 
 async def create_customer(client, external_id: str) -> str:

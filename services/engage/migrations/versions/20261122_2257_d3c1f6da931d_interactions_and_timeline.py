@@ -7,10 +7,10 @@ Create Date: 2026-11-22 22:57:01.164525
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-import shared.db
+from alembic import op
 
+import shared.db.database
 
 # revision identifiers, used by Alembic.
 revision: str = 'd3c1f6da931d'
@@ -30,13 +30,13 @@ def upgrade() -> None:
     sa.Column('body', sa.LargeBinary(), nullable=False),
     sa.Column('error', sa.Text(), nullable=False),
     sa.Column('deliveries', sa.Integer(), nullable=False),
-    sa.Column('failed_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('failed_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dead_letters'))
     )
     op.create_table('inbox',
     sa.Column('consumer', sa.String(length=100), nullable=False),
     sa.Column('event_id', sa.String(length=36), nullable=False),
-    sa.Column('handled_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('handled_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'event_id', name=op.f('pk_inbox'))
     )
     op.create_table('interactions',
@@ -45,8 +45,8 @@ def upgrade() -> None:
     sa.Column('channel', sa.String(length=20), nullable=False),
     sa.Column('direction', sa.String(length=10), nullable=False),
     sa.Column('summary', sa.Text(), nullable=False),
-    sa.Column('occurred_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('logged_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('logged_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_interactions'))
     )
     with op.batch_alter_table('interactions', schema=None) as batch_op:
@@ -54,7 +54,7 @@ def upgrade() -> None:
 
     op.create_table('known_customers',
     sa.Column('id', sa.String(length=36), nullable=False),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_known_customers'))
     )
     op.create_table('outbox',
@@ -62,8 +62,8 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('subject', sa.String(length=200), nullable=False),
     sa.Column('body', sa.LargeBinary(), nullable=False),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('published_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('published_at', shared.db.database.UTCDateTime(timezone=True), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_outbox')),
     sa.UniqueConstraint('event_id', name=op.f('uq_outbox_event_id'))
@@ -75,7 +75,7 @@ def upgrade() -> None:
     sa.Column('customer_id', sa.String(length=36), nullable=False),
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('type', sa.String(length=200), nullable=False),
-    sa.Column('time', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('time', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.Column('summary', sa.String(length=300), nullable=False),
     sa.PrimaryKeyConstraint('customer_id', 'event_id', name=op.f('pk_timeline'))
     )

@@ -7,10 +7,10 @@ Create Date: 2026-11-22 22:42:05.995230
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-import shared.db
+from alembic import op
 
+import shared.db.database
 
 # revision identifiers, used by Alembic.
 revision: str = 'd5d778632108'
@@ -31,8 +31,8 @@ def upgrade() -> None:
     sa.Column('phone', sa.String(length=50), nullable=True),
     sa.Column('referred_by', sa.String(length=36), nullable=True),
     sa.Column('purchase_count', sa.Integer(), nullable=False),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['referred_by'], ['customers.id'], name=op.f('fk_customers_referred_by_customers')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_customers')),
     sa.UniqueConstraint('email_key', name=op.f('uq_customers_email_key')),
@@ -46,13 +46,13 @@ def upgrade() -> None:
     sa.Column('body', sa.LargeBinary(), nullable=False),
     sa.Column('error', sa.Text(), nullable=False),
     sa.Column('deliveries', sa.Integer(), nullable=False),
-    sa.Column('failed_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('failed_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dead_letters'))
     )
     op.create_table('inbox',
     sa.Column('consumer', sa.String(length=100), nullable=False),
     sa.Column('event_id', sa.String(length=36), nullable=False),
-    sa.Column('handled_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('handled_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'event_id', name=op.f('pk_inbox'))
     )
     op.create_table('outbox',
@@ -60,8 +60,8 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('subject', sa.String(length=200), nullable=False),
     sa.Column('body', sa.LargeBinary(), nullable=False),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('published_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('published_at', shared.db.database.UTCDateTime(timezone=True), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_outbox')),
     sa.UniqueConstraint('event_id', name=op.f('uq_outbox_event_id'))
@@ -74,9 +74,9 @@ def upgrade() -> None:
     sa.Column('customer_id', sa.String(length=36), nullable=False),
     sa.Column('amount', sa.Numeric(precision=18, scale=4), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
-    sa.Column('occurred_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.Column('external_id', sa.String(length=200), nullable=True),
-    sa.Column('recorded_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('recorded_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_transactions_customer_id_customers')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_transactions')),
     sa.UniqueConstraint('external_id', name=op.f('uq_transactions_external_id'))

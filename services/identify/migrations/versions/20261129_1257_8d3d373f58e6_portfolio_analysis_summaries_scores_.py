@@ -7,10 +7,10 @@ Create Date: 2026-11-29 12:57:22.739216
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-import shared.db
+from alembic import op
 
+import shared.db.database
 
 # revision identifiers, used by Alembic.
 revision: str = '8d3d373f58e6'
@@ -35,8 +35,8 @@ def upgrade() -> None:
     sa.Column('rejected', sa.Integer(), nullable=False),
     sa.Column('customers_created', sa.Integer(), nullable=False),
     sa.Column('failure', sa.Text(), nullable=True),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('finished_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', shared.db.database.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_imports'))
     )
     op.create_table('portfolio_models',
@@ -44,7 +44,7 @@ def upgrade() -> None:
     sa.Column('time_unit', sa.String(length=8), nullable=False),
     sa.Column('calibration_end', sa.Date(), nullable=True),
     sa.Column('params', sa.JSON(), nullable=False),
-    sa.Column('fitted_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('fitted_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('version', name=op.f('pk_portfolio_models'))
     )
     op.create_table('portfolio_refits',
@@ -55,15 +55,15 @@ def upgrade() -> None:
     sa.Column('model_version', sa.Integer(), nullable=True),
     sa.Column('customers_scored', sa.Integer(), nullable=False),
     sa.Column('failure', sa.Text(), nullable=True),
-    sa.Column('requested_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('finished_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('requested_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', shared.db.database.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_portfolio_refits'))
     )
     op.create_table('referrals_seen',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('referrer_id', sa.String(length=36), nullable=False),
     sa.Column('referred_id', sa.String(length=36), nullable=False),
-    sa.Column('recorded_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('recorded_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_referrals_seen'))
     )
     with op.batch_alter_table('referrals_seen', schema=None) as batch_op:
@@ -74,7 +74,7 @@ def upgrade() -> None:
     sa.Column('acquisition', sa.Numeric(precision=18, scale=4), nullable=False),
     sa.Column('selling', sa.Numeric(precision=18, scale=4), nullable=False),
     sa.Column('service', sa.Numeric(precision=18, scale=4), nullable=False),
-    sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_costs_customer_id_customers')),
     sa.PrimaryKeyConstraint('customer_id', name=op.f('pk_customer_costs'))
     )
@@ -91,7 +91,7 @@ def upgrade() -> None:
     sa.Column('probability_alive', sa.Float(), nullable=True),
     sa.Column('kinds', sa.JSON(), nullable=False),
     sa.Column('evidence', sa.JSON(), nullable=False),
-    sa.Column('scored_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('scored_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_scores_customer_id_customers')),
     sa.PrimaryKeyConstraint('customer_id', name=op.f('pk_customer_scores'))
     )
@@ -116,15 +116,15 @@ def upgrade() -> None:
     )
     op.create_table('purchase_summaries',
     sa.Column('customer_id', sa.String(length=36), nullable=False),
-    sa.Column('first_purchase_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('last_purchase_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('first_purchase_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_purchase_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.Column('purchases', sa.Integer(), nullable=False),
     sa.Column('purchase_days', sa.Integer(), nullable=False),
     sa.Column('total_spend', sa.Numeric(precision=18, scale=4), nullable=False),
     sa.Column('first_day_spend', sa.Numeric(precision=18, scale=4), nullable=False),
     sa.Column('total_margin', sa.Numeric(precision=18, scale=4), nullable=True),
     sa.Column('total_cost', sa.Numeric(precision=18, scale=4), nullable=True),
-    sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_purchase_summaries_customer_id_customers')),
     sa.PrimaryKeyConstraint('customer_id', name=op.f('pk_purchase_summaries'))
     )
@@ -133,7 +133,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('phone_key', sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column('name_key', sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column('merged_into', sa.String(length=36), nullable=True))
-        batch_op.add_column(sa.Column('merged_at', shared.db.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('merged_at', shared.db.database.UTCDateTime(timezone=True), nullable=True))
         batch_op.create_index(batch_op.f('ix_customers_email_match_key'), ['email_match_key'], unique=False)
         batch_op.create_index(batch_op.f('ix_customers_name_key'), ['name_key'], unique=False)
         batch_op.create_index(batch_op.f('ix_customers_phone_key'), ['phone_key'], unique=False)

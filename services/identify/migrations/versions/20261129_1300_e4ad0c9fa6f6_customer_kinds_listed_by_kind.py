@@ -7,10 +7,10 @@ Create Date: 2026-11-29 13:00:56.798270
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-import shared.db
+from alembic import op
 
+import shared.db.database
 
 # revision identifiers, used by Alembic.
 revision: str = 'e4ad0c9fa6f6'

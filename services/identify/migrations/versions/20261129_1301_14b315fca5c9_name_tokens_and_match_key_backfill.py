@@ -13,10 +13,10 @@ Create Date: 2026-11-29 13:01:06.482020
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-import shared.db
+from alembic import op
 
+import shared.db.database
 
 # revision identifiers, used by Alembic.
 revision: str = '14b315fca5c9'

@@ -7,10 +7,10 @@ Create Date: 2026-11-29 13:13:47.355729
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-import shared.db
+from alembic import op
 
+import shared.db.database
 
 # revision identifiers, used by Alembic.
 revision: str = 'ac5b4f54a272'

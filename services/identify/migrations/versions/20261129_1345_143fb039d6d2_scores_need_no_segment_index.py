@@ -7,10 +7,10 @@ Create Date: 2026-11-29 13:45:33.109876
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-import shared.db
+from alembic import op
 
+import shared.db.database
 
 # revision identifiers, used by Alembic.
 revision: str = '143fb039d6d2'

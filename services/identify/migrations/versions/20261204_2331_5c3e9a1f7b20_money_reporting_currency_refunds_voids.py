@@ -23,10 +23,10 @@ from datetime import timezone
 from decimal import Decimal
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-import shared.db
+from alembic import op
 
+import shared.db.database
 
 # revision identifiers, used by Alembic.
 revision: str = '5c3e9a1f7b20'
@@ -41,7 +41,7 @@ def upgrade() -> None:
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('rate', sa.Numeric(precision=24, scale=10), nullable=False),
-    sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('currency', 'day', name=op.f('pk_fx_rates'))
     )
     op.create_table('transaction_refunds',
@@ -50,9 +50,9 @@ def upgrade() -> None:
     sa.Column('amount', sa.Numeric(precision=18, scale=4), nullable=False),
     sa.Column('reporting_amount', sa.Numeric(precision=18, scale=4), nullable=True),
     sa.Column('reason', sa.Text(), nullable=False),
-    sa.Column('occurred_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.Column('external_id', sa.String(length=200), nullable=True),
-    sa.Column('recorded_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('recorded_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['transaction_id'], ['transactions.id'], name=op.f('fk_transaction_refunds_transaction_id_transactions')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_transaction_refunds')),
     sa.UniqueConstraint('external_id', name=op.f('uq_transaction_refunds_external_id'))
@@ -65,7 +65,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('reporting_currency', sa.String(length=3), nullable=True))
         batch_op.add_column(sa.Column('fx_rate', sa.Numeric(precision=24, scale=10), nullable=True))
         batch_op.add_column(sa.Column('status', sa.String(length=16), server_default='recorded', nullable=False))
-        batch_op.add_column(sa.Column('voided_at', shared.db.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('voided_at', shared.db.database.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('void_reason', sa.Text(), nullable=True))
         batch_op.add_column(sa.Column('refunded_amount', sa.Numeric(precision=18, scale=4), server_default='0', nullable=False))
         batch_op.add_column(sa.Column('refunded_reporting_amount', sa.Numeric(precision=18, scale=4), server_default='0', nullable=False))
@@ -80,7 +80,7 @@ def _backfill(connection) -> None:
     transactions = sa.table(
         "transactions", sa.column("customer_id", sa.String), sa.column("currency", sa.String),
         sa.column("amount", sa.Numeric(18, 4)), sa.column("margin", sa.Numeric(18, 4)),
-        sa.column("cost", sa.Numeric(18, 4)), sa.column("occurred_at", shared.db.UTCDateTime(timezone=True)),
+        sa.column("cost", sa.Numeric(18, 4)), sa.column("occurred_at", shared.db.database.UTCDateTime(timezone=True)),
         sa.column("reporting_amount", sa.Numeric(18, 4)), sa.column("reporting_currency", sa.String),
         sa.column("fx_rate", sa.Numeric(24, 10)),
     )
@@ -97,11 +97,11 @@ def _backfill(connection) -> None:
                     sa.column("purchases", sa.Integer), sa.column("spend", sa.Numeric(18, 4)))
     summaries = sa.table(
         "purchase_summaries", *(sa.column(name, type_) for name, type_ in (
-            ("customer_id", sa.String), ("first_purchase_at", shared.db.UTCDateTime(timezone=True)),
-            ("last_purchase_at", shared.db.UTCDateTime(timezone=True)), ("purchases", sa.Integer),
+            ("customer_id", sa.String), ("first_purchase_at", shared.db.database.UTCDateTime(timezone=True)),
+            ("last_purchase_at", shared.db.database.UTCDateTime(timezone=True)), ("purchases", sa.Integer),
             ("purchase_days", sa.Integer), ("total_spend", sa.Numeric(18, 4)), ("first_day_spend", sa.Numeric(18, 4)),
             ("total_margin", sa.Numeric(18, 4)), ("total_cost", sa.Numeric(18, 4)), ("discounted_spend", sa.Float),
-            ("discount_rate", sa.Float), ("updated_at", shared.db.UTCDateTime(timezone=True)),
+            ("discount_rate", sa.Float), ("updated_at", shared.db.database.UTCDateTime(timezone=True)),
         ))
     )
     for start in range(0, len(affected), 500):
@@ -126,7 +126,7 @@ def _summaries_of(rows):
     zero = Decimal(0)
     days = defaultdict(lambda: {"purchases": 0, "spend": zero})
     summaries = {}
-    now = shared.db.utcnow()
+    now = shared.db.database.utcnow()
     for customer_id, at, reporting_amount, margin, cost in rows:
         converted = reporting_amount is not None
         spend = reporting_amount if converted else zero

@@ -7,10 +7,10 @@ Create Date: 2026-11-22 23:18:51.176078
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-import shared.db
+from alembic import op
 
+import shared.db.database
 
 # revision identifiers, used by Alembic.
 revision: str = 'b3a4b7f432a6'
@@ -26,7 +26,7 @@ def upgrade() -> None:
     sa.Column('customer_id', sa.String(length=36), nullable=False),
     sa.Column('stage', sa.String(length=20), nullable=True),
     sa.Column('purchase_count', sa.Integer(), nullable=False),
-    sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('customer_id', name=op.f('pk_customer_stages'))
     )
     op.create_table('dead_letters',
@@ -37,13 +37,13 @@ def upgrade() -> None:
     sa.Column('body', sa.LargeBinary(), nullable=False),
     sa.Column('error', sa.Text(), nullable=False),
     sa.Column('deliveries', sa.Integer(), nullable=False),
-    sa.Column('failed_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('failed_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dead_letters'))
     )
     op.create_table('inbox',
     sa.Column('consumer', sa.String(length=100), nullable=False),
     sa.Column('event_id', sa.String(length=36), nullable=False),
-    sa.Column('handled_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('handled_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'event_id', name=op.f('pk_inbox'))
     )
     op.create_table('outbox',
@@ -51,8 +51,8 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('subject', sa.String(length=200), nullable=False),
     sa.Column('body', sa.LargeBinary(), nullable=False),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('published_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('published_at', shared.db.database.UTCDateTime(timezone=True), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_outbox')),
     sa.UniqueConstraint('event_id', name=op.f('uq_outbox_event_id'))
@@ -65,7 +65,7 @@ def upgrade() -> None:
     sa.Column('customer_id', sa.String(length=36), nullable=False),
     sa.Column('from_stage', sa.String(length=20), nullable=True),
     sa.Column('to_stage', sa.String(length=20), nullable=False),
-    sa.Column('at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_stage_transitions'))
     )

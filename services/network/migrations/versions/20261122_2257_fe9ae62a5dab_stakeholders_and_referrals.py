@@ -7,10 +7,10 @@ Create Date: 2026-11-22 22:57:37.785181
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-import shared.db
+from alembic import op
 
+import shared.db.database
 
 # revision identifiers, used by Alembic.
 revision: str = 'fe9ae62a5dab'
@@ -30,18 +30,18 @@ def upgrade() -> None:
     sa.Column('body', sa.LargeBinary(), nullable=False),
     sa.Column('error', sa.Text(), nullable=False),
     sa.Column('deliveries', sa.Integer(), nullable=False),
-    sa.Column('failed_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('failed_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dead_letters'))
     )
     op.create_table('inbox',
     sa.Column('consumer', sa.String(length=100), nullable=False),
     sa.Column('event_id', sa.String(length=36), nullable=False),
-    sa.Column('handled_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('handled_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'event_id', name=op.f('pk_inbox'))
     )
     op.create_table('known_customers',
     sa.Column('id', sa.String(length=36), nullable=False),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_known_customers'))
     )
     op.create_table('outbox',
@@ -49,8 +49,8 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('subject', sa.String(length=200), nullable=False),
     sa.Column('body', sa.LargeBinary(), nullable=False),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('published_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('published_at', shared.db.database.UTCDateTime(timezone=True), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_outbox')),
     sa.UniqueConstraint('event_id', name=op.f('uq_outbox_event_id'))
@@ -62,7 +62,7 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('referrer_id', sa.String(length=36), nullable=False),
     sa.Column('referred_id', sa.String(length=36), nullable=False),
-    sa.Column('recorded_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('recorded_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_referrals')),
     sa.UniqueConstraint('referred_id', name=op.f('uq_referrals_referred_id'))
     )
@@ -76,7 +76,7 @@ def upgrade() -> None:
     sa.Column('email', sa.String(length=320), nullable=True),
     sa.Column('organisation', sa.String(length=200), nullable=True),
     sa.Column('notes', sa.Text(), nullable=True),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stakeholders'))
     )
     with op.batch_alter_table('stakeholders', schema=None) as batch_op:

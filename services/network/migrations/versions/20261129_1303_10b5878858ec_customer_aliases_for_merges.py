@@ -7,10 +7,10 @@ Create Date: 2026-11-29 13:03:48.325927
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-import shared.db
+from alembic import op
 
+import shared.db.database
 
 # revision identifiers, used by Alembic.
 revision: str = '10b5878858ec'
@@ -25,7 +25,7 @@ def upgrade() -> None:
     op.create_table('customer_aliases',
     sa.Column('merged_id', sa.String(length=36), nullable=False),
     sa.Column('survivor_id', sa.String(length=36), nullable=False),
-    sa.Column('merged_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('merged_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('merged_id', name=op.f('pk_customer_aliases'))
     )
     with op.batch_alter_table('customer_aliases', schema=None) as batch_op:

@@ -7,10 +7,10 @@ Create Date: 2026-11-22 23:19:25.502252
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-import shared.db
+from alembic import op
 
+import shared.db.database
 
 # revision identifiers, used by Alembic.
 revision: str = '2523b2e7d884'
@@ -30,18 +30,18 @@ def upgrade() -> None:
     sa.Column('body', sa.LargeBinary(), nullable=False),
     sa.Column('error', sa.Text(), nullable=False),
     sa.Column('deliveries', sa.Integer(), nullable=False),
-    sa.Column('failed_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('failed_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dead_letters'))
     )
     op.create_table('inbox',
     sa.Column('consumer', sa.String(length=100), nullable=False),
     sa.Column('event_id', sa.String(length=36), nullable=False),
-    sa.Column('handled_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('handled_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'event_id', name=op.f('pk_inbox'))
     )
     op.create_table('known_customers',
     sa.Column('id', sa.String(length=36), nullable=False),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_known_customers'))
     )
     op.create_table('offers',
@@ -52,9 +52,9 @@ def upgrade() -> None:
     sa.Column('discount_percent', sa.Numeric(precision=5, scale=2), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('automatic_kind', sa.String(length=50), nullable=True),
-    sa.Column('issued_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', shared.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('redeemed_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('issued_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', shared.db.database.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('redeemed_at', shared.db.database.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_offers')),
     sa.UniqueConstraint('customer_id', 'automatic_kind', name='uq_offers_customer_automatic_kind')
     )
@@ -66,8 +66,8 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('subject', sa.String(length=200), nullable=False),
     sa.Column('body', sa.LargeBinary(), nullable=False),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('published_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.db.database.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('published_at', shared.db.database.UTCDateTime(timezone=True), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_outbox')),
     sa.UniqueConstraint('event_id', name=op.f('uq_outbox_event_id'))

@@ -14,16 +14,15 @@ from itertools import groupby
 from typing import Any, Iterable
 
 import orjson
-
-from sqlalchemy import BigInteger, Column, Integer, Index, LargeBinary, MetaData, String, Table, Text, insert, select
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, MetaData, String, Table, Text, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import context
-from shared.bulk import bulk_insert
-from shared.contracts import CATALOG
-from shared.db import UTCDateTime, utcnow
-from shared.events import SPECVERSION, CloudEvent, make_event
-from shared.ids import uuid7_many
+from shared.db.bulk import bulk_insert
+from shared.db.database import UTCDateTime, utcnow
+from shared.db.ids import uuid7_many
+from shared.events.contracts import CATALOG
+from shared.events.envelope import SPECVERSION, CloudEvent, make_event
+from shared.observability import context
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT.
 _Seq = BigInteger().with_variant(Integer(), "sqlite")

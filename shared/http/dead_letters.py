@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from shared.deps import ReadSession
-from shared.messaging import MessagingTables
-from shared.pagination import INTEGER, Page, PageParams, page_params
+from shared.events.messaging import MessagingTables
+from shared.http.deps import ReadSession
+from shared.http.pagination import INTEGER, Page, PageParams, page_params
 
 
 class DeadLetterOut(BaseModel):

@@ -9,7 +9,7 @@ FastAPI's order), calls the endpoint with its validated path parameters and a
 read session, and validates and serializes the result with the route's own
 response field, so the bytes are the same. Anything unusual goes to FastAPI,
 which answers as it always does: a dependency override, a query string (refused
-by shared/query_params.py: these routes take none), an invalid path
+by shared/http/query_params.py: these routes take none), an invalid path
 parameter, an endpoint that raises (e.g. NotFound: the read-only endpoint then
 runs again), a result that fails validation, or a route kind this does not know.
 
@@ -31,7 +31,7 @@ from starlette import routing
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from shared.deps import _read_session, open_read_session
+from shared.http.deps import _read_session, open_read_session
 
 log = logging.getLogger("valuechain.app")
 
@@ -155,7 +155,7 @@ def _light_handler(app: FastAPI, context: Any) -> LightHandler | None:
         """Serve the request; False (nothing sent) to let FastAPI serve it instead."""
 
         if app.dependency_overrides or scope["query_string"]:
-            return False  # these routes take no query parameters: shared.query_params refuses any
+            return False  # these routes take no query parameters: shared.http.query_params refuses any
         path_params = scope["path_params"]
         values: dict[str, Any] = {}
         for field in path_fields:

@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Scope
 
-from shared.uow import transaction
+from shared.db.uow import transaction
 
 # The request's read sessions, closed by RequestContextMiddleware after the response.
 SESSIONS_TO_CLOSE = "valuechain.sessions_to_close"

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from shared.bus import Bus
+from shared.events.bus import Bus
 
 YIELD_EVERY = 200  # messages between turns of the event loop (~1.5 ms of publishing)
 

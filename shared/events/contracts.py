@@ -10,7 +10,7 @@ Besides its schema a contract declares what consumers need to know of it:
 
 * `customers`: the payload fields naming the customers the event is about (its
   `subject` first), and `other_customers`: fields naming other customers it mentions.
-  The consumer framework (shared/consumer.py) maps a merged id in any of them to its
+  The consumer framework (shared/events/consumer.py) maps a merged id in any of them to its
   survivor before a handler sees the event; engage's timeline shows it to `customers`.
 * `at`: the payload field holding when it happened (else the envelope's time).
 * a `timeline_summary(customer_id)` method on the payload: the one line engage's
@@ -32,7 +32,7 @@ from typing import Annotated, Any, Callable, Generic, Literal, TypeVar, Union, g
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema, create_model
 
-from shared.events import CloudEvent, Event
+from shared.events.envelope import CloudEvent, Event
 
 
 class Payload(BaseModel):

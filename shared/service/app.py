@@ -1,11 +1,11 @@
 """The scaffolding every stage service shares: `create_service_app()` assembles it.
 
-The app's lifespan starts the service's runtime (shared.runtime: database, NATS, the
+The app's lifespan starts the service's runtime (shared.service.runtime: database, NATS, the
 outbox relay, the consumers, the service's state and start hooks); every client
-error renders as {"error", "detail"} (shared.error_handlers); a request passes
-through the request context (shared.middleware: ids, metrics, access log). Health
-(`/healthz`), readiness (`/readyz`), metrics (`/metrics`, shared.health) and the
-dead-letter listing (`/v1/ops/dead-letters`, shared.dead_letters) come with it.
+error renders as {"error", "detail"} (shared.http.error_handlers); a request passes
+through the request context (shared.http.middleware: ids, metrics, access log). Health
+(`/healthz`), readiness (`/readyz`), metrics (`/metrics`, shared.http.health) and the
+dead-letter listing (`/v1/ops/dead-letters`, shared.http.dead_letters) come with it.
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from shared import fast_reads
-from shared.dead_letters import dead_letters_router
-from shared.error_handlers import install_error_handlers
-from shared.health import health_router
-from shared.logs import configure_logging
-from shared.middleware import RequestContextMiddleware
-from shared.openapi_contract import document_api
-from shared.query_params import UnknownQueryGuard
-from shared.runtime import ServiceDefinition, start_runtime, stop_runtime
+from shared.http import fast_reads
+from shared.http.dead_letters import dead_letters_router
+from shared.http.error_handlers import install_error_handlers
+from shared.http.health import health_router
+from shared.http.middleware import RequestContextMiddleware
+from shared.http.openapi_contract import document_api
+from shared.http.query_params import UnknownQueryGuard
+from shared.observability.logs import configure_logging
+from shared.service.runtime import ServiceDefinition, start_runtime, stop_runtime
+from shared.service.tuning import frozen_heap, tune_interpreter
 from shared.settings import ServiceSettings, service_settings, set_current
-from shared.tuning import frozen_heap, tune_interpreter
 
 
 def create_service_app(definition: ServiceDefinition[Any], settings: ServiceSettings | None = None) -> FastAPI:

@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy import Column, MetaData, String, Table, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.consumer import ConsumerSpec
-from shared.contracts import CustomerCreated
-from shared.customer_aliases import Merge
-from shared.db import UTCDateTime, insert_ignoring
-from shared.events import Event
+from shared.db.database import UTCDateTime, insert_ignoring
+from shared.events.consumer import ConsumerSpec
+from shared.events.contracts import CustomerCreated
+from shared.events.customer_aliases import Merge
+from shared.events.envelope import Event
 
 CREATED = "crm.identify.customer.created"
 

@@ -16,12 +16,12 @@ from typing import Any, Generic, TypeVar
 from fastapi import APIRouter
 from sqlalchemy import MetaData
 
-from shared.bus import Bus
-from shared.consumer import ConsumerRunner, ConsumerSpec
-from shared.db import Database
-from shared.messaging import MessagingTables
-from shared.metrics import Metrics
-from shared.relay import OutboxRelay
+from shared.db.database import Database
+from shared.events.bus import Bus
+from shared.events.consumer import ConsumerRunner, ConsumerSpec
+from shared.events.messaging import MessagingTables
+from shared.events.relay import OutboxRelay
+from shared.observability.metrics import Metrics
 from shared.settings import ServiceSettings
 
 log = logging.getLogger("valuechain.app")

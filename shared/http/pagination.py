@@ -32,7 +32,7 @@ import orjson
 from fastapi import Depends, Query
 from pydantic import BaseModel
 
-from shared.errors import AppError, InvalidRequest, field_error
+from shared.http.errors import AppError, InvalidRequest, field_error
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import context
-from shared.deps import SESSIONS_TO_CLOSE
-from shared.errors import error_body, internal_error_body
-from shared.metrics import Metrics
+from shared.http.deps import SESSIONS_TO_CLOSE
+from shared.http.errors import error_body, internal_error_body
+from shared.observability import context
+from shared.observability.metrics import Metrics
 from shared.settings import SuiteSettings, reset_current, set_current
 
 log = logging.getLogger("valuechain.app")
@@ -31,7 +31,7 @@ class RequestContextMiddleware:
     """Request and correlation ids, metrics and the access log of every request.
 
     It also closes the request's read sessions once the response is out (see
-    shared.deps), so FastAPI need not run them as generator dependencies. And it makes
+    shared.http.deps), so FastAPI need not run them as generator dependencies. And it makes
     the app's settings current for the request (shared.settings.current_settings).
     """
 

@@ -13,8 +13,8 @@ We drive the pull protocol ourselves rather than through nats-py's `fetch`,
 whose batch fetch waits for a full batch or the whole expiry once the stream is
 idle: that would put seconds between a commit and its effect.
 
-Handlers get typed events (`shared.events.Event`): each payload is parsed once,
-here, by its contract's tolerant reader (shared/contracts.py). A payload that is
+Handlers get typed events (`shared.events.envelope.Event`): each payload is parsed once,
+here, by its contract's tolerant reader (shared/events/contracts.py). A payload that is
 really broken (a required field missing, a wrong type) can never succeed: it is
 parked at once, the validation error in its dead-letter row, and the batch goes on.
 Before a handler runs, every customer id a payload names (its contract's
@@ -39,15 +39,15 @@ from pydantic import ValidationError
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import context
-from shared.bus import Bus, consumer_config, ensure_consumer, ensure_stream
-from shared.contracts import CATALOG, dlq_subject
-from shared.db import Database, utcnow
-from shared.events import CloudEvent, Event
-from shared.messaging import emit, handled_ids, record_handled, tables_of
-from shared.metrics import Metrics
+from shared.db.database import Database, utcnow
+from shared.db.uow import transaction
+from shared.events.bus import Bus, consumer_config, ensure_consumer, ensure_stream
+from shared.events.contracts import CATALOG, dlq_subject
+from shared.events.envelope import CloudEvent, Event
+from shared.events.messaging import emit, handled_ids, record_handled, tables_of
+from shared.observability import context
+from shared.observability.metrics import Metrics
 from shared.settings import ServiceSettings
-from shared.uow import transaction
 
 log = logging.getLogger("valuechain.consumer")
 
@@ -67,7 +67,7 @@ class ConsumerSpec:
     `subjects` then lists what it consumes.
 
     `survivors` is the service's alias table: with it, handlers see merged
-    customers as their survivors (shared/customer_aliases.py `CustomerAliases.consumers`
+    customers as their survivors (shared/events/customer_aliases.py `CustomerAliases.consumers`
     sets it on every consumer of a service but those with `follows_merges=False`:
     the ones that record ids as announced and leave survivors to a merge step).
     """

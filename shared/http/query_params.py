@@ -22,7 +22,7 @@ Rules:
   where `?v=` cache busters are common) are left alone.
 
 The route is found by FastAPI's own rule (first route whose path and method match,
-in FastAPI's order), the same walk as shared/fast_reads.py. A request without a
+in FastAPI's order), the same walk as shared/http/fast_reads.py. A request without a
 query string costs one dict lookup; the light read path serves only routes without
 query parameters and leaves any request with a query string to this guard.
 """

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import context
+from shared.observability import context
 
 SPECVERSION = "1.0"
 
@@ -49,7 +49,7 @@ class Event(CloudEvent, Generic[P]):
     """An event as a consumer's handler gets it: the envelope, and `data` parsed by its
     contract's reader, envelope and payload in one pass over the JSON.
 
-    Each contract makes its own subclass (shared/contracts.py `Contract.event_model`)
+    Each contract makes its own subclass (shared/events/contracts.py `Contract.event_model`)
     saying which payload fields name the customers the event is about (the subject
     first), which name other customers it mentions, and which says when it happened.
     """

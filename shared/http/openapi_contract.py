@@ -1,7 +1,7 @@
 """The error answers of every operation, written into the OpenAPI document as they really are.
 
 FastAPI documents a 422 as its own `HTTPValidationError` (`loc`/`msg`) and no other
-error, while every service answers errors as `{"error", "detail"}` (shared/app.py's
+error, while every service answers errors as `{"error", "detail"}` (shared/service/app.py's
 handlers): 422 with `detail` a list of `{"field", "message", "type"}` (a cursor this
 API did not issue among them, naming `query.cursor`), 400 for malformed JSON (a field
 list), 404, 409 and 500 with a sentence. `exact_openapi(app)` replaces FastAPI's document
@@ -28,7 +28,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from shared.docs_ui import install_docs
+from shared.http.docs_ui import install_docs
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 WRITE_METHODS = frozenset({"put", "post", "delete", "patch"})
@@ -159,8 +159,8 @@ def exact_openapi(app: FastAPI) -> None:
 
 
 def document_api(app: FastAPI) -> None:
-    """The exact document and the offline `/docs` (shared/docs_ui.py). The JSON 500 the
-    document promises is answered by the services' RequestContextMiddleware (shared/app.py).
+    """The exact document and the offline `/docs` (shared/http/docs_ui.py). The JSON 500 the
+    document promises is answered by the services' RequestContextMiddleware (shared/service/app.py).
 
     Call it once every router is included (see `install_docs`)."""
 

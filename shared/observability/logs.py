@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from shared import context
+from shared.observability import context
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
 

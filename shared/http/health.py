@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
-from shared.runtime import Runtime
+from shared.service.runtime import Runtime
 
 
 def health_router() -> APIRouter:

@@ -34,7 +34,7 @@ from sqlalchemy import table as table_clause
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from shared.db import dialect_insert, dialect_name
+from shared.db.database import dialect_insert, dialect_name
 
 COPY_FROM_ROWS = 100  # PostgreSQL: fewer rows than this go as an executemany of an INSERT
 IN_CHUNK = 1000  # IN lists are cut to this many values: well under every driver's parameter limit

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.settings import SERVICES, service_settings
 
-SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+SERVICES_DIR = Path(__file__).resolve().parent.parent.parent / "services"
 
 
 def version_table(service: str) -> str:

@@ -3,7 +3,7 @@
 Each event goes out with `Nats-Msg-Id` = its event id, so a publish that timed out
 but was stored is deduplicated by JetStream when the relay retries it. A batch is
 published in order and marked published once the stream acknowledged every event
-of it (shared/publisher.py). The relay wakes when a transaction commits events and
+of it (shared/events/publisher.py). The relay wakes when a transaction commits events and
 also polls, so it catches up after a crash or a NATS outage without anyone
 prodding it.
 """
@@ -16,11 +16,11 @@ import time
 
 from sqlalchemy import func, select, update
 
-from shared.bus import Bus
-from shared.db import Database, utcnow
-from shared.messaging import MessagingTables, outbox_events
-from shared.metrics import Metrics
-from shared.publisher import BatchPublisher
+from shared.db.database import Database, utcnow
+from shared.events.bus import Bus
+from shared.events.messaging import MessagingTables, outbox_events
+from shared.events.publisher import BatchPublisher
+from shared.observability.metrics import Metrics
 
 log = logging.getLogger("valuechain.relay")
 

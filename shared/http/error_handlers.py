@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import HTTP_ERROR_NAMES, AppError
+from shared.http.errors import HTTP_ERROR_NAMES, AppError
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

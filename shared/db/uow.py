@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.messaging import flush_events
+from shared.events.messaging import flush_events
 
 
 @asynccontextmanager

@@ -22,12 +22,12 @@ import orjson
 from sqlalchemy import Column, MetaData, String, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bulk import one_of
-from shared.consumer import ConsumerSpec
-from shared.contracts import CustomerMerged
-from shared.db import UTCDateTime, insert_ignoring
-from shared.errors import Conflict, NotFound
-from shared.events import Event
+from shared.db.bulk import one_of
+from shared.db.database import UTCDateTime, insert_ignoring
+from shared.events.consumer import ConsumerSpec
+from shared.events.contracts import CustomerMerged
+from shared.events.envelope import Event
+from shared.http.errors import Conflict, NotFound
 
 MERGED = "crm.identify.customer.merged"
 

@@ -51,7 +51,7 @@ window.ui = SwaggerUIBundle({{
   showCommonExtensions: true,
   presets: [SwaggerUIBundle.presets.apis],
   layout: "BaseLayout",
-  // Swagger UI 4 reads only `openapi: 3.0.n`; the document is 3.1 (see shared/docs_ui.py).
+  // Swagger UI 4 reads only `openapi: 3.0.n`; the document is 3.1 (see shared/http/docs_ui.py).
   responseInterceptor: (response) => {{
     if (response.url && response.url.endsWith(openapiUrl) && typeof response.text === "string") {{
       try {{
@@ -80,7 +80,7 @@ def docs_page(*, openapi_url: str, title: str) -> str:
 
 def install_docs(app: FastAPI, *, openapi_url: str = "/openapi.json", title: str | None = None) -> None:
     """`GET /docs` and its assets. Call it after the app's routers are included: a mount in
-    front of them would send every request past shared/fast_reads.py's light path."""
+    front of them would send every request past shared/http/fast_reads.py's light path."""
 
     page = docs_page(openapi_url=openapi_url, title=title or f"{app.title} - docs")
 

@@ -3,7 +3,7 @@
 SQLite (the embedded default) and PostgreSQL (production) run the same code. On
 SQLite, write transactions start with BEGIN IMMEDIATE so that two writers queue
 for the lock instead of failing with a lock-upgrade deadlock; the writer runs its
-statements inline (shared/sqlite_inline.py) and waits for the lock in asyncio.
+statements inline (shared/db/sqlite_inline.py) and waits for the lock in asyncio.
 Reads use a second, synchronous engine in autocommit mode, also inline; they never
 queue behind writers (WAL lets them run alongside).
 """
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import DateTime, TypeDecorator
 
-from shared.sqlite_inline import inline_creator
+from shared.db.sqlite_inline import inline_creator
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
@@ -116,7 +116,7 @@ def _sqlite_writer(url: str) -> AsyncEngine:
     # and queueing for the pool's connection in asyncio hands it over the moment it
     # is free, where several connections contending for the file lock wait in
     # SQLite's busy handler, which sleeps in steps of milliseconds.
-    # Its statements run inline on the event loop (see shared/sqlite_inline.py), and
+    # Its statements run inline on the event loop (see shared/db/sqlite_inline.py), and
     # it waits for another connection's write lock in asyncio, never in SQLite.
     engine = create_async_engine(
         url,

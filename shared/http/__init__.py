@@ -1,0 +1,1 @@
+"""HTTP: errors and their rendering, request middleware, health, pagination, query and field checks, OpenAPI."""

@@ -1,0 +1,1 @@
+"""Observability: JSON logs, metrics, and the request and correlation ids they carry."""
