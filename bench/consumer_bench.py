@@ -38,22 +38,52 @@ def workload(n: int) -> list[tuple[str, str, bytes]]:
     events = []
     for i in range(n):
         cid = f"00000000-0000-7000-8000-{i:012d}"
-        events.append(make_event(service="identify", type="crm.identify.customer.created",
-                                 data={"id": cid, "email": f"c{i}@example.com", "created_at": "2024-01-01T00:00:00Z",
-                                       "referred_by": f"00000000-0000-7000-8000-{i - 1:012d}" if i % 10 == 1 else None},
-                                 subject=cid))
+        events.append(
+            make_event(
+                service="identify",
+                type="crm.identify.customer.created",
+                data={
+                    "id": cid,
+                    "email": f"c{i}@example.com",
+                    "created_at": "2024-01-01T00:00:00Z",
+                    "referred_by": f"00000000-0000-7000-8000-{i - 1:012d}" if i % 10 == 1 else None,
+                },
+                subject=cid,
+            )
+        )
     for i in range(n):
         cid = f"00000000-0000-7000-8000-{i:012d}"
-        events.append(make_event(service="identify", type="crm.identify.transaction.recorded",
-                                 data={"id": f"10000000-0000-7000-8000-{i:012d}", "customer_id": cid, "amount": "12.50",
-                                       "currency": "USD", "occurred_at": "2024-01-02T00:00:00Z", "purchase_count": 1},
-                                 subject=cid))
+        events.append(
+            make_event(
+                service="identify",
+                type="crm.identify.transaction.recorded",
+                data={
+                    "id": f"10000000-0000-7000-8000-{i:012d}",
+                    "customer_id": cid,
+                    "amount": "12.50",
+                    "currency": "USD",
+                    "occurred_at": "2024-01-02T00:00:00Z",
+                    "purchase_count": 1,
+                },
+                subject=cid,
+            )
+        )
     for i in range(n):
         cid = f"00000000-0000-7000-8000-{i:012d}"
-        events.append(make_event(service="lifecycle", type="crm.lifecycle.stage.changed",
-                                 data={"customer_id": cid, "from_stage": "prospect", "to_stage": "new",
-                                       "at": "2024-01-02T00:00:00Z", "cause_event_id": events[n + i].id},
-                                 subject=cid))
+        events.append(
+            make_event(
+                service="lifecycle",
+                type="crm.lifecycle.stage.changed",
+                data={
+                    "customer_id": cid,
+                    "from_stage": "prospect",
+                    "to_stage": "new",
+                    "at": "2024-01-02T00:00:00Z",
+                    "cause_event_id": events[n + i].id,
+                },
+                subject=cid,
+            )
+        )
     return [(event.type, event.id, event.to_json()) for event in events]
 
 
@@ -111,8 +141,13 @@ async def measure(definition_or_name, events) -> dict[str, float]:
                 wanted = sum(1 for type_, _, _ in events if type_ in subjects)
                 if not wanted:  # e.g. a follower of merges: nothing of its kind in this workload
                     continue
-                tracked[runner.name] = {"counter": metrics.events_handled.labels(handle.name, runner.name),
-                                        "wanted": wanted, "t0": None, "v0": 0, "t1": None}
+                tracked[runner.name] = {
+                    "counter": metrics.events_handled.labels(handle.name, runner.name),
+                    "wanted": wanted,
+                    "t0": None,
+                    "v0": 0,
+                    "t1": None,
+                }
             deadline = time.perf_counter() + 600
             while any(t["t1"] is None for t in tracked.values()) and time.perf_counter() < deadline:
                 now = time.perf_counter()
@@ -123,9 +158,7 @@ async def measure(definition_or_name, events) -> dict[str, float]:
                     if t["t1"] is None and value >= t["wanted"]:
                         t["t1"] = now
                 await asyncio.sleep(0.002)
-            results = {
-                name: (t["wanted"] - t["v0"]) / max(t["t1"] - t["t0"], 1e-3) for name, t in tracked.items()
-            }
+            results = {name: (t["wanted"] - t["v0"]) / max(t["t1"] - t["t0"], 1e-3) for name, t in tracked.items()}
             return results
     finally:
         server.stop()

@@ -96,8 +96,9 @@ def run_lifetimes(data: Path, repeats: int, venv: Path) -> dict:
         python = lifetimes_python(venv)
     except subprocess.CalledProcessError as error:
         return {"error": f"could not install lifetimes into {venv}: {error}"}
-    done = subprocess.run([str(python), "-c", LIFETIMES_SCRIPT, str(data), str(repeats)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [str(python), "-c", LIFETIMES_SCRIPT, str(data), str(repeats)], capture_output=True, text=True
+    )
     if done.returncode:
         return {"error": f"lifetimes failed: {done.stderr.strip().splitlines()[-1:]}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -105,8 +106,7 @@ def run_lifetimes(data: Path, repeats: int, venv: Path) -> dict:
 
 def machine() -> str:
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()[:10]
-    return "\n".join([f"nproc: {os.cpu_count()}; python {platform.python_version()}; numpy {np.__version__}",
-                      *lscpu])
+    return "\n".join([f"nproc: {os.cpu_count()}; python {platform.python_version()}; numpy {np.__version__}", *lscpu])
 
 
 def spread(times: list[float]) -> str:
@@ -125,8 +125,10 @@ def main(argv: list[str] | None = None) -> None:
 
     print(machine())
     (base, generation) = timed(lambda: generate(args.customers, seed=args.seed), 1)
-    print(f"\ngenerated {len(base):,} customers, {int(base.transactions.sum()):,} transactions "
-          f"in {generation[0]:.1f} s", flush=True)
+    print(
+        f"\ngenerated {len(base):,} customers, {int(base.transactions.sum()):,} transactions in {generation[0]:.1f} s",
+        flush=True,
+    )
     x, t_x, T = rfm_summary(base.first_day, base.last_day, base.purchase_days, base.end_day, WEEK)
     mean_spend = mean_repeat_spend(base.total_spend, base.first_day_spend, x)
 
@@ -135,8 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     spend, spend_times = timed(lambda: fit_gamma_gamma(x, mean_spend), args.repeats)
     pareto, pareto_times = timed(lambda: fit_pareto_nbd(x, t_x, T), 1)
     _, alive_times = timed(lambda: bgnbd_probability_alive(bgnbd, x, t_x, T), args.repeats)
-    _, clv_times = timed(lambda: predictive_clv(bgnbd, spend, x, t_x, T, mean_spend, horizon=52,
-                                                discount_rate=0.0019), args.repeats)
+    _, clv_times = timed(
+        lambda: predictive_clv(bgnbd, spend, x, t_x, T, mean_spend, horizon=52, discount_rate=0.0019), args.repeats
+    )
 
     theirs: dict = {"error": "skipped (--no-lifetimes)"}
     if not args.no_lifetimes:
@@ -152,7 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     if "bgnbd_times" in theirs:
         print(f"| lifetimes {theirs['version']}: BetaGeoFitter.fit | {spread(theirs['bgnbd_times'])} |")
     print(f"| ours: Pareto/NBD fit | {spread(pareto_times)} |")
-    print(f"| ours: Gamma-Gamma fit ({int(((x > 0) & (mean_spend > 0)).sum()):,} repeat buyers) | {spread(spend_times)} |")
+    print(
+        f"| ours: Gamma-Gamma fit ({int(((x > 0) & (mean_spend > 0)).sum()):,} repeat buyers) | {spread(spend_times)} |"
+    )
     if "gamma_gamma_time" in theirs:
         print(f"| lifetimes: GammaGammaFitter.fit | {theirs['gamma_gamma_time']:.3f} | 1 run |")
     print(f"| ours: P(alive), everyone | {spread(alive_times)} |")
@@ -160,8 +165,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nours: BG/NBD {bgnbd}\n      Pareto/NBD {pareto}\n      Gamma-Gamma {spend}")
     if "bgnbd_times" in theirs:
         ratio = statistics.median(theirs["bgnbd_times"]) / statistics.median(bgnbd_times)
-        print(f"lifetimes (numpy {theirs['numpy']}, pandas {theirs['pandas']}): BG/NBD {theirs['bgnbd']}, "
-              f"Gamma-Gamma {theirs['gamma_gamma']}")
+        print(
+            f"lifetimes (numpy {theirs['numpy']}, pandas {theirs['pandas']}): BG/NBD {theirs['bgnbd']}, "
+            f"Gamma-Gamma {theirs['gamma_gamma']}"
+        )
         verdict = "met" if ratio >= TARGET else "missed"
         print(f"\n**BG/NBD fit: ours {ratio:.0f}x faster than lifetimes** (target >= {TARGET:.0f}x: {verdict})")
     else:

@@ -171,8 +171,23 @@ def cpu_seconds(pids: list[int]) -> float | None:
 def start_upstream(kind: str, port: int, tmp: Path) -> Proc:
     app = "bench.gateway_bench:upstream_app" if kind == "fastapi" else "bench.gateway_bench:raw_upstream_app"
     popen = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-         "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp / "upstream.log", "wb"),  # noqa: SIM115 - the child holds it; Popen keeps it
@@ -191,8 +206,10 @@ def start_gateway(port: int, upstream_port: int, key: str, tmp: Path, workers: i
             "VALUECHAIN_GATEWAY_WORKERS": str(workers),
             "VALUECHAIN_ADMIN_API_KEY": key,
             "VALUECHAIN_VAR_DIR": str(tmp / "var"),
-            **{f"VALUECHAIN_GATEWAY_{service.upper()}_URL": upstream for service in
-               ("identify", "engage", "network", "value", "lifecycle")},
+            **{
+                f"VALUECHAIN_GATEWAY_{service.upper()}_URL": upstream
+                for service in ("identify", "engage", "network", "value", "lifecycle")
+            },
         }
     )
     popen = subprocess.Popen(
@@ -286,9 +303,19 @@ def _wrk_value(pattern: str, out: str, flags: int = 0) -> str:
 
 def run_wrk(url: str, key: str, connections: int, duration: float) -> Run:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
-         "-H", f"Authorization: Bearer {key}", url],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--latency",
+            "-H",
+            f"Authorization: Bearer {key}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     requests = int(_wrk_value(r"(\d+) requests in", out))
     errors = 0
@@ -307,9 +334,23 @@ def run_wrk(url: str, key: str, connections: int, duration: float) -> Run:
 
 def run_python_load(url: str, key: str, connections: int, duration: float) -> Run:
     out = subprocess.run(
-        [sys.executable, "-m", "bench.gateway_bench", "--loadgen", url, "--key", key,
-         "--connections", str(connections), "--duration", str(duration)],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "bench.gateway_bench",
+            "--loadgen",
+            url,
+            "--key",
+            key,
+            "--connections",
+            str(connections),
+            "--duration",
+            str(duration),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     data = json.loads(out.strip().splitlines()[-1])
     return Run(**data)
@@ -519,7 +560,11 @@ def _bench(args) -> None:
                 procs.append(nginx)
                 targets.append(Target("nginx", f"http://127.0.0.1:{nginx_port}{PATH}", nginx))
             else:
-                skipped.append("nginx: skipped (" + ("--no-nginx" if args.no_nginx else "not installed; `apt-get install -y nginx`") + ")")
+                skipped.append(
+                    "nginx: skipped ("
+                    + ("--no-nginx" if args.no_nginx else "not installed; `apt-get install -y nginx`")
+                    + ")"
+                )
 
             # The gateway must really be proxying before we time it.
             wait_http(targets[1].url, headers={"Authorization": f"Bearer {key}"})
@@ -527,7 +572,7 @@ def _bench(args) -> None:
                 print(f"warming up {target.name} ...", file=sys.stderr)
                 load(target.url, key, args.connections, args.warmup)
             for rep in range(args.repeat):
-                order = targets[rep % len(targets):] + targets[: rep % len(targets)]
+                order = targets[rep % len(targets) :] + targets[: rep % len(targets)]
                 for target in order:
                     run = measure(target, load, key, args.connections, args.duration, upstream)
                     target.runs.append(run)
@@ -546,9 +591,7 @@ def _bench(args) -> None:
     print(text)
     if args.json:
         args.json.write_text(
-            json.dumps(
-                {t.name: [run.__dict__ for run in t.runs] for t in targets} | {"machine": machine()}, indent=2
-            )
+            json.dumps({t.name: [run.__dict__ for run in t.runs] for t in targets} | {"machine": machine()}, indent=2)
         )
 
 

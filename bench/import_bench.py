@@ -72,7 +72,8 @@ async def import_once(data: bytes, rows: int, profile: bool) -> tuple[float, flo
                     profiler.enable()
                 started = time.perf_counter()
                 response = await identify.client.post(
-                    "/v1/imports", files={"file": ("CDNOW_master.txt", data)},
+                    "/v1/imports",
+                    files={"file": ("CDNOW_master.txt", data)},
                     data={"mapping": MAPPING, "currency": "USD", "create_customers": "true"},
                 )
                 assert response.status_code == 202, response.text
@@ -118,7 +119,8 @@ def postgres_cluster():
         return
     if os.getuid() == 0:
         subprocess.run(["id", "-u", PG_USER], capture_output=True).returncode == 0 or subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER], check=True)
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER], check=True
+        )
     root = Path(tempfile.mkdtemp(prefix="valuechain-bench-pg."))
     root.chmod(0o755)
     (root / "data").mkdir(mode=0o700)
@@ -128,21 +130,47 @@ def postgres_cluster():
     user = PG_USER if os.getuid() == 0 else os.environ.get("USER", "postgres")
     port = free_port()
     try:
-        subprocess.run(_as_pg([str(PG_BIN / "initdb"), "-D", str(root / "data"), "-A", "trust", "-U", user,
-                               "-E", "UTF8", "--no-sync"]), check=True, capture_output=True, cwd="/")
-        subprocess.run(_as_pg([str(PG_BIN / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "server.log"),
-                               "-w", "-t", "60", "-o",
-                               f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off -c max_connections=200",
-                               "start"]), check=True, capture_output=True, cwd="/")
+        subprocess.run(
+            _as_pg(
+                [str(PG_BIN / "initdb"), "-D", str(root / "data"), "-A", "trust", "-U", user, "-E", "UTF8", "--no-sync"]
+            ),
+            check=True,
+            capture_output=True,
+            cwd="/",
+        )
+        subprocess.run(
+            _as_pg(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(root / "data"),
+                    "-l",
+                    str(root / "server.log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off -c max_connections=200",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            cwd="/",
+        )
         yield f"postgresql+asyncpg://{user}@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run(_as_pg([str(PG_BIN / "pg_ctl"), "-D", str(root / "data"), "stop", "-m", "fast", "-w"]),
-                       capture_output=True, cwd="/")
+        subprocess.run(
+            _as_pg([str(PG_BIN / "pg_ctl"), "-D", str(root / "data"), "stop", "-m", "fast", "-w"]),
+            capture_output=True,
+            cwd="/",
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def _timed_copy(admin_url: str, table: str, create: list[str], csv: bytes, rows: int,
-                      columns: list[str] | None = None) -> float:
+async def _timed_copy(
+    admin_url: str, table: str, create: list[str], csv: bytes, rows: int, columns: list[str] | None = None
+) -> float:
     """Seconds for `COPY table FROM STDIN` of csv into a table made fresh by `create`."""
 
     import asyncpg
@@ -166,9 +194,11 @@ async def copy_once(admin_url: str, data: bytes, rows: int) -> float:
 
     csv_rows = "\n".join(",".join(line.split()) for line in data.decode().splitlines()[1:] if line.strip())
     return await _timed_copy(
-        admin_url, "copy_baseline",
+        admin_url,
+        "copy_baseline",
         ["CREATE TABLE copy_baseline (customer_id text, day date, cds int, dollars numeric(18,4))"],
-        csv_rows.encode(), rows,
+        csv_rows.encode(),
+        rows,
     )
 
 
@@ -186,8 +216,17 @@ def transaction_rows(data: bytes) -> tuple[list[tuple], list[str]]:
         customer, day, _, dollars = line.split()
         customers.add(f"c-{customer}")
         digest = hashlib.sha256(f"{customer}|{day}|{dollars}|{number}".encode()).hexdigest()[:40]
-        rows.append((uuid7(), f"c-{customer}", dollars, "USD", f"{day[:4]}-{day[4:6]}-{day[6:]} 00:00:00+00",
-                     f"import:{digest}", "2026-11-29 00:00:00+00"))
+        rows.append(
+            (
+                uuid7(),
+                f"c-{customer}",
+                dollars,
+                "USD",
+                f"{day[:4]}-{day[4:6]}-{day[6:]} 00:00:00+00",
+                f"import:{digest}",
+                "2026-11-29 00:00:00+00",
+            )
+        )
     return rows, sorted(customers)
 
 
@@ -200,8 +239,9 @@ TRANSACTIONS_INDEX = "CREATE INDEX ix_{table} ON {table} (customer_id, occurred_
 TRANSACTION_COLUMNS = ["id", "customer_id", "amount", "currency", "occurred_at", "external_id", "recorded_at"]
 
 
-async def copy_like_transactions_once(admin_url: str, records: list[tuple], customers: list[str], *,
-                                      foreign_key: bool = False) -> float:
+async def copy_like_transactions_once(
+    admin_url: str, records: list[tuple], customers: list[str], *, foreign_key: bool = False
+) -> float:
     """Seconds for `COPY` of the transaction rows the import writes into a table keyed
     and indexed like identify's `transactions`: what PostgreSQL itself needs for the
     import's main table alone, before any customer, summary or event. With
@@ -289,10 +329,13 @@ async def run(args) -> None:
                 table.append(("PostgreSQL COPY into a plain table (baseline)", *_rates(rows, copy)))
                 keyed = [await copy_like_transactions_once(url, records, customers) for _ in range(args.repeat)]
                 table.append(("PostgreSQL COPY into a table keyed like `transactions`", *_rates(rows, keyed)))
-                with_fk = [await copy_like_transactions_once(url, records, customers, foreign_key=True)
-                           for _ in range(args.repeat)]
-                table.append(("PostgreSQL COPY into it with `transactions`' foreign key to customers",
-                              *_rates(rows, with_fk)))
+                with_fk = [
+                    await copy_like_transactions_once(url, records, customers, foreign_key=True)
+                    for _ in range(args.repeat)
+                ]
+                table.append(
+                    ("PostgreSQL COPY into it with `transactions`' foreign key to customers", *_rates(rows, with_fk))
+                )
                 for outbox in (False, True):
                     floor = [await postgres_floor_once(records, outbox=outbox) for _ in range(args.repeat)]
                     table.append((FLOOR[outbox].format(database="PostgreSQL"), *_rates(rows, floor)))
@@ -303,12 +346,20 @@ async def run(args) -> None:
     for name, median, runs in table:
         print(f"| {name} | {median:,.0f} | {runs} |")
     rates = {name: median for name, median, _ in table}
-    for baseline in ("PostgreSQL COPY into a plain table (baseline)",
-                     "PostgreSQL COPY into a table keyed like `transactions`"):
+    for baseline in (
+        "PostgreSQL COPY into a plain table (baseline)",
+        "PostgreSQL COPY into a table keyed like `transactions`",
+    ):
         if baseline in rates:
-            for name in ("import into identify, SQLite", "import into identify, PostgreSQL",
-                         *(FLOOR[outbox].format(database=database)
-                           for database in ("SQLite", "PostgreSQL") for outbox in (False, True))):
+            for name in (
+                "import into identify, SQLite",
+                "import into identify, PostgreSQL",
+                *(
+                    FLOOR[outbox].format(database=database)
+                    for database in ("SQLite", "PostgreSQL")
+                    for outbox in (False, True)
+                ),
+            ):
                 if name in rates:
                     print(f"{name}: {rates[name] / rates[baseline]:.3f}× {baseline} (target ≥ 0.5×)")
 

@@ -26,13 +26,19 @@ from pathlib import Path
 from shared.db.migrations import upgrade
 from tests.support import make_database_url
 
-_SUMMARY_COLUMNS = ("customer_id, first_purchase_at, last_purchase_at, purchases, purchase_days, total_spend, "
-                    "first_day_spend, discounted_spend, updated_at")
-_SUMMARY_UPDATE = ("ON CONFLICT (customer_id) DO UPDATE SET last_purchase_at = excluded.last_purchase_at, "
-                   "purchases = excluded.purchases, purchase_days = excluded.purchase_days, "
-                   "total_spend = excluded.total_spend")
-_DAYS_UPDATE = ("ON CONFLICT (customer_id, day) DO UPDATE SET purchases = purchase_days.purchases + "
-                "excluded.purchases, spend = purchase_days.spend + excluded.spend")
+_SUMMARY_COLUMNS = (
+    "customer_id, first_purchase_at, last_purchase_at, purchases, purchase_days, total_spend, "
+    "first_day_spend, discounted_spend, updated_at"
+)
+_SUMMARY_UPDATE = (
+    "ON CONFLICT (customer_id) DO UPDATE SET last_purchase_at = excluded.last_purchase_at, "
+    "purchases = excluded.purchases, purchase_days = excluded.purchase_days, "
+    "total_spend = excluded.total_spend"
+)
+_DAYS_UPDATE = (
+    "ON CONFLICT (customer_id, day) DO UPDATE SET purchases = purchase_days.purchases + "
+    "excluded.purchases, spend = purchase_days.spend + excluded.spend"
+)
 
 
 _NEW_TRANSACTIONS = (
@@ -42,8 +48,9 @@ _NEW_TRANSACTIONS = (
 )
 
 
-def _statements(*, new_id: str, now: str, day: str, json_object: str, body: str, record: list[str],
-                outbox: bool) -> list[str]:
+def _statements(
+    *, new_id: str, now: str, day: str, json_object: str, body: str, record: list[str], outbox: bool
+) -> list[str]:
     """The floor's statements after the staging, in order, in one dialect's words: its
     id function, clock, date cast, JSON object function and JSON-to-body conversion
     (`body`, a format of one `{}`). `record` inserts the transactions that are not
@@ -68,10 +75,12 @@ def _statements(*, new_id: str, now: str, day: str, json_object: str, body: str,
         event = body.format(
             f"{json_object}('specversion', '1.0', 'type', 'crm.identify.transaction.recorded', "
             f"'source', 'identify', 'id', {new_id}, 'time', {now}, 'data', "
-            f"{json_object}('customer_id', customer_id, 'amount', amount, 'occurred_at', occurred_at))")
+            f"{json_object}('customer_id', customer_id, 'amount', amount, 'occurred_at', occurred_at))"
+        )
         statements.append(
             "INSERT INTO outbox (event_id, subject, body, created_at, attempts) "
-            f"SELECT {new_id}, 'crm.identify.transaction.recorded', {event}, {now}, 0 FROM inserted")
+            f"SELECT {new_id}, 'crm.identify.transaction.recorded', {event}, {now}, 0 FROM inserted"
+        )
     return statements
 
 
@@ -94,14 +103,22 @@ async def postgres_floor_once(transaction_rows: list[tuple], *, outbox: bool = F
     url, drop = await make_database_url("identify", Path(tempfile.gettempdir()))
     try:
         upgrade("identify", url)
-        records = [(id_, customer, Decimal(amount), currency, datetime.fromisoformat(at), external_id)
-                   for id_, customer, amount, currency, at, external_id in _records(transaction_rows)]
+        records = [
+            (id_, customer, Decimal(amount), currency, datetime.fromisoformat(at), external_id)
+            for id_, customer, amount, currency, at, external_id in _records(transaction_rows)
+        ]
         statements = _statements(
-            new_id="gen_random_uuid()::text", now="now()", day="(occurred_at AT TIME ZONE 'UTC')::date",
-            json_object="json_build_object", body="convert_to({}::text, 'UTF8')", outbox=outbox,
-            record=["CREATE TEMPORARY TABLE inserted ON COMMIT DROP AS WITH new AS ("
-                    f"{_NEW_TRANSACTIONS.format(now='now()')} ON CONFLICT (external_id) DO NOTHING "
-                    "RETURNING customer_id, occurred_at, amount) SELECT * FROM new"],
+            new_id="gen_random_uuid()::text",
+            now="now()",
+            day="(occurred_at AT TIME ZONE 'UTC')::date",
+            json_object="json_build_object",
+            body="convert_to({}::text, 'UTF8')",
+            outbox=outbox,
+            record=[
+                "CREATE TEMPORARY TABLE inserted ON COMMIT DROP AS WITH new AS ("
+                f"{_NEW_TRANSACTIONS.format(now='now()')} ON CONFLICT (external_id) DO NOTHING "
+                "RETURNING customer_id, occurred_at, amount) SELECT * FROM new"
+            ],
         )
         conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
         try:
@@ -109,7 +126,8 @@ async def postgres_floor_once(transaction_rows: list[tuple], *, outbox: bool = F
             async with conn.transaction():
                 await conn.execute(
                     "CREATE TEMPORARY TABLE stage (id text, customer_external_id text, amount numeric, "
-                    "currency text, occurred_at timestamptz, external_id text) ON COMMIT DROP")
+                    "currency text, occurred_at timestamptz, external_id text) ON COMMIT DROP"
+                )
                 await conn.copy_records_to_table("stage", records=records)
                 for statement in statements:
                     await conn.execute(statement)
@@ -133,13 +151,19 @@ def sqlite_floor_once(transaction_rows: list[tuple], *, outbox: bool = False) ->
     records = _records(transaction_rows)
     now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
     statements = _statements(
-        new_id="lower(hex(randomblob(16)))", now=now, day="substr(occurred_at, 1, 10)",
-        json_object="json_object", body="{}", outbox=outbox,
+        new_id="lower(hex(randomblob(16)))",
+        now=now,
+        day="substr(occurred_at, 1, 10)",
+        json_object="json_object",
+        body="{}",
+        outbox=outbox,
         # SQLite has no INSERT in a WITH: insert what is not a duplicate, then read it back.
-        record=[f"{_NEW_TRANSACTIONS.format(now=now)} "
-                "WHERE NOT EXISTS (SELECT 1 FROM transactions t WHERE t.external_id = s.external_id)",
-                "CREATE TEMPORARY TABLE inserted AS SELECT t.customer_id, t.occurred_at, t.amount "
-                "FROM stage s JOIN transactions t ON t.id = s.id"],
+        record=[
+            f"{_NEW_TRANSACTIONS.format(now=now)} "
+            "WHERE NOT EXISTS (SELECT 1 FROM transactions t WHERE t.external_id = s.external_id)",
+            "CREATE TEMPORARY TABLE inserted AS SELECT t.customer_id, t.occurred_at, t.amount "
+            "FROM stage s JOIN transactions t ON t.id = s.id",
+        ],
     )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "identify.db"
@@ -150,8 +174,9 @@ def sqlite_floor_once(transaction_rows: list[tuple], *, outbox: bool = False) ->
                 connection.execute(f"PRAGMA {pragma}")
             started = time.perf_counter()
             connection.execute("BEGIN IMMEDIATE")
-            connection.execute("CREATE TEMPORARY TABLE stage "
-                               "(id, customer_external_id, amount, currency, occurred_at, external_id)")
+            connection.execute(
+                "CREATE TEMPORARY TABLE stage (id, customer_external_id, amount, currency, occurred_at, external_id)"
+            )
             connection.executemany("INSERT INTO stage VALUES (?, ?, ?, ?, ?, ?)", records)
             for statement in statements:
                 connection.execute(statement)

@@ -58,8 +58,15 @@ def process_cpu(root_pid: int) -> dict[str, float]:
         args = [a.decode() for a in cmdline if a]
         name = next((a.split(".")[1] for a in args if a.startswith("services.")), None)
         if name is None:
-            name = ("gateway" if "gateway" in args else "postgresql" if _is_postgres(cmdline[0]) else
-                    "nats-server" if any("nats-server" in a for a in args) else "supervisor")
+            name = (
+                "gateway"
+                if "gateway" in args
+                else "postgresql"
+                if _is_postgres(cmdline[0])
+                else "nats-server"
+                if any("nats-server" in a for a in args)
+                else "supervisor"
+            )
         cpu[name] = cpu.get(name, 0.0) + seconds
     return cpu
 
@@ -104,8 +111,9 @@ class PurchaseClient:
     def __init__(self, base_url: str, key: str):
         url = httpx.URL(base_url)
         self.host, self.port = url.host, url.port
-        self.head = (f"Host: {self.host}:{self.port}\r\nAuthorization: Bearer {key}\r\n"
-                     "Content-Type: application/json\r\n").encode()
+        self.head = (
+            f"Host: {self.host}:{self.port}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+        ).encode()
         self.free: asyncio.Queue = asyncio.Queue()
         self.connections: list = []
 
@@ -118,8 +126,9 @@ class PurchaseClient:
     async def post(self, path: str, body: bytes) -> int:
         reader, writer = connection = await self.free.get()
         try:
-            writer.write(b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n%s"
-                         % (path.encode(), self.head, len(body), body))
+            writer.write(
+                b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n%s" % (path.encode(), self.head, len(body), body)
+            )
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head.split(b" ", 2)[1])
             length = 0
@@ -138,8 +147,9 @@ class PurchaseClient:
 
 async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[list[float], int]:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=suite.gateway_url, limits=limits, timeout=30,
-                                 headers={"Authorization": f"Bearer {suite.admin_key}"}) as gw:
+    async with httpx.AsyncClient(
+        base_url=suite.gateway_url, limits=limits, timeout=30, headers={"Authorization": f"Bearer {suite.admin_key}"}
+    ) as gw:
         semaphore = asyncio.Semaphore(32)
 
         async def create(i: int) -> str:
@@ -171,8 +181,9 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
 
         async def purchase(customer_id: str) -> None:
             nonlocal failures
-            body = json.dumps({"customer_id": customer_id, "amount": "9.99", "currency": "USD",
-                               "occurred_at": "2026-11-01T10:00:00Z"}).encode()
+            body = json.dumps(
+                {"customer_id": customer_id, "amount": "9.99", "currency": "USD", "occurred_at": "2026-11-01T10:00:00Z"}
+            ).encode()
             if await gateway.post("/v1/transactions", body) == 201:
                 answered[customer_id] = time.perf_counter()
             else:
@@ -233,8 +244,10 @@ def main() -> None:
         suite.stop()
         for drop in drops:
             asyncio.run(drop())
-    rows = [("baseline: JetStream publish → consume", percentiles(baseline), 0),
-            ("gateway 201 → lifecycle stage.changed", percentiles(latencies), lost)]
+    rows = [
+        ("baseline: JetStream publish → consume", percentiles(baseline), 0),
+        ("gateway 201 → lifecycle stage.changed", percentiles(latencies), lost),
+    ]
     print(f"\nEnd-to-end latency at {args.rate:.0f} writes/s for {args.seconds:.0f} s ({count} writes)\n")
     print("| path | p50 ms | p90 ms | p99 ms | max ms | measured | lost |")
     print("|---|---:|---:|---:|---:|---:|---:|")

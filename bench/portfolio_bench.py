@@ -93,15 +93,28 @@ def load(path: Path, customers: int, seed: int) -> dict:
             "INSERT INTO purchase_summaries (customer_id, first_purchase_at, last_purchase_at, purchases, "
             "purchase_days, total_spend, first_day_spend, discounted_spend, discount_rate, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            zip(ids, first_at, last_at, summary["transactions"].tolist(), summary["purchase_days"].tolist(),
-                np.round(summary["total_spend"], 2).tolist(), np.round(summary["first_day_spend"], 2).tolist(),
-                discounted.tolist(), [RATE] * count, [now] * count),
+            zip(
+                ids,
+                first_at,
+                last_at,
+                summary["transactions"].tolist(),
+                summary["purchase_days"].tolist(),
+                np.round(summary["total_spend"], 2).tolist(),
+                np.round(summary["first_day_spend"], 2).tolist(),
+                discounted.tolist(),
+                [RATE] * count,
+                [now] * count,
+            ),
         )
         connection.commit()
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.close()
-    return {"url": url, "transactions": transactions, "purchase_days": purchase_days,
-            "load_s": time.perf_counter() - started}
+    return {
+        "url": url,
+        "transactions": transactions,
+        "purchase_days": purchase_days,
+        "load_s": time.perf_counter() - started,
+    }
 
 
 async def _on_threads(job):
@@ -121,7 +134,15 @@ async def analyse(url: str, repeat: int) -> dict:
     db.info.update({"messaging": messaging})
     runtime = SimpleNamespace(db=db, tasks=[])  # what RefitRunner uses of a service's runtime
     runner = RefitRunner(runtime)
-    timings: dict[str, list[float]] = {"first refit": [], "first refit CPU": [], "refit": [], "refit CPU": [], "segments": [], "pareto": [], "significant": []}
+    timings: dict[str, list[float]] = {
+        "first refit": [],
+        "first refit CPU": [],
+        "refit": [],
+        "refit CPU": [],
+        "segments": [],
+        "pareto": [],
+        "significant": [],
+    }
     scored = 0
     try:
         for _ in range(repeat):
@@ -142,8 +163,10 @@ async def analyse(url: str, repeat: int) -> dict:
                 for name, call in (
                     ("segments", lambda: service.segments(session=session)),
                     ("pareto", lambda: service.pareto(session=session)),
-                    ("significant", lambda: repository.list_kinds(
-                        session, kind="high_future_value", after=None, limit=50)),
+                    (
+                        "significant",
+                        lambda: repository.list_kinds(session, kind="high_future_value", after=None, limit=50),
+                    ),
                 ):
                     started = time.perf_counter()
                     await call()
@@ -188,16 +211,20 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         loaded = load(Path(scratch) / "identify.db", args.customers, args.seed)
-        print(f"loaded {args.customers:,} customers, {loaded['purchase_days']:,} purchase days "
-              f"({loaded['transactions']:,} transactions) in {loaded['load_s']:.1f} s")
+        print(
+            f"loaded {args.customers:,} customers, {loaded['purchase_days']:,} purchase days "
+            f"({loaded['transactions']:,} transactions) in {loaded['load_s']:.1f} s"
+        )
         result = asyncio.run(analyse(loaded["url"], args.repeat))
     print(f"\n| step ({args.customers:,} customers, median of {args.repeat}) | seconds |\n|---|---|")
     for name, values in result["timings"].items():
         print(f"| {name} | {statistics.median(values):.3f} (runs: {', '.join(f'{v:.2f}' for v in values)}) |")
     print(f"\nscored {result['scored']:,} customers per refit")
     added = result["txn_rescore_ms"] - result["txn_ms"]
-    print(f"per-transaction re-score: write transaction {result['txn_ms']:.2f} ms median, "
-          f"with the re-score {result['txn_rescore_ms']:.2f} ms: adds {added:.2f} ms")
+    print(
+        f"per-transaction re-score: write transaction {result['txn_ms']:.2f} ms median, "
+        f"with the re-score {result['txn_rescore_ms']:.2f} ms: adds {added:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

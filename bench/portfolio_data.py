@@ -34,6 +34,7 @@ SPEND_P, SPEND_Q, SPEND_GAMMA = 6.25, 3.74, 15.44
 @dataclass(frozen=True)
 class CustomerBase:
     """Per-customer summaries; day numbers are days since 1970-01-01 (UTC)."""
+
     first_day: np.ndarray
     last_day: np.ndarray
     purchase_days: np.ndarray  # distinct days with a purchase, the first included
@@ -50,6 +51,7 @@ class CustomerBase:
 @dataclass(frozen=True)
 class TransactionChunk:
     """The transactions of one chunk of customers, sorted by customer then day."""
+
     customer: np.ndarray  # index into the customer base
     day: np.ndarray
     amount: np.ndarray  # dollars, rounded to cents
@@ -120,7 +122,9 @@ def summarise(chunk: TransactionChunk, offset: int, customers: int) -> dict[str,
 
 def generate(customers: int = 1_000_000, seed: int = 1) -> CustomerBase:
     """Per-customer summary arrays of a seeded customer base (see the module doc)."""
-    parts = [summarise(chunk, index * CHUNK, len(np.unique(chunk.customer)))
-             for index, chunk in enumerate(_chunks(customers, seed))]
+    parts = [
+        summarise(chunk, index * CHUNK, len(np.unique(chunk.customer)))
+        for index, chunk in enumerate(_chunks(customers, seed))
+    ]
     columns = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
     return CustomerBase(**columns, end_day=START_DAY + OBSERVED_DAYS - 1, seed=seed)

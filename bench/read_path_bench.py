@@ -27,8 +27,19 @@ CONNECTIONS = 10
 
 
 def uvicorn(target: str, port: int, env: dict, factory: bool = False) -> subprocess.Popen:
-    command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
-               "--no-access-log", "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     if factory:
         command.insert(3, "--factory")
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -39,8 +50,12 @@ def main() -> None:
     nats_server = NatsServer(tmp / "js")
     nats_server.start()
     env = dict(os.environ, VALUECHAIN_VAR_DIR=str(tmp), VALUECHAIN_NATS_URL=nats_server.url)
-    subprocess.run([sys.executable, "-c", "from shared.db.migrations import upgrade; upgrade('identify')"],
-                   cwd=ROOT, env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-c", "from shared.db.migrations import upgrade; upgrade('identify')"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
     bare_port, identify_port = free_port(), free_port()
     processes = [
         uvicorn("bench.gateway_bench:upstream_app", bare_port, env),
@@ -76,8 +91,10 @@ def main() -> None:
     print("| target | requests/s | p50 ms | p99 ms | requests/s per run |")
     print("|---|---:|---:|---:|---|")
     for name, runs in results.items():
-        print(f"| {name} | {medians[name]:,.0f} | {statistics.median(r.p50_ms for r in runs):.2f} | "
-              f"{statistics.median(r.p99_ms for r in runs):.2f} | {', '.join(f'{r.rps:,.0f}' for r in runs)} |")
+        print(
+            f"| {name} | {medians[name]:,.0f} | {statistics.median(r.p50_ms for r in runs):.2f} | "
+            f"{statistics.median(r.p99_ms for r in runs):.2f} | {', '.join(f'{r.rps:,.0f}' for r in runs)} |"
+        )
     ratio = medians["identify GET /v1/customers/{id}"] / medians["bare FastAPI endpoint"]
     print(f"\nidentify / bare: {ratio:.2f}x (target >= 0.5x)")
 

@@ -33,9 +33,17 @@ async def run(args) -> None:
         js = nc.jetstream()
         started = time.perf_counter()
         command = await asyncio.create_subprocess_exec(
-            str(Path(".venv/bin/valuechain").resolve()), "import", "transactions", str(args.file),
-            "--create-customers", "--currency", "USD", "--mapping", MAPPING,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            str(Path(".venv/bin/valuechain").resolve()),
+            "import",
+            "transactions",
+            str(args.file),
+            "--create-customers",
+            "--currency",
+            "USD",
+            "--mapping",
+            MAPPING,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         output, _ = await command.communicate()
         done = time.perf_counter() - started
@@ -46,8 +54,10 @@ async def run(args) -> None:
                 break
         caught_up = time.perf_counter() - started
         print(output.decode().strip().splitlines()[-1].split("\r")[-1])
-        print(f"import done {done:.1f} s; every consumer caught up {caught_up:.1f} s; "
-              f"{stream.state.messages:,} events in the stream")
+        print(
+            f"import done {done:.1f} s; every consumer caught up {caught_up:.1f} s; "
+            f"{stream.state.messages:,} events in the stream"
+        )
     finally:
         await nc.close()
 

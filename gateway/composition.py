@@ -24,8 +24,9 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -46,11 +47,21 @@ class Part:
 
 
 PARTS: tuple[Part, ...] = (
-    Part("customer", "identify", "/v1/customers/{id}", False,
-         "identify's customer; null when identify could not be reached"),
+    Part(
+        "customer",
+        "identify",
+        "/v1/customers/{id}",
+        False,
+        "identify's customer; null when identify could not be reached",
+    ),
     Part("lifecycle", "lifecycle", "/v1/customers/{id}/lifecycle", False),
-    Part("timeline", "engage", f"/v1/customers/{{id}}/timeline?limit={TIMELINE_LIMIT}", True,
-         f"The {TIMELINE_LIMIT} most recent timeline entries (engage)"),
+    Part(
+        "timeline",
+        "engage",
+        f"/v1/customers/{{id}}/timeline?limit={TIMELINE_LIMIT}",
+        True,
+        f"The {TIMELINE_LIMIT} most recent timeline entries (engage)",
+    ),
     Part("offers", "value", "/v1/customers/{id}/offers", True),
     Part("referrals", "network", "/v1/customers/{id}/referrals", True),
 )
@@ -128,7 +139,9 @@ async def compose_360(
                 raise result
             if on_upstream_error is not None:
                 on_upstream_error(part.service, result.kind)
-            reason = f"{part.service} timed out" if isinstance(result, UpstreamTimeout) else f"{part.service} unavailable"
+            reason = (
+                f"{part.service} timed out" if isinstance(result, UpstreamTimeout) else f"{part.service} unavailable"
+            )
             missing.append({"part": part.name, "service": part.service, "reason": reason})
             continue
         if result.status == 404:
@@ -149,7 +162,11 @@ async def compose_360(
             value = _as_list(value)
             if value is None:
                 missing.append(
-                    {"part": part.name, "service": part.service, "reason": f"{part.service} answered an unexpected shape"}
+                    {
+                        "part": part.name,
+                        "service": part.service,
+                        "reason": f"{part.service} answered an unexpected shape",
+                    }
                 )
                 continue
         view[part.name] = value

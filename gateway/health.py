@@ -49,9 +49,7 @@ async def check_nats(nats_url: str, timeout: float) -> str:
 
 async def check_service(upstreams: Upstreams, service: str, timeout: float) -> str:
     try:
-        response = await upstreams[service].request(
-            "GET", b"/readyz", b"accept: application/json\r\n", timeout=timeout
-        )
+        response = await upstreams[service].request("GET", b"/readyz", b"accept: application/json\r\n", timeout=timeout)
     except UpstreamTimeout:
         return "not ready: timed out"
     except UpstreamError:
@@ -61,7 +59,9 @@ async def check_service(upstreams: Upstreams, service: str, timeout: float) -> s
     return f"not ready: /readyz answered {response.status}"
 
 
-async def readiness(upstreams: Upstreams, services: list[str], nats_url: str, timeout: float) -> tuple[bool, dict[str, Any]]:
+async def readiness(
+    upstreams: Upstreams, services: list[str], nats_url: str, timeout: float
+) -> tuple[bool, dict[str, Any]]:
     checks = await asyncio.gather(
         *(check_service(upstreams, service, timeout) for service in services),
         check_nats(nats_url, timeout),

@@ -93,8 +93,13 @@ class AccessLog:
         return self.logger.isEnabledFor(logging.INFO)
 
     def write(self, fields: dict) -> None:
-        entry = {"time": iso_time(time.time()), "level": "INFO", "service": "gateway", "logger": ACCESS_LOGGER,
-                 "message": "request"}
+        entry = {
+            "time": iso_time(time.time()),
+            "level": "INFO",
+            "service": "gateway",
+            "logger": ACCESS_LOGGER,
+            "message": "request",
+        }
         entry.update(fields)
         line = orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
         self._lines.append(line)

@@ -233,7 +233,9 @@ class OpenAPIMerger:
                     },
                 )
 
-    def _merge_components(self, components: dict[str, Any], service: str, service_doc: dict[str, Any]) -> dict[str, Any]:
+    def _merge_components(
+        self, components: dict[str, Any], service: str, service_doc: dict[str, Any]
+    ) -> dict[str, Any]:
         theirs = service_doc.get("components") or {}
         renames: dict[str, str] = {}
         for section, items in theirs.items():

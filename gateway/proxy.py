@@ -25,7 +25,7 @@ import logging
 import os
 import re
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from gateway.auth import BearerAuth
@@ -210,7 +210,9 @@ class GatewayFront:
             if route is None:
                 if match.allowed:
                     extra.append((b"allow", ", ".join(sorted(match.allowed)).encode("ascii")))
-                    body = error_body("method_not_allowed", f"{method} not allowed here; allowed: {', '.join(sorted(match.allowed))}")
+                    body = error_body(
+                        "method_not_allowed", f"{method} not allowed here; allowed: {', '.join(sorted(match.allowed))}"
+                    )
                     status = await self._send_json(send, 405, body, extra)
                 else:
                     status = await self._send_json(send, 404, self._not_found, extra)

@@ -210,7 +210,9 @@ class RouteTable:
             return Match(None, frozenset(near[0]))
         return NOT_FOUND
 
-    def _find(self, node: _Node, segments: list[str], i: int, method: str, near: list[dict[str, Route]]) -> Route | None:
+    def _find(
+        self, node: _Node, segments: list[str], i: int, method: str, near: list[dict[str, Route]]
+    ) -> Route | None:
         # Depth first, literal segments before placeholders before `{name:path}`;
         # `near` collects the leaves that fit the path but not the method (for 405).
         if i == len(segments):

@@ -194,9 +194,7 @@ class _Connection(asyncio.Protocol):
             return
         body = self._body
         payload = body[0] if len(body) == 1 else b"".join(body)
-        waiter.set_result(
-            (UpstreamResponse(self._parser.get_status_code(), self._headers, payload), keep_alive)
-        )
+        waiter.set_result((UpstreamResponse(self._parser.get_status_code(), self._headers, payload), keep_alive))
 
     def _fail(self, exc: Exception) -> None:
         waiter = self._waiter
@@ -423,7 +421,9 @@ class ServicePool:
         )
         return response
 
-    async def stream(self, method: str, target: bytes, headers: bytes = b"", *, timeout: float = 30.0) -> UpstreamStream:
+    async def stream(
+        self, method: str, target: bytes, headers: bytes = b"", *, timeout: float = 30.0
+    ) -> UpstreamStream:
         """Send one request (no body) and return its answer's head, with the body to be
         read chunk by chunk: `timeout` bounds the wait for the head and for each chunk,
         not the whole answer (an export of a million rows takes a while)."""
@@ -450,7 +450,18 @@ class ServicePool:
         else:
             length = b"\r\n"
         request = b"".join(
-            (method.encode("ascii"), b" ", self.base_path, target, b" HTTP/1.1\r\nhost: ", self.host_header, b"\r\n", headers, length, body)
+            (
+                method.encode("ascii"),
+                b" ",
+                self.base_path,
+                target,
+                b" HTTP/1.1\r\nhost: ",
+                self.host_header,
+                b"\r\n",
+                headers,
+                length,
+                body,
+            )
         )
         may_retry = retry_non_idempotent or method in IDEMPOTENT
         head_request = method == "HEAD"

@@ -36,7 +36,9 @@ DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
 # Secrets that are examples, not secrets: fine on a laptop, refused outside development
 # (`crm` is the database password docker-compose.yml falls back to).
-PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "change-me", "secret", "password", "crm", "postgres", "admin"})
+PLACEHOLDER_SECRETS = frozenset(
+    {"changethis", "changeme", "change-me", "secret", "password", "crm", "postgres", "admin"}
+)
 
 
 def local_url(port: int) -> str:
@@ -78,8 +80,10 @@ class SuiteSettings(BaseSettings):
         if self.environment != "development":
             for name, value in self.secrets().items():
                 if value is not None and value.strip().lower() in PLACEHOLDER_SECRETS:
-                    raise ValueError(f"{name} holds the placeholder secret {value!r}: set a real one "
-                                     f"(placeholders are allowed only with VALUECHAIN_ENVIRONMENT=development)")
+                    raise ValueError(
+                        f"{name} holds the placeholder secret {value!r}: set a real one "
+                        f"(placeholders are allowed only with VALUECHAIN_ENVIRONMENT=development)"
+                    )
         return self
 
 
@@ -208,8 +212,11 @@ def settings_class(service: str) -> type[ServiceSettings]:
     return type(
         f"{service.capitalize()}Settings",
         (ServiceSettings,),
-        {"model_config": SettingsConfigDict(env_prefix=f"VALUECHAIN_{service.upper()}_"), "service": service,
-         "__annotations__": {"service": ClassVar[str]}},
+        {
+            "model_config": SettingsConfigDict(env_prefix=f"VALUECHAIN_{service.upper()}_"),
+            "service": service,
+            "__annotations__": {"service": ClassVar[str]},
+        },
     )
 
 

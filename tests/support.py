@@ -99,6 +99,7 @@ async def make_database_url(service: str, tmp_path: Path) -> tuple[str, Callable
     """A fresh, empty database for one service: SQLite by default, PostgreSQL in CI's second run."""
 
     if not POSTGRES_URL:
+
         async def nothing() -> None:
             return None
 
@@ -223,7 +224,8 @@ def cdnow_dir() -> Path:
             return Path(candidate)
     raise FileNotFoundError(
         "the CDNOW data set was not found; set VALUECHAIN_CDNOW_DIR (looked in: "
-        + ", ".join(str(c) for c in candidates if c) + ")"
+        + ", ".join(str(c) for c in candidates if c)
+        + ")"
     )
 
 

@@ -12,9 +12,9 @@ def test_every_service_route_in_the_table_is_served_by_its_service():
     for route in api_doc.ROUTES:
         if route.service is None or route.pattern.startswith("/v1/ops/"):
             continue
-        assert any(
-            service == route.service and api_doc._matches(route.pattern, path) for service, path in served
-        ), f"{route.pattern} is routed to {route.service}, which does not serve it"
+        assert any(service == route.service and api_doc._matches(route.pattern, path) for service, path in served), (
+            f"{route.pattern} is routed to {route.service}, which does not serve it"
+        )
 
 
 def test_every_service_operation_is_reachable_through_the_gateway():
@@ -33,8 +33,11 @@ def test_the_route_table_and_the_services_agree_method_by_method():
 
     served: set[tuple[str, str, str]] = set()
     for service in api_doc.SERVICES:
-        spec = api_doc.importlib.import_module(f"services.{service}.main").create_app(
-            api_doc.service_settings(service)).openapi()
+        spec = (
+            api_doc.importlib.import_module(f"services.{service}.main")
+            .create_app(api_doc.service_settings(service))
+            .openapi()
+        )
         for path, item in spec["paths"].items():
             if path.startswith("/v1/") and not path.startswith("/v1/ops/"):
                 served |= {(service, method.upper(), api_doc._shape(path)) for method in item}

@@ -66,8 +66,7 @@ def test_postgres_is_healthchecked_and_runs_the_init_script(services):
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
     mounts = [str(volume) for volume in postgres["volumes"]]
     assert any(
-        m.split(":")[0].lstrip("./") == "deploy/postgres/init-databases.sql"
-        and "/docker-entrypoint-initdb.d/" in m
+        m.split(":")[0].lstrip("./") == "deploy/postgres/init-databases.sql" and "/docker-entrypoint-initdb.d/" in m
         for m in mounts
     ), mounts
 

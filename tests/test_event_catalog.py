@@ -12,5 +12,5 @@ def test_the_committed_event_catalog_is_current():
 def test_every_subject_follows_the_naming_rule_and_has_a_producer():
     for subject, contract in CATALOG.items():
         parts = subject.split(".")
-        assert parts[0] == "crm" and parts[1] == contract.producer or parts[1] == "dlq", subject
+        assert (parts[0] == "crm" and parts[1] == contract.producer) or parts[1] == "dlq", subject
         assert len(parts) in (3, 4), subject

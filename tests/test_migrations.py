@@ -51,8 +51,10 @@ def test_a_model_change_becomes_a_dated_revision_whose_upgrade_makes_it(tmp_path
     history = _history_copy("lifecycle", tmp_path)
     before = set((history / "versions").iterdir())
     scratch = Table(
-        "scratch_tickets", LifecycleBase.metadata,
-        Column("id", Integer, primary_key=True), Column("subject", String(200), nullable=False),
+        "scratch_tickets",
+        LifecycleBase.metadata,
+        Column("id", Integer, primary_key=True),
+        Column("subject", String(200), nullable=False),
     )
     try:
         path = make_revision("lifecycle", "scratch tickets", script_location=history)
@@ -86,7 +88,10 @@ def test_models_that_match_the_history_generate_nothing(tmp_path, capsys, monkey
 
 @pytest.mark.parametrize(
     ("service", "message", "refusal"),
-    [("tickets", "x", "unknown service 'tickets': expected one of identify, engage"), ("engage", "  ", "needs a message")],
+    [
+        ("tickets", "x", "unknown service 'tickets': expected one of identify, engage"),
+        ("engage", "  ", "needs a message"),
+    ],
 )
 def test_an_unknown_service_or_an_empty_message_is_refused(service, message, refusal, capsys):
     with pytest.raises(MigrationError, match=refusal):

@@ -87,7 +87,12 @@ def test_migrate_brings_every_service_database_to_head(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VALUECHAIN_")}
     env["VALUECHAIN_VAR_DIR"] = str(tmp_path / "var")
     result = subprocess.run(
-        [sys.executable, "-m", "valuechain", "migrate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "valuechain", "migrate"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(p.name for p in (tmp_path / "var").glob("*.db")) == sorted(f"{s}.db" for s in SERVICES)
@@ -180,8 +185,9 @@ def test_nats_starts_with_jetstream_and_monitoring_and_stops(monkeypatch, tmp_pa
 
 
 def test_a_child_that_exits_is_restarted_with_growing_back_off(tmp_path):
-    child = Child("flaky", [sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ), tmp_path / "flaky.log",
-                  backoff=0.05)
+    child = Child(
+        "flaky", [sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ), tmp_path / "flaky.log", backoff=0.05
+    )
     child.start()
     delays = []
     deadline = time.monotonic() + 20
@@ -227,8 +233,12 @@ def test_run_refuses_to_start_over_a_port_in_use(monkeypatch, tmp_path):
         taken.bind(("127.0.0.1", ports["gateway"]))
         taken.listen()
         result = subprocess.run(
-            [sys.executable, "-m", "valuechain", "run"], cwd=ROOT, env=dict(os.environ),
-            capture_output=True, text=True, timeout=60,
+            [sys.executable, "-m", "valuechain", "run"],
+            cwd=ROOT,
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"gateway: something already listens on 127.0.0.1:{ports['gateway']}" in result.stdout
@@ -240,8 +250,12 @@ def test_sigterm_while_starting_stops_nats_and_exits_zero(monkeypatch, tmp_path)
 
     ports = _isolated_env(monkeypatch, tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "valuechain", "run"], cwd=ROOT, env=dict(os.environ),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "valuechain", "run"],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30

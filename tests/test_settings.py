@@ -79,7 +79,9 @@ def test_the_names_the_table_gives_are_the_ones_read(monkeypatch):
 def test_each_default_is_written_once():
     """The suite's addresses live in shared/settings.py; every other module takes them from there."""
 
-    literals = re.compile(r"127\.0\.0\.1:(4222|8000|810[1-5])\b|\b(port|PORT)\w*\s*(:\s*\w+\s*)?=\s*(4222|8000|810[1-5])\b")
+    literals = re.compile(
+        r"127\.0\.0\.1:(4222|8000|810[1-5])\b|\b(port|PORT)\w*\s*(:\s*\w+\s*)?=\s*(4222|8000|810[1-5])\b"
+    )
     found = []
     for package in ("shared", "services", "gateway", "valuechain"):
         for path in (ROOT / package).rglob("*.py"):
@@ -108,8 +110,10 @@ def test_secrets_have_no_default_and_do_not_print(monkeypatch):
     ("variables", "refused"),
     [
         ({"VALUECHAIN_ADMIN_API_KEY": "changethis"}, "VALUECHAIN_ADMIN_API_KEY holds the placeholder"),
-        ({"VALUECHAIN_IDENTIFY_DATABASE_URL": "postgresql+asyncpg://crm:crm@db/identify"},
-         "VALUECHAIN_IDENTIFY_DATABASE_URL (its password) holds the placeholder"),
+        (
+            {"VALUECHAIN_IDENTIFY_DATABASE_URL": "postgresql+asyncpg://crm:crm@db/identify"},
+            "VALUECHAIN_IDENTIFY_DATABASE_URL (its password) holds the placeholder",
+        ),
     ],
 )
 def test_placeholder_secrets_are_refused_outside_development(monkeypatch, variables, refused):
@@ -140,8 +144,10 @@ async def test_two_apps_in_one_process_each_validate_with_their_own_settings(sui
 
     async def refusal(floor: str) -> str:
         identify = await suite.start("identify", date_floor=floor)
-        response = await identify.client.post("/v1/transactions", json={
-            "customer_id": "c", "amount": "1", "currency": "USD", "occurred_at": "1980-01-01T00:00:00Z"})
+        response = await identify.client.post(
+            "/v1/transactions",
+            json={"customer_id": "c", "amount": "1", "currency": "USD", "occurred_at": "1980-01-01T00:00:00Z"},
+        )
         assert response.status_code == 422, response.text
         [error] = response.json()["detail"]
         assert error["field"] == "body.occurred_at"
@@ -170,8 +176,11 @@ async def test_background_tasks_get_the_apps_settings(suite):
 
 def test_a_bad_value_stops_the_command_naming_the_setting(monkeypatch):
     monkeypatch.setenv("VALUECHAIN_NATS_MONITOR_PORT", "eighty")
-    with pytest.raises(SystemExit, match=r"^invalid setting: VALUECHAIN_NATS_MONITOR_PORT: Input should be a valid "
-                                         r"integer, unable to parse string as an integer \(got 'eighty'\)$"):
+    with pytest.raises(
+        SystemExit,
+        match=r"^invalid setting: VALUECHAIN_NATS_MONITOR_PORT: Input should be a valid "
+        r"integer, unable to parse string as an integer \(got 'eighty'\)$",
+    ):
         Supervisor()
     monkeypatch.delenv("VALUECHAIN_NATS_MONITOR_PORT")
     monkeypatch.setenv("VALUECHAIN_LIFECYCLE_PORT", "eighty")

@@ -123,14 +123,22 @@ NDJSON is plain JSON. Kinds are `;`-separated in CSV, a list in NDJSON. An unkno
 """
 
 GATEWAY_OWN = [
-    ("GET", "/v1/customers/{id}/360", "The customer 360: customer, lifecycle, recent timeline, offers and referrals, "
-     "fetched in parallel; parts that could not be fetched are named in `missing`."),
+    (
+        "GET",
+        "/v1/customers/{id}/360",
+        "The customer 360: customer, lifecycle, recent timeline, offers and referrals, "
+        "fetched in parallel; parts that could not be fetched are named in `missing`.",
+    ),
     ("GET", "/v1/ops/{service}/dead-letters", "Events a service's consumers gave up on (per service)."),
     ("GET", "/healthz", "Liveness (no key)."),
     ("GET", "/readyz", "200 only when every service and NATS are ready, else 503 naming what is not (no key)."),
     ("GET", "/metrics", "Prometheus metrics of the gateway (no key); each service serves its own."),
-    ("GET", "/openapi.json, /docs", "The merged OpenAPI document and its UI, Swagger UI served by the gateway "
-     "itself under `/docs/assets/` (works offline; no key)."),
+    (
+        "GET",
+        "/openapi.json, /docs",
+        "The merged OpenAPI document and its UI, Swagger UI served by the gateway "
+        "itself under `/docs/assets/` (works offline; no key).",
+    ),
 ]
 
 
@@ -183,8 +191,12 @@ def operations() -> dict[str, list[tuple[str, str, str, str, str, str]]]:
 def render() -> str:
     lines = [HEADER, SEARCH]
     for service, rows in operations().items():
-        lines += [f"## {service}", "", "| method | path | query | request body | success | what it does |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {service}",
+            "",
+            "| method | path | query | request body | success | what it does |",
+            "|---|---|---|---|---|---|",
+        ]
         for method, path, summary, body, codes, query in rows:
             lines.append(f"| {method} | `{path}` | {query} | {body and f'`{body}`'} | {codes} | {summary} |")
         lines.append("")

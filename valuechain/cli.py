@@ -29,8 +29,10 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _args_migration(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("service", help="the service whose models changed (identify, engage, network, value, lifecycle)")
-    parser.add_argument("message", help="what the revision changes, e.g. \"tickets\" (it names the file)")
+    parser.add_argument(
+        "service", help="the service whose models changed (identify, engage, network, value, lifecycle)"
+    )
+    parser.add_argument("message", help='what the revision changes, e.g. "tickets" (it names the file)')
 
 
 def _cmd_migration(args: argparse.Namespace) -> int:
@@ -56,12 +58,13 @@ def _no_args(parser: argparse.ArgumentParser) -> None:
 # --- valuechain import transactions FILE ------------------------------------------
 
 
-
 def _args_import(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=["transactions"], help="what the file holds")
     parser.add_argument("file", type=Path, help="CSV (any delimiter, or whitespace-separated) or NDJSON")
     mapping = parser.add_mutually_exclusive_group()
-    mapping.add_argument("--mapping", help='JSON object renaming the file\'s columns to ours, e.g. \'{"id": "customer_external_id"}\'')
+    mapping.add_argument(
+        "--mapping", help='JSON object renaming the file\'s columns to ours, e.g. \'{"id": "customer_external_id"}\''
+    )
     mapping.add_argument("--mapping-file", type=Path, help="the mapping, from a JSON file")
     parser.add_argument("--create-customers", action="store_true", help="create customers for unknown external ids")
     parser.add_argument("--format", choices=["csv", "ndjson"], help="default: guessed from the name or content")
@@ -69,7 +72,9 @@ def _args_import(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delimiter", help="CSV delimiter: one character, tab or whitespace (default: guessed)")
     parser.add_argument("--date-format", help="strptime format of the dates (default: ISO 8601 or YYYYMMDD)")
     parser.add_argument("--currency", help="currency of rows without one, e.g. USD")
-    parser.add_argument("--gateway", help="gateway URL (default: $VALUECHAIN_GATEWAY_URL, else the local suite's gateway)")
+    parser.add_argument(
+        "--gateway", help="gateway URL (default: $VALUECHAIN_GATEWAY_URL, else the local suite's gateway)"
+    )
     parser.add_argument("--api-key", help="default: $VALUECHAIN_ADMIN_API_KEY, else <var dir>/admin-api-key")
 
 
@@ -101,8 +106,10 @@ def _progress(job: dict, total: int, started: float) -> str:
     width = 30
     bar = "#" * int(share * width) + "." * (width - int(share * width))
     rate = done / max(time.monotonic() - started, 1e-9)
-    return (f"\r[{bar}] {share:4.0%} {done:,}/{total:,} rows  recorded {job['recorded']:,}  "
-            f"duplicates {job['duplicates']:,}  rejected {job['rejected']:,}  {rate:,.0f} rows/s ")
+    return (
+        f"\r[{bar}] {share:4.0%} {done:,}/{total:,} rows  recorded {job['recorded']:,}  "
+        f"duplicates {job['duplicates']:,}  rejected {job['rejected']:,}  {rate:,.0f} rows/s "
+    )
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
@@ -122,9 +129,15 @@ def _cmd_import(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"--mapping is not JSON: {exc}", file=sys.stderr)
             return 2
-    form = {"mapping": mapping, "format": args.format, "columns": args.columns, "delimiter": args.delimiter,
-            "date_format": args.date_format, "currency": args.currency,
-            "create_customers": "true" if args.create_customers else "false"}
+    form = {
+        "mapping": mapping,
+        "format": args.format,
+        "columns": args.columns,
+        "delimiter": args.delimiter,
+        "date_format": args.date_format,
+        "currency": args.currency,
+        "create_customers": "true" if args.create_customers else "false",
+    }
     form = {name: value for name, value in form.items() if value is not None}
     settings = settings_or_exit(SupervisorSettings)
     args.gateway = args.gateway or settings.gateway_url
@@ -157,9 +170,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
         return 1
     print(file=sys.stderr)
     elapsed = time.monotonic() - started
-    print(f"import {import_id}: {job['status']} in {elapsed:.1f} s — {job['rows_read']:,} rows read, "
-          f"{job['recorded']:,} recorded, {job['duplicates']:,} duplicates, {job['rejected']:,} rejected, "
-          f"{job['customers_created']:,} customers created ({job['rows_read'] / max(elapsed, 1e-9):,.0f} rows/s)")
+    print(
+        f"import {import_id}: {job['status']} in {elapsed:.1f} s — {job['rows_read']:,} rows read, "
+        f"{job['recorded']:,} recorded, {job['duplicates']:,} duplicates, {job['rejected']:,} rejected, "
+        f"{job['customers_created']:,} customers created ({job['rows_read'] / max(elapsed, 1e-9):,.0f} rows/s)"
+    )
     for error in job["errors"][:10]:
         print(f"  line {error['line']}: {error['reason']}")
     if job["errors_total"] > 10:

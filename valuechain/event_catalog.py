@@ -83,8 +83,16 @@ def render() -> str:
         lines += ["| field | type | required |", "|---|---|---|"]
         for name, prop in schema["properties"].items():
             lines.append(f"| `{name}` | {_type_of(prop, defs)} | {'yes' if name in required else 'no'} |")
-        lines += ["", "<details><summary>JSON Schema</summary>", "", "```json",
-                  json.dumps(schema, indent=2, sort_keys=True), "```", "", "</details>"]
+        lines += [
+            "",
+            "<details><summary>JSON Schema</summary>",
+            "",
+            "```json",
+            json.dumps(schema, indent=2, sort_keys=True),
+            "```",
+            "",
+            "</details>",
+        ]
     return "\n".join(lines) + "\n"
 
 

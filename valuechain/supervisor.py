@@ -105,7 +105,9 @@ class Child:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab", buffering=0) as log:
-            log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}: {' '.join(self.argv)}\n".encode())
+            log.write(
+                f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}: {' '.join(self.argv)}\n".encode()
+            )
             self.proc = subprocess.Popen(
                 self.argv,
                 env=self.env,
@@ -203,9 +205,20 @@ def settings_or_exit(cls, **values):
 
 def uvicorn_argv(factory: str, port: int) -> list[str]:
     return [
-        sys.executable, "-m", "uvicorn", "--factory", factory,
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-        "--loop", "uvloop", "--http", "httptools",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        factory,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
     ]
 
 
@@ -336,8 +349,16 @@ class Supervisor:
         store = self.var_dir / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
         argv = [
-            binary, "-a", "127.0.0.1", "-p", str(self.nats_port),
-            "-m", str(self.nats_monitor_port), "-js", "-sd", str(store),
+            binary,
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.nats_port),
+            "-m",
+            str(self.nats_monitor_port),
+            "-js",
+            "-sd",
+            str(store),
         ]
         self.nats = Child("nats", argv, env, self.log_dir / "nats.log")
         self.nats.start()

@@ -25,7 +25,9 @@ class InteractionCreate(Strict):
     channel: Channel
     direction: Direction
     # Several lines may be a summary's: line feeds and tabs are kept.
-    summary: Annotated[str, Field(min_length=1, max_length=2000, **NOT_BLANK_TEXT_SCHEMA), AfterValidator(stripped_text)]
+    summary: Annotated[
+        str, Field(min_length=1, max_length=2000, **NOT_BLANK_TEXT_SCHEMA), AfterValidator(stripped_text)
+    ]
     occurred_at: Annotated[
         datetime | None, AsText, AfterValidator(_aware), Field(description="When it happened; now if left out")
     ] = None

@@ -30,6 +30,7 @@ class IdentifyState:
     def build(cls, runtime: Runtime[IdentifyState]) -> IdentifyState:
         return cls(refits=refits.RefitRunner(runtime))
 
+
 DEFINITION = ServiceDefinition[IdentifyState](
     name="identify",
     description="Customer portfolio analysis: customers, transactions, their value and who matters most.",

@@ -225,8 +225,11 @@ class Refit(Base):
     # At most one refit waits to run (the queue is bounded); a second queued row is refused.
     __table_args__ = (
         Index(
-            "uq_portfolio_refits_queued", "status", unique=True,
-            sqlite_where=text("status = 'queued'"), postgresql_where=text("status = 'queued'"),
+            "uq_portfolio_refits_queued",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'queued'"),
+            postgresql_where=text("status = 'queued'"),
         ),
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from shared.db.database import utcnow
 from shared.settings import IdentifySettings, current_settings
@@ -25,7 +25,7 @@ def date_bounds() -> tuple[datetime, datetime]:
 
 
 def _text(at: datetime) -> str:
-    return at.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def bounds_message(floor: datetime, latest: datetime) -> str:
@@ -48,7 +48,7 @@ def bounded_date(value: date | None) -> date | None:
 
     if value is None:
         return None
-    floor, latest = (at.astimezone(timezone.utc).date() for at in date_bounds())
+    floor, latest = (at.astimezone(UTC).date() for at in date_bounds())
     if not floor <= value <= latest:
         raise ValueError(f"must be a day from {floor} to {latest} (today plus the allowed clock skew)")
     return value

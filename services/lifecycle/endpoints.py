@@ -25,10 +25,11 @@ async def get_lifecycle(customer_id: str, session: ReadSession):
 async def customers_in_stage(
     session: ReadSession,
     page: PagingById,
-    stage: Annotated[Stage | None, Query(description="Only customers in this stage; all customers with a stage if absent")] = None,
+    stage: Annotated[
+        Stage | None, Query(description="Only customers in this stage; all customers with a stage if absent")
+    ] = None,
 ):
     """The customers in a stage, in customer id order, each with the time it entered the stage.
     Stage names are the `crm.lifecycle.stage.changed` contract's; another is 422."""
-    rows = await service.customers_in_stage(session=session, stage=stage, after_id=page.after_value,
-                                            limit=page.fetch)
+    rows = await service.customers_in_stage(session=session, stage=stage, after_id=page.after_value, limit=page.fetch)
     return page.of(rows, lambda row: (row["customer_id"],))

@@ -32,7 +32,9 @@ class StageTransition(Base):
     __tablename__ = "stage_transitions"
     __table_args__ = (Index("ix_stage_transitions_customer", "customer_id", "seq"),)
 
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
     customer_id: Mapped[str] = mapped_column(String(36))
     from_stage: Mapped[str | None] = mapped_column(String(20))
     to_stage: Mapped[str] = mapped_column(String(20))

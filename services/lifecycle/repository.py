@@ -34,8 +34,15 @@ async def update_stages(session: AsyncSession, rows: list[dict]) -> None:
     if rows:
         await session.execute(
             _UPDATE_STAGE,
-            [{"key": r["customer_id"], "stage": r["stage"], "purchase_count": r["purchase_count"],
-              "updated_at": r["updated_at"]} for r in rows],
+            [
+                {
+                    "key": r["customer_id"],
+                    "stage": r["stage"],
+                    "purchase_count": r["purchase_count"],
+                    "updated_at": r["updated_at"],
+                }
+                for r in rows
+            ],
         )
 
 

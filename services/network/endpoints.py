@@ -48,6 +48,7 @@ async def list_referrals(customer_id: str, session: ReadSession, page: PagingByI
     404 when network never heard of the customer (it learns customers from
     `crm.identify.customer.created`, so a brand-new customer may 404 for a moment).
     """
-    rows = await service.referrals_by(session=session, customer_id=customer_id, after_id=page.after_value,
-                                      limit=page.fetch)
+    rows = await service.referrals_by(
+        session=session, customer_id=customer_id, after_id=page.after_value, limit=page.fetch
+    )
     return page.of(rows, lambda r: (r["id"],))

@@ -11,7 +11,6 @@ _stakeholders = Stakeholder.__table__
 _referrals = Referral.__table__
 
 
-
 # --- stakeholders --------------------------------------------------------------------
 
 _READ_STAKEHOLDER = select(_stakeholders).where(_stakeholders.c.id == bindparam("stakeholder_id"))
@@ -33,10 +32,6 @@ async def list_stakeholders(session: AsyncSession, *, kind: str | None, after_id
 
 
 # --- customers and referrals -------------------------------------------------------------
-
-
-
-
 
 
 _REFERRAL_OF = select(_referrals).where(_referrals.c.referred_id == bindparam("referred_id"))

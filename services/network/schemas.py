@@ -13,7 +13,9 @@ from shared.http.validation import NOT_BLANK_SCHEMA, NOT_BLANK_TEXT_SCHEMA, Emai
 StakeholderKind = Literal["partner", "supplier", "employee", "investor"]
 
 Name = Annotated[str, Field(min_length=1, max_length=200, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
-Notes = Annotated[str | None, Field(max_length=5000, **NOT_BLANK_TEXT_SCHEMA), AfterValidator(stripped_text)]  # several lines
+Notes = Annotated[
+    str | None, Field(max_length=5000, **NOT_BLANK_TEXT_SCHEMA), AfterValidator(stripped_text)
+]  # several lines
 
 
 class StakeholderCreate(Strict):

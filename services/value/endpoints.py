@@ -32,7 +32,11 @@ async def search_offers(
 
     `status` is the offer's as shown: `expired` is an issued offer past its expiry."""
     rows = await service.search_offers(
-        session=session, customer_id=customer_id, kind=kind, status=status, before_id=page.after_value,
+        session=session,
+        customer_id=customer_id,
+        kind=kind,
+        status=status,
+        before_id=page.after_value,
         limit=page.fetch,
     )
     return page.of(rows, _by_id)
@@ -53,8 +57,9 @@ async def redeem_offer(offer_id: str, session: WriteSession):
 @router.get("/customers/{customer_id}/offers", response_model=OfferPage)
 async def list_offers(customer_id: str, session: ReadSession, page: PagingById):
     """The customer's offers, newest first."""
-    rows = await service.offers_of(session=session, customer_id=customer_id, before_id=page.after_value,
-                                   limit=page.fetch)
+    rows = await service.offers_of(
+        session=session, customer_id=customer_id, before_id=page.after_value, limit=page.fetch
+    )
     return page.of(rows, _by_id)
 
 

@@ -12,10 +12,6 @@ from services.value.models import Offer
 _offers = Offer.__table__
 
 
-
-
-
-
 async def automatic_offers_of(session: AsyncSession, customer_ids: list[str]):
     query = select(_offers.c.id, _offers.c.customer_id, _offers.c.automatic_kind, _offers.c.issued_at).where(
         _offers.c.customer_id.in_(customer_ids), _offers.c.automatic_kind.is_not(None)
@@ -59,7 +55,9 @@ async def mark_redeemed(session: AsyncSession, offer_id: str, at: datetime) -> b
     """Redeem only an offer still issued: two redemptions racing cannot both win."""
 
     result = await session.execute(
-        update(_offers).where(_offers.c.id == offer_id, _offers.c.status == "issued").values(status="redeemed", redeemed_at=at)
+        update(_offers)
+        .where(_offers.c.id == offer_id, _offers.c.status == "issued")
+        .values(status="redeemed", redeemed_at=at)
     )
     return result.rowcount == 1
 
@@ -86,8 +84,9 @@ async def list_offers(
     elif status == "expired":
         query = query.where(_offers.c.status == "issued", _offers.c.expires_at <= now)
     elif status == "issued":
-        query = query.where(_offers.c.status == "issued",
-                            or_(_offers.c.expires_at.is_(None), _offers.c.expires_at > now))
+        query = query.where(
+            _offers.c.status == "issued", or_(_offers.c.expires_at.is_(None), _offers.c.expires_at > now)
+        )
     if before_id:
         query = query.where(_offers.c.id < before_id)
     return (await session.execute(query)).mappings().all()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -80,7 +80,7 @@ async def create_offer(*, session: AsyncSession, data: OfferCreate) -> dict:
         "status": "issued",
         "automatic_kind": None,
         "issued_at": utcnow(),
-        "expires_at": data.expires_at.astimezone(timezone.utc) if data.expires_at else None,
+        "expires_at": data.expires_at.astimezone(UTC) if data.expires_at else None,
         "redeemed_at": None,
     }
     await repository.insert_offers(session, [row])
@@ -122,8 +122,13 @@ async def offers_of(*, session: AsyncSession, customer_id: str, before_id: str |
 
 
 async def search_offers(
-    *, session: AsyncSession, customer_id: str | None, kind: str | None, status: str | None,
-    before_id: str | None, limit: int,
+    *,
+    session: AsyncSession,
+    customer_id: str | None,
+    kind: str | None,
+    status: str | None,
+    before_id: str | None,
+    limit: int,
 ) -> list[dict]:
     """Offers across customers, newest first; every filter optional. A customer value does
     not know (or one merged away) is 404 naming `query.customer_id`, as its own list is."""
@@ -133,8 +138,9 @@ async def search_offers(
     )
     if not rows and customer_id is not None and await _unknown_customer(session, customer_id):
         error = await aliases.not_found(session, customer_id)
-        raise NotFound([{"field": "query.customer_id", "message": error.detail, "type": "value_error"}],
-                       error=error.error)
+        raise NotFound(
+            [{"field": "query.customer_id", "message": error.detail, "type": "value_error"}], error=error.error
+        )
     return [present(row) for row in rows]
 
 

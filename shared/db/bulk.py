@@ -97,7 +97,10 @@ def _driver_values(rows: list[Row], processors: Processors) -> list[Row]:
         values = columns[position]
         try:
             columns[position] = [
-                None if value is None else converted[value] if value in converted
+                None
+                if value is None
+                else converted[value]
+                if value in converted
                 else converted.setdefault(value, processor(value))
                 for value in values
             ]
@@ -114,9 +117,7 @@ async def _copy(conn: AsyncConnection, table: Table | TableClause, columns: Sequ
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None, "a connection checked out of the pool is open"
     try:
-        await driver.copy_records_to_table(
-            table.name, records=rows, columns=list(columns), schema_name=table.schema
-        )
+        await driver.copy_records_to_table(table.name, records=rows, columns=list(columns), schema_name=table.schema)
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise IntegrityError(f"COPY {table.name} ({', '.join(columns)})", None, exc) from exc
 
@@ -153,8 +154,10 @@ def _compiled(
         bind = compiled.binds[name]
         sources.append((bind.key, None) if bind.key in keys else (None, bind.effective_value))
     processors = compiled._bind_processors  # SQLAlchemy's own per-parameter converters
-    return compiled.string, tuple(sources), tuple(
-        (position, processors[name]) for position, name in enumerate(compiled.positiontup) if name in processors
+    return (
+        compiled.string,
+        tuple(sources),
+        tuple((position, processors[name]) for position, name in enumerate(compiled.positiontup) if name in processors),
     )
 
 
@@ -171,7 +174,6 @@ def stages(session: AsyncSession, rows: Sequence[object]) -> bool:
     """Whether stage() is the way to write these rows (PostgreSQL, many of them)."""
 
     return dialect_name(session) == "postgresql" and len(rows) >= COPY_FROM_ROWS
-
 
 
 async def stage(session: AsyncSession, target: Table, columns: Sequence[str], rows: list[Row]) -> TableClause:
@@ -197,8 +199,13 @@ def _staged_table(target: Table, columns: tuple[str, ...]) -> TableClause:
     return table_clause(name, *(column_clause(column, target.c[column].type) for column in columns))
 
 
-async def bulk_upsert(session: AsyncSession, table: Table, columns: Sequence[str], rows: list[dict[str, Any]],
-                      on_conflict: Callable[[Any], Executable]) -> None:
+async def bulk_upsert(
+    session: AsyncSession,
+    table: Table,
+    columns: Sequence[str],
+    rows: list[dict[str, Any]],
+    on_conflict: Callable[[Any], Executable],
+) -> None:
     """INSERT rows (dicts) into table, each clash resolved as `on_conflict(insert)` says
     (a function of the dialect's INSERT, for its `excluded`): staged (stage()) where
     stages() says so, else an executemany."""

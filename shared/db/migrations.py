@@ -140,9 +140,7 @@ def make_revision(service: str, message: str, script_location: Path | None = Non
 
     def generate() -> None:
         config = alembic_config(service, url, script_location)
-        script = command.revision(
-            config, message=message, autogenerate=True, process_revision_directives=skip_if_empty
-        )
+        script = command.revision(config, message=message, autogenerate=True, process_revision_directives=skip_if_empty)
         if script:  # [] when skip_if_empty dropped it
             assert isinstance(script, Script), "a list of several only comes of a history with several heads"
             written.append(Path(script.path))

@@ -91,7 +91,8 @@ class InlineCursor:
 
     async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
         await _retrying(
-            lambda: self._cursor.execute(sql, parameters), self._connection.busy_timeout_s,
+            lambda: self._cursor.execute(sql, parameters),
+            self._connection.busy_timeout_s,
             offload=_on_threads.get(),
         )
         return self

@@ -33,7 +33,9 @@ def stream_config(name: str) -> StreamConfig:
     )
 
 
-def consumer_config(durable: str, subjects: list[str], *, max_ack_pending: int, ack_wait_s: float = 30.0) -> ConsumerConfig:
+def consumer_config(
+    durable: str, subjects: list[str], *, max_ack_pending: int, ack_wait_s: float = 30.0
+) -> ConsumerConfig:
     return ConsumerConfig(
         name=durable,
         durable_name=durable,

@@ -28,9 +28,10 @@ import asyncio
 import logging
 import time
 import traceback
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Iterator
+from typing import Any
 
 import orjson
 from nats.aio.msg import Msg
@@ -197,7 +198,7 @@ class ConsumerRunner:
                 return
             try:
                 msg = await asyncio.wait_for(queue.get(), timeout=remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return
             batch: list[Msg] = []
             request_over = False
@@ -314,14 +315,17 @@ class ConsumerRunner:
         delay = backoff[min(deliveries - 1, len(backoff) - 1)]
         log.warning(
             "event failed, will retry",
-            extra={"consumer": self.name, "event_id": event.id, "deliveries": deliveries, "retry_in_s": delay,
-                   "error": error.strip().splitlines()[-1]},
+            extra={
+                "consumer": self.name,
+                "event_id": event.id,
+                "deliveries": deliveries,
+                "retry_in_s": delay,
+                "error": error.strip().splitlines()[-1],
+            },
         )
         await msg.nak(delay=delay)
 
-    async def _dead_letter(
-        self, msg: Msg, event: CloudEvent | Event[Any] | None, error: str, deliveries: int
-    ) -> None:
+    async def _dead_letter(self, msg: Msg, event: CloudEvent | Event[Any] | None, error: str, deliveries: int) -> None:
         token = context.correlation_id.set(event.correlationid if event else None)
         try:
             async with transaction(self.db.writer) as session:

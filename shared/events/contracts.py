@@ -25,10 +25,11 @@ datetimes arrive aware in UTC and amounts as `Decimal`.
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Callable, Generic, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema, create_model
 
@@ -121,7 +122,7 @@ def contract(
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 _UTCDateTime = Annotated[datetime, AfterValidator(_utc)]
@@ -180,8 +181,12 @@ def money(amount: Decimal, currency: str) -> str:
 
 
 @contract(
-    "crm.identify.customer.created", "identify", "A customer was created.",
-    customers=("id",), other_customers=("referred_by",), at="created_at",
+    "crm.identify.customer.created",
+    "identify",
+    "A customer was created.",
+    customers=("id",),
+    other_customers=("referred_by",),
+    at="created_at",
 )
 class CustomerCreated(Payload):
     id: str
@@ -198,8 +203,11 @@ class CustomerCreated(Payload):
 
 
 @contract(
-    "crm.identify.customer.updated", "identify", "Fields of a customer changed; `changes` holds the new values.",
-    customers=("id",), at="updated_at",
+    "crm.identify.customer.updated",
+    "identify",
+    "Fields of a customer changed; `changes` holds the new values.",
+    customers=("id",),
+    at="updated_at",
 )
 class CustomerUpdated(Payload):
     id: str
@@ -359,8 +367,11 @@ Stage = Literal["prospect", "new", "active", "loyal", "at_risk", "churned", "won
 
 
 @contract(
-    "crm.lifecycle.stage.changed", "lifecycle", "A customer moved from one lifecycle stage to another.",
-    customers=("customer_id",), at="at",
+    "crm.lifecycle.stage.changed",
+    "lifecycle",
+    "A customer moved from one lifecycle stage to another.",
+    customers=("customer_id",),
+    at="at",
 )
 class StageChanged(Payload):
     customer_id: str
@@ -379,8 +390,11 @@ class StageChanged(Payload):
 
 
 @contract(
-    "crm.engage.interaction.logged", "engage", "A two-way interaction with a customer was logged.",
-    customers=("customer_id",), at="occurred_at",
+    "crm.engage.interaction.logged",
+    "engage",
+    "A two-way interaction with a customer was logged.",
+    customers=("customer_id",),
+    at="occurred_at",
 )
 class InteractionLogged(Payload):
     id: str
@@ -399,7 +413,9 @@ class InteractionLogged(Payload):
 
 
 @contract(
-    "crm.network.stakeholder.created", "network", "A partner, supplier, employee or investor was added.",
+    "crm.network.stakeholder.created",
+    "network",
+    "A partner, supplier, employee or investor was added.",
     at="created_at",
 )
 class StakeholderCreated(Payload):
@@ -411,8 +427,11 @@ class StakeholderCreated(Payload):
 
 
 @contract(
-    "crm.network.referral.recorded", "network", "A customer referred another customer.",
-    customers=("referrer_id", "referred_id"), at="recorded_at",
+    "crm.network.referral.recorded",
+    "network",
+    "A customer referred another customer.",
+    customers=("referrer_id", "referred_id"),
+    at="recorded_at",
 )
 class ReferralRecorded(Payload):
     id: str
@@ -432,9 +451,11 @@ class ReferralRecorded(Payload):
 
 
 @contract(
-    "crm.value.offer.issued", "value",
+    "crm.value.offer.issued",
+    "value",
     "An offer was issued to a customer (by a user, or a welcome offer by value itself).",
-    customers=("customer_id",), at="issued_at",
+    customers=("customer_id",),
+    at="issued_at",
 )
 class OfferIssued(Payload):
     id: str
@@ -451,8 +472,11 @@ class OfferIssued(Payload):
 
 
 @contract(
-    "crm.value.offer.redeemed", "value", "A customer redeemed an offer.",
-    customers=("customer_id",), at="redeemed_at",
+    "crm.value.offer.redeemed",
+    "value",
+    "A customer redeemed an offer.",
+    customers=("customer_id",),
+    at="redeemed_at",
 )
 class OfferRedeemed(Payload):
     id: str

@@ -14,9 +14,9 @@ about customers (each moves its rows to the survivor).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Awaitable, Callable, Iterable, Sequence
 
 import orjson
 from sqlalchemy import Column, MetaData, String, Table, bindparam, func, select, update

@@ -8,7 +8,7 @@ that caused this one.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 import orjson
@@ -38,7 +38,7 @@ class CloudEvent(BaseModel):
         return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
 
     @classmethod
-    def from_json(cls, raw: bytes) -> "CloudEvent":
+    def from_json(cls, raw: bytes) -> CloudEvent:
         return cls.model_validate_json(raw)
 
 
@@ -67,7 +67,7 @@ class Event(CloudEvent, Generic[P]):
         at = getattr(self.data, self.at_field) if self.at_field else None
         if at is None:
             at = self.time
-        return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
     @property
     def customer_id(self) -> str | None:
@@ -86,7 +86,7 @@ class Event(CloudEvent, Generic[P]):
         fields = (*self.customers, *self.other_customers)
         return [cid for name in fields if (cid := getattr(self.data, name)) is not None]
 
-    def for_survivors(self, survivor: dict[str, str]) -> "Event[P]":
+    def for_survivors(self, survivor: dict[str, str]) -> Event[P]:
         """This event with each merged customer it names replaced by its survivor."""
 
         fields = (*self.customers, *self.other_customers)
@@ -109,7 +109,7 @@ def make_event(
         id=event_id,
         source=f"/valuechain/{service}",
         type=type,
-        time=datetime.now(timezone.utc),
+        time=datetime.now(UTC),
         subject=subject,
         dataschema=dataschema,
         correlationid=context.correlation_id.get() or event_id,

@@ -8,10 +8,11 @@ the events they handled in the inbox in the same transaction as their effect.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import groupby
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, MetaData, String, Table, Text, insert, select
@@ -104,9 +105,7 @@ def _encode(event: CloudEvent) -> bytes:
     """
 
     fields = event.__dict__
-    return orjson.dumps(
-        {name: fields[name] for name in _ENVELOPE if fields[name] is not None}, option=orjson.OPT_UTC_Z
-    )
+    return orjson.dumps({name: fields[name] for name in _ENVELOPE if fields[name] is not None}, option=orjson.OPT_UTC_Z)
 
 
 async def flush_events(session: AsyncSession) -> int:
@@ -194,12 +193,13 @@ def emit_many(
     contract = CATALOG[type]
     fields = contract.model.model_fields
     names = frozenset(fields)
-    defaults = {name: field.get_default(call_default_factory=True) for name, field in fields.items()
-                if not field.is_required()}
+    defaults = {
+        name: field.get_default(call_default_factory=True) for name, field in fields.items() if not field.is_required()
+    }
     required = names - defaults.keys()
     contract.model.model_validate(payloads[0])
     ids = uuid7_many(len(payloads))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     correlation, causation = context.correlation_id.get(), context.causation_id.get()
     # make_event()'s envelope as orjson writes it (CloudEvent's field order, None
     # fields left out, as _encode()), spliced from parts: only the id, the subject
@@ -218,11 +218,19 @@ def emit_many(
             raise ValueError(f"{type}: fields {sorted(payload)} do not fit the contract's {sorted(names)}")
         data = {name: payload[name] if name in payload else defaults[name] for name in fields}
         encoded_id = event_id.encode()
-        body = b"".join((
-            start, encoded_id, middle,
-            b"" if subject is None else b',"subject":' + dumps(subject),
-            after_subject, correlated or b'"' + encoded_id + b'"', caused,
-            b',"data":', dumps(data, option=utc_z), b"}",
-        ))
+        body = b"".join(
+            (
+                start,
+                encoded_id,
+                middle,
+                b"" if subject is None else b',"subject":' + dumps(subject),
+                after_subject,
+                correlated or b'"' + encoded_id + b'"',
+                caused,
+                b',"data":',
+                dumps(data, option=utc_z),
+                b"}",
+            )
+        )
         pending.append({"event_id": event_id, "subject": type, "body": body, "created_at": now})
     return ids

@@ -84,8 +84,9 @@ class OutboxRelay:
         if not rows:
             self.last_success = time.monotonic()
             return 0
-        messages = [(row.subject, body, event_id)
-                    for row in rows for event_id, body in outbox_events(row.event_id, row.body)]
+        messages = [
+            (row.subject, body, event_id) for row in rows for event_id, body in outbox_events(row.event_id, row.body)
+        ]
         await self.publisher.publish(messages, timeout_s=self.publish_timeout_s)
         async with self.db.writer() as session, session.begin():
             await session.execute(

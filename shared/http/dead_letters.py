@@ -43,6 +43,8 @@ def dead_letters_router(messaging: MessagingTables) -> APIRouter:
         if page.after_value is not None:
             query = query.where(table.c.id < page.after_value)
         rows = (await session.execute(query)).mappings().all()
-        return page.of(rows, lambda row: (row["id"],), lambda row: dict(row, body=row["body"].decode("utf-8", "replace")))
+        return page.of(
+            rows, lambda row: (row["id"],), lambda row: dict(row, body=row["body"].decode("utf-8", "replace"))
+        )
 
     return router

@@ -19,7 +19,11 @@ from shared.http.errors import HTTP_ERROR_NAMES, AppError
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [
-        {"field": ".".join(str(part) for part in err.get("loc", ())), "message": err.get("msg"), "type": err.get("type")}
+        {
+            "field": ".".join(str(part) for part in err.get("loc", ())),
+            "message": err.get("msg"),
+            "type": err.get("type"),
+        }
         for err in exc.errors()
     ]
 

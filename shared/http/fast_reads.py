@@ -118,9 +118,14 @@ def _session_param(context: Any) -> str | None:
         return None
     if dependant.query_params or dependant.header_params or dependant.cookie_params or dependant.body_params:
         return None
-    special = (dependant.request_param_name, dependant.websocket_param_name, dependant.http_connection_param_name,
-               dependant.response_param_name, dependant.background_tasks_param_name,
-               dependant.security_scopes_param_name)
+    special = (
+        dependant.request_param_name,
+        dependant.websocket_param_name,
+        dependant.http_connection_param_name,
+        dependant.response_param_name,
+        dependant.background_tasks_param_name,
+        dependant.security_scopes_param_name,
+    )
     if any(special) or context.body_field is not None or context.stream_item_field is not None:
         return None
     if context.is_sse_stream or context.is_json_stream or not inspect.iscoroutinefunction(dependant.call):
@@ -175,8 +180,13 @@ def _light_handler(app: FastAPI, context: Any) -> LightHandler | None:
             body = response_field.serialize_json(value, **dump_options)
         except Exception:  # noqa: BLE001 - FastAPI's handler renders it exactly as before
             return False
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", _JSON)]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", _JSON)],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
         return True
 

@@ -47,7 +47,9 @@ class RequestContextMiddleware:
         self.metrics_getter = metrics_getter
         self.light_reads_getter = light_reads_getter
         self.access = logging.getLogger("valuechain.access")
-        self._metric_children: dict[tuple[Any, ...], tuple[Any, Any]] = {}  # labels() costs a lock and a dict build per call
+        self._metric_children: dict[
+            tuple[Any, ...], tuple[Any, Any]
+        ] = {}  # labels() costs a lock and a dict build per call
 
     def _observe(self, metrics: Metrics, method: str, path: str, status: int, elapsed: float) -> None:
         key = (metrics, method, path, status)
@@ -119,10 +121,17 @@ class RequestContextMiddleware:
             if path not in ("/healthz", "/readyz", "/metrics") and self.access.isEnabledFor(logging.INFO):
                 # What Logger.info does, minus finding the caller's file and line by
                 # walking the stack (no log line shows them): ~10 µs a request.
-                extra = {"method": scope["method"], "path": scope["path"], "status": status,
-                         "duration_ms": round(elapsed * 1000, 2)}
-                self.access.handle(self.access.makeRecord(self.access.name, logging.INFO, "(unknown file)", 0,
-                                                          "request", (), None, extra=extra))
+                extra = {
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                }
+                self.access.handle(
+                    self.access.makeRecord(
+                        self.access.name, logging.INFO, "(unknown file)", 0, "request", (), None, extra=extra
+                    )
+                )
             context.request_id.reset(t1)
             context.correlation_id.reset(t2)
             if t3 is not None:

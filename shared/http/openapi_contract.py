@@ -87,9 +87,12 @@ def _content(*names: str) -> dict[str, Any]:
 ERRORS: dict[str, tuple[str, tuple[str, ...]]] = {
     "400": ("Unreadable request: malformed JSON (`malformed_json`, fields named)", (FIELD_ERRORS, ERROR)),
     "404": ("Nothing with that id (`not_found`)", (ERROR,)),
-    "409": ("The request conflicts with the data: a duplicate, a resource in the wrong state, a merged "
-            "customer (`customer_merged`, naming the id to use), or an `external_id` already used for "
-            "another purchase (`idempotency_conflict`, the field named)", (ERROR, FIELD_ERRORS)),
+    "409": (
+        "The request conflicts with the data: a duplicate, a resource in the wrong state, a merged "
+        "customer (`customer_merged`, naming the id to use), or an `external_id` already used for "
+        "another purchase (`idempotency_conflict`, the field named)",
+        (ERROR, FIELD_ERRORS),
+    ),
     "422": ("Invalid fields (`validation_error`): each named in `detail`", (FIELD_ERRORS,)),
     "500": ("An unexpected error on our side (`internal_error`)", (ERROR,)),
 }

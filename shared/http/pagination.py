@@ -120,7 +120,7 @@ def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
         raise invalid_cursor()
     try:
         key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except Exception as exc:  # noqa: BLE001 - any undecodable cursor is the client's
+    except Exception as exc:  # any undecodable cursor is the client's
         raise invalid_cursor() from exc
     if not isinstance(key, list) or len(key) != arity:
         raise invalid_cursor()

@@ -122,11 +122,17 @@ def problems(query_string: bytes, allowed: Accepted) -> list[dict[str, str]]:
         if key not in allowed.names:
             detail.append({"field": f"query.{key}", "message": "unknown query parameter", "type": "extra_forbidden"})
         elif key not in allowed.lists and len(params.getlist(key)) > 1:
-            detail.append({"field": f"query.{key}", "message": "given more than once; this parameter takes one value",
-                           "type": "multiple_values"})
+            detail.append(
+                {
+                    "field": f"query.{key}",
+                    "message": "given more than once; this parameter takes one value",
+                    "type": "multiple_values",
+                }
+            )
         elif nul and any("\x00" in value for value in params.getlist(key)):
-            detail.append({"field": f"query.{key}", "message": "must not contain a NUL character",
-                           "type": "value_error"})
+            detail.append(
+                {"field": f"query.{key}", "message": "must not contain a NUL character", "type": "value_error"}
+            )
     return detail
 
 
@@ -179,7 +185,7 @@ class UnknownQueryGuard:
         path, method = scope["path"], scope["method"]
         root = scope.get("root_path")
         if root and path.startswith(root):
-            path = path[len(root):]
+            path = path[len(root) :]
         for regex, methods, route, allowed in self._entries:
             if regex is None:
                 return ANY
@@ -196,9 +202,16 @@ class UnknownQueryGuard:
                 detail = problems(scope["query_string"], allowed)
                 if detail:
                     body = orjson.dumps({"error": "validation_error", "detail": detail})
-                    await send({"type": "http.response.start", "status": 422,
-                                "headers": [(b"content-length", str(len(body)).encode()),
-                                            (b"content-type", b"application/json")]})
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 422,
+                            "headers": [
+                                (b"content-length", str(len(body)).encode()),
+                                (b"content-type", b"application/json"),
+                            ],
+                        }
+                    )
                     await send({"type": "http.response.body", "body": body})
                     return
         await self.app(scope, receive, send)

@@ -23,7 +23,12 @@ class Metrics:
         self.outbox_published = Counter(
             "valuechain_outbox_published_total", "Events relayed to JetStream", ["service"], registry=r
         )
-        self.outbox_pending = Gauge("valuechain_outbox_pending", "Outbox rows waiting to be published (an event, or a bundle of up to 50 of one type)", ["service"], registry=r)
+        self.outbox_pending = Gauge(
+            "valuechain_outbox_pending",
+            "Outbox rows waiting to be published (an event, or a bundle of up to 50 of one type)",
+            ["service"],
+            registry=r,
+        )
         self.events_handled = Counter(
             "valuechain_events_handled_total", "Events applied by a consumer", ["service", "consumer"], registry=r
         )
@@ -37,7 +42,10 @@ class Metrics:
             "valuechain_events_failed_total", "Failed event deliveries", ["service", "consumer"], registry=r
         )
         self.dead_letters = Counter(
-            "valuechain_dead_letters_total", "Events sent to the dead-letter subject", ["service", "consumer"], registry=r
+            "valuechain_dead_letters_total",
+            "Events sent to the dead-letter subject",
+            ["service", "consumer"],
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -106,10 +106,12 @@ async def _bounded(step: str, awaitable: Awaitable[Any]) -> None:
 
     try:
         await asyncio.wait_for(awaitable, timeout=STOP_STEP_TIMEOUT_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pending = [task for task in asyncio.all_tasks() if not task.done() and task is not asyncio.current_task()]
-        stacks = {task.get_name(): [f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack(limit=8)]
-                  for task in pending}
+        stacks = {
+            task.get_name(): [f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack(limit=8)]
+            for task in pending
+        }
         log.error("stopping timed out", extra={"step": step, "tasks": stacks})
 
 

@@ -45,19 +45,30 @@ def fuzzed_suite(tmp_path_factory):
 
 def schemathesis_command(suite: RunningSuite) -> list[str]:
     return [
-        sys.executable, "-m", "schemathesis.cli", "--config-file", str(HERE / "schemathesis.toml"),
-        "run", f"{suite.gateway_url}/openapi.json",
-        "--header", f"Authorization: Bearer {suite.admin_key}",
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--config-file",
+        str(HERE / "schemathesis.toml"),
+        "run",
+        f"{suite.gateway_url}/openapi.json",
+        "--header",
+        f"Authorization: Bearer {suite.admin_key}",
         # No --checks: every check runs (each is on unless the config turns it off), and
         # --checks would override the per-operation exceptions of schemathesis.toml.
-        "--phases", PHASES,
-        "--max-examples", str(EXAMPLES),
-        "--seed", str(SEED),
+        "--phases",
+        PHASES,
+        "--max-examples",
+        str(EXAMPLES),
+        "--seed",
+        str(SEED),
         "--generation-deterministic",
         # One worker: with two threads, Hypothesis' ast.parse (describing a filter) can fail
         # with "SystemError: AST constructor recursion depth mismatch" on Python 3.11.
-        "--workers", "1",
-        "--request-timeout", "30",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "30",
         "--no-color",
     ]
 
@@ -81,13 +92,17 @@ def test_the_api_does_what_its_openapi_document_says(fuzzed_suite):
         # A failure is shrunk to its smallest case before it is reported, which takes
         # longer than a clean run (~30 s on 2 cores): the timeout leaves room for it.
         schemathesis_command(suite),
-        cwd=HERE.parents[1], env=env, capture_output=True, text=True, timeout=600,
+        cwd=HERE.parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     output = run.stdout + run.stderr
     if run.returncode != 0:
         # From schemathesis' first section after its progress lines: ERRORS or FAILURES.
         starts = [i for i in (output.find("=== ERRORS ==="), output.find("=== FAILURES ===")) if i >= 0]
-        report = output[max(min(starts) - 40, 0):] if starts else output
+        report = output[max(min(starts) - 40, 0) :] if starts else output
         pytest.fail(f"schemathesis found problems (exit {run.returncode}):\n{report[-30000:]}", pytrace=False)
     selected = re.search(r"Selected: (\d+)/(\d+)", output)
     assert selected and selected[1] == selected[2] and int(selected[1]) > 0, output[-3000:]

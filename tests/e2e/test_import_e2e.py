@@ -21,11 +21,29 @@ ROWS, CUSTOMERS = 6919, 2357
 
 def import_with_the_cli(suite, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "valuechain", "import", "transactions", str(CDNOW_SAMPLE),
-         "--columns", COLUMNS, "--mapping", json.dumps(MAPPING), "--currency", "USD", "--create-customers",
-         "--gateway", suite.gateway_url, *extra],
-        cwd=ROOT, env={**os.environ, "VALUECHAIN_ADMIN_API_KEY": suite.admin_key},
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "valuechain",
+            "import",
+            "transactions",
+            str(CDNOW_SAMPLE),
+            "--columns",
+            COLUMNS,
+            "--mapping",
+            json.dumps(MAPPING),
+            "--currency",
+            "USD",
+            "--create-customers",
+            "--gateway",
+            suite.gateway_url,
+            *extra,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "VALUECHAIN_ADMIN_API_KEY": suite.admin_key},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -44,7 +62,9 @@ async def test_the_cdnow_sample_imports_with_the_cli_and_flows_on(running_suite)
         # Customer 00004's three purchases, and the stage lifecycle gave it from the events.
         customers, cursor = {}, None
         while True:
-            page = (await gw.get("/v1/customers", params={"limit": 200, **({"cursor": cursor} if cursor else {})})).json()
+            page = (
+                await gw.get("/v1/customers", params={"limit": 200, **({"cursor": cursor} if cursor else {})})
+            ).json()
             customers.update((c["external_id"], c) for c in page["items"])
             if not (cursor := page["next_cursor"]):
                 break
@@ -53,7 +73,11 @@ async def test_the_cdnow_sample_imports_with_the_cli_and_flows_on(running_suite)
         assert ada["purchase_count"] == 4
         bought = (await gw.get(f"/v1/customers/{ada['id']}/transactions")).json()["items"]
         assert [(t["occurred_at"][:10], t["amount"]) for t in reversed(bought)] == [
-            ("1997-01-01", "29.33"), ("1997-01-18", "29.73"), ("1997-08-02", "14.96"), ("1997-12-12", "26.48")]
+            ("1997-01-01", "29.33"),
+            ("1997-01-18", "29.73"),
+            ("1997-08-02", "14.96"),
+            ("1997-12-12", "26.48"),
+        ]
 
         async def staged():
             response = await gw.get(f"/v1/customers/{ada['id']}/lifecycle")
@@ -65,9 +89,15 @@ async def test_the_cdnow_sample_imports_with_the_cli_and_flows_on(running_suite)
         # The same file again, over HTTP through the gateway: nothing is recorded twice.
         with open(CDNOW_SAMPLE, "rb") as file:
             again = await gw.post(
-                "/v1/imports", files={"file": (CDNOW_SAMPLE.name, file)},
-                data={"columns": COLUMNS, "mapping": json.dumps(MAPPING), "currency": "USD",
-                      "create_customers": "true"})
+                "/v1/imports",
+                files={"file": (CDNOW_SAMPLE.name, file)},
+                data={
+                    "columns": COLUMNS,
+                    "mapping": json.dumps(MAPPING),
+                    "currency": "USD",
+                    "create_customers": "true",
+                },
+            )
         assert again.status_code == 202, again.text
 
         async def finished():
@@ -76,7 +106,11 @@ async def test_the_cdnow_sample_imports_with_the_cli_and_flows_on(running_suite)
 
         rerun = await wait_until(finished, timeout=300, interval=0.2, what="the re-run")
         assert (rerun["status"], rerun["recorded"], rerun["duplicates"], rerun["customers_created"]) == (
-            "done", 0, ROWS, 0)
+            "done",
+            0,
+            ROWS,
+            0,
+        )
 
 
 async def test_a_multi_megabyte_upload_goes_through_the_gateway(running_suite, tmp_path):
@@ -87,17 +121,46 @@ async def test_a_multi_megabyte_upload_goes_through_the_gateway(running_suite, t
     path.write_text("\n".join(rows) + "\n")
     assert path.stat().st_size > 4_000_000
     result = subprocess.run(
-        [sys.executable, "-m", "valuechain", "import", "transactions", str(path), "--create-customers",
-         "--gateway", running_suite.gateway_url, "--api-key", running_suite.admin_key],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "valuechain",
+            "import",
+            "transactions",
+            str(path),
+            "--create-customers",
+            "--gateway",
+            running_suite.gateway_url,
+            "--api-key",
+            running_suite.admin_key,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "4,000 rows read, 4,000 recorded" in result.stdout
     assert "100% 4,000/4,000 rows" in result.stderr  # the header line is not a row
 
     refused = subprocess.run(
-        [sys.executable, "-m", "valuechain", "import", "transactions", str(path), "--mapping", "{nope",
-         "--gateway", running_suite.gateway_url, "--api-key", running_suite.admin_key],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "valuechain",
+            "import",
+            "transactions",
+            str(path),
+            "--mapping",
+            "{nope",
+            "--gateway",
+            running_suite.gateway_url,
+            "--api-key",
+            running_suite.admin_key,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert refused.returncode != 0 and "not JSON" in refused.stderr

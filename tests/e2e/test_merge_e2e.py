@@ -17,9 +17,16 @@ async def test_a_merge_through_the_gateway_brings_everything_to_the_survivors_36
             return response.json()
 
         async def buy(customer_id: str, order: str) -> None:
-            response = await gw.post("/v1/transactions", json={
-                "customer_id": customer_id, "amount": "20.00", "currency": "USD",
-                "occurred_at": "2026-10-01T10:00:00Z", "external_id": order})
+            response = await gw.post(
+                "/v1/transactions",
+                json={
+                    "customer_id": customer_id,
+                    "amount": "20.00",
+                    "currency": "USD",
+                    "occurred_at": "2026-10-01T10:00:00Z",
+                    "external_id": order,
+                },
+            )
             assert response.status_code == 201, response.text
 
         ada = await create(email="ada.lovelace@gmail.com", name="Ada Lovelace", phone="+44 20 7946 0958")
@@ -31,8 +38,15 @@ async def test_a_merge_through_the_gateway_brings_everything_to_the_survivors_36
         # is consumed it answers 422 for the id, so ask again until it knows the twin.
         interaction = None
         for _ in range(200):
-            interaction = await gw.post("/v1/interactions", json={
-                "customer_id": twin["id"], "channel": "chat", "direction": "inbound", "summary": "Where is my parcel?"})
+            interaction = await gw.post(
+                "/v1/interactions",
+                json={
+                    "customer_id": twin["id"],
+                    "channel": "chat",
+                    "direction": "inbound",
+                    "summary": "Where is my parcel?",
+                },
+            )
             if interaction.status_code != 422:
                 break
             await asyncio.sleep(0.05)
@@ -41,13 +55,19 @@ async def test_a_merge_through_the_gateway_brings_everything_to_the_survivors_36
             await _json_when(gw, f"/v1/customers/{who['id']}/offers", lambda b: len(b["items"]) == 1, "welcome offer")
             await _json_when(gw, f"/v1/customers/{who['id']}/lifecycle", lambda b: b["stage"] == "new", "stage new")
         await _json_when(gw, f"/v1/customers/{twin['id']}/referrals", lambda b: len(b["items"]) == 1, "referral")
-        await _json_when(gw, f"/v1/customers/{twin['id']}/timeline",
-                         lambda b: "crm.engage.interaction.logged" in {i["type"] for i in b["items"]}, "twin timeline")
+        await _json_when(
+            gw,
+            f"/v1/customers/{twin['id']}/timeline",
+            lambda b: "crm.engage.interaction.logged" in {i["type"] for i in b["items"]},
+            "twin timeline",
+        )
 
         duplicates = (await gw.get(f"/v1/customers/{ada['id']}/duplicates")).json()["items"]
         assert duplicates[0]["customer"]["id"] == twin["id"]
         assert duplicates[0]["reasons"] == [
-            "same email after normalisation", "same phone (E.164)", "similar name (distance 1)"
+            "same email after normalisation",
+            "same phone (E.164)",
+            "similar name (distance 1)",
         ]
 
         merged = await gw.post(f"/v1/customers/{ada['id']}/merge", json={"merge": [twin["id"]]})
@@ -57,8 +77,12 @@ async def test_a_merge_through_the_gateway_brings_everything_to_the_survivors_36
         await _json_when(gw, f"/v1/customers/{ada['id']}/lifecycle", lambda b: b["stage"] == "active", "active")
         await _json_when(gw, f"/v1/customers/{ada['id']}/offers", lambda b: len(b["items"]) == 2, "offers moved")
         await _json_when(gw, f"/v1/customers/{ada['id']}/referrals", lambda b: len(b["items"]) == 1, "referral moved")
-        await _json_when(gw, f"/v1/customers/{ada['id']}/timeline",
-                         lambda b: "crm.identify.customer.merged" in {i["type"] for i in b["items"]}, "merge entry")
+        await _json_when(
+            gw,
+            f"/v1/customers/{ada['id']}/timeline",
+            lambda b: "crm.identify.customer.merged" in {i["type"] for i in b["items"]},
+            "merge entry",
+        )
 
         view = (await gw.get(f"/v1/customers/{ada['id']}/360")).json()
         assert view["missing"] == []

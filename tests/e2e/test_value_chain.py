@@ -34,8 +34,13 @@ async def test_the_value_chain_flows_from_a_purchase_to_every_stage(running_suit
         assert rate.status_code == 200, rate.text
         purchase = await gw.post(
             "/v1/transactions",
-            json={"customer_id": bob["id"], "amount": "49.90", "currency": "eur",
-                  "occurred_at": "2026-11-01T10:00:00Z", "external_id": "order-1"},
+            json={
+                "customer_id": bob["id"],
+                "amount": "49.90",
+                "currency": "eur",
+                "occurred_at": "2026-11-01T10:00:00Z",
+                "external_id": "order-1",
+            },
             headers={"X-Correlation-ID": "tour-1"},
         )
         assert purchase.status_code == 201, purchase.text
@@ -43,35 +48,56 @@ async def test_the_value_chain_flows_from_a_purchase_to_every_stage(running_suit
         assert (purchase.json()["reporting_amount"], purchase.json()["reporting_currency"]) == ("53.892", "USD")
         again = await gw.post(
             "/v1/transactions",
-            json={"customer_id": bob["id"], "amount": "49.90", "currency": "EUR",
-                  "occurred_at": "2026-11-01T10:00:00Z", "external_id": "order-1"},
+            json={
+                "customer_id": bob["id"],
+                "amount": "49.90",
+                "currency": "EUR",
+                "occurred_at": "2026-11-01T10:00:00Z",
+                "external_id": "order-1",
+            },
         )
         assert again.status_code == 200 and again.json()["id"] == purchase.json()["id"]
 
-        lifecycle = await _json_when(gw, f"/v1/customers/{bob['id']}/lifecycle",
-                                     lambda body: body["stage"] == "new", "stage new")
+        lifecycle = await _json_when(
+            gw, f"/v1/customers/{bob['id']}/lifecycle", lambda body: body["stage"] == "new", "stage new"
+        )
         assert [(h["from"], h["to"]) for h in lifecycle["history"]] == [(None, "prospect"), ("prospect", "new")]
 
-        offers = await _json_when(gw, f"/v1/customers/{bob['id']}/offers",
-                                  lambda body: len(body["items"]) == 1, "welcome offer")
+        offers = await _json_when(
+            gw, f"/v1/customers/{bob['id']}/offers", lambda body: len(body["items"]) == 1, "welcome offer"
+        )
         assert offers["items"][0]["kind"] == "welcome"
 
-        referrals = await _json_when(gw, f"/v1/customers/{ada['id']}/referrals",
-                                     lambda body: len(body["items"]) == 1, "referral")
+        referrals = await _json_when(
+            gw, f"/v1/customers/{ada['id']}/referrals", lambda body: len(body["items"]) == 1, "referral"
+        )
         assert referrals["items"][0]["referred_id"] == bob["id"]
 
         interaction = await gw.post(
             "/v1/interactions",
-            json={"customer_id": bob["id"], "channel": "email", "direction": "inbound",
-                  "summary": "Asked about delivery times"},
+            json={
+                "customer_id": bob["id"],
+                "channel": "email",
+                "direction": "inbound",
+                "summary": "Asked about delivery times",
+            },
         )
         assert interaction.status_code == 201, interaction.text
 
-        expected = {"crm.identify.customer.created", "crm.identify.transaction.recorded",
-                    "crm.lifecycle.stage.changed", "crm.value.offer.issued", "crm.engage.interaction.logged",
-                    "crm.network.referral.recorded"}
-        timeline = await _json_when(gw, f"/v1/customers/{bob['id']}/timeline",
-                                    lambda body: expected <= {i["type"] for i in body["items"]}, "timeline")
+        expected = {
+            "crm.identify.customer.created",
+            "crm.identify.transaction.recorded",
+            "crm.lifecycle.stage.changed",
+            "crm.value.offer.issued",
+            "crm.engage.interaction.logged",
+            "crm.network.referral.recorded",
+        }
+        timeline = await _json_when(
+            gw,
+            f"/v1/customers/{bob['id']}/timeline",
+            lambda body: expected <= {i["type"] for i in body["items"]},
+            "timeline",
+        )
         times = [item["time"] for item in timeline["items"]]
         assert times == sorted(times, reverse=True)
 
@@ -92,8 +118,9 @@ async def test_the_value_chain_flows_from_a_purchase_to_every_stage(running_suit
             event = json.loads(msg.data)
             if event.get("subject") == bob["id"] and event.get("correlationid") == "tour-1":
                 chain[event["type"]] = event
-        assert {"crm.identify.transaction.recorded", "crm.lifecycle.stage.changed",
-                "crm.value.offer.issued"} <= set(chain)
+        assert {"crm.identify.transaction.recorded", "crm.lifecycle.stage.changed", "crm.value.offer.issued"} <= set(
+            chain
+        )
         assert chain["crm.lifecycle.stage.changed"]["causationid"] == chain["crm.identify.transaction.recorded"]["id"]
         assert chain["crm.value.offer.issued"]["causationid"] == chain["crm.lifecycle.stage.changed"]["id"]
     finally:
@@ -125,15 +152,24 @@ async def test_every_v1_route_needs_the_key_and_errors_are_json(running_suite):
         assert after["items"][0]["id"] != page["items"][0]["id"]
 
 
-
 async def test_an_unknown_query_parameter_is_the_services_422_through_the_gateway(running_suite):
-    unknown = {"error": "validation_error",
-               "detail": [{"field": "query.colour", "message": "unknown query parameter", "type": "extra_forbidden"}]}
+    unknown = {
+        "error": "validation_error",
+        "detail": [{"field": "query.colour", "message": "unknown query parameter", "type": "extra_forbidden"}],
+    }
     async with running_suite.client() as gw:
         customer = (await gw.post("/v1/customers", json={"external_id": "colour-1"})).json()
-        for path in ("/v1/customers", f"/v1/customers/{customer['id']}", f"/v1/customers/{customer['id']}/lifecycle",
-                     "/v1/interactions", "/v1/stakeholders", f"/v1/customers/{customer['id']}/offers",
-                     "/v1/ops/identify/dead-letters", f"/v1/customers/{customer['id']}/360", "/healthz"):
+        for path in (
+            "/v1/customers",
+            f"/v1/customers/{customer['id']}",
+            f"/v1/customers/{customer['id']}/lifecycle",
+            "/v1/interactions",
+            "/v1/stakeholders",
+            f"/v1/customers/{customer['id']}/offers",
+            "/v1/ops/identify/dead-letters",
+            f"/v1/customers/{customer['id']}/360",
+            "/healthz",
+        ):
             response = await gw.get(path, params={"colour": "red", "customer_id": customer["id"]})
             assert response.status_code == 422, (path, response.text)
             assert response.json()["detail"][0] == unknown["detail"][0], path
@@ -166,5 +202,9 @@ async def test_a_service_that_dies_is_restarted(running_suite):
     await wait_until(back_again, timeout=30, interval=0.2, what="lifecycle restarted")
     async with running_suite.client() as gw:
         customer = (await gw.post("/v1/customers", json={"external_id": "after-restart"})).json()
-        await _json_when(gw, f"/v1/customers/{customer['id']}/lifecycle",
-                         lambda body: body["stage"] == "prospect", "restarted lifecycle consuming")
+        await _json_when(
+            gw,
+            f"/v1/customers/{customer['id']}/lifecycle",
+            lambda body: body["stage"] == "prospect",
+            "restarted lifecycle consuming",
+        )

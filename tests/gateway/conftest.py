@@ -164,8 +164,11 @@ def stand_in_app(state: StandIn) -> FastAPI:
             for _ in range(EXPORT_CHUNKS):
                 yield EXPORT_CHUNK
 
-        return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
-                                 headers={"content-disposition": 'attachment; filename="export.csv"'})
+        return StreamingResponse(
+            lines(),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": 'attachment; filename="export.csv"'},
+        )
 
     for method, path in SERVICE_ROUTES[state.name]:
         handler = export if path.endswith("/export") else echo

@@ -59,7 +59,9 @@ async def test_slow_service_times_out_into_missing(start_gateway):
     async def slow(scope, receive, send):
         if scope["type"] == "http":
             await asyncio.sleep(2)
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+            )
             await send({"type": "http.response.body", "body": b"[]"})
 
     async with serve(slow) as slow_url:
@@ -80,15 +82,20 @@ async def test_360_needs_the_key(gw):
 async def test_a_part_added_to_the_table_is_fetched_and_named_when_it_fails(start_gateway, dead_url, monkeypatch):
     from gateway import composition
 
-    monkeypatch.setattr(composition, "PARTS", (
-        *composition.PARTS,
-        composition.Part("welcome_offers", "value", "/v1/customers/{id}/offers?kind=welcome", True),
-        composition.Part("audit", "network", "/v1/customers/{id}/audit", True),
-    ))
+    monkeypatch.setattr(
+        composition,
+        "PARTS",
+        (
+            *composition.PARTS,
+            composition.Part("welcome_offers", "value", "/v1/customers/{id}/offers?kind=welcome", True),
+            composition.Part("audit", "network", "/v1/customers/{id}/audit", True),
+        ),
+    )
     client = await start_gateway(network_url=dead_url)
     view = (await client.get("/v1/customers/c1/360", headers=AUTH)).json()
     assert (view["welcome_offers"][0]["path"], view["welcome_offers"][0]["query"]) == (
-        "/v1/customers/c1/offers", "kind=welcome"
+        "/v1/customers/c1/offers",
+        "kind=welcome",
     )
     assert view["audit"] == []
     assert view["missing"] == [

@@ -65,7 +65,12 @@ async def test_merged_document_has_the_routed_operations(gw):
     assert {"401", "502", "504"} <= set(get_customer["responses"])
     assert "security" not in doc["paths"]["/healthz"]["get"]
     # Operation ids stay unique across services.
-    ids = [op["operationId"] for item in doc["paths"].values() for op in item.values() if isinstance(op, dict) and "operationId" in op]
+    ids = [
+        op["operationId"]
+        for item in doc["paths"].values()
+        for op in item.values()
+        if isinstance(op, dict) and "operationId" in op
+    ]
     assert len(ids) == len(set(ids))
 
 
@@ -104,7 +109,9 @@ async def test_merged_document_states_the_error_answers(gw):
                 "$ref": "#/components/schemas/FieldErrors"
             }
     # The gateway's own operation gets the same treatment as the services'.
-    assert {"401", "404", "409", "422", "500"} <= set(doc["paths"]["/v1/customers/{customer_id}/360"]["get"]["responses"])
+    assert {"401", "404", "409", "422", "500"} <= set(
+        doc["paths"]["/v1/customers/{customer_id}/360"]["get"]["responses"]
+    )
 
 
 def test_conflicting_component_names_are_renamed():
@@ -112,7 +119,16 @@ def test_conflicting_component_names_are_renamed():
 
     def doc(path: str, schema: dict) -> dict:
         return {
-            "paths": {path: {"get": {"operationId": "get_it", "responses": {"200": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Item"}}}}}}}},
+            "paths": {
+                path: {
+                    "get": {
+                        "operationId": "get_it",
+                        "responses": {
+                            "200": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Item"}}}}
+                        },
+                    }
+                }
+            },
             "components": {"schemas": {"Item": schema}},
         }
 

@@ -116,13 +116,17 @@ async def test_metrics_count_requests_by_route_and_status(start_gateway):
     assert 'gateway_requests_total{method="GET",route="/v1/customers/{id}",status="200"} 2.0' in text
     assert 'gateway_requests_total{method="GET",route="/v1/customers/{id}",status="401"}' not in text
     assert 'gateway_requests_total{method="GET",route="unmatched",status="401"} 1.0' in text
-    assert 'gateway_request_duration_seconds_bucket{le="0.1",method="GET",route="/v1/customers/{id}",status="200"}' in text
+    assert (
+        'gateway_request_duration_seconds_bucket{le="0.1",method="GET",route="/v1/customers/{id}",status="200"}' in text
+    )
 
 
 async def test_one_json_log_line_per_request(start_gateway, capsys):
     client = await start_gateway()
     capsys.readouterr()
-    await client.get("/v1/customers/c1", headers={**AUTH, "X-Request-ID": "log-req-1", "X-Correlation-ID": "log-corr-1"})
+    await client.get(
+        "/v1/customers/c1", headers={**AUTH, "X-Request-ID": "log-req-1", "X-Correlation-ID": "log-corr-1"}
+    )
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     mine = [line for line in lines if line.get("request_id") == "log-req-1"]
     assert len(mine) == 1

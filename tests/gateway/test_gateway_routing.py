@@ -31,7 +31,10 @@ ROUTED = [
     ("GET", "/v1/offers/o1", "value", "/v1/offers/o1"),
     ("POST", "/v1/offers/o1/redeem", "value", "/v1/offers/o1/redeem"),
     ("GET", "/v1/customers/c1/offers", "value", "/v1/customers/c1/offers"),
-    *[("GET", f"/v1/ops/{s}/dead-letters", s, "/v1/ops/dead-letters") for s in ("identify", "engage", "network", "value", "lifecycle")],
+    *[
+        ("GET", f"/v1/ops/{s}/dead-letters", s, "/v1/ops/dead-letters")
+        for s in ("identify", "engage", "network", "value", "lifecycle")
+    ],
 ]
 
 
@@ -121,8 +124,16 @@ async def test_percent_encoding_is_forwarded_unchanged(gw):
 
 @pytest.mark.parametrize(
     "path",
-    ["/v1/nothing", "/v1/customers/c1/unknown", "/v1/internal/secrets", "/v1/customers/", "/v1/customers/a%2Fb",
-     "/v1/customers/..", "/v1/ops/billing/dead-letters", "/v1/ops/dead-letters"],
+    [
+        "/v1/nothing",
+        "/v1/customers/c1/unknown",
+        "/v1/internal/secrets",
+        "/v1/customers/",
+        "/v1/customers/a%2Fb",
+        "/v1/customers/..",
+        "/v1/ops/billing/dead-letters",
+        "/v1/ops/dead-letters",
+    ],
 )
 async def test_unknown_v1_path_is_404(gw, path):
     response = await gw.get(path, headers=AUTH)
@@ -140,8 +151,13 @@ async def test_known_path_with_wrong_method_is_405(gw):
 
 @pytest.mark.parametrize(
     "path, allow",
-    [("/v1/imports/i1", "GET"), ("/v1/imports/i1/errors", "GET"), ("/v1/portfolio/refits", "GET, POST"),
-     ("/v1/portfolio/model", "GET"), ("/v1/customers", "GET, POST")],
+    [
+        ("/v1/imports/i1", "GET"),
+        ("/v1/imports/i1/errors", "GET"),
+        ("/v1/portfolio/refits", "GET, POST"),
+        ("/v1/portfolio/model", "GET"),
+        ("/v1/customers", "GET, POST"),
+    ],
 )
 async def test_options_is_405_allowing_only_what_the_services_serve(gw, path, allow):
     # Subtree routes used to allow GET and POST on every path under /v1/imports and
@@ -224,9 +240,9 @@ def test_a_method_on_a_less_specific_route_is_found():
 
 
 def test_subtree_routes():
-    table = RouteTable([
-        r("GET POST", "/v1/imports/{rest:path}", "identify"), r("GET POST", "/v1/portfolio/{rest:path}", "identify")
-    ])
+    table = RouteTable(
+        [r("GET POST", "/v1/imports/{rest:path}", "identify"), r("GET POST", "/v1/portfolio/{rest:path}", "identify")]
+    )
     assert table.match("POST", "/v1/imports/i1/rows").route.service == "identify"
     assert table.match("GET", "/v1/portfolio/a/b/c").route.service == "identify"
     assert table.match("GET", "/v1/portfolio").route is None
@@ -247,10 +263,18 @@ async def test_the_gateways_own_routes_refuse_unknown_query_parameters(gw):
     """Health, readiness, metrics, OpenAPI, docs and the 360 view are the gateway's own routes:
     it checks their query strings as the services check theirs (shared/http/query_params.py)."""
 
-    unknown = {"error": "validation_error",
-               "detail": [{"field": "query.colour", "message": "unknown query parameter", "type": "extra_forbidden"}]}
-    for path, headers in (("/healthz", {}), ("/readyz", {}), ("/metrics", {}), ("/openapi.json", {}),
-                          ("/docs", {}), ("/v1/customers/c1/360", AUTH)):
+    unknown = {
+        "error": "validation_error",
+        "detail": [{"field": "query.colour", "message": "unknown query parameter", "type": "extra_forbidden"}],
+    }
+    for path, headers in (
+        ("/healthz", {}),
+        ("/readyz", {}),
+        ("/metrics", {}),
+        ("/openapi.json", {}),
+        ("/docs", {}),
+        ("/v1/customers/c1/360", AUTH),
+    ):
         response = await gw.get(path, params={"colour": "red"}, headers=headers)
         assert response.status_code == 422, (path, response.text)
         assert response.json() == unknown

@@ -3,9 +3,8 @@ timeline built from identify's, network's and (synthetic) lifecycle and value ev
 
 from __future__ import annotations
 
-import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import nats
 import pytest
@@ -32,7 +31,7 @@ async def stream_events(nats_url: str, subject: str) -> list[dict]:
                 events.extend(json.loads(m.data) for m in msgs)
                 for m in msgs:
                     await m.ack()
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nats-py raises either
+        except (TimeoutError, nats.errors.TimeoutError):  # nats-py raises either
             pass
         return events
     finally:
@@ -104,7 +103,7 @@ async def test_log_and_read_interactions(suite):
     customer = await create_customer(identify, email="grace@example.com", name="Grace")
     await known_to_engage(engage, customer["id"])
 
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     response = await engage.client.post(
         "/v1/interactions",
         json={"customer_id": customer["id"], "channel": "phone", "direction": "outbound", "summary": "  Called back  "},
@@ -114,7 +113,7 @@ async def test_log_and_read_interactions(suite):
     assert first["customer_id"] == customer["id"]
     assert (first["channel"], first["direction"], first["summary"]) == ("phone", "outbound", "Called back")
     occurred = datetime.fromisoformat(first["occurred_at"])
-    assert before - timedelta(seconds=1) <= occurred <= datetime.now(timezone.utc) + timedelta(seconds=1)
+    assert before - timedelta(seconds=1) <= occurred <= datetime.now(UTC) + timedelta(seconds=1)
     assert first["occurred_at"] == first["logged_at"]
 
     response = await engage.client.get(f"/v1/interactions/{first['id']}")
@@ -133,7 +132,7 @@ async def test_log_and_read_interactions(suite):
     )
     assert earlier.status_code == 201, earlier.text
     second = earlier.json()
-    assert datetime.fromisoformat(second["occurred_at"]) == datetime(2024, 5, 1, 8, tzinfo=timezone.utc)
+    assert datetime.fromisoformat(second["occurred_at"]) == datetime(2024, 5, 1, 8, tzinfo=UTC)
 
     listing = await engage.client.get("/v1/interactions", params={"customer_id": customer["id"], "limit": 1})
     assert listing.status_code == 200
@@ -224,7 +223,7 @@ async def test_the_timeline_gathers_every_event_about_a_customer(suite):
     identify = await start(suite, "identify")
     engage = await start(suite, "engage")
     network = await start(suite, "network")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     ada = await create_customer(identify, email="ada@example.com", name="Ada")
     bob = await create_customer(identify, email="bob@example.com", referred_by=ada["id"])
@@ -238,7 +237,12 @@ async def test_the_timeline_gathers_every_event_about_a_customer(suite):
     assert patched.status_code == 200
     purchase = await identify.client.post(
         "/v1/transactions",
-        json={"customer_id": ada["id"], "amount": "12.5", "currency": "usd", "occurred_at": iso(now - timedelta(days=2))},
+        json={
+            "customer_id": ada["id"],
+            "amount": "12.5",
+            "currency": "usd",
+            "occurred_at": iso(now - timedelta(days=2)),
+        },
     )
     assert purchase.status_code == 201, purchase.text
     await known_to_engage(engage, ada["id"])
@@ -261,15 +265,26 @@ async def test_the_timeline_gathers_every_event_about_a_customer(suite):
     stage = catalog_event(
         "lifecycle",
         "crm.lifecycle.stage.changed",
-        {"customer_id": ada["id"], "from_stage": "prospect", "to_stage": "new", "at": now + timedelta(hours=1),
-         "cause_event_id": "c0ffee00-0000-4000-8000-000000000000"},
+        {
+            "customer_id": ada["id"],
+            "from_stage": "prospect",
+            "to_stage": "new",
+            "at": now + timedelta(hours=1),
+            "cause_event_id": "c0ffee00-0000-4000-8000-000000000000",
+        },
         ada["id"],
     )
     offer = catalog_event(
         "value",
         "crm.value.offer.issued",
-        {"id": "0f0f0f0f-0000-7000-8000-000000000001", "customer_id": ada["id"], "kind": "welcome",
-         "title": "Welcome gift", "discount_percent": "10", "issued_at": now - timedelta(days=3)},
+        {
+            "id": "0f0f0f0f-0000-7000-8000-000000000001",
+            "customer_id": ada["id"],
+            "kind": "welcome",
+            "title": "Welcome gift",
+            "discount_percent": "10",
+            "issued_at": now - timedelta(days=3),
+        },
         ada["id"],
     )
     await publish(suite.nats.url, stage, stage.id)
@@ -309,7 +324,7 @@ async def test_the_timeline_gathers_every_event_about_a_customer(suite):
         iso(now - timedelta(days=2))
     )
     referral_time = datetime.fromisoformat(by_type["crm.network.referral.recorded"]["time"])
-    assert datetime.fromisoformat(bob["created_at"]) <= referral_time <= datetime.now(timezone.utc)
+    assert datetime.fromisoformat(bob["created_at"]) <= referral_time <= datetime.now(UTC)
     assert by_type["crm.lifecycle.stage.changed"]["summary"] == "Stage prospect → new"
     assert by_type["crm.identify.customer.updated"]["summary"] == "Updated name"
     assert by_type["crm.network.referral.recorded"]["summary"] == f"Referred customer {bob['id']}"
@@ -375,33 +390,75 @@ async def test_a_customer_engage_knows_has_a_timeline_even_before_its_first_entr
 
 
 def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
-    at = datetime(2024, 5, 1, 10, tzinfo=timezone.utc)
+    at = datetime(2024, 5, 1, 10, tzinfo=UTC)
     cases = {
         "crm.identify.customer.created": ({"id": "c1", "created_at": at}, "Customer created"),
         "crm.identify.customer.updated": (
-            {"id": "c1", "changes": {"phone": "1", "email": "a@b.c"}, "updated_at": at}, "Updated email, phone"),
+            {"id": "c1", "changes": {"phone": "1", "email": "a@b.c"}, "updated_at": at},
+            "Updated email, phone",
+        ),
         "crm.identify.transaction.recorded": (
-            {"id": "t", "customer_id": "c1", "amount": "3.125", "currency": "EUR", "occurred_at": at,
-             "purchase_count": 2, "reporting_amount": "3.4375", "reporting_currency": "USD"}, "Purchase of 3.125 EUR"),
+            {
+                "id": "t",
+                "customer_id": "c1",
+                "amount": "3.125",
+                "currency": "EUR",
+                "occurred_at": at,
+                "purchase_count": 2,
+                "reporting_amount": "3.4375",
+                "reporting_currency": "USD",
+            },
+            "Purchase of 3.125 EUR",
+        ),
         "crm.identify.transaction.refunded": (
-            {"refund_id": "r", "transaction_id": "t", "customer_id": "c1", "amount": "1.5", "currency": "EUR",
-             "reporting_amount": "1.65", "reporting_currency": "USD", "reason": "Scratched\nlid", "occurred_at": at},
-            "Refund of 1.50 EUR: Scratched lid"),
+            {
+                "refund_id": "r",
+                "transaction_id": "t",
+                "customer_id": "c1",
+                "amount": "1.5",
+                "currency": "EUR",
+                "reporting_amount": "1.65",
+                "reporting_currency": "USD",
+                "reason": "Scratched\nlid",
+                "occurred_at": at,
+            },
+            "Refund of 1.50 EUR: Scratched lid",
+        ),
         "crm.identify.transaction.voided": (
-            {"transaction_id": "t", "customer_id": "c1", "amount": "3.125", "currency": "EUR",
-             "reason": "entered twice", "voided_at": at, "purchase_count": 1},
-            "Purchase of 3.125 EUR voided: entered twice"),
+            {
+                "transaction_id": "t",
+                "customer_id": "c1",
+                "amount": "3.125",
+                "currency": "EUR",
+                "reason": "entered twice",
+                "voided_at": at,
+                "purchase_count": 1,
+            },
+            "Purchase of 3.125 EUR voided: entered twice",
+        ),
         "crm.lifecycle.stage.changed": (
             {"customer_id": "c1", "from_stage": None, "to_stage": "prospect", "at": at, "cause_event_id": "e"},
-            "Entered stage prospect"),
+            "Entered stage prospect",
+        ),
         "crm.engage.interaction.logged": (
-            {"id": "i", "customer_id": "c1", "channel": "in_person", "direction": "outbound", "summary": "Met\n up",
-             "occurred_at": at}, "Outbound in person: Met up"),
+            {
+                "id": "i",
+                "customer_id": "c1",
+                "channel": "in_person",
+                "direction": "outbound",
+                "summary": "Met\n up",
+                "occurred_at": at,
+            },
+            "Outbound in person: Met up",
+        ),
         "crm.value.offer.issued": (
             {"id": "o", "customer_id": "c1", "kind": "manual", "title": "Spring sale", "issued_at": at},
-            "Offer issued: Spring sale"),
+            "Offer issued: Spring sale",
+        ),
         "crm.value.offer.redeemed": (
-            {"id": "o", "customer_id": "c1", "kind": "welcome", "redeemed_at": at}, "Offer redeemed: welcome"),
+            {"id": "o", "customer_id": "c1", "kind": "welcome", "redeemed_at": at},
+            "Offer redeemed: welcome",
+        ),
     }
     assert set(cases) | {"crm.network.referral.recorded"} == set(TIMELINE_SUBJECTS)
     for subject, (data, summary) in cases.items():
@@ -410,8 +467,10 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
         assert entry == {"customer_id": "c1", "event_id": event.id, "type": subject, "time": at, "summary": summary}
 
     referral = catalog_event(
-        "network", "crm.network.referral.recorded",
-        {"id": "r", "referrer_id": "c1", "referred_id": "c2", "recorded_at": at}, "c1",
+        "network",
+        "crm.network.referral.recorded",
+        {"id": "r", "referrer_id": "c1", "referred_id": "c2", "recorded_at": at},
+        "c1",
     )
     entries = timeline_entries(CATALOG[referral.type].read(referral))
     assert [(e["customer_id"], e["summary"], e["time"]) for e in entries] == [

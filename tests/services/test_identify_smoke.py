@@ -33,19 +33,23 @@ async def test_transactions_page_and_refuse_a_forged_cursor(suite):
     for day in (1, 2, 3):
         response = await identify.client.post(
             "/v1/transactions",
-            json={"customer_id": customer["id"], "amount": "1.50", "currency": "usd",
-                  "occurred_at": f"2026-03-0{day}T00:00:00Z"},
+            json={
+                "customer_id": customer["id"],
+                "amount": "1.50",
+                "currency": "usd",
+                "occurred_at": f"2026-03-0{day}T00:00:00Z",
+            },
         )
         assert response.status_code == 201
     first = (await identify.client.get(f"/v1/customers/{customer['id']}/transactions", params={"limit": 2})).json()
     assert [t["occurred_at"][:10] for t in first["items"]] == ["2026-03-03", "2026-03-02"]
-    rest = (await identify.client.get(
-        f"/v1/customers/{customer['id']}/transactions", params={"limit": 2, "cursor": first["next_cursor"]}
-    )).json()
+    rest = (
+        await identify.client.get(
+            f"/v1/customers/{customer['id']}/transactions", params={"limit": 2, "cursor": first["next_cursor"]}
+        )
+    ).json()
     assert [t["occurred_at"][:10] for t in rest["items"]] == ["2026-03-01"] and rest["next_cursor"] is None
     for forged in (encode_cursor("not a date", "x"), "%%%", encode_cursor(1)):
-        response = await identify.client.get(
-            f"/v1/customers/{customer['id']}/transactions", params={"cursor": forged}
-        )
+        response = await identify.client.get(f"/v1/customers/{customer['id']}/transactions", params={"cursor": forged})
         assert response.status_code == 422, (forged, response.text)
         assert response.json()["detail"][0]["field"] == "query.cursor"

@@ -20,8 +20,13 @@ async def _stage(client, customer_id, stage):
 
 
 def _purchase(customer_id, n):
-    return {"customer_id": customer_id, "amount": "10.00", "currency": "USD",
-            "occurred_at": f"2026-01-0{n}T10:00:00Z", "external_id": f"{customer_id}-{n}"}
+    return {
+        "customer_id": customer_id,
+        "amount": "10.00",
+        "currency": "USD",
+        "occurred_at": f"2026-01-0{n}T10:00:00Z",
+        "external_id": f"{customer_id}-{n}",
+    }
 
 
 async def _read_stream(url: str, subject: str, count: int, *, settle: bool = False) -> list[dict]:
@@ -81,7 +86,11 @@ async def test_a_customer_moves_from_prospect_to_new_to_active(suite):
     second = await identify.client.post("/v1/transactions", json=_purchase(customer["id"], 2))
     assert second.status_code == 201
     body = await wait_until(lambda: _stage(lifecycle.client, customer["id"], "active"), what="active")
-    assert [(h["from"], h["to"]) for h in body["history"]] == [(None, "prospect"), ("prospect", "new"), ("new", "active")]
+    assert [(h["from"], h["to"]) for h in body["history"]] == [
+        (None, "prospect"),
+        ("prospect", "new"),
+        ("new", "active"),
+    ]
     assert body["purchase_count"] == 2
     ats = [h["at"] for h in body["history"]]
     assert ats == sorted(ats)
@@ -103,7 +112,9 @@ async def test_a_customer_moves_from_prospect_to_new_to_active(suite):
     await wait_until(lambda: _no_pending(lifecycle), what="lifecycle's outbox published")
     events = await _read_stream(suite.nats.url, "crm.lifecycle.stage.changed", 3, settle=True)
     assert [(e["data"]["from_stage"], e["data"]["to_stage"]) for e in events] == [
-        (None, "prospect"), ("prospect", "new"), ("new", "active")
+        (None, "prospect"),
+        ("prospect", "new"),
+        ("new", "active"),
     ]
     assert [e["data"]["cause_event_id"] for e in events] == [h["event_id"] for h in body["history"]]
     assert [datetime.fromisoformat(e["data"]["at"]) for e in events] == [
@@ -133,8 +144,14 @@ async def test_a_purchase_for_a_customer_lifecycle_never_saw_still_places_it(sui
     purchase = make_event(
         service="identify",
         type="crm.identify.transaction.recorded",
-        data={"id": "t-1", "customer_id": "stranger", "amount": "5", "currency": "EUR",
-              "occurred_at": "2026-01-01T00:00:00Z", "purchase_count": 2},
+        data={
+            "id": "t-1",
+            "customer_id": "stranger",
+            "amount": "5",
+            "currency": "EUR",
+            "occurred_at": "2026-01-01T00:00:00Z",
+            "purchase_count": 2,
+        },
         subject="stranger",
     )
     await _publish(suite.nats.url, purchase)
@@ -143,13 +160,25 @@ async def test_a_purchase_for_a_customer_lifecycle_never_saw_still_places_it(sui
 
     # The late customer.created and an older purchase never move the customer back.
     late = [
-        make_event(service="identify", type="crm.identify.customer.created",
-                   data={"id": "stranger", "email": "s@example.com", "created_at": "2025-12-31T00:00:00Z"},
-                   subject="stranger"),
-        make_event(service="identify", type="crm.identify.transaction.recorded",
-                   data={"id": "t-0", "customer_id": "stranger", "amount": "5", "currency": "EUR",
-                         "occurred_at": "2025-12-31T12:00:00Z", "purchase_count": 1},
-                   subject="stranger"),
+        make_event(
+            service="identify",
+            type="crm.identify.customer.created",
+            data={"id": "stranger", "email": "s@example.com", "created_at": "2025-12-31T00:00:00Z"},
+            subject="stranger",
+        ),
+        make_event(
+            service="identify",
+            type="crm.identify.transaction.recorded",
+            data={
+                "id": "t-0",
+                "customer_id": "stranger",
+                "amount": "5",
+                "currency": "EUR",
+                "occurred_at": "2025-12-31T12:00:00Z",
+                "purchase_count": 1,
+            },
+            subject="stranger",
+        ),
     ]
     for event in late:
         await _publish(suite.nats.url, event)
@@ -163,8 +192,14 @@ async def test_a_purchase_for_a_customer_lifecycle_never_saw_still_places_it(sui
     newcomer = make_event(
         service="identify",
         type="crm.identify.transaction.recorded",
-        data={"id": "t-2", "customer_id": "newcomer", "amount": "5", "currency": "EUR",
-              "occurred_at": "2026-01-01T00:00:00Z", "purchase_count": 1},
+        data={
+            "id": "t-2",
+            "customer_id": "newcomer",
+            "amount": "5",
+            "currency": "EUR",
+            "occurred_at": "2026-01-01T00:00:00Z",
+            "purchase_count": 1,
+        },
         subject="newcomer",
     )
     await _publish(suite.nats.url, newcomer)
@@ -195,8 +230,9 @@ async def test_customers_are_listed_by_stage(suite):
     async def listed(**params):
         items, cursor = [], None
         while True:
-            page = await lifecycle.client.get("/v1/lifecycle/customers",
-                                              params={**params, "limit": 1, **({"cursor": cursor} if cursor else {})})
+            page = await lifecycle.client.get(
+                "/v1/lifecycle/customers", params={**params, "limit": 1, **({"cursor": cursor} if cursor else {})}
+            )
             assert page.status_code == 200, page.text
             items += page.json()["items"]
             if (cursor := page.json()["next_cursor"]) is None:
@@ -212,7 +248,8 @@ async def test_customers_are_listed_by_stage(suite):
     assert await listed(stage="churned") == []  # a stage of the contract nobody is in yet
     everyone = await listed()
     assert {item["customer_id"]: item["stage"] for item in everyone} == dict(
-        zip(ids, ("new", "active", "active", "prospect")))
+        zip(ids, ("new", "active", "active", "prospect"))
+    )
     assert [item["customer_id"] for item in everyone] == sorted(ids)
 
     unknown = await lifecycle.client.get("/v1/lifecycle/customers", params={"stage": "lapsed"})
@@ -222,18 +259,37 @@ async def test_customers_are_listed_by_stage(suite):
 async def test_a_voided_purchase_lowers_the_count_and_never_moves_the_stage_back(suite):
     lifecycle = await suite.start("lifecycle")
     events = [
-        make_event(service="identify", type="crm.identify.transaction.recorded",
-                   data={"id": f"t-{n}", "customer_id": "c-1", "amount": "5", "currency": "USD",
-                         "occurred_at": "2026-01-01T00:00:00Z", "purchase_count": n,
-                         "reporting_amount": "5", "reporting_currency": "USD"},
-                   subject="c-1")
+        make_event(
+            service="identify",
+            type="crm.identify.transaction.recorded",
+            data={
+                "id": f"t-{n}",
+                "customer_id": "c-1",
+                "amount": "5",
+                "currency": "USD",
+                "occurred_at": "2026-01-01T00:00:00Z",
+                "purchase_count": n,
+                "reporting_amount": "5",
+                "reporting_currency": "USD",
+            },
+            subject="c-1",
+        )
         for n in (1, 2)
     ]
     voided = make_event(
-        service="identify", type="crm.identify.transaction.voided",
-        data={"transaction_id": "t-2", "customer_id": "c-1", "amount": "5", "currency": "USD",
-              "reporting_amount": "5", "reporting_currency": "USD", "reason": "entered twice",
-              "voided_at": "2026-01-02T00:00:00Z", "purchase_count": 1},
+        service="identify",
+        type="crm.identify.transaction.voided",
+        data={
+            "transaction_id": "t-2",
+            "customer_id": "c-1",
+            "amount": "5",
+            "currency": "USD",
+            "reporting_amount": "5",
+            "reporting_currency": "USD",
+            "reason": "entered twice",
+            "voided_at": "2026-01-02T00:00:00Z",
+            "purchase_count": 1,
+        },
         subject="c-1",
     )
     for event in (*events, voided):
@@ -244,8 +300,10 @@ async def test_a_voided_purchase_lowers_the_count_and_never_moves_the_stage_back
     assert [h["to"] for h in after["history"]] == ["new", "active"]
     # A void of a customer lifecycle never saw places nobody.
     stranger = make_event(
-        service="identify", type="crm.identify.transaction.voided",
-        data={**voided.data, "customer_id": "stranger", "purchase_count": 0}, subject="stranger",
+        service="identify",
+        type="crm.identify.transaction.voided",
+        data={**voided.data, "customer_id": "stranger", "purchase_count": 0},
+        subject="stranger",
     )
     await _publish(suite.nats.url, stranger)
     await wait_until(lambda: _handled(lifecycle, stranger.id), what="void of a stranger handled")

@@ -25,8 +25,13 @@ async def _json_when(client, path: str, predicate, what: str):
 async def _purchase(identify, customer_id: str, n: int) -> None:
     response = await identify.client.post(
         "/v1/transactions",
-        json={"customer_id": customer_id, "amount": "10.00", "currency": "USD",
-              "occurred_at": f"2026-01-{n:02d}T10:00:00Z", "external_id": f"{customer_id}-{n}"},
+        json={
+            "customer_id": customer_id,
+            "amount": "10.00",
+            "currency": "USD",
+            "occurred_at": f"2026-01-{n:02d}T10:00:00Z",
+            "external_id": f"{customer_id}-{n}",
+        },
     )
     assert response.status_code == 201, response.text
 
@@ -57,19 +62,32 @@ async def test_lifecycle_gives_the_survivor_the_furthest_stage_and_every_transit
     await _purchase(identify, survivor["id"], 1)
     await _purchase(identify, merged["id"], 2)
     for customer in (survivor, merged):
-        await _json_when(lifecycle.client, f"/v1/customers/{customer['id']}/lifecycle",
-                         lambda body: body["stage"] == "new", "stage new")
-    await _json_when(lifecycle.client, f"/v1/customers/{other['id']}/lifecycle",
-                     lambda body: body["stage"] == "prospect", "prospect")
+        await _json_when(
+            lifecycle.client,
+            f"/v1/customers/{customer['id']}/lifecycle",
+            lambda body: body["stage"] == "new",
+            "stage new",
+        )
+    await _json_when(
+        lifecycle.client, f"/v1/customers/{other['id']}/lifecycle", lambda body: body["stage"] == "prospect", "prospect"
+    )
 
     event = await _merge(identify, survivor["id"], [merged["id"], other["id"]], suite.nats.url)
     # Two purchases between them make the survivor active (further than either's `new`).
-    body = await _json_when(lifecycle.client, f"/v1/customers/{survivor['id']}/lifecycle",
-                            lambda body: body["stage"] == "active", "survivor active")
+    body = await _json_when(
+        lifecycle.client,
+        f"/v1/customers/{survivor['id']}/lifecycle",
+        lambda body: body["stage"] == "active",
+        "survivor active",
+    )
     assert body["purchase_count"] == 2
     assert [(h["from"], h["to"]) for h in body["history"]] == [
-        (None, "prospect"), (None, "prospect"), (None, "prospect"),
-        ("prospect", "new"), ("prospect", "new"), ("new", "active"),
+        (None, "prospect"),
+        (None, "prospect"),
+        (None, "prospect"),
+        ("prospect", "new"),
+        ("prospect", "new"),
+        ("new", "active"),
     ]
     ats = [h["at"] for h in body["history"]]
     assert ats == sorted(ats) and body["history"][-1]["event_id"] == event["id"]
@@ -85,11 +103,18 @@ async def test_lifecycle_gives_the_survivor_the_furthest_stage_and_every_transit
 
 async def test_lifecycle_applies_events_read_after_the_merge_to_the_survivor_and_ignores_a_replay(suite):
     lifecycle = await start(suite, "lifecycle")
-    created = catalog_event("identify", "crm.identify.customer.created",
-                            {"id": "s-1", "email": "s@example.com", "created_at": "2026-01-01T00:00:00Z"}, "s-1")
-    merge = catalog_event("identify", "crm.identify.customer.merged",
-                          {"survivor_id": "s-1", "merged_ids": ["m-1"], "merged_at": "2026-01-02T00:00:00Z",
-                           "purchase_count": 0}, "s-1")
+    created = catalog_event(
+        "identify",
+        "crm.identify.customer.created",
+        {"id": "s-1", "email": "s@example.com", "created_at": "2026-01-01T00:00:00Z"},
+        "s-1",
+    )
+    merge = catalog_event(
+        "identify",
+        "crm.identify.customer.merged",
+        {"survivor_id": "s-1", "merged_ids": ["m-1"], "merged_at": "2026-01-02T00:00:00Z", "purchase_count": 0},
+        "s-1",
+    )
     for event in (created, merge):
         await publish(suite.nats.url, event, event.id)
         await wait_until(lambda e=event: _handled(lifecycle, e.id), what=f"{event.type} applied")
@@ -97,20 +122,37 @@ async def test_lifecycle_applies_events_read_after_the_merge_to_the_survivor_and
     assert before["stage"] == "prospect" and len(before["history"]) == 1
 
     # The merged customer's first purchase, recorded before the merge, read after it.
-    late = make_event(service="identify", type="crm.identify.transaction.recorded",
-                      data={"id": "t-1", "customer_id": "m-1", "amount": "5", "currency": "EUR",
-                            "occurred_at": "2026-01-01T12:00:00Z", "purchase_count": 1}, subject="m-1")
+    late = make_event(
+        service="identify",
+        type="crm.identify.transaction.recorded",
+        data={
+            "id": "t-1",
+            "customer_id": "m-1",
+            "amount": "5",
+            "currency": "EUR",
+            "occurred_at": "2026-01-01T12:00:00Z",
+            "purchase_count": 1,
+        },
+        subject="m-1",
+    )
     await publish(suite.nats.url, late, late.id)
-    after = await _json_when(lifecycle.client, "/v1/customers/s-1/lifecycle",
-                             lambda body: body["stage"] == "new", "late purchase on the survivor")
+    after = await _json_when(
+        lifecycle.client,
+        "/v1/customers/s-1/lifecycle",
+        lambda body: body["stage"] == "new",
+        "late purchase on the survivor",
+    )
     assert after["history"][-1]["event_id"] == late.id
     await _merged_away(lifecycle.client, "/v1/customers/m-1/lifecycle", "s-1")
 
     # The same merge delivered again (past JetStream's duplicate window) changes nothing.
     await publish(suite.nats.url, merge, f"{merge.id}-replayed")
-    marker = make_event(service="identify", type="crm.identify.customer.merged",
-                        data={"survivor_id": "s-2", "merged_ids": ["m-2"], "merged_at": "2026-01-03T00:00:00Z"},
-                        subject="s-2")
+    marker = make_event(
+        service="identify",
+        type="crm.identify.customer.merged",
+        data={"survivor_id": "s-2", "merged_ids": ["m-2"], "merged_at": "2026-01-03T00:00:00Z"},
+        subject="s-2",
+    )
     await publish(suite.nats.url, marker, marker.id)  # read after the replay by the same consumer
     await wait_until(lambda: _handled(lifecycle, marker.id), what="the marker merge applied")
     assert (await lifecycle.client.get("/v1/customers/s-1/lifecycle")).json() == after
@@ -124,43 +166,77 @@ async def test_engage_moves_interactions_and_timeline_and_records_the_merge(suit
     engage = await start(suite, "engage")
     survivor = await create_customer(identify, email="s@example.com", name="Sam")
     merged = await create_customer(identify, email="m@example.com", name="Sam Twin")
-    await _json_when(engage.client, f"/v1/customers/{merged['id']}/timeline", lambda b: len(b["items"]) == 1,
-                     "merged customer known")
-    logged = await engage.client.post("/v1/interactions", json={
-        "customer_id": merged["id"], "channel": "phone", "direction": "inbound", "summary": "Called about an order"})
+    await _json_when(
+        engage.client, f"/v1/customers/{merged['id']}/timeline", lambda b: len(b["items"]) == 1, "merged customer known"
+    )
+    logged = await engage.client.post(
+        "/v1/interactions",
+        json={
+            "customer_id": merged["id"],
+            "channel": "phone",
+            "direction": "inbound",
+            "summary": "Called about an order",
+        },
+    )
     assert logged.status_code == 201, logged.text
     await _purchase(identify, merged["id"], 3)
-    await _json_when(engage.client, f"/v1/customers/{merged['id']}/timeline", lambda b: len(b["items"]) == 3,
-                     "merged customer's timeline")
+    await _json_when(
+        engage.client,
+        f"/v1/customers/{merged['id']}/timeline",
+        lambda b: len(b["items"]) == 3,
+        "merged customer's timeline",
+    )
 
     event = await _merge(identify, survivor["id"], [merged["id"]], suite.nats.url)
     timeline = await _json_when(
-        engage.client, f"/v1/customers/{survivor['id']}/timeline",
-        lambda b: "crm.identify.customer.merged" in {i["type"] for i in b["items"]}, "the merge on the timeline")
+        engage.client,
+        f"/v1/customers/{survivor['id']}/timeline",
+        lambda b: "crm.identify.customer.merged" in {i["type"] for i in b["items"]},
+        "the merge on the timeline",
+    )
     assert sorted(i["type"] for i in timeline["items"]) == [
-        "crm.engage.interaction.logged", "crm.identify.customer.created", "crm.identify.customer.created",
-        "crm.identify.customer.merged", "crm.identify.transaction.recorded",
+        "crm.engage.interaction.logged",
+        "crm.identify.customer.created",
+        "crm.identify.customer.created",
+        "crm.identify.customer.merged",
+        "crm.identify.transaction.recorded",
     ]
     entry = next(i for i in timeline["items"] if i["type"] == "crm.identify.customer.merged")
     assert entry["summary"] == f"Merged customer {merged['id']} into this one" and entry["event_id"] == event["id"]
     assert {i["summary"] for i in timeline["items"] if i["type"] == "crm.identify.customer.created"} == {
-        "Customer created: Sam Twin", "Customer created: Sam"
+        "Customer created: Sam Twin",
+        "Customer created: Sam",
     }
     interactions = (await engage.client.get("/v1/interactions", params={"customer_id": survivor["id"]})).json()
     assert [i["id"] for i in interactions["items"]] == [logged.json()["id"]]
 
     await _merged_away(engage.client, f"/v1/customers/{merged['id']}/timeline", survivor["id"])
-    refused = await engage.client.post("/v1/interactions", json={
-        "customer_id": merged["id"], "channel": "email", "direction": "outbound", "summary": "Hello"})
+    refused = await engage.client.post(
+        "/v1/interactions",
+        json={"customer_id": merged["id"], "channel": "email", "direction": "outbound", "summary": "Hello"},
+    )
     assert refused.status_code == 409 and survivor["id"] in refused.json()["detail"]
 
     # An event about the merged customer read after the merge lands on the survivor's timeline.
-    late = catalog_event("value", "crm.value.offer.issued",
-                         {"id": "o-late", "customer_id": merged["id"], "kind": "manual", "title": "Late offer",
-                          "issued_at": "2026-01-05T00:00:00Z"}, merged["id"])
+    late = catalog_event(
+        "value",
+        "crm.value.offer.issued",
+        {
+            "id": "o-late",
+            "customer_id": merged["id"],
+            "kind": "manual",
+            "title": "Late offer",
+            "issued_at": "2026-01-05T00:00:00Z",
+        },
+        merged["id"],
+    )
     await publish(suite.nats.url, late, late.id)
-    await _json_when(engage.client, f"/v1/customers/{survivor['id']}/timeline",
-                     lambda b: late.id in {i["event_id"] for i in b["items"]}, "late event on the survivor")
+    await _json_when(
+        engage.client,
+        f"/v1/customers/{survivor['id']}/timeline",
+        lambda b: late.id in {i["event_id"] for i in b["items"]},
+        "late event on the survivor",
+    )
     await _merged_away(engage.client, f"/v1/customers/{merged['id']}/timeline", survivor["id"])
 
 
@@ -176,13 +252,20 @@ async def test_network_repoints_referrals_and_drops_the_self_referral(suite):
     friend = await create_customer(identify, email="f@example.com", referred_by=merged["id"])
     within = await create_customer(identify, email="w@example.com", referred_by=survivor["id"])
     for who, count in ((referrer, 1), (merged, 1), (survivor, 1)):
-        await _json_when(network.client, f"/v1/customers/{who['id']}/referrals",
-                         lambda b, n=count: len(b["items"]) == n, "referrals recorded")
+        await _json_when(
+            network.client,
+            f"/v1/customers/{who['id']}/referrals",
+            lambda b, n=count: len(b["items"]) == n,
+            "referrals recorded",
+        )
 
     await _merge(identify, survivor["id"], [merged["id"], within["id"]], suite.nats.url)
-    mine = await _json_when(network.client, f"/v1/customers/{survivor['id']}/referrals",
-                            lambda b: [r["referred_id"] for r in b["items"]] == [friend["id"]],
-                            "the merged customer's referral moved, the self-referral dropped")
+    mine = await _json_when(
+        network.client,
+        f"/v1/customers/{survivor['id']}/referrals",
+        lambda b: [r["referred_id"] for r in b["items"]] == [friend["id"]],
+        "the merged customer's referral moved, the self-referral dropped",
+    )
     assert len(mine["items"]) == 1
     theirs = (await network.client.get(f"/v1/customers/{referrer['id']}/referrals")).json()
     assert [r["referred_id"] for r in theirs["items"]] == [survivor["id"]]
@@ -201,26 +284,39 @@ async def test_value_moves_offers_to_the_survivor(suite):
     await _purchase(identify, survivor["id"], 1)
     await _purchase(identify, merged["id"], 2)
     for who in (survivor, merged):
-        await _json_when(value.client, f"/v1/customers/{who['id']}/offers", lambda b: len(b["items"]) == 1,
-                         "welcome offer")
-    manual = await value.client.post("/v1/offers", json={
-        "customer_id": merged["id"], "kind": "loyalty", "title": "Free shipping"})
+        await _json_when(
+            value.client, f"/v1/customers/{who['id']}/offers", lambda b: len(b["items"]) == 1, "welcome offer"
+        )
+    manual = await value.client.post(
+        "/v1/offers", json={"customer_id": merged["id"], "kind": "loyalty", "title": "Free shipping"}
+    )
     assert manual.status_code == 201, manual.text
 
     await _merge(identify, survivor["id"], [merged["id"]], suite.nats.url)
-    offers = await _json_when(value.client, f"/v1/customers/{survivor['id']}/offers",
-                              lambda b: len(b["items"]) == 3, "offers moved")
+    offers = await _json_when(
+        value.client, f"/v1/customers/{survivor['id']}/offers", lambda b: len(b["items"]) == 3, "offers moved"
+    )
     assert sorted(o["kind"] for o in offers["items"]) == ["loyalty", "welcome", "welcome"]
     assert {o["customer_id"] for o in offers["items"]} == {survivor["id"]}
     await _merged_away(value.client, f"/v1/customers/{merged['id']}/offers", survivor["id"])
-    refused = await value.client.post("/v1/offers", json={
-        "customer_id": merged["id"], "kind": "loyalty", "title": "Another"})
+    refused = await value.client.post(
+        "/v1/offers", json={"customer_id": merged["id"], "kind": "loyalty", "title": "Another"}
+    )
     assert refused.status_code == 409 and survivor["id"] in refused.json()["detail"]
 
     # The survivor kept one automatic welcome offer: a late `new` stage of the merged id issues none.
-    late = catalog_event("lifecycle", "crm.lifecycle.stage.changed",
-                         {"customer_id": merged["id"], "from_stage": "prospect", "to_stage": "new",
-                          "at": "2026-01-03T00:00:00Z", "cause_event_id": "x"}, merged["id"])
+    late = catalog_event(
+        "lifecycle",
+        "crm.lifecycle.stage.changed",
+        {
+            "customer_id": merged["id"],
+            "from_stage": "prospect",
+            "to_stage": "new",
+            "at": "2026-01-03T00:00:00Z",
+            "cause_event_id": "x",
+        },
+        merged["id"],
+    )
     await publish(suite.nats.url, late, late.id)
     await wait_until(lambda: _handled(value, late.id), what="late stage change applied")
     assert len((await value.client.get(f"/v1/customers/{survivor['id']}/offers")).json()["items"]) == 3

@@ -3,9 +3,8 @@ recorded from identify's customer.created events."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import nats
 import pytest
@@ -27,7 +26,7 @@ async def stream_events(nats_url: str, subject: str) -> list[dict]:
                 events.extend(json.loads(m.data) for m in msgs)
                 for m in msgs:
                     await m.ack()
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nats-py raises either
+        except (TimeoutError, nats.errors.TimeoutError):  # nats-py raises either
             pass
         return events
     finally:
@@ -80,14 +79,22 @@ async def test_stakeholders_are_created_read_and_listed(suite):
 
     full = await network.client.post(
         "/v1/stakeholders",
-        json={"kind": "supplier", "name": "  Fjord Foods ", "email": " orders@fjord.example ",
-              "organisation": "Fjord Group", "notes": "Net 30"},
+        json={
+            "kind": "supplier",
+            "name": "  Fjord Foods ",
+            "email": " orders@fjord.example ",
+            "organisation": "Fjord Group",
+            "notes": "Net 30",
+        },
     )
     assert full.status_code == 201, full.text
     fjord = full.json()
     assert {k: fjord[k] for k in ("kind", "name", "email", "organisation", "notes")} == {
-        "kind": "supplier", "name": "Fjord Foods", "email": "orders@fjord.example",
-        "organisation": "Fjord Group", "notes": "Net 30",
+        "kind": "supplier",
+        "name": "Fjord Foods",
+        "email": "orders@fjord.example",
+        "organisation": "Fjord Group",
+        "notes": "Net 30",
     }
     assert created[0]["email"] is None and created[0]["organisation"] is None and created[0]["notes"] is None
     created.append(fjord)
@@ -125,7 +132,10 @@ async def test_stakeholders_are_created_read_and_listed(suite):
     last = events[-1]
     assert "subject" not in last  # not about a customer
     assert last["data"] == {
-        "id": fjord["id"], "kind": "supplier", "name": "Fjord Foods", "email": "orders@fjord.example",
+        "id": fjord["id"],
+        "kind": "supplier",
+        "name": "Fjord Foods",
+        "email": "orders@fjord.example",
         "created_at": last["data"]["created_at"],
     }
     assert datetime.fromisoformat(last["data"]["created_at"]) == datetime.fromisoformat(fjord["created_at"])
@@ -180,7 +190,7 @@ async def test_a_referred_customer_shows_on_the_referrers_list_and_on_jetstream(
     assert page["next_cursor"] is None
     assert [r["referred_id"] for r in page["items"]] == [bob["id"], cy["id"]]
     assert datetime.fromisoformat(page["items"][0]["recorded_at"]) >= datetime.fromisoformat(bob["created_at"])
-    assert datetime.fromisoformat(page["items"][1]["recorded_at"]) <= datetime.now(timezone.utc)
+    assert datetime.fromisoformat(page["items"][1]["recorded_at"]) <= datetime.now(UTC)
     bobs = await wait_until(lambda: referrals_of(bob, 1), what="Bob's referrals")
     assert [r["referred_id"] for r in bobs["items"]] == [dee["id"]]
 

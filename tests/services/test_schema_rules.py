@@ -14,15 +14,31 @@ async def test_a_number_is_not_a_date(suite):
     value = await suite.start("value")
     customer = (await identify.client.post("/v1/customers", json={"email": "n@example.com"})).json()
     cases = [
-        (identify.client, "/v1/transactions",
-         {"customer_id": customer["id"], "amount": "1", "currency": "USD", "occurred_at": 0}, "body.occurred_at"),
+        (
+            identify.client,
+            "/v1/transactions",
+            {"customer_id": customer["id"], "amount": "1", "currency": "USD", "occurred_at": 0},
+            "body.occurred_at",
+        ),
         (identify.client, "/v1/portfolio/refits", {"calibration_end": 0}, "body.calibration_end"),
-        (engage.client, "/v1/interactions",
-         {"customer_id": customer["id"], "channel": "sms", "direction": "inbound", "summary": "hi",
-          "occurred_at": 1.5}, "body.occurred_at"),
-        (value.client, "/v1/offers",
-         {"customer_id": customer["id"], "kind": "welcome", "title": "Hi", "expires_at": 4102444800},
-         "body.expires_at"),
+        (
+            engage.client,
+            "/v1/interactions",
+            {
+                "customer_id": customer["id"],
+                "channel": "sms",
+                "direction": "inbound",
+                "summary": "hi",
+                "occurred_at": 1.5,
+            },
+            "body.occurred_at",
+        ),
+        (
+            value.client,
+            "/v1/offers",
+            {"customer_id": customer["id"], "kind": "welcome", "title": "Hi", "expires_at": 4102444800},
+            "body.expires_at",
+        ),
     ]
     for client, path, body, field in cases:
         response = await client.post(path, json=body)

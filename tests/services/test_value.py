@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import nats
 from nats.errors import TimeoutError as NatsTimeout
@@ -124,8 +124,13 @@ async def test_the_first_purchase_brings_exactly_one_welcome_offer(suite):
     replay = make_event(
         service="lifecycle",
         type="crm.lifecycle.stage.changed",
-        data={"customer_id": customer["id"], "from_stage": "prospect", "to_stage": "new",
-              "at": datetime.now(timezone.utc).isoformat(), "cause_event_id": "replayed"},
+        data={
+            "customer_id": customer["id"],
+            "from_stage": "prospect",
+            "to_stage": "new",
+            "at": datetime.now(UTC).isoformat(),
+            "cause_event_id": "replayed",
+        },
         subject=customer["id"],
     )
     nc = await nats.connect(suite.nats.url)
@@ -146,8 +151,13 @@ async def test_a_new_buyer_value_has_not_heard_of_gets_the_welcome_offer_and_bec
     change = make_event(
         service="lifecycle",
         type="crm.lifecycle.stage.changed",
-        data={"customer_id": "early-bird", "from_stage": "prospect", "to_stage": "new",
-              "at": datetime.now(timezone.utc).isoformat(), "cause_event_id": "some-purchase"},
+        data={
+            "customer_id": "early-bird",
+            "from_stage": "prospect",
+            "to_stage": "new",
+            "at": datetime.now(UTC).isoformat(),
+            "cause_event_id": "some-purchase",
+        },
         subject="early-bird",
     )
     nc = await nats.connect(suite.nats.url)
@@ -179,12 +189,16 @@ async def test_offers_are_issued_listed_and_redeemed_once(suite):
     assert first["expires_at"] is None and first["redeemed_at"] is None and first["issued_at"]
     expiring = await value.client.post(
         "/v1/offers",
-        json={"customer_id": customer["id"], "kind": "bundle", "title": "  Two for one  ",
-              "expires_at": "2999-01-01T00:00:00+02:00"},
+        json={
+            "customer_id": customer["id"],
+            "kind": "bundle",
+            "title": "  Two for one  ",
+            "expires_at": "2999-01-01T00:00:00+02:00",
+        },
     )
     assert expiring.status_code == 201, expiring.text
     assert expiring.json()["title"] == "Two for one" and expiring.json()["discount_percent"] is None
-    assert datetime.fromisoformat(expiring.json()["expires_at"]) == datetime(2998, 12, 31, 22, tzinfo=timezone.utc)
+    assert datetime.fromisoformat(expiring.json()["expires_at"]) == datetime(2998, 12, 31, 22, tzinfo=UTC)
     assert (await value.client.get(f"/v1/offers/{expiring.json()['id']}")).json() == expiring.json()
     created.append(expiring.json())
     got = await value.client.get(f"/v1/offers/{created[1]['id']}")
@@ -223,7 +237,7 @@ async def test_offers_are_issued_listed_and_redeemed_once(suite):
     # An offer past its expiry reads as expired and cannot be redeemed.
     async with value.runtime.db.writer() as session, session.begin():
         await session.execute(
-            update(Offer).where(Offer.id == created[1]["id"]).values(expires_at=datetime.now(timezone.utc) - timedelta(days=1))
+            update(Offer).where(Offer.id == created[1]["id"]).values(expires_at=datetime.now(UTC) - timedelta(days=1))
         )
     assert (await value.client.get(f"/v1/offers/{created[1]['id']}")).json()["status"] == "expired"
     expired = await value.client.post(f"/v1/offers/{created[1]['id']}/redeem")
@@ -239,7 +253,9 @@ async def test_offers_are_issued_listed_and_redeemed_once(suite):
     assert issued[0]["data"]["discount_percent"] == "12.5" and issued[3]["data"]["expires_at"]
     redemptions = await _read_stream(suite.nats.url, "crm.value.offer.redeemed", 1, settle=True)
     assert redemptions[0]["data"] == {
-        "id": first["id"], "customer_id": customer["id"], "kind": "discount",
+        "id": first["id"],
+        "customer_id": customer["id"],
+        "kind": "discount",
         "redeemed_at": redemptions[0]["data"]["redeemed_at"],
     }
     assert datetime.fromisoformat(redemptions[0]["data"]["redeemed_at"]) == datetime.fromisoformat(
@@ -288,23 +304,30 @@ async def test_offers_are_listed_across_customers_with_filters(suite):
     bob = await _customer(identify, value, "bob-offers@example.com")
 
     async def offer(customer, kind):
-        response = await value.client.post("/v1/offers", json={"customer_id": customer["id"], "kind": kind,
-                                                               "title": f"{kind} for {customer['email']}"})
+        response = await value.client.post(
+            "/v1/offers", json={"customer_id": customer["id"], "kind": kind, "title": f"{kind} for {customer['email']}"}
+        )
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
-    ada_gift, bob_gift, ada_vip, bob_vip = (await offer(ada, "gift"), await offer(bob, "gift"),
-                                            await offer(ada, "vip"), await offer(bob, "vip"))
+    ada_gift, bob_gift, ada_vip, bob_vip = (
+        await offer(ada, "gift"),
+        await offer(bob, "gift"),
+        await offer(ada, "vip"),
+        await offer(bob, "vip"),
+    )
     assert (await value.client.post(f"/v1/offers/{bob_gift}/redeem")).status_code == 200
     async with value.runtime.db.writer() as session, session.begin():
-        await session.execute(update(Offer).where(Offer.id == ada_vip)
-                              .values(expires_at=datetime.now(timezone.utc) - timedelta(days=1)))
+        await session.execute(
+            update(Offer).where(Offer.id == ada_vip).values(expires_at=datetime.now(UTC) - timedelta(days=1))
+        )
 
     async def ids(**params):
         seen, cursor = [], None
         while True:
-            response = await value.client.get("/v1/offers", params={**params, "limit": 1,
-                                                                    **({"cursor": cursor} if cursor else {})})
+            response = await value.client.get(
+                "/v1/offers", params={**params, "limit": 1, **({"cursor": cursor} if cursor else {})}
+            )
             assert response.status_code == 200, response.text
             seen += [item["id"] for item in response.json()["items"]]
             if (cursor := response.json()["next_cursor"]) is None:
@@ -323,6 +346,7 @@ async def test_offers_are_listed_across_customers_with_filters(suite):
     assert unknown_status.status_code == 422 and unknown_status.json()["detail"][0]["field"] == "query.status"
     nobody = await value.client.get("/v1/offers", params={"customer_id": "no-such-customer"})
     assert nobody.status_code == 404
-    assert nobody.json()["detail"] == [{"field": "query.customer_id", "message": "no customer with id no-such-customer",
-                                        "type": "value_error"}]
+    assert nobody.json()["detail"] == [
+        {"field": "query.customer_id", "message": "no customer with id no-such-customer", "type": "value_error"}
+    ]
     assert (await value.client.get("/v1/offers", params={"type": "gift"})).status_code == 422

@@ -46,9 +46,7 @@ BATCH_DEFINITION = ServiceDefinition(
     description="backbone test probe, applying micro-batches at once",
     metadata=Base.metadata,
     messaging=messaging,
-    consumers=[
-        ConsumerSpec("apply", batch_handler=on_customers_created, subjects=("crm.identify.customer.created",))
-    ],
+    consumers=[ConsumerSpec("apply", batch_handler=on_customers_created, subjects=("crm.identify.customer.created",))],
 )
 
 DEFINITION = ServiceDefinition(

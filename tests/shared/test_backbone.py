@@ -33,7 +33,7 @@ async def stream_events(nats_url: str, subject: str = "crm.>") -> list[dict]:
                     events.extend(json.loads(m.data) for m in msgs)
                     for m in msgs:
                         await m.ack()
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 pass
         return events
     finally:
@@ -114,9 +114,7 @@ async def test_a_poison_event_goes_to_the_dead_letter_subject_and_does_not_block
     await publish_raw(suite.nats.url, good.type, good.to_json(), good.id)
     await wait_until(lambda: probe.applied_count(probe_service, good.id), what="good event applied")
 
-    response = await wait_until(
-        lambda: _dead_letters(probe_service), timeout=15, what="dead letter listed"
-    )
+    response = await wait_until(lambda: _dead_letters(probe_service), timeout=15, what="dead letter listed")
     letter = response[0]
     assert letter["event_id"] == poison.id
     assert letter["deliveries"] == 3
@@ -175,9 +173,7 @@ async def test_the_outbox_relay_catches_up_after_being_down(suite):
     assert await stream_events(suite.nats.url) == []
     relay.paused = False
     relay.notify()
-    events = await wait_until(
-        lambda: _n_events(suite.nats.url, 5), what="relay caught up"
-    )
+    events = await wait_until(lambda: _n_events(suite.nats.url, 5), what="relay caught up")
     assert [e["data"]["id"] for e in events] == ids  # in commit order
     assert await relay.pending_count() == 0
 
@@ -189,9 +185,12 @@ async def test_runs_of_one_type_travel_bundled_and_are_published_one_by_one_in_o
     at = "2026-01-01T00:00:00Z"
     async with transaction(identify.runtime.db.writer) as session:
         emit(session, "crm.identify.customer.created", {"id": "alone", "created_at": at})
-        emit_many(session, "crm.identify.customer.created",
-                  [{"id": f"c-{n}", "created_at": at} for n in range(BUNDLE_EVENTS + 30)],
-                  [f"c-{n}" for n in range(BUNDLE_EVENTS + 30)])
+        emit_many(
+            session,
+            "crm.identify.customer.created",
+            [{"id": f"c-{n}", "created_at": at} for n in range(BUNDLE_EVENTS + 30)],
+            [f"c-{n}" for n in range(BUNDLE_EVENTS + 30)],
+        )
         emit(session, "crm.identify.customer.updated", {"id": "c-0", "changes": {"name": "Ada"}, "updated_at": at})
         emit(session, "crm.identify.customer.created", {"id": "last", "created_at": at})
     # one row: "alone" + the next 49 ran together; then 31 more; then one each
@@ -202,8 +201,12 @@ async def test_runs_of_one_type_travel_bundled_and_are_published_one_by_one_in_o
     events = await wait_until(lambda: _n_events(suite.nats.url, count), what="every bundled event published")
     assert len(events) == count and len({event["id"] for event in events}) == count
     assert [event["data"]["id"] for event in events] == (
-        ["alone"] + [f"c-{n}" for n in range(BUNDLE_EVENTS + 30)] + ["c-0", "last"])
-    assert [event["type"] for event in events[-2:]] == ["crm.identify.customer.updated", "crm.identify.customer.created"]
+        ["alone"] + [f"c-{n}" for n in range(BUNDLE_EVENTS + 30)] + ["c-0", "last"]
+    )
+    assert [event["type"] for event in events[-2:]] == [
+        "crm.identify.customer.updated",
+        "crm.identify.customer.created",
+    ]
     assert await relay.pending_count() == 0
 
 

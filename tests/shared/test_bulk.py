@@ -3,7 +3,7 @@ real database (SQLite, or PostgreSQL in CI's second run), by COPY and by INSERT.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -21,7 +21,8 @@ COLUMNS = ("id", "at", "amount", "note", "body", "n")
 
 def _table(name: str) -> Table:
     return Table(
-        name, metadata,
+        name,
+        metadata,
         Column("id", String(36), primary_key=True),
         Column("at", UTCDateTime, nullable=False),
         Column("amount", Numeric(18, 4, asdecimal=True)),
@@ -49,8 +50,14 @@ def _rows(count: int, start: int = 0) -> list[tuple]:
     paris = timezone(timedelta(hours=1))
     base = datetime(2026, 3, 1, 12, 30, 15, 250000, tzinfo=paris)
     return [
-        (f"id-{start + i:05d}", base + timedelta(days=i % 7), None if i % 5 == 0 else Decimal(f"{i}.{i % 100:02d}"),
-         None if i % 3 else f"note-{start + i}", f"body {i} \x00\xff".encode("latin-1"), i)
+        (
+            f"id-{start + i:05d}",
+            base + timedelta(days=i % 7),
+            None if i % 5 == 0 else Decimal(f"{i}.{i % 100:02d}"),
+            None if i % 3 else f"note-{start + i}",
+            f"body {i} \x00\xff".encode("latin-1"),
+            i,
+        )
         for i in range(count)
     ]
 
@@ -84,7 +91,7 @@ async def test_bulk_insert_stores_what_execute_stores(db, count):
 async def test_a_unique_clash_is_an_integrity_error_and_nothing_is_kept(db, count):
     async with transaction(db.writer) as session:
         await bulk_insert(session, by_bulk, COLUMNS, _rows(1, start=90_000))
-    clashing = _rows(count) + [("id-99999", datetime.now(timezone.utc), None, "note-90000", b"", 0)]
+    clashing = _rows(count) + [("id-99999", datetime.now(UTC), None, "note-90000", b"", 0)]
     with pytest.raises(IntegrityError):
         async with transaction(db.writer) as session:
             await session.execute(insert(by_execute), [dict(zip(COLUMNS, row)) for row in _rows(2)])
@@ -111,13 +118,15 @@ async def test_bulk_execute_runs_an_upsert_as_execute_runs_it(db):
     for row in changes:
         row["n"] += 1000
     counts = [{"key": f"id-{i:05d}", "plus": i} for i in range(3)]
+
     def execute(session, statement, rows):
         return session.execute(statement, rows)
 
     for table, run in ((by_bulk, bulk_execute), (by_execute, execute)):
         upsert = dialect_insert(table, dialect)
-        upsert = upsert.on_conflict_do_update(index_elements=["id"], set_={"n": table.c.n + upsert.excluded.n,
-                                                                            "at": upsert.excluded.at})
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["id"], set_={"n": table.c.n + upsert.excluded.n, "at": upsert.excluded.at}
+        )
         add = update(table).where(table.c.id == bindparam("key")).values(n=table.c.n + bindparam("plus"))
         async with transaction(db.writer) as session:
             await run(session, upsert, changes)

@@ -37,7 +37,9 @@ async def test_an_unexpected_error_is_a_logged_json_500_naming_the_request(suite
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {
-        "error": "internal_error", "detail": "an unexpected error; it was logged with request id req-1"}
+        "error": "internal_error",
+        "detail": "an unexpected error; it was logged with request id req-1",
+    }
     assert response.headers["x-request-id"] == "req-1"
     documented = service.app.openapi()["paths"]["/v1/broken"]["get"]["responses"]["500"]  # as the document says
     assert documented["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}

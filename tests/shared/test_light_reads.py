@@ -7,7 +7,7 @@ body), found or not, valid or not, whichever route FastAPI's order picks.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from fastapi import APIRouter, Request
@@ -44,7 +44,7 @@ router = APIRouter(prefix="/v1", tags=["things"])
 @router.get("/things/special", response_model=ThingOut)
 async def special_thing(session: ReadSession, flavour: str = "plain"):
     """Declared before /things/{thing_id}, so FastAPI picks it for this path."""
-    return {"id": f"special-{flavour}", "name": None, "created_at": datetime(2026, 1, 1, tzinfo=timezone.utc)}
+    return {"id": f"special-{flavour}", "name": None, "created_at": datetime(2026, 1, 1, tzinfo=UTC)}
 
 
 @router.get("/things/{thing_id}", response_model=ThingOut)
@@ -66,7 +66,10 @@ async def broken(thing_id: str, session: ReadSession):
 
 
 DEFINITION = ServiceDefinition(
-    name="lightprobe", description="light read path test", metadata=Base.metadata, messaging=messaging,
+    name="lightprobe",
+    description="light read path test",
+    metadata=Base.metadata,
+    messaging=messaging,
     routers=[router],
 )
 
@@ -87,10 +90,13 @@ PATHS = [
 async def service(suite):
     handle = await suite.start_definition(DEFINITION)
     async with handle.runtime.db.writer() as session, session.begin():
-        await session.execute(insert(things), [
-            {"id": "t-1", "name": "One", "created_at": datetime(2026, 11, 1, 10, 0, tzinfo=timezone.utc)},
-            {"id": "t-2", "name": None, "created_at": datetime(2026, 11, 2, 10, 0, 0, 5, tzinfo=timezone.utc)},
-        ])
+        await session.execute(
+            insert(things),
+            [
+                {"id": "t-1", "name": "One", "created_at": datetime(2026, 11, 1, 10, 0, tzinfo=UTC)},
+                {"id": "t-2", "name": None, "created_at": datetime(2026, 11, 2, 10, 0, 0, 5, tzinfo=UTC)},
+            ],
+        )
     return handle
 
 
@@ -139,8 +145,11 @@ async def test_a_response_that_fails_validation_is_the_same_json_500_on_both_pat
     light = await fetch(service, "/v1/broken/x", light=True)
     heavy = await fetch(service, "/v1/broken/x", light=False)
     assert light[0] == heavy[0] == 500
-    assert light[2] == heavy[2] == (
-        b'{"error":"internal_error","detail":"an unexpected error; it was logged with request id rid-1"}')
+    assert (
+        light[2]
+        == heavy[2]
+        == (b'{"error":"internal_error","detail":"an unexpected error; it was logged with request id rid-1"}')
+    )
 
 
 async def test_dependency_overrides_turn_the_light_path_off(service):

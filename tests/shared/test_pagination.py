@@ -93,10 +93,15 @@ async def test_every_list_route_refuses_a_foreign_cursor_with_422_naming_it(suit
     # The walk saw the lists (each service's dead letters, and the lists of each domain).
     assert {(name, "/v1/ops/dead-letters") for name in SERVICES} <= walked
     assert {
-        ("identify", "/v1/customers"), ("identify", "/v1/transactions"), ("identify", "/v1/fx-rates"),
-        ("identify", "/v1/imports/{import_id}/errors"), ("identify", "/v1/portfolio/significant"),
-        ("engage", "/v1/customers/{customer_id}/timeline"), ("network", "/v1/stakeholders"),
-        ("value", "/v1/offers"), ("lifecycle", "/v1/lifecycle/customers"),
+        ("identify", "/v1/customers"),
+        ("identify", "/v1/transactions"),
+        ("identify", "/v1/fx-rates"),
+        ("identify", "/v1/imports/{import_id}/errors"),
+        ("identify", "/v1/portfolio/significant"),
+        ("engage", "/v1/customers/{customer_id}/timeline"),
+        ("network", "/v1/stakeholders"),
+        ("value", "/v1/offers"),
+        ("lifecycle", "/v1/lifecycle/customers"),
     } <= walked
 
 
@@ -115,12 +120,24 @@ def test_a_cursor_reads_back_the_key_it_was_written_from():
 
 @pytest.mark.parametrize(
     ("part", "value"),
-    [(ID, 1), (INTEGER, "1"), (INTEGER, True), (INTEGER, -1), (INTEGER, 2**63), (INTEGER, 1.5), (NUMBER, "1"),
-     (NUMBER, False), (INSTANT, "yesterday"), (INSTANT, 0), (DAY, "2026-02-30")],
+    [
+        (ID, 1),
+        (INTEGER, "1"),
+        (INTEGER, True),
+        (INTEGER, -1),
+        (INTEGER, 2**63),
+        (INTEGER, 1.5),
+        (NUMBER, "1"),
+        (NUMBER, False),
+        (INSTANT, "yesterday"),
+        (INSTANT, 0),
+        (DAY, "2026-02-30"),
+    ],
 )
 def test_a_value_of_another_type_is_refused(part, value):
     with pytest.raises(InvalidCursor) as refused:
         read_key(encode_cursor(value), (part,))
     assert refused.value.status_code == 422
-    assert refused.value.detail == [{"field": "query.cursor", "message": refused.value.detail[0]["message"],
-                                     "type": "value_error"}]
+    assert refused.value.detail == [
+        {"field": "query.cursor", "message": refused.value.detail[0]["message"], "type": "value_error"}
+    ]

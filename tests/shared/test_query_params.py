@@ -16,8 +16,10 @@ from shared.http.query_params import UnknownQueryGuard, _entries
 from shared.settings import service_settings
 
 SERVICES = ("identify", "engage", "network", "value", "lifecycle")
-UNKNOWN = {"error": "validation_error",
-           "detail": [{"field": "query.colour", "message": "unknown query parameter", "type": "extra_forbidden"}]}
+UNKNOWN = {
+    "error": "validation_error",
+    "detail": [{"field": "query.colour", "message": "unknown query parameter", "type": "extra_forbidden"}],
+}
 
 
 def _unknown(response: httpx.Response) -> None:
@@ -37,8 +39,13 @@ async def test_every_get_route_of_every_service_refuses_an_unknown_parameter(nam
 
     settings = service_settings(name, database_url=f"sqlite+aiosqlite:///{tmp_path}/{name}.db")
     app = importlib.import_module(f"services.{name}.main").create_app(settings)
-    paths = sorted({_concrete(route.path) for _, methods, route, _ in _entries(app)
-                    if route is not None and methods and "GET" in methods})
+    paths = sorted(
+        {
+            _concrete(route.path)
+            for _, methods, route, _ in _entries(app)
+            if route is not None and methods and "GET" in methods
+        }
+    )
     # Swagger UI's OAuth2 redirect page (FastAPI's, when it serves /docs) is read by its
     # script, not the server: left alone
     paths = [path for path in paths if path != app.swagger_ui_oauth2_redirect_url]
@@ -63,8 +70,15 @@ async def test_unknown_parameter_is_refused_before_anything_changes(suite):
     assert (await client.get("/v1/customers", params={"limit": 1})).status_code == 200
     _unknown(await client.patch(f"/v1/customers/{customer['id']}", params={"colour": "red"}, json={"name": "A"}))
     assert (await client.get(f"/v1/customers/{customer['id']}")).json()["name"] is None
-    for path in ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/v1/ops/dead-letters",
-                 f"/v1/customers/{customer['id']}/transactions"):
+    for path in (
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/docs",
+        "/openapi.json",
+        "/v1/ops/dead-letters",
+        f"/v1/customers/{customer['id']}/transactions",
+    ):
         _unknown(await client.get(path, params={"colour": "red"}))
     # several unknown parameters are all named
     both = await client.get("/v1/customers", params={"colour": "red", "size": "xl"})
@@ -94,8 +108,13 @@ async def test_repeated_parameter_that_is_not_a_list_is_refused(suite):
     identify = await suite.start("identify")
     twice = await identify.client.get("/v1/customers?limit=1&limit=2")
     assert twice.status_code == 422
-    assert twice.json()["detail"] == [{"field": "query.limit", "type": "multiple_values",
-                                       "message": "given more than once; this parameter takes one value"}]
+    assert twice.json()["detail"] == [
+        {
+            "field": "query.limit",
+            "type": "multiple_values",
+            "message": "given more than once; this parameter takes one value",
+        }
+    ]
     # a list parameter repeats freely (portfolio's Pareto shares)
     shares = await identify.client.get("/v1/portfolio/pareto?top=0.2&top=0.5")
     assert shares.status_code != 422, shares.text
@@ -105,12 +124,17 @@ async def test_a_nul_in_a_query_value_is_refused_naming_the_parameter(suite):
     """PostgreSQL cannot compare text holding a NUL: these filters were 500s there."""
 
     identify = await suite.start("identify")
-    for path, name, value in (("/v1/customers", "external_id", "a\x00b"), ("/v1/customers", "email", "a\x00b@x.com"),
-                              ("/v1/customers", "q", "ab\x00c"), ("/v1/transactions", "customer_id", "a\x00b")):
+    for path, name, value in (
+        ("/v1/customers", "external_id", "a\x00b"),
+        ("/v1/customers", "email", "a\x00b@x.com"),
+        ("/v1/customers", "q", "ab\x00c"),
+        ("/v1/transactions", "customer_id", "a\x00b"),
+    ):
         response = await identify.client.get(path, params={name: value})
         assert response.status_code == 422, (path, name, response.text)
-        assert response.json()["detail"] == [{"field": f"query.{name}", "message": "must not contain a NUL character",
-                                              "type": "value_error"}]
+        assert response.json()["detail"] == [
+            {"field": f"query.{name}", "message": "must not contain a NUL character", "type": "value_error"}
+        ]
     # the same values without the NUL are ordinary filters
     assert (await identify.client.get("/v1/customers", params={"external_id": "ab"})).json()["items"] == []
 
@@ -124,8 +148,11 @@ def paging(cursor: str | None = None):
     return cursor
 
 
-async def things(filters: Annotated[Filters, Query()], from_: Annotated[str | None, Query(alias="from")] = None,
-                 cursor=Depends(paging)):
+async def things(
+    filters: Annotated[Filters, Query()],
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    cursor=Depends(paging),
+):
     return {"from": from_, "kind": filters.kind, "tags": filters.tags, "cursor": cursor}
 
 

@@ -5,7 +5,7 @@ handed to handlers as their survivors."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -33,19 +33,28 @@ async def publish(suite, event) -> None:
 def test_the_reader_gives_aware_utc_times_decimal_amounts_and_ignores_unknown_fields():
     event = raw_event(
         "crm.identify.transaction.recorded",
-        {"id": "t", "customer_id": "c1", "amount": "12.50", "currency": "EUR", "purchase_count": 1,
-         "occurred_at": "2024-05-01T12:00:00+02:00", "loyalty_tier": "gold"},
+        {
+            "id": "t",
+            "customer_id": "c1",
+            "amount": "12.50",
+            "currency": "EUR",
+            "purchase_count": 1,
+            "occurred_at": "2024-05-01T12:00:00+02:00",
+            "loyalty_tier": "gold",
+        },
     )
     typed = CATALOG[event.type].read(event)
     assert typed.data.amount == Decimal("12.50") and isinstance(typed.data.amount, Decimal)
-    assert typed.at == datetime(2024, 5, 1, 10, tzinfo=timezone.utc) and typed.at.tzinfo is timezone.utc
+    assert typed.at == datetime(2024, 5, 1, 10, tzinfo=UTC) and typed.at.tzinfo is UTC
     assert typed.customer_id == "c1" and not hasattr(typed.data, "loyalty_tier")
 
-    naive = CATALOG["crm.network.referral.recorded"].read(raw_event(
-        "crm.network.referral.recorded",
-        {"id": "r", "referrer_id": "a", "referred_id": "b", "recorded_at": "2024-05-01T12:00:00"},
-    ))
-    assert naive.at == datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+    naive = CATALOG["crm.network.referral.recorded"].read(
+        raw_event(
+            "crm.network.referral.recorded",
+            {"id": "r", "referrer_id": "a", "referred_id": "b", "recorded_at": "2024-05-01T12:00:00"},
+        )
+    )
+    assert naive.at == datetime(2024, 5, 1, 12, tzinfo=UTC)
 
 
 # --- on a real nats-server ---------------------------------------------------------------
@@ -85,8 +94,14 @@ async def test_unknown_fields_and_enum_values_are_read_never_dead_lettered(suite
     # A newer lifecycle with a stage this code does not know, and a field it does not know.
     stage = raw_event(
         "crm.lifecycle.stage.changed",
-        {"customer_id": "c-9", "from_stage": "active", "to_stage": "hibernating", "at": at,
-         "cause_event_id": "e", "reason": "quiet for a year"},
+        {
+            "customer_id": "c-9",
+            "from_stage": "active",
+            "to_stage": "hibernating",
+            "at": at,
+            "cause_event_id": "e",
+            "reason": "quiet for a year",
+        },
         "c-9",
     )
     await publish(suite, stage)
@@ -129,7 +144,8 @@ async def test_merged_customers_reach_handlers_as_survivors_and_every_merge_step
         return [(r.step, r.survivor_id, r.merged_ids) for r in rows] or None
 
     assert await wait_until(steps_run, what="the merge steps") == [
-        ("first", "s-1", "m-1,m-2"), ("second", "s-1", "m-1,m-2")
+        ("first", "s-1", "m-1,m-2"),
+        ("second", "s-1", "m-1,m-2"),
     ]
 
     await publish(suite, referral)

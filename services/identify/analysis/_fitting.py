@@ -64,6 +64,7 @@ class Distinct:
     (a few hundred x, one T per acquisition day): `levels[i]` and `codes[i]` let the
     expensive functions of one column run on its levels only.
     """
+
     columns: list[np.ndarray]  # per column, its value in each distinct row
     weights: np.ndarray  # how many input rows each distinct row stands for
     inverse: np.ndarray  # each input row's distinct row
@@ -75,7 +76,6 @@ class Distinct:
         first, group, _ = _group(self.codes[i] * len(self.levels[j]) + self.codes[j])
         return self.columns[i][first], self.columns[j][first], group
 
-
     def sample(self, every: int) -> Distinct:
         """Every `every`-th distinct row: a cheap, rough version of the data for a starting point.
 
@@ -83,8 +83,13 @@ class Distinct:
         of them. `inverse` stays that of the full rows.
         """
         pick = slice(0, None, every)
-        return Distinct([c[pick] for c in self.columns], self.weights[pick], self.inverse, self.levels,
-                        [c[pick] for c in self.codes])
+        return Distinct(
+            [c[pick] for c in self.columns],
+            self.weights[pick],
+            self.inverse,
+            self.levels,
+            [c[pick] for c in self.codes],
+        )
 
 
 def distinct_rows(*columns) -> Distinct:
@@ -98,12 +103,18 @@ def distinct_rows(*columns) -> Distinct:
             key = key * len(level) + code
         first, inverse, counts = _group(key)
     else:  # too many combinations for one integer key
-        _, first, inverse, counts = np.unique(np.column_stack(arrays), axis=0, return_index=True,
-                                              return_inverse=True, return_counts=True)
+        _, first, inverse, counts = np.unique(
+            np.column_stack(arrays), axis=0, return_index=True, return_inverse=True, return_counts=True
+        )
         inverse = inverse.reshape(-1)
     row_codes = [code[first] for code in codes]
-    return Distinct([level[code] for level, code in zip(levels, row_codes)], counts.astype(np.float64),
-                    inverse, list(levels), row_codes)
+    return Distinct(
+        [level[code] for level, code in zip(levels, row_codes)],
+        counts.astype(np.float64),
+        inverse,
+        list(levels),
+        row_codes,
+    )
 
 
 def summaries(x, t_x, T) -> Distinct:
@@ -171,4 +182,3 @@ def newton(evaluate, start, *, gtol: float = 1e-9, max_iterations: int = 200) ->
     else:
         raise ArithmeticError("fit did not converge within the iteration limit")
     return np.exp(theta), value
-

@@ -28,8 +28,14 @@ def _log_likelihood(r, alpha, a, b, x, t_x, T):
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         dropped = np.where(x > 0, np.log(a) - np.log(b + x - 1) - (r + x) * np.log(alpha + t_x), -np.inf)
-    return (gammaln(r + x) - gammaln(r) + r * np.log(alpha) + betaln(a, b + x) - betaln(a, b)
-            + np.logaddexp(-(r + x) * np.log(alpha + T), dropped))
+    return (
+        gammaln(r + x)
+        - gammaln(r)
+        + r * np.log(alpha)
+        + betaln(a, b + x)
+        - betaln(a, b)
+        + np.logaddexp(-(r + x) * np.log(alpha + T), dropped)
+    )
 
 
 _CHUNK = 32_768  # rows per block of array operations: 9 buffers of it fit in a core's L2 cache
@@ -55,8 +61,7 @@ class _Objective:
         self.x_weights = np.bincount(x_code, weights=self.weights, minlength=len(self.xs))
         # Σ w·f(T) and Σ w·x·f(T) are sums over the distinct T values with these weights
         self.T_weights = np.bincount(codes[2], weights=self.weights, minlength=len(self.T_levels))
-        self.T_x_weights = np.bincount(codes[2], weights=self.weights * rows.columns[0],
-                                       minlength=len(self.T_levels))
+        self.T_x_weights = np.bincount(codes[2], weights=self.weights * rows.columns[0], minlength=len(self.T_levels))
         # the rows of repeat buyers, ordered by x so per-x sums are sums of contiguous runs
         keep = np.flatnonzero(self.xs[x_code] > 0)
         keep = keep[np.argsort(x_code[keep], kind="stable")]
@@ -73,10 +78,16 @@ class _Objective:
     def _per_x(self, r, alpha, a, b):
         """Value, gradient and Hessian (in natural parameters) of the terms of x alone."""
         xs, wx = self.xs, self.x_weights
-        value = (wx @ (gammaln(r + xs) + betaln(a, b + xs)) - gammaln(r) + r * np.log(alpha) - betaln(a, b))
+        value = wx @ (gammaln(r + xs) + betaln(a, b + xs)) - gammaln(r) + r * np.log(alpha) - betaln(a, b)
         ab, abx = digamma(a + b), digamma(a + b + xs)
-        gradient = np.array([wx @ digamma(r + xs) - digamma(r) + np.log(alpha), r / alpha,
-                             ab - wx @ abx, wx @ (digamma(b + xs) - abx) - digamma(b) + ab])
+        gradient = np.array(
+            [
+                wx @ digamma(r + xs) - digamma(r) + np.log(alpha),
+                r / alpha,
+                ab - wx @ abx,
+                wx @ (digamma(b + xs) - abx) - digamma(b) + ab,
+            ]
+        )
         ab1, abx1 = polygamma(1, a + b), wx @ polygamma(1, a + b + xs)
         hessian = np.zeros((4, 4))
         hessian[0, 0] = wx @ polygamma(1, r + xs) - polygamma(1, r)
@@ -101,8 +112,14 @@ class _Objective:
         xs = self.xs
         with np.errstate(divide="ignore", invalid="ignore"):  # x = 0 has no rows here
             log_odds, c = np.log(a) - np.log(b + xs - 1), -b / (b + xs - 1)  # z's term of x; ∂ of it in ln b
-        tables = [(f(self.T_levels), f(self.tx_levels)) for f in (
-            lambda t: np.log(alpha + t), lambda t: alpha / (alpha + t), lambda t: alpha * t / (alpha + t) ** 2)]
+        tables = [
+            (f(self.T_levels), f(self.tx_levels))
+            for f in (
+                lambda t: np.log(alpha + t),
+                lambda t: alpha / (alpha + t),
+                lambda t: alpha * t / (alpha + t) ** 2,
+            )
+        ]
         sums = np.zeros(8)  # value, v·gap, v·h, v·rh, v·rxk, ug·gap, ug·rh, urh·rh
         by_x = np.zeros((4, len(xs)))  # per x: Σ v, u, ug, urh
         for chunk in self.chunks:
@@ -193,7 +210,9 @@ def bgnbd_expected_purchases(params: BGNBDParams, t, x, t_x, T) -> np.ndarray:
     t = np.asarray(t, dtype=np.float64)
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     horizon = alpha + T + t
-    future = 1.0 - np.exp((r + x) * (np.log(alpha + T) - np.log(horizon))) * hyp2f1(r + x, b + x, a + b + x - 1, t / horizon)
+    future = 1.0 - np.exp((r + x) * (np.log(alpha + T) - np.log(horizon))) * hyp2f1(
+        r + x, b + x, a + b + x - 1, t / horizon
+    )
     return (a + b + x - 1) / (a - 1) * future * bgnbd_probability_alive(params, x, t_x, T)
 
 
@@ -229,7 +248,9 @@ def bgnbd_discounted_purchases(params: BGNBDParams, x, t_x, T, times, discount) 
         rows = slice(start, start + chunk)
         xs, Ts = px[rows, None], pT[rows, None]
         horizon = alpha + Ts + times[None, :]
-        g = np.exp((r + xs) * (np.log(alpha + Ts) - np.log(horizon))) * hyp2f1(r + xs, b + xs, a + b + xs - 1, times / horizon)
+        g = np.exp((r + xs) * (np.log(alpha + Ts) - np.log(horizon))) * hyp2f1(
+            r + xs, b + xs, a + b + xs - 1, times / horizon
+        )
         per_pair[rows] = np.diff(g, axis=1, prepend=1.0) @ -discount
     scale = (a + b + x - 1) / (a - 1) * bgnbd_probability_alive(params, x, t_x, T)
     return scale * per_pair[inverse]

@@ -30,8 +30,9 @@ def discounted_purchases(purchases: BGNBDParams | ParetoNBDParams, x, t_x, T, *,
     return bgnbd_discounted_purchases(purchases, x, t_x, T, times, discount)
 
 
-def predictive_clv(bgnbd, gamma_gamma: GammaGammaParams, x, t_x, T, mean_spend, *, horizon, discount_rate,
-                   margin=1.0, steps=None) -> np.ndarray:
+def predictive_clv(
+    bgnbd, gamma_gamma: GammaGammaParams, x, t_x, T, mean_spend, *, horizon, discount_rate, margin=1.0, steps=None
+) -> np.ndarray:
     """Discounted expected value of each customer's purchases over the next `horizon` time units.
 
     Σₖ (E[purchases by k] − E[purchases by k−1]) · E[spend] · margin / (1 + discount_rate)^k,

@@ -46,14 +46,27 @@ class _Objective:
         np.reciprocal(inverse_total, out=inverse_total)
         np.square(inverse_total, out=inverse_squared)
         # rows: mean ln(xm̄+γ), mean 1/(xm̄+γ), mean 1/(xm̄+γ)²; columns: plain, times x
-        (mean_log, mean_x_log), (mean_inverse, mean_x_inverse), (mean_squared, mean_x_squared) = self.buffers @ self.weights
+        (mean_log, mean_x_log), (mean_inverse, mean_x_inverse), (mean_squared, mean_x_squared) = (
+            self.buffers @ self.weights
+        )
         px = p * xs
-        ll = (share @ (gammaln(px + q) - gammaln(px) + px * np.log(xs)) - gammaln(q) + q * np.log(gamma)
-              + p * self.mean_x_log_m - self.mean_log_m - p * mean_x_log - q * mean_log)
+        ll = (
+            share @ (gammaln(px + q) - gammaln(px) + px * np.log(xs))
+            - gammaln(q)
+            + q * np.log(gamma)
+            + p * self.mean_x_log_m
+            - self.mean_log_m
+            - p * mean_x_log
+            - q * mean_log
+        )
         shared, shared1 = digamma(px + q), polygamma(1, px + q)
-        gradient = np.array([share @ (xs * (shared - digamma(px) + np.log(xs))) + self.mean_x_log_m - mean_x_log,
-                             share @ shared - digamma(q) + np.log(gamma) - mean_log,
-                             q / gamma - p * mean_x_inverse - q * mean_inverse])
+        gradient = np.array(
+            [
+                share @ (xs * (shared - digamma(px) + np.log(xs))) + self.mean_x_log_m - mean_x_log,
+                share @ shared - digamma(q) + np.log(gamma) - mean_log,
+                q / gamma - p * mean_x_inverse - q * mean_inverse,
+            ]
+        )
         hessian = np.empty((3, 3))
         hessian[0] = share @ (xs * xs * (shared1 - polygamma(1, px))), share @ (xs * shared1), -mean_x_inverse
         hessian[1, 1:] = share @ shared1 - polygamma(1, q), 1.0 / gamma - mean_inverse

@@ -32,8 +32,11 @@ def _log_f(r, alpha, s, beta, x, t):
     n = r + s + x
     if alpha >= beta:
         return np.log(hyp2f1(n, s + 1, n + 1, (alpha - beta) / (alpha + t))) - n * np.log(alpha + t)
-    return (np.log(hyp2f1(1.0, r + x, n + 1, (alpha - beta) / (alpha + t)))
-            - (r + x) * np.log(alpha + t) - s * np.log(beta + t))
+    return (
+        np.log(hyp2f1(1.0, r + x, n + 1, (alpha - beta) / (alpha + t)))
+        - (r + x) * np.log(alpha + t)
+        - s * np.log(beta + t)
+    )
 
 
 def _log_a0_term(r, alpha, s, beta, x, log_f_tx, log_f_T):
@@ -90,9 +93,11 @@ def _log_f_derivatives(log_params, x, t, pfaff: bool, hyp_hessian=None):
     """`_log_f` at pairs (x, t) with its gradient and Hessian in log-parameters, and the Hessian
     of its ln ₂F₁ part: the power terms analytically, ln ₂F₁ by central (and for mixed terms,
     forward) differences, or its Hessian `hyp_hessian` from a nearby point when given."""
+
     def hyp(shift):
         r, alpha, s, beta = np.exp(log_params + shift)
         return _log_hyp2f1(r, alpha, s, beta, x, t, pfaff)
+
     at = hyp(0.0)
     gradient = np.stack([(hyp(e) - hyp(-e)) / (2 * _STEP) for e in _STEP * np.eye(4)], axis=1)
     step = _HESSIAN_STEP * np.eye(4)
@@ -136,10 +141,15 @@ class _Objective:
         steps are that small, so the last steps cost 9 ₂F₁ evaluations per pair.
         """
         cached = self.hyp_hessians
-        reused = (cached[2] if cached is not None and cached[1] == pfaff
-                  and np.abs(log_params - cached[0]).max() <= _REUSE_HESSIAN else None)
-        terms = [_log_f_derivatives(log_params, x, t, pfaff, reused[i] if reused is not None else None)
-                 for i, (x, t, _) in enumerate((self.tx_pairs, self.T_pairs))]
+        reused = (
+            cached[2]
+            if cached is not None and cached[1] == pfaff and np.abs(log_params - cached[0]).max() <= _REUSE_HESSIAN
+            else None
+        )
+        terms = [
+            _log_f_derivatives(log_params, x, t, pfaff, reused[i] if reused is not None else None)
+            for i, (x, t, _) in enumerate((self.tx_pairs, self.T_pairs))
+        ]
         if reused is None:
             self.hyp_hessians = (log_params, pfaff, [term[3] for term in terms])
         return [term[:3] for term in terms]
@@ -190,8 +200,12 @@ class _Objective:
             c_fT = -np.bincount(T_code, weights=wd * ratio, minlength=len(T))
             c_fx = np.bincount(tx_code, weights=wd * (1.0 + ratio), minlength=len(tx))
             gradient = gradient + c_alive @ d_alive + c_share @ d_share + c_fT @ df_T + c_fx @ df_x
-            hessian = hessian + (np.tensordot(c_alive, d2_alive, 1) + np.tensordot(c_share, d2_share, 1)
-                                 + np.tensordot(c_fT, d2f_T, 1) + np.tensordot(c_fx, d2f_x, 1))
+            hessian = hessian + (
+                np.tensordot(c_alive, d2_alive, 1)
+                + np.tensordot(c_share, d2_share, 1)
+                + np.tensordot(c_fT, d2f_T, 1)
+                + np.tensordot(c_fx, d2f_x, 1)
+            )
             # second order: π(1−π)·U Uᵀ, U = ∇A − ∇D, and π·ψ''·V Vᵀ, V = ∇F_T − ∇F_x, ψ'' = −ratio(1+ratio)
             for chunk in range(0, len(w), _CHUNK):
                 rows = slice(chunk, chunk + _CHUNK)
@@ -231,7 +245,9 @@ def pareto_nbd_expected_purchases(params: ParetoNBDParams, t, x, t_x, T) -> np.n
     x, t_x, T = as_arrays(x, t_x, T)
     t = np.asarray(t, dtype=np.float64)
     r, alpha, s, beta = params.r, params.alpha, params.s, params.beta
-    return (r + x) * (beta + T) / (alpha + T) * _survival(s, beta, T, t) * pareto_nbd_probability_alive(params, x, t_x, T)
+    return (
+        (r + x) * (beta + T) / (alpha + T) * _survival(s, beta, T, t) * pareto_nbd_probability_alive(params, x, t_x, T)
+    )
 
 
 def _survival(s, beta, T, t):

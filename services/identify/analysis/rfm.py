@@ -17,8 +17,17 @@ import numpy as np
 QUANTILES = (0.2, 0.4, 0.6, 0.8)
 
 SEGMENTS: tuple[str, ...] = (
-    "champions", "loyal", "potential_loyalists", "new_customers", "promising", "need_attention",
-    "about_to_sleep", "at_risk", "cannot_lose", "hibernating", "lost",
+    "champions",
+    "loyal",
+    "potential_loyalists",
+    "new_customers",
+    "promising",
+    "need_attention",
+    "about_to_sleep",
+    "at_risk",
+    "cannot_lose",
+    "hibernating",
+    "lost",
 )
 
 # Rows: recency score 5 (bought most recently) down to 1; columns: FM score 1..5.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -68,7 +68,7 @@ async def survivors(session: AsyncSession, customer_ids) -> dict[str, str]:
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def _survivors(dialect: str):
     return select(_customers.c.id, _customers.c.merged_into).where(
         one_of(_customers.c.id, dialect), _customers.c.merged_into.is_not(None)
@@ -115,6 +115,6 @@ async def index_new_customers(session: AsyncSession, customer_ids: list[str]) ->
     if dialect_of(session) != "sqlite" or not customer_ids:
         return
     for start in range(0, len(customer_ids), 1000):
-        chunk = customer_ids[start:start + 1000]
+        chunk = customer_ids[start : start + 1000]
         await session.execute(search_rows.insert(), [{"customer_id": customer_id} for customer_id in chunk])
         await session.execute(_INDEX_NEW, {"ids": chunk})

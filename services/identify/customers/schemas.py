@@ -73,8 +73,9 @@ class CustomerOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     scores: ScoresOut | None = Field(
-        None, description="RFM scores and segment, lifetime value, probability alive and strategically "
-        "significant kinds with their evidence; null until the first refit has scored the customer"
+        None,
+        description="RFM scores and segment, lifetime value, probability alive and strategically "
+        "significant kinds with their evidence; null until the first refit has scored the customer",
     )
 
 

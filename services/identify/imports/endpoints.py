@@ -21,11 +21,15 @@ RejectionsPaging = Annotated[PageParams[tuple[int]], Depends(page_params(INTEGER
 async def start_import(
     request: Request,
     file: Annotated[UploadFile, File(description="CSV or NDJSON; one row per line")],
-    mapping: Annotated[str | None, Form(description='JSON object: the file\'s column → ours, e.g. {"id": "customer_external_id"}')] = None,
+    mapping: Annotated[
+        str | None, Form(description='JSON object: the file\'s column → ours, e.g. {"id": "customer_external_id"}')
+    ] = None,
     create_customers: Annotated[bool, Form(description="create customers for unknown external ids")] = False,
     format: Annotated[str | None, Form(description="csv or ndjson; guessed from the name or content")] = None,
     delimiter: Annotated[str | None, Form(description="CSV: one character, `tab` or `whitespace`; guessed")] = None,
-    columns: Annotated[str | None, Form(description="comma-separated column names of a file with no header row")] = None,
+    columns: Annotated[
+        str | None, Form(description="comma-separated column names of a file with no header row")
+    ] = None,
     date_format: Annotated[str | None, Form(description="strptime format of occurred_at, e.g. %d/%m/%Y")] = None,
     currency: Annotated[str | None, Form(description="currency of rows without one")] = None,
 ):
@@ -33,14 +37,23 @@ async def start_import(
     path, head = await service.spool(file)
     try:
         options = service.options_from_form(
-            filename=file.filename, head=head, mapping=mapping, file_format=format, delimiter=delimiter,
-            columns=columns, date_format=date_format, currency=currency,
+            filename=file.filename,
+            head=head,
+            mapping=mapping,
+            file_format=format,
+            delimiter=delimiter,
+            columns=columns,
+            date_format=date_format,
+            currency=currency,
         )
     except Exception:
         path.unlink(missing_ok=True)
         raise
     return await service.start_import(
-        runtime=request.app.state.runtime, path=path, filename=file.filename, options=options,
+        runtime=request.app.state.runtime,
+        path=path,
+        filename=file.filename,
+        options=options,
         create_customers=create_customers,
     )
 

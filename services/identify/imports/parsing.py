@@ -17,7 +17,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
@@ -194,7 +194,7 @@ def parse_occurred_at(value: object, date_format: str | None) -> datetime:
         parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
     else:
         parsed = datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
@@ -252,7 +252,7 @@ class Reader:
         self._occurrences: dict[str, int] = {}
         # A file repeats its dates: each distinct one is parsed and written out once.
         self._parsed_date = _Memo(lambda text: self._bounded(parse_occurred_at(text, options.date_format)))
-        self._utc_text = _Memo(lambda at: at.astimezone(timezone.utc).isoformat())
+        self._utc_text = _Memo(lambda at: at.astimezone(UTC).isoformat())
         # The dates POST /v1/transactions takes, as of the start of the import.
         self._floor, self._latest = date_bounds()
         self._out_of_bounds = bounds_message(self._floor, self._latest)
@@ -278,7 +278,7 @@ class Reader:
                 if line.strip():
                     yield number, line
 
-    def header(self) -> "Header":
+    def header(self) -> Header:
         """How to read the rows; refuses options that do not fit the file's header."""
 
         options = self.options
@@ -319,7 +319,9 @@ class Reader:
                 yield Row(number, line[:RAW_KEPT], reason=f"unreadable CSV row: {exc}")
                 continue
             if len(cells) != width:
-                yield Row(number, line[:RAW_KEPT], reason=f"expected {width} columns as in the header, found {len(cells)}")
+                yield Row(
+                    number, line[:RAW_KEPT], reason=f"expected {width} columns as in the header, found {len(cells)}"
+                )
                 continue
             yield self._row(number, line, {ours: cells[index] for ours, index in positions.items()}, not printable)
 

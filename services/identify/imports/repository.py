@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import lru_cache
+from functools import cache
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -82,7 +82,7 @@ async def customers_by_external_id(session: AsyncSession, external_ids) -> dict[
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def _by_external_id(dialect: str):
     return select(_customers.c.external_id, _customers.c.id).where(one_of(_customers.c.external_id, dialect))
 

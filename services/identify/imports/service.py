@@ -48,8 +48,15 @@ class MalformedJson(AppError):
 
 
 def options_from_form(
-    *, filename: str | None, head: bytes, mapping: str | None, file_format: str | None, delimiter: str | None,
-    columns: str | None, date_format: str | None, currency: str | None,
+    *,
+    filename: str | None,
+    head: bytes,
+    mapping: str | None,
+    file_format: str | None,
+    delimiter: str | None,
+    columns: str | None,
+    date_format: str | None,
+    currency: str | None,
 ) -> parsing.ImportOptions:
     """The form's options, checked (the header is checked against them later)."""
 
@@ -103,8 +110,9 @@ async def spool(upload) -> tuple[Path, bytes]:
     return Path(name), head
 
 
-async def start_import(*, runtime, path: Path, filename: str | None, options: parsing.ImportOptions,
-                       create_customers: bool) -> dict:
+async def start_import(
+    *, runtime, path: Path, filename: str | None, options: parsing.ImportOptions, create_customers: bool
+) -> dict:
     """Check the spooled file's header, commit the job, start its task; the file is the job's now."""
 
     try:
@@ -114,15 +122,28 @@ async def start_import(*, runtime, path: Path, filename: str | None, options: pa
         raise field_error(exc.field, exc.message) from exc
     except UnicodeDecodeError as exc:
         path.unlink(missing_ok=True)
-        raise InvalidRequest([{"field": "file", "message": "the file is not UTF-8 text", "type": "value_error"}]) from exc
+        raise InvalidRequest(
+            [{"field": "file", "message": "the file is not UTF-8 text", "type": "value_error"}]
+        ) from exc
     job_id = uuid7()
     async with transaction(runtime.db.writer) as session:
-        await repository.add_job(session, {
-            "id": job_id, "status": "running", "filename": (filename or "")[:300] or None,
-            "file_format": options.file_format, "mapping": options.mapping, "create_customers": create_customers,
-            "rows_read": 0, "recorded": 0, "duplicates": 0, "rejected": 0, "customers_created": 0,
-            "created_at": utcnow(),
-        })
+        await repository.add_job(
+            session,
+            {
+                "id": job_id,
+                "status": "running",
+                "filename": (filename or "")[:300] or None,
+                "file_format": options.file_format,
+                "mapping": options.mapping,
+                "create_customers": create_customers,
+                "rows_read": 0,
+                "recorded": 0,
+                "duplicates": 0,
+                "rejected": 0,
+                "customers_created": 0,
+                "created_at": utcnow(),
+            },
+        )
     task = asyncio.create_task(run_import(runtime.db, job_id, path, options, create_customers), name=f"import-{job_id}")
     runtime.tasks.append(task)  # cancelled (and the job marked failed) when the service stops
     task.add_done_callback(lambda done: done in runtime.tasks and runtime.tasks.remove(done))
@@ -150,7 +171,7 @@ async def run_import(db, job_id: str, path: Path, options: parsing.ImportOptions
     except asyncio.CancelledError:
         await asyncio.shield(_finish(db, job_id, "failed", INTERRUPTED))
         raise
-    except Exception as exc:  # noqa: BLE001 - the job reports it; the service carries on
+    except Exception as exc:  # the job reports it; the service carries on
         log.exception("import failed", extra={"fields": {"import_id": job_id}})
         await _finish(db, job_id, "failed", f"{exc.__class__.__name__}: {exc}"[:2000])
     finally:
@@ -192,8 +213,11 @@ async def record_batch(
     for row in good:
         customer_id = customers.get(row.customer_external_id) or found.get(row.customer_external_id)
         if customer_id is None:
-            reject(row, f"no customer with external id {row.customer_external_id!r} (send create_customers=true "
-                        "to create customers the file names)")
+            reject(
+                row,
+                f"no customer with external id {row.customer_external_id!r} (send create_customers=true "
+                "to create customers the file names)",
+            )
         else:
             row.item.customer_id = customer_id
             recordable.append(row)
@@ -216,8 +240,9 @@ async def _create_customers(session: AsyncSession, external_ids: list[str]) -> l
 
     now = utcnow()
     ids = uuid7_many(len(external_ids))
-    await repository.add_customers(session, [(id_, external_id, 0, now, now)
-                                             for id_, external_id in zip(ids, external_ids)])
+    await repository.add_customers(
+        session, [(id_, external_id, 0, now, now) for id_, external_id in zip(ids, external_ids)]
+    )
     emit_many(
         session,
         "crm.identify.customer.created",

@@ -30,15 +30,21 @@ async def put_fx_rates(
     A rate of the same currency and day is replaced; one invalid item stores nothing."""
     reporting = fx.reporting_currency()
     errors = [
-        {"field": f"body.{index}.currency", "message": f"{reporting} is the reporting currency: it needs no rate",
-         "type": "value_error"}
-        for index, item in enumerate(body) if item.currency == reporting
+        {
+            "field": f"body.{index}.currency",
+            "message": f"{reporting} is the reporting currency: it needs no rate",
+            "type": "value_error",
+        }
+        for index, item in enumerate(body)
+        if item.currency == reporting
     ]
     if errors:
         raise InvalidRequest(errors)
     now = utcnow()
-    rows = {(item.currency, item.date): {"currency": item.currency, "day": item.date, "rate": item.rate,
-                                         "updated_at": now} for item in body}  # the last of a repeated day wins
+    rows = {
+        (item.currency, item.date): {"currency": item.currency, "day": item.date, "rate": item.rate, "updated_at": now}
+        for item in body
+    }  # the last of a repeated day wins
     await repository.put_rates(session, list(rows.values()))
     return {"stored": len(rows), "reporting_currency": reporting}
 

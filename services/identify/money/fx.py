@@ -73,6 +73,6 @@ def missing_rate(currency: str, at: datetime, reporting: str) -> str:
 
     return (
         f"no {currency} → {reporting} exchange rate dated on or before {utc_day(at).isoformat()}: "
-        f"load one with PUT /v1/fx-rates ({{\"currency\": \"{currency}\", \"date\": \"…\", \"rate\": …}}) "
+        f'load one with PUT /v1/fx-rates ({{"currency": "{currency}", "date": "…", "rate": …}}) '
         f"or record the purchase in {reporting}"
     )

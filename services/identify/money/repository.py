@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import (
-    Customer,
-    CustomerKind,
-    CustomerScore,
     FxRate,
-    PurchaseSummary,
-    Refund,
-    Transaction,
 )
 from shared.db.database import dialect_insert, dialect_name
 
@@ -54,7 +48,5 @@ async def list_rates(
         query = query.where(FxRate.currency == currency)
     if after:
         # currency ascending, then day descending
-        query = query.where(
-            (FxRate.currency > after[0]) | ((FxRate.currency == after[0]) & (FxRate.day < after[1]))
-        )
+        query = query.where((FxRate.currency > after[0]) | ((FxRate.currency == after[0]) & (FxRate.day < after[1])))
     return list((await session.execute(query)).scalars())

@@ -79,9 +79,14 @@ class FxRateOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, row, reporting_currency: str) -> "FxRateOut":
-        return cls(currency=row.currency, date=row.day, rate=decimal_text(row.rate),
-                   reporting_currency=reporting_currency, updated_at=row.updated_at)
+    def of(cls, row, reporting_currency: str) -> FxRateOut:
+        return cls(
+            currency=row.currency,
+            date=row.day,
+            rate=decimal_text(row.rate),
+            reporting_currency=reporting_currency,
+            updated_at=row.updated_at,
+        )
 
 
 class FxRatePage(Page[FxRateOut]):

@@ -113,6 +113,9 @@ async def get_costs(customer_id: str, session: ReadSession):
 async def put_costs(customer_id: str, body: CostsIn, session: WriteSession):
     """Set the customer's acquisition, selling and service costs; the customer is re-scored."""
     return await service.set_costs(
-        session=session, customer_id=customer_id, acquisition=body.acquisition, selling=body.selling,
+        session=session,
+        customer_id=customer_id,
+        acquisition=body.acquisition,
+        selling=body.selling,
         service=body.service,
     )

@@ -21,12 +21,14 @@ async def on_referrals(session: AsyncSession, events: list[Event[ReferralRecorde
         referral = event.data
         if referral.referrer_id == referral.referred_id:
             continue  # the merge made it a self-referral, which the merge drops too
-        rows.append({
-            "id": referral.id,
-            "referrer_id": referral.referrer_id,
-            "referred_id": referral.referred_id,
-            "recorded_at": event.at,
-        })
+        rows.append(
+            {
+                "id": referral.id,
+                "referrer_id": referral.referrer_id,
+                "referred_id": referral.referred_id,
+                "recorded_at": event.at,
+            }
+        )
     if not rows:
         return
     await session.execute(insert_ignoring(session, ReferralSeen.__table__, ["id"]), rows)

@@ -146,8 +146,12 @@ class RefitRunner:
                             raise RefitQueued(queued)
                         return queued, True
                     refit = Refit(
-                        id=uuid7(), status="queued", time_unit=time_unit, calibration_end=calibration_end,
-                        customers_scored=0, requested_at=utcnow(),
+                        id=uuid7(),
+                        status="queued",
+                        time_unit=time_unit,
+                        calibration_end=calibration_end,
+                        customers_scored=0,
+                        requested_at=utcnow(),
                     )
                     session.add(refit)
             except IntegrityError:  # another transaction queued one first: join or refuse that one
@@ -172,14 +176,16 @@ class RefitRunner:
             await self._set(refit_id, status="running")
             try:
                 version, scored = await self.refit(refit_id)
-            except Exception as exc:  # noqa: BLE001 - the job reports any failure
+            except Exception as exc:  # the job reports any failure
                 if not isinstance(exc, NoData):
                     log.exception("refit %s failed", refit_id)
-                await self._set(refit_id, status="failed", failure=str(exc) or exc.__class__.__name__,
-                                finished_at=utcnow())
+                await self._set(
+                    refit_id, status="failed", failure=str(exc) or exc.__class__.__name__, finished_at=utcnow()
+                )
                 return
-            await self._set(refit_id, status="done", model_version=version, customers_scored=scored,
-                            finished_at=utcnow())
+            await self._set(
+                refit_id, status="done", model_version=version, customers_scored=scored, finished_at=utcnow()
+            )
 
     async def refit(self, refit_id: str) -> tuple[int, int]:
         async with self.db.reader() as session:
@@ -199,8 +205,10 @@ class RefitRunner:
             else:  # the summaries are the calibration data
                 end_day = as_of_day
                 calibration = {
-                    "first_day": arrays.first_day, "last_day": arrays.last_day,
-                    "purchase_days": arrays.purchase_days, "total_spend": arrays.total_spend,
+                    "first_day": arrays.first_day,
+                    "last_day": arrays.last_day,
+                    "purchase_days": arrays.purchase_days,
+                    "total_spend": arrays.total_spend,
                     "first_day_spend": arrays.first_day_spend,
                 }
 
@@ -213,14 +221,19 @@ class RefitRunner:
             fitted = {
                 "bgnbd": asdict(fit_bgnbd(x, t_x, T)),
                 "gamma_gamma": asdict(fit_gamma_gamma(x, mean_spend)),
-                "customers": int(len(x)),
+                "customers": len(x),
                 "repeat_buyers": int((x > 0).sum()),
             }
             inputs = rfm_inputs(arrays, as_of_day)
             edges = {key: quintile_edges(values).tolist() for key, values in inputs.items()}
             scores = score(
-                arrays, bgnbd=BGNBDParams(**fitted["bgnbd"]), gamma_gamma=GammaGammaParams(**fitted["gamma_gamma"]),
-                rfm_edges=edges, unit_days=unit_days, as_of_day=as_of_day, settings=settings,
+                arrays,
+                bgnbd=BGNBDParams(**fitted["bgnbd"]),
+                gamma_gamma=GammaGammaParams(**fitted["gamma_gamma"]),
+                rfm_edges=edges,
+                unit_days=unit_days,
+                as_of_day=as_of_day,
+                settings=settings,
             )
             finite = scores.predicted_clv[np.isfinite(scores.predicted_clv)]
             thresholds = {
@@ -228,8 +241,12 @@ class RefitRunner:
                 "cost_absorber_purchases": float(np.quantile(arrays.purchases, 1 - settings.cost_absorber_top)),
             }
             kinds, evidence, kind_rows = kinds_of(
-                arrays, scores, high_value_threshold=thresholds["high_future_value"],
-                cost_absorber_purchases=thresholds["cost_absorber_purchases"], settings=settings, referred=referred,
+                arrays,
+                scores,
+                high_value_threshold=thresholds["high_future_value"],
+                cost_absorber_purchases=thresholds["cost_absorber_purchases"],
+                settings=settings,
+                referred=referred,
             )
             columns = score_columns(arrays, scores, kinds, evidence, version=version)
             bands = clv_band_codes(scores.predicted_clv, settings.clv_band_edges)
@@ -247,34 +264,57 @@ class RefitRunner:
             fitted, edges, thresholds, kind_rows, columns, bands = await asyncio.to_thread(compute, referred, version)
             async with self._rank_indexes_dropped():
                 for start in range(0, len(arrays), WRITE_CHUNK):
-                    chunk = {name: values[start:start + WRITE_CHUNK] for name, values in columns.items()}
+                    chunk = {name: values[start : start + WRITE_CHUNK] for name, values in columns.items()}
                     ids = chunk["customer_id"]
                     async with transaction(self.db.writer) as session:
                         previous = await repository.previous_scores_between(session, ids[0], ids[-1])
                         await repository.write_scores(session, chunk, at=at)
-                        emit_scored(session, chunk, bands[start:start + WRITE_CHUNK], previous,
-                                    previous_edges=previous_edges, at=at)
+                        emit_scored(
+                            session,
+                            chunk,
+                            bands[start : start + WRITE_CHUNK],
+                            previous,
+                            previous_edges=previous_edges,
+                            at=at,
+                        )
             fitted["pareto_nbd"], pareto_error = await _pareto_nbd_outcome(pareto_nbd)
         finally:
             pareto_nbd.cancel()
         params = {
-            **fitted, "rfm_edges": edges, "thresholds": thresholds, "as_of_day": as_of_day,
-            "discount_rate": settings.discount_rate, "clv_horizon_days": settings.clv_horizon_days,
-            "pareto_nbd_error": pareto_error, "clv_band_edges": list(settings.clv_band_edges),
+            **fitted,
+            "rfm_edges": edges,
+            "thresholds": thresholds,
+            "as_of_day": as_of_day,
+            "discount_rate": settings.discount_rate,
+            "clv_horizon_days": settings.clv_horizon_days,
+            "pareto_nbd_error": pareto_error,
+            "clv_band_edges": list(settings.clv_band_edges),
         }
         # The model version, the kinds and the event commit together: until then the
         # previous model stays current for per-transaction re-scores.
         async with transaction(self.db.writer) as session:
-            session.add(PortfolioModel(
-                version=version, time_unit=refit.time_unit, calibration_end=refit.calibration_end, params=params,
-                fitted_at=at,
-            ))
+            session.add(
+                PortfolioModel(
+                    version=version,
+                    time_unit=refit.time_unit,
+                    calibration_end=refit.calibration_end,
+                    params=params,
+                    fitted_at=at,
+                )
+            )
             await repository.replace_kinds(session, kind_rows, customer_ids=None)
-            emit(session, "crm.identify.model.fitted", {
-                "version": version, "time_unit": refit.time_unit, "calibration_end": refit.calibration_end,
-                "customers_scored": len(arrays), "fitted_at": at,
-                **{key: fitted[key] for key in ("bgnbd", "pareto_nbd", "gamma_gamma")},
-            })
+            emit(
+                session,
+                "crm.identify.model.fitted",
+                {
+                    "version": version,
+                    "time_unit": refit.time_unit,
+                    "calibration_end": refit.calibration_end,
+                    "customers_scored": len(arrays),
+                    "fitted_at": at,
+                    **{key: fitted[key] for key in ("bgnbd", "pareto_nbd", "gamma_gamma")},
+                },
+            )
         forget_model(self.db.writer_engine)
         return version, len(arrays)
 
@@ -311,7 +351,7 @@ class RefitRunner:
             stale = await repository.stale_discounts(session, self.settings.discount_rate)
         for start in range(0, len(stale), 1000):
             async with transaction(self.db.writer) as session:
-                await rebuild_summaries(session, stale[start:start + 1000])
+                await rebuild_summaries(session, stale[start : start + 1000])
 
 
 class RefitsState(Protocol):
@@ -333,7 +373,7 @@ async def schedule(runner: RefitRunner) -> None:
             await runner.request(calibration_end=None, time_unit="week")
         except RefitQueued as queued:  # a requested refit is waiting: the schedule does not add one
             log.info("scheduled refit skipped: refit %s is queued", queued.queued.id)
-        except Exception:  # noqa: BLE001 - a failed request is retried at the next tick
+        except Exception:  # a failed request is retried at the next tick
             log.exception("scheduled refit could not be requested")
 
 

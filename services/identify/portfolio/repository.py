@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import orjson
@@ -100,8 +100,8 @@ def _summary_sql(dialect: str, *, only_ids: bool) -> str:
         where = ""
     return f"""
         SELECT s.customer_id,
-               {_day('s.first_purchase_at', dialect, timestamp=True)},
-               {_day('s.last_purchase_at', dialect, timestamp=True)},
+               {_day("s.first_purchase_at", dialect, timestamp=True)},
+               {_day("s.last_purchase_at", dialect, timestamp=True)},
                s.purchases, s.purchase_days,
                CAST(s.total_spend AS FLOAT), CAST(s.first_day_spend AS FLOAT),
                CAST(s.total_margin AS FLOAT), COALESCE(CAST(s.total_cost AS FLOAT), 0),
@@ -115,7 +115,7 @@ def _summary_sql(dialect: str, *, only_ids: bool) -> str:
     """
 
 
-@lru_cache(maxsize=None)
+@cache
 def _customers_statement(dialect: str):
     return text(_summary_sql(dialect, only_ids=True)).bindparams(bindparam("ids", expanding=True))
 
@@ -165,9 +165,7 @@ async def fetch_all(session: AsyncSession, sql: str, params: dict) -> list[tuple
     return await raw.fetch(sql, *(params[name] for name in names))
 
 
-async def load_customers(
-    session: AsyncSession, *, customer_ids: list[str] | None = None
-) -> CustomerArrays:
+async def load_customers(session: AsyncSession, *, customer_ids: list[str] | None = None) -> CustomerArrays:
     """Summaries of every unmerged customer with purchases (or of `customer_ids`), their
     spend compounded to the reference day (see `CustomerArrays.compound_to`)."""
 
@@ -199,10 +197,10 @@ async def load_calibration(session: AsyncSession, *, end_day: int) -> dict[str, 
             SELECT p.customer_id, MIN(p.day) AS first_day, MAX(p.day) AS last_day,
                    COUNT(*) AS days, SUM(CAST(p.spend AS FLOAT)) AS total
             FROM purchase_days p JOIN customers cu ON cu.id = p.customer_id AND cu.merged_into IS NULL
-            WHERE {_day('p.day', dialect, timestamp=False)} <= :end_day
+            WHERE {_day("p.day", dialect, timestamp=False)} <= :end_day
             GROUP BY p.customer_id
         )
-        SELECT {_day('agg.first_day', dialect, timestamp=False)}, {_day('agg.last_day', dialect, timestamp=False)},
+        SELECT {_day("agg.first_day", dialect, timestamp=False)}, {_day("agg.last_day", dialect, timestamp=False)},
                agg.days, agg.total, CAST(f.spend AS FLOAT)
         FROM agg JOIN purchase_days f ON f.customer_id = agg.customer_id AND f.day = agg.first_day
     """
@@ -253,12 +251,23 @@ async def fail_interrupted_refits(session: AsyncSession) -> int:
 # --- scores and kinds -------------------------------------------------------------
 
 SCORE_COLUMNS = (
-    "customer_id", "model_version", "recency", "frequency", "monetary", "segment", "historic_clv",
-    "predicted_clv", "expected_purchases", "probability_alive", "kinds", "evidence", "scored_at",
+    "customer_id",
+    "model_version",
+    "recency",
+    "frequency",
+    "monetary",
+    "segment",
+    "historic_clv",
+    "predicted_clv",
+    "expected_purchases",
+    "probability_alive",
+    "kinds",
+    "evidence",
+    "scored_at",
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _write_scores_sql(dialect: str) -> str:
     if dialect == "sqlite":
         placeholders = ["?"] * len(SCORE_COLUMNS)
@@ -306,7 +315,8 @@ async def write_scores(session: AsyncSession, columns: dict[str, list], *, at) -
 # their pages) and 28-29 s instead of 13-16 s on PostgreSQL; dropped first and built
 # again after, one sorted pass each, they cost ~1.7 s (SQLite) and ~2.5 s (PostgreSQL).
 RANK_INDEXES = tuple(
-    index for index in CustomerScore.__table__.indexes
+    index
+    for index in CustomerScore.__table__.indexes
     if index.name in ("ix_customer_scores_clv", "ix_customer_scores_segment_clv")
 )
 
@@ -338,7 +348,7 @@ async def previous_scores(session: AsyncSession, customer_ids: list[str]) -> lis
 
     rows = []
     for start in range(0, len(customer_ids), 1000):
-        rows += (await session.execute(_PREVIOUS_BY_ID, {"ids": customer_ids[start:start + 1000]})).all()
+        rows += (await session.execute(_PREVIOUS_BY_ID, {"ids": customer_ids[start : start + 1000]})).all()
     return [tuple(row) for row in rows]
 
 
@@ -358,7 +368,7 @@ async def replace_kinds(session: AsyncSession, rows: list[dict], *, customer_ids
         await session.execute(delete(table))
     else:
         for start in range(0, len(customer_ids), 500):
-            await session.execute(delete(table).where(table.c.customer_id.in_(customer_ids[start:start + 500])))
+            await session.execute(delete(table).where(table.c.customer_id.in_(customer_ids[start : start + 500])))
     if rows:
         await session.execute(table.insert(), rows)
 
@@ -383,24 +393,32 @@ async def referred_by(session: AsyncSession, referrer_ids: list[str], limit: int
 
 
 async def segment_totals(session: AsyncSession) -> list:
-    return (await session.execute(text("""
+    return (
+        await session.execute(
+            text("""
         SELECT sc.segment, COUNT(*), COALESCE(SUM(CAST(s.total_spend AS FLOAT)), 0),
                COALESCE(SUM(sc.historic_clv), 0), COALESCE(SUM(sc.predicted_clv), 0)
         FROM customer_scores sc
         JOIN purchase_summaries s ON s.customer_id = sc.customer_id
         GROUP BY sc.segment
-    """))).all()
+    """)
+        )
+    ).all()
 
 
 async def revenue_and_net(session: AsyncSession) -> np.ndarray:
     """Per unmerged customer: revenue, margin (NaN when none given), serving cost, customer costs."""
 
-    rows = await fetch_all(session, """
+    rows = await fetch_all(
+        session,
+        """
         SELECT CAST(s.total_spend AS FLOAT), CAST(s.total_margin AS FLOAT), COALESCE(CAST(s.total_cost AS FLOAT), 0),
                COALESCE(CAST(c.acquisition + c.selling + c.service AS FLOAT), 0)
         FROM purchase_summaries s  -- a merged customer has none: its purchases moved to the survivor
         LEFT JOIN customer_costs c ON c.customer_id = s.customer_id
-    """, {})
+    """,
+        {},
+    )
     return np.array(rows, dtype=float).reshape(-1, 4)
 
 
@@ -443,10 +461,19 @@ async def transactions_for_summaries(session: AsyncSession, customer_ids) -> lis
     return rows
 
 
-@lru_cache(maxsize=None)
+@cache
 def _summary_inputs(dialect: str):
-    names = ("customer_id", "occurred_at", "amount", "margin", "cost", "reporting_amount", "fx_rate", "refunded_amount",
-             "refunded_reporting_amount")
+    names = (
+        "customer_id",
+        "occurred_at",
+        "amount",
+        "margin",
+        "cost",
+        "reporting_amount",
+        "fx_rate",
+        "refunded_amount",
+        "refunded_reporting_amount",
+    )
     columns = [_transactions.c[name] for name in names]
     # A voided transaction was recorded in error: it is in no count and no sum.
     return select(*columns).where(one_of(_transactions.c.customer_id, dialect), _transactions.c.status != "voided")
@@ -484,9 +511,20 @@ async def add_purchase_days(session: AsyncSession, rows: list[dict]) -> None:
     await bulk_upsert(session, _days, _DAY_COLUMNS, rows, _on_day_conflict)
 
 
-_SUMMARY_COLUMNS = ("customer_id", "first_purchase_at", "last_purchase_at", "purchases", "purchase_days",
-                    "first_day_spend", "total_spend", "total_margin", "total_cost", "discounted_spend",
-                    "discount_rate", "updated_at")
+_SUMMARY_COLUMNS = (
+    "customer_id",
+    "first_purchase_at",
+    "last_purchase_at",
+    "purchases",
+    "purchase_days",
+    "first_day_spend",
+    "total_spend",
+    "total_margin",
+    "total_cost",
+    "discounted_spend",
+    "discount_rate",
+    "updated_at",
+)
 
 
 async def add_to_summaries(session: AsyncSession, rows: list[dict]) -> None:
@@ -521,13 +559,13 @@ def _on_summary_conflict(statement):
             "total_cost": _add_nullable(_summaries.c.total_cost, new.total_cost),
             "discounted_spend": _summaries.c.discounted_spend + new.discounted_spend,
             # Sums at two rates are no sum at all: mark the row stale for the next refit.
-            "discount_rate": case(
-                (_summaries.c.discount_rate == new.discount_rate, new.discount_rate), else_=None
-            ),
+            "discount_rate": case((_summaries.c.discount_rate == new.discount_rate, new.discount_rate), else_=None),
             "updated_at": new.updated_at,
             # Read from the customer's purchase days. `excluded` is spelled out: SQLAlchemy
             # would add its table to the subquery's FROM (nothing to correlate it with).
-            "purchase_days": select(func.count()).where(_other_day.c.customer_id == _EXCLUDED_CUSTOMER).scalar_subquery(),
+            "purchase_days": select(func.count())
+            .where(_other_day.c.customer_id == _EXCLUDED_CUSTOMER)
+            .scalar_subquery(),
             "first_day_spend": select(_other_day.c.spend)
             .where(_other_day.c.customer_id == _EXCLUDED_CUSTOMER)
             .order_by(_other_day.c.day)
@@ -544,6 +582,6 @@ async def delete_summaries(session: AsyncSession, customer_ids) -> None:
             await session.execute(statement, {"ids": chunk})
 
 
-@lru_cache(maxsize=None)
+@cache
 def _summary_deletes(dialect: str):
     return tuple(delete(table).where(one_of(table.c.customer_id, dialect)) for table in (_days, _summaries))

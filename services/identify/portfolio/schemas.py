@@ -19,8 +19,9 @@ Money = Annotated[Decimal, Field(ge=0, le=Decimal("1e12"), decimal_places=4)]
 
 class RefitRequest(Strict):
     calibration_end: Annotated[date | None, AsText, AfterValidator(bounded_date)] = Field(
-        None, description="Fit on purchases up to this day (inclusive); null = all; "
-        "within the date bounds (by default from 1970-01-01 to tomorrow)"
+        None,
+        description="Fit on purchases up to this day (inclusive); null = all; "
+        "within the date bounds (by default from 1970-01-01 to tomorrow)",
     )
     time_unit: TimeUnit = "week"
 
@@ -30,8 +31,8 @@ class RefitAccepted(BaseModel):
     status: str
     joined: bool = Field(
         description="true when a refit with the same parameters was already queued: this request joined "
-                    "it and `id` is that refit's (at most one refit waits; 409 `refit_queued` when the "
-                    "queued one has other parameters)"
+        "it and `id` is that refit's (at most one refit waits; 409 `refit_queued` when the "
+        "queued one has other parameters)"
     )
 
 

@@ -68,7 +68,7 @@ class Model:
         return UNIT_DAYS[self.time_unit]
 
     @classmethod
-    def from_row(cls, row) -> "Model":
+    def from_row(cls, row) -> Model:
         params = row.params
         return cls(
             version=row.version,
@@ -117,7 +117,13 @@ def rfm_inputs(arrays: CustomerArrays, as_of_day: int) -> dict[str, np.ndarray]:
 
 
 def score(
-    arrays: CustomerArrays, *, bgnbd, gamma_gamma, rfm_edges, unit_days: int, as_of_day: int,
+    arrays: CustomerArrays,
+    *,
+    bgnbd,
+    gamma_gamma,
+    rfm_edges,
+    unit_days: int,
+    as_of_day: int,
     settings: PortfolioSettings,
 ) -> Scores:
     # as_of_day is never before a customer's last purchase, so t_x <= T.
@@ -129,8 +135,15 @@ def score(
         margin_ratio = np.where(arrays.total_spend > 0, net / arrays.total_spend, np.nan)
     profit_share = np.where(np.isnan(margin_ratio), settings.default_margin, np.clip(margin_ratio, 0, 1))
     predicted = predictive_clv(
-        bgnbd, gamma_gamma, x, t_x, T, mean_spend, horizon=horizon,
-        discount_rate=unit_rate(settings.discount_rate, unit_days), margin=profit_share,
+        bgnbd,
+        gamma_gamma,
+        x,
+        t_x,
+        T,
+        mean_spend,
+        horizon=horizon,
+        discount_rate=unit_rate(settings.discount_rate, unit_days),
+        margin=profit_share,
     )
     # Historic CLV: each purchase day's revenue compounded to as_of, scaled to net,
     # minus the per-customer costs, compounded from the first purchase.
@@ -138,8 +151,9 @@ def score(
     # A date centuries away (stored before dates were bounded) overflows to inf: null scores.
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # not finite: written as null
         net_share = np.where(arrays.total_spend != 0, net / arrays.total_spend, 0.0)
-        historic = (net_share * arrays.compounded_spend
-                    - arrays.customer_costs * np.power(1 + settings.discount_rate, years_since_first))
+        historic = net_share * arrays.compounded_spend - arrays.customer_costs * np.power(
+            1 + settings.discount_rate, years_since_first
+        )
     inputs = rfm_inputs(arrays, as_of_day)
     recency = score_with_edges(inputs["recency"], np.asarray(rfm_edges["recency"]), higher_is_better=False)
     frequency = score_with_edges(inputs["frequency"], np.asarray(rfm_edges["frequency"]))
@@ -158,8 +172,13 @@ def score(
 
 
 def kinds_of(
-    arrays: CustomerArrays, scores: Scores, *, high_value_threshold: float, cost_absorber_purchases: float,
-    settings: PortfolioSettings, referred: dict[str, list[str]],
+    arrays: CustomerArrays,
+    scores: Scores,
+    *,
+    high_value_threshold: float,
+    cost_absorber_purchases: float,
+    settings: PortfolioSettings,
+    referred: dict[str, list[str]],
 ) -> tuple[list[list[str]], list[dict], list[dict]]:
     """Each customer's kinds and evidence, plus the customer_kinds rows."""
 
@@ -181,33 +200,53 @@ def kinds_of(
         rows.append({"customer_id": arrays.ids[index], "kind": kind, "rank_value": float(rank), "evidence": proof})
 
     for i in np.flatnonzero(high):
-        hold(i, "high_future_value", scores.predicted_clv[i], {
-            "predicted_clv": round(float(scores.predicted_clv[i]), 2),
-            "threshold": round(high_value_threshold, 2),
-            "top_share": settings.high_value_top,
-            "probability_alive": round(float(scores.probability_alive[i]), 4),
-            "expected_purchases": round(float(scores.expected_purchases[i]), 4),
-        })
+        hold(
+            i,
+            "high_future_value",
+            scores.predicted_clv[i],
+            {
+                "predicted_clv": round(float(scores.predicted_clv[i]), 2),
+                "threshold": round(high_value_threshold, 2),
+                "top_share": settings.high_value_top,
+                "probability_alive": round(float(scores.probability_alive[i]), 4),
+                "expected_purchases": round(float(scores.expected_purchases[i]), 4),
+            },
+        )
     for i in np.flatnonzero(benchmark):
-        hold(i, "benchmark", arrays.referrals[i], {
-            "referrals": int(arrays.referrals[i]),
-            "min_referrals": settings.benchmark_min_referrals,
-            "referred": referred.get(arrays.ids[i], []),
-            "source": "crm.network.referral.recorded",
-        })
+        hold(
+            i,
+            "benchmark",
+            arrays.referrals[i],
+            {
+                "referrals": int(arrays.referrals[i]),
+                "min_referrals": settings.benchmark_min_referrals,
+                "referred": referred.get(arrays.ids[i], []),
+                "source": "crm.network.referral.recorded",
+            },
+        )
     for i in np.flatnonzero(absorber):
-        hold(i, "cost_absorber", arrays.purchases[i], {
-            "purchases": int(arrays.purchases[i]),
-            "volume_threshold": float(cost_absorber_purchases),
-            "top_share": settings.cost_absorber_top,
-            "margin_ratio": round(float(scores.margin_ratio[i]), 4),
-            "thin_margin": settings.thin_margin,
-        })
+        hold(
+            i,
+            "cost_absorber",
+            arrays.purchases[i],
+            {
+                "purchases": int(arrays.purchases[i]),
+                "volume_threshold": float(cost_absorber_purchases),
+                "top_share": settings.cost_absorber_top,
+                "margin_ratio": round(float(scores.margin_ratio[i]), 4),
+                "thin_margin": settings.thin_margin,
+            },
+        )
     return kinds, evidence, rows
 
 
 def score_columns(
-    arrays: CustomerArrays, scores: Scores, kinds: list[list[str]], evidence: list[dict], *, version: int,
+    arrays: CustomerArrays,
+    scores: Scores,
+    kinds: list[list[str]],
+    evidence: list[dict],
+    *,
+    version: int,
 ) -> dict[str, list]:
     """The customer_scores columns as lists (None where a value is not finite)."""
 
@@ -282,22 +321,29 @@ async def rescore_customers(session: AsyncSession, customer_ids) -> None:
     if model is None:
         return
     settings = portfolio_settings()
-    arrays = await repository.load_customers(
-        session, customer_ids=customer_ids
-    )
+    arrays = await repository.load_customers(session, customer_ids=customer_ids)
     if not len(arrays):
         return
     # Scores are as of the model's day, or later when these customers' data is newer.
     as_of_day = max(model.as_of_day, int(arrays.last_day.max()))
     arrays.compound_to(as_of_day, settings.discount_rate)
     scores = score(
-        arrays, bgnbd=model.bgnbd, gamma_gamma=model.gamma_gamma, rfm_edges=model.rfm_edges,
-        unit_days=model.unit_days, as_of_day=as_of_day, settings=settings,
+        arrays,
+        bgnbd=model.bgnbd,
+        gamma_gamma=model.gamma_gamma,
+        rfm_edges=model.rfm_edges,
+        unit_days=model.unit_days,
+        as_of_day=as_of_day,
+        settings=settings,
     )
     referred = await referred_by_benchmarks(session, arrays, settings)
     kinds, evidence, kind_rows = kinds_of(
-        arrays, scores, high_value_threshold=model.high_value_threshold,
-        cost_absorber_purchases=model.cost_absorber_purchases, settings=settings, referred=referred,
+        arrays,
+        scores,
+        high_value_threshold=model.high_value_threshold,
+        cost_absorber_purchases=model.cost_absorber_purchases,
+        settings=settings,
+        referred=referred,
     )
     columns = score_columns(arrays, scores, kinds, evidence, version=model.version)
     at = utcnow()
@@ -309,8 +355,12 @@ async def rescore_customers(session: AsyncSession, customer_ids) -> None:
     if changing:
         await repository.replace_kinds(session, kind_rows, customer_ids=sorted(set(changing)))
     emit_scored(
-        session, columns, clv_band_codes(scores.predicted_clv, model.clv_band_edges), previous,
-        previous_edges=model.clv_band_edges, at=at,
+        session,
+        columns,
+        clv_band_codes(scores.predicted_clv, model.clv_band_edges),
+        previous,
+        previous_edges=model.clv_band_edges,
+        at=at,
     )
 
 
@@ -328,8 +378,13 @@ def _band(code) -> str | None:
 
 
 def emit_scored(
-    session: AsyncSession, columns: dict[str, list], bands: np.ndarray, previous: list[tuple], *,
-    previous_edges, at: datetime,
+    session: AsyncSession,
+    columns: dict[str, list],
+    bands: np.ndarray,
+    previous: list[tuple],
+    *,
+    previous_edges,
+    at: datetime,
 ) -> int:
     """Emit crm.identify.customer.scored (bundled, emit_many) for the customers of `columns`
     whose segment, kinds or CLV band differs from their `previous` score row
@@ -351,22 +406,45 @@ def emit_scored(
     kinds_differ = old_kinds != new_kinds
     changed = (old_segment != np.array(columns["segment"], dtype=object)) | (old_bands != bands) | kinds_differ
     payloads, subjects = [], []
-    new_bands, old_bands, old_segment, old_kinds = bands.tolist(), old_bands.tolist(), old_segment.tolist(), old_kinds.tolist()
+    new_bands, old_bands, old_segment, old_kinds = (
+        bands.tolist(),
+        old_bands.tolist(),
+        old_segment.tolist(),
+        old_kinds.tolist(),
+    )
     for i in np.flatnonzero(changed).tolist():
         was_kinds = None if old_kinds[i] is None else orjson.loads(old_kinds[i])
-        if was_kinds == columns["kinds"][i] and old_segment[i] == columns["segment"][i] and old_bands[i] == new_bands[i]:
+        if (
+            was_kinds == columns["kinds"][i]
+            and old_segment[i] == columns["segment"][i]
+            and old_bands[i] == new_bands[i]
+        ):
             continue  # the same kinds written another way
-        payloads.append({
-            **{key: columns[key][i] for key in _SCORED_COLUMNS},
-            "clv_band": _band(new_bands[i]), "scored_at": at, "previous_segment": old_segment[i],
-            "previous_kinds": was_kinds, "previous_clv_band": _band(old_bands[i]),
-        })
+        payloads.append(
+            {
+                **{key: columns[key][i] for key in _SCORED_COLUMNS},
+                "clv_band": _band(new_bands[i]),
+                "scored_at": at,
+                "previous_segment": old_segment[i],
+                "previous_kinds": was_kinds,
+                "previous_clv_band": _band(old_bands[i]),
+            }
+        )
         subjects.append(ids[i])
     emit_many(session, SCORED, payloads, subjects)
     return len(payloads)
 
 
 _SCORED_COLUMNS = (
-    "customer_id", "model_version", "segment", "recency", "frequency", "monetary", "historic_clv",
-    "predicted_clv", "probability_alive", "expected_purchases", "kinds",
+    "customer_id",
+    "model_version",
+    "segment",
+    "recency",
+    "frequency",
+    "monetary",
+    "historic_clv",
+    "predicted_clv",
+    "probability_alive",
+    "expected_purchases",
+    "kinds",
 )

@@ -47,13 +47,15 @@ async def segments(*, session: AsyncSession) -> dict:
     items = []
     for name in SEGMENTS:  # every segment, the empty ones too
         customers, revenue, historic, predicted = totals.get(name, (0, 0.0, 0.0, 0.0))
-        items.append({
-            "segment": name,
-            "customers": int(customers),
-            "revenue": round(float(revenue), 2),
-            "historic_clv": round(float(historic), 2),
-            "predicted_clv": round(float(predicted), 2),
-        })
+        items.append(
+            {
+                "segment": name,
+                "customers": int(customers),
+                "revenue": round(float(revenue), 2),
+                "historic_clv": round(float(historic), 2),
+                "predicted_clv": round(float(predicted), 2),
+            }
+        )
     return {
         "model_version": await repository.latest_model_version(session),
         "customers": sum(item["customers"] for item in items),
@@ -67,16 +69,20 @@ async def pareto(*, session: AsyncSession, tops: tuple[float, ...] = DEFAULT_TOP
     revenue = data[:, 0]
     profit = net_revenue(revenue, data[:, 1], data[:, 2], settings) - data[:, 3]
     n = len(revenue)
-    revenue_shares = dict(top_shares(revenue, tops)) if n else {top: 0.0 for top in tops}
+    revenue_shares = dict(top_shares(revenue, tops)) if n else dict.fromkeys(tops, 0.0)
     # Profit shares rank customers by profit; with loss-makers the top can hold over 100%.
-    profit_shares = dict(top_shares(profit, tops)) if n else {top: 0.0 for top in tops}
+    profit_shares = dict(top_shares(profit, tops)) if n else dict.fromkeys(tops, 0.0)
     return {
         "customers": n,
         "revenue": round(float(revenue.sum()), 2),
         "profit": round(float(profit.sum()), 2),
         "shares": [
-            {"top": top, "customers": int(np.ceil(top * n)), "revenue_share": round(revenue_shares[top], 6),
-             "profit_share": round(profit_shares[top], 6)}
+            {
+                "top": top,
+                "customers": int(np.ceil(top * n)),
+                "revenue_share": round(revenue_shares[top], 6),
+                "profit_share": round(profit_shares[top], 6),
+            }
             for top in tops
         ],
         "gini": round(gini(revenue), 6) if n else 0.0,

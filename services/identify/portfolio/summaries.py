@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,7 +52,7 @@ def discount_factor(day: date, annual_rate: float) -> float:
 
 def _day_of(occurred_at):
     if occurred_at.tzinfo is not None:
-        occurred_at = occurred_at.astimezone(timezone.utc)
+        occurred_at = occurred_at.astimezone(UTC)
     return occurred_at.date()
 
 

@@ -26,7 +26,11 @@ def _active_others(customer_id: str):
 
 
 async def customers_sharing_a_key(
-    session: AsyncSession, *, customer_id: str, email_match_key: str | None, phone_key: str | None,
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    email_match_key: str | None,
+    phone_key: str | None,
     name_key: str | None,
 ) -> list[Customer]:
     """Active customers equal to this one on at least one match key (each an indexed lookup)."""
@@ -82,9 +86,7 @@ async def repoint_customers(session: AsyncSession, *, from_ids: list[str], to_id
     and customers merged earlier into a merged customer now point at the survivor."""
 
     await session.execute(
-        update(Customer)
-        .where(Customer.referred_by.in_(from_ids), Customer.id != to_id)
-        .values(referred_by=to_id)
+        update(Customer).where(Customer.referred_by.in_(from_ids), Customer.id != to_id).values(referred_by=to_id)
     )
     await session.execute(update(Customer).where(Customer.merged_into.in_(from_ids)).values(merged_into=to_id))
 

@@ -67,8 +67,11 @@ async def find_duplicates(*, session: AsyncSession, customer_id: str) -> list[di
     candidates = {
         c.id: c
         for c in await repository.customers_sharing_a_key(
-            session, customer_id=customer.id, email_match_key=customer.email_match_key,
-            phone_key=customer.phone_key, name_key=customer.name_key,
+            session,
+            customer_id=customer.id,
+            email_match_key=customer.email_match_key,
+            phone_key=customer.phone_key,
+            name_key=customer.name_key,
         )
     }
     if customer.name_key:

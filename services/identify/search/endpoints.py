@@ -44,14 +44,46 @@ router = APIRouter(prefix="/v1", tags=["identify"])
 FormatQ = Annotated[str, Query(description="csv or ndjson", json_schema_extra={"enum": list(export.FORMATS)})]
 
 CUSTOMER_COLUMNS = (
-    "id", "email", "external_id", "name", "phone", "phone_e164", "referred_by", "purchase_count", "created_at",
-    "updated_at", "segment", "recency", "frequency", "monetary", "historic_clv", "predicted_clv",
-    "expected_purchases", "probability_alive", "kinds", "model_version", "scored_at", "purchases",
-    "first_purchase_at", "last_purchase_at", "total_spend",
+    "id",
+    "email",
+    "external_id",
+    "name",
+    "phone",
+    "phone_e164",
+    "referred_by",
+    "purchase_count",
+    "created_at",
+    "updated_at",
+    "segment",
+    "recency",
+    "frequency",
+    "monetary",
+    "historic_clv",
+    "predicted_clv",
+    "expected_purchases",
+    "probability_alive",
+    "kinds",
+    "model_version",
+    "scored_at",
+    "purchases",
+    "first_purchase_at",
+    "last_purchase_at",
+    "total_spend",
 )
 TRANSACTION_COLUMNS = (
-    "id", "customer_id", "amount", "currency", "reporting_amount", "reporting_currency", "occurred_at",
-    "external_id", "margin", "cost", "status", "refunded_amount", "recorded_at",
+    "id",
+    "customer_id",
+    "amount",
+    "currency",
+    "reporting_amount",
+    "reporting_currency",
+    "occurred_at",
+    "external_id",
+    "margin",
+    "cost",
+    "status",
+    "refunded_amount",
+    "recorded_at",
 )
 
 
@@ -87,8 +119,16 @@ async def _search(
     """The filters and sort of the list and the export, declared and checked once."""
 
     where = customer_filter(
-        email=email, external_id=external_id, phone=phone, q=q, segment=segment, kind=kind, min_clv=min_clv,
-        max_clv=max_clv, last_purchase_before=last_purchase_before, last_purchase_after=last_purchase_after,
+        email=email,
+        external_id=external_id,
+        phone=phone,
+        q=q,
+        segment=segment,
+        kind=kind,
+        min_clv=min_clv,
+        max_clv=max_clv,
+        last_purchase_before=last_purchase_before,
+        last_purchase_after=last_purchase_after,
     )
     return where, parse_sort(sort)
 
@@ -112,8 +152,19 @@ def _customer_record(row: dict) -> dict:
     scores = row["scores"] or {}
     record = {column: row.get(column) for column in CUSTOMER_COLUMNS}
     record["phone_e164"] = row["phone_key"]
-    for name in ("segment", "recency", "frequency", "monetary", "historic_clv", "predicted_clv",
-                 "expected_purchases", "probability_alive", "kinds", "model_version", "scored_at"):
+    for name in (
+        "segment",
+        "recency",
+        "frequency",
+        "monetary",
+        "historic_clv",
+        "predicted_clv",
+        "expected_purchases",
+        "probability_alive",
+        "kinds",
+        "model_version",
+        "scored_at",
+    ):
         record[name] = scores.get(name)
     return record
 
@@ -121,8 +172,12 @@ def _customer_record(row: dict) -> dict:
 @router.get(
     "/customers/export",
     response_class=StreamingResponse,
-    responses={200: {"description": "The customers as CSV or NDJSON, one per line, streamed",
-                     "content": {"text/csv": {}, "application/x-ndjson": {}}}},
+    responses={
+        200: {
+            "description": "The customers as CSV or NDJSON, one per line, streamed",
+            "content": {"text/csv": {}, "application/x-ndjson": {}},
+        }
+    },
 )
 async def export_customers(session: ReadSession, search: Search, format: FormatQ = "csv"):
     """Stream the customers GET /v1/customers finds (same filters and sort, no pages) with scores, as CSV or NDJSON.
@@ -134,9 +189,7 @@ async def export_customers(session: ReadSession, search: Search, format: FormatQ
     where, order = search
 
     async def next_chunk(after):
-        rows = await repository.search_customers(
-            session, where=where, sort=order, after=after, limit=export.CHUNK_ROWS
-        )
+        rows = await repository.search_customers(session, where=where, sort=order, after=after, limit=export.CHUNK_ROWS)
         return [_customer_record(row) for row in rows], (_after(rows[-1], order) if rows else None)
 
     return StreamingResponse(
@@ -149,8 +202,12 @@ async def export_customers(session: ReadSession, search: Search, format: FormatQ
 @router.get(
     "/transactions/export",
     response_class=StreamingResponse,
-    responses={200: {"description": "The period's transactions as CSV or NDJSON, one per line, streamed",
-                     "content": {"text/csv": {}, "application/x-ndjson": {}}}},
+    responses={
+        200: {
+            "description": "The period's transactions as CSV or NDJSON, one per line, streamed",
+            "content": {"text/csv": {}, "application/x-ndjson": {}},
+        }
+    },
 )
 async def export_transactions(
     session: ReadSession,
@@ -168,9 +225,7 @@ async def export_transactions(
         raise field_error("query.to", "to must be after from")
 
     async def next_chunk(after):
-        rows = await repository.transactions_between(
-            session, start=from_, end=to, after=after, limit=export.CHUNK_ROWS
-        )
+        rows = await repository.transactions_between(session, start=from_, end=to, after=after, limit=export.CHUNK_ROWS)
         last = rows[-1] if rows else None
         return rows, ((last["customer_id"], last["occurred_at"], last["id"]) if last else None)
 

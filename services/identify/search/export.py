@@ -64,9 +64,7 @@ def csv_lines(columns: Sequence[str], rows: list[dict], *, header: bool) -> byte
 
 
 def ndjson_lines(columns: Sequence[str], rows: list[dict]) -> bytes:
-    return b"".join(
-        orjson.dumps({column: _json_value(row[column]) for column in columns}) + b"\n" for row in rows
-    )
+    return b"".join(orjson.dumps({column: _json_value(row[column]) for column in columns}) + b"\n" for row in rows)
 
 
 async def stream_rows(

@@ -25,10 +25,6 @@ from sqlalchemy import (
     Column,
     FromClause,
     Integer,
-    MetaData,
-    String,
-    Table,
-    bindparam,
     exists,
     func,
     select,
@@ -161,9 +157,7 @@ def _conditions(
         conditions.append(_scores.c.predicted_clv <= where.max_clv)
         needs_scores = True
     if where.kind is not None:
-        conditions.append(
-            exists().where(_kinds.c.customer_id == _customers.c.id, _kinds.c.kind == where.kind)
-        )
+        conditions.append(exists().where(_kinds.c.customer_id == _customers.c.id, _kinds.c.kind == where.kind))
     summaries = _in_range if dense else _summaries
     ranged = []
     if where.last_purchase_after is not None:
@@ -179,7 +173,14 @@ def _conditions(
 
 
 def _phase(
-    dialect: str, where: CustomerFilter, sort: Sort, *, nulls: bool, after: After | None, limit: int, dense: bool,
+    dialect: str,
+    where: CustomerFilter,
+    sort: Sort,
+    *,
+    nulls: bool,
+    after: After | None,
+    limit: int,
+    dense: bool,
     dense_q: bool = False,
 ):
     params: dict[str, Any] = {}
@@ -234,7 +235,9 @@ async def search_customers(
     dialect = dialect_of(session)
     ranged = where.last_purchase_after is not None or where.last_purchase_before is not None
     dense = dialect == "sqlite" and ranged and sort.key != "last_purchase" and await _dense_range(session, where)
-    dense_q = dialect == "sqlite" and where.q is not None and sort.key != "id" and await _dense_matches(session, where.q)
+    dense_q = (
+        dialect == "sqlite" and where.q is not None and sort.key != "id" and await _dense_matches(session, where.q)
+    )
     rows: list[dict] = []
     phases = (False, True) if sort.nullable else (False,)
     for nulls in phases:

@@ -153,30 +153,46 @@ EmailQ = Annotated[str | None, Query(max_length=320, description="Exact email, c
 ExternalIdQ = Annotated[str | None, Query(max_length=200, description="Exact external id")]
 PhoneQ = Annotated[
     str | None,
-    Query(max_length=50, description="Exact phone: compared in E.164 after the normalisation identify applies "
-          "to stored phones (a number without a country code is read in the default region)"),
+    Query(
+        max_length=50,
+        description="Exact phone: compared in E.164 after the normalisation identify applies "
+        "to stored phones (a number without a country code is read in the default region)",
+    ),
 ]
 SearchQ = Annotated[
     str | None,
-    Query(description=f"Case-insensitive substring ({MIN_Q} to {MAX_Q} characters, trimmed) of the name, email, "
-          "phone (as given or in E.164) or external id; % and _ are plain characters",
-          json_schema_extra={"minLength": MIN_Q, "maxLength": MAX_Q}),
+    Query(
+        description=f"Case-insensitive substring ({MIN_Q} to {MAX_Q} characters, trimmed) of the name, email, "
+        "phone (as given or in E.164) or external id; % and _ are plain characters",
+        json_schema_extra={"minLength": MIN_Q, "maxLength": MAX_Q},
+    ),
 ]
-SegmentQ = Annotated[str | None, Query(description=f"RFM segment: one of {', '.join(SEGMENTS)}",
-                                        json_schema_extra={"enum": list(SEGMENTS)})]
-KindQ = Annotated[str | None, Query(description=f"Strategically significant kind: one of {', '.join(KINDS)}",
-                                     json_schema_extra={"enum": list(KINDS)})]
-MinClvQ = Annotated[float | None, Query(description="Predicted CLV at least this (customers not yet scored are left out)")]
-MaxClvQ = Annotated[float | None, Query(description="Predicted CLV at most this (customers not yet scored are left out)")]
-BeforeQ = Annotated[
-    datetime | None, Query(description="Last purchase strictly before this instant (with a time zone)")
+SegmentQ = Annotated[
+    str | None,
+    Query(description=f"RFM segment: one of {', '.join(SEGMENTS)}", json_schema_extra={"enum": list(SEGMENTS)}),
 ]
+KindQ = Annotated[
+    str | None,
+    Query(
+        description=f"Strategically significant kind: one of {', '.join(KINDS)}",
+        json_schema_extra={"enum": list(KINDS)},
+    ),
+]
+MinClvQ = Annotated[
+    float | None, Query(description="Predicted CLV at least this (customers not yet scored are left out)")
+]
+MaxClvQ = Annotated[
+    float | None, Query(description="Predicted CLV at most this (customers not yet scored are left out)")
+]
+BeforeQ = Annotated[datetime | None, Query(description="Last purchase strictly before this instant (with a time zone)")]
 AfterQ = Annotated[datetime | None, Query(description="Last purchase at or after this instant (with a time zone)")]
 SortQ = Annotated[
     str | None,
-    Query(description="Order: name, created_at, clv (predicted) or last_purchase; a leading - descends. Customers "
-          "without a value (no name, not scored, no purchase) come last either way. Default: oldest first (id).",
-          json_schema_extra={"enum": list(SORTS)}),
+    Query(
+        description="Order: name, created_at, clv (predicted) or last_purchase; a leading - descends. Customers "
+        "without a value (no name, not scored, no purchase) come last either way. Default: oldest first (id).",
+        json_schema_extra={"enum": list(SORTS)},
+    ),
 ]
 
 

@@ -97,8 +97,14 @@ async def refund(*, session: AsyncSession, transaction_id: str, data: RefundCrea
         transaction.refunded_reporting_amount += reporting
     transaction.refunded_amount += data.amount
     refund_row = Refund(
-        id=uuid7(), transaction_id=transaction.id, amount=data.amount, reporting_amount=reporting,
-        reason=data.reason, occurred_at=occurred_at, external_id=data.external_id, recorded_at=now,
+        id=uuid7(),
+        transaction_id=transaction.id,
+        amount=data.amount,
+        reporting_amount=reporting,
+        reason=data.reason,
+        occurred_at=occurred_at,
+        external_id=data.external_id,
+        recorded_at=now,
     )
     await repository.add_refund(session, refund_row)
     await _restate(session, transaction.customer_id)

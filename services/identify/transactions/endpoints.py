@@ -68,7 +68,9 @@ async def search_transactions(
     session: ReadSession,
     page: PagingByTime,
     customer_id: Annotated[str | None, Query(description="Only this customer's")] = None,
-    since: Annotated[AwareDatetime | None, Query(alias="from", description="occurred_at at or after (inclusive)")] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(alias="from", description="occurred_at at or after (inclusive)")
+    ] = None,
     until: Annotated[AwareDatetime | None, Query(alias="to", description="occurred_at before (exclusive)")] = None,
 ):
     """Transactions across customers, newest first (occurred_at, then id); every filter optional.

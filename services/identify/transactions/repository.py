@@ -4,7 +4,7 @@ purchase counts they keep on their customers."""
 from __future__ import annotations
 
 from datetime import datetime
-from functools import lru_cache
+from functools import cache
 from operator import itemgetter
 
 from sqlalchemy import bindparam, delete, select, tuple_, update
@@ -43,7 +43,7 @@ _transactions = Transaction.__table__
 _customers = Customer.__table__
 
 
-@lru_cache(maxsize=None)
+@cache
 def _by_external_ids(dialect: str):
     return select(_transactions).where(one_of(_transactions.c.external_id, dialect))
 
@@ -70,7 +70,7 @@ async def lock_customers(session: AsyncSession, customer_ids) -> dict[str, dict]
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lock_customers(dialect: str):
     return (
         select(_customers.c.id, _customers.c.merged_into, _customers.c.purchase_count)
@@ -81,8 +81,20 @@ def _lock_customers(dialect: str):
 
 
 # status and the refunded sums start at their server defaults (recorded, 0, 0).
-_TRANSACTION_COLUMNS = ("id", "customer_id", "amount", "currency", "occurred_at", "external_id", "margin", "cost",
-                        "recorded_at", "reporting_amount", "reporting_currency", "fx_rate")
+_TRANSACTION_COLUMNS = (
+    "id",
+    "customer_id",
+    "amount",
+    "currency",
+    "occurred_at",
+    "external_id",
+    "margin",
+    "cost",
+    "recorded_at",
+    "reporting_amount",
+    "reporting_currency",
+    "fx_rate",
+)
 
 
 _transaction_values = itemgetter(*_TRANSACTION_COLUMNS)

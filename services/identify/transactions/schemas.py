@@ -57,22 +57,24 @@ class TransactionOut(BaseModel):
     cost: str | None = None
     recorded_at: datetime
     reporting_amount: str | None = Field(
-        None, description="The amount in the reporting currency, the one every sum of money uses "
-        "(null only for a purchase recorded before exchange rates existed, in another currency)"
+        None,
+        description="The amount in the reporting currency, the one every sum of money uses "
+        "(null only for a purchase recorded before exchange rates existed, in another currency)",
     )
     reporting_currency: str | None = None
     status: Literal["recorded", "voided"] = Field(
         "recorded", description="voided: recorded in error (POST /v1/transactions/{id}/void), out of counts and scores"
     )
     refunded_amount: str = Field(
-        "0", description="What was refunded of it so far, in its currency; the refunds are listed at "
-        "GET /v1/transactions/{id}/refunds"
+        "0",
+        description="What was refunded of it so far, in its currency; the refunds are listed at "
+        "GET /v1/transactions/{id}/refunds",
     )
     voided_at: datetime | None = None
     void_reason: str | None = None
 
     @classmethod
-    def of(cls, row) -> "TransactionOut":
+    def of(cls, row) -> TransactionOut:
         """From an ORM object or a row mapping (the bulk path works on mappings)."""
         get = row.get if isinstance(row, Mapping) else row.__getattribute__
         return cls(

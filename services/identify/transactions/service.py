@@ -93,8 +93,10 @@ def differences(earlier: dict, item: NewTransaction, survivor: str | None = None
 
 
 def _conflict(earlier: dict, external_id: str, fields: list[str]) -> Outcome:
-    message = (f"external_id {external_id!r} is transaction {earlier['id']}, a different purchase "
-               f"(another {', '.join(fields)}); use a new external_id for a new purchase")
+    message = (
+        f"external_id {external_id!r} is transaction {earlier['id']}, a different purchase "
+        f"(another {', '.join(fields)}); use a new external_id for a new purchase"
+    )
     return Outcome("error", field="external_id", message=message, error=IdempotencyConflict)
 
 
@@ -127,8 +129,11 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
             continue
         rate = rates.rate(item.currency, item.occurred_at)
         if rate is None:
-            outcomes.append(Outcome("error", field="currency", message=fx.missing_rate(
-                item.currency, item.occurred_at, rates.reporting)))
+            outcomes.append(
+                Outcome(
+                    "error", field="currency", message=fx.missing_rate(item.currency, item.occurred_at, rates.reporting)
+                )
+            )
             continue
         reporting_amount = item.amount if rate is fx.ONE else fx.convert(item.amount, rate)
         if reporting_amount >= fx.MAX_AMOUNT:
@@ -175,19 +180,21 @@ def _announce(session: AsyncSession, rows: list[dict], customers: dict[str, dict
         count = added[customer_id] = added.get(customer_id, 0) + 1
         amount = decimal_text(row["amount"])
         reporting_amount = row["reporting_amount"]
-        payloads.append({
-            "id": row["id"],
-            "customer_id": customer_id,
-            "amount": amount,
-            "currency": row["currency"],
-            "occurred_at": row["occurred_at"],
-            "external_id": row["external_id"],
-            "purchase_count": customers[customer_id]["purchase_count"] + count,
-            "margin": decimal_text(row["margin"]),
-            "cost": decimal_text(row["cost"]),
-            "reporting_amount": amount if reporting_amount is row["amount"] else decimal_text(reporting_amount),
-            "reporting_currency": row["reporting_currency"],
-        })
+        payloads.append(
+            {
+                "id": row["id"],
+                "customer_id": customer_id,
+                "amount": amount,
+                "currency": row["currency"],
+                "occurred_at": row["occurred_at"],
+                "external_id": row["external_id"],
+                "purchase_count": customers[customer_id]["purchase_count"] + count,
+                "margin": decimal_text(row["margin"]),
+                "cost": decimal_text(row["cost"]),
+                "reporting_amount": amount if reporting_amount is row["amount"] else decimal_text(reporting_amount),
+                "reporting_currency": row["reporting_currency"],
+            }
+        )
     emit_many(session, RECORDED, payloads, [row["customer_id"] for row in rows])
     return added
 

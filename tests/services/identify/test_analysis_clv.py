@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from services.identify.analysis import (
-    BGNBDParams, GammaGammaParams, ParetoNBDParams, bgnbd_expected_purchases, gamma_gamma_expected_spend,
-    historic_clv, pareto_nbd_expected_purchases, predictive_clv,
+    BGNBDParams,
+    GammaGammaParams,
+    ParetoNBDParams,
+    bgnbd_expected_purchases,
+    gamma_gamma_expected_spend,
+    historic_clv,
+    pareto_nbd_expected_purchases,
+    predictive_clv,
 )
 
 # the published CDNOW estimates (weeks)
@@ -21,8 +27,9 @@ T = np.array([38.86, 38.86, 38.86, 38.86, 38.86])
 MEAN_SPEND = np.array([0.0, 22.35, 22.35, 40.0, 11.77])
 
 
-@pytest.mark.parametrize(("model", "expected_purchases"), [(BGNBD, bgnbd_expected_purchases),
-                                                           (PARETO, pareto_nbd_expected_purchases)])
+@pytest.mark.parametrize(
+    ("model", "expected_purchases"), [(BGNBD, bgnbd_expected_purchases), (PARETO, pareto_nbd_expected_purchases)]
+)
 def test_undiscounted_clv_is_expected_purchases_times_expected_spend(model, expected_purchases):
     clv = predictive_clv(model, SPEND, X, T_X, T, MEAN_SPEND, horizon=39, discount_rate=0.0)
     expected = expected_purchases(model, 39, X, T_X, T) * gamma_gamma_expected_spend(SPEND, X, MEAN_SPEND)

@@ -6,17 +6,23 @@ weeks, repeat purchases counted per purchase day (see examples/cdnow/README.md).
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from tests.support import cdnow_dir
-
 from services.identify.analysis import (
-    WEEK, bgnbd_expected_purchases, bgnbd_expected_purchases_new, bgnbd_probability_alive, fit_bgnbd,
-    fit_gamma_gamma, fit_pareto_nbd, gamma_gamma_expected_spend, pareto_nbd_expected_purchases,
-    pareto_nbd_probability_alive, rfm_summary,
+    WEEK,
+    bgnbd_expected_purchases,
+    bgnbd_expected_purchases_new,
+    bgnbd_probability_alive,
+    fit_bgnbd,
+    fit_gamma_gamma,
+    fit_pareto_nbd,
+    gamma_gamma_expected_spend,
+    pareto_nbd_expected_purchases,
+    pareto_nbd_probability_alive,
+    rfm_summary,
 )
+from tests.support import cdnow_dir
 
 CDNOW = cdnow_dir()
 CALIBRATION_END = np.datetime64("1997-09-30", "D").astype(np.int64)
@@ -76,7 +82,9 @@ def test_raw_transactions_summarise_to_the_published_summary(summary_csv, summar
     ids, x, t_x, T, spend = summary_raw
     csv_x, csv_t_x, csv_T, csv_zbar = summary_csv
     assert day_numbers(np.array([19970101, 19970930])).tolist() == [
-        np.datetime64("1997-01-01", "D").astype(np.int64), CALIBRATION_END]
+        np.datetime64("1997-01-01", "D").astype(np.int64),
+        CALIBRATION_END,
+    ]
     assert len(ids) == 2357 and (ids == np.arange(1, 2358)).all()
     assert (x == csv_x).all() and int((x > 0).sum()) == 946
     # T ends at the calibration end date itself (day 272 after 1997-01-01): 272/7 = 38.86 weeks
@@ -136,8 +144,10 @@ def test_probability_alive_and_expectations(summary_csv):
     # the same purchases, the last one longer ago: less likely alive, fewer purchases expected
     recent, stale = bgnbd_probability_alive(bgnbd, [3, 3], [38.0, 10.0], [38.86, 38.86])
     assert 0 < stale < recent < 1
-    for alive, expected in ((pareto_nbd_probability_alive, pareto_nbd_expected_purchases),
-                            (bgnbd_probability_alive, bgnbd_expected_purchases)):
+    for alive, expected in (
+        (pareto_nbd_probability_alive, pareto_nbd_expected_purchases),
+        (bgnbd_probability_alive, bgnbd_expected_purchases),
+    ):
         params = pareto if alive is pareto_nbd_probability_alive else bgnbd
         p = alive(params, x, t_x, T)
         assert ((p > 0) & (p <= 1)).all()
@@ -153,6 +163,7 @@ def test_probability_alive_and_expectations(summary_csv):
 
 def test_pareto_nbd_stays_finite_for_heavy_buyers():
     from services.identify.analysis import ParetoNBDParams
+
     for alpha, beta in ((2.0, 40.0), (40.0, 2.0)):
         params = ParetoNBDParams(r=0.5, alpha=alpha, s=0.6, beta=beta, log_likelihood=0.0)
         p = pareto_nbd_probability_alive(params, [500.0, 500.0], [100.0, 50.0], [100.0, 100.0])

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 
 from services.identify.analysis import (
-    DAY, SEGMENT_TABLE, SEGMENTS, WEEK, fm_score, quintile_edges, quintile_scores, rfm_segment, rfm_segments,
-    rfm_summary, score_with_edges,
+    DAY,
+    SEGMENT_TABLE,
+    SEGMENTS,
+    WEEK,
+    fm_score,
+    quintile_edges,
+    quintile_scores,
+    rfm_segment,
+    rfm_segments,
+    rfm_summary,
+    score_with_edges,
 )
 
 
@@ -70,12 +79,26 @@ def test_segment_table_covers_every_score_and_every_segment():
     assert names.tolist() == [rfm_segment(int(a), int(b), int(c)) for a, b, c in zip(r.ravel(), f.ravel(), m.ravel())]
 
 
-@pytest.mark.parametrize(("r", "f", "m", "segment"), [
-    (5, 5, 5, "champions"), (4, 4, 3, "champions"), (5, 1, 1, "new_customers"), (5, 2, 3, "potential_loyalists"),
-    (4, 3, 3, "loyal"), (3, 5, 4, "loyal"), (4, 1, 1, "promising"), (3, 3, 3, "need_attention"),
-    (3, 2, 1, "about_to_sleep"), (2, 3, 3, "at_risk"), (1, 5, 5, "cannot_lose"), (2, 5, 5, "cannot_lose"),
-    (2, 1, 1, "hibernating"), (1, 2, 2, "hibernating"), (1, 1, 1, "lost"),
-])
+@pytest.mark.parametrize(
+    ("r", "f", "m", "segment"),
+    [
+        (5, 5, 5, "champions"),
+        (4, 4, 3, "champions"),
+        (5, 1, 1, "new_customers"),
+        (5, 2, 3, "potential_loyalists"),
+        (4, 3, 3, "loyal"),
+        (3, 5, 4, "loyal"),
+        (4, 1, 1, "promising"),
+        (3, 3, 3, "need_attention"),
+        (3, 2, 1, "about_to_sleep"),
+        (2, 3, 3, "at_risk"),
+        (1, 5, 5, "cannot_lose"),
+        (2, 5, 5, "cannot_lose"),
+        (2, 1, 1, "hibernating"),
+        (1, 2, 2, "hibernating"),
+        (1, 1, 1, "lost"),
+    ],
+)
 def test_named_segments(r, f, m, segment):
     assert rfm_segment(r, f, m) == segment
 

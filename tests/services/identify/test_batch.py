@@ -16,8 +16,13 @@ async def create_customer(client, external_id: str) -> str:
 
 
 def purchase(customer_id: str, day: int = 1, **fields) -> dict:
-    return {"customer_id": customer_id, "amount": "10.50", "currency": "usd",
-            "occurred_at": f"2026-03-{day:02d}T10:00:00Z", **fields}
+    return {
+        "customer_id": customer_id,
+        "amount": "10.50",
+        "currency": "usd",
+        "occurred_at": f"2026-03-{day:02d}T10:00:00Z",
+        **fields,
+    }
 
 
 async def test_a_batch_answers_item_by_item(suite):
@@ -48,7 +53,16 @@ async def test_a_batch_answers_item_by_item(suite):
     body = response.json()
     assert [item["index"] for item in body["items"]] == list(range(len(items)))
     assert [item["status"] for item in body["items"]] == [
-        "created", "created", "duplicate", "duplicate", "error", "error", "error", "error", "created"]
+        "created",
+        "created",
+        "duplicate",
+        "duplicate",
+        "error",
+        "error",
+        "error",
+        "error",
+        "created",
+    ]
     assert (body["created"], body["duplicates"], body["errors"]) == (3, 2, 4)
 
     answers = body["items"]
@@ -62,8 +76,9 @@ async def test_a_batch_answers_item_by_item(suite):
     # A merged customer: the one merged-customer error, as every write naming one gets it.
     assert answers[6]["transaction"] is None and answers[6]["error"]["error"] == "customer_merged"
     assert answers[4]["error"]["detail"][0]["field"] == "body.items.4.amount"
-    assert answers[5]["error"]["detail"] == [{
-        "field": "body.items.5.customer_id", "message": "no customer with id no-such-customer", "type": "value_error"}]
+    assert answers[5]["error"]["detail"] == [
+        {"field": "body.items.5.customer_id", "message": "no customer with id no-such-customer", "type": "value_error"}
+    ]
     assert "merged into " + ada in answers[6]["error"]["detail"]
     assert answers[7]["error"]["detail"][0]["field"] == "body.items.7"
     assert all(answers[i]["error"] is None for i in (0, 1, 2, 3, 8))
@@ -93,7 +108,8 @@ async def test_batch_limits(suite):
         assert response.status_code == 422, response.text
         assert response.json()["error"] == "validation_error"
     malformed = await client.post(
-        "/v1/transactions:batch", content=b'{"items": [', headers={"content-type": "application/json"})
+        "/v1/transactions:batch", content=b'{"items": [', headers={"content-type": "application/json"}
+    )
     assert malformed.status_code == 400 and malformed.json()["error"] == "malformed_json"
 
     full = [purchase(ada, 1 + i % 28, external_id=f"o-{i}") for i in range(1000)]

@@ -4,7 +4,7 @@ a purchase dated 9999 was a plain-text 500 that lost the whole batch or import."
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
@@ -37,8 +37,13 @@ async def test_occurred_at_outside_the_bounds_is_a_422_naming_the_field_and_the_
     client = identify.client
     ada = await create_customer(client, external_id="ada")
     now = utcnow()
-    for bad in (FAR_FUTURE, "0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "2099-01-01T00:00:00+05:00",
-                iso(now + timedelta(days=2))):
+    for bad in (
+        FAR_FUTURE,
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "2099-01-01T00:00:00+05:00",
+        iso(now + timedelta(days=2)),
+    ):
         response = await client.post("/v1/transactions", json=purchase(ada, bad))
         assert response.status_code == 422, (bad, response.text)
         (error,) = response.json()["detail"]
@@ -69,11 +74,13 @@ async def test_a_far_future_item_fails_alone_in_a_batch(suite):
 async def test_an_import_rejects_the_rows_out_of_bounds_with_their_line_and_goes_on(suite):
     identify = await suite.start("identify")
     client = identify.client
-    content = ("customer_external_id,occurred_at,amount,currency\n"
-               "a,2026-01-05,10,USD\n"
-               "b,99991231,10,USD\n"
-               "c,0001-01-01,10,USD\n"
-               "d,2026-01-06T10:00:00Z,10,USD\n")
+    content = (
+        "customer_external_id,occurred_at,amount,currency\n"
+        "a,2026-01-05,10,USD\n"
+        "b,99991231,10,USD\n"
+        "c,0001-01-01,10,USD\n"
+        "d,2026-01-06T10:00:00Z,10,USD\n"
+    )
     job = await run_import(client, content, create_customers=True)
     assert job["status"] == "done", job
     assert (job["recorded"], job["rejected"]) == (2, 2)
@@ -104,8 +111,9 @@ async def test_scoring_survives_a_purchase_dated_9999_already_stored(suite):
     client = identify.client
     ids = await small_portfolio(client)
     assert (await refit(client, calibration_end=SMALL_PORTFOLIO_END, time_unit="day"))["status"] == "done"
-    far = ImportedTransaction(ids[0], amount=Decimal(5), currency="USD",
-                              occurred_at=datetime(9999, 12, 30, 23, 59, 59, tzinfo=timezone.utc))
+    far = ImportedTransaction(
+        ids[0], amount=Decimal(5), currency="USD", occurred_at=datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC)
+    )
     async with transaction(identify.runtime.db.writer) as session:
         (outcome,) = await record_transactions(session=session, items=[far])
     assert outcome.status == "created"

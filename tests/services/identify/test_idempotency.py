@@ -28,23 +28,33 @@ async def test_the_same_purchase_is_a_duplicate_and_any_other_a_conflict_naming_
     first_id = first.json()["id"]
 
     # The same purchase written differently, or with another margin or cost: a duplicate.
-    for same in ({"amount": "49.9000"}, {"amount": 49.9}, {"currency": "eur"},
-                 {"occurred_at": "2026-03-01T11:00:00+01:00"}, {"margin": "12", "cost": "3"}):
+    for same in (
+        {"amount": "49.9000"},
+        {"amount": 49.9},
+        {"currency": "eur"},
+        {"occurred_at": "2026-03-01T11:00:00+01:00"},
+        {"margin": "12", "cost": "3"},
+    ):
         again = await client.post("/v1/transactions", json={"customer_id": bob, **FIRST, **same})
         assert again.status_code == 200, (same, again.text)
         assert again.json()["id"] == first_id and again.json()["margin"] == "10"
 
     # Another customer, amount, currency or time under the same external_id: a conflict.
-    for other in ({"customer_id": ada, "amount": "5000", "currency": "USD"}, {"amount": "49.91"},
-                  {"currency": "USD"}, {"occurred_at": "2026-03-01T10:00:01Z"}):
+    for other in (
+        {"customer_id": ada, "amount": "5000", "currency": "USD"},
+        {"amount": "49.91"},
+        {"currency": "USD"},
+        {"occurred_at": "2026-03-01T10:00:01Z"},
+    ):
         response = await client.post("/v1/transactions", json={"customer_id": bob, **FIRST, **other})
         assert response.status_code == 409, (other, response.text)
         body = response.json()
         assert body["error"] == "idempotency_conflict"
         (error,) = body["detail"]
         assert error["field"] == "body.external_id" and first_id in error["message"]
-    assert "(another customer_id, amount, currency)" in body_of_conflict(await client.post(
-        "/v1/transactions", json={**FIRST, "customer_id": ada, "amount": "5000", "currency": "USD"}))
+    assert "(another customer_id, amount, currency)" in body_of_conflict(
+        await client.post("/v1/transactions", json={**FIRST, "customer_id": ada, "amount": "5000", "currency": "USD"})
+    )
     assert (await client.get(f"/v1/customers/{ada}")).json()["purchase_count"] == 0  # none was lost silently
     # 18 digits, which SQLite keeps as a float: the same amount still.
     big = {**FIRST, "customer_id": ada, "amount": "99999999999999.9999", "currency": "USD", "external_id": "big"}
@@ -96,10 +106,12 @@ async def test_an_import_rejects_a_conflicting_row_naming_the_transaction_and_co
     await _with_eur_rate(client)
     bob = await create_customer(client, "bob")
     first = (await client.post("/v1/transactions", json={"customer_id": bob, **FIRST})).json()
-    content = ("customer_external_id,occurred_at,amount,currency,external_id,margin\n"
-               "bob,2026-03-01T10:00:00Z,49.9,EUR,order-7,5\n"  # the same purchase: a duplicate
-               "ada,2026-03-01T10:00:00Z,5000,USD,order-7,\n"  # another under its id: rejected
-               "ada,2026-03-02,20,USD,order-8,\n")
+    content = (
+        "customer_external_id,occurred_at,amount,currency,external_id,margin\n"
+        "bob,2026-03-01T10:00:00Z,49.9,EUR,order-7,5\n"  # the same purchase: a duplicate
+        "ada,2026-03-01T10:00:00Z,5000,USD,order-7,\n"  # another under its id: rejected
+        "ada,2026-03-02,20,USD,order-8,\n"
+    )
     job = await run_import(client, content, create_customers=True)
     assert job["status"] == "done", job
     assert (job["recorded"], job["duplicates"], job["rejected"]) == (1, 1, 1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import nats
 
@@ -20,8 +20,12 @@ from tests.support import wait_until
 
 
 async def upload(client, content: str | bytes, filename: str = "sales.csv", **form):
-    data = {key: (json.dumps(value) if isinstance(value, dict) else str(value).lower() if isinstance(value, bool)
-                  else value) for key, value in form.items()}
+    data = {
+        key: (
+            json.dumps(value) if isinstance(value, dict) else str(value).lower() if isinstance(value, bool) else value
+        )
+        for key, value in form.items()
+    }
     return await client.post("/v1/imports", files={"file": (filename, content)}, data=data)
 
 
@@ -44,7 +48,9 @@ async def run_import(client, content, filename="sales.csv", **form) -> dict:
 async def customers_by_external_id(client) -> dict[str, dict]:
     found, cursor = {}, None
     while True:
-        page = (await client.get("/v1/customers", params={"limit": 200, **({"cursor": cursor} if cursor else {})})).json()
+        page = (
+            await client.get("/v1/customers", params={"limit": 200, **({"cursor": cursor} if cursor else {})})
+        ).json()
         found.update((c["external_id"], c) for c in page["items"])
         if not (cursor := page["next_cursor"]):
             return found
@@ -60,8 +66,13 @@ c-3,2026-01-09,lots,USD,r-5,bad amount
 ,2026-01-09,3,USD,r-6,no customer
 c-3,2026-01-10,3.25,USD,r-7,ok
 """
-MAPPING = {"client": "customer_external_id", "when": "occurred_at", "total": "amount", "ccy": "currency",
-           "ref": "external_id"}
+MAPPING = {
+    "client": "customer_external_id",
+    "when": "occurred_at",
+    "total": "amount",
+    "ccy": "currency",
+    "ref": "external_id",
+}
 
 
 async def test_a_csv_with_a_mapping_creates_customers_and_reports_rejected_lines(suite):
@@ -125,8 +136,14 @@ async def test_ndjson_without_creating_customers_rejects_unknown_ones(suite):
 
     rate = await client.put("/v1/fx-rates", json=[{"currency": "GBP", "date": "2026-01-01", "rate": "1.25"}])
     assert rate.status_code == 200, rate.text
-    job = await run_import(client, content, filename="upload.bin", mapping={"who": "customer_external_id"},
-                           currency="usd", create_customers=False)
+    job = await run_import(
+        client,
+        content,
+        filename="upload.bin",
+        mapping={"who": "customer_external_id"},
+        currency="usd",
+        create_customers=False,
+    )
     assert job["format"] == "ndjson"  # guessed from the content
     assert (job["rows_read"], job["recorded"], job["rejected"], job["customers_created"]) == (5, 2, 3, 0)
     reasons = {error["line"]: error["reason"] for error in job["errors"]}
@@ -134,7 +151,9 @@ async def test_ndjson_without_creating_customers_rejects_unknown_ones(suite):
     assert reasons[3] == reasons[5] == "not a JSON object"
     bought = (await client.get(f"/v1/customers/{known['id']}/transactions")).json()["items"]
     assert sorted((t["amount"], t["currency"], t["margin"], t["cost"]) for t in bought) == [
-        ("1", "GBP", None, None), ("12.5", "USD", "4", "1.25")]
+        ("1", "GBP", None, None),
+        ("12.5", "USD", "4", "1.25"),
+    ]
 
 
 CDNOW_LIKE = """ 00001 0001 19970101  1   11.77
@@ -148,8 +167,12 @@ CDNOW_LIKE = """ 00001 0001 19970101  1   11.77
 async def test_rerunning_the_same_file_records_nothing_twice(suite):
     identify = await suite.start("identify")
     client = identify.client
-    form = dict(columns="master_id,sample_id,date,cds,dollars", currency="USD", create_customers=True,
-                mapping={"master_id": "customer_external_id", "date": "occurred_at", "dollars": "amount"})
+    form = dict(
+        columns="master_id,sample_id,date,cds,dollars",
+        currency="USD",
+        create_customers=True,
+        mapping={"master_id": "customer_external_id", "date": "occurred_at", "dollars": "amount"},
+    )
 
     first = await run_import(client, CDNOW_LIKE, filename="cdnow.txt", **form)
     # Two identical lines are two purchases (the line's occurrence is part of the derived id).
@@ -189,7 +212,8 @@ async def test_progress_is_counted_batch_by_batch(suite):
     client = identify.client
     rows = import_jobs.BATCH_ROWS * 2 + 500
     content = "customer_external_id,occurred_at,amount,currency\n" + "".join(
-        f"p-{i % 300},2025-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 50}.5,USD\n" if i % 1000 != 999
+        f"p-{i % 300},2025-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 50}.5,USD\n"
+        if i % 1000 != 999
         else f"p-{i % 300},someday,1,USD\n"
         for i in range(rows)
     )
@@ -247,21 +271,39 @@ async def test_the_errors_a_client_can_make(suite):
 async def test_a_job_cut_off_by_a_restart_is_marked_failed(suite):
     identify = await suite.start("identify")
     async with transaction(identify.runtime.db.writer) as session:
-        await jobs.add_job(session, {
-            "id": "cut-off", "status": "running", "file_format": "csv", "mapping": {}, "create_customers": False,
-            "rows_read": 10, "recorded": 10, "duplicates": 0, "rejected": 0, "customers_created": 0,
-            "created_at": utcnow()})
+        await jobs.add_job(
+            session,
+            {
+                "id": "cut-off",
+                "status": "running",
+                "file_format": "csv",
+                "mapping": {},
+                "create_customers": False,
+                "rows_read": 10,
+                "recorded": 10,
+                "duplicates": 0,
+                "rejected": 0,
+                "customers_created": 0,
+                "created_at": utcnow(),
+            },
+        )
     await import_jobs.fail_interrupted_imports(identify.runtime)  # what the next start-up runs
     job = (await identify.client.get("/v1/imports/cut-off")).json()
     assert job["status"] == "failed" and "run it again" in job["failure"] and job["finished_at"]
 
 
 def test_the_plain_row_reader_makes_what_the_api_model_makes_or_leaves_the_row_to_it():
-    at = datetime(2026, 1, 5, 16, 0, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 5, 16, 0, tzinfo=UTC)
     rows = [
         {"amount": "12.50", "currency": "usd", "occurred_at": at},
-        {"amount": "3", "currency": "USD", "occurred_at": at, "external_id": "  r-1 ", "margin": "0.0001",
-         "cost": "99999999999999.9999"},
+        {
+            "amount": "3",
+            "currency": "USD",
+            "occurred_at": at,
+            "external_id": "  r-1 ",
+            "margin": "0.0001",
+            "cost": "99999999999999.9999",
+        },
         {"amount": "007", "currency": "GbP", "occurred_at": at, "margin": "4"},
         # shapes the plain reader leaves to the model, which accepts or refuses them
         {"amount": "1e3", "currency": "USD", "occurred_at": at},
@@ -299,15 +341,17 @@ def test_the_plain_row_reader_makes_what_the_api_model_makes_or_leaves_the_row_t
 async def test_a_line_that_is_not_utf8_or_not_the_headers_width_is_rejected_alone(suite):
     identify = await suite.start("identify")
     client = identify.client
-    content = (b"customer_external_id,occurred_at,amount,currency,external_id\n"
-               b"z\xc3\xb6e,2026-01-05,10,USD,r-1\n"  # 2 UTF-8 (zoe with an umlaut): fine
-               b"b\xf6b,2026-01-05,10,USD,r-2\n"  # 3 Latin-1
-               b"amy,2026-01-06,4,USD,r-3,extra\n"  # 4 a column more than the header
-               b"amy,2026-01-07,4,USD\n"  # 5 a column fewer
-               b"amy,2026-01-08,4,USD,r-\xff\xfe5\n"  # 6 bad bytes in the last column
-               b"a\x00y,2026-01-08,4,USD,r-6\n"  # 7 a NUL in the customer's id
-               b"amy,2026-01-08,4,USD,r-\xe2\x80\xae7\n"  # 8 a bidi override in the external id
-               b"amy,2026-01-09,4,USD,r-8\n")  # 9
+    content = (
+        b"customer_external_id,occurred_at,amount,currency,external_id\n"
+        b"z\xc3\xb6e,2026-01-05,10,USD,r-1\n"  # 2 UTF-8 (zoe with an umlaut): fine
+        b"b\xf6b,2026-01-05,10,USD,r-2\n"  # 3 Latin-1
+        b"amy,2026-01-06,4,USD,r-3,extra\n"  # 4 a column more than the header
+        b"amy,2026-01-07,4,USD\n"  # 5 a column fewer
+        b"amy,2026-01-08,4,USD,r-\xff\xfe5\n"  # 6 bad bytes in the last column
+        b"a\x00y,2026-01-08,4,USD,r-6\n"  # 7 a NUL in the customer's id
+        b"amy,2026-01-08,4,USD,r-\xe2\x80\xae7\n"  # 8 a bidi override in the external id
+        b"amy,2026-01-09,4,USD,r-8\n"
+    )  # 9
     job = await run_import(client, content, create_customers=True)
     assert job["status"] == "done", job
     assert (job["rows_read"], job["recorded"], job["rejected"]) == (8, 2, 6)
@@ -323,9 +367,11 @@ async def test_a_line_that_is_not_utf8_or_not_the_headers_width_is_rejected_alon
     assert raws[3] == "b\ufffdb,2026-01-05,10,USD,r-2" and raws[7] == "a\ufffdy,2026-01-08,4,USD,r-6"
     assert {"zöe", "amy"} <= (await customers_by_external_id(client)).keys()
 
-    ndjson = (b'{"customer_external_id": "amy", "occurred_at": "2026-01-10", "amount": "1", "currency": "USD"}\n'
-              b'{"customer_external_id": "b\xf6b", "occurred_at": "2026-01-10", "amount": "1", "currency": "USD"}\n'
-              b'{"customer_external_id": "a\\u0000y", "occurred_at": "2026-01-10", "amount": "1", "currency": "USD"}\n')
+    ndjson = (
+        b'{"customer_external_id": "amy", "occurred_at": "2026-01-10", "amount": "1", "currency": "USD"}\n'
+        b'{"customer_external_id": "b\xf6b", "occurred_at": "2026-01-10", "amount": "1", "currency": "USD"}\n'
+        b'{"customer_external_id": "a\\u0000y", "occurred_at": "2026-01-10", "amount": "1", "currency": "USD"}\n'
+    )
     job = await run_import(client, ndjson, "sales.ndjson", create_customers=True)
     assert (job["status"], job["recorded"], job["rejected"]) == ("done", 1, 2)
     reasons = {error["line"]: error["reason"] for error in job["errors"]}
@@ -334,7 +380,9 @@ async def test_a_line_that_is_not_utf8_or_not_the_headers_width_is_rejected_alon
 
 async def test_a_header_that_is_not_utf8_is_a_422_at_upload(suite):
     identify = await suite.start("identify")
-    response = await upload(identify.client, b"customer_external_id,occurred_at,amount,w\xe4hrung\nc,2026-01-01,1,EUR\n")
+    response = await upload(
+        identify.client, b"customer_external_id,occurred_at,amount,w\xe4hrung\nc,2026-01-01,1,EUR\n"
+    )
     assert response.status_code == 422, response.text
     (error,) = response.json()["detail"]
     assert error["field"] == "file"

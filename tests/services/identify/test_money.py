@@ -23,13 +23,19 @@ def fields_of(response) -> list[str]:
 
 async def summary_of(identify, customer_id: str) -> dict | None:
     async with identify.runtime.db.writer() as session:
-        row = (await session.execute(
-            select(PurchaseSummary.__table__).where(PurchaseSummary.customer_id == customer_id)
-        )).mappings().first()
+        row = (
+            (await session.execute(select(PurchaseSummary.__table__).where(PurchaseSummary.customer_id == customer_id)))
+            .mappings()
+            .first()
+        )
         count = (await session.execute(select(Customer.purchase_count).where(Customer.id == customer_id))).scalar()
-        days = (await session.execute(
-            select(PurchaseDay.day, PurchaseDay.purchases, PurchaseDay.spend).where(PurchaseDay.customer_id == customer_id)
-        )).all()
+        days = (
+            await session.execute(
+                select(PurchaseDay.day, PurchaseDay.purchases, PurchaseDay.spend).where(
+                    PurchaseDay.customer_id == customer_id
+                )
+            )
+        ).all()
     return None if row is None else {**row, "purchase_count": count, "days": [tuple(day) for day in days]}
 
 
@@ -87,8 +93,11 @@ async def test_fx_rates_are_loaded_all_or_nothing_and_listed_by_cursor(suite):
         seen += [(r["currency"], r["date"], r["rate"], r["reporting_currency"]) for r in page["items"]]
         if not (cursor := page["next_cursor"]):
             break
-    assert seen == [("EUR", "2026-03-01", "1.2", "USD"), ("EUR", "2026-01-01", "1.1", "USD"),
-                    ("GBP", "2026-01-01", "1.3", "USD")]
+    assert seen == [
+        ("EUR", "2026-03-01", "1.2", "USD"),
+        ("EUR", "2026-01-01", "1.1", "USD"),
+        ("GBP", "2026-01-01", "1.3", "USD"),
+    ]
     only = (await client.get("/v1/fx-rates", params={"currency": "gbp"})).json()["items"]
     assert [r["currency"] for r in only] == ["GBP"]
 
@@ -123,27 +132,42 @@ async def test_purchases_convert_at_the_latest_rate_of_their_day_or_are_refused(
     assert "EUR" in message and "2026-02-15" in message and "PUT /v1/fx-rates" in message
     assert await summary_of(identify, ada) is None
 
-    await client.put("/v1/fx-rates", json=[{"currency": "EUR", "date": "2026-01-01", "rate": "1.1"},
-                                           {"currency": "EUR", "date": "2026-03-01", "rate": "1.2"}])
-    batch = await client.post("/v1/transactions:batch", json={"items": [
-        buy(ada, "100", "EUR", "2026-02-28T23:59:59Z", margin="10", cost="5"),  # the January rate
-        buy(ada, "100", "eur", "2026-03-01T00:00:00Z"),  # the March rate, from its first day
-        buy(ada, "100", "EUR", "2025-12-31T23:00:00Z"),  # before any rate
-        buy(ada, "5", "USD", "2026-03-02T00:00:00Z"),  # the reporting currency needs none
-    ]})
+    await client.put(
+        "/v1/fx-rates",
+        json=[
+            {"currency": "EUR", "date": "2026-01-01", "rate": "1.1"},
+            {"currency": "EUR", "date": "2026-03-01", "rate": "1.2"},
+        ],
+    )
+    batch = await client.post(
+        "/v1/transactions:batch",
+        json={
+            "items": [
+                buy(ada, "100", "EUR", "2026-02-28T23:59:59Z", margin="10", cost="5"),  # the January rate
+                buy(ada, "100", "eur", "2026-03-01T00:00:00Z"),  # the March rate, from its first day
+                buy(ada, "100", "EUR", "2025-12-31T23:00:00Z"),  # before any rate
+                buy(ada, "5", "USD", "2026-03-02T00:00:00Z"),  # the reporting currency needs none
+            ]
+        },
+    )
     answers = batch.json()["items"]
     assert [a["status"] for a in answers] == ["created", "created", "error", "created"]
     assert [e["field"] for e in answers[2]["error"]["detail"]] == ["body.items.2.currency"]
-    assert [(a["transaction"]["reporting_amount"], a["transaction"]["reporting_currency"])
-            for a in answers if a["transaction"]] == [("110", "USD"), ("120", "USD"), ("5", "USD")]
+    assert [
+        (a["transaction"]["reporting_amount"], a["transaction"]["reporting_currency"])
+        for a in answers
+        if a["transaction"]
+    ] == [("110", "USD"), ("120", "USD"), ("5", "USD")]
 
     summary = await summary_of(identify, ada)
     # Only reporting amounts are added: 110 + 120 + 5 USD, never 100 EUR + 5 USD.
     assert summary["total_spend"] == Decimal("235")
     assert (summary["total_margin"], summary["total_cost"]) == (Decimal("11"), Decimal("5.5"))
     events = await events_of(suite.nats.url, "crm.identify.transaction.recorded", 3, "money-recorded")
-    assert [(e["data"]["amount"], e["data"]["currency"], e["data"]["reporting_amount"], e["data"]["reporting_currency"])
-            for e in events] == [("100", "EUR", "110", "USD"), ("100", "EUR", "120", "USD"), ("5", "USD", "5", "USD")]
+    assert [
+        (e["data"]["amount"], e["data"]["currency"], e["data"]["reporting_amount"], e["data"]["reporting_currency"])
+        for e in events
+    ] == [("100", "EUR", "110", "USD"), ("100", "EUR", "120", "USD"), ("5", "USD", "5", "USD")]
 
 
 async def test_imports_refuse_rows_without_a_rate_line_by_line(suite):
@@ -179,7 +203,11 @@ async def test_a_refund_lowers_revenue_not_the_purchase_count(suite):
     assert refund.status_code == 201, refund.text
     body = refund.json()
     assert (body["amount"], body["currency"], body["reporting_amount"], body["reporting_currency"]) == (
-        "30", "EUR", "33", "USD")
+        "30",
+        "EUR",
+        "33",
+        "USD",
+    )
     assert body["transaction"]["refunded_amount"] == "30" and body["transaction"]["status"] == "recorded"
     again = await client.post(url, json={"amount": "30", "reason": "one item returned", "external_id": "rf-1"})
     assert again.status_code == 200 and again.json()["id"] == body["id"]
@@ -211,17 +239,26 @@ async def test_a_refund_lowers_revenue_not_the_purchase_count(suite):
     summary = await summary_of(identify, ada)
     assert (summary["total_spend"], summary["total_margin"], summary["purchases"]) == (0, 0, 1)
     listed = (await client.get(f"/v1/transactions/{bought['id']}/refunds", params={"limit": 1})).json()
-    second = (await client.get(f"/v1/transactions/{bought['id']}/refunds",
-                               params={"cursor": listed["next_cursor"]})).json()
+    second = (
+        await client.get(f"/v1/transactions/{bought['id']}/refunds", params={"cursor": listed["next_cursor"]})
+    ).json()
     assert [r["amount"] for r in listed["items"] + second["items"]] == ["70", "30"]  # by when given back
     assert (await client.get("/v1/transactions/nope/refunds")).status_code == 404
 
     events = await events_of(suite.nats.url, "crm.identify.transaction.refunded", 2, "money-refunded")
     first = events[0]["data"]
     assert first == {
-        "refund_id": body["id"], "transaction_id": bought["id"], "customer_id": ada, "amount": "30",
-        "currency": "EUR", "reporting_amount": "33", "reporting_currency": "USD", "refunded_amount": "30",
-        "reason": "one item returned", "occurred_at": first["occurred_at"], "external_id": "rf-1",
+        "refund_id": body["id"],
+        "transaction_id": bought["id"],
+        "customer_id": ada,
+        "amount": "30",
+        "currency": "EUR",
+        "reporting_amount": "33",
+        "reporting_currency": "USD",
+        "refunded_amount": "30",
+        "reason": "one item returned",
+        "occurred_at": first["occurred_at"],
+        "external_id": "rf-1",
     }
     assert events[1]["data"]["refunded_amount"] == "100" and events[0]["subject"] == ada
 
@@ -256,4 +293,6 @@ async def test_a_void_removes_the_purchase_from_counts_and_summaries(suite):
     assert await summary_of(identify, ada) is None
     events = await events_of(suite.nats.url, "crm.identify.transaction.voided", 2, "money-voided")
     assert [(e["data"]["transaction_id"], e["data"]["purchase_count"], e["data"]["reason"]) for e in events] == [
-        (wrong["id"], 1, "typed 500 for 5"), (kept["id"], 0, "test order")]
+        (wrong["id"], 1, "typed 500 for 5"),
+        (kept["id"], 0, "test order"),
+    ]

@@ -31,7 +31,7 @@ async def create_customer(client, **fields) -> str:
 
 async def record(client, items: list[dict]) -> None:
     for start in range(0, len(items), 1000):
-        response = await client.post("/v1/transactions:batch", json={"items": items[start:start + 1000]})
+        response = await client.post("/v1/transactions:batch", json={"items": items[start : start + 1000]})
         assert response.status_code == 200, response.text[:500]
         errors = [item for item in response.json()["items"] if item["status"] == "error"]
         assert not errors, errors[:3]
@@ -55,8 +55,12 @@ async def import_cdnow_sample(client) -> dict:
     response = await client.post(
         "/v1/imports",
         files={"file": ("CDNOW_sample.txt", CDNOW_SAMPLE.read_bytes())},
-        data={"columns": "master_id,sample_id,date,cds,dollars", "currency": "USD", "create_customers": "true",
-              "mapping": json.dumps({"master_id": "customer_external_id", "date": "occurred_at", "dollars": "amount"})},
+        data={
+            "columns": "master_id,sample_id,date,cds,dollars",
+            "currency": "USD",
+            "create_customers": "true",
+            "mapping": json.dumps({"master_id": "customer_external_id", "date": "occurred_at", "dollars": "amount"}),
+        },
     )
     assert response.status_code == 202, response.text
 
@@ -140,11 +144,16 @@ async def small_portfolio(client, count: int = 30) -> list[str]:
     items = []
     for i, customer_id in enumerate(ids):
         for day in range(1, 2 + i % 5):
-            items.append({
-                "customer_id": customer_id, "amount": str(10 + i), "currency": "USD",
-                "occurred_at": f"2026-0{1 + day}-{10 + i % 15}T10:00:00Z", "margin": f"{(10 + i) * (0.05 if i % 3 else 0.5):.2f}",
-                "external_id": f"t-{i}-{day}",
-            })
+            items.append(
+                {
+                    "customer_id": customer_id,
+                    "amount": str(10 + i),
+                    "currency": "USD",
+                    "occurred_at": f"2026-0{1 + day}-{10 + i % 15}T10:00:00Z",
+                    "margin": f"{(10 + i) * (0.05 if i % 3 else 0.5):.2f}",
+                    "external_id": f"t-{i}-{day}",
+                }
+            )
     await record(client, items)
     return ids
 
@@ -163,11 +172,20 @@ async def test_each_recorded_purchase_rescores_its_customer_and_emits_scored(sui
     try:
         js = nc.jetstream()
         # Only what comes next: the refit emitted an event for everyone it scored.
-        sub = await js.pull_subscribe("crm.identify.customer.scored", durable="probe-scored",
-                                      config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW))
-        response = await client.post("/v1/transactions", json={
-            "customer_id": ids[0], "amount": "500", "currency": "USD", "occurred_at": "2026-06-20T10:00:00Z",
-        })
+        sub = await js.pull_subscribe(
+            "crm.identify.customer.scored",
+            durable="probe-scored",
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
+        )
+        response = await client.post(
+            "/v1/transactions",
+            json={
+                "customer_id": ids[0],
+                "amount": "500",
+                "currency": "USD",
+                "occurred_at": "2026-06-20T10:00:00Z",
+            },
+        )
         assert response.status_code == 201
         message = (await sub.fetch(1, timeout=10))[0]
         event = json.loads(message.data)
@@ -263,7 +281,9 @@ async def test_a_pareto_nbd_fit_without_optimum_leaves_the_refit_its_bgnbd_model
         raise ArithmeticError("fit did not converge: no step decreases the objective")
 
     assert await _pareto_nbd_outcome(asyncio.ensure_future(diverging())) == (
-        None, "fit did not converge: no step decreases the objective")
+        None,
+        "fit did not converge: no step decreases the objective",
+    )
 
     async def fitted():
         return {"r": 0.55}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import nats
 import numpy as np
@@ -21,8 +21,10 @@ SCORED, FITTED = "crm.identify.customer.scored", "crm.identify.model.fitted"
 
 async def refit_rows(identify) -> list[tuple]:
     async with identify.runtime.db.reader() as session:
-        return [tuple(row) for row in (await session.execute(text(
-            "SELECT id, status FROM portfolio_refits ORDER BY id"))).all()]
+        return [
+            tuple(row)
+            for row in (await session.execute(text("SELECT id, status FROM portfolio_refits ORDER BY id"))).all()
+        ]
 
 
 async def test_requests_while_a_refit_is_queued_join_it_or_are_refused(suite):
@@ -42,8 +44,9 @@ async def test_requests_while_a_refit_is_queued_join_it_or_are_refused(suite):
         other = await client.post("/v1/portfolio/refits", json={**body, "time_unit": "week"})
         assert other.status_code == 409, other.text
         assert other.json()["error"] == "refit_queued"
-        assert f"refit {queued_id} is already queued (time_unit=day, calibration_end=2026-07-01)" \
-            in other.json()["detail"]
+        assert (
+            f"refit {queued_id} is already queued (time_unit=day, calibration_end=2026-07-01)" in other.json()["detail"]
+        )
         assert await refit_rows(identify) == [(queued_id, "queued")]
 
     async def finished():
@@ -71,10 +74,12 @@ async def test_a_refit_left_queued_by_a_stopped_process_is_failed_at_start_up(su
 
     identify = await suite.start("identify")
     async with transaction(identify.runtime.db.writer) as session:
-        session.add(Refit(id="left-queued", status="queued", time_unit="week", customers_scored=0,
-                          requested_at=utcnow()))
-        session.add(Refit(id="left-running", status="running", time_unit="week", customers_scored=0,
-                          requested_at=utcnow()))
+        session.add(
+            Refit(id="left-queued", status="queued", time_unit="week", customers_scored=0, requested_at=utcnow())
+        )
+        session.add(
+            Refit(id="left-running", status="running", time_unit="week", customers_scored=0, requested_at=utcnow())
+        )
     await refits.start(identify.runtime)  # what the next start-up runs
     for refit_id in ("left-queued", "left-running"):
         state = (await identify.client.get(f"/v1/portfolio/refits/{refit_id}")).json()
@@ -136,8 +141,9 @@ async def test_a_refit_emits_scored_events_only_for_customers_whose_segment_kind
         assert sorted(event["subject"] for event in events) == sorted(ids)
         one = next(event["data"] for event in events if event["subject"] == ids[7])
         scores = (await client.get(f"/v1/customers/{ids[7]}")).json()["scores"]
-        assert {key: one[key] for key in ("segment", "kinds", "predicted_clv", "historic_clv", "probability_alive")} \
-            == {key: scores[key] for key in ("segment", "kinds", "predicted_clv", "historic_clv", "probability_alive")}
+        assert {
+            key: one[key] for key in ("segment", "kinds", "predicted_clv", "historic_clv", "probability_alive")
+        } == {key: scores[key] for key in ("segment", "kinds", "predicted_clv", "historic_clv", "probability_alive")}
         assert one["model_version"] == 1 and one["clv_band"] == band_of(scores) in CLV_BANDS
         assert (one["previous_segment"], one["previous_kinds"], one["previous_clv_band"]) == (None, None, None)
 
@@ -148,8 +154,9 @@ async def test_a_refit_emits_scored_events_only_for_customers_whose_segment_kind
 
         # One customer's stored segment differs from what the refit computes: one event.
         async with transaction(identify.runtime.db.writer) as session:
-            await session.execute(text("UPDATE customer_scores SET segment = 'hibernating' WHERE customer_id = :id"),
-                                  {"id": ids[3]})
+            await session.execute(
+                text("UPDATE customer_scores SET segment = 'hibernating' WHERE customer_id = :id"), {"id": ids[3]}
+            )
         assert (await refit(client, **body))["status"] == "done"
         _fitted, events = await probe.after_refit()
         assert [event["subject"] for event in events] == [ids[3]]
@@ -178,9 +185,15 @@ async def test_a_purchase_emits_scored_only_when_it_changes_segment_kinds_or_ban
         assert (await client.get(f"/v1/customers/{ids[0]}")).json()["scores"]["scored_at"] > before["scored_at"]
         assert await probe.nothing_pending()
         # A large purchase moves the customer: one event, with what it was.
-        response = await client.post("/v1/transactions", json={
-            "customer_id": ids[0], "amount": "5000", "currency": "USD", "occurred_at": "2026-06-20T10:00:00Z",
-        })
+        response = await client.post(
+            "/v1/transactions",
+            json={
+                "customer_id": ids[0],
+                "amount": "5000",
+                "currency": "USD",
+                "occurred_at": "2026-06-20T10:00:00Z",
+            },
+        )
         assert response.status_code == 201
         [message] = await probe.scored.fetch(1, timeout=10)
         event = json.loads(message.data)
@@ -193,7 +206,10 @@ async def test_a_purchase_emits_scored_only_when_it_changes_segment_kinds_or_ban
     assert event["subject"] == ids[0] and data["model_version"] == 1
     assert (data["segment"], data["kinds"], data["clv_band"]) == (after["segment"], after["kinds"], band_of(after))
     assert (data["previous_segment"], data["previous_kinds"], data["previous_clv_band"]) == (
-        before["segment"], before["kinds"], band_of(before))
+        before["segment"],
+        before["kinds"],
+        band_of(before),
+    )
     assert data["predicted_clv"] == after["predicted_clv"]
 
 
@@ -213,18 +229,41 @@ def test_scoring_stays_finite_for_any_date_from_1970_to_tomorrow_and_never_overf
     edges = {"recency": [1, 2, 3, 4], "frequency": [1, 2, 3, 4], "monetary": [1, 2, 3, 4]}
 
     def arrays():
-        return CustomerArrays([str(i) for i in range(n)], first, last, days, days, spend, spend / days,
-                              np.full(n, np.nan), np.zeros(n), np.full(n, 1e12), spend * 3, np.zeros(n), np.zeros(n))
+        return CustomerArrays(
+            [str(i) for i in range(n)],
+            first,
+            last,
+            days,
+            days,
+            spend,
+            spend / days,
+            np.full(n, np.nan),
+            np.zeros(n),
+            np.full(n, 1e12),
+            spend * 3,
+            np.zeros(n),
+            np.zeros(n),
+        )
 
     for rate in (0.1, 1.0):  # the default and the highest rate the settings allow
         settings = PortfolioSettings(discount_rate=rate)
         for unit_days in (1, 7):
-            for params in (BGNBDParams(0.243, 4.414 * 7 / unit_days, 0.793, 2.426, 0.0),
-                           BGNBDParams(50, 0.01, 0.01, 100, 0.0), BGNBDParams(0.01, 1000, 100, 0.01, 0.0)):
+            for params in (
+                BGNBDParams(0.243, 4.414 * 7 / unit_days, 0.793, 2.426, 0.0),
+                BGNBDParams(50, 0.01, 0.01, 100, 0.0),
+                BGNBDParams(0.01, 1000, 100, 0.01, 0.0),
+            ):
                 customers = arrays()
                 customers.compound_to(tomorrow, rate)
-                scores = score(customers, bgnbd=params, gamma_gamma=GammaGammaParams(6.25, 3.74, 15.44),
-                               rfm_edges=edges, unit_days=unit_days, as_of_day=tomorrow, settings=settings)
+                scores = score(
+                    customers,
+                    bgnbd=params,
+                    gamma_gamma=GammaGammaParams(6.25, 3.74, 15.44),
+                    rfm_edges=edges,
+                    unit_days=unit_days,
+                    as_of_day=tomorrow,
+                    settings=settings,
+                )
                 for name in ("historic_clv", "predicted_clv", "expected_purchases", "probability_alive"):
                     assert np.isfinite(getattr(scores, name)).all(), (rate, unit_days, params, name)
 
@@ -235,9 +274,15 @@ def test_scoring_stays_finite_for_any_date_from_1970_to_tomorrow_and_never_overf
     customers.last_day = customers.last_day.copy()
     customers.last_day[0] = far
     customers.compound_to(far, 0.1)
-    scores = score(customers, bgnbd=BGNBDParams(0.243, 4.414, 0.793, 2.426, 0.0),
-                   gamma_gamma=GammaGammaParams(6.25, 3.74, 15.44), rfm_edges=edges, unit_days=7, as_of_day=far,
-                   settings=PortfolioSettings())
+    scores = score(
+        customers,
+        bgnbd=BGNBDParams(0.243, 4.414, 0.793, 2.426, 0.0),
+        gamma_gamma=GammaGammaParams(6.25, 3.74, 15.44),
+        rfm_edges=edges,
+        unit_days=7,
+        as_of_day=far,
+        settings=PortfolioSettings(),
+    )
     columns = score_columns(customers, scores, [[] for _ in range(n)], [{} for _ in range(n)], version=1)
     for name in ("historic_clv", "predicted_clv", "expected_purchases", "probability_alive"):
         assert all(value is None or np.isfinite(value) for value in columns[name]), name
@@ -247,19 +292,31 @@ async def test_a_refit_over_purchases_from_1970_to_now_scores_everyone_with_fini
     identify = await suite.start("identify")
     client = identify.client
     await small_portfolio(client)
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     early = await create_customer(client, external_id="since-1970")
-    await record(client, [
-        {"customer_id": early, "amount": "99999", "currency": "USD", "occurred_at": at, "external_id": f"e-{i}"}
-        for i, at in enumerate(("1970-01-01T12:00:00Z", "1985-06-01T12:00:00Z",
-                                (now - timedelta(minutes=1)).isoformat().replace("+00:00", "Z")))
-    ])
+    await record(
+        client,
+        [
+            {"customer_id": early, "amount": "99999", "currency": "USD", "occurred_at": at, "external_id": f"e-{i}"}
+            for i, at in enumerate(
+                (
+                    "1970-01-01T12:00:00Z",
+                    "1985-06-01T12:00:00Z",
+                    (now - timedelta(minutes=1)).isoformat().replace("+00:00", "Z"),
+                )
+            )
+        ],
+    )
     for unit in ("day", "week"):
         assert (await refit(client, time_unit=unit))["status"] == "done"  # as of now: the last purchase
         async with identify.runtime.db.reader() as session:
-            rows = (await session.execute(text(
-                "SELECT historic_clv, predicted_clv, expected_purchases, probability_alive FROM customer_scores"
-            ))).all()
+            rows = (
+                await session.execute(
+                    text(
+                        "SELECT historic_clv, predicted_clv, expected_purchases, probability_alive FROM customer_scores"
+                    )
+                )
+            ).all()
         assert len(rows) == 31
         assert all(value is not None and np.isfinite(value) for row in rows for value in row), rows
 

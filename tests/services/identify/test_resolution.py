@@ -94,7 +94,9 @@ def test_the_backfill_revision_fills_keys_of_existing_customers(tmp_path):
     upgrade("identify", url)
     with sqlite3.connect(tmp_path / "identify.db") as db:
         keys = db.execute("SELECT email_match_key, phone_key, name_key FROM customers WHERE id = 'old-1'").fetchone()
-        tokens = db.execute("SELECT token FROM customer_name_tokens WHERE customer_id = 'old-1' ORDER BY token").fetchall()
+        tokens = db.execute(
+            "SELECT token FROM customer_name_tokens WHERE customer_id = 'old-1' ORDER BY token"
+        ).fetchall()
     assert keys == ("ada@gmail.com", "+14155552671", "ada lovelace")
     assert tokens == [("ada",), ("lovelace",)]
     command.check(alembic_config("identify", url))
@@ -112,8 +114,13 @@ async def _create(client, **body) -> dict:
 async def _buy(client, customer_id: str, n: int, amount: str = "10.00") -> dict:
     response = await client.post(
         "/v1/transactions",
-        json={"customer_id": customer_id, "amount": amount, "currency": "USD",
-              "occurred_at": f"2026-01-{n:02d}T10:00:00Z", "external_id": f"{customer_id}-{n}"},
+        json={
+            "customer_id": customer_id,
+            "amount": amount,
+            "currency": "USD",
+            "occurred_at": f"2026-01-{n:02d}T10:00:00Z",
+            "external_id": f"{customer_id}-{n}",
+        },
     )
     assert response.status_code == 201, response.text
     return response.json()
@@ -136,14 +143,21 @@ async def test_create_and_update_fill_the_match_keys(suite):
     invalid = await _create(identify.client, email="x@example.com", phone="12345")
     assert invalid["phone"] == "12345" and invalid["phone_e164"] is None  # the raw phone is kept
 
-    patched = await identify.client.patch(f"/v1/customers/{ada['id']}", json={"phone": "+44 20 7946 0958",
-                                                                                "name": "Ada King"})
+    patched = await identify.client.patch(
+        f"/v1/customers/{ada['id']}", json={"phone": "+44 20 7946 0958", "name": "Ada King"}
+    )
     assert patched.status_code == 200 and patched.json()["phone_e164"] == "+442079460958"
     async with identify.runtime.db.reader() as session:
         row = (await session.execute(select(Customer).where(Customer.id == ada["id"]))).scalar_one()
-        tokens = (await session.execute(
-            select(CustomerNameToken.token).where(CustomerNameToken.customer_id == ada["id"]).order_by("token")
-        )).scalars().all()
+        tokens = (
+            (
+                await session.execute(
+                    select(CustomerNameToken.token).where(CustomerNameToken.customer_id == ada["id"]).order_by("token")
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert (row.email_match_key, row.phone_key, row.name_key) == ("adalovelace@gmail.com", "+442079460958", "ada king")
     assert tokens == ["ada", "king"]
 
@@ -154,8 +168,9 @@ async def test_create_and_update_fill_the_match_keys(suite):
 async def test_duplicates_come_with_scores_and_reasons_best_first(suite):
     identify = await suite.start("identify")
     ada = await _create(identify.client, email="ada.lovelace@gmail.com", phone="+1 415 555 2671", name="Ada Lovelace")
-    twin = await _create(identify.client, email="adalovelace+shop@googlemail.com", phone="(415) 555-2671",
-                         name="Ada Lovelase")
+    twin = await _create(
+        identify.client, email="adalovelace+shop@googlemail.com", phone="(415) 555-2671", name="Ada Lovelase"
+    )
     namesake = await _create(identify.client, email="ada@elsewhere.org", name="Lovelace, Ada")
     same_phone = await _create(identify.client, external_id="crm-7", phone="415 555 2671", name="Bob King")
     await _create(identify.client, email="someone@example.com", name="Ada Byron")  # shares a token, too far off
@@ -185,7 +200,8 @@ async def test_duplicates_come_with_scores_and_reasons_best_first(suite):
     merged = await identify.client.post(f"/v1/customers/{ada['id']}/merge", json={"merge": [twin["id"]]})
     assert merged.status_code == 200, merged.text
     assert [i["customer"]["id"] for i in await _duplicates(identify.client, ada["id"])] == [
-        same_phone["id"], namesake["id"]
+        same_phone["id"],
+        namesake["id"],
     ]
     assert twin["id"] not in [i["customer"]["id"] for i in await _duplicates(identify.client, namesake["id"])]
 
@@ -197,8 +213,14 @@ async def test_a_merge_follows_the_survivorship_rules_and_emits_one_event(suite)
     identify = await suite.start("identify")
     client = identify.client
     referrer = await _create(client, email="referrer@example.com")
-    older = await _create(client, external_id="shop-1", email="ada.l@gmail.com", name="Ada Lovelace",
-                          phone="(415) 555-2671", referred_by=referrer["id"])
+    older = await _create(
+        client,
+        external_id="shop-1",
+        email="ada.l@gmail.com",
+        name="Ada Lovelace",
+        phone="(415) 555-2671",
+        referred_by=referrer["id"],
+    )
     newer = await _create(client, email="ada.lovelace@work.example", name="A. Lovelace", phone="+44 20 7946 0958")
     survivor = await _create(client, email="ada@example.com")
     friend = await _create(client, email="friend@example.com", referred_by=older["id"])
@@ -239,9 +261,13 @@ async def test_a_merge_follows_the_survivorship_rules_and_emits_one_event(suite)
             for row in (await session.execute(select(PurchaseSummary))).scalars()
         }
         scores = (await session.execute(select(func.count()).select_from(CustomerScore))).scalar()
-        left = (await session.execute(
-            select(func.count()).select_from(Transaction).where(Transaction.customer_id.in_([older["id"], newer["id"]]))
-        )).scalar()
+        left = (
+            await session.execute(
+                select(func.count())
+                .select_from(Transaction)
+                .where(Transaction.customer_id.in_([older["id"], newer["id"]]))
+            )
+        ).scalar()
     assert summaries == {survivor["id"]: (4, pytest.approx(16))}
     assert scores == 0 and left == 0
 
@@ -267,7 +293,10 @@ async def test_a_merge_follows_the_survivorship_rules_and_emits_one_event(suite)
     assert event["data"]["purchase_count"] == 4
     updates = await _read_stream(suite.nats.url, "crm.identify.customer.updated", 1, settle=True)
     assert updates[0]["data"]["changes"] == {
-        "name": "Ada Lovelace", "phone": "(415) 555-2671", "external_id": "shop-1", "referred_by": referrer["id"]
+        "name": "Ada Lovelace",
+        "phone": "(415) 555-2671",
+        "external_id": "shop-1",
+        "referred_by": referrer["id"],
     }
 
 
@@ -305,7 +334,8 @@ async def test_merge_errors(suite):
     await wait_until(lambda: _no_pending(identify), what="identify's outbox published")
     events = await _read_stream(suite.nats.url, "crm.identify.customer.merged", 2, settle=True)
     assert [(e["data"]["survivor_id"], e["data"]["merged_ids"]) for e in events] == [
-        (b["id"], [a["id"]]), (c["id"], [b["id"]])
+        (b["id"], [a["id"]]),
+        (c["id"], [b["id"]]),
     ]
 
 
@@ -321,19 +351,37 @@ async def test_a_referral_announced_before_a_merge_and_read_after_it_counts_for_
     # network recorded these before it applied the merge: one names the merged customer
     # as referrer, the other became a self-referral of the survivor.
     late = [
-        make_event(service="network", type="crm.network.referral.recorded",
-                   data={"id": "r-late", "referrer_id": merged["id"], "referred_id": friend["id"],
-                         "recorded_at": "2026-01-01T00:00:00Z"}, subject=friend["id"]),
-        make_event(service="network", type="crm.network.referral.recorded",
-                   data={"id": "r-self", "referrer_id": merged["id"], "referred_id": survivor["id"],
-                         "recorded_at": "2026-01-01T00:00:00Z"}, subject=survivor["id"]),
+        make_event(
+            service="network",
+            type="crm.network.referral.recorded",
+            data={
+                "id": "r-late",
+                "referrer_id": merged["id"],
+                "referred_id": friend["id"],
+                "recorded_at": "2026-01-01T00:00:00Z",
+            },
+            subject=friend["id"],
+        ),
+        make_event(
+            service="network",
+            type="crm.network.referral.recorded",
+            data={
+                "id": "r-self",
+                "referrer_id": merged["id"],
+                "referred_id": survivor["id"],
+                "recorded_at": "2026-01-01T00:00:00Z",
+            },
+            subject=survivor["id"],
+        ),
     ]
     for event in late:
         await _publish(suite.nats.url, event)
 
     async def seen():
         async with identify.runtime.db.reader() as session:
-            rows = (await session.execute(select(ReferralSeen.id, ReferralSeen.referrer_id, ReferralSeen.referred_id))).all()
+            rows = (
+                await session.execute(select(ReferralSeen.id, ReferralSeen.referrer_id, ReferralSeen.referred_id))
+            ).all()
         handled = await _handled(identify, late[-1].id)
         return [tuple(row) for row in rows] if handled else None
 

@@ -113,11 +113,18 @@ async def test_exact_filters_combine_with_search(suite):
 async def test_the_index_follows_create_patch_merge_and_imports(suite):
     identify = await suite.start("identify")
     client = identify.client
-    ids = await _people(client, {"a": dict(email="first@example.com", name="Margaret Hamilton"),
-                                 "b": dict(email="second@example.com", name="Katherine Johnson")})
+    ids = await _people(
+        client,
+        {
+            "a": dict(email="first@example.com", name="Margaret Hamilton"),
+            "b": dict(email="second@example.com", name="Katherine Johnson"),
+        },
+    )
     assert await _labels(client, ids, q="hamilton") == {"a"}
 
-    response = await client.patch(f"/v1/customers/{ids['a']}", json={"name": "Margaret Heafield", "phone": "415 555 0199"})
+    response = await client.patch(
+        f"/v1/customers/{ids['a']}", json={"name": "Margaret Heafield", "phone": "415 555 0199"}
+    )
     assert response.status_code == 200, response.text
     assert await _labels(client, ids, q="hamilton") == set()
     assert await _labels(client, ids, q="heafield") == {"a"}
@@ -131,16 +138,21 @@ async def test_the_index_follows_create_patch_merge_and_imports(suite):
     assert await _labels(client, ids, q="johnson") == set()  # merged: reached through its survivor only
     assert await _labels(client, ids, q="example.com") == {"a"}
 
-    job = await run_import(client, "client,when,total\nimported-77,2026-01-05,10.00\n",
-                           mapping={"client": "customer_external_id", "when": "occurred_at", "total": "amount"},
-                           currency="USD", create_customers=True)
+    job = await run_import(
+        client,
+        "client,when,total\nimported-77,2026-01-05,10.00\n",
+        mapping={"client": "customer_external_id", "when": "occurred_at", "total": "amount"},
+        currency="USD",
+        create_customers=True,
+    )
     assert job["status"] == "done" and job["customers_created"] == 1, job
     found = await _all(client, q="ted-7")
     assert [c["external_id"] for c in found] == ["imported-77"]
     if identify.settings.database_url.startswith("sqlite"):  # every customer is in the index, once
         async with identify.runtime.db.reader() as session:
-            indexed = (await session.execute(text(
-                "SELECT count(*), count(DISTINCT customer_id) FROM customer_search_rows"))).one()
+            indexed = (
+                await session.execute(text("SELECT count(*), count(DISTINCT customer_id) FROM customer_search_rows"))
+            ).one()
             customers = (await session.execute(text("SELECT count(*) FROM customers"))).scalar()
         assert tuple(indexed) == (customers, customers) == (3, 3)
 
@@ -152,14 +164,18 @@ def test_the_search_index_and_its_triggers_exist_at_head(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'identify.db'}"
     upgrade("identify", url, "5b7e2c1d9a40")
     with sqlite3.connect(tmp_path / "identify.db") as db:  # a customer from before the index
-        db.execute("INSERT INTO customers (id, email, email_key, name, purchase_count, created_at, updated_at) "
-                   "VALUES ('old-1', 'old@example.com', 'old@example.com', 'Old Timer', 0, "
-                   "'2026-01-01 00:00:00', '2026-01-01 00:00:00')")
+        db.execute(
+            "INSERT INTO customers (id, email, email_key, name, purchase_count, created_at, updated_at) "
+            "VALUES ('old-1', 'old@example.com', 'old@example.com', 'Old Timer', 0, "
+            "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+        )
     upgrade("identify", url)
     with sqlite3.connect(tmp_path / "identify.db") as db:
         triggers = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-        found = db.execute("SELECT r.customer_id FROM customer_search s JOIN customer_search_rows r ON r.id = s.rowid "
-                           "WHERE customer_search MATCH '\"timer\"'").fetchall()
+        found = db.execute(
+            "SELECT r.customer_id FROM customer_search s JOIN customer_search_rows r ON r.id = s.rowid "
+            "WHERE customer_search MATCH '\"timer\"'"
+        ).fetchall()
     assert {"customer_search_update", "customer_search_delete"} <= triggers
     assert found == [("old-1",)]
 
@@ -172,30 +188,53 @@ async def _scored_portfolio(identify) -> dict[str, str]:
     purchases through the API; `none` has no name, no score and no purchase."""
 
     client = identify.client
-    ids = await _people(client, {
-        "a": dict(email="a@example.com", name="Alma"),
-        "b": dict(email="b@example.com", name="bea"),
-        "c": dict(email="c@example.com", name="Carl"),
-        "d": dict(email="d@example.com", name="Dora"),
-        "e": dict(email="e@example.com", name="Carl"),
-        "none": dict(external_id="no-name"),
-    })
-    scores = {"a": ("champions", 500.0), "b": ("lost", 10.0), "c": ("champions", 120.0), "d": ("lost", None),
-              "e": ("champions", 120.0)}
+    ids = await _people(
+        client,
+        {
+            "a": dict(email="a@example.com", name="Alma"),
+            "b": dict(email="b@example.com", name="bea"),
+            "c": dict(email="c@example.com", name="Carl"),
+            "d": dict(email="d@example.com", name="Dora"),
+            "e": dict(email="e@example.com", name="Carl"),
+            "none": dict(external_id="no-name"),
+        },
+    )
+    scores = {
+        "a": ("champions", 500.0),
+        "b": ("lost", 10.0),
+        "c": ("champions", 120.0),
+        "d": ("lost", None),
+        "e": ("champions", 120.0),
+    }
     async with identify.runtime.db.writer() as session:
         for label, (segment, clv) in scores.items():
             kinds = ["high_future_value"] if label in ("a", "c") else []
-            await session.execute(insert(CustomerScore).values(
-                customer_id=ids[label], segment=segment, predicted_clv=clv, kinds=kinds, evidence={},
-                scored_at=utcnow()))
+            await session.execute(
+                insert(CustomerScore).values(
+                    customer_id=ids[label],
+                    segment=segment,
+                    predicted_clv=clv,
+                    kinds=kinds,
+                    evidence={},
+                    scored_at=utcnow(),
+                )
+            )
             for kind in kinds:
                 await session.execute(insert(CustomerKind).values(customer_id=ids[label], kind=kind, rank_value=clv))
         await session.commit()
-    for n, (label, day) in enumerate((("a", "2026-03-01"), ("a", "2026-05-01"), ("b", "2025-01-10"),
-                                      ("c", "2026-04-15"), ("d", "2026-02-01"))):
-        response = await client.post("/v1/transactions", json={
-            "customer_id": ids[label], "amount": "10", "currency": "USD", "occurred_at": f"{day}T12:00:00Z",
-            "external_id": f"t-{n}"})
+    for n, (label, day) in enumerate(
+        (("a", "2026-03-01"), ("a", "2026-05-01"), ("b", "2025-01-10"), ("c", "2026-04-15"), ("d", "2026-02-01"))
+    ):
+        response = await client.post(
+            "/v1/transactions",
+            json={
+                "customer_id": ids[label],
+                "amount": "10",
+                "currency": "USD",
+                "occurred_at": f"{day}T12:00:00Z",
+                "external_id": f"t-{n}",
+            },
+        )
         assert response.status_code == 201, response.text
     return ids
 
@@ -211,10 +250,12 @@ async def test_facets_filter_and_combine(suite):
     assert await _labels(client, ids, max_clv=100) == {"b"}
     assert await _labels(client, ids, last_purchase_after="2026-03-01T12:00:00Z") == {"a", "c"}
     assert await _labels(client, ids, last_purchase_before="2026-03-01T00:00:00+00:00") == {"b", "d"}
-    assert await _labels(client, ids, last_purchase_after="2026-01-01T00:00:00Z",
-                         last_purchase_before="2026-04-16T00:00:00Z") == {"c", "d"}
-    assert await _labels(client, ids, segment="champions", last_purchase_after="2026-01-01T00:00:00Z",
-                         q="example.com") == {"a", "c"}
+    assert await _labels(
+        client, ids, last_purchase_after="2026-01-01T00:00:00Z", last_purchase_before="2026-04-16T00:00:00Z"
+    ) == {"c", "d"}
+    assert await _labels(
+        client, ids, segment="champions", last_purchase_after="2026-01-01T00:00:00Z", q="example.com"
+    ) == {"a", "c"}
     listed = (await client.get("/v1/customers", params={"email": "a@example.com"})).json()["items"]
     assert listed[0]["scores"]["segment"] == "champions" and listed[0]["scores"]["predicted_clv"] == 500.0
 
@@ -225,8 +266,11 @@ async def test_a_dense_last_purchase_range_finds_the_same_customers(suite, monke
 
     identify = await suite.start("identify")
     ids = await _scored_portfolio(identify)
-    ranges = ({"last_purchase_after": "2026-03-01T12:00:00Z"}, {"last_purchase_before": "2026-03-01T00:00:00Z"},
-              {"last_purchase_after": "2026-01-01T00:00:00Z", "last_purchase_before": "2026-04-16T00:00:00Z"})
+    ranges = (
+        {"last_purchase_after": "2026-03-01T12:00:00Z"},
+        {"last_purchase_before": "2026-03-01T00:00:00Z"},
+        {"last_purchase_after": "2026-01-01T00:00:00Z", "last_purchase_before": "2026-04-16T00:00:00Z"},
+    )
     sparse = [[await _labels(identify.client, ids, **r, sort=s) for s in ("name", "-clv")] for r in ranges]
     monkeypatch.setattr(repository, "DENSE_RANGE", 1)
     dense = [[await _labels(identify.client, ids, **r, sort=s) for s in ("name", "-clv")] for r in ranges]
@@ -239,24 +283,30 @@ async def test_a_common_search_term_under_a_sort_finds_the_same_customers_in_the
 
     identify = await suite.start("identify")
     await _scored_portfolio(identify)
-    cases = [dict(q="example.com", sort=s, **extra) for s in ("name", "-clv", "last_purchase", "-created_at")
-             for extra in ({}, {"segment": "champions"})]
+    cases = [
+        dict(q="example.com", sort=s, **extra)
+        for s in ("name", "-clv", "last_purchase", "-created_at")
+        for extra in ({}, {"segment": "champions"})
+    ]
     sparse = [[c["id"] for c in await _all(identify.client, limit=2, **case)] for case in cases]
     monkeypatch.setattr(repository, "DENSE_MATCHES", 1)
     dense = [[c["id"] for c in await _all(identify.client, limit=2, **case)] for case in cases]
     assert dense == sparse and len(sparse[0]) == 5 and len(sparse[1]) == 3
 
 
-@pytest.mark.parametrize("sort, expected", [
-    ("name", ["a", "c", "e", "d", "b", "none"]),  # code point order: uppercase first; no name last
-    ("-name", ["b", "d", "e", "c", "a", "none"]),
-    ("clv", ["b", "c", "e", "a", "d", "none"]),  # d is scored without a CLV, `none` is not scored
-    ("-clv", ["a", "e", "c", "b", "d", "none"]),
-    ("last_purchase", ["b", "d", "c", "a", "e", "none"]),
-    ("-last_purchase", ["a", "c", "d", "b", "none", "e"]),
-    ("created_at", ["a", "b", "c", "d", "e", "none"]),
-    ("-created_at", ["none", "e", "d", "c", "b", "a"]),
-])
+@pytest.mark.parametrize(
+    "sort, expected",
+    [
+        ("name", ["a", "c", "e", "d", "b", "none"]),  # code point order: uppercase first; no name last
+        ("-name", ["b", "d", "e", "c", "a", "none"]),
+        ("clv", ["b", "c", "e", "a", "d", "none"]),  # d is scored without a CLV, `none` is not scored
+        ("-clv", ["a", "e", "c", "b", "d", "none"]),
+        ("last_purchase", ["b", "d", "c", "a", "e", "none"]),
+        ("-last_purchase", ["a", "c", "d", "b", "none", "e"]),
+        ("created_at", ["a", "b", "c", "d", "e", "none"]),
+        ("-created_at", ["none", "e", "d", "c", "b", "a"]),
+    ],
+)
 async def test_sorts_page_with_stable_cursors_and_nulls_last(suite, sort, expected):
     identify = await suite.start("identify")
     ids = await _scored_portfolio(identify)
@@ -264,8 +314,11 @@ async def test_sorts_page_with_stable_cursors_and_nulls_last(suite, sort, expect
     # Ties (same name, same CLV) and the NULLs are ordered by id, in the sort's direction.
     order = [by_id[item["id"]] for item in await _all(identify.client, sort=sort, limit=1)]
     tie = sorted(["c", "e"], key=ids.get, reverse=sort.startswith("-"))
-    nulls = sorted(["d", "none"] if "clv" in sort else ["e", "none"] if "last" in sort else ["none"],
-                   key=ids.get, reverse=sort.startswith("-"))
+    nulls = sorted(
+        ["d", "none"] if "clv" in sort else ["e", "none"] if "last" in sort else ["none"],
+        key=ids.get,
+        reverse=sort.startswith("-"),
+    )
     expected = _with_ties(expected, tie if sort.lstrip("-") in ("name", "clv") else None, nulls)
     assert order == expected
     assert [by_id[i["id"]] for i in await _all(identify.client, sort=sort, limit=4)] == expected
@@ -285,23 +338,26 @@ def _with_ties(expected, tie, nulls):
     return out
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"q": "ab"}, "query.q"),
-    ({"q": "  ab  "}, "query.q"),
-    ({"q": "a\x01bc"}, "query.q"),
-    ({"q": "x" * 201}, "query.q"),
-    ({"sort": "age"}, "query.sort"),
-    ({"sort": "--clv"}, "query.sort"),
-    ({"segment": "vips"}, "query.segment"),
-    ({"kind": "whale"}, "query.kind"),
-    ({"phone": "not a phone"}, "query.phone"),
-    ({"min_clv": "nan"}, "query.min_clv"),
-    ({"min_clv": "ten"}, "query.min_clv"),
-    ({"min_clv": "10", "max_clv": "5"}, "query.max_clv"),
-    ({"last_purchase_before": "2026-01-01T00:00:00"}, "query.last_purchase_before"),
-    ({"last_purchase_after": "yesterday"}, "query.last_purchase_after"),
-    ({"email": " "}, "query.email"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"q": "ab"}, "query.q"),
+        ({"q": "  ab  "}, "query.q"),
+        ({"q": "a\x01bc"}, "query.q"),
+        ({"q": "x" * 201}, "query.q"),
+        ({"sort": "age"}, "query.sort"),
+        ({"sort": "--clv"}, "query.sort"),
+        ({"segment": "vips"}, "query.segment"),
+        ({"kind": "whale"}, "query.kind"),
+        ({"phone": "not a phone"}, "query.phone"),
+        ({"min_clv": "nan"}, "query.min_clv"),
+        ({"min_clv": "ten"}, "query.min_clv"),
+        ({"min_clv": "10", "max_clv": "5"}, "query.max_clv"),
+        ({"last_purchase_before": "2026-01-01T00:00:00"}, "query.last_purchase_before"),
+        ({"last_purchase_after": "yesterday"}, "query.last_purchase_after"),
+        ({"email": " "}, "query.email"),
+    ],
+)
 async def test_invalid_values_are_422_naming_the_field(suite, params, field):
     identify = await suite.start("identify")
     for path in ("/v1/customers", "/v1/customers/export"):
@@ -316,7 +372,8 @@ async def test_a_cursor_of_another_sort_is_422_naming_cursor(suite):
     page = (await identify.client.get("/v1/customers", params={"sort": "-clv", "limit": 1})).json()
     for sort in ("clv", "name", None):
         response = await identify.client.get(
-            "/v1/customers", params={"cursor": page["next_cursor"], **({"sort": sort} if sort else {})})
+            "/v1/customers", params={"cursor": page["next_cursor"], **({"sort": sort} if sort else {})}
+        )
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["field"] == "query.cursor"
     again = await identify.client.get("/v1/customers", params={"cursor": page["next_cursor"], "sort": "-clv"})
@@ -331,8 +388,9 @@ async def test_the_customer_export_streams_every_chunk_with_scores_and_neutralis
     identify = await suite.start("identify")
     client = identify.client
     ids = await _scored_portfolio(identify)
-    formula = await _people(client, {"f": dict(email="f@example.com", name="=HYPERLINK(\"http://x\")",
-                                               external_id="+1-evil", phone="-2")})
+    formula = await _people(
+        client, {"f": dict(email="f@example.com", name='=HYPERLINK("http://x")', external_id="+1-evil", phone="-2")}
+    )
     ids.update(formula)
 
     response = await client.get("/v1/customers/export", params={"format": "csv", "sort": "-clv"})
@@ -345,10 +403,15 @@ async def test_the_customer_export_streams_every_chunk_with_scores_and_neutralis
     assert [row["id"] for row in rows] == listed and len(rows) == 7  # four chunks of two
     by_id = {row["id"]: row for row in rows}
     a = by_id[ids["a"]]
-    assert (a["segment"], a["predicted_clv"], a["kinds"], a["purchases"]) == ("champions", "500.0", "high_future_value", "2")
+    assert (a["segment"], a["predicted_clv"], a["kinds"], a["purchases"]) == (
+        "champions",
+        "500.0",
+        "high_future_value",
+        "2",
+    )
     assert a["last_purchase_at"].startswith("2026-05-01T12:00:00")
     f = by_id[ids["f"]]
-    assert (f["name"], f["external_id"], f["phone"]) == ("'=HYPERLINK(\"http://x\")", "'+1-evil", "'-2")
+    assert (f["name"], f["external_id"], f["phone"]) == ('\'=HYPERLINK("http://x")', "'+1-evil", "'-2")
 
     response = await client.get("/v1/customers/export", params={"format": "ndjson", "segment": "champions"})
     assert response.status_code == 200 and response.headers["content-type"] == "application/x-ndjson"
@@ -372,9 +435,16 @@ async def test_the_transaction_export_streams_a_period(suite, monkeypatch):
     assert rate.status_code == 200, rate.text
     for day in range(1, 8):
         for n, buyer in enumerate(buyers):
-            response = await client.post("/v1/transactions", json={
-                "customer_id": buyer, "amount": f"{day}.25", "currency": "EUR",
-                "occurred_at": f"2026-06-0{day}T09:00:00+02:00", "external_id": f"={n}t{day}"})
+            response = await client.post(
+                "/v1/transactions",
+                json={
+                    "customer_id": buyer,
+                    "amount": f"{day}.25",
+                    "currency": "EUR",
+                    "occurred_at": f"2026-06-0{day}T09:00:00+02:00",
+                    "external_id": f"={n}t{day}",
+                },
+            )
             assert response.status_code == 201, response.text
     params = {"from": "2026-06-02T07:00:00Z", "to": "2026-06-07T07:00:00Z"}
     first, second = sorted(range(2), key=lambda n: buyers[n])  # customer by customer, in id order
@@ -393,10 +463,12 @@ async def test_the_transaction_export_streams_a_period(suite, monkeypatch):
     assert [line["external_id"] for line in lines] == expected
     assert lines[2]["amount"] == "4.25" and lines[2]["reporting_amount"] == "4.675"
 
-    for bad, field in (({"from": "2026-06-02T07:00:00", "to": params["to"]}, "query.from"),
-                       ({"from": params["to"], "to": params["from"]}, "query.to"),
-                       ({**params, "format": "json"}, "query.format"),
-                       ({"to": params["to"]}, "query.from")):
+    for bad, field in (
+        ({"from": "2026-06-02T07:00:00", "to": params["to"]}, "query.from"),
+        ({"from": params["to"], "to": params["from"]}, "query.to"),
+        ({**params, "format": "json"}, "query.format"),
+        ({"to": params["to"]}, "query.from"),
+    ):
         response = await client.get("/v1/transactions/export", params=bad)
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["field"] == field, response.text

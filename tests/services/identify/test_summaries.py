@@ -5,7 +5,7 @@ result."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -33,21 +33,29 @@ def buy(customer_id: str, at: str, amount: str, **fields) -> dict:
 
 async def state_of(identify, customer_id: str) -> tuple[dict | None, list[tuple]]:
     async with identify.runtime.db.writer() as session:
-        summary = (await session.execute(
-            select(PurchaseSummary.__table__).where(PurchaseSummary.customer_id == customer_id)
-        )).mappings().first()
-        days = (await session.execute(
-            select(PurchaseDay.day, PurchaseDay.purchases, PurchaseDay.spend)
-            .where(PurchaseDay.customer_id == customer_id).order_by(PurchaseDay.day)
-        )).all()
+        summary = (
+            (await session.execute(select(PurchaseSummary.__table__).where(PurchaseSummary.customer_id == customer_id)))
+            .mappings()
+            .first()
+        )
+        days = (
+            await session.execute(
+                select(PurchaseDay.day, PurchaseDay.purchases, PurchaseDay.spend)
+                .where(PurchaseDay.customer_id == customer_id)
+                .order_by(PurchaseDay.day)
+            )
+        ).all()
     # Float columns (sums of discounted spend) depend on the order of addition: compared rounded.
-    summary = None if summary is None else {
-        k: round(v, 6) if isinstance(v, float) else v for k, v in summary.items() if k != "updated_at"}
+    summary = (
+        None
+        if summary is None
+        else {k: round(v, 6) if isinstance(v, float) else v for k, v in summary.items() if k != "updated_at"}
+    )
     return summary, [tuple(day) for day in days]
 
 
 def utc(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(timezone.utc)
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 async def test_an_earlier_purchase_arriving_later_moves_the_first_purchase(suite):
@@ -72,16 +80,21 @@ async def test_an_earlier_purchase_arriving_later_moves_the_first_purchase(suite
     assert summary["first_day_spend"] == Decimal("7")
     assert (summary["total_margin"], summary["total_cost"]) == (Decimal("1.75"), Decimal("0.5"))
     assert [(day.isoformat(), n, spend) for day, n, spend in days] == [
-        ("2026-03-02", 1, Decimal("7")), ("2026-03-10", 2, Decimal("25.25")), ("2026-03-20", 1, Decimal("3"))]
+        ("2026-03-02", 1, Decimal("7")),
+        ("2026-03-10", 2, Decimal("25.25")),
+        ("2026-03-20", 1, Decimal("3")),
+    ]
 
     # A duplicate changes nothing, nor does another purchase under its external_id (409).
     await record(identify.client, buy(ada, "2026-03-02T09:00:00Z", "7", external_id="dup"))
     before = await state_of(identify, ada)
     response = await identify.client.post(
-        "/v1/transactions", json=buy(ada, "2026-03-02T09:00:00Z", "7", external_id="dup", margin="1"))
+        "/v1/transactions", json=buy(ada, "2026-03-02T09:00:00Z", "7", external_id="dup", margin="1")
+    )
     assert response.status_code == 200
     response = await identify.client.post(
-        "/v1/transactions", json=buy(ada, "2026-03-01T09:00:00Z", "99", external_id="dup"))
+        "/v1/transactions", json=buy(ada, "2026-03-01T09:00:00Z", "99", external_id="dup")
+    )
     assert response.status_code == 409
     assert await state_of(identify, ada) == before
 

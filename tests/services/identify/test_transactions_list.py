@@ -8,8 +8,10 @@ async def _customer(client, external_id: str) -> str:
 
 
 async def _buy(client, customer_id: str, occurred_at: str, amount: str = "10") -> str:
-    response = await client.post("/v1/transactions", json={
-        "customer_id": customer_id, "amount": amount, "currency": "USD", "occurred_at": occurred_at})
+    response = await client.post(
+        "/v1/transactions",
+        json={"customer_id": customer_id, "amount": amount, "currency": "USD", "occurred_at": occurred_at},
+    )
     assert response.status_code == 201, response.text
     return response.json()["id"]
 
@@ -61,8 +63,9 @@ async def test_transaction_filters_are_checked(suite):
     identify = await suite.start("identify")
     client = identify.client
 
-    backwards = await client.get("/v1/transactions", params={"from": "2026-03-02T00:00:00Z",
-                                                             "to": "2026-03-01T00:00:00Z"})
+    backwards = await client.get(
+        "/v1/transactions", params={"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"}
+    )
     assert backwards.status_code == 422
     assert backwards.json()["detail"][0]["field"] == "query.from"
 
@@ -72,8 +75,12 @@ async def test_transaction_filters_are_checked(suite):
 
     nobody = await client.get("/v1/transactions", params={"customer_id": "no-such-customer"})
     assert nobody.status_code == 404
-    assert nobody.json() == {"error": "not_found", "detail": [
-        {"field": "query.customer_id", "message": "no customer with id no-such-customer", "type": "value_error"}]}
+    assert nobody.json() == {
+        "error": "not_found",
+        "detail": [
+            {"field": "query.customer_id", "message": "no customer with id no-such-customer", "type": "value_error"}
+        ],
+    }
 
     forged = await client.get("/v1/transactions", params={"cursor": "bm9wZQ"})
     assert forged.status_code == 422 and forged.json()["detail"][0]["field"] == "query.cursor"
