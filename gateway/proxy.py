@@ -236,7 +236,7 @@ class GatewayFront:
             # is left.
             try:
                 status = await self._send_json(send, 500, internal_error_body(request_id.decode("latin-1")), extra)
-            except Exception:
+            except Exception:  # noqa: BLE001 - rendering the 500 failed: the original error goes up
                 raise error from None
         finally:
             elapsed = time.perf_counter() - start

@@ -208,7 +208,10 @@ def test_a_child_that_exits_is_restarted_with_growing_back_off(tmp_path):
 
 def test_shutdown_terminates_then_kills_what_ignores_sigterm(monkeypatch, tmp_path):
     monkeypatch.setattr(supervisor, "STOP_TIMEOUT_S", 1.0)
-    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('u' + 'p!', flush=True); time.sleep(60)"
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        " print('u' + 'p!', flush=True); time.sleep(60)"
+    )
     polite = "import time; print('u' + 'p!', flush=True); time.sleep(60)"
     sup = Supervisor.__new__(Supervisor)
     sup.gateway = Child("gateway", [sys.executable, "-c", stubborn], dict(os.environ), tmp_path / "gw.log")

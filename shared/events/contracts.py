@@ -135,7 +135,7 @@ def _tolerant(annotation: Any) -> Any:
     if origin is Literal:
         return str
     if origin in (Union, types.UnionType):
-        return Union[tuple(_tolerant(arg) for arg in get_args(annotation))]
+        return Union[tuple(_tolerant(arg) for arg in get_args(annotation))]  # noqa: UP007 - built at run time from a tuple
     if origin is list:
         return list[_tolerant(get_args(annotation)[0])]  # type: ignore[misc]
     if annotation is datetime:
@@ -512,6 +512,7 @@ for _service in ("identify", "engage", "network", "value", "lifecycle"):
     contract(
         dlq_subject(_service),
         _service,
-        f"An event that {_service}'s consumers kept failing on, parked for operators (also listed at {_service}'s /v1/ops/dead-letters).",
+        f"An event that {_service}'s consumers kept failing on, parked for operators"
+        f" (also listed at {_service}'s /v1/ops/dead-letters).",
         at="failed_at",
     )(DeadLetter)

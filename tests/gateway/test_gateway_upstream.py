@@ -168,7 +168,7 @@ async def test_slow_answer_times_out():
         await read_request(reader)
         await asyncio.sleep(1)
 
-    async with raw_server(slow) as (url, state):
+    async with raw_server(slow) as (url, _state):
         pool = ServicePool("svc", url)
         with pytest.raises(UpstreamTimeout):
             await pool.request("GET", b"/", timeout=0.1)
@@ -182,7 +182,7 @@ async def test_garbage_answer_is_unavailable():
         writer.write(b"NOT HTTP AT ALL\r\n\r\n")
         await writer.drain()
 
-    async with raw_server(garbage) as (url, state):
+    async with raw_server(garbage) as (url, _state):
         pool = ServicePool("svc", url)
         with pytest.raises(UpstreamUnavailable):
             await pool.request("GET", b"/")
@@ -195,7 +195,7 @@ async def test_response_size_cap():
         writer.write(response(b"x" * 5000))
         await writer.drain()
 
-    async with raw_server(big) as (url, state):
+    async with raw_server(big) as (url, _state):
         pool = ServicePool("svc", url, max_response_bytes=1000)
         with pytest.raises(UpstreamUnavailable, match="larger"):
             await pool.request("GET", b"/")
@@ -233,7 +233,7 @@ async def test_head_request_does_not_wait_for_a_body():
         await writer.drain()
         await asyncio.sleep(1)
 
-    async with raw_server(head) as (url, state):
+    async with raw_server(head) as (url, _state):
         pool = ServicePool("svc", url)
         result = await pool.request("HEAD", b"/", timeout=0.5)
         assert result.status == 200 and result.body == b""
@@ -246,7 +246,7 @@ async def test_interim_1xx_answers_are_skipped():
         writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n" + response(b"final"))
         await writer.drain()
 
-    async with raw_server(early_hints) as (url, state):
+    async with raw_server(early_hints) as (url, _state):
         pool = ServicePool("svc", url)
         result = await pool.request("GET", b"/")
         assert (result.status, result.body) == (200, b"final")
@@ -281,7 +281,7 @@ async def test_cancelled_request_drops_its_connection():
         await read_request(reader)
         await asyncio.sleep(1)
 
-    async with raw_server(slow) as (url, state):
+    async with raw_server(slow) as (url, _state):
         pool = ServicePool("svc", url)
         task = asyncio.create_task(pool.request("GET", b"/"))
         await asyncio.sleep(0.05)

@@ -187,9 +187,9 @@ def parse_occurred_at(value: object, date_format: str | None) -> datetime:
 
     text = str(value).strip()
     if date_format:
-        parsed = datetime.strptime(text, date_format)
+        parsed = datetime.strptime(text, date_format)  # noqa: DTZ007 - a zoneless value is made UTC on return
     elif len(text) == 8 and text.isdigit():
-        parsed = datetime(int(text[:4]), int(text[4:6]), int(text[6:]))
+        parsed = datetime(int(text[:4]), int(text[4:6]), int(text[6:]))  # noqa: DTZ001 - made UTC on return
     elif len(text) == 10:
         parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
     else:

@@ -40,5 +40,7 @@ REFERRALS = ConsumerSpec(
     batch_handler=on_referrals,
     subjects=("crm.network.referral.recorded",),
     survivors=repository.survivors,
-    description="Keeps the referrals network recorded, the evidence for benchmark customers, and re-scores the referrer.",
+    description=(
+        "Keeps the referrals network recorded, the evidence for benchmark customers, and re-scores the referrer."
+    ),
 )

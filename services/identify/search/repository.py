@@ -5,8 +5,9 @@ Substring search (`q`) reads a trigram index, built by migration 5e7a1c9d2b40:
 - SQLite: the FTS5 table `customer_search` (trigram tokenizer, contentless), whose
   rowids `customer_search_rows` maps to customer ids. Triggers on customers carry
   changes and deletes into it; whoever creates customers calls `index_new_customers`
-  (customers/repository.py; set-based: a per-row trigger cost bulk imports 4x more). `q` is one FTS5 phrase (double quotes doubled), which for trigrams is a
-  substring match within one column, case-insensitive.
+  (customers/repository.py; set-based: a per-row trigger cost bulk imports 4x more).
+  `q` is one FTS5 phrase (double quotes doubled), which for trigrams is a substring
+  match within one column, case-insensitive.
 - PostgreSQL: pg_trgm's GIN index on PG_SEARCH_TEXT (the searched columns joined by
   U+001F, which `q` may not hold, so a match never spans two columns) read by ILIKE,
   with `\\`, `%` and `_` escaped.

@@ -135,7 +135,8 @@ Reason = Annotated[str, Field(max_length=500), AfterValidator(stripped)]
 
 class RefundCreate(Strict):
     amount: Annotated[Money, AfterValidator(_positive)] = Field(
-        description="How much is given back, in the purchase's currency: more than 0 and at most what is left unrefunded"
+        description="How much is given back, in the purchase's currency: more than 0 and at most what is left"
+        " unrefunded"
     )
     reason: Reason = Field(description="Why the money was given back")
     occurred_at: Annotated[datetime | None, AsText] = Field(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -34,7 +36,7 @@ def test_lorenz_points():
     curve = lorenz_points(np.random.default_rng(3).pareto(1.5, 1000))
     assert len(curve) == 21 and curve[0] == (0.0, 0.0) and curve[-1] == pytest.approx((1.0, 1.0))
     ys = [y for _, y in curve]
-    assert all(b >= a for a, b in zip(ys, ys[1:])) and all(y <= x for x, y in curve)
+    assert all(b >= a for a, b in itertools.pairwise(ys)) and all(y <= x for x, y in curve)
 
 
 def test_gini():
