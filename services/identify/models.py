@@ -5,14 +5,34 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import ClassVar
 
-from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, Numeric, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db.database import UTCDateTime, make_base, utcnow
+from shared.db.database import NAMING_CONVENTION, UTCDateTime, utcnow
 from shared.events.messaging import messaging_tables
 
-Base = make_base()
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)  # the service's own
+    __table__: ClassVar[Table]  # every model maps one table (SQLAlchemy types it a FromClause)
+
+
 messaging = messaging_tables(Base.metadata)
 # Schema the models do not describe, made by migrations per database and left out of
 # Alembic's comparison: the substring search index (services/identify/search/repository.py).

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
-from sqlalchemy import BigInteger, Index, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, Index, Integer, MetaData, String, Table
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db.database import UTCDateTime, make_base
+from shared.db.database import NAMING_CONVENTION, UTCDateTime
 from shared.events.customer_aliases import CustomerAliases
 from shared.events.messaging import messaging_tables
 
-Base = make_base()
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)  # the service's own
+    __table__: ClassVar[Table]  # every model maps one table (SQLAlchemy types it a FromClause)
+
+
 messaging = messaging_tables(Base.metadata)
 aliases = CustomerAliases(Base.metadata)
 

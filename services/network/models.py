@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
-from sqlalchemy import Index, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Index, MetaData, String, Table, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db.database import UTCDateTime, make_base, utcnow
+from shared.db.database import NAMING_CONVENTION, UTCDateTime, utcnow
 from shared.events.customer_aliases import CustomerAliases
 from shared.events.known_customers import KnownCustomers
 from shared.events.messaging import messaging_tables
 
-Base = make_base()
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)  # the service's own
+    __table__: ClassVar[Table]  # every model maps one table (SQLAlchemy types it a FromClause)
+
+
 messaging = messaging_tables(Base.metadata)
 known_customers = KnownCustomers(Base.metadata)
 aliases = CustomerAliases(Base.metadata)

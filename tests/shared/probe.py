@@ -4,10 +4,13 @@ event twice would show as two rows, and it fails on purpose for poison events.""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Integer, String, Table, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import ClassVar
 
-from shared.db.database import make_base
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase
+
+from shared.db.database import NAMING_CONVENTION
 from shared.events.consumer import ConsumerSpec
 from shared.events.contracts import CATALOG, CustomerCreated, DeadLetter, ReferralRecorded, contract, dlq_subject
 from shared.events.customer_aliases import CustomerAliases, Merge
@@ -15,7 +18,12 @@ from shared.events.envelope import CloudEvent, Event
 from shared.events.messaging import messaging_tables
 from shared.service.runtime import ServiceDefinition
 
-Base = make_base()
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)  # the service's own
+    __table__: ClassVar[Table]  # every model maps one table (SQLAlchemy types it a FromClause)
+
+
 messaging = messaging_tables(Base.metadata)
 applied = Table(
     "applied",

@@ -8,19 +8,26 @@ body), found or not, valid or not, whichever route FastAPI's order picks.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import pytest
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from sqlalchemy import Column, String, Table, bindparam, insert, select
+from sqlalchemy import Column, MetaData, String, Table, bindparam, insert, select
+from sqlalchemy.orm import DeclarativeBase
 
-from shared.db.database import UTCDateTime, make_base
+from shared.db.database import NAMING_CONVENTION, UTCDateTime
 from shared.events.messaging import messaging_tables
 from shared.http.deps import ReadSession, _read_session, open_read_session
 from shared.http.errors import NotFound
 from shared.service.runtime import ServiceDefinition
 
-Base = make_base()
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)  # the service's own
+    __table__: ClassVar[Table]  # every model maps one table (SQLAlchemy types it a FromClause)
+
+
 messaging = messaging_tables(Base.metadata)
 things = Table(
     "things",
