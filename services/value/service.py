@@ -17,7 +17,7 @@ from shared.events.contracts import StageChanged
 from shared.events.customer_aliases import Merge
 from shared.events.envelope import Event
 from shared.events.messaging import emit
-from shared.http.errors import Conflict, NotFound, field_error
+from shared.http.errors import Conflict, MergedCustomer, NotFound, field_error
 
 WELCOME = {
     "kind": "welcome",
@@ -131,13 +131,16 @@ async def search_offers(
     limit: int,
 ) -> list[dict]:
     """Offers across customers, newest first; every filter optional. A customer value does
-    not know (or one merged away) is 404 naming `query.customer_id`, as its own list is."""
+    not know is 404 naming `query.customer_id`; one merged away is 409 `customer_merged`,
+    as its own list is."""
 
     rows = await repository.list_offers(
         session, customer_id=customer_id, before_id=before_id, limit=limit, kind=kind, status=status, now=utcnow()
     )
     if not rows and customer_id is not None and await _unknown_customer(session, customer_id):
         error = await aliases.not_found(session, customer_id)
+        if isinstance(error, MergedCustomer):
+            raise error
         raise NotFound(
             [{"field": "query.customer_id", "message": error.detail, "type": "value_error"}], error=error.error
         )

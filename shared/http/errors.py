@@ -31,6 +31,17 @@ class Conflict(AppError):
     error = "conflict"
 
 
+class MergedCustomer(Conflict):
+    """A request named a customer that was merged: the one answer every service gives,
+    409 `customer_merged` naming the survivor to use instead."""
+
+    error = "customer_merged"
+
+    def __init__(self, customer_id: str, survivor: str):
+        super().__init__(f"customer {customer_id} was merged into {survivor}; use {survivor} instead")
+        self.survivor = survivor
+
+
 class InvalidRequest(AppError):
     """A well-formed request that breaks a rule (422 stays for payload validation)."""
 

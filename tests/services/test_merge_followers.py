@@ -46,7 +46,7 @@ async def _merge(identify, survivor_id: str, merged_ids: list[str], nats_url: st
 
 async def _merged_away(client, path: str, survivor_id: str) -> None:
     response = await client.get(path)
-    assert response.status_code == 404, response.text
+    assert response.status_code == 409, response.text
     assert response.json()["error"] == "customer_merged" and survivor_id in response.json()["detail"]
 
 

@@ -13,18 +13,12 @@ from services.identify.models import Customer
 from shared.db.database import utcnow
 from shared.db.ids import uuid7
 from shared.events.messaging import emit
-from shared.http.errors import Conflict, NotFound, field_error
+from shared.http.errors import Conflict, MergedCustomer, NotFound, field_error
 
 CUSTOMER_FIELDS = ("email", "external_id", "name", "phone")
 
 
-class CustomerMerged(Conflict):
-    """The customer was merged: it takes no new data; the detail names the survivor."""
-
-    error = "customer_merged"
-
-
-def merged_error(customer: Customer | dict) -> CustomerMerged | None:
+def merged_error(customer: Customer | dict) -> MergedCustomer | None:
     """The error a write naming this customer gets when it was merged (None when it was not).
     Batches answer it item by item; everything else raises it through `refuse_merged`."""
 
@@ -32,7 +26,7 @@ def merged_error(customer: Customer | dict) -> CustomerMerged | None:
     if not survivor:
         return None
     customer_id = customer["id"] if isinstance(customer, dict) else customer.id
-    return CustomerMerged(f"customer {customer_id} was merged into {survivor}; use {survivor} instead")
+    return MergedCustomer(customer_id, survivor)
 
 
 def refuse_merged(customer: Customer | dict) -> None:
