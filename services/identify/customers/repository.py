@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, CustomerNameToken, CustomerScore
 from shared.db.bulk import key_chunks, one_of
+from shared.db.database import dialect_name
 
 
 async def get_customer(session: AsyncSession, customer_id: str) -> Customer | None:
@@ -61,7 +62,7 @@ async def survivors(session: AsyncSession, customer_ids) -> dict[str, str]:
     """merged id → its survivor, for those of customer_ids that were merged."""
 
     found: dict[str, str] = {}
-    dialect = session.bind.dialect.name
+    dialect = dialect_name(session)
     for chunk in key_chunks(set(customer_ids), dialect):
         result = await session.execute(_survivors(dialect), {"ids": chunk})
         found.update((row.id, row.merged_into) for row in result)

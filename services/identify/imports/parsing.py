@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import orjson
 from pydantic import ValidationError
@@ -113,7 +113,8 @@ def plain_item(values: dict[str, object]) -> ImportedTransaction | None:
         if not isinstance(external_id, str) or len(external_id) > 200 or not external_id.strip():
             return None
         external_id = external_id.strip()
-    return ImportedTransaction("", amount, currency.upper(), values["occurred_at"], external_id, margin, cost)
+    occurred_at = cast(datetime, values["occurred_at"])  # parse_occurred_at's
+    return ImportedTransaction("", amount, currency.upper(), occurred_at, external_id, margin, cost)
 
 
 class Header(NamedTuple):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import CursorResult, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.customers import repository as customers
 from services.identify.models import Customer, ImportJob, ImportRejection
 from shared.db.bulk import bulk_insert, key_chunks, one_of
+from shared.db.database import dialect_name
 
 _jobs = ImportJob.__table__
 _rejections = ImportRejection.__table__
@@ -67,15 +69,19 @@ async def finish_job(session: AsyncSession, job_id: str, *, status: str, failure
 
 
 async def fail_running_jobs(session: AsyncSession, *, failure: str, at: datetime) -> int:
-    result = await session.execute(
-        update(_jobs).where(_jobs.c.status == "running").values(status="failed", failure=failure, finished_at=at)
+    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed Result.
+    result = cast(
+        "CursorResult[*tuple[Any, ...]]",
+        await session.execute(
+            update(_jobs).where(_jobs.c.status == "running").values(status="failed", failure=failure, finished_at=at)
+        ),
     )
     return result.rowcount
 
 
 async def customers_by_external_id(session: AsyncSession, external_ids) -> dict[str, str]:
     found: dict[str, str] = {}
-    dialect = session.bind.dialect.name
+    dialect = dialect_name(session)
     for chunk in key_chunks(external_ids, dialect):
         result = await session.execute(_by_external_id(dialect), {"ids": chunk})
         found.update((row.external_id, row.id) for row in result)

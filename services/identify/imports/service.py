@@ -19,6 +19,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import cast
 
 import orjson
 from sqlalchemy.exc import IntegrityError
@@ -195,13 +196,14 @@ async def record_batch(
     def reject(row: parsing.Row, reason: str) -> None:
         rejected.append({"import_id": job_id, "line": row.line, "reason": reason, "raw": row.raw})
 
-    good = []
+    good: list[tuple[parsing.Row, str, parsing.ImportedTransaction]] = []
     for row in batch:
         if row.reason is None:
-            good.append(row)
+            assert row.customer_external_id is not None and row.item is not None, "a row not rejected has both"
+            good.append((row, row.customer_external_id, row.item))
         else:
             reject(row, row.reason)
-    unknown = {row.customer_external_id for row in good} - customers.keys()
+    unknown = {external_id for _, external_id, _ in good} - customers.keys()
     found = await repository.customers_by_external_id(session, unknown)
     missing = sorted(unknown - found.keys())
     if missing and create_customers:
@@ -209,25 +211,26 @@ async def record_batch(
         counts["customers_created"] = len(created)
         found.update(await repository.customers_by_external_id(session, missing))
 
-    recordable = []
-    for row in good:
-        customer_id = customers.get(row.customer_external_id) or found.get(row.customer_external_id)
+    recordable: list[tuple[parsing.Row, parsing.ImportedTransaction]] = []
+    for row, external_id, item in good:
+        customer_id = customers.get(external_id) or found.get(external_id)
         if customer_id is None:
             reject(
                 row,
-                f"no customer with external id {row.customer_external_id!r} (send create_customers=true "
+                f"no customer with external id {external_id!r} (send create_customers=true "
                 "to create customers the file names)",
             )
         else:
-            row.item.customer_id = customer_id
-            recordable.append(row)
-    outcomes = await record_transactions(session=session, items=[row.item for row in recordable])
-    for row, outcome in zip(recordable, outcomes):
+            item.customer_id = customer_id
+            recordable.append((row, item))
+    outcomes = await record_transactions(session=session, items=[item for _, item in recordable])
+    for (row, _), outcome in zip(recordable, outcomes):
         if outcome.status == "created":
             counts["recorded"] += 1
         elif outcome.status == "duplicate":
             counts["duplicates"] += 1
         else:
+            assert outcome.message is not None, "an error says what is wrong"
             reject(row, outcome.message)
     counts["rejected"] = len(rejected)
     await repository.add_rejections(session, rejected)
@@ -247,7 +250,7 @@ async def _create_customers(session: AsyncSession, external_ids: list[str]) -> l
         session,
         "crm.identify.customer.created",
         [{"id": id_, "external_id": external_id, "created_at": now} for id_, external_id in zip(ids, external_ids)],
-        ids,
+        cast("list[str | None]", ids),  # emit_many only reads its subjects (a Sequence would take list[str])
     )
     return ids
 

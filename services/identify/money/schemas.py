@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date as Day  # the type, where a field is called `date`
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, overload
 
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -17,7 +17,8 @@ from shared.http.validation import AsText, Currency, Strict
 def _finite(value: Decimal) -> Decimal:
     if not value.is_finite():
         raise ValueError("must be a finite number")
-    if value.as_tuple().exponent < -4:
+    exponent = value.as_tuple().exponent  # an int: the value is finite
+    if isinstance(exponent, int) and exponent < -4:
         raise ValueError("at most 4 decimal places")
     if abs(value) >= Decimal("1e14"):
         raise ValueError("too large")
@@ -28,7 +29,13 @@ def _finite_or_none(value: Decimal | None) -> Decimal | None:
     return None if value is None else _finite(value)
 
 
-def decimal_text(value) -> str | None:
+@overload
+def decimal_text(value: None) -> None: ...
+@overload
+def decimal_text(value: Decimal) -> str: ...
+@overload
+def decimal_text(value: Decimal | None) -> str | None: ...
+def decimal_text(value: object) -> str | None:
     """A stored amount as the API writes it: plain notation, no trailing zeros."""
 
     if value is None:
@@ -55,7 +62,8 @@ def _rate(value: Decimal) -> Decimal:
         raise ValueError("must be a positive number")
     if value >= MAX_RATE:
         raise ValueError(f"must be below {MAX_RATE:f}")
-    if value.as_tuple().exponent < -10:
+    exponent = value.as_tuple().exponent  # an int: the value is finite
+    if isinstance(exponent, int) and exponent < -10:
         raise ValueError("at most 10 decimal places")
     return value
 
@@ -79,7 +87,7 @@ class FxRateOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, row, reporting_currency: str) -> FxRateOut:
+    def of(cls, row: Any, reporting_currency: str) -> FxRateOut:
         return cls(
             currency=row.currency,
             date=row.day,

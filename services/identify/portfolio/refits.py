@@ -26,7 +26,7 @@ import logging
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -190,6 +190,7 @@ class RefitRunner:
     async def refit(self, refit_id: str) -> tuple[int, int]:
         async with self.db.reader() as session:
             refit = await repository.get_refit(session, refit_id)
+        assert refit is not None, "called with the id of a queued refit"
         unit_days = UNIT_DAYS[refit.time_unit]
         settings = self.settings
         await self._refresh_discounts()
@@ -218,7 +219,7 @@ class RefitRunner:
         pareto_nbd = asyncio.ensure_future(asyncio.to_thread(fit_pareto_nbd_params, x, t_x, T))
 
         def compute(referred: dict, version: int):
-            fitted = {
+            fitted: dict[str, Any] = {
                 "bgnbd": asdict(fit_bgnbd(x, t_x, T)),
                 "gamma_gamma": asdict(fit_gamma_gamma(x, mean_spend)),
                 "customers": len(x),

@@ -6,15 +6,16 @@ subtraction) so a million rows arrive as plain numbers, without a datetime objec
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
+from typing import Any, cast
 
 import numpy as np
 import orjson
-from sqlalchemy import bindparam, case, delete, func, literal_column, select, text, update
+from sqlalchemy import ColumnClause, CursorResult, bindparam, case, delete, func, literal_column, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex, DropIndex
@@ -31,7 +32,7 @@ from services.identify.models import (
     Transaction,
 )
 from shared.db.bulk import bulk_upsert, key_chunks, one_of
-from shared.db.database import utcnow
+from shared.db.database import dialect_name, utcnow
 
 EPOCH = date(1970, 1, 1)
 # The day discounted spend is compounded to (see PurchaseSummary.discounted_spend).
@@ -120,7 +121,7 @@ def _customers_statement(dialect: str):
     return text(_summary_sql(dialect, only_ids=True)).bindparams(bindparam("ids", expanding=True))
 
 
-def _arrays(rows: list) -> CustomerArrays:
+def _arrays(rows: Sequence[tuple[Any, ...]]) -> CustomerArrays:
     if not rows:
         empty = np.zeros(0)
         return CustomerArrays([], *([empty] * 12))
@@ -153,7 +154,8 @@ async def fetch_all(session: AsyncSession, sql: str, params: dict) -> list[tuple
 
     connection = await session.connection()
     raw = (await connection.get_raw_connection()).driver_connection
-    if session.bind.dialect.name == "sqlite":
+    assert raw is not None, "a checked-out connection has its driver's"
+    if dialect_name(session) == "sqlite":
         cursor = await raw.execute(sql, params)
         try:
             return await cursor.fetchall()
@@ -169,7 +171,8 @@ async def load_customers(session: AsyncSession, *, customer_ids: list[str] | Non
     """Summaries of every unmerged customer with purchases (or of `customer_ids`), their
     spend compounded to the reference day (see `CustomerArrays.compound_to`)."""
 
-    dialect = session.bind.dialect.name
+    dialect = dialect_name(session)
+    rows: Sequence[tuple[Any, ...]]
     if customer_ids is None:
         rows = await fetch_all(session, _summary_sql(dialect, only_ids=False), {})
     else:
@@ -191,7 +194,7 @@ async def load_calibration(session: AsyncSession, *, end_day: int) -> dict[str, 
     """Per-customer first/last purchase day, purchase days, total and first-day spend,
     counting only purchase days up to `end_day` (the calibration period)."""
 
-    dialect = session.bind.dialect.name
+    dialect = dialect_name(session)
     sql = f"""
         WITH agg AS (
             SELECT p.customer_id, MIN(p.day) AS first_day, MAX(p.day) AS last_day,
@@ -240,10 +243,14 @@ async def queued_refit(session: AsyncSession) -> Refit | None:
 
 
 async def fail_interrupted_refits(session: AsyncSession) -> int:
-    result = await session.execute(
-        update(Refit)
-        .where(Refit.status.in_(("queued", "running")))
-        .values(status="failed", failure="interrupted by a restart; request a new refit", finished_at=utcnow())
+    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed Result.
+    result = cast(
+        "CursorResult[*tuple[Any, ...]]",
+        await session.execute(
+            update(Refit)
+            .where(Refit.status.in_(("queued", "running")))
+            .values(status="failed", failure="interrupted by a restart; request a new refit", finished_at=utcnow())
+        ),
     )
     return result.rowcount or 0
 
@@ -298,7 +305,7 @@ async def write_scores(session: AsyncSession, columns: dict[str, list], *, at) -
     driver-level executemany of plain tuples, for one customer or a refit's chunk (the
     ORM's per-row work would cost more than the whole fit)."""
 
-    dialect = session.bind.dialect.name
+    dialect = dialect_name(session)
     kinds = [kinds_text(value) for value in columns["kinds"]]
     evidence = ["{}" if not value else _json_text(value) for value in columns["evidence"]]
     # SQLite stores datetimes as text in SQLAlchemy's format; asyncpg takes datetimes.
@@ -322,7 +329,7 @@ RANK_INDEXES = tuple(
 
 
 async def drop_rank_indexes(session: AsyncSession) -> None:
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         # DROP INDEX waits for an exclusive lock on the scores, and every later reader
         # queues behind it: behind a long reader (an export), give up and keep them.
         await session.execute(text("SET LOCAL lock_timeout = '2s'"))
@@ -346,7 +353,7 @@ async def previous_scores(session: AsyncSession, customer_ids: list[str]) -> lis
     """(customer_id, segment, kinds as JSON text, predicted_clv) of these customers'
     current scores (none for a customer never scored), to tell what a re-score changed."""
 
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for start in range(0, len(customer_ids), 1000):
         rows += (await session.execute(_PREVIOUS_BY_ID, {"ids": customer_ids[start : start + 1000]})).all()
     return [tuple(row) for row in rows]
@@ -392,7 +399,7 @@ async def referred_by(session: AsyncSession, referrer_ids: list[str], limit: int
 # --- portfolio views -------------------------------------------------------------
 
 
-async def segment_totals(session: AsyncSession) -> list:
+async def segment_totals(session: AsyncSession) -> Sequence[tuple[Any, ...]]:
     return (
         await session.execute(
             text("""
@@ -454,7 +461,7 @@ async def transactions_for_summaries(session: AsyncSession, customer_ids) -> lis
     """The fields the summaries need, of every recorded (not voided) transaction of these customers."""
 
     rows: list[dict] = []
-    dialect = session.bind.dialect.name
+    dialect = dialect_name(session)
     for chunk in key_chunks(customer_ids, dialect):
         result = await session.execute(_summary_inputs(dialect), {"ids": chunk})
         rows.extend(dict(row) for row in result.mappings())
@@ -537,7 +544,7 @@ async def add_to_summaries(session: AsyncSession, rows: list[dict]) -> None:
 
 
 _other_day = _days.alias("d")
-_EXCLUDED_CUSTOMER = literal_column("excluded.customer_id")
+_EXCLUDED_CUSTOMER: ColumnClause[str] = literal_column("excluded.customer_id")
 
 
 def _on_summary_conflict(statement):
@@ -576,7 +583,7 @@ def _on_summary_conflict(statement):
 
 
 async def delete_summaries(session: AsyncSession, customer_ids) -> None:
-    dialect = session.bind.dialect.name
+    dialect = dialect_name(session)
     for chunk in key_chunks(customer_ids, dialect):
         for statement in _summary_deletes(dialect):
             await session.execute(statement, {"ids": chunk})

@@ -13,10 +13,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import SupportsIndex
 
 import numpy as np
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.identify.analysis import (
     DAY,
@@ -194,7 +195,7 @@ def kinds_of(
     evidence: list[dict] = [{} for _ in range(len(arrays))]
     rows: list[dict] = []
 
-    def hold(index: int, kind: str, rank: float, proof: dict) -> None:
+    def hold(index: SupportsIndex, kind: str, rank: float, proof: dict) -> None:  # numpy's ints too
         kinds[index].append(kind)
         evidence[index][kind] = proof
         rows.append({"customer_id": arrays.ids[index], "kind": kind, "rank_value": float(rank), "evidence": proof})
@@ -288,7 +289,9 @@ _current: dict[str, tuple[float, Model | None]] = {}
 
 
 def _database_key(session: AsyncSession) -> str:
-    return str(session.bind.url)
+    engine = session.bind
+    assert isinstance(engine, AsyncEngine), "a write session, bound to the service's engine"
+    return str(engine.url)
 
 
 def forget_model(engine) -> None:

@@ -6,6 +6,8 @@ The rules are documented for API users in docs/identity-resolution.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.customers import normalize
@@ -79,7 +81,7 @@ async def find_duplicates(*, session: AsyncSession, customer_id: str) -> list[di
             session, customer_id=customer.id, tokens=set(customer.name_key.split())
         ):
             candidates.setdefault(c.id, c)
-    found = []
+    found: list[dict[str, Any]] = []  # {customer, score, reasons}
     for other in candidates.values():
         evidence = _evidence(customer, other)
         if evidence:

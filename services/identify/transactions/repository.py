@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, CustomerKind, CustomerScore, PurchaseSummary, Refund, Transaction
 from shared.db.bulk import bulk_execute, bulk_insert, key_chunks, one_of, stage, stages
+from shared.db.database import dialect_name
 
 
 async def list_transactions(
@@ -50,7 +51,7 @@ def _by_external_ids(dialect: str):
 
 async def transactions_by_external_ids(session: AsyncSession, external_ids) -> dict[str, dict]:
     found: dict[str, dict] = {}
-    dialect = session.bind.dialect.name
+    dialect = dialect_name(session)
     for chunk in key_chunks(external_ids, dialect):
         result = await session.execute(_by_external_ids(dialect), {"ids": chunk})
         found.update((row["external_id"], dict(row)) for row in result.mappings())
@@ -63,7 +64,7 @@ async def lock_customers(session: AsyncSession, customer_ids) -> dict[str, dict]
     SQLite's single writer needs no lock."""
 
     found: dict[str, dict] = {}
-    dialect = session.bind.dialect.name
+    dialect = dialect_name(session)
     for chunk in key_chunks(sorted(customer_ids), dialect):
         result = await session.execute(_lock_customers(dialect), {"ids": chunk})
         found.update((row["id"], dict(row)) for row in result.mappings())
@@ -114,15 +115,16 @@ _ADD_PURCHASES = (
 async def add_purchases(session: AsyncSession, added: dict[str, int]) -> None:
     if not added:
         return
-    if stages(session, added):  # PostgreSQL: one UPDATE … FROM the staged counts
-        staged = await stage(session, _customers, ("id", "purchase_count"), list(added.items()))
+    counts = list(added.items())
+    if stages(session, counts):  # PostgreSQL: one UPDATE … FROM the staged counts
+        staged = await stage(session, _customers, ("id", "purchase_count"), counts)
         await session.execute(
             update(_customers)
             .where(_customers.c.id == staged.c.id)
             .values(purchase_count=_customers.c.purchase_count + staged.c.purchase_count)
         )
     else:
-        rows = [{"customer_id": customer_id, "added": n} for customer_id, n in added.items()]
+        rows = [{"customer_id": customer_id, "added": n} for customer_id, n in counts]
         await bulk_execute(session, _ADD_PURCHASES, rows)
 
 

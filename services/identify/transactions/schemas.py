@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -74,9 +74,9 @@ class TransactionOut(BaseModel):
     void_reason: str | None = None
 
     @classmethod
-    def of(cls, row) -> TransactionOut:
+    def of(cls, row: Any) -> TransactionOut:
         """From an ORM object or a row mapping (the bulk path works on mappings)."""
-        get = row.get if isinstance(row, Mapping) else row.__getattribute__
+        get: Callable[[str], Any] = row.get if isinstance(row, Mapping) else row.__getattribute__
         return cls(
             id=get("id"),
             customer_id=get("customer_id"),

@@ -41,15 +41,25 @@ ZERO = Decimal(0)
 
 
 class NewTransaction(Protocol):
-    """What a transaction to record carries (TransactionCreate, or an import's row)."""
+    """What a transaction to record carries (TransactionCreate, or an import's row).
 
-    customer_id: str
-    amount: Decimal
-    currency: str
-    occurred_at: datetime
-    external_id: str | None
-    margin: Decimal | None
-    cost: Decimal | None
+    Read-only members (properties), so a subtype fits: TransactionCreate's currency is a
+    `Currency`, a str."""
+
+    @property
+    def customer_id(self) -> str: ...
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def external_id(self) -> str | None: ...
+    @property
+    def margin(self) -> Decimal | None: ...
+    @property
+    def cost(self) -> Decimal | None: ...
 
 
 @dataclass(slots=True)
@@ -117,7 +127,7 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
         customer = customers.get(item.customer_id)
         if external_id and external_id in earlier:
             first = earlier[external_id]
-            changed = differences(first, item, customer and customer["merged_into"])
+            changed = differences(first, item, customer["merged_into"] if customer else None)
             outcomes.append(_conflict(first, external_id, changed) if changed else Outcome("duplicate", first))
             continue
         if customer is None:
@@ -125,6 +135,7 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
             continue
         if customer["merged_into"]:
             refused = merged_error(customer)
+            assert refused is not None, "the customer was merged"
             outcomes.append(Outcome("error", field="customer_id", message=refused.detail, refused=refused))
             continue
         rate = rates.rate(item.currency, item.occurred_at)
@@ -256,6 +267,7 @@ async def record_batch(*, session: AsyncSession, items: Sequence) -> list[dict]:
         answer = answers[index]
         answer["status"] = outcome.status
         if outcome.status == "error":
+            assert outcome.message is not None, "an error says what is wrong"
             error = outcome.refused or field_error(
                 f"body.items.{index}.{outcome.field}", outcome.message, outcome.error or InvalidRequest
             )
@@ -273,5 +285,7 @@ async def record_one(*, session: AsyncSession, data: TransactionCreate) -> tuple
     if outcome.status == "error":
         if outcome.refused is not None:
             raise outcome.refused
+        assert outcome.message is not None, "an error says what is wrong"
         raise field_error(f"body.{outcome.field}", outcome.message, status=outcome.error or InvalidRequest)
+    assert outcome.transaction is not None, "created and duplicate carry the stored row"
     return outcome.transaction, outcome.status == "created"
