@@ -104,7 +104,7 @@ class CustomerAliases:
             rows = await session.execute(self._survivors[dialect], {"ids": ids})
         else:
             rows = await session.execute(self._survivors["sqlite"], {"ids": orjson.dumps(ids).decode()})
-        return dict(rows.tuples())
+        return {merged: survivor for merged, survivor in rows}  # noqa: C416 - dict(rows) takes a Result for a mapping
 
     async def survivor_of(self, session: AsyncSession, customer_id: str) -> str | None:
         survivor: str | None = (await session.execute(self._survivor_of, {"customer_id": customer_id})).scalar()
