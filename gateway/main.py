@@ -11,13 +11,16 @@ Layout of one request (details in gateway/proxy.py):
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from gateway.auth import BearerAuth, admin_key_path, load_or_create_admin_key
 from gateway.composition import Customer360, CustomerNotFound, compose_360
@@ -41,7 +44,7 @@ VERSION = "0.1.0"
 
 
 class ORJSONBody(JSONResponse):
-    def render(self, content) -> bytes:
+    def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
 
 
@@ -50,13 +53,13 @@ class GatewayApp(FastAPI):
 
     front: GatewayFront
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self.front(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 
-    async def fastapi_call(self, scope, receive, send) -> None:
+    async def fastapi_call(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
 
 
@@ -81,7 +84,7 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
     )
 
     @asynccontextmanager
-    async def lifespan(app: GatewayApp):
+    async def lifespan(app: GatewayApp) -> AsyncIterator[None]:
         upstreams = Upstreams(
             settings.service_urls(),
             connect_timeout=settings.connect_timeout_s,
@@ -134,13 +137,14 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
     install_error_handlers(app)  # the services' rendering of every error, {"error", "detail"}
 
     @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception):
+    async def internal_error(request: Request, exc: Exception) -> Response:
         # Starlette sends this and re-raises; the front logs it (GatewayFront.__call__).
         request_id = request.scope.get(SCOPE_REQUEST_ID) or ""
         return Response(internal_error_body(request_id), status_code=500, media_type="application/json")
 
-    @app.get("/healthz", tags=["gateway"], summary="Liveness: 200 while the process runs")
-    async def healthz():
+    # response_model=None: the return type is for mypy; the answer stays undeclared in the schema.
+    @app.get("/healthz", tags=["gateway"], summary="Liveness: 200 while the process runs", response_model=None)
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get(
@@ -149,15 +153,15 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
         summary="Readiness: every service's /readyz is 200 and NATS is reachable",
         responses={503: {"description": "Something is not ready; `checks` says what"}},
     )
-    async def readyz():
+    async def readyz() -> ORJSONBody:
         ready, body = await readiness(upstreams_or_503(), list(SERVICES), settings.nats_url, settings.ready_timeout_s)
         return ORJSONBody(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics_endpoint():
+    async def metrics_endpoint() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    def own_openapi() -> dict:
+    def own_openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
@@ -165,7 +169,7 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
         return app.openapi_schema
 
     @app.get("/openapi.json", include_in_schema=False)
-    async def openapi_json():
+    async def openapi_json() -> ORJSONBody:
         return ORJSONBody(await merger.document(upstreams_or_503(), own_openapi()))
 
     # Swagger UI from the swagger-ui-bundle package, no CDN; like /openapi.json, no key needed.
@@ -178,7 +182,7 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
         response_model=Customer360,
         responses={404: {"description": "No such customer (identify answered 404)"}},
     )
-    async def customer_360(customer_id: str, request: Request):
+    async def customer_360(customer_id: str, request: Request) -> ORJSONBody:
         scope = request.scope
         if not scope.get(SCOPE_AUTHENTICATED):  # only reachable through the front, which checks the key
             raise StarletteHTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import sys
 import time
+from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -49,7 +50,7 @@ class GatewayMetrics:
             registry=self.registry,
         )
         # labels() takes a lock and builds a key each call: keep the children.
-        self._children: dict[tuple[str, str, int], tuple] = {}
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
@@ -92,7 +93,7 @@ class AccessLog:
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
 
-    def write(self, fields: dict) -> None:
+    def write(self, fields: dict[str, Any]) -> None:
         entry = {
             "time": iso_time(time.time()),
             "level": "INFO",

@@ -25,17 +25,19 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
 from urllib.parse import quote
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import BearerAuth
 from gateway.observability import ACCESS_LOGGER, AccessLog, GatewayMetrics
-from gateway.routes import RouteTable
+from gateway.routes import Route, RouteTable
 from gateway.settings import GatewaySettings
-from gateway.upstream import UpstreamError, Upstreams, UpstreamTimeout
+from gateway.upstream import ServicePool, UpstreamError, Upstreams, UpstreamTimeout
 from shared.http.errors import error_body, internal_error_body
 
-ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
+# ASGI headers as the front adds them to an answer: (lower-case name, value) pairs.
+Headers = list[tuple[bytes, bytes]]
 
 # Scope keys through which the gateway's own handlers learn the request's ids.
 SCOPE_REQUEST_ID = "valuechain.request_id"
@@ -143,14 +145,15 @@ class GatewayFront:
         self.cors_any_origin = b"*" in self.cors_origins
         self.logger = logging.getLogger(ACCESS_LOGGER)
         self.access_log = AccessLog(settings.access_log_flush_s) if settings.access_log else None
-        self._bad_gateway = {}
-        self._timeout = {}
+        # The 502/504 bodies, made once per service on its first failure.
+        self._bad_gateway: dict[str, bytes] = {}
+        self._timeout: dict[str, bytes] = {}
         self._unauthorized = error_body("unauthorized", "missing or invalid API key (Authorization: Bearer <key>)")
         self._not_found = error_body("not_found", "no such route")
 
     # -- entry point --------------------------------------------------------
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         method: str = scope["method"]
         request_id = correlation_id = authorization = origin = None
@@ -260,12 +263,23 @@ class GatewayFront:
 
     # -- proxying -----------------------------------------------------------
 
-    async def _proxy(self, scope, receive, send, route, raw_path, extra, request_id, correlation_id) -> int:
+    async def _proxy(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: Route,
+        raw_path: bytes | None,
+        extra: Headers,
+        request_id: bytes,
+        correlation_id: bytes,
+    ) -> int:
         upstreams = self.upstreams
         if upstreams is None:
             body = error_body("unavailable", "gateway is not started")
             return await self._send_json(send, 503, body, extra)
         service = route.service
+        assert service is not None, "__call__ proxies only a service's routes"
         method = scope["method"]
 
         has_body = False
@@ -337,7 +351,9 @@ class GatewayFront:
         await send({"type": "http.response.body", "body": payload})
         return response.status
 
-    async def _proxy_stream(self, send, pool, method: str, target: bytes, headers: bytes, extra) -> int:
+    async def _proxy_stream(
+        self, send: Send, pool: ServicePool, method: str, target: bytes, headers: bytes, extra: Headers
+    ) -> int:
         """Pass an export on chunk by chunk, with the flow control of the upstream
         client: the gateway holds a few chunks, never the whole answer. A service that
         fails after the head is sent can no longer change the status: the error is
@@ -349,9 +365,9 @@ class GatewayFront:
         except UpstreamError as exc:
             return await self._upstream_failed(send, pool.service, exc, extra)
         try:
-            headers = [item for item in stream.headers if item[0] not in DROP_RESPONSE_HEADERS]
-            headers.extend(extra)
-            await send({"type": "http.response.start", "status": stream.status, "headers": headers})
+            response_headers = [item for item in stream.headers if item[0] not in DROP_RESPONSE_HEADERS]
+            response_headers.extend(extra)
+            await send({"type": "http.response.start", "status": stream.status, "headers": response_headers})
             try:
                 async for chunk in stream.chunks():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -363,7 +379,7 @@ class GatewayFront:
             stream.close()
         return stream.status
 
-    async def _upstream_failed(self, send, service: str, exc: UpstreamError, extra) -> int:
+    async def _upstream_failed(self, send: Send, service: str, exc: UpstreamError, extra: Headers) -> int:
         self.metrics.upstream_error(service, exc.kind)
         if isinstance(exc, UpstreamTimeout):
             body = self._timeout.get(service)
@@ -375,8 +391,8 @@ class GatewayFront:
             body = self._bad_gateway[service] = error_body("bad_gateway", f"{service} unavailable")
         return await self._send_json(send, 502, body, extra)
 
-    async def _read_body(self, receive) -> bytes:
-        chunks = []
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
@@ -393,14 +409,14 @@ class GatewayFront:
 
     # -- answers the front gives itself ------------------------------------
 
-    async def _send_json(self, send, status: int, body: bytes, extra) -> int:
+    async def _send_json(self, send: Send, status: int, body: bytes, extra: Headers) -> int:
         headers = [_JSON, (b"content-length", str(len(body)).encode("ascii"))]
         headers.extend(extra)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return status
 
-    async def _preflight(self, scope, send, origin: bytes, allowed: bool, extra) -> int:
+    async def _preflight(self, scope: Scope, send: Send, origin: bytes, allowed: bool, extra: Headers) -> int:
         if not allowed:
             body = error_body("cors_origin_not_allowed", f"origin {origin.decode('latin-1')} is not allowed")
             return await self._send_json(send, 400, body, extra + [_VARY_ORIGIN])
@@ -422,12 +438,14 @@ class GatewayFront:
         await send({"type": "http.response.body", "body": b""})
         return 204
 
-    async def _to_fastapi(self, scope, receive, send, extra, request_id, correlation_id) -> int:
+    async def _to_fastapi(
+        self, scope: Scope, receive: Receive, send: Send, extra: Headers, request_id: bytes, correlation_id: bytes
+    ) -> int:
         scope[SCOPE_REQUEST_ID] = request_id.decode("latin-1")
         scope[SCOPE_CORRELATION_ID] = correlation_id.decode("latin-1")
         status = 500
 
-        async def send_with_headers(message):
+        async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]

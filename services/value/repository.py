@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import CursorResult, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value.models import Offer
@@ -54,10 +55,14 @@ async def read_offer(session: AsyncSession, offer_id: str):
 async def mark_redeemed(session: AsyncSession, offer_id: str, at: datetime) -> bool:
     """Redeem only an offer still issued: two redemptions racing cannot both win."""
 
-    result = await session.execute(
-        update(_offers)
-        .where(_offers.c.id == offer_id, _offers.c.status == "issued")
-        .values(status="redeemed", redeemed_at=at)
+    # An UPDATE's result has a rowcount (a CursorResult); execute() is typed for any statement.
+    result = cast(
+        "CursorResult[Any]",
+        await session.execute(
+            update(_offers)
+            .where(_offers.c.id == offer_id, _offers.c.status == "issued")
+            .values(status="redeemed", redeemed_at=at)
+        ),
     )
     return result.rowcount == 1
 

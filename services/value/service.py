@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,7 +20,17 @@ from shared.events.envelope import Event
 from shared.events.messaging import emit
 from shared.http.errors import Conflict, MergedCustomer, NotFound, field_error
 
-WELCOME = {
+
+class AutomaticOffer(TypedDict):
+    """An offer value issues by itself: what it is, and how long it is valid."""
+
+    kind: str
+    title: str
+    discount_percent: Decimal
+    valid_for: timedelta
+
+
+WELCOME: AutomaticOffer = {
     "kind": "welcome",
     "title": "Welcome — 10% off your next purchase",
     "discount_percent": Decimal("10"),

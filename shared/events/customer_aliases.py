@@ -27,7 +27,7 @@ from shared.db.database import UTCDateTime, insert_ignoring
 from shared.events.consumer import ConsumerSpec
 from shared.events.contracts import CustomerMerged
 from shared.events.envelope import Event
-from shared.http.errors import MergedCustomer, NotFound
+from shared.http.errors import Conflict, NotFound
 
 MERGED = "crm.identify.customer.merged"
 
@@ -104,19 +104,18 @@ class CustomerAliases:
             rows = await session.execute(self._survivors[dialect], {"ids": ids})
         else:
             rows = await session.execute(self._survivors["sqlite"], {"ids": orjson.dumps(ids).decode()})
-        return {merged: survivor for merged, survivor in rows}  # noqa: C416 - dict(rows) breaks on the inline SQLite result
+        return {merged: survivor for merged, survivor in rows}  # noqa: C416 - dict(rows) takes a Result for a mapping
 
     async def survivor_of(self, session: AsyncSession, customer_id: str) -> str | None:
         survivor: str | None = (await session.execute(self._survivor_of, {"customer_id": customer_id})).scalar()
         return survivor
 
-    async def not_found(self, session: AsyncSession, customer_id: str) -> NotFound | MergedCustomer:
-        """For a customer the service has nothing for: 404, or 409 `customer_merged` naming
-        the survivor when the id was merged (as every write naming it gets)."""
+    async def not_found(self, session: AsyncSession, customer_id: str) -> NotFound:
+        """404 for a customer the service has nothing for, naming the survivor of a merged id."""
 
         survivor = await self.survivor_of(session, customer_id)
         if survivor:
-            return MergedCustomer(customer_id, survivor)
+            return NotFound(f"customer {customer_id} was merged into {survivor}", error="customer_merged")
         return NotFound(f"no customer with id {customer_id}")
 
     async def refuse_merged(self, session: AsyncSession, customer_id: str) -> None:
@@ -124,4 +123,6 @@ class CustomerAliases:
 
         survivor = await self.survivor_of(session, customer_id)
         if survivor:
-            raise MergedCustomer(customer_id, survivor)
+            raise Conflict(
+                f"customer {customer_id} was merged into {survivor}; use {survivor} instead", error="customer_merged"
+            )

@@ -72,7 +72,8 @@ def messaging_tables(metadata: MetaData) -> MessagingTables:
 
 
 def tables_of(session: AsyncSession) -> MessagingTables:
-    return session.info["messaging"]
+    tables: MessagingTables = session.info["messaging"]  # put there by start_runtime
+    return tables
 
 
 def emit(session: AsyncSession, type: str, data: dict[str, Any], *, subject: str | None = None) -> CloudEvent:
@@ -115,9 +116,9 @@ async def flush_events(session: AsyncSession) -> int:
     events = session.info.pop("pending_events", None)
     if not events:
         return 0
-    rows = []
-    for _, run in groupby(events, key=lambda event: event["subject"]):
-        run = list(run)
+    rows: list[tuple[Any, ...]] = []
+    for _, group in groupby(events, key=lambda event: event["subject"]):
+        run = list(group)
         for start in range(0, len(run), BUNDLE_EVENTS):
             rows.append(_outbox_row(run[start : start + BUNDLE_EVENTS]))
     await bulk_insert(session, tables_of(session).outbox, _OUTBOX_COLUMNS, rows)
@@ -134,7 +135,7 @@ BUNDLE_EVENTS = 50
 _OUTBOX_COLUMNS = ("event_id", "subject", "body", "created_at", "attempts")
 
 
-def _outbox_row(events: list[dict]) -> tuple:
+def _outbox_row(events: list[dict[str, Any]]) -> tuple[Any, ...]:
     first = events[0]
     if len(events) == 1:
         body = first["body"]

@@ -11,10 +11,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
 from fastapi import APIRouter
 from sqlalchemy import MetaData
+from typing_extensions import TypeVar
 
 from shared.db.database import Database
 from shared.events.bus import Bus
@@ -27,7 +28,10 @@ from shared.settings import ServiceSettings
 log = logging.getLogger("valuechain.app")
 
 # Covariant: a start hook that needs only part of a state (a Protocol) takes the whole.
-StateT = TypeVar("StateT", covariant=True)
+# Defaults to None, the state of a service that keeps none, so that such a service's
+# `ServiceDefinition(...)` needs no type argument. (typing_extensions: `default=` is
+# Python 3.13's typing; it comes with pydantic and fastapi.)
+StateT = TypeVar("StateT", covariant=True, default=None)
 
 
 @dataclass
