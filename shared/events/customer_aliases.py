@@ -27,7 +27,7 @@ from shared.db.database import UTCDateTime, insert_ignoring
 from shared.events.consumer import ConsumerSpec
 from shared.events.contracts import CustomerMerged
 from shared.events.envelope import Event
-from shared.http.errors import Conflict, NotFound
+from shared.http.errors import MergedCustomer, NotFound
 
 MERGED = "crm.identify.customer.merged"
 
@@ -110,12 +110,13 @@ class CustomerAliases:
         survivor: str | None = (await session.execute(self._survivor_of, {"customer_id": customer_id})).scalar()
         return survivor
 
-    async def not_found(self, session: AsyncSession, customer_id: str) -> NotFound:
-        """404 for a customer the service has nothing for, naming the survivor of a merged id."""
+    async def not_found(self, session: AsyncSession, customer_id: str) -> NotFound | MergedCustomer:
+        """For a customer the service has nothing for: 404, or 409 `customer_merged` naming
+        the survivor when the id was merged (as every write naming it gets)."""
 
         survivor = await self.survivor_of(session, customer_id)
         if survivor:
-            return NotFound(f"customer {customer_id} was merged into {survivor}", error="customer_merged")
+            return MergedCustomer(customer_id, survivor)
         return NotFound(f"no customer with id {customer_id}")
 
     async def refuse_merged(self, session: AsyncSession, customer_id: str) -> None:
@@ -123,6 +124,4 @@ class CustomerAliases:
 
         survivor = await self.survivor_of(session, customer_id)
         if survivor:
-            raise Conflict(
-                f"customer {customer_id} was merged into {survivor}; use {survivor} instead", error="customer_merged"
-            )
+            raise MergedCustomer(customer_id, survivor)
