@@ -23,7 +23,7 @@ statement reads them from it.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
@@ -170,7 +170,7 @@ def _getter(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], Row]:
     return itemgetter(*keys)
 
 
-def stages(session: AsyncSession, rows: Sequence[object]) -> bool:
+def stages(session: AsyncSession, rows: Sized) -> bool:
     """Whether stage() is the way to write these rows (PostgreSQL, many of them)."""
 
     return dialect_name(session) == "postgresql" and len(rows) >= COPY_FROM_ROWS

@@ -8,7 +8,7 @@ the events they handled in the inbox in the same transaction as their effect.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
@@ -174,7 +174,7 @@ async def record_handled(session: AsyncSession, consumer: str, event_ids: Iterab
 
 
 def emit_many(
-    session: AsyncSession, type: str, payloads: list[dict[str, Any]], subjects: list[str | None]
+    session: AsyncSession, type: str, payloads: list[dict[str, Any]], subjects: Sequence[str | None]
 ) -> list[str]:
     """emit() for a batch of events of one type: the same outbox rows, byte for byte,
     built in one pass with no pydantic model per event; returns the event ids.

@@ -19,7 +19,6 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import cast
 
 import orjson
 from sqlalchemy.exc import IntegrityError
@@ -250,7 +249,7 @@ async def _create_customers(session: AsyncSession, external_ids: list[str]) -> l
         session,
         "crm.identify.customer.created",
         [{"id": id_, "external_id": external_id, "created_at": now} for id_, external_id in zip(ids, external_ids)],
-        cast("list[str | None]", ids),  # emit_many only reads its subjects (a Sequence would take list[str])
+        ids,
     )
     return ids
 

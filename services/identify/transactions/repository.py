@@ -115,16 +115,15 @@ _ADD_PURCHASES = (
 async def add_purchases(session: AsyncSession, added: dict[str, int]) -> None:
     if not added:
         return
-    counts = list(added.items())
-    if stages(session, counts):  # PostgreSQL: one UPDATE … FROM the staged counts
-        staged = await stage(session, _customers, ("id", "purchase_count"), counts)
+    if stages(session, added):  # PostgreSQL: one UPDATE … FROM the staged counts
+        staged = await stage(session, _customers, ("id", "purchase_count"), list(added.items()))
         await session.execute(
             update(_customers)
             .where(_customers.c.id == staged.c.id)
             .values(purchase_count=_customers.c.purchase_count + staged.c.purchase_count)
         )
     else:
-        rows = [{"customer_id": customer_id, "added": n} for customer_id, n in counts]
+        rows = [{"customer_id": customer_id, "added": n} for customer_id, n in added.items()]
         await bulk_execute(session, _ADD_PURCHASES, rows)
 
 
