@@ -340,8 +340,7 @@ def run_python_load(url: str, key: str, connections: int, duration: float) -> Ru
             "bench.gateway_bench",
             "--loadgen",
             url,
-            "--key",
-            key,
+            f"--key={key}",  # one argument: a key may start with "-", which argparse would take for an option
             "--connections",
             str(connections),
             "--duration",
