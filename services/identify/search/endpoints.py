@@ -43,17 +43,8 @@ router = APIRouter(prefix="/v1", tags=["identify"])
 
 FormatQ = Annotated[str, Query(description="csv or ndjson", json_schema_extra={"enum": list(export.FORMATS)})]
 
-CUSTOMER_COLUMNS = (
-    "id",
-    "email",
-    "external_id",
-    "name",
-    "phone",
-    "phone_e164",
-    "referred_by",
-    "purchase_count",
-    "created_at",
-    "updated_at",
+# The export columns a customer's scores fill (null until a refit scored the customer).
+SCORE_COLUMNS = (
     "segment",
     "recency",
     "frequency",
@@ -65,6 +56,19 @@ CUSTOMER_COLUMNS = (
     "kinds",
     "model_version",
     "scored_at",
+)
+CUSTOMER_COLUMNS = (
+    "id",
+    "email",
+    "external_id",
+    "name",
+    "phone",
+    "phone_e164",
+    "referred_by",
+    "purchase_count",
+    "created_at",
+    "updated_at",
+    *SCORE_COLUMNS,
     "purchases",
     "first_purchase_at",
     "last_purchase_at",
@@ -152,19 +156,7 @@ def _customer_record(row: dict) -> dict:
     scores = row["scores"] or {}
     record = {column: row.get(column) for column in CUSTOMER_COLUMNS}
     record["phone_e164"] = row["phone_key"]
-    for name in (
-        "segment",
-        "recency",
-        "frequency",
-        "monetary",
-        "historic_clv",
-        "predicted_clv",
-        "expected_purchases",
-        "probability_alive",
-        "kinds",
-        "model_version",
-        "scored_at",
-    ):
+    for name in SCORE_COLUMNS:
         record[name] = scores.get(name)
     return record
 
