@@ -85,6 +85,7 @@ class _Closed(Exception):
 class _Connection(asyncio.Protocol):
     __slots__ = (
         "_body",
+        "_complete",
         "_counted",
         "_got_bytes",
         "_head_request",
@@ -109,6 +110,9 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._size = 0
         self._got_bytes = False
+        # Set once this exchange's final answer is complete: any byte after it means
+        # the connection is out of step with its requests (see data_received).
+        self._complete = False
         self._head_request = False
         self.closed = False
         # Set while a streamed answer's body is handed on (ServicePool.stream).
@@ -138,6 +142,10 @@ class _Connection(asyncio.Protocol):
             # Bytes nobody asked for (an idle connection): the stream is no longer in sync.
             self.close()
             return
+        if self._complete:
+            # Bytes after a complete answer, in a later read: never reuse the connection.
+            self.close()
+            return
         self._got_bytes = True
         try:
             self._parser.feed_data(data)
@@ -151,6 +159,10 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks ----------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._complete:
+            # A second answer after the final one, in the same read: a service that
+            # answers twice (or a smuggled answer) would reach the next request.
+            raise _Closed(True, "bytes after a complete response")
         self._headers = []
         self._body = []
         self._size = 0
@@ -181,6 +193,7 @@ class _Connection(asyncio.Protocol):
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             return  # an interim answer (103 Early Hints...): the real one follows
+        self._complete = True
         if self._stream is not None:
             self._stream.end(self._parser.should_keep_alive())
             return
@@ -227,6 +240,7 @@ class _Connection(asyncio.Protocol):
         waiter: asyncio.Future[tuple[UpstreamResponse, bool]] = loop.create_future()
         self._waiter = waiter
         self._got_bytes = False
+        self._complete = False
         self._head_request = head_request
         timer = loop.call_later(timeout, _expire, waiter)
         try:
