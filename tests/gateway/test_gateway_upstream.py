@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from gateway.upstream import ServicePool, UpstreamTimeout, UpstreamUnavailable
+from gateway.upstream import MAX_RESPONSE_HEADER_LINES, ServicePool, UpstreamTimeout, UpstreamUnavailable
 from tests.gateway.conftest import free_port
 
 
@@ -339,4 +339,60 @@ async def test_bytes_arriving_after_a_complete_answer_close_the_connection():
         second = await pool.request("GET", b"/other")
         assert (second.status, second.header(b"x-injected")) == (200, None)
         assert state["connections"] == 2
+        await pool.aclose()
+
+
+async def test_endless_response_headers_are_cut_off():
+    # 1 KB header lines without end: the client gives up at the header cap (a 502
+    # at the gateway) and drops the connection, and does not read on until its timeout.
+    stopped = asyncio.get_running_loop().create_future()
+
+    async def endless_headers(reader, writer, state):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        line = b"x-filler: " + b"a" * 1000 + b"\r\n"
+        written = 0
+        try:
+            while written < 256 * 1024 * 1024:
+                writer.write(line * 16)
+                written += len(line) * 16
+                await writer.drain()
+        except ConnectionError:
+            stopped.set_result(written)
+            raise
+        stopped.set_result(None)
+
+    async with raw_server(endless_headers) as (url, state):
+        pool = ServicePool("svc", url)
+        with pytest.raises(UpstreamUnavailable, match="header"):
+            await pool.request("GET", b"/")
+        written = await stopped
+        assert written is not None, "the client read all 256 MiB of headers"
+        assert pool.open_connections == 0
+        await pool.aclose()
+
+
+async def test_too_many_response_header_lines_are_refused():
+    async def many_headers(reader, writer, state):
+        await read_request(reader)
+        writer.write(response(b"ok", extra=b"".join(b"x-h%d: v\r\n" % i for i in range(MAX_RESPONSE_HEADER_LINES + 1))))
+        await writer.drain()
+
+    async with raw_server(many_headers) as (url, state):
+        pool = ServicePool("svc", url)
+        with pytest.raises(UpstreamUnavailable, match="header"):
+            await pool.request("GET", b"/")
+        await pool.aclose()
+
+
+async def test_response_headers_up_to_the_cap_pass():
+    async def many_headers(reader, writer, state):
+        await read_request(reader)
+        writer.write(response(b"ok", extra=b"".join(b"x-h%d: v\r\n" % i for i in range(MAX_RESPONSE_HEADER_LINES - 1))))
+        await writer.drain()
+
+    async with raw_server(many_headers) as (url, state):
+        pool = ServicePool("svc", url)
+        result = await pool.request("GET", b"/")
+        assert (result.status, len(result.headers)) == (200, MAX_RESPONSE_HEADER_LINES)
         await pool.aclose()
