@@ -19,8 +19,10 @@ with:
   for idempotent methods or requests carrying an Idempotency-Key;
 * explicit connect and total timeouts (`UpstreamTimeout`); refused or broken
   connections and protocol errors become `UpstreamUnavailable`;
-* chunked and content-length bodies (llhttp de-chunks), 1xx answers skipped,
-  a cap on the response size.
+* chunked and content-length bodies (llhttp de-chunks), 100 Continue skipped
+  (any other 1xx is refused), caps on the header block and the response size;
+* a connection goes back to the pool only after a complete answer with nothing
+  after it: extra bytes (a second answer) or any error mid-answer close it.
 
 Bodies are buffered whole in both directions (the services answer with JSON
 pages), except the answers of `ServicePool.stream` (exports): those are handed on
@@ -198,16 +200,21 @@ class _Connection(asyncio.Protocol):
             raise _TooLarge(True, f"more than {MAX_RESPONSE_HEADER_LINES} response header lines")
 
     def on_headers_complete(self) -> None:
-        if self._parser.get_status_code() >= 200:
-            self._in_head = False
+        status = self._parser.get_status_code()
+        if status < 200:
+            if status != 100:
+                # The gateway never asks to switch protocols (101), and our services
+                # have no other interim answer to give: a 101 passed on as final would
+                # hand the client a connection in another protocol. Refused (a 502).
+                raise _Closed(True, f"unexpected interim answer {status} (only 100 Continue is expected)")
+            return  # 100 Continue: the real answer follows
+        self._in_head = False
         if self._head_request:
             # No body follows an answer to HEAD whatever it announces; the parser
             # cannot know that, so finish here and do not reuse the connection.
             self._finish(keep_alive=False)
         elif self._stream is not None:
-            status = self._parser.get_status_code()
-            if not 100 <= status < 200 or status == 101:
-                self._finish(keep_alive=False)  # the head; the body follows through the stream
+            self._finish(keep_alive=False)  # the head; the body follows through the stream
 
     def on_body(self, body: bytes) -> None:
         if self._stream is not None:
@@ -219,9 +226,8 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        status = self._parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
-            return  # an interim answer (103 Early Hints...): the real one follows
+        if self._parser.get_status_code() == 100:
+            return  # 100 Continue: the real answer follows
         self._complete = True
         if self._stream is not None:
             self._stream.end(self._parser.should_keep_alive())

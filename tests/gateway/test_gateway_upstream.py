@@ -240,16 +240,45 @@ async def test_head_request_does_not_wait_for_a_body():
         await pool.aclose()
 
 
-async def test_interim_1xx_answers_are_skipped():
-    async def early_hints(reader, writer, state):
+async def test_interim_100_continue_is_skipped():
+    async def continue_first(reader, writer, state):
         await read_request(reader)
-        writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n" + response(b"final"))
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + response(b"final"))
         await writer.drain()
 
-    async with raw_server(early_hints) as (url, _state):
+    async with raw_server(continue_first) as (url, _state):
         pool = ServicePool("svc", url)
         result = await pool.request("GET", b"/")
         assert (result.status, result.body) == (200, b"final")
+        head = await pool.request("HEAD", b"/")
+        assert (head.status, head.body) == (200, b"")
+        await pool.aclose()
+
+
+@pytest.mark.parametrize(
+    "interim",
+    [
+        b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n\x81\x05hello",
+        b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n" + response(b"final"),
+        b"HTTP/1.1 102 Processing\r\n\r\n" + response(b"final"),
+    ],
+    ids=["101", "103", "102"],
+)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_a_1xx_answer_other_than_100_is_unavailable(interim, method):
+    # The gateway never asks to switch protocols, and a service of ours has no other
+    # interim answer to give: anything but 100 Continue is a broken or hostile service.
+    async def interim_answer(reader, writer, state):
+        await read_request(reader)
+        writer.write(interim)
+        await writer.drain()
+        await reader.read()
+
+    async with raw_server(interim_answer) as (url, _state):
+        pool = ServicePool("svc", url)
+        with pytest.raises(UpstreamUnavailable, match="interim"):
+            await pool.request(method, b"/")
+        assert pool.open_connections == 0
         await pool.aclose()
 
 
@@ -362,7 +391,7 @@ async def test_endless_response_headers_are_cut_off():
             raise
         stopped.set_result(None)
 
-    async with raw_server(endless_headers) as (url, state):
+    async with raw_server(endless_headers) as (url, _state):
         pool = ServicePool("svc", url)
         with pytest.raises(UpstreamUnavailable, match="header"):
             await pool.request("GET", b"/")
@@ -378,7 +407,7 @@ async def test_too_many_response_header_lines_are_refused():
         writer.write(response(b"ok", extra=b"".join(b"x-h%d: v\r\n" % i for i in range(MAX_RESPONSE_HEADER_LINES + 1))))
         await writer.drain()
 
-    async with raw_server(many_headers) as (url, state):
+    async with raw_server(many_headers) as (url, _state):
         pool = ServicePool("svc", url)
         with pytest.raises(UpstreamUnavailable, match="header"):
             await pool.request("GET", b"/")
@@ -391,7 +420,7 @@ async def test_response_headers_up_to_the_cap_pass():
         writer.write(response(b"ok", extra=b"".join(b"x-h%d: v\r\n" % i for i in range(MAX_RESPONSE_HEADER_LINES - 1))))
         await writer.drain()
 
-    async with raw_server(many_headers) as (url, state):
+    async with raw_server(many_headers) as (url, _state):
         pool = ServicePool("svc", url)
         result = await pool.request("GET", b"/")
         assert (result.status, len(result.headers)) == (200, MAX_RESPONSE_HEADER_LINES)
