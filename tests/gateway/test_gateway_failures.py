@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.gateway.conftest import AUTH
 
 
@@ -85,33 +87,28 @@ async def test_headers_named_in_the_services_connection_header_stay_behind(start
         assert "keep-alive" not in got.headers.get("connection", "")
 
 
-async def test_endless_response_headers_are_a_502(start_gateway):
-    from tests.gateway.test_gateway_upstream import raw_server, read_request
-
-    async def endless_headers(reader, writer, state):
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\n")
-        for _ in range(64 * 1024):  # 64 MiB at most: the gateway stops reading long before
-            writer.write(b"x-filler: " + b"a" * 1000 + b"\r\n")
-            await writer.drain()
-
-    async with raw_server(endless_headers) as (url, _state):
-        client = await start_gateway(value_url=url)
-        got = await client.get("/v1/offers/o1", headers=AUTH)
-        assert got.status_code == 502
-        assert got.json() == {"error": "bad_gateway", "detail": "value unavailable"}
-
-
-async def test_a_101_from_a_service_is_a_502(start_gateway):
-    from tests.gateway.test_gateway_upstream import raw_server, read_request
-
-    async def switching(reader, writer, state):
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
+async def endless_headers(reader, writer):
+    writer.write(b"HTTP/1.1 200 OK\r\n")
+    for _ in range(64 * 1024):  # 64 MiB at most: the gateway stops reading long before
+        writer.write(b"x-filler: " + b"a" * 1000 + b"\r\n")
         await writer.drain()
-        await reader.read()
 
-    async with raw_server(switching) as (url, _state):
+
+async def switching_protocols(reader, writer):
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
+    await writer.drain()
+    await reader.read()
+
+
+@pytest.mark.parametrize("answer", [endless_headers, switching_protocols], ids=["endless-headers", "101"])
+async def test_a_misbehaving_service_is_a_502(start_gateway, answer):
+    from tests.gateway.test_gateway_upstream import raw_server, read_request
+
+    async def misbehave(reader, writer, state):
+        await read_request(reader)
+        await answer(reader, writer)
+
+    async with raw_server(misbehave) as (url, _state):
         client = await start_gateway(value_url=url)
         got = await client.get("/v1/offers/o1", headers=AUTH)
         assert got.status_code == 502
