@@ -343,7 +343,7 @@ class GatewayFront:
         except UpstreamError as exc:
             return await self._upstream_failed(send, service, exc, extra)
 
-        headers = [item for item in response.headers if item[0] not in DROP_RESPONSE_HEADERS]
+        headers = _response_headers(response.headers)
         payload = response.body
         headers.append((b"content-length", str(len(payload)).encode("ascii")))
         headers.extend(extra)
@@ -365,7 +365,7 @@ class GatewayFront:
         except UpstreamError as exc:
             return await self._upstream_failed(send, pool.service, exc, extra)
         try:
-            response_headers = [item for item in stream.headers if item[0] not in DROP_RESPONSE_HEADERS]
+            response_headers = _response_headers(stream.headers)
             response_headers.extend(extra)
             await send({"type": "http.response.start", "status": stream.status, "headers": response_headers})
             try:
@@ -460,6 +460,23 @@ class GatewayFront:
 
 
 _OWN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+
+
+def _response_headers(headers: Headers) -> Headers:
+    """A service's answer headers as the client gets them: without DROP_RESPONSE_HEADERS
+    and without the hop-by-hop headers its `Connection` header names (RFC 9110 7.6.1),
+    which are for the gateway alone. Our services send no `Connection` header on a
+    kept-alive answer, so the filtering pass for it is almost never taken; looking
+    for it costs one loop over a handful of headers."""
+
+    kept = [item for item in headers if item[0] not in DROP_RESPONSE_HEADERS]
+    hop: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            hop.update(_connection_tokens(value) or ())
+    if hop:
+        kept = [item for item in kept if item[0] not in hop]
+    return kept
 
 
 def _connection_tokens(value: bytes) -> frozenset[bytes] | None:

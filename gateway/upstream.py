@@ -19,8 +19,10 @@ with:
   for idempotent methods or requests carrying an Idempotency-Key;
 * explicit connect and total timeouts (`UpstreamTimeout`); refused or broken
   connections and protocol errors become `UpstreamUnavailable`;
-* chunked and content-length bodies (llhttp de-chunks), 1xx answers skipped,
-  a cap on the response size.
+* chunked and content-length bodies (llhttp de-chunks), 100 Continue skipped
+  (any other 1xx is refused), caps on the header block and the response size;
+* a connection goes back to the pool only after a complete answer with nothing
+  after it: extra bytes (a second answer) or any error mid-answer close it.
 
 Bodies are buffered whole in both directions (the services answer with JSON
 pages), except the answers of `ServicePool.stream` (exports): those are handed on
@@ -40,6 +42,18 @@ from urllib.parse import urlsplit
 import httptools
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+# Caps on an answer's header block (its status line and headers, interim 1xx
+# answers included). Without them a service sending endless 1 KB header lines
+# grew a gateway from 55 MB to 7.4 GB in 30 s (issue 19): the parser keeps every
+# header until the block ends. Our services answer with a handful of headers in
+# well under 1 KiB; nginx reads an upstream's head into one 4-8 KiB buffer, h11
+# allows 16 KiB. 64 KiB and 100 lines leave plenty of room and bound what one
+# connection can make the gateway hold. Over either cap: the connection is
+# dropped and the request fails as unavailable (502). Checked once per read and
+# once per header line, so they cost the hot path a comparison or two.
+MAX_RESPONSE_HEAD_BYTES = 64 * 1024
+MAX_RESPONSE_HEADER_LINES = 100
 
 
 class UpstreamError(Exception):
@@ -85,10 +99,13 @@ class _Closed(Exception):
 class _Connection(asyncio.Protocol):
     __slots__ = (
         "_body",
+        "_complete",
         "_counted",
         "_got_bytes",
+        "_head_bytes",
         "_head_request",
         "_headers",
+        "_in_head",
         "_parser",
         "_pool",
         "_size",
@@ -109,7 +126,13 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._size = 0
         self._got_bytes = False
+        # Set once this exchange's final answer is complete: any byte after it means
+        # the connection is out of step with its requests (see data_received).
+        self._complete = False
         self._head_request = False
+        # Bytes read while the answer's head is incomplete (MAX_RESPONSE_HEAD_BYTES).
+        self._in_head = False
+        self._head_bytes = 0
         self.closed = False
         # Set while a streamed answer's body is handed on (ServicePool.stream).
         self._stream: _Stream | None = None
@@ -138,6 +161,10 @@ class _Connection(asyncio.Protocol):
             # Bytes nobody asked for (an idle connection): the stream is no longer in sync.
             self.close()
             return
+        if self._complete:
+            # Bytes after a complete answer, in a later read: never reuse the connection.
+            self.close()
+            return
         self._got_bytes = True
         try:
             self._parser.feed_data(data)
@@ -147,26 +174,47 @@ class _Connection(asyncio.Protocol):
                 self._fail(cause)
             else:
                 self._fail(_Closed(True, f"invalid HTTP response: {exc!r}"))
+        else:
+            if self._in_head:
+                # The head is still incomplete after this read: all of it counts
+                # (a read that completes the head may carry body bytes, uncounted).
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_RESPONSE_HEAD_BYTES:
+                    self._fail(_TooLarge(True, f"response header block over {MAX_RESPONSE_HEAD_BYTES} bytes"))
 
     # -- httptools callbacks ----------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._complete:
+            # A second answer after the final one, in the same read: a service that
+            # answers twice (or a smuggled answer) would reach the next request.
+            raise _Closed(True, "bytes after a complete response")
         self._headers = []
         self._body = []
         self._size = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        headers = self._headers
+        headers.append((name.lower(), value))
+        if len(headers) > MAX_RESPONSE_HEADER_LINES:
+            raise _TooLarge(True, f"more than {MAX_RESPONSE_HEADER_LINES} response header lines")
 
     def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200:
+            if status != 100:
+                # The gateway never asks to switch protocols (101), and our services
+                # have no other interim answer to give: a 101 passed on as final would
+                # hand the client a connection in another protocol. Refused (a 502).
+                raise _Closed(True, f"unexpected interim answer {status} (only 100 Continue is expected)")
+            return  # 100 Continue: the real answer follows
+        self._in_head = False
         if self._head_request:
             # No body follows an answer to HEAD whatever it announces; the parser
             # cannot know that, so finish here and do not reuse the connection.
             self._finish(keep_alive=False)
         elif self._stream is not None:
-            status = self._parser.get_status_code()
-            if not 100 <= status < 200 or status == 101:
-                self._finish(keep_alive=False)  # the head; the body follows through the stream
+            self._finish(keep_alive=False)  # the head; the body follows through the stream
 
     def on_body(self, body: bytes) -> None:
         if self._stream is not None:
@@ -178,9 +226,9 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        status = self._parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
-            return  # an interim answer (103 Early Hints...): the real one follows
+        if self._parser.get_status_code() == 100:
+            return  # 100 Continue: the real answer follows
+        self._complete = True
         if self._stream is not None:
             self._stream.end(self._parser.should_keep_alive())
             return
@@ -227,6 +275,9 @@ class _Connection(asyncio.Protocol):
         waiter: asyncio.Future[tuple[UpstreamResponse, bool]] = loop.create_future()
         self._waiter = waiter
         self._got_bytes = False
+        self._complete = False
+        self._in_head = True
+        self._head_bytes = 0
         self._head_request = head_request
         timer = loop.call_later(timeout, _expire, waiter)
         try:

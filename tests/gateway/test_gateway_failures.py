@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.gateway.conftest import AUTH
 
 
@@ -61,3 +63,53 @@ async def test_an_unexpected_error_is_a_json_500_on_both_paths(start_gateway, mo
     monkeypatch.setattr(gateway.main, "compose_360", broken)
     response = await client.get("/v1/customers/c1/360", headers=AUTH)
     assert response.status_code == 500 and response.json()["error"] == "internal_error"
+
+
+# -- services that misbehave (issue 19): a raw server stands in for value ---------------
+
+
+async def test_headers_named_in_the_services_connection_header_stay_behind(start_gateway):
+    from tests.gateway.test_gateway_upstream import raw_server, read_request, response
+
+    async def hop_by_hop(reader, writer, state):
+        while True:
+            await read_request(reader)
+            extra = b"connection: keep-alive, X-Hop-Secret,x-other-hop\r\n"
+            extra += b"x-hop-secret: s\r\nx-other-hop: o\r\nx-kept: k\r\n"
+            writer.write(response(b"{}", extra=extra))
+            await writer.drain()
+
+    async with raw_server(hop_by_hop) as (url, _state):
+        client = await start_gateway(value_url=url)
+        got = await client.get("/v1/offers/o1", headers=AUTH)
+        assert got.status_code == 200 and got.headers["x-kept"] == "k"
+        assert "x-hop-secret" not in got.headers and "x-other-hop" not in got.headers
+        assert "keep-alive" not in got.headers.get("connection", "")
+
+
+async def endless_headers(reader, writer):
+    writer.write(b"HTTP/1.1 200 OK\r\n")
+    for _ in range(64 * 1024):  # 64 MiB at most: the gateway stops reading long before
+        writer.write(b"x-filler: " + b"a" * 1000 + b"\r\n")
+        await writer.drain()
+
+
+async def switching_protocols(reader, writer):
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
+    await writer.drain()
+    await reader.read()
+
+
+@pytest.mark.parametrize("answer", [endless_headers, switching_protocols], ids=["endless-headers", "101"])
+async def test_a_misbehaving_service_is_a_502(start_gateway, answer):
+    from tests.gateway.test_gateway_upstream import raw_server, read_request
+
+    async def misbehave(reader, writer, state):
+        await read_request(reader)
+        await answer(reader, writer)
+
+    async with raw_server(misbehave) as (url, _state):
+        client = await start_gateway(value_url=url)
+        got = await client.get("/v1/offers/o1", headers=AUTH)
+        assert got.status_code == 502
+        assert got.json() == {"error": "bad_gateway", "detail": "value unavailable"}

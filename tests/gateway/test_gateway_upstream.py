@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from gateway.upstream import ServicePool, UpstreamTimeout, UpstreamUnavailable
+from gateway.upstream import MAX_RESPONSE_HEADER_LINES, ServicePool, UpstreamTimeout, UpstreamUnavailable
 from tests.gateway.conftest import free_port
 
 
@@ -240,16 +240,45 @@ async def test_head_request_does_not_wait_for_a_body():
         await pool.aclose()
 
 
-async def test_interim_1xx_answers_are_skipped():
-    async def early_hints(reader, writer, state):
+async def test_interim_100_continue_is_skipped():
+    async def continue_first(reader, writer, state):
         await read_request(reader)
-        writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n" + response(b"final"))
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + response(b"final"))
         await writer.drain()
 
-    async with raw_server(early_hints) as (url, _state):
+    async with raw_server(continue_first) as (url, _state):
         pool = ServicePool("svc", url)
         result = await pool.request("GET", b"/")
         assert (result.status, result.body) == (200, b"final")
+        head = await pool.request("HEAD", b"/")
+        assert (head.status, head.body) == (200, b"")
+        await pool.aclose()
+
+
+@pytest.mark.parametrize(
+    "interim",
+    [
+        b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n\x81\x05hello",
+        b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n" + response(b"final"),
+        b"HTTP/1.1 102 Processing\r\n\r\n" + response(b"final"),
+    ],
+    ids=["101", "103", "102"],
+)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_a_1xx_answer_other_than_100_is_unavailable(interim, method):
+    # The gateway never asks to switch protocols, and a service of ours has no other
+    # interim answer to give: anything but 100 Continue is a broken or hostile service.
+    async def interim_answer(reader, writer, state):
+        await read_request(reader)
+        writer.write(interim)
+        await writer.drain()
+        await reader.read()
+
+    async with raw_server(interim_answer) as (url, _state):
+        pool = ServicePool("svc", url)
+        with pytest.raises(UpstreamUnavailable, match="interim"):
+            await pool.request(method, b"/")
+        assert pool.open_connections == 0
         await pool.aclose()
 
 
@@ -289,4 +318,94 @@ async def test_cancelled_request_drops_its_connection():
         with pytest.raises(asyncio.CancelledError):
             await task
         assert pool.open_connections == 0
+        await pool.aclose()
+
+
+@pytest.mark.parametrize("later", [False, True], ids=["same-write", "later-write"])
+async def test_bytes_after_a_complete_answer_never_reach_the_next_request(later):
+    # A complete 200 and the start of a second answer, in the same write or a later
+    # one: the connection is out of step with its requests and must not go back to
+    # the pool, or the next, unrelated request gets the injected 418.
+    smuggled = b"HTTP/1.1 418 I'm a teapot\r\nx-injected: yes\r\n"
+    sent_extra = asyncio.Event()
+
+    async def smuggler(reader, writer, state):
+        await read_request(reader)
+        writer.write(response(b"first") + (b"" if later else smuggled))
+        await writer.drain()
+        if later:
+            await asyncio.sleep(0.05)
+            writer.write(smuggled)
+            await writer.drain()
+        sent_extra.set()
+        while True:
+            await read_request(reader)
+            writer.write(b"content-length: 0\r\n\r\n" + response(b"second"))
+            await writer.drain()
+
+    async with raw_server(smuggler) as (url, state):
+        pool = ServicePool("svc", url)
+        first = await pool.request("GET", b"/")
+        assert (first.status, first.body) == (200, b"first")
+        await sent_extra.wait()
+        await asyncio.sleep(0.05)  # let the extra bytes reach the idle connection
+        second = await pool.request("GET", b"/other")
+        assert (second.status, second.header(b"x-injected")) == (200, None)
+        assert state["connections"] == 2
+        await pool.aclose()
+
+
+async def test_endless_response_headers_are_cut_off():
+    # 1 KB header lines without end: the client gives up at the header cap (a 502
+    # at the gateway) and drops the connection, and does not read on until its timeout.
+    stopped = asyncio.get_running_loop().create_future()
+
+    async def endless_headers(reader, writer, state):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        line = b"x-filler: " + b"a" * 1000 + b"\r\n"
+        written = 0
+        try:
+            while written < 256 * 1024 * 1024:
+                writer.write(line * 16)
+                written += len(line) * 16
+                await writer.drain()
+        except ConnectionError:
+            stopped.set_result(written)
+            raise
+        stopped.set_result(None)
+
+    async with raw_server(endless_headers) as (url, _state):
+        pool = ServicePool("svc", url)
+        with pytest.raises(UpstreamUnavailable, match="header"):
+            await pool.request("GET", b"/")
+        written = await stopped
+        assert written is not None, "the client read all 256 MiB of headers"
+        assert pool.open_connections == 0
+        await pool.aclose()
+
+
+async def test_too_many_response_header_lines_are_refused():
+    async def many_headers(reader, writer, state):
+        await read_request(reader)
+        writer.write(response(b"ok", extra=b"".join(b"x-h%d: v\r\n" % i for i in range(MAX_RESPONSE_HEADER_LINES + 1))))
+        await writer.drain()
+
+    async with raw_server(many_headers) as (url, _state):
+        pool = ServicePool("svc", url)
+        with pytest.raises(UpstreamUnavailable, match="header"):
+            await pool.request("GET", b"/")
+        await pool.aclose()
+
+
+async def test_response_headers_up_to_the_cap_pass():
+    async def many_headers(reader, writer, state):
+        await read_request(reader)
+        writer.write(response(b"ok", extra=b"".join(b"x-h%d: v\r\n" % i for i in range(MAX_RESPONSE_HEADER_LINES - 1))))
+        await writer.drain()
+
+    async with raw_server(many_headers) as (url, _state):
+        pool = ServicePool("svc", url)
+        result = await pool.request("GET", b"/")
+        assert (result.status, len(result.headers)) == (200, MAX_RESPONSE_HEADER_LINES)
         await pool.aclose()
