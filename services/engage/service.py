@@ -118,5 +118,5 @@ async def timeline(*, session: AsyncSession, customer_id: str, before: tuple[dat
     if await aliases.survivor_of(session, customer_id) or not (
         await known_customers.contains(session, customer_id) or await repository.has_timeline(session, customer_id)
     ):
-        raise await aliases.not_found(session, customer_id)
+        raise await aliases.not_found_or_merged(session, customer_id)
     return rows

@@ -133,7 +133,7 @@ async def follow_merge(session: AsyncSession, merge: Merge) -> None:
 async def lifecycle_of(*, session: AsyncSession, customer_id: str) -> dict:
     stage, history = await repository.read_lifecycle(session, customer_id)
     if stage is None:
-        raise await aliases.not_found(session, customer_id)
+        raise await aliases.not_found_or_merged(session, customer_id)
     return {
         "customer_id": customer_id,
         "stage": stage["stage"],

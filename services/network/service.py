@@ -132,5 +132,5 @@ async def referrals_by(*, session: AsyncSession, customer_id: str, after_id: str
     if not rows and (
         await aliases.survivor_of(session, customer_id) or not await known_customers.contains(session, customer_id)
     ):
-        raise await aliases.not_found(session, customer_id)
+        raise await aliases.not_found_or_merged(session, customer_id)
     return rows

@@ -128,7 +128,7 @@ async def redeem(*, session: AsyncSession, offer_id: str) -> dict:
 async def offers_of(*, session: AsyncSession, customer_id: str, before_id: str | None, limit: int) -> list[dict]:
     rows = await repository.list_offers(session, customer_id=customer_id, before_id=before_id, limit=limit)
     if not rows and await _unknown_customer(session, customer_id):
-        raise await aliases.not_found(session, customer_id)
+        raise await aliases.not_found_or_merged(session, customer_id)
     return [present(row) for row in rows]
 
 
@@ -149,7 +149,7 @@ async def search_offers(
         session, customer_id=customer_id, before_id=before_id, limit=limit, kind=kind, status=status, now=utcnow()
     )
     if not rows and customer_id is not None and await _unknown_customer(session, customer_id):
-        error = await aliases.not_found(session, customer_id)
+        error = await aliases.not_found_or_merged(session, customer_id)
         if isinstance(error, MergedCustomer):
             raise error
         raise NotFound(

@@ -110,7 +110,7 @@ class CustomerAliases:
         survivor: str | None = (await session.execute(self._survivor_of, {"customer_id": customer_id})).scalar()
         return survivor
 
-    async def not_found(self, session: AsyncSession, customer_id: str) -> NotFound | MergedCustomer:
+    async def not_found_or_merged(self, session: AsyncSession, customer_id: str) -> NotFound | MergedCustomer:
         """For a customer the service has nothing for: 404, or 409 `customer_merged` naming
         the survivor when the id was merged (as every write naming it gets)."""
 
