@@ -19,31 +19,33 @@ MAPPING = {"master_id": "customer_external_id", "date": "occurred_at", "dollars"
 ROWS, CUSTOMERS = 6919, 2357
 
 
-def import_with_the_cli(suite, *extra: str) -> subprocess.CompletedProcess:
+def run_import(path: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None):
+    """`valuechain import transactions <path> <args>`, as a user types it."""
+
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "valuechain",
-            "import",
-            "transactions",
-            str(CDNOW_SAMPLE),
-            "--columns",
-            COLUMNS,
-            "--mapping",
-            json.dumps(MAPPING),
-            "--currency",
-            "USD",
-            "--create-customers",
-            "--gateway",
-            suite.gateway_url,
-            *extra,
-        ],
+        [sys.executable, "-m", "valuechain", "import", "transactions", str(path), *args],
         cwd=ROOT,
-        env={**os.environ, "VALUECHAIN_ADMIN_API_KEY": suite.admin_key},
+        env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
+    )
+
+
+def import_with_the_cli(suite, *extra: str) -> subprocess.CompletedProcess:
+    return run_import(
+        CDNOW_SAMPLE,
+        "--columns",
+        COLUMNS,
+        "--mapping",
+        json.dumps(MAPPING),
+        "--currency",
+        "USD",
+        "--create-customers",
+        "--gateway",
+        suite.gateway_url,
+        *extra,
+        env={**os.environ, "VALUECHAIN_ADMIN_API_KEY": suite.admin_key},
     )
 
 
@@ -120,47 +122,21 @@ async def test_a_multi_megabyte_upload_goes_through_the_gateway(running_suite, t
     path = Path(tmp_path) / "big.csv"
     path.write_text("\n".join(rows) + "\n")
     assert path.stat().st_size > 4_000_000
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "valuechain",
-            "import",
-            "transactions",
-            str(path),
-            "--create-customers",
-            "--gateway",
-            running_suite.gateway_url,
-            "--api-key",
-            running_suite.admin_key,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_import(
+        path, "--create-customers", "--gateway", running_suite.gateway_url, "--api-key", running_suite.admin_key
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "4,000 rows read, 4,000 recorded" in result.stdout
     assert "100% 4,000/4,000 rows" in result.stderr  # the header line is not a row
 
-    refused = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "valuechain",
-            "import",
-            "transactions",
-            str(path),
-            "--mapping",
-            "{nope",
-            "--gateway",
-            running_suite.gateway_url,
-            "--api-key",
-            running_suite.admin_key,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    refused = run_import(
+        path,
+        "--mapping",
+        "{nope",
+        "--gateway",
+        running_suite.gateway_url,
+        "--api-key",
+        running_suite.admin_key,
         timeout=60,
     )
     assert refused.returncode != 0 and "not JSON" in refused.stderr
