@@ -30,6 +30,7 @@ from gateway.openapi import OpenAPIMerger
 from gateway.proxy import SCOPE_AUTHENTICATED, SCOPE_CORRELATION_ID, SCOPE_REQUEST_ID, GatewayFront
 from gateway.routes import RouteTable
 from gateway.settings import SERVICES, GatewaySettings
+from gateway.store import open_store
 from gateway.upstream import Upstreams
 from shared.http.docs_ui import install_docs
 from shared.http.error_handlers import install_error_handlers
@@ -94,12 +95,16 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
             max_response_bytes=settings.max_response_body_bytes,
         )
         app.front.upstreams = upstreams
+        # Migrated beforehand by `valuechain migrate` (the supervisor runs it before starting anything).
+        store = app.state.store = open_store(settings.database_url)
         log.info("gateway started", extra={"fields": {"services": settings.service_urls(), "port": settings.port}})
         try:
             yield
         finally:
             app.front.upstreams = None
             await upstreams.aclose()
+            app.state.store = None
+            await store.dispose()
             if app.front.access_log is not None:
                 app.front.access_log.flush()
 
@@ -116,6 +121,7 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.route_table = table
+    app.state.store = None  # the gateway's database, opened by the lifespan (gateway/store.py)
     # The gateway's own routes (health, readiness, metrics, OpenAPI, docs, 360) refuse unknown
     # query parameters as the services do. Proxied routes are the services' to check: the
     # route table knows paths, not parameters, and the service's 422 comes back unchanged.

@@ -14,14 +14,14 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from shared.settings import GATEWAY_PORT, SERVICE_PORTS, SERVICES, SuiteSettings, local_url
+from shared.settings import GATEWAY_PORT, SERVICE_PORTS, SERVICES, GatewayStoreSettings, local_url
 
 __all__ = ["SERVICES", "GatewaySettings"]
 
 DEFAULT_CORS_ORIGINS = ("http://localhost:3000", "http://127.0.0.1:3000")
 
 
-class GatewaySettings(SuiteSettings):
+class GatewaySettings(GatewayStoreSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_GATEWAY_")
 
     host: str = "127.0.0.1"

@@ -198,6 +198,29 @@ class LifecycleSettings(ServiceSettings):
     service: ClassVar[str] = "lifecycle"
 
 
+class GatewayStoreSettings(SuiteSettings):
+    """Where the gateway keeps its own state (API keys, the audit log, export jobs).
+
+    Here rather than in gateway/settings.py because `valuechain migrate` (shared/db/migrations.py)
+    migrates the gateway's database with the services' and shared/ does not import the gateway.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VALUECHAIN_GATEWAY_")
+
+    # Empty: SQLite in <var_dir>/gateway.db.
+    database_url: str = ""
+
+    @model_validator(mode="after")
+    def _local_database(self) -> Self:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.var_dir / 'gateway.db'}"
+        return self
+
+    def secrets(self) -> dict[str, str | None]:
+        password = make_url(self.database_url).password if self.database_url else None
+        return {**super().secrets(), "VALUECHAIN_GATEWAY_DATABASE_URL (its password)": password}
+
+
 SETTINGS_CLASSES: dict[str, type[ServiceSettings]] = {
     cls.service: cls for cls in (IdentifySettings, EngageSettings, NetworkSettings, ValueSettings, LifecycleSettings)
 }

@@ -14,13 +14,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.lifecycle.models import Base as LifecycleBase
 from shared.db import migrations
-from shared.db.migrations import SERVICES_DIR, MigrationError, alembic_config, make_revision, upgrade
-from shared.settings import SERVICES
+from shared.db.migrations import DATABASES, SERVICES_DIR, MigrationError, alembic_config, make_revision, upgrade
 from tests.support import make_database_url
 from valuechain import cli
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", DATABASES)
 def test_migrations_match_the_models(service, tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / service}.db"
     upgrade(service, url)

@@ -83,7 +83,7 @@ def test_python_dash_m_valuechain_is_the_console_script():
         assert subprocess.run([str(script), "--help"], capture_output=True, timeout=60).returncode == 0
 
 
-def test_migrate_brings_every_service_database_to_head(tmp_path):
+def test_migrate_brings_every_database_to_head(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VALUECHAIN_")}
     env["VALUECHAIN_VAR_DIR"] = str(tmp_path / "var")
     result = subprocess.run(
@@ -95,7 +95,8 @@ def test_migrate_brings_every_service_database_to_head(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert sorted(p.name for p in (tmp_path / "var").glob("*.db")) == sorted(f"{s}.db" for s in SERVICES)
+    # The five services' databases and the gateway's own (API keys, audit log, export jobs).
+    assert sorted(p.name for p in (tmp_path / "var").glob("*.db")) == sorted(f"{s}.db" for s in (*SERVICES, "gateway"))
 
 
 # ---------------------------------------------------------------------------

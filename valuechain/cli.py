@@ -24,7 +24,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     from shared.db.migrations import upgrade_all
 
     upgrade_all()
-    print("migrations: every service is at head")
+    print("migrations: every service's database and the gateway's are at head")
     return 0
 
 
@@ -192,7 +192,7 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
         _no_args,
         _cmd_run,
     ),
-    ("migrate", "upgrade every service's database to the latest schema", _no_args, _cmd_migrate),
+    ("migrate", "upgrade every service's database and the gateway's to the latest schema", _no_args, _cmd_migrate),
     (
         "migration",
         "autogenerate a dated revision of one service's database from its models (make migration)",

@@ -1,8 +1,9 @@
-"""Alembic, once per service: each service has its own history and version table.
+"""Alembic, once per database: each service, and the gateway, has its own history and version table.
 
-`upgrade(service)` brings one service's database to head; `upgrade_all()` does
-every service (the pre-start step of `valuechain run`). Each service's
-`migrations/env.py` calls `run_env()` with its own metadata.
+`upgrade(name)` brings one database to head; `upgrade_all()` does every one (the
+pre-start step of `valuechain run`). Each `migrations/env.py` calls `run_env()`
+with its own metadata. The gateway's database (API keys, audit log, export jobs)
+is migrated like a service's, from gateway/migrations.
 """
 
 from __future__ import annotations
@@ -20,9 +21,21 @@ from sqlalchemy import Connection, MetaData, pool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.settings import SERVICES, service_settings
+from shared.settings import SERVICES, GatewayStoreSettings, service_settings
 
-SERVICES_DIR = Path(__file__).resolve().parent.parent.parent / "services"
+ROOT = Path(__file__).resolve().parent.parent.parent
+SERVICES_DIR = ROOT / "services"
+GATEWAY = "gateway"
+# Every database `valuechain migrate` brings to head: the five services', then the gateway's.
+DATABASES = (*SERVICES, GATEWAY)
+
+
+def migrations_dir(name: str) -> Path:
+    return ROOT / GATEWAY / "migrations" if name == GATEWAY else SERVICES_DIR / name / "migrations"
+
+
+def database_url(name: str) -> str:
+    return GatewayStoreSettings().database_url if name == GATEWAY else service_settings(name).database_url
 
 
 def version_table(service: str) -> str:
@@ -30,9 +43,9 @@ def version_table(service: str) -> str:
 
 
 def alembic_config(service: str, url: str | None = None, script_location: Path | None = None) -> Config:
-    url = url or service_settings(service).database_url
+    url = url or database_url(service)
     config = Config()
-    config.set_main_option("script_location", str(script_location or SERVICES_DIR / service / "migrations"))
+    config.set_main_option("script_location", str(script_location or migrations_dir(service)))
     # Dated file names keep each history readable in order.
     config.set_main_option(
         "file_template", "%%(year)d%%(month).2d%%(day).2d_%%(hour).2d%%(minute).2d_%%(rev)s_%%(slug)s"
@@ -69,8 +82,8 @@ def upgrade(service: str, url: str | None = None, revision: str = "head", script
 
 
 def upgrade_all() -> None:
-    for service in SERVICES:
-        upgrade(service)
+    for name in DATABASES:
+        upgrade(name)
 
 
 def run_env(target_metadata: MetaData) -> None:
@@ -127,8 +140,8 @@ def make_revision(service: str, message: str, script_location: Path | None = Non
 
     import tempfile
 
-    if service not in SERVICES:
-        raise MigrationError(f"unknown service {service!r}: expected one of {', '.join(SERVICES)}")
+    if service not in DATABASES:
+        raise MigrationError(f"unknown service {service!r}: expected one of {', '.join(DATABASES)}")
     message = (message or "").strip()
     if not message:
         raise MigrationError('a migration needs a message: MESSAGE="what it changes"')

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.main import create_app
 from gateway.settings import SERVICES, GatewaySettings
+from shared.db.migrations import upgrade
 
 API_KEY = "test-admin-key-0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -240,6 +241,7 @@ async def start_gateway(stand_ins, nats_stub, tmp_path_factory):
 
         async def start(**overrides) -> httpx.AsyncClient:
             settings = gateway_settings(stand_ins, nats_stub, tmp_path_factory.mktemp("var"), **overrides)
+            await asyncio.to_thread(upgrade, "gateway", settings.database_url)
             app = create_app(settings, admin_key=API_KEY)
             url = await stack.enter_async_context(serve(app))
             client = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=10.0))

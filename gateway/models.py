@@ -1,0 +1,7 @@
+"""Every table of the gateway's database, imported in one place for Alembic.
+
+Each module that owns tables (API keys, the audit log, export jobs) defines them on
+gateway.store.Base and is imported here, so `make migration SERVICE=gateway` sees them all.
+"""
+
+from __future__ import annotations
