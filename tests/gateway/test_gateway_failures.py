@@ -100,7 +100,17 @@ async def switching_protocols(reader, writer):
     await reader.read()
 
 
-@pytest.mark.parametrize("answer", [endless_headers, switching_protocols], ids=["endless-headers", "101"])
+async def framed_by_close(reader, writer):
+    # No Content-Length, not chunked: the body ends when the connection does, so an
+    # answer cut short looks complete. Refused (docs/operations.md says why).
+    writer.write(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"complete": ')
+    await writer.drain()
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    "answer", [endless_headers, switching_protocols, framed_by_close], ids=["endless-headers", "101", "close-framed"]
+)
 async def test_a_misbehaving_service_is_a_502(start_gateway, answer):
     from tests.gateway.test_gateway_upstream import raw_server, read_request
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import pytest
 
-from tests.gateway.conftest import API_KEY, AUTH
+from gateway.main import create_app
+from gateway.server import GatewayHttpProtocol
+from tests.gateway.conftest import API_KEY, AUTH, gateway_settings, serve
 
 # Small limits, so that a test sends little and waits less.
 LIMITS = {
@@ -294,3 +297,34 @@ async def test_a_client_keeps_at_most_its_share_of_idle_connections(start_gatewa
     finally:
         first.close()
         second.close()
+
+
+# -- how the gateway is served ------------------------------------------------------------
+
+
+def test_python_m_gateway_serves_with_the_gateway_protocol(monkeypatch):
+    import gateway.__main__ as entry
+
+    seen: dict = {}
+    monkeypatch.setattr(entry.uvicorn, "run", lambda app, **options: seen.update(options, app=app))
+    entry.main(["--host", "0.0.0.0", "--port", "8123"])
+    assert seen["http"] is GatewayHttpProtocol
+    assert (seen["app"], seen["factory"], seen["host"], seen["port"]) == (
+        "gateway.main:create_app",
+        True,
+        "0.0.0.0",
+        8123,
+    )
+
+
+async def test_a_worker_reads_its_limits_from_the_environment(monkeypatch, stand_ins, nats_stub, tmp_path):
+    # A worker process imports GatewayHttpProtocol by name (limits unset) and reads
+    # them as the app does; a subclass keeps this test's reading to itself.
+    monkeypatch.setenv("VALUECHAIN_GATEWAY_MAX_REQUEST_HEADERS", "7")
+    protocol = type("FromEnvironment", (GatewayHttpProtocol,), {})
+    app = create_app(gateway_settings(stand_ins, nats_stub, tmp_path), admin_key=API_KEY)
+    async with serve(app, http=protocol) as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.get("/healthz", headers={f"x-h{i}": "v" for i in range(8)})
+        assert response.status_code == 431
+        assert response.json()["detail"] == "more than 7 request header lines"
+        assert protocol.limits is not None and GatewayHttpProtocol.limits is None
