@@ -409,3 +409,56 @@ async def test_response_headers_up_to_the_cap_pass():
         result = await pool.request("GET", b"/")
         assert (result.status, len(result.headers)) == (200, MAX_RESPONSE_HEADER_LINES)
         await pool.aclose()
+
+
+async def test_trailers_are_never_answer_headers():
+    # A chunked answer's trailers come through llhttp's header callback: they used to
+    # join the answer's headers, and so reach the client (or replace x-request-id).
+    async def with_trailers(reader, writer, state):
+        while True:
+            await read_request(reader)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-kept: 1\r\n\r\n"
+                b"2\r\nok\r\n0\r\nx-request-id: injected\r\nset-cookie: a=b\r\n\r\n"
+            )
+            await writer.drain()
+
+    async with raw_server(with_trailers) as (url, state):
+        pool = ServicePool("svc", url)
+        for _ in range(2):
+            result = await pool.request("GET", b"/")
+            assert (result.status, result.headers, result.body) == (
+                200,
+                [(b"transfer-encoding", b"chunked"), (b"x-kept", b"1")],
+                b"ok",
+            )
+        assert state["connections"] == 1  # a complete answer: the connection is reused
+        await pool.aclose()
+
+
+@pytest.mark.parametrize("part", ["trailer lines", "one trailer"])
+async def test_endless_trailers_are_cut_off(part):
+    stopped = asyncio.get_running_loop().create_future()
+
+    async def endless_trailers(reader, writer, state):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n")
+        if part == "one trailer":
+            writer.write(b"x-endless: ")
+        piece = b"x-filler: " + b"a" * 1000 + b"\r\n" if part == "trailer lines" else b"a" * 16_000
+        try:
+            for _ in range(16 * 1024):  # 256 MiB at most
+                writer.write(piece * 16)
+                await writer.drain()
+        except ConnectionError:
+            stopped.set_result(True)
+            raise
+        stopped.set_result(False)
+
+    async with raw_server(endless_trailers) as (url, _state):
+        pool = ServicePool("svc", url, max_response_bytes=1024 * 1024)
+        with pytest.raises(UpstreamUnavailable):
+            await pool.request("GET", b"/")
+        assert await stopped, "the client read every trailer byte"
+        assert pool.open_connections == 0
+        await pool.aclose()
