@@ -213,12 +213,19 @@ class _Connection(asyncio.Protocol):
         if self._lines > MAX_RESPONSE_HEADER_LINES:
             raise _TooLarge(True, f"more than {MAX_RESPONSE_HEADER_LINES} response header lines")
         if self._in_head:
-            self._headers.append((name.lower(), value))
+            name = name.lower()
+            if name == b"transfer-encoding":
+                self._check_coding(value)
+            self._headers.append((name, value))
         # else: a trailer of a chunked answer (llhttp reports both alike): counted,
         # never an answer header passed on to the client.
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        if status > 599:
+            # Not a status (RFC 9110 15: 100-599); the gateway's server could not even
+            # write it. llhttp and h11 take any three digits.
+            raise _Closed(True, f"invalid status code {status}")
         if status < 200:
             if status != 100:
                 # The gateway never asks to switch protocols (101), and our services
@@ -253,6 +260,15 @@ class _Connection(asyncio.Protocol):
         self._finish(keep_alive=self._parser.should_keep_alive())
 
     # -- internals ----------------------------------------------------------
+
+    def _check_coding(self, value: bytes) -> None:
+        """Only `chunked`, once: llhttp de-chunks `gzip, chunked` and leaves the body
+        gzipped with nothing left to say so (the gateway drops Transfer-Encoding), and
+        takes chunked twice as once. Our services never send another coding (h11
+        refuses them too)."""
+
+        if value.strip().lower() != b"chunked" or any(name == b"transfer-encoding" for name, _ in self._headers):
+            raise _Closed(True, f"unsupported Transfer-Encoding in the response: {value!r}")
 
     def _finish(self, keep_alive: bool) -> None:
         waiter = self._waiter

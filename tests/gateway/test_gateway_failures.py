@@ -108,8 +108,25 @@ async def framed_by_close(reader, writer):
     writer.close()
 
 
+async def gzip_coded(reader, writer):
+    # De-chunked by llhttp, the body stayed gzipped and the gateway dropped the header
+    # that said so: the client got bytes it could not read.
+    writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+    await writer.drain()
+    await reader.read()
+
+
+async def status_999(reader, writer):
+    # Three digits, but no status (RFC 9110 15): the gateway's server cannot write it.
+    writer.write(b"HTTP/1.1 999 Whatever\r\ncontent-length: 2\r\n\r\n{}")
+    await writer.drain()
+    await reader.read()
+
+
 @pytest.mark.parametrize(
-    "answer", [endless_headers, switching_protocols, framed_by_close], ids=["endless-headers", "101", "close-framed"]
+    "answer",
+    [endless_headers, switching_protocols, framed_by_close, gzip_coded, status_999],
+    ids=["endless-headers", "101", "close-framed", "gzip-chunked", "status-999"],
 )
 async def test_a_misbehaving_service_is_a_502(start_gateway, answer):
     from tests.gateway.test_gateway_upstream import raw_server, read_request
