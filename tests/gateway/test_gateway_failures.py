@@ -94,10 +94,15 @@ async def endless_headers(reader, writer):
         await writer.drain()
 
 
-async def switching_protocols(reader, writer):
-    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
-    await writer.drain()
-    await reader.read()
+def answering(raw: bytes):
+    """An answer that sends `raw` and waits for the gateway to hang up."""
+
+    async def answer(reader, writer):
+        writer.write(raw)
+        await writer.drain()
+        await reader.read()
+
+    return answer
 
 
 async def framed_by_close(reader, writer):
@@ -108,26 +113,19 @@ async def framed_by_close(reader, writer):
     writer.close()
 
 
-async def gzip_coded(reader, writer):
+MISBEHAVING = {
+    "endless-headers": endless_headers,
+    "101": answering(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"),
+    "close-framed": framed_by_close,
     # De-chunked by llhttp, the body stayed gzipped and the gateway dropped the header
     # that said so: the client got bytes it could not read.
-    writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
-    await writer.drain()
-    await reader.read()
-
-
-async def status_999(reader, writer):
+    "gzip-chunked": answering(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"),
     # Three digits, but no status (RFC 9110 15): the gateway's server cannot write it.
-    writer.write(b"HTTP/1.1 999 Whatever\r\ncontent-length: 2\r\n\r\n{}")
-    await writer.drain()
-    await reader.read()
+    "status-999": answering(b"HTTP/1.1 999 Whatever\r\ncontent-length: 2\r\n\r\n{}"),
+}
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [endless_headers, switching_protocols, framed_by_close, gzip_coded, status_999],
-    ids=["endless-headers", "101", "close-framed", "gzip-chunked", "status-999"],
-)
+@pytest.mark.parametrize("answer", list(MISBEHAVING.values()), ids=list(MISBEHAVING))
 async def test_a_misbehaving_service_is_a_502(start_gateway, answer):
     from tests.gateway.test_gateway_upstream import raw_server, read_request
 
