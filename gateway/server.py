@@ -24,7 +24,9 @@ Content-Length and a chunked body that lies about its size. So `GatewayHttpProto
 * keeps at most `max_idle_connections_per_client` connections per client address
   waiting for a request (new, between requests, or with an incomplete head): over
   it, that client's oldest waiting connection is closed;
-* answers llhttp's parse errors with the suite's JSON 400 instead of uvicorn's text.
+* answers llhttp's parse errors with the suite's JSON 400 instead of uvicorn's text;
+* closes after a refusal the way nginx does (LINGER_S, LINGER_BYTES), so that the
+  client reads the refusal instead of a reset.
 
 Run the gateway with `python -m gateway` (gateway/__main__.py), which serves with this
 protocol; `uvicorn gateway.main:create_app` alone would not.
@@ -49,6 +51,13 @@ from uvicorn.server import ServerState
 
 from gateway.settings import GatewaySettings
 from shared.http.errors import error_body
+
+# After a refusal, how long and how much more the connection is read (and dropped)
+# before it is closed: closing a socket with unread bytes resets it, and the reset can
+# take the refusal with it (a client still sending a 1 MB header got a reset, not its
+# 431). nginx's lingering close does the same.
+LINGER_S = 2.0
+LINGER_BYTES = 4 * 1024 * 1024
 
 # Where a connection is in its current request.
 _HEAD = 0  # waiting for a request head, or reading one
@@ -151,6 +160,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._last_read = 0.0
         self._waiting: _Waiting | None = None
         self._client_host = ""
+        self._lingering = 0  # bytes still to drop after a refusal (see LINGER_BYTES)
 
     # -- connection -----------------------------------------------------------
 
@@ -173,6 +183,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            self._lingering -= len(data)
+            if self._lingering <= 0:
+                self.transport.close()
+            return
         self._unset_keepalive_if_required()
         if self._phase == _HEAD:
             self._head_bytes += len(data)
@@ -325,19 +340,31 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self.logger.warning(
             "%s %s from %s: %s", refusal.status, refusal.error, self.client[0] if self.client else "?", refusal.detail
         )
-        if can_answer:
-            body = error_body(refusal.error, refusal.detail)
-            transport.write(
-                b"".join(
-                    (
-                        STATUS_LINE[refusal.status],
-                        b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-                        % len(body),
-                        body,
-                    )
+        if not can_answer:
+            transport.close()
+            return
+        body = error_body(refusal.error, refusal.detail)
+        transport.write(
+            b"".join(
+                (
+                    STATUS_LINE[refusal.status],
+                    b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body),
+                    body,
                 )
             )
-        transport.close()
+        )
+        # A lingering close: the answer and our end of the stream go out, and what the
+        # client still sends is read and dropped, until it closes, LINGER_BYTES or LINGER_S.
+        if self._waiting is not None:
+            self._waiting.discard(self, self._client_host)
+            self._waiting = None
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._lingering = LINGER_BYTES
+        self.flow.resume_reading()
+        self._timer = self.loop.call_later(LINGER_S, transport.close)
 
 
 def protocol_class(settings: GatewaySettings) -> type[GatewayHttpProtocol]:

@@ -98,13 +98,13 @@ async def refused(client, *writes: bytes, pause: float = 0.0) -> tuple[int, dict
 
 
 async def test_a_huge_header_value_is_431(gateway):
-    status, body = await refused(gateway, head(extra=b"x-big: " + b"a" * 100_000 + b"\r\n\r\n"))
+    status, body = await refused(gateway, head(extra=b"x-big: " + b"a" * 1_000_000 + b"\r\n\r\n"))
     assert status == 431
     assert body == {"error": "request_header_fields_too_large", "detail": "request head over 4096 bytes"}
 
 
 async def test_too_many_headers_is_431(gateway):
-    many = b"".join(b"x-h%d: v\r\n" % i for i in range(30))
+    many = b"".join(b"x-h%d: v\r\n" % i for i in range(20_000))  # as the probe sent
     status, body = await refused(gateway, head(extra=many + b"\r\n"))
     assert status == 431
     assert body == {"error": "request_header_fields_too_large", "detail": "more than 20 request header lines"}
