@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from gateway.main import create_app
-from gateway.server import GatewayHttpProtocol
+from gateway.server import GatewayHttpProtocol, protocol_class
+from gateway.settings import GatewaySettings
 from tests.gateway.conftest import API_KEY, AUTH, gateway_settings, serve
 
 # Small limits, so that a test sends little and waits less.
@@ -328,3 +329,26 @@ async def test_a_worker_reads_its_limits_from_the_environment(monkeypatch, stand
         assert response.status_code == 431
         assert response.json()["detail"] == "more than 7 request header lines"
         assert protocol.limits is not None and GatewayHttpProtocol.limits is None
+
+
+async def test_time_the_gateway_is_behind_is_not_the_clients():
+    # An app that takes a while before it reads a large body: uvicorn stops reading
+    # (flow control) and the client's bytes wait in the socket. No 408 for that.
+    async def slow_reader(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await asyncio.sleep(1.0)
+        size, more = 0, True
+        while more:
+            message = await receive()
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(b"%d" % size))]}
+        )
+        await send({"type": "http.response.body", "body": b"%d" % size})
+
+    settings = GatewaySettings(request_body_idle_timeout_s=0.2, request_body_timeout_s=0.5)
+    async with serve(slow_reader, http=protocol_class(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.post("/", content=b"x" * 1_000_000)
+    assert response.status_code == 200 and response.text == "1000000"
