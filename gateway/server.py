@@ -214,7 +214,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             now = self.loop.time()
             self._deadline = now + self._limits.body_timeout
             self._last_read = now
-            self._arm(self._limits.body_idle_timeout, self._body_expired)
+            self._arm(min(self._limits.body_idle_timeout, self._limits.body_timeout), self._body_expired)
 
     # -- parser callbacks -------------------------------------------------------
 
