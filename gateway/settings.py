@@ -57,6 +57,24 @@ class GatewaySettings(GatewayStoreSettings):
     max_request_body_bytes: int = 10 * 1024 * 1024
     max_response_body_bytes: int = 64 * 1024 * 1024
 
+    # What a client's request may take, checked below ASGI by gateway/server.py
+    # (`python -m gateway`). A head (request line and headers) over either cap is a
+    # 431; a head not in within request_header_timeout_s of its first byte (or of
+    # the connection's opening), and a body that stalls for request_body_idle_timeout_s
+    # or takes over request_body_timeout_s, are a 408. nginx reads heads into 1 KiB
+    # plus 4 x 8 KiB buffers, gunicorn allows 100 header lines; our own heads
+    # (a key or a JWT, ids, content type) stay well under 8 KiB.
+    max_request_header_bytes: int = 32 * 1024
+    max_request_headers: int = 100
+    request_header_timeout_s: float = 10.0
+    request_body_idle_timeout_s: float = 10.0
+    request_body_timeout_s: float = 120.0
+    # Connections one client address may keep waiting for a request (new, idle between
+    # requests, or with an incomplete head); over it its oldest one is closed. Behind a
+    # proxy every connection comes from the proxy: raise it above the proxy's keep-alive
+    # pool, or 0 for no bound.
+    max_idle_connections_per_client: int = 64
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
 
     log_level: str = "INFO"

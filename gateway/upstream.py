@@ -21,6 +21,7 @@ with:
   connections and protocol errors become `UpstreamUnavailable`;
 * chunked and content-length bodies (llhttp de-chunks), 100 Continue skipped
   (any other 1xx is refused), caps on the header block and the response size;
+  trailers are read and dropped, never taken for the answer's headers;
 * a connection goes back to the pool only after a complete answer with nothing
   after it: extra bytes (a second answer) or any error mid-answer close it.
 
@@ -106,8 +107,10 @@ class _Connection(asyncio.Protocol):
         "_head_request",
         "_headers",
         "_in_head",
+        "_lines",
         "_parser",
         "_pool",
+        "_read",
         "_size",
         "_stream",
         "_waiter",
@@ -133,6 +136,10 @@ class _Connection(asyncio.Protocol):
         # Bytes read while the answer's head is incomplete (MAX_RESPONSE_HEAD_BYTES).
         self._in_head = False
         self._head_bytes = 0
+        # Header and trailer lines of the answer (MAX_RESPONSE_HEADER_LINES), and the
+        # bytes read after its head (framing and trailers included; see data_received).
+        self._lines = 0
+        self._read = 0
         self.closed = False
         # Set while a streamed answer's body is handed on (ServicePool.stream).
         self._stream: _Stream | None = None
@@ -181,6 +188,13 @@ class _Connection(asyncio.Protocol):
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_RESPONSE_HEAD_BYTES:
                     self._fail(_TooLarge(True, f"response header block over {MAX_RESPONSE_HEAD_BYTES} bytes"))
+            elif self._stream is None:
+                # A buffered answer's body is capped in on_body; what llhttp does not hand
+                # on (chunk framing, trailers: it keeps a trailer whole until it ends) may
+                # take as much again, so an endless trailer is cut off too.
+                self._read += len(data)
+                if self._read > 2 * self._pool.max_response_bytes + MAX_RESPONSE_HEAD_BYTES:
+                    self._fail(_TooLarge(True, f"response larger than {self._pool.max_response_bytes} bytes"))
 
     # -- httptools callbacks ----------------------------------------------
 
@@ -192,15 +206,26 @@ class _Connection(asyncio.Protocol):
         self._headers = []
         self._body = []
         self._size = 0
+        self._lines = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self._headers
-        headers.append((name.lower(), value))
-        if len(headers) > MAX_RESPONSE_HEADER_LINES:
+        self._lines += 1
+        if self._lines > MAX_RESPONSE_HEADER_LINES:
             raise _TooLarge(True, f"more than {MAX_RESPONSE_HEADER_LINES} response header lines")
+        if self._in_head:
+            name = name.lower()
+            if name == b"transfer-encoding":
+                self._check_coding(value)
+            self._headers.append((name, value))
+        # else: a trailer of a chunked answer (llhttp reports both alike): counted,
+        # never an answer header passed on to the client.
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        if status > 599:
+            # Not a status (RFC 9110 15: 100-599); the gateway's server could not even
+            # write it. llhttp and h11 take any three digits.
+            raise _Closed(True, f"invalid status code {status}")
         if status < 200:
             if status != 100:
                 # The gateway never asks to switch protocols (101), and our services
@@ -235,6 +260,15 @@ class _Connection(asyncio.Protocol):
         self._finish(keep_alive=self._parser.should_keep_alive())
 
     # -- internals ----------------------------------------------------------
+
+    def _check_coding(self, value: bytes) -> None:
+        """Only `chunked`, once: llhttp de-chunks `gzip, chunked` and leaves the body
+        gzipped with nothing left to say so (the gateway drops Transfer-Encoding), and
+        takes chunked twice as once. Our services never send another coding (h11
+        refuses them too)."""
+
+        if value.strip().lower() != b"chunked" or any(name == b"transfer-encoding" for name, _ in self._headers):
+            raise _Closed(True, f"unsupported Transfer-Encoding in the response: {value!r}")
 
     def _finish(self, keep_alive: bool) -> None:
         waiter = self._waiter
@@ -278,6 +312,7 @@ class _Connection(asyncio.Protocol):
         self._complete = False
         self._in_head = True
         self._head_bytes = 0
+        self._read = 0
         self._head_request = head_request
         timer = loop.call_later(timeout, _expire, waiter)
         try:

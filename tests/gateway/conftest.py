@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.main import create_app
+from gateway.server import protocol_class
 from gateway.settings import SERVICES, GatewaySettings
 from shared.db.migrations import upgrade
 
@@ -44,12 +45,12 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve(app, port: int | None = None):
-    """Serve an ASGI app with uvicorn on 127.0.0.1; yields its base URL."""
+async def serve(app, port: int | None = None, http: Any = "auto"):
+    """Serve an ASGI app with uvicorn on 127.0.0.1 (with the `http` protocol); yields its base URL."""
 
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on", loop="none"
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on", loop="none", http=http
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve())
@@ -243,7 +244,8 @@ async def start_gateway(stand_ins, nats_stub, tmp_path_factory):
             settings = gateway_settings(stand_ins, nats_stub, tmp_path_factory.mktemp("var"), **overrides)
             await asyncio.to_thread(upgrade, "gateway", settings.database_url)
             app = create_app(settings, admin_key=API_KEY)
-            url = await stack.enter_async_context(serve(app))
+            # Served as `python -m gateway` serves it: with its own protocol (gateway/server.py).
+            url = await stack.enter_async_context(serve(app, http=protocol_class(settings)))
             client = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=10.0))
             client.gateway_app = app  # type: ignore[attr-defined]
             return client

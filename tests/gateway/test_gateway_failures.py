@@ -94,13 +94,38 @@ async def endless_headers(reader, writer):
         await writer.drain()
 
 
-async def switching_protocols(reader, writer):
-    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
+def answering(raw: bytes):
+    """An answer that sends `raw` and waits for the gateway to hang up."""
+
+    async def answer(reader, writer):
+        writer.write(raw)
+        await writer.drain()
+        await reader.read()
+
+    return answer
+
+
+async def framed_by_close(reader, writer):
+    # No Content-Length, not chunked: the body ends when the connection does, so an
+    # answer cut short looks complete. Refused (docs/operations.md says why).
+    writer.write(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"complete": ')
     await writer.drain()
-    await reader.read()
+    writer.close()
 
 
-@pytest.mark.parametrize("answer", [endless_headers, switching_protocols], ids=["endless-headers", "101"])
+MISBEHAVING = {
+    "endless-headers": endless_headers,
+    "101": answering(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"),
+    "close-framed": framed_by_close,
+    # De-chunked by llhttp, the body stayed gzipped and the gateway dropped the header
+    # that said so: the client got bytes it could not read.
+    "gzip-chunked": answering(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"),
+    # Three digits, but no status (RFC 9110 15): the gateway's server cannot write it.
+    "status-999": answering(b"HTTP/1.1 999 Whatever\r\ncontent-length: 2\r\n\r\n{}"),
+}
+
+
+@pytest.mark.parametrize("answer", list(MISBEHAVING.values()), ids=list(MISBEHAVING))
 async def test_a_misbehaving_service_is_a_502(start_gateway, answer):
     from tests.gateway.test_gateway_upstream import raw_server, read_request
 

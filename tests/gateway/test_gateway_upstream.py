@@ -355,6 +355,20 @@ async def test_bytes_after_a_complete_answer_never_reach_the_next_request(later)
         await pool.aclose()
 
 
+async def write_endlessly(writer, piece: bytes, stopped: asyncio.Future) -> None:
+    """Write `piece` 16 at a time until the client hangs up (`stopped` True) or
+    256 MiB went out (False: the client read them all)."""
+
+    try:
+        for _ in range(256 * 1024 * 1024 // (len(piece) * 16)):
+            writer.write(piece * 16)
+            await writer.drain()
+    except ConnectionError:
+        stopped.set_result(True)
+        raise
+    stopped.set_result(False)
+
+
 async def test_endless_response_headers_are_cut_off():
     # 1 KB header lines without end: the client gives up at the header cap (a 502
     # at the gateway) and drops the connection, and does not read on until its timeout.
@@ -363,24 +377,13 @@ async def test_endless_response_headers_are_cut_off():
     async def endless_headers(reader, writer, state):
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\n")
-        line = b"x-filler: " + b"a" * 1000 + b"\r\n"
-        written = 0
-        try:
-            while written < 256 * 1024 * 1024:
-                writer.write(line * 16)
-                written += len(line) * 16
-                await writer.drain()
-        except ConnectionError:
-            stopped.set_result(written)
-            raise
-        stopped.set_result(None)
+        await write_endlessly(writer, b"x-filler: " + b"a" * 1000 + b"\r\n", stopped)
 
     async with raw_server(endless_headers) as (url, _state):
         pool = ServicePool("svc", url)
         with pytest.raises(UpstreamUnavailable, match="header"):
             await pool.request("GET", b"/")
-        written = await stopped
-        assert written is not None, "the client read all 256 MiB of headers"
+        assert await stopped, "the client read all 256 MiB of headers"
         assert pool.open_connections == 0
         await pool.aclose()
 
@@ -408,4 +411,50 @@ async def test_response_headers_up_to_the_cap_pass():
         pool = ServicePool("svc", url)
         result = await pool.request("GET", b"/")
         assert (result.status, len(result.headers)) == (200, MAX_RESPONSE_HEADER_LINES)
+        await pool.aclose()
+
+
+async def test_trailers_are_never_answer_headers():
+    # A chunked answer's trailers come through llhttp's header callback: they used to
+    # join the answer's headers, and so reach the client (or replace x-request-id).
+    async def with_trailers(reader, writer, state):
+        while True:
+            await read_request(reader)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-kept: 1\r\n\r\n"
+                b"2\r\nok\r\n0\r\nx-request-id: injected\r\nset-cookie: a=b\r\n\r\n"
+            )
+            await writer.drain()
+
+    async with raw_server(with_trailers) as (url, state):
+        pool = ServicePool("svc", url)
+        for _ in range(2):
+            result = await pool.request("GET", b"/")
+            assert (result.status, result.headers, result.body) == (
+                200,
+                [(b"transfer-encoding", b"chunked"), (b"x-kept", b"1")],
+                b"ok",
+            )
+        assert state["connections"] == 1  # a complete answer: the connection is reused
+        await pool.aclose()
+
+
+@pytest.mark.parametrize("part", ["trailer lines", "one trailer"])
+async def test_endless_trailers_are_cut_off(part):
+    stopped = asyncio.get_running_loop().create_future()
+
+    async def endless_trailers(reader, writer, state):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n")
+        if part == "one trailer":
+            writer.write(b"x-endless: ")
+        piece = b"x-filler: " + b"a" * 1000 + b"\r\n" if part == "trailer lines" else b"a" * 16_000
+        await write_endlessly(writer, piece, stopped)
+
+    async with raw_server(endless_trailers) as (url, _state):
+        pool = ServicePool("svc", url, max_response_bytes=1024 * 1024)
+        with pytest.raises(UpstreamUnavailable):
+            await pool.request("GET", b"/")
+        assert await stopped, "the client read every trailer byte"
+        assert pool.open_connections == 0
         await pool.aclose()
