@@ -193,7 +193,9 @@ class GatewayFront:
         self._timeout: dict[str, bytes] = {}
         self._unauthorized = error_body("unauthorized", "missing or invalid API key (Authorization: Bearer <key>)")
         self._not_found = error_body("not_found", "no such route")
-        self._rate_limited = error_body("rate_limited", "too many requests for this key: retry after Retry-After seconds")
+        self._rate_limited = error_body(
+            "rate_limited", "too many requests for this key: retry after Retry-After seconds"
+        )
 
     # -- entry point --------------------------------------------------------
 

@@ -39,7 +39,7 @@ class Decision:
     """The outcome of `RateLimiter.take`: whether the request may go on, and the
     header fields that say so (`headers`, plus `retry_after` when refused)."""
 
-    __slots__ = ("allowed", "limit", "remaining", "reset_s", "retry_after_s", "policy_header", "header")
+    __slots__ = ("allowed", "header", "limit", "policy_header", "remaining", "reset_s", "retry_after_s")
 
     def __init__(
         self,

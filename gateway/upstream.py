@@ -315,7 +315,6 @@ class _Connection(asyncio.Protocol):
             self._waiter = None
             self._body = []
 
-
     async def upload(
         self,
         head: bytes,
@@ -589,7 +588,8 @@ class ServicePool:
         conn = await self._acquire(loop, loop.time() + timeout, fresh=True)
         conn.used = True
         try:
-            return await conn.upload(self._render(method, target, headers, framing), body, length is None, timeout, loop)
+            head = self._render(method, target, headers, framing)
+            return await conn.upload(head, body, length is None, timeout, loop)
         except _Expired:
             raise UpstreamTimeout(self.service, "timed out sending the upload or waiting for the answer") from None
         except _Closed as exc:
