@@ -4,16 +4,19 @@ Every HTTP request passes through `GatewayFront.__call__`, which
 
 1. reads the request and correlation ids (minting them when absent), the
    Authorization header and the CORS headers in one pass over the headers;
-2. answers CORS preflights (no key needed);
-3. for `/v1/...`: checks the bearer key, looks the method and path up in the
-   route table (`gateway/routes.py`), answers 401/404/405 itself, forwards
-   proxied routes to their service over the keep-alive pools of
-   `gateway/upstream.py`, and hands the gateway's own `/v1` routes (the 360
-   view) to FastAPI;
+2. answers CORS preflights (no key needed), allowing only the API's headers;
+3. for `/v1/...`: checks the bearer key, takes one request from the key's rate
+   limit (`gateway/ratelimit.py`; 429 when none is left), looks the method and
+   path up in the route table (`gateway/routes.py`), answers 401/404/405
+   itself, forwards proxied routes to their service over the keep-alive pools
+   of `gateway/upstream.py` (request bodies up to 1 MiB read whole, import
+   uploads up to 200 MiB streamed), and hands the gateway's own `/v1` routes
+   (the 360 view) to FastAPI;
 4. hands every other path (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`,
    `/docs`) to FastAPI;
-5. adds X-Request-ID, X-Correlation-ID and CORS headers to every answer, counts
-   it in the metrics and writes one JSON log line.
+5. adds X-Request-ID, X-Correlation-ID, CORS, the security headers and (on
+   authenticated `/v1` answers) the RateLimit fields to every answer, counts it
+   in the metrics and writes one JSON log line.
 
 Proxied requests never enter FastAPI's middleware stack or router: that is
 where most of a FastAPI proxy's per-request cost goes (see docs/benchmarks.md).

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from tests.gateway.conftest import API_KEY, AUTH, free_port, serve
 
@@ -27,8 +28,10 @@ def upload_app(seen: list[dict]) -> FastAPI:
 
     app = FastAPI()
 
-    @app.post("/v1/imports")
-    async def imports(request: Request) -> dict:
+    @app.post("/v1/imports", response_model=None)
+    async def imports(request: Request) -> dict | JSONResponse:
+        if "refuse" in request.query_params:  # answers before reading the body
+            return JSONResponse({"error": "validation_error", "detail": []}, status_code=422)
         digest = hashlib.sha256()
         size = 0
         async for chunk in request.stream():
@@ -162,3 +165,17 @@ async def test_an_upload_over_the_limit_is_413(start_gateway, receiver):
         "/v1/imports", headers={**AUTH, "content-type": "application/json"}, content=b"1" * MIB * 2
     )
     assert response.status_code == 413
+
+
+async def test_a_service_refusing_an_upload_early_is_answered_at_once(start_gateway, receiver):
+    url, seen = receiver
+    gw = await start_gateway(identify_url=url)
+    _, _, chunks = body(20)
+    response = await gw.post("/v1/imports?refuse=1", headers=CSV, content=chunks())
+    assert response.status_code == 422
+    assert response.json()["error"] == "validation_error"
+    # The gateway is fine afterwards, and so is the next upload.
+    _, digest, chunks = body(1)
+    response = await gw.post("/v1/imports", headers=CSV, content=chunks())
+    assert response.json()["sha256"] == digest
+    assert len(seen) == 1  # the refused one never got to the handler's reading
