@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from gateway.main import create_app
-from gateway.proxy import CORS_ALLOW_HEADERS
+from gateway.proxy import CORS_ALLOW_HEADERS, _response_headers
 from gateway.ratelimit import RateLimiter
 from gateway.settings import DEFAULT_RATE_LIMITS, GatewaySettings
 from shared.http.docs_ui import CSP
@@ -228,6 +228,20 @@ async def test_security_headers_on_every_kind_of_answer(gw, stand_ins):
     response = await gw.get("/v1/customers/c1", headers=AUTH, params={"status": "503"})
     assert response.status_code == 503
     assert_security_headers(response, personal=True)
+
+
+def test_a_services_own_security_and_limit_headers_give_way_to_the_gateways():
+    service = [
+        (b"content-type", b"application/json"),
+        (b"cache-control", b"max-age=3600"),
+        (b"x-frame-options", b"SAMEORIGIN"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"unsafe-url"),
+        (b"ratelimit", b'"svc";r=1;t=1'),
+        (b"ratelimit-policy", b'"svc";q=1;w=1'),
+        (b"retry-after", b"5"),  # a service's 503 may say when to retry: passed on
+    ]
+    assert _response_headers(service) == [(b"content-type", b"application/json"), (b"retry-after", b"5")]
 
 
 async def test_docs_has_a_strict_csp_and_everything_it_loads_is_served(gw):
