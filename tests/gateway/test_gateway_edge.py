@@ -261,3 +261,17 @@ async def test_docs_has_a_strict_csp_and_everything_it_loads_is_served(gw):
         assert asset.status_code == 200, url
         assert asset.headers["x-content-type-options"] == "nosniff"
     assert re.search(r"<script>|<style|\son\w+=", page.text) is None
+
+
+async def test_the_merged_document_names_the_429_on_every_v1_operation(gw):
+    doc = (await gw.get("/openapi.json")).json()
+    operations = [
+        (method, path, operation)
+        for path, item in doc["paths"].items()
+        if path.startswith("/v1/")
+        for method, operation in item.items()
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
+    assert operations
+    for method, path, operation in operations:
+        assert "rate_limited" in operation["responses"]["429"]["description"], (method, path)
