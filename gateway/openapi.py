@@ -46,6 +46,7 @@ SECURITY_SCHEME = "bearer"
 
 _GATEWAY_RESPONSES = {
     "401": "Missing or invalid API key (`unauthorized`)",
+    "429": "Too many requests for this key (`rate_limited`): retry after `Retry-After` seconds",
     "502": "The service behind this route is unavailable (`bad_gateway`)",
     "504": "The service behind this route timed out (`gateway_timeout`)",
 }

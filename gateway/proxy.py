@@ -4,16 +4,19 @@ Every HTTP request passes through `GatewayFront.__call__`, which
 
 1. reads the request and correlation ids (minting them when absent), the
    Authorization header and the CORS headers in one pass over the headers;
-2. answers CORS preflights (no key needed);
-3. for `/v1/...`: checks the bearer key, looks the method and path up in the
-   route table (`gateway/routes.py`), answers 401/404/405 itself, forwards
-   proxied routes to their service over the keep-alive pools of
-   `gateway/upstream.py`, and hands the gateway's own `/v1` routes (the 360
-   view) to FastAPI;
+2. answers CORS preflights (no key needed), allowing only the API's headers;
+3. for `/v1/...`: checks the bearer key, takes one request from the key's rate
+   limit (`gateway/ratelimit.py`; 429 when none is left), looks the method and
+   path up in the route table (`gateway/routes.py`), answers 401/404/405
+   itself, forwards proxied routes to their service over the keep-alive pools
+   of `gateway/upstream.py` (request bodies up to 1 MiB read whole, import
+   uploads up to 200 MiB streamed), and hands the gateway's own `/v1` routes
+   (the 360 view) to FastAPI;
 4. hands every other path (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`,
    `/docs`) to FastAPI;
-5. adds X-Request-ID, X-Correlation-ID and CORS headers to every answer, counts
-   it in the metrics and writes one JSON log line.
+5. adds X-Request-ID, X-Correlation-ID, CORS, the security headers and (on
+   authenticated `/v1` answers) the RateLimit fields to every answer, counts it
+   in the metrics and writes one JSON log line.
 
 Proxied requests never enter FastAPI's middleware stack or router: that is
 where most of a FastAPI proxy's per-request cost goes (see docs/benchmarks.md).
@@ -25,15 +28,17 @@ import logging
 import os
 import re
 import time
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import BearerAuth
 from gateway.observability import ACCESS_LOGGER, AccessLog, GatewayMetrics
+from gateway.ratelimit import RateLimiter
 from gateway.routes import Route, RouteTable
 from gateway.settings import GatewaySettings
-from gateway.upstream import ServicePool, UpstreamError, Upstreams, UpstreamTimeout
+from gateway.upstream import ServicePool, UpstreamError, UpstreamResponse, Upstreams, UpstreamTimeout
 from shared.http.errors import error_body, internal_error_body
 
 # ASGI headers as the front adds them to an answer: (lower-case name, value) pairs.
@@ -92,13 +97,50 @@ DROP_RESPONSE_HEADERS = frozenset(
         b"access-control-allow-headers",
         b"access-control-expose-headers",
         b"access-control-max-age",
+        # The gateway's own (SECURITY_HEADERS, the rate limit): a service's would be a second copy.
+        b"x-content-type-options",
+        b"x-frame-options",
+        b"referrer-policy",
+        b"cache-control",
+        b"ratelimit",
+        b"ratelimit-policy",
     }
 )
 
 _ID_RE = re.compile(rb"[!-~]{1,128}")  # printable ASCII, no spaces, bounded
 _JSON = (b"content-type", b"application/json")
 _CORS_METHODS = b"DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
-_EXPOSE = (b"access-control-expose-headers", b"X-Request-ID, X-Correlation-ID")
+# The request headers the API reads, all a preflight allows (never the ones asked
+# for: a header outside this list gets the list, and the browser stops there).
+# If-Match is read by no route today; it is allowed for the optimistic updates to come.
+CORS_ALLOW_HEADERS = b"Authorization, Content-Type, Idempotency-Key, If-Match, X-Request-ID, X-Correlation-ID"
+_EXPOSE = (
+    b"access-control-expose-headers",
+    b"X-Request-ID, X-Correlation-ID, RateLimit, RateLimit-Policy, Retry-After",
+)
+_PREFLIGHT_HEADERS = (
+    (b"access-control-allow-methods", _CORS_METHODS),
+    (b"access-control-allow-headers", CORS_ALLOW_HEADERS),
+    (b"access-control-max-age", b"600"),
+    (b"vary", b"Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),
+    (b"content-length", b"0"),
+)
+# On every answer: no MIME sniffing of JSON into HTML, no framing, no Referer leaking
+# ids to other sites. /v1 answers hold personal data: never stored by a cache.
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+_NO_STORE = (b"cache-control", b"no-store")
+# What the front sets on the gateway's own (FastAPI) answers, replacing the app's.
+_FRONT_HEADER_NAMES = frozenset(
+    {b"x-request-id", b"x-correlation-id", b"cache-control", *(name for name, _ in SECURITY_HEADERS)}
+)
+# Uploads: bodies of these types to these routes may be up to max_upload_body_bytes,
+# and are streamed to the service instead of read whole first.
+UPLOAD_ROUTES = frozenset({("POST", "/v1/imports")})
+UPLOAD_TYPES = (b"multipart/form-data", b"text/csv")
 _VARY_ORIGIN = (b"vary", b"Origin")
 _WWW_AUTH = (b"www-authenticate", b'Bearer realm="valuechain"')
 
@@ -141,6 +183,10 @@ class GatewayFront:
         self.upstreams: Upstreams | None = None  # made by the app's lifespan
         self.request_timeout = settings.request_timeout_s
         self.max_body = settings.max_request_body_bytes
+        self.max_upload = settings.max_upload_body_bytes
+        self.limiter = RateLimiter(
+            settings.rate_limits, window_s=settings.rate_limit_window_s, replicas=settings.gateway_replicas()
+        )
         self.cors_origins = frozenset(origin.encode("latin-1") for origin in settings.cors_origins)
         self.cors_any_origin = b"*" in self.cors_origins
         self.logger = logging.getLogger(ACCESS_LOGGER)
@@ -150,6 +196,9 @@ class GatewayFront:
         self._timeout: dict[str, bytes] = {}
         self._unauthorized = error_body("unauthorized", "missing or invalid API key (Authorization: Bearer <key>)")
         self._not_found = error_body("not_found", "no such route")
+        self._rate_limited = error_body(
+            "rate_limited", "too many requests for this key: retry after Retry-After seconds"
+        )
 
     # -- entry point --------------------------------------------------------
 
@@ -173,7 +222,7 @@ class GatewayFront:
             request_id = new_id()
         if correlation_id is None or _ID_RE.fullmatch(correlation_id) is None:
             correlation_id = request_id
-        extra = [(b"x-request-id", request_id), (b"x-correlation-id", correlation_id)]
+        extra = [(b"x-request-id", request_id), (b"x-correlation-id", correlation_id), *SECURITY_HEADERS]
 
         route_name = "unmatched"
         service = None
@@ -183,7 +232,7 @@ class GatewayFront:
                 allowed_origin = self.cors_any_origin or origin in self.cors_origins
                 if preflight and method == "OPTIONS":
                     route_name = "cors-preflight"
-                    status = await self._preflight(scope, send, origin, allowed_origin, extra)
+                    status = await self._preflight(send, origin, allowed_origin, extra)
                     return
                 if allowed_origin:
                     extra.append((b"access-control-allow-origin", origin))
@@ -203,9 +252,22 @@ class GatewayFront:
                 status = await self._to_fastapi(scope, receive, send, extra, request_id, correlation_id)
                 return
 
+            extra.append(_NO_STORE)
             if not self.auth.check(authorization):
                 extra.append(_WWW_AUTH)
                 status = await self._send_json(send, 401, self._unauthorized, extra)
+                return
+
+            # The rate limit, right after the key check: every authenticated /v1 answer
+            # carries RateLimit and RateLimit-Policy. PLACEHOLDER principal: the lead
+            # wires the checked key's id and role here when helper B's keys are merged.
+            decision = self.limiter.take("bootstrap-admin", "admin")
+            extra.append(decision.policy_header)
+            extra.append(decision.header)
+            if not decision.allowed:
+                route_name = "rate-limited"
+                extra.append(decision.retry_after)
+                status = await self._send_json(send, 429, self._rate_limited, extra)
                 return
 
             match = self.table.match(method, path)
@@ -283,6 +345,7 @@ class GatewayFront:
         method = scope["method"]
 
         has_body = False
+        length = content_type = None
         lines: list[bytes] = []
         forwarded_for = None
         forwarded_host = None
@@ -291,8 +354,13 @@ class GatewayFront:
         for name, value in scope["headers"]:
             if name == b"idempotency-key":
                 idempotency_key = True
+            elif name == b"content-type":
+                content_type = value
             elif name in DROP_REQUEST_HEADERS:
-                if name == b"content-length" or name == b"transfer-encoding":
+                if name == b"content-length":
+                    has_body = True
+                    length = value
+                elif name == b"transfer-encoding":
                     has_body = True
                 elif name == b"x-forwarded-for":
                     forwarded_for = value
@@ -315,20 +383,43 @@ class GatewayFront:
         lines.append(b"x-forwarded-proto: " + scope.get("scheme", "http").encode("latin-1") + b"\r\n")
         lines.append(b"x-request-id: " + request_id + b"\r\nx-correlation-id: " + correlation_id + b"\r\n")
 
-        body = b""
-        if has_body:
-            try:
-                body = await self._read_body(receive)
-            except _TooLarge:
-                error = error_body("payload_too_large", f"request body over {self.max_body} bytes")
-                return await self._send_json(send, 413, error, extra)
-            except _Disconnected:
-                return 499
-
         target = route.upstream_bytes or raw_path or quote(scope["path"]).encode("ascii")
         query = scope.get("query_string")
         if query:
             target = target + b"?" + query
+
+        body = b""
+        if has_body:
+            upload = (
+                content_type is not None
+                and (method, route.pattern) in UPLOAD_ROUTES
+                and content_type.lower().startswith(UPLOAD_TYPES)
+            )
+            limit = self.max_upload if upload else self.max_body
+            declared = int(length) if length is not None else None  # uvicorn checked it is a number
+            try:
+                if declared is not None and declared > limit:
+                    raise _TooLarge()
+                if upload:
+                    response = await upstreams.pools[service].upload(
+                        method,
+                        target,
+                        b"".join(lines),
+                        self._body_chunks(receive, limit),
+                        length=declared,
+                        timeout=self.request_timeout,
+                    )
+                    return await self._send_response(send, response, extra)
+                body = await self._read_body(receive, limit)
+            except _TooLarge:
+                kind = "an upload" if upload else "a request body"
+                error = error_body("payload_too_large", f"{kind} here may have at most {limit} bytes")
+                return await self._send_json(send, 413, error, extra)
+            except _Disconnected:
+                return 499
+            except UpstreamError as exc:
+                return await self._upstream_failed(send, service, exc, extra)
+
         if route.stream:
             return await self._proxy_stream(send, upstreams.pools[service], method, target, b"".join(lines), extra)
         try:
@@ -342,7 +433,9 @@ class GatewayFront:
             )
         except UpstreamError as exc:
             return await self._upstream_failed(send, service, exc, extra)
+        return await self._send_response(send, response, extra)
 
+    async def _send_response(self, send: Send, response: UpstreamResponse, extra: Headers) -> int:
         headers = _response_headers(response.headers)
         payload = response.body
         headers.append((b"content-length", str(len(payload)).encode("ascii")))
@@ -391,8 +484,15 @@ class GatewayFront:
             body = self._bad_gateway[service] = error_body("bad_gateway", f"{service} unavailable")
         return await self._send_json(send, 502, body, extra)
 
-    async def _read_body(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
+    async def _read_body(self, receive: Receive, limit: int) -> bytes:
+        chunks = [chunk async for chunk in self._body_chunks(receive, limit)]
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    @staticmethod
+    async def _body_chunks(receive: Receive, limit: int) -> AsyncIterator[bytes]:
+        """The request body as the server hands it on; _TooLarge past `limit` bytes,
+        _Disconnected when the client goes away first."""
+
         size = 0
         while True:
             message = await receive()
@@ -401,11 +501,11 @@ class GatewayFront:
             chunk = message.get("body", b"")
             if chunk:
                 size += len(chunk)
-                if size > self.max_body:
+                if size > limit:
                     raise _TooLarge()
-                chunks.append(chunk)
+                yield chunk
             if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return
 
     # -- answers the front gives itself ------------------------------------
 
@@ -416,23 +516,11 @@ class GatewayFront:
         await send({"type": "http.response.body", "body": body})
         return status
 
-    async def _preflight(self, scope: Scope, send: Send, origin: bytes, allowed: bool, extra: Headers) -> int:
+    async def _preflight(self, send: Send, origin: bytes, allowed: bool, extra: Headers) -> int:
         if not allowed:
             body = error_body("cors_origin_not_allowed", f"origin {origin.decode('latin-1')} is not allowed")
             return await self._send_json(send, 400, body, extra + [_VARY_ORIGIN])
-        requested_headers = b""
-        for name, value in scope["headers"]:
-            if name == b"access-control-request-headers":
-                requested_headers = value
-        headers = [
-            (b"access-control-allow-origin", origin),
-            (b"access-control-allow-methods", _CORS_METHODS),
-            (b"access-control-max-age", b"600"),
-            (b"vary", b"Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),
-            (b"content-length", b"0"),
-        ]
-        if requested_headers:
-            headers.append((b"access-control-allow-headers", requested_headers))
+        headers = [(b"access-control-allow-origin", origin), *_PREFLIGHT_HEADERS]
         headers.extend(extra)
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
@@ -449,8 +537,7 @@ class GatewayFront:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                names = {b"x-request-id", b"x-correlation-id"}
-                headers = [h for h in message.get("headers", ()) if h[0].lower() not in names]
+                headers = [h for h in message.get("headers", ()) if h[0].lower() not in _FRONT_HEADER_NAMES]
                 headers.extend(extra)
                 message = {**message, "headers": headers}
             await send(message)
@@ -459,7 +546,9 @@ class GatewayFront:
         return status
 
 
-_OWN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+_OWN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/swagger-init.js", "/docs/oauth2-redirect"}
+)
 
 
 def _response_headers(headers: Headers) -> Headers:

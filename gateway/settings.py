@@ -19,6 +19,16 @@ from shared.settings import GATEWAY_PORT, SERVICE_PORTS, SERVICES, GatewayStoreS
 __all__ = ["SERVICES", "GatewaySettings"]
 
 DEFAULT_CORS_ORIGINS = ("http://localhost:3000", "http://127.0.0.1:3000")
+# Requests per key per minute (VALUECHAIN_GATEWAY_RATE_LIMIT_WINDOW_S), by role.
+DEFAULT_RATE_LIMITS = {
+    "admin": 60000,
+    "manager": 3000,
+    "agent": 1200,
+    "marketer": 1200,
+    "analyst": 1200,
+    "partner": 600,
+    "readonly": 600,
+}
 
 
 class GatewaySettings(GatewayStoreSettings):
@@ -54,7 +64,6 @@ class GatewaySettings(GatewayStoreSettings):
     pool_max_idle: int = 64
     keepalive_expiry_s: float = 4.0
 
-    max_request_body_bytes: int = 10 * 1024 * 1024
     max_response_body_bytes: int = 64 * 1024 * 1024
 
     # What a client's request may take, checked below ASGI by gateway/server.py
@@ -77,6 +86,20 @@ class GatewaySettings(GatewayStoreSettings):
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
 
+    # -- limits at the edge (issue 12; docs/security.md#limits-at-the-edge) --
+    # A request body over max_request_body_bytes is 413, except an upload (a
+    # multipart/form-data or text/csv body to an upload route: POST /v1/imports),
+    # which may reach max_upload_body_bytes and is streamed to the service.
+    max_request_body_bytes: int = 1024 * 1024
+    max_upload_body_bytes: int = 200 * 1024 * 1024
+    # Requests per key per rate_limit_window_s, by role (a token bucket of that size,
+    # refilled evenly over the window). JSON; roles not named keep their default.
+    rate_limits: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    rate_limit_window_s: int = Field(60, ge=1)
+    # Gateway processes sharing the budget: each takes 1/replicas of it (measured
+    # against shared state in docs/benchmarks.md). 0: the worker count (`workers`).
+    replicas: int = Field(0, ge=0)
+
     log_level: str = "INFO"
     # One JSON line per request on stderr, written in batches every
     # access_log_flush_s seconds (0: each line at once).
@@ -92,6 +115,18 @@ class GatewaySettings(GatewayStoreSettings):
         if isinstance(value, str):
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("rate_limits", mode="after")
+    @classmethod
+    def _merge_rate_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        for role, quota in value.items():
+            if quota < 1:
+                raise ValueError(f"the rate limit of {role!r} must be at least 1 request per window")
+        return {**DEFAULT_RATE_LIMITS, **value}
+
+    def gateway_replicas(self) -> int:
+        """How many gateway processes split each key's budget."""
+        return self.replicas or max(self.workers, 1)
 
     @field_validator("identify_url", "engage_url", "network_url", "value_url", "lifecycle_url")
     @classmethod

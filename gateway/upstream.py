@@ -28,7 +28,9 @@ with:
 Bodies are buffered whole in both directions (the services answer with JSON
 pages), except the answers of `ServicePool.stream` (exports): those are handed on
 chunk by chunk as they arrive, reading from the service paused while the caller is
-behind, so a gateway holds a few chunks of an export, never all of it.
+behind, so a gateway holds a few chunks of an export, never all of it; and the
+request bodies of `ServicePool.upload` (import uploads, up to 200 MB), sent chunk
+by chunk as the client sends them, writing paused while the service is behind.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class _Connection(asyncio.Protocol):
         "_body",
         "_complete",
         "_counted",
+        "_drain",
         "_got_bytes",
         "_head_bytes",
         "_head_request",
@@ -114,6 +117,7 @@ class _Connection(asyncio.Protocol):
         "_size",
         "_stream",
         "_waiter",
+        "_write_paused",
         "closed",
         "idle_since",
         "transport",
@@ -147,6 +151,9 @@ class _Connection(asyncio.Protocol):
         self.used = False
         # Holds one of the pool's connection slots (set once connected).
         self._counted = False
+        # Flow control of an upload: set while the transport's write buffer is full.
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
 
     # -- asyncio.Protocol -------------------------------------------------
 
@@ -162,6 +169,19 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(closed)
         if self._stream is not None:
             self._stream.fail(closed)
+        self._resume_upload()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._resume_upload()
+
+    def _resume_upload(self) -> None:
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None and self._stream is None:
@@ -303,9 +323,9 @@ class _Connection(asyncio.Protocol):
             self._stream = None
             raise
 
-    async def exchange(
-        self, request: bytes, head_request: bool, timeout: float, loop: asyncio.AbstractEventLoop
-    ) -> tuple[UpstreamResponse, bool]:
+    def _begin(
+        self, head_request: bool, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future[tuple[UpstreamResponse, bool]]:
         waiter: asyncio.Future[tuple[UpstreamResponse, bool]] = loop.create_future()
         self._waiter = waiter
         self._got_bytes = False
@@ -314,6 +334,12 @@ class _Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._read = 0
         self._head_request = head_request
+        return waiter
+
+    async def exchange(
+        self, request: bytes, head_request: bool, timeout: float, loop: asyncio.AbstractEventLoop
+    ) -> tuple[UpstreamResponse, bool]:
+        waiter = self._begin(head_request, loop)
         timer = loop.call_later(timeout, _expire, waiter)
         try:
             assert self.transport is not None, "a pool hands out connected connections only"
@@ -323,6 +349,58 @@ class _Connection(asyncio.Protocol):
             timer.cancel()
             self._waiter = None
             self._body = []
+
+    async def upload(
+        self,
+        head: bytes,
+        body: AsyncIterator[bytes],
+        chunked: bool,
+        timeout: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> UpstreamResponse:
+        """Send the request head, then the body chunk by chunk (framed as chunks when
+        `chunked`), waiting whenever the transport's write buffer is full; then wait
+        for the answer. An answer that comes before the body is all sent (a service
+        refusing the upload early) ends the sending: it is the answer."""
+
+        waiter = self._begin(False, loop)
+        transport = self.transport
+        assert transport is not None, "a pool hands out connected connections only"
+        try:
+            transport.write(head)
+            async for chunk in body:
+                if waiter.done():
+                    break
+                transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                if self._write_paused:
+                    await self._drained(timeout, loop)
+            else:
+                if chunked and not waiter.done():
+                    transport.write(b"0\r\n\r\n")
+            timer = loop.call_later(timeout, _expire, waiter)
+            try:
+                response, _ = await waiter
+            finally:
+                timer.cancel()
+            return response
+        finally:
+            self._waiter = None
+            self._body = []
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()  # retrieved: the caller's error (or the answer) wins
+            else:
+                waiter.cancel()
+
+    async def _drained(self, timeout: float, loop: asyncio.AbstractEventLoop) -> None:
+        if self.closed:
+            return
+        drain = self._drain = loop.create_future()
+        timer = loop.call_later(timeout, _expire, drain)
+        try:
+            await drain
+        finally:
+            timer.cancel()
+            self._drain = None
 
 
 class _TooLarge(_Closed):
@@ -517,6 +595,61 @@ class ServicePool:
         head, conn = await self._exchange(method, target, headers, b"", timeout, False, _Connection.open_stream)
         return UpstreamStream(self, conn, head, timeout)
 
+    async def upload(
+        self,
+        method: str,
+        target: bytes,
+        headers: bytes,
+        body: AsyncIterator[bytes],
+        *,
+        length: int | None,
+        timeout: float = 30.0,
+    ) -> UpstreamResponse:
+        """Send one request whose body comes chunk by chunk (an import upload) and
+        return the whole answer. The body goes with the client's length when it gave
+        one, chunked otherwise, and is never held whole: writing pauses while the
+        service is behind. `timeout` bounds each wait for the service (to take more
+        of the body, then to answer), not the whole upload.
+
+        On a new connection (unless the pool is at its limit and hands one over),
+        closed afterwards: a body read once cannot be sent again, so the keep-alive
+        race that `request` retries must not happen, and a fresh connection cannot
+        have been closed by the service meanwhile.
+        An exception from `body` (the client went away, the body is too large)
+        propagates after the connection is closed."""
+
+        loop = asyncio.get_running_loop()
+        framing = b"transfer-encoding: chunked\r\n\r\n" if length is None else b"content-length: %d\r\n\r\n" % length
+        conn = await self._acquire(loop, loop.time() + timeout, fresh=True)
+        conn.used = True
+        try:
+            head = self._render(method, target, headers, framing)
+            return await conn.upload(head, body, length is None, timeout, loop)
+        except _Expired:
+            raise UpstreamTimeout(self.service, "timed out sending the upload or waiting for the answer") from None
+        except _Closed as exc:
+            raise UpstreamUnavailable(self.service, str(exc)) from None
+        finally:
+            self._release(conn, False, loop)
+
+    def _render(self, method: str, target: bytes, headers: bytes, framing: bytes, body: bytes = b"") -> bytes:
+        """The request line, the headers, `framing` (the length and the blank line), the body."""
+
+        return b"".join(
+            (
+                method.encode("ascii"),
+                b" ",
+                self.base_path,
+                target,
+                b" HTTP/1.1\r\nhost: ",
+                self.host_header,
+                b"\r\n",
+                headers,
+                framing,
+                body,
+            )
+        )
+
     async def _exchange(
         self,
         method: str,
@@ -535,20 +668,7 @@ class ServicePool:
             length = b"content-length: %d\r\n\r\n" % len(body)
         else:
             length = b"\r\n"
-        request = b"".join(
-            (
-                method.encode("ascii"),
-                b" ",
-                self.base_path,
-                target,
-                b" HTTP/1.1\r\nhost: ",
-                self.host_header,
-                b"\r\n",
-                headers,
-                length,
-                body,
-            )
-        )
+        request = self._render(method, target, headers, length, body)
         may_retry = retry_non_idempotent or method in IDEMPOTENT
         head_request = method == "HEAD"
         streaming = run is _Connection.open_stream
@@ -583,12 +703,12 @@ class ServicePool:
                 self._release(conn, keep_alive, loop)
             return response, conn
 
-    async def _acquire(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Connection:
+    async def _acquire(self, loop: asyncio.AbstractEventLoop, deadline: float, fresh: bool = False) -> _Connection:
         while True:
             if self._closing:
                 raise UpstreamUnavailable(self.service, "gateway shutting down")
             idle = self._idle
-            if idle:
+            if idle and not fresh:
                 now = loop.time()
                 while idle:
                     conn = idle.pop()

@@ -34,7 +34,10 @@ running gateway serves the full schema at `/openapi.json` and `/docs`.
     (missing or wrong key), 404 `not_found` (unknown id or route), 405 `method_not_allowed` (the `Allow`
     header lists the methods that work there), 409 `conflict` or `customer_merged`
     (a duplicate, a resource in the wrong state, a merged customer: the sentence
-    names the id to use), 413 `payload_too_large`, 500 `internal_error` (the
+    names the id to use), 413 `payload_too_large` (a body over 1 MiB, an upload over
+    200 MiB), 429 `rate_limited` (the key's rate limit: retry after `Retry-After`
+    seconds; every authenticated answer says what is left in `RateLimit` and
+    `RateLimit-Policy`, see docs/security.md), 500 `internal_error` (the
     detail names the request id the log has it under),
     502 `bad_gateway` (a service is unavailable), 504 `gateway_timeout`.
   - `{"error": "<code>", "detail": [{"field", "message", "type"}, ...]}`

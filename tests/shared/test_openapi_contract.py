@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 from httpx import AsyncClient
 from swagger_ui_bundle import swagger_ui_path
 
-from shared.http.docs_ui import ASSET_FILES, ASSETS
+from shared.http.docs_ui import ASSET_FILES, ASSETS, CSP, INIT_SCRIPT
 from shared.http.openapi_contract import document_api
 from shared.settings import SERVICES, service_settings
 
@@ -124,9 +124,14 @@ async def check_offline_docs(client: AsyncClient) -> None:
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert "cdn" not in page.text.lower() and "://" not in page.text
+    # A strict CSP: nothing inline runs, so the start-up script is an asset of its own.
+    assert page.headers["content-security-policy"] == CSP
+    assert "<script>" not in page.text and "<style" not in page.text and " style=" not in page.text
     urls = LOCAL_URL.findall(page.text)
-    assert sorted(urls) == sorted(f"{ASSETS}/{name}" for name in ASSET_FILES)
-    assert '"/openapi.json"' in page.text
+    assert sorted(urls) == sorted([*(f"{ASSETS}/{name}" for name in ASSET_FILES), INIT_SCRIPT])
+    init = await client.get(INIT_SCRIPT)
+    assert init.status_code == 200 and init.headers["content-type"].startswith("text/javascript")
+    assert 'const openapiUrl = "/openapi.json";' in init.text and "SwaggerUIBundle(" in init.text
     for name, content_type in ASSET_FILES.items():
         asset = await client.get(f"{ASSETS}/{name}")
         assert asset.status_code == 200, name
