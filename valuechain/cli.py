@@ -22,9 +22,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from shared.db.migrations import upgrade_all
+    from valuechain.supervisor import SupervisorSettings, provision_nats, settings_or_exit
 
+    settings = settings_or_exit(SupervisorSettings)
     upgrade_all()
     print("migrations: every service is at head")
+    try:
+        provisioned = provision_nats(settings)
+    except Exception as exc:  # noqa: BLE001 - said plainly, with what to check
+        print(f"migrate: provisioning NATS at {settings.nats_url} as the admin failed: {exc!r}", file=sys.stderr)
+        return 1
+    for line in provisioned:
+        print(f"nats: {line}")
     return 0
 
 
@@ -192,7 +201,12 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
         _no_args,
         _cmd_run,
     ),
-    ("migrate", "upgrade every service's database to the latest schema", _no_args, _cmd_migrate),
+    (
+        "migrate",
+        "upgrade every service's database to the latest schema, then provision NATS (stream, consumers) as its admin",
+        _no_args,
+        _cmd_migrate,
+    ),
     (
         "migration",
         "autogenerate a dated revision of one service's database from its models (make migration)",
