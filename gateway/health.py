@@ -47,13 +47,17 @@ async def check_nats(nats_url: str, timeout: float, credentials: Callable[[], Na
         return None
 
     try:
-        nc = await nats.connect(
-            servers=[f"nats://{host}:{port}" for host, port in addresses],
-            connect_timeout=timeout,
-            allow_reconnect=False,
-            max_reconnect_attempts=0,
-            error_cb=quiet,
-            **options,
+        nc = await asyncio.wait_for(
+            nats.connect(
+                servers=[f"nats://{host}:{port}" for host, port in addresses],
+                connect_timeout=timeout,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,  # (0 is "no limit" to nats-py)
+                reconnect_time_wait=0,
+                error_cb=quiet,
+                **options,
+            ),
+            timeout,
         )
     except Exception as exc:  # noqa: BLE001 - whatever it is, NATS is not usable
         if "authorization violation" in str(exc).lower():

@@ -118,7 +118,7 @@ async def provision_all(nats_url: str, admin: NatsCredentials, *, timeout: float
     bucket, as the admin; returns what was provisioned, one line each."""
 
     nc = await nats.connect(
-        nats_url, connect_timeout=timeout, allow_reconnect=False, max_reconnect_attempts=0, **admin.connect_options()
+        nats_url, connect_timeout=timeout, allow_reconnect=False, max_reconnect_attempts=1, **admin.connect_options()
     )
     try:
         js = nc.jetstream(timeout=timeout)
