@@ -9,6 +9,7 @@ refusal to start over ports already taken.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from shared.settings import SERVICE_PORTS, SERVICES
-from tests.support import free_port
+from tests.support import NatsServer, free_port
 from valuechain import cli, supervisor
 from valuechain.supervisor import Child, Supervisor
 
@@ -83,19 +84,37 @@ def test_python_dash_m_valuechain_is_the_console_script():
         assert subprocess.run([str(script), "--help"], capture_output=True, timeout=60).returncode == 0
 
 
-def test_migrate_brings_every_service_database_to_head(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALUECHAIN_")}
-    env["VALUECHAIN_VAR_DIR"] = str(tmp_path / "var")
-    result = subprocess.run(
-        [sys.executable, "-m", "valuechain", "migrate"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert sorted(p.name for p in (tmp_path / "var").glob("*.db")) == sorted(f"{s}.db" for s in SERVICES)
+def test_migrate_brings_every_service_database_to_head_and_provisions_nats(tmp_path):
+    server = NatsServer(tmp_path / "var" / "jetstream")  # the suite's users, passwords under var/nats
+    server.start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VALUECHAIN_")}
+        env["VALUECHAIN_VAR_DIR"] = str(tmp_path / "var")
+        env["VALUECHAIN_NATS_URL"] = server.address
+        result = subprocess.run(
+            [sys.executable, "-m", "valuechain", "migrate"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert sorted(p.name for p in (tmp_path / "var").glob("*.db")) == sorted(f"{s}.db" for s in SERVICES)
+        assert asyncio.run(_consumers(server.url)) >= {"identify-referrals", "lifecycle-stages", "engage-timeline"}
+        assert "nats: gateway: key-value bucket ratelimits" in result.stdout
+    finally:
+        server.stop()
+
+
+async def _consumers(url: str) -> set[str]:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        return {info.name for info in await nc.jetstream().consumers_info("CRM")}
+    finally:
+        await nc.close()
 
 
 # ---------------------------------------------------------------------------
