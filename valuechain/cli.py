@@ -194,6 +194,24 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compose_secrets(args: argparse.Namespace) -> int:
+    """Lines for docker compose's `.env`: a fresh random value for every secret it needs."""
+
+    from shared.nats_auth import ADMIN_USER, GATEWAY_USER, password_variable
+    from shared.secret_files import new_secret
+    from shared.settings import SERVICES
+
+    names = [
+        "VALUECHAIN_ADMIN_API_KEY",
+        "VALUECHAIN_INTERNAL_SECRET",
+        "VALUECHAIN_DB_PASSWORD",
+        *(password_variable(user) for user in (ADMIN_USER, GATEWAY_USER, *SERVICES)),
+    ]
+    for name in names:
+        print(f"{name}={new_secret()}")
+    return 0
+
+
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = [
     (
         "run",
@@ -212,6 +230,12 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
         "autogenerate a dated revision of one service's database from its models (make migration)",
         _args_migration,
         _cmd_migration,
+    ),
+    (
+        "compose-secrets",
+        "print a fresh random value for every secret docker-compose.yml needs, as .env lines",
+        _no_args,
+        _cmd_compose_secrets,
     ),
     (
         "import",
