@@ -28,6 +28,7 @@ made on first run like the admin key.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,9 @@ class MissingCredentials(RuntimeError):
 def password_variable(user: str) -> str:
     """The setting that holds `user`'s password (the same name the server's template reads)."""
 
-    return "VALUECHAIN_NATS_ADMIN_PASSWORD" if user == ADMIN_USER else f"VALUECHAIN_{user.upper()}_NATS_PASSWORD"
+    if user == ADMIN_USER:
+        return "VALUECHAIN_NATS_ADMIN_PASSWORD"
+    return f"VALUECHAIN_{re.sub(r'[^A-Z0-9]', '_', user.upper())}_NATS_PASSWORD"
 
 
 def password_path(var_dir: Path, user: str) -> Path:
@@ -111,14 +114,28 @@ class NatsUser:
     subscribe: tuple[str, ...] | None
 
 
-def service_user(service: str, durables: Iterable[str], stream: str) -> NatsUser:
-    publish = [f"crm.{service}.>", dlq_subject(service)]
+def consumer_rights(durables: Iterable[str], stream: str) -> list[str]:
+    """What pulling from durable consumers needs: pull requests, acks, and their info."""
+
+    rights = []
     for durable in sorted(durables):
-        publish += [
+        rights += [
             f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",  # pull requests
             f"$JS.ACK.{stream}.{durable}.>",  # ack, nak, term
             f"$JS.API.CONSUMER.INFO.{stream}.{durable}",  # is it provisioned? (readiness)
         ]
+    return rights
+
+
+def reader_user(name: str, durables: Iterable[str], stream: str) -> NatsUser:
+    """A read-only user: pulls from and acks the consumers named, publishes nothing else
+    (a partner's, on a consumer an operator made for it: docs/security.md)."""
+
+    return NatsUser(name, tuple(consumer_rights(durables, stream)), (f"{inbox_prefix(name)}.>",))
+
+
+def service_user(service: str, durables: Iterable[str], stream: str) -> NatsUser:
+    publish = [f"crm.{service}.>", dlq_subject(service), *consumer_rights(durables, stream)]
     if service in STREAM_MESSAGE_EDITORS:
         publish += [
             f"$JS.API.STREAM.INFO.{stream}",

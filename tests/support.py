@@ -95,13 +95,11 @@ class NatsServer:
 
         return server_config(self.var_dir, self.extra_users.values())
 
-    async def admit(self, name: str, durables: list[str], stream: str) -> None:
-        """Give a service the tests define its own user (as `valuechain run` gives the suite's):
-        the configuration is rewritten and reloaded, and this returns once the user gets in."""
+    async def admit(self, user) -> None:
+        """Add a user (a `shared.nats_auth.NatsUser`: a service the tests define, a partner's
+        reader): the configuration is rewritten and reloaded; returns once the user gets in."""
 
-        from shared.nats_auth import service_user
-
-        user = service_user(name, durables, stream)
+        name = user.name
         if self.extra_users.get(name) == user:
             return
         self.extra_users[name] = user
@@ -283,8 +281,10 @@ class Suite:
     async def _launch(self, name: str, factory, url: str, overrides: dict, definition) -> ServiceHandle:
         settings = self.settings_for(name, url, overrides)
         if name not in SERVICES:  # a service of the tests' own: its NATS user is made now
+            from shared.nats_auth import service_user
+
             durables = [spec.durable(name) for spec in definition.consumers]
-            await self.nats.admit(name, durables, settings.stream)
+            await self.nats.admit(service_user(name, durables, settings.stream))
         await self.provision(definition, settings)
         app = factory(settings)
         await self.stack.enter_async_context(app.router.lifespan_context(app))

@@ -6,6 +6,7 @@ consumers, and a service answers only requests carrying the gateway's internal s
 from __future__ import annotations
 
 import importlib
+import json
 
 import httpx
 import nats
@@ -158,6 +159,42 @@ async def test_a_service_finds_a_missing_consumer_in_readiness_and_resumes_once_
         assert (await lifecycle.client.get("/readyz")).status_code == 200
     finally:
         await admin.close()
+
+
+async def test_a_partners_reader_pulls_its_consumer_and_nothing_else(suite):
+    """docs/security.md's recipe: the operator makes the consumer, as the admin, and a
+    read-only user on it (shared.nats_auth.reader_user)."""
+
+    from shared.events.bus import consumer_config, provision
+    from shared.nats_auth import reader_user
+
+    identify = await suite.start("identify")
+    admin = await nats.connect(suite.nats.url)
+    try:
+        config = consumer_config("partner-acme", ["crm.identify.customer.created"], max_ack_pending=100)
+        await provision(admin.jetstream(), "CRM", [config])
+    finally:
+        await admin.close()
+    await suite.nats.admit(reader_user("partner-acme", ["partner-acme"], "CRM"))
+    created = (await identify.client.post("/v1/customers", json={"external_id": "for-acme"})).json()
+
+    errors: list[Exception] = []
+    nc = await _connect_as(suite, "partner-acme", errors)
+    try:
+        js = nc.jetstream(timeout=2)
+        subscription = await js.pull_subscribe_bind("partner-acme", stream="CRM")
+        messages = await subscription.fetch(1, timeout=5)
+        assert json.loads(messages[0].data)["data"]["id"] == created["id"]
+        await messages[0].ack_sync(timeout=2)
+        with pytest.raises(nats.errors.TimeoutError):  # publishing anything
+            await js.publish("crm.identify.customer.created", b"{}")
+        with pytest.raises(nats.errors.TimeoutError):  # another consumer
+            await js.consumer_info("CRM", "engage-timeline")
+        with pytest.raises(nats.errors.TimeoutError):  # a consumer of its own
+            await js.add_consumer("CRM", ConsumerConfig(durable_name="partner-acme-2"))
+        await wait_until(lambda: len(errors) >= 3, what="the server's permission violations")
+    finally:
+        await nc.close()
 
 
 # --- services answer only the gateway ----------------------------------------------------
