@@ -34,9 +34,7 @@ def load_or_create_admin_key(settings: SuiteSettings) -> tuple[str, bool]:
     if settings.admin_api_key is not None:
         return settings.admin_api_key.get_secret_value(), False
 
-    return read_or_create_secret(
-        admin_key_path(settings.var_dir), hint=f", or set {ADMIN_KEY_ENV}"
-    )
+    return read_or_create_secret(admin_key_path(settings.var_dir), hint=f", or set {ADMIN_KEY_ENV}")
 
 
 class BearerAuth:

@@ -87,8 +87,7 @@ def load_credentials(var_dir: Path, user: str, given: SecretStr | None) -> NatsC
     password = read_secret(path, hint=f", or set {password_variable(user)}")
     if password is None:
         raise MissingCredentials(
-            f"no NATS password for user {user!r}: set {password_variable(user)}, "
-            f"or let `valuechain run` make {path}"
+            f"no NATS password for user {user!r}: set {password_variable(user)}, or let `valuechain run` make {path}"
         )
     return NatsCredentials(user, password)
 

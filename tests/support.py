@@ -111,10 +111,13 @@ class NatsServer:
         async def admitted() -> bool:
             try:
                 nc = await nats.connect(
-                    self.address, allow_reconnect=False, max_reconnect_attempts=1, error_cb=_quiet,
+                    self.address,
+                    allow_reconnect=False,
+                    max_reconnect_attempts=1,
+                    error_cb=_quiet,
                     **credentials.connect_options(),
                 )
-            except Exception:  # noqa: BLE001 - not reloaded yet
+            except Exception:  # not reloaded yet
                 return False
             await nc.close()
             return True

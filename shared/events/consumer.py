@@ -193,7 +193,9 @@ class ConsumerRunner:
                 log.error("consumer not provisioned, checking again", extra={"consumer": self.name, "error": problem})
             self.problem = problem
             return False
-        subjects = sorted(info.config.filter_subjects or ([info.config.filter_subject] if info.config.filter_subject else []))
+        subjects = sorted(
+            info.config.filter_subjects or ([info.config.filter_subject] if info.config.filter_subject else [])
+        )
         if subjects != self.spec.all_subjects:
             # It still delivers what it was made for; the new subjects wait for a migrate.
             problem = f"outdated: filters {subjects}, expected {self.spec.all_subjects} (run `valuechain migrate`)"

@@ -1,7 +1,8 @@
 """Liveness (`/healthz`), readiness (`/readyz`) and metrics (`/metrics`) of a service.
 
 Readiness names what is not ready: the database, NATS, each consumer (a stalled one
-too, and one not provisioned: missing, or with other subjects); a retrying outbox relay is reported but does not make the service unready.
+too, and one not provisioned: missing, or with other subjects); a retrying outbox
+relay is reported but does not make the service unready.
 """
 
 from __future__ import annotations
