@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -188,6 +189,10 @@ def test_nats_starts_with_jetstream_and_monitoring_and_stops(monkeypatch, tmp_pa
     try:
         assert sup.start_nats(sup.child_env())
         assert (tmp_path / "var" / "jetstream").is_dir()
+        # Its users and their passwords, private to the user running the suite.
+        nats_dir = tmp_path / "var" / "nats"
+        private = [nats_dir / "nats-server.conf", *(nats_dir / f"{user}.password" for user in ("admin", *SERVICES))]
+        assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in private)
         with urllib.request.urlopen(
             f"http://127.0.0.1:{ports['nats_monitor']}/healthz?js-enabled-only=true", timeout=5
         ) as response:
