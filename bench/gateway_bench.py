@@ -305,7 +305,9 @@ def _wrk_value(pattern: str, out: str, flags: int = 0) -> str:
     return match[1]
 
 
-def run_wrk(url: str, key: str, connections: int, duration: float) -> Run:
+def run_wrk(url: str, key: str, connections: int, duration: float, header: str = "") -> Run:
+    """`header`: one more `name: value` line (a service straight on wants the internal secret)."""
+
     out = subprocess.run(
         [
             "wrk",
@@ -315,6 +317,7 @@ def run_wrk(url: str, key: str, connections: int, duration: float) -> Run:
             "--latency",
             "-H",
             f"Authorization: Bearer {key}",
+            *(["-H", header] if header else []),
             url,
         ],
         capture_output=True,
@@ -336,7 +339,7 @@ def run_wrk(url: str, key: str, connections: int, duration: float) -> Run:
     )
 
 
-def run_python_load(url: str, key: str, connections: int, duration: float) -> Run:
+def run_python_load(url: str, key: str, connections: int, duration: float, header: str = "") -> Run:
     out = subprocess.run(
         [
             sys.executable,
@@ -345,6 +348,7 @@ def run_python_load(url: str, key: str, connections: int, duration: float) -> Ru
             "--loadgen",
             url,
             f"--key={key}",  # one argument: a key may start with "-", which argparse would take for an option
+            f"--header={header}",
             "--connections",
             str(connections),
             "--duration",
@@ -359,12 +363,15 @@ def run_python_load(url: str, key: str, connections: int, duration: float) -> Ru
     return Run(**data)
 
 
-async def _loadgen(url: str, key: str, connections: int, duration: float) -> dict:
+async def _loadgen(url: str, key: str, connections: int, duration: float, header: str = "") -> dict:
     import aiohttp
 
     latencies: list[float] = []
     errors = 0
     headers = {"Authorization": f"Bearer {key}"}
+    if header:
+        name, _, value = header.partition(":")
+        headers[name.strip()] = value.strip()
     connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as session:
         deadline = time.perf_counter() + duration
@@ -518,13 +525,14 @@ def parse_args(argv):
     # Internal: the Python load generator's own process.
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
+    parser.add_argument("--header", default="", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.loadgen:
-        print(json.dumps(asyncio.run(_loadgen(args.loadgen, args.key, args.connections, args.duration))))
+        print(json.dumps(asyncio.run(_loadgen(args.loadgen, args.key, args.connections, args.duration, args.header))))
         return
 
     # Stop the processes we started when killed, too (the finally below).

@@ -162,7 +162,7 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
         await asyncio.sleep(2)  # let the prospect stage changes drain
 
         arrived: dict[str, float] = {}
-        nc = await nats.connect(f"nats://127.0.0.1:{suite.ports['nats']}")
+        nc = await nats.connect(suite.nats_url)
 
         async def on_stage(msg):
             event = json.loads(msg.data)
@@ -238,7 +238,7 @@ def main() -> None:
     try:
         import uvloop
 
-        baseline = uvloop.run(transport_baseline(f"nats://127.0.0.1:{suite.ports['nats']}", args.rate, count))
+        baseline = uvloop.run(transport_baseline(suite.nats_url, args.rate, count))
         latencies, lost = uvloop.run(suite_latency(suite, args.rate, count))
     finally:
         suite.stop()

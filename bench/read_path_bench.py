@@ -8,6 +8,7 @@ async ORM at 0.17x). Run: `.venv/bin/python -m bench.read_path_bench`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -19,7 +20,10 @@ import urllib.request
 from pathlib import Path
 
 from bench.gateway_bench import ROOT, free_port, run_python_load, run_wrk, wait_http
+from shared.internal_auth import load_or_create_internal_secret
+from shared.settings import SuiteSettings
 from tests.support import NatsServer
+from valuechain.nats_setup import provision_all
 
 RUNS = int(os.environ.get("BENCH_REPEATS", "5"))
 SECONDS = 5
@@ -49,7 +53,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     nats_server = NatsServer(tmp / "js")
     nats_server.start()
-    env = dict(os.environ, VALUECHAIN_VAR_DIR=str(tmp), VALUECHAIN_NATS_URL=nats_server.url)
+    env = dict(os.environ, VALUECHAIN_VAR_DIR=str(tmp), VALUECHAIN_NATS_URL=nats_server.address)
+    asyncio.run(provision_all(nats_server.address, nats_server.credentials("admin")))  # as `valuechain migrate`
+    secret = load_or_create_internal_secret(SuiteSettings(var_dir=tmp))
+    header = f"x-valuechain-internal: {secret}"  # identify answers only what carries the gateway's secret
     subprocess.run(
         [sys.executable, "-c", "from shared.db.migrations import upgrade; upgrade('identify')"],
         cwd=ROOT,
@@ -67,7 +74,7 @@ def main() -> None:
         request = urllib.request.Request(
             f"http://127.0.0.1:{identify_port}/v1/customers",
             data=json.dumps({"email": "bench@example.com", "name": "Bench"}).encode(),
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json", "x-valuechain-internal": secret},
         )
         customer_id = json.load(urllib.request.urlopen(request))["id"]
         load = run_wrk if shutil.which("wrk") else run_python_load
@@ -76,11 +83,11 @@ def main() -> None:
             "identify GET /v1/customers/{id}": f"http://127.0.0.1:{identify_port}/v1/customers/{customer_id}",
         }
         for url in targets.values():
-            load(url, "-", CONNECTIONS, 2)  # warm up
+            load(url, "-", CONNECTIONS, 2, header)  # warm up
         results: dict[str, list] = {name: [] for name in targets}
         for _ in range(RUNS):
             for name, url in targets.items():  # alternate, so drift hits both alike
-                results[name].append(load(url, "-", CONNECTIONS, SECONDS))
+                results[name].append(load(url, "-", CONNECTIONS, SECONDS, header))
     finally:
         for process in processes:
             process.terminate()

@@ -65,6 +65,7 @@ async def run(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--file", type=Path, default=cdnow_dir() / "CDNOW_master.txt")
+    # NATS asks for credentials: the admin's, e.g. nats://admin:$(cat var/nats/admin.password)@127.0.0.1:4222
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
     asyncio.run(run(parser.parse_args()))
 

@@ -8,10 +8,9 @@ Every `/v1` route of the gateway needs `Authorization: Bearer <key>`. The key is
 from __future__ import annotations
 
 import hmac
-import os
-import secrets
 from pathlib import Path
 
+from shared.secret_files import read_or_create_secret
 from shared.settings import SuiteSettings
 
 ADMIN_KEY_ENV = "VALUECHAIN_ADMIN_API_KEY"
@@ -35,43 +34,7 @@ def load_or_create_admin_key(settings: SuiteSettings) -> tuple[str, bool]:
     if settings.admin_api_key is not None:
         return settings.admin_api_key.get_secret_value(), False
 
-    path = admin_key_path(settings.var_dir)
-    existing = _read_key(path)
-    if existing is not None:
-        return existing, False
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32)
-    tmp = path.with_name(f".{ADMIN_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)  # whatever the umask said
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            # Another process created it between our read and our link: use theirs.
-            theirs = _read_key(path)
-            if theirs is None:
-                raise
-            return theirs, False
-    finally:
-        tmp.unlink(missing_ok=True)
-    return key, True
-
-
-def _read_key(path: Path) -> str | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    key = text.strip()
-    if not key:
-        raise ValueError(f"{path} is empty: delete it to have a new key made, or set {ADMIN_KEY_ENV}")
-    return key
+    return read_or_create_secret(admin_key_path(settings.var_dir), hint=f", or set {ADMIN_KEY_ENV}")
 
 
 class BearerAuth:

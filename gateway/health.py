@@ -1,12 +1,16 @@
-"""Readiness: every service's /readyz answers 200 and NATS accepts a TCP connection."""
+"""Readiness: every service's /readyz answers 200 and NATS lets the gateway's user in."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import nats
+
 from gateway.upstream import UpstreamError, Upstreams, UpstreamTimeout
+from shared.nats_auth import MissingCredentials, NatsCredentials
 
 NATS_DEFAULT_PORT = 4222
 
@@ -27,24 +31,40 @@ def nats_addresses(nats_url: str) -> list[tuple[str, int]]:
     return addresses
 
 
-async def check_nats(nats_url: str, timeout: float) -> str:
+async def check_nats(nats_url: str, timeout: float, credentials: Callable[[], NatsCredentials]) -> str:
+    """Connect as the gateway's NATS user and leave: a server that is up but refuses the
+    gateway's credentials is not ready either."""
+
     addresses = nats_addresses(nats_url)
     if not addresses:
         return f"not ready: no server in {nats_url!r}"
-    last = ""
-    for host, port in addresses:
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        except (OSError, TimeoutError) as exc:
-            last = f"not ready: {host}:{port} unreachable ({type(exc).__name__})"
-            continue
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except OSError:
-            pass
-        return "ready"
-    return last
+    try:
+        options = credentials().connect_options()
+    except (MissingCredentials, ValueError) as exc:
+        return f"not ready: {exc}"
+
+    async def quiet(exc: Exception) -> None:
+        return None
+
+    try:
+        nc = await asyncio.wait_for(
+            nats.connect(
+                servers=[f"nats://{host}:{port}" for host, port in addresses],
+                connect_timeout=timeout,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,  # (0 is "no limit" to nats-py)
+                reconnect_time_wait=0,
+                error_cb=quiet,
+                **options,
+            ),
+            timeout,
+        )
+    except Exception as exc:  # noqa: BLE001 - whatever it is, NATS is not usable
+        if "authorization violation" in str(exc).lower():
+            return "not ready: NATS refused the gateway's credentials"
+        return f"not ready: unreachable ({type(exc).__name__})"
+    await nc.close()
+    return "ready"
 
 
 async def check_service(upstreams: Upstreams, service: str, timeout: float) -> str:
@@ -60,11 +80,15 @@ async def check_service(upstreams: Upstreams, service: str, timeout: float) -> s
 
 
 async def readiness(
-    upstreams: Upstreams, services: list[str], nats_url: str, timeout: float
+    upstreams: Upstreams,
+    services: list[str],
+    nats_url: str,
+    timeout: float,
+    nats_credentials: Callable[[], NatsCredentials],
 ) -> tuple[bool, dict[str, Any]]:
     checks = await asyncio.gather(
         *(check_service(upstreams, service, timeout) for service in services),
-        check_nats(nats_url, timeout),
+        check_nats(nats_url, timeout, nats_credentials),
     )
     results = dict(zip([*services, "nats"], checks))
     ready = all(value == "ready" for value in results.values())

@@ -36,6 +36,8 @@ from shared.http.docs_ui import install_docs
 from shared.http.error_handlers import install_error_handlers
 from shared.http.errors import NotFound, internal_error_body
 from shared.http.query_params import UnknownQueryGuard
+from shared.internal_auth import load_or_create_internal_secret
+from shared.nats_auth import GATEWAY_USER, NatsCredentials, load_credentials
 from shared.observability.logs import configure_logging
 
 log = logging.getLogger("gateway")
@@ -93,6 +95,7 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
             max_idle=settings.pool_max_idle,
             keepalive_expiry=settings.keepalive_expiry_s,
             max_response_bytes=settings.max_response_body_bytes,
+            internal_secret=load_or_create_internal_secret(settings),
         )
         app.front.upstreams = upstreams
         # Migrated beforehand by `valuechain migrate` (the supervisor runs it before starting anything).
@@ -134,6 +137,9 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
         fallback=app.fastapi_call,
     )
 
+    def nats_credentials() -> NatsCredentials:
+        return load_credentials(settings.var_dir, GATEWAY_USER, settings.nats_password)
+
     def upstreams_or_503() -> Upstreams:
         upstreams = app.front.upstreams
         if upstreams is None:
@@ -160,7 +166,9 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
         responses={503: {"description": "Something is not ready; `checks` says what"}},
     )
     async def readyz() -> ORJSONBody:
-        ready, body = await readiness(upstreams_or_503(), list(SERVICES), settings.nats_url, settings.ready_timeout_s)
+        ready, body = await readiness(
+            upstreams_or_503(), list(SERVICES), settings.nats_url, settings.ready_timeout_s, nats_credentials
+        )
         return ORJSONBody(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)

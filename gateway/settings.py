@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from shared.settings import GATEWAY_PORT, SERVICE_PORTS, SERVICES, GatewayStoreSettings, local_url
@@ -99,6 +99,9 @@ class GatewaySettings(GatewayStoreSettings):
     # Gateway processes sharing the budget: each takes 1/replicas of it (measured
     # against shared state in docs/benchmarks.md). 0: the worker count (`workers`).
     replicas: int = Field(0, ge=0)
+    # The gateway's NATS password (user `gateway`; /readyz, the rate limits' KV bucket). No
+    # default: without it the gateway reads <var_dir>/nats/gateway.password (`valuechain run` makes it).
+    nats_password: SecretStr | None = None
 
     log_level: str = "INFO"
     # One JSON line per request on stderr, written in batches every
@@ -135,6 +138,15 @@ class GatewaySettings(GatewayStoreSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected an http(s) URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("nats_password", mode="before")
+    @classmethod
+    def _blank_password_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def secrets(self) -> dict[str, str | None]:
+        password = self.nats_password.get_secret_value() if self.nats_password is not None else None
+        return {**super().secrets(), "VALUECHAIN_GATEWAY_NATS_PASSWORD": password}
 
     def service_url(self, service: str) -> str:
         url: str = getattr(self, f"{service}_url")

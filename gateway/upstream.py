@@ -531,6 +531,7 @@ class ServicePool:
         max_idle: int = 64,
         keepalive_expiry: float = 4.0,
         max_response_bytes: int = 64 * 1024 * 1024,
+        internal_secret: str = "",
     ):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -543,6 +544,8 @@ class ServicePool:
         default_port = (parts.scheme == "https" and self.port == 443) or (parts.scheme == "http" and self.port == 80)
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = (host if default_port else f"{host}:{self.port}").encode("idna")
+        # Rendered once: every request to the service carries the internal secret (shared/internal_auth.py).
+        self.fixed_headers = b"x-valuechain-internal: %s\r\n" % internal_secret.encode() if internal_secret else b""
         self.base_path = parts.path.rstrip("/").encode("ascii")
         self.connect_timeout = connect_timeout
         self.max_connections = max_connections
@@ -644,6 +647,7 @@ class ServicePool:
                 b" HTTP/1.1\r\nhost: ",
                 self.host_header,
                 b"\r\n",
+                self.fixed_headers,
                 headers,
                 framing,
                 body,

@@ -45,6 +45,17 @@ def local_url(port: int) -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def _revealed(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
+
+
+def _blank_secret_is_none(value: object) -> object:
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return value
+
+
 class SuiteSettings(BaseSettings):
     """What every process reads, under the same names whatever its own prefix."""
 
@@ -56,24 +67,27 @@ class SuiteSettings(BaseSettings):
     nats_url: str = Field(DEFAULT_NATS_URL, validation_alias="VALUECHAIN_NATS_URL")
     # No default: without it the gateway makes a key once and keeps it in <var_dir>/admin-api-key.
     admin_api_key: SecretStr | None = Field(None, validation_alias="VALUECHAIN_ADMIN_API_KEY")
+    # The secret the gateway sends services on every request (x-valuechain-internal). No
+    # default: without it the first process to need it makes one in <var_dir>/internal-secret.
+    internal_secret: SecretStr | None = Field(None, validation_alias="VALUECHAIN_INTERNAL_SECRET")
 
     @field_validator("var_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.resolve()
 
-    @field_validator("admin_api_key", mode="before")
+    @field_validator("admin_api_key", "internal_secret", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.strip()
-            return value or None
-        return value
+        return _blank_secret_is_none(value)
 
     def secrets(self) -> dict[str, str | None]:
         """The secrets these settings hold, by variable name (a subclass adds its own)."""
 
-        return {"VALUECHAIN_ADMIN_API_KEY": self.admin_api_key.get_secret_value() if self.admin_api_key else None}
+        return {
+            "VALUECHAIN_ADMIN_API_KEY": _revealed(self.admin_api_key),
+            "VALUECHAIN_INTERNAL_SECRET": _revealed(self.internal_secret),
+        }
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Self:
@@ -96,6 +110,9 @@ class ServiceSettings(SuiteSettings):
     database_url: str = ""
     port: int = 0
     stream: str = "CRM"
+    # The service's NATS password (its user is the service's name). No default: without it
+    # the service reads <var_dir>/nats/<service>.password, which `valuechain run` makes.
+    nats_password: SecretStr | None = None
     # Consumers: how many events one pull asks for, how long a pull lingers,
     # and how often a failing event is retried before it is dead-lettered.
     consumer_batch: int = 500
@@ -123,7 +140,16 @@ class ServiceSettings(SuiteSettings):
 
     def secrets(self) -> dict[str, str | None]:
         password = make_url(self.database_url).password if self.database_url else None
-        return {**super().secrets(), f"VALUECHAIN_{self.service.upper()}_DATABASE_URL (its password)": password}
+        return {
+            **super().secrets(),
+            f"VALUECHAIN_{self.service.upper()}_DATABASE_URL (its password)": password,
+            f"VALUECHAIN_{self.service.upper()}_NATS_PASSWORD": _revealed(self.nats_password),
+        }
+
+    @field_validator("nats_password", mode="before")
+    @classmethod
+    def _blank_password_is_none(cls, value: object) -> object:
+        return _blank_secret_is_none(value)
 
 
 class IdentifySettings(ServiceSettings):

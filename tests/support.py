@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from typing import Any
 
 import httpx
 import nats
+
+from shared.settings import SERVICES
 
 POSTGRES_URL = os.environ.get("VALUECHAIN_TEST_POSTGRES_URL")
 
@@ -58,20 +61,84 @@ def nats_server_binary() -> str:
 
 
 class NatsServer:
-    """A real nats-server with JetStream on a loopback port; can be stopped and restarted."""
+    """A real nats-server with JetStream on a loopback port; can be stopped and restarted.
 
-    def __init__(self, store_dir: Path, port: int | None = None):
+    It requires credentials, as `valuechain run`'s does: the same users, permissions and
+    password files (under `var_dir`/nats, valuechain/nats_setup.py). `url` carries the
+    admin's credentials, for tests that read or write the stream directly; `address` has
+    none (services bring their own). A service a test defines gets its user through `admit`.
+    """
+
+    def __init__(self, store_dir: Path, port: int | None = None, var_dir: Path | None = None):
         self.store_dir = store_dir
+        self.var_dir = var_dir or store_dir.parent
         self.port = port or free_port()
         self.process: subprocess.Popen | None = None
+        self.extra_users: dict[str, Any] = {}
+
+    @property
+    def address(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def credentials(self, user: str):
+        from shared.nats_auth import load_credentials
+
+        return load_credentials(self.var_dir, user, None)
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        admin = self.credentials("admin")
+        return f"nats://{admin.user}:{admin.password}@127.0.0.1:{self.port}"
+
+    def write_config(self) -> Path:
+        from valuechain.nats_setup import server_config
+
+        return server_config(self.var_dir, self.extra_users.values())
+
+    async def admit(self, user) -> None:
+        """Add a user (a `shared.nats_auth.NatsUser`: a service the tests define, a partner's
+        reader): the configuration is rewritten and reloaded; returns once the user gets in."""
+
+        name = user.name
+        if self.extra_users.get(name) == user:
+            return
+        self.extra_users[name] = user
+        self.write_config()
+        assert self.process is not None, "started"
+        self.process.send_signal(signal.SIGHUP)  # nats-server reloads its configuration
+        credentials = self.credentials(name)
+
+        async def admitted() -> bool:
+            try:
+                nc = await nats.connect(
+                    self.address,
+                    allow_reconnect=False,
+                    max_reconnect_attempts=1,
+                    error_cb=_quiet,
+                    **credentials.connect_options(),
+                )
+            except Exception:  # not reloaded yet
+                return False
+            await nc.close()
+            return True
+
+        await wait_until(admitted, what=f"nats-server admits {name}")
 
     def start(self) -> None:
+        config = self.write_config()
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)],
+            [
+                nats_server_binary(),
+                "-c",
+                str(config),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-js",
+                "-sd",
+                str(self.store_dir),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -93,6 +160,10 @@ class NatsServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+async def _quiet(exc: Exception) -> None:
+    return None
 
 
 async def make_database_url(service: str, tmp_path: Path) -> tuple[str, Callable[[], Awaitable[None]]]:
@@ -157,7 +228,7 @@ class Suite:
         url = await self._database(name)
         await asyncio.to_thread(upgrade, name, url)
         module = importlib.import_module(f"services.{name}.main")
-        return await self._launch(name, module.create_app, url, overrides)
+        return await self._launch(name, module.create_app, url, overrides, module.DEFINITION)
 
     async def start_definition(self, definition, **overrides) -> ServiceHandle:
         """Start a service defined by a test (its tables made straight from its metadata)."""
@@ -171,7 +242,9 @@ class Suite:
         async with engine.begin() as conn:
             await conn.run_sync(definition.metadata.create_all)
         await engine.dispose()
-        return await self._launch(definition.name, lambda s: create_service_app(definition, s), url, overrides)
+        return await self._launch(
+            definition.name, lambda s: create_service_app(definition, s), url, overrides, definition
+        )
 
     async def _database(self, name: str) -> str:
         url, drop = await make_database_url(name, self.tmp_path)
@@ -183,17 +256,48 @@ class Suite:
 
         defaults = dict(consumer_expires_s=1.0, consumer_backoff_s=(0.05, 0.05, 0.05, 0.05), outbox_poll_s=0.2)
         defaults.update(overrides)
-        return service_settings(name, database_url=url, nats_url=self.nats.url, **defaults)
+        return service_settings(
+            name, database_url=url, nats_url=self.nats.address, var_dir=self.nats.var_dir, **defaults
+        )
 
-    async def _launch(self, name: str, factory, url: str, overrides: dict) -> ServiceHandle:
+    @property
+    def internal_headers(self) -> dict[str, str]:
+        """What the gateway sends every service: its internal secret (shared/internal_auth.py)."""
+
+        from shared.internal_auth import load_or_create_internal_secret
+        from shared.settings import SuiteSettings
+
+        return {"x-valuechain-internal": load_or_create_internal_secret(SuiteSettings(var_dir=self.nats.var_dir))}
+
+    async def provision(self, definition, settings) -> None:
+        """Provision the service's stream and consumers as `valuechain migrate` does (the same
+        function, as the NATS admin): the services may not do it themselves."""
+
+        from shared.events.consumer import provision_consumers
+
+        nc = await nats.connect(self.nats.url)
+        try:
+            await provision_consumers(nc.jetstream(), definition.consumers, settings)
+        finally:
+            await nc.close()
+
+    async def _launch(self, name: str, factory, url: str, overrides: dict, definition) -> ServiceHandle:
         settings = self.settings_for(name, url, overrides)
+        if name not in SERVICES:  # a service of the tests' own: its NATS user is made now
+            from shared.nats_auth import service_user
+
+            durables = [spec.durable(name) for spec in definition.consumers]
+            await self.nats.admit(service_user(name, durables, settings.stream))
+        await self.provision(definition, settings)
         app = factory(settings)
         await self.stack.enter_async_context(app.router.lifespan_context(app))
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}")
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=f"http://{name}", headers=self.internal_headers
+        )
         await self.stack.enter_async_context(client)
         await wait_until(lambda: app.state.runtime.bus.is_connected, what=f"{name} connected to NATS")
         for runner in app.state.runtime.consumers:
-            await wait_until(lambda r=runner: r._provisioned_generation >= 0, what=f"{runner.name} provisioned")
+            await wait_until(lambda r=runner: r.provisioned, what=f"{runner.name} found provisioned")
         handle = ServiceHandle(name, app, client, settings)
         self.services[name] = handle
         return handle

@@ -60,6 +60,76 @@ def test_nats_runs_jetstream_with_a_volume_and_healthcheck(services):
     assert "8222" in " ".join(nats["healthcheck"]["test"])
 
 
+# --- internal credentials (docs/security.md) -------------------------------------------------
+
+REQUIRED = re.compile(r"^\$\{(VALUECHAIN_[A-Z_]+):\?[^}]+\}$")
+
+
+def required_variable(value: str) -> str:
+    """The variable a `${NAME:?message}` value reads (compose refuses to start without it)."""
+
+    match = REQUIRED.match(value)
+    assert match, f"{value!r} is not a required variable"
+    return match.group(1)
+
+
+def test_nats_requires_the_generated_users_with_passwords_from_the_environment(services):
+    from shared.nats_auth import ADMIN_USER, GATEWAY_USER, password_variable
+    from valuechain.nats_setup import TEMPLATE, template
+
+    nats = services["nats"]
+    command = nats["command"] if isinstance(nats["command"], list) else nats["command"].split()
+    config = command[command.index("-c") + 1]
+    mounts = {str(volume).split(":")[1]: str(volume).split(":")[0] for volume in nats["volumes"]}
+    assert mounts[config].lstrip("./") == "deploy/nats/nats-server.conf"
+    assert TEMPLATE.read_text() == template(), "stale: run python -m valuechain.nats_setup"
+    referenced = set(re.findall(r"password: \$(\w+)", TEMPLATE.read_text()))
+    users = {ADMIN_USER, GATEWAY_USER, *SERVICES}
+    assert referenced == {password_variable(user) for user in users}
+    env = env_of(nats)
+    assert {name: required_variable(value) for name, value in env.items() if name in referenced} == {
+        name: name for name in referenced
+    }
+
+
+@pytest.mark.parametrize("name", [*SERVICES, "gateway", "migrate"])
+def test_each_process_logs_in_to_nats_as_its_own_user(services, name):
+    from shared.nats_auth import ADMIN_USER, password_variable
+
+    env = env_of(services[name])
+    user = ADMIN_USER if name == "migrate" else name
+    passwords = {key for key in env if "_NATS_" in key and key.endswith("_PASSWORD")}
+    assert passwords == {password_variable(user)}, "one password, its own"
+    assert required_variable(env[password_variable(user)]) == password_variable(user)
+    assert env["VALUECHAIN_NATS_URL"] == "nats://nats:4222"
+
+
+def test_migrate_provisions_nats_once_it_is_healthy(services):
+    assert depends_of(services["migrate"])["nats"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_the_gateway_and_the_services_share_the_internal_secret(services, name):
+    env = env_of(services[name])
+    assert required_variable(env["VALUECHAIN_INTERNAL_SECRET"]) == "VALUECHAIN_INTERNAL_SECRET"
+
+
+def test_only_the_gateway_is_published(services):
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"gateway"}
+
+
+def test_compose_secrets_prints_every_variable_compose_requires(capsys):
+    from valuechain import cli
+
+    text = COMPOSE.read_text()
+    required = set(re.findall(r"\$\{(VALUECHAIN_[A-Z_]+):\?", text))
+    assert cli.main(["compose-secrets"]) == 0
+    printed = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())
+    assert required <= set(printed), sorted(required - set(printed))
+    assert all(len(value) >= 40 for value in printed.values())
+
+
 def test_postgres_is_healthchecked_and_runs_the_init_script(services):
     postgres = services["postgres"]
     assert postgres["image"].startswith("postgres:15")

@@ -9,11 +9,13 @@ refusal to start over ports already taken.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -24,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from shared.settings import SERVICE_PORTS, SERVICES
-from tests.support import free_port
+from tests.support import NatsServer, free_port
 from valuechain import cli, supervisor
 from valuechain.supervisor import Child, Supervisor
 
@@ -83,20 +85,39 @@ def test_python_dash_m_valuechain_is_the_console_script():
         assert subprocess.run([str(script), "--help"], capture_output=True, timeout=60).returncode == 0
 
 
-def test_migrate_brings_every_database_to_head(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALUECHAIN_")}
-    env["VALUECHAIN_VAR_DIR"] = str(tmp_path / "var")
-    result = subprocess.run(
-        [sys.executable, "-m", "valuechain", "migrate"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    # The five services' databases and the gateway's own (API keys, audit log, export jobs).
-    assert sorted(p.name for p in (tmp_path / "var").glob("*.db")) == sorted(f"{s}.db" for s in (*SERVICES, "gateway"))
+def test_migrate_brings_every_database_to_head_and_provisions_nats(tmp_path):
+    server = NatsServer(tmp_path / "var" / "jetstream")  # the suite's users, passwords under var/nats
+    server.start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VALUECHAIN_")}
+        env["VALUECHAIN_VAR_DIR"] = str(tmp_path / "var")
+        env["VALUECHAIN_NATS_URL"] = server.address
+        result = subprocess.run(
+            [sys.executable, "-m", "valuechain", "migrate"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        # The five services' databases and the gateway's own (API keys, audit log, export jobs).
+        databases = sorted(p.name for p in (tmp_path / "var").glob("*.db"))
+        assert databases == sorted(f"{s}.db" for s in (*SERVICES, "gateway"))
+        assert asyncio.run(_consumers(server.url)) >= {"identify-referrals", "lifecycle-stages", "engage-timeline"}
+        assert "nats: gateway: key-value bucket ratelimits" in result.stdout
+    finally:
+        server.stop()
+
+
+async def _consumers(url: str) -> set[str]:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        return {info.name for info in await nc.jetstream().consumers_info("CRM")}
+    finally:
+        await nc.close()
 
 
 # ---------------------------------------------------------------------------
@@ -170,6 +191,10 @@ def test_nats_starts_with_jetstream_and_monitoring_and_stops(monkeypatch, tmp_pa
     try:
         assert sup.start_nats(sup.child_env())
         assert (tmp_path / "var" / "jetstream").is_dir()
+        # Its users and their passwords, private to the user running the suite.
+        nats_dir = tmp_path / "var" / "nats"
+        private = [nats_dir / "nats-server.conf", *(nats_dir / f"{user}.password" for user in ("admin", *SERVICES))]
+        assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in private)
         with urllib.request.urlopen(
             f"http://127.0.0.1:{ports['nats_monitor']}/healthz?js-enabled-only=true", timeout=5
         ) as response:

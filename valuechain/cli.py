@@ -22,9 +22,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from shared.db.migrations import upgrade_all
+    from valuechain.supervisor import SupervisorSettings, provision_nats, settings_or_exit
 
+    settings = settings_or_exit(SupervisorSettings)
     upgrade_all()
     print("migrations: every service's database and the gateway's are at head")
+    try:
+        provisioned = provision_nats(settings)
+    except Exception as exc:  # noqa: BLE001 - said plainly, with what to check
+        print(f"migrate: provisioning NATS at {settings.nats_url} as the admin failed: {exc!r}", file=sys.stderr)
+        return 1
+    for line in provisioned:
+        print(f"nats: {line}")
     return 0
 
 
@@ -185,6 +194,24 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compose_secrets(args: argparse.Namespace) -> int:
+    """Lines for docker compose's `.env`: a fresh random value for every secret it needs."""
+
+    from shared.nats_auth import ADMIN_USER, GATEWAY_USER, password_variable
+    from shared.secret_files import new_secret
+    from shared.settings import SERVICES
+
+    names = [
+        "VALUECHAIN_ADMIN_API_KEY",
+        "VALUECHAIN_INTERNAL_SECRET",
+        "VALUECHAIN_DB_PASSWORD",
+        *(password_variable(user) for user in (ADMIN_USER, GATEWAY_USER, *SERVICES)),
+    ]
+    for name in names:
+        print(f"{name}={new_secret()}")
+    return 0
+
+
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = [
     (
         "run",
@@ -192,12 +219,23 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
         _no_args,
         _cmd_run,
     ),
-    ("migrate", "upgrade every service's database and the gateway's to the latest schema", _no_args, _cmd_migrate),
+    (
+        "migrate",
+        "upgrade every service's database and the gateway's, then provision NATS (stream, consumers) as its admin",
+        _no_args,
+        _cmd_migrate,
+    ),
     (
         "migration",
         "autogenerate a dated revision of one service's database from its models (make migration)",
         _args_migration,
         _cmd_migration,
+    ),
+    (
+        "compose-secrets",
+        "print a fresh random value for every secret docker-compose.yml needs, as .env lines",
+        _no_args,
+        _cmd_compose_secrets,
     ),
     (
         "import",

@@ -29,8 +29,16 @@ id of the request or event that started the chain), `causationid` (the event
 that caused this one, when a consumer emitted it) and `data` (the payload below).
 
 Payloads change only by adding optional fields; a breaking change gets a new
-version in `dataschema`. Partner systems subscribe with their own durable
-JetStream consumers on these subjects.
+version in `dataschema`.
+
+NATS requires credentials, and each service's user may publish only its own
+subjects (`crm.<service>.>` and `crm.dlq.<service>`) and read only its own
+consumers (docs/security.md, "Internal credentials"). Partner systems get no
+service credentials: they receive these events through the partner webhooks and
+event feed. An operator who gives a partner direct NATS access makes a durable
+consumer for it, as the NATS admin, and a read-only user that may pull from and
+ack that one consumer (docs/security.md shows both); partners do not make their
+own consumers.
 """
 
 
@@ -73,7 +81,7 @@ def render() -> str:
     for subject, contract in sorted(published().items()):
         users = ", ".join(consumers.get(subject, []))
         if not users:
-            users = "operators, partners" if subject.startswith(DLQ_SUBJECT_PREFIX) else "— (partners)"
+            users = "operators" if subject.startswith(DLQ_SUBJECT_PREFIX) else "— (partners)"
         lines.append(f"| `{subject}` | {contract.producer} | {users} | v{contract.version} |")
     for subject, contract in sorted(published().items()):
         schema = contract.model.model_json_schema()

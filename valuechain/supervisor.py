@@ -1,12 +1,16 @@
 """`valuechain run`: the whole suite on one machine, under one supervisor.
 
 Start order: a check that no port the suite needs is taken, NATS JetStream (data under
-`<var>/jetstream`, monitoring on VALUECHAIN_NATS_MONITOR_PORT), database migrations, the
-admin API key, the five stage services, the gateway; then a wait for the gateway's
+`<var>/jetstream`, monitoring on VALUECHAIN_NATS_MONITOR_PORT, its users and their
+permissions in `<var>/nats/nats-server.conf`, the passwords made on first run: see
+shared/nats_auth.py), database migrations and the provisioning of the stream and
+consumers (what `valuechain migrate` does), the admin API key and the internal secret,
+the five stage services, the gateway; then a wait for the gateway's
 /readyz (VALUECHAIN_READY_TIMEOUT_S; on time-out it names what is not ready and keeps
 running). Settings: `SupervisorSettings` below, the services' and the gateway's classes. Then every child is watched:
 one that exits is restarted after a back-off (1 s, doubling up to 30 s, back to 1 s
-once it has stayed up 60 s). SIGINT/SIGTERM stop the gateway first, then the services,
+once it has stayed up 60 s); a restarted NATS is provisioned again, in case it lost its
+store. SIGINT/SIGTERM stop the gateway first, then the services,
 NATS last; whatever is still alive after 10 s is killed, and the exit code is 0.
 Children write to `<var>/log/<name>.log` (nats, identify, ..., gateway); the
 supervisor's own lines, and the tail of a log when its process exits, go to stdout.
@@ -32,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from shared.settings import GATEWAY_PORT, SuiteSettings, env_variable, local_url
 
@@ -56,6 +60,18 @@ class SupervisorSettings(SuiteSettings):
     ready_timeout_s: float = 60.0
     # The gateway `valuechain import` talks to.
     gateway_url: str = Field(local_url(GATEWAY_PORT), validation_alias="VALUECHAIN_GATEWAY_URL")
+    # The NATS admin's password (user `admin`), for `valuechain migrate`'s provisioning only. No
+    # default: without it the admin's password is <var_dir>/nats/admin.password (made by `valuechain run`).
+    nats_admin_password: SecretStr | None = None
+
+    @field_validator("nats_admin_password", mode="before")
+    @classmethod
+    def _blank_password_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def secrets(self) -> dict[str, str | None]:
+        password = self.nats_admin_password.get_secret_value() if self.nats_admin_password else None
+        return {**super().secrets(), "VALUECHAIN_NATS_ADMIN_PASSWORD": password}
 
 
 def say(message: str) -> None:
@@ -348,8 +364,12 @@ class Supervisor:
             return False
         store = self.var_dir / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
+        from valuechain.nats_setup import server_config
+
         argv = [
             binary,
+            "-c",
+            str(server_config(self.var_dir)),
             "-a",
             "127.0.0.1",
             "-p",
@@ -387,11 +407,25 @@ class Supervisor:
             traceback.print_exc()
             say("migrations failed: not starting the services")
             return False
+        return self.provision()
+
+    def provision(self) -> bool:
+        """The stream, the consumers and the gateway's bucket, as the NATS admin (also after
+        a restart of NATS, which may have come back with an empty store)."""
+
+        try:
+            for line in provision_nats(self.settings):
+                say(f"provisioned {line}")
+        except Exception as exc:  # noqa: BLE001 - said; the supervisor refuses to start
+            say(f"provisioning NATS failed: {exc!r}")
+            return False
         return True
 
     def admin_key(self) -> tuple[str, bool, Path]:
         from gateway.auth import admin_key_path, load_or_create_admin_key
+        from shared.internal_auth import load_or_create_internal_secret
 
+        load_or_create_internal_secret(self.settings)  # made once, before the services race for it
         key, created = load_or_create_admin_key(self.settings)
         return key, created, admin_key_path(self.var_dir)
 
@@ -482,8 +516,12 @@ class Supervisor:
         print("\n".join(lines), flush=True)
 
     def supervise(self) -> None:
+        nats_starts = self.nats.restarts if self.nats else 0
         while not self.stopping:
             self.sleep(POLL_S)
+            restarted = self.nats is not None and self.nats.restarts != nats_starts
+            if restarted and self.nats is not None and tcp_open(self.nats_host, self.nats_port) and self.provision():
+                nats_starts = self.nats.restarts
 
     def shutdown(self) -> None:
         say("stopping: gateway, services, then NATS")
@@ -536,6 +574,18 @@ class Supervisor:
             return 0
         finally:
             self.shutdown()
+
+
+def provision_nats(settings: SupervisorSettings) -> list[str]:
+    """What `valuechain migrate` does on NATS: provision as the admin (shared/nats_auth.py)."""
+
+    import asyncio
+
+    from shared.nats_auth import ADMIN_USER, load_credentials
+    from valuechain.nats_setup import provision_all
+
+    admin = load_credentials(settings.var_dir, ADMIN_USER, settings.nats_admin_password)
+    return asyncio.run(provision_all(settings.nats_url, admin))
 
 
 def run() -> int:

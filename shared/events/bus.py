@@ -1,22 +1,30 @@
-"""The NATS JetStream connection and the explicit provisioning of stream and consumers.
+"""The NATS JetStream connection, and the explicit provisioning of stream and consumers.
 
 Reconnects are unbounded, with a capped back-off and pings frequent enough that a
-dead connection is noticed in seconds, so a service outlives a NATS restart.
-Streams and consumers are created or updated at start (and after every
-reconnect, in case the server came back empty), never left to `pull_subscribe`.
+dead connection is noticed in seconds, so a service outlives a NATS restart. Each
+process connects as its own NATS user (shared/nats_auth.py).
+
+Streams and consumers are provisioned by `valuechain migrate` as the NATS admin
+(`provision`, below), never by the services, whose users may not create or update
+them, and never left to `pull_subscribe`. A service finds its consumers missing
+(a new NATS with an empty store, a migrate not run) in its readiness and logs, and
+checks again until they are there (shared/events/consumer.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Iterable
 
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
+
+from shared.nats_auth import NatsCredentials
 
 log = logging.getLogger("valuechain.bus")
 
@@ -66,18 +74,33 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
     await js.add_consumer(stream, config)
 
 
+async def provision(js: JetStreamContext, stream: str, consumers: Iterable[ConsumerConfig]) -> None:
+    """Create or update `stream` and `consumers` on it (as a user allowed to: the admin)."""
+
+    await ensure_stream(js, stream)
+    for config in consumers:
+        await ensure_consumer(js, stream, config)
+
+
+def without_credentials(url: str) -> str:
+    """`url` fit for a log line: any `user:password@` in it left out."""
+
+    return ",".join(re.sub(r"//[^/@]*@", "//", part) for part in url.split(","))
+
+
 class Bus:
     """One NATS connection per process, connected in the background with retries."""
 
-    def __init__(self, url: str, *, name: str, stream: str = "CRM"):
+    def __init__(self, url: str, *, name: str, stream: str = "CRM", credentials: NatsCredentials | None = None):
         self.url = url
         self.name = name
         self.stream = stream
+        self.credentials = credentials
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
         self.connected = asyncio.Event()
         self._on_reconnect: list[Callable[[], Awaitable[None]]] = []
-        # Bumped on every (re)connect so long-running loops can re-provision.
+        # Bumped on every (re)connect so long-running loops check their consumers again.
         self.generation = 0
 
     def on_reconnect(self, callback: Callable[[], Awaitable[None]]) -> None:
@@ -105,6 +128,7 @@ class Bus:
                     reconnected_cb=self._reconnected,
                     disconnected_cb=self._disconnected,
                     error_cb=self._error,
+                    **(self.credentials.connect_options() if self.credentials is not None else {}),
                 )
                 break
             except Exception as exc:  # noqa: BLE001 - any failure means "try again"
@@ -112,30 +136,11 @@ class Bus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self.js = self.nc.jetstream(timeout=5)
-        await self._provision_stream()
         self.generation += 1
         self.connected.set()
-        log.info("nats connected", extra={"url": self.url})
-
-    async def _provision_stream(self) -> None:
-        delay = 0.2
-        while True:
-            try:
-                assert self.js is not None, "connected"
-                await ensure_stream(self.js, self.stream)
-                return
-            except Exception as exc:  # noqa: BLE001 - JetStream may still be starting
-                log.warning("stream provisioning failed, retrying", extra={"error": repr(exc)})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        log.info("nats connected", extra={"url": without_credentials(self.url)})
 
     async def _reconnected(self) -> None:
-        # The server may have come back without our stream (a fresh store).
-        try:
-            assert self.js is not None, "reconnected after connecting"
-            await ensure_stream(self.js, self.stream)
-        except Exception as exc:  # noqa: BLE001 - the consumers re-provision too
-            log.warning("stream provisioning after reconnect failed", extra={"error": repr(exc)})
         self.generation += 1
         self.connected.set()
         log.info("nats reconnected")
@@ -150,7 +155,9 @@ class Bus:
         log.warning("nats disconnected")
 
     async def _error(self, exc: Exception) -> None:
-        log.debug("nats error", extra={"error": repr(exc)})
+        # A permissions violation is a bug or a misconfigured user: say so loudly.
+        level = logging.ERROR if "permissions violation" in str(exc).lower() else logging.DEBUG
+        log.log(level, "nats error", extra={"error": repr(exc)})
 
     async def close(self) -> None:
         if self.nc is not None:

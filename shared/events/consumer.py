@@ -17,6 +17,10 @@ Handlers get typed events (`shared.events.envelope.Event`): each payload is pars
 here, by its contract's tolerant reader (shared/events/contracts.py). A payload that is
 really broken (a required field missing, a wrong type) can never succeed: it is
 parked at once, the validation error in its dead-letter row, and the batch goes on.
+The durable consumers are provisioned by `valuechain migrate` (`provision_consumers`),
+not by the service: a runner checks that its consumer is there, reports it in readiness
+when it is not, and checks again until it is.
+
 Before a handler runs, every customer id a payload names (its contract's
 `customers`) that was merged away is replaced by its survivor, looked up in the
 service's one alias table (`ConsumerSpec.survivors`, one query per micro-batch).
@@ -36,13 +40,15 @@ from typing import Any
 import orjson
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
+from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.database import Database, utcnow
 from shared.db.uow import transaction
-from shared.events.bus import Bus, consumer_config, ensure_consumer, ensure_stream
+from shared.events.bus import Bus, consumer_config, provision
 from shared.events.contracts import CATALOG, dlq_subject
 from shared.events.envelope import CloudEvent, Event
 from shared.events.messaging import emit, handled_ids, record_handled, tables_of
@@ -51,6 +57,9 @@ from shared.observability.metrics import Metrics
 from shared.settings import ServiceSettings
 
 log = logging.getLogger("valuechain.consumer")
+
+PROVISION_CHECK_S = 2.0  # how often a missing consumer is looked for again
+NO_RESPONDERS = "503"  # the status a pull on a consumer that is not there gets
 
 Handler = Callable[[AsyncSession, Event[Any]], Awaitable[None]]
 BatchHandler = Callable[[AsyncSession, list[Event[Any]]], Awaitable[None]]
@@ -93,6 +102,24 @@ class ConsumerSpec:
         return f"{service}-{self.purpose}"
 
 
+def spec_config(spec: ConsumerSpec, settings: ServiceSettings) -> ConsumerConfig:
+    """The durable JetStream consumer `spec` pulls from, as `valuechain migrate` provisions it."""
+
+    return consumer_config(
+        spec.durable(settings.service),
+        spec.all_subjects,
+        max_ack_pending=settings.consumer_batch * 4,
+        ack_wait_s=settings.consumer_ack_wait_s,
+    )
+
+
+async def provision_consumers(js: JetStreamContext, specs: Iterable[ConsumerSpec], settings: ServiceSettings) -> None:
+    """Create or update a service's stream and durable consumers: what `valuechain migrate`
+    does for every service, as the NATS admin (the test suite does it the same way)."""
+
+    await provision(js, settings.stream, [spec_config(spec, settings) for spec in specs])
+
+
 @contextmanager
 def caused_by(event: CloudEvent | Event[Any]) -> Iterator[None]:
     """Events emitted inside carry `event`'s correlation id and name it as their cause."""
@@ -121,7 +148,10 @@ class ConsumerRunner:
         self.expires_s = settings.consumer_expires_s
         self.heartbeat = time.monotonic()
         self.task: asyncio.Task[None] | None = None
-        self._provisioned_generation = -1
+        # The bus generation (connection) on which the durable consumer was last found
+        # provisioned; what is wrong with it otherwise (readiness shows it).
+        self._checked_generation = -1
+        self.problem: str | None = "not checked yet"
 
     # --- state for readiness -------------------------------------------------
 
@@ -144,18 +174,37 @@ class ConsumerRunner:
 
     # --- the pull loop -------------------------------------------------------
 
-    async def provision(self, js: JetStreamContext) -> None:
-        await ensure_stream(js, self.settings.stream)
-        await ensure_consumer(
-            js,
-            self.settings.stream,
-            consumer_config(
-                self.name,
-                self.spec.all_subjects,
-                max_ack_pending=self.batch * 4,
-                ack_wait_s=self.settings.consumer_ack_wait_s,
-            ),
+    @property
+    def provisioned(self) -> bool:
+        return self._checked_generation >= 0
+
+    async def check_provisioned(self, js: JetStreamContext) -> bool:
+        """Is the durable consumer there, with this spec's subjects? (`valuechain migrate`
+        makes it; this service's NATS user may not.) Sets `problem` for readiness."""
+
+        stream = self.settings.stream
+        try:
+            info = await js.consumer_info(stream, self.name)
+        except NotFoundError as exc:
+            missing = "stream" if "stream" in (exc.description or "") else "consumer"
+            what = f"stream {stream}" if missing == "stream" else f"consumer {self.name} on stream {stream}"
+            problem = f"missing: {what} (provisioned by `valuechain migrate`)"
+            if problem != self.problem:
+                log.error("consumer not provisioned, checking again", extra={"consumer": self.name, "error": problem})
+            self.problem = problem
+            return False
+        subjects = sorted(
+            info.config.filter_subjects or ([info.config.filter_subject] if info.config.filter_subject else [])
         )
+        if subjects != self.spec.all_subjects:
+            # It still delivers what it was made for; the new subjects wait for a migrate.
+            problem = f"outdated: filters {subjects}, expected {self.spec.all_subjects} (run `valuechain migrate`)"
+            if problem != self.problem:
+                log.error("consumer provisioned with other subjects", extra={"consumer": self.name, "error": problem})
+            self.problem = problem
+        else:
+            self.problem = None
+        return True
 
     async def run(self) -> None:
         queue: asyncio.Queue[Msg] = asyncio.Queue()
@@ -174,40 +223,45 @@ class ConsumerRunner:
             try:
                 await self.bus.connected.wait()
                 self.heartbeat = time.monotonic()
-                if self._provisioned_generation != self.bus.generation:
+                if self._checked_generation != self.bus.generation:
                     assert self.bus.js is not None  # connected
-                    await self.provision(self.bus.js)
-                    self._provisioned_generation = self.bus.generation
+                    generation = self.bus.generation
+                    if not await self.check_provisioned(self.bus.js):
+                        await asyncio.sleep(PROVISION_CHECK_S)
+                        continue
+                    self._checked_generation = generation
                 await nc.publish(next_subject, request, reply=inbox)
-                await self._drain_request(queue)
+                if await self._drain_request(queue) == NO_RESPONDERS:
+                    self._checked_generation = -1  # the consumer went away (NATS lost its store?)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep consuming whatever went wrong
                 log.warning("consumer loop error", extra={"consumer": self.name, "error": repr(exc)})
-                self._provisioned_generation = -1
+                self._checked_generation = -1
                 await asyncio.sleep(1.0)
 
-    async def _drain_request(self, queue: asyncio.Queue[Msg]) -> None:
-        """Handle messages until the open pull request is fulfilled or expires."""
+    async def _drain_request(self, queue: asyncio.Queue[Msg]) -> str | None:
+        """Handle messages until the open pull request is fulfilled or expires; returns
+        the status that ended it, if one did."""
 
         owed = self.batch
         deadline = time.monotonic() + self.expires_s + 1.0
         while owed > 0:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return
+                return None
             try:
                 msg = await asyncio.wait_for(queue.get(), timeout=remaining)
             except TimeoutError:
-                return
+                return None
             batch: list[Msg] = []
-            request_over = False
+            request_over: str | None = None
             while True:
                 status = JetStreamContext.is_status_msg(msg)
                 if status is None:
                     batch.append(msg)
-                elif status != "100":  # 404 no messages, 408 expired, 409 conflicts end the request
-                    request_over = True
+                elif status != "100":  # 404 no messages, 408 expired, 409 conflicts, 503 no consumer end it
+                    request_over = status
                 if len(batch) >= owed or queue.empty():
                     break
                 msg = queue.get_nowait()
@@ -216,7 +270,8 @@ class ConsumerRunner:
                 await self.process(batch)
             self.heartbeat = time.monotonic()
             if request_over:
-                return
+                return request_over
+        return None
 
     # --- applying events -----------------------------------------------------
 

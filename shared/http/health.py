@@ -1,7 +1,8 @@
 """Liveness (`/healthz`), readiness (`/readyz`) and metrics (`/metrics`) of a service.
 
 Readiness names what is not ready: the database, NATS, each consumer (a stalled one
-too); a retrying outbox relay is reported but does not make the service unready.
+too, and one not provisioned: missing, or with other subjects); a retrying outbox
+relay is reported but does not make the service unready.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def health_router() -> APIRouter:
             checks["database"] = f"unreachable: {exc.__class__.__name__}"
         checks["nats"] = "ok" if runtime.bus.is_connected else "disconnected"
         for runner in runtime.consumers:
-            checks[f"consumer:{runner.name}"] = "stalled" if runner.stalled else "ok"
+            checks[f"consumer:{runner.name}"] = "stalled" if runner.stalled else (runner.problem or "ok")
         checks["outbox_relay"] = "ok" if runtime.relay.last_error is None else f"retrying: {runtime.relay.last_error}"
         ready = all(value == "ok" for key, value in checks.items() if key != "outbox_relay")
         return JSONResponse(

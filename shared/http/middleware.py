@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.http.deps import SESSIONS_TO_CLOSE
 from shared.http.errors import error_body, internal_error_body
+from shared.internal_auth import INTERNAL_HEADER, OPEN_PATHS, UNAUTHORIZED, InternalSecret
 from shared.observability import context
 from shared.observability.metrics import Metrics
 from shared.settings import SuiteSettings, reset_current, set_current
@@ -33,6 +34,10 @@ class RequestContextMiddleware:
     It also closes the request's read sessions once the response is out (see
     shared.http.deps), so FastAPI need not run them as generator dependencies. And it makes
     the app's settings current for the request (shared.settings.current_settings).
+
+    With `internal` (every service app), it answers 401 to a request that does not carry
+    the gateway's internal secret (shared/internal_auth.py) before anything else runs;
+    only `/healthz` and `/readyz` are open.
     """
 
     def __init__(
@@ -41,8 +46,10 @@ class RequestContextMiddleware:
         metrics_getter: Callable[[], Metrics | None],
         light_reads_getter: Callable[[], Any] = lambda: None,
         settings: SuiteSettings | None = None,
+        internal: InternalSecret | None = None,
     ):
         self.app = app
+        self.internal = internal
         self.settings = settings
         self.metrics_getter = metrics_getter
         self.light_reads_getter = light_reads_getter
@@ -66,11 +73,15 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         rid = cid = None
+        internal = self.internal
+        admitted = internal is None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 rid = value.decode()
             elif name == b"x-correlation-id":
                 cid = value.decode()
+            elif name == INTERNAL_HEADER and internal is not None and internal.matches(value):
+                admitted = True  # any matching one: a client's guess forwarded beside it is harmless
         rid = rid or context.new_id()
         cid = cid or rid
         t1 = context.request_id.set(rid)
@@ -92,6 +103,8 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if not admitted and scope["path"] not in OPEN_PATHS:
+                return await send_json(send_with_ids, 401, UNAUTHORIZED)
             if "\x00" in scope["path"]:  # no id holds one, and PostgreSQL cannot compare text with one
                 return await send_json(send_with_ids, 404, NUL_IN_PATH)
             light_reads = self.light_reads_getter() if scope["method"] == "GET" else None

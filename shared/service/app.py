@@ -3,7 +3,9 @@
 The app's lifespan starts the service's runtime (shared.service.runtime: database, NATS, the
 outbox relay, the consumers, the service's state and start hooks); every client
 error renders as {"error", "detail"} (shared.http.error_handlers); a request passes
-through the request context (shared.http.middleware: ids, metrics, access log). Health
+through the request context (shared.http.middleware: the internal secret, ids, metrics,
+access log): a service answers only requests that carry the gateway's internal secret
+(shared.internal_auth), but for `/healthz` and `/readyz`. Health
 (`/healthz`), readiness (`/readyz`), metrics (`/metrics`, shared.http.health) and the
 dead-letter listing (`/v1/ops/dead-letters`, shared.http.dead_letters) come with it.
 """
@@ -25,6 +27,7 @@ from shared.http.health import health_router
 from shared.http.middleware import RequestContextMiddleware
 from shared.http.openapi_contract import document_api
 from shared.http.query_params import UnknownQueryGuard
+from shared.internal_auth import InternalSecret, load_or_create_internal_secret
 from shared.observability.logs import configure_logging
 from shared.service.runtime import ServiceDefinition, start_runtime, stop_runtime
 from shared.service.tuning import frozen_heap, tune_interpreter
@@ -68,6 +71,7 @@ def create_service_app(definition: ServiceDefinition[Any], settings: ServiceSett
         metrics_getter=lambda: getattr(app.state.runtime, "metrics", None),
         light_reads_getter=lambda: app.state.light_reads,
         settings=settings,
+        internal=InternalSecret(load_or_create_internal_secret(settings)),  # only the gateway gets in
     )
     app.include_router(health_router())
     app.include_router(dead_letters_router(definition.messaging))

@@ -22,6 +22,7 @@ from shared.events.bus import Bus
 from shared.events.consumer import ConsumerRunner, ConsumerSpec
 from shared.events.messaging import MessagingTables
 from shared.events.relay import OutboxRelay
+from shared.nats_auth import load_credentials
 from shared.observability.metrics import Metrics
 from shared.settings import ServiceSettings
 
@@ -72,7 +73,9 @@ class ServiceDefinition(Generic[StateT]):
 async def start_runtime(definition: ServiceDefinition[StateT], settings: ServiceSettings) -> Runtime[StateT]:
     metrics = Metrics(definition.name)
     db = Database.connect(settings.database_url, service=definition.name)
-    bus = Bus(settings.nats_url, name=f"valuechain-{definition.name}", stream=settings.stream)
+    # Its own NATS user (shared/nats_auth.py); no password is a configuration error, said at start.
+    credentials = load_credentials(settings.var_dir, definition.name, settings.nats_password)
+    bus = Bus(settings.nats_url, name=f"valuechain-{definition.name}", stream=settings.stream, credentials=credentials)
     relay = OutboxRelay(
         db, definition.messaging, bus, metrics, batch=settings.outbox_batch, poll_s=settings.outbox_poll_s
     )

@@ -37,6 +37,19 @@ class RunningSuite:
     def service_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
+    @property
+    def nats_url(self) -> str:
+        """The suite's NATS as its admin (whose password `valuechain run` made under var/nats)."""
+
+        from shared.nats_auth import ADMIN_USER, load_credentials
+
+        admin = load_credentials(self.var_dir, ADMIN_USER, None)
+        return f"nats://{admin.user}:{admin.password}@127.0.0.1:{self.ports['nats']}"
+
+    @property
+    def internal_secret(self) -> str:
+        return (self.var_dir / "internal-secret").read_text().strip()
+
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(

@@ -10,6 +10,7 @@ import subprocess
 import httpx
 import nats
 
+from shared.settings import SERVICES
 from tests.support import wait_until
 
 
@@ -110,7 +111,7 @@ async def test_the_value_chain_flows_from_a_purchase_to_every_stage(running_suit
         assert body["timeline"] and body["missing"] == []
 
     # The correlation id of the purchase travelled through three services' events.
-    nc = await nats.connect(f"nats://127.0.0.1:{running_suite.ports['nats']}")
+    nc = await nats.connect(running_suite.nats_url)
     try:
         sub = await nc.jetstream().pull_subscribe("crm.>", stream="CRM")
         chain = {}
@@ -125,6 +126,21 @@ async def test_the_value_chain_flows_from_a_purchase_to_every_stage(running_suit
         assert chain["crm.value.offer.issued"]["causationid"] == chain["crm.lifecycle.stage.changed"]["id"]
     finally:
         await nc.close()
+
+
+async def test_services_answer_only_the_gateway_over_their_sockets(running_suite):
+    secret = running_suite.internal_secret
+    for name in SERVICES:
+        async with httpx.AsyncClient(base_url=running_suite.service_url(name), timeout=10) as direct:
+            for headers in ({}, {"x-valuechain-internal": "not-" + secret}):
+                for path in ("/v1/ops/dead-letters", "/metrics", "/openapi.json"):
+                    refused = await direct.get(path, headers=headers)
+                    assert refused.status_code == 401, (name, path, headers)
+                    assert refused.json()["error"] == "unauthorized"
+            assert (await direct.get("/readyz")).status_code == 200  # probes stay open
+            assert (await direct.get("/metrics", headers={"x-valuechain-internal": secret})).status_code == 200
+    async with running_suite.client() as gw:  # the gateway sends the secret: the same route answers
+        assert (await gw.get("/v1/ops/identify/dead-letters")).status_code == 200
 
 
 async def test_every_v1_route_needs_the_key_and_errors_are_json(running_suite):

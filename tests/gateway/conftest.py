@@ -27,6 +27,7 @@ from gateway.main import create_app
 from gateway.server import protocol_class
 from gateway.settings import SERVICES, GatewaySettings
 from shared.db.migrations import upgrade
+from tests.support import NatsServer
 
 API_KEY = "test-admin-key-0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -199,17 +200,13 @@ async def stand_ins():
 
 
 @pytest.fixture(scope="session")
-async def nats_stub():
-    """A TCP listener standing in for NATS (the gateway only checks that it accepts)."""
+def nats_stub(tmp_path_factory):
+    """A real nats-server with the suite's users: the gateway's /readyz logs in as its own."""
 
-    async def accept(reader, writer):
-        writer.close()
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"nats://127.0.0.1:{port}"
-    server.close()
-    await server.wait_closed()
+    server = NatsServer(tmp_path_factory.mktemp("nats") / "jetstream")
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -219,10 +216,11 @@ def dead_url():
     return f"http://127.0.0.1:{free_port()}"
 
 
-def gateway_settings(stand_ins: dict[str, StandIn], nats: str, tmp_dir, **overrides) -> GatewaySettings:
+def gateway_settings(stand_ins: dict[str, StandIn], nats: NatsServer, tmp_dir, **overrides) -> GatewaySettings:
     values: dict[str, Any] = {f"{name}_url": state.url for name, state in stand_ins.items()}
     values.update(
-        nats_url=nats,
+        nats_url=nats.address,
+        nats_password=nats.credentials("gateway").password,
         var_dir=tmp_dir,
         access_log_flush_s=0,
         request_timeout_s=5.0,

@@ -106,6 +106,13 @@ async def test_readyz_needs_nats(start_gateway, dead_url):
     assert checks["identify"] == "ready"
 
 
+async def test_readyz_needs_nats_to_let_the_gateways_user_in(start_gateway):
+    client = await start_gateway(nats_password="not-the-gateways-password")
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["nats"] == "not ready: NATS refused the gateway's credentials"
+
+
 async def test_metrics_count_requests_by_route_and_status(start_gateway):
     client = await start_gateway()
     await client.get("/v1/customers/c1", headers=AUTH)

@@ -238,6 +238,39 @@ async def test_services_survive_a_nats_restart_and_publish_what_piled_up(suite):
     assert before.status_code == 201
 
 
+async def test_after_nats_lost_its_store_services_say_so_and_resume_once_provisioned(suite):
+    """What an operator meets after NATS came back empty: the services name the missing
+    stream in /readyz, writes wait in the outbox, and `valuechain migrate` (here the same
+    provisioning function, as the admin) sets everything going again."""
+
+    import importlib
+    import shutil
+
+    identify = await suite.start("identify")
+    probe_service = await suite.start_definition(probe.DEFINITION)
+    suite.nats.stop()
+    shutil.rmtree(suite.nats.store_dir)
+    suite.nats.start()  # same users, an empty store
+
+    async def names_the_missing_stream():
+        response = await probe_service.client.get("/readyz")
+        check = response.json()["checks"]["consumer:probe-apply"]
+        return response.status_code == 503 and check.startswith("missing: stream CRM")
+
+    await wait_until(names_the_missing_stream, timeout=20, what="readiness names the missing stream")
+    written = await identify.client.post("/v1/customers", json={"external_id": "after-the-loss"})
+    assert written.status_code == 201  # the event waits in the outbox
+
+    await suite.provision(importlib.import_module("services.identify.main").DEFINITION, identify.settings)
+    await suite.provision(probe.DEFINITION, probe_service.settings)
+    await wait_until(lambda: probe.applied_count(probe_service), timeout=20, what="the waiting event applied")
+    await wait_until(lambda: _ready(probe_service), what="ready again")
+
+
+async def _ready(handle) -> bool:
+    return (await handle.client.get("/readyz")).status_code == 200
+
+
 async def _applied_at_least(handle, n):
     return await probe.applied_count(handle) >= n
 

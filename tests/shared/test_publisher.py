@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from shared.events.bus import Bus
+from shared.events.bus import Bus, provision
 from shared.events.publisher import BatchPublisher, PublishError
 
 
 @pytest.fixture
 async def bus(nats_server):
-    connected = Bus(nats_server.url, name="publisher-test")
+    connected = Bus(nats_server.url, name="publisher-test")  # as the admin, who may provision
     await connected.connect()
+    await provision(connected.js, connected.stream, [])
     yield connected
     await connected.close()
 

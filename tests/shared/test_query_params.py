@@ -27,6 +27,9 @@ def _unknown(response: httpx.Response) -> None:
     assert response.json() == UNKNOWN, response.request.url
 
 
+SECRET = "query-params-internal-secret"
+
+
 def _concrete(path: str) -> str:
     return re.sub(r"\{[^}:]+(:path)?\}", lambda m: "a/b" if m.group(1) else "x", path)
 
@@ -37,7 +40,9 @@ async def test_every_get_route_of_every_service_refuses_an_unknown_parameter(nam
     The apps are not started: a request the guard let through would reach an endpoint without a
     database and fail with 500, not 422."""
 
-    settings = service_settings(name, database_url=f"sqlite+aiosqlite:///{tmp_path}/{name}.db")
+    settings = service_settings(
+        name, database_url=f"sqlite+aiosqlite:///{tmp_path}/{name}.db", var_dir=tmp_path, internal_secret=SECRET
+    )
     app = importlib.import_module(f"services.{name}.main").create_app(settings)
     paths = sorted(
         {
@@ -52,7 +57,8 @@ async def test_every_get_route_of_every_service_refuses_an_unknown_parameter(nam
     assert {"/healthz", "/readyz", "/metrics", "/v1/ops/dead-letters", "/docs", "/openapi.json"} <= set(paths)
     assert len(paths) > 7, paths  # the service's own routes are there too
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url=f"http://{name}") as client:
+    headers = {"x-valuechain-internal": SECRET}  # as the gateway sends it
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{name}", headers=headers) as client:
         for path in paths:
             _unknown(await client.get(path, params={"colour": "red"}))
 
