@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from gateway.main import create_app
 from gateway.settings import SERVICES, GatewaySettings
 from shared.db.migrations import upgrade
+from tests.support import POSTGRES_URL, make_database_url
 
 API_KEY = "test-admin-key-0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -44,12 +45,14 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve(app, port: int | None = None):
-    """Serve an ASGI app with uvicorn on 127.0.0.1; yields its base URL."""
+async def serve(app, port: int | None = None, lifespan: str = "on"):
+    """Serve an ASGI app with uvicorn on 127.0.0.1; yields its base URL.
+
+    `lifespan="off"` for an app whose lifespan runs already (a service of tests.support's suite)."""
 
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on", loop="none"
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan=lifespan, loop="none"
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve())
@@ -240,7 +243,11 @@ async def start_gateway(stand_ins, nats_stub, tmp_path_factory):
     async with contextlib.AsyncExitStack() as stack:
 
         async def start(**overrides) -> httpx.AsyncClient:
-            settings = gateway_settings(stand_ins, nats_stub, tmp_path_factory.mktemp("var"), **overrides)
+            var = tmp_path_factory.mktemp("var")
+            if POSTGRES_URL and "database_url" not in overrides:  # the gateway's own database on PostgreSQL too
+                overrides["database_url"], drop = await make_database_url("gateway", var)
+                stack.push_async_callback(drop)
+            settings = gateway_settings(stand_ins, nats_stub, var, **overrides)
             await asyncio.to_thread(upgrade, "gateway", settings.database_url)
             app = create_app(settings, admin_key=API_KEY)
             url = await stack.enter_async_context(serve(app))
