@@ -72,4 +72,3 @@ def _read_key(path: Path) -> str | None:
     if not key:
         raise ValueError(f"{path} is empty: delete it to have a new key made, or set {ADMIN_KEY_ENV}")
     return key
-

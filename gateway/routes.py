@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypedDict
 from urllib.parse import unquote
 
 from gateway.access.roles import ANY_CALLER, SCOPE_SET
@@ -98,13 +99,22 @@ def r(
     )
 
 
-# The scopes of most rows: reads need `<resource>:read`, writes `<resource>:write`.
-CUSTOMERS = {"read": "customers:read", "write": "customers:write"}
-PORTFOLIO = {"read": "portfolio:read", "write": "portfolio:write"}
-TRANSACTIONS = {"read": "transactions:read", "write": "transactions:write"}
-INTERACTIONS = {"read": "interactions:read", "write": "interactions:write"}
-NETWORK = {"read": "network:read", "write": "network:write"}
-OFFERS = {"read": "offers:read", "write": "offers:write"}
+class ReadWrite(TypedDict):
+    read: str
+    write: str
+
+
+def rw(resource: str) -> ReadWrite:
+    """The scopes of most rows: reads need `<resource>:read`, writes `<resource>:write`."""
+    return {"read": f"{resource}:read", "write": f"{resource}:write"}
+
+
+CUSTOMERS = rw("customers")
+PORTFOLIO = rw("portfolio")
+TRANSACTIONS = rw("transactions")
+INTERACTIONS = rw("interactions")
+NETWORK = rw("network")
+OFFERS = rw("offers")
 
 
 ROUTES: tuple[Route, ...] = (

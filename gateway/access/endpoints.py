@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
+import orjson
 from fastapi import APIRouter, Depends, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,6 +21,7 @@ from gateway.access.resolver import AccessResolver
 from gateway.access.roles import ROLES, scopes_of
 from gateway.access.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage, ApiKeyRotate, MeOut
 from gateway.principal import SCOPE_PRINCIPAL, Principal
+from gateway.upstream import UpstreamError
 from shared.db.database import Database
 from shared.db.uow import transaction
 from shared.http.errors import AppError, Conflict, NotFound, field_error
@@ -30,6 +33,11 @@ router = APIRouter(prefix="/v1", tags=["gateway"])
 class InsufficientScope(AppError):
     status_code = 403
     error = "insufficient_scope"
+
+
+class NetworkUnavailable(AppError):
+    status_code = 502
+    error = "bad_gateway"
 
 
 def _principal(request: Request) -> Principal:
@@ -91,13 +99,42 @@ async def _key(session: Any, key_id: str) -> keys.ApiKey:
     return key
 
 
+async def _check_stakeholder(request: Request, field: str, stakeholder_id: str, kind: str) -> None:
+    """The key's partner or person must be a network stakeholder of that kind (asked once, at creation)."""
+
+    upstreams = request.app.front.upstreams
+    if upstreams is None:
+        raise StarletteHTTPException(503, "gateway is not started")
+    target = f"/v1/stakeholders/{quote(stakeholder_id, safe='')}".encode("ascii")
+    request_id = request.scope.get("valuechain.request_id") or ""
+    headers = f"accept: application/json\r\nx-request-id: {request_id}\r\n".encode("latin-1")
+    settings = request.app.state.settings
+    try:
+        answer = await upstreams["network"].request("GET", target, headers, timeout=settings.composition_timeout_s)
+    except UpstreamError:
+        raise NetworkUnavailable(f"network unavailable: cannot check {field}") from None
+    if answer.status == 404:
+        raise field_error(field, f"no stakeholder {stakeholder_id} in network")
+    if answer.status != 200:
+        raise NetworkUnavailable(f"network answered {answer.status}: cannot check {field}")
+    found = orjson.loads(answer.body).get("kind")
+    if found != kind:
+        raise field_error(field, f"stakeholder {stakeholder_id} is a {found}, not a {kind}")
+
+
 @router.post("/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
-async def create_api_key(body: ApiKeyCreate, caller: Caller, session: WriteSession, resolver: Resolver):
+async def create_api_key(
+    body: ApiKeyCreate, caller: Caller, session: WriteSession, resolver: Resolver, request: Request
+) -> dict[str, Any]:
     """Make a key; the answer's `key` is the secret, shown this once."""
     if body.role == "partner" and body.partner_id is None:
         raise field_error("body.partner_id", "a partner key needs the partner's stakeholder id")
     if body.role != "partner" and body.partner_id is not None:
         raise field_error("body.partner_id", "only a partner key belongs to a partner")
+    if body.partner_id is not None:
+        await _check_stakeholder(request, "body.partner_id", body.partner_id, "partner")
+    if body.person_id is not None:
+        await _check_stakeholder(request, "body.person_id", body.person_id, "employee")
     # No one hands out more than they hold: a keys:admin with extra scopes cannot mint an admin.
     missing = sorted(scopes_of(body.role, tuple(body.scopes)) - caller.scopes)
     if missing:
@@ -115,14 +152,14 @@ async def create_api_key(body: ApiKeyCreate, caller: Caller, session: WriteSessi
 
 
 @router.get("/api-keys", response_model=ApiKeyPage)
-async def list_api_keys(session: ReadSession, page: PagingById, resolver: Resolver):
+async def list_api_keys(session: ReadSession, page: PagingById, resolver: Resolver) -> dict[str, Any]:
     """Every key, revoked ones included, oldest first; never a secret."""
     rows = await keys.list_keys(session, after_id=page.after_value, limit=page.fetch)
     return page.of(rows, lambda key: (key.id,), lambda key: _out(key, resolver))
 
 
 @router.get("/api-keys/{key_id}", response_model=ApiKeyOut)
-async def get_api_key(key_id: str, session: ReadSession, resolver: Resolver):
+async def get_api_key(key_id: str, session: ReadSession, resolver: Resolver) -> dict[str, Any]:
     """One key; never its secret."""
     return _out(await _key(session, key_id), resolver)
 
@@ -136,7 +173,9 @@ async def revoke_api_key(key_id: str, session: WriteSession, resolver: Resolver)
 
 
 @router.post("/api-keys/{key_id}/rotate", response_model=ApiKeyCreated)
-async def rotate_api_key(key_id: str, session: WriteSession, resolver: Resolver, body: ApiKeyRotate | None = None):
+async def rotate_api_key(
+    key_id: str, session: WriteSession, resolver: Resolver, body: ApiKeyRotate | None = None
+) -> dict[str, Any]:
     """A new secret for the key; the old one keeps working for `overlap_seconds` (default 24 h)."""
     key = await _key(session, key_id)
     if key.revoked_at is not None:

@@ -17,6 +17,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from sqlalchemy import ForeignKey, Index, String, Text, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -97,7 +98,7 @@ async def resolve(session: AsyncSession | InlineSession, digest: str) -> Resolve
     ).first()
     if row is None:
         return None
-    key, secret_end = row
+    key, secret_end = cast(tuple[ApiKey, datetime | None], tuple(row))
     if key.revoked_at is not None:
         return None
     ends = [end for end in (key.expires_at, secret_end) if end is not None]

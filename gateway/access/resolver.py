@@ -133,7 +133,7 @@ class AccessResolver:
             await asyncio.sleep(self.flush_s)
             try:
                 await self.flush()
-            except Exception:  # noqa: BLE001 - a failed batch is retried with the next one
+            except Exception:  # a failed batch is retried with the next one
                 log.exception("could not record API key use")
 
     async def flush(self) -> None:

@@ -46,14 +46,18 @@ class ApiKeyCreate(Strict):
     scopes: list[Scope] = Field(default_factory=list, max_length=len(SCOPES), description="Extra scopes")
     expires_at: Annotated[AwareDatetime | None, AfterValidator(_in_the_future)] = None
     partner_id: StakeholderId | None = Field(
-        None, description="The partner (a network stakeholder) a `partner` key belongs to: needed there, refused elsewhere"
+        None,
+        description="The partner (a network stakeholder) a `partner` key belongs to: needed there, refused elsewhere",
     )
     person_id: StakeholderId | None = Field(None, description="The employee stakeholder the key acts for")
 
 
 class ApiKeyRotate(Strict):
     overlap_seconds: int = Field(
-        DAY_S, ge=0, le=MAX_OVERLAP_S, description="How long the old secret keeps working (default 24 h, at most 30 days)"
+        DAY_S,
+        ge=0,
+        le=MAX_OVERLAP_S,
+        description="How long the old secret keeps working (default 24 h, at most 30 days)",
     )
 
 

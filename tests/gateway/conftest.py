@@ -6,7 +6,8 @@ five services so these tests do not depend on their code.
 A stand-in echoes what it received (service, method, path, query, headers,
 body) on every route the real service has, and obeys two test knobs in the
 query string: `sleep=<seconds>` and `status=<code>`. `/v1/customers/missing`
-is a 404. Its `/readyz` follows `state.ready`.
+and `/v1/stakeholders/missing` are 404; `/v1/stakeholders/<kind>-...` is of that
+kind. Its `/readyz` follows `state.ready`.
 """
 
 from __future__ import annotations
@@ -149,6 +150,11 @@ def stand_in_app(state: StandIn) -> FastAPI:
             await asyncio.sleep(float(params["sleep"]))
         if request.path_params.get("customer_id") == "missing":
             return JSONResponse({"error": "not_found", "detail": "no such customer"}, status_code=404)
+        stakeholder = request.path_params.get("stakeholder_id")
+        if stakeholder is not None:
+            if stakeholder == "missing":
+                return JSONResponse({"error": "not_found", "detail": "no such stakeholder"}, status_code=404)
+            seen["kind"] = stakeholder.split("-")[0]  # `partner-p1` is a partner
         status = int(params.get("status", 200))
         headers = {"x-upstream": state.name, "x-request-id": "upstream-must-not-override"}
         path = request.url.path

@@ -233,7 +233,9 @@ async def test_exports_stream_through_the_gateway_without_being_buffered(gw, sta
 
 
 def test_a_method_on_a_less_specific_route_is_found():
-    table = RouteTable([r("GET", "/v1/things/{id}", "a", scope="ops"), r("POST", "/v1/things/special", "b", scope="ops")])
+    table = RouteTable(
+        [r("GET", "/v1/things/{id}", "a", scope="ops"), r("POST", "/v1/things/special", "b", scope="ops")]
+    )
     assert table.match("GET", "/v1/things/special").route.service == "a"
     assert table.match("POST", "/v1/things/special").route.service == "b"
     assert table.match("DELETE", "/v1/things/special").allowed == frozenset({"POST"})
