@@ -41,7 +41,8 @@ running gateway serves the full schema at `/openapi.json` and `/docs`.
   in `/openapi.json`, where each operation lists the ones it can answer):
   - `{"error": "<code>", "detail": "<sentence>"}` (`Error`): 401 `unauthorized`
     (missing or wrong key), 403 `insufficient_scope`, 404 `not_found` (unknown id or
-    route), 405 `method_not_allowed` (the `Allow` header lists the methods that work there), 409 `conflict` or `customer_merged`
+    route), 405 `method_not_allowed` (the `Allow` header lists the methods that work
+    there), 409 `conflict` or `customer_merged`
     (a duplicate, a resource in the wrong state, a merged customer: the sentence
     names the id to use), 413 `payload_too_large`, 500 `internal_error` (the
     detail names the request id the log has it under),
