@@ -303,3 +303,12 @@ async def test_metrics_and_operator_routes_need_ops_health_stays_open(gw):
     assert (await gw.get("/v1/customers", headers=bearer(operator["key"]))).status_code == 403
     for path in ("/healthz", "/readyz"):
         assert (await gw.get(path)).status_code == 200
+
+
+async def test_the_openapi_document_names_each_operations_scope(gw):
+    paths = (await gw.get("/openapi.json")).json()["paths"]
+    create = paths["/v1/customers"]["post"]
+    assert create["x-scope"] == "customers:write" and "customers:write" in create["responses"]["403"]["description"]
+    assert paths["/v1/api-keys"]["post"]["x-scope"] == "keys:admin"
+    me = paths["/v1/me"]["get"]
+    assert "x-scope" not in me and "403" not in me["responses"] and "401" in me["responses"]
