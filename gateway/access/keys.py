@@ -23,7 +23,7 @@ from sqlalchemy import ForeignKey, Index, String, Text, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.access.roles import scopes_of
+from gateway.access.roles import ROLES, scopes_of
 from gateway.principal import Principal
 from gateway.store import Base
 from shared.db.database import InlineSession, UTCDateTime, utcnow
@@ -99,7 +99,7 @@ async def resolve(session: AsyncSession | InlineSession, digest: str) -> Resolve
     if row is None:
         return None
     key, secret_end = cast(tuple[ApiKey, datetime | None], tuple(row))
-    if key.revoked_at is not None:
+    if key.revoked_at is not None or key.role not in ROLES:  # a role since taken out of roles.py grants nothing
         return None
     ends = [end for end in (key.expires_at, secret_end) if end is not None]
     valid_until = min(ends) if ends else None
