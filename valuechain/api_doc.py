@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from gateway.access.roles import ANY_CALLER
-from gateway.routes import ROUTES, Route
+from gateway.routes import ROUTES, Route, RouteTable
 from shared.settings import GATEWAY_PORT, SERVICES, local_url, service_settings
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
@@ -132,18 +132,19 @@ NDJSON is plain JSON. Kinds are `;`-separated in CSV, a list in NDJSON. An unkno
 `format` is 422.
 """
 
-GATEWAY_OWN = [
+# (method, path, scope, text); scope None: the route table's (one place to change it).
+GATEWAY_OWN: list[tuple[str, str, str | None, str]] = [
     (
         "GET",
         "/v1/customers/{id}/360",
-        "customers:read",
+        None,
         "The customer 360: customer, lifecycle, recent timeline, offers and referrals, "
         "fetched in parallel; parts that could not be fetched are named in `missing`.",
     ),
     (
         "POST",
         "/v1/api-keys",
-        "keys:admin",
+        None,
         "Make a key `{name, role, scopes?, expires_at?, partner_id?, person_id?}` (201); the answer's `key` "
         "is the secret, shown once. Unknown role or scope, an expiry in the past, `partner_id` missing on "
         "a `partner` key or given on another: 422 naming the field. Granting a scope you lack: 403.",
@@ -151,19 +152,19 @@ GATEWAY_OWN = [
     (
         "GET",
         "/v1/api-keys",
-        "keys:admin",
+        None,
         "Every key (revoked ones too), oldest first, cursor-paginated; never a secret.",
     ),
-    ("GET", "/v1/api-keys/{id}", "keys:admin", "One key, with `prefix`, `last_used_at`, `revoked_at`."),
-    ("DELETE", "/v1/api-keys/{id}", "keys:admin", "Revoke a key (204); it stays listed."),
+    ("GET", "/v1/api-keys/{id}", None, "One key, with `prefix`, `last_used_at`, `revoked_at`."),
+    ("DELETE", "/v1/api-keys/{id}", None, "Revoke a key (204); it stays listed."),
     (
         "POST",
         "/v1/api-keys/{id}/rotate",
-        "keys:admin",
+        None,
         "A new secret `{overlap_seconds?}` (default 86400, at most 30 days): the old one works until then. "
         "409 for a revoked key.",
     ),
-    ("GET", "/v1/me", "any caller", "The caller: `id`, `kind`, `role`, `scopes`, `partner_id`, `person_id`."),
+    ("GET", "/v1/me", None, "The caller: `id`, `kind`, `role`, `scopes`, `partner_id`, `person_id`."),
     ("GET", "/v1/ops/{service}/dead-letters", "ops", "Events a service's consumers gave up on (per service)."),
     ("GET", "/healthz", "none", "Liveness."),
     ("GET", "/readyz", "none", "200 only when every service and NATS are ready, else 503 naming what is not."),
@@ -208,6 +209,14 @@ def _scope(route: Route, method: str) -> str:
         return "none (public)"
     scope = route.scopes[method]
     return "any caller" if scope == ANY_CALLER else f"`{scope}`"
+
+
+def _own_scope(method: str, path: str, given: str | None) -> str:
+    if given is None:
+        route = RouteTable().match(method, path).route
+        assert route is not None, f"{method} {path} is not in the route table"
+        return _scope(route, method)
+    return given if " " in given else f"`{given}`"
 
 
 def operations() -> dict[str, list[tuple[str, str, str, str, str, str, str]]]:
@@ -255,7 +264,7 @@ def render() -> str:
         lines.append("")
     lines += ["## gateway", "", "| method | path | scope | what it does |", "|---|---|---|---|"]
     lines += [
-        f"| {method} | `{path}` | {scope if ' ' in scope else f'`{scope}`'} | {text} |"
+        f"| {method} | `{path}` | {_own_scope(method, path, scope)} | {text} |"
         for method, path, scope, text in GATEWAY_OWN
     ]
     return "\n".join(lines) + "\n"
