@@ -1,13 +1,13 @@
-"""The admin API key: where it comes from, and the constant-time bearer check.
+"""The bootstrap admin API key: where it comes from.
 
-Every `/v1` route of the gateway needs `Authorization: Bearer <key>`. The key is
-`VALUECHAIN_ADMIN_API_KEY` when that is set; otherwise the content of
-`<var_dir>/admin-api-key`, which is created (mode 0600) on first start.
+The key is `VALUECHAIN_ADMIN_API_KEY` when that is set; otherwise the content of
+`<var_dir>/admin-api-key`, which is created (mode 0600) on first start. It acts as
+the `admin` role with every scope; the keys it makes (POST /v1/api-keys) are checked
+by gateway/access/resolver.py, which checks this one too, in constant time.
 """
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
 
 from shared.secret_files import read_or_create_secret
@@ -35,22 +35,3 @@ def load_or_create_admin_key(settings: SuiteSettings) -> tuple[str, bool]:
         return settings.admin_api_key.get_secret_value(), False
 
     return read_or_create_secret(admin_key_path(settings.var_dir), hint=f", or set {ADMIN_KEY_ENV}")
-
-
-class BearerAuth:
-    """Checks an `Authorization` header value against the admin key in constant time."""
-
-    __slots__ = ("_expected",)
-
-    def __init__(self, key: str):
-        if not key:
-            raise ValueError("the admin API key must not be empty")
-        self._expected = key.encode("utf-8")
-
-    def check(self, header: bytes | None) -> bool:
-        if not header:
-            return False
-        scheme, _, token = header.partition(b" ")
-        if scheme.lower() != b"bearer":
-            return False
-        return hmac.compare_digest(token.strip(), self._expected)

@@ -22,12 +22,16 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from gateway.auth import BearerAuth, admin_key_path, load_or_create_admin_key
+from gateway.access.endpoints import router as access_router
+from gateway.access.jwt import JwtVerifier
+from gateway.access.resolver import AccessResolver
+from gateway.auth import admin_key_path, load_or_create_admin_key
 from gateway.composition import Customer360, CustomerNotFound, compose_360
 from gateway.health import readiness
 from gateway.observability import GatewayMetrics
 from gateway.openapi import OpenAPIMerger
-from gateway.proxy import SCOPE_AUTHENTICATED, SCOPE_CORRELATION_ID, SCOPE_REQUEST_ID, GatewayFront
+from gateway.principal import SCOPE_PRINCIPAL
+from gateway.proxy import SCOPE_CORRELATION_ID, SCOPE_REQUEST_ID, GatewayFront
 from gateway.routes import RouteTable
 from gateway.settings import SERVICES, GatewaySettings
 from gateway.store import open_store
@@ -78,6 +82,12 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
             )
 
     table = RouteTable()
+    access = AccessResolver(
+        admin_key,
+        cache_ttl_s=settings.key_cache_ttl_s,
+        flush_s=settings.key_last_used_flush_s,
+        jwt=jwt_verifier(settings),
+    )
     metrics = GatewayMetrics()
     merger = OpenAPIMerger(
         table,
@@ -100,12 +110,14 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
         app.front.upstreams = upstreams
         # Migrated beforehand by `valuechain migrate` (the supervisor runs it before starting anything).
         store = app.state.store = open_store(settings.database_url)
+        access.start(store)
         log.info("gateway started", extra={"fields": {"services": settings.service_urls(), "port": settings.port}})
         try:
             yield
         finally:
             app.front.upstreams = None
             await upstreams.aclose()
+            await access.stop()  # writes the last batch of key uses
             app.state.store = None
             await store.dispose()
             if app.front.access_log is not None:
@@ -125,13 +137,14 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
     app.state.metrics = metrics
     app.state.route_table = table
     app.state.store = None  # the gateway's database, opened by the lifespan (gateway/store.py)
+    app.state.access = access
     # The gateway's own routes (health, readiness, metrics, OpenAPI, docs, 360) refuse unknown
     # query parameters as the services do. Proxied routes are the services' to check: the
     # route table knows paths, not parameters, and the service's 422 comes back unchanged.
     app.add_middleware(UnknownQueryGuard, fastapi_app=app)
     app.front = GatewayFront(
         settings=settings,
-        auth=BearerAuth(admin_key),
+        access=access,
         table=table,
         metrics=metrics,
         fallback=app.fastapi_call,
@@ -198,7 +211,7 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
     )
     async def customer_360(customer_id: str, request: Request) -> ORJSONBody:
         scope = request.scope
-        if not scope.get(SCOPE_AUTHENTICATED):  # only reachable through the front, which checks the key
+        if scope.get(SCOPE_PRINCIPAL) is None:  # only reachable through the front, which checks the key
             raise StarletteHTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
         try:
             view = await compose_360(
@@ -213,4 +226,20 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
             raise NotFound(f"customer {customer_id} not found") from None
         return ORJSONBody(view)
 
+    app.include_router(access_router)  # /v1/api-keys, /v1/me (gateway/access/endpoints.py)
     return app
+
+
+def jwt_verifier(settings: GatewaySettings) -> JwtVerifier | None:
+    if not settings.jwt_jwks_url:
+        return None
+    return JwtVerifier(
+        jwks_url=settings.jwt_jwks_url,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        role_claim=settings.jwt_role_claim,
+        person_claim=settings.jwt_person_claim,
+        algorithms=settings.jwt_algorithms,
+        leeway_s=settings.jwt_leeway_s,
+        jwks_cache_s=settings.jwt_jwks_cache_s,
+    )

@@ -5,3 +5,5 @@ gateway.store.Base and is imported here, so `make migration SERVICE=gateway` see
 """
 
 from __future__ import annotations
+
+from gateway.access import keys  # noqa: F401  (api_keys, api_key_secrets)

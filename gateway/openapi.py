@@ -12,8 +12,9 @@ document holds:
 * for a service that could not be fetched, a stub operation per routed
   method and path, so clients still see the route exists; the service is
   listed in `info.x-unavailable-services`;
-* the bearer security scheme, required on every `/v1` operation, the
-  gateway's own error answers (401, 413, 502, 504), and every operation's
+* the bearer security scheme, required on every `/v1` operation but the public
+  ones, the scope each needs (`x-scope`), the gateway's own error answers (401,
+  403, 413, 502, 504), and every operation's
   error answers as shared/http/openapi_contract.py writes them (also for the
   gateway's own operations and the stubs).
 
@@ -32,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from gateway.access.roles import ANY_CALLER
 from gateway.routes import Route, RouteTable
 from gateway.settings import SERVICES
 from gateway.upstream import UpstreamError, Upstreams
@@ -142,7 +144,9 @@ class OpenAPIMerger:
         components.setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
             "type": "http",
             "scheme": "bearer",
-            "description": "The admin API key: VALUECHAIN_ADMIN_API_KEY or var/admin-api-key.",
+            "description": "An API key (`vc_...`, POST /v1/api-keys), a JWT from the company's identity "
+            "provider when configured, or the bootstrap admin key (VALUECHAIN_ADMIN_API_KEY or "
+            "var/admin-api-key). Each operation's `x-scope` is the scope it needs (docs/security.md).",
         }
 
         # Reverse map for rewritten routes: (service, upstream path) -> gateway route.
@@ -183,9 +187,17 @@ class OpenAPIMerger:
                 operation = item.get(method)
                 if operation is None:
                     continue
-                operation["security"] = [{SECURITY_SCHEME: []}]
-                responses = operation.setdefault("responses", {})
+                route = self.table.match(method.upper(), path).route
                 gateway_errors = dict(_GATEWAY_RESPONSES)
+                if route is not None and route.public:
+                    del gateway_errors["401"]
+                else:
+                    operation["security"] = [{SECURITY_SCHEME: []}]
+                    scope = route.scopes.get(method.upper()) if route is not None else None
+                    if scope is not None and scope != ANY_CALLER:
+                        operation["x-scope"] = scope
+                        gateway_errors["403"] = f"The caller lacks the scope `{scope}` (`insufficient_scope`)"
+                responses = operation.setdefault("responses", {})
                 if "requestBody" in operation:
                     gateway_errors["413"] = _TOO_LARGE
                 for code, description in gateway_errors.items():

@@ -5,15 +5,17 @@ Every HTTP request passes through `GatewayFront.__call__`, which
 1. reads the request and correlation ids (minting them when absent), the
    Authorization header and the CORS headers in one pass over the headers;
 2. answers CORS preflights (no key needed), allowing only the API's headers;
-3. for `/v1/...`: checks the bearer key, takes one request from the key's rate
-   limit (`gateway/ratelimit.py`; 429 when none is left), looks the method and
-   path up in the route table (`gateway/routes.py`), answers 401/404/405
-   itself, forwards proxied routes to their service over the keep-alive pools
-   of `gateway/upstream.py` (request bodies up to 1 MiB read whole, import
-   uploads up to 200 MiB streamed), and hands the gateway's own `/v1` routes
-   (the 360 view) to FastAPI;
+3. for `/v1/...`: looks the method and path up in the route table
+   (`gateway/routes.py`), resolves the caller from the key or JWT
+   (`gateway/access/resolver.py`; not for a public route), checks the scope the
+   route needs, takes one request from the caller's rate limit
+   (`gateway/ratelimit.py`; 429 when none is left), answers 401/403/404/405/429
+   itself, forwards proxied routes to their service over the keep-alive pools of
+   `gateway/upstream.py` with the caller in `x-valuechain-*` headers (request
+   bodies up to 1 MiB read whole, import uploads up to 200 MiB streamed), and
+   hands the gateway's own `/v1` routes (the 360 view, API keys, /v1/me) to FastAPI;
 4. hands every other path (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`,
-   `/docs`) to FastAPI;
+   `/docs`) to FastAPI; `/metrics` needs the `ops` scope, the others no key;
 5. adds X-Request-ID, X-Correlation-ID, CORS, the security headers and (on
    authenticated `/v1` answers) the RateLimit fields to every answer, counts it
    in the metrics and writes one JSON log line.
@@ -33,8 +35,10 @@ from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.auth import BearerAuth
+from gateway.access.resolver import AccessResolver
+from gateway.access.roles import ANY_CALLER
 from gateway.observability import ACCESS_LOGGER, AccessLog, GatewayMetrics
+from gateway.principal import SCOPE_PRINCIPAL, Principal
 from gateway.ratelimit import RateLimiter
 from gateway.routes import Route, RouteTable
 from gateway.settings import GatewaySettings
@@ -47,8 +51,6 @@ Headers = list[tuple[bytes, bytes]]
 # Scope keys through which the gateway's own handlers learn the request's ids.
 SCOPE_REQUEST_ID = "valuechain.request_id"
 SCOPE_CORRELATION_ID = "valuechain.correlation_id"
-# Set when the front checked the key; the gateway's own /v1 handlers insist on it.
-SCOPE_AUTHENTICATED = "valuechain.authenticated"
 
 # Request headers not forwarded: hop-by-hop ones (RFC 9110 7.6.1), those the
 # client and the gateway set for the gateway itself, and the ones we rewrite.
@@ -143,6 +145,12 @@ UPLOAD_ROUTES = frozenset({("POST", "/v1/imports")})
 UPLOAD_TYPES = (b"multipart/form-data", b"text/csv")
 _VARY_ORIGIN = (b"vary", b"Origin")
 _WWW_AUTH = (b"www-authenticate", b'Bearer realm="valuechain"')
+# The caller, as services learn it (docs/security.md); any a client sends is dropped.
+_CALLER_HEADER_PREFIX = b"x-valuechain-"
+# Paths outside /v1 that need a scope (the rest of them are open).
+_SCOPED_PATHS = {"/metrics": "ops"}
+# Safe in a header value and in an id; anything else (a JWT subject is the IdP's) is percent-encoded.
+_HEADER_SAFE = "!#$&'()*+,/:;=?@[]~-._"
 
 
 def new_id() -> bytes:
@@ -170,13 +178,13 @@ class GatewayFront:
         self,
         *,
         settings: GatewaySettings,
-        auth: BearerAuth,
+        access: AccessResolver,
         table: RouteTable,
         metrics: GatewayMetrics,
         fallback: ASGIApp,
     ):
         self.settings = settings
-        self.auth = auth
+        self.access = access
         self.table = table
         self.metrics = metrics
         self.fallback = fallback
@@ -199,6 +207,8 @@ class GatewayFront:
         self._rate_limited = error_body(
             "rate_limited", "too many requests for this key: retry after Retry-After seconds"
         )
+        self._forbidden: dict[str, tuple[bytes, tuple[bytes, bytes]]] = {}
+        self._caller_lines: dict[Principal, bytes] = {}
 
     # -- entry point --------------------------------------------------------
 
@@ -249,29 +259,37 @@ class GatewayFront:
                 raw_path = path.encode("latin-1")
             if not path.startswith("/v1/") and not scope["path"].startswith("/v1"):
                 route_name = path if path in _OWN_PATHS else "other"
+                needed = _SCOPED_PATHS.get(scope["path"])
+                if needed is not None:
+                    status = await self._check_access(scope, send, authorization, needed, extra)
+                    if status:
+                        return
                 status = await self._to_fastapi(scope, receive, send, extra, request_id, correlation_id)
                 return
 
             extra.append(_NO_STORE)
-            if not self.auth.check(authorization):
-                extra.append(_WWW_AUTH)
-                status = await self._send_json(send, 401, self._unauthorized, extra)
-                return
-
-            # The rate limit, right after the key check: every authenticated /v1 answer
-            # carries RateLimit and RateLimit-Policy. PLACEHOLDER principal: the lead
-            # wires the checked key's id and role here when helper B's keys are merged.
-            decision = self.limiter.take("bootstrap-admin", "admin")
-            extra.append(decision.policy_header)
-            extra.append(decision.header)
-            if not decision.allowed:
-                route_name = "rate-limited"
-                extra.append(decision.retry_after)
-                status = await self._send_json(send, 429, self._rate_limited, extra)
-                return
-
             match = self.table.match(method, path)
             route = match.route
+            # A public route needs no key; anywhere else, no key means 401, even
+            # before a 404 or 405 (the table is not shown to callers without one).
+            if route is None or not route.public:
+                needed = route.scopes[method] if route is not None else ANY_CALLER
+                status = await self._check_access(scope, send, authorization, needed, extra)
+                if status:
+                    if status == 403 and route is not None:  # a 401 names no route: "unmatched"
+                        route_name = route.name
+                    return
+                # The caller's rate limit, once it is known: every authenticated /v1
+                # answer carries RateLimit and RateLimit-Policy (a public route has no caller).
+                principal: Principal = scope[SCOPE_PRINCIPAL]
+                decision = self.limiter.take(principal.id, principal.role)
+                extra.append(decision.policy_header)
+                extra.append(decision.header)
+                if not decision.allowed:
+                    route_name = "rate-limited"
+                    extra.append(decision.retry_after)
+                    status = await self._send_json(send, 429, self._rate_limited, extra)
+                    return
             if route is None:
                 if match.allowed:
                     extra.append((b"allow", ", ".join(sorted(match.allowed)).encode("ascii")))
@@ -284,7 +302,6 @@ class GatewayFront:
                 return
             route_name = route.name
             if route.service is None:
-                scope[SCOPE_AUTHENTICATED] = True
                 status = await self._to_fastapi(scope, receive, send, extra, request_id, correlation_id)
                 return
             service = route.service
@@ -323,6 +340,49 @@ class GatewayFront:
                     }
                 )
 
+    async def _check_access(
+        self, scope: Scope, send: Send, authorization: bytes | None, needed: str, extra: Headers
+    ) -> int:
+        """Resolve the caller into the scope and check it holds `needed`: 0 when it does,
+        else the status of the 401 or 403 sent."""
+
+        principal = await self.access.authenticate(authorization)
+        if principal is None:
+            extra.append(_WWW_AUTH)
+            return await self._send_json(send, 401, self._unauthorized, extra)
+        scope[SCOPE_PRINCIPAL] = principal
+        if needed == ANY_CALLER or needed in principal.scopes:
+            return 0
+        forbidden = self._forbidden.get(needed)
+        if forbidden is None:
+            # RFC 6750 3.1: the scope needed, in the challenge as in the body.
+            challenge = f'Bearer realm="valuechain", error="insufficient_scope", scope="{needed}"'
+            forbidden = self._forbidden[needed] = (
+                error_body("insufficient_scope", f"this needs the scope {needed}"),
+                (b"www-authenticate", challenge.encode("ascii")),
+            )
+        extra.append(forbidden[1])
+        return await self._send_json(send, 403, forbidden[0], extra)
+
+    def _caller(self, principal: Principal) -> bytes:
+        """The `x-valuechain-*` request header lines naming the caller to a service."""
+
+        lines = self._caller_lines.get(principal)
+        if lines is None:
+            fields = [(b"actor", principal.id), (b"role", principal.role)]
+            if principal.partner_id is not None:
+                fields.append((b"partner", principal.partner_id))
+            if principal.person_id is not None:
+                fields.append((b"person", principal.person_id))
+            lines = b"".join(
+                _CALLER_HEADER_PREFIX + name + b": " + quote(value, safe=_HEADER_SAFE).encode("ascii") + b"\r\n"
+                for name, value in fields
+            )
+            if len(self._caller_lines) >= 10_000:
+                self._caller_lines.clear()
+            self._caller_lines[principal] = lines
+        return lines
+
     # -- proxying -----------------------------------------------------------
 
     async def _proxy(
@@ -356,6 +416,8 @@ class GatewayFront:
                 idempotency_key = True
             elif name == b"content-type":
                 content_type = value
+            elif name.startswith(_CALLER_HEADER_PREFIX):
+                continue  # the gateway's to say (below), never the client's
             elif name in DROP_REQUEST_HEADERS:
                 if name == b"content-length":
                     has_body = True
@@ -382,6 +444,9 @@ class GatewayFront:
             lines.append(b"x-forwarded-host: " + forwarded_host + b"\r\n")
         lines.append(b"x-forwarded-proto: " + scope.get("scheme", "http").encode("latin-1") + b"\r\n")
         lines.append(b"x-request-id: " + request_id + b"\r\nx-correlation-id: " + correlation_id + b"\r\n")
+        principal = scope.get(SCOPE_PRINCIPAL)
+        if principal is not None:
+            lines.append(self._caller(principal))
 
         target = route.upstream_bytes or raw_path or quote(scope["path"]).encode("ascii")
         query = scope.get("query_string")

@@ -6,11 +6,17 @@ Each line names exactly the methods the service serves on that path: the 405's
 `Allow` header is made from them, so a method it lists must work (a test holds
 the table and the services' routes equal, method by method).
 
-To expose a new operation, add a line to `ROUTES`:
+To expose a new operation, add a line to `ROUTES`, naming the scope each method
+needs (gateway/access/roles.py): `read=` for GET, `write=` for every other method,
+or `scope=` for all of them; `scope=ANY_CALLER` for any authenticated caller, and
+`public=True` for a route that needs no key at all (a customer's signed link):
 
-    r("GET POST", "/v1/things", "identify"),
-    r("GET", "/v1/things/{id}", "identify"),
-    r("GET", "/v1/reports/{rest:path}", "value"),   # a whole subtree (see below)
+    r("GET POST", "/v1/things", "identify", read="things:read", write="things:write"),
+    r("GET", "/v1/things/{id}", "identify", read="things:read"),
+    r("GET", "/v1/reports/{rest:path}", "value", scope="reports:read"),   # a whole subtree (see below)
+
+A row that leaves a method without a scope, or names a scope that is not in the
+vocabulary, fails at import (and a test walks every row).
 
 Patterns are literal segments and `{name}` placeholders (exactly one non-empty
 path segment); a final `{name:path}` matches one or more remaining segments.
@@ -23,9 +29,13 @@ methods that then fail: ROUTES lists every operation instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TypedDict
 from urllib.parse import unquote
 
+from gateway.access.roles import ANY_CALLER, SCOPE_SET
 from gateway.settings import SERVICES
 
 
@@ -41,69 +51,126 @@ class Route:
     # The answer is passed on chunk by chunk as it arrives (exports), not buffered whole.
     stream: bool = False
     upstream_bytes: bytes | None = field(default=None, compare=False, repr=False)
+    # The scope each method needs (ANY_CALLER: any authenticated caller); empty when public.
+    scopes: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # No key needed: customers' signed links (their signature is the service's to check).
+    public: bool = False
 
     @property
     def local(self) -> bool:
         return self.service is None
 
 
-def r(methods: str, pattern: str, service: str | None, *, upstream: str | None = None, stream: bool = False) -> Route:
+def r(
+    methods: str,
+    pattern: str,
+    service: str | None,
+    *,
+    read: str | None = None,
+    write: str | None = None,
+    scope: str | None = None,
+    public: bool = False,
+    upstream: str | None = None,
+    stream: bool = False,
+) -> Route:
+    method_set = frozenset(methods.split())
+    scopes: dict[str, str] = {}
+    if public:
+        if read or write or scope:
+            raise ValueError(f"a public route needs no scope: {pattern}")
+    else:
+        for method in method_set:
+            needed = scope or (read if method == "GET" else write)
+            if needed is None:
+                raise ValueError(f"{method} {pattern} names no scope (read=, write=, scope= or public=True)")
+            if needed not in SCOPE_SET and needed != ANY_CALLER:
+                raise ValueError(f"{method} {pattern}: unknown scope {needed!r}")
+            scopes[method] = needed
     return Route(
-        methods=frozenset(methods.split()),
+        methods=method_set,
         pattern=pattern,
         service=service,
         upstream=upstream,
         name=pattern,
         stream=stream,
         upstream_bytes=upstream.encode("ascii") if upstream else None,
+        scopes=MappingProxyType(scopes),
+        public=public,
     )
+
+
+class ReadWrite(TypedDict):
+    read: str
+    write: str
+
+
+def rw(resource: str) -> ReadWrite:
+    """The scopes of most rows: reads need `<resource>:read`, writes `<resource>:write`."""
+    return {"read": f"{resource}:read", "write": f"{resource}:write"}
+
+
+CUSTOMERS = rw("customers")
+PORTFOLIO = rw("portfolio")
+TRANSACTIONS = rw("transactions")
+INTERACTIONS = rw("interactions")
+NETWORK = rw("network")
+OFFERS = rw("offers")
 
 
 ROUTES: tuple[Route, ...] = (
     # identify: customers, transactions, imports, portfolio, duplicates
-    r("GET POST", "/v1/customers", "identify"),
-    r("GET PATCH", "/v1/customers/{id}", "identify"),
-    r("GET", "/v1/customers/export", "identify", stream=True),
-    r("GET", "/v1/customers/{id}/transactions", "identify"),
-    r("GET PUT", "/v1/customers/{id}/costs", "identify"),
-    r("GET", "/v1/customers/{id}/duplicates", "identify"),
-    r("POST", "/v1/customers/{id}/merge", "identify"),
-    r("GET POST", "/v1/transactions", "identify"),
-    r("POST", "/v1/transactions:batch", "identify"),
-    r("POST", "/v1/transactions/{id}/refund", "identify"),
-    r("POST", "/v1/transactions/{id}/void", "identify"),
-    r("GET", "/v1/transactions/{id}/refunds", "identify"),
-    r("GET PUT", "/v1/fx-rates", "identify"),
-    r("GET", "/v1/transactions/export", "identify", stream=True),
-    r("GET POST", "/v1/imports", "identify"),
-    r("GET", "/v1/imports/{id}", "identify"),
-    r("GET", "/v1/imports/{id}/errors", "identify"),
-    r("GET POST", "/v1/portfolio/refits", "identify"),
-    r("GET", "/v1/portfolio/refits/{id}", "identify"),
-    r("GET", "/v1/portfolio/model", "identify"),
-    r("GET", "/v1/portfolio/segments", "identify"),
-    r("GET", "/v1/portfolio/pareto", "identify"),
-    r("GET", "/v1/portfolio/significant", "identify"),
+    r("GET POST", "/v1/customers", "identify", **CUSTOMERS),
+    r("GET PATCH", "/v1/customers/{id}", "identify", **CUSTOMERS),
+    r("GET", "/v1/customers/export", "identify", **CUSTOMERS, stream=True),
+    r("GET", "/v1/customers/{id}/transactions", "identify", **TRANSACTIONS),
+    r("GET PUT", "/v1/customers/{id}/costs", "identify", **PORTFOLIO),
+    r("GET", "/v1/customers/{id}/duplicates", "identify", **CUSTOMERS),
+    r("POST", "/v1/customers/{id}/merge", "identify", **CUSTOMERS),
+    r("GET POST", "/v1/transactions", "identify", **TRANSACTIONS),
+    r("POST", "/v1/transactions:batch", "identify", **TRANSACTIONS),
+    r("POST", "/v1/transactions/{id}/refund", "identify", **TRANSACTIONS),
+    r("POST", "/v1/transactions/{id}/void", "identify", **TRANSACTIONS),
+    r("GET", "/v1/transactions/{id}/refunds", "identify", **TRANSACTIONS),
+    r("GET PUT", "/v1/fx-rates", "identify", **TRANSACTIONS),
+    r("GET", "/v1/transactions/export", "identify", **TRANSACTIONS, stream=True),
+    # An import's progress and errors are its importer's: no separate read scope.
+    r("GET POST", "/v1/imports", "identify", scope="imports:write"),
+    r("GET", "/v1/imports/{id}", "identify", scope="imports:write"),
+    r("GET", "/v1/imports/{id}/errors", "identify", scope="imports:write"),
+    r("GET POST", "/v1/portfolio/refits", "identify", **PORTFOLIO),
+    r("GET", "/v1/portfolio/refits/{id}", "identify", **PORTFOLIO),
+    r("GET", "/v1/portfolio/model", "identify", **PORTFOLIO),
+    r("GET", "/v1/portfolio/segments", "identify", **PORTFOLIO),
+    r("GET", "/v1/portfolio/pareto", "identify", **PORTFOLIO),
+    r("GET", "/v1/portfolio/significant", "identify", **PORTFOLIO),
     # lifecycle
-    r("GET", "/v1/customers/{id}/lifecycle", "lifecycle"),
-    r("GET", "/v1/lifecycle/customers", "lifecycle"),
+    r("GET", "/v1/customers/{id}/lifecycle", "lifecycle", **CUSTOMERS),
+    r("GET", "/v1/lifecycle/customers", "lifecycle", **CUSTOMERS),
     # engage
-    r("GET POST", "/v1/interactions", "engage"),
-    r("GET", "/v1/interactions/{id}", "engage"),
-    r("GET", "/v1/customers/{id}/timeline", "engage"),
-    # network
-    r("GET POST", "/v1/stakeholders", "network"),
-    r("GET", "/v1/stakeholders/{id}", "network"),
-    r("GET", "/v1/customers/{id}/referrals", "network"),
+    r("GET POST", "/v1/interactions", "engage", **INTERACTIONS),
+    r("GET", "/v1/interactions/{id}", "engage", **INTERACTIONS),
+    r("GET", "/v1/customers/{id}/timeline", "engage", **INTERACTIONS),
+    # network. A partner key sees only its own stakeholder record (network reads
+    # x-valuechain-partner); who referred whom is about customers, not partners.
+    r("GET POST", "/v1/stakeholders", "network", **NETWORK),
+    r("GET", "/v1/stakeholders/{id}", "network", **NETWORK),
+    r("GET", "/v1/customers/{id}/referrals", "network", **CUSTOMERS),
     # value
-    r("GET POST", "/v1/offers", "value"),
-    r("GET", "/v1/offers/{id}", "value"),
-    r("POST", "/v1/offers/{id}/redeem", "value"),
-    r("GET", "/v1/customers/{id}/offers", "value"),
-    # the gateway's own: the customer 360 view (gateway/composition.py)
-    r("GET", "/v1/customers/{id}/360", None),
+    r("GET POST", "/v1/offers", "value", **OFFERS),
+    r("GET", "/v1/offers/{id}", "value", **OFFERS),
+    r("POST", "/v1/offers/{id}/redeem", "value", **OFFERS),
+    r("GET", "/v1/customers/{id}/offers", "value", **OFFERS),
+    # the gateway's own: the customer 360 view (gateway/composition.py), API keys, the caller
+    r("GET", "/v1/customers/{id}/360", None, **CUSTOMERS),
+    r("GET POST", "/v1/api-keys", None, scope="keys:admin"),
+    r("GET DELETE", "/v1/api-keys/{id}", None, scope="keys:admin"),
+    r("POST", "/v1/api-keys/{id}/rotate", None, scope="keys:admin"),
+    r("GET", "/v1/me", None, scope=ANY_CALLER),
     # operators: each service's dead letters
-    *(r("GET", f"/v1/ops/{service}/dead-letters", service, upstream="/v1/ops/dead-letters") for service in SERVICES),
+    *(
+        r("GET", f"/v1/ops/{service}/dead-letters", service, scope="ops", upstream="/v1/ops/dead-letters")
+        for service in SERVICES
+    ),
 )
 
 

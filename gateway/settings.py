@@ -8,10 +8,10 @@ the suite's, written once in shared/settings.py.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from shared.settings import GATEWAY_PORT, SERVICE_PORTS, SERVICES, GatewayStoreSettings, local_url
@@ -112,6 +112,21 @@ class GatewaySettings(GatewayStoreSettings):
     # empty: the gateway is the edge and trusts nobody.
     forwarded_allow_ips: str = ""
 
+    # Access (gateway/access/, docs/security.md). A key's or JWT's answer is cached this
+    # long per process: the bound on how soon another process sees a revocation.
+    key_cache_ttl_s: float = Field(5.0, ge=0.0, le=300.0)
+    # last_used_at of API keys is written in batches this often (and at shutdown).
+    key_last_used_flush_s: float = Field(15.0, gt=0.0)
+    # JWTs from the company's IdP: off unless the JWKS URL is set (then issuer and audience are needed).
+    jwt_jwks_url: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_role_claim: str = "role"
+    jwt_person_claim: str = ""  # a claim holding the employee stakeholder id; empty: none
+    jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["RS256", "ES256"])
+    jwt_leeway_s: float = Field(30.0, ge=0.0, le=300.0)
+    jwt_jwks_cache_s: float = Field(300.0, gt=0.0)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -130,6 +145,21 @@ class GatewaySettings(GatewayStoreSettings):
     def gateway_replicas(self) -> int:
         """How many gateway processes split each key's budget."""
         return self.replicas or max(self.workers, 1)
+
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and (not value or any(alg not in ("RS256", "ES256") for alg in value)):
+            raise ValueError("JWT algorithms are RS256 and/or ES256 (never none or HS*)")
+        return value
+
+    @model_validator(mode="after")
+    def _jwt_complete(self) -> Self:
+        if self.jwt_jwks_url and not (self.jwt_issuer and self.jwt_audience):
+            raise ValueError("VALUECHAIN_GATEWAY_JWT_JWKS_URL needs _JWT_ISSUER and _JWT_AUDIENCE too")
+        return self
 
     @field_validator("identify_url", "engage_url", "network_url", "value_url", "lifecycle_url")
     @classmethod

@@ -11,7 +11,8 @@ import importlib
 import re
 from pathlib import Path
 
-from gateway.routes import ROUTES
+from gateway.access.roles import ANY_CALLER
+from gateway.routes import ROUTES, Route, RouteTable
 from shared.settings import GATEWAY_PORT, SERVICES, local_url, service_settings
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
@@ -23,16 +24,25 @@ OpenAPI documents by `python -m valuechain.api_doc`; do not edit by hand. The
 running gateway serves the full schema at `/openapi.json` and `/docs`.
 
 - **Base URL**: the gateway, `<gateway>` by default.
-- **Auth**: every `/v1` route needs `Authorization: Bearer <key>` (the admin key
-  in `var/admin-api-key`, or `VALUECHAIN_ADMIN_API_KEY`); otherwise 401.
+- **Auth**: every `/v1` route needs `Authorization: Bearer <credential>`: an API key
+  (`vc_...`, made with `POST /v1/api-keys`), a JWT from the company's identity provider
+  when one is configured, or the bootstrap admin key (`var/admin-api-key`, or
+  `VALUECHAIN_ADMIN_API_KEY`). Without a valid one, 401 `unauthorized`, the same answer
+  whatever the reason. Each operation needs the **scope** its row names (a role's scopes
+  plus a key's extra ones; docs/security.md); without it, 403 `insufficient_scope`
+  naming the scope, also in `WWW-Authenticate` (RFC 6750). `GET /v1/me` tells a caller
+  its role and scopes. A partner key sees only its own partner's resources (another
+  partner's id is 404). `/metrics` needs `ops`; `/healthz`, `/readyz`, `/openapi.json`
+  and `/docs` need no key.
 - **Ids**: send `X-Request-ID` and `X-Correlation-ID` to trace a request; the
   gateway mints them when absent and returns both. The correlation id travels
   into every event the request causes.
 - **Errors**: always JSON, in one of two shapes (schemas `Error` and `FieldErrors`
   in `/openapi.json`, where each operation lists the ones it can answer):
   - `{"error": "<code>", "detail": "<sentence>"}` (`Error`): 401 `unauthorized`
-    (missing or wrong key), 404 `not_found` (unknown id or route), 405 `method_not_allowed` (the `Allow`
-    header lists the methods that work there), 409 `conflict` or `customer_merged`
+    (missing or wrong key), 403 `insufficient_scope`, 404 `not_found` (unknown id or
+    route), 405 `method_not_allowed` (the `Allow` header lists the methods that work
+    there), 409 `conflict` or `customer_merged`
     (a duplicate, a resource in the wrong state, a merged customer: the sentence
     names the id to use), 413 `payload_too_large` (a body over 1 MiB, an upload over
     200 MiB), 429 `rate_limited` (the key's rate limit: retry after `Retry-After`
@@ -125,22 +135,49 @@ NDJSON is plain JSON. Kinds are `;`-separated in CSV, a list in NDJSON. An unkno
 `format` is 422.
 """
 
-GATEWAY_OWN = [
+# (method, path, scope, text); scope None: the route table's (one place to change it).
+GATEWAY_OWN: list[tuple[str, str, str | None, str]] = [
     (
         "GET",
         "/v1/customers/{id}/360",
+        None,
         "The customer 360: customer, lifecycle, recent timeline, offers and referrals, "
         "fetched in parallel; parts that could not be fetched are named in `missing`.",
     ),
-    ("GET", "/v1/ops/{service}/dead-letters", "Events a service's consumers gave up on (per service)."),
-    ("GET", "/healthz", "Liveness (no key)."),
-    ("GET", "/readyz", "200 only when every service and NATS are ready, else 503 naming what is not (no key)."),
-    ("GET", "/metrics", "Prometheus metrics of the gateway (no key); each service serves its own."),
+    (
+        "POST",
+        "/v1/api-keys",
+        None,
+        "Make a key `{name, role, scopes?, expires_at?, partner_id?, person_id?}` (201); the answer's `key` "
+        "is the secret, shown once. Unknown role or scope, an expiry in the past, `partner_id` missing on "
+        "a `partner` key or given on another: 422 naming the field. Granting a scope you lack: 403.",
+    ),
+    (
+        "GET",
+        "/v1/api-keys",
+        None,
+        "Every key (revoked ones too), oldest first, cursor-paginated; never a secret.",
+    ),
+    ("GET", "/v1/api-keys/{id}", None, "One key, with `prefix`, `last_used_at`, `revoked_at`."),
+    ("DELETE", "/v1/api-keys/{id}", None, "Revoke a key (204); it stays listed."),
+    (
+        "POST",
+        "/v1/api-keys/{id}/rotate",
+        None,
+        "A new secret `{overlap_seconds?}` (default 86400, at most 30 days): the old one works until then. "
+        "409 for a revoked key.",
+    ),
+    ("GET", "/v1/me", None, "The caller: `id`, `kind`, `role`, `scopes`, `partner_id`, `person_id`."),
+    ("GET", "/v1/ops/{service}/dead-letters", "ops", "Events a service's consumers gave up on (per service)."),
+    ("GET", "/healthz", "none", "Liveness."),
+    ("GET", "/readyz", "none", "200 only when every service and NATS are ready, else 503 naming what is not."),
+    ("GET", "/metrics", "ops", "Prometheus metrics of the gateway; each service serves its own."),
     (
         "GET",
         "/openapi.json, /docs",
+        "none",
         "The merged OpenAPI document and its UI, Swagger UI served by the gateway "
-        "itself under `/docs/assets/` (works offline; no key).",
+        "itself under `/docs/assets/` (works offline).",
     ),
 ]
 
@@ -170,7 +207,22 @@ def _query(operation: dict) -> str:
     return ", ".join(f"`{p['name']}`" for p in operation.get("parameters", ()) if p.get("in") == "query")
 
 
-def operations() -> dict[str, list[tuple[str, str, str, str, str, str]]]:
+def _scope(route: Route, method: str) -> str:
+    if route.public:
+        return "none (public)"
+    scope = route.scopes[method]
+    return "any caller" if scope == ANY_CALLER else f"`{scope}`"
+
+
+def _own_scope(method: str, path: str, given: str | None) -> str:
+    if given is None:
+        route = RouteTable().match(method, path).route
+        assert route is not None, f"{method} {path} is not in the route table"
+        return _scope(route, method)
+    return given if " " in given else f"`{given}`"
+
+
+def operations() -> dict[str, list[tuple[str, str, str, str, str, str, str]]]:
     found: dict[str, list] = {}
     for service in SERVICES:
         app = importlib.import_module(f"services.{service}.main").create_app(service_settings(service))
@@ -186,7 +238,17 @@ def operations() -> dict[str, list[tuple[str, str, str, str, str, str]]]:
                     if method.upper() not in route.methods:
                         continue
                     codes = ", ".join(code for code in operation.get("responses", {}) if code.startswith("2"))
-                    rows.append((method.upper(), path, _summary(operation), _body(operation), codes, _query(operation)))
+                    rows.append(
+                        (
+                            method.upper(),
+                            path,
+                            _summary(operation),
+                            _body(operation),
+                            codes,
+                            _query(operation),
+                            _scope(route, method.upper()),
+                        )
+                    )
         found[service] = sorted(set(rows), key=lambda row: (row[1], row[0]))
     return found
 
@@ -197,14 +259,17 @@ def render() -> str:
         lines += [
             f"## {service}",
             "",
-            "| method | path | query | request body | success | what it does |",
-            "|---|---|---|---|---|---|",
+            "| method | path | scope | query | request body | success | what it does |",
+            "|---|---|---|---|---|---|---|",
         ]
-        for method, path, summary, body, codes, query in rows:
-            lines.append(f"| {method} | `{path}` | {query} | {body and f'`{body}`'} | {codes} | {summary} |")
+        for method, path, summary, body, codes, query, scope in rows:
+            lines.append(f"| {method} | `{path}` | {scope} | {query} | {body and f'`{body}`'} | {codes} | {summary} |")
         lines.append("")
-    lines += ["## gateway", "", "| method | path | what it does |", "|---|---|---|"]
-    lines += [f"| {method} | `{path}` | {text} |" for method, path, text in GATEWAY_OWN]
+    lines += ["## gateway", "", "| method | path | scope | what it does |", "|---|---|---|---|"]
+    lines += [
+        f"| {method} | `{path}` | {_own_scope(method, path, scope)} | {text} |"
+        for method, path, scope, text in GATEWAY_OWN
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -22,8 +22,13 @@ async def read_stakeholder(session: AsyncSession, stakeholder_id: str):
     return (await session.execute(_READ_STAKEHOLDER, {"stakeholder_id": stakeholder_id})).mappings().first()
 
 
-async def list_stakeholders(session: AsyncSession, *, kind: str | None, after_id: str | None, limit: int):
+async def list_stakeholders(
+    session: AsyncSession, *, kind: str | None, after_id: str | None, limit: int, only_id: str | None = None
+):
+    """A page of stakeholders; with `only_id`, at most that one (a partner's own record)."""
     query = select(_stakeholders).order_by(_stakeholders.c.id).limit(limit)
+    if only_id is not None:
+        query = query.where(_stakeholders.c.id == only_id)
     if kind:
         query = query.where(_stakeholders.c.kind == kind)
     if after_id:

@@ -14,6 +14,7 @@ from shared.events.contracts import CustomerCreated
 from shared.events.customer_aliases import Merge
 from shared.events.envelope import Event
 from shared.events.messaging import emit
+from shared.http.caller import Caller
 from shared.http.errors import NotFound
 
 # --- stakeholders --------------------------------------------------------------------
@@ -40,8 +41,10 @@ async def create_stakeholder(*, session: AsyncSession, data: StakeholderCreate) 
     return stakeholder
 
 
-async def get_stakeholder(*, session: AsyncSession, stakeholder_id: str):
-    stakeholder = await repository.read_stakeholder(session, stakeholder_id)
+async def get_stakeholder(*, session: AsyncSession, stakeholder_id: str, caller: Caller | None = None):
+    # Another partner's record is as unknown to a partner as a missing one: the same 404.
+    hidden = caller is not None and caller.partner_only and stakeholder_id != caller.partner_id
+    stakeholder = None if hidden else await repository.read_stakeholder(session, stakeholder_id)
     if stakeholder is None:
         raise NotFound(f"no stakeholder with id {stakeholder_id}")
     return stakeholder

@@ -6,7 +6,8 @@ five services so these tests do not depend on their code.
 A stand-in echoes what it received (service, method, path, query, headers,
 body) on every route the real service has, and obeys two test knobs in the
 query string: `sleep=<seconds>` and `status=<code>`. `/v1/customers/missing`
-is a 404. Its `/readyz` follows `state.ready`.
+and `/v1/stakeholders/missing` are 404; `/v1/stakeholders/<kind>-...` is of that
+kind. Its `/readyz` follows `state.ready`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from gateway.main import create_app
 from gateway.server import protocol_class
 from gateway.settings import SERVICES, GatewaySettings
 from shared.db.migrations import upgrade
-from tests.support import NatsServer
+from tests.support import POSTGRES_URL, NatsServer, make_database_url
 
 API_KEY = "test-admin-key-0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -46,12 +47,14 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve(app, port: int | None = None, http: Any = "auto"):
-    """Serve an ASGI app with uvicorn on 127.0.0.1 (with the `http` protocol); yields its base URL."""
+async def serve(app, port: int | None = None, http: Any = "auto", lifespan: str = "on"):
+    """Serve an ASGI app with uvicorn on 127.0.0.1 (with the `http` protocol); yields its base URL.
+
+    `lifespan="off"` for an app whose lifespan runs already (a service of tests.support's suite)."""
 
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on", loop="none", http=http
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan=lifespan, loop="none", http=http
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve())
@@ -148,6 +151,11 @@ def stand_in_app(state: StandIn) -> FastAPI:
             await asyncio.sleep(float(params["sleep"]))
         if request.path_params.get("customer_id") == "missing":
             return JSONResponse({"error": "not_found", "detail": "no such customer"}, status_code=404)
+        stakeholder = request.path_params.get("stakeholder_id")
+        if stakeholder is not None:
+            if stakeholder == "missing":
+                return JSONResponse({"error": "not_found", "detail": "no such stakeholder"}, status_code=404)
+            seen["kind"] = stakeholder.split("-")[0]  # `partner-p1` is a partner
         status = int(params.get("status", 200))
         headers = {"x-upstream": state.name, "x-request-id": "upstream-must-not-override"}
         path = request.url.path
@@ -239,7 +247,11 @@ async def start_gateway(stand_ins, nats_stub, tmp_path_factory):
     async with contextlib.AsyncExitStack() as stack:
 
         async def start(**overrides) -> httpx.AsyncClient:
-            settings = gateway_settings(stand_ins, nats_stub, tmp_path_factory.mktemp("var"), **overrides)
+            var = tmp_path_factory.mktemp("var")
+            if POSTGRES_URL and "database_url" not in overrides:  # the gateway's own database on PostgreSQL too
+                overrides["database_url"], drop = await make_database_url("gateway", var)
+                stack.push_async_callback(drop)
+            settings = gateway_settings(stand_ins, nats_stub, var, **overrides)
             await asyncio.to_thread(upgrade, "gateway", settings.database_url)
             app = create_app(settings, admin_key=API_KEY)
             # Served as `python -m gateway` serves it: with its own protocol (gateway/server.py).

@@ -17,7 +17,7 @@ async def test_service_down_is_502(start_gateway, dead_url):
     assert response.headers["x-request-id"]
     # Other services are unaffected.
     assert (await client.get("/v1/customers/c1", headers=AUTH)).status_code == 200
-    metrics = (await client.get("/metrics")).text
+    metrics = (await client.get("/metrics", headers=AUTH)).text
     assert 'gateway_upstream_errors_total{kind="unavailable",service="value"} 1.0' in metrics
 
 

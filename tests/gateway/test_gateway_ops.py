@@ -118,7 +118,7 @@ async def test_metrics_count_requests_by_route_and_status(start_gateway):
     await client.get("/v1/customers/c1", headers=AUTH)
     await client.get("/v1/customers/c2", headers=AUTH)
     await client.get("/v1/customers/c2")
-    response = await client.get("/metrics")
+    response = await client.get("/metrics", headers=AUTH)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text

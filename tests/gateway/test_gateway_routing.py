@@ -233,7 +233,9 @@ async def test_exports_stream_through_the_gateway_without_being_buffered(gw, sta
 
 
 def test_a_method_on_a_less_specific_route_is_found():
-    table = RouteTable([r("GET", "/v1/things/{id}", "a"), r("POST", "/v1/things/special", "b")])
+    table = RouteTable(
+        [r("GET", "/v1/things/{id}", "a", scope="ops"), r("POST", "/v1/things/special", "b", scope="ops")]
+    )
     assert table.match("GET", "/v1/things/special").route.service == "a"
     assert table.match("POST", "/v1/things/special").route.service == "b"
     assert table.match("DELETE", "/v1/things/special").allowed == frozenset({"POST"})
@@ -241,7 +243,10 @@ def test_a_method_on_a_less_specific_route_is_found():
 
 def test_subtree_routes():
     table = RouteTable(
-        [r("GET POST", "/v1/imports/{rest:path}", "identify"), r("GET POST", "/v1/portfolio/{rest:path}", "identify")]
+        [
+            r("GET POST", "/v1/imports/{rest:path}", "identify", scope="imports:write"),
+            r("GET POST", "/v1/portfolio/{rest:path}", "identify", scope="portfolio:read"),
+        ]
     )
     assert table.match("POST", "/v1/imports/i1/rows").route.service == "identify"
     assert table.match("GET", "/v1/portfolio/a/b/c").route.service == "identify"
@@ -251,12 +256,12 @@ def test_subtree_routes():
 
 def test_duplicate_routes_are_refused():
     with pytest.raises(ValueError, match="duplicate"):
-        RouteTable([r("GET", "/v1/a/{id}", "x"), r("GET POST", "/v1/a/{other}", "y")])
+        RouteTable([r("GET", "/v1/a/{id}", "x", scope="ops"), r("GET POST", "/v1/a/{other}", "y", scope="ops")])
 
 
 def test_rewrites_need_static_patterns():
     with pytest.raises(ValueError):
-        RouteTable([r("GET", "/v1/a/{id}", "x", upstream="/v1/b")])
+        RouteTable([r("GET", "/v1/a/{id}", "x", scope="ops", upstream="/v1/b")])
 
 
 async def test_the_gateways_own_routes_refuse_unknown_query_parameters(gw):
@@ -270,7 +275,7 @@ async def test_the_gateways_own_routes_refuse_unknown_query_parameters(gw):
     for path, headers in (
         ("/healthz", {}),
         ("/readyz", {}),
-        ("/metrics", {}),
+        ("/metrics", AUTH),
         ("/openapi.json", {}),
         ("/docs", {}),
         ("/v1/customers/c1/360", AUTH),

@@ -1,0 +1,56 @@
+"""Who a request comes from, as the gateway names it to the services.
+
+The gateway resolves the API key or JWT and forwards the caller in `x-valuechain-actor`,
+`x-valuechain-role`, `x-valuechain-partner` (a partner key's partner stakeholder id) and
+`x-valuechain-person` (the linked employee stakeholder), percent-encoded; it drops any
+`x-valuechain-*` header a client sent. A service trusts them because only the gateway
+reaches it (the internal secret of docs/security.md).
+
+A route a partner may reach narrows what it answers to `caller.partner_id`; a request
+with the role `partner` but no partner id (which the gateway never sends) sees nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import unquote
+
+from fastapi import Depends, Request
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    actor: str | None
+    role: str | None
+    partner_id: str | None
+    person_id: str | None
+
+    @property
+    def partner_only(self) -> bool:
+        """True when answers must be narrowed to `partner_id`'s own resources."""
+        return self.role == "partner" or self.partner_id is not None
+
+
+NO_PARTNER = ""  # matches no id: a partner caller without a partner sees nothing
+
+
+def _header(request: Request, name: str) -> str | None:
+    value = request.headers.get(name)
+    return unquote(value) if value else None
+
+
+async def caller(request: Request) -> Caller:
+    role = _header(request, "x-valuechain-role")
+    partner = _header(request, "x-valuechain-partner")
+    if role == "partner" and partner is None:
+        partner = NO_PARTNER
+    return Caller(
+        actor=_header(request, "x-valuechain-actor"),
+        role=role,
+        partner_id=partner,
+        person_id=_header(request, "x-valuechain-person"),
+    )
+
+
+CallerDep = Annotated[Caller, Depends(caller)]

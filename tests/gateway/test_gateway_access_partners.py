@@ -1,0 +1,72 @@
+"""Partners see only their own: partner keys through the real gateway in front of the real
+network service (its own database, a real nats-server), trying each other's ids."""
+
+from __future__ import annotations
+
+import contextlib
+
+from gateway.access.roles import ANY_CALLER, ROLES
+from gateway.routes import ROUTES
+from tests.gateway.conftest import AUTH, serve
+
+# Every (method, pattern) a partner key may reach, and how this test tries it with another
+# partner's ids. A route a partner can newly reach fails the first assertion until it is
+# added here, with its check.
+PARTNER_REACHABLE = {
+    ("GET", "/v1/stakeholders"),
+    ("GET", "/v1/stakeholders/{id}"),
+    ("GET", "/v1/me"),
+}
+
+
+def test_the_partner_reachable_routes_are_the_ones_this_file_checks():
+    reachable = {
+        (method, route.pattern)
+        for route in ROUTES
+        for method, scope in route.scopes.items()
+        if scope == ANY_CALLER or scope in ROLES["partner"]
+    }
+    assert reachable == PARTNER_REACHABLE
+
+
+async def test_a_partner_never_sees_another_partners_resources(suite, start_gateway):
+    network = await suite.start("network")
+    async with contextlib.AsyncExitStack() as stack:
+        url = await stack.enter_async_context(serve(network.app, lifespan="off"))
+        # The suite's internal secret: the network service answers only a gateway that sends it.
+        gw = await start_gateway(network_url=url, internal_secret=suite.internal_headers["x-valuechain-internal"])
+
+        async def stakeholder(kind: str, name: str) -> dict:
+            response = await gw.post("/v1/stakeholders", json={"kind": kind, "name": name}, headers=AUTH)
+            assert response.status_code == 201, response.text
+            return response.json()
+
+        acme, bolt = await stakeholder("partner", "Acme"), await stakeholder("partner", "Bolt")
+        supplier = await stakeholder("supplier", "Cargo")
+        tokens = {}
+        for partner in (acme, bolt):
+            made = await gw.post(
+                "/v1/api-keys",
+                json={"name": partner["name"], "role": "partner", "partner_id": partner["id"]},
+                headers=AUTH,
+            )
+            assert made.status_code == 201, made.text
+            tokens[partner["id"]] = {"Authorization": f"Bearer {made.json()['key']}"}
+
+        for me, other in ((acme, bolt), (bolt, acme)):
+            auth = tokens[me["id"]]
+            # GET /v1/stakeholders: only its own record, whatever the filter.
+            listed = await gw.get("/v1/stakeholders", headers=auth)
+            assert listed.status_code == 200 and [s["id"] for s in listed.json()["items"]] == [me["id"]]
+            filtered = await gw.get("/v1/stakeholders", params={"kind": "supplier"}, headers=auth)
+            assert filtered.json()["items"] == []
+            # GET /v1/stakeholders/{id}: its own, and 404 for the other partner's (or anyone else's).
+            assert (await gw.get(f"/v1/stakeholders/{me['id']}", headers=auth)).json()["name"] == me["name"]
+            for hidden in (other["id"], supplier["id"]):
+                response = await gw.get(f"/v1/stakeholders/{hidden}", headers=auth)
+                assert response.status_code == 404 and response.json()["error"] == "not_found"
+            # GET /v1/me: its own partner.
+            assert (await gw.get("/v1/me", headers=auth)).json()["partner_id"] == me["id"]
+        # The admin still sees everyone.
+        everyone = (await gw.get("/v1/stakeholders", headers=AUTH)).json()["items"]
+        assert {s["id"] for s in everyone} == {acme["id"], bolt["id"], supplier["id"]}
