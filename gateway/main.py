@@ -22,6 +22,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
+from gateway.audit.endpoints import router as audit_router
+from gateway.audit.writer import AuditWriter
 from gateway.auth import BearerAuth, admin_key_path, load_or_create_admin_key
 from gateway.composition import Customer360, CustomerNotFound, compose_360
 from gateway.health import readiness
@@ -97,12 +99,16 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
         app.front.upstreams = upstreams
         # Migrated beforehand by `valuechain migrate` (the supervisor runs it before starting anything).
         store = app.state.store = open_store(settings.database_url)
+        audit = app.front.audit = AuditWriter.from_settings(store, settings)
+        audit.start()
         log.info("gateway started", extra={"fields": {"services": settings.service_urls(), "port": settings.port}})
         try:
             yield
         finally:
             app.front.upstreams = None
             await upstreams.aclose()
+            app.front.audit = None
+            await audit.stop()  # writes what is still queued
             app.state.store = None
             await store.dispose()
             if app.front.access_log is not None:
@@ -205,4 +211,5 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
             raise NotFound(f"customer {customer_id} not found") from None
         return ORJSONBody(view)
 
+    app.include_router(audit_router)  # GET /v1/audit, /v1/audit/verify
     return app

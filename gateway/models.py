@@ -5,3 +5,5 @@ gateway.store.Base and is imported here, so `make migration SERVICE=gateway` see
 """
 
 from __future__ import annotations
+
+import gateway.audit.models  # noqa: F401 - audit_entries, audit_resources

@@ -29,8 +29,10 @@ from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.audit.writer import SCOPE_ANSWER, WRITE_METHODS, AuditWriter
 from gateway.auth import BearerAuth
 from gateway.observability import ACCESS_LOGGER, AccessLog, GatewayMetrics
+from gateway.principal import BOOTSTRAP_ADMIN_ID, SCOPE_PRINCIPAL, Principal
 from gateway.routes import Route, RouteTable
 from gateway.settings import GatewaySettings
 from gateway.upstream import ServicePool, UpstreamError, Upstreams, UpstreamTimeout
@@ -101,6 +103,7 @@ _CORS_METHODS = b"DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
 _EXPOSE = (b"access-control-expose-headers", b"X-Request-ID, X-Correlation-ID")
 _VARY_ORIGIN = (b"vary", b"Origin")
 _WWW_AUTH = (b"www-authenticate", b'Bearer realm="valuechain"')
+_BOOTSTRAP = Principal(BOOTSTRAP_ADMIN_ID, "bootstrap", "admin", frozenset())
 
 
 def new_id() -> bytes:
@@ -139,6 +142,7 @@ class GatewayFront:
         self.metrics = metrics
         self.fallback = fallback
         self.upstreams: Upstreams | None = None  # made by the app's lifespan
+        self.audit: AuditWriter | None = None  # made by the app's lifespan
         self.request_timeout = settings.request_timeout_s
         self.max_body = settings.max_request_body_bytes
         self.cors_origins = frozenset(origin.encode("latin-1") for origin in settings.cors_origins)
@@ -178,6 +182,7 @@ class GatewayFront:
         route_name = "unmatched"
         service = None
         status = 500
+        audited: Route | None = None  # a write on a known route: recorded once answered
         try:
             if origin is not None:
                 allowed_origin = self.cors_any_origin or origin in self.cors_origins
@@ -207,6 +212,8 @@ class GatewayFront:
                 extra.append(_WWW_AUTH)
                 status = await self._send_json(send, 401, self._unauthorized, extra)
                 return
+            # Only the admin key gets here until helper B's key and JWT resolution replaces this.
+            scope[SCOPE_PRINCIPAL] = _BOOTSTRAP
 
             match = self.table.match(method, path)
             route = match.route
@@ -221,6 +228,8 @@ class GatewayFront:
                     status = await self._send_json(send, 404, self._not_found, extra)
                 return
             route_name = route.name
+            if method in WRITE_METHODS:
+                audited = route
             if route.service is None:
                 scope[SCOPE_AUTHENTICATED] = True
                 status = await self._to_fastapi(scope, receive, send, extra, request_id, correlation_id)
@@ -242,6 +251,8 @@ class GatewayFront:
             except Exception:  # noqa: BLE001 - rendering the 500 failed: the original error goes up
                 raise error from None
         finally:
+            if audited is not None and self.audit is not None:
+                self.audit.record(scope, audited, path, status, request_id, correlation_id)
             elapsed = time.perf_counter() - start
             self.metrics.observe(route_name, method, status, elapsed)
             access_log = self.access_log
@@ -345,6 +356,8 @@ class GatewayFront:
 
         headers = _response_headers(response.headers)
         payload = response.body
+        if method in WRITE_METHODS:  # the audit log looks in it for the id of what was created
+            scope[SCOPE_ANSWER] = (response.headers, payload)
         headers.append((b"content-length", str(len(payload)).encode("ascii")))
         headers.extend(extra)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -453,6 +466,7 @@ class GatewayFront:
                 headers = [h for h in message.get("headers", ()) if h[0].lower() not in names]
                 headers.extend(extra)
                 message = {**message, "headers": headers}
+                scope[SCOPE_ANSWER] = (headers, b"")  # a Location, for the audit log; handlers annotate the rest
             await send(message)
 
         await self.fallback(scope, receive, send_with_headers)

@@ -104,6 +104,9 @@ ROUTES: tuple[Route, ...] = (
     r("GET", "/v1/customers/{id}/360", None),
     # operators: each service's dead letters
     *(r("GET", f"/v1/ops/{service}/dead-letters", service, upstream="/v1/ops/dead-letters") for service in SERVICES),
+    # the gateway's own: the audit log (gateway/audit), read-only
+    r("GET", "/v1/audit", None),
+    r("GET", "/v1/audit/verify", None),
 )
 
 

@@ -59,6 +59,16 @@ class GatewaySettings(GatewayStoreSettings):
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
 
+    # The audit log (gateway/audit/writer.py): entries are queued after each answer and
+    # appended to the chain in batches of up to audit_batch, audit_flush_s after the first
+    # of a batch was queued; a crash loses what is queued. Over audit_max_pending queued
+    # (the database away for long), entries are dropped and logged. Every audit_head_every
+    # entries the chain's head is logged, to be kept elsewhere (docs/security.md).
+    audit_flush_s: float = 0.05
+    audit_batch: int = 500
+    audit_max_pending: int = 100_000
+    audit_head_every: int = 1000
+
     log_level: str = "INFO"
     # One JSON line per request on stderr, written in batches every
     # access_log_flush_s seconds (0: each line at once).
