@@ -130,6 +130,17 @@ GATEWAY_OWN = [
         "fetched in parallel; parts that could not be fetched are named in `missing`.",
     ),
     ("GET", "/v1/ops/{service}/dead-letters", "Events a service's consumers gave up on (per service)."),
+    (
+        "GET",
+        "/v1/audit",
+        "The audit log, newest first: every write through the gateway (`actor`, `resource`, `from`, `to`, "
+        "`limit`, `cursor`; admins, `audit:read`).",
+    ),
+    (
+        "GET",
+        "/v1/audit/verify",
+        "Checks the audit log's hash chain: ok with the count and head, or the first broken entry.",
+    ),
     ("GET", "/healthz", "Liveness (no key)."),
     ("GET", "/readyz", "200 only when every service and NATS are ready, else 503 naming what is not (no key)."),
     ("GET", "/metrics", "Prometheus metrics of the gateway (no key); each service serves its own."),

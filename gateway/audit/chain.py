@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from sqlalchemy import RowMapping
 
 GENESIS = "0" * 64
 
@@ -47,12 +48,12 @@ def canonical_time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def canonical_bytes(entry: Mapping[str, Any]) -> bytes:
+def canonical_bytes(entry: Mapping[str, Any] | RowMapping) -> bytes:
     fields = {name: entry[name] for name in FIELDS}
     fields["at"] = canonical_time(fields["at"])
     # OPT_SORT_KEYS sorts nested objects (`detail`) too; orjson writes no spaces and raw UTF-8.
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
-def chain_hash(previous: str, entry: Mapping[str, Any]) -> str:
+def chain_hash(previous: str, entry: Mapping[str, Any] | RowMapping) -> str:
     return hashlib.sha256(previous.encode("ascii") + canonical_bytes(entry)).hexdigest()

@@ -29,7 +29,9 @@ async def append(session: AsyncSession, entries: Sequence[dict[str, Any]]) -> tu
 
     if dialect_name(session) == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK})
-    head = (await session.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1))).first()
+    head = (
+        await session.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1))
+    ).first()
     seq, previous = (head.seq, head.hash) if head is not None else (0, GENESIS)
     rows: list[dict[str, Any]] = []
     index: list[dict[str, Any]] = []

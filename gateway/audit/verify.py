@@ -49,7 +49,9 @@ async def verify_chain(
             seq = entry["seq"]
             count = expected - 1
             if seq != expected:
-                return _broken(count, expected, f"entry {expected} is missing (the next is {seq}): entries were removed")
+                return _broken(
+                    count, expected, f"entry {expected} is missing (the next is {seq}): entries were removed"
+                )
             if chain_hash(entry["prev_hash"], entry) != entry["hash"]:
                 return _broken(count, seq, f"entry {seq} was changed: its fields no longer match its hash")
             if entry["prev_hash"] != previous:
@@ -68,6 +70,8 @@ async def verify_chain(
         await asyncio.sleep(0)  # hashing a chunk takes a few ms: let requests in between
     count = expected - 1
     if anchor is not None and anchor[0] > count:
-        return _broken(count, anchor[0], f"entry {anchor[0]} is anchored but the chain ends at {count}: entries were removed")
+        return _broken(
+            count, anchor[0], f"entry {anchor[0]} is anchored but the chain ends at {count}: entries were removed"
+        )
     head = {"seq": count, "hash": previous} if count else None
     return {"ok": True, "count": count, "head": head, "broken": None}
