@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -337,3 +338,27 @@ async def test_two_gateways_and_a_restart_write_one_chain(stand_ins, nats_stub, 
 
     assert check["ok"] is True and check["count"] == 70, check
     assert [e["seq"] for e in items] == list(range(70, 0, -1))
+
+
+async def test_the_head_is_logged_every_n_entries_to_be_kept_elsewhere(
+    stand_ins, nats_stub, identify, database, tmp_path
+):
+    settings = gateway_settings(
+        stand_ins, nats_stub, tmp_path, identify_url=identify, database_url=database, audit_head_every=2
+    )
+    app = create_app(settings, admin_key=API_KEY)  # configures logging: the handler comes after
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("gateway.audit").addHandler(handler)
+    try:
+        async with serve(app) as url, httpx.AsyncClient(base_url=url, headers=AUTH) as client:
+            for _ in range(5):
+                await client.patch("/v1/customers/cus-3", json={})
+                await app.front.audit.flush()
+            items = await entries(client, app)
+    finally:
+        logging.getLogger("gateway.audit").removeHandler(handler)
+    logged = [record.fields for record in records if record.getMessage() == "audit chain head"]
+    hashes = {entry["seq"]: entry["hash"] for entry in items}
+    assert logged == [{"seq": 2, "hash": hashes[2]}, {"seq": 4, "hash": hashes[4]}]
