@@ -13,7 +13,9 @@ Every HTTP request passes through `GatewayFront.__call__`, which
 4. hands every other path (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`,
    `/docs`) to FastAPI;
 5. adds X-Request-ID, X-Correlation-ID and CORS headers to every answer, counts
-   it in the metrics and writes one JSON log line.
+   it in the metrics and writes one JSON log line;
+6. once a /v1 write on a known route is answered, queues its audit entry
+   (gateway/audit: an append here, the database write comes later, in batches).
 
 Proxied requests never enter FastAPI's middleware stack or router: that is
 where most of a FastAPI proxy's per-request cost goes (see docs/benchmarks.md).
