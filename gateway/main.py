@@ -25,6 +25,8 @@ from starlette.types import Receive, Scope, Send
 from gateway.access.endpoints import router as access_router
 from gateway.access.jwt import JwtVerifier
 from gateway.access.resolver import AccessResolver
+from gateway.audit.endpoints import router as audit_router
+from gateway.audit.writer import AuditWriter
 from gateway.auth import admin_key_path, load_or_create_admin_key
 from gateway.composition import Customer360, CustomerNotFound, compose_360
 from gateway.health import readiness
@@ -111,6 +113,8 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
         # Migrated beforehand by `valuechain migrate` (the supervisor runs it before starting anything).
         store = app.state.store = open_store(settings.database_url)
         access.start(store)
+        audit = app.front.audit = AuditWriter.from_settings(store, settings)
+        audit.start()
         log.info("gateway started", extra={"fields": {"services": settings.service_urls(), "port": settings.port}})
         try:
             yield
@@ -118,6 +122,8 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
             app.front.upstreams = None
             await upstreams.aclose()
             await access.stop()  # writes the last batch of key uses
+            app.front.audit = None
+            await audit.stop()  # writes what is still queued
             app.state.store = None
             await store.dispose()
             if app.front.access_log is not None:
@@ -227,6 +233,7 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
         return ORJSONBody(view)
 
     app.include_router(access_router)  # /v1/api-keys, /v1/me (gateway/access/endpoints.py)
+    app.include_router(audit_router)  # GET /v1/audit, /v1/audit/verify
     return app
 
 

@@ -18,7 +18,9 @@ Every HTTP request passes through `GatewayFront.__call__`, which
    `/docs`) to FastAPI; `/metrics` needs the `ops` scope, the others no key;
 5. adds X-Request-ID, X-Correlation-ID, CORS, the security headers and (on
    authenticated `/v1` answers) the RateLimit fields to every answer, counts it
-   in the metrics and writes one JSON log line.
+   in the metrics and writes one JSON log line;
+6. once a /v1 write on a known route is answered, queues its audit entry
+   (gateway/audit: an append here, the database write comes later, in batches).
 
 Proxied requests never enter FastAPI's middleware stack or router: that is
 where most of a FastAPI proxy's per-request cost goes (see docs/benchmarks.md).
@@ -37,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.access.resolver import AccessResolver
 from gateway.access.roles import ANY_CALLER
+from gateway.audit.writer import SCOPE_ANSWER, WRITE_METHODS, AuditWriter
 from gateway.observability import ACCESS_LOGGER, AccessLog, GatewayMetrics
 from gateway.principal import SCOPE_PRINCIPAL, Principal
 from gateway.ratelimit import RateLimiter
@@ -189,6 +192,7 @@ class GatewayFront:
         self.metrics = metrics
         self.fallback = fallback
         self.upstreams: Upstreams | None = None  # made by the app's lifespan
+        self.audit: AuditWriter | None = None  # made by the app's lifespan
         self.request_timeout = settings.request_timeout_s
         self.max_body = settings.max_request_body_bytes
         self.max_upload = settings.max_upload_body_bytes
@@ -237,6 +241,7 @@ class GatewayFront:
         route_name = "unmatched"
         service = None
         status = 500
+        audited: Route | None = None  # a write on a known route: recorded once answered
         try:
             if origin is not None:
                 allowed_origin = self.cors_any_origin or origin in self.cors_origins
@@ -301,6 +306,8 @@ class GatewayFront:
                     status = await self._send_json(send, 404, self._not_found, extra)
                 return
             route_name = route.name
+            if method in WRITE_METHODS:
+                audited = route
             if route.service is None:
                 status = await self._to_fastapi(scope, receive, send, extra, request_id, correlation_id)
                 return
@@ -321,6 +328,8 @@ class GatewayFront:
             except Exception:  # noqa: BLE001 - rendering the 500 failed: the original error goes up
                 raise error from None
         finally:
+            if audited is not None and self.audit is not None:
+                self.audit.record(scope, audited, path, status, request_id, correlation_id)
             elapsed = time.perf_counter() - start
             self.metrics.observe(route_name, method, status, elapsed)
             access_log = self.access_log
@@ -474,7 +483,7 @@ class GatewayFront:
                         length=declared,
                         timeout=self.request_timeout,
                     )
-                    return await self._send_response(send, response, extra)
+                    return await self._send_response(scope, send, response, extra)
                 body = await self._read_body(receive, limit)
             except _TooLarge:
                 kind = "an upload" if upload else "a request body"
@@ -498,11 +507,13 @@ class GatewayFront:
             )
         except UpstreamError as exc:
             return await self._upstream_failed(send, service, exc, extra)
-        return await self._send_response(send, response, extra)
+        return await self._send_response(scope, send, response, extra)
 
-    async def _send_response(self, send: Send, response: UpstreamResponse, extra: Headers) -> int:
+    async def _send_response(self, scope: Scope, send: Send, response: UpstreamResponse, extra: Headers) -> int:
         headers = _response_headers(response.headers)
         payload = response.body
+        if scope["method"] in WRITE_METHODS:  # the audit log looks in it for the id of what was created
+            scope[SCOPE_ANSWER] = (response.headers, payload)
         headers.append((b"content-length", str(len(payload)).encode("ascii")))
         headers.extend(extra)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -605,6 +616,7 @@ class GatewayFront:
                 headers = [h for h in message.get("headers", ()) if h[0].lower() not in _FRONT_HEADER_NAMES]
                 headers.extend(extra)
                 message = {**message, "headers": headers}
+                scope[SCOPE_ANSWER] = (headers, b"")  # a Location, for the audit log; handlers annotate the rest
             await send(message)
 
         await self.fallback(scope, receive, send_with_headers)

@@ -171,6 +171,9 @@ ROUTES: tuple[Route, ...] = (
         r("GET", f"/v1/ops/{service}/dead-letters", service, scope="ops", upstream="/v1/ops/dead-letters")
         for service in SERVICES
     ),
+    # the gateway's own: the audit log (gateway/audit), read-only
+    r("GET", "/v1/audit", None, scope="audit:read"),
+    r("GET", "/v1/audit/verify", None, scope="audit:read"),
 )
 
 

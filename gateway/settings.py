@@ -102,6 +102,15 @@ class GatewaySettings(GatewayStoreSettings):
     # The gateway's NATS password (user `gateway`; /readyz, the rate limits' KV bucket). No
     # default: without it the gateway reads <var_dir>/nats/gateway.password (`valuechain run` makes it).
     nats_password: SecretStr | None = None
+    # The audit log (gateway/audit/writer.py): entries are queued after each answer and
+    # appended to the chain in batches of up to audit_batch, audit_flush_s after the first
+    # of a batch was queued; a crash loses what is queued. Over audit_max_pending queued
+    # (the database away for long), entries are dropped and logged. Every audit_head_every
+    # entries the chain's head is logged, to be kept elsewhere (docs/security.md).
+    audit_flush_s: float = 0.05
+    audit_batch: int = 500
+    audit_max_pending: int = 100_000
+    audit_head_every: int = 1000
 
     log_level: str = "INFO"
     # One JSON line per request on stderr, written in batches every

@@ -169,6 +169,19 @@ GATEWAY_OWN: list[tuple[str, str, str | None, str]] = [
     ),
     ("GET", "/v1/me", None, "The caller: `id`, `kind`, `role`, `scopes`, `partner_id`, `person_id`."),
     ("GET", "/v1/ops/{service}/dead-letters", "ops", "Events a service's consumers gave up on (per service)."),
+    (
+        "GET",
+        "/v1/audit",
+        None,
+        "The audit log, newest first: every write through the gateway (`actor`, `resource`, `from`, `to`, "
+        "`limit`, `cursor`).",
+    ),
+    (
+        "GET",
+        "/v1/audit/verify",
+        None,
+        "Checks the audit log's hash chain: ok with the count and head, or the first broken entry.",
+    ),
     ("GET", "/healthz", "none", "Liveness."),
     ("GET", "/readyz", "none", "200 only when every service and NATS are ready, else 503 naming what is not."),
     ("GET", "/metrics", "ops", "Prometheus metrics of the gateway; each service serves its own."),

@@ -6,69 +6,29 @@ scope before a request gets here; these handlers read the principal from the sco
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.access import keys
 from gateway.access.resolver import AccessResolver
 from gateway.access.roles import ROLES, scopes_of
 from gateway.access.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage, ApiKeyRotate, MeOut
-from gateway.principal import SCOPE_PRINCIPAL, Principal
+from gateway.deps import Caller, InsufficientScope, ReadSession, WriteSession
 from gateway.upstream import UpstreamError
-from shared.db.database import Database
-from shared.db.uow import transaction
 from shared.http.errors import AppError, Conflict, NotFound, field_error
 from shared.http.pagination import PagingById
 
 router = APIRouter(prefix="/v1", tags=["gateway"])
 
 
-class InsufficientScope(AppError):
-    status_code = 403
-    error = "insufficient_scope"
-
-
 class NetworkUnavailable(AppError):
     status_code = 502
     error = "bad_gateway"
-
-
-def _principal(request: Request) -> Principal:
-    principal = request.scope.get(SCOPE_PRINCIPAL)
-    if principal is None:  # only reachable through the front, which resolves the caller
-        raise StarletteHTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
-    assert isinstance(principal, Principal)
-    return principal
-
-
-def _store(request: Request) -> Database:
-    store = request.app.state.store
-    if store is None:
-        raise StarletteHTTPException(503, "gateway is not started")
-    assert isinstance(store, Database)
-    return store
-
-
-async def _write(request: Request) -> AsyncIterator[AsyncSession]:
-    async with transaction(_store(request).writer) as session:
-        yield session
-
-
-async def _read(request: Request) -> AsyncIterator[Any]:
-    async with _store(request).reader() as session:
-        yield session
-
-
-Caller = Annotated[Principal, Depends(_principal)]
-WriteSession = Annotated[AsyncSession, Depends(_write, scope="function")]
-ReadSession = Annotated[AsyncSession, Depends(_read)]
 
 
 def _resolver(request: Request) -> AccessResolver:

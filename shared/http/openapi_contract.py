@@ -4,7 +4,8 @@ FastAPI documents a 422 as its own `HTTPValidationError` (`loc`/`msg`) and no ot
 error, while every service answers errors as `{"error", "detail"}` (shared/service/app.py's
 handlers): 422 with `detail` a list of `{"field", "message", "type"}` (a cursor this
 API did not issue among them, naming `query.cursor`), 400 for malformed JSON (a field
-list), 404, 409 and 500 with a sentence. `exact_openapi(app)` replaces FastAPI's document
+list), 404, 409 and 500 with a sentence (but a `*_id` query parameter that names nothing
+is 404 naming the field, as identify's and value's lists answer it). `exact_openapi(app)` replaces FastAPI's document
 builder with one that post-processes the generated document once, when it is first
 asked for, so every route, whoever adds it and however, gets the same treatment:
 
@@ -98,14 +99,16 @@ ERRORS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+def _names_by_query(param: dict[str, Any]) -> bool:
+    return param.get("in") == "query" and param.get("name", "").endswith("_id")
+
+
 def error_responses(path: str, method: str, operation: dict[str, Any], item: dict[str, Any]) -> list[str]:
     """The error statuses an operation can answer, from what it takes."""
 
     params = [*item.get("parameters", ()), *operation.get("parameters", ())]
     has_body = "requestBody" in operation
-    names_a_resource = any(
-        p.get("in") == "path" or (p.get("in") == "query" and p.get("name", "").endswith("_id")) for p in params
-    )
+    names_a_resource = any(p.get("in") == "path" or _names_by_query(p) for p in params)
     codes = ["422", "500"]
     if has_body:
         codes.append("400")
@@ -134,9 +137,12 @@ def document_errors(doc: dict[str, Any], *, only: Callable[[str], bool] = lambda
             if only(path):
                 for code in error_responses(path, method, operation, item):
                     responses.setdefault(code, {})
+            params = [*item.get("parameters", ()), *operation.get("parameters", ())]
             for code, response in responses.items():
                 if code in ERRORS:
                     description, names = ERRORS[code]
+                    if code == "404" and any(_names_by_query(p) for p in params):
+                        names = (ERROR, FIELD_ERRORS)  # a query id naming nothing: 404 naming the field
                     if response.get("description") in (None, "", "Validation Error"):
                         response["description"] = description
                     response["content"] = _content(*names)

@@ -52,7 +52,10 @@ def test_errors_are_documented_as_they_are_answered(name):
             assert schema_names(responses, "400") == {"FieldErrors", "Error"}, (method, path)
         elif any(p["name"] == "cursor" for p in params):
             assert "400" not in responses, (method, path)  # a cursor it cannot read is 422 naming it
-        if any(p["in"] == "path" for p in params):
+        if any(p["in"] == "query" and p["name"].endswith("_id") for p in params):
+            # `?customer_id=` naming nothing is 404 naming `query.customer_id`
+            assert schema_names(responses, "404") == {"Error", "FieldErrors"}, (method, path)
+        elif any(p["in"] == "path" for p in params):
             assert schema_names(responses, "404") == {"Error"}, (method, path)
             assert schema_names(responses, "409") == {"Error", "FieldErrors"}, (method, path)
         if method != "get":
