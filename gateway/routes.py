@@ -84,6 +84,8 @@ ROUTES: tuple[Route, ...] = (
     r("GET", "/v1/portfolio/segments", "identify"),
     r("GET", "/v1/portfolio/pareto", "identify"),
     r("GET", "/v1/portfolio/significant", "identify"),
+    r("POST", "/v1/customers/{id}/erasure", "identify"),
+    r("GET", "/v1/erasures/{id}", "identify"),
     # lifecycle
     r("GET", "/v1/customers/{id}/lifecycle", "lifecycle"),
     r("GET", "/v1/lifecycle/customers", "lifecycle"),

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from shared.events.contracts import CATALOG, DLQ_SUBJECT_PREFIX
+from shared.privacy.classification import personal_fields
 from shared.settings import SERVICES
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "events.md"
@@ -31,6 +32,11 @@ that caused this one, when a consumer emitted it) and `data` (the payload below)
 Payloads change only by adding optional fields; a breaking change gets a new
 version in `dataschema`. Partner systems subscribe with their own durable
 JetStream consumers on these subjects.
+
+Fields marked personal (`x-personal` in the schema: a name, email, phone, address,
+free text or an outside identifier) are nullable: deliveries to partners without
+`pii:read` carry them as null, and an erasure (`crm.identify.customer.erased`) deletes
+the events about the erased customer that still hold them (see privacy.md).
 """
 
 
@@ -80,9 +86,11 @@ def render() -> str:
         defs = schema.get("$defs", {})
         required = set(schema.get("required", []))
         lines += ["", f"## `{subject}`", "", contract.description, ""]
-        lines += ["| field | type | required |", "|---|---|---|"]
+        personal = personal_fields(contract.model)
+        lines += ["| field | type | required | personal |", "|---|---|---|---|"]
         for name, prop in schema["properties"].items():
-            lines.append(f"| `{name}` | {_type_of(prop, defs)} | {'yes' if name in required else 'no'} |")
+            kind = personal.get(name, "")
+            lines.append(f"| `{name}` | {_type_of(prop, defs)} | {'yes' if name in required else 'no'} | {kind} |")
         lines += [
             "",
             "<details><summary>JSON Schema</summary>",
