@@ -11,7 +11,7 @@ import orjson
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, Text, insert, select
 
-from shared.db.database import Database, UTCDateTime
+from shared.db.database import Database
 from shared.db.uow import transaction
 from shared.events.contracts import CATALOG, CustomerCreated, InteractionLogged
 from shared.events.envelope import make_event
