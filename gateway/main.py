@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.auth import BearerAuth, admin_key_path, load_or_create_admin_key
 from gateway.composition import Customer360, CustomerNotFound, compose_360
+from gateway.exports import install_exports
 from gateway.health import readiness
 from gateway.observability import GatewayMetrics
 from gateway.openapi import OpenAPIMerger
@@ -199,4 +200,5 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
             raise NotFound(f"customer {customer_id} not found") from None
         return ORJSONBody(view)
 
+    install_exports(app, upstreams_or_503, timeout=settings.composition_timeout_s)  # GDPR exports (gateway/exports.py)
     return app

@@ -104,6 +104,10 @@ ROUTES: tuple[Route, ...] = (
     r("GET", "/v1/customers/{id}/offers", "value"),
     # the gateway's own: the customer 360 view (gateway/composition.py)
     r("GET", "/v1/customers/{id}/360", None),
+    # the gateway's own: a customer's data export, gathered from every service (gateway/exports.py)
+    r("POST", "/v1/customers/{id}/exports", None),
+    r("GET", "/v1/exports/{id}", None),
+    r("GET", "/v1/exports/{id}/download", None),
     # operators: each service's dead letters
     *(r("GET", f"/v1/ops/{service}/dead-letters", service, upstream="/v1/ops/dead-letters") for service in SERVICES),
 )

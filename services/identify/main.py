@@ -13,6 +13,7 @@ from services.identify.portfolio import refits
 from services.identify.portfolio.endpoints import router as portfolio_router
 from services.identify.portfolio.handlers import REFERRALS
 from services.identify.privacy import service as erasures
+from services.identify.privacy.endpoints import export as privacy_export
 from services.identify.privacy.endpoints import router as privacy_router
 from services.identify.privacy.handlers import REPORTS
 from services.identify.resolution.endpoints import router as resolution_router
@@ -51,6 +52,7 @@ DEFINITION = ServiceDefinition[IdentifyState](
         money_router,
         corrections_router,
         privacy_router,
+        privacy_export,
     ],
     consumers=[REFERRALS, REPORTS],
     state=IdentifyState.build,

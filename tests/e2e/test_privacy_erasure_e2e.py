@@ -240,3 +240,56 @@ async def test_an_erased_customer_leaves_no_personal_data_and_the_portfolio_tota
         await _json_when(gw, f"/v1/customers/{again_person['id']}/lifecycle", lambda b: b["stage"] == "new", "new")
         # value handles stage changes in stream order, and the other's came after this one's.
         assert (await gw.get(f"/v1/customers/{again_person['id']}/offers")).json()["items"] == []
+
+
+async def test_an_export_gathers_what_every_service_holds_and_why_and_is_handed_over_once(running_suite):
+    tag = secrets.token_hex(5)
+    async with running_suite.client() as gw:
+        created = await gw.post("/v1/customers", json={"email": f"exp{tag}@example.com", "name": f"Exp{tag}"})
+        assert created.status_code == 201, created.text
+        cid = created.json()["id"]
+        bought = await gw.post(
+            "/v1/transactions",
+            json={"customer_id": cid, "amount": "30.00", "currency": "USD", "occurred_at": "2026-10-02T10:00:00Z"},
+        )
+        assert bought.status_code == 201, bought.text
+        await _when_known(
+            lambda: gw.post(
+                "/v1/interactions",
+                json={"customer_id": cid, "channel": "email", "direction": "outbound", "summary": f"Hello{tag}"},
+            ),
+            "engage knows the customer",
+        )
+        await _json_when(gw, f"/v1/customers/{cid}/offers", lambda b: len(b["items"]) == 1, "welcome offer")
+
+        unknown = await gw.post("/v1/customers/0192b1c4-0000-7000-8000-000000000000/exports")
+        assert unknown.status_code == 404, unknown.text
+        started = await gw.post(f"/v1/customers/{cid}/exports")
+        assert started.status_code == 202, started.text
+        job = started.json()
+        assert (job["customer_id"], job["status"]) == (cid, "running")
+
+        async def done():
+            body = (await gw.get(f"/v1/exports/{job['id']}")).json()
+            return body if body["status"] != "running" else None
+
+        assert (await wait_until(done, timeout=30, what="the export job"))["status"] == "done"
+        download = await gw.get(f"/v1/exports/{job['id']}/download")
+        assert download.status_code == 200, download.text
+        assert download.headers["cache-control"] == "no-store"
+        document = download.json()
+        assert set(document["services"]) == {"identify", "engage", "network", "value", "lifecycle"}
+
+        def table(service: str, name: str) -> dict:
+            return next(t for t in document["services"][service]["tables"] if t["table"] == name)
+
+        customer = table("identify", "customers")
+        assert customer["rows"][0]["email"] == f"exp{tag}@example.com" and customer["purpose"]
+        assert customer["personal"]["email"] == "email"
+        assert [row["amount"] for row in table("identify", "transactions")["rows"]] == ["30.0000"]
+        assert table("engage", "interactions")["rows"][0]["summary"] == f"Hello{tag}"
+        assert table("value", "offers")["rows"][0]["kind"] == "welcome"
+        assert table("lifecycle", "customer_stages")["rows"][0]["stage"] == "new"
+        again = await gw.get(f"/v1/exports/{job['id']}/download")
+        assert (again.status_code, again.json()["error"]) == (410, "gone")
+        assert (await gw.get(f"/v1/exports/{job['id']}")).json()["status"] == "downloaded"

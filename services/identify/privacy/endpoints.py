@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from services.identify.privacy import service
+from services.identify.models import Base
+from services.identify.privacy import repository, service
 from services.identify.privacy.schemas import ErasureOut
 from shared.http.deps import ReadSession, WriteSession
+from shared.privacy.export import export_router
 
 router = APIRouter(prefix="/v1", tags=["identify"])
+# The internal personal-data route a customer's export gathers: with the customers merged into it.
+export = export_router(Base.metadata, merged_ids=repository.merged_into, known=repository.exists)
 
 
 @router.post(

@@ -72,3 +72,7 @@ async def complete(session: AsyncSession, erasure_id: str, *, messages: int, at:
         .where(Erasure.id == erasure_id)
         .values(stream_erased_at=at, stream_messages=messages, completed_at=at)
     )
+
+
+async def exists(session: AsyncSession, customer_id: str) -> bool:
+    return (await session.execute(select(Customer.id).where(Customer.id == customer_id))).first() is not None
