@@ -293,3 +293,87 @@ async def test_an_export_gathers_what_every_service_holds_and_why_and_is_handed_
         again = await gw.get(f"/v1/exports/{job['id']}/download")
         assert (again.status_code, again.json()["error"]) == (410, "gone")
         assert (await gw.get(f"/v1/exports/{job['id']}")).json()["status"] == "downloaded"
+
+
+async def test_the_readme_tour_leaves_no_personal_data_in_any_log(running_suite):
+    """README's tour, through the gateway, with unique personal data: no log line holds any of it."""
+
+    tag = secrets.token_hex(5)
+    m = {
+        "ada_email": f"ada{tag}",
+        "ada_name": f"Ada{tag}",
+        "bob_email": f"bob{tag}",
+        "interaction": f"Delivery{tag}",
+        "refund": f"Damaged{tag}",
+        "phone": f"4159{secrets.randbelow(10**6):06d}",
+    }
+    async with running_suite.client() as gw:
+        ada = await gw.post(
+            "/v1/customers",
+            json={"email": f"{m['ada_email']}@example.com", "name": m["ada_name"], "phone": f"+1{m['phone']}"},
+        )
+        assert ada.status_code == 201, ada.text
+        ada = ada.json()
+        bob = await gw.post("/v1/customers", json={"email": f"{m['bob_email']}@example.com", "referred_by": ada["id"]})
+        assert bob.status_code == 201, bob.text
+        bob = bob.json()
+        rates = await gw.put("/v1/fx-rates", json=[{"currency": "EUR", "date": "2026-10-01", "rate": "1.08"}])
+        assert rates.status_code == 200, rates.text
+        order = await gw.post(
+            "/v1/transactions",
+            json={
+                "customer_id": bob["id"],
+                "amount": "49.90",
+                "currency": "EUR",
+                "occurred_at": "2026-11-01T10:00:00Z",
+                "external_id": f"order-{tag}",
+            },
+        )
+        assert order.status_code == 201, order.text
+        await _json_when(gw, f"/v1/customers/{bob['id']}/lifecycle", lambda b: b["stage"] == "new", "stage new")
+        await _json_when(gw, f"/v1/customers/{bob['id']}/offers", lambda b: len(b["items"]) == 1, "welcome offer")
+        await _json_when(gw, f"/v1/customers/{ada['id']}/referrals", lambda b: len(b["items"]) == 1, "referral")
+        await _when_known(
+            lambda: gw.post(
+                "/v1/interactions",
+                json={
+                    "customer_id": bob["id"],
+                    "channel": "email",
+                    "direction": "inbound",
+                    "summary": m["interaction"],
+                },
+            ),
+            "engage knows the customer",
+        )
+        assert (await gw.get(f"/v1/customers/{bob['id']}/360")).status_code == 200
+        found = await gw.get("/v1/customers", params={"email": f"{m['bob_email']}@example.com"})
+        assert found.status_code == 200 and len(found.json()["items"]) == 1
+        assert (await gw.get("/v1/customers", params={"q": m["ada_name"], "sort": "-created_at"})).status_code == 200
+        assert (await gw.get("/v1/customers", params={"q": m["phone"]})).status_code == 200
+        assert (await gw.get("/v1/customers/export", params={"format": "csv"})).status_code == 200
+        refund = await gw.post(
+            f"/v1/transactions/{order.json()['id']}/refund", json={"amount": "9.90", "reason": m["refund"]}
+        )
+        assert refund.status_code == 201, refund.text
+        # Bad input naming the person must not be logged either.
+        clash = await gw.post("/v1/customers", json={"email": f"{m['ada_email']}@example.com"})
+        assert clash.status_code == 409
+        invalid = await gw.post("/v1/customers", json={"email": f"{m['ada_email']}", "name": m["ada_name"]})
+        assert invalid.status_code == 422
+        await _json_when(
+            gw,
+            f"/v1/customers/{bob['id']}/timeline",
+            lambda b: any(m["refund"] in item["summary"] for item in b["items"]),
+            "the refund on the timeline",
+        )
+    logs = [path for path in running_suite.var_dir.rglob("*") if path.is_file() and path.suffix == ".log"]
+    assert any(path.name == "gateway.log" for path in logs) and any(path.name == "identify.log" for path in logs)
+    # The requests were logged (by their paths, which name ids only).
+    assert any(bob["id"].encode() in path.read_bytes() for path in logs if path.name == "gateway.log")
+    found_in_logs = {}
+    for path in logs:
+        data = path.read_bytes().lower()
+        hits = [name for name, marker in m.items() if any(form.lower() in data for form in _forms(marker))]
+        if hits:
+            found_in_logs[path.name] = hits
+    assert not found_in_logs, f"personal data in the logs: {found_in_logs}"
