@@ -18,20 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 import orjson
-from fastapi import Request, status
+from fastapi import FastAPI, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.proxy import SCOPE_AUTHENTICATED, SCOPE_CORRELATION_ID, SCOPE_REQUEST_ID
 from gateway.settings import SERVICES
-from gateway.upstream import UpstreamError, Upstreams
+from gateway.upstream import UpstreamError, UpstreamResponse, Upstreams
 from shared.db.ids import uuid7
 from shared.http.errors import AppError, Conflict, NotFound
 
@@ -111,7 +112,9 @@ class Gone(AppError):
     error = "gone"
 
 
-async def _personal_data(upstreams: Upstreams, service: str, customer_id: str, headers: bytes, timeout: float):
+async def _personal_data(
+    upstreams: Upstreams, service: str, customer_id: str, headers: bytes, timeout: float
+) -> UpstreamResponse:
     target = PERSONAL_DATA.replace("{id}", quote(customer_id, safe="")).encode("ascii")
     return await upstreams[service].request("GET", target, headers, timeout=timeout)
 
@@ -176,7 +179,9 @@ async def _gather(
     return orjson.dumps(document)
 
 
-def install_exports(app: Any, upstreams_or_503: Any, *, timeout: float, store: ExportStore | None = None) -> None:
+def install_exports(
+    app: FastAPI, upstreams_or_503: Callable[[], Upstreams], *, timeout: float, store: ExportStore | None = None
+) -> None:
     """The export routes on the gateway's own app (the route table marks them the gateway's)."""
 
     jobs: ExportStore = store or MemoryExportStore()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value import service
@@ -12,10 +14,12 @@ from shared.events.envelope import Event
 from shared.privacy.erasure import erasure_consumer
 
 
-async def on_stage_changes(session: AsyncSession, events: list[Event[StageChanged | CustomerCreated]]) -> None:
+async def on_stage_changes(session: AsyncSession, events: list[Event[Any]]) -> None:
     # In stream order: a customer's creation (suppressed or not) comes before its first stage change.
-    await service.remember_suppressed(session=session, events=[e for e in events if e.type == service.CREATED])
-    await service.welcome_new_buyers(session=session, events=[e for e in events if e.type != service.CREATED])
+    created: list[Event[CustomerCreated]] = [e for e in events if e.type == service.CREATED]
+    changes: list[Event[StageChanged]] = [e for e in events if e.type != service.CREATED]
+    await service.remember_suppressed(session=session, events=created)
+    await service.welcome_new_buyers(session=session, events=changes)
 
 
 CUSTOMERS = known_customers.consumer("Remembers the customers identify created, so offers can be issued to them.")

@@ -142,8 +142,8 @@ async def scrub_messaging(session: AsyncSession, messaging: MessagingTables, ids
     counts[outbox.name] = changed
     dead = messaging.dead_letters
     changed = 0
-    rows = await session.execute(select(dead.c.id, dead.c.body).where(_mentions(session, dead.c.body, ids)))
-    for row_id, body in rows.all():
+    letters = await session.execute(select(dead.c.id, dead.c.body).where(_mentions(session, dead.c.body, ids)))
+    for row_id, body in letters.all():
         new = scrub_event_json(body, ids)
         if new is not None:
             await session.execute(update(dead).where(dead.c.id == row_id).values(body=new, error=ERASED))
@@ -226,7 +226,8 @@ def checkpoint_after_commit(session: AsyncSession) -> None:
     bind = session.get_bind()
     if bind.dialect.name != "sqlite":
         return
-    path = make_url(str(bind.url)).database
+    engine = bind.engine  # a Connection's engine, or the Engine itself
+    path = make_url(str(engine.url)).database
     if not path or path == ":memory:":
         return
 
@@ -243,7 +244,7 @@ async def truncate_wal(path: str, attempts: int = 50) -> bool:
         connection = sqlite3.connect(path, timeout=5)
         try:
             busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            return busy == 0
+            return bool(busy == 0)
         finally:
             connection.close()
 
@@ -264,4 +265,6 @@ async def engine_truncate_wal(engine: AsyncEngine) -> bool:
     if engine.dialect.name != "sqlite":
         return True
     path = make_url(str(engine.url)).database
-    return bool(path) and path != ":memory:" and await truncate_wal(str(path))
+    if not path or path == ":memory:":
+        return True
+    return await truncate_wal(str(path))
