@@ -19,6 +19,7 @@ from shared.events.messaging import BUNDLE_EVENTS, messaging_tables, outbox_even
 from shared.privacy.classification import ERASED, about_customers, personal, personal_fields
 from shared.privacy.erasure import ErasedCustomers, erase_customer_data
 from shared.privacy.scrub import scrub_event_json
+from tests.services.identify.test_imports import run_import
 from tests.services.test_lifecycle import _read_stream
 from tests.support import make_database_url, wait_until
 
@@ -228,7 +229,19 @@ async def test_erasure_follows_the_marks_through_tables_outbox_bundles_and_dead_
 async def test_erasing_an_unknown_or_merged_customer_and_erasing_twice(suite):
     identify = await suite.start("identify")
     client = identify.client
-    ada = (await client.post("/v1/customers", json={"email": "ada@example.com", "phone": "+14157771234"})).json()
+    ada = (
+        await client.post(
+            "/v1/customers", json={"email": "ada@example.com", "phone": "+14157771234", "external_id": "ada-77"}
+        )
+    ).json()
+    # An import line that failed names her only by external id: it goes with her data.
+    job = await run_import(
+        client,
+        "who,occurred_at,amount\nada-77,2026-02-01,not-a-number\nbob-12,2026-02-01,also-not\n",
+        mapping={"who": "customer_external_id"},
+        currency="usd",
+    )
+    assert job["rejected"] == 2
     twin = (await client.post("/v1/customers", json={"email": "ada2@example.com", "name": "Ada"})).json()
     merged = await client.post(f"/v1/customers/{ada['id']}/merge", json={"merge": [twin["id"]]})
     assert merged.status_code == 200, merged.text
@@ -254,6 +267,9 @@ async def test_erasing_an_unknown_or_merged_customer_and_erasing_twice(suite):
 
     body = await wait_until(identify_reported, what="identify's report")
     assert body["services"][0]["tables"]["customers"] == 2
+    assert body["services"][0]["tables"]["import_rejections"] == 1
+    errors = (await client.get(f"/v1/imports/{job['id']}/errors")).json()["items"]
+    assert [error["raw"] for error in errors] == ["bob-12,2026-02-01,also-not"]
     assert body["complete"] is False  # the other services have not reported
     erased = await _read_stream(suite.nats.url, "crm.identify.customer.erased", 1)
     assert erased[0]["data"] == {

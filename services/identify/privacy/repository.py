@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identify.models import Customer, Erasure, ErasureReport, Suppression
+from services.identify.models import Customer, Erasure, ErasureReport, ImportRejection, Suppression
 from shared.db.database import insert_ignoring
 
 
@@ -44,6 +44,27 @@ async def merged_into(session: AsyncSession, survivor_id: str) -> list[str]:
 async def match_keys(session: AsyncSession, ids: list[str]) -> list[tuple[str | None, str | None]]:
     rows = await session.execute(select(Customer.email_match_key, Customer.phone_key).where(Customer.id.in_(ids)))
     return [(email, phone) for email, phone in rows.all()]
+
+
+async def identities(session: AsyncSession, ids: list[str]) -> list[str]:
+    """The customers' emails, phones and external ids as stored (what an import's line would hold)."""
+
+    rows = await session.execute(
+        select(Customer.email, Customer.phone, Customer.external_id).where(Customer.id.in_(ids))
+    )
+    return sorted({value for row in rows.all() for value in row if value})
+
+
+async def delete_rejections_naming(session: AsyncSession, values: list[str]) -> int:
+    """Delete the rejected import lines that quote any of `values`: a rejection is tied to no
+    customer id, only its raw line says whom it was about."""
+
+    if not values:
+        return 0
+    rejections = ImportRejection.__table__
+    condition = or_(*(rejections.c.raw.contains(value, autoescape=True) for value in values))
+    result = await session.execute(delete(rejections).where(condition))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def add_suppressions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

@@ -57,9 +57,14 @@ async def request_erasure(*, session: AsyncSession, customer_id: str) -> tuple[d
         ],
     )
 
+    quoted = await repository.identities(session, ids)
+
     async def mark_and_reindex(session: AsyncSession, ids: list[str]) -> dict[str, int]:
         await customers.optimise_search_index(session)
-        return {"customers.erased_at": await repository.mark_erased(session, ids, now)}
+        return {
+            "customers.erased_at": await repository.mark_erased(session, ids, now),
+            "import_rejections": await repository.delete_rejections_naming(session, quoted),
+        }
 
     counts = await erase_customer_data(
         session,
