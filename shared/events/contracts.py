@@ -386,6 +386,10 @@ class CustomerErased(Payload):
     merged_ids: list[str]
     requested_at: datetime
 
+    def timeline_summary(self, customer_id: str) -> str:
+        # Says only that it happened: the timeline keeps the facts, never what was erased.
+        return "Personal data erased"
+
 
 # --- lifecycle --------------------------------------------------------------
 
