@@ -278,6 +278,8 @@ async def test_erasing_an_unknown_or_merged_customer_and_erasing_twice(suite):
         "merged_ids": [twin["id"]],
         "requested_at": erased[0]["data"]["requested_at"],
     }
+    patched = await client.patch(f"/v1/customers/{ada['id']}", json={"name": "Ada again"})
+    assert (patched.status_code, patched.json()["error"]) == (409, "customer_erased")
     # The same email again, any case: suppressed. Another person: not.
     back = (await client.post("/v1/customers", json={"email": "ADA@example.com"})).json()
     other = (await client.post("/v1/customers", json={"email": "someone@example.com", "phone": "+14157771234"})).json()

@@ -122,6 +122,11 @@ def suppression_digests(customer: Customer) -> list[str]:
 async def update_customer(*, session: AsyncSession, customer_id: str, patch: CustomerPatch) -> Customer:
     customer = await get_customer(session=session, customer_id=customer_id)
     refuse_merged(customer)
+    if customer.erased_at is not None:
+        # Forgotten on request: the id keeps the facts, and takes no personal data again.
+        raise Conflict(
+            f"customer {customer_id} was erased: its personal data cannot be set again", error="customer_erased"
+        )
     changes = {
         field: getattr(patch, field)
         for field in patch.model_fields_set

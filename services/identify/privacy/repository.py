@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, Erasure, ErasureReport, ImportRejection, Suppression
-from shared.db.database import insert_ignoring
+from shared.db.database import InlineSession, insert_ignoring
 
 
 async def erasure_of_customer(session: AsyncSession, customer_id: str) -> Erasure | None:
@@ -79,7 +79,7 @@ async def mark_erased(session: AsyncSession, ids: list[str], at: datetime) -> in
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def waiting_for_stream(session: AsyncSession, services: int) -> list[Erasure]:
+async def waiting_for_stream(session: AsyncSession | InlineSession, services: int) -> list[Erasure]:
     """Erasures every service reported on, whose stream is not erased yet."""
 
     reported = select(ErasureReport.erasure_id).group_by(ErasureReport.erasure_id).having(func.count() >= services)

@@ -134,8 +134,8 @@ async def record_report(*, session: AsyncSession, event: Event[ErasureApplied]) 
 async def finish_erasures(runtime: Runtime[Any]) -> int:
     """Delete the stream's events about each erasure every service reported on, and mark it complete."""
 
-    async with transaction(runtime.db.writer) as session:
-        waiting = await repository.waiting_for_stream(session, len(SERVICES))
+    async with runtime.db.reader() as reader:  # polled: never the write lock for a look
+        waiting = await repository.waiting_for_stream(reader, len(SERVICES))
     nc = runtime.bus.nc
     if not waiting or nc is None or not runtime.bus.is_connected:
         return 0
