@@ -29,6 +29,7 @@ from gateway.audit.endpoints import router as audit_router
 from gateway.audit.writer import AuditWriter
 from gateway.auth import admin_key_path, load_or_create_admin_key
 from gateway.composition import Customer360, CustomerNotFound, compose_360
+from gateway.exports import install_exports
 from gateway.health import readiness
 from gateway.observability import GatewayMetrics
 from gateway.openapi import OpenAPIMerger
@@ -234,6 +235,7 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
 
     app.include_router(access_router)  # /v1/api-keys, /v1/me (gateway/access/endpoints.py)
     app.include_router(audit_router)  # GET /v1/audit, /v1/audit/verify
+    install_exports(app, upstreams_or_503, timeout=settings.composition_timeout_s)  # GDPR exports (gateway/exports.py)
     return app
 
 

@@ -143,6 +143,9 @@ ROUTES: tuple[Route, ...] = (
     r("GET", "/v1/portfolio/segments", "identify", **PORTFOLIO),
     r("GET", "/v1/portfolio/pareto", "identify", **PORTFOLIO),
     r("GET", "/v1/portfolio/significant", "identify", **PORTFOLIO),
+    # GDPR: erasure (Art. 17) and its report
+    r("POST", "/v1/customers/{id}/erasure", "identify", scope="privacy:write"),
+    r("GET", "/v1/erasures/{id}", "identify", scope="privacy:write"),
     # lifecycle
     r("GET", "/v1/customers/{id}/lifecycle", "lifecycle", **CUSTOMERS),
     r("GET", "/v1/lifecycle/customers", "lifecycle", **CUSTOMERS),
@@ -166,6 +169,10 @@ ROUTES: tuple[Route, ...] = (
     r("GET DELETE", "/v1/api-keys/{id}", None, scope="keys:admin"),
     r("POST", "/v1/api-keys/{id}/rotate", None, scope="keys:admin"),
     r("GET", "/v1/me", None, scope=ANY_CALLER),
+    # the gateway's own: a customer's data export (Art. 15/20), gathered from every service (gateway/exports.py)
+    r("POST", "/v1/customers/{id}/exports", None, scope="pii:read"),
+    r("GET", "/v1/exports/{id}", None, scope="pii:read"),
+    r("GET", "/v1/exports/{id}/download", None, scope="pii:read"),
     # operators: each service's dead letters
     *(
         r("GET", f"/v1/ops/{service}/dead-letters", service, scope="ops", upstream="/v1/ops/dead-letters")

@@ -185,6 +185,13 @@ class IdentifySettings(ServiceSettings):
     # scoring day of every customer.
     date_floor: datetime = datetime(1970, 1, 1, tzinfo=UTC)
     date_skew_s: float = Field(86400.0, ge=0, le=30 * 86400)
+    # The key of the erasure suppression list's hashes (shared/privacy/suppression.py); empty:
+    # a random key made on first run in <var_dir>/suppression-key.
+    suppression_key: SecretStr | None = None
+
+    def secrets(self) -> dict[str, str | None]:
+        key = self.suppression_key.get_secret_value() if self.suppression_key else None
+        return {**super().secrets(), "VALUECHAIN_IDENTIFY_SUPPRESSION_KEY": key}
 
     @field_validator("default_region")
     @classmethod

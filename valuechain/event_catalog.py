@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from shared.events.contracts import CATALOG, DLQ_SUBJECT_PREFIX
+from shared.privacy.classification import personal_fields
 from shared.settings import SERVICES
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "events.md"
@@ -39,6 +40,11 @@ event feed. An operator who gives a partner direct NATS access makes a durable
 consumer for it, as the NATS admin, and a read-only user that may pull from and
 ack that one consumer (docs/security.md shows both); partners do not make their
 own consumers.
+
+Fields marked personal (`x-personal` in the schema: a name, email, phone, address,
+free text or an outside identifier) are nullable: deliveries to partners without
+`pii:read` carry them as null, and an erasure (`crm.identify.customer.erased`) deletes
+the events about the erased customer that still hold them (see privacy.md).
 """
 
 
@@ -88,9 +94,11 @@ def render() -> str:
         defs = schema.get("$defs", {})
         required = set(schema.get("required", []))
         lines += ["", f"## `{subject}`", "", contract.description, ""]
-        lines += ["| field | type | required |", "|---|---|---|"]
+        personal = personal_fields(contract.model)
+        lines += ["| field | type | required | personal |", "|---|---|---|---|"]
         for name, prop in schema["properties"].items():
-            lines.append(f"| `{name}` | {_type_of(prop, defs)} | {'yes' if name in required else 'no'} |")
+            kind = personal.get(name, "")
+            lines.append(f"| `{name}` | {_type_of(prop, defs)} | {'yes' if name in required else 'no'} | {kind} |")
         lines += [
             "",
             "<details><summary>JSON Schema</summary>",

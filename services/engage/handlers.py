@@ -7,10 +7,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engage import service
-from services.engage.models import aliases, known_customers
+from services.engage.models import Base, aliases, erased_customers, known_customers, messaging
 from services.engage.service import TIMELINE_SUBJECTS
 from shared.events.consumer import ConsumerSpec
 from shared.events.envelope import Event
+from shared.privacy.erasure import erasure_consumer
 
 
 async def on_events_about_customers(session: AsyncSession, events: list[Event[Any]]) -> None:
@@ -29,8 +30,10 @@ TIMELINE = ConsumerSpec(
     description="Builds each customer's timeline from every event about the customer (a referral goes on both).",
 )
 
+ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
+
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, TIMELINE],
+    [CUSTOMERS, TIMELINE, ERASURES],
     merge_steps=[known_customers.follow_merge, service.follow_merge],
     merges_description=(
         "Follows identify's merges: interactions and timeline entries of the merged customers move to the "

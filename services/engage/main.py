@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.engage.endpoints import router
 from services.engage.handlers import CONSUMERS
 from services.engage.models import Base, messaging
+from shared.privacy.export import export_router
 from shared.service.app import create_service_app
 from shared.service.runtime import ServiceDefinition
 
@@ -13,7 +14,8 @@ DEFINITION = ServiceDefinition(
     description="Customer engagement: interactions and the customer timeline built from every event about a customer.",
     metadata=Base.metadata,
     messaging=messaging,
-    routers=[router],
+    # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
+    routers=[router, export_router(Base.metadata)],
     consumers=CONSUMERS,
 )
 

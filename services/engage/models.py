@@ -12,6 +12,8 @@ from shared.db.database import NAMING_CONVENTION, UTCDateTime, utcnow
 from shared.events.customer_aliases import CustomerAliases
 from shared.events.known_customers import KnownCustomers
 from shared.events.messaging import messaging_tables
+from shared.privacy.classification import about_customers, personal
+from shared.privacy.erasure import ErasedCustomers
 
 
 class Base(DeclarativeBase):
@@ -22,17 +24,21 @@ class Base(DeclarativeBase):
 messaging = messaging_tables(Base.metadata)
 known_customers = KnownCustomers(Base.metadata)
 aliases = CustomerAliases(Base.metadata)
+erased_customers = ErasedCustomers(Base.metadata)
 
 
 class Interaction(Base):
     __tablename__ = "interactions"
-    __table_args__ = (Index("ix_interactions_customer_occurred", "customer_id", "occurred_at", "id"),)
+    __table_args__ = (
+        Index("ix_interactions_customer_occurred", "customer_id", "occurred_at", "id"),
+        {"info": about_customers("the contact history agents read: what was said, on which channel")},
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(36))
     channel: Mapped[str] = mapped_column(String(20))
     direction: Mapped[str] = mapped_column(String(10))
-    summary: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text, info=personal("free_text"))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     logged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -45,10 +51,14 @@ class TimelineEntry(Base):
     """
 
     __tablename__ = "timeline"
-    __table_args__ = (Index("ix_timeline_customer_time", "customer_id", "time", "event_id"),)
+    __table_args__ = (
+        Index("ix_timeline_customer_time", "customer_id", "time", "event_id"),
+        {"info": about_customers("the customer's timeline: one line per event about the customer")},
+    )
 
     customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     type: Mapped[str] = mapped_column(String(200))
     time: Mapped[datetime] = mapped_column(UTCDateTime)
-    summary: Mapped[str] = mapped_column(String(300))
+    # The line may quote a name, an email, an interaction or a refund reason.
+    summary: Mapped[str] = mapped_column(String(300), info=personal("free_text"))

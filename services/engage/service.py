@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engage import repository
-from services.engage.models import Interaction, aliases, known_customers
+from services.engage.models import Interaction, aliases, erased_customers, known_customers
 from services.engage.schemas import InteractionCreate
 from shared.db.database import utcnow
 from shared.db.ids import uuid7
@@ -17,6 +17,7 @@ from shared.events.customer_aliases import Merge
 from shared.events.envelope import Event
 from shared.events.messaging import emit
 from shared.http.errors import NotFound, field_error
+from shared.privacy.scrub import scrub_typed
 
 # --- interactions ------------------------------------------------------------------
 
@@ -97,8 +98,13 @@ async def record_in_timeline(*, session: AsyncSession, events: list[Event[Any]])
     """One INSERT per micro-batch: this runs for every event about a customer.
 
     An event naming a merged customer (read after the merge) arrives naming the survivor.
+    One about an erased customer, read after engage erased its data (another service's,
+    published before that service's erasure), goes on with its personal fields nulled.
     """
 
+    erased = await erased_customers.among(session, {cid for event in events for cid in event.customer_ids()})
+    if erased:
+        events = [scrub_typed(e) if erased.intersection(e.customer_ids()) else e for e in events]
     await repository.add_timeline_entries(session, [row for event in events for row in timeline_entries(event)])
 
 

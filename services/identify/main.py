@@ -12,6 +12,10 @@ from services.identify.money.endpoints import router as money_router
 from services.identify.portfolio import refits
 from services.identify.portfolio.endpoints import router as portfolio_router
 from services.identify.portfolio.handlers import REFERRALS
+from services.identify.privacy import service as erasures
+from services.identify.privacy.endpoints import export as privacy_export
+from services.identify.privacy.endpoints import router as privacy_router
+from services.identify.privacy.handlers import REPORTS
 from services.identify.resolution.endpoints import router as resolution_router
 from services.identify.search.endpoints import router as search_router
 from services.identify.transactions.endpoints import corrections_router
@@ -47,10 +51,12 @@ DEFINITION = ServiceDefinition[IdentifyState](
         imports.router,
         money_router,
         corrections_router,
+        privacy_router,
+        privacy_export,
     ],
-    consumers=[REFERRALS],
+    consumers=[REFERRALS, REPORTS],
     state=IdentifyState.build,
-    on_start=[refits.start, import_jobs.fail_interrupted_imports],
+    on_start=[refits.start, import_jobs.fail_interrupted_imports, erasures.start],
 )
 
 

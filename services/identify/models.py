@@ -26,6 +26,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.database import NAMING_CONVENTION, UTCDateTime, utcnow
 from shared.events.messaging import messaging_tables
+from shared.privacy.classification import about_customers, personal
+from shared.privacy.erasure import ErasedCustomers
 
 
 class Base(DeclarativeBase):
@@ -34,6 +36,7 @@ class Base(DeclarativeBase):
 
 
 messaging = messaging_tables(Base.metadata)
+erased_customers = ErasedCustomers(Base.metadata)
 # Schema the models do not describe, made by migrations per database and left out of
 # Alembic's comparison: the substring search index (services/identify/search/repository.py).
 Base.metadata.info["unmanaged_prefixes"] = ("customer_search", "ix_customers_search")
@@ -43,20 +46,28 @@ class Customer(Base):
     __tablename__ = "customers"
     # Sorted listings (GET /v1/customers?sort=created_at). The name sort's index and the
     # substring search index differ by database: see services/identify/search/.
-    __table_args__ = (Index("ix_customers_created", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_customers_created", "created_at", "id"),
+        {"info": about_customers("who the customer is and how to reach them: the customer record", column="id")},
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    email: Mapped[str | None] = mapped_column(String(320))
+    email: Mapped[str | None] = mapped_column(String(320), info=personal("email"))
     # Lower-cased email: uniqueness is case-insensitive on every database.
-    email_key: Mapped[str | None] = mapped_column(String(320), unique=True)
-    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
-    name: Mapped[str | None] = mapped_column(String(200))
-    phone: Mapped[str | None] = mapped_column(String(50))
+    email_key: Mapped[str | None] = mapped_column(String(320), unique=True, info=personal("email"))
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True, info=personal("identifier"))
+    name: Mapped[str | None] = mapped_column(String(200), info=personal("name"))
+    phone: Mapped[str | None] = mapped_column(String(50), info=personal("phone"))
     # Match keys for identity resolution (see services/identify/resolution): the
     # canonical email (gmail dots and +tags folded), the E.164 phone, the folded name.
-    email_match_key: Mapped[str | None] = mapped_column(String(320), index=True)
-    phone_key: Mapped[str | None] = mapped_column(String(32), index=True)
-    name_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    email_match_key: Mapped[str | None] = mapped_column(String(320), index=True, info=personal("email"))
+    phone_key: Mapped[str | None] = mapped_column(String(32), index=True, info=personal("phone"))
+    name_key: Mapped[str | None] = mapped_column(String(200), index=True, info=personal("name"))
+    # The email or phone matched an erased customer's suppression entry at creation: never
+    # market to this customer (services/identify/privacy).
+    suppressed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # When the customer's personal data was erased (the id and the facts stay).
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A merged customer points at its survivor and takes no new data.
     merged_into: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
     merged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -71,8 +82,9 @@ class CustomerNameToken(Base):
     whose name holds it, so fuzzy name matching compares a small candidate set."""
 
     __tablename__ = "customer_name_tokens"
+    __table_args__ = ({"info": about_customers("fuzzy name matching for duplicates", erase="delete")},)
 
-    token: Mapped[str] = mapped_column(String(200), primary_key=True)
+    token: Mapped[str] = mapped_column(String(200), primary_key=True, info=personal("name"))
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
 
 
@@ -82,6 +94,7 @@ class Transaction(Base):
         Index("ix_transactions_customer_occurred", "customer_id", "occurred_at", "id"),
         # GET /v1/transactions: everyone's, newest first, over a period (a range scan, no sort).
         Index("ix_transactions_occurred", "occurred_at", "id"),
+        {"info": about_customers("the customer's purchases: revenue, scores and the portfolio")},
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -104,7 +117,7 @@ class Transaction(Base):
     # recorded | voided (recorded in error: out of counts, revenue and scores).
     status: Mapped[str] = mapped_column(String(16), default="recorded", server_default="recorded")
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    void_reason: Mapped[str | None] = mapped_column(Text)
+    void_reason: Mapped[str | None] = mapped_column(Text, info=personal("free_text"))
     # Sums of the transaction's refunds (transaction_refunds), in its currency and the reporting one.
     refunded_amount: Mapped[Decimal] = mapped_column(Numeric(18, 4, asdecimal=True), default=0, server_default="0")
     refunded_reporting_amount: Mapped[Decimal] = mapped_column(
@@ -116,13 +129,22 @@ class Refund(Base):
     """Money given back on a purchase: lowers its revenue, not the purchase count."""
 
     __tablename__ = "transaction_refunds"
-    __table_args__ = (Index("ix_transaction_refunds_transaction", "transaction_id", "occurred_at", "id"),)
+    __table_args__ = (
+        Index("ix_transaction_refunds_transaction", "transaction_id", "occurred_at", "id"),
+        {
+            "info": about_customers(
+                "money given back on the customer's purchases",
+                column="transaction_id",
+                via=("transactions", "customer_id"),
+            )
+        },
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     transaction_id: Mapped[str] = mapped_column(ForeignKey("transactions.id"))
     amount: Mapped[Decimal] = mapped_column(Numeric(18, 4, asdecimal=True))
     reporting_amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 4, asdecimal=True))
-    reason: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text, info=personal("free_text"))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -308,3 +330,44 @@ class CustomerKind(Base):
     evidence: Mapped[dict] = mapped_column(JSON, default=dict)
 
     __table_args__ = (Index("ix_customer_kinds_kind_rank", "kind", "rank_value", "customer_id"),)
+
+
+# --- erasures (services/identify/privacy) ----------------------------------------------
+
+
+class Erasure(Base):
+    """A customer's erasure (GDPR Art. 17): asked once, reported by every service."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), unique=True)
+    merged_ids: Mapped[list] = mapped_column(JSON, default=list)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The events about the customer deleted from the JetStream stream once every service reported.
+    stream_erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stream_messages: Mapped[int | None] = mapped_column(Integer)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ErasureReport(Base):
+    """What one service did for an erasure (crm.<service>.customer.erasure_applied)."""
+
+    __tablename__ = "erasure_reports"
+
+    erasure_id: Mapped[str] = mapped_column(ForeignKey("erasures.id"), primary_key=True)
+    service: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tables: Mapped[dict] = mapped_column(JSON, default=dict)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Suppression(Base):
+    """A keyed hash (HMAC-SHA256) of an erased customer's normalised email or phone: a
+    person created again with either is flagged `suppressed` and never marketed to."""
+
+    __tablename__ = "suppressions"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # email | phone
+    erasure_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

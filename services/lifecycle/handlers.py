@@ -5,9 +5,10 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle import service
-from services.lifecycle.models import aliases
+from services.lifecycle.models import Base, aliases, erased_customers, messaging
 from shared.events.consumer import ConsumerSpec
 from shared.events.envelope import Event
+from shared.privacy.erasure import erasure_consumer
 
 
 async def on_customer_events(session: AsyncSession, events: list[Event[service.Purchases]]) -> None:
@@ -22,8 +23,10 @@ STAGES = ConsumerSpec(
     "purchase lowers the purchase count but never moves a stage back.",
 )
 
+ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
+
 CONSUMERS = aliases.consumers(
-    [STAGES],
+    [STAGES, ERASURES],
     merge_steps=[service.follow_merge],
     merges_description=(
         "Follows identify's merges: the survivor takes the most advanced stage of the group (or the one its "

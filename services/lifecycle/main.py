@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.lifecycle.endpoints import router
 from services.lifecycle.handlers import CONSUMERS
 from services.lifecycle.models import Base, messaging
+from shared.privacy.export import export_router
 from shared.service.app import create_service_app
 from shared.service.runtime import ServiceDefinition
 
@@ -13,7 +14,8 @@ DEFINITION = ServiceDefinition(
     description="Managing the customer lifecycle: each customer's stage and how it got there.",
     metadata=Base.metadata,
     messaging=messaging,
-    routers=[router],
+    # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
+    routers=[router, export_router(Base.metadata)],
     consumers=CONSUMERS,
 )
 

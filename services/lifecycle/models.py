@@ -11,6 +11,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from shared.db.database import NAMING_CONVENTION, UTCDateTime
 from shared.events.customer_aliases import CustomerAliases
 from shared.events.messaging import messaging_tables
+from shared.privacy.classification import about_customers
+from shared.privacy.erasure import ErasedCustomers
 
 
 class Base(DeclarativeBase):
@@ -20,12 +22,16 @@ class Base(DeclarativeBase):
 
 messaging = messaging_tables(Base.metadata)
 aliases = CustomerAliases(Base.metadata)
+erased_customers = ErasedCustomers(Base.metadata)
 
 
 class CustomerStage(Base):
     __tablename__ = "customer_stages"
     # GET /v1/lifecycle/customers?stage=: the customers in a stage, in id order.
-    __table_args__ = (Index("ix_customer_stages_stage", "stage", "customer_id"),)
+    __table_args__ = (
+        Index("ix_customer_stages_stage", "stage", "customer_id"),
+        {"info": about_customers("the customer's lifecycle stage, for retention and offers")},
+    )
 
     customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     stage: Mapped[str | None] = mapped_column(String(20))
@@ -36,7 +42,10 @@ class CustomerStage(Base):
 
 class StageTransition(Base):
     __tablename__ = "stage_transitions"
-    __table_args__ = (Index("ix_stage_transitions_customer", "customer_id", "seq"),)
+    __table_args__ = (
+        Index("ix_stage_transitions_customer", "customer_id", "seq"),
+        {"info": about_customers("the history of the customer's stages")},
+    )
 
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True

@@ -5,10 +5,11 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.network import service
-from services.network.models import aliases, known_customers
+from services.network.models import Base, aliases, erased_customers, known_customers, messaging
 from shared.events.consumer import ConsumerSpec
 from shared.events.contracts import CustomerCreated
 from shared.events.envelope import Event
+from shared.privacy.erasure import erasure_consumer
 
 
 async def on_customers_created(session: AsyncSession, events: list[Event[CustomerCreated]]) -> None:
@@ -25,8 +26,10 @@ REFERRALS = ConsumerSpec(
     ),
 )
 
+ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
+
 CONSUMERS = aliases.consumers(
-    [REFERRALS],
+    [REFERRALS, ERASURES],
     merge_steps=[known_customers.follow_merge, service.follow_merge],
     merges_description=(
         "Follows identify's merges: referrals of the merged customers (as referrer or referred) move to the "

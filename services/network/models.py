@@ -12,6 +12,8 @@ from shared.db.database import NAMING_CONVENTION, UTCDateTime, utcnow
 from shared.events.customer_aliases import CustomerAliases
 from shared.events.known_customers import KnownCustomers
 from shared.events.messaging import messaging_tables
+from shared.privacy.classification import about_customers, personal
+from shared.privacy.erasure import ErasedCustomers
 
 
 class Base(DeclarativeBase):
@@ -22,6 +24,7 @@ class Base(DeclarativeBase):
 messaging = messaging_tables(Base.metadata)
 known_customers = KnownCustomers(Base.metadata)
 aliases = CustomerAliases(Base.metadata)
+erased_customers = ErasedCustomers(Base.metadata)
 
 
 class Stakeholder(Base):
@@ -30,10 +33,11 @@ class Stakeholder(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))
-    name: Mapped[str] = mapped_column(String(200))
-    email: Mapped[str | None] = mapped_column(String(320))
+    # Stakeholders are people too (not customers: an erasure of a customer leaves them).
+    name: Mapped[str] = mapped_column(String(200), info=personal("name"))
+    email: Mapped[str | None] = mapped_column(String(320), info=personal("email"))
     organisation: Mapped[str | None] = mapped_column(String(200))
-    notes: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(Text, info=personal("free_text"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -41,7 +45,10 @@ class Referral(Base):
     """`referrer_id` brought in `referred_id` (a customer is referred at most once)."""
 
     __tablename__ = "referrals"
-    __table_args__ = (Index("ix_referrals_referrer_id", "referrer_id", "id"),)
+    __table_args__ = (
+        Index("ix_referrals_referrer_id", "referrer_id", "id"),
+        {"info": about_customers("who referred whom: referral rewards and benchmark evidence", column="referrer_id")},
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     referrer_id: Mapped[str] = mapped_column(String(36))

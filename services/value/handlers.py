@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value import service
-from services.value.models import aliases, known_customers
+from services.value.models import Base, aliases, erased_customers, known_customers, messaging
 from shared.events.consumer import ConsumerSpec
-from shared.events.contracts import StageChanged
+from shared.events.contracts import CustomerCreated, StageChanged
 from shared.events.envelope import Event
+from shared.privacy.erasure import erasure_consumer
 
 
-async def on_stage_changes(session: AsyncSession, events: list[Event[StageChanged]]) -> None:
-    await service.welcome_new_buyers(session=session, events=events)
+async def on_stage_changes(session: AsyncSession, events: list[Event[Any]]) -> None:
+    # In stream order: a customer's creation (suppressed or not) comes before its first stage change.
+    created: list[Event[CustomerCreated]] = [e for e in events if e.type == service.CREATED]
+    changes: list[Event[StageChanged]] = [e for e in events if e.type != service.CREATED]
+    await service.remember_suppressed(session=session, events=created)
+    await service.welcome_new_buyers(session=session, events=changes)
 
 
 CUSTOMERS = known_customers.consumer("Remembers the customers identify created, so offers can be issued to them.")
@@ -20,12 +27,17 @@ CUSTOMERS = known_customers.consumer("Remembers the customers identify created, 
 WELCOME = ConsumerSpec(
     purpose="welcome",
     batch_handler=on_stage_changes,
-    subjects=("crm.lifecycle.stage.changed",),
-    description="Issues a welcome offer, once, to each customer whose stage becomes `new` (a first purchase).",
+    subjects=(service.CREATED, "crm.lifecycle.stage.changed"),
+    description="Issues a welcome offer, once, to each customer whose stage becomes `new` (a first purchase), "
+    "unless identify flagged the customer `suppressed` at creation or it was erased.",
+)
+
+ERASURES = erasure_consumer(
+    metadata=Base.metadata, messaging=messaging, erased=erased_customers, steps=[service.suppress_erased]
 )
 
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, WELCOME],
+    [CUSTOMERS, WELCOME, ERASURES],
     merge_steps=[known_customers.follow_merge, service.follow_merge],
     merges_description=(
         "Follows identify's merges: offers of the merged customers move to the survivor (which keeps one "

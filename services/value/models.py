@@ -13,6 +13,8 @@ from shared.db.database import NAMING_CONVENTION, UTCDateTime
 from shared.events.customer_aliases import CustomerAliases
 from shared.events.known_customers import KnownCustomers
 from shared.events.messaging import messaging_tables
+from shared.privacy.classification import about_customers, personal
+from shared.privacy.erasure import ErasedCustomers
 
 
 class Base(DeclarativeBase):
@@ -23,6 +25,7 @@ class Base(DeclarativeBase):
 messaging = messaging_tables(Base.metadata)
 known_customers = KnownCustomers(Base.metadata)
 aliases = CustomerAliases(Base.metadata)
+erased_customers = ErasedCustomers(Base.metadata)
 
 
 class Offer(Base):
@@ -31,15 +34,27 @@ class Offer(Base):
         Index("ix_offers_customer", "customer_id", "id"),
         # At most one automatic offer of each kind per customer (NULL for manual offers).
         UniqueConstraint("customer_id", "automatic_kind", name="uq_offers_customer_automatic_kind"),
+        {"info": about_customers("the offers issued to the customer and whether they were redeemed")},
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(36))
     kind: Mapped[str] = mapped_column(String(50))
-    title: Mapped[str] = mapped_column(String(200))
+    # Written by people: it may name the customer.
+    title: Mapped[str] = mapped_column(String(200), info=personal("free_text"))
     discount_percent: Mapped[Decimal | None] = mapped_column(Numeric(5, 2, asdecimal=True))
     status: Mapped[str] = mapped_column(String(20))  # issued | redeemed
     automatic_kind: Mapped[str | None] = mapped_column(String(50))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SuppressedCustomer(Base):
+    """A customer never to be marketed to: identify flagged it `suppressed` at creation (its
+    email or phone matched an erased person's), or it was erased. No automatic offers."""
+
+    __tablename__ = "suppressed_customers"
+
+    customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -8,9 +8,11 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.value.models import Offer
+from services.value.models import Offer, SuppressedCustomer
+from shared.db.database import insert_ignoring
 
 _offers = Offer.__table__
+_suppressed = SuppressedCustomer.__table__
 
 
 async def automatic_offers_of(session: AsyncSession, customer_ids: list[str]):
@@ -95,3 +97,18 @@ async def list_offers(
     if before_id:
         query = query.where(_offers.c.id < before_id)
     return (await session.execute(query)).mappings().all()
+
+
+async def add_suppressed(session: AsyncSession, customer_ids: list[str], since: datetime) -> int:
+    rows = [{"customer_id": cid, "since": since} for cid in customer_ids]
+    if not rows:
+        return 0
+    result = await session.execute(insert_ignoring(session, _suppressed, ["customer_id"]), rows)
+    return int(cast(CursorResult, result).rowcount or 0)
+
+
+async def suppressed_among(session: AsyncSession, customer_ids: set[str]) -> set[str]:
+    if not customer_ids:
+        return set()
+    rows = await session.execute(select(_suppressed.c.customer_id).where(_suppressed.c.customer_id.in_(customer_ids)))
+    return set(rows.scalars())

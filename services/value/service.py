@@ -14,7 +14,7 @@ from services.value.schemas import OfferCreate
 from shared.db.database import utcnow
 from shared.db.ids import uuid7
 from shared.events.consumer import caused_by
-from shared.events.contracts import StageChanged
+from shared.events.contracts import CustomerCreated, StageChanged
 from shared.events.customer_aliases import Merge
 from shared.events.envelope import Event
 from shared.events.messaging import emit
@@ -164,6 +164,21 @@ async def _unknown_customer(session: AsyncSession, customer_id: str) -> bool:
     )
 
 
+CREATED = "crm.identify.customer.created"
+
+
+async def remember_suppressed(*, session: AsyncSession, events: list[Event[CustomerCreated]]) -> None:
+    """Customers identify flagged `suppressed` (an erased person's email or phone): no automatic offers."""
+
+    await repository.add_suppressed(session, [e.data.id for e in events if e.data.suppressed], utcnow())
+
+
+async def suppress_erased(session: AsyncSession, ids: list[str]) -> dict[str, int]:
+    """An erasure step: an erased customer is never marketed to again."""
+
+    return {"suppressed_customers": await repository.add_suppressed(session, ids, utcnow())}
+
+
 async def welcome_new_buyers(*, session: AsyncSession, events: list[Event[StageChanged]]) -> None:
     """A customer who just became a buyer (stage `new`) gets one welcome offer, once.
 
@@ -181,6 +196,7 @@ async def welcome_new_buyers(*, session: AsyncSession, events: list[Event[StageC
     becoming_new = [e for e in events if e.data.to_stage == "new"]
     customers = {e.data.customer_id for e in becoming_new}
     already = await repository.customers_with_automatic(session, customers, WELCOME["kind"])
+    already |= await repository.suppressed_among(session, customers)
     rows = []
     now = utcnow()
     for event in becoming_new:

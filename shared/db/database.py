@@ -74,6 +74,9 @@ def _configure_sqlite(engine: Engine, *, begin: str | None, busy_timeout_ms: int
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted and overwritten content is zeroed, not left in free pages and cells: an
+        # erased customer's data must not stay in the file (docs/privacy.md).
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     if begin is not None:

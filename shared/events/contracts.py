@@ -13,6 +13,10 @@ Besides its schema a contract declares what consumers need to know of it:
   The consumer framework (shared/events/consumer.py) maps a merged id in any of them to its
   survivor before a handler sees the event; engage's timeline shows it to `customers`.
 * `at`: the payload field holding when it happened (else the envelope's time).
+* personal fields (names, emails, phones, free text, addresses) carry `Personal(kind)`
+  (shared/privacy/classification.py) and are nullable: an export shows them, an erasure
+  nulls them in outboxes, dead letters and read models, and deliveries to partners without
+  `pii:read` carry them as null (docs/privacy.md).
 * a `timeline_summary(customer_id)` method on the payload: the one line engage's
   customer timeline shows for it. An event without one stays off the timeline.
 
@@ -34,6 +38,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, g
 from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema, create_model
 
 from shared.events.envelope import CloudEvent, Event
+from shared.privacy.classification import ERASED, Personal
 
 
 class Payload(BaseModel):
@@ -190,12 +195,15 @@ def money(amount: Decimal, currency: str) -> str:
 )
 class CustomerCreated(Payload):
     id: str
-    email: str | None = None
-    external_id: str | None = None
-    name: str | None = None
-    phone: str | None = None
+    email: Annotated[str | None, Personal("email")] = None
+    external_id: Annotated[str | None, Personal("identifier")] = None
+    name: Annotated[str | None, Personal("name")] = None
+    phone: Annotated[str | None, Personal("phone")] = None
     referred_by: str | None = None
     created_at: datetime
+    # The person's email or phone matches an erased customer's (identify's suppression
+    # list): never market to them (value issues no welcome offer). Null from older producers.
+    suppressed: bool | None = None
 
     def timeline_summary(self, customer_id: str) -> str:
         who = self.name or self.email or self.external_id
@@ -211,7 +219,8 @@ class CustomerCreated(Payload):
 )
 class CustomerUpdated(Payload):
     id: str
-    changes: dict[str, str | None]
+    # The new values are personal (an erasure keeps the names of the fields, nulls the values).
+    changes: Annotated[dict[str, str | None], Personal("free_text")]
     updated_at: datetime
 
     def timeline_summary(self, customer_id: str) -> str:
@@ -257,7 +266,7 @@ class TransactionCorrection(Payload):
     reporting_amount: DecimalText | None = None
     reporting_currency: str | None = None
     refunded_amount: DecimalText | None = None
-    reason: str
+    reason: Annotated[str | None, Personal("free_text")]
 
 
 @contract(
@@ -274,7 +283,7 @@ class TransactionRefunded(TransactionCorrection):
     external_id: str | None = None
 
     def timeline_summary(self, customer_id: str) -> str:
-        return f"Refund of {money(self.amount, self.currency)}: {clip(self.reason, QUOTE_MAX)}"
+        return f"Refund of {money(self.amount, self.currency)}: {clip(self.reason or ERASED, QUOTE_MAX)}"
 
 
 @contract(
@@ -290,7 +299,7 @@ class TransactionVoided(TransactionCorrection):
     purchase_count: int
 
     def timeline_summary(self, customer_id: str) -> str:
-        return f"Purchase of {money(self.amount, self.currency)} voided: {clip(self.reason, QUOTE_MAX)}"
+        return f"Purchase of {money(self.amount, self.currency)} voided: {clip(self.reason or ERASED, QUOTE_MAX)}"
 
 
 @contract(
@@ -361,6 +370,27 @@ class ModelFitted(Payload):
     gamma_gamma: dict[str, float]
 
 
+@contract(
+    "crm.identify.customer.erased",
+    "identify",
+    "A customer asked to be forgotten (GDPR Art. 17): every service deletes or anonymises the "
+    "personal data it holds of `customer_id` and of the customers merged into it (`merged_ids`), "
+    "keeps the non-personal facts under the id, and reports with "
+    "crm.<service>.customer.erasure_applied. Carries no personal data.",
+    customers=("customer_id",),
+    at="requested_at",
+)
+class CustomerErased(Payload):
+    erasure_id: str
+    customer_id: str
+    merged_ids: list[str]
+    requested_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        # Says only that it happened: the timeline keeps the facts, never what was erased.
+        return "Personal data erased"
+
+
 # --- lifecycle --------------------------------------------------------------
 
 Stage = Literal["prospect", "new", "active", "loyal", "at_risk", "churned", "won_back"]
@@ -401,12 +431,12 @@ class InteractionLogged(Payload):
     customer_id: str
     channel: str
     direction: Literal["inbound", "outbound"]
-    summary: str
+    summary: Annotated[str | None, Personal("free_text")]
     occurred_at: datetime
 
     def timeline_summary(self, customer_id: str) -> str:
         channel = self.channel.replace("_", " ")
-        return f"{self.direction.capitalize()} {channel}: {clip(self.summary, QUOTE_MAX)}"
+        return f"{self.direction.capitalize()} {channel}: {clip(self.summary or ERASED, QUOTE_MAX)}"
 
 
 # --- network ----------------------------------------------------------------
@@ -421,8 +451,8 @@ class InteractionLogged(Payload):
 class StakeholderCreated(Payload):
     id: str
     kind: Literal["partner", "supplier", "employee", "investor"]
-    name: str
-    email: str | None = None
+    name: Annotated[str | None, Personal("name")]
+    email: Annotated[str | None, Personal("email")] = None
     created_at: datetime
 
 
@@ -461,14 +491,15 @@ class OfferIssued(Payload):
     id: str
     customer_id: str
     kind: str
-    title: str
+    # Written by people, so it may name the customer: free text.
+    title: Annotated[str | None, Personal("free_text")]
     discount_percent: DecimalText | None = None
     expires_at: datetime | None = None
     issued_at: datetime
 
     def timeline_summary(self, customer_id: str) -> str:
         off = f" ({self.discount_percent}% off)" if self.discount_percent is not None else ""
-        return f"Offer issued: {self.title}{off}"
+        return f"Offer issued: {self.title or ERASED}{off}"
 
 
 @contract(
@@ -495,10 +526,12 @@ class DeadLetter(Payload):
     consumer: str
     event_id: str | None
     event_type: str | None
-    error: str
+    # The error may quote the payload, and `raw` is the whole event: an erasure scrubs
+    # `raw` of the erased customer's personal fields and replaces `error`.
+    error: Annotated[str | None, Personal("free_text")]
     deliveries: int
     failed_at: datetime
-    raw: str
+    raw: Annotated[str | None, Personal("free_text")]
 
 
 DLQ_SUBJECT_PREFIX = "crm.dlq."
@@ -508,7 +541,29 @@ def dlq_subject(service: str) -> str:
     return f"{DLQ_SUBJECT_PREFIX}{service}"
 
 
+class ErasureApplied(Payload):
+    """What one service did for an erasure: rows erased per table (no personal data)."""
+
+    erasure_id: str
+    customer_id: str
+    tables: dict[str, int]
+    applied_at: datetime
+
+
+def erasure_applied_subject(service: str) -> str:
+    return f"crm.{service}.customer.erasure_applied"
+
+
 for _service in ("identify", "engage", "network", "value", "lifecycle"):
+    contract(
+        erasure_applied_subject(_service),
+        _service,
+        f"{_service} erased (or anonymised) the personal data it held of an erased customer: rows per table "
+        "(outbox and dead letters included). identify collects them into the erasure's report "
+        "(GET /v1/erasures/{id}).",
+        customers=("customer_id",),
+        at="applied_at",
+    )(ErasureApplied)
     contract(
         dlq_subject(_service),
         _service,

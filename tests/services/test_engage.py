@@ -436,6 +436,10 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
             },
             "Purchase of 3.125 EUR voided: entered twice",
         ),
+        "crm.identify.customer.erased": (
+            {"erasure_id": "e", "customer_id": "c1", "merged_ids": ["c0"], "requested_at": at},
+            "Personal data erased",
+        ),
         "crm.lifecycle.stage.changed": (
             {"customer_id": "c1", "from_stage": None, "to_stage": "prospect", "at": at, "cause_event_id": "e"},
             "Entered stage prospect",

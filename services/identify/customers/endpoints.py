@@ -29,5 +29,6 @@ async def get_customer(customer_id: str, session: ReadSession):
 
 @router.patch("/customers/{customer_id}", response_model=CustomerOut)
 async def patch_customer(customer_id: str, body: CustomerPatch, session: WriteSession):
-    """Change some fields; send null to clear one."""
+    """Change some fields; send null to clear one. An erased customer takes no personal data
+    again (409 `customer_erased`)."""
     return await service.update_customer(session=session, customer_id=customer_id, patch=body)

@@ -7,7 +7,7 @@ from functools import cache
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identify.models import Customer, CustomerNameToken, CustomerScore
+from services.identify.models import Customer, CustomerNameToken, CustomerScore, Suppression
 from shared.db.bulk import key_chunks, one_of
 from shared.db.database import dialect_name
 
@@ -119,3 +119,21 @@ async def index_new_customers(session: AsyncSession, customer_ids: list[str]) ->
         chunk = customer_ids[start : start + 1000]
         await session.execute(search_rows.insert(), [{"customer_id": customer_id} for customer_id in chunk])
         await session.execute(_INDEX_NEW, {"ids": chunk})
+
+
+async def suppressed(session: AsyncSession, digests: list[str]) -> bool:
+    """Whether any of the digests is on the erasure suppression list."""
+
+    if not digests:
+        return False
+    query = select(Suppression.digest).where(Suppression.digest.in_(digests)).limit(1)
+    return (await session.execute(query)).first() is not None
+
+
+async def optimise_search_index(session: AsyncSession) -> None:
+    """Merge the SQLite FTS5 index's segments: a delete only adds a tombstone, and the erased
+    tokens stay in the old segments until they are merged away (nothing on PostgreSQL,
+    whose GIN index drops dead entries at VACUUM: docs/privacy.md)."""
+
+    if dialect_of(session) == "sqlite":
+        await session.execute(text("INSERT INTO customer_search (customer_search) VALUES ('optimize')"))

@@ -70,6 +70,12 @@ class CustomerOut(BaseModel):
         None, description="Set when this customer was merged: the survivor that now holds its data"
     )
     merged_at: datetime | None = None
+    suppressed: bool = Field(
+        False,
+        description="Never market to this customer: its email or phone matched an erased customer's "
+        "(the suppression list), or its own data was erased",
+    )
+    erased_at: datetime | None = Field(None, description="When the customer's personal data was erased")
     created_at: datetime
     updated_at: datetime
     scores: ScoresOut | None = Field(

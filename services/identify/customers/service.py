@@ -14,6 +14,8 @@ from shared.db.database import utcnow
 from shared.db.ids import uuid7
 from shared.events.messaging import emit
 from shared.http.errors import Conflict, MergedCustomer, NotFound, field_error
+from shared.privacy import suppression
+from shared.settings import IdentifySettings, current_settings
 
 CUSTOMER_FIELDS = ("email", "external_id", "name", "phone")
 
@@ -88,19 +90,43 @@ async def create_customer(*, session: AsyncSession, data: CustomerCreate) -> Cus
     )
     session.add(customer)
     await refresh_match_keys(session, customer)  # flushes the new row
+    customer.suppressed = await repository.suppressed(session, suppression_digests(customer))
     await repository.index_new_customers(session, [customer.id])
     emit(
         session,
         "crm.identify.customer.created",
-        {field: getattr(customer, field) for field in (*CUSTOMER_FIELDS, "id", "referred_by", "created_at")},
+        {
+            field: getattr(customer, field)
+            for field in (*CUSTOMER_FIELDS, "id", "referred_by", "created_at", "suppressed")
+        },
         subject=customer.id,
     )
     return customer
 
 
+def suppression_key() -> bytes:
+    settings = current_settings(IdentifySettings)
+    configured = settings.suppression_key.get_secret_value() if settings.suppression_key else None
+    return suppression.load_or_create_key(settings.var_dir, configured)
+
+
+def suppression_digests(customer: Customer) -> list[str]:
+    """The keyed hashes of the customer's normalised email (gmail dots and +tags folded)
+    and phone (E.164) that the suppression list holds for an erased person."""
+
+    key = suppression_key()
+    values = (("email", customer.email_match_key), ("phone", customer.phone_key))
+    return [suppression.digest(key, kind, value) for kind, value in values if value]
+
+
 async def update_customer(*, session: AsyncSession, customer_id: str, patch: CustomerPatch) -> Customer:
     customer = await get_customer(session=session, customer_id=customer_id)
     refuse_merged(customer)
+    if customer.erased_at is not None:
+        # Forgotten on request: the id keeps the facts, and takes no personal data again.
+        raise Conflict(
+            f"customer {customer_id} was erased: its personal data cannot be set again", error="customer_erased"
+        )
     changes = {
         field: getattr(patch, field)
         for field in patch.model_fields_set
