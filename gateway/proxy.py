@@ -283,6 +283,8 @@ class GatewayFront:
                 if status:
                     if status == 403 and route is not None:  # a 401 names no route: "unmatched"
                         route_name = route.name
+                        if method in WRITE_METHODS:  # a refused write is on the record too: who tried what
+                            audited = route
                     return
                 # The caller's rate limit, once it is known: every authenticated /v1
                 # answer carries RateLimit and RateLimit-Policy (a public route has no caller).

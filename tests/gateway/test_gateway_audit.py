@@ -127,6 +127,21 @@ async def test_every_write_is_recorded_with_who_what_when_and_the_outcome(gatewa
     assert "Ada" not in str(items)  # bodies are not kept
 
 
+async def test_a_write_refused_for_want_of_a_scope_is_recorded_with_who_tried(gateways):
+    client, app = await gateways()
+    made = await client.post("/v1/api-keys", json={"name": "Rita (readonly)", "role": "readonly"})
+    assert made.status_code == 201, made.text
+    reader = {"Authorization": f"Bearer {made.json()['key']}"}
+    refused = await client.post("/v1/customers", json={"name": "Ada"}, headers=reader)
+    assert refused.status_code == 403 and refused.json()["error"] == "insufficient_scope"
+    assert (await client.get("/v1/offers/off-1", headers=reader)).status_code == 200  # a read: not recorded
+
+    latest, key_made = (await entries(client, app))[:2]
+    assert (latest["method"], latest["route"], latest["status"]) == ("POST", "/v1/customers", 403)
+    assert (latest["actor_id"], latest["role"]) == (made.json()["id"], "readonly")
+    assert (key_made["route"], key_made["status"]) == ("/v1/api-keys", 201)
+
+
 async def test_the_gateways_own_writes_are_recorded_with_what_their_handler_adds(gateways):
     client, app = await gateways()
     # A write route of the gateway's own, as the API-key routes are: the handler annotates.
