@@ -237,7 +237,9 @@ class ExportJobs:
         first = await _personal_data(upstreams, "identify", customer_id, headers, self.timeout)
         if first.status == 404:
             raise UnknownCustomer(customer_id)
-        job = ExportJob(id=uuid7(), customer_id=customer_id, requested_by=principal.id, status="running", created_at=now())
+        job = ExportJob(
+            id=uuid7(), customer_id=customer_id, requested_by=principal.id, status="running", created_at=now()
+        )
         async with self._db().writer() as session, session.begin():
             session.add(job)
         await self.sweep()  # besides the periodic one: documents past the retention go now

@@ -218,9 +218,13 @@ async def test_the_start_fails_jobs_a_crash_left_running_and_deletes_documents_p
     async with rows.writer() as session, session.begin():
         session.add_all(
             [
-                ExportJob(id="crashed", customer_id="c", requested_by="bootstrap-admin", status="running", created_at=long_ago),
+                ExportJob(
+                    id="crashed", customer_id="c", requested_by="bootstrap-admin", status="running", created_at=long_ago
+                ),
                 # Another gateway may still be gathering this one: left alone.
-                ExportJob(id="young", customer_id="c", requested_by="bootstrap-admin", status="running", created_at=recent),
+                ExportJob(
+                    id="young", customer_id="c", requested_by="bootstrap-admin", status="running", created_at=recent
+                ),
                 ExportJob(
                     id="stale",
                     customer_id="c",
