@@ -12,7 +12,8 @@ survives a restart and any replica serves it. Only whoever asked (the same princ
 or an admin sees a job; anyone else gets the 404 of a job that does not exist. The
 document is personal data at rest until it is downloaded: the download takes it and
 drops it in one transaction (a conditional UPDATE claims it, so of two concurrent
-downloads one gets it and the other a 410), and a document not fetched within
+downloads one gets it and the other a 410; on SQLite, whose pages are zeroed when freed
+(`secure_delete`), the WAL is checkpointed and truncated after it, as after an erasure), and a document not fetched within
 `export_retention_s` is deleted (status `expired`) by a sweep at start, every
 `export_sweep_s`, and on each new job; an expired one is never handed over.
 
@@ -49,6 +50,7 @@ from gateway.upstream import UpstreamError, UpstreamResponse, Upstreams
 from shared.db.database import Database, UTCDateTime
 from shared.db.ids import uuid7
 from shared.http.errors import AppError, Conflict, NotFound
+from shared.privacy.erasure import checkpoint_after_commit
 
 log = logging.getLogger("gateway.exports")
 
@@ -164,6 +166,8 @@ class ExportJobs:
                 .where(ExportJob.status == "done", ExportJob.finished_at < at - self.retention)
                 .values(status="expired", document=None)
             )
+            if expired.rowcount:  # type: ignore[attr-defined]
+                checkpoint_after_commit(session)  # SQLite's WAL still holds the documents' pages
             abandoned = await session.execute(
                 update(ExportJob)
                 .where(
@@ -227,6 +231,7 @@ class ExportJobs:
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 return None
+            checkpoint_after_commit(session)  # SQLite's WAL still holds the document's pages
         return document
 
     # -- gathering -------------------------------------------------------------

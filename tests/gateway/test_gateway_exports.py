@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
 
 from gateway.exports import STOPPED, UNREADABLE, ExportJob
 from gateway.main import create_app
@@ -121,6 +123,15 @@ async def test_a_finished_export_survives_a_restart_and_is_handed_over_once(gate
     async with rows.reader() as session:  # the document is gone from the database, the row stays
         stored = (await session.execute(select(ExportJob.status, ExportJob.document))).one()
     assert tuple(stored) == ("downloaded", None)
+    if rows.url.startswith("sqlite"):  # ... and from the file and its WAL (free pages zeroed, WAL truncated)
+        files = [
+            path for path in Path(make_url(rows.url).database).parent.iterdir() if path.name.startswith("gateway.db")
+        ]
+
+        def held() -> list[str]:
+            return [path.name for path in files if path.exists() and b"holds this" in path.read_bytes()]
+
+        await wait_until(lambda: not held(), what="the document's bytes to leave the gateway's database files")
 
 
 async def test_only_whoever_asked_or_an_admin_sees_a_job_anyone_else_gets_404(gateways):
