@@ -121,7 +121,7 @@ class ExportJobs:
 
     async def start(self, database: Database) -> None:
         self.store = database
-        await self.sweep()
+        await self._sweep_logged()  # the gateway starts (and proxies) even with its database away
         self._sweeper = asyncio.create_task(self._sweep_every(), name="export-sweep")
 
     async def stop(self) -> None:
@@ -138,17 +138,23 @@ class ExportJobs:
                 await self._sweeper
             self._sweeper = None
         if self.tasks and self.store is not None:
-            await self._fail(list(self.tasks), STOPPED)
+            try:
+                await self._fail(list(self.tasks), STOPPED)
+            except Exception:  # the database is away: the next start's sweep fails them
+                log.exception("export jobs left running at stop", extra={"fields": {"jobs": len(self.tasks)}})
         self.tasks.clear()
         self.store = None
 
     async def _sweep_every(self) -> None:
         while True:
             await asyncio.sleep(self.sweep_s)
-            try:
-                await self.sweep()
-            except Exception:  # the database is away: the next round tries again
-                log.exception("export sweep failed")
+            await self._sweep_logged()
+
+    async def _sweep_logged(self) -> None:
+        try:
+            await self.sweep()
+        except Exception:  # the database is away: the next round tries again
+            log.exception("export sweep failed")
 
     def _db(self) -> Database:
         assert self.store is not None, "export jobs used before the gateway started"
