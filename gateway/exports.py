@@ -13,9 +13,10 @@ or an admin sees a job; anyone else gets the 404 of a job that does not exist. T
 document is personal data at rest until it is downloaded: the download takes it and
 drops it in one transaction (a conditional UPDATE claims it, so of two concurrent
 downloads one gets it and the other a 410; on SQLite, whose pages are zeroed when freed
-(`secure_delete`), the WAL is checkpointed and truncated after it, as after an erasure), and a document not fetched within
-`export_retention_s` is deleted (status `expired`) by a sweep at start, every
-`export_sweep_s`, and on each new job; an expired one is never handed over.
+(`secure_delete`), the WAL is checkpointed and truncated after it, as after an erasure),
+and a document not fetched within `export_retention_s` is deleted (status `expired`) by a
+sweep at start, every `export_sweep_s`, on each new job and when the job is read; an
+expired one is never handed over.
 
 A job is gathered by the process that started it, within a deadline. At a clean stop the
 process marks its unfinished jobs failed; after a crash, a job still `running` past its

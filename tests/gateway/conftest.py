@@ -279,6 +279,16 @@ async def start_gateway(stand_ins, nats_stub, tmp_path_factory):
         yield start
 
 
+@pytest.fixture
+async def database(tmp_path):
+    """A fresh gateway database, migrated (several gateways of one test may share it)."""
+
+    url, drop = await make_database_url("gateway", tmp_path)
+    await asyncio.to_thread(upgrade, "gateway", url)
+    yield url
+    await drop()
+
+
 @pytest.fixture(scope="session")
 async def gw(start_gateway):
     """A gateway in front of all five stand-ins."""

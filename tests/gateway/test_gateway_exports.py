@@ -20,21 +20,12 @@ from sqlalchemy.engine import make_url
 from gateway.exports import STOPPED, UNREADABLE, ExportJob
 from gateway.main import create_app
 from shared.db.database import Database
-from shared.db.migrations import upgrade
 from tests.gateway.conftest import API_KEY, AUTH, gateway_settings, serve
-from tests.support import make_database_url, wait_until
+from tests.support import wait_until
 
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-async def database(tmp_path):
-    url, drop = await make_database_url("gateway", tmp_path)
-    await asyncio.to_thread(upgrade, "gateway", url)
-    yield url
-    await drop()
 
 
 @pytest.fixture
