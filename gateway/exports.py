@@ -112,7 +112,8 @@ class ExportJobs:
         self.timeout = timeout
         self.retention = timedelta(seconds=retention_s)
         self.sweep_s = sweep_s
-        # Five services one after another, each within the timeout: a job never runs longer.
+        # Five services one after another, each within the timeout, and a margin: gathering
+        # is cut off there (asyncio.timeout), so a job running longer has no process behind it.
         self.deadline = timeout * (len(SERVICES) + 1)
         self.store: Database | None = None
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -254,7 +255,7 @@ class ExportJobs:
         )
         async with self._db().writer() as session, session.begin():
             session.add(job)
-        await self.sweep()  # besides the periodic one: documents past the retention go now
+        await self._sweep_logged()  # besides the periodic one: documents past the retention go now
 
         async def gather() -> None:
             try:
