@@ -116,10 +116,12 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
         access.start(store)
         audit = app.front.audit = AuditWriter.from_settings(store, settings)
         audit.start()
+        await exports.start(store)  # fails the jobs a crashed gateway left running, drops expired documents
         log.info("gateway started", extra={"fields": {"services": settings.service_urls(), "port": settings.port}})
         try:
             yield
         finally:
+            await exports.stop()  # marks the jobs still gathering failed
             app.front.upstreams = None
             await upstreams.aclose()
             await access.stop()  # writes the last batch of key uses
@@ -235,7 +237,13 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
 
     app.include_router(access_router)  # /v1/api-keys, /v1/me (gateway/access/endpoints.py)
     app.include_router(audit_router)  # GET /v1/audit, /v1/audit/verify
-    install_exports(app, upstreams_or_503, timeout=settings.composition_timeout_s)  # GDPR exports (gateway/exports.py)
+    exports = install_exports(  # GDPR exports (gateway/exports.py), started by the lifespan
+        app,
+        upstreams_or_503,
+        timeout=settings.composition_timeout_s,
+        retention_s=settings.export_retention_s,
+        sweep_s=settings.export_sweep_s,
+    )
     return app
 
 

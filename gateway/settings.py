@@ -111,6 +111,12 @@ class GatewaySettings(GatewayStoreSettings):
     audit_batch: int = 500
     audit_max_pending: int = 100_000
     audit_head_every: int = 1000
+    # Export jobs (gateway/exports.py, docs/privacy.md#export-art-1520): a finished export's
+    # document (personal data) is kept in the gateway's database until it is downloaded, or
+    # deleted export_retention_s after it finished; a sweep runs every export_sweep_s (and
+    # at start, and on each new job).
+    export_retention_s: float = Field(7 * 86400.0, gt=0.0)
+    export_sweep_s: float = Field(3600.0, gt=0.0)
 
     log_level: str = "INFO"
     # One JSON line per request on stderr, written in batches every

@@ -182,6 +182,21 @@ GATEWAY_OWN: list[tuple[str, str, str | None, str]] = [
         None,
         "Checks the audit log's hash chain: ok with the count and head, or the first broken entry.",
     ),
+    (
+        "POST",
+        "/v1/customers/{id}/exports",
+        None,
+        "Start a customer's data export (GDPR Art. 15/20), a job gathering what every service holds and why "
+        "(202; 404 for an unknown customer). Only whoever asked, or an admin, sees the job (docs/privacy.md).",
+    ),
+    ("GET", "/v1/exports/{id}", None, "The job: `running`, `done`, `failed`, `downloaded` or `expired`."),
+    (
+        "GET",
+        "/v1/exports/{id}/download",
+        None,
+        "The finished document, once (then 410); 409 while running or failed; 410 once expired "
+        "(`VALUECHAIN_GATEWAY_EXPORT_RETENTION_S`). Recorded in the audit log.",
+    ),
     ("GET", "/healthz", "none", "Liveness."),
     ("GET", "/readyz", "none", "200 only when every service and NATS are ready, else 503 naming what is not."),
     ("GET", "/metrics", "ops", "Prometheus metrics of the gateway; each service serves its own."),

@@ -129,6 +129,8 @@ class StandIn:
     requests: list[dict] = field(default_factory=list)
     # Set by a test: an export sends its first chunk, then waits for this before the rest.
     export_gate: asyncio.Event | None = None
+    # Set by a test: the internal personal-data answer waits for this.
+    personal_data_gate: asyncio.Event | None = None
 
 
 def stand_in_app(state: StandIn) -> FastAPI:
@@ -184,6 +186,20 @@ def stand_in_app(state: StandIn) -> FastAPI:
     for method, path in SERVICE_ROUTES[state.name]:
         handler = export if path.endswith("/export") else echo
         app.add_api_route(path, handler, methods=[method], name=f"{method.lower()}_{path}")
+
+    @app.get("/internal/customers/{customer_id}/personal-data")
+    async def personal_data(customer_id: str):
+        # As shared/privacy/export.py answers: `missing` is unknown to identify, and for
+        # `broken` lifecycle fails.
+        if state.personal_data_gate is not None:
+            await state.personal_data_gate.wait()
+        if customer_id == "missing" and state.name == "identify":
+            return JSONResponse({"error": "not_found", "detail": "no such customer"}, status_code=404)
+        if customer_id == "broken" and state.name == "lifecycle":
+            return JSONResponse({"error": "internal_error", "detail": "boom"}, status_code=500)
+        rows = [{"customer_id": customer_id, "note": f"{state.name} holds this"}]
+        table = {"table": f"{state.name}_things", "purpose": "a test", "personal": ["note"], "rows": rows}
+        return {"service": state.name, "customer_id": customer_id, "customer_ids": [customer_id], "tables": [table]}
 
     @app.get("/readyz")
     async def readyz():
@@ -261,6 +277,16 @@ async def start_gateway(stand_ins, nats_stub, tmp_path_factory):
             return client
 
         yield start
+
+
+@pytest.fixture
+async def database(tmp_path):
+    """A fresh gateway database, migrated (several gateways of one test may share it)."""
+
+    url, drop = await make_database_url("gateway", tmp_path)
+    await asyncio.to_thread(upgrade, "gateway", url)
+    yield url
+    await drop()
 
 
 @pytest.fixture(scope="session")

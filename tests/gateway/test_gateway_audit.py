@@ -23,9 +23,7 @@ from gateway.audit.chain import GENESIS, chain_hash
 from gateway.audit.writer import annotate
 from gateway.main import create_app
 from gateway.routes import ROUTES, RouteTable, r
-from shared.db.migrations import upgrade
 from tests.gateway.conftest import API_KEY, AUTH, gateway_settings, serve
-from tests.support import make_database_url
 
 
 def identify_stand_in() -> FastAPI:
@@ -56,14 +54,6 @@ def identify_stand_in() -> FastAPI:
 async def identify():
     async with serve(identify_stand_in()) as url:
         yield url
-
-
-@pytest.fixture
-async def database(tmp_path):
-    url, drop = await make_database_url("gateway", tmp_path)
-    await asyncio.to_thread(upgrade, "gateway", url)
-    yield url
-    await drop()
 
 
 @pytest.fixture
