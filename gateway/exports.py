@@ -56,7 +56,7 @@ from shared.privacy.erasure import checkpoint_after_commit
 log = logging.getLogger("gateway.exports")
 
 PERSONAL_DATA = "/internal/customers/{id}/personal-data"
-Status = Literal["running", "done", "failed", "downloaded", "expired"]
+Status = Literal["running", "done", "failed", "downloaded", "expired", "erased"]
 STOPPED = "the gateway stopped before the export finished; ask again"
 UNREADABLE = "a service could not be read; ask again"
 _CLOCK_SLACK = timedelta(minutes=1)
@@ -83,7 +83,8 @@ class ExportOut(BaseModel):
     customer_id: str
     status: Status = Field(
         description="running, done (ready to download), failed, downloaded (handed over once), "
-        "or expired (not fetched within the retention; the document is deleted)"
+        "expired (not fetched within the retention; the document is deleted), "
+        "or erased (the customer was erased before it was downloaded; the document is deleted)"
     )
     requested_at: datetime
     finished_at: datetime | None = None
@@ -202,6 +203,34 @@ class ExportJobs:
             await self.sweep()  # past the retention: deleted now, not at the next round
             job.status = "expired"
         return job
+
+    async def forget_customers(self, customer_ids: list[str]) -> int:
+        """An erasure reached the customers: their pending export documents go too, and a job
+        still gathering never stores one (`_finish` finishes only a running job)."""
+
+        async with self._db().writer() as session, session.begin():
+            erased = await session.execute(
+                update(ExportJob)
+                .where(ExportJob.customer_id.in_(customer_ids), ExportJob.status.in_(("running", "done")))
+                .values(status="erased", document=None, finished_at=now())
+            )
+            if erased.rowcount:  # type: ignore[attr-defined]
+                checkpoint_after_commit(session)  # SQLite's WAL still holds the documents' pages
+        return int(erased.rowcount)  # type: ignore[attr-defined]
+
+    async def after_erasure(self, answer: bytes) -> None:
+        """The front calls this with identify's 2xx answer to `POST /v1/customers/{id}/erasure`:
+        the erasure report names the customer and the ids merged into it."""
+
+        try:
+            report = orjson.loads(answer)
+            customer_ids = [report["customer_id"], *report.get("merged_ids", ())]
+            forgotten = await self.forget_customers([str(c) for c in customer_ids])
+        except Exception:
+            log.exception("deleting an erased customer's export documents failed")
+            return
+        if forgotten:
+            log.info("export documents of an erased customer deleted", extra={"fields": {"jobs": forgotten}})
 
     async def _finish(self, export_id: str, **values: Any) -> None:
         async with self._db().writer() as session, session.begin():
@@ -385,6 +414,8 @@ def install_exports(
                 raise Gone(f"export {export_id} was downloaded already (an export is handed over once)")
             if job.status == "expired":
                 raise Gone(f"export {export_id} expired: it was not downloaded within the retention; ask again")
+            if job.status == "erased":
+                raise Gone(f"export {export_id} was deleted: its customer was erased")
             raise Conflict(f"export {export_id} is {job.status}", error="export_not_ready")
         _record_download(request, job)
         return Response(

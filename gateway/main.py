@@ -244,6 +244,8 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
         retention_s=settings.export_retention_s,
         sweep_s=settings.export_sweep_s,
     )
+    # An erasure also deletes the customer's export documents not yet downloaded.
+    app.front.after_success[("POST", "/v1/customers/{id}/erasure")] = exports.after_erasure
     return app
 
 

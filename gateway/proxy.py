@@ -32,7 +32,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -193,6 +193,10 @@ class GatewayFront:
         self.fallback = fallback
         self.upstreams: Upstreams | None = None  # made by the app's lifespan
         self.audit: AuditWriter | None = None  # made by the app's lifespan
+        # What the gateway itself does once a service said yes to a write, by (method, route
+        # pattern), given the service's answer: an erasure deletes the customer's pending
+        # export documents (gateway/exports.py). Rare routes; none on the hot path.
+        self.after_success: dict[tuple[str, str], Callable[[bytes], Awaitable[None]]] = {}
         self.request_timeout = settings.request_timeout_s
         self.max_body = settings.max_request_body_bytes
         self.max_upload = settings.max_upload_body_bytes
@@ -509,7 +513,12 @@ class GatewayFront:
             )
         except UpstreamError as exc:
             return await self._upstream_failed(send, service, exc, extra)
-        return await self._send_response(scope, send, response, extra)
+        status = await self._send_response(scope, send, response, extra)
+        if self.after_success and 200 <= status < 300:
+            hook = self.after_success.get((method, route.pattern))
+            if hook is not None:  # after the answer is sent: the client never waits for it
+                await hook(response.body)
+        return status
 
     async def _send_response(self, scope: Scope, send: Send, response: UpstreamResponse, extra: Headers) -> int:
         headers = _response_headers(response.headers)

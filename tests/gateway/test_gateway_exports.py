@@ -279,3 +279,38 @@ async def test_reading_the_status_past_the_retention_deletes_the_document(gatewa
     async with rows.reader() as session:
         stored = (await session.execute(select(ExportJob.status, ExportJob.document))).one()
     assert tuple(stored) == ("expired", None)
+
+
+async def test_an_erasure_deletes_the_customers_export_documents_not_yet_downloaded(gateways, rows):
+    # identify as it answers an erasure: the report names the customer and the ids merged into it.
+    from fastapi import FastAPI
+
+    identify = FastAPI()
+
+    @identify.get("/internal/customers/{customer_id}/personal-data")
+    async def personal_data(customer_id: str):
+        table = {"table": "customers", "purpose": "a test", "personal": ["email"], "rows": [{"email": "zed@x.test"}]}
+        return {"service": "identify", "customer_id": customer_id, "customer_ids": [customer_id], "tables": [table]}
+
+    @identify.post("/v1/customers/{customer_id}/erasure", status_code=202)
+    async def erase(customer_id: str):
+        return {"id": "era-1", "customer_id": customer_id, "merged_ids": [f"{customer_id}-twin"], "complete": False}
+
+    async with serve(identify) as identify_url:
+        gw = await gateways(identify_url=identify_url)
+        jobs = {c: await export(gw, c, AUTH) for c in ("cus-zed", "cus-zed-twin", "cus-other")}
+        for job in jobs.values():
+            assert (await finished(gw, job["id"], AUTH))["status"] == "done"
+
+        erased = await gw.client.post("/v1/customers/cus-zed/erasure", headers=AUTH)
+        assert erased.status_code == 202, erased.text
+        for customer in ("cus-zed", "cus-zed-twin"):  # the survivor's and its merged twin's
+            export_id = jobs[customer]["id"]
+            assert (await gw.client.get(f"/v1/exports/{export_id}", headers=AUTH)).json()["status"] == "erased"
+            gone = await gw.client.get(f"/v1/exports/{export_id}/download", headers=AUTH)
+            assert gone.status_code == 410 and "erased" in gone.json()["detail"]
+        other = await gw.client.get(f"/v1/exports/{jobs['cus-other']['id']}/download", headers=AUTH)
+        assert other.status_code == 200  # another customer's is untouched
+    async with rows.reader() as session:
+        kept = dict((await session.execute(select(ExportJob.customer_id, ExportJob.document))).all())
+    assert kept["cus-zed"] is None and kept["cus-zed-twin"] is None
