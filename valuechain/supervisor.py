@@ -499,10 +499,11 @@ class Supervisor:
             f"  gateway        {gw}",
             f"  API docs       {gw}/docs",
         ]
-        for service in self.services:
-            lines.append(f"  {service:<14} http://127.0.0.1:{self.ports[service]}")
+        for service in self.services:  # the services answer only the gateway (its internal secret)
+            lines.append(f"  {service:<14} http://127.0.0.1:{self.ports[service]}  (internal: through the gateway)")
         lines += [
-            f"  NATS           {self.nats_url}  (monitor http://127.0.0.1:{self.nats_monitor_port})",
+            f"  NATS           {self.nats_url}  (users and passwords in {self.var_dir / 'nats'};"
+            f" monitor http://127.0.0.1:{self.nats_monitor_port})",
             f"  logs           {self.log_dir}",
             f"  data           {self.var_dir}",
         ]
