@@ -4,6 +4,7 @@ rules: unknown 404, merged 409, a second request the first one's report."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -259,6 +260,13 @@ async def test_erasing_an_unknown_or_merged_customer_and_erasing_twice(suite):
     again = await client.post(f"/v1/customers/{ada['id']}/erasure")
     assert again.status_code == 200 and again.json()["id"] == report["id"]
     assert (await client.get("/v1/erasures/nope")).status_code == 404
+
+    # Asked twice at once (PostgreSQL lets the two transactions overlap): one erasure, both
+    # answers name it; the second waited for the first instead of failing on the unique id.
+    bob = (await client.post("/v1/customers", json={"email": "bob@example.com"})).json()
+    both = await asyncio.gather(*(client.post(f"/v1/customers/{bob['id']}/erasure") for _ in range(2)))
+    assert sorted(answer.status_code for answer in both) == [200, 202], [answer.text for answer in both]
+    assert both[0].json()["id"] == both[1].json()["id"]
 
     # identify's own report comes back through the stream.
     async def identify_reported():

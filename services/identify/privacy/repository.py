@@ -12,6 +12,11 @@ from services.identify.models import Customer, Erasure, ErasureReport, ImportRej
 from shared.db.database import InlineSession, insert_ignoring
 
 
+async def lock_customer(session: AsyncSession, customer_id: str) -> None:
+    """FOR UPDATE on PostgreSQL; SQLAlchemy leaves it out on SQLite, whose writes are serial."""
+    await session.execute(select(Customer.id).where(Customer.id == customer_id).with_for_update())
+
+
 async def erasure_of_customer(session: AsyncSession, customer_id: str) -> Erasure | None:
     return (await session.execute(select(Erasure).where(Erasure.customer_id == customer_id))).scalar_one_or_none()
 

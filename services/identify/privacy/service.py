@@ -35,6 +35,10 @@ async def request_erasure(*, session: AsyncSession, customer_id: str) -> tuple[d
     """Erase the customer (and those merged into it); `(report, created)`. A second request
     answers the first one's report; a merged customer is 409 naming its survivor."""
 
+    # Two requests at once: the second waits for the first's commit on the customer's row
+    # (PostgreSQL; SQLite's one writer serialises them anyway) and then finds its erasure,
+    # instead of inserting a second one and failing on the unique customer id.
+    await repository.lock_customer(session, customer_id)
     customer = await get_customer(session=session, customer_id=customer_id)
     existing = await repository.erasure_of_customer(session, customer_id)
     if existing is not None:
