@@ -219,14 +219,14 @@ class ExportJobs:
         return int(erased.rowcount)  # type: ignore[attr-defined]
 
     async def after_erasure(self, answer: bytes) -> None:
-        """The front calls this with identify's 2xx answer to `POST /v1/customers/{id}/erasure`:
-        the erasure report names the customer and the ids merged into it."""
+        """The front calls this with identify's 2xx answer to `POST /v1/customers/{id}/erasure`,
+        before passing it on: the erasure report names the customer and the ids merged into it."""
 
         try:
             report = orjson.loads(answer)
             customer_ids = [report["customer_id"], *report.get("merged_ids", ())]
             forgotten = await self.forget_customers([str(c) for c in customer_ids])
-        except Exception:
+        except Exception:  # identify erased: the client hears so; the retention sweep deletes these later
             log.exception("deleting an erased customer's export documents failed")
             return
         if forgotten:

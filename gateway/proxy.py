@@ -193,8 +193,8 @@ class GatewayFront:
         self.fallback = fallback
         self.upstreams: Upstreams | None = None  # made by the app's lifespan
         self.audit: AuditWriter | None = None  # made by the app's lifespan
-        # What the gateway itself does once a service said yes to a write, by (method, route
-        # pattern), given the service's answer: an erasure deletes the customer's pending
+        # What the gateway itself does once a service said yes to a write, before passing the
+        # yes on, by (method, route pattern), given the service's answer: an erasure deletes the customer's pending
         # export documents (gateway/exports.py). Rare routes; none on the hot path.
         self.after_success: dict[tuple[str, str], Callable[[bytes], Awaitable[None]]] = {}
         self.request_timeout = settings.request_timeout_s
@@ -513,12 +513,11 @@ class GatewayFront:
             )
         except UpstreamError as exc:
             return await self._upstream_failed(send, service, exc, extra)
-        status = await self._send_response(scope, send, response, extra)
-        if self.after_success and 200 <= status < 300:
+        if self.after_success and 200 <= response.status < 300:
             hook = self.after_success.get((method, route.pattern))
-            if hook is not None:  # after the answer is sent: the client never waits for it
+            if hook is not None:  # before answering: once the client hears yes, the gateway's share is done
                 await hook(response.body)
-        return status
+        return await self._send_response(scope, send, response, extra)
 
     async def _send_response(self, scope: Scope, send: Send, response: UpstreamResponse, extra: Headers) -> int:
         headers = _response_headers(response.headers)
