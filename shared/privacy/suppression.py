@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
 from functools import cache
 from pathlib import Path
+
+from shared.secret_files import read_or_create_secret
 
 KEY_FILE = "suppression-key"
 
@@ -34,20 +34,5 @@ def load_or_create_key(var_dir: Path, configured: str | None) -> bytes:
 
     if configured:
         return configured.encode()
-    path = Path(var_dir) / KEY_FILE
-    if path.exists():
-        return path.read_bytes().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32)
-    tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key + "\n")
-        try:
-            os.link(tmp, path)  # another process made it meanwhile: theirs wins
-        except FileExistsError:
-            pass
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path.read_bytes().strip()
+    key, _ = read_or_create_secret(Path(var_dir) / KEY_FILE, hint=" (the suppression list then matches no one)")
+    return key.encode()
