@@ -70,13 +70,27 @@ class SuiteSettings(BaseSettings):
     # The secret the gateway sends services on every request (x-valuechain-internal). No
     # default: without it the first process to need it makes one in <var_dir>/internal-secret.
     internal_secret: SecretStr | None = Field(None, validation_alias="VALUECHAIN_INTERNAL_SECRET")
+    # Where customers' signed links point (unsubscribe, feedback, ideas): the gateway as the
+    # customer's browser reaches it. No trailing slash.
+    public_base_url: str = Field(f"http://127.0.0.1:{GATEWAY_PORT}", validation_alias="VALUECHAIN_PUBLIC_BASE_URL")
+    # The key that signs customers' links (shared/signed_links.py). No default: without it
+    # the first process to need it makes one in <var_dir>/links-secret.
+    links_secret: SecretStr | None = Field(None, validation_alias="VALUECHAIN_LINKS_SECRET")
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("VALUECHAIN_PUBLIC_BASE_URL must be an http(s) URL")
+        return value
 
     @field_validator("var_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.resolve()
 
-    @field_validator("admin_api_key", "internal_secret", mode="before")
+    @field_validator("admin_api_key", "internal_secret", "links_secret", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return _blank_secret_is_none(value)
@@ -87,6 +101,7 @@ class SuiteSettings(BaseSettings):
         return {
             "VALUECHAIN_ADMIN_API_KEY": _revealed(self.admin_api_key),
             "VALUECHAIN_INTERNAL_SECRET": _revealed(self.internal_secret),
+            "VALUECHAIN_LINKS_SECRET": _revealed(self.links_secret),
         }
 
     @model_validator(mode="after")

@@ -204,6 +204,7 @@ def _cmd_compose_secrets(args: argparse.Namespace) -> int:
     names = [
         "VALUECHAIN_ADMIN_API_KEY",
         "VALUECHAIN_INTERNAL_SECRET",
+        "VALUECHAIN_LINKS_SECRET",
         "VALUECHAIN_DB_PASSWORD",
         *(password_variable(user) for user in (ADMIN_USER, GATEWAY_USER, *SERVICES)),
     ]
