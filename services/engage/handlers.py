@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engage import service
-from services.engage.models import Base, aliases, erased_customers, known_customers, messaging
+from services.engage.models import Base, aliases, erased_customers, known_customers, messaging, profiles
 from services.engage.service import TIMELINE_SUBJECTS
 from shared.events.consumer import ConsumerSpec
 from shared.events.envelope import Event
@@ -30,11 +30,16 @@ TIMELINE = ConsumerSpec(
     description="Builds each customer's timeline from every event about the customer (a referral goes on both).",
 )
 
+PROFILES = profiles.consumer(
+    "Keeps each customer's segment, kinds and CLV (identify's scores), stage (lifecycle) and purchase "
+    "dates, for survey answers and communities."
+)
+
 ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
 
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, TIMELINE, ERASURES],
-    merge_steps=[known_customers.follow_merge, service.follow_merge],
+    [CUSTOMERS, TIMELINE, PROFILES, ERASURES],
+    merge_steps=[known_customers.follow_merge, profiles.follow_merge, service.follow_merge],
     merges_description=(
         "Follows identify's merges: interactions and timeline entries of the merged customers move to the "
         "survivor, whose timeline records the merge; later events of a merged id go to the survivor."

@@ -10,6 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.database import NAMING_CONVENTION, UTCDateTime, utcnow
 from shared.events.customer_aliases import CustomerAliases
+from shared.events.customer_profiles import CustomerProfiles
 from shared.events.known_customers import KnownCustomers
 from shared.events.messaging import messaging_tables
 from shared.privacy.classification import about_customers, personal
@@ -24,6 +25,8 @@ class Base(DeclarativeBase):
 messaging = messaging_tables(Base.metadata)
 known_customers = KnownCustomers(Base.metadata)
 aliases = CustomerAliases(Base.metadata)
+# Segment, kinds, stage and purchase dates from identify's and lifecycle's events (survey answers and communities).
+profiles = CustomerProfiles(Base.metadata)
 erased_customers = ErasedCustomers(Base.metadata)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value import service
-from services.value.models import Base, aliases, erased_customers, known_customers, messaging
+from services.value.models import Base, aliases, erased_customers, known_customers, messaging, profiles
 from shared.events.consumer import ConsumerSpec
 from shared.events.contracts import CustomerCreated, StageChanged
 from shared.events.envelope import Event
@@ -32,13 +32,18 @@ WELCOME = ConsumerSpec(
     "unless identify flagged the customer `suppressed` at creation or it was erased.",
 )
 
+PROFILES = profiles.consumer(
+    "Keeps each customer's segment, kinds and CLV (identify's scores), stage (lifecycle) and purchase "
+    "dates, for campaign audiences and next best offer."
+)
+
 ERASURES = erasure_consumer(
     metadata=Base.metadata, messaging=messaging, erased=erased_customers, steps=[service.suppress_erased]
 )
 
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, WELCOME, ERASURES],
-    merge_steps=[known_customers.follow_merge, service.follow_merge],
+    [CUSTOMERS, WELCOME, PROFILES, ERASURES],
+    merge_steps=[known_customers.follow_merge, profiles.follow_merge, service.follow_merge],
     merges_description=(
         "Follows identify's merges: offers of the merged customers move to the survivor (which keeps one "
         "automatic offer of each kind); later events of a merged id go to the survivor."

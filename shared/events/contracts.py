@@ -439,6 +439,137 @@ class InteractionLogged(Payload):
         return f"{self.direction.capitalize()} {channel}: {clip(self.summary or ERASED, QUOTE_MAX)}"
 
 
+# Channels of engage's messages and conversations, consent and frequency caps (the
+# interaction log keeps its own wider list: web, other).
+MessageChannel = Literal["email", "sms", "chat", "phone", "social", "in_person"]
+ConsentPurpose = Literal["marketing", "profiling", "research"]
+
+
+# --- engage: consent and preferences ----------------------------------------
+
+
+@contract(
+    "crm.engage.consent.changed",
+    "engage",
+    "A customer's consent for one purpose on one channel was granted or withdrawn (an entry of "
+    "engage's append-only consent ledger). value's campaign audiences follow it.",
+    customers=("customer_id",),
+    at="changed_at",
+)
+class ConsentChanged(Payload):
+    id: str
+    customer_id: str
+    purpose: ConsentPurpose
+    channel: MessageChannel
+    granted: bool
+    # consent, contract, legitimate_interest, legal_obligation, ... (GDPR art. 6)
+    legal_basis: str
+    # Where the change came from: api, batch, unsubscribe_link, preference_centre, import, ...
+    source: str
+    notice_version: str | None = None
+    changed_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        verb = "Granted" if self.granted else "Withdrew"
+        return f"{verb} {self.purpose} consent on {self.channel.replace('_', ' ')}"
+
+
+# --- engage: messages another service asked for -----------------------------
+
+
+@contract(
+    "crm.engage.delivery.reported",
+    "engage",
+    "The outcome of a message another service asked engage to deliver (crm.value.message.requested): "
+    "sent, failed (after retries), bounced, or refused (no consent, frequency cap, undeliverable address, ...).",
+    customers=("customer_id",),
+    at="reported_at",
+)
+class DeliveryReported(Payload):
+    request_id: str
+    customer_id: str
+    channel: MessageChannel
+    outcome: Literal["sent", "failed", "bounced", "refused"]
+    # For `refused`: no_consent, frequency_cap, undeliverable, no_address, unknown_template, ...;
+    # for `failed`/`bounced`: the server's reply.
+    reason: str | None = None
+    # engage's message, when one was made.
+    message_id: str | None = None
+    source_kind: str
+    source_id: str
+    reported_at: datetime
+
+
+# --- engage: feedback and experience data -----------------------------------
+
+
+class AttributeRating(Payload):
+    """One score of us or a named competitor on one attribute (quality, service, price, ...)."""
+
+    attribute: str
+    # `us`, or a competitor's name as value lists it.
+    subject: str
+    # 1 (worst) to 10 (best).
+    score: int
+
+
+@contract(
+    "crm.engage.feedback.received",
+    "engage",
+    "A customer answered a survey (through its signed link, or recorded by staff): the scores, the "
+    "touchpoint it followed, and the customer's stage and segment at that moment.",
+    customers=("customer_id",),
+    at="received_at",
+)
+class FeedbackReceived(Payload):
+    response_id: str
+    survey_id: str
+    customer_id: str
+    # The event the survey followed (a first purchase, a closed conversation, a solved ticket); null on demand.
+    touchpoint_event_id: str | None = None
+    touchpoint_type: str | None = None
+    channel: str | None = None
+    stage: str | None = None
+    segment: str | None = None
+    nps: int | None = None
+    csat: int | None = None
+    ces: int | None = None
+    ratings: list[AttributeRating] = []
+    # Experience data: effort 1 (none) to 5 (a lot); emotion on a fixed scale (docs/engage.md).
+    effort: int | None = None
+    emotion: str | None = None
+    comment: Annotated[str | None, Personal("free_text")] = None
+    received_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        scores = [
+            f"{name.upper()} {value}"
+            for name, value in (("nps", self.nps), ("csat", self.csat), ("ces", self.ces))
+            if value is not None
+        ]
+        return "Answered a survey" + (f": {', '.join(scores)}" if scores else "")
+
+
+# --- engage: communities ----------------------------------------------------
+
+
+@contract(
+    "crm.engage.community.helpfulness.changed",
+    "engage",
+    "Others marked a member's community posts helpful (or took a mark back): the member's total. "
+    "identify counts it as evidence for benchmark customers.",
+    customers=("customer_id",),
+    at="changed_at",
+)
+class HelpfulnessChanged(Payload):
+    customer_id: str
+    # Helpful marks on all the member's posts, in every community.
+    helpful_marks: int
+    community_id: str | None = None
+    post_id: str | None = None
+    changed_at: datetime
+
+
 # --- network ----------------------------------------------------------------
 
 
@@ -517,6 +648,59 @@ class OfferRedeemed(Payload):
 
     def timeline_summary(self, customer_id: str) -> str:
         return f"Offer redeemed: {self.kind}"
+
+
+# --- value: messages engage delivers for value -------------------------------
+
+
+@contract(
+    "crm.value.message.requested",
+    "value",
+    "value asks engage to deliver a message to a customer (a campaign's offer, a retention offer, news "
+    "of an idea). engage applies consent and frequency caps for marketing, renders and sends it, and "
+    "answers with crm.engage.delivery.reported.",
+    customers=("customer_id",),
+    at="requested_at",
+)
+class MessageRequested(Payload):
+    request_id: str
+    customer_id: str
+    channel: MessageChannel
+    # `marketing` needs the customer's consent on the channel and counts against its frequency cap.
+    purpose: Literal["marketing", "service"]
+    # engage's template (GET /v1/templates), or a subject and body written for this message.
+    template_id: str | None = None
+    subject: str | None = None
+    body: str | None = None
+    # Merge fields the template or body may name besides engage's own (offer_code, offer_title, idea_title, ...).
+    fields: dict[str, str] = {}
+    source_kind: Literal["campaign", "playbook", "idea", "offer"]
+    source_id: str
+    requested_at: datetime
+
+
+# --- value: co-creation -----------------------------------------------------
+
+
+@contract(
+    "crm.value.idea.shipped",
+    "value",
+    "An idea a customer proposed was shipped. identify counts it as evidence for inspiration customers "
+    "(those who push the business to improve), keeping the idea's id.",
+    customers=("customer_id",),
+    at="shipped_at",
+)
+class IdeaShipped(Payload):
+    idea_id: str
+    # Who proposed it.
+    customer_id: str
+    title: Annotated[str | None, Personal("free_text")]
+    product_area: str
+    votes: int
+    shipped_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"Their idea shipped: {clip(self.title or ERASED, QUOTE_MAX)}"
 
 
 # --- dead letters -----------------------------------------------------------

@@ -463,6 +463,34 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
             {"id": "o", "customer_id": "c1", "kind": "welcome", "redeemed_at": at},
             "Offer redeemed: welcome",
         ),
+        "crm.engage.consent.changed": (
+            {
+                "id": "k",
+                "customer_id": "c1",
+                "purpose": "marketing",
+                "channel": "in_person",
+                "granted": False,
+                "legal_basis": "consent",
+                "source": "api",
+                "changed_at": at,
+            },
+            "Withdrew marketing consent on in person",
+        ),
+        "crm.engage.feedback.received": (
+            {"response_id": "r", "survey_id": "s", "customer_id": "c1", "nps": 9, "ces": 2, "received_at": at},
+            "Answered a survey: NPS 9, CES 2",
+        ),
+        "crm.value.idea.shipped": (
+            {
+                "idea_id": "i",
+                "customer_id": "c1",
+                "title": "Dark mode",
+                "product_area": "app",
+                "votes": 3,
+                "shipped_at": at,
+            },
+            "Their idea shipped: Dark mode",
+        ),
     }
     assert set(cases) | {"crm.network.referral.recorded"} == set(TIMELINE_SUBJECTS)
     for subject, (data, summary) in cases.items():
