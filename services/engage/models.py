@@ -65,3 +65,8 @@ class TimelineEntry(Base):
     time: Mapped[datetime] = mapped_column(UTCDateTime)
     # The line may quote a name, an email, an interaction or a refund reason.
     summary: Mapped[str] = mapped_column(String(300), info=personal("free_text"))
+
+
+# The sub-domains' tables, on this Base (imported last: they import Base from here).
+from services.engage.contacts import models as _contacts  # noqa: E402, F401
+from services.engage.conversations import models as _conversations  # noqa: E402, F401

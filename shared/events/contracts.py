@@ -474,6 +474,102 @@ class ConsentChanged(Payload):
         return f"{verb} {self.purpose} consent on {self.channel.replace('_', ' ')}"
 
 
+# --- engage: conversations and messages -------------------------------------
+
+
+def _channel_words(channel: str) -> str:
+    return channel.replace("_", " ")
+
+
+@contract(
+    "crm.engage.message.sent",
+    "engage",
+    "A message went out to a customer: an email the SMTP server (or the file back end) took, or an "
+    "outbound message recorded on another channel.",
+    customers=("customer_id",),
+    at="sent_at",
+)
+class MessageSent(Payload):
+    id: str
+    conversation_id: str | None = None
+    customer_id: str
+    channel: MessageChannel
+    purpose: Literal["marketing", "service"]
+    subject: Annotated[str | None, Personal("free_text")] = None
+    # Set when another service asked for it (crm.value.message.requested).
+    request_id: str | None = None
+    sent_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        about = f": {clip(self.subject, QUOTE_MAX)}" if self.subject else ""
+        return f"Sent {_channel_words(self.channel)}{about}"
+
+
+@contract(
+    "crm.engage.message.failed",
+    "engage",
+    "An outbound email could not be sent after its retries, or bounced: the server's reply says why.",
+    customers=("customer_id",),
+    at="failed_at",
+)
+class MessageFailed(Payload):
+    id: str
+    conversation_id: str | None = None
+    customer_id: str
+    channel: MessageChannel
+    # failed: the server refused it after the retries; bounced: a delivery status notification came back.
+    status: Literal["failed", "bounced"]
+    reason: Annotated[str | None, Personal("free_text")] = None
+    request_id: str | None = None
+    failed_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        what = "bounced" if self.status == "bounced" else "could not be sent"
+        return f"{_channel_words(self.channel).capitalize()} {what}"
+
+
+@contract(
+    "crm.engage.message.received",
+    "engage",
+    "A customer's message arrived (inbound email matched to the customer, or an inbound message "
+    "recorded on another channel).",
+    customers=("customer_id",),
+    at="received_at",
+)
+class MessageReceived(Payload):
+    id: str
+    conversation_id: str | None = None
+    customer_id: str
+    channel: MessageChannel
+    subject: Annotated[str | None, Personal("free_text")] = None
+    received_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        about = f": {clip(self.subject, QUOTE_MAX)}" if self.subject else ""
+        return f"Received {_channel_words(self.channel)}{about}"
+
+
+@contract(
+    "crm.engage.conversation.closed",
+    "engage",
+    "A conversation was closed: how long the first response and the resolution took.",
+    customers=("customer_id",),
+    at="closed_at",
+)
+class ConversationClosed(Payload):
+    id: str
+    customer_id: str
+    channel: MessageChannel
+    assignee_id: str | None = None
+    # Seconds from opening to the first response and to closing; null without a response.
+    first_response_seconds: float | None = None
+    resolution_seconds: float
+    closed_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"Conversation on {_channel_words(self.channel)} closed"
+
+
 # --- engage: messages another service asked for -----------------------------
 
 

@@ -476,6 +476,22 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
             },
             "Withdrew marketing consent on in person",
         ),
+        "crm.engage.message.sent": (
+            {"id": "m", "customer_id": "c1", "channel": "email", "purpose": "service", "subject": "Hi", "sent_at": at},
+            "Sent email: Hi",
+        ),
+        "crm.engage.message.failed": (
+            {"id": "m", "customer_id": "c1", "channel": "email", "status": "bounced", "failed_at": at},
+            "Email bounced",
+        ),
+        "crm.engage.message.received": (
+            {"id": "m", "customer_id": "c1", "channel": "in_person", "received_at": at},
+            "Received in person",
+        ),
+        "crm.engage.conversation.closed": (
+            {"id": "v", "customer_id": "c1", "channel": "chat", "resolution_seconds": 60.0, "closed_at": at},
+            "Conversation on chat closed",
+        ),
         "crm.engage.feedback.received": (
             {"response_id": "r", "survey_id": "s", "customer_id": "c1", "nps": 9, "ces": 2, "received_at": at},
             "Answered a survey: NPS 9, CES 2",
