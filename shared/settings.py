@@ -230,6 +230,20 @@ class EngageSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_ENGAGE_")
     service: ClassVar[str] = "engage"
 
+    # Marketing messages per channel: at most N in D days, as JSON {"email": [3, 7], ...};
+    # a channel not named takes "default".
+    frequency_caps: dict[str, tuple[int, int]] = {"default": (3, 7), "sms": (2, 7), "phone": (2, 7)}
+    # The From of outbound mail; its domain ends every Message-ID engage makes.
+    mail_from: str = "Value Chain CRM <crm@valuechain.localhost>"
+
+    @field_validator("frequency_caps")
+    @classmethod
+    def _caps(cls, caps: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        for channel, (limit, days) in caps.items():
+            if limit < 0 or days < 1:
+                raise ValueError(f"frequency_caps[{channel}]: need messages >= 0 and days >= 1")
+        return {"default": (3, 7), **caps}
+
 
 class NetworkSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_NETWORK_")

@@ -57,6 +57,8 @@ class Message(Base):
         Index("ix_messages_queue", "status", "next_attempt_at", "id"),
         # Threading inbound replies by In-Reply-To/References, and refusing a replayed inbound message.
         Index("ix_messages_rfc_id", "rfc_message_id"),
+        # Frequency caps: a customer's marketing messages on a channel, newest last.
+        Index("ix_messages_marketing", "customer_id", "channel", "purpose", "created_at"),
         {"info": about_customers("what staff and the customer wrote each other, on every channel")},
     )
 

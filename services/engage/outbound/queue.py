@@ -1,0 +1,88 @@
+"""Queueing an outbound email: the one way a message enters the send queue.
+
+Staff's replies in a conversation, staff's marketing mail and the messages value asks for
+all come here. A queued message is a `messages` row with `status = "queued"` and
+`next_attempt_at`; the sender (services/engage/outbound) takes due rows, sends them and
+marks them `sent` or, after its retries, `failed`. A message is never queued to a
+customer without an address, to an address that bounced hard, or, for marketing, without
+consent or past the channel's frequency cap (services/engage/consent/rules.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.headerregistry import Address
+from email.utils import make_msgid, parseaddr
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.engage.consent import rules
+from services.engage.contacts import service as contacts
+from services.engage.conversations.models import Message
+from shared.db.ids import uuid7
+from shared.http.errors import Conflict
+from shared.settings import EngageSettings, current_settings
+
+
+def sender_address() -> Address:
+    """The From of outbound mail (VALUECHAIN_ENGAGE_MAIL_FROM)."""
+
+    name, address = parseaddr(current_settings(EngageSettings).mail_from)
+    username, _, domain = address.partition("@")
+    return Address(display_name=name, username=username, domain=domain)
+
+
+async def queue_email(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    subject: str,
+    body: str,
+    purpose: str,
+    now: datetime,
+    conversation_id: str | None = None,
+    template_id: str | None = None,
+    request_id: str | None = None,
+    source_kind: str | None = None,
+    source_id: str | None = None,
+    author_id: str | None = None,
+) -> Message:
+    """The queued message; 409 `no_address`, `undeliverable`, `no_consent` or `frequency_cap`."""
+
+    contact = await contacts.contact_of(session, customer_id)
+    if contact is None or not contact.email:
+        raise Conflict(f"customer {customer_id} has no email address", error="no_address")
+    if contact.email_undeliverable_at is not None:
+        raise Conflict(
+            f"customer {customer_id}'s email address bounced ({contact.email_undeliverable_reason}); "
+            "nothing is sent to it until it changes",
+            error="undeliverable",
+        )
+    if purpose == "marketing":
+        await rules.check_marketing(session, customer_id=customer_id, channel="email", now=now)
+    message = Message(
+        id=uuid7(),
+        conversation_id=conversation_id,
+        customer_id=customer_id,
+        channel="email",
+        direction="outbound",
+        purpose=purpose,
+        status="queued",
+        subject=subject,
+        body=body,
+        from_address=sender_address().addr_spec,
+        to_address=contact.email,
+        rfc_message_id=make_msgid(domain=sender_address().domain or "localhost"),
+        template_id=template_id,
+        request_id=request_id,
+        source_kind=source_kind,
+        source_id=source_id,
+        author_id=author_id,
+        attempts=0,
+        next_attempt_at=now,
+        occurred_at=now,
+        created_at=now,
+    )
+    session.add(message)
+    await session.flush()
+    return message
