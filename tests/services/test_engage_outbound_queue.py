@@ -34,7 +34,9 @@ async def test_marketing_needs_consent_and_stops_at_the_cap_and_service_mail_nee
     identify = await suite.start("identify")
     engage = await suite.start("engage")
     ada = (await identify.client.post("/v1/customers", json={"email": "ada@example.com", "name": "Ada"})).json()
-    nobody = (await identify.client.post("/v1/customers", json={"name": "No Address", "external_id": "no-address-1"})).json()
+    nobody = (
+        await identify.client.post("/v1/customers", json={"name": "No Address", "external_id": "no-address-1"})
+    ).json()
     for customer in (ada, nobody):
         await wait_until(lambda c=customer: _known(engage, c["id"]), what="engage knows the customer")
     now = datetime.now(UTC)
