@@ -53,7 +53,13 @@ class SignedLinks:
 
     @classmethod
     def from_settings(cls, settings: SuiteSettings) -> SignedLinks:
-        return cls(load_or_create_links_secret(settings), settings.public_base_url)
+        """The links of `settings` (made once per settings object: the secret is a file read)."""
+
+        cached: SignedLinks | None = getattr(settings, "_signed_links", None)
+        if cached is None:
+            cached = cls(load_or_create_links_secret(settings), settings.public_base_url)
+            object.__setattr__(settings, "_signed_links", cached)
+        return cached
 
     def _serializer(self, purpose: str) -> URLSafeTimedSerializer:
         return URLSafeTimedSerializer(self._secret, salt=f"valuechain-link:{purpose}")

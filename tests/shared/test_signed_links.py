@@ -49,3 +49,9 @@ def test_the_public_base_url_must_be_http():
     with pytest.raises(ValueError):
         SuiteSettings(VALUECHAIN_PUBLIC_BASE_URL="ftp://x")
     assert SuiteSettings(VALUECHAIN_PUBLIC_BASE_URL="https://a.example/ ").public_base_url == "https://a.example"
+
+
+def test_links_are_made_once_per_settings(tmp_path):
+    settings = SuiteSettings(VALUECHAIN_VAR_DIR=tmp_path, VALUECHAIN_PUBLIC_BASE_URL="https://crm.example")
+    assert SignedLinks.from_settings(settings) is SignedLinks.from_settings(settings)
+    assert SignedLinks.from_settings(settings).base_url == "https://crm.example"
