@@ -154,15 +154,10 @@ ROUTES: tuple[Route, ...] = (
     r("GET", "/v1/interactions/{id}", "engage", **INTERACTIONS),
     r("GET", "/v1/customers/{id}/timeline", "engage", **INTERACTIONS),
     # engage: conversations, messages and inbound email
-
     # engage: outbound mail and templates
-
     # engage: consent, preferences and unsubscribe links
-
     # engage: surveys, feedback and experience data
-
     # engage: communities
-
     # network. A partner key sees only its own stakeholder record (network reads
     # x-valuechain-partner); who referred whom is about customers, not partners.
     r("GET POST", "/v1/stakeholders", "network", **NETWORK),
@@ -174,11 +169,8 @@ ROUTES: tuple[Route, ...] = (
     r("POST", "/v1/offers/{id}/redeem", "value", **OFFERS),
     r("GET", "/v1/customers/{id}/offers", "value", **OFFERS),
     # value: offer templates, campaigns and next best offer
-
     # value: ideas
-
     # value: the value map
-
     # the gateway's own: the customer 360 view (gateway/composition.py), API keys, the caller
     r("GET", "/v1/customers/{id}/360", None, **CUSTOMERS),
     r("GET POST", "/v1/api-keys", None, scope="keys:admin"),
