@@ -86,8 +86,10 @@ async def consent_of(
     """(the current state, a page of the ledger); 404 unknown, 409 `customer_merged`."""
 
     history = await repository.history(session, customer_id, before=before, limit=limit)
-    if not history and before is None and not await known_customers.contains(session, customer_id):
-        raise await aliases.not_found_or_merged(session, customer_id)
+    if not history and before is None:  # a merged customer's entries moved to the survivor
+        await aliases.refuse_merged(session, customer_id)
+        if not await known_customers.contains(session, customer_id):
+            raise NotFound(f"no customer with id {customer_id}")
     return await repository.current(session, customer_id), history
 
 
