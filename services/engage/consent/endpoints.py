@@ -33,8 +33,9 @@ router = APIRouter(prefix="/v1", tags=["engage"])
     responses={404: {"description": "No such customer"}, 409: {"description": "`customer_merged`"}},
 )
 async def record_consent(customer_id: str, body: ConsentCreate, session: WriteSession):
-    """Record one consent entry (granted or withdrawn) for a purpose on a channel: appended
-    to the customer's ledger, announced as `crm.engage.consent.changed`."""
+    """Record one consent entry (granted or withdrawn) for a purpose on a channel.
+
+    Appended to the customer's ledger and announced as `crm.engage.consent.changed`."""
     return await service.record_one(session=session, customer_id=customer_id, data=body, now=utcnow())
 
 
@@ -57,10 +58,11 @@ async def customer_consent(customer_id: str, session: ReadSession, page: PagingB
 
 @router.post("/consent:batch", response_model=ConsentBatchOut)
 async def record_consent_batch(body: ConsentBatch, session: WriteSession):
-    """Record 1 to 1,000 consent entries for many customers in one transaction (a business
-    moving from another system), answered item by item: recorded, or that item's error
-    naming its index and field (an unknown customer, a merged one); a bad item does not
-    stop the others."""
+    """Record 1 to 1,000 consent entries for many customers at once, answered item by item.
+
+    One transaction (a business moving from another system): each item is recorded, or
+    gets its own error naming its index and field (invalid, an unknown customer, a merged
+    one); a bad item does not stop the others."""
     items = await service.record_batch(session=session, items=body.items, now=utcnow())
     counts = Counter(item["status"] for item in items)
     return {"items": items, "recorded": counts["recorded"], "errors": counts["error"]}
@@ -79,8 +81,9 @@ def _links(request: Request) -> SignedLinks:
     responses={200: {"content": {"text/html": {}}}, 400: {"description": "`bad_token`: tampered with or expired"}},
 )
 async def unsubscribe_page(token: str, request: Request):
-    """The confirmation page of a marketing message's unsubscribe link: a form that POSTs
-    back. It changes nothing: mail scanners follow links (RFC 8058)."""
+    """The unsubscribe link's confirmation page (HTML); it changes nothing.
+
+    A form that POSTs back. Mail scanners follow links, so a GET never unsubscribes (RFC 8058)."""
     _customer_id, channel = service.unsubscribe_target(_links(request), token)
     return pages.confirm(channel)
 
@@ -111,9 +114,10 @@ ONE_CLICK = "One-Click"
     },
 )
 async def unsubscribe(token: str, request: Request, session: WriteSession):
-    """Withdraw marketing consent on the link's channel (RFC 8058 one-click: the body
-    `List-Unsubscribe=One-Click`, form-encoded, or none). Unsubscribing again changes
-    nothing and answers the same page."""
+    """Withdraw marketing consent on the link's channel (RFC 8058 one-click POST).
+
+    The body is `List-Unsubscribe=One-Click`, form-encoded, or none. Unsubscribing again
+    changes nothing and answers the same page."""
     customer_id, channel = service.unsubscribe_target(_links(request), token)
     await _one_click_body(request)
     await service.unsubscribe(session=session, customer_id=customer_id, channel=channel, now=utcnow())
