@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engage.consent.models import ConsentEntry, ConsentState
@@ -79,20 +79,41 @@ async def drop_states(session: AsyncSession, customer_ids: Sequence[str]) -> Non
     await session.execute(delete(ConsentState).where(ConsentState.customer_id.in_(customer_ids)))
 
 
-async def marketing_sent(session: AsyncSession, *, customer_id: str, channel: str, since: datetime, up_to: int) -> int:
-    """The customer's marketing messages on `channel` queued or sent after `since`, counted
-    up to `up_to` (a range of ix_messages_marketing, cut short once the cap is reached)."""
-
-    counted = (
-        select(Message.id)
-        .where(
-            Message.customer_id == customer_id,
-            Message.channel == channel,
-            Message.purpose == "marketing",
-            Message.created_at > since,
-            Message.status.in_(COUNTED),
-        )
-        .limit(up_to)
-        .subquery()
+# The marketing gate in one statement, built once (its cost is mostly SQLAlchemy's, not the
+# database's): the consent state by its primary key, and the customer's counted marketing
+# messages on the channel since the window's start, a range of ix_messages_marketing cut
+# short at the cap.
+_COUNTED_SINCE = (
+    select(Message.id)
+    .where(
+        Message.customer_id == bindparam("customer_id"),
+        Message.channel == bindparam("channel"),
+        Message.purpose == "marketing",
+        Message.created_at > bindparam("since"),
+        Message.status.in_(COUNTED),
     )
-    return int(await session.scalar(select(func.count()).select_from(counted)) or 0)
+    .limit(bindparam("cap"))
+    .subquery()
+)
+_MARKETING_GATE = select(
+    ConsentState.granted, select(func.count()).select_from(_COUNTED_SINCE).scalar_subquery()
+).where(
+    ConsentState.customer_id == bindparam("customer_id"),
+    ConsentState.purpose == "marketing",
+    ConsentState.channel == bindparam("channel"),
+)
+
+
+async def marketing_gate(
+    session: AsyncSession, *, customer_id: str, channel: str, since: datetime, cap: int
+) -> tuple[bool, int] | None:
+    """(granted, marketing messages queued or sent after `since`, counted up to `cap`) for the
+    customer on `channel`; None when no consent was ever recorded for it."""
+
+    connection = await session.connection()
+    row = (
+        await connection.execute(
+            _MARKETING_GATE, {"customer_id": customer_id, "channel": channel, "since": since, "cap": cap}
+        )
+    ).first()
+    return None if row is None else (bool(row[0]), int(row[1] or 0))

@@ -133,18 +133,18 @@ async def has_consent(session: AsyncSession, *, customer_id: str, purpose: str, 
 async def check_marketing(session: AsyncSession, *, customer_id: str, channel: str, now: datetime) -> None:
     """Raise 409 `no_consent` or `frequency_cap` unless a marketing message may go out now."""
 
-    if not await has_consent(session, customer_id=customer_id, purpose="marketing", channel=channel):
+    limit, days = frequency_cap(channel)
+    gate = await repository.marketing_gate(
+        session, customer_id=customer_id, channel=channel, since=now - timedelta(days=days), cap=limit
+    )
+    if gate is None or not gate[0]:
         raise Conflict(
             f"customer {customer_id} has not consented to marketing on {channel}",
             error="no_consent",
         )
-    limit, days = frequency_cap(channel)
-    sent = await repository.marketing_sent(
-        session, customer_id=customer_id, channel=channel, since=now - timedelta(days=days), up_to=limit
-    )
-    if sent >= limit:
+    if gate[1] >= limit:
         raise Conflict(
-            f"customer {customer_id} already got {sent} marketing messages on {channel} in the last "
+            f"customer {customer_id} already got {gate[1]} marketing messages on {channel} in the last "
             f"{days} days (the cap is {limit})",
             error="frequency_cap",
         )
