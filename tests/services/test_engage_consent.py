@@ -10,11 +10,11 @@ import pytest
 from services.engage.consent.links import unsubscribe_url
 from services.engage.models import erased_customers
 from services.engage.outbound.queue import queue_email
-from shared.db.uow import transaction
 from shared.http.errors import Conflict
 from shared.signed_links import SignedLinks
 from tests.services.test_engage import create_customer, iso, known_to_engage, start
 from tests.services.test_lifecycle import _read_stream
+from tests.support import wait_until
 
 GRANT = {"purpose": "marketing", "channel": "email", "granted": True, "legal_basis": "consent"}
 
@@ -73,6 +73,12 @@ async def test_record_and_read_consent_with_its_history(suite, services):
     assert [i["id"] for i in first["items"] + rest["items"]] == [i["id"] for i in body["items"]]
     assert rest["next_cursor"] is None and rest["current"] == body["current"]
 
+    # The customer's export shows the ledger and the state (no personal columns: it outlives an erasure).
+    export = (await engage.client.get(f"/internal/customers/{ada['id']}/personal-data")).json()
+    tables = {table["table"]: table for table in export["tables"]}
+    assert len(tables["consent_ledger"]["rows"]) == 3 and len(tables["consent_state"]["rows"]) == 2
+    assert tables["consent_ledger"]["personal"] == {} and tables["consent_state"]["personal"] == {}
+
     events = await _read_stream(suite.nats.url, "crm.engage.consent.changed", 3)
     assert [e["data"]["id"] for e in events] == [entry["id"], back.json()["id"], research.json()["id"]]
     assert events[0]["subject"] == ada["id"] and events[0]["data"]["notice_version"] == "2026-01"
@@ -116,8 +122,6 @@ async def test_unknown_and_merged_customers(suite, services):
 
     async def merged_away():
         return (await engage.client.get(f"/v1/customers/{twin['id']}/consent")).status_code == 409
-
-    from tests.support import wait_until
 
     await wait_until(merged_away, what="engage follows the merge")
     refused = await engage.client.post(f"/v1/customers/{twin['id']}/consent", json=GRANT)
@@ -243,13 +247,19 @@ async def test_an_unsubscribe_link_of_a_merged_customer_applies_to_the_survivor_
     async def merged_away():
         return (await engage.client.get(f"/v1/customers/{twin['id']}/consent")).status_code == 409
 
-    from tests.support import wait_until
-
     await wait_until(merged_away, what="engage follows the merge")
     assert (await engage.client.post(f"/v1/unsubscribe/{_token(engage, twin['id'])}")).status_code == 200
     assert [s["granted"] for s in (await _consent(engage, survivor["id"]))["current"]] == [False]
 
-    async with transaction(engage.runtime.db.writer) as session:
-        await erased_customers.add(session, "erasure-1", [gone["id"]])
+    erasure = await identify.client.post(f"/v1/customers/{gone['id']}/erasure")
+    assert erasure.status_code == 202, erasure.text
+
+    async def erased_in_engage():
+        async with engage.runtime.db.reader() as session:
+            return await erased_customers.among(session, {gone["id"]})
+
+    await wait_until(erased_in_engage, what="engage applies the erasure")
     assert (await engage.client.post(f"/v1/unsubscribe/{_token(engage, gone['id'])}")).status_code == 200
-    assert len((await _consent(engage, gone["id"]))["items"]) == 1
+    # The proof of consent stays, unchanged by the link.
+    kept = await _consent(engage, gone["id"])
+    assert [(i["granted"], i["source"]) for i in kept["items"]] == [(True, "api")]
