@@ -96,6 +96,7 @@ async def test_record_and_read_consent_with_its_history(suite, services):
         ({"changed_at": "2026-01-01T00:00:00"}, "body.changed_at"),
         ({"changed_at": 1700000000}, "body.changed_at"),
         ({"colour": "blue"}, "body.colour"),
+        ({"granted": 0}, "body.granted"),  # JSON false, not a number
     ],
 )
 async def test_a_bad_entry_is_422_naming_its_field_and_writes_nothing(suite, services, change, field):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from shared.db.database import utcnow
 from shared.events.contracts import ConsentPurpose, MessageChannel
@@ -41,7 +41,7 @@ def _bounded(value: datetime | None) -> datetime | None:
 class ConsentCreate(Strict):
     purpose: ConsentPurpose
     channel: MessageChannel
-    granted: bool = Field(description="true: granted; false: withdrawn")
+    granted: StrictBool = Field(description="true: granted; false: withdrawn (JSON true or false, not 1 or 0)")
     legal_basis: LegalBasis = Field(description="The lawful basis of the processing (GDPR art. 6)")
     source: Code | None = Field(
         None,
