@@ -63,6 +63,13 @@ PARTS: tuple[Part, ...] = (
         f"The {TIMELINE_LIMIT} most recent timeline entries (engage)",
     ),
     Part("offers", "value", "/v1/customers/{id}/offers", True),
+    Part(
+        "consent",
+        "engage",
+        "/v1/customers/{id}/consent",
+        False,
+        "The customer's current consent per purpose and channel and the newest ledger entries (engage)",
+    ),
     Part("referrals", "network", "/v1/customers/{id}/referrals", True),
 )
 

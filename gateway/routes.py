@@ -115,6 +115,7 @@ TRANSACTIONS = rw("transactions")
 INTERACTIONS = rw("interactions")
 NETWORK = rw("network")
 OFFERS = rw("offers")
+CONSENT = rw("consent")
 
 
 ROUTES: tuple[Route, ...] = (
@@ -156,6 +157,9 @@ ROUTES: tuple[Route, ...] = (
     # engage: conversations, messages and inbound email
     # engage: outbound mail and templates
     # engage: consent, preferences and unsubscribe links
+    r("GET POST", "/v1/customers/{id}/consent", "engage", **CONSENT),
+    r("POST", "/v1/consent:batch", "engage", **CONSENT),
+    r("GET POST", "/v1/unsubscribe/{token}", "engage", public=True),
     # engage: surveys, feedback and experience data
     # engage: communities
     # network. A partner key sees only its own stakeholder record (network reads

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engage import service
+from services.engage.consent import service as consent
 from services.engage.contacts import service as contacts
 from services.engage.contacts.handlers import CONTACTS
 from services.engage.models import Base, aliases, erased_customers, known_customers, messaging, profiles
@@ -41,9 +42,16 @@ ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=
 
 CONSUMERS = aliases.consumers(
     [CUSTOMERS, CONTACTS, TIMELINE, PROFILES, ERASURES],
-    merge_steps=[known_customers.follow_merge, contacts.follow_merge, profiles.follow_merge, service.follow_merge],
+    merge_steps=[
+        known_customers.follow_merge,
+        contacts.follow_merge,
+        profiles.follow_merge,
+        service.follow_merge,
+        consent.follow_merge,
+    ],
     merges_description=(
         "Follows identify's merges: interactions and timeline entries of the merged customers move to the "
-        "survivor, whose timeline records the merge; later events of a merged id go to the survivor."
+        "survivor, whose timeline records the merge; so do their consent ledger entries, the survivor's "
+        "consent per purpose and channel being the newest of theirs; later events of a merged id go to the survivor."
     ),
 )

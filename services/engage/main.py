@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.engage.consent.endpoints import router as consent_router
 from services.engage.endpoints import router
 from services.engage.handlers import CONSUMERS
 from services.engage.models import Base, messaging
@@ -15,7 +16,7 @@ DEFINITION = ServiceDefinition(
     metadata=Base.metadata,
     messaging=messaging,
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
-    routers=[router, export_router(Base.metadata)],
+    routers=[router, consent_router, export_router(Base.metadata)],
     consumers=CONSUMERS,
 )
 

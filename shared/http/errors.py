@@ -55,6 +55,21 @@ def field_error(field: str, message: str, status: type[AppError] = InvalidReques
     return status([{"field": field, "message": message, "type": "value_error"}])
 
 
+def item_errors(errors: list[Any], *prefix: str | int) -> dict[str, Any]:
+    """A batch item's validation errors (pydantic's `ValidationError.errors()`) as the API's
+    422 body, each field named from the body (`prefix` = "body", "items", index)."""
+
+    detail = [
+        {
+            "field": ".".join(str(part) for part in (*prefix, *err.get("loc", ()))),
+            "message": err.get("msg"),
+            "type": err.get("type"),
+        }
+        for err in errors
+    ]
+    return {"error": InvalidRequest.error, "detail": detail}
+
+
 # The `error` of an HTTP error that no AppError raised (a 404 from the router, ...).
 HTTP_ERROR_NAMES = {
     400: "bad_request",

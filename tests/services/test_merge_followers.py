@@ -240,6 +240,57 @@ async def test_engage_moves_interactions_and_timeline_and_records_the_merge(suit
     await _merged_away(engage.client, f"/v1/customers/{merged['id']}/timeline", survivor["id"])
 
 
+async def test_engage_moves_consent_and_keeps_the_newest_state_per_purpose_and_channel(suite):
+    identify = await start(suite, "identify")
+    engage = await start(suite, "engage")
+    survivor = await create_customer(identify, email="s@example.com")
+    merged = await create_customer(identify, email="m@example.com")
+    for customer in (survivor, merged):
+        await _json_when(engage.client, f"/v1/customers/{customer['id']}/consent", lambda b: True, "known")
+
+    def entry(purpose, channel, granted, day):
+        basis = "consent" if purpose == "marketing" else "legitimate_interest"
+        return {
+            "purpose": purpose,
+            "channel": channel,
+            "granted": granted,
+            "legal_basis": basis,
+            "changed_at": f"2026-03-{day:02d}T10:00:00Z",
+        }
+
+    entries = {
+        survivor["id"]: [entry("marketing", "email", True, 1), entry("profiling", "chat", False, 9)],
+        # The merged side's withdrawal is newer: it is kept. Its old profiling grant is not.
+        # Its research consent on sms is the survivor's now.
+        merged["id"]: [
+            entry("marketing", "email", False, 5),
+            entry("profiling", "chat", True, 2),
+            entry("research", "sms", True, 3),
+        ],
+    }
+    for customer_id, bodies in entries.items():
+        for body in bodies:
+            response = await engage.client.post(f"/v1/customers/{customer_id}/consent", json=body)
+            assert response.status_code == 201, response.text
+
+    await _merge(identify, survivor["id"], [merged["id"]], suite.nats.url)
+    body = await _json_when(
+        engage.client,
+        f"/v1/customers/{survivor['id']}/consent",
+        lambda b: len(b["items"]) == 5,
+        "the merged ledger on the survivor",
+    )
+    assert [(s["purpose"], s["channel"], s["granted"], s["changed_at"][:10]) for s in body["current"]] == [
+        ("marketing", "email", False, "2026-03-05"),
+        ("profiling", "chat", False, "2026-03-09"),
+        ("research", "sms", True, "2026-03-03"),
+    ]
+    assert {i["customer_id"] for i in body["items"]} == {survivor["id"]}
+    await _merged_away(engage.client, f"/v1/customers/{merged['id']}/consent", survivor["id"])
+    refused = await engage.client.post(f"/v1/customers/{merged['id']}/consent", json=entry("research", "sms", True, 4))
+    assert refused.status_code == 409 and refused.json()["error"] == "customer_merged"
+
+
 # --- network ---------------------------------------------------------------------------------
 
 

@@ -1,28 +1,84 @@
 """The consent rules every marketing send passes (decisions.md, issue 13 §2).
 
-`record` appends one ledger entry, moves the current state when the entry is the newest,
-and emits `crm.engage.consent.changed`, in the caller's transaction. `check_marketing`
-refuses a marketing message to a customer without consent for its channel (409
-`no_consent`) or past the channel's frequency cap (409 `frequency_cap`): staff's marketing
-mail and value's campaign messages both go through it before a message is queued.
+`record_many` (and `record`, one entry) appends ledger entries, moves the current state
+where an entry is the newest, and emits one `crm.engage.consent.changed` per entry, in the
+caller's transaction. `check_marketing` refuses a marketing message to a customer without
+consent for its channel (409 `no_consent`) or past the channel's frequency cap (409
+`frequency_cap`): staff's marketing mail and value's campaign messages both go through it
+before a message is queued. It is one primary-key lookup and one index range counted up to
+the cap, and caches nothing (another replica may have changed either a moment ago).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.engage.consent.models import ConsentEntry, ConsentState
-from services.engage.conversations.models import Message
-from shared.db.ids import uuid7
-from shared.events.messaging import emit
+from services.engage.consent import repository
+from services.engage.consent.models import ConsentState
+from shared.db.ids import uuid7_many
+from shared.events.messaging import emit, emit_many
 from shared.http.errors import Conflict
 from shared.settings import EngageSettings, current_settings
 
-# Messages that count against a cap: on their way, or gone.
-COUNTED = ("queued", "sent")
+CHANGED = "crm.engage.consent.changed"
+UNSUBSCRIBE_SOURCE = "unsubscribe_link"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One ledger entry to record."""
+
+    customer_id: str
+    purpose: str
+    channel: str
+    granted: bool
+    legal_basis: str
+    source: str
+    notice_version: str | None
+    changed_at: datetime
+
+
+async def record_many(session: AsyncSession, changes: Sequence[Change], *, now: datetime) -> list[dict[str, Any]]:
+    """Append the entries (in order), move the states, emit their events; the entries' rows.
+
+    An entry changes its (customer, purpose, channel) state when it is at least as new as
+    the state's entry: a back-dated entry joins the history only."""
+
+    if not changes:
+        return []
+    states = {
+        (s.customer_id, s.purpose, s.channel): s
+        for s in await repository.states_of(session, {c.customer_id for c in changes})
+    }
+    rows = [{"id": id, **asdict(change), "recorded_at": now} for id, change in zip(uuid7_many(len(changes)), changes)]
+    for row in rows:
+        key = (row["customer_id"], row["purpose"], row["channel"])
+        state = states.get(key)
+        if state is None:
+            states[key] = state = ConsentState(
+                customer_id=row["customer_id"],
+                purpose=row["purpose"],
+                channel=row["channel"],
+                granted=row["granted"],
+                entry_id=row["id"],
+                changed_at=row["changed_at"],
+            )
+            session.add(state)
+        elif row["changed_at"] >= state.changed_at:
+            state.granted, state.entry_id, state.changed_at = row["granted"], row["id"], row["changed_at"]
+    await repository.add_entries(session, rows)
+    await session.flush()
+    payloads = [{name: value for name, value in row.items() if name != "recorded_at"} for row in rows]
+    if len(payloads) == 1:
+        emit(session, CHANGED, payloads[0], subject=payloads[0]["customer_id"])
+    else:  # a batch: its events built in one pass
+        emit_many(session, CHANGED, payloads, [p["customer_id"] for p in payloads])
+    return rows
 
 
 async def record(
@@ -37,52 +93,36 @@ async def record(
     notice_version: str | None,
     changed_at: datetime,
     now: datetime,
-) -> ConsentEntry:
-    entry = ConsentEntry(
-        id=uuid7(),
-        customer_id=customer_id,
-        purpose=purpose,
-        channel=channel,
-        granted=granted,
-        legal_basis=legal_basis,
-        source=source,
-        notice_version=notice_version,
-        changed_at=changed_at,
-        recorded_at=now,
-    )
-    session.add(entry)
-    state = await session.get(ConsentState, (customer_id, purpose, channel))
-    if state is None:
-        session.add(
-            ConsentState(
-                customer_id=customer_id,
-                purpose=purpose,
-                channel=channel,
-                granted=granted,
-                entry_id=entry.id,
-                changed_at=changed_at,
-            )
-        )
-    elif changed_at >= state.changed_at:  # a back-dated entry joins the history, not the state
-        state.granted, state.entry_id, state.changed_at = granted, entry.id, changed_at
-    await session.flush()
-    emit(
+) -> dict[str, Any]:
+    """One entry (see `record_many`): its row."""
+
+    change = Change(customer_id, purpose, channel, granted, legal_basis, source, notice_version, changed_at)
+    (row,) = await record_many(session, [change], now=now)
+    return row
+
+
+async def unsubscribe(session: AsyncSession, *, customer_id: str, channel: str, now: datetime) -> bool:
+    """Withdraw marketing consent on `channel` (an unsubscribe link); False when it was
+    withdrawn already (nothing is recorded twice)."""
+
+    state = await session.get(ConsentState, (customer_id, "marketing", channel))
+    if state is not None and not state.granted:
+        return False
+    # A withdrawal takes effect even over a grant dated a little ahead (a client clock's skew).
+    changed_at = max(now, state.changed_at) if state is not None else now
+    await record(
         session,
-        "crm.engage.consent.changed",
-        {
-            "id": entry.id,
-            "customer_id": customer_id,
-            "purpose": purpose,
-            "channel": channel,
-            "granted": granted,
-            "legal_basis": legal_basis,
-            "source": source,
-            "notice_version": notice_version,
-            "changed_at": changed_at,
-        },
-        subject=customer_id,
+        customer_id=customer_id,
+        purpose="marketing",
+        channel=channel,
+        granted=False,
+        legal_basis="consent",
+        source=UNSUBSCRIBE_SOURCE,
+        notice_version=None,
+        changed_at=changed_at,
+        now=now,
     )
-    return entry
+    return True
 
 
 async def has_consent(session: AsyncSession, *, customer_id: str, purpose: str, channel: str) -> bool:
@@ -93,27 +133,18 @@ async def has_consent(session: AsyncSession, *, customer_id: str, purpose: str, 
 async def check_marketing(session: AsyncSession, *, customer_id: str, channel: str, now: datetime) -> None:
     """Raise 409 `no_consent` or `frequency_cap` unless a marketing message may go out now."""
 
-    if not await has_consent(session, customer_id=customer_id, purpose="marketing", channel=channel):
+    limit, days = frequency_cap(channel)
+    gate = await repository.marketing_gate(
+        session, customer_id=customer_id, channel=channel, since=now - timedelta(days=days), cap=limit
+    )
+    if gate is None or not gate[0]:
         raise Conflict(
             f"customer {customer_id} has not consented to marketing on {channel}",
             error="no_consent",
         )
-    limit, days = frequency_cap(channel)
-    since = now - timedelta(days=days)
-    sent = await session.scalar(
-        select(func.count())
-        .select_from(Message)
-        .where(
-            Message.customer_id == customer_id,
-            Message.channel == channel,
-            Message.purpose == "marketing",
-            Message.status.in_(COUNTED),
-            Message.created_at > since,
-        )
-    )
-    if (sent or 0) >= limit:
+    if gate[1] >= limit:
         raise Conflict(
-            f"customer {customer_id} already got {sent} marketing messages on {channel} in the last "
+            f"customer {customer_id} already got {gate[1]} marketing messages on {channel} in the last "
             f"{days} days (the cap is {limit})",
             error="frequency_cap",
         )

@@ -34,7 +34,7 @@ from services.identify.transactions.schemas import TransactionCreate, Transactio
 from shared.db.database import utcnow
 from shared.db.ids import uuid7_many
 from shared.events.messaging import emit_many
-from shared.http.errors import AppError, InvalidRequest, NotFound, field_error
+from shared.http.errors import AppError, InvalidRequest, NotFound, field_error, item_errors
 
 RECORDED = "crm.identify.transaction.recorded"
 ZERO = Decimal(0)
@@ -241,15 +241,7 @@ async def search_transactions(
 def _item_errors(index: int, exc: ValidationError) -> dict:
     """An item's validation errors shaped like the API's 422 body, fields named from the body."""
 
-    detail = [
-        {
-            "field": ".".join(str(part) for part in ("body", "items", index, *err.get("loc", ()))),
-            "message": err.get("msg"),
-            "type": err.get("type"),
-        }
-        for err in exc.errors()
-    ]
-    return {"error": "validation_error", "detail": detail}
+    return item_errors(exc.errors(), "body", "items", index)
 
 
 async def record_batch(*, session: AsyncSession, items: Sequence) -> list[dict]:
