@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from services.value.endpoints import router
 from services.value.handlers import CONSUMERS
-from services.value.perceived.endpoints import router as perceived_router
 from services.value.models import Base, messaging
+from services.value.perceived.endpoints import router as perceived_router
 from shared.privacy.export import export_router
 from shared.service.app import create_service_app
 from shared.service.runtime import ServiceDefinition

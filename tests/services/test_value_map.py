@@ -85,7 +85,9 @@ async def test_one_value_map_computed_by_hand(suite):
     assert sorted(attributes) == ["image", "price", "quality", "relationship", "service"]
     assert [name for name, at in attributes.items() if at["price"]] == ["price"]
     for name, weight in {"quality": 2, "service": 1, "image": 1, "relationship": 0, "price": 1}.items():
-        response = await value.client.patch(f"/v1/value-map/attributes/{attributes[name]['id']}", json={"weight": weight})
+        response = await value.client.patch(
+            f"/v1/value-map/attributes/{attributes[name]['id']}", json={"weight": weight}
+        )
         assert response.status_code == 200 and response.json()["weight"] == weight, response.text
     acme = await _competitor(value, "Acme")
     await _competitor(value, "Globex")
@@ -150,7 +152,10 @@ async def test_one_value_map_computed_by_hand(suite):
     assert acme_out["competitor_id"] == acme["id"] and us["competitor_id"] is None
 
     def figures(s):
-        return {k: (s[k]["value"], s[k]["ratings"]) for k in ("perceived_quality", "price_score", "perceived_price", "perceived_worth", "value_added_ratio")}
+        return {
+            k: (s[k]["value"], s[k]["ratings"])
+            for k in ("perceived_quality", "price_score", "perceived_price", "perceived_worth", "value_added_ratio")
+        }
 
     assert figures(us) == {
         "perceived_quality": (pytest.approx(float(q_us)), 4),
@@ -175,7 +180,7 @@ async def test_one_value_map_computed_by_hand(suite):
         "value_added_ratio": (pytest.approx(float(v_us / v_globex)), 8),  # 6.8/(16/3) = 1.275
     }
     # No ratings: nulls, not zeros.
-    assert figures(hooli_out) == {k: (None, 0) for k in figures(hooli_out)}
+    assert figures(hooli_out) == dict.fromkeys(figures(hooli_out), (None, 0))
     assert hooli_out["fair_value_quality"] is None and hooli_out["value_position"] is None
     assert hooli["id"] == hooli_out["competitor_id"]
     assert {x["attribute"]: (x["mean_score"], x["ratings"]) for x in us["attributes"]} == {
@@ -226,7 +231,10 @@ async def test_one_value_map_computed_by_hand(suite):
         "unknown_attribute": 1,
         "unknown_subject": 1,
         "score_out_of_range": 1,
-        "names": [{"kind": "attribute", "name": "speed", "ratings": 1}, {"kind": "subject", "name": "initech", "ratings": 1}],
+        "names": [
+            {"kind": "attribute", "name": "speed", "ratings": 1},
+            {"kind": "subject", "name": "initech", "ratings": 1},
+        ],
     }
     us_trend = {m["month"]: m for m in _subject(whole, "us")["trend"]}
     assert sorted(us_trend) == ["2026-02", "2026-03", "2026-04"]
@@ -348,7 +356,11 @@ async def test_ratings_are_not_personal_an_export_shows_them(suite):
 def test_the_map_without_a_price_attribute_is_quality_alone():
     attributes = [Attribute("quality", "quality", 3, False), Attribute("service", "service", 1, False)]
     subjects = [Subject(US, US, None), Subject("acme", "Acme", "id-1")]
-    cells = [Cell("quality", US, "2026-01", 2, 16), Cell("service", US, "2026-01", 1, 4), Cell("quality", "acme", "2026-01", 1, 5)]
+    cells = [
+        Cell("quality", US, "2026-01", 2, 16),
+        Cell("service", US, "2026-01", 1, 4),
+        Cell("quality", "acme", "2026-01", 1, 5),
+    ]
     body = value_map(attributes, subjects, cells)
     us, acme = body["subjects"]
     # Q(us) = (3·8 + 1·4)/4 = 7; no price attribute: π = 0, worth is quality, no price, no line.

@@ -30,7 +30,13 @@ class ValueAttribute(Base):
     __table_args__ = (
         Index("uq_value_attributes_key", "key", unique=True),
         # At most one price attribute: the value map's perceived price.
-        Index("uq_value_attributes_price", "price", unique=True, sqlite_where=text("price"), postgresql_where=text("price")),
+        Index(
+            "uq_value_attributes_price",
+            "price",
+            unique=True,
+            sqlite_where=text("price"),
+            postgresql_where=text("price"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

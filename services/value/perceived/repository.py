@@ -142,13 +142,13 @@ async def rating_groups(
 
 async def known_among(session: AsyncSession, customer_ids: set[str]) -> set[str]:
     table = known_customers.table
-    rows = await session.execute(select(table.c.id).where(table.c.id.in_(customer_ids)))
+    rows = await session.execute(select(table.c.id).where(table.c.id.in_(sorted(customer_ids))))
     return set(rows.scalars())
 
 
 async def segments_of(session: AsyncSession, customer_ids: set[str]) -> dict[str, str | None]:
     table = profiles.table
     rows = await session.execute(
-        select(table.c.customer_id, table.c.segment).where(table.c.customer_id.in_(customer_ids))
+        select(table.c.customer_id, table.c.segment).where(table.c.customer_id.in_(sorted(customer_ids)))
     )
-    return {customer_id: segment for customer_id, segment in rows}
+    return {customer_id: segment for customer_id, segment in rows}  # noqa: C416 - dict(rows) takes a Result for a mapping

@@ -189,10 +189,15 @@ async def record_batch(session: AsyncSession, *, items: list[RatingIn]) -> int:
         if item.customer_id not in known:
             errors.append(_error(f"{where}.customer_id", f"no customer with id {item.customer_id}"))
         if key_of(item.attribute) not in attribute_keys:
-            errors.append(_error(f"{where}.attribute", f"unknown attribute {item.attribute!r} (GET /v1/value-map/attributes)"))
+            errors.append(
+                _error(f"{where}.attribute", f"unknown attribute {item.attribute!r} (GET /v1/value-map/attributes)")
+            )
         if key_of(item.subject) not in subject_keys:
             errors.append(
-                _error(f"{where}.subject", f"unknown competitor {item.subject!r}: `us` or a competitor's name (GET /v1/value-map/competitors)")
+                _error(
+                    f"{where}.subject",
+                    f"unknown competitor {item.subject!r}: `us` or a competitor's name (GET /v1/value-map/competitors)",
+                )
             )
         if item.segment is not None and item.segment not in RFM_SEGMENTS:
             errors.append(_error(f"{where}.segment", _unknown_segment(item.segment)))
