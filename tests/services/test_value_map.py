@@ -324,12 +324,15 @@ async def test_attribute_and_competitor_lists(suite):
     assert unmarked.status_code == 200 and unmarked.json()["price"] is False
     cost = await value.client.post("/v1/value-map/attributes", json={"name": "Cost", "weight": 20, "price": True})
     assert cost.status_code == 201 and cost.json()["price"] is True, cost.text
+    one = await value.client.get(f"/v1/value-map/attributes/{cost.json()['id']}")
+    assert one.status_code == 200 and one.json() == cost.json(), one.text
     deleted = await value.client.delete(f"/v1/value-map/attributes/{attributes['price']['id']}")
     assert deleted.status_code == 204
     assert (await value.client.get(f"/v1/value-map/attributes/{attributes['price']['id']}")).status_code == 404
 
-    for name in ("A", "B", "C"):
-        await _competitor(value, name)
+    made = [await _competitor(value, name) for name in ("A", "B", "C")]
+    one = await value.client.get(f"/v1/value-map/competitors/{made[1]['id']}")
+    assert one.status_code == 200 and one.json() == made[1], one.text
     first = (await value.client.get("/v1/value-map/competitors", params={"limit": 2})).json()
     second = (await value.client.get("/v1/value-map/competitors", params={"cursor": first["next_cursor"]})).json()
     assert [c["name"] for c in first["items"] + second["items"]] == ["A", "B", "C"]
