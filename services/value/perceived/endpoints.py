@@ -58,7 +58,7 @@ async def get_value_map(
 @router.get("/value-map/attributes", response_model=AttributePage)
 async def list_attributes(session: ReadSession, page: PagingById):
     """The attributes customers judge, oldest first."""
-    rows = await service.attributes(session, after_id=page.after_value, limit=page.fetch)
+    rows = await service.listed(session, service.ATTRIBUTES, after_id=page.after_value, limit=page.fetch)
     return page.of(rows, _by_id)
 
 
@@ -71,7 +71,7 @@ async def create_attribute(body: AttributeCreate, session: WriteSession):
 @router.get("/value-map/attributes/{attribute_id}", response_model=AttributeOut)
 async def get_attribute(attribute_id: str, session: ReadSession):
     """One attribute."""
-    return await service.get_attribute(session, attribute_id)
+    return await service.get(session, service.ATTRIBUTES, attribute_id)
 
 
 @router.patch("/value-map/attributes/{attribute_id}", response_model=AttributeOut)
@@ -83,7 +83,7 @@ async def update_attribute(attribute_id: str, body: AttributeUpdate, session: Wr
 @router.delete("/value-map/attributes/{attribute_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_attribute(attribute_id: str, session: WriteSession):
     """Remove an attribute; its ratings stay, counted as unmapped (a weight of 0 keeps it but leaves it out)."""
-    await service.delete_attribute(session, attribute_id=attribute_id)
+    await service.delete(session, service.ATTRIBUTES, attribute_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -93,7 +93,7 @@ async def delete_attribute(attribute_id: str, session: WriteSession):
 @router.get("/value-map/competitors", response_model=CompetitorPage)
 async def list_competitors(session: ReadSession, page: PagingById):
     """The named competitors, oldest first."""
-    rows = await service.competitors(session, after_id=page.after_value, limit=page.fetch)
+    rows = await service.listed(session, service.COMPETITORS, after_id=page.after_value, limit=page.fetch)
     return page.of(rows, _by_id)
 
 
@@ -106,7 +106,7 @@ async def create_competitor(body: CompetitorCreate, session: WriteSession):
 @router.get("/value-map/competitors/{competitor_id}", response_model=CompetitorOut)
 async def get_competitor(competitor_id: str, session: ReadSession):
     """One competitor."""
-    return await service.get_competitor(session, competitor_id)
+    return await service.get(session, service.COMPETITORS, competitor_id)
 
 
 @router.patch("/value-map/competitors/{competitor_id}", response_model=CompetitorOut)
@@ -118,7 +118,7 @@ async def update_competitor(competitor_id: str, body: CompetitorUpdate, session:
 @router.delete("/value-map/competitors/{competitor_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_competitor(competitor_id: str, session: WriteSession):
     """Remove a competitor; its ratings stay, counted as unmapped."""
-    await service.delete_competitor(session, competitor_id=competitor_id)
+    await service.delete(session, service.COMPETITORS, competitor_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

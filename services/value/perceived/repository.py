@@ -5,85 +5,61 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value.models import known_customers, profiles
 from services.value.perceived.models import Competitor, ValueAttribute, ValueRating
 
 _attributes = ValueAttribute.__table__
-_competitors = Competitor.__table__
 _ratings = ValueRating.__table__
 
 
-# --- attributes and competitors ----------------------------------------------------------
+class NamedList:
+    """A list value keeps of named things, attributes or competitors: the same queries for
+    both; `rating_key` is the ratings' column that names one of them, `noun` what one is."""
+
+    def __init__(self, table: Table, rating_key: str, noun: str):
+        self.table = table
+        self.rating_key = _ratings.c[rating_key]
+        self.noun = noun
+
+    async def all(self, session: AsyncSession) -> list[Any]:
+        return list((await session.execute(select(self.table).order_by(self.table.c.id))).mappings())
+
+    async def page(self, session: AsyncSession, *, after_id: str | None, limit: int) -> list[Any]:
+        query = select(self.table).order_by(self.table.c.id).limit(limit)
+        if after_id is not None:
+            query = query.where(self.table.c.id > after_id)
+        return list((await session.execute(query)).mappings())
+
+    async def get(self, session: AsyncSession, row_id: str):
+        return (await session.execute(select(self.table).where(self.table.c.id == row_id))).mappings().first()
+
+    async def by_key(self, session: AsyncSession, key: str):
+        return (await session.execute(select(self.table).where(self.table.c.key == key))).mappings().first()
+
+    async def insert(self, session: AsyncSession, row: dict[str, Any]) -> None:
+        await session.execute(self.table.insert(), [row])
+
+    async def update(self, session: AsyncSession, row_id: str, values: dict[str, Any]) -> None:
+        await session.execute(update(self.table).where(self.table.c.id == row_id).values(**values))
+
+    async def delete(self, session: AsyncSession, row_id: str) -> None:
+        await session.execute(delete(self.table).where(self.table.c.id == row_id))
+
+    async def rekey_ratings(self, session: AsyncSession, old: str, new: str) -> None:
+        """A renamed attribute or competitor keeps its ratings."""
+
+        await session.execute(update(_ratings).where(self.rating_key == old).values({self.rating_key: new}))
 
 
-async def all_attributes(session: AsyncSession) -> list[Any]:
-    return list((await session.execute(select(_attributes).order_by(_attributes.c.id))).mappings())
-
-
-async def all_competitors(session: AsyncSession) -> list[Any]:
-    return list((await session.execute(select(_competitors).order_by(_competitors.c.id))).mappings())
-
-
-async def attributes_page(session: AsyncSession, *, after_id: str | None, limit: int) -> list[Any]:
-    return await _page(session, _attributes, after_id, limit)
-
-
-async def competitors_page(session: AsyncSession, *, after_id: str | None, limit: int) -> list[Any]:
-    return await _page(session, _competitors, after_id, limit)
-
-
-async def _page(session: AsyncSession, table: Any, after_id: str | None, limit: int) -> list[Any]:
-    query = select(table).order_by(table.c.id).limit(limit)
-    if after_id is not None:
-        query = query.where(table.c.id > after_id)
-    return list((await session.execute(query)).mappings())
-
-
-async def attribute(session: AsyncSession, attribute_id: str):
-    return (await session.execute(select(_attributes).where(_attributes.c.id == attribute_id))).mappings().first()
-
-
-async def competitor(session: AsyncSession, competitor_id: str):
-    return (await session.execute(select(_competitors).where(_competitors.c.id == competitor_id))).mappings().first()
-
-
-async def attribute_by_key(session: AsyncSession, key: str):
-    return (await session.execute(select(_attributes).where(_attributes.c.key == key))).mappings().first()
-
-
-async def competitor_by_key(session: AsyncSession, key: str):
-    return (await session.execute(select(_competitors).where(_competitors.c.key == key))).mappings().first()
+ATTRIBUTES = NamedList(_attributes, "attribute_key", "attribute")
+COMPETITORS = NamedList(Competitor.__table__, "subject_key", "competitor")
 
 
 async def price_attribute(session: AsyncSession):
     return (await session.execute(select(_attributes).where(_attributes.c.price.is_(True)))).mappings().first()
-
-
-async def insert_attribute(session: AsyncSession, row: dict[str, Any]) -> None:
-    await session.execute(_attributes.insert(), [row])
-
-
-async def insert_competitor(session: AsyncSession, row: dict[str, Any]) -> None:
-    await session.execute(_competitors.insert(), [row])
-
-
-async def update_attribute(session: AsyncSession, attribute_id: str, values: dict[str, Any]) -> None:
-    await session.execute(update(_attributes).where(_attributes.c.id == attribute_id).values(**values))
-
-
-async def update_competitor(session: AsyncSession, competitor_id: str, values: dict[str, Any]) -> None:
-    await session.execute(update(_competitors).where(_competitors.c.id == competitor_id).values(**values))
-
-
-async def delete_attribute(session: AsyncSession, attribute_id: str) -> None:
-    await session.execute(delete(_attributes).where(_attributes.c.id == attribute_id))
-
-
-async def delete_competitor(session: AsyncSession, competitor_id: str) -> None:
-    await session.execute(delete(_competitors).where(_competitors.c.id == competitor_id))
 
 
 # --- ratings -----------------------------------------------------------------------------
@@ -92,18 +68,6 @@ async def delete_competitor(session: AsyncSession, competitor_id: str) -> None:
 async def insert_ratings(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
         await session.execute(_ratings.insert(), rows)
-
-
-async def rekey_attribute(session: AsyncSession, old: str, new: str) -> None:
-    """A renamed attribute keeps its ratings."""
-
-    await session.execute(update(_ratings).where(_ratings.c.attribute_key == old).values(attribute_key=new))
-
-
-async def rekey_subject(session: AsyncSession, old: str, new: str) -> None:
-    """A renamed competitor keeps its ratings."""
-
-    await session.execute(update(_ratings).where(_ratings.c.subject_key == old).values(subject_key=new))
 
 
 async def move_ratings(session: AsyncSession, *, merged_ids: list[str], survivor_id: str) -> None:

@@ -45,21 +45,39 @@ def _month(at: datetime) -> str:
 # --- attributes ----------------------------------------------------------------------------
 
 
-async def attributes(session: AsyncSession, *, after_id: str | None, limit: int) -> list[Any]:
-    return await repository.attributes_page(session, after_id=after_id, limit=limit)
+ATTRIBUTES = repository.ATTRIBUTES
+COMPETITORS = repository.COMPETITORS
 
 
-async def get_attribute(session: AsyncSession, attribute_id: str):
-    row = await repository.attribute(session, attribute_id)
+async def listed(session: AsyncSession, named: repository.NamedList, *, after_id: str | None, limit: int) -> list[Any]:
+    return await named.page(session, after_id=after_id, limit=limit)
+
+
+async def get(session: AsyncSession, named: repository.NamedList, row_id: str):
+    row = await named.get(session, row_id)
     if row is None:
-        raise NotFound(f"no value attribute with id {attribute_id}")
+        raise NotFound(f"no {named.noun} with id {row_id}")
     return row
 
 
-async def _refuse_taken_attribute(session: AsyncSession, key: str, attribute_id: str | None = None) -> None:
-    taken = await repository.attribute_by_key(session, key)
-    if taken is not None and taken["id"] != attribute_id:
-        raise Conflict(f"an attribute named {taken['name']!r} exists (id {taken['id']})", error="duplicate_name")
+async def delete(session: AsyncSession, named: repository.NamedList, row_id: str) -> None:
+    """Its ratings stay, counted as unmapped until one of that name exists again. (To leave
+    an attribute out of the map and keep it, set its weight to 0.)"""
+
+    await get(session, named, row_id)
+    await named.delete(session, row_id)
+
+
+async def _refuse_taken(session: AsyncSession, named: repository.NamedList, key: str, row_id: str | None) -> None:
+    taken = await named.by_key(session, key)
+    if taken is not None and taken["id"] != row_id:
+        raise Conflict(f"the {named.noun} {taken['name']!r} has that name (id {taken['id']})", error="duplicate_name")
+
+
+async def _rename(session: AsyncSession, named: repository.NamedList, row: Any, key: str) -> None:
+    await _refuse_taken(session, named, key, row["id"])
+    if key != row["key"]:
+        await named.rekey_ratings(session, row["key"], key)
 
 
 async def _refuse_second_price(session: AsyncSession, attribute_id: str | None = None) -> None:
@@ -73,7 +91,7 @@ async def _refuse_second_price(session: AsyncSession, attribute_id: str | None =
 
 async def create_attribute(session: AsyncSession, *, data: AttributeCreate):
     key = key_of(data.name)
-    await _refuse_taken_attribute(session, key)
+    await _refuse_taken(session, ATTRIBUTES, key, None)
     if data.price:
         await _refuse_second_price(session)
     now = utcnow()
@@ -86,82 +104,50 @@ async def create_attribute(session: AsyncSession, *, data: AttributeCreate):
         "created_at": now,
         "updated_at": now,
     }
-    await repository.insert_attribute(session, row)
+    await ATTRIBUTES.insert(session, row)
     return row
 
 
 async def update_attribute(session: AsyncSession, *, attribute_id: str, data: AttributeUpdate):
-    row = await get_attribute(session, attribute_id)
+    row = await get(session, ATTRIBUTES, attribute_id)
     changes: dict[str, Any] = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None}
     if "name" in changes:
-        key = key_of(changes["name"])
-        await _refuse_taken_attribute(session, key, attribute_id)
-        changes["key"] = key
-        if key != row["key"]:
-            await repository.rekey_attribute(session, row["key"], key)
+        changes["key"] = key_of(changes["name"])
+        await _rename(session, ATTRIBUTES, row, changes["key"])
     if changes.get("price"):
         await _refuse_second_price(session, attribute_id)
     if changes:
         changes["updated_at"] = utcnow()
-        await repository.update_attribute(session, attribute_id, changes)
+        await ATTRIBUTES.update(session, attribute_id, changes)
     return {**row, **changes}
-
-
-async def delete_attribute(session: AsyncSession, *, attribute_id: str) -> None:
-    """Its ratings stay, counted as unmapped until an attribute of that name exists again.
-    (To leave an attribute out of the map and keep it, set its weight to 0.)"""
-
-    await get_attribute(session, attribute_id)
-    await repository.delete_attribute(session, attribute_id)
 
 
 # --- competitors -------------------------------------------------------------------------
 
 
-async def competitors(session: AsyncSession, *, after_id: str | None, limit: int) -> list[Any]:
-    return await repository.competitors_page(session, after_id=after_id, limit=limit)
-
-
-async def get_competitor(session: AsyncSession, competitor_id: str):
-    row = await repository.competitor(session, competitor_id)
-    if row is None:
-        raise NotFound(f"no competitor with id {competitor_id}")
-    return row
-
-
-async def _competitor_key(session: AsyncSession, name: str, competitor_id: str | None = None) -> str:
+def _competitor_key(name: str) -> str:
     key = key_of(name)
     if key == US:
         raise field_error("body.name", f"{US!r} names ourselves in ratings; a competitor needs another name")
-    taken = await repository.competitor_by_key(session, key)
-    if taken is not None and taken["id"] != competitor_id:
-        raise Conflict(f"a competitor named {taken['name']!r} exists (id {taken['id']})", error="duplicate_name")
     return key
 
 
 async def create_competitor(session: AsyncSession, *, data: CompetitorCreate):
-    key = await _competitor_key(session, data.name)
+    key = _competitor_key(data.name)
+    await _refuse_taken(session, COMPETITORS, key, None)
     now = utcnow()
     row = {"id": uuid7(), "name": data.name, "key": key, "created_at": now, "updated_at": now}
-    await repository.insert_competitor(session, row)
+    await COMPETITORS.insert(session, row)
     return row
 
 
 async def update_competitor(session: AsyncSession, *, competitor_id: str, data: CompetitorUpdate):
-    row = await get_competitor(session, competitor_id)
-    key = await _competitor_key(session, data.name, competitor_id)
-    if key != row["key"]:
-        await repository.rekey_subject(session, row["key"], key)
+    row = await get(session, COMPETITORS, competitor_id)
+    key = _competitor_key(data.name)
+    await _rename(session, COMPETITORS, row, key)
     changes = {"name": data.name, "key": key, "updated_at": utcnow()}
-    await repository.update_competitor(session, competitor_id, changes)
+    await COMPETITORS.update(session, competitor_id, changes)
     return {**row, **changes}
-
-
-async def delete_competitor(session: AsyncSession, *, competitor_id: str) -> None:
-    """Its ratings stay, counted as unmapped until a competitor of that name exists again."""
-
-    await get_competitor(session, competitor_id)
-    await repository.delete_competitor(session, competitor_id)
 
 
 # --- ratings -----------------------------------------------------------------------------
@@ -181,8 +167,8 @@ async def record_batch(session: AsyncSession, *, items: list[RatingIn]) -> int:
         merged = next(item.customer_id for item in items if item.customer_id in survivors)
         raise MergedCustomer(merged, survivors[merged])
     known = await repository.known_among(session, customer_ids)
-    attribute_keys = {a["key"] for a in await repository.all_attributes(session)}
-    subject_keys = {US} | {c["key"] for c in await repository.all_competitors(session)}
+    attribute_keys = {a["key"] for a in await ATTRIBUTES.all(session)}
+    subject_keys = {US} | {c["key"] for c in await COMPETITORS.all(session)}
     errors = []
     for i, item in enumerate(items):
         where = f"body.ratings.{i}"
@@ -301,8 +287,8 @@ async def the_value_map(
     included) by customers in `segment` (their segment when they rated)."""
 
     check_window(segment, since, until)
-    attribute_rows = await repository.all_attributes(session)
-    competitor_rows = await repository.all_competitors(session)
+    attribute_rows = await ATTRIBUTES.all(session)
+    competitor_rows = await COMPETITORS.all(session)
     groups = await repository.rating_groups(
         session,
         since=datetime.combine(since, time(), UTC) if since else None,
