@@ -69,7 +69,10 @@ class ValueRating(Base):
 
     __tablename__ = "value_ratings"
     __table_args__ = (
-        Index("ix_value_ratings_rated_at", "rated_at"),
+        # The map's one query read from this index alone: a window is a range of months, the
+        # GROUP BY (month, attribute, subject, score) its order (no sort), and segment and
+        # rated_at are filtered in it (docs/benchmarks.md, "Value map").
+        Index("ix_value_ratings_map", "month", "attribute_key", "subject_key", "score", "segment", "rated_at"),
         Index("ix_value_ratings_customer", "customer_id", "id"),
         {"info": about_customers("the scores the customer gave us and competitors, for the value map")},
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, delete, func, select, update
@@ -13,6 +13,12 @@ from services.value.perceived.models import Competitor, ValueAttribute, ValueRat
 
 _attributes = ValueAttribute.__table__
 _ratings = ValueRating.__table__
+
+
+def month_of(at: datetime) -> str:
+    """A rating's `month` column: `YYYY-MM` of the time in UTC."""
+
+    return at.astimezone(UTC).strftime("%Y-%m")
 
 
 class NamedList:
@@ -86,18 +92,20 @@ async def ratings_of(session: AsyncSession, customer_id: str, *, before_id: str 
 async def rating_groups(
     session: AsyncSession, *, since: datetime | None, until: datetime | None, segment: str | None
 ) -> list[Any]:
-    """How many ratings of each (attribute, subject, month, score) in the window and segment:
-    one pass over the ratings, a few thousand groups at most (scores are 1-10)."""
+    """How many ratings of each (month, attribute, subject, score) in the window [since,
+    until) and segment: a few thousand groups at most (scores are 1-10), read from the
+    index `ix_value_ratings_map` alone, the window as a range of its leading `month`."""
 
-    query = select(
-        _ratings.c.attribute_key, _ratings.c.subject_key, _ratings.c.month, _ratings.c.score, func.count().label("n")
-    ).group_by(_ratings.c.attribute_key, _ratings.c.subject_key, _ratings.c.month, _ratings.c.score)
+    r = _ratings.c
+    query = select(r.attribute_key, r.subject_key, r.month, r.score, func.count().label("n")).group_by(
+        r.month, r.attribute_key, r.subject_key, r.score
+    )
     if since is not None:
-        query = query.where(_ratings.c.rated_at >= since)
+        query = query.where(r.month >= month_of(since), r.rated_at >= since)
     if until is not None:
-        query = query.where(_ratings.c.rated_at < until)
+        query = query.where(r.month <= month_of(until - timedelta(microseconds=1)), r.rated_at < until)
     if segment is not None:
-        query = query.where(_ratings.c.segment == segment)
+        query = query.where(r.segment == segment)
     return list((await session.execute(query)).mappings())
 
 

@@ -38,10 +38,6 @@ def key_of(name: str) -> str:
     return " ".join(name.split()).casefold()[:KEY_MAX]
 
 
-def _month(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m")
-
-
 # --- attributes ----------------------------------------------------------------------------
 
 
@@ -201,7 +197,7 @@ async def record_batch(session: AsyncSession, *, items: list[RatingIn]) -> int:
             "score": item.score,
             "segment": item.segment if item.segment is not None else segments.get(item.customer_id),
             "rated_at": item.rated_at or now,
-            "month": _month(item.rated_at or now),
+            "month": repository.month_of(item.rated_at or now),
             "source": "entered",
             "response_id": None,
         }
@@ -231,7 +227,7 @@ async def record_feedback(session: AsyncSession, events: list[Event[FeedbackRece
                     "score": rating.score,
                     "segment": data.segment[:50] if data.segment else None,
                     "rated_at": event.at,
-                    "month": _month(event.at),
+                    "month": repository.month_of(event.at),
                     "source": "survey",
                     "response_id": data.response_id[:36],
                 }
