@@ -343,17 +343,29 @@ async def test_attribute_and_competitor_lists(suite):
     assert body["fair_value_line"] == {"method": "least_squares", "intercept": None, "slope": None, "points": 0}
 
 
-async def test_ratings_are_not_personal_an_export_shows_them(suite):
+async def test_ratings_are_not_personal_an_export_shows_them_and_an_erasure_keeps_them(suite):
     identify = await start(suite, "identify")
     value = await start(suite, "value")
     (customer,) = await _customers(identify, value, 1)
     await _rate(value, [{"customer_id": customer, "attribute": "service", "subject": "us", "score": 9}])
     export = await value.client.get(f"/internal/customers/{customer}/personal-data")
     assert export.status_code == 200, export.text
-    tables = export.json()["tables"] if isinstance(export.json(), dict) else export.json()
+    tables = export.json()["tables"]
     (ratings,) = [t for t in tables if t["table"] == "value_ratings"]
     assert ratings["personal"] == {}  # nothing for an erasure to remove: the scores stay
     assert [(r["attribute_key"], r["subject_key"], r["score"]) for r in ratings["rows"]] == [("service", "us", 9)]
+
+    erasure = await identify.client.post(f"/v1/customers/{customer}/erasure")
+    assert erasure.status_code == 202, erasure.text
+
+    async def value_reported():
+        body = (await identify.client.get(f"/v1/erasures/{erasure.json()['id']}")).json()
+        entry = next(e for e in body["services"] if e["service"] == "value")
+        return entry if entry["applied_at"] else None
+
+    await wait_until(value_reported, what="value's erasure report")
+    kept = (await value.client.get(f"/v1/customers/{customer}/value-ratings")).json()["items"]
+    assert [(r["attribute"], r["score"]) for r in kept] == [("service", 9)]
 
 
 def test_the_map_without_a_price_attribute_is_quality_alone():
