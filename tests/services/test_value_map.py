@@ -4,6 +4,7 @@ and one map checked against arithmetic done by hand."""
 
 from __future__ import annotations
 
+import asyncio
 from fractions import Fraction as F
 
 import pytest
@@ -128,6 +129,7 @@ async def test_one_value_map_computed_by_hand(suite):
     )
 
     body = await _map(value, segment="champions", **{"from": "2026-03-01", "to": "2026-03-31"})
+    assert (body["segment"], body["from"], body["to"]) == ("champions", "2026-03-01", "2026-03-31")
 
     # Shares: quality 2/4, service 1/4, image 1/4, relationship 0 of quality; price π = 1/(2+1+1+0+1).
     pi = F(1, 5)
@@ -302,6 +304,12 @@ async def test_bad_input_is_refused_and_writes_nothing(suite):
     assert us.status_code == 422 and us.json()["detail"][0]["field"] == "body.name"
     twice = await value.client.post("/v1/value-map/competitors", json={"name": "acme"})
     assert twice.status_code == 409 and twice.json()["error"] == "duplicate_name"
+    # Asked twice at once (PostgreSQL lets the two transactions overlap; the unique index decides): one wins.
+    both = await asyncio.gather(
+        *(value.client.post("/v1/value-map/competitors", json={"name": "Initech"}) for _ in range(2))
+    )
+    assert sorted(answer.status_code for answer in both) == [201, 409], [answer.text for answer in both]
+    assert [answer.json()["error"] for answer in both if answer.status_code == 409] == ["duplicate_name"]
     price = await value.client.post("/v1/value-map/attributes", json={"name": "cost", "weight": 5, "price": True})
     assert price.status_code == 409 and price.json()["error"] == "price_attribute_exists", price.text
     negative = await value.client.post("/v1/value-map/attributes", json={"name": "speed", "weight": -1})

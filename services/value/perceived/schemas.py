@@ -83,7 +83,7 @@ class CompetitorPage(Page[CompetitorOut]):
 class RatingIn(Strict):
     customer_id: Id
     attribute: Name
-    subject: Annotated[str, Field(min_length=1, max_length=NAME_MAX, description="`us` or a competitor's name")]
+    subject: Annotated[Name, Field(description="`us` or a competitor's name")]
     score: Score
     rated_at: Annotated[
         datetime | None, AsText, AfterValidator(_not_future), Field(description="When it was rated (default: now)")

@@ -4,9 +4,11 @@ it (engage's surveys, bulk entry), and the map computed from them (valuemap.py).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value.models import aliases
@@ -70,6 +72,18 @@ async def _refuse_taken(session: AsyncSession, named: repository.NamedList, key:
         raise Conflict(f"the {named.noun} {taken['name']!r} has that name (id {taken['id']})", error="duplicate_name")
 
 
+async def _written(named: repository.NamedList, write: Awaitable[None]) -> None:
+    """A write the checks above let through, and a concurrent one won (PostgreSQL: two
+    transactions at once; SQLite's one writer cannot race): 409, not a 500."""
+
+    try:
+        await write
+    except IntegrityError:
+        raise Conflict(
+            f"another {named.noun} took this name (or the price mark) at the same moment", error="duplicate_name"
+        ) from None
+
+
 async def _rename(session: AsyncSession, named: repository.NamedList, row: Any, key: str) -> None:
     await _refuse_taken(session, named, key, row["id"])
     if key != row["key"]:
@@ -100,7 +114,7 @@ async def create_attribute(session: AsyncSession, *, data: AttributeCreate):
         "created_at": now,
         "updated_at": now,
     }
-    await ATTRIBUTES.insert(session, row)
+    await _written(ATTRIBUTES, ATTRIBUTES.insert(session, row))
     return row
 
 
@@ -114,7 +128,7 @@ async def update_attribute(session: AsyncSession, *, attribute_id: str, data: At
         await _refuse_second_price(session, attribute_id)
     if changes:
         changes["updated_at"] = utcnow()
-        await ATTRIBUTES.update(session, attribute_id, changes)
+        await _written(ATTRIBUTES, ATTRIBUTES.update(session, attribute_id, changes))
     return {**row, **changes}
 
 
@@ -133,7 +147,7 @@ async def create_competitor(session: AsyncSession, *, data: CompetitorCreate):
     await _refuse_taken(session, COMPETITORS, key, None)
     now = utcnow()
     row = {"id": uuid7(), "name": data.name, "key": key, "created_at": now, "updated_at": now}
-    await COMPETITORS.insert(session, row)
+    await _written(COMPETITORS, COMPETITORS.insert(session, row))
     return row
 
 
@@ -142,7 +156,7 @@ async def update_competitor(session: AsyncSession, *, competitor_id: str, data: 
     key = _competitor_key(data.name)
     await _rename(session, COMPETITORS, row, key)
     changes = {"name": data.name, "key": key, "updated_at": utcnow()}
-    await COMPETITORS.update(session, competitor_id, changes)
+    await _written(COMPETITORS, COMPETITORS.update(session, competitor_id, changes))
     return {**row, **changes}
 
 
