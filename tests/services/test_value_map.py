@@ -281,6 +281,7 @@ async def test_bad_input_is_refused_and_writes_nothing(suite):
     await refused({"ratings": [good, {**good, "customer_id": "nobody"}]}, 422, "body.ratings.1.customer_id")
     await refused({"ratings": [{**good, "segment": "vip"}]}, 422, "body.ratings.0.segment")
     await refused({"ratings": [{**good, "score": 11}]}, 422, "body.ratings.0.score")
+    await refused({"ratings": [{**good, "score": "7"}]}, 422, "body.ratings.0.score")
     await refused({"ratings": [{**good, "rated_at": "2999-01-01T00:00:00Z"}]}, 422, "body.ratings.0.rated_at")
     await refused({"ratings": [good] * 1001}, 422, "body.ratings")
     await refused({"ratings": []}, 422, "body.ratings")
@@ -312,6 +313,8 @@ async def test_bad_input_is_refused_and_writes_nothing(suite):
     assert [answer.json()["error"] for answer in both if answer.status_code == 409] == ["duplicate_name"]
     price = await value.client.post("/v1/value-map/attributes", json={"name": "cost", "weight": 5, "price": True})
     assert price.status_code == 409 and price.json()["error"] == "price_attribute_exists", price.text
+    not_a_bool = await value.client.post("/v1/value-map/attributes", json={"name": "speed", "weight": 1, "price": 0})
+    assert not_a_bool.status_code == 422 and not_a_bool.json()["detail"][0]["field"] == "body.price"
     negative = await value.client.post("/v1/value-map/attributes", json={"name": "speed", "weight": -1})
     assert negative.status_code == 422 and negative.json()["detail"][0]["field"] == "body.weight"
     listed_attributes = await _attributes(value)

@@ -16,8 +16,14 @@ from shared.http.validation import NOT_BLANK_SCHEMA, AsText, Id, Strict, strippe
 BATCH_MAX = 1000
 
 Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
-Weight = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
-Score = Annotated[int, Field(ge=1, le=10, description="1 (worst) to 10 (best); on price, 10 is a good price")]
+# Strict: JSON types as the schema says them (no "7" for 7, no 0 for false).
+Weight = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False, strict=True)]
+PriceMark = Annotated[
+    bool, Field(strict=True, description="The price attribute (at most one): the map's perceived price")
+]
+Score = Annotated[
+    int, Field(ge=1, le=10, strict=True, description="1 (worst) to 10 (best); on price, 10 is a good price")
+]
 
 
 def _not_future(value: datetime | None) -> datetime | None:
@@ -36,13 +42,13 @@ def _not_future(value: datetime | None) -> datetime | None:
 class AttributeCreate(Strict):
     name: Name
     weight: Weight
-    price: bool = Field(False, description="The price attribute (at most one): the map's perceived price")
+    price: PriceMark = False
 
 
 class AttributeUpdate(Strict):
     name: Name | None = None
     weight: Weight | None = None
-    price: bool | None = None
+    price: PriceMark | None = None
 
 
 class AttributeOut(BaseModel):
