@@ -323,6 +323,10 @@ async def test_bad_input_is_refused_and_writes_nothing(suite):
         f"/v1/value-map/attributes/{listed_attributes['image']['id']}", json={"name": "Quality"}
     )
     assert duplicate.status_code == 409 and duplicate.json()["error"] == "duplicate_name"
+    null = await value.client.patch(
+        f"/v1/value-map/attributes/{listed_attributes['image']['id']}", json={"weight": None}
+    )
+    assert null.status_code == 422 and null.json()["detail"][0]["field"] == "body.weight", null.text
     assert (await value.client.get("/v1/value-map/attributes/nope")).status_code == 404
     assert (await value.client.delete("/v1/value-map/competitors/nope")).status_code == 404
 

@@ -40,7 +40,7 @@ def key_of(name: str) -> str:
     return " ".join(name.split()).casefold()[:KEY_MAX]
 
 
-# --- attributes ----------------------------------------------------------------------------
+# --- value's two lists: attributes and competitors ---------------------------------------
 
 
 ATTRIBUTES = repository.ATTRIBUTES
@@ -120,7 +120,10 @@ async def create_attribute(session: AsyncSession, *, data: AttributeCreate):
 
 async def update_attribute(session: AsyncSession, *, attribute_id: str, data: AttributeUpdate):
     row = await get(session, ATTRIBUTES, attribute_id)
-    changes: dict[str, Any] = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None}
+    changes: dict[str, Any] = data.model_dump(exclude_unset=True)
+    for name, value in changes.items():
+        if value is None:
+            raise field_error(f"body.{name}", "must not be null: leave it out to keep it")
     if "name" in changes:
         changes["key"] = key_of(changes["name"])
         await _rename(session, ATTRIBUTES, row, changes["key"])
