@@ -116,6 +116,7 @@ INTERACTIONS = rw("interactions")
 NETWORK = rw("network")
 OFFERS = rw("offers")
 CONSENT = rw("consent")
+VALUE_MAP = rw("value_map")
 
 
 ROUTES: tuple[Route, ...] = (
@@ -175,6 +176,13 @@ ROUTES: tuple[Route, ...] = (
     # value: offer templates, campaigns and next best offer
     # value: ideas
     # value: the value map
+    r("GET", "/v1/value-map", "value", **VALUE_MAP),
+    r("GET POST", "/v1/value-map/attributes", "value", **VALUE_MAP),
+    r("GET PATCH DELETE", "/v1/value-map/attributes/{id}", "value", **VALUE_MAP),
+    r("GET POST", "/v1/value-map/competitors", "value", **VALUE_MAP),
+    r("GET PATCH DELETE", "/v1/value-map/competitors/{id}", "value", **VALUE_MAP),
+    r("POST", "/v1/value-map/ratings:batch", "value", **VALUE_MAP),
+    r("GET", "/v1/customers/{id}/value-ratings", "value", **VALUE_MAP),
     # the gateway's own: the customer 360 view (gateway/composition.py), API keys, the caller
     r("GET", "/v1/customers/{id}/360", None, **CUSTOMERS),
     r("GET POST", "/v1/api-keys", None, scope="keys:admin"),

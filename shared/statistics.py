@@ -118,6 +118,36 @@ def mean(summary: Summary, confidence: float = CONFIDENCE) -> Estimate:
     return Estimate(summary.mean, summary.mean - t * se, summary.mean + t * se, summary.n)
 
 
+@dataclass(frozen=True)
+class Line:
+    """y = intercept + slope·x, fitted through `points` points."""
+
+    intercept: float
+    slope: float
+    points: int
+
+    def at(self, x: float) -> float:
+        return self.intercept + self.slope * x
+
+
+def least_squares_line(points: list[tuple[float, float]]) -> Line | None:
+    """The ordinary least-squares line of y on x, each point weighing the same (the value
+    map's fair-value line through the subjects' price and quality). None with fewer than two
+    points or when every x is the same (no slope can be had)."""
+
+    n = len(points)
+    if n < 2:
+        return None
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    sxx = sum((x - mean_x) ** 2 for x, _ in points)
+    if sxx == 0:
+        return None
+    sxy = sum((x - mean_x) * (y - mean_y) for x, y in points)
+    slope = sxy / sxx
+    return Line(mean_y - slope * mean_x, slope, n)
+
+
 def net_promoter_score(promoters: int, passives: int, detractors: int, confidence: float = CONFIDENCE) -> Estimate:
     """NPS = 100·(p_promoters − p_detractors), with the usual variance of that difference of
     two shares of one multinomial sample: Var = (p + d − (p − d)²) / n, on a 100-point scale."""

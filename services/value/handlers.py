@@ -8,6 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value import service
 from services.value.models import Base, aliases, erased_customers, known_customers, messaging, profiles
+from services.value.perceived import handlers as perceived
+from services.value.perceived import service as perceived_service
 from shared.events.consumer import ConsumerSpec
 from shared.events.contracts import CustomerCreated, StageChanged
 from shared.events.envelope import Event
@@ -42,10 +44,16 @@ ERASURES = erasure_consumer(
 )
 
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, WELCOME, PROFILES, ERASURES],
-    merge_steps=[known_customers.follow_merge, profiles.follow_merge, service.follow_merge],
+    [CUSTOMERS, WELCOME, PROFILES, ERASURES, perceived.RATINGS],
+    merge_steps=[
+        known_customers.follow_merge,
+        profiles.follow_merge,
+        service.follow_merge,
+        perceived_service.follow_ratings_merge,
+    ],
     merges_description=(
         "Follows identify's merges: offers of the merged customers move to the survivor (which keeps one "
-        "automatic offer of each kind); later events of a merged id go to the survivor."
+        "automatic offer of each kind), and so do their value-map ratings; later events of a merged id go "
+        "to the survivor."
     ),
 )

@@ -36,6 +36,22 @@ PURCHASED = "crm.identify.transaction.recorded"
 SUBJECTS = (SCORED, STAGE_CHANGED, PURCHASED)
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
+# identify's RFM segments (services/identify/analysis/rfm.py SEGMENTS; a test keeps the two
+# equal): the values a profile's `segment` takes, for services that filter by it.
+RFM_SEGMENTS: tuple[str, ...] = (
+    "champions",
+    "loyal",
+    "potential_loyalists",
+    "new_customers",
+    "promising",
+    "need_attention",
+    "about_to_sleep",
+    "at_risk",
+    "cannot_lose",
+    "hibernating",
+    "lost",
+)
+
 SCORE_COLUMNS = (
     "segment",
     "kinds",

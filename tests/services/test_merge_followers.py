@@ -371,3 +371,51 @@ async def test_value_moves_offers_to_the_survivor(suite):
     await publish(suite.nats.url, late, late.id)
     await wait_until(lambda: _handled(value, late.id), what="late stage change applied")
     assert len((await value.client.get(f"/v1/customers/{survivor['id']}/offers")).json()["items"]) == 3
+
+
+async def test_value_moves_value_map_ratings_to_the_survivor(suite):
+    identify = await start(suite, "identify")
+    value = await start(suite, "value")
+    survivor = await create_customer(identify, email="s@example.com")
+    merged = await create_customer(identify, email="m@example.com")
+    for who in (survivor, merged):
+        await _json_when(value.client, f"/v1/customers/{who['id']}/value-ratings", lambda b: True, "value knows")
+
+    def rating(customer_id: str, score: int) -> dict:
+        return {"customer_id": customer_id, "attribute": "quality", "subject": "us", "score": score}
+
+    entered = await value.client.post(
+        "/v1/value-map/ratings:batch", json={"ratings": [rating(survivor["id"], 8), rating(merged["id"], 4)]}
+    )
+    assert entered.status_code == 201, entered.text
+
+    await _merge(identify, survivor["id"], [merged["id"]], suite.nats.url)
+    ratings = await _json_when(
+        value.client,
+        f"/v1/customers/{survivor['id']}/value-ratings",
+        lambda b: len(b["items"]) == 2,
+        "ratings moved",
+    )
+    assert sorted(r["score"] for r in ratings["items"]) == [4, 8]
+    assert {r["customer_id"] for r in ratings["items"]} == {survivor["id"]}
+    await _merged_away(value.client, f"/v1/customers/{merged['id']}/value-ratings", survivor["id"])
+    refused = await value.client.post("/v1/value-map/ratings:batch", json={"ratings": [rating(merged["id"], 5)]})
+    assert refused.status_code == 409 and refused.json()["error"] == "customer_merged", refused.text
+
+    # A survey answer of the merged id read after the merge is the survivor's.
+    late = catalog_event(
+        "engage",
+        "crm.engage.feedback.received",
+        {
+            "response_id": "late-1",
+            "survey_id": "s-1",
+            "customer_id": merged["id"],
+            "ratings": [{"attribute": "service", "subject": "us", "score": 6}],
+            "received_at": "2026-01-03T00:00:00Z",
+        },
+        merged["id"],
+    )
+    await publish(suite.nats.url, late, late.id)
+    await wait_until(lambda: _handled(value, late.id), what="late survey answer applied")
+    items = (await value.client.get(f"/v1/customers/{survivor['id']}/value-ratings")).json()["items"]
+    assert sorted(r["score"] for r in items) == [4, 6, 8]

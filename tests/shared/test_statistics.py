@@ -87,3 +87,18 @@ def test_beta_binomial_weak_prior():
 def test_impossible_counts_are_refused(args):
     with pytest.raises(ValueError):
         st.proportion_difference(*args)
+
+
+def test_least_squares_line_against_scipy():
+    points = [(5.0, 7.0), (8.0, 8.0), (3.0, 14 / 3), (6.5, 6.1)]
+    line = st.least_squares_line(points)
+    expected = stats.linregress([x for x, _ in points], [y for _, y in points])
+    assert line is not None and line.points == 4
+    assert (line.slope, line.intercept) == (pytest.approx(expected.slope), pytest.approx(expected.intercept))
+    assert line.at(4.0) == pytest.approx(expected.intercept + 4.0 * expected.slope)
+
+
+def test_least_squares_line_needs_two_points_and_two_prices():
+    assert st.least_squares_line([]) is None
+    assert st.least_squares_line([(5.0, 7.0)]) is None
+    assert st.least_squares_line([(5.0, 7.0), (5.0, 8.0)]) is None
