@@ -63,6 +63,7 @@ PARTS: tuple[Part, ...] = (
         f"The {TIMELINE_LIMIT} most recent timeline entries (engage)",
     ),
     Part("offers", "value", "/v1/customers/{id}/offers", True),
+    Part("ideas", "value", "/v1/customers/{id}/ideas", True, "The ideas the customer proposed, newest first (value)"),
     Part("referrals", "network", "/v1/customers/{id}/referrals", True),
 )
 

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value import service
+from services.value.ideas import service as ideas
 from services.value.models import Base, aliases, erased_customers, known_customers, messaging, profiles
 from shared.events.consumer import ConsumerSpec
 from shared.events.contracts import CustomerCreated, StageChanged
@@ -43,9 +44,10 @@ ERASURES = erasure_consumer(
 
 CONSUMERS = aliases.consumers(
     [CUSTOMERS, WELCOME, PROFILES, ERASURES],
-    merge_steps=[known_customers.follow_merge, profiles.follow_merge, service.follow_merge],
+    merge_steps=[known_customers.follow_merge, profiles.follow_merge, service.follow_merge, ideas.follow_ideas_merge],
     merges_description=(
         "Follows identify's merges: offers of the merged customers move to the survivor (which keeps one "
-        "automatic offer of each kind); later events of a merged id go to the survivor."
+        "automatic offer of each kind); ideas, votes and comments move too (where two of them voted for one "
+        "idea, one vote stays); later events of a merged id go to the survivor."
     ),
 )

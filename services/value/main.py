@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.value.endpoints import router
 from services.value.handlers import CONSUMERS
+from services.value.ideas.endpoints import router as ideas_router
 from services.value.models import Base, messaging
 from shared.privacy.export import export_router
 from shared.service.app import create_service_app
@@ -15,7 +16,7 @@ DEFINITION = ServiceDefinition(
     metadata=Base.metadata,
     messaging=messaging,
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
-    routers=[router, export_router(Base.metadata)],
+    routers=[router, ideas_router, export_router(Base.metadata)],
     consumers=CONSUMERS,
 )
 

@@ -62,3 +62,7 @@ class SuppressedCustomer(Base):
 
     customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     since: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# The sub-domains' tables, on this Base (imported last: they import Base from here).
+from services.value.ideas import models as _ideas  # noqa: E402, F401
