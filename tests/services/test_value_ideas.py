@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from services.value.ideas.models import IdeaComment, IdeaVote
-from tests.services.test_engage import catalog_event, create_customer, publish, start
+from tests.services.test_engage import catalog_event, publish, start
 from tests.services.test_lifecycle import _handled, _read_stream
 from tests.services.test_value import _customer
 from tests.support import wait_until
@@ -60,7 +60,8 @@ async def test_ideas_are_submitted_voted_once_commented_and_listed_by_votes_and_
     assert (dark["customer_id"], dark["status"], dark["source"], dark["votes"]) == (ann, "new", "link", 0)
     assert dark["description"] == IDEA["description"]
     staff = await client.post(
-        "/v1/ideas", json={"customer_id": bob, "title": "Faster delivery", "description": "Next day", "product_area": "delivery"}
+        "/v1/ideas",
+        json={"customer_id": bob, "title": "Faster delivery", "description": "Next day", "product_area": "delivery"},
     )
     assert staff.status_code == 201 and staff.json()["source"] == "staff"
     fast = staff.json()
@@ -86,7 +87,9 @@ async def test_ideas_are_submitted_voted_once_commented_and_listed_by_votes_and_
     ]
     # Pages of one follow the same order; filters narrow the list.
     first = (await client.get("/v1/ideas", params={"sort": "value", "limit": 1})).json()
-    second = (await client.get("/v1/ideas", params={"sort": "value", "limit": 1, "cursor": first["next_cursor"]})).json()
+    second = (
+        await client.get("/v1/ideas", params={"sort": "value", "limit": 1, "cursor": first["next_cursor"]})
+    ).json()
     assert [first["items"][0]["id"], second["items"][0]["id"]] == [fast["id"], dark["id"]]
     assert second["next_cursor"] is None
     app = (await client.get("/v1/ideas", params={"product_area": "app"})).json()["items"]

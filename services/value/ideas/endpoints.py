@@ -18,8 +18,8 @@ from services.value.ideas.schemas import (
     IdeaCreate,
     IdeaOut,
     IdeaPage,
-    IdeaSort,
     IdeasLinkOut,
+    IdeaSort,
     IdeaSubmit,
     PublicIdeaPage,
     StatusChange,
@@ -98,7 +98,9 @@ async def comment(idea_id: str, body: CommentCreate, session: WriteSession):
 @router.get("/customers/{customer_id}/ideas", response_model=IdeaPage)
 async def customer_ideas(customer_id: str, session: ReadSession, page: PagingById):
     """The ideas the customer proposed, newest first."""
-    rows = await service.ideas_of(session=session, customer_id=customer_id, before_id=page.after_value, limit=page.fetch)
+    rows = await service.ideas_of(
+        session=session, customer_id=customer_id, before_id=page.after_value, limit=page.fetch
+    )
     return page.of(rows, _by_id)
 
 
@@ -134,13 +136,13 @@ async def public_vote(token: str, idea_id: str, session: WriteSession):
     return await service.vote(session=session, idea_id=idea_id, customer_id=customer_id, source="link")
 
 
-@router.post(
-    "/public/ideas/{token}/{idea_id}/comments", status_code=status.HTTP_201_CREATED, response_model=CommentOut
-)
+@router.post("/public/ideas/{token}/{idea_id}/comments", status_code=status.HTTP_201_CREATED, response_model=CommentOut)
 async def public_comment(token: str, idea_id: str, body: CommentFields, session: WriteSession):
     """Comment on an idea as the link's customer."""
     customer_id = await service.customer_of_link(session, token)
-    return await service.comment(session=session, idea_id=idea_id, customer_id=customer_id, body=body.body, source="link")
+    return await service.comment(
+        session=session, idea_id=idea_id, customer_id=customer_id, body=body.body, source="link"
+    )
 
 
 def _by_id(row: Any) -> tuple[str]:

@@ -16,7 +16,6 @@ from sqlalchemy import (
     CursorResult,
     and_,
     case,
-    cast as sql_cast,
     delete,
     exists,
     func,
@@ -24,6 +23,9 @@ from sqlalchemy import (
     or_,
     select,
     update,
+)
+from sqlalchemy import (
+    cast as sql_cast,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -177,6 +179,4 @@ async def drop_votes(session: AsyncSession, pairs: list[tuple[str, str]]) -> Non
 
 async def move_to_survivor(session: AsyncSession, *, merged_ids: list[str], survivor_id: str) -> None:
     for table in (_ideas, _votes, _comments):
-        await session.execute(
-            update(table).where(table.c.customer_id.in_(merged_ids)).values(customer_id=survivor_id)
-        )
+        await session.execute(update(table).where(table.c.customer_id.in_(merged_ids)).values(customer_id=survivor_id))

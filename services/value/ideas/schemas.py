@@ -8,15 +8,13 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field
 
 from shared.events.contracts import IdeaStatus
-from shared.http.pagination import ID, KeyPart, Page
+from shared.http.pagination import KeyPart, Page
 from shared.http.validation import NOT_BLANK_SCHEMA, NOT_BLANK_TEXT_SCHEMA, Id, Strict, stripped, stripped_text
 
 Title = Annotated[str, Field(min_length=1, max_length=200, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
 LongText = Annotated[str, Field(min_length=1, max_length=5000, **NOT_BLANK_TEXT_SCHEMA), AfterValidator(stripped_text)]
 Area = Annotated[str, Field(min_length=1, max_length=50, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
-Reason = Annotated[
-    str | None, Field(max_length=1000, **NOT_BLANK_TEXT_SCHEMA), AfterValidator(stripped_text)
-]
+Reason = Annotated[str | None, Field(max_length=1000, **NOT_BLANK_TEXT_SCHEMA), AfterValidator(stripped_text)]
 IdeaSort = Literal["votes", "value"]
 
 

@@ -281,9 +281,7 @@ async def comment(*, session: AsyncSession, idea_id: str, customer_id: str, body
     return row
 
 
-async def comments_of(
-    *, session: AsyncSession, idea_id: str, after_id: str | None, limit: int
-) -> list[dict[str, Any]]:
+async def comments_of(*, session: AsyncSession, idea_id: str, after_id: str | None, limit: int) -> list[dict[str, Any]]:
     await _idea(session, idea_id)
     return [dict(row) for row in await repository.list_comments(session, idea_id, after_id=after_id, limit=limit)]
 
@@ -291,9 +289,7 @@ async def comments_of(
 # --- status ----------------------------------------------------------------------------
 
 
-async def change_status(
-    *, session: AsyncSession, idea_id: str, to_status: str, reason: str | None
-) -> dict[str, Any]:
+async def change_status(*, session: AsyncSession, idea_id: str, to_status: str, reason: str | None) -> dict[str, Any]:
     """Move the idea on (409 `illegal_transition` naming where it may go), tell its
     proposer, commenters and voters through engage (one message request each, a service
     message by email), and announce crm.value.idea.shipped when it ships."""
@@ -390,4 +386,3 @@ async def follow_ideas_merge(session: AsyncSession, merge: Merge) -> None:
         kept.add(vote_row.idea_id)
     await repository.drop_votes(session, dropped)
     await repository.move_to_survivor(session, merged_ids=merged, survivor_id=survivor)
-
