@@ -197,3 +197,38 @@ async def test_a_merged_customer_acts_through_the_survivor(suite):
     async with value.runtime.db.reader() as session:
         assert (await session.execute(select(IdeaVote))).all() == []
         assert (await session.execute(select(IdeaComment))).all() == []
+
+
+async def test_export_shows_ideas_votes_and_comments_and_erasure_removes_their_text(suite):
+    identify, value, (ann, bob, _cat, _dan) = await _ideas_setup(suite)
+    client = value.client
+    idea = (await client.post("/v1/ideas", json={**IDEA, "customer_id": ann})).json()
+    other = (await client.post("/v1/ideas", json={**IDEA, "title": "Widgets", "customer_id": bob})).json()
+    await client.post(f"/v1/ideas/{other['id']}/votes", json={"customer_id": ann})
+    said = await client.post(f"/v1/ideas/{other['id']}/comments", json={"customer_id": ann, "body": "Ann wants this"})
+    assert said.status_code == 201
+
+    def tables(document) -> dict:
+        return {t["table"]: t for t in document["tables"]}
+
+    held = tables((await client.get(f"/internal/customers/{ann}/personal-data")).json())
+    assert [(r["title"], r["description"]) for r in held["ideas"]["rows"]] == [(IDEA["title"], IDEA["description"])]
+    assert held["ideas"]["personal"] == {"title": "free_text", "description": "free_text"}
+    assert [r["body"] for r in held["idea_comments"]["rows"]] == ["Ann wants this"]
+    assert [r["idea_id"] for r in held["idea_votes"]["rows"]] == [other["id"]]
+
+    erased = await identify.client.post(f"/v1/customers/{ann}/erasure")
+    assert erased.status_code == 202, erased.text
+
+    async def applied():
+        held = tables((await client.get(f"/internal/customers/{ann}/personal-data")).json())
+        return held if held["ideas"]["rows"][0]["description"] is None else None
+
+    held = await wait_until(applied, what="value erases the customer's ideas")
+    # The idea stays (others voted and commented on it) without its words; the comment goes; the vote stays.
+    assert [(r["id"], r["title"]) for r in held["ideas"]["rows"]] == [(idea["id"], "[erased]")]
+    assert "idea_comments" not in held or held["idea_comments"]["rows"] == []
+    assert [r["idea_id"] for r in held["idea_votes"]["rows"]] == [other["id"]]
+    assert (await client.get(f"/v1/ideas/{other['id']}/comments")).json()["items"] == []
+    assert (await client.get(f"/v1/ideas/{other['id']}")).json()["votes"] == 1
+    assert (await client.get(f"/v1/ideas/{other['id']}")).json()["title"] == "Widgets"
