@@ -240,10 +240,14 @@ def kinds_of(
     least = settings.inspiration_min_shipped_ideas
     inspiring = {customer: ideas for customer, ideas in (shipped or {}).items() if len(ideas) >= least}
     # A few customers among up to a million: one pass of set lookups, only when there are any.
-    for i in [i for i, customer_id in enumerate(arrays.ids) if customer_id in inspiring] if inspiring else []:
-        ideas = inspiring[arrays.ids[i]]
+    held = (
+        [(at, inspiring[customer_id]) for at, customer_id in enumerate(arrays.ids) if customer_id in inspiring]
+        if inspiring
+        else []
+    )
+    for at, ideas in held:
         hold(
-            i,
+            at,
             "inspiration",
             len(ideas),
             {"shipped_ideas": len(ideas), "min_shipped_ideas": least, "ideas": ideas, "source": IDEA_SHIPPED},
