@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from jinja2 import StrictUndefined, meta
+from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 
 from services.value.ideas.models import IdeaComment, IdeaVote
+from services.value.ideas.service import news_body
 from tests.services.test_engage import catalog_event, publish, start
 from tests.services.test_lifecycle import _handled, _read_stream
 from tests.services.test_value import _customer
@@ -176,7 +179,21 @@ async def test_status_moves_along_the_road_tells_everyone_and_ships(suite):
         ("service", "email", "idea", idea["id"])
     }
     assert last[0]["fields"] == {"idea_title": "Dark mode", "status": "shipped", "reason": "Out now"}
-    assert "{{ idea_title }}" in last[0]["subject"] and "{{ reason }}" in last[0]["body"]
+    # engage renders subject and body as sandboxed Jinja templates with the field idea_title,
+    # the only one of these it takes from callers; the status and the reason are text.
+    environment = SandboxedEnvironment(undefined=StrictUndefined)
+    for text in (last[0]["subject"], last[0]["body"]):
+        assert meta.find_undeclared_variables(environment.parse(text)) == {"idea_title"}
+    rendered = environment.from_string(last[0]["body"]).render(idea_title="Dark mode")
+    assert rendered == "The idea “Dark mode” is now shipped.\n\nOut now"
+
+
+def test_a_reason_that_looks_like_a_template_is_sent_as_written():
+    reason = "Use {{ email }} or {% if x %} and {# this #}"
+    body = news_body("declined", reason)
+    environment = SandboxedEnvironment(undefined=StrictUndefined)
+    assert meta.find_undeclared_variables(environment.parse(body)) == {"idea_title"}
+    assert environment.from_string(body).render(idea_title="T") == f"The idea “T” is now declined.\n\n{reason}"
 
 
 async def test_a_merged_customer_acts_through_the_survivor(suite):

@@ -36,9 +36,22 @@ NEXT: dict[str, tuple[str, ...]] = {
     "declined": (),
 }
 
-# What contributors and voters are sent: engage fills the fields in (crm.value.message.requested).
+# What contributors and voters are sent (crm.value.message.requested): engage renders the
+# subject and body as templates, filling in the merge field `idea_title` (one of the fields
+# engage takes from callers); the status and the reason are written in as text.
 NEWS_SUBJECT = "News of the idea “{{ idea_title }}”"
-NEWS_BODY = "The idea “{{ idea_title }}” is now {{ status }}.\n\n{{ reason }}"
+
+
+def news_body(status: str, reason: str | None) -> str:
+    said = f"The idea “{{{{ idea_title }}}}” is now {status}."
+    return f"{said}\n\n{template_text(reason)}" if reason else said
+
+
+def template_text(text: str) -> str:
+    """`text` as a template that renders it unchanged: every `{` written as an expression,
+    so nothing staff write can open a template tag."""
+
+    return text.replace("{", "{{ '{' }}")
 
 
 def present(row: Any) -> dict[str, Any]:
@@ -344,7 +357,9 @@ async def change_status(*, session: AsyncSession, idea_id: str, to_status: str, 
 
 
 def _tell(session: AsyncSession, idea: Any, people: set[str], *, to_status: str, reason: str | None, at: datetime):
-    fields = {"idea_title": idea["title"], "status": to_status.replace("_", " "), "reason": reason or ""}
+    status = to_status.replace("_", " ")
+    fields = {"idea_title": idea["title"], "status": status, "reason": reason or ""}
+    body = news_body(status, reason)
     for customer_id in sorted(people):
         emit(
             session,
@@ -355,7 +370,7 @@ def _tell(session: AsyncSession, idea: Any, people: set[str], *, to_status: str,
                 "channel": "email",
                 "purpose": "service",
                 "subject": NEWS_SUBJECT,
-                "body": NEWS_BODY,
+                "body": body,
                 "fields": fields,
                 "source_kind": "idea",
                 "source_id": idea["id"],
