@@ -32,6 +32,11 @@ from shared.http.pagination import ID, PageParams, PagingById, page_params
 
 router = APIRouter(prefix="/v1", tags=["ideas"])
 
+# Every route of the customer's link.
+BAD_TOKEN: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The link's token is tampered with, made for another purpose, or expired (`bad_token`)"}
+}
+
 IdeaPaging = Annotated[PageParams[tuple[int, str]], Depends(page_params(WHOLE, ID))]
 
 
@@ -114,7 +119,7 @@ async def ideas_link(customer_id: str, session: ReadSession):
 # --- the customer's link ------------------------------------------------------------------
 
 
-@router.get("/public/ideas/{token}", response_model=PublicIdeaPage)
+@router.get("/public/ideas/{token}", response_model=PublicIdeaPage, responses=BAD_TOKEN)
 async def public_ideas(token: str, session: ReadSession, page: IdeaPaging):
     """Open ideas, most votes first, each saying whether the link's customer voted for it."""
     customer_id = await service.customer_of_link(session, token)
@@ -122,21 +127,31 @@ async def public_ideas(token: str, session: ReadSession, page: IdeaPaging):
     return page.of(rows, service.sort_key("votes"), service.present_public)
 
 
-@router.post("/public/ideas/{token}", status_code=status.HTTP_201_CREATED, response_model=IdeaOut)
+@router.post("/public/ideas/{token}", status_code=status.HTTP_201_CREATED, response_model=IdeaOut, responses=BAD_TOKEN)
 async def public_submit(token: str, body: IdeaSubmit, session: WriteSession):
     """Submit an idea as the link's customer."""
     customer_id = await service.customer_of_link(session, token)
     return await service.submit(session=session, customer_id=customer_id, data=body, source="link")
 
 
-@router.post("/public/ideas/{token}/{idea_id}/votes", status_code=status.HTTP_201_CREATED, response_model=VoteOut)
+@router.post(
+    "/public/ideas/{token}/{idea_id}/votes",
+    status_code=status.HTTP_201_CREATED,
+    response_model=VoteOut,
+    responses=BAD_TOKEN,
+)
 async def public_vote(token: str, idea_id: str, session: WriteSession):
     """Vote for an open idea as the link's customer; a second vote is 409 `already_voted`."""
     customer_id = await service.customer_of_link(session, token)
     return await service.vote(session=session, idea_id=idea_id, customer_id=customer_id, source="link")
 
 
-@router.post("/public/ideas/{token}/{idea_id}/comments", status_code=status.HTTP_201_CREATED, response_model=CommentOut)
+@router.post(
+    "/public/ideas/{token}/{idea_id}/comments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CommentOut,
+    responses=BAD_TOKEN,
+)
 async def public_comment(token: str, idea_id: str, body: CommentFields, session: WriteSession):
     """Comment on an idea as the link's customer."""
     customer_id = await service.customer_of_link(session, token)
