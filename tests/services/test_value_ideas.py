@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from services.value.ideas.models import IdeaComment, IdeaVote
 from services.value.ideas.service import news_body
+from shared.signed_links import SignedLinks
 from tests.services.test_engage import catalog_event, publish, start
 from tests.services.test_lifecycle import _handled, _read_stream
 from tests.services.test_value import _customer
@@ -129,6 +130,10 @@ async def test_bad_input_is_refused_and_writes_nothing(suite):
     ):
         response = await (client.post(path, json=body) if body else client.get(path))
         assert response.status_code == 400 and response.json()["error"] == "bad_token", response.text
+    # A good token made for another purpose (an unsubscribe link's) opens nothing here.
+    foreign = SignedLinks.from_settings(value.settings).token("unsubscribe", {"c": ann, "ch": "email"})
+    response = await client.post(f"/v1/public/ideas/{foreign}", json=IDEA)
+    assert response.status_code == 400 and response.json()["error"] == "bad_token"
     other = await client.post(f"/v1/public/ideas/{token}", json={**IDEA, "product_area": "spaceships"})
     assert other.status_code == 422 and other.json()["detail"][0]["field"] == "body.product_area"
     assert "app" in other.json()["detail"][0]["message"]
