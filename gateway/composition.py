@@ -70,6 +70,7 @@ PARTS: tuple[Part, ...] = (
         False,
         "The customer's current consent per purpose and channel and the newest ledger entries (engage)",
     ),
+    Part("ideas", "value", "/v1/customers/{id}/ideas", True, "The ideas the customer proposed, newest first (value)"),
     Part("referrals", "network", "/v1/customers/{id}/referrals", True),
 )
 

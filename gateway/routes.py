@@ -117,6 +117,7 @@ NETWORK = rw("network")
 OFFERS = rw("offers")
 CONSENT = rw("consent")
 VALUE_MAP = rw("value_map")
+IDEAS = rw("ideas")
 
 
 ROUTES: tuple[Route, ...] = (
@@ -174,7 +175,17 @@ ROUTES: tuple[Route, ...] = (
     r("POST", "/v1/offers/{id}/redeem", "value", **OFFERS),
     r("GET", "/v1/customers/{id}/offers", "value", **OFFERS),
     # value: offer templates, campaigns and next best offer
-    # value: ideas
+    # value: ideas. A customer acts through the signed link value makes (its token is checked by value).
+    r("GET POST", "/v1/ideas", "value", **IDEAS),
+    r("GET", "/v1/ideas/{id}", "value", **IDEAS),
+    r("POST", "/v1/ideas/{id}/status", "value", **IDEAS),
+    r("POST", "/v1/ideas/{id}/votes", "value", **IDEAS),
+    r("GET POST", "/v1/ideas/{id}/comments", "value", **IDEAS),
+    r("GET", "/v1/customers/{id}/ideas", "value", **IDEAS),
+    r("GET", "/v1/customers/{id}/ideas-link", "value", scope="ideas:write"),
+    r("GET POST", "/v1/public/ideas/{token}", "value", public=True),
+    r("POST", "/v1/public/ideas/{token}/{id}/votes", "value", public=True),
+    r("POST", "/v1/public/ideas/{token}/{id}/comments", "value", public=True),
     # value: the value map
     r("GET", "/v1/value-map", "value", **VALUE_MAP),
     r("GET POST", "/v1/value-map/attributes", "value", **VALUE_MAP),

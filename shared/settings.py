@@ -186,6 +186,8 @@ class IdentifySettings(ServiceSettings):
     # Strategically significant customers.
     high_value_top: float = Field(0.10, gt=0, le=1)  # top share of predicted CLV
     benchmark_min_referrals: int = Field(2, ge=1)
+    # Shipped ideas (value's crm.value.idea.shipped) that make an inspiration customer.
+    inspiration_min_shipped_ideas: int = Field(1, ge=1)
     cost_absorber_top: float = Field(0.20, gt=0, le=1)  # top share by number of purchases …
     thin_margin: float = Field(0.15, ge=0, le=1)  # … at a margin ratio at most this
     # CLV bands (low, medium, high, top): predicted CLV below each edge, in the portfolio's
@@ -253,6 +255,18 @@ class NetworkSettings(ServiceSettings):
 class ValueSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_VALUE_")
     service: ClassVar[str] = "value"
+
+    # The product areas an idea may name (an idea naming another is 422). JSON in the
+    # environment: ["app", "delivery"].
+    idea_product_areas: tuple[str, ...] = ("product", "service", "delivery", "website", "app", "pricing", "other")
+
+    @field_validator("idea_product_areas")
+    @classmethod
+    def _areas(cls, areas: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(dict.fromkeys(area.strip() for area in areas))
+        if not cleaned or not all(0 < len(area) <= 50 for area in cleaned):
+            raise ValueError("idea_product_areas: at least one area, each 1 to 50 characters")
+        return cleaned
 
 
 class LifecycleSettings(ServiceSettings):

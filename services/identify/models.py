@@ -320,6 +320,21 @@ class ReferralSeen(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ShippedIdeaSeen(Base):
+    """Ideas customers proposed that value shipped (crm.value.idea.shipped): the evidence
+    for inspiration customers, who push the business to improve. Ids only: the idea's
+    text stays in value."""
+
+    __tablename__ = "shipped_ideas_seen"
+    __table_args__ = (
+        {"info": about_customers("the customer's shipped ideas: evidence that they inspire improvement")},
+    )
+
+    idea_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    shipped_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class CustomerKind(Base):
     """One row per strategically significant kind a customer holds, with its evidence:
     lists by kind stay indexed queries on PostgreSQL and SQLite alike."""

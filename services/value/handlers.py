@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value import service
+from services.value.ideas import service as ideas
 from services.value.models import Base, aliases, erased_customers, known_customers, messaging, profiles
 from services.value.perceived import handlers as perceived
 from services.value.perceived import service as perceived_service
@@ -50,10 +51,11 @@ CONSUMERS = aliases.consumers(
         profiles.follow_merge,
         service.follow_merge,
         perceived_service.follow_ratings_merge,
+        ideas.follow_ideas_merge,
     ],
     merges_description=(
         "Follows identify's merges: offers of the merged customers move to the survivor (which keeps one "
-        "automatic offer of each kind), and so do their value-map ratings; later events of a merged id go "
-        "to the survivor."
+        "automatic offer of each kind), and so do their value-map ratings, ideas, votes and comments (where "
+        "two of them voted for one idea, one vote stays); later events of a merged id go to the survivor."
     ),
 )

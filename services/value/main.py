@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.value.endpoints import router
 from services.value.handlers import CONSUMERS
+from services.value.ideas.endpoints import router as ideas_router
 from services.value.models import Base, messaging
 from services.value.perceived.endpoints import router as perceived_router
 from shared.privacy.export import export_router
@@ -16,7 +17,7 @@ DEFINITION = ServiceDefinition(
     metadata=Base.metadata,
     messaging=messaging,
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
-    routers=[router, perceived_router, export_router(Base.metadata)],
+    routers=[router, perceived_router, ideas_router, export_router(Base.metadata)],
     consumers=CONSUMERS,
 )
 

@@ -801,6 +801,102 @@ class IdeaShipped(Payload):
         return f"Their idea shipped: {clip(self.title or ERASED, QUOTE_MAX)}"
 
 
+# --- value: ideas, votes and comments ------------------------------------------
+
+IdeaStatus = Literal["new", "under_review", "planned", "shipped", "declined"]
+
+
+@contract(
+    "crm.value.idea.submitted",
+    "value",
+    "A customer proposed an idea, through their signed ideas link or entered by staff on their behalf.",
+    customers=("customer_id",),
+    at="submitted_at",
+)
+class IdeaSubmitted(Payload):
+    idea_id: str
+    # Who proposed it.
+    customer_id: str
+    # Written by the customer: it may name them.
+    title: Annotated[str | None, Personal("free_text")]
+    product_area: str
+    # `link`: the customer's signed link; `staff`: entered on the customer's behalf.
+    source: Literal["link", "staff"]
+    submitted_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"Proposed an idea ({self.product_area}): {clip(self.title or ERASED, QUOTE_MAX)}"
+
+
+@contract(
+    "crm.value.idea.voted",
+    "value",
+    "A customer voted for an idea (one vote per customer and idea). Carries no text of the idea: "
+    "its title is its proposer's.",
+    customers=("customer_id",),
+    at="voted_at",
+)
+class IdeaVoted(Payload):
+    idea_id: str
+    # Who voted.
+    customer_id: str
+    product_area: str
+    source: Literal["link", "staff"]
+    voted_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"Voted for an idea ({self.product_area})"
+
+
+@contract(
+    "crm.value.idea.commented",
+    "value",
+    "A customer commented on an idea.",
+    customers=("customer_id",),
+    at="commented_at",
+)
+class IdeaCommented(Payload):
+    comment_id: str
+    idea_id: str
+    # Who commented.
+    customer_id: str
+    body: Annotated[str | None, Personal("free_text")]
+    product_area: str
+    source: Literal["link", "staff"]
+    commented_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"Commented on an idea ({self.product_area}): {clip(self.body or ERASED, QUOTE_MAX)}"
+
+
+@contract(
+    "crm.value.idea.status_changed",
+    "value",
+    "An idea moved on (new → under_review → planned → shipped, or declined), with the public reason. "
+    "Its contributors and voters are told through crm.value.message.requested (source_kind idea).",
+    customers=("customer_id",),
+    at="changed_at",
+)
+class IdeaStatusChanged(Payload):
+    idea_id: str
+    # Who proposed it.
+    customer_id: str
+    title: Annotated[str | None, Personal("free_text")]
+    product_area: str
+    from_status: IdeaStatus
+    to_status: IdeaStatus
+    # Written by staff for customers to read.
+    reason: str | None = None
+    votes: int
+    # How many people were told (crm.value.message.requested, one each).
+    notified: int
+    changed_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        status = self.to_status.replace("_", " ")
+        return f"Their idea is now {status}: {clip(self.title or ERASED, QUOTE_MAX)}"
+
+
 # --- dead letters -----------------------------------------------------------
 
 

@@ -507,6 +507,47 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
             },
             "Their idea shipped: Dark mode",
         ),
+        "crm.value.idea.submitted": (
+            {
+                "idea_id": "i",
+                "customer_id": "c1",
+                "title": "Dark\nmode",
+                "product_area": "app",
+                "source": "link",
+                "submitted_at": at,
+            },
+            "Proposed an idea (app): Dark mode",
+        ),
+        "crm.value.idea.voted": (
+            {"idea_id": "i", "customer_id": "c1", "product_area": "app", "source": "staff", "voted_at": at},
+            "Voted for an idea (app)",
+        ),
+        "crm.value.idea.commented": (
+            {
+                "comment_id": "k",
+                "idea_id": "i",
+                "customer_id": "c1",
+                "body": "Yes,\nplease",
+                "product_area": "app",
+                "source": "link",
+                "commented_at": at,
+            },
+            "Commented on an idea (app): Yes, please",
+        ),
+        "crm.value.idea.status_changed": (
+            {
+                "idea_id": "i",
+                "customer_id": "c1",
+                "title": "Dark mode",
+                "product_area": "app",
+                "from_status": "new",
+                "to_status": "under_review",
+                "votes": 2,
+                "notified": 3,
+                "changed_at": at,
+            },
+            "Their idea is now under review: Dark mode",
+        ),
     }
     assert set(cases) | {"crm.network.referral.recorded"} == set(TIMELINE_SUBJECTS)
     for subject, (data, summary) in cases.items():

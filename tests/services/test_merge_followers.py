@@ -419,3 +419,45 @@ async def test_value_moves_value_map_ratings_to_the_survivor(suite):
     await wait_until(lambda: _handled(value, late.id), what="late survey answer applied")
     items = (await value.client.get(f"/v1/customers/{survivor['id']}/value-ratings")).json()["items"]
     assert sorted(r["score"] for r in items) == [4, 6, 8]
+
+
+async def test_value_moves_ideas_votes_and_comments_and_keeps_one_vote_per_idea(suite):
+    identify = await start(suite, "identify")
+    value = await start(suite, "value")
+    survivor = await create_customer(identify, email="s@example.com")
+    merged = await create_customer(identify, email="m@example.com")
+    other = await create_customer(identify, email="o@example.com")
+    for who in (survivor, merged, other):
+        await _json_when(value.client, f"/v1/customers/{who['id']}/ideas", lambda b: True, "value knows the customer")
+
+    async def idea(customer_id: str, title: str) -> str:
+        body = {"customer_id": customer_id, "title": title, "description": "Please", "product_area": "app"}
+        response = await value.client.post("/v1/ideas", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    both, only_merged = await idea(other["id"], "Dark mode"), await idea(other["id"], "Widgets")
+    own = await idea(merged["id"], "Gift cards")
+    for customer_id, idea_id in ((survivor["id"], both), (merged["id"], both), (merged["id"], only_merged)):
+        vote = await value.client.post(f"/v1/ideas/{idea_id}/votes", json={"customer_id": customer_id})
+        assert vote.status_code == 201, vote.text
+    said = await value.client.post(f"/v1/ideas/{both}/comments", json={"customer_id": merged["id"], "body": "Yes"})
+    assert said.status_code == 201
+
+    await _merge(identify, survivor["id"], [merged["id"]], suite.nats.url)
+    mine = await _json_when(
+        value.client, f"/v1/customers/{survivor['id']}/ideas", lambda b: len(b["items"]) == 1, "ideas moved"
+    )
+    assert mine["items"][0]["id"] == own
+    # The pair voted twice for one idea: one vote stays; the other idea keeps its vote, now the survivor's.
+    assert (await value.client.get(f"/v1/ideas/{both}")).json()["votes"] == 1
+    assert (await value.client.get(f"/v1/ideas/{only_merged}")).json()["votes"] == 1
+    again = await value.client.post(f"/v1/ideas/{only_merged}/votes", json={"customer_id": survivor["id"]})
+    assert again.status_code == 409 and again.json()["error"] == "already_voted"
+    comments = (await value.client.get(f"/v1/ideas/{both}/comments")).json()["items"]
+    assert [c["customer_id"] for c in comments] == [survivor["id"]]
+    await _merged_away(value.client, f"/v1/customers/{merged['id']}/ideas", survivor["id"])
+    refused = await value.client.post(
+        "/v1/ideas", json={"customer_id": merged["id"], "title": "X", "description": "Y", "product_area": "app"}
+    )
+    assert refused.status_code == 409 and refused.json()["error"] == "customer_merged"

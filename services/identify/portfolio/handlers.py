@@ -1,15 +1,16 @@
-"""identify's consumer: referrals recorded by network, the evidence for benchmark customers."""
+"""identify's consumers: referrals recorded by network, the evidence for benchmark customers;
+ideas value shipped, the evidence for inspiration customers."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.customers import repository
-from services.identify.models import ReferralSeen
+from services.identify.models import ReferralSeen, ShippedIdeaSeen
 from services.identify.portfolio.scoring import rescore_customers
 from shared.db.database import insert_ignoring
 from shared.events.consumer import ConsumerSpec
-from shared.events.contracts import ReferralRecorded
+from shared.events.contracts import IdeaShipped, ReferralRecorded
 from shared.events.envelope import Event
 
 
@@ -42,5 +43,23 @@ REFERRALS = ConsumerSpec(
     survivors=repository.survivors,
     description=(
         "Keeps the referrals network recorded, the evidence for benchmark customers, and re-scores the referrer."
+    ),
+)
+
+
+async def on_shipped_ideas(session: AsyncSession, events: list[Event[IdeaShipped]]) -> None:
+    # An idea shipped before its proposer's merge and read after it names the survivor.
+    rows = [{"idea_id": e.data.idea_id, "customer_id": e.data.customer_id, "shipped_at": e.at} for e in events]
+    await session.execute(insert_ignoring(session, ShippedIdeaSeen.__table__, ["idea_id"]), rows)
+    await rescore_customers(session, {row["customer_id"] for row in rows})
+
+
+SHIPPED_IDEAS = ConsumerSpec(
+    purpose="ideas",
+    batch_handler=on_shipped_ideas,
+    subjects=("crm.value.idea.shipped",),
+    survivors=repository.survivors,
+    description=(
+        "Keeps the ideas value shipped, the evidence for inspiration customers, and re-scores their proposers."
     ),
 )

@@ -29,6 +29,7 @@ from services.identify.models import (
     PurchaseSummary,
     ReferralSeen,
     Refit,
+    ShippedIdeaSeen,
     Transaction,
 )
 from shared.db.bulk import bulk_upsert, key_chunks, one_of
@@ -394,6 +395,21 @@ async def referred_by(session: AsyncSession, referrer_ids: list[str], limit: int
         bucket = found.setdefault(referrer, [])
         if len(bucket) < limit:
             bucket.append(referred)
+    return found
+
+
+async def shipped_ideas(session: AsyncSession, customer_ids: list[str] | None = None) -> dict[str, list[str]]:
+    """Each customer's shipped ideas (of `customer_ids`, or everyone's), oldest first.
+
+    The table holds one row per shipped idea: a refit reads it whole."""
+
+    table = ShippedIdeaSeen.__table__
+    query = select(table.c.customer_id, table.c.idea_id).order_by(table.c.shipped_at, table.c.idea_id)
+    if customer_ids is not None:
+        query = query.where(table.c.customer_id.in_(customer_ids))
+    found: dict[str, list[str]] = {}
+    for customer_id, idea_id in (await session.execute(query)).all():
+        found.setdefault(customer_id, []).append(idea_id)
     return found
 
 

@@ -40,10 +40,20 @@ from shared.db.database import utcnow
 from shared.events.messaging import emit_many
 
 KINDS = ("high_future_value", "benchmark", "inspiration", "cost_absorber")
-NO_INSPIRATION_EVIDENCE = (
-    "no evidence: value does not record co-creation (ideas, votes) yet, so no customer is "
-    "named an inspiration rather than guessing"
-)
+IDEA_SHIPPED = "crm.value.idea.shipped"
+
+
+def inspiration_rule(settings: PortfolioSettings) -> str:
+    """How a customer becomes an inspiration, as the portfolio's lists explain it."""
+
+    least = settings.inspiration_min_shipped_ideas
+    return (
+        f"inspiration: customers with at least {least} shipped idea{'s' if least > 1 else ''} "
+        f"(value's {IDEA_SHIPPED}); the evidence names the ideas. Only scored customers (with "
+        "purchases) hold kinds"
+    )
+
+
 UNIT_DAYS = {"day": DAY, "week": WEEK}
 CLV_BANDS = ("low", "medium", "high", "top")
 SCORED = "crm.identify.customer.scored"
@@ -183,8 +193,10 @@ def kinds_of(
     cost_absorber_purchases: float,
     settings: PortfolioSettings,
     referred: dict[str, list[str]],
+    shipped: dict[str, list[str]] | None = None,
 ) -> tuple[list[list[str]], list[dict], list[dict]]:
-    """Each customer's kinds and evidence, plus the customer_kinds rows."""
+    """Each customer's kinds and evidence, plus the customer_kinds rows. `shipped` holds
+    each customer's shipped ideas (the inspiration evidence)."""
 
     high = (scores.predicted_clv >= high_value_threshold) & (scores.predicted_clv > 0)
     benchmark = arrays.referrals >= settings.benchmark_min_referrals
@@ -227,6 +239,21 @@ def kinds_of(
                 "referred": referred.get(arrays.ids[i], []),
                 "source": "crm.network.referral.recorded",
             },
+        )
+    least = settings.inspiration_min_shipped_ideas
+    inspiring = {customer: ideas for customer, ideas in (shipped or {}).items() if len(ideas) >= least}
+    # A few customers among up to a million: one pass of set lookups, only when there are any.
+    held = (
+        [(at, inspiring[customer_id]) for at, customer_id in enumerate(arrays.ids) if customer_id in inspiring]
+        if inspiring
+        else []
+    )
+    for at, ideas in held:
+        hold(
+            at,
+            "inspiration",
+            len(ideas),
+            {"shipped_ideas": len(ideas), "min_shipped_ideas": least, "ideas": ideas, "source": IDEA_SHIPPED},
         )
     for i in np.flatnonzero(absorber):
         hold(
@@ -344,6 +371,7 @@ async def rescore_customers(session: AsyncSession, customer_ids) -> None:
         settings=settings,
     )
     referred = await referred_by_benchmarks(session, arrays, settings)
+    shipped = await repository.shipped_ideas(session, arrays.ids)
     kinds, evidence, kind_rows = kinds_of(
         arrays,
         scores,
@@ -351,6 +379,7 @@ async def rescore_customers(session: AsyncSession, customer_ids) -> None:
         cost_absorber_purchases=model.cost_absorber_purchases,
         settings=settings,
         referred=referred,
+        shipped=shipped,
     )
     columns = score_columns(arrays, scores, kinds, evidence, version=model.version)
     at = utcnow()

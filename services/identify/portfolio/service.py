@@ -12,7 +12,7 @@ from services.identify.customers.service import get_customer, refuse_merged
 from services.identify.models import Customer, CustomerCosts
 from services.identify.portfolio import repository
 from services.identify.portfolio.repository import EPOCH
-from services.identify.portfolio.scoring import NO_INSPIRATION_EVIDENCE, net_revenue, rescore_customers
+from services.identify.portfolio.scoring import inspiration_rule, net_revenue, rescore_customers
 from services.identify.settings import portfolio_settings
 from shared.db.database import utcnow
 from shared.http.errors import NotFound
@@ -92,7 +92,9 @@ async def pareto(*, session: AsyncSession, tops: tuple[float, ...] = DEFAULT_TOP
 
 
 def inspiration_note(kind: str | None) -> str | None:
-    return NO_INSPIRATION_EVIDENCE if kind in (None, "inspiration") else None
+    """How inspiration customers are named (from value's shipped ideas), on the lists that show them."""
+
+    return inspiration_rule(portfolio_settings()) if kind in (None, "inspiration") else None
 
 
 async def _customer(session: AsyncSession, customer_id: str) -> Customer:

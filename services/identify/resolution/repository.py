@@ -14,6 +14,7 @@ from services.identify.models import (
     CustomerNameToken,
     CustomerScore,
     ReferralSeen,
+    ShippedIdeaSeen,
     Transaction,
 )
 
@@ -95,6 +96,14 @@ async def repoint_referrals_seen(session: AsyncSession, *, from_ids: list[str], 
     await session.execute(update(ReferralSeen).where(ReferralSeen.referrer_id.in_(from_ids)).values(referrer_id=to_id))
     await session.execute(update(ReferralSeen).where(ReferralSeen.referred_id.in_(from_ids)).values(referred_id=to_id))
     await session.execute(delete(ReferralSeen).where(ReferralSeen.referrer_id == ReferralSeen.referred_id))
+
+
+async def repoint_shipped_ideas(session: AsyncSession, *, from_ids: list[str], to_id: str) -> None:
+    """The merged customers' shipped ideas (inspiration evidence) become the survivor's."""
+
+    await session.execute(
+        update(ShippedIdeaSeen).where(ShippedIdeaSeen.customer_id.in_(from_ids)).values(customer_id=to_id)
+    )
 
 
 async def drop_derived_rows(session: AsyncSession, customer_ids: list[str]) -> None:

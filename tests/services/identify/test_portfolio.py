@@ -129,7 +129,7 @@ async def test_a_refit_on_cdnow_reproduces_the_published_parameters_and_scores_e
     assert values == sorted(values, reverse=True)
     assert all(v >= item["evidence"]["threshold"] for v, item in zip(values, high))
     inspiration = (await client.get("/v1/portfolio/significant", params={"kind": "inspiration"})).json()
-    assert inspiration["items"] == [] and inspiration["note"].startswith("no evidence")
+    assert inspiration["items"] == [] and inspiration["note"].startswith("inspiration: customers with at least 1")
 
 
 # small_portfolio's purchases end in June 2026: a refit calibrated at "today" would
@@ -255,6 +255,49 @@ async def test_customers_others_follow_are_benchmarks_from_network_referrals(sui
     evidence = page["items"][0]["evidence"]
     assert evidence["referrals"] == 3 and sorted(evidence["referred"]) == sorted(friends)
     assert evidence["source"] == "crm.network.referral.recorded"
+
+
+async def test_customers_whose_ideas_shipped_are_inspirations_with_the_ideas_as_evidence(suite):
+    identify = await suite.start("identify")
+    value = await suite.start("value")
+    client = identify.client
+    ids = await small_portfolio(client)
+    await refit(client, calibration_end=SMALL_PORTFOLIO_END, time_unit="week")
+
+    async def known(customer_id):
+        return (await value.client.get(f"/v1/customers/{customer_id}/ideas")).status_code == 200
+
+    await wait_until(lambda: known(ids[7]), what="value knows the customer")
+    idea = {"customer_id": ids[7], "title": "Gift wrapping", "description": "For birthdays", "product_area": "service"}
+    shipped = (await value.client.post("/v1/ideas", json=idea)).json()
+    unshipped = (await value.client.post("/v1/ideas", json={**idea, "customer_id": ids[8]})).json()
+    for step in ("under_review", "planned", "shipped"):
+        response = await value.client.post(f"/v1/ideas/{shipped['id']}/status", json={"status": step})
+        assert response.status_code == 200, response.text
+    await value.client.post(f"/v1/ideas/{unshipped['id']}/status", json={"status": "under_review"})
+
+    async def inspirations():
+        page = (await client.get("/v1/portfolio/significant", params={"kind": "inspiration"})).json()
+        return page if page["items"] else None
+
+    # The shipped idea re-scores its proposer at once, under the current model.
+    page = await wait_until(inspirations, timeout=20, what="the shipped idea to reach identify")
+    assert [item["customer_id"] for item in page["items"]] == [ids[7]]
+    assert page["items"][0]["evidence"] == {
+        "shipped_ideas": 1,
+        "min_shipped_ideas": 1,
+        "ideas": [shipped["id"]],
+        "source": "crm.value.idea.shipped",
+    }
+    assert "inspiration" in (await client.get(f"/v1/customers/{ids[7]}")).json()["scores"]["kinds"]
+    # A refit keeps it, and a merge hands the evidence to the survivor.
+    await refit(client, calibration_end=SMALL_PORTFOLIO_END, time_unit="week")
+    assert (await inspirations())["items"][0]["customer_id"] == ids[7]
+    merged = await client.post(f"/v1/customers/{ids[9]}/merge", json={"merge": [ids[7]]})
+    assert merged.status_code == 200, merged.text
+    page = await inspirations()
+    assert [item["customer_id"] for item in page["items"]] == [ids[9]]
+    assert page["items"][0]["evidence"]["ideas"] == [shipped["id"]]
 
 
 async def test_refit_errors_are_clear(suite):
