@@ -65,5 +65,5 @@ class SuppressedCustomer(Base):
 
 
 # The sub-domains' tables, on this Base (imported last: they import Base from here).
-from services.value.perceived import models as _perceived  # noqa: E402, F401
 from services.value.ideas import models as _ideas  # noqa: E402, F401
+from services.value.perceived import models as _perceived  # noqa: E402, F401
