@@ -10,6 +10,7 @@ from services.engage import service
 from services.engage.contacts import service as contacts
 from services.engage.contacts.handlers import CONTACTS
 from services.engage.models import Base, aliases, erased_customers, known_customers, messaging, profiles
+from services.engage.outbound.handlers import REQUESTS
 from services.engage.service import TIMELINE_SUBJECTS
 from shared.events.consumer import ConsumerSpec
 from shared.events.envelope import Event
@@ -40,7 +41,7 @@ PROFILES = profiles.consumer(
 ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
 
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, CONTACTS, TIMELINE, PROFILES, ERASURES],
+    [CUSTOMERS, CONTACTS, TIMELINE, PROFILES, REQUESTS, ERASURES],
     merge_steps=[known_customers.follow_merge, contacts.follow_merge, profiles.follow_merge, service.follow_merge],
     merges_description=(
         "Follows identify's merges: interactions and timeline entries of the merged customers move to the "
