@@ -21,8 +21,7 @@ from services.engage.outbound.sender import Sender
 from shared.db.database import Database
 from shared.db.uow import transaction
 from shared.signed_links import SignedLinks
-from tests.services.test_engage import catalog_event, publish
-from tests.services.test_value import _read_stream
+from tests.services.test_engage import catalog_event, publish, stream_events
 from tests.support import free_port, wait_until
 
 # --- a real SMTP server -----------------------------------------------------------------
@@ -104,6 +103,22 @@ async def _email_when(engage, message_id: str, *statuses: str) -> dict:
 
     await wait_until(there, what=f"email {message_id} {statuses}")
     return latest
+
+
+async def _read_stream(url: str, subject: str, count: int, *, settle: bool = False) -> list[dict]:
+    """The events on `subject`, once there are `count` (with `settle`: exactly `count`, after a second look)."""
+
+    seen: list[dict] = []
+
+    async def enough() -> bool:
+        seen[:] = await stream_events(url, subject)
+        return len(seen) >= count
+
+    await wait_until(enough, timeout=30, what=f"{count} events on {subject}")
+    if settle:
+        seen[:] = await stream_events(url, subject)
+        assert len(seen) == count, f"{len(seen)} events on {subject}, not {count}"
+    return seen
 
 
 def _text(message) -> str:
@@ -427,7 +442,7 @@ async def test_senders_sharing_a_queue_never_send_a_message_twice(suite, smtp):
 
     async def drain(sender: Sender) -> None:
         while await sender.send_due():
-            await asyncio.sleep(0)
+            continue
 
     try:
         await asyncio.gather(*(drain(sender) for sender in replicas))

@@ -119,8 +119,9 @@ class Sender:
                     claimed = 0
                 if claimed >= self.settings.mail_batch:
                     continue  # more are waiting
+                idle = await self._idle_for()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=await self._idle_for())
+                    await asyncio.wait_for(self._wake.wait(), timeout=idle)
                 except TimeoutError:
                     pass
         finally:
