@@ -179,6 +179,8 @@ async def test_a_marketing_email_from_a_template_reaches_the_smtp_server_with_it
     assert message["Message-ID"] == queued["rfc_message_id"]
     assert message["Date"]
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # On the wire as RFC 2369 has it: the URL in angle brackets, not folded into encoded words.
+    assert f"\r\nList-Unsubscribe: <{message['List-Unsubscribe'].strip('<>')}>\r\n".encode() in inbox.received[0][2]
     header_link = message["List-Unsubscribe"].strip("<>")
     links = SignedLinks.from_settings(engage.settings)
     assert header_link.startswith(f"{engage.settings.public_base_url}/v1/unsubscribe/")
