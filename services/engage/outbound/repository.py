@@ -10,6 +10,7 @@ from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engage.conversations.models import Message
+from shared.db.database import InlineSession
 
 messages = Message.__table__
 
@@ -100,7 +101,7 @@ async def mark_failed(session: AsyncSession, failures: list[dict[str, Any]], sta
         )
 
 
-async def next_due(session: AsyncSession) -> datetime | None:
+async def next_due(session: AsyncSession | InlineSession) -> datetime | None:
     """When the next queued message is due (the sender sleeps until then, or a wake-up)."""
 
     return await session.scalar(

@@ -5,14 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from services.engage.templates.rendering import CALLER_FIELDS
 from shared.http.validation import NOT_BLANK_TEXT_SCHEMA, Id, Strict, stripped, stripped_text
 
 Purpose = Literal["marketing", "service"]
-CallerField = Literal[tuple(CALLER_FIELDS)]  # type: ignore[valid-type]
 FieldValue = Annotated[str, Field(max_length=2000)]
+
+
+def _caller_fields(values: dict[str, str]) -> dict[str, str]:
+    unknown = sorted(set(values) - CALLER_FIELDS.keys())
+    if unknown:
+        raise ValueError(f"unknown merge fields {unknown}; a request may give {sorted(CALLER_FIELDS)}")
+    return values
 
 
 class EmailIn(Strict):
@@ -28,9 +34,10 @@ class EmailIn(Strict):
     body: Annotated[str | None, Field(max_length=100_000, **NOT_BLANK_TEXT_SCHEMA), AfterValidator(stripped_text)] = (
         None
     )
-    fields: dict[CallerField, FieldValue] = Field(
+    fields: Annotated[dict[str, FieldValue], AfterValidator(_caller_fields)] = Field(
         default_factory=dict,
         description="Values of the merge fields engage does not fill in itself (GET /v1/templates/fields)",
+        json_schema_extra={"propertyNames": {"enum": list[JsonValue](sorted(CALLER_FIELDS))}},
     )
     author_id: Id | None = Field(None, description="The employee stakeholder (network) who sends it")
 

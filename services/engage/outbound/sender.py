@@ -122,6 +122,14 @@ def from_header(mail_from: str) -> str:
     return formataddr((name, address), charset="utf-8")
 
 
+def _reply_code(error: str) -> str:
+    """What a delivery report says of a failure: the server's reply codes ("550 5.1.1"), not its
+    text, which may quote the address (the report's `reason` is not a personal field)."""
+
+    codes = [word for word in error.split()[:2] if word.replace(".", "").isdigit()]
+    return " ".join(codes) or error.split(":")[0][:60]
+
+
 class Sender:
     """Owns the send queue of one engage process (Runtime.state.sender)."""
 
@@ -304,7 +312,7 @@ class Sender:
                 )
             reports = [
                 *((row, "sent", None) for row in sent),
-                *((row, "failed", error) for row, error in [*failures, *erased]),
+                *((row, "failed", _reply_code(error)) for row, error in [*failures, *erased]),
                 *((row, "refused", "no_consent") for row, _ in consent),
             ]
             requested = [(row, outcome, reason) for row, outcome, reason in reports if row.request_id]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import lru_cache
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -69,7 +69,7 @@ def check(source: str) -> set[str]:
 
 
 @lru_cache(maxsize=256)
-def _compiled(source: str):  # type: ignore[no-untyped-def]
+def _compiled(source: str) -> Template:
     return _environment.from_string(source)
 
 
