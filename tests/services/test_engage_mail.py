@@ -282,9 +282,21 @@ async def test_a_refused_send_is_retried_then_failed_with_the_servers_reply(suit
     ]
 
 
+async def test_a_server_that_cannot_be_reached_costs_attempts_then_fails_the_message(suite):
+    identify = await suite.start("identify")
+    engage = await suite.start("engage", smtp_url=f"smtp://127.0.0.1:{free_port()}", mail_max_attempts=2, **FAST)
+    ada = await _customer(identify, engage, email="ada@example.com", name="Ada")
+    mail = {"customer_id": ada["id"], "purpose": "service", "subject": "Hello", "body": "Hello"}
+    queued = [(await engage.client.post("/v1/emails", json=mail)).json() for _ in range(3)]
+    for message in queued:
+        failed = await _email_when(engage, message["id"], "failed")
+        assert failed["attempts"] == 2 and failed["last_error"], failed
+
+
 async def test_without_an_smtp_server_mail_is_written_to_var_mail(suite):
     identify = await suite.start("identify")
-    engage = await suite.start("engage", **FAST)
+    # An idle sender that would look again only in a minute: the queued message wakes it.
+    engage = await suite.start("engage", mail_poll_s=60)
     ada = await _customer(identify, engage, email="ada@example.com", name="Ada")
     response = await engage.client.post(
         "/v1/emails",

@@ -10,7 +10,8 @@ The SMTP transport keeps `mail_connections` connections open between batches and
 batch's messages over all of them at once (aiosmtplib has no pipelining: each message is
 MAIL, RCPT, DATA round trips, so more connections is what keeps a server busy). A
 connection that dropped is opened again once per message before the message counts as
-refused for now.
+refused for now; a connection that cannot be opened leaves the rest of its share of the
+batch refused for now too (a server that is down costs one timeout, not one per message).
 """
 
 from __future__ import annotations
@@ -143,6 +144,14 @@ def _outcome(exc: Exception) -> Outcome:
     return Outcome(sent=False, error=f"{type(exc).__name__}: {exc}".strip())
 
 
+class _Unreachable(Exception):
+    """The server could not be reached: no use trying the next messages over this connection now."""
+
+    def __init__(self, outcome: Outcome):
+        super().__init__(outcome.error)
+        self.outcome = outcome
+
+
 class SmtpTransport:
     name = "smtp"
 
@@ -188,8 +197,14 @@ class SmtpTransport:
         slots = len(self._clients)
 
         async def worker(slot: int) -> None:
-            for index in range(slot, len(mails), slots):
-                outcomes[index] = await self._send_one(slot, mails[index])
+            mine = range(slot, len(mails), slots)
+            for number, index in enumerate(mine):
+                try:
+                    outcomes[index] = await self._send_one(slot, mails[index])
+                except _Unreachable as unreachable:  # the rest of this share waits for the next attempt
+                    for rest in mine[number:]:
+                        outcomes[rest] = unreachable.outcome
+                    return
 
         await asyncio.gather(*(worker(slot) for slot in range(min(slots, len(mails)))))
         return outcomes
@@ -198,6 +213,11 @@ class SmtpTransport:
         for attempt in range(2):  # a connection the server closed while idle gets one new try
             try:
                 client = await self._connected(slot)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                await self._drop(slot)
+                # Whatever it answered, the messages are not at fault: each is tried again later.
+                raise _Unreachable(Outcome(sent=False, error=_outcome(exc).error)) from None
+            try:
                 await client.sendmail(mail.sender, [mail.recipient], mail.content)
                 return SENT
             except aiosmtplib.SMTPRecipientsRefused as exc:
