@@ -479,3 +479,39 @@ async def test_senders_sharing_a_queue_never_send_a_message_twice(suite, smtp):
 class _Replica:
     settings: object
     db: Database
+
+
+# --- the SMTP URL ---------------------------------------------------------------------------
+
+
+def test_the_smtp_url_says_where_and_how_to_connect():
+    from pydantic import ValidationError
+
+    from services.engage.outbound.transport import SmtpServer
+    from shared.settings import EngageSettings
+
+    plain = SmtpServer.parse("smtp://mail.example.com")
+    assert (plain.hostname, plain.port, plain.use_tls, plain.start_tls, plain.username) == (
+        "mail.example.com",
+        25,
+        False,
+        False,
+        None,
+    )
+    tls = SmtpServer.parse("smtps://crm%40shop:p%40ss%2Fword@mail.example.com")
+    assert (tls.port, tls.use_tls, tls.username, tls.password, tls.verify) == (
+        465,
+        True,
+        "crm@shop",
+        "p@ss/word",
+        True,
+    )
+    starttls = SmtpServer.parse("smtp://mail.example.com:587?starttls=true&verify=false")
+    assert (starttls.port, starttls.start_tls, starttls.verify) == (587, True, False)
+    with pytest.raises(ValueError, match="unknown options"):
+        SmtpServer.parse("smtp://mail.example.com?tls=yes")
+    with pytest.raises(ValidationError, match="smtp:// or smtps://"):
+        EngageSettings(smtp_url="http://mail.example.com")
+    settings = EngageSettings(smtp_url="smtp://crm:secret@mail.example.com")
+    assert settings.secrets()["VALUECHAIN_SMTP_URL (its password)"] == "secret"
+    assert EngageSettings(smtp_url="").smtp_url is None
