@@ -18,6 +18,7 @@ from services.engage.consent.links import read_unsubscribe
 from services.engage.contacts import service as contacts
 from services.engage.outbound.queue import queue_email
 from services.engage.outbound.sender import Sender
+from services.engage.outbound.transport import SENT as SENT_OUTCOME
 from shared.db.database import Database
 from shared.db.uow import transaction
 from shared.signed_links import SignedLinks
@@ -515,3 +516,93 @@ def test_the_smtp_url_says_where_and_how_to_connect():
     settings = EngageSettings(smtp_url="smtp://crm:secret@mail.example.com")
     assert settings.secrets()["VALUECHAIN_SMTP_URL (its password)"] == "secret"
     assert EngageSettings(smtp_url="").smtp_url is None
+
+
+def _self_signed(directory) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_path), str(key_path)
+
+
+async def test_starttls_and_implicit_tls_with_a_login_as_the_url_says(tmp_path):
+    import ssl
+
+    from aiosmtpd.smtp import AuthResult
+
+    from services.engage.outbound.transport import Mail, SmtpServer, SmtpTransport
+
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        return AuthResult(success=(auth_data.login, auth_data.password) == (b"crm", b"s3cret"))
+
+    mail = Mail(
+        message_id="m1", sender="crm@example.com", recipient="ada@example.com", content=b"Subject: x\r\n\r\nHi\r\n"
+    )
+    login = {"authenticator": authenticator, "auth_require_tls": True}
+    starttls_inbox, tls_inbox = Inbox(), Inbox()
+    starttls = Controller(
+        starttls_inbox, hostname="127.0.0.1", port=free_port(), tls_context=context, require_starttls=True, **login
+    )
+    # (aiosmtpd does not count its own implicit TLS as TLS for auth_require_tls: the socket is TLS anyway.)
+    implicit = Controller(
+        tls_inbox,
+        hostname="127.0.0.1",
+        port=free_port(),
+        ssl_context=context,
+        authenticator=authenticator,
+        auth_require_tls=False,
+    )
+    starttls.start()
+    implicit.start()
+    try:
+        for url, inbox in (
+            (f"smtp://crm:s3cret@127.0.0.1:{starttls.port}?starttls=true&verify=false", starttls_inbox),
+            (f"smtps://crm:s3cret@127.0.0.1:{implicit.port}?verify=false", tls_inbox),
+        ):
+            transport = SmtpTransport(SmtpServer.parse(url), connections=1, timeout_s=10)
+            try:
+                assert await transport.send([mail]) == [SENT_OUTCOME], url
+            finally:
+                await transport.close()
+            assert [(sender, rcpt) for sender, rcpt, _ in inbox.received] == [("crm@example.com", ["ada@example.com"])]
+        # Without STARTTLS the server offers no login: not sent, and tried again later.
+        transport = SmtpTransport(
+            SmtpServer.parse(f"smtp://crm:s3cret@127.0.0.1:{starttls.port}"), connections=1, timeout_s=10
+        )
+        try:
+            (outcome,) = await transport.send([mail])
+        finally:
+            await transport.close()
+        assert not outcome.sent and not outcome.permanent and "TLS" in (outcome.error or ""), outcome
+    finally:
+        starttls.stop()
+        implicit.stop()
