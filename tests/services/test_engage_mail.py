@@ -317,6 +317,31 @@ async def test_without_an_smtp_server_mail_is_written_to_var_mail(suite):
     assert list((engage.settings.var_dir / "mail").glob("*.partial")) == []
 
 
+async def test_marketing_consent_withdrawn_after_queueing_stops_the_message(suite):
+    identify = await suite.start("identify")
+    engage = await suite.start("engage", **FAST)
+    ada = await _customer(identify, engage, email="ada@example.com", name="Ada")
+    now = datetime.now(UTC)
+    consent = {
+        "customer_id": ada["id"],
+        "purpose": "marketing",
+        "channel": "email",
+        "legal_basis": "consent",
+        "source": "api",
+        "notice_version": None,
+        "now": now,
+    }
+    async with transaction(engage.runtime.db.writer) as session:
+        await rules.record(session, granted=True, changed_at=now - timedelta(seconds=2), **consent)
+        queued = await queue_email(
+            session, customer_id=ada["id"], subject="Sale", body="Sale", purpose="marketing", now=now
+        )
+        await rules.record(session, granted=False, changed_at=now - timedelta(seconds=1), **consent)
+    refused = await _email_when(engage, queued.id, "refused")
+    assert refused["last_error"] == "no_consent" and refused["sent_at"] is None
+    assert not (engage.settings.var_dir / "mail" / f"{queued.id}.eml").exists()
+
+
 # --- templates ----------------------------------------------------------------------------
 
 
