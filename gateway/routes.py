@@ -158,6 +158,11 @@ ROUTES: tuple[Route, ...] = (
     r("GET", "/v1/customers/{id}/timeline", "engage", **INTERACTIONS),
     # engage: conversations, messages and inbound email
     # engage: outbound mail and templates
+    r("POST", "/v1/emails", "engage", scope="messages:write"),
+    r("GET", "/v1/emails/{id}", "engage", scope="messages:read"),
+    r("GET POST", "/v1/templates", "engage", read="messages:read", write="messages:write"),
+    r("GET", "/v1/templates/fields", "engage", scope="messages:read"),
+    r("GET PUT DELETE", "/v1/templates/{id}", "engage", read="messages:read", write="messages:write"),
     # engage: consent, preferences and unsubscribe links
     r("GET POST", "/v1/customers/{id}/consent", "engage", **CONSENT),
     r("POST", "/v1/consent:batch", "engage", **CONSENT),

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -237,6 +238,23 @@ class EngageSettings(ServiceSettings):
     frequency_caps: dict[str, tuple[int, int]] = {"default": (3, 7), "sms": (2, 7), "phone": (2, 7)}
     # The From of outbound mail; its domain ends every Message-ID engage makes.
     mail_from: str = "Value Chain CRM <crm@valuechain.localhost>"
+    # Outbound mail (services/engage/outbound): the SMTP server, as
+    # smtp://[user:password@]host[:port][?starttls=true] or smtps://... (implicit TLS); unset:
+    # every message is written to <var_dir>/mail/<message id>.eml instead (the file back end).
+    smtp_url: SecretStr | None = Field(None, validation_alias="VALUECHAIN_SMTP_URL")
+    # A failed send (a 4xx reply, a lost connection) is tried again after these many seconds,
+    # the last one repeating, until mail_max_attempts; a 5xx reply fails it at once.
+    mail_max_attempts: int = Field(5, ge=1)
+    mail_backoff_s: tuple[float, ...] = (30.0, 120.0, 600.0, 1800.0)
+    # The sender claims up to mail_batch due messages at a time and sends them over
+    # mail_connections SMTP connections, each kept open between batches; a claimed message is
+    # another sender's again after mail_lease_s (its sender died mid-batch).
+    mail_batch: int = Field(200, ge=1, le=5000)
+    mail_connections: int = Field(4, ge=1, le=64)
+    mail_lease_s: float = Field(300.0, gt=0)
+    # How often an idle sender looks for due messages (a queued message wakes it at once).
+    mail_poll_s: float = Field(1.0, gt=0)
+    mail_timeout_s: float = Field(30.0, gt=0)
 
     @field_validator("frequency_caps")
     @classmethod
@@ -245,6 +263,29 @@ class EngageSettings(ServiceSettings):
             if limit < 0 or days < 1:
                 raise ValueError(f"frequency_caps[{channel}]: need messages >= 0 and days >= 1")
         return {"default": (3, 7), **caps}
+
+    @field_validator("smtp_url", mode="before")
+    @classmethod
+    def _blank_smtp_is_none(cls, value: object) -> object:
+        return _blank_secret_is_none(value)
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("smtp://", "smtps://")):
+            raise ValueError("VALUECHAIN_SMTP_URL must be an smtp:// or smtps:// URL")
+        return value
+
+    @field_validator("mail_backoff_s")
+    @classmethod
+    def _backoff(cls, delays: tuple[float, ...]) -> tuple[float, ...]:
+        if not delays or any(delay < 0 for delay in delays):
+            raise ValueError("mail_backoff_s: at least one delay, none negative")
+        return delays
+
+    def secrets(self) -> dict[str, str | None]:
+        password = urlsplit(self.smtp_url.get_secret_value()).password if self.smtp_url else None
+        return {**super().secrets(), "VALUECHAIN_SMTP_URL (its password)": password}
 
 
 class NetworkSettings(ServiceSettings):

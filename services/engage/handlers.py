@@ -11,6 +11,7 @@ from services.engage.consent import service as consent
 from services.engage.contacts import service as contacts
 from services.engage.contacts.handlers import CONTACTS
 from services.engage.models import Base, aliases, erased_customers, known_customers, messaging, profiles
+from services.engage.outbound.handlers import REQUESTS
 from services.engage.service import TIMELINE_SUBJECTS
 from shared.events.consumer import ConsumerSpec
 from shared.events.envelope import Event
@@ -41,7 +42,7 @@ PROFILES = profiles.consumer(
 ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
 
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, CONTACTS, TIMELINE, PROFILES, ERASURES],
+    [CUSTOMERS, CONTACTS, TIMELINE, PROFILES, REQUESTS, ERASURES],
     merge_steps=[
         known_customers.follow_merge,
         contacts.follow_merge,

@@ -216,6 +216,10 @@ async def test_engage_moves_interactions_and_timeline_and_records_the_merge(suit
         json={"customer_id": merged["id"], "channel": "email", "direction": "outbound", "summary": "Hello"},
     )
     assert refused.status_code == 409 and survivor["id"] in refused.json()["detail"]
+    mail = await engage.client.post(
+        "/v1/emails", json={"customer_id": merged["id"], "purpose": "service", "subject": "Hi", "body": "Hi"}
+    )
+    assert mail.status_code == 409 and mail.json()["error"] == "customer_merged", mail.text
 
     # An event about the merged customer read after the merge lands on the survivor's timeline.
     late = catalog_event(

@@ -59,6 +59,8 @@ class Message(Base):
         Index("ix_messages_rfc_id", "rfc_message_id"),
         # Frequency caps: a customer's marketing messages on a channel, newest last.
         Index("ix_messages_marketing", "customer_id", "channel", "purpose", "created_at"),
+        # One message per request of another service, however often the request is delivered.
+        Index("ix_messages_request", "request_id", unique=True),
         {"info": about_customers("what staff and the customer wrote each other, on every channel")},
     )
 

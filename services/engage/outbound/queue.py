@@ -14,10 +14,12 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.utils import make_msgid, parseaddr
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engage.consent import rules
 from services.engage.contacts import service as contacts
+from services.engage.contacts.models import Contact
 from services.engage.conversations.models import Message
 from shared.db.ids import uuid7
 from shared.http.errors import Conflict
@@ -30,6 +32,24 @@ def sender_address() -> Address:
     name, address = parseaddr(current_settings(EngageSettings).mail_from)
     username, _, domain = address.partition("@")
     return Address(display_name=name, username=username, domain=domain)
+
+
+async def deliverable(session: AsyncSession, *, customer_id: str, purpose: str, now: datetime) -> Contact:
+    """The customer's contact if an email for `purpose` may be queued to them now; else 409
+    `no_address`, `undeliverable`, `no_consent` or `frequency_cap`."""
+
+    contact = await contacts.contact_of(session, customer_id)
+    if contact is None or not contact.email:
+        raise Conflict(f"customer {customer_id} has no email address", error="no_address")
+    if contact.email_undeliverable_at is not None:
+        raise Conflict(
+            f"customer {customer_id}'s email address bounced ({contact.email_undeliverable_reason}); "
+            "nothing is sent to it until it changes",
+            error="undeliverable",
+        )
+    if purpose == "marketing":
+        await rules.check_marketing(session, customer_id=customer_id, channel="email", now=now)
+    return contact
 
 
 async def queue_email(
@@ -46,22 +66,20 @@ async def queue_email(
     source_kind: str | None = None,
     source_id: str | None = None,
     author_id: str | None = None,
+    message_id: str | None = None,
+    checked: Contact | None = None,
 ) -> Message:
-    """The queued message; 409 `no_address`, `undeliverable`, `no_consent` or `frequency_cap`."""
+    """The queued message; 409 `no_address`, `undeliverable`, `no_consent` or `frequency_cap`.
 
-    contact = await contacts.contact_of(session, customer_id)
-    if contact is None or not contact.email:
-        raise Conflict(f"customer {customer_id} has no email address", error="no_address")
-    if contact.email_undeliverable_at is not None:
-        raise Conflict(
-            f"customer {customer_id}'s email address bounced ({contact.email_undeliverable_reason}); "
-            "nothing is sent to it until it changes",
-            error="undeliverable",
-        )
-    if purpose == "marketing":
-        await rules.check_marketing(session, customer_id=customer_id, channel="email", now=now)
+    `message_id`: the id to give it, when the caller needs it before (an unsubscribe link
+    in the body names its message). `checked`: the contact `deliverable()` just answered
+    for this customer and purpose in this transaction (its checks are not made twice).
+    The sender is woken once the transaction commits.
+    """
+
+    contact = checked or await deliverable(session, customer_id=customer_id, purpose=purpose, now=now)
     message = Message(
-        id=uuid7(),
+        id=message_id or uuid7(),
         conversation_id=conversation_id,
         customer_id=customer_id,
         channel="email",
@@ -85,4 +103,23 @@ async def queue_email(
     )
     session.add(message)
     await session.flush()
+    wake_sender_after_commit(session)
     return message
+
+
+# The running sender's wake-up (services/engage/outbound/sender.py puts it in the database's
+# session info): a queued message goes out at once instead of at the sender's next poll.
+WAKE_SENDER = "wake_sender"
+
+
+def wake_sender_after_commit(session: AsyncSession) -> None:
+    wake = session.info.get(WAKE_SENDER)
+    if wake is None or session.info.get("sender_woken"):
+        return
+    session.info["sender_woken"] = True
+
+    def woken(_session: object) -> None:
+        session.info.pop("sender_woken", None)
+        wake()
+
+    event.listen(session.sync_session, "after_commit", woken, once=True)

@@ -1,0 +1,92 @@
+"""Outbound email's consumer: the messages value asks engage to deliver."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.engage.conversations.models import Message
+from services.engage.outbound.service import Refusal, compose_and_queue
+from shared.db.database import utcnow
+from shared.events.consumer import ConsumerSpec
+from shared.events.contracts import MessageChannel, MessageRequested
+from shared.events.envelope import Event
+from shared.events.messaging import emit
+from shared.http.errors import Conflict
+
+# engage can really send only email; the other channels' messages are recorded as they happen.
+TRANSPORTS = frozenset({"email"})
+
+
+async def on_message_requested(session: AsyncSession, event: Event[MessageRequested]) -> None:
+    """Queue the message, or report it refused (writing no message).
+
+    Redelivery queues nothing twice: the inbox skips an event seen before, and a request id
+    already queued (`ix_messages_request`, unique) is left alone."""
+
+    data = event.data
+    if data.channel not in _CHANNELS:
+        return  # a channel this engage does not know (a tolerant reader's "other"): nothing to say it on
+    if await session.scalar(select(Message.id).where(Message.request_id == data.request_id)) is not None:
+        return
+    reason: str | None = None
+    if data.channel not in TRANSPORTS:
+        reason = "no_transport"
+    elif data.purpose not in ("marketing", "service"):
+        reason = "unknown_purpose"  # a purpose this engage does not know yet (a tolerant reader's "other")
+    else:
+        try:
+            await compose_and_queue(
+                session,
+                customer_id=data.customer_id,
+                purpose=data.purpose,
+                template_id=data.template_id,
+                subject=data.subject,
+                body=data.body,
+                fields=data.fields,
+                now=utcnow(),
+                request_id=data.request_id,
+                source_kind=data.source_kind,
+                source_id=data.source_id,
+            )
+        except Refusal as refused:
+            reason = refused.code
+        except Conflict as refused:
+            reason = refused.error
+    if reason is not None:
+        report_refused(session, data, reason)
+
+
+def report_refused(session: AsyncSession, data: MessageRequested, reason: str) -> None:
+    emit(
+        session,
+        "crm.engage.delivery.reported",
+        {
+            "request_id": data.request_id,
+            "customer_id": data.customer_id,
+            "channel": data.channel,
+            "outcome": "refused",
+            "reason": reason,
+            "message_id": None,
+            "source_kind": data.source_kind,
+            "source_id": data.source_id,
+            "reported_at": utcnow(),
+        },
+        subject=data.customer_id,
+    )
+
+
+_CHANNELS = frozenset(get_args(MessageChannel))
+
+REQUESTS = ConsumerSpec(
+    purpose="message-requests",
+    handlers={"crm.value.message.requested": on_message_requested},
+    description=(
+        "Delivers the messages value asks for: renders the template or text with the request's merge "
+        "fields, applies consent and frequency caps, and queues the email; a refusal (or a channel engage "
+        "cannot send on: no_transport) is reported as crm.engage.delivery.reported, and so, later, is the "
+        "sent or failed email."
+    ),
+)
