@@ -64,6 +64,13 @@ PARTS: tuple[Part, ...] = (
     ),
     Part("offers", "value", "/v1/customers/{id}/offers", True),
     Part("referrals", "network", "/v1/customers/{id}/referrals", True),
+    Part(
+        "communities",
+        "engage",
+        "/v1/customers/{id}/communities",
+        True,
+        "The communities the customer is or was in (engage)",
+    ),
 )
 
 

@@ -50,6 +50,7 @@ from services.identify.portfolio.scoring import (
     clv_band_codes,
     emit_scored,
     forget_model,
+    helpful_benchmarks,
     kinds_of,
     referred_by_benchmarks,
     rfm_inputs,
@@ -218,7 +219,7 @@ class RefitRunner:
         # of its own beside the rest. (A separate process measured no faster.)
         pareto_nbd = asyncio.ensure_future(asyncio.to_thread(fit_pareto_nbd_params, x, t_x, T))
 
-        def compute(referred: dict, version: int):
+        def compute(referred: dict, helpful: dict, version: int):
             fitted: dict[str, Any] = {
                 "bgnbd": asdict(fit_bgnbd(x, t_x, T)),
                 "gamma_gamma": asdict(fit_gamma_gamma(x, mean_spend)),
@@ -248,6 +249,7 @@ class RefitRunner:
                 cost_absorber_purchases=thresholds["cost_absorber_purchases"],
                 settings=settings,
                 referred=referred,
+                helpful=helpful,
             )
             columns = score_columns(arrays, scores, kinds, evidence, version=version)
             bands = clv_band_codes(scores.predicted_clv, settings.clv_band_edges)
@@ -256,13 +258,16 @@ class RefitRunner:
         try:
             async with self.db.reader() as session:
                 referred = await referred_by_benchmarks(session, arrays, settings)
+                helpful = await helpful_benchmarks(session, settings)
             latest = await self._latest_model()
             version = (latest.version if latest else 0) + 1
             previous_edges = latest.clv_band_edges if latest else settings.clv_band_edges
             at = utcnow()
             # The numbers and the rows to write are made on a worker thread: the event
             # loop keeps serving requests meanwhile.
-            fitted, edges, thresholds, kind_rows, columns, bands = await asyncio.to_thread(compute, referred, version)
+            fitted, edges, thresholds, kind_rows, columns, bands = await asyncio.to_thread(
+                compute, referred, helpful, version
+            )
             async with self._rank_indexes_dropped():
                 for start in range(0, len(arrays), WRITE_CHUNK):
                     chunk = {name: values[start : start + WRITE_CHUNK] for name, values in columns.items()}

@@ -10,6 +10,7 @@ other services' read models hold.
 
 from __future__ import annotations
 
+import bisect
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -180,11 +181,19 @@ def kinds_of(
     cost_absorber_purchases: float,
     settings: PortfolioSettings,
     referred: dict[str, list[str]],
+    helpful: dict[str, int] | None = None,
 ) -> tuple[list[list[str]], list[dict], list[dict]]:
-    """Each customer's kinds and evidence, plus the customer_kinds rows."""
+    """Each customer's kinds and evidence, plus the customer_kinds rows.
+
+    `helpful`: the helpful marks of the customers with at least `benchmark_min_helpful_marks`
+    (`helpful_benchmarks`); either that or enough referrals makes a benchmark customer.
+    """
 
     high = (scores.predicted_clv >= high_value_threshold) & (scores.predicted_clv > 0)
-    benchmark = arrays.referrals >= settings.benchmark_min_referrals
+    referring = arrays.referrals >= settings.benchmark_min_referrals
+    marks = helpful_marks_array(arrays.ids, helpful or {})
+    helping = marks >= settings.benchmark_min_helpful_marks
+    benchmark = referring | helping
     absorber = (
         (arrays.purchases >= cost_absorber_purchases)
         & ~np.isnan(scores.margin_ratio)
@@ -217,13 +226,8 @@ def kinds_of(
         hold(
             i,
             "benchmark",
-            arrays.referrals[i],
-            {
-                "referrals": int(arrays.referrals[i]),
-                "min_referrals": settings.benchmark_min_referrals,
-                "referred": referred.get(arrays.ids[i], []),
-                "source": "crm.network.referral.recorded",
-            },
+            arrays.referrals[i] + marks[i],
+            benchmark_evidence(arrays, i, referring, helping, marks, referred, settings),
         )
     for i in np.flatnonzero(absorber):
         hold(
@@ -270,6 +274,45 @@ def score_columns(
         "kinds": kinds,
         "evidence": evidence,
     }
+
+
+def helpful_marks_array(ids: list[str], helpful: dict[str, int]) -> np.ndarray:
+    """Helpful marks per customer of `ids` (sorted, as CustomerArrays keeps them), from the few
+    `helpful` names: a search per name rather than a lookup per customer."""
+
+    marks = np.zeros(len(ids), dtype=np.int64)
+    for customer_id, count in helpful.items():
+        index = bisect.bisect_left(ids, customer_id)
+        if index < len(ids) and ids[index] == customer_id:
+            marks[index] = count
+    return marks
+
+
+def benchmark_evidence(arrays, i, referring, helping, marks, referred, settings: PortfolioSettings) -> dict:
+    """The evidence of a benchmark customer: each rule that holds, with what it counted."""
+
+    evidence: dict = {"rules": [], "sources": []}
+    if referring[i]:
+        evidence["rules"].append("referrals")
+        evidence["sources"].append("crm.network.referral.recorded")
+        evidence.update(
+            referrals=int(arrays.referrals[i]),
+            min_referrals=settings.benchmark_min_referrals,
+            referred=referred.get(arrays.ids[i], []),
+        )
+    if helping[i]:
+        evidence["rules"].append("helpful_marks")
+        evidence["sources"].append("crm.engage.community.helpfulness.changed")
+        evidence.update(helpful_marks=int(marks[i]), min_helpful_marks=settings.benchmark_min_helpful_marks)
+    return evidence
+
+
+async def helpful_benchmarks(
+    session: AsyncSession, settings: PortfolioSettings, customer_ids: list[str] | None = None
+) -> dict[str, int]:
+    """The helpful marks of the customers (of `customer_ids`, or everyone) with enough for `benchmark`."""
+
+    return await repository.helpful_marks_at_least(session, settings.benchmark_min_helpful_marks, customer_ids)
 
 
 async def referred_by_benchmarks(session: AsyncSession, arrays: CustomerArrays, settings: PortfolioSettings):
@@ -340,6 +383,7 @@ async def rescore_customers(session: AsyncSession, customer_ids) -> None:
         settings=settings,
     )
     referred = await referred_by_benchmarks(session, arrays, settings)
+    helpful = await helpful_benchmarks(session, settings, arrays.ids)
     kinds, evidence, kind_rows = kinds_of(
         arrays,
         scores,
@@ -347,6 +391,7 @@ async def rescore_customers(session: AsyncSession, customer_ids) -> None:
         cost_absorber_purchases=model.cost_absorber_purchases,
         settings=settings,
         referred=referred,
+        helpful=helpful,
     )
     columns = score_columns(arrays, scores, kinds, evidence, version=model.version)
     at = utcnow()
