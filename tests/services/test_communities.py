@@ -302,3 +302,42 @@ async def test_threads_replies_moderation_and_helpful_marks(suite):
     assert await wait_until(on_timeline, what="b's reply on its timeline") == [
         "Replied to a community thread: Best lens?"
     ]
+
+
+async def test_an_export_shows_community_posts_and_an_erasure_blanks_them(suite):
+    identify = await start(suite, "identify")
+    engage = await start(suite, "engage")
+    ada, bob = [await create_customer(identify, email=f"{n}@example.com") for n in ("ada", "bob")]
+    for customer in (ada, bob):
+        await known_to_engage(engage, customer["id"])
+    client = engage.client
+    club = await _create(client, name="Club", scope_type="list")
+    base = f"/v1/communities/{club['id']}"
+    for customer in (ada, bob):
+        await client.post(f"{base}/members", json={"customer_id": customer["id"]})
+    posts = {}
+    for customer, title in ((ada, "Ada's garden"), (bob, "Bob's bikes")):
+        body = {"author_customer_id": customer["id"], "title": title, "body": f"{title}: photos"}
+        posts[customer["id"]] = (await client.post(f"{base}/posts", json=body)).json()["id"]
+    await client.post(f"{base}/posts/{posts[bob['id']]}/helpful", json={"customer_id": ada["id"]})
+
+    def rows(export: dict, table: str) -> list[dict]:
+        return next(t for t in export["tables"] if t["table"] == table)["rows"]
+
+    export = (await client.get(f"/internal/customers/{ada['id']}/personal-data")).json()
+    assert [(p["title"], p["body"]) for p in rows(export, "community_posts")] == [
+        ("Ada's garden", "Ada's garden: photos")
+    ]
+    assert [m["customer_id"] for m in rows(export, "community_members")] == [ada["id"]]
+    assert [m["post_id"] for m in rows(export, "community_helpful_marks")] == [posts[bob["id"]]]
+
+    assert (await identify.client.post(f"/v1/customers/{ada['id']}/erasure")).status_code == 202
+
+    async def erased():
+        post = (await client.get(f"{base}/posts/{posts[ada['id']]}")).json()
+        return post if post["body"] == "[erased]" else None
+
+    post = await wait_until(erased, what="ada's post erased")
+    assert (post["title"], post["author_customer_id"]) == (None, ada["id"])  # the fact stays, the words go
+    other = (await client.get(f"{base}/posts/{posts[bob['id']]}")).json()
+    assert (other["body"], other["helpful_marks"]) == ("Bob's bikes: photos", 1)
