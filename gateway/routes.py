@@ -165,7 +165,7 @@ ROUTES: tuple[Route, ...] = (
     r("DELETE", "/v1/communities/{id}/members/{customer_id}", "engage", **COMMUNITIES),
     r("GET POST", "/v1/communities/{id}/posts", "engage", **COMMUNITIES),
     r("GET", "/v1/communities/{id}/posts/{post_id}", "engage", **COMMUNITIES),
-    r("POST", "/v1/communities/{id}/posts/{post_id}/replies", "engage", **COMMUNITIES),
+    r("GET POST", "/v1/communities/{id}/posts/{post_id}/replies", "engage", **COMMUNITIES),
     r("POST", "/v1/communities/{id}/posts/{post_id}/helpful", "engage", **COMMUNITIES),
     r("DELETE", "/v1/communities/{id}/posts/{post_id}/helpful/{customer_id}", "engage", **COMMUNITIES),
     r("POST", "/v1/communities/{id}/posts/{post_id}/hide", "engage", scope="communities:moderate"),

@@ -246,6 +246,13 @@ async def test_threads_replies_moderation_and_helpful_marks(suite):
     thread = (await client.get(f"{base}/posts/{topic['id']}")).json()
     assert (thread["reply_count"], thread["helpful_marks"]) == (1, 1)
     assert [r["body"] for r in thread["replies"]["items"]] == ["The 85mm"]
+    staff_reply = await client.post(
+        f"{base}/posts/{topic['id']}/replies", json={"author_employee_id": "emp-1", "body": "Or the 50mm"}
+    )
+    first = (await client.get(f"{base}/posts/{topic['id']}/replies", params={"limit": 1})).json()
+    rest = (await client.get(f"{base}/posts/{topic['id']}/replies", params={"cursor": first["next_cursor"]})).json()
+    assert [r["id"] for r in first["items"] + rest["items"]] == [reply["id"], staff_reply.json()["id"]]
+    await client.post(f"{base}/posts/{staff_reply.json()['id']}/hide", json={"moderator": "emp-9"})
 
     # Hidden: it leaves lists and counts (and its marks stop counting), moderators still see it.
     hidden = await client.post(f"{base}/posts/{reply['id']}/hide", json=moderator)
@@ -260,7 +267,11 @@ async def test_threads_replies_moderation_and_helpful_marks(suite):
     assert [t["title"] for t in threads] == ["Welcome"]
     assert (await client.get(base)).json()["threads"] == 1
     hidden_list = (await client.get(f"{base}/hidden-posts")).json()["items"]
-    assert [(p["id"], p["hidden_by"]) for p in hidden_list] == [(reply["id"], "emp-9"), (topic["id"], "emp-9")]
+    assert [(p["id"], p["hidden_by"]) for p in hidden_list] == [
+        (staff_reply.json()["id"], "emp-9"),
+        (reply["id"], "emp-9"),
+        (topic["id"], "emp-9"),
+    ]
     await client.post(f"{base}/posts/{topic['id']}/unhide", json=moderator)
     threads = (await client.get(f"{base}/posts", params={"limit": 1})).json()
     more = (await client.get(f"{base}/posts", params={"cursor": threads["next_cursor"]})).json()
@@ -277,13 +288,14 @@ async def test_threads_replies_moderation_and_helpful_marks(suite):
     late = await client.post(f"{base}/posts/{topic['id']}/replies", json={"author_customer_id": b["id"], "body": "x"})
     assert late.status_code == 409 and late.json()["error"] == "not_a_member"
 
-    # The events: three posts (the staff one names no customer), and a's and b's totals as
+    # The events: four posts (the staff ones name no customer), and a's and b's totals as
     # they moved (hiding b's reply took its mark away; hiding a's topic too, showing it gave it back).
-    posts = await _read_stream(suite.nats.url, "crm.engage.community.post.created", 3, settle=True)
+    posts = await _read_stream(suite.nats.url, "crm.engage.community.post.created", 4, settle=True)
     assert [(p["data"]["author_customer_id"], p["data"]["thread_id"], p["data"]["title"]) for p in posts] == [
         (a["id"], None, "Best lens?"),
         (None, None, "Welcome"),
         (b["id"], topic["id"], "Best lens?"),
+        (None, topic["id"], "Best lens?"),
     ]
     totals = await _read_stream(suite.nats.url, "crm.engage.community.helpfulness.changed", 6, settle=True)
     assert [(t["data"]["customer_id"], t["data"]["helpful_marks"]) for t in totals] == [

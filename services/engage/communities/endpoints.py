@@ -24,7 +24,7 @@ from services.engage.communities.schemas import (
     ThreadOut,
 )
 from shared.http.deps import ReadSession, WriteSession
-from shared.http.pagination import PagingById
+from shared.http.pagination import DEFAULT_LIMIT, ID, PageParams, PagingById
 
 router = APIRouter(prefix="/v1", tags=["communities"])
 
@@ -100,12 +100,23 @@ async def create_thread(community_id: str, body: ThreadCreate, session: WriteSes
 
 
 @router.get("/communities/{community_id}/posts/{post_id}", response_model=ThreadOut)
-async def get_post(community_id: str, post_id: str, session: ReadSession, page: PagingById):
-    """A post; for a topic, its replies too (oldest first; `cursor` pages them)."""
+async def get_post(community_id: str, post_id: str, session: ReadSession):
+    """A post; for a topic, the first page of its replies too (`replies.next_cursor` goes on at
+    `/posts/{post_id}/replies`)."""
+    page = PageParams(DEFAULT_LIMIT, None, (ID,))
     post, replies = await service.get_post(
-        session=session, community_id=community_id, post_id=post_id, after_id=page.after_value, limit=page.fetch
+        session=session, community_id=community_id, post_id=post_id, after_id=None, limit=page.fetch
     )
     return {**post, "replies": page.of(replies, _by_id, service.post_out)}
+
+
+@router.get("/communities/{community_id}/posts/{post_id}/replies", response_model=PostPage)
+async def list_replies(community_id: str, post_id: str, session: ReadSession, page: PagingById):
+    """A thread's replies not hidden, oldest first."""
+    _, replies = await service.get_post(
+        session=session, community_id=community_id, post_id=post_id, after_id=page.after_value, limit=page.fetch
+    )
+    return page.of(replies, _by_id, service.post_out)
 
 
 @router.post(
