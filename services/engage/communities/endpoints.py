@@ -103,7 +103,7 @@ async def create_thread(community_id: str, body: ThreadCreate, session: WriteSes
 async def get_post(community_id: str, post_id: str, session: ReadSession):
     """A post; for a topic, the first page of its replies too (`replies.next_cursor` goes on at
     `/posts/{post_id}/replies`)."""
-    page = PageParams(DEFAULT_LIMIT, None, (ID,))
+    page: PageParams[tuple[str]] = PageParams(DEFAULT_LIMIT, None, (ID,))
     post, replies = await service.get_post(
         session=session, community_id=community_id, post_id=post_id, after_id=None, limit=page.fetch
     )
