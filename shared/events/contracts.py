@@ -648,9 +648,9 @@ class FeedbackReceived(Payload):
 
 # --- engage: communities ----------------------------------------------------
 
-# The names a community's scope takes (POST /v1/communities refuses others): identify's RFM
-# segments (services/identify/analysis/rfm.py SEGMENTS) and kinds of strategically significant
-# customer (services/identify/portfolio/scoring.py KINDS); tests/services/test_communities.py holds them equal.
+# identify's RFM segments and kinds of strategically significant customer, the values of
+# crm.identify.customer.scored's `segment` and `kinds` (identify's scoring uses these tuples);
+# engage's communities take them as a scope and refuse others.
 RFM_SEGMENTS: tuple[str, ...] = (
     "champions",
     "loyal",

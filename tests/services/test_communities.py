@@ -7,17 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from services.engage.models import profiles
-from services.identify.analysis.rfm import SEGMENTS
-from services.identify.portfolio.scoring import KINDS
-from shared.events.contracts import CUSTOMER_KINDS, RFM_SEGMENTS
 from tests.services.test_engage import catalog_event, create_customer, known_to_engage, publish, start
 from tests.services.test_lifecycle import _read_stream
 from tests.support import wait_until
-
-
-def test_the_scope_names_are_identifys():
-    assert RFM_SEGMENTS == SEGMENTS
-    assert CUSTOMER_KINDS == KINDS
 
 
 def _scored(customer_id: str, segment: str | None, kinds: list[str], day: int):

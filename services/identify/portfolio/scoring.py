@@ -37,9 +37,10 @@ from services.identify.portfolio import repository
 from services.identify.portfolio.repository import CustomerArrays
 from services.identify.settings import PortfolioSettings, portfolio_settings
 from shared.db.database import utcnow
+from shared.events.contracts import CUSTOMER_KINDS
 from shared.events.messaging import emit_many
 
-KINDS = ("high_future_value", "benchmark", "inspiration", "cost_absorber")
+KINDS = CUSTOMER_KINDS  # shared/events/contracts.py: other services' communities take them as a scope
 NO_INSPIRATION_EVIDENCE = (
     "no evidence: value does not record co-creation (ideas, votes) yet, so no customer is "
     "named an inspiration rather than guessing"
