@@ -59,6 +59,17 @@ async def _member_ids(client, community_id: str) -> set[str]:
     return {m["customer_id"] for m in await _members(client, community_id)}
 
 
+async def _engage_knowing(suite, *names: str):
+    """identify and engage running, and customers named `names` that engage knows."""
+
+    identify = await start(suite, "identify")
+    engage = await start(suite, "engage")
+    customers = [await create_customer(identify, email=f"{name}@example.com") for name in names]
+    for customer in customers:
+        await known_to_engage(engage, customer["id"])
+    return identify, engage, customers
+
+
 async def _create(client, **body) -> dict:
     response = await client.post("/v1/communities", json=body)
     assert response.status_code == 201, response.text
@@ -66,11 +77,7 @@ async def _create(client, **body) -> dict:
 
 
 async def test_members_follow_scores_and_stages_from_the_events_and_a_new_community_starts_with_todays(suite):
-    identify = await start(suite, "identify")
-    engage = await start(suite, "engage")
-    a, b, c = [await create_customer(identify, email=f"{n}@example.com") for n in "abc"]
-    for customer in (a, b, c):
-        await known_to_engage(engage, customer["id"])
+    _, engage, (a, b, c) = await _engage_knowing(suite, "a", "b", "c")
     client = engage.client
     url = suite.nats.url
 
@@ -166,11 +173,7 @@ async def test_a_scope_must_name_a_segment_kind_or_stage_identify_and_lifecycle_
 
 
 async def test_threads_replies_moderation_and_helpful_marks(suite):
-    identify = await start(suite, "identify")
-    engage = await start(suite, "engage")
-    a, b, c = [await create_customer(identify, email=f"{n}@example.com") for n in "abc"]
-    for customer in (a, b, c):
-        await known_to_engage(engage, customer["id"])
+    _, engage, (a, b, c) = await _engage_knowing(suite, "a", "b", "c")
     client = engage.client
     club = await _create(client, name="Club", scope_type="list")
     base = f"/v1/communities/{club['id']}"
@@ -309,11 +312,7 @@ async def test_threads_replies_moderation_and_helpful_marks(suite):
 
 
 async def test_an_export_shows_community_posts_and_an_erasure_blanks_them(suite):
-    identify = await start(suite, "identify")
-    engage = await start(suite, "engage")
-    ada, bob = [await create_customer(identify, email=f"{n}@example.com") for n in ("ada", "bob")]
-    for customer in (ada, bob):
-        await known_to_engage(engage, customer["id"])
+    identify, engage, (ada, bob) = await _engage_knowing(suite, "ada", "bob")
     client = engage.client
     club = await _create(client, name="Club", scope_type="list")
     base = f"/v1/communities/{club['id']}"

@@ -102,13 +102,19 @@ async def _known_customer(session: AsyncSession, customer_id: str, field: str) -
         raise field_error(field, f"no customer with id {customer_id}")
 
 
-async def add_member(*, session: AsyncSession, community_id: str, customer_id: str) -> dict[str, Any]:
+async def _hand_picked(session: AsyncSession, community_id: str) -> None:
+    """409 `automatic_membership` unless the community is a hand-picked list."""
+
     community = await _community(session, community_id)
     if community.scope_type != "list":
         raise Conflict(
             f"community {community_id} follows its {community.scope_type}: its members join and leave by themselves",
             error="automatic_membership",
         )
+
+
+async def add_member(*, session: AsyncSession, community_id: str, customer_id: str) -> dict[str, Any]:
+    await _hand_picked(session, community_id)
     await _known_customer(session, customer_id, "body.customer_id")
     if await repository.current_membership(session, community_id, customer_id) is not None:
         raise Conflict(
@@ -120,12 +126,7 @@ async def add_member(*, session: AsyncSession, community_id: str, customer_id: s
 
 
 async def remove_member(*, session: AsyncSession, community_id: str, customer_id: str) -> dict[str, Any]:
-    community = await _community(session, community_id)
-    if community.scope_type != "list":
-        raise Conflict(
-            f"community {community_id} follows its {community.scope_type}: its members join and leave by themselves",
-            error="automatic_membership",
-        )
+    await _hand_picked(session, community_id)
     await aliases.refuse_merged(session, customer_id)
     membership = await repository.current_membership(session, community_id, customer_id)
     if membership is None:
