@@ -10,7 +10,6 @@ other services' read models hold.
 
 from __future__ import annotations
 
-import bisect
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -278,14 +277,16 @@ def score_columns(
 
 
 def helpful_marks_array(ids: list[str], helpful: dict[str, int]) -> np.ndarray:
-    """Helpful marks per customer of `ids` (sorted, as CustomerArrays keeps them), from the few
-    `helpful` names: a search per name rather than a lookup per customer."""
+    """Helpful marks per customer of `ids`, from the few customers `helpful` names (one pass,
+    skipped when it names none: PostgreSQL's collation may order ids otherwise than Python,
+    so no search relies on their order)."""
 
     marks = np.zeros(len(ids), dtype=np.int64)
-    for customer_id, count in helpful.items():
-        index = bisect.bisect_left(ids, customer_id)
-        if index < len(ids) and ids[index] == customer_id:
-            marks[index] = count
+    if helpful:
+        for index, customer_id in enumerate(ids):
+            count = helpful.get(customer_id)
+            if count is not None:
+                marks[index] = count
     return marks
 
 
