@@ -72,6 +72,13 @@ PARTS: tuple[Part, ...] = (
     ),
     Part("ideas", "value", "/v1/customers/{id}/ideas", True, "The ideas the customer proposed, newest first (value)"),
     Part("referrals", "network", "/v1/customers/{id}/referrals", True),
+    Part(
+        "communities",
+        "engage",
+        "/v1/customers/{id}/communities",
+        True,
+        "The communities the customer is or was in (engage)",
+    ),
 )
 
 

@@ -118,6 +118,7 @@ OFFERS = rw("offers")
 CONSENT = rw("consent")
 VALUE_MAP = rw("value_map")
 IDEAS = rw("ideas")
+COMMUNITIES = rw("communities")
 
 
 ROUTES: tuple[Route, ...] = (
@@ -169,6 +170,21 @@ ROUTES: tuple[Route, ...] = (
     r("GET POST", "/v1/unsubscribe/{token}", "engage", public=True),
     # engage: surveys, feedback and experience data
     # engage: communities
+    r("GET POST", "/v1/communities", "engage", **COMMUNITIES),
+    r("GET", "/v1/communities/{id}", "engage", **COMMUNITIES),
+    r("GET POST", "/v1/communities/{id}/members", "engage", **COMMUNITIES),
+    r("DELETE", "/v1/communities/{id}/members/{customer_id}", "engage", **COMMUNITIES),
+    r("GET POST", "/v1/communities/{id}/posts", "engage", **COMMUNITIES),
+    r("GET", "/v1/communities/{id}/posts/{post_id}", "engage", **COMMUNITIES),
+    r("GET POST", "/v1/communities/{id}/posts/{post_id}/replies", "engage", **COMMUNITIES),
+    r("POST", "/v1/communities/{id}/posts/{post_id}/helpful", "engage", **COMMUNITIES),
+    r("DELETE", "/v1/communities/{id}/posts/{post_id}/helpful/{customer_id}", "engage", **COMMUNITIES),
+    r("POST", "/v1/communities/{id}/posts/{post_id}/hide", "engage", scope="communities:moderate"),
+    r("POST", "/v1/communities/{id}/posts/{post_id}/unhide", "engage", scope="communities:moderate"),
+    r("POST", "/v1/communities/{id}/posts/{post_id}/lock", "engage", scope="communities:moderate"),
+    r("POST", "/v1/communities/{id}/posts/{post_id}/unlock", "engage", scope="communities:moderate"),
+    r("GET", "/v1/communities/{id}/hidden-posts", "engage", scope="communities:moderate"),
+    r("GET", "/v1/customers/{id}/communities", "engage", **COMMUNITIES),
     # network. A partner key sees only its own stakeholder record (network reads
     # x-valuechain-partner); who referred whom is about customers, not partners.
     r("GET POST", "/v1/stakeholders", "network", **NETWORK),

@@ -189,6 +189,8 @@ class IdentifySettings(ServiceSettings):
     benchmark_min_referrals: int = Field(2, ge=1)
     # Shipped ideas (value's crm.value.idea.shipped) that make an inspiration customer.
     inspiration_min_shipped_ideas: int = Field(1, ge=1)
+    # … or at least this many helpful marks on their community posts (engage's helpfulness.changed).
+    benchmark_min_helpful_marks: int = Field(10, ge=1)
     cost_absorber_top: float = Field(0.20, gt=0, le=1)  # top share by number of purchases …
     thin_margin: float = Field(0.15, ge=0, le=1)  # … at a margin ratio at most this
     # CLV bands (low, medium, high, top): predicted CLV below each edge, in the portfolio's

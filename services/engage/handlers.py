@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engage import service
+from services.engage.communities import service as communities
+from services.engage.communities.handlers import COMMUNITIES
 from services.engage.consent import service as consent
 from services.engage.contacts import service as contacts
 from services.engage.contacts.handlers import CONTACTS
@@ -42,17 +44,19 @@ PROFILES = profiles.consumer(
 ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
 
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, CONTACTS, TIMELINE, PROFILES, REQUESTS, ERASURES],
+    [CUSTOMERS, CONTACTS, TIMELINE, PROFILES, REQUESTS, COMMUNITIES, ERASURES],
     merge_steps=[
         known_customers.follow_merge,
         contacts.follow_merge,
         profiles.follow_merge,
         service.follow_merge,
         consent.follow_merge,
+        communities.follow_merge,
     ],
     merges_description=(
         "Follows identify's merges: interactions and timeline entries of the merged customers move to the "
-        "survivor, whose timeline records the merge; so do their consent ledger entries, the survivor's "
-        "consent per purpose and channel being the newest of theirs; later events of a merged id go to the survivor."
+        "survivor, whose timeline records the merge; so do their consent ledger entries (the survivor's "
+        "consent per purpose and channel being the newest of theirs), community memberships, posts and "
+        "helpful marks (its helpful-mark total announced again); later events of a merged id go to the survivor."
     ),
 )

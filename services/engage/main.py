@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.engage.communities.endpoints import router as communities_router
 from services.engage.consent.endpoints import router as consent_router
 from services.engage.endpoints import router
 from services.engage.handlers import CONSUMERS
@@ -33,7 +34,14 @@ DEFINITION = ServiceDefinition[EngageState](
     metadata=Base.metadata,
     messaging=messaging,
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
-    routers=[router, consent_router, outbound_router, templates_router, export_router(Base.metadata)],
+    routers=[
+        router,
+        consent_router,
+        communities_router,
+        outbound_router,
+        templates_router,
+        export_router(Base.metadata),
+    ],
     consumers=CONSUMERS,
     state=EngageState.build,
     on_start=[sender.start],

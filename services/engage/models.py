@@ -68,6 +68,7 @@ class TimelineEntry(Base):
 
 
 # The sub-domains' tables, on this Base (imported last: they import Base from here).
+from services.engage.communities import models as _communities  # noqa: E402, F401
 from services.engage.consent import models as _consent  # noqa: E402, F401
 from services.engage.contacts import models as _contacts  # noqa: E402, F401
 from services.engage.conversations import models as _conversations  # noqa: E402, F401

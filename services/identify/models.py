@@ -335,6 +335,21 @@ class ShippedIdeaSeen(Base):
     shipped_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class HelpfulMarksSeen(Base):
+    """Each customer's helpful marks in engage's communities, as engage last announced the
+    total (crm.engage.community.helpfulness.changed): evidence for benchmark customers.
+
+    Kept under the id engage named: after a merge engage announces the survivor's new
+    total, so a merged id's row is never read again.
+    """
+
+    __tablename__ = "helpful_marks_seen"
+
+    customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    helpful_marks: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class CustomerKind(Base):
     """One row per strategically significant kind a customer holds, with its evidence:
     lists by kind stay indexed queries on PostgreSQL and SQLite alike."""

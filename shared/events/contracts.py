@@ -650,6 +650,48 @@ class FeedbackReceived(Payload):
 
 # --- engage: communities ----------------------------------------------------
 
+# identify's RFM segments and kinds of strategically significant customer, the values of
+# crm.identify.customer.scored's `segment` and `kinds` (identify's scoring uses these tuples);
+# engage's communities take them as a scope and refuse others.
+RFM_SEGMENTS: tuple[str, ...] = (
+    "champions",
+    "loyal",
+    "potential_loyalists",
+    "new_customers",
+    "promising",
+    "need_attention",
+    "about_to_sleep",
+    "at_risk",
+    "cannot_lose",
+    "hibernating",
+    "lost",
+)
+CUSTOMER_KINDS: tuple[str, ...] = ("high_future_value", "benchmark", "inspiration", "cost_absorber")
+
+
+@contract(
+    "crm.engage.community.post.created",
+    "engage",
+    "A member or staff posted in a community: a new topic (a thread) or a reply in one. Only a "
+    "member customer's post names a customer (and reaches the timeline).",
+    customers=("author_customer_id",),
+    at="created_at",
+)
+class CommunityPostCreated(Payload):
+    post_id: str
+    community_id: str
+    # The topic the post replies in; null for a topic (it starts a thread).
+    thread_id: str | None = None
+    author_customer_id: str | None = None
+    author_employee_id: str | None = None
+    # The topic's title (of the thread, for a reply).
+    title: Annotated[str | None, Personal("free_text")] = None
+    created_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        verb = "Replied to" if self.thread_id else "Started"
+        return f"{verb} a community thread: {clip(self.title or ERASED, QUOTE_MAX)}"
+
 
 @contract(
     "crm.engage.community.helpfulness.changed",

@@ -139,11 +139,12 @@ class CustomerProfiles:
     async def _upsert_stages(self, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
         t = self.table
 
+        # Stream order, not `stage_since`: a stage's time is when its cause happened (a
+        # purchase recorded late can date `new` before the `prospect` of the customer's creation).
         def on_conflict(insert: Any) -> Any:
-            newer = or_(t.c.stage_since.is_(None), insert.excluded.stage_since >= t.c.stage_since)
             return insert.on_conflict_do_update(
                 index_elements=["customer_id"],
-                set_={name: case((newer, insert.excluded[name]), else_=t.c[name]) for name in ("stage", "stage_since")},
+                set_={name: insert.excluded[name] for name in ("stage", "stage_since")},
             )
 
         await bulk_upsert(session, t, ("customer_id", "stage", "stage_since"), rows, on_conflict)

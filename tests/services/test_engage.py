@@ -548,6 +548,17 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
             },
             "Their idea is now under review: Dark mode",
         ),
+        "crm.engage.community.post.created": (
+            {
+                "post_id": "p",
+                "community_id": "k",
+                "thread_id": "t",
+                "author_customer_id": "c1",
+                "title": "Best\n lens?",
+                "created_at": at,
+            },
+            "Replied to a community thread: Best lens?",
+        ),
     }
     assert set(cases) | {"crm.network.referral.recorded"} == set(TIMELINE_SUBJECTS)
     for subject, (data, summary) in cases.items():

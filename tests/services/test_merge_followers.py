@@ -465,3 +465,52 @@ async def test_value_moves_ideas_votes_and_comments_and_keeps_one_vote_per_idea(
         "/v1/ideas", json={"customer_id": merged["id"], "title": "X", "description": "Y", "product_area": "app"}
     )
     assert refused.status_code == 409 and refused.json()["error"] == "customer_merged"
+
+
+async def test_engage_moves_community_members_posts_and_helpful_marks_and_announces_the_totals(suite):
+    identify = await start(suite, "identify")
+    engage = await start(suite, "engage")
+    client = engage.client
+    survivor, merged, other = [await create_customer(identify, email=f"{n}@example.com") for n in ("s", "m", "o")]
+    for customer in (survivor, merged, other):
+        await _json_when(client, f"/v1/customers/{customer['id']}/communities", lambda b: True, "known to engage")
+    club = (await client.post("/v1/communities", json={"name": "Club", "scope_type": "list"})).json()
+    base = f"/v1/communities/{club['id']}"
+    for customer in (survivor, merged, other):
+        assert (await client.post(f"{base}/members", json={"customer_id": customer["id"]})).status_code == 201
+
+    async def topic(author: dict) -> str:
+        body = {"author_customer_id": author["id"], "title": "Tips", "body": "Ask me"}
+        response = await client.post(f"{base}/posts", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    merged_topic, other_topic = await topic(merged), await topic(other)
+    # Before: the merged customer's topic has two marks (survivor's, other's), other's two
+    # (survivor's and the merged customer's: the same person twice, once merged).
+    for post_id, marker in (
+        (merged_topic, survivor),
+        (merged_topic, other),
+        (other_topic, survivor),
+        (other_topic, merged),
+    ):
+        response = await client.post(f"{base}/posts/{post_id}/helpful", json={"customer_id": marker["id"]})
+        assert response.status_code == 201, response.text
+
+    await _merge(identify, survivor["id"], [merged["id"]], suite.nats.url)
+    totals = await _read_stream(suite.nats.url, "crm.engage.community.helpfulness.changed", 6)
+    # After: the survivor's own mark on what is now its own topic goes, and other's topic keeps one mark.
+    assert sorted((t["data"]["customer_id"], t["data"]["helpful_marks"]) for t in totals[4:]) == sorted(
+        [(survivor["id"], 1), (other["id"], 1)]
+    )
+    thread = (await client.get(f"{base}/posts/{merged_topic}")).json()
+    assert (thread["author_customer_id"], thread["helpful_marks"]) == (survivor["id"], 1)
+    assert (await client.get(f"{base}/posts/{other_topic}")).json()["helpful_marks"] == 1
+    members = (await client.get(f"{base}/members")).json()["items"]
+    assert sorted(m["customer_id"] for m in members) == sorted([survivor["id"], other["id"]])
+    mine = (await client.get(f"/v1/customers/{survivor['id']}/communities")).json()["items"]
+    assert [m["community_id"] for m in mine] == [club["id"]]
+
+    await _merged_away(client, f"/v1/customers/{merged['id']}/communities", survivor["id"])
+    refused = await client.post(f"{base}/posts/{other_topic}/helpful", json={"customer_id": merged["id"]})
+    assert refused.status_code == 409 and refused.json()["error"] == "customer_merged"

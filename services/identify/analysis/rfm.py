@@ -14,21 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.events.contracts import RFM_SEGMENTS
+
 QUANTILES = (0.2, 0.4, 0.6, 0.8)
 
-SEGMENTS: tuple[str, ...] = (
-    "champions",
-    "loyal",
-    "potential_loyalists",
-    "new_customers",
-    "promising",
-    "need_attention",
-    "about_to_sleep",
-    "at_risk",
-    "cannot_lose",
-    "hibernating",
-    "lost",
-)
+# The segment names, as other services read them in crm.identify.customer.scored (engage's
+# communities take them as a scope).
+SEGMENTS: tuple[str, ...] = RFM_SEGMENTS
 
 # Rows: recency score 5 (bought most recently) down to 1; columns: FM score 1..5.
 SEGMENT_TABLE: dict[int, tuple[str, str, str, str, str]] = {

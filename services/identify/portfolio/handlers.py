@@ -1,5 +1,6 @@
-"""identify's consumers: referrals recorded by network, the evidence for benchmark customers;
-ideas value shipped, the evidence for inspiration customers."""
+"""identify's consumers of evidence for the strategically significant kinds: referrals recorded
+by network and helpful marks in engage's communities (benchmark customers); ideas value shipped
+(inspiration customers)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.customers import repository
 from services.identify.models import ReferralSeen, ShippedIdeaSeen
+from services.identify.portfolio import repository as portfolio
 from services.identify.portfolio.scoring import rescore_customers
 from shared.db.database import insert_ignoring
 from shared.events.consumer import ConsumerSpec
-from shared.events.contracts import IdeaShipped, ReferralRecorded
+from shared.events.contracts import HelpfulnessChanged, IdeaShipped, ReferralRecorded
 from shared.events.envelope import Event
 
 
@@ -61,5 +63,32 @@ SHIPPED_IDEAS = ConsumerSpec(
     survivors=repository.survivors,
     description=(
         "Keeps the ideas value shipped, the evidence for inspiration customers, and re-scores their proposers."
+    ),
+)
+
+
+async def on_helpfulness(session: AsyncSession, events: list[Event[HelpfulnessChanged]]) -> None:
+    # The newest total per customer of the batch (stream order), under the id engage named.
+    newest: dict[str, dict] = {}
+    for event in events:
+        data = event.data
+        newest[data.customer_id] = {
+            "customer_id": data.customer_id,
+            "helpful_marks": data.helpful_marks,
+            "changed_at": event.at,
+        }
+    changed = await portfolio.record_helpful_marks(session, list(newest.values()))
+    await rescore_customers(session, changed)
+
+
+HELPFULNESS = ConsumerSpec(
+    purpose="helpfulness",
+    batch_handler=on_helpfulness,
+    subjects=("crm.engage.community.helpfulness.changed",),
+    # No survivors: a total is kept under the id engage announced; after a merge engage
+    # announces the survivor's own (an old total of a merged id never lands on the survivor).
+    description=(
+        "Keeps each customer's helpful marks in engage's communities, evidence for benchmark customers, "
+        "and re-scores the customer when the total changes."
     ),
 )

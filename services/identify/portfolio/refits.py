@@ -50,6 +50,7 @@ from services.identify.portfolio.scoring import (
     clv_band_codes,
     emit_scored,
     forget_model,
+    helpful_benchmarks,
     kinds_of,
     referred_by_benchmarks,
     rfm_inputs,
@@ -218,7 +219,7 @@ class RefitRunner:
         # of its own beside the rest. (A separate process measured no faster.)
         pareto_nbd = asyncio.ensure_future(asyncio.to_thread(fit_pareto_nbd_params, x, t_x, T))
 
-        def compute(referred: dict, shipped: dict, version: int):
+        def compute(referred: dict, helpful: dict, shipped: dict, version: int):
             fitted: dict[str, Any] = {
                 "bgnbd": asdict(fit_bgnbd(x, t_x, T)),
                 "gamma_gamma": asdict(fit_gamma_gamma(x, mean_spend)),
@@ -248,6 +249,7 @@ class RefitRunner:
                 cost_absorber_purchases=thresholds["cost_absorber_purchases"],
                 settings=settings,
                 referred=referred,
+                helpful=helpful,
                 shipped=shipped,
             )
             columns = score_columns(arrays, scores, kinds, evidence, version=version)
@@ -257,6 +259,7 @@ class RefitRunner:
         try:
             async with self.db.reader() as session:
                 referred = await referred_by_benchmarks(session, arrays, settings)
+                helpful = await helpful_benchmarks(session, settings)
                 shipped = await repository.shipped_ideas(session)
             latest = await self._latest_model()
             version = (latest.version if latest else 0) + 1
@@ -265,7 +268,7 @@ class RefitRunner:
             # The numbers and the rows to write are made on a worker thread: the event
             # loop keeps serving requests meanwhile.
             fitted, edges, thresholds, kind_rows, columns, bands = await asyncio.to_thread(
-                compute, referred, shipped, version
+                compute, referred, helpful, shipped, version
             )
             async with self._rank_indexes_dropped():
                 for start in range(0, len(arrays), WRITE_CHUNK):

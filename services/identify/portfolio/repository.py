@@ -24,6 +24,7 @@ from services.identify.models import (
     CustomerCosts,
     CustomerKind,
     CustomerScore,
+    HelpfulMarksSeen,
     PortfolioModel,
     PurchaseDay,
     PurchaseSummary,
@@ -411,6 +412,53 @@ async def shipped_ideas(session: AsyncSession, customer_ids: list[str] | None = 
     for customer_id, idea_id in (await session.execute(query)).all():
         found.setdefault(customer_id, []).append(idea_id)
     return found
+
+
+async def helpful_marks_at_least(
+    session: AsyncSession, minimum: int, customer_ids: list[str] | None = None
+) -> dict[str, int]:
+    """{customer: helpful marks} of the customers (of `customer_ids`, or everyone) with at
+    least `minimum`: the few whom helpful marks make benchmark customers."""
+
+    table = HelpfulMarksSeen.__table__
+    query = select(table.c.customer_id, table.c.helpful_marks).where(table.c.helpful_marks >= minimum)
+    if customer_ids is not None:
+        query = query.where(table.c.customer_id.in_(customer_ids))
+    return {customer_id: int(marks) for customer_id, marks in (await session.execute(query)).all()}
+
+
+async def record_helpful_marks(session: AsyncSession, rows: list[dict[str, Any]]) -> list[str]:
+    """Keep each customer's newest announced total; the customers whose total changed."""
+
+    table = HelpfulMarksSeen.__table__
+    ids = [row["customer_id"] for row in rows]
+    known = {
+        customer_id: (marks, at)
+        for customer_id, marks, at in (
+            await session.execute(
+                select(table.c.customer_id, table.c.helpful_marks, table.c.changed_at).where(
+                    table.c.customer_id.in_(ids)
+                )
+            )
+        ).all()
+    }
+    changed = []
+    for row in rows:
+        current = known.get(row["customer_id"])
+        if current is None:
+            await session.execute(table.insert().values(**row))
+        elif row["changed_at"] >= current[1]:
+            if row["helpful_marks"] == current[0]:
+                continue
+            await session.execute(
+                update(table)
+                .where(table.c.customer_id == row["customer_id"])
+                .values(helpful_marks=row["helpful_marks"], changed_at=row["changed_at"])
+            )
+        else:
+            continue  # an older total, read late
+        changed.append(row["customer_id"])
+    return changed
 
 
 # --- portfolio views -------------------------------------------------------------

@@ -37,9 +37,10 @@ from services.identify.portfolio import repository
 from services.identify.portfolio.repository import CustomerArrays
 from services.identify.settings import PortfolioSettings, portfolio_settings
 from shared.db.database import utcnow
+from shared.events.contracts import CUSTOMER_KINDS
 from shared.events.messaging import emit_many
 
-KINDS = ("high_future_value", "benchmark", "inspiration", "cost_absorber")
+KINDS = CUSTOMER_KINDS  # shared/events/contracts.py: other services' communities take them as a scope
 IDEA_SHIPPED = "crm.value.idea.shipped"
 
 
@@ -193,13 +194,21 @@ def kinds_of(
     cost_absorber_purchases: float,
     settings: PortfolioSettings,
     referred: dict[str, list[str]],
+    helpful: dict[str, int] | None = None,
     shipped: dict[str, list[str]] | None = None,
 ) -> tuple[list[list[str]], list[dict], list[dict]]:
-    """Each customer's kinds and evidence, plus the customer_kinds rows. `shipped` holds
-    each customer's shipped ideas (the inspiration evidence)."""
+    """Each customer's kinds and evidence, plus the customer_kinds rows.
+
+    `helpful`: the helpful marks of the customers with at least `benchmark_min_helpful_marks`
+    (`helpful_benchmarks`); either that or enough referrals makes a benchmark customer.
+    `shipped`: each customer's shipped ideas (the inspiration evidence).
+    """
 
     high = (scores.predicted_clv >= high_value_threshold) & (scores.predicted_clv > 0)
-    benchmark = arrays.referrals >= settings.benchmark_min_referrals
+    referring = arrays.referrals >= settings.benchmark_min_referrals
+    marks = helpful_marks_array(arrays.ids, helpful or {})
+    helping = marks >= settings.benchmark_min_helpful_marks
+    benchmark = referring | helping
     absorber = (
         (arrays.purchases >= cost_absorber_purchases)
         & ~np.isnan(scores.margin_ratio)
@@ -232,13 +241,8 @@ def kinds_of(
         hold(
             i,
             "benchmark",
-            arrays.referrals[i],
-            {
-                "referrals": int(arrays.referrals[i]),
-                "min_referrals": settings.benchmark_min_referrals,
-                "referred": referred.get(arrays.ids[i], []),
-                "source": "crm.network.referral.recorded",
-            },
+            arrays.referrals[i] + marks[i],
+            benchmark_evidence(arrays, i, referring, helping, marks, referred, settings),
         )
     least = settings.inspiration_min_shipped_ideas
     inspiring = {customer: ideas for customer, ideas in (shipped or {}).items() if len(ideas) >= least}
@@ -301,6 +305,47 @@ def score_columns(
         "kinds": kinds,
         "evidence": evidence,
     }
+
+
+def helpful_marks_array(ids: list[str], helpful: dict[str, int]) -> np.ndarray:
+    """Helpful marks per customer of `ids`, from the few customers `helpful` names (one pass,
+    skipped when it names none: PostgreSQL's collation may order ids otherwise than Python,
+    so no search relies on their order)."""
+
+    marks = np.zeros(len(ids), dtype=np.int64)
+    if helpful:
+        for index, customer_id in enumerate(ids):
+            count = helpful.get(customer_id)
+            if count is not None:
+                marks[index] = count
+    return marks
+
+
+def benchmark_evidence(arrays, i, referring, helping, marks, referred, settings: PortfolioSettings) -> dict:
+    """The evidence of a benchmark customer: each rule that holds, with what it counted."""
+
+    evidence: dict = {"rules": [], "sources": []}
+    if referring[i]:
+        evidence["rules"].append("referrals")
+        evidence["sources"].append("crm.network.referral.recorded")
+        evidence.update(
+            referrals=int(arrays.referrals[i]),
+            min_referrals=settings.benchmark_min_referrals,
+            referred=referred.get(arrays.ids[i], []),
+        )
+    if helping[i]:
+        evidence["rules"].append("helpful_marks")
+        evidence["sources"].append("crm.engage.community.helpfulness.changed")
+        evidence.update(helpful_marks=int(marks[i]), min_helpful_marks=settings.benchmark_min_helpful_marks)
+    return evidence
+
+
+async def helpful_benchmarks(
+    session: AsyncSession, settings: PortfolioSettings, customer_ids: list[str] | None = None
+) -> dict[str, int]:
+    """The helpful marks of the customers (of `customer_ids`, or everyone) with enough for `benchmark`."""
+
+    return await repository.helpful_marks_at_least(session, settings.benchmark_min_helpful_marks, customer_ids)
 
 
 async def referred_by_benchmarks(session: AsyncSession, arrays: CustomerArrays, settings: PortfolioSettings):
@@ -371,6 +416,7 @@ async def rescore_customers(session: AsyncSession, customer_ids) -> None:
         settings=settings,
     )
     referred = await referred_by_benchmarks(session, arrays, settings)
+    helpful = await helpful_benchmarks(session, settings, arrays.ids)
     shipped = await repository.shipped_ideas(session, arrays.ids)
     kinds, evidence, kind_rows = kinds_of(
         arrays,
@@ -379,6 +425,7 @@ async def rescore_customers(session: AsyncSession, customer_ids) -> None:
         cost_absorber_purchases=model.cost_absorber_purchases,
         settings=settings,
         referred=referred,
+        helpful=helpful,
         shipped=shipped,
     )
     columns = score_columns(arrays, scores, kinds, evidence, version=model.version)

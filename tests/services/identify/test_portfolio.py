@@ -254,7 +254,84 @@ async def test_customers_others_follow_are_benchmarks_from_network_referrals(sui
     assert [item["customer_id"] for item in page["items"]] == [ids[5]]
     evidence = page["items"][0]["evidence"]
     assert evidence["referrals"] == 3 and sorted(evidence["referred"]) == sorted(friends)
-    assert evidence["source"] == "crm.network.referral.recorded"
+    assert (evidence["rules"], evidence["sources"]) == (["referrals"], ["crm.network.referral.recorded"])
+    assert "helpful_marks" not in evidence
+
+
+def _helpfulness(customer_id: str, marks: int, at: str):
+    from shared.events.contracts import CATALOG
+    from shared.events.envelope import make_event
+
+    subject = "crm.engage.community.helpfulness.changed"
+    data = {"customer_id": customer_id, "helpful_marks": marks, "changed_at": at}
+    return make_event(
+        service="engage", type=subject, data=data, subject=customer_id, dataschema=CATALOG[subject].dataschema
+    )
+
+
+async def test_helpful_marks_in_communities_make_a_benchmark_customer_and_rescore_it(suite):
+    identify = await suite.start("identify")
+    client = identify.client
+    ids = await small_portfolio(client)
+    await refit(client, calibration_end=SMALL_PORTFOLIO_END, time_unit="week")
+    nc = await nats.connect(suite.nats.url)
+
+    async def send(event) -> None:
+        await nc.jetstream().publish(event.type, event.to_json(), headers={"Nats-Msg-Id": event.id})
+
+    async def benchmarks() -> dict[str, dict]:
+        page = (await client.get("/v1/portfolio/significant", params={"kind": "benchmark"})).json()
+        return {item["customer_id"]: item["evidence"] for item in page["items"]}
+
+    try:
+        # 12 marks (the default threshold is 10) make ids[3] a benchmark; 9 leave ids[4] as it was.
+        await send(_helpfulness(ids[3], 12, "2026-08-01T00:00:00Z"))
+        await send(_helpfulness(ids[4], 9, "2026-08-01T00:00:00Z"))
+        [found] = await wait_until(lambda: _when(benchmarks, lambda b: ids[3] in b), what="ids[3] a benchmark")
+        assert list(found) == [ids[3]]
+        assert found[ids[3]] == {
+            "rules": ["helpful_marks"],
+            "sources": ["crm.engage.community.helpfulness.changed"],
+            "helpful_marks": 12,
+            "min_helpful_marks": 10,
+        }
+        customer = (await client.get(f"/v1/customers/{ids[3]}")).json()
+        assert "benchmark" in customer["scores"]["kinds"]
+
+        # An older total read late changes nothing (ids[4]'s later event proves it was read);
+        # a newer, lower one takes the kind away.
+        await send(_helpfulness(ids[3], 3, "2026-07-01T00:00:00Z"))
+        await send(_helpfulness(ids[4], 10, "2026-08-02T00:00:00Z"))
+        [found] = await wait_until(lambda: _when(benchmarks, lambda b: ids[4] in b), what="ids[4] a benchmark")
+        assert (found[ids[3]]["helpful_marks"], found[ids[4]]["helpful_marks"]) == (12, 10)
+        await send(_helpfulness(ids[3], 4, "2026-08-02T00:00:00Z"))
+        await wait_until(lambda: _when(benchmarks, lambda b: list(b) == [ids[4]]), what="ids[3] no benchmark")
+        scored = await _scored_events(nc, ids[3])
+        assert [("benchmark" in e["data"]["kinds"]) for e in scored][-2:] == [True, False]
+    finally:
+        await nc.close()
+
+
+async def _when(read, predicate):
+    """`(value,)` once `predicate(value)` holds (truthy even for an empty value), else None."""
+    value = await read()
+    return (value,) if predicate(value) else None
+
+
+async def _scored_events(nc, customer_id: str) -> list[dict]:
+    sub = await nc.jetstream().pull_subscribe("crm.identify.customer.scored", stream="CRM")
+    seen: list[dict] = []
+    while True:
+        try:
+            msgs = await sub.fetch(500, timeout=0.5)
+        except (TimeoutError, nats.errors.TimeoutError):
+            break
+        for msg in msgs:
+            await msg.ack()
+            event = json.loads(msg.data)
+            if event["data"]["customer_id"] == customer_id:
+                seen.append(event)
+    return seen
 
 
 async def test_customers_whose_ideas_shipped_are_inspirations_with_the_ideas_as_evidence(suite):
