@@ -64,6 +64,7 @@ PARTS: tuple[Part, ...] = (
     ),
     Part("offers", "value", "/v1/customers/{id}/offers", True),
     Part("referrals", "network", "/v1/customers/{id}/referrals", True),
+    Part("conversations", "engage", "/v1/customers/{id}/conversations", True),
 )
 
 

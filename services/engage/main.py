@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from services.engage.conversations.endpoints import router as conversations_router
 from services.engage.endpoints import router
 from services.engage.handlers import CONSUMERS
+from services.engage.inbound.endpoints import router as inbound_router
 from services.engage.models import Base, messaging
 from shared.privacy.export import export_router
 from shared.service.app import create_service_app
@@ -15,7 +17,7 @@ DEFINITION = ServiceDefinition(
     metadata=Base.metadata,
     messaging=messaging,
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
-    routers=[router, export_router(Base.metadata)],
+    routers=[router, conversations_router, inbound_router, export_router(Base.metadata)],
     consumers=CONSUMERS,
 )
 
