@@ -59,6 +59,7 @@ async def receive(*, session: AsyncSession, raw: bytes) -> tuple[bool, dict[str,
     else:
         message.status = "unmatched"
     session.add(message)
+    await session.flush()  # the message before its attachments (their foreign key)
     session.add_all(
         Attachment(
             id=uuid7(),
