@@ -178,9 +178,7 @@ async def test_recorded_messages_thread_into_conversations_with_status_assignee_
     assert [c["id"] for c in listed["items"]] == [conversation_id]
     assert (await client.get("/v1/conversations", params={"channel": "chat"})).json()["items"][0]["channel"] == "chat"
     page = (await client.get(f"/v1/customers/{ada['id']}/conversations", params={"limit": 1})).json()
-    rest = (
-        await client.get(f"/v1/customers/{ada['id']}/conversations", params={"cursor": page["next_cursor"]})
-    ).json()
+    rest = (await client.get(f"/v1/customers/{ada['id']}/conversations", params={"cursor": page["next_cursor"]})).json()
     assert len(page["items"]) == len(rest["items"]) == 1 and rest["next_cursor"] is None
     assert (await client.get("/v1/customers/nobody/conversations")).status_code == 404
 

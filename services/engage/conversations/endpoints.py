@@ -25,6 +25,7 @@ from shared.http.pagination import PagingByTime
 
 router = APIRouter(prefix="/v1", tags=["engage: conversations"])
 
+
 def _conversation_key(row):
     return (row["last_message_at"], row["id"])
 

@@ -161,9 +161,7 @@ async def attachment(session: AsyncSession, message_id: str, attachment_id: str)
 
 async def move_to_survivor(session: AsyncSession, *, merged_ids: list[str], survivor_id: str) -> None:
     for table in (Conversation.__table__, Message.__table__):
-        await session.execute(
-            update(table).where(table.c.customer_id.in_(merged_ids)).values(customer_id=survivor_id)
-        )
+        await session.execute(update(table).where(table.c.customer_id.in_(merged_ids)).values(customer_id=survivor_id))
 
 
 # --- employees -------------------------------------------------------------------------

@@ -37,7 +37,9 @@ def _not_email(channel: str) -> str:
     return channel
 
 
-When = Annotated[datetime | None, AsText, AfterValidator(_aware), Field(description="When it happened; now if left out")]
+When = Annotated[
+    datetime | None, AsText, AfterValidator(_aware), Field(description="When it happened; now if left out")
+]
 
 
 class ConversationCreate(Strict):

@@ -42,6 +42,10 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+_CONVERSATION_FIELDS = tuple(column.key for column in Conversation.__table__.columns)
+_MESSAGE_FIELDS = tuple(column.key for column in Message.__table__.columns)
+
+
 # --- who may be named ------------------------------------------------------------------
 
 
@@ -68,7 +72,7 @@ def describe(conversation: Conversation) -> dict[str, Any]:
     first = conversation.first_response_at
     closed = conversation.closed_at
     return {
-        **{column: getattr(conversation, column) for column in Conversation.__table__.columns.keys()},
+        **{column: getattr(conversation, column) for column in _CONVERSATION_FIELDS},
         "first_response_seconds": (first - opened).total_seconds() if first else None,
         "resolution_seconds": (closed - opened).total_seconds() if closed else None,
     }
@@ -201,9 +205,7 @@ async def add_to_conversation(session: AsyncSession, conversation: Conversation,
         conversation.first_response_at = message.occurred_at
 
 
-async def thread(
-    session: AsyncSession, message: Message, *, customer_id: str, subject: str | None
-) -> Conversation:
+async def thread(session: AsyncSession, message: Message, *, customer_id: str, subject: str | None) -> Conversation:
     """Puts `message` into the customer's open conversation on its channel, or a new one."""
 
     conversation = await repository.open_conversation(session, customer_id=customer_id, channel=message.channel)
@@ -357,7 +359,7 @@ def _re(subject: str | None) -> str:
 
 def describe_message(message: Message, attachments: Sequence[Attachment]) -> dict[str, Any]:
     return {
-        **{column: getattr(message, column) for column in Message.__table__.columns.keys()},
+        **{column: getattr(message, column) for column in _MESSAGE_FIELDS},
         "attachments": list(attachments),
     }
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
 from email.errors import HeaderParseError, MissingHeaderBodySeparatorDefect
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesParser, HeaderParser
 from email.utils import parsedate_to_datetime
 
@@ -94,7 +94,7 @@ def parse(raw: bytes) -> ParsedMail | Bounce:
     if any(isinstance(d, MissingHeaderBodySeparatorDefect) for d in message.defects) and not len(message):
         raise Malformed("no header section: not an RFC 5322 message")
     if message.get_content_type() == "multipart/report" and (
-        (message.get_param("report-type") or "").lower() == "delivery-status"
+        str(message.get_param("report-type") or "").lower() == "delivery-status"
     ):
         return _bounce(message)
     sender = _first_address(message, "From")
@@ -200,23 +200,21 @@ def _bounce(message: EmailMessage) -> Bounce:
     for part in message.walk():
         kind = part.get_content_type()
         if kind == "message/delivery-status":
-            blocks = part.get_payload()
-            for block in blocks[1:] if isinstance(blocks, list) else []:
+            blocks = _messages(part.get_payload())
+            for block in blocks[1:]:
                 # The first recipient that failed speaks for the report.
                 if recipient is None or (action or "").lower() != "failed":
                     recipient = _dsn_address(block.get("Final-Recipient") or block.get("Original-Recipient"))
                     action = _text(block.get("Action"))
                     status = _text(block.get("Status"))
                     diagnostic = _text(block.get("Diagnostic-Code"))
-            if isinstance(blocks, list) and blocks:
+            if blocks:
                 ids += _MSG_ID.findall(str(blocks[0].get("Original-Message-ID") or ""))
         elif kind == "text/rfc822-headers":
             headers = HeaderParser(policy=policy.default).parsestr(str(part.get_content()))
             ids += _MSG_ID.findall(str(headers.get("Message-ID") or ""))
         elif kind == "message/rfc822":
-            inner = part.get_payload()
-            original = inner[0] if isinstance(inner, list) and inner else None
-            if original is not None:
+            for original in _messages(part.get_payload())[:1]:
                 ids += _MSG_ID.findall(str(original.get("Message-ID") or ""))
     ids += _MSG_ID.findall(str(message.get("In-Reply-To") or ""))
     return Bounce(
@@ -226,6 +224,12 @@ def _bounce(message: EmailMessage) -> Bounce:
         status=status.split()[0] if status else None,
         diagnostic=diagnostic[:2000] if diagnostic else None,
     )
+
+
+def _messages(payload: object) -> list[Message]:
+    """The header blocks of a message/delivery-status part, the message of a message/rfc822 one."""
+
+    return [item for item in payload if isinstance(item, Message)] if isinstance(payload, list) else []
 
 
 def _text(value: object) -> str | None:

@@ -45,9 +45,10 @@ async def receive(*, session: AsyncSession, raw: bytes) -> tuple[bool, dict[str,
     if parsed.message_id:
         [*seen] = await repository.messages_with_rfc_ids(session, [parsed.message_id], direction="inbound")
         if seen:
-            return False, {"outcome": "duplicate", "message": await conversations.get_message(
-                session=session, message_id=seen[0].id
-            )}
+            return False, {
+                "outcome": "duplicate",
+                "message": await conversations.get_message(session=session, message_id=seen[0].id),
+            }
     now = utcnow()
     message = _message(parsed, now)
     customer_id, conversation = await _find_thread(session, parsed)
