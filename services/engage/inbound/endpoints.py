@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from services.engage.conversations.schemas import InboundResult, MessageLink, MessageOut, MessagePage
 from services.engage.conversations.service import unmatched
 from services.engage.inbound import service
+from services.engage.inbound.parse import Bounce, ParsedMail
 from services.engage.inbound.service import MAX_INBOUND_BYTES
 from shared.http.deps import ReadSession, WriteSession
 from shared.http.errors import AppError
@@ -27,6 +30,21 @@ class TooLarge(AppError):
     error = "payload_too_large"
 
 
+async def _read_mail(request: Request) -> ParsedMail | Bounce:
+    """The posted message, read and parsed before the request's transaction starts."""
+    kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if kind not in RAW_TYPES:
+        raise UnsupportedMediaType(f"post the raw message as {' or '.join(RAW_TYPES)}, not {kind or 'no type'}")
+    raw = await request.body()
+    if len(raw) > MAX_INBOUND_BYTES:
+        raise TooLarge(f"an inbound email here may have at most {MAX_INBOUND_BYTES} bytes")
+    return service.read(raw)
+
+
+# Declared before the session: FastAPI resolves dependencies in order.
+InboundMail = Annotated[ParsedMail | Bounce, Depends(_read_mail)]
+
+
 @router.post(
     "/channels/email/inbound",
     response_model=InboundResult,
@@ -38,20 +56,20 @@ class TooLarge(AppError):
             "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in RAW_TYPES},
         }
     },
-    responses={200: {"model": InboundResult, "description": "A Message-ID seen before, or a bounce report"}},
+    responses={
+        200: {"model": InboundResult, "description": "A Message-ID seen before, or a bounce report"},
+        415: {
+            "description": "The body is not message/rfc822 or application/octet-stream (`unsupported_media_type`)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        },
+    },
 )
-async def inbound_email(request: Request, response: Response, session: WriteSession):
+async def inbound_email(mail: InboundMail, response: Response, session: WriteSession):
     """A mail provider's inbound webhook: the raw message as the body (Content-Type message/rfc822 or
     application/octet-stream). 201 when stored (threaded to a customer, or kept as unmatched), 200 for
     a Message-ID stored before and for a delivery status notification (it marks its message bounced).
     A malformed message is 422 saying why, and nothing is stored."""
-    kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if kind not in RAW_TYPES:
-        raise UnsupportedMediaType(f"post the raw message as {' or '.join(RAW_TYPES)}, not {kind or 'no type'}")
-    raw = await request.body()
-    if len(raw) > MAX_INBOUND_BYTES:
-        raise TooLarge(f"an inbound email here may have at most {MAX_INBOUND_BYTES} bytes")
-    created, result = await service.receive(session=session, raw=raw)
+    created, result = await service.receive(session=session, mail=mail)
     if not created:
         response.status_code = status.HTTP_200_OK
     return result

@@ -33,13 +33,19 @@ from shared.http.errors import Conflict, InvalidRequest, NotFound
 MAX_INBOUND_BYTES = 25 * 1024 * 1024
 
 
-async def receive(*, session: AsyncSession, raw: bytes) -> tuple[bool, dict[str, Any]]:
-    """(created, what became of it): see InboundResult. A malformed message is 422, nothing stored."""
+def read(raw: bytes) -> ParsedMail | Bounce:
+    """The raw message parsed; a malformed one is 422 naming `body` and saying why."""
 
     try:
-        parsed = parse(raw)
+        return parse(raw)
     except Malformed as exc:
         raise InvalidRequest([{"field": "body", "message": str(exc), "type": "value_error"}]) from None
+
+
+async def receive(*, session: AsyncSession, mail: ParsedMail | Bounce) -> tuple[bool, dict[str, Any]]:
+    """(created, what became of it): see InboundResult."""
+
+    parsed = mail
     if isinstance(parsed, Bounce):
         return False, await _apply_bounce(session, parsed)
     if parsed.message_id:
