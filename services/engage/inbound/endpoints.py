@@ -69,7 +69,7 @@ async def inbound_email(mail: InboundMail, response: Response, session: WriteSes
     application/octet-stream). 201 when stored (threaded to a customer, or kept as unmatched), 200 for
     a Message-ID stored before and for a delivery status notification (it marks its message bounced).
     A malformed message is 422 saying why, and nothing is stored."""
-    created, result = await service.receive(session=session, mail=mail)
+    created, result = await service.receive(session=session, parsed=mail)
     if not created:
         response.status_code = status.HTTP_200_OK
     return result

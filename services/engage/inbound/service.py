@@ -27,7 +27,7 @@ from services.engage.inbound.parse import Bounce, Malformed, ParsedMail, parse
 from shared.db.database import utcnow
 from shared.db.ids import uuid7
 from shared.events.messaging import emit
-from shared.http.errors import Conflict, InvalidRequest, NotFound
+from shared.http.errors import Conflict, NotFound, field_error
 
 # The largest raw message taken (the gateway's route row says the same: gateway/routes.py).
 MAX_INBOUND_BYTES = 25 * 1024 * 1024
@@ -39,13 +39,12 @@ def read(raw: bytes) -> ParsedMail | Bounce:
     try:
         return parse(raw)
     except Malformed as exc:
-        raise InvalidRequest([{"field": "body", "message": str(exc), "type": "value_error"}]) from None
+        raise field_error("body", str(exc)) from None
 
 
-async def receive(*, session: AsyncSession, mail: ParsedMail | Bounce) -> tuple[bool, dict[str, Any]]:
+async def receive(*, session: AsyncSession, parsed: ParsedMail | Bounce) -> tuple[bool, dict[str, Any]]:
     """(created, what became of it): see InboundResult."""
 
-    parsed = mail
     if isinstance(parsed, Bounce):
         return False, await _apply_bounce(session, parsed)
     if parsed.message_id:
