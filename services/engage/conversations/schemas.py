@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from shared.events.contracts import MessageChannel
 from shared.http.pagination import Page
-from shared.http.validation import NOT_BLANK_TEXT_SCHEMA, AsText, Id, Strict, Text, single_line, stripped_text
+from shared.http.validation import NOT_BLANK_TEXT_SCHEMA, AsText, Id, Strict, Text, stripped_text
 
 Direction = Literal["inbound", "outbound"]
 ConversationStatus = Literal["open", "pending", "closed"]
@@ -18,13 +18,16 @@ MessageBody = Annotated[
     str, Field(min_length=1, max_length=20000, **NOT_BLANK_TEXT_SCHEMA), AfterValidator(stripped_text)
 ]
 # A phone number, a handle or an address, as the channel writes it.
-Address = Annotated[str | None, Field(max_length=320), AfterValidator(single_line)]
+Address = Annotated[Id | None, Field(max_length=320)]
 
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise ValueError("needs a time zone (e.g. 2024-05-01T10:00:00Z)")
     return value
+
+
+RECORDED = ("sms", "chat", "phone", "social", "in_person")
 
 
 def _not_email(channel: str) -> str:
@@ -83,7 +86,10 @@ class MessageCreate(Strict):
     """A message on a channel engage does not send itself: it is recorded as it happened."""
 
     customer_id: Annotated[Id, Field(min_length=1, max_length=36)]
-    channel: Annotated[MessageChannel, AfterValidator(_not_email)]
+    # The schema lists the channels taken; email is refused with a pointer to where it goes.
+    channel: Annotated[
+        MessageChannel, AfterValidator(_not_email), WithJsonSchema({"type": "string", "enum": list(RECORDED)})
+    ]
     direction: Direction
     body: MessageBody
     subject: Text = None
