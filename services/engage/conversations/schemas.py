@@ -15,7 +15,7 @@ Direction = Literal["inbound", "outbound"]
 ConversationStatus = Literal["open", "pending", "closed"]
 
 MessageBody = Annotated[
-    str, Field(min_length=1, max_length=20000, **NOT_BLANK_TEXT_SCHEMA), AfterValidator(stripped_text)
+    str, Field(min_length=1, max_length=10000, **NOT_BLANK_TEXT_SCHEMA), AfterValidator(stripped_text)
 ]
 # A phone number, a handle or an address, as the channel writes it.
 Address = Annotated[Id | None, Field(max_length=320)]
