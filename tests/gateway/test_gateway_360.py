@@ -71,8 +71,10 @@ async def test_slow_service_times_out_into_missing(start_gateway):
         assert time.monotonic() - started < 1.5
     assert response.status_code == 200
     view = response.json()
-    assert view["timeline"] == []
-    assert view["missing"] == [{"part": "timeline", "service": "engage", "reason": "engage timed out"}]
+    assert view["timeline"] == [] and view["conversations"] == []
+    assert view["missing"] == [
+        {"part": part, "service": "engage", "reason": "engage timed out"} for part in ("timeline", "conversations")
+    ]
 
 
 async def test_360_needs_the_key(gw):
