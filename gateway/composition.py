@@ -79,6 +79,7 @@ PARTS: tuple[Part, ...] = (
         True,
         "The communities the customer is or was in (engage)",
     ),
+    Part("conversations", "engage", "/v1/customers/{id}/conversations", True),
 )
 
 

@@ -475,7 +475,7 @@ class GatewayFront:
                 and (method, route.pattern) in UPLOAD_ROUTES
                 and content_type.lower().startswith(UPLOAD_TYPES)
             )
-            limit = self.max_upload if upload else self.max_body
+            limit = self.max_upload if upload else (route.max_body or self.max_body)
             declared = int(length) if length is not None else None  # uvicorn checked it is a number
             try:
                 if declared is not None and declared > limit:

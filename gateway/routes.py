@@ -55,6 +55,9 @@ class Route:
     scopes: Mapping[str, str] = field(default_factory=dict, compare=False)
     # No key needed: customers' signed links (their signature is the service's to check).
     public: bool = False
+    # This route's request body limit when it differs from max_request_body_bytes (read whole,
+    # like any body: inbound email's raw messages with their attachments).
+    max_body: int | None = None
 
     @property
     def local(self) -> bool:
@@ -72,6 +75,7 @@ def r(
     public: bool = False,
     upstream: str | None = None,
     stream: bool = False,
+    max_body: int | None = None,
 ) -> Route:
     method_set = frozenset(methods.split())
     scopes: dict[str, str] = {}
@@ -96,6 +100,7 @@ def r(
         upstream_bytes=upstream.encode("ascii") if upstream else None,
         scopes=MappingProxyType(scopes),
         public=public,
+        max_body=max_body,
     )
 
 
@@ -119,6 +124,8 @@ CONSENT = rw("consent")
 VALUE_MAP = rw("value_map")
 IDEAS = rw("ideas")
 COMMUNITIES = rw("communities")
+MESSAGES = rw("messages")
+MIB = 1024 * 1024
 
 
 ROUTES: tuple[Route, ...] = (
@@ -158,6 +165,18 @@ ROUTES: tuple[Route, ...] = (
     r("GET", "/v1/interactions/{id}", "engage", **INTERACTIONS),
     r("GET", "/v1/customers/{id}/timeline", "engage", **INTERACTIONS),
     # engage: conversations, messages and inbound email
+    r("GET POST", "/v1/conversations", "engage", **MESSAGES),
+    r("GET PATCH", "/v1/conversations/{id}", "engage", **MESSAGES),
+    r("GET POST", "/v1/conversations/{id}/messages", "engage", **MESSAGES),
+    r("GET", "/v1/customers/{id}/conversations", "engage", **MESSAGES),
+    r("POST", "/v1/messages", "engage", **MESSAGES),
+    r("GET", "/v1/messages/{id}", "engage", **MESSAGES),
+    r("POST", "/v1/messages/{id}/link", "engage", **MESSAGES),
+    r("GET", "/v1/messages/{id}/attachments/{attachment_id}", "engage", **MESSAGES),
+    # A mail provider's inbound webhook (its own key with messages:write): raw messages with
+    # their attachments, up to 25 MiB.
+    r("POST", "/v1/channels/email/inbound", "engage", scope="messages:write", max_body=25 * MIB),
+    r("GET", "/v1/channels/email/unmatched", "engage", **MESSAGES),
     # engage: outbound mail and templates
     r("POST", "/v1/emails", "engage", scope="messages:write"),
     r("GET", "/v1/emails/{id}", "engage", scope="messages:read"),

@@ -12,6 +12,8 @@ from services.engage.communities.handlers import COMMUNITIES
 from services.engage.consent import service as consent
 from services.engage.contacts import service as contacts
 from services.engage.contacts.handlers import CONTACTS
+from services.engage.conversations import service as conversations
+from services.engage.conversations.handlers import EMPLOYEES
 from services.engage.models import Base, aliases, erased_customers, known_customers, messaging, profiles
 from services.engage.outbound.handlers import REQUESTS
 from services.engage.service import TIMELINE_SUBJECTS
@@ -44,7 +46,7 @@ PROFILES = profiles.consumer(
 ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
 
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, CONTACTS, TIMELINE, PROFILES, REQUESTS, COMMUNITIES, ERASURES],
+    [CUSTOMERS, CONTACTS, TIMELINE, PROFILES, REQUESTS, COMMUNITIES, EMPLOYEES, ERASURES],
     merge_steps=[
         known_customers.follow_merge,
         contacts.follow_merge,
@@ -52,11 +54,13 @@ CONSUMERS = aliases.consumers(
         service.follow_merge,
         consent.follow_merge,
         communities.follow_merge,
+        conversations.follow_merge,
     ],
     merges_description=(
-        "Follows identify's merges: interactions and timeline entries of the merged customers move to the "
-        "survivor, whose timeline records the merge; so do their consent ledger entries (the survivor's "
-        "consent per purpose and channel being the newest of theirs), community memberships, posts and "
-        "helpful marks (its helpful-mark total announced again); later events of a merged id go to the survivor."
+        "Follows identify's merges: interactions, timeline entries, conversations and messages of the merged "
+        "customers move to the survivor, whose timeline records the merge; so do their consent ledger entries "
+        "(the survivor's consent per purpose and channel being the newest of theirs), community memberships, "
+        "posts and helpful marks (its helpful-mark total announced again); later events of a merged id go to "
+        "the survivor."
     ),
 )

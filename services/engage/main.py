@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from services.engage.communities.endpoints import router as communities_router
 from services.engage.consent.endpoints import router as consent_router
+from services.engage.conversations.endpoints import router as conversations_router
 from services.engage.endpoints import router
 from services.engage.handlers import CONSUMERS
+from services.engage.inbound.endpoints import router as inbound_router
 from services.engage.models import Base, messaging
 from services.engage.outbound import sender
 from services.engage.outbound.endpoints import router as outbound_router
@@ -36,6 +38,8 @@ DEFINITION = ServiceDefinition[EngageState](
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
     routers=[
         router,
+        conversations_router,
+        inbound_router,
         consent_router,
         communities_router,
         outbound_router,

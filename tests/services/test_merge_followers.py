@@ -514,3 +514,29 @@ async def test_engage_moves_community_members_posts_and_helpful_marks_and_announ
     await _merged_away(client, f"/v1/customers/{merged['id']}/communities", survivor["id"])
     refused = await client.post(f"{base}/posts/{other_topic}/helpful", json={"customer_id": merged["id"]})
     assert refused.status_code == 409 and refused.json()["error"] == "customer_merged"
+
+
+async def test_engage_moves_conversations_and_messages_to_the_survivor(suite):
+    identify = await start(suite, "identify")
+    engage = await start(suite, "engage")
+    survivor = await create_customer(identify, email="s@example.com")
+    merged = await create_customer(identify, email="m@example.com")
+    await _json_when(
+        engage.client, f"/v1/customers/{merged['id']}/timeline", lambda b: len(b["items"]) == 1, "merged customer known"
+    )
+    message = {"channel": "chat", "direction": "inbound", "body": "Hello?"}
+    recorded = await engage.client.post("/v1/messages", json={"customer_id": merged["id"], **message})
+    assert recorded.status_code == 201, recorded.text
+
+    await _merge(identify, survivor["id"], [merged["id"]], suite.nats.url)
+    moved = await _json_when(
+        engage.client,
+        f"/v1/customers/{survivor['id']}/conversations",
+        lambda b: len(b["items"]) == 1,
+        "the conversation on the survivor",
+    )
+    assert moved["items"][0]["id"] == recorded.json()["conversation_id"]
+    assert (await engage.client.get(f"/v1/messages/{recorded.json()['id']}")).json()["customer_id"] == survivor["id"]
+    await _merged_away(engage.client, f"/v1/customers/{merged['id']}/conversations", survivor["id"])
+    refused = await engage.client.post("/v1/messages", json={"customer_id": merged["id"], **message})
+    assert refused.status_code == 409 and refused.json()["error"] == "customer_merged"

@@ -123,3 +123,14 @@ class Attachment(Base):
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     content: Mapped[bytes | None] = mapped_column(LargeBinary, info=personal("free_text"))
+
+
+class Employee(Base):
+    """network's employee stakeholders (crm.network.stakeholder.created with kind employee): the
+    people a conversation may be assigned to, and who may write a message. Ids only: engage
+    needs to know that an employee exists, not who they are."""
+
+    __tablename__ = "employees"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
