@@ -354,6 +354,14 @@ async def test_a_bounce_marks_its_message_and_a_hard_one_the_address(suite):
         )
         ada_id, ada_rfc, bob_rfc = to_ada.id, to_ada.rfc_message_id, to_bob.rfc_message_id
 
+    # engage's sender sends them (to var/mail here) before any report of them can come back.
+    async def both_sent():
+        sent = Message.__table__.c.status == "sent"
+        async with engage.runtime.db.reader() as session:
+            return (await session.execute(select(func.count()).select_from(Message).where(sent))).scalar_one() == 2
+
+    await wait_until(both_sent, what="the two messages sent")
+
     # A soft bounce (4.x.x) marks the message, not the address.
     soft = await _post_mail(engage.client, _dsn(bob_rfc, status="4.2.2", recipient="bob@example.com"))
     assert soft.status_code == 200, soft.text
@@ -375,7 +383,8 @@ async def test_a_bounce_marks_its_message_and_a_hard_one_the_address(suite):
 
     failed = await _read_stream(suite.nats.url, "crm.engage.message.failed", 2, settle=True)
     assert {(e["data"]["id"], e["data"]["status"]) for e in failed} == {(ada_id, "bounced"), (to_bob.id, "bounced")}
-    [report] = await _read_stream(suite.nats.url, "crm.engage.delivery.reported", 1, settle=True)
+    sent, report = await _read_stream(suite.nats.url, "crm.engage.delivery.reported", 2, settle=True)
+    assert (sent["data"]["outcome"], sent["data"]["message_id"]) == ("sent", ada_id)
     assert report["data"] | {"reported_at": None} == {
         "request_id": "req-1",
         "customer_id": ada["id"],
