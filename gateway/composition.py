@@ -63,6 +63,7 @@ PARTS: tuple[Part, ...] = (
         f"The {TIMELINE_LIMIT} most recent timeline entries (engage)",
     ),
     Part("offers", "value", "/v1/customers/{id}/offers", True),
+    Part("promotions", "value", "/v1/customers/{id}/promotions", True, "The campaigns the customer was in (value)"),
     Part("referrals", "network", "/v1/customers/{id}/referrals", True),
 )
 

@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value import service
+from services.value.campaigns import handlers as campaigns
+from services.value.campaigns import service as campaigns_service
 from services.value.models import Base, aliases, erased_customers, known_customers, messaging, profiles
 from shared.events.consumer import ConsumerSpec
 from shared.events.contracts import CustomerCreated, StageChanged
@@ -42,10 +44,16 @@ ERASURES = erasure_consumer(
 )
 
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, WELCOME, PROFILES, ERASURES],
-    merge_steps=[known_customers.follow_merge, profiles.follow_merge, service.follow_merge],
+    [CUSTOMERS, WELCOME, PROFILES, ERASURES, *campaigns.CONSUMERS],
+    merge_steps=[
+        known_customers.follow_merge,
+        profiles.follow_merge,
+        service.follow_merge,
+        campaigns_service.follow_merge,
+    ],
     merges_description=(
         "Follows identify's merges: offers of the merged customers move to the survivor (which keeps one "
-        "automatic offer of each kind); later events of a merged id go to the survivor."
+        "automatic offer of each kind), and so do their campaign memberships (one per campaign), marketing "
+        "consents (the newest per channel) and purchases; later events of a merged id go to the survivor."
     ),
 )

@@ -723,6 +723,20 @@ class OfferIssued(Payload):
     discount_percent: DecimalText | None = None
     expires_at: datetime | None = None
     issued_at: datetime
+    # --- value: offer templates and coupons (all optional: offers issued without a template lack them)
+    template_id: str | None = None
+    # A random code, not personal.
+    coupon_code: str | None = None
+    # A points offer: lifecycle's ledger credits these points from this event.
+    points: int | None = None
+    amount_off: DecimalText | None = None
+    currency: str | None = None
+    free_item: str | None = None
+    # What the offer costs the business.
+    cost: DecimalText | None = None
+    starts_at: datetime | None = None
+    campaign_id: str | None = None
+    playbook_id: str | None = None
 
     def timeline_summary(self, customer_id: str) -> str:
         off = f" ({self.discount_percent}% off)" if self.discount_percent is not None else ""
@@ -741,6 +755,12 @@ class OfferRedeemed(Payload):
     customer_id: str
     kind: str
     redeemed_at: datetime
+    # The purchase the redemption applied to (identify's transaction id), when named.
+    transaction_id: str | None = None
+    template_id: str | None = None
+    coupon_code: str | None = None
+    campaign_id: str | None = None
+    playbook_id: str | None = None
 
     def timeline_summary(self, customer_id: str) -> str:
         return f"Offer redeemed: {self.kind}"
