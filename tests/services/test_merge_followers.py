@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 from shared.events.envelope import make_event
 from tests.services.test_engage import catalog_event, create_customer, publish, start
 from tests.services.test_lifecycle import _handled, _read_stream
-from tests.services.test_value_campaigns import _consent, _publish_all, _purchase, _scored, _template
+from tests.services.test_value_campaigns import _consent, _publish_all, _scored, _template
+from tests.services.test_value_campaigns import _purchase as _purchase_event
 from tests.support import wait_until
 
 
@@ -345,7 +346,7 @@ async def test_value_moves_campaign_memberships_consents_and_purchases_to_the_su
     await wait_until(one_in_audience, what="the merged customer's consent")
     launched = await value.client.post(f"/v1/campaigns/{campaign['id']}/launch")
     assert launched.status_code == 200, launched.text
-    await _publish_all(suite.nats.url, [_purchase("t-m", m, "40.00", datetime.now(UTC) + timedelta(minutes=1))])
+    await _publish_all(suite.nats.url, [_purchase_event("t-m", m, "40.00", datetime.now(UTC) + timedelta(minutes=1))])
     await _json_when(
         value.client,
         f"/v1/campaigns/{campaign['id']}/results",
