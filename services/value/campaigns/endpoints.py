@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
@@ -23,7 +23,9 @@ from shared.http.pagination import PagingById
 
 router = APIRouter(prefix="/v1", tags=["value"])
 
-_TRANSITION = {409: {"description": "`illegal_transition`: the campaign cannot go there from its state (named)"}}
+_TRANSITION: dict[int | str, dict[str, Any]] = {
+    409: {"description": "`illegal_transition`: the campaign cannot go there from its state (named)"}
+}
 
 
 @router.post("/campaigns", status_code=status.HTTP_201_CREATED, response_model=CampaignOut)

@@ -303,9 +303,11 @@ async def results(*, session: AsyncSession, campaign_id: str) -> dict[str, Any]:
     """Treatment against holdout over purchases in [launch, launch + attribution window)."""
 
     campaign = await _campaign(session, campaign_id)
-    start = campaign["launched_at"]
-    end = start + timedelta(days=campaign["attribution_days"]) if start is not None else None
-    groups = await repository.group_results(session, campaign_id, start, end) if start is not None else {}
+    start, end = campaign["launched_at"], None
+    groups: dict[str, dict[str, float]] = {}
+    if start is not None:
+        end = start + timedelta(days=campaign["attribution_days"])
+        groups = await repository.group_results(session, campaign_id, start, end)
     redeemed, cost = await repository.redemptions(session, campaign_id)
     return compare(
         groups,
