@@ -184,6 +184,7 @@ ROUTES: tuple[Route, ...] = (
     r("GET", "/v1/campaigns/{id}/members", "value", **CAMPAIGNS),
     r("GET", "/v1/campaigns/{id}/results", "value", **CAMPAIGNS),
     r("GET", "/v1/customers/{id}/promotions", "value", **CAMPAIGNS),
+    r("GET", "/v1/playbooks/{id}/results", "value", **CAMPAIGNS),
     # value: ideas
     # value: the value map
     # the gateway's own: the customer 360 view (gateway/composition.py), API keys, the caller

@@ -416,6 +416,40 @@ class StageChanged(Payload):
         return f"Entered stage {self.to_stage}"
 
 
+# --- lifecycle: playbooks (measured by value against their holdout) ---------
+
+
+@contract(
+    "crm.lifecycle.playbook.entered",
+    "lifecycle",
+    "A customer entered a playbook (a retention or win-back sequence), in its treatment group or held out: "
+    "value measures the playbook's treatment against its holdout from these.",
+    customers=("customer_id",),
+    at="entered_at",
+)
+class PlaybookEntered(Payload):
+    playbook_id: str
+    customer_id: str
+    group: Literal["treatment", "holdout"]
+    entered_at: datetime
+
+
+@contract(
+    "crm.lifecycle.playbook.offer_requested",
+    "lifecycle",
+    "A playbook asks value to issue an offer template's offer to a customer of its treatment group "
+    "(never to the holdout); value issues it (crm.value.offer.issued names the playbook).",
+    customers=("customer_id",),
+    at="requested_at",
+)
+class PlaybookOfferRequested(Payload):
+    request_id: str
+    playbook_id: str
+    customer_id: str
+    template_id: str
+    requested_at: datetime
+
+
 # --- engage -----------------------------------------------------------------
 
 

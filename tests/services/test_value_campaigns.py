@@ -402,3 +402,73 @@ async def test_a_launch_that_cannot_happen_writes_nothing(suite):
     assert scheduled.status_code == 200 and scheduled.json()["status"] == "scheduled"
     completed = await value.client.post(f"/v1/campaigns/{everyone['id']}/complete")
     assert completed.status_code == 409 and "draft, running, cancelled" in completed.json()["detail"]
+
+
+def _entered(playbook, cid, group, at):
+    data = {"playbook_id": playbook, "customer_id": cid, "group": group, "entered_at": at.isoformat()}
+    return catalog_event("lifecycle", "crm.lifecycle.playbook.entered", data, cid)
+
+
+def _offer_requested(playbook, cid, template_id, at):
+    data = {
+        "request_id": f"r-{playbook}-{cid}",
+        "playbook_id": playbook,
+        "customer_id": cid,
+        "template_id": template_id,
+        "requested_at": at.isoformat(),
+    }
+    return catalog_event("lifecycle", "crm.lifecycle.playbook.offer_requested", data, cid)
+
+
+async def test_a_playbook_gets_its_offers_and_is_measured_against_its_holdout(suite):
+    value = await start(suite, "value")
+    customers = [_id(n) for n in range(1, 13)]
+    await _publish_all(suite.nats.url, [_created(c) for c in customers] + [_scored(c, "at_risk") for c in customers])
+    await _known(value, customers)
+    tpl = await _template(value, kind="amount_off", percent_off=None, amount_off={"amount": "5", "currency": "EUR"})
+    entered = datetime.now(UTC) - timedelta(days=10)
+    treatment, holdout = customers[:8], customers[8:]
+    events = [_entered("pb-1", c, "treatment", entered) for c in treatment]
+    events += [_entered("pb-1", c, "holdout", entered) for c in holdout]
+    events += [_offer_requested("pb-1", c, tpl["id"], entered) for c in treatment[:7]]
+    events += [_offer_requested("pb-1", treatment[7], "no-such-template", entered)]
+    events += [_offer_requested("pb-1", holdout[0], tpl["id"], entered)]  # never to the holdout
+    # Purchases: within 30 days of entering count; one 40 days later does not; one voided.
+    spend = {treatment[0]: 50.0, treatment[1]: 20.0, treatment[2]: 35.0, holdout[0]: 10.0}
+    events += [_purchase(f"p-{c[-4:]}", c, f"{a}", entered + timedelta(days=2)) for c, a in spend.items()]
+    events += [_purchase("p-late", treatment[3], "99", entered + timedelta(days=40))]
+    events += [_purchase("p-void", holdout[1], "30", entered + timedelta(days=1))]
+    events += [_correction("voided", "p-void", holdout[1], "30", entered + timedelta(days=3))]
+    await _publish_all(suite.nats.url, events)
+
+    async def issued():
+        count = await _count(value, Offer.__table__, Offer.__table__.c.playbook_id == "pb-1")
+        return count == 7
+
+    await wait_until(issued, what="the playbook's offers")
+    offers = (await value.client.get("/v1/offers", params={"customer_id": treatment[0]})).json()["items"]
+    assert offers[0]["playbook_id"] == "pb-1" and offers[0]["amount_off"] == "5" and offers[0]["currency"] == "EUR"
+    assert (await value.client.get("/v1/offers", params={"customer_id": holdout[0]})).json()["items"] == []
+
+    async def measured():
+        answer = await value.client.get("/v1/playbooks/pb-1/results")
+        body = answer.json()
+        return body if answer.status_code == 200 and body["holdout"]["customers"] == 4 else None
+
+    await wait_until(measured, what="the playbook's members")
+
+    async def all_purchases():
+        body = (await value.client.get("/v1/playbooks/pb-1/results")).json()
+        return body if body["treatment"]["revenue"] == 105.0 and body["holdout"]["revenue"] == 10.0 else None
+
+    results = await wait_until(all_purchases, what="the purchases")
+    assert results["treatment"]["customers"] == 8 and results["treatment"]["converted"] == 3
+    assert results["holdout"]["converted"] == 1
+    assert math.isclose(results["uplift"]["conversion"]["value"], 3 / 8 - 1 / 4)
+    t = np.array([spend.get(c, 0.0) for c in treatment])
+    h = np.array([spend.get(c, 0.0) for c in holdout])
+    welch = stats.ttest_ind(t, h, equal_var=False).confidence_interval(0.95)
+    assert math.isclose(results["uplift"]["revenue_per_customer"]["low"], welch.low, rel_tol=1e-9)
+    longer = (await value.client.get("/v1/playbooks/pb-1/results", params={"attribution_days": 60})).json()
+    assert longer["treatment"]["revenue"] == 204.0
+    assert (await value.client.get("/v1/playbooks/pb-unknown/results")).status_code == 404

@@ -122,3 +122,14 @@ async def customer_promotions(customer_id: str, session: ReadSession, page: Pagi
         session=session, customer_id=customer_id, before_campaign=page.after_value, limit=page.fetch
     )
     return page.of(rows, lambda row: (row["campaign_id"],))
+
+
+@router.get("/playbooks/{playbook_id}/results", response_model=Results)
+async def playbook_results(
+    playbook_id: str,
+    session: ReadSession,
+    attribution_days: Annotated[int, Query(ge=1, le=365, description="Days after entering that count")] = 30,
+):
+    """A lifecycle playbook's treatment against its holdout, as a campaign's: win-back rate (a
+    purchase within `attribution_days` of entering) and revenue, with the uplifts' 95% intervals."""
+    return await service.playbook_results(session=session, playbook_id=playbook_id, attribution_days=attribution_days)

@@ -29,4 +29,13 @@ PURCHASES = ConsumerSpec(
     "for campaign and playbook results.",
 )
 
-CONSUMERS = [CONSENTS, DELIVERIES, PURCHASES]
+PLAYBOOKS = ConsumerSpec(
+    purpose="playbooks",
+    batch_handler=service.apply_playbooks,
+    subjects=(service.PLAYBOOK_ENTERED, service.PLAYBOOK_OFFER_REQUESTED),
+    description="Records who entered lifecycle's playbooks in which group, and issues the offers playbooks ask "
+    "for their treatment customers (within the template's window, budget and cap), to measure each playbook "
+    "against its holdout.",
+)
+
+CONSUMERS = [CONSENTS, DELIVERIES, PURCHASES, PLAYBOOKS]

@@ -101,3 +101,24 @@ class Purchase(Base):
     refunded: Mapped[Decimal] = mapped_column(Numeric(14, 2, asdecimal=True), default=Decimal(0))
     voided: Mapped[bool] = mapped_column(Boolean, default=False)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PlaybookMember(Base):
+    """A customer who entered one of lifecycle's playbooks, in its treatment group or its
+    holdout (crm.lifecycle.playbook.entered), and the offer value issued at the playbook's
+    request: results compare purchases in each member's window after entering, by group."""
+
+    __tablename__ = "playbook_members"
+    __table_args__ = (
+        Index("ix_playbook_members_customer", "customer_id"),
+        {"info": about_customers("the playbooks the customer was in: group and the offer issued")},
+    )
+
+    playbook_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # treatment | holdout
+    group: Mapped[str] = mapped_column(String(10))
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    offer_id: Mapped[str | None] = mapped_column(String(36))
+    # issued | budget_exhausted | customer_cap | template_expired | unknown_template (NULL: none asked for)
+    offer_outcome: Mapped[str | None] = mapped_column(String(30))

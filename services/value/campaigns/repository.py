@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, and_, bindparam, case, cast, delete, func, or_, select, update
+from sqlalchemy import Float, Interval, and_, bindparam, case, cast, delete, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.value.campaigns.models import Campaign, CampaignMember, MarketingConsent, Purchase
+from services.value.campaigns.models import Campaign, CampaignMember, MarketingConsent, PlaybookMember, Purchase
 from services.value.models import Offer, SuppressedCustomer, profiles
 from shared.db.bulk import bulk_execute, bulk_insert, bulk_upsert, one_of
 from shared.db.database import dialect_name
@@ -266,7 +266,7 @@ async def redemptions(session: AsyncSession, campaign_id: str) -> tuple[int, flo
 
 
 async def rows_of(session: AsyncSession, table_name: str, customer_ids: list[str]) -> list[dict[str, Any]]:
-    table = {"members": _members, "consents": _consents}[table_name]
+    table = {"members": _members, "consents": _consents, "playbook_members": PlaybookMember.__table__}[table_name]
     query = select(table).where(one_of(table.c.customer_id, dialect_name(session)))
     return [dict(row) for row in (await session.execute(query, {"ids": customer_ids})).mappings()]
 
@@ -277,20 +277,124 @@ async def replace_consents(session: AsyncSession, customer_ids: list[str], rows:
         await session.execute(_consents.insert(), rows)
 
 
-async def drop_members(session: AsyncSession, keys: list[tuple[str, str]]) -> None:
-    for campaign_id, customer_id in keys:
-        await session.execute(
-            delete(_members).where(_members.c.campaign_id == campaign_id, _members.c.customer_id == customer_id)
-        )
+async def drop_members(session: AsyncSession, keys: list[tuple[str, str]], *, playbooks: bool = False) -> None:
+    table = PlaybookMember.__table__ if playbooks else _members
+    owner = table.c.playbook_id if playbooks else table.c.campaign_id
+    for owner_id, customer_id in keys:
+        await session.execute(delete(table).where(owner == owner_id, table.c.customer_id == customer_id))
 
 
-async def move_members(session: AsyncSession, merged_ids: list[str], survivor_id: str) -> None:
-    await session.execute(
-        update(_members).where(_members.c.customer_id.in_(merged_ids)).values(customer_id=survivor_id)
-    )
+async def move_members(
+    session: AsyncSession, merged_ids: list[str], survivor_id: str, *, playbooks: bool = False
+) -> None:
+    table = PlaybookMember.__table__ if playbooks else _members
+    await session.execute(update(table).where(table.c.customer_id.in_(merged_ids)).values(customer_id=survivor_id))
 
 
 async def move_purchases(session: AsyncSession, merged_ids: list[str], survivor_id: str) -> None:
     await session.execute(
         update(_purchases).where(_purchases.c.customer_id.in_(merged_ids)).values(customer_id=survivor_id)
     )
+
+
+# --- playbooks ---------------------------------------------------------------------------
+
+_playbook_members = PlaybookMember.__table__
+
+
+async def enter_playbooks(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Members as they entered; entering again changes nothing (the first entry holds)."""
+
+    t = _playbook_members
+
+    def on_conflict(insert: Any) -> Any:
+        return insert.on_conflict_do_nothing(index_elements=["playbook_id", "customer_id"])
+
+    await bulk_upsert(session, t, ("playbook_id", "customer_id", "group", "entered_at"), rows, on_conflict)
+
+
+async def playbook_member(session: AsyncSession, playbook_id: str, customer_id: str):
+    t = _playbook_members
+    query = select(t).where(t.c.playbook_id == playbook_id, t.c.customer_id == customer_id)
+    return (await session.execute(query)).mappings().first()
+
+
+async def record_playbook_offer(
+    session: AsyncSession, playbook_id: str, customer_id: str, offer_id: str | None, outcome: str
+) -> None:
+    t = _playbook_members
+    await session.execute(
+        update(t)
+        .where(t.c.playbook_id == playbook_id, t.c.customer_id == customer_id)
+        .values(offer_id=offer_id, offer_outcome=outcome)
+    )
+
+
+def _within(occurred: Any, entered: Any, days: int, dialect: str) -> ColumnElement[bool]:
+    """occurred in [entered, entered + days): an interval on PostgreSQL, Julian days on SQLite."""
+
+    if dialect == "postgresql":
+        end = entered + literal(timedelta(days=days), Interval())
+        return and_(occurred >= entered, occurred < end)
+    return and_(occurred >= entered, func.julianday(occurred) < func.julianday(entered) + days)
+
+
+async def playbook_group_results(session: AsyncSession, playbook_id: str, days: int) -> dict[str, dict[str, float]]:
+    """group_results() for a playbook: each member's own window after it entered."""
+
+    p, m = _purchases.c, _playbook_members.c
+    net = cast(p.amount, Float) - cast(p.refunded, Float)
+    per_customer = (
+        select(p.customer_id, func.sum(net).label("revenue"))
+        .select_from(
+            _purchases.join(
+                _playbook_members,
+                and_(
+                    m.customer_id == p.customer_id,
+                    m.playbook_id == playbook_id,
+                    _within(p.occurred_at, m.entered_at, days, dialect_name(session)),
+                ),
+            )
+        )
+        .where(p.voided.is_(False))
+        .group_by(p.customer_id)
+        .subquery()
+    )
+    revenue = func.coalesce(per_customer.c.revenue, 0.0)
+    query = (
+        select(
+            m.group,
+            func.count().label("n"),
+            func.count(per_customer.c.customer_id).label("converted"),
+            func.sum(revenue).label("total"),
+            func.sum(revenue * revenue).label("squares"),
+        )
+        .select_from(_playbook_members.outerjoin(per_customer, per_customer.c.customer_id == m.customer_id))
+        .where(m.playbook_id == playbook_id)
+        .group_by(m.group)
+    )
+    return {
+        row["group"]: {
+            "n": int(row["n"]),
+            "converted": int(row["converted"]),
+            "total": float(row["total"] or 0),
+            "squares": float(row["squares"] or 0),
+        }
+        for row in (await session.execute(query)).mappings()
+    }
+
+
+async def playbook_redemptions(session: AsyncSession, playbook_id: str) -> tuple[int, float]:
+    o = _offers.c
+    query = select(func.count(), func.coalesce(func.sum(cast(o.cost, Float)), 0.0)).where(
+        o.playbook_id == playbook_id, o.status == "redeemed"
+    )
+    count, cost = (await session.execute(query)).one()
+    return int(count), float(cost)
+
+
+async def playbook_known(session: AsyncSession, playbook_id: str) -> bool:
+    t = _playbook_members
+    return (
+        await session.execute(select(t.c.playbook_id).where(t.c.playbook_id == playbook_id).limit(1))
+    ).first() is not None

@@ -170,8 +170,9 @@ class Uplift(BaseModel):
 
 
 class Results(BaseModel):
+    # The campaign's or playbook's id; a playbook has no status or fixed window here.
     id: str
-    status: str
+    status: str | None
     window_from: datetime | None
     window_until: datetime | None
     treatment: GroupResults

@@ -14,12 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value.campaigns import repository
 from services.value.campaigns.schemas import CampaignCreate, CampaignUpdate
-from services.value.models import aliases, known_customers
+from services.value.models import aliases, known_customers, profiles
 from services.value.offers import service as offers
 from shared import statistics
 from shared.db.database import utcnow
 from shared.db.ids import uuid7, uuid7_many
-from shared.events.contracts import ConsentChanged, DeliveryReported, TransactionRecorded
+from shared.events.consumer import caused_by
+from shared.events.contracts import (
+    ConsentChanged,
+    DeliveryReported,
+    PlaybookOfferRequested,
+    TransactionRecorded,
+)
 from shared.events.customer_aliases import Merge
 from shared.events.envelope import Event
 from shared.events.messaging import emit_many
@@ -31,6 +37,8 @@ DELIVERY_REPORTED = "crm.engage.delivery.reported"
 RECORDED = "crm.identify.transaction.recorded"
 REFUNDED = "crm.identify.transaction.refunded"
 VOIDED = "crm.identify.transaction.voided"
+PLAYBOOK_ENTERED = "crm.lifecycle.playbook.entered"
+PLAYBOOK_OFFER_REQUESTED = "crm.lifecycle.playbook.offer_requested"
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "draft": ("scheduled", "running", "cancelled"),
@@ -446,13 +454,89 @@ def _placeholder(transaction_id: str, customer_id: str, at: datetime) -> dict[st
     }
 
 
+# --- playbooks -----------------------------------------------------------------------------
+
+
+async def apply_playbooks(session: AsyncSession, events: list[Event[Any]]) -> None:
+    """lifecycle's playbooks: who entered in which group, and the offers asked for their
+    treatment customers (issued within the template's window, budget and cap; a refusal is
+    recorded on the member, never retried)."""
+
+    entries = [
+        {
+            "playbook_id": e.data.playbook_id,
+            "customer_id": e.data.customer_id,
+            "group": e.data.group,
+            "entered_at": e.data.entered_at,
+        }
+        for e in events
+        if e.type == PLAYBOOK_ENTERED and e.data.group in ("treatment", "holdout")
+    ]
+    await repository.enter_playbooks(session, entries)
+    for event in events:
+        if event.type == PLAYBOOK_OFFER_REQUESTED:
+            with caused_by(event):
+                await _playbook_offer(session, event)
+
+
+async def _playbook_offer(session: AsyncSession, event: Event[PlaybookOfferRequested]) -> None:
+    data = event.data
+    member = await repository.playbook_member(session, data.playbook_id, data.customer_id)
+    if member is None:  # the request came without its entry: a treatment customer from now
+        entry = {
+            "playbook_id": data.playbook_id,
+            "customer_id": data.customer_id,
+            "group": "treatment",
+            "entered_at": data.requested_at,
+        }
+        await repository.enter_playbooks(session, [entry])
+    elif member["group"] != "treatment" or member["offer_id"] is not None:
+        return  # never an offer to the holdout; one offer per member
+    tpl = await offers.find_template(session, data.template_id)
+    outcome, offer_id = "unknown_template", None
+    if tpl is not None:
+        now = utcnow()
+        try:
+            offers.refuse_closed(tpl, now)
+            if data.customer_id in await offers.at_cap(session, tpl, [data.customer_id]):
+                raise Conflict("at the cap", error="customer_cap")
+            await offers.take_budget(session, tpl, 1)
+        except Conflict as refused:
+            outcome = refused.error
+        else:
+            profile = await profiles.get(session, data.customer_id)
+            segment = profile["segment"] if profile else None
+            rows = await offers.issue(
+                session, tpl, [(data.customer_id, segment)], now=now, playbook_id=data.playbook_id
+            )
+            outcome, offer_id = "issued", rows[0]["id"]
+    await repository.record_playbook_offer(session, data.playbook_id, data.customer_id, offer_id, outcome)
+
+
+async def playbook_results(*, session: AsyncSession, playbook_id: str, attribution_days: int) -> dict[str, Any]:
+    """A playbook's treatment against its holdout: win-back (a purchase within the window after
+    entering) and revenue, with the same statistics as a campaign's."""
+
+    if not await repository.playbook_known(session, playbook_id):
+        raise NotFound(f"no customer has entered playbook {playbook_id}")
+    groups = await repository.playbook_group_results(session, playbook_id, attribution_days)
+    redeemed, cost = await repository.playbook_redemptions(session, playbook_id)
+    return compare(
+        groups,
+        redemptions={"treatment": redeemed, "holdout": 0},
+        offer_cost=cost,
+        head={"id": playbook_id, "status": None, "window_from": None, "window_until": None},
+    )
+
+
 # --- merges -------------------------------------------------------------------------------
 
 
 async def follow_merge(session: AsyncSession, merge: Merge) -> None:
-    """A merge step: memberships, consents and purchases of the merged customers become the
-    survivor's. In a campaign that had several of them the survivor keeps one membership (its
-    own, else the earliest); per channel the newest consent change holds."""
+    """A merge step: campaign and playbook memberships, consents and purchases of the merged
+    customers become the survivor's. In a campaign or playbook that had several of them the
+    survivor keeps one membership (its own, else a treatment one / the earliest entered); per
+    channel the newest consent change holds."""
 
     ids = [merge.survivor_id, *merge.merged_ids]
     by_campaign: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -464,6 +548,15 @@ async def follow_merge(session: AsyncSession, merge: Merge) -> None:
         dropped += [(campaign_id, r["customer_id"]) for r in rows[1:]]
     await repository.drop_members(session, dropped)
     await repository.move_members(session, merge.merged_ids, merge.survivor_id)
+    by_playbook: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in await repository.rows_of(session, "playbook_members", ids):
+        by_playbook[row["playbook_id"]].append(row)
+    dropped = []
+    for playbook_id, rows in by_playbook.items():
+        rows.sort(key=lambda r: (r["customer_id"] != merge.survivor_id, r["entered_at"], r["customer_id"]))
+        dropped += [(playbook_id, r["customer_id"]) for r in rows[1:]]
+    await repository.drop_members(session, dropped, playbooks=True)
+    await repository.move_members(session, merge.merged_ids, merge.survivor_id, playbooks=True)
 
     consents: dict[str, dict[str, Any]] = {}
     for row in await repository.rows_of(session, "consents", ids):
