@@ -219,11 +219,22 @@ async def group_results(
     aggregate over members and purchases, whatever their number."""
 
     p, m = _purchases.c, _members.c
+    window = and_(m.campaign_id == campaign_id, p.occurred_at >= start, p.occurred_at < end)
+    return await _by_group(session, _members, m.campaign_id == campaign_id, window)
+
+
+async def _by_group(
+    session: AsyncSession, members: Any, of_owner: ColumnElement[bool], in_window: ColumnElement[bool]
+) -> dict[str, dict[str, float]]:
+    """The campaign's or playbook's groups (`of_owner` picks its members) over the purchases
+    `in_window` says count: count, converted, sum and sum of squares of net revenue."""
+
+    p, m = _purchases.c, members.c
     net = cast(p.amount, Float) - cast(p.refunded, Float)
     per_customer = (
         select(p.customer_id, func.sum(net).label("revenue"))
-        .select_from(_purchases.join(_members, and_(m.customer_id == p.customer_id, m.campaign_id == campaign_id)))
-        .where(p.voided.is_(False), p.occurred_at >= start, p.occurred_at < end)
+        .select_from(_purchases.join(members, and_(m.customer_id == p.customer_id, in_window)))
+        .where(p.voided.is_(False))
         .group_by(p.customer_id)
         .subquery()
     )
@@ -236,28 +247,27 @@ async def group_results(
             func.sum(revenue).label("total"),
             func.sum(revenue * revenue).label("squares"),
         )
-        .select_from(_members.outerjoin(per_customer, per_customer.c.customer_id == m.customer_id))
-        .where(m.campaign_id == campaign_id)
+        .select_from(members.outerjoin(per_customer, per_customer.c.customer_id == m.customer_id))
+        .where(of_owner)
         .group_by(m.group)
     )
-    found = {}
-    for row in (await session.execute(query)).mappings():
-        found[row["group"]] = {
+    return {
+        row["group"]: {
             "n": int(row["n"]),
             "converted": int(row["converted"]),
             "total": float(row["total"] or 0),
             "squares": float(row["squares"] or 0),
         }
-    return found
+        for row in (await session.execute(query)).mappings()
+    }
 
 
-async def redemptions(session: AsyncSession, campaign_id: str) -> tuple[int, float]:
-    """The campaign's redeemed offers and what they cost."""
+async def redemptions(session: AsyncSession, *, campaign_id: str | None = None, playbook_id: str | None = None):
+    """The campaign's (or playbook's) redeemed offers and what they cost."""
 
     o = _offers.c
-    query = select(func.count(), func.coalesce(func.sum(cast(o.cost, Float)), 0.0)).where(
-        o.campaign_id == campaign_id, o.status == "redeemed"
-    )
+    owner = o.campaign_id == campaign_id if campaign_id is not None else o.playbook_id == playbook_id
+    query = select(func.count(), func.coalesce(func.sum(cast(o.cost, Float)), 0.0)).where(owner, o.status == "redeemed")
     count, cost = (await session.execute(query)).one()
     return int(count), float(cost)
 
@@ -343,54 +353,8 @@ async def playbook_group_results(session: AsyncSession, playbook_id: str, days: 
     """group_results() for a playbook: each member's own window after it entered."""
 
     p, m = _purchases.c, _playbook_members.c
-    net = cast(p.amount, Float) - cast(p.refunded, Float)
-    per_customer = (
-        select(p.customer_id, func.sum(net).label("revenue"))
-        .select_from(
-            _purchases.join(
-                _playbook_members,
-                and_(
-                    m.customer_id == p.customer_id,
-                    m.playbook_id == playbook_id,
-                    _within(p.occurred_at, m.entered_at, days, dialect_name(session)),
-                ),
-            )
-        )
-        .where(p.voided.is_(False))
-        .group_by(p.customer_id)
-        .subquery()
-    )
-    revenue = func.coalesce(per_customer.c.revenue, 0.0)
-    query = (
-        select(
-            m.group,
-            func.count().label("n"),
-            func.count(per_customer.c.customer_id).label("converted"),
-            func.sum(revenue).label("total"),
-            func.sum(revenue * revenue).label("squares"),
-        )
-        .select_from(_playbook_members.outerjoin(per_customer, per_customer.c.customer_id == m.customer_id))
-        .where(m.playbook_id == playbook_id)
-        .group_by(m.group)
-    )
-    return {
-        row["group"]: {
-            "n": int(row["n"]),
-            "converted": int(row["converted"]),
-            "total": float(row["total"] or 0),
-            "squares": float(row["squares"] or 0),
-        }
-        for row in (await session.execute(query)).mappings()
-    }
-
-
-async def playbook_redemptions(session: AsyncSession, playbook_id: str) -> tuple[int, float]:
-    o = _offers.c
-    query = select(func.count(), func.coalesce(func.sum(cast(o.cost, Float)), 0.0)).where(
-        o.playbook_id == playbook_id, o.status == "redeemed"
-    )
-    count, cost = (await session.execute(query)).one()
-    return int(count), float(cost)
+    window = and_(m.playbook_id == playbook_id, _within(p.occurred_at, m.entered_at, days, dialect_name(session)))
+    return await _by_group(session, _playbook_members, m.playbook_id == playbook_id, window)
 
 
 async def playbook_known(session: AsyncSession, playbook_id: str) -> bool:

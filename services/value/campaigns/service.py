@@ -316,7 +316,7 @@ async def results(*, session: AsyncSession, campaign_id: str) -> dict[str, Any]:
     if start is not None:
         end = start + timedelta(days=campaign["attribution_days"])
         groups = await repository.group_results(session, campaign_id, start, end)
-    redeemed, cost = await repository.redemptions(session, campaign_id)
+    redeemed, cost = await repository.redemptions(session, campaign_id=campaign_id)
     return compare(
         groups,
         redemptions={"treatment": redeemed, "holdout": 0},
@@ -520,7 +520,7 @@ async def playbook_results(*, session: AsyncSession, playbook_id: str, attributi
     if not await repository.playbook_known(session, playbook_id):
         raise NotFound(f"no customer has entered playbook {playbook_id}")
     groups = await repository.playbook_group_results(session, playbook_id, attribution_days)
-    redeemed, cost = await repository.playbook_redemptions(session, playbook_id)
+    redeemed, cost = await repository.redemptions(session, playbook_id=playbook_id)
     return compare(
         groups,
         redemptions={"treatment": redeemed, "holdout": 0},
@@ -539,24 +539,11 @@ async def follow_merge(session: AsyncSession, merge: Merge) -> None:
     channel the newest consent change holds."""
 
     ids = [merge.survivor_id, *merge.merged_ids]
-    by_campaign: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in await repository.rows_of(session, "members", ids):
-        by_campaign[row["campaign_id"]].append(row)
-    dropped = []
-    for campaign_id, rows in by_campaign.items():
-        rows.sort(key=lambda r: (r["customer_id"] != merge.survivor_id, r["group"] != "treatment", r["customer_id"]))
-        dropped += [(campaign_id, r["customer_id"]) for r in rows[1:]]
-    await repository.drop_members(session, dropped)
-    await repository.move_members(session, merge.merged_ids, merge.survivor_id)
-    by_playbook: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in await repository.rows_of(session, "playbook_members", ids):
-        by_playbook[row["playbook_id"]].append(row)
-    dropped = []
-    for playbook_id, rows in by_playbook.items():
-        rows.sort(key=lambda r: (r["customer_id"] != merge.survivor_id, r["entered_at"], r["customer_id"]))
-        dropped += [(playbook_id, r["customer_id"]) for r in rows[1:]]
-    await repository.drop_members(session, dropped, playbooks=True)
-    await repository.move_members(session, merge.merged_ids, merge.survivor_id, playbooks=True)
+    survivor = merge.survivor_id
+    await _fold_members(
+        session, merge, playbooks=False, rank=lambda r: (r["customer_id"] != survivor, r["group"] != "treatment")
+    )
+    await _fold_members(session, merge, playbooks=True, rank=lambda r: (r["customer_id"] != survivor, r["entered_at"]))
 
     consents: dict[str, dict[str, Any]] = {}
     for row in await repository.rows_of(session, "consents", ids):
@@ -566,3 +553,20 @@ async def follow_merge(session: AsyncSession, merge: Merge) -> None:
     if consents:
         await repository.replace_consents(session, ids, list(consents.values()))
     await repository.move_purchases(session, merge.merged_ids, merge.survivor_id)
+
+
+async def _fold_members(session: AsyncSession, merge: Merge, *, playbooks: bool, rank: Any) -> None:
+    """One membership per campaign (or playbook) for the survivor: the best by `rank` (the
+    survivor's own first), the others dropped; then the merged ids' rows become the survivor's."""
+
+    owner = "playbook_id" if playbooks else "campaign_id"
+    rows_by_owner: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    ids = [merge.survivor_id, *merge.merged_ids]
+    for row in await repository.rows_of(session, "playbook_members" if playbooks else "members", ids):
+        rows_by_owner[row[owner]].append(row)
+    dropped = []
+    for owner_id, rows in rows_by_owner.items():
+        rows.sort(key=lambda r: (*rank(r), r["customer_id"]))
+        dropped += [(owner_id, r["customer_id"]) for r in rows[1:]]
+    await repository.drop_members(session, dropped, playbooks=playbooks)
+    await repository.move_members(session, merge.merged_ids, merge.survivor_id, playbooks=playbooks)
