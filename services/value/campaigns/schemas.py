@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
+from services.value.offers.schemas import NotBoolean
 from shared.events.contracts import MessageChannel, Stage
 from shared.http.pagination import Page
-from shared.http.validation import NOT_BLANK_SCHEMA, NOT_BLANK_TEXT_SCHEMA, AsText, Id, Strict, stripped
+from shared.http.validation import NOT_BLANK_SCHEMA, NOT_BLANK_TEXT_SCHEMA, AsText, Id, Strict, stripped, stripped_text
 
 CampaignStatus = Literal["draft", "scheduled", "running", "completed", "cancelled"]
 
@@ -26,9 +27,12 @@ def _aware(value: datetime | None) -> datetime | None:
 _When = Annotated[datetime | None, AsText, AfterValidator(_aware)]
 
 
+_Number = Annotated[float, NotBoolean]
+
+
 class Range(Strict):
-    min: float | None = None
-    max: float | None = None
+    min: _Number | None = None
+    max: _Number | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Range:
@@ -51,20 +55,24 @@ class Audience(Strict):
     last_purchase_before: _When = None
 
 
-_HoldoutShare = Annotated[float, Field(ge=0, le=0.5, description="The share of the audience held out: 0 to 0.5")]
-_Days = Annotated[int, Field(ge=1, le=365)]
+_HoldoutShare = Annotated[
+    float, Field(ge=0, le=0.5, description="The share of the audience held out: 0 to 0.5"), NotBoolean
+]
+_Days = Annotated[int, Field(ge=1, le=365), NotBoolean]
 
 
 class CampaignCreate(Strict):
     name: _Name
     channel: MessageChannel
     # The offer treatment customers get (an offer template's id).
-    template_id: Id
+    template_id: Annotated[Id, Field(min_length=1, max_length=36)]
     # What engage sends: its message template, or a subject and body; both may name
     # {{ offer_code }} and {{ offer_title }}.
-    message_template_id: Id | None = None
+    message_template_id: Annotated[Id | None, Field(min_length=1, max_length=36)] = None
     subject: _Name | None = None
-    body: Annotated[str | None, Field(min_length=1, max_length=5000, **NOT_BLANK_TEXT_SCHEMA)] = None
+    body: Annotated[
+        str | None, Field(min_length=1, max_length=5000, **NOT_BLANK_TEXT_SCHEMA), AfterValidator(stripped_text)
+    ] = None
     audience: Annotated[Audience, Field(default_factory=Audience)]
     holdout_share: _HoldoutShare = 0.1
     attribution_days: _Days = 30

@@ -6,10 +6,21 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
 
 from shared.http.pagination import Page
 from shared.http.validation import NOT_BLANK_SCHEMA, AsText, Currency, Id, Strict, stripped
+
+
+def _not_a_boolean(value: object) -> object:
+    # Lax pydantic reads `true` as 1 for an integer or a number; the schema says a number.
+    if isinstance(value, bool):
+        raise ValueError("a number, not true or false")
+    return value
+
+
+# A JSON number (216.0 is the integer 216), never a boolean.
+NotBoolean = BeforeValidator(_not_a_boolean)
 
 TemplateKind = Literal["percent_off", "amount_off", "free_item", "points"]
 
@@ -36,13 +47,15 @@ class TemplateCreate(Strict):
     # percent_off: the percentage; amount_off: the money; free_item: what; points: how many.
     percent_off: Annotated[Decimal | None, Field(gt=0, le=100, decimal_places=2)] = None
     amount_off: Money | None = None
-    free_item: Annotated[str | None, Field(min_length=1, max_length=200, **NOT_BLANK_SCHEMA)] = None
-    points: Annotated[int | None, Field(gt=0, le=10_000_000)] = None
+    free_item: Annotated[
+        str | None, Field(min_length=1, max_length=200, **NOT_BLANK_SCHEMA), AfterValidator(stripped)
+    ] = None
+    points: Annotated[int | None, Field(gt=0, le=10_000_000), NotBoolean] = None
     valid_from: _When = None
     valid_until: _When = None
-    valid_days: Annotated[int | None, Field(gt=0, le=3650)] = None
-    budget: Annotated[int | None, Field(gt=0)] = None
-    per_customer_cap: Annotated[int | None, Field(gt=0)] = None
+    valid_days: Annotated[int | None, Field(gt=0, le=3650), NotBoolean] = None
+    budget: Annotated[int | None, Field(gt=0), NotBoolean] = None
+    per_customer_cap: Annotated[int | None, Field(gt=0), NotBoolean] = None
     # What one offer costs the business, in the reporting currency.
     cost: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)] = Decimal(0)
 
@@ -88,4 +101,4 @@ class TemplatePage(Page[TemplateOut]):
 
 
 class IssueRequest(Strict):
-    customer_id: Id
+    customer_id: Annotated[Id, Field(min_length=1, max_length=36)]
