@@ -71,6 +71,7 @@ PARTS: tuple[Part, ...] = (
         "The customer's current consent per purpose and channel and the newest ledger entries (engage)",
     ),
     Part("ideas", "value", "/v1/customers/{id}/ideas", True, "The ideas the customer proposed, newest first (value)"),
+    Part("promotions", "value", "/v1/customers/{id}/promotions", True, "The campaigns the customer was in (value)"),
     Part("referrals", "network", "/v1/customers/{id}/referrals", True),
     Part(
         "communities",

@@ -126,6 +126,7 @@ IDEAS = rw("ideas")
 COMMUNITIES = rw("communities")
 MESSAGES = rw("messages")
 MIB = 1024 * 1024
+CAMPAIGNS = rw("campaigns")
 
 
 ROUTES: tuple[Route, ...] = (
@@ -215,6 +216,21 @@ ROUTES: tuple[Route, ...] = (
     r("POST", "/v1/offers/{id}/redeem", "value", **OFFERS),
     r("GET", "/v1/customers/{id}/offers", "value", **OFFERS),
     # value: offer templates, campaigns and next best offer
+    r("GET POST", "/v1/offer-templates", "value", **OFFERS),
+    r("GET", "/v1/offer-templates/{id}", "value", **OFFERS),
+    r("POST", "/v1/offer-templates/{id}/offers", "value", **OFFERS),
+    r("GET POST", "/v1/campaigns", "value", **CAMPAIGNS),
+    r("GET PATCH", "/v1/campaigns/{id}", "value", **CAMPAIGNS),
+    # A preview reads (a POST only because it computes).
+    r("POST", "/v1/campaigns/{id}/preview", "value", scope="campaigns:read"),
+    r("POST", "/v1/campaigns/{id}/schedule", "value", **CAMPAIGNS),
+    r("POST", "/v1/campaigns/{id}/launch", "value", **CAMPAIGNS),
+    r("POST", "/v1/campaigns/{id}/complete", "value", **CAMPAIGNS),
+    r("POST", "/v1/campaigns/{id}/cancel", "value", **CAMPAIGNS),
+    r("GET", "/v1/campaigns/{id}/members", "value", **CAMPAIGNS),
+    r("GET", "/v1/campaigns/{id}/results", "value", **CAMPAIGNS),
+    r("GET", "/v1/customers/{id}/promotions", "value", **CAMPAIGNS),
+    r("GET", "/v1/playbooks/{id}/results", "value", **CAMPAIGNS),
     # value: ideas. A customer acts through the signed link value makes (its token is checked by value).
     r("GET POST", "/v1/ideas", "value", **IDEAS),
     r("GET", "/v1/ideas/{id}", "value", **IDEAS),

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from services.value import service
-from services.value.schemas import OfferCreate, OfferOut, OfferPage, OfferStatus
+from services.value.schemas import OfferCreate, OfferOut, OfferPage, OfferStatus, RedeemRequest
 from shared.http.deps import ReadSession, WriteSession
 from shared.http.pagination import PagingById
 
@@ -49,9 +49,11 @@ async def get_offer(offer_id: str, session: ReadSession):
 
 
 @router.post("/offers/{offer_id}/redeem", response_model=OfferOut)
-async def redeem_offer(offer_id: str, session: WriteSession):
-    """Redeem an issued offer; a redeemed or expired one answers 409."""
-    return await service.redeem(session=session, offer_id=offer_id)
+async def redeem_offer(offer_id: str, session: WriteSession, body: RedeemRequest | None = None):
+    """Redeem an issued offer, optionally naming the coupon code shown (another offer's is 422
+    `body.code`) and the purchase (`transaction_id`) it applied to; a redeemed, expired or
+    not yet valid one answers 409."""
+    return await service.redeem(session=session, offer_id=offer_id, data=body)
 
 
 @router.get("/customers/{customer_id}/offers", response_model=OfferPage)

@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value import service
+from services.value.campaigns import handlers as campaigns
+from services.value.campaigns import service as campaigns_service
 from services.value.ideas import service as ideas
 from services.value.models import Base, aliases, erased_customers, known_customers, messaging, profiles
 from services.value.perceived import handlers as perceived
@@ -45,17 +47,20 @@ ERASURES = erasure_consumer(
 )
 
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, WELCOME, PROFILES, ERASURES, perceived.RATINGS],
+    [CUSTOMERS, WELCOME, PROFILES, ERASURES, perceived.RATINGS, *campaigns.CONSUMERS],
     merge_steps=[
         known_customers.follow_merge,
         profiles.follow_merge,
         service.follow_merge,
         perceived_service.follow_ratings_merge,
         ideas.follow_ideas_merge,
+        campaigns_service.follow_merge,
     ],
     merges_description=(
         "Follows identify's merges: offers of the merged customers move to the survivor (which keeps one "
         "automatic offer of each kind), and so do their value-map ratings, ideas, votes and comments (where "
-        "two of them voted for one idea, one vote stays); later events of a merged id go to the survivor."
+        "two of them voted for one idea, one vote stays), campaign memberships (one per campaign), "
+        "marketing consents (the newest per channel) and purchases; later events of a merged id go to the "
+        "survivor."
     ),
 )

@@ -54,7 +54,7 @@ async def read_offer(session: AsyncSession, offer_id: str):
     return (await session.execute(_READ_OFFER, {"offer_id": offer_id})).mappings().first()
 
 
-async def mark_redeemed(session: AsyncSession, offer_id: str, at: datetime) -> bool:
+async def mark_redeemed(session: AsyncSession, offer_id: str, at: datetime, transaction_id: str | None = None) -> bool:
     """Redeem only an offer still issued: two redemptions racing cannot both win."""
 
     # An UPDATE's result has a rowcount (a CursorResult); execute() is typed for any statement.
@@ -63,7 +63,7 @@ async def mark_redeemed(session: AsyncSession, offer_id: str, at: datetime) -> b
         await session.execute(
             update(_offers)
             .where(_offers.c.id == offer_id, _offers.c.status == "issued")
-            .values(status="redeemed", redeemed_at=at)
+            .values(status="redeemed", redeemed_at=at, redeemed_transaction_id=transaction_id)
         ),
     )
     return result.rowcount == 1

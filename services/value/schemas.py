@@ -44,7 +44,27 @@ class OfferOut(BaseModel):
     issued_at: datetime
     expires_at: datetime | None
     redeemed_at: datetime | None
+    # Offers from a template (POST /v1/offer-templates/{id}/offers); coupon codes on every offer issued now.
+    template_id: str | None = None
+    coupon_code: str | None = None
+    amount_off: str | None = None
+    currency: str | None = None
+    free_item: str | None = None
+    points: int | None = None
+    cost: str | None = None
+    starts_at: datetime | None = None
+    segment: str | None = None
+    campaign_id: str | None = None
+    playbook_id: str | None = None
+    redeemed_transaction_id: str | None = None
 
 
 class OfferPage(Page[OfferOut]):
     pass
+
+
+class RedeemRequest(Strict):
+    # The purchase (identify's transaction id) the redemption applied to.
+    transaction_id: Annotated[Id | None, Field(max_length=36)] = None
+    # The coupon code the customer showed: it must be this offer's.
+    code: Annotated[str | None, Field(min_length=1, max_length=40)] = None

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value import repository
 from services.value.models import aliases, known_customers
-from services.value.schemas import OfferCreate
+from services.value.offers.codes import new_codes, normalized
+from services.value.schemas import OfferCreate, RedeemRequest
 from shared.db.database import utcnow
 from shared.db.ids import uuid7
 from shared.events.consumer import caused_by
@@ -38,8 +39,24 @@ WELCOME: AutomaticOffer = {
 }
 
 
-def _decimal_text(value) -> str | None:
+def decimal_text(value) -> str | None:
     return None if value is None else format(Decimal(value).normalize(), "f")
+
+
+# The columns of an offer issued without a template (by hand, or the welcome offer).
+_NO_TEMPLATE = {
+    "template_id": None,
+    "amount_off": None,
+    "currency": None,
+    "free_item": None,
+    "points": None,
+    "cost": None,
+    "starts_at": None,
+    "segment": None,
+    "campaign_id": None,
+    "playbook_id": None,
+    "redeemed_transaction_id": None,
+}
 
 
 def present(offer) -> dict:
@@ -53,11 +70,23 @@ def present(offer) -> dict:
         "customer_id": offer["customer_id"],
         "kind": offer["kind"],
         "title": offer["title"],
-        "discount_percent": _decimal_text(offer["discount_percent"]),
+        "discount_percent": decimal_text(offer["discount_percent"]),
         "status": status,
         "issued_at": offer["issued_at"],
         "expires_at": offer["expires_at"],
         "redeemed_at": offer["redeemed_at"],
+        "template_id": offer["template_id"],
+        "coupon_code": offer["coupon_code"],
+        "amount_off": decimal_text(offer["amount_off"]),
+        "currency": offer["currency"],
+        "free_item": offer["free_item"],
+        "points": offer["points"],
+        "cost": decimal_text(offer["cost"]),
+        "starts_at": offer["starts_at"],
+        "segment": offer["segment"],
+        "campaign_id": offer["campaign_id"],
+        "playbook_id": offer["playbook_id"],
+        "redeemed_transaction_id": offer["redeemed_transaction_id"],
     }
 
 
@@ -70,9 +99,10 @@ def _issue(session: AsyncSession, row: dict) -> None:
             "customer_id": row["customer_id"],
             "kind": row["kind"],
             "title": row["title"],
-            "discount_percent": _decimal_text(row["discount_percent"]),
+            "discount_percent": decimal_text(row["discount_percent"]),
             "expires_at": row["expires_at"],
             "issued_at": row["issued_at"],
+            "coupon_code": row["coupon_code"],
         },
         subject=row["customer_id"],
     )
@@ -93,6 +123,8 @@ async def create_offer(*, session: AsyncSession, data: OfferCreate) -> dict:
         "issued_at": utcnow(),
         "expires_at": data.expires_at.astimezone(UTC) if data.expires_at else None,
         "redeemed_at": None,
+        **_NO_TEMPLATE,
+        "coupon_code": new_codes(1)[0],
     }
     await repository.insert_offers(session, [row])
     _issue(session, row)
@@ -106,20 +138,38 @@ async def get_offer(*, session: AsyncSession, offer_id: str) -> dict:
     return present(offer)
 
 
-async def redeem(*, session: AsyncSession, offer_id: str) -> dict:
+async def redeem(*, session: AsyncSession, offer_id: str, data: RedeemRequest | None = None) -> dict:
+    """Redeem an issued offer, optionally naming the coupon code shown (it must be the
+    offer's) and the purchase it applied to."""
+
+    data = data or RedeemRequest()
     offer = await get_offer(session=session, offer_id=offer_id)
+    if data.code is not None and (offer["coupon_code"] is None or normalized(data.code) != offer["coupon_code"]):
+        raise field_error("body.code", f"not the coupon code of offer {offer_id}")
     if offer["status"] == "redeemed":
         raise Conflict(f"offer {offer_id} was already redeemed at {offer['redeemed_at'].isoformat()}")
     if offer["status"] == "expired":
         raise Conflict(f"offer {offer_id} expired at {offer['expires_at'].isoformat()}")
     now = utcnow()
-    if not await repository.mark_redeemed(session, offer_id, now):
+    if offer["starts_at"] is not None and offer["starts_at"] > now:
+        raise Conflict(f"offer {offer_id} is valid from {offer['starts_at'].isoformat()}", error="not_yet_valid")
+    if not await repository.mark_redeemed(session, offer_id, now, data.transaction_id):
         raise Conflict(f"offer {offer_id} was already redeemed")
-    offer.update(status="redeemed", redeemed_at=now)
+    offer.update(status="redeemed", redeemed_at=now, redeemed_transaction_id=data.transaction_id)
     emit(
         session,
         "crm.value.offer.redeemed",
-        {"id": offer_id, "customer_id": offer["customer_id"], "kind": offer["kind"], "redeemed_at": now},
+        {
+            "id": offer_id,
+            "customer_id": offer["customer_id"],
+            "kind": offer["kind"],
+            "redeemed_at": now,
+            "transaction_id": data.transaction_id,
+            "template_id": offer["template_id"],
+            "coupon_code": offer["coupon_code"],
+            "campaign_id": offer["campaign_id"],
+            "playbook_id": offer["playbook_id"],
+        },
         subject=offer["customer_id"],
     )
     return offer
@@ -199,8 +249,10 @@ async def welcome_new_buyers(*, session: AsyncSession, events: list[Event[StageC
     already |= await repository.suppressed_among(session, customers)
     rows = []
     now = utcnow()
+    codes = iter(new_codes(len(becoming_new)))
     for event in becoming_new:
         customer_id = event.data.customer_id
+        code = next(codes)
         if customer_id in already:
             continue
         already.add(customer_id)
@@ -215,6 +267,8 @@ async def welcome_new_buyers(*, session: AsyncSession, events: list[Event[StageC
             "issued_at": now,
             "expires_at": now + WELCOME["valid_for"],
             "redeemed_at": None,
+            **_NO_TEMPLATE,
+            "coupon_code": code,
         }
         rows.append(row)
         with caused_by(event):

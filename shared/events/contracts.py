@@ -418,6 +418,40 @@ class StageChanged(Payload):
         return f"Entered stage {self.to_stage}"
 
 
+# --- lifecycle: playbooks (measured by value against their holdout) ---------
+
+
+@contract(
+    "crm.lifecycle.playbook.entered",
+    "lifecycle",
+    "A customer entered a playbook (a retention or win-back sequence), in its treatment group or held out: "
+    "value measures the playbook's treatment against its holdout from these.",
+    customers=("customer_id",),
+    at="entered_at",
+)
+class PlaybookEntered(Payload):
+    playbook_id: str
+    customer_id: str
+    group: Literal["treatment", "holdout"]
+    entered_at: datetime
+
+
+@contract(
+    "crm.lifecycle.playbook.offer_requested",
+    "lifecycle",
+    "A playbook asks value to issue an offer template's offer to a customer of its treatment group "
+    "(never to the holdout); value issues it (crm.value.offer.issued names the playbook).",
+    customers=("customer_id",),
+    at="requested_at",
+)
+class PlaybookOfferRequested(Payload):
+    request_id: str
+    playbook_id: str
+    customer_id: str
+    template_id: str
+    requested_at: datetime
+
+
 # --- engage -----------------------------------------------------------------
 
 
@@ -767,6 +801,20 @@ class OfferIssued(Payload):
     discount_percent: DecimalText | None = None
     expires_at: datetime | None = None
     issued_at: datetime
+    # --- value: offer templates and coupons (all optional: offers issued without a template lack them)
+    template_id: str | None = None
+    # A random code, not personal.
+    coupon_code: str | None = None
+    # A points offer: lifecycle's ledger credits these points from this event.
+    points: int | None = None
+    amount_off: DecimalText | None = None
+    currency: str | None = None
+    free_item: str | None = None
+    # What the offer costs the business.
+    cost: DecimalText | None = None
+    starts_at: datetime | None = None
+    campaign_id: str | None = None
+    playbook_id: str | None = None
 
     def timeline_summary(self, customer_id: str) -> str:
         off = f" ({self.discount_percent}% off)" if self.discount_percent is not None else ""
@@ -785,6 +833,12 @@ class OfferRedeemed(Payload):
     customer_id: str
     kind: str
     redeemed_at: datetime
+    # The purchase the redemption applied to (identify's transaction id), when named.
+    transaction_id: str | None = None
+    template_id: str | None = None
+    coupon_code: str | None = None
+    campaign_id: str | None = None
+    playbook_id: str | None = None
 
     def timeline_summary(self, customer_id: str) -> str:
         return f"Offer redeemed: {self.kind}"

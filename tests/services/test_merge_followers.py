@@ -8,9 +8,13 @@ tests/services/test_lifecycle.py does).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from shared.events.envelope import make_event
 from tests.services.test_engage import catalog_event, create_customer, publish, start
 from tests.services.test_lifecycle import _handled, _read_stream
+from tests.services.test_value_campaigns import _consent, _publish_all, _scored, _template
+from tests.services.test_value_campaigns import _purchase as _purchase_event
 from tests.support import wait_until
 
 
@@ -540,3 +544,47 @@ async def test_engage_moves_conversations_and_messages_to_the_survivor(suite):
     await _merged_away(engage.client, f"/v1/customers/{merged['id']}/conversations", survivor["id"])
     refused = await engage.client.post("/v1/messages", json={"customer_id": merged["id"], **message})
     assert refused.status_code == 409 and refused.json()["error"] == "customer_merged"
+
+
+async def test_value_moves_campaign_memberships_consents_and_purchases_to_the_survivor(suite):
+    identify = await start(suite, "identify")
+    value = await start(suite, "value")
+    survivor = await create_customer(identify, email="s@example.com")
+    merged = await create_customer(identify, email="m@example.com")
+    s, m = survivor["id"], merged["id"]
+    # Only the merged customer consented: after the merge the survivor has its consent.
+    await _publish_all(suite.nats.url, [_scored(s, "champions"), _scored(m, "champions"), _consent(m)])
+    for who in (s, m):
+        await _json_when(value.client, f"/v1/customers/{who}/offers", lambda b: True, "value knows the customer")
+    tpl = await _template(value)
+    body = {"name": "C", "channel": "email", "template_id": tpl["id"], "message_template_id": "t", "holdout_share": 0}
+    campaign = (await value.client.post("/v1/campaigns", json=body)).json()
+
+    async def one_in_audience():
+        return (await value.client.post(f"/v1/campaigns/{campaign['id']}/preview")).json()["count"] == 1
+
+    await wait_until(one_in_audience, what="the merged customer's consent")
+    launched = await value.client.post(f"/v1/campaigns/{campaign['id']}/launch")
+    assert launched.status_code == 200, launched.text
+    await _publish_all(suite.nats.url, [_purchase_event("t-m", m, "40.00", datetime.now(UTC) + timedelta(minutes=1))])
+    await _json_when(
+        value.client,
+        f"/v1/campaigns/{campaign['id']}/results",
+        lambda b: b["treatment"]["revenue"] == 40.0,
+        "the merged customer's purchase",
+    )
+
+    await _merge(identify, s, [m], suite.nats.url)
+    promotions = await _json_when(
+        value.client, f"/v1/customers/{s}/promotions", lambda b: len(b["items"]) == 1, "membership moved"
+    )
+    assert promotions["items"][0]["campaign_id"] == campaign["id"] and promotions["items"][0]["group"] == "treatment"
+    await _merged_away(value.client, f"/v1/customers/{m}/promotions", s)
+    members = (await value.client.get(f"/v1/campaigns/{campaign['id']}/members")).json()["items"]
+    assert [x["customer_id"] for x in members] == [s]
+    results = (await value.client.get(f"/v1/campaigns/{campaign['id']}/results")).json()
+    assert results["treatment"]["customers"] == 1 and results["treatment"]["revenue"] == 40.0
+    # The consent followed: a new campaign's audience is the survivor.
+    again = (await value.client.post("/v1/campaigns", json=body)).json()
+    preview = (await value.client.post(f"/v1/campaigns/{again['id']}/preview")).json()
+    assert preview["count"] == 1 and preview["sample"][0]["customer_id"] == s

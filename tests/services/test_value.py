@@ -257,6 +257,12 @@ async def test_offers_are_issued_listed_and_redeemed_once(suite):
         "customer_id": customer["id"],
         "kind": "discount",
         "redeemed_at": redemptions[0]["data"]["redeemed_at"],
+        # An offer made by hand: no template, campaign or playbook; no purchase named.
+        "transaction_id": None,
+        "template_id": None,
+        "coupon_code": first["coupon_code"],
+        "campaign_id": None,
+        "playbook_id": None,
     }
     assert datetime.fromisoformat(redemptions[0]["data"]["redeemed_at"]) == datetime.fromisoformat(
         redeemed.json()["redeemed_at"]

@@ -1,0 +1,224 @@
+"""Offer templates and the offers issued from them: validity, budget, per-customer caps,
+coupon codes, and the segment each offer was issued in (next best offer learns from it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.value.models import aliases, known_customers, profiles
+from services.value.offers import repository
+from services.value.offers.codes import new_codes
+from services.value.offers.schemas import TemplateCreate
+from services.value.service import decimal_text, present
+from shared.db.database import utcnow
+from shared.db.ids import uuid7, uuid7_many
+from shared.events.messaging import emit_many
+from shared.http.errors import Conflict, NotFound, field_error
+
+ISSUED = "crm.value.offer.issued"
+
+
+async def create_template(*, session: AsyncSession, data: TemplateCreate) -> dict[str, Any]:
+    row = {
+        "id": uuid7(),
+        "kind": data.kind,
+        "title": data.title,
+        "percent_off": data.percent_off,
+        "amount_off": data.amount_off.amount if data.amount_off else None,
+        "currency": data.amount_off.currency if data.amount_off else None,
+        "free_item": data.free_item,
+        "points": data.points,
+        "valid_from": data.valid_from.astimezone(UTC) if data.valid_from else None,
+        "valid_until": data.valid_until.astimezone(UTC) if data.valid_until else None,
+        "valid_days": data.valid_days,
+        "budget": data.budget,
+        "per_customer_cap": data.per_customer_cap,
+        "cost": data.cost,
+        "issued": 0,
+        "created_at": utcnow(),
+    }
+    await repository.insert_template(session, row)
+    return present_template(row)
+
+
+def present_template(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "title": row["title"],
+        "percent_off": decimal_text(row["percent_off"]),
+        "amount_off": (
+            {"amount": decimal_text(row["amount_off"]), "currency": row["currency"]}
+            if row["amount_off"] is not None
+            else None
+        ),
+        "free_item": row["free_item"],
+        "points": row["points"],
+        "valid_from": row["valid_from"],
+        "valid_until": row["valid_until"],
+        "valid_days": row["valid_days"],
+        "budget": row["budget"],
+        "per_customer_cap": row["per_customer_cap"],
+        "cost": decimal_text(row["cost"]) or "0",
+        "issued": row["issued"],
+        "created_at": row["created_at"],
+    }
+
+
+async def find_template(session: AsyncSession, template_id: str) -> dict[str, Any] | None:
+    row = await repository.read_template(session, template_id)
+    return dict(row) if row is not None else None
+
+
+async def template(session: AsyncSession, template_id: str) -> dict[str, Any]:
+    row = await repository.read_template(session, template_id)
+    if row is None:
+        raise NotFound(f"no offer template with id {template_id}")
+    return dict(row)
+
+
+async def get_template(*, session: AsyncSession, template_id: str) -> dict[str, Any]:
+    return present_template(await template(session, template_id))
+
+
+async def list_templates(*, session: AsyncSession, before_id: str | None, limit: int) -> list[dict[str, Any]]:
+    return [present_template(row) for row in await repository.list_templates(session, before_id=before_id, limit=limit)]
+
+
+def refuse_closed(tpl: dict[str, Any], now: datetime) -> None:
+    """A template past its window issues nothing: 409 `template_expired`."""
+
+    if tpl["valid_until"] is not None and tpl["valid_until"] <= now:
+        raise Conflict(
+            f"offer template {tpl['id']} was valid until {tpl['valid_until'].isoformat()}", error="template_expired"
+        )
+
+
+async def take_budget(session: AsyncSession, tpl: dict[str, Any], n: int) -> None:
+    """Count n offers against the template's budget, or refuse all of them: 409 `budget_exhausted`."""
+
+    if n and not await repository.take_budget(session, tpl["id"], n):
+        left = max(tpl["budget"] - tpl["issued"], 0) if tpl["budget"] is not None else 0
+        raise Conflict(
+            f"offer template {tpl['id']} has a budget of {tpl['budget']} offers and {left} left; {n} asked for",
+            error="budget_exhausted",
+        )
+
+
+async def at_cap(session: AsyncSession, tpl: dict[str, Any], customer_ids: list[str] | None = None) -> set[str]:
+    """The customers who already hold as many offers of the template as its per-customer cap allows."""
+
+    cap = tpl["per_customer_cap"]
+    if cap is None:
+        return set()
+    held = await repository.held_counts(session, tpl["id"], customer_ids)
+    return {customer for customer, count in held.items() if count >= cap}
+
+
+async def issue_one(*, session: AsyncSession, template_id: str, customer_id: str) -> dict[str, Any]:
+    """Issue the template's offer to one customer, within its window, budget and cap."""
+
+    await aliases.refuse_merged(session, customer_id)
+    if not await known_customers.contains(session, customer_id):
+        raise field_error("body.customer_id", f"no customer with id {customer_id}")
+    tpl = await template(session, template_id)
+    now = utcnow()
+    refuse_closed(tpl, now)
+    if customer_id in await at_cap(session, tpl, [customer_id]):
+        raise Conflict(
+            f"customer {customer_id} already holds {tpl['per_customer_cap']} offer(s) of template {template_id}, "
+            "its per-customer cap",
+            error="customer_cap",
+        )
+    await take_budget(session, tpl, 1)
+    profile = await profiles.get(session, customer_id)
+    rows = await issue(session, tpl, [(customer_id, profile["segment"] if profile else None)], now=now)
+    return present(rows[0])
+
+
+async def issue(
+    session: AsyncSession,
+    tpl: dict[str, Any],
+    customers: Sequence[tuple[str, str | None]],
+    *,
+    now: datetime,
+    campaign_id: str | None = None,
+    playbook_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Insert one offer of the template per (customer, segment) and emit their
+    `crm.value.offer.issued` events, in bulk (a campaign's million in one go). The budget and
+    caps are the caller's to have checked; the rows come back in the customers' order."""
+
+    if not customers:
+        return []
+    expires_at = _expiry(tpl, now)
+    starts_at = tpl["valid_from"] if tpl["valid_from"] is not None and tpl["valid_from"] > now else None
+    ids = uuid7_many(len(customers))
+    codes = new_codes(len(customers))
+    rows = [
+        {
+            "id": offer_id,
+            "customer_id": customer_id,
+            "kind": tpl["kind"],
+            "title": tpl["title"],
+            "discount_percent": tpl["percent_off"],
+            "status": "issued",
+            "automatic_kind": None,
+            "issued_at": now,
+            "expires_at": expires_at,
+            "redeemed_at": None,
+            "template_id": tpl["id"],
+            "coupon_code": code,
+            "amount_off": tpl["amount_off"],
+            "currency": tpl["currency"],
+            "free_item": tpl["free_item"],
+            "points": tpl["points"],
+            "cost": tpl["cost"],
+            "starts_at": starts_at,
+            "segment": segment,
+            "campaign_id": campaign_id,
+            "playbook_id": playbook_id,
+            "redeemed_transaction_id": None,
+        }
+        for offer_id, (customer_id, segment), code in zip(ids, customers, codes)
+    ]
+    # 60 random bits a code: a clash among a million new and a million held is about 1 in 10^6;
+    # the unique key turns one into a refused (rolled back) issue, never a shared code.
+    await repository.insert_offers(session, rows)
+    fixed = {
+        "kind": tpl["kind"],
+        "title": tpl["title"],
+        "discount_percent": decimal_text(tpl["percent_off"]),
+        "expires_at": expires_at,
+        "issued_at": now,
+        "template_id": tpl["id"],
+        "points": tpl["points"],
+        "amount_off": decimal_text(tpl["amount_off"]),
+        "currency": tpl["currency"],
+        "free_item": tpl["free_item"],
+        "cost": decimal_text(tpl["cost"]),
+        "starts_at": starts_at,
+        "campaign_id": campaign_id,
+        "playbook_id": playbook_id,
+    }
+    payloads = [
+        {"id": r["id"], "customer_id": r["customer_id"], "coupon_code": r["coupon_code"], **fixed} for r in rows
+    ]
+    emit_many(session, ISSUED, payloads, [r["customer_id"] for r in rows])
+    return rows
+
+
+def _expiry(tpl: dict[str, Any], now: datetime) -> datetime | None:
+    ends = [tpl["valid_until"]] if tpl["valid_until"] is not None else []
+    if tpl["valid_days"] is not None:
+        ends.append(max(now, tpl["valid_from"] or now) + timedelta(days=tpl["valid_days"]))
+    return min(ends, default=None)
+
+
+def offer_cost(tpl: dict[str, Any]) -> Decimal:
+    return Decimal(tpl["cost"] or 0)
