@@ -6,6 +6,7 @@ from services.value.campaigns.endpoints import router as campaigns_router
 from services.value.endpoints import router
 from services.value.handlers import CONSUMERS
 from services.value.models import Base, messaging
+from services.value.nbo.endpoints import router as next_best_offer_router
 from services.value.offers.endpoints import router as offer_templates_router
 from shared.privacy.export import export_router
 from shared.service.app import create_service_app
@@ -18,7 +19,7 @@ DEFINITION = ServiceDefinition(
     metadata=Base.metadata,
     messaging=messaging,
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
-    routers=[router, offer_templates_router, campaigns_router, export_router(Base.metadata)],
+    routers=[router, offer_templates_router, campaigns_router, next_best_offer_router, export_router(Base.metadata)],
     consumers=CONSUMERS,
 )
 
