@@ -301,6 +301,8 @@ class CustomerScore(Base):
     predicted_clv: Mapped[float | None] = mapped_column(Float)
     expected_purchases: Mapped[float | None] = mapped_column(Float)
     probability_alive: Mapped[float | None] = mapped_column(Float)
+    # Gamma-Gamma's expected spend per purchase (reporting currency): value's next best offer.
+    expected_spend: Mapped[float | None] = mapped_column(Float)
     kinds: Mapped[list] = mapped_column(JSON, default=list)
     evidence: Mapped[dict] = mapped_column(JSON, default=dict)
     scored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -341,6 +341,8 @@ class CustomerScored(Payload):
     predicted_clv: float | None = None
     probability_alive: float | None = None
     expected_purchases: float | None = None
+    # Expected spend per purchase (Gamma-Gamma), reporting currency: value's next best offer.
+    expected_spend: float | None = None
     kinds: list[str]
     scored_at: datetime
     # Predicted CLV in fixed bands (VALUECHAIN_IDENTIFY_CLV_BAND_EDGES); null when it has none.

@@ -43,6 +43,7 @@ SCORE_COLUMNS = (
     "predicted_clv",
     "probability_alive",
     "expected_purchases",
+    "expected_spend",
     "scored_at",
 )
 
@@ -67,6 +68,7 @@ class CustomerProfiles:
             Column("predicted_clv", Float),
             Column("probability_alive", Float),
             Column("expected_purchases", Float),
+            Column("expected_spend", Float),
             Column("scored_at", UTCDateTime),
             Column("stage", String(20)),
             Column("stage_since", UTCDateTime),
@@ -205,6 +207,7 @@ def _score_row(data: CustomerScored) -> dict[str, Any]:
         "predicted_clv": data.predicted_clv,
         "probability_alive": data.probability_alive,
         "expected_purchases": data.expected_purchases,
+        "expected_spend": data.expected_spend,
         "scored_at": data.scored_at,
     }
 

@@ -101,6 +101,8 @@ class ScoresOut(BaseModel):
     predicted_clv: float | None
     expected_purchases: float | None
     probability_alive: float | None
+    # Expected spend per purchase (Gamma-Gamma), in the reporting currency.
+    expected_spend: float | None = None
     kinds: list[str]
     evidence: dict
     scored_at: datetime

@@ -268,6 +268,7 @@ SCORE_COLUMNS = (
     "predicted_clv",
     "expected_purchases",
     "probability_alive",
+    "expected_spend",
     "kinds",
     "evidence",
     "scored_at",

@@ -26,6 +26,7 @@ from services.identify.analysis import (
     GammaGammaParams,
     bgnbd_expected_purchases,
     bgnbd_probability_alive,
+    gamma_gamma_expected_spend,
     mean_repeat_spend,
     predictive_clv,
     rfm_segments,
@@ -94,6 +95,7 @@ class Scores:
     predicted_clv: np.ndarray
     expected_purchases: np.ndarray
     probability_alive: np.ndarray
+    expected_spend: np.ndarray  # per purchase (Gamma-Gamma)
     margin_ratio: np.ndarray  # NaN where no margin data
 
 
@@ -168,6 +170,7 @@ def score(
         predicted_clv=predicted,
         expected_purchases=bgnbd_expected_purchases(bgnbd, horizon, x, t_x, T),
         probability_alive=bgnbd_probability_alive(bgnbd, x, t_x, T),
+        expected_spend=gamma_gamma_expected_spend(gamma_gamma, x, mean_spend),
         margin_ratio=margin_ratio,
     )
 
@@ -267,6 +270,7 @@ def score_columns(
         "predicted_clv": clean(scores.predicted_clv, 4),
         "expected_purchases": clean(scores.expected_purchases, 6),
         "probability_alive": clean(scores.probability_alive, 6),
+        "expected_spend": clean(scores.expected_spend, 4),
         "kinds": kinds,
         "evidence": evidence,
     }
@@ -449,5 +453,6 @@ _SCORED_COLUMNS = (
     "predicted_clv",
     "probability_alive",
     "expected_purchases",
+    "expected_spend",
     "kinds",
 )
