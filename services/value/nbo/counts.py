@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value.nbo.models import UNSCORED, ResponseCount
@@ -52,11 +52,8 @@ async def of_segment(session: AsyncSession, segment: str | None) -> dict[str, tu
 async def of_all_segments(session: AsyncSession) -> dict[str, tuple[int, int]]:
     """{template_id: (issued, redeemed)} over every segment: the prior's data."""
 
-    rows = (
-        await session.execute(select(ResponseCount.template_id, ResponseCount.issued, ResponseCount.redeemed))
-    ).all()
-    totals: dict[str, tuple[int, int]] = {}
-    for template_id, issued, redeemed in rows:
-        before = totals.get(template_id, (0, 0))
-        totals[template_id] = (before[0] + issued, before[1] + redeemed)
-    return totals
+    query = select(
+        ResponseCount.template_id, func.sum(ResponseCount.issued), func.sum(ResponseCount.redeemed)
+    ).group_by(ResponseCount.template_id)
+    rows = (await session.execute(query)).all()
+    return {template_id: (int(issued), int(redeemed)) for template_id, issued, redeemed in rows}

@@ -69,7 +69,19 @@ async def _average_purchase(session: AsyncSession, customer_id: str) -> Decimal 
     return None if value is None else Decimal(str(value))
 
 
-def _why_not(template: OfferTemplate, holdings: tuple[int, int], now: datetime) -> str | None:
+_TEMPLATE_COLUMNS = (
+    OfferTemplate.id,
+    OfferTemplate.title,
+    OfferTemplate.kind,
+    OfferTemplate.cost,
+    OfferTemplate.valid_until,
+    OfferTemplate.budget,
+    OfferTemplate.issued,
+    OfferTemplate.per_customer_cap,
+)
+
+
+def _why_not(template: Any, holdings: tuple[int, int], now: datetime) -> str | None:
     held, open_ = holdings
     if template.valid_until is not None and template.valid_until <= now:
         return "expired"
@@ -102,14 +114,15 @@ async def next_best_offer(
         "excluded": [],
     }
     spend = profile.get("expected_spend")
+    order_value: Decimal | None = None
     if spend is not None:
-        answer["expected_order_value"] = {"amount": _money(spend), "source": "identify_expected_spend"}
-        order_value: Decimal | None = Decimal(str(spend))
+        order_value = Decimal(str(spend))
+        answer["expected_order_value"] = {"amount": _money(order_value), "source": "identify_expected_spend"}
     else:
         order_value = await _average_purchase(session, customer_id)
         if order_value is not None:
             answer["expected_order_value"] = {"amount": _money(order_value), "source": "average_purchase"}
-    templates = list((await session.execute(select(OfferTemplate).order_by(OfferTemplate.id))).scalars())
+    templates = (await session.execute(select(*_TEMPLATE_COLUMNS).order_by(OfferTemplate.id))).all()
     if not (consented if channel is None else channel in consented):
         where = f"on {channel}" if channel else "on any channel"
         answer["excluded"] = [{"template_id": t.id, "title": t.title, "reason": "no_consent"} for t in templates]
@@ -118,50 +131,52 @@ async def next_best_offer(
     holdings = await _holdings(session, customer_id, now)
     in_segment = await counts.of_segment(session, segment)
     overall = await counts.of_all_segments(session)
-    ranked = []
+    strength, default_rate = settings.nbo_prior_strength, settings.nbo_default_rate
+    spend_f = None if order_value is None else float(order_value)
+    candidates = []
     for template in templates:
         reason = _why_not(template, holdings.get(template.id, (0, 0)), now)
         if reason:
             answer["excluded"].append({"template_id": template.id, "title": template.title, "reason": reason})
             continue
-        ranked.append(
-            _rank(
-                template, in_segment.get(template.id, (0, 0)), overall.get(template.id, (0, 0)), order_value, settings
-            )
-        )
-    ranked.sort(key=lambda o: (o["_ev"] is None, -(o["_ev"] or 0), o["template_id"]))
-    answer["offers"] = [{k: v for k, v in o.items() if k != "_ev"} for o in ranked[:limit]]
+        issued_all, redeemed_all = overall.get(template.id, (0, 0))
+        prior = statistics.beta_binomial(redeemed_all, issued_all, prior_mean=default_rate, prior_strength=strength)
+        issued, redeemed = in_segment.get(template.id, (0, 0))
+        posterior = statistics.beta_binomial(redeemed, issued, prior_mean=prior.mean, prior_strength=strength)
+        ev = None if spend_f is None else posterior.mean * spend_f - float(template.cost or 0)
+        candidates.append((ev, template, prior, posterior, issued, redeemed))
+    # Ranked on floats; only the offers shown get their exact money and their interval.
+    candidates.sort(key=lambda c: (c[0] is None, -(c[0] or 0.0), c[1].id))
+    answer["offers"] = [
+        _shown(template, prior, posterior, issued, redeemed, order_value, strength)
+        for _, template, prior, posterior, issued, redeemed in candidates[:limit]
+    ]
     return answer
 
 
-def _rank(
-    template: OfferTemplate,
-    in_segment: tuple[int, int],
-    overall: tuple[int, int],
+def _shown(
+    template: Any,
+    prior: statistics.BetaPosterior,
+    posterior: statistics.BetaPosterior,
+    issued: int,
+    redeemed: int,
     order_value: Decimal | None,
-    settings: ValueSettings,
+    strength: float,
 ) -> dict[str, Any]:
-    strength = settings.nbo_prior_strength
-    prior = statistics.beta_binomial(
-        overall[1], overall[0], prior_mean=settings.nbo_default_rate, prior_strength=strength
-    )
-    posterior = statistics.beta_binomial(in_segment[1], in_segment[0], prior_mean=prior.mean, prior_strength=strength)
-    low, high = posterior.interval()
     cost = Decimal(template.cost or 0)
-    probability = Decimal(str(posterior.mean))
-    value = None if order_value is None else probability * order_value - cost
+    value = None if order_value is None else Decimal(str(posterior.mean)) * order_value - cost
+    low, high = posterior.interval()
     return {
         "template_id": template.id,
         "title": template.title,
         "kind": template.kind,
         "response_probability": round(posterior.mean, 6),
         "response_interval": [round(low, 6), round(high, 6)],
-        "redeemed_in_segment": in_segment[1],
-        "issued_in_segment": in_segment[0],
+        "redeemed_in_segment": redeemed,
+        "issued_in_segment": issued,
         "prior_rate": round(prior.mean, 6),
         "prior_strength": strength,
         "expected_order_value": _money(order_value),
         "cost": _money(cost),
         "expected_value": _money(value),
-        "_ev": value,
     }

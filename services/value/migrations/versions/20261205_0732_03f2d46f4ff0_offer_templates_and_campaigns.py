@@ -1,7 +1,7 @@
 """offer templates and campaigns
 
 Revision ID: 03f2d46f4ff0
-Revises: 9dd7db03971b
+Revises: 00fce9a39f8a
 Create Date: 2026-12-05 07:32:21.463322+00:00
 
 """
@@ -14,7 +14,7 @@ import shared.db.database
 
 # revision identifiers, used by Alembic.
 revision: str = '03f2d46f4ff0'
-down_revision: Union[str, Sequence[str], None] = '9dd7db03971b'
+down_revision: Union[str, Sequence[str], None] = '00fce9a39f8a'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

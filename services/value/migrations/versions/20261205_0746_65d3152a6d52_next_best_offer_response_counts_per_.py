@@ -29,6 +29,13 @@ def upgrade() -> None:
     sa.Column('redeemed', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('template_id', 'segment', name=op.f('pk_offer_response_counts'))
     )
+    # The offers issued before the counts were kept.
+    op.execute(
+        "INSERT INTO offer_response_counts (template_id, segment, issued, redeemed) "
+        "SELECT template_id, COALESCE(segment, ''), COUNT(*), "
+        "SUM(CASE WHEN status = 'redeemed' THEN 1 ELSE 0 END) "
+        "FROM offers WHERE template_id IS NOT NULL GROUP BY template_id, COALESCE(segment, '')"
+    )
     # ### end Alembic commands ###
 
 
