@@ -229,6 +229,7 @@ ROUTES: tuple[Route, ...] = (
     r("POST", "/v1/campaigns/{id}/cancel", "value", **CAMPAIGNS),
     r("GET", "/v1/campaigns/{id}/members", "value", **CAMPAIGNS),
     r("GET", "/v1/campaigns/{id}/results", "value", **CAMPAIGNS),
+    r("GET", "/v1/customers/{id}/next-best-offer", "value", read="offers:read"),
     r("GET", "/v1/customers/{id}/promotions", "value", **CAMPAIGNS),
     r("GET", "/v1/playbooks/{id}/results", "value", **CAMPAIGNS),
     # value: ideas. A customer acts through the signed link value makes (its token is checked by value).

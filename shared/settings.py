@@ -311,6 +311,11 @@ class ValueSettings(ServiceSettings):
             raise ValueError("idea_product_areas: at least one area, each 1 to 50 characters")
         return cleaned
 
+    # Next best offer's Beta prior: this many pseudo-offers at the template's overall rate,
+    # itself shrunk towards the default rate (services/value/nbo/service.py).
+    nbo_prior_strength: float = Field(2.0, gt=0)
+    nbo_default_rate: float = Field(0.05, gt=0, lt=1)
+
 
 class LifecycleSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_LIFECYCLE_")

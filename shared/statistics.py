@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import stats
+from scipy import special, stats
 
 CONFIDENCE = 0.95
 
@@ -179,9 +179,12 @@ class BetaPosterior:
         return self.alpha / (self.alpha + self.beta)
 
     def interval(self, confidence: float = CONFIDENCE) -> tuple[float, float]:
+        """The equal-tailed credible interval (the inverse regularised incomplete beta
+        function directly: a frozen scipy.stats.beta costs a millisecond to make)."""
+
         tail = (1 - confidence) / 2
-        dist = stats.beta(self.alpha, self.beta)
-        return float(dist.ppf(tail)), float(dist.ppf(1 - tail))
+        low, high = special.betaincinv(self.alpha, self.beta, [tail, 1 - tail])
+        return float(low), float(high)
 
 
 def beta_binomial(

@@ -7,6 +7,7 @@ from services.value.endpoints import router
 from services.value.handlers import CONSUMERS
 from services.value.ideas.endpoints import router as ideas_router
 from services.value.models import Base, messaging
+from services.value.nbo.endpoints import router as next_best_offer_router
 from services.value.offers.endpoints import router as offer_templates_router
 from services.value.perceived.endpoints import router as perceived_router
 from shared.privacy.export import export_router
@@ -26,6 +27,7 @@ DEFINITION = ServiceDefinition(
         campaigns_router,
         perceived_router,
         ideas_router,
+        next_best_offer_router,
         export_router(Base.metadata),
     ],
     consumers=CONSUMERS,

@@ -89,5 +89,6 @@ class SuppressedCustomer(Base):
 # The sub-domains' tables, on this Base (imported last: they import Base from here).
 from services.value.campaigns import models as _campaigns  # noqa: E402, F401
 from services.value.ideas import models as _ideas  # noqa: E402, F401
+from services.value.nbo import models as _nbo  # noqa: E402, F401
 from services.value.offers import models as _offers  # noqa: E402, F401
 from services.value.perceived import models as _perceived  # noqa: E402, F401

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value import repository
 from services.value.models import aliases, known_customers
+from services.value.nbo import counts
 from services.value.offers.codes import new_codes, normalized
 from services.value.schemas import OfferCreate, RedeemRequest
 from shared.db.database import utcnow
@@ -156,6 +157,7 @@ async def redeem(*, session: AsyncSession, offer_id: str, data: RedeemRequest | 
     if not await repository.mark_redeemed(session, offer_id, now, data.transaction_id):
         raise Conflict(f"offer {offer_id} was already redeemed")
     offer.update(status="redeemed", redeemed_at=now, redeemed_transaction_id=data.transaction_id)
+    await counts.count_redeemed(session, offer["template_id"], offer["segment"])
     emit(
         session,
         "crm.value.offer.redeemed",

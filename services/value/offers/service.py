@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value.models import aliases, known_customers, profiles
+from services.value.nbo import counts
 from services.value.offers import repository
 from services.value.offers.codes import new_codes
 from services.value.offers.schemas import TemplateCreate
@@ -190,6 +191,7 @@ async def issue(
     # 60 random bits a code: a clash among a million new and a million held is about 1 in 10^6;
     # the unique key turns one into a refused (rolled back) issue, never a shared code.
     await repository.insert_offers(session, rows)
+    await counts.count_issued(session, tpl["id"], (segment for _, segment in customers))
     fixed = {
         "kind": tpl["kind"],
         "title": tpl["title"],
