@@ -64,6 +64,7 @@ PARTS: tuple[Part, ...] = (
     ),
     Part("offers", "value", "/v1/customers/{id}/offers", True),
     Part("referrals", "network", "/v1/customers/{id}/referrals", True),
+    Part("feedback", "engage", "/v1/customers/{id}/feedback", True, "The customer's survey responses (engage)"),
 )
 
 

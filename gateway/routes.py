@@ -115,6 +115,7 @@ TRANSACTIONS = rw("transactions")
 INTERACTIONS = rw("interactions")
 NETWORK = rw("network")
 OFFERS = rw("offers")
+FEEDBACK = rw("feedback")
 
 
 ROUTES: tuple[Route, ...] = (
@@ -157,6 +158,14 @@ ROUTES: tuple[Route, ...] = (
     # engage: outbound mail and templates
     # engage: consent, preferences and unsubscribe links
     # engage: surveys, feedback and experience data
+    r("GET POST", "/v1/surveys", "engage", **FEEDBACK),
+    r("GET PATCH", "/v1/surveys/{id}", "engage", **FEEDBACK),
+    r("POST", "/v1/surveys/{id}/send", "engage", **FEEDBACK),
+    r("GET POST", "/v1/surveys/{id}/responses", "engage", **FEEDBACK),
+    r("GET", "/v1/customers/{id}/feedback", "engage", **FEEDBACK),
+    r("GET", "/v1/feedback/report", "engage", **FEEDBACK),
+    # A customer's signed link (services/engage/feedback: one answer per link).
+    r("GET POST", "/v1/feedback/{token}", "engage", public=True),
     # engage: communities
     # network. A partner key sees only its own stakeholder record (network reads
     # x-valuechain-partner); who referred whom is about customers, not partners.

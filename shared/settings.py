@@ -235,6 +235,10 @@ class EngageSettings(ServiceSettings):
     frequency_caps: dict[str, tuple[int, int]] = {"default": (3, 7), "sms": (2, 7), "phone": (2, 7)}
     # The From of outbound mail; its domain ends every Message-ID engage makes.
     mail_from: str = "Value Chain CRM <crm@valuechain.localhost>"
+    # A customer invited to a survey is not invited again (by a rule or on demand) for this many days.
+    survey_quiet_days: int = Field(default=30, ge=0)
+    # A survey rule fires only for touchpoints at most this old: importing history sends no surveys.
+    survey_touchpoint_max_age_days: int = Field(default=7, ge=0)
 
     @field_validator("frequency_caps")
     @classmethod

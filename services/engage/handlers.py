@@ -9,6 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.engage import service
 from services.engage.contacts import service as contacts
 from services.engage.contacts.handlers import CONTACTS
+from services.engage.feedback import service as feedback
+from services.engage.feedback.handlers import SURVEYS
 from services.engage.models import Base, aliases, erased_customers, known_customers, messaging, profiles
 from services.engage.service import TIMELINE_SUBJECTS
 from shared.events.consumer import ConsumerSpec
@@ -40,10 +42,17 @@ PROFILES = profiles.consumer(
 ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
 
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, CONTACTS, TIMELINE, PROFILES, ERASURES],
-    merge_steps=[known_customers.follow_merge, contacts.follow_merge, profiles.follow_merge, service.follow_merge],
+    [CUSTOMERS, CONTACTS, TIMELINE, PROFILES, SURVEYS, ERASURES],
+    merge_steps=[
+        known_customers.follow_merge,
+        contacts.follow_merge,
+        profiles.follow_merge,
+        service.follow_merge,
+        feedback.follow_merge,
+    ],
     merges_description=(
         "Follows identify's merges: interactions and timeline entries of the merged customers move to the "
-        "survivor, whose timeline records the merge; later events of a merged id go to the survivor."
+        "survivor, whose timeline records the merge; so do survey responses and invitations; later events "
+        "of a merged id go to the survivor."
     ),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.engage.endpoints import router
+from services.engage.feedback.endpoints import router as feedback_router
 from services.engage.handlers import CONSUMERS
 from services.engage.models import Base, messaging
 from shared.privacy.export import export_router
@@ -15,7 +16,7 @@ DEFINITION = ServiceDefinition(
     metadata=Base.metadata,
     messaging=messaging,
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
-    routers=[router, export_router(Base.metadata)],
+    routers=[router, feedback_router, export_router(Base.metadata)],
     consumers=CONSUMERS,
 )
 

@@ -71,3 +71,4 @@ class TimelineEntry(Base):
 from services.engage.consent import models as _consent  # noqa: E402, F401
 from services.engage.contacts import models as _contacts  # noqa: E402, F401
 from services.engage.conversations import models as _conversations  # noqa: E402, F401
+from services.engage.feedback import models as _feedback  # noqa: E402, F401
