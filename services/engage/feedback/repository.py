@@ -127,7 +127,7 @@ async def report_rows(
 
     table: type[ResponseKind] | type[SurveyResponse] = ResponseKind if by == "kind" else SurveyResponse
     value = getattr(table, metric)
-    key = getattr(table, by if by != "kind" else "kind") if by else None
+    key = getattr(table, by) if by else None
     columns: list[Any] = [key.label("key")] if key is not None else []
     if metric == "nps":
         columns += [
