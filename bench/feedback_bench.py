@@ -98,7 +98,8 @@ def load(path: Path, responses: int, seed: int) -> dict:
         csat = np.where(rng.random(n) < 0.5, rng.integers(1, 6, n), -1)
         ces = np.where(rng.random(n) < 0.33, rng.integers(1, 8, n), -1)
         has_kinds = rng.random(n) < 0.2
-        rows, kind_rows = [], []
+        rows: list[tuple] = []
+        kind_rows: list[tuple] = []
         for i in range(n):
             rid = f"r{offset + i:035d}"
             kinds = sorted(set(rng.choice(KINDS, rng.integers(1, 3)))) if has_kinds[i] else []

@@ -24,7 +24,6 @@ from services.engage.models import Base
 from shared.db.database import UTCDateTime
 from shared.privacy.classification import about_customers, personal
 
-
 # The report's metrics, and the columns of survey_responses it groups by (kind: survey_response_kinds).
 SCORES = ("nps", "csat", "ces")
 GROUPINGS = ("segment", "stage", "channel", "month")
