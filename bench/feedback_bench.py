@@ -29,26 +29,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from services.identify.analysis.rfm import SEGMENTS
+from services.identify.portfolio.scoring import KINDS
+
 TARGET_S = 2.0
 CHUNK = 50_000
 END = datetime(2026, 12, 1, tzinfo=UTC)
 DAYS = 730
-SEGMENTS = [
-    "champions",
-    "loyal",
-    "potential_loyalists",
-    "new_customers",
-    "promising",
-    "need_attention",
-    "about_to_sleep",
-    "at_risk",
-    "cannot_lose",
-    "hibernating",
-    "lost",
-]
 STAGES = ["new", "active", "loyal", "at_risk", "churned", "won_back"]
 CHANNELS = [None, "email", "chat", "phone", "sms", "social", "in_person"]
-KINDS = ["benchmark", "advocate", "high_future_value", "high_margin", "influencer"]
 SURVEY_ID = "00000000-0000-7000-8000-000000000001"
 
 
