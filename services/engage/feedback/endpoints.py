@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 from pydantic import AfterValidator
@@ -111,13 +111,16 @@ async def feedback_report(
     return {"metric": metric, "by": by, "from": start, "to": end, "cells": cells}
 
 
-@router.get("/feedback/{token}", response_model=SurveyForm)
+BAD_TOKEN: dict[int | str, dict[str, Any]] = {400: {"description": "A tampered, foreign or expired link (`bad_token`)"}}
+
+
+@router.get("/feedback/{token}", response_model=SurveyForm, responses=BAD_TOKEN)
 async def feedback_form(token: str, session: ReadSession):
     """The survey a customer's link asks (public: the signed link is the credential)."""
     return await service.form(session=session, token=token)
 
 
-@router.post("/feedback/{token}", status_code=status.HTTP_201_CREATED, response_model=Answered)
+@router.post("/feedback/{token}", status_code=status.HTTP_201_CREATED, response_model=Answered, responses=BAD_TOKEN)
 async def answer_feedback(token: str, body: AnswerSurvey, session: WriteSession):
     """The customer's answers through the link: one per link (409 `already_answered`);
     a tampered or expired link is 400 `bad_token`."""

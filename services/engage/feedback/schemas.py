@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
 from services.engage.feedback.questions import TYPES
 from services.engage.feedback.triggers import TRIGGERS
@@ -19,17 +19,18 @@ Label = Annotated[str, Field(min_length=1, max_length=100, **NOT_BLANK_SCHEMA), 
 QuestionId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-def _supported(event_type: str) -> str:
-    if event_type not in TRIGGERS:
-        raise ValueError(f"not a supported touchpoint; supported: {', '.join(TRIGGERS)}")
-    return event_type
+# The touchpoints a rule may name: triggers.TRIGGERS' keys (anything else is 422 naming it).
+Touchpoint = Literal[
+    "crm.identify.transaction.recorded", "crm.engage.conversation.closed", "crm.lifecycle.ticket.solved"
+]
+assert set(TRIGGERS) == set(Touchpoint.__args__)  # type: ignore[attr-defined]
 
 
 class Question(Strict):
     id: QuestionId
     type: QuestionType
     text: Annotated[str, Field(min_length=1, max_length=500, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
-    required: bool = False
+    required: StrictBool = False
     # attribute_rating only: what is rated (quality, service, price, image, ...) and who
     # (`us` and competitors' names): value owns both lists.
     attributes: Annotated[list[Label], Field(min_length=1, max_length=20)] | None = None
@@ -40,16 +41,15 @@ class SurveyCreate(Strict):
     name: Annotated[str, Field(min_length=1, max_length=200, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
     questions: Annotated[list[Question], Field(min_length=1, max_length=50)]
     triggers: Annotated[
-        list[Annotated[str, AfterValidator(_supported)]],
-        Field(max_length=len(TRIGGERS), description=f"Event types after which it is sent: {', '.join(TRIGGERS)}"),
+        list[Touchpoint], Field(max_length=len(TRIGGERS), description="Event types after which it is sent")
     ] = Field(default_factory=list)
-    active: bool = True
+    active: StrictBool = True
     email_subject: Text = None
 
 
 class SurveyUpdate(Strict):
-    active: bool | None = None
-    triggers: Annotated[list[Annotated[str, AfterValidator(_supported)]], Field(max_length=len(TRIGGERS))] | None = None
+    active: StrictBool | None = None
+    triggers: Annotated[list[Touchpoint], Field(max_length=len(TRIGGERS))] | None = None
 
 
 class SurveyOut(BaseModel):
