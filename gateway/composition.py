@@ -81,6 +81,7 @@ PARTS: tuple[Part, ...] = (
         "The communities the customer is or was in (engage)",
     ),
     Part("conversations", "engage", "/v1/customers/{id}/conversations", True),
+    Part("feedback", "engage", "/v1/customers/{id}/feedback", True, "The customer's survey responses (engage)"),
 )
 
 

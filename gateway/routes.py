@@ -127,6 +127,7 @@ COMMUNITIES = rw("communities")
 MESSAGES = rw("messages")
 MIB = 1024 * 1024
 CAMPAIGNS = rw("campaigns")
+FEEDBACK = rw("feedback")
 
 
 ROUTES: tuple[Route, ...] = (
@@ -189,6 +190,14 @@ ROUTES: tuple[Route, ...] = (
     r("POST", "/v1/consent:batch", "engage", **CONSENT),
     r("GET POST", "/v1/unsubscribe/{token}", "engage", public=True),
     # engage: surveys, feedback and experience data
+    r("GET POST", "/v1/surveys", "engage", **FEEDBACK),
+    r("GET PATCH", "/v1/surveys/{id}", "engage", **FEEDBACK),
+    r("POST", "/v1/surveys/{id}/send", "engage", **FEEDBACK),
+    r("GET POST", "/v1/surveys/{id}/responses", "engage", **FEEDBACK),
+    r("GET", "/v1/customers/{id}/feedback", "engage", **FEEDBACK),
+    r("GET", "/v1/feedback/report", "engage", **FEEDBACK),
+    # A customer's signed link (services/engage/feedback: one answer per link).
+    r("GET POST", "/v1/feedback/{token}", "engage", public=True),
     # engage: communities
     r("GET POST", "/v1/communities", "engage", **COMMUNITIES),
     r("GET", "/v1/communities/{id}", "engage", **COMMUNITIES),

@@ -257,6 +257,10 @@ class EngageSettings(ServiceSettings):
     # How often an idle sender looks for due messages (a queued message wakes it at once).
     mail_poll_s: float = Field(1.0, gt=0)
     mail_timeout_s: float = Field(30.0, gt=0)
+    # A customer invited to a survey is not invited again (by a rule or on demand) for this many days.
+    survey_quiet_days: int = Field(default=30, ge=0)
+    # A survey rule fires only for touchpoints at most this old: importing history sends no surveys.
+    survey_touchpoint_max_age_days: int = Field(default=7, ge=0)
 
     @field_validator("frequency_caps")
     @classmethod

@@ -14,6 +14,8 @@ from services.engage.contacts import service as contacts
 from services.engage.contacts.handlers import CONTACTS
 from services.engage.conversations import service as conversations
 from services.engage.conversations.handlers import EMPLOYEES
+from services.engage.feedback import service as feedback
+from services.engage.feedback.handlers import SURVEYS
 from services.engage.models import Base, aliases, erased_customers, known_customers, messaging, profiles
 from services.engage.outbound.handlers import REQUESTS
 from services.engage.service import TIMELINE_SUBJECTS
@@ -46,7 +48,7 @@ PROFILES = profiles.consumer(
 ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
 
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, CONTACTS, TIMELINE, PROFILES, REQUESTS, COMMUNITIES, EMPLOYEES, ERASURES],
+    [CUSTOMERS, CONTACTS, TIMELINE, PROFILES, REQUESTS, COMMUNITIES, EMPLOYEES, SURVEYS, ERASURES],
     merge_steps=[
         known_customers.follow_merge,
         contacts.follow_merge,
@@ -55,12 +57,13 @@ CONSUMERS = aliases.consumers(
         consent.follow_merge,
         communities.follow_merge,
         conversations.follow_merge,
+        feedback.follow_merge,
     ],
     merges_description=(
         "Follows identify's merges: interactions, timeline entries, conversations and messages of the merged "
         "customers move to the survivor, whose timeline records the merge; so do their consent ledger entries "
         "(the survivor's consent per purpose and channel being the newest of theirs), community memberships, "
-        "posts and helpful marks (its helpful-mark total announced again); later events of a merged id go to "
-        "the survivor."
+        "posts and helpful marks (its helpful-mark total announced again), survey responses and invitations; "
+        "later events of a merged id go to the survivor."
     ),
 )

@@ -8,6 +8,7 @@ from services.engage.communities.endpoints import router as communities_router
 from services.engage.consent.endpoints import router as consent_router
 from services.engage.conversations.endpoints import router as conversations_router
 from services.engage.endpoints import router
+from services.engage.feedback.endpoints import router as feedback_router
 from services.engage.handlers import CONSUMERS
 from services.engage.inbound.endpoints import router as inbound_router
 from services.engage.models import Base, messaging
@@ -44,6 +45,7 @@ DEFINITION = ServiceDefinition[EngageState](
         communities_router,
         outbound_router,
         templates_router,
+        feedback_router,
         export_router(Base.metadata),
     ],
     consumers=CONSUMERS,

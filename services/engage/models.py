@@ -72,4 +72,5 @@ from services.engage.communities import models as _communities  # noqa: E402, F4
 from services.engage.consent import models as _consent  # noqa: E402, F401
 from services.engage.contacts import models as _contacts  # noqa: E402, F401
 from services.engage.conversations import models as _conversations  # noqa: E402, F401
+from services.engage.feedback import models as _feedback  # noqa: E402, F401
 from services.engage.templates import models as _templates  # noqa: E402, F401

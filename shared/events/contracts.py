@@ -452,6 +452,24 @@ class PlaybookOfferRequested(Payload):
     requested_at: datetime
 
 
+# --- lifecycle: tickets ------------------------------------------------------
+
+
+@contract(
+    "crm.lifecycle.ticket.solved",
+    "lifecycle",
+    "A customer's ticket was solved (shared/decisions.md). engage's survey rules may send a survey after it.",
+    customers=("customer_id",),
+    at="solved_at",
+)
+class TicketSolved(Payload):
+    ticket_id: str
+    customer_id: str
+    # The channel the ticket was handled on (a MessageChannel, or another the ticket names).
+    channel: str | None = None
+    solved_at: datetime
+
+
 # --- engage -----------------------------------------------------------------
 
 

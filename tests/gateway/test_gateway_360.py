@@ -72,7 +72,7 @@ async def test_slow_service_times_out_into_missing(start_gateway):
         assert time.monotonic() - started < 1.5
     assert response.status_code == 200
     view = response.json()
-    assert view["timeline"] == view["communities"] == view["conversations"] == []
+    assert view["timeline"] == view["communities"] == view["conversations"] == view["feedback"] == []
     # Every engage part (timeline, consent, ...) timed out, and only those.
     engage_parts = [part.name for part in PARTS if part.service == "engage"]
     assert "timeline" in engage_parts

@@ -588,3 +588,45 @@ async def test_value_moves_campaign_memberships_consents_and_purchases_to_the_su
     again = (await value.client.post("/v1/campaigns", json=body)).json()
     preview = (await value.client.post(f"/v1/campaigns/{again['id']}/preview")).json()
     assert preview["count"] == 1 and preview["sample"][0]["customer_id"] == s
+
+
+async def test_engage_moves_survey_responses_and_invitations_to_the_survivor(suite):
+    identify = await start(suite, "identify")
+    engage = await start(suite, "engage")
+    survivor = await create_customer(identify, email="fs@example.com", name="Fay")
+    merged = await create_customer(identify, email="fm@example.com", name="Fay Twin")
+    await _json_when(
+        engage.client, f"/v1/customers/{merged['id']}/feedback", lambda b: b["items"] == [], "merged customer known"
+    )
+    survey = await engage.client.post(
+        "/v1/surveys", json={"name": "S", "questions": [{"id": "nps", "type": "nps", "text": "Recommend us?"}]}
+    )
+    assert survey.status_code == 201, survey.text
+    survey_id = survey.json()["id"]
+    answer = await engage.client.post(
+        f"/v1/surveys/{survey_id}/responses", json={"customer_id": merged["id"], "answers": {"nps": 10}}
+    )
+    assert answer.status_code == 201, answer.text
+    # An invitation before the merge: its link answers as the survivor, and its quiet period is the survivor's.
+    sent = await engage.client.post(f"/v1/surveys/{survey_id}/send", json={"customer_id": merged["id"]})
+    assert sent.status_code == 201, sent.text
+
+    await _merge(identify, survivor["id"], [merged["id"]], suite.nats.url)
+    moved = await _json_when(
+        engage.client, f"/v1/customers/{survivor['id']}/feedback", lambda b: len(b["items"]) == 1, "responses moved"
+    )
+    assert moved["items"][0]["id"] == answer.json()["id"] and moved["items"][0]["customer_id"] == survivor["id"]
+    await _merged_away(engage.client, f"/v1/customers/{merged['id']}/feedback", survivor["id"])
+    for path, body in (
+        (f"/v1/surveys/{survey_id}/responses", {"customer_id": merged["id"], "answers": {"nps": 1}}),
+        (f"/v1/surveys/{survey_id}/send", {"customer_id": merged["id"]}),
+    ):
+        refused = await engage.client.post(path, json=body)
+        assert refused.status_code == 409 and refused.json()["error"] == "customer_merged", refused.text
+    quiet = await engage.client.post(f"/v1/surveys/{survey_id}/send", json={"customer_id": survivor["id"]})
+    assert quiet.status_code == 409 and quiet.json()["error"] == "quiet_period", quiet.text
+    token = sent.json()["link"].rsplit("/", 1)[1]
+    linked = await engage.client.post(f"/v1/feedback/{token}", json={"answers": {"nps": 7}})
+    assert linked.status_code == 201, linked.text
+    both = (await engage.client.get(f"/v1/customers/{survivor['id']}/feedback")).json()["items"]
+    assert {r["customer_id"] for r in both} == {survivor["id"]} and len(both) == 2
