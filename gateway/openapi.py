@@ -249,18 +249,26 @@ class OpenAPIMerger:
     def _merge_components(
         self, components: dict[str, Any], service: str, service_doc: dict[str, Any]
     ) -> dict[str, Any]:
-        theirs = service_doc.get("components") or {}
+        # A component another service already named differently is renamed `<service>__<name>`,
+        # and so, in turn, is one that only refers to it (two `Page[TemplateOut]`s are equal
+        # until their items' refs differ): repeated until no new clash appears.
+        original = service_doc
         renames: dict[str, str] = {}
-        for section, items in theirs.items():
-            if section == "securitySchemes" or not isinstance(items, dict):
-                continue
-            ours = components.setdefault(section, {})
-            for name, value in items.items():
-                if name in ours and ours[name] != value:
-                    renames[f"#/components/{section}/{name}"] = f"#/components/{section}/{service}__{name}"
-        if renames:
-            service_doc = _rewrite_refs(service_doc, renames)
+        while True:
             theirs = service_doc.get("components") or {}
+            clashes = dict(renames)
+            for section, items in theirs.items():
+                if section == "securitySchemes" or not isinstance(items, dict):
+                    continue
+                ours = components.setdefault(section, {})
+                for name, value in items.items():
+                    if name in ours and ours[name] != value:
+                        clashes[f"#/components/{section}/{name}"] = f"#/components/{section}/{service}__{name}"
+            if clashes == renames:
+                break
+            renames = clashes
+            service_doc = _rewrite_refs(original, renames)
+        theirs = service_doc.get("components") or {}
         for section, items in theirs.items():
             if section == "securitySchemes" or not isinstance(items, dict):
                 continue

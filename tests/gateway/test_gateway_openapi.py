@@ -145,3 +145,34 @@ def test_conflicting_component_names_are_renamed():
     ref = merged["paths"]["/v1/offers/{offer_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert ref == {"$ref": "#/components/schemas/value__Item"}
     assert merged["paths"]["/v1/offers/{offer_id}"]["get"]["operationId"] == "value__get_it"
+
+
+def test_a_component_that_only_refers_to_a_renamed_one_is_renamed_too():
+    # engage's and value's `Page[TemplateOut]` were equal JSON while their `TemplateOut`s were
+    # not: value's list pointed at engage's page, whose items are engage's templates.
+    merger = OpenAPIMerger(RouteTable(), services=("engage", "value"))
+
+    def doc(path: str, item: dict) -> dict:
+        page = {
+            "type": "object",
+            "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}},
+        }
+        ok = {"200": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Page"}}}}}
+        return {
+            "paths": {path: {"get": {"operationId": "list_them", "responses": ok}}},
+            "components": {"schemas": {"Item": item, "Page": page}},
+        }
+
+    merged = merger.merge(
+        {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {}},
+        {
+            "engage": doc("/v1/templates", {"type": "object", "title": "Message template"}),
+            "value": doc("/v1/offer-templates", {"type": "object", "title": "Offer template"}),
+        },
+    )
+    schemas = merged["components"]["schemas"]
+    answer = merged["paths"]["/v1/offer-templates"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/value__Page"}
+    assert schemas["value__Page"]["properties"]["items"]["items"] == {"$ref": "#/components/schemas/value__Item"}
+    assert schemas["value__Item"]["title"] == "Offer template"
+    assert schemas["Page"]["properties"]["items"]["items"] == {"$ref": "#/components/schemas/Item"}

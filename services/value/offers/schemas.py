@@ -41,7 +41,7 @@ class Money(Strict):
     currency: Currency
 
 
-class TemplateCreate(Strict):
+class OfferTemplateCreate(Strict):
     kind: TemplateKind
     title: _Title
     # percent_off: the percentage; amount_off: the money; free_item: what; points: how many.
@@ -60,7 +60,7 @@ class TemplateCreate(Strict):
     cost: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)] = Decimal(0)
 
     @model_validator(mode="after")
-    def _fits_its_kind(self) -> TemplateCreate:
+    def _fits_its_kind(self) -> OfferTemplateCreate:
         needs = {"percent_off": "percent_off", "amount_off": "amount_off", "free_item": "free_item", "points": "points"}
         for kind, field in needs.items():
             given = getattr(self, field) is not None
@@ -78,7 +78,7 @@ class TemplateMoney(BaseModel):
     currency: str
 
 
-class TemplateOut(BaseModel):
+class OfferTemplateOut(BaseModel):
     id: str
     kind: TemplateKind
     title: str
@@ -96,7 +96,7 @@ class TemplateOut(BaseModel):
     created_at: datetime
 
 
-class TemplatePage(Page[TemplateOut]):
+class OfferTemplatePage(Page[OfferTemplateOut]):
     pass
 
 

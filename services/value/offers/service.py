@@ -14,7 +14,7 @@ from services.value.models import aliases, known_customers, profiles
 from services.value.nbo import counts
 from services.value.offers import repository
 from services.value.offers.codes import new_codes
-from services.value.offers.schemas import TemplateCreate
+from services.value.offers.schemas import OfferTemplateCreate
 from services.value.service import decimal_text, present
 from shared.db.database import utcnow
 from shared.db.ids import uuid7, uuid7_many
@@ -24,7 +24,7 @@ from shared.http.errors import Conflict, NotFound, field_error
 ISSUED = "crm.value.offer.issued"
 
 
-async def create_template(*, session: AsyncSession, data: TemplateCreate) -> dict[str, Any]:
+async def create_template(*, session: AsyncSession, data: OfferTemplateCreate) -> dict[str, Any]:
     row = {
         "id": uuid7(),
         "kind": data.kind,

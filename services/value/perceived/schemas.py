@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from services.value.perceived.models import NAME_MAX
 from shared.db.database import utcnow
@@ -45,10 +46,16 @@ class AttributeCreate(Strict):
     price: PriceMark = False
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class AttributeUpdate(Strict):
-    name: Name | None = None
-    weight: Weight | None = None
-    price: PriceMark | None = None
+    # Each may be left out (kept as it is) but not null: the schema says so (SkipJsonSchema
+    # hides the None the default needs), and the service answers an explicit null 422.
+    name: Name | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
+    weight: Weight | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
+    price: PriceMark | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
 
 
 class AttributeOut(BaseModel):
