@@ -111,7 +111,10 @@ class CustomerProfiles:
         for event in events:
             data = event.data
             if event.type == SCORED:
-                scores[data.customer_id] = _score_row(data)
+                # The newest refit's score wins, within a batch as across batches.
+                held = scores.get(data.customer_id)
+                if held is None or data.scored_at >= held["scored_at"]:
+                    scores[data.customer_id] = _score_row(data)
             elif event.type == STAGE_CHANGED:
                 stages[data.customer_id] = {
                     "customer_id": data.customer_id,

@@ -110,3 +110,20 @@ async def test_scores_stages_and_purchases_reach_the_profile_and_a_merge_folds_t
     assert survivor["first_purchase_at"] == datetime(2026, 1, 15, 10, tzinfo=UTC)
     assert survivor["last_purchase_at"] == datetime(2026, 4, 2, 10, tzinfo=UTC)
     assert survivor["segment"] == "champions"
+
+
+async def test_the_newest_score_wins_within_one_micro_batch(suite):
+    # On PostgreSQL both scores of the test above came in one pull: the batch kept the
+    # last one read (the older) instead of the newest.
+    from shared.db.uow import transaction
+    from shared.events.contracts import CATALOG
+
+    value = await suite.start("value")
+    profiles = _profiles("value")
+    newer = _scored("c-1", "champions", ["benchmark"], datetime(2026, 5, 1, tzinfo=UTC))
+    older = _scored("c-1", "hibernating", [], datetime(2026, 4, 1, tzinfo=UTC))
+    contract = CATALOG["crm.identify.customer.scored"]
+    async with transaction(value.runtime.db.writer) as session:
+        await profiles.apply(session, [contract.read(newer), contract.read(older)])
+    profile = await _get(value, "value", "c-1")
+    assert (profile["segment"], profile["kinds"]) == ("champions", ["benchmark"])
