@@ -125,11 +125,6 @@ async def unsubscribe(session: AsyncSession, *, customer_id: str, channel: str, 
     return True
 
 
-async def has_consent(session: AsyncSession, *, customer_id: str, purpose: str, channel: str) -> bool:
-    state = await session.get(ConsentState, (customer_id, purpose, channel))
-    return bool(state is not None and state.granted)
-
-
 async def check_marketing(session: AsyncSession, *, customer_id: str, channel: str, now: datetime) -> None:
     """Raise 409 `no_consent` or `frequency_cap` unless a marketing message may go out now."""
 
