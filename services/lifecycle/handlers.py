@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle import service
-from services.lifecycle.models import Base, aliases, erased_customers, messaging
+from services.lifecycle.models import Base, aliases, erased_customers, messaging, profiles
 from shared.events.consumer import ConsumerSpec
 from shared.events.envelope import Event
 from shared.privacy.erasure import erasure_consumer
@@ -23,11 +23,16 @@ STAGES = ConsumerSpec(
     "purchase lowers the purchase count but never moves a stage back.",
 )
 
+PROFILES = profiles.consumer(
+    "Keeps each customer's scores from identify (probability alive, expected purchases, CLV, kinds) and "
+    "purchase count and dates, for the stage rules, churn risk, playbooks and loyalty tiers."
+)
+
 ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
 
 CONSUMERS = aliases.consumers(
-    [STAGES, ERASURES],
-    merge_steps=[service.follow_merge],
+    [STAGES, PROFILES, ERASURES],
+    merge_steps=[service.follow_merge, profiles.follow_merge],
     merges_description=(
         "Follows identify's merges: the survivor takes the most advanced stage of the group (or the one its "
         "combined purchases imply) and the merged customers' histories; later events of a merged id go to the survivor."

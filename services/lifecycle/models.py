@@ -10,6 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.database import NAMING_CONVENTION, UTCDateTime
 from shared.events.customer_aliases import CustomerAliases
+from shared.events.customer_profiles import CustomerProfiles
 from shared.events.messaging import messaging_tables
 from shared.privacy.classification import about_customers
 from shared.privacy.erasure import ErasedCustomers
@@ -22,6 +23,9 @@ class Base(DeclarativeBase):
 
 messaging = messaging_tables(Base.metadata)
 aliases = CustomerAliases(Base.metadata)
+# identify's scores (probability alive, expected purchases, CLV, kinds) and each customer's purchase
+# count and dates: what the stage rules, churn risk, playbooks and tiers read (issue 15).
+profiles = CustomerProfiles(Base.metadata)
 erased_customers = ErasedCustomers(Base.metadata)
 
 

@@ -410,12 +410,44 @@ class StageChanged(Payload):
     from_stage: Stage | None
     to_stage: Stage
     at: datetime
+    # The event that moved the customer; a sweep's id (`sweep:<id>`) when time did.
     cause_event_id: str
+    # Why (issue 15): the rule that fired, its rule set's version, and the values it saw.
+    rule: str | None = None
+    rule_version: int | None = None
+    values: dict[str, Any] = {}
+    # True when the first sweep over imported history recorded the stage: playbooks never fire on it.
+    historical: bool = False
 
     def timeline_summary(self, customer_id: str) -> str:
         if self.from_stage:
             return f"Stage {self.from_stage} → {self.to_stage}"
         return f"Entered stage {self.to_stage}"
+
+
+ChurnBand = Literal["low", "medium", "high"]
+
+
+@contract(
+    "crm.lifecycle.churn_risk.changed",
+    "lifecycle",
+    "A customer's churn risk crossed a band (low < 0.3 ≤ medium < 0.7 ≤ high, docs/lifecycle.md): "
+    "the risk between 0 and 1, its drivers, and the CLV at risk (predicted CLV × risk).",
+    customers=("customer_id",),
+    at="at",
+)
+class ChurnRiskChanged(Payload):
+    customer_id: str
+    risk: float
+    band: ChurnBand
+    from_band: ChurnBand | None = None
+    # What pushed the risk, most first: e.g. {"driver": "recency", "weight": 0.4, "value": 180}.
+    drivers: list[dict[str, Any]] = []
+    clv_at_risk: float | None = None
+    at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"Churn risk {self.band} ({self.risk:.2f})"
 
 
 # --- lifecycle: playbooks (measured by value against their holdout) ---------
@@ -468,6 +500,161 @@ class TicketSolved(Payload):
     # The channel the ticket was handled on (a MessageChannel, or another the ticket names).
     channel: str | None = None
     solved_at: datetime
+
+
+TicketStatus = Literal["new", "open", "pending", "solved", "closed"]
+TicketPriority = Literal["low", "normal", "high", "urgent"]
+
+
+@contract(
+    "crm.lifecycle.ticket.created",
+    "lifecycle",
+    "A customer's after-sales ticket was opened (by staff, from a conversation, or by a playbook's outreach).",
+    customers=("customer_id",),
+    at="created_at",
+)
+class TicketCreated(Payload):
+    ticket_id: str
+    customer_id: str
+    channel: str | None = None
+    category: str | None = None
+    priority: TicketPriority
+    # Written by people: free text.
+    subject: Annotated[str | None, Personal("free_text")] = None
+    assignee_id: str | None = None
+    queue: str | None = None
+    conversation_id: str | None = None
+    # A playbook's outreach ticket names it.
+    playbook_id: str | None = None
+    created_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"Ticket opened: {clip(self.subject or ERASED, QUOTE_MAX)}"
+
+
+@contract(
+    "crm.lifecycle.ticket.status_changed",
+    "lifecycle",
+    "A ticket moved between statuses (new, open, pending, solved, closed; a reopen goes back to open).",
+    customers=("customer_id",),
+    at="changed_at",
+)
+class TicketStatusChanged(Payload):
+    ticket_id: str
+    customer_id: str
+    from_status: TicketStatus
+    to_status: TicketStatus
+    changed_at: datetime
+
+
+@contract(
+    "crm.lifecycle.ticket.sla_breached",
+    "lifecycle",
+    "A ticket missed an SLA target (first response or resolution) in business time; it is escalated.",
+    customers=("customer_id",),
+    at="breached_at",
+)
+class TicketSlaBreached(Payload):
+    ticket_id: str
+    customer_id: str
+    target: Literal["first_response", "resolution"]
+    policy_id: str | None = None
+    due_at: datetime
+    breached_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"Ticket {self.ticket_id} missed its {self.target.replace('_', ' ')} target"
+
+
+@contract(
+    "crm.lifecycle.ticket.escalated",
+    "lifecycle",
+    "A ticket was escalated (an SLA breach, or by staff): lifecycle's stage rules may count it.",
+    customers=("customer_id",),
+    at="escalated_at",
+)
+class TicketEscalated(Payload):
+    ticket_id: str
+    customer_id: str
+    reason: str
+    escalated_at: datetime
+
+
+@contract(
+    "crm.lifecycle.service_cost.recorded",
+    "lifecycle",
+    "What serving a customer on a ticket cost: handling minutes × the configured cost rate, in the "
+    "reporting currency. identify subtracts service costs in the customer's lifetime value.",
+    customers=("customer_id",),
+    at="recorded_at",
+)
+class ServiceCostRecorded(Payload):
+    cost_id: str
+    customer_id: str
+    ticket_id: str | None = None
+    minutes: float
+    reporting_amount: DecimalText
+    reporting_currency: str
+    recorded_at: datetime
+
+
+# --- lifecycle: loyalty --------------------------------------------------------
+
+
+@contract(
+    "crm.lifecycle.loyalty.points_changed",
+    "lifecycle",
+    "An entry in a customer's loyalty points ledger (append-only): earned on a purchase, credited by a "
+    "points offer, redeemed, taken back by a refund, or expired; with the balance after it.",
+    customers=("customer_id",),
+    at="at",
+)
+class LoyaltyPointsChanged(Payload):
+    entry_id: str
+    customer_id: str
+    kind: Literal["earned", "credited", "redeemed", "refunded", "expired", "adjusted"]
+    # Positive for points in, negative for points out.
+    points: int
+    balance: int
+    source_event_id: str | None = None
+    expires_at: datetime | None = None
+    at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"Loyalty points {self.kind}: {self.points:+d} (balance {self.balance})"
+
+
+@contract(
+    "crm.lifecycle.loyalty.points_redeemed",
+    "lifecycle",
+    "lifecycle debited a customer's points for one of value's points offers (a redemption): value "
+    "issues that offer template's offer to the customer (crm.value.offer.issued).",
+    customers=("customer_id",),
+    at="redeemed_at",
+)
+class LoyaltyPointsRedeemed(Payload):
+    redemption_id: str
+    customer_id: str
+    template_id: str
+    points: int
+    redeemed_at: datetime
+
+
+@contract(
+    "crm.lifecycle.loyalty.tier_changed",
+    "lifecycle",
+    "A customer's loyalty tier changed (by points over the last 12 months, or by CLV).",
+    customers=("customer_id",),
+    at="at",
+)
+class LoyaltyTierChanged(Payload):
+    customer_id: str
+    from_tier: str | None = None
+    to_tier: str | None = None
+    at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"Loyalty tier {self.from_tier or 'none'} → {self.to_tier or 'none'}"
 
 
 # --- engage -----------------------------------------------------------------
