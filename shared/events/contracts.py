@@ -466,6 +466,13 @@ class PlaybookEntered(Payload):
     customer_id: str
     group: Literal["treatment", "holdout"]
     entered_at: datetime
+    # Issue 15: a treatment customer's outreach ticket (lifecycle's tickets open it from this event),
+    # in the queue, or for the account manager when network knows one.
+    outreach: bool = False
+    outreach_queue: str | None = None
+    outreach_assignee_id: str | None = None
+    # The stage the customer entered that fired the playbook.
+    stage: Stage | None = None
 
 
 @contract(
