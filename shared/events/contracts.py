@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from shared.events.envelope import CloudEvent, Event
 from shared.privacy.classification import ERASED, Personal
@@ -1083,6 +1083,39 @@ class MessageRequested(Payload):
     source_kind: Literal["campaign", "playbook", "idea", "offer"]
     source_id: str
     requested_at: datetime
+
+
+class Recipient(Payload):
+    """One customer of a crm.value.messages.requested: its request id and merge fields."""
+
+    request_id: str
+    customer_id: str
+    fields: dict[str, str] = {}
+
+
+# The most recipients one crm.value.messages.requested carries.
+MAX_RECIPIENTS = 500
+
+
+@contract(
+    "crm.value.messages.requested",
+    "value",
+    "value asks engage to deliver one message to many customers at once (a campaign's launch): the "
+    "fields of crm.value.message.requested shared by all, and up to 500 recipients, each with its own "
+    "request id and merge fields. engage treats each recipient as a crm.value.message.requested of its "
+    "own and answers each with crm.engage.delivery.reported. One event instead of one per customer: a "
+    "launch over a million customers publishes half the events.",
+)
+class MessagesRequested(Payload):
+    channel: MessageChannel
+    purpose: Literal["marketing", "service"]
+    template_id: str | None = None
+    subject: str | None = None
+    body: str | None = None
+    source_kind: Literal["campaign", "playbook", "idea", "offer"]
+    source_id: str
+    requested_at: datetime
+    recipients: Annotated[list[Recipient], Field(min_length=1, max_length=MAX_RECIPIENTS)]
 
 
 # --- value: co-creation -----------------------------------------------------

@@ -463,6 +463,47 @@ async def test_value_requests_are_queued_or_refused_and_reported(suite, smtp):
 # --- several senders ------------------------------------------------------------------------
 
 
+async def test_a_bulk_request_is_each_recipients_own_request(suite, smtp):
+    inbox, url = smtp
+    identify = await suite.start("identify")
+    engage = await suite.start("engage", smtp_url=url, **FAST)
+    ada = await _customer(identify, engage, email="ada@example.com", name="Ada")
+    bob = await _customer(identify, engage, email="bob@example.com", name="Bob")
+    await _consent(engage, ada["id"])
+    template = (await engage.client.post("/v1/templates", json=MARKETING)).json()
+    shared = _request(ada["id"], "x", template_id=template["id"])
+    for key in ("request_id", "customer_id", "fields"):
+        del shared[key]
+    bulk = {
+        **shared,
+        "recipients": [
+            {
+                "request_id": "bulk-ada",
+                "customer_id": ada["id"],
+                "fields": {"offer_code": "ADA1", "offer_title": "5 off"},
+            },
+            {
+                "request_id": "bulk-bob",
+                "customer_id": bob["id"],
+                "fields": {"offer_code": "BOB1", "offer_title": "5 off"},
+            },
+        ],
+    }
+    event = catalog_event("value", "crm.value.messages.requested", bulk, None)
+    await publish(suite.nats.url, event, "bulk-1")
+    # The same event stored twice (published again past JetStream's duplicate window): engage's
+    # inbox applies it once, so nothing is queued or reported twice.
+    await publish(suite.nats.url, event, "bulk-2")
+
+    reports = await _read_stream(suite.nats.url, "crm.engage.delivery.reported", 2, settle=True)
+    assert {r["data"]["request_id"]: (r["data"]["outcome"], r["data"]["reason"]) for r in reports} == {
+        "bulk-ada": ("sent", None),
+        "bulk-bob": ("refused", "no_consent"),
+    }
+    (message,) = inbox.messages()
+    assert message["Subject"] == "Ada, your code ADA1"
+
+
 async def test_senders_sharing_a_queue_never_send_a_message_twice(suite, smtp):
     inbox, url = smtp
     identify = await suite.start("identify")

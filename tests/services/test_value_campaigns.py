@@ -13,6 +13,7 @@ import numpy as np
 from scipy import stats
 from sqlalchemy import func, select
 
+from services.value.campaigns import service as campaign_service
 from services.value.campaigns.models import CampaignMember
 from services.value.models import Offer, messaging
 from tests.services.test_engage import catalog_event, start
@@ -187,7 +188,9 @@ def _holdout(seed, cid, share):
     return int(hashlib.sha256(f"{seed}:{cid}".encode()).hexdigest()[:16], 16) / 16**16 < share
 
 
-async def test_a_campaign_launches_to_its_audience_with_a_holdout_and_measures_uplift(suite):
+async def test_a_campaign_launches_to_its_audience_with_a_holdout_and_measures_uplift(suite, monkeypatch):
+    # A bulk message request carries at most MAX_RECIPIENTS: 4 here, so the launch makes several.
+    monkeypatch.setattr(campaign_service, "MAX_RECIPIENTS", 4)
     value = await start(suite, "value")
     champions = [_id(n) for n in range(1, 41)]
     others = [_id(n) for n in range(41, 46)]
@@ -246,11 +249,19 @@ async def test_a_campaign_launches_to_its_audience_with_a_holdout_and_measures_u
     edit = await value.client.patch(f"/v1/campaigns/{cid}", json={"audience": {"segments": ["loyal"]}})
     assert edit.status_code == 409 and edit.json()["error"] == "campaign_not_editable"
 
-    requests = await _read_stream(suite.nats.url, "crm.value.message.requested", len(treatment), settle=True)
-    assert sorted(e["data"]["customer_id"] for e in requests) == sorted(treatment)
-    request = requests[0]["data"]
-    assert request["purpose"] == "marketing" and request["source_kind"] == "campaign" and request["source_id"] == cid
-    assert set(request["fields"]) == {"offer_code", "offer_title"}
+    # Bulk requests of up to MAX_RECIPIENTS each ask engage to deliver every treatment message.
+    bulks = await _read_stream(
+        suite.nats.url, "crm.value.messages.requested", math.ceil(len(treatment) / 4), settle=True
+    )
+    recipients = [r for bulk in bulks for r in bulk["data"]["recipients"]]
+    assert sorted(r["customer_id"] for r in recipients) == sorted(treatment)
+    assert max(len(bulk["data"]["recipients"]) for bulk in bulks) == 4
+    for bulk in bulks:
+        shared = bulk["data"]
+        assert shared["purpose"] == "marketing" and shared["source_kind"] == "campaign" and shared["source_id"] == cid
+    assert all(set(r["fields"]) == {"offer_code", "offer_title"} for r in recipients)
+    assert len({r["request_id"] for r in recipients}) == len(treatment)
+    request = recipients[0]
 
     members, cursor = [], None
     while True:

@@ -21,6 +21,7 @@ from shared.db.database import utcnow
 from shared.db.ids import uuid7, uuid7_many
 from shared.events.consumer import caused_by
 from shared.events.contracts import (
+    MAX_RECIPIENTS,
     ConsentChanged,
     DeliveryReported,
     PlaybookOfferRequested,
@@ -31,7 +32,7 @@ from shared.events.envelope import Event
 from shared.events.messaging import emit_many
 from shared.http.errors import Conflict, NotFound, field_error
 
-REQUESTED = "crm.value.message.requested"
+REQUESTED = "crm.value.messages.requested"
 CONSENT_CHANGED = "crm.engage.consent.changed"
 DELIVERY_REPORTED = "crm.engage.delivery.reported"
 RECORDED = "crm.identify.transaction.recorded"
@@ -257,8 +258,9 @@ def _request_messages(
     request_ids: list[str],
     now: datetime,
 ) -> None:
-    """One crm.value.message.requested per offer issued: engage applies consent and caps,
-    sends, and answers with crm.engage.delivery.reported."""
+    """engage is asked to deliver each offer's message (a request id per customer), up to
+    MAX_RECIPIENTS customers to a crm.value.messages.requested: engage applies consent and caps
+    to each, sends, and answers each with crm.engage.delivery.reported."""
 
     fixed = {
         "channel": campaign["channel"],
@@ -270,16 +272,20 @@ def _request_messages(
         "source_id": campaign["id"],
         "requested_at": now,
     }
-    payloads = [
+    title = tpl["title"]
+    recipients = [
         {
             "request_id": rid,
             "customer_id": offer["customer_id"],
-            "fields": {"offer_code": offer["coupon_code"], "offer_title": tpl["title"]},
-            **fixed,
+            "fields": {"offer_code": offer["coupon_code"], "offer_title": title},
         }
         for offer, rid in zip(issued, request_ids)
     ]
-    emit_many(session, REQUESTED, payloads, [offer["customer_id"] for offer in issued])
+    payloads = [
+        {**fixed, "recipients": recipients[start : start + MAX_RECIPIENTS]}
+        for start in range(0, len(recipients), MAX_RECIPIENTS)
+    ]
+    emit_many(session, REQUESTED, payloads, [None] * len(payloads))
 
 
 async def members(*, session: AsyncSession, campaign_id: str, after_customer: str | None, limit: int) -> list[dict]:
