@@ -310,8 +310,10 @@ async def test_a_campaign_launches_to_its_audience_with_a_holdout_and_measures_u
     after = datetime.now(UTC) + timedelta(minutes=1)
     revenue: dict[str, float] = {}
     purchases = []
+    # A third of each group buys (at least one of each, whatever the drawn seed put in the holdout).
+    buyers = set(treatment[::3]) | set(sorted(holdout)[::3])
     for n, customer in enumerate(eligible):
-        if n % 3 == 0:
+        if customer in buyers:
             amount = 10 + 7 * (n % 5) + (25 if customer in treatment else 0)
             purchases.append(_purchase(f"t-{n}", customer, f"{amount}.00", after))
             revenue[customer] = float(amount)
@@ -413,6 +415,66 @@ async def test_a_launch_that_cannot_happen_writes_nothing(suite):
     assert scheduled.status_code == 200 and scheduled.json()["status"] == "scheduled"
     completed = await value.client.post(f"/v1/campaigns/{everyone['id']}/complete")
     assert completed.status_code == 409 and "draft, running, cancelled" in completed.json()["detail"]
+
+
+async def test_a_launch_commits_in_chunks_and_one_cut_short_is_finished_by_launching_again(suite, monkeypatch):
+    value = await start(suite, "value")
+    customers = [_id(n) for n in range(1, 12)]
+    await _publish_all(
+        suite.nats.url,
+        [_created(c) for c in customers] + [_scored(c, "loyal") for c in customers] + [_consent(c) for c in customers],
+    )
+    await _known(value, customers)
+    tpl = await _template(value, budget=11)
+    body = {"name": "C", "channel": "email", "template_id": tpl["id"], "message_template_id": "t", "holdout_share": 0}
+    campaign = (await value.client.post("/v1/campaigns", json=body)).json()
+
+    async def all_eleven():
+        return (await value.client.post(f"/v1/campaigns/{campaign['id']}/preview")).json()["count"] == 11
+
+    await wait_until(all_eleven, what="the consents")
+    # The process stops after the plan and the first chunk of 4 committed (the second chunk fails).
+    monkeypatch.setattr(campaign_service, "LAUNCH_CHUNK", 4)
+    real_issue_chunk, chunks = campaign_service._issue_chunk, []
+
+    async def stops_after_one(session, plan, chunk):
+        if chunks:
+            raise RuntimeError("the process stopped")
+        chunks.append(chunk)
+        await real_issue_chunk(session, plan, chunk)
+
+    monkeypatch.setattr(campaign_service, "_issue_chunk", stops_after_one)
+    try:
+        await campaign_service.launch(db=value.runtime.db, campaign_id=campaign["id"])
+    except RuntimeError:
+        pass
+    cut_short = (await value.client.get(f"/v1/campaigns/{campaign['id']}")).json()
+    assert (cut_short["status"], cut_short["treatment"], cut_short["allowed_transitions"]) == (
+        "launching",
+        11,
+        ["running"],
+    )
+    assert await _count(value, Offer.__table__) == 4
+    assert await _count(value, CampaignMember.__table__) == 11  # the plan: every member, with its offer id
+    assert (await value.client.get(f"/v1/offer-templates/{tpl['id']}")).json()["issued"] == 11  # budget taken once
+
+    monkeypatch.setattr(campaign_service, "_issue_chunk", real_issue_chunk)
+    finished = await value.client.post(f"/v1/campaigns/{campaign['id']}/launch")
+    assert finished.status_code == 200 and finished.json()["status"] == "running", finished.text
+    async with value.runtime.db.reader() as session:
+        member_offers = dict((await session.execute(select(CampaignMember.customer_id, CampaignMember.offer_id))).all())
+        offer_rows = dict((await session.execute(select(Offer.customer_id, Offer.id))).all())
+    assert member_offers == offer_rows and len(offer_rows) == 11  # one offer each, under the planned ids
+    issued = await _read_stream(suite.nats.url, "crm.value.offer.issued", 11, settle=True)
+    assert sorted(e["data"]["customer_id"] for e in issued) == sorted(customers)
+    bulks = await _read_stream(suite.nats.url, "crm.value.messages.requested", 3, settle=True)
+    assert sorted(r["customer_id"] for b in bulks for r in b["data"]["recipients"]) == sorted(customers)
+    again = await value.client.post(f"/v1/campaigns/{campaign['id']}/launch")
+    assert again.status_code == 409 and again.json()["error"] == "illegal_transition"
+    # While this process launches a campaign, a second launch of it waits for nothing: 409.
+    monkeypatch.setattr(campaign_service, "_launching", {campaign["id"]})
+    busy = await value.client.post(f"/v1/campaigns/{campaign['id']}/launch")
+    assert busy.status_code == 409 and busy.json()["error"] == "launch_in_progress"
 
 
 def _entered(playbook, cid, group, at):

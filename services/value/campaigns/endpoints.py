@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
 from services.value.campaigns import service
 from services.value.campaigns.schemas import (
@@ -77,12 +77,19 @@ async def schedule_campaign(campaign_id: str, body: ScheduleRequest, session: Wr
 @router.post(
     "/campaigns/{campaign_id}/launch",
     response_model=CampaignOut,
-    responses={409: {"description": "`illegal_transition`, `empty_audience`, `budget_exhausted`, `template_expired`"}},
+    responses={
+        409: {
+            "description": "`illegal_transition`, `empty_audience`, `budget_exhausted`, `template_expired`, "
+            "`launch_in_progress`"
+        }
+    },
 )
-async def launch_campaign(campaign_id: str, session: WriteSession):
+async def launch_campaign(campaign_id: str, request: Request):
     """Launch: assign each eligible customer to treatment or holdout, issue the offer to the
-    treatment group and ask engage to deliver it."""
-    return await service.launch(session=session, campaign_id=campaign_id)
+    treatment group and ask engage to deliver it. The campaign is `launching` while its offers
+    are issued (50,000 customers a transaction) and `running` when this answers; a launch cut
+    short is finished by launching again."""
+    return await service.launch(db=request.app.state.runtime.db, campaign_id=campaign_id)
 
 
 @router.post("/campaigns/{campaign_id}/complete", response_model=CampaignOut, responses=_TRANSITION)

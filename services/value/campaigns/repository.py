@@ -124,6 +124,22 @@ async def insert_members(session: AsyncSession, rows: list[tuple[Any, ...]]) -> 
     await bulk_insert(session, _members, MEMBER_COLUMNS, rows)
 
 
+async def unissued_members(session: AsyncSession, campaign_id: str) -> list[tuple[str, str | None, str, str]]:
+    """A launch cut short: the treatment members whose planned offer is not there yet, as
+    (customer_id, segment, offer id, request id) in customer id order."""
+
+    m, o, p = _members.c, _offers.c, _profiles.c
+    query = (
+        select(m.customer_id, p.segment, m.offer_id, m.request_id)
+        .select_from(
+            _members.outerjoin(_offers, o.id == m.offer_id).outerjoin(_profiles, p.customer_id == m.customer_id)
+        )
+        .where(m.campaign_id == campaign_id, m.group == "treatment", m.offer_id.is_not(None), o.id.is_(None))
+        .order_by(m.customer_id)
+    )
+    return [(cid, segment, oid, rid) for cid, segment, oid, rid in (await session.execute(query)).all()]
+
+
 async def members(session: AsyncSession, campaign_id: str, *, after_customer: str | None, limit: int):
     query = select(_members).where(_members.c.campaign_id == campaign_id).order_by(_members.c.customer_id).limit(limit)
     if after_customer:

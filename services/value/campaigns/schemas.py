@@ -12,7 +12,7 @@ from shared.events.contracts import MessageChannel, Stage
 from shared.http.pagination import Page
 from shared.http.validation import NOT_BLANK_SCHEMA, NOT_BLANK_TEXT_SCHEMA, AsText, Id, Strict, stripped, stripped_text
 
-CampaignStatus = Literal["draft", "scheduled", "running", "completed", "cancelled"]
+CampaignStatus = Literal["draft", "scheduled", "launching", "running", "completed", "cancelled"]
 
 _Name = Annotated[str, Field(min_length=1, max_length=200, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
 _Word = Annotated[str, Field(min_length=1, max_length=50, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]

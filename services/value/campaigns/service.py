@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,8 +18,9 @@ from services.value.campaigns.schemas import CampaignCreate, CampaignUpdate
 from services.value.models import aliases, known_customers, profiles
 from services.value.offers import service as offers
 from shared import statistics
-from shared.db.database import utcnow
+from shared.db.database import Database, utcnow
 from shared.db.ids import uuid7, uuid7_many
+from shared.db.uow import transaction
 from shared.events.consumer import caused_by
 from shared.events.contracts import (
     MAX_RECIPIENTS,
@@ -44,6 +46,8 @@ PLAYBOOK_OFFER_REQUESTED = "crm.lifecycle.playbook.offer_requested"
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "draft": ("scheduled", "running", "cancelled"),
     "scheduled": ("draft", "running", "cancelled"),
+    # Its offers being issued (POST /launch again finishes a launch cut short).
+    "launching": ("running",),
     "running": ("completed", "cancelled"),
     "completed": (),
     "cancelled": (),
@@ -188,13 +192,59 @@ async def end(*, session: AsyncSession, campaign_id: str, to: str) -> dict[str, 
     return present(campaign)
 
 
-async def launch(*, session: AsyncSession, campaign_id: str) -> dict[str, Any]:
-    """Assign every eligible customer to treatment or holdout, issue the template's offer to
-    treatment customers (all of them, in bulk, or none: over the budget is 409
-    `budget_exhausted`), ask engage to deliver each one's message, and record every member.
-    An audience matching nobody is 409 `empty_audience`. Refused, it writes nothing."""
+# A launch issues its offers this many customers to a transaction: the outbox relay publishes
+# one chunk's events while the next is written, and value's other writers (its consumers, the
+# relay's bookkeeping) get the SQLite writer between chunks instead of waiting a minute.
+LAUNCH_CHUNK = 50_000
+# Campaigns this process is launching now: a second POST /launch meanwhile is 409.
+_launching: set[str] = set()
 
+
+@dataclass(frozen=True)
+class _Plan:
+    """A launch's work: the campaign, its template, when, and the treatment customers still
+    to get their offers: (customer_id, segment, offer id, request id), in id order."""
+
+    campaign: dict[str, Any]
+    template: dict[str, Any]
+    at: datetime
+    pending: list[tuple[str, str | None, str, str]]
+
+
+async def launch(*, db: Database, campaign_id: str) -> dict[str, Any]:
+    """Assign every eligible customer to treatment or holdout, issue the template's offer to
+    treatment customers (all of them, or none: over the budget is 409 `budget_exhausted`), ask
+    engage to deliver each one's message, and record every member. An audience matching nobody
+    is 409 `empty_audience`. Refused, it writes nothing.
+
+    The plan commits first: every member with its group, offer id and request id, the budget
+    taken, status `launching`. The offers and their events then commit LAUNCH_CHUNK customers
+    at a time, and the campaign is `running` once the last has. A launch cut short (the process
+    stopped) is finished by launching the campaign again: the members whose offer is missing
+    get it, under the ids the plan gave them, so nothing is issued twice."""
+
+    if campaign_id in _launching:
+        raise Conflict(f"campaign {campaign_id} is being launched now", error="launch_in_progress")
+    _launching.add(campaign_id)
+    try:
+        async with transaction(db.writer) as session:
+            plan = await _plan_launch(session, campaign_id)
+        for start in range(0, len(plan.pending), LAUNCH_CHUNK):
+            async with transaction(db.writer) as session:
+                await _issue_chunk(session, plan, plan.pending[start : start + LAUNCH_CHUNK])
+        async with transaction(db.writer) as session:
+            await repository.update_campaign(session, campaign_id, {"status": "running"})
+            return present(await _campaign(session, campaign_id))
+    finally:
+        _launching.discard(campaign_id)
+
+
+async def _plan_launch(session: AsyncSession, campaign_id: str) -> _Plan:
     campaign = await _campaign(session, campaign_id, for_update=True)
+    if campaign["status"] == "launching":  # cut short: finish it
+        tpl = await offers.template(session, campaign["template_id"])
+        pending = await repository.unissued_members(session, campaign_id)
+        return _Plan(campaign, tpl, campaign["launched_at"], pending)
     _refuse_transition(campaign, "running")
     tpl = await offers.template(session, campaign["template_id"])
     now = utcnow()
@@ -213,16 +263,15 @@ async def launch(*, session: AsyncSession, campaign_id: str) -> dict[str, Any]:
     capped = await offers.at_cap(session, tpl) if tpl["per_customer_cap"] is not None else set()
     issuable = [pair for pair in treatment if pair[0] not in capped]
     await offers.take_budget(session, tpl, len(issuable))
-    issued = await offers.issue(session, tpl, issuable, now=now, campaign_id=campaign_id)
-    request_ids = uuid7_many(len(issued))
-    _request_messages(session, campaign, tpl, issued, request_ids, now)
+    offer_ids, request_ids = uuid7_many(len(issuable)), uuid7_many(len(issuable))
+    pending = [(cid, segment, oid, rid) for (cid, segment), oid, rid in zip(issuable, offer_ids, request_ids)]
 
     channel, title = campaign["channel"], tpl["title"]
     members: list[tuple[Any, ...]] = [
         # MEMBER_COLUMNS: campaign_id, customer_id, group, offer_id, promoted, channel, promoted_at,
         # request_id, outcome, outcome_reason, outcome_at
-        (campaign_id, offer["customer_id"], "treatment", offer["id"], title, channel, now, rid, "requested", None, None)
-        for offer, rid in zip(issued, request_ids)
+        (campaign_id, cid, "treatment", oid, title, channel, now, rid, "requested", None, None)
+        for cid, _segment, oid, rid in pending
     ]
     members += [
         (campaign_id, cid, "treatment", None, title, channel, now, None, "capped", "per_customer_cap", now)
@@ -244,10 +293,25 @@ async def launch(*, session: AsyncSession, campaign_id: str) -> dict[str, Any]:
         "outcome_at",
     )
     await repository.insert_members(session, members)
-    values = {"status": "running", "launched_at": now, "treatment": len(treatment), "holdout": len(holdout)}
+    values = {"status": "launching", "launched_at": now, "treatment": len(treatment), "holdout": len(holdout)}
     await repository.update_campaign(session, campaign_id, values)
     campaign.update(values)
-    return present(campaign)
+    return _Plan(campaign, tpl, now, pending)
+
+
+async def _issue_chunk(session: AsyncSession, plan: _Plan, chunk: list[tuple[str, str | None, str, str]]) -> None:
+    """The offers of `chunk`'s customers under their planned ids, their events, and their messages' requests."""
+
+    campaign = plan.campaign
+    issued = await offers.issue(
+        session,
+        plan.template,
+        [(cid, segment) for cid, segment, _oid, _rid in chunk],
+        now=plan.at,
+        campaign_id=campaign["id"],
+        ids=[oid for _cid, _segment, oid, _rid in chunk],
+    )
+    _request_messages(session, campaign, plan.template, issued, [rid for *_, rid in chunk], plan.at)
 
 
 def _request_messages(

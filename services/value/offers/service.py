@@ -150,16 +150,18 @@ async def issue(
     now: datetime,
     campaign_id: str | None = None,
     playbook_id: str | None = None,
+    ids: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Insert one offer of the template per (customer, segment) and emit their
-    `crm.value.offer.issued` events, in bulk (a campaign's million in one go). The budget and
-    caps are the caller's to have checked; the rows come back in the customers' order."""
+    `crm.value.offer.issued` events, in bulk (a campaign's in chunks of 50,000). The budget and
+    caps are the caller's to have checked; the rows come back in the customers' order. `ids`:
+    the offers' ids when the caller chose them (a campaign's plan), else new ones."""
 
     if not customers:
         return []
     expires_at = _expiry(tpl, now)
     starts_at = tpl["valid_from"] if tpl["valid_from"] is not None and tpl["valid_from"] > now else None
-    ids = uuid7_many(len(customers))
+    ids = uuid7_many(len(customers)) if ids is None else ids
     codes = new_codes(len(customers))
     rows = [
         {
