@@ -88,6 +88,27 @@ async def test_bulk_insert_stores_what_execute_stores(db, count):
 
 
 @pytest.mark.parametrize("count", [3, COPY_FROM_ROWS + 50])
+async def test_a_column_with_one_value_in_every_row_is_stored_as_execute_stores_it(db, count):
+    # One instant in every row, written in two time zones (equal, so converted once), and one
+    # amount written as 1.5 and 1.50 (equal, but not the same text: converted row by row).
+    instant = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    rows = [
+        (
+            row[0],
+            instant if i % 2 else instant.astimezone(timezone(timedelta(hours=-5))),
+            Decimal("1.5") if i % 2 else Decimal("1.50"),
+            *row[3:],
+        )
+        for i, row in enumerate(_rows(count))
+    ]
+    async with transaction(db.writer) as session:
+        await bulk_insert(session, by_bulk, COLUMNS, rows)
+        await session.execute(insert(by_execute), [dict(zip(COLUMNS, row)) for row in rows])
+    assert await _raw(db, by_bulk) == await _raw(db, by_execute)
+    assert {row[1] for row in await _stored(db, by_bulk)} == {instant}
+
+
+@pytest.mark.parametrize("count", [3, COPY_FROM_ROWS + 50])
 async def test_a_unique_clash_is_an_integrity_error_and_nothing_is_kept(db, count):
     async with transaction(db.writer) as session:
         await bulk_insert(session, by_bulk, COLUMNS, _rows(1, start=90_000))
