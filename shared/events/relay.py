@@ -3,7 +3,9 @@
 Each event goes out with `Nats-Msg-Id` = its event id, so a publish that timed out
 but was stored is deduplicated by JetStream when the relay retries it. A batch is
 published in order and marked published once the stream acknowledged every event
-of it (shared/events/publisher.py). The relay wakes when a transaction commits events and
+of it (shared/events/publisher.py); a task of its own marks them while the relay goes on
+reading past them, so a long write holding the database's writer does not stop publishing
+(the outbox is read through the reader). The relay wakes when a transaction commits events and
 also polls, so it catches up after a crash or a NATS outage without anyone
 prodding it.
 """
@@ -24,6 +26,8 @@ from shared.observability.metrics import Metrics
 
 log = logging.getLogger("valuechain.relay")
 
+MARK_CHUNK = 1000  # seqs per UPDATE … IN (…): well under every driver's parameter limit
+
 
 class OutboxRelay:
     def __init__(self, db: Database, tables: MessagingTables, bus: Bus, metrics: Metrics, *, batch: int, poll_s: float):
@@ -39,6 +43,13 @@ class OutboxRelay:
         self.paused = False  # tests stop the relay to simulate it being down
         self.publish_timeout_s = 10.0
         self.publisher = BatchPublisher(bus)
+        # Rows published whose published_at is not written yet: the marker task writes it when
+        # the database's writer is free (a long transaction, a campaign's launch chunk, holds it),
+        # while the relay reads on past them (`seq > _cursor`) and keeps publishing.
+        self._unmarked: list[int] = []
+        self._marking = 0
+        self._cursor = 0
+        self._marker: asyncio.Task[None] | None = None
 
     def notify(self) -> None:
         self._wake.set()
@@ -59,6 +70,8 @@ class OutboxRelay:
                 backoff = 0.1
                 self.last_error = None
             except asyncio.CancelledError:
+                if self._marker is not None:  # its rows are published again at the next start
+                    self._marker.cancel()
                 raise
             except Exception as exc:  # noqa: BLE001 - NATS or DB trouble: retry with the same ids
                 self.last_error = repr(exc)
@@ -72,33 +85,62 @@ class OutboxRelay:
 
         if not self.bus.is_connected:
             raise ConnectionError("NATS is not connected")
+        query = (
+            select(self.outbox.c.seq, self.outbox.c.event_id, self.outbox.c.subject, self.outbox.c.body)
+            .where(self.outbox.c.published_at.is_(None))
+            .order_by(self.outbox.c.seq)
+            .limit(self.batch)
+        )
+        if self._unmarked or self._marking:
+            query = query.where(self.outbox.c.seq > self._cursor)
         async with self.db.reader() as session:
-            rows = (
-                await session.execute(
-                    select(self.outbox.c.seq, self.outbox.c.event_id, self.outbox.c.subject, self.outbox.c.body)
-                    .where(self.outbox.c.published_at.is_(None))
-                    .order_by(self.outbox.c.seq)
-                    .limit(self.batch)
-                )
-            ).all()
+            rows = (await session.execute(query)).all()
         if not rows:
+            await self.marked()
             self.last_success = time.monotonic()
             return 0
         messages = [
             (row.subject, body, event_id) for row in rows for event_id, body in outbox_events(row.event_id, row.body)
         ]
         await self.publisher.publish(messages, timeout_s=self.publish_timeout_s)
-        async with self.db.writer() as session, session.begin():
-            await session.execute(
-                update(self.outbox)
-                .where(self.outbox.c.seq.in_([row.seq for row in rows]))
-                .values(published_at=utcnow(), attempts=self.outbox.c.attempts + 1)
-            )
+        self._unmarked.extend(row.seq for row in rows)
+        self._cursor = rows[-1].seq
+        if self._marker is not None and self._marker.done():
+            await self.marked()  # raises the marker's failure, if it failed
+        if self._marker is None:
+            self._marker = asyncio.create_task(self._mark_published(), name="outbox-marker")
         self.metrics.outbox_published.labels(self.metrics.service).inc(len(messages))
         self.last_success = time.monotonic()
         return len(rows)
 
+    async def marked(self) -> None:
+        """Once every row published so far has its published_at (a failure to write it is
+        raised: those rows are published again, and JetStream drops the duplicates)."""
+
+        if self._marker is not None:
+            marker, self._marker = self._marker, None
+            await marker
+
+    async def _mark_published(self) -> None:
+        while self._unmarked:
+            seqs, self._unmarked = self._unmarked, []
+            self._marking = len(seqs)
+            try:
+                async with self.db.writer() as session, session.begin():
+                    for start in range(0, len(seqs), MARK_CHUNK):
+                        await session.execute(
+                            update(self.outbox)
+                            .where(self.outbox.c.seq.in_(seqs[start : start + MARK_CHUNK]))
+                            .values(published_at=utcnow(), attempts=self.outbox.c.attempts + 1)
+                        )
+            finally:
+                self._marking = 0
+
     async def pending_count(self) -> int:
+        """Rows not yet published (rows being marked published are waited for, not counted)."""
+
+        if self._marker is not None:
+            await asyncio.wait([self._marker])  # its failure stays for the relay's loop to raise
         async with self.db.reader() as session:
             return (
                 await session.execute(select(func.count()).where(self.outbox.c.published_at.is_(None)))

@@ -210,6 +210,39 @@ async def test_runs_of_one_type_travel_bundled_and_are_published_one_by_one_in_o
     assert await relay.pending_count() == 0
 
 
+async def test_publishing_goes_on_while_a_long_write_holds_the_writer(suite):
+    identify = await suite.start("identify")
+    relay, outbox = identify.runtime.relay, identify.runtime.db.info["messaging"].outbox
+    relay.paused = True
+    relay.batch = 1  # a round a row: each round's mark waits for the writer
+    count = 3 * BUNDLE_EVENTS
+    at = "2026-01-01T00:00:00Z"
+    async with transaction(identify.runtime.db.writer) as session:
+        ids = [f"long-{n}" for n in range(count)]
+        emit_many(session, "crm.identify.customer.created", [{"id": i, "created_at": at} for i in ids], ids)
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def long_write():
+        # SQLite: the process's one writer connection is taken; PostgreSQL: the rows are locked.
+        async with identify.runtime.db.writer() as session, session.begin():
+            await session.execute(select(outbox.c.seq).with_for_update())
+            held.set()
+            await release.wait()
+
+    writing = asyncio.create_task(long_write())
+    await held.wait()
+    relay.paused = False
+    relay.notify()
+    events = await wait_until(lambda: _n_events(suite.nats.url, count), what="published while the writer is held")
+    assert [event["data"]["id"] for event in events] == ids
+    async with identify.runtime.db.reader() as session:
+        unmarked = (await session.execute(select(func.count()).where(outbox.c.published_at.is_(None)))).scalar_one()
+    assert unmarked == 3  # their published_at waits for the writer
+    release.set()
+    await writing
+    assert await relay.pending_count() == 0
+
+
 async def _n_events(url, n):
     events = await stream_events(url)
     return events if len(events) >= n else None
