@@ -320,6 +320,9 @@ class ValueSettings(ServiceSettings):
     nbo_prior_strength: float = Field(2.0, gt=0)
     nbo_default_rate: float = Field(0.05, gt=0, lt=1)
 
+    # How often each value process looks for scheduled campaigns that are due (and launches them).
+    campaign_schedule_poll_s: float = Field(30.0, gt=0)
+
 
 class LifecycleSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_LIFECYCLE_")

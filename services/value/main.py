@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.value.campaigns import schedule as campaign_schedule
 from services.value.campaigns.endpoints import router as campaigns_router
 from services.value.endpoints import router
 from services.value.handlers import CONSUMERS
@@ -31,6 +32,8 @@ DEFINITION = ServiceDefinition(
         export_router(Base.metadata),
     ],
     consumers=CONSUMERS,
+    # Scheduled campaigns launch at their time.
+    on_start=[campaign_schedule.start],
 )
 
 

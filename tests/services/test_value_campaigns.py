@@ -372,14 +372,20 @@ async def test_a_campaign_launches_to_its_audience_with_a_holdout_and_measures_u
     assert cancel.status_code == 409 and "final" in cancel.json()["detail"]
 
 
-async def test_a_launch_that_cannot_happen_writes_nothing(suite):
-    value = await start(suite, "value")
-    customers = [_id(n) for n in range(1, 6)]
+async def _loyal_with_consent(suite, value, customers) -> None:
+    """Customers value knows, in the loyal segment, who consented to marketing on email."""
+
     await _publish_all(
         suite.nats.url,
         [_created(c) for c in customers] + [_scored(c, "loyal") for c in customers] + [_consent(c) for c in customers],
     )
     await _known(value, customers)
+
+
+async def test_a_launch_that_cannot_happen_writes_nothing(suite):
+    value = await start(suite, "value")
+    customers = [_id(n) for n in range(1, 6)]
+    await _loyal_with_consent(suite, value, customers)
     small = await _template(value, budget=2)
     body = {
         "name": "N",
@@ -420,11 +426,7 @@ async def test_a_launch_that_cannot_happen_writes_nothing(suite):
 async def test_a_launch_commits_in_chunks_and_one_cut_short_is_finished_by_launching_again(suite, monkeypatch):
     value = await start(suite, "value")
     customers = [_id(n) for n in range(1, 12)]
-    await _publish_all(
-        suite.nats.url,
-        [_created(c) for c in customers] + [_scored(c, "loyal") for c in customers] + [_consent(c) for c in customers],
-    )
-    await _known(value, customers)
+    await _loyal_with_consent(suite, value, customers)
     tpl = await _template(value, budget=11)
     body = {"name": "C", "channel": "email", "template_id": tpl["id"], "message_template_id": "t", "holdout_share": 0}
     campaign = (await value.client.post("/v1/campaigns", json=body)).json()
@@ -475,6 +477,37 @@ async def test_a_launch_commits_in_chunks_and_one_cut_short_is_finished_by_launc
     monkeypatch.setattr(campaign_service, "_launching", {campaign["id"]})
     busy = await value.client.post(f"/v1/campaigns/{campaign['id']}/launch")
     assert busy.status_code == 409 and busy.json()["error"] == "launch_in_progress"
+
+
+async def test_a_scheduled_campaign_launches_at_its_time_or_goes_back_to_draft_saying_why(suite):
+    value = await suite.start("value", campaign_schedule_poll_s=0.1)
+    customers = [_id(n) for n in range(1, 4)]
+    await _loyal_with_consent(suite, value, customers)
+    tpl = await _template(value)
+    body = {"name": "S", "channel": "email", "template_id": tpl["id"], "message_template_id": "t", "holdout_share": 0}
+    due = (await value.client.post("/v1/campaigns", json=body)).json()
+    nobody = (await value.client.post("/v1/campaigns", json={**body, "audience": {"segments": ["lost"]}})).json()
+    later = (await value.client.post("/v1/campaigns", json=body)).json()
+
+    async def all_three():
+        return (await value.client.post(f"/v1/campaigns/{due['id']}/preview")).json()["count"] == 3
+
+    await wait_until(all_three, what="the consents")
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    for campaign, at in ((due, soon), (nobody, soon), (later, "2099-01-01T00:00:00Z")):
+        scheduled = await value.client.post(f"/v1/campaigns/{campaign['id']}/schedule", json={"scheduled_at": at})
+        assert scheduled.status_code == 200 and scheduled.json()["status"] == "scheduled"
+
+    async def status_of(campaign, status):
+        answer = (await value.client.get(f"/v1/campaigns/{campaign['id']}")).json()
+        return answer if answer["status"] == status else None
+
+    ran = await wait_until(lambda: status_of(due, "running"), what="the due campaign launched")
+    assert (ran["treatment"], ran["launch_error"]) == (3, None)
+    back = await wait_until(lambda: status_of(nobody, "draft"), what="the empty one back to draft")
+    assert back["launch_error"].startswith("empty_audience: ") and back["scheduled_at"] is None
+    assert (await value.client.get(f"/v1/campaigns/{later['id']}")).json()["status"] == "scheduled"
+    assert await _count(value, Offer.__table__) == 3
 
 
 def _entered(playbook, cid, group, at):

@@ -39,6 +39,8 @@ class Campaign(Base):
     scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     launched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why the schedule could not launch it at its time (it went back to draft): a 409's detail.
+    launch_error: Mapped[str | None] = mapped_column(String(500))
     treatment: Mapped[int] = mapped_column(Integer, default=0)
     holdout: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -12,7 +12,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from services.value.campaigns.models import Campaign, CampaignMember, MarketingConsent, PlaybookMember, Purchase
 from services.value.models import Offer, SuppressedCustomer, profiles
 from shared.db.bulk import bulk_execute, bulk_insert, bulk_upsert, one_of
-from shared.db.database import dialect_name
+from shared.db.database import InlineSession, dialect_name
 
 _campaigns = Campaign.__table__
 _members = CampaignMember.__table__
@@ -41,6 +41,14 @@ async def read_campaign(session: AsyncSession, campaign_id: str, *, for_update: 
 
 async def update_campaign(session: AsyncSession, campaign_id: str, values: dict[str, Any]) -> None:
     await session.execute(update(_campaigns).where(_campaigns.c.id == campaign_id).values(**values))
+
+
+async def due_campaigns(session: AsyncSession | InlineSession, now: datetime) -> list[str]:
+    """The scheduled campaigns whose time has come, the longest due first."""
+
+    c = _campaigns.c
+    query = select(c.id).where(c.status == "scheduled", c.scheduled_at <= now).order_by(c.scheduled_at, c.id)
+    return list((await session.execute(query)).scalars())
 
 
 async def list_campaigns(session: AsyncSession, *, status: str | None, before_id: str | None, limit: int):

@@ -114,6 +114,8 @@ class CampaignOut(BaseModel):
     scheduled_at: datetime | None
     launched_at: datetime | None
     ended_at: datetime | None
+    # Why the schedule could not launch it at its time (it went back to draft); null otherwise.
+    launch_error: str | None = None
     treatment: int
     holdout: int
     created_at: datetime

@@ -122,6 +122,7 @@ async def create(*, session: AsyncSession, data: CampaignCreate) -> dict[str, An
         "scheduled_at": None,
         "launched_at": None,
         "ended_at": None,
+        "launch_error": None,
         "treatment": 0,
         "holdout": 0,
         "created_at": utcnow(),
@@ -177,6 +178,16 @@ async def schedule(*, session: AsyncSession, campaign_id: str, at: datetime) -> 
     return present(campaign)
 
 
+async def refuse_scheduled(session: AsyncSession, campaign_id: str, refused: Conflict) -> None:
+    """The schedule could not launch it (a 409: nobody in the audience, the budget, the
+    template's window): back to draft with the reason, for staff to see and fix."""
+
+    campaign = await _campaign(session, campaign_id, for_update=True)
+    if campaign["status"] == "scheduled":
+        values = {"status": "draft", "scheduled_at": None, "launch_error": f"{refused.error}: {refused.detail}"[:500]}
+        await repository.update_campaign(session, campaign_id, values)
+
+
 async def end(*, session: AsyncSession, campaign_id: str, to: str) -> dict[str, Any]:
     """complete or cancel (or a scheduled campaign back to draft)."""
 
@@ -211,7 +222,7 @@ class _Plan:
     pending: list[tuple[str, str | None, str, str]]
 
 
-async def launch(*, db: Database, campaign_id: str) -> dict[str, Any]:
+async def launch(*, db: Database, campaign_id: str, only_from: str | None = None) -> dict[str, Any] | None:
     """Assign every eligible customer to treatment or holdout, issue the template's offer to
     treatment customers (all of them, or none: over the budget is 409 `budget_exhausted`), ask
     engage to deliver each one's message, and record every member. An audience matching nobody
@@ -221,14 +232,19 @@ async def launch(*, db: Database, campaign_id: str) -> dict[str, Any]:
     taken, status `launching`. The offers and their events then commit LAUNCH_CHUNK customers
     at a time, and the campaign is `running` once the last has. A launch cut short (the process
     stopped) is finished by launching the campaign again: the members whose offer is missing
-    get it, under the ids the plan gave them, so nothing is issued twice."""
+    get it, under the ids the plan gave them, so nothing is issued twice.
+
+    `only_from`: launch only a campaign in that status (the schedule's `scheduled`), else do
+    nothing and answer None: another process got to it first."""
 
     if campaign_id in _launching:
         raise Conflict(f"campaign {campaign_id} is being launched now", error="launch_in_progress")
     _launching.add(campaign_id)
     try:
         async with transaction(db.writer) as session:
-            plan = await _plan_launch(session, campaign_id)
+            plan = await _plan_launch(session, campaign_id, only_from)
+        if plan is None:
+            return None
         for start in range(0, len(plan.pending), LAUNCH_CHUNK):
             async with transaction(db.writer) as session:
                 await _issue_chunk(session, plan, plan.pending[start : start + LAUNCH_CHUNK])
@@ -239,8 +255,10 @@ async def launch(*, db: Database, campaign_id: str) -> dict[str, Any]:
         _launching.discard(campaign_id)
 
 
-async def _plan_launch(session: AsyncSession, campaign_id: str) -> _Plan:
+async def _plan_launch(session: AsyncSession, campaign_id: str, only_from: str | None) -> _Plan | None:
     campaign = await _campaign(session, campaign_id, for_update=True)
+    if only_from is not None and campaign["status"] != only_from:
+        return None
     if campaign["status"] == "launching":  # cut short: finish it
         tpl = await offers.template(session, campaign["template_id"])
         pending = await repository.unissued_members(session, campaign_id)
@@ -293,7 +311,13 @@ async def _plan_launch(session: AsyncSession, campaign_id: str) -> _Plan:
         "outcome_at",
     )
     await repository.insert_members(session, members)
-    values = {"status": "launching", "launched_at": now, "treatment": len(treatment), "holdout": len(holdout)}
+    values = {
+        "status": "launching",
+        "launched_at": now,
+        "treatment": len(treatment),
+        "holdout": len(holdout),
+        "launch_error": None,
+    }
     await repository.update_campaign(session, campaign_id, values)
     campaign.update(values)
     return _Plan(campaign, tpl, now, pending)
