@@ -508,7 +508,7 @@ class GatewayFront:
                 target,
                 b"".join(lines),
                 body,
-                timeout=self.request_timeout,
+                timeout=route.timeout_s or self.request_timeout,
                 retry_non_idempotent=idempotency_key,
             )
         except UpstreamError as exc:

@@ -58,6 +58,9 @@ class Route:
     # This route's request body limit when it differs from max_request_body_bytes (read whole,
     # like any body: inbound email's raw messages with their attachments).
     max_body: int | None = None
+    # This route's answer may take longer than request_timeout_s (a campaign's launch over a
+    # million customers): its own limit, in seconds.
+    timeout_s: float | None = None
 
     @property
     def local(self) -> bool:
@@ -76,6 +79,7 @@ def r(
     upstream: str | None = None,
     stream: bool = False,
     max_body: int | None = None,
+    timeout_s: float | None = None,
 ) -> Route:
     method_set = frozenset(methods.split())
     scopes: dict[str, str] = {}
@@ -101,6 +105,7 @@ def r(
         scopes=MappingProxyType(scopes),
         public=public,
         max_body=max_body,
+        timeout_s=timeout_s,
     )
 
 
@@ -233,7 +238,8 @@ ROUTES: tuple[Route, ...] = (
     # A preview reads (a POST only because it computes).
     r("POST", "/v1/campaigns/{id}/preview", "value", scope="campaigns:read"),
     r("POST", "/v1/campaigns/{id}/schedule", "value", **CAMPAIGNS),
-    r("POST", "/v1/campaigns/{id}/launch", "value", **CAMPAIGNS),
+    # A launch answers once every offer is issued: about a minute for a million customers.
+    r("POST", "/v1/campaigns/{id}/launch", "value", **CAMPAIGNS, timeout_s=300),
     r("POST", "/v1/campaigns/{id}/complete", "value", **CAMPAIGNS),
     r("POST", "/v1/campaigns/{id}/cancel", "value", **CAMPAIGNS),
     r("GET", "/v1/campaigns/{id}/members", "value", **CAMPAIGNS),

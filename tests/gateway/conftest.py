@@ -106,6 +106,8 @@ SERVICE_ROUTES: dict[str, list[tuple[str, str]]] = {
         ("GET", "/v1/offers/{offer_id}"),
         ("POST", "/v1/offers/{offer_id}/redeem"),
         ("GET", "/v1/customers/{customer_id}/offers"),
+        ("GET", "/v1/campaigns/{campaign_id}"),
+        ("POST", "/v1/campaigns/{campaign_id}/launch"),
     ],
     "lifecycle": [
         ("GET", "/v1/customers/{customer_id}/lifecycle"),

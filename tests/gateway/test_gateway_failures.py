@@ -33,6 +33,14 @@ async def test_slow_service_is_504_within_the_timeout(start_gateway):
     assert (await client.get("/v1/customers/c1", headers=AUTH)).status_code == 200
 
 
+async def test_a_route_with_its_own_timeout_waits_longer(start_gateway):
+    # A campaign's launch answers once every offer is issued (gateway/routes.py: timeout_s=300).
+    client = await start_gateway(request_timeout_s=0.3)
+    slow = await client.post("/v1/campaigns/k1/launch?sleep=0.8", headers=AUTH)
+    assert slow.status_code == 200, slow.text
+    assert (await client.get("/v1/campaigns/k1?sleep=0.8", headers=AUTH)).status_code == 504
+
+
 async def test_many_concurrent_requests_share_few_connections(start_gateway, stand_ins):
     import asyncio
 
