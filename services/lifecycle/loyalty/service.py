@@ -718,7 +718,7 @@ async def sweep(*, session: AsyncSession, now: datetime | None = None) -> dict[s
     while due := await repository.customers_with_due_lots(session, now, SWEEP_PAGE):
         book = await Book.open(session, prog, now, due)
         expired += book.expire_due()
-        await book.close(session)
+        changes += await book.close(session)
     after = None
     while page := await repository.accounts_after(session, after, SWEEP_PAGE):
         ids = [row["customer_id"] for row in page]
