@@ -72,7 +72,9 @@ async def test_points_are_earned_taken_back_by_refunds_and_voids_and_move_tiers(
     assert body["tier"] == "silver" and body["points_last_12_months"] == 150
 
     # A third of the money back takes a third of the points back (floor(150 × 50.30 / 150.90) = 50).
-    refund = await identify.client.post(f"/v1/transactions/{first['id']}/refund", json={"amount": "50.30", "reason": "damaged"})
+    refund = await identify.client.post(
+        f"/v1/transactions/{first['id']}/refund", json={"amount": "50.30", "reason": "damaged"}
+    )
     assert refund.status_code == 201, refund.text
     body = await wait_until(lambda: _balance(lifecycle, customer, 100, 2), what="refund taken back")
     assert (body["items"][0]["kind"], body["items"][0]["points"]) == ("refunded", -50)
@@ -115,7 +117,9 @@ async def test_points_are_earned_taken_back_by_refunds_and_voids_and_move_tiers(
     assert all(e["subject"] == customer for e in changes)
 
     # The rest of the purchase refunded: the rest of its points (100) go too.
-    rest_refund = await identify.client.post(f"/v1/transactions/{first['id']}/refund", json={"amount": "100.60", "reason": "returned"})
+    rest_refund = await identify.client.post(
+        f"/v1/transactions/{first['id']}/refund", json={"amount": "100.60", "reason": "returned"}
+    )
     assert rest_refund.status_code == 201
     body = await wait_until(lambda: _balance(lifecycle, customer, 0, 5), what="full refund")
     assert body["tier"] is None
@@ -267,3 +271,36 @@ async def _redeemed(lifecycle, customer_id, template_id):
 async def _offer_of(value, customer_id, template_id):
     response = await value.client.get(f"/v1/customers/{customer_id}/offers")
     return next((o for o in response.json()["items"] if o.get("template_id") == template_id), None)
+
+
+async def test_export_shows_the_ledger_and_erasure_keeps_its_facts(suite):
+    identify = await suite.start("identify")
+    lifecycle = await suite.start("lifecycle")
+    customer = await _customer(identify, lifecycle, "export@example.com")
+    await _buy(identify, customer, "30", "x1")
+    await wait_until(lambda: _balance(lifecycle, customer, 30, 1), what="points earned")
+
+    async def held():
+        document = (await lifecycle.client.get(f"/internal/customers/{customer}/personal-data")).json()
+        return {t["table"]: t for t in document["tables"]}
+
+    tables = await held()
+    assert [(r["kind"], r["points"]) for r in tables["loyalty_entries"]["rows"]] == [("earned", 30)]
+    assert [r["balance"] for r in tables["loyalty_accounts"]["rows"]] == [30]
+    # Points hold no personal data (no column is marked): nothing to null.
+    assert tables["loyalty_entries"]["personal"] == {} and tables["loyalty_accounts"]["personal"] == {}
+
+    erased = await identify.client.post(f"/v1/customers/{customer}/erasure")
+    assert erased.status_code == 202, erased.text
+    report = await wait_until(
+        lambda: _erasure_applied(identify, erased.json()["id"]), what="lifecycle applied the erasure"
+    )
+    assert report
+    # An erasure keeps the non-personal facts under the id: the balance and ledger stay.
+    tables = await held()
+    assert [r["balance"] for r in tables["loyalty_accounts"]["rows"]] == [30]
+
+
+async def _erasure_applied(identify, erasure_id):
+    body = (await identify.client.get(f"/v1/erasures/{erasure_id}")).json()
+    return next((s for s in body.get("services", []) if s["service"] == "lifecycle" and s.get("applied_at")), None)
