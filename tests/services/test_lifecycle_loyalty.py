@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from services.lifecycle.loyalty.service import add_months, sweep
 from shared.db.uow import transaction
 from tests.services.test_lifecycle import _read_stream
+from tests.services.test_value_campaigns import _created, _id, _publish_all, _scored
 from tests.support import wait_until
 
 PROGRAMME = {
@@ -229,6 +230,35 @@ async def test_points_offers_credit_and_redemptions_go_through_value(suite):
         f"/v1/customers/{customer}/loyalty/redemptions", json={"template_id": reward["id"], "points": 1}
     )
     assert extra.status_code == 422
+
+
+async def test_clv_tiers_follow_identify_scores(suite):
+    lifecycle = await suite.start("lifecycle")
+    clv = {
+        **PROGRAMME,
+        "tier_basis": "clv",
+        "tiers": [{"name": "silver", "threshold": 100}, {"name": "gold", "threshold": 500}],
+    }
+    assert (await lifecycle.client.put("/v1/loyalty/programme", json=clv)).status_code == 200
+    a = _id(71)
+    await _publish_all(suite.nats.url, [_created(a), _scored(a, "loyal", clv=120.0)])
+    body = await wait_until(lambda: _tiered(lifecycle, a, "silver"), what="a silver tier from the CLV")
+    assert body["points_last_12_months"] is None and body["balance"] == 0
+    await _publish_all(suite.nats.url, [_scored(a, "champions", clv=800.0)])
+    await wait_until(lambda: _tiered(lifecycle, a, "gold"), what="gold")
+    await _publish_all(suite.nats.url, [_scored(a, "hibernating", clv=20.0)])
+    await wait_until(lambda: _tiered(lifecycle, a, None), what="no tier")
+    tiers = await _read_stream(suite.nats.url, "crm.lifecycle.loyalty.tier_changed", 3, settle=True)
+    assert [(e["data"]["from_tier"], e["data"]["to_tier"]) for e in tiers] == [
+        (None, "silver"),
+        ("silver", "gold"),
+        ("gold", None),
+    ]
+
+
+async def _tiered(lifecycle, customer_id, tier):
+    body = await _loyalty(lifecycle, customer_id)
+    return body if body and body["tier"] == tier and body["tier_since"] else None
 
 
 async def test_programme_validation(suite):

@@ -163,6 +163,8 @@ class Book:
         self.accounts: dict[str, dict[str, Any]] = {}
         self.new_accounts: set[str] = set()
         self.lots: dict[str, dict[str, Any]] = {}
+        # {transaction id: the lot its purchase earned}
+        self.purchases: dict[str, dict[str, Any]] = {}
         self.changed_lots: set[str] = set()
         self.entries: list[dict[str, Any]] = []
         self.new_lots: set[str] = set()
@@ -190,9 +192,14 @@ class Book:
             *await repository.purchase_lots(session, purchase_ids),
             *await repository.lots_by_id(session, lot_ids),
         ]:
-            book.lots[lot["entry_id"]] = lot
+            book._hold(lot)
         book.keys = await repository.existing_keys(session, keys)
         return book
+
+    def _hold(self, lot: dict[str, Any]) -> None:
+        self.lots[lot["entry_id"]] = lot
+        if lot["kind"] == "earned" and lot["source_id"] is not None:
+            self.purchases[lot["source_id"]] = lot
 
     def account(self, customer_id: str) -> dict[str, Any]:
         account = self.accounts.get(customer_id)
@@ -248,7 +255,7 @@ class Book:
         }
         self.entries.append(row)
         if lot:
-            self.lots[row["entry_id"]] = row
+            self._hold(row)
             self.new_lots.add(row["entry_id"])
         return row
 
@@ -438,10 +445,16 @@ async def apply_events(*, session: AsyncSession, events: list[Event[Any]]) -> No
     templates = [e.data for e in events if isinstance(e.data, OfferTemplateChanged)]
     if templates:
         await repository.upsert_rewards(session, [_reward(t) for t in templates])
-    events = [e for e in events if not isinstance(e.data, OfferTemplateChanged)]
+    prog = await programme(session)
+    # Scores matter only to CLV tiers (a refit announces many).
+    events = [
+        e
+        for e in events
+        if not isinstance(e.data, OfferTemplateChanged)
+        and (prog["tier_basis"] == "clv" or not isinstance(e.data, CustomerScored))
+    ]
     if not events:
         return
-    prog = await programme(session)
     now = utcnow()
     customers = {e.customer_id for e in events if e.customer_id is not None}
     purchase_ids = {
@@ -474,7 +487,7 @@ async def apply_events(*, session: AsyncSession, events: list[Event[Any]]) -> No
             _offer(book, event, data, redemptions)
         elif isinstance(data, LoyaltyRedemptionRefused):
             _refused(book, event, data, redemptions)
-        elif isinstance(data, CustomerScored) and prog["tier_basis"] == "clv":
+        elif isinstance(data, CustomerScored):
             clv[data.customer_id] = data.predicted_clv
     book.expire_due()
     await book.close(session, judge=clv.keys(), clv=clv)
@@ -530,9 +543,7 @@ def _earn(book: Book, event: Event[Any], data: TransactionRecorded) -> None:
 
 
 def _purchase_lot(book: Book, transaction_id: str) -> dict[str, Any] | None:
-    return next(
-        (lot for lot in book.lots.values() if lot["kind"] == "earned" and lot["source_id"] == transaction_id), None
-    )
+    return book.purchases.get(transaction_id)
 
 
 def _refund(book: Book, event: Event[Any], data: TransactionRefunded) -> None:
