@@ -340,6 +340,24 @@ class Book:
         self._entry(customer_id, kind, -total, at=at, key=key, source_id=source_id, event_id=event_id)
         return taken
 
+    def take_back(self, lot: dict[str, Any], target: int, kind: str, *, at: datetime, key: str, event_id: str) -> None:
+        """Take a purchase's points back (a refund, a void) until `target` of them are taken in all."""
+
+        owed = min(target, lot["points"]) - lot["taken_back"]
+        if owed <= 0:
+            return
+        self._change_lot(lot, taken_back=lot["taken_back"] + owed)
+        self.take(
+            lot["customer_id"],
+            owed,
+            kind,
+            at=at,
+            key=key,
+            source_id=lot["source_id"],
+            event_id=event_id,
+            first=lot["entry_id"],
+        )
+
     def give_back(
         self, customer_id: str, allocation: dict[str, int], *, at: datetime, key: str, source_id: str, event_id: str
     ) -> int:
@@ -557,41 +575,15 @@ def _refund(book: Book, event: Event[Any], data: TransactionRefunded) -> None:
     else:
         share = Decimal(lot["points"]) * min(refunded / Decimal(lot["basis"]), Decimal(1))
         target = int(share.to_integral_value(rounding=ROUND_FLOOR))
-    target = min(target, lot["points"])
-    owed = target - lot["taken_back"]
-    if owed <= 0:
-        return
-    book._change_lot(lot, taken_back=target)
-    book.take(
-        data.customer_id,
-        owed,
-        "refunded",
-        at=data.occurred_at,
-        key=f"refunded:{data.refund_id}",
-        source_id=data.transaction_id,
-        event_id=event.id,
-        first=lot["entry_id"],
-    )
+    book.take_back(lot, target, "refunded", at=data.occurred_at, key=f"refunded:{data.refund_id}", event_id=event.id)
 
 
 def _void(book: Book, event: Event[Any], data: TransactionVoided) -> None:
     lot = _purchase_lot(book, data.transaction_id)
-    if lot is None:
-        return
-    owed = lot["points"] - lot["taken_back"]
-    if owed <= 0:
-        return
-    book._change_lot(lot, taken_back=lot["points"])
-    book.take(
-        data.customer_id,
-        owed,
-        "voided",
-        at=data.voided_at,
-        key=f"voided:{data.transaction_id}",
-        source_id=data.transaction_id,
-        event_id=event.id,
-        first=lot["entry_id"],
-    )
+    if lot is not None:
+        book.take_back(
+            lot, lot["points"], "voided", at=data.voided_at, key=f"voided:{data.transaction_id}", event_id=event.id
+        )
 
 
 def _offer(book: Book, event: Event[Any], data: OfferIssued, redemptions: dict[str, dict[str, Any]]) -> None:
