@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from itertools import pairwise
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, WithJsonSchema, model_validator
 
 from shared.http.pagination import Page
 from shared.http.validation import NOT_BLANK_SCHEMA, Id, Strict, stripped
@@ -23,16 +24,29 @@ def _not_a_boolean(value: object) -> object:
 
 
 NotBoolean = BeforeValidator(_not_a_boolean)
+POINTS_PATTERN = r"^[0-9]{1,5}(\.[0-9]{1,4})?$"
+
+
+def _text(value: object) -> object:
+    if not isinstance(value, str) or not re.fullmatch(POINTS_PATTERN, value):
+        raise ValueError('a decimal as text, e.g. "1" or "0.5" (at most 4 decimal places)')
+    return value
 
 
 class Tier(Strict):
     name: Annotated[str, Field(min_length=1, max_length=40, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
     # Points over the last 12 months (points_12m) or predicted CLV in the reporting currency (clv).
-    threshold: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2), NotBoolean]
+    threshold: Annotated[float, Field(ge=0, le=1e12), NotBoolean]
 
 
 class ProgrammeIn(Strict):
-    points_per_unit: Annotated[Decimal, Field(ge=0, le=10_000, max_digits=12, decimal_places=4), NotBoolean]
+    # A decimal as text ("1", "0.5", "2.25"): at most 4 places, below 100000.
+    points_per_unit: Annotated[
+        Decimal,
+        BeforeValidator(_text),
+        Field(ge=0, max_digits=9, decimal_places=4),
+        WithJsonSchema({"type": "string", "pattern": POINTS_PATTERN, "examples": ["1", "0.5"]}),
+    ]
     expiry_months: Annotated[int | None, Field(ge=1, le=120), NotBoolean] = None
     tier_basis: TierBasis = "points_12m"
     tiers: Annotated[list[Tier], Field(max_length=10, default_factory=list)]
@@ -50,7 +64,7 @@ class ProgrammeIn(Strict):
 
 class TierOut(BaseModel):
     name: str
-    threshold: str
+    threshold: float
 
 
 class ProgrammeOut(BaseModel):

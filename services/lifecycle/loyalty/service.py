@@ -80,9 +80,9 @@ DEFAULT: dict[str, Any] = {
     "expiry_months": 12,
     "tier_basis": "points_12m",
     "tiers": [
-        {"name": "bronze", "threshold": "0"},
-        {"name": "silver", "threshold": "1000"},
-        {"name": "gold", "threshold": "5000"},
+        {"name": "bronze", "threshold": 0},
+        {"name": "silver", "threshold": 1000},
+        {"name": "gold", "threshold": 5000},
     ],
     "updated_at": None,
 }
@@ -110,7 +110,7 @@ def present_programme(row: dict[str, Any]) -> dict[str, Any]:
         "points_per_unit": format(Decimal(row["points_per_unit"]).normalize(), "f"),
         "expiry_months": row["expiry_months"],
         "tier_basis": row["tier_basis"],
-        "tiers": [{"name": t["name"], "threshold": str(t["threshold"])} for t in row["tiers"]],
+        "tiers": [{"name": t["name"], "threshold": t["threshold"]} for t in row["tiers"]],
         "updated_at": row["updated_at"],
     }
 
@@ -129,7 +129,7 @@ async def set_programme(*, session: AsyncSession, data: ProgrammeIn) -> dict[str
         "points_per_unit": data.points_per_unit,
         "expiry_months": data.expiry_months,
         "tier_basis": data.tier_basis,
-        "tiers": [{"name": t.name, "threshold": format(t.threshold.normalize(), "f")} for t in data.tiers],
+        "tiers": [{"name": t.name, "threshold": t.threshold} for t in data.tiers],
         "updated_at": utcnow(),
     }
     await repository.save_programme(session, row, exists=current is not None)
