@@ -55,6 +55,7 @@ PARTS: tuple[Part, ...] = (
         "identify's customer; null when identify could not be reached",
     ),
     Part("lifecycle", "lifecycle", "/v1/customers/{id}/lifecycle", False),
+    Part("loyalty", "lifecycle", "/v1/customers/{id}/loyalty", False, "Loyalty points balance, tier and ledger"),
     Part(
         "timeline",
         "engage",

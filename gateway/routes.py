@@ -167,6 +167,11 @@ ROUTES: tuple[Route, ...] = (
     # lifecycle
     r("GET", "/v1/customers/{id}/lifecycle", "lifecycle", **CUSTOMERS),
     r("GET", "/v1/lifecycle/customers", "lifecycle", **CUSTOMERS),
+    # lifecycle: loyalty
+    r("GET PUT", "/v1/loyalty/programme", "lifecycle", read="loyalty:read", write="loyalty:write"),
+    r("POST", "/v1/loyalty/sweeps", "lifecycle", scope="loyalty:write"),
+    r("GET", "/v1/customers/{id}/loyalty", "lifecycle", scope="loyalty:read"),
+    r("POST", "/v1/customers/{id}/loyalty/redemptions", "lifecycle", scope="loyalty:write"),
     # engage
     r("GET POST", "/v1/interactions", "engage", **INTERACTIONS),
     r("GET", "/v1/interactions/{id}", "engage", **INTERACTIONS),

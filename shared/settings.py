@@ -328,6 +328,11 @@ class LifecycleSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_LIFECYCLE_")
     service: ClassVar[str] = "lifecycle"
 
+    # --- loyalty (issue 15 §4) ---
+    # The loyalty sweep (expire due points, re-judge tiers): every this many seconds (0 = only
+    # on request, POST /v1/loyalty/sweeps).
+    loyalty_sweep_interval_s: float = Field(3600.0, ge=0)
+
 
 class GatewayStoreSettings(SuiteSettings):
     """Where the gateway keeps its own state (API keys, the audit log, export jobs).

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from services.lifecycle.endpoints import router
 from services.lifecycle.handlers import CONSUMERS
+from services.lifecycle.loyalty import schedule as loyalty_schedule
+from services.lifecycle.loyalty.endpoints import router as loyalty_router
 from services.lifecycle.models import Base, messaging
 from shared.privacy.export import export_router
 from shared.service.app import create_service_app
@@ -15,8 +17,9 @@ DEFINITION = ServiceDefinition(
     metadata=Base.metadata,
     messaging=messaging,
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
-    routers=[router, export_router(Base.metadata)],
+    routers=[router, loyalty_router, export_router(Base.metadata)],
     consumers=CONSUMERS,
+    on_start=[loyalty_schedule.start],
 )
 
 

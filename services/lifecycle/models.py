@@ -59,3 +59,7 @@ class StageTransition(Base):
     to_stage: Mapped[str] = mapped_column(String(20))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     event_id: Mapped[str] = mapped_column(String(36))
+
+
+# The sub-domains' tables, on this Base (imported last: they import Base from here).
+from services.lifecycle.loyalty import models as _loyalty  # noqa: E402, F401

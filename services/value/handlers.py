@@ -11,6 +11,7 @@ from services.value.campaigns import handlers as campaigns
 from services.value.campaigns import service as campaigns_service
 from services.value.ideas import service as ideas
 from services.value.models import Base, aliases, erased_customers, known_customers, messaging, profiles
+from services.value.offers import handlers as offers
 from services.value.perceived import handlers as perceived
 from services.value.perceived import service as perceived_service
 from shared.events.consumer import ConsumerSpec
@@ -47,7 +48,7 @@ ERASURES = erasure_consumer(
 )
 
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, WELCOME, PROFILES, ERASURES, perceived.RATINGS, *campaigns.CONSUMERS],
+    [CUSTOMERS, WELCOME, PROFILES, ERASURES, perceived.RATINGS, *campaigns.CONSUMERS, offers.REDEMPTIONS],
     merge_steps=[
         known_customers.follow_merge,
         profiles.follow_merge,

@@ -619,7 +619,9 @@ class ServiceCostRecorded(Payload):
 class LoyaltyPointsChanged(Payload):
     entry_id: str
     customer_id: str
-    kind: Literal["earned", "credited", "redeemed", "refunded", "expired", "adjusted"]
+    # `voided`: a void took the purchase's points back; `returned`: value refused a redemption
+    # (crm.value.loyalty_redemption.refused) and its points came back (issue 15, added values).
+    kind: Literal["earned", "credited", "redeemed", "refunded", "expired", "adjusted", "voided", "returned"]
     # Positive for points in, negative for points out.
     points: int
     balance: int
@@ -1027,6 +1029,8 @@ class OfferIssued(Payload):
     starts_at: datetime | None = None
     campaign_id: str | None = None
     playbook_id: str | None = None
+    # The loyalty redemption (crm.lifecycle.loyalty.points_redeemed) the offer was bought with.
+    redemption_id: str | None = None
 
     def timeline_summary(self, customer_id: str) -> str:
         off = f" ({self.discount_percent}% off)" if self.discount_percent is not None else ""
@@ -1054,6 +1058,46 @@ class OfferRedeemed(Payload):
 
     def timeline_summary(self, customer_id: str) -> str:
         return f"Offer redeemed: {self.kind}"
+
+
+# --- value: offer templates and loyalty redemptions ---------------------------
+
+
+@contract(
+    "crm.value.offer_template.changed",
+    "value",
+    "An offer template was created or changed: what lifecycle's loyalty programme needs to sell it for "
+    "points (its kind, title, points price and validity window).",
+    at="changed_at",
+)
+class OfferTemplateChanged(Payload):
+    id: str
+    kind: str
+    # Written by staff for every customer: no personal data.
+    title: str
+    # What a customer pays in loyalty points to redeem the template's offer; null: not for points.
+    points_price: int | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    changed_at: datetime
+
+
+@contract(
+    "crm.value.loyalty_redemption.refused",
+    "value",
+    "value could not issue the offer a loyalty redemption paid for (the template closed, its budget or "
+    "the customer's cap reached, its points price changed): lifecycle gives the points back.",
+    customers=("customer_id",),
+    at="refused_at",
+)
+class LoyaltyRedemptionRefused(Payload):
+    redemption_id: str
+    customer_id: str
+    template_id: str
+    points: int
+    # template_expired | budget_exhausted | customer_cap | price_changed | unknown_template
+    reason: str
+    refused_at: datetime
 
 
 # --- value: messages engage delivers for value -------------------------------

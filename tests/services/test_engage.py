@@ -444,6 +444,14 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
             {"customer_id": "c1", "from_stage": None, "to_stage": "prospect", "at": at, "cause_event_id": "e"},
             "Entered stage prospect",
         ),
+        "crm.lifecycle.loyalty.points_changed": (
+            {"entry_id": "l", "customer_id": "c1", "kind": "earned", "points": 150, "balance": 200, "at": at},
+            "Loyalty points earned: +150 (balance 200)",
+        ),
+        "crm.lifecycle.loyalty.tier_changed": (
+            {"customer_id": "c1", "from_tier": "silver", "to_tier": "gold", "at": at},
+            "Loyalty tier silver → gold",
+        ),
         "crm.engage.interaction.logged": (
             {
                 "id": "i",

@@ -162,6 +162,34 @@ async def test_lifecycle_applies_events_read_after_the_merge_to_the_survivor_and
     assert (await lifecycle.client.get("/v1/customers/s-1/lifecycle")).json() == after
 
 
+async def test_lifecycle_gives_the_survivor_the_loyalty_ledgers_and_balances(suite):
+    identify = await start(suite, "identify")
+    lifecycle = await start(suite, "lifecycle")
+    survivor = await create_customer(identify, email="ls@example.com")
+    merged = await create_customer(identify, email="lm@example.com")
+    await _purchase(identify, survivor["id"], 1)
+    await _purchase(identify, merged["id"], 2)
+    for customer in (survivor, merged):
+        await _json_when(
+            lifecycle.client,
+            f"/v1/customers/{customer['id']}/loyalty",
+            lambda body: body["balance"] == 10,
+            "points earned",
+        )
+
+    await _merge(identify, survivor["id"], [merged["id"]], suite.nats.url)
+    body = await _json_when(
+        lifecycle.client,
+        f"/v1/customers/{survivor['id']}/loyalty",
+        lambda body: body["balance"] == 20 and len(body["items"]) == 2,
+        "the survivor's combined ledger",
+    )
+    assert {(e["kind"], e["points"]) for e in body["items"]} == {("earned", 10)}
+    await _merged_away(lifecycle.client, f"/v1/customers/{merged['id']}/loyalty", survivor["id"])
+    redeem = await lifecycle.client.post(f"/v1/customers/{merged['id']}/loyalty/redemptions", json={"template_id": "t"})
+    assert redeem.status_code == 409 and redeem.json()["error"] == "customer_merged"
+
+
 # --- engage ----------------------------------------------------------------------------------
 
 

@@ -26,6 +26,8 @@ class OfferTemplate(Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     free_item: Mapped[str | None] = mapped_column(String(200))
     points: Mapped[int | None] = mapped_column(Integer)
+    # What a customer pays in lifecycle's loyalty points for this offer (a redemption); NULL: not sold for points.
+    points_price: Mapped[int | None] = mapped_column(Integer)
     valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
     valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Each offer expires this many days after issue (and no later than valid_until).

@@ -51,6 +51,8 @@ class OfferTemplateCreate(Strict):
         str | None, Field(min_length=1, max_length=200, **NOT_BLANK_SCHEMA), AfterValidator(stripped)
     ] = None
     points: Annotated[int | None, Field(gt=0, le=10_000_000), NotBoolean] = None
+    # Any kind may also be sold for loyalty points: POST /v1/customers/{id}/loyalty/redemptions.
+    points_price: Annotated[int | None, Field(gt=0, le=10_000_000), NotBoolean] = None
     valid_from: _When = None
     valid_until: _When = None
     valid_days: Annotated[int | None, Field(gt=0, le=3650), NotBoolean] = None
@@ -86,6 +88,7 @@ class OfferTemplateOut(BaseModel):
     amount_off: TemplateMoney | None
     free_item: str | None
     points: int | None
+    points_price: int | None
     valid_from: datetime | None
     valid_until: datetime | None
     valid_days: int | None

@@ -18,10 +18,13 @@ from services.value.offers.schemas import OfferTemplateCreate
 from services.value.service import decimal_text, present
 from shared.db.database import utcnow
 from shared.db.ids import uuid7, uuid7_many
-from shared.events.messaging import emit_many
+from shared.events.contracts import LoyaltyPointsRedeemed
+from shared.events.messaging import emit, emit_many
 from shared.http.errors import Conflict, NotFound, field_error
 
 ISSUED = "crm.value.offer.issued"
+TEMPLATE_CHANGED = "crm.value.offer_template.changed"
+REDEMPTION_REFUSED = "crm.value.loyalty_redemption.refused"
 
 
 async def create_template(*, session: AsyncSession, data: OfferTemplateCreate) -> dict[str, Any]:
@@ -34,6 +37,7 @@ async def create_template(*, session: AsyncSession, data: OfferTemplateCreate) -
         "currency": data.amount_off.currency if data.amount_off else None,
         "free_item": data.free_item,
         "points": data.points,
+        "points_price": data.points_price,
         "valid_from": data.valid_from.astimezone(UTC) if data.valid_from else None,
         "valid_until": data.valid_until.astimezone(UTC) if data.valid_until else None,
         "valid_days": data.valid_days,
@@ -44,6 +48,20 @@ async def create_template(*, session: AsyncSession, data: OfferTemplateCreate) -
         "created_at": utcnow(),
     }
     await repository.insert_template(session, row)
+    # lifecycle's loyalty programme sells templates for points from what this says.
+    emit(
+        session,
+        TEMPLATE_CHANGED,
+        {
+            "id": row["id"],
+            "kind": row["kind"],
+            "title": row["title"],
+            "points_price": row["points_price"],
+            "valid_from": row["valid_from"],
+            "valid_until": row["valid_until"],
+            "changed_at": row["created_at"],
+        },
+    )
     return present_template(row)
 
 
@@ -60,6 +78,7 @@ def present_template(row: Any) -> dict[str, Any]:
         ),
         "free_item": row["free_item"],
         "points": row["points"],
+        "points_price": row["points_price"],
         "valid_from": row["valid_from"],
         "valid_until": row["valid_until"],
         "valid_days": row["valid_days"],
@@ -151,6 +170,7 @@ async def issue(
     campaign_id: str | None = None,
     playbook_id: str | None = None,
     ids: Sequence[str] | None = None,
+    redemption_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Insert one offer of the template per (customer, segment) and emit their
     `crm.value.offer.issued` events, in bulk (a campaign's in chunks of 50,000). The budget and
@@ -209,12 +229,52 @@ async def issue(
         "starts_at": starts_at,
         "campaign_id": campaign_id,
         "playbook_id": playbook_id,
+        "redemption_id": redemption_id,
     }
     payloads = [
         {"id": r["id"], "customer_id": r["customer_id"], "coupon_code": r["coupon_code"], **fixed} for r in rows
     ]
     emit_many(session, ISSUED, payloads, [r["customer_id"] for r in rows])
     return rows
+
+
+async def issue_redeemed(*, session: AsyncSession, redemption: LoyaltyPointsRedeemed) -> None:
+    """Issue the offer a loyalty redemption paid for, or refuse it with an event (nothing issued)."""
+
+    tpl = await find_template(session, redemption.template_id)
+    now = utcnow()
+    reason = None
+    if tpl is None:
+        reason = "unknown_template"
+    elif tpl["points_price"] != redemption.points:
+        reason = "price_changed"
+    else:
+        try:
+            refuse_closed(tpl, now)
+            if redemption.customer_id in await at_cap(session, tpl, [redemption.customer_id]):
+                raise Conflict("at the customer's cap", error="customer_cap")
+            await take_budget(session, tpl, 1)
+        except Conflict as refused:
+            reason = refused.error
+    if reason is not None:
+        emit(
+            session,
+            REDEMPTION_REFUSED,
+            {
+                "redemption_id": redemption.redemption_id,
+                "customer_id": redemption.customer_id,
+                "template_id": redemption.template_id,
+                "points": redemption.points,
+                "reason": reason,
+                "refused_at": now,
+            },
+            subject=redemption.customer_id,
+        )
+        return
+    assert tpl is not None
+    profile = await profiles.get(session, redemption.customer_id)
+    segment = profile["segment"] if profile else None
+    await issue(session, tpl, [(redemption.customer_id, segment)], now=now, redemption_id=redemption.redemption_id)
 
 
 def _expiry(tpl: dict[str, Any], now: datetime) -> datetime | None:

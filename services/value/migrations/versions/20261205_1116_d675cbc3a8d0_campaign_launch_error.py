@@ -1,7 +1,7 @@
 """campaign launch error
 
 Revision ID: d675cbc3a8d0
-Revises: 65d3152a6d52
+Revises: b5b49cd4f705
 Create Date: 2026-12-05 11:16:33.831643+00:00
 
 """
@@ -14,7 +14,7 @@ import shared.db.database
 
 # revision identifiers, used by Alembic.
 revision: str = 'd675cbc3a8d0'
-down_revision: Union[str, Sequence[str], None] = '65d3152a6d52'
+down_revision: Union[str, Sequence[str], None] = 'b5b49cd4f705'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

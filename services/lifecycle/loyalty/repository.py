@@ -1,0 +1,266 @@
+"""The loyalty programme's queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.lifecycle.loyalty.models import (
+    LoyaltyAccount,
+    LoyaltyEntry,
+    LoyaltyProgramme,
+    LoyaltyRedemption,
+    LoyaltyReward,
+)
+from shared.db.bulk import bulk_upsert
+
+_programme = LoyaltyProgramme.__table__
+_accounts = LoyaltyAccount.__table__
+_entries = LoyaltyEntry.__table__
+_rewards = LoyaltyReward.__table__
+_redemptions = LoyaltyRedemption.__table__
+
+# The kinds of entries that are lots (bring points in that can be spent, taken back, expire).
+LOT_KINDS = ("earned", "credited")
+
+
+# --- the programme ---------------------------------------------------------------------
+
+
+async def read_programme(session: AsyncSession, *, lock: bool = False) -> dict[str, Any] | None:
+    query = select(_programme).where(_programme.c.id == 1)
+    if lock:
+        query = query.with_for_update()
+    row = (await session.execute(query)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+async def save_programme(session: AsyncSession, row: dict[str, Any], *, exists: bool) -> None:
+    if exists:
+        await session.execute(update(_programme).where(_programme.c.id == 1).values(**row))
+    else:
+        await session.execute(_programme.insert(), [{"id": 1, **row}])
+
+
+# --- accounts --------------------------------------------------------------------------
+
+
+async def lock_accounts(session: AsyncSession, customer_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The customers' accounts, locked (PostgreSQL) in id order so two writers never deadlock."""
+
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    query = select(_accounts).where(_accounts.c.customer_id.in_(ids)).order_by(_accounts.c.customer_id)
+    rows = await session.execute(query.with_for_update())
+    return {row["customer_id"]: dict(row) for row in rows.mappings()}
+
+
+async def read_account(session: AsyncSession, customer_id: str) -> dict[str, Any] | None:
+    row = (await session.execute(select(_accounts).where(_accounts.c.customer_id == customer_id))).mappings().first()
+    return dict(row) if row is not None else None
+
+
+async def accounts_after(session: AsyncSession, after_id: str | None, limit: int) -> list[dict[str, Any]]:
+    query = select(_accounts).order_by(_accounts.c.customer_id).limit(limit)
+    if after_id is not None:
+        query = query.where(_accounts.c.customer_id > after_id)
+    return [dict(row) for row in (await session.execute(query)).mappings()]
+
+
+async def insert_accounts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(_accounts.insert(), rows)
+
+
+_UPDATE_ACCOUNT = (
+    update(_accounts)
+    .where(_accounts.c.customer_id == bindparam("key"))
+    .values(
+        balance=bindparam("balance"),
+        tier=bindparam("tier"),
+        tier_since=bindparam("tier_since"),
+        updated_at=bindparam("updated_at"),
+    )
+)
+
+
+async def update_accounts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(
+            _UPDATE_ACCOUNT,
+            [
+                {
+                    "key": r["customer_id"],
+                    "balance": r["balance"],
+                    "tier": r["tier"],
+                    "tier_since": r["tier_since"],
+                    "updated_at": r["updated_at"],
+                }
+                for r in rows
+            ],
+        )
+
+
+# --- the ledger ------------------------------------------------------------------------
+
+
+async def open_lots(session: AsyncSession, customer_ids: Iterable[str]) -> list[dict[str, Any]]:
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return []
+    query = select(_entries).where(_entries.c.customer_id.in_(ids), _entries.c.remaining > 0)
+    return [dict(row) for row in (await session.execute(query)).mappings()]
+
+
+async def lots_by_id(session: AsyncSession, entry_ids: Iterable[str]) -> list[dict[str, Any]]:
+    ids = sorted(set(entry_ids))
+    if not ids:
+        return []
+    query = select(_entries).where(_entries.c.entry_id.in_(ids))
+    return [dict(row) for row in (await session.execute(query)).mappings()]
+
+
+async def purchase_lots(session: AsyncSession, transaction_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """The lots purchases earned (their refunds and voids take back from them)."""
+
+    ids = sorted(set(transaction_ids))
+    if not ids:
+        return []
+    query = select(_entries).where(_entries.c.source_id.in_(ids), _entries.c.kind == "earned")
+    return [dict(row) for row in (await session.execute(query)).mappings()]
+
+
+async def existing_keys(session: AsyncSession, keys: Iterable[str]) -> set[str]:
+    wanted = sorted(set(keys))
+    if not wanted:
+        return set()
+    rows = await session.execute(select(_entries.c.source_key).where(_entries.c.source_key.in_(wanted)))
+    return {key for (key,) in rows}
+
+
+async def insert_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(_entries.insert(), rows)
+
+
+_UPDATE_LOT = (
+    update(_entries)
+    .where(_entries.c.entry_id == bindparam("key"))
+    .values(remaining=bindparam("remaining"), taken_back=bindparam("taken_back"))
+)
+
+
+async def update_lots(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(
+            _UPDATE_LOT,
+            [{"key": r["entry_id"], "remaining": r["remaining"], "taken_back": r["taken_back"]} for r in rows],
+        )
+
+
+async def customers_with_due_lots(session: AsyncSession, now: datetime, limit: int) -> list[str]:
+    query = (
+        select(_entries.c.customer_id)
+        .where(_entries.c.expires_at <= now, _entries.c.remaining > 0)
+        .group_by(_entries.c.customer_id)
+        .order_by(_entries.c.customer_id)
+        .limit(limit)
+    )
+    return [cid for (cid,) in await session.execute(query)]
+
+
+async def due_points(session: AsyncSession, customer_id: str, now: datetime) -> int:
+    """Points of the customer's lots past their expiry that no expiry entry took yet."""
+
+    query = select(func.coalesce(func.sum(_entries.c.remaining), 0)).where(
+        _entries.c.customer_id == customer_id, _entries.c.expires_at <= now, _entries.c.remaining > 0
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
+async def points_since(session: AsyncSession, customer_ids: Iterable[str], since: datetime) -> dict[str, int]:
+    """Points earned and credited since `since`, less what refunds and voids took back of them."""
+
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    e = _entries
+    query = (
+        select(e.c.customer_id, func.sum(e.c.points - e.c.taken_back))
+        .where(e.c.customer_id.in_(ids), e.c.kind.in_(LOT_KINDS), e.c.at > since)
+        .group_by(e.c.customer_id)
+    )
+    return {cid: int(points or 0) for cid, points in await session.execute(query)}
+
+
+async def ledger_page(session: AsyncSession, customer_id: str, *, before_id: str | None, limit: int):
+    """The customer's entries, newest first."""
+
+    query = (
+        select(_entries).where(_entries.c.customer_id == customer_id).order_by(_entries.c.entry_id.desc()).limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(_entries.c.entry_id < before_id)
+    return [dict(row) for row in (await session.execute(query)).mappings()]
+
+
+# --- rewards: value's offer templates sold for points -------------------------------
+
+
+async def upsert_rewards(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """The newest announcement of each template wins (events may repeat or reorder)."""
+
+    def on_conflict(insert: Any) -> Any:
+        newer = insert.excluded.changed_at >= _rewards.c.changed_at
+        columns = ("kind", "title", "points_price", "valid_from", "valid_until", "changed_at")
+        return insert.on_conflict_do_update(
+            index_elements=["template_id"],
+            set_={name: insert.excluded[name] for name in columns},
+            where=newer,
+        )
+
+    await bulk_upsert(session, _rewards, list(_rewards.c.keys()), rows, on_conflict)
+
+
+async def read_reward(session: AsyncSession, template_id: str) -> dict[str, Any] | None:
+    row = (await session.execute(select(_rewards).where(_rewards.c.template_id == template_id))).mappings().first()
+    return dict(row) if row is not None else None
+
+
+# --- redemptions -----------------------------------------------------------------------
+
+
+async def insert_redemption(session: AsyncSession, row: dict[str, Any]) -> None:
+    await session.execute(_redemptions.insert(), [row])
+
+
+async def redemptions_by_id(session: AsyncSession, redemption_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    ids = sorted(set(redemption_ids))
+    if not ids:
+        return {}
+    query = select(_redemptions).where(_redemptions.c.redemption_id.in_(ids))
+    return {row["redemption_id"]: dict(row) for row in (await session.execute(query)).mappings()}
+
+
+async def settle_redemption(session: AsyncSession, row: dict[str, Any]) -> None:
+    await session.execute(
+        update(_redemptions)
+        .where(_redemptions.c.redemption_id == row["redemption_id"])
+        .values(status=row["status"], offer_id=row["offer_id"], reason=row["reason"], settled_at=row["settled_at"])
+    )
+
+
+# --- merges ----------------------------------------------------------------------------
+
+
+async def move_to_survivor(session: AsyncSession, *, merged_ids: list[str], survivor_id: str) -> None:
+    """The merged customers' ledger entries and redemptions become the survivor's; their accounts go."""
+
+    for table in (_entries, _redemptions):
+        await session.execute(update(table).where(table.c.customer_id.in_(merged_ids)).values(customer_id=survivor_id))
+    await session.execute(delete(_accounts).where(_accounts.c.customer_id.in_(merged_ids)))
