@@ -162,6 +162,10 @@ ROUTES: tuple[Route, ...] = (
     # lifecycle
     r("GET", "/v1/customers/{id}/lifecycle", "lifecycle", **CUSTOMERS),
     r("GET", "/v1/lifecycle/customers", "lifecycle", **CUSTOMERS),
+    # lifecycle: analytics
+    r("GET", "/v1/lifecycle/cohorts", "lifecycle", read="lifecycle:read"),
+    r("GET", "/v1/lifecycle/survival", "lifecycle", read="lifecycle:read"),
+    r("GET", "/v1/lifecycle/funnel", "lifecycle", read="lifecycle:read"),
     # engage
     r("GET POST", "/v1/interactions", "engage", **INTERACTIONS),
     r("GET", "/v1/interactions/{id}", "engage", **INTERACTIONS),
