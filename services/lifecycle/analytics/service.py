@@ -61,10 +61,10 @@ async def apply_purchases(*, session: AsyncSession, events: list[Event[Purchases
         months = held[cid]
         if isinstance(data, TransactionRecorded):
             _add(months, cid, month_of(data.occurred_at), 1, data.occurred_at)
-        elif data.purchased_at is not None and (row := months.get(month_of(data.purchased_at))) is not None:
-            row["purchases"] -= 1
-            if row["purchases"] <= 0:
-                del months[row["month"]]
+        elif data.purchased_at is not None and (voided := months.get(month_of(data.purchased_at))) is not None:
+            voided["purchases"] -= 1
+            if voided["purchases"] <= 0:
+                del months[voided["month"]]
         else:
             continue  # a void of a month never seen, or from an older producer that does not name it
         changed.add(cid)
