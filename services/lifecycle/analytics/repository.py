@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Row, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle.analytics.models import PurchaseMonth
@@ -36,9 +36,7 @@ async def replace_months(session: AsyncSession, customer_ids: Sequence[str], row
     await bulk_insert(session, _months, COLUMNS, [tuple(row[c] for c in COLUMNS) for row in rows])
 
 
-async def cohort_counts(
-    session: AsyncSession, *, first: int | None, last: int | None
-) -> Sequence[tuple[int, int, int]]:
+async def cohort_counts(session: AsyncSession, *, first: int | None, last: int | None) -> Sequence[Row[Any, Any, Any]]:
     """(cohort, month, customers) for the cohorts from `first` to `last` (months, both included)."""
 
     query = select(_months.c.cohort, _months.c.month, func.count().label("customers")).group_by(
@@ -48,19 +46,19 @@ async def cohort_counts(
         query = query.where(_months.c.cohort >= first)
     if last is not None:
         query = query.where(_months.c.cohort <= last)
-    return (await session.execute(query.order_by(_months.c.cohort, _months.c.month))).tuples().all()
+    return (await session.execute(query.order_by(_months.c.cohort, _months.c.month))).all()
 
 
-async def first_purchases(session: AsyncSession, *, until: datetime) -> Sequence[tuple[str, datetime]]:
+async def first_purchases(session: AsyncSession, *, until: datetime) -> Sequence[Row[Any, Any]]:
     """(customer_id, first_at) of every customer whose first purchase was at or before `until`."""
 
     query = select(_months.c.customer_id, _months.c.first_at).where(
         _months.c.month == _months.c.cohort, _months.c.first_at <= until
     )
-    return (await session.execute(query)).tuples().all()
+    return (await session.execute(query)).all()
 
 
-async def entries_into(session: AsyncSession, stage: str, *, until: datetime) -> Sequence[tuple[str, datetime]]:
+async def entries_into(session: AsyncSession, stage: str, *, until: datetime) -> Sequence[Row[Any, Any]]:
     """(customer_id, at) of every transition into `stage` at or before `until`, oldest first."""
 
     query = (
@@ -68,10 +66,12 @@ async def entries_into(session: AsyncSession, stage: str, *, until: datetime) ->
         .where(_transitions.c.to_stage == stage, _transitions.c.at <= until)
         .order_by(_transitions.c.at, _transitions.c.seq)
     )
-    return (await session.execute(query)).tuples().all()
+    return (await session.execute(query)).all()
 
 
-async def transitions_between(session: AsyncSession, *, start: datetime | None, end: datetime) -> Sequence[Any]:
+async def transitions_between(
+    session: AsyncSession, *, start: datetime | None, end: datetime
+) -> Sequence[Row[Any, Any, Any, Any]]:
     """(customer_id, from_stage, to_stage, at) of the transitions at or after `start` and before
     `end`, each customer's in time order."""
 
