@@ -255,14 +255,15 @@ async def test_the_funnel_counts_entries_conversions_and_median_times_in_the_win
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["from"], body["to"]) == ("2025-01-01T00:00:00Z", "2025-02-01T00:00:00Z")
-    assert [(s["stage"], s["entered"], s["customers"]) for s in body["stages"]] == [
-        ("prospect", 3, 3),
-        ("new", 2, 2),
-        ("active", 2, 2),
-        ("loyal", 0, 0),
-        ("at_risk", 0, 0),
-        ("churned", 0, 0),
-        ("won_back", 0, 0),
+    # In the stage at `to`: x and w active, y new, z prospect (v only enters at `to`).
+    assert [(s["stage"], s["entered"], s["customers"], s["in_stage"]) for s in body["stages"]] == [
+        ("prospect", 3, 3, 1),
+        ("new", 2, 2, 1),
+        ("active", 2, 2, 2),
+        ("loyal", 0, 0, 0),
+        ("at_risk", 0, 0, 0),
+        ("churned", 0, 0, 0),
+        ("won_back", 0, 0, 0),
     ]
     assert body["moves"] == [
         {"from": "prospect", "to": "new", "moved": 2, "conversion": 2 / 3, "median_days": 2.5},

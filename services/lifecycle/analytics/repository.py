@@ -80,3 +80,15 @@ async def transitions_between(
     if start is not None:
         query = query.where(t.c.at >= start)
     return (await session.execute(query.order_by(t.c.customer_id, t.c.at, t.c.seq))).all()
+
+
+async def stages_at(session: AsyncSession, end: datetime) -> dict[str, int]:
+    """{stage: customers in it} at `end`: each customer's latest transition before it."""
+
+    t = _transitions
+    latest = func.row_number().over(partition_by=t.c.customer_id, order_by=(t.c.at.desc(), t.c.seq.desc()))
+    ranked = select(t.c.to_stage, latest.label("n")).where(t.c.at < end).subquery()
+    query = (
+        select(ranked.c.to_stage, func.count().label("customers")).where(ranked.c.n == 1).group_by(ranked.c.to_stage)
+    )
+    return {row.to_stage: row.customers for row in await session.execute(query)}

@@ -56,6 +56,7 @@ class FunnelStage(BaseModel):
     stage: str
     entered: int = Field(description="Transitions into the stage in the window")
     customers: int = Field(description="Distinct customers among them")
+    in_stage: int = Field(description="Customers in the stage at `to` (their latest transition before it)")
 
 
 class FunnelMove(BaseModel):

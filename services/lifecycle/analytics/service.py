@@ -157,9 +157,10 @@ async def survival(*, session: AsyncSession, as_of: datetime) -> dict[str, Any]:
 
 
 async def funnel(*, session: AsyncSession, start: datetime | None, end: datetime) -> dict[str, Any]:
-    """Over the transitions in [start, end): how many entered each stage, and for each move from
-    one stage to the next, how many of those who entered the first went on to the second within
-    the window (conversion) and the median time they spent in the first."""
+    """Over the transitions in [start, end): how many entered each stage (and how many customers
+    are in it at `end`), and for each move from one stage to the next, how many of those who
+    entered the first went on to the second within the window (conversion) and the median time
+    they spent in the first."""
 
     entered: Counter[str] = Counter()
     customers: dict[str, set[str]] = defaultdict(set)
@@ -171,12 +172,18 @@ async def funnel(*, session: AsyncSession, start: datetime | None, end: datetime
         if previous is not None and previous.customer_id == row.customer_id and previous.to_stage == row.from_stage:
             moves[(row.from_stage, row.to_stage)].append((row.at - previous.at) / DAY)
         previous = row
-    order = {stage: n for n, stage in enumerate((*STAGES, *sorted(set(entered) - set(STAGES))))}
+    in_stage = await repository.stages_at(session, end)
+    order = {stage: n for n, stage in enumerate((*STAGES, *sorted((set(entered) | set(in_stage)) - set(STAGES))))}
     return {
         "from": start,
         "to": end,
         "stages": [
-            {"stage": stage, "entered": entered[stage], "customers": len(customers[stage])}
+            {
+                "stage": stage,
+                "entered": entered[stage],
+                "customers": len(customers[stage]),
+                "in_stage": in_stage.get(stage, 0),
+            }
             for stage in sorted(order, key=order.__getitem__)
         ],
         "moves": [
