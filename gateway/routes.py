@@ -172,6 +172,10 @@ ROUTES: tuple[Route, ...] = (
     r("POST", "/v1/loyalty/sweeps", "lifecycle", scope="loyalty:write"),
     r("GET", "/v1/customers/{id}/loyalty", "lifecycle", scope="loyalty:read"),
     r("POST", "/v1/customers/{id}/loyalty/redemptions", "lifecycle", scope="loyalty:write"),
+    # lifecycle: analytics
+    r("GET", "/v1/lifecycle/cohorts", "lifecycle", read="lifecycle:read"),
+    r("GET", "/v1/lifecycle/survival", "lifecycle", read="lifecycle:read"),
+    r("GET", "/v1/lifecycle/funnel", "lifecycle", read="lifecycle:read"),
     # engage
     r("GET POST", "/v1/interactions", "engage", **INTERACTIONS),
     r("GET", "/v1/interactions/{id}", "engage", **INTERACTIONS),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle import service
+from services.lifecycle.analytics import handlers as analytics
+from services.lifecycle.analytics import service as analytics_service
 from services.lifecycle.loyalty import handlers as loyalty
 from services.lifecycle.loyalty import service as loyalty_service
 from services.lifecycle.models import Base, aliases, erased_customers, messaging, profiles
@@ -33,11 +35,17 @@ PROFILES = profiles.consumer(
 ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
 
 CONSUMERS = aliases.consumers(
-    [STAGES, PROFILES, ERASURES, loyalty.LOYALTY],
-    merge_steps=[service.follow_merge, profiles.follow_merge, loyalty_service.follow_loyalty_merge],
+    [STAGES, PROFILES, ERASURES, loyalty.LOYALTY, analytics.ANALYTICS],
+    merge_steps=[
+        service.follow_merge,
+        profiles.follow_merge,
+        loyalty_service.follow_loyalty_merge,
+        analytics_service.follow_merge,
+    ],
     merges_description=(
         "Follows identify's merges: the survivor takes the most advanced stage of the group (or the one its "
-        "combined purchases imply), the merged customers' histories and their loyalty ledgers (balances add "
-        "up); later events of a merged id go to the survivor."
+        "combined purchases imply), the merged customers' histories, their loyalty ledgers (balances add "
+        "up) and their purchase months (the earliest month their cohort); later events of a merged id go to "
+        "the survivor."
     ),
 )

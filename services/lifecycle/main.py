@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.lifecycle.analytics.endpoints import router as analytics_router
 from services.lifecycle.endpoints import router
 from services.lifecycle.handlers import CONSUMERS
 from services.lifecycle.loyalty import schedule as loyalty_schedule
@@ -17,7 +18,7 @@ DEFINITION = ServiceDefinition(
     metadata=Base.metadata,
     messaging=messaging,
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
-    routers=[router, loyalty_router, export_router(Base.metadata)],
+    routers=[router, loyalty_router, analytics_router, export_router(Base.metadata)],
     consumers=CONSUMERS,
     on_start=[loyalty_schedule.start],
 )

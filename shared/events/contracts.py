@@ -297,6 +297,9 @@ class TransactionRefunded(TransactionCorrection):
 class TransactionVoided(TransactionCorrection):
     voided_at: datetime
     purchase_count: int
+    # When the voided purchase happened (its `occurred_at`): lifecycle's retention analytics take
+    # it out of that month's activity (issue 15). Null from older producers.
+    purchased_at: datetime | None = None
 
     def timeline_summary(self, customer_id: str) -> str:
         return f"Purchase of {money(self.amount, self.currency)} voided: {clip(self.reason or ERASED, QUOTE_MAX)}"

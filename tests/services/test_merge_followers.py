@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from shared.events.envelope import make_event
 from tests.services.test_engage import catalog_event, create_customer, publish, start
 from tests.services.test_lifecycle import _handled, _read_stream
+from tests.services.test_lifecycle_analytics import _buy, _matrix_when
 from tests.services.test_value_campaigns import _consent, _publish_all, _scored, _template
 from tests.services.test_value_campaigns import _purchase as _purchase_event
 from tests.support import wait_until
@@ -188,6 +189,36 @@ async def test_lifecycle_gives_the_survivor_the_loyalty_ledgers_and_balances(sui
     await _merged_away(lifecycle.client, f"/v1/customers/{merged['id']}/loyalty", survivor["id"])
     redeem = await lifecycle.client.post(f"/v1/customers/{merged['id']}/loyalty/redemptions", json={"template_id": "t"})
     assert redeem.status_code == 409 and redeem.json()["error"] == "customer_merged"
+
+
+async def test_lifecycle_folds_purchase_months_into_the_survivor_and_its_earliest_cohort(suite):
+    identify = await start(suite, "identify")
+    lifecycle = await start(suite, "lifecycle")
+    survivor = await create_customer(identify, email="s@example.com")
+    merged = await create_customer(identify, email="m@example.com")
+    await _buy(identify, survivor["id"], "2026-02-10T10:00:00Z")
+    await _buy(identify, survivor["id"], "2026-03-10T10:00:00Z")
+    january = await _buy(identify, merged["id"], "2026-01-10T10:00:00Z")
+    await _buy(identify, merged["id"], "2026-03-20T10:00:00Z")
+    jan, feb, mar = "2026-01", "2026-02", "2026-03"
+    await _matrix_when(lifecycle.client, [(jan, 1, [(jan, 1), (feb, 0), (mar, 1)]), (feb, 1, [(feb, 1), (mar, 1)])])
+
+    await _merge(identify, survivor["id"], [merged["id"]], suite.nats.url)
+    # One customer now, in the merged customer's earlier cohort, buying in each month.
+    await _matrix_when(lifecycle.client, [(jan, 1, [(jan, 1), (feb, 1), (mar, 1)])])
+    export = (await lifecycle.client.get(f"/internal/customers/{survivor['id']}/personal-data")).json()
+    (months,) = [t for t in export["tables"] if t["table"] == "purchase_months"]
+    assert sorted((r["customer_id"], r["month"] % 12 + 1, r["purchases"]) for r in months["rows"]) == [
+        (survivor["id"], 1, 1),
+        (survivor["id"], 2, 1),
+        (survivor["id"], 3, 2),
+    ]
+
+    # Voiding the merged customer's January purchase afterwards reaches the survivor, whose
+    # cohort becomes February.
+    response = await identify.client.post(f"/v1/transactions/{january['id']}/void", json={"reason": "duplicate"})
+    assert response.status_code == 200, response.text
+    await _matrix_when(lifecycle.client, [(feb, 1, [(feb, 1), (mar, 1)])])
 
 
 # --- engage ----------------------------------------------------------------------------------

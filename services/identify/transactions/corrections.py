@@ -156,6 +156,7 @@ async def void(*, session: AsyncSession, transaction_id: str, reason: str) -> Tr
             "reason": reason,
             "voided_at": now,
             "purchase_count": purchase_count,
+            "purchased_at": transaction.occurred_at,
         },
         subject=transaction.customer_id,
     )
