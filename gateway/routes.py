@@ -128,6 +128,7 @@ MESSAGES = rw("messages")
 MIB = 1024 * 1024
 CAMPAIGNS = rw("campaigns")
 FEEDBACK = rw("feedback")
+TICKETS = rw("tickets")
 
 
 ROUTES: tuple[Route, ...] = (
@@ -162,6 +163,16 @@ ROUTES: tuple[Route, ...] = (
     # lifecycle
     r("GET", "/v1/customers/{id}/lifecycle", "lifecycle", **CUSTOMERS),
     r("GET", "/v1/lifecycle/customers", "lifecycle", **CUSTOMERS),
+    # lifecycle: tickets
+    r("GET POST", "/v1/tickets", "lifecycle", **TICKETS),
+    r("GET PATCH", "/v1/tickets/{id}", "lifecycle", **TICKETS),
+    r("GET POST", "/v1/tickets/{id}/comments", "lifecycle", **TICKETS),
+    r("GET", "/v1/tickets/{id}/history", "lifecycle", **TICKETS),
+    r("GET", "/v1/customers/{id}/tickets", "lifecycle", **TICKETS),
+    r("GET POST", "/v1/sla-policies", "lifecycle", **TICKETS),
+    r("GET", "/v1/sla-policies/{id}", "lifecycle", **TICKETS),
+    r("GET POST", "/v1/business-calendars", "lifecycle", **TICKETS),
+    r("GET", "/v1/business-calendars/{id}", "lifecycle", **TICKETS),
     # engage
     r("GET POST", "/v1/interactions", "engage", **INTERACTIONS),
     r("GET", "/v1/interactions/{id}", "engage", **INTERACTIONS),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
+from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TypeVar
@@ -324,6 +325,14 @@ class ValueSettings(ServiceSettings):
 class LifecycleSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_LIFECYCLE_")
     service: ClassVar[str] = "lifecycle"
+
+    # --- tickets (issue 15 §2) ---
+    # How often the SLA check looks for tickets past a first-response or resolution due time.
+    ticket_sla_check_s: float = Field(60.0, gt=0, le=3600)
+    # Cost to serve: what an hour of handling a ticket costs (comments' and notes' minutes × this).
+    service_cost_per_hour: Decimal = Field(Decimal("30"), ge=0)
+    # The currency of that rate: identify's reporting currency (identify skips a cost in another).
+    service_cost_currency: Currency = Field("USD", validate_default=True)
 
 
 class GatewayStoreSettings(SuiteSettings):

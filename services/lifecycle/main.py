@@ -5,6 +5,8 @@ from __future__ import annotations
 from services.lifecycle.endpoints import router
 from services.lifecycle.handlers import CONSUMERS
 from services.lifecycle.models import Base, messaging
+from services.lifecycle.tickets.endpoints import router as tickets_router
+from services.lifecycle.tickets.handlers import start_sla_check
 from shared.privacy.export import export_router
 from shared.service.app import create_service_app
 from shared.service.runtime import ServiceDefinition
@@ -15,8 +17,9 @@ DEFINITION = ServiceDefinition(
     metadata=Base.metadata,
     messaging=messaging,
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
-    routers=[router, export_router(Base.metadata)],
+    routers=[router, tickets_router, export_router(Base.metadata)],
     consumers=CONSUMERS,
+    on_start=[start_sla_check],
 )
 
 
