@@ -60,5 +60,6 @@ class StageTransition(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     event_id: Mapped[str] = mapped_column(String(36))
 
+
 # The sub-domains' tables, on this Base (imported last: they import Base from here).
 from services.lifecycle.tickets import models as _tickets  # noqa: E402, F401

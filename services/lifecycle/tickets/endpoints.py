@@ -94,14 +94,18 @@ async def add_comment(ticket_id: str, body: CommentCreate, session: WriteSession
 @router.get("/tickets/{ticket_id}/comments", response_model=CommentPage)
 async def list_comments(ticket_id: str, session: ReadSession, page: PagingById):
     """The ticket's comments and internal notes, oldest first."""
-    rows = await service.list_comments(session=session, ticket_id=ticket_id, after_id=page.after_value, limit=page.fetch)
+    rows = await service.list_comments(
+        session=session, ticket_id=ticket_id, after_id=page.after_value, limit=page.fetch
+    )
     return page.of(rows, _by_id)
 
 
 @router.get("/tickets/{ticket_id}/history", response_model=ChangePage)
 async def ticket_history(ticket_id: str, session: ReadSession, page: PagingBySeq):
     """Every change of the ticket, oldest first: the field, its old and new value, who and when."""
-    rows = await service.list_history(session=session, ticket_id=ticket_id, after_seq=page.after_value, limit=page.fetch)
+    rows = await service.list_history(
+        session=session, ticket_id=ticket_id, after_seq=page.after_value, limit=page.fetch
+    )
     return page.of(rows, lambda row: (row["seq"],))
 
 

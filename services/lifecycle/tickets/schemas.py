@@ -25,7 +25,11 @@ EmployeeId = Annotated[
 Label = Annotated[str | None, Field(max_length=100, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
 Channel = Annotated[
     str | None,
-    Field(max_length=20, pattern=r"^[a-z_]+$", description="email, phone, chat, web, in_person, ... (email replies go out)"),
+    Field(
+        max_length=20,
+        pattern=r"^[a-z_]+$",
+        description="email, phone, chat, web, in_person, ... (email replies go out)",
+    ),
 ]
 
 
@@ -91,7 +95,8 @@ class TicketPage(Page[TicketOut]):
 class CommentCreate(Strict):
     body: CommentBody
     public: Annotated[
-        bool, Field(description="A reply the customer sees (sent through engage on email tickets); false: an internal note")
+        bool,
+        Field(description="A reply the customer sees (sent through engage on email tickets); false: an internal note"),
     ] = True
     author_id: EmployeeId = None
     minutes: Annotated[float, Field(ge=0, le=1440, description="Handling time it took (cost to serve)")] = 0
@@ -146,14 +151,16 @@ class CalendarCreate(Strict):
     working_days: Annotated[
         list[Annotated[int, Field(ge=0, le=6)]],
         Field(min_length=1, max_length=7, description="0 = Monday … 6 = Sunday"),
-    ] = [0, 1, 2, 3, 4]
+    ] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
     start_time: Annotated[time, Field(description="Local wall-clock time the working day starts")] = time(9)
     end_time: Annotated[time, Field(description="Local wall-clock time it ends (after start_time)")] = time(17)
     holiday_country: Annotated[
         str | None, Field(min_length=2, max_length=2, description="ISO 3166 alpha-2: its public holidays count")
     ] = None
     holiday_subdivision: Annotated[str | None, Field(min_length=1, max_length=10)] = None
-    holidays: Annotated[list[date], Field(max_length=1000, description="Dates of its own")] = []
+    holidays: Annotated[list[date], Field(max_length=1000, description="Dates of its own")] = Field(
+        default_factory=list
+    )
 
     @field_validator("start_time", "end_time")
     @classmethod
@@ -254,4 +261,3 @@ class PolicyOut(BaseModel):
 
 class PolicyPage(Page[PolicyOut]):
     pass
-

@@ -117,7 +117,9 @@ async def test_bad_tickets_and_policies_are_refused_and_write_nothing(suite):
     client = lifecycle.client
     unknown = await client.post("/v1/tickets", json={"customer_id": "nobody", "subject": "x"})
     assert unknown.status_code == 422 and "body.customer_id" in unknown.text
-    no_policy = await client.post("/v1/tickets", json={"customer_id": customer_id, "subject": "x", "sla_policy_id": "p"})
+    no_policy = await client.post(
+        "/v1/tickets", json={"customer_id": customer_id, "subject": "x", "sla_policy_id": "p"}
+    )
     assert no_policy.status_code == 422 and "body.sla_policy_id" in no_policy.text
     negative = [dict(TARGETS[0], first_response_minutes=-5), *TARGETS[1:]]
     response = await client.post("/v1/sla-policies", json={"name": "Bad", "targets": negative})
@@ -149,7 +151,9 @@ async def test_a_breached_sla_escalates_the_ticket(suite):
     tight = [dict(t, first_response_minutes=0.001) for t in TARGETS]  # due 60 ms after opening
     policy = await _policy(client, targets=tight)
     ticket = (
-        await client.post("/v1/tickets", json={"customer_id": customer_id, "subject": "Late", "sla_policy_id": policy["id"]})
+        await client.post(
+            "/v1/tickets", json={"customer_id": customer_id, "subject": "Late", "sla_policy_id": policy["id"]}
+        )
     ).json()
 
     async def escalated():
