@@ -508,6 +508,9 @@ class TicketSolved(Payload):
     channel: str | None = None
     solved_at: datetime
 
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"Ticket {self.ticket_id} solved"
+
 
 TicketStatus = Literal["new", "open", "pending", "solved", "closed"]
 TicketPriority = Literal["low", "normal", "high", "urgent"]

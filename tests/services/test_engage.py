@@ -444,6 +444,18 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
             {"customer_id": "c1", "from_stage": None, "to_stage": "prospect", "at": at, "cause_event_id": "e"},
             "Entered stage prospect",
         ),
+        "crm.lifecycle.ticket.created": (
+            {"ticket_id": "t1", "customer_id": "c1", "priority": "high", "subject": "Parcel\nbroken", "created_at": at},
+            "Ticket opened: Parcel broken",
+        ),
+        "crm.lifecycle.ticket.solved": (
+            {"ticket_id": "t1", "customer_id": "c1", "channel": "email", "solved_at": at},
+            "Ticket t1 solved",
+        ),
+        "crm.lifecycle.ticket.sla_breached": (
+            {"ticket_id": "t1", "customer_id": "c1", "target": "first_response", "due_at": at, "breached_at": at},
+            "Ticket t1 missed its first response target",
+        ),
         "crm.engage.interaction.logged": (
             {
                 "id": "i",

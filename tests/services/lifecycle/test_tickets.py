@@ -249,3 +249,28 @@ async def test_the_sla_check_records_breaches_in_one_pass(suite):
         row = await session.get(Ticket, ticket["id"])
         assert row.first_response_breached_at is not None and row.resolution_breached_at == later
         assert row.next_due_at is None
+
+
+async def test_export_shows_tickets_and_erasure_removes_their_free_text(suite):
+    identify, lifecycle, customer_id = await _setup(suite)
+    client = lifecycle.client
+    ticket = (await client.post("/v1/tickets", json={"customer_id": customer_id, "subject": "Ann's parcel"})).json()
+    await client.patch(f"/v1/tickets/{ticket['id']}", json={"subject": "Ann's broken parcel"})
+    await client.post(f"/v1/tickets/{ticket['id']}/comments", json={"body": "Ann called, upset", "public": False})
+    path = f"/internal/customers/{customer_id}/personal-data"
+    tables = {t["table"]: t for t in (await client.get(path)).json()["tables"]}
+    assert tables["tickets"]["rows"][0]["subject"] == "Ann's broken parcel"
+    assert tables["ticket_comments"]["rows"][0]["body"] == "Ann called, upset"
+    assert {r["to_value"] for r in tables["ticket_history"]["rows"]} >= {"Ann's broken parcel"}
+
+    assert (await identify.client.post(f"/v1/customers/{customer_id}/erasure")).status_code == 202
+
+    async def erased():
+        row = (await client.get(f"/v1/tickets/{ticket['id']}")).json()
+        return row if row["subject"] is None else None
+
+    await wait_until(erased, what="lifecycle to erase the ticket's subject")
+    tables = {t["table"]: t for t in (await client.get(path)).json()["tables"]}
+    assert tables.get("ticket_comments", {"rows": []})["rows"] == []
+    history = tables["ticket_history"]["rows"]
+    assert all(r["from_value"] is None and r["to_value"] is None for r in history)
