@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.lifecycle.models import CustomerStage
+from services.lifecycle.models import CustomerStage, aliases, profiles
 from services.lifecycle.tickets.models import (
     BusinessCalendar,
     Employee,
@@ -18,16 +18,27 @@ from services.lifecycle.tickets.models import (
     TicketComment,
 )
 from shared.db.database import insert_ignoring
+from shared.events.customer_profiles import kinds_of
 
 # --- customers and employees ----------------------------------------------------------------
 
 
-async def is_customer(session: AsyncSession, customer_id: str) -> bool:
-    """Every customer identify created has a stage row in lifecycle (prospect onwards)."""
+async def requester(session: AsyncSession, customer_id: str) -> dict[str, Any] | None:
+    """One query for a new ticket's customer: None when lifecycle has no stage for it (unknown, or
+    merged away); else its kinds (identify's, from the profiles) and the survivor when merged."""
 
-    stages = CustomerStage.__table__
-    found = await session.execute(select(stages.c.customer_id).where(stages.c.customer_id == customer_id))
-    return found.first() is not None
+    stages, profile, alias = CustomerStage.__table__, profiles.table, aliases.table
+    query = (
+        select(stages.c.customer_id, profile.c.kinds, alias.c.survivor_id)
+        .select_from(
+            stages.outerjoin(profile, profile.c.customer_id == stages.c.customer_id).outerjoin(
+                alias, alias.c.merged_id == stages.c.customer_id
+            )
+        )
+        .where(stages.c.customer_id == customer_id)
+    )
+    row = (await session.execute(query)).first()
+    return None if row is None else {"kinds": kinds_of(row.kinds), "survivor_id": row.survivor_id}
 
 
 async def add_employees(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -105,8 +116,26 @@ async def policy(session: AsyncSession, policy_id: str) -> SlaPolicy | None:
     return await session.get(SlaPolicy, policy_id)
 
 
-async def default_policy(session: AsyncSession) -> SlaPolicy | None:
-    return (await session.scalars(select(SlaPolicy).where(SlaPolicy.is_default.is_(True)).limit(1))).first()
+async def policy_and_calendar(
+    session: AsyncSession, policy_id: str | None
+) -> tuple[SlaPolicy | None, BusinessCalendar | None]:
+    """A policy (the default one when `policy_id` is None) with its calendar, in one query."""
+
+    query = select(SlaPolicy, BusinessCalendar).outerjoin(
+        BusinessCalendar, BusinessCalendar.id == SlaPolicy.calendar_id
+    )
+    query = query.where(SlaPolicy.is_default.is_(True)) if policy_id is None else query.where(SlaPolicy.id == policy_id)
+    row = (await session.execute(query.limit(1))).first()
+    return (row[0], row[1]) if row is not None else (None, None)
+
+
+async def insert_ticket(session: AsyncSession, ticket: Ticket, change: dict[str, Any]) -> None:
+    """A new ticket and its first history row, as two plain INSERTs (no unit of work: ticket
+    creation is measured against POST /v1/interactions, bench/ticket_bench.py)."""
+
+    table = Ticket.__table__
+    await session.execute(table.insert(), {column.key: getattr(ticket, column.key) for column in table.columns})
+    await session.execute(TicketChange.__table__.insert(), change)
 
 
 async def clear_default(session: AsyncSession) -> None:

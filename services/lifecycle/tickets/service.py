@@ -36,7 +36,7 @@ from shared.events.contracts import PlaybookEntered, StakeholderCreated
 from shared.events.customer_aliases import Merge
 from shared.events.envelope import Event
 from shared.events.messaging import emit
-from shared.http.errors import Conflict, NotFound, field_error
+from shared.http.errors import Conflict, MergedCustomer, NotFound, field_error
 from shared.settings import LifecycleSettings, current_settings
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -73,10 +73,16 @@ def describe_change(change: TicketChange) -> dict[str, Any]:
 # --- who may be named -----------------------------------------------------------------------
 
 
-async def _customer(session: AsyncSession, customer_id: str) -> None:
-    await aliases.refuse_merged(session, customer_id)
-    if not await repository.is_customer(session, customer_id):
+async def _requester(session: AsyncSession, customer_id: str) -> list[str]:
+    """A new ticket's customer's kinds; 409 `customer_merged` for a merged one, 422 for an unknown one."""
+
+    found = await repository.requester(session, customer_id)
+    if found is None:
+        await aliases.refuse_merged(session, customer_id)
         raise field_error("body.customer_id", f"no customer with id {customer_id}")
+    if found["survivor_id"]:
+        raise MergedCustomer(customer_id, found["survivor_id"])
+    return found["kinds"]
 
 
 async def _employee(session: AsyncSession, stakeholder_id: str | None, field: str) -> None:
@@ -84,13 +90,13 @@ async def _employee(session: AsyncSession, stakeholder_id: str | None, field: st
         raise field_error(field, f"no employee stakeholder with id {stakeholder_id} (network's kind `employee`)")
 
 
-async def _policy(session: AsyncSession, policy_id: str | None) -> SlaPolicy | None:
-    if policy_id is None:
-        return await repository.default_policy(session)
-    policy = await repository.policy(session, policy_id)
-    if policy is None:
+async def _policy(session: AsyncSession, policy_id: str | None) -> tuple[SlaPolicy | None, sla.Clock]:
+    """The policy (the default one when none is named) and its clock."""
+
+    policy, calendar = await repository.policy_and_calendar(session, policy_id)
+    if policy is None and policy_id is not None:
         raise field_error("body.sla_policy_id", f"no SLA policy with id {policy_id}")
-    return policy
+    return policy, sla.clock_of(calendar)
 
 
 async def _clock(session: AsyncSession, policy_id: str | None) -> sla.Clock:
@@ -104,18 +110,20 @@ async def _kinds(session: AsyncSession, customer_id: str) -> list[str]:
     return list(profile["kinds"]) if profile else []
 
 
+def _change(ticket: Ticket, field: str, old: Any, new: Any, actor: str | None, at) -> dict[str, Any]:
+    return {
+        "ticket_id": ticket.id,
+        "customer_id": ticket.customer_id,
+        "field": field,
+        "from_value": None if old is None else str(old),
+        "to_value": None if new is None else str(new),
+        "actor": actor,
+        "at": at,
+    }
+
+
 def _record(session: AsyncSession, ticket: Ticket, field: str, old: Any, new: Any, actor: str | None, at) -> None:
-    session.add(
-        TicketChange(
-            ticket_id=ticket.id,
-            customer_id=ticket.customer_id,
-            field=field,
-            from_value=None if old is None else str(old),
-            to_value=None if new is None else str(new),
-            actor=actor,
-            at=at,
-        )
-    )
+    session.add(TicketChange(**_change(ticket, field, old, new, actor, at)))
 
 
 # --- tickets ----------------------------------------------------------------------------------
@@ -134,12 +142,14 @@ async def open_ticket(
     conversation_id: str | None = None,
     playbook_id: str | None = None,
     policy: SlaPolicy | None,
+    clock: sla.Clock,
+    kinds: list[str],
     actor: str | None,
     now: datetime,
 ) -> Ticket:
     """A new ticket with its SLA targets, its `created` history row and crm.lifecycle.ticket.created."""
 
-    first_response, resolution = sla.targets_for(policy, priority, await _kinds(session, customer_id))
+    first_response, resolution = sla.targets_for(policy, priority, kinds)
     ticket = Ticket(
         id=uuid7(),
         customer_id=customer_id,
@@ -160,9 +170,8 @@ async def open_ticket(
         created_at=now,
         updated_at=now,
     )
-    sla.refresh(ticket, await _clock(session, ticket.policy_id))
-    session.add(ticket)
-    _record(session, ticket, "created", None, "new", actor, now)
+    sla.refresh(ticket, clock)
+    await repository.insert_ticket(session, ticket, _change(ticket, "created", None, "new", actor, now))
     emit(
         session,
         "crm.lifecycle.ticket.created",
@@ -185,9 +194,9 @@ async def open_ticket(
 
 
 async def create_ticket(*, session: AsyncSession, data: TicketCreate, actor: str | None) -> dict[str, Any]:
-    await _customer(session, data.customer_id)
+    kinds = await _requester(session, data.customer_id)
     await _employee(session, data.assignee_id, "body.assignee_id")
-    policy = await _policy(session, data.sla_policy_id)
+    policy, clock = await _policy(session, data.sla_policy_id)
     now = utcnow()
     ticket = await open_ticket(
         session,
@@ -200,10 +209,11 @@ async def create_ticket(*, session: AsyncSession, data: TicketCreate, actor: str
         queue=data.queue,
         conversation_id=data.conversation_id,
         policy=policy,
+        clock=clock,
+        kinds=kinds,
         actor=actor,
         now=now,
     )
-    await session.flush()
     return describe(ticket, now)
 
 
@@ -226,7 +236,7 @@ async def list_tickets(*, session: AsyncSession, after_id: str | None, limit: in
 async def customer_tickets(*, session: AsyncSession, customer_id: str, after_id: str | None, limit: int):
     rows = await list_tickets(session=session, after_id=after_id, limit=limit, customer_id=customer_id)
     if not rows and (
-        await aliases.survivor_of(session, customer_id) or not await repository.is_customer(session, customer_id)
+        await aliases.survivor_of(session, customer_id) or await repository.requester(session, customer_id) is None
     ):
         raise await aliases.not_found_or_merged(session, customer_id)
     return rows
@@ -477,6 +487,7 @@ async def open_outreach(session: AsyncSession, event: Event[PlaybookEntered]) ->
     if assignee is not None and not await repository.is_employee(session, assignee):
         assignee = None
     stage = f" ({data.stage})" if data.stage else ""
+    policy, clock = await _policy(session, None)
     await open_ticket(
         session,
         customer_id=data.customer_id,
@@ -487,7 +498,9 @@ async def open_outreach(session: AsyncSession, event: Event[PlaybookEntered]) ->
         assignee_id=assignee,
         queue=data.outreach_queue,
         playbook_id=data.playbook_id,
-        policy=await repository.default_policy(session),
+        policy=policy,
+        clock=clock,
+        kinds=await _kinds(session, data.customer_id),
         actor=f"playbook:{data.playbook_id}",
         now=utcnow(),
     )
