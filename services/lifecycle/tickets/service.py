@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.lifecycle.models import aliases, profiles
+from services.lifecycle.models import Base, aliases, profiles
 from services.lifecycle.tickets import repository, sla
 from services.lifecycle.tickets.models import BusinessCalendar, SlaPolicy, Ticket, TicketChange, TicketComment
 from services.lifecycle.tickets.schemas import CalendarCreate, CommentCreate, PolicyCreate, TicketCreate, TicketUpdate
@@ -62,12 +62,21 @@ def describe(ticket: Ticket, now: datetime | None = None) -> dict[str, Any]:
     return out
 
 
-def describe_comment(comment: TicketComment) -> dict[str, Any]:
-    return {column.key: getattr(comment, column.key) for column in TicketComment.__table__.columns}
+def columns(row: Base) -> dict[str, Any]:
+    """A comment, a history row, a policy or a calendar as the API shows it: its columns."""
+    return {column.key: getattr(row, column.key) for column in row.__table__.columns}
 
 
-def describe_change(change: TicketChange) -> dict[str, Any]:
-    return {column.key: getattr(change, column.key) for column in TicketChange.__table__.columns}
+async def _saved(session: AsyncSession, row: Base) -> dict[str, Any]:
+    session.add(row)
+    await session.flush()
+    return columns(row)
+
+
+def _found(row: Base | None, what: str, row_id: str) -> dict[str, Any]:
+    if row is None:
+        raise NotFound(f"no {what} with id {row_id}")
+    return columns(row)
 
 
 # --- who may be named -----------------------------------------------------------------------
@@ -428,7 +437,7 @@ async def add_comment(
     ticket.updated_at = now
     sla.refresh(ticket, clock)
     await session.flush()
-    return describe_comment(comment)
+    return columns(comment)
 
 
 def service_cost(minutes: float) -> tuple[Decimal, str]:
@@ -457,12 +466,12 @@ def record_service_cost(session: AsyncSession, ticket: Ticket, *, cost_id: str, 
 
 async def list_comments(*, session: AsyncSession, ticket_id: str, after_id: str | None, limit: int):
     await _ticket(session, ticket_id)
-    return [describe_comment(c) for c in await repository.comments(session, ticket_id, after_id=after_id, limit=limit)]
+    return [columns(c) for c in await repository.comments(session, ticket_id, after_id=after_id, limit=limit)]
 
 
 async def list_history(*, session: AsyncSession, ticket_id: str, after_seq: int | None, limit: int):
     await _ticket(session, ticket_id)
-    return [describe_change(c) for c in await repository.history(session, ticket_id, after_seq=after_seq, limit=limit)]
+    return [columns(c) for c in await repository.history(session, ticket_id, after_seq=after_seq, limit=limit)]
 
 
 # --- consumers: employees, outreach, merges ----------------------------------------------------
@@ -515,14 +524,6 @@ async def follow_tickets_merge(session: AsyncSession, merge: Merge) -> None:
 # --- SLA policies and calendars --------------------------------------------------------------------
 
 
-def describe_policy(policy: SlaPolicy) -> dict[str, Any]:
-    return {column.key: getattr(policy, column.key) for column in SlaPolicy.__table__.columns}
-
-
-def describe_calendar(calendar: BusinessCalendar) -> dict[str, Any]:
-    return {column.key: getattr(calendar, column.key) for column in BusinessCalendar.__table__.columns}
-
-
 async def create_policy(*, session: AsyncSession, data: PolicyCreate) -> dict[str, Any]:
     if data.calendar_id is not None and await repository.calendar(session, data.calendar_id) is None:
         raise field_error("body.calendar_id", f"no business calendar with id {data.calendar_id}")
@@ -536,20 +537,15 @@ async def create_policy(*, session: AsyncSession, data: PolicyCreate) -> dict[st
         is_default=data.is_default,
         created_at=utcnow(),
     )
-    session.add(policy)
-    await session.flush()
-    return describe_policy(policy)
+    return await _saved(session, policy)
 
 
 async def get_policy(*, session: AsyncSession, policy_id: str) -> dict[str, Any]:
-    policy = await repository.policy(session, policy_id)
-    if policy is None:
-        raise NotFound(f"no SLA policy with id {policy_id}")
-    return describe_policy(policy)
+    return _found(await repository.policy(session, policy_id), "SLA policy", policy_id)
 
 
 async def list_policies(*, session: AsyncSession, after_id: str | None, limit: int):
-    return [describe_policy(p) for p in await repository.policies(session, after_id=after_id, limit=limit)]
+    return [columns(p) for p in await repository.policies(session, after_id=after_id, limit=limit)]
 
 
 async def create_calendar(*, session: AsyncSession, data: CalendarCreate) -> dict[str, Any]:
@@ -565,17 +561,12 @@ async def create_calendar(*, session: AsyncSession, data: CalendarCreate) -> dic
         holidays=sorted({d.isoformat() for d in data.holidays}),
         created_at=utcnow(),
     )
-    session.add(calendar)
-    await session.flush()
-    return describe_calendar(calendar)
+    return await _saved(session, calendar)
 
 
 async def get_calendar(*, session: AsyncSession, calendar_id: str) -> dict[str, Any]:
-    calendar = await repository.calendar(session, calendar_id)
-    if calendar is None:
-        raise NotFound(f"no business calendar with id {calendar_id}")
-    return describe_calendar(calendar)
+    return _found(await repository.calendar(session, calendar_id), "business calendar", calendar_id)
 
 
 async def list_calendars(*, session: AsyncSession, after_id: str | None, limit: int):
-    return [describe_calendar(c) for c in await repository.calendars(session, after_id=after_id, limit=limit)]
+    return [columns(c) for c in await repository.calendars(session, after_id=after_id, limit=limit)]

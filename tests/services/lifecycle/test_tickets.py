@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from services.lifecycle.tickets.models import Ticket
 from shared.db.uow import transaction
 from tests.services.test_engage import catalog_event, create_customer, publish, start
+from tests.services.test_engage_conversations import _stakeholder
 from tests.services.test_lifecycle import _handled, _read_stream, _stage
 from tests.support import wait_until
 
@@ -24,17 +25,6 @@ async def _setup(suite, **overrides):
     return identify, lifecycle, customer["id"]
 
 
-async def _employee(suite, lifecycle, stakeholder_id: str, kind: str = "employee") -> None:
-    event = catalog_event(
-        "network",
-        "crm.network.stakeholder.created",
-        {"id": stakeholder_id, "kind": kind, "name": "Eve", "created_at": "2026-01-01T00:00:00Z"},
-        stakeholder_id,
-    )
-    await publish(suite.nats.url, event, event.id)
-    await wait_until(lambda: _handled(lifecycle, event.id), what=f"{kind} {stakeholder_id} known")
-
-
 async def _policy(client, targets=TARGETS, **body) -> dict:
     response = await client.post("/v1/sla-policies", json={"name": "Standard", "targets": targets, **body})
     assert response.status_code == 201, response.text
@@ -44,8 +34,8 @@ async def _policy(client, targets=TARGETS, **body) -> dict:
 async def test_a_ticket_moves_through_its_statuses_and_keeps_its_history(suite):
     _, lifecycle, customer_id = await _setup(suite)
     client = lifecycle.client
-    await _employee(suite, lifecycle, "emp-1")
-    await _employee(suite, lifecycle, "partner-1", kind="partner")
+    await _stakeholder(suite, lifecycle, "emp-1", "employee")
+    await _stakeholder(suite, lifecycle, "partner-1", "partner")
     policy = await _policy(client, is_default=True)
 
     created = await client.post(
@@ -174,7 +164,7 @@ async def test_a_breached_sla_escalates_the_ticket(suite):
 async def test_comments_cost_to_serve_and_email_replies_go_to_engage(suite):
     _, lifecycle, customer_id = await _setup(suite)
     client = lifecycle.client
-    await _employee(suite, lifecycle, "emp-1")
+    await _stakeholder(suite, lifecycle, "emp-1", "employee")
     ticket = (
         await client.post("/v1/tickets", json={"customer_id": customer_id, "subject": "Refund?", "channel": "email"})
     ).json()
@@ -207,7 +197,7 @@ async def test_comments_cost_to_serve_and_email_replies_go_to_engage(suite):
 
 async def test_a_playbook_asks_for_an_outreach_ticket(suite):
     _, lifecycle, customer_id = await _setup(suite)
-    await _employee(suite, lifecycle, "am-1")
+    await _stakeholder(suite, lifecycle, "am-1", "employee")
     for group, outreach, assignee in (("treatment", True, "am-1"), ("holdout", True, None), ("treatment", False, None)):
         event = catalog_event(
             "lifecycle",
