@@ -311,14 +311,8 @@ async def _move(session: AsyncSession, ticket: Ticket, to: str, clock: sla.Clock
         return
     allowed = TRANSITIONS.get(current, ())
     if to not in allowed:
-        raise Conflict(
-            {
-                "message": f"a {current} ticket cannot move to {to}",
-                "status": current,
-                "allowed": list(allowed),
-            },
-            error="invalid_transition",
-        )
+        may = f"it may move to {', '.join(allowed)}" if allowed else "it moves nowhere: open a new ticket"
+        raise Conflict(f"a {current} ticket cannot move to {to}; {may}", error="invalid_transition")
     if to in sla.RUNNING:
         sla.resume(ticket, clock, now)
     elif to in ("pending", "solved"):

@@ -60,7 +60,10 @@ async def test_a_ticket_moves_through_its_statuses_and_keeps_its_history(suite):
 
     refused = await client.patch(f"/v1/tickets/{tid}", json={"status": "open"})
     assert refused.status_code == 409, refused.text
-    assert refused.json()["error"] == "invalid_transition" and refused.json()["detail"]["allowed"] == []
+    assert refused.json() == {
+        "error": "invalid_transition",
+        "detail": "a closed ticket cannot move to open; it moves nowhere: open a new ticket",
+    }
     comment_on_closed = await client.post(f"/v1/tickets/{tid}/comments", json={"body": "hello"})
     assert comment_on_closed.status_code == 409
 
@@ -76,7 +79,8 @@ async def test_a_ticket_moves_through_its_statuses_and_keeps_its_history(suite):
     assert bad_move.status_code == 200  # staying put changes nothing
     await client.patch(f"/v1/tickets/{second['id']}", json={"status": "solved"})
     back = await client.patch(f"/v1/tickets/{second['id']}", json={"status": "pending"})
-    assert back.status_code == 409 and back.json()["detail"]["allowed"] == ["open", "closed"]
+    assert back.status_code == 409
+    assert back.json()["detail"] == "a solved ticket cannot move to pending; it may move to open, closed"
 
     history = (await client.get(f"/v1/tickets/{tid}/history")).json()["items"]
     assert [(h["field"], h["from_value"], h["to_value"]) for h in history][:3] == [
