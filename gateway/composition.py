@@ -83,6 +83,7 @@ PARTS: tuple[Part, ...] = (
     ),
     Part("conversations", "engage", "/v1/customers/{id}/conversations", True),
     Part("feedback", "engage", "/v1/customers/{id}/feedback", True, "The customer's survey responses (engage)"),
+    Part("tickets", "lifecycle", "/v1/customers/{id}/tickets", True, "The customer's after-sales tickets (lifecycle)"),
 )
 
 

@@ -133,6 +133,7 @@ MESSAGES = rw("messages")
 MIB = 1024 * 1024
 CAMPAIGNS = rw("campaigns")
 FEEDBACK = rw("feedback")
+TICKETS = rw("tickets")
 
 
 ROUTES: tuple[Route, ...] = (
@@ -176,6 +177,16 @@ ROUTES: tuple[Route, ...] = (
     r("GET", "/v1/lifecycle/cohorts", "lifecycle", read="lifecycle:read"),
     r("GET", "/v1/lifecycle/survival", "lifecycle", read="lifecycle:read"),
     r("GET", "/v1/lifecycle/funnel", "lifecycle", read="lifecycle:read"),
+    # lifecycle: tickets
+    r("GET POST", "/v1/tickets", "lifecycle", **TICKETS),
+    r("GET PATCH", "/v1/tickets/{id}", "lifecycle", **TICKETS),
+    r("GET POST", "/v1/tickets/{id}/comments", "lifecycle", **TICKETS),
+    r("GET", "/v1/tickets/{id}/history", "lifecycle", **TICKETS),
+    r("GET", "/v1/customers/{id}/tickets", "lifecycle", **TICKETS),
+    r("GET POST", "/v1/sla-policies", "lifecycle", **TICKETS),
+    r("GET", "/v1/sla-policies/{id}", "lifecycle", **TICKETS),
+    r("GET POST", "/v1/business-calendars", "lifecycle", **TICKETS),
+    r("GET", "/v1/business-calendars/{id}", "lifecycle", **TICKETS),
     # engage
     r("GET POST", "/v1/interactions", "engage", **INTERACTIONS),
     r("GET", "/v1/interactions/{id}", "engage", **INTERACTIONS),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
+from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TypeVar
@@ -332,6 +333,13 @@ class LifecycleSettings(ServiceSettings):
     # The loyalty sweep (expire due points, re-judge tiers): every this many seconds (0 = only
     # on request, POST /v1/loyalty/sweeps).
     loyalty_sweep_interval_s: float = Field(3600.0, ge=0)
+    # --- tickets (issue 15 §2) ---
+    # How often the SLA check looks for tickets past a first-response or resolution due time.
+    ticket_sla_check_s: float = Field(60.0, gt=0, le=3600)
+    # Cost to serve: what an hour of handling a ticket costs (comments' and notes' minutes × this).
+    service_cost_per_hour: Decimal = Field(Decimal("30"), ge=0)
+    # The currency of that rate: identify's reporting currency (identify skips a cost in another).
+    service_cost_currency: Currency = Field("USD", validate_default=True)
 
 
 class GatewayStoreSettings(SuiteSettings):

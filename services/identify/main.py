@@ -11,7 +11,7 @@ from services.identify.models import Base, messaging
 from services.identify.money.endpoints import router as money_router
 from services.identify.portfolio import refits
 from services.identify.portfolio.endpoints import router as portfolio_router
-from services.identify.portfolio.handlers import HELPFULNESS, REFERRALS, SHIPPED_IDEAS
+from services.identify.portfolio.handlers import HELPFULNESS, REFERRALS, SERVICE_COSTS, SHIPPED_IDEAS
 from services.identify.privacy import service as erasures
 from services.identify.privacy.endpoints import export as privacy_export
 from services.identify.privacy.endpoints import router as privacy_router
@@ -54,7 +54,7 @@ DEFINITION = ServiceDefinition[IdentifyState](
         privacy_router,
         privacy_export,
     ],
-    consumers=[REFERRALS, SHIPPED_IDEAS, HELPFULNESS, REPORTS],
+    consumers=[REFERRALS, SHIPPED_IDEAS, HELPFULNESS, SERVICE_COSTS, REPORTS],
     state=IdentifyState.build,
     on_start=[refits.start, import_jobs.fail_interrupted_imports, erasures.start],
 )

@@ -335,6 +335,21 @@ class ShippedIdeaSeen(Base):
     shipped_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ServiceCostSeen(Base):
+    """What serving the customer on lifecycle's tickets cost (crm.lifecycle.service_cost.recorded),
+    in the reporting currency: subtracted in the customer's historic CLV, each cost compounded
+    from when it was recorded to the as-of day, as the customer's spend is (docs/portfolio.md)."""
+
+    __tablename__ = "service_costs_seen"
+    __table_args__ = ({"info": about_customers("what serving the customer on tickets cost, for their lifetime value")},)
+
+    cost_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    ticket_id: Mapped[str | None] = mapped_column(String(36))
+    amount: Mapped[Decimal] = mapped_column(Numeric(18, 4, asdecimal=True))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class HelpfulMarksSeen(Base):
     """Each customer's helpful marks in engage's communities, as engage last announced the
     total (crm.engage.community.helpfulness.changed): evidence for benchmark customers.

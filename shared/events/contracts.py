@@ -511,6 +511,9 @@ class TicketSolved(Payload):
     channel: str | None = None
     solved_at: datetime
 
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"Ticket {self.ticket_id} solved"
+
 
 TicketStatus = Literal["new", "open", "pending", "solved", "closed"]
 TicketPriority = Literal["low", "normal", "high", "urgent"]
@@ -588,6 +591,27 @@ class TicketEscalated(Payload):
     customer_id: str
     reason: str
     escalated_at: datetime
+
+
+@contract(
+    "crm.lifecycle.reply.requested",
+    "lifecycle",
+    "A public comment on a ticket that the customer should get: engage sends it as a service email "
+    "in the ticket's conversation (or a new one) and reports a refusal as crm.engage.delivery.reported.",
+    customers=("customer_id",),
+    at="requested_at",
+)
+class TicketReplyRequested(Payload):
+    request_id: str
+    ticket_id: str
+    customer_id: str
+    # engage's conversation the ticket links to; none: engage opens one for the message.
+    conversation_id: str | None = None
+    subject: Annotated[str | None, Personal("free_text")] = None
+    body: Annotated[str | None, Personal("free_text")] = None
+    # The employee stakeholder who wrote it.
+    author_id: str | None = None
+    requested_at: datetime
 
 
 @contract(

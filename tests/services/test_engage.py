@@ -452,6 +452,18 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
             {"customer_id": "c1", "from_tier": "silver", "to_tier": "gold", "at": at},
             "Loyalty tier silver → gold",
         ),
+        "crm.lifecycle.ticket.created": (
+            {"ticket_id": "t1", "customer_id": "c1", "priority": "high", "subject": "Parcel\nbroken", "created_at": at},
+            "Ticket opened: Parcel broken",
+        ),
+        "crm.lifecycle.ticket.solved": (
+            {"ticket_id": "t1", "customer_id": "c1", "channel": "email", "solved_at": at},
+            "Ticket t1 solved",
+        ),
+        "crm.lifecycle.ticket.sla_breached": (
+            {"ticket_id": "t1", "customer_id": "c1", "target": "first_response", "due_at": at, "breached_at": at},
+            "Ticket t1 missed its first response target",
+        ),
         "crm.engage.interaction.logged": (
             {
                 "id": "i",

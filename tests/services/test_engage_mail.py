@@ -460,6 +460,45 @@ async def test_value_requests_are_queued_or_refused_and_reported(suite, smtp):
     assert len(inbox.received) == 1
 
 
+async def test_ticket_replies_from_lifecycle_are_sent_in_the_tickets_conversation(suite, smtp):
+    inbox, url = smtp
+    identify = await suite.start("identify")
+    engage = await suite.start("engage", smtp_url=url, **FAST)
+    ada = await _customer(identify, engage, email="ada@example.com", name="Ada")
+    bob = await _customer(identify, engage, name="Bob", external_id="bob-1")  # no address
+    conversation = (
+        await engage.client.post("/v1/conversations", json={"customer_id": ada["id"], "channel": "email"})
+    ).json()
+
+    def reply(customer_id, request_id, conversation_id=None):
+        return catalog_event(
+            "lifecycle",
+            "crm.lifecycle.reply.requested",
+            {
+                "request_id": request_id,
+                "ticket_id": "ticket-1",
+                "customer_id": customer_id,
+                "conversation_id": conversation_id,
+                "subject": "Parcel arrived broken",
+                "body": "A new one is on its way.",
+                "requested_at": datetime.now(UTC).isoformat(),
+            },
+            customer_id,
+        )
+
+    for event in (reply(ada["id"], "reply-1", conversation["id"]), reply(bob["id"], "reply-2")):
+        await publish(suite.nats.url, event, event.id)
+    reports = await _read_stream(suite.nats.url, "crm.engage.delivery.reported", 2, settle=True)
+    by_request = {r["data"]["request_id"]: r["data"] for r in reports}
+    assert (by_request["reply-1"]["outcome"], by_request["reply-1"]["source_kind"]) == ("sent", "ticket")
+    assert (by_request["reply-2"]["outcome"], by_request["reply-2"]["reason"]) == ("refused", "no_address")
+    messages = (await engage.client.get(f"/v1/conversations/{conversation['id']}/messages")).json()["items"]
+    assert [(m["id"], m["subject"], m["purpose"]) for m in messages] == [
+        (by_request["reply-1"]["message_id"], "Re: Parcel arrived broken", "service")
+    ]
+    assert inbox.messages()[0]["Subject"] == "Re: Parcel arrived broken"
+
+
 # --- several senders ------------------------------------------------------------------------
 
 

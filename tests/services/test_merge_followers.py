@@ -106,6 +106,35 @@ async def test_lifecycle_gives_the_survivor_the_furthest_stage_and_every_transit
     ]
 
 
+async def test_lifecycle_moves_tickets_comments_and_history_to_the_survivor(suite):
+    identify = await start(suite, "identify")
+    lifecycle = await start(suite, "lifecycle")
+    survivor = await create_customer(identify, email="s@example.com")
+    merged = await create_customer(identify, email="m@example.com")
+    await _json_when(
+        lifecycle.client, f"/v1/customers/{merged['id']}/lifecycle", lambda b: b["stage"] == "prospect", "prospect"
+    )
+    ticket = await lifecycle.client.post("/v1/tickets", json={"customer_id": merged["id"], "subject": "Broken"})
+    assert ticket.status_code == 201, ticket.text
+    tid = ticket.json()["id"]
+    note = await lifecycle.client.post(f"/v1/tickets/{tid}/comments", json={"body": "called", "public": False})
+    assert note.status_code == 201, note.text
+
+    await _merge(identify, survivor["id"], [merged["id"]], suite.nats.url)
+    moved = await _json_when(
+        lifecycle.client,
+        f"/v1/customers/{survivor['id']}/tickets",
+        lambda b: len(b["items"]) == 1,
+        "the ticket on the survivor",
+    )
+    assert moved["items"][0]["id"] == tid
+    comments = (await lifecycle.client.get(f"/v1/tickets/{tid}/comments")).json()["items"]
+    assert [c["customer_id"] for c in comments] == [survivor["id"]]
+    await _merged_away(lifecycle.client, f"/v1/customers/{merged['id']}/tickets", survivor["id"])
+    refused = await lifecycle.client.post("/v1/tickets", json={"customer_id": merged["id"], "subject": "Again"})
+    assert refused.status_code == 409 and refused.json()["error"] == "customer_merged"
+
+
 async def test_lifecycle_applies_events_read_after_the_merge_to_the_survivor_and_ignores_a_replay(suite):
     lifecycle = await start(suite, "lifecycle")
     created = catalog_event(

@@ -1,4 +1,4 @@
-"""Outbound email's consumer: the messages value asks engage to deliver."""
+"""Outbound email's consumer: the messages value asks engage to deliver, and lifecycle's ticket replies."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from typing import get_args
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.engage.conversations import repository as conversations
 from services.engage.conversations.models import Message
+from services.engage.conversations.service import add_to_conversation, thread
 from services.engage.models import aliases
+from services.engage.outbound.queue import queue_email
 from services.engage.outbound.service import Refusal, compose_and_queue
 from shared.db.database import utcnow
 from shared.events.consumer import ConsumerSpec
-from shared.events.contracts import MessageChannel, MessageRequested, MessagesRequested
+from shared.events.contracts import MessageChannel, MessageRequested, MessagesRequested, TicketReplyRequested
 from shared.events.envelope import Event
 from shared.events.messaging import emit
 from shared.http.errors import Conflict
@@ -90,22 +93,62 @@ async def _deliver(session: AsyncSession, data: MessageRequested) -> None:
 
 
 def report_refused(session: AsyncSession, data: MessageRequested, reason: str) -> None:
+    _refused(session, data.request_id, data.customer_id, data.channel, reason, data.source_kind, data.source_id)
+
+
+def _refused(session: AsyncSession, request_id, customer_id, channel, reason, source_kind, source_id) -> None:
     emit(
         session,
         "crm.engage.delivery.reported",
         {
-            "request_id": data.request_id,
-            "customer_id": data.customer_id,
-            "channel": data.channel,
+            "request_id": request_id,
+            "customer_id": customer_id,
+            "channel": channel,
             "outcome": "refused",
             "reason": reason,
             "message_id": None,
-            "source_kind": data.source_kind,
-            "source_id": data.source_id,
+            "source_kind": source_kind,
+            "source_id": source_id,
             "reported_at": utcnow(),
         },
-        subject=data.customer_id,
+        subject=customer_id,
     )
+
+
+async def on_reply_requested(session: AsyncSession, event: Event[TicketReplyRequested]) -> None:
+    """A public comment on one of lifecycle's tickets: a service email to the customer, in the
+    ticket's conversation when it is this customer's email conversation, else threaded into
+    their open email conversation (or a new one). A refusal (no address, undeliverable) is
+    reported as crm.engage.delivery.reported with source_kind `ticket`. Queued once per request."""
+
+    data = event.data
+    if data.body is None:
+        return  # erased before it could be sent
+    if await session.scalar(select(Message.id).where(Message.request_id == data.request_id)) is not None:
+        return
+    subject = data.subject or "Your ticket"
+    try:
+        message = await queue_email(
+            session,
+            customer_id=data.customer_id,
+            subject=subject if subject.lower().startswith("re:") else f"Re: {subject}"[:300],
+            body=data.body,
+            purpose="service",
+            now=utcnow(),
+            request_id=data.request_id,
+            source_kind="ticket",
+            source_id=data.ticket_id,
+            author_id=data.author_id,
+        )
+    except Conflict as refused:
+        _refused(session, data.request_id, data.customer_id, "email", refused.error, "ticket", data.ticket_id)
+        return
+    linked = await conversations.conversation(session, data.conversation_id) if data.conversation_id else None
+    if linked is not None and linked.customer_id == data.customer_id and linked.channel == "email":
+        await add_to_conversation(session, linked, message)
+    else:
+        await thread(session, message, customer_id=data.customer_id, subject=data.subject)
+    await session.flush()
 
 
 _CHANNELS = frozenset(get_args(MessageChannel))
@@ -115,12 +158,14 @@ REQUESTS = ConsumerSpec(
     handlers={
         "crm.value.message.requested": on_message_requested,
         "crm.value.messages.requested": on_messages_requested,
+        "crm.lifecycle.reply.requested": on_reply_requested,
     },
     description=(
         "Delivers the messages value asks for (one by one, or a campaign's to many recipients at once): "
         "renders the template or text with the request's merge "
         "fields, applies consent and frequency caps, and queues the email; a refusal (or a channel engage "
         "cannot send on: no_transport) is reported as crm.engage.delivery.reported, and so, later, is the "
-        "sent or failed email."
+        "sent or failed email. lifecycle's ticket replies (crm.lifecycle.reply.requested) go out the same way as "
+        "service email in the ticket's conversation."
     ),
 )

@@ -1,18 +1,19 @@
 """identify's consumers of evidence for the strategically significant kinds: referrals recorded
 by network and helpful marks in engage's communities (benchmark customers); ideas value shipped
-(inspiration customers)."""
+(inspiration customers). And of lifecycle's service costs, subtracted in each customer's CLV."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.customers import repository
-from services.identify.models import ReferralSeen, ShippedIdeaSeen
+from services.identify.models import ReferralSeen, ServiceCostSeen, ShippedIdeaSeen
 from services.identify.portfolio import repository as portfolio
 from services.identify.portfolio.scoring import rescore_customers
+from services.identify.settings import portfolio_settings
 from shared.db.database import insert_ignoring
 from shared.events.consumer import ConsumerSpec
-from shared.events.contracts import HelpfulnessChanged, IdeaShipped, ReferralRecorded
+from shared.events.contracts import HelpfulnessChanged, IdeaShipped, ReferralRecorded, ServiceCostRecorded
 from shared.events.envelope import Event
 
 
@@ -90,5 +91,38 @@ HELPFULNESS = ConsumerSpec(
     description=(
         "Keeps each customer's helpful marks in engage's communities, evidence for benchmark customers, "
         "and re-scores the customer when the total changes."
+    ),
+)
+
+
+async def on_service_costs(session: AsyncSession, events: list[Event[ServiceCostRecorded]]) -> None:
+    # A cost in another currency than the reporting one is skipped (lifecycle's
+    # VALUECHAIN_LIFECYCLE_SERVICE_COST_CURRENCY must be identify's reporting currency).
+    currency = portfolio_settings().reporting_currency
+    rows = [
+        {
+            "cost_id": e.data.cost_id,
+            "customer_id": e.data.customer_id,
+            "ticket_id": e.data.ticket_id,
+            "amount": e.data.reporting_amount,
+            "recorded_at": e.at,
+        }
+        for e in events
+        if e.data.reporting_currency == currency
+    ]
+    if not rows:
+        return
+    await session.execute(insert_ignoring(session, ServiceCostSeen.__table__, ["cost_id"]), rows)
+    await rescore_customers(session, {row["customer_id"] for row in rows})
+
+
+SERVICE_COSTS = ConsumerSpec(
+    purpose="service-costs",
+    batch_handler=on_service_costs,
+    subjects=("crm.lifecycle.service_cost.recorded",),
+    survivors=repository.survivors,
+    description=(
+        "Keeps what serving each customer on lifecycle's tickets cost (in the reporting currency; another is "
+        "skipped) and re-scores the customer: service costs are subtracted in the customer's CLV."
     ),
 )

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 from functools import cache
 from typing import Any, cast
 
@@ -30,6 +31,7 @@ from services.identify.models import (
     PurchaseSummary,
     ReferralSeen,
     Refit,
+    ServiceCostSeen,
     ShippedIdeaSeen,
     Transaction,
 )
@@ -73,9 +75,23 @@ class CustomerArrays:
     compounded_spend: np.ndarray  # Σ spend · (1 + rate)^(years from purchase to the reference or as_of day)
     referrals: np.ndarray
     kinds_held: np.ndarray  # rows in customer_kinds now (read only for a few customers)
+    # lifecycle's service costs (tickets), one entry per cost: its customer's index, amount and day.
+    service_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    service_amount: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    service_day: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def service_costs_at(self, as_of_day: int, annual_rate: float) -> np.ndarray:
+        """Each customer's service costs, each compounded from its day to `as_of_day` as spend is
+        (a cost recorded after the as-of day is discounted back to it)."""
+
+        if not len(self.service_index):
+            return np.zeros(len(self.ids))
+        with np.errstate(over="ignore", invalid="ignore"):
+            factor = np.power(1.0 + annual_rate, (as_of_day - self.service_day) / 365.0)
+        return np.bincount(self.service_index, weights=self.service_amount * factor, minlength=len(self.ids))
 
     def compound_to(self, as_of_day: int, annual_rate: float) -> None:
         """Carry the spend compounded to the reference day on to `as_of_day` (once).
@@ -175,11 +191,32 @@ async def load_customers(session: AsyncSession, *, customer_ids: list[str] | Non
 
     dialect = dialect_name(session)
     rows: Sequence[tuple[Any, ...]]
+    costs: Sequence[tuple[Any, ...]]
     if customer_ids is None:
         rows = await fetch_all(session, _summary_sql(dialect, only_ids=False), {})
+        costs = await fetch_all(session, _service_costs_sql(dialect), {})
     else:
         rows = (await session.execute(_customers_statement(dialect), {"ids": list(customer_ids)})).all()
-    return _arrays(rows)
+        costs = (await session.execute(_service_costs_statement(dialect), {"ids": list(customer_ids)})).all()
+    arrays = _arrays(rows)
+    index = {customer_id: number for number, customer_id in enumerate(arrays.ids)}
+    kept = [(index[row[0]], row[1], row[2]) for row in costs if row[0] in index]
+    if kept:
+        matrix = np.array(kept, dtype=float)
+        arrays.service_index = matrix[:, 0].astype(np.int64)
+        arrays.service_amount, arrays.service_day = matrix[:, 1], matrix[:, 2]
+    return arrays
+
+
+def _service_costs_sql(dialect: str, where: str = "") -> str:
+    day = _day("recorded_at", dialect, timestamp=True)
+    return f"SELECT customer_id, CAST(amount AS FLOAT), {day} FROM service_costs_seen {where}"
+
+
+@cache
+def _service_costs_statement(dialect: str):
+    sql = _service_costs_sql(dialect, "WHERE customer_id IN :ids")
+    return text(sql).bindparams(bindparam("ids", expanding=True))
 
 
 async def stale_discounts(session: AsyncSession, annual_rate: float) -> list[str]:
@@ -513,6 +550,15 @@ async def list_kinds(session: AsyncSession, *, kind: str | None, after: tuple[st
 
 async def get_costs(session: AsyncSession, customer_id: str) -> CustomerCosts | None:
     return await session.get(CustomerCosts, customer_id)
+
+
+async def service_costs_of(session: AsyncSession, customer_id: str) -> Decimal:
+    """The sum of what serving the customer on lifecycle's tickets cost."""
+
+    total = await session.scalar(
+        select(func.sum(ServiceCostSeen.amount)).where(ServiceCostSeen.customer_id == customer_id)
+    )
+    return Decimal(total) if total is not None else Decimal(0)
 
 
 # --- the summaries' inputs (summaries.py) --------------------------------------------

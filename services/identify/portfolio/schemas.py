@@ -152,4 +152,8 @@ class CostsOut(BaseModel):
     acquisition: str
     selling: str
     service: str
+    service_tickets: str = Field(
+        description="What serving the customer on lifecycle's tickets cost (crm.lifecycle.service_cost.recorded), "
+        "undiscounted; CLV subtracts each cost compounded from when it was recorded"
+    )
     updated_at: datetime | None

@@ -160,13 +160,16 @@ def score(
         margin=profit_share,
     )
     # Historic CLV: each purchase day's revenue compounded to as_of, scaled to net,
-    # minus the per-customer costs, compounded from the first purchase.
+    # minus the per-customer costs, compounded from the first purchase, and the service
+    # costs of the customer's tickets, each compounded from its own day.
     years_since_first = (as_of_day - arrays.first_day) / 365.0
     # A date centuries away (stored before dates were bounded) overflows to inf: null scores.
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # not finite: written as null
         net_share = np.where(arrays.total_spend != 0, net / arrays.total_spend, 0.0)
-        historic = net_share * arrays.compounded_spend - arrays.customer_costs * np.power(
-            1 + settings.discount_rate, years_since_first
+        historic = (
+            net_share * arrays.compounded_spend
+            - arrays.customer_costs * np.power(1 + settings.discount_rate, years_since_first)
+            - arrays.service_costs_at(as_of_day, settings.discount_rate)  # lifecycle's tickets
         )
     inputs = rfm_inputs(arrays, as_of_day)
     recency = score_with_edges(inputs["recency"], np.asarray(rfm_edges["recency"]), higher_is_better=False)

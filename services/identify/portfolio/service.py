@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -103,7 +104,7 @@ async def _customer(session: AsyncSession, customer_id: str) -> Customer:
     return customer
 
 
-def costs_out(customer_id: str, costs: CustomerCosts | None) -> dict:
+def costs_out(customer_id: str, costs: CustomerCosts | None, service_tickets: Decimal) -> dict:
     def money(value) -> str:
         return format(value.normalize(), "f") if value is not None else "0"
 
@@ -112,13 +113,18 @@ def costs_out(customer_id: str, costs: CustomerCosts | None) -> dict:
         "acquisition": money(costs.acquisition) if costs else "0",
         "selling": money(costs.selling) if costs else "0",
         "service": money(costs.service) if costs else "0",
+        "service_tickets": money(service_tickets),
         "updated_at": costs.updated_at if costs else None,
     }
 
 
 async def get_costs(*, session: AsyncSession, customer_id: str) -> dict:
     await _customer(session, customer_id)
-    return costs_out(customer_id, await repository.get_costs(session, customer_id))
+    return costs_out(
+        customer_id,
+        await repository.get_costs(session, customer_id),
+        await repository.service_costs_of(session, customer_id),
+    )
 
 
 async def set_costs(*, session: AsyncSession, customer_id: str, acquisition, selling, service) -> dict:
@@ -133,4 +139,4 @@ async def set_costs(*, session: AsyncSession, customer_id: str, acquisition, sel
     costs.updated_at = utcnow()
     await session.flush()
     await rescore_customers(session, [customer_id])
-    return costs_out(customer_id, costs)
+    return costs_out(customer_id, costs, await repository.service_costs_of(session, customer_id))

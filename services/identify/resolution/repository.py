@@ -14,6 +14,7 @@ from services.identify.models import (
     CustomerNameToken,
     CustomerScore,
     ReferralSeen,
+    ServiceCostSeen,
     ShippedIdeaSeen,
     Transaction,
 )
@@ -103,6 +104,14 @@ async def repoint_shipped_ideas(session: AsyncSession, *, from_ids: list[str], t
 
     await session.execute(
         update(ShippedIdeaSeen).where(ShippedIdeaSeen.customer_id.in_(from_ids)).values(customer_id=to_id)
+    )
+
+
+async def repoint_service_costs(session: AsyncSession, *, from_ids: list[str], to_id: str) -> None:
+    """The merged customers' service costs (lifecycle's tickets) become the survivor's."""
+
+    await session.execute(
+        update(ServiceCostSeen).where(ServiceCostSeen.customer_id.in_(from_ids)).values(customer_id=to_id)
     )
 
 

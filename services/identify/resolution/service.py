@@ -172,6 +172,7 @@ async def merge(*, session: AsyncSession, survivor_id: str, merged_ids: list[str
     await repository.repoint_customers(session, from_ids=ids, to_id=survivor.id)
     await repository.repoint_referrals_seen(session, from_ids=ids, to_id=survivor.id)
     await repository.repoint_shipped_ideas(session, from_ids=ids, to_id=survivor.id)
+    await repository.repoint_service_costs(session, from_ids=ids, to_id=survivor.id)
     await repository.drop_derived_rows(session, ids)
     await repository.add_up_costs(session, from_ids=ids, to_id=survivor.id, now=now)
     await rebuild_summaries(session, [survivor.id, *ids])

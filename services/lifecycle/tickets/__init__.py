@@ -1,0 +1,1 @@
+"""lifecycle's after-sales service: tickets, SLA policies, business calendars, cost to serve."""
