@@ -162,6 +162,10 @@ ROUTES: tuple[Route, ...] = (
     # lifecycle
     r("GET", "/v1/customers/{id}/lifecycle", "lifecycle", **CUSTOMERS),
     r("GET", "/v1/lifecycle/customers", "lifecycle", **CUSTOMERS),
+    # lifecycle: playbooks (their results are value's measurement: /v1/playbooks/{id}/results, below)
+    r("GET POST", "/v1/playbooks", "lifecycle", **rw("lifecycle")),
+    r("GET PATCH", "/v1/playbooks/{id}", "lifecycle", **rw("lifecycle")),
+    r("GET", "/v1/playbooks/{id}/entries", "lifecycle", **rw("lifecycle")),
     # engage
     r("GET POST", "/v1/interactions", "engage", **INTERACTIONS),
     r("GET", "/v1/interactions/{id}", "engage", **INTERACTIONS),

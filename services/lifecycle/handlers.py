@@ -6,6 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle import service
 from services.lifecycle.models import Base, aliases, erased_customers, messaging, profiles
+from services.lifecycle.playbooks import service as playbooks
+from services.lifecycle.playbooks.handlers import PLAYBOOKS
 from shared.events.consumer import ConsumerSpec
 from shared.events.envelope import Event
 from shared.privacy.erasure import erasure_consumer
@@ -31,10 +33,11 @@ PROFILES = profiles.consumer(
 ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
 
 CONSUMERS = aliases.consumers(
-    [STAGES, PROFILES, ERASURES],
-    merge_steps=[service.follow_merge, profiles.follow_merge],
+    [STAGES, PROFILES, PLAYBOOKS, ERASURES],
+    merge_steps=[service.follow_merge, profiles.follow_merge, playbooks.follow_playbooks_merge],
     merges_description=(
         "Follows identify's merges: the survivor takes the most advanced stage of the group (or the one its "
-        "combined purchases imply) and the merged customers' histories; later events of a merged id go to the survivor."
+        "combined purchases imply) and the merged customers' histories and playbook entries; later events of a merged "
+        "id go to the survivor."
     ),
 )

@@ -59,3 +59,6 @@ class StageTransition(Base):
     to_stage: Mapped[str] = mapped_column(String(20))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     event_id: Mapped[str] = mapped_column(String(36))
+
+
+from services.lifecycle.playbooks import models as _playbooks  # noqa: E402, F401
