@@ -444,6 +444,19 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
             {"customer_id": "c1", "from_stage": None, "to_stage": "prospect", "at": at, "cause_event_id": "e"},
             "Entered stage prospect",
         ),
+        "crm.lifecycle.playbook.entered": (
+            {
+                "playbook_id": "p",
+                "playbook_name": "Win back",
+                "customer_id": "c1",
+                "group": "treatment",
+                "entered_at": at,
+                "outreach": True,
+                "outreach_queue": "retention",
+                "stage": "churned",
+            },
+            "Entered playbook Win back (outreach: retention)",
+        ),
         "crm.engage.interaction.logged": (
             {
                 "id": "i",

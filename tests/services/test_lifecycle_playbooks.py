@@ -225,6 +225,7 @@ async def test_a_playbook_fires_only_for_recent_qualifying_transitions_and_keeps
         "outreach_queue": "retention",
         "outreach_assignee_id": None,
         "stage": "at_risk",
+        "playbook_name": "Retain",
     }
     assert not any(e["data"]["outreach"] for e in entered if e["data"]["playbook_id"] == win_back["id"])
     holdouts = {c for c, g in groups if g == "holdout"}

@@ -194,6 +194,7 @@ def _enter(session: AsyncSession, playbook: dict[str, Any], event: Event[StageCh
             # network announces no account manager of a customer yet: the queue takes the ticket.
             "outreach_assignee_id": None,
             "stage": change.to_stage,
+            "playbook_name": playbook["name"],
         },
         subject=cid,
     )
