@@ -144,7 +144,7 @@ async def test_a_playbook_fires_only_for_recent_qualifying_transitions_and_keeps
     events = [_scored(c, "at_risk", clv=50.0 if c == low else 500.0) for c in [good, good2, early, hist, old, low]]
     events += [_scored(c, "lost", clv=10.0) for c in churners]
     events += [
-        _purchase(f"p-{c}", c, "20", now - timedelta(days=400) if c == old else recent)
+        _purchase(f"p-{c[-12:]}", c, "20", now - timedelta(days=400) if c == old else recent)
         for c in [good, good2, early, hist, old, low, *churners]
     ]
     await _publish_all(suite.nats.url, events)
@@ -244,7 +244,7 @@ async def test_value_issues_a_playbook_offer_and_reports_the_win_back(suite):
         for c in customers
     ]
     events += [_scored(c, "at_risk", clv=300.0) for c in customers]
-    events += [_purchase(f"first-{c}", c, "40", now - timedelta(days=90)) for c in customers]
+    events += [_purchase(f"first-{c[-12:]}", c, "40", now - timedelta(days=90)) for c in customers]
     await _publish_all(suite.nats.url, events)
     await _profiled(lifecycle, customers)
     await _known(value, customers)
@@ -280,7 +280,7 @@ async def test_value_issues_a_playbook_offer_and_reports_the_win_back(suite):
 
     # A treatment customer and a holdout customer buy again after entering: won back.
     back = [treatment[0], holdout[0]]
-    await _publish_all(suite.nats.url, [_purchase(f"again-{c}", c, "60", entered_at + timedelta(days=1)) for c in back])
+    await _publish_all(suite.nats.url, [_purchase(f"again-{c[-12:]}", c, "60", entered_at + timedelta(days=1)) for c in back])
 
     async def measured():
         response = await value.client.get(f"/v1/playbooks/{playbook['id']}/results")
