@@ -166,6 +166,7 @@ ROUTES: tuple[Route, ...] = (
     r("GET POST", "/v1/playbooks", "lifecycle", **rw("lifecycle")),
     r("GET PATCH", "/v1/playbooks/{id}", "lifecycle", **rw("lifecycle")),
     r("GET", "/v1/playbooks/{id}/entries", "lifecycle", **rw("lifecycle")),
+    r("GET", "/v1/customers/{id}/playbooks", "lifecycle", read="lifecycle:read"),
     # engage
     r("GET POST", "/v1/interactions", "engage", **INTERACTIONS),
     r("GET", "/v1/interactions/{id}", "engage", **INTERACTIONS),

@@ -98,6 +98,8 @@ async def test_a_customer_going_quiet_gets_the_retention_offer_and_is_won_back(r
 
         [line] = await wait_until(on_timeline, timeout=20, what="the entry on Ada's timeline")
         assert line["summary"] == "Entered playbook Retain (outreach: retention)"
+        view = (await gw.get(f"/v1/customers/{ada['id']}/360")).json()
+        assert [e["playbook_id"] for e in view["playbooks"]] == [playbook["id"]] and view["missing"] == []
 
         again = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
         bought = await gw.post(

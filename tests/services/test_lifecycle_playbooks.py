@@ -209,6 +209,17 @@ async def test_a_playbook_fires_only_for_recent_qualifying_transitions_and_keeps
     assert {e["customer_id"] for e in holdout_page["items"]} == {c for c, g in groups if g == "holdout"}
     assert (await client.get(f"/v1/playbooks/{off['id']}/entries")).json()["items"] == []
 
+    # A customer's own list, newest first, in pages; one lifecycle knows with none is empty; a stranger 404.
+    mine = (await client.get(f"/v1/customers/{again}/playbooks", params={"limit": 1})).json()
+    rest = (await client.get(f"/v1/customers/{again}/playbooks", params={"cursor": mine["next_cursor"]})).json()
+    assert [e["id"] for e in mine["items"] + rest["items"]] == sorted(
+        (e["id"] for e in win_back_entries if e["customer_id"] == again), reverse=True
+    )
+    assert rest["next_cursor"] is None
+    assert (await client.get(f"/v1/customers/{early}/playbooks")).json()["items"] == []
+    stranger = await client.get("/v1/customers/nobody/playbooks")
+    assert stranger.status_code == 404 and stranger.json()["error"] == "not_found"
+
     # The bus: every entry announced; offers asked for the treatment group only, never the holdout.
     treated = [e for e in win_back_entries if e["group"] == "treatment"]
     entered = await _read_stream(suite.nats.url, "crm.lifecycle.playbook.entered", 16, settle=True)
@@ -280,7 +291,9 @@ async def test_value_issues_a_playbook_offer_and_reports_the_win_back(suite):
 
     # A treatment customer and a holdout customer buy again after entering: won back.
     back = [treatment[0], holdout[0]]
-    await _publish_all(suite.nats.url, [_purchase(f"again-{c[-12:]}", c, "60", entered_at + timedelta(days=1)) for c in back])
+    await _publish_all(
+        suite.nats.url, [_purchase(f"again-{c[-12:]}", c, "60", entered_at + timedelta(days=1)) for c in back]
+    )
 
     async def measured():
         response = await value.client.get(f"/v1/playbooks/{playbook['id']}/results")

@@ -131,6 +131,9 @@ async def test_lifecycle_moves_playbook_entries_to_the_survivor(suite):
 
     await _merge(identify, s, [m], suite.nats.url)
     await _json_when(lifecycle.client, path, lambda b: [e["customer_id"] for e in b["items"]] == [s], "moved")
+    mine = (await lifecycle.client.get(f"/v1/customers/{s}/playbooks")).json()["items"]
+    assert [(e["playbook_id"], e["customer_id"]) for e in mine] == [(playbook["id"], s)]
+    await _merged_away(lifecycle.client, f"/v1/customers/{m}/playbooks", s)
     # The survivor's export lists the entry (the table is tied to customers).
     export = (await lifecycle.client.get(f"/internal/customers/{s}/personal-data")).json()
     [entries] = [t for t in export["tables"] if t["table"] == "playbook_entries"]

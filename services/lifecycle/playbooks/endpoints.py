@@ -60,3 +60,13 @@ async def playbook_entries(
         session=session, playbook_id=playbook_id, group=group, after_id=page.after_value, limit=page.fetch
     )
     return page.of(rows, lambda row: (row["id"],))
+
+
+@router.get("/customers/{customer_id}/playbooks", response_model=EntryPage)
+async def customer_playbooks(customer_id: str, session: ReadSession, page: PagingById):
+    """The retention and win-back playbooks the customer entered, newest first: group, stage,
+    when, and what a treatment customer was given."""
+    rows = await service.customer_entries(
+        session=session, customer_id=customer_id, before_id=page.after_value, limit=page.fetch
+    )
+    return page.of(rows, lambda row: (row["id"],))

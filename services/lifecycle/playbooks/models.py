@@ -50,7 +50,8 @@ class PlaybookEntry(Base):
         Index("ix_playbook_entries_playbook", "playbook_id", "id"),
         # At most once per entry into the stage, whatever redelivers it.
         Index("ux_playbook_entries_transition", "stage_event_id", "playbook_id", unique=True),
-        Index("ix_playbook_entries_customer", "customer_id"),
+        # GET /v1/customers/{id}/playbooks: a customer's entries, newest first.
+        Index("ix_playbook_entries_customer", "customer_id", "id"),
         {"info": about_customers("the retention and win-back playbooks the customer entered, and in which group")},
     )
 

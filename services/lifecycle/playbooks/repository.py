@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.lifecycle.models import CustomerStage
 from services.lifecycle.playbooks.models import Playbook, PlaybookEntry
 from shared.db.bulk import one_of
 from shared.db.database import dialect_name, insert_ignoring
@@ -72,6 +73,26 @@ async def entries_page(
     if after_id is not None:
         query = query.where(e.id > after_id)
     return [dict(row) for row in (await session.execute(query)).mappings()]
+
+
+async def entries_of_customer(
+    session: AsyncSession, *, customer_id: str, before_id: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The customer's entries, newest first."""
+
+    e = _entries.c
+    query = select(_entries).where(e.customer_id == customer_id).order_by(e.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(e.id < before_id)
+    return [dict(row) for row in (await session.execute(query)).mappings()]
+
+
+async def has_stage(session: AsyncSession, customer_id: str) -> bool:
+    """lifecycle knows the customer: every customer identify created has a stage row."""
+
+    stages = CustomerStage.__table__
+    query = select(stages.c.customer_id).where(stages.c.customer_id == customer_id)
+    return (await session.execute(query)).first() is not None
 
 
 async def move_entries(session: AsyncSession, *, merged_ids: list[str], survivor_id: str) -> None:

@@ -36,7 +36,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.lifecycle.models import profiles
+from services.lifecycle.models import aliases, profiles
 from services.lifecycle.playbooks import repository
 from services.lifecycle.playbooks.schemas import PlaybookCreate, PlaybookUpdate
 from shared.db.database import utcnow
@@ -108,6 +108,18 @@ async def entries(
 ) -> list[dict[str, Any]]:
     await get(session=session, playbook_id=playbook_id)
     return await repository.entries_page(session, playbook_id=playbook_id, group=group, after_id=after_id, limit=limit)
+
+
+async def customer_entries(
+    *, session: AsyncSession, customer_id: str, before_id: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The playbooks a customer entered, newest first; an unknown customer is 404, a merged
+    one 409 `customer_merged` naming the survivor (whose list holds the entries now)."""
+
+    rows = await repository.entries_of_customer(session, customer_id=customer_id, before_id=before_id, limit=limit)
+    if not rows and before_id is None and not await repository.has_stage(session, customer_id):
+        raise await aliases.not_found_or_merged(session, customer_id)
+    return rows
 
 
 # --- firing -----------------------------------------------------------------------------------

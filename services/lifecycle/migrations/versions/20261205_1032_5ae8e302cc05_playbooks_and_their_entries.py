@@ -35,7 +35,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_playbook_entries'))
     )
     with op.batch_alter_table('playbook_entries', schema=None) as batch_op:
-        batch_op.create_index('ix_playbook_entries_customer', ['customer_id'], unique=False)
+        batch_op.create_index('ix_playbook_entries_customer', ['customer_id', 'id'], unique=False)
         batch_op.create_index('ix_playbook_entries_playbook', ['playbook_id', 'id'], unique=False)
         batch_op.create_index('ux_playbook_entries_transition', ['stage_event_id', 'playbook_id'], unique=True)
 
