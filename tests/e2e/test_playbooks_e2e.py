@@ -8,18 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import nats
-
 from tests.services.test_engage import catalog_event
+from tests.services.test_lifecycle import _publish
 from tests.support import wait_until
-
-
-async def _publish(url: str, event) -> None:
-    nc = await nats.connect(url)
-    try:
-        await nc.jetstream().publish(event.type, event.to_json(), headers={"Nats-Msg-Id": event.id})
-    finally:
-        await nc.close()
 
 
 async def test_a_customer_going_quiet_gets_the_retention_offer_and_is_won_back(running_suite):
