@@ -90,6 +90,8 @@ async def test_playbooks_are_configured_through_the_api_and_bad_input_writes_not
             "min_predicted_clv": -1,
         },
         "body.colour": {"name": "x", "trigger_stages": ["at_risk"], "outreach_queue": "q", "colour": "red"},
+        "body.enabled": {"name": "x", "trigger_stages": ["at_risk"], "outreach_queue": "q", "enabled": 0},
+        "each stage once": {"name": "x", "trigger_stages": ["at_risk", "at_risk"], "outreach_queue": "q"},
     }
     for field, body in refused.items():
         response = await client.post("/v1/playbooks", json=body)
@@ -98,15 +100,13 @@ async def test_playbooks_are_configured_through_the_api_and_bad_input_writes_not
         assert field in str(response.json()["detail"]), (field, response.text)
 
     path = f"/v1/playbooks/{created['id']}"
-    # Null where a value is needed, and a change leaving neither offer nor outreach: 422, nothing written.
-    for body, field in (
-        ({"name": None}, "body.name"),
-        ({"enabled": None}, "body.enabled"),
-        ({"template_id": None, "outreach_queue": None}, "body.template_id"),
-    ):
+    # Null where a value is needed is 422; a change leaving neither offer nor outreach 409; nothing written.
+    for body, field in (({"name": None}, "body.name"), ({"enabled": None}, "body.enabled")):
         response = await client.patch(path, json=body)
         assert response.status_code == 422, response.text
         assert field in str(response.json()["detail"])
+    nothing = await client.patch(path, json={"template_id": None, "outreach_queue": None, "name": "Renamed"})
+    assert nothing.status_code == 409 and nothing.json()["error"] == "playbook_does_nothing", nothing.text
     assert (await client.get(path)).json() == created
 
     changed = await client.patch(path, json={"template_id": None, "min_predicted_clv": 250, "lookback_days": 90})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from shared.events.contracts import Stage
@@ -34,7 +34,11 @@ def _distinct(stages: list[str]) -> list[str]:
 
 _Name = Annotated[str, Field(min_length=1, max_length=200, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
 _Queue = Annotated[str, Field(min_length=1, max_length=100, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
-_Stages = Annotated[list[TriggerStage], Field(min_length=1, max_length=2), AfterValidator(_distinct)]
+_Stages = Annotated[
+    list[TriggerStage],
+    Field(min_length=1, max_length=2, json_schema_extra={"uniqueItems": True}),  # each stage once
+    AfterValidator(_distinct),
+]
 _Clv = Annotated[float, Field(ge=0, description="Predicted CLV at or above this (reporting currency)"), _NotBoolean]
 _HoldoutShare = Annotated[
     float, Field(ge=0, le=0.5, description="The share of entering customers held out: 0 to 0.5"), _NotBoolean
@@ -50,7 +54,17 @@ def _no_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
+# A playbook does something: a retention offer, an outreach ticket or both (the schema says so too).
+_DOES_SOMETHING = {
+    "anyOf": [
+        {"required": [name], "properties": {name: {"type": "string"}}} for name in ("template_id", "outreach_queue")
+    ]
+}
+
+
 class PlaybookCreate(Strict):
+    model_config = ConfigDict(json_schema_extra=_DOES_SOMETHING)
+
     name: _Name
     trigger_stages: _Stages
     min_predicted_clv: _Clv | None = None
@@ -60,7 +74,7 @@ class PlaybookCreate(Strict):
     seed: _Seed | None = None
     template_id: _Template | None = None
     outreach_queue: _Queue | None = None
-    enabled: bool = True
+    enabled: StrictBool = True
 
     @model_validator(mode="after")
     def _does_something(self) -> PlaybookCreate:
@@ -71,14 +85,16 @@ class PlaybookCreate(Strict):
 
 class PlaybookUpdate(Strict):
     """The fields to change; `null` removes an optional one (the threshold, the offer, the queue).
-    The seed stays: changing it would move customers between the groups."""
+    A change that would leave the playbook neither an offer nor an outreach queue is 409
+    (it depends on what is stored). The seed stays: changing it would move customers between
+    the groups."""
 
     # These may be left out (kept as they are) but not null (the service answers a null 422).
     name: _Name | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
     trigger_stages: _Stages | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
     lookback_days: _Lookback | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
     holdout_share: _HoldoutShare | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
-    enabled: bool | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
+    enabled: StrictBool | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
     # These may be null: no threshold, no offer, no outreach.
     min_predicted_clv: _Clv | None = None
     template_id: _Template | None = None

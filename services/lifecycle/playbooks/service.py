@@ -47,7 +47,7 @@ from shared.events.customer_aliases import Merge
 from shared.events.envelope import Event
 from shared.events.messaging import emit
 from shared.holdout import in_holdout
-from shared.http.errors import NotFound, field_error
+from shared.http.errors import Conflict, NotFound, field_error
 
 ENTERED = "crm.lifecycle.playbook.entered"
 OFFER_REQUESTED = "crm.lifecycle.playbook.offer_requested"
@@ -92,8 +92,11 @@ async def update(*, session: AsyncSession, playbook_id: str, data: PlaybookUpdat
     values = {name: getattr(data, name) for name in data.model_fields_set}
     changed = {**playbook, **values}
     if changed["template_id"] is None and changed["outreach_queue"] is None:
-        field = "body.template_id" if "template_id" in values else "body.outreach_queue"
-        raise field_error(field, "a playbook needs a retention offer (`template_id`), an `outreach_queue` or both")
+        raise Conflict(
+            f"playbook {playbook_id} would do nothing: it needs a retention offer (`template_id`), an "
+            "`outreach_queue` or both",
+            error="playbook_does_nothing",
+        )
     now = utcnow()
     if values.get("enabled") and not playbook["enabled"]:
         values["enabled_at"] = now
