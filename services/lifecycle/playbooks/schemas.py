@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import JsonDict, SkipJsonSchema
 
 from shared.events.contracts import Stage
 from shared.http.pagination import Page
@@ -55,7 +55,7 @@ def _no_default(schema: dict[str, Any]) -> None:
 
 
 # A playbook does something: a retention offer, an outreach ticket or both (the schema says so too).
-_DOES_SOMETHING = {
+_DOES_SOMETHING: JsonDict = {
     "anyOf": [
         {"required": [name], "properties": {name: {"type": "string"}}} for name in ("template_id", "outreach_queue")
     ]
