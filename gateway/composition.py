@@ -75,6 +75,13 @@ PARTS: tuple[Part, ...] = (
     Part("promotions", "value", "/v1/customers/{id}/promotions", True, "The campaigns the customer was in (value)"),
     Part("referrals", "network", "/v1/customers/{id}/referrals", True),
     Part(
+        "playbooks",
+        "lifecycle",
+        "/v1/customers/{id}/playbooks",
+        True,
+        "The retention and win-back playbooks the customer entered, newest first (lifecycle)",
+    ),
+    Part(
         "communities",
         "engage",
         "/v1/customers/{id}/communities",

@@ -187,6 +187,11 @@ ROUTES: tuple[Route, ...] = (
     r("GET", "/v1/sla-policies/{id}", "lifecycle", **TICKETS),
     r("GET POST", "/v1/business-calendars", "lifecycle", **TICKETS),
     r("GET", "/v1/business-calendars/{id}", "lifecycle", **TICKETS),
+    # lifecycle: playbooks (their results are value's measurement: /v1/playbooks/{id}/results, below)
+    r("GET POST", "/v1/playbooks", "lifecycle", **rw("lifecycle")),
+    r("GET PATCH", "/v1/playbooks/{id}", "lifecycle", **rw("lifecycle")),
+    r("GET", "/v1/playbooks/{id}/entries", "lifecycle", **rw("lifecycle")),
+    r("GET", "/v1/customers/{id}/playbooks", "lifecycle", read="lifecycle:read"),
     # engage
     r("GET POST", "/v1/interactions", "engage", **INTERACTIONS),
     r("GET", "/v1/interactions/{id}", "engage", **INTERACTIONS),

@@ -10,6 +10,8 @@ from services.lifecycle.analytics import service as analytics_service
 from services.lifecycle.loyalty import handlers as loyalty
 from services.lifecycle.loyalty import service as loyalty_service
 from services.lifecycle.models import Base, aliases, erased_customers, messaging, profiles
+from services.lifecycle.playbooks import service as playbooks
+from services.lifecycle.playbooks.handlers import PLAYBOOKS
 from services.lifecycle.tickets import handlers as tickets
 from services.lifecycle.tickets import service as tickets_service
 from shared.events.consumer import ConsumerSpec
@@ -37,18 +39,28 @@ PROFILES = profiles.consumer(
 ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
 
 CONSUMERS = aliases.consumers(
-    [STAGES, PROFILES, ERASURES, tickets.EMPLOYEES, tickets.OUTREACH, loyalty.LOYALTY, analytics.ANALYTICS],
+    [
+        STAGES,
+        PROFILES,
+        ERASURES,
+        tickets.EMPLOYEES,
+        tickets.OUTREACH,
+        PLAYBOOKS,
+        loyalty.LOYALTY,
+        analytics.ANALYTICS,
+    ],
     merge_steps=[
         service.follow_merge,
         profiles.follow_merge,
         tickets_service.follow_tickets_merge,
+        playbooks.follow_playbooks_merge,
         loyalty_service.follow_loyalty_merge,
         analytics_service.follow_merge,
     ],
     merges_description=(
         "Follows identify's merges: the survivor takes the most advanced stage of the group (or the one its "
         "combined purchases imply), the merged customers' histories, their tickets (with their comments and "
-        "history), their loyalty ledgers (balances add up) and their purchase months (the earliest month their "
-        "cohort); later events of a merged id go to the survivor."
+        "history), their playbook entries, their loyalty ledgers (balances add up) and their purchase months "
+        "(the earliest month their cohort); later events of a merged id go to the survivor."
     ),
 )

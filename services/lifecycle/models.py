@@ -64,4 +64,5 @@ class StageTransition(Base):
 # The sub-domains' tables, on this Base (imported last: they import Base from here).
 from services.lifecycle.analytics import models as _analytics  # noqa: E402, F401
 from services.lifecycle.loyalty import models as _loyalty  # noqa: E402, F401
+from services.lifecycle.playbooks import models as _playbooks  # noqa: E402, F401
 from services.lifecycle.tickets import models as _tickets  # noqa: E402, F401

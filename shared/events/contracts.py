@@ -476,6 +476,14 @@ class PlaybookEntered(Payload):
     outreach_assignee_id: str | None = None
     # The stage the customer entered that fired the playbook.
     stage: Stage | None = None
+    # The playbook's name as configured (for the timeline and readers; the id is what counts).
+    playbook_name: str | None = None
+
+    def timeline_summary(self, customer_id: str) -> str:
+        label = clip(self.playbook_name or self.playbook_id, QUOTE_MAX)
+        if self.group == "holdout":
+            return f"Held out of playbook {label}"
+        return f"Entered playbook {label}" + (f" (outreach: {self.outreach_queue})" if self.outreach_queue else "")
 
 
 @contract(

@@ -464,6 +464,19 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
             {"ticket_id": "t1", "customer_id": "c1", "target": "first_response", "due_at": at, "breached_at": at},
             "Ticket t1 missed its first response target",
         ),
+        "crm.lifecycle.playbook.entered": (
+            {
+                "playbook_id": "p",
+                "playbook_name": "Win back",
+                "customer_id": "c1",
+                "group": "treatment",
+                "entered_at": at,
+                "outreach": True,
+                "outreach_queue": "retention",
+                "stage": "churned",
+            },
+            "Entered playbook Win back (outreach: retention)",
+        ),
         "crm.engage.interaction.logged": (
             {
                 "id": "i",

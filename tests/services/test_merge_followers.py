@@ -14,6 +14,7 @@ from shared.events.envelope import make_event
 from tests.services.test_engage import catalog_event, create_customer, publish, start
 from tests.services.test_lifecycle import _handled, _read_stream
 from tests.services.test_lifecycle_analytics import _buy, _matrix_when
+from tests.services.test_lifecycle_playbooks import _profiled, _stage
 from tests.services.test_value_campaigns import _consent, _publish_all, _scored, _template
 from tests.services.test_value_campaigns import _purchase as _purchase_event
 from tests.support import wait_until
@@ -248,6 +249,40 @@ async def test_lifecycle_folds_purchase_months_into_the_survivor_and_its_earlies
     response = await identify.client.post(f"/v1/transactions/{january['id']}/void", json={"reason": "duplicate"})
     assert response.status_code == 200, response.text
     await _matrix_when(lifecycle.client, [(feb, 1, [(feb, 1), (mar, 1)])])
+
+
+async def test_lifecycle_moves_playbook_entries_to_the_survivor(suite):
+    identify = await start(suite, "identify")
+    lifecycle = await start(suite, "lifecycle")
+    survivor = await create_customer(identify, email="s@example.com")
+    merged = await create_customer(identify, email="m@example.com")
+    s, m = survivor["id"], merged["id"]
+    await _publish_all(suite.nats.url, [_scored(s, "at_risk"), _scored(m, "at_risk")])
+    for who, n in ((s, 1), (m, 2)):
+        await _purchase(identify, who, n)
+    await _profiled(lifecycle, [s, m])
+    body = {
+        "name": "Retain",
+        "trigger_stages": ["at_risk"],
+        "holdout_share": 0,
+        "template_id": "t",
+        "lookback_days": 3650,
+    }
+    playbook = (await lifecycle.client.post("/v1/playbooks", json=body)).json()
+    at = datetime.now(UTC) + timedelta(seconds=1)
+    await _publish_all(suite.nats.url, [_stage(m, "active", "at_risk", at)])
+    path = f"/v1/playbooks/{playbook['id']}/entries"
+    await _json_when(lifecycle.client, path, lambda b: [e["customer_id"] for e in b["items"]] == [m], "m entered")
+
+    await _merge(identify, s, [m], suite.nats.url)
+    await _json_when(lifecycle.client, path, lambda b: [e["customer_id"] for e in b["items"]] == [s], "moved")
+    mine = (await lifecycle.client.get(f"/v1/customers/{s}/playbooks")).json()["items"]
+    assert [(e["playbook_id"], e["customer_id"]) for e in mine] == [(playbook["id"], s)]
+    await _merged_away(lifecycle.client, f"/v1/customers/{m}/playbooks", s)
+    # The survivor's export lists the entry (the table is tied to customers).
+    export = (await lifecycle.client.get(f"/internal/customers/{s}/personal-data")).json()
+    [entries] = [t for t in export["tables"] if t["table"] == "playbook_entries"]
+    assert [(r["customer_id"], r["group"]) for r in entries["rows"]] == [(s, "treatment")]
 
 
 # --- engage ----------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ delivery outcome, and the results against the holdout."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from shared.events.contracts import (
 from shared.events.customer_aliases import Merge
 from shared.events.envelope import Event
 from shared.events.messaging import emit_many
+from shared.holdout import in_holdout
 from shared.http.errors import Conflict, NotFound, field_error
 
 REQUESTED = "crm.value.messages.requested"
@@ -56,14 +56,6 @@ EDITABLE = ("draft", "scheduled")
 SAMPLE = 10
 # The delivery outcomes engage reports (anything else is recorded as it comes: a tolerant reader).
 OUTCOMES = ("sent", "failed", "bounced", "refused")
-
-
-def in_holdout(seed: str, customer_id: str, share: float) -> bool:
-    """sha256(f"{seed}:{customer_id}") read as a number in [0, 1) (its first 8 bytes over 2^64),
-    below the holdout share: stable, reproducible, independent of order (decisions.md)."""
-
-    digest = hashlib.sha256(f"{seed}:{customer_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
 def present(row: Any) -> dict[str, Any]:
