@@ -325,6 +325,19 @@ class LifecycleSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_LIFECYCLE_")
     service: ClassVar[str] = "lifecycle"
 
+    # --- stages: the sweep and the rules' constants (docs/lifecycle.md) ---
+    # The sweep re-evaluates every customer this often (0: only on request or a rule change).
+    sweep_interval_s: float = Field(3600.0, ge=0)
+    # Customers per chunk: one statement evaluates a chunk, one transaction writes it.
+    sweep_chunk: int = Field(5000, ge=100, le=100_000)
+    # How long the sweep's lease holds without renewal (renewed after each chunk): a
+    # replica that died mid-sweep holds the others off this long.
+    sweep_lease_s: float = Field(300.0, gt=0)
+    # Expected days between purchases of a customer with one purchase (recency_ratio).
+    default_purchase_interval_days: float = Field(90.0, gt=0)
+    # A detractor or high-effort answer, or an escalated ticket, counts this many days.
+    signal_window_days: float = Field(90.0, gt=0)
+
 
 class GatewayStoreSettings(SuiteSettings):
     """Where the gateway keeps its own state (API keys, the audit log, export jobs).

@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from services.lifecycle import service
 from services.lifecycle.models import Base, aliases, erased_customers, messaging, profiles
-from shared.events.consumer import ConsumerSpec
-from shared.events.envelope import Event
+from services.lifecycle.stages import service as stages
+from services.lifecycle.stages.handlers import SIGNALS, STAGES
 from shared.privacy.erasure import erasure_consumer
-
-
-async def on_customer_events(session: AsyncSession, events: list[Event[service.Purchases]]) -> None:
-    await service.apply_events(session=session, events=events)
-
-
-STAGES = ConsumerSpec(
-    purpose="stages",
-    batch_handler=on_customer_events,
-    subjects=("crm.identify.customer.created", "crm.identify.transaction.recorded", "crm.identify.transaction.voided"),
-    description="Moves each customer through the lifecycle stages as customers are created and buy; a voided "
-    "purchase lowers the purchase count but never moves a stage back.",
-)
 
 PROFILES = profiles.consumer(
     "Keeps each customer's scores from identify (probability alive, expected purchases, CLV, kinds) and "
@@ -31,10 +15,11 @@ PROFILES = profiles.consumer(
 ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
 
 CONSUMERS = aliases.consumers(
-    [STAGES, PROFILES, ERASURES],
-    merge_steps=[service.follow_merge, profiles.follow_merge],
+    [STAGES, SIGNALS, PROFILES, ERASURES],
+    merge_steps=[stages.follow_merge, profiles.follow_merge],
     merges_description=(
-        "Follows identify's merges: the survivor takes the most advanced stage of the group (or the one its "
-        "combined purchases imply) and the merged customers' histories; later events of a merged id go to the survivor."
+        "Follows identify's merges: the survivor takes the most engaged stage of the group (or the one its "
+        "combined purchases imply), the merged customers' histories and feedback and escalation signals; later events of a merged id go to "
+        "the survivor."
     ),
 )

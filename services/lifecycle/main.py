@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from services.lifecycle.endpoints import router
 from services.lifecycle.handlers import CONSUMERS
 from services.lifecycle.models import Base, messaging
+from services.lifecycle.stages import sweeps
+from services.lifecycle.stages.endpoints import router as stages_router
 from shared.privacy.export import export_router
 from shared.service.app import create_service_app
 from shared.service.runtime import ServiceDefinition
@@ -15,8 +16,10 @@ DEFINITION = ServiceDefinition(
     metadata=Base.metadata,
     messaging=messaging,
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
-    routers=[router, export_router(Base.metadata)],
+    routers=[stages_router, export_router(Base.metadata)],
     consumers=CONSUMERS,
+    # The stage sweep's schedule (and sweeps a stopped process left running marked failed).
+    on_start=[sweeps.start],
 )
 
 
