@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
 from services.lifecycle.stages.rules import FieldName, Operator
 from shared.events.contracts import ChurnBand, Stage
@@ -65,10 +66,25 @@ class CustomerInStagePage(Page[CustomerInStage]):
 # --- rules -------------------------------------------------------------------------------------
 
 
+def _number_or_flag(value: Any) -> Any:
+    """A finite number, or true/false: one check, so a wrong value is one error naming `value`."""
+
+    if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
+        return value
+    raise ValueError("must be a number, or true/false for a flag field")
+
+
+ConditionValue = Annotated[
+    bool | int | float,
+    PlainValidator(_number_or_flag),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "boolean"}]}),
+]
+
+
 class Condition(Strict):
     field: FieldName = Field(description="A field of the customer the rules see (docs/lifecycle.md lists them)")
     op: Operator
-    value: StrictBool | StrictInt | StrictFloat = Field(description="A number, or true/false for a flag field")
+    value: ConditionValue = Field(description="A number, or true/false for a flag field")
 
 
 # Lower-case words joined by underscores: it names the transition in histories and events.
