@@ -19,7 +19,7 @@ CONSUMERS = aliases.consumers(
     merge_steps=[stages.follow_merge, profiles.follow_merge],
     merges_description=(
         "Follows identify's merges: the survivor takes the most engaged stage of the group (or the one its "
-        "combined purchases imply), the merged customers' histories and feedback and escalation signals; later events of a merged id go to "
-        "the survivor."
+        "combined purchases imply), the merged customers' histories and feedback and escalation signals; later "
+        "events of a merged id go to the survivor."
     ),
 )

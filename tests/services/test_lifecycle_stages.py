@@ -45,10 +45,9 @@ async def _profiled(lifecycle, cid: str, purchases: int) -> bool:
     async with lifecycle.runtime.db.reader() as session:
         profile = await profiles.get(session, cid)
     stage = (await lifecycle.client.get(f"/v1/customers/{cid}/lifecycle")).json()
-    return (
-        (purchases == 0 or (profile is not None and profile["purchases"] == purchases))
-        and stage.get("purchase_count") == purchases
-    )
+    return (purchases == 0 or (profile is not None and profile["purchases"] == purchases)) and stage.get(
+        "purchase_count"
+    ) == purchases
 
 
 async def _scored(suite, lifecycle, cid: str, *, probability_alive: float, predicted_clv: float) -> None:
@@ -127,9 +126,7 @@ async def test_a_customer_going_quiet_is_at_risk_then_churned_then_won_back_each
         "purchase_count": 3,
     }
     await _publish(suite.nats.url, _event("crm.identify.transaction.recorded", data, quiet))
-    body = await wait_until(
-        lambda: _in_stage(lifecycle, quiet, "won_back"), what="won back"
-    )
+    body = await wait_until(lambda: _in_stage(lifecycle, quiet, "won_back"), what="won back")
     assert body["history"][-1]["rule"] == "renewed_buying" and body["history"][-1]["values"] == {"purchase_count": 3}
 
     # The events say the same: rule, version, values, and whether it is history.
@@ -257,7 +254,10 @@ async def test_rules_are_versioned_a_change_re_evaluates_everyone_and_impossible
             "name": "two_and_done",
             "from": ["active"],
             "to": "loyal",
-            "when": [{"field": "purchases", "op": ">=", "value": 2}, {"field": "escalated", "op": "==", "value": False}],
+            "when": [
+                {"field": "purchases", "op": ">=", "value": 2},
+                {"field": "escalated", "op": "==", "value": False},
+            ],
         }
     ]
     bad_cases = [
@@ -330,7 +330,9 @@ async def test_one_replica_sweeps_at_a_time_under_the_lease(suite):
 
     # The first replica dies mid-sweep: its lease expires, and the second sweeps.
     async with transaction(first.runtime.db.writer) as session:
-        await repository.take_lease(session, holder="replica-1-sweep", now=utcnow(), until=utcnow() - timedelta(seconds=1))
+        await repository.take_lease(
+            session, holder="replica-1-sweep", now=utcnow(), until=utcnow() - timedelta(seconds=1)
+        )
     done = await _sweep(second)
     assert done["evaluated"] == 1
     # Released when done: the first can sweep again.

@@ -114,6 +114,6 @@ async def at_risk(
     """Customers by CLV at risk (predicted CLV × churn risk), highest first, with their drivers, as
     the last sweep left them. Only customers identify has scored have a CLV at risk."""
     rows = await service.at_risk(
-        session=session, after=page.after, limit=page.fetch, stages=stage, band=band, min_risk=min_risk
+        session=session, after=page.after, limit=page.fetch, stages=list(stage or []), band=band, min_risk=min_risk
     )
     return page.of(rows, lambda row: (row["clv_at_risk"], row["customer_id"]))

@@ -21,6 +21,7 @@ def cast_rowcount(result: Any) -> int:
 
     return int(result.rowcount)
 
+
 _stages = CustomerStage.__table__
 _transitions = StageTransition.__table__
 
@@ -214,7 +215,9 @@ async def store_risks(session: AsyncSession, risks: list[dict[str, Any]]) -> Non
 
 
 async def add_transitions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    await bulk_insert(session, _transitions, TRANSITION_COLUMNS, [tuple(r[c] for c in TRANSITION_COLUMNS) for r in rows])
+    await bulk_insert(
+        session, _transitions, TRANSITION_COLUMNS, [tuple(r[c] for c in TRANSITION_COLUMNS) for r in rows]
+    )
 
 
 # --- rule sets -----------------------------------------------------------------------------
@@ -288,7 +291,9 @@ async def any_sweep_done(session: AsyncSession) -> bool:
     return (await session.execute(query)).first() is not None
 
 
-async def last_done_sweep_start(session: AsyncSession) -> datetime | None:
+async def last_done_sweep_start(session: Any) -> datetime | None:
+    """When the latest finished sweep started (a read session of either kind)."""
+
     query = select(func.max(_sweeps.c.started_at)).where(_sweeps.c.status == "done")
     return (await session.execute(query)).scalar()
 

@@ -146,7 +146,9 @@ def problems(rules: list[dict[str, Any]]) -> list[tuple[str, str]]:
         for stage in rule["from"]:
             if rule["to"] not in ALLOWED.get(stage, ()):
                 allowed = ", ".join(ALLOWED.get(stage, ())) or "nowhere (the purchase steps move it)"
-                found.append((f"{at}.to", f"a rule cannot move {stage} to {rule['to']}: from {stage} a rule moves to {allowed}"))
+                found.append(
+                    (f"{at}.to", f"a rule cannot move {stage} to {rule['to']}: from {stage} a rule moves to {allowed}")
+                )
         for j, condition in enumerate(rule["when"]):
             kind = FIELDS[condition["field"]][0]
             value = condition["value"]
@@ -163,7 +165,7 @@ def problems(rules: list[dict[str, Any]]) -> list[tuple[str, str]]:
 # --- SQL ---------------------------------------------------------------------------------
 
 
-def day_number(column: Any, dialect: str) -> ColumnElement[float]:
+def day_number(column: Any, dialect: str) -> ColumnElement[Any]:
     """A stored time as a number of days (fractional) on the dialect."""
 
     if dialect == "sqlite":
@@ -226,7 +228,7 @@ class Frame:
             "high_effort": recent(g.high_effort_at, in_stage=False) * EFFORT_WEIGHT,
             "escalation": recent(g.escalated_at, in_stage=False) * ESCALATION_WEIGHT,
         }
-        survive = literal(1.0, Float)
+        survive: ColumnElement[Any] = literal(1.0, Float)
         for driver in drivers.values():
             survive = survive * (1 - driver)
         risk = case((s.purchase_count > 0, 1 - survive), else_=null())
@@ -255,7 +257,7 @@ class Frame:
         s = self.stages.c
         whens = []
         for index, rule in enumerate(rules):
-            held = [s.stage.in_(rule["from"])]
+            held: list[ColumnElement[bool]] = [s.stage.in_(rule["from"])]
             for condition in rule["when"]:
                 held.append(_compare(fields[condition["field"]], condition["op"], condition["value"]))
             whens.append((and_(*held), literal(index)))

@@ -21,13 +21,17 @@ def _out(version: int, rules: list[dict[str, Any]], created_at: Any) -> dict[str
 
 
 async def rule_set(*, session: Any) -> dict[str, Any]:
-    return _out(*await sweeps.current_rules(session))
+    version, rules, created_at = await sweeps.current_rules(session)
+    return _out(version, rules, created_at)
 
 
 async def versions(*, session: Any, before: int | None, limit: int) -> list[dict[str, Any]]:
     """Every version, newest first; the built-in defaults (version 1) last."""
 
-    rows = [_out(r["version"], r["rules"], r["created_at"]) for r in await repository.rule_sets(session, before=before, limit=limit)]
+    rows = [
+        _out(r["version"], r["rules"], r["created_at"])
+        for r in await repository.rule_sets(session, before=before, limit=limit)
+    ]
     if len(rows) < limit and (before is None or before > sweeps.DEFAULT_VERSION):
         rows.append(_out(sweeps.DEFAULT_VERSION, sweeps.DEFAULT_RULES, None))
     return rows
@@ -42,7 +46,7 @@ async def replace(*, db: Database, settings: LifecycleSettings, rules: list[dict
     try:
         async with transaction(db.writer) as session:
             version, _, _ = await sweeps.current_rules(session)
-            row = {"version": version + 1, "rules": rules, "created_at": utcnow()}
+            row: dict[str, Any] = {"version": version + 1, "rules": rules, "created_at": utcnow()}
             await repository.insert_rule_set(session, row)
     except IntegrityError as exc:  # two changes at once: the other took this version
         raise Conflict("the rules changed meanwhile: read them again", error="rules_changed") from exc

@@ -26,8 +26,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.lifecycle.stages import repository
 from services.lifecycle.models import aliases
+from services.lifecycle.stages import repository
 from shared.db.database import utcnow
 from shared.events.consumer import caused_by
 from shared.events.contracts import (

@@ -49,8 +49,9 @@ class SweepRunning(Conflict):
     """409 sweep_running: another sweep holds the lease."""
 
     def __init__(self, holder: str | None):
-        super().__init__(f"a sweep is running ({holder or 'another replica'}): try again when it has finished",
-                         error="sweep_running")
+        super().__init__(
+            f"a sweep is running ({holder or 'another replica'}): try again when it has finished", error="sweep_running"
+        )
 
 
 async def current_rules(session: Any) -> tuple[int, list[dict[str, Any]], datetime | None]:
@@ -86,7 +87,7 @@ async def run(
             version, rules, _ = await current_rules(session)
             if historical is None:
                 historical = not await repository.any_sweep_done(session)
-            record = {
+            record: dict[str, Any] = {
                 "sweep_id": sweep_id,
                 "trigger": trigger,
                 "status": "running",
