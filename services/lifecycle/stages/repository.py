@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from datetime import datetime
 from typing import Any
 
@@ -139,15 +140,14 @@ def chunk_query(
 
     frame = Frame(_stages, _profiles, _signals, dialect, now, default_interval_days, signal_window_days)
     s = _stages.c
-    joined = _stages.outerjoin(_profiles, _profiles.c.customer_id == s.customer_id).outerjoin(
-        _signals, _signals.c.customer_id == s.customer_id
-    )
-    inner = (
-        select(*frame.columns(rules))
-        .select_from(joined)
+    # Materialized: each customer's dates are turned into days once, not once per use.
+    base = (
+        frame.base()
         .where(s.customer_id > bindparam("after"), s.customer_id <= bindparam("last"), s.stage.is_not(None))
-        .subquery("evaluated")
+        .cte("base")
+        .prefix_with("MATERIALIZED")
     )
+    inner = select(*frame.columns(base.c, rules)).subquery("evaluated")
     e = inner.c
     changed = or_(
         e.rule_index.is_not(None),
@@ -215,9 +215,10 @@ async def store_risks(session: AsyncSession, risks: list[dict[str, Any]]) -> Non
 
 
 async def add_transitions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    await bulk_insert(
-        session, _transitions, TRANSITION_COLUMNS, [tuple(r[c] for c in TRANSITION_COLUMNS) for r in rows]
-    )
+    await bulk_insert(session, _transitions, TRANSITION_COLUMNS, list(map(_transition_tuple, rows)))
+
+
+_transition_tuple = itemgetter(*TRANSITION_COLUMNS)
 
 
 # --- rule sets -----------------------------------------------------------------------------

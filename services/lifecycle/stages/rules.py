@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Float, Table, and_, case, cast, func, literal, null
+from sqlalchemy import Float, Select, Table, and_, case, cast, func, literal, null, select
 from sqlalchemy.sql.elements import ColumnElement
 
 # --- fields ----------------------------------------------------------------------------
@@ -191,7 +191,11 @@ def _clamp01(value: ColumnElement[Any]) -> ColumnElement[float]:
 
 @dataclass(frozen=True)
 class Frame:
-    """The chunk's tables and the evaluation's constants, as SQL."""
+    """The chunk's tables and the evaluation's constants, as SQL.
+
+    Two steps: `base` reads each customer's row once, turning every time into days
+    (the costly part: a date parsed per use), and is materialized; `columns` computes
+    the fields, the risk and the rules from it with plain arithmetic."""
 
     stages: Table
     profiles: Table
@@ -201,76 +205,97 @@ class Frame:
     default_interval_days: float
     signal_window_days: float
 
-    def fields(self) -> dict[str, ColumnElement[Any]]:
+    def base(self) -> Select[Any]:
         s, p, g = self.stages.c, self.profiles.c, self.signals.c
         today = literal(day_number_of(self.now, self.dialect), Float)
+        window_start = literal(day_number_of(self.now, self.dialect) - self.signal_window_days, Float)
         since = day_number(s.stage_since, self.dialect)
         first, last = day_number(p.first_purchase_at, self.dialect), day_number(p.last_purchase_at, self.dialect)
-        days_since_last = today - last
-        own_gap = (last - first) / (p.purchases - 1)
-        expected_gap = case(
-            (and_(p.purchases > 1, last - first >= 1), own_gap), else_=literal(self.default_interval_days, Float)
-        )
-        recency_ratio = days_since_last / expected_gap
-        window_start = literal(day_number_of(self.now, self.dialect) - self.signal_window_days, Float)
 
-        def recent(column: Any, *, in_stage: bool) -> ColumnElement[Any]:
-            at = day_number(column, self.dialect)
-            held = and_(column.is_not(None), at >= window_start)
-            if in_stage:
-                held = and_(held, at >= since)
+        def flag(held: ColumnElement[bool]) -> ColumnElement[int]:
             return case((held, literal(1)), else_=literal(0))
 
-        drivers = {
-            "alive": case((p.probability_alive.is_(None), literal(0.0)), else_=1 - p.probability_alive),
-            "recency": case((recency_ratio.is_(None), literal(0.0)), else_=_clamp01((recency_ratio - 1) / 3.0)),
-            "detractor": recent(g.detractor_at, in_stage=False) * DETRACTOR_WEIGHT,
-            "high_effort": recent(g.high_effort_at, in_stage=False) * EFFORT_WEIGHT,
-            "escalation": recent(g.escalated_at, in_stage=False) * ESCALATION_WEIGHT,
-        }
-        survive: ColumnElement[Any] = literal(1.0, Float)
-        for driver in drivers.values():
-            survive = survive * (1 - driver)
-        risk = case((s.purchase_count > 0, 1 - survive), else_=null())
-        return {
-            "purchases": s.purchase_count,
-            "tenure_days": today - first,
-            "days_since_last_purchase": days_since_last,
-            "expected_days_between_purchases": expected_gap,
-            "recency_ratio": recency_ratio,
-            "days_in_stage": today - since,
-            "probability_alive": p.probability_alive,
-            "expected_purchases": p.expected_purchases,
-            "predicted_clv": p.predicted_clv,
-            "churn_risk": risk,
-            "detractor": recent(g.detractor_at, in_stage=True),
-            "high_effort": recent(g.high_effort_at, in_stage=True),
-            "escalated": recent(g.escalated_at, in_stage=True),
-            **{f"driver_{name}": value for name, value in drivers.items()},
-        }
-
-    def columns(self, rules: list[dict[str, Any]]) -> list[ColumnElement[Any]]:
-        """The SELECT list of a chunk: the customer, its stage, the index of the rule that
-        moves it (null: none), its risk and band, every field (for the reasons), the drivers."""
-
-        fields = self.fields()
-        s = self.stages.c
-        whens = []
-        for index, rule in enumerate(rules):
-            held: list[ColumnElement[bool]] = [s.stage.in_(rule["from"])]
-            for condition in rule["when"]:
-                held.append(_compare(fields[condition["field"]], condition["op"], condition["value"]))
-            whens.append((and_(*held), literal(index)))
-        risk = fields["churn_risk"]
-        band = case(*((risk >= bound, literal(name)) for bound, name in RISK_BANDS), (risk.is_not(None), "low"))
-        return [
+        signals: list[ColumnElement[Any]] = []
+        for name, column in (
+            ("detractor", g.detractor_at),
+            ("high_effort", g.high_effort_at),
+            ("escalated", g.escalated_at),
+        ):
+            at = day_number(column, self.dialect)
+            recent = and_(column.is_not(None), at >= window_start)
+            signals.append(flag(and_(recent, at >= since)).label(name))
+            signals.append(flag(recent).label(f"{name}_recent"))
+        joined = self.stages.outerjoin(self.profiles, p.customer_id == s.customer_id).outerjoin(
+            self.signals, g.customer_id == s.customer_id
+        )
+        return select(
             s.customer_id,
             s.stage,
             s.churn_risk.label("stored_risk"),
             s.churn_band.label("stored_band"),
+            s.purchase_count.label("purchases"),
+            p.purchases.label("profile_purchases"),
+            p.probability_alive,
+            p.expected_purchases,
+            p.predicted_clv,
+            (today - first).label("tenure_days"),
+            (today - last).label("days_since_last_purchase"),
+            (last - first).label("span_days"),
+            (today - since).label("days_in_stage"),
+            *signals,
+        ).select_from(joined)
+
+    def columns(self, b: Any, rules: list[dict[str, Any]]) -> list[ColumnElement[Any]]:
+        """Over `base`'s columns `b`: the customer, its stage, the index of the rule that moves
+        it (null: none), its risk and band, every field (for the reasons), the drivers."""
+
+        expected_gap = case(
+            (and_(b.profile_purchases > 1, b.span_days >= 1), b.span_days / (b.profile_purchases - 1)),
+            else_=literal(self.default_interval_days, Float),
+        )
+        recency_ratio = b.days_since_last_purchase / expected_gap
+        drivers = {
+            "alive": case((b.probability_alive.is_(None), literal(0.0)), else_=1 - b.probability_alive),
+            "recency": case((recency_ratio.is_(None), literal(0.0)), else_=_clamp01((recency_ratio - 1) / 3.0)),
+            "detractor": b.detractor_recent * DETRACTOR_WEIGHT,
+            "high_effort": b.high_effort_recent * EFFORT_WEIGHT,
+            "escalation": b.escalated_recent * ESCALATION_WEIGHT,
+        }
+        survive: ColumnElement[Any] = literal(1.0, Float)
+        for driver in drivers.values():
+            survive = survive * (1 - driver)
+        risk = case((b.purchases > 0, 1 - survive), else_=null())
+        fields: dict[str, ColumnElement[Any]] = {
+            "purchases": b.purchases,
+            "tenure_days": b.tenure_days,
+            "days_since_last_purchase": b.days_since_last_purchase,
+            "expected_days_between_purchases": expected_gap,
+            "recency_ratio": recency_ratio,
+            "days_in_stage": b.days_in_stage,
+            "probability_alive": b.probability_alive,
+            "expected_purchases": b.expected_purchases,
+            "predicted_clv": b.predicted_clv,
+            "churn_risk": risk,
+            "detractor": b.detractor,
+            "high_effort": b.high_effort,
+            "escalated": b.escalated,
+        }
+        whens = []
+        for index, rule in enumerate(rules):
+            held: list[ColumnElement[bool]] = [b.stage.in_(rule["from"])]
+            for condition in rule["when"]:
+                held.append(_compare(fields[condition["field"]], condition["op"], condition["value"]))
+            whens.append((and_(*held), literal(index)))
+        band = case(*((risk >= bound, literal(name)) for bound, name in RISK_BANDS), (risk.is_not(None), "low"))
+        return [
+            b.customer_id,
+            b.stage,
+            b.stored_risk,
+            b.stored_band,
             case(*whens, else_=null()).label("rule_index") if whens else null().label("rule_index"),
             band.label("band"),
             *(value.label(name) for name, value in fields.items()),
+            *(value.label(f"driver_{name}") for name, value in drivers.items()),
         ]
 
 

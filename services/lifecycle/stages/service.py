@@ -39,7 +39,7 @@ from shared.events.contracts import (
 )
 from shared.events.customer_aliases import Merge
 from shared.events.envelope import Event
-from shared.events.messaging import emit
+from shared.events.messaging import emit, emit_many
 
 # The purchase steps move only up this order (a stage past active is the rules' and stays).
 RANK = {None: -1, "prospect": 0, "new": 1, "active": 2}
@@ -85,9 +85,24 @@ def _transition(
 def announce(session: AsyncSession, row: dict[str, Any], *, cause_event_id: str) -> None:
     """crm.lifecycle.stage.changed for a history row, with its reason."""
 
-    data = {name: row[name] for name in ("customer_id", "from_stage", "to_stage", "at", "rule", "rule_version")}
-    data.update(values=row["values"] or {}, historical=row["historical"], cause_event_id=cause_event_id)
-    emit(session, "crm.lifecycle.stage.changed", data, subject=row["customer_id"])
+    emit(session, STAGE_CHANGED, _stage_changed(row, cause_event_id), subject=row["customer_id"])
+
+
+def announce_many(session: AsyncSession, rows: list[dict[str, Any]], *, cause_event_id: str) -> None:
+    """announce() for a sweep's chunk: one pass, no pydantic model per event (emit_many)."""
+
+    payloads = [_stage_changed(row, cause_event_id) for row in rows]
+    emit_many(session, STAGE_CHANGED, payloads, [row["customer_id"] for row in rows])
+
+
+STAGE_CHANGED = "crm.lifecycle.stage.changed"
+_REASON = ("customer_id", "from_stage", "to_stage", "at", "rule", "rule_version", "historical")
+
+
+def _stage_changed(row: dict[str, Any], cause_event_id: str) -> dict[str, Any]:
+    data = {name: row[name] for name in _REASON}
+    data.update(values=row["values"] or {}, cause_event_id=cause_event_id)
+    return data
 
 
 Purchases = CustomerCreated | TransactionRecorded | TransactionVoided

@@ -30,12 +30,12 @@ from typing import Any
 
 from services.lifecycle.stages import repository
 from services.lifecycle.stages.rules import DEFAULT_RULES, RISK_STEP, drivers_of, reason_values
-from services.lifecycle.stages.service import announce
+from services.lifecycle.stages.service import announce_many
 from shared.db.database import Database, dialect_name, utcnow
 from shared.db.ids import uuid7
 from shared.db.sqlite_inline import statements_on_threads
 from shared.db.uow import transaction
-from shared.events.messaging import emit
+from shared.events.messaging import emit_many
 from shared.http.errors import Conflict
 from shared.service.runtime import Runtime
 from shared.settings import LifecycleSettings
@@ -43,6 +43,7 @@ from shared.settings import LifecycleSettings
 log = logging.getLogger("valuechain.lifecycle.sweeps")
 
 DEFAULT_VERSION = 1
+CHURN_RISK_CHANGED = "crm.lifecycle.churn_risk.changed"
 
 
 class SweepRunning(Conflict):
@@ -161,7 +162,10 @@ class _Chunk:
 
     async def apply(self, session: Any, *, after: str, last: str) -> None:
         rows = await repository.evaluate_chunk(session, self.query, after=after, last=last)
-        moves, history, risks = [], [], []
+        moves: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
+        risks: list[dict[str, Any]] = []
+        crossed: list[dict[str, Any]] = []
         cause = f"sweep:{self.sweep_id}"
         for row in rows:
             customer_id = row["customer_id"]
@@ -180,14 +184,11 @@ class _Chunk:
                 }
                 history.append(transition)
                 moves.append({"key": customer_id, "from_stage": row["stage"], "to_stage": rule["to"], "at": self.at})
-                announce(session, transition, cause_event_id=cause)
             risk = _risk_row(row, self.at)
             if risk is not None:
                 risks.append(risk)
                 if self._announces(row) and risk["risk"] is not None:
-                    emit(
-                        session,
-                        "crm.lifecycle.churn_risk.changed",
+                    crossed.append(
                         {
                             "customer_id": customer_id,
                             "risk": risk["risk"],
@@ -196,9 +197,12 @@ class _Chunk:
                             "drivers": risk["drivers"],
                             "clv_at_risk": risk["clv_at_risk"],
                             "at": self.at,
-                        },
-                        subject=customer_id,
+                        }
                     )
+        if history:
+            announce_many(session, history, cause_event_id=cause)
+        if crossed:
+            emit_many(session, CHURN_RISK_CHANGED, crossed, [c["customer_id"] for c in crossed])
         await repository.move_stages(session, moves)
         await repository.add_transitions(session, history)
         await repository.store_risks(session, risks)
