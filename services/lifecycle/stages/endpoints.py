@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from services.lifecycle.stages import repository, rulesets, service, sweeps
+from services.lifecycle.stages import rulesets, service, sweeps
 from services.lifecycle.stages.schemas import (
     AtRiskPage,
     CustomerInStagePage,
@@ -91,7 +91,7 @@ async def run_sweep(request: Request, body: SweepIn | None = None):
 @router.get("/lifecycle/sweeps", response_model=SweepPage)
 async def list_sweeps(session: ReadSession, page: PagingByTime):
     """The sweeps, newest first."""
-    rows = await repository.sweeps(session, after=page.after, limit=page.fetch)
+    rows = await sweeps.recent(session=session, after=page.after, limit=page.fetch)
     return page.of(rows, lambda row: (row["started_at"], row["sweep_id"]))
 
 

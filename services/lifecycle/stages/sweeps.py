@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,6 +45,7 @@ log = logging.getLogger("valuechain.lifecycle.sweeps")
 
 DEFAULT_VERSION = 1
 CHURN_RISK_CHANGED = "crm.lifecycle.churn_risk.changed"
+SLICE = 1000  # changed customers written (and announced) between two yields to the event loop
 
 
 class SweepRunning(Conflict):
@@ -142,6 +144,12 @@ async def run(
         raise
 
 
+async def recent(*, session: Any, after: tuple[datetime, str] | None, limit: int) -> list[Any]:
+    """The sweeps, newest first."""
+
+    return list(await repository.sweeps(session, after=after, limit=limit))
+
+
 def _until(settings: LifecycleSettings) -> datetime:
     return utcnow() + timedelta(seconds=settings.sweep_lease_s)
 
@@ -162,6 +170,13 @@ class _Chunk:
 
     async def apply(self, session: Any, *, after: str, last: str) -> None:
         rows = await repository.evaluate_chunk(session, self.query, after=after, last=last)
+        # In slices, yielding between them: a chunk where most customers move (the first sweep
+        # over imported data) would otherwise hold the event loop for all of its rows at once.
+        for start in range(0, len(rows), SLICE):
+            await self._apply_slice(session, rows[start : start + SLICE])
+            await asyncio.sleep(0)
+
+    async def _apply_slice(self, session: Any, rows: Sequence[Any]) -> None:
         moves: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
         risks: list[dict[str, Any]] = []
