@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk", type=int, default=LifecycleSettings().sweep_chunk)
     args = parser.parse_args(argv)
     results = asyncio.run(run(args.customers, args.database_url, args.chunk))
-    print(f"\n| sweep | customers | transitions | risks rewritten | seconds | longest loop stall (ms) |")
+    print("\n| sweep | customers | transitions | risks rewritten | seconds | longest loop stall (ms) |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in results:
         print(
