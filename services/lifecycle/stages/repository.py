@@ -191,6 +191,21 @@ _RISK = (
         risk_at=bindparam("at"),
     )
 )
+# Both at once, for a customer that moves and whose risk changes (most, in a first sweep).
+_MOVE_AND_RISK = (
+    update(_stages)
+    .where(_stages.c.customer_id == bindparam("key"), _stages.c.stage == bindparam("from_stage"))
+    .values(
+        stage=bindparam("to_stage"),
+        stage_since=bindparam("at"),
+        updated_at=bindparam("at"),
+        churn_risk=bindparam("risk"),
+        churn_band=bindparam("band"),
+        clv_at_risk=bindparam("clv_at_risk"),
+        risk_drivers=bindparam("drivers", type_=JSON),
+        risk_at=bindparam("at"),
+    )
+)
 TRANSITION_COLUMNS = (
     "customer_id",
     "from_stage",
@@ -212,6 +227,12 @@ async def move_stages(session: AsyncSession, moves: list[dict[str, Any]]) -> Non
 
 async def store_risks(session: AsyncSession, risks: list[dict[str, Any]]) -> None:
     await bulk_execute(session, _RISK, risks)
+
+
+async def move_stages_and_store_risks(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """move_stages() and store_risks() in one UPDATE per customer: a move's keys and a risk's."""
+
+    await bulk_execute(session, _MOVE_AND_RISK, rows)
 
 
 async def add_transitions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

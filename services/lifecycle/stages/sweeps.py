@@ -181,6 +181,7 @@ class _Chunk:
         history: list[dict[str, Any]] = []
         risks: list[dict[str, Any]] = []
         crossed: list[dict[str, Any]] = []
+        both: list[dict[str, Any]] = []
         cause = f"sweep:{self.sweep_id}"
         for row in rows:
             customer_id = row["customer_id"]
@@ -198,10 +199,17 @@ class _Chunk:
                     "historical": self.historical,
                 }
                 history.append(transition)
-                moves.append({"key": customer_id, "from_stage": row["stage"], "to_stage": rule["to"], "at": self.at})
+                move = {"key": customer_id, "from_stage": row["stage"], "to_stage": rule["to"], "at": self.at}
+            else:
+                move = None
             risk = _risk_row(row, self.at)
-            if risk is not None:
+            if move is not None and risk is not None:
+                both.append(move | risk)
+            elif move is not None:
+                moves.append(move)
+            elif risk is not None:
                 risks.append(risk)
+            if risk is not None:
                 if self._announces(row) and risk["risk"] is not None:
                     crossed.append(
                         {
@@ -219,10 +227,11 @@ class _Chunk:
         if crossed:
             emit_many(session, CHURN_RISK_CHANGED, crossed, [c["customer_id"] for c in crossed])
         await repository.move_stages(session, moves)
+        await repository.move_stages_and_store_risks(session, both)
         await repository.add_transitions(session, history)
         await repository.store_risks(session, risks)
         self.transitions += len(history)
-        self.risk_changes += len(risks)
+        self.risk_changes += len(risks) + len(both)
 
     def _announces(self, row: Any) -> bool:
         """A band crossed: not a customer's first band when it is low, nor anything in history."""
