@@ -22,21 +22,27 @@ def _event(type_: str, data: dict, customer_id: str, service: str = "identify"):
     return make_event(service=service, type=type_, data=data, subject=customer_id)
 
 
+async def _buy(suite, cid: str, count: int, at: datetime) -> None:
+    """identify's purchase event: the customer's `count`th purchase, made at `at`."""
+
+    data = {
+        "id": str(uuid7()),
+        "customer_id": cid,
+        "amount": "10.00",
+        "currency": "USD",
+        "occurred_at": at,
+        "purchase_count": count,
+    }
+    await _publish(suite.nats.url, _event("crm.identify.transaction.recorded", data, cid))
+
+
 async def _customer(suite, lifecycle, purchases: list[datetime]) -> str:
     """A customer created and buying at these times, once lifecycle has it all."""
 
     cid = str(uuid7())
     await _publish(suite.nats.url, _event("crm.identify.customer.created", {"id": cid, "created_at": NOW}, cid))
     for n, at in enumerate(purchases, start=1):
-        data = {
-            "id": str(uuid7()),
-            "customer_id": cid,
-            "amount": "10.00",
-            "currency": "USD",
-            "occurred_at": at,
-            "purchase_count": n,
-        }
-        await _publish(suite.nats.url, _event("crm.identify.transaction.recorded", data, cid))
+        await _buy(suite, cid, n, at)
     await wait_until(lambda: _profiled(lifecycle, cid, len(purchases)), what="lifecycle has the purchases")
     return cid
 
@@ -117,15 +123,7 @@ async def test_a_customer_going_quiet_is_at_risk_then_churned_then_won_back_each
     assert body["history"][-1]["rule"] == "lapsed" and body["history"][-1]["historical"] is False
 
     # Renewed buying: a purchase after it churned wins it back at once, no sweep needed.
-    data = {
-        "id": str(uuid7()),
-        "customer_id": quiet,
-        "amount": "25.00",
-        "currency": "USD",
-        "occurred_at": utcnow(),
-        "purchase_count": 3,
-    }
-    await _publish(suite.nats.url, _event("crm.identify.transaction.recorded", data, quiet))
+    await _buy(suite, quiet, 3, utcnow())
     body = await wait_until(lambda: _in_stage(lifecycle, quiet, "won_back"), what="won back")
     assert body["history"][-1]["rule"] == "renewed_buying" and body["history"][-1]["values"] == {"purchase_count": 3}
 
@@ -228,15 +226,7 @@ async def test_feedback_and_escalations_move_a_customer_at_the_next_sweep(suite)
 
     # A signal counts once per stage: a purchase brings the detractor back to active, and the
     # old answer does not send it at risk again.
-    data = {
-        "id": str(uuid7()),
-        "customer_id": unhappy,
-        "amount": "5.00",
-        "currency": "USD",
-        "occurred_at": utcnow(),
-        "purchase_count": 3,
-    }
-    await _publish(suite.nats.url, _event("crm.identify.transaction.recorded", data, unhappy))
+    await _buy(suite, unhappy, 3, utcnow())
     await wait_until(lambda: _in_stage(lifecycle, unhappy, "active"), what="back to active")
     assert (await _sweep(lifecycle))["transitions"] == 0
 

@@ -180,32 +180,17 @@ _MOVE = (
     .where(_stages.c.customer_id == bindparam("key"), _stages.c.stage == bindparam("from_stage"))
     .values(stage=bindparam("to_stage"), stage_since=bindparam("at"), updated_at=bindparam("at"))
 )
-_RISK = (
-    update(_stages)
-    .where(_stages.c.customer_id == bindparam("key"))
-    .values(
-        churn_risk=bindparam("risk"),
-        churn_band=bindparam("band"),
-        clv_at_risk=bindparam("clv_at_risk"),
-        risk_drivers=bindparam("drivers", type_=JSON),
-        risk_at=bindparam("at"),
-    )
-)
+# A customer's stored churn risk, as a sweep writes it.
+_RISK_VALUES = {
+    "churn_risk": bindparam("risk"),
+    "churn_band": bindparam("band"),
+    "clv_at_risk": bindparam("clv_at_risk"),
+    "risk_drivers": bindparam("drivers", type_=JSON),
+    "risk_at": bindparam("at"),
+}
+_RISK = update(_stages).where(_stages.c.customer_id == bindparam("key")).values(**_RISK_VALUES)
 # Both at once, for a customer that moves and whose risk changes (most, in a first sweep).
-_MOVE_AND_RISK = (
-    update(_stages)
-    .where(_stages.c.customer_id == bindparam("key"), _stages.c.stage == bindparam("from_stage"))
-    .values(
-        stage=bindparam("to_stage"),
-        stage_since=bindparam("at"),
-        updated_at=bindparam("at"),
-        churn_risk=bindparam("risk"),
-        churn_band=bindparam("band"),
-        clv_at_risk=bindparam("clv_at_risk"),
-        risk_drivers=bindparam("drivers", type_=JSON),
-        risk_at=bindparam("at"),
-    )
-)
+_MOVE_AND_RISK = _MOVE.values(**_RISK_VALUES)
 TRANSITION_COLUMNS = (
     "customer_id",
     "from_stage",
@@ -403,11 +388,11 @@ async def at_risk(
             s.customer_id,
             s.stage,
             s.churn_risk,
-            s.churn_band,
-            s.clv_at_risk,
-            s.risk_drivers,
-            s.risk_at,
+            s.churn_band.label("band"),
             _profiles.c.predicted_clv,
+            s.clv_at_risk,
+            s.risk_drivers.label("drivers"),  # never null beside a CLV at risk
+            s.risk_at.label("at"),
         )
         .outerjoin(_profiles, _profiles.c.customer_id == s.customer_id)
         .where(s.clv_at_risk.is_not(None))

@@ -306,16 +306,4 @@ async def at_risk(
     """Customers by CLV at risk (predicted CLV × churn risk), highest first, as the last sweep left them."""
 
     rows = await repository.at_risk(session, after=after, limit=limit, stages=stages, band=band, min_risk=min_risk)
-    return [
-        {
-            "customer_id": row["customer_id"],
-            "stage": row["stage"],
-            "churn_risk": row["churn_risk"],
-            "band": row["churn_band"],
-            "predicted_clv": row["predicted_clv"],
-            "clv_at_risk": row["clv_at_risk"],
-            "drivers": row["risk_drivers"] or [],
-            "at": row["risk_at"],
-        }
-        for row in rows
-    ]
+    return [dict(row) for row in rows]

@@ -209,19 +209,18 @@ class _Chunk:
                 moves.append(move)
             elif risk is not None:
                 risks.append(risk)
-            if risk is not None:
-                if self._announces(row) and risk["risk"] is not None:
-                    crossed.append(
-                        {
-                            "customer_id": customer_id,
-                            "risk": risk["risk"],
-                            "band": risk["band"],
-                            "from_band": row["stored_band"],
-                            "drivers": risk["drivers"],
-                            "clv_at_risk": risk["clv_at_risk"],
-                            "at": self.at,
-                        }
-                    )
+            if risk is not None and self._announces(row) and risk["risk"] is not None:
+                crossed.append(
+                    {
+                        "customer_id": customer_id,
+                        "risk": risk["risk"],
+                        "band": risk["band"],
+                        "from_band": row["stored_band"],
+                        "drivers": risk["drivers"],
+                        "clv_at_risk": risk["clv_at_risk"],
+                        "at": self.at,
+                    }
+                )
         if history:
             announce_many(session, history, cause_event_id=cause)
         if crossed:
