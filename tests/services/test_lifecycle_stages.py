@@ -255,6 +255,7 @@ async def test_rules_are_versioned_a_change_re_evaluates_everyone_and_impossible
         ({"field": "purchases", "op": "=~", "value": 2}, "body.rules.0.when.0.op"),
         ({"field": "purchases", "op": ">=", "value": "two"}, "body.rules.0.when.0.value"),
         ({"field": "purchases", "op": ">=", "value": True}, "body.rules.0.when.0.value"),
+        ({"field": "purchases", "op": ">=", "value": 10**30}, "body.rules.0.when.0.value"),
         ({"field": "detractor", "op": ">=", "value": True}, "body.rules.0.when.0.op"),
         ({"field": "detractor", "op": "==", "value": 1}, "body.rules.0.when.0.value"),
     ]

@@ -69,9 +69,12 @@ class CustomerInStagePage(Page[CustomerInStage]):
 def _number_or_flag(value: Any) -> Any:
     """A finite number, or true/false: one check, so a wrong value is one error naming `value`."""
 
-    if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
+    if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value) and abs(value) <= LIMIT):
         return value
-    raise ValueError("must be a number, or true/false for a flag field")
+    raise ValueError(f"must be a number between -{LIMIT:.0e} and {LIMIT:.0e}, or true/false for a flag field")
+
+
+LIMIT = 1e15  # well inside a 64-bit integer and a double's exact integers, on either database
 
 
 ConditionValue = Annotated[
