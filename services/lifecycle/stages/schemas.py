@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
@@ -118,7 +118,7 @@ class RuleOut(BaseModel):
 
 class SweepOut(BaseModel):
     sweep_id: str
-    trigger: Literal["schedule", "request", "rules"] | str
+    trigger: str = Field(description="schedule, request (POST /v1/lifecycle/sweeps) or rules (a rule change)")
     status: str = Field(description="running, done or failed")
     rule_version: int
     historical: bool
