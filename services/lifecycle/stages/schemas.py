@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool, WithJsonSchema
 
 from services.lifecycle.stages.rules import FieldName, Operator
 from shared.events.contracts import ChurnBand, Stage
@@ -153,7 +153,7 @@ class RuleSetPage(Page[RuleSetOut]):
 
 
 class SweepIn(Strict):
-    historical: bool | None = Field(
+    historical: StrictBool | None = Field(
         None,
         description="Record this sweep's transitions as history (no playbooks fire): after importing old data. "
         "Absent: only the first sweep ever is history",
