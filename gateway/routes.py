@@ -192,6 +192,11 @@ ROUTES: tuple[Route, ...] = (
     r("GET PATCH", "/v1/playbooks/{id}", "lifecycle", **rw("lifecycle")),
     r("GET", "/v1/playbooks/{id}/entries", "lifecycle", **rw("lifecycle")),
     r("GET", "/v1/customers/{id}/playbooks", "lifecycle", read="lifecycle:read"),
+    # lifecycle: stages (rules, sweeps, churn risk)
+    r("GET PUT", "/v1/lifecycle/rules", "lifecycle", read="lifecycle:read", write="lifecycle:write"),
+    r("GET", "/v1/lifecycle/rules/versions", "lifecycle", read="lifecycle:read"),
+    r("GET POST", "/v1/lifecycle/sweeps", "lifecycle", read="lifecycle:read", write="lifecycle:write"),
+    r("GET", "/v1/lifecycle/at-risk", "lifecycle", read="lifecycle:read"),
     # engage
     r("GET POST", "/v1/interactions", "engage", **INTERACTIONS),
     r("GET", "/v1/interactions/{id}", "engage", **INTERACTIONS),

@@ -340,6 +340,18 @@ class LifecycleSettings(ServiceSettings):
     service_cost_per_hour: Decimal = Field(Decimal("30"), ge=0)
     # The currency of that rate: identify's reporting currency (identify skips a cost in another).
     service_cost_currency: Currency = Field("USD", validate_default=True)
+    # --- stages: the sweep and the rules' constants (docs/lifecycle.md) ---
+    # The sweep re-evaluates every customer this often (0: only on request or a rule change).
+    sweep_interval_s: float = Field(3600.0, ge=0)
+    # Customers per chunk: one statement evaluates a chunk, one transaction writes it.
+    sweep_chunk: int = Field(5000, ge=100, le=100_000)
+    # How long the sweep's lease holds without renewal (renewed after each chunk): a
+    # replica that died mid-sweep holds the others off this long.
+    sweep_lease_s: float = Field(300.0, gt=0)
+    # Expected days between purchases of a customer with one purchase (recency_ratio).
+    default_purchase_interval_days: float = Field(90.0, gt=0)
+    # A detractor or high-effort answer, or an escalated ticket, counts this many days.
+    signal_window_days: float = Field(90.0, gt=0)
 
 
 class GatewayStoreSettings(SuiteSettings):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from services.lifecycle import service
 from services.lifecycle.analytics import handlers as analytics
 from services.lifecycle.analytics import service as analytics_service
 from services.lifecycle.loyalty import handlers as loyalty
@@ -12,24 +9,11 @@ from services.lifecycle.loyalty import service as loyalty_service
 from services.lifecycle.models import Base, aliases, erased_customers, messaging, profiles
 from services.lifecycle.playbooks import service as playbooks
 from services.lifecycle.playbooks.handlers import PLAYBOOKS
+from services.lifecycle.stages import service as stages
+from services.lifecycle.stages.handlers import SIGNALS, STAGES
 from services.lifecycle.tickets import handlers as tickets
 from services.lifecycle.tickets import service as tickets_service
-from shared.events.consumer import ConsumerSpec
-from shared.events.envelope import Event
 from shared.privacy.erasure import erasure_consumer
-
-
-async def on_customer_events(session: AsyncSession, events: list[Event[service.Purchases]]) -> None:
-    await service.apply_events(session=session, events=events)
-
-
-STAGES = ConsumerSpec(
-    purpose="stages",
-    batch_handler=on_customer_events,
-    subjects=("crm.identify.customer.created", "crm.identify.transaction.recorded", "crm.identify.transaction.voided"),
-    description="Moves each customer through the lifecycle stages as customers are created and buy; a voided "
-    "purchase lowers the purchase count but never moves a stage back.",
-)
 
 PROFILES = profiles.consumer(
     "Keeps each customer's scores from identify (probability alive, expected purchases, CLV, kinds) and "
@@ -41,6 +25,7 @@ ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=
 CONSUMERS = aliases.consumers(
     [
         STAGES,
+        SIGNALS,
         PROFILES,
         ERASURES,
         tickets.EMPLOYEES,
@@ -50,7 +35,7 @@ CONSUMERS = aliases.consumers(
         analytics.ANALYTICS,
     ],
     merge_steps=[
-        service.follow_merge,
+        stages.follow_merge,
         profiles.follow_merge,
         tickets_service.follow_tickets_merge,
         playbooks.follow_playbooks_merge,
@@ -58,9 +43,10 @@ CONSUMERS = aliases.consumers(
         analytics_service.follow_merge,
     ],
     merges_description=(
-        "Follows identify's merges: the survivor takes the most advanced stage of the group (or the one its "
-        "combined purchases imply), the merged customers' histories, their tickets (with their comments and "
-        "history), their playbook entries, their loyalty ledgers (balances add up) and their purchase months "
-        "(the earliest month their cohort); later events of a merged id go to the survivor."
+        "Follows identify's merges: the survivor takes the most engaged stage of the group (or the one its "
+        "combined purchases imply), the merged customers' histories, feedback and escalation signals, their "
+        "tickets (with their comments and history), their playbook entries, their loyalty ledgers (balances "
+        "add up) and their purchase months (the earliest month their cohort); later events of a merged id go "
+        "to the survivor."
     ),
 )

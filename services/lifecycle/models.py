@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Index, Integer, MetaData, String, Table
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, MetaData, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.database import NAMING_CONVENTION, UTCDateTime
@@ -31,9 +31,11 @@ erased_customers = ErasedCustomers(Base.metadata)
 
 class CustomerStage(Base):
     __tablename__ = "customer_stages"
-    # GET /v1/lifecycle/customers?stage=: the customers in a stage, in id order.
+    # GET /v1/lifecycle/customers?stage=: the customers in a stage, in id order;
+    # GET /v1/lifecycle/at-risk: by CLV at risk, highest first.
     __table_args__ = (
         Index("ix_customer_stages_stage", "stage", "customer_id"),
+        Index("ix_customer_stages_clv_at_risk", "clv_at_risk", "customer_id"),
         {"info": about_customers("the customer's lifecycle stage, for retention and offers")},
     )
 
@@ -42,6 +44,16 @@ class CustomerStage(Base):
     # The highest purchase count seen for the customer (events may repeat or reorder).
     purchase_count: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the customer entered `stage` (its latest transition's time): the rules'
+    # days_in_stage, and a purchase after it is renewed buying.
+    stage_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The churn risk as the last sweep left it (kept when it moved by RISK_STEP or crossed a
+    # band, services/lifecycle/stages/rules.py), its band, drivers, and predicted CLV x risk.
+    churn_risk: Mapped[float | None] = mapped_column(Float)
+    churn_band: Mapped[str | None] = mapped_column(String(10))
+    clv_at_risk: Mapped[float | None] = mapped_column(Float)
+    risk_drivers: Mapped[list[Any] | None] = mapped_column(JSON)
+    risk_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class StageTransition(Base):
@@ -59,10 +71,17 @@ class StageTransition(Base):
     to_stage: Mapped[str] = mapped_column(String(20))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     event_id: Mapped[str] = mapped_column(String(36))
+    # Why: the rule that fired (null for the purchase steps before rules existed), its rule
+    # set's version, the values it saw; historical when the first sweep over imported data made it.
+    rule: Mapped[str | None] = mapped_column(String(60))
+    rule_version: Mapped[int | None] = mapped_column(Integer)
+    values: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    historical: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 # The sub-domains' tables, on this Base (imported last: they import Base from here).
 from services.lifecycle.analytics import models as _analytics  # noqa: E402, F401
 from services.lifecycle.loyalty import models as _loyalty  # noqa: E402, F401
 from services.lifecycle.playbooks import models as _playbooks  # noqa: E402, F401
+from services.lifecycle.stages import models as _stages  # noqa: E402, F401
 from services.lifecycle.tickets import models as _tickets  # noqa: E402, F401

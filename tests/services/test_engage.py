@@ -477,6 +477,10 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
             },
             "Entered playbook Win back (outreach: retention)",
         ),
+        "crm.lifecycle.churn_risk.changed": (
+            {"customer_id": "c1", "risk": 0.724, "band": "high", "from_band": "medium", "at": at},
+            "Churn risk high (0.72)",
+        ),
         "crm.engage.interaction.logged": (
             {
                 "id": "i",

@@ -285,6 +285,62 @@ async def test_lifecycle_moves_playbook_entries_to_the_survivor(suite):
     assert [(r["customer_id"], r["group"]) for r in entries["rows"]] == [(s, "treatment")]
 
 
+async def test_lifecycle_moves_the_merged_customers_feedback_and_escalations_to_the_survivor(suite):
+    """The stage rules' signals follow the merge: a detractor answer and an escalation of the
+    merged customer move the survivor at the next sweep."""
+
+    lifecycle = await start(suite, "lifecycle")
+    now = datetime.now(UTC)
+    events = []
+    for cid in ("s-3", "m-3"):
+        events.append(catalog_event("identify", "crm.identify.customer.created", {"id": cid, "created_at": now}, cid))
+        for n, days in enumerate((12, 2), start=1):
+            data = {
+                "id": f"t-{cid}-{n}",
+                "customer_id": cid,
+                "amount": "5",
+                "currency": "EUR",
+                "occurred_at": now - timedelta(days=days),
+                "purchase_count": n,
+            }
+            events.append(catalog_event("identify", "crm.identify.transaction.recorded", data, cid))
+    for event in events:
+        await publish(suite.nats.url, event, event.id)
+        await wait_until(lambda e=event: _handled(lifecycle, e.id), what=f"{event.type} applied")
+    now = datetime.now(UTC)  # after the survivor entered its stage: the answer counts in it
+    signals = [
+        catalog_event(
+            "engage",
+            "crm.engage.feedback.received",
+            {"response_id": "r-1", "survey_id": "s", "customer_id": "m-3", "nps": 2, "received_at": now},
+            "m-3",
+        ),
+        catalog_event(
+            "lifecycle",
+            "crm.lifecycle.ticket.escalated",
+            {"ticket_id": "k-1", "customer_id": "m-3", "reason": "sla", "escalated_at": now},
+            "m-3",
+        ),
+        catalog_event(
+            "identify",
+            "crm.identify.customer.merged",
+            {"survivor_id": "s-3", "merged_ids": ["m-3"], "merged_at": now, "purchase_count": 4},
+            "s-3",
+        ),
+    ]
+    for event in signals:
+        await publish(suite.nats.url, event, event.id)
+        await wait_until(lambda e=event: _handled(lifecycle, e.id), what=f"{event.type} applied")
+
+    sweep = await lifecycle.client.post("/v1/lifecycle/sweeps")
+    assert sweep.status_code == 201, sweep.text
+    survivor = (await lifecycle.client.get("/v1/customers/s-3/lifecycle")).json()
+    assert survivor["stage"] == "at_risk" and survivor["history"][-1]["rule"] == "detractor"
+    drivers = {d["driver"] for d in survivor["churn_risk"]["drivers"]}
+    assert {"detractor", "escalation"} <= drivers
+    await _merged_away(lifecycle.client, "/v1/customers/m-3/lifecycle", "s-3")
+
+
 # --- engage ----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,35 @@
+"""The stage machine's event consumers."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.lifecycle.stages import service
+from shared.events.consumer import ConsumerSpec
+from shared.events.envelope import Event
+
+
+async def on_customer_events(session: AsyncSession, events: list[Event[service.Purchases]]) -> None:
+    await service.apply_events(session=session, events=events)
+
+
+async def on_signals(session: AsyncSession, events: list[Event[service.Signals]]) -> None:
+    await service.record_signals(session=session, events=events)
+
+
+STAGES = ConsumerSpec(
+    purpose="stages",
+    batch_handler=on_customer_events,
+    subjects=("crm.identify.customer.created", "crm.identify.transaction.recorded", "crm.identify.transaction.voided"),
+    description="Moves each customer through the lifecycle stages as customers are created and buy (prospect, "
+    "new, active; renewed buying brings an at-risk customer back to active and a churned one to won_back); a "
+    "voided purchase lowers the purchase count but never moves a stage back.",
+)
+
+SIGNALS = ConsumerSpec(
+    purpose="stage-signals",
+    batch_handler=on_signals,
+    subjects=("crm.engage.feedback.received", "crm.lifecycle.ticket.escalated"),
+    description="Keeps each customer's newest detractor answer (NPS 0-6), high-effort answer (effort 4-5, CES "
+    "1-2) and escalated tickets, which the stage rules and the churn risk count at the next sweep.",
+)
