@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import orjson
 import pytest
 
+from shared.events.contracts import CATALOG
 from shared.events.envelope import CloudEvent
-from shared.events.messaging import emit, emit_many
+from shared.events.messaging import emit, emit_many, payload_in_contract_order
 from shared.observability import context
 
 
@@ -123,6 +124,30 @@ def test_emit_many_writes_the_same_outbox_rows_as_emit():
         assert row["subject"] == expected["subject"] and row["created_at"] == made.time
         assert made.to_json() == row["body"]
     assert CloudEvent.from_json(rows[1]["body"]).subject is None
+
+
+def test_a_payload_in_the_contracts_order_is_taken_as_it_is_and_written_as_emit_writes_it():
+    at = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
+    template = payload_in_contract_order(
+        "crm.value.offer.issued", {"kind": "percent_off", "title": "10%", "issued_at": at}
+    )
+    assert list(template) == list(CATALOG["crm.value.offer.issued"].model.model_fields)
+    assert (template["id"], template["points"], template["discount_percent"]) == (None, None, None)
+    payload = template.copy()
+    payload["id"], payload["customer_id"], payload["coupon_code"] = "o-1", "c-1", "ABC"
+    one, many = FakeSession(), FakeSession()
+    emit(one, "crm.value.offer.issued", payload, subject="c-1")
+    (event_id,) = emit_many(many, "crm.value.offer.issued", [payload], ["c-1"])
+    expected, made = one.info["pending_events"][0], many.info["pending_events"][0]
+    event = CloudEvent.from_json(expected["body"])
+    body = made["body"].replace(event_id.encode(), event.id.encode())
+    made_time = CloudEvent.from_json(made["body"]).time
+    body = body.replace(
+        orjson.dumps(made_time, option=orjson.OPT_UTC_Z)[1:-1], orjson.dumps(event.time, option=orjson.OPT_UTC_Z)[1:-1]
+    )
+    assert body == expected["body"]
+    with pytest.raises(ValueError, match="no fields"):
+        payload_in_contract_order("crm.value.offer.issued", {"surprise": 1})
 
 
 def test_emit_many_refuses_payloads_that_do_not_fit_the_contract():

@@ -319,7 +319,7 @@ async def _issue_chunk(session: AsyncSession, plan: _Plan, chunk: list[tuple[str
     """The offers of `chunk`'s customers under their planned ids, their events, and their messages' requests."""
 
     campaign = plan.campaign
-    issued = await offers.issue(
+    issued = await offers.issue_many(
         session,
         plan.template,
         [(cid, segment) for cid, segment, _oid, _rid in chunk],
@@ -334,7 +334,7 @@ def _request_messages(
     session: AsyncSession,
     campaign: dict[str, Any],
     tpl: dict[str, Any],
-    issued: list[dict[str, Any]],
+    issued: list[tuple[Any, ...]],
     request_ids: list[str],
     now: datetime,
 ) -> None:
@@ -356,8 +356,8 @@ def _request_messages(
     recipients = [
         {
             "request_id": rid,
-            "customer_id": offer["customer_id"],
-            "fields": {"offer_code": offer["coupon_code"], "offer_title": title},
+            "customer_id": offer[offers.OFFER_CUSTOMER],
+            "fields": {"offer_code": offer[offers.OFFER_CODE], "offer_title": title},
         }
         for offer, rid in zip(issued, request_ids)
     ]

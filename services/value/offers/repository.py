@@ -61,5 +61,7 @@ async def held_counts(session: AsyncSession, template_id: str, customer_ids: lis
     return {str(customer): int(count) for customer, count in (await session.execute(query)).all()}
 
 
-async def insert_offers(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    await bulk_insert(session, _offers, OFFER_COLUMNS, [tuple(row[c] for c in OFFER_COLUMNS) for row in rows])
+async def insert_offer_rows(session: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
+    """Rows as tuples in OFFER_COLUMNS' order."""
+
+    await bulk_insert(session, _offers, OFFER_COLUMNS, rows)

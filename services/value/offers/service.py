@@ -19,7 +19,7 @@ from services.value.service import decimal_text, present
 from shared.db.database import utcnow
 from shared.db.ids import uuid7, uuid7_many
 from shared.events.contracts import LoyaltyPointsRedeemed
-from shared.events.messaging import emit, emit_many
+from shared.events.messaging import emit, emit_many, payload_in_contract_order
 from shared.http.errors import Conflict, NotFound, field_error
 
 ISSUED = "crm.value.offer.issued"
@@ -169,13 +169,41 @@ async def issue(
     now: datetime,
     campaign_id: str | None = None,
     playbook_id: str | None = None,
-    ids: Sequence[str] | None = None,
     redemption_id: str | None = None,
 ) -> list[dict[str, Any]]:
+    """issue_many() for a few customers: the offers' rows as dicts, in the customers' order."""
+
+    issued = await issue_many(
+        session, tpl, customers, now=now, campaign_id=campaign_id, playbook_id=playbook_id, redemption_id=redemption_id
+    )
+    return [dict(zip(repository.OFFER_COLUMNS, values)) for values in issued]
+
+
+# Where issue_many's tuples keep the offer's id, customer and coupon code.
+OFFER_ID, OFFER_CUSTOMER, OFFER_CODE = (repository.OFFER_COLUMNS.index(c) for c in ("id", "customer_id", "coupon_code"))
+_OFFER_SEGMENT = repository.OFFER_COLUMNS.index("segment")
+
+
+async def issue_many(
+    session: AsyncSession,
+    tpl: dict[str, Any],
+    customers: Sequence[tuple[str, str | None]],
+    *,
+    now: datetime,
+    campaign_id: str | None = None,
+    playbook_id: str | None = None,
+    ids: Sequence[str] | None = None,
+    redemption_id: str | None = None,
+) -> list[tuple[Any, ...]]:
     """Insert one offer of the template per (customer, segment) and emit their
-    `crm.value.offer.issued` events, in bulk (a campaign's in chunks of 50,000). The budget and
-    caps are the caller's to have checked; the rows come back in the customers' order. `ids`:
-    the offers' ids when the caller chose them (a campaign's plan), else new ones."""
+    `crm.value.offer.issued` events, in bulk (a campaign's in chunks). The budget and caps are
+    the caller's to have checked. `ids`: the offers' ids when the caller chose them (a
+    campaign's plan), else new ones. Answers the rows as tuples in OFFER_COLUMNS' order
+    (OFFER_ID, OFFER_CUSTOMER, OFFER_CODE), in the customers' order.
+
+    A campaign issues a million: every row and payload is a copy of one made for the
+    template, with the offer's own fields set, in the order the table and the contract
+    list them (emit_many then takes each payload as it is)."""
 
     if not customers:
         return []
@@ -183,38 +211,37 @@ async def issue(
     starts_at = tpl["valid_from"] if tpl["valid_from"] is not None and tpl["valid_from"] > now else None
     ids = uuid7_many(len(customers)) if ids is None else ids
     codes = new_codes(len(customers))
-    rows = [
-        {
-            "id": offer_id,
-            "customer_id": customer_id,
-            "kind": tpl["kind"],
-            "title": tpl["title"],
-            "discount_percent": tpl["percent_off"],
-            "status": "issued",
-            "automatic_kind": None,
-            "issued_at": now,
-            "expires_at": expires_at,
-            "redeemed_at": None,
-            "template_id": tpl["id"],
-            "coupon_code": code,
-            "amount_off": tpl["amount_off"],
-            "currency": tpl["currency"],
-            "free_item": tpl["free_item"],
-            "points": tpl["points"],
-            "cost": tpl["cost"],
-            "starts_at": starts_at,
-            "segment": segment,
-            "campaign_id": campaign_id,
-            "playbook_id": playbook_id,
-            "redeemed_transaction_id": None,
-        }
-        for offer_id, (customer_id, segment), code in zip(ids, customers, codes)
-    ]
+    shared_row = {
+        "kind": tpl["kind"],
+        "title": tpl["title"],
+        "discount_percent": tpl["percent_off"],
+        "status": "issued",
+        "automatic_kind": None,
+        "issued_at": now,
+        "expires_at": expires_at,
+        "redeemed_at": None,
+        "template_id": tpl["id"],
+        "amount_off": tpl["amount_off"],
+        "currency": tpl["currency"],
+        "free_item": tpl["free_item"],
+        "points": tpl["points"],
+        "cost": tpl["cost"],
+        "starts_at": starts_at,
+        "campaign_id": campaign_id,
+        "playbook_id": playbook_id,
+        "redeemed_transaction_id": None,
+    }
+    template_row = [shared_row.get(column) for column in repository.OFFER_COLUMNS]
+    rows: list[tuple[Any, ...]] = []
+    for offer_id, (customer_id, segment), code in zip(ids, customers, codes):
+        row: list[Any] = template_row.copy()
+        row[OFFER_ID], row[OFFER_CUSTOMER], row[OFFER_CODE], row[_OFFER_SEGMENT] = offer_id, customer_id, code, segment
+        rows.append(tuple(row))
     # 60 random bits a code: a clash among a million new and a million held is about 1 in 10^6;
     # the unique key turns one into a refused (rolled back) issue, never a shared code.
-    await repository.insert_offers(session, rows)
+    await repository.insert_offer_rows(session, rows)
     await counts.count_issued(session, tpl["id"], (segment for _, segment in customers))
-    fixed = {
+    shared_payload = {
         "kind": tpl["kind"],
         "title": tpl["title"],
         "discount_percent": decimal_text(tpl["percent_off"]),
@@ -231,10 +258,17 @@ async def issue(
         "playbook_id": playbook_id,
         "redemption_id": redemption_id,
     }
-    payloads = [
-        {"id": r["id"], "customer_id": r["customer_id"], "coupon_code": r["coupon_code"], **fixed} for r in rows
-    ]
-    emit_many(session, ISSUED, payloads, [r["customer_id"] for r in rows])
+    template_payload = payload_in_contract_order(ISSUED, shared_payload)
+    payloads = []
+    for values in rows:
+        payload = template_payload.copy()
+        payload["id"], payload["customer_id"], payload["coupon_code"] = (
+            values[OFFER_ID],
+            values[OFFER_CUSTOMER],
+            values[OFFER_CODE],
+        )
+        payloads.append(payload)
+    emit_many(session, ISSUED, payloads, [values[OFFER_CUSTOMER] for values in rows])
     return rows
 
 
