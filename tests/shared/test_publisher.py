@@ -43,6 +43,22 @@ async def test_a_message_no_stream_takes_fails_the_batch(bus):
     assert [message_id for _, _, message_id in await _stored(bus)] == ["id-1", "id-3"]
 
 
+async def test_nothing_that_could_split_a_protocol_line_is_sent(bus):
+    # The publisher writes the HPUB frames itself: a subject or an id that could end the line,
+    # or a body over the server's limit, fails the batch before anything of it is sent.
+    publisher = BatchPublisher(bus)
+    for bad in (
+        [("crm.test.ok x", b"{}", "id-1")],
+        [("crm.test.ok\r\nPUB crm.test.evil 0", b"{}", "id-1")],
+        [("crm.test.ok", b"{}", "id-1\r\nX-Evil: 1")],
+        [("crm.test.ok", b"x" * (bus.nc.max_payload + 1), "id-1")],
+    ):
+        with pytest.raises(PublishError):
+            await publisher.publish(bad, timeout_s=5)
+    await publisher.publish([("crm.test.ok", b"{}", "id-2")], timeout_s=5)
+    assert await _stored(bus) == [("crm.test.ok", b"{}", "id-2")]
+
+
 async def test_a_lost_connection_fails_the_batch_instead_of_waiting_out_the_timeout(bus, nats_server):
     publisher = BatchPublisher(bus)
     await publisher.publish([("crm.test.ok", b"{}", "id-1")], timeout_s=5)
