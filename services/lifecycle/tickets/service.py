@@ -312,7 +312,8 @@ async def _move(session: AsyncSession, ticket: Ticket, to: str, clock: sla.Clock
     allowed = TRANSITIONS.get(current, ())
     if to not in allowed:
         may = f"it may move to {', '.join(allowed)}" if allowed else "it moves nowhere: open a new ticket"
-        raise Conflict(f"a {current} ticket cannot move to {to}; {may}", error="invalid_transition")
+        article = "an" if current[0] in "aeiou" else "a"
+        raise Conflict(f"{article} {current} ticket cannot move to {to}; {may}", error="invalid_transition")
     if to in sla.RUNNING:
         sla.resume(ticket, clock, now)
     elif to in ("pending", "solved"):
