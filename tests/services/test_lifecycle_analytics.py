@@ -1,5 +1,5 @@
 """lifecycle's retention analytics (issue 15 §5): the cohort matrix from identify's real purchases
-and voids, the CDNOW cohorts rebuilt from the whole shipped file, the Kaplan–Meier curve against one
+and voids, the CDNOW cohorts rebuilt from the shipped file, the Kaplan–Meier curve against one
 worked out by hand, and the stage funnel; bad months and dates are 422 naming the field."""
 
 from __future__ import annotations
@@ -114,19 +114,14 @@ async def test_purchases_and_voids_make_the_cohort_matrix(suite):
     assert months["personal"] == {}
 
 
-# The whole raw file the project ships (examples/cdnow): 69,659 purchases of 23,570 customers.
-CDNOW_FILE = "CDNOW_master.txt"
-
-
-def _cdnow_matrix() -> dict[str, dict[str, int]]:
-    """The file's cohorts computed here, from the raw file alone: month of each customer's
+def _cdnow_sample_matrix() -> dict[str, dict[str, int]]:
+    """The sample's cohorts computed here, from the raw file alone: month of each customer's
     first purchase → {month: customers buying in it}."""
 
     bought: dict[str, set[str]] = defaultdict(set)
-    with open(cdnow_dir() / CDNOW_FILE) as file:
-        next(file)  # the header: customer_id date number_of_cds dollar_value
+    with open(cdnow_dir() / "CDNOW_sample.txt") as file:
         for line in file:
-            master_id, date, _cds, _dollars = line.split()
+            master_id, _sample_id, date, _cds, _dollars = line.split()
             bought[master_id].add(f"{date[:4]}-{date[4:6]}")
     matrix: dict[str, Counter[str]] = defaultdict(Counter)
     for months in bought.values():
@@ -137,18 +132,19 @@ def _cdnow_matrix() -> dict[str, dict[str, int]]:
 async def test_the_cdnow_cohorts_rebuilt_from_the_shipped_file(suite):
     identify = await start(suite, "identify")
     lifecycle = await start(suite, "lifecycle")
-    with open(cdnow_dir() / CDNOW_FILE, "rb") as file:
+    with open(cdnow_dir() / "CDNOW_sample.txt", "rb") as file:
         job = await run_import(
             identify.client,
             file.read(),
-            filename=CDNOW_FILE,
-            mapping={"customer_id": "customer_external_id", "date": "occurred_at", "dollar_value": "amount"},
+            filename="CDNOW_sample.txt",
+            columns="master_id,sample_id,date,cds,dollars",
+            mapping={"master_id": "customer_external_id", "date": "occurred_at", "dollars": "amount"},
             currency="USD",
             create_customers=True,
         )
-    assert (job["status"], job["recorded"], job["customers_created"]) == ("done", 69659, 23570)
+    assert (job["status"], job["recorded"], job["customers_created"]) == ("done", 6919, 2357)
 
-    expected = _cdnow_matrix()
+    expected = _cdnow_sample_matrix()
     # Customers who first bought in January–March 1997, followed to June 1998: 3 cohorts × 18 months.
     assert sorted(expected) == ["1997-01", "1997-02", "1997-03"]
     months = [f"{1997 + m // 12}-{m % 12 + 1:02d}" for m in range(18)]
@@ -156,7 +152,7 @@ async def test_the_cdnow_cohorts_rebuilt_from_the_shipped_file(suite):
         (cohort, expected[cohort][cohort], [(month, expected[cohort].get(month, 0)) for month in months[k:]])
         for k, cohort in enumerate(sorted(expected))
     ]
-    assert sum(size for _, size, _ in rows) == 23570
+    assert sum(size for _, size, _ in rows) == 2357
     await _matrix_when(lifecycle.client, rows, by="month", **{"from": "1997-01", "to": "1997-03"})
 
     body = (await lifecycle.client.get("/v1/lifecycle/cohorts")).json()
