@@ -114,6 +114,9 @@ async def test_purchases_and_voids_make_the_cohort_matrix(suite):
     assert months["personal"] == {}
 
 
+# The shipped raw sample (examples/cdnow/CDNOW_sample.txt: every purchase of a tenth of the
+# customers, 6,919 purchases). The whole CDNOW_master.txt passes the same comparison (23,570
+# customers, checked once), but takes ~55 s of a `make test` kept under ten minutes.
 def _cdnow_sample_matrix() -> dict[str, dict[str, int]]:
     """The sample's cohorts computed here, from the raw file alone: month of each customer's
     first purchase → {month: customers buying in it}."""
