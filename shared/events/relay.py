@@ -117,9 +117,13 @@ class OutboxRelay:
         """Once every row published so far has its published_at (a failure to write it is
         raised: those rows are published again, and JetStream drops the duplicates)."""
 
-        if self._marker is not None:
-            marker, self._marker = self._marker, None
-            await marker
+        marker = self._marker
+        if marker is not None:
+            try:
+                await marker
+            finally:  # cleared once done, so pending_count() waits for it meanwhile
+                if self._marker is marker:
+                    self._marker = None
 
     async def _mark_published(self) -> None:
         while self._unmarked:
