@@ -64,11 +64,17 @@ async def _pulled(pull, seen, count) -> bool:
     return len(seen) >= count
 
 
-async def _handled(service, event_id: str) -> bool:
-    """The service's consumer recorded `event_id` in its inbox (it was applied)."""
+async def _handled(service, event_id: str, purpose: str = "stages") -> bool:
+    """lifecycle's `purpose` consumer recorded `event_id` in its inbox (it was applied).
 
+    Named, not any consumer: a purchase also reaches loyalty's and analytics' consumers,
+    and one of them may have handled it while the stage machine has not yet."""
+
+    inbox = messaging.inbox
     async with service.runtime.db.reader() as session:
-        rows = await session.execute(select(messaging.inbox.c.event_id).where(messaging.inbox.c.event_id == event_id))
+        rows = await session.execute(
+            select(inbox.c.event_id).where(inbox.c.event_id == event_id, inbox.c.consumer == f"lifecycle-{purpose}")
+        )
         return rows.first() is not None
 
 
