@@ -389,6 +389,8 @@ class GatewayFront:
                 fields.append((b"partner", principal.partner_id))
             if principal.person_id is not None:
                 fields.append((b"person", principal.person_id))
+            if principal.allows("pii:read"):
+                fields.append((b"pii", "1"))  # personal fields in events it receives (webhooks, the feed)
             lines = b"".join(
                 _CALLER_HEADER_PREFIX + name + b": " + quote(value, safe=_HEADER_SAFE).encode("ascii") + b"\r\n"
                 for name, value in fields

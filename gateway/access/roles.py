@@ -47,6 +47,9 @@ SCOPES: tuple[str, ...] = (
     "ideas:write",
     "value_map:read",
     "value_map:write",
+    # network: partner systems' webhook subscriptions (events:read is the pollable feed).
+    "webhooks:read",
+    "webhooks:write",
     "events:read",
     "keys:admin",
     "audit:read",
@@ -85,6 +88,7 @@ ROLES: dict[str, frozenset[str]] = {
         "communities:moderate",
         "ideas:write",
         "value_map:write",
+        "webhooks:write",
         "audit:read",
         "pii:read",
         "privacy:write",
@@ -140,10 +144,11 @@ ROLES: dict[str, frozenset[str]] = {
     ),
     # Reads everything business-side, writes nothing, sees no personal data beyond what reads carry today.
     "analyst": _READ_ALL,
-    # A partner system: its own stakeholder record and the event feed, nothing about customers.
-    "partner": frozenset({"network:read", "events:read"}),
+    # A partner system: its own stakeholder record, the event feed and its own webhook
+    # subscriptions; nothing about customers (personal fields reach it as null).
+    "partner": frozenset({"network:read", "events:read", "webhooks:read", "webhooks:write"}),
     # Dashboards and wallboards.
-    "readonly": _READ_ALL - {"events:read"},
+    "readonly": _READ_ALL - {"events:read", "webhooks:read"},
     # Runs the suite: /metrics and /v1/ops/*, no business data.
     "operator": frozenset({"ops"}),
 }

@@ -2,7 +2,8 @@
 
 The gateway resolves the API key or JWT and forwards the caller in `x-valuechain-actor`,
 `x-valuechain-role`, `x-valuechain-partner` (a partner key's partner stakeholder id) and
-`x-valuechain-person` (the linked employee stakeholder), percent-encoded; it drops any
+`x-valuechain-person` (the linked employee stakeholder) and `x-valuechain-pii: 1` (the
+caller holds `pii:read`: events it receives keep their personal fields), percent-encoded; it drops any
 `x-valuechain-*` header a client sent. A service trusts them because only the gateway
 reaches it (the internal secret of docs/security.md).
 
@@ -25,6 +26,7 @@ class Caller:
     role: str | None
     partner_id: str | None
     person_id: str | None
+    pii: bool = False
 
     @property
     def partner_only(self) -> bool:
@@ -50,6 +52,7 @@ async def caller(request: Request) -> Caller:
         role=role,
         partner_id=partner,
         person_id=_header(request, "x-valuechain-person"),
+        pii=request.headers.get("x-valuechain-pii") == "1",
     )
 
 

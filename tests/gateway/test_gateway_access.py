@@ -54,7 +54,8 @@ def test_roles_grant_only_known_scopes_and_partners_stay_narrow():
     for scopes in ROLES.values():
         assert scopes <= SCOPE_SET
     assert ROLES["admin"] == SCOPE_SET
-    assert ROLES["partner"] == {"network:read", "events:read"}
+    assert ROLES["partner"] == {"network:read", "events:read", "webhooks:read", "webhooks:write"}
+    assert "pii:read" not in ROLES["partner"]  # personal fields reach a partner as null unless granted
     assert "ops" in ROLES["operator"] and "ops" not in ROLES["manager"]
 
 
@@ -258,6 +259,7 @@ async def test_keys_are_listed_in_pages_without_secrets(start_gateway):
 async def test_the_caller_is_forwarded_and_client_sent_caller_headers_are_dropped(gw):
     partner = await make_key(gw, "partner", partner_id="partner-p1")
     forged = {"x-valuechain-role": "admin", "X-ValueChain-Partner": "stakeholder-p2", "x-valuechain-internal": "x"}
+    forged["x-valuechain-pii"] = "1"  # a partner without pii:read does not get personal fields by asking
     seen = (await gw.get("/v1/stakeholders", headers={**bearer(partner["key"]), **forged})).json()["headers"]
     assert seen.get("x-valuechain-internal") != "x"  # the gateway's own secret (docs/security.md), if any
     assert {k: v for k, v in seen.items() if k.startswith("x-valuechain-") and k != "x-valuechain-internal"} == {
@@ -268,6 +270,7 @@ async def test_the_caller_is_forwarded_and_client_sent_caller_headers_are_droppe
     agent = await make_key(gw, "agent", person_id="employee-x 7")
     seen = (await gw.get("/v1/customers/c1", headers=bearer(agent["key"]))).json()["headers"]
     assert seen["x-valuechain-person"] == "employee-x%207" and seen["x-valuechain-role"] == "agent"
+    assert seen["x-valuechain-pii"] == "1"  # an agent holds pii:read
     seen = (await gw.get("/v1/customers/c1", headers=AUTH)).json()["headers"]
     assert seen["x-valuechain-actor"] == "bootstrap-admin" and "x-valuechain-partner" not in seen
 
