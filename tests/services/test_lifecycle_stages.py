@@ -68,7 +68,7 @@ async def _scored(suite, lifecycle, cid: str, *, probability_alive: float, predi
     }
     event = _event("crm.identify.customer.scored", data, cid)
     await _publish(suite.nats.url, event)
-    await wait_until(lambda: _handled(lifecycle, event.id, "loyalty"), what="score applied")
+    await wait_until(lambda: _handled(lifecycle, event), what="score applied")
 
 
 async def _lifecycle(lifecycle, cid: str) -> dict:
@@ -207,11 +207,11 @@ async def test_feedback_and_escalations_move_a_customer_at_the_next_sweep(suite)
         data = {"response_id": str(uuid7()), "survey_id": "s1", "customer_id": cid, "nps": nps, "received_at": utcnow()}
         event = _event("crm.engage.feedback.received", data, cid, service="engage")
         await _publish(suite.nats.url, event)
-        await wait_until(lambda e=event: _handled(lifecycle, e.id, "stage-signals"), what="feedback applied")
+        await wait_until(lambda e=event: _handled(lifecycle, e), what="feedback applied")
     data = {"ticket_id": str(uuid7()), "customer_id": escalated, "reason": "sla", "escalated_at": utcnow()}
     event = _event("crm.lifecycle.ticket.escalated", data, escalated, service="lifecycle")
     await _publish(suite.nats.url, event)
-    await wait_until(lambda: _handled(lifecycle, event.id, "stage-signals"), what="escalation applied")
+    await wait_until(lambda: _handled(lifecycle, event), what="escalation applied")
 
     sweep = await _sweep(lifecycle)
     assert sweep["transitions"] == 2

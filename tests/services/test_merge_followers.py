@@ -152,7 +152,7 @@ async def test_lifecycle_applies_events_read_after_the_merge_to_the_survivor_and
     )
     for event in (created, merge):
         await publish(suite.nats.url, event, event.id)
-        await wait_until(lambda e=event: _handled(lifecycle, e.id), what=f"{event.type} applied")
+        await wait_until(lambda e=event: _handled(lifecycle, e), what=f"{event.type} applied")
     before = (await lifecycle.client.get("/v1/customers/s-1/lifecycle")).json()
     assert before["stage"] == "prospect" and len(before["history"]) == 1
 
@@ -189,7 +189,7 @@ async def test_lifecycle_applies_events_read_after_the_merge_to_the_survivor_and
         subject="s-2",
     )
     await publish(suite.nats.url, marker, marker.id)  # read after the replay by the same consumer
-    await wait_until(lambda: _handled(lifecycle, marker.id), what="the marker merge applied")
+    await wait_until(lambda: _handled(lifecycle, marker), what="the marker merge applied")
     assert (await lifecycle.client.get("/v1/customers/s-1/lifecycle")).json() == after
 
 
@@ -306,7 +306,7 @@ async def test_lifecycle_moves_the_merged_customers_feedback_and_escalations_to_
             events.append(catalog_event("identify", "crm.identify.transaction.recorded", data, cid))
     for event in events:
         await publish(suite.nats.url, event, event.id)
-        await wait_until(lambda e=event: _handled(lifecycle, e.id), what=f"{event.type} applied")
+        await wait_until(lambda e=event: _handled(lifecycle, e), what=f"{event.type} applied")
     now = datetime.now(UTC)  # after the survivor entered its stage: the answer counts in it
     signals = [
         catalog_event(
@@ -330,7 +330,7 @@ async def test_lifecycle_moves_the_merged_customers_feedback_and_escalations_to_
     ]
     for event in signals:
         await publish(suite.nats.url, event, event.id)
-        await wait_until(lambda e=event: _handled(lifecycle, e.id), what=f"{event.type} applied")
+        await wait_until(lambda e=event: _handled(lifecycle, e), what=f"{event.type} applied")
 
     sweep = await lifecycle.client.post("/v1/lifecycle/sweeps")
     assert sweep.status_code == 201, sweep.text
@@ -556,7 +556,7 @@ async def test_value_moves_offers_to_the_survivor(suite):
         merged["id"],
     )
     await publish(suite.nats.url, late, late.id)
-    await wait_until(lambda: _handled(value, late.id), what="late stage change applied")
+    await wait_until(lambda: _handled(value, late), what="late stage change applied")
     assert len((await value.client.get(f"/v1/customers/{survivor['id']}/offers")).json()["items"]) == 3
 
 
@@ -603,7 +603,7 @@ async def test_value_moves_value_map_ratings_to_the_survivor(suite):
         merged["id"],
     )
     await publish(suite.nats.url, late, late.id)
-    await wait_until(lambda: _handled(value, late.id), what="late survey answer applied")
+    await wait_until(lambda: _handled(value, late), what="late survey answer applied")
     items = (await value.client.get(f"/v1/customers/{survivor['id']}/value-ratings")).json()["items"]
     assert sorted(r["score"] for r in items) == [4, 6, 8]
 

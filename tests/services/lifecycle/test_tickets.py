@@ -219,7 +219,7 @@ async def test_a_playbook_asks_for_an_outreach_ticket(suite):
             customer_id,
         )
         await publish(suite.nats.url, event, event.id)
-        await wait_until(lambda event=event: _handled(lifecycle, event.id), what="the playbook event handled")
+        await wait_until(lambda event=event: _handled(lifecycle, event), what="the playbook event handled")
     tickets = (await lifecycle.client.get(f"/v1/customers/{customer_id}/tickets")).json()["items"]
     assert len(tickets) == 1, tickets
     assert tickets[0]["queue"] == "retention" and tickets[0]["assignee_id"] == "am-1"
