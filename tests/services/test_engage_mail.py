@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import policy
 
+import nats
 import pytest
 from aiosmtpd.controller import Controller
 
@@ -458,6 +459,34 @@ async def test_value_requests_are_queued_or_refused_and_reported(suite, smtp):
     )
     await _read_stream(suite.nats.url, "crm.engage.delivery.reported", 5, settle=True)
     assert len(inbox.received) == 1
+
+
+async def test_a_request_that_overtakes_the_customers_contact_waits_for_it(suite, smtp):
+    """value's request may reach engage before identify's created event has reached engage's
+    contacts (another consumer): the request is retried until the contact is in, then sent;
+    never refused as `no_address` for a customer who has one."""
+
+    inbox, url = smtp
+    await suite.start("engage", smtp_url=url, **FAST)
+    data = _request("late-contact", "req-late", purpose="service", subject="Hello", body="Your order shipped")
+    await publish(suite.nats.url, catalog_event("value", "crm.value.message.requested", data, "late-contact"), "late")
+
+    async def retried() -> bool:
+        nc = await nats.connect(suite.nats.url)
+        try:
+            info = await nc.jetstream().consumer_info("CRM", "engage-message-requests")
+            return info.num_redelivered >= 1
+        finally:
+            await nc.close()
+
+    await wait_until(retried, what="the request failed once and is being retried")
+    created = {"id": "late-contact", "email": "late@example.com", "name": "Late", "created_at": datetime.now(UTC)}
+    created_event = catalog_event("identify", "crm.identify.customer.created", created, "late-contact")
+    await publish(suite.nats.url, created_event, "created")
+
+    (report,) = await _read_stream(suite.nats.url, "crm.engage.delivery.reported", 1, settle=True)
+    assert (report["data"]["request_id"], report["data"]["outcome"]) == ("req-late", "sent"), report
+    assert [m["To"] for m in inbox.messages()] == ["late@example.com"]
 
 
 async def test_ticket_replies_from_lifecycle_are_sent_in_the_tickets_conversation(suite, smtp):

@@ -22,7 +22,7 @@ from services.engage.contacts import service as contacts
 from services.engage.contacts.models import Contact
 from services.engage.conversations.models import Message
 from shared.db.ids import uuid7
-from shared.http.errors import Conflict
+from shared.http.errors import Conflict, InvalidRequest
 from shared.settings import EngageSettings, current_settings
 
 
@@ -34,12 +34,29 @@ def sender_address() -> Address:
     return Address(display_name=name, username=username, domain=domain)
 
 
+class ContactPending(InvalidRequest):
+    """The customer's contact details have not reached engage yet.
+
+    identify's created event reaches engage's contacts read model through its own consumer,
+    and a request naming the customer (value's message requests, the API) may overtake it. A
+    missing contact row means "not yet known", never "no address": the API answers 422 naming
+    `body.customer_id` (as for a customer not known at all), and a consumer lets the error
+    fail its event, which is retried with back-off until the contact has arrived (or, after
+    `consumer_max_deliver` attempts, parked as a dead letter operators see)."""
+
+    def __init__(self, customer_id: str):
+        message = f"customer {customer_id}'s contact details have not reached engage yet"
+        super().__init__([{"field": "body.customer_id", "message": message, "type": "value_error"}])
+
+
 async def deliverable(session: AsyncSession, *, customer_id: str, purpose: str, now: datetime) -> Contact:
     """The customer's contact if an email for `purpose` may be queued to them now; else 409
-    `no_address`, `undeliverable`, `no_consent` or `frequency_cap`."""
+    `no_address`, `undeliverable`, `no_consent` or `frequency_cap`, or ContactPending."""
 
     contact = await contacts.contact_of(session, customer_id)
-    if contact is None or not contact.email:
+    if contact is None:
+        raise ContactPending(customer_id)
+    if not contact.email:
         raise Conflict(f"customer {customer_id} has no email address", error="no_address")
     if contact.email_undeliverable_at is not None:
         raise Conflict(

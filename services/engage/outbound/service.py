@@ -21,7 +21,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.engage.consent.links import unsubscribe_url
-from services.engage.contacts import service as contacts
 from services.engage.conversations.models import Message
 from services.engage.models import aliases, known_customers
 from services.engage.outbound.queue import deliverable, queue_email
@@ -127,13 +126,8 @@ async def send_email(*, session: AsyncSession, data: Any) -> dict[str, Any]:
     await aliases.refuse_merged(session, data.customer_id)
     if not await known_customers.contains(session, data.customer_id):
         raise field_error("body.customer_id", f"no customer {data.customer_id}")
-    # identify's created event reaches the known-customers and the contacts read models through
-    # two consumers: until the contact has arrived too, the customer is not yet known here (422,
-    # as before the first), rather than a 409 no_address the customer's email would belie.
-    if await contacts.contact_of(session, data.customer_id) is None:
-        raise field_error(
-            "body.customer_id", f"customer {data.customer_id}'s contact details have not reached engage yet"
-        )
+    # Known here but its contact details not yet in (another consumer): compose_and_queue's
+    # deliverable() answers 422 ContactPending, as for a customer not known at all.
     try:
         message = await compose_and_queue(
             session,
