@@ -184,7 +184,7 @@ ROUTES: tuple[Route, ...] = (
     r("GET", "/v1/tickets/{id}/history", "lifecycle", **TICKETS),
     r("GET", "/v1/customers/{id}/tickets", "lifecycle", **TICKETS),
     r("GET POST", "/v1/sla-policies", "lifecycle", **TICKETS),
-    r("GET", "/v1/sla-policies/{id}", "lifecycle", **TICKETS),
+    r("GET PUT", "/v1/sla-policies/{id}", "lifecycle", **TICKETS),
     r("GET POST", "/v1/business-calendars", "lifecycle", **TICKETS),
     r("GET", "/v1/business-calendars/{id}", "lifecycle", **TICKETS),
     # lifecycle: playbooks (their results are value's measurement: /v1/playbooks/{id}/results, below)

@@ -136,6 +136,14 @@ async def get_policy(policy_id: str, session: ReadSession):
     return await service.get_policy(session=session, policy_id=policy_id)
 
 
+@router.put("/sla-policies/{policy_id}", response_model=PolicyOut)
+async def replace_policy(policy_id: str, body: PolicyCreate, session: WriteSession):
+    """Replace a policy (name, calendar, targets, default), validated as at creation. Tickets keep
+    the targets they were given; the new targets apply to tickets opened or re-prioritised from
+    now on, and a new calendar to the time still to run."""
+    return await service.replace_policy(session=session, policy_id=policy_id, data=body)
+
+
 @router.post("/business-calendars", status_code=status.HTTP_201_CREATED, response_model=CalendarOut)
 async def create_calendar(body: CalendarCreate, session: WriteSession):
     """Business hours for SLA policies: a time zone, working days and hours, public holidays of a

@@ -535,6 +535,27 @@ async def create_policy(*, session: AsyncSession, data: PolicyCreate) -> dict[st
     return await _saved(session, policy)
 
 
+async def replace_policy(*, session: AsyncSession, policy_id: str, data: PolicyCreate) -> dict[str, Any]:
+    """PUT: the policy's name, calendar, targets and default flag, all replaced at once.
+
+    Tickets keep the targets they were given (at opening, or at their last priority change);
+    the new targets apply to tickets opened, or re-prioritised, from now on. A calendar change
+    applies to the time still to run of every running ticket on this policy."""
+
+    policy = await repository.policy(session, policy_id)
+    if policy is None:
+        raise NotFound(f"no SLA policy with id {policy_id}")
+    if data.calendar_id is not None and await repository.calendar(session, data.calendar_id) is None:
+        raise field_error("body.calendar_id", f"no business calendar with id {data.calendar_id}")
+    if data.is_default and not policy.is_default:
+        await repository.clear_default(session)
+    policy.name = data.name
+    policy.calendar_id = data.calendar_id
+    policy.targets = [target.model_dump() for target in data.targets]
+    policy.is_default = data.is_default
+    return await _saved(session, policy)
+
+
 async def get_policy(*, session: AsyncSession, policy_id: str) -> dict[str, Any]:
     return _found(await repository.policy(session, policy_id), "SLA policy", policy_id)
 

@@ -139,6 +139,41 @@ async def test_bad_tickets_and_policies_are_refused_and_write_nothing(suite):
     assert (await client.get(f"/v1/sla-policies/{policy['id']}")).json()["calendar_id"] == calendar.json()["id"]
 
 
+async def test_a_policy_is_replaced_for_new_tickets_and_open_ones_keep_their_targets(suite):
+    _, lifecycle, customer_id = await _setup(suite)
+    client = lifecycle.client
+    policy = await _policy(client, is_default=True)
+    before = (await client.post("/v1/tickets", json={"customer_id": customer_id, "subject": "Before"})).json()
+
+    faster = [dict(t, first_response_minutes=30) for t in TARGETS]
+    replaced = await client.put(f"/v1/sla-policies/{policy['id']}", json={"name": "Faster", "targets": faster})
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["name"] == "Faster" and replaced.json()["is_default"] is False
+    assert {t["first_response_minutes"] for t in replaced.json()["targets"]} == {30}
+    # No default any more (is_default false replaced true): make it the default again.
+    again = await client.put(
+        f"/v1/sla-policies/{policy['id']}", json={"name": "Faster", "targets": faster, "is_default": True}
+    )
+    assert again.status_code == 200 and again.json()["is_default"] is True
+
+    after = (await client.post("/v1/tickets", json={"customer_id": customer_id, "subject": "After"})).json()
+    for ticket, minutes in ((before, 60), (after, 30)):
+        body = (await client.get(f"/v1/tickets/{ticket['id']}")).json()
+        opened = datetime.fromisoformat(body["created_at"])
+        assert (datetime.fromisoformat(body["first_response_due_at"]) - opened).total_seconds() == minutes * 60
+
+    # Refused as at creation, and nothing changes.
+    bad = await client.put(f"/v1/sla-policies/{policy['id']}", json={"name": "Bad", "targets": TARGETS[1:]})
+    assert bad.status_code == 422 and "priority low" in bad.text
+    no_calendar = await client.put(
+        f"/v1/sla-policies/{policy['id']}", json={"name": "Bad", "targets": TARGETS, "calendar_id": "nope"}
+    )
+    assert no_calendar.status_code == 422 and "body.calendar_id" in no_calendar.text
+    unknown = await client.put("/v1/sla-policies/nope", json={"name": "X", "targets": TARGETS})
+    assert unknown.status_code == 404
+    assert (await client.get(f"/v1/sla-policies/{policy['id']}")).json()["name"] == "Faster"
+
+
 async def test_a_breached_sla_escalates_the_ticket(suite):
     _, lifecycle, customer_id = await _setup(suite, ticket_sla_check_s=0.2)
     client = lifecycle.client
