@@ -197,32 +197,37 @@ async def _all(lifecycle, path: str, params: dict) -> list[dict]:
             return items
 
 
-async def test_feedback_and_escalations_move_a_customer_at_the_next_sweep(suite):
+async def test_feedback_and_escalations_move_a_customer_at_once(suite):
     lifecycle = await suite.start("lifecycle")
     recent = [NOW - timedelta(days=12), NOW - timedelta(days=2)]
     unhappy, escalated, happy = [await _customer(suite, lifecycle, recent) for _ in range(3)]
     await _sweep(lifecycle)
     feedback = [(unhappy, 3), (happy, 10)]
+    signal_ids = {}
     for cid, nps in feedback:
         data = {"response_id": str(uuid7()), "survey_id": "s1", "customer_id": cid, "nps": nps, "received_at": utcnow()}
         event = _event("crm.engage.feedback.received", data, cid, service="engage")
         await _publish(suite.nats.url, event)
         await wait_until(lambda e=event: _handled(lifecycle, e), what="feedback applied")
+        signal_ids[cid] = event.id
     data = {"ticket_id": str(uuid7()), "customer_id": escalated, "reason": "sla", "escalated_at": utcnow()}
     event = _event("crm.lifecycle.ticket.escalated", data, escalated, service="lifecycle")
     await _publish(suite.nats.url, event)
     await wait_until(lambda: _handled(lifecycle, event), what="escalation applied")
+    signal_ids[escalated] = event.id
 
-    sweep = await _sweep(lifecycle)
-    assert sweep["transitions"] == 2
+    # Moved by the signal itself (its consumer evaluates the customer's rules), not the next sweep.
     unhappy_body = await _lifecycle(lifecycle, unhappy)
     assert unhappy_body["stage"] == "at_risk"
     assert unhappy_body["history"][-1]["rule"] == "detractor"
+    assert unhappy_body["history"][-1]["event_id"] == signal_ids[unhappy]
     assert unhappy_body["history"][-1]["values"] == {"detractor": True}
     assert {d["driver"] for d in unhappy_body["churn_risk"]["drivers"]} == {"detractor"}
     escalated_body = await _lifecycle(lifecycle, escalated)
     assert escalated_body["stage"] == "at_risk" and escalated_body["history"][-1]["rule"] == "escalated"
+    assert escalated_body["history"][-1]["event_id"] == signal_ids[escalated]
     assert (await _lifecycle(lifecycle, happy))["stage"] == "active"
+    assert (await _sweep(lifecycle))["transitions"] == 0  # nothing left for the sweep
 
     # A signal counts once per stage: a purchase brings the detractor back to active, and the
     # old answer does not send it at risk again.

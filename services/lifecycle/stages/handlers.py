@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.lifecycle.stages import service
+from services.lifecycle.stages import service, sweeps
 from shared.events.consumer import ConsumerSpec
 from shared.events.envelope import Event
+from shared.settings import LifecycleSettings, current_settings
 
 
 async def on_customer_events(session: AsyncSession, events: list[Event[service.Purchases]]) -> None:
@@ -15,6 +16,10 @@ async def on_customer_events(session: AsyncSession, events: list[Event[service.P
 
 async def on_signals(session: AsyncSession, events: list[Event[service.Signals]]) -> None:
     await service.record_signals(session=session, events=events)
+    settings = current_settings(LifecycleSettings)
+    newest = {event.customer_id: event for event in events}  # each customer once, named by its newest signal
+    for event in newest.values():
+        await sweeps.evaluate_now(session, settings, event)
 
 
 STAGES = ConsumerSpec(
@@ -31,5 +36,6 @@ SIGNALS = ConsumerSpec(
     batch_handler=on_signals,
     subjects=("crm.engage.feedback.received", "crm.lifecycle.ticket.escalated"),
     description="Keeps each customer's newest detractor answer (NPS 0-6), high-effort answer (effort 4-5, CES "
-    "1-2) and escalated tickets, which the stage rules and the churn risk count at the next sweep.",
+    "1-2) and escalated tickets, and evaluates the customer's stage rules and churn risk at once (once a first "
+    "sweep has finished); sweeps count them too.",
 )

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Select, and_, bindparam, case, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from services.lifecycle.models import CustomerStage, StageTransition, profiles
 from services.lifecycle.stages.models import CustomerSignals, Lease, StageRuleSet, Sweep
@@ -134,19 +135,21 @@ def chunk_query(
     now: datetime,
     default_interval_days: float,
     signal_window_days: float,
+    by_ids: bool = False,
 ) -> Select[Any]:
-    """The customers with a stage whose id is in (:after, :last] and whose stage or stored churn
-    risk the rules change: every column of `Frame.columns`. Built once per sweep."""
+    """The customers with a stage whose id is in (:after, :last] (`by_ids`: in :ids) and whose
+    stage or stored churn risk the rules change: every column of `Frame.columns`. Built once
+    per sweep."""
 
     frame = Frame(_stages, _profiles, _signals, dialect, now, default_interval_days, signal_window_days)
     s = _stages.c
+    chosen: ColumnElement[bool]
+    if by_ids:
+        chosen = s.customer_id.in_(bindparam("ids", expanding=True))
+    else:
+        chosen = and_(s.customer_id > bindparam("after"), s.customer_id <= bindparam("last"))
     # Materialized: each customer's dates are turned into days once, not once per use.
-    base = (
-        frame.base()
-        .where(s.customer_id > bindparam("after"), s.customer_id <= bindparam("last"), s.stage.is_not(None))
-        .cte("base")
-        .prefix_with("MATERIALIZED")
-    )
+    base = frame.base().where(chosen, s.stage.is_not(None)).cte("base").prefix_with("MATERIALIZED")
     inner = select(*frame.columns(base.c, rules)).subquery("evaluated")
     e = inner.c
     changed = or_(
@@ -173,6 +176,12 @@ async def chunk_bound(session: AsyncSession, *, after: str, size: int) -> tuple[
 
 async def evaluate_chunk(session: AsyncSession, query: Select[Any], *, after: str, last: str) -> Sequence[Any]:
     return (await session.execute(query, {"after": after, "last": last})).mappings().all()
+
+
+async def evaluate_customers(session: AsyncSession, query: Select[Any], customer_ids: list[str]) -> Sequence[Any]:
+    """chunk_query(by_ids=True)'s rows for these customers."""
+
+    return (await session.execute(query, {"ids": customer_ids})).mappings().all()
 
 
 _MOVE = (

@@ -36,6 +36,7 @@ from shared.db.database import Database, dialect_name, utcnow
 from shared.db.ids import uuid7
 from shared.db.sqlite_inline import statements_on_threads
 from shared.db.uow import transaction
+from shared.events.consumer import caused_by
 from shared.events.messaging import emit_many
 from shared.http.errors import Conflict
 from shared.service.runtime import Runtime
@@ -111,7 +112,7 @@ async def run(
             default_interval_days=settings.default_purchase_interval_days,
             signal_window_days=settings.signal_window_days,
         )
-        chunk = _Chunk(sweep_id, version, rules, historical, query, now or started)
+        chunk = _Chunk(sweep_id, f"sweep:{sweep_id}", version, rules, historical, query, now or started)
         after = ""
         while True:
             async with transaction(db.writer) as session:
@@ -159,12 +160,42 @@ def _progress(record: dict[str, Any]) -> dict[str, Any]:
     return {name: record[name] for name in names}
 
 
-class _Chunk:
-    """Writes what the rules found in one chunk: moves with their reasons, risks, events."""
+async def evaluate_now(session: Any, settings: LifecycleSettings, event: Any) -> int:
+    """The rules and churn risk over `event`'s customer now, in the caller's transaction: a
+    detractor answer or an escalated ticket moves its customer at once, not at the next sweep.
+    The transition names the event. Before the first sweep has finished nothing is evaluated:
+    that sweep records imported history as history (decisions.md) and sees the signal then."""
 
-    def __init__(self, sweep_id: str, version: int, rules: list[dict[str, Any]], historical: bool, query: Any, at):
-        self.sweep_id, self.version, self.rules, self.historical = sweep_id, version, rules, historical
-        self.query, self.at = query, at
+    if not await repository.any_sweep_done(session):
+        return 0
+    version, rules, _ = await current_rules(session)
+    now = utcnow()
+    query = repository.chunk_query(
+        rules,
+        dialect=dialect_name(session),
+        now=now,
+        default_interval_days=settings.default_purchase_interval_days,
+        signal_window_days=settings.signal_window_days,
+        by_ids=True,
+    )
+    rows = await repository.evaluate_customers(session, query, [event.customer_id])
+    chunk = _Chunk(event.id, event.id, version, rules, False, query, now)
+    with caused_by(event):
+        await chunk.apply_rows(session, rows)
+    return chunk.transitions
+
+
+class _Chunk:
+    """Writes what the rules found in one chunk: moves with their reasons, risks, events.
+
+    `event_id` is what each history row names as its cause (the sweep, or a signal's event),
+    `cause` the `cause_event_id` of the events announcing them."""
+
+    def __init__(
+        self, event_id: str, cause: str, version: int, rules: list[dict[str, Any]], historical: bool, query: Any, at
+    ):
+        self.event_id, self.cause, self.version, self.rules = event_id, cause, version, rules
+        self.historical, self.query, self.at = historical, query, at
         self.transitions = 0
         self.risk_changes = 0
 
@@ -173,16 +204,16 @@ class _Chunk:
         # In slices, yielding between them: a chunk where most customers move (the first sweep
         # over imported data) would otherwise hold the event loop for all of its rows at once.
         for start in range(0, len(rows), SLICE):
-            await self._apply_slice(session, rows[start : start + SLICE])
+            await self.apply_rows(session, rows[start : start + SLICE])
             await asyncio.sleep(0)
 
-    async def _apply_slice(self, session: Any, rows: Sequence[Any]) -> None:
+    async def apply_rows(self, session: Any, rows: Sequence[Any]) -> None:
         moves: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
         risks: list[dict[str, Any]] = []
         crossed: list[dict[str, Any]] = []
         both: list[dict[str, Any]] = []
-        cause = f"sweep:{self.sweep_id}"
+        cause = self.cause
         for row in rows:
             customer_id = row["customer_id"]
             if row["rule_index"] is not None:
@@ -192,7 +223,7 @@ class _Chunk:
                     "from_stage": row["stage"],
                     "to_stage": rule["to"],
                     "at": self.at,
-                    "event_id": self.sweep_id,
+                    "event_id": self.event_id,
                     "rule": rule["name"],
                     "rule_version": self.version,
                     "values": reason_values(rule, row),
