@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from services.lifecycle.main import DEFINITION, create_app
-from services.lifecycle.models import profiles
+from services.lifecycle.models import CustomerStage, profiles
 from services.lifecycle.stages import repository, sweeps
 from shared.db.database import Database, utcnow
 from shared.db.ids import uuid7
@@ -374,3 +378,45 @@ async def test_the_schedule_sweeps_and_a_restart_fails_a_sweep_left_running(suit
 async def _scheduled_sweep(lifecycle):
     items = (await lifecycle.client.get("/v1/lifecycle/sweeps")).json()["items"]
     return next((s for s in items if s["trigger"] == "schedule" and s["status"] == "done"), None)
+
+
+async def test_a_purchase_waits_for_a_sweep_that_holds_its_customer(suite):
+    """PostgreSQL: a sweep chunk locks its customers' stage rows while it evaluates and moves
+    them, and the purchase consumer locks the rows it decides from, so a purchase applied while
+    a sweep moves its customer to at_risk reads at_risk afterwards (renewed buying: back to
+    active, recorded), instead of writing back the stage it read before (the move lost)."""
+
+    lifecycle = await suite.start("lifecycle")
+    url = lifecycle.runtime.db.url
+    if not url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer: nothing runs between a chunk's read and its write")
+    cid = await _customer(suite, lifecycle, [NOW - timedelta(days=12), NOW - timedelta(days=2)])
+    stages = CustomerStage.__table__
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as sweep:
+            await sweep.begin()
+            # What a sweep chunk does: lock its customers, then move this one.
+            await sweep.execute(select(stages.c.customer_id).where(stages.c.customer_id == cid).with_for_update())
+            moved_at = utcnow()
+            await sweep.execute(
+                update(stages).where(stages.c.customer_id == cid).values(stage="at_risk", stage_since=moved_at)
+            )
+            await _buy(suite, cid, 3, utcnow())
+
+            async def consumer_waits() -> bool:
+                query = text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                async with engine.connect() as watcher:
+                    return (await watcher.execute(query)).scalar_one() >= 1
+
+            await wait_until(consumer_waits, what="the purchase consumer waits for the sweep's lock")
+            await sweep.commit()
+        await wait_until(lambda: _in_stage(lifecycle, cid, "active"), what="renewed buying after the sweep's move")
+        body = await _lifecycle(lifecycle, cid)
+        assert body["purchase_count"] == 3
+        assert body["history"][-1]["rule"] == "renewed_buying"
+    finally:
+        await engine.dispose()

@@ -15,7 +15,7 @@ from services.lifecycle.models import CustomerStage, StageTransition, profiles
 from services.lifecycle.stages.models import CustomerSignals, Lease, StageRuleSet, Sweep
 from services.lifecycle.stages.rules import RISK_STEP, Frame
 from shared.db.bulk import bulk_execute, bulk_insert, bulk_upsert
-from shared.db.database import insert_ignoring
+from shared.db.database import dialect_name, insert_ignoring
 
 
 def cast_rowcount(result: Any) -> int:
@@ -29,10 +29,36 @@ _transitions = StageTransition.__table__
 
 
 async def stages_of(session: AsyncSession, customer_ids: set[str]) -> dict[str, dict]:
+    """The customers' stage rows, locked until the transaction ends (on PostgreSQL; SQLite has
+    one writer): what is decided from them is written before a sweep or another consumer may
+    move them. Locked in id order, as lock_range() locks a sweep's chunk, so neither waits
+    for the other in a cycle."""
+
     if not customer_ids:
         return {}
-    rows = await session.execute(select(_stages).where(_stages.c.customer_id.in_(customer_ids)))
+    query = select(_stages).where(_stages.c.customer_id.in_(customer_ids)).order_by(_stages.c.customer_id)
+    rows = await session.execute(query.with_for_update())
     return {row.customer_id: dict(row._mapping) for row in rows}
+
+
+async def lock_range(session: AsyncSession, *, after: str, last: str) -> None:
+    """Lock a sweep chunk's stage rows (PostgreSQL) before it evaluates them: a purchase applied
+    between its read and its write would otherwise make it record a move that its guarded
+    UPDATE then skips (a history row and an event for a move that never happened)."""
+
+    if dialect_name(session) == "sqlite":
+        return  # one writer: nothing runs between the chunk's read and its write
+    ids = _stages.c.customer_id
+    await session.execute(select(ids).where(ids > after, ids <= last).order_by(ids).with_for_update())
+
+
+async def lock_customer(session: AsyncSession, customer_id: str) -> None:
+    """lock_range() for one customer (a signal's evaluation)."""
+
+    if dialect_name(session) != "sqlite":
+        await session.execute(
+            select(_stages.c.customer_id).where(_stages.c.customer_id == customer_id).with_for_update()
+        )
 
 
 async def insert_stages(session: AsyncSession, rows: list[dict]) -> None:

@@ -178,6 +178,7 @@ async def evaluate_now(session: Any, settings: LifecycleSettings, event: Any) ->
         signal_window_days=settings.signal_window_days,
         by_ids=True,
     )
+    await repository.lock_customer(session, event.customer_id)
     rows = await repository.evaluate_customers(session, query, [event.customer_id])
     chunk = _Chunk(event.id, event.id, version, rules, False, query, now)
     with caused_by(event):
@@ -200,6 +201,7 @@ class _Chunk:
         self.risk_changes = 0
 
     async def apply(self, session: Any, *, after: str, last: str) -> None:
+        await repository.lock_range(session, after=after, last=last)
         rows = await repository.evaluate_chunk(session, self.query, after=after, last=last)
         # In slices, yielding between them: a chunk where most customers move (the first sweep
         # over imported data) would otherwise hold the event loop for all of its rows at once.
