@@ -72,6 +72,8 @@ class Customer(Base):
     merged_into: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
     merged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     referred_by: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
+    # The customer's own referral code (customers/referral_codes.py): it points at a person.
+    referral_code: Mapped[str | None] = mapped_column(String(8), unique=True, info=personal("identifier"))
     purchase_count: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -316,7 +318,8 @@ class ReferralSeen(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     referrer_id: Mapped[str] = mapped_column(String(36), index=True)
-    referred_id: Mapped[str] = mapped_column(String(36))
+    # Indexed: a referred customer's purchase re-scores its referrer (referred revenue).
+    referred_id: Mapped[str] = mapped_column(String(36), index=True)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
