@@ -42,6 +42,5 @@ class Stakeholder(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-
 # The sub-domains' tables, on this Base (imported last: they import Base from here).
 from services.network.referrals import models as _referrals  # noqa: E402, F401

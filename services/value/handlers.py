@@ -50,7 +50,16 @@ ERASURES = erasure_consumer(
 )
 
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, WELCOME, PROFILES, ERASURES, perceived.RATINGS, *campaigns.CONSUMERS, offers.REDEMPTIONS, referrals.REWARDS],
+    [
+        CUSTOMERS,
+        WELCOME,
+        PROFILES,
+        ERASURES,
+        perceived.RATINGS,
+        *campaigns.CONSUMERS,
+        offers.REDEMPTIONS,
+        referrals.REWARDS,
+    ],
     merge_steps=[
         known_customers.follow_merge,
         profiles.follow_merge,

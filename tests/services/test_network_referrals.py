@@ -235,7 +235,12 @@ async def test_a_merge_voids_a_self_referral_and_a_second_referral_of_one_person
     network = await start(suite, "network")
 
     def created(cid: str, referred_by: str | None = None):
-        data = {"id": cid, "email": f"{cid}@example.com", "referred_by": referred_by, "created_at": "2026-03-01T00:00:00Z"}
+        data = {
+            "id": cid,
+            "email": f"{cid}@example.com",
+            "referred_by": referred_by,
+            "created_at": "2026-03-01T00:00:00Z",
+        }
         return catalog_event("identify", "crm.identify.customer.created", data, cid)
 
     def merged(survivor: str, merged_ids: list[str]):
@@ -305,6 +310,7 @@ async def test_value_issues_a_template_reward_once_per_referral_and_keeps_why_it
     assert offer["data"]["template_id"] == tpl["id"] and offer["data"]["referral_id"] == "r1"
     template = await _json_when(value.client, f"/v1/offer-templates/{tpl['id']}", lambda b: b["issued"] == 1, "issued")
     assert template["issued"] == 1
+
     # The refused ones are kept with their reason (value's own table), and nothing more was issued.
     async def outcomes():
         async with value.runtime.db.reader() as session:

@@ -156,11 +156,13 @@ def _customers_statement(dialect: str):
 def _arrays(rows: Sequence[tuple[Any, ...]]) -> CustomerArrays:
     if not rows:
         empty = np.zeros(0)
-        return CustomerArrays([], *([empty] * 12), referred_revenue=empty)
+        return CustomerArrays([], *([empty] * 12))
     ids = [row[0] for row in rows]
     matrix = np.array([tuple(row)[1:] for row in rows], dtype=float)  # None → nan (margin)
     columns = [matrix[:, i] for i in range(matrix.shape[1])]
-    return CustomerArrays(ids, *columns[:12], referred_revenue=columns[12])
+    arrays = CustomerArrays(ids, *columns[:12])
+    arrays.referred_revenue = columns[12]
+    return arrays
 
 
 @asynccontextmanager

@@ -48,8 +48,10 @@ class ReferralPage(Page[ReferralOut]):
 
 
 class ProgrammeOut(BaseModel):
-    window_days: int = Field(description="A referral counts when the referred customer's first purchase falls "
-                             "within this many days of their signup")
+    window_days: int = Field(
+        description="A referral counts when the referred customer's first purchase falls "
+        "within this many days of their signup"
+    )
     reward_template_id: str | None = Field(None, description="The referrer's reward: an offer of this template")
     reward_points: int | None = Field(None, description="… or this many loyalty points")
     updated_at: datetime | None = Field(None, description="Null while the settings' defaults hold")

@@ -248,9 +248,7 @@ def present(row: Any) -> dict[str, Any]:
         "qualified_at": row["qualified_at"],
         "transaction_id": row["transaction_id"],
         "rewarded_at": row["rewarded_at"],
-        "reward": (
-            {"template_id": row["reward_template_id"], "points": row["reward_points"]} if rewarded else None
-        ),
+        "reward": ({"template_id": row["reward_template_id"], "points": row["reward_points"]} if rewarded else None),
         "voided_at": row["voided_at"],
         "void_reason": row["void_reason"],
     }

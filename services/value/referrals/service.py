@@ -11,6 +11,8 @@ the row says why (docs/network.md "The referral programme").
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -75,8 +77,9 @@ async def _points_offer(session: AsyncSession, rewarded: ReferralRewarded) -> st
     """An offer of loyalty points, issued without a template (lifecycle's ledger credits them)."""
 
     now = utcnow()
-    row = {
-        "id": uuid7(),
+    offer_id = uuid7()
+    row: dict[str, Any] = {
+        "id": offer_id,
         "customer_id": rewarded.referrer_id,
         "kind": "points",
         "title": f"Referral reward: {rewarded.points} points",
@@ -113,9 +116,9 @@ async def _points_offer(session: AsyncSession, rewarded: ReferralRewarded) -> st
             "points": row["points"],
             "referral_id": rewarded.referral_id,
         },
-        subject=row["customer_id"],
+        subject=rewarded.referrer_id,
     )
-    return row["id"]
+    return offer_id
 
 
 async def follow_merge(session: AsyncSession, merge: Merge) -> None:
