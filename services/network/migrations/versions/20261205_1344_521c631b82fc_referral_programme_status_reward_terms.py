@@ -1,9 +1,9 @@
 """referral programme: status, reward, terms
 
 Referrals recorded before get their signup time from known_customers and the default
-window (90 days, VALUECHAIN_NETWORK_REFERRAL_WINDOW_DAYS' default); the new
-network-referral-purchases consumer reads the stream from its start, so they are judged
-by the purchases the stream still holds (with no reward until the programme names one).
+window (90 days, VALUECHAIN_NETWORK_REFERRAL_WINDOW_DAYS' default); network-referrals, which
+now also reads identify's purchases, judges them by the first purchase it reads after the
+upgrade (no reward until the programme names one).
 
 Revision ID: 521c631b82fc
 Revises: e07f9bcc8eaf
