@@ -21,6 +21,7 @@ from services.value.models import profiles
 from services.value.offers import service as offers
 from services.value.offers.codes import new_codes
 from services.value.referrals.models import ReferralReward
+from services.value.service import NO_TEMPLATE
 from shared.db.database import insert_ignoring, utcnow
 from shared.db.ids import uuid7
 from shared.events.contracts import ReferralRewarded
@@ -89,18 +90,9 @@ async def _points_offer(session: AsyncSession, rewarded: ReferralRewarded) -> st
         "issued_at": now,
         "expires_at": None,
         "redeemed_at": None,
-        "template_id": None,
+        **NO_TEMPLATE,
         "coupon_code": new_codes(1)[0],
-        "amount_off": None,
-        "currency": None,
-        "free_item": None,
         "points": rewarded.points,
-        "cost": None,
-        "starts_at": None,
-        "segment": None,
-        "campaign_id": None,
-        "playbook_id": None,
-        "redeemed_transaction_id": None,
     }
     await offers_repository.insert_offers(session, [row])
     emit(
