@@ -4,10 +4,12 @@ codes, network's attribution (pending → qualified → rewarded, or void), valu
 from __future__ import annotations
 
 import re
+import sqlite3
 
 from sqlalchemy import select
 
 from services.value.referrals.models import ReferralReward
+from shared.db.migrations import upgrade
 from shared.events.envelope import make_event
 from tests.services.test_engage import catalog_event, create_customer, publish
 from tests.services.test_network import start, stream_events
@@ -75,6 +77,27 @@ async def test_each_customer_gets_a_code_that_resolves_at_signup_into_referred_b
 
     codes = {e["data"]["id"]: e["data"]["referral_code"] for e in await wait_until(created, what="the created events")}
     assert codes[ada["id"]] == ada["referral_code"] and codes[bob["id"]] == bob["referral_code"]
+
+
+def test_customers_from_before_the_codes_get_one_by_migration(tmp_path):
+    """Revision a7acb6dde8bd draws a code for each customer already there, but an erased one."""
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'identify.db'}"
+    upgrade("identify", url, "a7246de2b25b")
+    with sqlite3.connect(tmp_path / "identify.db") as db:
+        for cid, erased in (("old-1", None), ("old-2", None), ("gone", "2026-02-01 00:00:00")):
+            db.execute(
+                "INSERT INTO customers (id, external_id, purchase_count, created_at, updated_at, erased_at) "
+                "VALUES (?, ?, 0, '2026-01-01 00:00:00', '2026-01-01 00:00:00', ?)",
+                (cid, cid, erased),
+            )
+    upgrade("identify", url)
+    with sqlite3.connect(tmp_path / "identify.db") as db:
+        codes = dict(db.execute("SELECT id, referral_code FROM customers").fetchall())
+        triggers = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    assert CODE.match(codes["old-1"]) and CODE.match(codes["old-2"]) and codes["old-1"] != codes["old-2"]
+    assert codes["gone"] is None
+    assert {"customer_search_update", "customer_search_delete"} <= triggers  # no table rebuilt
 
 
 async def test_a_merged_customers_code_refers_to_the_survivor(suite):
