@@ -253,7 +253,11 @@ ROUTES: tuple[Route, ...] = (
     # x-valuechain-partner); who referred whom is about customers, not partners.
     r("GET POST", "/v1/stakeholders", "network", **NETWORK),
     r("GET", "/v1/stakeholders/{id}", "network", **NETWORK),
+    # network: referrals. Who referred whom is about customers (customers:read); the
+    # programme's terms are network's (a partner key may read them: nothing in them is a partner's).
     r("GET", "/v1/customers/{id}/referrals", "network", **CUSTOMERS),
+    r("GET", "/v1/referrals", "network", read="customers:read"),
+    r("GET PUT", "/v1/referral-programme", "network", **NETWORK),
     # value
     r("GET POST", "/v1/offers", "value", **OFFERS),
     r("GET", "/v1/offers/{id}", "value", **OFFERS),

@@ -192,6 +192,8 @@ class IdentifySettings(ServiceSettings):
     inspiration_min_shipped_ideas: int = Field(1, ge=1)
     # … or at least this many helpful marks on their community posts (engage's helpfulness.changed).
     benchmark_min_helpful_marks: int = Field(10, ge=1)
+    # … or referred customers who spent at least this much in all (the reporting currency).
+    benchmark_min_referred_revenue: float = Field(1000.0, gt=0)
     cost_absorber_top: float = Field(0.20, gt=0, le=1)  # top share by number of purchases …
     thin_margin: float = Field(0.15, ge=0, le=1)  # … at a margin ratio at most this
     # CLV bands (low, medium, high, top): predicted CLV below each edge, in the portfolio's
@@ -298,6 +300,15 @@ class EngageSettings(ServiceSettings):
 class NetworkSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_NETWORK_")
     service: ClassVar[str] = "network"
+
+    # --- the referral programme (services/network/referrals/): its terms until the first
+    # PUT /v1/referral-programme, which then holds them in network's database.
+    # A referral counts when the referred customer's first purchase falls within this many days of signup.
+    referral_window_days: int = Field(90, ge=1, le=3650)
+    # The referrer's reward: an offer of this value offer template, or these loyalty points (not both).
+    referral_reward_template_id: str | None = None
+    referral_reward_points: int | None = Field(None, ge=1)
+    # --- end of the referral programme
 
 
 class ValueSettings(ServiceSettings):

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Query, status
 
 from services.network import service
 from services.network.schemas import (
-    ReferralPage,
     StakeholderCreate,
     StakeholderKind,
     StakeholderOut,
@@ -47,16 +46,3 @@ async def list_stakeholders(
 async def get_stakeholder(stakeholder_id: str, session: ReadSession, caller: CallerDep):
     """One stakeholder. A partner's key gets 404 for any but its own record."""
     return await service.get_stakeholder(session=session, stakeholder_id=stakeholder_id, caller=caller)
-
-
-@router.get("/customers/{customer_id}/referrals", response_model=ReferralPage)
-async def list_referrals(customer_id: str, session: ReadSession, page: PagingById):
-    """The customers this customer referred, oldest first (an empty list when none).
-
-    404 when network never heard of the customer (it learns customers from
-    `crm.identify.customer.created`, so a brand-new customer may 404 for a moment).
-    """
-    rows = await service.referrals_by(
-        session=session, customer_id=customer_id, after_id=page.after_value, limit=page.fetch
-    )
-    return page.of(rows, lambda r: (r["id"],))

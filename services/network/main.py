@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.network.endpoints import router
 from services.network.handlers import CONSUMERS
 from services.network.models import Base, messaging
+from services.network.referrals.endpoints import router as referrals_router
 from shared.privacy.export import export_router
 from shared.service.app import create_service_app
 from shared.service.runtime import ServiceDefinition
@@ -15,7 +16,7 @@ DEFINITION = ServiceDefinition(
     metadata=Base.metadata,
     messaging=messaging,
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
-    routers=[router, export_router(Base.metadata)],
+    routers=[router, referrals_router, export_router(Base.metadata)],
     consumers=CONSUMERS,
 )
 

@@ -1,4 +1,5 @@
-"""network's tables: stakeholders, referrals and the customers it knows (plus the messaging tables)."""
+"""network's tables: stakeholders and the customers it knows (plus the messaging tables); the
+referral programme's are in services/network/referrals/."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from shared.db.database import NAMING_CONVENTION, UTCDateTime, utcnow
 from shared.events.customer_aliases import CustomerAliases
 from shared.events.known_customers import KnownCustomers
 from shared.events.messaging import messaging_tables
-from shared.privacy.classification import about_customers, personal
+from shared.privacy.classification import personal
 from shared.privacy.erasure import ErasedCustomers
 
 
@@ -41,16 +42,5 @@ class Stakeholder(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Referral(Base):
-    """`referrer_id` brought in `referred_id` (a customer is referred at most once)."""
-
-    __tablename__ = "referrals"
-    __table_args__ = (
-        Index("ix_referrals_referrer_id", "referrer_id", "id"),
-        {"info": about_customers("who referred whom: referral rewards and benchmark evidence", column="referrer_id")},
-    )
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    referrer_id: Mapped[str] = mapped_column(String(36))
-    referred_id: Mapped[str] = mapped_column(String(36), unique=True)
-    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+# The sub-domains' tables, on this Base (imported last: they import Base from here).
+from services.network.referrals import models as _referrals  # noqa: E402, F401

@@ -40,15 +40,3 @@ class StakeholderOut(BaseModel):
 
 class StakeholderPage(Page[StakeholderOut]):
     pass
-
-
-class ReferralOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    referred_id: str = Field(description="The customer who was referred")
-    recorded_at: datetime = Field(description="When network recorded the referral")
-
-
-class ReferralPage(Page[ReferralOut]):
-    pass

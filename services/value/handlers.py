@@ -14,6 +14,8 @@ from services.value.models import Base, aliases, erased_customers, known_custome
 from services.value.offers import handlers as offers
 from services.value.perceived import handlers as perceived
 from services.value.perceived import service as perceived_service
+from services.value.referrals import handlers as referrals
+from services.value.referrals import service as referrals_service
 from shared.events.consumer import ConsumerSpec
 from shared.events.contracts import CustomerCreated, StageChanged
 from shared.events.envelope import Event
@@ -48,7 +50,16 @@ ERASURES = erasure_consumer(
 )
 
 CONSUMERS = aliases.consumers(
-    [CUSTOMERS, WELCOME, PROFILES, ERASURES, perceived.RATINGS, *campaigns.CONSUMERS, offers.REDEMPTIONS],
+    [
+        CUSTOMERS,
+        WELCOME,
+        PROFILES,
+        ERASURES,
+        perceived.RATINGS,
+        *campaigns.CONSUMERS,
+        offers.REDEMPTIONS,
+        referrals.REWARDS,
+    ],
     merge_steps=[
         known_customers.follow_merge,
         profiles.follow_merge,
@@ -56,11 +67,12 @@ CONSUMERS = aliases.consumers(
         perceived_service.follow_ratings_merge,
         ideas.follow_ideas_merge,
         campaigns_service.follow_merge,
+        referrals_service.follow_merge,
     ],
     merges_description=(
         "Follows identify's merges: offers of the merged customers move to the survivor (which keeps one "
         "automatic offer of each kind), and so do their value-map ratings, ideas, votes and comments (where "
-        "two of them voted for one idea, one vote stays), campaign memberships (one per campaign), "
+        "two of them voted for one idea, one vote stays), campaign memberships (one per campaign), referral rewards, "
         "marketing consents (the newest per channel) and purchases; later events of a merged id go to the "
         "survivor."
     ),

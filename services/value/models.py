@@ -92,3 +92,4 @@ from services.value.ideas import models as _ideas  # noqa: E402, F401
 from services.value.nbo import models as _nbo  # noqa: E402, F401
 from services.value.offers import models as _offers  # noqa: E402, F401
 from services.value.perceived import models as _perceived  # noqa: E402, F401
+from services.value.referrals import models as _referrals  # noqa: E402, F401

@@ -45,7 +45,7 @@ def decimal_text(value) -> str | None:
 
 
 # The columns of an offer issued without a template (by hand, or the welcome offer).
-_NO_TEMPLATE = {
+NO_TEMPLATE = {
     "template_id": None,
     "amount_off": None,
     "currency": None,
@@ -124,7 +124,7 @@ async def create_offer(*, session: AsyncSession, data: OfferCreate) -> dict:
         "issued_at": utcnow(),
         "expires_at": data.expires_at.astimezone(UTC) if data.expires_at else None,
         "redeemed_at": None,
-        **_NO_TEMPLATE,
+        **NO_TEMPLATE,
         "coupon_code": new_codes(1)[0],
     }
     await repository.insert_offers(session, [row])
@@ -269,7 +269,7 @@ async def welcome_new_buyers(*, session: AsyncSession, events: list[Event[StageC
             "issued_at": now,
             "expires_at": now + WELCOME["valid_for"],
             "redeemed_at": None,
-            **_NO_TEMPLATE,
+            **NO_TEMPLATE,
             "coupon_code": code,
         }
         rows.append(row)

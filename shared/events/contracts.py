@@ -200,6 +200,9 @@ class CustomerCreated(Payload):
     name: Annotated[str | None, Personal("name")] = None
     phone: Annotated[str | None, Personal("phone")] = None
     referred_by: str | None = None
+    # The customer's own referral code (identify issues one to each customer; it points at a
+    # person, so it is personal). Null from older producers.
+    referral_code: Annotated[str | None, Personal("identifier")] = None
     created_at: datetime
     # The person's email or phone matches an erased customer's (identify's suppression
     # list): never market to them (value issues no welcome offer). Null from older producers.
@@ -1031,6 +1034,34 @@ class ReferralRecorded(Payload):
         return f"Referred by customer {self.referrer_id}"
 
 
+# --- network: the referral programme ------------------------------------------
+
+
+@contract(
+    "crm.network.referral.rewarded",
+    "network",
+    "A referral counted (the referred customer's first purchase fell within the programme's window): "
+    "the referrer earns the programme's reward, which value issues (an offer of `template_id`, or `points`).",
+    customers=("referrer_id",),
+    other_customers=("referred_id",),
+    at="rewarded_at",
+)
+class ReferralRewarded(Payload):
+    referral_id: str
+    referrer_id: str
+    referred_id: str
+    # The reward: an offer of value's template, or loyalty points (one of the two).
+    template_id: str | None = None
+    points: int | None = None
+    # identify's id of the referred customer's first purchase, the one that qualified the referral.
+    transaction_id: str
+    rewarded_at: datetime
+
+    def timeline_summary(self, customer_id: str) -> str:
+        reward = f"{self.points} points" if self.points is not None else "an offer"
+        return f"Rewarded with {reward} for referring customer {self.referred_id}"
+
+
 # --- value ------------------------------------------------------------------
 
 
@@ -1066,6 +1097,8 @@ class OfferIssued(Payload):
     playbook_id: str | None = None
     # The loyalty redemption (crm.lifecycle.loyalty.points_redeemed) the offer was bought with.
     redemption_id: str | None = None
+    # The referral (crm.network.referral.rewarded) the offer rewards its referrer for.
+    referral_id: str | None = None
 
     def timeline_summary(self, customer_id: str) -> str:
         off = f" ({self.discount_percent}% off)" if self.discount_percent is not None else ""

@@ -16,6 +16,8 @@ PARTNER_REACHABLE = {
     ("GET", "/v1/stakeholders"),
     ("GET", "/v1/stakeholders/{id}"),
     ("GET", "/v1/me"),
+    # The referral programme's terms: the same for every caller, nothing in them is a partner's.
+    ("GET", "/v1/referral-programme"),
 }
 
 
@@ -67,6 +69,11 @@ async def test_a_partner_never_sees_another_partners_resources(suite, start_gate
                 assert response.status_code == 404 and response.json()["error"] == "not_found"
             # GET /v1/me: its own partner.
             assert (await gw.get("/v1/me", headers=auth)).json()["partner_id"] == me["id"]
+            # GET /v1/referral-programme: the terms everyone reads; changing them is not a partner's.
+            terms = await gw.get("/v1/referral-programme", headers=auth)
+            assert terms.json() == (await gw.get("/v1/referral-programme", headers=AUTH)).json()
+            refused = await gw.put("/v1/referral-programme", json={"window_days": 30}, headers=auth)
+            assert refused.status_code == 403, refused.text
         # The admin still sees everyone.
         everyone = (await gw.get("/v1/stakeholders", headers=AUTH)).json()["items"]
         assert {s["id"] for s in everyone} == {acme["id"], bolt["id"], supplier["id"]}

@@ -596,6 +596,17 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
             },
             "Replied to a community thread: Best lens?",
         ),
+        "crm.network.referral.rewarded": (
+            {
+                "referral_id": "r",
+                "referrer_id": "c1",
+                "referred_id": "c2",
+                "points": 500,
+                "transaction_id": "t",
+                "rewarded_at": at,
+            },
+            "Rewarded with 500 points for referring customer c2",
+        ),
     }
     assert set(cases) | {"crm.network.referral.recorded"} == set(TIMELINE_SUBJECTS)
     for subject, (data, summary) in cases.items():

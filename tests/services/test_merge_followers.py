@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
+
 from shared.events.envelope import make_event
 from tests.services.test_engage import catalog_event, create_customer, publish, start
 from tests.services.test_lifecycle import _handled, _read_stream
@@ -481,7 +483,7 @@ async def test_engage_moves_consent_and_keeps_the_newest_state_per_purpose_and_c
 # --- network ---------------------------------------------------------------------------------
 
 
-async def test_network_repoints_referrals_and_drops_the_self_referral(suite):
+async def test_network_repoints_referrals_and_voids_the_self_referral(suite):
     identify = await start(suite, "identify")
     network = await start(suite, "network")
     referrer = await create_customer(identify, email="r@example.com")
@@ -501,13 +503,52 @@ async def test_network_repoints_referrals_and_drops_the_self_referral(suite):
     mine = await _json_when(
         network.client,
         f"/v1/customers/{survivor['id']}/referrals",
-        lambda b: [r["referred_id"] for r in b["items"]] == [friend["id"]],
-        "the merged customer's referral moved, the self-referral dropped",
+        lambda b: len(b["items"]) == 2 and b["items"][1]["status"] == "void",
+        "the merged customer's referral moved, the self-referral void",
     )
-    assert len(mine["items"]) == 1
+    # The self-referral stays on the survivor's list, void and why, naming the id it was made for.
+    assert [(r["referred_id"], r["status"], r["void_reason"]) for r in mine["items"]] == [
+        (friend["id"], "pending", None),
+        (within["id"], "void", "self_referral"),
+    ]
     theirs = (await network.client.get(f"/v1/customers/{referrer['id']}/referrals")).json()
-    assert [r["referred_id"] for r in theirs["items"]] == [survivor["id"]]
+    assert [(r["referred_id"], r["status"]) for r in theirs["items"]] == [(survivor["id"], "pending")]
     await _merged_away(network.client, f"/v1/customers/{merged['id']}/referrals", survivor["id"])
+
+
+async def test_value_moves_referral_rewards_to_the_survivor(suite):
+    identify = await start(suite, "identify")
+    value = await start(suite, "value")
+    survivor = await create_customer(identify, email="s@example.com")
+    merged = await create_customer(identify, email="m@example.com")
+    data = {
+        "referral_id": "r-1",
+        "referrer_id": merged["id"],
+        "referred_id": "friend",
+        "points": 100,
+        "transaction_id": "t-1",
+        "rewarded_at": "2026-04-01T00:00:00Z",
+    }
+    rewarded = catalog_event("network", "crm.network.referral.rewarded", data, merged["id"])
+    await publish(suite.nats.url, rewarded, rewarded.id)
+    await _json_when(
+        value.client, f"/v1/customers/{merged['id']}/offers", lambda b: len(b["items"]) == 1, "the reward issued"
+    )
+    await _merge(identify, survivor["id"], [merged["id"]], suite.nats.url)
+    offers = await _json_when(
+        value.client, f"/v1/customers/{survivor['id']}/offers", lambda b: len(b["items"]) == 1, "the reward moved"
+    )
+    assert offers["items"][0]["points"] == 100
+
+    async def reward_owner():
+        async with value.runtime.db.reader() as session:
+            return (await session.execute(text("SELECT customer_id FROM referral_rewards"))).scalar()
+
+    assert await wait_until(lambda: _when_equal(reward_owner, survivor["id"]), what="the reward row moved")
+
+
+async def _when_equal(read, expected):
+    return await read() == expected
 
 
 # --- value -----------------------------------------------------------------------------------

@@ -286,6 +286,12 @@ async def test_erasing_an_unknown_or_merged_customer_and_erasing_twice(suite):
         "merged_ids": [twin["id"]],
         "requested_at": erased[0]["data"]["requested_at"],
     }
+    # Her referral code points at her: it went with her data, and resolves to nobody now.
+    assert ada["referral_code"] and (await client.get(f"/v1/customers/{ada['id']}")).json()["referral_code"] is None
+    stale = await client.post(
+        "/v1/customers", json={"email": "friend@example.com", "referral_code": ada["referral_code"]}
+    )
+    assert stale.status_code == 422 and "body.referral_code" in stale.text
     patched = await client.patch(f"/v1/customers/{ada['id']}", json={"name": "Ada again"})
     assert (patched.status_code, patched.json()["error"]) == (409, "customer_erased")
     # The same email again, any case: suppressed. Another person: not.

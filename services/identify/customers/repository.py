@@ -58,6 +58,27 @@ async def find_identity_clash(
 _customers = Customer.__table__
 
 
+async def held_referral_codes(session: AsyncSession, codes: list[str]) -> set[str]:
+    """The codes among `codes` a customer already holds."""
+
+    held: set[str] = set()
+    for start in range(0, len(codes), 1000):
+        query = select(_customers.c.referral_code).where(_customers.c.referral_code.in_(codes[start : start + 1000]))
+        held.update((await session.execute(query)).scalars())
+    return held
+
+
+_BY_REFERRAL_CODE = select(_customers.c.id, _customers.c.merged_into).where(
+    _customers.c.referral_code == bindparam("code")
+)
+
+
+async def by_referral_code(session: AsyncSession, code: str):
+    """(id, merged_into) of the customer holding the code, if any."""
+
+    return (await session.execute(_BY_REFERRAL_CODE, {"code": code})).first()
+
+
 async def survivors(session: AsyncSession, customer_ids) -> dict[str, str]:
     """merged id → its survivor, for those of customer_ids that were merged."""
 

@@ -27,7 +27,17 @@ class CustomerCreate(Strict):
     external_id: Text = None
     name: Text = None
     phone: Phone = None
-    referred_by: Id | None = None
+    referred_by: Id | None = Field(None, description="The id of the customer who referred this one")
+    referral_code: Annotated[
+        str | None,
+        Field(
+            max_length=40,
+            description="The referral code of the customer who referred this one (any case; dashes and spaces "
+            "ignored). Resolved into referred_by; an unknown code, or one of another customer than "
+            "referred_by, is 422",
+            **NOT_BLANK_SCHEMA,
+        ),
+    ] = None
 
     @model_validator(mode="after")
     def _identified(self):
@@ -65,6 +75,9 @@ class CustomerOut(BaseModel):
         None, validation_alias="phone_key", description="The phone in E.164, null when it is not a valid number"
     )
     referred_by: str | None
+    referral_code: str | None = Field(
+        None, description="The customer's own referral code, to hand to the people they refer (null once erased)"
+    )
     purchase_count: int
     merged_into: str | None = Field(
         None, description="Set when this customer was merged: the survivor that now holds its data"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identify.customers import normalize, repository
+from services.identify.customers import normalize, referral_codes, repository
 from services.identify.customers.schemas import CustomerCreate, CustomerPatch
 from services.identify.models import Customer
 from shared.db.database import utcnow
@@ -71,10 +71,38 @@ async def get_customer(*, session: AsyncSession, customer_id: str) -> Customer:
     return customer
 
 
+async def new_referral_codes(session: AsyncSession, n: int) -> list[str]:
+    """n referral codes no customer holds yet."""
+
+    return await referral_codes.unique_codes(n, lambda codes: repository.held_referral_codes(session, codes))
+
+
+async def referrer_of(session: AsyncSession, data: CustomerCreate) -> str | None:
+    """Who referred a new customer: `referred_by`, or the holder of `referral_code` (a merged
+    holder's code refers to its survivor). An unknown code, or one that names another customer
+    than `referred_by`, is 422 naming body.referral_code."""
+
+    referrer = data.referred_by
+    if referrer and await repository.get_customer(session, referrer) is None:
+        raise field_error("body.referred_by", f"no customer with id {referrer}")
+    if data.referral_code is None:
+        return referrer
+    code = referral_codes.normalized(data.referral_code)
+    holder = await repository.by_referral_code(session, code) if code else None
+    if holder is None:
+        raise field_error("body.referral_code", f"no customer holds the referral code {data.referral_code!r}")
+    by_code = holder.merged_into or holder.id
+    if referrer and referrer not in (holder.id, by_code):
+        raise field_error(
+            "body.referral_code",
+            f"the referral code {data.referral_code!r} is another customer's than referred_by ({referrer})",
+        )
+    return referrer or by_code
+
+
 async def create_customer(*, session: AsyncSession, data: CustomerCreate) -> Customer:
     await _refuse_clash(session, email=data.email, external_id=data.external_id)
-    if data.referred_by and await repository.get_customer(session, data.referred_by) is None:
-        raise field_error("body.referred_by", f"no customer with id {data.referred_by}")
+    referred_by = await referrer_of(session, data)
     now = utcnow()
     customer = Customer(
         id=uuid7(),
@@ -83,7 +111,8 @@ async def create_customer(*, session: AsyncSession, data: CustomerCreate) -> Cus
         external_id=data.external_id,
         name=data.name,
         phone=data.phone,
-        referred_by=data.referred_by,
+        referred_by=referred_by,
+        referral_code=(await new_referral_codes(session, 1))[0],
         purchase_count=0,
         created_at=now,
         updated_at=now,
@@ -97,7 +126,7 @@ async def create_customer(*, session: AsyncSession, data: CustomerCreate) -> Cus
         "crm.identify.customer.created",
         {
             field: getattr(customer, field)
-            for field in (*CUSTOMER_FIELDS, "id", "referred_by", "created_at", "suppressed")
+            for field in (*CUSTOMER_FIELDS, "id", "referred_by", "referral_code", "created_at", "suppressed")
         },
         subject=customer.id,
     )

@@ -93,7 +93,7 @@ def _by_external_id(dialect: str):
     return select(_customers.c.external_id, _customers.c.id).where(one_of(_customers.c.external_id, dialect))
 
 
-CUSTOMER_COLUMNS = ("id", "external_id", "purchase_count", "created_at", "updated_at")
+CUSTOMER_COLUMNS = ("id", "external_id", "referral_code", "purchase_count", "created_at", "updated_at")
 
 
 async def add_customers(session: AsyncSession, rows: list[tuple]) -> None:

@@ -24,6 +24,7 @@ import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.identify.customers.service import new_referral_codes
 from services.identify.imports import parsing, repository
 from services.identify.transactions.service import record_transactions
 from shared.db.database import utcnow
@@ -242,13 +243,17 @@ async def _create_customers(session: AsyncSession, external_ids: list[str]) -> l
 
     now = utcnow()
     ids = uuid7_many(len(external_ids))
+    codes = await new_referral_codes(session, len(ids))
     await repository.add_customers(
-        session, [(id_, external_id, 0, now, now) for id_, external_id in zip(ids, external_ids)]
+        session, [(id_, external_id, code, 0, now, now) for id_, external_id, code in zip(ids, external_ids, codes)]
     )
     emit_many(
         session,
         "crm.identify.customer.created",
-        [{"id": id_, "external_id": external_id, "created_at": now} for id_, external_id in zip(ids, external_ids)],
+        [
+            {"id": id_, "external_id": external_id, "referral_code": code, "created_at": now}
+            for id_, external_id, code in zip(ids, external_ids, codes)
+        ],
         ids,
     )
     return ids

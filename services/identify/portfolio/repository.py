@@ -79,6 +79,8 @@ class CustomerArrays:
     service_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     service_amount: np.ndarray = field(default_factory=lambda: np.zeros(0))
     service_day: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # What the customers each one referred spent in all (reporting currency); empty: none known.
+    referred_revenue: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -106,16 +108,28 @@ class CustomerArrays:
             self.compounded_spend = self.compounded_spend * factor
 
 
+# The customers each referrer referred (once each: a merge may have joined two referrals of one
+# person) with their purchase summaries: referred revenue, evidence for benchmark customers.
+_REFERRED = """(SELECT DISTINCT referrer_id, referred_id FROM referrals_seen) r
+            JOIN purchase_summaries p ON p.customer_id = r.referred_id"""
+
+
 def _summary_sql(dialect: str, *, only_ids: bool) -> str:
     if only_ids:  # a few customers: indexed lookups, including the kinds they hold now
         referrals = "(SELECT COUNT(*) FROM referrals_seen r WHERE r.referrer_id = s.customer_id)"
         held = "(SELECT COUNT(*) FROM customer_kinds k WHERE k.customer_id = s.customer_id)"
+        revenue = f"""(SELECT COALESCE(SUM(CAST(p.total_spend AS FLOAT)), 0) FROM {_REFERRED}
+            WHERE r.referrer_id = s.customer_id)"""
         joins, where = "", "WHERE s.customer_id IN :ids"
     else:  # everyone: one pass, referrals counted once
-        referrals, held = "COALESCE(r.referrals, 0)", "0"
-        joins = """LEFT JOIN (
+        referrals, held, revenue = "COALESCE(r.referrals, 0)", "0", "COALESCE(rr.revenue, 0)"
+        joins = f"""LEFT JOIN (
             SELECT referrer_id, COUNT(*) AS referrals FROM referrals_seen GROUP BY referrer_id
-        ) r ON r.referrer_id = s.customer_id"""
+        ) r ON r.referrer_id = s.customer_id
+        LEFT JOIN (
+            SELECT r.referrer_id, SUM(CAST(p.total_spend AS FLOAT)) AS revenue FROM {_REFERRED}
+            GROUP BY r.referrer_id
+        ) rr ON rr.referrer_id = s.customer_id"""
         where = ""
     return f"""
         SELECT s.customer_id,
@@ -125,7 +139,7 @@ def _summary_sql(dialect: str, *, only_ids: bool) -> str:
                CAST(s.total_spend AS FLOAT), CAST(s.first_day_spend AS FLOAT),
                CAST(s.total_margin AS FLOAT), COALESCE(CAST(s.total_cost AS FLOAT), 0),
                COALESCE(CAST(c.acquisition + c.selling + c.service AS FLOAT), 0),
-               s.discounted_spend, {referrals}, {held}
+               s.discounted_spend, {referrals}, {held}, {revenue}
         FROM purchase_summaries s  -- a merged customer has none: its purchases moved to the survivor
         LEFT JOIN customer_costs c ON c.customer_id = s.customer_id
         {joins}
@@ -146,7 +160,9 @@ def _arrays(rows: Sequence[tuple[Any, ...]]) -> CustomerArrays:
     ids = [row[0] for row in rows]
     matrix = np.array([tuple(row)[1:] for row in rows], dtype=float)  # None → nan (margin)
     columns = [matrix[:, i] for i in range(matrix.shape[1])]
-    return CustomerArrays(ids, *columns)
+    arrays = CustomerArrays(ids, *columns[:12])
+    arrays.referred_revenue = columns[12]
+    return arrays
 
 
 @asynccontextmanager
@@ -418,6 +434,17 @@ async def replace_kinds(session: AsyncSession, rows: list[dict], *, customer_ids
             await session.execute(delete(table).where(table.c.customer_id.in_(customer_ids[start : start + 500])))
     if rows:
         await session.execute(table.insert(), rows)
+
+
+async def referrers_of(session: AsyncSession, referred_ids: list[str]) -> set[str]:
+    """The customers who referred any of these."""
+
+    table = ReferralSeen.__table__
+    found: set[str] = set()
+    for start in range(0, len(referred_ids), 1000):
+        query = select(table.c.referrer_id).where(table.c.referred_id.in_(referred_ids[start : start + 1000]))
+        found.update((await session.execute(query)).scalars())
+    return found
 
 
 async def referred_by(session: AsyncSession, referrer_ids: list[str], limit: int = 10) -> dict[str, list[str]]:

@@ -203,7 +203,8 @@ def kinds_of(
     """Each customer's kinds and evidence, plus the customer_kinds rows.
 
     `helpful`: the helpful marks of the customers with at least `benchmark_min_helpful_marks`
-    (`helpful_benchmarks`); either that or enough referrals makes a benchmark customer.
+    (`helpful_benchmarks`); either that, enough referrals, or enough revenue of the customers
+    they referred makes a benchmark customer.
     `shipped`: each customer's shipped ideas (the inspiration evidence).
     """
 
@@ -211,7 +212,9 @@ def kinds_of(
     referring = arrays.referrals >= settings.benchmark_min_referrals
     marks = helpful_marks_array(arrays.ids, helpful or {})
     helping = marks >= settings.benchmark_min_helpful_marks
-    benchmark = referring | helping
+    revenue = referred_revenue_array(arrays)
+    bringing = revenue >= settings.benchmark_min_referred_revenue
+    benchmark = referring | helping | bringing
     absorber = (
         (arrays.purchases >= cost_absorber_purchases)
         & ~np.isnan(scores.margin_ratio)
@@ -245,7 +248,7 @@ def kinds_of(
             i,
             "benchmark",
             arrays.referrals[i] + marks[i],
-            benchmark_evidence(arrays, i, referring, helping, marks, referred, settings),
+            benchmark_evidence(arrays, i, (referring, helping, bringing), marks, referred, settings),
         )
     least = settings.inspiration_min_shipped_ideas
     inspiring = {customer: ideas for customer, ideas in (shipped or {}).items() if len(ideas) >= least}
@@ -324,9 +327,18 @@ def helpful_marks_array(ids: list[str], helpful: dict[str, int]) -> np.ndarray:
     return marks
 
 
-def benchmark_evidence(arrays, i, referring, helping, marks, referred, settings: PortfolioSettings) -> dict:
-    """The evidence of a benchmark customer: each rule that holds, with what it counted."""
+def referred_revenue_array(arrays: CustomerArrays) -> np.ndarray:
+    """What each customer's referred customers spent (zeros where arrays were made without it)."""
 
+    revenue = arrays.referred_revenue
+    return revenue if len(revenue) == len(arrays) else np.zeros(len(arrays))
+
+
+def benchmark_evidence(arrays, i, rules, marks, referred, settings: PortfolioSettings) -> dict:
+    """The evidence of a benchmark customer: each rule that holds, with what it counted.
+    `rules`: the (referring, helping, bringing) arrays, whether each rule holds per customer."""
+
+    referring, helping, bringing = rules
     evidence: dict = {"rules": [], "sources": []}
     if referring[i]:
         evidence["rules"].append("referrals")
@@ -340,6 +352,14 @@ def benchmark_evidence(arrays, i, referring, helping, marks, referred, settings:
         evidence["rules"].append("helpful_marks")
         evidence["sources"].append("crm.engage.community.helpfulness.changed")
         evidence.update(helpful_marks=int(marks[i]), min_helpful_marks=settings.benchmark_min_helpful_marks)
+    if bringing[i]:
+        evidence["rules"].append("referred_revenue")
+        evidence["sources"].append("crm.identify.transaction.recorded")
+        evidence.update(
+            referred_revenue=round(float(referred_revenue_array(arrays)[i]), 2),
+            min_referred_revenue=settings.benchmark_min_referred_revenue,
+            referred=referred.get(arrays.ids[i], []),
+        )
     return evidence
 
 
@@ -352,9 +372,12 @@ async def helpful_benchmarks(
 
 
 async def referred_by_benchmarks(session: AsyncSession, arrays: CustomerArrays, settings: PortfolioSettings):
-    """Whom each customer with enough referrals for `benchmark` referred (the evidence)."""
+    """Whom each customer with enough referrals, or referred revenue, for `benchmark` referred (the evidence)."""
 
-    ids = [arrays.ids[i] for i in np.flatnonzero(arrays.referrals >= settings.benchmark_min_referrals)]
+    enough = (arrays.referrals >= settings.benchmark_min_referrals) | (
+        referred_revenue_array(arrays) >= settings.benchmark_min_referred_revenue
+    )
+    ids = [arrays.ids[i] for i in np.flatnonzero(enough)]
     return await repository.referred_by(session, ids) if ids else {}
 
 
@@ -390,8 +413,10 @@ async def current_model(session: AsyncSession) -> Model | None:
     return model
 
 
-async def rescore_customers(session: AsyncSession, customer_ids) -> None:
+async def rescore_customers(session: AsyncSession, customer_ids, *, with_referrers: bool = False) -> None:
     """Re-score these customers with the current model and emit crm.identify.customer.scored.
+    `with_referrers`: their purchases changed, so the customers who referred them are re-scored
+    too (what their referred customers spent is benchmark evidence).
 
     Before the first refit there is no model: nothing is scored (the refit scores everyone).
     """
@@ -402,6 +427,8 @@ async def rescore_customers(session: AsyncSession, customer_ids) -> None:
     model = await current_model(session)
     if model is None:
         return
+    if with_referrers:
+        customer_ids = sorted(set(customer_ids) | await repository.referrers_of(session, customer_ids))
     settings = portfolio_settings()
     arrays = await repository.load_customers(session, customer_ids=customer_ids)
     if not len(arrays):

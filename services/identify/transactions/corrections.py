@@ -170,7 +170,7 @@ async def _restate(session: AsyncSession, customer_id: str) -> None:
     await summaries.rebuild_summaries(session, [customer_id])
     if not await repository.has_summary(session, customer_id):
         await repository.drop_scores(session, customer_id)  # no purchase left: unscored, as before the first
-    await rescore_customers(session, [customer_id])
+    await rescore_customers(session, [customer_id], with_referrers=True)
 
 
 async def refunds(*, session: AsyncSession, transaction_id: str, after: tuple[datetime, str] | None, limit: int):

@@ -177,7 +177,7 @@ async def record_transactions(*, session: AsyncSession, items: Sequence[NewTrans
         added = _announce(session, rows, customers)
         await repository.add_purchases(session, added)
         await summaries.add_transactions(session, rows)
-        await rescore_customers(session, sorted(added))
+        await rescore_customers(session, sorted(added), with_referrers=True)
     return outcomes
 
 

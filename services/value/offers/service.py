@@ -170,11 +170,19 @@ async def issue(
     campaign_id: str | None = None,
     playbook_id: str | None = None,
     redemption_id: str | None = None,
+    referral_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """issue_many() for a few customers: the offers' rows as dicts, in the customers' order."""
 
     issued = await issue_many(
-        session, tpl, customers, now=now, campaign_id=campaign_id, playbook_id=playbook_id, redemption_id=redemption_id
+        session,
+        tpl,
+        customers,
+        now=now,
+        campaign_id=campaign_id,
+        playbook_id=playbook_id,
+        redemption_id=redemption_id,
+        referral_id=referral_id,
     )
     return [dict(zip(repository.OFFER_COLUMNS, values)) for values in issued]
 
@@ -194,6 +202,7 @@ async def issue_many(
     playbook_id: str | None = None,
     ids: Sequence[str] | None = None,
     redemption_id: str | None = None,
+    referral_id: str | None = None,
 ) -> list[tuple[Any, ...]]:
     """Insert one offer of the template per (customer, segment) and emit their
     `crm.value.offer.issued` events, in bulk (a campaign's in chunks). The budget and caps are
@@ -257,6 +266,7 @@ async def issue_many(
         "campaign_id": campaign_id,
         "playbook_id": playbook_id,
         "redemption_id": redemption_id,
+        "referral_id": referral_id,
     }
     template_payload = payload_in_contract_order(ISSUED, shared_payload)
     payloads = []

@@ -258,6 +258,53 @@ async def test_customers_others_follow_are_benchmarks_from_network_referrals(sui
     assert "helpful_marks" not in evidence
 
 
+async def test_what_referred_customers_spend_makes_their_referrer_a_benchmark(suite):
+    identify = await suite.start("identify")
+    await suite.start("network")
+    client = identify.client
+    ids = await small_portfolio(client)
+    await refit(client, calibration_end=SMALL_PORTFOLIO_END, time_unit="week")
+    # One referral (the referrals rule needs 2): only the money it brings can make ids[2] a benchmark.
+    friend = await create_customer(client, external_id="friend", referred_by=ids[2])
+
+    async def referral_seen():
+        async with identify.runtime.db.reader() as session:
+            from sqlalchemy import text
+
+            return (await session.execute(text("SELECT COUNT(*) FROM referrals_seen"))).scalar() == 1
+
+    await wait_until(referral_seen, timeout=20, what="network's referral to reach identify")
+
+    async def benchmark_evidence():
+        customer = (await client.get(f"/v1/customers/{ids[2]}")).json()
+        return customer["scores"]["evidence"].get("benchmark")
+
+    def buy(amount: str, n: int) -> dict:
+        return {
+            "customer_id": friend,
+            "amount": amount,
+            "currency": "USD",
+            "occurred_at": f"2026-06-0{n}T10:00:00Z",
+            "external_id": f"friend-{n}",
+        }
+
+    await record(client, [buy("600", 1)])  # 600 of the default 1000: not yet
+    assert await benchmark_evidence() is None
+    await record(client, [buy("450", 2)])  # the friend's purchase re-scores its referrer
+    evidence = await benchmark_evidence()
+    assert evidence == {
+        "rules": ["referred_revenue"],
+        "sources": ["crm.identify.transaction.recorded"],
+        "referred_revenue": 1050.0,
+        "min_referred_revenue": 1000.0,
+        "referred": [friend],
+    }
+    # A refit judges it the same way.
+    await refit(client, calibration_end=SMALL_PORTFOLIO_END, time_unit="week")
+    page = (await client.get("/v1/portfolio/significant", params={"kind": "benchmark"})).json()
+    assert [(item["customer_id"], item["evidence"]) for item in page["items"]] == [(ids[2], evidence)]
+
+
 def _helpfulness(customer_id: str, marks: int, at: str):
     from shared.events.contracts import CATALOG
     from shared.events.envelope import make_event
