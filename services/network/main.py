@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.network.endpoints import router
+from services.network.feed.endpoints import router as feed_router
 from services.network.handlers import CONSUMERS
 from services.network.models import Base, messaging
 from shared.privacy.export import export_router
@@ -15,7 +16,7 @@ DEFINITION = ServiceDefinition(
     metadata=Base.metadata,
     messaging=messaging,
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
-    routers=[router, export_router(Base.metadata)],
+    routers=[router, feed_router, export_router(Base.metadata)],
     consumers=CONSUMERS,
 )
 

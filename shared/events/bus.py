@@ -32,12 +32,19 @@ STREAM_SUBJECTS = ["crm.>"]
 DUPLICATE_WINDOW_S = 120.0
 
 
-def stream_config(name: str) -> StreamConfig:
+def stream_config(name: str, *, max_age_s: float = 0.0) -> StreamConfig:
+    """The stream: every `crm.>` subject on file, each event kept `max_age_s` (0: for ever).
+
+    Direct gets are allowed: the event feed (services/network/feed) reads pages of the
+    stream with batched direct gets, with no consumer to create or clean up."""
+
     return StreamConfig(
         name=name,
         subjects=STREAM_SUBJECTS,
         storage=StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW_S,
+        max_age=max_age_s,
+        allow_direct=True,
     )
 
 
@@ -58,8 +65,8 @@ def consumer_config(
     )
 
 
-async def ensure_stream(js: JetStreamContext, name: str) -> None:
-    config = stream_config(name)
+async def ensure_stream(js: JetStreamContext, name: str, *, max_age_s: float = 0.0) -> None:
+    config = stream_config(name, max_age_s=max_age_s)
     try:
         await js.stream_info(name)
     except NotFoundError:
@@ -74,10 +81,12 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
     await js.add_consumer(stream, config)
 
 
-async def provision(js: JetStreamContext, stream: str, consumers: Iterable[ConsumerConfig]) -> None:
+async def provision(
+    js: JetStreamContext, stream: str, consumers: Iterable[ConsumerConfig], *, max_age_s: float = 0.0
+) -> None:
     """Create or update `stream` and `consumers` on it (as a user allowed to: the admin)."""
 
-    await ensure_stream(js, stream)
+    await ensure_stream(js, stream, max_age_s=max_age_s)
     for config in consumers:
         await ensure_consumer(js, stream, config)
 

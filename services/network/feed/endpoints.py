@@ -1,0 +1,87 @@
+"""GET /v1/events: the event feed (scope events:read; docs/partners.md, "The event feed")."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from services.network.feed import service
+from services.network.feed.schemas import FeedPage
+from shared.events.public import UnknownEventType, nats_subject, types_matching
+from shared.http.caller import CallerDep
+from shared.http.errors import AppError, field_error
+
+router = APIRouter(prefix="/v1", tags=["network"])
+
+MAX_LIMIT = 1000
+CURSOR_DIGITS = 19  # a uint64, as the stream numbers its messages
+
+
+class TypeNotAllowed(AppError):
+    status_code = 403
+    error = "event_type_not_allowed"
+
+
+@router.get(
+    "/events",
+    response_model=FeedPage,
+    responses={
+        409: {"description": "`cursor_expired`: `after` is older than the stream keeps; the detail names the oldest"},
+        403: {"description": "`event_type_not_allowed`: every type asked for is outside the key's allowed types"},
+    },
+)
+async def read_events(
+    request: Request,
+    caller: CallerDep,
+    after: Annotated[
+        str | None,
+        Query(
+            description="A cursor (`next_cursor` or an item's `cursor`): events after it. None: from the oldest kept",
+            max_length=CURSOR_DIGITS,
+            pattern=r"^[0-9]+$",
+        ),
+    ] = None,
+    types: Annotated[
+        list[str] | None,
+        Query(
+            description="Event types, or prefixes with `.*` (crm.identify.customer.*); comma-separated or repeated. "
+            "None: every type the key may see"
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Events per page")] = 100,
+) -> Response:
+    """The public CloudEvents in stream order, each once, as far back as the stream keeps them
+    (VALUECHAIN_STREAM_MAX_AGE_S). Poll with the page's `next_cursor` as `after`."""
+
+    patterns = [p.strip() for value in types or () for p in value.split(",") if p.strip()]
+    wanted = caller.event_types
+    subject = None
+    if patterns:
+        asked: set[str] = set()
+        for pattern in patterns:
+            try:
+                asked |= types_matching(pattern)
+            except UnknownEventType as exc:
+                raise field_error("query.types", str(exc)) from None
+        allowed = asked if wanted is None else asked & wanted
+        if not allowed:
+            raise TypeNotAllowed(f"this key may not read {', '.join(patterns)}")
+        if len(patterns) == 1 and allowed == asked:  # one pattern, all of it: the server filters
+            subject = nats_subject(patterns[0])
+        wanted = frozenset(allowed)
+    runtime = request.app.state.runtime
+    bus = runtime.bus
+    if bus.nc is None or bus.js is None or not bus.is_connected:
+        raise service.FeedUnavailable("the event stream cannot be read now: not connected to NATS")
+    result = await service.page(
+        nc=bus.nc,
+        js=bus.js,
+        stream_name=bus.stream,
+        after=int(after) if after else 0,
+        limit=limit,
+        types=wanted,
+        subject=subject,
+        pii=caller.pii,
+    )
+    return Response(result.json(), media_type="application/json")

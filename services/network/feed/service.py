@@ -1,0 +1,121 @@
+"""The event feed's rules: which events a caller gets from where, and where the next page starts.
+
+A cursor is the stream sequence of the last message a page covered, as a decimal
+string: the stream's own numbering, so it survives restarts of network, and WEBHOOKS'
+replays take the same one. A page covers messages the caller does not get (dead letters,
+types it did not ask for or may not see, sequences an erasure removed) without
+showing them: the cursor moves past them all the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from services.network.feed import stream
+from shared.events.public import PUBLIC_TYPES, public_event_on
+from shared.http.errors import AppError, Conflict
+
+# At most this many stream messages are looked at for one page: a filter that matches
+# little answers a short (even empty) page with a cursor past what was looked at, and
+# the client asks again at once (`has_more`), instead of one request scanning the stream.
+MAX_SCAN = 20_000
+BATCH = 1000
+
+
+class FeedUnavailable(AppError):
+    status_code = 503
+    error = "unavailable"
+
+
+class CursorExpired(Conflict):
+    error = "cursor_expired"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    items: list[tuple[int, bytes]]  # (stream sequence, public CloudEvent JSON)
+    next_cursor: int
+    has_more: bool
+
+    def json(self) -> bytes:
+        """The page as the API answers it, without parsing the events again."""
+
+        events = b",".join(b'{"cursor":"%d","event":%s}' % (seq, event) for seq, event in self.items)
+        more = b"true" if self.has_more else b"false"
+        return b'{"items":[%s],"next_cursor":"%d","has_more":%s}' % (events, self.next_cursor, more)
+
+
+async def page(
+    *,
+    nc: NATS,
+    js: JetStreamContext,
+    stream_name: str,
+    after: int,
+    limit: int,
+    types: frozenset[str] | None,
+    subject: str | None,
+    pii: bool,
+) -> FeedPage:
+    """Up to `limit` public events after sequence `after`, of `types` (None: every public type).
+
+    `subject` narrows the read on the server (a NATS filter covering `types`) when one does.
+    409 `cursor_expired` when `after` lies before the oldest event the stream still keeps.
+    """
+
+    wanted = PUBLIC_TYPES if types is None else types
+    items: list[tuple[int, bytes]] = []
+    position = after
+    scanned = 0
+    pending = 1
+    first: int | None = None
+    while len(items) < limit and pending and scanned < MAX_SCAN:
+        try:
+            batch = await stream.read_batch(nc, stream_name, start=position + 1, batch=BATCH, subject=subject)
+        except stream.StreamUnavailable as exc:
+            raise FeedUnavailable(f"the event stream cannot be read now: {exc}") from None
+        pending = batch.pending
+        if not batch.messages:
+            break
+        if first is None:
+            first = batch.messages[0].seq
+        for message in batch.messages:
+            scanned += 1
+            position = message.seq
+            if message.subject in wanted:
+                event = public_event_on(message.subject, message.data, pii=pii)
+                if event is not None:
+                    items.append((message.seq, event))
+                    if len(items) == limit:
+                        break
+        if len(items) == limit and position != batch.messages[-1].seq:
+            pending = 1  # the page ended inside the batch: more after it
+    if after > 0 and (first is None or first > after + 1):
+        # Something is missing right after the cursor: filtered, erased, or aged out?
+        await _check_kept(js, stream_name, after)
+    return FeedPage(items, position, has_more=pending > 0)
+
+
+async def _check_kept(js: JetStreamContext, stream_name: str, after: int) -> None:
+    try:
+        kept = await stream.state(js, stream_name)
+    except stream.StreamUnavailable as exc:
+        raise FeedUnavailable(f"the event stream cannot be read now: {exc}") from None
+    oldest = kept.first_seq - 1  # the cursor that reads from the oldest event kept
+    if after < oldest:
+        raise CursorExpired(
+            {
+                "message": f"cursor {after} is older than the stream keeps: the oldest available cursor is {oldest}",
+                "oldest_cursor": str(oldest),
+            }
+        )
+    if after > kept.last_seq:
+        raise CursorExpired(
+            {
+                "message": f"cursor {after} is beyond the stream's last event ({kept.last_seq}): "
+                f"the stream was reset; start again from the oldest available cursor {oldest}",
+                "oldest_cursor": str(oldest),
+            }
+        )
