@@ -16,6 +16,9 @@ PARTNER_REACHABLE = {
     ("GET", "/v1/stakeholders"),
     ("GET", "/v1/stakeholders/{id}"),
     ("GET", "/v1/me"),
+    # The event feed is the same for every partner (public events, not a partner's resources);
+    # what narrows it is the key's allowed event types: tests/e2e/test_event_feed_e2e.py.
+    ("GET", "/v1/events"),
 }
 
 
