@@ -17,6 +17,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -119,6 +120,20 @@ class Bus:
     def is_connected(self) -> bool:
         return self.nc is not None and self.nc.is_connected
 
+    def connect_options(self) -> dict[str, Any]:
+        """`nats.connect` options of this process's connections: its user, unbounded reconnects."""
+
+        return {
+            "name": self.name,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.5,
+            "connect_timeout": 2,
+            "ping_interval": 5,
+            "max_outstanding_pings": 2,
+            **(self.credentials.connect_options() if self.credentials is not None else {}),
+        }
+
     async def connect(self) -> None:
         """Connect, retrying forever: the service starts even while NATS is down."""
 
@@ -127,17 +142,10 @@ class Bus:
             try:
                 self.nc = await nats.connect(
                     self.url,
-                    name=self.name,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    connect_timeout=2,
-                    ping_interval=5,
-                    max_outstanding_pings=2,
                     reconnected_cb=self._reconnected,
                     disconnected_cb=self._disconnected,
                     error_cb=self._error,
-                    **(self.credentials.connect_options() if self.credentials is not None else {}),
+                    **self.connect_options(),
                 )
                 break
             except Exception as exc:  # noqa: BLE001 - any failure means "try again"

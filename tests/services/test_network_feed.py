@@ -228,3 +228,23 @@ async def test_the_stream_keeps_events_as_long_as_configured(suite, network):
         assert info.config.max_age == 3600 and info.config.allow_direct
     finally:
         await nc.close()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"NATS/1.0\r\nNats-Stream: CRM\r\nNats-Subject: crm.identify.customer.created\r\nNats-Sequence: 7\r\n"
+        b"Nats-Msg-Id: 0190-ab\r\n\r\n",
+        b"NATS/1.0 204 EOB\r\nNats-Num-Pending: 0\r\nNats-Last-Sequence: 7\r\n\r\n",
+        b"NATS/1.0 404 Message Not Found\r\n\r\n",
+        b"NATS/1.0\r\nBad Name: x\r\nGood:y\r\n\r\n",
+        b"NATS/1.0\r\nName: caf\xc3\xa9\r\nOther: \xff\r\n\r\n",
+        b"",
+    ],
+)
+async def test_the_feeds_lean_header_parser_reads_what_nats_py_reads(headers):
+    from nats.aio.client import Client
+
+    from services.network.feed.stream import FeedClient
+
+    assert await FeedClient()._process_headers(headers) == await Client()._process_headers(headers)

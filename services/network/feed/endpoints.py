@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from services.network.feed import service
+from services.network.feed import service, stream
 from services.network.feed.schemas import FeedPage
 from shared.events.public import UnknownEventType, nats_subject, types_matching
 from shared.http.caller import CallerDep
@@ -70,13 +70,14 @@ async def read_events(
         if len(patterns) == 1 and allowed == asked:  # one pattern, all of it: the server filters
             subject = nats_subject(patterns[0])
         wanted = frozenset(allowed)
-    runtime = request.app.state.runtime
-    bus = runtime.bus
-    if bus.nc is None or bus.js is None or not bus.is_connected:
-        raise service.FeedUnavailable("the event stream cannot be read now: not connected to NATS")
+    bus = request.app.state.runtime.bus
+    try:
+        nc = await stream.connection(bus).client()
+    except stream.StreamUnavailable as exc:
+        raise service.FeedUnavailable(f"the event stream cannot be read now: {exc}") from None
     result = await service.page(
-        nc=bus.nc,
-        js=bus.js,
+        nc=nc,
+        js=nc.jetstream(),
         stream_name=bus.stream,
         after=int(after) if after else 0,
         limit=limit,
