@@ -27,7 +27,9 @@ class TypeNotAllowed(AppError):
     "/events",
     response_model=FeedPage,
     responses={
-        409: {"description": "`cursor_expired`: `after` is older than the stream keeps; the detail names the oldest"},
+        409: {
+            "description": "`cursor_expired`: `after` is older than the stream keeps; `oldest_cursor` names the oldest"
+        },
         403: {"description": "`event_type_not_allowed`: every type asked for is outside the key's allowed types"},
     },
 )

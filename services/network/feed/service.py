@@ -10,6 +10,7 @@ showing them: the cursor moves past them all the same.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -31,7 +32,17 @@ class FeedUnavailable(AppError):
 
 
 class CursorExpired(Conflict):
+    """409 `cursor_expired`: the detail says why, `oldest_cursor` where to start again (webhook
+    replays answer the same)."""
+
     error = "cursor_expired"
+
+    def __init__(self, detail: str, *, oldest_cursor: int):
+        super().__init__(detail)
+        self.oldest_cursor = str(oldest_cursor)
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "oldest_cursor": self.oldest_cursor}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +117,12 @@ async def _check_kept(js: JetStreamContext, stream_name: str, after: int) -> Non
     oldest = kept.first_seq - 1  # the cursor that reads from the oldest event kept
     if after < oldest:
         raise CursorExpired(
-            {
-                "message": f"cursor {after} is older than the stream keeps: the oldest available cursor is {oldest}",
-                "oldest_cursor": str(oldest),
-            }
+            f"cursor {after} is older than the stream keeps: the oldest available cursor is {oldest}",
+            oldest_cursor=oldest,
         )
     if after > kept.last_seq:
         raise CursorExpired(
-            {
-                "message": f"cursor {after} is beyond the stream's last event ({kept.last_seq}): "
-                f"the stream was reset; start again from the oldest available cursor {oldest}",
-                "oldest_cursor": str(oldest),
-            }
+            f"cursor {after} is beyond the stream's last event ({kept.last_seq}): the stream was reset; "
+            f"start again from the oldest available cursor {oldest}",
+            oldest_cursor=oldest,
         )
