@@ -8,19 +8,12 @@ from fastapi import APIRouter, Query, Request, Response
 
 from services.network.feed import service, stream
 from services.network.feed.schemas import FeedPage
-from shared.events.public import UnknownEventType, nats_subject, types_matching
 from shared.http.caller import CallerDep
-from shared.http.errors import AppError, field_error
 
 router = APIRouter(prefix="/v1", tags=["network"])
 
 MAX_LIMIT = 1000
 CURSOR_DIGITS = 19  # a uint64, as the stream numbers its messages
-
-
-class TypeNotAllowed(AppError):
-    status_code = 403
-    error = "event_type_not_allowed"
 
 
 @router.get(
@@ -57,21 +50,7 @@ async def read_events(
     (VALUECHAIN_STREAM_MAX_AGE_S). Poll with the page's `next_cursor` as `after`."""
 
     patterns = [p.strip() for value in types or () for p in value.split(",") if p.strip()]
-    wanted = caller.event_types
-    subject = None
-    if patterns:
-        asked: set[str] = set()
-        for pattern in patterns:
-            try:
-                asked |= types_matching(pattern)
-            except UnknownEventType as exc:
-                raise field_error("query.types", str(exc)) from None
-        allowed = asked if wanted is None else asked & wanted
-        if not allowed:
-            raise TypeNotAllowed(f"this key may not read {', '.join(patterns)}")
-        if len(patterns) == 1 and allowed == asked:  # one pattern, all of it: the server filters
-            subject = nats_subject(patterns[0])
-        wanted = frozenset(allowed)
+    wanted, subject = service.narrow(patterns, caller.event_types)
     bus = request.app.state.runtime.bus
     try:
         nc = await stream.connection(bus).client()

@@ -16,8 +16,8 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from services.network.feed import stream
-from shared.events.public import PUBLIC_TYPES, public_event_on
-from shared.http.errors import AppError, Conflict
+from shared.events.public import PUBLIC_TYPES, UnknownEventType, nats_subject, public_event_on, types_matching
+from shared.http.errors import AppError, Conflict, field_error
 
 # At most this many stream messages are looked at for one page: a filter that matches
 # little answers a short (even empty) page with a cursor past what was looked at, and
@@ -43,6 +43,33 @@ class CursorExpired(Conflict):
 
     def body(self) -> dict[str, Any]:
         return {**super().body(), "oldest_cursor": self.oldest_cursor}
+
+
+class TypeNotAllowed(AppError):
+    status_code = 403
+    error = "event_type_not_allowed"
+
+
+def narrow(patterns: list[str], allowed: frozenset[str] | None) -> tuple[frozenset[str] | None, str | None]:
+    """The types a caller limited to `allowed` (None: every public type) reads when it asks for
+    `patterns` (none: all it may), and the NATS subject filter that reads just those, if one does.
+
+    Asking for more than the key may see narrows to what it may; asking only outside it is 403."""
+
+    if not patterns:
+        return allowed, None
+    asked: set[str] = set()
+    for pattern in patterns:
+        try:
+            asked |= types_matching(pattern)
+        except UnknownEventType as exc:
+            raise field_error("query.types", str(exc)) from None
+    wanted = asked if allowed is None else asked & allowed
+    if not wanted:
+        raise TypeNotAllowed(f"this key may not read {', '.join(patterns)}")
+    # One pattern, all of it allowed: the server filters (the types a pattern matches are its subjects).
+    subject = nats_subject(patterns[0]) if len(patterns) == 1 and wanted == asked else None
+    return frozenset(wanted), subject
 
 
 @dataclass(frozen=True, slots=True)
