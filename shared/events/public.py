@@ -70,14 +70,10 @@ def public_event_on(subject: str, raw: bytes, *, pii: bool) -> bytes | None:
     return public_event(raw, pii=pii)
 
 
-def has_personal_fields(event_type: str) -> bool:
-    """Whether events of this type can carry personal data (else they need no redaction)."""
-
-    return _personal(event_type)
-
-
 @cache
 def _personal(event_type: str) -> bool:
+    """Whether events of this type can carry personal data (else they need no redaction)."""
+
     contract = CATALOG.get(event_type)
     return contract is not None and bool(personal_fields(contract.model))
 
