@@ -36,6 +36,7 @@ from gateway.openapi import OpenAPIMerger
 from gateway.principal import SCOPE_PRINCIPAL
 from gateway.proxy import SCOPE_CORRELATION_ID, SCOPE_REQUEST_ID, GatewayFront
 from gateway.routes import RouteTable
+from gateway.schemas import router as schemas_router
 from gateway.settings import SERVICES, GatewaySettings
 from gateway.store import open_store
 from gateway.upstream import Upstreams
@@ -237,6 +238,7 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
 
     app.include_router(access_router)  # /v1/api-keys, /v1/me (gateway/access/endpoints.py)
     app.include_router(audit_router)  # GET /v1/audit, /v1/audit/verify
+    app.include_router(schemas_router)  # GET /v1/schemas, the events' public JSON Schemas (public)
     exports = install_exports(  # GDPR exports (gateway/exports.py), started by the lifespan
         app,
         upstreams_or_503,

@@ -24,6 +24,8 @@ class Principal:
     partner_id: str | None = None
     # The employee stakeholder a key or JWT subject is linked to ("my queue", the audit log).
     person_id: str | None = None
+    # The event-type patterns a key is limited to in webhooks and the feed; None: every public type.
+    event_types: tuple[str, ...] | None = None
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes

@@ -391,6 +391,8 @@ class GatewayFront:
                 fields.append((b"person", principal.person_id))
             if principal.allows("pii:read"):
                 fields.append((b"pii", "1"))  # personal fields in events it receives (webhooks, the feed)
+            if principal.event_types is not None:  # only for a limited key: nothing added on the hot path otherwise
+                fields.append((b"event-types", " ".join(principal.event_types)))
             lines = b"".join(
                 _CALLER_HEADER_PREFIX + name + b": " + quote(value, safe=_HEADER_SAFE).encode("ascii") + b"\r\n"
                 for name, value in fields

@@ -258,6 +258,12 @@ ROUTES: tuple[Route, ...] = (
     r("GET", "/v1/customers/{id}/referrals", "network", **CUSTOMERS),
     r("GET", "/v1/referrals", "network", read="customers:read"),
     r("GET PUT", "/v1/referral-programme", "network", **NETWORK),
+    # network: the event feed (services/network/feed), and the gateway's own public schemas of
+    # the events (gateway/schemas.py): documentation a partner's validator fetches from an
+    # event's `dataschema`, no key needed (the same text as docs/events.md).
+    r("GET", "/v1/events", "network", scope="events:read"),
+    r("GET", "/v1/schemas", None, public=True),
+    r("GET", "/v1/schemas/{type}/{version}", None, public=True),
     # value
     r("GET POST", "/v1/offers", "value", **OFFERS),
     r("GET", "/v1/offers/{id}", "value", **OFFERS),

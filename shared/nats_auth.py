@@ -13,7 +13,8 @@ process has a user of its own:
   It may not create, update or delete a stream or a consumer: a user that may update the
   stream could add a subject transform and publish around its rights. identify may also
   get and delete single messages of the stream (erasure removes an erased customer's
-  messages from what the stream still holds);
+  messages from what the stream still holds), and network may read the stream's state and
+  pages of it with direct gets (the event feed, webhook replays), never write to it;
 - the gateway (user `gateway`) only connects (its /readyz) and uses the key-value bucket
   `ratelimits` (its keys and the KV API on that bucket's stream, nothing else);
 - `admin` may do everything, and is for `valuechain migrate` only, which provisions the
@@ -44,6 +45,9 @@ GATEWAY_USER = "gateway"
 RATELIMITS_BUCKET = "ratelimits"
 # Services that may get and delete single stream messages: identify erases customers.
 STREAM_MESSAGE_EDITORS = frozenset({"identify"})
+# Services that may read any part of the stream (batched direct gets) and its state:
+# network serves the event feed (services/network/feed) and webhook replays from it.
+STREAM_READERS = frozenset({"network"})
 NATS_DIR = "nats"
 
 
@@ -141,6 +145,8 @@ def service_user(service: str, durables: Iterable[str], stream: str) -> NatsUser
             f"$JS.API.STREAM.MSG.GET.{stream}",
             f"$JS.API.STREAM.MSG.DELETE.{stream}",
         ]
+    if service in STREAM_READERS:
+        publish += [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.DIRECT.GET.{stream}"]
     return NatsUser(service, tuple(publish), (f"{inbox_prefix(service)}.>",))
 
 

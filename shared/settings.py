@@ -35,6 +35,7 @@ SERVICE_PORTS = {"identify": 8101, "engage": 8102, "network": 8103, "value": 810
 SERVICES = tuple(SERVICE_PORTS)
 GATEWAY_PORT = 8000
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_PUBLIC_BASE_URL = f"http://127.0.0.1:{GATEWAY_PORT}"
 
 # Secrets that are examples, not secrets: fine on a laptop, refused outside development
 # (`crm` is the database password docker-compose.yml falls back to).
@@ -74,10 +75,17 @@ class SuiteSettings(BaseSettings):
     internal_secret: SecretStr | None = Field(None, validation_alias="VALUECHAIN_INTERNAL_SECRET")
     # Where customers' signed links point (unsubscribe, feedback, ideas): the gateway as the
     # customer's browser reaches it. No trailing slash.
-    public_base_url: str = Field(f"http://127.0.0.1:{GATEWAY_PORT}", validation_alias="VALUECHAIN_PUBLIC_BASE_URL")
+    public_base_url: str = Field(DEFAULT_PUBLIC_BASE_URL, validation_alias="VALUECHAIN_PUBLIC_BASE_URL")
     # The key that signs customers' links (shared/signed_links.py). No default: without it
     # the first process to need it makes one in <var_dir>/links-secret.
     links_secret: SecretStr | None = Field(None, validation_alias="VALUECHAIN_LINKS_SECRET")
+    # --- the event feed (issue 16: services/network/feed) ---
+    # How long the stream `CRM` keeps an event, in seconds: how far back the event feed
+    # (GET /v1/events) and webhook replays reach. 0 keeps every event (bounded by disk
+    # only): consumers added later build their read models from the whole stream, so a
+    # limit also bounds what a new consumer can learn. Applied by `valuechain migrate`.
+    stream_max_age_s: float = Field(0.0, ge=0, validation_alias="VALUECHAIN_STREAM_MAX_AGE_S")
+    # --- end of the event feed's ---
 
     @field_validator("public_base_url")
     @classmethod

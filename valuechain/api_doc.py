@@ -148,9 +148,11 @@ GATEWAY_OWN: list[tuple[str, str, str | None, str]] = [
         "POST",
         "/v1/api-keys",
         None,
-        "Make a key `{name, role, scopes?, expires_at?, partner_id?, person_id?}` (201); the answer's `key` "
-        "is the secret, shown once. Unknown role or scope, an expiry in the past, `partner_id` missing on "
-        "a `partner` key or given on another: 422 naming the field. Granting a scope you lack: 403.",
+        "Make a key `{name, role, scopes?, expires_at?, partner_id?, person_id?, event_types?}` (201); the "
+        "answer's `key` is the secret, shown once. `event_types` limits the events the key sees in webhooks "
+        "and the feed (types or `.*` prefixes; none: every public type). Unknown role, scope or event type, "
+        "an expiry in the past, `partner_id` missing on a `partner` key or given on another: 422 naming the "
+        "field. Granting a scope you lack: 403.",
     ),
     (
         "GET",
@@ -167,7 +169,12 @@ GATEWAY_OWN: list[tuple[str, str, str | None, str]] = [
         "A new secret `{overlap_seconds?}` (default 86400, at most 30 days): the old one works until then. "
         "409 for a revoked key.",
     ),
-    ("GET", "/v1/me", None, "The caller: `id`, `kind`, `role`, `scopes`, `partner_id`, `person_id`."),
+    (
+        "GET",
+        "/v1/me",
+        None,
+        "The caller: `id`, `kind`, `role`, `scopes`, `partner_id`, `person_id`, `event_types`.",
+    ),
     ("GET", "/v1/ops/{service}/dead-letters", "ops", "Events a service's consumers gave up on (per service)."),
     (
         "GET",
@@ -196,6 +203,19 @@ GATEWAY_OWN: list[tuple[str, str, str | None, str]] = [
         None,
         "The finished document, once (then 410); 409 while running or failed; 410 once expired "
         "(`VALUECHAIN_GATEWAY_EXPORT_RETENTION_S`). Recorded in the audit log.",
+    ),
+    (
+        "GET",
+        "/v1/schemas",
+        None,
+        "Every public event type with its version, personal fields and the URL of its JSON Schema.",
+    ),
+    (
+        "GET",
+        "/v1/schemas/{type}/{version}",
+        None,
+        "An event type's JSON Schema (`/v1/schemas/<type>/v<n>.json`, the URL in each event's `dataschema`): "
+        "personal fields marked `x-personal` and nullable (docs/partners.md). 404 for an unknown type or version.",
     ),
     ("GET", "/healthz", "none", "Liveness."),
     ("GET", "/readyz", "none", "200 only when every service and NATS are ready, else 503 naming what is not."),

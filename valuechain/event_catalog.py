@@ -25,12 +25,14 @@ the JetStream stream `CRM` (subjects `crm.>`) with `Nats-Msg-Id` set to the even
 id. Envelope attributes: `specversion` (`1.0`), `id` (UUID), `source`
 (`/valuechain/<service>`), `type` (equals the subject), `time`, `subject` (the
 customer id where there is one), `datacontenttype` (`application/json`),
-`dataschema` (`urn:valuechain:event:<subject>:v<version>`), `correlationid` (the
+`dataschema` (`<VALUECHAIN_PUBLIC_BASE_URL>/v1/schemas/<subject>/v<version>.json`, the
+payload's JSON Schema as the gateway serves it), `correlationid` (the
 id of the request or event that started the chain), `causationid` (the event
 that caused this one, when a consumer emitted it) and `data` (the payload below).
 
-Payloads change only by adding optional fields; a breaking change gets a new
-version in `dataschema`.
+Payloads change only by adding optional fields; a breaking change is a new type,
+published beside the old one through a deprecation window (partners.md, "Public
+contracts and versioning").
 
 NATS requires credentials, and each service's user may publish only its own
 subjects (`crm.<service>.>` and `crm.dlq.<service>`) and read only its own

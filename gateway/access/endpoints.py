@@ -46,8 +46,13 @@ def _out(key: keys.ApiKey, resolver: AccessResolver) -> dict[str, Any]:
     if pending is not None and (last_used is None or pending > last_used):
         last_used = pending
     return {
-        **{field: getattr(key, field) for field in ApiKeyOut.model_fields if field not in ("scopes", "last_used_at")},
+        **{
+            field: getattr(key, field)
+            for field in ApiKeyOut.model_fields
+            if field not in ("scopes", "event_types", "last_used_at")
+        },
         "scopes": keys.extra_scopes(key),
+        "event_types": keys.event_types(key),
         "last_used_at": last_used,
     }
 
@@ -107,6 +112,7 @@ async def create_api_key(
         expires_at=body.expires_at,
         partner_id=body.partner_id,
         person_id=body.person_id,
+        event_types=body.event_types,
     )
     return {**_out(key, resolver), "key": token}
 
@@ -155,4 +161,5 @@ async def me(caller: Caller) -> dict[str, Any]:
         "scopes": sorted(caller.scopes),
         "partner_id": caller.partner_id,
         "person_id": caller.person_id,
+        "event_types": list(caller.event_types) if caller.event_types is not None else None,
     }

@@ -43,6 +43,9 @@ class ApiKey(Base):
     scopes: Mapped[str] = mapped_column(Text, default="")
     partner_id: Mapped[str | None] = mapped_column(String(64))
     person_id: Mapped[str | None] = mapped_column(String(64))
+    # Space-separated event-type patterns the key may see in webhooks and the feed
+    # (shared/events/public.py); NULL: every public type.
+    event_types: Mapped[str | None] = mapped_column(Text)
     prefix: Mapped[str] = mapped_column(String(16))  # of the newest secret
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -76,6 +79,10 @@ def new_token() -> tuple[str, str, str]:
 
 def extra_scopes(key: ApiKey) -> list[str]:
     return key.scopes.split() if key.scopes else []
+
+
+def event_types(key: ApiKey) -> list[str] | None:
+    return key.event_types.split() if key.event_types is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,7 @@ async def resolve(session: AsyncSession | InlineSession, digest: str) -> Resolve
         scopes=scopes_of(key.role, tuple(extra_scopes(key))),
         partner_id=key.partner_id,
         person_id=key.person_id,
+        event_types=tuple(key.event_types.split()) if key.event_types is not None else None,
     )
     return Resolved(principal, valid_until)
 
@@ -125,6 +133,7 @@ async def create(
     expires_at: datetime | None,
     partner_id: str | None,
     person_id: str | None,
+    event_types: list[str] | None = None,
 ) -> tuple[ApiKey, str]:
     token, digest, prefix = new_token()
     key = ApiKey(
@@ -134,6 +143,7 @@ async def create(
         scopes=" ".join(sorted(set(scopes))),
         partner_id=partner_id,
         person_id=person_id,
+        event_types=" ".join(sorted(set(event_types))) if event_types is not None else None,
         prefix=prefix,
         created_at=utcnow(),
         expires_at=expires_at,

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from gateway.access.roles import ROLE_NAMES, SCOPE_SET, SCOPES
 from shared.db.database import utcnow
+from shared.events.public import check_pattern
 from shared.http.pagination import Page
 from shared.http.validation import NOT_BLANK_SCHEMA, Id, Strict, stripped
 
@@ -38,6 +39,8 @@ Role = Annotated[str, Field(json_schema_extra={"enum": list(ROLE_NAMES)}), After
 Scope = Annotated[str, Field(json_schema_extra={"enum": list(SCOPES)}), AfterValidator(_known_scope)]
 Name = Annotated[str, Field(min_length=1, max_length=200, **NOT_BLANK_SCHEMA), AfterValidator(stripped)]
 StakeholderId = Annotated[Id, Field(min_length=1, max_length=64)]
+MAX_EVENT_TYPES = 100
+EventTypePattern = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_pattern)]
 
 
 class ApiKeyCreate(Strict):
@@ -50,6 +53,13 @@ class ApiKeyCreate(Strict):
         description="The partner (a network stakeholder) a `partner` key belongs to: needed there, refused elsewhere",
     )
     person_id: StakeholderId | None = Field(None, description="The employee stakeholder the key acts for")
+    event_types: list[EventTypePattern] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_EVENT_TYPES,
+        description="The event types the key may see in webhooks and the feed: types, or prefixes with `.*` "
+        "(crm.identify.customer.*). None: every public type",
+    )
 
 
 class ApiKeyRotate(Strict):
@@ -70,6 +80,7 @@ class ApiKeyOut(BaseModel):
     scopes: list[str] = Field(description="Extra scopes, beyond the role's")
     partner_id: str | None
     person_id: str | None
+    event_types: list[str] | None = Field(description="The event types the key may see; None: every public type")
     prefix: str = Field(description="The first characters after `vc_` of the current secret, to tell keys apart")
     created_at: datetime
     expires_at: datetime | None
@@ -92,3 +103,4 @@ class MeOut(BaseModel):
     scopes: list[str]
     partner_id: str | None
     person_id: str | None
+    event_types: list[str] | None = Field(description="The event types the caller may see; None: every public type")

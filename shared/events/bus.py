@@ -17,6 +17,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -32,12 +33,19 @@ STREAM_SUBJECTS = ["crm.>"]
 DUPLICATE_WINDOW_S = 120.0
 
 
-def stream_config(name: str) -> StreamConfig:
+def stream_config(name: str, *, max_age_s: float = 0.0) -> StreamConfig:
+    """The stream: every `crm.>` subject on file, each event kept `max_age_s` (0: for ever).
+
+    Direct gets are allowed: the event feed (services/network/feed) reads pages of the
+    stream with batched direct gets, with no consumer to create or clean up."""
+
     return StreamConfig(
         name=name,
         subjects=STREAM_SUBJECTS,
         storage=StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW_S,
+        max_age=max_age_s,
+        allow_direct=True,
     )
 
 
@@ -58,8 +66,8 @@ def consumer_config(
     )
 
 
-async def ensure_stream(js: JetStreamContext, name: str) -> None:
-    config = stream_config(name)
+async def ensure_stream(js: JetStreamContext, name: str, *, max_age_s: float = 0.0) -> None:
+    config = stream_config(name, max_age_s=max_age_s)
     try:
         await js.stream_info(name)
     except NotFoundError:
@@ -74,10 +82,12 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
     await js.add_consumer(stream, config)
 
 
-async def provision(js: JetStreamContext, stream: str, consumers: Iterable[ConsumerConfig]) -> None:
+async def provision(
+    js: JetStreamContext, stream: str, consumers: Iterable[ConsumerConfig], *, max_age_s: float = 0.0
+) -> None:
     """Create or update `stream` and `consumers` on it (as a user allowed to: the admin)."""
 
-    await ensure_stream(js, stream)
+    await ensure_stream(js, stream, max_age_s=max_age_s)
     for config in consumers:
         await ensure_consumer(js, stream, config)
 
@@ -110,6 +120,20 @@ class Bus:
     def is_connected(self) -> bool:
         return self.nc is not None and self.nc.is_connected
 
+    def connect_options(self) -> dict[str, Any]:
+        """`nats.connect` options of this process's connections: its user, unbounded reconnects."""
+
+        return {
+            "name": self.name,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.5,
+            "connect_timeout": 2,
+            "ping_interval": 5,
+            "max_outstanding_pings": 2,
+            **(self.credentials.connect_options() if self.credentials is not None else {}),
+        }
+
     async def connect(self) -> None:
         """Connect, retrying forever: the service starts even while NATS is down."""
 
@@ -118,17 +142,10 @@ class Bus:
             try:
                 self.nc = await nats.connect(
                     self.url,
-                    name=self.name,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    connect_timeout=2,
-                    ping_interval=5,
-                    max_outstanding_pings=2,
                     reconnected_cb=self._reconnected,
                     disconnected_cb=self._disconnected,
                     error_cb=self._error,
-                    **(self.credentials.connect_options() if self.credentials is not None else {}),
+                    **self.connect_options(),
                 )
                 break
             except Exception as exc:  # noqa: BLE001 - any failure means "try again"

@@ -117,7 +117,9 @@ async def provision_consumers(js: JetStreamContext, specs: Iterable[ConsumerSpec
     """Create or update a service's stream and durable consumers: what `valuechain migrate`
     does for every service, as the NATS admin (the test suite does it the same way)."""
 
-    await provision(js, settings.stream, [spec_config(spec, settings) for spec in specs])
+    await provision(
+        js, settings.stream, [spec_config(spec, settings) for spec in specs], max_age_s=settings.stream_max_age_s
+    )
 
 
 @contextmanager

@@ -1,8 +1,10 @@
 """The event catalog: every subject the suite publishes and its payload schema.
 
 Payloads are a public contract for partner systems. Each is versioned through the
-CloudEvents `dataschema` attribute; a payload changes only by adding optional
-fields, and a breaking change gets a new version. `docs/events.md` is generated
+CloudEvents `dataschema` attribute, the URL of the version's JSON Schema as the gateway
+serves it (`<VALUECHAIN_PUBLIC_BASE_URL>/v1/schemas/<type>/v<version>.json`); a payload
+changes only by adding optional fields, and a breaking change is a new type
+(docs/partners.md, "Public contracts and versioning"). `docs/events.md` is generated
 from this module (and from the services' consumer declarations); a test fails
 when it is stale.
 
@@ -39,6 +41,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 
 from shared.events.envelope import CloudEvent, Event
 from shared.privacy.classification import ERASED, Personal
+from shared.settings import DEFAULT_PUBLIC_BASE_URL
 
 
 class Payload(BaseModel):
@@ -80,8 +83,22 @@ class Contract(Generic[P]):
         object.__setattr__(self, "event_model", event_model)
 
     @property
+    def schema_path(self) -> str:
+        """Where the gateway serves this version's public JSON Schema (shared/events/public.py)."""
+
+        return f"/v1/schemas/{self.subject}/v{self.version}.json"
+
+    def dataschema_at(self, base_url: str) -> str:
+        """The CloudEvents `dataschema` (an absolute URI) of this version, under the
+        gateway's public address `base_url` (VALUECHAIN_PUBLIC_BASE_URL, no trailing slash)."""
+
+        return base_url + self.schema_path
+
+    @property
     def dataschema(self) -> str:
-        return f"urn:valuechain:event:{self.subject}:v{self.version}"
+        """`dataschema_at` the default public address (tools and tests; `emit` uses the deployment's)."""
+
+        return self.dataschema_at(DEFAULT_PUBLIC_BASE_URL)
 
     @property
     def on_timeline(self) -> bool:

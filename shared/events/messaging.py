@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db.bulk import bulk_insert
 from shared.db.database import UTCDateTime, utcnow
 from shared.db.ids import uuid7_many
-from shared.events.contracts import CATALOG
+from shared.events.contracts import CATALOG, Contract
 from shared.events.envelope import SPECVERSION, CloudEvent, make_event
 from shared.observability import context
+from shared.settings import DEFAULT_PUBLIC_BASE_URL
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT.
 _Seq = BigInteger().with_variant(Integer(), "sqlite")
@@ -86,12 +87,19 @@ def emit(session: AsyncSession, type: str, data: dict[str, Any], *, subject: str
         type=type,
         data=payload,
         subject=subject,
-        dataschema=contract.dataschema,
+        dataschema=dataschema(session, contract),
     )
     session.info.setdefault("pending_events", []).append(
         {"event_id": event.id, "subject": type, "body": _encode(event), "created_at": event.time}
     )
     return event
+
+
+def dataschema(session: AsyncSession, contract: Contract[Any]) -> str:
+    """The event's `dataschema`: its schema's URL under the public address the service was
+    started with (`session.info["public_base_url"]`, set by start_runtime)."""
+
+    return contract.dataschema_at(session.info.get("public_base_url", DEFAULT_PUBLIC_BASE_URL))
 
 
 _ENVELOPE = tuple(CloudEvent.model_fields)
@@ -229,7 +237,7 @@ def emit_many(
     start = b'{"specversion":' + dumps(SPECVERSION) + b',"id":"'
     source = dumps(f"/valuechain/{session.info['service']}")
     middle = b'","source":' + source + b',"type":' + dumps(type) + b',"time":' + dumps(now, option=utc_z)
-    schema = b"" if contract.dataschema is None else b',"dataschema":' + dumps(contract.dataschema)
+    schema = b',"dataschema":' + dumps(dataschema(session, contract))
     after_subject = b',"datacontenttype":"application/json"' + schema + b',"correlationid":'
     correlated = None if correlation is None else dumps(correlation)
     caused = b"" if causation is None else b',"causationid":' + dumps(causation)

@@ -2,8 +2,10 @@
 
 The gateway resolves the API key or JWT and forwards the caller in `x-valuechain-actor`,
 `x-valuechain-role`, `x-valuechain-partner` (a partner key's partner stakeholder id) and
-`x-valuechain-person` (the linked employee stakeholder) and `x-valuechain-pii: 1` (the
-caller holds `pii:read`: events it receives keep their personal fields), percent-encoded; it drops any
+`x-valuechain-person` (the linked employee stakeholder), `x-valuechain-pii: 1` (the
+caller holds `pii:read`: events it receives keep their personal fields) and
+`x-valuechain-event-types` (the event-type patterns its key is limited to, space-separated;
+absent: every public type), percent-encoded; it drops any
 `x-valuechain-*` header a client sent. A service trusts them because only the gateway
 reaches it (the internal secret of docs/security.md).
 
@@ -19,6 +21,8 @@ from urllib.parse import unquote
 
 from fastapi import Depends, Request
 
+from shared.events.public import allowed_types
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:
@@ -27,11 +31,17 @@ class Caller:
     partner_id: str | None
     person_id: str | None
     pii: bool = False
+    # The event types the key may see (webhooks, the feed); None: every public type.
+    event_types: frozenset[str] | None = None
 
     @property
     def partner_only(self) -> bool:
         """True when answers must be narrowed to `partner_id`'s own resources."""
         return self.role == "partner" or self.partner_id is not None
+
+    def may_see(self, event_type: str) -> bool:
+        """Whether events of `event_type` may reach this caller (its key's allowed types)."""
+        return self.event_types is None or event_type in self.event_types
 
 
 NO_PARTNER = ""  # matches no id: a partner caller without a partner sees nothing
@@ -53,7 +63,13 @@ async def caller(request: Request) -> Caller:
         partner_id=partner,
         person_id=_header(request, "x-valuechain-person"),
         pii=request.headers.get("x-valuechain-pii") == "1",
+        event_types=_event_types(_header(request, "x-valuechain-event-types")),
     )
+
+
+def _event_types(header: str | None) -> frozenset[str] | None:
+    # A key limited to patterns that match nothing today sees nothing (not everything).
+    return None if header is None else allowed_types(tuple(sorted(set(header.split()))))
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

@@ -79,7 +79,10 @@ async def start_runtime(definition: ServiceDefinition[StateT], settings: Service
     relay = OutboxRelay(
         db, definition.messaging, bus, metrics, batch=settings.outbox_batch, poll_s=settings.outbox_poll_s
     )
-    db.info.update({"messaging": definition.messaging, "notify": relay.notify})
+    # Events name their schema under the gateway's public address (shared/events/messaging.py dataschema).
+    db.info.update(
+        {"messaging": definition.messaging, "notify": relay.notify, "public_base_url": settings.public_base_url}
+    )
     consumers = [
         ConsumerRunner(spec, settings=settings, db=db, bus=bus, metrics=metrics) for spec in definition.consumers
     ]

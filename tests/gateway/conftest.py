@@ -100,6 +100,7 @@ SERVICE_ROUTES: dict[str, list[tuple[str, str]]] = {
         ("GET", "/v1/stakeholders"),
         ("GET", "/v1/stakeholders/{stakeholder_id}"),
         ("GET", "/v1/customers/{customer_id}/referrals"),
+        ("GET", "/v1/events"),
     ],
     "value": [
         ("POST", "/v1/offers"),

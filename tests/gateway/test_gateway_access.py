@@ -94,6 +94,7 @@ async def test_a_key_is_shown_once_stored_as_a_hash_and_acts_with_its_roles_scop
         "scopes": sorted(ROLES["marketer"] | {"pii:read"}),
         "partner_id": None,
         "person_id": None,
+        "event_types": None,
     }
 
 
@@ -106,6 +107,7 @@ async def test_the_bootstrap_admin_is_the_admin_role_with_every_scope(gw):
         "scopes": sorted(SCOPE_SET),
         "partner_id": None,
         "person_id": None,
+        "event_types": None,
     }
 
 
@@ -123,6 +125,9 @@ async def test_the_bootstrap_admin_is_the_admin_role_with_every_scope(gw):
         ({"role": "partner", "partner_id": "missing"}, "body.partner_id"),
         ({"role": "partner", "partner_id": "supplier-s1"}, "body.partner_id"),  # not a partner
         ({"role": "agent", "person_id": "partner-p1"}, "body.person_id"),  # not an employee
+        ({"role": "agent", "event_types": ["crm.nothing.*"]}, "body.event_types.0"),  # matches no public type
+        ({"role": "agent", "event_types": ["crm.dlq.identify"]}, "body.event_types.0"),  # not public
+        ({"role": "agent", "event_types": []}, "body.event_types"),  # none at all: leave it out instead
     ],
 )
 async def test_invalid_keys_are_422_naming_the_field(gw, body, field):
@@ -273,6 +278,22 @@ async def test_the_caller_is_forwarded_and_client_sent_caller_headers_are_droppe
     assert seen["x-valuechain-pii"] == "1"  # an agent holds pii:read
     seen = (await gw.get("/v1/customers/c1", headers=AUTH)).json()["headers"]
     assert seen["x-valuechain-actor"] == "bootstrap-admin" and "x-valuechain-partner" not in seen
+    assert "x-valuechain-event-types" not in seen  # only a key limited to some event types sends it
+
+
+async def test_a_key_limited_to_event_types_shows_them_and_services_learn_them(gw):
+    patterns = ["crm.identify.customer.*", "crm.value.offer.issued"]
+    limited = await make_key(gw, "partner", partner_id="partner-p1", event_types=patterns)
+    assert limited["event_types"] == sorted(patterns)
+    assert (await gw.get(f"/v1/api-keys/{limited['id']}", headers=AUTH)).json()["event_types"] == sorted(patterns)
+    assert (await gw.get("/v1/me", headers=bearer(limited["key"]))).json()["event_types"] == sorted(patterns)
+    forged = {"x-valuechain-event-types": "crm.*"}  # never the client's to say
+    seen = (await gw.get("/v1/events", headers={**bearer(limited["key"]), **forged})).json()["headers"]
+    assert seen["x-valuechain-event-types"] == "crm.identify.customer.*%20crm.value.offer.issued"  # percent-encoded
+    everything = await make_key(gw, "partner", partner_id="partner-p1")
+    assert everything["event_types"] is None
+    seen = (await gw.get("/v1/events", headers={**bearer(everything["key"]), **forged})).json()["headers"]
+    assert "x-valuechain-event-types" not in seen
 
 
 async def test_a_partner_reaches_nothing_about_customers(gw):

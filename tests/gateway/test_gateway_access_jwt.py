@@ -111,6 +111,7 @@ async def test_a_good_token_acts_with_the_role_of_its_claim(jwt_gw, idp):
         "scopes": sorted(ROLES["marketer"]),
         "partner_id": None,
         "person_id": "stakeholder-e1",
+        "event_types": None,
     }
     seen = (await jwt_gw.get("/v1/customers/c1", headers=bearer(token))).json()["headers"]
     assert seen["x-valuechain-actor"] == "jwt:alice" and seen["x-valuechain-person"] == "stakeholder-e1"

@@ -18,6 +18,9 @@ PARTNER_REACHABLE = {
     ("GET", "/v1/me"),
     # The referral programme's terms: the same for every caller, nothing in them is a partner's.
     ("GET", "/v1/referral-programme"),
+    # The event feed is the same for every partner (public events, not a partner's resources);
+    # what narrows it is the key's allowed event types: tests/e2e/test_event_feed_e2e.py.
+    ("GET", "/v1/events"),
 }
 
 

@@ -137,7 +137,7 @@ async def test_a_customer_moves_from_prospect_to_new_to_active(suite):
         assert event["source"] == "/valuechain/lifecycle"
         assert event["subject"] == customer["id"] and event["data"]["customer_id"] == customer["id"]
         assert event["causationid"] == event["data"]["cause_event_id"]
-        assert event["dataschema"] == "urn:valuechain:event:crm.lifecycle.stage.changed:v1"
+        assert event["dataschema"] == "http://127.0.0.1:8000/v1/schemas/crm.lifecycle.stage.changed/v1.json"
 
 
 async def _no_pending(service) -> bool:

@@ -215,7 +215,7 @@ async def test_a_referred_customer_shows_on_the_referrers_list_and_on_jetstream(
     to_bob = recorded[bob["id"]]
     assert to_bob["subject"] == ada["id"]
     assert to_bob["source"] == "/valuechain/network"
-    assert to_bob["dataschema"] == "urn:valuechain:event:crm.network.referral.recorded:v1"
+    assert to_bob["dataschema"] == "http://127.0.0.1:8000/v1/schemas/crm.network.referral.recorded/v1.json"
     assert to_bob["data"]["id"] == page["items"][0]["id"]
     assert to_bob["data"]["referrer_id"] == ada["id"]
     assert recorded[dee["id"]]["subject"] == bob["id"]

@@ -318,7 +318,7 @@ async def test_the_correlation_id_of_a_request_travels_into_its_event(suite):
     assert events[0]["correlationid"] == "corr-123"
     assert events[0]["specversion"] == "1.0"
     assert events[0]["source"] == "/valuechain/identify"
-    assert events[0]["dataschema"] == "urn:valuechain:event:crm.identify.customer.created:v1"
+    assert events[0]["dataschema"] == "http://127.0.0.1:8000/v1/schemas/crm.identify.customer.created/v1.json"
 
 
 async def test_consumers_are_provisioned_with_exactly_their_subjects(suite, probe_definition):
