@@ -16,7 +16,7 @@ async def test_the_index_and_each_schema_are_served_without_a_key(start_gateway)
     assert {item["type"] for item in items} == PUBLIC_TYPES
     created = next(item for item in items if item["type"] == CREATED)
     assert created["schema"] == "https://crm.example.com/v1/schemas/crm.identify.customer.created/v1.json"
-    assert created["personal_fields"] == ["email", "external_id", "name", "phone"]
+    assert created["personal_fields"] == ["email", "external_id", "name", "phone", "referral_code"]
 
     schema = await gw.get("/v1/schemas/crm.identify.customer.created/v1.json")
     assert schema.status_code == 200 and schema.headers["content-type"] == "application/schema+json"
