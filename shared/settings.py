@@ -299,6 +299,10 @@ class NetworkSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_NETWORK_")
     service: ClassVar[str] = "network"
 
+    # --- stakeholders and partner performance (issue 16 §4)
+    # A stakeholder's customer is active when its last purchase (voids left out) is this recent.
+    active_customer_days: int = Field(365, ge=1, le=3650)
+
 
 class ValueSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_VALUE_")

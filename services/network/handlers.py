@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.network import service
 from services.network.models import Base, aliases, erased_customers, known_customers, messaging
+from services.network.stakeholders import handlers as stakeholders
 from shared.events.consumer import ConsumerSpec
 from shared.events.contracts import CustomerCreated
 from shared.events.envelope import Event
@@ -29,11 +30,12 @@ REFERRALS = ConsumerSpec(
 ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=erased_customers)
 
 CONSUMERS = aliases.consumers(
-    [REFERRALS, ERASURES],
-    merge_steps=[known_customers.follow_merge, service.follow_merge],
+    [REFERRALS, ERASURES, stakeholders.PERFORMANCE],
+    merge_steps=[known_customers.follow_merge, service.follow_merge, *stakeholders.MERGE_STEPS],
     merges_description=(
         "Follows identify's merges: referrals of the merged customers (as referrer or referred) move to the "
-        "survivor, a referral the merge turns into a self-referral is dropped; later events of a merged id go "
-        "to the survivor."
+        "survivor, a referral the merge turns into a self-referral is dropped; their relations to stakeholders, "
+        "purchases and scores move to the survivor (the same current relation held twice collapses, one account "
+        "manager stays; the others end, announced); later events of a merged id go to the survivor."
     ),
 )

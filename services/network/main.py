@@ -1,21 +1,26 @@
-"""network: the value network — stakeholders (partners, suppliers, employees, investors) and customer referrals."""
+"""network: the value network — stakeholders (partners, resellers, suppliers, employees, investors,
+owners) and their relations to customers, and customer referrals."""
 
 from __future__ import annotations
 
 from services.network.endpoints import router
 from services.network.handlers import CONSUMERS
 from services.network.models import Base, messaging
+from services.network.stakeholders.endpoints import router as stakeholders_router
 from shared.privacy.export import export_router
 from shared.service.app import create_service_app
 from shared.service.runtime import ServiceDefinition
 
 DEFINITION = ServiceDefinition(
     name="network",
-    description="The value network: stakeholders (partners, suppliers, employees, investors) and customer referrals.",
+    description=(
+        "The value network: stakeholders (partners, resellers, suppliers, employees, investors, owners), "
+        "their relations to customers, and customer referrals."
+    ),
     metadata=Base.metadata,
     messaging=messaging,
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
-    routers=[router, export_router(Base.metadata)],
+    routers=[router, stakeholders_router, export_router(Base.metadata)],
     consumers=CONSUMERS,
 )
 
