@@ -66,3 +66,17 @@ class PlaybookEntry(Base):
     # What the treatment customer was given (NULL for the holdout and when the playbook has none).
     template_id: Mapped[str | None] = mapped_column(String(36))
     outreach_queue: Mapped[str | None] = mapped_column(String(100))
+
+
+class AccountManager(Base):
+    """network's current account manager of each customer (crm.network.relation.started and
+    .ended, relation `account_manager_of`): a playbook's outreach ticket goes to them."""
+
+    __tablename__ = "account_managers"
+    __table_args__ = ({"info": about_customers("the customer's account manager, who takes its outreach tickets")},)
+
+    customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # An employee stakeholder of network (tickets' employees know them).
+    stakeholder_id: Mapped[str] = mapped_column(String(36))
+    relation_id: Mapped[str] = mapped_column(String(36))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
