@@ -216,14 +216,14 @@ async def record_purchases(session: AsyncSession, rows: list[dict[str, Any]]) ->
 
 
 async def refund_purchases(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """`rows`: {"key": transaction id, "amount"}: the purchase's revenue goes down by it."""
+    """`rows`: {"key": transaction id, "refund"}: the purchase's revenue goes down by it."""
 
     if rows:
         p = _purchases.c
         await session.execute(
             update(_purchases)
             .where(p.transaction_id == bindparam("key"))
-            .values(refunded=p.refunded + bindparam("amount")),
+            .values(refunded=p.refunded + bindparam("refund")),
             rows,
         )
 

@@ -124,6 +124,7 @@ class CustomerNetwork(BaseModel):
 
 
 class CustomerValue(BaseModel):
+    relation_id: str
     customer_id: str
     relation: RelationKind
     current: bool = Field(description="The relation is current (else it ended)")

@@ -308,7 +308,7 @@ async def apply_customer_values(session: AsyncSession, events: list[Event[Any]])
         if event.type == RECORDED:
             recorded.append(_purchase(event.data))
         elif event.type == REFUNDED:
-            refunds.append({"key": event.data.transaction_id, "amount": _reporting(event.data)})
+            refunds.append({"key": event.data.transaction_id, "refund": _reporting(event.data)})
         elif event.type == VOIDED:
             voids.append(event.data.transaction_id)
         else:
