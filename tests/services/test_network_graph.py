@@ -86,9 +86,9 @@ async def test_stakeholders_of_every_kind_are_changed_searched_and_announced(sui
     assert cleared["email"] is None and cleared["name"] == "Olga Berg"
     # The same values again change nothing and announce nothing.
     assert (await client.patch(f"/v1/stakeholders/{owner['id']}", json={"email": None})).json() == cleared
+    assert (await client.patch(f"/v1/stakeholders/{owner['id']}", json={})).json() == cleared
 
     for bad, field in [
-        ({}, None),
         ({"name": None}, "body.name"),
         ({"name": "  "}, "body.name"),
         ({"kind": "partner"}, "body.kind"),
@@ -96,8 +96,7 @@ async def test_stakeholders_of_every_kind_are_changed_searched_and_announced(sui
     ]:
         refused = await client.patch(f"/v1/stakeholders/{owner['id']}", json=bad)
         assert refused.status_code == 422, (bad, refused.text)
-        if field:
-            assert field in refused.text, refused.text
+        assert field in refused.text, refused.text
     missing = await client.patch(f"/v1/stakeholders/{_id(999)}", json={"name": "X"})
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
 

@@ -46,7 +46,7 @@ class StakeholderCreate(Strict):
 
 
 class StakeholderUpdate(Strict):
-    """The fields sent change; `null` clears email, organisation or notes. The kind stays."""
+    """The fields sent change (none: nothing changes); `null` clears email, organisation or notes. The kind stays."""
 
     name: Name = Field(None, description="The new name (never null)")  # type: ignore[assignment]
     email: Email = None

@@ -20,7 +20,7 @@ from shared.events.customer_aliases import Merge
 from shared.events.envelope import Event
 from shared.events.messaging import emit
 from shared.http.caller import Caller
-from shared.http.errors import Conflict, InvalidRequest, NotFound, field_error
+from shared.http.errors import Conflict, NotFound, field_error
 from shared.settings import NetworkSettings, current_settings
 
 STARTED = "crm.network.relation.started"
@@ -70,12 +70,11 @@ async def get_stakeholder(*, session: AsyncSession, stakeholder_id: str, caller:
 
 
 async def update_stakeholder(*, session: AsyncSession, stakeholder_id: str, data: StakeholderUpdate):
-    """Change the fields sent (`null` clears an optional one); announce it when anything changed."""
+    """Change the fields sent (`null` clears an optional one); announce it when anything changed
+    (an empty body, or the values it has already, change nothing and announce nothing)."""
 
     current = await get_stakeholder(session=session, stakeholder_id=stakeholder_id)
     sent = data.model_dump(include=data.model_fields_set)
-    if not sent:
-        raise InvalidRequest("send at least one of name, email, organisation, notes")
     if "name" in sent and sent["name"] is None:
         raise field_error("body.name", "a stakeholder's name cannot be cleared")
     changed = {name: value for name, value in sent.items() if current[name] != value}
