@@ -22,6 +22,7 @@ from shared.http.validation import (
 )
 
 STAKEHOLDER_KINDS: tuple[str, ...] = get_args(StakeholderKind)
+HISTORY_LIMIT = 200  # periods shown with a customer's network (the relations list pages through all)
 
 # Which kinds of stakeholder may hold each relation to a customer.
 RELATION_KINDS: dict[str, frozenset[str]] = {
@@ -115,7 +116,7 @@ class CustomerNetwork(BaseModel):
     at: datetime | None = Field(description="The point in time `current` describes (null: now)")
     current: list[CurrentRelation] = Field(description="The relations current then, with their stakeholders")
     history: list[RelationOut] = Field(
-        description=f"Every period, current or ended, newest start first (the newest {200}; "
+        description=f"Every period, current or ended, newest start first (the newest {HISTORY_LIMIT}; "
         "`GET /v1/customers/{id}/relations` pages through all)"
     )
 
@@ -151,7 +152,7 @@ class StakeholderCustomers(Page[CustomerValue]):
 class Performance(BaseModel):
     stakeholder_id: str
     kind: StakeholderKind
-    name: str | None = Field(description="Null for a partner's key without pii:read")
+    name: str
     customers: int = Field(description="Customers it brought or serves (current relations; see include_ended)")
     active_customers: int = Field(description="Of those, how many bought within the active window")
     revenue: float

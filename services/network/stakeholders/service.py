@@ -12,7 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.network.models import aliases, known_customers
 from services.network.stakeholders import repository
 from services.network.stakeholders.models import Stakeholder, profiles
-from services.network.stakeholders.schemas import RELATION_KINDS, RelationCreate, StakeholderCreate, StakeholderUpdate
+from services.network.stakeholders.schemas import (
+    HISTORY_LIMIT,
+    RELATION_KINDS,
+    RelationCreate,
+    StakeholderCreate,
+    StakeholderUpdate,
+)
 from shared.db.database import utcnow
 from shared.db.ids import uuid7
 from shared.events.contracts import TransactionRecorded, TransactionRefunded, TransactionVoided
@@ -28,7 +34,6 @@ ENDED = "crm.network.relation.ended"
 RECORDED = "crm.identify.transaction.recorded"
 REFUNDED = "crm.identify.transaction.refunded"
 VOIDED = "crm.identify.transaction.voided"
-HISTORY_LIMIT = 200  # periods shown with a customer's network (the relations list pages through all)
 MERGE_ACTOR = "merge"
 
 # --- stakeholders --------------------------------------------------------------------
