@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from services.lifecycle.playbooks import repository as playbooks_repository
+from tests.services.test_engage import catalog_event
 from tests.services.test_lifecycle import _read_stream
 from tests.services.test_lifecycle_playbooks import _create as _create_playbook
 from tests.services.test_lifecycle_playbooks import _stage
@@ -339,6 +340,18 @@ async def test_a_stakeholders_customers_come_with_revenue_and_clv_and_partners_a
     tables = {t["table"]: t for t in export["tables"]}
     assert {r["id"] for r in tables["customer_relations"]["rows"]} >= {r1["id"]}
     assert {r["transaction_id"] for r in tables["customer_purchases"]["rows"]} == {"t1", "t2"}
+    # Its erasure keeps them: who resold to a customer, and what it bought, are facts, not personal data.
+    erased = catalog_event(
+        "identify",
+        "crm.identify.customer.erased",
+        {"erasure_id": "e-1", "customer_id": c1, "merged_ids": [], "requested_at": now.isoformat()},
+        c1,
+    )
+    await _publish_all(suite.nats.url, [erased])
+    [report] = await _read_stream(suite.nats.url, "crm.network.customer.erasure_applied", 1)
+    assert report["data"]["customer_id"] == c1
+    kept = (await client.get(f"/v1/stakeholders/{acme['id']}/customers")).json()
+    assert (kept["customers"], kept["revenue"]) == (1, 130.0)
 
 
 # --- lifecycle: the account manager takes the outreach ticket ----------------------------------------

@@ -210,11 +210,14 @@ async def end_relation(*, session: AsyncSession, customer_id: str, relation_id: 
 
 
 async def _refuse_empty(session: AsyncSession, customer_id: str, caller: Caller) -> None:
-    """A customer with nothing to show: 404 for an unknown one (and for a partner, a customer
-    it has no relation with), 409 for a merged one; a known customer's empty network is fine."""
+    """A customer with nothing to show: 404 for an unknown one, 409 for a merged one; a known
+    customer's empty network is fine. A partner gets 404 for any customer it has no relation
+    with, merged or not: nothing tells it the customer exists."""
 
+    if caller.partner_only:
+        raise NotFound(f"no customer with id {customer_id}")
     survivor = await aliases.survivor_of(session, customer_id)
-    if survivor or caller.partner_only or not await known_customers.contains(session, customer_id):
+    if survivor or not await known_customers.contains(session, customer_id):
         raise await aliases.not_found_or_merged(session, customer_id)
 
 
