@@ -15,7 +15,6 @@ from sqlalchemy import (
     cast,
     delete,
     func,
-    literal,
     or_,
     select,
     update,
@@ -248,30 +247,33 @@ async def move_purchases(session: AsyncSession, merged_ids: Sequence[str], survi
 # --- what a stakeholder's customers are worth ------------------------------------------------
 
 
-def _customer_values(active_since: datetime):
-    """Per customer: net revenue, purchases and the last one (voids out, refunds off), active or not."""
+def _customer_values(active_since: datetime, stakeholder_id: str | None = None):
+    """Per customer: net revenue, purchases and the last one (voids out, refunds off), active or
+    not; of one stakeholder's customers only (ever related), or of all."""
 
     p = _purchases.c
     kept = p.voided.is_(False)
     last = func.max(case((kept, p.occurred_at)))
-    return (
-        select(
-            p.customer_id.label("customer_id"),
-            func.sum(case((kept, p.amount - p.refunded), else_=0)).label("revenue"),
-            func.sum(case((kept, 1), else_=0)).label("purchases"),
-            last.label("last_purchase_at"),
-            case((last >= active_since, 1), else_=0).label("active"),
-        )
-        .group_by(p.customer_id)
-        .subquery("customer_values")
-    )
+    query = select(
+        p.customer_id.label("customer_id"),
+        func.sum(case((kept, p.amount - p.refunded), else_=0)).label("revenue"),
+        func.sum(case((kept, 1), else_=0)).label("purchases"),
+        last.label("last_purchase_at"),
+        case((last >= active_since, 1), else_=0).label("active"),
+    ).group_by(p.customer_id)
+    if stakeholder_id is not None:
+        theirs = select(_relations.c.customer_id).where(_relations.c.stakeholder_id == stakeholder_id)
+        query = query.where(p.customer_id.in_(theirs))
+    return query.subquery("customer_values")
 
 
-def _links(stakeholder_ids: Any, include_ended: bool):
-    """(stakeholder, customer) pairs: current relations, or every one ever."""
+def _links(stakeholder_id: str | None, include_ended: bool):
+    """(stakeholder, customer) pairs, of one stakeholder or all: current relations, or every one ever."""
 
     r = _relations.c
-    query = select(r.stakeholder_id, r.customer_id).distinct().where(stakeholder_ids)
+    query = select(r.stakeholder_id, r.customer_id).distinct()
+    if stakeholder_id is not None:
+        query = query.where(r.stakeholder_id == stakeholder_id)
     if not include_ended:
         query = query.where(r.ended_at.is_(None))
     return query.subquery("links")
@@ -290,7 +292,7 @@ async def stakeholder_customers(
     customer's revenue, purchases, activity and scores, in relation id order."""
 
     r = _relations.c
-    values = _customer_values(active_since)
+    values = _customer_values(active_since, stakeholder_id)
     query = (
         select(
             r.id.label("relation_id"),
@@ -321,11 +323,11 @@ async def stakeholder_customers(
     return list((await session.execute(query)).mappings())
 
 
-def _performance(stakeholder_filter: Any, *, include_ended: bool, active_since: datetime):
-    """Per stakeholder: customers, active ones, their revenue and predicted CLV (a subquery)."""
+def _performance(*, stakeholder_id: str | None, include_ended: bool, active_since: datetime):
+    """Per stakeholder (or the one): customers, active ones, their revenue and predicted CLV (a subquery)."""
 
-    links = _links(stakeholder_filter, include_ended)
-    values = _customer_values(active_since)
+    links = _links(stakeholder_id, include_ended)
+    values = _customer_values(active_since, stakeholder_id)
     return (
         select(
             links.c.stakeholder_id,
@@ -347,9 +349,7 @@ def _performance(stakeholder_filter: Any, *, include_ended: bool, active_since: 
 async def stakeholder_totals(
     session: AsyncSession, stakeholder_id: str, *, include_ended: bool, active_since: datetime
 ) -> dict[str, Any]:
-    perf = _performance(
-        _relations.c.stakeholder_id == stakeholder_id, include_ended=include_ended, active_since=active_since
-    )
+    perf = _performance(stakeholder_id=stakeholder_id, include_ended=include_ended, active_since=active_since)
     row = (await session.execute(select(perf))).mappings().first()
     return dict(row) if row else {"customers": 0, "active_customers": 0, "revenue": 0, "predicted_clv": 0}
 
@@ -368,7 +368,7 @@ async def performance(
     a stakeholder without customers ranks with zeros."""
 
     s = _stakeholders.c
-    perf = _performance(literal(True), include_ended=include_ended, active_since=active_since)
+    perf = _performance(stakeholder_id=only_id, include_ended=include_ended, active_since=active_since)
     cents = cast(func.round(cast(func.coalesce(perf.c.revenue, 0), Float) * 100), Integer)
     ranked = (
         select(
