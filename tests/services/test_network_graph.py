@@ -404,7 +404,7 @@ async def test_lifecycle_gives_a_playbooks_outreach_to_the_account_manager(suite
 
 async def test_lifecycles_account_managers_follow_merges(suite):
     lifecycle = await start(suite, "lifecycle")
-    survivor, merged, other = _id(31), _id(32), _id(33)
+    survivor, merged, other, merged_b = _id(31), _id(32), _id(33), _id(34)
 
     def started(relation_id, cid, manager, at):
         data = {
@@ -418,20 +418,33 @@ async def test_lifecycles_account_managers_follow_merges(suite):
         return catalog_event("network", "crm.network.relation.started", data, cid)
 
     merge = {"survivor_id": survivor, "merged_ids": [merged], "merged_at": "2026-05-01T00:00:00Z"}
-    merge_other = {"survivor_id": other, "merged_ids": [merged + "-b"], "merged_at": "2026-05-01T00:00:00Z"}
+    merge_other = {"survivor_id": other, "merged_ids": [merged_b], "merged_at": "2026-05-01T00:00:00Z"}
     events = [
         started("r1", survivor, "emp-s", "2026-01-01T00:00:00Z"),
         started("r2", merged, "emp-m", "2026-03-01T00:00:00Z"),
-        started("r3", merged + "-b", "emp-b", "2026-02-01T00:00:00Z"),
+        started("r3", merged_b, "emp-b", "2026-02-01T00:00:00Z"),
         catalog_event("identify", "crm.identify.customer.merged", merge, survivor),
         catalog_event("identify", "crm.identify.customer.merged", merge_other, other),
+        # network's merge keeps the survivor's own manager and ends the merged customer's.
+        catalog_event(
+            "network",
+            "crm.network.relation.ended",
+            {
+                **started("r2", survivor, "emp-m", "2026-03-01T00:00:00Z").data,
+                "ended_at": "2026-05-01T00:00:00Z",
+                "reason": "merged",
+                "changed_by": "merge",
+            },
+            survivor,
+        ),
     ]
     await _publish_all(suite.nats.url, events)
 
     async def managers():
         async with lifecycle.runtime.db.reader() as session:
-            found = await playbooks_repository.account_managers(session, [survivor, merged, other, merged + "-b"])
+            found = await playbooks_repository.account_managers(session, [survivor, merged, other, merged_b])
         return found if found == {survivor: "emp-s", other: "emp-b"} else None
 
-    # The survivor keeps its own manager; one without takes the merged customer's.
+    # The survivor keeps its own manager; one without takes the merged customer's. The order in
+    # which lifecycle's consumers read the merge and the relations does not matter.
     await wait_until(managers, what="the account managers to follow the merges")

@@ -69,14 +69,22 @@ class PlaybookEntry(Base):
 
 
 class AccountManager(Base):
-    """network's current account manager of each customer (crm.network.relation.started and
-    .ended, relation `account_manager_of`): a playbook's outreach ticket goes to them."""
+    """network's current `account_manager_of` relations (crm.network.relation.started and
+    .ended): a playbook's outreach ticket goes to the customer's account manager.
+
+    Kept per relation, not per customer: network's merge ends all but one of a survivor's
+    managers, and those events may reach lifecycle before or after its own merge step, so the
+    set converges on network's whatever the order; until then the newest start is the manager.
+    """
 
     __tablename__ = "account_managers"
-    __table_args__ = ({"info": about_customers("the customer's account manager, who takes its outreach tickets")},)
+    __table_args__ = (
+        Index("ix_account_managers_customer", "customer_id"),
+        {"info": about_customers("the customer's account manager, who takes its outreach tickets")},
+    )
 
-    customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    relation_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
     # An employee stakeholder of network (tickets' employees know them).
     stakeholder_id: Mapped[str] = mapped_column(String(36))
-    relation_id: Mapped[str] = mapped_column(String(36))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)

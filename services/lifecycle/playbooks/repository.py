@@ -105,43 +105,35 @@ async def move_entries(session: AsyncSession, *, merged_ids: list[str], survivor
 # --- account managers (network's relations) ---------------------------------------------------
 
 
-async def set_account_managers(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """`rows`: {customer_id, stakeholder_id, relation_id, started_at}: each the customer's manager now."""
+async def add_account_managers(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """`rows`: {relation_id, customer_id, stakeholder_id, started_at}; one known already is left."""
 
     if rows:
-        ids = [row["customer_id"] for row in rows]
-        await session.execute(
-            delete(_managers).where(one_of(_managers.c.customer_id, dialect_name(session))), {"ids": ids}
-        )
-        await session.execute(_managers.insert(), rows)
+        await session.execute(insert_ignoring(session, _managers, ["relation_id"]), rows)
 
 
 async def drop_account_managers(session: AsyncSession, relation_ids: list[str]) -> None:
-    """The relations ended: their customers have no manager (unless another started since)."""
-
     if relation_ids:
-        await session.execute(
-            delete(_managers).where(one_of(_managers.c.relation_id, dialect_name(session))), {"ids": relation_ids}
-        )
+        mine = one_of(_managers.c.relation_id, dialect_name(session))
+        await session.execute(delete(_managers).where(mine), {"ids": relation_ids})
 
 
 async def account_managers(session: AsyncSession, customer_ids: list[str]) -> dict[str, str]:
-    """{customer id: its account manager's stakeholder id}."""
+    """{customer id: its account manager's stakeholder id}: the newest started of its current ones."""
 
     if not customer_ids:
         return {}
     m = _managers.c
-    query = select(m.customer_id, m.stakeholder_id).where(one_of(m.customer_id, dialect_name(session)))
+    query = (
+        select(m.customer_id, m.stakeholder_id)
+        .where(one_of(m.customer_id, dialect_name(session)))
+        .order_by(m.started_at, m.relation_id)
+    )
     rows = await session.execute(query, {"ids": list(set(customer_ids))})
-    return {cid: sid for cid, sid in rows}  # noqa: C416 - dict(rows) takes a Result for a mapping
+    return {cid: sid for cid, sid in rows}  # noqa: C416 - the last (newest) of each customer wins
 
 
 async def move_account_managers(session: AsyncSession, *, merged_ids: list[str], survivor_id: str) -> None:
-    """A merge: the survivor keeps its own manager, else the newest of the merged customers'."""
-
-    m = _managers.c
-    rows = (await session.execute(select(_managers).where(m.customer_id.in_([survivor_id, *merged_ids])))).mappings()
-    found = sorted(rows, key=lambda r: (r["customer_id"] == survivor_id, r["started_at"]))
-    await session.execute(delete(_managers).where(m.customer_id.in_(merged_ids)))
-    if found and found[-1]["customer_id"] != survivor_id:
-        await set_account_managers(session, [{**found[-1], "customer_id": survivor_id}])
+    await session.execute(
+        update(_managers).where(_managers.c.customer_id.in_(merged_ids)).values(customer_id=survivor_id)
+    )

@@ -249,33 +249,32 @@ async def follow_playbooks_merge(session: AsyncSession, merge: Merge) -> None:
 
 
 async def apply_relations(session: AsyncSession, events: list[Event[Any]]) -> None:
-    """network's relations, a micro-batch in stream order: each customer's current
-    `account_manager_of` (the others are not lifecycle's business)."""
+    """network's relations, a micro-batch in stream order: the current `account_manager_of`
+    ones (the others are not lifecycle's business). A relation started and ended within the
+    batch is added, then dropped."""
 
-    now: dict[str, dict[str, Any] | None] = {}
-    ended: list[str] = []
+    started, ended = [], []
     for event in events:
         data = event.data
         if data.relation != "account_manager_of":
             continue
         if event.type == RELATION_STARTED:
-            now[data.customer_id] = {
-                "customer_id": data.customer_id,
-                "stakeholder_id": data.stakeholder_id,
-                "relation_id": data.relation_id,
-                "started_at": data.started_at,
-            }
+            started.append(
+                {
+                    "relation_id": data.relation_id,
+                    "customer_id": data.customer_id,
+                    "stakeholder_id": data.stakeholder_id,
+                    "started_at": data.started_at,
+                }
+            )
         else:
             ended.append(data.relation_id)
-            held = now.get(data.customer_id)
-            if held is not None and held["relation_id"] == data.relation_id:
-                now[data.customer_id] = None
+    await repository.add_account_managers(session, started)
     await repository.drop_account_managers(session, ended)
-    await repository.set_account_managers(session, [row for row in now.values() if row is not None])
 
 
 async def follow_account_managers_merge(session: AsyncSession, merge: Merge) -> None:
-    """A merge step: the survivor keeps its account manager, else the newest of the merged
-    customers' (network ends the others and announces it, which this read model follows)."""
+    """A merge step: the merged customers' account manager relations become the survivor's
+    (network ends all but one of them and announces it: the read model follows those events)."""
 
     await repository.move_account_managers(session, merged_ids=merge.merged_ids, survivor_id=merge.survivor_id)
