@@ -75,6 +75,14 @@ PARTS: tuple[Part, ...] = (
     Part("promotions", "value", "/v1/customers/{id}/promotions", True, "The campaigns the customer was in (value)"),
     Part("referrals", "network", "/v1/customers/{id}/referrals", True),
     Part(
+        "network",
+        "network",
+        "/v1/customers/{id}/network",
+        False,
+        "The customer's current relations to stakeholders (account manager, resellers, suppliers, introducers) "
+        "and their history (network)",
+    ),
+    Part(
         "playbooks",
         "lifecycle",
         "/v1/customers/{id}/playbooks",

@@ -252,7 +252,14 @@ ROUTES: tuple[Route, ...] = (
     # network. A partner key sees only its own stakeholder record (network reads
     # x-valuechain-partner); who referred whom is about customers, not partners.
     r("GET POST", "/v1/stakeholders", "network", **NETWORK),
-    r("GET", "/v1/stakeholders/{id}", "network", **NETWORK),
+    r("GET PATCH", "/v1/stakeholders/{id}", "network", **NETWORK),
+    # network: stakeholders. A partner key sees only its own stakeholder's customers,
+    # relations and performance row (network narrows them to x-valuechain-partner).
+    r("GET", "/v1/stakeholders/performance", "network", **NETWORK),
+    r("GET", "/v1/stakeholders/{id}/customers", "network", **NETWORK),
+    r("GET POST", "/v1/customers/{id}/relations", "network", **NETWORK),
+    r("DELETE", "/v1/customers/{id}/relations/{relation_id}", "network", **NETWORK),
+    r("GET", "/v1/customers/{id}/network", "network", **NETWORK),
     # network: referrals. Who referred whom is about customers (customers:read); the
     # programme's terms are network's (a partner key may read them: nothing in them is a partner's).
     r("GET", "/v1/customers/{id}/referrals", "network", **CUSTOMERS),

@@ -317,6 +317,9 @@ class NetworkSettings(ServiceSettings):
     referral_reward_template_id: str | None = None
     referral_reward_points: int | None = Field(None, ge=1)
     # --- end of the referral programme
+    # --- stakeholders and partner performance (issue 16 §4)
+    # A stakeholder's customer is active when its last purchase (voids left out) is this recent.
+    active_customer_days: int = Field(365, ge=1, le=3650)
 
 
 class ValueSettings(ServiceSettings):

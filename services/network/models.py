@@ -1,19 +1,17 @@
-"""network's tables: stakeholders and the customers it knows (plus the messaging tables); the
-referral programme's are in services/network/referrals/."""
+"""network's tables: the customers it knows (plus the messaging tables); each part's own are in
+its sub-package (stakeholders/, referrals/, webhooks/)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import ClassVar
 
-from sqlalchemy import Index, MetaData, String, Table, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import MetaData, Table
+from sqlalchemy.orm import DeclarativeBase
 
-from shared.db.database import NAMING_CONVENTION, UTCDateTime, utcnow
+from shared.db.database import NAMING_CONVENTION
 from shared.events.customer_aliases import CustomerAliases
 from shared.events.known_customers import KnownCustomers
 from shared.events.messaging import messaging_tables
-from shared.privacy.classification import personal
 from shared.privacy.erasure import ErasedCustomers
 
 
@@ -28,19 +26,6 @@ aliases = CustomerAliases(Base.metadata)
 erased_customers = ErasedCustomers(Base.metadata)
 
 
-class Stakeholder(Base):
-    __tablename__ = "stakeholders"
-    __table_args__ = (Index("ix_stakeholders_kind_id", "kind", "id"),)
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20))
-    # Stakeholders are people too (not customers: an erasure of a customer leaves them).
-    name: Mapped[str] = mapped_column(String(200), info=personal("name"))
-    email: Mapped[str | None] = mapped_column(String(320), info=personal("email"))
-    organisation: Mapped[str | None] = mapped_column(String(200))
-    notes: Mapped[str | None] = mapped_column(Text, info=personal("free_text"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
 # The sub-domains' tables, on this Base (imported last: they import Base from here).
 from services.network.referrals import models as _referrals  # noqa: E402, F401
+from services.network.stakeholders import models as _stakeholders  # noqa: E402, F401

@@ -1016,18 +1016,96 @@ class HelpfulnessChanged(Payload):
 # --- network ----------------------------------------------------------------
 
 
+# --- network: stakeholders and their relations to customers (issue 16 §4)
+
+# What a stakeholder is to the suite; consumers read an unknown kind as text (a tolerant reader).
+StakeholderKind = Literal["partner", "reseller", "supplier", "employee", "investor", "owner"]
+# What a stakeholder is to a customer (network's rules say which kinds may hold which).
+RelationKind = Literal["account_manager_of", "reseller_of", "supplier_to", "introduced"]
+
+
 @contract(
     "crm.network.stakeholder.created",
     "network",
-    "A partner, supplier, employee or investor was added.",
+    "A stakeholder (partner, reseller, supplier, employee, investor or owner) was added.",
     at="created_at",
 )
 class StakeholderCreated(Payload):
     id: str
-    kind: Literal["partner", "supplier", "employee", "investor"]
+    kind: StakeholderKind
     name: Annotated[str | None, Personal("name")]
     email: Annotated[str | None, Personal("email")] = None
     created_at: datetime
+
+
+@contract(
+    "crm.network.stakeholder.updated",
+    "network",
+    "A stakeholder's name, organisation, email or notes changed: the name and email as they are now, "
+    "`changed` the fields the change touched.",
+    at="updated_at",
+)
+class StakeholderUpdated(Payload):
+    id: str
+    kind: StakeholderKind
+    name: Annotated[str | None, Personal("name")]
+    email: Annotated[str | None, Personal("email")] = None
+    changed: list[str]
+    updated_at: datetime
+
+
+class RelationChange(Payload):
+    """What a relation's start and end both say (not a contract itself)."""
+
+    relation_id: str
+    customer_id: str
+    stakeholder_id: str
+    stakeholder_kind: StakeholderKind
+    relation: RelationKind
+    started_at: datetime
+    # The gateway's caller who made the change (an API key or a person), or `merge` for a merge.
+    changed_by: str | None = None
+
+
+_RELATION_LABELS = {
+    "account_manager_of": "account manager",
+    "reseller_of": "reseller",
+    "supplier_to": "supplier",
+    "introduced": "introduced by",
+}
+
+
+def _relation_words(relation: str) -> str:
+    return _RELATION_LABELS.get(relation, relation.replace("_", " "))
+
+
+@contract(
+    "crm.network.relation.started",
+    "network",
+    "A stakeholder took up a relation to a customer (account manager, reseller, supplier, introducer): "
+    "a new period of the relation's history.",
+    customers=("customer_id",),
+    at="started_at",
+)
+class RelationStarted(RelationChange):
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"{_relation_words(self.relation).capitalize()}: {self.stakeholder_kind} {self.stakeholder_id}"
+
+
+@contract(
+    "crm.network.relation.ended",
+    "network",
+    "A stakeholder's relation to a customer ended (`reason`: ended by a user, replaced by another account "
+    "manager, or collapsed into the same relation by a merge); the period stays in the history.",
+    customers=("customer_id",),
+    at="ended_at",
+)
+class RelationEnded(RelationChange):
+    ended_at: datetime
+    reason: Literal["ended", "replaced", "merged"]
+
+    def timeline_summary(self, customer_id: str) -> str:
+        return f"No longer {_relation_words(self.relation)}: {self.stakeholder_kind} {self.stakeholder_id}"
 
 
 @contract(

@@ -34,8 +34,11 @@ async def test_one_service_down_is_named_in_missing(start_gateway, dead_url):
     response = await client.get("/v1/customers/c1/360", headers=AUTH)
     assert response.status_code == 200
     view = response.json()
-    assert view["referrals"] == []
-    assert view["missing"] == [{"part": "referrals", "service": "network", "reason": "network unavailable"}]
+    assert view["referrals"] == [] and view["network"] is None
+    assert view["missing"] == [
+        {"part": "referrals", "service": "network", "reason": "network unavailable"},
+        {"part": "network", "service": "network", "reason": "network unavailable"},
+    ]
     assert view["customer"]["service"] == "identify"
     assert view["offers"] and view["timeline"] and view["lifecycle"]
 
@@ -106,6 +109,7 @@ async def test_a_part_added_to_the_table_is_fetched_and_named_when_it_fails(star
     assert view["audit"] == []
     assert view["missing"] == [
         {"part": "referrals", "service": "network", "reason": "network unavailable"},
+        {"part": "network", "service": "network", "reason": "network unavailable"},
         {"part": "audit", "service": "network", "reason": "network unavailable"},
     ]
 

@@ -8,6 +8,8 @@ import contextlib
 from gateway.access.roles import ANY_CALLER, ROLES
 from gateway.routes import ROUTES
 from tests.gateway.conftest import AUTH, serve
+from tests.services.test_value_campaigns import _created, _publish_all
+from tests.support import wait_until
 
 # Every (method, pattern) a partner key may reach, and how this test tries it with another
 # partner's ids. A route a partner can newly reach fails the first assertion until it is
@@ -21,6 +23,10 @@ PARTNER_REACHABLE = {
     # The event feed is the same for every partner (public events, not a partner's resources);
     # what narrows it is the key's allowed event types: tests/e2e/test_event_feed_e2e.py.
     ("GET", "/v1/events"),
+    ("GET", "/v1/stakeholders/performance"),
+    ("GET", "/v1/stakeholders/{id}/customers"),
+    ("GET", "/v1/customers/{id}/relations"),
+    ("GET", "/v1/customers/{id}/network"),
 }
 
 
@@ -58,8 +64,42 @@ async def test_a_partner_never_sees_another_partners_resources(suite, start_gate
             assert made.status_code == 201, made.text
             tokens[partner["id"]] = {"Authorization": f"Bearer {made.json()['key']}"}
 
+        # Each partner resells one customer.
+        customer_of = {
+            acme["id"]: "00000000-0000-7000-b000-000000000001",
+            bolt["id"]: "00000000-0000-7000-b000-000000000002",
+        }
+        await _publish_all(suite.nats.url, [_created(cid) for cid in customer_of.values()])
+        for partner_id, cid in customer_of.items():
+
+            async def related(cid=cid, partner_id=partner_id):
+                body = {"stakeholder_id": partner_id, "relation": "reseller_of"}
+                response = await gw.post(f"/v1/customers/{cid}/relations", json=body, headers=AUTH)
+                return response.status_code == 201
+
+            await wait_until(related, what="network to know the customer")
+
         for me, other in ((acme, bolt), (bolt, acme)):
             auth = tokens[me["id"]]
+            mine, theirs = customer_of[me["id"]], customer_of[other["id"]]
+            # GET /v1/stakeholders/{id}/customers: its own customers; another's stakeholder is 404.
+            own = await gw.get(f"/v1/stakeholders/{me['id']}/customers", headers=auth)
+            assert own.status_code == 200 and [c["customer_id"] for c in own.json()["items"]] == [mine]
+            for hidden in (other["id"], supplier["id"]):
+                response = await gw.get(f"/v1/stakeholders/{hidden}/customers", headers=auth)
+                assert response.status_code == 404 and response.json()["error"] == "not_found"
+            # GET /v1/stakeholders/performance: its own row only.
+            ranked = (await gw.get("/v1/stakeholders/performance", headers=auth)).json()["items"]
+            assert [p["stakeholder_id"] for p in ranked] == [me["id"]]
+            # GET /v1/customers/{id}/network and /relations: its own relations; a customer it has none with is 404.
+            network = (await gw.get(f"/v1/customers/{mine}/network", headers=auth)).json()
+            assert {r["stakeholder_id"] for r in network["history"]} == {me["id"]}
+            assert [r["stakeholder"]["id"] for r in network["current"]] == [me["id"]]
+            relations = (await gw.get(f"/v1/customers/{mine}/relations", headers=auth)).json()["items"]
+            assert {r["stakeholder_id"] for r in relations} == {me["id"]}
+            for path in (f"/v1/customers/{theirs}/network", f"/v1/customers/{theirs}/relations"):
+                response = await gw.get(path, headers=auth)
+                assert response.status_code == 404 and response.json()["error"] == "not_found"
             # GET /v1/stakeholders: only its own record, whatever the filter.
             listed = await gw.get("/v1/stakeholders", headers=auth)
             assert listed.status_code == 200 and [s["id"] for s in listed.json()["items"]] == [me["id"]]

@@ -607,6 +607,31 @@ def test_every_subject_that_names_a_customer_makes_a_timeline_entry():
             },
             "Rewarded with 500 points for referring customer c2",
         ),
+        "crm.network.relation.started": (
+            {
+                "relation_id": "r",
+                "customer_id": "c1",
+                "stakeholder_id": "s",
+                "stakeholder_kind": "employee",
+                "relation": "account_manager_of",
+                "started_at": at,
+                "changed_by": "key_1",
+            },
+            "Account manager: employee s",
+        ),
+        "crm.network.relation.ended": (
+            {
+                "relation_id": "r",
+                "customer_id": "c1",
+                "stakeholder_id": "s",
+                "stakeholder_kind": "partner",
+                "relation": "introduced",
+                "started_at": at,
+                "ended_at": at,
+                "reason": "ended",
+            },
+            "No longer introduced by: partner s",
+        ),
     }
     assert set(cases) | {"crm.network.referral.recorded"} == set(TIMELINE_SUBJECTS)
     for subject, (data, summary) in cases.items():

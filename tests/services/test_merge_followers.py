@@ -551,6 +551,69 @@ async def _when_equal(read, expected):
     return await read() == expected
 
 
+async def test_network_moves_relations_and_purchases_and_collapses_the_same_relation(suite):
+    identify = await start(suite, "identify")
+    network = await start(suite, "network")
+    survivor = await create_customer(identify, email="s@example.com")
+    merged = await create_customer(identify, email="m@example.com")
+    for who in (survivor, merged):
+        await _json_when(network.client, f"/v1/customers/{who['id']}/network", lambda b: True, "network knows them")
+    await _purchase(identify, merged["id"], 1)
+
+    async def stakeholder(kind, name):
+        return (await network.client.post("/v1/stakeholders", json={"kind": kind, "name": name})).json()
+
+    async def relate(cid, sid, relation, started_at):
+        body = {"stakeholder_id": sid, "relation": relation, "started_at": started_at}
+        response = await network.client.post(f"/v1/customers/{cid}/relations", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    ann, bob, acme = (
+        await stakeholder("employee", "Ann"),
+        await stakeholder("employee", "Bob"),
+        await stakeholder("partner", "Acme"),
+    )
+    own_manager = await relate(survivor["id"], bob["id"], "account_manager_of", "2026-01-01T00:00:00Z")
+    later_resale = await relate(survivor["id"], acme["id"], "reseller_of", "2026-02-01T00:00:00Z")
+    their_manager = await relate(merged["id"], ann["id"], "account_manager_of", "2026-03-01T00:00:00Z")
+    earlier_resale = await relate(merged["id"], acme["id"], "reseller_of", "2026-01-15T00:00:00Z")
+    introduced = await relate(merged["id"], acme["id"], "introduced", "2026-01-15T00:00:00Z")
+    await _json_when(
+        network.client,
+        f"/v1/stakeholders/{acme['id']}/customers",
+        lambda b: b["revenue"] == 10.0,
+        "the merged customer's purchase counted",
+    )
+
+    await _merge(identify, survivor["id"], [merged["id"]], suite.nats.url)
+    net = await _json_when(
+        network.client,
+        f"/v1/customers/{survivor['id']}/network",
+        lambda b: len(b["history"]) == 5 and len(b["current"]) == 3,
+        "the merged customer's relations moved and collapsed",
+    )
+    # The survivor keeps its own account manager; the same resale relation keeps its earliest period.
+    assert {r["id"] for r in net["current"]} == {own_manager["id"], earlier_resale["id"], introduced["id"]}
+    ended = {r["id"]: r for r in net["history"] if r["ended_at"] is not None}
+    assert set(ended) == {their_manager["id"], later_resale["id"]}
+    assert {(r["ended_reason"], r["ended_by"], r["customer_id"]) for r in ended.values()} == {
+        ("merged", "merge", survivor["id"])
+    }
+    ends = await _read_stream(suite.nats.url, "crm.network.relation.ended", 2, settle=True)
+    assert {(e["subject"], e["data"]["reason"]) for e in ends} == {(survivor["id"], "merged")}
+    # The purchase is the survivor's now, still Acme's customer's.
+    acme_customers = (await network.client.get(f"/v1/stakeholders/{acme['id']}/customers")).json()
+    assert {i["customer_id"] for i in acme_customers["items"]} == {survivor["id"]}
+    assert (acme_customers["customers"], acme_customers["revenue"]) == (1, 10.0)
+
+    await _merged_away(network.client, f"/v1/customers/{merged['id']}/network", survivor["id"])
+    refused = await network.client.post(
+        f"/v1/customers/{merged['id']}/relations", json={"stakeholder_id": acme["id"], "relation": "introduced"}
+    )
+    assert refused.status_code == 409 and refused.json()["error"] == "customer_merged"
+
+
 # --- value -----------------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from services.engage.schemas import InteractionCreate
 from services.identify.customers.schemas import CustomerCreate, CustomerPatch
 from services.identify.transactions.schemas import TransactionCreate
-from services.network.schemas import StakeholderCreate
+from services.network.stakeholders.schemas import StakeholderCreate
 from services.value.schemas import OfferCreate
 from shared.http.validation import NOT_IN_A_LINE, NOT_IN_TEXT
 

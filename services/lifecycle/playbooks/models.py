@@ -66,3 +66,25 @@ class PlaybookEntry(Base):
     # What the treatment customer was given (NULL for the holdout and when the playbook has none).
     template_id: Mapped[str | None] = mapped_column(String(36))
     outreach_queue: Mapped[str | None] = mapped_column(String(100))
+
+
+class AccountManager(Base):
+    """network's current `account_manager_of` relations (crm.network.relation.started and
+    .ended): a playbook's outreach ticket goes to the customer's account manager.
+
+    Kept per relation, not per customer: network's merge ends all but one of a survivor's
+    managers, and those events may reach lifecycle before or after its own merge step, so the
+    set converges on network's whatever the order; until then the newest start is the manager.
+    """
+
+    __tablename__ = "account_managers"
+    __table_args__ = (
+        Index("ix_account_managers_customer", "customer_id"),
+        {"info": about_customers("the customer's account manager, who takes its outreach tickets")},
+    )
+
+    relation_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
+    # An employee stakeholder of network (tickets' employees know them).
+    stakeholder_id: Mapped[str] = mapped_column(String(36))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)

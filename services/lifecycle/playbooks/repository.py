@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle.models import CustomerStage
-from services.lifecycle.playbooks.models import Playbook, PlaybookEntry
+from services.lifecycle.playbooks.models import AccountManager, Playbook, PlaybookEntry
 from shared.db.bulk import one_of
 from shared.db.database import dialect_name, insert_ignoring
 
 _playbooks = Playbook.__table__
 _entries = PlaybookEntry.__table__
+_managers = AccountManager.__table__
 
 
 async def insert_playbook(session: AsyncSession, row: dict[str, Any]) -> None:
@@ -98,4 +99,41 @@ async def has_stage(session: AsyncSession, customer_id: str) -> bool:
 async def move_entries(session: AsyncSession, *, merged_ids: list[str], survivor_id: str) -> None:
     await session.execute(
         update(_entries).where(_entries.c.customer_id.in_(merged_ids)).values(customer_id=survivor_id)
+    )
+
+
+# --- account managers (network's relations) ---------------------------------------------------
+
+
+async def add_account_managers(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """`rows`: {relation_id, customer_id, stakeholder_id, started_at}; one known already is left."""
+
+    if rows:
+        await session.execute(insert_ignoring(session, _managers, ["relation_id"]), rows)
+
+
+async def drop_account_managers(session: AsyncSession, relation_ids: list[str]) -> None:
+    if relation_ids:
+        mine = one_of(_managers.c.relation_id, dialect_name(session))
+        await session.execute(delete(_managers).where(mine), {"ids": relation_ids})
+
+
+async def account_managers(session: AsyncSession, customer_ids: list[str]) -> dict[str, str]:
+    """{customer id: its account manager's stakeholder id}: the newest started of its current ones."""
+
+    if not customer_ids:
+        return {}
+    m = _managers.c
+    query = (
+        select(m.customer_id, m.stakeholder_id)
+        .where(one_of(m.customer_id, dialect_name(session)))
+        .order_by(m.started_at, m.relation_id)
+    )
+    rows = await session.execute(query, {"ids": list(set(customer_ids))})
+    return {cid: sid for cid, sid in rows}  # noqa: C416 - the last (newest) of each customer wins
+
+
+async def move_account_managers(session: AsyncSession, *, merged_ids: list[str], survivor_id: str) -> None:
+    await session.execute(
+        update(_managers).where(_managers.c.customer_id.in_(merged_ids)).values(customer_id=survivor_id)
     )

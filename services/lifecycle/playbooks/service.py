@@ -21,8 +21,9 @@ crm.lifecycle.playbook.entered. For the treatment group only, the playbook asks 
 retention offer (crm.lifecycle.playbook.offer_requested; value issues it and measures the
 playbook against its holdout, `GET /v1/playbooks/{id}/results`) and/or asks for an outreach
 ticket in its queue (`outreach`, `outreach_queue` on playbook.entered; lifecycle's tickets open
-it). network announces no account manager of a customer today, so `outreach_assignee_id` stays
-null and the queue takes the ticket.
+it). The ticket goes to the customer's account manager when network names one
+(crm.network.relation.started/ended, relation `account_manager_of`: `outreach_assignee_id`, a
+read model here), else the queue takes it.
 
 lifecycle cannot check a template id (value announces no templates); value records an unknown
 one as the member's offer outcome (`unknown_template`).
@@ -51,6 +52,8 @@ from shared.http.errors import Conflict, NotFound, field_error
 
 ENTERED = "crm.lifecycle.playbook.entered"
 OFFER_REQUESTED = "crm.lifecycle.playbook.offer_requested"
+RELATION_STARTED = "crm.network.relation.started"
+RELATION_ENDED = "crm.network.relation.ended"
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -166,6 +169,7 @@ async def apply_stage_changes(session: AsyncSession, events: list[Event[StageCha
     if not fired:
         return
     known = await profiles.of(session, (event.data.customer_id for event, _ in fired))
+    managers = await repository.account_managers(session, [event.data.customer_id for event, _ in fired])
     done = await repository.entered_transitions(session, list({event.id for event, _ in fired}))
     rows: list[dict[str, Any]] = []
     for event, playbook in fired:
@@ -173,12 +177,15 @@ async def apply_stage_changes(session: AsyncSession, events: list[Event[StageCha
         if (playbook["id"], event.id) in done or not _qualifies(playbook, known.get(change.customer_id), change.at):
             continue
         with caused_by(event):
-            rows.append(_enter(session, playbook, event))
+            rows.append(_enter(session, playbook, event, managers.get(change.customer_id)))
     await repository.insert_entries(session, rows)
 
 
-def _enter(session: AsyncSession, playbook: dict[str, Any], event: Event[StageChanged]) -> dict[str, Any]:
-    """The customer enters the playbook: its group, the events announcing it, the entry row."""
+def _enter(
+    session: AsyncSession, playbook: dict[str, Any], event: Event[StageChanged], manager: str | None
+) -> dict[str, Any]:
+    """The customer enters the playbook: its group, the events announcing it, the entry row
+    (an outreach ticket for `manager`, the customer's account manager, when it has one)."""
 
     change = event.data
     cid = change.customer_id
@@ -206,8 +213,8 @@ def _enter(session: AsyncSession, playbook: dict[str, Any], event: Event[StageCh
             "entered_at": change.at,
             "outreach": queue is not None,
             "outreach_queue": queue,
-            # network announces no account manager of a customer yet: the queue takes the ticket.
-            "outreach_assignee_id": None,
+            # The account manager network names (else the queue alone takes the ticket).
+            "outreach_assignee_id": manager if queue is not None else None,
             "stage": change.to_stage,
             "playbook_name": playbook["name"],
         },
@@ -236,3 +243,38 @@ async def follow_playbooks_merge(session: AsyncSession, merge: Merge) -> None:
     """A merge step: the merged customers' playbook entries become the survivor's."""
 
     await repository.move_entries(session, merged_ids=merge.merged_ids, survivor_id=merge.survivor_id)
+
+
+# --- account managers ---------------------------------------------------------------------------
+
+
+async def apply_relations(session: AsyncSession, events: list[Event[Any]]) -> None:
+    """network's relations, a micro-batch in stream order: the current `account_manager_of`
+    ones (the others are not lifecycle's business). A relation started and ended within the
+    batch is added, then dropped."""
+
+    started, ended = [], []
+    for event in events:
+        data = event.data
+        if data.relation != "account_manager_of":
+            continue
+        if event.type == RELATION_STARTED:
+            started.append(
+                {
+                    "relation_id": data.relation_id,
+                    "customer_id": data.customer_id,
+                    "stakeholder_id": data.stakeholder_id,
+                    "started_at": data.started_at,
+                }
+            )
+        else:
+            ended.append(data.relation_id)
+    await repository.add_account_managers(session, started)
+    await repository.drop_account_managers(session, ended)
+
+
+async def follow_account_managers_merge(session: AsyncSession, merge: Merge) -> None:
+    """A merge step: the merged customers' account manager relations become the survivor's
+    (network ends all but one of them and announces it: the read model follows those events)."""
+
+    await repository.move_account_managers(session, merged_ids=merge.merged_ids, survivor_id=merge.survivor_id)
