@@ -1031,6 +1031,24 @@ class ReferralRecorded(Payload):
         return f"Referred by customer {self.referrer_id}"
 
 
+# network: webhooks
+
+
+@contract(
+    "crm.network.webhook.disabled",
+    "network",
+    "A webhook subscription was disabled: its endpoint answered 410 Gone, or kept failing for the "
+    "configured number of days. It delivers nothing until it is enabled again (PATCH /v1/webhooks/{id}).",
+    at="disabled_at",
+)
+class WebhookDisabled(Payload):
+    id: str
+    partner_id: str | None = None
+    reason: Literal["gone", "failing"]
+    detail: str
+    disabled_at: datetime
+
+
 # --- value ------------------------------------------------------------------
 
 
