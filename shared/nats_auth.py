@@ -136,9 +136,7 @@ def reader_user(name: str, durables: Iterable[str], stream: str) -> NatsUser:
     return NatsUser(name, tuple(consumer_rights(durables, stream)), (f"{inbox_prefix(name)}.>",))
 
 
-def dynamic_consumer_rights(
-    stream: str, own: Iterable[str], others: Iterable[str]
-) -> tuple[list[str], list[str]]:
+def dynamic_consumer_rights(stream: str, own: Iterable[str], others: Iterable[str]) -> tuple[list[str], list[str]]:
     """(allowed, denied) for a service that makes consumers of its own while it runs: any
     consumer of `stream` but the suite's provisioned durables (its `own`, which it only
     pulls, and the `others`', which it may not touch at all)."""

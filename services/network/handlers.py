@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.network import service
 from services.network.models import Base, aliases, erased_customers, known_customers, messaging
+from services.network.webhooks.service import follow_webhooks_merge
 from shared.events.consumer import ConsumerSpec
 from shared.events.contracts import CustomerCreated
 from shared.events.envelope import Event
@@ -30,10 +31,11 @@ ERASURES = erasure_consumer(metadata=Base.metadata, messaging=messaging, erased=
 
 CONSUMERS = aliases.consumers(
     [REFERRALS, ERASURES],
-    merge_steps=[known_customers.follow_merge, service.follow_merge],
+    merge_steps=[known_customers.follow_merge, service.follow_merge, follow_webhooks_merge],
     merges_description=(
         "Follows identify's merges: referrals of the merged customers (as referrer or referred) move to the "
-        "survivor, a referral the merge turns into a self-referral is dropped; later events of a merged id go "
+        "survivor, a referral the merge turns into a self-referral is dropped; webhook delivery log rows about "
+        "them name the survivor; later events of a merged id go "
         "to the survivor."
     ),
 )

@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from services.network.endpoints import router
 from services.network.handlers import CONSUMERS
 from services.network.models import Base, messaging
+from services.network.webhooks import delivery as webhook_delivery
+from services.network.webhooks.endpoints import router as webhooks_router
 from shared.privacy.export import export_router
 from shared.service.app import create_service_app
-from shared.service.runtime import ServiceDefinition
+from shared.service.runtime import Runtime, ServiceDefinition
 
-DEFINITION = ServiceDefinition(
+
+@dataclass(frozen=True)
+class NetworkState:
+    """network's own long-lived objects (Runtime.state), built once the database is open."""
+
+    webhooks: webhook_delivery.Dispatcher
+
+    @classmethod
+    def build(cls, runtime: Runtime[NetworkState]) -> NetworkState:
+        return cls(webhooks=webhook_delivery.Dispatcher(runtime))
+
+
+DEFINITION = ServiceDefinition[NetworkState](
     name="network",
     description="The value network: stakeholders (partners, suppliers, employees, investors) and customer referrals.",
     metadata=Base.metadata,
     messaging=messaging,
     # The internal personal-data route a customer's export gathers (shared/privacy/export.py).
-    routers=[router, export_router(Base.metadata)],
+    routers=[router, webhooks_router, export_router(Base.metadata)],
     consumers=CONSUMERS,
+    state=NetworkState.build,
+    on_start=[webhook_delivery.start],
 )
 
 

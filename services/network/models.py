@@ -55,4 +55,5 @@ class Referral(Base):
     referred_id: Mapped[str] = mapped_column(String(36), unique=True)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
+
 from services.network.webhooks import models as _webhooks  # noqa: E402,F401  (its tables on Base)
