@@ -137,3 +137,218 @@ async def test_a_refused_subscription_answers_422_naming_the_field_and_writes_no
     finally:
         await nc.close()
     assert not [name for name in names if name.startswith("network-webhook-")]
+
+
+def answering(*answers: tuple[int, dict[str, str]]):
+    """A receiver's answer: these statuses (and headers) in turn, then 200."""
+
+    queue = list(answers)
+
+    async def answer(request):
+        if queue:
+            status, headers = queue.pop(0)
+            return status, headers, f"answered {status}"
+        return 200, {}, "thanks"
+
+    return answer
+
+
+FAST = {"webhook_retry_schedule_s": (0.05, 0.05, 0.05), "webhook_retry_jitter": 0.0}
+
+
+async def test_a_failed_delivery_is_retried_on_the_schedule_honouring_retry_after(suite):
+    identify = await suite.start("identify")
+    network = await start_network(suite, **FAST)
+    async with Receiver() as receiver:
+        receiver.answers["/hook"] = answering((500, {}), (429, {"Retry-After": "1"}))
+        made = await subscribe(network, receiver.url("/hook"))
+        await customer(identify, "retried")
+        calls = await receiver.wait_for("/hook", 3)
+        events = [verified(made["secret"], call) for call in calls]
+        assert len({event["id"] for event in events}) == 1  # the same event, the same webhook-id
+        log = await wait_until(lambda: _log_of(network, made["id"], 3), what="three attempts logged")
+        assert [(d["attempt"], d["outcome"], d["status_code"]) for d in log] == [
+            (1, "failed", 500),
+            (2, "failed", 429),
+            (3, "delivered", 200),
+        ]
+        assert log[0]["error"] == "HTTP 500" and log[0]["response_body"] == "answered 500"
+        # The 429's Retry-After (1 s) instead of the schedule's 0.05 s.
+        waited = _seconds(log[1]["next_attempt_at"]) - _seconds(log[1]["attempted_at"])
+        assert 0.9 <= waited <= 1.5, waited
+
+
+async def _log_of(network, webhook_id: str, count: int) -> list[dict] | None:
+    """The subscription's attempts, oldest first, once there are `count`."""
+
+    log = await _deliveries(network, webhook_id)
+    return list(reversed(log)) if len(log) >= count else None
+
+
+def _seconds(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+async def test_abort_message_410_and_the_end_of_the_schedule_stop_the_retries(suite):
+    import nats
+
+    identify = await suite.start("identify")
+    network = await start_network(suite, **FAST)
+    async with Receiver() as receiver:
+        receiver.answers["/abort"] = answering((500, {"webhook-delivery": "abort-message"}))
+
+        async def always_500(request):
+            return 500, {}, "down"
+
+        receiver.answers["/dead"] = always_500
+        receiver.answers["/gone"] = answering((410, {}))
+        abort = await subscribe(network, receiver.url("/abort"))
+        dead = await subscribe(network, receiver.url("/dead"))
+        gone = await subscribe(network, receiver.url("/gone"))
+        await customer(identify, "first")
+
+        log = await wait_until(lambda: _log_of(network, dead["id"], 4), what="every attempt the schedule has")
+        assert [(d["attempt"], d["outcome"]) for d in log] == [
+            (1, "failed"),
+            (2, "failed"),
+            (3, "failed"),
+            (4, "exhausted"),
+        ]
+        assert log[-1]["next_attempt_at"] is None
+        assert [d["outcome"] for d in await _deliveries(network, abort["id"])] == ["aborted"]
+
+        # 410: disabled, with an event that says why.
+        disabled = await wait_until(
+            lambda: _disabled(network, gone["id"]), what="the 410 disables the subscription"
+        )
+        assert disabled["disabled_reason"].startswith("gone")
+        [announced] = await _stream(suite.nats.url, "crm.network.webhook.disabled", 1)
+        assert announced["data"]["id"] == gone["id"] and announced["data"]["reason"] == "gone"
+
+        # A second event: the aborted one is not retried, the disabled subscription gets nothing.
+        await customer(identify, "second")
+        await receiver.wait_for("/abort", 2)
+        nc = await nats.connect(suite.nats.url)
+        try:
+            js = nc.jetstream()
+
+            async def settled():
+                info = await js.consumer_info("CRM", f"network-webhook-{abort['id']}")
+                return info.num_ack_pending == 0 and info.num_pending == 0
+
+            await wait_until(settled, what="the aborted message terminated, the second acked")
+        finally:
+            await nc.close()
+        assert len(receiver.on("/abort")) == 2 and len(receiver.on("/gone")) == 1
+
+        # Enabled again, it delivers what waited (the 410'd event, then the second).
+        response = await network.client.patch(f"/v1/webhooks/{gone['id']}", json={"enabled": True})
+        assert response.status_code == 200 and response.json()["enabled"] is True
+        calls = await receiver.wait_for("/gone", 3)
+        assert len({verified(gone["secret"], call)["id"] for call in calls}) == 2
+
+
+async def _disabled(network, webhook_id: str) -> dict | None:
+    shown = (await network.client.get(f"/v1/webhooks/{webhook_id}")).json()
+    return shown if not shown["enabled"] else None
+
+
+async def _stream(nats_url: str, subject: str, count: int) -> list[dict]:
+    from tests.services.test_network import stream_events
+
+    return await wait_until(
+        lambda: _at_least(stream_events(nats_url, subject), count), what=f"{count} {subject} on the stream"
+    )
+
+
+async def _at_least(events, count: int):
+    found = await events
+    return found if len(found) >= count else None
+
+
+async def test_a_subscription_failing_for_the_configured_days_is_disabled_with_an_event(suite):
+    identify = await suite.start("identify")
+    # A tiny "day" count: ~0.3 s of nothing but failures.
+    network = await start_network(
+        suite, webhook_retry_schedule_s=(0.1,) * 50, webhook_retry_jitter=0.0, webhook_disable_after_days=0.3 / 86400
+    )
+    async with Receiver() as receiver:
+
+        async def down(request):
+            return 503, {}, "down"
+
+        receiver.answers["/down"] = down
+        made = await subscribe(network, receiver.url("/down"))
+        await customer(identify, "failing")
+        shown = await wait_until(lambda: _disabled(network, made["id"]), what="disabled after the failing days")
+        assert shown["disabled_reason"].startswith("failing: every delivery failed since")
+        [announced] = await _stream(suite.nats.url, "crm.network.webhook.disabled", 1)
+        assert announced["data"]["reason"] == "failing" and announced["data"]["id"] == made["id"]
+
+
+async def test_the_circuit_breaker_stops_calling_a_failing_endpoint_then_probes_it(suite):
+    identify = await suite.start("identify")
+    network = await start_network(
+        suite,
+        webhook_retry_schedule_s=(0.02,) * 20,
+        webhook_retry_jitter=0.0,
+        webhook_breaker_failures=3,
+        webhook_breaker_cooldown_s=2.0,
+    )
+    async with Receiver() as receiver:
+        healthy = {"now": False}
+
+        async def flaky(request):
+            return (200, {}, "ok") if healthy["now"] else (500, {}, "down")
+
+        receiver.answers["/flaky"] = flaky
+        made = await subscribe(network, receiver.url("/flaky"))
+        witness = await subscribe(network, receiver.url("/witness"))
+        await customer(identify, "one")
+        await receiver.wait_for("/flaky", 3)
+        # While the breaker is open, later events reach the other subscription and not this one.
+        for n in range(5):
+            await customer(identify, f"later-{n}")
+        await receiver.wait_for("/witness", 6)
+        assert len(receiver.on("/flaky")) == 3
+        healthy["now"] = True
+        calls = await receiver.wait_for("/flaky", 3 + 6)  # the probe, then everything that waited
+        assert len({verified(made["secret"], call)["id"] for call in calls[3:]}) == 6
+        assert verified(witness["secret"], receiver.on("/witness")[0])
+
+
+async def test_a_rate_limited_subscription_spaces_its_deliveries(suite):
+    identify = await suite.start("identify")
+    network = await start_network(suite)
+    async with Receiver() as receiver:
+        made = await subscribe(network, receiver.url("/slowly"), rate_limit=2)
+        for n in range(4):
+            await customer(identify, f"limited-{n}")
+        await receiver.wait_for("/slowly", 4)
+        log = await wait_until(lambda: _log_of(network, made["id"], 4), what="four attempts logged")
+        # A bucket of 2, refilled at 2/s: the 4th goes out at least ~1 s after the 1st.
+        times = sorted(_seconds(d["attempted_at"]) for d in log)
+        assert times[-1] - times[0] >= 0.9
+
+
+async def test_secret_rotation_signs_with_both_secrets_for_the_overlap(suite):
+    identify = await suite.start("identify")
+    network = await start_network(suite)
+    async with Receiver() as receiver:
+        made = await subscribe(network, receiver.url("/hook"))
+        rotated = await network.client.post(f"/v1/webhooks/{made['id']}/rotate-secret")
+        assert rotated.status_code == 200, rotated.text
+        new = rotated.json()
+        assert new["secret"] != made["secret"] and new["previous_secret_expires_at"]
+        await wait_until(lambda: _restarted_worker(network, made["id"], new["updated_at"]), what="new secret used")
+        await customer(identify, "rotated")
+        [call] = await receiver.wait_for("/hook", 1)
+        assert len(call.headers["webhook-signature"].split(" ")) == 2
+        assert verified(made["secret"], call) == verified(new["secret"], call)
+
+
+def _restarted_worker(network, webhook_id: str, updated_at: str) -> bool:
+    worker = network.runtime.state.webhooks.workers.get(webhook_id)
+    return worker is not None and worker.sub.updated_at.isoformat().startswith(updated_at[:19])

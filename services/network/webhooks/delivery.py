@@ -225,6 +225,26 @@ class DeliveryLog:
                 self.idle.set()
 
 
+_LINGERING: set[asyncio.Task[None]] = set()
+
+
+async def _give_back(msg: Msg) -> None:
+    try:
+        await msg.nak()
+    except Exception:  # noqa: BLE001 - it comes back after ack_wait anyway
+        pass
+
+
+async def _unsubscribe_later(subscription: Any, after_s: float) -> None:
+    try:
+        await asyncio.sleep(after_s)
+        await subscription.unsubscribe()
+    except Exception:  # noqa: BLE001 - closing (the connection may be gone already)
+        pass
+    finally:
+        _LINGERING.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+
 # --- a subscription's worker -------------------------------------------------------------------
 
 
@@ -321,9 +341,13 @@ class Worker:
     async def pull(self, consumer: str, *, replay: bool) -> None:
         bus = self.dispatcher.runtime.bus
         queue: asyncio.Queue[Msg] = asyncio.Queue()
+        stopped = False
 
         async def enqueue(msg: Msg) -> None:
-            queue.put_nowait(msg)
+            if not stopped:
+                queue.put_nowait(msg)
+            elif JetStreamContext.is_status_msg(msg) is None:
+                await _give_back(msg)  # a pull still open when the worker stopped: not ours
 
         await bus.connected.wait()
         nc = bus.nc
@@ -358,10 +382,14 @@ class Worker:
                     log.warning("webhook pull loop error", extra={"subscription": self.sub.id, "error": repr(exc)})
                     await asyncio.sleep(1.0)
         finally:
-            try:
-                await subscription.unsubscribe()
-            except Exception:  # noqa: BLE001 - closing
-                pass
+            # What arrived but was not taken goes back at once (not after ack_wait), and so does
+            # what the open pull request still brings until it expires.
+            stopped = True
+            while not queue.empty():
+                msg = queue.get_nowait()
+                if JetStreamContext.is_status_msg(msg) is None:
+                    await _give_back(msg)
+            _LINGERING.add(asyncio.create_task(_unsubscribe_later(subscription, expires + 1.0)))
 
     async def _drain(self, queue: asyncio.Queue[Msg], owed: int, expires: float) -> str | None:
         deadline = time.monotonic() + expires + 1.0
@@ -420,10 +448,7 @@ class Worker:
             await self._settle(msg, body, meta.sequence.stream, attempt_number, attempt)
         except asyncio.CancelledError:
             if not settled:
-                try:
-                    await asyncio.shield(msg.nak())  # someone else's turn, at once
-                except Exception:  # noqa: BLE001 - it is redelivered after ack_wait anyway
-                    pass
+                await asyncio.shield(_give_back(msg))  # someone else's turn, at once
             raise
 
     async def _settle(self, msg: Msg, body: bytes, sequence: int, number: int, attempt: Attempt) -> None:
