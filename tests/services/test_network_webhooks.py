@@ -352,3 +352,182 @@ async def test_secret_rotation_signs_with_both_secrets_for_the_overlap(suite):
 def _restarted_worker(network, webhook_id: str, updated_at: str) -> bool:
     worker = network.runtime.state.webhooks.workers.get(webhook_id)
     return worker is not None and worker.sub.updated_at.isoformat().startswith(updated_at[:19])
+
+
+async def test_a_hanging_endpoint_never_delays_the_other_subscriptions(suite):
+    """100 subscriptions, one of which hangs 10 s on every call: the 99 others all have the
+    event while the slow one's call is still hanging (proven by state, not by timing)."""
+
+    identify = await suite.start("identify")
+    network = await start_network(suite, webhook_read_timeout_s=30.0)
+    async with Receiver() as receiver:
+        hanging = {"started": 0, "finished": 0}
+
+        async def hang(request):
+            hanging["started"] += 1
+            await asyncio.sleep(10)
+            hanging["finished"] += 1
+            return 200, {}, "late"
+
+        receiver.answers["/slow"] = hang
+        slow = await subscribe(network, receiver.url("/slow"))
+        others = [await subscribe(network, receiver.url(f"/fast/{n}")) for n in range(99)]
+        await wait_until(lambda: len(network.runtime.state.webhooks.workers) == 100, what="100 workers")
+        ada = await customer(identify, "isolated")
+        for made in others:
+            [call] = await receiver.wait_for(f"/fast/{others.index(made)}", 1)
+            assert verified(made["secret"], call)["data"]["id"] == ada["id"]
+        assert hanging == {"started": 1, "finished": 0}
+        assert verified(slow["secret"], receiver.on("/slow")[0])["data"]["id"] == ada["id"]
+
+
+async def test_a_restart_of_network_loses_nothing_and_keeps_the_retry_schedule(suite):
+    from services.network.main import DEFINITION
+    from shared.service.runtime import start_runtime, stop_runtime
+
+    identify = await suite.start("identify")
+    network = await start_network(suite, webhook_retry_schedule_s=(1.0,), webhook_retry_jitter=0.0)
+    async with Receiver() as receiver:
+        receiver.answers["/hook"] = answering((500, {}))
+        made = await subscribe(network, receiver.url("/hook"))
+        first = await customer(identify, "before")
+        await receiver.wait_for("/hook", 1)
+        await wait_until(lambda: _log_of(network, made["id"], 1), what="the failed attempt logged")
+
+        await stop_runtime(network.app.state.runtime)  # network is down: the nak's delay runs in NATS
+        second = await customer(identify, "while-down")
+        network.app.state.runtime = await start_runtime(DEFINITION, network.settings)
+
+        calls = await receiver.wait_for("/hook", 3)
+        delivered = {verified(made["secret"], call)["data"]["id"] for call in calls}
+        assert delivered == {first["id"], second["id"]}
+        log = await wait_until(lambda: _log_of(network, made["id"], 3), what="three attempts logged")
+        assert sorted((d["attempt"], d["outcome"]) for d in log) == [(1, "delivered"), (1, "failed"), (2, "delivered")]
+
+
+async def test_the_address_is_checked_again_at_delivery_time(suite):
+    """A host allowed when subscribed but not any more (here: the allow-list shrank; in life,
+    DNS rebinding): the delivery is refused and logged as such."""
+
+    from services.network.main import DEFINITION
+    from shared.service.runtime import start_runtime, stop_runtime
+
+    identify = await suite.start("identify")
+    network = await start_network(suite, webhook_retry_schedule_s=(60.0,))
+    async with Receiver() as receiver:
+        made = await subscribe(network, receiver.url("/hook"))
+        await stop_runtime(network.app.state.runtime)
+        strict = network.settings.model_copy(update={"webhook_allow_hosts": ()})
+        network.app.state.runtime = await start_runtime(DEFINITION, strict)
+        await customer(identify, "refused")
+        [attempt] = await wait_until(lambda: _log_of(network, made["id"], 1), what="the refused attempt")
+        assert attempt["outcome"] == "refused" and attempt["error"].startswith("url_not_allowed")
+        assert receiver.calls == []
+
+
+async def test_retry_resends_one_logged_delivery(suite):
+    identify = await suite.start("identify")
+    network = await start_network(suite)
+    async with Receiver() as receiver:
+        made = await subscribe(network, receiver.url("/hook"))
+        await customer(identify, "again")
+        [first] = await receiver.wait_for("/hook", 1)
+        [logged] = await wait_until(lambda: _log_of(network, made["id"], 1), what="the attempt logged")
+        response = await network.client.post(f"/v1/webhooks/{made['id']}/deliveries/{logged['id']}/retry")
+        assert response.status_code == 201, response.text
+        again = response.json()
+        assert again["attempt"] == 2 and again["outcome"] == "delivered" and again["event_id"] == logged["event_id"]
+        calls = receiver.on("/hook")
+        assert len(calls) == 2 and verified(made["secret"], calls[1]) == verified(made["secret"], first)
+        assert [d["id"] for d in await _deliveries(network, made["id"])] == [again["id"], logged["id"]]
+        missing = await network.client.post(f"/v1/webhooks/{made['id']}/deliveries/nope/retry")
+        assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+
+async def test_replay_resends_what_matches_from_a_cursor_or_a_time_within_retention(suite):
+    import nats
+
+    identify = await suite.start("identify")
+    network = await start_network(suite)
+    async with Receiver() as receiver:
+        before = [await customer(identify, f"old-{n}") for n in range(3)]
+        await _stream(suite.nats.url, "crm.identify.customer.created", 3)  # published (the relay is async)
+        made = await subscribe(network, receiver.url("/hook"), ["crm.identify.customer.created"])  # from now on
+        now = await customer(identify, "new")
+        await receiver.wait_for("/hook", 1)
+
+        replayed = await network.client.post(f"/v1/webhooks/{made['id']}/replay", json={"after": "0"})
+        assert replayed.status_code == 202, replayed.text
+        assert replayed.json()["oldest"] == "0"
+        calls = await receiver.wait_for("/hook", 1 + 4)
+        ids = [verified(made["secret"], call)["data"]["id"] for call in calls[1:]]
+        assert sorted(ids) == sorted([c["id"] for c in before] + [now["id"]])
+
+        # The replay consumer goes when it is done; then one from a time.
+        await wait_until(lambda: not _replaying(network, made["id"]), what="the replay done")
+        nc = await nats.connect(suite.nats.url)
+        try:
+            js = nc.jetstream()
+            await wait_until(lambda: _no_replay_consumer(js, made["id"]), what="the replay consumer deleted")
+            message = await js.get_msg("CRM", seq=1)
+            at = json_time(message.data)
+            again = await network.client.post(f"/v1/webhooks/{made['id']}/replay", json={"since": at})
+            assert again.status_code == 202, again.text
+            await receiver.wait_for("/hook", 5 + 4)
+
+            # Beyond retention: the stream lost its front.
+            await wait_until(lambda: _no_replay_consumer(js, made["id"]), what="the second replay done")
+            await js.purge_stream("CRM", seq=3)  # everything before sequence 3 goes
+        finally:
+            await nc.close()
+        for body in ({"after": "0"}, {"since": at}):
+            refused = await network.client.post(f"/v1/webhooks/{made['id']}/replay", json=body)
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["error"] == "beyond_retention"
+            assert "oldest event kept follows cursor 2" in refused.json()["detail"]
+        ok = await network.client.post(f"/v1/webhooks/{made['id']}/replay", json={"after": "2"})
+        assert ok.status_code == 202 and ok.json()["oldest"] == "2"
+        for body in ({}, {"after": "1", "since": at}, {"after": "x"}):
+            bad = await network.client.post(f"/v1/webhooks/{made['id']}/replay", json=body)
+            assert bad.status_code == 422, bad.text
+
+
+def json_time(raw: bytes) -> str:
+    import json
+
+    return json.loads(raw)["time"]
+
+
+def _replaying(network, webhook_id: str) -> bool:
+    worker = network.runtime.state.webhooks.workers.get(webhook_id)
+    loop = worker.loops.get("replay") if worker else None
+    return loop is not None and not loop.done()
+
+
+async def _no_replay_consumer(js, webhook_id: str) -> bool:
+    from nats.js.errors import NotFoundError
+
+    try:
+        await js.consumer_info("CRM", f"network-webhook-{webhook_id}-replay")
+    except NotFoundError:
+        return True
+    return False
+
+
+async def test_deleting_a_subscription_deletes_its_consumer(suite):
+    import nats
+    from nats.js.errors import NotFoundError
+
+    network = await start_network(suite)
+    made = await subscribe(network, "http://127.0.0.1:9/hook")
+    nc = await nats.connect(suite.nats.url)
+    try:
+        js = nc.jetstream()
+        assert (await js.consumer_info("CRM", f"network-webhook-{made['id']}")).config.filter_subjects
+        response = await network.client.delete(f"/v1/webhooks/{made['id']}")
+        assert response.status_code == 204
+        with pytest.raises(NotFoundError):
+            await js.consumer_info("CRM", f"network-webhook-{made['id']}")
+    finally:
+        await nc.close()
+    assert (await network.client.get(f"/v1/webhooks/{made['id']}")).status_code == 404
