@@ -53,9 +53,7 @@ async def test_a_subscription_receives_signed_public_events_of_its_types(suite):
         assert event["data"]["email"] == "ada@example.com"  # its creator held pii:read
         assert call.headers["webhook-id"] == event["id"]
 
-        log = await wait_until(
-            lambda: _deliveries(network, made["id"]), what="the attempt in the delivery log"
-        )
+        log = await wait_until(lambda: _deliveries(network, made["id"]), what="the attempt in the delivery log")
         assert [(d["outcome"], d["status_code"], d["attempt"], d["response_body"]) for d in log] == [
             ("delivered", 200, 1, "thanks")
         ]
@@ -96,7 +94,10 @@ async def test_a_partner_manages_only_its_own_subscriptions_and_gets_no_personal
                 method, f"/v1/webhooks/{theirs['id']}{path}", json=body, headers=PARTNER
             )
             assert response.status_code == 404, (method, path, response.text)
-            assert response.json() == {"error": "not_found", "detail": f"no webhook subscription with id {theirs['id']}"}
+            assert response.json() == {
+                "error": "not_found",
+                "detail": f"no webhook subscription with id {theirs['id']}",
+            }
 
         grace = await customer(identify, "grace", email="grace@example.com", name="Grace")
         [call] = await receiver.wait_for("/acme", 1)
@@ -105,31 +106,35 @@ async def test_a_partner_manages_only_its_own_subscriptions_and_gets_no_personal
         assert event["data"]["email"] is None and event["data"]["name"] is None  # no pii:read
 
 
-@pytest.mark.parametrize(
-    ("body", "field", "error"),
-    [
-        ({"event_types": ["crm.identify.customer.created", "crm.identify.customer.exploded"]}, "body.event_types.1", "validation_error"),
-        ({"event_types": ["crm.nothing.*"]}, "body.event_types.0", "validation_error"),
-        ({"event_types": ["crm.dlq.identify"]}, "body.event_types.0", "validation_error"),
-        ({"event_types": ["crm.>.customer"]}, "body.event_types.0", "validation_error"),
-        ({"url": "ftp://127.0.0.1/hook"}, "body.url", "validation_error"),
-        ({"url": "not a url"}, "body.url", "validation_error"),
-        ({"url": "https://192.168.1.10/hook"}, "body.url", "url_not_allowed"),
-        ({"url": "https://169.254.169.254/latest/meta-data"}, "body.url", "url_not_allowed"),
-        ({"url": "https://[::1]/hook"}, "body.url", "url_not_allowed"),
-        ({"url": "https://[::ffff:10.0.0.1]/hook"}, "body.url", "url_not_allowed"),
-        ({"url": "http://93.184.215.14/hook"}, "body.url", "url_not_allowed"),  # public, but http://
-    ],
-)
-async def test_a_refused_subscription_answers_422_naming_the_field_and_writes_nothing(suite, body, field, error):
+REFUSED = [
+    (
+        {"event_types": ["crm.identify.customer.created", "crm.identify.customer.exploded"]},
+        "body.event_types.1",
+        "validation_error",
+    ),
+    ({"event_types": ["crm.nothing.*"]}, "body.event_types.0", "validation_error"),
+    ({"event_types": ["crm.dlq.identify"]}, "body.event_types.0", "validation_error"),
+    ({"event_types": ["crm.>.customer"]}, "body.event_types.0", "validation_error"),
+    ({"url": "ftp://127.0.0.1/hook"}, "body.url", "validation_error"),
+    ({"url": "not a url"}, "body.url", "validation_error"),
+    ({"url": "https://192.168.1.10/hook"}, "body.url", "url_not_allowed"),
+    ({"url": "https://169.254.169.254/latest/meta-data"}, "body.url", "url_not_allowed"),
+    ({"url": "https://[::1]/hook"}, "body.url", "url_not_allowed"),
+    ({"url": "https://[::ffff:10.0.0.1]/hook"}, "body.url", "url_not_allowed"),
+    ({"url": "http://93.184.215.14/hook"}, "body.url", "url_not_allowed"),  # public, but http://
+]
+
+
+async def test_a_refused_subscription_answers_422_naming_the_field_and_writes_nothing(suite):
     import nats
 
     network = await start_network(suite)
-    request = {"url": "https://127.0.0.1:9/hook", "event_types": ["crm.identify.customer.*"], **body}
-    response = await network.client.post("/v1/webhooks", json=request)
-    assert response.status_code == 422, response.text
-    answer = response.json()
-    assert answer["error"] == error and answer["detail"][0]["field"] == field, answer
+    for body, field, error in REFUSED:
+        request = {"url": "https://127.0.0.1:9/hook", "event_types": ["crm.identify.customer.*"], **body}
+        response = await network.client.post("/v1/webhooks", json=request)
+        assert response.status_code == 422, response.text
+        answer = response.json()
+        assert answer["error"] == error and answer["detail"][0]["field"] == field, answer
     assert (await network.client.get("/v1/webhooks")).json()["items"] == []
     nc = await nats.connect(suite.nats.url)
     try:
@@ -220,9 +225,7 @@ async def test_abort_message_410_and_the_end_of_the_schedule_stop_the_retries(su
         assert [d["outcome"] for d in await _deliveries(network, abort["id"])] == ["aborted"]
 
         # 410: disabled, with an event that says why.
-        disabled = await wait_until(
-            lambda: _disabled(network, gone["id"]), what="the 410 disables the subscription"
-        )
+        disabled = await wait_until(lambda: _disabled(network, gone["id"]), what="the 410 disables the subscription")
         assert disabled["disabled_reason"].startswith("gone")
         [announced] = await _stream(suite.nats.url, "crm.network.webhook.disabled", 1)
         assert announced["data"]["id"] == gone["id"] and announced["data"]["reason"] == "gone"
@@ -531,3 +534,34 @@ async def test_deleting_a_subscription_deletes_its_consumer(suite):
     finally:
         await nc.close()
     assert (await network.client.get(f"/v1/webhooks/{made['id']}")).status_code == 404
+
+
+async def test_the_delivery_log_is_personal_data_export_shows_it_erasure_removes_it(suite):
+    identify = await suite.start("identify")
+    network = await start_network(suite)
+    async with Receiver() as receiver:
+
+        async def echo(request):
+            event = await request.json()
+            return 200, {}, f"welcome {event['data']['email']}"
+
+        receiver.answers["/hook"] = echo
+        made = await subscribe(network, receiver.url("/hook"), ["crm.identify.customer.created"], headers=PII)
+        ada = await customer(identify, "ada", email="ada@example.com")
+        [logged] = await wait_until(lambda: _log_of(network, made["id"], 1), what="the attempt logged")
+        assert logged["response_body"] == "welcome ada@example.com"
+
+        export = (await network.client.get(f"/internal/customers/{ada['id']}/personal-data")).json()
+        [table] = [t for t in export["tables"] if t["table"] == "webhook_deliveries"]
+        assert table["personal"] == {"response_body": "free_text"}
+        assert [row["response_body"] for row in table["rows"]] == ["welcome ada@example.com"]
+
+        erased = await identify.client.post(f"/v1/customers/{ada['id']}/erasure")
+        assert erased.status_code == 202, erased.text
+
+        async def anonymised():
+            [row] = await _deliveries(network, made["id"])
+            return row["response_body"] is None and row
+
+        row = await wait_until(anonymised, what="the response body erased")
+        assert row["outcome"] == "delivered" and row["event_id"] == logged["event_id"]  # the facts stay

@@ -298,7 +298,8 @@ class Worker:
         self.freed = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.loops: dict[str, asyncio.Task[None]] = {}
-        self.stopped = False
+        # Disabled (410, failing days): deliver nothing more, even before the dispatcher stops it.
+        self.halted = False
 
     @staticmethod
     def new_client(settings: NetworkSettings, connections: int) -> httpx.AsyncClient:
@@ -329,7 +330,6 @@ class Worker:
             self.loops["replay"] = asyncio.create_task(self.pull(streams.replay_name(self.sub.id), replay=True))
 
     async def stop(self) -> None:
-        self.stopped = True
         everything = [*self.loops.values(), *self.tasks]
         for task in everything:
             task.cancel()
@@ -360,7 +360,7 @@ class Worker:
             while True:
                 try:
                     await bus.connected.wait()
-                    while self.free <= 0 or self.breaker.state == "open":
+                    while self.free <= 0 or self.breaker.state == "open" or self.halted:
                         self.freed.clear()
                         try:
                             await asyncio.wait_for(self.freed.wait(), timeout=0.2)
@@ -443,6 +443,10 @@ class Worker:
             if self.limit is not None:
                 await self.limit.take()
             await self.breaker.admit(msg.in_progress)
+            if self.halted:
+                settled = True
+                await _give_back(msg)
+                return
             attempt = await self.dispatcher.attempt(self.sub, self.client, body)
             settled = True
             await self._settle(msg, body, meta.sequence.stream, attempt_number, attempt)
@@ -463,6 +467,7 @@ class Worker:
             self.breaker.success()  # the receiver is alive and answered on purpose
             settle = msg.term
         elif outcome == "gone":
+            self.halted = True
             settle = msg.nak  # kept for when it is enabled again
         else:
             self.breaker.failure()
@@ -628,6 +633,9 @@ class Dispatcher:
                 await repository.set_state(session, sub.id, failing_since=now)
             return
         if now - since >= timedelta(days=self.settings.webhook_disable_after_days):
+            worker = self.workers.get(sub.id)
+            if worker is not None:
+                worker.halted = True
             detail = f"every delivery failed since {since.isoformat()}"
             await self.disable(sub, "failing", detail)
 
