@@ -81,6 +81,14 @@ async def latency(suite: RunningSuite, gw: httpx.AsyncClient, receiver_url: str,
         )
         made.raise_for_status()
         await asyncio.sleep(1.0)
+        # Baseline in the same run: the same events as they reach a plain NATS subscriber.
+        on_bus: dict[str, float] = {}  # the event's time -> when a plain subscriber had it
+        nc = await nats.connect(suite.nats_url)
+
+        async def seen(msg) -> None:
+            on_bus[json.loads(msg.data)["time"]] = time.time()
+
+        await nc.subscribe("crm.identify.customer.created", cb=seen)
         client = PurchaseClient(suite.gateway_url, suite.admin_key)
         await client.open(16)
         started = time.perf_counter()
@@ -93,8 +101,16 @@ async def latency(suite: RunningSuite, gw: httpx.AsyncClient, receiver_url: str,
         await asyncio.gather(*(create(i) for i in range(count)))
         await wait_count(receiver, before + count, timeout=60)
         client.close()
+        await nc.close()
         arrivals = (await receiver.get("/arrivals")).json()[before:]
-    return [(arrived - datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()) * 1000 for arrived, at in arrivals]
+    def ms(at: str, arrived: float) -> float:
+        return (arrived - datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()) * 1000
+
+    hooks = [ms(at, arrived) for arrived, at in arrivals]
+    bus = [ms(at, arrived) for at, arrived in on_bus.items()]
+    # network's own share: from the event reaching the bus to its webhook's arrival
+    network = [(arrived - on_bus[at]) * 1000 for arrived, at in arrivals if at in on_bus]
+    return hooks, bus, network
 
 
 def main() -> None:
@@ -117,14 +133,16 @@ def main() -> None:
                 base_url=suite.gateway_url, timeout=30, headers={"Authorization": f"Bearer {suite.admin_key}"}
             ) as gw:
                 rate = await throughput(suite, gw, receiver_url, args.events)
-                values = await latency(suite, gw, receiver_url, args.rate, int(args.rate * args.seconds))
-            return rate, values
+                values, on_bus, network = await latency(
+                    suite, gw, receiver_url, args.rate, int(args.rate * args.seconds)
+                )
+            return rate, values, on_bus, network
 
-        rate, values = uvloop.run(run())
+        rate, values, on_bus, network = uvloop.run(run())
     finally:
         suite.stop()
         receiver.terminate()
-    p = percentiles(values)
+    p, bus, own = percentiles(values), percentiles(on_bus), percentiles(network)
     print(f"\nWebhooks through the running suite to a receiver process on loopback\n")
     print("| measure | value | target |")
     print("|---|---:|---:|")
@@ -132,6 +150,14 @@ def main() -> None:
     print(
         f"| event time -> webhook arrival at {args.rate:.0f} writes/s ({p['n']} writes): "
         f"p50 / p90 / p99 / max ms | {p['p50']:.1f} / {p['p90']:.1f} / {p['p99']:.1f} / {p['max']:.1f} | p99 < 100 |"
+    )
+    print(
+        f"| baseline: event time -> a plain NATS subscriber (identify's outbox relay): "
+        f"p50 / p90 / p99 / max ms | {bus['p50']:.1f} / {bus['p90']:.1f} / {bus['p99']:.1f} / {bus['max']:.1f} | |"
+    )
+    print(
+        f"| network's share: on the bus -> webhook arrival: "
+        f"p50 / p90 / p99 / max ms | {own['p50']:.1f} / {own['p90']:.1f} / {own['p99']:.1f} / {own['max']:.1f} | |"
     )
 
 
