@@ -43,9 +43,7 @@ async def wait_count(receiver: httpx.AsyncClient, count: int, timeout: float = 1
 
 
 async def throughput(suite: RunningSuite, gw: httpx.AsyncClient, receiver_url: str, events: int) -> float:
-    made = await gw.post(
-        "/v1/webhooks", json={"url": receiver_url, "event_types": ["crm.network.webhook.disabled"]}
-    )
+    made = await gw.post("/v1/webhooks", json={"url": receiver_url, "event_types": ["crm.network.webhook.disabled"]})
     made.raise_for_status()
     hook = made.json()["id"]
     (await gw.patch(f"/v1/webhooks/{hook}", json={"enabled": False})).raise_for_status()
@@ -57,7 +55,12 @@ async def throughput(suite: RunningSuite, gw: httpx.AsyncClient, receiver_url: s
         event = make_event(
             service="network",
             type="crm.network.webhook.disabled",
-            data={"id": f"bench-{i}", "reason": "failing", "detail": "bench", "disabled_at": datetime.now(UTC).isoformat()},
+            data={
+                "id": f"bench-{i}",
+                "reason": "failing",
+                "detail": "bench",
+                "disabled_at": datetime.now(UTC).isoformat(),
+            },
         )
         pending.append(js.publish(event.type, event.to_json(), headers={"Nats-Msg-Id": event.id}))
         if len(pending) >= 500:
@@ -103,6 +106,7 @@ async def latency(suite: RunningSuite, gw: httpx.AsyncClient, receiver_url: str,
         client.close()
         await nc.close()
         arrivals = (await receiver.get("/arrivals")).json()[before:]
+
     def ms(at: str, arrived: float) -> float:
         return (arrived - datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()) * 1000
 
@@ -143,7 +147,7 @@ def main() -> None:
         suite.stop()
         receiver.terminate()
     p, bus, own = percentiles(values), percentiles(on_bus), percentiles(network)
-    print(f"\nWebhooks through the running suite to a receiver process on loopback\n")
+    print("\nWebhooks through the running suite to a receiver process on loopback\n")
     print("| measure | value | target |")
     print("|---|---:|---:|")
     print(f"| one subscription, {args.events:,} events waiting: webhooks/s | {rate:,.0f} | >= 1,000 |")

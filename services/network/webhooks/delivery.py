@@ -243,7 +243,7 @@ async def _unsubscribe_later(subscription: Any, after_s: float) -> None:
     except Exception:  # noqa: BLE001 - closing (the connection may be gone already)
         pass
     finally:
-        _LINGERING.discard(asyncio.current_task())  # type: ignore[arg-type]
+        _LINGERING.discard(asyncio.current_task())
 
 
 # --- a subscription's worker -------------------------------------------------------------------
@@ -576,8 +576,8 @@ class Dispatcher:
             self.synced = True
         wanted = {row.id: row for row in rows if row.enabled}
         for sub_id in list(self.workers):
-            row = wanted.get(sub_id)
-            if row is None or row.updated_at != self.workers[sub_id].sub.updated_at:
+            kept = wanted.get(sub_id)
+            if kept is None or kept.updated_at != self.workers[sub_id].sub.updated_at:
                 await self.workers.pop(sub_id).stop()
         for sub_id, row in wanted.items():
             if sub_id not in self.workers:

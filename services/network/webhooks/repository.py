@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.network.webhooks.models import WebhookDelivery, WebhookSubscription
+from shared.db.database import InlineSession
 
 _subscriptions = WebhookSubscription.__table__
 _deliveries = WebhookDelivery.__table__
@@ -27,7 +28,7 @@ async def page(session: AsyncSession, *, partner_id: str | None, only_partner: b
     return list((await session.execute(query)).scalars())
 
 
-async def everything(session: AsyncSession) -> list[WebhookSubscription]:
+async def everything(session: AsyncSession | InlineSession) -> list[WebhookSubscription]:
     return list((await session.execute(select(WebhookSubscription).order_by(WebhookSubscription.id))).scalars())
 
 

@@ -96,7 +96,7 @@ async def resolve(host: str, port: int) -> list[Address]:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise InvalidUrl(f"the host {host} does not resolve") from exc
-    return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+    return list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
 
 
 async def check(url: str, allow: AllowList) -> None:
