@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -123,7 +122,6 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="writes per second for the latency run")
     parser.add_argument("--seconds", type=float, default=8.0, help="how long to write")
     args = parser.parse_args()
-    os.environ["VALUECHAIN_NETWORK_WEBHOOK_ALLOW_HOSTS"] = '["127.0.0.1"]'
     port = free_port()
     receiver = subprocess.Popen([sys.executable, "-m", "bench.webhook_receiver_process", str(port)])
     receiver_url = f"http://127.0.0.1:{port}/"

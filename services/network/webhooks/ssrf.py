@@ -23,6 +23,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 RESOLVE_TTL_S = 10.0
+RESOLVE_TIMEOUT_S = 5.0
 
 
 class InvalidUrl(ValueError):
@@ -93,8 +94,8 @@ async def resolve(host: str, port: int) -> list[Address]:
         pass
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+        infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S)
+    except (OSError, UnicodeError, ValueError, TimeoutError) as exc:
         raise InvalidUrl(f"the host {host} does not resolve") from exc
     return list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
 
