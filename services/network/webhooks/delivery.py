@@ -453,15 +453,18 @@ class Worker:
                 settled = True
                 await _give_back(msg)
                 return
-            attempt = await self.dispatcher.attempt(self.sub, self.client, body)
+            facts = event_facts(body)
+            attempt = await self.dispatcher.attempt(self.sub, self.client, body, facts[0])
             settled = True
-            await self._settle(msg, body, meta.sequence.stream, attempt_number, attempt)
+            await self._settle(msg, facts, meta.sequence.stream, attempt_number, attempt)
         except asyncio.CancelledError:
             if not settled:
                 await asyncio.shield(_give_back(msg))  # someone else's turn, at once
             raise
 
-    async def _settle(self, msg: Msg, body: bytes, sequence: int, number: int, attempt: Attempt) -> None:
+    async def _settle(
+        self, msg: Msg, facts: tuple[str, str, str | None], sequence: int, number: int, attempt: Attempt
+    ) -> None:
         schedule = self.settings.webhook_retry_schedule_s
         settle: Callable[[], Awaitable[None]]
         next_at = None
@@ -487,7 +490,7 @@ class Worker:
                 delay = min(delay, self.settings.webhook_max_retry_after_s)
                 next_at = utc_now() + timedelta(seconds=delay)
                 settle = functools.partial(msg.nak, delay=delay)
-        event_id, event_type, subject = event_facts(body)
+        event_id, event_type, subject = facts
         self.dispatcher.log.add(
             {
                 "id": uuid7(),
@@ -587,12 +590,11 @@ class Dispatcher:
                 self.workers[sub_id] = worker
                 worker.start()
 
-    async def attempt(self, sub: Snapshot, client: aiohttp.ClientSession, body: bytes) -> Attempt:
+    async def attempt(self, sub: Snapshot, client: aiohttp.ClientSession, body: bytes, event_id: str) -> Attempt:
         refused = await self.guard.refused(sub.url)
         if refused is not None:
             return Attempt("refused", error=f"url_not_allowed: {refused}"[:500])
-        event_id = orjson.loads(body)["id"]
-        return await post(client, sub.url, body, sub.signer.headers(str(event_id), body, utc_now()))
+        return await post(client, sub.url, body, sub.signer.headers(event_id, body, utc_now()))
 
     async def retry(self, row: WebhookSubscription, raw: bytes, sequence: int, number: int) -> dict[str, Any]:
         """Deliver one stream message now, once, outside its schedule (an operator's retry),
@@ -600,14 +602,14 @@ class Dispatcher:
 
         body = public_event(raw, pii=row.pii)
         assert body is not None, "a logged delivery was public"
+        event_id, event_type, subject = event_facts(body)
         worker = self.workers.get(row.id)
         if worker is not None:
-            attempt = await self.attempt(worker.sub, worker.client, body)
+            attempt = await self.attempt(worker.sub, worker.client, body, event_id)
         else:
             client = Worker.new_client(self.settings, 1)
             async with client:
-                attempt = await self.attempt(Snapshot.of(row), client, body)
-        event_id, event_type, subject = event_facts(body)
+                attempt = await self.attempt(Snapshot.of(row), client, body, event_id)
         logged = {
             "id": uuid7(),
             "subscription_id": row.id,
