@@ -284,6 +284,36 @@ def event_facts(body: bytes) -> tuple[str, str, str | None]:
     return str(event.get("id")), str(event.get("type")), subject if isinstance(subject, str) else None
 
 
+def log_row(
+    subscription_id: str,
+    facts: tuple[str, str, str | None],
+    sequence: int,
+    number: int,
+    attempt: Attempt,
+    outcome: str,
+    next_at: datetime | None,
+) -> dict[str, Any]:
+    """The delivery log's row for one attempt (`facts`: the event's id, type and subject)."""
+
+    event_id, event_type, subject = facts
+    return {
+        "id": uuid7(),
+        "subscription_id": subscription_id,
+        "event_id": event_id,
+        "event_type": event_type,
+        "sequence": sequence,
+        "customer_id": subject,
+        "attempt": number,
+        "outcome": outcome,
+        "status_code": attempt.status_code,
+        "latency_ms": attempt.latency_ms,
+        "response_body": attempt.body,
+        "error": attempt.error,
+        "next_attempt_at": next_at,
+        "attempted_at": utc_now(),
+    }
+
+
 class Worker:
     def __init__(self, dispatcher: Dispatcher, sub: Snapshot):
         self.dispatcher = dispatcher
@@ -490,26 +520,7 @@ class Worker:
                 delay = min(delay, self.settings.webhook_max_retry_after_s)
                 next_at = utc_now() + timedelta(seconds=delay)
                 settle = functools.partial(msg.nak, delay=delay)
-        event_id, event_type, subject = facts
-        self.dispatcher.log.add(
-            {
-                "id": uuid7(),
-                "subscription_id": self.sub.id,
-                "event_id": event_id,
-                "event_type": event_type,
-                "sequence": sequence,
-                "customer_id": subject,
-                "attempt": number,
-                "outcome": outcome,
-                "status_code": attempt.status_code,
-                "latency_ms": attempt.latency_ms,
-                "response_body": attempt.body,
-                "error": attempt.error,
-                "next_attempt_at": next_at,
-                "attempted_at": utc_now(),
-            },
-            settle,
-        )
+        self.dispatcher.log.add(log_row(self.sub.id, facts, sequence, number, attempt, outcome, next_at), settle)
         # Only then the subscription's state (disabling stops this worker).
         if outcome == "delivered":
             await self.dispatcher.recovered(self.sub)
@@ -602,30 +613,15 @@ class Dispatcher:
 
         body = public_event(raw, pii=row.pii)
         assert body is not None, "a logged delivery was public"
-        event_id, event_type, subject = event_facts(body)
+        facts = event_facts(body)
         worker = self.workers.get(row.id)
         if worker is not None:
-            attempt = await self.attempt(worker.sub, worker.client, body, event_id)
+            attempt = await self.attempt(worker.sub, worker.client, body, facts[0])
         else:
             client = Worker.new_client(self.settings, 1)
             async with client:
-                attempt = await self.attempt(Snapshot.of(row), client, body, event_id)
-        logged = {
-            "id": uuid7(),
-            "subscription_id": row.id,
-            "event_id": event_id,
-            "event_type": event_type,
-            "sequence": sequence,
-            "customer_id": subject,
-            "attempt": number,
-            "outcome": attempt.outcome,
-            "status_code": attempt.status_code,
-            "latency_ms": attempt.latency_ms,
-            "response_body": attempt.body,
-            "error": attempt.error,
-            "next_attempt_at": None,
-            "attempted_at": utc_now(),
-        }
+                attempt = await self.attempt(Snapshot.of(row), client, body, facts[0])
+        logged = log_row(row.id, facts, sequence, number, attempt, attempt.outcome, None)
         async with transaction(self.runtime.db.writer) as session:
             await repository.record(session, [logged])
         return logged
