@@ -23,12 +23,35 @@ async def start_network(suite, **overrides):
     return network
 
 
+RECEIVERS: list[Receiver] = []  # the open receivers: each verifies every delivery to a subscribed path
+
+
 async def subscribe(network, url: str, types=("crm.identify.customer.*",), headers=None, **extra) -> dict:
     response = await network.client.post(
         "/v1/webhooks", json={"url": url, "event_types": list(types), **extra}, headers=headers or {}
     )
     assert response.status_code == 201, response.text
-    return response.json()
+    made = response.json()
+    for receiver in RECEIVERS:
+        if url.startswith(receiver.url("/")):
+            receiver.signed_by("/" + url.removeprefix(receiver.url("/")), made["secret"])
+    return made
+
+
+@pytest.fixture(autouse=True)
+def _receivers(monkeypatch):
+    """Every Receiver a test opens is told the secret of each subscription made to it."""
+
+    opened = Receiver.__aenter__
+
+    async def enter(self):
+        await opened(self)
+        RECEIVERS.append(self)
+        return self
+
+    monkeypatch.setattr(Receiver, "__aenter__", enter)
+    yield
+    RECEIVERS.clear()
 
 
 async def customer(identify, external_id: str, **fields) -> dict:

@@ -32,7 +32,14 @@ class Receiver:
     answers: dict[str, Answer] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     port: int = 0
+    # path -> the secrets its deliveries are signed with: every call on it is verified
+    # (standardwebhooks) as it arrives, and the receiver fails the test at exit if one was not.
+    secrets: dict[str, list[str]] = field(default_factory=dict)
+    unverified: list[str] = field(default_factory=list)
     _runner: web.AppRunner | None = None
+
+    def signed_by(self, path: str, *secrets: str) -> None:
+        self.secrets.setdefault(path, []).extend(secrets)
 
     async def __aenter__(self) -> Receiver:
         app = web.Application()
@@ -47,12 +54,25 @@ class Receiver:
     async def __aexit__(self, *exc: object) -> None:
         assert self._runner is not None
         await self._runner.cleanup()
+        if exc[0] is None:
+            assert self.unverified == [], f"deliveries whose signature did not verify: {self.unverified}"
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     async def _handle(self, request: web.Request) -> web.Response:
-        self.calls.append(Call(request.path, dict(request.headers), await request.read()))
+        call = Call(request.path, dict(request.headers), await request.read())
+        self.calls.append(call)
+        secrets = self.secrets.get(request.path)
+        if secrets:
+            for secret in secrets:
+                try:
+                    verified(secret, call)
+                    break
+                except Exception:  # noqa: BLE001 - try the next secret
+                    continue
+            else:
+                self.unverified.append(f"{request.path}: {call.headers.get('webhook-id')}")
         status, headers, body = await self.answers.get(request.path, ok)(request)
         return web.Response(status=status, headers=headers, text=body)
 
