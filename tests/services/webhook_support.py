@@ -69,7 +69,7 @@ class Receiver:
                 try:
                     verified(secret, call)
                     break
-                except Exception:  # noqa: BLE001 - try the next secret
+                except Exception:
                     continue
             else:
                 self.unverified.append(f"{request.path}: {call.headers.get('webhook-id')}")
