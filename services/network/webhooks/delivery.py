@@ -586,7 +586,11 @@ class Dispatcher:
             # Types added to the catalog since a wildcard subscription was made join it now.
             js = await self.js()
             for row in rows:
-                await streams.refilter(js, row.id, filters.subjects(row.event_types), self.settings)
+                subjects = filters.subjects(row.event_types)
+                if not await streams.refilter(js, row.id, subjects, self.settings):
+                    # NATS lost its store (what it held is gone with it): deliver from now on.
+                    log.error("webhook consumer missing, made again", extra={"subscription": row.id})
+                    await streams.create(js, row.id, subjects, self.settings)
             self.synced = True
         wanted = {row.id: row for row in rows if row.enabled}
         for sub_id in list(self.workers):
