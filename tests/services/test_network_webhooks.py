@@ -588,3 +588,26 @@ async def test_the_delivery_log_is_personal_data_export_shows_it_erasure_removes
 
         row = await wait_until(anonymised, what="the response body erased")
         assert row["outcome"] == "delivered" and row["event_id"] == logged["event_id"]  # the facts stay
+
+
+async def test_a_consumer_nats_lost_is_made_again_when_network_starts(suite):
+    import nats
+
+    from services.network.main import DEFINITION
+    from shared.service.runtime import start_runtime, stop_runtime
+
+    identify = await suite.start("identify")
+    network = await start_network(suite)
+    async with Receiver() as receiver:
+        made = await subscribe(network, receiver.url("/hook"))
+        await stop_runtime(network.app.state.runtime)
+        nc = await nats.connect(suite.nats.url)
+        try:
+            await nc.jetstream().delete_consumer("CRM", f"network-webhook-{made['id']}")
+        finally:
+            await nc.close()
+        network.app.state.runtime = await start_runtime(DEFINITION, network.settings)
+        await wait_until(lambda: network.runtime.state.webhooks.synced, what="the consumers checked")
+        ada = await customer(identify, "after-loss")
+        [call] = await receiver.wait_for("/hook", 1)
+        assert verified(made["secret"], call)["data"]["id"] == ada["id"]
