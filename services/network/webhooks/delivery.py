@@ -412,6 +412,8 @@ class Worker:
                         await asyncio.sleep(1.0)
                     elif replay and status in ("404", "408", None) and await self._replay_done(consumer):
                         return
+                    elif status == "409":  # the server refused the request (e.g. too many waiting)
+                        await asyncio.sleep(0.1)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - keep delivering whatever went wrong
