@@ -7,6 +7,9 @@ process on loopback:
    subscription to `crm.identify.customer.created`: from the event's time (set when identify
    emits it, in the transaction that commits it) to its webhook's arrival at the receiver.
    Target: p99 < 100 ms at 200 writes/s.
+3. network alone (in this process, its migrations applied, a nats-server of its own): events
+   published straight to the stream at the same rate, from publish to arrival: webhooks'
+   own latency, without the gateway, identify and its outbox relay sharing the machine.
 
 Run: `.venv/bin/python -m bench.webhook_bench [--events 5000] [--rate 200] [--seconds 8]`.
 """
@@ -29,7 +32,7 @@ import nats
 from bench.latency_bench import PurchaseClient, percentiles
 from shared.events.envelope import make_event
 from tests.e2e.harness import RunningSuite
-from tests.support import free_port
+from tests.support import NatsServer, Suite, free_port
 
 
 async def wait_count(receiver: httpx.AsyncClient, count: int, timeout: float = 120) -> float:
@@ -116,6 +119,43 @@ async def latency(suite: RunningSuite, gw: httpx.AsyncClient, receiver_url: str,
     return hooks, bus, network
 
 
+async def network_alone(receiver_url: str, rate: float, count: int) -> list[float]:
+    from contextlib import AsyncExitStack
+
+    tmp = Path(tempfile.mkdtemp())
+    server = NatsServer(tmp / "js")
+    server.start()
+    try:
+        async with AsyncExitStack() as stack, httpx.AsyncClient(base_url=receiver_url) as receiver:
+            suite = Suite(server, tmp, stack)
+            network = await suite.start("network", webhook_allow_hosts=("127.0.0.1",), log_level="WARNING")
+            before = (await receiver.get("/count")).json()
+            made = await network.client.post(
+                "/v1/webhooks", json={"url": receiver_url, "event_types": ["crm.network.webhook.disabled"]}
+            )
+            made.raise_for_status()
+            await asyncio.sleep(1.0)
+            nc = await nats.connect(server.url)
+            js = nc.jetstream()
+            started = time.perf_counter()
+            for i in range(count):
+                await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+                event = make_event(
+                    service="network",
+                    type="crm.network.webhook.disabled",
+                    data={"id": f"alone-{i}", "reason": "gone", "detail": "bench", "disabled_at": datetime.now(UTC)},
+                )
+                await js.publish(event.type, event.to_json())
+            await wait_count(receiver, before + count, timeout=60)
+            await nc.close()
+            arrivals = (await receiver.get("/arrivals")).json()[before:]
+    finally:
+        server.stop()
+    return [
+        (arrived - datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()) * 1000 for arrived, at in arrivals
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5000, help="events waiting for the throughput run")
@@ -141,6 +181,8 @@ def main() -> None:
             return rate, values, on_bus, network
 
         rate, values, on_bus, network = uvloop.run(run())
+        suite.stop()  # before network runs alone
+        alone = percentiles(uvloop.run(network_alone(receiver_url, args.rate, int(args.rate * args.seconds))))
     finally:
         suite.stop()
         receiver.terminate()
@@ -156,6 +198,10 @@ def main() -> None:
     print(
         f"| baseline: event time -> a plain NATS subscriber (identify's outbox relay): "
         f"p50 / p90 / p99 / max ms | {bus['p50']:.1f} / {bus['p90']:.1f} / {bus['p99']:.1f} / {bus['max']:.1f} | |"
+    )
+    print(
+        f"| network alone: publish -> webhook arrival at {args.rate:.0f}/s: p50 / p90 / p99 / max ms | "
+        f"{alone['p50']:.1f} / {alone['p90']:.1f} / {alone['p99']:.1f} / {alone['max']:.1f} | p99 < 100 |"
     )
     print(
         f"| network's share: on the bus -> webhook arrival: "
