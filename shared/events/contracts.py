@@ -1042,8 +1042,8 @@ class ReferralRecorded(Payload):
     at="disabled_at",
 )
 class WebhookDisabled(Payload):
+    # Public like every event: it names no partner (GET /v1/webhooks/{id} does, to staff).
     id: str
-    partner_id: str | None = None
     reason: Literal["gone", "failing"]
     detail: str
     disabled_at: datetime

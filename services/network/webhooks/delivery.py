@@ -668,7 +668,7 @@ class Dispatcher:
             emit(
                 session,
                 "crm.network.webhook.disabled",
-                {"id": sub.id, "partner_id": sub.partner_id, "reason": reason, "detail": detail, "disabled_at": now},
+                {"id": sub.id, "reason": reason, "detail": detail, "disabled_at": now},
             )
         log.warning("webhook subscription disabled", extra={"subscription": sub.id, "reason": reason})
         self.wake.set()
