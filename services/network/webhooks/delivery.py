@@ -402,10 +402,17 @@ class Worker:
                             await asyncio.wait_for(self.freed.wait(), timeout=0.2)
                         except TimeoutError:
                             pass
-                    asked = self.free
-                    request = orjson.dumps({"batch": asked, "expires": int(expires * 1e9)})
-                    await nc.publish(next_subject, request, reply=inbox)
-                    status = await self._drain(queue, asked, expires)
+                    # The slots asked for are reserved (the replay's loop shares them), and what
+                    # the request did not bring is given back when it ends.
+                    asked, self.free = self.free, 0
+                    owed = [asked]
+                    try:
+                        request = orjson.dumps({"batch": asked, "expires": int(expires * 1e9)})
+                        await nc.publish(next_subject, request, reply=inbox)
+                        status = await self._drain(queue, owed, expires)
+                    finally:
+                        self.free += owed[0]
+                        self.freed.set()
                     if status == "503":  # no such consumer (deleted, or not made yet)
                         if replay:
                             return
@@ -429,9 +436,12 @@ class Worker:
                     await _give_back(msg)
             _LINGERING.add(asyncio.create_task(_unsubscribe_later(subscription, expires + 1.0)))
 
-    async def _drain(self, queue: asyncio.Queue[Msg], owed: int, expires: float) -> str | None:
+    async def _drain(self, queue: asyncio.Queue[Msg], owed: list[int], expires: float) -> str | None:
+        """Start a delivery for each message the open pull request brings, until it has brought
+        `owed[0]` (counted down) or ended; returns the status that ended it, if one did."""
+
         deadline = time.monotonic() + expires + 1.0
-        while owed > 0:
+        while owed[0] > 0:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -441,8 +451,7 @@ class Worker:
                 return None
             status = JetStreamContext.is_status_msg(msg)
             if status is None:
-                owed -= 1
-                self.free -= 1
+                owed[0] -= 1
                 task = asyncio.create_task(self.deliver(msg))
                 self.tasks.add(task)
                 task.add_done_callback(self._done)
