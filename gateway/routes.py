@@ -124,6 +124,7 @@ PORTFOLIO = rw("portfolio")
 TRANSACTIONS = rw("transactions")
 INTERACTIONS = rw("interactions")
 NETWORK = rw("network")
+WEBHOOKS = rw("webhooks")
 OFFERS = rw("offers")
 CONSENT = rw("consent")
 VALUE_MAP = rw("value_map")
@@ -271,6 +272,14 @@ ROUTES: tuple[Route, ...] = (
     r("GET", "/v1/events", "network", scope="events:read"),
     r("GET", "/v1/schemas", None, public=True),
     r("GET", "/v1/schemas/{type}/{version}", None, public=True),
+    # network: webhooks. A partner key sees and manages only its own subscriptions
+    # (network reads x-valuechain-partner); x-valuechain-pii decides what they deliver.
+    r("GET POST", "/v1/webhooks", "network", **WEBHOOKS),
+    r("GET PATCH DELETE", "/v1/webhooks/{id}", "network", **WEBHOOKS),
+    r("POST", "/v1/webhooks/{id}/rotate-secret", "network", scope="webhooks:write"),
+    r("GET", "/v1/webhooks/{id}/deliveries", "network", scope="webhooks:read"),
+    r("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", "network", scope="webhooks:write"),
+    r("POST", "/v1/webhooks/{id}/replay", "network", scope="webhooks:write"),
     # value
     r("GET POST", "/v1/offers", "value", **OFFERS),
     r("GET", "/v1/offers/{id}", "value", **OFFERS),

@@ -10,7 +10,7 @@ process has a user of its own:
   and its dead-letter subject `crm.dlq.<service>`, pulls from and acks only its own
   durable consumers, reads their info, and receives only on its own inbox prefix
   (`_INBOX_<service>.>`, so no service can listen to another's deliveries or publish acks).
-  It may not create, update or delete a stream or a consumer: a user that may update the
+  It may not create, update or delete a stream or a consumer (but network, below): a user that may update the
   stream could add a subject transform and publish around its rights. identify may also
   get and delete single messages of the stream (erasure removes an erased customer's
   messages from what the stream still holds), and network may read the stream's state and
@@ -48,6 +48,8 @@ STREAM_MESSAGE_EDITORS = frozenset({"identify"})
 # Services that may read any part of the stream (batched direct gets) and its state:
 # network serves the event feed (services/network/feed) and webhook replays from it.
 STREAM_READERS = frozenset({"network"})
+# Services that make their own consumers while they run: network, one per webhook subscription.
+CONSUMER_MAKERS = frozenset({"network"})
 NATS_DIR = "nats"
 
 
@@ -115,6 +117,7 @@ class NatsUser:
     name: str
     publish: tuple[str, ...] | None  # None: everything (the admin)
     subscribe: tuple[str, ...] | None
+    deny_publish: tuple[str, ...] = ()  # exceptions to `publish`'s wildcards
 
 
 def consumer_rights(durables: Iterable[str], stream: str) -> list[str]:
@@ -137,8 +140,44 @@ def reader_user(name: str, durables: Iterable[str], stream: str) -> NatsUser:
     return NatsUser(name, tuple(consumer_rights(durables, stream)), (f"{inbox_prefix(name)}.>",))
 
 
-def service_user(service: str, durables: Iterable[str], stream: str) -> NatsUser:
+def dynamic_consumer_rights(stream: str, own: Iterable[str], others: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(allowed, denied) for a service that makes consumers of its own while it runs: any
+    consumer of `stream` but the suite's provisioned durables (its `own`, which it only
+    pulls, and the `others`', which it may not touch at all)."""
+
+    allowed = [
+        f"$JS.API.CONSUMER.CREATE.{stream}.*",
+        f"$JS.API.CONSUMER.CREATE.{stream}.*.>",
+        f"$JS.API.CONSUMER.DELETE.{stream}.*",
+        f"$JS.API.CONSUMER.INFO.{stream}.*",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
+        f"$JS.ACK.{stream}.*.>",
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+    ]
+    denied = []
+    for durable in sorted(set(own) | set(others)):
+        denied += [
+            f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
+            f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.>",
+            f"$JS.API.CONSUMER.DELETE.{stream}.{durable}",
+        ]
+    for durable in sorted(set(others) - set(own)):
+        denied += [
+            f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+            f"$JS.ACK.{stream}.{durable}.>",
+        ]
+    return allowed, denied
+
+
+def service_user(service: str, durables: Iterable[str], stream: str, others: Iterable[str] = ()) -> NatsUser:
+    """A stage service's user; `others`: every other service's durables (denied to a
+    service in CONSUMER_MAKERS, whose rights on consumers are wildcards)."""
+
+    durables = list(durables)
     publish = [f"crm.{service}.>", dlq_subject(service), *consumer_rights(durables, stream)]
+    deny: list[str] = []
     if service in STREAM_MESSAGE_EDITORS:
         publish += [
             f"$JS.API.STREAM.INFO.{stream}",
@@ -147,7 +186,11 @@ def service_user(service: str, durables: Iterable[str], stream: str) -> NatsUser
         ]
     if service in STREAM_READERS:
         publish += [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.DIRECT.GET.{stream}"]
-    return NatsUser(service, tuple(publish), (f"{inbox_prefix(service)}.>",))
+    if service in CONSUMER_MAKERS:
+        allowed, deny = dynamic_consumer_rights(stream, durables, others)
+        publish += allowed
+    publish = list(dict.fromkeys(publish))  # network is both: one right named once
+    return NatsUser(service, tuple(publish), (f"{inbox_prefix(service)}.>",), tuple(deny))
 
 
 def gateway_user() -> NatsUser:
@@ -192,6 +235,10 @@ def render_authorization(users: Iterable[NatsUser], passwords: Mapping[str, str]
                 if subjects is not None:
                     lines.append(f"        {kind}: {{allow: [")
                     lines += [f"          {json.dumps(subject)}" for subject in subjects]
+                    denied = user.deny_publish if kind == "publish" else ()
+                    if denied:
+                        lines.append("        ], deny: [")
+                        lines += [f"          {json.dumps(subject)}" for subject in denied]
                     lines.append("        ]}")
             lines.append("      }")
         lines.append("    }")

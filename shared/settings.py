@@ -320,6 +320,30 @@ class NetworkSettings(ServiceSettings):
     # --- stakeholders and partner performance (issue 16 §4)
     # A stakeholder's customer is active when its last purchase (voids left out) is this recent.
     active_customer_days: int = Field(365, ge=1, le=3650)
+    # --- webhooks (services/network/webhooks/, docs/partners.md) ---
+    # Hosts and CIDRs a webhook URL may point at although private, loopback, link-local...
+    # (JSON list, e.g. ["127.0.0.1", "10.0.0.0/8", "hooks.internal"]); http:// only for them.
+    webhook_allow_hosts: tuple[str, ...] = ()
+    webhook_connect_timeout_s: float = Field(5.0, gt=0)
+    webhook_read_timeout_s: float = Field(15.0, gt=0)
+    # Seconds before the 2nd, 3rd, ... attempt at one event (jittered by +-webhook_retry_jitter):
+    # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, 24 h, 20 h: ten attempts over about 3 days.
+    webhook_retry_schedule_s: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000, 86400, 72000)
+    webhook_retry_jitter: float = Field(0.2, ge=0, lt=1)
+    # A Retry-After (429/503) longer than this is cut to it.
+    webhook_max_retry_after_s: float = Field(36000.0, gt=0)
+    # A subscription whose deliveries have all failed for this long is disabled.
+    webhook_disable_after_days: float = Field(5.0, gt=0)
+    # Deliveries one subscription has in flight at once (per network process).
+    webhook_in_flight: int = Field(64, ge=1, le=1000)
+    # The circuit breaker: after this many consecutive failures stop calling for the cool-down.
+    webhook_breaker_failures: int = Field(10, ge=1)
+    webhook_breaker_cooldown_s: float = Field(30.0, gt=0)
+    # After a secret rotation the old secret keeps signing (a second signature) this long.
+    webhook_secret_overlap_h: float = Field(24.0, ge=0)
+    # How often each network process re-reads the subscriptions (those other processes changed).
+    webhook_refresh_s: float = Field(5.0, gt=0)
+    # --- end of webhooks ---
 
 
 class ValueSettings(ServiceSettings):

@@ -58,9 +58,10 @@ def users(settings: dict[str, ServiceSettings] | None = None) -> list[NatsUser]:
 
     settings = settings or {service: service_settings(service) for service in SERVICES}
     found = [admin_user(), gateway_user()]
-    for name, definition in definitions().items():
-        durables = [spec.durable(name) for spec in definition.consumers]
-        found.append(service_user(name, durables, settings[name].stream))
+    durables = {name: [spec.durable(name) for spec in d.consumers] for name, d in definitions().items()}
+    for name in durables:
+        others = [durable for other, theirs in durables.items() if other != name for durable in theirs]
+        found.append(service_user(name, durables[name], settings[name].stream, others))
     return found
 
 

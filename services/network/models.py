@@ -29,3 +29,4 @@ erased_customers = ErasedCustomers(Base.metadata)
 # The sub-domains' tables, on this Base (imported last: they import Base from here).
 from services.network.referrals import models as _referrals  # noqa: E402, F401
 from services.network.stakeholders import models as _stakeholders  # noqa: E402, F401
+from services.network.webhooks import models as _webhooks  # noqa: E402, F401

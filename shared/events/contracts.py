@@ -1157,6 +1157,24 @@ class ReferralRewarded(Payload):
         return f"Rewarded with {reward} for referring customer {self.referred_id}"
 
 
+# network: webhooks
+
+
+@contract(
+    "crm.network.webhook.disabled",
+    "network",
+    "A webhook subscription was disabled: its endpoint answered 410 Gone, or kept failing for the "
+    "configured number of days. It delivers nothing until it is enabled again (PATCH /v1/webhooks/{id}).",
+    at="disabled_at",
+)
+class WebhookDisabled(Payload):
+    # Public like every event: it names no partner (GET /v1/webhooks/{id} does, to staff).
+    id: str
+    reason: Literal["gone", "failing"]
+    detail: str
+    disabled_at: datetime
+
+
 # --- value ------------------------------------------------------------------
 
 

@@ -58,6 +58,8 @@ class RunningSuite:
             VALUECHAIN_NATS_MONITOR_PORT=str(self.ports["nats_monitor"]),
             VALUECHAIN_GATEWAY_PORT=str(self.ports["gateway"]),
             VALUECHAIN_ADMIN_API_KEY=self.admin_key,
+            # Webhooks to the tests' receivers on loopback (docs/partners.md, "Subscribing").
+            VALUECHAIN_NETWORK_WEBHOOK_ALLOW_HOSTS='["127.0.0.1"]',
         )
         for name in SERVICES:
             env[f"VALUECHAIN_{name.upper()}_PORT"] = str(self.ports[name])

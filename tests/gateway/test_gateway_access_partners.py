@@ -27,7 +27,26 @@ PARTNER_REACHABLE = {
     ("GET", "/v1/stakeholders/{id}/customers"),
     ("GET", "/v1/customers/{id}/relations"),
     ("GET", "/v1/customers/{id}/network"),
+    ("GET", "/v1/webhooks"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{id}"),
+    ("PATCH", "/v1/webhooks/{id}"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("POST", "/v1/webhooks/{id}/rotate-secret"),
+    ("GET", "/v1/webhooks/{id}/deliveries"),
+    ("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/retry"),
+    ("POST", "/v1/webhooks/{id}/replay"),
 }
+# How each webhook route is tried with the other partner's subscription (method, suffix, body).
+OTHERS_WEBHOOK = [
+    ("GET", "", None),
+    ("PATCH", "", {"description": "mine now"}),
+    ("DELETE", "", None),
+    ("POST", "/rotate-secret", None),
+    ("GET", "/deliveries", None),
+    ("POST", "/deliveries/any/retry", None),
+    ("POST", "/replay", {"after": "0"}),
+]
 
 
 def test_the_partner_reachable_routes_are_the_ones_this_file_checks():
@@ -41,7 +60,7 @@ def test_the_partner_reachable_routes_are_the_ones_this_file_checks():
 
 
 async def test_a_partner_never_sees_another_partners_resources(suite, start_gateway):
-    network = await suite.start("network")
+    network = await suite.start("network", webhook_allow_hosts=("127.0.0.1",))
     async with contextlib.AsyncExitStack() as stack:
         url = await stack.enter_async_context(serve(network.app, lifespan="off"))
         # The suite's internal secret: the network service answers only a gateway that sends it.
@@ -100,6 +119,24 @@ async def test_a_partner_never_sees_another_partners_resources(suite, start_gate
             for path in (f"/v1/customers/{theirs}/network", f"/v1/customers/{theirs}/relations"):
                 response = await gw.get(path, headers=auth)
                 assert response.status_code == 404 and response.json()["error"] == "not_found"
+        hooks = {}
+        for partner in (acme, bolt):  # POST /v1/webhooks: made as the partner's own
+            made = await gw.post(
+                "/v1/webhooks",
+                json={"url": "http://127.0.0.1:9/hook", "event_types": ["crm.identify.customer.*"]},
+                headers=tokens[partner["id"]],
+            )
+            assert made.status_code == 201 and made.json()["partner_id"] == partner["id"], made.text
+            hooks[partner["id"]] = made.json()
+        for me, other in ((acme, bolt), (bolt, acme)):
+            auth = tokens[me["id"]]
+            # The webhook routes: its own subscription only; the other's is 404 on each.
+            listed_hooks = (await gw.get("/v1/webhooks", headers=auth)).json()["items"]
+            assert [h["id"] for h in listed_hooks] == [hooks[me["id"]]["id"]]
+            for method, suffix, body in OTHERS_WEBHOOK:
+                path = f"/v1/webhooks/{hooks[other['id']]['id']}{suffix}"
+                response = await gw.request(method, path, json=body, headers=auth)
+                assert response.status_code == 404 and response.json()["error"] == "not_found", (method, path)
             # GET /v1/stakeholders: only its own record, whatever the filter.
             listed = await gw.get("/v1/stakeholders", headers=auth)
             assert listed.status_code == 200 and [s["id"] for s in listed.json()["items"]] == [me["id"]]

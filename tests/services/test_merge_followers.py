@@ -614,6 +614,38 @@ async def test_network_moves_relations_and_purchases_and_collapses_the_same_rela
     assert refused.status_code == 409 and refused.json()["error"] == "customer_merged"
 
 
+async def test_network_webhook_delivery_logs_about_merged_customers_name_the_survivor(suite):
+    from tests.services.webhook_support import Receiver
+
+    identify = await start(suite, "identify")
+    network = await suite.start("network", webhook_allow_hosts=("127.0.0.1",))
+    async with Receiver() as receiver:
+        made = await network.client.post(
+            "/v1/webhooks", json={"url": receiver.url("/hook"), "event_types": ["crm.identify.customer.created"]}
+        )
+        assert made.status_code == 201, made.text
+        survivor = await create_customer(identify, email="s@example.com")
+        merged = await create_customer(identify, email="m@example.com")
+        await _json_when(
+            network.client,
+            f"/v1/webhooks/{made.json()['id']}/deliveries",
+            lambda b: len(b["items"]) == 2,
+            "both deliveries logged",
+        )
+        await _merge(identify, survivor["id"], [merged["id"]], suite.nats.url)
+
+        def logged_under_survivor(body):
+            [table] = [t for t in body["tables"] if t["table"] == "webhook_deliveries"]
+            return sorted(row["customer_id"] for row in table["rows"]) == [survivor["id"]] * 2
+
+        await _json_when(
+            network.client,
+            f"/internal/customers/{survivor['id']}/personal-data",
+            logged_under_survivor,
+            "the merged customer's delivery log rows name the survivor",
+        )
+
+
 # --- value -----------------------------------------------------------------------------------
 
 

@@ -140,6 +140,42 @@ async def test_a_service_user_may_not_touch_the_stream_or_the_consumers(suite):
         await admin.close()
 
 
+async def test_network_makes_consumers_of_its_own_but_touches_no_other_services(suite):
+    """network makes a consumer per webhook subscription while it runs (shared/nats_auth.py
+    `dynamic_consumer_rights`); the suite's provisioned durables stay out of its reach."""
+
+    await suite.start("identify")
+    await suite.start("network")
+    errors: list[Exception] = []
+    nc = await _connect_as(suite, "network", errors)
+    try:
+        js = nc.jetstream(timeout=1)
+        mine = ConsumerConfig(name="network-webhook-test", durable_name="network-webhook-test", filter_subject="crm.>")
+        await js.add_consumer("CRM", mine)
+        assert (await js.consumer_info("CRM", "network-webhook-test")).name == "network-webhook-test"
+        await js.delete_consumer("CRM", "network-webhook-test")
+        with pytest.raises(nats.errors.TimeoutError):  # another service's consumer
+            await js.delete_consumer("CRM", "identify-referrals")
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.consumer_info("CRM", "identify-referrals")
+        with pytest.raises(nats.errors.TimeoutError):  # its own provisioned ones: pull only
+            await js.delete_consumer("CRM", "network-referrals")
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.add_consumer("CRM", ConsumerConfig(name="engage-timeline", durable_name="engage-timeline"))
+        with pytest.raises(nats.errors.TimeoutError):  # the stream itself
+            await js.update_stream(StreamConfig(name="CRM", subjects=["crm.>", "other.>"]))
+    finally:
+        await nc.close()
+    admin = await nats.connect(suite.nats.url)
+    try:
+        js = admin.jetstream()
+        assert (await js.consumer_info("CRM", "identify-referrals")).name == "identify-referrals"
+        assert (await js.consumer_info("CRM", "network-referrals")).name == "network-referrals"
+        assert (await js.stream_info("CRM")).config.subjects == ["crm.>"]
+    finally:
+        await admin.close()
+
+
 async def test_a_service_finds_a_missing_consumer_in_readiness_and_resumes_once_it_is_provisioned(suite):
     lifecycle = await suite.start("lifecycle")
     admin = await nats.connect(suite.nats.url)
