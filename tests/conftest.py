@@ -6,11 +6,20 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from tests.support import NatsServer, Suite
+from tests.support import TEMPLATES, NatsServer, Suite
 
 # A service that does not stop within this long is a bug: fail the test with every
 # task's stack instead of hanging the whole run.
 TEARDOWN_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="session", autouse=True)
+def migrated_templates():
+    """The services' migrated template databases (tests.support.TEMPLATES), made on first use
+    and removed after the run."""
+
+    yield TEMPLATES
+    asyncio.run(TEMPLATES.drop())
 
 
 @pytest.fixture
