@@ -10,8 +10,8 @@ The rule every module here follows (new ones too):
   correlation ids with `unique()` / `unique_email()` (tests/e2e/harness.py). Read lists
   filtered to the test's own ids, counts as deltas, and global reports (cohorts, survival,
   the value map, the NPS report) over a window (dates, `from`/`to`) no other test writes into.
-- Leave nothing switched on that changes what later tests see: pause a survey with triggers,
-  disable a playbook, ... in a `finally` at the end of the test.
+- Leave nothing switched on that changes what later tests see: a survey with triggers, a
+  playbook, ... is switched off when the test ends (the `afterwards` fixture).
 - The shared suite runs with the default settings; do not change them. Reading the stream
   directly: from the stream's sequence when the test started, not from the beginning.
 - Only a module that really cannot share takes `own_suite` (one suite for that module) and says
@@ -36,6 +36,20 @@ def running_suite(tmp_path_factory):
 
     with scratch_suite(tmp_path_factory.mktemp("suite") / "var", "e2e") as suite:
         yield suite
+
+
+@pytest.fixture
+async def afterwards(running_suite):
+    """PATCHes a test adds here, `(path, body)`, are sent when it ends, passed or failed: they
+    switch off what the test switched on (a survey's triggers, a playbook) in the shared suite,
+    which would otherwise reach every later test's customers."""
+
+    patches: list[tuple[str, dict]] = []
+    yield patches
+    async with running_suite.client() as gw:
+        for path, body in patches:
+            undone = await gw.patch(path, json=body)
+            assert undone.status_code == 200, undone.text
 
 
 @pytest.fixture(scope="module")

@@ -7,29 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import httpx
-import pytest
 
 from tests.e2e.harness import unique_email
 from tests.e2e.test_value_chain import _json_when
 from tests.support import wait_until
 
 
-@pytest.fixture
-async def paused_afterwards(running_suite):
-    """Surveys a test adds here are paused when it ends: a trigger left on in the shared suite
-    would send every later test's buyers a survey."""
-
-    surveys: list[str] = []
-    yield surveys
-    async with running_suite.client() as gw:
-        for survey_id in surveys:
-            paused = await gw.patch(f"/v1/surveys/{survey_id}", json={"active": False})
-            assert paused.status_code == 200, paused.text
-
-
-async def test_a_survey_is_answered_through_its_link_and_reaches_the_report_and_the_360(
-    running_suite, paused_afterwards
-):
+async def test_a_survey_is_answered_through_its_link_and_reaches_the_report_and_the_360(running_suite, afterwards):
     # The report is read from the test's start on: the shared suite may hold earlier answers.
     started = datetime.now(UTC).isoformat()
     async with running_suite.client() as gw:
@@ -45,7 +29,8 @@ async def test_a_survey_is_answered_through_its_link_and_reaches_the_report_and_
         )
         on_demand = await gw.post("/v1/surveys", json={"name": "How are we doing?", "questions": questions})
         assert after_purchase.status_code == 201 and on_demand.status_code == 201, after_purchase.text
-        paused_afterwards.append(after_purchase.json()["id"])
+        # Paused when the test ends: its trigger would send every later test's buyers a survey.
+        afterwards.append((f"/v1/surveys/{after_purchase.json()['id']}", {"active": False}))
 
         async def sent():
             response = await gw.post(f"/v1/surveys/{on_demand.json()['id']}/send", json={"customer_id": ada["id"]})

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from tests.e2e.harness import unique, unique_email
 from tests.e2e.test_value_chain import _json_when
 from tests.services.test_engage import catalog_event
@@ -226,20 +224,7 @@ async def test_points_earned_by_a_purchase_buy_an_offer_from_value(running_suite
 # --- End to end through the gateway: a retention playbook configured in lifecycle, a customer
 
 
-@pytest.fixture
-async def disabled_afterwards(running_suite):
-    """Playbooks a test adds here are disabled when it ends: one left on in the shared suite
-    would take in every later test's customer moving to its stages."""
-
-    playbooks: list[str] = []
-    yield playbooks
-    async with running_suite.client() as gw:
-        for playbook_id in playbooks:
-            disabled = await gw.patch(f"/v1/playbooks/{playbook_id}", json={"enabled": False})
-            assert disabled.status_code == 200, disabled.text
-
-
-async def test_a_customer_going_quiet_gets_the_retention_offer_and_is_won_back(running_suite, disabled_afterwards):
+async def test_a_customer_going_quiet_gets_the_retention_offer_and_is_won_back(running_suite, afterwards):
     async with running_suite.client() as gw:
         ada = (await gw.post("/v1/customers", json={"email": unique_email("ada")})).json()
         last_month = (datetime.now(UTC) - timedelta(days=30)).isoformat()
@@ -270,7 +255,8 @@ async def test_a_customer_going_quiet_gets_the_retention_offer_and_is_won_back(r
         )
         assert created.status_code == 201, created.text
         playbook = created.json()
-        disabled_afterwards.append(playbook["id"])
+        # Disabled when the test ends: it would take in every later test's customer moving to at_risk.
+        afterwards.append((f"/v1/playbooks/{playbook['id']}", {"enabled": False}))
         assert (await gw.get(f"/v1/playbooks/{playbook['id']}")).json() == playbook
         assert playbook["id"] in [p["id"] for p in (await gw.get("/v1/playbooks")).json()["items"]]
         # value measures it once someone entered; until then its results are 404.
