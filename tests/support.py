@@ -249,14 +249,20 @@ class MigratedTemplates:
         template = await self._template(service)
         if not POSTGRES_URL:
             target = tmp_path / f"{service}.db"
-            for suffix in ("", "-wal"):  # upgrade's engine is disposed: the WAL is folded in, if any is left
-                if Path(template + suffix).exists():
-                    shutil.copyfile(template + suffix, str(target) + suffix)
+            url = f"sqlite+aiosqlite:///{target}"
+            if target.exists():  # the service started again in the test: its database as it is, never a copy over it
+                from shared.db.migrations import upgrade
+
+                await asyncio.to_thread(upgrade, service, url)
+            else:
+                for suffix in ("", "-wal"):  # upgrade's engine is disposed: the WAL is folded in, if any is left
+                    if Path(template + suffix).exists():
+                        shutil.copyfile(template + suffix, str(target) + suffix)
 
             async def nothing() -> None:
                 return None
 
-            return f"sqlite+aiosqlite:///{target}", nothing
+            return url, nothing
         return await make_database_url(service, tmp_path, template=template)
 
     async def drop(self) -> None:
