@@ -6,11 +6,20 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from tests.support import NatsServer, Suite
+from tests.support import TEMPLATES, NatsServer, Suite
 
 # A service that does not stop within this long is a bug: fail the test with every
 # task's stack instead of hanging the whole run.
 TEARDOWN_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="session", autouse=True)
+def migrated_templates():
+    """The services' migrated template databases (tests.support.TEMPLATES), made on first use
+    and removed after the run."""
+
+    yield TEMPLATES
+    asyncio.run(TEMPLATES.drop())
 
 
 @pytest.fixture
@@ -29,6 +38,16 @@ def _task_stacks() -> str:
     return out.getvalue()
 
 
+async def _stopped(stack: AsyncExitStack) -> None:
+    closing = asyncio.ensure_future(stack.pop_all().aclose())
+    done, _ = await asyncio.wait({closing}, timeout=TEARDOWN_TIMEOUT_S)
+    if not done:
+        stacks = _task_stacks()
+        closing.cancel()
+        pytest.fail(f"the services did not stop within {TEARDOWN_TIMEOUT_S} s; tasks:\n{stacks}")
+    closing.result()
+
+
 @pytest.fixture
 async def suite(nats_server, tmp_path):
     """Start services with `await suite.start("identify")`; all are stopped after the test."""
@@ -36,10 +55,24 @@ async def suite(nats_server, tmp_path):
     stack = AsyncExitStack()
     async with stack:
         yield Suite(nats_server, tmp_path, stack)
-        closing = asyncio.ensure_future(stack.pop_all().aclose())
-        done, _ = await asyncio.wait({closing}, timeout=TEARDOWN_TIMEOUT_S)
-        if not done:
-            stacks = _task_stacks()
-            closing.cancel()
-            pytest.fail(f"the services did not stop within {TEARDOWN_TIMEOUT_S} s; tasks:\n{stacks}")
-        closing.result()
+        await _stopped(stack)
+
+
+@pytest.fixture(scope="module")
+def module_nats_server(tmp_path_factory):
+    server = NatsServer(tmp_path_factory.mktemp("module-nats") / "jetstream")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def module_suite(module_nats_server):
+    """A `suite` for the whole module: for cases (a parametrized refusal, say) that can share
+    services started once, each start costing seconds. Its tests must not depend on what the
+    module's other tests wrote."""
+
+    stack = AsyncExitStack()
+    async with stack:
+        yield Suite(module_nats_server, module_nats_server.var_dir, stack)
+        await _stopped(stack)

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -166,8 +167,11 @@ async def _quiet(exc: Exception) -> None:
     return None
 
 
-async def make_database_url(service: str, tmp_path: Path) -> tuple[str, Callable[[], Awaitable[None]]]:
-    """A fresh, empty database for one service: SQLite by default, PostgreSQL in CI's second run."""
+async def make_database_url(
+    service: str, tmp_path: Path, template: str | None = None
+) -> tuple[str, Callable[[], Awaitable[None]]]:
+    """A fresh, empty database for one service: SQLite by default, PostgreSQL in CI's second run
+    (there a copy of the `template` database when one is named)."""
 
     if not POSTGRES_URL:
 
@@ -180,21 +184,97 @@ async def make_database_url(service: str, tmp_path: Path) -> tuple[str, Callable
 
     admin = make_url(POSTGRES_URL)
     name = f"t_{service}_{uuid.uuid4().hex[:10]}"
-    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(_admin_dsn())
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     finally:
         await conn.close()
 
     async def drop() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await _drop_database(name)
 
     return admin.set(database=name).render_as_string(hide_password=False), drop
+
+
+def _admin_dsn() -> str:
+    from sqlalchemy.engine import make_url
+
+    assert POSTGRES_URL
+    return make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _drop_database(name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_admin_dsn())
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+class MigratedTemplates:
+    """Each stage service's schema, migrated once per test session: a test's database starts as
+    a copy of it (SQLite: the file; PostgreSQL: `CREATE DATABASE ... TEMPLATE`), the same bytes
+    `upgrade()` would have written, without running every migration again for every test."""
+
+    def __init__(self) -> None:
+        self._dir: Path | None = None
+        self._made: dict[str, str] = {}  # service -> the template's file (SQLite) or database name
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def _template(self, service: str) -> str:
+        lock = self._locks.setdefault(service, asyncio.Lock())
+        async with lock:
+            if service not in self._made:
+                from shared.db.migrations import upgrade
+
+                if POSTGRES_URL:
+                    url, _ = await make_database_url(f"tmpl_{service}", Path("/nonexistent"))
+                    await asyncio.to_thread(upgrade, service, url)
+                    from sqlalchemy.engine import make_url
+
+                    self._made[service] = str(make_url(url).database)
+                else:
+                    if self._dir is None:
+                        self._dir = Path(tempfile.mkdtemp(prefix="valuechain-templates-"))
+                    path = self._dir / f"{service}.db"
+                    await asyncio.to_thread(upgrade, service, f"sqlite+aiosqlite:///{path}")
+                    self._made[service] = str(path)
+            return self._made[service]
+
+    async def database_url(self, service: str, tmp_path: Path) -> tuple[str, Callable[[], Awaitable[None]]]:
+        """A fresh database for `service` at its latest schema, and how to drop it."""
+
+        template = await self._template(service)
+        if not POSTGRES_URL:
+            target = tmp_path / f"{service}.db"
+            url = f"sqlite+aiosqlite:///{target}"
+            if target.exists():  # the service started again in the test: its database as it is, never a copy over it
+                from shared.db.migrations import upgrade
+
+                await asyncio.to_thread(upgrade, service, url)
+            else:
+                for suffix in ("", "-wal"):  # upgrade's engine is disposed: the WAL is folded in, if any is left
+                    if Path(template + suffix).exists():
+                        shutil.copyfile(template + suffix, str(target) + suffix)
+
+            async def nothing() -> None:
+                return None
+
+            return url, nothing
+        return await make_database_url(service, tmp_path, template=template)
+
+    async def drop(self) -> None:
+        if POSTGRES_URL:
+            for name in self._made.values():
+                await _drop_database(name)
+        elif self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+        self._made.clear()
+
+
+TEMPLATES = MigratedTemplates()
 
 
 @dataclass
@@ -223,10 +303,8 @@ class Suite:
 
         import importlib
 
-        from shared.db.migrations import upgrade
-
-        url = await self._database(name)
-        await asyncio.to_thread(upgrade, name, url)
+        url, drop = await TEMPLATES.database_url(name, self.tmp_path)
+        self.stack.push_async_callback(drop)
         module = importlib.import_module(f"services.{name}.main")
         return await self._launch(name, module.create_app, url, overrides, module.DEFINITION)
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,6 +19,17 @@ from shared.settings import SERVICES
 from tests.support import POSTGRES_URL, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def unique(prefix: str = "e2e") -> str:
+    """`prefix` with a random suffix of letters and digits: the shared suite keeps every earlier
+    test's data, so emails, external ids and names a test looks for are made with this."""
+
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def unique_email(name: str = "e2e") -> str:
+    return f"{unique(name)}@example.com"
 
 
 class RunningSuite:

@@ -7,14 +7,19 @@ from datetime import UTC, datetime, timedelta
 
 import nats
 
+from tests.e2e.harness import unique, unique_email
 from tests.services.test_engage import catalog_event
 from tests.support import wait_until
+
+# The purchases' time: the audience asks for a last purchase around it, so no other test's
+# customer in the shared suite (new, with consent) is in it.
+BOUGHT_AT = "2026-09-17T10:11:12Z"
 
 
 async def test_a_campaign_reaches_consenting_customers_and_is_measured_through_the_gateway(running_suite):
     async with running_suite.client() as gw:
-        ada = (await gw.post("/v1/customers", json={"email": "ada@example.com"})).json()
-        bob = (await gw.post("/v1/customers", json={"email": "bob@example.com"})).json()
+        ada = (await gw.post("/v1/customers", json={"email": unique_email("ada")})).json()
+        bob = (await gw.post("/v1/customers", json={"email": unique_email("bob")})).json()
         for who in (ada, bob):
             bought = await gw.post(
                 "/v1/transactions",
@@ -22,7 +27,7 @@ async def test_a_campaign_reaches_consenting_customers_and_is_measured_through_t
                     "customer_id": who["id"],
                     "amount": "20",
                     "currency": "USD",
-                    "occurred_at": "2026-10-01T10:00:00Z",
+                    "occurred_at": BOUGHT_AT,
                 },
             )
             assert bought.status_code == 201, bought.text
@@ -31,7 +36,7 @@ async def test_a_campaign_reaches_consenting_customers_and_is_measured_through_t
             "engage",
             "crm.engage.consent.changed",
             {
-                "id": "consent-ada",
+                "id": unique("consent-ada-"),
                 "customer_id": ada["id"],
                 "purpose": "marketing",
                 "channel": "email",
@@ -66,7 +71,11 @@ async def test_a_campaign_reaches_consenting_customers_and_is_measured_through_t
                 "template_id": template.json()["id"],
                 "subject": "For you",
                 "body": "Code {{ offer_code }}",
-                "audience": {"stages": ["new"]},
+                "audience": {
+                    "stages": ["new"],
+                    "last_purchase_after": "2026-09-17T10:11:11Z",
+                    "last_purchase_before": "2026-09-17T10:11:13Z",
+                },
                 "holdout_share": 0,
             },
         )

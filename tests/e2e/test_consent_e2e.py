@@ -10,6 +10,7 @@ import httpx
 from services.engage.consent.links import unsubscribe_url
 from shared.settings import SuiteSettings
 from shared.signed_links import SignedLinks
+from tests.e2e.harness import unique_email
 from tests.e2e.test_value_chain import _json_when
 
 
@@ -20,7 +21,7 @@ async def test_consent_through_the_gateway_and_the_public_unsubscribe_link(runni
         assert (bad.status_code, bad.json()["error"]) == (400, "bad_token"), bad.text
         assert (await anyone.get("/v1/consent:batch")).status_code == 401  # the others still need one
 
-        ada = (await gw.post("/v1/customers", json={"email": "ada@example.com", "name": "Ada"})).json()
+        ada = (await gw.post("/v1/customers", json={"email": unique_email("ada"), "name": "Ada"})).json()
         granted = None
         for _ in range(200):  # engage learns of the customer from identify's event
             granted = await gw.post(

@@ -7,15 +7,16 @@ from __future__ import annotations
 import base64
 import hashlib
 
+from tests.e2e.harness import unique, unique_email
 from tests.e2e.test_value_chain import _json_when
 
 MIB = 1024 * 1024
 
 
-def _mail_with_attachment(content: bytes, message_id: str) -> bytes:
+def _mail_with_attachment(content: bytes, sender: str, message_id: str) -> bytes:
     encoded = base64.encodebytes(content).decode()
     return (
-        "From: Grace <grace@example.com>\r\n"
+        f"From: Grace <{sender}>\r\n"
         "To: shop@valuechain.localhost\r\n"
         "Subject: Photos of the damaged parcel\r\n"
         f"Message-ID: {message_id}\r\n"
@@ -31,14 +32,15 @@ def _mail_with_attachment(content: bytes, message_id: str) -> bytes:
 
 async def test_inbound_email_through_the_gateway_up_to_25_mib(running_suite):
     async with running_suite.client() as gw:
-        grace = await gw.post("/v1/customers", json={"email": "grace@example.com", "name": "Grace"})
+        address = unique_email("grace")
+        grace = await gw.post("/v1/customers", json={"email": address, "name": "Grace"})
         assert grace.status_code == 201, grace.text
         customer_id = grace.json()["id"]
         # engage knows her address once crm.identify.customer.created is consumed.
         await _json_when(gw, f"/v1/customers/{customer_id}/timeline", lambda b: len(b["items"]) >= 1, "engage knows")
 
         photo = bytes(range(256)) * (2 * MIB // 256)  # 2 MiB: over the 1 MiB of JSON routes
-        raw = _mail_with_attachment(photo, "<e2e-1@example.com>")
+        raw = _mail_with_attachment(photo, address, f"<{unique()}@example.com>")
         posted = await gw.post(
             "/v1/channels/email/inbound", content=raw, headers={"content-type": "message/rfc822"}, timeout=60
         )

@@ -8,13 +8,15 @@ import asyncio
 import email
 from email import policy
 
+from tests.e2e.harness import unique_email
 from tests.e2e.test_value_chain import _json_when
 from tests.support import wait_until
 
 
 async def test_an_email_sent_through_the_gateway_is_written_to_var_mail(running_suite):
     async with running_suite.client() as gw:
-        ada = (await gw.post("/v1/customers", json={"email": "ada@example.com", "name": "Ada Lovelace"})).json()
+        address = unique_email("ada")
+        ada = (await gw.post("/v1/customers", json={"email": address, "name": "Ada Lovelace"})).json()
         template = await gw.post(
             "/v1/templates",
             json={"name": "Receipt", "purpose": "service", "subject": "Thank you, {{ first_name }}", "body": "Hi!"},
@@ -40,7 +42,7 @@ async def test_an_email_sent_through_the_gateway_is_written_to_var_mail(running_
         eml = running_suite.var_dir / "mail" / f"{queued['id']}.eml"
         await wait_until(eml.exists, what="the .eml file")
         message = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
-        assert (message["To"], message["Subject"]) == ("ada@example.com", "Thank you, Ada")
+        assert (message["To"], message["Subject"]) == (address, "Thank you, Ada")
         await _json_when(
             gw,
             f"/v1/customers/{ada['id']}/timeline",

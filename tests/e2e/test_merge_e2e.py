@@ -4,7 +4,9 @@ survivor's 360 view shows everything both had (the running suite, `valuechain ru
 from __future__ import annotations
 
 import asyncio
+import secrets
 
+from tests.e2e.harness import unique, unique_email
 from tests.e2e.test_value_chain import _json_when
 
 
@@ -29,11 +31,16 @@ async def test_a_merge_through_the_gateway_brings_everything_to_the_survivors_36
             )
             assert response.status_code == 201, response.text
 
-        ada = await create(email="ada.lovelace@gmail.com", name="Ada Lovelace", phone="+44 20 7946 0958")
-        twin = await create(email="adalovelace+shop@googlemail.com", name="Ada Lovelase", phone="0044 20 7946 0958")
-        friend = await create(email="friend@example.com", referred_by=twin["id"])
-        await buy(ada["id"], "ada-1")
-        await buy(twin["id"], "twin-1")
+        # The shared suite holds other customers: this pair's email, phone and names are its own.
+        tag = unique("")
+        phone = f"20 7946 0{secrets.randbelow(1000):03d}"
+        ada = await create(email=f"ada.lovelace.{tag}@gmail.com", name=f"Ada Lovelace {tag}", phone=f"+44 {phone}")
+        twin = await create(
+            email=f"adalovelace{tag}+shop@googlemail.com", name=f"Ada Lovelase {tag}", phone=f"0044 {phone}"
+        )
+        friend = await create(email=unique_email("friend"), referred_by=twin["id"])
+        await buy(ada["id"], f"ada-{tag}")
+        await buy(twin["id"], f"twin-{tag}")
         # engage learns of a customer from crm.identify.customer.created: until that event
         # is consumed it answers 422 for the id, so ask again until it knows the twin.
         interaction = None
@@ -63,7 +70,7 @@ async def test_a_merge_through_the_gateway_brings_everything_to_the_survivors_36
         )
 
         duplicates = (await gw.get(f"/v1/customers/{ada['id']}/duplicates")).json()["items"]
-        assert duplicates[0]["customer"]["id"] == twin["id"]
+        assert duplicates[0]["customer"]["id"] == twin["id"]  # the best match of all the suite's customers
         assert duplicates[0]["reasons"] == [
             "same email after normalisation",
             "same phone (E.164)",
@@ -93,7 +100,7 @@ async def test_a_merge_through_the_gateway_brings_everything_to_the_survivors_36
         types = {item["type"] for item in view["timeline"]}
         assert {"crm.identify.customer.merged", "crm.engage.interaction.logged"} <= types
         transactions = (await gw.get(f"/v1/customers/{ada['id']}/transactions")).json()["items"]
-        assert sorted(t["external_id"] for t in transactions) == ["ada-1", "twin-1"]
+        assert sorted(t["external_id"] for t in transactions) == [f"ada-{tag}", f"twin-{tag}"]
 
         # The merged record points frontends at the survivor; the other parts of its 360 are empty.
         old = (await gw.get(f"/v1/customers/{twin['id']}/360")).json()

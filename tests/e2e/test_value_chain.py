@@ -9,8 +9,10 @@ import subprocess
 
 import httpx
 import nats
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from shared.settings import SERVICES
+from tests.e2e.harness import unique, unique_email
 from tests.support import wait_until
 
 
@@ -24,10 +26,23 @@ async def _json_when(client: httpx.AsyncClient, path: str, predicate, what: str,
     return await wait_until(check, timeout=timeout, interval=0.05, what=what)
 
 
+async def _stream_position(suite) -> int:
+    """The stream's last sequence now: a test reading the stream starts after it (the shared
+    suite's stream holds every earlier test's events)."""
+
+    nc = await nats.connect(suite.nats_url)
+    try:
+        return (await nc.jetstream().stream_info("CRM")).state.last_seq
+    finally:
+        await nc.close()
+
+
 async def test_the_value_chain_flows_from_a_purchase_to_every_stage(running_suite):
+    since = await _stream_position(running_suite)
+    order, correlation = unique("order-"), unique("tour-")
     async with running_suite.client() as gw:
-        ada = (await gw.post("/v1/customers", json={"email": "ada@example.com", "name": "Ada"})).json()
-        created = await gw.post("/v1/customers", json={"email": "bob@example.com", "referred_by": ada["id"]})
+        ada = (await gw.post("/v1/customers", json={"email": unique_email("ada"), "name": "Ada"})).json()
+        created = await gw.post("/v1/customers", json={"email": unique_email("bob"), "referred_by": ada["id"]})
         assert created.status_code == 201, created.text
         bob = created.json()
 
@@ -40,9 +55,9 @@ async def test_the_value_chain_flows_from_a_purchase_to_every_stage(running_suit
                 "amount": "49.90",
                 "currency": "eur",
                 "occurred_at": "2026-11-01T10:00:00Z",
-                "external_id": "order-1",
+                "external_id": order,
             },
-            headers={"X-Correlation-ID": "tour-1"},
+            headers={"X-Correlation-ID": correlation},
         )
         assert purchase.status_code == 201, purchase.text
         assert purchase.json()["currency"] == "EUR"
@@ -54,7 +69,7 @@ async def test_the_value_chain_flows_from_a_purchase_to_every_stage(running_suit
                 "amount": "49.90",
                 "currency": "EUR",
                 "occurred_at": "2026-11-01T10:00:00Z",
-                "external_id": "order-1",
+                "external_id": order,
             },
         )
         assert again.status_code == 200 and again.json()["id"] == purchase.json()["id"]
@@ -113,11 +128,15 @@ async def test_the_value_chain_flows_from_a_purchase_to_every_stage(running_suit
     # The correlation id of the purchase travelled through three services' events.
     nc = await nats.connect(running_suite.nats_url)
     try:
-        sub = await nc.jetstream().pull_subscribe("crm.>", stream="CRM")
+        sub = await nc.jetstream().pull_subscribe(
+            "crm.>",
+            stream="CRM",
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=since + 1),
+        )
         chain = {}
-        for msg in await sub.fetch(200, timeout=2):
+        for msg in await sub.fetch(500, timeout=2):
             event = json.loads(msg.data)
-            if event.get("subject") == bob["id"] and event.get("correlationid") == "tour-1":
+            if event.get("subject") == bob["id"] and event.get("correlationid") == correlation:
                 chain[event["type"]] = event
         assert {"crm.identify.transaction.recorded", "crm.lifecycle.stage.changed", "crm.value.offer.issued"} <= set(
             chain
@@ -159,8 +178,9 @@ async def test_every_v1_route_needs_the_key_and_errors_are_json(running_suite):
         malformed = await gw.post("/v1/customers", content=b"{nope", headers={"content-type": "application/json"})
         assert malformed.status_code == 400 and malformed.json()["error"] == "malformed_json"
         assert (await gw.get("/v1/customers/does-not-exist")).status_code == 404
-        await gw.post("/v1/customers", json={"external_id": "dup-1"})
-        assert (await gw.post("/v1/customers", json={"external_id": "dup-1"})).status_code == 409
+        duplicate = unique("dup-")
+        assert (await gw.post("/v1/customers", json={"external_id": duplicate})).status_code == 201
+        assert (await gw.post("/v1/customers", json={"external_id": duplicate})).status_code == 409
         assert (await gw.get("/v1/nothing-here")).status_code == 404
         page = (await gw.get("/v1/customers", params={"limit": 1})).json()
         assert len(page["items"]) == 1 and page["next_cursor"]
@@ -174,7 +194,7 @@ async def test_an_unknown_query_parameter_is_the_services_422_through_the_gatewa
         "detail": [{"field": "query.colour", "message": "unknown query parameter", "type": "extra_forbidden"}],
     }
     async with running_suite.client() as gw:
-        customer = (await gw.post("/v1/customers", json={"external_id": "colour-1"})).json()
+        customer = (await gw.post("/v1/customers", json={"external_id": unique("colour-")})).json()
         for path in (
             "/v1/customers",
             f"/v1/customers/{customer['id']}",
@@ -189,7 +209,7 @@ async def test_an_unknown_query_parameter_is_the_services_422_through_the_gatewa
             response = await gw.get(path, params={"colour": "red", "customer_id": customer["id"]})
             assert response.status_code == 422, (path, response.text)
             assert response.json()["detail"][0] == unknown["detail"][0], path
-        refused = await gw.post("/v1/customers", params={"colour": "red"}, json={"external_id": "colour-2"})
+        refused = await gw.post("/v1/customers", params={"colour": "red"}, json={"external_id": unique("colour-")})
         assert refused.status_code == 422 and refused.json() == unknown
 
 
@@ -217,7 +237,7 @@ async def test_a_service_that_dies_is_restarted(running_suite):
 
     await wait_until(back_again, timeout=30, interval=0.2, what="lifecycle restarted")
     async with running_suite.client() as gw:
-        customer = (await gw.post("/v1/customers", json={"external_id": "after-restart"})).json()
+        customer = (await gw.post("/v1/customers", json={"external_id": unique("after-restart-")})).json()
         await _json_when(
             gw,
             f"/v1/customers/{customer['id']}/lifecycle",

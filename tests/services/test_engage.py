@@ -168,6 +168,18 @@ async def test_log_and_read_interactions(suite):
     assert datetime.fromisoformat(logged[first["id"]]["data"]["occurred_at"]) == occurred
 
 
+@pytest.fixture(scope="module")
+async def lin_known_to_engage(module_suite):
+    """identify and engage started once for the refusals below (they write nothing), and Lin,
+    a customer engage knows."""
+
+    identify = await start(module_suite, "identify")
+    engage = await start(module_suite, "engage")
+    customer = await create_customer(identify, email="lin@example.com")
+    await known_to_engage(engage, customer["id"])
+    return engage, customer
+
+
 @pytest.mark.parametrize(
     "change, field",
     [
@@ -185,11 +197,8 @@ async def test_log_and_read_interactions(suite):
         ({"customer_id": None}, "body.customer_id"),
     ],
 )
-async def test_invalid_interactions_are_refused(suite, change, field):
-    identify = await start(suite, "identify")
-    engage = await start(suite, "engage")
-    customer = await create_customer(identify, email="lin@example.com")
-    await known_to_engage(engage, customer["id"])
+async def test_invalid_interactions_are_refused(lin_known_to_engage, change, field):
+    engage, customer = lin_known_to_engage
     body = {"customer_id": customer["id"], "channel": "email", "direction": "inbound", "summary": "Hello"}
     body.update(change)
 

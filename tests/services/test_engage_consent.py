@@ -84,6 +84,15 @@ async def test_record_and_read_consent_with_its_history(suite, services):
     assert events[0]["subject"] == ada["id"] and events[0]["data"]["notice_version"] == "2026-01"
 
 
+@pytest.fixture(scope="module")
+async def ada_known_to_engage(module_suite):
+    """identify and engage started once for the refusals below (each writes nothing), and Ada."""
+
+    identify = await start(module_suite, "identify")
+    engage = await start(module_suite, "engage")
+    return engage, await _customer(identify, engage, email="ada@example.com")
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -99,9 +108,8 @@ async def test_record_and_read_consent_with_its_history(suite, services):
         ({"granted": 0}, "body.granted"),  # JSON false, not a number
     ],
 )
-async def test_a_bad_entry_is_422_naming_its_field_and_writes_nothing(suite, services, change, field):
-    identify, engage = services
-    ada = await _customer(identify, engage, email="ada@example.com")
+async def test_a_bad_entry_is_422_naming_its_field_and_writes_nothing(ada_known_to_engage, change, field):
+    engage, ada = ada_known_to_engage
     refused = await engage.client.post(f"/v1/customers/{ada['id']}/consent", json={**GRANT, **change})
     assert refused.status_code == 422, refused.text
     assert field in {d["field"] for d in refused.json()["detail"]}

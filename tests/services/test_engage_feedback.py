@@ -259,6 +259,13 @@ async def test_rules_follow_closed_conversations_and_solved_tickets_and_respect_
     assert paused.status_code == 200 and paused.json()["active"] is False
 
 
+@pytest.fixture(scope="module")
+async def refusing_engage(module_suite):
+    """engage, started once for the refusals below (none writes a survey)."""
+
+    return await start(module_suite, "engage")
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -282,8 +289,8 @@ async def test_rules_follow_closed_conversations_and_solved_tickets_and_respect_
         ({"colour": "red"}, "body.colour"),
     ],
 )
-async def test_a_bad_survey_is_refused_naming_the_field(suite, change, field):
-    engage = await start(suite, "engage")
+async def test_a_bad_survey_is_refused_naming_the_field(refusing_engage, change, field):
+    engage = refusing_engage
     response = await engage.client.post("/v1/surveys", json={"name": "S", "questions": QUESTIONS, **change})
     assert response.status_code == 422, response.text
     assert field in [e["field"] for e in response.json()["detail"]], response.text

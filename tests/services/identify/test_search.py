@@ -338,6 +338,13 @@ def _with_ties(expected, tie, nulls):
     return out
 
 
+@pytest.fixture(scope="module")
+async def refusing_identify(module_suite):
+    """identify, started once for the refusals below."""
+
+    return await module_suite.start("identify")
+
+
 @pytest.mark.parametrize(
     "params, field",
     [
@@ -358,8 +365,8 @@ def _with_ties(expected, tie, nulls):
         ({"email": " "}, "query.email"),
     ],
 )
-async def test_invalid_values_are_422_naming_the_field(suite, params, field):
-    identify = await suite.start("identify")
+async def test_invalid_values_are_422_naming_the_field(refusing_identify, params, field):
+    identify = refusing_identify
     for path in ("/v1/customers", "/v1/customers/export"):
         response = await identify.client.get(path, params=params)
         assert response.status_code == 422, (path, response.text)
