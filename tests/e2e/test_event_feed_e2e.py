@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from tests.e2e.feed_check import assert_the_whole_feed
+from tests.e2e.harness import unique_email
 from tests.support import wait_until
 
 CREATED = "crm.identify.customer.created"
@@ -44,7 +45,8 @@ async def test_partners_read_the_feed_with_personal_fields_null_and_a_pii_key_wi
         )
         manager_key = await _key(gw, role="manager")  # holds events:read and pii:read
 
-        ada = (await gw.post("/v1/customers", json={"email": "ada@example.com", "name": "Ada"})).json()
+        email = unique_email("ada")
+        ada = (await gw.post("/v1/customers", json={"email": email, "name": "Ada"})).json()
         purchase = await gw.post(
             "/v1/transactions",
             json={
@@ -63,7 +65,7 @@ async def test_partners_read_the_feed_with_personal_fields_null_and_a_pii_key_wi
         seen_by_partner = await wait_until(lambda: ada_created(partner_key), what="ada in the partner's feed")
         assert seen_by_partner["data"]["email"] is None and seen_by_partner["data"]["name"] is None
         seen_by_manager = await ada_created(manager_key)
-        assert seen_by_manager["data"]["email"] == "ada@example.com" and seen_by_manager["data"]["name"] == "Ada"
+        assert seen_by_manager["data"]["email"] == email and seen_by_manager["data"]["name"] == "Ada"
         assert seen_by_manager["id"] == seen_by_partner["id"]
         assert seen_by_manager["dataschema"].endswith("/v1/schemas/crm.identify.customer.created/v1.json")
 
@@ -90,7 +92,7 @@ async def test_partners_read_the_feed_with_personal_fields_null_and_a_pii_key_wi
 
 async def test_the_whole_feed_holds_every_public_event_once_in_order(running_suite):
     async with running_suite.client() as gw:
-        customer = (await gw.post("/v1/customers", json={"email": "feed@example.com"})).json()
+        customer = (await gw.post("/v1/customers", json={"email": unique_email("feed")})).json()
         await gw.post(
             "/v1/transactions",
             json={

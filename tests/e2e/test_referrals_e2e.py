@@ -4,6 +4,7 @@ issues Ada her reward in loyalty points, and lifecycle's ledger credits them."""
 
 from __future__ import annotations
 
+from tests.e2e.harness import unique_email
 from tests.e2e.test_value_chain import _json_when
 
 
@@ -20,14 +21,14 @@ async def test_a_signup_with_a_code_and_a_first_purchase_reward_the_referrer(run
 async def _from_code_to_reward(gw) -> None:
     assert (await gw.get("/v1/referral-programme")).json()["reward_points"] == 500
 
-    ada = (await gw.post("/v1/customers", json={"email": "ada.referrer@example.com"})).json()
+    ada = (await gw.post("/v1/customers", json={"email": unique_email("ada.referrer")})).json()
     code = ada["referral_code"]
     assert (await gw.get(f"/v1/customers/{ada['id']}")).json()["referral_code"] == code
 
-    unknown = await gw.post("/v1/customers", json={"email": "nobody@example.com", "referral_code": "not-it"})
+    unknown = await gw.post("/v1/customers", json={"email": unique_email("nobody"), "referral_code": "not-it"})
     assert unknown.status_code == 422 and "body.referral_code" in unknown.text
     bob = await gw.post(
-        "/v1/customers", json={"email": "bob.referred@example.com", "referral_code": f"{code[:4]}-{code[4:]}"}
+        "/v1/customers", json={"email": unique_email("bob.referred"), "referral_code": f"{code[:4]}-{code[4:]}"}
     )
     assert bob.status_code == 201, bob.text
     bob_id = bob.json()["id"]
