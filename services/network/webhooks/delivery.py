@@ -398,8 +398,12 @@ class Worker:
                     await bus.connected.wait()
                     while self.free <= 0 or self.breaker.state == "open" or self.halted:
                         self.freed.clear()
+                        # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a
+                        # cancellation that lands as its timeout fires, and this loop (a halted
+                        # worker's) then never ends: stop() waited for it for ever.
                         try:
-                            await asyncio.wait_for(self.freed.wait(), timeout=0.2)
+                            async with asyncio.timeout(0.2):
+                                await self.freed.wait()
                         except TimeoutError:
                             pass
                     # The slots asked for are reserved (the replay's loop shares them), and what
@@ -446,7 +450,8 @@ class Worker:
             if remaining <= 0:
                 return None
             try:
-                msg = await asyncio.wait_for(queue.get(), timeout=remaining)
+                async with asyncio.timeout(remaining):  # not wait_for: see pull()
+                    msg = await queue.get()
             except TimeoutError:
                 return None
             status = JetStreamContext.is_status_msg(msg)
@@ -492,7 +497,9 @@ class Worker:
             await self.breaker.admit(msg.in_progress)
             if self.halted:
                 settled = True
-                await _give_back(msg)
+                # Shielded: a halted worker is about to be stopped, and a nak cut short by that
+                # stop leaves the message held until ack_wait (80 s) runs out.
+                await asyncio.shield(_give_back(msg))
                 return
             facts = event_facts(body)
             attempt = await self.dispatcher.attempt(self.sub, self.client, body, facts[0])
@@ -579,7 +586,8 @@ class Dispatcher:
                 except Exception as exc:  # noqa: BLE001 - try again at the next refresh
                     log.warning("webhook reconcile failed", extra={"error": repr(exc)})
                 try:
-                    await asyncio.wait_for(self.wake.wait(), timeout=self.settings.webhook_refresh_s)
+                    async with asyncio.timeout(self.settings.webhook_refresh_s):  # not wait_for: see Worker.pull()
+                        await self.wake.wait()
                 except TimeoutError:
                     pass
                 self.wake.clear()
