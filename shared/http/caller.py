@@ -22,6 +22,7 @@ from urllib.parse import unquote
 from fastapi import Depends, Request
 
 from shared.events.public import allowed_types
+from shared.http.errors import AppError
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,13 @@ class Caller:
     def may_see(self, event_type: str) -> bool:
         """Whether events of `event_type` may reach this caller (its key's allowed types)."""
         return self.event_types is None or event_type in self.event_types
+
+
+class TypeNotAllowed(AppError):
+    """403 event_type_not_allowed: event types outside the key's allowed ones (the feed, webhooks)."""
+
+    status_code = 403
+    error = "event_type_not_allowed"
 
 
 NO_PARTNER = ""  # matches no id: a partner caller without a partner sees nothing

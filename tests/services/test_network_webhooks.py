@@ -122,6 +122,26 @@ async def test_a_partner_manages_only_its_own_subscriptions_and_gets_no_personal
                 "detail": f"no webhook subscription with id {theirs['id']}",
             }
 
+        # A key limited to purchase events subscribes to those only: a filter reaching any other
+        # type is 403 (refused, not narrowed), on creation as on a change, and nothing is made.
+        limited = {**PARTNER, "x-valuechain-event-types": "crm.identify.transaction.*"}
+        for types in (["crm.identify.customer.created"], ["crm.identify.>"]):
+            refused = await network.client.post(
+                "/v1/webhooks", json={"url": receiver.url("/limited"), "event_types": types}, headers=limited
+            )
+            assert refused.status_code == 403 and refused.json()["error"] == "event_type_not_allowed", refused.text
+        own = await subscribe(network, receiver.url("/limited"), ["crm.identify.transaction.*"], headers=limited)
+        widened = await network.client.patch(
+            f"/v1/webhooks/{own['id']}", json={"event_types": ["crm.identify.customer.*"]}, headers=limited
+        )
+        assert widened.status_code == 403 and widened.json()["error"] == "event_type_not_allowed"
+        kept = (await network.client.get(f"/v1/webhooks/{own['id']}", headers=limited)).json()
+        assert kept["event_types"] == ["crm.identify.transaction.*"]
+        listed = (await network.client.get("/v1/webhooks", headers=PARTNER)).json()["items"]
+        assert {w["id"] for w in listed} == {mine["id"], own["id"]}
+        deleted = await network.client.delete(f"/v1/webhooks/{own['id']}", headers=limited)
+        assert deleted.status_code == 204
+
         grace = await customer(identify, "grace", email="grace@example.com", name="Grace")
         [call] = await receiver.wait_for("/acme", 1)
         event = verified(mine["secret"], call)

@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 
 from services.network.feed import stream
 from shared.events.public import PUBLIC_TYPES, UnknownEventType, nats_subject, public_event_on, types_matching
+from shared.http.caller import TypeNotAllowed
 from shared.http.errors import AppError, Conflict, field_error
 
 # At most this many stream messages are looked at for one page: a filter that matches
@@ -43,11 +44,6 @@ class CursorExpired(Conflict):
 
     def body(self) -> dict[str, Any]:
         return {**super().body(), "oldest_cursor": self.oldest_cursor}
-
-
-class TypeNotAllowed(AppError):
-    status_code = 403
-    error = "event_type_not_allowed"
 
 
 def narrow(patterns: list[str], allowed: frozenset[str] | None) -> tuple[frozenset[str] | None, str | None]:

@@ -47,7 +47,9 @@ async def create_webhook(
 
     422 `url_not_allowed` for a URL to a private, loopback, link-local or reserved address, or
     http:// (outside the operator's allow-list); 422 naming `event_types.<i>` for an unknown type
-    or a pattern matching none. Delivers what is published from now on (older: replay).
+    or a pattern matching none; 403 `event_type_not_allowed` for a pattern reaching a type the
+    key may not see (a key limited to some event types). Delivers what is published from now on
+    (older: replay).
     """
 
     row = await service.create(

@@ -16,7 +16,7 @@ from services.network.webhooks.schemas import ReplayRequest, WebhookCreate, Webh
 from services.network.webhooks.signing import new_secret, utc_now
 from shared.db.ids import uuid7
 from shared.events.customer_aliases import Merge
-from shared.http.caller import Caller
+from shared.http.caller import Caller, TypeNotAllowed
 from shared.http.errors import AppError, Conflict, InvalidRequest, NotFound, field_error
 from shared.settings import NetworkSettings
 
@@ -34,13 +34,19 @@ async def check_url(url: str, settings: NetworkSettings) -> None:
         raise UrlNotAllowed([{"field": "body.url", "message": str(exc), "type": "url_not_allowed"}]) from exc
 
 
-def check_types(patterns: Sequence[str]) -> list[str]:
-    """The consumer's subjects for `patterns`; 422 naming the first pattern refused."""
+def check_types(patterns: Sequence[str], caller: Caller) -> list[str]:
+    """The consumer's subjects for `patterns`; 422 naming the first pattern refused, 403
+    `event_type_not_allowed` for one reaching a type the caller's key may not see. Refused,
+    not narrowed as the feed narrows a request: the stored patterns are what the consumer is
+    filtered on again at every start."""
 
     for index, pattern in enumerate(patterns):
         problem = filters.problem(pattern)
         if problem is not None:
             raise field_error(f"body.event_types.{index}", problem)
+    for pattern in patterns:
+        if not all(caller.may_see(subject) for subject in filters.subjects([pattern])):
+            raise TypeNotAllowed(f"this key may not receive every type {pattern!r} matches")
     return filters.subjects(patterns)
 
 
@@ -66,7 +72,7 @@ async def create(
 ) -> WebhookSubscription:
     """A subscription and its durable consumer (which delivers what is published from now on)."""
 
-    subjects = check_types(data.event_types)
+    subjects = check_types(data.event_types, caller)
     await check_url(data.url, settings)
     now = utc_now()
     row = WebhookSubscription(
@@ -99,7 +105,7 @@ async def update(
 ) -> WebhookSubscription:
     row = await get(session=session, subscription_id=subscription_id, caller=caller)
     given = data.model_fields_set
-    subjects = check_types(data.event_types) if data.event_types is not None else None
+    subjects = check_types(data.event_types, caller) if data.event_types is not None else None
     if data.url is not None:
         await check_url(data.url, settings)
         row.url = data.url
