@@ -136,13 +136,14 @@ async def measure(definition_or_name, events) -> dict[str, float]:
             # production, sharing its database.
             metrics = handle.runtime.metrics
             tracked = {}
-            for runner in handle.runtime.consumers:
-                subjects = set(runner.spec.all_subjects)
+            for spec in (spec for runner in handle.runtime.consumers for spec in runner.group.specs):
+                subjects = set(spec.all_subjects)
                 wanted = sum(1 for type_, _, _ in events if type_ in subjects)
                 if not wanted:  # e.g. a follower of merges: nothing of its kind in this workload
                     continue
-                tracked[runner.name] = {
-                    "counter": metrics.events_handled.labels(handle.name, runner.name),
+                name = spec.durable(handle.name)
+                tracked[name] = {
+                    "counter": metrics.events_handled.labels(handle.name, name),
                     "wanted": wanted,
                     "t0": None,
                     "v0": 0,

@@ -20,6 +20,8 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,8 +36,9 @@ def _is_postgres(program: bytes) -> bool:
     return program.endswith(b"/postgres") or program.startswith(b"postgres:")
 
 
-def process_cpu(root_pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) of every process under root_pid, by its name."""
+def process_cpu(root_pid: int, pids: dict[str, list[int]] | None = None) -> dict[str, float]:
+    """CPU seconds (user + system) of every process under root_pid, by its name (and, into
+    `pids` when given, each name's process ids)."""
     tick = os.sysconf("SC_CLK_TCK")
     stats = {}
     for entry in Path("/proc").iterdir():
@@ -68,7 +71,42 @@ def process_cpu(root_pid: int) -> dict[str, float]:
                 else "supervisor"
             )
         cpu[name] = cpu.get(name, 0.0) + seconds
+        if pids is not None:
+            pids.setdefault(name, []).append(pid)
     return cpu
+
+
+def start_profilers(root_pid: int, out_dir: Path, seconds: float) -> list[subprocess.Popen]:
+    """py-spy (when installed: it is a profiling tool, not a dependency) sampling every Python
+    process of the suite for `seconds`, each into `<out_dir>/<name>.txt` as collapsed stacks."""
+    names: dict[str, list[int]] = {}
+    process_cpu(root_pid, names)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    return [
+        subprocess.Popen(
+            [
+                str(spy),
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "250",
+                "--duration",
+                str(int(seconds)),
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--output",
+                str(out_dir / f"{name}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, found in names.items()
+        if name not in ("nats-server", "postgresql")
+        for pid in found[:1]
+    ]
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -191,6 +229,8 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
 
         assert suite.process is not None, "started"
         cpu_before = process_cpu(suite.process.pid)
+        profile_dir = os.environ.get("BENCH_PROFILE_DIR")  # py-spy every service while writing
+        profilers = start_profilers(suite.process.pid, Path(profile_dir), count / rate) if profile_dir else []
         print("writing purchases", flush=True)
         bench_cpu = time.process_time()
         started = time.perf_counter()
@@ -205,6 +245,8 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
         while len(arrived) < len(answered) and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
         await nc.close()
+        for profiler in profilers:
+            profiler.wait()
         cpu_after = process_cpu(suite.process.pid)
         cpu_after["load generator"] = time.process_time() - bench_cpu
         cpu_before["load generator"] = 0.0

@@ -362,9 +362,10 @@ class Suite:
     async def _launch(self, name: str, factory, url: str, overrides: dict, definition) -> ServiceHandle:
         settings = self.settings_for(name, url, overrides)
         if name not in SERVICES:  # a service of the tests' own: its NATS user is made now
+            from shared.events.consumer import consumer_groups
             from shared.nats_auth import service_user
 
-            durables = [spec.durable(name) for spec in definition.consumers]
+            durables = [group.durable for group in consumer_groups(name, definition.consumers)]
             await self.nats.admit(service_user(name, durables, settings.stream))
         await self.provision(definition, settings)
         app = factory(settings)

@@ -24,7 +24,7 @@ import nats
 from nats.js.api import KeyValueConfig, StorageType
 from pydantic import SecretStr
 
-from shared.events.consumer import provision_consumers
+from shared.events.consumer import consumer_groups, provision_consumers
 from shared.nats_auth import (
     ADMIN_USER,
     GATEWAY_USER,
@@ -58,7 +58,9 @@ def users(settings: dict[str, ServiceSettings] | None = None) -> list[NatsUser]:
 
     settings = settings or {service: service_settings(service) for service in SERVICES}
     found = [admin_user(), gateway_user()]
-    durables = {name: [spec.durable(name) for spec in d.consumers] for name, d in definitions().items()}
+    durables = {
+        name: [group.durable for group in consumer_groups(name, d.consumers)] for name, d in definitions().items()
+    }
     for name in durables:
         others = [durable for other, theirs in durables.items() if other != name for durable in theirs]
         found.append(service_user(name, durables[name], settings[name].stream, others))
@@ -127,7 +129,7 @@ async def provision_all(nats_url: str, admin: NatsCredentials, *, timeout: float
         for name, definition in definitions().items():
             settings = service_settings(name)
             await provision_consumers(js, definition.consumers, settings)
-            durables = ", ".join(spec.durable(name) for spec in definition.consumers) or "none"
+            durables = ", ".join(group.durable for group in consumer_groups(name, definition.consumers)) or "none"
             done.append(f"{name}: stream {settings.stream}, consumers {durables}")
         await js.create_key_value(RATELIMITS)
         done.append(f"gateway: key-value bucket {RATELIMITS_BUCKET}")

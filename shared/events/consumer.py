@@ -1,13 +1,22 @@
 """Durable pull consumers that apply each event exactly once to the service's state.
 
-A consumer keeps one pull request open on its durable JetStream consumer and
-handles whatever has arrived as one micro-batch: one transaction checks the inbox,
-runs the handlers and records the handled event ids, then the messages are
-acked. A redelivered or duplicated event finds its id in the inbox and is skipped.
-If a batch fails, its events are retried one by one so a poison event cannot hold
-the others back; a failing event is retried with back-off (`nak` with a delay)
-and after `max_deliver` attempts it is parked: a dead-letter row plus an event on
-`crm.dlq.<service>`, both committed together, then the message is terminated.
+A service declares its consumers as `ConsumerSpec`s (a purpose and its handlers). The
+specs of one `group` (all of them by default) share one durable JetStream consumer,
+`<service>-<group>`, whose filter is the union of their subjects: one delivery, one parse,
+one transaction and one ack per event for the whole service, instead of one per spec. A
+purchase reached eleven specs in four services, and per-spec deliveries and transactions
+were most of the suite's CPU per write (docs/benchmarks.md, "CPU per purchase").
+
+A runner keeps one pull request open on its durable consumer and handles whatever has
+arrived as one micro-batch: one transaction checks the inbox, runs each spec's handlers on
+the events of its subjects and records, per spec, the handled event ids, then the messages
+are acked. The inbox stays per spec (`<service>-<purpose>`): a redelivered or duplicated
+event is skipped by every spec that already applied it, so a retry runs only the specs that
+failed. If a batch fails, its events are retried one by one, and a failing event spec by
+spec, so a poison event (or a spec that cannot apply it yet) holds back neither the others
+nor the other specs; a failing event is retried with back-off (`nak` with a delay) and after
+`max_deliver` attempts it is parked for the specs that failed: a dead-letter row each plus
+an event on `crm.dlq.<service>`, committed together, then the message is terminated.
 
 We drive the pull protocol ourselves rather than through nats-py's `fetch`,
 whose batch fetch waits for a full batch or the whole expiry once the stream is
@@ -89,6 +98,8 @@ class ConsumerSpec:
     subjects: tuple[str, ...] = ()
     survivors: Survivors | None = None
     follows_merges: bool = True
+    # The durable consumer it shares (`<service>-<group>`); a spec of its own group gets its own.
+    group: str = "events"
 
     def __post_init__(self) -> None:
         unknown = set(self.all_subjects) - set(CATALOG)
@@ -99,15 +110,46 @@ class ConsumerSpec:
         return sorted(set(self.handlers) | set(self.subjects))
 
     def durable(self, service: str) -> str:
+        """Its name in the inbox, dead letters, metrics and the event catalog."""
         return f"{service}-{self.purpose}"
 
 
-def spec_config(spec: ConsumerSpec, settings: ServiceSettings) -> ConsumerConfig:
-    """The durable JetStream consumer `spec` pulls from, as `valuechain migrate` provisions it."""
+# A spec as a runner routes to it: the spec, its name, the subjects it takes.
+Route = tuple["ConsumerSpec", str, frozenset[str]]
+
+
+@dataclass(frozen=True)
+class ConsumerGroup:
+    """Specs of one service that share a durable JetStream consumer."""
+
+    service: str
+    group: str
+    specs: tuple[ConsumerSpec, ...]
+
+    @property
+    def durable(self) -> str:
+        return f"{self.service}-{self.group}"
+
+    @property
+    def all_subjects(self) -> list[str]:
+        return sorted({subject for spec in self.specs for subject in spec.all_subjects})
+
+
+def consumer_groups(service: str, specs: Iterable[ConsumerSpec]) -> list[ConsumerGroup]:
+    """The durable consumers a service's specs need, each with its specs in declared order."""
+
+    by_group: dict[str, list[ConsumerSpec]] = {}
+    for spec in specs:
+        by_group.setdefault(spec.group, []).append(spec)
+    return [ConsumerGroup(service, group, tuple(members)) for group, members in by_group.items()]
+
+
+def group_config(group: ConsumerGroup, settings: ServiceSettings) -> ConsumerConfig:
+    """The durable JetStream consumer `group` pulls from, as `valuechain migrate` provisions it."""
 
     return consumer_config(
-        spec.durable(settings.service),
-        spec.all_subjects,
+        group.durable,
+        group.all_subjects,
         max_ack_pending=settings.consumer_batch * 4,
         ack_wait_s=settings.consumer_ack_wait_s,
     )
@@ -118,7 +160,10 @@ async def provision_consumers(js: JetStreamContext, specs: Iterable[ConsumerSpec
     does for every service, as the NATS admin (the test suite does it the same way)."""
 
     await provision(
-        js, settings.stream, [spec_config(spec, settings) for spec in specs], max_age_s=settings.stream_max_age_s
+        js,
+        settings.stream,
+        [group_config(group, settings) for group in consumer_groups(settings.service, specs)],
+        max_age_s=settings.stream_max_age_s,
     )
 
 
@@ -138,10 +183,13 @@ def caused_by(event: CloudEvent | Event[Any]) -> Iterator[None]:
 
 
 class ConsumerRunner:
-    def __init__(self, spec: ConsumerSpec, *, settings: ServiceSettings, db: Database, bus: Bus, metrics: Metrics):
-        self.spec = spec
+    def __init__(self, group: ConsumerGroup, *, settings: ServiceSettings, db: Database, bus: Bus, metrics: Metrics):
+        self.group = group
         self.service = settings.service
-        self.name = spec.durable(settings.service)
+        self.name = group.durable
+        self.subjects = group.all_subjects
+        # Each spec's name and the subjects it takes, for routing a batch's events.
+        self.routes = [(spec, spec.durable(self.service), frozenset(spec.all_subjects)) for spec in group.specs]
         self.settings = settings
         self.db = db
         self.bus = bus
@@ -198,9 +246,9 @@ class ConsumerRunner:
         subjects = sorted(
             info.config.filter_subjects or ([info.config.filter_subject] if info.config.filter_subject else [])
         )
-        if subjects != self.spec.all_subjects:
+        if subjects != self.subjects:
             # It still delivers what it was made for; the new subjects wait for a migrate.
-            problem = f"outdated: filters {subjects}, expected {self.spec.all_subjects} (run `valuechain migrate`)"
+            problem = f"outdated: filters {subjects}, expected {self.subjects} (run `valuechain migrate`)"
             if problem != self.problem:
                 log.error("consumer provisioned with other subjects", extra={"consumer": self.name, "error": problem})
             self.problem = problem
@@ -290,21 +338,35 @@ class ConsumerRunner:
         if not items:
             return
         try:
-            await self._apply(items)
-        except Exception:  # noqa: BLE001 - isolate the failing event(s)
-            if len(items) == 1:
-                await self._failed(*items[0], traceback.format_exc(limit=5))
-                return
+            await self._apply(items, self.routes)
+        except Exception:  # noqa: BLE001 - isolate the failing event(s), then the failing spec(s)
             for item in items:
-                try:
-                    await self._apply([item])
-                except Exception:  # noqa: BLE001
-                    await self._failed(*item, traceback.format_exc(limit=5))
-                else:
-                    await item[0].ack()
+                await self._apply_alone(*item)
             return
         for msg, _ in items:
             await msg.ack()
+
+    async def _apply_alone(self, msg: Msg, event: Event[Any]) -> None:
+        """One event, after its batch failed: all its specs at once, else each on its own, so
+        the specs that can apply it keep it and only the failing ones retry it."""
+
+        routes = [route for route in self.routes if event.type in route[2]]
+        try:
+            await self._apply([(msg, event)], routes)
+        except Exception:  # noqa: BLE001
+            failed: list[tuple[str, str]] = []
+            if len(routes) == 1:
+                failed.append((routes[0][1], traceback.format_exc(limit=5)))
+            else:
+                for route in routes:
+                    try:
+                        await self._apply([(msg, event)], [route])
+                    except Exception:  # noqa: BLE001
+                        failed.append((route[1], traceback.format_exc(limit=5)))
+            if failed:
+                await self._failed(msg, event, failed)
+                return
+        await msg.ack()
 
     async def _unreadable(self, msg: Msg, exc: Exception) -> None:
         """Park at once an event no retry can mend: not an event at all, or a payload
@@ -313,7 +375,9 @@ class ConsumerRunner:
         try:
             envelope = CloudEvent.from_json(msg.data)
         except Exception as not_event:  # noqa: BLE001 - not an event at all
-            await self._dead_letter(msg, None, f"undecodable event: {not_event}", self._deliveries(msg))
+            await self._dead_letter(
+                msg, None, self._takers(msg.subject, f"undecodable event: {not_event}"), self._deliveries(msg)
+            )
             return
         contract = CATALOG.get(envelope.type)
         if contract is None:
@@ -325,33 +389,48 @@ class ConsumerRunner:
                 error = f"invalid {envelope.type} payload: {invalid}"
             else:
                 error = f"{envelope.type} published on {msg.subject}"
-        await self._dead_letter(msg, envelope, error, self._deliveries(msg))
+        await self._dead_letter(msg, envelope, self._takers(envelope.type, error), self._deliveries(msg))
 
-    async def _apply(self, items: list[tuple[Msg, Event[Any]]]) -> None:
+    async def _apply(self, items: list[tuple[Msg, Event[Any]]], routes: list[Route]) -> None:
         duplicates = 0
+        applied: dict[str, int] = {}
         async with transaction(self.db.writer) as session:
-            seen = await handled_ids(session, self.name, {event.id for _, event in items})
-            fresh: list[Event[Any]] = []
-            for _, event in items:
-                if event.id in seen:
-                    duplicates += 1
+            events = [event for _, event in items]
+            seen = await handled_ids(session, [name for _, name, _ in routes], {event.id for event in events})
+            as_survivors: dict[int, list[Event[Any]]] = {}  # per alias table: one lookup per batch
+            handled: list[tuple[str, str]] = []
+            for spec, name, subjects in routes:
+                fresh: list[Event[Any]] = []
+                kept: set[str] = set()
+                for event in events:
+                    if event.type not in subjects:
+                        continue
+                    if (name, event.id) in seen or event.id in kept:
+                        duplicates += 1
+                        continue
+                    kept.add(event.id)
+                    fresh.append(event)
+                if not fresh:
                     continue
-                seen.add(event.id)
-                fresh.append(event)
-            if self.spec.survivors is not None:
-                fresh = await to_survivors(session, self.spec.survivors, fresh)
-            if self.spec.batch_handler is not None and fresh:
-                await self.spec.batch_handler(session, fresh)
-            else:
-                for event in fresh:
-                    handler = self.spec.handlers.get(event.type)
-                    if handler is not None:
-                        with caused_by(event):
-                            await handler(session, event)
-            applied = len(fresh)
-            await record_handled(session, self.name, [event.id for event in fresh], utcnow())
-        if applied:
-            self.metrics.events_handled.labels(self.service, self.name).inc(applied)
+                if spec.survivors is not None:
+                    key = id(spec.survivors)
+                    if key not in as_survivors:
+                        as_survivors[key] = await to_survivors(session, spec.survivors, events)
+                    by_id = {event.id: event for event in as_survivors[key]}
+                    fresh = [by_id[event.id] for event in fresh]
+                if spec.batch_handler is not None:
+                    await spec.batch_handler(session, fresh)
+                else:
+                    for event in fresh:
+                        handler = spec.handlers.get(event.type)
+                        if handler is not None:
+                            with caused_by(event):
+                                await handler(session, event)
+                applied[name] = len(fresh)
+                handled.extend((name, event.id) for event in fresh)
+            await record_handled(session, handled, utcnow())
+        for name, count in applied.items():
+            self.metrics.events_handled.labels(self.service, name).inc(count)
         if duplicates:
             self.metrics.events_duplicate.labels(self.service, self.name).inc(duplicates)
 
@@ -362,18 +441,22 @@ class ConsumerRunner:
         except Exception:  # noqa: BLE001 - not a JetStream message
             return 1
 
-    async def _failed(self, msg: Msg, event: Event[Any], error: str) -> None:
+    async def _failed(self, msg: Msg, event: Event[Any], failed: list[tuple[str, str]]) -> None:
+        """`failed`: (spec name, error) of each spec that could not apply `event`."""
+
         deliveries = self._deliveries(msg)
-        self.metrics.events_failed.labels(self.service, self.name).inc()
+        for name, _ in failed:
+            self.metrics.events_failed.labels(self.service, name).inc()
+        error = failed[-1][1]
         if deliveries >= self.settings.consumer_max_deliver:
-            await self._dead_letter(msg, event, error, deliveries)
+            await self._dead_letter(msg, event, failed, deliveries)
             return
         backoff = self.settings.consumer_backoff_s
         delay = backoff[min(deliveries - 1, len(backoff) - 1)]
         log.warning(
             "event failed, will retry",
             extra={
-                "consumer": self.name,
+                "consumer": ", ".join(name for name, _ in failed),
                 "event_id": event.id,
                 "deliveries": deliveries,
                 "retry_in_s": delay,
@@ -382,46 +465,62 @@ class ConsumerRunner:
         )
         await msg.nak(delay=delay)
 
-    async def _dead_letter(self, msg: Msg, event: CloudEvent | Event[Any] | None, error: str, deliveries: int) -> None:
+    async def _dead_letter(
+        self, msg: Msg, event: CloudEvent | Event[Any] | None, failed: list[tuple[str, str]], deliveries: int
+    ) -> None:
+        """Park `event` for each (spec name, error) of `failed`, and terminate its message."""
+
         token = context.correlation_id.set(event.correlationid if event else None)
         try:
             async with transaction(self.db.writer) as session:
-                await session.execute(
-                    insert(tables_of(session).dead_letters).values(
-                        consumer=self.name,
-                        event_id=event.id if event else None,
-                        subject=msg.subject,
-                        body=msg.data,
-                        error=error,
-                        deliveries=deliveries,
-                        failed_at=utcnow(),
+                for name, error in failed:
+                    await session.execute(
+                        insert(tables_of(session).dead_letters).values(
+                            consumer=name,
+                            event_id=event.id if event else None,
+                            subject=msg.subject,
+                            body=msg.data,
+                            error=error,
+                            deliveries=deliveries,
+                            failed_at=utcnow(),
+                        )
                     )
-                )
+                    emit(
+                        session,
+                        dlq_subject(self.service),
+                        {
+                            "consumer": name,
+                            "event_id": event.id if event else None,
+                            "event_type": event.type if event else None,
+                            "error": error,
+                            "deliveries": deliveries,
+                            "failed_at": utcnow(),
+                            "raw": msg.data.decode("utf-8", "replace"),
+                        },
+                        subject=event.subject if event else None,
+                    )
                 if event is not None:
                     # Never apply it later by accident: an operator replays it on purpose.
-                    await record_handled(session, self.name, [event.id], utcnow())
-                emit(
-                    session,
-                    dlq_subject(self.service),
-                    {
-                        "consumer": self.name,
-                        "event_id": event.id if event else None,
-                        "event_type": event.type if event else None,
-                        "error": error,
-                        "deliveries": deliveries,
-                        "failed_at": utcnow(),
-                        "raw": msg.data.decode("utf-8", "replace"),
-                    },
-                    subject=event.subject if event else None,
-                )
+                    await record_handled(session, [(name, event.id) for name, _ in failed], utcnow())
         finally:
             context.correlation_id.reset(token)
-        self.metrics.dead_letters.labels(self.service, self.name).inc()
+        for name, _ in failed:
+            self.metrics.dead_letters.labels(self.service, name).inc()
         log.error(
             "event dead-lettered",
-            extra={"consumer": self.name, "event_id": event.id if event else None, "deliveries": deliveries},
+            extra={
+                "consumer": ", ".join(name for name, _ in failed),
+                "event_id": event.id if event else None,
+                "deliveries": deliveries,
+            },
         )
         await msg.term()
+
+    def _takers(self, subject: str, error: str) -> list[tuple[str, str]]:
+        """(spec name, error) for each spec that takes `subject`: an unreadable event is
+        parked for each of them (or for the durable consumer when none does)."""
+
+        return [(name, error) for _, name, subjects in self.routes if subject in subjects] or [(self.name, error)]
 
 
 async def to_survivors(session: AsyncSession, survivors: Survivors, events: list[Event[Any]]) -> list[Event[Any]]:

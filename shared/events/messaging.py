@@ -164,19 +164,23 @@ def outbox_events(event_id: str, body: bytes) -> list[tuple[str, bytes]]:
     return events
 
 
-async def handled_ids(session: AsyncSession, consumer: str, event_ids: Iterable[str]) -> set[str]:
+async def handled_ids(session: AsyncSession, consumers: list[str], event_ids: Iterable[str]) -> set[tuple[str, str]]:
+    """(consumer, event id) of those of `event_ids` that `consumers` have handled."""
+
     inbox = tables_of(session).inbox
     ids = list(event_ids)
-    if not ids:
+    if not ids or not consumers:
         return set()
     result = await session.execute(
-        select(inbox.c.event_id).where(inbox.c.consumer == consumer, inbox.c.event_id.in_(ids))
+        select(inbox.c.consumer, inbox.c.event_id).where(inbox.c.consumer.in_(consumers), inbox.c.event_id.in_(ids))
     )
-    return set(result.scalars())
+    return {(consumer, event_id) for consumer, event_id in result}
 
 
-async def record_handled(session: AsyncSession, consumer: str, event_ids: Iterable[str], at: datetime) -> None:
-    rows = [{"consumer": consumer, "event_id": event_id, "handled_at": at} for event_id in event_ids]
+async def record_handled(session: AsyncSession, handled: Iterable[tuple[str, str]], at: datetime) -> None:
+    """Record (consumer, event id) pairs as handled, in the transaction of their effect."""
+
+    rows = [{"consumer": consumer, "event_id": event_id, "handled_at": at} for consumer, event_id in handled]
     if rows:
         await session.execute(insert(tables_of(session).inbox), rows)
 

@@ -19,7 +19,7 @@ from typing_extensions import TypeVar
 
 from shared.db.database import Database
 from shared.events.bus import Bus
-from shared.events.consumer import ConsumerRunner, ConsumerSpec
+from shared.events.consumer import ConsumerRunner, ConsumerSpec, consumer_groups
 from shared.events.messaging import MessagingTables
 from shared.events.relay import OutboxRelay
 from shared.nats_auth import load_credentials
@@ -84,7 +84,8 @@ async def start_runtime(definition: ServiceDefinition[StateT], settings: Service
         {"messaging": definition.messaging, "notify": relay.notify, "public_base_url": settings.public_base_url}
     )
     consumers = [
-        ConsumerRunner(spec, settings=settings, db=db, bus=bus, metrics=metrics) for spec in definition.consumers
+        ConsumerRunner(group, settings=settings, db=db, bus=bus, metrics=metrics)
+        for group in consumer_groups(definition.name, definition.consumers)
     ]
     # The state's builder gets the runtime (its database, its task list) before the state is in it.
     runtime: Runtime[Any] = Runtime(settings, db, bus, relay, consumers, metrics, state=None)

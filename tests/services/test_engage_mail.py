@@ -474,7 +474,7 @@ async def test_a_request_that_overtakes_the_customers_contact_waits_for_it(suite
     async def retried() -> bool:
         nc = await nats.connect(suite.nats.url)
         try:
-            info = await nc.jetstream().consumer_info("CRM", "engage-message-requests")
+            info = await nc.jetstream().consumer_info("CRM", "engage-events")
             return info.num_redelivered >= 1
         finally:
             await nc.close()

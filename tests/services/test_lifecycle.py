@@ -78,7 +78,12 @@ async def _handled(service, event, purpose: str | None = None) -> bool:
     elif isinstance(event, str):
         wanted = None
     else:
-        wanted = {runner.name for runner in service.runtime.consumers if event.type in runner.spec.all_subjects}
+        wanted = {
+            spec.durable(service.settings.service)
+            for runner in service.runtime.consumers
+            for spec in runner.group.specs
+            if event.type in spec.all_subjects
+        }
     async with service.runtime.db.reader() as session:
         rows = await session.execute(select(inbox.c.consumer).where(inbox.c.event_id == event_id))
         seen = set(rows.scalars())

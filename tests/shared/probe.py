@@ -54,7 +54,11 @@ BATCH_DEFINITION = ServiceDefinition(
     description="backbone test probe, applying micro-batches at once",
     metadata=Base.metadata,
     messaging=messaging,
-    consumers=[ConsumerSpec("apply", batch_handler=on_customers_created, subjects=("crm.identify.customer.created",))],
+    consumers=[
+        ConsumerSpec(
+            "apply", batch_handler=on_customers_created, subjects=("crm.identify.customer.created",), group="apply"
+        )
+    ],
 )
 
 DEFINITION = ServiceDefinition(
@@ -62,7 +66,7 @@ DEFINITION = ServiceDefinition(
     description="backbone test probe",
     metadata=Base.metadata,
     messaging=messaging,
-    consumers=[ConsumerSpec("apply", {"crm.identify.customer.created": on_customer_created})],
+    consumers=[ConsumerSpec("apply", {"crm.identify.customer.created": on_customer_created}, group="apply")],
 )
 
 
@@ -109,7 +113,7 @@ MERGING_DEFINITION = ServiceDefinition(
     metadata=Base.metadata,
     messaging=messaging,
     consumers=aliases.consumers(
-        [ConsumerSpec("apply", {"crm.network.referral.recorded": on_referral})],
+        [ConsumerSpec("apply", {"crm.network.referral.recorded": on_referral}, group="apply")],
         merge_steps=[_merge_step("first"), _merge_step("second")],
         merges_description="probe merges",
     ),

@@ -78,7 +78,7 @@ async def test_a_consumer_that_dies_before_acking_gets_the_event_again_and_appli
     async def apply_then_die(msgs):
         # The effect and the inbox record commit, then the process "dies": no ack.
         items = [(m, probe.read(m.data)) for m in msgs]
-        await runner._apply(items)
+        await runner._apply(items, runner.routes)
         applied_without_ack.extend(items)
         await asyncio.sleep(3600)  # hangs until killed, never acking
 

@@ -117,9 +117,9 @@ async def test_a_service_user_may_not_touch_the_stream_or_the_consumers(suite):
         with pytest.raises(nats.errors.TimeoutError):
             await js.add_consumer("CRM", ConsumerConfig(durable_name="identify-mine", filter_subject="crm.>"))
         with pytest.raises(nats.errors.TimeoutError):
-            await js.delete_consumer("CRM", "identify-referrals")
+            await js.delete_consumer("CRM", "identify-events")
         with pytest.raises(nats.errors.TimeoutError):  # another service's consumer
-            await js.consumer_info("CRM", "engage-timeline")
+            await js.consumer_info("CRM", "engage-events")
         await nc.subscribe("crm.>")  # listening to the bus directly
         await nc.subscribe("_INBOX.>")  # or to other users' replies
         await nc.flush()
@@ -135,7 +135,7 @@ async def test_a_service_user_may_not_touch_the_stream_or_the_consumers(suite):
         assert info.config.subject_transform is None
         with pytest.raises(NotFoundError):
             await js.consumer_info("CRM", "identify-mine")
-        assert (await js.consumer_info("CRM", "identify-referrals")).name == "identify-referrals"
+        assert (await js.consumer_info("CRM", "identify-events")).name == "identify-events"
     finally:
         await admin.close()
 
@@ -155,13 +155,13 @@ async def test_network_makes_consumers_of_its_own_but_touches_no_other_services(
         assert (await js.consumer_info("CRM", "network-webhook-test")).name == "network-webhook-test"
         await js.delete_consumer("CRM", "network-webhook-test")
         with pytest.raises(nats.errors.TimeoutError):  # another service's consumer
-            await js.delete_consumer("CRM", "identify-referrals")
+            await js.delete_consumer("CRM", "identify-events")
         with pytest.raises(nats.errors.TimeoutError):
-            await js.consumer_info("CRM", "identify-referrals")
+            await js.consumer_info("CRM", "identify-events")
         with pytest.raises(nats.errors.TimeoutError):  # its own provisioned ones: pull only
-            await js.delete_consumer("CRM", "network-referrals")
+            await js.delete_consumer("CRM", "network-events")
         with pytest.raises(nats.errors.TimeoutError):
-            await js.add_consumer("CRM", ConsumerConfig(name="engage-timeline", durable_name="engage-timeline"))
+            await js.add_consumer("CRM", ConsumerConfig(name="engage-events", durable_name="engage-events"))
         with pytest.raises(nats.errors.TimeoutError):  # the stream itself
             await js.update_stream(StreamConfig(name="CRM", subjects=["crm.>", "other.>"]))
     finally:
@@ -169,8 +169,8 @@ async def test_network_makes_consumers_of_its_own_but_touches_no_other_services(
     admin = await nats.connect(suite.nats.url)
     try:
         js = admin.jetstream()
-        assert (await js.consumer_info("CRM", "identify-referrals")).name == "identify-referrals"
-        assert (await js.consumer_info("CRM", "network-referrals")).name == "network-referrals"
+        assert (await js.consumer_info("CRM", "identify-events")).name == "identify-events"
+        assert (await js.consumer_info("CRM", "network-events")).name == "network-events"
         assert (await js.stream_info("CRM")).config.subjects == ["crm.>"]
     finally:
         await admin.close()
@@ -180,14 +180,14 @@ async def test_a_service_finds_a_missing_consumer_in_readiness_and_resumes_once_
     lifecycle = await suite.start("lifecycle")
     admin = await nats.connect(suite.nats.url)
     try:
-        await admin.jetstream().delete_consumer("CRM", "lifecycle-stages")
-        runner = next(r for r in lifecycle.runtime.consumers if r.name == "lifecycle-stages")
+        await admin.jetstream().delete_consumer("CRM", "lifecycle-events")
+        runner = next(r for r in lifecycle.runtime.consumers if r.name == "lifecycle-events")
         runner._checked_generation = -1  # as after a reconnect: it looks again
 
         async def reported():
             response = await lifecycle.client.get("/readyz")
-            check = response.json()["checks"]["consumer:lifecycle-stages"]
-            return response.status_code == 503 and check.startswith("missing: consumer lifecycle-stages") and check
+            check = response.json()["checks"]["consumer:lifecycle-events"]
+            return response.status_code == 503 and check.startswith("missing: consumer lifecycle-events") and check
 
         assert "valuechain migrate" in await wait_until(reported, what="readiness names the missing consumer")
         await suite.provision(importlib.import_module("services.lifecycle.main").DEFINITION, lifecycle.settings)
@@ -225,7 +225,7 @@ async def test_a_partners_reader_pulls_its_consumer_and_nothing_else(suite):
         with pytest.raises(nats.errors.TimeoutError):  # publishing anything
             await js.publish("crm.identify.customer.created", b"{}")
         with pytest.raises(nats.errors.TimeoutError):  # another consumer
-            await js.consumer_info("CRM", "engage-timeline")
+            await js.consumer_info("CRM", "engage-events")
         with pytest.raises(nats.errors.TimeoutError):  # a consumer of its own
             await js.add_consumer("CRM", ConsumerConfig(durable_name="partner-acme-2"))
         await wait_until(lambda: len(errors) >= 3, what="the server's permission violations")
