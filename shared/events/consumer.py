@@ -60,7 +60,7 @@ from shared.db.uow import transaction
 from shared.events.bus import Bus, consumer_config, provision
 from shared.events.contracts import CATALOG, dlq_subject
 from shared.events.envelope import CloudEvent, Event
-from shared.events.messaging import emit, handled_ids, record_handled, tables_of
+from shared.events.messaging import claim_handled, emit, record_handled, tables_of
 from shared.observability import context
 from shared.observability.metrics import Metrics
 from shared.settings import ServiceSettings
@@ -392,47 +392,44 @@ class ConsumerRunner:
         await self._dead_letter(msg, envelope, self._takers(envelope.type, error), self._deliveries(msg))
 
     async def _apply(self, items: list[tuple[Msg, Event[Any]]], routes: list[Route]) -> None:
-        duplicates = 0
-        applied: dict[str, int] = {}
+        events = [event for _, event in items]
+        # Which spec takes which event (an event twice in a batch counts once).
+        taken: list[tuple[Route, list[Event[Any]]]] = []
+        for route in routes:
+            by_id: dict[str, Event[Any]] = {}
+            for event in events:
+                if event.type in route[2]:
+                    by_id.setdefault(event.id, event)
+            if by_id:
+                taken.append((route, list(by_id.values())))
         async with transaction(self.db.writer) as session:
-            events = [event for _, event in items]
-            seen = await handled_ids(session, [name for _, name, _ in routes], {event.id for event in events})
-            as_survivors: dict[int, list[Event[Any]]] = {}  # per alias table: one lookup per batch
-            handled: list[tuple[str, str]] = []
-            for spec, name, subjects in routes:
-                fresh: list[Event[Any]] = []
-                kept: set[str] = set()
-                for event in events:
-                    if event.type not in subjects:
-                        continue
-                    if (name, event.id) in seen or event.id in kept:
-                        duplicates += 1
-                        continue
-                    kept.add(event.id)
-                    fresh.append(event)
-                if not fresh:
+            pairs = [(route[1], event.id) for route, mine in taken for event in mine]
+            fresh = await claim_handled(session, pairs, utcnow())
+            as_survivors: dict[int, dict[str, Event[Any]]] = {}  # per alias table: one lookup per batch
+            applied: dict[str, int] = {}
+            for (spec, name, _), mine in taken:
+                todo = [event for event in mine if (name, event.id) in fresh]
+                if not todo:
                     continue
                 if spec.survivors is not None:
                     key = id(spec.survivors)
                     if key not in as_survivors:
-                        as_survivors[key] = await to_survivors(session, spec.survivors, events)
-                    by_id = {event.id: event for event in as_survivors[key]}
-                    fresh = [by_id[event.id] for event in fresh]
+                        merged = await to_survivors(session, spec.survivors, events)
+                        as_survivors[key] = {event.id: event for event in merged}
+                    todo = [as_survivors[key][event.id] for event in todo]
                 if spec.batch_handler is not None:
-                    await spec.batch_handler(session, fresh)
+                    await spec.batch_handler(session, todo)
                 else:
-                    for event in fresh:
+                    for event in todo:
                         handler = spec.handlers.get(event.type)
                         if handler is not None:
                             with caused_by(event):
                                 await handler(session, event)
-                applied[name] = len(fresh)
-                handled.extend((name, event.id) for event in fresh)
-            await record_handled(session, handled, utcnow())
+                applied[name] = len(todo)
         for name, count in applied.items():
             self.metrics.events_handled.labels(self.service, name).inc(count)
-        if duplicates:
-            self.metrics.events_duplicate.labels(self.service, self.name).inc(duplicates)
+        if len(pairs) > len(fresh):
+            self.metrics.events_duplicate.labels(self.service, self.name).inc(len(pairs) - len(fresh))
 
     @staticmethod
     def _deliveries(msg: Msg) -> int:

@@ -11,15 +11,28 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from itertools import groupby
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, MetaData, String, Table, Text, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Executable,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.bulk import bulk_insert
-from shared.db.database import UTCDateTime, utcnow
+from shared.db.database import UTCDateTime, dialect_insert, dialect_name, utcnow
 from shared.db.ids import uuid7_many
 from shared.events.contracts import CATALOG, Contract
 from shared.events.envelope import SPECVERSION, CloudEvent, make_event
@@ -164,17 +177,23 @@ def outbox_events(event_id: str, body: bytes) -> list[tuple[str, bytes]]:
     return events
 
 
-async def handled_ids(session: AsyncSession, consumers: list[str], event_ids: Iterable[str]) -> set[tuple[str, str]]:
-    """(consumer, event id) of those of `event_ids` that `consumers` have handled."""
+async def claim_handled(session: AsyncSession, pairs: list[tuple[str, str]], at: datetime) -> set[tuple[str, str]]:
+    """Record (consumer, event id) pairs as handled, in the transaction of their effect, and
+    return those that were not recorded already: the ones to apply. One statement: an
+    INSERT … ON CONFLICT DO NOTHING RETURNING, rather than a query and an insert."""
 
-    inbox = tables_of(session).inbox
-    ids = list(event_ids)
-    if not ids or not consumers:
+    if not pairs:
         return set()
-    result = await session.execute(
-        select(inbox.c.consumer, inbox.c.event_id).where(inbox.c.consumer.in_(consumers), inbox.c.event_id.in_(ids))
-    )
+    inbox = tables_of(session).inbox
+    rows = [{"consumer": consumer, "event_id": event_id, "handled_at": at} for consumer, event_id in pairs]
+    result = await session.execute(_claim_statement(inbox, dialect_name(session)), rows)
     return {(consumer, event_id) for consumer, event_id in result}
+
+
+@cache
+def _claim_statement(inbox: Table, dialect: str) -> Executable:
+    insert_ignoring = dialect_insert(inbox, dialect).on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+    return insert_ignoring.returning(inbox.c.consumer, inbox.c.event_id)
 
 
 async def record_handled(session: AsyncSession, handled: Iterable[tuple[str, str]], at: datetime) -> None:
