@@ -220,27 +220,39 @@ async def bulk_upsert(
 ) -> None:
     """INSERT rows (dicts) into table, each clash resolved as `on_conflict(insert)` says
     (a function of the dialect's INSERT, for its `excluded`): staged (stage()) where
-    stages() says so, else an executemany."""
+    stages() says so, else an executemany.
+
+    The statement is built once per table, columns, dialect and `on_conflict`'s qualified
+    name, so `on_conflict` may depend on nothing but the table and constants: callers define
+    it as a closure per call, and keying the cache by the closure itself missed every time
+    (building an upsert costs more than running it)."""
 
     if not rows:
         return
     dialect = dialect_name(session)
+    key = (table, tuple(columns), f"{on_conflict.__module__}.{on_conflict.__qualname__}", dialect)
     if stages(session, rows):
         await stage(session, table, columns, list(map(_getter(tuple(columns)), rows)))
-        await session.execute(_upsert(table, tuple(columns), on_conflict, dialect, staged=True))
+        await session.execute(_upsert(key, on_conflict, staged=True))
     else:
-        await bulk_execute(session, _upsert(table, tuple(columns), on_conflict, dialect, staged=False), rows)
+        await bulk_execute(session, _upsert(key, on_conflict, staged=False), rows)
 
 
-@lru_cache(maxsize=64)
+_UPSERTS: dict[tuple[Any, ...], Executable] = {}
+
+
 def _upsert(
-    table: Table, columns: tuple[str, ...], on_conflict: Callable[[Any], Executable], dialect: str, *, staged: bool
+    key: tuple[Table, tuple[str, ...], str, str], on_conflict: Callable[[Any], Executable], *, staged: bool
 ) -> Executable:
-    statement = dialect_insert(table, dialect)
-    if staged:
-        source = _staged_table(table, columns)
-        statement = statement.from_select(list(columns), select(*(source.c[name] for name in columns)))
-    return on_conflict(statement)
+    statement = _UPSERTS.get((*key, staged))
+    if statement is None:
+        table, columns, _, dialect = key
+        insert = dialect_insert(table, dialect)
+        if staged:
+            source = _staged_table(table, columns)
+            insert = insert.from_select(list(columns), select(*(source.c[name] for name in columns)))
+        statement = _UPSERTS[(*key, staged)] = on_conflict(insert)
+    return statement
 
 
 def one_of(column: ColumnElement[Any], dialect: str, name: str = "ids") -> ColumnElement[bool]:

@@ -30,13 +30,24 @@ MARK_CHUNK = 1000  # seqs per UPDATE … IN (…): well under every driver's par
 
 
 class OutboxRelay:
-    def __init__(self, db: Database, tables: MessagingTables, bus: Bus, metrics: Metrics, *, batch: int, poll_s: float):
+    def __init__(
+        self,
+        db: Database,
+        tables: MessagingTables,
+        bus: Bus,
+        metrics: Metrics,
+        *,
+        batch: int,
+        poll_s: float,
+        mark_delay_s: float = 0.0,
+    ):
         self.db = db
         self.outbox = tables.outbox
         self.bus = bus
         self.metrics = metrics
         self.batch = batch
         self.poll_s = poll_s
+        self.mark_delay_s = mark_delay_s
         self._wake = asyncio.Event()
         self.last_success = time.monotonic()
         self.last_error: str | None = None
@@ -126,6 +137,8 @@ class OutboxRelay:
                     self._marker = None
 
     async def _mark_published(self) -> None:
+        # Rows published meanwhile join this write (the relay reads on past them meanwhile).
+        await asyncio.sleep(self.mark_delay_s)
         while self._unmarked:
             seqs, self._unmarked = self._unmarked, []
             self._marking = len(seqs)

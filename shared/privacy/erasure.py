@@ -22,14 +22,16 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Column, MetaData, String, Table, delete, event, or_, select, text, update
+from sqlalchemy import Column, MetaData, Select, String, Table, delete, event, or_, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from shared.db.database import UTCDateTime, insert_ignoring, utcnow
+from shared.db.bulk import one_of
+from shared.db.database import UTCDateTime, dialect_name, insert_ignoring, utcnow
 from shared.events.consumer import ConsumerSpec
 from shared.events.contracts import CustomerErased, erasure_applied_subject
 from shared.events.envelope import Event
@@ -66,8 +68,14 @@ class ErasedCustomers:
     async def among(self, session: AsyncSession, ids: Collection[str]) -> set[str]:
         if not ids:
             return set()
-        rows = await session.execute(select(self.table.c.customer_id).where(self.table.c.customer_id.in_(list(ids))))
+        rows = await session.execute(_erased_among(self.table, dialect_name(session)), {"ids": list(ids)})
         return set(rows.scalars())
+
+
+@cache
+def _erased_among(table: Table, dialect: str) -> Select[Any]:
+    """Built once: every event a consumer takes asks it."""
+    return select(table.c.customer_id).where(one_of(table.c.customer_id, dialect))
 
 
 def customer_rows(table: Table, ids: Sequence[str]) -> ColumnElement[bool] | None:

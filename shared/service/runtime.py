@@ -77,7 +77,13 @@ async def start_runtime(definition: ServiceDefinition[StateT], settings: Service
     credentials = load_credentials(settings.var_dir, definition.name, settings.nats_password)
     bus = Bus(settings.nats_url, name=f"valuechain-{definition.name}", stream=settings.stream, credentials=credentials)
     relay = OutboxRelay(
-        db, definition.messaging, bus, metrics, batch=settings.outbox_batch, poll_s=settings.outbox_poll_s
+        db,
+        definition.messaging,
+        bus,
+        metrics,
+        batch=settings.outbox_batch,
+        poll_s=settings.outbox_poll_s,
+        mark_delay_s=settings.outbox_mark_delay_s,
     )
     # Events name their schema under the gateway's public address (shared/events/messaging.py dataschema).
     db.info.update(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from operator import itemgetter
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from services.lifecycle.models import CustomerStage, StageTransition, profiles
 from services.lifecycle.stages.models import CustomerSignals, Lease, StageRuleSet, Sweep
 from services.lifecycle.stages.rules import RISK_STEP, Frame
-from shared.db.bulk import bulk_execute, bulk_insert, bulk_upsert
+from shared.db.bulk import bulk_execute, bulk_insert, bulk_upsert, one_of
 from shared.db.database import dialect_name, insert_ignoring
 
 
@@ -36,9 +37,16 @@ async def stages_of(session: AsyncSession, customer_ids: set[str]) -> dict[str, 
 
     if not customer_ids:
         return {}
-    query = select(_stages).where(_stages.c.customer_id.in_(customer_ids)).order_by(_stages.c.customer_id)
-    rows = await session.execute(query.with_for_update())
+    rows = await session.execute(_stages_of(dialect_name(session)), {"ids": list(customer_ids)})
     return {row.customer_id: dict(row._mapping) for row in rows}
+
+
+@cache
+def _stages_of(dialect: str) -> Select[Any]:
+    """Built once: every purchase asks it."""
+    return (
+        select(_stages).where(one_of(_stages.c.customer_id, dialect)).order_by(_stages.c.customer_id).with_for_update()
+    )
 
 
 async def lock_range(session: AsyncSession, *, after: str, last: str) -> None:
