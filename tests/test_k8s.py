@@ -242,8 +242,9 @@ def test_each_app_has_its_deployment_probes_secrets_policy_and_autoscaler(trees,
     assert wait["image"] == main["image"]
     assert secret_refs(wait)[prefix + "DATABASE_URL"] == refs[prefix + "DATABASE_URL"]
 
-    # Its Service, PodDisruptionBudget and CPU autoscaler.
+    # Its Service, PodDisruptionBudget and CPU autoscaler (the API refuses a selector its pods miss).
     labels = pod["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
     service = find(manifests, "Service", app)
     assert service["spec"]["selector"].items() <= labels.items()
     assert service["spec"]["ports"] == [{"name": "http", "port": port, "targetPort": "http"}]
@@ -412,6 +413,7 @@ def test_nats_is_three_nodes_with_routes_file_storage_and_fsync(trees):
         image, tag = main["image"].split(":")
         assert image == "nats"
         assert tuple(int(part) for part in re.match(r"(\d+)\.(\d+)\.(\d+)", tag).groups()) >= (2, 12, 3)
+        assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
         (claim,) = spec["volumeClaimTemplates"]
         assert {"name": claim["metadata"]["name"], "mountPath": "/data"} in main["volumeMounts"]
 
