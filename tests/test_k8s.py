@@ -1,8 +1,8 @@
 """deploy/k8s: the Kubernetes manifests, checked offline (no cluster, no kubectl).
 
 The overlays are rendered here by a small part of kustomize (`build` below: resources,
-patches by kind/name or by kind and label selector, namespace, configMapGenerator without
-name hashes), which refuses any kustomization field it does not implement, so what it
+patches with a target by kind and name or label selector, namespace, configMapGenerator
+without name hashes), which refuses any kustomization field it does not implement, so what it
 renders is what `kubectl apply -k` would apply. Every manifest of the base, of both
 overlays and the core kinds of extras/ is then checked against the Kubernetes API schemas
 that the kubernetes-validate package ships (strict: an unknown field fails too). Custom
@@ -118,9 +118,11 @@ def build(directory: Path) -> list[Manifest]:
             }
         )
     for entry in kustomization.get("patches", []):
-        assert set(entry) <= {"path", "target"}, entry
+        # A target on every patch: a patch found by its own name and no namespace may miss
+        # a resource the base put in one.
+        assert set(entry) == {"path", "target"}, f"{directory}: a patch without a target: {entry}"
         (patch,) = documents(directory / entry["path"])
-        target = entry.get("target") or {"kind": patch["kind"], "name": patch["metadata"]["name"]}
+        target = entry["target"]
         body = {key: value for key, value in patch.items() if key not in ("apiVersion", "kind", "metadata")}
         hits = [i for i, manifest in enumerate(manifests) if selected(manifest, target)]
         assert hits, f"{directory / entry['path']} patches nothing"
