@@ -3,7 +3,8 @@
 The overlays are rendered here by a small part of kustomize (`build` below: resources,
 patches with a target by kind and name or label selector, namespace, configMapGenerator
 without name hashes), which refuses any kustomization field it does not implement, so what it
-renders is what `kubectl apply -k` would apply. Every manifest of the base, of both
+renders is what `kubectl apply -k` would apply (and where kubectl is installed, a test
+checks that its kustomize renders the same). Every manifest of the base, of both
 overlays and the core kinds of extras/ is then checked against the Kubernetes API schemas
 that the kubernetes-validate package ships (strict: an unknown field fails too). Custom
 resources (extras/cloudnative-pg.yaml) have no schema offline and are skipped.
@@ -19,6 +20,7 @@ import asyncio
 import copy
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -198,6 +200,25 @@ def test_the_renderer_merges_the_way_kustomize_does(trees):
             rendered["spec"]["template"]["spec"]["initContainers"] == base["spec"]["template"]["spec"]["initContainers"]
         )
     assert {m["metadata"]["namespace"] for tree in trees.values() for m in tree} == {"valuechain"}
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_the_renderer_agrees_with_kubectl_kustomize(trees, tree):
+    """Where kubectl is installed (this project's machines have it, with kustomize v5), its
+    kustomize renders each tree exactly as `build` does."""
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("no kubectl here: the renderer alone checks the overlays")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(TREES[tree])], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+    def by_id(manifests: list[Manifest]) -> dict[tuple[str, str], Manifest]:
+        return {(m["kind"], m["metadata"]["name"]): m for m in manifests}
+
+    assert by_id([m for m in yaml.safe_load_all(result.stdout) if m]) == by_id(trees[tree])
 
 
 # --- every service of the code, wired --------------------------------------------------------
