@@ -37,6 +37,52 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _args_wait_migrations(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "databases", nargs="+", metavar="database", help="identify, engage, network, value, lifecycle or gateway"
+    )
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds before giving up (default 1800)")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between looks (default 2)")
+
+
+def _cmd_wait_migrations(args: argparse.Namespace) -> int:
+    """Wait until each database is at the head of this code's migrations: a Kubernetes pod's
+    init container, so a new version's pods start only once its `valuechain migrate` ran."""
+
+    from shared.db.migrations import DATABASES, revisions
+
+    unknown = [name for name in args.databases if name not in DATABASES]
+    if unknown:
+        print(
+            f"wait-migrations: unknown database {unknown[0]!r}: expected one of {', '.join(DATABASES)}", file=sys.stderr
+        )
+        return 2
+    deadline = time.monotonic() + args.timeout
+    waiting = list(args.databases)
+    said: dict[str, str] = {}
+    while True:
+        for name in list(waiting):
+            try:
+                current, heads = revisions(name)
+            except Exception as exc:  # noqa: BLE001 - not reachable yet: look again
+                state = f"not reachable ({type(exc).__name__}: {exc})"
+            else:
+                if current == heads:
+                    print(f"wait-migrations: {name} is at {', '.join(sorted(heads))}", flush=True)
+                    waiting.remove(name)
+                    continue
+                state = f"at {', '.join(sorted(current)) or 'no revision'}, waiting for {', '.join(sorted(heads))}"
+            if said.get(name) != state:  # each change once, not every look
+                print(f"wait-migrations: {name}: {state} (valuechain migrate)", flush=True)
+                said[name] = state
+        if not waiting:
+            return 0
+        if time.monotonic() >= deadline:
+            print(f"wait-migrations: gave up after {args.timeout:g} s: {', '.join(waiting)}", file=sys.stderr)
+            return 1
+        time.sleep(args.interval)
+
+
 def _args_migration(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "service", help="the service whose models changed (identify, engage, network, value, lifecycle)"
@@ -206,6 +252,8 @@ def _cmd_compose_secrets(args: argparse.Namespace) -> int:
         "VALUECHAIN_INTERNAL_SECRET",
         "VALUECHAIN_LINKS_SECRET",
         "VALUECHAIN_DB_PASSWORD",
+        # identify's suppression-list key: every replica must hash alike (deploy/k8s).
+        "VALUECHAIN_IDENTIFY_SUPPRESSION_KEY",
         *(password_variable(user) for user in (ADMIN_USER, GATEWAY_USER, *SERVICES)),
     ]
     for name in names:
@@ -225,6 +273,12 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
         "upgrade every service's database and the gateway's, then provision NATS (stream, consumers) as its admin",
         _no_args,
         _cmd_migrate,
+    ),
+    (
+        "wait-migrations",
+        "wait until the named databases are at the head of this version's migrations (Kubernetes init containers)",
+        _args_wait_migrations,
+        _cmd_wait_migrations,
     ),
     (
         "migration",

@@ -86,6 +86,34 @@ def upgrade_all() -> None:
         upgrade(name)
 
 
+def revisions(name: str, url: str | None = None) -> tuple[set[str], set[str]]:
+    """The revisions `name`'s database is at, and the heads of its history in this code:
+    equal once `valuechain migrate` of this version has run (`valuechain wait-migrations`,
+    the Kubernetes pods' init containers). Raises when the database cannot be reached."""
+
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = alembic_config(name, url)
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    found: list[set[str]] = []
+
+    def current(connection: Connection) -> set[str]:
+        context = MigrationContext.configure(connection, opts={"version_table": version_table(name)})
+        return set(context.get_current_heads())
+
+    async def read() -> None:
+        engine = create_async_engine(config.attributes["url"], poolclass=pool.NullPool)
+        try:
+            async with engine.connect() as connection:
+                found.append(await connection.run_sync(current))
+        finally:
+            await engine.dispose()
+
+    _in_own_thread(asyncio.run, read())
+    return found[0], heads
+
+
 def run_env(target_metadata: MetaData) -> None:
     """The body of every service's env.py."""
 
