@@ -428,8 +428,9 @@ class ConsumerRunner:
                 applied[name] = len(todo)
         for name, count in applied.items():
             self.metrics.events_handled.labels(self.service, name).inc(count)
-        if len(pairs) > len(fresh):
-            self.metrics.events_duplicate.labels(self.service, self.name).inc(len(pairs) - len(fresh))
+        for name, event_id in pairs:
+            if (name, event_id) not in fresh:
+                self.metrics.events_duplicate.labels(self.service, name).inc()
 
     @staticmethod
     def _deliveries(msg: Msg) -> int:

@@ -47,7 +47,7 @@ async def _read_stream(url: str, subject: str, count: int, *, settle: bool = Fal
         async def pull(want: int) -> bool:
             try:
                 msgs = await sub.fetch(want, timeout=0.5)
-            except NatsTimeout:
+            except (NatsTimeout, TimeoutError):  # nats-py raises a bare one when nothing at all came
                 return False
             for msg in msgs:
                 await msg.ack()
