@@ -66,6 +66,13 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:  # stopped: rows published but not yet marked are published again at the next start
+            if self._marker is not None:
+                self._marker.cancel()
+
+    async def _run(self) -> None:
         backoff = 0.1
         while True:
             try:
@@ -81,8 +88,6 @@ class OutboxRelay:
                 backoff = 0.1
                 self.last_error = None
             except asyncio.CancelledError:
-                if self._marker is not None:  # its rows are published again at the next start
-                    self._marker.cancel()
                 raise
             except Exception as exc:  # noqa: BLE001 - NATS or DB trouble: retry with the same ids
                 self.last_error = repr(exc)
