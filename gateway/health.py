@@ -133,7 +133,8 @@ async def readiness(
 
 
 class RotationKeeper:
-    """Checks every replica of each service with several, every `interval` seconds, and
+    """Checks every replica of each service with several, `interval` seconds after the last
+    round ended (each check bounded by `timeout`), and
     takes them out of the rotation or puts them back (ReplicaSet.set_health). A replica
     whose connection is refused leaves at once (ReplicaSet); this is how it comes back.
     Services with one replica are not checked here: there is no rotation to keep."""
@@ -141,7 +142,7 @@ class RotationKeeper:
     def __init__(self, upstreams: Upstreams, *, interval: float, timeout: float):
         self.upstreams = upstreams
         self.interval = interval
-        self.timeout = min(timeout, interval)
+        self.timeout = timeout
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:

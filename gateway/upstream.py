@@ -942,18 +942,16 @@ class ReplicaSet:
             self._failed(pool, exc)
             if not exc.before_send or deadline - loop.time() <= 0:
                 raise
-            first = exc
         finally:
             pool.in_flight -= 1
-        try:
-            pool = self._pick(avoid=pool)
-        except NoHealthyReplica:
-            raise first from None
+        pool = self._pick(avoid=pool)  # NoHealthyReplica if it was the last one in rotation
         pool.in_flight += 1
         try:
             return await run(pool, deadline - loop.time())
         except UpstreamError as exc:
             self._failed(pool, exc)
+            if exc.before_send and not self._healthy:
+                raise NoHealthyReplica(self.service, "no healthy replica: none accepts connections") from None
             raise
         finally:
             pool.in_flight -= 1
