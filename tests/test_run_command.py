@@ -23,6 +23,7 @@ import tomllib
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 
 from shared.settings import SERVICE_PORTS, SERVICES
@@ -240,7 +241,7 @@ def test_shutdown_terminates_then_kills_what_ignores_sigterm(monkeypatch, tmp_pa
     )
     polite = "import time; print('u' + 'p!', flush=True); time.sleep(60)"
     sup = Supervisor.__new__(Supervisor)
-    sup.gateway = Child("gateway", [sys.executable, "-c", stubborn], dict(os.environ), tmp_path / "gw.log")
+    sup.gateways = [Child("gateway", [sys.executable, "-c", stubborn], dict(os.environ), tmp_path / "gw.log")]
     sup.service_children = [Child("identify", [sys.executable, "-c", polite], dict(os.environ), tmp_path / "id.log")]
     sup.nats = None
     for child in sup.children():
@@ -252,7 +253,7 @@ def test_shutdown_terminates_then_kills_what_ignores_sigterm(monkeypatch, tmp_pa
     started = time.monotonic()
     sup.shutdown()
     assert time.monotonic() - started < 10
-    assert sup.gateway.proc.returncode == -signal.SIGKILL
+    assert sup.gateways[0].proc.returncode == -signal.SIGKILL
     assert sup.service_children[0].proc.returncode == -signal.SIGTERM
 
 
@@ -301,6 +302,114 @@ def test_sigterm_while_starting_stops_nats_and_exits_zero(monkeypatch, tmp_path)
     assert "stopped" in out
     for name in ("nats", "gateway", *SERVICES):
         assert not supervisor.tcp_open("127.0.0.1", ports[name]), f"{name} still listens"
+
+
+def _free_block(size: int) -> int:
+    """The first of `size` consecutive loopback ports nothing listens on."""
+
+    for _ in range(50):
+        base = free_port()
+        if base + size < 65535 and not any(supervisor.tcp_open("127.0.0.1", base + i, 0.1) for i in range(size)):
+            return base
+    raise AssertionError(f"no {size} consecutive free ports")
+
+
+def _replica_env(monkeypatch, tmp_path, replicas: int) -> tuple[int, int]:
+    """As _isolated_env, with the services' ports in one block (replicas at port + 5i) and
+    the gateways' in another; returns (the services' first port, the gateway's port)."""
+
+    ports = _isolated_env(monkeypatch, tmp_path)
+    services = _free_block(len(SERVICES) * replicas)
+    gateway = _free_block(replicas)
+    for i, name in enumerate(SERVICES):
+        monkeypatch.setenv(f"VALUECHAIN_{name.upper()}_PORT", str(services + i))
+    monkeypatch.setenv("VALUECHAIN_GATEWAY_PORT", str(gateway))
+    del ports
+    return services, gateway
+
+
+def test_replicas_get_consecutive_ports_and_every_gateway_every_replica(monkeypatch, tmp_path):
+    for key in list(os.environ):
+        if key.startswith("VALUECHAIN_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    sup = Supervisor(replicas=3)
+    assert sup.replica_ports("gateway") == [8000, 8001, 8002]
+    assert sup.replica_ports("identify") == [8101, 8106, 8111]
+    assert sup.replica_ports("lifecycle") == [8105, 8110, 8115]
+    assert sorted(port for name in SERVICES for port in sup.replica_ports(name)) == list(range(8101, 8116))
+    assert [sup.replica_name("value", i) for i in range(3)] == ["value-1", "value-2", "value-3"]
+    env = sup.child_env()
+    assert env["VALUECHAIN_GATEWAY_ENGAGE_URL"] == "http://127.0.0.1:8102,http://127.0.0.1:8107,http://127.0.0.1:8112"
+    assert env["VALUECHAIN_GATEWAY_REPLICAS"] == "3"  # each gateway's share of a key's rate limit
+    # One replica: the names, logs and environment of before.
+    single = Supervisor()
+    assert single.replica_name("value", 0) == "value"
+    assert "VALUECHAIN_GATEWAY_REPLICAS" not in single.child_env()
+    # Every replica's port is checked before anything starts.
+    monkeypatch.setenv("VALUECHAIN_ENGAGE_PORT", "8106")  # identify-2's
+    assert "engage-1 and identify-2 are both set to port 8106" in " ".join(Supervisor(replicas=2).ports_in_use())
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--replicas", "x"])
+
+
+def test_run_with_two_replicas_answers_through_both_gateways(monkeypatch, tmp_path):
+    """`valuechain run --replicas 2`: ten services and two gateways, each with its log; both
+    gateways see both replicas of every service, and a write through one is read through
+    the other. SIGTERM stops all of them."""
+
+    services, gateway = _replica_env(monkeypatch, tmp_path, 2)
+    monkeypatch.setenv("VALUECHAIN_ADMIN_API_KEY", "replicas-admin-key-0123456789")
+    monkeypatch.setenv("VALUECHAIN_READY_TIMEOUT_S", "150")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "valuechain", "run", "--replicas", "2"],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    auth = {"Authorization": "Bearer replicas-admin-key-0123456789"}
+    try:
+        deadline = time.monotonic() + 150
+        ready: dict = {}
+        everything = {name: {"healthy": 2, "total": 2} for name in SERVICES}
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                answers = [httpx.get(f"http://127.0.0.1:{gateway + i}/readyz", timeout=2) for i in (0, 1)]
+            except httpx.HTTPError:
+                answers = []
+            # Ready (a replica of each service) and every replica in the rotation of both.
+            if answers and all(answer.status_code == 200 for answer in answers):
+                if all(answer.json()["replicas"] == everything for answer in answers):
+                    ready = answers[1].json()
+                    break
+            time.sleep(0.5)
+        assert ready, "the suite did not become ready with every replica"
+        created = httpx.post(
+            f"http://127.0.0.1:{gateway}/v1/customers",
+            json={"email": "replica@example.com", "name": "Replica Test"},
+            headers=auth,
+            timeout=10,
+        )
+        assert created.status_code == 201, created.text
+        customer = created.json()["id"]
+        for _ in range(4):  # through the other gateway, to both identify replicas in turn
+            read = httpx.get(f"http://127.0.0.1:{gateway + 1}/v1/customers/{customer}", headers=auth, timeout=10)
+            assert read.status_code == 200, read.text
+        logs = tmp_path / "var" / "log"
+        for name in (*SERVICES, "gateway"):
+            for i in (1, 2):
+                assert (logs / f"{name}-{i}.log").is_file(), f"{name}-{i}.log"
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, out
+    for port in [*range(services, services + 2 * len(SERVICES)), gateway, gateway + 1]:
+        assert not supervisor.tcp_open("127.0.0.1", port), f"{port} still listens"
 
 
 # ---------------------------------------------------------------------------
