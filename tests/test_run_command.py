@@ -10,6 +10,7 @@ refusal to start over ports already taken.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ import sys
 import time
 import tomllib
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -275,12 +277,12 @@ def test_run_refuses_to_start_over_a_port_in_use(monkeypatch, tmp_path):
     assert not (tmp_path / "var" / "log" / "nats.log").exists()  # nothing was started
 
 
-def test_sigterm_while_starting_stops_nats_and_exits_zero(monkeypatch, tmp_path):
-    """SIGTERM arrives before the suite is up: whatever was started is stopped, exit code 0."""
+@contextlib.contextmanager
+def _valuechain_run(*args: str) -> Iterator[subprocess.Popen]:
+    """`valuechain run ARGS` in the environment of the test, killed if the test fails."""
 
-    ports = _isolated_env(monkeypatch, tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "valuechain", "run"],
+        [sys.executable, "-m", "valuechain", "run", *args],
         cwd=ROOT,
         env=dict(os.environ),
         stdout=subprocess.PIPE,
@@ -288,16 +290,24 @@ def test_sigterm_while_starting_stops_nats_and_exits_zero(monkeypatch, tmp_path)
         text=True,
     )
     try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_sigterm_while_starting_stops_nats_and_exits_zero(monkeypatch, tmp_path):
+    """SIGTERM arrives before the suite is up: whatever was started is stopped, exit code 0."""
+
+    ports = _isolated_env(monkeypatch, tmp_path)
+    with _valuechain_run() as process:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not supervisor.tcp_open("127.0.0.1", ports["nats"]):
             time.sleep(0.05)
         assert supervisor.tcp_open("127.0.0.1", ports["nats"]), "NATS never came up"
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 0, out
     assert "stopped" in out
     for name in ("nats", "gateway", *SERVICES):
@@ -361,16 +371,8 @@ def test_run_with_two_replicas_answers_through_both_gateways(monkeypatch, tmp_pa
     services, gateway = _replica_env(monkeypatch, tmp_path, 2)
     monkeypatch.setenv("VALUECHAIN_ADMIN_API_KEY", "replicas-admin-key-0123456789")
     monkeypatch.setenv("VALUECHAIN_READY_TIMEOUT_S", "150")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "valuechain", "run", "--replicas", "2"],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
     auth = {"Authorization": "Bearer replicas-admin-key-0123456789"}
-    try:
+    with _valuechain_run("--replicas", "2") as process:
         deadline = time.monotonic() + 150
         ready: dict = {}
         everything = {name: {"healthy": 2, "total": 2} for name in SERVICES}
@@ -380,10 +382,11 @@ def test_run_with_two_replicas_answers_through_both_gateways(monkeypatch, tmp_pa
             except httpx.HTTPError:
                 answers = []
             # Ready (a replica of each service) and every replica in the rotation of both.
-            if answers and all(answer.status_code == 200 for answer in answers):
-                if all(answer.json()["replicas"] == everything for answer in answers):
-                    ready = answers[1].json()
-                    break
+            if answers and all(
+                answer.status_code == 200 and answer.json()["replicas"] == everything for answer in answers
+            ):
+                ready = answers[1].json()
+                break
             time.sleep(0.5)
         assert ready, "the suite did not become ready with every replica"
         created = httpx.post(
@@ -403,10 +406,6 @@ def test_run_with_two_replicas_answers_through_both_gateways(monkeypatch, tmp_pa
                 assert (logs / f"{name}-{i}.log").is_file(), f"{name}-{i}.log"
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 0, out
     for port in [*range(services, services + 2 * len(SERVICES)), gateway, gateway + 1]:
         assert not supervisor.tcp_open("127.0.0.1", port), f"{port} still listens"

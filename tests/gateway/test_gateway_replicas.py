@@ -122,7 +122,7 @@ async def test_a_stopped_replica_leaves_the_rotation_and_comes_back_when_started
 
 
 async def test_a_replica_whose_readyz_fails_takes_no_requests_until_it_is_ready(gw2, replicas):
-    first, second = replicas
+    second = replicas[1]
     second.state.ready = False
     await wait_until(lambda: identify_set(gw2).healthy_count == 1, what="the health check to take it out")
     before = second.seen()
