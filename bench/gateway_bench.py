@@ -203,7 +203,7 @@ def start_upstream(kind: str, port: int, tmp: Path, name: str = "upstream") -> P
 
 def start_gateway(
     port: int,
-    upstream_ports: list[int],
+    upstream_ports: int | list[int],
     key: str,
     tmp: Path,
     workers: int,
@@ -214,6 +214,8 @@ def start_gateway(
     """`python -m gateway` from `source` (this tree, or --baseline's), every service's URL
     listing `upstream_ports` (several: replicas of it, spread by the gateway)."""
 
+    if isinstance(upstream_ports, int):
+        upstream_ports = [upstream_ports]
     env = dict(os.environ)
     upstream = ",".join(f"http://127.0.0.1:{upstream_port}" for upstream_port in upstream_ports)
     env.update(
@@ -222,7 +224,8 @@ def start_gateway(
             "VALUECHAIN_GATEWAY_PORT": str(port),
             "VALUECHAIN_GATEWAY_WORKERS": str(workers),
             "VALUECHAIN_ADMIN_API_KEY": key,
-            "VALUECHAIN_VAR_DIR": str(tmp / "var" / name),
+            # Each gateway its own database (the first keeps <tmp>/var: feed_bench's services share it).
+            "VALUECHAIN_VAR_DIR": str(tmp / "var" if name == "gateway" else tmp / f"var-{name}"),
             # The rate limit is checked on every request (its cost is in the numbers) but
             # never refuses one: at thousands of requests a second the admin default
             # (60,000 a minute) would turn the runs into a benchmark of 429s.
