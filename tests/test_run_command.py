@@ -314,30 +314,6 @@ def test_sigterm_while_starting_stops_nats_and_exits_zero(monkeypatch, tmp_path)
         assert not supervisor.tcp_open("127.0.0.1", ports[name]), f"{name} still listens"
 
 
-def _free_block(size: int) -> int:
-    """The first of `size` consecutive loopback ports nothing listens on."""
-
-    for _ in range(50):
-        base = free_port()
-        if base + size < 65535 and not any(supervisor.tcp_open("127.0.0.1", base + i, 0.1) for i in range(size)):
-            return base
-    raise AssertionError(f"no {size} consecutive free ports")
-
-
-def _replica_env(monkeypatch, tmp_path, replicas: int) -> tuple[int, int]:
-    """As _isolated_env, with the services' ports in one block (replicas at port + 5i) and
-    the gateways' in another; returns (the services' first port, the gateway's port)."""
-
-    ports = _isolated_env(monkeypatch, tmp_path)
-    services = _free_block(len(SERVICES) * replicas)
-    gateway = _free_block(replicas)
-    for i, name in enumerate(SERVICES):
-        monkeypatch.setenv(f"VALUECHAIN_{name.upper()}_PORT", str(services + i))
-    monkeypatch.setenv("VALUECHAIN_GATEWAY_PORT", str(gateway))
-    del ports
-    return services, gateway
-
-
 def test_replicas_get_consecutive_ports_and_every_gateway_every_replica(monkeypatch, tmp_path):
     for key in list(os.environ):
         if key.startswith("VALUECHAIN_"):
@@ -363,51 +339,41 @@ def test_replicas_get_consecutive_ports_and_every_gateway_every_replica(monkeypa
         cli.main(["run", "--replicas", "x"])
 
 
-def test_run_with_two_replicas_answers_through_both_gateways(monkeypatch, tmp_path):
-    """`valuechain run --replicas 2`: ten services and two gateways, each with its log; both
-    gateways see both replicas of every service, and a write through one is read through
-    the other. SIGTERM stops all of them."""
+def test_run_with_two_replicas_answers_through_both_gateways(tmp_path):
+    """`valuechain run --replicas 2` (tests/e2e/harness.py starts it, and waits until both
+    gateways count both replicas of every service ready): ten services and two gateways,
+    each with its log; a write through one gateway is read through the other, from both
+    identify replicas in turn (their metrics count it). SIGTERM stops all of them."""
 
-    services, gateway = _replica_env(monkeypatch, tmp_path, 2)
-    monkeypatch.setenv("VALUECHAIN_ADMIN_API_KEY", "replicas-admin-key-0123456789")
-    monkeypatch.setenv("VALUECHAIN_READY_TIMEOUT_S", "150")
-    auth = {"Authorization": "Bearer replicas-admin-key-0123456789"}
-    with _valuechain_run("--replicas", "2") as process:
-        deadline = time.monotonic() + 150
-        ready: dict = {}
-        everything = {name: {"healthy": 2, "total": 2} for name in SERVICES}
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                answers = [httpx.get(f"http://127.0.0.1:{gateway + i}/readyz", timeout=2) for i in (0, 1)]
-            except httpx.HTTPError:
-                answers = []
-            # Ready (a replica of each service) and every replica in the rotation of both.
-            if answers and all(
-                answer.status_code == 200 and answer.json()["replicas"] == everything for answer in answers
-            ):
-                ready = answers[1].json()
-                break
-            time.sleep(0.5)
-        assert ready, "the suite did not become ready with every replica"
+    from tests.e2e.harness import scratch_suite
+
+    with scratch_suite(tmp_path / "var", "replicas", replicas=2) as suite:
+        first, second = suite.gateway_urls
+        auth = {"Authorization": f"Bearer {suite.admin_key}"}
+        ready = httpx.get(f"{second}/readyz", timeout=5).json()
+        assert ready["replicas"] == {name: {"healthy": 2, "total": 2} for name in SERVICES}
         created = httpx.post(
-            f"http://127.0.0.1:{gateway}/v1/customers",
+            f"{first}/v1/customers",
             json={"email": "replica@example.com", "name": "Replica Test"},
             headers=auth,
             timeout=10,
         )
         assert created.status_code == 201, created.text
-        customer = created.json()["id"]
-        for _ in range(4):  # through the other gateway, to both identify replicas in turn
-            read = httpx.get(f"http://127.0.0.1:{gateway + 1}/v1/customers/{customer}", headers=auth, timeout=10)
+        for _ in range(4):
+            read = httpx.get(f"{second}/v1/customers/{created.json()['id']}", headers=auth, timeout=10)
             assert read.status_code == 200, read.text
+        internal = {"x-valuechain-internal": suite.internal_secret}
+        for replica in suite.service_urls("identify"):  # each took its turn
+            metrics = httpx.get(f"{replica}/metrics", headers=internal, timeout=5).text
+            assert 'method="GET",route="/v1/customers/{customer_id}",service="identify",status="200"' in metrics
         logs = tmp_path / "var" / "log"
         for name in (*SERVICES, "gateway"):
             for i in (1, 2):
                 assert (logs / f"{name}-{i}.log").is_file(), f"{name}-{i}.log"
-        process.send_signal(signal.SIGTERM)
-        out, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, out
-    for port in [*range(services, services + 2 * len(SERVICES)), gateway, gateway + 1]:
+        assert suite.stop() == 0, suite.tail()
+        ports = [int(url.rsplit(":", 1)[1]) for name in SERVICES for url in suite.service_urls(name)]
+        ports += [int(url.rsplit(":", 1)[1]) for url in suite.gateway_urls]
+    for port in ports:
         assert not supervisor.tcp_open("127.0.0.1", port), f"{port} still listens"
 
 
