@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import nats
 
-from gateway.upstream import ReplicaSet, ServicePool, UpstreamError, Upstreams, UpstreamTimeout
+from gateway.upstream import ReplicaSet, ServicePool, UpstreamConnectFailed, UpstreamError, Upstreams, UpstreamTimeout
 from shared.nats_auth import MissingCredentials, NatsCredentials
 
 NATS_DEFAULT_PORT = 4222
@@ -71,31 +71,32 @@ async def check_nats(nats_url: str, timeout: float, credentials: Callable[[], Na
     return "ready"
 
 
-async def check_replica(pool: ServicePool, timeout: float) -> str:
-    """One replica's /readyz, asked straight (with the internal secret every request carries)."""
+async def check_replica(pool: ServicePool, timeout: float) -> tuple[str, bool]:
+    """One replica's /readyz, asked straight (with the internal secret every request carries):
+    "ready" or why not, and whether its connection was refused."""
 
     try:
         response = await pool.request("GET", b"/readyz", b"accept: application/json\r\n", timeout=timeout)
     except UpstreamTimeout:
-        return "not ready: timed out"
-    except UpstreamError:
-        return "not ready: unavailable"
+        return "not ready: timed out", False
+    except UpstreamError as exc:
+        return "not ready: unavailable", isinstance(exc, UpstreamConnectFailed)
     if response.status == 200:
-        return "ready"
-    return f"not ready: /readyz answered {response.status}"
+        return "ready", False
+    return f"not ready: /readyz answered {response.status}", False
 
 
 async def check_replicas(upstreams: Upstreams, service: str, timeout: float) -> list[str]:
     """Every replica of the service checked at once; a service with several replicas takes
-    the results as its rotation (out when not ready, back in when ready)."""
+    the results for its rotation (ReplicaSet.checked)."""
 
     pools = upstreams.replicas(service)
-    results = list(await asyncio.gather(*(check_replica(pool, timeout) for pool in pools)))
+    checked = await asyncio.gather(*(check_replica(pool, timeout) for pool in pools))
     upstream = upstreams[service]
     if isinstance(upstream, ReplicaSet):
-        for pool, result in zip(pools, results):
-            upstream.set_health(pool, result == "ready", result)
-    return results
+        for pool, (result, refused) in zip(pools, checked):
+            upstream.checked(pool, result, refused=refused)
+    return [result for result, _ in checked]
 
 
 async def readiness(

@@ -58,6 +58,11 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 MAX_RESPONSE_HEADER_LINES = 100
 
+# Failed health checks in a row (a /readyz that is not 200 or not in time) that take a
+# replica of a service out of the rotation (ReplicaSet.checked); HAProxy's default `fall`
+# is 3, Kubernetes' failureThreshold 3: at the gateway's 2 s, two are 2-4 s of failing.
+CHECK_FALLS = 2
+
 
 class UpstreamError(Exception):
     """A request to a service got no usable answer."""
@@ -578,6 +583,7 @@ class ServicePool:
         self.in_flight = 0
         self.healthy = True
         self.health = "ready"
+        self.failed_checks = 0
         self._idle: deque[_Connection] = deque()
         self._open = 0
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
@@ -867,9 +873,9 @@ class ReplicaSet:
     2-3 counters.
 
     A replica leaves the rotation when a connection to it cannot be opened (refused,
-    or not within the connect timeout) and when its /readyz fails (gateway/health.py
-    checks every replica periodically); the check puts it back once /readyz answers
-    200. A request whose connection could not be opened has sent nothing, so it goes
+    or not within the connect timeout) and when its /readyz fails CHECK_FALLS times in
+    a row (gateway/health.py checks every replica periodically; `checked`); the check
+    puts it back once /readyz answers 200. A request whose connection could not be opened has sent nothing, so it goes
     to another healthy replica once, whatever its method; a request that reached a
     replica is never sent again (a POST may have been applied). With no healthy
     replica, NoHealthyReplica (a 503 naming the service).
@@ -892,6 +898,22 @@ class ReplicaSet:
     @property
     def healthy_count(self) -> int:
         return len(self._healthy)
+
+    def checked(self, pool: ServicePool, result: str, *, refused: bool = False) -> None:
+        """A health check's `result` ("ready", or why not): a ready replica is back in the
+        rotation at once; one that is not leaves it after CHECK_FALLS checks in a row, or at
+        once when its connection was `refused` (the process is gone). One slow /readyz of a
+        busy replica is not enough to send all its load to the others."""
+
+        if result == "ready":
+            pool.failed_checks = 0
+            self.set_health(pool, True, result)
+            return
+        pool.failed_checks += 1
+        if refused or pool.failed_checks >= CHECK_FALLS:
+            self.set_health(pool, False, result)
+        else:
+            pool.health = result
 
     def set_health(self, pool: ServicePool, healthy: bool, detail: str) -> None:
         """Take a replica out of the rotation or put it back (`detail`: why, for /readyz)."""

@@ -187,6 +187,19 @@ async def test_a_request_that_reached_a_replica_is_not_sent_again(replicas):
         await server.wait_closed()
 
 
+def test_one_failed_check_is_not_enough_to_leave_the_rotation_a_refused_connection_is():
+    upstream = ReplicaSet("identify", ["http://127.0.0.1:1", "http://127.0.0.1:2"])
+    first, second = upstream.replicas
+    upstream.checked(second, "not ready: timed out")  # a busy replica, once
+    assert upstream.healthy_count == 2 and second.health == "not ready: timed out"
+    upstream.checked(second, "not ready: /readyz answered 503")
+    assert upstream.healthy_count == 1 and not second.healthy
+    upstream.checked(second, "ready")
+    assert upstream.healthy_count == 2 and second.health == "ready"
+    upstream.checked(first, "not ready: unavailable", refused=True)  # the process is gone
+    assert upstream.healthy_count == 1 and not first.healthy
+
+
 def test_a_service_url_lists_its_replicas():
     settings = GatewaySettings(identify_url=" http://a:1/ , http://b:2")
     assert settings.identify_url == "http://a:1,http://b:2"
