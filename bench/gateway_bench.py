@@ -14,6 +14,11 @@ It starts, on loopback ports:
 * nginx, when installed, proxying to the upstream over keep-alive connections
   (`worker_processes auto`, `keepalive 64`, access log off).
 
+With `--baseline DIR` (another commit's tree: `git archive <commit> | tar -x -C DIR`)
+the gateway of DIR runs too, as one more target in the same rotation: before and after,
+interleaved. With `--replicas N` one more gateway spreads over N upstream processes
+(replicas of every service, gateway/upstream.py ReplicaSet).
+
 Load: `wrk` (one thread, `--connections` connections) when installed, else a
 Python aiohttp loop in a separate process (which is itself the bottleneck far
 sooner: the numbers are then only comparable with each other). Each target is
@@ -168,7 +173,7 @@ def cpu_seconds(pids: list[int]) -> float | None:
     return total / ticks
 
 
-def start_upstream(kind: str, port: int, tmp: Path) -> Proc:
+def start_upstream(kind: str, port: int, tmp: Path, name: str = "upstream") -> Proc:
     app = "bench.gateway_bench:upstream_app" if kind == "fastapi" else "bench.gateway_bench:raw_upstream_app"
     popen = subprocess.Popen(
         [
@@ -190,22 +195,37 @@ def start_upstream(kind: str, port: int, tmp: Path) -> Proc:
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "upstream.log", "wb"),  # noqa: SIM115 - the child holds it; Popen keeps it
+        stderr=open(tmp / f"{name}.log", "wb"),  # noqa: SIM115 - the child holds it; Popen keeps it
     )
     wait_http(f"http://127.0.0.1:{port}/readyz")
-    return Proc("upstream", popen)
+    return Proc(name, popen)
 
 
-def start_gateway(port: int, upstream_port: int, key: str, tmp: Path, workers: int) -> Proc:
+def start_gateway(
+    port: int,
+    upstream_ports: int | list[int],
+    key: str,
+    tmp: Path,
+    workers: int,
+    *,
+    source: Path = ROOT,
+    name: str = "gateway",
+) -> Proc:
+    """`python -m gateway` from `source` (this tree, or --baseline's), every service's URL
+    listing `upstream_ports` (several: replicas of it, spread by the gateway)."""
+
+    if isinstance(upstream_ports, int):
+        upstream_ports = [upstream_ports]
     env = dict(os.environ)
-    upstream = f"http://127.0.0.1:{upstream_port}"
+    upstream = ",".join(f"http://127.0.0.1:{upstream_port}" for upstream_port in upstream_ports)
     env.update(
         {
             "VALUECHAIN_GATEWAY_HOST": "127.0.0.1",
             "VALUECHAIN_GATEWAY_PORT": str(port),
             "VALUECHAIN_GATEWAY_WORKERS": str(workers),
             "VALUECHAIN_ADMIN_API_KEY": key,
-            "VALUECHAIN_VAR_DIR": str(tmp / "var"),
+            # Each gateway its own database (the first keeps <tmp>/var: feed_bench's services share it).
+            "VALUECHAIN_VAR_DIR": str(tmp / "var" if name == "gateway" else tmp / f"var-{name}"),
             # The rate limit is checked on every request (its cost is in the numbers) but
             # never refuses one: at thousands of requests a second the admin default
             # (60,000 a minute) would turn the runs into a benchmark of 429s.
@@ -218,13 +238,13 @@ def start_gateway(port: int, upstream_port: int, key: str, tmp: Path, workers: i
     )
     popen = subprocess.Popen(
         [sys.executable, "-m", "gateway"],
-        cwd=ROOT,
+        cwd=source,  # `python -m` imports the gateway (and shared/) from there
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "gateway.log", "wb"),  # noqa: SIM115 - the child holds it; Popen keeps it  # the JSON request log: written, as in production
+        stderr=open(tmp / f"{name}.log", "wb"),  # noqa: SIM115 - the child holds it; Popen keeps it  # the JSON request log: written, as in production
     )
     wait_http(f"http://127.0.0.1:{port}/healthz")
-    return Proc("gateway", popen)
+    return Proc(name, popen)
 
 
 NGINX_CONF = """\
@@ -428,9 +448,9 @@ def busy_seconds() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(target: Target, load, key: str, connections: int, duration: float, upstream: Proc) -> Run:
+def measure(target: Target, load, key: str, connections: int, duration: float, upstreams: list[Proc]) -> Run:
     pids = target.proc.pids()
-    ours = sorted(set(pids + upstream.pids()))
+    ours = sorted(set(pids + [pid for upstream in upstreams for pid in upstream.pids()]))
     before, ours_before, busy_before = cpu_seconds(pids), cpu_seconds(ours), busy_seconds()
     children_before = os.times()
     started = time.monotonic()
@@ -471,7 +491,14 @@ def report(targets: list[Target], args, loadgen: str, skipped: list[str]) -> str
     lines = [
         f"Machine: {machine()}; Python {sys.version.split()[0]}; load: {loadgen}, "
         f"{args.connections} connections, {args.duration:g} s x {args.repeat} runs per target (medians); "
-        f"upstream: {args.upstream}; gateway workers: {args.gateway_workers}.",
+        f"upstream: {args.upstream}; gateway workers: {args.gateway_workers}"
+        + (
+            f"; `gateway, {args.replicas} replicas`: its upstream in {args.replicas} processes"
+            if args.replicas > 1
+            else ""
+        )
+        + (f"; `gateway (baseline)`: the gateway of {args.baseline}" if args.baseline else "")
+        + ".",
         "",
         "| target | requests/s | p50 ms | p99 ms | proxy CPU µs/request | requests/s per run | other load |",
         "|---|---:|---:|---:|---:|---|---:|",
@@ -498,6 +525,11 @@ def report(targets: list[Target], args, loadgen: str, skipped: list[str]) -> str
     nginx_rps = nginx.median("rps") if nginx else None
     if gateway_rps is not None and upstream_rps is not None:
         lines.append(f"gateway / upstream direct: {gateway_rps / upstream_rps:.2f}x")
+    for other in ("gateway (baseline)", f"gateway, {args.replicas} replicas"):
+        compared = by_name.get(other)
+        other_rps = compared.median("rps") if compared else None
+        if gateway_rps is not None and other_rps is not None:
+            lines.append(f"{other} / gateway: {other_rps / gateway_rps:.2f}x")
     if gateway_rps is not None and nginx_rps is not None:
         ratio = gateway_rps / nginx_rps
         verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
@@ -520,6 +552,17 @@ def parse_args(argv):
     parser.add_argument("--upstream", choices=("fastapi", "raw"), default="fastapi")
     parser.add_argument("--gateway-workers", type=int, default=1)
     parser.add_argument("--no-nginx", action="store_true")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="also a gateway whose upstream runs in this many processes (its replicas, spread by the gateway)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also the gateway of this source tree (e.g. `git archive <commit> | tar -x -C DIR`), interleaved",
+    )
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator even if wrk exists")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     # Internal: the Python load generator's own process.
@@ -560,12 +603,30 @@ def _bench(args) -> None:
             upstream_port, gateway_port, nginx_port = free_port(), free_port(), free_port()
             upstream = start_upstream(args.upstream, upstream_port, tmp)
             procs.append(upstream)
-            gateway = start_gateway(gateway_port, upstream_port, key, tmp, args.gateway_workers)
+            upstreams = [upstream]
+            gateway = start_gateway(gateway_port, [upstream_port], key, tmp, args.gateway_workers)
             procs.append(gateway)
             targets = [
                 Target("upstream direct", f"http://127.0.0.1:{upstream_port}{PATH}", upstream),
                 Target("gateway", f"http://127.0.0.1:{gateway_port}{PATH}", gateway),
             ]
+            if args.baseline:
+                port = free_port()
+                baseline = start_gateway(
+                    port, [upstream_port], key, tmp, args.gateway_workers, source=args.baseline, name="baseline"
+                )
+                procs.append(baseline)
+                targets.append(Target("gateway (baseline)", f"http://127.0.0.1:{port}{PATH}", baseline))
+            if args.replicas > 1:
+                ports = [upstream_port]
+                for i in range(1, args.replicas):
+                    ports.append(free_port())
+                    upstreams.append(start_upstream(args.upstream, ports[-1], tmp, name=f"upstream-{i + 1}"))
+                    procs.append(upstreams[-1])
+                port = free_port()
+                spread = start_gateway(port, ports, key, tmp, args.gateway_workers, name="gateway-replicas")
+                procs.append(spread)
+                targets.append(Target(f"gateway, {args.replicas} replicas", f"http://127.0.0.1:{port}{PATH}", spread))
             nginx = None if args.no_nginx else start_nginx(nginx_port, upstream_port, tmp)
             if nginx is not None:
                 procs.append(nginx)
@@ -578,14 +639,15 @@ def _bench(args) -> None:
                 )
 
             # The gateway must really be proxying before we time it.
-            wait_http(targets[1].url, headers={"Authorization": f"Bearer {key}"})
+            for target in targets[1:]:
+                wait_http(target.url, headers={"Authorization": f"Bearer {key}"})
             for target in targets:
                 print(f"warming up {target.name} ...", file=sys.stderr)
                 load(target.url, key, args.connections, args.warmup)
             for rep in range(args.repeat):
                 order = targets[rep % len(targets) :] + targets[: rep % len(targets)]
                 for target in order:
-                    run = measure(target, load, key, args.connections, args.duration, upstream)
+                    run = measure(target, load, key, args.connections, args.duration, upstreams)
                     target.runs.append(run)
                     print(
                         f"run {rep + 1}/{args.repeat} {target.name:16s} {run.rps:9,.0f} req/s  "

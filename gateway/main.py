@@ -30,7 +30,7 @@ from gateway.audit.writer import AuditWriter
 from gateway.auth import admin_key_path, load_or_create_admin_key
 from gateway.composition import Customer360, CustomerNotFound, compose_360
 from gateway.exports import install_exports
-from gateway.health import readiness
+from gateway.health import RotationKeeper, readiness
 from gateway.observability import GatewayMetrics
 from gateway.openapi import OpenAPIMerger
 from gateway.principal import SCOPE_PRINCIPAL
@@ -112,6 +112,11 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
             internal_secret=load_or_create_internal_secret(settings),
         )
         app.front.upstreams = upstreams
+        # The rotation of services with several replicas (gateway/health.py).
+        rotation = RotationKeeper(
+            upstreams, interval=settings.replica_check_interval_s, timeout=settings.ready_timeout_s
+        )
+        rotation.start()
         # Migrated beforehand by `valuechain migrate` (the supervisor runs it before starting anything).
         store = app.state.store = open_store(settings.database_url)
         access.start(store)
@@ -123,6 +128,7 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
             yield
         finally:
             await exports.stop()  # marks the jobs still gathering failed
+            await rotation.stop()
             app.front.upstreams = None
             await upstreams.aclose()
             await access.stop()  # writes the last batch of key uses
@@ -185,7 +191,7 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
     @app.get(
         "/readyz",
         tags=["gateway"],
-        summary="Readiness: every service's /readyz is 200 and NATS is reachable",
+        summary="Readiness: a replica of every service answers /readyz 200 and NATS is reachable",
         responses={503: {"description": "Something is not ready; `checks` says what"}},
     )
     async def readyz() -> ORJSONBody:

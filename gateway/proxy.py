@@ -45,7 +45,15 @@ from gateway.principal import SCOPE_PRINCIPAL, Principal
 from gateway.ratelimit import RateLimiter
 from gateway.routes import Route, RouteTable
 from gateway.settings import GatewaySettings
-from gateway.upstream import ServicePool, UpstreamError, UpstreamResponse, Upstreams, UpstreamTimeout
+from gateway.upstream import (
+    NoHealthyReplica,
+    ReplicaSet,
+    ServicePool,
+    UpstreamError,
+    UpstreamResponse,
+    Upstreams,
+    UpstreamTimeout,
+)
 from shared.http.errors import error_body, internal_error_body
 
 # ASGI headers as the front adds them to an answer: (lower-case name, value) pairs.
@@ -210,6 +218,7 @@ class GatewayFront:
         # The 502/504 bodies, made once per service on its first failure.
         self._bad_gateway: dict[str, bytes] = {}
         self._timeout: dict[str, bytes] = {}
+        self._no_replica: dict[str, bytes] = {}
         self._unauthorized = error_body("unauthorized", "missing or invalid API key (Authorization: Bearer <key>)")
         self._not_found = error_body("not_found", "no such route")
         self._rate_limited = error_body(
@@ -535,7 +544,7 @@ class GatewayFront:
         return response.status
 
     async def _proxy_stream(
-        self, send: Send, pool: ServicePool, method: str, target: bytes, headers: bytes, extra: Headers
+        self, send: Send, pool: ServicePool | ReplicaSet, method: str, target: bytes, headers: bytes, extra: Headers
     ) -> int:
         """Pass an export on chunk by chunk, with the flow control of the upstream
         client: the gateway holds a few chunks, never the whole answer. A service that
@@ -569,6 +578,14 @@ class GatewayFront:
             if body is None:
                 body = self._timeout[service] = error_body("gateway_timeout", f"{service} timed out")
             return await self._send_json(send, 504, body, extra)
+        if isinstance(exc, NoHealthyReplica):
+            # Every replica is out of rotation (gateway/health.py puts them back as they recover).
+            body = self._no_replica.get(service)
+            if body is None:
+                body = self._no_replica[service] = error_body(
+                    "service_unavailable", f"{service} unavailable: no healthy replica"
+                )
+            return await self._send_json(send, 503, body, extra)
         body = self._bad_gateway.get(service)
         if body is None:
             body = self._bad_gateway[service] = error_body("bad_gateway", f"{service} unavailable")

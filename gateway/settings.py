@@ -8,6 +8,7 @@ the suite's, written once in shared/settings.py.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 
@@ -39,11 +40,18 @@ class GatewaySettings(GatewayStoreSettings):
     # uvicorn worker processes when started with `python -m gateway`.
     workers: int = 1
 
+    # Each service's base URL; several replicas: their URLs separated by commas (or a JSON
+    # list), and the gateway spreads requests over them (gateway/upstream.py ReplicaSet).
     identify_url: str = local_url(SERVICE_PORTS["identify"])
     engage_url: str = local_url(SERVICE_PORTS["engage"])
     network_url: str = local_url(SERVICE_PORTS["network"])
     value_url: str = local_url(SERVICE_PORTS["value"])
     lifecycle_url: str = local_url(SERVICE_PORTS["lifecycle"])
+
+    # -- replicas (issue 17; gateway/health.py RotationKeeper) --
+    # How often each replica of a service with several is checked (its /readyz), to take it
+    # out of the rotation or put it back; a refused connection takes it out at once.
+    replica_check_interval_s: float = Field(2.0, gt=0.0)
 
     # Upstream timeouts, in seconds. A proxied request gets `connect_timeout_s`
     # to open a connection and `request_timeout_s` in all for the full answer.
@@ -176,13 +184,30 @@ class GatewaySettings(GatewayStoreSettings):
             raise ValueError("VALUECHAIN_GATEWAY_JWT_JWKS_URL needs _JWT_ISSUER and _JWT_AUDIENCE too")
         return self
 
-    @field_validator("identify_url", "engage_url", "network_url", "value_url", "lifecycle_url")
+    @field_validator("identify_url", "engage_url", "network_url", "value_url", "lifecycle_url", mode="before")
     @classmethod
-    def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http(s) URL, got {value!r}")
-        return value.rstrip("/")
+    def _check_urls(cls, value: object) -> object:
+        """One URL, or several (comma-separated or a JSON list), kept as `a,b` without trailing slashes."""
+
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError(f"not a JSON list of URLs: {value!r}") from None
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ValueError(f"expected an http(s) URL or a list of them, got {value!r}")
+        urls = [item.strip().rstrip("/") for item in value if item.strip()]
+        if not urls:
+            raise ValueError("expected at least one http(s) URL")
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"expected an http(s) URL, got {url!r}")
+        if len(set(urls)) != len(urls):
+            raise ValueError(f"a replica's URL is listed twice: {value!r}")
+        return ",".join(urls)
 
     @field_validator("nats_password", mode="before")
     @classmethod
@@ -194,8 +219,15 @@ class GatewaySettings(GatewayStoreSettings):
         return {**super().secrets(), "VALUECHAIN_GATEWAY_NATS_PASSWORD": password}
 
     def service_url(self, service: str) -> str:
+        """The service's URL setting as given: one URL, or its replicas' separated by commas."""
+
         url: str = getattr(self, f"{service}_url")
         return url
 
-    def service_urls(self) -> dict[str, str]:
-        return {service: self.service_url(service) for service in SERVICES}
+    def service_replicas(self, service: str) -> list[str]:
+        return self.service_url(service).split(",")
+
+    def service_urls(self) -> dict[str, list[str]]:
+        """Each service's replicas' base URLs (one for a service without replicas)."""
+
+        return {service: self.service_replicas(service) for service in SERVICES}

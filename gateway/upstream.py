@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import ssl as _ssl
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
@@ -58,11 +58,19 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 MAX_RESPONSE_HEADER_LINES = 100
 
+# Failed health checks in a row (a /readyz that is not 200 or not in time) that take a
+# replica of a service out of the rotation (ReplicaSet.checked); HAProxy's default `fall`
+# is 3, Kubernetes' failureThreshold 3: at the gateway's 2 s, two are 2-4 s of failing.
+CHECK_FALLS = 2
+
 
 class UpstreamError(Exception):
     """A request to a service got no usable answer."""
 
     kind = "error"
+    # True when nothing of the request left the gateway (no connection was opened):
+    # another replica of the service may take it, whatever its method (ReplicaSet).
+    before_send = False
 
     def __init__(self, service: str, detail: str = ""):
         super().__init__(f"{service}: {detail}" if detail else service)
@@ -76,6 +84,24 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamTimeout(UpstreamError):
     kind = "timeout"
+
+
+class UpstreamConnectFailed(UpstreamUnavailable):
+    """The connection was refused or could not be opened: nothing was sent."""
+
+    before_send = True
+
+
+class UpstreamConnectTimeout(UpstreamTimeout):
+    """The connection did not open within the connect timeout: nothing was sent."""
+
+    before_send = True
+
+
+class NoHealthyReplica(UpstreamUnavailable):
+    """Every replica of the service is out of rotation (a 503 naming the service)."""
+
+    kind = "no_replica"
 
 
 class UpstreamResponse(NamedTuple):
@@ -552,6 +578,12 @@ class ServicePool:
         self.max_idle = max_idle
         self.keepalive_expiry = keepalive_expiry
         self.max_response_bytes = max_response_bytes
+        # As one replica of its service (ReplicaSet): requests under way, whether it is in
+        # the rotation, and what its last health check (or a refused connection) said.
+        self.in_flight = 0
+        self.healthy = True
+        self.health = "ready"
+        self.failed_checks = 0
         self._idle: deque[_Connection] = deque()
         self._open = 0
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
@@ -768,10 +800,10 @@ class ServicePool:
             )
         except TimeoutError:
             self._slot_freed()
-            raise UpstreamTimeout(self.service, "timed out connecting") from None
+            raise UpstreamConnectTimeout(self.service, "timed out connecting") from None
         except OSError as exc:
             self._slot_freed()
-            raise UpstreamUnavailable(self.service, f"cannot connect: {exc.strerror or exc}") from None
+            raise UpstreamConnectFailed(self.service, f"cannot connect: {exc.strerror or exc}") from None
         except BaseException:
             self._slot_freed()
             raise
@@ -829,16 +861,210 @@ class ServicePool:
         await asyncio.sleep(0)
 
 
+class ReplicaSet:
+    """The replicas of one service, each a ServicePool, behind the pool's interface
+    (`request`, `stream`, `upload`): the gateway's load balancer.
+
+    A request goes to the healthy replica with the fewest requests under way, ties
+    broken in turn (so an idle set is plain round robin). Least-in-flight rather than
+    round robin because replicas of one service are not equal: the one holding a
+    background lease (a refit, an import, a sweep) answers slower, and least-in-flight
+    sends it less without anyone saying so; for 2-3 replicas the choice is a scan of
+    2-3 counters.
+
+    A replica leaves the rotation when a connection to it cannot be opened (refused,
+    or not within the connect timeout) and when its /readyz fails CHECK_FALLS times in
+    a row (gateway/health.py checks every replica periodically; `checked`); the check
+    puts it back once /readyz answers 200. A request whose connection could not be opened has sent nothing, so it goes
+    to another healthy replica once, whatever its method; a request that reached a
+    replica is never sent again (a POST may have been applied). With no healthy
+    replica, NoHealthyReplica (a 503 naming the service).
+
+    A service with one replica never uses this class (Upstreams hands out its pool
+    itself: nothing to choose, nothing added to the hot path, a refused connection
+    is a 502 as before).
+    """
+
+    def __init__(self, service: str, urls: list[str], **pool_options: Any):
+        if len(set(urls)) != len(urls):
+            raise ValueError(f"{service}: a replica URL is listed twice in {urls}")
+        self.service = service
+        self.replicas = [ServicePool(service, url, **pool_options) for url in urls]
+        self._healthy = list(self.replicas)
+        self._turn = 0
+        # Called with (pool, healthy) when a replica leaves or rejoins the rotation (a log line).
+        self.on_change: Callable[[ServicePool, bool], None] | None = None
+
+    @property
+    def healthy_count(self) -> int:
+        return len(self._healthy)
+
+    def checked(self, pool: ServicePool, result: str, *, refused: bool = False) -> None:
+        """A health check's `result` ("ready", or why not): a ready replica is back in the
+        rotation at once; one that is not leaves it after CHECK_FALLS checks in a row, or at
+        once when its connection was `refused` (the process is gone). One slow /readyz of a
+        busy replica is not enough to send all its load to the others."""
+
+        if result == "ready":
+            pool.failed_checks = 0
+            self.set_health(pool, True, result)
+            return
+        pool.failed_checks += 1
+        if refused or pool.failed_checks >= CHECK_FALLS:
+            self.set_health(pool, False, result)
+        else:
+            pool.health = result
+
+    def set_health(self, pool: ServicePool, healthy: bool, detail: str) -> None:
+        """Take a replica out of the rotation or put it back (`detail`: why, for /readyz)."""
+
+        pool.health = detail
+        if pool.healthy == healthy:
+            return
+        pool.healthy = healthy
+        self._healthy = [replica for replica in self.replicas if replica.healthy]
+        if self.on_change is not None:
+            self.on_change(pool, healthy)
+
+    def _pick(self, avoid: ServicePool | None = None) -> ServicePool:
+        healthy = self._healthy
+        count = len(healthy)
+        if count == 0 or (count == 1 and healthy[0] is avoid):
+            raise NoHealthyReplica(
+                self.service,
+                f"no healthy replica ({len(self.replicas) - count} of {len(self.replicas)} out of rotation)",
+            )
+        turn = self._turn = (self._turn + 1) % count
+        best: ServicePool | None = None
+        for offset in range(count):
+            pool = healthy[(turn + offset) % count]
+            if pool is avoid:
+                continue
+            if best is None or pool.in_flight < best.in_flight:
+                best = pool
+                if not pool.in_flight:
+                    break
+        assert best is not None
+        return best
+
+    def _failed(self, pool: ServicePool, exc: UpstreamError) -> None:
+        if exc.before_send:
+            self.set_health(pool, False, f"not ready: {exc.detail}")
+
+    async def _call(self, timeout: float, run: Callable[[ServicePool, float], Awaitable[Any]]) -> Any:
+        """`run` on a picked replica; once more on another when the first could not connect."""
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pool = self._pick()
+        pool.in_flight += 1
+        try:
+            return await run(pool, timeout)
+        except UpstreamError as exc:
+            self._failed(pool, exc)
+            if not exc.before_send or deadline - loop.time() <= 0:
+                raise
+        finally:
+            pool.in_flight -= 1
+        pool = self._pick(avoid=pool)  # NoHealthyReplica if it was the last one in rotation
+        pool.in_flight += 1
+        try:
+            return await run(pool, deadline - loop.time())
+        except UpstreamError as exc:
+            self._failed(pool, exc)
+            if exc.before_send and not self._healthy:
+                raise NoHealthyReplica(self.service, "no healthy replica: none accepts connections") from None
+            raise
+        finally:
+            pool.in_flight -= 1
+
+    async def request(
+        self,
+        method: str,
+        target: bytes,
+        headers: bytes = b"",
+        body: bytes = b"",
+        *,
+        timeout: float = 30.0,
+        retry_non_idempotent: bool = False,
+    ) -> UpstreamResponse:
+        """ServicePool.request on a replica (see the class docstring)."""
+
+        async def run(pool: ServicePool, left: float) -> UpstreamResponse:
+            return await pool.request(
+                method, target, headers, body, timeout=left, retry_non_idempotent=retry_non_idempotent
+            )
+
+        response: UpstreamResponse = await self._call(timeout, run)
+        return response
+
+    async def stream(
+        self, method: str, target: bytes, headers: bytes = b"", *, timeout: float = 30.0
+    ) -> UpstreamStream:
+        """ServicePool.stream on a replica (counted under way until the head is in)."""
+
+        async def run(pool: ServicePool, left: float) -> UpstreamStream:
+            return await pool.stream(method, target, headers, timeout=left)
+
+        stream: UpstreamStream = await self._call(timeout, run)
+        return stream
+
+    async def upload(
+        self,
+        method: str,
+        target: bytes,
+        headers: bytes,
+        body: AsyncIterator[bytes],
+        *,
+        length: int | None,
+        timeout: float = 30.0,
+    ) -> UpstreamResponse:
+        """ServicePool.upload on a replica: a connection that could not be opened has
+        read nothing of `body` yet, so another replica may still take it whole."""
+
+        async def run(pool: ServicePool, left: float) -> UpstreamResponse:
+            return await pool.upload(method, target, headers, body, length=length, timeout=left)
+
+        response: UpstreamResponse = await self._call(timeout, run)
+        return response
+
+    async def aclose(self) -> None:
+        for pool in self.replicas:
+            await pool.aclose()
+
+
 class Upstreams:
-    """The pools for every service: the one upstream client of a gateway process."""
+    """The pools for every service: the one upstream client of a gateway process.
 
-    def __init__(self, urls: dict[str, str], **pool_options: Any):
-        self.pools: dict[str, ServicePool] = {
-            service: ServicePool(service, url, **pool_options) for service, url in urls.items()
-        }
+    `urls` gives each service its replicas' base URLs (or one URL as a string). A
+    service with one replica is served by its ServicePool, one with several by a
+    ReplicaSet over theirs."""
 
-    def __getitem__(self, service: str) -> ServicePool:
+    def __init__(self, urls: Mapping[str, str | Sequence[str]], **pool_options: Any):
+        self.pools: dict[str, ServicePool | ReplicaSet] = {}
+        for service, given in urls.items():
+            replicas = [given] if isinstance(given, str) else list(given)
+            if not replicas:
+                raise ValueError(f"{service}: no URL")
+            self.pools[service] = (
+                ServicePool(service, replicas[0], **pool_options)
+                if len(replicas) == 1
+                else ReplicaSet(service, replicas, **pool_options)
+            )
+
+    def __getitem__(self, service: str) -> ServicePool | ReplicaSet:
         return self.pools[service]
+
+    def replicas(self, service: str) -> list[ServicePool]:
+        """The service's replicas (one pool each), in the order of its URLs."""
+
+        upstream = self.pools[service]
+        return upstream.replicas if isinstance(upstream, ReplicaSet) else [upstream]
+
+    def replica_sets(self) -> list[ReplicaSet]:
+        """The services with several replicas: the ones whose rotation health checks keep."""
+
+        return [upstream for upstream in self.pools.values() if isinstance(upstream, ReplicaSet)]
 
     async def aclose(self) -> None:
         for pool in self.pools.values():

@@ -10,6 +10,7 @@ refusal to start over ports already taken.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -21,8 +22,10 @@ import sys
 import time
 import tomllib
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from shared.settings import SERVICE_PORTS, SERVICES
@@ -240,7 +243,7 @@ def test_shutdown_terminates_then_kills_what_ignores_sigterm(monkeypatch, tmp_pa
     )
     polite = "import time; print('u' + 'p!', flush=True); time.sleep(60)"
     sup = Supervisor.__new__(Supervisor)
-    sup.gateway = Child("gateway", [sys.executable, "-c", stubborn], dict(os.environ), tmp_path / "gw.log")
+    sup.gateways = [Child("gateway", [sys.executable, "-c", stubborn], dict(os.environ), tmp_path / "gw.log")]
     sup.service_children = [Child("identify", [sys.executable, "-c", polite], dict(os.environ), tmp_path / "id.log")]
     sup.nats = None
     for child in sup.children():
@@ -252,7 +255,7 @@ def test_shutdown_terminates_then_kills_what_ignores_sigterm(monkeypatch, tmp_pa
     started = time.monotonic()
     sup.shutdown()
     assert time.monotonic() - started < 10
-    assert sup.gateway.proc.returncode == -signal.SIGKILL
+    assert sup.gateways[0].proc.returncode == -signal.SIGKILL
     assert sup.service_children[0].proc.returncode == -signal.SIGTERM
 
 
@@ -274,12 +277,12 @@ def test_run_refuses_to_start_over_a_port_in_use(monkeypatch, tmp_path):
     assert not (tmp_path / "var" / "log" / "nats.log").exists()  # nothing was started
 
 
-def test_sigterm_while_starting_stops_nats_and_exits_zero(monkeypatch, tmp_path):
-    """SIGTERM arrives before the suite is up: whatever was started is stopped, exit code 0."""
+@contextlib.contextmanager
+def _valuechain_run(*args: str) -> Iterator[subprocess.Popen]:
+    """`valuechain run ARGS` in the environment of the test, killed if the test fails."""
 
-    ports = _isolated_env(monkeypatch, tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "valuechain", "run"],
+        [sys.executable, "-m", "valuechain", "run", *args],
         cwd=ROOT,
         env=dict(os.environ),
         stdout=subprocess.PIPE,
@@ -287,20 +290,91 @@ def test_sigterm_while_starting_stops_nats_and_exits_zero(monkeypatch, tmp_path)
         text=True,
     )
     try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_sigterm_while_starting_stops_nats_and_exits_zero(monkeypatch, tmp_path):
+    """SIGTERM arrives before the suite is up: whatever was started is stopped, exit code 0."""
+
+    ports = _isolated_env(monkeypatch, tmp_path)
+    with _valuechain_run() as process:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not supervisor.tcp_open("127.0.0.1", ports["nats"]):
             time.sleep(0.05)
         assert supervisor.tcp_open("127.0.0.1", ports["nats"]), "NATS never came up"
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 0, out
     assert "stopped" in out
     for name in ("nats", "gateway", *SERVICES):
         assert not supervisor.tcp_open("127.0.0.1", ports[name]), f"{name} still listens"
+
+
+def test_replicas_get_consecutive_ports_and_every_gateway_every_replica(monkeypatch, tmp_path):
+    for key in list(os.environ):
+        if key.startswith("VALUECHAIN_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    sup = Supervisor(replicas=3)
+    assert sup.replica_ports("gateway") == [8000, 8001, 8002]
+    assert sup.replica_ports("identify") == [8101, 8106, 8111]
+    assert sup.replica_ports("lifecycle") == [8105, 8110, 8115]
+    assert sorted(port for name in SERVICES for port in sup.replica_ports(name)) == list(range(8101, 8116))
+    assert [sup.replica_name("value", i) for i in range(3)] == ["value-1", "value-2", "value-3"]
+    env = sup.child_env()
+    assert env["VALUECHAIN_GATEWAY_ENGAGE_URL"] == "http://127.0.0.1:8102,http://127.0.0.1:8107,http://127.0.0.1:8112"
+    assert env["VALUECHAIN_GATEWAY_REPLICAS"] == "3"  # each gateway's share of a key's rate limit
+    # One replica: the names, logs and environment of before.
+    single = Supervisor()
+    assert single.replica_name("value", 0) == "value"
+    assert "VALUECHAIN_GATEWAY_REPLICAS" not in single.child_env()
+    # Every replica's port is checked before anything starts.
+    monkeypatch.setenv("VALUECHAIN_ENGAGE_PORT", "8106")  # identify-2's
+    assert "engage-1 and identify-2 are both set to port 8106" in " ".join(Supervisor(replicas=2).ports_in_use())
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--replicas", "x"])
+
+
+def test_run_with_two_replicas_answers_through_both_gateways(tmp_path):
+    """`valuechain run --replicas 2` (tests/e2e/harness.py starts it, and waits until both
+    gateways count both replicas of every service ready): ten services and two gateways,
+    each with its log; a write through one gateway is read through the other, from both
+    identify replicas in turn (their metrics count it). SIGTERM stops all of them."""
+
+    from tests.e2e.harness import scratch_suite
+
+    with scratch_suite(tmp_path / "var", "replicas", replicas=2) as suite:
+        first, second = suite.gateway_urls
+        auth = {"Authorization": f"Bearer {suite.admin_key}"}
+        ready = httpx.get(f"{second}/readyz", timeout=5).json()
+        assert ready["replicas"] == {name: {"healthy": 2, "total": 2} for name in SERVICES}
+        created = httpx.post(
+            f"{first}/v1/customers",
+            json={"email": "replica@example.com", "name": "Replica Test"},
+            headers=auth,
+            timeout=10,
+        )
+        assert created.status_code == 201, created.text
+        for _ in range(4):
+            read = httpx.get(f"{second}/v1/customers/{created.json()['id']}", headers=auth, timeout=10)
+            assert read.status_code == 200, read.text
+        internal = {"x-valuechain-internal": suite.internal_secret}
+        for replica in suite.service_urls("identify"):  # each took its turn
+            metrics = httpx.get(f"{replica}/metrics", headers=internal, timeout=5).text
+            assert 'method="GET",route="/v1/customers/{customer_id}",service="identify",status="200"' in metrics
+        logs = tmp_path / "var" / "log"
+        for name in (*SERVICES, "gateway"):
+            for i in (1, 2):
+                assert (logs / f"{name}-{i}.log").is_file(), f"{name}-{i}.log"
+        assert suite.stop() == 0, suite.tail()
+        ports = [int(url.rsplit(":", 1)[1]) for name in SERVICES for url in suite.service_urls(name)]
+        ports += [int(url.rsplit(":", 1)[1]) for url in suite.gateway_urls]
+    for port in ports:
+        assert not supervisor.tcp_open("127.0.0.1", port), f"{port} still listens"
 
 
 # ---------------------------------------------------------------------------

@@ -14,10 +14,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
+def _args_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes of every service and of the gateway (ports: docs/operations.md, 'Replicas')",
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from valuechain.supervisor import run
 
-    return run()
+    if args.replicas < 1:
+        print("valuechain run: --replicas must be at least 1", file=sys.stderr)
+        return 2
+    return run(args.replicas)
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -265,7 +278,7 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
     (
         "run",
         "start NATS, migrate, then run the five services and the gateway under a supervisor",
-        _no_args,
+        _args_run,
         _cmd_run,
     ),
     (

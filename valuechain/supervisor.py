@@ -14,6 +14,9 @@ store. SIGINT/SIGTERM stop the gateway first, then the services,
 NATS last; whatever is still alive after 10 s is killed, and the exit code is 0.
 Children write to `<var>/log/<name>.log` (nats, identify, ..., gateway); the
 supervisor's own lines, and the tail of a log when its process exits, go to stdout.
+`valuechain run --replicas N` starts N of every service and N gateways, each a child of
+its own (`identify-1` ... `identify-N`, logging to `<var>/log/identify-1.log`, ...) on
+the ports of `Supervisor.replica_ports`; every gateway is given every replica's URL.
 A second run reuses `<var>`, so data is kept.
 """
 
@@ -260,12 +263,21 @@ def get_json(url: str, timeout: float = 2.0) -> tuple[int | None, dict | None]:
         return status, None
 
 
+def all_replicas(readyz: dict | None) -> bool:
+    """Whether a gateway's /readyz answer counts every replica of every service healthy."""
+
+    replicas = readyz.get("replicas") if isinstance(readyz, dict) else None
+    if not isinstance(replicas, dict):
+        return True  # (a gateway that does not count them)
+    return all(isinstance(c, dict) and c.get("healthy") == c.get("total") for c in replicas.values())
+
+
 # ---------------------------------------------------------------------------
 # The supervisor
 
 
 class Supervisor:
-    def __init__(self) -> None:
+    def __init__(self, replicas: int = 1) -> None:
         from gateway.settings import GatewaySettings
         from shared.settings import SERVICES, settings_class
 
@@ -279,12 +291,15 @@ class Supervisor:
         self.nats_monitor_port = settings.nats_monitor_port
         self.gateway_port = settings_or_exit(GatewaySettings).port
         self.ports = {service: settings_or_exit(settings_class(service)).port for service in self.services}
+        if replicas < 1:
+            raise SystemExit(f"--replicas must be at least 1 (got {replicas})")
+        self.replicas = replicas
         self.ready_timeout = settings.ready_timeout_s
         self.stopping = False
         self.signals = 0
         self.nats: Child | None = None
         self.service_children: list[Child] = []
-        self.gateway: Child | None = None
+        self.gateways: list[Child] = []
 
     # -- signals ---------------------------------------------------------
 
@@ -302,7 +317,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
 
     def children(self) -> list[Child]:
-        return [c for c in (self.nats, *self.service_children, self.gateway) if c is not None]
+        return [c for c in (self.nats, *self.service_children, *self.gateways) if c is not None]
 
     def sleep(self, seconds: float) -> None:
         """Sleep while supervising: restarts keep happening during startup waits too."""
@@ -317,6 +332,25 @@ class Supervisor:
                 return
             time.sleep(min(POLL_S, left))
 
+    # -- replicas ------------------------------------------------------------
+
+    def replica_ports(self, name: str) -> list[int]:
+        """The ports of a service's replicas, or the gateway's (`name` "gateway"): the first at
+        its own port, the others after it. Gateway replica i (from 0) listens on the gateway's
+        port + i; replica i of a service on its port + 5i (5: the number of services), so with
+        the default ports the services' replicas fill 8101.. in one block of consecutive ports
+        (8101-8110 for two: identify 8101 and 8106, engage 8102 and 8107, ...) and the
+        gateways 8000.. (8000, 8001)."""
+
+        if name == "gateway":
+            return [self.gateway_port + i for i in range(self.replicas)]
+        return [self.ports[name] + i * len(self.services) for i in range(self.replicas)]
+
+    def replica_name(self, name: str, index: int) -> str:
+        """`identify` alone, `identify-1`, `identify-2`, ... with replicas (its log: <name>.log)."""
+
+        return name if self.replicas == 1 else f"{name}-{index + 1}"
+
     # -- environment ---------------------------------------------------------
 
     def child_env(self) -> dict[str, str]:
@@ -328,8 +362,11 @@ class Supervisor:
             env.setdefault(f"VALUECHAIN_{service.upper()}_PORT", str(self.ports[service]))
             key = f"VALUECHAIN_GATEWAY_{service.upper()}_URL"
             if not env.get(key):
-                env[key] = local_url(self.ports[service])
+                env[key] = ",".join(local_url(port) for port in self.replica_ports(service))
         env.setdefault("VALUECHAIN_GATEWAY_PORT", str(self.gateway_port))
+        if self.replicas > 1:
+            # Each gateway takes its share of every key's rate limit (gateway/ratelimit.py).
+            env.setdefault("VALUECHAIN_GATEWAY_REPLICAS", str(self.replicas))
         return env
 
     # -- steps -----------------------------------------------------------
@@ -340,8 +377,11 @@ class Supervisor:
         wanted = {
             "NATS": (self.nats_host, self.nats_port),
             "NATS monitoring": ("127.0.0.1", self.nats_monitor_port),
-            "gateway": ("127.0.0.1", self.gateway_port),
-            **{service: ("127.0.0.1", self.ports[service]) for service in self.services},
+            **{
+                self.replica_name(name, i): ("127.0.0.1", port)
+                for name in ("gateway", *self.services)
+                for i, port in enumerate(self.replica_ports(name))
+            },
         }
         seen: dict[int, str] = {}
         problems = []
@@ -430,33 +470,48 @@ class Supervisor:
         return key, created, admin_key_path(self.var_dir)
 
     def start_apps(self, env: dict[str, str]) -> None:
+        """Every replica of every service, then every gateway replica: each its own child
+        (restarted on its own), on its port (replica_ports), logging to <var>/log/<name>.log."""
+
         for service in self.services:
-            child = Child(
-                service,
-                uvicorn_argv(f"services.{service}.main:create_app", self.ports[service]),
-                env,
-                self.log_dir / f"{service}.log",
+            for i, port in enumerate(self.replica_ports(service)):
+                name = self.replica_name(service, i)
+                child = Child(
+                    name,
+                    uvicorn_argv(f"services.{service}.main:create_app", port),
+                    {**env, f"VALUECHAIN_{service.upper()}_PORT": str(port)},
+                    self.log_dir / f"{name}.log",
+                )
+                child.start()
+                self.service_children.append(child)
+        for i, port in enumerate(self.replica_ports("gateway")):
+            name = self.replica_name("gateway", i)
+            gateway = Child(
+                name,
+                # `python -m gateway` runs uvicorn with the gateway's own settings (JSON logs,
+                # no server header, proxy headers trusted only where configured).
+                [sys.executable, "-m", "gateway"],
+                {**env, "VALUECHAIN_GATEWAY_PORT": str(port)},
+                self.log_dir / f"{name}.log",
             )
-            child.start()
-            self.service_children.append(child)
-        self.gateway = Child(
-            "gateway",
-            # `python -m gateway` runs uvicorn with the gateway's own settings (JSON logs,
-            # no server header, proxy headers trusted only where configured).
-            [sys.executable, "-m", "gateway"],
-            env,
-            self.log_dir / "gateway.log",
-        )
-        self.gateway.start()
-        say(f"started {', '.join(self.services)} and the gateway")
+            gateway.start()
+            self.gateways.append(gateway)
+        each = "" if self.replicas == 1 else f" ({self.replicas} of each)"
+        say(f"started {', '.join(self.services)} and the gateway{each}")
 
     def wait_ready(self) -> bool:
-        url = f"http://127.0.0.1:{self.gateway_port}/readyz"
+        """Until every gateway's /readyz is 200 and counts every replica of every service
+        ready (a gateway is ready with one replica of each)."""
+
+        urls = [f"http://127.0.0.1:{port}/readyz" for port in self.replica_ports("gateway")]
         deadline = time.monotonic() + self.ready_timeout
-        status, body = None, None
+        status, body, url = None, None, urls[0]
         while not self.stopping and time.monotonic() < deadline:
-            status, body = get_json(url)
-            if status == 200:
+            for url in urls:
+                status, body = get_json(url)
+                if status != 200 or not all_replicas(body):
+                    break
+            else:
                 say("the suite is ready")
                 return True
             self.sleep(0.5)
@@ -476,15 +531,22 @@ class Supervisor:
         if not isinstance(checks, dict):
             checks = {}
             for service in self.services:
-                status, body = get_json(f"http://127.0.0.1:{self.ports[service]}/readyz")
-                if status != 200:
-                    detail = (body or {}).get("checks") if isinstance(body, dict) else None
-                    checks[service] = f"/readyz answered {status or 'nothing'}" + (f" {detail}" if detail else "")
+                for i, port in enumerate(self.replica_ports(service)):
+                    status, body = get_json(f"http://127.0.0.1:{port}/readyz")
+                    if status != 200:
+                        detail = (body or {}).get("checks") if isinstance(body, dict) else None
+                        checks[self.replica_name(service, i)] = f"/readyz answered {status or 'nothing'}" + (
+                            f" {detail}" if detail else ""
+                        )
             if not tcp_open(self.nats_host, self.nats_port):
                 checks["nats"] = "not accepting connections"
         for name, result in checks.items():
             if result != "ready":
                 lines.append(f"{name}: {result}")
+        replicas = gateway_body.get("replicas") if isinstance(gateway_body, dict) else None
+        for name, count in (replicas or {}).items():
+            for url, result in (count.get("not_ready") or {}).items() if isinstance(count, dict) else ():
+                lines.append(f"{name} replica {url}: {result}")
         for child in self.children():
             if not child.alive() or child.restarts:
                 state = "down" if not child.alive() else "up"
@@ -499,8 +561,12 @@ class Supervisor:
             f"  gateway        {gw}",
             f"  API docs       {gw}/docs",
         ]
+        if self.replicas > 1:
+            others = ", ".join(str(port) for port in self.replica_ports("gateway")[1:])
+            lines.append(f"  gateways       also on port(s) {others} (each spreads over every replica)")
         for service in self.services:  # the services answer only the gateway (its internal secret)
-            lines.append(f"  {service:<14} http://127.0.0.1:{self.ports[service]}  (internal: through the gateway)")
+            urls = ", ".join(f"http://127.0.0.1:{port}" for port in self.replica_ports(service))
+            lines.append(f"  {service:<14} {urls}  (internal: through the gateway)")
         lines += [
             f"  NATS           {self.nats_url}  (users and passwords in {self.var_dir / 'nats'};"
             f" monitor http://127.0.0.1:{self.nats_monitor_port})",
@@ -527,7 +593,7 @@ class Supervisor:
     def shutdown(self) -> None:
         say("stopping: gateway, services, then NATS")
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        stages = [[self.gateway] if self.gateway else [], self.service_children, [self.nats] if self.nats else []]
+        stages = [self.gateways, self.service_children, [self.nats] if self.nats else []]
         for stage in stages:
             for child in stage:
                 child.restart_at = None
@@ -589,5 +655,5 @@ def provision_nats(settings: SupervisorSettings) -> list[str]:
     return asyncio.run(provision_all(settings.nats_url, admin))
 
 
-def run() -> int:
-    return Supervisor().run()
+def run(replicas: int = 1) -> int:
+    return Supervisor(replicas).run()

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -32,11 +33,37 @@ def unique_email(name: str = "e2e") -> str:
     return f"{unique(name)}@example.com"
 
 
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive loopback ports that nothing listens on."""
+
+    for _ in range(50):
+        base = free_ports(1)[0]
+        if base + size >= 65535:
+            continue
+        try:
+            with ExitStack() as stack:
+                for port in range(base, base + size):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no {size} consecutive free ports")
+
+
 class RunningSuite:
-    def __init__(self, var_dir: Path, database_urls: dict[str, str] | None = None):
+    """`valuechain run` on free ports; with `replicas` > 1, `--replicas N`: the services' ports
+    in one block (replica i at port + 5i, the supervisor's plan) and the gateways' in another."""
+
+    def __init__(self, var_dir: Path, database_urls: dict[str, str] | None = None, replicas: int = 1):
         self.var_dir = var_dir
+        self.replicas = replicas
         names = (*SERVICES, "gateway", "nats", "nats_monitor")
         self.ports = dict(zip(names, free_ports(len(names))))
+        if replicas > 1:
+            services = free_port_block(len(SERVICES) * replicas)
+            self.ports.update({name: services + i for i, name in enumerate(SERVICES)})
+            self.ports["gateway"] = free_port_block(replicas)
         self.database_urls = database_urls or {}
         self.process: subprocess.Popen | None = None
         self.log_path = var_dir / "suite.log"
@@ -46,8 +73,22 @@ class RunningSuite:
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['gateway']}"
 
+    @property
+    def gateway_urls(self) -> list[str]:
+        """Every gateway (the first is `gateway_url`)."""
+
+        return [f"http://127.0.0.1:{self.ports['gateway'] + i}" for i in range(self.replicas)]
+
     def service_url(self, name: str) -> str:
+        """The service's first replica."""
+
         return f"http://127.0.0.1:{self.ports[name]}"
+
+    def service_urls(self, name: str) -> list[str]:
+        """Every replica of the service."""
+
+        step = len(SERVICES)
+        return [f"http://127.0.0.1:{self.ports[name] + i * step}" for i in range(self.replicas)]
 
     @property
     def nats_url(self) -> str:
@@ -75,16 +116,27 @@ class RunningSuite:
         )
         for name in SERVICES:
             env[f"VALUECHAIN_{name.upper()}_PORT"] = str(self.ports[name])
-            env[f"VALUECHAIN_GATEWAY_{name.upper()}_URL"] = self.service_url(name)
+            env[f"VALUECHAIN_GATEWAY_{name.upper()}_URL"] = ",".join(self.service_urls(name))
             if name in self.database_urls:
                 env[f"VALUECHAIN_{name.upper()}_DATABASE_URL"] = self.database_urls[name]
         return env
 
-    def start(self, timeout: float = 90) -> None:
+    def start(self, timeout: float | None = None) -> None:
+        """Start it and wait until every gateway counts every replica ready (90 s, and 60 s
+        more for each further replica of everything: ten processes start slower than five)."""
+
+        if timeout is None:
+            timeout = 90 + 60 * (self.replicas - 1)
         self.var_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:  # the child writes to its own copy of the descriptor
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "valuechain", "run"],
+                [
+                    sys.executable,
+                    "-m",
+                    "valuechain",
+                    "run",
+                    *(["--replicas", str(self.replicas)] if self.replicas > 1 else []),
+                ],
                 cwd=ROOT,
                 env=self.env(),
                 stdout=log,
@@ -95,13 +147,21 @@ class RunningSuite:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"valuechain run exited with {self.process.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.gateway_url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if all(self._all_ready(url) for url in self.gateway_urls):
+                return
             time.sleep(0.2)
         raise RuntimeError(f"the suite did not become ready:\n{self.tail()}")
+
+    @staticmethod
+    def _all_ready(gateway_url: str) -> bool:
+        """The gateway is ready and counts every replica of every service healthy."""
+
+        try:
+            answer = httpx.get(f"{gateway_url}/readyz", timeout=1)
+        except httpx.HTTPError:
+            return False
+        replicas = answer.json().get("replicas", {}) if answer.status_code == 200 else None
+        return replicas is not None and all(count["healthy"] == count["total"] for count in replicas.values())
 
     def tail(self, lines: int = 60) -> str:
         try:
@@ -141,12 +201,13 @@ async def postgres_databases(tag: str) -> tuple[dict[str, str], list]:
 
 
 @contextmanager
-def scratch_suite(var_dir: Path, tag: str):
+def scratch_suite(var_dir: Path, tag: str, replicas: int = 1):
     """A RunningSuite on its own fresh data (fresh PostgreSQL databases when CI runs on
-    PostgreSQL), stopped and its databases dropped afterwards."""
+    PostgreSQL; the replicas of a service share its one), stopped and its databases dropped
+    afterwards."""
 
     urls, drops = asyncio.run(postgres_databases(tag))
-    suite = RunningSuite(var_dir, urls)
+    suite = RunningSuite(var_dir, urls, replicas)
     try:
         suite.start()
         yield suite
