@@ -14,10 +14,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
+def _args_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nats-cluster",
+        type=int,
+        default=1,
+        choices=[1, 3, 5],
+        metavar="N",
+        help="run NATS as a JetStream cluster of N nodes on loopback (3 or 5; the stream gets N replicas)",
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from valuechain.supervisor import run
 
-    return run()
+    return run(nats_cluster=args.nats_cluster)
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -200,13 +211,14 @@ def _cmd_compose_secrets(args: argparse.Namespace) -> int:
     from shared.nats_auth import ADMIN_USER, GATEWAY_USER, password_variable
     from shared.secret_files import new_secret
     from shared.settings import SERVICES
+    from valuechain.nats_setup import ROUTE_USER
 
     names = [
         "VALUECHAIN_ADMIN_API_KEY",
         "VALUECHAIN_INTERNAL_SECRET",
         "VALUECHAIN_LINKS_SECRET",
         "VALUECHAIN_DB_PASSWORD",
-        *(password_variable(user) for user in (ADMIN_USER, GATEWAY_USER, *SERVICES)),
+        *(password_variable(user) for user in (ADMIN_USER, GATEWAY_USER, *SERVICES, ROUTE_USER)),
     ]
     for name in names:
         print(f"{name}={new_secret()}")
@@ -217,7 +229,7 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callab
     (
         "run",
         "start NATS, migrate, then run the five services and the gateway under a supervisor",
-        _no_args,
+        _args_run,
         _cmd_run,
     ),
     (

@@ -118,7 +118,11 @@ async def provision_consumers(js: JetStreamContext, specs: Iterable[ConsumerSpec
     does for every service, as the NATS admin (the test suite does it the same way)."""
 
     await provision(
-        js, settings.stream, [spec_config(spec, settings) for spec in specs], max_age_s=settings.stream_max_age_s
+        js,
+        settings.stream,
+        [spec_config(spec, settings) for spec in specs],
+        max_age_s=settings.stream_max_age_s,
+        replicas=settings.stream_replicas,
     )
 
 
