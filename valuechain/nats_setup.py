@@ -245,12 +245,12 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, APIError) and (exc.code == 503 or exc.err_code in TRANSIENT_API_ERRORS)
 
 
-async def patiently(deadline: float, call: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """`call(*args)`, again after a transient error until `deadline` (time.monotonic())."""
+async def patiently(deadline: float, call: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    """`call(...)`, again after a transient error until `deadline` (time.monotonic())."""
 
     while True:
         try:
-            return await call(*args)
+            return await call(*args, **kwargs)
         except Exception as exc:
             if not transient(exc) or time.monotonic() >= deadline:
                 raise

@@ -375,10 +375,9 @@ class Supervisor:
     def ports_in_use(self) -> list[str]:
         """Every port the suite needs that something already listens on."""
 
-        nats: dict[str, tuple[str, int]] = {
-            "NATS": (self.nats_host, self.nats_port),
-            "NATS monitoring": ("127.0.0.1", self.nats_monitor_port),
-        }
+        nats: dict[str, tuple[str, int]] = {}
+        if not self.nats_nodes:
+            nats = {"NATS": (self.nats_host, self.nats_port), "NATS monitoring": ("127.0.0.1", self.nats_monitor_port)}
         for node in self.nats_nodes:
             nats |= {
                 f"NATS {node.name}": ("127.0.0.1", node.client_port),

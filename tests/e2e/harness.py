@@ -41,6 +41,7 @@ class RunningSuite:
         self.process: subprocess.Popen | None = None
         self.log_path = var_dir / "suite.log"
         self.admin_key = "e2e-admin-key-" + os.urandom(8).hex()
+        self.run_args: list[str] = []  # after `valuechain run`: --nats-cluster 3, ...
 
     @property
     def gateway_url(self) -> str:
@@ -84,7 +85,7 @@ class RunningSuite:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:  # the child writes to its own copy of the descriptor
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "valuechain", "run"],
+                [sys.executable, "-m", "valuechain", "run", *self.run_args],
                 cwd=ROOT,
                 env=self.env(),
                 stdout=log,
