@@ -221,7 +221,10 @@ def _cmd_compose_secrets(args: argparse.Namespace) -> int:
         *(password_variable(user) for user in (ADMIN_USER, GATEWAY_USER, *SERVICES, ROUTE_USER)),
     ]
     for name in names:
-        print(f"{name}={new_secret()}")
+        # Starting with a letter: nats-server parses an environment variable it reads into its
+        # configuration (`password: $VAR`) as a value, and one starting with a digit or `-` as a
+        # number or a date, which fails ("All ISO8601 dates must be in full Zulu form").
+        print(f"{name}=k{new_secret()}")
     return 0
 
 
