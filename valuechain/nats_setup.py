@@ -32,8 +32,9 @@ from typing import Any, TypeVar
 import nats
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import APIError
+from nats.js.errors import APIError, BadRequestError
 from pydantic import SecretStr
 
 from shared.events.consumer import provision_consumers
@@ -257,6 +258,18 @@ async def patiently(deadline: float, call: Callable[..., Awaitable[T]], *args: A
         await asyncio.sleep(0.25)
 
 
+async def ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
+    """Create the key-value bucket, or bring an existing one to `config`'s replicas (the
+    server refuses to create it again with another configuration)."""
+
+    try:
+        await js.create_key_value(config)
+    except BadRequestError:
+        info = await js.stream_info(f"KV_{config.bucket}")
+        if info.config.num_replicas != config.replicas:
+            await js.update_stream(dataclasses.replace(info.config, num_replicas=config.replicas))
+
+
 async def provision_all(
     nats_url: str,
     admin: NatsCredentials,
@@ -291,7 +304,7 @@ async def provision_all(
             copies = f" (R{settings.stream_replicas})" if settings.stream_replicas > 1 else ""
             done.append(f"{name}: stream {settings.stream}{copies}, consumers {durables}")
         bucket = dataclasses.replace(RATELIMITS, replicas=settings.stream_replicas)
-        await patiently(deadline, js.create_key_value, bucket)
+        await patiently(deadline, ensure_bucket, js, bucket)
         done.append(f"gateway: key-value bucket {RATELIMITS_BUCKET}")
         return done
     finally:

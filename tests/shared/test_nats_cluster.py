@@ -213,3 +213,22 @@ def test_nats_py_reads_a_comma_separated_url_as_one_server():
     else:
         assert len(client._server_pool) == 1
     assert nats_servers(" nats://a:1, nats://b:2 ,") == ["nats://a:1", "nats://b:2"]
+
+
+async def test_migrate_again_with_r3_brings_an_r1_stream_and_bucket_to_three_copies(nats_cluster):
+    """An installation that was provisioned R1 on the cluster moves to R3 by provisioning
+    again with the new count: JetStream copies the data to the new replicas."""
+
+    admin = nats_cluster.credentials("admin")
+    await provision_all(nats_cluster.address, admin, replicas=1)
+    nc = await nats_cluster.connect()
+    try:
+        js = nc.jetstream(timeout=5)
+        await js.publish("crm.test.kept", b"1", headers={"Nats-Msg-Id": "kept"})
+        assert (await js.stream_info("CRM")).config.num_replicas == 1
+        await provision_all(nats_cluster.address, admin, replicas=3)
+        stream = await js.stream_info("CRM")
+        assert stream.config.num_replicas == 3 and stream.state.messages == 1
+        assert (await js.stream_info("KV_ratelimits")).config.num_replicas == 3
+    finally:
+        await nc.close()
