@@ -564,10 +564,12 @@ class Suite:
 
         from shared.events.consumer import provision_consumers
         from shared.settings import nats_servers
+        from valuechain.nats_setup import patiently
 
         nc = await nats.connect(nats_servers(self.nats.url))
         try:
-            await provision_consumers(nc.jetstream(), definition.consumers, settings)
+            # (as `valuechain migrate`: again while a fresh cluster is not ready to place an R3 stream)
+            await patiently(time.monotonic() + 30, provision_consumers, nc.jetstream(), definition.consumers, settings)
         finally:
             await nc.close()
 
