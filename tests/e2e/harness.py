@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from shared.settings import SERVICES
-from tests.support import POSTGRES_URL, free_ports
+from tests.support import POSTGRES_URL, free_consecutive_ports, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ def unique_email(name: str = "e2e") -> str:
 
 
 class RunningSuite:
-    def __init__(self, var_dir: Path, database_urls: dict[str, str] | None = None):
+    def __init__(self, var_dir: Path, database_urls: dict[str, str] | None = None, *, nats_cluster: int = 1):
         self.var_dir = var_dir
         names = (*SERVICES, "gateway", "nats", "nats_monitor")
         self.ports = dict(zip(names, free_ports(len(names))))
@@ -42,6 +42,12 @@ class RunningSuite:
         self.log_path = var_dir / "suite.log"
         self.admin_key = "e2e-admin-key-" + os.urandom(8).hex()
         self.run_args: list[str] = []  # after `valuechain run`: --nats-cluster 3, ...
+        self.nats_nodes = nats_cluster
+        if nats_cluster > 1:  # node i on the base ports + i - 1, as the flag lays them out
+            self.ports |= {
+                name: free_consecutive_ports(nats_cluster) for name in ("nats", "nats_monitor", "nats_routes")
+            }
+            self.run_args += ["--nats-cluster", str(nats_cluster)]
 
     @property
     def gateway_url(self) -> str:
@@ -52,12 +58,15 @@ class RunningSuite:
 
     @property
     def nats_url(self) -> str:
-        """The suite's NATS as its admin (whose password `valuechain run` made under var/nats)."""
+        """The suite's NATS as its admin (whose password `valuechain run` made under var/nats);
+        on a cluster every node, comma-separated (`shared.settings.nats_servers` splits it)."""
 
         from shared.nats_auth import ADMIN_USER, load_credentials
 
         admin = load_credentials(self.var_dir, ADMIN_USER, None)
-        return f"nats://{admin.user}:{admin.password}@127.0.0.1:{self.ports['nats']}"
+        return ",".join(
+            f"nats://{admin.user}:{admin.password}@127.0.0.1:{self.ports['nats'] + i}" for i in range(self.nats_nodes)
+        )
 
     @property
     def internal_secret(self) -> str:
@@ -74,6 +83,8 @@ class RunningSuite:
             # Webhooks to the tests' receivers on loopback (docs/partners.md, "Subscribing").
             VALUECHAIN_NETWORK_WEBHOOK_ALLOW_HOSTS='["127.0.0.1"]',
         )
+        if "nats_routes" in self.ports:
+            env["VALUECHAIN_NATS_CLUSTER_PORT"] = str(self.ports["nats_routes"])
         for name in SERVICES:
             env[f"VALUECHAIN_{name.upper()}_PORT"] = str(self.ports[name])
             env[f"VALUECHAIN_GATEWAY_{name.upper()}_URL"] = self.service_url(name)

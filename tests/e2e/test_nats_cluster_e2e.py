@@ -14,31 +14,14 @@ from datetime import UTC, datetime
 
 import nats
 
+from shared.settings import nats_servers
 from tests.e2e.harness import RunningSuite, postgres_databases, unique, unique_email
-from tests.support import free_consecutive_ports, wait_until
-
-
-class ClusterSuite(RunningSuite):
-    def __init__(self, var_dir, database_urls):
-        super().__init__(var_dir, database_urls)
-        self.ports["nats"] = free_consecutive_ports(3)
-        self.ports["nats_monitor"] = free_consecutive_ports(3)
-        self.cluster_port = free_consecutive_ports(3)
-        self.run_args = ["--nats-cluster", "3"]
-
-    def env(self) -> dict[str, str]:
-        return {**super().env(), "VALUECHAIN_NATS_CLUSTER_PORT": str(self.cluster_port)}
-
-    def admin_servers(self) -> list[str]:
-        from shared.nats_auth import ADMIN_USER, load_credentials
-
-        admin = load_credentials(self.var_dir, ADMIN_USER, None)
-        return [f"nats://{admin.user}:{admin.password}@127.0.0.1:{self.ports['nats'] + i}" for i in range(3)]
+from tests.support import wait_until
 
 
 async def test_run_with_a_three_node_cluster_carries_a_purchase_to_lifecycle(tmp_path):
     urls, drops = await postgres_databases("nats-cluster")
-    suite = ClusterSuite(tmp_path / "var", urls)
+    suite = RunningSuite(tmp_path / "var", urls, nats_cluster=3)
     try:
         await asyncio.to_thread(suite.start)
         for i in range(3):  # every node: JetStream with fsync on every write, in a cluster of 3
@@ -49,7 +32,7 @@ async def test_run_with_a_three_node_cluster_carries_a_purchase_to_lifecycle(tmp
             assert jsz["meta_cluster"]["cluster_size"] == 3
             assert (tmp_path / "var" / f"jetstream-{i + 1}").is_dir()
 
-        nc = await nats.connect(servers=suite.admin_servers())
+        nc = await nats.connect(servers=nats_servers(suite.nats_url))
         try:
             js = nc.jetstream()
             stream = await js.stream_info("CRM")
