@@ -42,11 +42,15 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from shared.settings import GATEWAY_PORT, SuiteSettings, env_variable, local_url, nats_servers
+
+if TYPE_CHECKING:
+    from valuechain.nats_setup import ClusterNode
 
 POLL_S = 0.5
 BACKOFF_START_S = 1.0
@@ -300,7 +304,7 @@ class Supervisor:
         self.service_children: list[Child] = []
         self.gateway: Child | None = None
 
-    def cluster(self, size: int) -> list:
+    def cluster(self, size: int) -> list[ClusterNode]:
         """The nodes of the embedded cluster; the services get every node's URL, and the
         stream as many replicas as nodes unless VALUECHAIN_STREAM_REPLICAS says otherwise."""
 
