@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
 import time
 import urllib.request
 
@@ -20,7 +21,7 @@ from sqlalchemy import func, select
 from gateway.health import check_nats
 from shared.events.bus import provision
 from tests.shared import probe
-from tests.support import NatsCluster, wait_until
+from tests.support import NatsCluster, free_ports, nats_server_binary, wait_until
 from valuechain.nats_setup import patiently, provision_all
 
 
@@ -61,9 +62,8 @@ async def _consumer_names(js):
 
 
 async def test_the_routes_refuse_a_node_without_the_route_password(nats_cluster, tmp_path):
-    """A process that knows the route port but not the password does not join the cluster."""
-
-    from tests.support import free_ports, nats_server_binary
+    """A process that knows the route port but not the password does not join the cluster:
+    the node it dials refuses it, and no node counts it as a peer."""
 
     client, routes = free_ports(2)
     config = tmp_path / "intruder.conf"
@@ -72,14 +72,15 @@ async def test_the_routes_refuse_a_node_without_the_route_password(nats_cluster,
         f'server_name: "intruder"\nlisten: "127.0.0.1:{client}"\njetstream {{ store_dir: "{tmp_path / "x"}" }}\n'
         f'cluster {{ name: "valuechain", listen: "127.0.0.1:{routes}", routes: ["nats-route://127.0.0.1:{port}"] }}\n'
     )
-    import subprocess
-
-    intruder = subprocess.Popen([nats_server_binary(), "-c", str(config)], stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "intruder.log"
+    with open(log, "wb") as out:
+        intruder = subprocess.Popen([nats_server_binary(), "-c", str(config)], stdout=out, stderr=subprocess.STDOUT)
     try:
-        await asyncio.sleep(1.5)
-        jsz = _jsz(nats_cluster, "nats-1")
-        peers = {peer["name"] for peer in jsz["meta_cluster"].get("replicas", [])} | {jsz["meta_cluster"]["leader"]}
-        assert "intruder" not in peers
+        await wait_until(lambda: "Authorization Violation" in log.read_text(), what="the route refused")
+        for node in nats_cluster.nodes:
+            meta = _jsz(nats_cluster, node.name)["meta_cluster"]
+            assert "intruder" not in {peer["name"] for peer in meta.get("replicas", [])} | {meta["leader"]}
+            assert meta["cluster_size"] == 3
     finally:
         intruder.kill()
         intruder.wait()
