@@ -8,7 +8,8 @@ Writes arrive open-loop at a fixed rate (default 200/s), each purchase the first
 of its customer. Baseline in the same run: JetStream alone, publish → consume
 of one message at the same rate. Target (issue 2): p99 under 50 ms at 200 writes/s.
 
-Run: `.venv/bin/python -m bench.latency_bench [--rate 200] [--seconds 15]`; with
+Run: `.venv/bin/python -m bench.latency_bench [--rate 200] [--seconds 15] [--nats-cluster 3]`
+(3: `valuechain run --nats-cluster 3`, the stream R3 with `sync_interval: always`); with
 `VALUECHAIN_TEST_POSTGRES_URL=postgresql+asyncpg://…/postgres` each service gets a
 fresh database on that server instead of SQLite.
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 import httpx
 import nats
 
+from shared.settings import nats_servers
 from tests.e2e.harness import RunningSuite, postgres_databases
 
 
@@ -119,7 +121,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 async def transport_baseline(nats_url: str, rate: float, count: int) -> list[float]:
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_servers(nats_url))
     js = nc.jetstream()
     sent: dict[str, float] = {}
     latencies: list[float] = []
@@ -200,7 +202,7 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
         await asyncio.sleep(2)  # let the prospect stage changes drain
 
         arrived: dict[str, float] = {}
-        nc = await nats.connect(suite.nats_url)
+        nc = await nats.connect(nats_servers(suite.nats_url))
 
         async def on_stage(msg):
             event = json.loads(msg.data)
@@ -270,12 +272,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0, help="writes per second")
     parser.add_argument("--seconds", type=float, default=15.0, help="how long to write")
+    parser.add_argument(
+        "--nats-cluster", type=int, default=1, choices=[1, 3], help="3: a three-node JetStream cluster, stream R3"
+    )
     args = parser.parse_args()
     count = int(args.rate * args.seconds)
     # With VALUECHAIN_TEST_POSTGRES_URL set, each service gets a fresh PostgreSQL database.
     database_urls, drops = asyncio.run(postgres_databases("latency"))
     print("databases:", "PostgreSQL" if database_urls else "SQLite")
-    suite = RunningSuite(Path(tempfile.mkdtemp()) / "var", database_urls or None)
+    print("NATS:", f"a cluster of {args.nats_cluster}, R{args.nats_cluster}" if args.nats_cluster > 1 else "one server")
+    suite = RunningSuite(Path(tempfile.mkdtemp()) / "var", database_urls or None, nats_cluster=args.nats_cluster)
     suite.start()
     try:
         import uvloop

@@ -50,25 +50,32 @@ async def check_nats(nats_url: str, timeout: float, credentials: Callable[[], Na
     async def quiet(exc: Exception) -> None:
         return None
 
-    try:
-        nc = await asyncio.wait_for(
-            nats.connect(
-                servers=[f"nats://{host}:{port}" for host, port in addresses],
-                connect_timeout=timeout,
-                allow_reconnect=False,
-                max_reconnect_attempts=1,  # (0 is "no limit" to nats-py)
-                reconnect_time_wait=0,
-                error_cb=quiet,
-                **options,
-            ),
-            timeout,
-        )
-    except Exception as exc:  # noqa: BLE001 - whatever it is, NATS is not usable
-        if "authorization violation" in str(exc).lower():
-            return "not ready: NATS refused the gateway's credentials"
-        return f"not ready: unreachable ({type(exc).__name__})"
-    await nc.close()
-    return "ready"
+    # One server at a time (a cluster's nodes): a paused node accepts the connection but never
+    # answers, and nats-py gives up on the whole list at that first silent server.
+    each = timeout / len(addresses)
+    problem = "not ready: unreachable"
+    for host, port in addresses:
+        try:
+            nc = await asyncio.wait_for(
+                nats.connect(
+                    servers=[f"nats://{host}:{port}"],
+                    connect_timeout=each,
+                    allow_reconnect=False,
+                    max_reconnect_attempts=1,  # (0 is "no limit" to nats-py)
+                    reconnect_time_wait=0,
+                    error_cb=quiet,
+                    **options,
+                ),
+                each,
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever it is, this server is not usable
+            if "authorization violation" in str(exc).lower():
+                return "not ready: NATS refused the gateway's credentials"
+            problem = f"not ready: unreachable ({type(exc).__name__})"
+            continue
+        await nc.close()
+        return "ready"
+    return problem
 
 
 async def check_replica(pool: ServicePool, timeout: float) -> tuple[str, bool]:

@@ -44,6 +44,13 @@ PLACEHOLDER_SECRETS = frozenset(
 )
 
 
+def nats_servers(url: str) -> list[str]:
+    """The servers of a NATS URL setting, one or several separated by commas (a cluster):
+    nats-py's `connect` takes a list and reads a single string as one server."""
+
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 def local_url(port: int) -> str:
     return f"http://127.0.0.1:{port}"
 
@@ -86,6 +93,12 @@ class SuiteSettings(BaseSettings):
     # limit also bounds what a new consumer can learn. Applied by `valuechain migrate`.
     stream_max_age_s: float = Field(0.0, ge=0, validation_alias="VALUECHAIN_STREAM_MAX_AGE_S")
     # --- end of the event feed's ---
+    # --- a JetStream cluster (issue 17 §2) ---
+    # Copies of the stream `CRM` (its consumers and the `ratelimits` bucket follow) the
+    # JetStream cluster keeps: 1 on one server, 3 on a three-node cluster (`valuechain run
+    # --nats-cluster 3` sets it). At most the cluster's size. Applied by `valuechain migrate`.
+    stream_replicas: int = Field(1, ge=1, le=5, validation_alias="VALUECHAIN_STREAM_REPLICAS")
+    # --- end of the JetStream cluster's ---
 
     @field_validator("public_base_url")
     @classmethod

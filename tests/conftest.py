@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from tests.support import TEMPLATES, NatsServer, Suite
+from tests.support import TEMPLATES, NatsCluster, NatsServer, Suite
 
 # A service that does not stop within this long is a bug: fail the test with every
 # task's stack instead of hanging the whole run.
@@ -55,6 +55,27 @@ async def suite(nats_server, tmp_path):
     stack = AsyncExitStack()
     async with stack:
         yield Suite(nats_server, tmp_path, stack)
+        await _stopped(stack)
+
+
+@pytest.fixture
+def nats_cluster(tmp_path):
+    """Three nats-servers on loopback with routes (tests.support.NatsCluster)."""
+
+    cluster = NatsCluster(tmp_path / "var")
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def cluster_suite(nats_cluster, tmp_path):
+    """`suite` on a three-node JetStream cluster: every service connects to all three nodes,
+    the stream and its consumers are provisioned R3."""
+
+    stack = AsyncExitStack()
+    async with stack:
+        yield Suite(nats_cluster, tmp_path, stack)
         await _stopped(stack)
 
 

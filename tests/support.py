@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -47,6 +48,29 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def free_consecutive_ports(count: int) -> int:
+    """The first of `count` consecutive free ports (`valuechain run --nats-cluster 3` gives
+    node i the base port + i - 1)."""
+
+    import random
+
+    for _ in range(200):
+        base = random.randint(20000, 60000 - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 def free_port() -> int:
     return free_ports(1)[0]
 
@@ -61,7 +85,89 @@ def nats_server_binary() -> str:
     return found
 
 
-class NatsServer:
+class _SuiteUsers:
+    """What a test's NATS (one server or a cluster) shares: the suite's users and password
+    files under `var_dir`/nats, and users added by `admit`."""
+
+    var_dir: Path
+    extra_users: dict[str, Any]
+    replicas = 1  # the stream's replicas the tests provision on it
+
+    @property
+    def address(self) -> str:
+        raise NotImplementedError
+
+    def credentials(self, user: str):
+        from shared.nats_auth import load_credentials
+
+        return load_credentials(self.var_dir, user, None)
+
+    def write_config(self) -> Any:
+        raise NotImplementedError
+
+    def processes(self) -> list[subprocess.Popen]:
+        raise NotImplementedError
+
+    async def admit(self, user) -> None:
+        """Add a user (a `shared.nats_auth.NatsUser`: a service the tests define, a partner's
+        reader): the configuration is rewritten and reloaded; returns once the user gets in."""
+
+        from shared.settings import nats_servers
+
+        name = user.name
+        if self.extra_users.get(name) == user:
+            return
+        self.extra_users[name] = user
+        self.write_config()
+        for process in self.processes():
+            process.send_signal(signal.SIGHUP)  # nats-server reloads its configuration
+        credentials = self.credentials(name)
+
+        async def admitted() -> bool:
+            for server in nats_servers(self.address):
+                try:
+                    nc = await nats.connect(
+                        server,
+                        allow_reconnect=False,
+                        max_reconnect_attempts=1,
+                        error_cb=_quiet,
+                        **credentials.connect_options(),
+                    )
+                except Exception:  # not reloaded yet
+                    return False
+                await nc.close()
+            return True
+
+        await wait_until(admitted, what=f"nats-server admits {name}")
+
+
+def _wait_for_port(port: int, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"{what} did not start")
+
+
+def _stop_process(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    try:
+        process.send_signal(signal.SIGCONT)  # a stopped node cannot act on SIGTERM
+        process.terminate()
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class NatsServer(_SuiteUsers):
     """A real nats-server with JetStream on a loopback port; can be stopped and restarted.
 
     It requires credentials, as `valuechain run`'s does: the same users, permissions and
@@ -81,11 +187,6 @@ class NatsServer:
     def address(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def credentials(self, user: str):
-        from shared.nats_auth import load_credentials
-
-        return load_credentials(self.var_dir, user, None)
-
     @property
     def url(self) -> str:
         admin = self.credentials("admin")
@@ -96,34 +197,9 @@ class NatsServer:
 
         return server_config(self.var_dir, self.extra_users.values())
 
-    async def admit(self, user) -> None:
-        """Add a user (a `shared.nats_auth.NatsUser`: a service the tests define, a partner's
-        reader): the configuration is rewritten and reloaded; returns once the user gets in."""
-
-        name = user.name
-        if self.extra_users.get(name) == user:
-            return
-        self.extra_users[name] = user
-        self.write_config()
+    def processes(self) -> list[subprocess.Popen]:
         assert self.process is not None, "started"
-        self.process.send_signal(signal.SIGHUP)  # nats-server reloads its configuration
-        credentials = self.credentials(name)
-
-        async def admitted() -> bool:
-            try:
-                nc = await nats.connect(
-                    self.address,
-                    allow_reconnect=False,
-                    max_reconnect_attempts=1,
-                    error_cb=_quiet,
-                    **credentials.connect_options(),
-                )
-            except Exception:  # not reloaded yet
-                return False
-            await nc.close()
-            return True
-
-        await wait_until(admitted, what=f"nats-server admits {name}")
+        return [self.process]
 
     def start(self) -> None:
         config = self.write_config()
@@ -143,24 +219,154 @@ class NatsServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("nats-server did not start")
+        _wait_for_port(self.port, "nats-server")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _stop_process(self.process)
         self.process = None
+
+
+class NatsCluster(_SuiteUsers):
+    """Three real nats-servers on loopback with routes: a JetStream cluster as `valuechain run
+    --nats-cluster 3` starts it (the same configurations, valuechain/nats_setup.py: the suite's
+    users, routes authenticated, `sync_interval: always`), the stream provisioned R3.
+
+    `address` lists every node (services connect to all three), `servers` the same with the
+    admin's credentials, for a test's own `nats.connect`. A node can be found by what it leads
+    (`stream_leader`) and SIGKILLed, SIGSTOPped, continued and restarted on its own."""
+
+    replicas = 3
+
+    def __init__(self, var_dir: Path, size: int = 3):
+        from valuechain.nats_setup import ClusterNode
+
+        self.var_dir = var_dir
+        self.extra_users = {}
+        ports = free_ports(3 * size)
+        self.nodes = [
+            ClusterNode(i + 1, ports[3 * i], ports[3 * i + 1], ports[3 * i + 2], var_dir / f"jetstream-{i + 1}")
+            for i in range(size)
+        ]
+        self.process: dict[str, subprocess.Popen] = {}
+
+    @property
+    def address(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    @property
+    def servers(self) -> list[str]:
+        admin = self.credentials("admin")
+        return [f"nats://{admin.user}:{admin.password}@127.0.0.1:{node.client_port}" for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        return ",".join(self.servers)
+
+    def write_config(self) -> list[Path]:
+        from valuechain.nats_setup import cluster_configs
+
+        return cluster_configs(self.var_dir, self.nodes, self.extra_users.values())
+
+    def processes(self) -> list[subprocess.Popen]:
+        return [process for process in self.process.values() if process.poll() is None]
+
+    def node(self, name: str):
+        return next(node for node in self.nodes if node.name == name)
+
+    def start(self) -> None:
+        configs = self.write_config()
+        for node, config in zip(self.nodes, configs, strict=True):
+            self.start_node(node.name, config)
+        self.wait_for_meta_leader()
+
+    def wait_for_meta_leader(self, timeout: float = 20.0) -> str:
+        """Until the cluster has elected the leader of its meta group (JetStream answers)."""
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{node.monitor_port}/jsz", timeout=1) as response:
+                        leader = json.loads(response.read()).get("meta_cluster", {}).get("leader")
+                except OSError:
+                    continue
+                if leader:
+                    return leader
+            time.sleep(0.1)
+        raise RuntimeError("the NATS cluster elected no meta leader")
+
+    def start_node(self, name: str, config: Path | None = None) -> None:
+        """Start (or restart, same ports and store) one node."""
+
+        from shared.nats_auth import NATS_DIR
+
+        node = self.node(name)
+        config = config or self.var_dir / NATS_DIR / f"{name}.conf"
+        self.process[name] = subprocess.Popen(
+            [nats_server_binary(), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _wait_for_port(node.client_port, f"nats-server {name}")
+
+    def signal(self, name: str, signum: int) -> None:
+        """SIGKILL, SIGSTOP or SIGCONT one node."""
+
+        self.process[name].send_signal(signum)
+        if signum == signal.SIGKILL:
+            self.process[name].wait()
+
+    async def connect(self, **options):
+        """A connection as the admin to any node, reconnecting to the others."""
+
+        return await nats.connect(
+            servers=self.servers, error_cb=_quiet, reconnect_time_wait=0.1, max_reconnect_attempts=-1, **options
+        )
+
+    async def stream_leader(self, stream: str = "CRM", *, timeout: float = 20.0) -> str:
+        """The node leading `stream` ($JS.API.STREAM.INFO's cluster.leader), once it has one."""
+
+        nc = await self.connect()
+        try:
+            js = nc.jetstream(timeout=2)
+
+            async def leader() -> str | None:
+                try:
+                    info = await js.stream_info(stream)
+                except Exception:  # no leader yet: the API times out or is unavailable
+                    return None
+                return info.cluster.leader if info.cluster is not None else None
+
+            return await wait_until(leader, timeout=timeout, interval=0.1, what=f"a leader of stream {stream}")
+        finally:
+            await nc.close()
+
+    async def wait_healthy(self, stream: str = "CRM", *, timeout: float = 30.0) -> None:
+        """Until `stream` has a leader and every other replica is current."""
+
+        nc = await self.connect()
+        try:
+            js = nc.jetstream(timeout=2)
+
+            async def healthy() -> bool:
+                try:
+                    info = await js.stream_info(stream)
+                except Exception:  # no leader yet
+                    return False
+                cluster = info.cluster
+                return bool(
+                    cluster is not None
+                    and cluster.leader
+                    and len(cluster.replicas or []) == len(self.nodes) - 1
+                    and all(peer.current and not peer.offline for peer in cluster.replicas or [])
+                )
+
+            await wait_until(healthy, timeout=timeout, interval=0.1, what=f"stream {stream} healthy on every node")
+        finally:
+            await nc.close()
+
+    def stop(self) -> None:
+        for process in self.process.values():
+            _stop_process(process)
+        self.process = {}
 
 
 async def _quiet(exc: Exception) -> None:
@@ -293,7 +499,7 @@ class ServiceHandle:
 class Suite:
     """Services started in-process against one nats-server, each with its own database."""
 
-    nats: NatsServer
+    nats: NatsServer | NatsCluster
     tmp_path: Path
     stack: AsyncExitStack
     services: dict[str, ServiceHandle] = field(default_factory=dict)
@@ -335,7 +541,12 @@ class Suite:
         defaults = dict(consumer_expires_s=1.0, consumer_backoff_s=(0.05, 0.05, 0.05, 0.05), outbox_poll_s=0.2)
         defaults.update(overrides)
         return service_settings(
-            name, database_url=url, nats_url=self.nats.address, var_dir=self.nats.var_dir, **defaults
+            name,
+            database_url=url,
+            nats_url=self.nats.address,
+            var_dir=self.nats.var_dir,
+            stream_replicas=self.nats.replicas,
+            **defaults,
         )
 
     @property
@@ -352,10 +563,13 @@ class Suite:
         function, as the NATS admin): the services may not do it themselves."""
 
         from shared.events.consumer import provision_consumers
+        from shared.settings import nats_servers
+        from valuechain.nats_setup import patiently
 
-        nc = await nats.connect(self.nats.url)
+        nc = await nats.connect(nats_servers(self.nats.url))
         try:
-            await provision_consumers(nc.jetstream(), definition.consumers, settings)
+            # (as `valuechain migrate`: again while a fresh cluster is not ready to place an R3 stream)
+            await patiently(time.monotonic() + 30, provision_consumers, nc.jetstream(), definition.consumers, settings)
         finally:
             await nc.close()
 

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 INIT_SQL = ROOT / "deploy" / "postgres" / "init-databases.sql"
 APPS = [*SERVICES, "gateway"]
+NATS_NODES = ["nats-1", "nats-2", "nats-3"]
+NATS_URL = "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222"
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +46,63 @@ def depends_of(service: dict) -> dict[str, dict]:
 
 
 def test_every_component_is_declared(services):
-    expected = {"nats", "postgres", "migrate", *SERVICES, "gateway"}
+    expected = {*NATS_NODES, "postgres", "migrate", *SERVICES, "gateway"}
     assert expected <= set(services), f"missing: {sorted(expected - set(services))}"
     assert set(SERVICES) == {"identify", "engage", "network", "value", "lifecycle"}
 
 
-def test_nats_runs_jetstream_with_a_volume_and_healthcheck(services):
-    nats = services["nats"]
-    assert nats["image"].startswith("nats:2.10")
-    command = nats["command"] if isinstance(nats["command"], list) else nats["command"].split()
-    assert "-js" in command
-    assert command[command.index("-sd") + 1] == "/data"
+def _version(image: str) -> tuple[int, ...]:
+    match = re.fullmatch(r"nats:(\d+)\.(\d+)\.(\d+)-alpine", image)
+    assert match, f"{image!r}: pin a full version of the alpine variant (it has wget for the healthcheck)"
+    return tuple(int(part) for part in match.groups())
+
+
+def _command(service: dict) -> list[str]:
+    return service["command"] if isinstance(service["command"], list) else service["command"].split()
+
+
+@pytest.mark.parametrize("name", NATS_NODES)
+def test_nats_runs_three_jetstream_nodes_at_2_12_3_or_later_each_with_its_volume(services, name):
+    """Jepsen's 2025 analysis of NATS 2.12.1 found acknowledged writes lost under some faults;
+    2.12.3 fixed them. Every node keeps its own store and answers its healthcheck."""
+
+    nats = services[name]
+    assert _version(nats["image"]) >= (2, 12, 3)
+    command = _command(nats)
+    assert command[command.index("--name") + 1] == name
     assert "-m" in command
-    assert any(str(volume).endswith(":/data") for volume in nats["volumes"])
+    data = [str(volume).split(":")[0] for volume in nats["volumes"] if str(volume).endswith(":/data")]
+    assert data == [f"{name}-data"]
     assert "8222" in " ".join(nats["healthcheck"]["test"])
+    assert nats["restart"] == "unless-stopped"
+
+
+@pytest.mark.parametrize("name", NATS_NODES)
+def test_each_node_routes_to_all_three_as_the_route_user(services, name):
+    from shared.nats_auth import password_variable
+    from valuechain.nats_setup import ROUTE_USER
+
+    command = _command(services[name])
+    routes = command[command.index("--routes") + 1].split(",")
+    variable = password_variable(ROUTE_USER)
+    assert routes == [
+        f"nats-route://{ROUTE_USER}:${{{variable}:?set {variable} (valuechain compose-secrets)}}@{node}:6222"
+        for node in NATS_NODES
+    ]
+
+
+def test_the_nodes_write_with_fsync_always_into_their_volume_and_form_one_cluster():
+    from valuechain.nats_setup import TEMPLATE
+
+    text = TEMPLATE.read_text()
+    jetstream = re.search(r"^jetstream \{(.*?)^\}", text, flags=re.M | re.S)
+    assert jetstream, "a jetstream block"
+    assert 'store_dir: "/data"' in jetstream.group(1)
+    assert re.search(r"^\s*sync_interval: always$", jetstream.group(1), flags=re.M)
+    cluster = re.search(r"^cluster \{(.*?)^\}", text, flags=re.M | re.S)
+    assert cluster, "a cluster block"
+    assert 'listen: "0.0.0.0:6222"' in cluster.group(1)
+    assert 'user: "route", password: $VALUECHAIN_ROUTE_NATS_PASSWORD' in cluster.group(1)
 
 
 # --- internal credentials (docs/security.md) -------------------------------------------------
@@ -73,18 +118,19 @@ def required_variable(value: str) -> str:
     return match.group(1)
 
 
-def test_nats_requires_the_generated_users_with_passwords_from_the_environment(services):
+@pytest.mark.parametrize("node", NATS_NODES)
+def test_nats_requires_the_generated_users_with_passwords_from_the_environment(services, node):
     from shared.nats_auth import ADMIN_USER, GATEWAY_USER, password_variable
-    from valuechain.nats_setup import TEMPLATE, template
+    from valuechain.nats_setup import ROUTE_USER, TEMPLATE, template
 
-    nats = services["nats"]
+    nats = services[node]
     command = nats["command"] if isinstance(nats["command"], list) else nats["command"].split()
     config = command[command.index("-c") + 1]
     mounts = {str(volume).split(":")[1]: str(volume).split(":")[0] for volume in nats["volumes"]}
     assert mounts[config].lstrip("./") == "deploy/nats/nats-server.conf"
     assert TEMPLATE.read_text() == template(), "stale: run python -m valuechain.nats_setup"
     referenced = set(re.findall(r"password: \$(\w+)", TEMPLATE.read_text()))
-    users = {ADMIN_USER, GATEWAY_USER, *SERVICES}
+    users = {ADMIN_USER, GATEWAY_USER, *SERVICES, ROUTE_USER}
     assert referenced == {password_variable(user) for user in users}
     env = env_of(nats)
     assert {name: required_variable(value) for name, value in env.items() if name in referenced} == {
@@ -101,11 +147,13 @@ def test_each_process_logs_in_to_nats_as_its_own_user(services, name):
     passwords = {key for key in env if "_NATS_" in key and key.endswith("_PASSWORD")}
     assert passwords == {password_variable(user)}, "one password, its own"
     assert required_variable(env[password_variable(user)]) == password_variable(user)
-    assert env["VALUECHAIN_NATS_URL"] == "nats://nats:4222"
+    assert env["VALUECHAIN_NATS_URL"] == NATS_URL
 
 
-def test_migrate_provisions_nats_once_it_is_healthy(services):
-    assert depends_of(services["migrate"])["nats"]["condition"] == "service_healthy"
+def test_migrate_provisions_nats_r3_once_every_node_is_healthy(services):
+    for node in NATS_NODES:
+        assert depends_of(services["migrate"])[node]["condition"] == "service_healthy"
+    assert env_of(services["migrate"])["VALUECHAIN_STREAM_REPLICAS"] == "3"
 
 
 @pytest.mark.parametrize("name", APPS)
@@ -128,6 +176,8 @@ def test_compose_secrets_prints_every_variable_compose_requires(capsys):
     printed = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())
     assert required <= set(printed), sorted(required - set(printed))
     assert all(len(value) >= 40 for value in printed.values())
+    # nats-server reads a variable starting with a digit or `-` as a number or a date, and fails.
+    assert all(value[0].isalpha() for value in printed.values())
 
 
 def test_postgres_is_healthchecked_and_runs_the_init_script(services):
@@ -154,7 +204,7 @@ def test_app_has_healthcheck_and_waits_for_healthy_infrastructure(services, name
     assert test and test[0] in ("CMD", "CMD-SHELL")
     assert "/readyz" in " ".join(test)
     depends = depends_of(app)
-    for infra in ("nats", "postgres"):
+    for infra in (*NATS_NODES, "postgres"):
         assert depends.get(infra, {}).get("condition") == "service_healthy", (name, infra, depends)
 
 
@@ -166,7 +216,7 @@ def test_service_uses_its_own_database_and_the_compose_nats(services, service):
     assert url.startswith("postgresql+asyncpg://")
     assert url.rsplit("/", 1)[1] == service
     assert "@postgres:5432/" in url
-    assert env["VALUECHAIN_NATS_URL"] == "nats://nats:4222"
+    assert env["VALUECHAIN_NATS_URL"] == NATS_URL
     command = " ".join(app["command"]) if isinstance(app["command"], list) else app["command"]
     assert f"services.{service}.main:create_app" in command
     assert "0.0.0.0" in command

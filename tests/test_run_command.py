@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -208,9 +209,76 @@ def test_nats_starts_with_jetstream_and_monitoring_and_stops(monkeypatch, tmp_pa
         assert any("NATS" in problem for problem in Supervisor().ports_in_use())
     finally:
         sup.shutdown()
-    assert sup.nats.proc.returncode is not None
+    assert all(child.proc.returncode is not None for child in sup.nats_children)
     assert not supervisor.tcp_open("127.0.0.1", ports["nats"])
     assert "starting nats" in (tmp_path / "var" / "log" / "nats.log").read_text()
+
+
+def _cluster_env(monkeypatch, tmp_path) -> dict[str, int]:
+    from tests.support import free_consecutive_ports
+
+    ports = _isolated_env(monkeypatch, tmp_path)
+    ports |= {name: free_consecutive_ports(3) for name in ("nats", "monitor", "routes")}
+    monkeypatch.setenv("VALUECHAIN_NATS_URL", f"nats://127.0.0.1:{ports['nats']}")
+    monkeypatch.setenv("VALUECHAIN_NATS_MONITOR_PORT", str(ports["monitor"]))
+    monkeypatch.setenv("VALUECHAIN_NATS_CLUSTER_PORT", str(ports["routes"]))
+    return ports
+
+
+def test_a_cluster_gives_the_children_every_node_and_r3(monkeypatch, tmp_path):
+    ports = _cluster_env(monkeypatch, tmp_path)
+    env = Supervisor(nats_cluster=3).child_env()
+    assert env["VALUECHAIN_NATS_URL"] == ",".join(f"nats://127.0.0.1:{ports['nats'] + i}" for i in range(3))
+    assert env["VALUECHAIN_STREAM_REPLICAS"] == "3"
+    assert Supervisor().child_env()["VALUECHAIN_STREAM_REPLICAS"] == "1"
+    monkeypatch.setenv("VALUECHAIN_STREAM_REPLICAS", "5")
+    with pytest.raises(SystemExit, match="5 replicas on 3 NATS nodes"):
+        Supervisor(nats_cluster=3)
+
+
+def test_run_takes_nats_cluster_3_or_5(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", "--nats-cluster", "2"])
+    assert exit_info.value.code == 2
+    assert "--nats-cluster" in capsys.readouterr().err
+
+
+def test_a_nats_cluster_starts_three_supervised_nodes_with_routes_and_fsync_always(monkeypatch, tmp_path):
+    ports = _cluster_env(monkeypatch, tmp_path)
+    sup = Supervisor(nats_cluster=3)
+    try:
+        assert sup.start_nats(sup.child_env())
+        assert [child.name for child in sup.nats_children] == ["nats-1", "nats-2", "nats-3"]
+        nats_dir = tmp_path / "var" / "nats"
+        for i in range(3):
+            assert (tmp_path / "var" / f"jetstream-{i + 1}").is_dir()
+            config = nats_dir / f"nats-{i + 1}.conf"
+            assert stat.S_IMODE(config.stat().st_mode) == 0o600
+            assert "sync_interval: always" in config.read_text()
+        assert stat.S_IMODE((nats_dir / "route.password").stat().st_mode) == 0o600
+
+        def routed() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports['monitor']}/jsz", timeout=5) as response:
+                meta = json.loads(response.read()).get("meta_cluster", {})
+            return bool(meta.get("leader")) and meta.get("cluster_size") == 3
+
+        deadline = time.monotonic() + 20
+        while not routed() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert routed(), "the three nodes elected a meta leader over their routes"
+        assert any("NATS nats-2 routes" in problem for problem in Supervisor(nats_cluster=3).ports_in_use())
+
+        # Each node is supervised on its own: a killed one comes back, on the same ports and store.
+        sup.nats_children[1].proc.kill()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (
+            sup.nats_children[1].restarts and supervisor.tcp_open("127.0.0.1", ports["nats"] + 1)
+        ):
+            sup.sleep(0.2)
+        assert sup.nats_children[1].restarts == 1 and supervisor.tcp_open("127.0.0.1", ports["nats"] + 1)
+    finally:
+        sup.shutdown()
+    assert not any(supervisor.tcp_open("127.0.0.1", ports["nats"] + i) for i in range(3))
 
 
 def test_a_child_that_exits_is_restarted_with_growing_back_off(tmp_path):
@@ -245,7 +313,7 @@ def test_shutdown_terminates_then_kills_what_ignores_sigterm(monkeypatch, tmp_pa
     sup = Supervisor.__new__(Supervisor)
     sup.gateways = [Child("gateway", [sys.executable, "-c", stubborn], dict(os.environ), tmp_path / "gw.log")]
     sup.service_children = [Child("identify", [sys.executable, "-c", polite], dict(os.environ), tmp_path / "id.log")]
-    sup.nats = None
+    sup.nats_children = []
     for child in sup.children():
         child.start()
     deadline = time.monotonic() + 20

@@ -22,6 +22,14 @@ def _args_run(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="N processes of every service and of the gateway (ports: docs/operations.md, 'Replicas')",
     )
+    parser.add_argument(
+        "--nats-cluster",
+        type=int,
+        default=1,
+        choices=[1, 3, 5],
+        metavar="N",
+        help="run NATS as a JetStream cluster of N nodes on loopback (3 or 5; the stream gets N replicas)",
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -30,7 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.replicas < 1:
         print("valuechain run: --replicas must be at least 1", file=sys.stderr)
         return 2
-    return run(args.replicas)
+    return run(args.replicas, nats_cluster=args.nats_cluster)
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -259,6 +267,7 @@ def _cmd_compose_secrets(args: argparse.Namespace) -> int:
     from shared.nats_auth import ADMIN_USER, GATEWAY_USER, password_variable
     from shared.secret_files import new_secret
     from shared.settings import SERVICES
+    from valuechain.nats_setup import ROUTE_USER
 
     names = [
         "VALUECHAIN_ADMIN_API_KEY",
@@ -267,10 +276,13 @@ def _cmd_compose_secrets(args: argparse.Namespace) -> int:
         "VALUECHAIN_DB_PASSWORD",
         # identify's suppression-list key: every replica must hash alike (deploy/k8s).
         "VALUECHAIN_IDENTIFY_SUPPRESSION_KEY",
-        *(password_variable(user) for user in (ADMIN_USER, GATEWAY_USER, *SERVICES)),
+        *(password_variable(user) for user in (ADMIN_USER, GATEWAY_USER, *SERVICES, ROUTE_USER)),
     ]
     for name in names:
-        print(f"{name}={new_secret()}")
+        # Starting with a letter: nats-server parses an environment variable it reads into its
+        # configuration (`password: $VAR`) as a value, and one starting with a digit or `-` as a
+        # number or a date, which fails ("All ISO8601 dates must be in full Zulu form").
+        print(f"{name}=k{new_secret()}")
     return 0
 
 

@@ -18,6 +18,14 @@ supervisor's own lines, and the tail of a log when its process exits, go to stdo
 its own (`identify-1` ... `identify-N`, logging to `<var>/log/identify-1.log`, ...) on
 the ports of `Supervisor.replica_ports`; every gateway is given every replica's URL.
 A second run reuses `<var>`, so data is kept.
+
+`valuechain run --nats-cluster 3` starts three nats-servers instead of one, a JetStream
+cluster on loopback (docs/operations.md, "A JetStream cluster"): node i listens for clients
+on the NATS URL's port + i - 1, for routes on VALUECHAIN_NATS_CLUSTER_PORT + i - 1, for
+monitoring on VALUECHAIN_NATS_MONITOR_PORT + i - 1, keeps its store in `<var>/jetstream-<i>`
+and its configuration in `<var>/nats/nats-<i>.conf` (valuechain/nats_setup.py); each is
+supervised and restarted on its own. The services and the gateway get every node's URL,
+and the stream and its consumers are provisioned with 3 replicas.
 """
 
 from __future__ import annotations
@@ -37,11 +45,15 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
-from shared.settings import GATEWAY_PORT, SuiteSettings, env_variable, local_url
+from shared.settings import GATEWAY_PORT, SuiteSettings, env_variable, local_url, nats_servers
+
+if TYPE_CHECKING:
+    from valuechain.nats_setup import ClusterNode
 
 POLL_S = 0.5
 BACKOFF_START_S = 1.0
@@ -66,6 +78,10 @@ class SupervisorSettings(SuiteSettings):
     # The NATS admin's password (user `admin`), for `valuechain migrate`'s provisioning only. No
     # default: without it the admin's password is <var_dir>/nats/admin.password (made by `valuechain run`).
     nats_admin_password: SecretStr | None = None
+    # --- a JetStream cluster (issue 17 §2) ---
+    # First cluster-route port of `valuechain run --nats-cluster N` (node i listens on it + i - 1).
+    nats_cluster_port: int = 6222
+    # --- end of the JetStream cluster's ---
 
     @field_validator("nats_admin_password", mode="before")
     @classmethod
@@ -277,7 +293,7 @@ def all_replicas(readyz: dict | None) -> bool:
 
 
 class Supervisor:
-    def __init__(self, replicas: int = 1) -> None:
+    def __init__(self, replicas: int = 1, nats_cluster: int = 1) -> None:
         from gateway.settings import GatewaySettings
         from shared.settings import SERVICES, settings_class
 
@@ -286,9 +302,11 @@ class Supervisor:
         self.var_dir = settings.var_dir
         self.log_dir = self.var_dir / "log"
         self.nats_url = settings.nats_url
-        parts = urlsplit(self.nats_url)
+        parts = urlsplit(nats_servers(self.nats_url)[0])
         self.nats_host, self.nats_port = parts.hostname or "127.0.0.1", parts.port or NATS_DEFAULT_PORT
         self.nats_monitor_port = settings.nats_monitor_port
+        self.stream_replicas = settings.stream_replicas
+        self.nats_nodes = self.cluster(nats_cluster) if nats_cluster > 1 else []
         self.gateway_port = settings_or_exit(GatewaySettings).port
         self.ports = {service: settings_or_exit(settings_class(service)).port for service in self.services}
         if replicas < 1:
@@ -297,9 +315,32 @@ class Supervisor:
         self.ready_timeout = settings.ready_timeout_s
         self.stopping = False
         self.signals = 0
-        self.nats: Child | None = None
+        self.nats_children: list[Child] = []
         self.service_children: list[Child] = []
         self.gateways: list[Child] = []
+
+    def cluster(self, size: int) -> list[ClusterNode]:
+        """The nodes of the embedded cluster; the services get every node's URL, and the
+        stream as many replicas as nodes unless VALUECHAIN_STREAM_REPLICAS says otherwise."""
+
+        from valuechain.nats_setup import cluster_nodes
+
+        nodes = cluster_nodes(
+            self.var_dir,
+            size,
+            client_port=self.nats_port,
+            cluster_port=self.settings.nats_cluster_port,
+            monitor_port=self.nats_monitor_port,
+        )
+        self.nats_host = "127.0.0.1"
+        self.nats_url = ",".join(node.url for node in nodes)
+        if "stream_replicas" not in self.settings.model_fields_set:
+            self.stream_replicas = size
+        if self.stream_replicas > size:
+            raise SystemExit(
+                f"invalid setting: VALUECHAIN_STREAM_REPLICAS: {self.stream_replicas} replicas on {size} NATS nodes"
+            )
+        return nodes
 
     # -- signals ---------------------------------------------------------
 
@@ -317,7 +358,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
 
     def children(self) -> list[Child]:
-        return [c for c in (self.nats, *self.service_children, *self.gateways) if c is not None]
+        return [c for c in (*self.nats_children, *self.service_children, *self.gateways) if c is not None]
 
     def sleep(self, seconds: float) -> None:
         """Sleep while supervising: restarts keep happening during startup waits too."""
@@ -357,6 +398,7 @@ class Supervisor:
         env = dict(os.environ)
         env["VALUECHAIN_VAR_DIR"] = str(self.var_dir)
         env["VALUECHAIN_NATS_URL"] = self.nats_url
+        env["VALUECHAIN_STREAM_REPLICAS"] = str(self.stream_replicas)
         env.setdefault("PYTHONUNBUFFERED", "1")
         for service in self.services:
             env.setdefault(f"VALUECHAIN_{service.upper()}_PORT", str(self.ports[service]))
@@ -374,9 +416,17 @@ class Supervisor:
     def ports_in_use(self) -> list[str]:
         """Every port the suite needs that something already listens on."""
 
+        nats: dict[str, tuple[str, int]] = {}
+        if not self.nats_nodes:
+            nats = {"NATS": (self.nats_host, self.nats_port), "NATS monitoring": ("127.0.0.1", self.nats_monitor_port)}
+        for node in self.nats_nodes:
+            nats |= {
+                f"NATS {node.name}": ("127.0.0.1", node.client_port),
+                f"NATS {node.name} routes": ("127.0.0.1", node.cluster_port),
+                f"NATS {node.name} monitoring": ("127.0.0.1", node.monitor_port),
+            }
         wanted = {
-            "NATS": (self.nats_host, self.nats_port),
-            "NATS monitoring": ("127.0.0.1", self.nats_monitor_port),
+            **nats,
             **{
                 self.replica_name(name, i): ("127.0.0.1", port)
                 for name in ("gateway", *self.services)
@@ -402,6 +452,8 @@ class Supervisor:
         if tcp_open(self.nats_host, self.nats_port):
             say(f"something already listens on {self.nats_host}:{self.nats_port}: is another suite running?")
             return False
+        if self.nats_nodes:
+            return self.start_nats_cluster(binary, env)
         store = self.var_dir / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
         from valuechain.nats_setup import server_config
@@ -420,21 +472,51 @@ class Supervisor:
             "-sd",
             str(store),
         ]
-        self.nats = Child("nats", argv, env, self.log_dir / "nats.log")
-        self.nats.start()
+        self.nats_children = [Child("nats", argv, env, self.log_dir / "nats.log")]
+        if self.nats_started([self.nats_port]):
+            say(f"NATS JetStream is up on port {self.nats_port} (store {store})")
+            return True
+        return False
+
+    def start_nats_cluster(self, binary: str, env: dict[str, str]) -> bool:
+        """Three (N) nats-servers with routes to each other, each with its own configuration
+        (the suite's users, its ports and store, `sync_interval: always`)."""
+
+        from valuechain.nats_setup import cluster_configs
+
+        configs = cluster_configs(self.var_dir, self.nats_nodes)
+        self.nats_children = [
+            Child(node.name, [binary, "-c", str(config)], env, self.log_dir / f"{node.name}.log")
+            for node, config in zip(self.nats_nodes, configs, strict=True)
+        ]
+        if not self.nats_started([node.client_port for node in self.nats_nodes]):
+            return False
+        ports = ", ".join(str(node.client_port) for node in self.nats_nodes)
+        routes = ", ".join(str(node.cluster_port) for node in self.nats_nodes)
+        say(
+            f"NATS JetStream cluster of {len(self.nats_nodes)} is up on ports {ports} (routes {routes};"
+            f" stores {self.var_dir}/jetstream-<i>; sync_interval always)"
+        )
+        return True
+
+    def nats_started(self, ports: list[int]) -> bool:
+        """Start the NATS children and wait until each accepts connections on its port."""
+
+        for child in self.nats_children:
+            child.start()
         deadline = time.monotonic() + NATS_START_TIMEOUT_S
         while not self.stopping and time.monotonic() < deadline:
-            if tcp_open("127.0.0.1", self.nats_port):
-                say(f"NATS JetStream is up on port {self.nats_port} (store {store})")
+            if all(tcp_open("127.0.0.1", port) for port in ports):
                 return True
-            if not self.nats.alive():
-                code = self.nats.proc.returncode if self.nats.proc is not None else None
-                say(f"nats-server exited with code {code}; see {self.nats.log_path}")
-                print(log_tail(self.nats.log_path), flush=True)
-                return False
+            for child in self.nats_children:
+                if not child.alive():
+                    code = child.proc.returncode if child.proc is not None else None
+                    say(f"{child.name} (nats-server) exited with code {code}; see {child.log_path}")
+                    print(log_tail(child.log_path), flush=True)
+                    return False
             time.sleep(0.1)
         if not self.stopping:
-            say(f"nats-server did not accept connections within {NATS_START_TIMEOUT_S:g}s; see {self.nats.log_path}")
+            say(f"nats-server did not accept connections within {NATS_START_TIMEOUT_S:g}s; see {self.log_dir}")
         return False
 
     def migrate(self) -> bool:
@@ -454,7 +536,7 @@ class Supervisor:
         a restart of NATS, which may have come back with an empty store)."""
 
         try:
-            for line in provision_nats(self.settings):
+            for line in provision_nats(self.settings, self.nats_url, self.stream_replicas):
                 say(f"provisioned {line}")
         except Exception as exc:  # noqa: BLE001 - said; the supervisor refuses to start
             say(f"provisioning NATS failed: {exc!r}")
@@ -538,8 +620,9 @@ class Supervisor:
                         checks[self.replica_name(service, i)] = f"/readyz answered {status or 'nothing'}" + (
                             f" {detail}" if detail else ""
                         )
-            if not tcp_open(self.nats_host, self.nats_port):
-                checks["nats"] = "not accepting connections"
+            for name, port in self.nats_ports().items():
+                if not tcp_open(self.nats_host, port):
+                    checks[name] = "not accepting connections"
         for name, result in checks.items():
             if result != "ready":
                 lines.append(f"{name}: {result}")
@@ -567,9 +650,10 @@ class Supervisor:
         for service in self.services:  # the services answer only the gateway (its internal secret)
             urls = ", ".join(f"http://127.0.0.1:{port}" for port in self.replica_ports(service))
             lines.append(f"  {service:<14} {urls}  (internal: through the gateway)")
+        monitors = [node.monitor_port for node in self.nats_nodes] or [self.nats_monitor_port]
         lines += [
             f"  NATS           {self.nats_url}  (users and passwords in {self.var_dir / 'nats'};"
-            f" monitor http://127.0.0.1:{self.nats_monitor_port})",
+            f" monitor {', '.join(f'http://127.0.0.1:{port}' for port in monitors)})",
             f"  logs           {self.log_dir}",
             f"  data           {self.var_dir}",
         ]
@@ -582,18 +666,25 @@ class Supervisor:
         lines += [f"  admin API key  {key}  ({where})", ""]
         print("\n".join(lines), flush=True)
 
+    def nats_ports(self) -> dict[str, int]:
+        return {node.name: node.client_port for node in self.nats_nodes} or {"nats": self.nats_port}
+
+    def nats_restarts(self) -> int:
+        return sum(child.restarts for child in self.nats_children)
+
     def supervise(self) -> None:
-        nats_starts = self.nats.restarts if self.nats else 0
+        nats_starts = self.nats_restarts()
         while not self.stopping:
             self.sleep(POLL_S)
-            restarted = self.nats is not None and self.nats.restarts != nats_starts
-            if restarted and self.nats is not None and tcp_open(self.nats_host, self.nats_port) and self.provision():
-                nats_starts = self.nats.restarts
+            restarted = self.nats_restarts() != nats_starts
+            up = all(tcp_open(self.nats_host, port) for port in self.nats_ports().values())
+            if restarted and up and self.provision():
+                nats_starts = self.nats_restarts()
 
     def shutdown(self) -> None:
         say("stopping: gateway, services, then NATS")
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        stages = [self.gateways, self.service_children, [self.nats] if self.nats else []]
+        stages = [self.gateways, self.service_children, self.nats_children]
         for stage in stages:
             for child in stage:
                 child.restart_at = None
@@ -643,8 +734,9 @@ class Supervisor:
             self.shutdown()
 
 
-def provision_nats(settings: SupervisorSettings) -> list[str]:
-    """What `valuechain migrate` does on NATS: provision as the admin (shared/nats_auth.py)."""
+def provision_nats(settings: SupervisorSettings, nats_url: str | None = None, replicas: int | None = None) -> list[str]:
+    """What `valuechain migrate` does on NATS: provision as the admin (shared/nats_auth.py),
+    at `nats_url` (default: the setting) with `replicas` (default: VALUECHAIN_STREAM_REPLICAS)."""
 
     import asyncio
 
@@ -652,8 +744,8 @@ def provision_nats(settings: SupervisorSettings) -> list[str]:
     from valuechain.nats_setup import provision_all
 
     admin = load_credentials(settings.var_dir, ADMIN_USER, settings.nats_admin_password)
-    return asyncio.run(provision_all(settings.nats_url, admin))
+    return asyncio.run(provision_all(nats_url or settings.nats_url, admin, replicas=replicas))
 
 
-def run(replicas: int = 1) -> int:
-    return Supervisor(replicas).run()
+def run(replicas: int = 1, nats_cluster: int = 1) -> int:
+    return Supervisor(replicas, nats_cluster=nats_cluster).run()

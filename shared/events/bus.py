@@ -26,6 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError
 
 from shared.nats_auth import NatsCredentials
+from shared.settings import nats_servers
 
 log = logging.getLogger("valuechain.bus")
 
@@ -33,8 +34,9 @@ STREAM_SUBJECTS = ["crm.>"]
 DUPLICATE_WINDOW_S = 120.0
 
 
-def stream_config(name: str, *, max_age_s: float = 0.0) -> StreamConfig:
-    """The stream: every `crm.>` subject on file, each event kept `max_age_s` (0: for ever).
+def stream_config(name: str, *, max_age_s: float = 0.0, replicas: int = 1) -> StreamConfig:
+    """The stream: every `crm.>` subject on file, each event kept `max_age_s` (0: for ever),
+    on `replicas` servers of a JetStream cluster (its consumers inherit the count).
 
     Direct gets are allowed: the event feed (services/network/feed) reads pages of the
     stream with batched direct gets, with no consumer to create or clean up."""
@@ -46,6 +48,7 @@ def stream_config(name: str, *, max_age_s: float = 0.0) -> StreamConfig:
         duplicate_window=DUPLICATE_WINDOW_S,
         max_age=max_age_s,
         allow_direct=True,
+        num_replicas=replicas,
     )
 
 
@@ -66,8 +69,8 @@ def consumer_config(
     )
 
 
-async def ensure_stream(js: JetStreamContext, name: str, *, max_age_s: float = 0.0) -> None:
-    config = stream_config(name, max_age_s=max_age_s)
+async def ensure_stream(js: JetStreamContext, name: str, *, max_age_s: float = 0.0, replicas: int = 1) -> None:
+    config = stream_config(name, max_age_s=max_age_s, replicas=replicas)
     try:
         await js.stream_info(name)
     except NotFoundError:
@@ -83,11 +86,16 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
 
 
 async def provision(
-    js: JetStreamContext, stream: str, consumers: Iterable[ConsumerConfig], *, max_age_s: float = 0.0
+    js: JetStreamContext,
+    stream: str,
+    consumers: Iterable[ConsumerConfig],
+    *,
+    max_age_s: float = 0.0,
+    replicas: int = 1,
 ) -> None:
     """Create or update `stream` and `consumers` on it (as a user allowed to: the admin)."""
 
-    await ensure_stream(js, stream, max_age_s=max_age_s)
+    await ensure_stream(js, stream, max_age_s=max_age_s, replicas=replicas)
     for config in consumers:
         await ensure_consumer(js, stream, config)
 
@@ -141,7 +149,7 @@ class Bus:
         while True:
             try:
                 self.nc = await nats.connect(
-                    self.url,
+                    nats_servers(self.url),
                     reconnected_cb=self._reconnected,
                     disconnected_cb=self._disconnected,
                     error_cb=self._error,

@@ -164,6 +164,7 @@ async def provision_consumers(js: JetStreamContext, specs: Iterable[ConsumerSpec
         settings.stream,
         [group_config(group, settings) for group in consumer_groups(settings.service, specs)],
         max_age_s=settings.stream_max_age_s,
+        replicas=settings.stream_replicas,
     )
 
 

@@ -3,6 +3,11 @@
 Readiness names what is not ready: the database, NATS, each consumer (a stalled one
 too, and one not provisioned: missing, or with other subjects); a retrying outbox
 relay is reported but does not make the service unready.
+
+NATS is asked, not only looked at: a PING must come back within NATS_ANSWER_S. A server
+that is paused (a long GC stall, a SIGSTOP) keeps its TCP connection open, and nats-py
+notices it only after two unanswered pings (about 10-15 s) before it moves to another
+node of the cluster; until then the service is not ready, and says why.
 """
 
 from __future__ import annotations
@@ -14,7 +19,22 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
+from shared.events.bus import Bus
 from shared.service.runtime import Runtime
+
+NATS_ANSWER_S = 2.0
+
+
+async def nats_check(bus: Bus) -> str:
+    """`ok` when the connection answers a PING in time."""
+
+    if not bus.is_connected or bus.nc is None:
+        return "disconnected"
+    try:
+        await bus.nc.flush(timeout=NATS_ANSWER_S)  # type: ignore[arg-type]  # (nats-py annotates int)
+    except Exception:  # noqa: BLE001 - no answer, or the connection went while asking
+        return f"no answer within {NATS_ANSWER_S:g} s"
+    return "ok"
 
 
 def health_router() -> APIRouter:
@@ -34,7 +54,7 @@ def health_router() -> APIRouter:
             checks["database"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["database"] = f"unreachable: {exc.__class__.__name__}"
-        checks["nats"] = "ok" if runtime.bus.is_connected else "disconnected"
+        checks["nats"] = await nats_check(runtime.bus)
         for runner in runtime.consumers:
             checks[f"consumer:{runner.name}"] = "stalled" if runner.stalled else (runner.problem or "ok")
         checks["outbox_relay"] = "ok" if runtime.relay.last_error is None else f"retrying: {runtime.relay.last_error}"

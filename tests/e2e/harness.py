@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from shared.settings import SERVICES
-from tests.support import POSTGRES_URL, free_ports
+from tests.support import POSTGRES_URL, free_consecutive_ports, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,9 +53,12 @@ def free_port_block(size: int) -> int:
 
 class RunningSuite:
     """`valuechain run` on free ports; with `replicas` > 1, `--replicas N`: the services' ports
-    in one block (replica i at port + 5i, the supervisor's plan) and the gateways' in another."""
+    in one block (replica i at port + 5i, the supervisor's plan) and the gateways' in another;
+    with `nats_cluster` > 1, `--nats-cluster N` (node i on the base ports + i - 1)."""
 
-    def __init__(self, var_dir: Path, database_urls: dict[str, str] | None = None, replicas: int = 1):
+    def __init__(
+        self, var_dir: Path, database_urls: dict[str, str] | None = None, replicas: int = 1, *, nats_cluster: int = 1
+    ):
         self.var_dir = var_dir
         self.replicas = replicas
         names = (*SERVICES, "gateway", "nats", "nats_monitor")
@@ -68,6 +71,15 @@ class RunningSuite:
         self.process: subprocess.Popen | None = None
         self.log_path = var_dir / "suite.log"
         self.admin_key = "e2e-admin-key-" + os.urandom(8).hex()
+        self.run_args: list[str] = []  # after `valuechain run`: --nats-cluster 3, ...
+        self.nats_nodes = nats_cluster
+        if nats_cluster > 1:  # node i on the base ports + i - 1, as the flag lays them out
+            self.ports |= {
+                name: free_consecutive_ports(nats_cluster) for name in ("nats", "nats_monitor", "nats_routes")
+            }
+            self.run_args += ["--nats-cluster", str(nats_cluster)]
+        if replicas > 1:
+            self.run_args += ["--replicas", str(replicas)]
 
     @property
     def gateway_url(self) -> str:
@@ -92,12 +104,15 @@ class RunningSuite:
 
     @property
     def nats_url(self) -> str:
-        """The suite's NATS as its admin (whose password `valuechain run` made under var/nats)."""
+        """The suite's NATS as its admin (whose password `valuechain run` made under var/nats);
+        on a cluster every node, comma-separated (`shared.settings.nats_servers` splits it)."""
 
         from shared.nats_auth import ADMIN_USER, load_credentials
 
         admin = load_credentials(self.var_dir, ADMIN_USER, None)
-        return f"nats://{admin.user}:{admin.password}@127.0.0.1:{self.ports['nats']}"
+        return ",".join(
+            f"nats://{admin.user}:{admin.password}@127.0.0.1:{self.ports['nats'] + i}" for i in range(self.nats_nodes)
+        )
 
     @property
     def internal_secret(self) -> str:
@@ -114,6 +129,8 @@ class RunningSuite:
             # Webhooks to the tests' receivers on loopback (docs/partners.md, "Subscribing").
             VALUECHAIN_NETWORK_WEBHOOK_ALLOW_HOSTS='["127.0.0.1"]',
         )
+        if "nats_routes" in self.ports:
+            env["VALUECHAIN_NATS_CLUSTER_PORT"] = str(self.ports["nats_routes"])
         for name in SERVICES:
             env[f"VALUECHAIN_{name.upper()}_PORT"] = str(self.ports[name])
             env[f"VALUECHAIN_GATEWAY_{name.upper()}_URL"] = ",".join(self.service_urls(name))
@@ -130,13 +147,7 @@ class RunningSuite:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:  # the child writes to its own copy of the descriptor
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "valuechain",
-                    "run",
-                    *(["--replicas", str(self.replicas)] if self.replicas > 1 else []),
-                ],
+                [sys.executable, "-m", "valuechain", "run", *self.run_args],
                 cwd=ROOT,
                 env=self.env(),
                 stdout=log,
