@@ -37,7 +37,7 @@ async def test_run_with_a_three_node_cluster_carries_a_purchase_to_lifecycle(tmp
             js = nc.jetstream()
             stream = await js.stream_info("CRM")
             assert stream.config.num_replicas == 3
-            stages = await js.consumer_info("CRM", "lifecycle-stages")
+            stages = await js.consumer_info("CRM", "lifecycle-events")
             assert stages.cluster is not None and len(stages.cluster.replicas or []) == 2
         finally:
             await nc.close()

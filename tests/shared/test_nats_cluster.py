@@ -42,7 +42,7 @@ async def test_the_suites_stream_consumers_and_bucket_are_r3_written_with_fsync_
         assert stream.cluster is not None and stream.cluster.leader
         assert len(stream.cluster.replicas or []) == 2
         durables = [name async for name in _consumer_names(js)]
-        assert "lifecycle-stages" in durables
+        assert "lifecycle-events" in durables
         for durable in durables:  # consumers inherit the stream's replicas
             consumer = await js.consumer_info("CRM", durable)
             assert consumer.cluster is not None and len(consumer.cluster.replicas or []) == 2, durable
