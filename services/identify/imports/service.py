@@ -18,12 +18,14 @@ import itertools
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.identify.customers import referral_codes
 from services.identify.customers.service import new_referral_codes
 from services.identify.imports import parsing, repository
 from services.identify.transactions.service import record_transactions
@@ -38,6 +40,7 @@ from shared.http.validation import currency_code
 log = logging.getLogger("valuechain.identify.imports")
 
 BATCH_ROWS = 5000
+READ_ROWS = 100  # rows read between two turns of the event loop (~1 ms)
 ERRORS_SHOWN = 100  # rejected lines GET /v1/imports/{id} shows; the rest are paged
 UPLOAD_CHUNK = 1 << 20
 INTERRUPTED = "interrupted: the identify service stopped before the import finished; run it again (it is idempotent)"
@@ -154,17 +157,25 @@ async def start_import(
 async def run_import(db, job_id: str, path: Path, options: parsing.ImportOptions, create_customers: bool) -> None:
     statements_on_threads()  # on SQLite: its large statements must not hold up the API
     customers: dict[str, str] = {}  # external id → customer id, filled as batches commit
+    reading: asyncio.Task[list[parsing.Row]] | None = None
     try:
         rows = parsing.Reader(path, options).rows()
-        while batch := list(itertools.islice(rows, BATCH_ROWS)):
+        reading = asyncio.create_task(_read_batch(rows))
+        while batch := await reading:
+            # The next batch is read while this one is written: the writes wait on SQLite's
+            # thread most of the time, and the reading fills that wait on the event loop.
+            reading = asyncio.create_task(_read_batch(rows))
             for attempt in (1, 2):
                 try:
                     async with transaction(db.writer) as session:
-                        found = await record_batch(session, job_id, batch, customers, create_customers)
+                        found = await record_batch(
+                            session, job_id, batch, customers, create_customers, retry=attempt == 2
+                        )
                     break
                 except IntegrityError:
                     # Another writer recorded one of these external ids (or created one of these
-                    # customers) between our check and our insert: the retry sees it as existing.
+                    # customers, or drew one of these referral codes) between our check and our
+                    # insert: the retry sees it as existing.
                     if attempt == 2:
                         raise
             customers.update(found)
@@ -176,7 +187,23 @@ async def run_import(db, job_id: str, path: Path, options: parsing.ImportOptions
         log.exception("import failed", extra={"fields": {"import_id": job_id}})
         await _finish(db, job_id, "failed", f"{exc.__class__.__name__}: {exc}"[:2000])
     finally:
+        if reading is not None:
+            reading.cancel()
         path.unlink(missing_ok=True)  # noqa: ASYNC240 - a local temp file, on the error path
+
+
+async def _read_batch(rows: Iterator[parsing.Row]) -> list[parsing.Row]:
+    """The next BATCH_ROWS rows (fewer at the end), read READ_ROWS at a time with the event
+    loop served in between, so the batch being written is not held up by more than a
+    slice of reading when its statement returns."""
+
+    batch: list[parsing.Row] = []
+    while len(batch) < BATCH_ROWS and (
+        rows_read := list(itertools.islice(rows, min(READ_ROWS, BATCH_ROWS - len(batch))))
+    ):
+        batch += rows_read
+        await asyncio.sleep(0)
+    return batch
 
 
 async def _finish(db, job_id: str, status: str, failure: str | None) -> None:
@@ -185,9 +212,16 @@ async def _finish(db, job_id: str, status: str, failure: str | None) -> None:
 
 
 async def record_batch(
-    session: AsyncSession, job_id: str, batch: list[parsing.Row], customers: dict[str, str], create_customers: bool
+    session: AsyncSession,
+    job_id: str,
+    batch: list[parsing.Row],
+    customers: dict[str, str],
+    create_customers: bool,
+    *,
+    retry: bool = False,
 ) -> dict[str, str]:
-    """Record one batch of rows and its progress; return the customers it looked up or made."""
+    """Record one batch of rows and its progress; return the customers it looked up or made.
+    `retry`: the batch's first attempt met a clash with another writer (see run_import)."""
 
     counts = dict.fromkeys(repository.COUNTERS, 0)
     counts["rows_read"] = len(batch)
@@ -206,10 +240,11 @@ async def record_batch(
     unknown = {external_id for _, external_id, _ in good} - customers.keys()
     found = await repository.customers_by_external_id(session, unknown)
     missing = sorted(unknown - found.keys())
+    created: list[str] = []
     if missing and create_customers:
-        created = await _create_customers(session, missing)
+        created = await _create_customers(session, missing, checked_codes=retry)
         counts["customers_created"] = len(created)
-        found.update(await repository.customers_by_external_id(session, missing))
+        found.update(zip(missing, created))
 
     recordable: list[tuple[parsing.Row, parsing.ImportedTransaction]] = []
     for row, external_id, item in good:
@@ -223,7 +258,7 @@ async def record_batch(
         else:
             item.customer_id = customer_id
             recordable.append((row, item))
-    outcomes = await record_transactions(session=session, items=[item for _, item in recordable])
+    outcomes = await record_transactions(session=session, items=[item for _, item in recordable], new_customers=created)
     for (row, _), outcome in zip(recordable, outcomes):
         if outcome.status == "created":
             counts["recorded"] += 1
@@ -238,12 +273,18 @@ async def record_batch(
     return found
 
 
-async def _create_customers(session: AsyncSession, external_ids: list[str]) -> list[str]:
-    """Create customers known only by external id; return their ids."""
+async def _create_customers(session: AsyncSession, external_ids: list[str], *, checked_codes: bool) -> list[str]:
+    """Create customers known only by external id; return their ids, in the same order.
+
+    Their referral codes are checked against the stored ones only when `checked_codes`
+    (a retry): a code has 40 random bits, so one clashes with a million held codes once
+    in a million, and the column's unique index turns that into an IntegrityError that
+    retries the batch. The check cost an import a query per thousand new customers
+    (5% of its time on SQLite; docs/benchmarks.md)."""
 
     now = utcnow()
     ids = uuid7_many(len(external_ids))
-    codes = await new_referral_codes(session, len(ids))
+    codes = await new_referral_codes(session, len(ids)) if checked_codes else referral_codes.distinct_codes(len(ids))
     await repository.add_customers(
         session, [(id_, external_id, code, 0, now, now) for id_, external_id, code in zip(ids, external_ids, codes)]
     )
