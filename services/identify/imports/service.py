@@ -166,15 +166,19 @@ async def run_import(db, job_id: str, path: Path, options: parsing.ImportOptions
         reading = asyncio.create_task(_read_batch(rows))
         async with _fewer_checkpoints(db):
             while batch := await reading:
-                # The next batch is read while this one is written: the writes wait on SQLite's
-                # thread most of the time, and the reading fills that wait on the event loop.
-                reading = asyncio.create_task(_read_batch(rows))
+                current = reading
                 for attempt in (1, 2):
                     try:
                         async with transaction(db.writer) as session:
                             found = await record_batch(
                                 session, job_id, batch, customers, create_customers, retry=attempt == 2
                             )
+                            # The next batch is read while this one commits: SQLite's thread
+                            # writes the pages then and needs neither the event loop nor the
+                            # GIL. (Read during the batch's statements instead, it took the GIL
+                            # from their executemany, which wants it back for every row.)
+                            if reading is current:  # (not by an attempt whose commit failed)
+                                reading = asyncio.create_task(_read_batch(rows))
                         break
                     except IntegrityError:
                         # Another writer recorded one of these external ids (or created one of these
