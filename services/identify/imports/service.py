@@ -203,9 +203,10 @@ async def run_import(db, job_id: str, path: Path, options: parsing.ImportOptions
 # SQLite copies the WAL into the database file (a checkpoint) at the commit that finds it
 # over `wal_autocheckpoint` pages, 1000 by default. A batch's random keys (derived external
 # ids, referral codes, dates) touch most pages of their indexes, so each batch's commit
-# rewrote some 5,000 pages and checkpointed all of them again: a fifth of an import's time
-# on SQLite. While imports run the writer checkpoints at IMPORT_WAL_PAGES instead (a WAL of
-# at most 64 MB), so a page rewritten by several batches is copied once; the default is
+# rewrote some 5,000 pages and checkpointed all of them again (commits were a quarter of
+# an import's time on SQLite). While imports run the writer checkpoints at IMPORT_WAL_PAGES
+# instead (a WAL of at most 64 MiB), so a page rewritten by several batches is copied once
+# per checkpoint, not per batch (time in commits -17%, docs/benchmarks.md); the default is
 # back before the job is marked done, and that commit checkpoints the rest.
 IMPORT_WAL_PAGES = 16384
 _importing: Counter[str] = Counter()  # database URL → imports running on it in this process
@@ -322,7 +323,7 @@ async def _create_customers(session: AsyncSession, external_ids: list[str], *, c
     (a retry): a code has 40 random bits, so one clashes with a million held codes once
     in a million, and the column's unique index turns that into an IntegrityError that
     retries the batch. The check cost an import a query per thousand new customers
-    (5% of its time on SQLite; docs/benchmarks.md)."""
+    (~5% of its time on SQLite, measured with the rest)."""
 
     now = utcnow()
     ids = uuid7_many(len(external_ids))
