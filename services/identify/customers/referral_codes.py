@@ -39,10 +39,19 @@ def normalized(typed: str) -> str | None:
     return code if PATTERN.match(code) else None
 
 
+def distinct_codes(n: int) -> list[str]:
+    """n fresh codes, no two alike (not checked against the stored ones: see unique_codes)."""
+
+    codes = list(dict.fromkeys(new_codes(n)))
+    while len(codes) < n:
+        codes = list(dict.fromkeys(codes + new_codes(n - len(codes))))
+    return codes
+
+
 async def unique_codes(n: int, held: Callable[[list[str]], Awaitable[set[str]]]) -> list[str]:
     """n codes none of which `held` (the codes among these already stored) knows, nor each other."""
 
-    codes = list(dict.fromkeys(new_codes(n)))
+    codes = distinct_codes(n)
     while True:
         clashes = await held(codes) if codes else set()
         if not clashes and len(codes) == n:

@@ -18,16 +18,20 @@ import itertools
 import logging
 import os
 import tempfile
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.identify.customers import referral_codes
 from services.identify.customers.service import new_referral_codes
 from services.identify.imports import parsing, repository
 from services.identify.transactions.service import record_transactions
-from shared.db.database import utcnow
+from shared.db.database import is_sqlite, utcnow
 from shared.db.ids import uuid7, uuid7_many
 from shared.db.sqlite_inline import statements_on_threads
 from shared.db.uow import transaction
@@ -38,6 +42,8 @@ from shared.http.validation import currency_code
 log = logging.getLogger("valuechain.identify.imports")
 
 BATCH_ROWS = 5000
+SQLITE_WAL_PAGES = 1000  # SQLite's default wal_autocheckpoint, which the service keeps
+READ_ROWS = 100  # rows read between two turns of the event loop (~1 ms)
 ERRORS_SHOWN = 100  # rejected lines GET /v1/imports/{id} shows; the rest are paged
 UPLOAD_CHUNK = 1 << 20
 INTERRUPTED = "interrupted: the identify service stopped before the import finished; run it again (it is idempotent)"
@@ -154,21 +160,34 @@ async def start_import(
 async def run_import(db, job_id: str, path: Path, options: parsing.ImportOptions, create_customers: bool) -> None:
     statements_on_threads()  # on SQLite: its large statements must not hold up the API
     customers: dict[str, str] = {}  # external id → customer id, filled as batches commit
+    reading: asyncio.Task[list[parsing.Row]] | None = None
     try:
         rows = parsing.Reader(path, options).rows()
-        while batch := list(itertools.islice(rows, BATCH_ROWS)):
-            for attempt in (1, 2):
-                try:
-                    async with transaction(db.writer) as session:
-                        found = await record_batch(session, job_id, batch, customers, create_customers)
-                    break
-                except IntegrityError:
-                    # Another writer recorded one of these external ids (or created one of these
-                    # customers) between our check and our insert: the retry sees it as existing.
-                    if attempt == 2:
-                        raise
-            customers.update(found)
-        await _finish(db, job_id, "done", None)
+        reading = asyncio.create_task(_read_batch(rows))
+        async with _fewer_checkpoints(db):
+            while batch := await reading:
+                current = reading
+                for attempt in (1, 2):
+                    try:
+                        async with transaction(db.writer) as session:
+                            found = await record_batch(
+                                session, job_id, batch, customers, create_customers, retry=attempt == 2
+                            )
+                            # The next batch is read while this one commits: SQLite's thread
+                            # writes the pages then and needs neither the event loop nor the
+                            # GIL. (Read during the batch's statements instead, it took the GIL
+                            # from their executemany, which wants it back for every row.)
+                            if reading is current:  # (not by an attempt whose commit failed)
+                                reading = asyncio.create_task(_read_batch(rows))
+                        break
+                    except IntegrityError:
+                        # Another writer recorded one of these external ids (or created one of these
+                        # customers, or drew one of these referral codes) between our check and our
+                        # insert: the retry sees it as existing.
+                        if attempt == 2:
+                            raise
+                customers.update(found)
+        await _finish(db, job_id, "done", None)  # its commit checkpoints what the import left
     except asyncio.CancelledError:
         await asyncio.shield(_finish(db, job_id, "failed", INTERRUPTED))
         raise
@@ -176,7 +195,58 @@ async def run_import(db, job_id: str, path: Path, options: parsing.ImportOptions
         log.exception("import failed", extra={"fields": {"import_id": job_id}})
         await _finish(db, job_id, "failed", f"{exc.__class__.__name__}: {exc}"[:2000])
     finally:
+        if reading is not None:
+            reading.cancel()
         path.unlink(missing_ok=True)  # noqa: ASYNC240 - a local temp file, on the error path
+
+
+# SQLite copies the WAL into the database file (a checkpoint) at the commit that finds it
+# over `wal_autocheckpoint` pages, 1000 by default. A batch's random keys (derived external
+# ids, referral codes, dates) touch most pages of their indexes, so each batch's commit
+# rewrote some 5,000 pages and checkpointed all of them again (commits were a quarter of
+# an import's time on SQLite). While imports run the writer checkpoints at IMPORT_WAL_PAGES
+# instead (a WAL of at most 64 MiB), so a page rewritten by several batches is copied once
+# per checkpoint, not per batch (time in commits -17%, docs/benchmarks.md); the default is
+# back before the job is marked done, and that commit checkpoints the rest.
+IMPORT_WAL_PAGES = 16384
+_importing: Counter[str] = Counter()  # database URL → imports running on it in this process
+
+
+@asynccontextmanager
+async def _fewer_checkpoints(db) -> AsyncIterator[None]:
+    if not is_sqlite(db.url):
+        yield
+        return
+    if not _importing[db.url]:
+        await _wal_autocheckpoint(db, IMPORT_WAL_PAGES)
+    _importing[db.url] += 1
+    try:
+        yield
+    finally:
+        _importing[db.url] -= 1
+        if not _importing[db.url]:
+            await asyncio.shield(_wal_autocheckpoint(db, SQLITE_WAL_PAGES))
+
+
+async def _wal_autocheckpoint(db, pages: int) -> None:
+    """Set the writer's (the pool's one connection's) checkpoint threshold."""
+
+    async with db.writer_engine.connect() as conn:
+        await conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={pages}")
+
+
+async def _read_batch(rows: Iterator[parsing.Row]) -> list[parsing.Row]:
+    """The next BATCH_ROWS rows (fewer at the end), read READ_ROWS at a time with the event
+    loop served in between, so the batch being written is not held up by more than a
+    slice of reading when its statement returns."""
+
+    batch: list[parsing.Row] = []
+    while len(batch) < BATCH_ROWS and (
+        rows_read := list(itertools.islice(rows, min(READ_ROWS, BATCH_ROWS - len(batch))))
+    ):
+        batch += rows_read
+        await asyncio.sleep(0)
+    return batch
 
 
 async def _finish(db, job_id: str, status: str, failure: str | None) -> None:
@@ -185,9 +255,16 @@ async def _finish(db, job_id: str, status: str, failure: str | None) -> None:
 
 
 async def record_batch(
-    session: AsyncSession, job_id: str, batch: list[parsing.Row], customers: dict[str, str], create_customers: bool
+    session: AsyncSession,
+    job_id: str,
+    batch: list[parsing.Row],
+    customers: dict[str, str],
+    create_customers: bool,
+    *,
+    retry: bool = False,
 ) -> dict[str, str]:
-    """Record one batch of rows and its progress; return the customers it looked up or made."""
+    """Record one batch of rows and its progress; return the customers it looked up or made.
+    `retry`: the batch's first attempt met a clash with another writer (see run_import)."""
 
     counts = dict.fromkeys(repository.COUNTERS, 0)
     counts["rows_read"] = len(batch)
@@ -206,10 +283,11 @@ async def record_batch(
     unknown = {external_id for _, external_id, _ in good} - customers.keys()
     found = await repository.customers_by_external_id(session, unknown)
     missing = sorted(unknown - found.keys())
+    created: list[str] = []
     if missing and create_customers:
-        created = await _create_customers(session, missing)
+        created = await _create_customers(session, missing, checked_codes=retry)
         counts["customers_created"] = len(created)
-        found.update(await repository.customers_by_external_id(session, missing))
+        found.update(zip(missing, created))
 
     recordable: list[tuple[parsing.Row, parsing.ImportedTransaction]] = []
     for row, external_id, item in good:
@@ -223,7 +301,7 @@ async def record_batch(
         else:
             item.customer_id = customer_id
             recordable.append((row, item))
-    outcomes = await record_transactions(session=session, items=[item for _, item in recordable])
+    outcomes = await record_transactions(session=session, items=[item for _, item in recordable], new_customers=created)
     for (row, _), outcome in zip(recordable, outcomes):
         if outcome.status == "created":
             counts["recorded"] += 1
@@ -238,12 +316,18 @@ async def record_batch(
     return found
 
 
-async def _create_customers(session: AsyncSession, external_ids: list[str]) -> list[str]:
-    """Create customers known only by external id; return their ids."""
+async def _create_customers(session: AsyncSession, external_ids: list[str], *, checked_codes: bool) -> list[str]:
+    """Create customers known only by external id; return their ids, in the same order.
+
+    Their referral codes are checked against the stored ones only when `checked_codes`
+    (a retry): a code has 40 random bits, so one clashes with a million held codes once
+    in a million, and the column's unique index turns that into an IntegrityError that
+    retries the batch. The check cost an import a query per thousand new customers
+    (~5% of its time on SQLite, measured with the rest)."""
 
     now = utcnow()
     ids = uuid7_many(len(external_ids))
-    codes = await new_referral_codes(session, len(ids))
+    codes = await new_referral_codes(session, len(ids)) if checked_codes else referral_codes.distinct_codes(len(ids))
     await repository.add_customers(
         session, [(id_, external_id, code, 0, now, now) for id_, external_id, code in zip(ids, external_ids, codes)]
     )

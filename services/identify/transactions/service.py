@@ -14,7 +14,7 @@ in the caller's transaction. Then their customers are re-scored.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -110,12 +110,17 @@ def _conflict(earlier: dict, external_id: str, fields: list[str]) -> Outcome:
     return Outcome("error", field="external_id", message=message, error=IdempotencyConflict)
 
 
-async def record_transactions(*, session: AsyncSession, items: Sequence[NewTransaction]) -> list[Outcome]:
-    """Record the items in the session's transaction; one Outcome per item, in order."""
+async def record_transactions(
+    *, session: AsyncSession, items: Sequence[NewTransaction], new_customers: Collection[str] = ()
+) -> list[Outcome]:
+    """Record the items in the session's transaction; one Outcome per item, in order.
+    `new_customers` are customers the caller created in this transaction (not merged,
+    no purchases yet, locked by their insert): they are not read back."""
 
     external_ids = {item.external_id for item in items if item.external_id}
     earlier = await repository.transactions_by_external_ids(session, external_ids)
-    customers = await repository.lock_customers(session, {item.customer_id for item in items})
+    customers = await repository.lock_customers(session, {item.customer_id for item in items}.difference(new_customers))
+    customers.update((id_, {"id": id_, "merged_into": None, "purchase_count": 0}) for id_ in new_customers)
     rates = await fx.rates_for(session, {item.currency for item in items})
 
     outcomes: list[Outcome] = []

@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 
 import nats
 
+from services.identify.customers import referral_codes
 from services.identify.imports import parsing
 from services.identify.imports import repository as jobs
 from services.identify.imports import service as import_jobs
 from services.identify.transactions.schemas import TransactionCreate
-from shared.db.database import utcnow
+from shared.db.database import Database, utcnow
 from shared.db.uow import transaction
 from tests.support import wait_until
 
@@ -205,6 +206,43 @@ async def test_two_imports_at_once_naming_the_same_new_customers_create_each_onc
     assert len([key for key in customers if key.startswith("shared-")]) == 150
     assert {customers[f"shared-{i}"]["purchase_count"] for i in range(150)} == {4, 6}  # 3 or 2 rows a file
     assert sum(customers[f"shared-{i}"]["purchase_count"] for i in range(150)) == 800
+
+
+async def test_a_new_customers_referral_code_held_by_another_is_drawn_again(suite, monkeypatch):
+    # An import stores its new customers' codes unchecked; a clash with a held code (40
+    # random bits: made to happen here) retries the batch, which checks them.
+    identify = await suite.start("identify")
+    client = identify.client
+    held = (await client.post("/v1/customers", json={"external_id": "holder"})).json()["referral_code"]
+    draws = [[held], [held]]  # the first attempt's draw and the retry's first draw clash
+    real = referral_codes.new_codes
+    monkeypatch.setattr(referral_codes, "new_codes", lambda n: draws.pop(0) if draws else real(n))
+
+    content = "customer_external_id,occurred_at,amount,currency\nnewcomer,2026-01-05,3,USD\n"
+    job = await run_import(client, content, create_customers=True)
+    assert (job["status"], job["recorded"], job["customers_created"]) == ("done", 1, 1), job["errors"]
+    assert not draws
+    customers = await customers_by_external_id(client)
+    assert customers["holder"]["referral_code"] == held
+    assert customers["newcomer"]["referral_code"] not in (None, held)
+
+
+async def test_imports_checkpoint_sqlites_wal_less_often_while_they_run(tmp_path):
+    db = Database.connect(f"sqlite+aiosqlite:///{tmp_path / 'identify.db'}", service="identify")
+
+    async def threshold() -> int:
+        async with db.writer_engine.connect() as conn:
+            return (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one()
+
+    try:
+        assert await threshold() == import_jobs.SQLITE_WAL_PAGES
+        async with import_jobs._fewer_checkpoints(db):
+            async with import_jobs._fewer_checkpoints(db):  # a second import at the same time
+                assert await threshold() == import_jobs.IMPORT_WAL_PAGES
+            assert await threshold() == import_jobs.IMPORT_WAL_PAGES  # the first still runs
+        assert await threshold() == import_jobs.SQLITE_WAL_PAGES
+    finally:
+        await db.dispose()
 
 
 async def test_progress_is_counted_batch_by_batch(suite):
