@@ -341,4 +341,4 @@ class Sender:
 async def start(runtime: Runtime[Any]) -> None:
     """engage's start-up hook: the sender runs as long as the service does."""
 
-    runtime.tasks.append(asyncio.create_task(runtime.state.sender.run(), name="mail-sender"))
+    runtime.start_leased("mail-sender", runtime.state.sender.run)  # one replica sends; another takes over

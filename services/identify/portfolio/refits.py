@@ -155,12 +155,19 @@ class RefitRunner:
                         requested_at=utcnow(),
                     )
                     session.add(refit)
+                    claimed = await self.runtime.leases.claim(session, refit_lease(refit.id))
             except IntegrityError:  # another transaction queued one first: join or refuse that one
                 if attempt:
                     raise
                 continue
             break
-        task = asyncio.create_task(self._run(refit.id), name=f"refit-{refit.id}")
+        # This replica holds the refit's lease while it waits and runs: if the replica dies, the
+        # reaper (one replica's) marks the refit failed once the lease runs out.
+        self.runtime.leases.adopt(refit_lease(refit.id), claimed)
+        task = asyncio.create_task(
+            self.runtime.leases.run_leased(refit_lease(refit.id), lambda: self._run(refit.id), standby=False),
+            name=f"refit-{refit.id}",
+        )
         self.runtime.tasks.append(task)  # cancelled with the service
         task.add_done_callback(self.runtime.tasks.remove)
         return refit, False
@@ -173,7 +180,8 @@ class RefitRunner:
 
     async def _run(self, refit_id: str) -> None:
         statements_on_threads()  # on SQLite: its large statements must not hold up the API
-        async with self.lock:
+        # One refit at a time across the replicas (the lease), and within this one (the lock).
+        async with self.lock, self.runtime.leases.exclusively("refits"):
             await self._set(refit_id, status="running")
             try:
                 version, scored = await self.refit(refit_id)
@@ -385,11 +393,34 @@ async def schedule(runner: RefitRunner) -> None:
             log.exception("scheduled refit could not be requested")
 
 
-async def start(runtime: Runtime[RefitsState]) -> None:
-    """identify's start-up hook: fail interrupted refits (and build the CLV indexes one
-    left dropped), start the schedule."""
+def refit_lease(refit_id: str) -> str:
+    return f"refit:{refit_id}"
+
+
+async def fail_interrupted_refits(runtime: Runtime[Any]) -> int:
+    """Fail the refits queued or running in a replica that is gone (nobody holds their lease),
+    and build the CLV indexes one killed mid-write left dropped."""
 
     async with transaction(runtime.db.writer) as session:
-        await repository.fail_interrupted_refits(session)
-        await repository.ensure_rank_indexes(session)  # a refit killed mid-write left them dropped
-    runtime.tasks.append(asyncio.create_task(schedule(runtime.state.refits), name="refit-schedule"))
+        failed = await repository.fail_interrupted_refits(session, leases=runtime.leases.table, prefix=refit_lease(""))
+        if failed:
+            await repository.ensure_rank_indexes(session)
+    return failed
+
+
+async def start(runtime: Runtime[RefitsState]) -> None:
+    """identify's start-up hook: one replica fails interrupted refits (at once, then every
+    lease TTL) and runs the schedule."""
+
+    async def reap() -> None:
+        async with transaction(runtime.db.writer) as session:
+            await repository.ensure_rank_indexes(session)  # a refit killed mid-write left them dropped
+        while True:
+            try:
+                await fail_interrupted_refits(runtime)
+            except Exception as exc:  # noqa: BLE001 - the next turn tries again
+                log.warning("looking for interrupted refits failed", extra={"error": repr(exc)})
+            await asyncio.sleep(runtime.leases.ttl_s)
+
+    runtime.start_leased("refit-reaper", reap)
+    runtime.start_leased("refit-schedule", lambda: schedule(runtime.state.refits))
