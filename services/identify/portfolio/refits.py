@@ -14,9 +14,11 @@ purchases interleave. Each chunk's transaction also reads the chunk's previous s
 and emits `crm.identify.customer.scored` for the customers whose segment, kinds or
 CLV band changed, so the events commit with the scores they describe. The scores' CLV
 indexes are dropped for that write and built again after it, failed or not (see
-repository.RANK_INDEXES: kept row by row they made it ten times slower). A refit
-interrupted by a restart is marked failed at start-up; requesting a new one is
-always safe.
+repository.RANK_INDEXES: kept row by row they made it ten times slower). With
+replicas (issue 17), the replica that queued a refit holds its lease `refit:<id>` while it
+waits and runs, and refits run one at a time across replicas (the lease `refits`); one
+whose replica stopped or died is marked failed by the reaper one replica runs (at once,
+then every lease TTL), not resumed: requesting a new one is always safe.
 """
 
 from __future__ import annotations
@@ -397,13 +399,13 @@ def refit_lease(refit_id: str) -> str:
     return f"refit:{refit_id}"
 
 
-async def fail_interrupted_refits(runtime: Runtime[Any]) -> int:
+async def fail_interrupted_refits(runtime: Runtime[Any], *, rebuild_indexes: bool = False) -> int:
     """Fail the refits queued or running in a replica that is gone (nobody holds their lease),
-    and build the CLV indexes one killed mid-write left dropped."""
+    and build the CLV indexes one killed mid-write left dropped (when it failed one, or asked)."""
 
     async with transaction(runtime.db.writer) as session:
         failed = await repository.fail_interrupted_refits(session, leases=runtime.leases.table, prefix=refit_lease(""))
-        if failed:
+        if failed or rebuild_indexes:
             await repository.ensure_rank_indexes(session)
     return failed
 
@@ -413,11 +415,11 @@ async def start(runtime: Runtime[RefitsState]) -> None:
     lease TTL) and runs the schedule."""
 
     async def reap() -> None:
-        async with transaction(runtime.db.writer) as session:
-            await repository.ensure_rank_indexes(session)  # a refit killed mid-write left them dropped
+        first = True  # a refit killed mid-write may have left the indexes dropped
         while True:
             try:
-                await fail_interrupted_refits(runtime)
+                await fail_interrupted_refits(runtime, rebuild_indexes=first)
+                first = False
             except Exception as exc:  # noqa: BLE001 - the next turn tries again
                 log.warning("looking for interrupted refits failed", extra={"error": repr(exc)})
             await asyncio.sleep(runtime.leases.ttl_s)
