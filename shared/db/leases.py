@@ -3,7 +3,8 @@ schedules, a job), held through a row of the service's own `leases` table.
 
 A lease is a row (name, holder, expires_at). Taking and renewing it is one conditional
 UPDATE: the row becomes ours when it is ours already or has expired. No advisory locks, so it
-works on SQLite as on PostgreSQL; several replicas of a service share one database, so its
+works on SQLite as on PostgreSQL (a second UPDATE takes what has expired, so a holder knows
+whether a lease stayed its own all along); several replicas of a service share one database, so its
 rows are the one place they all see. One `Leases` per process renews every lease it holds
 or wants in a single statement every `renew_s` (one round trip per tick, however many
 leases), and releases them when the process stops; a holder that dies (SIGKILL) stops
@@ -30,7 +31,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, ColumnElement, MetaData, String, Table, exists, insert, or_, select, update
+from sqlalchemy import Column, ColumnElement, MetaData, String, Table, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.database import Database, UTCDateTime, insert_ignoring, utcnow
@@ -71,6 +72,9 @@ class Lease:
         self.name = name
         self.valid_until = 0.0  # monotonic; 0 when not held
         self.acquired = asyncio.Event()
+        # Counts the times this process took the lease from nobody or from another holder: the
+        # same term means it was ours all along (held locally for lost, but renewed in time).
+        self.term = 0
 
     @property
     def held(self) -> bool:
@@ -128,6 +132,7 @@ class Leases:
 
         lease = self.want(name)
         lease.valid_until = claimed + self.ttl_s - self.renew_s
+        lease.term += 1
         lease.acquired.set()
         self._rows.add(name)
         return lease
@@ -194,7 +199,8 @@ class Leases:
                 pass
 
     async def tick(self) -> set[str]:
-        """One conditional UPDATE takes or renews every wanted lease; returns those held."""
+        """Renew every wanted lease held, take those expired (two UPDATEs in one transaction,
+        whatever the number of leases); returns those held."""
 
         names = list(self.leases)
         if not names:
@@ -209,23 +215,41 @@ class Leases:
                     insert_ignoring(session, table, ["name"]),
                     [{"name": name, "holder": "", "expires_at": _EPOCH} for name in missing],
                 )
-            held = set(
+            until = now + timedelta(seconds=self.ttl_s)
+            # Ours all along (nobody can have held it since, even if we took it for lost)...
+            renewed = set(
                 (
                     await session.execute(
                         update(table)
-                        .where(table.c.name.in_(names), or_(table.c.holder == self.holder, table.c.expires_at < now))
-                        .values(holder=self.holder, expires_at=now + timedelta(seconds=self.ttl_s))
+                        .where(table.c.name.in_(names), table.c.holder == self.holder)
+                        .values(expires_at=until)
                         .returning(table.c.name)
                     )
                 ).scalars()
             )
+            # ...or taken now, from nobody or from a holder whose lease ran out.
+            others = [name for name in names if name not in renewed]
+            taken = set()
+            if others:
+                taken = set(
+                    (
+                        await session.execute(
+                            update(table)
+                            .where(table.c.name.in_(others), table.c.expires_at < now)
+                            .values(holder=self.holder, expires_at=until)
+                            .returning(table.c.name)
+                        )
+                    ).scalars()
+                )
+        held = renewed | taken
         self._rows.update(names)
         for name in names:
             lease = self.leases.get(name)
             if lease is None:  # released meanwhile
                 continue
             if name in held:
-                if not lease.held:
+                if name in taken:
+                    lease.term += 1
                     log.info("lease taken", extra={"lease": name, "holder": self.holder})
                 lease.valid_until = started + self.ttl_s - self.renew_s
                 lease.acquired.set()

@@ -233,7 +233,8 @@ class ConsumerRunner:
         await nc.subscribe(inbox, cb=enqueue)
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.settings.stream}.{self.name}"
         request = orjson.dumps({"batch": self.batch, "expires": int(self.expires_s * 1e9)})
-        leading = False  # pulling, since the lease was last taken
+        leading = False  # pulling, since the lease was last found held
+        term = 0  # the lease's term when this runner last took over
         while True:
             try:
                 await self.bus.connected.wait()
@@ -250,10 +251,12 @@ class ConsumerRunner:
                     leading = False
                     continue
                 if not leading:
-                    assert self.bus.js is not None  # connected
-                    await self._take_over(self.bus.js)
                     leading = True
-                    continue  # the lease is checked again after the wait
+                    if self.lease.term != term:  # taken, not only renewed late: what was left unacked?
+                        term = self.lease.term
+                        assert self.bus.js is not None  # connected
+                        await self._take_over(self.bus.js)
+                        continue  # the lease is checked again after the wait
                 await nc.publish(next_subject, request, reply=inbox)
                 if await self._drain_request(queue) == NO_RESPONDERS:
                     self._checked_generation = -1  # the consumer went away (NATS lost its store?)

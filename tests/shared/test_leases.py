@@ -45,6 +45,8 @@ async def test_a_lease_has_one_holder_and_passes_on_when_released_or_expired(lea
     assert await first.tick() == {"relay"} and a.held
     assert await second.tick() == set() and not b.held
     assert await first.tick() == {"relay"}  # renewed by its holder
+    a.valid_until = 0.0  # taken for lost (a late renewal), yet nobody took it meanwhile:
+    assert await first.tick() == {"relay"} and a.held and a.term == 1  # the same term
     assert await first.holders() == {"relay": first.holder}
 
     # The holder dies without a word: its row stays until it expires (here: made to expire).
@@ -56,7 +58,7 @@ async def test_a_lease_has_one_holder_and_passes_on_when_released_or_expired(lea
     # Released: the next one to try takes it at once.
     await second.release("relay")
     assert not b.held
-    assert await first.tick() == {"relay"}
+    assert await first.tick() == {"relay"} and a.term == 2  # taken again: a new term
 
 
 async def test_a_paused_holder_stops_before_its_lease_could_pass_on(lease_db):
