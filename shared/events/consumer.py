@@ -305,8 +305,11 @@ class ConsumerRunner:
         return None
 
     async def _stand_by(self) -> None:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancellation that
+        # lands as the lease comes, and the runner would not stop.
         try:
-            await asyncio.wait_for(self.lease.wait_held(), timeout=self.expires_s)
+            async with asyncio.timeout(self.expires_s):
+                await self.lease.wait_held()
         except TimeoutError:
             pass
         self.heartbeat = time.monotonic()
