@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Column, ColumnElement, MetaData, String, Table, exists, insert, select, update
+from sqlalchemy import delete as delete_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.database import Database, UTCDateTime, insert_ignoring, utcnow
@@ -137,13 +138,21 @@ class Leases:
         self._rows.add(name)
         return lease
 
-    async def release(self, name: str) -> None:
-        """Give `name` up now, so another replica takes it at its next tick."""
+    async def release(self, name: str, *, delete: bool = False) -> None:
+        """Give `name` up now, so another replica takes it at its next tick; `delete`: drop its
+        row (a finished job's, which nobody will want again; others keep theirs cached)."""
 
         lease = self.leases.pop(name, None)
         if lease is None:
             return
         lease.valid_until = 0.0
+        if delete:
+            self._rows.discard(name)
+            async with self.db.writer() as session, session.begin():
+                await session.execute(
+                    delete_(self.table).where(self.table.c.name == name, self.table.c.holder == self.holder)
+                )
+            return
         await self._expire([name])
 
     async def release_all(self) -> None:
@@ -275,7 +284,8 @@ class Leases:
         The work is cancelled if the lease is lost (the database unreachable for longer than
         the lease lasts, a pause); with `standby` this process then waits to take the lease
         again and starts the work afresh (a schedule, a loop), else it returns None (a job:
-        whoever reaps it reports it failed). The lease is released when the work ends.
+        whoever reaps it reports it failed). The lease is released when the work ends (a
+        job's row deleted: without `standby` the name is taken to be a job's own).
         """
 
         lease = self.want(name)
@@ -289,7 +299,7 @@ class Leases:
                     task.cancel()
                     await asyncio.wait({task})
             if not lost:
-                await self.release(name)
+                await self.release(name, delete=not standby)
                 return task.result()
             try:
                 task.result()
@@ -297,7 +307,7 @@ class Leases:
                 pass
             log.warning("work stopped: its lease was lost", extra={"lease": name})
             if not standby:
-                await self.release(name)
+                await self.release(name, delete=True)
                 return None
 
     @asynccontextmanager

@@ -227,3 +227,19 @@ def _created(customer_id: str, n: int):
 
 async def _count(handle, expected: int) -> bool:
     return await probe.applied_count(handle) >= expected
+
+
+async def test_a_jobs_lease_is_claimed_with_its_row_and_gone_when_the_job_ends(lease_db):
+    table = probe.messaging.leases
+    leases = Leases(lease_db, table, ttl_s=30.0, renew_s=1.0)
+    async with lease_db.writer() as session, session.begin():
+        claimed = await leases.claim(session, "import:1")
+    leases.adopt("import:1", claimed)
+    assert await leases.holders() == {"import:1": leases.holder}
+
+    async def job() -> str:
+        return "done"
+
+    assert await leases.run_leased("import:1", job, standby=False) == "done"
+    async with lease_db.reader() as session:
+        assert (await session.execute(select(table.c.name))).all() == []  # no row left behind
