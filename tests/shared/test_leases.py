@@ -153,6 +153,11 @@ async def test_two_relays_on_one_outbox_publish_each_event_once_in_commit_order(
     assert _published(first, second) == len(ids)  # one relay published them: none twice
     relay = {first.runtime.relay.lease.held, second.runtime.relay.lease.held}
     assert relay == {True, False}
+    # Both are ready; readiness says which stands by.
+    ready = [(await handle.client.get("/readyz")) for handle in (first, second)]
+    assert [answer.status_code for answer in ready] == [200, 200]
+    states = sorted(answer.json()["checks"]["leases"] for answer in ready)
+    assert states == ["holds 2, stands by for 0", "stands by for 2"]
 
 
 async def _when_all(found, expected: int):
