@@ -17,7 +17,6 @@ from sqlalchemy import text
 
 from shared.service.runtime import Runtime
 
-
 # Reported, never failing readiness: events wait safely in the outbox, and a replica standing
 # by (holding no lease) serves requests all the same.
 INFORMATIVE = ("outbox_relay", "leases")
