@@ -60,10 +60,12 @@ def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def live(table: Table, name: ColumnElement[str], now: datetime) -> ColumnElement[bool]:
-    """SQL: someone holds the lease called `name` (an expression: a job's is "import:" || id)."""
+def live(table: Table, name: ColumnElement[str], now: datetime, grace_s: float = 0.0) -> ColumnElement[bool]:
+    """SQL: someone holds the lease called `name` (an expression: a job's is "import:" || id),
+    or held it until less than `grace_s` ago (a job's replica may be alive, its renewal held up
+    by another's long write: reap only what has been expired for a while)."""
 
-    return exists().where(table.c.name == name, table.c.expires_at >= now)
+    return exists().where(table.c.name == name, table.c.expires_at >= now - timedelta(seconds=grace_s))
 
 
 class Lease:
@@ -76,6 +78,9 @@ class Lease:
         # Counts the times this process took the lease from nobody or from another holder: the
         # same term means it was ours all along (held locally for lost, but renewed in time).
         self.term = 0
+        # Set once the table shows the lease held by another after this process held it (a
+        # late renewal alone does not set it).
+        self.gone = asyncio.Event()
 
     @property
     def held(self) -> bool:
@@ -262,9 +267,12 @@ class Leases:
                     log.info("lease taken", extra={"lease": name, "holder": self.holder})
                 lease.valid_until = started + self.ttl_s - self.renew_s
                 lease.acquired.set()
-            elif lease.valid_until:
-                log.warning("lease lost", extra={"lease": name, "holder": self.holder})
+            else:
+                if lease.valid_until:
+                    log.warning("lease lost", extra={"lease": name, "holder": self.holder})
                 lease.valid_until = 0.0
+                if lease.term:  # another holder has it now: the table says so, not only the clock
+                    lease.gone.set()
         return held
 
     async def holders(self, names: Iterable[str] | None = None) -> dict[str, str]:
@@ -281,10 +289,13 @@ class Leases:
     async def run_leased(self, name: str, work: Callable[[], Awaitable[T]], *, standby: bool = True) -> T | None:
         """Run `work()` while this process holds `name`, waiting for the lease first.
 
-        The work is cancelled if the lease is lost (the database unreachable for longer than
-        the lease lasts, a pause); with `standby` this process then waits to take the lease
-        again and starts the work afresh (a schedule, a loop), else it returns None (a job:
-        whoever reaps it reports it failed). The lease is released when the work ends (a
+        With `standby` (a schedule, a loop), the work is cancelled as soon as the lease may
+        have run out by the clock (the database unreachable for longer than the lease lasts, a
+        pause), and this process waits to take the lease again and starts the work afresh.
+        Without (a job, whose lease nobody else takes: a reaper fails the job once its lease
+        has been expired for a TTL more), a renewal held up by a long write on SQLite must
+        not kill the job: it is cancelled only if the table shows the lease gone to another,
+        and None is returned. The lease is released when the work ends (a
         job's row deleted: without `standby` the name is taken to be a job's own).
         """
 
@@ -293,7 +304,7 @@ class Leases:
             await lease.wait_held()
             task: asyncio.Task[T] = asyncio.ensure_future(work())
             try:
-                lost = await _until_done_or_lost(task, lease)
+                lost = await _until_done_or_lost(task, lease, by_clock=standby)
             finally:  # cancelled from outside (the service stops): stop() gives the lease up
                 if not task.done():
                     task.cancel()
@@ -326,9 +337,21 @@ class Leases:
         await self.release(name)
 
 
-async def _until_done_or_lost(task: asyncio.Task[Any], lease: Lease) -> bool:
-    """Wait for `task`; True (the task cancelled) if `lease` ran out first."""
+async def _until_done_or_lost(task: asyncio.Task[Any], lease: Lease, *, by_clock: bool) -> bool:
+    """Wait for `task`; True (the task cancelled) if `lease` ran out first (`by_clock`), or went
+    to another holder."""
 
+    if not by_clock:
+        gone = asyncio.ensure_future(lease.gone.wait())
+        try:
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if task.done():
+            return False
+        task.cancel()
+        await asyncio.wait({task})
+        return True
     while not task.done():
         remaining = lease.valid_until - time.monotonic()
         if remaining <= 0:

@@ -248,3 +248,28 @@ async def test_a_jobs_lease_is_claimed_with_its_row_and_gone_when_the_job_ends(l
     assert await leases.run_leased("import:1", job, standby=False) == "done"
     async with lease_db.reader() as session:
         assert (await session.execute(select(table.c.name))).all() == []  # no row left behind
+
+
+async def test_a_job_outlives_a_late_renewal_and_stops_only_when_its_lease_is_gone(lease_db):
+    table = probe.messaging.leases
+    leases = Leases(lease_db, table, ttl_s=30.0, renew_s=1.0)
+    async with lease_db.writer() as session, session.begin():
+        claimed = await leases.claim(session, "import:2")
+    lease = leases.adopt("import:2", claimed)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def job() -> str:
+        started.set()
+        await release.wait()
+        return "done"
+
+    running = asyncio.create_task(leases.run_leased("import:2", job, standby=False))
+    await started.wait()
+    lease.valid_until = 0.0  # its renewal waited behind a long write: lost by the clock only
+    await asyncio.sleep(0.05)
+    assert not running.done()
+    assert await leases.tick() == {"import:2"}  # renewed late, still its own: the job goes on
+    async with lease_db.writer() as session, session.begin():  # the table gives it to another
+        await session.execute(update(table).values(holder="another"))
+    await leases.tick()
+    assert await running is None  # cancelled: its reaper reports it failed

@@ -75,15 +75,16 @@ def job_lease(job_id: Any) -> Any:
     return literal("import:", String) + job_id if not isinstance(job_id, str) else f"import:{job_id}"
 
 
-async def fail_running_jobs(session: AsyncSession, *, failure: str, at: datetime, leases: Table) -> int:
-    """Fail the jobs left `running` by a replica that is gone: nobody holds their lease."""
+async def fail_running_jobs(session: AsyncSession, *, failure: str, at: datetime, leases: Table, grace_s: float) -> int:
+    """Fail the jobs left `running` by a replica that is gone: nobody has held their lease for
+    `grace_s`."""
 
     # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed Result.
     result = cast(
         "CursorResult[*tuple[Any, ...]]",
         await session.execute(
             update(_jobs)
-            .where(_jobs.c.status == "running", ~live(leases, job_lease(_jobs.c.id), at))
+            .where(_jobs.c.status == "running", ~live(leases, job_lease(_jobs.c.id), at, grace_s))
             .values(status="failed", failure=failure, finished_at=at)
         ),
     )

@@ -307,7 +307,7 @@ async def fail_interrupted_imports(runtime) -> None:
 
     async with transaction(runtime.db.writer) as session:
         failed = await repository.fail_running_jobs(
-            session, failure=INTERRUPTED, at=utcnow(), leases=runtime.leases.table
+            session, failure=INTERRUPTED, at=utcnow(), leases=runtime.leases.table, grace_s=runtime.leases.ttl_s
         )
     if failed:
         log.warning("marked interrupted imports failed", extra={"fields": {"imports": failed}})

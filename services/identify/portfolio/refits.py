@@ -404,7 +404,9 @@ async def fail_interrupted_refits(runtime: Runtime[Any], *, rebuild_indexes: boo
     and build the CLV indexes one killed mid-write left dropped (when it failed one, or asked)."""
 
     async with transaction(runtime.db.writer) as session:
-        failed = await repository.fail_interrupted_refits(session, leases=runtime.leases.table, prefix=refit_lease(""))
+        failed = await repository.fail_interrupted_refits(
+            session, leases=runtime.leases.table, prefix=refit_lease(""), grace_s=runtime.leases.ttl_s
+        )
         if failed or rebuild_indexes:
             await repository.ensure_rank_indexes(session)
     return failed

@@ -312,8 +312,8 @@ async def queued_refit(session: AsyncSession) -> Refit | None:
     return (await session.execute(select(Refit).where(Refit.status == "queued"))).scalar_one_or_none()
 
 
-async def fail_interrupted_refits(session: AsyncSession, *, leases: Table, prefix: str) -> int:
-    """Fail the refits queued or running whose lease (`<prefix><id>`) nobody holds."""
+async def fail_interrupted_refits(session: AsyncSession, *, leases: Table, prefix: str, grace_s: float) -> int:
+    """Fail the refits queued or running whose lease (`<prefix><id>`) nobody has held for `grace_s`."""
 
     now = utcnow()
     # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed Result.
@@ -321,7 +321,9 @@ async def fail_interrupted_refits(session: AsyncSession, *, leases: Table, prefi
         "CursorResult[*tuple[Any, ...]]",
         await session.execute(
             update(Refit)
-            .where(Refit.status.in_(("queued", "running")), ~live(leases, literal(prefix, String) + Refit.id, now))
+            .where(
+                Refit.status.in_(("queued", "running")), ~live(leases, literal(prefix, String) + Refit.id, now, grace_s)
+            )
             .values(
                 status="failed",
                 failure="interrupted: the identify replica running it stopped; request a new refit",
