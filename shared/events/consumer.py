@@ -278,7 +278,8 @@ class ConsumerRunner:
             if remaining <= 0:
                 return None
             try:
-                msg = await asyncio.wait_for(queue.get(), timeout=remaining)
+                async with asyncio.timeout(remaining):  # not wait_for: it can lose a cancellation (3.11)
+                    msg = await queue.get()
             except TimeoutError:
                 return None
             batch: list[Msg] = []
