@@ -207,8 +207,9 @@ class Leases:
             except Exception as exc:  # noqa: BLE001 - the database is away: leases run out
                 self.last_error = repr(exc)
                 log.warning("lease renewal failed", extra={"error": repr(exc)})
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.renew_s)
+            try:  # asyncio.timeout: Python 3.11's wait_for can lose a cancellation (stop would hang)
+                async with asyncio.timeout(self.renew_s):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

@@ -79,8 +79,9 @@ class OutboxRelay:
     async def run(self) -> None:
         backoff = 0.1
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+            try:  # asyncio.timeout: Python 3.11's wait_for can lose a cancellation (stop would hang)
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()

@@ -172,8 +172,9 @@ class Sender:
                 if claimed >= self.settings.mail_batch:
                     continue  # more are waiting
                 idle = await self._idle_for()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=idle)
+                try:  # asyncio.timeout: Python 3.11's wait_for can lose a cancellation (stop would hang)
+                    async with asyncio.timeout(idle):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         finally:
