@@ -163,6 +163,12 @@ class ServiceSettings(SuiteSettings):
     # How long the relay lets published rows gather before it marks them published, in one
     # write for all of them: a write per commit was a transaction per event at 200 writes/s.
     outbox_mark_delay_s: float = Field(0.1, ge=0, le=5)
+    # --- replicas (issue 17, shared/db/leases.py): the relay, each consumer and each schedule
+    # run in one replica at a time, holding a lease renewed every `lease_renew_s`; a replica
+    # that dies (SIGKILL) is replaced after at most `lease_ttl_s` + `lease_renew_s`.
+    lease_ttl_s: float = 5.0
+    lease_renew_s: float = 1.0
+    # --- end replicas
     log_level: str = "INFO"
     gil_switch_interval_s: float = 0.0005
     # The cyclic garbage collector: what is alive once the service has started is
@@ -173,6 +179,12 @@ class ServiceSettings(SuiteSettings):
 
     @model_validator(mode="after")
     def _local_defaults(self) -> Self:
+        if self.lease_ttl_s < 2 * self.lease_renew_s:
+            # A holder takes its lease for lost `lease_renew_s` before it expires: it must have
+            # had a renewal in between.
+            raise ValueError(
+                f"lease_ttl_s ({self.lease_ttl_s}) must be at least twice lease_renew_s ({self.lease_renew_s})"
+            )
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.var_dir / (self.service + '.db')}"
         if not self.port:

@@ -530,6 +530,20 @@ class Suite:
             definition.name, lambda s: create_service_app(definition, s), url, overrides, definition
         )
 
+    async def replica(self, handle: ServiceHandle, **overrides) -> ServiceHandle:
+        """Another process of the service `handle` runs (issue 17's replicas): same database,
+        same nats-server, its own runtime and leases; `overrides` its settings'."""
+
+        settings = handle.settings.model_copy(update=overrides)
+        app = handle.app.state.factory(settings)
+        await self.stack.enter_async_context(app.router.lifespan_context(app))
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=f"http://{handle.name}", headers=self.internal_headers
+        )
+        await self.stack.enter_async_context(client)
+        await wait_until(lambda: app.state.runtime.bus.is_connected, what=f"{handle.name} replica connected to NATS")
+        return ServiceHandle(handle.name, app, client, settings)
+
     async def _database(self, name: str) -> str:
         url, drop = await make_database_url(name, self.tmp_path)
         self.stack.push_async_callback(drop)
@@ -583,6 +597,7 @@ class Suite:
             await self.nats.admit(service_user(name, durables, settings.stream))
         await self.provision(definition, settings)
         app = factory(settings)
+        app.state.factory = factory  # for replicas of it
         await self.stack.enter_async_context(app.router.lifespan_context(app))
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url=f"http://{name}", headers=self.internal_headers

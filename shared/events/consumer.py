@@ -33,6 +33,13 @@ when it is not, and checks again until it is.
 Before a handler runs, every customer id a payload names (its contract's
 `customers`) that was merged away is replaced by its survivor, looked up in the
 service's one alias table (`ConsumerSpec.survivors`, one query per micro-batch).
+
+Replicas of a service share each durable consumer, and one of them pulls it at a time: the
+one holding the lease `consumer:<durable>` (shared/db/leases.py); the others stand by and
+take over when its lease runs out. So the events of a customer are applied in stream order,
+as by a single process, and the handlers need no change (docs/architecture.md says why this
+rather than partitions). The lease is checked locally before each micro-batch; a runner that
+finds it lost naks what it holds, for the new holder to get at once.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.database import Database, utcnow
+from shared.db.leases import Leases
 from shared.db.uow import transaction
 from shared.events.bus import Bus, consumer_config, provision
 from shared.events.contracts import CATALOG, dlq_subject
@@ -184,13 +192,24 @@ def caused_by(event: CloudEvent | Event[Any]) -> Iterator[None]:
 
 
 class ConsumerRunner:
-    def __init__(self, group: ConsumerGroup, *, settings: ServiceSettings, db: Database, bus: Bus, metrics: Metrics):
+    def __init__(
+        self,
+        group: ConsumerGroup,
+        *,
+        settings: ServiceSettings,
+        db: Database,
+        bus: Bus,
+        metrics: Metrics,
+        leases: Leases,
+    ):
         self.group = group
         self.service = settings.service
         self.name = group.durable
         self.subjects = group.all_subjects
         # Each spec's name and the subjects it takes, for routing a batch's events.
         self.routes = [(spec, spec.durable(self.service), frozenset(spec.all_subjects)) for spec in group.specs]
+        # One replica pulls at a time: the one holding this lease.
+        self.lease = leases.want(f"consumer:{self.name}")
         self.settings = settings
         self.db = db
         self.bus = bus
@@ -270,6 +289,8 @@ class ConsumerRunner:
         await nc.subscribe(inbox, cb=enqueue)
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.settings.stream}.{self.name}"
         request = orjson.dumps({"batch": self.batch, "expires": int(self.expires_s * 1e9)})
+        leading = False  # pulling, since the lease was last found held
+        term = 0  # the lease's term when this runner last took over
         while True:
             try:
                 await self.bus.connected.wait()
@@ -281,6 +302,17 @@ class ConsumerRunner:
                         await asyncio.sleep(PROVISION_CHECK_S)
                         continue
                     self._checked_generation = generation
+                if not self.lease.held:  # another replica pulls: stand by (not stalled) until it is ours
+                    await self._stand_by()
+                    leading = False
+                    continue
+                if not leading:
+                    leading = True
+                    if self.lease.term != term:  # taken, not only renewed late: what was left unacked?
+                        term = self.lease.term
+                        assert self.bus.js is not None  # connected
+                        await self._take_over(self.bus.js)
+                        continue  # the lease is checked again after the wait
                 await nc.publish(next_subject, request, reply=inbox)
                 if await self._drain_request(queue) == NO_RESPONDERS:
                     self._checked_generation = -1  # the consumer went away (NATS lost its store?)
@@ -302,7 +334,8 @@ class ConsumerRunner:
             if remaining <= 0:
                 return None
             try:
-                msg = await asyncio.wait_for(queue.get(), timeout=remaining)
+                async with asyncio.timeout(remaining):  # not wait_for: it can lose a cancellation (3.11)
+                    msg = await queue.get()
             except TimeoutError:
                 return None
             batch: list[Msg] = []
@@ -316,6 +349,10 @@ class ConsumerRunner:
                 if len(batch) >= owed or queue.empty():
                     break
                 msg = queue.get_nowait()
+            if batch and not self.lease.held:  # another replica may pull now: hand these back
+                for held in batch:
+                    await held.nak()
+                return request_over
             if batch:
                 owed -= len(batch)
                 await self.process(batch)
@@ -323,6 +360,31 @@ class ConsumerRunner:
             if request_over:
                 return request_over
         return None
+
+    async def _stand_by(self) -> None:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancellation that
+        # lands as the lease comes, and the runner would not stop.
+        try:
+            async with asyncio.timeout(self.expires_s):
+                await self.lease.wait_held()
+        except TimeoutError:
+            pass
+        self.heartbeat = time.monotonic()
+
+    async def _take_over(self, js: JetStreamContext) -> None:
+        """Just took the lease: events another holder left unacked (it died, or lost the lease
+        mid-batch) come back only once their ack wait runs out, and would then be applied after
+        later events of the same customers. Wait that long first: JetStream hands redeliveries
+        out before new messages, so order is kept (a takeover with nothing pending starts at once)."""
+
+        info = await js.consumer_info(self.settings.stream, self.name)
+        if info.num_ack_pending:
+            log.warning(
+                "took over a consumer with unacked events: waiting for their redelivery",
+                extra={"consumer": self.name, "pending": info.num_ack_pending},
+            )
+            await asyncio.sleep(self.settings.consumer_ack_wait_s)
+            self.heartbeat = time.monotonic()
 
     # --- applying events -----------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The outbox, inbox and dead-letter tables every service keeps in its own database.
+"""The outbox, inbox, dead-letter and lease tables every service keeps in its own database.
 
 `emit()` writes an event into the outbox inside the caller's transaction: the state
 change and its event commit together or not at all. Runs of events of one type go
@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db.bulk import bulk_insert
 from shared.db.database import UTCDateTime, dialect_insert, dialect_name, utcnow
 from shared.db.ids import uuid7_many
+from shared.db.leases import lease_table
 from shared.events.contracts import CATALOG, Contract
 from shared.events.envelope import SPECVERSION, CloudEvent, make_event
 from shared.observability import context
@@ -48,6 +49,7 @@ class MessagingTables:
     outbox: Table
     inbox: Table
     dead_letters: Table
+    leases: Table  # shared/db/leases.py: the relay, consumers and schedules one replica runs at a time
 
 
 def messaging_tables(metadata: MetaData) -> MessagingTables:
@@ -82,7 +84,7 @@ def messaging_tables(metadata: MetaData) -> MessagingTables:
         Column("deliveries", Integer, nullable=False),
         Column("failed_at", UTCDateTime, nullable=False, default=utcnow),
     )
-    return MessagingTables(outbox, inbox, dead_letters)
+    return MessagingTables(outbox, inbox, dead_letters, lease_table(metadata))
 
 
 def tables_of(session: AsyncSession) -> MessagingTables:

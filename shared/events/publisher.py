@@ -115,8 +115,9 @@ class BatchPublisher:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"{len(self._waiting)} of {count} publishes not acknowledged")
-            try:
-                await asyncio.wait_for(self._acked.wait(), timeout=min(left, 0.25))
+            try:  # asyncio.timeout: Python 3.11's wait_for can lose a cancellation (stop would hang)
+                async with asyncio.timeout(min(left, 0.25)):
+                    await self._acked.wait()
             except TimeoutError:
                 pass
 

@@ -8,6 +8,16 @@ reading past them, so a long write holding the database's writer does not stop p
 (the outbox is read through the reader). The relay wakes when a transaction commits events and
 also polls, so it catches up after a crash or a NATS outage without anyone
 prodding it.
+
+Replicas of a service share its outbox: only the one holding the lease `relay`
+(shared/db/leases.py) publishes, so events keep their commit order; the others stand by
+and take over once the holder's lease runs out. The holder checks its lease (locally, no
+round trip) before each batch, and takes it for lost a renew interval before it expires
+in the table, so a holder paused (SIGSTOP) and woken does not publish once another could
+have begun. A batch it had begun before the pause may still go out beside the new
+holder's: each event keeps its `Nats-Msg-Id`, so JetStream drops the second copy within
+its duplicate window (2 minutes by default, far longer than a lease), and since each relay
+publishes in outbox order, the first copies stay in that order too.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import time
 from sqlalchemy import func, select, update
 
 from shared.db.database import Database, utcnow
+from shared.db.leases import Lease
 from shared.events.bus import Bus
 from shared.events.messaging import MessagingTables, outbox_events
 from shared.events.publisher import BatchPublisher
@@ -39,9 +50,11 @@ class OutboxRelay:
         *,
         batch: int,
         poll_s: float,
+        lease: Lease,
         mark_delay_s: float = 0.0,
     ):
         self.db = db
+        self.lease = lease
         self.outbox = tables.outbox
         self.bus = bus
         self.metrics = metrics
@@ -75,15 +88,18 @@ class OutboxRelay:
     async def _run(self) -> None:
         backoff = 0.1
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+            try:  # asyncio.timeout: Python 3.11's wait_for can lose a cancellation (stop would hang)
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
             if self.paused:
                 continue
+            if not self.lease.held:  # another replica publishes: stand by until the lease is ours
+                await self.lease.wait_held()
             try:
-                while await self.publish_pending() == self.batch:
+                while await self.publish_pending() == self.batch and self.lease.held:
                     pass
                 backoff = 0.1
                 self.last_error = None
@@ -101,6 +117,8 @@ class OutboxRelay:
 
         if not self.bus.is_connected:
             raise ConnectionError("NATS is not connected")
+        if not self.lease.held:  # checked before each batch: another replica may publish now
+            return 0
         query = (
             select(self.outbox.c.seq, self.outbox.c.event_id, self.outbox.c.subject, self.outbox.c.body)
             .where(self.outbox.c.published_at.is_(None))

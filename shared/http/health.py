@@ -2,7 +2,8 @@
 
 Readiness names what is not ready: the database, NATS, each consumer (a stalled one
 too, and one not provisioned: missing, or with other subjects); a retrying outbox
-relay is reported but does not make the service unready.
+relay is reported but does not make the service unready, nor do its leases (what this
+replica holds, what it stands by for: shared/db/leases.py).
 
 NATS is asked, not only looked at: a PING must come back within NATS_ANSWER_S. A server
 that is paused (a long GC stall, a SIGSTOP) keeps its TCP connection open, and nats-py
@@ -37,6 +38,22 @@ async def nats_check(bus: Bus) -> str:
     return "ok"
 
 
+# Reported, never failing readiness: events wait safely in the outbox, and a replica standing
+# by (holding no lease) serves requests all the same.
+INFORMATIVE = ("outbox_relay", "leases")
+
+
+def leases_state(runtime: Runtime[Any]) -> str:
+    """What this replica holds of the work one replica does at a time (shared/db/leases.py)."""
+
+    leases = runtime.leases
+    if leases.last_error is not None:
+        return f"renewal failing: {leases.last_error}"
+    held = sorted(name for name, lease in leases.leases.items() if lease.held)
+    waiting = len(leases.leases) - len(held)
+    return f"holds {len(held)}, stands by for {waiting}" if held else f"stands by for {waiting}"
+
+
 def health_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
@@ -58,7 +75,8 @@ def health_router() -> APIRouter:
         for runner in runtime.consumers:
             checks[f"consumer:{runner.name}"] = "stalled" if runner.stalled else (runner.problem or "ok")
         checks["outbox_relay"] = "ok" if runtime.relay.last_error is None else f"retrying: {runtime.relay.last_error}"
-        ready = all(value == "ok" for key, value in checks.items() if key != "outbox_relay")
+        checks["leases"] = leases_state(runtime)
+        ready = all(value == "ok" for key, value in checks.items() if key not in INFORMATIVE)
         return JSONResponse(
             {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
         )

@@ -1,7 +1,8 @@
 """What a service is (`ServiceDefinition`) and what runs while it runs (`Runtime`).
 
 `start_runtime` opens the database, connects to NATS in the background, starts the
-outbox relay and the consumers, builds the service's own state and runs its start
+leases (shared/db/leases.py: what one replica of the service does at a time), the
+outbox relay and the consumers (each waits for its lease), builds the service's own state and runs its start
 hooks; `stop_runtime` stops all of it, each step bounded in time.
 """
 
@@ -18,6 +19,7 @@ from sqlalchemy import MetaData
 from typing_extensions import TypeVar
 
 from shared.db.database import Database
+from shared.db.leases import Leases
 from shared.events.bus import Bus
 from shared.events.consumer import ConsumerRunner, ConsumerSpec, consumer_groups
 from shared.events.messaging import MessagingTables
@@ -51,7 +53,15 @@ class Runtime(Generic[StateT]):
     consumers: list[ConsumerRunner]
     metrics: Metrics
     state: StateT
+    # What this replica holds of the work one replica does at a time (shared/db/leases.py).
+    leases: Leases
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def start_leased(self, name: str, work: Callable[[], Awaitable[Any]]) -> None:
+        """Run `work()` (a schedule, a loop) in one replica of the service at a time: the one
+        holding the lease `name`; the others stand by and take it over when that one dies."""
+
+        self.tasks.append(asyncio.create_task(self.leases.run_leased(name, work), name=name))
 
 
 @dataclass
@@ -76,6 +86,7 @@ async def start_runtime(definition: ServiceDefinition[StateT], settings: Service
     # Its own NATS user (shared/nats_auth.py); no password is a configuration error, said at start.
     credentials = load_credentials(settings.var_dir, definition.name, settings.nats_password)
     bus = Bus(settings.nats_url, name=f"valuechain-{definition.name}", stream=settings.stream, credentials=credentials)
+    leases = Leases(db, definition.messaging.leases, ttl_s=settings.lease_ttl_s, renew_s=settings.lease_renew_s)
     relay = OutboxRelay(
         db,
         definition.messaging,
@@ -83,6 +94,7 @@ async def start_runtime(definition: ServiceDefinition[StateT], settings: Service
         metrics,
         batch=settings.outbox_batch,
         poll_s=settings.outbox_poll_s,
+        lease=leases.want("relay"),
         mark_delay_s=settings.outbox_mark_delay_s,
     )
     # Events name their schema under the gateway's public address (shared/events/messaging.py dataschema).
@@ -90,13 +102,14 @@ async def start_runtime(definition: ServiceDefinition[StateT], settings: Service
         {"messaging": definition.messaging, "notify": relay.notify, "public_base_url": settings.public_base_url}
     )
     consumers = [
-        ConsumerRunner(group, settings=settings, db=db, bus=bus, metrics=metrics)
+        ConsumerRunner(group, settings=settings, db=db, bus=bus, metrics=metrics, leases=leases)
         for group in consumer_groups(definition.name, definition.consumers)
     ]
     # The state's builder gets the runtime (its database, its task list) before the state is in it.
-    runtime: Runtime[Any] = Runtime(settings, db, bus, relay, consumers, metrics, state=None)
+    runtime: Runtime[Any] = Runtime(settings, db, bus, relay, consumers, metrics, state=None, leases=leases)
     if definition.state is not None:
         runtime.state = definition.state(runtime)
+    leases.start()
     runtime.tasks.append(asyncio.create_task(bus.connect(), name="nats-connect"))
     runtime.tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
     for runner in consumers:
@@ -138,5 +151,7 @@ async def stop_runtime(runtime: Runtime[Any]) -> None:
     for task in runtime.tasks:
         task.cancel()
     await _bounded("background tasks", asyncio.gather(*runtime.tasks, return_exceptions=True))
+    # Given up last, once nothing that held them runs: another replica takes them at once.
+    await _bounded("leases", runtime.leases.stop())
     await _bounded("nats", runtime.bus.close())
     await _bounded("database", runtime.db.dispose())

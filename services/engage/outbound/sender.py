@@ -172,8 +172,9 @@ class Sender:
                 if claimed >= self.settings.mail_batch:
                     continue  # more are waiting
                 idle = await self._idle_for()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=idle)
+                try:  # asyncio.timeout: Python 3.11's wait_for can lose a cancellation (stop would hang)
+                    async with asyncio.timeout(idle):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         finally:
@@ -341,4 +342,4 @@ class Sender:
 async def start(runtime: Runtime[Any]) -> None:
     """engage's start-up hook: the sender runs as long as the service does."""
 
-    runtime.tasks.append(asyncio.create_task(runtime.state.sender.run(), name="mail-sender"))
+    runtime.start_leased("mail-sender", runtime.state.sender.run)  # one replica sends; another takes over

@@ -6,13 +6,14 @@ from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, insert, select, update
+from sqlalchemy import CursorResult, String, Table, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.customers import repository as customers
 from services.identify.models import Customer, ImportJob, ImportRejection
 from shared.db.bulk import bulk_insert, key_chunks, one_of
 from shared.db.database import dialect_name
+from shared.db.leases import live
 
 _jobs = ImportJob.__table__
 _rejections = ImportRejection.__table__
@@ -68,12 +69,23 @@ async def finish_job(session: AsyncSession, job_id: str, *, status: str, failure
     )
 
 
-async def fail_running_jobs(session: AsyncSession, *, failure: str, at: datetime) -> int:
+def job_lease(job_id: Any) -> Any:
+    """The name of the lease its replica holds while a job runs (SQL when given a column)."""
+
+    return literal("import:", String) + job_id if not isinstance(job_id, str) else f"import:{job_id}"
+
+
+async def fail_running_jobs(session: AsyncSession, *, failure: str, at: datetime, leases: Table, grace_s: float) -> int:
+    """Fail the jobs left `running` by a replica that is gone: nobody has held their lease for
+    `grace_s`."""
+
     # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed Result.
     result = cast(
         "CursorResult[*tuple[Any, ...]]",
         await session.execute(
-            update(_jobs).where(_jobs.c.status == "running").values(status="failed", failure=failure, finished_at=at)
+            update(_jobs)
+            .where(_jobs.c.status == "running", ~live(leases, job_lease(_jobs.c.id), at, grace_s))
+            .values(status="failed", failure=failure, finished_at=at)
         ),
     )
     return result.rowcount

@@ -6,9 +6,11 @@ before the 202. A task of this process then reads the file in batches of
 `BATCH_ROWS` rows; each batch is one database transaction that records its rows
 through `record_transactions` (the path of the API), stores its rejected lines and
 adds to the job's counters, so progress is exact and what a batch did is never half
-done. Jobs live only in the process that runs them: one interrupted by a stop or a
-crash is marked failed (at the stop, or at the next start), and running the import
-again is safe because transactions are idempotent by external id.
+done. A job runs in the replica that took its request, which holds the lease `import:<id>`
+(shared/db/leases.py) while it runs: a job interrupted by a stop is marked failed at the
+stop, and one whose replica died (its lease ran out) is marked failed by the reaper that
+one replica runs; jobs are not resumed. Running the import again is safe because
+transactions are idempotent by external id.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ SQLITE_WAL_PAGES = 1000  # SQLite's default wal_autocheckpoint, which the servic
 READ_ROWS = 100  # rows read between two turns of the event loop (~1 ms)
 ERRORS_SHOWN = 100  # rejected lines GET /v1/imports/{id} shows; the rest are paged
 UPLOAD_CHUNK = 1 << 20
-INTERRUPTED = "interrupted: the identify service stopped before the import finished; run it again (it is idempotent)"
+INTERRUPTED = (
+    "interrupted: the identify replica running it stopped before the import finished; run it again (it is idempotent)"
+)
 
 
 class MalformedJson(AppError):
@@ -151,7 +155,16 @@ async def start_import(
                 "created_at": utcnow(),
             },
         )
-    task = asyncio.create_task(run_import(runtime.db, job_id, path, options, create_customers), name=f"import-{job_id}")
+        claimed = await runtime.leases.claim(session, repository.job_lease(job_id))
+    runtime.leases.adopt(repository.job_lease(job_id), claimed)
+    task = asyncio.create_task(
+        runtime.leases.run_leased(
+            repository.job_lease(job_id),
+            lambda: run_import(runtime.db, job_id, path, options, create_customers),
+            standby=False,  # a job whose lease ran out is failed by the reaper, not run twice
+        ),
+        name=f"import-{job_id}",
+    )
     runtime.tasks.append(task)  # cancelled (and the job marked failed) when the service stops
     task.add_done_callback(lambda done: done in runtime.tasks and runtime.tasks.remove(done))
     return {"id": job_id, "status": "running", "format": options.file_format, "ignored_columns": header.ignored}
@@ -373,9 +386,26 @@ async def list_rejections(*, session: AsyncSession, job_id: str, after_line: int
 
 
 async def fail_interrupted_imports(runtime) -> None:
-    """Start-up hook: a job still `running` was cut off by a restart (jobs run in-process)."""
+    """Fail the jobs still `running` whose replica is gone (jobs run in the replica that took
+    them, holding the lease `import:<id>`; a replica killed or stopped leaves it to expire)."""
 
     async with transaction(runtime.db.writer) as session:
-        failed = await repository.fail_running_jobs(session, failure=INTERRUPTED, at=utcnow())
+        failed = await repository.fail_running_jobs(
+            session, failure=INTERRUPTED, at=utcnow(), leases=runtime.leases.table, grace_s=runtime.leases.ttl_s
+        )
     if failed:
         log.warning("marked interrupted imports failed", extra={"fields": {"imports": failed}})
+
+
+async def reap_interrupted_imports(runtime) -> None:
+    """Start-up hook: one replica looks for interrupted jobs every lease TTL (at once, too)."""
+
+    async def reap() -> None:
+        while True:
+            try:
+                await fail_interrupted_imports(runtime)
+            except Exception as exc:  # noqa: BLE001 - the next turn tries again
+                log.warning("looking for interrupted imports failed", extra={"error": repr(exc)})
+            await asyncio.sleep(runtime.leases.ttl_s)
+
+    runtime.start_leased("import-reaper", reap)

@@ -14,9 +14,11 @@ purchases interleave. Each chunk's transaction also reads the chunk's previous s
 and emits `crm.identify.customer.scored` for the customers whose segment, kinds or
 CLV band changed, so the events commit with the scores they describe. The scores' CLV
 indexes are dropped for that write and built again after it, failed or not (see
-repository.RANK_INDEXES: kept row by row they made it ten times slower). A refit
-interrupted by a restart is marked failed at start-up; requesting a new one is
-always safe.
+repository.RANK_INDEXES: kept row by row they made it ten times slower). With
+replicas (issue 17), the replica that queued a refit holds its lease `refit:<id>` while it
+waits and runs, and refits run one at a time across replicas (the lease `refits`); one
+whose replica stopped or died is marked failed by the reaper one replica runs (at once,
+then every lease TTL), not resumed: requesting a new one is always safe.
 """
 
 from __future__ import annotations
@@ -155,12 +157,19 @@ class RefitRunner:
                         requested_at=utcnow(),
                     )
                     session.add(refit)
+                    claimed = await self.runtime.leases.claim(session, refit_lease(refit.id))
             except IntegrityError:  # another transaction queued one first: join or refuse that one
                 if attempt:
                     raise
                 continue
             break
-        task = asyncio.create_task(self._run(refit.id), name=f"refit-{refit.id}")
+        # This replica holds the refit's lease while it waits and runs: if the replica dies, the
+        # reaper (one replica's) marks the refit failed once the lease runs out.
+        self.runtime.leases.adopt(refit_lease(refit.id), claimed)
+        task = asyncio.create_task(
+            self.runtime.leases.run_leased(refit_lease(refit.id), lambda: self._run(refit.id), standby=False),
+            name=f"refit-{refit.id}",
+        )
         self.runtime.tasks.append(task)  # cancelled with the service
         task.add_done_callback(self.runtime.tasks.remove)
         return refit, False
@@ -173,7 +182,8 @@ class RefitRunner:
 
     async def _run(self, refit_id: str) -> None:
         statements_on_threads()  # on SQLite: its large statements must not hold up the API
-        async with self.lock:
+        # One refit at a time across the replicas (the lease), and within this one (the lock).
+        async with self.lock, self.runtime.leases.exclusively("refits"):
             await self._set(refit_id, status="running")
             try:
                 version, scored = await self.refit(refit_id)
@@ -385,11 +395,36 @@ async def schedule(runner: RefitRunner) -> None:
             log.exception("scheduled refit could not be requested")
 
 
-async def start(runtime: Runtime[RefitsState]) -> None:
-    """identify's start-up hook: fail interrupted refits (and build the CLV indexes one
-    left dropped), start the schedule."""
+def refit_lease(refit_id: str) -> str:
+    return f"refit:{refit_id}"
+
+
+async def fail_interrupted_refits(runtime: Runtime[Any], *, rebuild_indexes: bool = False) -> int:
+    """Fail the refits queued or running in a replica that is gone (nobody holds their lease),
+    and build the CLV indexes one killed mid-write left dropped (when it failed one, or asked)."""
 
     async with transaction(runtime.db.writer) as session:
-        await repository.fail_interrupted_refits(session)
-        await repository.ensure_rank_indexes(session)  # a refit killed mid-write left them dropped
-    runtime.tasks.append(asyncio.create_task(schedule(runtime.state.refits), name="refit-schedule"))
+        failed = await repository.fail_interrupted_refits(
+            session, leases=runtime.leases.table, prefix=refit_lease(""), grace_s=runtime.leases.ttl_s
+        )
+        if failed or rebuild_indexes:
+            await repository.ensure_rank_indexes(session)
+    return failed
+
+
+async def start(runtime: Runtime[RefitsState]) -> None:
+    """identify's start-up hook: one replica fails interrupted refits (at once, then every
+    lease TTL) and runs the schedule."""
+
+    async def reap() -> None:
+        first = True  # a refit killed mid-write may have left the indexes dropped
+        while True:
+            try:
+                await fail_interrupted_refits(runtime, rebuild_indexes=first)
+                first = False
+            except Exception as exc:  # noqa: BLE001 - the next turn tries again
+                log.warning("looking for interrupted refits failed", extra={"error": repr(exc)})
+            await asyncio.sleep(runtime.leases.ttl_s)
+
+    runtime.start_leased("refit-reaper", reap)
+    runtime.start_leased("refit-schedule", lambda: schedule(runtime.state.refits))

@@ -16,7 +16,21 @@ from typing import Any, cast
 
 import numpy as np
 import orjson
-from sqlalchemy import ColumnClause, CursorResult, bindparam, case, delete, func, literal_column, select, text, update
+from sqlalchemy import (
+    ColumnClause,
+    CursorResult,
+    String,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex, DropIndex
@@ -37,6 +51,7 @@ from services.identify.models import (
 )
 from shared.db.bulk import bulk_upsert, key_chunks, one_of
 from shared.db.database import dialect_name, utcnow
+from shared.db.leases import live
 
 EPOCH = date(1970, 1, 1)
 # The day discounted spend is compounded to (see PurchaseSummary.discounted_spend).
@@ -297,14 +312,23 @@ async def queued_refit(session: AsyncSession) -> Refit | None:
     return (await session.execute(select(Refit).where(Refit.status == "queued"))).scalar_one_or_none()
 
 
-async def fail_interrupted_refits(session: AsyncSession) -> int:
+async def fail_interrupted_refits(session: AsyncSession, *, leases: Table, prefix: str, grace_s: float) -> int:
+    """Fail the refits queued or running whose lease (`<prefix><id>`) nobody has held for `grace_s`."""
+
+    now = utcnow()
     # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed Result.
     result = cast(
         "CursorResult[*tuple[Any, ...]]",
         await session.execute(
             update(Refit)
-            .where(Refit.status.in_(("queued", "running")))
-            .values(status="failed", failure="interrupted by a restart; request a new refit", finished_at=utcnow())
+            .where(
+                Refit.status.in_(("queued", "running")), ~live(leases, literal(prefix, String) + Refit.id, now, grace_s)
+            )
+            .values(
+                status="failed",
+                failure="interrupted: the identify replica running it stopped; request a new refit",
+                finished_at=now,
+            )
         ),
     )
     return result.rowcount or 0

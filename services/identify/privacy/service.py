@@ -166,4 +166,4 @@ async def start(runtime: Runtime[Any]) -> None:
                 log.warning("finishing erasures failed, will retry", extra={"error": repr(exc)})
             await asyncio.sleep(STREAM_POLL_S)
 
-    runtime.tasks.append(asyncio.create_task(loop(), name="erasures"))
+    runtime.start_leased("erasures", loop)

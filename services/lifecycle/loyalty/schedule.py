@@ -34,4 +34,4 @@ async def start(runtime: Runtime[Any]) -> None:
 
     interval = getattr(runtime.settings, "loyalty_sweep_interval_s", 0)
     if interval > 0:
-        runtime.tasks.append(asyncio.create_task(_every(runtime, interval), name="loyalty-sweep"))
+        runtime.start_leased("loyalty-sweep", lambda: _every(runtime, interval))

@@ -326,4 +326,4 @@ async def start(runtime: Runtime[Any]) -> None:
         await repository.fail_running_sweeps(session, except_holder=holder, now=now)
     settings: LifecycleSettings = runtime.settings  # type: ignore[assignment]
     if settings.sweep_interval_s > 0:
-        runtime.tasks.append(asyncio.create_task(schedule(runtime), name="lifecycle-sweep-schedule"))
+        runtime.start_leased("lifecycle-sweep-schedule", lambda: schedule(runtime))

@@ -46,7 +46,7 @@ OUTREACH = ConsumerSpec(
 async def start_sla_check(runtime: Runtime[Any]) -> None:
     """lifecycle's start-up hook: the SLA check runs as long as the service does."""
 
-    runtime.tasks.append(asyncio.create_task(_sla_check(runtime), name="ticket-sla-check"))
+    runtime.start_leased("ticket-sla-check", lambda: _sla_check(runtime))
 
 
 async def _sla_check(runtime: Runtime[Any]) -> None:

@@ -695,4 +695,4 @@ async def start(runtime: Runtime[Any]) -> None:
     """network's start hook: the dispatcher runs as long as the service."""
 
     dispatcher = runtime.state.webhooks
-    runtime.tasks.append(asyncio.create_task(dispatcher.run(), name="webhooks"))
+    runtime.start_leased("webhooks", dispatcher.run)  # one replica delivers; another takes over

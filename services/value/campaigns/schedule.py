@@ -29,9 +29,7 @@ log = logging.getLogger("valuechain.value.campaigns")
 async def start(runtime: Runtime[Any]) -> None:
     settings = runtime.settings
     assert isinstance(settings, ValueSettings)
-    runtime.tasks.append(
-        asyncio.create_task(_every(runtime.db, settings.campaign_schedule_poll_s), name="campaign-schedule")
-    )
+    runtime.start_leased("campaign-schedule", lambda: _every(runtime.db, settings.campaign_schedule_poll_s))
 
 
 async def _every(db: Database, poll_s: float) -> None:

@@ -67,7 +67,7 @@ async def test_requests_while_a_refit_is_queued_join_it_or_are_refused(suite):
     assert len(rows) == 1 + len(fresh)  # eight requests ran at most two refits
 
 
-async def test_a_refit_left_queued_by_a_stopped_process_is_failed_at_start_up(suite):
+async def test_a_refit_left_queued_by_a_stopped_process_is_failed_by_the_reaper(suite):
     from services.identify.models import Refit
     from services.identify.portfolio import refits
     from shared.db.database import utcnow
@@ -80,10 +80,11 @@ async def test_a_refit_left_queued_by_a_stopped_process_is_failed_at_start_up(su
         session.add(
             Refit(id="left-running", status="running", time_unit="week", customers_scored=0, requested_at=utcnow())
         )
-    await refits.start(identify.runtime)  # what the next start-up runs
+    # Nobody holds their leases: what one replica's reaper does at start-up and every lease TTL.
+    assert await refits.fail_interrupted_refits(identify.runtime) == 2
     for refit_id in ("left-queued", "left-running"):
         state = (await identify.client.get(f"/v1/portfolio/refits/{refit_id}")).json()
-        assert state["status"] == "failed" and "restart" in state["failure"]
+        assert state["status"] == "failed" and "replica running it stopped" in state["failure"]
     answer = await identify.client.post("/v1/portfolio/refits", json={"time_unit": "day"})
     assert answer.status_code == 202 and not answer.json()["joined"]  # not joined to the dead one
     assert answer.json()["id"] not in ("left-queued", "left-running")
@@ -367,7 +368,7 @@ async def test_a_refit_writes_scores_without_the_clv_indexes_and_leaves_them_in_
     async with transaction(identify.runtime.db.writer) as session:
         await repository.drop_rank_indexes(session)
     assert await clv_indexes(identify) == set()
-    await refits.start(identify.runtime)  # what the next start-up runs
+    await refits.fail_interrupted_refits(identify.runtime, rebuild_indexes=True)  # the reaper's first turn
     assert await clv_indexes(identify) == both
     # And lists sorted by CLV still answer in CLV order.
     listed = (await client.get("/v1/customers", params={"sort": "-clv", "limit": 50})).json()["items"]
