@@ -343,21 +343,13 @@ def test_the_migration_job_migrates_every_database_and_provisions_nats_as_admin(
     assert migrate["envFrom"] == [{"configMapRef": {"name": "valuechain-config"}}]
 
 
-# Settings of issue 17's other parts, not on this branch yet (the NATS cluster's stream
-# replicas, branch i17-natscluster): drop each once it is a setting here.
-PENDING_SETTINGS = {"VALUECHAIN_STREAM_REPLICAS"}
-# Secrets `valuechain compose-secrets` makes on i17-natscluster (its routes' user): drop it
-# once compose-secrets prints it here.
-PENDING_CREDENTIALS = {"VALUECHAIN_ROUTE_NATS_PASSWORD"}
-
-
 def _environment_names() -> set[str]:
     from gateway.settings import GatewaySettings
     from shared.settings import SETTINGS_CLASSES, env_variable
     from valuechain.supervisor import SupervisorSettings
 
     classes = [*SETTINGS_CLASSES.values(), GatewaySettings, SupervisorSettings]
-    return {env_variable(cls, field) for cls in classes for field in cls.model_fields} | PENDING_SETTINGS
+    return {env_variable(cls, field) for cls in classes for field in cls.model_fields}
 
 
 def test_every_variable_set_is_a_setting_and_every_secret_exists(trees):
@@ -388,7 +380,7 @@ def test_compose_secrets_makes_every_credential_but_the_optional_ones(capsys):
     assert cli.main(["compose-secrets"]) == 0
     printed = {line.split("=", 1)[0] for line in capsys.readouterr().out.splitlines()}
     credentials = {m["metadata"]["name"]: set(m["stringData"]) for m in documents(EXTRAS / "secrets.example.yaml")}
-    assert credentials["valuechain-credentials"] - printed - PENDING_CREDENTIALS == {"VALUECHAIN_SMTP_URL"}
+    assert credentials["valuechain-credentials"] - printed == {"VALUECHAIN_SMTP_URL"}
 
 
 # --- sizes -------------------------------------------------------------------------------------
