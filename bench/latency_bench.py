@@ -85,6 +85,12 @@ def start_profilers(root_pid: int, out_dir: Path, seconds: float) -> list[subpro
     process_cpu(root_pid, names)
     out_dir.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        raise SystemExit(f"BENCH_PROFILE_DIR needs py-spy: {spy.parent / 'pip'} install py-spy")
+    # Sampling costs the machine CPU too, which makes the suite's micro-batches larger than
+    # unobserved: profile only some processes (BENCH_PROFILE_ONLY=lifecycle,engage), slowly.
+    only = set(filter(None, os.environ.get("BENCH_PROFILE_ONLY", "").split(",")))
+    rate = os.environ.get("BENCH_PROFILE_RATE", "250")
     return [
         subprocess.Popen(
             [
@@ -106,7 +112,7 @@ def start_profilers(root_pid: int, out_dir: Path, seconds: float) -> list[subpro
             stderr=subprocess.DEVNULL,
         )
         for name, found in names.items()
-        if name not in ("nats-server", "postgresql")
+        if name not in ("nats-server", "postgresql") and (not only or name in only)
         for pid in found[:1]
     ]
 
