@@ -99,7 +99,7 @@ def start_profilers(root_pid: int, out_dir: Path, seconds: float) -> list[subpro
                 "--pid",
                 str(pid),
                 "--rate",
-                "250",
+                rate,
                 "--duration",
                 str(int(seconds)),
                 "--format",
