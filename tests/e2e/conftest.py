@@ -17,7 +17,10 @@ The rule every module here follows (new ones too):
 - Only a module that really cannot share takes `own_suite` (one suite for that module) and says
   why in its docstring: today test_import_e2e.py (thousands of imported customers and
   purchases would enter every other module's global reads and keep the consumers busy for
-  minutes). test_run_keeps_data.py starts and restarts suites of its own on purpose.
+  minutes) and test_readme_tour_e2e.py (the README's tour: fixed emails, the fx rates, the
+  referral programme, a default SLA policy and sweeps; it takes a suite of its own through
+  `scratch_suite`, its links on its gateway). test_run_keeps_data.py starts and restarts
+  suites of its own on purpose.
 """
 
 from __future__ import annotations

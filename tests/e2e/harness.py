@@ -212,13 +212,15 @@ async def postgres_databases(tag: str) -> tuple[dict[str, str], list]:
 
 
 @contextmanager
-def scratch_suite(var_dir: Path, tag: str, replicas: int = 1):
+def scratch_suite(var_dir: Path, tag: str, replicas: int = 1, gateway_port: int | None = None):
     """A RunningSuite on its own fresh data (fresh PostgreSQL databases when CI runs on
     PostgreSQL; the replicas of a service share its one), stopped and its databases dropped
-    afterwards."""
+    afterwards; its gateway on `gateway_port` when given (links must name it beforehand)."""
 
     urls, drops = asyncio.run(postgres_databases(tag))
     suite = RunningSuite(var_dir, urls, replicas)
+    if gateway_port is not None:
+        suite.ports["gateway"] = gateway_port
     try:
         suite.start()
         yield suite
