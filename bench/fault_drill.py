@@ -94,11 +94,16 @@ class Readiness:
                 try:
                     answer = await client.get(self.url)
                     body = answer.json()
-                    bad = sorted(k for k, v in body.get("checks", {}).items() if v != "ok")
-                    degraded = sorted(
-                        name for name, r in body.get("replicas", {}).items() if r.get("healthy") != r.get("total")
+                    bad = {k: str(v)[:60] for k, v in sorted(body.get("checks", {}).items()) if v != "ready"}
+                    degraded = {
+                        name: f"{r.get('healthy')}/{r.get('total')}"
+                        for name, r in sorted(body.get("replicas", {}).items())
+                        if r.get("healthy") != r.get("total")
+                    }
+                    parts = ([f"not ready: {bad}"] if bad else []) + (
+                        [f"replicas healthy: {degraded}"] if degraded else []
                     )
-                    summary = f"checks failing {bad}, replicas degraded {degraded}" if bad or degraded else "all ok"
+                    summary = "; ".join(parts) or "all ready"
                     status = answer.status_code
                 except (httpx.HTTPError, ValueError) as exc:
                     status, summary = 0, f"no answer ({exc.__class__.__name__})"
@@ -223,7 +228,7 @@ async def drill(suite: RunningSuite, customers: int, rate: float, pause_s: float
         print(f"\nEvery purchase answered 201 ({len(answered)} of {customers}); how many times each effect happened:")
         for key, counts in tally.items():
             print(f"  {key:16s} {dict(sorted(counts.items()))}")
-        ok = not wrong and readiness.seen and readiness.seen[-1][1:] == (200, "all ok")
+        ok = not wrong and readiness.seen and readiness.seen[-1][1:] == (200, "all ready")
         print("\nresult:", "nothing lost, nothing twice, readiness recovered" if ok else f"FAILED: {len(wrong)} wrong")
         return 0 if ok else 1
     finally:
