@@ -38,6 +38,10 @@ from shared.observability.metrics import Metrics
 log = logging.getLogger("valuechain.relay")
 
 MARK_CHUNK = 1000  # seqs per UPDATE … IN (…): well under every driver's parameter limit
+# Published rows awaiting their mark that a read skips by name (NOT IN); past this many it
+# reads after the last of them instead, and goes back for any row committed late once the
+# marks caught up.
+SKIP_LIMIT = 1000
 
 
 class OutboxRelay:
@@ -68,11 +72,13 @@ class OutboxRelay:
         self.publish_timeout_s = 10.0
         self.publisher = BatchPublisher(bus)
         # Rows published whose published_at is not written yet: the marker task writes it when
-        # the database's writer is free (a long transaction, a campaign's launch chunk, holds it),
-        # while the relay reads on past them (`seq > _cursor`) and keeps publishing.
-        self._unmarked: list[int] = []
-        self._marking = 0
-        self._cursor = 0
+        # the database's writer is free (a long transaction, a campaign's launch chunk, holds it)
+        # and `mark_delay_s` has gathered them, while the relay reads on, skipping them. Not a
+        # cursor (`seq > last published`): on PostgreSQL a transaction that took a lower seq
+        # can commit after a higher one was published, and under steady load a cursor never
+        # went back for it (its events waited for a lull: seconds).
+        self._unmarked: list[int] = []  # the marker's queue
+        self._published: set[int] = set()  # published, their mark not yet committed
         self._marker: asyncio.Task[None] | None = None
 
     def notify(self) -> None:
@@ -119,14 +125,17 @@ class OutboxRelay:
             raise ConnectionError("NATS is not connected")
         if not self.lease.held:  # checked before each batch: another replica may publish now
             return 0
+        published = self._published
         query = (
             select(self.outbox.c.seq, self.outbox.c.event_id, self.outbox.c.subject, self.outbox.c.body)
             .where(self.outbox.c.published_at.is_(None))
             .order_by(self.outbox.c.seq)
             .limit(self.batch)
         )
-        if self._unmarked or self._marking:
-            query = query.where(self.outbox.c.seq > self._cursor)
+        if len(published) > SKIP_LIMIT:  # a long backlog of marks: read on past them, for now
+            query = query.where(self.outbox.c.seq > max(published))
+        elif published:
+            query = query.where(self.outbox.c.seq.not_in(list(published)))
         async with self.db.reader() as session:
             rows = (await session.execute(query)).all()
         if not rows:
@@ -137,8 +146,9 @@ class OutboxRelay:
             (row.subject, body, event_id) for row in rows for event_id, body in outbox_events(row.event_id, row.body)
         ]
         await self.publisher.publish(messages, timeout_s=self.publish_timeout_s)
-        self._unmarked.extend(row.seq for row in rows)
-        self._cursor = rows[-1].seq
+        seqs = [row.seq for row in rows]
+        self._unmarked.extend(seqs)
+        published.update(seqs)
         if self._marker is not None and self._marker.done():
             await self.marked()  # raises the marker's failure, if it failed
         if self._marker is None:
@@ -164,7 +174,6 @@ class OutboxRelay:
         await asyncio.sleep(self.mark_delay_s)
         while self._unmarked:
             seqs, self._unmarked = self._unmarked, []
-            self._marking = len(seqs)
             try:
                 async with self.db.writer() as session, session.begin():
                     for start in range(0, len(seqs), MARK_CHUNK):
@@ -173,8 +182,8 @@ class OutboxRelay:
                             .where(self.outbox.c.seq.in_(seqs[start : start + MARK_CHUNK]))
                             .values(published_at=utcnow(), attempts=self.outbox.c.attempts + 1)
                         )
-            finally:
-                self._marking = 0
+            finally:  # marked, or (the write failed) to be read and published again
+                self._published.difference_update(seqs)
 
     async def pending_count(self) -> int:
         """Rows not yet published (rows being marked published are waited for, not counted)."""
