@@ -26,7 +26,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from shared.settings import SERVICE_PORTS, SERVICES
@@ -407,42 +406,8 @@ def test_replicas_get_consecutive_ports_and_every_gateway_every_replica(monkeypa
         cli.main(["run", "--replicas", "x"])
 
 
-def test_run_with_two_replicas_answers_through_both_gateways(tmp_path):
-    """`valuechain run --replicas 2` (tests/e2e/harness.py starts it, and waits until both
-    gateways count both replicas of every service ready): ten services and two gateways,
-    each with its log; a write through one gateway is read through the other, from both
-    identify replicas in turn (their metrics count it). SIGTERM stops all of them."""
-
-    from tests.e2e.harness import scratch_suite
-
-    with scratch_suite(tmp_path / "var", "replicas", replicas=2) as suite:
-        first, second = suite.gateway_urls
-        auth = {"Authorization": f"Bearer {suite.admin_key}"}
-        ready = httpx.get(f"{second}/readyz", timeout=5).json()
-        assert ready["replicas"] == {name: {"healthy": 2, "total": 2} for name in SERVICES}
-        created = httpx.post(
-            f"{first}/v1/customers",
-            json={"email": "replica@example.com", "name": "Replica Test"},
-            headers=auth,
-            timeout=10,
-        )
-        assert created.status_code == 201, created.text
-        for _ in range(4):
-            read = httpx.get(f"{second}/v1/customers/{created.json()['id']}", headers=auth, timeout=10)
-            assert read.status_code == 200, read.text
-        internal = {"x-valuechain-internal": suite.internal_secret}
-        for replica in suite.service_urls("identify"):  # each took its turn
-            metrics = httpx.get(f"{replica}/metrics", headers=internal, timeout=5).text
-            assert 'method="GET",route="/v1/customers/{customer_id}",service="identify",status="200"' in metrics
-        logs = tmp_path / "var" / "log"
-        for name in (*SERVICES, "gateway"):
-            for i in (1, 2):
-                assert (logs / f"{name}-{i}.log").is_file(), f"{name}-{i}.log"
-        assert suite.stop() == 0, suite.tail()
-        ports = [int(url.rsplit(":", 1)[1]) for name in SERVICES for url in suite.service_urls(name)]
-        ports += [int(url.rsplit(":", 1)[1]) for url in suite.gateway_urls]
-    for port in ports:
-        assert not supervisor.tcp_open("127.0.0.1", port), f"{port} still listens"
+# `valuechain run --replicas 2` for real (with --nats-cluster 3, in one suite):
+# tests/e2e/test_nats_cluster_e2e.py.
 
 
 # ---------------------------------------------------------------------------
