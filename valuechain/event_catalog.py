@@ -43,6 +43,11 @@ consumer for it, as the NATS admin, and a read-only user that may pull from and
 ack that one consumer (docs/security.md shows both); partners do not make their
 own consumers.
 
+The consumers named below are the services' consumer specs (`<service>-<purpose>`: their
+name in each service's inbox, dead letters and metrics). A service's specs share one durable
+JetStream consumer, `<service>-events`, filtered on the union of their subjects
+(architecture.md, "Consume").
+
 Fields marked personal (`x-personal` in the schema: a name, email, phone, address,
 free text or an outside identifier) are nullable: deliveries to partners without
 `pii:read` carry them as null, and an erasure (`crm.identify.customer.erased`) deletes
