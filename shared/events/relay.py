@@ -4,7 +4,7 @@ Each event goes out with `Nats-Msg-Id` = its event id, so a publish that timed o
 but was stored is deduplicated by JetStream when the relay retries it. A batch is
 published in order and marked published once the stream acknowledged every event
 of it (shared/events/publisher.py); a task of its own marks them while the relay goes on
-reading past them, so a long write holding the database's writer does not stop publishing
+reading, skipping them, so a long write holding the database's writer does not stop publishing
 (the outbox is read through the reader). The relay wakes when a transaction commits events and
 also polls, so it catches up after a crash or a NATS outage without anyone
 prodding it.
@@ -139,7 +139,10 @@ class OutboxRelay:
         async with self.db.reader() as session:
             rows = (await session.execute(query)).all()
         if not rows:
-            await self.marked()
+            if self._marker is not None and self._marker.done():
+                await self.marked()  # raises the marker's failure, if it failed
+            # A marker still at work is not waited for: the relay would sit out its mark delay,
+            # and events committed meanwhile with it.
             self.last_success = time.monotonic()
             return 0
         messages = [

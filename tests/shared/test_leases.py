@@ -273,3 +273,27 @@ async def test_a_job_outlives_a_late_renewal_and_stops_only_when_its_lease_is_go
         await session.execute(update(table).values(holder="another"))
     await leases.tick()
     assert await running is None  # cancelled: its reaper reports it failed
+
+
+async def test_a_row_committed_after_a_later_one_was_published_goes_out_while_marks_are_pending(suite):
+    """On PostgreSQL a transaction that took a lower outbox seq can commit after one with a
+    higher seq was published. The relay must not read only past what it published while marks
+    wait (`outbox_mark_delay_s`): such a row waited for a lull. Here the late commit is played
+    by hiding the lower row (published_at set) until the higher one is out, its mark held 5 s."""
+
+    handle = await suite.start_definition(probe.DEFINITION, outbox_mark_delay_s=5.0)
+    relay, outbox = handle.runtime.relay, handle.runtime.relay.outbox
+    relay.paused = True
+    early, late = await _emit_created(handle, ["early"]) + await _emit_created(handle, ["late"])
+    async with transaction(handle.runtime.db.writer) as session:  # `early` not committed yet
+        await session.execute(update(outbox).where(outbox.c.event_id == early).values(published_at=utcnow()))
+    relay.paused = False
+    relay.notify()
+    await wait_until(lambda: _when_all(stream_events(suite.nats.url, DLQ), 1), what="the later row published")
+    async with transaction(handle.runtime.db.writer) as session:  # `early` commits now
+        await session.execute(update(outbox).where(outbox.c.event_id == early).values(published_at=None))
+    relay.notify()
+    events = await wait_until(
+        lambda: _when_all(stream_events(suite.nats.url, DLQ), 2), timeout=2, what="the early row, before the marks"
+    )
+    assert [event["id"] for event in events] == [late, early]
