@@ -296,6 +296,48 @@ async def test_abort_message_410_and_the_end_of_the_schedule_stop_the_retries(su
         assert len({verified(gone["secret"], call)["id"] for call in calls}) == 2
 
 
+async def test_a_delivery_cut_short_before_it_ran_gives_its_message_back_at_once(suite):
+    """A worker stopped (disabled, changed) right after its pull brought a message, before
+    the delivery's task ran a line: the message goes back to the consumer at once. Held, it
+    waited out ack_wait (80 s) and a re-enabled subscription got nothing meanwhile."""
+
+    import nats
+
+    from services.network.webhooks.delivery import Snapshot, Worker
+    from services.network.webhooks.models import WebhookSubscription
+
+    identify = await suite.start("identify")
+    network = await start_network(suite)
+    dispatcher = network.runtime.state.webhooks
+    async with Receiver() as receiver:
+        made = await subscribe(network, receiver.url("/hook"))
+        paused = await network.client.patch(f"/v1/webhooks/{made['id']}", json={"enabled": False})
+        assert paused.status_code == 200, paused.text
+        await wait_until(lambda: made["id"] not in dispatcher.workers, what="its worker stopped")
+        await customer(identify, "waiting")
+
+        nc = await nats.connect(suite.nats.url)
+        try:
+            js = nc.jetstream()
+            consumer = f"network-webhook-{made['id']}"
+            pull = await js.pull_subscribe_bind(consumer, stream="CRM")
+            [msg] = await pull.fetch(1, timeout=10)
+            async with network.runtime.db.reader() as session:
+                row = await session.get(WebhookSubscription, made["id"])
+            worker = Worker(dispatcher, Snapshot.of(row))
+            worker.spawn(msg)
+            await worker.stop()  # before the delivery's task was ever scheduled
+
+            # Given back, another pull has it at once; held, not before ack_wait (80 s).
+            [again] = await pull.fetch(1, timeout=10)
+            assert again.metadata.sequence.stream == msg.metadata.sequence.stream
+            assert again.metadata.num_delivered > msg.metadata.num_delivered
+            await again.ack()
+        finally:
+            await nc.close()
+        assert receiver.on("/hook") == []
+
+
 async def _disabled(network, webhook_id: str) -> dict | None:
     shown = (await network.client.get(f"/v1/webhooks/{webhook_id}")).json()
     return shown if not shown["enabled"] else None

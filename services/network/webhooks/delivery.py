@@ -229,6 +229,14 @@ class DeliveryLog:
 _LINGERING: set[asyncio.Task[None]] = set()
 
 
+@dataclass
+class Delivery:
+    """A message a worker is delivering; settled once it is the log's to ack, nak or term."""
+
+    msg: Msg
+    settled: bool = False
+
+
 async def _give_back(msg: Msg) -> None:
     try:
         await msg.nak()
@@ -327,7 +335,9 @@ class Worker:
         self.limit = RateLimit(sub.rate_limit) if sub.rate_limit else None
         self.free = self.in_flight
         self.freed = asyncio.Event()
-        self.tasks: set[asyncio.Task[None]] = set()
+        # Each delivery in flight and its message: stop() gives back what is not settled,
+        # including a delivery cancelled before it ran a line (its own code cannot).
+        self.tasks: dict[asyncio.Task[None], Delivery] = {}
         self.loops: dict[str, asyncio.Task[None]] = {}
         # Disabled (410, failing days): deliver nothing more, even before the dispatcher stops it.
         self.halted = False
@@ -366,10 +376,13 @@ class Worker:
             self.loops["replay"] = asyncio.create_task(self.pull(streams.replay_name(self.sub.id), replay=True))
 
     async def stop(self) -> None:
+        deliveries = list(self.tasks.values())
         everything = [*self.loops.values(), *self.tasks]
         for task in everything:
             task.cancel()
         await asyncio.gather(*everything, return_exceptions=True)
+        # Not settled: someone else's turn, at once (held, it would wait out ack_wait, 80 s).
+        await asyncio.gather(*(_give_back(d.msg) for d in deliveries if not d.settled))
         await self.client.close()
 
     # --- pulling ---
@@ -457,15 +470,21 @@ class Worker:
             status = JetStreamContext.is_status_msg(msg)
             if status is None:
                 owed[0] -= 1
-                task = asyncio.create_task(self.deliver(msg))
-                self.tasks.add(task)
-                task.add_done_callback(self._done)
+                self.spawn(msg)
             elif status != "100":
                 return status
         return None
 
+    def spawn(self, msg: Msg) -> None:
+        """Start delivering a message the pull brought."""
+
+        delivery = Delivery(msg)
+        task = asyncio.create_task(self.deliver(delivery))
+        self.tasks[task] = delivery
+        task.add_done_callback(self._done)
+
     def _done(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
+        self.tasks.pop(task, None)
         self.free += 1
         self.freed.set()
 
@@ -482,33 +501,30 @@ class Worker:
 
     # --- delivering one message ---
 
-    async def deliver(self, msg: Msg) -> None:
-        settled = False
-        try:
-            body = public_event(msg.data, pii=self.sub.pii)
-            if body is None:  # not public (a dead letter): nothing to deliver
-                settled = True
-                await msg.ack()
-                return
-            meta = msg.metadata
-            attempt_number = meta.num_delivered
-            if self.limit is not None:
-                await self.limit.take()
-            await self.breaker.admit(msg.in_progress)
-            if self.halted:
-                settled = True
-                # Shielded: a halted worker is about to be stopped, and a nak cut short by that
-                # stop leaves the message held until ack_wait (80 s) runs out.
-                await asyncio.shield(_give_back(msg))
-                return
-            facts = event_facts(body)
-            attempt = await self.dispatcher.attempt(self.sub, self.client, body, facts[0])
-            settled = True
-            await self._settle(msg, facts, meta.sequence.stream, attempt_number, attempt)
-        except asyncio.CancelledError:
-            if not settled:
-                await asyncio.shield(_give_back(msg))  # someone else's turn, at once
-            raise
+    async def deliver(self, delivery: Delivery) -> None:
+        """One message: attempted and settled, or given back (by stop() when cut short)."""
+
+        msg = delivery.msg
+        body = public_event(msg.data, pii=self.sub.pii)
+        if body is None:  # not public (a dead letter): nothing to deliver
+            delivery.settled = True
+            await msg.ack()
+            return
+        meta = msg.metadata
+        attempt_number = meta.num_delivered
+        if self.limit is not None:
+            await self.limit.take()
+        await self.breaker.admit(msg.in_progress)
+        if self.halted:
+            delivery.settled = True
+            # Shielded: a halted worker is about to be stopped, and a nak cut short by that
+            # stop leaves the message held until ack_wait (80 s) runs out.
+            await asyncio.shield(_give_back(msg))
+            return
+        facts = event_facts(body)
+        attempt = await self.dispatcher.attempt(self.sub, self.client, body, facts[0])
+        delivery.settled = True
+        await self._settle(msg, facts, meta.sequence.stream, attempt_number, attempt)
 
     async def _settle(
         self, msg: Msg, facts: tuple[str, str, str | None], sequence: int, number: int, attempt: Attempt
