@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -118,12 +119,12 @@ def start_profilers(root_pid: int, out_dir: Path, seconds: float) -> list[subpro
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
+    ordered = sorted(values) or [float("nan")]
 
     def at(q: float) -> float:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
-    return {"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": ordered[-1], "n": len(ordered)}
+    return {"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": ordered[-1], "n": len(values)}
 
 
 async def transport_baseline(nats_url: str, rate: float, count: int) -> list[float]:
@@ -208,14 +209,25 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
         await asyncio.sleep(2)  # let the prospect stage changes drain
 
         arrived: dict[str, float] = {}
+        # The hops between: the purchase's event on NATS, and the stage change's own time
+        # (stamped in lifecycle's transaction), on this clock.
+        recorded: dict[str, float] = {}
+        emitted: dict[str, float] = {}
+        wall_minus_perf = time.time() - time.perf_counter()
         nc = await nats.connect(nats_servers(suite.nats_url))
 
         async def on_stage(msg):
             event = json.loads(msg.data)
             if event["data"]["to_stage"] == "new":
                 arrived[event["subject"]] = time.perf_counter()
+                stamped = datetime.fromisoformat(event["time"].replace("Z", "+00:00")).timestamp()
+                emitted[event["subject"]] = stamped - wall_minus_perf
+
+        async def on_recorded(msg):
+            recorded.setdefault(json.loads(msg.data)["subject"], time.perf_counter())
 
         await nc.subscribe("crm.lifecycle.stage.changed", cb=on_stage)
+        await nc.subscribe("crm.identify.transaction.recorded", cb=on_recorded)
         answered: dict[str, float] = {}
         failures = 0
         # The purchases go over a bare keep-alive HTTP/1.1 client: httpx costs this
@@ -270,6 +282,17 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
         for second, values in sorted(by_second.items()):
             p = percentiles(values)
             print(f"  second {second:2d}: n={p['n']:3d} p50={p['p50']:6.1f} p99={p['p99']:6.1f} max={p['max']:6.1f}")
+    hops = {
+        "201 → transaction.recorded on NATS": [recorded[c] - answered[c] for c in answered if c in recorded],
+        "on NATS → lifecycle stamps the stage change": [
+            emitted[c] - recorded[c] for c in answered if c in emitted and c in recorded
+        ],
+        "stamped → stage.changed on NATS": [arrived[c] - emitted[c] for c in answered if c in emitted],
+    }
+    print("\nHops (ms; the 201 can be read after its event was published, so a hop can be < 0):")
+    for name, values in hops.items():
+        p = percentiles([v * 1000 for v in values])
+        print(f"  {name:45s} p50 {p['p50']:7.1f}  p90 {p['p90']:7.1f}  p99 {p['p99']:7.1f}")
     print(f"\n{len(answered) + failures} writes sent in {written_in:.1f} s")
     return latencies, failures + (len(answered) - len(latencies))
 

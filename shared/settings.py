@@ -158,6 +158,9 @@ class ServiceSettings(SuiteSettings):
     consumer_max_deliver: int = 5
     consumer_ack_wait_s: float = 30.0
     consumer_backoff_s: tuple[float, ...] = (0.2, 1.0, 5.0, 15.0)
+    # How long a consumer waits for more events after the first of a micro-batch, so that
+    # events arriving close together share one transaction: CPU for latency (docs/benchmarks.md).
+    consumer_linger_s: float = Field(0.0, ge=0, le=1)
     outbox_poll_s: float = 0.5
     outbox_batch: int = 500
     # How long the relay lets published rows gather before it marks them published, in one

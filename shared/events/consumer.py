@@ -216,6 +216,7 @@ class ConsumerRunner:
         self.metrics = metrics
         self.batch = settings.consumer_batch
         self.expires_s = settings.consumer_expires_s
+        self.linger_s = settings.consumer_linger_s
         self.heartbeat = time.monotonic()
         self.task: asyncio.Task[None] | None = None
         # The bus generation (connection) on which the durable consumer was last found
@@ -340,14 +341,25 @@ class ConsumerRunner:
                 return None
             batch: list[Msg] = []
             request_over: str | None = None
+            linger_until = time.monotonic() + self.linger_s
             while True:
                 status = JetStreamContext.is_status_msg(msg)
                 if status is None:
                     batch.append(msg)
                 elif status != "100":  # 404 no messages, 408 expired, 409 conflicts, 503 no consumer end it
                     request_over = status
-                if len(batch) >= owed or queue.empty():
+                if len(batch) >= owed:
                     break
+                if queue.empty():
+                    wait = linger_until - time.monotonic()
+                    if not batch or request_over or wait <= 0:
+                        break
+                    try:
+                        async with asyncio.timeout(wait):
+                            msg = await queue.get()
+                    except TimeoutError:
+                        break
+                    continue
                 msg = queue.get_nowait()
             if batch and not self.lease.held:  # another replica may pull now: hand these back
                 for held in batch:

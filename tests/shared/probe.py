@@ -43,9 +43,13 @@ async def on_customer_created(session: AsyncSession, event: Event[CustomerCreate
     await session.execute(insert(applied).values(event_id=event.id, customer_id=event.data.id))
 
 
+batch_sizes: list[int] = []  # how many events each call of the batch handler got
+
+
 async def on_customers_created(session: AsyncSession, events: list[Event[CustomerCreated]]) -> None:
     if any(event.data.name == "poison" for event in events):
         raise RuntimeError("this event always fails")
+    batch_sizes.append(len(events))
     await session.execute(insert(applied), [{"event_id": e.id, "customer_id": e.data.id} for e in events])
 
 

@@ -70,6 +70,22 @@ async def test_the_same_event_delivered_twice_is_applied_once(suite, probe_defin
     assert await probe.applied_count(probe_service, event.id) == 1
 
 
+async def test_with_a_linger_events_arriving_close_together_share_one_micro_batch(suite):
+    """`consumer_linger_s`: after a micro-batch's first event the runner waits that long for
+    more, and applies what came in one transaction (CPU for latency, docs/benchmarks.md)."""
+
+    probe_service = await suite.start_definition(probe.BATCH_DEFINITION, consumer_linger_s=0.6)
+    probe.batch_sizes.clear()
+    events = [created_event(f"c-linger-{n}") for n in range(3)]
+    for event in events:
+        await publish_raw(suite.nats.url, event.type, event.to_json(), event.id)
+        await asyncio.sleep(0.1)  # apart: without a linger, the first would be applied alone
+    await wait_until(lambda: sum(probe.batch_sizes) >= 3, what="three events applied")
+    assert probe.batch_sizes == [3]
+    for event in events:
+        assert await probe.applied_count(probe_service, event.id) == 1
+
+
 async def test_a_consumer_that_dies_before_acking_gets_the_event_again_and_applies_it_once(suite, probe_definition):
     first = await suite.start_definition(probe_definition, consumer_ack_wait_s=1.0)
     runner = first.runtime.consumers[0]
