@@ -237,11 +237,14 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
         gateway = PurchaseClient(suite.gateway_url, suite.admin_key)
         await gateway.open(32)
 
+        sent_at: dict[str, float] = {}
+
         async def purchase(customer_id: str) -> None:
             nonlocal failures
             body = json.dumps(
                 {"customer_id": customer_id, "amount": "9.99", "currency": "USD", "occurred_at": "2026-11-01T10:00:00Z"}
             ).encode()
+            sent_at[customer_id] = time.perf_counter()
             if await gateway.post("/v1/transactions", body) == 201:
                 answered[customer_id] = time.perf_counter()
             else:
@@ -283,6 +286,7 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
             p = percentiles(values)
             print(f"  second {second:2d}: n={p['n']:3d} p50={p['p50']:6.1f} p99={p['p99']:6.1f} max={p['max']:6.1f}")
     hops = {
+        "sent → 201 (incl. waiting for a connection)": [answered[c] - sent_at[c] for c in answered],
         "201 → transaction.recorded on NATS": [recorded[c] - answered[c] for c in answered if c in recorded],
         "on NATS → lifecycle stamps the stage change": [
             emitted[c] - recorded[c] for c in answered if c in emitted and c in recorded

@@ -215,7 +215,10 @@ class Database:
     info: dict[str, Any]
 
     @classmethod
-    def connect(cls, url: str, *, service: str) -> Database:
+    def connect(cls, url: str, *, service: str, pool_size: int = 20, max_overflow: int = 10) -> Database:
+        """`pool_size`, `max_overflow`: PostgreSQL's connections kept open, and how many more
+        a burst may open (each closed again when returned; docs/operations.md)."""
+
         info: dict[str, Any] = {"service": service}
         reader: async_sessionmaker[AsyncSession] | InlineSessionMaker
         if is_sqlite(url):
@@ -223,7 +226,7 @@ class Database:
             writer_engine = _sqlite_writer(url)
             reader = InlineSessionMaker(_sqlite_reader(url), info)
         else:
-            writer_engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            writer_engine = create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
             reader = async_sessionmaker(writer_engine, expire_on_commit=False, info=info)
         writer = async_sessionmaker(writer_engine, expire_on_commit=False, info=info)
         return cls(url, writer_engine, writer, reader, info)

@@ -468,13 +468,18 @@ class ConsumerRunner:
 
     async def _apply(self, items: list[tuple[Msg, Event[Any]]], routes: list[Route]) -> None:
         events = [event for _, event in items]
-        # Which spec takes which event (an event twice in a batch counts once).
+        # Which spec takes which event (an event twice in a batch is applied once, and the
+        # second copy counts as a duplicate, as it would in a batch of its own).
         taken: list[tuple[Route, list[Event[Any]]]] = []
+        repeats: dict[str, int] = {}
         for route in routes:
             by_id: dict[str, Event[Any]] = {}
             for event in events:
                 if event.type in route[2]:
-                    by_id.setdefault(event.id, event)
+                    if event.id in by_id:
+                        repeats[route[1]] = repeats.get(route[1], 0) + 1
+                    else:
+                        by_id[event.id] = event
             if by_id:
                 taken.append((route, list(by_id.values())))
         async with transaction(self.db.writer) as session:
@@ -506,6 +511,8 @@ class ConsumerRunner:
         for name, event_id in pairs:
             if (name, event_id) not in fresh:
                 self.metrics.events_duplicate.labels(self.service, name).inc()
+        for name, count in repeats.items():
+            self.metrics.events_duplicate.labels(self.service, name).inc(count)
 
     @staticmethod
     def _deliveries(msg: Msg) -> int:

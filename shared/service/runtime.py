@@ -82,7 +82,12 @@ class ServiceDefinition(Generic[StateT]):
 
 async def start_runtime(definition: ServiceDefinition[StateT], settings: ServiceSettings) -> Runtime[StateT]:
     metrics = Metrics(definition.name)
-    db = Database.connect(settings.database_url, service=definition.name)
+    db = Database.connect(
+        settings.database_url,
+        service=definition.name,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
     # Its own NATS user (shared/nats_auth.py); no password is a configuration error, said at start.
     credentials = load_credentials(settings.var_dir, definition.name, settings.nats_password)
     bus = Bus(settings.nats_url, name=f"valuechain-{definition.name}", stream=settings.stream, credentials=credentials)
