@@ -8,7 +8,8 @@ purchase reached eleven specs in four services, and per-spec deliveries and tran
 were most of the suite's CPU per write (docs/benchmarks.md, "CPU per purchase").
 
 A runner keeps one pull request open on its durable consumer and handles whatever has
-arrived as one micro-batch: one transaction checks the inbox, runs each spec's handlers on
+arrived as one micro-batch (waiting up to `consumer_linger_s` after its first event for more):
+one transaction checks the inbox, runs each spec's handlers on
 the events of its subjects and records, per spec, the handled event ids, then the messages
 are acked. The inbox stays per spec (`<service>-<purpose>`): a redelivered or duplicated
 event is skipped by every spec that already applied it, so a retry runs only the specs that

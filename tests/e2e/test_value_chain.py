@@ -218,7 +218,23 @@ def _pids_serving(port: int) -> list[int]:
     return [int(pid) for pid in out.split()]
 
 
+async def _consumer_idle(suite, durable: str) -> bool:
+    nc = await nats.connect(suite.nats_url)
+    try:
+        info = await nc.jetstream().consumer_info("CRM", durable)
+        return info.num_ack_pending == 0 and info.num_pending == 0
+    finally:
+        await nc.close()
+
+
 async def test_a_service_that_dies_is_restarted(running_suite):
+    # Killed with events in hand, lifecycle takes its consumer back only after their ack wait
+    # (30 s), so that each customer's events stay in order (docs/architecture.md, "Replicas:
+    # leases, not partitions"; tests/shared/test_leases.py). This test is about the restart:
+    # it kills a lifecycle that has caught up with what earlier tests sent.
+    await wait_until(
+        lambda: _consumer_idle(running_suite, "lifecycle-events"), timeout=60, interval=0.2, what="lifecycle idle"
+    )
     port = running_suite.ports["lifecycle"]
     pids = _pids_serving(port)
     assert pids, "lifecycle is not running"
