@@ -552,7 +552,14 @@ class Suite:
     def settings_for(self, name: str, url: str, overrides: dict):
         from shared.settings import service_settings
 
-        defaults = dict(consumer_expires_s=1.0, consumer_backoff_s=(0.05, 0.05, 0.05, 0.05), outbox_poll_s=0.2)
+        # No linger: the tests wait for effects, and 20 ms a consumer hop added about a minute to
+        # `make test`. The linger has its own test, and the e2e suite runs the default.
+        defaults = dict(
+            consumer_expires_s=1.0,
+            consumer_backoff_s=(0.05, 0.05, 0.05, 0.05),
+            outbox_poll_s=0.2,
+            consumer_linger_s=0.0,
+        )
         defaults.update(overrides)
         return service_settings(
             name,
