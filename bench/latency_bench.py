@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -198,10 +199,11 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
         base_url=suite.gateway_url, limits=limits, timeout=30, headers={"Authorization": f"Bearer {suite.admin_key}"}
     ) as gw:
         semaphore = asyncio.Semaphore(32)
+        run = uuid.uuid4().hex[:8]  # a suite may take several runs (bench/ceiling_bench.py)
 
         async def create(i: int) -> str:
             async with semaphore:
-                response = await gw.post("/v1/customers", json={"external_id": f"bench-{i}"})
+                response = await gw.post("/v1/customers", json={"external_id": f"bench-{run}-{i}"})
                 response.raise_for_status()
                 return response.json()["id"]
 
