@@ -81,7 +81,10 @@ async def test_a_refit_left_queued_by_a_stopped_process_is_failed_by_the_reaper(
             Refit(id="left-running", status="running", time_unit="week", customers_scored=0, requested_at=utcnow())
         )
     # Nobody holds their leases: what one replica's reaper does at start-up and every lease TTL.
-    assert await refits.fail_interrupted_refits(identify.runtime) == 2
+    # The service's own reaper (it holds the lease `refit-reaper`) may get there first: then
+    # this call finds nothing left, and the two are failed all the same.
+    failed_here = await refits.fail_interrupted_refits(identify.runtime)
+    assert failed_here in (0, 2)  # all at once, in one transaction: never one of the two
     for refit_id in ("left-queued", "left-running"):
         state = (await identify.client.get(f"/v1/portfolio/refits/{refit_id}")).json()
         assert state["status"] == "failed" and "replica running it stopped" in state["failure"]
