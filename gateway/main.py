@@ -29,6 +29,7 @@ from gateway.audit.endpoints import router as audit_router
 from gateway.audit.writer import AuditWriter
 from gateway.auth import admin_key_path, load_or_create_admin_key
 from gateway.composition import Customer360, CustomerNotFound, compose_360
+from gateway.console import install_console
 from gateway.exports import install_exports
 from gateway.health import RotationKeeper, readiness
 from gateway.observability import GatewayMetrics
@@ -254,6 +255,7 @@ def create_app(settings: GatewaySettings | None = None, *, admin_key: str | None
     )
     # An erasure also deletes the customer's export documents not yet downloaded.
     app.front.after_success[("POST", "/v1/customers/{id}/erasure")] = exports.after_erasure
+    install_console(app, settings)  # /console/, the web app (gateway/console/), no key to load it
     return app
 
 

@@ -149,6 +149,13 @@ class GatewaySettings(GatewayStoreSettings):
     jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["RS256", "ES256"])
     jwt_leeway_s: float = Field(30.0, ge=0.0, le=300.0)
     jwt_jwks_cache_s: float = Field(300.0, gt=0.0)
+    # The console's "Sign in with SSO" (gateway/console/, docs/console.md): the IdP's OAuth 2.0
+    # authorization and token endpoints and the console's public client id (code flow with
+    # PKCE). Off unless all three are set; the tokens it gets are the JWTs verified above.
+    console_oidc_authorize_url: str = ""
+    console_oidc_token_url: str = ""
+    console_oidc_client_id: str = ""
+    console_oidc_scope: str = "openid"
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -182,6 +189,16 @@ class GatewaySettings(GatewayStoreSettings):
     def _jwt_complete(self) -> Self:
         if self.jwt_jwks_url and not (self.jwt_issuer and self.jwt_audience):
             raise ValueError("VALUECHAIN_GATEWAY_JWT_JWKS_URL needs _JWT_ISSUER and _JWT_AUDIENCE too")
+        oidc = (self.console_oidc_authorize_url, self.console_oidc_token_url, self.console_oidc_client_id)
+        if any(oidc) and not all(oidc):
+            raise ValueError(
+                "the console's SSO needs VALUECHAIN_GATEWAY_CONSOLE_OIDC_AUTHORIZE_URL, _TOKEN_URL and _CLIENT_ID"
+            )
+        if any(oidc) and not self.jwt_jwks_url:
+            raise ValueError("the console's SSO needs the gateway to verify the IdP's JWTs (_JWT_JWKS_URL)")
+        for url in oidc[:2]:
+            if url and not url.startswith(("https://", "http://")):
+                raise ValueError(f"the console's SSO endpoints are http(s) URLs, got {url!r}")
         return self
 
     @field_validator("identify_url", "engage_url", "network_url", "value_url", "lifecycle_url", mode="before")

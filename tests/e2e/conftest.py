@@ -72,3 +72,28 @@ def pytest_collection_modifyitems(items):
     ordered = sorted((items[n] for n in mine), key=lambda item: "running_suite" in item.fixturenames)
     for n, item in zip(mine, ordered, strict=True):
         items[n] = item
+
+
+@pytest.fixture(scope="package")
+async def browser():
+    """One headless Chromium (Debian's) for every console test of the package."""
+
+    from playwright.async_api import async_playwright
+
+    from tests.e2e.console import require_chromium
+
+    executable = require_chromium()
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def console(browser, running_suite):
+    """A fresh browser context on the shared suite's console (tests/e2e/console.py)."""
+
+    from tests.e2e.console import open_console
+
+    async with open_console(browser, running_suite) as page:
+        yield page

@@ -1,5 +1,6 @@
-"""End to end: the CDNOW sample imported with the CLI through the running suite's
-gateway; its events reach lifecycle; a re-run over HTTP records nothing twice.
+"""End to end: the CDNOW sample imported through the console in a real browser (the bar
+reaches 100%), then refitted there (the Pareto curve); the same file again with the CLI and
+over HTTP records nothing twice; its events reach lifecycle.
 
 This module has a suite of its own (`own_suite`), not the shared `running_suite`: its 2,357
 imported customers and 10,919 purchases would enter every other module's global reads (the
@@ -15,6 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.e2e.console import api_key, open_console, screenshot, sign_in
 from tests.e2e.harness import ROOT
 from tests.support import cdnow_dir, wait_until
 
@@ -54,7 +58,67 @@ def import_with_the_cli(suite, *extra: str) -> subprocess.CompletedProcess:
     )
 
 
-async def test_the_cdnow_sample_imports_with_the_cli_and_flows_on(own_suite):
+@pytest.fixture
+async def own_console(browser, own_suite):
+    async with open_console(browser, own_suite) as console:
+        yield console
+
+
+async def test_the_cdnow_sample_imports_through_the_console_with_the_bar_reaching_100(own_console, own_suite):
+    """The first import of the module: a manager uploads the file, maps its columns from the
+    preview and watches the bar."""
+
+    await sign_in(own_console, await api_key(own_suite, "manager"))
+    page = own_console.page
+    await page.get_by_role("link", name="Import").click()
+    await page.get_by_label("File (CSV or NDJSON)").set_input_files(str(CDNOW_SAMPLE))
+    preview = page.get_by_test_id("preview")
+    await preview.get_by_role("cell", name="29.33").wait_for()  # customer 00004's first purchase
+    assert not await page.get_by_label("First line names the columns").is_checked()  # no header: guessed
+    await page.get_by_label("Import column column_1 as").select_option("customer_external_id")
+    await page.get_by_label("Import column column_3 as").select_option("occurred_at")
+    await page.get_by_label("Import column column_5 as").select_option("amount")
+    await page.get_by_label("Currency of rows without one").fill("USD")
+    await page.get_by_role("button", name="Import", exact=True).click()
+    status = page.get_by_test_id("import-status")
+    await status.get_by_text("(done)").wait_for(timeout=180_000)
+    assert (await status.inner_text()).startswith(f"100% — {ROWS:,} of {ROWS:,} rows read: {ROWS:,} recorded")
+    bar = page.get_by_test_id("import-progress")
+    assert await bar.evaluate("bar => bar.value === bar.max")
+    await screenshot(own_console, "import-cdnow-done")
+
+    async with own_suite.client() as gw:
+        job = (await gw.get("/v1/imports", params={"limit": 1})).json()["items"][0]
+        assert (job["rows_read"], job["recorded"], job["duplicates"], job["rejected"]) == (ROWS, ROWS, 0, 0)
+        assert job["customers_created"] == CUSTOMERS
+        assert job["mapping"] == {"column_1": "customer_external_id", "column_3": "occurred_at", "column_5": "amount"}
+
+
+async def test_a_refit_in_the_console_draws_the_pareto_curve(own_console, own_suite):
+    await sign_in(own_console, await api_key(own_suite, "manager"))
+    page = own_console.page
+    await page.get_by_role("link", name="Portfolio").click()
+    # Right after the import every consumer is still busy with its purchases: a slower first answer.
+    refit = page.get_by_role("button", name="Refit the model")
+    await refit.wait_for(timeout=60_000)
+    await refit.click()
+    await page.get_by_test_id("refit-status").get_by_text("Refit done").wait_for(timeout=180_000)
+    await page.get_by_test_id("model-summary").get_by_text(f"on {CUSTOMERS:,} customers").wait_for()
+    chart = page.get_by_test_id("pareto-chart")
+    await chart.locator("svg .scatterlayer path.js-line").first.wait_for()  # Plotly drew the curve
+    async with own_suite.client() as gw:
+        pareto = (await gw.get("/v1/portfolio/pareto")).json()
+    top20 = next(share for share in pareto["shares"] if share["top"] == 0.2)
+    shown = float((await page.get_by_test_id("top20-share").locator(".big").inner_text()).rstrip("%"))
+    assert abs(shown - 100 * top20["revenue_share"]) <= 0.05
+    # The numbers behind the chart, one click away.
+    await chart.get_by_text("Show the numbers").click()
+    assert await chart.get_by_role("row").count() == 1 + len(pareto["shares"])
+    await chart.get_by_text("Show the numbers").click()
+    await screenshot(own_console, "portfolio")
+
+
+async def test_the_cdnow_sample_again_with_the_cli_records_nothing_twice_and_flows_on(own_suite):
     result = import_with_the_cli(own_suite)
     assert result.returncode == 0, result.stderr + result.stdout
     assert f"100% {ROWS:,}/{ROWS:,} rows" in result.stderr  # the bar ends on the file's rows (no header here)
@@ -63,8 +127,9 @@ async def test_the_cdnow_sample_imports_with_the_cli_and_flows_on(own_suite):
     async with own_suite.client() as gw:
         job = (await gw.get(f"/v1/imports/{import_id}")).json()
         assert job["status"] == "done"
-        assert (job["rows_read"], job["recorded"], job["duplicates"], job["rejected"]) == (ROWS, ROWS, 0, 0)
-        assert job["customers_created"] == CUSTOMERS
+        # The console's import (above) recorded them all: every row is a duplicate now.
+        assert (job["rows_read"], job["recorded"], job["duplicates"], job["rejected"]) == (ROWS, 0, ROWS, 0)
+        assert job["customers_created"] == 0
 
         # Customer 00004's three purchases, and the stage lifecycle gave it from the events.
         customers, cursor = {}, None
