@@ -97,3 +97,18 @@ async def module_suite(module_nats_server):
     async with stack:
         yield Suite(module_nats_server, module_nats_server.var_dir, stack)
         await _stopped(stack)
+
+
+@pytest.fixture(scope="session")
+async def browser():
+    """One headless Chromium (Debian's) for every console test of the run (tests/e2e/console.py)."""
+
+    from playwright.async_api import async_playwright
+
+    from tests.e2e.console import require_chromium
+
+    executable = require_chromium()
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield chromium
+        await chromium.close()

@@ -643,6 +643,7 @@ class Supervisor:
             "Value Chain CRM is running. Ctrl-C stops everything.",
             f"  gateway        {gw}",
             f"  API docs       {gw}/docs",
+            f"  console        {gw}/console/  (sign in with an API key, e.g. the admin key below)",
         ]
         if self.replicas > 1:
             others = ", ".join(str(port) for port in self.replica_ports("gateway")[1:])

@@ -95,8 +95,15 @@ def install_console(app: FastAPI, settings: GatewaySettings) -> None:
     async def console_root() -> RedirectResponse:
         return RedirectResponse(f"{PREFIX}/", status_code=308)
 
+    # The IdP sends the browser back here with ?code=&state= (or ?error=): declared, so the
+    # gateway's unknown-query guard lets them through; the page's script reads them.
     @app.get(f"{PREFIX}/", include_in_schema=False)
-    async def console_index() -> Response:
+    async def console_index(
+        code: str | None = None,
+        state: str | None = None,
+        error: str | None = None,
+        error_description: str | None = None,
+    ) -> Response:
         return Response(index, media_type="text/html; charset=utf-8", headers={"content-security-policy": csp})
 
     @app.get(f"{PREFIX}/config.json", include_in_schema=False)

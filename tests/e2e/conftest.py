@@ -74,21 +74,6 @@ def pytest_collection_modifyitems(items):
         items[n] = item
 
 
-@pytest.fixture(scope="package")
-async def browser():
-    """One headless Chromium (Debian's) for every console test of the package."""
-
-    from playwright.async_api import async_playwright
-
-    from tests.e2e.console import require_chromium
-
-    executable = require_chromium()
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield chromium
-        await chromium.close()
-
-
 @pytest.fixture
 async def console(browser, running_suite):
     """A fresh browser context on the shared suite's console (tests/e2e/console.py)."""

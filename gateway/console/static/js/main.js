@@ -3,7 +3,7 @@
 
 import { api, credential, forgetCredential, setCredential } from "./api.js";
 import { clear, errorBox, h } from "./dom.js";
-import { finishSso, startSso } from "./sso.js";
+import { finishSso, ssoError, startSso } from "./sso.js";
 import customers from "./pages/customers.js";
 import engage from "./pages/engage.js";
 import importPage from "./pages/import.js";
@@ -162,6 +162,11 @@ async function boot() {
     config = await (await fetch("/console/config.json")).json();
   } catch {
     config = { sso: null };
+  }
+  const refused = config.sso && ssoError();
+  if (refused) {
+    showSignIn(`The sign-in with SSO did not complete: ${refused}`);
+    return;
   }
   if (config.sso && (await finishSso(config.sso))) {
     await start();

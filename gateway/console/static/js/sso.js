@@ -71,3 +71,12 @@ export async function finishSso(sso) {
   setCredential(token.access_token);
   return true;
 }
+
+// Back from the IdP with ?error= (the user cancelled, or the IdP refused): its words, once.
+export function ssoError() {
+  const params = new URLSearchParams(location.search);
+  const error = params.get("error");
+  if (!error) return null;
+  history.replaceState(null, "", "/console/");
+  return params.get("error_description") || error;
+}

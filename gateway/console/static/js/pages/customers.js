@@ -35,9 +35,9 @@ const columns = [
 
 function select(id, label, options, value) {
   return h(
-    "label",
-    { for: id },
-    label,
+    "div",
+    { class: "field" },
+    h("label", { for: id }, label),
     h("select", { id, name: id }, options.map(([v, text]) => h("option", { value: v, selected: v === value }, text))),
   );
 }

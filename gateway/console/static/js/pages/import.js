@@ -118,7 +118,7 @@ function uploadView(ctx) {
     h("h2", { id: "upload-title" }, "Upload a file of transactions"),
     h("div", { class: "row" },
       h("label", { for: "import-file" }, "File (CSV or NDJSON)", fileInput),
-      h("label", { for: "delimiter" }, "Separator", delimiterSelect),
+      h("div", { class: "field" }, h("label", { for: "delimiter" }, "Separator"), delimiterSelect),
       h("label", { for: "has-header" }, "First line names the columns", headerBox),
     ),
     h("h3", {}, "Preview"),
