@@ -446,12 +446,24 @@ async def test_the_report_gives_the_figures_worked_out_by_hand(suite):
     everything = await report(metric="nps", **{"from": "2026-02-01T00:00:00Z", "to": "2026-03-01T00:00:00Z"})
     assert everything[None]["responses"] == 4 and everything[None]["score"] == pytest.approx(-25.0)
     assert (await report(metric="ces", by="stage")) == {}
+    # One segment over time (the console's chart): loyal's NPS by month; by kind through the responses.
+    loyal_months = await report(metric="nps", by="month", segment="loyal")
+    assert {k: (c["responses"], c["score"]) for k, c in loyal_months.items()} == {
+        "2026-02": (1, 100.0),
+        "2026-03": (3, pytest.approx(200 / 3)),
+    }
+    champion_kinds = await report(metric="nps", by="kind", segment="champions")
+    assert {k: c["responses"] for k, c in champion_kinds.items()} == {None: 3, "advocate": 1, "benchmark": 2}
+    assert (await report(metric="csat", segment="loyal"))[None]["score"] == pytest.approx(4.0)
+    answer = await engage.client.get("/v1/feedback/report", params={"metric": "nps", "segment": "loyal"})
+    assert answer.json()["segment"] == "loyal"
 
     for params, field in (
         ({"metric": "joy"}, "query.metric"),
         ({"metric": "nps", "by": "colour"}, "query.by"),
         ({"metric": "nps", "from": "2026-01-01T00:00:00"}, "query.from"),
         ({"by": "segment"}, "query.metric"),
+        ({"metric": "nps", "segment": "royals"}, "query.segment"),
     ):
         answer = await engage.client.get("/v1/feedback/report", params=params)
         assert answer.status_code == 422 and answer.json()["detail"][0]["field"] == field, answer.text

@@ -84,6 +84,10 @@ async def test_points_are_earned_taken_back_by_refunds_and_voids_and_move_tiers(
     second = await _buy(identify, customer, "120", "p2")
     body = await wait_until(lambda: _balance(lifecycle, customer, 220, 3), what="second purchase")
     assert body["tier"] == "gold"
+    # The programme counts each tier's customers (the PUT's answer does not).
+    tiers = (await lifecycle.client.get("/v1/loyalty/programme")).json()["tiers"]
+    assert [(t["name"], t["members"]) for t in tiers] == [("bronze", 0), ("silver", 0), ("gold", 1)]
+    assert all(t["members"] is None for t in put.json()["tiers"])
     # The void takes back all of the purchase's points: the tier comes down again.
     void = await identify.client.post(f"/v1/transactions/{second['id']}/void", json={"reason": "test order"})
     assert void.status_code == 200, void.text

@@ -18,6 +18,7 @@ from services.engage.feedback.schemas import (
     Report,
     ResponseOut,
     ResponsePage,
+    Segment,
     SendSurvey,
     StaffResponse,
     SurveyCreate,
@@ -105,10 +106,16 @@ async def feedback_report(
     by: Annotated[GroupBy | None, Query(description="The groups; the whole range as one cell when left out")] = None,
     start: Annotated[Instant, Query(alias="from", description="Responses received at or after")] = None,
     end: Annotated[Instant, Query(alias="to", description="Responses received before")] = None,
+    segment: Annotated[
+        Segment | None,
+        Query(
+            description="Only customers in this RFM segment when they answered (with by=month: one segment over time)"
+        ),
+    ] = None,
 ):
     """Each group's score, its 95% confidence interval and its response count (docs/engage.md)."""
-    cells = await service.report(session=session, metric=metric, by=by, start=start, end=end)
-    return {"metric": metric, "by": by, "from": start, "to": end, "cells": cells}
+    cells = await service.report(session=session, metric=metric, by=by, start=start, end=end, segment=segment)
+    return {"metric": metric, "by": by, "segment": segment, "from": start, "to": end, "cells": cells}
 
 
 BAD_TOKEN: dict[int | str, dict[str, Any]] = {400: {"description": "A tampered, foreign or expired link (`bad_token`)"}}

@@ -117,12 +117,20 @@ async def move_to_survivor(session: AsyncSession, *, merged_ids: list[str], surv
 
 
 async def report_rows(
-    session: AsyncSession, *, metric: str, by: str | None, start: datetime | None, end: datetime | None
+    session: AsyncSession,
+    *,
+    metric: str,
+    by: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    segment: str | None = None,
 ) -> list[Row[Any]]:
     """One grouped pass: per group, the NPS classes' counts, or n, Σx and Σx² of the metric.
 
     `by="kind"` reads `survey_response_kinds` (a response once per kind of its customer);
     anything else reads `survey_responses`, whose columns are the groups (`month` is stored).
+    `segment` keeps the responses of customers in that segment when they answered (by kind:
+    through the response's row, the kinds table has no segment).
     """
 
     table: type[ResponseKind] | type[SurveyResponse] = ResponseKind if by == "kind" else SurveyResponse
@@ -142,6 +150,10 @@ async def report_rows(
             func.sum(value * value).label("squares"),
         ]
     query = select(*columns).where(value.is_not(None))
+    if segment is not None:
+        if table is ResponseKind:
+            query = query.join(SurveyResponse, SurveyResponse.id == ResponseKind.response_id)
+        query = query.where(SurveyResponse.segment == segment)
     if start is not None:
         query = query.where(table.received_at >= start)
     if end is not None:

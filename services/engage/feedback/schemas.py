@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
 from services.engage.feedback.questions import TYPES
 from services.engage.feedback.triggers import TRIGGERS
+from shared.events.contracts import RFM_SEGMENTS
 from shared.http.pagination import Page
 from shared.http.validation import NOT_BLANK_SCHEMA, Id, Strict, Text, stripped
 
@@ -155,6 +156,8 @@ class SurveyForm(BaseModel):
 
 Metric = Literal["nps", "csat", "ces"]
 GroupBy = Literal["segment", "kind", "stage", "channel", "month"]
+# identify's RFM segments (the report's `segment` filter; another name is 422).
+Segment = Literal[RFM_SEGMENTS]  # type: ignore[valid-type]
 
 
 class ReportCell(BaseModel):
@@ -171,6 +174,7 @@ class ReportCell(BaseModel):
 class Report(BaseModel):
     metric: Metric
     by: GroupBy | None
+    segment: str | None = Field(None, description="The segment the responses were limited to, if any")
     from_: datetime | None = Field(alias="from")
     to: datetime | None
     cells: list[ReportCell]

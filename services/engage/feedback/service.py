@@ -401,12 +401,20 @@ async def follow_merge(session: AsyncSession, merge: Merge) -> None:
 
 
 async def report(
-    *, session: AsyncSession, metric: str, by: str | None, start: datetime | None, end: datetime | None
+    *,
+    session: AsyncSession,
+    metric: str,
+    by: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    segment: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Per group: the score, its 95% interval and the response count (docs/engage.md)."""
+    """Per group: the score, its 95% interval and the response count (docs/engage.md); only
+    the responses of customers in `segment` when it is given."""
 
     cells = []
-    for row in await repository.report_rows(session, metric=metric, by=by, start=start, end=end):
+    rows = await repository.report_rows(session, metric=metric, by=by, start=start, end=end, segment=segment)
+    for row in rows:
         key = row.key if by else None
         if metric == "nps":
             estimate = net_promoter_score(row.promoters, row.passives, row.detractors)

@@ -65,6 +65,15 @@ async def read_account(session: AsyncSession, customer_id: str) -> dict[str, Any
     return dict(row) if row is not None else None
 
 
+async def tier_members(session: AsyncSession) -> dict[str, int]:
+    """How many accounts each tier holds, as the last judgement left them: one grouped read of
+    the accounts, a full scan (only GET /v1/loyalty/programme asks it, e.g. the console's
+    Lifecycle page; nothing polls it)."""
+
+    query = select(_accounts.c.tier, func.count()).where(_accounts.c.tier.is_not(None)).group_by(_accounts.c.tier)
+    return dict((await session.execute(query)).tuples().all())
+
+
 async def accounts_after(session: AsyncSession, after_id: str | None, limit: int) -> list[dict[str, Any]]:
     query = select(_accounts).order_by(_accounts.c.customer_id).limit(limit)
     if after_id is not None:

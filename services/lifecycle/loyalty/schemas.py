@@ -65,6 +65,11 @@ class ProgrammeIn(Strict):
 class TierOut(BaseModel):
     name: str
     threshold: float
+    members: int | None = Field(
+        None,
+        description="Customers in the tier as the last judgement left them (GET only; a PUT's new "
+        "thresholds count after the next sweep)",
+    )
 
 
 class ProgrammeOut(BaseModel):

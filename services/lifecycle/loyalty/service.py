@@ -104,19 +104,29 @@ async def programme(session: AsyncSession) -> dict[str, Any]:
     return await repository.read_programme(session) or dict(DEFAULT)
 
 
-def present_programme(row: dict[str, Any]) -> dict[str, Any]:
+def present_programme(row: dict[str, Any], members: dict[str, int] | None = None) -> dict[str, Any]:
+    """The programme as the API shows it; with `members`, each tier's count of customers."""
     return {
         "version": row["version"],
         "points_per_unit": format(Decimal(row["points_per_unit"]).normalize(), "f"),
         "expiry_months": row["expiry_months"],
         "tier_basis": row["tier_basis"],
-        "tiers": [{"name": t["name"], "threshold": t["threshold"]} for t in row["tiers"]],
+        "tiers": [
+            {
+                "name": t["name"],
+                "threshold": t["threshold"],
+                "members": None if members is None else members.get(t["name"], 0),
+            }
+            for t in row["tiers"]
+        ],
         "updated_at": row["updated_at"],
     }
 
 
 async def get_programme(*, session: AsyncSession) -> dict[str, Any]:
-    return present_programme(await programme(session))
+    """The programme, and how many customers each tier holds as the last judgement left them
+    (a PUT's new thresholds reach the counts with the next sweep, as they reach the accounts)."""
+    return present_programme(await programme(session), await repository.tier_members(session))
 
 
 async def set_programme(*, session: AsyncSession, data: ProgrammeIn) -> dict[str, Any]:
