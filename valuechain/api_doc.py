@@ -227,6 +227,13 @@ GATEWAY_OWN: list[tuple[str, str, str | None, str]] = [
         "The merged OpenAPI document and its UI, Swagger UI served by the gateway "
         "itself under `/docs/assets/` (works offline).",
     ),
+    (
+        "GET",
+        "/console/",
+        "none",
+        "The console, the web app for the people who run the CRM (docs/console.md); its pages call `/v1` "
+        "with the user's own key or JWT.",
+    ),
 ]
 
 
