@@ -11,6 +11,7 @@ key of a role, `sign_in` pastes it, `screenshot` saves a picture under the test 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -104,6 +105,35 @@ async def screenshot(console: ConsolePage, name: str, *, full_page: bool = True)
     await console.page.screenshot(path=str(path), full_page=full_page)
     assert path.stat().st_size > 1000
     return path
+
+
+def shown_share(share: float) -> str:
+    """The Lifecycle page's rounding of a cohort share (half up to a tenth of a percent)."""
+
+    return f"{math.floor(share * 1000 + 0.5) / 10:.1f}%"
+
+
+def expected_cohort_cells(cohorts: dict) -> list[list]:
+    """[test id, text, share] of each cell of the cohort table, from GET /v1/lifecycle/cohorts."""
+
+    cells: list[list] = []
+    for cohort in cohorts["cohorts"]:
+        name = cohort["cohort"]
+        cells += [[f"cohort-{name}", name, None], [f"cohort-{name}-size", str(cohort["size"]), None]]
+        for month in cohort["months"]:
+            cells.append(
+                [f"cohort-{name}-{month['k']}", f"{shown_share(month['share'])} ({month['customers']})", month["share"]]
+            )
+    return cells
+
+
+async def shown_cohort_cells(figure, prefix: str = "cohort-") -> list[list]:
+    """[test id, text, share] of each cell of the page's cohort table (open under "Show the numbers")."""
+
+    shown = await figure.locator(f"table [data-testid^='{prefix}']").evaluate_all(
+        "nodes => nodes.map(n => [n.dataset.testid, n.textContent, n.dataset.share ?? null])"
+    )
+    return [[testid, text, None if share is None else float(share)] for testid, text, share in shown]
 
 
 def require_chromium() -> str:

@@ -6,11 +6,10 @@ own, and cohorts in 1983, a year no other test's purchases fall in."""
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 from datetime import datetime
 
-from tests.e2e.console import api_key, screenshot, sign_in
+from tests.e2e.console import api_key, expected_cohort_cells, screenshot, shown_cohort_cells, sign_in
 from tests.e2e.harness import unique, unique_email
 from tests.support import wait_until
 
@@ -81,11 +80,6 @@ async def test_an_agent_answers_a_ticket_before_its_sla(console, running_suite):
     assert answered["first_response_breached_at"] is None and not answered["escalated_at"]
 
 
-def _shown(share: float) -> str:
-    """The page's rounding of a share (half up to a tenth of a percent)."""
-    return f"{math.floor(share * 1000 + 0.5) / 10:.1f}%"
-
-
 async def test_the_cohort_heatmap_table_matches_the_api_cell_for_cell(console, running_suite):
     # Months each customer bought in: cohorts 1983-03 (3 customers) and 1983-04 (2), to 1983-06.
     bought = [("03", "04", "06"), ("03",), ("03", "05"), ("04", "05"), ("04",)]
@@ -128,20 +122,10 @@ async def test_the_cohort_heatmap_table_matches_the_api_cell_for_cell(console, r
     await figure.locator("figcaption", has_text="cohorts 1983-03 to 1983-04").wait_for()
     await figure.locator(".plot .heatmaplayer").wait_for()  # Plotly drew the heatmap
     await figure.get_by_text("Show the numbers").click()
-    shown = await figure.locator("table [data-testid^='cohort-1983']").evaluate_all(
-        "nodes => nodes.map(n => [n.dataset.testid, n.textContent, n.dataset.share ?? null])"
-    )
+    shown = await shown_cohort_cells(figure, "cohort-1983")
     async with running_suite.client() as gw:
         api = (await gw.get("/v1/lifecycle/cohorts", params=window)).json()
-
-    expected = []
-    for cohort in api["cohorts"]:
-        name = cohort["cohort"]
-        expected += [[f"cohort-{name}", name, None], [f"cohort-{name}-size", str(cohort["size"]), None]]
-        for m in cohort["months"]:
-            expected.append([f"cohort-{name}-{m['k']}", f"{_shown(m['share'])} ({m['customers']})", m["share"]])
-    assert [[i, t] for i, t, _ in shown] == [[i, t] for i, t, _ in expected]
-    assert [None if s is None else float(s) for _, _, s in shown] == [s for _, _, s in expected]
+    assert shown == expected_cohort_cells(api)
     assert [c["cohort"] for c in api["cohorts"]] == ["1983-03", "1983-04"]
     assert [m["customers"] for m in api["cohorts"][0]["months"]] == [3, 1, 1, 1]
     await screenshot(console, "lifecycle-cohort-heatmap")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.console import api_key, open_console, screenshot, sign_in
+from tests.e2e.console import api_key, expected_cohort_cells, open_console, screenshot, shown_cohort_cells, sign_in
 from tests.e2e.harness import ROOT
 from tests.support import cdnow_dir, wait_until
 
@@ -116,6 +116,27 @@ async def test_a_refit_in_the_console_draws_the_pareto_curve(own_console, own_su
     assert await chart.get_by_role("row").count() == 1 + len(pareto["shares"])
     await chart.get_by_text("Show the numbers").click()
     await screenshot(own_console, "portfolio")
+
+
+async def test_the_cdnow_cohort_heatmap_matches_the_api_cell_for_cell(own_console, own_suite):
+    window = {"by": "month", "from": "1997-01", "to": "1997-03"}  # the sample's three cohorts
+
+    async def settled():  # lifecycle has every imported purchase once its cohorts hold every customer
+        body = (await gw.get("/v1/lifecycle/cohorts", params=window)).json()
+        return body if sum(cohort["size"] for cohort in body["cohorts"]) == CUSTOMERS else None
+
+    async with own_suite.client() as gw:
+        api = await wait_until(settled, timeout=180, interval=0.5, what="lifecycle's CDNOW cohorts")
+    await sign_in(own_console, await api_key(own_suite, "analyst"))
+    page = own_console.page
+    await own_console.open("#/lifecycle?cohort_from=1997-01&cohort_to=1997-03")
+    figure = page.get_by_test_id("cohort-heatmap")
+    await figure.locator(".plot .heatmaplayer").wait_for()  # Plotly drew the heatmap
+    await figure.get_by_text("Show the numbers").click()
+    shown = await shown_cohort_cells(figure, "cohort-1997")
+    assert len(shown) == 3 * 2 + sum(len(cohort["months"]) for cohort in api["cohorts"])
+    assert shown == expected_cohort_cells(api)
+    await screenshot(own_console, "cohorts-cdnow")
 
 
 async def test_the_cdnow_sample_again_with_the_cli_records_nothing_twice_and_flows_on(own_suite):
