@@ -18,6 +18,7 @@ from gateway.access import keys
 from gateway.access.resolver import AccessResolver
 from gateway.access.roles import ROLES, scopes_of
 from gateway.access.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage, ApiKeyRotate, MeOut
+from gateway.audit.writer import annotate
 from gateway.deps import Caller, InsufficientScope, ReadSession, WriteSession
 from gateway.upstream import UpstreamError
 from shared.http.errors import AppError, Conflict, NotFound, field_error
@@ -114,6 +115,8 @@ async def create_api_key(
         person_id=body.person_id,
         event_types=body.event_types,
     )
+    # The audit entry names the new key (its id is in no path yet) with its name and role.
+    annotate(request.scope, resources=[key.id], name=key.name, role=key.role)
     return {**_out(key, resolver), "key": token}
 
 
@@ -140,13 +143,15 @@ async def revoke_api_key(key_id: str, session: WriteSession, resolver: Resolver)
 
 @router.post("/api-keys/{key_id}/rotate", response_model=ApiKeyCreated)
 async def rotate_api_key(
-    key_id: str, session: WriteSession, resolver: Resolver, body: ApiKeyRotate | None = None
+    key_id: str, session: WriteSession, resolver: Resolver, request: Request, body: ApiKeyRotate | None = None
 ) -> dict[str, Any]:
     """A new secret for the key; the old one keeps working for `overlap_seconds` (default 24 h)."""
     key = await _key(session, key_id)
     if key.revoked_at is not None:
         raise Conflict(f"API key {key_id} is revoked")
-    token = await keys.rotate(session, key, overlap=timedelta(seconds=(body or ApiKeyRotate()).overlap_seconds))
+    overlap = (body or ApiKeyRotate()).overlap_seconds
+    token = await keys.rotate(session, key, overlap=timedelta(seconds=overlap))
+    annotate(request.scope, action="rotate", name=key.name, role=key.role, overlap_seconds=overlap)
     resolver.forget()
     return {**_out(key, resolver), "key": token}
 

@@ -130,6 +130,9 @@ async def test_a_write_refused_for_want_of_a_scope_is_recorded_with_who_tried(ga
     assert (latest["method"], latest["route"], latest["status"]) == ("POST", "/v1/customers", 403)
     assert (latest["actor_id"], latest["role"]) == (made.json()["id"], "readonly")
     assert (key_made["route"], key_made["status"]) == ("/v1/api-keys", 201)
+    # The handler names the new key (no path holds its id yet), with its name and role.
+    assert key_made["resources"] == [made.json()["id"]]
+    assert key_made["detail"] == {"name": "Rita (readonly)", "role": "readonly"}
 
 
 async def test_the_gateways_own_writes_are_recorded_with_what_their_handler_adds(gateways):
