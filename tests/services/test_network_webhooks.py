@@ -580,6 +580,31 @@ async def test_replay_resends_what_matches_from_a_cursor_or_a_time_within_retent
             assert bad.status_code == 422, bad.text
 
 
+async def test_a_replay_of_an_idle_subscription_is_not_starved_by_its_live_pull(suite):
+    """The live loop's long pull (5 s) of an idle subscription once held every in-flight slot
+    and took them all back the moment it ended: a replay then waited for a live event that
+    might never come. The two loops share the slots while a replay runs."""
+
+    identify = await suite.start("identify")
+    network = await start_network(suite)
+    async with Receiver() as receiver:
+        old = await customer(identify, "before-the-subscription")
+        await _stream(suite.nats.url, "crm.identify.customer.created", 1)
+        made = await subscribe(network, receiver.url("/idle"), ["crm.identify.customer.created"])
+        # The worker's live pull is open and holds the slots: nothing is published meanwhile.
+        await wait_until(lambda: _live_pull_open(network, made["id"]), what="the live pull open")
+
+        replayed = await network.client.post(f"/v1/webhooks/{made['id']}/replay", json={"after": "0"})
+        assert replayed.status_code == 202, replayed.text
+        [call] = await receiver.wait_for("/idle", 1, timeout=15)
+        assert verified(made["secret"], call)["data"]["id"] == old["id"]
+
+
+def _live_pull_open(network, webhook_id: str) -> bool:
+    worker = network.runtime.state.webhooks.workers.get(webhook_id)
+    return worker is not None and worker.free == 0 and not worker.tasks
+
+
 def json_time(raw: bytes) -> str:
     import json
 

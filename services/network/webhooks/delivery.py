@@ -421,7 +421,8 @@ class Worker:
                             pass
                     # The slots asked for are reserved (the replay's loop shares them), and what
                     # the request did not bring is given back when it ends.
-                    asked, self.free = self.free, 0
+                    asked = self._share()
+                    self.free -= asked
                     owed = [asked]
                     try:
                         request = orjson.dumps({"batch": asked, "expires": int(expires * 1e9)})
@@ -430,6 +431,9 @@ class Worker:
                     finally:
                         self.free += owed[0]
                         self.freed.set()
+                    # A loop waiting for slots takes its turn now: without this yield the loop
+                    # that just gave its slots back took them all again at once.
+                    await asyncio.sleep(0)
                     if status == "503":  # no such consumer (deleted, or not made yet)
                         if replay:
                             return
@@ -452,6 +456,15 @@ class Worker:
                 if JetStreamContext.is_status_msg(msg) is None:
                     await _give_back(msg)
             _LINGERING.add(asyncio.create_task(_unsubscribe_later(subscription, expires + 1.0)))
+
+    def _share(self) -> int:
+        """The slots one pull request asks for: every free one, or half of them (at least one)
+        while the live loop and a replay both run. The live loop's long pull of an idle
+        subscription (PULL_EXPIRES_S) used to hold every slot and take them all back the
+        moment it ended, so a replay waited for a live event that might never come."""
+
+        running = [loop for name in ("main", "replay") if (loop := self.loops.get(name)) and not loop.done()]
+        return self.free if len(running) < 2 else max(1, self.free // 2)
 
     async def _drain(self, queue: asyncio.Queue[Msg], owed: list[int], expires: float) -> str | None:
         """Start a delivery for each message the open pull request brings, until it has brought
