@@ -89,10 +89,12 @@ export function table({ columns, rows, caption, empty = "Nothing here yet.", hid
   );
 }
 
-// A chart with its text alternative: the caption says what it shows (aria-label of the plot),
-// and the numbers behind it sit one click away in a table under "Show the numbers".
+// A chart with its text alternatives: the figure's caption names it, a sentence says what it
+// shows, and the numbers behind it sit one click away in a table under "Show the numbers".
+// (The plot itself is no role="img": Plotly puts buttons inside it, and an image may hold no
+// controls.)
 export function chart({ caption, summary, traces, layout = {}, columns, rows, testid }) {
-  const plot = h("div", { class: "plot", role: "img", "aria-label": summary || caption });
+  const plot = h("div", { class: "plot" });
   const figure = h(
     "figure",
     { class: "chart", "data-testid": testid },

@@ -117,6 +117,7 @@ async function start(status) {
 }
 
 let rendering = 0;
+let pagesDrawn = 0;
 
 async function render() {
   if (!me) return;
@@ -138,9 +139,10 @@ async function render() {
     if (ticket !== rendering) return;
     clear(main, h("h1", {}, page.title), errorBox(error));
   }
-  // Where the keyboard goes after a route change: the page's heading.
+  // Where the keyboard goes after a route change: the page's heading. Not on the first page
+  // drawn: there the first Tab still reaches "Skip to the page".
   const heading = main.querySelector("h1");
-  if (heading) {
+  if (heading && pagesDrawn++ > 0) {
     heading.setAttribute("tabindex", "-1");
     heading.focus({ preventScroll: true });
   }
