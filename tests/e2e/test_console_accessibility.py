@@ -7,7 +7,7 @@ from __future__ import annotations
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import expect
 
-from tests.e2e.console import api_key, sign_in
+from tests.e2e.console import sign_in
 
 PAGES = ("portfolio", "customers", "import", "engage", "value", "lifecycle", "partners", "operators")
 WCAG_21_AA = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
@@ -33,9 +33,7 @@ async def test_no_page_has_a_wcag_21_aa_violation(console, running_suite):
         results = await axe.run(page, options=WCAG_21_AA)
         violations = results.response["violations"]
         if violations:
-            found[name] = [
-                (v["id"], v["impact"], [node["target"] for node in v["nodes"][:3]]) for v in violations
-            ]
+            found[name] = [(v["id"], v["impact"], [node["target"] for node in v["nodes"][:3]]) for v in violations]
     assert found == {}, found
 
 
