@@ -75,3 +75,21 @@ async def test_a_customer_named_like_a_script_shows_as_text(console, running_sui
     assert await heading.inner_text() == name  # the markup is the customer's name, shown as text
     assert await page.locator("main script, main img").count() == 0
     assert dialogs == []
+
+
+async def test_a_manager_merges_a_duplicate_from_the_customer_page(console, running_suite):
+    name = f"Grace {unique('Hopper')}"
+    survivor = await make_customer(running_suite, name)
+    twin = await make_customer(running_suite, name)  # the same name: a merge candidate
+    await sign_in(console, await api_key(running_suite, "manager"))
+    page = console.page
+    page.on("dialog", lambda dialog: dialog.accept())  # "Merge … into …?"
+    await console.open(f"#/customers/{survivor['id']}")
+    candidates = page.get_by_role("table", name="Merge candidates")
+    row = candidates.get_by_role("row").filter(has_text=twin["email"])
+    await row.get_by_text("same name").wait_for()
+    await row.get_by_role("button", name=f"Merge {name} into this customer").click()
+    await row.get_by_text("Merged").wait_for()
+    async with running_suite.client() as gw:
+        merged = (await gw.get(f"/v1/customers/{twin['id']}")).json()
+    assert merged["merged_into"] == survivor["id"]
