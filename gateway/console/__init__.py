@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from importlib.util import find_spec
 from pathlib import Path
+from typing import get_args
 from urllib.parse import urlsplit
 
 import orjson
@@ -29,7 +30,9 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from gateway.settings import GatewaySettings
+from gateway.access.roles import ROLES
+from gateway.settings import SERVICES, GatewaySettings
+from shared.events.contracts import CUSTOMER_KINDS, RFM_SEGMENTS, Stage
 
 STATIC = Path(__file__).parent / "static"
 PREFIX = "/console"
@@ -56,8 +59,21 @@ def content_security_policy(settings: GatewaySettings) -> str:
     )
 
 
+def vocabulary() -> dict[str, list[str]]:
+    """The suite's names the pages offer in their filters and forms, from the code that defines
+    them (js/vocabulary.js). Roles least privileged first: a key form starts on the narrowest."""
+
+    return {
+        "segments": list(RFM_SEGMENTS),
+        "kinds": list(CUSTOMER_KINDS),
+        "stages": list(get_args(Stage)),
+        "services": list(SERVICES),
+        "roles": sorted(ROLES, key=lambda role: (len(ROLES[role]), role)),
+    }
+
+
 def console_config(settings: GatewaySettings) -> dict[str, object]:
-    """What the app needs before sign-in: whether SSO is on, and where."""
+    """What the app needs before sign-in: whether SSO is on, and where; the suite's names."""
 
     sso = None
     if settings.console_oidc_client_id:
@@ -67,7 +83,7 @@ def console_config(settings: GatewaySettings) -> dict[str, object]:
             "client_id": settings.console_oidc_client_id,
             "scope": settings.console_oidc_scope,
         }
-    return {"sso": sso}
+    return {"sso": sso, "vocabulary": vocabulary()}
 
 
 class _ConsoleFiles(StaticFiles):

@@ -4,6 +4,7 @@
 import { api, credential, forgetCredential, setCredential } from "./api.js";
 import { clear, errorBox, h } from "./dom.js";
 import { finishSso, ssoError, startSso } from "./sso.js";
+import { learn } from "./vocabulary.js";
 import customers from "./pages/customers.js";
 import engage from "./pages/engage.js";
 import importPage from "./pages/import.js";
@@ -117,7 +118,6 @@ async function start(status) {
 }
 
 let rendering = 0;
-let pagesDrawn = 0;
 
 async function render() {
   if (!me) return;
@@ -125,6 +125,9 @@ async function render() {
   const page = PAGES.find((p) => p.id === id);
   drawNav(page ? page.id : "");
   const ticket = ++rendering;
+  // Where the keyboard goes after a route change: the page's heading. Not for the first page
+  // drawn after loading: there the first Tab still reaches "Skip to the page".
+  const moveFocus = ticket > 1;
   if (!page || !visible(page)) {
     clear(main, h("h1", {}, "Not available"), h("p", {}, "This page does not exist, or your role cannot see it."));
     return;
@@ -139,10 +142,8 @@ async function render() {
     if (ticket !== rendering) return;
     clear(main, h("h1", {}, page.title), errorBox(error));
   }
-  // Where the keyboard goes after a route change: the page's heading. Not on the first page
-  // drawn: there the first Tab still reaches "Skip to the page".
   const heading = main.querySelector("h1");
-  if (heading && pagesDrawn++ > 0) {
+  if (heading && moveFocus) {
     heading.setAttribute("tabindex", "-1");
     heading.focus({ preventScroll: true });
   }
@@ -165,6 +166,7 @@ async function boot() {
   } catch {
     config = { sso: null };
   }
+  learn(config);
   const refused = config.sso && ssoError();
   if (refused) {
     showSignIn(`The sign-in with SSO did not complete: ${refused}`);

@@ -4,10 +4,8 @@
 
 import { api, ApiError } from "../api.js";
 import { async_block, clear, debounce, errorBox, h, money, num, pct, section, table, when } from "../dom.js";
+import { vocabulary } from "../vocabulary.js";
 
-const SEGMENTS = ["champions", "loyal", "potential_loyalists", "new_customers", "promising", "need_attention", "about_to_sleep", "at_risk", "cannot_lose", "hibernating", "lost"];
-const KINDS = ["high_future_value", "benchmark", "inspiration", "cost_absorber"];
-const STAGES = ["prospect", "new", "active", "loyal", "at_risk", "churned", "won_back"];
 const SORTS = [
   ["", "Oldest first"],
   ["name", "Name A–Z"],
@@ -49,9 +47,9 @@ function listView(ctx) {
     "div",
     { class: "row" },
     h("label", { for: "q" }, "Search customers", search),
-    select("segment", "Segment", [["", "Any"], ...SEGMENTS.map((s) => [s, s.replaceAll("_", " ")])], q0.get("segment") || ""),
-    select("kind", "Kind", [["", "Any"], ...KINDS.map((k) => [k, k.replaceAll("_", " ")])], q0.get("kind") || ""),
-    ctx.can("lifecycle:read") ? select("stage", "Stage", [["", "Any"], ...STAGES.map((s) => [s, s.replace("_", " ")])], q0.get("stage") || "") : null,
+    select("segment", "Segment", [["", "Any"], ...vocabulary.segments.map((s) => [s, s.replaceAll("_", " ")])], q0.get("segment") || ""),
+    select("kind", "Kind", [["", "Any"], ...vocabulary.kinds.map((k) => [k, k.replaceAll("_", " ")])], q0.get("kind") || ""),
+    ctx.can("lifecycle:read") ? select("stage", "Stage", [["", "Any"], ...vocabulary.stages.map((s) => [s, s.replace("_", " ")])], q0.get("stage") || "") : null,
     h("label", { for: "min_clv" }, "CLV from", h("input", { id: "min_clv", name: "min_clv", type: "number", min: 0, step: "any", value: q0.get("min_clv") || "", size: 8 })),
     h("label", { for: "max_clv" }, "CLV to", h("input", { id: "max_clv", name: "max_clv", type: "number", min: 0, step: "any", value: q0.get("max_clv") || "", size: 8 })),
     select("sort", "Sort", SORTS, q0.get("sort") || ""),

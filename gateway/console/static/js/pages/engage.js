@@ -7,25 +7,12 @@
 
 import { api, apiAll } from "../api.js";
 import { async_block, chart, clear, errorBox, form, h, num, section, table, when } from "../dom.js";
+import { vocabulary } from "../vocabulary.js";
 
 const CHANNELS = ["email", "sms", "chat", "phone", "social", "in_person"];
 const STATUSES = ["open", "pending", "closed"];
 const PURPOSES = ["marketing", "profiling", "research"];
 const LEGAL_BASES = ["consent", "contract", "legitimate_interest", "legal_obligation", "vital_interest", "public_task"];
-// identify's RFM segments (shared/events/contracts.py RFM_SEGMENTS): the report's `segment` filter.
-const SEGMENTS = [
-  "champions",
-  "loyal",
-  "potential_loyalists",
-  "new_customers",
-  "promising",
-  "need_attention",
-  "about_to_sleep",
-  "at_risk",
-  "cannot_lose",
-  "hibernating",
-  "lost",
-];
 // The report's metrics, their scales and a colour of console.css's palette for each.
 const METRICS = [
   { id: "nps", label: "NPS", scale: "−100 to 100", range: [-100, 100], colour: "11,87,208" },
@@ -239,7 +226,7 @@ function surveySection() {
       "To (empty: now)",
       h("input", { id: "survey-to", name: "to", type: "datetime-local", step: 1 }),
     ),
-    select("survey-segment", "Segment", SEGMENTS, { first: "All customers", name: "segment" }),
+    select("survey-segment", "Segment", vocabulary.segments, { first: "All customers", name: "segment" }),
     h("p", {}, h("button", { type: "submit" }, "Show results")),
   );
   const show = () => {

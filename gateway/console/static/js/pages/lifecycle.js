@@ -5,8 +5,8 @@
 
 import { api, apiAll } from "../api.js";
 import { async_block, chart, clear, day, errorBox, form, h, num, pct, section, table, when } from "../dom.js";
+import { vocabulary } from "../vocabulary.js";
 
-const STAGES = ["prospect", "new", "active", "loyal", "at_risk", "churned", "won_back"];
 const STATUSES = ["new", "open", "pending", "solved", "closed"];
 const WAITING = ["new", "open", "pending"]; // a queue's default: tickets someone still has to act on
 const PRIORITIES = ["low", "normal", "high", "urgent"];
@@ -248,7 +248,7 @@ function funnelView(funnel) {
         { label: "Conversion", value: (m) => pct(m.conversion), numeric: true },
         { label: "Median days before", value: (m) => num(m.median_days, 1), numeric: true },
       ],
-      rows: moves.sort((a, b) => STAGES.indexOf(a.from) - STAGES.indexOf(b.from) || b.moved - a.moved),
+      rows: moves.sort((a, b) => vocabulary.stages.indexOf(a.from) - vocabulary.stages.indexOf(b.from) || b.moved - a.moved),
     }),
   );
 }

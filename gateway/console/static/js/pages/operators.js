@@ -4,149 +4,10 @@
 
 import { api, apiAll } from "../api.js";
 import { clear, debounce, form, h, num, section, table, when } from "../dom.js";
+import { vocabulary } from "../vocabulary.js";
+import { confirmArea, field, instant, pagedTable, secretBox, words } from "../widgets.js";
 
-// shared/settings.py SERVICES: the services whose dead letters the gateway lists.
-const SERVICES = ["identify", "engage", "network", "value", "lifecycle"];
-// gateway/access/roles.py ROLES (no one may grant a scope they do not hold: the API says so).
-const ROLES = ["readonly", "analyst", "agent", "marketer", "manager", "partner", "operator", "admin"];
 const KEYS_SHOWN = 50;
-
-const PAGE_ID = "operators";
-
-// --- small helpers of this page -------------------------------------------------------------
-
-function words(text) {
-  return String(text || "")
-    .split(/[\s,]+/)
-    .map((word) => word.trim())
-    .filter(Boolean);
-}
-
-// A labelled input, laid out as console.css lays out a label, with its help (if any) under it as
-// its description. The label does not wrap the input: a wrapped <select> would add its chosen
-// option to its own accessible name ("Role readonly").
-let fields = 0;
-function field(label, input, help) {
-  const id = input.id || `${PAGE_ID}-f${++fields}`;
-  input.id = id;
-  if (help) input.setAttribute("aria-describedby", `${id}-help`);
-  return h(
-    "div",
-    { class: "field" },
-    h("label", { for: id }, label),
-    input,
-    help ? h("span", { id: `${id}-help`, class: "muted small" }, help) : null,
-  );
-}
-
-// datetime-local (the user's local time) → an instant with a zone, as the API wants.
-function instant(value) {
-  const text = String(value || "").trim();
-  return text ? new Date(text).toISOString() : undefined;
-}
-
-// A cursor-paginated list drawn as a table, with "Load more"; `query()` is read at each load.
-function pagedTable({ path, query = () => ({}), columns, caption, empty, limit = 50 }) {
-  let rows = [];
-  let cursor = null;
-  let ticket = 0;
-  const body = h("div", { "aria-live": "polite" });
-  const status = h("p", { role: "status", class: "muted" });
-  const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load more");
-  async function load(fresh) {
-    const mine = ++ticket;
-    if (fresh) cursor = null;
-    more.disabled = true;
-    status.className = "muted";
-    status.textContent = "Loading…";
-    try {
-      const page = await api(path, { query: { ...query(), limit, cursor: cursor || undefined } });
-      if (mine !== ticket) return;
-      rows = fresh ? page.items : rows.concat(page.items);
-      cursor = page.next_cursor;
-      clear(body, table({ columns, rows, caption, empty }));
-      status.textContent = fresh ? `Updated ${new Date().toLocaleTimeString()}.` : "";
-      more.hidden = !cursor;
-    } catch (error) {
-      if (mine !== ticket) return;
-      status.className = "error";
-      status.textContent = error.message;
-    } finally {
-      if (mine === ticket) more.disabled = false;
-    }
-  }
-  more.addEventListener("click", () => load(false));
-  load(true);
-  return { node: h("div", {}, body, more, status), reload: () => load(true) };
-}
-
-function secretBox(label, secret, note) {
-  const input = h("input", { type: "text", readonly: true, value: secret, size: 60, "data-testid": "new-key" });
-  const copied = h("span", { role: "status", class: "muted" });
-  const copy = h(
-    "button",
-    {
-      type: "button",
-      class: "secondary",
-      onclick: async () => {
-        try {
-          await navigator.clipboard.writeText(secret);
-          copied.textContent = "Copied.";
-        } catch {
-          input.select();
-          copied.textContent = "Selected: copy it with Ctrl+C.";
-        }
-      },
-    },
-    "Copy",
-  );
-  return h(
-    "div",
-    { class: "card" },
-    h("p", {}, h("strong", {}, "Shown only now. "), note),
-    h("div", { class: "row" }, field(label, input), copy, copied),
-  );
-}
-
-// A confirmation drawn in place (no window.confirm).
-function confirmArea() {
-  const area = h("div", { role: "region", "aria-label": "Confirm", hidden: true });
-  const close = () => {
-    area.hidden = true;
-    clear(area);
-  };
-  return {
-    node: area,
-    close,
-    ask(question, extra, label, act) {
-      const status = h("p", { role: "status" });
-      const yes = h("button", { type: "submit" }, label);
-      const no = h("button", { type: "button", class: "secondary", onclick: close }, "Cancel");
-      const box = h(
-        "form",
-        { class: "card", "aria-label": question },
-        h("p", {}, question),
-        extra,
-        h("div", { class: "row" }, yes, no),
-        status,
-      );
-      box.addEventListener("submit", async (event) => {
-        event.preventDefault();
-        yes.disabled = true;
-        try {
-          await act(new FormData(box));
-          close();
-        } catch (error) {
-          clear(status, h("span", { class: "error" }, error.message));
-          yes.disabled = false;
-        }
-      });
-      clear(area, box);
-      area.hidden = false;
-      yes.focus();
-    },
-  };
-}
 
 // --- readiness ------------------------------------------------------------------------------
 
@@ -228,7 +89,7 @@ function deadLetters() {
     status.className = "muted";
     status.textContent = "Loading…";
     const results = await Promise.all(
-      SERVICES.map((service) =>
+      vocabulary.services.map((service) =>
         api(`/v1/ops/${service}/dead-letters`, { query: { limit: DEAD_LETTER_PAGE } }).then(
           (page) => ({ service, page }),
           (error) => ({ service, error }),
@@ -431,7 +292,7 @@ function apiKeys(ctx, audit) {
 }
 
 function createKeyForm(ctx, newKey, reload) {
-  const role = h("select", { name: "role", required: true }, ROLES.map((r) => h("option", { value: r }, r)));
+  const role = h("select", { name: "role", required: true }, vocabulary.roles.map((r) => h("option", { value: r }, r)));
   const partners = h("datalist", { id: "partner-stakeholders" });
   if (ctx.can("network:read")) {
     api("/v1/stakeholders", { query: { kind: "partner", limit: 200 } })

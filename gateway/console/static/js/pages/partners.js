@@ -7,134 +7,10 @@
 
 import { api } from "../api.js";
 import { async_block, clear, errorBox, form, h, num, section, table, when } from "../dom.js";
+import { confirmArea, field, pagedTable, secretBox, words } from "../widgets.js";
 
 const STAKEHOLDER_KINDS = ["partner", "reseller", "supplier", "employee", "investor", "owner"];
 const FAILED = new Set(["failed", "aborted", "gone", "refused", "exhausted"]);
-
-const PAGE_ID = "partners";
-
-// --- small helpers of this page -------------------------------------------------------------
-
-// "a, b  c" → ["a", "b", "c"]
-function words(text) {
-  return String(text || "")
-    .split(/[\s,]+/)
-    .map((word) => word.trim())
-    .filter(Boolean);
-}
-
-// A labelled input, laid out as console.css lays out a label, with its help (if any) under it as
-// its description. The label does not wrap the input: a wrapped <select> would add its chosen
-// option to its own accessible name ("Role readonly").
-let fields = 0;
-function field(label, input, help) {
-  const id = input.id || `${PAGE_ID}-f${++fields}`;
-  input.id = id;
-  if (help) input.setAttribute("aria-describedby", `${id}-help`);
-  return h(
-    "div",
-    { class: "field" },
-    h("label", { for: id }, label),
-    input,
-    help ? h("span", { id: `${id}-help`, class: "muted small" }, help) : null,
-  );
-}
-
-// A cursor-paginated list drawn as a table, with "Load more"; `query()` is read at each load.
-function pagedTable({ path, query = () => ({}), columns, caption, empty, limit = 50 }) {
-  let rows = [];
-  let cursor = null;
-  let ticket = 0;
-  const body = h("div", { "aria-live": "polite" });
-  const status = h("p", { role: "status", class: "muted" });
-  const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load more");
-  async function load(fresh) {
-    const mine = ++ticket;
-    if (fresh) cursor = null;
-    more.disabled = true;
-    status.className = "muted";
-    status.textContent = "Loading…";
-    try {
-      const page = await api(path, { query: { ...query(), limit, cursor: cursor || undefined } });
-      if (mine !== ticket) return;
-      rows = fresh ? page.items : rows.concat(page.items);
-      cursor = page.next_cursor;
-      clear(body, table({ columns, rows, caption, empty }));
-      status.textContent = fresh ? `Updated ${new Date().toLocaleTimeString()}.` : "";
-      more.hidden = !cursor;
-    } catch (error) {
-      if (mine !== ticket) return;
-      status.className = "error";
-      status.textContent = error.message;
-    } finally {
-      if (mine === ticket) more.disabled = false;
-    }
-  }
-  more.addEventListener("click", () => load(false));
-  load(true);
-  return { node: h("div", {}, body, more, status), reload: () => load(true) };
-}
-
-// A secret shown this once, in a read-only field that can be selected and copied.
-function secretBox(label, secret, note) {
-  const input = h("input", { type: "text", readonly: true, value: secret, size: 60, "data-testid": "secret" });
-  const copied = h("span", { role: "status", class: "muted" });
-  const copy = h(
-    "button",
-    {
-      type: "button",
-      class: "secondary",
-      onclick: async () => {
-        try {
-          await navigator.clipboard.writeText(secret);
-          copied.textContent = "Copied.";
-        } catch {
-          input.select();
-          copied.textContent = "Selected: copy it with Ctrl+C.";
-        }
-      },
-    },
-    "Copy",
-  );
-  return h(
-    "div",
-    { class: "card" },
-    h("p", {}, h("strong", {}, "Shown only now. "), note),
-    h("div", { class: "row" }, field(label, input), copy, copied),
-  );
-}
-
-// A confirmation drawn in place of a destructive click (no window.confirm: it is not keyboard-
-// friendly in every browser and headless tests dismiss it).
-function confirmArea() {
-  const area = h("div", { role: "region", "aria-label": "Confirm", hidden: true });
-  return {
-    node: area,
-    ask(question, label, act) {
-      const status = h("p", { role: "status" });
-      const yes = h("button", { type: "button" }, label);
-      const no = h("button", { type: "button", class: "secondary" }, "Cancel");
-      no.addEventListener("click", () => {
-        area.hidden = true;
-        clear(area);
-      });
-      yes.addEventListener("click", async () => {
-        yes.disabled = true;
-        try {
-          await act();
-          area.hidden = true;
-          clear(area);
-        } catch (error) {
-          clear(status, h("span", { class: "error" }, error.message));
-          yes.disabled = false;
-        }
-      });
-      clear(area, h("div", { class: "card" }, h("p", {}, question), h("div", { class: "row" }, yes, no), status));
-      area.hidden = false;
-      yes.focus();
-    },
-  };
-}
 
 function outcomePill(outcome) {
   const kind = outcome === "delivered" ? "pill ok" : FAILED.has(outcome) ? "pill late" : "pill";
@@ -396,6 +272,7 @@ async function subscriptionView(ctx, id) {
         onclick: () =>
           confirm.ask(
             "Make a new signing secret? For the overlap (24 hours by default) each delivery carries two signatures, one per secret.",
+            null,
             "Rotate the secret",
             async () => {
               const rotated = await api(`${path}/rotate-secret`, { method: "POST" });
@@ -414,6 +291,7 @@ async function subscriptionView(ctx, id) {
         onclick: () =>
           confirm.ask(
             "Delete this subscription? Its deliveries stop and its delivery log goes with it.",
+            null,
             "Delete the subscription",
             async () => {
               await api(path, { method: "DELETE" });

@@ -10,24 +10,9 @@
 
 import { api, withQuery } from "../api.js";
 import { async_block, chart, clear, day, errorBox, form, h, num, pct, section, table, when } from "../dom.js";
+import { vocabulary } from "../vocabulary.js";
 
 const CHANNELS = ["email", "sms", "chat", "phone", "social", "in_person"];
-const STAGES = ["prospect", "new", "active", "loyal", "at_risk", "churned", "won_back"];
-// identify's RFM segments (shared/events/customer_profiles.py RFM_SEGMENTS) and kinds.
-const SEGMENTS = [
-  "champions",
-  "loyal",
-  "potential_loyalists",
-  "new_customers",
-  "promising",
-  "need_attention",
-  "about_to_sleep",
-  "at_risk",
-  "cannot_lose",
-  "hibernating",
-  "lost",
-];
-const KINDS = ["high_future_value", "benchmark", "inspiration", "cost_absorber"];
 const TEMPLATE_KINDS = { percent_off: "Percent off", amount_off: "Amount off", free_item: "Free item", points: "Points" };
 const IDEA_STATUSES = ["new", "under_review", "planned", "shipped", "declined"];
 // Where an idea may go next (services/value/ideas/service.py NEXT).
@@ -517,9 +502,9 @@ function draftEditor(ctx, c, redraw) {
   const editor = h(
     "form",
     { "aria-labelledby": "audience-title" },
-    checks("RFM segments (any of)", "segments", SEGMENTS, a.segments),
-    checks("Kinds (any of)", "kinds", KINDS, a.kinds),
-    checks("Lifecycle stages (any of)", "stages", STAGES, a.stages),
+    checks("RFM segments (any of)", "segments", vocabulary.segments, a.segments),
+    checks("Kinds (any of)", "kinds", vocabulary.kinds, a.kinds),
+    checks("Lifecycle stages (any of)", "stages", vocabulary.stages, a.stages),
     h(
       "div",
       { class: "row" },
@@ -1145,7 +1130,7 @@ function valueMapSection() {
     "select",
     { name: "segment" },
     h("option", { value: "" }, "Every segment"),
-    SEGMENTS.map((s) => h("option", { value: s }, words(s))),
+    vocabulary.segments.map((s) => h("option", { value: s }, words(s))),
   );
   const from = h("input", { type: "date", name: "from" });
   const to = h("input", { type: "date", name: "to" });
