@@ -1,7 +1,8 @@
 """The console's Lifecycle page in a real browser: an agent answers a ticket before its SLA
 from the ticket queue, and the cohort heatmap's table shows GET /v1/lifecycle/cohorts cell for
 cell. The data is each test's own: a ticket in a queue of its own under an SLA policy of its
-own, and cohorts in 1983, a year no other test's purchases fall in."""
+own, and cohorts in 1993, a year no other test's purchases fall in (and after test_lifecycle_e2e's
+survival date, 1991-06, which counts every earlier first purchase)."""
 
 from __future__ import annotations
 
@@ -81,10 +82,10 @@ async def test_an_agent_answers_a_ticket_before_its_sla(console, running_suite):
 
 
 async def test_the_cohort_heatmap_table_matches_the_api_cell_for_cell(console, running_suite):
-    # Months each customer bought in: cohorts 1983-03 (3 customers) and 1983-04 (2), to 1983-06.
+    # Months each customer bought in: cohorts 1993-03 (3 customers) and 1993-04 (2), to 1993-06.
     bought = [("03", "04", "06"), ("03",), ("03", "05"), ("04", "05"), ("04",)]
     tag = unique("console-cohort")
-    window = {"by": "month", "from": "1983-01", "to": "1983-12"}
+    window = {"by": "month", "from": "1993-01", "to": "1993-12"}
     async with running_suite.client() as gw:
 
         async def customer_buying(n, months):
@@ -97,7 +98,7 @@ async def test_the_cohort_heatmap_table_matches_the_api_cell_for_cell(console, r
                         "customer_id": made.json()["id"],
                         "amount": "10.00",
                         "currency": "USD",
-                        "occurred_at": f"1983-{month}-10T12:00:00Z",
+                        "occurred_at": f"1993-{month}-10T12:00:00Z",
                         "external_id": f"{tag}-{n}-{month}",
                     },
                 )
@@ -110,22 +111,22 @@ async def test_the_cohort_heatmap_table_matches_the_api_cell_for_cell(console, r
             cells = sum(c["months"][k]["customers"] for c in body["cohorts"] for k in range(len(c["months"])))
             return body if cells >= 9 else None  # 9 customer-months
 
-        await wait_until(filled, timeout=60, what="the 1983 cohorts in lifecycle")
+        await wait_until(filled, timeout=60, what="the 1993 cohorts in lifecycle")
 
     await sign_in(console, await api_key(running_suite, "analyst"))
     page = console.page
     await console.open("#/lifecycle")
-    await page.get_by_label("First cohort (YYYY-MM)").fill("1983-01")
-    await page.get_by_label("Last cohort (YYYY-MM)").fill("1983-12")
+    await page.get_by_label("First cohort (YYYY-MM)").fill("1993-01")
+    await page.get_by_label("Last cohort (YYYY-MM)").fill("1993-12")
     await page.get_by_role("button", name="Show cohorts").click()
     figure = page.get_by_test_id("cohort-heatmap")
-    await figure.locator("figcaption", has_text="cohorts 1983-03 to 1983-04").wait_for()
+    await figure.locator("figcaption", has_text="cohorts 1993-03 to 1993-04").wait_for()
     await figure.locator(".plot .heatmaplayer").wait_for()  # Plotly drew the heatmap
     await figure.get_by_text("Show the numbers").click()
-    shown = await shown_cohort_cells(figure, "cohort-1983")
+    shown = await shown_cohort_cells(figure, "cohort-1993")
     async with running_suite.client() as gw:
         api = (await gw.get("/v1/lifecycle/cohorts", params=window)).json()
     assert shown == expected_cohort_cells(api)
-    assert [c["cohort"] for c in api["cohorts"]] == ["1983-03", "1983-04"]
+    assert [c["cohort"] for c in api["cohorts"]] == ["1993-03", "1993-04"]
     assert [m["customers"] for m in api["cohorts"][0]["months"]] == [3, 1, 1, 1]
     await screenshot(console, "lifecycle-cohort-heatmap")
