@@ -75,10 +75,11 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture
-async def console(browser, running_suite):
+async def console(browser, running_suite, request):
     """A fresh browser context on the shared suite's console (tests/e2e/console.py)."""
 
-    from tests.e2e.console import open_console
+    from tests.e2e.console import open_console, save_failure
 
     async with open_console(browser, running_suite) as page:
         yield page
+        await save_failure(page, request.node)

@@ -70,14 +70,19 @@ async def open_console(browser, suite) -> AsyncIterator[ConsolePage]:
     page.on("console", on_message)
     try:
         yield console
-    except BaseException:
-        # What the page showed when the test failed, beside the journeys' screenshots.
-        OUTPUT.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(OUTPUT / "last-failure.png"), full_page=True)
-        raise
     finally:
         await context.close()
     assert console.problems == [], console.problems
+
+
+async def save_failure(console: ConsolePage, item) -> None:
+    """What the page showed when the test failed: `<test name>.failed.png` beside the journeys'."""
+
+    report = getattr(item, "report_call", None)
+    if report is not None and report.failed:
+        OUTPUT.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_-]+", "-", item.name)
+        await console.page.screenshot(path=str(OUTPUT / f"{name}.failed.png"), full_page=True)
 
 
 async def api_key(suite, role: str, **extra) -> str:

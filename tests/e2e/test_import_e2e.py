@@ -18,7 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.console import api_key, expected_cohort_cells, open_console, screenshot, shown_cohort_cells, sign_in
+from tests.e2e.console import (
+    api_key,
+    expected_cohort_cells,
+    open_console,
+    save_failure,
+    screenshot,
+    shown_cohort_cells,
+    sign_in,
+)
 from tests.e2e.harness import ROOT
 from tests.support import cdnow_dir, wait_until
 
@@ -59,9 +67,10 @@ def import_with_the_cli(suite, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-async def own_console(browser, own_suite):
+async def own_console(browser, own_suite, request):
     async with open_console(browser, own_suite) as console:
         yield console
+        await save_failure(console, request.node)
 
 
 async def test_the_cdnow_sample_imports_through_the_console_with_the_bar_reaching_100(own_console, own_suite):
