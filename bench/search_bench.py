@@ -686,7 +686,8 @@ def shapes(rows: list[dict], rng) -> dict[str, list[dict]]:
 
 async def measure(path: Path, requests: int, seed: int) -> list[dict]:
     from services.identify.main import create_app
-    from shared.settings import service_settings
+    from shared.internal_auth import load_or_create_internal_secret
+    from shared.settings import SuiteSettings, service_settings
     from tests.support import NatsServer
 
     rng = np.random.default_rng(seed + 1)
@@ -695,11 +696,17 @@ async def measure(path: Path, requests: int, seed: int) -> list[dict]:
         nats = NatsServer(Path(scratch) / "js")
         nats.start()
         try:
-            settings = service_settings("identify", database_url=f"sqlite+aiosqlite:///{path}", nats_url=nats.url)
+            settings = service_settings(
+                "identify", database_url=f"sqlite+aiosqlite:///{path}", nats_url=nats.address, var_dir=nats.var_dir
+            )
             app = create_app(settings)
             async with app.router.lifespan_context(app):
                 transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(transport=transport, base_url="http://identify") as client:
+                # identify answers only what carries the gateway's internal secret.
+                headers = {"x-valuechain-internal": load_or_create_internal_secret(SuiteSettings(var_dir=nats.var_dir))}
+                async with httpx.AsyncClient(
+                    transport=transport, base_url="http://identify", headers=headers
+                ) as client:
                     results = []
                     for shape, params in queries.items():
                         for warm in params[:10]:

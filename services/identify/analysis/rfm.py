@@ -70,11 +70,16 @@ def _checked(name, scores) -> np.ndarray:
     return scores
 
 
-def rfm_segments(recency, frequency, monetary) -> np.ndarray:
-    """Segment names for arrays of R, F and M scores (1..5), by `SEGMENT_TABLE` on R and F(M)."""
+def rfm_segment_codes(recency, frequency, monetary) -> np.ndarray:
+    """Each segment's index in SEGMENTS for arrays of R, F and M scores (1..5)."""
     r = _checked("recency", recency)
     fm = fm_score(_checked("frequency", frequency), _checked("monetary", monetary))
-    return np.array(SEGMENTS, dtype=object)[_TABLE_INDEX[r - 1, fm - 1]]
+    return _TABLE_INDEX[r - 1, fm - 1]
+
+
+def rfm_segments(recency, frequency, monetary) -> np.ndarray:
+    """Segment names for arrays of R, F and M scores (1..5), by `SEGMENT_TABLE` on R and F(M)."""
+    return np.array(SEGMENTS, dtype=object)[rfm_segment_codes(recency, frequency, monetary)]
 
 
 def rfm_segment(recency, frequency, monetary) -> str:

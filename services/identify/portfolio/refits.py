@@ -60,6 +60,7 @@ from services.identify.portfolio.scoring import (
     score_columns,
 )
 from services.identify.portfolio.summaries import rebuild_summaries
+from services.identify.portfolio.views import refit_views
 from services.identify.settings import PortfolioSettings, portfolio_settings
 from shared.db.database import utcnow
 from shared.db.ids import uuid7
@@ -264,7 +265,8 @@ class RefitRunner:
             )
             columns = score_columns(arrays, scores, kinds, evidence, version=version)
             bands = clv_band_codes(scores.predicted_clv, settings.clv_band_edges)
-            return fitted, edges, thresholds, kind_rows, columns, bands
+            views = refit_views(arrays, scores, kind_rows, settings=settings)
+            return fitted, edges, thresholds, kind_rows, columns, bands, views
 
         try:
             async with self.db.reader() as session:
@@ -277,7 +279,7 @@ class RefitRunner:
             at = utcnow()
             # The numbers and the rows to write are made on a worker thread: the event
             # loop keeps serving requests meanwhile.
-            fitted, edges, thresholds, kind_rows, columns, bands = await asyncio.to_thread(
+            fitted, edges, thresholds, kind_rows, columns, bands, views = await asyncio.to_thread(
                 compute, referred, helpful, shipped, version
             )
             async with self._rank_indexes_dropped():
@@ -308,8 +310,8 @@ class RefitRunner:
             "pareto_nbd_error": pareto_error,
             "clv_band_edges": list(settings.clv_band_edges),
         }
-        # The model version, the kinds and the event commit together: until then the
-        # previous model stays current for per-transaction re-scores.
+        # The model version, the kinds, the views and the event commit together: until then
+        # the previous model stays current for per-transaction re-scores, and its views are served.
         async with transaction(self.db.writer) as session:
             session.add(
                 PortfolioModel(
@@ -321,6 +323,7 @@ class RefitRunner:
                 )
             )
             await repository.replace_kinds(session, kind_rows, customer_ids=None)
+            await repository.store_views(session, views, model_version=version, at=at)
             emit(
                 session,
                 "crm.identify.model.fitted",

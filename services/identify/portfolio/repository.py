@@ -41,6 +41,7 @@ from services.identify.models import (
     CustomerScore,
     HelpfulMarksSeen,
     PortfolioModel,
+    PortfolioView,
     PurchaseDay,
     PurchaseSummary,
     ReferralSeen,
@@ -553,12 +554,15 @@ async def record_helpful_marks(session: AsyncSession, rows: list[dict[str, Any]]
 
 
 async def segment_totals(session: AsyncSession) -> Sequence[tuple[Any, ...]]:
+    # SQLite, without statistics, read the scores through (segment, CLV) to skip the GROUP
+    # BY's sort: a table lookup per customer, 6.3 s for a million; one pass and a sort, 0.64 s.
+    scores = "customer_scores sc NOT INDEXED" if dialect_name(session) == "sqlite" else "customer_scores sc"
     return (
         await session.execute(
-            text("""
+            text(f"""
         SELECT sc.segment, COUNT(*), COALESCE(SUM(CAST(s.total_spend AS FLOAT)), 0),
                COALESCE(SUM(sc.historic_clv), 0), COALESCE(SUM(sc.predicted_clv), 0)
-        FROM customer_scores sc
+        FROM {scores}
         JOIN purchase_summaries s ON s.customer_id = sc.customer_id
         GROUP BY sc.segment
     """)
@@ -582,8 +586,41 @@ async def revenue_and_net(session: AsyncSession) -> np.ndarray:
     return np.array(rows, dtype=float).reshape(-1, 4)
 
 
+async def kind_counts(session: AsyncSession) -> Sequence[tuple[Any, ...]]:
+    """(kind, customers holding it) of the kinds someone holds."""
+
+    table = CustomerKind.__table__
+    return (await session.execute(select(table.c.kind, func.count()).group_by(table.c.kind))).all()
+
+
+async def stored_view(session: AsyncSession, name: str) -> PortfolioView | None:
+    """The view `name` the latest refit stored; None when it stored none (a model fitted
+    before views were stored keeps none until the next refit)."""
+
+    latest = select(func.max(PortfolioModel.version)).scalar_subquery()
+    query = select(PortfolioView).where(PortfolioView.name == name, PortfolioView.model_version == latest)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def store_views(session: AsyncSession, views: dict[str, dict], *, model_version: int, at) -> None:
+    """Replace the stored views with these, computed by the refit of `model_version` at `at`."""
+
+    table = PortfolioView.__table__
+    await session.execute(delete(table))
+    rows = [
+        {"name": name, "model_version": model_version, "body": body, "computed_at": at} for name, body in views.items()
+    ]
+    await session.execute(table.insert(), rows)
+
+
 async def list_kinds(session: AsyncSession, *, kind: str | None, after: tuple[str, float, str] | None, limit: int):
     """Customers holding a kind, strongest evidence first (rank_value descending)."""
+
+    return (await session.execute(kinds_query(kind=kind, after=after, limit=limit))).mappings().all()
+
+
+def kinds_query(*, kind: str | None, after: tuple[str, float, str] | None, limit: int):
+    """list_kinds' statement: in the order of ix_customer_kinds_kind_rank, which it walks."""
 
     table = CustomerKind.__table__
     query = select(table).order_by(table.c.kind, table.c.rank_value.desc(), table.c.customer_id).limit(limit)
@@ -596,7 +633,7 @@ async def list_kinds(session: AsyncSession, *, kind: str | None, after: tuple[st
             | ((table.c.kind == after_kind) & (table.c.rank_value < after_rank))
             | ((table.c.kind == after_kind) & (table.c.rank_value == after_rank) & (table.c.customer_id > after_id))
         )
-    return (await session.execute(query)).mappings().all()
+    return query
 
 
 async def get_costs(session: AsyncSession, customer_id: str) -> CustomerCosts | None:

@@ -102,10 +102,21 @@ class SegmentOut(BaseModel):
     predicted_clv: float
 
 
+COMPUTED_AT = (
+    "When these numbers were computed: the refit that stored them (its model's `fitted_at`); "
+    "null when computed for this request from the current data"
+)
+
+
 class SegmentsOut(BaseModel):
     model_version: int | None
     customers: int
     segments: list[SegmentOut]
+    kinds: dict[str, int] = Field(
+        description="Customers holding each strategically significant kind "
+        "(GET /v1/portfolio/significant?kind= lists them)"
+    )
+    computed_at: datetime | None = Field(description=COMPUTED_AT)
 
 
 class ShareOut(BaseModel):
@@ -123,6 +134,10 @@ class ParetoOut(BaseModel):
     gini: float = Field(description="Gini coefficient of revenue per customer")
     profit_gini: float
     lorenz: list[tuple[float, float]] = Field(description="[share of customers, share of revenue], smallest first")
+    model_version: int | None = Field(
+        description="The refit (model version) that stored these numbers; null when computed for this request"
+    )
+    computed_at: datetime | None = Field(description=COMPUTED_AT)
 
 
 class SignificantOut(BaseModel):

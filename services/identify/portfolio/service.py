@@ -5,20 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identify.analysis import SEGMENTS, gini, lorenz_points, top_shares
 from services.identify.customers.service import get_customer, refuse_merged
 from services.identify.models import Customer, CustomerCosts
 from services.identify.portfolio import repository
 from services.identify.portfolio.repository import EPOCH
-from services.identify.portfolio.scoring import inspiration_rule, net_revenue, rescore_customers
+from services.identify.portfolio.scoring import inspiration_rule, rescore_customers
+from services.identify.portfolio.views import DEFAULT_TOPS, pareto_answer, segments_answer
 from services.identify.settings import portfolio_settings
 from shared.db.database import utcnow
 from shared.http.errors import NotFound
-
-DEFAULT_TOPS = (0.01, 0.05, 0.1, 0.2, 0.5)
 
 
 async def model(*, session: AsyncSession) -> dict:
@@ -43,53 +40,34 @@ async def model(*, session: AsyncSession) -> dict:
     }
 
 
+# --- the portfolio views (views.py): stored at each refit, computed per request otherwise ---
+
+
 async def segments(*, session: AsyncSession) -> dict:
+    """The segments view computed now from the scores and summaries (views.py)."""
+
     totals = {row[0]: row[1:] for row in await repository.segment_totals(session)}
-    items = []
-    for name in SEGMENTS:  # every segment, the empty ones too
-        customers, revenue, historic, predicted = totals.get(name, (0, 0.0, 0.0, 0.0))
-        items.append(
-            {
-                "segment": name,
-                "customers": int(customers),
-                "revenue": round(float(revenue), 2),
-                "historic_clv": round(float(historic), 2),
-                "predicted_clv": round(float(predicted), 2),
-            }
-        )
-    return {
-        "model_version": await repository.latest_model_version(session),
-        "customers": sum(item["customers"] for item in items),
-        "segments": items,
-    }
+    return segments_answer(
+        totals,
+        dict(await repository.kind_counts(session)),
+        model_version=await repository.latest_model_version(session),
+    )
 
 
 async def pareto(*, session: AsyncSession, tops: tuple[float, ...] = DEFAULT_TOPS) -> dict:
-    data = await repository.revenue_and_net(session)
-    settings = portfolio_settings()
-    revenue = data[:, 0]
-    profit = net_revenue(revenue, data[:, 1], data[:, 2], settings) - data[:, 3]
-    n = len(revenue)
-    revenue_shares = dict(top_shares(revenue, tops)) if n else dict.fromkeys(tops, 0.0)
-    # Profit shares rank customers by profit; with loss-makers the top can hold over 100%.
-    profit_shares = dict(top_shares(profit, tops)) if n else dict.fromkeys(tops, 0.0)
-    return {
-        "customers": n,
-        "revenue": round(float(revenue.sum()), 2),
-        "profit": round(float(profit.sum()), 2),
-        "shares": [
-            {
-                "top": top,
-                "customers": int(np.ceil(top * n)),
-                "revenue_share": round(revenue_shares[top], 6),
-                "profit_share": round(profit_shares[top], 6),
-            }
-            for top in tops
-        ],
-        "gini": round(gini(revenue), 6) if n else 0.0,
-        "profit_gini": round(gini(profit), 6) if n else 0.0,
-        "lorenz": [(round(x, 6), round(y, 6)) for x, y in lorenz_points(revenue)] if n else [(0.0, 0.0), (1.0, 1.0)],
-    }
+    """The Pareto view computed now from the summaries (views.py)."""
+
+    return pareto_answer(await repository.revenue_and_net(session), tops, portfolio_settings())
+
+
+async def stored_view(*, session: AsyncSession, name: str) -> dict | None:
+    """The view `name` as the latest refit stored it, with its model version and when it
+    was computed; None when that refit stored none (a model fitted before views were stored)."""
+
+    row = await repository.stored_view(session, name)
+    if row is None:
+        return None
+    return {**row.body, "model_version": row.model_version, "computed_at": row.computed_at}
 
 
 def inspiration_note(kind: str | None) -> str | None:

@@ -19,6 +19,7 @@ are last in both directions on both databases, and each phase is an index walk.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +48,8 @@ _transactions = Transaction.__table__
 _FTS_MATCH = text("SELECT rowid FROM customer_search WHERE customer_search MATCH :fts").columns(
     Column("rowid", Integer)
 )
+# The matches' rowids as _matches read them (a JSON array): the trigram index is read once.
+_READ_MATCHES = text("SELECT value FROM json_each(:match_rows)").columns(Column("value", Integer))
 
 # Must stay the expression of the migration's GIN index, or PostgreSQL will not use it.
 PG_SEARCH_TEXT = " || E'\\x1f' || ".join(f"coalesce(customers.{column}, '')" for column in SEARCHED)
@@ -105,28 +108,34 @@ async def _dense_range(session, where: CustomerFilter) -> bool:
     return (await session.execute(probe)).scalar() >= DENSE_RANGE
 
 
-# Likewise for `q` under a sort other than id: past DENSE_MATCHES matches, SQLite walks
-# the sort's index and checks each customer it meets against the matches (their rowids
-# read once from the trigram index) through its search row, instead of looking up and
-# sorting every match ("smith" in a million customers sorted by name: 130-640 ms the
+# Likewise for `q`: past DENSE_MATCHES matches, SQLite walks the sort's index (in the
+# default order, the ids') and checks each customer it meets against the matches (their
+# rowids read once from the trigram index) through its search row, instead of looking up
+# and sorting every match ("smith" in a million customers sorted by name: 130-640 ms the
 # first way under load, ~18 ms the second; within a segment sorted by CLV: 61 ms p50
-# mapping every match to its customer and scores, ~14 ms walking (segment, CLV)).
+# mapping every match to its customer and scores, ~14 ms walking (segment, CLV); in the
+# default order "smith" 17.5 -> 7.7 ms, "son" 61 -> 16 ms, "com", in nearly every email,
+# 260 -> 96 ms). The walk is bounded (WALK_CAP, below).
 DENSE_MATCHES = 4096
-_FTS_PROBE = text(
-    "SELECT count(*) FROM (SELECT rowid FROM customer_search WHERE customer_search MATCH :fts LIMIT :cap)"
-)
+_FTS_PROBE = text("SELECT rowid FROM customer_search WHERE customer_search MATCH :fts LIMIT :cap")
 
 
-async def _dense_matches(session, q: str) -> bool:
-    return (await session.execute(_FTS_PROBE, {"fts": fts_phrase(q), "cap": DENSE_MATCHES})).scalar() >= DENSE_MATCHES
+async def _matches(session, q: str) -> list[int] | None:
+    """The rowids of the search rows matching `q`, or None past DENSE_MATCHES of them. The
+    query then reads these instead of the trigram index again: probing with a count and
+    matching again cost a rare `q` (a few hundred matches) ~1-2 ms more in a million."""
+
+    rowids = (await session.execute(_FTS_PROBE, {"fts": fts_phrase(q), "cap": DENSE_MATCHES})).scalars().all()
+    return None if len(rowids) >= DENSE_MATCHES else list(rowids)
 
 
 def _conditions(
-    dialect: str, where: CustomerFilter, params: dict, *, dense: bool = False, walked_id=None
+    dialect: str, where: CustomerFilter, params: dict, *, dense: bool = False, walked_id=None, matches=None
 ) -> tuple[list, bool, bool]:
     """WHERE clauses, and whether scores and summaries must be joined (inner).
 
-    `walked_id`: with a common `q` on SQLite, the id column of the index the sort walks."""
+    `walked_id`: with a common `q` on SQLite, the id column of the index the sort walks;
+    `matches`: with a rarer one, the rowids of its search rows (_matches)."""
 
     conditions: list = [_customers.c.merged_into.is_(None)]
     needs_scores = needs_summaries = False
@@ -144,6 +153,10 @@ def _conditions(
             row_of = select(search_rows.c.id).where(search_rows.c.customer_id == walked_id).scalar_subquery()
             conditions.append(row_of.in_(_FTS_MATCH))
             params["fts"] = fts_phrase(where.q)
+        elif matches is not None:
+            matched = select(search_rows.c.customer_id).where(search_rows.c.id.in_(_READ_MATCHES))
+            conditions.append(_customers.c.id.in_(matched))
+            params["match_rows"] = json.dumps(matches)
         else:
             matched = select(search_rows.c.customer_id).where(search_rows.c.id.in_(_FTS_MATCH))
             conditions.append(_customers.c.id.in_(matched))
@@ -173,6 +186,14 @@ def _conditions(
     return conditions, needs_scores, needs_summaries
 
 
+def _past(order: list, position: tuple, descending: bool):
+    """Rows after `position` (values of the `order` columns) in the order's direction."""
+
+    columns = tuple_(*order) if len(order) > 1 else order[0]
+    bound = tuple_(*position) if len(position) > 1 else position[0]
+    return columns < bound if descending else columns > bound
+
+
 def _phase(
     dialect: str,
     where: CustomerFilter,
@@ -183,10 +204,13 @@ def _phase(
     limit: int,
     dense: bool,
     dense_q: bool = False,
+    matches: list[int] | None = None,
 ):
     params: dict[str, Any] = {}
     walked_id = (_id_column(sort.key) if not nulls else _customers.c.id) if dense_q else None
-    conditions, needs_scores, needs_summaries = _conditions(dialect, where, params, dense=dense, walked_id=walked_id)
+    conditions, needs_scores, needs_summaries = _conditions(
+        dialect, where, params, dense=dense, walked_id=walked_id, matches=matches
+    )
     value = _sort_column(sort.key)
     row_id = _id_column(sort.key) if not nulls else _customers.c.id
     if sort.key == "clv":
@@ -199,10 +223,7 @@ def _phase(
         value = value.collate("C")  # code point order, as SQLite's BINARY (and its index)
     order = [row_id] if nulls else [value, row_id]
     if after is not None:
-        position = (after.id,) if nulls else (after.value, after.id)
-        columns = tuple_(*order) if len(order) > 1 else order[0]
-        bound = tuple_(*position) if len(position) > 1 else position[0]
-        conditions.append(columns < bound if sort.descending else columns > bound)
+        conditions.append(_past(order, (after.id,) if nulls else (after.value, after.id), sort.descending))
 
     source: FromClause = _customers
     if needs_scores:
@@ -224,7 +245,7 @@ def _phase(
         .order_by(*(column.desc() if sort.descending else column for column in order))
         .limit(limit)
     )
-    return query, params
+    return query, params, order
 
 
 async def search_customers(
@@ -236,23 +257,83 @@ async def search_customers(
     dialect = dialect_of(session)
     ranged = where.last_purchase_after is not None or where.last_purchase_before is not None
     dense = dialect == "sqlite" and ranged and sort.key != "last_purchase" and await _dense_range(session, where)
-    dense_q = (
-        dialect == "sqlite" and where.q is not None and sort.key != "id" and await _dense_matches(session, where.q)
-    )
+    matches = await _matches(session, where.q) if dialect == "sqlite" and where.q is not None else None
+    dense_q = dialect == "sqlite" and where.q is not None and matches is None
     rows: list[dict] = []
     phases = (False, True) if sort.nullable else (False,)
     for nulls in phases:
         if after is not None and after.nulls and not nulls:
             continue  # the cursor is already past the rows with a value
         position = after if after is not None and after.nulls == nulls else None
-        query, params = _phase(
-            dialect, where, sort, nulls=nulls, after=position, limit=limit - len(rows), dense=dense, dense_q=dense_q
+        need = limit - len(rows)
+        query, params, order = _phase(
+            dialect, where, sort, nulls=nulls, after=position, limit=need, dense=dense, dense_q=dense_q, matches=matches
         )
-        result = await session.execute(query, params)
-        rows.extend(_customer_row(row, nulls) for row in result.mappings())
+        found = None
+        if dense_q:
+            found = await _bounded_walk(session, query, params, order, sort, where, nulls, position, need)
+        if found is None:  # no walk, or it stopped short: the matches, looked up and sorted
+            if dense_q:
+                query, params, _ = _phase(dialect, where, sort, nulls=nulls, after=position, limit=need, dense=dense)
+            found = [_customer_row(row, nulls) for row in (await session.execute(query, params)).mappings()]
+        rows.extend(found)
         if len(rows) >= limit:
             break
     return rows
+
+
+# A common `q` under a sort walks the sort's index and checks each customer against the
+# matches: fast while matches are spread through that order, slow where they gather far
+# down it. "tyl" sorted by name (~5,000 Tylers in a million, nobody before the Ts)
+# walked ~950,000 customers: 3.2-4.4 s; its matches looked up and sorted, 40-60 ms. So a
+# walk goes at most WALK_CAP customers of the sort's index, to a bound read from that
+# index alone with the filters it holds (any bound keeps the walk a prefix of the order:
+# it only sets how far to go; read with the customers' other filters it cost 25 ms), and
+# a page the walk has not filled by then is read from the matches instead
+# (docs/benchmarks.md, "The console").
+WALK_CAP = 10_000
+
+
+def _index_filters(where: CustomerFilter, sort: Sort) -> list:
+    """The filters on the table whose index the sort walks (a segment for CLV, a range for
+    last purchase): a bound read from that index then counts the customers the walk meets."""
+
+    filters: list = []
+    if sort.key == "clv":
+        if where.segment is not None:
+            filters.append(_scores.c.segment == where.segment)
+        if where.min_clv is not None:
+            filters.append(_scores.c.predicted_clv >= where.min_clv)
+        if where.max_clv is not None:
+            filters.append(_scores.c.predicted_clv <= where.max_clv)
+    elif sort.key == "last_purchase":
+        if where.last_purchase_after is not None:
+            filters.append(_summaries.c.last_purchase_at >= where.last_purchase_after)
+        if where.last_purchase_before is not None:
+            filters.append(_summaries.c.last_purchase_at < where.last_purchase_before)
+    return filters
+
+
+async def _bounded_walk(session, query, params, order, sort, where, nulls, position, need) -> list[dict] | None:
+    """The phase's rows from a walk of at most WALK_CAP customers of the sort's order; None
+    when that walk did not fill the page."""
+
+    edge_query = select(*order)
+    if not nulls:  # this phase walks the values, in the index of the sort's table
+        edge_query = edge_query.where(*_index_filters(where, sort))
+        if sort.nullable:
+            edge_query = edge_query.where(order[0].is_not(None))
+    if position is not None:
+        edge_query = edge_query.where(
+            _past(order, (position.id,) if nulls else (position.value, position.id), sort.descending)
+        )
+    directed = [column.desc() if sort.descending else column for column in order]
+    edge = (await session.execute(edge_query.order_by(*directed).offset(WALK_CAP - 1).limit(1))).first()
+    if edge is not None:  # up to the bound, inclusive
+        keys, bound = (tuple_(*order), tuple_(*edge)) if len(order) > 1 else (order[0], edge[0])
+        query = query.where(keys >= bound if sort.descending else keys <= bound)
+    found = [_customer_row(row, nulls) for row in (await session.execute(query, params)).mappings()]
+    return found if edge is None or len(found) >= need else None
 
 
 def _customer_row(row, nulls: bool) -> dict:

@@ -479,3 +479,26 @@ async def test_the_transaction_export_streams_a_period(suite, monkeypatch):
         response = await client.get("/v1/transactions/export", params=bad)
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["field"] == field, response.text
+
+
+async def test_a_common_search_term_walks_a_bounded_part_of_the_sort_then_reads_the_matches(suite, monkeypatch):
+    """The walk of a common `q` stops after WALK_CAP customers of the sort's order (the
+    default order's too); a page it has not filled by then is read from the matches: the
+    pages must not change, whether the walk fills them or stops short (a cap of 1 to 4
+    customers of the five)."""
+
+    identify = await suite.start("identify")
+    await _scored_portfolio(identify)
+    cases = [
+        dict(q=q, **sort, **extra)
+        for q in ("example.com", "c@ex")
+        for sort in ({}, *({"sort": s} for s in ("name", "-name", "-clv", "last_purchase", "-created_at")))
+        for extra in ({}, {"segment": "champions"}, {"last_purchase_after": "2026-01-01T00:00:00Z", "min_clv": 100})
+    ]
+    sparse = [[c["id"] for c in await _all(identify.client, limit=2, **case)] for case in cases]
+    monkeypatch.setattr(repository, "DENSE_MATCHES", 1)
+    for cap in (1, 2, 3, 4, 10_000):
+        monkeypatch.setattr(repository, "WALK_CAP", cap)
+        dense = [[c["id"] for c in await _all(identify.client, limit=2, **case)] for case in cases]
+        assert dense == sparse, cap
+    assert len(sparse[0]) == 5 and any(len(ids) == 1 for ids in sparse)
