@@ -124,6 +124,12 @@ async def test_a_refit_in_the_console_draws_the_pareto_curve(own_console, own_su
     await chart.get_by_text("Show the numbers").click()
     assert await chart.get_by_role("row").count() == 1 + len(pareto["shares"])
     await chart.get_by_text("Show the numbers").click()
+    # The kinds' counts, from the segments view identify stored at the refit.
+    kinds = page.get_by_role("table", name="Customers of each kind")
+    async with own_suite.client() as gw:
+        counts = (await gw.get("/v1/portfolio/segments")).json()["kinds"]
+    row = kinds.get_by_role("row").filter(has_text="High future lifetime value")
+    assert (await row.get_by_role("cell").nth(1).inner_text()).replace(",", "") == str(counts["high_future_value"])
     await screenshot(own_console, "portfolio")
 
 

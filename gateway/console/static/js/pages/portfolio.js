@@ -3,7 +3,7 @@
 // identify computes the curves and segments at refit and serves the stored result.
 
 import { api, ApiError } from "../api.js";
-import { async_block, chart, clear, h, money, num, pct, section, table, when } from "../dom.js";
+import { chart, clear, h, money, num, pct, section, table, when } from "../dom.js";
 
 const KINDS = [
   ["high_future_value", "High future lifetime value"],
@@ -11,8 +11,6 @@ const KINDS = [
   ["inspiration", "Inspiration (they drive improvement)"],
   ["cost_absorber", "Cost absorber"],
 ];
-// How many of each kind the page counts before it says "at least".
-const KIND_COUNT_CAP = 1000;
 
 function paretoSection(pareto) {
   const top20 = pareto.shares.find((share) => Math.abs(share.top - 0.2) < 1e-9);
@@ -98,31 +96,17 @@ function segmentsSection(segments) {
   );
 }
 
-async function countKind(kind) {
-  let count = 0;
-  let cursor;
-  do {
-    const page = await api("/v1/portfolio/significant", { query: { kind, limit: 200, cursor } });
-    count += page.items.length;
-    cursor = page.next_cursor;
-  } while (cursor && count < KIND_COUNT_CAP);
-  return cursor ? `${num(count)}+` : num(count);
-}
-
-function kindsSection() {
+function kindsSection(counts) {
   return section(
     "Strategically significant customers",
-    async_block(async () => {
-      const counts = await Promise.all(KINDS.map(([kind]) => countKind(kind)));
-      return table({
-        caption: "Customers of each kind",
-        columns: [
-          { label: "Kind", value: ([, label]) => label },
-          { label: "Customers", value: (row) => counts[KINDS.indexOf(row)], numeric: true },
-          { label: "List", value: ([kind]) => h("a", { href: `#/customers?kind=${kind}` }, "Show them") },
-        ],
-        rows: KINDS,
-      });
+    table({
+      caption: "Customers of each kind",
+      columns: [
+        { label: "Kind", value: ([, label]) => label },
+        { label: "Customers", value: ([kind]) => num(counts[kind] ?? 0), numeric: true },
+        { label: "List", value: ([kind, label]) => h("a", { href: `#/customers?kind=${kind}`, "aria-label": `Show the ${label} customers` }, "Show them") },
+      ],
+      rows: KINDS,
     }),
   );
 }
@@ -207,7 +191,7 @@ export default {
         optional("/v1/portfolio/model"),
       ]);
       clear(modelBox, modelSection(model));
-      clear(body, paretoSection(pareto), segmentsSection(segments), kindsSection());
+      clear(body, paretoSection(pareto), segmentsSection(segments), kindsSection(segments.kinds || {}));
     };
     await load();
     return h("div", {}, h("h1", {}, "Portfolio"), section("Model", modelBox, refitControl(ctx, load)), body);
