@@ -13,6 +13,9 @@ VENV        := .venv
 VPY         := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Two pytest-xdist workers: the tests that start a whole suite (tests/e2e, tests/contract) run on
+# one, in order, and the in-process tests on the other meanwhile (tests/conftest.py groups them).
+TEST_WORKERS ?= 2
 
 .PHONY: venv run test lint migrate migration bench clean lock
 
@@ -39,7 +42,7 @@ run: venv
 	$(VENV)/bin/valuechain run
 
 test: venv
-	$(VPY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(VPY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Every check runs even when an earlier one fails, so one run shows all findings.
 lint: venv

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import io
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,28 @@ async def browser():
         chromium = await playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         yield chromium
         await chromium.close()
+
+
+SUITE_DIRS = ("e2e", "contract")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`), every test that
+    starts a whole suite (tests/e2e, tests/contract) goes to one worker, in collection order:
+    the e2e modules share one running suite, and two suites never run at once on two cores.
+    The other worker takes the in-process tests meanwhile."""
+
+    here = Path(__file__).parent
+    for item in items:
+        if any(item.path.is_relative_to(here / name) for name in SUITE_DIRS):
+            item.add_marker(pytest.mark.xdist_group("suites"))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report on the item (`item.report_call`): fixtures that hold a browser page
+    save a screenshot of it when the test failed (tests/e2e/console.py)."""
+
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
