@@ -119,7 +119,7 @@ SUITE_DIRS = ("e2e", "contract")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`), every test that
+    """Under pytest-xdist (`make test TEST_WORKERS=2`, `--dist loadgroup`), every test that
     starts a whole suite (tests/e2e, tests/contract) goes to one worker, in collection order:
     the e2e modules share one running suite, and two suites never run at once on two cores.
     The other worker takes the in-process tests meanwhile."""

@@ -41,7 +41,7 @@ async def test_a_marketer_finds_a_customer_by_part_of_the_name_and_sees_the_time
     customer = await make_customer(running_suite, f"Ada {surname}", purchase=True)
     await sign_in(console, await api_key(running_suite, "marketer"))
     page = console.page
-    await page.get_by_role("link", name="Customers").click()
+    await page.get_by_role("navigation", name="Pages").get_by_role("link", name="Customers").click()
     search = page.get_by_label("Search customers")
     # As a person types it: a key at a time, each keystroke a search (debounced) of `q`.
     await search.press_sequentially(surname[2:12].lower(), delay=40)

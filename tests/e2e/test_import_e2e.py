@@ -79,7 +79,7 @@ async def test_the_cdnow_sample_imports_through_the_console_with_the_bar_reachin
 
     await sign_in(own_console, await api_key(own_suite, "manager"))
     page = own_console.page
-    await page.get_by_role("link", name="Import").click()
+    await page.get_by_role("navigation", name="Pages").get_by_role("link", name="Import").click()
     await page.get_by_label("File (CSV or NDJSON)").set_input_files(str(CDNOW_SAMPLE))
     preview = page.get_by_test_id("preview")
     await preview.get_by_role("cell", name="29.33").wait_for()  # customer 00004's first purchase
@@ -106,7 +106,7 @@ async def test_the_cdnow_sample_imports_through_the_console_with_the_bar_reachin
 async def test_a_refit_in_the_console_draws_the_pareto_curve(own_console, own_suite):
     await sign_in(own_console, await api_key(own_suite, "manager"))
     page = own_console.page
-    await page.get_by_role("link", name="Portfolio").click()
+    await page.get_by_role("navigation", name="Pages").get_by_role("link", name="Portfolio").click()
     # Right after the import every consumer is still busy with its purchases: a slower first answer.
     refit = page.get_by_role("button", name="Refit the model")
     await refit.wait_for(timeout=60_000)
