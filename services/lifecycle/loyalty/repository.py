@@ -71,7 +71,7 @@ async def tier_members(session: AsyncSession) -> dict[str, int]:
     Lifecycle page; nothing polls it)."""
 
     query = select(_accounts.c.tier, func.count()).where(_accounts.c.tier.is_not(None)).group_by(_accounts.c.tier)
-    return {key: value for key, value in (await session.execute(query)).all()}
+    return dict((await session.execute(query)).all())
 
 
 async def accounts_after(session: AsyncSession, after_id: str | None, limit: int) -> list[dict[str, Any]]:
