@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Page
 
 from tests.e2e.harness import ROOT, unique
 
@@ -44,7 +45,7 @@ def chromium_path() -> str | None:
 class ConsolePage:
     """A Playwright page on the console, and what went wrong in it."""
 
-    page: object  # playwright.async_api.Page
+    page: Page
     base_url: str
     problems: list[str] = field(default_factory=list)
 
