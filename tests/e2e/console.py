@@ -15,13 +15,14 @@ import math
 import os
 import re
 import shutil
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page
+from playwright.async_api import Page, expect
 
 from tests.e2e.harness import ROOT, unique
 
@@ -74,6 +75,20 @@ async def open_console(browser, suite) -> AsyncIterator[ConsolePage]:
     finally:
         await context.close()
     assert console.problems == [], console.problems
+
+
+async def refresh_until(locator, refresh, *, timeout: float) -> None:
+    """Click `refresh` until `locator` shows, as a user reloading a list would."""
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await expect(locator).to_be_visible(timeout=1_000)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            await refresh.click()
 
 
 async def save_failure(console: ConsolePage, item) -> None:

@@ -5,25 +5,12 @@ its creation in the audit log, revokes it and sees that in the key's own audit t
 from __future__ import annotations
 
 import re
-import time
 
 from playwright.async_api import expect
 
 from shared.settings import SERVICES
-from tests.e2e.console import api_key, screenshot, sign_in
+from tests.e2e.console import api_key, refresh_until, screenshot, sign_in
 from tests.e2e.harness import unique
-
-
-async def refresh_until(locator, refresh, *, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            await expect(locator).to_be_visible(timeout=1_000)
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            await refresh.click()
 
 
 async def test_an_admin_checks_the_suite_and_makes_a_key_the_audit_log_shows(console, running_suite):
@@ -57,7 +44,7 @@ async def test_an_admin_checks_the_suite_and_makes_a_key_the_audit_log_shows(con
     await page.get_by_role("button", name="Only mine").click()
     entries = page.get_by_role("table", name="Audit entries, newest first")
     created = entries.get_by_role("row").filter(has_text="POST").filter(has_text="/v1/api-keys").filter(has_text="201")
-    await refresh_until(created, page.get_by_role("button", name="Show entries"))
+    await refresh_until(created, page.get_by_role("button", name="Show entries"), timeout=15.0)
 
     # Revoked through the page, the key's own trail shows its creation (the handler names the new
     # key) and its revocation (its id is the path's parameter).
@@ -66,7 +53,7 @@ async def test_an_admin_checks_the_suite_and_makes_a_key_the_audit_log_shows(con
     await expect(row).to_contain_text("revoked")
     await row.get_by_role("button", name=f"Audit trail of key {name}").click()
     revoked = entries.get_by_role("row").filter(has_text="DELETE").filter(has_text="/v1/api-keys/{id}")
-    await refresh_until(revoked, page.get_by_role("button", name="Show entries"))
+    await refresh_until(revoked, page.get_by_role("button", name="Show entries"), timeout=15.0)
     await expect(entries.get_by_role("row").filter(has_text="POST").filter(has_text="/v1/api-keys")).to_have_count(1)
     await page.get_by_role("button", name="Verify", exact=True).click()
     await expect(page.get_by_text("The chain holds")).to_be_visible()

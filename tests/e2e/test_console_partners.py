@@ -6,27 +6,12 @@ delivers it again."""
 from __future__ import annotations
 
 import re
-import time
 
 from playwright.async_api import expect
 
-from tests.e2e.console import api_key, screenshot, sign_in
+from tests.e2e.console import api_key, refresh_until, screenshot, sign_in
 from tests.e2e.harness import unique_email
 from tests.services.webhook_support import Receiver, verified
-
-
-async def refresh_until(locator, refresh, *, timeout: float = 30.0) -> None:
-    """Click `refresh` until `locator` shows, as a user reloading the log would."""
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            await expect(locator).to_be_visible(timeout=1_000)
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            await refresh.click()
 
 
 async def test_a_manager_subscribes_a_webhook_and_sees_a_delivery(console, running_suite):
@@ -60,7 +45,7 @@ async def test_a_manager_subscribes_a_webhook_and_sees_a_delivery(console, runni
 
             log = page.get_by_role("table", name="Delivery attempts, newest first")
             row = log.get_by_role("row").filter(has_text=event["id"]).filter(has_text="delivered")
-            await refresh_until(row, page.get_by_role("button", name="Refresh the log"))
+            await refresh_until(row, page.get_by_role("button", name="Refresh the log"), timeout=30.0)
             await expect(row).to_contain_text("200")
 
             # Retry that delivery by hand: a second attempt at the same event, also in the log.
