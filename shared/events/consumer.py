@@ -486,18 +486,19 @@ class ConsumerRunner:
         async with transaction(self.db.writer) as session:
             pairs = [(route[1], event.id) for route, mine in taken for event in mine]
             fresh = await claim_handled(session, pairs, utcnow())
-            as_survivors: dict[int, dict[str, Event[Any]]] = {}  # per alias table: one lookup per batch
+            # Per alias table, one lookup per batch. Keyed by the lookup itself: each spec holds
+            # its own bound method of the table, equal (not identical) to the others'.
+            as_survivors: dict[Survivors, dict[str, Event[Any]]] = {}
             applied: dict[str, int] = {}
             for (spec, name, _), mine in taken:
                 todo = [event for event in mine if (name, event.id) in fresh]
                 if not todo:
                     continue
                 if spec.survivors is not None:
-                    key = id(spec.survivors)
-                    if key not in as_survivors:
+                    if spec.survivors not in as_survivors:
                         merged = await to_survivors(session, spec.survivors, events)
-                        as_survivors[key] = {event.id: event for event in merged}
-                    todo = [as_survivors[key][event.id] for event in todo]
+                        as_survivors[spec.survivors] = {event.id: event for event in merged}
+                    todo = [as_survivors[spec.survivors][event.id] for event in todo]
                 if spec.batch_handler is not None:
                     await spec.batch_handler(session, todo)
                 else:

@@ -124,6 +124,24 @@ MERGING_DEFINITION = ServiceDefinition(
 )
 
 
+# Two specs following merges through the one alias table, sharing a durable consumer: a
+# micro-batch looks its customers up once for both.
+TWO_FOLLOWING_DEFINITION = ServiceDefinition(
+    name="probe",
+    description="backbone test probe: two specs following merges",
+    metadata=Base.metadata,
+    messaging=messaging,
+    consumers=aliases.consumers(
+        [
+            ConsumerSpec("apply", {"crm.network.referral.recorded": on_referral}, group="apply"),
+            ConsumerSpec("apply-again", {"crm.network.referral.recorded": on_referral}, group="apply"),
+        ],
+        merge_steps=[],
+        merges_description="probe merges",
+    ),
+)
+
+
 def read(raw: bytes) -> Event:
     """A stored message as the consumer hands it to a handler."""
 

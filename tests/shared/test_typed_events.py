@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from shared.events.contracts import CATALOG
 from shared.events.envelope import make_event
@@ -156,3 +156,35 @@ async def test_merged_customers_reach_handlers_as_survivors_and_every_merge_step
         return [(r.referrer_id, r.referred_id) for r in rows] or None
 
     assert await wait_until(referrals, what="the referral applied") == [("s-1", "other")]
+
+
+async def test_specs_following_merges_share_one_alias_lookup_per_micro_batch(suite):
+    """Each spec holds its own bound method of the alias table; the runner still looks a
+    batch's customers up once, not once per spec (docs/benchmarks.md, "CPU per purchase")."""
+
+    probe_service = await suite.start_definition(probe.TWO_FOLLOWING_DEFINITION)
+    lookups: list[str] = []
+
+    def on_statement(conn, cursor, statement, parameters, context, executemany):
+        if "FROM customer_aliases" in statement:
+            lookups.append(statement)
+
+    engine = probe_service.runtime.db.writer_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        referral = raw_event(
+            "crm.network.referral.recorded",
+            {"id": "r", "referrer_id": "a-1", "referred_id": "a-2", "recorded_at": "2024-05-01T11:00:00Z"},
+            "a-1",
+        )
+        await publish(suite, referral)
+
+        async def referrals():
+            async with probe_service.runtime.db.reader() as session:
+                rows = (await session.execute(select(probe.referrals_seen))).all()
+            return [(r.referrer_id, r.referred_id) for r in rows] if len(rows) == 2 else None
+
+        assert await wait_until(referrals, what="both specs applied the referral") == [("a-1", "a-2")] * 2
+    finally:
+        event.remove(engine, "before_cursor_execute", on_statement)
+    assert len(lookups) == 1
