@@ -8,7 +8,8 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import event, select
+from sqlalchemy import event as sa_event
+from sqlalchemy import select
 
 from shared.events.contracts import CATALOG
 from shared.events.envelope import make_event
@@ -170,7 +171,7 @@ async def test_specs_following_merges_share_one_alias_lookup_per_micro_batch(sui
             lookups.append(statement)
 
     engine = probe_service.runtime.db.writer_engine.sync_engine
-    event.listen(engine, "before_cursor_execute", on_statement)
+    sa_event.listen(engine, "before_cursor_execute", on_statement)
     try:
         referral = raw_event(
             "crm.network.referral.recorded",
@@ -186,5 +187,5 @@ async def test_specs_following_merges_share_one_alias_lookup_per_micro_batch(sui
 
         assert await wait_until(referrals, what="both specs applied the referral") == [("a-1", "a-2")] * 2
     finally:
-        event.remove(engine, "before_cursor_execute", on_statement)
+        sa_event.remove(engine, "before_cursor_execute", on_statement)
     assert len(lookups) == 1
