@@ -283,6 +283,11 @@ class EngageSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_ENGAGE_")
     service: ClassVar[str] = "engage"
 
+    # Nothing waits on this service's event handling in a chain (lifecycle's stage changes
+    # do: other services and partners act on them), so it gathers larger micro-batches:
+    # about 0.4 ms less CPU per purchase each, for effects ~80 ms later (docs/benchmarks.md).
+    consumer_linger_s: float = Field(0.1, ge=0, le=1)
+
     # Marketing messages per channel: at most N in D days, as JSON {"email": [3, 7], ...};
     # a channel not named takes "default".
     frequency_caps: dict[str, tuple[int, int]] = {"default": (3, 7), "sms": (2, 7), "phone": (2, 7)}
@@ -346,6 +351,11 @@ class NetworkSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_NETWORK_")
     service: ClassVar[str] = "network"
 
+    # Nothing waits on this service's event handling in a chain (lifecycle's stage changes
+    # do: other services and partners act on them), so it gathers larger micro-batches:
+    # about 0.4 ms less CPU per purchase each, for effects ~80 ms later (docs/benchmarks.md).
+    consumer_linger_s: float = Field(0.1, ge=0, le=1)
+
     # --- the referral programme (services/network/referrals/): its terms until the first
     # PUT /v1/referral-programme, which then holds them in network's database.
     # A referral counts when the referred customer's first purchase falls within this many days of signup.
@@ -386,6 +396,11 @@ class NetworkSettings(ServiceSettings):
 class ValueSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_VALUE_")
     service: ClassVar[str] = "value"
+
+    # Nothing waits on this service's event handling in a chain (lifecycle's stage changes
+    # do: other services and partners act on them), so it gathers larger micro-batches:
+    # about 0.4 ms less CPU per purchase each, for effects ~80 ms later (docs/benchmarks.md).
+    consumer_linger_s: float = Field(0.1, ge=0, le=1)
 
     # The product areas an idea may name (an idea naming another is 422). JSON in the
     # environment: ["app", "delivery"].
