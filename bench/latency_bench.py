@@ -40,6 +40,15 @@ def _is_postgres(program: bytes) -> bool:
     return program.endswith(b"/postgres") or program.startswith(b"postgres:")
 
 
+def machine_cpu() -> float:
+    """CPU seconds the whole machine spent busy (every core, /proc/stat): counts processes that
+    exit during a run too (PostgreSQL's backends of connections a pool closes)."""
+
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def process_cpu(root_pid: int, pids: dict[str, list[int]] | None = None) -> dict[str, float]:
     """CPU seconds (user + system) of every process under root_pid, by its name (and, into
     `pids` when given, each name's process ids)."""
@@ -254,6 +263,7 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
 
         assert suite.process is not None, "started"
         cpu_before = process_cpu(suite.process.pid)
+        machine_before = machine_cpu()
         profile_dir = os.environ.get("BENCH_PROFILE_DIR")  # py-spy every service while writing
         profilers = start_profilers(suite.process.pid, Path(profile_dir), count / rate) if profile_dir else []
         print("writing purchases", flush=True)
@@ -273,11 +283,15 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
         for profiler in profilers:
             profiler.wait()
         cpu_after = process_cpu(suite.process.pid)
+        machine_busy = machine_cpu() - machine_before
         cpu_after["load generator"] = time.process_time() - bench_cpu
         cpu_before["load generator"] = 0.0
         print("\nCPU per write, ms (write phase and drain):")
         for name in sorted(cpu_after, key=lambda n: cpu_before.get(n, 0.0) - cpu_after[n]):
             print(f"  {name:15s} {(cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / max(1, len(answered)):6.2f}")
+        suite_total = sum(cpu_after[n] - cpu_before.get(n, 0.0) for n in cpu_after if n != "load generator")
+        print(f"  {'suite total':15s} {suite_total * 1000 / max(1, len(answered)):6.2f}  (the processes above but the load generator)")
+        print(f"  {'machine busy':15s} {machine_busy * 1000 / max(1, len(answered)):6.2f}  (all cores, /proc/stat: everything, the load generator included)")
     latencies = [(arrived[c] - answered[c]) * 1000 for c in answered if c in arrived]
     if os.environ.get("BENCH_LATENCY_BY_SECOND"):  # where in the run the slow ones were
         by_second: dict[int, list[float]] = {}
