@@ -229,7 +229,7 @@ def _ping_when_idle(engine: Engine) -> None:
             return  # just opened, or in use a moment ago
         try:
             engine.dialect.do_ping(dbapi_connection)
-        except Exception as exc:  # noqa: BLE001 - any failure: the pool opens a fresh connection
+        except Exception as exc:  # any failure: the pool opens a fresh connection
             raise DisconnectionError(f"idle connection failed its ping: {exc!r}") from exc
 
 
