@@ -292,7 +292,9 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
         suite_total = sum(cpu_after[n] - cpu_before.get(n, 0.0) for n in cpu_after if n != "load generator")
         per_write = 1000 / max(1, len(answered))
         print(f"  {'suite total':15s} {suite_total * per_write:6.2f}  (the processes above but the load generator)")
-        print(f"  {'machine busy':15s} {machine_busy * per_write:6.2f}  (all cores, /proc/stat: the load generator too)")
+        print(
+            f"  {'machine busy':15s} {machine_busy * per_write:6.2f}  (all cores, /proc/stat: the load generator too)"
+        )
     latencies = [(arrived[c] - answered[c]) * 1000 for c in answered if c in arrived]
     if os.environ.get("BENCH_LATENCY_BY_SECOND"):  # where in the run the slow ones were
         by_second: dict[int, list[float]] = {}
