@@ -1,5 +1,6 @@
 """A light path for simple reads: GET routes whose only inputs are path
-parameters and a ReadSession (e.g. identify's `GET /v1/customers/{id}`).
+parameters and a ReadSession (e.g. identify's `GET /v1/customers/{id}`); the
+simple writes get theirs from shared/http/fast_writes.py, routed here too.
 
 For such a route FastAPI walks its router (each route costs a few µs to test in
 FastAPI 0.16x), builds a Request, solves the dependencies inside exit stacks and
@@ -32,6 +33,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from shared.http.deps import _read_session, open_read_session
+from shared.http.fast_writes import light_write_handler
 
 log = logging.getLogger("valuechain.app")
 
@@ -107,7 +109,8 @@ def _entry(app: FastAPI, context: Any) -> Entry | None:
     original = getattr(context, "original_route", None)
     if not isinstance(original, APIRoute):
         return None
-    return (context.path_regex, context.methods, context.param_convertors, original, _light_handler(app, context))
+    handler = _light_handler(app, context) or light_write_handler(app, context)
+    return (context.path_regex, context.methods, context.param_convertors, original, handler)
 
 
 def _session_param(context: Any) -> str | None:

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.http.deps import SESSIONS_TO_CLOSE
 from shared.http.errors import error_body, internal_error_body
+from shared.http.fast_writes import HANDED_OVER_RECEIVE
 from shared.internal_auth import INTERNAL_HEADER, OPEN_PATHS, UNAUTHORIZED, InternalSecret
 from shared.observability import context
 from shared.observability.metrics import Metrics
@@ -107,14 +108,15 @@ class RequestContextMiddleware:
                 return await send_json(send_with_ids, 401, UNAUTHORIZED)
             if "\x00" in scope["path"]:  # no id holds one, and PostgreSQL cannot compare text with one
                 return await send_json(send_with_ids, 404, NUL_IN_PATH)
-            light_reads = self.light_reads_getter() if scope["method"] == "GET" else None
-            selected = light_reads.select(scope) if light_reads is not None else None
+            light_routes = self.light_reads_getter()
+            selected = light_routes.select(scope) if light_routes is not None else None
             served = False
             if selected is not None:
                 handler, scope["route"], scope["path_params"] = selected  # as FastAPI's router sets them
                 served = await handler(scope, receive, send_with_ids)
             if not served:
-                await self.app(scope, receive, send_with_ids)
+                # A light write that read the body hands it over with the receive it leaves.
+                await self.app(scope, scope.pop(HANDED_OVER_RECEIVE, receive), send_with_ids)
         except Exception:
             # The catch-all: a bug is logged once, with its request id, and the client
             # gets the suite's JSON error body rather than Starlette's plain text.
