@@ -8,7 +8,9 @@ purchase reached eleven specs in four services, and per-spec deliveries and tran
 were most of the suite's CPU per write (docs/benchmarks.md, "CPU per purchase").
 
 A runner keeps one pull request open on its durable consumer and handles whatever has
-arrived as one micro-batch (waiting up to `consumer_linger_s` after its first event for more):
+arrived as one micro-batch (while busy, waiting up to `consumer_linger_s` after its first event
+for more; a consumer is busy when its previous micro-batch was applied less than that long
+ago, so an event after a quiet spell is applied at once):
 one transaction checks the inbox, runs each spec's handlers on
 the events of its subjects and records, per spec, the handled event ids, then the messages
 are acked. The inbox stays per spec (`<service>-<purpose>`): a redelivered or duplicated
@@ -218,6 +220,7 @@ class ConsumerRunner:
         self.batch = settings.consumer_batch
         self.expires_s = settings.consumer_expires_s
         self.linger_s = settings.consumer_linger_s
+        self._applied_at = float("-inf")  # when the last micro-batch was applied (busy: lately)
         self.heartbeat = time.monotonic()
         self.task: asyncio.Task[None] | None = None
         # The bus generation (connection) on which the durable consumer was last found
@@ -342,7 +345,9 @@ class ConsumerRunner:
                 return None
             batch: list[Msg] = []
             request_over: str | None = None
-            linger_until = time.monotonic() + self.linger_s
+            now = time.monotonic()
+            # Linger only while busy: after a quiet spell nothing else is coming to share with.
+            linger_until = now + self.linger_s if now - self._applied_at < self.linger_s else now
             while True:
                 status = JetStreamContext.is_status_msg(msg)
                 if status is None:
@@ -369,6 +374,7 @@ class ConsumerRunner:
             if batch:
                 owed -= len(batch)
                 await self.process(batch)
+                self._applied_at = time.monotonic()
             self.heartbeat = time.monotonic()
             if request_over:
                 return request_over
