@@ -33,7 +33,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from shared.http.deps import _read_session, open_read_session
-from shared.http.fast_writes import light_write_handler
+from shared.http.fast_writes import light_write_handler, response_dump_options, validated_path_params
 
 log = logging.getLogger("valuechain.app")
 
@@ -150,27 +150,16 @@ def _light_handler(app: FastAPI, context: Any) -> LightHandler | None:
     endpoint = context.dependant.call
     path_fields = context.dependant.path_params
     response_field = context.response_field
-    dump_options = {
-        "include": context.response_model_include,
-        "exclude": context.response_model_exclude,
-        "by_alias": context.response_model_by_alias,
-        "exclude_unset": context.response_model_exclude_unset,
-        "exclude_defaults": context.response_model_exclude_defaults,
-        "exclude_none": context.response_model_exclude_none,
-    }
+    dump_options = response_dump_options(context)
 
     async def light(scope: Scope, receive: Receive, send: Send) -> bool:
         """Serve the request; False (nothing sent) to let FastAPI serve it instead."""
 
         if app.dependency_overrides or scope["query_string"]:
             return False  # these routes take no query parameters: shared.http.query_params refuses any
-        path_params = scope["path_params"]
-        values: dict[str, Any] = {}
-        for field in path_fields:
-            value, errors = field.validate(path_params.get(field.alias), values, loc=("path", field.alias))
-            if errors:
-                return False
-            values[field.name] = value
+        values = validated_path_params(path_fields, scope["path_params"])
+        if values is None:
+            return False
         values[session_param] = open_read_session(app, scope)
         try:
             content = await endpoint(**values)

@@ -78,6 +78,31 @@ def _write_params(context: Any) -> tuple[str, str, str | None] | None:
     return session, body.name, dependant.response_param_name
 
 
+def response_dump_options(context: Any) -> dict[str, Any]:
+    """How the route's response model is dumped, as FastAPI dumps it."""
+
+    return {
+        "include": context.response_model_include,
+        "exclude": context.response_model_exclude,
+        "by_alias": context.response_model_by_alias,
+        "exclude_unset": context.response_model_exclude_unset,
+        "exclude_defaults": context.response_model_exclude_defaults,
+        "exclude_none": context.response_model_exclude_none,
+    }
+
+
+def validated_path_params(fields: list[Any], path_params: dict[str, Any]) -> dict[str, Any] | None:
+    """The route's path parameters validated by their own fields; None if one is invalid."""
+
+    values: dict[str, Any] = {}
+    for field in fields:
+        value, errors = field.validate(path_params.get(field.alias), values, loc=("path", field.alias))
+        if errors:
+            return None
+        values[field.name] = value
+    return values
+
+
 def _is_json(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-type":
@@ -117,14 +142,7 @@ def light_write_handler(app: FastAPI, context: Any) -> Callable[[Scope, Receive,
     body_field = context.body_field
     response_field = context.response_field
     default_status = context.status_code or 200
-    dump_options = {
-        "include": context.response_model_include,
-        "exclude": context.response_model_exclude,
-        "by_alias": context.response_model_by_alias,
-        "exclude_unset": context.response_model_exclude_unset,
-        "exclude_defaults": context.response_model_exclude_defaults,
-        "exclude_none": context.response_model_exclude_none,
-    }
+    dump_options = response_dump_options(context)
 
     async def light(scope: Scope, receive: Receive, send: Send) -> bool:
         """Serve the request; False (nothing sent) to let FastAPI serve it instead."""
@@ -135,13 +153,9 @@ def light_write_handler(app: FastAPI, context: Any) -> Callable[[Scope, Receive,
         scope[HANDED_OVER_RECEIVE] = _replaying(messages, receive)  # if FastAPI is to answer
         if not body:
             return False
-        path_params = scope["path_params"]
-        values: dict[str, Any] = {}
-        for field in path_fields:
-            value, errors = field.validate(path_params.get(field.alias), values, loc=("path", field.alias))
-            if errors:
-                return False
-            values[field.name] = value
+        values = validated_path_params(path_fields, scope["path_params"])
+        if values is None:
+            return False
         try:
             parsed = json.loads(body)  # as Request.json() does: the same values, NaN included
         except ValueError:

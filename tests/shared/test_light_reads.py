@@ -7,6 +7,8 @@ body), found or not, valid or not, whichever route FastAPI's order picks.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -175,10 +177,14 @@ async def test_dependency_overrides_turn_the_light_path_off(service):
     assert calls == [1]
 
 
-async def test_the_light_path_serves_found_rows_and_hands_errors_to_fastapi(service):
-    light_reads = service.app.state.light_reads
+@contextmanager
+def light_path_served(handle) -> Iterator[list[bool]]:
+    """Record, request by request, whether the light path served it (True) or handed it to
+    FastAPI (False); requests it does not take at all are not recorded."""
+
+    light_routes = handle.app.state.light_reads
     served: list[bool] = []
-    select = light_reads.select
+    select = light_routes.select
 
     def recording_select(scope):
         chosen = select(scope)
@@ -192,10 +198,15 @@ async def test_the_light_path_serves_found_rows_and_hands_errors_to_fastapi(serv
 
         return recording, route, params
 
-    light_reads.select = recording_select
+    light_routes.select = recording_select
     try:
+        yield served
+    finally:
+        del light_routes.select
+
+
+async def test_the_light_path_serves_found_rows_and_hands_errors_to_fastapi(service):
+    with light_path_served(service) as served:
         for path in ("/v1/things/t-1", "/v1/numbers/3", "/v1/things/missing", "/v1/numbers/three"):
             await service.client.get(path)
-    finally:
-        del light_reads.select
     assert served == [True, True, False, False]

@@ -21,6 +21,7 @@ from shared.events.messaging import messaging_tables
 from shared.http.deps import WriteSession
 from shared.http.errors import Conflict, NotFound
 from shared.service.runtime import ServiceDefinition
+from tests.shared.test_light_reads import light_path_served
 
 
 class Base(DeclarativeBase):
@@ -167,26 +168,9 @@ async def test_the_light_path_answers_and_writes_what_fastapi_does(service, case
 
 
 async def test_the_light_path_serves_good_writes_and_hands_the_rest_to_fastapi(service):
-    light_routes = service.app.state.light_reads
-    served: list[bool] = []
-    select_route = light_routes.select
-
-    def recording_select(scope):
-        chosen = select_route(scope)
-        if chosen is None:
-            return None
-        handler, route, params = chosen
-
-        async def recording(scope, receive, send):
-            served.append(await handler(scope, receive, send))
-            return served[-1]
-
-        return recording, route, params
-
-    light_routes.select = recording_select
-    try:
-        await _fresh(service)
-        answers = []
+    await _fresh(service)
+    answers = []
+    with light_path_served(service) as served:
         for path, body in [
             ("/v1/things", NEW),  # new: light
             ("/v1/things", NEW),  # the same again, 200: light
@@ -195,8 +179,6 @@ async def test_the_light_path_serves_good_writes_and_hands_the_rest_to_fastapi(s
             ("/v1/broken", b'{"id":"t-b","name":"B","size":1}'),  # 500: FastAPI
         ]:
             answers.append((await service.client.post(path, content=body, headers=JSON)).status_code)
-    finally:
-        del light_routes.select
     assert answers == [201, 200, 409, 422, 500]
     assert served == [True, True, False, False, False]
     assert await _rows(service) == [("t-1", "One", 1), ("t-new", "New", 3)]

@@ -125,6 +125,14 @@ async def test_unknown_fields_and_enum_values_are_read_never_dead_lettered(suite
     assert await _dead_letters(engage) == [] and await _dead_letters(value) == []
 
 
+async def _referrals_seen(probe_service, count: int) -> list[tuple[str, str]] | None:
+    """(referrer, referred) of each referral the probe applied, once there are `count`."""
+
+    async with probe_service.runtime.db.reader() as session:
+        rows = (await session.execute(select(probe.referrals_seen))).all()
+    return [(r.referrer_id, r.referred_id) for r in rows] if len(rows) == count else None
+
+
 async def test_merged_customers_reach_handlers_as_survivors_and_every_merge_step_runs(suite):
     probe_service = await suite.start_definition(probe.MERGING_DEFINITION)
     merge = raw_event(
@@ -150,13 +158,9 @@ async def test_merged_customers_reach_handlers_as_survivors_and_every_merge_step
     ]
 
     await publish(suite, referral)
-
-    async def referrals():
-        async with probe_service.runtime.db.reader() as session:
-            rows = (await session.execute(select(probe.referrals_seen))).all()
-        return [(r.referrer_id, r.referred_id) for r in rows] or None
-
-    assert await wait_until(referrals, what="the referral applied") == [("s-1", "other")]
+    assert await wait_until(lambda: _referrals_seen(probe_service, 1), what="the referral applied") == [
+        ("s-1", "other")
+    ]
 
 
 async def test_specs_following_merges_share_one_alias_lookup_per_micro_batch(suite):
@@ -179,13 +183,8 @@ async def test_specs_following_merges_share_one_alias_lookup_per_micro_batch(sui
             "a-1",
         )
         await publish(suite, referral)
-
-        async def referrals():
-            async with probe_service.runtime.db.reader() as session:
-                rows = (await session.execute(select(probe.referrals_seen))).all()
-            return [(r.referrer_id, r.referred_id) for r in rows] if len(rows) == 2 else None
-
-        assert await wait_until(referrals, what="both specs applied the referral") == [("a-1", "a-2")] * 2
+        applied = await wait_until(lambda: _referrals_seen(probe_service, 2), what="both specs applied the referral")
+        assert applied == [("a-1", "a-2")] * 2
     finally:
         sa_event.remove(engine, "before_cursor_execute", on_statement)
     assert len(lookups) == 1
