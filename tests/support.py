@@ -553,7 +553,7 @@ class Suite:
         from shared.settings import service_settings
 
         # No linger: the tests wait for effects, and 20 ms a consumer hop added about a minute to
-        # `make test`. The linger has its own test, and the e2e suite runs the default.
+        # `make test`. The linger has its own test; the e2e suites run 20 ms (tests/conftest.py).
         defaults = dict(
             consumer_expires_s=1.0,
             consumer_backoff_s=(0.05, 0.05, 0.05, 0.05),
