@@ -214,6 +214,15 @@ class ServiceSettings(SuiteSettings):
         return _blank_secret_is_none(value)
 
 
+class UnchainedConsumerSettings(ServiceSettings):
+    """A service whose event handling nothing waits on in a chain (engage, value, network;
+    lifecycle's stage changes, unlike theirs, are what other services and partners act on):
+    its consumers gather larger micro-batches, about 0.4 ms less CPU per purchase each, for
+    effects ~80 ms later (docs/benchmarks.md)."""
+
+    consumer_linger_s: float = Field(0.1, ge=0, le=1)
+
+
 class IdentifySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_IDENTIFY_")
     service: ClassVar[str] = "identify"
@@ -279,14 +288,9 @@ class IdentifySettings(ServiceSettings):
         return edges
 
 
-class EngageSettings(ServiceSettings):
+class EngageSettings(UnchainedConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_ENGAGE_")
     service: ClassVar[str] = "engage"
-
-    # Nothing waits on this service's event handling in a chain (lifecycle's stage changes
-    # do: other services and partners act on them), so it gathers larger micro-batches:
-    # about 0.4 ms less CPU per purchase each, for effects ~80 ms later (docs/benchmarks.md).
-    consumer_linger_s: float = Field(0.1, ge=0, le=1)
 
     # Marketing messages per channel: at most N in D days, as JSON {"email": [3, 7], ...};
     # a channel not named takes "default".
@@ -347,14 +351,9 @@ class EngageSettings(ServiceSettings):
         return {**super().secrets(), "VALUECHAIN_SMTP_URL (its password)": password}
 
 
-class NetworkSettings(ServiceSettings):
+class NetworkSettings(UnchainedConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_NETWORK_")
     service: ClassVar[str] = "network"
-
-    # Nothing waits on this service's event handling in a chain (lifecycle's stage changes
-    # do: other services and partners act on them), so it gathers larger micro-batches:
-    # about 0.4 ms less CPU per purchase each, for effects ~80 ms later (docs/benchmarks.md).
-    consumer_linger_s: float = Field(0.1, ge=0, le=1)
 
     # --- the referral programme (services/network/referrals/): its terms until the first
     # PUT /v1/referral-programme, which then holds them in network's database.
@@ -393,14 +392,9 @@ class NetworkSettings(ServiceSettings):
     # --- end of webhooks ---
 
 
-class ValueSettings(ServiceSettings):
+class ValueSettings(UnchainedConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_VALUE_")
     service: ClassVar[str] = "value"
-
-    # Nothing waits on this service's event handling in a chain (lifecycle's stage changes
-    # do: other services and partners act on them), so it gathers larger micro-batches:
-    # about 0.4 ms less CPU per purchase each, for effects ~80 ms later (docs/benchmarks.md).
-    consumer_linger_s: float = Field(0.1, ge=0, le=1)
 
     # The product areas an idea may name (an idea naming another is 422). JSON in the
     # environment: ["app", "delivery"].
