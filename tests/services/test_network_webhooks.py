@@ -338,6 +338,50 @@ async def test_a_delivery_cut_short_before_it_ran_gives_its_message_back_at_once
         assert receiver.on("/hook") == []
 
 
+async def test_a_pull_loop_closed_without_its_event_loop_closes_quietly(suite):
+    """A pull loop the garbage collector closes after its event loop ended (never cancelled)
+    finishes without a loop: it used to start its unsubscribe task there and raised "no running
+    event loop", a warning at whichever later test the collector ran in."""
+
+    import threading
+
+    from services.network.webhooks.delivery import Snapshot, Worker
+    from services.network.webhooks.models import WebhookSubscription
+
+    network = await start_network(suite)
+    dispatcher = network.runtime.state.webhooks
+    async with Receiver() as receiver:
+        made = await subscribe(network, receiver.url("/hook"))
+        paused = await network.client.patch(f"/v1/webhooks/{made['id']}", json={"enabled": False})
+        assert paused.status_code == 200, paused.text
+        await wait_until(lambda: made["id"] not in dispatcher.workers, what="its worker stopped")
+        async with network.runtime.db.reader() as session:
+            row = await session.get(WebhookSubscription, made["id"])
+        worker = Worker(dispatcher, Snapshot.of(row))
+        free = worker.free
+        task = asyncio.create_task(worker.pull(f"network-webhook-{made['id']}", replay=False))
+        await wait_until(lambda: worker.free < free, what="its pull request open")
+
+        # Closed from a thread with no event loop while this loop is blocked, as the collector
+        # closes a coroutine whose loop is gone.
+        raised: list[BaseException] = []
+
+        def close() -> None:
+            try:
+                task.get_coro().close()
+            except BaseException as exc:  # the test reports it
+                raised.append(exc)
+
+        closer = threading.Thread(target=close)
+        closer.start()
+        closer.join()
+        assert raised == []
+        assert worker.free == free  # its slots were given back on the way out
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await worker.client.close()
+
+
 async def _disabled(network, webhook_id: str) -> dict | None:
     shown = (await network.client.get(f"/v1/webhooks/{webhook_id}")).json()
     return shown if not shown["enabled"] else None

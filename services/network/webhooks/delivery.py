@@ -405,6 +405,7 @@ class Worker:
         subscription = await nc.subscribe(inbox, cb=enqueue)
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.settings.stream}.{consumer}"
         expires = REPLAY_PULL_EXPIRES_S if replay else PULL_EXPIRES_S
+        closed = False
         try:
             while True:
                 try:
@@ -447,15 +448,21 @@ class Worker:
                 except Exception as exc:  # noqa: BLE001 - keep delivering whatever went wrong
                     log.warning("webhook pull loop error", extra={"subscription": self.sub.id, "error": repr(exc)})
                     await asyncio.sleep(1.0)
+        except GeneratorExit:
+            # Closed, never cancelled: the garbage collector after the event loop ended. No loop is
+            # left to give messages back on or to unsubscribe later; ack_wait returns them.
+            closed = True
+            raise
         finally:
             # What arrived but was not taken goes back at once (not after ack_wait), and so does
             # what the open pull request still brings until it expires.
             stopped = True
-            while not queue.empty():
+            while not closed and not queue.empty():
                 msg = queue.get_nowait()
                 if JetStreamContext.is_status_msg(msg) is None:
                     await _give_back(msg)
-            _LINGERING.add(asyncio.create_task(_unsubscribe_later(subscription, expires + 1.0)))
+            if not closed:
+                _LINGERING.add(asyncio.create_task(_unsubscribe_later(subscription, expires + 1.0)))
 
     def _share(self) -> int:
         """The slots one pull request asks for: every free one, or half of them (at least one)
