@@ -4,7 +4,6 @@ import asyncio
 import io
 import os
 from contextlib import AsyncExitStack
-from pathlib import Path
 
 import pytest
 
@@ -124,19 +123,27 @@ async def browser():
         await chromium.close()
 
 
-SUITE_DIRS = ("e2e", "contract")
+SUITE_DIRS = ("tests/e2e/", "tests/contract/")
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test TEST_WORKERS=2`, `--dist loadgroup`), every test that
-    starts a whole suite (tests/e2e, tests/contract) goes to one worker, in collection order:
-    the e2e modules share one running suite, and two suites never run at once on two cores.
-    The other worker takes the in-process tests meanwhile."""
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist (`make test TEST_WORKERS=2`), every test that starts a whole suite
+    (tests/e2e, tests/contract) goes to one worker, in collection order: the e2e modules share
+    one running suite, a module's own suite lives for the whole module, and two suites never run
+    at once on two cores. The other worker takes the in-process tests meanwhile, one at a time.
 
-    here = Path(__file__).parent
-    for item in items:
-        if any(item.path.is_relative_to(here / name) for name in SUITE_DIRS):
-            item.add_marker(pytest.mark.xdist_group("suites"))
+    A scheduler of our own, not `xdist_group` marks with `--dist loadgroup`: xdist 3.8 writes the
+    group into `item._nodeid`, which pytest 9 no longer reads, so the marks grouped nothing and
+    a module's tests were spread over both workers (each starting a suite)."""
+
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SuitesOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "suites" if nodeid.startswith(SUITE_DIRS) else nodeid
+
+    return SuitesOnOneWorker(config, log)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
