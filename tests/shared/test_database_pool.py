@@ -1,5 +1,6 @@
 """PostgreSQL's connection pool: a connection that sat idle is pinged before use, and a dead
-one is replaced; one in use a moment ago is not pinged (a round trip per transaction)."""
+one is replaced; one in use a moment ago is not pinged (a round trip per transaction). The
+connection returned last is taken first, and keeps its prepared statements."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import asyncio
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
 from shared.db import database
 from shared.db.database import Database
 from shared.db.uow import transaction
 from tests.support import POSTGRES_URL, _admin_dsn, make_database_url
+
+IN_LIST = text("SELECT 1 WHERE '0' IN :keys").bindparams(bindparam("keys", expanding=True))
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="PostgreSQL's pool (VALUECHAIN_TEST_POSTGRES_URL)")
 
@@ -48,6 +51,45 @@ async def test_an_idle_connection_is_pinged_and_a_dead_one_replaced(tmp_path, mo
         replaced = await _backend_pid(db)  # the ping failed: a fresh connection, no error
         assert replaced != first
         assert len(pings) == 2
+    finally:
+        await db.dispose()
+        await drop()
+
+
+async def test_the_connection_returned_last_is_taken_first_and_keeps_its_statements(tmp_path):
+    """After a burst opened several connections, one at a time reuses the same one (LIFO), and
+    a statement run again is not prepared again though hundreds of others ran in between: IN
+    lists of each length are statements of their own, more than SQLAlchemy's default 100."""
+
+    url, drop = await make_database_url("pool", tmp_path)
+    db = Database.connect(url, service="pool", pool_size=4, max_overflow=0)
+    try:
+
+        async def held(seconds: float) -> int:
+            async with transaction(db.writer) as session:
+                await asyncio.sleep(seconds)
+                return (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+
+        assert len(set(await asyncio.gather(*(held(0.2) for _ in range(4))))) == 4
+        assert len({await _backend_pid(db) for _ in range(8)}) == 1
+
+        async def statement_names() -> set[str]:
+            async with transaction(db.writer) as session:
+                rows = await session.execute(text("SELECT name FROM pg_prepared_statements"))
+                return {name for (name,) in rows}
+
+        distinct = 300  # IN lists of 1 to 300 keys
+
+        async def every_length() -> None:
+            async with transaction(db.writer) as session:
+                for n in range(1, distinct + 1):
+                    await session.execute(IN_LIST, {"keys": [str(k) for k in range(n)]})
+
+        await every_length()
+        first = await statement_names()
+        await every_length()
+        assert len(first) > distinct
+        assert await statement_names() == first  # the second pass prepared nothing anew
     finally:
         await db.dispose()
         await drop()
