@@ -25,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from shared.db.database import Database, utcnow
 from shared.db.leases import Lease
@@ -80,6 +81,23 @@ class OutboxRelay:
         self._unmarked: list[int] = []  # the marker's queue
         self._published: set[int] = set()  # published, their mark not yet committed
         self._marker: asyncio.Task[None] | None = None
+        # Built once: the relay reads after nearly every commit, and building a statement and
+        # its cache key cost more than running it.
+        outbox = self.outbox
+        pending = (
+            select(outbox.c.seq, outbox.c.event_id, outbox.c.subject, outbox.c.body)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.seq)
+            .limit(batch)
+        )
+        self._pending = pending
+        self._pending_skipping = pending.where(outbox.c.seq.not_in(bindparam("skip", expanding=True)))
+        self._pending_after = pending.where(outbox.c.seq > bindparam("after"))
+        self._mark = (
+            update(outbox)
+            .where(outbox.c.seq.in_(bindparam("seqs", expanding=True)))
+            .values(published_at=bindparam("now"), attempts=outbox.c.attempts + 1)
+        )
 
     def notify(self) -> None:
         self._wake.set()
@@ -126,18 +144,15 @@ class OutboxRelay:
         if not self.lease.held:  # checked before each batch: another replica may publish now
             return 0
         published = self._published
-        query = (
-            select(self.outbox.c.seq, self.outbox.c.event_id, self.outbox.c.subject, self.outbox.c.body)
-            .where(self.outbox.c.published_at.is_(None))
-            .order_by(self.outbox.c.seq)
-            .limit(self.batch)
-        )
+        params: dict[str, Any]
         if len(published) > SKIP_LIMIT:  # a long backlog of marks: read on past them, for now
-            query = query.where(self.outbox.c.seq > max(published))
+            query, params = self._pending_after, {"after": max(published)}
         elif published:
-            query = query.where(self.outbox.c.seq.not_in(list(published)))
+            query, params = self._pending_skipping, {"skip": list(published)}
+        else:
+            query, params = self._pending, {}
         async with self.db.reader() as session:
-            rows = (await session.execute(query)).all()
+            rows = (await session.execute(query, params)).all()
         if not rows:
             if self._marker is not None and self._marker.done():
                 await self.marked()  # raises the marker's failure, if it failed
@@ -180,11 +195,7 @@ class OutboxRelay:
             try:
                 async with self.db.writer() as session, session.begin():
                     for start in range(0, len(seqs), MARK_CHUNK):
-                        await session.execute(
-                            update(self.outbox)
-                            .where(self.outbox.c.seq.in_(seqs[start : start + MARK_CHUNK]))
-                            .values(published_at=utcnow(), attempts=self.outbox.c.attempts + 1)
-                        )
+                        await session.execute(self._mark, {"seqs": seqs[start : start + MARK_CHUNK], "now": utcnow()})
             finally:  # marked, or (the write failed) to be read and published again
                 self._published.difference_update(seqs)
 
