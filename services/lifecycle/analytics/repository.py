@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select
+from sqlalchemy import Delete, Row, Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle.analytics.models import PurchaseMonth
@@ -19,10 +20,19 @@ _transitions = StageTransition.__table__
 COLUMNS = ("customer_id", "month", "cohort", "purchases", "first_at")
 
 
+@cache
+def _months_of(dialect: str) -> tuple[Select[Any], Delete]:
+    """Built once per dialect: every micro-batch of purchases reads and rewrites its customers'
+    months (building a statement and its cache key cost more than running it)."""
+
+    ids = one_of(_months.c.customer_id, dialect)
+    return select(_months).where(ids), delete(_months).where(ids)
+
+
 async def months_of(session: AsyncSession, customer_ids: Sequence[str]) -> list[dict[str, Any]]:
     if not customer_ids:
         return []
-    query = select(_months).where(one_of(_months.c.customer_id, dialect_name(session)))
+    query = _months_of(dialect_name(session))[0]
     return [dict(row) for row in (await session.execute(query, {"ids": list(customer_ids)})).mappings()]
 
 
@@ -31,8 +41,7 @@ async def replace_months(session: AsyncSession, customer_ids: Sequence[str], row
 
     if not customer_ids:
         return
-    query = delete(_months).where(one_of(_months.c.customer_id, dialect_name(session)))
-    await session.execute(query, {"ids": list(customer_ids)})
+    await session.execute(_months_of(dialect_name(session))[1], {"ids": list(customer_ids)})
     await bulk_insert(session, _months, COLUMNS, [tuple(row[c] for c in COLUMNS) for row in rows])
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.lifecycle.loyalty.models import (
@@ -16,23 +17,60 @@ from services.lifecycle.loyalty.models import (
     LoyaltyRedemption,
     LoyaltyReward,
 )
-from shared.db.bulk import bulk_upsert
+from shared.db.bulk import bulk_upsert, one_of
+from shared.db.database import dialect_name
 
 _programme = LoyaltyProgramme.__table__
 _accounts = LoyaltyAccount.__table__
 _entries = LoyaltyEntry.__table__
 _rewards = LoyaltyReward.__table__
 _redemptions = LoyaltyRedemption.__table__
+_INSERT_ACCOUNTS = _accounts.insert()
+_INSERT_ENTRIES = _entries.insert()
 
 # The kinds of entries that are lots (bring points in that can be spent, taken back, expire).
 LOT_KINDS = ("earned", "credited")
+
+# The reads each micro-batch of purchases makes are built once per dialect (`_per_batch`):
+# building a statement and its cache key cost about twice what running it did.
+
+
+@cache
+def _per_batch(name: str, dialect: str) -> Select[Any]:
+    e = _entries
+    if name == "programme":
+        return select(_programme).where(_programme.c.id == 1)
+    if name == "accounts":
+        query = select(_accounts).where(one_of(_accounts.c.customer_id, dialect)).order_by(_accounts.c.customer_id)
+        return query.with_for_update()
+    if name == "open_lots":
+        return select(e).where(one_of(e.c.customer_id, dialect), e.c.remaining > 0)
+    if name == "lots":
+        return select(e).where(one_of(e.c.entry_id, dialect))
+    if name == "purchase_lots":
+        return select(e).where(one_of(e.c.source_id, dialect), e.c.kind == "earned")
+    if name == "keys":
+        return select(e.c.source_key).where(one_of(e.c.source_key, dialect))
+    if name == "points_since":
+        return (
+            select(e.c.customer_id, func.sum(e.c.points - e.c.taken_back))
+            .where(one_of(e.c.customer_id, dialect), e.c.kind.in_(LOT_KINDS), e.c.at > bindparam("since"))
+            .group_by(e.c.customer_id)
+        )
+    if name == "redemptions":
+        return select(_redemptions).where(one_of(_redemptions.c.redemption_id, dialect))
+    raise LookupError(name)
+
+
+async def _read(session: AsyncSession, name: str, ids: list[str], **params: Any) -> Any:
+    return await session.execute(_per_batch(name, dialect_name(session)), {"ids": ids, **params})
 
 
 # --- the programme ---------------------------------------------------------------------
 
 
 async def read_programme(session: AsyncSession, *, lock: bool = False) -> dict[str, Any] | None:
-    query = select(_programme).where(_programme.c.id == 1)
+    query = _per_batch("programme", dialect_name(session))
     if lock:
         query = query.with_for_update()
     row = (await session.execute(query)).mappings().first()
@@ -55,8 +93,7 @@ async def lock_accounts(session: AsyncSession, customer_ids: Iterable[str]) -> d
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    query = select(_accounts).where(_accounts.c.customer_id.in_(ids)).order_by(_accounts.c.customer_id)
-    rows = await session.execute(query.with_for_update())
+    rows = await _read(session, "accounts", ids)
     return {row["customer_id"]: dict(row) for row in rows.mappings()}
 
 
@@ -83,7 +120,7 @@ async def accounts_after(session: AsyncSession, after_id: str | None, limit: int
 
 async def insert_accounts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(_accounts.insert(), rows)
+        await session.execute(_INSERT_ACCOUNTS, rows)
 
 
 _UPDATE_ACCOUNT = (
@@ -122,16 +159,14 @@ async def open_lots(session: AsyncSession, customer_ids: Iterable[str]) -> list[
     ids = sorted(set(customer_ids))
     if not ids:
         return []
-    query = select(_entries).where(_entries.c.customer_id.in_(ids), _entries.c.remaining > 0)
-    return [dict(row) for row in (await session.execute(query)).mappings()]
+    return [dict(row) for row in (await _read(session, "open_lots", ids)).mappings()]
 
 
 async def lots_by_id(session: AsyncSession, entry_ids: Iterable[str]) -> list[dict[str, Any]]:
     ids = sorted(set(entry_ids))
     if not ids:
         return []
-    query = select(_entries).where(_entries.c.entry_id.in_(ids))
-    return [dict(row) for row in (await session.execute(query)).mappings()]
+    return [dict(row) for row in (await _read(session, "lots", ids)).mappings()]
 
 
 async def purchase_lots(session: AsyncSession, transaction_ids: Iterable[str]) -> list[dict[str, Any]]:
@@ -140,21 +175,19 @@ async def purchase_lots(session: AsyncSession, transaction_ids: Iterable[str]) -
     ids = sorted(set(transaction_ids))
     if not ids:
         return []
-    query = select(_entries).where(_entries.c.source_id.in_(ids), _entries.c.kind == "earned")
-    return [dict(row) for row in (await session.execute(query)).mappings()]
+    return [dict(row) for row in (await _read(session, "purchase_lots", ids)).mappings()]
 
 
 async def existing_keys(session: AsyncSession, keys: Iterable[str]) -> set[str]:
     wanted = sorted(set(keys))
     if not wanted:
         return set()
-    rows = await session.execute(select(_entries.c.source_key).where(_entries.c.source_key.in_(wanted)))
-    return {key for (key,) in rows}
+    return {key for (key,) in await _read(session, "keys", wanted)}
 
 
 async def insert_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(_entries.insert(), rows)
+        await session.execute(_INSERT_ENTRIES, rows)
 
 
 _UPDATE_LOT = (
@@ -198,13 +231,7 @@ async def points_since(session: AsyncSession, customer_ids: Iterable[str], since
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    e = _entries
-    query = (
-        select(e.c.customer_id, func.sum(e.c.points - e.c.taken_back))
-        .where(e.c.customer_id.in_(ids), e.c.kind.in_(LOT_KINDS), e.c.at > since)
-        .group_by(e.c.customer_id)
-    )
-    return {cid: int(points or 0) for cid, points in await session.execute(query)}
+    return {cid: int(points or 0) for cid, points in await _read(session, "points_since", ids, since=since)}
 
 
 async def ledger_page(session: AsyncSession, customer_id: str, *, before_id: str | None, limit: int):
@@ -252,8 +279,7 @@ async def redemptions_by_id(session: AsyncSession, redemption_ids: Iterable[str]
     ids = sorted(set(redemption_ids))
     if not ids:
         return {}
-    query = select(_redemptions).where(_redemptions.c.redemption_id.in_(ids))
-    return {row["redemption_id"]: dict(row) for row in (await session.execute(query)).mappings()}
+    return {row["redemption_id"]: dict(row) for row in (await _read(session, "redemptions", ids)).mappings()}
 
 
 async def settle_redemption(session: AsyncSession, row: dict[str, Any]) -> None:

@@ -15,6 +15,8 @@ from shared.db.database import dialect_name, insert_ignoring
 _playbooks = Playbook.__table__
 _entries = PlaybookEntry.__table__
 _managers = AccountManager.__table__
+# Built once: read for every micro-batch of stage changes.
+_ENABLED = select(_playbooks).where(_playbooks.c.enabled.is_(True)).order_by(_playbooks.c.id)
 
 
 async def insert_playbook(session: AsyncSession, row: dict[str, Any]) -> None:
@@ -43,8 +45,7 @@ async def playbooks_page(session: AsyncSession, *, after_id: str | None, limit: 
 async def enabled_playbooks(session: AsyncSession) -> list[dict[str, Any]]:
     """Every enabled playbook (a handful: read once per micro-batch of stage changes)."""
 
-    query = select(_playbooks).where(_playbooks.c.enabled.is_(True)).order_by(_playbooks.c.id)
-    return [dict(row) for row in (await session.execute(query)).mappings()]
+    return [dict(row) for row in (await session.execute(_ENABLED)).mappings()]
 
 
 async def insert_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
