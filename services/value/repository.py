@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, bindparam, or_, select, update
+from sqlalchemy import CursorResult, Select, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.value.models import Offer, SuppressedCustomer
-from shared.db.database import insert_ignoring
+from shared.db.bulk import one_of
+from shared.db.database import dialect_name, insert_ignoring
 
 _offers = Offer.__table__
 _suppressed = SuppressedCustomer.__table__
+_INSERT_OFFERS = _offers.insert()
+
+
+@cache
+def _per_batch(name: str, dialect: str) -> Select[Any]:
+    """The reads each micro-batch of events makes, built once per dialect (building a
+    statement and its cache key cost more than running it)."""
+
+    if name == "with_automatic":
+        return select(_offers.c.customer_id).where(
+            one_of(_offers.c.customer_id, dialect), _offers.c.automatic_kind == bindparam("kind")
+        )
+    if name == "suppressed":
+        return select(_suppressed.c.customer_id).where(one_of(_suppressed.c.customer_id, dialect))
+    raise LookupError(name)
 
 
 async def automatic_offers_of(session: AsyncSession, customer_ids: list[str]):
@@ -35,14 +52,14 @@ async def move_offers(session: AsyncSession, *, merged_ids: list[str], survivor_
 
 async def insert_offers(session: AsyncSession, rows: list[dict]) -> None:
     if rows:
-        await session.execute(_offers.insert(), rows)
+        await session.execute(_INSERT_OFFERS, rows)
 
 
 async def customers_with_automatic(session: AsyncSession, customer_ids: set[str], kind: str) -> set[str]:
     if not customer_ids:
         return set()
     rows = await session.execute(
-        select(_offers.c.customer_id).where(_offers.c.customer_id.in_(customer_ids), _offers.c.automatic_kind == kind)
+        _per_batch("with_automatic", dialect_name(session)), {"ids": list(customer_ids), "kind": kind}
     )
     return set(rows.scalars())
 
@@ -110,5 +127,5 @@ async def add_suppressed(session: AsyncSession, customer_ids: list[str], since: 
 async def suppressed_among(session: AsyncSession, customer_ids: set[str]) -> set[str]:
     if not customer_ids:
         return set()
-    rows = await session.execute(select(_suppressed.c.customer_id).where(_suppressed.c.customer_id.in_(customer_ids)))
+    rows = await session.execute(_per_batch("suppressed", dialect_name(session)), {"ids": list(customer_ids)})
     return set(rows.scalars())
