@@ -18,6 +18,12 @@ ENTRIES = AuditEntry.__table__
 # ("audit_lo" in ASCII). SQLite needs none: the writer's BEGIN IMMEDIATE takes the
 # database's write lock before the head is read.
 CHAIN_LOCK = 0x61756469745F6C6F
+# Built once: every audited write appends (building a statement and its cache key cost more
+# than running it).
+_LOCK_CHAIN = text("SELECT pg_advisory_xact_lock(:key)")
+_HEAD = select(ENTRIES.c.seq, ENTRIES.c.hash).order_by(ENTRIES.c.seq.desc()).limit(1)
+_INSERT_ENTRIES = insert(ENTRIES)
+_INSERT_RESOURCES = insert(AuditResource.__table__)
 
 
 async def append(session: AsyncSession, entries: Sequence[dict[str, Any]]) -> tuple[int, str]:
@@ -28,10 +34,8 @@ async def append(session: AsyncSession, entries: Sequence[dict[str, Any]]) -> tu
     this one wrote (PostgreSQL reads committed rows afresh at each statement)."""
 
     if dialect_name(session) == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK})
-    head = (
-        await session.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1))
-    ).first()
+        await session.execute(_LOCK_CHAIN, {"key": CHAIN_LOCK})
+    head = (await session.execute(_HEAD)).first()
     seq, previous = (head.seq, head.hash) if head is not None else (0, GENESIS)
     rows: list[dict[str, Any]] = []
     index: list[dict[str, Any]] = []
@@ -41,9 +45,9 @@ async def append(session: AsyncSession, entries: Sequence[dict[str, Any]]) -> tu
         previous = row["hash"] = chain_hash(previous, row)
         rows.append(row)
         index.extend({"resource_id": resource, "seq": seq} for resource in row["resources"])
-    await session.execute(insert(ENTRIES), rows)
+    await session.execute(_INSERT_ENTRIES, rows)
     if index:
-        await session.execute(insert(AuditResource.__table__), index)
+        await session.execute(_INSERT_RESOURCES, index)
     return seq, previous
 
 
