@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.engage.communities.models import Community, CommunityMember, CommunityPost, HelpfulMark
 from services.engage.models import profiles
+from shared.db.bulk import one_of
+from shared.db.database import dialect_name
 
 _communities = Community.__table__
 _members = CommunityMember.__table__
@@ -56,10 +59,17 @@ async def communities_page(session: AsyncSession, *, after_id: str | None, limit
 async def automatic_communities(session: AsyncSession, scope_types: Collection[str]) -> list[Any]:
     """(id, scope_type, scope_value) of every community whose members follow these scopes."""
 
-    query = select(_communities.c.id, _communities.c.scope_type, _communities.c.scope_value).where(
-        _communities.c.scope_type.in_(list(scope_types))
-    )
-    return list((await session.execute(query)).all())
+    query = _automatic_communities(dialect_name(session))
+    return list((await session.execute(query, {"types": list(scope_types)})).all())
+
+
+@cache
+def _automatic_communities(dialect: str) -> Select[Any]:
+    """Built once per dialect: read for every micro-batch of scores and stage changes."""
+
+    columns = _communities.c
+    of_types = one_of(columns.scope_type, dialect, "types")
+    return select(columns.id, columns.scope_type, columns.scope_value).where(of_types)
 
 
 # --- members -----------------------------------------------------------------------

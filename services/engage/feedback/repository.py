@@ -27,11 +27,15 @@ async def surveys_page(session: AsyncSession, *, after: tuple[datetime, str] | N
     return list((await session.execute(query)).scalars())
 
 
+# Built once: read for every micro-batch of the events surveys may follow.
+_ACTIVE_SURVEYS = select(Survey).where(Survey.active.is_(True)).order_by(Survey.id)
+
+
 async def active_surveys_after(session: AsyncSession, event_types: set[str]) -> dict[str, list[Survey]]:
     """The active surveys whose rules name one of `event_types`, by type (surveys are few)."""
 
     found: dict[str, list[Survey]] = {}
-    for row in (await session.execute(select(Survey).where(Survey.active.is_(True)).order_by(Survey.id))).scalars():
+    for row in (await session.execute(_ACTIVE_SURVEYS)).scalars():
         for event_type in row.triggers:
             if event_type in event_types:
                 found.setdefault(event_type, []).append(row)

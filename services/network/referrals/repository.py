@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import Select, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.network.referrals.models import Referral, ReferralProgramme
+from shared.db.bulk import one_of
+from shared.db.database import dialect_name
 
 _referrals = Referral.__table__
 _programme = ReferralProgramme.__table__
@@ -35,8 +38,15 @@ async def pending_of(session: AsyncSession, referred_ids: list[str]) -> dict[str
 
     if not referred_ids:
         return {}
-    query = select(_referrals).where(_referrals.c.referred_id.in_(referred_ids), _referrals.c.status == "pending")
-    return {row["referred_id"]: dict(row) for row in (await session.execute(query)).mappings()}
+    rows = await session.execute(_pending_of(dialect_name(session)), {"ids": referred_ids})
+    return {row["referred_id"]: dict(row) for row in rows.mappings()}
+
+
+@cache
+def _pending_of(dialect: str) -> Select[Any]:
+    """Built once per dialect: read for every micro-batch of purchases."""
+
+    return select(_referrals).where(one_of(_referrals.c.referred_id, dialect), _referrals.c.status == "pending")
 
 
 async def referrals_touching(session: AsyncSession, customer_ids: list[str]):
