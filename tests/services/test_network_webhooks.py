@@ -303,17 +303,10 @@ async def test_a_delivery_cut_short_before_it_ran_gives_its_message_back_at_once
 
     import nats
 
-    from services.network.webhooks.delivery import Snapshot, Worker
-    from services.network.webhooks.models import WebhookSubscription
-
     identify = await suite.start("identify")
     network = await start_network(suite)
-    dispatcher = network.runtime.state.webhooks
     async with Receiver() as receiver:
-        made = await subscribe(network, receiver.url("/hook"))
-        paused = await network.client.patch(f"/v1/webhooks/{made['id']}", json={"enabled": False})
-        assert paused.status_code == 200, paused.text
-        await wait_until(lambda: made["id"] not in dispatcher.workers, what="its worker stopped")
+        made = await _paused(network, receiver)
         await customer(identify, "waiting")
 
         nc = await nats.connect(suite.nats.url)
@@ -322,9 +315,7 @@ async def test_a_delivery_cut_short_before_it_ran_gives_its_message_back_at_once
             consumer = f"network-webhook-{made['id']}"
             pull = await js.pull_subscribe_bind(consumer, stream="CRM")
             [msg] = await pull.fetch(1, timeout=10)
-            async with network.runtime.db.reader() as session:
-                row = await session.get(WebhookSubscription, made["id"])
-            worker = Worker(dispatcher, Snapshot.of(row))
+            worker = await _worker_of(network, made)
             worker.spawn(msg)
             await worker.stop()  # before the delivery's task was ever scheduled
 
@@ -345,19 +336,10 @@ async def test_a_pull_loop_closed_without_its_event_loop_closes_quietly(suite):
 
     import threading
 
-    from services.network.webhooks.delivery import Snapshot, Worker
-    from services.network.webhooks.models import WebhookSubscription
-
     network = await start_network(suite)
-    dispatcher = network.runtime.state.webhooks
     async with Receiver() as receiver:
-        made = await subscribe(network, receiver.url("/hook"))
-        paused = await network.client.patch(f"/v1/webhooks/{made['id']}", json={"enabled": False})
-        assert paused.status_code == 200, paused.text
-        await wait_until(lambda: made["id"] not in dispatcher.workers, what="its worker stopped")
-        async with network.runtime.db.reader() as session:
-            row = await session.get(WebhookSubscription, made["id"])
-        worker = Worker(dispatcher, Snapshot.of(row))
+        made = await _paused(network, receiver)
+        worker = await _worker_of(network, made)
         free = worker.free
         task = asyncio.create_task(worker.pull(f"network-webhook-{made['id']}", replay=False))
         await wait_until(lambda: worker.free < free, what="its pull request open")
@@ -380,6 +362,28 @@ async def test_a_pull_loop_closed_without_its_event_loop_closes_quietly(suite):
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await worker.client.close()
+
+
+async def _paused(network, receiver) -> dict:
+    """A subscription made and disabled, its worker stopped: its consumer stays, nobody pulls it."""
+
+    made = await subscribe(network, receiver.url("/hook"))
+    paused = await network.client.patch(f"/v1/webhooks/{made['id']}", json={"enabled": False})
+    assert paused.status_code == 200, paused.text
+    dispatcher = network.runtime.state.webhooks
+    await wait_until(lambda: made["id"] not in dispatcher.workers, what="its worker stopped")
+    return made
+
+
+async def _worker_of(network, made: dict):
+    """A worker of the subscription's own, outside the dispatcher (which left it stopped)."""
+
+    from services.network.webhooks.delivery import Snapshot, Worker
+    from services.network.webhooks.models import WebhookSubscription
+
+    async with network.runtime.db.reader() as session:
+        row = await session.get(WebhookSubscription, made["id"])
+    return Worker(network.runtime.state.webhooks, Snapshot.of(row))
 
 
 async def _disabled(network, webhook_id: str) -> dict | None:
