@@ -19,17 +19,18 @@ _INSERT_OFFERS = _offers.insert()
 
 
 @cache
-def _per_batch(name: str, dialect: str) -> Select[Any]:
-    """The reads each micro-batch of events makes, built once per dialect (building a
+def _with_automatic(dialect: str) -> Select[Any]:
+    """Built once per dialect, as the next: read for every micro-batch of events (building a
     statement and its cache key cost more than running it)."""
 
-    if name == "with_automatic":
-        return select(_offers.c.customer_id).where(
-            one_of(_offers.c.customer_id, dialect), _offers.c.automatic_kind == bindparam("kind")
-        )
-    if name == "suppressed":
-        return select(_suppressed.c.customer_id).where(one_of(_suppressed.c.customer_id, dialect))
-    raise LookupError(name)
+    return select(_offers.c.customer_id).where(
+        one_of(_offers.c.customer_id, dialect), _offers.c.automatic_kind == bindparam("kind")
+    )
+
+
+@cache
+def _suppressed_of(dialect: str) -> Select[Any]:
+    return select(_suppressed.c.customer_id).where(one_of(_suppressed.c.customer_id, dialect))
 
 
 async def automatic_offers_of(session: AsyncSession, customer_ids: list[str]):
@@ -58,9 +59,7 @@ async def insert_offers(session: AsyncSession, rows: list[dict]) -> None:
 async def customers_with_automatic(session: AsyncSession, customer_ids: set[str], kind: str) -> set[str]:
     if not customer_ids:
         return set()
-    rows = await session.execute(
-        _per_batch("with_automatic", dialect_name(session)), {"ids": list(customer_ids), "kind": kind}
-    )
+    rows = await session.execute(_with_automatic(dialect_name(session)), {"ids": list(customer_ids), "kind": kind})
     return set(rows.scalars())
 
 
@@ -127,5 +126,5 @@ async def add_suppressed(session: AsyncSession, customer_ids: list[str], since: 
 async def suppressed_among(session: AsyncSession, customer_ids: set[str]) -> set[str]:
     if not customer_ids:
         return set()
-    rows = await session.execute(_per_batch("suppressed", dialect_name(session)), {"ids": list(customer_ids)})
+    rows = await session.execute(_suppressed_of(dialect_name(session)), {"ids": list(customer_ids)})
     return set(rows.scalars())

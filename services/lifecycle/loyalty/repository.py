@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -31,46 +31,64 @@ _INSERT_ENTRIES = _entries.insert()
 # The kinds of entries that are lots (bring points in that can be spent, taken back, expire).
 LOT_KINDS = ("earned", "credited")
 
-# The reads each micro-batch of purchases makes are built once per dialect (`_per_batch`):
-# building a statement and its cache key cost about twice what running it did.
+# The reads each micro-batch of purchases makes are built once (per dialect where they take a
+# list of keys, `one_of`): building a statement and its cache key cost about twice what
+# running it did.
+_PROGRAMME = select(_programme).where(_programme.c.id == 1)
 
 
 @cache
-def _per_batch(name: str, dialect: str) -> Select[Any]:
+def _accounts_of(dialect: str) -> Select[Any]:
+    query = select(_accounts).where(one_of(_accounts.c.customer_id, dialect)).order_by(_accounts.c.customer_id)
+    return query.with_for_update()
+
+
+@cache
+def _open_lots_of(dialect: str) -> Select[Any]:
+    return select(_entries).where(one_of(_entries.c.customer_id, dialect), _entries.c.remaining > 0)
+
+
+@cache
+def _lots(dialect: str) -> Select[Any]:
+    return select(_entries).where(one_of(_entries.c.entry_id, dialect))
+
+
+@cache
+def _purchase_lots(dialect: str) -> Select[Any]:
+    return select(_entries).where(one_of(_entries.c.source_id, dialect), _entries.c.kind == "earned")
+
+
+@cache
+def _keys(dialect: str) -> Select[Any]:
+    return select(_entries.c.source_key).where(one_of(_entries.c.source_key, dialect))
+
+
+@cache
+def _points_since(dialect: str) -> Select[Any]:
     e = _entries
-    if name == "programme":
-        return select(_programme).where(_programme.c.id == 1)
-    if name == "accounts":
-        query = select(_accounts).where(one_of(_accounts.c.customer_id, dialect)).order_by(_accounts.c.customer_id)
-        return query.with_for_update()
-    if name == "open_lots":
-        return select(e).where(one_of(e.c.customer_id, dialect), e.c.remaining > 0)
-    if name == "lots":
-        return select(e).where(one_of(e.c.entry_id, dialect))
-    if name == "purchase_lots":
-        return select(e).where(one_of(e.c.source_id, dialect), e.c.kind == "earned")
-    if name == "keys":
-        return select(e.c.source_key).where(one_of(e.c.source_key, dialect))
-    if name == "points_since":
-        return (
-            select(e.c.customer_id, func.sum(e.c.points - e.c.taken_back))
-            .where(one_of(e.c.customer_id, dialect), e.c.kind.in_(LOT_KINDS), e.c.at > bindparam("since"))
-            .group_by(e.c.customer_id)
-        )
-    if name == "redemptions":
-        return select(_redemptions).where(one_of(_redemptions.c.redemption_id, dialect))
-    raise LookupError(name)
+    return (
+        select(e.c.customer_id, func.sum(e.c.points - e.c.taken_back))
+        .where(one_of(e.c.customer_id, dialect), e.c.kind.in_(LOT_KINDS), e.c.at > bindparam("since"))
+        .group_by(e.c.customer_id)
+    )
 
 
-async def _read(session: AsyncSession, name: str, ids: list[str], **params: Any) -> Any:
-    return await session.execute(_per_batch(name, dialect_name(session)), {"ids": ids, **params})
+@cache
+def _redemptions_of(dialect: str) -> Select[Any]:
+    return select(_redemptions).where(one_of(_redemptions.c.redemption_id, dialect))
+
+
+async def _read(session: AsyncSession, statement: Callable[[str], Select[Any]], ids: list[str], **params: Any) -> Any:
+    """`statement`, built for the session's dialect, run with `ids` as its list of keys."""
+
+    return await session.execute(statement(dialect_name(session)), {"ids": ids, **params})
 
 
 # --- the programme ---------------------------------------------------------------------
 
 
 async def read_programme(session: AsyncSession, *, lock: bool = False) -> dict[str, Any] | None:
-    query = _per_batch("programme", dialect_name(session))
+    query = _PROGRAMME
     if lock:
         query = query.with_for_update()
     row = (await session.execute(query)).mappings().first()
@@ -93,7 +111,7 @@ async def lock_accounts(session: AsyncSession, customer_ids: Iterable[str]) -> d
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    rows = await _read(session, "accounts", ids)
+    rows = await _read(session, _accounts_of, ids)
     return {row["customer_id"]: dict(row) for row in rows.mappings()}
 
 
@@ -159,14 +177,14 @@ async def open_lots(session: AsyncSession, customer_ids: Iterable[str]) -> list[
     ids = sorted(set(customer_ids))
     if not ids:
         return []
-    return [dict(row) for row in (await _read(session, "open_lots", ids)).mappings()]
+    return [dict(row) for row in (await _read(session, _open_lots_of, ids)).mappings()]
 
 
 async def lots_by_id(session: AsyncSession, entry_ids: Iterable[str]) -> list[dict[str, Any]]:
     ids = sorted(set(entry_ids))
     if not ids:
         return []
-    return [dict(row) for row in (await _read(session, "lots", ids)).mappings()]
+    return [dict(row) for row in (await _read(session, _lots, ids)).mappings()]
 
 
 async def purchase_lots(session: AsyncSession, transaction_ids: Iterable[str]) -> list[dict[str, Any]]:
@@ -175,14 +193,14 @@ async def purchase_lots(session: AsyncSession, transaction_ids: Iterable[str]) -
     ids = sorted(set(transaction_ids))
     if not ids:
         return []
-    return [dict(row) for row in (await _read(session, "purchase_lots", ids)).mappings()]
+    return [dict(row) for row in (await _read(session, _purchase_lots, ids)).mappings()]
 
 
 async def existing_keys(session: AsyncSession, keys: Iterable[str]) -> set[str]:
     wanted = sorted(set(keys))
     if not wanted:
         return set()
-    return {key for (key,) in await _read(session, "keys", wanted)}
+    return {key for (key,) in await _read(session, _keys, wanted)}
 
 
 async def insert_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -231,7 +249,7 @@ async def points_since(session: AsyncSession, customer_ids: Iterable[str], since
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    return {cid: int(points or 0) for cid, points in await _read(session, "points_since", ids, since=since)}
+    return {cid: int(points or 0) for cid, points in await _read(session, _points_since, ids, since=since)}
 
 
 async def ledger_page(session: AsyncSession, customer_id: str, *, before_id: str | None, limit: int):
@@ -279,7 +297,7 @@ async def redemptions_by_id(session: AsyncSession, redemption_ids: Iterable[str]
     ids = sorted(set(redemption_ids))
     if not ids:
         return {}
-    return {row["redemption_id"]: dict(row) for row in (await _read(session, "redemptions", ids)).mappings()}
+    return {row["redemption_id"]: dict(row) for row in (await _read(session, _redemptions_of, ids)).mappings()}
 
 
 async def settle_redemption(session: AsyncSession, row: dict[str, Any]) -> None:
