@@ -128,7 +128,7 @@ SUITE_DIRS = ("tests/e2e/", "tests/contract/")
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """Under pytest-xdist (`make test TEST_WORKERS=2`), every test that starts a whole suite
+    """Under pytest-xdist (`make test` runs two workers), every test that starts a whole suite
     (tests/e2e, tests/contract) goes to one worker, in collection order: the e2e modules share
     one running suite, a module's own suite lives for the whole module, and two suites never run
     at once on two cores. The other worker takes the in-process tests meanwhile, one at a time.

@@ -457,11 +457,11 @@ class Worker:
             # What arrived but was not taken goes back at once (not after ack_wait), and so does
             # what the open pull request still brings until it expires.
             stopped = True
-            while not closed and not queue.empty():
-                msg = queue.get_nowait()
-                if JetStreamContext.is_status_msg(msg) is None:
-                    await _give_back(msg)
             if not closed:
+                while not queue.empty():
+                    msg = queue.get_nowait()
+                    if JetStreamContext.is_status_msg(msg) is None:
+                        await _give_back(msg)
                 _LINGERING.add(asyncio.create_task(_unsubscribe_later(subscription, expires + 1.0)))
 
     def _share(self) -> int:
