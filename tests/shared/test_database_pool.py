@@ -20,8 +20,11 @@ IN_LIST = text("SELECT 1 WHERE '0' IN :keys").bindparams(bindparam("keys", expan
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="PostgreSQL's pool (VALUECHAIN_TEST_POSTGRES_URL)")
 
 
-async def _backend_pid(db: Database) -> int:
+async def _backend_pid(db: Database, *, held_s: float = 0.0) -> int:
+    """The backend of the connection a write transaction gets, held `held_s` before it answers."""
+
     async with transaction(db.writer) as session:
+        await asyncio.sleep(held_s)
         return (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
 
 
@@ -64,13 +67,7 @@ async def test_the_connection_returned_last_is_taken_first_and_keeps_its_stateme
     url, drop = await make_database_url("pool", tmp_path)
     db = Database.connect(url, service="pool", pool_size=4, max_overflow=0)
     try:
-
-        async def held(seconds: float) -> int:
-            async with transaction(db.writer) as session:
-                await asyncio.sleep(seconds)
-                return (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-
-        assert len(set(await asyncio.gather(*(held(0.2) for _ in range(4))))) == 4
+        assert len(set(await asyncio.gather(*(_backend_pid(db, held_s=0.2) for _ in range(4))))) == 4
         assert len({await _backend_pid(db) for _ in range(8)}) == 1
 
         async def statement_names() -> set[str]:

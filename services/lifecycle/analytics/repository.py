@@ -21,18 +21,22 @@ COLUMNS = ("customer_id", "month", "cohort", "purchases", "first_at")
 
 
 @cache
-def _months_of(dialect: str) -> tuple[Select[Any], Delete]:
-    """Built once per dialect: every micro-batch of purchases reads and rewrites its customers'
-    months (building a statement and its cache key cost more than running it)."""
+def _months_of(dialect: str) -> Select[Any]:
+    """Built once per dialect, as the next: every micro-batch of purchases reads and rewrites
+    its customers' months (building a statement and its cache key cost more than running it)."""
 
-    ids = one_of(_months.c.customer_id, dialect)
-    return select(_months).where(ids), delete(_months).where(ids)
+    return select(_months).where(one_of(_months.c.customer_id, dialect))
+
+
+@cache
+def _delete_months_of(dialect: str) -> Delete:
+    return delete(_months).where(one_of(_months.c.customer_id, dialect))
 
 
 async def months_of(session: AsyncSession, customer_ids: Sequence[str]) -> list[dict[str, Any]]:
     if not customer_ids:
         return []
-    query = _months_of(dialect_name(session))[0]
+    query = _months_of(dialect_name(session))
     return [dict(row) for row in (await session.execute(query, {"ids": list(customer_ids)})).mappings()]
 
 
@@ -41,7 +45,7 @@ async def replace_months(session: AsyncSession, customer_ids: Sequence[str], row
 
     if not customer_ids:
         return
-    await session.execute(_months_of(dialect_name(session))[1], {"ids": list(customer_ids)})
+    await session.execute(_delete_months_of(dialect_name(session)), {"ids": list(customer_ids)})
     await bulk_insert(session, _months, COLUMNS, [tuple(row[c] for c in COLUMNS) for row in rows])
 
 
