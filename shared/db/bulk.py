@@ -29,7 +29,18 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, Dialect, Executable, LargeBinary, Table, TableClause, any_, bindparam, select
+from sqlalchemy import (
+    ColumnElement,
+    Dialect,
+    Executable,
+    LargeBinary,
+    Table,
+    TableClause,
+    all_,
+    any_,
+    bindparam,
+    select,
+)
 from sqlalchemy import column as column_clause
 from sqlalchemy import table as table_clause
 from sqlalchemy.exc import IntegrityError
@@ -266,6 +277,17 @@ def one_of(column: ColumnElement[Any], dialect: str, name: str = "ids") -> Colum
 
         return column == any_(bindparam(name, type_=ARRAY(column.type)))
     return column.in_(bindparam(name, expanding=True))
+
+
+def none_of(column: ColumnElement[Any], dialect: str, name: str = "ids") -> ColumnElement[bool]:
+    """`column` is none of the values of the list parameter `name`: `one_of`'s negation
+    (`<> ALL` of one array parameter on PostgreSQL, an expanding NOT IN on SQLite)."""
+
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column != all_(bindparam(name, type_=ARRAY(column.type)))
+    return column.not_in(bindparam(name, expanding=True))
 
 
 def key_chunks(values: Iterable[Any], dialect: str) -> Iterator[list[Any]]:

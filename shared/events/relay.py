@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 
+from shared.db.bulk import none_of
 from shared.db.database import Database, utcnow
 from shared.db.leases import Lease
 from shared.events.bus import Bus
@@ -91,7 +92,9 @@ class OutboxRelay:
             .limit(batch)
         )
         self._pending = pending
-        self._pending_skipping = pending.where(outbox.c.seq.not_in(bindparam("skip", expanding=True)))
+        # The seqs to skip in one array parameter on PostgreSQL: an IN list made a statement
+        # (and a prepared plan) for every length of the list.
+        self._pending_skipping = pending.where(none_of(outbox.c.seq, db.writer_engine.dialect.name, "skip"))
         self._pending_after = pending.where(outbox.c.seq > bindparam("after"))
         self._mark = (
             update(outbox)

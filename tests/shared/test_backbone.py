@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import nats
+import orjson
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from shared.db.uow import transaction
 from shared.events.envelope import make_event
@@ -197,6 +199,41 @@ async def test_the_outbox_relay_catches_up_after_being_down(suite):
     events = await wait_until(lambda: _n_events(suite.nats.url, 5), what="relay caught up")
     assert [e["data"]["id"] for e in events] == ids  # in commit order
     assert await relay.pending_count() == 0
+
+
+async def test_the_relay_reads_pending_rows_in_order_from_an_index_of_them_alone(suite):
+    """ix_outbox_unpublished holds only the rows not yet published, in seq order: the
+    relay's read walks it with no sort, and rows marked published are not in it."""
+
+    identify = await suite.start("identify")
+    relay, db = identify.runtime.relay, identify.runtime.db
+    relay.paused = True
+    outbox = db.info["messaging"].outbox
+    async with transaction(db.writer) as session:  # a history of rows published long ago
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+        old = [
+            {"event_id": f"old-{n}", "subject": "crm.x", "body": b"{}", "created_at": at, "published_at": at}
+            for n in range(5000)
+        ]
+        await session.execute(insert(outbox), old)
+    ids = [
+        (await identify.client.post("/v1/customers", json={"external_id": f"pending-{n}"})).json()["id"]
+        for n in range(3)
+    ]
+    dialect = db.writer_engine.dialect
+    sql = str(relay._pending.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    async with db.writer_engine.connect() as connection:
+        if dialect.name == "postgresql":
+            await connection.exec_driver_sql("ANALYZE outbox")  # as autovacuum keeps it
+            plan = [row[0] for row in await connection.exec_driver_sql("EXPLAIN " + sql)]
+            assert any("Index Scan using ix_outbox_unpublished" in line for line in plan), plan
+            assert not any("Sort" in line for line in plan), plan
+        else:
+            plan = [row[-1] for row in await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+            assert any("USING INDEX ix_outbox_unpublished" in line for line in plan), plan
+            assert not any("TEMP B-TREE" in line for line in plan), plan
+        rows = (await connection.execute(relay._pending)).all()
+    assert [orjson.loads(row.body)["data"]["id"] for row in rows] == ids
 
 
 async def test_runs_of_one_type_travel_bundled_and_are_published_one_by_one_in_order(suite):
