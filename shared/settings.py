@@ -147,11 +147,13 @@ class ServiceSettings(SuiteSettings):
     # Empty: SQLite in <var_dir>/<service>.db. 0: the service's port in SERVICE_PORTS.
     database_url: str = ""
     # PostgreSQL: the connections a service keeps open, and how many more a burst may open
-    # (each closed when it is returned). Opening one costs a server backend and asyncpg's type
-    # introspection: with 10 kept and 20 more, 200 purchases/s opened and closed connections
-    # all the time (docs/benchmarks.md). Each replica may hold up to the sum.
-    database_pool_size: int = Field(20, ge=1, le=1000)
-    database_max_overflow: int = Field(10, ge=0, le=1000)
+    # (each closed when it is returned). Opening one costs a server backend, asyncpg's type
+    # introspection and every statement prepared again: with 20 kept and 10 more, identify
+    # opened 339 connections in one latency bench (32 requests at once); with 30 kept and
+    # none more, the same at most, it opened 31 (docs/benchmarks.md). Each replica may hold
+    # up to the sum.
+    database_pool_size: int = Field(30, ge=1, le=1000)
+    database_max_overflow: int = Field(0, ge=0, le=1000)
     port: int = 0
     stream: str = "CRM"
     # The service's NATS password (its user is the service's name). No default: without it

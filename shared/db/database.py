@@ -259,7 +259,7 @@ class Database:
     info: dict[str, Any]
 
     @classmethod
-    def connect(cls, url: str, *, service: str, pool_size: int = 20, max_overflow: int = 10) -> Database:
+    def connect(cls, url: str, *, service: str, pool_size: int = 30, max_overflow: int = 0) -> Database:
         """`pool_size`, `max_overflow`: PostgreSQL's connections kept open, and how many more
         a burst may open (each closed again when returned; docs/operations.md)."""
 
