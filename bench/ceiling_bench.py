@@ -9,8 +9,9 @@ through their leases. Each step prints the CPU every process spent per write, wh
 the bottleneck is.
 
 Run: `.venv/bin/python -m bench.ceiling_bench [--replicas 1 2] [--rates 100 150 200 250 300 400]
-[--seconds 10] [--limit-ms 100]`; with VALUECHAIN_TEST_POSTGRES_URL each service gets a fresh
-PostgreSQL database (two replicas of a service need it or share its SQLite file).
+[--seconds 10] [--limit-ms 100] [--warm-up 5]` (latency_bench's warm-up, at the first rate);
+with VALUECHAIN_TEST_POSTGRES_URL each service gets a fresh PostgreSQL database (two replicas
+of a service need it or share its SQLite file).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench.latency_bench import percentiles, suite_latency
+from bench.latency_bench import percentiles, suite_latency, warm_up
 from tests.e2e.harness import RunningSuite, postgres_databases
 
 
@@ -32,6 +33,9 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[100, 150, 200, 250, 300, 400])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--limit-ms", type=float, default=100.0)
+    parser.add_argument(
+        "--warm-up", type=float, default=5.0, help="seconds of unmeasured purchases first (then ANALYZE on PostgreSQL)"
+    )
     args = parser.parse_args()
     rows = []
     for replicas in args.replicas:
@@ -39,6 +43,8 @@ def main() -> None:
         suite = RunningSuite(Path(tempfile.mkdtemp()) / "var", database_urls or None, replicas=replicas)
         suite.start()
         try:
+            if args.warm_up:
+                uvloop.run(warm_up(suite, args.rates[0], args.warm_up))
             for rate in args.rates:
                 latencies, lost = uvloop.run(suite_latency(suite, rate, int(rate * args.seconds)))
                 p = percentiles(latencies)
