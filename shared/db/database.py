@@ -257,6 +257,10 @@ class Database:
     writer: async_sessionmaker[AsyncSession]
     reader: async_sessionmaker[AsyncSession] | InlineSessionMaker
     info: dict[str, Any]
+    # For a read of one statement: on PostgreSQL in autocommit, so no BEGIN and ROLLBACK go
+    # round it (three round trips for one; the outbox relay reads after nearly every commit).
+    # Never for reads of several statements that must see one snapshot. SQLite: the reader.
+    one_statement_reader: async_sessionmaker[AsyncSession] | InlineSessionMaker
 
     @classmethod
     def connect(cls, url: str, *, service: str, pool_size: int = 30, max_overflow: int = 0) -> Database:
@@ -265,10 +269,11 @@ class Database:
 
         info: dict[str, Any] = {"service": service}
         reader: async_sessionmaker[AsyncSession] | InlineSessionMaker
+        one_statement_reader: async_sessionmaker[AsyncSession] | InlineSessionMaker
         if is_sqlite(url):
             _enable_wal(url)
             writer_engine = _sqlite_writer(url)
-            reader = InlineSessionMaker(_sqlite_reader(url), info)
+            reader = one_statement_reader = InlineSessionMaker(_sqlite_reader(url), info)
         else:
             writer_engine = create_async_engine(
                 _with_statement_cache(url),
@@ -280,8 +285,10 @@ class Database:
             )
             _ping_when_idle(writer_engine.sync_engine)
             reader = async_sessionmaker(writer_engine, expire_on_commit=False, info=info)
+            autocommit = writer_engine.execution_options(isolation_level="AUTOCOMMIT")
+            one_statement_reader = async_sessionmaker(autocommit, expire_on_commit=False, info=info)
         writer = async_sessionmaker(writer_engine, expire_on_commit=False, info=info)
-        return cls(url, writer_engine, writer, reader, info)
+        return cls(url, writer_engine, writer, reader, info, one_statement_reader)
 
     async def dispose(self) -> None:
         await self.writer_engine.dispose()

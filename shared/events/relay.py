@@ -154,7 +154,7 @@ class OutboxRelay:
             query, params = self._pending_skipping, {"skip": list(published)}
         else:
             query, params = self._pending, {}
-        async with self.db.reader() as session:
+        async with self.db.one_statement_reader() as session:
             rows = (await session.execute(query, params)).all()
         if not rows:
             if self._marker is not None and self._marker.done():

@@ -90,3 +90,29 @@ async def test_the_connection_returned_last_is_taken_first_and_keeps_its_stateme
     finally:
         await db.dispose()
         await drop()
+
+
+async def test_a_one_statement_read_runs_without_begin_and_a_read_session_within_one(tmp_path):
+    """one_statement_reader: each statement its own transaction (now() is each statement's
+    start), no BEGIN or ROLLBACK sent round it; the reader keeps one snapshot throughout.
+    Both share the writer's pool, and a connection the first used goes back to transactions."""
+
+    url, drop = await make_database_url("pool", tmp_path)
+    db = Database.connect(url, service="pool", pool_size=1, max_overflow=0)
+    starts = text("SELECT now()")
+    try:
+        async with db.one_statement_reader() as session:
+            first = (await session.execute(starts)).scalar_one()
+            await asyncio.sleep(0.01)
+            assert (await session.execute(starts)).scalar_one() > first
+        async with db.reader() as session:
+            first = (await session.execute(starts)).scalar_one()
+            await asyncio.sleep(0.01)
+            assert (await session.execute(starts)).scalar_one() == first
+        async with transaction(db.writer) as session:  # the same one connection, in a transaction again
+            assert (await session.execute(text("SELECT txid_current_if_assigned() IS NULL"))).scalar_one()
+            await session.execute(text("SELECT txid_current()"))
+            assert (await session.execute(text("SELECT txid_current_if_assigned() IS NOT NULL"))).scalar_one()
+    finally:
+        await db.dispose()
+        await drop()
