@@ -1,9 +1,11 @@
 """What one statement's round trip costs on PostgreSQL through SQLAlchemy and asyncpg,
 as the services run them: CPU of this process and of its server backend per statement.
 
-Three loops of `--statements` each on one pooled connection, a prepared one-row primary-key
-read: inside one transaction; each in a transaction of its own (BEGIN, the statement,
-COMMIT: three round trips); and each in a transaction with a one-row insert besides. With
+A prepared one-row primary-key read, `--statements` times on one pooled connection, inside
+one transaction and each in a transaction of its own (BEGIN, the statement, COMMIT: three
+round trips), through each layer the services can use: an AsyncSession (the services'
+statements), its connection's `exec_driver_sql` (the bulk helpers, shared/db/bulk.py), and
+the asyncpg connection itself. With
 the number of statements the suite runs per purchase (pg_stat_statements in the latency
 bench, docs/benchmarks.md) it gives the part of the CPU per purchase that is the round
 trips themselves, whatever the statements do.
@@ -38,32 +40,59 @@ def backend_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / HZ
 
 
+READ_SQL = "SELECT things.id, things.name FROM things WHERE things.id = $1::INTEGER"
+
+
 async def measure(db: Database, statements: int) -> None:
     async with db.writer() as session, session.begin():
         await session.run_sync(lambda s: metadata.create_all(s.connection()))
         await session.execute(insert_one, [{"id": i, "name": f"thing {i}"} for i in range(1000)])
 
-    async def loop(kind: str) -> tuple[float, float]:
+    async def loop(path: str, each: bool) -> tuple[float, float]:
+        """µs of CPU per statement, this process's and its backend's."""
+
         async with db.writer() as session:
             pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
             await session.commit()
+            connection = await session.connection()
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None, "an asyncpg connection"
+            await session.commit()
+
+            async def one(i: int) -> None:
+                if path == "AsyncSession.execute":
+                    await session.execute(read_one, {"id": i % 1000})
+                elif path == "AsyncConnection.exec_driver_sql":
+                    await (await session.connection()).exec_driver_sql(READ_SQL, (i % 1000,))
+                else:
+                    await driver.fetch(READ_SQL, i % 1000)
+
             mine, theirs = time.process_time(), backend_cpu(pid)
-            if kind == "in one transaction":
-                async with session.begin():
+            if path == "asyncpg":
+                if each:
                     for i in range(statements):
-                        await session.execute(read_one, {"id": i % 1000})
-            else:
+                        async with driver.transaction():
+                            await one(i)
+                else:
+                    async with driver.transaction():
+                        for i in range(statements):
+                            await one(i)
+            elif each:
                 for i in range(statements):
                     async with session.begin():
-                        await session.execute(read_one, {"id": i % 1000})
-                        if kind == "a transaction each, with an insert":
-                            await session.execute(insert_one, {"id": 1000 + i, "name": "new"})
+                        await one(i)
+            else:
+                async with session.begin():
+                    for i in range(statements):
+                        await one(i)
             return (time.process_time() - mine) / statements * 1e6, (backend_cpu(pid) - theirs) / statements * 1e6
 
-    print(f"{statements} statements each; µs of CPU per statement (this process / its server backend)")
-    for kind in ("in one transaction", "a transaction each", "a transaction each, with an insert"):
-        client, server = await loop(kind)
-        print(f"  {kind:38s} client {client:6.1f}  server {server:6.1f}")
+    print(f"{statements} statements each; µs of CPU per statement, client / server")
+    print("| path | in one transaction | a transaction each (BEGIN, statement, COMMIT) |")
+    print("|---|---|---|")
+    for path in ("AsyncSession.execute", "AsyncConnection.exec_driver_sql", "asyncpg"):
+        together, each = await loop(path, False), await loop(path, True)
+        print(f"| {path} | {together[0]:.0f} / {together[1]:.0f} | {each[0]:.0f} / {each[1]:.0f} |")
 
 
 async def main() -> None:
