@@ -238,9 +238,14 @@ def nats_stub(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def dead_url():
-    """An http URL where nothing listens."""
+    """An http URL where nothing listens, for the whole session: its port stays bound (not
+    listening, so a connection is refused), so no other process can take it meanwhile. A
+    port merely found free once was taken by the other xdist worker's suite, and the
+    "dead" service answered (401, 200 from /readyz)."""
 
-    return f"http://127.0.0.1:{free_port()}"
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{held.getsockname()[1]}"
 
 
 def gateway_settings(stand_ins: dict[str, StandIn], nats: NatsServer, tmp_dir, **overrides) -> GatewaySettings:
