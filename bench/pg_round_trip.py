@@ -67,22 +67,14 @@ async def measure(db: Database, statements: int) -> None:
                 else:
                     await driver.fetch(READ_SQL, i % 1000)
 
+            begin = driver.transaction if path == "asyncpg" else session.begin
             mine, theirs = time.process_time(), backend_cpu(pid)
-            if path == "asyncpg":
-                if each:
-                    for i in range(statements):
-                        async with driver.transaction():
-                            await one(i)
-                else:
-                    async with driver.transaction():
-                        for i in range(statements):
-                            await one(i)
-            elif each:
+            if each:
                 for i in range(statements):
-                    async with session.begin():
+                    async with begin():
                         await one(i)
             else:
-                async with session.begin():
+                async with begin():
                     for i in range(statements):
                         await one(i)
             return (time.process_time() - mine) / statements * 1e6, (backend_cpu(pid) - theirs) / statements * 1e6
