@@ -5,10 +5,9 @@ A prepared one-row primary-key read, `--statements` times on one pooled connecti
 one transaction and each in a transaction of its own (BEGIN, the statement, COMMIT: three
 round trips), through each layer the services can use: an AsyncSession (the services'
 statements), its connection's `exec_driver_sql` (the bulk helpers, shared/db/bulk.py), and
-the asyncpg connection itself. With
-the number of statements the suite runs per purchase (pg_stat_statements in the latency
-bench, docs/benchmarks.md) it gives the part of the CPU per purchase that is the round
-trips themselves, whatever the statements do.
+the asyncpg connection itself. With the number of statements the suite runs per purchase
+(pg_stat_statements in the latency bench, docs/benchmarks.md) it gives the part of the CPU
+per purchase that is the round trips themselves, whatever the statements do.
 
 Run: `VALUECHAIN_TEST_POSTGRES_URL=postgresql+asyncpg://…/postgres
 .venv/bin/python -m bench.pg_round_trip [--statements 5000]`

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 
-from shared.db.bulk import none_of
+from shared.db.bulk import key_chunks, none_of, one_of
 from shared.db.database import Database, utcnow
 from shared.db.leases import Lease
 from shared.events.bus import Bus
@@ -39,7 +39,6 @@ from shared.observability.metrics import Metrics
 
 log = logging.getLogger("valuechain.relay")
 
-MARK_CHUNK = 1000  # seqs per UPDATE … IN (…): well under every driver's parameter limit
 # Published rows awaiting their mark that a read skips by name (NOT IN); past this many it
 # reads after the last of them instead, and goes back for any row committed late once the
 # marks caught up.
@@ -92,13 +91,14 @@ class OutboxRelay:
             .limit(batch)
         )
         self._pending = pending
-        # The seqs to skip in one array parameter on PostgreSQL: an IN list made a statement
-        # (and a prepared plan) for every length of the list.
-        self._pending_skipping = pending.where(none_of(outbox.c.seq, db.writer_engine.dialect.name, "skip"))
+        # The seqs to skip and to mark in one array parameter on PostgreSQL: an IN list made a
+        # statement (and a prepared plan) for every length of the list.
+        self._dialect = db.writer_engine.dialect.name
+        self._pending_skipping = pending.where(none_of(outbox.c.seq, self._dialect, "skip"))
         self._pending_after = pending.where(outbox.c.seq > bindparam("after"))
         self._mark = (
             update(outbox)
-            .where(outbox.c.seq.in_(bindparam("seqs", expanding=True)))
+            .where(one_of(outbox.c.seq, self._dialect, "seqs"))
             .values(published_at=bindparam("now"), attempts=outbox.c.attempts + 1)
         )
 
@@ -197,8 +197,8 @@ class OutboxRelay:
             seqs, self._unmarked = self._unmarked, []
             try:
                 async with self.db.writer() as session, session.begin():
-                    for start in range(0, len(seqs), MARK_CHUNK):
-                        await session.execute(self._mark, {"seqs": seqs[start : start + MARK_CHUNK], "now": utcnow()})
+                    for chunk in key_chunks(seqs, self._dialect):
+                        await session.execute(self._mark, {"seqs": chunk, "now": utcnow()})
             finally:  # marked, or (the write failed) to be read and published again
                 self._published.difference_update(seqs)
 
