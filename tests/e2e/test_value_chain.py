@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 import httpx
 import nats
@@ -231,10 +232,21 @@ async def test_a_service_that_dies_is_restarted(running_suite):
     # Killed with events in hand, lifecycle takes its consumer back only after their ack wait
     # (30 s), so that each customer's events stay in order (docs/architecture.md, "Replicas:
     # leases, not partitions"; tests/shared/test_leases.py). This test is about the restart:
-    # it kills a lifecycle that has caught up with what earlier tests sent.
-    await wait_until(
-        lambda: _consumer_idle(running_suite, "lifecycle-events"), timeout=60, interval=0.2, what="lifecycle idle"
-    )
+    # it kills a lifecycle that has caught up with what earlier tests sent, and stayed so for a
+    # second: idle at one check, it once had an event in hand by the kill a moment later (a
+    # full run's earlier modules still trickle events in), and its successor waited out the
+    # ack wait, past this test's 15 s.
+    idle_since: float | None = None
+
+    async def caught_up() -> bool:
+        nonlocal idle_since
+        if not await _consumer_idle(running_suite, "lifecycle-events"):
+            idle_since = None
+            return False
+        idle_since = idle_since or time.monotonic()
+        return time.monotonic() - idle_since >= 1.0
+
+    await wait_until(caught_up, timeout=60, interval=0.2, what="lifecycle idle for a second")
     port = running_suite.ports["lifecycle"]
     pids = _pids_serving(port)
     assert pids, "lifecycle is not running"
