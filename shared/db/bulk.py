@@ -5,7 +5,9 @@ parameter handling as in the database itself, and on PostgreSQL an executemany i
 a round of the protocol per row. `bulk_insert` skips both:
 
 - PostgreSQL: `COPY … FROM STDIN` (asyncpg's binary `copy_records_to_table`) inside
-  the session's transaction, the same work as PostgreSQL's own COPY of the rows;
+  the session's transaction, the same work as PostgreSQL's own COPY of the rows; fewer
+  than COPY_FROM_ROWS rows go straight to asyncpg (shared/db/driver.py) as one INSERT from
+  an array per column (shared/db/unnest.py);
 - SQLite: one `executemany` of driver-ready tuples.
 
 Values go through each column's own SQLAlchemy bind processor first (a value that
@@ -14,7 +16,8 @@ are exactly those `session.execute(insert(table), dicts)` stores. A clash with a
 unique key raises SQLAlchemy's `IntegrityError`, as `session.execute` would.
 
 `bulk_execute` does the same for any statement run once per row (an upsert, an
-UPDATE by key). On PostgreSQL that is still a protocol round per row, so
+UPDATE by key). On PostgreSQL an UPDATE is still an execution per row (an INSERT or
+upsert of cast values becomes one from arrays, as above), so for many rows
 `bulk_upsert` and `stage` go set-based there instead: the rows are COPied into a
 temporary table shaped like the target's columns (emptied at commit) and one
 statement reads them from it.
@@ -47,6 +50,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.db.database import dialect_insert, dialect_name
+from shared.db.driver import executemany, pg_connection
 
 COPY_FROM_ROWS = 100  # PostgreSQL: fewer rows than this go as an executemany of an INSERT
 IN_CHUNK = 1000  # IN lists are cut to this many values: well under every driver's parameter limit
@@ -63,11 +67,11 @@ async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str
     conn = await session.connection()
     dialect = conn.dialect
     rows = _driver_values(rows, _processors(table, tuple(columns), dialect))
-    if dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS:
-        # The session's transaction begins at its first statement; make sure it has,
-        # so the COPY is part of it.
-        await conn.exec_driver_sql("SELECT 1")
+    driver = await pg_connection(conn)  # its transaction begun, so the COPY is part of it
+    if driver is not None and len(rows) >= COPY_FROM_ROWS:
         await _copy(conn, table, columns, rows)
+    elif driver is not None:
+        await executemany(driver, _insert_sql(table, tuple(columns), dialect), rows)
     else:
         await conn.exec_driver_sql(_insert_sql(table, tuple(columns), dialect), rows)
 
@@ -77,8 +81,8 @@ def _insert_sql(table: Table, columns: tuple[str, ...], dialect: Dialect) -> str
     quote = dialect.identifier_preparer.quote
     if dialect.paramstyle == "qmark":
         marks = ", ".join("?" * len(columns))
-    elif dialect.paramstyle == "numeric_dollar":
-        marks = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+    elif dialect.paramstyle == "numeric_dollar":  # asyncpg: cast as SQLAlchemy casts, for unnest.plan
+        marks = ", ".join(f"${n}::{table.c[name].type.compile(dialect)}" for n, name in enumerate(columns, 1))
     else:  # format / pyformat drivers
         marks = ", ".join(["%s"] * len(columns))
     return f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)}) VALUES ({marks})"
@@ -158,7 +162,11 @@ async def bulk_execute(session: AsyncSession, statement: Executable, rows: list[
         values = list(map(_getter(tuple(key for key, _ in sources)), rows))
     else:  # the statement's own constants (a LIMIT) sit between the rows' values
         values = [tuple(constant if key is None else row[key] for key, constant in sources) for row in rows]
-    await conn.exec_driver_sql(sql, _driver_values(values, processors))
+    driver = await pg_connection(conn)
+    if driver is not None:
+        await executemany(driver, sql, _driver_values(values, processors))
+    else:
+        await conn.exec_driver_sql(sql, _driver_values(values, processors))
 
 
 @lru_cache(maxsize=256)

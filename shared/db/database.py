@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 from sqlalchemy.types import DateTime, TypeDecorator
 
+from shared.db import unnest
 from shared.db.sqlite_inline import inline_creator
 
 if TYPE_CHECKING:
@@ -233,6 +234,20 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError(f"idle connection failed its ping: {exc!r}") from exc
 
 
+def _executemany_as_one_statement(engine: Engine) -> None:
+    """An INSERT executemany of SQLAlchemy's (`session.execute(insert, rows)`) as one statement
+    of arrays, where shared/db/unnest.py has its form: one execution on the server, not one
+    per row."""
+
+    @event.listens_for(engine, "do_executemany")
+    def _many(cursor: Any, statement: str, parameters: Any, _context: Any) -> bool:
+        one_statement = unnest.plan(statement) if len(parameters) > 1 else None
+        if one_statement is None or not one_statement.fits(parameters):
+            return False  # SQLAlchemy's own executemany
+        cursor.execute(one_statement.sql, one_statement.arrays(parameters))
+        return True
+
+
 STATEMENT_CACHE = 1000
 
 
@@ -284,6 +299,7 @@ class Database:
                 pool_use_lifo=True,
             )
             _ping_when_idle(writer_engine.sync_engine)
+            _executemany_as_one_statement(writer_engine.sync_engine)
             reader = async_sessionmaker(writer_engine, expire_on_commit=False, info=info)
             autocommit = writer_engine.execution_options(isolation_level="AUTOCOMMIT")
             one_statement_reader = async_sessionmaker(autocommit, expire_on_commit=False, info=info)
