@@ -27,7 +27,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
+    func,
     insert,
+    select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -193,14 +196,38 @@ async def claim_handled(session: AsyncSession, pairs: list[tuple[str, str]], at:
     if not pairs:
         return set()
     inbox = tables_of(session).inbox
-    rows = [{"consumer": consumer, "event_id": event_id, "handled_at": at} for consumer, event_id in pairs]
-    result = await session.execute(_claim_statement(inbox, dialect_name(session)), rows)
+    dialect = dialect_name(session)
+    if dialect == "postgresql":
+        consumers, event_ids = zip(*pairs, strict=True)
+        params: Any = {"consumers": list(consumers), "event_ids": list(event_ids), "at": at}
+    else:
+        params = [{"consumer": consumer, "event_id": event_id, "handled_at": at} for consumer, event_id in pairs]
+    result = await session.execute(_claim_statement(inbox, dialect), params)
     return {(consumer, event_id) for consumer, event_id in result}
 
 
 @cache
 def _claim_statement(inbox: Table, dialect: str) -> Executable:
-    insert_ignoring = dialect_insert(inbox, dialect).on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+    insert = dialect_insert(inbox, dialect)
+    if dialect == "postgresql":
+        # The pairs as two array parameters: one statement for any number of them. An
+        # executemany with RETURNING is SQLAlchemy's "insertmanyvalues", a VALUES row per pair:
+        # SQL of its own, prepared on each connection, for every size of batch.
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        pairs = (
+            func.unnest(
+                bindparam("consumers", type_=ARRAY(inbox.c.consumer.type)),
+                bindparam("event_ids", type_=ARRAY(inbox.c.event_id.type)),
+            )
+            .table_valued("consumer", "event_id")
+            .render_derived(name="pairs")
+        )
+        handled_at = bindparam("at", type_=inbox.c.handled_at.type)
+        insert = insert.from_select(
+            ["consumer", "event_id", "handled_at"], select(pairs.c.consumer, pairs.c.event_id, handled_at)
+        )
+    insert_ignoring = insert.on_conflict_do_nothing(index_elements=["consumer", "event_id"])
     return insert_ignoring.returning(inbox.c.consumer, inbox.c.event_id)
 
 

@@ -1,6 +1,7 @@
 """Many rows of one INSERT go to PostgreSQL as one statement of arrays (shared/db/unnest.py):
 which statements have that form, and, on the real database, that rows are stored as an
-executemany stores them, in one execution, inside the caller's transaction."""
+executemany stores them, in one execution, inside the caller's transaction. Also the
+inbox claim, which takes its pairs as two arrays on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from shared.db.bulk import bulk_insert, bulk_upsert
 from shared.db.database import Database, UTCDateTime, dialect_insert
 from shared.db.unnest import Plan, plan
 from shared.db.uow import transaction
+from shared.events.messaging import claim_handled, messaging_tables
 from tests.support import POSTGRES_URL, make_database_url
 
 TIMELINE = (
@@ -170,3 +172,26 @@ async def test_the_statement_is_part_of_the_transaction_it_opens(db):
         await bulk_insert(session, things, COLUMNS, _rows(2))
     assert len((await _statements_and_rows(db))[1]) == 2
 
+
+async def test_claiming_handled_events_returns_only_the_pairs_not_recorded_before(tmp_path):
+    # On PostgreSQL the claim is one INSERT … SELECT FROM unnest of two arrays (any number of
+    # pairs, one prepared statement); on SQLite an executemany. Both give the same answer.
+    tables = messaging_tables(claims := MetaData())
+    url, drop = await make_database_url("claim", tmp_path)
+    database = Database.connect(url, service="claim")
+    try:
+        async with database.writer_engine.begin() as conn:
+            await conn.run_sync(claims.create_all)
+        at = datetime(2026, 12, 6, tzinfo=UTC)
+        async with database.writer() as session, session.begin():
+            session.info["messaging"] = tables
+            first = await claim_handled(session, [("a", "1"), ("a", "2"), ("a", "1"), ("b", "1")], at)
+            second = await claim_handled(session, [("a", "2"), ("a", "3"), ("b", "1"), ("c", "1")], at)
+        assert first == {("a", "1"), ("a", "2"), ("b", "1")}
+        assert second == {("a", "3"), ("c", "1")}
+        async with database.reader() as session:
+            stored = (await session.execute(select(tables.inbox.c.consumer, tables.inbox.c.handled_at))).all()
+        assert len(stored) == 5 and {row.handled_at for row in stored} == {at}
+    finally:
+        await database.dispose()
+        await drop()
