@@ -50,7 +50,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.db.database import dialect_insert, dialect_name
-from shared.db.driver import executemany, pg_connection
+from shared.db.driver import executemany, gather_write, pg_connection
 
 COPY_FROM_ROWS = 100  # PostgreSQL: fewer rows than this go as an executemany of an INSERT
 IN_CHUNK = 1000  # IN lists are cut to this many values: well under every driver's parameter limit
@@ -71,7 +71,9 @@ async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str
     if driver is not None and len(rows) >= COPY_FROM_ROWS:
         await _copy(conn, table, columns, rows)
     elif driver is not None:
-        await executemany(driver, _insert_sql(table, tuple(columns), dialect), rows)
+        sql = _insert_sql(table, tuple(columns), dialect)
+        if not await gather_write(session, sql, rows):
+            await executemany(driver, sql, rows)
     else:
         await conn.exec_driver_sql(_insert_sql(table, tuple(columns), dialect), rows)
 
@@ -164,7 +166,9 @@ async def bulk_execute(session: AsyncSession, statement: Executable, rows: list[
         values = [tuple(constant if key is None else row[key] for key, constant in sources) for row in rows]
     driver = await pg_connection(conn)
     if driver is not None:
-        await executemany(driver, sql, _driver_values(values, processors))
+        values = _driver_values(values, processors)
+        if not await gather_write(session, sql, values):
+            await executemany(driver, sql, values)
     else:
         await conn.exec_driver_sql(sql, _driver_values(values, processors))
 

@@ -4,10 +4,14 @@ A statement through SQLAlchemy's AsyncSession, or its connection's `exec_driver_
 this process about 135 µs of CPU on PostgreSQL, where the same prepared statement on the
 asyncpg connection cost 47 (bench/pg_round_trip.py): the greenlet hop, the execution
 context, the cursor adapter and the result object, around a round trip that is the same.
-The statements every purchase runs a few of (the bulk helpers' small executemanys, the
-inbox claim, the outbox relay's read and mark, identify's customer lock) go to the driver
-here instead, with their SQL and parameter conversion made once by SQLAlchemy
-(shared/db/bulk.py). SQLite keeps SQLAlchemy's path: its statements already run inline.
+The bulk helpers' small writes (shared/db/bulk.py; a purchase makes five of them in identify
+alone) go to the driver here instead, their SQL and parameter conversion made once by
+SQLAlchemy. Other statements keep the session. SQLite keeps SQLAlchemy's path: its
+statements already run inline.
+
+`writes_together` goes one step further for writes that do not depend on each other: the
+bulk helpers' writes in its block go to the server as one statement (identify's purchase
+sends its transaction, purchase count and purchase day so: one round trip, not three).
 
 The session's transaction stays SQLAlchemy's: `pg_connection` sends its BEGIN first if no
 statement has, so these statements commit and roll back with the rest. An error is raised
@@ -17,14 +21,17 @@ handle it as they would one from `session.execute`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.db import unnest
+from shared.db.database import dialect_name
 
 if TYPE_CHECKING:
     import asyncpg
@@ -80,3 +87,97 @@ async def execute(driver: asyncpg.Connection, sql: str, *args: Any) -> str:
 
     async with as_sqlalchemy_errors(sql):
         return await driver.execute(sql, *args)
+
+
+# --- writes sent together -----------------------------------------------------------------
+
+_together: ContextVar[tuple[AsyncSession, list[tuple[str, str, tuple[Any, ...]]]] | None] = ContextVar(
+    "writes_together", default=None
+)
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+_WRITTEN = re.compile(r"(?:INSERT INTO|UPDATE) (\S+)")
+
+
+@asynccontextmanager
+async def writes_together(session: AsyncSession) -> AsyncIterator[None]:
+    """On PostgreSQL, the bulk helpers' small writes in this block go to the server as one
+    statement when it ends (data-modifying CTEs: `WITH w1 AS (INSERT …), w2 AS (UPDATE …)
+    SELECT 1`), one round trip instead of one each. Each round trip cost a purchase about
+    200 µs of CPU, client and server (docs/benchmarks.md, "Stop 21").
+
+    For writes that do not depend on each other only: the statements of one WITH all see
+    the snapshot from before it, none sees another's rows. So nothing in the block may read
+    what another write in it wrote, and its errors (a broken constraint) are raised at the
+    end of the block. Two writes to one table are not put together (one statement may not
+    change a row twice): the second sends those gathered so far first. SQLite, and writes
+    too big for one statement (COPY), run as they come."""
+
+    if _together.get() is not None or dialect_name(session) != "postgresql":
+        yield
+        return
+    gathered: list[tuple[str, str, tuple[Any, ...]]] = []
+    token = _together.set((session, gathered))
+    try:
+        yield
+    finally:
+        _together.reset(token)
+    await _send(session, gathered)  # not reached when the block raised: the transaction rolls back
+
+
+async def gather_write(session: AsyncSession, sql: str, rows: list[tuple[Any, ...]]) -> bool:
+    """Keep this write (rows for one statement) for the end of a `writes_together` block of
+    the session; False when there is none or the write cannot wait (run it now)."""
+
+    block = _together.get()
+    if block is None or block[0] is not session:
+        return False
+    gathered = block[1]
+    if len(rows) == 1:
+        one = (sql, rows[0])
+    else:
+        plan = unnest.plan(sql)
+        if plan is None or not plan.fits(rows):
+            await _send(session, gathered)
+            return False
+        one = (plan.sql, tuple(plan.arrays(rows)))
+    written = _WRITTEN.match(one[0])
+    if written is None:
+        await _send(session, gathered)
+        return False
+    if any(table == written[1] for table, _, _ in gathered):
+        await _send(session, gathered)
+    gathered.append((written[1], *one))
+    return True
+
+
+async def _send(session: AsyncSession, gathered: list[tuple[str, str, tuple[Any, ...]]]) -> None:
+    if not gathered:
+        return
+    writes, gathered[:] = list(gathered), []
+    driver = await pg_connection(session)
+    assert driver is not None, "writes are gathered on PostgreSQL only"
+    if len(writes) == 1:
+        _, sql, args = writes[0]
+        await execute(driver, sql, *args)
+        return
+    parts: list[str] = []
+    values: list[Any] = []
+    for n, (_, sql, args) in enumerate(writes, 1):
+        parts.append(f"w{n} AS ({_renumbered(sql, len(values))})")
+        values.extend(args)
+    await execute(driver, f"WITH {', '.join(parts)} SELECT 1", *values)
+
+
+def _renumbered(sql: str, offset: int) -> str:
+    """The statement with its parameters $1… numbered from offset + 1 (it follows others)."""
+
+    return _PLACEHOLDER.sub(lambda match: f"${int(match[1]) + offset}", sql)
+
+
+async def send_gathered(session: AsyncSession) -> None:
+    """Send the writes gathered so far in the session's `writes_together` block, for what
+    follows to read them (none outside such a block)."""
+
+    block = _together.get()
+    if block is not None and block[0] is session:
+        await _send(session, block[1])

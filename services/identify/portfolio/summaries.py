@@ -35,6 +35,7 @@ from services.identify.portfolio import repository
 from services.identify.portfolio.repository import REFERENCE_DAY
 from services.identify.settings import portfolio_settings
 from shared.db.database import utcnow
+from shared.db.driver import send_gathered
 
 ZERO = Decimal(0)
 
@@ -145,6 +146,7 @@ async def add_transactions(session: AsyncSession, rows: Iterable[Mapping]) -> No
             summary["first_day_spend"] = day["spend"]
         summary["purchase_days"] += 1
     await repository.add_purchase_days(session, ordered)
+    await send_gathered(session)  # a summary already there reads the customer's days
     await repository.add_to_summaries(session, [customers[key] for key in sorted(customers)])
 
 
