@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Column, Integer, LargeBinary, MetaData, Numeric, String, Table, insert, select, text
+from sqlalchemy import JSON, Column, Integer, LargeBinary, MetaData, Numeric, String, Table, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from shared.db.bulk import bulk_insert, bulk_upsert
@@ -78,8 +78,9 @@ things = Table(
     Column("amount", Numeric(18, 4, asdecimal=True)),
     Column("body", LargeBinary),
     Column("n", Integer, nullable=False),
+    Column("doc", JSON),
 )
-COLUMNS = ("id", "at", "amount", "body", "n")
+COLUMNS = ("id", "at", "amount", "body", "n", "doc")
 on_postgres = pytest.mark.skipif(not POSTGRES_URL, reason="PostgreSQL's statements (VALUECHAIN_TEST_POSTGRES_URL)")
 
 # A statement-level trigger counts the statements that wrote to `things`: an executemany of
@@ -115,6 +116,7 @@ def _rows(count: int) -> list[tuple]:
             None if i % 3 == 0 else Decimal(f"{i}.{i:02d}"),
             None if i % 5 == 0 else bytes([0, i, 255]),
             i,
+            None if i % 2 else {"i": i, "text": 'quotes " and {braces}, \\ too', "list": [1.5, None]},
         )
         for i in range(count)
     ]
