@@ -46,13 +46,12 @@ from sqlalchemy import (
 )
 from sqlalchemy import column as column_clause
 from sqlalchemy import table as table_clause
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.db.database import dialect_insert, dialect_name
-from shared.db.driver import executemany, gather_write, pg_connection
+from shared.db.driver import as_sqlalchemy_errors, executemany, gather_write, pg_connection
 
-COPY_FROM_ROWS = 100  # PostgreSQL: fewer rows than this go as an executemany of an INSERT
+COPY_FROM_ROWS = 100  # PostgreSQL: fewer rows than this go as one INSERT (from arrays where it can)
 IN_CHUNK = 1000  # IN lists are cut to this many values: well under every driver's parameter limit
 
 Row = tuple[Any, ...]
@@ -67,15 +66,21 @@ async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str
     conn = await session.connection()
     dialect = conn.dialect
     rows = _driver_values(rows, _processors(table, tuple(columns), dialect))
-    driver = await pg_connection(conn)  # its transaction begun, so the COPY is part of it
-    if driver is not None and len(rows) >= COPY_FROM_ROWS:
+    if dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS:
         await _copy(conn, table, columns, rows)
-    elif driver is not None:
-        sql = _insert_sql(table, tuple(columns), dialect)
-        if not await gather_write(session, sql, rows):
-            await executemany(driver, sql, rows)
     else:
-        await conn.exec_driver_sql(_insert_sql(table, tuple(columns), dialect), rows)
+        await _run_many(session, conn, _insert_sql(table, tuple(columns), dialect), rows)
+
+
+async def _run_many(session: AsyncSession, conn: AsyncConnection, sql: str, rows: list[Row]) -> None:
+    """Driver SQL once per row of driver-ready values: on PostgreSQL through the asyncpg
+    connection (gathered in a `writes_together` block, or from arrays where it can be)."""
+
+    driver = await pg_connection(conn)
+    if driver is None:
+        await conn.exec_driver_sql(sql, rows)
+    elif not await gather_write(session, sql, rows):
+        await executemany(driver, sql, rows)
 
 
 @lru_cache(maxsize=256)
@@ -139,16 +144,12 @@ def _driver_values(rows: list[Row], processors: Processors) -> list[Row]:
 
 
 async def _copy(conn: AsyncConnection, table: Table | TableClause, columns: Sequence[str], rows: list[Row]) -> None:
-    """COPY rows into table on conn's driver connection, whose transaction has begun."""
+    """COPY rows into table in conn's transaction (begun first if nothing has begun it)."""
 
-    import asyncpg
-
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert driver is not None, "a connection checked out of the pool is open"
-    try:
+    driver = await pg_connection(conn)
+    assert driver is not None, "COPY is PostgreSQL's"
+    async with as_sqlalchemy_errors(f"COPY {table.name} ({', '.join(columns)})"):
         await driver.copy_records_to_table(table.name, records=rows, columns=list(columns), schema_name=table.schema)
-    except asyncpg.IntegrityConstraintViolationError as exc:
-        raise IntegrityError(f"COPY {table.name} ({', '.join(columns)})", None, exc) from exc
 
 
 async def bulk_execute(session: AsyncSession, statement: Executable, rows: list[dict[str, Any]]) -> None:
@@ -164,13 +165,7 @@ async def bulk_execute(session: AsyncSession, statement: Executable, rows: list[
         values = list(map(_getter(tuple(key for key, _ in sources)), rows))
     else:  # the statement's own constants (a LIMIT) sit between the rows' values
         values = [tuple(constant if key is None else row[key] for key, constant in sources) for row in rows]
-    driver = await pg_connection(conn)
-    if driver is not None:
-        values = _driver_values(values, processors)
-        if not await gather_write(session, sql, values):
-            await executemany(driver, sql, values)
-    else:
-        await conn.exec_driver_sql(sql, _driver_values(values, processors))
+    await _run_many(session, conn, sql, _driver_values(values, processors))
 
 
 @lru_cache(maxsize=256)

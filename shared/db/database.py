@@ -241,8 +241,8 @@ def _executemany_as_one_statement(engine: Engine) -> None:
 
     @event.listens_for(engine, "do_executemany")
     def _many(cursor: Any, statement: str, parameters: Any, _context: Any) -> bool:
-        one_statement = unnest.plan(statement) if len(parameters) > 1 else None
-        if one_statement is None or not one_statement.fits(parameters):
+        one_statement = unnest.one_statement(statement, parameters)
+        if one_statement is None:
             return False  # SQLAlchemy's own executemany
         cursor.execute(one_statement.sql, one_statement.arrays(parameters))
         return True

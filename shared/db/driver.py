@@ -69,17 +69,12 @@ async def as_sqlalchemy_errors(sql: str) -> AsyncIterator[None]:
 async def executemany(driver: asyncpg.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
     """The statement once per row: as one statement where shared/db/unnest.py has its form."""
 
-    one_statement = unnest.plan(sql) if len(rows) > 1 else None
+    one_statement = unnest.one_statement(sql, rows)
     async with as_sqlalchemy_errors(sql):
-        if one_statement is not None and one_statement.fits(rows):
+        if one_statement is not None:
             await driver.execute(one_statement.sql, *one_statement.arrays(rows))
         else:
             await driver.executemany(sql, rows)
-
-
-async def fetch(driver: asyncpg.Connection, sql: str, *args: Any) -> list[asyncpg.Record]:
-    async with as_sqlalchemy_errors(sql):
-        return await driver.fetch(sql, *args)
 
 
 async def execute(driver: asyncpg.Connection, sql: str, *args: Any) -> str:
@@ -134,12 +129,11 @@ async def gather_write(session: AsyncSession, sql: str, rows: list[tuple[Any, ..
     gathered = block[1]
     if len(rows) == 1:
         one = (sql, rows[0])
-    else:
-        plan = unnest.plan(sql)
-        if plan is None or not plan.fits(rows):
-            await _send(session, gathered)
-            return False
+    elif (plan := unnest.one_statement(sql, rows)) is not None:
         one = (plan.sql, tuple(plan.arrays(rows)))
+    else:
+        await _send(session, gathered)
+        return False
     written = _WRITTEN.match(one[0])
     if written is None:
         await _send(session, gathered)

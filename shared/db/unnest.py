@@ -79,3 +79,11 @@ def plan(sql: str) -> Plan | None:
     arrays = ", ".join(f"${n}::{cast}[]" for n, cast in enumerate(casts, 1))
     unnest_sql = f"INSERT INTO {insert['table']} ({insert['columns']}) SELECT * FROM unnest({arrays}){insert['rest']}"
     return Plan(unnest_sql, conflict_keys)
+
+
+def one_statement(sql: str, rows: Sequence[Sequence[Any]]) -> Plan | None:
+    """The plan to write these rows of `sql` (an executemany of them) in one statement, or None
+    where they go row by row: one row, no plan, or rows a DO UPDATE would touch twice."""
+
+    found = plan(sql) if len(rows) > 1 else None
+    return found if found is not None and found.fits(rows) else None

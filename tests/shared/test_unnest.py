@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shared.db.bulk import bulk_insert, bulk_upsert
 from shared.db.database import Database, UTCDateTime, dialect_insert
-from shared.db.unnest import Plan, plan
+from shared.db.unnest import Plan, one_statement, plan
 from shared.db.uow import transaction
 from shared.events.messaging import claim_handled, messaging_tables
 from tests.support import POSTGRES_URL, make_database_url
@@ -47,6 +47,10 @@ def test_a_do_update_knows_its_conflict_keys_and_refuses_rows_that_repeat_them()
     assert not found.fits([("x", 1, 1), ("y", 2, 2), ("x", 3, 1)])  # (1, "x") twice: one row touched twice
     do_nothing = plan(TIMELINE)
     assert do_nothing is not None and do_nothing.fits([("c", "e", None), ("c", "e", None)])
+    upsert = "INSERT INTO p (a, b) VALUES ($1::VARCHAR, $2::INTEGER) ON CONFLICT (a) DO UPDATE SET b = excluded.b"
+    assert one_statement(upsert, [("x", 1), ("y", 2)]) == plan(upsert)
+    assert one_statement(upsert, [("x", 1), ("x", 2)]) is None  # the key twice: row by row
+    assert one_statement(upsert, [("x", 1)]) is None  # one row: the statement as it is
 
 
 @pytest.mark.parametrize(
