@@ -143,18 +143,20 @@ def _encode(event: CloudEvent) -> bytes:
 
 async def flush_events(session: AsyncSession) -> int:
     """Write the events emitted in this session to the outbox (called just before
-    commit); returns how many events that was."""
+    commit, and earlier where the writes of a `writes_together` block take them along);
+    returns how many events this session's transaction has written so far."""
 
     events = session.info.pop("pending_events", None)
     if not events:
-        return 0
+        return int(session.info.get("flushed_events", 0))
+    session.info["flushed_events"] = session.info.get("flushed_events", 0) + len(events)
     rows: list[tuple[Any, ...]] = []
     for _, group in groupby(events, key=lambda event: event["subject"]):
         run = list(group)
         for start in range(0, len(run), BUNDLE_EVENTS):
             rows.append(_outbox_row(run[start : start + BUNDLE_EVENTS]))
     await bulk_insert(session, tables_of(session).outbox, _OUTBOX_COLUMNS, rows)
-    return len(events)
+    return int(session.info["flushed_events"])
 
 
 # An outbox row holds one event, its CloudEvent JSON as `body`, or a bundle of up to

@@ -14,7 +14,7 @@ from sqlalchemy import func, insert, select
 
 from shared.db.uow import transaction
 from shared.events.envelope import make_event
-from shared.events.messaging import BUNDLE_EVENTS, emit, emit_many
+from shared.events.messaging import BUNDLE_EVENTS, emit, emit_many, flush_events
 from tests.shared import probe
 from tests.support import wait_until
 
@@ -182,6 +182,24 @@ async def test_a_rolled_back_write_emits_nothing(suite):
     outbox = identify.runtime.relay.outbox
     async with identify.runtime.db.reader() as session:
         assert (await session.execute(select(func.count()).select_from(outbox))).scalar_one() == 1
+
+
+async def test_events_written_before_the_commit_wake_the_relay_at_the_commit(suite):
+    """A purchase writes its events' outbox row with its other writes, before the commit
+    (identify's `writes_together` block): the commit wakes the relay all the same, so the
+    events go out now and not at the relay's next poll."""
+
+    identify = await suite.start("identify")
+    db = identify.runtime.db
+    woken: list[int] = []
+    async with transaction(db.writer) as session:
+        session.info["notify"] = lambda: woken.append(len(woken))
+        emit(session, "crm.identify.customer.created", {"id": "c-early", "created_at": "2024-01-01T00:00:00Z"})
+        assert await flush_events(session) == 1 and woken == []
+    assert woken == [0]  # at the commit, though nothing was left to write then
+    async with transaction(db.writer) as session:  # a transaction with no events wakes nobody
+        session.info["notify"] = lambda: woken.append(len(woken))
+    assert woken == [0]
 
 
 async def test_the_outbox_relay_catches_up_after_being_down(suite):

@@ -34,7 +34,7 @@ from services.identify.transactions.schemas import TransactionCreate, Transactio
 from shared.db.database import utcnow
 from shared.db.driver import writes_together
 from shared.db.ids import uuid7_many
-from shared.events.messaging import emit_many
+from shared.events.messaging import emit_many, flush_events
 from shared.http.errors import AppError, InvalidRequest, NotFound, field_error, item_errors
 
 RECORDED = "crm.identify.transaction.recorded"
@@ -179,11 +179,13 @@ async def record_transactions(
             earlier[external_id] = row  # a later item with this id in the same call is a duplicate
 
     if rows:
-        # On PostgreSQL these writes go in two round trips, not four (shared/db/driver.py):
-        # the transactions, purchase counts and purchase days in one, the summaries in another.
+        # On PostgreSQL these writes go in two round trips, not five (shared/db/driver.py):
+        # the transactions, their events' outbox rows, purchase counts and purchase days in
+        # one, the summaries (which read the purchase days) in another.
         async with writes_together(session):
             await repository.insert_transactions(session, rows)
             added = _announce(session, rows, customers)
+            await flush_events(session)  # now, not at commit: with the writes above
             await repository.add_purchases(session, added)
             await summaries.add_transactions(session, rows)
         await rescore_customers(session, sorted(added), with_referrers=True)
