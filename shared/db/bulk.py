@@ -48,7 +48,7 @@ from sqlalchemy import column as column_clause
 from sqlalchemy import table as table_clause
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from shared.db.database import dialect_insert, dialect_name
+from shared.db.database import InlineSession, dialect_insert, dialect_name
 from shared.db.driver import as_sqlalchemy_errors, executemany, gather_write, pg_connection
 
 COPY_FROM_ROWS = 100  # PostgreSQL: fewer rows than this go as one INSERT (from arrays where it can)
@@ -166,6 +166,27 @@ async def bulk_execute(session: AsyncSession, statement: Executable, rows: list[
     else:  # the statement's own constants (a LIMIT) sit between the rows' values
         values = [tuple(constant if key is None else row[key] for key, constant in sources) for row in rows]
     await _run_many(session, conn, sql, _driver_values(values, processors))
+
+
+async def fetch_all(
+    session: AsyncSession | InlineSession, statement: Executable, params: dict[str, Any]
+) -> Sequence[Sequence[Any]]:
+    """`session.execute(statement, params).all()` for a hot read whose rows are used by
+    position: on PostgreSQL the statement, compiled once, runs on the asyncpg connection
+    (about 90 µs of CPU less per read, shared/db/driver.py), its rows asyncpg's records.
+    Its columns must need no result conversion (integers, text, bytes)."""
+
+    if isinstance(session, InlineSession) or dialect_name(session) != "postgresql":
+        return (await session.execute(statement, params)).all()  # SQLite runs it inline already
+    conn = await session.connection()
+    driver = await pg_connection(conn)
+    assert driver is not None, "a PostgreSQL session"
+    sql, sources, processors = _compiled(statement, tuple(params), conn.dialect)
+    values = tuple(constant if key is None else params[key] for key, constant in sources)
+    (converted,) = _driver_values([values], processors)
+    async with as_sqlalchemy_errors(sql):
+        rows: list[Any] = await driver.fetch(sql, *converted)
+    return rows
 
 
 @lru_cache(maxsize=256)

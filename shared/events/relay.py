@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 
-from shared.db.bulk import key_chunks, none_of, one_of
+from shared.db.bulk import fetch_all, key_chunks, none_of, one_of
 from shared.db.database import Database, utcnow
 from shared.db.leases import Lease
 from shared.events.bus import Bus
@@ -155,7 +155,7 @@ class OutboxRelay:
         else:
             query, params = self._pending, {}
         async with self.db.one_statement_reader() as session:
-            rows = (await session.execute(query, params)).all()
+            rows = await fetch_all(session, query, params)
         if not rows:
             if self._marker is not None and self._marker.done():
                 await self.marked()  # raises the marker's failure, if it failed
@@ -164,10 +164,12 @@ class OutboxRelay:
             self.last_success = time.monotonic()
             return 0
         messages = [
-            (row.subject, body, event_id) for row in rows for event_id, body in outbox_events(row.event_id, row.body)
+            (subject, body, event_id)
+            for _, first_id, subject, row_body in rows
+            for event_id, body in outbox_events(first_id, row_body)
         ]
         await self.publisher.publish(messages, timeout_s=self.publish_timeout_s)
-        seqs = [row.seq for row in rows]
+        seqs = [row[0] for row in rows]
         self._unmarked.extend(seqs)
         published.update(seqs)
         if self._marker is not None and self._marker.done():

@@ -157,6 +157,32 @@ async def test_bulk_execute_runs_an_upsert_as_execute_runs_it(db):
     assert [row[5] for row in bulk[:4]] == [0, 1 + 1, 2 + 1000 + 2, 3 + 1000 + 1]
 
 
+async def test_fetch_all_reads_what_execute_reads_with_its_parameters_converted(db):
+    """The relay's read: a converted parameter (a time), an array (PostgreSQL's ANY) and
+    the statement's own LIMIT, run on the driver on PostgreSQL, give execute's rows."""
+
+    from sqlalchemy import bindparam
+
+    from shared.db.bulk import fetch_all, one_of
+
+    async with transaction(db.writer) as session:
+        await bulk_insert(session, by_bulk, COLUMNS, _rows(20))
+    dialect = db.writer_engine.dialect.name
+    since = _rows(3)[2][1]  # rows 2-6 of each week are on or after this time
+    statement = (
+        select(by_bulk.c.n, by_bulk.c.id, by_bulk.c.body)
+        .where(by_bulk.c.at >= bindparam("since"), one_of(by_bulk.c.n, dialect, "ns"))
+        .order_by(by_bulk.c.n)
+        .limit(4)
+    )
+    params = {"since": since, "ns": [1, 2, 3, 5, 9, 10, 11, 16, 17]}
+    for make in (db.one_statement_reader, db.reader, db.writer):
+        async with make() as session:
+            fetched = [tuple(row) for row in await fetch_all(session, statement, params)]
+            executed = [tuple(row) for row in (await session.execute(statement, params)).all()]
+        assert fetched == executed == [(n, f"id-{n:05d}", _rows(20)[n][4]) for n in (2, 3, 5, 9)]
+
+
 def _add_n_on_conflict(statement):
     return statement.on_conflict_do_update(
         index_elements=["id"], set_={"n": statement.table.c.n + statement.excluded.n, "at": statement.excluded.at}
