@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -169,6 +169,9 @@ class ServiceSettings(SuiteSettings):
     # How long a consumer waits for more events after the first of a micro-batch, so that
     # events arriving close together share one transaction: CPU for latency (docs/benchmarks.md).
     consumer_linger_s: float = Field(0.02, ge=0, le=1)
+    # The linger of a consumer group (ConsumerSpec.group) named here instead; as JSON in the
+    # environment, e.g. {"stage-changes": 0.02}.
+    consumer_group_linger_s: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
     outbox_poll_s: float = 0.5
     outbox_batch: int = 500
     # How long the relay lets published rows gather before it marks them published, in one
@@ -422,6 +425,17 @@ class ValueSettings(UnchainedConsumerSettings):
 class LifecycleSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VALUECHAIN_LIFECYCLE_")
     service: ClassVar[str] = "lifecycle"
+
+    # Its stage changes, which other services and partners act on, have a durable consumer
+    # of their own (services/lifecycle/stages/handlers.py) that lingers 20 ms; nothing waits
+    # on the rest (loyalty, cohorts, profiles, playbooks, tickets) in a chain, and they
+    # linger 100 ms, as engage's, value's and network's do. A micro-batch of the stage
+    # changes alone is applied and published in a few milliseconds, not after every other
+    # spec's work on the same events (docs/benchmarks.md, "Stop 22").
+    consumer_linger_s: float = Field(0.1, ge=0, le=1)
+    consumer_group_linger_s: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: {"stage-changes": 0.02}
+    )
 
     # --- loyalty (issue 15 §4) ---
     # The loyalty sweep (expire due points, re-judge tiers): every this many seconds (0 = only

@@ -10,11 +10,11 @@ import pytest
 from tests.support import TEMPLATES, NatsCluster, NatsServer, Suite
 
 # The end-to-end suites (`valuechain run`, which inherits this environment) run every default
-# but one: engage, value and network linger 20 ms while busy, as identify and lifecycle do,
-# not their 100 ms. The tests wait for effects through them, hop after hop, and 100 ms a hop
-# made `make test` about a minute longer. The benchmarks run the defaults; the linger has its
-# own test (tests/shared/test_backbone.py).
-for _service in ("ENGAGE", "VALUE", "NETWORK"):
+# but one: engage, value, network and lifecycle's `lifecycle-events` linger 20 ms while busy,
+# as identify and lifecycle's stage changes do, not their 100 ms. The tests wait for effects
+# through them, hop after hop, and 100 ms a hop made `make test` about a minute longer. The
+# benchmarks run the defaults; the linger has its own test (tests/shared/test_backbone.py).
+for _service in ("ENGAGE", "VALUE", "NETWORK", "LIFECYCLE"):
     os.environ.setdefault(f"VALUECHAIN_{_service}_CONSUMER_LINGER_S", "0.02")
 
 # A service that does not stop within this long is a bug: fail the test with every

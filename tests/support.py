@@ -559,6 +559,7 @@ class Suite:
             consumer_backoff_s=(0.05, 0.05, 0.05, 0.05),
             outbox_poll_s=0.2,
             consumer_linger_s=0.0,
+            consumer_group_linger_s={},
         )
         defaults.update(overrides)
         return service_settings(

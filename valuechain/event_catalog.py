@@ -45,7 +45,8 @@ own consumers.
 
 The consumers named below are the services' consumer specs (`<service>-<purpose>`: their
 name in each service's inbox, dead letters and metrics). A service's specs share one durable
-JetStream consumer, `<service>-events`, filtered on the union of their subjects
+JetStream consumer, `<service>-events`, filtered on the union of their subjects (but
+lifecycle's stage changes, `lifecycle-stages`, on a durable of their own, `lifecycle-stage-changes`)
 (architecture.md, "Consume").
 
 Fields marked personal (`x-personal` in the schema: a name, email, phone, address,

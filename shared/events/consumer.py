@@ -8,9 +8,10 @@ purchase reached eleven specs in four services, and per-spec deliveries and tran
 were most of the suite's CPU per write (docs/benchmarks.md, "CPU per purchase").
 
 A runner keeps one pull request open on its durable consumer and handles whatever has
-arrived as one micro-batch (while busy, waiting up to `consumer_linger_s` after its first event
-for more; a consumer is busy when its previous micro-batch was applied less than that long
-ago, so an event after a quiet spell is applied at once):
+arrived as one micro-batch (while busy, waiting up to `consumer_linger_s`, or its group's
+`consumer_group_linger_s`, after its first event for more; a consumer is busy when its
+previous micro-batch was applied less than that long ago, so an event after a quiet spell
+is applied at once):
 one transaction checks the inbox, runs each spec's handlers on
 the events of its subjects and records, per spec, the handled event ids, then the messages
 are acked. The inbox stays per spec (`<service>-<purpose>`): a redelivered or duplicated
@@ -219,7 +220,7 @@ class ConsumerRunner:
         self.metrics = metrics
         self.batch = settings.consumer_batch
         self.expires_s = settings.consumer_expires_s
-        self.linger_s = settings.consumer_linger_s
+        self.linger_s = settings.consumer_group_linger_s.get(group.group, settings.consumer_linger_s)
         self._applied_at = float("-inf")  # when the last micro-batch was applied (busy: lately)
         self.heartbeat = time.monotonic()
         self.task: asyncio.Task[None] | None = None

@@ -219,11 +219,14 @@ def _pids_serving(port: int) -> list[int]:
     return [int(pid) for pid in out.split()]
 
 
-async def _consumer_idle(suite, durable: str) -> bool:
+async def _consumers_idle(suite, *durables: str) -> bool:
     nc = await nats.connect(suite.nats_url)
     try:
-        info = await nc.jetstream().consumer_info("CRM", durable)
-        return info.num_ack_pending == 0 and info.num_pending == 0
+        for durable in durables:
+            info = await nc.jetstream().consumer_info("CRM", durable)
+            if info.num_ack_pending or info.num_pending:
+                return False
+        return True
     finally:
         await nc.close()
 
@@ -240,7 +243,7 @@ async def test_a_service_that_dies_is_restarted(running_suite):
 
     async def caught_up() -> bool:
         nonlocal idle_since
-        if not await _consumer_idle(running_suite, "lifecycle-events"):
+        if not await _consumers_idle(running_suite, "lifecycle-events", "lifecycle-stage-changes"):
             idle_since = None
             return False
         idle_since = idle_since or time.monotonic()

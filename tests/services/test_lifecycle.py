@@ -157,6 +157,54 @@ async def _publish(url: str, event) -> None:
         await nc.close()
 
 
+async def test_stage_changes_have_a_durable_of_their_own_and_go_on_while_the_others_wait(suite):
+    """`lifecycle-stage-changes` applies and announces the stage changes on its own, with its
+    own linger (`consumer_group_linger_s`): the rest of lifecycle's specs, on `lifecycle-events`
+    with the service's linger, can stall without holding them back, and catch up after."""
+
+    import importlib
+
+    from services.lifecycle.stages.handlers import STAGE_CHANGES
+    from shared.settings import LifecycleSettings
+
+    defaults = LifecycleSettings.model_fields
+    assert defaults["consumer_linger_s"].default == 0.1
+    assert defaults["consumer_group_linger_s"].default_factory() == {STAGE_CHANGES: 0.02}
+
+    identify = await suite.start("identify")
+    lifecycle = await suite.start("lifecycle", consumer_linger_s=0.05, consumer_group_linger_s={STAGE_CHANGES: 0.01})
+    runners = {runner.name: runner for runner in lifecycle.runtime.consumers}
+    assert set(runners) == {"lifecycle-events", "lifecycle-stage-changes"}
+    assert [spec.purpose for spec in runners["lifecycle-stage-changes"].group.specs] == ["stages"]
+    assert (runners["lifecycle-stage-changes"].linger_s, runners["lifecycle-events"].linger_s) == (0.01, 0.05)
+
+    admin = await nats.connect(suite.nats.url)
+    try:
+        await admin.jetstream().delete_consumer("CRM", "lifecycle-events")  # the others stall
+        runners["lifecycle-events"]._checked_generation = -1  # as after a reconnect: it looks again
+        await wait_until(lambda: runners["lifecycle-events"].problem is not None, what="lifecycle-events missing")
+        customer = (await identify.client.post("/v1/customers", json={"email": "apart@example.com"})).json()
+        assert (await identify.client.post("/v1/transactions", json=_purchase(customer["id"], 1))).status_code == 201
+        await wait_until(lambda: _stage(lifecycle.client, customer["id"], "new"), what="new, from its own durable")
+        (purchase,) = await _read_stream(suite.nats.url, "crm.identify.transaction.recorded", 1)
+        assert await _handled(lifecycle, purchase["id"], "stages")
+        assert not await _handled(lifecycle, purchase["id"], "loyalty")
+        assert not await _handled(lifecycle, purchase["id"], "profiles")
+        await wait_until(lambda: _no_pending(lifecycle), what="lifecycle's outbox published")
+        (changed,) = [
+            event
+            for event in await _read_stream(suite.nats.url, "crm.lifecycle.stage.changed", 2)
+            if event["data"]["to_stage"] == "new"
+        ]
+        assert changed["data"]["cause_event_id"] == purchase["id"]
+
+        definition = importlib.import_module("services.lifecycle.main").DEFINITION
+        await suite.provision(definition, lifecycle.settings)  # back, from the stream's start
+        await wait_until(lambda: _handled(lifecycle, purchase["id"]), what="the others caught up")
+    finally:
+        await admin.close()
+
+
 async def test_a_purchase_for_a_customer_lifecycle_never_saw_still_places_it(suite):
     lifecycle = await suite.start("lifecycle")
     purchase = make_event(

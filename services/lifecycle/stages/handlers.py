@@ -22,8 +22,19 @@ async def on_signals(session: AsyncSession, events: list[Event[service.Signals]]
         await sweeps.evaluate_now(session, settings, event)
 
 
+# The stage changes' durable consumer, `lifecycle-stage-changes`: others act on them, so they
+# are applied and published in micro-batches of their own, with a short linger
+# (LifecycleSettings), not after the service's other specs have worked through the same
+# events. Its rows are locked as they are read (repository.stages_of), as a merge step's,
+# a signal's and a sweep's are. The merge step (in `lifecycle-events`) may now run before
+# this consumer sees a merged customer's earlier purchase: the purchase then goes to the
+# survivor, as a redelivered one always did, and the survivor ends in the same stage with
+# the same count (both only go up); only the merged customer's own move is not recorded.
+STAGE_CHANGES = "stage-changes"
+
 STAGES = ConsumerSpec(
     purpose="stages",
+    group=STAGE_CHANGES,
     batch_handler=on_customer_events,
     subjects=("crm.identify.customer.created", "crm.identify.transaction.recorded", "crm.identify.transaction.voided"),
     description="Moves each customer through the lifecycle stages as customers are created and buy (prospect, "
