@@ -420,3 +420,34 @@ async def test_a_purchase_waits_for_a_sweep_that_holds_its_customer(suite):
         assert body["history"][-1]["rule"] == "renewed_buying"
     finally:
         await engine.dispose()
+
+
+async def test_saving_stages_inserts_the_new_updates_the_changed_and_keeps_a_sweeps_columns(suite):
+    """save_stages: one upsert (one statement on PostgreSQL) for a micro-batch's new and
+    changed rows, the changed ones as stages_of read them (every column); the churn risk a
+    sweep left on a row stays."""
+
+    lifecycle = await suite.start("lifecycle")
+    db = lifecycle.runtime.db
+    kept, fresh = str(uuid7()), str(uuid7())
+    at = utcnow().replace(microsecond=0)
+    async with transaction(db.writer) as session:
+        row = {"customer_id": kept, "stage": "new", "purchase_count": 1, "updated_at": at, "stage_since": at}
+        await repository.insert_stages(session, [row])
+        await session.execute(
+            update(CustomerStage).where(CustomerStage.customer_id == kept).values(churn_risk=0.4, churn_band="medium")
+        )
+    later = at + timedelta(days=3)
+    async with transaction(db.writer) as session:
+        moved = {"updated_at": later, "stage_since": later}
+        changed = (await repository.stages_of(session, {kept}))[kept]
+        assert changed["churn_risk"] == 0.4  # every column, as a micro-batch holds it
+        changed.update(stage="active", purchase_count=2, churn_risk=0.9, **moved)  # not a stage column: not written
+        await repository.save_stages(
+            session, [changed, {"customer_id": fresh, "stage": "new", "purchase_count": 1, **moved}]
+        )
+    async with db.reader() as session:
+        rows = {row.customer_id: row for row in (await session.execute(select(CustomerStage.__table__))).all()}
+    assert (rows[kept].stage, rows[kept].purchase_count, rows[kept].stage_since) == ("active", 2, later)
+    assert (rows[kept].churn_risk, rows[kept].churn_band) == (0.4, "medium")
+    assert (rows[fresh].stage, rows[fresh].purchase_count, rows[fresh].churn_risk) == ("new", 1, None)

@@ -86,6 +86,35 @@ _UPDATE_STAGE = (
 )
 
 
+STAGE_COLUMNS = ("customer_id", "stage", "purchase_count", "updated_at", "stage_since")
+
+
+def _set_stage_on_conflict(statement):
+    new = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=["customer_id"],
+        set_={name: new[name] for name in STAGE_COLUMNS[1:]},
+    )
+
+
+async def save_stages(session: AsyncSession, rows: list[dict]) -> None:
+    """Insert the new and update the changed stage rows (their STAGE_COLUMNS; a sweep's
+    columns stay) in one upsert: on PostgreSQL one statement for all of them, which a
+    `writes_together` block sends with the rest (an UPDATE was an execution per row).
+    Rows may carry more (a row as stages_of read it): only STAGE_COLUMNS are written."""
+
+    await bulk_upsert(
+        session,
+        _stages,
+        STAGE_COLUMNS,
+        [dict(zip(STAGE_COLUMNS, _stage_values(row))) for row in rows],
+        _set_stage_on_conflict,
+    )
+
+
+_stage_values = itemgetter(*STAGE_COLUMNS)
+
+
 async def update_stages(session: AsyncSession, rows: list[dict]) -> None:
     if rows:
         await session.execute(

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.lifecycle.models import aliases
 from services.lifecycle.stages import repository
 from shared.db.database import utcnow
+from shared.db.driver import writes_together
 from shared.events.consumer import caused_by
 from shared.events.contracts import (
     CustomerCreated,
@@ -39,7 +40,7 @@ from shared.events.contracts import (
 )
 from shared.events.customer_aliases import Merge
 from shared.events.envelope import Event
-from shared.events.messaging import emit, emit_many
+from shared.events.messaging import emit, emit_many, flush_events
 
 # The purchase steps move only up this order (a stage past active is the rules' and stays).
 RANK = {None: -1, "prospect": 0, "new": 1, "active": 2}
@@ -153,12 +154,14 @@ async def apply_events(*, session: AsyncSession, events: list[Event[Purchases]])
         current["stage"] = target
         current["updated_at"] = now
         current["stage_since"] = now
-    await repository.insert_stages(session, [state[cid] for cid in new_ids])
-    await repository.update_stages(
-        session,
-        [row for cid, row in state.items() if cid not in new_ids and row != existing.get(cid)],
-    )
-    await repository.add_transitions(session, transitions)
+    # On PostgreSQL the stage rows, their history and the stage.changed events' outbox rows
+    # go to the server as one statement (none reads what another writes).
+    async with writes_together(session):
+        await repository.save_stages(
+            session, [row for cid, row in state.items() if cid in new_ids or row != existing.get(cid)]
+        )
+        await repository.add_transitions(session, transitions)
+        await flush_events(session)
 
 
 def _customer_of(event: Event[Any]) -> str:
