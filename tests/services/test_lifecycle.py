@@ -169,7 +169,7 @@ async def test_stage_changes_have_a_durable_of_their_own_and_go_on_while_the_oth
 
     defaults = LifecycleSettings.model_fields
     assert defaults["consumer_linger_s"].default == 0.1
-    assert defaults["consumer_group_linger_s"].default_factory() == {STAGE_CHANGES: 0.02}
+    assert defaults["consumer_group_linger_s"].default_factory() == {STAGE_CHANGES: 0.015}
 
     identify = await suite.start("identify")
     lifecycle = await suite.start("lifecycle", consumer_linger_s=0.05, consumer_group_linger_s={STAGE_CHANGES: 0.01})
