@@ -422,7 +422,13 @@ class ConsumerRunner:
             return
         try:
             await self._apply(items, self.routes)
-        except Exception:  # noqa: BLE001 - isolate the failing event(s), then the failing spec(s)
+        except Exception as exc:  # noqa: BLE001 - isolate the failing event(s), then the failing spec(s)
+            # Said once per batch: a batch that fails where its events alone do not (a handler
+            # that cannot take some mix of events) costs a transaction per event, silently else.
+            log.warning(
+                "micro-batch failed, applying its events one by one",
+                extra={"consumer": self.name, "events": len(items), "error": repr(exc)},
+            )
             for item in items:
                 await self._apply_alone(*item)
             return

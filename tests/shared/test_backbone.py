@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import UTC, datetime
 
 import nats
@@ -129,7 +130,34 @@ async def test_a_consumer_that_dies_before_acking_gets_the_event_again_and_appli
     assert info.num_ack_pending == 0 and info.num_pending == 0
 
 
+class _Kept(logging.Handler):
+    """The records of one logger (the services' logging replaces the root's handlers, caplog's too)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self.logger = logging.getLogger(name)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> _Kept:
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.logger.removeHandler(self)
+
+
 async def test_a_poison_event_goes_to_the_dead_letter_subject_and_does_not_block_others(suite, probe_definition):
+    with _Kept("valuechain.consumer") as consumer_log:
+        await _poison_is_dead_lettered(suite, probe_definition)
+    # Each failed micro-batch says so once, with what failed (then its events go one by one).
+    failed = [r for r in consumer_log.records if r.getMessage() == "micro-batch failed, applying its events one by one"]
+    assert failed and all("this event always fails" in r.error and r.consumer == "probe-apply" for r in failed)
+
+
+async def _poison_is_dead_lettered(suite, probe_definition) -> None:
     probe_service = await suite.start_definition(probe_definition, consumer_max_deliver=3)
     poison = created_event("c-poison", name="poison")
     good = created_event("c-good")
