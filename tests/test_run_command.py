@@ -107,7 +107,8 @@ def test_migrate_brings_every_database_to_head_and_provisions_nats(tmp_path):
         # The five services' databases and the gateway's own (API keys, audit log, export jobs).
         databases = sorted(p.name for p in (tmp_path / "var").glob("*.db"))
         assert databases == sorted(f"{s}.db" for s in (*SERVICES, "gateway"))
-        assert asyncio.run(_consumers(server.url)) == {f"{s}-events" for s in SERVICES}
+        # A durable per service, and lifecycle's stage changes on one of their own.
+        assert asyncio.run(_consumers(server.url)) == {f"{s}-events" for s in SERVICES} | {"lifecycle-stage-changes"}
         assert "nats: gateway: key-value bucket ratelimits" in result.stdout
     finally:
         server.stop()
