@@ -20,8 +20,8 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -371,6 +371,24 @@ class NatsCluster(_SuiteUsers):
 
 async def _quiet(exc: Exception) -> None:
     return None
+
+
+@asynccontextmanager
+async def database_with_tables(service: str, tmp_path: Path, metadata: Any) -> AsyncIterator[Any]:
+    """A fresh database (make_database_url) holding `metadata`'s tables, connected as a
+    service's Database; disposed of and dropped afterwards."""
+
+    from shared.db.database import Database
+
+    url, drop = await make_database_url(service, tmp_path)
+    database = Database.connect(url, service=service)
+    try:
+        async with database.writer_engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        yield database
+    finally:
+        await database.dispose()
+        await drop()
 
 
 async def make_database_url(

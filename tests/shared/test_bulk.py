@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from shared.db.bulk import COPY_FROM_ROWS, bulk_insert
 from shared.db.database import Database, UTCDateTime
 from shared.db.uow import transaction
-from tests.support import make_database_url
+from tests.support import database_with_tables
 
 metadata = MetaData()
 COLUMNS = ("id", "at", "amount", "note", "body", "n")
@@ -37,13 +37,8 @@ by_bulk, by_execute = _table("by_bulk"), _table("by_execute")
 
 @pytest.fixture
 async def db(tmp_path):
-    url, drop = await make_database_url("bulk", tmp_path)
-    database = Database.connect(url, service="bulk")
-    async with database.writer_engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield database
-    await database.dispose()
-    await drop()
+    async with database_with_tables("bulk", tmp_path, metadata) as database:
+        yield database
 
 
 def _rows(count: int, start: int = 0) -> list[tuple]:

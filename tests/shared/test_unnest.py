@@ -17,7 +17,7 @@ from shared.db.database import Database, UTCDateTime, dialect_insert
 from shared.db.unnest import Plan, one_statement, plan
 from shared.db.uow import transaction
 from shared.events.messaging import claim_handled, messaging_tables
-from tests.support import POSTGRES_URL, make_database_url
+from tests.support import POSTGRES_URL, database_with_tables
 
 TIMELINE = (
     "INSERT INTO timeline (customer_id, event_id, time) VALUES ($1::VARCHAR, $2::VARCHAR, "
@@ -100,15 +100,11 @@ CREATE TRIGGER counted AFTER INSERT ON things FOR EACH STATEMENT EXECUTE FUNCTIO
 
 @pytest.fixture
 async def db(tmp_path):
-    url, drop = await make_database_url("unnest", tmp_path)
-    database = Database.connect(url, service="unnest")
-    async with database.writer_engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        driver = (await conn.get_raw_connection()).driver_connection
-        await driver.execute(COUNT_STATEMENTS)
-    yield database
-    await database.dispose()
-    await drop()
+    async with database_with_tables("unnest", tmp_path, metadata) as database:
+        async with database.writer_engine.begin() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            await driver.execute(COUNT_STATEMENTS)
+        yield database
 
 
 def _rows(count: int) -> list[tuple]:
@@ -183,11 +179,7 @@ async def test_claiming_handled_events_returns_only_the_pairs_not_recorded_befor
     # On PostgreSQL the claim is one INSERT … SELECT FROM unnest of two arrays (any number of
     # pairs, one prepared statement); on SQLite an executemany. Both give the same answer.
     tables = messaging_tables(claims := MetaData())
-    url, drop = await make_database_url("claim", tmp_path)
-    database = Database.connect(url, service="claim")
-    try:
-        async with database.writer_engine.begin() as conn:
-            await conn.run_sync(claims.create_all)
+    async with database_with_tables("claim", tmp_path, claims) as database:
         at = datetime(2026, 12, 6, tzinfo=UTC)
         async with database.writer() as session, session.begin():
             session.info["messaging"] = tables
@@ -198,6 +190,3 @@ async def test_claiming_handled_events_returns_only_the_pairs_not_recorded_befor
         async with database.reader() as session:
             stored = (await session.execute(select(tables.inbox.c.consumer, tables.inbox.c.handled_at))).all()
         assert len(stored) == 5 and {row.handled_at for row in stored} == {at}
-    finally:
-        await database.dispose()
-        await drop()

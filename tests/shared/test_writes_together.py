@@ -14,7 +14,7 @@ from shared.db.bulk import bulk_execute, bulk_insert, bulk_upsert
 from shared.db.database import Database
 from shared.db.driver import send_gathered, writes_together
 from shared.db.uow import transaction
-from tests.support import POSTGRES_URL, make_database_url
+from tests.support import POSTGRES_URL, database_with_tables
 
 metadata = MetaData()
 
@@ -36,18 +36,14 @@ on_postgres = POSTGRES_URL is not None
 
 @pytest.fixture
 async def db(tmp_path):
-    url, drop = await make_database_url("together", tmp_path)
-    database = Database.connect(url, service="together")
-    async with database.writer_engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    async with database_with_tables("together", tmp_path, metadata) as database:
         if on_postgres:
-            for table in (orders, counts, days):
-                await conn.execute(text(f"ALTER TABLE {table.name} ALTER stamp SET DEFAULT statement_timestamp()"))
-    async with transaction(database.writer) as session:
-        await bulk_insert(session, counts, ("id", "n"), [("c1", 10), ("c2", 20)])
-    yield database
-    await database.dispose()
-    await drop()
+            async with database.writer_engine.begin() as conn:
+                for table in (orders, counts, days):
+                    await conn.execute(text(f"ALTER TABLE {table.name} ALTER stamp SET DEFAULT statement_timestamp()"))
+        async with transaction(database.writer) as session:
+            await bulk_insert(session, counts, ("id", "n"), [("c1", 10), ("c2", 20)])
+        yield database
 
 
 _add = update(counts).where(counts.c.id == bindparam("key")).values(n=counts.c.n + bindparam("plus"))
