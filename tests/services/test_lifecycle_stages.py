@@ -433,7 +433,7 @@ async def test_saving_stages_inserts_the_new_updates_the_changed_and_keeps_a_swe
     at = utcnow().replace(microsecond=0)
     async with transaction(db.writer) as session:
         row = {"customer_id": kept, "stage": "new", "purchase_count": 1, "updated_at": at, "stage_since": at}
-        await repository.insert_stages(session, [row])
+        await repository.save_stages(session, [row])
         await session.execute(
             update(CustomerStage).where(CustomerStage.customer_id == kept).values(churn_risk=0.4, churn_band="medium")
         )

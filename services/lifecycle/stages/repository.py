@@ -69,23 +69,6 @@ async def lock_customer(session: AsyncSession, customer_id: str) -> None:
         )
 
 
-async def insert_stages(session: AsyncSession, rows: list[dict]) -> None:
-    if rows:
-        await session.execute(_stages.insert(), rows)
-
-
-_UPDATE_STAGE = (
-    update(_stages)
-    .where(_stages.c.customer_id == bindparam("key"))
-    .values(
-        stage=bindparam("stage"),
-        purchase_count=bindparam("purchase_count"),
-        updated_at=bindparam("updated_at"),
-        stage_since=bindparam("stage_since"),
-    )
-)
-
-
 STAGE_COLUMNS = ("customer_id", "stage", "purchase_count", "updated_at", "stage_since")
 
 
@@ -113,23 +96,6 @@ async def save_stages(session: AsyncSession, rows: list[dict]) -> None:
 
 
 _stage_values = itemgetter(*STAGE_COLUMNS)
-
-
-async def update_stages(session: AsyncSession, rows: list[dict]) -> None:
-    if rows:
-        await session.execute(
-            _UPDATE_STAGE,
-            [
-                {
-                    "key": r["customer_id"],
-                    "stage": r["stage"],
-                    "purchase_count": r["purchase_count"],
-                    "updated_at": r["updated_at"],
-                    "stage_since": r["stage_since"],
-                }
-                for r in rows
-            ],
-        )
 
 
 async def absorb_merged(session: AsyncSession, *, merged_ids: list[str], survivor_id: str) -> None:

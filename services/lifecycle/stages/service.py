@@ -200,10 +200,7 @@ async def follow_merge(session: AsyncSession, merge: Merge) -> None:
         values = {"purchase_count": count, "merged": merged}
         transition = _transition(session, event, survivor, from_stage, target, now, "merge", values)
         await repository.add_transitions(session, [transition])
-    if current is None:
-        await repository.insert_stages(session, [row])
-    else:
-        await repository.update_stages(session, [row])
+    await repository.save_stages(session, [row])
 
 
 async def lifecycle_of(*, session: AsyncSession, customer_id: str) -> dict:
