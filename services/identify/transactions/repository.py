@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.models import Customer, CustomerKind, CustomerScore, PurchaseSummary, Refund, Transaction
-from shared.db.bulk import bulk_execute, bulk_insert, key_chunks, one_of, stage, stages
+from shared.db.bulk import bulk_execute, bulk_insert, fetch_all, key_chunks, one_of, stage, stages
 from shared.db.database import dialect_name
 
 
@@ -63,10 +63,10 @@ async def lock_customers(session: AsyncSession, customer_ids) -> dict[str, dict]
     writers cannot deadlock) so purchase counts and summaries update without races;
     SQLite's single writer needs no lock."""
 
-    if len(customer_ids) == 1:  # a purchase through the API
+    if len(customer_ids) == 1:  # a purchase through the API: on the driver, a read per purchase
         (customer_id,) = customer_ids
-        result = await session.execute(_lock_customer, {"id": customer_id})
-        return {row["id"]: dict(row) for row in result.mappings()}
+        rows = await fetch_all(session, _lock_customer, {"id": customer_id})
+        return {id_: {"id": id_, "merged_into": merged, "purchase_count": count} for id_, merged, count in rows}
     found: dict[str, dict] = {}
     dialect = dialect_name(session)
     for chunk in key_chunks(sorted(customer_ids), dialect):
