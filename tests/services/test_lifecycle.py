@@ -168,7 +168,7 @@ async def test_stage_changes_have_a_durable_of_their_own_and_go_on_while_the_oth
     from shared.settings import LifecycleSettings
 
     defaults = LifecycleSettings.model_fields
-    assert defaults["consumer_linger_s"].default == 0.1
+    assert defaults["consumer_linger_s"].default == 0.25
     assert defaults["consumer_group_linger_s"].default_factory() == {STAGE_CHANGES: 0.015}
 
     identify = await suite.start("identify")
