@@ -39,7 +39,10 @@ def stream_config(name: str, *, max_age_s: float = 0.0, replicas: int = 1) -> St
     on `replicas` servers of a JetStream cluster (its consumers inherit the count).
 
     Direct gets are allowed: the event feed (services/network/feed) reads pages of the
-    stream with batched direct gets, with no consumer to create or clean up."""
+    stream with batched direct gets, with no consumer to create or clean up. Fast-ingest
+    batches are allowed (nats-server ≥ 2.14; an older one ignores the setting): the relay
+    publishes a batch of many events as one, acknowledged every hundred events rather than
+    each (shared/events/publisher.py)."""
 
     return StreamConfig(
         name=name,
@@ -48,6 +51,7 @@ def stream_config(name: str, *, max_age_s: float = 0.0, replicas: int = 1) -> St
         duplicate_window=DUPLICATE_WINDOW_S,
         max_age=max_age_s,
         allow_direct=True,
+        allow_batched=True,
         num_replicas=replicas,
     )
 

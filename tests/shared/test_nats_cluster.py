@@ -14,12 +14,14 @@ import signal
 import subprocess
 import time
 import urllib.request
+from types import SimpleNamespace
 
 import nats
 from sqlalchemy import func, select
 
 from gateway.health import check_nats
 from shared.events.bus import provision
+from shared.events.publisher import BatchPublisher
 from tests.shared import probe
 from tests.support import NatsCluster, free_ports, nats_server_binary, wait_until
 from valuechain.nats_setup import patiently, provision_all
@@ -116,6 +118,37 @@ async def test_every_acknowledged_publish_survives_killing_the_stream_leader(nat
 
         stored = await _stored_items(js)
         assert sorted(stored) == list(range(total)), "every acknowledged publish kept, none twice"
+    finally:
+        await nc.close()
+
+
+async def test_fast_batches_retried_across_a_leader_kill_store_every_event_once(nats_cluster):
+    """The relay's large batches go as fast-ingest batches (shared/events/publisher.py). A
+    batch the leader's SIGKILL cut short is published again with the same ids, as the relay
+    does: on the R3 stream every event is stored once."""
+
+    nc = await nats_cluster.connect()
+    try:
+        await patiently(time.monotonic() + 20, provision, nc.jetstream(timeout=5), "CRM", [], replicas=3)
+        leader = await nats_cluster.stream_leader()
+        publisher = BatchPublisher(SimpleNamespace(nc=nc))  # type: ignore[arg-type]  # it reads .nc
+        size, batches = 100, 9
+        for b in range(batches):
+            if b == batches // 3:
+                nats_cluster.signal(leader, signal.SIGKILL)
+            batch = [(f"crm.test.item.{n}", str(n).encode(), f"item-{n}") for n in range(b * size, (b + 1) * size)]
+            for _attempt in range(60):
+                try:
+                    await publisher.publish(batch, timeout_s=2)
+                except Exception:  # the leader is gone: no answer until another is elected
+                    await asyncio.sleep(0.2)
+                    continue
+                break
+            else:
+                raise AssertionError(f"batch {b} was never stored")
+        assert publisher.fast_ingest and publisher.fast_batches >= batches - 1
+        stored = await _stored_items(nc.jetstream(timeout=2))
+        assert sorted(stored) == list(range(size * batches)), "every event kept, none twice"
     finally:
         await nc.close()
 
