@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.bulk import bulk_insert
+from shared.db.bulk import bulk_insert, fetch_all
 from shared.db.database import UTCDateTime, dialect_insert, dialect_name, utcnow
 from shared.db.ids import uuid7_many
 from shared.db.leases import lease_table
@@ -199,13 +199,14 @@ async def claim_handled(session: AsyncSession, pairs: list[tuple[str, str]], at:
         return set()
     inbox = tables_of(session).inbox
     dialect = dialect_name(session)
-    if dialect == "postgresql":
+    if dialect == "postgresql":  # on the driver (fetch_all): every micro-batch of every consumer claims
         consumers, event_ids = zip(*pairs, strict=True)
-        params: Any = {"consumers": list(consumers), "event_ids": list(event_ids), "at": at}
+        params = {"consumers": list(consumers), "event_ids": list(event_ids), "at": at}
+        rows: Iterable[Sequence[Any]] = await fetch_all(session, _claim_statement(inbox, dialect), params)
     else:
-        params = [{"consumer": consumer, "event_id": event_id, "handled_at": at} for consumer, event_id in pairs]
-    result = await session.execute(_claim_statement(inbox, dialect), params)
-    return {(consumer, event_id) for consumer, event_id in result}
+        many = [{"consumer": consumer, "event_id": event_id, "handled_at": at} for consumer, event_id in pairs]
+        rows = await session.execute(_claim_statement(inbox, dialect), many)
+    return {(consumer, event_id) for consumer, event_id in rows}
 
 
 @cache
