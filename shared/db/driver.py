@@ -168,6 +168,14 @@ def _renumbered(sql: str, offset: int) -> str:
     return _PLACEHOLDER.sub(lambda match: f"${int(match[1]) + offset}", sql)
 
 
+def waits_together(session: AsyncSession, table: str) -> bool:
+    """Whether a write to `table` waits in the session's `writes_together` block (sent with
+    the block's statement; what follows in the block does not see it)."""
+
+    block = _together.get()
+    return block is not None and block[0] is session and any(written == table for written, _, _ in block[1])
+
+
 async def send_gathered(session: AsyncSession) -> None:
     """Send the writes gathered so far in the session's `writes_together` block, for what
     follows to read them (none outside such a block)."""

@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import (
     ColumnClause,
     CursorResult,
+    Date,
     String,
     Table,
     bindparam,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex, DropIndex
@@ -746,37 +748,72 @@ _other_day = _days.alias("d")
 _EXCLUDED_CUSTOMER: ColumnClause[str] = literal_column("excluded.customer_id")
 
 
+def _summed(new) -> dict[str, Any]:
+    """An existing summary's columns that add up or move with the new transactions'."""
+
+    return {
+        "first_purchase_at": case(
+            (new.first_purchase_at < _summaries.c.first_purchase_at, new.first_purchase_at),
+            else_=_summaries.c.first_purchase_at,
+        ),
+        "last_purchase_at": case(
+            (new.last_purchase_at > _summaries.c.last_purchase_at, new.last_purchase_at),
+            else_=_summaries.c.last_purchase_at,
+        ),
+        "purchases": _summaries.c.purchases + new.purchases,
+        "total_spend": _summaries.c.total_spend + new.total_spend,
+        "total_margin": _add_nullable(_summaries.c.total_margin, new.total_margin),
+        "total_cost": _add_nullable(_summaries.c.total_cost, new.total_cost),
+        "discounted_spend": _summaries.c.discounted_spend + new.discounted_spend,
+        # Sums at two rates are no sum at all: mark the row stale for the next refit.
+        "discount_rate": case((_summaries.c.discount_rate == new.discount_rate, new.discount_rate), else_=None),
+        "updated_at": new.updated_at,
+    }
+
+
+# The customer's purchase days, in a subquery of the upsert. `excluded` is spelled out:
+# SQLAlchemy would add its table to the subquery's FROM (nothing to correlate it with).
+_CUSTOMERS_DAYS = _other_day.c.customer_id == _EXCLUDED_CUSTOMER
+_DAY_COUNT = select(func.count()).where(_CUSTOMERS_DAYS).scalar_subquery()
+_FIRST_DAY = select(func.min(_other_day.c.day)).where(_CUSTOMERS_DAYS).scalar_subquery()
+_FIRST_DAY_SPEND = (
+    select(_other_day.c.spend).where(_CUSTOMERS_DAYS).order_by(_other_day.c.day).limit(1).scalar_subquery()
+)
+
+
 def _on_summary_conflict(statement):
-    new = statement.excluded
+    # The write's days are in purchase_days already: both read from there.
+    return statement.on_conflict_do_update(
+        index_elements=["customer_id"],
+        set_={**_summed(statement.excluded), "purchase_days": _DAY_COUNT, "first_day_spend": _FIRST_DAY_SPEND},
+    )
+
+
+async def add_to_summaries_with_their_day(session: AsyncSession, rows: list[dict]) -> None:
+    """add_to_summaries for a write of one purchase day (one customer's: a purchase through
+    the API) whose row waits in the same `writes_together` statement (PostgreSQL): one round
+    trip for both. The statement does not see that row, so an existing summary reads the
+    customer's other days (the snapshot before the statement, with every purchase of theirs:
+    the customer's row is locked) and counts this one with them."""
+
+    await bulk_upsert(session, _summaries, _SUMMARY_COLUMNS, rows, _on_summary_conflict_with_its_day)
+
+
+def _on_summary_conflict_with_its_day(statement):
+    # The day of the write: its first purchase's UTC date (summaries._day_of).
+    day = sql_cast(func.timezone("UTC", literal_column("excluded.first_purchase_at")), Date)
+    its_spend: ColumnClause[Decimal] = literal_column("excluded.first_day_spend")  # the write's spend that day
+    known = select(literal(1)).where(_CUSTOMERS_DAYS, _other_day.c.day == day).exists()
     return statement.on_conflict_do_update(
         index_elements=["customer_id"],
         set_={
-            "first_purchase_at": case(
-                (new.first_purchase_at < _summaries.c.first_purchase_at, new.first_purchase_at),
-                else_=_summaries.c.first_purchase_at,
+            **_summed(statement.excluded),
+            "purchase_days": _DAY_COUNT + case((known, 0), else_=1),
+            "first_day_spend": case(
+                (_FIRST_DAY.is_(None) | (day < _FIRST_DAY), its_spend),
+                (day == _FIRST_DAY, _FIRST_DAY_SPEND + its_spend),
+                else_=_FIRST_DAY_SPEND,
             ),
-            "last_purchase_at": case(
-                (new.last_purchase_at > _summaries.c.last_purchase_at, new.last_purchase_at),
-                else_=_summaries.c.last_purchase_at,
-            ),
-            "purchases": _summaries.c.purchases + new.purchases,
-            "total_spend": _summaries.c.total_spend + new.total_spend,
-            "total_margin": _add_nullable(_summaries.c.total_margin, new.total_margin),
-            "total_cost": _add_nullable(_summaries.c.total_cost, new.total_cost),
-            "discounted_spend": _summaries.c.discounted_spend + new.discounted_spend,
-            # Sums at two rates are no sum at all: mark the row stale for the next refit.
-            "discount_rate": case((_summaries.c.discount_rate == new.discount_rate, new.discount_rate), else_=None),
-            "updated_at": new.updated_at,
-            # Read from the customer's purchase days. `excluded` is spelled out: SQLAlchemy
-            # would add its table to the subquery's FROM (nothing to correlate it with).
-            "purchase_days": select(func.count())
-            .where(_other_day.c.customer_id == _EXCLUDED_CUSTOMER)
-            .scalar_subquery(),
-            "first_day_spend": select(_other_day.c.spend)
-            .where(_other_day.c.customer_id == _EXCLUDED_CUSTOMER)
-            .order_by(_other_day.c.day)
-            .limit(1)
-            .scalar_subquery(),
         },
     )
 

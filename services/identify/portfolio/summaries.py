@@ -8,7 +8,9 @@ on the same day adds to that day instead of adding a purchase day (the same-day
 convention of the BG/NBD papers). A customer's `purchase_days` and `first_day_spend`
 (the spend of the earliest purchase day) come from the write itself when its summary
 is new, and are read back from purchase_days when it exists, so an earlier purchase
-arriving late moves them too.
+arriving late moves them too. A write of one purchase day on PostgreSQL (a purchase
+through the API) sends its day and its summary in one statement: the summary reads the
+customer's other days and counts this one with them (one round trip less per purchase).
 
 Only money in the reporting currency is summed (services/identify/money/fx.py): a
 transaction's spend is its `reporting_amount` less what was refunded of it, its margin
@@ -35,7 +37,7 @@ from services.identify.portfolio import repository
 from services.identify.portfolio.repository import REFERENCE_DAY
 from services.identify.settings import portfolio_settings
 from shared.db.database import utcnow
-from shared.db.driver import send_gathered
+from shared.db.driver import send_gathered, waits_together
 
 ZERO = Decimal(0)
 
@@ -146,6 +148,9 @@ async def add_transactions(session: AsyncSession, rows: Iterable[Mapping]) -> No
             summary["first_day_spend"] = day["spend"]
         summary["purchase_days"] += 1
     await repository.add_purchase_days(session, ordered)
+    if len(ordered) == 1 and waits_together(session, "purchase_days"):  # one round trip for both
+        await repository.add_to_summaries_with_their_day(session, list(customers.values()))
+        return
     await send_gathered(session)  # a summary already there reads the customer's days
     await repository.add_to_summaries(session, [customers[key] for key in sorted(customers)])
 

@@ -125,6 +125,34 @@ async def test_a_rebuild_equals_the_incremental_summaries(suite):
         response = await identify.client.post(f"/v1/transactions/{bought['id']}/refund", json=refund)
         assert response.status_code == 201, response.text
 
+    await assert_a_rebuild_changes_nothing(identify, customers)
+
+
+async def test_purchases_through_the_api_one_at_a_time_equal_a_rebuild(suite):
+    """A purchase through POST /v1/transactions writes its day and its summary in one
+    statement on PostgreSQL (repository.add_to_summaries_with_their_day): the summary counts
+    the day without reading it. Days new and known, before, on and after the first, in any
+    order, end as a rebuild from the transactions has them."""
+    identify = await suite.start("identify")
+    customers = [await create_customer(identify.client, f"c{i}") for i in range(3)]
+    rng = random.Random(11)
+    purchases = [
+        buy(
+            customer,
+            f"2026-02-{rng.randint(1, 9):02d}T{rng.randint(0, 23):02d}:30:00Z",
+            f"{rng.randint(100, 5000) / 100}",
+        )
+        for customer in customers
+        for _ in range(15)
+    ]
+    rng.shuffle(purchases)
+    for purchase in purchases:
+        response = await identify.client.post("/v1/transactions", json=purchase)
+        assert response.status_code == 201, response.text
+    await assert_a_rebuild_changes_nothing(identify, customers)
+
+
+async def assert_a_rebuild_changes_nothing(identify, customers: list[str]) -> None:
     incremental = [await state_of(identify, customer) for customer in customers]
     async with transaction(identify.runtime.db.writer) as session:
         await rebuild_summaries(session, customers)
