@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy import Column, MetaData, String, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.bulk import one_of
+from shared.db.bulk import fetch_all, one_of
 from shared.db.database import UTCDateTime, insert_ignoring
 from shared.events.consumer import ConsumerSpec
 from shared.events.contracts import CustomerMerged
@@ -100,8 +100,8 @@ class CustomerAliases:
         if not ids:
             return {}
         dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            rows = await session.execute(self._survivors[dialect], {"ids": ids})
+        if dialect == "postgresql":  # on the driver: every micro-batch of every consumer asks
+            rows: Iterable[Sequence[str]] = await fetch_all(session, self._survivors[dialect], {"ids": ids})
         else:
             rows = await session.execute(self._survivors["sqlite"], {"ids": orjson.dumps(ids).decode()})
         return {merged: survivor for merged, survivor in rows}  # noqa: C416 - dict(rows) takes a Result for a mapping
