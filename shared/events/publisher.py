@@ -161,8 +161,13 @@ class BatchPublisher:
         inbox = f"{self._fast_prefix}{batch.id}.{FAST_FLOW}.fail.".encode()
         deadline = time.monotonic() + timeout_s
         frames: list[bytes] = []
+        last = len(messages)
         for n, (subject, body, message_id) in enumerate(messages, 1):
-            reply = b"%s%d.%d.$FI" % (inbox, n, 0 if n == 1 else 1)  # op 0 starts the batch, 1 adds to it
+            # op 0 starts the batch, 1 adds to it, 2 adds the last message and ends the batch (the
+            # server answers it with the batch's ack). No message of its own ends it: a server
+            # before 2.14 would store that as an event.
+            op = 2 if n == last else 0 if n == 1 else 1
+            reply = b"%s%d.%d.$FI" % (inbox, n, op)
             frames.append(_hpub(self._checked(subject, nc), reply, message_id, body, nc))
             if n - batch.acked >= FAST_WINDOW or n % YIELD_EVERY == 0:
                 await _send(nc, frames)
@@ -171,9 +176,6 @@ class BatchPublisher:
                 while n - batch.acked >= FAST_WINDOW and batch.ended is None:  # the server's pace
                     batch.progress.clear()
                     await _until(nc, batch.progress, deadline, f"fast batch: {n - batch.acked} unacknowledged")
-        # op 3: the batch ends; this message is not stored, and the server answers with the batch's ack.
-        end = b"%s%d.3.$FI" % (inbox, len(messages) + 1)
-        frames.append(b"PUB %s %s 0\r\n\r\n" % (self._checked(messages[-1][0], nc), end))
         await _send(nc, frames)
         while batch.ended is None:
             batch.progress.clear()
