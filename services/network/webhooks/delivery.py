@@ -634,6 +634,10 @@ class Dispatcher:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
 
+    async def _still_there(self, subscription_id: str) -> bool:
+        async with self.runtime.db.reader() as session:
+            return any(row.id == subscription_id for row in await repository.everything(session))
+
     async def _reconcile(self) -> None:
         async with self.runtime.db.reader() as session:
             rows = await repository.everything(session)
@@ -643,6 +647,8 @@ class Dispatcher:
             for row in rows:
                 subjects = filters.subjects(row.event_types)
                 if not await streams.refilter(js, row.id, subjects, self.settings):
+                    if not await self._still_there(row.id):  # deleted since the read: its consumer too
+                        continue
                     # NATS lost its store (what it held is gone with it): deliver from now on.
                     log.error("webhook consumer missing, made again", extra={"subscription": row.id})
                     await streams.create(js, row.id, subjects, self.settings)
