@@ -636,7 +636,7 @@ class Dispatcher:
 
     async def _still_there(self, subscription_id: str) -> bool:
         async with self.runtime.db.reader() as session:
-            return any(row.id == subscription_id for row in await repository.everything(session))
+            return await repository.read(session, subscription_id) is not None
 
     async def _reconcile(self) -> None:
         async with self.runtime.db.reader() as session:

@@ -15,7 +15,7 @@ _subscriptions = WebhookSubscription.__table__
 _deliveries = WebhookDelivery.__table__
 
 
-async def read(session: AsyncSession, subscription_id: str) -> WebhookSubscription | None:
+async def read(session: AsyncSession | InlineSession, subscription_id: str) -> WebhookSubscription | None:
     return await session.get(WebhookSubscription, subscription_id)
 
 
