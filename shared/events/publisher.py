@@ -37,7 +37,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -87,8 +87,7 @@ class PublishError(Exception):
 class BatchPublisher:
     def __init__(self, bus: Bus):
         self.bus = bus
-        self._nc: Client | None = None
-        self._prefix = ""
+        self._inboxes: dict[Callable[[Msg], Awaitable[None]], tuple[Client, str]] = {}
         self._batch = 0
         self._waiting: set[str] = set()
         self._failures: list[str] = []
@@ -97,8 +96,6 @@ class BatchPublisher:
         self._subjects: dict[str, bytes] = {}
         self.fast_ingest = True  # until the server or the stream turns out not to take it
         self.fast_batches = 0  # published as fast-ingest batches (for the tests and the curious)
-        self._fast_nc: Client | None = None
-        self._fast_prefix = ""
         self._fast: _FastBatch | None = None
 
     async def publish(self, messages: Sequence[tuple[str, bytes, str]], *, timeout_s: float) -> None:
@@ -118,16 +115,27 @@ class BatchPublisher:
                         log.warning("fast-ingest batches not taken, publishing with an ack per message: %s", failed)
             await self._publish(messages, timeout_s)
 
-    async def _publish(self, messages: Sequence[tuple[str, bytes, str]], timeout_s: float) -> None:
+    def _connected(self) -> Client:
         nc = self.bus.nc
         if nc is None or not nc.is_connected:
             raise ConnectionError("NATS is not connected")
-        if nc is not self._nc:  # first use, or a new connection object
-            self._prefix = nc.new_inbox() + "."
-            await nc.subscribe(self._prefix + "*", cb=self._on_ack)
-            self._nc = nc
+        return nc
+
+    async def _inbox(self, nc: Client, wildcard: str, reader: Callable[[Msg], Awaitable[None]]) -> str:
+        """The prefix of the subjects `reader` takes replies on, subscribed once per connection
+        (at first use, and again for a new connection object)."""
+
+        held = self._inboxes.get(reader)
+        if held is None or held[0] is not nc:
+            held = self._inboxes[reader] = (nc, nc.new_inbox() + ".")
+            await nc.subscribe(held[1] + wildcard, cb=reader)
+        return held[1]
+
+    async def _publish(self, messages: Sequence[tuple[str, bytes, str]], timeout_s: float) -> None:
+        nc = self._connected()
+        prefix = await self._inbox(nc, "*", self._on_ack)
         self._batch += 1
-        tag = f"{self._prefix}{self._batch}-"  # acks of an earlier, abandoned batch match no token
+        tag = f"{prefix}{self._batch}-"  # acks of an earlier, abandoned batch match no token
         self._waiting = {f"{tag}{n}" for n in range(len(messages))}
         self._failures = []
         self._acked.clear()
@@ -150,15 +158,9 @@ class BatchPublisher:
             await _until(nc, self._acked, deadline, f"{len(self._waiting)} of {count} publishes not acknowledged")
 
     async def _publish_fast(self, messages: Sequence[tuple[str, bytes, str]], timeout_s: float) -> None:
-        nc = self.bus.nc
-        if nc is None or not nc.is_connected:
-            raise ConnectionError("NATS is not connected")
-        if nc is not self._fast_nc:
-            self._fast_prefix = nc.new_inbox() + "."
-            await nc.subscribe(self._fast_prefix + ">", cb=self._on_fast_frame)
-            self._fast_nc = nc
-        batch = self._fast = _FastBatch(uuid.uuid4().hex)
-        inbox = f"{self._fast_prefix}{batch.id}.{FAST_FLOW}.fail.".encode()
+        nc = self._connected()
+        batch = self._fast = _FastBatch(await self._inbox(nc, ">", self._on_fast_frame))
+        inbox = f"{batch.inbox}{FAST_FLOW}.fail.".encode()
         deadline = time.monotonic() + timeout_s
         frames: list[bytes] = []
         last = len(messages)
@@ -191,7 +193,7 @@ class BatchPublisher:
 
     async def _on_fast_frame(self, msg: Msg) -> None:
         batch = self._fast
-        if batch is None or not msg.subject.startswith(f"{self._fast_prefix}{batch.id}."):
+        if batch is None or not msg.subject.startswith(batch.inbox):
             return  # a late frame of an earlier batch
         try:
             frame = orjson.loads(msg.data)
@@ -232,8 +234,9 @@ class BatchPublisher:
 
 
 class _FastBatch:
-    def __init__(self, id_: str):
-        self.id = id_
+    def __init__(self, prefix: str):
+        self.id = uuid.uuid4().hex
+        self.inbox = f"{prefix}{self.id}."  # its replies' subjects begin so (the server reads the id from it)
         self.acked = 0  # the server has stored the batch's messages up to this one
         self.ended: dict[str, Any] | None = None  # the server's last word on the batch
         self.problem: dict[str, Any] | None = None
