@@ -21,7 +21,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,41 +34,54 @@ from shared.settings import SERVICES
 POSTGRES_URL = os.environ.get("VALUECHAIN_TEST_POSTGRES_URL")
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports: the sockets stay bound until all are chosen, so the
-    kernel cannot hand the same ephemeral port out twice."""
+def _test_ports() -> range:
+    """The ports this test process picks from: below the kernel's ephemeral range, so that no
+    outgoing connection (a NATS or database client anywhere on the machine) can take a port
+    between our pick and the child's bind, and each xdist worker in its own slice, so that two
+    workers never pick the same one."""
 
-    sockets = [socket.socket() for _ in range(count)]
     try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    low, high = 10000, max(ephemeral_low, 20000)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    width = (high - low) // workers
+    return range(low + worker * width, low + (worker + 1) * width)
+
+
+_handed_out: set[int] = set()  # never the same port twice in one process, bound yet or not
 
 
 def free_consecutive_ports(count: int) -> int:
-    """The first of `count` consecutive free ports (`valuechain run --nats-cluster 3` gives
-    node i the base port + i - 1)."""
+    """The first of `count` consecutive loopback ports that nothing listens on (`valuechain run
+    --nats-cluster 3` gives node i the base port + i - 1; `--replicas N` lays replicas out the
+    same way)."""
 
     import random
 
+    ports = _test_ports()
     for _ in range(200):
-        base = random.randint(20000, 60000 - count)
-        sockets = []
+        base = random.randrange(ports.start, ports.stop - count)
+        block = range(base, base + count)
+        if _handed_out.intersection(block):
+            continue
         try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
+            with ExitStack() as stack:
+                for port in block:
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
         except OSError:
             continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
+        _handed_out.update(block)
+        return base
+    raise RuntimeError(f"no {count} consecutive free ports in {ports}")
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports that nothing listens on."""
+
+    return [free_consecutive_ports(1) for _ in range(count)]
 
 
 def free_port() -> int:

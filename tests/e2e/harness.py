@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -33,24 +32,6 @@ def unique_email(name: str = "e2e") -> str:
     return f"{unique(name)}@example.com"
 
 
-def free_port_block(size: int) -> int:
-    """The first of `size` consecutive loopback ports that nothing listens on."""
-
-    for _ in range(50):
-        base = free_ports(1)[0]
-        if base + size >= 65535:
-            continue
-        try:
-            with ExitStack() as stack:
-                for port in range(base, base + size):
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError(f"no {size} consecutive free ports")
-
-
 class RunningSuite:
     """`valuechain run` on free ports; with `replicas` > 1, `--replicas N`: the services' ports
     in one block (replica i at port + 5i, the supervisor's plan) and the gateways' in another;
@@ -64,9 +45,9 @@ class RunningSuite:
         names = (*SERVICES, "gateway", "nats", "nats_monitor")
         self.ports = dict(zip(names, free_ports(len(names))))
         if replicas > 1:
-            services = free_port_block(len(SERVICES) * replicas)
+            services = free_consecutive_ports(len(SERVICES) * replicas)
             self.ports.update({name: services + i for i, name in enumerate(SERVICES)})
-            self.ports["gateway"] = free_port_block(replicas)
+            self.ports["gateway"] = free_consecutive_ports(replicas)
         self.database_urls = database_urls or {}
         self.process: subprocess.Popen | None = None
         self.log_path = var_dir / "suite.log"

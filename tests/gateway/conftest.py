@@ -28,16 +28,10 @@ from gateway.main import create_app
 from gateway.server import protocol_class
 from gateway.settings import SERVICES, GatewaySettings
 from shared.db.migrations import upgrade
-from tests.support import POSTGRES_URL, NatsServer, make_database_url
+from tests.support import POSTGRES_URL, NatsServer, free_port, make_database_url
 
 API_KEY = "test-admin-key-0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class _Server(uvicorn.Server):
