@@ -699,6 +699,73 @@ async def test_deleting_a_subscription_deletes_its_consumer(suite):
     assert (await network.client.get(f"/v1/webhooks/{made['id']}")).status_code == 404
 
 
+async def test_a_subscriptions_consumer_is_deleted_only_after_its_removal_commits(suite):
+    """Deleted before the commit, the dispatcher's first look (which makes the consumer of any
+    subscription it reads) could make it again from the row not yet gone: an orphan."""
+
+    from services.network.webhooks import repository
+
+    network = await start_network(suite)
+    made = await subscribe(network, "http://127.0.0.1:9/hook")
+    dispatcher = network.runtime.state.webhooks
+    js = await dispatcher.js()
+    rows_seen: list[object] = []
+    real_delete = js.delete_consumer
+
+    async def delete_consumer(stream, name):  # the real delete, noting what a reader sees first
+        async with network.runtime.db.reader() as session:
+            rows_seen.append(await repository.read(session, made["id"]))
+        return await real_delete(stream, name)
+
+    js.delete_consumer = delete_consumer
+    try:
+        assert (await network.client.delete(f"/v1/webhooks/{made['id']}")).status_code == 204
+    finally:
+        del js.delete_consumer
+    assert rows_seen and rows_seen == [None] * len(rows_seen)
+    assert await _no_consumer(js, made["id"])
+
+
+async def test_a_consumer_nats_failed_to_delete_is_deleted_at_the_next_look(suite):
+    from nats.errors import TimeoutError as NatsTimeout
+
+    network = await start_network(suite)
+    made = await subscribe(network, "http://127.0.0.1:9/hook")
+    dispatcher = network.runtime.state.webhooks
+    js = await dispatcher.js()
+    real_delete = js.delete_consumer
+    failures = []
+
+    async def delete_consumer(stream, name):  # NATS times out once, then deletes for real
+        if not failures:
+            failures.append(name)
+            raise NatsTimeout
+        return await real_delete(stream, name)
+
+    js.delete_consumer = delete_consumer
+    try:
+        assert (await network.client.delete(f"/v1/webhooks/{made['id']}")).status_code == 204
+        assert (await network.client.get(f"/v1/webhooks/{made['id']}")).status_code == 404
+        assert failures == [f"network-webhook-{made['id']}"]
+
+        async def retried() -> bool:
+            return not dispatcher._undeleted and await _no_consumer(js, made["id"])
+
+        await wait_until(retried, what="the consumer deleted at the next look")
+    finally:
+        del js.delete_consumer
+
+
+async def _no_consumer(js, webhook_id: str) -> bool:
+    from nats.js.errors import NotFoundError
+
+    try:
+        await js.consumer_info("CRM", f"network-webhook-{webhook_id}")
+    except NotFoundError:
+        return True
+    return False
+
+
 async def test_the_delivery_log_is_personal_data_export_shows_it_erasure_removes_it(suite):
     identify = await suite.start("identify")
     network = await start_network(suite)

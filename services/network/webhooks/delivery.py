@@ -598,6 +598,8 @@ class Dispatcher:
         self.workers: dict[str, Worker] = {}
         self.wake = asyncio.Event()
         self.synced = False
+        # Deleted subscriptions whose consumers NATS did not delete then: retried at each look.
+        self._undeleted: set[str] = set()
         # subscription id -> when it started failing, as this process last wrote it
         self._failing: dict[str, datetime | None] = {}
 
@@ -638,7 +640,28 @@ class Dispatcher:
         async with self.runtime.db.reader() as session:
             return await repository.read(session, subscription_id) is not None
 
+    async def delete_consumers(self, subscription_id: str) -> None:
+        """A deleted subscription's consumers (its removal committed). When NATS fails to
+        delete them, the subscription stays deleted and each look tries again."""
+
+        self._undeleted.add(subscription_id)
+        if not await self._delete_undeleted(subscription_id):
+            self.wake.set()
+
+    async def _delete_undeleted(self, subscription_id: str) -> bool:
+        try:
+            await streams.delete(await self.js(), subscription_id, self.settings)
+        except Exception as exc:  # noqa: BLE001 - NATS trouble: retried at the next look
+            log.warning(
+                "webhook consumer not deleted, will retry", extra={"subscription": subscription_id, "error": repr(exc)}
+            )
+            return False
+        self._undeleted.discard(subscription_id)
+        return True
+
     async def _reconcile(self) -> None:
+        for subscription_id in list(self._undeleted):
+            await self._delete_undeleted(subscription_id)
         async with self.runtime.db.reader() as session:
             rows = await repository.everything(session)
         if not self.synced:

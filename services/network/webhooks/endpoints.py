@@ -98,13 +98,14 @@ async def update_webhook(
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_webhook(
-    webhook_id: str, session: WriteSession, caller: CallerDep, webhooks: DispatcherDep, later: BackgroundTasks
-):
+async def delete_webhook(webhook_id: str, caller: CallerDep, webhooks: DispatcherDep, later: BackgroundTasks):
     """Unsubscribe: the subscription, its durable consumer and its delivery log go."""
 
     await service.delete(
-        session=session, js=await webhooks.js(), settings=webhooks.settings, caller=caller, subscription_id=webhook_id
+        db=webhooks.runtime.db,
+        delete_consumers=webhooks.delete_consumers,
+        caller=caller,
+        subscription_id=webhook_id,
     )
     later.add_task(webhooks.changed)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

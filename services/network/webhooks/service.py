@@ -3,7 +3,7 @@ their delivery log, a retry and a replay."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 from nats.aio.client import Client as NATS
@@ -14,7 +14,9 @@ from services.network.webhooks import filters, repository, ssrf, streams
 from services.network.webhooks.models import WebhookSubscription
 from services.network.webhooks.schemas import ReplayRequest, WebhookCreate, WebhookUpdate
 from services.network.webhooks.signing import new_secret, utc_now
+from shared.db.database import Database
 from shared.db.ids import uuid7
+from shared.db.uow import transaction
 from shared.events.customer_aliases import Merge
 from shared.http.caller import Caller, TypeNotAllowed
 from shared.http.errors import AppError, Conflict, InvalidRequest, NotFound, field_error
@@ -126,11 +128,20 @@ async def update(
 
 
 async def delete(
-    *, session: AsyncSession, js: JetStreamContext, settings: NetworkSettings, caller: Caller, subscription_id: str
+    *,
+    db: Database,
+    delete_consumers: Callable[[str], Awaitable[None]],
+    caller: Caller,
+    subscription_id: str,
 ) -> None:
-    await get(session=session, subscription_id=subscription_id, caller=caller)
-    await repository.remove(session, subscription_id)
-    await streams.delete(js, subscription_id, settings)
+    """The subscription, then its consumers, once its removal is committed. Deleted before
+    the commit, a consumer could be made again by the dispatcher's first look after a start,
+    which makes the consumer of any subscription it still reads: an orphan nothing pulls."""
+
+    async with transaction(db.writer) as session:
+        await get(session=session, subscription_id=subscription_id, caller=caller)
+        await repository.remove(session, subscription_id)
+    await delete_consumers(subscription_id)
 
 
 async def rotate_secret(
