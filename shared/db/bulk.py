@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from datetime import datetime
 from functools import lru_cache
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -49,7 +49,10 @@ from sqlalchemy import table as table_clause
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.db.database import InlineSession, dialect_insert, dialect_name
-from shared.db.driver import as_sqlalchemy_errors, executemany, gather_write, pg_connection
+from shared.db.driver import as_sqlalchemy_errors, connections, executemany, gather_write, pg_connection
+
+if TYPE_CHECKING:
+    import asyncpg
 
 COPY_FROM_ROWS = 100  # PostgreSQL: fewer rows than this go as one INSERT (from arrays where it can)
 IN_CHUNK = 1000  # IN lists are cut to this many values: well under every driver's parameter limit
@@ -63,20 +66,21 @@ async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str
 
     if not rows:
         return
-    conn = await session.connection()
+    conn, driver = await connections(session)
     dialect = conn.dialect
     rows = _driver_values(rows, _processors(table, tuple(columns), dialect))
     if dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS:
         await _copy(conn, table, columns, rows)
     else:
-        await _run_many(session, conn, _insert_sql(table, tuple(columns), dialect), rows)
+        await _run_many(session, conn, driver, _insert_sql(table, tuple(columns), dialect), rows)
 
 
-async def _run_many(session: AsyncSession, conn: AsyncConnection, sql: str, rows: list[Row]) -> None:
+async def _run_many(
+    session: AsyncSession, conn: AsyncConnection, driver: asyncpg.Connection | None, sql: str, rows: list[Row]
+) -> None:
     """Driver SQL once per row of driver-ready values: on PostgreSQL through the asyncpg
     connection (gathered in a `writes_together` block, or from arrays where it can be)."""
 
-    driver = await pg_connection(conn)
     if driver is None:
         await conn.exec_driver_sql(sql, rows)
     elif not await gather_write(session, sql, rows):
@@ -159,13 +163,13 @@ async def bulk_execute(session: AsyncSession, statement: Executable, rows: list[
 
     if not rows:
         return
-    conn = await session.connection()
+    conn, driver = await connections(session)
     sql, sources, processors = _compiled(statement, tuple(rows[0]), conn.dialect)
     if all(key is not None for key, _ in sources):
         values = list(map(_getter(tuple(key for key, _ in sources)), rows))
     else:  # the statement's own constants (a LIMIT) sit between the rows' values
         values = [tuple(constant if key is None else row[key] for key, constant in sources) for row in rows]
-    await _run_many(session, conn, sql, _driver_values(values, processors))
+    await _run_many(session, conn, driver, sql, _driver_values(values, processors))
 
 
 async def fetch_all(
@@ -178,8 +182,7 @@ async def fetch_all(
 
     if isinstance(session, InlineSession) or dialect_name(session) != "postgresql":
         return (await session.execute(statement, params)).all()  # SQLite runs it inline already
-    conn = await session.connection()
-    driver = await pg_connection(conn)
+    conn, driver = await connections(session)
     assert driver is not None, "a PostgreSQL session"
     sql, sources, processors = _compiled(statement, tuple(params), conn.dialect)
     values = tuple(constant if key is None else params[key] for key, constant in sources)

@@ -54,6 +54,27 @@ async def pg_connection(session: AsyncSession | AsyncConnection) -> asyncpg.Conn
     return driver
 
 
+_CONNECTIONS = "driver.connections"  # session.info: (its transaction, connection, asyncpg connection)
+
+
+async def connections(session: AsyncSession) -> tuple[AsyncConnection, asyncpg.Connection | None]:
+    """The session's connection and `pg_connection` of it, found once per transaction of the
+    session: each costs a greenlet hop through SQLAlchemy, and the bulk helpers ask for them
+    at every statement (a purchase's lock, writes and outbox rows; each micro-batch's claim
+    and alias lookup). Within one transaction the session keeps one connection, and its
+    BEGIN, once sent, stands until that transaction ends."""
+
+    sync = session.sync_session
+    transaction = sync.get_transaction()
+    found = sync.info.get(_CONNECTIONS)
+    if found is not None and transaction is not None and found[0] is transaction:
+        return found[1], found[2]
+    conn = await session.connection()
+    driver = await pg_connection(conn)
+    sync.info[_CONNECTIONS] = (sync.get_transaction(), conn, driver)
+    return conn, driver
+
+
 @asynccontextmanager
 async def as_sqlalchemy_errors(sql: str) -> AsyncIterator[None]:
     import asyncpg
@@ -148,7 +169,7 @@ async def _send(session: AsyncSession, gathered: list[tuple[str, str, tuple[Any,
     if not gathered:
         return
     writes, gathered[:] = list(gathered), []
-    driver = await pg_connection(session)
+    _, driver = await connections(session)
     assert driver is not None, "writes are gathered on PostgreSQL only"
     if len(writes) == 1:
         _, sql, args = writes[0]

@@ -111,3 +111,28 @@ async def test_a_block_that_fails_writes_nothing_and_a_broken_constraint_is_an_i
     async with transaction(db.writer) as session, writes_together(session):  # usable afterwards
         await bulk_insert(session, orders, ("id", "n"), [("o1", 1)])
     assert (await _rows(db))["orders.o1"][0] == 1
+
+
+async def test_a_sessions_connections_are_found_once_per_transaction(db):
+    """`connections` answers from what it found at the transaction's first statement, and
+    finds them again in the session's next transaction (its connection may be another)."""
+
+    from shared.db.driver import connections
+
+    async with db.writer() as session:
+        async with session.begin():
+            conn, driver = await connections(session)
+            assert (conn, driver) == await connections(session)
+            assert conn is await session.connection()
+            assert (driver is not None) == on_postgres
+            if driver is not None:
+                assert driver.is_in_transaction()  # its BEGIN sent, so statements on it commit with the session
+            await bulk_insert(session, orders, ("id", "n"), [("o1", 1)])
+        async with session.begin():
+            again, _ = await connections(session)
+            assert again is await session.connection()
+            await bulk_insert(session, orders, ("id", "n"), [("o2", 2)])
+        async with session.begin():
+            await bulk_insert(session, orders, ("id", "n"), [("o3", 3)])
+            await session.rollback()  # what the cached connection wrote goes with its transaction
+    assert sorted(key for key in await _rows(db) if key.startswith("orders.")) == ["orders.o1", "orders.o2"]
