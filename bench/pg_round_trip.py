@@ -4,8 +4,9 @@ as the services run them: CPU of this process and of its server backend per stat
 A prepared one-row primary-key read, `--statements` times on one pooled connection, inside
 one transaction and each in a transaction of its own (BEGIN, the statement, COMMIT: three
 round trips), through each layer the services can use: an AsyncSession (the services'
-statements), its connection's `exec_driver_sql` (the bulk helpers, shared/db/bulk.py), and
-the asyncpg connection itself. With the number of statements the suite runs per purchase
+statements), its connection's `exec_driver_sql`, `bulk.fetch_all` (the hot reads: the
+statement on the session's asyncpg connection, found once per transaction by
+`driver.connections`), and the asyncpg connection itself. With the number of statements the suite runs per purchase
 (pg_stat_statements in the latency bench, docs/benchmarks.md) it gives the part of the CPU
 per purchase that is the round trips themselves, whatever the statements do.
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, select, text
 
+from shared.db.bulk import fetch_all
 from shared.db.database import Database
 from tests.support import POSTGRES_URL, make_database_url
 
@@ -63,6 +65,8 @@ async def measure(db: Database, statements: int) -> None:
                     await session.execute(read_one, {"id": i % 1000})
                 elif path == "AsyncConnection.exec_driver_sql":
                     await (await session.connection()).exec_driver_sql(READ_SQL, (i % 1000,))
+                elif path == "bulk.fetch_all":
+                    await fetch_all(session, read_one, {"id": i % 1000})
                 else:
                     await driver.fetch(READ_SQL, i % 1000)
 
@@ -81,7 +85,7 @@ async def measure(db: Database, statements: int) -> None:
     print(f"{statements} statements each; µs of CPU per statement, client / server")
     print("| path | in one transaction | a transaction each (BEGIN, statement, COMMIT) |")
     print("|---|---|---|")
-    for path in ("AsyncSession.execute", "AsyncConnection.exec_driver_sql", "asyncpg"):
+    for path in ("AsyncSession.execute", "AsyncConnection.exec_driver_sql", "bulk.fetch_all", "asyncpg"):
         together, each = await loop(path, False), await loop(path, True)
         print(f"| {path} | {together[0]:.0f} / {together[1]:.0f} | {each[0]:.0f} / {each[1]:.0f} |")
 
