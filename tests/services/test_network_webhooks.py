@@ -665,14 +665,18 @@ def _replaying(network, webhook_id: str) -> bool:
     return loop is not None and not loop.done()
 
 
-async def _no_replay_consumer(js, webhook_id: str) -> bool:
+async def _no_consumer(js, webhook_id: str, suffix: str = "") -> bool:
     from nats.js.errors import NotFoundError
 
     try:
-        await js.consumer_info("CRM", f"network-webhook-{webhook_id}-replay")
+        await js.consumer_info("CRM", f"network-webhook-{webhook_id}{suffix}")
     except NotFoundError:
         return True
     return False
+
+
+def _no_replay_consumer(js, webhook_id: str):
+    return _no_consumer(js, webhook_id, "-replay")
 
 
 async def test_deleting_a_subscription_deletes_its_consumer(suite):
@@ -754,16 +758,6 @@ async def test_a_consumer_nats_failed_to_delete_is_deleted_at_the_next_look(suit
         await wait_until(retried, what="the consumer deleted at the next look")
     finally:
         del js.delete_consumer
-
-
-async def _no_consumer(js, webhook_id: str) -> bool:
-    from nats.js.errors import NotFoundError
-
-    try:
-        await js.consumer_info("CRM", f"network-webhook-{webhook_id}")
-    except NotFoundError:
-        return True
-    return False
 
 
 async def test_the_delivery_log_is_personal_data_export_shows_it_erasure_removes_it(suite):
