@@ -40,6 +40,15 @@ class _Server(uvicorn.Server):
         yield
 
 
+def client_of(url: str, **options: Any) -> httpx.AsyncClient:
+    """An httpx client for a gateway served here. It drops an idle connection after 4 s, before
+    the server's 5 s keep-alive timeout closes it: with both at 5 s, a request sent on a pooled
+    connection just as the server closed it failed with ReadError (the session's `gw` client,
+    idle between modules)."""
+
+    return httpx.AsyncClient(base_url=url, limits=httpx.Limits(keepalive_expiry=4.0), **options)
+
+
 @contextlib.asynccontextmanager
 async def serve(app, port: int | None = None, http: Any = "auto", lifespan: str = "on"):
     """Serve an ASGI app with uvicorn on 127.0.0.1 (with the `http` protocol); yields its base URL.
@@ -274,7 +283,7 @@ async def start_gateway(stand_ins, nats_stub, tmp_path_factory):
             app = create_app(settings, admin_key=API_KEY)
             # Served as `python -m gateway` serves it: with its own protocol (gateway/server.py).
             url = await stack.enter_async_context(serve(app, http=protocol_class(settings)))
-            client = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=10.0))
+            client = await stack.enter_async_context(client_of(url, timeout=10.0))
             client.gateway_app = app  # type: ignore[attr-defined]
             return client
 

@@ -23,7 +23,7 @@ from gateway.audit.chain import GENESIS, chain_hash
 from gateway.audit.writer import annotate
 from gateway.main import create_app
 from gateway.routes import ROUTES, RouteTable, r
-from tests.gateway.conftest import API_KEY, AUTH, gateway_settings, serve
+from tests.gateway.conftest import API_KEY, AUTH, client_of, gateway_settings, serve
 
 
 def identify_stand_in() -> FastAPI:
@@ -74,7 +74,7 @@ async def gateways(stand_ins, nats_stub, identify, database, dead_url, tmp_path)
             )
             app = create_app(settings, admin_key=API_KEY)
             url = await stack.enter_async_context(serve(app))
-            client = await stack.enter_async_context(httpx.AsyncClient(base_url=url, headers=AUTH, timeout=10.0))
+            client = await stack.enter_async_context(client_of(url, headers=AUTH, timeout=10.0))
             return client, app
 
         yield start

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from gateway.exports import STOPPED, UNREADABLE, ExportJob
 from gateway.main import create_app
 from shared.db.database import Database
-from tests.gateway.conftest import API_KEY, AUTH, gateway_settings, serve
+from tests.gateway.conftest import API_KEY, AUTH, client_of, gateway_settings, serve
 from tests.support import wait_until
 
 
@@ -58,7 +58,7 @@ async def gateways(stand_ins, nats_stub, database, tmp_path):
         )
         app = create_app(settings, admin_key=API_KEY)
         url = await stack.enter_async_context(serve(app))
-        client = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=10.0))
+        client = await stack.enter_async_context(client_of(url, timeout=10.0))
         started.append(Gateway(client, app, stack))
         return started[-1]
 
