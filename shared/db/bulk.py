@@ -49,7 +49,7 @@ from sqlalchemy import table as table_clause
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.db.database import InlineSession, dialect_insert, dialect_name
-from shared.db.driver import as_sqlalchemy_errors, connections, executemany, gather_write, pg_connection
+from shared.db.driver import as_sqlalchemy_errors, connections, executemany, gather_write
 
 if TYPE_CHECKING:
     import asyncpg
@@ -69,8 +69,8 @@ async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str
     conn, driver = await connections(session)
     dialect = conn.dialect
     rows = _driver_values(rows, _processors(table, tuple(columns), dialect))
-    if dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS:
-        await _copy(conn, table, columns, rows)
+    if driver is not None and len(rows) >= COPY_FROM_ROWS:
+        await _copy(driver, table, columns, rows)
     else:
         await _run_many(session, conn, driver, _insert_sql(table, tuple(columns), dialect), rows)
 
@@ -147,11 +147,11 @@ def _driver_values(rows: list[Row], processors: Processors) -> list[Row]:
     return list(zip(*columns))
 
 
-async def _copy(conn: AsyncConnection, table: Table | TableClause, columns: Sequence[str], rows: list[Row]) -> None:
-    """COPY rows into table in conn's transaction (begun first if nothing has begun it)."""
+async def _copy(
+    driver: asyncpg.Connection, table: Table | TableClause, columns: Sequence[str], rows: list[Row]
+) -> None:
+    """COPY rows into table on the session's asyncpg connection (`connections`: its BEGIN sent)."""
 
-    driver = await pg_connection(conn)
-    assert driver is not None, "COPY is PostgreSQL's"
     async with as_sqlalchemy_errors(f"COPY {table.name} ({', '.join(columns)})"):
         await driver.copy_records_to_table(table.name, records=rows, columns=list(columns), schema_name=table.schema)
 
@@ -236,14 +236,14 @@ async def stage(session: AsyncSession, target: Table, columns: Sequence[str], ro
     set-based statement."""
 
     staged = _staged_table(target, tuple(columns))
-    conn = await session.connection()
+    conn, driver = await connections(session)
+    assert driver is not None, "COPY is PostgreSQL's"
     await conn.exec_driver_sql(
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged.name} ON COMMIT DELETE ROWS AS "
         f"SELECT {', '.join(columns)} FROM {target.name} WITH NO DATA"
     )
     await conn.exec_driver_sql(f"TRUNCATE {staged.name}")  # rows an earlier statement of this transaction staged
-    # The CREATE above began the transaction if nothing had.
-    await _copy(conn, staged, columns, _driver_values(rows, _processors(target, tuple(columns), conn.dialect)))
+    await _copy(driver, staged, columns, _driver_values(rows, _processors(target, tuple(columns), conn.dialect)))
     return staged
 
 
