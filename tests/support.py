@@ -9,6 +9,7 @@ names a server (CI's second run).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -34,6 +35,7 @@ from shared.settings import SERVICES
 POSTGRES_URL = os.environ.get("VALUECHAIN_TEST_POSTGRES_URL")
 
 
+@functools.cache
 def _test_ports() -> range:
     """The ports this test process picks from: below the kernel's ephemeral range, so that no
     outgoing connection (a NATS or database client anywhere on the machine) can take a port
