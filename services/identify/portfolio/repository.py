@@ -26,6 +26,7 @@ from sqlalchemy import (
     case,
     delete,
     func,
+    inspect,
     literal,
     literal_column,
     select,
@@ -422,10 +423,18 @@ async def drop_rank_indexes(session: AsyncSession) -> None:
 
 async def ensure_rank_indexes(session: AsyncSession, indexes=RANK_INDEXES) -> None:
     """Build these RANK_INDEXES where missing: after a refit's write, whether it
-    succeeded or not, and at start-up (a process killed mid-refit left them dropped)."""
+    succeeded or not, and at start-up (a process killed mid-refit left them dropped).
 
+    Those present get no statement: any DDL through SQLAlchemy's asyncpg dialect makes every
+    pooled connection drop the statements it prepared, at its next statement. At every
+    start-up that cleared the purchase path's prepared statements for nothing."""
+
+    present = await session.run_sync(
+        lambda sync: {found["name"] for found in inspect(sync.connection()).get_indexes(CustomerScore.__tablename__)}
+    )
     for index in indexes:
-        await session.execute(CreateIndex(index, if_not_exists=True))
+        if index.name not in present:
+            await session.execute(CreateIndex(index, if_not_exists=True))
 
 
 _PREVIOUS_SQL = "SELECT customer_id, segment, CAST(kinds AS TEXT), predicted_clv FROM customer_scores WHERE "

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import nats
 import numpy as np
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 
 from services.identify.portfolio.scoring import CLV_BANDS, clv_band_codes
 from services.identify.settings import portfolio_settings
@@ -377,3 +377,25 @@ async def test_a_refit_writes_scores_without_the_clv_indexes_and_leaves_them_in_
     listed = (await client.get("/v1/customers", params={"sort": "-clv", "limit": 50})).json()["items"]
     clvs = [item["scores"]["predicted_clv"] for item in listed if item["scores"]]
     assert clvs == sorted(clvs, reverse=True) and len(clvs) == 30
+
+
+async def test_the_reapers_first_turn_sends_no_ddl_when_the_clv_indexes_are_in_place(suite):
+    # Any DDL through SQLAlchemy's asyncpg dialect makes every pooled connection drop the
+    # statements it prepared, at its next statement: a start-up with nothing to build sends none.
+    from services.identify.portfolio import refits
+
+    identify = await suite.start("identify")
+    engine = identify.runtime.db.writer_engine.sync_engine
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        await refits.fail_interrupted_refits(identify.runtime, rebuild_indexes=True)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert sent, "the reaper's turn went through this engine"
+    assert not [statement for statement in sent if "CREATE INDEX" in statement.upper()], sent
+    assert await clv_indexes(identify) == {"ix_customer_scores_clv", "ix_customer_scores_segment_clv"}
