@@ -61,7 +61,8 @@ async def open_console(browser, suite) -> AsyncIterator[ConsolePage]:
 
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
-    page.set_default_timeout(15_000)
+    # 15 s was not enough for a page on a CI machine running at half speed with both test workers busy.
+    page.set_default_timeout(30_000)
     console = ConsolePage(page, suite.gateway_url)
     page.on("pageerror", lambda error: console.problems.append(f"script error: {error}"))
 

@@ -340,7 +340,7 @@ async def test_time_the_gateway_is_behind_is_not_the_clients():
     async def slow_reader(scope, receive, send):
         if scope["type"] != "http":
             return
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(4.0)
         size, more = 0, True
         while more:
             message = await receive()
@@ -352,8 +352,9 @@ async def test_time_the_gateway_is_behind_is_not_the_clients():
         await send({"type": "http.response.body", "body": b"%d" % size})
 
     # The app sleeps well past both limits; the limits still leave room for a loaded
-    # machine to move the megabyte once the app reads (0.2/0.5 s made a busy CI flaky).
-    settings = GatewaySettings(request_body_idle_timeout_s=0.5, request_body_timeout_s=1.5)
+    # machine to move the megabyte once the app reads (0.2/0.5 s made a busy CI flaky, and
+    # 0.5/1.5 s a CI on a machine running at half speed).
+    settings = GatewaySettings(request_body_idle_timeout_s=1.0, request_body_timeout_s=3.0)
     async with serve(slow_reader, http=protocol_class(settings)) as url, httpx.AsyncClient(base_url=url) as client:
         response = await client.post("/", content=b"x" * 1_000_000)
     assert response.status_code == 200 and response.text == "1000000"
