@@ -142,6 +142,8 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """Publish the events of one batch of pending outbox rows; returns how many rows."""
 
+        if self.paused:  # checked here too: a turn already under way when it was paused reads nothing more
+            return 0
         if not self.bus.is_connected:
             raise ConnectionError("NATS is not connected")
         if not self.lease.held:  # checked before each batch: another replica may publish now
