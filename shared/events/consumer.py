@@ -12,15 +12,18 @@ arrived as one micro-batch (while busy, waiting up to `consumer_linger_s`, or it
 `consumer_group_linger_s`, after its first event for more; a consumer is busy when its
 previous micro-batch was applied less than that long ago, so an event after a quiet spell
 is applied at once):
-one transaction checks the inbox, runs each spec's handlers on
-the events of its subjects and records, per spec, the handled event ids, then the messages
-are acked. The inbox stays per spec (`<service>-<purpose>`): a redelivered or duplicated
-event is skipped by every spec that already applied it, so a retry runs only the specs that
-failed. If a batch fails, its events are retried one by one, and a failing event spec by
-spec, so a poison event (or a spec that cannot apply it yet) holds back neither the others
-nor the other specs; a failing event is retried with back-off (`nak` with a delay) and after
-`max_deliver` attempts it is parked for the specs that failed: a dead-letter row each plus
-an event on `crm.dlq.<service>`, committed together, then the message is terminated.
+one transaction claims the events in the inbox, runs each spec's handlers on the events of
+its subjects, then the messages are acked. In a durable of several specs, an event applied by
+every spec that takes it, in one transaction, is claimed in one inbox row for all of them
+(`<durable>:all`); an event that a spec applied on its own (after its batch failed, below),
+and every event of a durable with one spec, has a row for the spec (`<service>-<purpose>`).
+A redelivered or duplicated event is skipped by every spec that its rows cover, so a retry
+runs only the specs that failed. If a batch fails, its events are retried one by one, and a
+failing event spec by spec, so a poison event (or a spec that cannot apply it yet) holds
+back neither the others nor the other specs; a failing event is retried with back-off
+(`nak` with a delay) and after `max_deliver` attempts it is parked for the specs that
+failed: a dead-letter row each plus an event on `crm.dlq.<service>`, committed together,
+then the message is terminated.
 
 We drive the pull protocol ourselves rather than through nats-py's `fetch`,
 whose batch fetch waits for a full batch or the whole expiry once the stream is
@@ -72,7 +75,7 @@ from shared.db.uow import transaction
 from shared.events.bus import Bus, consumer_config, provision
 from shared.events.contracts import CATALOG, dlq_subject
 from shared.events.envelope import CloudEvent, Event
-from shared.events.messaging import claim_handled, emit, record_handled, tables_of
+from shared.events.messaging import claim_events, emit, record_handled, tables_of
 from shared.observability import context
 from shared.observability.metrics import Metrics
 from shared.settings import ServiceSettings
@@ -449,7 +452,7 @@ class ConsumerRunner:
             else:
                 for route in routes:
                     try:
-                        await self._apply([(msg, event)], [route])
+                        await self._apply([(msg, event)], [route], alone=True)
                     except Exception:  # noqa: BLE001
                         failed.append((route[1], traceback.format_exc(limit=5)))
             if failed:
@@ -480,7 +483,11 @@ class ConsumerRunner:
                 error = f"{envelope.type} published on {msg.subject}"
         await self._dead_letter(msg, envelope, self._takers(envelope.type, error), self._deliveries(msg))
 
-    async def _apply(self, items: list[tuple[Msg, Event[Any]]], routes: list[Route]) -> None:
+    async def _apply(self, items: list[tuple[Msg, Event[Any]]], routes: list[Route], *, alone: bool = False) -> None:
+        """Apply the events for `routes`: every spec that takes them (claimed in one inbox row
+        an event), or, `alone`, one spec of several (claimed in a row of its own, so that a
+        retry skips it and runs only the specs that failed)."""
+
         events = [event for _, event in items]
         # Which spec takes which event (an event twice in a batch is applied once, and the
         # second copy counts as a duplicate, as it would in a batch of its own).
@@ -498,7 +505,7 @@ class ConsumerRunner:
                 taken.append((route, list(by_id.values())))
         async with transaction(self.db.writer) as session:
             pairs = [(route[1], event.id) for route, mine in taken for event in mine]
-            fresh = await claim_handled(session, pairs, utcnow())
+            fresh = await claim_events(session, self.name, pairs, utcnow(), several=len(self.routes) > 1, alone=alone)
             # Per alias table, one lookup per batch. Keyed by the lookup itself: each spec holds
             # its own bound method of the table, equal (not identical) to the others'.
             as_survivors: dict[Survivors, dict[str, Event[Any]]] = {}

@@ -4,6 +4,7 @@ event twice would show as two rows, and it fails on purpose for poison events.""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import ClassVar
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
@@ -37,9 +38,18 @@ if dlq_subject("probe") not in CATALOG:
     contract(dlq_subject("probe"), "probe", "dead letters of the test probe")(DeadLetter)
 
 
+flaky_attempts: Counter[str] = Counter()  # event id → attempts at a `flaky` event
+
+
 async def on_customer_created(session: AsyncSession, event: Event[CustomerCreated]) -> None:
     if event.data.name == "poison":
         raise RuntimeError("this event always fails")
+    if event.data.name == "flaky":
+        # Fails every attempt of its first delivery (the batch, the event alone, the spec
+        # alone), then succeeds.
+        flaky_attempts[event.id] += 1
+        if flaky_attempts[event.id] <= 3:
+            raise RuntimeError("this event fails at its first delivery")
     await session.execute(insert(applied).values(event_id=event.id, customer_id=event.data.id))
 
 
@@ -72,6 +82,30 @@ DEFINITION = ServiceDefinition(
     messaging=messaging,
     consumers=[ConsumerSpec("apply", {"crm.identify.customer.created": on_customer_created}, group="apply")],
 )
+
+
+async def on_customer_created_kept(session: AsyncSession, event: Event[CustomerCreated]) -> None:
+    """A second spec on the same events that never fails: its rows are marked `kept`."""
+    await session.execute(insert(applied).values(event_id=event.id, customer_id=f"kept:{event.data.id}"))
+
+
+# Two specs sharing a durable consumer, one of them failing poison events (and flaky ones at first).
+TWO_SPECS_DEFINITION = ServiceDefinition(
+    name="probe",
+    description="backbone test probe: two specs on one durable, one of them failing",
+    metadata=Base.metadata,
+    messaging=messaging,
+    consumers=[
+        ConsumerSpec("apply", {"crm.identify.customer.created": on_customer_created}, group="apply"),
+        ConsumerSpec("keep", {"crm.identify.customer.created": on_customer_created_kept}, group="apply"),
+    ],
+)
+
+
+async def inbox_rows(handle) -> list[tuple[str, str]]:
+    async with handle.runtime.db.reader() as session:
+        query = select(messaging.inbox.c.consumer, messaging.inbox.c.event_id)
+        return sorted((consumer, event_id) for consumer, event_id in await session.execute(query))
 
 
 # --- a probe following merges -------------------------------------------------------------

@@ -180,6 +180,37 @@ async def _poison_is_dead_lettered(suite, probe_definition) -> None:
     assert await probe.applied_count(probe_service, poison.id) == 0
 
 
+async def test_specs_sharing_a_durable_claim_an_event_once_and_a_failing_one_holds_back_no_other(suite):
+    # Both specs apply a good event in one transaction: one inbox row for the pair of them.
+    # An event that fails one spec is applied by the other on its own (a row of its own). A
+    # flaky one, applied by both at its redelivery, is not applied by the other again; a
+    # poison one is dead-lettered for the failing spec only.
+    probe_service = await suite.start_definition(probe.TWO_SPECS_DEFINITION, consumer_max_deliver=3)
+    poison = created_event("c-poison", name="poison")
+    flaky = created_event("c-flaky", name="flaky")
+    good = created_event("c-good")
+    for event in (poison, flaky, good):
+        await publish_raw(suite.nats.url, event.type, event.to_json(), event.id)
+    letters = await wait_until(lambda: _dead_letters(probe_service), timeout=15, what="dead letter listed")
+    assert [(letter["consumer"], letter["event_id"], letter["deliveries"]) for letter in letters] == [
+        ("probe-apply", poison.id, 3)
+    ]
+    await wait_until(lambda: probe.applied_count(probe_service, flaky.id), what="flaky event applied")
+    assert probe.flaky_attempts[flaky.id] == 4  # three failed attempts, then its redelivery
+    assert await probe.applied_count(probe_service, good.id) == 2
+    assert await probe.applied_count(probe_service, flaky.id) == 2  # once by each spec
+    assert await probe.applied_count(probe_service, poison.id) == 1  # the kept spec's, once
+    assert await probe.inbox_rows(probe_service) == sorted(
+        [
+            ("probe-apply:all", good.id),
+            ("probe-apply:all", flaky.id),
+            ("probe-keep", flaky.id),
+            ("probe-keep", poison.id),
+            ("probe-apply", poison.id),
+        ]
+    )
+
+
 async def test_an_undecodable_message_is_dead_lettered_at_once(suite):
     probe_service = await suite.start_definition(probe.DEFINITION)
     await publish_raw(suite.nats.url, "crm.identify.customer.created", b"{not json", "garbage-1")

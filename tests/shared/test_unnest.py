@@ -1,7 +1,7 @@
 """Many rows of one INSERT go to PostgreSQL as one statement of arrays (shared/db/unnest.py):
 which statements have that form, and, on the real database, that rows are stored as an
 executemany stores them, in one execution, inside the caller's transaction. Also the
-inbox claim, which takes its pairs as two arrays on PostgreSQL."""
+inbox claims, which take their ids as arrays on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from shared.db.bulk import bulk_insert, bulk_upsert
 from shared.db.database import Database, UTCDateTime, dialect_insert
 from shared.db.unnest import Plan, one_statement, plan
 from shared.db.uow import transaction
-from shared.events.messaging import claim_handled, messaging_tables
+from shared.events.messaging import claim_handled, claim_whole, claimed_whole, messaging_tables, whole_claim
 from tests.support import POSTGRES_URL, database_with_tables
 
 TIMELINE = (
@@ -190,3 +190,34 @@ async def test_claiming_handled_events_returns_only_the_pairs_not_recorded_befor
         async with database.reader() as session:
             stored = (await session.execute(select(tables.inbox.c.consumer, tables.inbox.c.handled_at))).all()
         assert len(stored) == 5 and {row.handled_at for row in stored} == {at}
+
+
+async def test_a_whole_claim_is_one_row_an_event_and_skips_the_specs_that_applied_it_alone(tmp_path):
+    # A micro-batch claims each event once for every spec of its durable consumer that takes
+    # it. A spec that applied an event on its own before (a failed batch, then spec by spec)
+    # has a row of its own: the whole claim leaves that spec out, and a spec-by-spec claim
+    # skips an event claimed whole.
+    tables = messaging_tables(claims := MetaData())
+    async with database_with_tables("claim", tmp_path, claims) as database:
+        at = datetime(2026, 12, 7, tzinfo=UTC)
+        async with database.writer() as session, session.begin():
+            session.info["messaging"] = tables
+            assert await claim_handled(session, [("svc-a", "e2")], at) == {("svc-a", "e2")}
+            first = await claim_whole(session, "svc-events", {"e1": ["svc-a", "svc-b"], "e2": ["svc-a", "svc-b"]}, at)
+            again = await claim_whole(session, "svc-events", {"e1": ["svc-a", "svc-b"], "e3": ["svc-b"]}, at)
+            other_durable = await claim_whole(session, "svc-other", {"e1": ["svc-c"]}, at)
+            assert await claimed_whole(session, "svc-events", ["e1", "e2", "e4"]) == {"e1", "e2"}
+        assert first == {("svc-a", "e1"), ("svc-b", "e1"), ("svc-b", "e2")}
+        assert again == {("svc-b", "e3")}
+        assert other_durable == {("svc-c", "e1")}
+        async with database.reader() as session:
+            stored = (await session.execute(select(tables.inbox.c.consumer, tables.inbox.c.event_id))).all()
+        assert sorted(stored) == sorted(
+            [
+                ("svc-a", "e2"),
+                (whole_claim("svc-events"), "e1"),
+                (whole_claim("svc-events"), "e2"),
+                (whole_claim("svc-events"), "e3"),
+                (whole_claim("svc-other"), "e1"),
+            ]
+        )
