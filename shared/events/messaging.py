@@ -279,9 +279,9 @@ async def claim_whole(
     before, less any spec that applied the event on its own before (`claim_handled`, after a
     failed batch: such a spec's row says so, and the whole row was never written).
 
-    A purchase's events reached 36 spec claims across the suite, each an index entry and a
-    row of the inbox (on PostgreSQL about 30 µs of the server's CPU each); whole claims are 19
-    (docs/benchmarks.md, "Stop 26")."""
+    A purchase's events reached 36 spec claims across the suite, each a row and an index
+    entry of the inbox, which nothing prunes; its whole claims are 19 (docs/benchmarks.md,
+    "Stop 26")."""
 
     if not takers:
         return set()
