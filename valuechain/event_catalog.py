@@ -44,7 +44,9 @@ ack that one consumer (docs/security.md shows both); partners do not make their
 own consumers.
 
 The consumers named below are the services' consumer specs (`<service>-<purpose>`: their
-name in each service's inbox, dead letters and metrics). A service's specs share one durable
+name in each service's dead letters and metrics, and in its inbox for an event a spec
+applied on its own; an event that all the specs of a shared durable applied together is
+claimed as `<durable>:all`). A service's specs share one durable
 JetStream consumer, `<service>-events`, filtered on the union of their subjects (but
 lifecycle's stage changes, `lifecycle-stages`, on a durable of their own, `lifecycle-stage-changes`)
 (architecture.md, "Consume").
