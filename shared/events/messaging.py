@@ -301,7 +301,7 @@ async def claim_whole(
         )
         alone = {(spec, event_id) for spec, event_id in await session.execute(query)}
         many = [{"consumer": key, "event_id": event_id, "handled_at": at} for event_id in event_ids]
-        claimed = {event_id for (event_id,) in await session.execute(_whole_insert(inbox, dialect), many)}
+        claimed = {event_id for _, event_id in await session.execute(_claim_statement(inbox, dialect), many)}
     return {(spec, event_id) for event_id in claimed for spec in takers[event_id] if (spec, event_id) not in alone}
 
 
@@ -311,12 +311,6 @@ async def claimed_whole(session: AsyncSession, durable: str, event_ids: Iterable
     inbox = tables_of(session).inbox
     query = select(inbox.c.event_id).where(inbox.c.consumer == whole_claim(durable), inbox.c.event_id.in_(event_ids))
     return set((await session.execute(query)).scalars())
-
-
-@cache
-def _whole_insert(inbox: Table, dialect: str) -> Executable:
-    insert_ignoring = dialect_insert(inbox, dialect).on_conflict_do_nothing(index_elements=["consumer", "event_id"])
-    return insert_ignoring.returning(inbox.c.event_id)
 
 
 @cache
