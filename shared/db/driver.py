@@ -64,6 +64,9 @@ async def connections(session: AsyncSession) -> tuple[AsyncConnection, asyncpg.C
     and alias lookup). Within one transaction the session keeps one connection, and its
     BEGIN, once sent, stands until that transaction ends."""
 
+    block = _together.get()
+    if block is not None and block[0] is session and block[2] is not None:
+        return block[2]  # a `writes_alone` block's: its BEGIN not sent, and not kept for later
     sync = session.sync_session
     transaction = sync.get_transaction()
     found = sync.info.get(_CONNECTIONS)
@@ -107,8 +110,11 @@ async def execute(driver: asyncpg.Connection, sql: str, *args: Any) -> str:
 
 # --- writes sent together -----------------------------------------------------------------
 
-_together: ContextVar[tuple[AsyncSession, list[tuple[str, str, tuple[Any, ...]]]] | None] = ContextVar(
-    "writes_together", default=None
+# The block's session, its gathered writes (table, SQL, arguments) and, in a `writes_alone`
+# block, the connection (SQLAlchemy's and asyncpg's) its statement goes out on.
+_Gathered = list[tuple[str, str, tuple[Any, ...]]]
+_together: ContextVar[tuple[AsyncSession, _Gathered, tuple[AsyncConnection, asyncpg.Connection] | None] | None] = (
+    ContextVar("writes_together", default=None)
 )
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 _WRITTEN = re.compile(r"(?:INSERT INTO|UPDATE) (\S+)")
@@ -131,13 +137,64 @@ async def writes_together(session: AsyncSession) -> AsyncIterator[None]:
     if _together.get() is not None or dialect_name(session) != "postgresql":
         yield
         return
-    gathered: list[tuple[str, str, tuple[Any, ...]]] = []
-    token = _together.set((session, gathered))
+    gathered: _Gathered = []
+    token = _together.set((session, gathered, None))
     try:
         yield
     finally:
         _together.reset(token)
     await _send(session, gathered)  # not reached when the block raised: the transaction rolls back
+
+
+class NotAlone(Exception):
+    """A write in a `writes_alone` block that cannot be part of its one statement."""
+
+
+@asynccontextmanager
+async def writes_alone(session: AsyncSession) -> AsyncIterator[Alone | None]:
+    """On PostgreSQL, before the session's transaction has sent anything: gather the bulk
+    helpers' writes of the block, as `writes_together` does, for one statement that runs
+    in autocommit, with no BEGIN and no COMMIT (identify's purchase: one round trip, not
+    four). The caller adds its own parts (`Alone.parts`) and sends it (`Alone.send`).
+
+    Yields None where that cannot be: SQLite, or a transaction already begun. Only writes
+    that can wait for the statement belong in the block: one that cannot, or a second
+    write to a table, raises NotAlone (the caller takes its locked path instead)."""
+
+    if _together.get() is not None or dialect_name(session) != "postgresql":
+        yield None
+        return
+    conn = await session.connection()
+    adapted = (await conn.get_raw_connection()).dbapi_connection
+    assert adapted is not None, "a connection checked out of the pool is open"
+    if adapted._transaction is not None:  # a statement of this transaction went out before
+        yield None
+        return
+    alone = Alone(adapted._connection)
+    token = _together.set((session, alone.gathered, (conn, alone.driver)))
+    try:
+        yield alone
+    finally:
+        _together.reset(token)
+
+
+class Alone:
+    """The writes of a `writes_alone` block and the statement that sends them."""
+
+    def __init__(self, driver: asyncpg.Connection):
+        self.driver = driver
+        self.gathered: _Gathered = []
+
+    async def send(self, parts: list[tuple[str, str, tuple[Any, ...]]], final: str) -> list[Any]:
+        """`WITH` the `parts` (name, SQL, arguments), then the gathered writes, then `final`
+        (a SELECT of the parts, with no parameters of its own): its rows. Errors are raised as
+        SQLAlchemy's (IntegrityError for a broken constraint), nothing of the statement kept."""
+
+        writes = [(f"w{n}", sql, args) for n, (_, sql, args) in enumerate(self.gathered, 1)]
+        sql, values = with_parts([*parts, *writes], final)
+        async with as_sqlalchemy_errors(sql):
+            rows: list[Any] = await self.driver.fetch(sql, *values)
+        return rows
 
 
 async def gather_write(session: AsyncSession, sql: str, rows: list[tuple[Any, ...]]) -> bool:
@@ -148,19 +205,16 @@ async def gather_write(session: AsyncSession, sql: str, rows: list[tuple[Any, ..
     if block is None or block[0] is not session:
         return False
     gathered = block[1]
+    one: tuple[str, tuple[Any, ...]] | None = None
     if len(rows) == 1:
         one = (sql, rows[0])
     elif (plan := unnest.one_statement(sql, rows)) is not None:
         one = (plan.sql, tuple(plan.arrays(rows)))
-    else:
-        await _send(session, gathered)
-        return False
-    written = _WRITTEN.match(one[0])
-    if written is None:
-        await _send(session, gathered)
-        return False
-    if any(table == written[1] for table, _, _ in gathered):
-        await _send(session, gathered)
+    written = _WRITTEN.match(one[0]) if one is not None else None
+    if one is None or written is None or any(table == written[1] for table, _, _ in gathered):
+        await send_gathered(session)  # what this write may read goes first
+        if one is None or written is None:
+            return False
     gathered.append((written[1], *one))
     return True
 
@@ -175,12 +229,20 @@ async def _send(session: AsyncSession, gathered: list[tuple[str, str, tuple[Any,
         _, sql, args = writes[0]
         await execute(driver, sql, *args)
         return
-    parts: list[str] = []
+    sql, values = with_parts([(f"w{n}", sql, args) for n, (_, sql, args) in enumerate(writes, 1)], "SELECT 1")
+    await execute(driver, sql, *values)
+
+
+def with_parts(parts: list[tuple[str, str, tuple[Any, ...]]], final: str) -> tuple[str, list[Any]]:
+    """`WITH name AS (SQL), … final` and its arguments, each part's parameters numbered on
+    from those of the parts before it."""
+
+    named: list[str] = []
     values: list[Any] = []
-    for n, (_, sql, args) in enumerate(writes, 1):
-        parts.append(f"w{n} AS ({_renumbered(sql, len(values))})")
+    for name, sql, args in parts:
+        named.append(f"{name} AS ({_renumbered(sql, len(values))})")
         values.extend(args)
-    await execute(driver, f"WITH {', '.join(parts)} SELECT 1", *values)
+    return f"WITH {', '.join(named)} {final}", values
 
 
 def _renumbered(sql: str, offset: int) -> str:
@@ -203,4 +265,6 @@ async def send_gathered(session: AsyncSession) -> None:
 
     block = _together.get()
     if block is not None and block[0] is session:
+        if block[2] is not None:
+            raise NotAlone("a write that cannot wait for the block's one statement, or reads what it writes")
         await _send(session, block[1])

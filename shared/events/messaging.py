@@ -161,6 +161,39 @@ async def flush_events(session: AsyncSession) -> int:
     return int(session.info["flushed_events"])
 
 
+def take_pending(session: AsyncSession) -> list[dict[str, Any]]:
+    """The events emitted in the session and not yet written, taken for the caller to write
+    in a statement of its own (`outbox_write`); `written` counts them once they are."""
+
+    events: list[dict[str, Any]] = session.info.pop("pending_events", [])
+    return events
+
+
+def written(session: AsyncSession, count: int) -> None:
+    """`count` events taken with `take_pending` are in the outbox: the commit wakes the relay."""
+
+    session.info["flushed_events"] = session.info.get("flushed_events", 0) + count
+
+
+def outbox_write(
+    session: AsyncSession, event: dict[str, Any], marker: bytes, value: str
+) -> tuple[str, tuple[Any, ...]]:
+    """The outbox INSERT of one taken event whose body holds `marker` once, the marker's
+    bytes replaced by the text of `value`, an SQL expression of the statement the INSERT is
+    a part of: a field only that statement can know (identify's purchase count). A NULL
+    `value` breaks the body's NOT NULL, so the statement fails and keeps nothing."""
+
+    head, found, tail = event["body"].partition(marker)
+    if not found or marker in tail:
+        raise ValueError("the event's body must hold the marker once")
+    sql = (
+        f"INSERT INTO {tables_of(session).outbox.name} (event_id, subject, body, created_at, attempts) VALUES"
+        f" ($1::VARCHAR(36), $2::VARCHAR(200), $3::BYTEA || convert_to(({value})::text, 'UTF8') || $4::BYTEA,"
+        " $5::TIMESTAMP WITH TIME ZONE, 0)"
+    )
+    return sql, (event["event_id"], event["subject"], head, tail, event["created_at"])
+
+
 # An outbox row holds one event, its CloudEvent JSON as `body`, or a bundle of up to
 # BUNDLE_EVENTS events of one type emitted one after another in the same transaction
 # (an import's): `body` is their lines `<event id> <CloudEvent JSON>` joined by

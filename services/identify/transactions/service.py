@@ -14,13 +14,14 @@ in the caller's transaction. Then their customers are re-scored.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal, Protocol
 
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.customers import repository as customer_repository
@@ -28,13 +29,13 @@ from services.identify.customers.service import get_customer, merged_error
 from services.identify.money import fx
 from services.identify.money.schemas import decimal_text
 from services.identify.portfolio import summaries
-from services.identify.portfolio.scoring import rescore_customers
+from services.identify.portfolio.scoring import current_model, rescore_customers
 from services.identify.transactions import repository
 from services.identify.transactions.schemas import TransactionCreate, TransactionOut
 from shared.db.database import utcnow
-from shared.db.driver import writes_together
+from shared.db.driver import NotAlone, writes_alone, writes_together
 from shared.db.ids import uuid7_many
-from shared.events.messaging import emit_many, flush_events
+from shared.events.messaging import emit_many, flush_events, outbox_write, take_pending, written
 from shared.http.errors import AppError, InvalidRequest, NotFound, field_error, item_errors
 
 RECORDED = "crm.identify.transaction.recorded"
@@ -111,18 +112,54 @@ def _conflict(earlier: dict, external_id: str, fields: list[str]) -> Outcome:
     return Outcome("error", field="external_id", message=message, error=IdempotencyConflict)
 
 
+def _new_row(item: NewTransaction, rates: fx.Rates, now: datetime, new_ids: Iterator[str]) -> dict | Outcome:
+    """The row to insert for the item, in the reporting currency too; an Outcome when its
+    currency has no rate for its day or its amount is too large there."""
+
+    rate = rates.rate(item.currency, item.occurred_at)
+    if rate is None:
+        message = fx.missing_rate(item.currency, item.occurred_at, rates.reporting)
+        return Outcome("error", field="currency", message=message)
+    reporting_amount = item.amount if rate is fx.ONE else fx.convert(item.amount, rate)
+    if reporting_amount >= fx.MAX_AMOUNT:
+        return Outcome("error", field="amount", message=f"too large in {rates.reporting}")
+    return {
+        "id": next(new_ids),
+        "customer_id": item.customer_id,
+        "amount": item.amount,
+        "currency": item.currency,
+        "occurred_at": item.occurred_at,
+        "external_id": item.external_id,
+        "margin": item.margin,
+        "cost": item.cost,
+        "recorded_at": now,
+        "reporting_amount": reporting_amount,
+        "reporting_currency": rates.reporting,
+        "fx_rate": rate,
+        "status": "recorded",
+        "refunded_amount": ZERO,
+        "refunded_reporting_amount": ZERO,
+    }
+
+
 async def record_transactions(
-    *, session: AsyncSession, items: Sequence[NewTransaction], new_customers: Collection[str] = ()
+    *,
+    session: AsyncSession,
+    items: Sequence[NewTransaction],
+    new_customers: Collection[str] = (),
+    rates: fx.Rates | None = None,
 ) -> list[Outcome]:
     """Record the items in the session's transaction; one Outcome per item, in order.
     `new_customers` are customers the caller created in this transaction (not merged,
-    no purchases yet, locked by their insert): they are not read back."""
+    no purchases yet, locked by their insert): they are not read back. `rates`: those of
+    the items' currencies, when the caller has them."""
 
     external_ids = {item.external_id for item in items if item.external_id}
     earlier = await repository.transactions_by_external_ids(session, external_ids)
     customers = await repository.lock_customers(session, {item.customer_id for item in items}.difference(new_customers))
     customers.update((id_, {"id": id_, "merged_into": None, "purchase_count": 0}) for id_ in new_customers)
-    rates = await fx.rates_for(session, {item.currency for item in items})
+    if rates is None:
+        rates = await fx.rates_for(session, {item.currency for item in items})
 
     outcomes: list[Outcome] = []
     rows: list[dict] = []
@@ -144,35 +181,10 @@ async def record_transactions(
             assert refused is not None, "the customer was merged"
             outcomes.append(Outcome("error", field="customer_id", message=refused.detail, refused=refused))
             continue
-        rate = rates.rate(item.currency, item.occurred_at)
-        if rate is None:
-            outcomes.append(
-                Outcome(
-                    "error", field="currency", message=fx.missing_rate(item.currency, item.occurred_at, rates.reporting)
-                )
-            )
+        row = _new_row(item, rates, now, new_ids)
+        if isinstance(row, Outcome):
+            outcomes.append(row)
             continue
-        reporting_amount = item.amount if rate is fx.ONE else fx.convert(item.amount, rate)
-        if reporting_amount >= fx.MAX_AMOUNT:
-            outcomes.append(Outcome("error", field="amount", message=f"too large in {rates.reporting}"))
-            continue
-        row = {
-            "id": next(new_ids),
-            "customer_id": item.customer_id,
-            "amount": item.amount,
-            "currency": item.currency,
-            "occurred_at": item.occurred_at,
-            "external_id": external_id,
-            "margin": item.margin,
-            "cost": item.cost,
-            "recorded_at": now,
-            "reporting_amount": reporting_amount,
-            "reporting_currency": rates.reporting,
-            "fx_rate": rate,
-            "status": "recorded",
-            "refunded_amount": ZERO,
-            "refunded_reporting_amount": ZERO,
-        }
         rows.append(row)
         outcomes.append(Outcome("created", row))
         if external_id:
@@ -284,7 +296,10 @@ async def record_one(*, session: AsyncSession, data: TransactionCreate) -> tuple
     """Record one purchase: (the transaction, created); the same purchase with its
     external_id again returns the first one with created=False."""
 
-    (outcome,) = await record_transactions(session=session, items=[data])
+    rates = await fx.rates_for(session, {data.currency})
+    outcome = await _record_alone(session, data, rates)
+    if outcome is None:
+        (outcome,) = await record_transactions(session=session, items=[data], rates=rates)
     if outcome.status == "error":
         if outcome.refused is not None:
             raise outcome.refused
@@ -292,3 +307,65 @@ async def record_one(*, session: AsyncSession, data: TransactionCreate) -> tuple
         raise field_error(f"body.{outcome.field}", outcome.message, status=outcome.error or InvalidRequest)
     assert outcome.transaction is not None, "created and duplicate carry the stored row"
     return outcome.transaction, outcome.status == "created"
+
+
+# --- one purchase in one statement (PostgreSQL) ---------------------------------------
+
+# Its customer's row, locked (FOR NO KEY UPDATE: a purchase changes no key, so inserts that
+# reference the customer do not conflict) without waiting: a customer busy with another
+# write, or one whose row changed after the statement's snapshot was taken (its `xmin`
+# differs then), would leave the statement's other parts reading that snapshot, older
+# than the lock. No row then, and the purchase takes the locked path.
+_LOCK_ALONE = (
+    "SELECT c.purchase_count FROM customers AS c WHERE c.id = $1::VARCHAR AND c.merged_into IS NULL"
+    " AND c.xmin = (SELECT s.xmin FROM customers AS s WHERE s.id = $1::VARCHAR) FOR NO KEY UPDATE NOWAIT"
+)
+# The event's purchase_count until the statement puts in the customer's: no count is negative.
+_COUNT_IN_SQL = -(2**62)
+_COUNT_MARKER = b'"purchase_count":' + str(_COUNT_IN_SQL).encode()
+_COUNT_VALUE = """'"purchase_count":' || (SELECT purchase_count + 1 FROM locked)"""
+
+
+async def _record_alone(session: AsyncSession, item: TransactionCreate, rates: fx.Rates) -> Outcome | None:
+    """A purchase through the API on PostgreSQL as one statement in autocommit: the customer's
+    lock, the writes and the event's outbox row, the event's purchase_count read from the
+    locked row by the statement itself. A transaction's BEGIN and COMMIT and the lock's own
+    round trip were about a fifth of identify's CPU on a purchase (docs/benchmarks.md,
+    "Stop 27").
+
+    None where it does not apply; `record_transactions` then records the purchase in a
+    transaction, under the customer's lock, and answers as it always did:
+    - SQLite, or a session that has sent a statement already (a rate read from the
+      database: a currency other than the reporting one);
+    - once a model is fitted (a purchase re-scores its customer in its transaction);
+    - a purchase with an error (its rate, its amount);
+    - whatever stops the statement, which keeps nothing: an unknown or merged customer (no
+      locked row, so no event body, which is NOT NULL), a customer locked by another
+      write, a recorded external_id (the unique index)."""
+
+    if await current_model(session) is not None:
+        return None
+    async with writes_alone(session) as alone:
+        if alone is None:
+            return None
+        row = _new_row(item, rates, utcnow(), iter(uuid7_many(1)))
+        if isinstance(row, Outcome):
+            return None
+        customer_id = row["customer_id"]
+        try:
+            await repository.insert_transactions(session, [row])
+            await repository.add_purchases(session, {customer_id: 1})
+            await summaries.add_transactions(session, [row])
+        except NotAlone:
+            return None
+        _announce(session, [row], {customer_id: {"purchase_count": _COUNT_IN_SQL - 1}})
+        (event,) = take_pending(session)
+        outbox = outbox_write(session, event, _COUNT_MARKER, _COUNT_VALUE)
+        try:
+            # The lock is the main query's: taken before the writes, which run after it.
+            parts = [("locked", _LOCK_ALONE, (customer_id,)), ("announced", *outbox)]
+            await alone.send(parts, "SELECT purchase_count FROM locked")
+        except DBAPIError:  # IntegrityError too: nothing of the statement was kept
+            return None
+    written(session, 1)
+    return Outcome("created", row)
