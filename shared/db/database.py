@@ -276,6 +276,10 @@ class Database:
     # round it (three round trips for one; the outbox relay reads after nearly every commit).
     # Never for reads of several statements that must see one snapshot. SQLite: the reader.
     one_statement_reader: async_sessionmaker[AsyncSession] | InlineSessionMaker
+    # For writes each of which stands alone (the relay's marks): on PostgreSQL in autocommit,
+    # each statement committed as it runs, with no BEGIN and COMMIT round trips. SQLite: the
+    # writer, whose one connection takes its statements in a transaction.
+    one_statement_writer: async_sessionmaker[AsyncSession]
 
     @classmethod
     def connect(cls, url: str, *, service: str, pool_size: int = 30, max_overflow: int = 0) -> Database:
@@ -285,10 +289,12 @@ class Database:
         info: dict[str, Any] = {"service": service}
         reader: async_sessionmaker[AsyncSession] | InlineSessionMaker
         one_statement_reader: async_sessionmaker[AsyncSession] | InlineSessionMaker
+        one_statement_writer: async_sessionmaker[AsyncSession] | None
         if is_sqlite(url):
             _enable_wal(url)
             writer_engine = _sqlite_writer(url)
             reader = one_statement_reader = InlineSessionMaker(_sqlite_reader(url), info)
+            one_statement_writer = None
         else:
             writer_engine = create_async_engine(
                 _with_statement_cache(url),
@@ -302,9 +308,11 @@ class Database:
             _executemany_as_one_statement(writer_engine.sync_engine)
             reader = async_sessionmaker(writer_engine, expire_on_commit=False, info=info)
             autocommit = writer_engine.execution_options(isolation_level="AUTOCOMMIT")
-            one_statement_reader = async_sessionmaker(autocommit, expire_on_commit=False, info=info)
+            one_statement_reader = one_statement_writer = async_sessionmaker(
+                autocommit, expire_on_commit=False, info=info
+            )
         writer = async_sessionmaker(writer_engine, expire_on_commit=False, info=info)
-        return cls(url, writer_engine, writer, reader, info, one_statement_reader)
+        return cls(url, writer_engine, writer, reader, info, one_statement_reader, one_statement_writer or writer)
 
     async def dispose(self) -> None:
         await self.writer_engine.dispose()

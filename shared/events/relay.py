@@ -200,7 +200,9 @@ class OutboxRelay:
         while self._unmarked:
             seqs, self._unmarked = self._unmarked, []
             try:
-                async with self.db.writer() as session, session.begin():
+                # Each chunk's mark stands alone (a chunk left unmarked is published again, and
+                # JetStream drops the duplicates): on PostgreSQL no transaction goes round them.
+                async with self.db.one_statement_writer() as session, session.begin():
                     for chunk in key_chunks(seqs, self._dialect):
                         await session.execute(self._mark, {"seqs": chunk, "now": utcnow()})
             finally:  # marked, or (the write failed) to be read and published again

@@ -116,3 +116,26 @@ async def test_a_one_statement_read_runs_without_begin_and_a_read_session_within
     finally:
         await db.dispose()
         await drop()
+
+
+async def test_a_one_statement_write_is_committed_as_it_runs(tmp_path):
+    """one_statement_writer (the relay's marks): on PostgreSQL each statement commits as it
+    runs, inside `session.begin()` too, so another connection sees the first write before the
+    session ends, and nothing is rolled back after it."""
+
+    url, drop = await make_database_url("pool", tmp_path)
+    db = Database.connect(url, service="pool", pool_size=2, max_overflow=0)
+    try:
+        async with transaction(db.writer) as session:
+            await session.execute(text("CREATE TABLE marks (n integer)"))
+        with pytest.raises(RuntimeError):
+            async with db.one_statement_writer() as session, session.begin():
+                await session.execute(text("INSERT INTO marks VALUES (1)"))
+                async with db.reader() as other:  # another connection of the pool
+                    assert (await other.execute(text("SELECT count(*) FROM marks"))).scalar_one() == 1
+                raise RuntimeError("the session's end rolls back nothing")
+        async with db.reader() as session:
+            assert (await session.execute(text("SELECT count(*) FROM marks"))).scalar_one() == 1
+    finally:
+        await db.dispose()
+        await drop()
