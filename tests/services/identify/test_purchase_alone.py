@@ -11,7 +11,6 @@ import json
 from decimal import Decimal
 
 import pytest
-
 from sqlalchemy import select, text
 
 from services.identify.models import Customer, PurchaseSummary
@@ -20,16 +19,7 @@ from services.identify.transactions import service
 from services.identify.transactions.schemas import TransactionCreate
 from shared.events.messaging import tables_of
 from tests.services.identify.test_batch import create_customer
-
-
-def _purchase(customer_id: str, day: int = 1, **fields) -> dict:
-    return {
-        "customer_id": customer_id,
-        "amount": "10.50",
-        "currency": "USD",
-        "occurred_at": f"2026-03-{day:02d}T10:00:00Z",
-        **fields,
-    }
+from tests.services.identify.test_batch import purchase as _purchase
 
 
 async def _recorded_events(identify) -> list[dict]:
