@@ -329,9 +329,9 @@ _COUNT_VALUE = """'"purchase_count":' || (SELECT purchase_count + 1 FROM locked)
 async def _record_alone(session: AsyncSession, item: TransactionCreate, rates: fx.Rates) -> Outcome | None:
     """A purchase through the API on PostgreSQL as one statement in autocommit: the customer's
     lock, the writes and the event's outbox row, the event's purchase_count read from the
-    locked row by the statement itself. A transaction's BEGIN and COMMIT and the lock's own
-    round trip were about a fifth of identify's CPU on a purchase (docs/benchmarks.md,
-    "Stop 27").
+    locked row by the statement itself: one round trip where there were four (BEGIN, the
+    lock, the writes, COMMIT). identify spent 5-24% less CPU a purchase in the runs of
+    docs/benchmarks.md, "Stop 27".
 
     None where it does not apply; `record_transactions` then records the purchase in a
     transaction, under the customer's lock, and answers as it always did:
