@@ -44,14 +44,22 @@ async def pg_connection(session: AsyncSession | AsyncConnection) -> asyncpg.Conn
     conn = session if isinstance(session, AsyncConnection) else await session.connection()
     if conn.dialect.name != "postgresql":
         return None
-    adapted = (await conn.get_raw_connection()).dbapi_connection
-    assert adapted is not None, "a connection checked out of the pool is open"
+    adapted = await _adapter(conn)
     # SQLAlchemy's asyncpg adapter begins the transaction lazily, at its cursor's first
     # statement; a statement sent past the adapter must begin it the same way.
     if adapted._transaction is None:
         await adapted._start_transaction()
     driver: asyncpg.Connection = adapted._connection
     return driver
+
+
+async def _adapter(conn: AsyncConnection) -> Any:
+    """SQLAlchemy's asyncpg adapter of the connection: its `_connection` is asyncpg's, and its
+    `_transaction` is None until a statement has begun the transaction."""
+
+    adapted = (await conn.get_raw_connection()).dbapi_connection
+    assert adapted is not None, "a connection checked out of the pool is open"
+    return adapted
 
 
 _CONNECTIONS = "driver.connections"  # session.info: (its transaction, connection, asyncpg connection)
@@ -155,7 +163,7 @@ async def writes_alone(session: AsyncSession) -> AsyncIterator[Alone | None]:
     """On PostgreSQL, before the session's transaction has sent anything: gather the bulk
     helpers' writes of the block, as `writes_together` does, for one statement that runs
     in autocommit, with no BEGIN and no COMMIT (identify's purchase: one round trip, not
-    four). The caller adds its own parts (`Alone.parts`) and sends it (`Alone.send`).
+    four). The caller sends it with parts of its own before the writes (`Alone.send`).
 
     Yields None where that cannot be: SQLite, or a transaction already begun. Only writes
     that can wait for the statement belong in the block: one that cannot, or a second
@@ -165,8 +173,7 @@ async def writes_alone(session: AsyncSession) -> AsyncIterator[Alone | None]:
         yield None
         return
     conn = await session.connection()
-    adapted = (await conn.get_raw_connection()).dbapi_connection
-    assert adapted is not None, "a connection checked out of the pool is open"
+    adapted = await _adapter(conn)
     if adapted._transaction is not None:  # a statement of this transaction went out before
         yield None
         return
@@ -190,8 +197,7 @@ class Alone:
         (a SELECT of the parts, with no parameters of its own): its rows. Errors are raised as
         SQLAlchemy's (IntegrityError for a broken constraint), nothing of the statement kept."""
 
-        writes = [(f"w{n}", sql, args) for n, (_, sql, args) in enumerate(self.gathered, 1)]
-        sql, values = with_parts([*parts, *writes], final)
+        sql, values = with_parts([*parts, *_named(self.gathered)], final)
         async with as_sqlalchemy_errors(sql):
             rows: list[Any] = await self.driver.fetch(sql, *values)
         return rows
@@ -229,8 +235,14 @@ async def _send(session: AsyncSession, gathered: list[tuple[str, str, tuple[Any,
         _, sql, args = writes[0]
         await execute(driver, sql, *args)
         return
-    sql, values = with_parts([(f"w{n}", sql, args) for n, (_, sql, args) in enumerate(writes, 1)], "SELECT 1")
+    sql, values = with_parts(_named(writes), "SELECT 1")
     await execute(driver, sql, *values)
+
+
+def _named(gathered: _Gathered) -> list[tuple[str, str, tuple[Any, ...]]]:
+    """The gathered writes as parts of a WITH: w1, w2, …"""
+
+    return [(f"w{n}", sql, args) for n, (_, sql, args) in enumerate(gathered, 1)]
 
 
 def with_parts(parts: list[tuple[str, str, tuple[Any, ...]]], final: str) -> tuple[str, list[Any]]:
