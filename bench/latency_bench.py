@@ -93,6 +93,33 @@ def process_cpu(root_pid: int, pids: dict[str, list[int]] | None = None) -> dict
     return cpu
 
 
+def context_switches(pids: dict[str, list[int]]) -> dict[str, tuple[int, int]]:
+    """(voluntary, involuntary) context switches of each name's processes, all their threads.
+    A voluntary one is a wake-up after waiting (a socket, a timer, a lock), which on this
+    machine costs more than the work it wakes for at a low rate (docs/benchmarks.md, "Stop 28")."""
+
+    switches: dict[str, tuple[int, int]] = {}
+    for name, found in pids.items():
+        voluntary = involuntary = 0
+        for pid in found:
+            try:
+                tasks = list(Path(f"/proc/{pid}/task").iterdir())
+            except OSError:
+                continue
+            for task in tasks:
+                try:
+                    status = (task / "status").read_text()
+                except OSError:
+                    continue
+                for line in status.splitlines():
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        voluntary += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        involuntary += int(line.split()[1])
+        switches[name] = (voluntary, involuntary)
+    return switches
+
+
 def start_profilers(root_pid: int, out_dir: Path, seconds: float) -> list[subprocess.Popen]:
     """py-spy (when installed: it is a profiling tool, not a dependency) sampling every Python
     process of the suite for `seconds`, each into `<out_dir>/<name>.txt` as collapsed stacks."""
@@ -266,7 +293,9 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
                 failures += 1
 
         assert suite.process is not None, "started"
-        cpu_before = process_cpu(suite.process.pid)
+        suite_pids: dict[str, list[int]] = {}
+        cpu_before = process_cpu(suite.process.pid, suite_pids)
+        switches_before = context_switches(suite_pids)
         machine_before = machine_cpu()
         profile_dir = os.environ.get("BENCH_PROFILE_DIR")  # py-spy every service while writing
         profilers = start_profilers(suite.process.pid, Path(profile_dir), count / rate) if profile_dir else []
@@ -287,6 +316,7 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
         for profiler in profilers:
             profiler.wait()
         cpu_after = process_cpu(suite.process.pid)
+        switches_after = context_switches(suite_pids)
         machine_busy = machine_cpu() - machine_before
         cpu_after["load generator"] = time.process_time() - bench_cpu
         cpu_before["load generator"] = 0.0
@@ -299,6 +329,11 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
         print(
             f"  {'machine busy':15s} {machine_busy * per_write:6.2f}  (all cores, /proc/stat: the load generator too)"
         )
+        print("\nContext switches per write, voluntary / involuntary (all threads; the processes above):")
+        writes = max(1, len(answered))
+        for name, (voluntary, involuntary) in sorted(switches_after.items(), key=lambda item: -sum(item[1])):
+            was = switches_before.get(name, (0, 0))
+            print(f"  {name:15s} {(voluntary - was[0]) / writes:6.2f} / {(involuntary - was[1]) / writes:5.2f}")
     latencies = [(arrived[c] - answered[c]) * 1000 for c in answered if c in arrived]
     if os.environ.get("BENCH_LATENCY_BY_SECOND"):  # where in the run the slow ones were
         by_second: dict[int, list[float]] = {}
