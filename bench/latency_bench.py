@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.settings import nats_servers
 from tests.e2e.harness import RunningSuite, postgres_databases
+from tests.support import POSTGRES_URL
 
 
 def _is_postgres(program: bytes) -> bool:
@@ -70,8 +71,10 @@ def process_cpu(root_pid: int, pids: dict[str, list[int]] | None = None) -> dict
     under = {root_pid}
     for _ in range(4):  # the supervisor's children and theirs
         under |= {pid for pid, (ppid, _, _) in stats.items() if ppid in under}
-    # PostgreSQL's server processes are not the suite's children, but their work is the suite's.
-    under |= {pid for pid, (_, _, cmdline) in stats.items() if _is_postgres(cmdline[0])}
+    # PostgreSQL's server processes are not the suite's children, but their work is the suite's
+    # when it runs on PostgreSQL (on SQLite, a server on the machine is none of the suite's).
+    if POSTGRES_URL:
+        under |= {pid for pid, (_, _, cmdline) in stats.items() if _is_postgres(cmdline[0])}
     cpu: dict[str, float] = {}
     for pid in under & stats.keys():
         _, seconds, cmdline = stats[pid]
