@@ -98,8 +98,8 @@ def process_cpu(root_pid: int, pids: dict[str, list[int]] | None = None) -> dict
 
 def context_switches(pids: dict[str, list[int]]) -> dict[str, tuple[int, int]]:
     """(voluntary, involuntary) context switches of each name's processes, all their threads.
-    A voluntary one is a wake-up after waiting (a socket, a timer, a lock), which on this
-    machine costs more than the work it wakes for at a low rate (docs/benchmarks.md, "Stop 28")."""
+    A voluntary one is a wake-up after waiting (a socket, a timer, a lock); at a low rate each
+    serves fewer events, and CPU per purchase follows them (docs/benchmarks.md, "Stop 28")."""
 
     switches: dict[str, tuple[int, int]] = {}
     for name, found in pids.items():
@@ -334,9 +334,12 @@ async def suite_latency(suite: RunningSuite, rate: float, count: int) -> tuple[l
         )
         print("\nContext switches per write, voluntary / involuntary (all threads; the processes above):")
         writes = max(1, len(answered))
-        for name, (voluntary, involuntary) in sorted(switches_after.items(), key=lambda item: -sum(item[1])):
+        switched = {}  # over the write phase and the drain, sorted by that and not by the totals
+        for name, (voluntary, involuntary) in switches_after.items():
             was = switches_before.get(name, (0, 0))
-            print(f"  {name:15s} {(voluntary - was[0]) / writes:6.2f} / {(involuntary - was[1]) / writes:5.2f}")
+            switched[name] = (voluntary - was[0], involuntary - was[1])
+        for name, (voluntary, involuntary) in sorted(switched.items(), key=lambda item: -sum(item[1])):
+            print(f"  {name:15s} {voluntary / writes:6.2f} / {involuntary / writes:5.2f}")
     latencies = [(arrived[c] - answered[c]) * 1000 for c in answered if c in arrived]
     if os.environ.get("BENCH_LATENCY_BY_SECOND"):  # where in the run the slow ones were
         by_second: dict[int, list[float]] = {}
