@@ -11,6 +11,9 @@ nats-server meanwhile); the time is from the upload to the job's `done`, and, in
 second row, to the moment the relay had published the last of its events.
 
 Run: `.venv/bin/python -m bench.import_bench [--rows N] [--repeat 3] [--no-postgres] [--no-sqlite] [--profile]`.
+The import runs in its worker process (services/identify/imports/worker.py); `--profile`
+profiles the service's own process (its relay, its requests): to profile the import's
+batches too, run it with `VALUECHAIN_IDENTIFY_IMPORT_WORKER=false`.
 Target (issue 3): the import at least half as fast as COPY. The floor rows
 (bench/import_floor.py) show the most any import that writes what the issue asks can
 reach on each database.
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import tests.support as support
 from bench.import_floor import postgres_floor_once, sqlite_floor_once
+from services.identify.imports import worker as import_worker
 from tests.support import NatsServer, Suite, free_port, wait_until
 
 CDNOW_MASTER = support.cdnow_dir() / "CDNOW_master.txt"
@@ -67,6 +71,9 @@ async def import_once(data: bytes, rows: int, profile: bool) -> tuple[float, flo
             async with AsyncExitStack() as stack:
                 suite = Suite(nats_server, Path(tmp), stack)
                 identify = await suite.start("identify", log_level="WARNING")
+                # The fork server of its import workers, which a service up for a few seconds
+                # has started (worker.py): its start-up is not the import's.
+                await import_worker.warm()
                 profiler = cProfile.Profile() if profile else None
                 if profiler:
                     profiler.enable()

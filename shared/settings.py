@@ -263,6 +263,9 @@ class IdentifySettings(ServiceSettings):
     clv_band_edges: tuple[float, float, float] = (50.0, 250.0, 1000.0)
     # Background refit: every this many seconds (0 = only on request).
     refit_interval_s: float = Field(86400.0, ge=0)
+    # Import jobs run in a worker process forked for each (services/identify/imports/worker.py),
+    # so their Python does not share the API's interpreter lock; false: in the API's process.
+    import_worker: bool = True
     # The dates a client may give (a purchase's occurred_at, a refit's calibration_end):
     # not before the floor, not after now plus the skew allowed for clocks ahead of
     # ours. Scores are as of the latest purchase: one purchase dated 2099 made 2099 the

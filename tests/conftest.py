@@ -31,6 +31,17 @@ def migrated_templates():
     asyncio.run(TEMPLATES.drop())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def import_workers_fork_server():
+    """identify's import workers' fork server, started before the first test of this
+    process (as a running service has it): the ~3 s of CPU its imports take would otherwise
+    land in whichever test starts identify first, beside its timings."""
+
+    from services.identify.imports import worker
+
+    asyncio.run(worker.warm())
+
+
 @pytest.fixture
 def nats_server(tmp_path):
     server = NatsServer(tmp_path / "jetstream")

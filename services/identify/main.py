@@ -56,7 +56,7 @@ DEFINITION = ServiceDefinition[IdentifyState](
     ],
     consumers=[REFERRALS, SHIPPED_IDEAS, HELPFULNESS, SERVICE_COSTS, REPORTS],
     state=IdentifyState.build,
-    on_start=[refits.start, import_jobs.reap_interrupted_imports, erasures.start],
+    on_start=[refits.start, import_jobs.reap_interrupted_imports, import_jobs.warm_workers, erasures.start],
 )
 
 

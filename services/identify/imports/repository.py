@@ -63,10 +63,13 @@ async def add_progress(session: AsyncSession, job_id: str, counts: dict[str, int
     )
 
 
-async def finish_job(session: AsyncSession, job_id: str, *, status: str, failure: str | None, at: datetime) -> None:
-    await session.execute(
-        update(_jobs).where(_jobs.c.id == job_id).values(status=status, failure=failure, finished_at=at)
-    )
+async def finish_job(
+    session: AsyncSession, job_id: str, *, status: str, failure: str | None, at: datetime, if_running: bool = False
+) -> None:
+    query = update(_jobs).where(_jobs.c.id == job_id)
+    if if_running:
+        query = query.where(_jobs.c.status == "running")
+    await session.execute(query.values(status=status, failure=failure, finished_at=at))
 
 
 def job_lease(job_id: Any) -> Any:

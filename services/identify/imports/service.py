@@ -2,11 +2,12 @@
 
 The upload is copied to a temporary file by chunks (never held whole in memory),
 checked against its options (format, mapping, header), and a job row is committed
-before the 202. A task of this process then reads the file in batches of
-`BATCH_ROWS` rows; each batch is one database transaction that records its rows
-through `record_transactions` (the path of the API), stores its rejected lines and
-adds to the job's counters, so progress is exact and what a batch did is never half
-done. A job runs in the replica that took its request, which holds the lease `import:<id>`
+before the 202. A worker process (worker.py; a task of this process with
+`VALUECHAIN_IDENTIFY_IMPORT_WORKER=false`) then reads the file in batches of `BATCH_ROWS`
+rows; each batch is one database transaction that records its rows through
+`record_transactions` (the path of the API), stores its rejected lines and adds to the
+job's counters, so progress is exact and what a batch did is never half done. A job
+runs in the replica that took its request, which holds the lease `import:<id>`
 (shared/db/leases.py) while it runs: a job interrupted by a stop is marked failed at the
 stop, and one whose replica died (its lease ran out) is marked failed by the reaper that
 one replica runs; jobs are not resumed. Running the import again is safe because
@@ -31,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identify.customers import referral_codes
 from services.identify.customers.service import new_referral_codes
-from services.identify.imports import parsing, repository
+from services.identify.imports import parsing, repository, worker
 from services.identify.transactions.service import record_transactions
 from shared.db.database import is_sqlite, utcnow
 from shared.db.ids import uuid7, uuid7_many
@@ -160,7 +161,7 @@ async def start_import(
     task = asyncio.create_task(
         runtime.leases.run_leased(
             repository.job_lease(job_id),
-            lambda: run_import(runtime.db, job_id, path, options, create_customers),
+            lambda: run_job(runtime, job_id, path, options, create_customers),
             standby=False,  # a job whose lease ran out is failed by the reaper, not run twice
         ),
         name=f"import-{job_id}",
@@ -170,8 +171,29 @@ async def start_import(
     return {"id": job_id, "status": "running", "format": options.file_format, "ignored_columns": header.ignored}
 
 
+async def run_job(runtime, job_id: str, path: Path, options: parsing.ImportOptions, create_customers: bool) -> None:
+    """Run the job in a worker process (worker.py), or here when the settings say so or the
+    platform cannot fork workers."""
+
+    if not (runtime.settings.import_worker and worker.available()):
+        await run_import(runtime.db, job_id, path, options, create_customers)
+        return
+    try:
+        await worker.run_in_worker(runtime, job_id, path, options, create_customers)
+    except Exception as exc:  # the worker could not be started: the job reports it
+        log.exception("import worker failed", extra={"fields": {"import_id": job_id}})
+        await finish(runtime.db, job_id, "failed", f"{exc.__class__.__name__}: {exc}"[:2000], if_running=True)
+
+
+async def warm_workers(runtime) -> None:
+    """Start-up hook: start the server import workers are forked from, in the background."""
+
+    if runtime.settings.import_worker and worker.available():
+        runtime.tasks.append(asyncio.create_task(worker.warm(), name="import-worker-server"))
+
+
 async def run_import(db, job_id: str, path: Path, options: parsing.ImportOptions, create_customers: bool) -> None:
-    statements_on_threads()  # on SQLite: its large statements must not hold up the API
+    statements_on_threads()  # on SQLite: its large statements must not hold up the API or the reading
     customers: dict[str, str] = {}  # external id → customer id, filled as batches commit
     reading: asyncio.Task[list[parsing.Row]] | None = None
     try:
@@ -200,13 +222,13 @@ async def run_import(db, job_id: str, path: Path, options: parsing.ImportOptions
                         if attempt == 2:
                             raise
                 customers.update(found)
-        await _finish(db, job_id, "done", None)  # its commit checkpoints what the import left
+        await finish(db, job_id, "done", None)  # its commit checkpoints what the import left
     except asyncio.CancelledError:
-        await asyncio.shield(_finish(db, job_id, "failed", INTERRUPTED))
+        await asyncio.shield(finish(db, job_id, "failed", INTERRUPTED))
         raise
     except Exception as exc:  # the job reports it; the service carries on
         log.exception("import failed", extra={"fields": {"import_id": job_id}})
-        await _finish(db, job_id, "failed", f"{exc.__class__.__name__}: {exc}"[:2000])
+        await finish(db, job_id, "failed", f"{exc.__class__.__name__}: {exc}"[:2000])
     finally:
         if reading is not None:
             reading.cancel()
@@ -262,9 +284,11 @@ async def _read_batch(rows: Iterator[parsing.Row]) -> list[parsing.Row]:
     return batch
 
 
-async def _finish(db, job_id: str, status: str, failure: str | None) -> None:
+async def finish(db, job_id: str, status: str, failure: str | None, *, if_running: bool = False) -> None:
+    """End the job with `status`; `if_running`: only if nothing has ended it yet."""
+
     async with transaction(db.writer) as session:
-        await repository.finish_job(session, job_id, status=status, failure=failure, at=utcnow())
+        await repository.finish_job(session, job_id, status=status, failure=failure, at=utcnow(), if_running=if_running)
 
 
 async def record_batch(

@@ -210,8 +210,9 @@ async def test_two_imports_at_once_naming_the_same_new_customers_create_each_onc
 
 async def test_a_new_customers_referral_code_held_by_another_is_drawn_again(suite, monkeypatch):
     # An import stores its new customers' codes unchecked; a clash with a held code (40
-    # random bits: made to happen here) retries the batch, which checks them.
-    identify = await suite.start("identify")
+    # random bits: made to happen here) retries the batch, which checks them. In the API's
+    # process, where the draw is patched (a worker would be forked from a clean server).
+    identify = await suite.start("identify", import_worker=False)
     client = identify.client
     held = (await client.post("/v1/customers", json={"external_id": "holder"})).json()["referral_code"]
     draws = [[held], [held]]  # the first attempt's draw and the retry's first draw clash
@@ -425,3 +426,98 @@ async def test_a_header_that_is_not_utf8_is_a_422_at_upload(suite):
     (error,) = response.json()["detail"]
     assert error["field"] == "file"
     assert error["message"] == "line 1, the header: not UTF-8 text: byte 0xE4 at character 42; save the file as UTF-8"
+
+
+# --- the worker process (services/identify/imports/worker.py) -------------------------
+
+
+def _rows(n: int, prefix: str = "w") -> str:
+    return "customer_external_id,occurred_at,amount,currency\n" + "".join(
+        f"{prefix}-{i % 500},2025-{1 + i % 12:02d}-{1 + i % 28:02d},{i % 90}.25,USD\n" for i in range(n)
+    )
+
+
+def _worker_of(job_id: str):
+    import multiprocessing
+
+    return next((p for p in multiprocessing.active_children() if p.name == f"import-{job_id}"), None)
+
+
+async def test_a_job_runs_in_a_worker_whose_commits_wake_the_relay(suite):
+    # The relay polls once a minute here: it publishes the import's events at once only
+    # because each of the worker's commits wakes it, in the API's process.
+    identify = await suite.start("identify", outbox_poll_s=60.0)
+    client = identify.client
+    relay = identify.runtime.relay
+    wakes = 0
+    wake = relay.notify
+
+    def counted() -> None:
+        nonlocal wakes
+        wakes += 1
+        wake()
+
+    relay.notify = counted
+    nc = await nats.connect(suite.nats.url)
+    try:
+        js = nc.jetstream()
+        await js.pull_subscribe("crm.identify.transaction.recorded", durable="worker-probe")
+        rows = import_jobs.BATCH_ROWS * 2 + 100  # three batches
+        response = await upload(client, _rows(rows), create_customers=True)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        worker = await wait_until(lambda: _worker_of(job_id), timeout=30, what="the job's worker process")
+        job = await finished(client, job_id)
+        assert (job["status"], job["recorded"], job["customers_created"]) == ("done", rows, 500), job
+        await wait_until(lambda: worker.exitcode == 0 or None, timeout=10, what="the worker to exit")  # after `done`
+
+        async def all_published():
+            info = await js.consumer_info(identify.settings.stream, "worker-probe")
+            return info.num_pending == rows or None
+
+        await wait_until(all_published, timeout=10, what="the import's events on NATS")
+        assert wakes >= 3 + 1  # a wake per batch's commit through the pipe, and one as the worker ended
+    finally:
+        relay.notify = wake
+        await nc.close()
+
+
+async def test_a_worker_that_dies_fails_its_job_and_keeps_its_committed_batches(suite):
+    import os
+    import signal
+
+    identify = await suite.start("identify")
+    client = identify.client
+    rows = import_jobs.BATCH_ROWS * 8
+    response = await upload(client, _rows(rows, "k"), create_customers=True)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    worker = await wait_until(lambda: _worker_of(job_id), timeout=30, what="the job's worker process")
+
+    async def one_batch_in():
+        state = (await client.get(f"/v1/imports/{job_id}")).json()
+        return state if state["rows_read"] else None
+
+    await wait_until(one_batch_in, timeout=60, interval=0.01, what="a committed batch")
+    os.kill(worker.pid, signal.SIGKILL)
+    job = await finished(client, job_id)
+    assert job["status"] == "failed" and "worker process exited with code -9" in job["failure"], job
+    assert job["rows_read"] % import_jobs.BATCH_ROWS == 0 and job["recorded"] == job["rows_read"] < rows
+    # What the counters say was recorded is all that was: the killed batch left nothing.
+    customers = await customers_by_external_id(client)
+    assert sum(c["purchase_count"] for c in customers.values()) == job["recorded"]
+
+
+async def test_a_stop_terminates_the_worker_and_fails_its_job(suite):
+    identify = await suite.start("identify")
+    client = identify.client
+    response = await upload(client, _rows(import_jobs.BATCH_ROWS * 8, "s"), create_customers=True)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    worker = await wait_until(lambda: _worker_of(job_id), timeout=30, what="the job's worker process")
+    task = next(task for task in identify.runtime.tasks if task.get_name() == f"import-{job_id}")
+    task.cancel()  # what the service's stop does to its tasks
+    await wait_until(lambda: task.done() or None, timeout=30, what="the job's task to end")
+    assert worker.exitcode is not None  # terminated, not left running
+    job = (await client.get(f"/v1/imports/{job_id}")).json()
+    assert job["status"] == "failed" and job["failure"] == import_jobs.INTERRUPTED, job
