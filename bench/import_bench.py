@@ -303,7 +303,7 @@ def sqlite_like_transactions_once(records: list[tuple]) -> float:
 
 FLOOR = {
     False: "{database}: the import's writes set-based in SQL alone (bench/import_floor.py)",
-    True: "{database}: the same with an outbox row per transaction",
+    True: "{database}: the same with the import's events in the outbox",
 }
 
 
