@@ -36,6 +36,7 @@ from pathlib import Path
 
 from services.identify.portfolio.repository import REFERENCE_DAY
 from shared.db.migrations import upgrade
+from shared.events.contracts import CATALOG
 from shared.events.messaging import BUNDLE_EVENTS as BUNDLE
 from shared.settings import IdentifySettings
 from tests.support import make_database_url
@@ -56,7 +57,6 @@ class Dialect:
     as_body: str  # a format of one `{}`: text as the outbox's body
     day: str  # a transaction's UTC day
     years_back: str  # a format of one `{}` (a day): years from it to REFERENCE_DAY, as a float
-    power: str  # the function raising a number to a power
 
 
 SQLITE = Dialect(
@@ -68,7 +68,6 @@ SQLITE = Dialect(
     as_body="CAST({} AS BLOB)",
     day="substr(occurred_at, 1, 10)",
     years_back=f"((julianday('{REFERENCE_DAY}') - julianday({{}})) / 365.0)",
-    power="pow",
 )
 POSTGRES = Dialect(
     now="now()",
@@ -78,7 +77,6 @@ POSTGRES = Dialect(
     as_body="convert_to({}, 'UTF8')",
     day="(occurred_at AT TIME ZONE 'UTC')::date",
     years_back=f"(('{REFERENCE_DAY}'::date - {{}}) / 365.0)",
-    power="power",
 )
 
 
@@ -102,9 +100,15 @@ def _json(d: Dialect, fields: list[tuple[str, str | None]], *, raw: str = "") ->
     return " || ".join(pieces)
 
 
-def _events(d: Dialect, event_type: str, rows: str, subject: str, data: list[tuple[str, str | None]]) -> str:
+def _events(d: Dialect, event_type: str, rows: str, subject: str, values: dict[str, str]) -> str:
     """INSERT the outbox rows of one event per row of `rows` (a table in the order of its `n`),
-    in bundles of BUNDLE, the first event's id naming each."""
+    in bundles of BUNDLE, the first event's id naming each. The data holds the contract's
+    fields in its order (shared/events/contracts.py): `values` gives the SQL of those the
+    import fills, the others are null."""
+
+    fields = list(CATALOG[event_type].model.model_fields)
+    assert values.keys() <= set(fields), f"{event_type} has no field {sorted(values.keys() - set(fields))}"
+    data: list[tuple[str, str | None]] = [(name, values.get(name)) for name in fields]
 
     envelope = _json(
         d,
@@ -134,30 +138,24 @@ def _events(d: Dialect, event_type: str, rows: str, subject: str, data: list[tup
     )
 
 
-_CUSTOMER_CREATED = [
-    ("id", "id"),
-    ("email", None),
-    ("external_id", "external_id"),
-    ("name", None),
-    ("phone", None),
-    ("referred_by", None),
-    ("referral_code", "referral_code"),
-    ("created_at", "created_at"),
-    ("suppressed", None),
-]
-_TRANSACTION_RECORDED = [
-    ("id", "id"),
-    ("customer_id", "customer_id"),
-    ("amount", "CAST(amount AS TEXT)"),
-    ("currency", "currency"),
-    ("occurred_at", "occurred_at"),
-    ("external_id", "external_id"),
-    ("purchase_count", "purchase_count"),
-    ("margin", None),
-    ("cost", None),
-    ("reporting_amount", "CAST(amount AS TEXT)"),
-    ("reporting_currency", "currency"),
-]
+# What an imported row fills of each event's data (the rest is null: no email, no margin).
+_CUSTOMER_CREATED = {
+    "id": "id",
+    "external_id": "external_id",
+    "referral_code": "referral_code",
+    "created_at": "created_at",
+}
+_TRANSACTION_RECORDED = {
+    "id": "id",
+    "customer_id": "customer_id",
+    "amount": "CAST(amount AS TEXT)",
+    "currency": "currency",
+    "occurred_at": "occurred_at",
+    "external_id": "external_id",
+    "purchase_count": "purchase_count",
+    "reporting_amount": "CAST(amount AS TEXT)",
+    "reporting_currency": "currency",
+}
 _TRANSACTION_COLUMNS = (
     "id, customer_id, amount, currency, occurred_at, external_id, margin, cost, recorded_at, "
     "reporting_amount, reporting_currency, fx_rate"
@@ -193,7 +191,7 @@ def _statements(d: Dialect, *, record: list[str], index_customers: list[str], ou
     index where the database does not keep it itself."""
 
     day = d.day
-    factor = f"{d.power}({1 + DISCOUNT_RATE}, {d.years_back.format('d.day')})"
+    factor = f"power({1 + DISCOUNT_RATE}, {d.years_back.format('d.day')})"
     statements = [
         "CREATE TEMPORARY TABLE new_customers AS SELECT s.n, s.id, s.external_id, s.referral_code, "
         f"{d.now} AS created_at FROM stage_customers s "
