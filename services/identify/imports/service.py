@@ -173,9 +173,9 @@ async def start_import(
 
 async def run_job(runtime, job_id: str, path: Path, options: parsing.ImportOptions, create_customers: bool) -> None:
     """Run the job in a worker process (worker.py), or here when the settings say so or the
-    platform cannot fork workers."""
+    platform cannot fork workers (`worker.used`)."""
 
-    if not (runtime.settings.import_worker and worker.available()):
+    if not worker.used(runtime.settings):
         await run_import(runtime.db, job_id, path, options, create_customers)
         return
     try:
@@ -188,7 +188,7 @@ async def run_job(runtime, job_id: str, path: Path, options: parsing.ImportOptio
 async def warm_workers(runtime) -> None:
     """Start-up hook: start the server import workers are forked from, in the background."""
 
-    if runtime.settings.import_worker and worker.available():
+    if worker.used(runtime.settings):
         runtime.tasks.append(asyncio.create_task(worker.warm(), name="import-worker-server"))
 
 

@@ -34,24 +34,26 @@ from services.identify.imports import parsing
 
 log = logging.getLogger("valuechain.identify.imports")
 
+# identify's code, imported once by the server: the whole service, by name (the app's module
+# imports every module a job may reach, such as the scoring's numerical libraries; this
+# package does not import it). multiprocessing also runs the program's main module in every
+# worker, unless it is a `__main__`, as `python -m uvicorn`'s is: a program run as
+# `python -m bench.import_bench` pays its imports in each, ~0.3 s here.
+_PRELOAD = ["services.identify.imports.worker", "services.identify.main"]
 _CONTEXT = (
     multiprocessing.get_context("forkserver") if "forkserver" in multiprocessing.get_all_start_methods() else None
 )
-# identify's code, imported once by the server. (multiprocessing also runs the program's
-# main module in every worker, unless it is a `__main__`, as `python -m uvicorn`'s is: a
-# program run as `python -m bench.import_bench` pays its imports in each, ~0.3 s here.)
-# The whole service by name (the app's module imports every module a job may reach, such
-# as the scoring's numerical libraries); this package does not import it.
-_PRELOAD = ["services.identify.imports.worker", "services.identify.main"]
-
+if _CONTEXT is not None:
+    _CONTEXT.set_forkserver_preload(_PRELOAD)  # read when the server starts
 
 STOP_GRACE_S = 5.0  # a worker terminated at a stop is killed if it has not exited by then
 
 
-def available() -> bool:
-    """Whether this platform can fork workers from a server (Linux and macOS can)."""
+def used(settings) -> bool:
+    """Whether import jobs run in workers: the settings ask for it (`import_worker`) and this
+    platform can fork workers from a server (Linux and macOS can)."""
 
-    return _CONTEXT is not None
+    return settings.import_worker and _CONTEXT is not None
 
 
 async def warm() -> None:
@@ -60,7 +62,6 @@ async def warm() -> None:
 
     if _CONTEXT is None:
         return
-    _CONTEXT.set_forkserver_preload(_PRELOAD)
     try:
         await asyncio.to_thread(_fork_once)
     except Exception as exc:  # noqa: BLE001 - each job tries again, and fails with the reason
@@ -88,8 +89,7 @@ async def run_in_worker(
 
     from services.identify.imports import service  # (service imports this module)
 
-    assert _CONTEXT is not None, "run_in_worker needs available()"
-    _CONTEXT.set_forkserver_preload(_PRELOAD)
+    assert _CONTEXT is not None, "run_in_worker needs used()"
     loop = asyncio.get_running_loop()
     receive, send = _CONTEXT.Pipe(duplex=False)
     job = {
